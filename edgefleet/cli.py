@@ -1,0 +1,55 @@
+"""The `edgefleet` command line: one sub-command group per module in `edgefleet.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from edgefleet import __version__
+from edgefleet.errors import EdgefleetError
+
+# Each module defines `register(subparsers)`; its parsers set `func(args) -> int`.
+COMMAND_MODULES = ["model", "keys", "fleet"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgefleet",
+        description="Predictive maintenance for TinyML machine fleets: train and ship int8 "
+        "anomaly detectors, run the fleet service, simulate nodes.",
+        epilog="Run `edgefleet COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgefleet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"edgefleet.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"edgefleet.commands.{name}":
+                continue  # command group not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgefleetError as exc:
+        print(f"edgefleet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

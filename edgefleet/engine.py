@@ -1,0 +1,166 @@
+"""The int8 inference engine over an artifact, vectorised over batches.
+
+Bit-identical to LiteRT's int8 FULLY_CONNECTED kernels. Accumulation uses a
+float BLAS matmul, which is exact here: every product and partial sum is an
+integer below 2^24 (float32) or 2^53 (float64), chosen per layer from its width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgefleet.artifact import REQUANT_FP32, Artifact, Layer
+from edgefleet.errors import ArtifactError, FeatureError
+from edgefleet.features import log_band_power, plan, quantize, standardize
+
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+CHUNK_ROWS = 2048
+
+
+class _PreparedLayer:
+    """Per-layer constants computed once (TFLM's Prepare stage); `__call__` is Eval.
+
+    The dot product runs as a float BLAS matmul, exact because every partial sum
+    is an integer below the dtype's mantissa (checked here). Requantization:
+    - fp32 mode (LiteRT default / XNNPACK): `rint(clamp(float32(acc) * scale))`;
+    - int mode (LiteRT reference): `(acc*M + 2^(t-1)) >> t`, done in float64 when
+      `|acc|*M + 2^(t-1) < 2^53` (then `floor(acc * M*2^-t + 0.5)` is exact),
+      else in int64.
+    """
+
+    def __init__(self, layer: Layer, mode: int) -> None:
+        self.layer, self.mode = layer, mode
+        w = layer.weights.astype(np.int64)
+        bias = layer.bias.astype(np.int64) if layer.bias is not None else np.zeros(layer.n_out, np.int64)
+        dot_bound = int(np.abs(w).sum(axis=1).max()) * 256  # |x| <= 128 and |x - zp| <= 255
+        self.dtype = np.float32 if dot_bound < FLOAT32_EXACT else np.float64
+        self.wt = np.ascontiguousarray(layer.weights.T.astype(self.dtype))
+        # fold the input zero point into the bias: W(x - zp) + b = Wx + (b - zp * sum(W))
+        self.bias = bias - layer.input_zero_point * w.sum(axis=1)
+        self.bias_f = self.bias.astype(np.float64)
+        self.zp = layer.output_zero_point
+        self.lo, self.hi = layer.act_min - self.zp, layer.act_max - self.zp
+        self.scale32 = np.broadcast_to(layer.scale.astype(np.float32), (layer.n_out,)).copy()
+        mult = np.broadcast_to(layer.multiplier.astype(np.int64), (layer.n_out,))
+        total = 31 - np.broadcast_to(layer.shift.astype(np.int64), (layer.n_out,))
+        acc_bound = dot_bound + int(np.abs(self.bias).max())
+        self.int_in_float = acc_bound * int(mult.max()) + (1 << int(total.max() - 1)) < FLOAT64_EXACT
+        self.scale64 = mult.astype(np.float64) * np.exp2(-total.astype(np.float64))
+        self.mult, self.total = mult, total
+        self.bias32 = self.bias.astype(np.float32)
+        self.fast_fp32 = (mode == REQUANT_FP32 and self.dtype == np.float32
+                          and bool((np.abs(self.bias) <= FLOAT32_EXACT).all()))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """int8-valued rows (any real dtype) -> int8-valued rows, as float32 in fp32 mode."""
+        if self.fast_fp32:
+            # float32 throughout: the dot is exact, and adding an exactly representable
+            # bias rounds once, exactly like the int32 -> float32 conversion of acc
+            v = x.astype(np.float32, copy=False) @ self.wt
+            v += self.bias32
+            v *= self.scale32
+            np.clip(v, self.lo, self.hi, out=v)
+            np.rint(v, out=v)
+            v += self.zp
+            return v
+        acc = (x.astype(self.dtype) @ self.wt).astype(np.float64)
+        acc += self.bias_f  # still an exact integer
+        if self.mode == REQUANT_FP32:
+            v = acc.astype(np.float32)  # the int32 -> float32 conversion, nearest even
+            v *= self.scale32
+            np.clip(v, self.lo, self.hi, out=v)
+            np.rint(v, out=v)
+        elif self.int_in_float:
+            v = acc
+            v *= self.scale64
+            v += 0.5
+            np.floor(v, out=v)
+            np.clip(v, self.lo, self.hi, out=v)
+        else:
+            a = acc.astype(np.int64)
+            v = (a * self.mult + (np.int64(1) << (self.total - 1))) >> self.total
+            v = ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # static_cast<int32_t>
+            np.clip(v, self.lo, self.hi, out=v)
+        v += self.zp
+        return v
+
+
+class Int8Engine:
+    """Runs int8 rows through the artifact's layers."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self._layers = [_PreparedLayer(layer, artifact.requant_mode) for layer in artifact.layers]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.artifact.n_inputs
+
+    @property
+    def n_outputs(self) -> int:
+        return self.artifact.n_outputs
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """int8 [n, n_inputs] (or [n_inputs]) -> int8 [n, n_outputs]."""
+        x = np.asarray(x)
+        if x.dtype != np.int8:
+            raise ArtifactError(f"engine input must be int8, got {x.dtype}")
+        single = x.ndim == 1
+        if single:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise ArtifactError(f"engine input must have shape [n, {self.n_inputs}], got {x.shape}")
+        out = np.empty((x.shape[0], self.n_outputs), np.int8)
+        for start in range(0, x.shape[0], CHUNK_ROWS):  # chunks stay in cache between layers
+            h = x[start:start + CHUNK_ROWS]
+            for layer in self._layers:
+                h = layer(h)
+            out[start:start + CHUNK_ROWS] = h
+        return out[0] if single else out
+
+    def score(self, q_in: np.ndarray, q_out: np.ndarray) -> np.ndarray:
+        """Rule 1: mean squared error between dequantized output and dequantized input."""
+        a = self.artifact
+        x = (np.asarray(q_in, np.float64) - a.input_zero_point) * np.float64(np.float32(a.input_scale))
+        y = (np.asarray(q_out, np.float64) - a.output_zero_point) * np.float64(np.float32(a.output_scale))
+        return np.mean((y - x) ** 2, axis=-1).astype(np.float32)
+
+
+class Detector:
+    """A node's whole pipeline: windows -> features -> int8 -> engine -> score vs threshold."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        if artifact.features is None:
+            raise ArtifactError("this artifact has no feature section: it takes raw int8 inputs only")
+        if artifact.scoring is None:
+            raise ArtifactError("this artifact has no scoring section (no threshold)")
+        self.artifact = artifact
+        self.engine = Int8Engine(artifact)
+
+    @property
+    def threshold(self) -> float:
+        assert self.artifact.scoring is not None
+        return float(self.artifact.scoring.threshold)
+
+    def window_samples(self, fs: float) -> int:
+        assert self.artifact.features is not None
+        return plan(self.artifact.features.params, fs).n_samples
+
+    def standardized(self, windows: np.ndarray, fs: float) -> np.ndarray:
+        f = self.artifact.features
+        assert f is not None
+        return standardize(log_band_power(windows, fs, f.params), f.mean, f.inv_std)
+
+    def quantized_inputs(self, windows: np.ndarray, fs: float) -> np.ndarray:
+        a = self.artifact
+        return quantize(self.standardized(windows, fs), a.input_scale, a.input_zero_point)
+
+    def score_windows(self, windows: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+        """Scores float32 [n] and anomaly flags bool [n] for windows [n, N] sampled at fs."""
+        q = self.quantized_inputs(windows, fs)
+        scores = self.engine.score(q, self.engine.infer(q))
+        return scores, scores > np.float32(self.threshold)
+
+
+__all__ = ["Int8Engine", "Detector", "FeatureError"]

@@ -1,0 +1,170 @@
+"""Protocol v1 codec: topics, decode/validate with a reason, canonical encode.
+
+Every inbound payload goes through `decode` (or `decode_message` with its topic):
+it returns the message as a dict or raises `ProtocolError` whose `code` is one of
+REASON_CODES and whose text says exactly what is wrong. Nothing here does I/O
+beyond reading the packaged schema files once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, NamedTuple
+
+from edgefleet.errors import EdgefleetError
+from edgefleet.protocol.canonical import Encoder, compile_encoder
+from edgefleet.protocol.checker import Check, compile_schema
+
+PROTOCOL_VERSION = 1
+TOPIC_ROOT = "ef/v1"
+KINDS = ("result", "status", "ota/offer", "ota/req", "ota/data", "ota/state", "cmd", "debug")
+DEVICE_KINDS = ("result", "status", "ota/req", "ota/state", "debug")  # published by nodes
+SERVER_KINDS = ("ota/offer", "ota/data", "cmd")  # published by the back end
+INGEST_KINDS = ("result", "status", "ota/state", "debug")  # what `edgefleet serve` stores
+MAX_PAYLOAD = 512 * 1024
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(?![\s\S])")
+REASON_CODES = ("topic", "size", "utf8", "json", "schema")
+
+
+class ProtocolError(EdgefleetError):
+    """A topic or payload that protocol v1 does not accept; `code` is one of REASON_CODES."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class Message(NamedTuple):
+    device: str
+    kind: str
+    body: dict[str, Any]
+
+
+class ResultRecord(NamedTuple):
+    """One result flattened with its message's header: the row the store keeps."""
+
+    device: str
+    boot: str
+    seq: int
+    ts: int
+    model: int
+    score: float
+    thr: float
+    anom: bool
+    inf_us: int
+
+
+@dataclass(frozen=True)
+class _Kind:
+    schema: dict[str, Any]
+    check: Check
+    encode: Encoder
+
+
+def _schema_file(kind: str) -> str:
+    return kind.replace("/", "_") + ".schema.json"
+
+
+@cache
+def _kind(kind: str) -> _Kind:
+    if kind not in KINDS:
+        raise ProtocolError("topic", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    text = resources.files("edgefleet.protocol").joinpath(_schema_file(kind)).read_text("utf-8")
+    schema = json.loads(text)
+    return _Kind(schema, compile_schema(schema), compile_encoder(schema))
+
+
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a kind (a fresh copy)."""
+    return json.loads(json.dumps(_kind(kind).schema))
+
+
+def topic(device: str, kind: str) -> str:
+    """`ef/v1/{device}/{kind}`; raises ProtocolError for a bad device id or kind."""
+    if not DEVICE_ID_RE.search(device):
+        raise ProtocolError("topic", f"device id {device!r} must be 1-64 of [A-Za-z0-9._-]")
+    _kind(kind)
+    return f"{TOPIC_ROOT}/{device}/{kind}"
+
+
+def parse_topic(topic_: str) -> tuple[str, str]:
+    """Split `ef/v1/{device}/{kind}` into (device, kind) or raise ProtocolError('topic')."""
+    parts = topic_.split("/", 3)
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+        raise ProtocolError("topic", f"{topic_[:80]!r} is not ef/v1/{{device}}/{{kind}}")
+    device, kind = parts[2], parts[3]
+    if not DEVICE_ID_RE.search(device):
+        raise ProtocolError("topic", f"device id {device[:80]!r} must be 1-64 of [A-Za-z0-9._-]")
+    if kind not in KINDS:
+        raise ProtocolError("topic", f"unknown kind {kind[:40]!r}")
+    return device, kind
+
+
+def check(kind: str, obj: Any) -> str | None:
+    """None if `obj` is a valid message of `kind`, else the first violation ('path: reason')."""
+    return _kind(kind).check(obj, "")
+
+
+def validate(kind: str, obj: Any) -> dict[str, Any]:
+    """Return `obj` if valid, else raise ProtocolError('schema', reason)."""
+    err = _kind(kind).check(obj, "")
+    if err:
+        raise ProtocolError("schema", err)
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(kind: str, payload: bytes, *, max_size: int = MAX_PAYLOAD) -> dict[str, Any]:
+    """Parse and validate one payload of `kind`; ProtocolError says why it is refused."""
+    spec = _kind(kind)
+    if len(payload) > max_size:
+        raise ProtocolError("size", f"payload of {len(payload)} bytes exceeds {max_size}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("utf8", f"not UTF-8 at byte {exc.start}") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("json", str(exc)[:200]) from None
+    err = spec.check(obj, "")
+    if err:
+        raise ProtocolError("schema", err)
+    return obj
+
+
+def decode_message(topic_: str, payload: bytes, *, max_size: int = MAX_PAYLOAD) -> Message:
+    """Topic and payload together: Message(device, kind, body) or ProtocolError."""
+    device, kind = parse_topic(topic_)
+    return Message(device, kind, decode(kind, payload, max_size=max_size))
+
+
+def encode(kind: str, obj: dict[str, Any]) -> bytes:
+    """Validate `obj` and return its canonical bytes (what the C encoder produces too)."""
+    spec = _kind(kind)
+    err = spec.check(obj, "")
+    if err:
+        raise ProtocolError("schema", err)
+    return spec.encode(obj).encode("ascii")
+
+
+def result_records(device: str, body: dict[str, Any]) -> list[ResultRecord]:
+    """Flatten a decoded `result` message into one ResultRecord per result."""
+    boot, model, thr = body["boot"], int(body["model"]), float(body["thr"])
+    return [ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
+                         bool(r["anom"]), int(r["inf_us"])) for r in body["res"]]
+
+
+def result_message(boot: str, model: int, thr: float, results: list[dict[str, Any]],
+                   dropped: int = 0) -> dict[str, Any]:
+    """Build a `result` body; each result is {seq, ts, score, anom, inf_us}."""
+    return {"v": PROTOCOL_VERSION, "boot": boot, "model": model, "thr": thr,
+            "dropped": dropped, "res": results}

@@ -1,0 +1,64 @@
+"""Small int8 dense models built on the spot, for tests and benchmarks (imports TensorFlow).
+
+Nothing is downloaded: weights are random or trained here, and the
+representative set spans the input range so quantization is realistic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def quantize_keras(model, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
+    """Full-int8 TFLite (int8 input and output) from a Keras model and representative rows."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rep = np.asarray(representative, np.float32)
+
+    def gen():
+        for row in rep[:500]:
+            yield [row[None, :]]
+
+    converter.representative_dataset = gen
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    if not per_channel:
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    return bytes(converter.convert())
+
+
+def make_dense_tflite(layer_sizes: list[int], *, per_channel: bool = True, seed: int = 0,
+                      relu_hidden: bool = True, activation_last: str | None = None) -> bytes:
+    """Random dense stack `layer_sizes[0] -> ... -> layer_sizes[-1]`, int8-quantized."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input(shape=(layer_sizes[0],))
+    x = inputs
+    n = len(layer_sizes) - 1
+    for i, units in enumerate(layer_sizes[1:]):
+        act = ("relu" if relu_hidden else None) if i < n - 1 else activation_last
+        x = tf.keras.layers.Dense(units, activation=act,
+                                  bias_initializer=tf.keras.initializers.RandomNormal(0.0, 0.1))(x)
+    model = tf.keras.Model(inputs, x)
+    rng = np.random.default_rng(seed)
+    rep = rng.normal(0.0, 1.0, size=(500, layer_sizes[0])).astype(np.float32)
+    return quantize_keras(model, rep, per_channel=per_channel)
+
+
+def make_tflite_with_op(op: str = "conv") -> bytes:
+    """A model holding an op the int8 engine does not support (for error tests)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(1)
+    inputs = tf.keras.Input(shape=(16,))
+    x = tf.keras.layers.Reshape((16, 1))(inputs)
+    x = tf.keras.layers.Conv1D(4, 3, padding="same")(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(16)(x)
+    model = tf.keras.Model(inputs, x)
+    rep = np.random.default_rng(1).normal(size=(200, 16)).astype(np.float32)
+    return quantize_keras(model, rep)

@@ -50,13 +50,13 @@ class _PreparedLayer:
         self.mult, self.total = mult, total
         self.bias32 = self.bias.astype(np.float32)
         self.fast_fp32 = (mode == REQUANT_FP32 and self.dtype == np.float32
-                          and bool((np.abs(self.bias) <= FLOAT32_EXACT).all()))
+                          and bool((np.abs(self.bias) < FLOAT32_EXACT).all()))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """int8-valued rows (any real dtype) -> int8-valued rows, as float32 in fp32 mode."""
+        """int8-valued rows (any real dtype) -> int8-valued rows (float32 or float64 values)."""
         if self.fast_fp32:
-            # float32 throughout: the dot is exact, and adding an exactly representable
-            # bias rounds once, exactly like the int32 -> float32 conversion of acc
+            # float32 throughout: the dot is an exact integer below 2^24, and adding the
+            # (exactly representable) bias rounds once, like XNNPACK's int32 -> float
             v = x.astype(np.float32, copy=False) @ self.wt
             v += self.bias32
             v *= self.scale32

@@ -1,0 +1,223 @@
+"""`edgefleet model ...`: train, evaluate, import, run and describe int8 anomaly models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgefleet.errors import DataError, EdgefleetError, ModelImportError
+
+log = logging.getLogger("edgefleet.model")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="train, evaluate, import, run and describe models",
+                       description="Anomaly models: an int8 autoencoder over spectral features, "
+                       "shipped as a compact artifact that microcontrollers read in place.")
+    ms = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+
+    t = ms.add_parser("train", help="train a model folder from recordings of normal running",
+                      description="Trains on windows of recordings labelled 'normal' (others are used "
+                      "only for evaluation), sets the threshold on the held-out tail of each normal "
+                      "recording, quantizes to full int8 and writes a model folder: .tflite files, "
+                      "model.efm artifact, signed manifest.json, card.json and card.md.",
+                      epilog="example: edgefleet model train --data ../shared/data/cwru --out models/cwru")
+    t.add_argument("--data", required=True, type=Path, help="folder of .npz recordings (shared/data format)")
+    t.add_argument("--out", type=Path, default=Path("model"), help="model folder to write (default: ./model)")
+    t.add_argument("--epochs", type=int, default=150, help="training epochs (default 150)")
+    t.add_argument("--bands", type=int, default=32, help="spectral bands = model inputs (default 32)")
+    t.add_argument("--fmin", type=float, default=100.0, help="lowest band edge, Hz (default 100)")
+    t.add_argument("--fmax", type=float, default=5000.0, help="highest band edge, Hz (default 5000)")
+    t.add_argument("--window", type=float, default=0.08, help="window length, seconds (default 0.08)")
+    t.add_argument("--hidden", default="16,8,16", help="hidden layer widths (default 16,8,16)")
+    t.add_argument("--version", type=int, default=1, dest="model_version", help="model version (default 1)")
+    t.add_argument("--model-id", default=None, help="model name in the manifest (default: folder name)")
+    t.add_argument("--key", type=Path, default=None,
+                   help="Ed25519 signing key (default $EDGEFLEET_SIGNING_KEY or ~/.config/edgefleet/signing.key, created if absent)")
+    t.add_argument("--requant", choices=["fp32", "int"], default="fp32",
+                   help="bit-exact target: fp32 = LiteRT default resolver, int = LiteRT reference kernels")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-tflm", action="store_true", help="skip measuring the TFLM arena for the card")
+    t.set_defaults(func=cmd_train)
+
+    e = ms.add_parser("evaluate", help="ROC AUC per recording and overall, float and int8",
+                      epilog="example: edgefleet model evaluate models/cwru --data ../shared/data/cwru --json")
+    e.add_argument("model_dir", type=Path)
+    e.add_argument("--data", required=True, type=Path, help="folder of labelled .npz recordings")
+    e.add_argument("--json", action="store_true", help="print one JSON object (auc_int8, auc_float, per_file)")
+    e.set_defaults(func=cmd_evaluate)
+
+    i = ms.add_parser("import", help="make an artifact from an int8 .tflite",
+                      description="Converts a full-int8 .tflite whose graph is a chain of FULLY_CONNECTED "
+                      "layers (fused ReLU/ReLU6 or none; per-channel or per-tensor weights) into an "
+                      "artifact. Other ops are refused with the op's name.")
+    i.add_argument("tflite", type=Path)
+    i.add_argument("--out", required=True, type=Path, help="artifact file to write (.efm)")
+    i.add_argument("--version", type=int, default=1, dest="model_version")
+    i.add_argument("--requant", choices=["fp32", "int"], default="fp32")
+    i.set_defaults(func=cmd_import)
+
+    r = ms.add_parser("run", help="int8 batch inference: X.npy [n, inputs] -> Y.npy [n, outputs]")
+    r.add_argument("artifact", type=Path, help="artifact file, or a model folder")
+    r.add_argument("--input", required=True, type=Path, help="int8 .npy of shape [n, inputs]")
+    r.add_argument("--output", required=True, type=Path, help=".npy to write, int8 [n, outputs]")
+    r.set_defaults(func=cmd_run)
+
+    c = ms.add_parser("card", help="print a model folder's card")
+    c.add_argument("model_dir", type=Path)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_card)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from edgefleet import keys, manifest
+    from edgefleet.card import footprint, host_latency, to_markdown
+    from edgefleet.datasets import load_folder
+    from edgefleet.evaluation import evaluate
+    from edgefleet.model_folder import ARTIFACT, CARD_JSON, CARD_MD, FLOAT, INT8, MANIFEST, ModelFolder
+    from edgefleet.tflm_arena import smallest_arena
+    from edgefleet.training import TrainConfig, train_model
+
+    try:
+        hidden = [int(v) for v in args.hidden.split(",") if v]
+    except ValueError as exc:
+        raise EdgefleetError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from exc
+    if args.epochs < 1:
+        raise EdgefleetError("--epochs must be >= 1")
+    cfg = TrainConfig(n_bands=args.bands, f_lo_hz=args.fmin, f_hi_hz=args.fmax, window_s=args.window,
+                      hidden=hidden, epochs=args.epochs, seed=args.seed, model_version=args.model_version,
+                      requant=args.requant)
+    recordings = load_folder(args.data)
+    log.info("loaded %d recordings from %s (%d normal)", len(recordings), args.data,
+             sum(r.is_normal for r in recordings))
+    bar = _progress(cfg.epochs, "training")
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if epoch % max(1, cfg.epochs // 5) == 0 or epoch == cfg.epochs:
+            log.info("epoch %d/%d loss %.4f", epoch, cfg.epochs, loss)
+
+    trained = train_model(recordings, cfg, progress=on_epoch)
+    bar.close()
+    art = trained.artifact
+    art_bytes = art.to_bytes()
+    folder = ModelFolder(args.out)
+    model_id = args.model_id or args.out.resolve().name
+    key, created = keys.load_or_create(args.key)
+    if created:
+        log.info("created signing key %s (public key beside it, .pub)", args.key or keys.DEFAULT_KEY)
+    body = manifest.build_body(art_bytes, art, key.public_key(), model_id=model_id)
+
+    log.info("evaluating on %s", args.data)
+    normal_names = {r.name: cfg.train_fraction for r in recordings if r.is_normal}
+    ev = evaluate(art, trained.tflite_float, recordings, trained_on=normal_names)
+    log.info("measuring host latency and the TFLM arena")
+    card = {
+        "model_id": model_id, "version": art.model_version, "created": body["created"],
+        "threshold": float(art.scoring.threshold),
+        "features": {"window_s": cfg.window_s, "bands": cfg.n_bands, "f_lo_hz": cfg.f_lo_hz,
+                     "f_hi_hz": cfg.f_hi_hz, "spacing": cfg.spacing, "definition": "docs/features.md v1"},
+        "footprint": footprint(art, len(art_bytes)),
+        "tflm_arena_bytes": None if args.no_tflm else smallest_arena(trained.tflite_int8),
+        "evaluation": ev,
+        "latency": host_latency(art, trained.tflite_int8),
+        "training": {"config": trained.card_config(), "files": sorted(normal_names),
+                     "train_windows": trained.train_windows, "val_windows": trained.val_windows,
+                     "final_loss": trained.history[-1], "trained_on": normal_names},
+    }
+    folder.write(INT8, trained.tflite_int8)
+    folder.write(FLOAT, trained.tflite_float)
+    folder.write(ARTIFACT, art_bytes)
+    folder.write(MANIFEST, manifest.sign(body, key))
+    folder.write(CARD_JSON, json.dumps(card, indent=2, default=float) + "\n")
+    folder.write(CARD_MD, to_markdown(card))
+    print(to_markdown(card))
+    print(f"wrote {args.out}/ ({ARTIFACT} {len(art_bytes)} B, {MANIFEST} signed with key "
+          f"{body['key_id']})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgefleet.datasets import load_folder
+    from edgefleet.evaluation import evaluate
+    from edgefleet.model_folder import ModelFolder
+
+    folder = ModelFolder(args.model_dir)
+    art = folder.artifact()
+    trained_on = (folder.card().get("training") or {}).get("trained_on", {})
+    recordings = load_folder(args.data)
+    ev = evaluate(art, folder.tflite_float(), recordings, trained_on=trained_on)
+    if args.json:
+        print(json.dumps(ev, default=float))
+        return 0
+    print(f"{'recording':28} {'label':11} {'windows':>7} {'AUC int8':>9} {'AUC float':>9} {'flagged':>8}")
+    for f in ev["per_file"]:
+        a8 = "—" if f["auc_int8"] is None else f"{f['auc_int8']:.4f}"
+        af = "—" if f["auc_float"] is None else f"{f['auc_float']:.4f}"
+        print(f"{f['name']:28} {f['label']:11} {f['windows']:7d} {a8:>9} {af:>9} {f['anomaly_rate']:8.0%}")
+    print(f"\noverall AUC int8 {ev['auc_int8']:.4f}, float {ev['auc_float']:.4f}; worst file "
+          f"{ev['min_file_auc_int8']:.4f}; {ev['normal_windows']} normal windows (held-out tail of "
+          f"training recordings); threshold {ev['threshold']:.4g}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from edgefleet.tflite_import import import_tflite
+
+    try:
+        data = args.tflite.read_bytes()
+    except OSError as exc:
+        raise ModelImportError(f"cannot read {args.tflite}: {exc.strerror}") from exc
+    art = import_tflite(data, model_version=args.model_version, requant=args.requant)
+    blob = art.to_bytes()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(blob)
+    print(f"wrote {args.out}: {len(art.layers)} layers "
+          f"({' -> '.join([str(art.n_inputs)] + [str(l.n_out) for l in art.layers])}), {art.macs} MACs, "
+          f"{len(blob)} B, activation RAM {art.arena_bytes} B, requant {args.requant}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgefleet.artifact import load_artifact
+    from edgefleet.engine import Int8Engine
+    from edgefleet.model_folder import ARTIFACT
+
+    path = args.artifact / ARTIFACT if args.artifact.is_dir() else args.artifact
+    art = load_artifact(path)
+    try:
+        x = np.load(args.input, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"cannot read {args.input} as .npy: {exc}") from exc
+    if x.dtype != np.int8:
+        raise DataError(f"{args.input} holds {x.dtype}; int8 inputs are required (quantize first)")
+    if x.ndim != 2 or x.shape[1] != art.n_inputs:
+        raise DataError(f"{args.input} has shape {x.shape}; this model takes [n, {art.n_inputs}]")
+    y = Int8Engine(art).infer(x)
+    np.save(args.output, y)
+    print(f"wrote {args.output}: {y.shape[0]} rows x {y.shape[1]} int8")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from edgefleet.card import to_markdown
+    from edgefleet.model_folder import ModelFolder
+
+    card = ModelFolder(args.model_dir).card()
+    if not card:
+        raise EdgefleetError(f"{args.model_dir} has no card.json (train it with `edgefleet model train`)")
+    print(json.dumps(card, indent=2) if args.json else to_markdown(card))
+    return 0

@@ -8,6 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
+# Shapes the parity suites (Python and C) test: name -> (layer sizes, per-channel, last activation).
+PARITY_SHAPES: dict[str, tuple[list[int], bool, str | None]] = {
+    "ae32_pc": ([32, 16, 8, 16, 32], True, None),
+    "ae32_pt": ([32, 16, 8, 16, 32], False, None),
+    "mlperf_pt": ([640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640], False, None),  # MLPerf Tiny AD
+    "mlperf_pc": ([640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640], True, None),
+    "narrow_relu6": ([64, 7, 3], True, "relu6"),
+    "single_layer": ([20, 5], False, "relu"),
+}
+
+
+def make_parity_models() -> dict[str, bytes]:
+    """Every PARITY_SHAPES model as int8 .tflite bytes (deterministic seeds)."""
+    return {name: make_dense_tflite(sizes, per_channel=pc, seed=i, activation_last=last)
+            for i, (name, (sizes, pc, last)) in enumerate(PARITY_SHAPES.items())}
+
 
 def quantize_keras(model, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
     """Full-int8 TFLite (int8 input and output) from a Keras model and representative rows."""

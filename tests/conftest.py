@@ -1,0 +1,31 @@
+"""Suite-wide fixtures: where the shared data lives, and a per-test signing key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EDGEFLEET_DATA", REPO.parent / "shared" / "data"))
+CWRU = DATA / "cwru"
+
+
+@pytest.fixture(scope="session")
+def cwru_dir() -> Path:
+    if not CWRU.is_dir():
+        pytest.fail(f"CWRU development data not found at {CWRU} (set EDGEFLEET_DATA)")
+    return CWRU
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_signing_key(tmp_path_factory):
+    """Never touch the developer's real key: the whole session signs with a throwaway key."""
+    key = tmp_path_factory.mktemp("keys") / "signing.key"
+    import edgefleet.keys as keys
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEFLEET_SIGNING_KEY", str(key))
+        mp.setattr(keys, "DEFAULT_KEY", key)
+        yield key

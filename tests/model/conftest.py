@@ -1,0 +1,26 @@
+"""Models built once per test session (TensorFlow is slow to import and convert)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgefleet.datasets import load_folder
+
+@pytest.fixture(scope="session")
+def tflite_models() -> dict[str, bytes]:
+    from edgefleet.testmodels import make_parity_models
+
+    return make_parity_models()
+
+
+@pytest.fixture(scope="session")
+def cwru_recordings(cwru_dir):
+    return load_folder(cwru_dir)
+
+
+@pytest.fixture(scope="session")
+def trained(cwru_recordings):
+    """The default architecture trained on CWRU (fewer epochs than the CLI default, same recipe)."""
+    from edgefleet.training import TrainConfig, train_model
+
+    return train_model(cwru_recordings, TrainConfig(epochs=60))

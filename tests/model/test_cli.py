@@ -1,0 +1,124 @@
+"""The `edgefleet model` commands end to end, as an engineer runs them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgefleet.engine import Int8Engine
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, cwru_dir):
+    out = tmp_path_factory.mktemp("m") / "cwru"
+    run("model", "train", "--data", cwru_dir, "--out", out, "--epochs", "80")
+    return out
+
+
+def test_train_writes_a_complete_model_folder(model_dir):
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"model.efm", "manifest.json", "model_int8.tflite", "model_float.tflite",
+            "card.json", "card.md"} <= names
+    card = json.loads((model_dir / "card.json").read_text())
+    fp = card["footprint"]
+    assert fp["artifact_bytes"] <= 16 * 1024 and fp["activation_ram_bytes"] <= 1024
+    assert card["tflm_arena_bytes"] > 4 * fp["activation_ram_bytes"]
+    assert card["latency"]["engine_us_per_window_batched"] > 0
+
+
+def test_evaluate_json_meets_the_cwru_targets(model_dir, cwru_dir):
+    out = json.loads(run("model", "evaluate", model_dir, "--data", cwru_dir, "--json").stdout)
+    assert {"auc_int8", "auc_float", "per_file"} <= set(out)
+    assert out["auc_int8"] >= 0.99
+    assert min(f["auc_int8"] for f in out["per_file"] if f["auc_int8"] is not None) >= 0.95
+    assert abs(out["auc_float"] - out["auc_int8"]) <= 0.005
+    normal = [f for f in out["per_file"] if f["label"] == "normal"]
+    assert normal and normal[0]["windows"] < 20  # only the held-out tail is scored
+
+
+def test_evaluate_table_and_card(model_dir, cwru_dir):
+    table = run("model", "evaluate", model_dir, "--data", cwru_dir).stdout
+    assert "or014at6_1hp_198" in table and "overall AUC int8" in table
+    card = run("model", "card", model_dir).stdout
+    assert "TFLM arena" in card and "activation RAM" in card
+
+
+def test_import_and_run_match_litert(model_dir, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    art_path = tmp_path / "x.efm"
+    run("model", "import", model_dir / "model_int8.tflite", "--out", art_path)
+    x = np.random.default_rng(1).integers(-128, 128, size=(500, 32), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    run("model", "run", art_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    y = np.load(tmp_path / "y.npy")
+    it = Interpreter(model_path=str(model_dir / "model_int8.tflite"))
+    inp = it.get_input_details()[0]
+    it.resize_tensor_input(inp["index"], x.shape)
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    assert np.array_equal(y, it.get_tensor(it.get_output_details()[0]["index"]))
+
+
+def test_keys_verify_the_trained_manifest(model_dir):
+    assert "self-test passed" in run("keys", "verify", model_dir).stdout
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("nan", "NaN"), ("short", "fewer than one"), ("rate", "Nyquist"), ("nolabel", "missing keys"),
+])
+def test_bad_recordings_get_clear_errors(tmp_path, problem, message):
+    rng = np.random.default_rng(0)
+    sig, fs = rng.normal(size=24000).astype(np.float32), 12000
+    if problem == "nan":
+        sig[100] = np.nan
+    if problem == "short":
+        sig = sig[:500]
+    if problem == "rate":
+        fs = 4000
+    d = tmp_path / "data"
+    d.mkdir()
+    extra = {} if problem == "nolabel" else {"label": "normal"}
+    np.savez(d / "rec.npz", signal=sig, fs=fs, **extra)
+    proc = run("model", "train", "--data", d, "--out", tmp_path / "m", "--epochs", "1", check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_rejects_float_input_and_corrupt_artifact(model_dir, tmp_path):
+    np.save(tmp_path / "f.npy", np.zeros((3, 32), np.float32))
+    proc = run("model", "run", model_dir, "--input", tmp_path / "f.npy", "--output", tmp_path / "o.npy",
+               check=False)
+    assert proc.returncode == 2 and "int8" in proc.stderr
+    bad = bytearray((model_dir / "model.efm").read_bytes())
+    bad[200] ^= 0xFF
+    (tmp_path / "bad.efm").write_bytes(bytes(bad))
+    np.save(tmp_path / "i.npy", np.zeros((3, 32), np.int8))
+    proc = run("model", "run", tmp_path / "bad.efm", "--input", tmp_path / "i.npy", "--output",
+               tmp_path / "o.npy", check=False)
+    assert proc.returncode == 2 and "CRC" in proc.stderr
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_import_refuses_other_ops(tmp_path):
+    from edgefleet.testmodels import make_tflite_with_op
+
+    (tmp_path / "conv.tflite").write_bytes(make_tflite_with_op())
+    proc = run("model", "import", tmp_path / "conv.tflite", "--out", tmp_path / "c.efm", check=False)
+    assert proc.returncode == 2 and "unsupported op" in proc.stderr
+
+
+def test_help_teaches():
+    out = run("model", "train", "--help").stdout
+    assert "--data" in out and "example:" in out

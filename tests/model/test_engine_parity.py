@@ -1,0 +1,91 @@
+"""The Python int8 engine against LiteRT, bit for bit, on >= 10,000 inputs per model."""
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from edgefleet.artifact import Artifact
+from edgefleet.datasets import windows_of
+from edgefleet.engine import Int8Engine
+from edgefleet.tflite_import import import_tflite
+
+from edgefleet.testmodels import PARITY_SHAPES as SHAPES
+
+N_INPUTS = 10_000
+
+
+def litert(tflite: bytes, x: np.ndarray, resolver=None) -> np.ndarray:
+    kw = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+    it = Interpreter(model_content=tflite, **kw)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(inp["index"], x.shape)
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    return it.get_tensor(out["index"])
+
+
+def parity_inputs(n_in: int, seed: int) -> np.ndarray:
+    """Random rows, all-extreme rows, alternating extremes, and sparse spikes."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(N_INPUTS, n_in), dtype=np.int8)
+    x[0], x[1] = -128, 127
+    x[2:100] = np.where(rng.random((98, n_in)) < 0.5, -128, 127)
+    x[100:200] = 0
+    x[100:200, rng.integers(0, n_in, 100)] = 127
+    x[200:1200] = np.clip(rng.normal(0, 20, (1000, n_in)), -128, 127).astype(np.int8)
+    return x
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+@pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
+def test_bit_exact_against_litert(tflite_models, name, mode, resolver):
+    tfl = tflite_models[name]
+    art = Artifact.from_bytes(import_tflite(tfl, requant=mode).to_bytes())
+    x = parity_inputs(art.n_inputs, seed=len(name))
+    ours = Int8Engine(art).infer(x)
+    ref = litert(tfl, x, resolver)
+    assert ours.dtype == np.int8 and ours.shape == ref.shape
+    mismatches = int((ours != ref).sum())
+    assert mismatches == 0, f"{mismatches} of {ref.size} int8 outputs differ from LiteRT"
+
+
+def test_per_channel_and_per_tensor_really_differ(tflite_models):
+    pc = import_tflite(tflite_models["ae32_pc"])
+    pt = import_tflite(tflite_models["ae32_pt"])
+    assert all(layer.multiplier.size == layer.n_out for layer in pc.layers)
+    assert all(layer.multiplier.size == 1 for layer in pt.layers)
+    mlperf = import_tflite(tflite_models["mlperf_pt"])
+    assert len(mlperf.layers) == 10 and mlperf.n_inputs == 640 and mlperf.macs == 264_192
+
+
+def test_real_cwru_windows_bit_exact(trained, cwru_recordings):
+    """Real bearing windows through the feature front end, then engine vs LiteRT default."""
+    art = trained.artifact
+    from edgefleet.engine import Detector
+
+    det = Detector(art)
+    rows = []
+    for rec in cwru_recordings:
+        rows.append(det.quantized_inputs(windows_of(rec, art.features.params, hop_fraction=0.2), rec.fs))
+    x = np.concatenate(rows)
+    assert len(x) >= N_INPUTS
+    assert np.array_equal(Int8Engine(art).infer(x), litert(trained.tflite_int8, x))
+
+
+def test_single_row_and_batch_agree(tflite_models):
+    eng = Int8Engine(import_tflite(tflite_models["ae32_pc"]))
+    x = parity_inputs(32, 3)[:50]
+    batch = eng.infer(x)
+    for i in range(50):
+        np.testing.assert_array_equal(eng.infer(x[i]), batch[i])
+
+
+def test_engine_rejects_wrong_dtype_and_shape(tflite_models):
+    from edgefleet.errors import ArtifactError
+
+    eng = Int8Engine(import_tflite(tflite_models["ae32_pc"]))
+    with pytest.raises(ArtifactError, match="int8"):
+        eng.infer(np.zeros((2, 32), np.float32))
+    with pytest.raises(ArtifactError, match="shape"):
+        eng.infer(np.zeros((2, 31), np.int8))

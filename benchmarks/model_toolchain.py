@@ -1,0 +1,121 @@
+"""Benchmark for the model toolchain: AUC on CWRU, footprint vs TFLM, engine vs LiteRT speed.
+
+    .venv/bin/python benchmarks/model_toolchain.py [--data ../shared/data/cwru] [--epochs 150]
+
+Prints a table and writes benchmarks/results/model_toolchain.json. Medians of
+repeated runs; our engine and LiteRT are timed side by side in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, write_report  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def median_us(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e6
+
+
+def throughput(tflite: bytes, batches=(1, 256, 4096), requant: str = "fp32") -> list[dict]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgefleet.engine import Int8Engine
+    from edgefleet.tflite_import import import_tflite
+
+    engine = Int8Engine(import_tflite(tflite, requant=requant))
+    rows = []
+    for b in batches:
+        x = np.random.default_rng(b).integers(-128, 128, size=(b, engine.n_inputs), dtype=np.int8)
+        it = Interpreter(model_content=tflite)
+        inp = it.get_input_details()[0]
+        it.resize_tensor_input(inp["index"], x.shape)
+        it.allocate_tensors()
+
+        def lite():
+            it.set_tensor(inp["index"], x)
+            it.invoke()
+
+        lite()
+        engine.infer(x)
+        reps = 300 if b <= 256 else 60
+        ours, ref = median_us(lambda: engine.infer(x), reps), median_us(lite, reps)
+        rows.append({"batch": b, "engine_us_per_window": ours / b, "litert_us_per_window": ref / b,
+                     "ratio": ours / ref})
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cwru")
+    ap.add_argument("--epochs", type=int, default=150)
+    args = ap.parse_args()
+
+    from edgefleet.card import footprint
+    from edgefleet.datasets import load_folder
+    from edgefleet.evaluation import evaluate
+    from edgefleet.testmodels import make_dense_tflite
+    from edgefleet.tflm_arena import smallest_arena
+    from edgefleet.training import TrainConfig, train_model
+
+    print(f"machine: {machine()}")
+    recs = load_folder(args.data)
+    cfg = TrainConfig(epochs=args.epochs)
+    t0 = time.perf_counter()
+    trained = train_model(recs, cfg)
+    train_s = time.perf_counter() - t0
+    art = trained.artifact
+    ev = evaluate(art, trained.tflite_float, recs,
+                  trained_on={r.name: cfg.train_fraction for r in recs if r.is_normal})
+    fp = footprint(art, len(art.to_bytes()))
+    tflm = smallest_arena(trained.tflite_int8)
+    hardest = min((f for f in ev["per_file"] if f["auc_int8"] is not None), key=lambda f: f["auc_int8"])
+    print(f"\nCWRU (train: first 70% of normal_0hp_97; test: its last 30% + all 18 fault files), "
+          f"trained in {train_s:.1f} s")
+    print(f"  AUC int8 {ev['auc_int8']:.4f}  float {ev['auc_float']:.4f}  change {ev['auc_change']:+.4f}  "
+          f"hardest file {hardest['name']} {hardest['auc_int8']:.4f}")
+    print(f"  artifact {fp['artifact_bytes']} B | activation RAM {fp['activation_ram_bytes']} B | "
+          f"TFLM arena (same .tflite) {tflm} B | MACs {fp['macs_per_inference']}")
+
+    mlperf = make_dense_tflite([640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640], per_channel=False)
+    from edgefleet.tflite_import import import_tflite
+
+    mlperf_art = import_tflite(mlperf)
+    mlperf_fp = footprint(mlperf_art, len(mlperf_art.to_bytes()), None)
+    mlperf_tflm = smallest_arena(mlperf)
+    print(f"  MLPerf-Tiny-AD-shaped model: artifact {mlperf_fp['artifact_bytes']} B, activation RAM "
+          f"{mlperf_fp['activation_ram_bytes']} B, TFLM arena {mlperf_tflm} B, .tflite {len(mlperf)} B")
+
+    speed = {"default": throughput(trained.tflite_int8), "mlperf_ad": throughput(mlperf)}
+    print("\nPython int8 engine vs LiteRT (default resolver), median us per window:")
+    print(f"  {'model':10} {'batch':>6} {'engine':>9} {'LiteRT':>9} {'ratio':>6}")
+    for name, rows in speed.items():
+        for r in rows:
+            print(f"  {name:10} {r['batch']:6d} {r['engine_us_per_window']:9.3f} "
+                  f"{r['litert_us_per_window']:9.3f} {r['ratio']:6.2f}")
+    write_report("model_toolchain", {
+        "train_seconds": train_s, "epochs": args.epochs,
+        "auc_int8": ev["auc_int8"], "auc_float": ev["auc_float"], "auc_change": ev["auc_change"],
+        "hardest_file": {"name": hardest["name"], "auc_int8": hardest["auc_int8"]},
+        "per_file": ev["per_file"], "footprint": fp, "tflm_arena_bytes": tflm,
+        "mlperf_ad": {"footprint": mlperf_fp, "tflm_arena_bytes": mlperf_tflm, "tflite_bytes": len(mlperf)},
+        "speed": speed,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -128,7 +128,7 @@ def compile_schema(schema: dict[str, Any]) -> Check:
                     if closed:
                         return f"{p}: unexpected field {_excerpt(k)}"
                     continue
-                err = sub(x, f"{p}.{k}" if p else k)
+                err = sub(x, k if p == "$" else f"{p}.{k}")
                 if err:
                     return err
             return None

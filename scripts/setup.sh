@@ -28,7 +28,7 @@ if [[ ! -x .venv/bin/python ]]; then
   log "creating .venv with $PY"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.edgefleet-req-$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
+stamp=.venv/.edgefleet-req-$(cat requirements*.txt pyproject.toml | sha256sum | cut -c1-16)
 if [[ ! -f "$stamp" ]]; then
   log "installing Python packages (first run takes a few minutes: TensorFlow is large)"
   .venv/bin/pip install -q --upgrade pip

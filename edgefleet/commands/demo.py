@@ -1,0 +1,147 @@
+"""`edgefleet demo`: broker, fleet service, simulated plant and dashboard, supervised together.
+
+Each part is the ordinary command a user would run by hand; the demo only
+starts them in order, waits for each to be ready, prints where to look, and
+stops everything on Ctrl-C (or when any part dies, saying which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgefleet.errors import EdgefleetError
+
+log = logging.getLogger("edgefleet.demo")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the whole system locally: broker, service, 200 nodes, dashboard",
+                       description="Starts Mosquitto (or the embedded amqtt broker when no mosquitto "
+                       "binary exists), `edgefleet serve` on an SQLite store, `edgefleet sim` with a "
+                       "plant of simulated machines (a few developing bearing faults), and the "
+                       "Streamlit dashboard. Ctrl-C stops everything.")
+    p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
+    p.add_argument("--faulty", type=int, default=6, help="machines that develop a fault (default 6)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--workdir", type=Path, default=REPO / "var" / "demo", help="database and logs (default var/demo)")
+    p.add_argument("--mqtt-port", type=int, default=0, help="broker port (default: a free port)")
+    p.add_argument("--dashboard-port", type=int, default=8501)
+    p.add_argument("--no-dashboard", action="store_true", help="skip the dashboard (e.g. for load tests)")
+    p.set_defaults(func=cmd_demo)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EdgefleetError(f"{what} exited with code {proc.returncode} while starting")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.3).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise EdgefleetError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+class Supervisor:
+    """Starts child processes with their own log files and stops them in reverse order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+        logf = open(self.workdir / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        self.children.append((name, proc))
+        log.info("started %s (pid %d), log %s", name, proc.pid, logf.name)
+        return proc
+
+    def dead(self) -> tuple[str, int] | None:
+        for name, proc in self.children:
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.info("stopped %s (exit %s)", name, proc.returncode)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "fleet.db"
+    port = args.mqtt_port or free_port()
+    py = sys.executable
+    sup = Supervisor(workdir)
+    try:
+        if shutil.which("mosquitto"):
+            conf = workdir / "mosquitto.conf"
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                            "max_inflight_messages 1000\nmax_queued_messages 100000\n")
+            broker = sup.start("mosquitto", ["mosquitto", "-c", str(conf)])
+            broker_kind = "Mosquitto"
+        else:
+            broker = sup.start("broker", [py, "-m", "edgefleet.broker", "--port", str(port)])
+            broker_kind = "embedded amqtt broker (no mosquitto binary found)"
+        wait_port(port, broker, broker_kind)
+        url = f"mqtt://127.0.0.1:{port}"
+        serve = sup.start("serve", [py, "-m", "edgefleet", "serve", "--broker", url, "--db", str(db)])
+        time.sleep(1.0)
+        if serve.poll() is not None:
+            raise EdgefleetError(f"edgefleet serve exited with code {serve.returncode}; see {workdir}/serve.log")
+        sim_argv = [py, "-m", "edgefleet", "sim", "--broker", url, "--nodes", str(args.nodes),
+                    "--faulty", str(args.faulty), "--report", str(workdir / "sim-report.json")]
+        if args.duration:
+            sim_argv += ["--duration", str(args.duration)]
+        sup.start("sim", sim_argv)
+        if not args.no_dashboard:
+            dash = sup.start("dashboard", [py, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),
+                                           "--server.port", str(args.dashboard_port), "--server.address",
+                                           "127.0.0.1", "--server.headless", "true",
+                                           "--browser.gatherUsageStats", "false", "--", "--db", str(db)])
+            wait_port(args.dashboard_port, dash, "dashboard")
+        print(f"\n  edgefleet demo running: {args.nodes} simulated machines ({args.faulty} developing faults)\n"
+              f"  broker      {url} ({broker_kind})\n"
+              f"  store       {db}\n"
+              + ("" if args.no_dashboard else f"  dashboard   http://127.0.0.1:{args.dashboard_port}\n")
+              + f"  logs        {workdir}/*.log\n"
+              f"  stats       edgefleet stats --db {db} --json\n\n  Ctrl-C stops everything.\n", flush=True)
+        end = time.monotonic() + args.duration + 5 if args.duration else None
+        while end is None or time.monotonic() < end:
+            died = sup.dead()
+            if died and not (died[0] == "sim" and args.duration and died[1] == 0):
+                raise EdgefleetError(f"{died[0]} exited with code {died[1]}; see {workdir}/{died[0]}.log")
+            time.sleep(0.5)
+        return 0
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        sup.stop()

@@ -1,0 +1,194 @@
+"""The store contract: every backend must pass these (SQLite now; InfluxDB joins via BACKENDS)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefleet.alarms import AlarmChange, DeviceHealth
+from edgefleet.protocol import ResultRecord
+from edgefleet.store import (
+    DeviceUpdate,
+    Event,
+    IngestBatch,
+    Reject,
+    SQLiteStore,
+    Store,
+    StoreError,
+)
+
+T0 = 1_767_225_600_000
+
+# name -> factory(tmp_path) -> Store. An InfluxDB backend adds an entry (skipped without its URL).
+BACKENDS: dict[str, Callable[[Path], Store]] = {
+    "sqlite": lambda tmp: SQLiteStore(tmp / "store.db"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request, tmp_path: Path) -> Iterator[Store]:
+    s = BACKENDS[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+def rec(device: str = "d1", seq: int = 0, ts: int | None = None, score: float = 0.01, thr: float = 0.05,
+        boot: str = "0000000a", model: int = 3) -> ResultRecord:
+    return ResultRecord(device, boot, seq, T0 + seq * 1000 if ts is None else ts, model, score, thr,
+                        score > thr, 400)
+
+
+def batch(results=(), devices=(), events=(), rejects=(), ts: int = T0 + 10_000, messages: int | None = None):
+    return IngestBatch(ts, len(results) + len(rejects) if messages is None else messages,
+                       list(results), list(devices), list(events), list(rejects))
+
+
+def test_is_a_store(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
+def test_duplicates_by_device_boot_seq_are_dropped(store: Store) -> None:
+    first = store.write_batch(batch([rec(seq=i) for i in range(10)]))
+    assert (first.stored, first.duplicates) == (10, 0)
+    again = [rec(seq=i) for i in range(5, 15)] + [rec(seq=14)]
+    out = store.write_batch(batch(again))
+    assert (out.stored, out.duplicates) == (5, 6)
+    assert [r.seq for r in out.new] == [10, 11, 12, 13, 14]
+    # same seq on another boot or another device is a different result
+    out = store.write_batch(batch([rec(seq=0, boot="0000000b"), rec(device="d2", seq=0)]))
+    assert out.stored == 2
+    assert store.count_results() == 17
+    c = store.counts()
+    assert (c.results, c.duplicates, c.devices) == (17, 6, 2)
+
+
+def test_score_history_and_recent_results(store: Store) -> None:
+    store.write_batch(batch([rec(seq=i, score=0.001 * i) for i in range(50)] + [rec("d2", 0)]))
+    hist = store.score_history("d1")
+    assert [r.seq for r in hist] == list(range(50))
+    assert hist[7] == rec(seq=7, score=0.007)
+    window = store.score_history("d1", since_ms=T0 + 10_000, until_ms=T0 + 19_000)
+    assert [r.seq for r in window] == list(range(10, 20))
+    assert [r.seq for r in store.recent_results("d1", 3)] == [47, 48, 49]
+    assert store.score_history("nobody") == []
+
+
+def test_device_registry_from_results_and_status(store: Store) -> None:
+    birth = DeviceUpdate("d1", T0, status="online", boot="0000000a", fw="1.0.0", model=3, slot="A", thr=0.05,
+                         caps=("ota", "debug"), site="north", line="L1", tags=("pump",))
+    store.write_batch(batch([rec(seq=i, score=0.02 * i) for i in range(4)], devices=[birth]))
+    d = store.device("d1")
+    assert d is not None
+    assert (d.status, d.fw, d.slot, d.site, d.line, d.tags, d.caps) == \
+        ("online", "1.0.0", "A", "north", "L1", ("pump",), ("ota", "debug"))
+    assert d.results == 4 and d.last_seen == T0 + 3000 and d.last_score == pytest.approx(0.06)
+    # A late last will from an older connection does not override a newer status
+    store.write_batch(batch(devices=[DeviceUpdate("d1", T0 - 5000, status="lost")]))
+    assert store.device("d1").status == "online"
+    store.write_batch(batch(devices=[DeviceUpdate("d1", T0 + 60_000, status="lost")]))
+    assert store.device("d1").status == "lost"
+    # online but silent for longer than the stale window reads as stale
+    store.write_batch(batch(devices=[DeviceUpdate("d1", T0 + 70_000, status="online")]))
+    assert store.devices(now_ms=T0 + 70_000 + 500_000, stale_s=60)[0].status == "stale"
+    assert store.device("nobody") is None
+
+
+def test_fleet_summary_and_site_health(store: Store) -> None:
+    ups = [DeviceUpdate(f"n{i}", T0, status="online", model=3 if i < 3 else 4, site="north" if i < 2 else "south",
+                        fw="1.0.0", slot="A", thr=0.05, caps=()) for i in range(5)]
+    store.write_batch(batch([rec(f"n{i}", 0, ts=T0) for i in range(5)], devices=ups))
+    store.apply_alarm_changes([AlarmChange("raise", "n0", T0, "major", 0.2, 0.05, 0.2)],
+                              [DeviceHealth("n1", T0, 0.03, 0.5, 3600.0, "degrading")])
+    s = store.fleet_summary(now_ms=T0 + 1000)
+    assert (s.devices, s.online, s.offline, s.active_alarms, s.unacked_alarms, s.degrading) == (5, 5, 0, 1, 1, 1)
+    assert s.models == {3: 3, 4: 2} and s.results == 5 and s.rejected == 0
+    sites = {h.site: h for h in store.site_health(now_ms=T0 + 1000)}
+    assert (sites["north"].devices, sites["north"].alarm, sites["north"].degrading, sites["north"].ok) == (2, 1, 1, 0)
+    assert (sites["south"].devices, sites["south"].ok) == (3, 3)
+    assert [d.device for d in store.devices(site="north")] == ["n0", "n1"]
+    assert store.device("n0").health == "alarm" and store.device("n0").alarm_severity == "major"
+    assert store.device("n1").eta_s == 3600.0
+
+
+def test_alarm_lifecycle_filters_and_ack(store: Store) -> None:
+    store.set_device_meta("a", site="north")
+    store.set_device_meta("b", site="south")
+    store.apply_alarm_changes([AlarmChange("raise", "a", T0, "warning", 0.06, 0.05, 0.06),
+                               AlarmChange("raise", "b", T0 + 1, "critical", 0.5, 0.05, 0.5)], [])
+    # a second raise while one is active is ignored (one active alarm per device)
+    store.apply_alarm_changes([AlarmChange("raise", "a", T0 + 2, "warning", 0.07, 0.05, 0.07)], [])
+    assert len(store.alarms(active=True)) == 2
+    store.apply_alarm_changes([AlarmChange("update", "a", T0 + 3, "major", 0.12, 0.05, 0.12)], [])
+    a = store.active_alarm("a")
+    assert (a.severity, a.peak_score, a.score, a.site) == ("major", 0.12, 0.06, "north")
+    assert [x.device for x in store.alarms(min_severity="critical")] == ["b"]
+    assert [x.device for x in store.alarms(site="north")] == ["a"]
+    assert store.ack_alarm(a.id, "olga", T0 + 10, "checking bearing")
+    assert not store.ack_alarm(a.id, "olga", T0 + 11)  # already acknowledged
+    assert not store.ack_alarm(999_999, "olga", T0 + 11)
+    assert [x.device for x in store.alarms(acked=False)] == ["b"]
+    store.apply_alarm_changes([AlarmChange("clear", "a", T0 + 20, "major", 0.01, 0.05, 0.12)], [])
+    assert store.active_alarm("a") is None
+    cleared = store.alarms(active=False)
+    assert len(cleared) == 1 and cleared[0].cleared_ts == T0 + 20 and cleared[0].acked_by == "olga"
+    # after clearing, a new alarm can be raised on the same device
+    store.apply_alarm_changes([AlarmChange("raise", "a", T0 + 30, "warning", 0.06, 0.05, 0.06)], [])
+    assert len(store.alarms(device="a")) == 2
+    c = store.counts()
+    assert (c.alarms, c.active_alarms) == (3, 2)
+    with pytest.raises(StoreError):
+        store.alarms(min_severity="apocalyptic")
+
+
+def test_rejects_events_and_ingest_series(store: Store) -> None:
+    bad = Reject(T0, "ef/v1/d1/result", "json", "Expecting value: line 1 column 1", b"\x00" * 1000, 1000)
+    store.write_batch(batch([rec(seq=i, ts=T0 - 250) for i in range(3)], rejects=[bad],
+                            events=[Event("d1", T0, "status", {"state": "online"})], ts=T0))
+    store.write_batch(batch([rec(seq=1, ts=T0 - 250), rec(seq=3, ts=T0 + 500)], ts=T0 + 1000))
+    r = store.rejects()
+    assert len(r) == 1 and (r[0].code, r[0].topic, r[0].size) == ("json", "ef/v1/d1/result", 1000)
+    assert len(r[0].payload) == 256
+    assert store.events("d1")[0].body == {"state": "online"}
+    assert store.events("d1", kind="debug") == []
+    series = store.ingest_series(T0 - 60_000, bucket_s=60)
+    assert sum(b.results for b in series) == 4 and sum(b.duplicates for b in series) == 1
+    assert sum(b.rejected for b in series) == 1 and sum(b.messages for b in series) == 6
+    assert max(b.lag_ms_max for b in series) == 500 and min(b.lag_ms_avg for b in series) == 312.5  # (3*250 + 500) / 4
+
+
+def test_retention(store: Store) -> None:
+    assert store.retention_days() == 30.0
+    store.set_retention_days(1)
+    day = 86_400_000
+    store.write_batch(batch([rec(seq=0, ts=T0 - 3 * day), rec(seq=1, ts=T0)], ts=T0))
+    assert store.apply_retention(T0) >= 1
+    assert [r.seq for r in store.score_history("d1")] == [1]
+    with pytest.raises(StoreError):
+        store.set_retention_days(0)
+
+
+def test_concurrent_writers_lose_nothing(store: Store) -> None:
+    def work(dev: str) -> None:
+        for b in range(20):
+            store.write_batch(batch([rec(dev, b * 10 + i) for i in range(10)]))
+    threads = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.count_results() == 800
+
+
+def test_sqlite_survives_reopen_and_refuses_foreign_files(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "a.db")
+    s.write_batch(batch([rec(seq=0)]))
+    s.close()
+    s = SQLiteStore(tmp_path / "a.db")
+    assert s.count_results() == 1
+    s.close()
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError):
+        SQLiteStore(tmp_path / "junk.db")

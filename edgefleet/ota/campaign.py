@@ -1,0 +1,123 @@
+"""Rollout campaigns as pure decisions: who is in which stage, and what to do next.
+
+The manager feeds the per-device OTA states and the canaries' anomaly rates;
+`decide` answers advance, wait, complete or abort (with the reason). Nothing
+here touches MQTT or the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from edgefleet.errors import EdgefleetError
+
+TERMINAL_OK = {"confirmed"}
+TERMINAL_BAD = {"rejected", "failed", "reverted", "timeout"}
+IN_FLIGHT = {"offered", "accepted", "downloading", "verifying", "trial"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """`all`, `site=S`, `line=L` or `tag=T`."""
+
+    kind: str
+    value: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        if text == "all":
+            return cls("all")
+        key, sep, value = text.partition("=")
+        if not sep or key not in ("site", "line", "tag") or not value:
+            raise EdgefleetError(f"target {text!r}: use all, site=NAME, line=NAME or tag=NAME")
+        return cls(key, value)
+
+    def matches(self, device: dict) -> bool:
+        if self.kind == "all":
+            return True
+        if self.kind == "tag":
+            return self.value in (device.get("tags") or [])
+        return device.get(self.kind) == self.value
+
+    def __str__(self) -> str:
+        return "all" if self.kind == "all" else f"{self.kind}={self.value}"
+
+
+def parse_stages(text: str) -> list[float]:
+    """'5%,25%,100%' -> [0.05, 0.25, 1.0]; ascending, ending at 100%."""
+    try:
+        stages = [float(p.strip().rstrip("%")) / 100.0 for p in text.split(",") if p.strip()]
+    except ValueError as exc:
+        raise EdgefleetError(f"stages {text!r}: use percentages like 5%,25%,100%") from exc
+    if not stages or any(not 0 < s <= 1 for s in stages) or stages != sorted(stages) or stages[-1] != 1.0:
+        raise EdgefleetError(f"stages {text!r} must ascend within (0%, 100%] and end at 100%")
+    return stages
+
+
+def parse_ratio(text: str, suffix: str) -> float:
+    try:
+        return float(text.strip().rstrip(suffix)) / (100.0 if suffix == "%" else 1.0)
+    except ValueError as exc:
+        raise EdgefleetError(f"{text!r} is not a number with {suffix}") from exc
+
+
+@dataclass
+class Policy:
+    stages: list[float]
+    abort_failures: float = 0.10  # fraction of a stage's devices
+    abort_anomaly_shift: float = 3.0  # new-model anomaly rate over old, in the canaries
+    anomaly_floor: float = 0.02  # an old rate below this counts as this (avoid 0 -> anything)
+    min_windows: int = 20  # per canary before its anomaly rate counts
+    stage_timeout_s: float = 600.0
+    trial_s: int = 60
+    shadow: bool = False
+
+
+def rollout_order(devices: list[str], campaign_id: str) -> list[str]:
+    """A stable pseudo-random order, so canaries spread over sites and lines."""
+    return sorted(devices, key=lambda d: hashlib.sha256(f"{campaign_id}/{d}".encode()).digest())
+
+
+def stage_size(n_devices: int, fraction: float) -> int:
+    return min(n_devices, max(1, math.ceil(n_devices * fraction)))
+
+
+@dataclass
+class Decision:
+    action: str  # "wait", "advance", "complete", "abort"
+    reason: str = ""
+    timed_out: list[str] = field(default_factory=list)
+
+
+def decide(policy: Policy, stage: int, ordered: list[str], states: dict[str, str],
+           offered_at: dict[str, float], now: float,
+           anomaly: dict[str, tuple[float, float, int]] | None = None) -> Decision:
+    """Next step for a campaign at `stage` (0-based).
+
+    `anomaly[device] = (old_rate, new_rate, new_windows)` for devices running the
+    new model; the canary health check compares their mean rates.
+    """
+    members = ordered[:stage_size(len(ordered), policy.stages[stage])]
+    timed_out = [d for d in members
+                 if states.get(d, "offered") in IN_FLIGHT and d in offered_at
+                 and now - offered_at[d] > policy.stage_timeout_s]
+    st = {d: ("timeout" if d in timed_out else states.get(d, "offered")) for d in members}
+    bad = [d for d in members if st[d] in TERMINAL_BAD]
+    if members and len(bad) / len(members) > policy.abort_failures:
+        return Decision("abort", f"{len(bad)} of {len(members)} devices failed in stage {stage + 1} "
+                        f"(limit {policy.abort_failures:.0%})", timed_out)
+    if anomaly:
+        rows = [anomaly[d] for d in members if d in anomaly and anomaly[d][2] >= policy.min_windows]
+        if rows:
+            old = max(sum(r[0] for r in rows) / len(rows), policy.anomaly_floor)
+            new = sum(r[1] for r in rows) / len(rows)
+            if new > policy.abort_anomaly_shift * old:
+                return Decision("abort", f"model health: anomaly rate {new:.1%} under the new model vs "
+                                f"{old:.1%} before (limit {policy.abort_anomaly_shift:g}x)", timed_out)
+    if any(st[d] not in TERMINAL_OK | TERMINAL_BAD for d in members):
+        return Decision("wait", timed_out=timed_out)
+    if stage + 1 >= len(policy.stages):
+        return Decision("complete", timed_out=timed_out)
+    return Decision("advance", timed_out=timed_out)

@@ -1,0 +1,145 @@
+"""The node-side OTA state machine: every path ends on a valid model."""
+
+import zlib
+from base64 import b64encode
+
+import pytest
+
+from edgefleet import keys
+from edgefleet.artifact import Artifact
+from edgefleet.ota.device import MAX_RETRIES, REQUEST_TIMEOUT_S, OtaClient, Slots
+
+
+
+@pytest.fixture()
+def fresh_node(versioned):
+    def make(signing_key, version=1):
+        slots = Slots()
+        slots.images["A"] = versioned(version)
+        return OtaClient(slots, signing_key.public_key())
+    return make
+
+
+def serve(client, blob, offer, now=0.0, corrupt_every=0, drop_every=0):
+    """Answer the node's chunk requests until it stops asking; returns every state it reported."""
+    states = []
+    pending = client.offer(offer, now)
+    n = 0
+    while pending:
+        msgs, pending = pending, []
+        for kind, body in msgs:
+            if kind == "ota/state":
+                states.append(body["state"])
+                continue
+            n += 1
+            data = blob[body["off"]:body["off"] + body["len"]]
+            crc = zlib.crc32(data)
+            if drop_every and n % drop_every == 0:
+                now += REQUEST_TIMEOUT_S
+                pending += client.tick(now)
+                continue
+            if corrupt_every and n % corrupt_every == 0:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            pending += client.chunk({"campaign": offer["campaign"], "model": offer["model"],
+                                     "off": body["off"], "crc": crc, "data": b64encode(data).decode()}, now)
+    return states, now
+
+
+def test_good_update_goes_through_trial_to_confirmed(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    states, now = serve(node, blob, offer)
+    assert states == ["accepted", "verifying", "trial"]
+    assert node.current_version() == 2 and node.slots.trial
+    assert node.tick(now + 5) == []  # still in trial
+    assert [m[1]["state"] for m in node.tick(now + 11)] == ["confirmed"]
+    assert node.current_version() == 2 and node.slots.trial is None and node.slots.confirmed_version == 2
+
+
+def test_lossy_and_corrupting_link_still_delivers(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2, chunk=128)
+    states, _ = serve(node, blob, offer, corrupt_every=3, drop_every=5)
+    assert states[-1] == "trial" and node.current_version() == 2
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("bad_signature", "manifest"), ("tampered", "SHA-256"), ("downgrade", "no downgrade"),
+    ("same_version", "no downgrade"), ("oversized", "exceeds"), ("other_shape", "incompatible"),
+    ("firmware", "needs firmware"),
+])
+def test_bad_updates_are_rejected_and_the_old_model_keeps_running(fresh_node, versioned, signing_key, release, tmp_path, case, reason):
+    node = fresh_node(signing_key, version=3)
+    version = {"downgrade": 2, "same_version": 3}.get(case, 4)
+    if case == "bad_signature":
+        blob, _, offer = release(version, key=keys.generate(tmp_path / "other.key"))
+    elif case == "other_shape":
+        from edgefleet.artifact import Artifact as A
+        art = A.from_bytes(versioned(version))
+        art.features = None
+        art.layers = art.layers[:3]
+        art.output_zero_point = art.layers[-1].output_zero_point
+        blob, _, offer = release(version, blob=art.to_bytes())
+    elif case == "firmware":
+        art = Artifact.from_bytes(versioned(version))
+        art.min_firmware = "9.0.0"
+        blob, _, offer = release(version, blob=art.to_bytes())
+    else:
+        blob, _, offer = release(version)
+    if case == "tampered":
+        blob = blob[:100] + bytes([blob[100] ^ 0xFF]) + blob[101:]
+    if case == "oversized":
+        offer = dict(offer, size=10 * 1024 * 1024)
+    states, _ = serve(node, blob, offer)
+    assert states[-1] == "rejected"
+    last = node  # the node keeps its model
+    assert last.current_version() == 3 and last.slots.trial is None
+
+
+def test_reboot_during_trial_reverts(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    serve(node, blob, offer)
+    assert node.current_version() == 2
+    rebooted = OtaClient(node.slots, signing_key.public_key())  # same flash, new RAM
+    msgs = rebooted.boot(1.0)
+    assert [m[1]["state"] for m in msgs] == ["reverted"]
+    assert rebooted.current_version() == 1
+
+
+def test_reboot_mid_download_resumes_from_a_fresh_offer(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2, chunk=256)
+    first = node.offer(offer, 0.0)
+    req = first[-1][1]
+    data = blob[:req["len"]]
+    node.chunk({"campaign": "c2", "model": 2, "off": 0, "crc": zlib.crc32(data),
+                "data": b64encode(data).decode()}, 0.0)
+    rebooted = OtaClient(node.slots, signing_key.public_key())
+    assert rebooted.boot(1.0) == [] and rebooted.current_version() == 1
+    states, _ = serve(rebooted, blob, offer, now=2.0)
+    assert states[-1] == "trial" and rebooted.current_version() == 2
+
+
+def test_unhealthy_trial_reverts_and_revert_command_rolls_back_confirmed(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    _, now = serve(node, blob, offer)
+    assert node.tick(now + 100, healthy=False)[0][1]["state"] == "reverted"
+    assert node.current_version() == 1
+    node2 = fresh_node(signing_key)
+    _, now = serve(node2, blob, offer)
+    node2.tick(now + 100)
+    assert node2.current_version() == 2
+    assert node2.revert(now + 200)[0][1]["state"] == "reverted"
+    assert node2.current_version() == 1
+
+
+def test_download_gives_up_after_retries(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    node.offer(offer, 0.0)
+    msgs = []
+    for i in range(MAX_RETRIES + 1):
+        msgs = node.tick((i + 1) * REQUEST_TIMEOUT_S)
+    assert msgs[-1][1]["state"] == "failed" and node.current_version() == 1

@@ -245,6 +245,9 @@ class RegistryStore(Protocol):
 
     def counts(self) -> Counts: ...
 
+    def reject_counts(self) -> dict[str, int]:
+        """Rejected messages per reason code."""
+
     def retention_days(self) -> float: ...
 
     def set_retention_days(self, days: float) -> None: ...

@@ -392,6 +392,9 @@ class SQLiteStore:
                        " ORDER BY id DESC LIMIT ?", (since_ms if since_ms is not None else -1, limit))
         return [RejectRecord(*r) for r in rows]
 
+    def reject_counts(self) -> dict[str, int]:
+        return dict(self._q("SELECT code, count(*) FROM rejected GROUP BY code ORDER BY code"))
+
     def counts(self) -> Counts:
         (dups, msgs), = self._q("SELECT coalesce(sum(duplicates), 0), coalesce(sum(messages), 0) FROM ingest_stats")
         alarms, active = self._q("SELECT count(*), count(*) - count(cleared_ts) FROM alarms")[0]

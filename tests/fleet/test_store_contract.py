@@ -151,6 +151,7 @@ def test_rejects_events_and_ingest_series(store: Store) -> None:
     r = store.rejects()
     assert len(r) == 1 and (r[0].code, r[0].topic, r[0].size) == ("json", "ef/v1/d1/result", 1000)
     assert len(r[0].payload) == 256
+    assert store.reject_counts() == {"json": 1}
     assert store.events("d1")[0].body == {"state": "online"}
     assert store.events("d1", kind="debug") == []
     series = store.ingest_series(T0 - 60_000, bucket_s=60)

@@ -1,0 +1,104 @@
+"""Fleet service commands: `serve` (ingest; later the OTA manager too), `stats`, `broker`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from edgefleet.config import load_settings
+from edgefleet.errors import EdgefleetError
+
+log = logging.getLogger("edgefleet.fleet")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the fleet service: MQTT ingest into the store, alarms",
+                       description="Consume results, status, OTA state and debug captures from the broker "
+                       "(persistent MQTT v5 session, shared subscription), store them, raise and clear alarms. "
+                       "Settings also come from EDGEFLEET_* environment variables (see docs/store.md).")
+    p.add_argument("--broker", help="broker URL, e.g. mqtt://127.0.0.1:1883 (EDGEFLEET_BROKER_URL)")
+    p.add_argument("--db", help="SQLite store file (EDGEFLEET_DB), created if missing")
+    p.add_argument("--group", help="shared-subscription group (EDGEFLEET_INGEST_GROUP)")
+    p.add_argument("--client-id", help="MQTT client id of this ingest process; keep it stable (EDGEFLEET_INGEST_CLIENT_ID)")
+    p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], help="default auto: 5, or 3.1.1 for amqtt")
+    p.add_argument("--retention-days", type=float, help="set the store's retention (EDGEFLEET_RETENTION_DAYS)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stats", help="print store counts (results, devices, alarms, rejected)")
+    p.add_argument("--db", help="SQLite store file (EDGEFLEET_DB)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("broker", help="run an MQTT broker (Mosquitto, or embedded amqtt without it) until Ctrl-C")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--persist", help="persistence directory (Mosquitto); omit for none")
+    p.add_argument("--prefer", choices=["auto", "mosquitto", "amqtt"], default="auto")
+    p.set_defaults(func=cmd_broker)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from edgefleet.ingest import IngestService
+    from edgefleet.store import open_store
+
+    settings = load_settings(broker_url=args.broker, db=args.db, ingest_group=args.group,
+                             ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
+                             retention_days=args.retention_days)
+    store = open_store(settings.db, synchronous=settings.sqlite_sync)
+    try:
+        removed = store.apply_retention(int(time.time() * 1000))
+        if removed:
+            log.info("retention (%.4g days) removed %d old rows", store.retention_days(), removed)
+        IngestService(settings, store).run_forever()
+    finally:
+        store.close()
+    return 0
+
+
+def stats_dict(db: str) -> dict:
+    from edgefleet.store import open_store
+
+    if not Path(db).exists():
+        raise EdgefleetError(f"no store at {db} (run `edgefleet serve --db {db}` first)")
+    store = open_store(db)
+    try:
+        out = asdict(store.counts())
+        now = int(time.time() * 1000)
+        s = store.fleet_summary(now)
+        out.update(online=s.online, degrading=s.degrading, unacked_alarms=s.unacked_alarms,
+                   models={str(k): v for k, v in s.models.items()}, retention_days=store.retention_days(),
+                   rejects_by_code=store.reject_counts())
+        return out
+    finally:
+        store.close()
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = load_settings(db=args.db)
+    out = stats_dict(settings.db)
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        for k, v in out.items():
+            print(f"{k:16} {v}")
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from edgefleet.broker import start_broker
+
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    with start_broker(args.port, host=args.host, prefer=args.prefer, persistence_dir=args.persist) as b:
+        print(f"{b.kind} broker on {b.url} (MQTT {b.mqtt_version}); Ctrl-C stops it", flush=True)
+        while not done.wait(0.5):
+            if not b.running():
+                raise EdgefleetError(f"the {b.kind} broker exited")
+    return 0

@@ -1,0 +1,337 @@
+"""Vibration physics of rotating machines with rolling-element bearings.
+
+Pure numpy, vectorised over many machines (a struct of arrays, one row per
+machine). Nothing here does I/O or keeps state between calls: the caller owns
+time, the random generator and the machine table.
+
+What a window holds, per machine (in g, at the sensor's sampling rate):
+
+* shaft-synchronous vibration: imbalance at 1x, misalignment at 2x and 3x,
+  and a decaying series of higher harmonics; the shaft speed drops with load
+  (induction-motor slip) and wanders slowly;
+* electrical vibration at twice the mains frequency;
+* structural noise: white noise coloured by the housing's resonance (AR(2));
+* broadband sensor noise;
+* a localised bearing defect, if present, as a train of impacts at its defect
+  frequency (BPFO, BPFI or 2xBSF) with random slip jitter, each impact ringing
+  the structural resonance as a decaying sinusoid; impacts are amplitude
+  modulated at the shaft speed (inner race) or the cage speed (ball) as the
+  defect passes through the load zone;
+* the defect grows over time: severity ramps from 0 at the fault onset to its
+  maximum after the ramp time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from enum import IntEnum
+
+import numpy as np
+
+
+class Fault(IntEnum):
+    """Localised bearing defect kinds (what the defect frequency is)."""
+
+    NONE = 0
+    OUTER_RACE = 1
+    INNER_RACE = 2
+    BALL = 3
+
+
+FAULT_LABELS = {Fault.NONE: "normal", Fault.OUTER_RACE: "outer_race",
+                Fault.INNER_RACE: "inner_race", Fault.BALL: "ball"}
+
+
+@dataclass(frozen=True)
+class DefectFrequencies:
+    """Bearing defect frequencies in Hz (arrays, one per machine)."""
+
+    bpfo: np.ndarray  # ball pass frequency, outer race
+    bpfi: np.ndarray  # ball pass frequency, inner race
+    bsf: np.ndarray  # ball spin frequency
+    ftf: np.ndarray  # fundamental train (cage) frequency
+
+
+def defect_frequencies(shaft_hz, n_balls, ball_d, pitch_d, contact_deg=0.0) -> DefectFrequencies:
+    """Kinematic defect frequencies of a bearing with a rotating inner race, stationary outer.
+
+    `ball_d` and `pitch_d` in the same unit; every argument broadcasts.
+    """
+    fr = np.asarray(shaft_hz, np.float64)
+    n = np.asarray(n_balls, np.float64)
+    ratio = np.asarray(ball_d, np.float64) / np.asarray(pitch_d, np.float64)
+    c = ratio * np.cos(np.deg2rad(np.asarray(contact_deg, np.float64)))
+    return DefectFrequencies(
+        bpfo=n * fr / 2.0 * (1.0 - c),
+        bpfi=n * fr / 2.0 * (1.0 + c),
+        bsf=fr / (2.0 * ratio) * (1.0 - c * c),
+        ftf=fr / 2.0 * (1.0 - c),
+    )
+
+
+# SKF 6205-2RS JEM, the CWRU drive-end bearing: 9 balls, 7.94 mm balls on a 39.04 mm pitch.
+SKF_6205 = dict(n_balls=9, ball_d=7.94, pitch_d=39.04, contact_deg=0.0)
+# SKF 6203 (CWRU fan end) and a larger 6309 for variety across a plant.
+SKF_6203 = dict(n_balls=8, ball_d=6.75, pitch_d=28.5, contact_deg=0.0)
+SKF_6309 = dict(n_balls=8, ball_d=17.46, pitch_d=72.5, contact_deg=0.0)
+BEARINGS = {"6205": SKF_6205, "6203": SKF_6203, "6309": SKF_6309}
+
+
+@dataclass(frozen=True)
+class Machines:
+    """A table of machines, one row each (every field is a float64/int array of length n)."""
+
+    rpm: np.ndarray  # synchronous-ish speed at no load, rev/min
+    load: np.ndarray  # 0..1 of rated load
+    slip: np.ndarray  # fractional speed drop at full load (0.04 -> 1797 -> 1725 rpm)
+    wander: np.ndarray  # relative speed wander amplitude (slow sinusoid)
+    wander_period_s: np.ndarray
+    imbalance_g: np.ndarray  # 1x amplitude at full load
+    misalignment_g: np.ndarray  # 2x amplitude (3x gets half of it)
+    harmonics_g: np.ndarray  # 4x amplitude; higher ones decay by 1/h
+    line_hz: np.ndarray  # mains frequency (50 or 60): vibration at 2x line
+    line_g: np.ndarray
+    structural_g: np.ndarray  # RMS of resonance-coloured noise
+    noise_g: np.ndarray  # RMS of white sensor noise
+    resonance_hz: np.ndarray  # structural resonance the impacts ring
+    damping: np.ndarray  # damping ratio of that resonance
+    n_balls: np.ndarray
+    ball_d: np.ndarray
+    pitch_d: np.ndarray
+    contact_deg: np.ndarray
+    fault: np.ndarray  # int, Fault
+    fault_onset_s: np.ndarray  # severity starts growing here (simulation time)
+    fault_ramp_s: np.ndarray  # time from onset to full severity
+    fault_g: np.ndarray  # peak impact amplitude at full severity
+    jitter: np.ndarray  # impact timing jitter, fraction of the impact period (slip)
+    phase: np.ndarray  # per-machine phase offset of the shaft harmonics, rad
+
+    def __len__(self) -> int:
+        return int(self.rpm.shape[0])
+
+    def take(self, idx) -> Machines:
+        """The rows `idx` (index array or boolean mask) as a new table."""
+        return Machines(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def with_(self, **changes) -> Machines:
+        """A copy with whole columns replaced (e.g. a new load profile)."""
+        return replace(self, **{k: np.asarray(v) for k, v in changes.items()})
+
+    def shaft_hz(self, t_s=0.0) -> np.ndarray:
+        """Shaft speed in Hz at time t: slip grows with load, plus a slow wander."""
+        t = np.asarray(t_s, np.float64)
+        base = self.rpm / 60.0 * (1.0 - self.slip * self.load)
+        return base * (1.0 + self.wander * np.sin(2 * np.pi * t / self.wander_period_s + self.phase))
+
+    def defects(self, t_s=0.0) -> DefectFrequencies:
+        return defect_frequencies(self.shaft_hz(t_s), self.n_balls, self.ball_d, self.pitch_d,
+                                  self.contact_deg)
+
+    def severity(self, t_s) -> np.ndarray:
+        """0..1 fault severity at time t (0 for healthy machines); linear ramp after onset."""
+        t = np.asarray(t_s, np.float64)
+        ramp = np.clip((t - self.fault_onset_s) / np.maximum(self.fault_ramp_s, 1e-9), 0.0, 1.0)
+        return np.where(self.fault == Fault.NONE, 0.0, ramp)
+
+
+def make_machines(n: int, rng: np.random.Generator, *, bearing: str | None = "6205",
+                  rpm: float | tuple[float, float] = (1430.0, 1800.0),
+                  load: float | tuple[float, float] = (0.2, 0.9)) -> Machines:
+    """n healthy machines with plausible, individually different parameters.
+
+    Ranges are chosen so a healthy machine has an RMS of roughly 0.05-0.15 g, like the
+    CWRU normal baseline (0.07 g); each machine's normal vibration differs, which is why
+    nodes calibrate their own threshold.
+    """
+    def pick(v, lo_hi_default=None):
+        if isinstance(v, tuple):
+            return rng.uniform(v[0], v[1], n)
+        return np.full(n, float(v))
+
+    if bearing is None:
+        names = rng.choice(sorted(BEARINGS), n)
+        geo = {k: np.array([BEARINGS[b][k] for b in names], np.float64) for k in SKF_6205}
+    else:
+        geo = {k: np.full(n, float(v)) for k, v in BEARINGS[bearing].items()}
+    return Machines(
+        rpm=pick(rpm), load=pick(load),
+        slip=rng.uniform(0.02, 0.05, n),
+        wander=rng.uniform(0.0005, 0.003, n),
+        wander_period_s=rng.uniform(20.0, 120.0, n),
+        imbalance_g=rng.uniform(0.01, 0.05, n),
+        misalignment_g=rng.uniform(0.005, 0.03, n),
+        harmonics_g=rng.uniform(0.002, 0.01, n),
+        line_hz=rng.choice([50.0, 60.0], n),
+        line_g=rng.uniform(0.002, 0.01, n),
+        structural_g=rng.uniform(0.02, 0.06, n),
+        noise_g=rng.uniform(0.005, 0.015, n),
+        resonance_hz=rng.uniform(2500.0, 4000.0, n),
+        damping=rng.uniform(0.03, 0.08, n),
+        n_balls=geo["n_balls"], ball_d=geo["ball_d"], pitch_d=geo["pitch_d"],
+        contact_deg=geo["contact_deg"],
+        fault=np.zeros(n, np.int64),
+        fault_onset_s=np.full(n, np.inf),
+        fault_ramp_s=np.ones(n),
+        fault_g=np.zeros(n),
+        jitter=rng.uniform(0.005, 0.02, n),
+        phase=rng.uniform(0.0, 2 * np.pi, n),
+    )
+
+
+def with_faults(m: Machines, idx, kind: Fault | np.ndarray, *, onset_s, ramp_s, peak_g) -> Machines:
+    """A copy of `m` where rows `idx` develop a defect of `kind` from `onset_s` over `ramp_s`."""
+    cols = {name: getattr(m, name).copy() for name in ("fault", "fault_onset_s", "fault_ramp_s",
+                                                       "fault_g")}
+    cols["fault"][idx] = kind
+    cols["fault_onset_s"][idx] = onset_s
+    cols["fault_ramp_s"][idx] = ramp_s
+    cols["fault_g"][idx] = peak_g
+    return replace(m, **cols)
+
+
+def impact_rate(m: Machines, t_s) -> np.ndarray:
+    """Impacts per second of each machine's defect (0 when healthy)."""
+    d = m.defects(t_s)
+    rate = np.select([m.fault == Fault.OUTER_RACE, m.fault == Fault.INNER_RACE, m.fault == Fault.BALL],
+                     [d.bpfo, d.bpfi, 2.0 * d.bsf], 0.0)
+    return rate
+
+
+N_HARMONICS = 6
+
+
+def _harmonics(m: Machines, t_start: np.ndarray, n_samples: int, fs: float) -> np.ndarray:
+    """Shaft-synchronous (1x..6x) and electrical (2x line) lines, [n, N] float32.
+
+    sin(h*theta) by the Chebyshev recurrence (one sin and one cos per sample), in place and
+    in float32: the phase at the window start is reduced mod 2*pi in float64 first, so float32
+    keeps ~1e-5 rad over any window the features accept.
+    """
+    fr = m.shaft_hz(t_start)
+    t = (np.arange(n_samples) / fs).astype(np.float32)
+    phase0 = np.mod(2 * np.pi * fr * t_start + m.phase, 2 * np.pi)
+    theta = (2 * np.pi * fr).astype(np.float32)[:, None] * t[None, :]
+    theta += phase0.astype(np.float32)[:, None]
+    s_cur = np.sin(theta)
+    two_c = np.cos(theta, out=theta)
+    two_c *= 2.0
+    scale = 0.5 + m.load  # forces grow with load
+    amps = [m.imbalance_g * scale, m.misalignment_g * scale, 0.5 * m.misalignment_g * scale]
+    amps += [m.harmonics_g * scale * 4.0 / h for h in range(4, N_HARMONICS + 1)]
+    out = s_cur * amps[0].astype(np.float32)[:, None]
+    s_prev = np.zeros_like(s_cur)
+    s_next = np.empty_like(s_cur)
+    for a in amps[1:]:
+        np.multiply(two_c, s_cur, out=s_next)  # s_{h+1} = 2cos(theta) s_h - s_{h-1}
+        s_next -= s_prev
+        s_prev, s_cur, s_next = s_cur, s_next, s_prev
+        out += a.astype(np.float32)[:, None] * s_cur
+    line_phase = np.mod(4 * np.pi * m.line_hz * t_start + 2 * m.phase, 2 * np.pi)
+    line = (4 * np.pi * m.line_hz).astype(np.float32)[:, None] * t[None, :]
+    line += line_phase.astype(np.float32)[:, None]
+    np.sin(line, out=line)
+    line *= m.line_g.astype(np.float32)[:, None]
+    out += line
+    return out
+
+
+def _structural_noise(m: Machines, n_samples: int, fs: float, rng: np.random.Generator) -> np.ndarray:
+    """White noise coloured by each machine's resonance (an AR(2) response), structural_g RMS.
+
+    Drawn directly in the frequency domain (one inverse FFT per window, any number of
+    distinct resonances): a complex Gaussian spectrum times 1/A(e^jw) is a periodic
+    stationary Gaussian process with the AR(2) power spectrum.
+    """
+    nfft = 1 << max(1, (n_samples - 1).bit_length())
+    r = np.exp(-2 * np.pi * m.resonance_hz * m.damping / fs)
+    a1 = -2.0 * r * np.cos(2 * np.pi * m.resonance_hz / fs)
+    a2 = r * r
+    gain = np.sqrt((1 + a2) / ((1 - a2) * ((1 + a2) ** 2 - a1 * a1)))  # AR(2) output RMS
+    z1 = np.exp(-2j * np.pi * np.arange(nfft // 2 + 1) / nfft)
+    a_resp = 1.0 + a1[:, None] * z1[None, :] + a2[:, None] * (z1 * z1)[None, :]
+    shape = (len(m), nfft // 2 + 1)
+    spec = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * np.sqrt(nfft / 2.0)
+    y = np.fft.irfft(spec / a_resp, nfft, axis=1)[:, :n_samples]
+    return y * (m.structural_g / gain)[:, None]
+
+
+def _impacts(m: Machines, t_start: np.ndarray, n_samples: int, fs: float,
+             rng: np.random.Generator) -> np.ndarray:
+    """Defect impact trains ringing the resonance, [n, N]; zero rows for healthy machines."""
+    n = len(m)
+    out = np.zeros(n * n_samples)
+    sev = m.severity(t_start + 0.5 * n_samples / fs)
+    rate = impact_rate(m, t_start)
+    active = np.flatnonzero((sev > 0) & (rate > 0) & (m.fault_g > 0))
+    if active.size == 0:
+        return out.reshape(n, n_samples)
+    alpha = 2 * np.pi * m.resonance_hz * m.damping  # decay rate 1/s
+    ring_s = 7.0 / alpha  # exp(-7) ~ 1e-3 of the first peak
+    L = int(np.ceil(ring_s[active].max() * fs)) + 1
+    dur = n_samples / fs
+    fr = m.shaft_hz(t_start)
+    ftf = m.defects(t_start).ftf
+    rows, times, amps = [], [], []
+    for i in active:
+        # impact k happens at (k + jitter_k) / rate; include earlier ones whose ring reaches in
+        k0 = int(np.floor((t_start[i] - ring_s[i]) * rate[i])) - 1
+        k1 = int(np.ceil((t_start[i] + dur) * rate[i])) + 1
+        k = np.arange(k0, k1)
+        tk = (k + rng.normal(0.0, m.jitter[i], k.size)) / rate[i]
+        a = m.fault_g[i] * sev[i] * rng.uniform(0.85, 1.15, k.size)
+        if m.fault[i] == Fault.INNER_RACE:  # defect rotates with the shaft through the load zone
+            a *= 0.6 + 0.4 * np.cos(2 * np.pi * fr[i] * tk + m.phase[i])
+        elif m.fault[i] == Fault.BALL:  # ball carried by the cage through the load zone
+            a *= 0.6 + 0.4 * np.cos(2 * np.pi * ftf[i] * tk + m.phase[i])
+        rows.append(np.full(k.size, i))
+        times.append(tk - t_start[i])
+        amps.append(a)
+    row = np.concatenate(rows)
+    tk = np.concatenate(times)
+    amp = np.concatenate(amps)
+    first = np.ceil(tk * fs).astype(np.int64)  # first sample at or after the impact
+    idx = first[:, None] + np.arange(L)[None, :]
+    tau = idx / fs - tk[:, None]  # exact time since impact (fractional delay)
+    resp = (amp[:, None] * np.exp(-alpha[row][:, None] * tau)
+            * np.sin(2 * np.pi * m.resonance_hz[row][:, None] * tau))
+    ok = (idx >= 0) & (idx < n_samples)
+    flat = (row[:, None] * n_samples + idx)[ok]
+    out += np.bincount(flat, weights=resp[ok], minlength=n * n_samples)
+    return out.reshape(n, n_samples)
+
+
+def synthesize(m: Machines, t_start, n_samples: int, fs: float, rng: np.random.Generator,
+               *, dtype=np.float32) -> np.ndarray:
+    """One window per machine starting at t_start (s): [n, n_samples] acceleration in g.
+
+    All machines in one call share the sensor rate `fs`; group machines by rate.
+    """
+    t0 = np.broadcast_to(np.asarray(t_start, np.float64), (len(m),)).copy()
+    x = _harmonics(m, t0, n_samples, fs)
+    x += _structural_noise(m, n_samples, fs, rng)
+    x += _impacts(m, t0, n_samples, fs, rng)
+    noise = rng.standard_normal(x.shape, dtype=np.float32)
+    noise *= m.noise_g.astype(np.float32)[:, None]
+    x += noise
+    return x.astype(dtype, copy=False)
+
+
+def envelope_spectrum(x: np.ndarray, fs: float, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Squared-envelope spectrum of x band-passed to `band` (Hz): (freqs, magnitude).
+
+    The classic bearing diagnostic (Randall & Antoni): band-pass around the resonance the
+    impacts excite, take the analytic signal's squared magnitude, then its spectrum.
+    """
+    from scipy.signal import butter, hilbert, sosfiltfilt
+
+    sos = butter(4, band, btype="bandpass", fs=fs, output="sos")
+    y = sosfiltfilt(sos, np.asarray(x, np.float64))
+    env = np.abs(hilbert(y)) ** 2
+    env -= env.mean()
+    spec = np.abs(np.fft.rfft(env * np.hanning(env.size)))
+    return np.fft.rfftfreq(env.size, 1.0 / fs), spec
+
+
+__all__ = ["Fault", "FAULT_LABELS", "DefectFrequencies", "defect_frequencies", "Machines",
+           "make_machines", "with_faults", "impact_rate", "synthesize", "envelope_spectrum",
+           "BEARINGS", "SKF_6205", "SKF_6203", "SKF_6309"]

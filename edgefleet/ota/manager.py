@@ -1,0 +1,228 @@
+"""The OTA manager: runs campaigns over MQTT.
+
+Publishes retained offers to the devices of the current stage (a bounded
+number of transfers at a time), serves `ota/data` chunks on each `ota/req`
+(resumable: the device asks by offset), records every `ota/state`, and once a
+second asks `campaign.decide` whether to wait, advance, complete or abort.
+On abort it clears the offers and orders devices that took the new model to
+revert to the previous slot.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import zlib
+from collections import deque
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgefleet import protocol
+from edgefleet.ota.campaign import TERMINAL_BAD, TERMINAL_OK, Target, decide, rollout_order, stage_size
+from edgefleet.ota.registry import Campaign, OtaRegistry, now_ms
+
+log = logging.getLogger("edgefleet.ota")
+
+# device id -> {"site", "line", "tags", "model"}; the manager's view of the fleet
+DeviceLookup = Callable[[], dict[str, dict[str, Any]]]
+# (device, since_ms) -> list of (model version, anomalous) for recent results
+ResultsLookup = Callable[[str, int], list[tuple[int, bool]]]
+
+
+class OtaManager:
+    def __init__(self, registry: OtaRegistry, host: str, port: int, *, devices: DeviceLookup,
+                 results: ResultsLookup | None = None, max_transfers: int = 200,
+                 username: str | None = None, password: str | None = None,
+                 client_id: str = "edgefleet-ota", tick_s: float = 1.0) -> None:
+        self.registry = registry
+        self.devices = devices
+        self.results = results
+        self.max_transfers = max_transfers
+        self.tick_s = tick_s
+        self._inbox: deque[tuple[str, str, dict]] = deque()
+        self._blobs: dict[int, tuple[bytes, bytes]] = {}
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.bytes_sent = 0
+        self._campaign_cache: dict[str, Campaign] = {}
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username:
+            c.username_pw_set(username, password)
+        c.max_queued_messages_set(50_000)  # bound paho's QoS 1 backlog well under 65,535
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        self.client = c
+        self.host, self.port = host, port
+
+    # ------------------------------------------------------------ MQTT
+
+    def _on_connect(self, client, _u, _f, rc, _p) -> None:
+        if rc.is_failure:
+            log.error("OTA manager could not connect: %s", rc)
+            return
+        client.subscribe([("ef/v1/+/ota/req", 1), ("ef/v1/+/ota/state", 1)])
+        log.info("OTA manager connected to %s:%d", self.host, self.port)
+
+    def _on_message(self, _c, _u, msg: mqtt.MQTTMessage) -> None:
+        try:
+            m = protocol.decode_message(msg.topic, msg.payload)
+        except protocol.ProtocolError as exc:
+            log.warning("ignoring invalid %s: %s", msg.topic, exc)
+            return
+        if m.kind == "ota/req":
+            self._serve_chunk(m.device, m.body)  # answered at once: transfers stay fast
+        else:
+            self._inbox.append((m.device, m.kind, m.body))
+
+    def _publish(self, device: str, kind: str, body: dict | None, *, retain: bool = False, qos: int = 1) -> None:
+        if body is None:
+            payload = b""
+        else:
+            self._seq = (self._seq + 1) % 2**32
+            payload = protocol.encode(kind, {"v": protocol.PROTOCOL_VERSION, "seq": self._seq, **body})
+        self.bytes_sent += len(payload)
+        self.client.publish(protocol.topic(device, kind), payload, qos=qos, retain=retain)
+
+    def _serve_chunk(self, device: str, req: dict) -> None:
+        """On paho's thread: reads only the campaign cache and preloaded blobs, never SQLite."""
+        c = self._campaign_cache.get(req["campaign"])
+        if c is None or c.model != req["model"] or c.state != "running" or c.model not in self._blobs:
+            return
+        blob, _ = self._blobs[c.model]
+        off, n = int(req["off"]), int(req["len"])
+        data = blob[off:off + min(n, 4096)]
+        if off >= len(blob) or not data:
+            return
+        self._publish(device, "ota/data", {"campaign": c.id, "model": c.model, "off": off,
+                                           "crc": zlib.crc32(data), "data": base64.b64encode(data).decode()})
+
+    def _blob(self, version: int) -> tuple[bytes, bytes]:
+        if version not in self._blobs:
+            self._blobs[version] = self.registry.blobs(version)
+        return self._blobs[version]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="ota-manager", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.step()
+            except Exception:  # a bad campaign must not kill the service
+                log.exception("OTA manager step failed")
+
+    # ------------------------------------------------------------ the campaign loop
+
+    def step(self, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        while self._inbox:
+            device, _kind, body = self._inbox.popleft()
+            self.registry.set_device_state(body["campaign"], device, body["state"], body.get("reason", ""))
+        active = self.registry.campaigns(("running", "aborting"))
+        for c in active:
+            self._blob(c.model)  # preload before chunk requests can arrive
+        self._campaign_cache = {c.id: c for c in active}
+        for c in list(self._campaign_cache.values()):
+            if c.state == "aborting":
+                self._rollback(c)
+            else:
+                self._advance(c, now)
+
+    def _advance(self, c: Campaign, now: float) -> None:
+        if not c.devices:
+            fleet = self.devices()
+            target = Target.parse(c.target)
+            chosen = [d for d, meta in fleet.items() if target.matches(meta) and (meta.get("model") or 0) < c.model]
+            if not chosen:
+                self.registry.update_campaign(c.id, state="completed", reason="no target device needs this model")
+                log.info("campaign %s: no devices to update", c.id)
+                return
+            c.devices = rollout_order(chosen, c.id)
+            self.registry.update_campaign(c.id, devices=c.devices)
+            log.info("campaign %s: model %d to %d devices in stages %s", c.id, c.model, len(c.devices),
+                     ",".join(f"{s:.0%}" for s in c.policy.stages))
+        states = self.registry.device_states(c.id)
+        members = c.devices[:stage_size(len(c.devices), c.policy.stages[c.stage])]
+        in_flight = sum(1 for s in states.values() if s["state"] not in TERMINAL_OK | TERMINAL_BAD)
+        _, manifest = self._blob(c.model)
+        blob, _ = self._blob(c.model)
+        entry = self.registry.model(c.model)
+        fleet = None
+        for d in members:
+            if d in states or in_flight >= self.max_transfers:
+                continue
+            fleet = fleet or self.devices()
+            self._publish(d, "ota/offer", {
+                "campaign": c.id, "model": c.model, "size": len(blob), "sha256": entry.sha256, "chunk": 1024,
+                "trial_s": c.policy.trial_s, "shadow": c.policy.shadow, "manifest": manifest.decode()},
+                retain=True)
+            self.registry.set_device_state(c.id, d, "offered", offered=True,
+                                           old_model=(fleet.get(d) or {}).get("model"))
+            in_flight += 1
+        states = self.registry.device_states(c.id)
+        simple = {d: s["state"] for d, s in states.items()}
+        offered_at = {d: s["offered_ms"] / 1000 for d, s in states.items() if s["offered_ms"]}
+        decision = decide(c.policy, c.stage, c.devices, simple, offered_at, now, self._anomaly(c, states))
+        for d in decision.timed_out:
+            self.registry.set_device_state(c.id, d, "timeout", "no outcome within the stage timeout")
+            self._publish(d, "ota/offer", None, retain=True)
+        if decision.action == "advance":
+            self.registry.update_campaign(c.id, stage=c.stage + 1)
+            log.info("campaign %s: stage %d passed, advancing to %.0f%%", c.id, c.stage + 1,
+                     100 * c.policy.stages[c.stage + 1])
+        elif decision.action == "complete":
+            self.registry.update_campaign(c.id, state="completed")
+            self._clear_offers(c)
+            log.info("campaign %s completed", c.id)
+        elif decision.action == "abort":
+            log.warning("campaign %s aborted: %s", c.id, decision.reason)
+            self.registry.update_campaign(c.id, state="aborting", reason=decision.reason)
+            c.state, c.reason = "aborting", decision.reason
+            self._rollback(c)
+
+    def _anomaly(self, c: Campaign, states: dict[str, dict]) -> dict[str, tuple[float, float, int]] | None:
+        if self.results is None:
+            return None
+        out = {}
+        since = min((s["offered_ms"] or now_ms()) for s in states.values()) - 3_600_000 if states else now_ms()
+        for d, s in states.items():
+            if s["state"] not in ("trial", "confirmed"):
+                continue
+            rows = self.results(d, since)
+            old = [a for m, a in rows if m != c.model]
+            new = [a for m, a in rows if m == c.model]
+            if old and new:
+                out[d] = (sum(old) / len(old), sum(new) / len(new), len(new))
+        return out
+
+    def _clear_offers(self, c: Campaign) -> None:
+        for d in self.registry.device_states(c.id):
+            self._publish(d, "ota/offer", None, retain=True)
+
+    def _rollback(self, c: Campaign) -> None:
+        """Abort: stop offering, and send every device that took the new model back."""
+        self._clear_offers(c)
+        for d, s in self.registry.device_states(c.id).items():
+            if s["state"] in ("trial", "confirmed", "verifying", "downloading", "accepted", "offered"):
+                self._publish(d, "cmd", {"id": f"revert-{c.id}"[:64], "op": "revert"})
+                if s["state"] in ("offered", "accepted", "downloading"):
+                    self.registry.set_device_state(c.id, d, "failed", "campaign aborted")
+        self.registry.update_campaign(c.id, state="aborted")
+        log.warning("campaign %s: rollback ordered (%s)", c.id, c.reason)

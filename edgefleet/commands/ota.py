@@ -1,0 +1,128 @@
+"""`edgefleet ota ...`: publish signed models and run staged rollouts.
+
+The CLI only writes the registry; the OTA manager inside `edgefleet serve`
+carries campaigns out (offers, chunks, stage decisions, rollback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from edgefleet.errors import EdgefleetError
+
+DEFAULT_DB = Path(os.environ.get("EDGEFLEET_DB", "var/fleet.db"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ota", help="publish models and roll them out over the air",
+                       description="Signed models roll out in stages (canaries first). The fleet service "
+                       "advances a stage only when its devices confirmed the model, and aborts with an "
+                       "automatic rollback on failures, timeouts, or a canary anomaly-rate shift.")
+    os_ = p.add_subparsers(dest="ota_command", metavar="ACTION", required=True)
+
+    def db_arg(q):
+        q.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"fleet database (default $EDGEFLEET_DB or {DEFAULT_DB})")
+
+    pub = os_.add_parser("publish", help="verify a model folder's signed manifest and add it to the registry")
+    pub.add_argument("model_dir", type=Path)
+    pub.add_argument("--public", type=Path, default=None,
+                     help="public key devices trust (default: the signing key's .pub)")
+    db_arg(pub)
+    pub.set_defaults(func=cmd_publish)
+
+    ro = os_.add_parser("rollout", help="start a staged campaign for a published model version",
+                        epilog="example: edgefleet ota rollout 2 --target site=north --stages 5%%,25%%,100%% --shadow 10")
+    ro.add_argument("version", type=int, help="model version (see `edgefleet ota status --models`)")
+    ro.add_argument("--target", default="all", help="all | site=S | line=L | tag=T (default all)")
+    ro.add_argument("--stages", default="5%,25%,100%", help="cumulative stage sizes (default 5%%,25%%,100%%)")
+    ro.add_argument("--shadow", type=float, default=0.0, metavar="MINUTES",
+                    help="trial in shadow mode for this long: both models score every window")
+    ro.add_argument("--trial", type=float, default=1.0, metavar="MINUTES",
+                    help="trial period before a device confirms, without --shadow (default 1)")
+    ro.add_argument("--abort-failures", default="10%", help="abort when more of a stage fails (default 10%%)")
+    ro.add_argument("--abort-anomaly-shift", default="3x",
+                    help="abort when canaries' anomaly rate grows by this factor (default 3x)")
+    ro.add_argument("--stage-timeout", type=float, default=10.0, metavar="MINUTES",
+                    help="a device without an outcome after this long counts as failed (default 10)")
+    ro.add_argument("--id", default=None, help="campaign id (default c<version>-<UTC time>)")
+    db_arg(ro)
+    ro.set_defaults(func=cmd_rollout)
+
+    st = os_.add_parser("status", help="campaigns with their state and devices per OTA state")
+    st.add_argument("campaign", nargs="?")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--models", action="store_true", help="list the registered models instead")
+    db_arg(st)
+    st.set_defaults(func=cmd_status)
+
+    ab = os_.add_parser("abort", help="stop a campaign; devices that took the model roll back")
+    ab.add_argument("campaign")
+    db_arg(ab)
+    ab.set_defaults(func=cmd_abort)
+
+
+def _registry(db: Path):
+    from edgefleet.ota.registry import OtaRegistry
+
+    return OtaRegistry(db)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from edgefleet import keys
+    from edgefleet.model_folder import ModelFolder
+
+    folder = ModelFolder(args.model_dir)
+    pub = keys.load_public(args.public or keys.public_path(keys.DEFAULT_KEY))
+    entry = _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(), pub)
+    print(f"published {entry.model_id} v{entry.version} ({entry.size} B, sha256 {entry.sha256[:16]}…) "
+          f"to {args.db}; roll it out with `edgefleet ota rollout {entry.version}`")
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from edgefleet.ota.campaign import Policy, Target, parse_ratio, parse_stages
+
+    shift = parse_ratio(args.abort_anomaly_shift, "x")
+    fails = parse_ratio(args.abort_failures, "%")
+    if not 0 <= fails < 1 or shift <= 1:
+        raise EdgefleetError("--abort-failures must be in [0%, 100%) and --abort-anomaly-shift above 1x")
+    policy = Policy(stages=parse_stages(args.stages), abort_failures=fails, abort_anomaly_shift=shift,
+                    stage_timeout_s=args.stage_timeout * 60,
+                    trial_s=int(60 * (args.shadow or args.trial)), shadow=args.shadow > 0)
+    c = _registry(args.db).create_campaign(args.version, Target.parse(args.target), policy, args.id)
+    print(f"campaign {c.id}: model v{c.model} to {c.target} in stages {args.stages}; "
+          f"the OTA manager in `edgefleet serve` runs it. Watch with `edgefleet ota status {c.id}`")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reg = _registry(args.db)
+    if args.models:
+        rows = [vars(m) for m in reg.models()]
+        if args.json:
+            print(json.dumps(rows))
+        for m in rows if not args.json else []:
+            auc = (m["card"].get("evaluation") or {}).get("auc_int8")
+            print(f"v{m['version']:<4} {m['model_id']:20} {m['size']:6d} B  AUC {auc if auc is not None else '—'}")
+        return 0
+    status = reg.status(args.campaign)
+    if args.json:
+        print(json.dumps({"campaigns": status}))
+        return 0
+    if not status:
+        print("no campaigns yet (edgefleet ota rollout VERSION)")
+    for s in status:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(s["by_state"].items())) or "none offered yet"
+        print(f"{s['campaign']}: model v{s['model']} -> {s['target']}, {s['state']}, stage {s['stage']}/"
+              f"{len(s['stages'])} ({'/'.join(s['stages'])}), {s['devices']} devices: {states}"
+              + (f"\n  reason: {s['reason']}" if s["reason"] else ""))
+    return 0
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    c = _registry(args.db).abort(args.campaign)
+    print(f"campaign {c.id} is aborting: the OTA manager clears its offers and rolls back updated devices")
+    return 0

@@ -108,7 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             broker = sup.start("mosquitto", ["mosquitto", "-c", str(conf)])
             broker_kind = "Mosquitto"
         else:
-            broker = sup.start("broker", [py, "-m", "edgefleet.broker", "--port", str(port)])
+            broker = sup.start("broker", [py, "-m", "edgefleet", "broker", "--port", str(port),
+                                          "--prefer", "amqtt"])
             broker_kind = "embedded amqtt broker (no mosquitto binary found)"
         wait_port(port, broker, broker_kind)
         url = f"mqtt://127.0.0.1:{port}"

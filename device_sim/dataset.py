@@ -1,0 +1,116 @@
+"""Simulated recordings in the `shared/data` `.npz` format (keys signal, fs, label, rpm, ...).
+
+So the fleet model can be trained on the simulator's healthy machines with the same
+toolchain as on CWRU: `write_dataset(folder, ...)` then `edgefleet model train --data folder`.
+Faulty recordings (fully developed defects) are written too, for the evaluation step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device_sim.physics import FAULT_LABELS, Fault, Machines, make_machines, synthesize, with_faults
+
+CHUNK_S = 2.0  # synthesize long recordings in pieces to bound memory
+
+
+@dataclass(frozen=True)
+class SimRecording:
+    """One recording, keyed like the CWRU `.npz` files."""
+
+    name: str
+    signal: np.ndarray  # float32, g
+    fs: float
+    label: str
+    rpm: float
+    load: float
+    fault_size_in: str
+    machine: int
+    seed: int
+
+    def npz_fields(self) -> dict[str, np.ndarray]:
+        return {
+            "signal": self.signal.astype(np.float32), "fs": np.float64(self.fs),
+            "label": np.str_(self.label), "rpm": np.float64(self.rpm),
+            "load_hp": np.str_(f"{self.load:.2f}"), "fault_size_in": np.str_(self.fault_size_in),
+            "fault_location": np.str_(self.label.replace("_", " ")), "channel": np.str_("SIM"),
+            "units": np.str_("g"), "fs_original": np.float64(self.fs),
+            "source": np.str_(f"device_sim seed={self.seed} machine={self.machine}"),
+            "dataset": np.str_("device_sim"),
+        }
+
+
+def _record(m: Machines, row: int, seconds: float, fs: float, rng: np.random.Generator,
+            t0: float) -> np.ndarray:
+    """A continuous recording of one machine (chunks share the clock, so lines stay coherent)."""
+    one = m.take([row])
+    total = int(round(seconds * fs))
+    step = int(CHUNK_S * fs)
+    parts = [synthesize(one, t0 + i / fs, min(step, total - i), fs, rng)[0]
+             for i in range(0, total, step)]
+    return np.concatenate(parts)
+
+
+def normal_windows(n_machines: int, seconds: float, fs: float = 12000.0, seed: int = 0, *,
+                   bearing: str | None = None) -> list[SimRecording]:
+    """`n_machines` healthy machines (each its own speed, load, imbalance, resonance, noise),
+    one continuous `seconds`-long recording each at rate `fs`."""
+    rng = np.random.default_rng(seed)
+    m = make_machines(n_machines, rng, bearing=bearing)
+    out = []
+    for i in range(n_machines):
+        sig = _record(m, i, seconds, fs, rng, t0=float(rng.uniform(0, 1000)))
+        out.append(SimRecording(f"sim_normal_{int(fs)}_{seed}_{i:03d}", sig, fs, "normal",
+                                float(m.shaft_hz(0.0)[i] * 60), float(m.load[i]), "0.000", i, seed))
+    return out
+
+
+def faulty_windows(n_machines: int, seconds: float, fs: float = 12000.0, seed: int = 1, *,
+                   kinds: tuple[Fault, ...] = (Fault.OUTER_RACE, Fault.INNER_RACE, Fault.BALL),
+                   peak_g: tuple[float, float] = (0.3, 1.5)) -> list[SimRecording]:
+    """Machines with a fully developed defect (kinds cycled), for evaluating a detector."""
+    rng = np.random.default_rng(seed)
+    m = make_machines(n_machines, rng, bearing=None)
+    kind = np.array([kinds[i % len(kinds)] for i in range(n_machines)])
+    peak = rng.uniform(*peak_g, n_machines)
+    m = with_faults(m, np.arange(n_machines), kind, onset_s=-1.0, ramp_s=1e-6, peak_g=peak)
+    out = []
+    for i in range(n_machines):
+        sig = _record(m, i, seconds, fs, rng, t0=float(rng.uniform(0, 1000)))
+        label = FAULT_LABELS[Fault(int(kind[i]))]
+        out.append(SimRecording(f"sim_{label}_{int(fs)}_{seed}_{i:03d}", sig, fs, label,
+                                float(m.shaft_hz(0.0)[i] * 60), float(m.load[i]),
+                                f"{peak[i]:.3f}g", i, seed))
+    return out
+
+
+def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
+                  seconds: float = 10.0, fs: float | tuple[float, ...] = 12000.0,
+                  seed: int = 0) -> list[Path]:
+    """Write healthy and faulty recordings as `.npz` files (the shared/data format) into `folder`.
+
+    `fs` may be several sensor rates: the machines are split across them (each rate its own
+    seed), so a model trained on the folder sees every rate the fleet uses.
+    """
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    rates = (fs,) if isinstance(fs, (int, float)) else tuple(fs)
+    recs: list[SimRecording] = []
+    for j, rate in enumerate(rates):
+        nn = n_normal // len(rates) + (j < n_normal % len(rates))
+        nf = n_faulty // len(rates) + (j < n_faulty % len(rates))
+        s = seed + 100 * j
+        recs += normal_windows(nn, seconds, float(rate), s) if nn else []
+        recs += faulty_windows(nf, seconds, float(rate), s + 1) if nf else []
+    paths = []
+    for r in recs:
+        p = d / f"{r.name}.npz"
+        np.savez_compressed(p, **r.npz_fields())
+        paths.append(p)
+    return paths
+
+
+__all__ = ["SimRecording", "normal_windows", "faulty_windows", "write_dataset"]

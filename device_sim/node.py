@@ -1,0 +1,223 @@
+"""One virtual node's device logic, without any networking (the link moves its bytes).
+
+What a node keeps, exactly as the firmware does: a boot id drawn at boot, per-kind
+sequence numbers from 0, a bounded store-and-forward ring of results not yet handed
+to the broker (oldest dropped first, the drop count reported in every result
+message), its threshold (from the artifact, set by command, or calibrated from its
+own first N normal windows with a streaming statistic), and a pending debug capture.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgefleet.protocol import PROTOCOL_VERSION, ProtocolError, encode, result_message, topic
+
+FIRMWARE_VERSION = "1.0.0"
+CAPS = ["debug", "calib"]
+MAX_RESULTS_PER_MESSAGE = 256  # protocol limit (result.schema.json maxItems)
+
+
+@dataclass
+class Calibration:
+    """Streaming threshold: Welford mean and variance of log(score) over n windows.
+
+    Scores are squared errors (positive, right-skewed), so the statistic runs on their
+    logarithm; threshold = exp(mean + k * std). O(1) memory, no training.
+    """
+
+    n_target: int
+    k: float = 4.0
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, score: float) -> None:
+        x = math.log(max(score, 1e-12))
+        self.n += 1
+        d = x - self.mean
+        self.mean += d / self.n
+        self.m2 += d * (x - self.mean)
+
+    @property
+    def done(self) -> bool:
+        return self.n >= self.n_target
+
+    def threshold(self) -> float:
+        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return math.exp(self.mean + self.k * std)
+
+
+@dataclass
+class Outgoing:
+    """A message for the link: topic, payload, QoS, retain, and how many results it carries."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+    results: int = 0
+
+
+@dataclass
+class VirtualNode:
+    """Device state and message building for one simulated machine's sensor node."""
+
+    device_id: str
+    fs: float
+    model_version: int
+    threshold: float
+    site: str | None = None
+    line: str | None = None
+    tags: list[str] = field(default_factory=list)
+    ring_size: int = 600
+    results_per_message: int = 1
+    calibrate_k: float = 4.0
+    boot: str = field(default_factory=lambda: secrets.token_hex(4))
+    ring: deque = field(init=False)
+    dropped: int = 0
+    result_seq: int = 0
+    status_seq: int = 0
+    debug_seq: int = 0
+    calibration: Calibration | None = None
+    debug_request: str | None = None  # cmd id of a pending debug capture ("" if none given)
+    anomalies: int = 0
+    windows: int = 0
+    handled_cmds: deque = field(default_factory=lambda: deque(maxlen=32))
+
+    def __post_init__(self) -> None:
+        topic(self.device_id, "result")  # validates the device id once
+        self.ring = deque(maxlen=self.ring_size)
+        self.topics = {k: topic(self.device_id, k) for k in ("result", "status", "debug", "cmd")}
+
+    # --- status -------------------------------------------------------------------------
+    def birth(self, now_ms: int) -> Outgoing:
+        body: dict[str, Any] = {"v": PROTOCOL_VERSION, "boot": self.boot, "seq": self._next_status(),
+                                "ts": now_ms, "state": "online", "fw": FIRMWARE_VERSION,
+                                "model": self.model_version, "slot": "A",
+                                "thr": _positive(self.threshold), "caps": list(CAPS)}
+        if self.site:
+            body["site"] = self.site
+        if self.line:
+            body["line"] = self.line
+        if self.tags:
+            body["tags"] = list(self.tags)
+        return Outgoing(self.topics["status"], encode("status", body), retain=True)
+
+    def death(self, now_ms: int, state: str = "lost") -> Outgoing:
+        """The last will ('lost', registered at connect) or a clean goodbye ('offline')."""
+        body = {"v": PROTOCOL_VERSION, "boot": self.boot, "seq": self._next_status(), "ts": now_ms,
+                "state": state}
+        return Outgoing(self.topics["status"], encode("status", body), retain=True)
+
+    def _next_status(self) -> int:
+        self.status_seq += 1
+        return self.status_seq - 1
+
+    # --- results ------------------------------------------------------------------------
+    def add_result(self, ts_ms: int, score: float, inf_us: int) -> bool:
+        """Record one window's score; returns the anomaly decision. Drops the oldest if full."""
+        anom = bool(score > self.threshold)
+        self.windows += 1
+        self.anomalies += anom
+        if len(self.ring) == self.ring.maxlen:
+            self.dropped += 1
+        self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), self.threshold))
+        self.result_seq += 1
+        cal = self.calibration
+        if cal is not None:
+            cal.add(score)
+            if cal.done:
+                self.threshold = _positive(cal.threshold())
+                self.calibration = None
+        return anom
+
+    def pending(self) -> int:
+        return len(self.ring)
+
+    def next_message(self, *, flush: bool = False) -> Outgoing | None:
+        """The oldest results as one message (same threshold), or None if not enough yet.
+
+        Normally waits for `results_per_message` results; `flush` sends whatever is there
+        (after a reconnect, or when the batch is old), up to the protocol's 256.
+        """
+        if not self.ring:
+            return None
+        limit = MAX_RESULTS_PER_MESSAGE if flush else self.results_per_message
+        if not flush and len(self.ring) < self.results_per_message:
+            return None
+        thr = self.ring[0][5]
+        batch = []
+        for item in self.ring:
+            if len(batch) >= limit or item[5] != thr:
+                break
+            batch.append(item)
+        res = [{"seq": s, "ts": ts, "score": sc, "anom": an, "inf_us": us}
+               for s, ts, sc, an, us, _ in batch]
+        body = result_message(self.boot, self.model_version, _positive(thr), res, self.dropped)
+        return Outgoing(self.topics["result"], encode("result", body), results=len(batch))
+
+    def commit(self, n_results: int) -> None:
+        """The first n results of the ring are now the link's (handed to the MQTT client)."""
+        for _ in range(n_results):
+            self.ring.popleft()
+
+    # --- commands -----------------------------------------------------------------------
+    def handle_command(self, body: dict[str, Any], now_ms: int) -> list[Outgoing]:
+        """Apply a decoded `cmd` message; returns what the node publishes in answer."""
+        cid = body["id"]
+        if cid in self.handled_cmds:  # QoS 1 may deliver twice
+            return []
+        self.handled_cmds.append(cid)
+        op = body["op"]
+        if op == "calibrate":
+            self.calibration = Calibration(int(body.get("n", 100)), k=self.calibrate_k)
+            return []
+        if op == "set_threshold":
+            if "thr" not in body:
+                return []
+            self.threshold = float(body["thr"])
+            return [self.birth(now_ms)]
+        if op == "debug":
+            self.debug_request = cid
+            return []
+        if op == "ping":
+            return [self.birth(now_ms)]
+        return []  # reboot and revert are handled by the link/fleet (or not supported)
+
+    def reboot(self) -> None:
+        """New boot: new id, sequences from 0; the ring (RAM) is lost, as on a device."""
+        self.boot = secrets.token_hex(4)
+        self.result_seq = self.status_seq = self.debug_seq = 0
+        self.dropped = 0
+        self.ring.clear()
+        self.calibration = None
+
+    def debug_capture(self, ts_ms: int, samples, features, q_in, q_out, score: float) -> Outgoing:
+        """The debug message for the window just scored; clears the pending request."""
+        body: dict[str, Any] = {
+            "v": PROTOCOL_VERSION, "boot": self.boot, "seq": self.debug_seq, "ts": ts_ms,
+            "model": self.model_version, "fs": float(self.fs),
+            "samples": [float(x) for x in samples], "features": [float(x) for x in features],
+            "q_in": [int(x) for x in q_in], "q_out": [int(x) for x in q_out],
+            "score": max(0.0, float(score)), "thr": _positive(self.threshold),
+            "anom": bool(score > self.threshold)}
+        if self.debug_request:
+            body["id"] = self.debug_request
+        self.debug_seq += 1
+        self.debug_request = None
+        return Outgoing(self.topics["debug"], encode("debug", body))
+
+
+def _positive(thr: float) -> float:
+    """The protocol requires thr > 0: refuse anything else here rather than send a bad message."""
+    if not (thr > 0) or not math.isfinite(thr):
+        raise ProtocolError("schema", f"threshold must be a positive finite number, got {thr}")
+    return float(thr)
+
+
+__all__ = ["VirtualNode", "Calibration", "Outgoing", "FIRMWARE_VERSION", "MAX_RESULTS_PER_MESSAGE"]

@@ -1,0 +1,103 @@
+"""The C int8 engine (sanitized host build) against LiteRT, bit for bit, >= 10,000 inputs per model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from edgefleet.artifact import Artifact
+from edgefleet.engine import Detector, Int8Engine
+from edgefleet.testmodels import PARITY_SHAPES
+from edgefleet.tflite_import import import_tflite
+
+from fw_helpers import c_infer, run
+
+N_INPUTS = 10_000
+
+
+def litert(tflite: bytes, x: np.ndarray, resolver=None) -> np.ndarray:
+    kw = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+    it = Interpreter(model_content=tflite, **kw)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(inp["index"], x.shape)
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    return it.get_tensor(out["index"])
+
+
+def parity_inputs(n_in: int, seed: int) -> np.ndarray:
+    """Random rows, all -128 / all 127, random extremes, sparse spikes, narrow normals."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(N_INPUTS, n_in), dtype=np.int8)
+    x[0], x[1] = -128, 127
+    x[2:100] = np.where(rng.random((98, n_in)) < 0.5, -128, 127)
+    x[100:200] = 0
+    x[100:200, rng.integers(0, n_in, 100)] = 127
+    x[200:1200] = np.clip(rng.normal(0, 20, (1000, n_in)), -128, 127).astype(np.int8)
+    return x
+
+
+@pytest.mark.parametrize("name", list(PARITY_SHAPES))
+@pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
+def test_c_engine_bit_exact_with_litert(fw, tflite_models, tmp_path, name, mode, resolver):
+    tfl = tflite_models[name]
+    artifact = import_tflite(tfl, requant=mode).to_bytes()
+    n_in = Artifact.from_bytes(artifact).n_inputs
+    x = parity_inputs(n_in, seed=len(name) + 17)
+    ref = litert(tfl, x, resolver)
+    ours = c_infer(fw, artifact, x, tmp_path)
+    assert ours.shape == ref.shape
+    bad = int((ours != ref).sum())
+    assert bad == 0, f"{bad} of {ref.size} int8 outputs differ from LiteRT ({name}, {mode})"
+
+
+def test_shapes_cover_per_channel_per_tensor_and_deep_model(tflite_models):
+    pt = import_tflite(tflite_models["mlperf_pt"])
+    pc = import_tflite(tflite_models["mlperf_pc"])
+    assert len(pt.layers) == 10 and pt.n_inputs == 640 and pt.n_outputs == 640
+    assert all(layer.multiplier.size == 1 for layer in pt.layers)
+    assert all(layer.multiplier.size == layer.n_out for layer in pc.layers)
+
+
+def test_requant_modes_differ_somewhere_so_both_paths_are_exercised(fw, tflite_models, tmp_path):
+    """fp32 and integer requantization round differently on rare values: the C side must follow each."""
+    tfl = tflite_models["mlperf_pc"]
+    a_fp, a_int = (import_tflite(tfl, requant=m).to_bytes() for m in ("fp32", "int"))
+    x = parity_inputs(640, seed=99)
+    y_fp = c_infer(fw, a_fp, x, tmp_path, sanitized=False)
+    y_int = c_infer(fw, a_int, x, tmp_path, sanitized=False)
+    assert np.array_equal(y_fp, litert(tfl, x))
+    assert np.array_equal(y_int, litert(tfl, x, OpResolverType.BUILTIN_REF))
+
+
+def test_real_cwru_windows_through_shipped_model(fw, shipped_model, cwru_dir, tmp_path):
+    """Real bearing windows (Python features, hop 20%) -> C engine == LiteRT == Python engine."""
+    from edgefleet.datasets import load_folder, windows_of
+
+    artifact = (shipped_model / "model.efm").read_bytes()
+    tfl = (shipped_model / "model_int8.tflite").read_bytes()
+    art = Artifact.from_bytes(artifact)
+    det = Detector(art)
+    rows = [det.quantized_inputs(windows_of(rec, art.features.params, hop_fraction=0.2), rec.fs)
+            for rec in load_folder(cwru_dir)]
+    x = np.concatenate(rows)
+    assert len(x) >= N_INPUTS
+    ours = c_infer(fw, artifact, x, tmp_path)
+    assert np.array_equal(ours, litert(tfl, x))
+    assert np.array_equal(ours, Int8Engine(art).infer(x))
+
+
+def test_ef_infer_reports_rejection_and_bad_row_size(fw, shipped_model, tmp_path):
+    artifact = bytearray((shipped_model / "model.efm").read_bytes())
+    info = run([fw.tool("ef_infer"), "--info", shipped_model / "model.efm"])
+    assert b'"status":"ok"' in info.stdout and b'"arena_bytes":48' in info.stdout
+    artifact[200] ^= 0x40
+    (tmp_path / "bad.efm").write_bytes(bytes(artifact))
+    proc = run([fw.tool("ef_infer"), "--info", tmp_path / "bad.efm"], check=False)
+    assert proc.returncode == 2 and b"bad-crc" in proc.stdout
+    (tmp_path / "in.bin").write_bytes(b"\0" * 33)
+    proc = run([fw.tool("ef_infer"), shipped_model / "model.efm", tmp_path / "in.bin", tmp_path / "o"],
+               check=False)
+    assert proc.returncode == 1 and b"whole number" in proc.stderr

@@ -55,6 +55,9 @@ def wait_port(host: str, port: int, timeout: float) -> bool:
 def mosquitto_config(host: str, port: int, persistence_dir: Path | None, log_file: Path | None) -> str:
     lines = [
         f"listener {port} {host}",
+        # Started as root, Mosquitto switches to user "mosquitto", which cannot write our
+        # persistence or log directories: stay the user who started it.
+        *(["user root"] if os.geteuid() == 0 else []),
         "allow_anonymous true",
         "set_tcp_nodelay true",
         "max_inflight_messages 0",  # the client's MQTT v5 receive-maximum sets the limit

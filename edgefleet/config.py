@@ -26,7 +26,7 @@ class Settings:
     broker_url: str = "mqtt://127.0.0.1:1883"
     db: str = "var/edgefleet.db"
     mqtt_version: str = "auto"  # "5", "3.1.1" (the amqtt fallback broker) or "auto": try 5, then 3.1.1
-    ingest_group: str = "ingest"  # shared-subscription group: processes in one group split the load
+    ingest_group: str = "ingest"  # shared-subscription group: processes in one group split the load; "" = plain subscription
     ingest_client_id: str = "ef-ingest-1"  # stable: the broker keeps this session while we are away
     session_expiry_s: int = 7 * 24 * 3600
     receive_max: int = 2000  # QoS 1 messages the broker may have in flight to ingest (unacked)
@@ -94,7 +94,7 @@ def _check(s: Settings) -> Settings:
         raise ConfigError(f"retention_days must be >= 0, got {s.retention_days}")
     for name in ("ingest_group", "ingest_client_id"):
         value = getattr(s, name)
-        if not value or any(c in value for c in "/+#"):
+        if (not value and name != "ingest_group") or any(c in value for c in "/+#"):
             raise ConfigError(f"{name} {value!r} must be non-empty without '/', '+' or '#'")
     return s
 

@@ -155,7 +155,7 @@ class IngestService:
             return
         self._generation += 1
         self.counters.connects += 1
-        group = self.settings.ingest_group if self.mqtt_version == "5" else None
+        group = (self.settings.ingest_group or None) if self.mqtt_version == "5" else None
         filters = ingest_filters(group)
         if self.mqtt_version == "5":
             client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
@@ -191,7 +191,7 @@ class IngestService:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        c.reconnect_delay_set(min_delay=1, max_delay=5)
+        c.reconnect_delay_set(min_delay=0.25, max_delay=5)  # short: see docs/store.md on broker restarts
         return c
 
     # ---------- lifecycle ----------

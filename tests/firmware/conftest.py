@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from fw_helpers import FIRMWARE, REPO, Build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fw_helpers, whatever the import mode
+from fw_helpers import FIRMWARE, REPO, Build  # noqa: E402
 
 SHIPPED_MODEL = REPO / "edgefleet" / "models" / "cwru-de-12k"
 

@@ -66,20 +66,25 @@ int main(int argc, char **argv)
         return 1;
     if ((st = ef_model_open(&m, art, alen)) != EF_OK) {
         fprintf(stderr, "error: %s: artifact rejected (%s)\n", argv[1], ef_status_str(st));
+        free(art);
         return 2;
     }
     if (!ef_model_features(&m, &fv) || !ef_model_scoring(&m, &sv) || m.n_inputs != m.n_outputs ||
         m.n_inputs > sizeof feats / sizeof feats[0]) {
         fprintf(stderr, "error: %s is not a node model (needs features, scoring, n_in == n_out <= 1024)\n",
                 argv[1]);
+        free(art);
         return 2;
     }
     if ((st = ef_features_plan(&plan, &fv, fs)) != EF_OK) {
         fprintf(stderr, "error: the model cannot run at %g Hz (%s)\n", fs, ef_status_str(st));
+        free(art);
         return 2;
     }
-    if (!(raw = ef_host_read_file(argv[2], &slen)))
+    if (!(raw = ef_host_read_file(argv[2], &slen))) {
+        free(art);
         return 1;
+    }
     samples = (const float *)(const void *)raw;
     n_total = slen / sizeof(float);
     if (hop == 0)

@@ -1,0 +1,33 @@
+"""edgefleet dashboard entrypoint: registers the pages, nothing else.
+
+    streamlit run dashboards/app.py -- --db var/demo/fleet.db    (or EDGEFLEET_DB=PATH)
+
+One file per page under views/ (not pages/: a folder named pages/ makes Streamlit run
+its legacy multipage mode on a fresh server's first request); data loaders in data.py
+(no Streamlit), caching in ui.py. A new page (e.g. Models / OTA) is one more file in
+views/ and one more line below.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboards/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboards import ui  # noqa: E402
+
+st.set_page_config(page_title="edgefleet", page_icon=":material/precision_manufacturing:", layout="wide")
+page = st.navigation({
+    "Fleet": [
+        st.Page(ui.PAGE_FLEET, title="Fleet overview", icon=":material/factory:", default=True),
+        st.Page(ui.PAGE_DEVICE, title="Device detail", icon=":material/sensors:"),
+        st.Page(ui.PAGE_ALARMS, title="Alarms", icon=":material/notifications_active:"),
+    ],
+    "Operations": [
+        st.Page(ui.PAGE_SYSTEM, title="System", icon=":material/monitor_heart:"),
+    ],
+})
+page.run()

@@ -1,0 +1,104 @@
+"""Altair chart builders: DataFrame in, Vega-Lite chart out (no Streamlit, no store)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from dashboards.data import STATE_COLOURS, STATES, TrendLine
+
+STATE_SCALE = alt.Scale(domain=list(STATES), range=[STATE_COLOURS[s] for s in STATES])
+THRESHOLD_COLOUR = "#d62728"
+TREND_COLOUR = "#1f77b4"
+
+
+def fleet_grid(df: pd.DataFrame) -> alt.Chart:
+    """One tile per machine, a row per site / line, coloured by state; click a tile to open it."""
+    rows = sorted(df["row"].unique())
+    pick = alt.selection_point(fields=["device"], name="pick", on="click", clear=False)
+    return (
+        alt.Chart(df)
+        .mark_rect(stroke="white", strokeWidth=3, cornerRadius=4)
+        .encode(
+            x=alt.X("col:O", axis=None),
+            y=alt.Y("row:N", sort=rows, title=None, axis=alt.Axis(labelFontSize=13, labelLimit=220)),
+            color=alt.Color("state:N", scale=STATE_SCALE, legend=alt.Legend(orient="top", title=None)),
+            tooltip=["device", "site", "line", "state", "status", "severity",
+                     alt.Tooltip("score_ratio:Q", format=".2f", title="score / threshold"),
+                     alt.Tooltip("eta_s:Q", format=",.0f", title="ETA to threshold (s)"), "model", "fw"],
+        )
+        .add_params(pick)
+        .properties(height=max(120, 38 * len(rows)))
+    )
+
+
+def model_bars(models: pd.DataFrame) -> alt.LayerChart:
+    """Devices per model version, labelled with the count."""
+    base = alt.Chart(models).encode(y=alt.Y("model:N", title=None, sort="-x", axis=alt.Axis(labelFontSize=13)),
+                                    x=alt.X("devices:Q", title="devices"), tooltip=["model", "devices"])
+    bars = base.mark_bar(color=TREND_COLOUR, height=22)
+    labels = base.mark_text(align="left", dx=4, fontSize=13).encode(text="devices:Q")
+    return alt.layer(bars, labels).properties(height=40 * len(models) + 30)
+
+
+def score_timeline(scores: pd.DataFrame, thr: float | None, trend: TrendLine | None, log_y: bool = False) -> alt.Chart:
+    """Scores over time with anomalous windows in red, the threshold, and the fitted trend with its forecast."""
+    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=True)
+    pts = scores if not log_y else scores[scores["score"] > 0]
+    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None), y=alt.Y("score:Q", scale=y_scale, title="score"))
+    layers = [
+        base.mark_line(color="#888", strokeWidth=1),
+        base.mark_circle(size=18).encode(
+            color=alt.condition("datum.anom", alt.value(THRESHOLD_COLOUR), alt.value("#555")),
+            tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "seq", alt.Tooltip("score:Q", format=".4g"), "anom",
+                     "model"]),
+    ]
+    if trend is not None:
+        layers.append(alt.Chart(trend.points).mark_line(strokeWidth=2.5, color=TREND_COLOUR).encode(
+            x="time:T", y=alt.Y("score:Q", scale=y_scale),
+            strokeDash=alt.StrokeDash("part:N", scale=alt.Scale(domain=["fit", "forecast"], range=[[1, 0], [6, 4]]),
+                                      legend=alt.Legend(orient="top", title="trend"))))
+    if thr is not None:
+        layers.append(alt.Chart(pd.DataFrame({"thr": [thr]})).mark_rule(
+            color=THRESHOLD_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(y="thr:Q", tooltip=["thr"]))
+    return alt.layer(*layers).properties(height=320)
+
+
+SEVERITY_SCALE = alt.Scale(domain=["warning", "major", "critical"], range=["#ffbb33", "#ff7f0e", "#b30000"])
+
+
+def alarms_raised(df: pd.DataFrame) -> alt.Chart:
+    """Each alarm as a dot at its raise time, one row per severity, sized by its peak over threshold."""
+    return (
+        alt.Chart(df).mark_circle(opacity=0.85)
+        .encode(x=alt.X("raised:T", title=None),
+                y=alt.Y("severity:N", sort=["critical", "major", "warning"], title=None),
+                color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=None),
+                size=alt.Size("peak_ratio:Q", scale=alt.Scale(range=[60, 400]), legend=None),
+                tooltip=["id", "device", "severity", "state", alt.Tooltip("raised:T", format="%Y-%m-%d %H:%M:%S"),
+                         alt.Tooltip("peak_ratio:Q", format=".2f", title="peak / thr")])
+        .properties(height=130)
+    )
+
+
+def rate_line(df: pd.DataFrame, fields: dict[str, str], title: str) -> alt.Chart:
+    """Several numeric columns over time as labelled lines (`fields`: column -> label)."""
+    long = df.melt(id_vars=["time"], value_vars=list(fields), var_name="series", value_name="value")
+    long["series"] = long["series"].map(fields)
+    return (
+        alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=12))
+        .encode(x=alt.X("time:T", title=None), y=alt.Y("value:Q", title=title),
+                color=alt.Color("series:N", legend=alt.Legend(orient="top", title=None)),
+                tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "series", alt.Tooltip("value:Q", format=",.1f")])
+        .properties(height=220)
+    )
+
+
+def rejects_by_reason(df: pd.DataFrame) -> alt.Chart:
+    return (
+        alt.Chart(df).mark_bar()
+        .encode(x=alt.X("time:T", title=None), y=alt.Y("count:Q", stack=True, title="rejected messages"),
+                color=alt.Color("code:N", legend=alt.Legend(orient="top", title="reason")),
+                tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "code", "count"])
+        .properties(height=220)
+    )

@@ -1,0 +1,308 @@
+"""Dashboard loaders: plain functions from a `Store` to DataFrames and small dicts.
+
+Nothing here imports Streamlit, so every loader is tested against a real store
+without a browser. Pages (dashboards/views/) wrap these in short-TTL caches
+(dashboards/ui.py) and only draw. Times in the store are UTC milliseconds; the
+frames carry them both as ms and as timezone-aware datetimes for the charts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from edgefleet.alarms import SEVERITY_RANK, AlarmPolicy, fit_log_trend, time_to_threshold
+from edgefleet.protocol import ResultRecord
+from edgefleet.store import Device, Store
+
+DEFAULT_DB = Path(__file__).resolve().parents[1] / "var" / "demo" / "fleet.db"  # where `edgefleet demo` writes
+
+# What an operator sees per machine, most urgent first, and its colour.
+STATES = ("alarm", "offline", "degrading", "ok", "unknown")
+STATE_COLOURS = {
+    "alarm": "#d62728",  # red
+    "offline": "#7f7f7f",  # grey
+    "degrading": "#ff9f1c",  # amber
+    "ok": "#2ca02c",  # green
+    "unknown": "#c7c7c7",  # light grey: registered, no health yet
+}
+OFFLINE_STATUSES = ("offline", "lost", "stale")
+ALARM_STATES = ("active", "active, unacknowledged", "cleared", "all")
+
+
+# ---------- where the database is ----------
+
+def resolve_db(argv: Sequence[str], env: dict[str, str] | os._Environ) -> tuple[Path, str]:
+    """The store path and where it came from: `--db PATH` after `streamlit run app.py --`,
+    else $EDGEFLEET_DB, else the demo's database."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db")
+    known, _ = parser.parse_known_args(list(argv))
+    if known.db:
+        return Path(known.db), "--db"
+    if env.get("EDGEFLEET_DB"):
+        return Path(env["EDGEFLEET_DB"]), "EDGEFLEET_DB"
+    return DEFAULT_DB, "default"
+
+
+def missing_db_message(path: Path, source: str) -> str | None:
+    """None when `path` is a store file; otherwise what to do about it."""
+    if path.is_file():
+        return None
+    if path.exists():
+        return f"{path} (from {source}) is not a file."
+    return (f"No fleet database at `{path}` (from {source}) yet. Start the fleet service "
+            f"(`edgefleet serve --db {path} ...` or `edgefleet demo`), or point the dashboard at an "
+            "existing store with `EDGEFLEET_DB=PATH` or `streamlit run dashboards/app.py -- --db PATH`. "
+            "This page retries by itself.")
+
+
+# ---------- fleet overview ----------
+
+def display_state(d: Device) -> str:
+    """One state per machine for the grid: an active alarm wins, then being unreachable."""
+    if d.health == "alarm" or d.alarm_severity is not None:
+        return "alarm"
+    if d.status in OFFLINE_STATUSES:
+        return "offline"
+    if d.health in ("degrading", "ok"):
+        return d.health
+    return "unknown"
+
+
+def fleet_frame(store: Store, now_ms: int, stale_s: float = 120.0) -> pd.DataFrame:
+    """One row per device with its display state, colour and grid position (column within its line)."""
+    devs = store.devices(now_ms=now_ms, stale_s=stale_s)
+    rows = []
+    for d in devs:
+        state = display_state(d)
+        ratio = (d.last_score / d.thr) if d.last_score is not None and d.thr else None
+        rows.append({
+            "device": d.device, "site": d.site or "(no site)", "line": d.line or "-", "status": d.status,
+            "health": d.health, "state": state, "colour": STATE_COLOURS[state], "severity": d.alarm_severity,
+            "model": d.model, "fw": d.fw, "last_score": d.last_score, "thr": d.thr, "score_ratio": ratio,
+            "eta_s": d.eta_s, "slope_per_h": d.slope_per_h, "results": d.results,
+            "last_seen_ms": d.last_seen, "age_s": (now_ms - d.last_seen) / 1000.0 if d.last_seen else None,
+        })
+    cols = ["device", "site", "line", "status", "health", "state", "colour", "severity", "model", "fw",
+            "last_score", "thr", "score_ratio", "eta_s", "slope_per_h", "results", "last_seen_ms", "age_s"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["row"] = df["site"] + " / " + df["line"]
+    df["col"] = df.groupby("row").cumcount() if len(df) else pd.Series(dtype="int64")
+    return df
+
+
+def fleet_counts(df: pd.DataFrame) -> dict[str, int]:
+    """The headline numbers: devices, healthy, degrading, alarming, offline."""
+    return {"devices": len(df), "healthy": int((df["state"] == "ok").sum()),
+            "degrading": int((df["state"] == "degrading").sum()), "alarming": int((df["state"] == "alarm").sum()),
+            "offline": int(df["status"].isin(OFFLINE_STATUSES).sum())}
+
+
+def model_versions(df: pd.DataFrame) -> pd.DataFrame:
+    """Model version -> devices running it (devices that never reported one are left out)."""
+    known = df.dropna(subset=["model"])
+    out = known.groupby(known["model"].astype(int)).size().rename("devices").reset_index()
+    out["model"] = "v" + out["model"].astype(str)
+    return out
+
+
+def attention(df: pd.DataFrame) -> pd.DataFrame:
+    """Machines an operator should look at: alarming first (by severity), then degrading by ETA."""
+    sev = df["severity"].map(SEVERITY_RANK).fillna(0)
+    out = df[df["state"].isin(("alarm", "degrading"))].assign(_sev=sev)
+    out = out.sort_values(["_sev", "eta_s"], ascending=[False, True], na_position="last")
+    out = out.assign(severity=out["severity"].fillna("-"))
+    return out[["device", "site", "line", "state", "severity", "score_ratio", "eta_s", "model"]].reset_index(drop=True)
+
+
+# ---------- device detail ----------
+
+def results_frame(results: Sequence[ResultRecord]) -> pd.DataFrame:
+    cols = list(ResultRecord._fields)
+    df = pd.DataFrame([tuple(r) for r in results], columns=cols)
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    return df
+
+
+def score_frame(store: Store, device: str, since_ms: int | None = None, limit: int = 5000) -> pd.DataFrame:
+    """A device's score timeline (oldest first), newest `limit` points since `since_ms`."""
+    return results_frame(store.score_history(device, since_ms=since_ms, limit=limit))
+
+
+@dataclass(frozen=True)
+class TrendLine:
+    """The fitted health trend over the newest windows and its forecast to the threshold."""
+
+    points: pd.DataFrame  # time, score, part ("fit" | "forecast")
+    slope_per_h: float  # d log(score) / dt
+    eta_s: float | None  # seconds from the newest window to the threshold; 0 if above; None if not rising
+
+
+def trend_line(scores: pd.DataFrame, thr: float, policy: AlarmPolicy = AlarmPolicy(),
+               max_forecast_s: float | None = None) -> TrendLine | None:
+    """The same log-score fit the alarm service runs (last `policy.trend_points` windows), as chart points.
+
+    The forecast runs to the threshold crossing, capped at `max_forecast_s` (default: the span
+    of the fitted windows) so a far-off estimate does not squash the chart; None with too few points.
+    """
+    tail = scores.tail(policy.trend_points)
+    if len(tail) < policy.trend_min_points or not thr > 0:
+        return None
+    trend = fit_log_trend(tail["ts"].tolist(), tail["score"].tolist())
+    if trend is None:
+        return None
+    eta = time_to_threshold(trend, thr)
+    t0 = int(tail["ts"].iloc[0])
+    span_s = (trend.t_ref_ms - t0) / 1000.0
+    cap = span_s if max_forecast_s is None else max_forecast_s
+    rows = [(t0 + (trend.t_ref_ms - t0) * i // 20, "fit") for i in range(21)]  # exp() of a line: a curve
+    if eta is not None and eta > 0 and trend.slope_per_s > 0:
+        end = trend.t_ref_ms + int(min(eta, cap) * 1000)
+        rows += [(trend.t_ref_ms + (end - trend.t_ref_ms) * i // 20, "forecast") for i in range(21)]
+    pts = pd.DataFrame(rows, columns=["ts", "part"])
+    pts["score"] = [math.exp(trend.level + trend.slope_per_s * (t - trend.t_ref_ms) / 1000.0) for t in pts["ts"]]
+    pts["time"] = pd.to_datetime(pts["ts"], unit="ms", utc=True)
+    return TrendLine(pts, trend.slope_per_s * 3600.0, eta)
+
+
+def device_status(d: Device, now_ms: int) -> dict[str, str]:
+    """Human-readable status facts of one device for the detail page."""
+    return {
+        "status": d.status, "health": d.health, "alarm": d.alarm_severity or "none",
+        "model": f"v{d.model}" if d.model is not None else "-", "firmware": d.fw or "-", "slot": d.slot or "-",
+        "threshold": f"{d.thr:.4g}" if d.thr is not None else "-",
+        "last score": f"{d.last_score:.4g}" if d.last_score is not None else "-",
+        "last seen": fmt_age((now_ms - d.last_seen) / 1000.0) if d.last_seen else "never",
+        "early warning": fmt_eta(d.eta_s, short=True),
+        "site / line": f"{d.site or '-'} / {d.line or '-'}", "results": f"{d.results:,}",
+    }
+
+
+def events_frame(store: Store, device: str, limit: int = 50) -> pd.DataFrame:
+    """Status, OTA and debug history of one device, newest first."""
+    evs = store.events(device, limit=limit)
+    df = pd.DataFrame([(e.ts, e.kind, e.body) for e in evs], columns=["ts", "kind", "body"])
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    df["body"] = df["body"].map(lambda b: ", ".join(f"{k}={v}" for k, v in b.items() if k not in ("v",)))
+    return df[["time", "kind", "body"]]
+
+
+# ---------- alarms ----------
+
+def alarm_query(state: str) -> dict[str, bool | None]:
+    """The store filter for one of ALARM_STATES."""
+    if state not in ALARM_STATES:
+        raise ValueError(f"unknown alarm state filter {state!r} (one of {', '.join(ALARM_STATES)})")
+    return {"active": {"active": True, "active, unacknowledged": True, "cleared": False, "all": None}[state],
+            "acked": False if state == "active, unacknowledged" else None}
+
+
+def alarm_frame(store: Store, state: str = "active", site: str | None = None, min_severity: str | None = None,
+                limit: int = 500) -> pd.DataFrame:
+    """Alarms matching the filters, active first then newest first."""
+    alarms = store.alarms(**alarm_query(state), site=site, min_severity=min_severity, limit=limit)
+    cols = ["id", "device", "site", "line", "severity", "state", "raised", "cleared", "score_ratio", "peak_ratio",
+            "acked_by", "acked", "note"]
+    rows = []
+    for a in alarms:
+        rows.append({
+            "id": a.id, "device": a.device, "site": a.site, "line": a.line, "severity": a.severity,
+            "state": ("active" if a.active else "cleared") + (", acked" if a.acked_ts is not None else ""),
+            "raised": pd.to_datetime(a.raised_ts, unit="ms", utc=True),
+            "cleared": pd.to_datetime(a.cleared_ts, unit="ms", utc=True) if a.cleared_ts is not None else pd.NaT,
+            "score_ratio": a.score / a.thr if a.thr else None, "peak_ratio": a.peak_score / a.thr if a.thr else None,
+            "acked_by": a.acked_by, "acked": pd.to_datetime(a.acked_ts, unit="ms", utc=True)
+            if a.acked_ts is not None else pd.NaT, "note": a.note,
+        })
+    return pd.DataFrame(rows, columns=cols)
+
+
+def sites(store: Store) -> list[str]:
+    """Site names known to the registry ('' for devices without one)."""
+    return sorted({d.site or "" for d in store.devices()})
+
+
+# ---------- system ----------
+
+def ingest_frame(store: Store, since_ms: int, bucket_s: int = 10) -> pd.DataFrame:
+    """Per time bucket: results/s, messages/s, duplicates, rejects and node-to-commit lag."""
+    buckets = store.ingest_series(since_ms, bucket_s)
+    df = pd.DataFrame([b.__dict__ for b in buckets],
+                      columns=["ts", "messages", "results", "duplicates", "rejected", "lag_ms_avg", "lag_ms_max"])
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    df["results_per_s"] = df["results"] / bucket_s
+    df["messages_per_s"] = df["messages"] / bucket_s
+    return df
+
+
+@dataclass(frozen=True)
+class RejectSeries:
+    by_reason: pd.DataFrame  # time, code, count (per bucket)
+    latest: pd.DataFrame  # newest rejects: time, topic, code, reason, size, payload excerpt
+    truncated: bool  # True when more rejects exist in the window than were read
+
+
+def reject_series(store: Store, since_ms: int, bucket_s: int = 10, limit: int = 5000) -> RejectSeries:
+    """Rejects by reason per time bucket, from the newest `limit` rejected messages in the window.
+
+    Built on `store.rejects()` (no per-reason aggregate exists in the store interface); the
+    exact total per bucket is in `ingest_frame()['rejected']`.
+    """
+    recs = store.rejects(limit=limit, since_ms=since_ms)
+    df = pd.DataFrame([(r.ts, r.topic, r.code, r.reason, r.size, r.payload[:64]) for r in recs],
+                      columns=["ts", "topic", "code", "reason", "size", "payload"])
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    df["payload"] = df["payload"].map(lambda b: b.decode("utf-8", "replace"))
+    b = bucket_s * 1000
+    grouped = (df.assign(bucket=(df["ts"] // b) * b).groupby(["bucket", "code"]).size()
+               .rename("count").reset_index())
+    grouped["time"] = pd.to_datetime(grouped["bucket"], unit="ms", utc=True)
+    return RejectSeries(grouped[["time", "code", "count"]], df[["time", "topic", "code", "reason", "size", "payload"]],
+                        len(recs) >= limit)
+
+
+def system_totals(store: Store) -> dict[str, int | float]:
+    """Lifetime counters of the store (results, messages, duplicates, rejects, events) and retention."""
+    c = store.counts()
+    return {"results": c.results, "messages": c.messages, "duplicates": c.duplicates, "rejected": c.rejected,
+            "devices": c.devices, "alarms": c.alarms, "active_alarms": c.active_alarms, "events": c.events,
+            "retention_days": store.retention_days()}
+
+
+# ---------- formatting ----------
+
+def fmt_age(seconds: float) -> str:
+    """'12 s ago', '3 min ago', '2.5 h ago'."""
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} d ago"
+
+
+def fmt_eta(eta_s: float | None, short: bool = False) -> str:
+    """The early-warning estimate in words ('threshold in ~7 min'; short: '~7 min')."""
+    if eta_s is None:
+        return "not rising"
+    if eta_s <= 0:
+        return "crossed" if short else "above threshold"
+    if eta_s < 90:
+        when = f"~{eta_s:.0f} s"
+    elif eta_s < 5400:
+        when = f"~{eta_s / 60:.0f} min"
+    elif eta_s < 2 * 86400:
+        when = f"~{eta_s / 3600:.1f} h"
+    else:
+        when = f"~{eta_s / 86400:.0f} d"
+    return when if short else f"threshold in {when}"

@@ -1,0 +1,138 @@
+"""A synthetic but plausible plant written through the store's public API, for tests and screenshots.
+
+Machines on several sites and lines report a score per window; a few degrade
+(score rising towards the threshold), a few cross it and alarm, a few drop
+offline. Results go in as ingest batches (so ingest statistics and lag exist), and
+the real `AlarmTracker` turns them into alarms and health trends, exactly as the
+fleet service does. Run `python -m dashboards.sample_fleet --db PATH` to look at
+the dashboard without a broker or simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgefleet.alarms import AlarmPolicy, AlarmTracker
+from edgefleet.protocol import ResultRecord
+from edgefleet.store import DeviceUpdate, Event, IngestBatch, Reject, Store, open_store
+
+SITES = {"plant-north": ("L1", "L2", "L3"), "plant-south": ("L1", "L2"), "plant-east": ("L1", "L2")}
+MACHINES = ("pump", "fan", "motor", "gearbox")
+THRESHOLD = 2.667  # the shipped CWRU model's default threshold
+REJECTS = (("schema", "result: 'score' is a required property"), ("json", "payload is not JSON"),
+           ("topic", "topic ef/v1/?/result has an invalid device id"), ("size", "payload of 70000 bytes > 65536"))
+
+
+@dataclass
+class SampleFleet:
+    """Which devices were made to do what (the tests assert on these)."""
+
+    devices: list[str] = field(default_factory=list)
+    alarm: list[str] = field(default_factory=list)  # crossed the threshold: active alarm
+    degrading: list[str] = field(default_factory=list)  # rising, still below the threshold
+    offline: list[str] = field(default_factory=list)  # stopped reporting, offline status
+    results: int = 0
+    rejects: int = 0
+
+
+def _ratio(kind: str, frac: float, rng: random.Random, peak: float) -> float:
+    """score / threshold at fraction `frac` of the timeline for a machine of `kind`."""
+    noise = math.exp(rng.gauss(0.0, 0.03))
+    if kind == "alarm":  # exponential growth from 0.3 crossing 1.0 at 80% of the timeline, up to `peak`
+        base = 0.3 * math.exp(math.log(1 / 0.3) / 0.8 * frac) if frac < 0.8 else \
+            math.exp(math.log(peak) * (frac - 0.8) / 0.2)
+        return base * noise
+    if kind == "degrading":  # from 0.3 to 0.8 over the timeline
+        return 0.3 * math.exp(math.log(0.8 / 0.3) * frac) * noise
+    return 0.3 * noise
+
+
+def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minutes: float = 20.0,
+             period_s: float = 5.0, n_alarm: int = 3, n_degrading: int = 2, n_offline: int = 2,
+             seed: int = 7, policy: AlarmPolicy = AlarmPolicy()) -> SampleFleet:
+    """Write `minutes` of history ending at `now_ms` for `per_line` machines on every line of SITES."""
+    rng = random.Random(seed)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    fleet = SampleFleet()
+    meta: dict[str, tuple[str, str, str]] = {}
+    for site, lines in SITES.items():
+        for line in lines:
+            for i in range(per_line):
+                dev = f"{site.split('-')[1]}-{line.lower()}-{i + 1:02d}"
+                fleet.devices.append(dev)
+                meta[dev] = (site, line, MACHINES[(i + len(line)) % len(MACHINES)])
+    picks = rng.sample(fleet.devices, n_alarm + n_degrading + n_offline)
+    fleet.alarm = sorted(picks[:n_alarm])
+    fleet.degrading = sorted(picks[n_alarm:n_alarm + n_degrading])
+    fleet.offline = sorted(picks[n_alarm + n_degrading:])
+    kind = {d: "alarm" for d in fleet.alarm} | {d: "degrading" for d in fleet.degrading}
+    peaks = {d: (1.6, 3.0, 7.0)[i % 3] for i, d in enumerate(fleet.alarm)}  # warning, major, critical
+    model = {d: (4 if i % 9 == 0 else 3) for i, d in enumerate(fleet.devices)}  # a canary group on v4
+
+    steps = int(minutes * 60 / period_s)
+    t_start = now_ms - steps * int(period_s * 1000)
+    offline_after = int(steps * 0.6)
+    births = [DeviceUpdate(d, t_start - 5000, status="online", boot=f"{rng.getrandbits(32):08x}", fw="1.2.0",
+                           model=model[d], slot="A", thr=THRESHOLD, caps=("ota", "debug", "calib", "shadow"),
+                           site=meta[d][0], line=meta[d][1], tags=(meta[d][2],)) for d in fleet.devices]
+    store.write_batch(IngestBatch(t_start - 4000, len(births), [], births,
+                                  [Event(u.device, u.ts, "status", {"state": "online", "fw": "1.2.0",
+                                                                    "model": u.model, "slot": "A"})
+                                   for u in births]))
+    boots = {u.device: u.boot for u in births}
+    tracker = AlarmTracker(policy)
+    for step in range(steps):
+        ts = t_start + step * int(period_s * 1000)
+        frac = step / max(1, steps - 1)
+        results = []
+        for d in fleet.devices:
+            if d in fleet.offline and step >= offline_after:
+                continue
+            score = THRESHOLD * _ratio(kind.get(d, "ok"), frac, rng, peaks.get(d, 1.0))
+            results.append(ResultRecord(d, boots[d], step, ts + rng.randrange(0, 900), model[d], round(score, 5),
+                                        THRESHOLD, score > THRESHOLD, 380 + rng.randrange(40)))
+        updates, events = [], []
+        if step == offline_after:
+            updates = [DeviceUpdate(d, ts, status="offline") for d in fleet.offline]
+            events = [Event(d, ts, "status", {"state": "offline"}) for d in fleet.offline]
+        rejects = [Reject(ts, f"ef/v1/{rng.choice(fleet.devices)}/result", code, reason, b'{"v":1,"res":[', 14)
+                   for code, reason in REJECTS if rng.random() < (0.25 if code == "schema" else 0.06)]
+        ingest_ts = ts + 1000 + rng.randrange(0, 400)
+        outcome = store.write_batch(IngestBatch(ingest_ts, len(results) // 8 + 1 + len(rejects), results,
+                                                updates, events, rejects))
+        fleet.results += outcome.stored
+        fleet.rejects += len(rejects)
+        changes = tracker.observe_many(sorted(outcome.new, key=lambda r: (r.device, r.seq)))
+        last = step == steps - 1
+        if changes or last or step % 12 == 0:
+            touched = fleet.devices if last or step % 12 == 0 else sorted({c.device for c in changes})
+            health = [h for h in (tracker.health(d, now_ms=ts) for d in touched) if h is not None]
+            store.apply_alarm_changes(changes, health)
+    return fleet
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", type=Path, required=True, help="SQLite store to create (must not exist)")
+    p.add_argument("--per-line", type=int, default=4, help="machines per line (7 lines)")
+    p.add_argument("--minutes", type=float, default=20.0)
+    args = p.parse_args(argv)
+    if args.db.exists():
+        p.error(f"{args.db} exists; give a new path")
+    store = open_store(args.db)
+    try:
+        fleet = populate(store, per_line=args.per_line, minutes=args.minutes)
+    finally:
+        store.close()
+    print(f"{args.db}: {len(fleet.devices)} devices, {fleet.results} results, alarm {fleet.alarm}, "
+          f"degrading {fleet.degrading}, offline {fleet.offline}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

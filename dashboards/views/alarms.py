@@ -1,0 +1,66 @@
+"""Alarms: filter by state, site and severity; acknowledge (written through the store)."""
+
+import streamlit as st
+
+from dashboards import charts, data, ui
+from edgefleet.alarms import SEVERITIES
+
+ALL_SITES = "all sites"
+ANY = "any"
+
+st.title("Alarms")
+db = ui.require_db()
+
+c1, c2, c3 = st.columns(3)
+state = c1.selectbox("State", data.ALARM_STATES, key="alarm_state")
+site_opts = [ALL_SITES] + ui.sites(db)
+site = c2.selectbox("Site", site_opts, key="alarm_site", format_func=lambda s: s or "(no site)")
+sev = c3.selectbox("Severity at least", (ANY,) + SEVERITIES, key="alarm_severity")
+
+
+def _acknowledge() -> None:
+    """Form callback: runs before the rerun, so the table drawn next already shows the change."""
+    pick = st.session_state.get("ack_alarm")
+    if pick is None:
+        return
+    if ui.acknowledge(db, int(pick), st.session_state.get("ack_by", ""), st.session_state.get("ack_note", "")):
+        st.session_state["ack_msg"] = (True, f"Alarm #{pick} acknowledged.")
+        st.session_state["ack_note"] = ""
+    else:
+        st.session_state["ack_msg"] = (False, f"Alarm #{pick} was already acknowledged or no longer exists.")
+
+
+@st.fragment(run_every=ui.REFRESH_S)
+def alarm_list(state: str, site: str | None, sev: str | None) -> None:
+    df = ui.alarms(db, state, site, sev)
+    st.caption(f"{len(df)} alarm(s)")
+    if df.empty:
+        st.success("No alarms match these filters.")
+    else:
+        st.altair_chart(charts.alarms_raised(df), width="stretch")
+        st.dataframe(df, hide_index=True, width="stretch", column_config={
+            "raised": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+            "cleared": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+            "acked": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+            "score_ratio": st.column_config.NumberColumn("score / thr at raise", format="%.2f"),
+            "peak_ratio": st.column_config.NumberColumn("peak / thr", format="%.2f")})
+
+    open_ = df[df["acked_by"].isna()] if not df.empty else df
+    st.subheader("Acknowledge")
+    msg = st.session_state.pop("ack_msg", None)
+    if msg:
+        (st.success if msg[0] else st.warning)(msg[1])
+    if open_.empty:
+        st.caption("Nothing to acknowledge among the alarms shown.")
+    else:
+        labels = {int(r.id): f"#{r.id} {r.device} ({r.severity}, {r.state})" for r in open_.itertuples()}
+        with st.form("ack_form", border=False):
+            st.selectbox("Alarm", list(labels), format_func=labels.get, key="ack_alarm")
+            who, note = st.columns([1, 2])
+            who.text_input("By", value="operator", key="ack_by")
+            note.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
+            st.form_submit_button("Acknowledge", type="primary", on_click=_acknowledge)
+    ui.refreshed_caption()
+
+
+alarm_list(state, None if site == ALL_SITES else site, None if sev == ANY else sev)

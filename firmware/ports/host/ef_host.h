@@ -17,7 +17,7 @@ typedef struct {
     uint8_t *mem;
     uint32_t size, erase_size;
     uint32_t writes, erases;      /* operations done so far */
-    uint32_t cut_after;           /* 0: never; else power fails after this many writes */
+    uint32_t cut_after;           /* 0: never; else power fails after this many writes + erases */
     int torn;                     /* 1: the cut write programs only its first half */
     int dead;                     /* power is off: every operation fails */
     uint32_t violations;          /* writes refused because a byte was not erased */

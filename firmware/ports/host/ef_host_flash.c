@@ -40,7 +40,7 @@ static int ff_write(void *ctx, uint32_t off, const void *src, uint32_t len)
         }
     }
     ff->writes++;
-    if (ff->cut_after && ff->writes >= ff->cut_after) {
+    if (ff->cut_after && ff->writes + ff->erases >= ff->cut_after) {
         ff->dead = 1;
         if (ff->torn)
             n = len / 2;
@@ -58,6 +58,10 @@ static int ff_erase(void *ctx, uint32_t off, uint32_t len)
         return -1;
     memset(ff->mem + off, 0xFF, len);
     ff->erases++;
+    if (ff->cut_after && ff->writes + ff->erases >= ff->cut_after) {
+        ff->dead = 1; /* the erase completed, then power went */
+        return -2;
+    }
     return 0;
 }
 

@@ -41,7 +41,7 @@ ALARM_STATES = ("active", "active, unacknowledged", "cleared", "all")
 def resolve_db(argv: Sequence[str], env: dict[str, str] | os._Environ) -> tuple[Path, str]:
     """The store path and where it came from: `--db PATH` after `streamlit run app.py --`,
     else $EDGEFLEET_DB, else the demo's database."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--db")
     known, _ = parser.parse_known_args(list(argv))
     if known.db:

@@ -1,0 +1,42 @@
+"""Dashboard fixtures: a real SQLite store populated through the store API (no mocks)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from dashboards.sample_fleet import SampleFleet, populate
+from edgefleet.store import SQLiteStore, open_store
+
+
+@dataclass
+class FleetDB:
+    path: Path
+    store: SQLiteStore
+    fleet: SampleFleet
+
+
+@pytest.fixture
+def fleet_db(tmp_path: Path) -> Iterator[FleetDB]:
+    """28 machines on 7 lines, 20 minutes of history: 3 alarming, 2 degrading, 2 offline."""
+    path = tmp_path / "fleet.db"
+    store = open_store(path)
+    fleet = populate(store)
+    yield FleetDB(path, store, fleet)
+    store.close()
+
+
+def chart_data(chart) -> tuple[dict, list[pd.DataFrame]]:
+    """The Vega-Lite spec of an AppTest chart element and its datasets as DataFrames."""
+    proto = chart.proto
+    frames = [pa.ipc.open_stream(io.BytesIO(d.data.data)).read_pandas() for d in proto.datasets]
+    if proto.data.data:
+        frames.append(pa.ipc.open_stream(io.BytesIO(proto.data.data)).read_pandas())
+    return json.loads(proto.spec), frames

@@ -1,0 +1,148 @@
+"""Each page under AppTest, against a real populated store: real content, and acknowledge writes through."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards import data, ui
+from edgefleet.alarms import AlarmTracker
+from edgefleet.store import IngestBatch
+
+from .conftest import chart_data
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
+RED = data.STATE_COLOURS["alarm"]
+
+
+def open_page(monkeypatch, db: Path, page: str | None = None, **query: str) -> AppTest:
+    monkeypatch.setenv("EDGEFLEET_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    if page is not None:
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_fleet_overview_counts_and_red_alarm_tiles(monkeypatch, fleet_db) -> None:
+    at = open_page(monkeypatch, fleet_db.path)
+    f = fleet_db.fleet
+    m = metrics(at)
+    assert m["Devices"] == str(len(f.devices))
+    assert m["Alarming"] == str(len(f.alarm))
+    assert m["Offline"] == str(len(f.offline))
+    assert m["Unacknowledged alarms"] == str(len(f.alarm))
+    grids = [c for c in at.get("vega_lite_chart") if '"rect"' in c.proto.spec]
+    assert len(grids) == 1
+    spec, (tiles,) = chart_data(grids[0])
+    scale = spec["encoding"]["color"]["scale"]
+    colour = dict(zip(scale["domain"], scale["range"]))
+    state = dict(zip(tiles["device"], tiles["state"]))
+    assert {d: colour[state[d]] for d in f.alarm} == {d: RED for d in f.alarm}  # alarming machines are red
+    assert all(colour[state[d]] != RED for d in f.devices if d not in f.alarm)
+    assert {state[d] for d in f.offline} == {"offline"}
+    # the models chart: v3 and v4 in use
+    models = [c for c in at.get("vega_lite_chart") if c is not grids[0]]
+    assert any(set(chart_data(c)[1][0].get("model", [])) == {"v3", "v4"} for c in models)
+    attention = at.dataframe[0].value
+    assert set(attention["device"]) >= set(f.alarm) | set(f.degrading)
+
+
+def test_device_detail_timeline_threshold_and_trend(monkeypatch, fleet_db) -> None:
+    dev = fleet_db.fleet.degrading[0]
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_DEVICE, device=dev)
+    assert at.selectbox(key="device_pick").value == dev
+    m = metrics(at)
+    assert m["Status"] == "online" and m["Alarm"] == "none"
+    assert m["Early warning"].startswith("~")  # degrading: a finite time to threshold
+    (chart,) = at.get("vega_lite_chart")
+    spec, frames = chart_data(chart)
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert marks == ["line", "circle", "line", "rule"]  # scores, windows, trend, threshold
+    scores, trend, thr = (frames[0], frames[1], frames[2]) if len(frames) == 3 else (None, None, None)
+    assert scores is not None and len(scores) == len(fleet_db.store.score_history(dev))
+    assert set(trend["part"]) == {"fit", "forecast"}
+    assert thr["thr"].iloc[0] == pytest.approx(2.667)
+    recent = at.dataframe[0].value
+    last = fleet_db.store.recent_results(dev, 1)[0]
+    assert len(recent) == 50 and recent["seq"].iloc[0] == last.seq  # newest first
+
+
+def test_device_detail_defaults_to_the_most_urgent_machine(monkeypatch, fleet_db) -> None:
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_DEVICE)
+    picked = at.selectbox(key="device_pick").value
+    assert picked in fleet_db.fleet.alarm
+    assert metrics(at)["Alarm"] == "critical"
+    assert any(picked in md.value and "alarm" in md.value for md in at.markdown)
+
+
+def test_alarms_filter_and_acknowledge_writes_to_the_store(monkeypatch, fleet_db) -> None:
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_ALARMS)
+    table = at.dataframe[0].value
+    assert sorted(table["device"]) == sorted(fleet_db.fleet.alarm)
+    at.selectbox(key="alarm_severity").set_value("critical").run()
+    assert len(at.dataframe[0].value) == 1
+    at.selectbox(key="alarm_severity").set_value("any").run()
+
+    target = int(table[table["severity"] == "major"]["id"].iloc[0])
+    at.selectbox(key="ack_alarm").set_value(target)
+    at.text_input(key="ack_by").input("ann")
+    at.text_input(key="ack_note").input("bearing ordered")
+    next(b for b in at.button if b.label == "Acknowledge").click().run()
+    assert not at.exception
+    (acked,) = fleet_db.store.alarms(acked=True)  # written through the store
+    assert (acked.id, acked.acked_by, acked.note) == (target, "ann", "bearing ordered")
+    assert any("acknowledged" in s.value for s in at.success)
+    shown = at.dataframe[0].value.set_index("id")
+    assert shown.loc[target, "acked_by"] == "ann"  # the table is not stale after the write
+    assert not any(o.startswith(f"#{target} ") for o in at.selectbox(key="ack_alarm").options)
+    at.selectbox(key="alarm_state").set_value("active, unacknowledged").run()
+    assert sorted(at.dataframe[0].value["device"]) == sorted(set(fleet_db.fleet.alarm) - {acked.device})
+
+
+def test_new_alarm_appears_without_reopening_the_page(monkeypatch, fleet_db) -> None:
+    """The loaders cache for TTL_S only: a rerun (what the fragment's run_every does) shows a new alarm."""
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_ALARMS)
+    before = set(at.dataframe[0].value["device"])
+    healthy = next(d for d in fleet_db.fleet.devices if d not in before and d not in fleet_db.fleet.offline)
+    last = fleet_db.store.recent_results(healthy, 1)[0]
+    burst = [last._replace(seq=last.seq + i, ts=last.ts + i * 1000, score=10.0, anom=True) for i in range(1, 6)]
+    out = fleet_db.store.write_batch(IngestBatch(burst[-1].ts + 500, 1, burst))
+    tracker = AlarmTracker()
+    changes = tracker.observe_many(out.new)
+    fleet_db.store.apply_alarm_changes(changes, [tracker.health(healthy)])
+    time.sleep(ui.TTL_S + 0.1)
+    at.run()
+    assert set(at.dataframe[0].value["device"]) == before | {healthy}
+
+
+def test_system_page_rates_and_rejects(monkeypatch, fleet_db) -> None:
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_SYSTEM)
+    at.selectbox(key="system_window").set_value("last 24 h").run()
+    m = metrics(at)
+    assert m["Results stored"] == f"{fleet_db.fleet.results:,}"
+    assert m["Rejected"] == f"{fleet_db.fleet.rejects:,}"
+    assert float(m["Lag (avg)"].split()[0]) > 0
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 3  # rate, lag, rejects by reason
+    _, (by_reason,) = chart_data(charts[2])
+    assert by_reason["count"].sum() == fleet_db.fleet.rejects
+
+
+def test_missing_database_says_what_to_do(monkeypatch, tmp_path: Path) -> None:
+    db = tmp_path / "not-yet.db"
+    for page in (None, ui.PAGE_DEVICE, ui.PAGE_ALARMS, ui.PAGE_SYSTEM):
+        at = open_page(monkeypatch, db, page)
+        assert any(str(db) in w.value and "EDGEFLEET_DB" in w.value for w in at.warning)
+        assert not at.get("vega_lite_chart")
+    assert not db.exists()  # the dashboard never creates the store

@@ -31,24 +31,15 @@ def median_us(fn, repeats: int) -> float:
 
 
 def throughput(tflite: bytes, batches=(1, 256, 4096), requant: str = "fp32") -> list[dict]:
-    from ai_edge_litert.interpreter import Interpreter
-
     from edgefleet.engine import Int8Engine
+    from edgefleet.litert_ref import invoker
     from edgefleet.tflite_import import import_tflite
 
     engine = Int8Engine(import_tflite(tflite, requant=requant))
     rows = []
     for b in batches:
         x = np.random.default_rng(b).integers(-128, 128, size=(b, engine.n_inputs), dtype=np.int8)
-        it = Interpreter(model_content=tflite)
-        inp = it.get_input_details()[0]
-        it.resize_tensor_input(inp["index"], x.shape)
-        it.allocate_tensors()
-
-        def lite():
-            it.set_tensor(inp["index"], x)
-            it.invoke()
-
+        lite = invoker(tflite, x)
         lite()
         engine.infer(x)
         reps = 300 if b <= 256 else 60

@@ -27,25 +27,13 @@ def _median_time(fn, repeats: int) -> float:
 def host_latency(artifact: Artifact, tflite_int8: bytes, *, batch: int = 256,
                  repeats: int = 200) -> dict:
     """Median microseconds per window, single and batched, for our engine and LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edgefleet.litert_ref import invoker
 
     rng = np.random.default_rng(0)
     x1 = rng.integers(-128, 128, size=(1, artifact.n_inputs), dtype=np.int8)
     xb = rng.integers(-128, 128, size=(batch, artifact.n_inputs), dtype=np.int8)
     engine = Int8Engine(artifact)
-
-    def litert(x):
-        it = Interpreter(model_content=tflite_int8)
-        inp = it.get_input_details()[0]
-        it.resize_tensor_input(inp["index"], x.shape)
-        it.allocate_tensors()
-
-        def run():
-            it.set_tensor(inp["index"], x)
-            it.invoke()
-        return run
-
-    lit1, litb = litert(x1), litert(xb)
+    lit1, litb = invoker(tflite_int8, x1), invoker(tflite_int8, xb)
     for f in (lit1, litb, lambda: engine.infer(x1), lambda: engine.infer(xb)):
         f()  # warm up
     ours1 = _median_time(lambda: engine.infer(x1), repeats)

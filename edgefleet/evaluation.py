@@ -29,20 +29,14 @@ class FloatScorer:
     """The float `.tflite` through LiteRT, scored like rule 1 but without quantization."""
 
     def __init__(self, tflite_float: bytes, artifact: Artifact) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_content=tflite_float)
+        self.tflite = tflite_float
         self.detector = Detector(artifact)
 
     def score(self, windows: np.ndarray, fs: float) -> np.ndarray:
+        from edgefleet.litert_ref import infer
+
         z = self.detector.standardized(windows, fs).astype(np.float32)
-        it = self.interpreter
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        it.resize_tensor_input(inp["index"], z.shape)
-        it.allocate_tensors()
-        it.set_tensor(inp["index"], z)
-        it.invoke()
-        y = it.get_tensor(out["index"])
+        y = infer(self.tflite, z)
         return np.mean((y - z) ** 2, axis=1).astype(np.float32)
 
 

@@ -54,7 +54,7 @@ def test_evaluate_table_and_card(model_dir, cwru_dir):
 
 
 def test_import_and_run_match_litert(model_dir, tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
+    from edgefleet.litert_ref import infer
 
     art_path = tmp_path / "x.efm"
     run("model", "import", model_dir / "model_int8.tflite", "--out", art_path)
@@ -62,13 +62,7 @@ def test_import_and_run_match_litert(model_dir, tmp_path):
     np.save(tmp_path / "x.npy", x)
     run("model", "run", art_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     y = np.load(tmp_path / "y.npy")
-    it = Interpreter(model_path=str(model_dir / "model_int8.tflite"))
-    inp = it.get_input_details()[0]
-    it.resize_tensor_input(inp["index"], x.shape)
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x)
-    it.invoke()
-    assert np.array_equal(y, it.get_tensor(it.get_output_details()[0]["index"]))
+    assert np.array_equal(y, infer((model_dir / "model_int8.tflite").read_bytes(), x))
 
 
 def test_keys_verify_the_trained_manifest(model_dir):

@@ -2,27 +2,17 @@
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from ai_edge_litert.interpreter import OpResolverType
 
 from edgefleet.artifact import Artifact
 from edgefleet.datasets import windows_of
 from edgefleet.engine import Int8Engine
+from edgefleet.litert_ref import infer as litert
 from edgefleet.tflite_import import import_tflite
 
 from edgefleet.testmodels import PARITY_SHAPES as SHAPES
 
 N_INPUTS = 10_000
-
-
-def litert(tflite: bytes, x: np.ndarray, resolver=None) -> np.ndarray:
-    kw = {} if resolver is None else {"experimental_op_resolver_type": resolver}
-    it = Interpreter(model_content=tflite, **kw)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.resize_tensor_input(inp["index"], x.shape)
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x)
-    it.invoke()
-    return it.get_tensor(out["index"])
 
 
 def parity_inputs(n_in: int, seed: int) -> np.ndarray:

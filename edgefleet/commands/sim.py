@@ -1,0 +1,154 @@
+"""`edgefleet sim`: a simulated plant of virtual nodes publishing to a broker (load tests, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edgefleet.errors import EdgefleetError
+
+log = logging.getLogger("edgefleet.sim")
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sim", help="run simulated machines with virtual sensor nodes against a broker",
+        description="A plant of rotating machines (vibration physics, a few developing bearing "
+                    "faults), each with a virtual node that computes features, runs the int8 model "
+                    "and publishes results over its own MQTT connection, exactly as a device does.",
+        epilog="example: edgefleet sim --broker mqtt://127.0.0.1:1883 --nodes 200 --faulty 3 "
+               "--duration 600 --report sim-report.json")
+    p.add_argument("--broker", default=os.environ.get("EDGEFLEET_BROKER_URL", "mqtt://127.0.0.1:1883"),
+                   help="mqtt://host:port (default $EDGEFLEET_BROKER_URL or mqtt://127.0.0.1:1883)")
+    p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds to run (default: until Ctrl-C or SIGTERM)")
+    p.add_argument("--faulty", type=int, default=3, help="machines that develop a bearing fault (default 3)")
+    p.add_argument("--report", type=Path, default=None, help="write a JSON report here at the end")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder or .efm (default: the shipped fleet model)")
+    p.add_argument("--seed", type=int, default=0, help="plant and noise seed (default 0)")
+    p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
+    p.add_argument("--sites", type=int, default=3, help="plant sites, 1-4 (default 3)")
+    p.add_argument("--period", type=float, default=1.0, help="seconds between windows per node (default 1)")
+    p.add_argument("--batch", type=int, default=1, dest="results_per_message",
+                   help="results per MQTT message (default 1; up to 256)")
+    p.add_argument("--fault-onset", type=float, nargs=2, default=(30.0, 90.0), metavar=("MIN", "MAX"),
+                   help="seconds after start when faults begin (default 30 90)")
+    p.add_argument("--fault-ramp", type=float, nargs=2, default=(120.0, 300.0), metavar=("MIN", "MAX"),
+                   help="seconds from onset to full severity (default 120 300)")
+    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+                   help="each node calibrates its threshold from its first N windows (default off)")
+    p.add_argument("--ring", type=int, default=600, help="store-and-forward ring per node, results (default 600)")
+    p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
+    p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], default="auto",
+                   help="MQTT protocol (default auto: 5, or 3.1.1 for the embedded amqtt broker)")
+    p.add_argument("--fleet-secret", default=os.environ.get("EDGEFLEET_FLEET_SECRET"),
+                   help="log in as user=device id, password derived from this secret "
+                        "(default $EDGEFLEET_FLEET_SECRET; unset: anonymous)")
+    p.set_defaults(func=run)
+
+
+def default_model() -> Path:
+    """The shipped model trained on the simulator's healthy machines, else any shipped model."""
+    folders = sorted(d for d in MODELS.glob("*") if (d / "model.efm").is_file())
+    for d in folders:
+        card = d / "card.json"
+        if card.is_file() and "sim_normal" in card.read_text("utf-8", errors="replace"):
+            return d
+    if folders:
+        return folders[0]
+    raise EdgefleetError(f"no model found under {MODELS}; pass --model FOLDER_OR_EFM")
+
+
+def _raise_fd_limit(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < need:
+            log.warning("open-file limit %d is below the %d this many nodes need", target, need)
+
+
+def run(args: argparse.Namespace) -> int:
+    from device_sim.fleet import Fleet, FleetOptions
+    from device_sim.link import LinkOptions
+    from device_sim.plant import make_plant
+    from edgefleet.artifact import load_artifact
+    from edgefleet.config import parse_broker_url
+    from edgefleet.ingest import probe_mqtt_version
+
+    if args.nodes < 1:
+        raise EdgefleetError("--nodes must be at least 1")
+    if not 0 <= args.faulty <= args.nodes:
+        raise EdgefleetError(f"--faulty must be between 0 and --nodes ({args.nodes})")
+    if args.duration is not None and args.duration <= 0:
+        raise EdgefleetError("--duration must be > 0 seconds")
+    if not 1 <= args.results_per_message <= 256:
+        raise EdgefleetError("--batch must be 1..256 results per message")
+    if args.period <= 0 or args.ring < 1 or args.shards < 1 or not 1 <= args.sites <= 4:
+        raise EdgefleetError("--period > 0, --ring >= 1, --shards >= 1 and --sites 1-4 are required")
+    host, port = parse_broker_url(args.broker)
+    model = args.model or default_model()
+    artifact = load_artifact(model / "model.efm" if model.is_dir() else model)
+    if artifact.features is None or artifact.scoring is None:
+        raise EdgefleetError(f"{model}: the artifact needs a features and a scoring section")
+    version = args.mqtt_version
+    if version == "auto":
+        version = probe_mqtt_version(host, port)
+        if version is None:
+            raise EdgefleetError(f"cannot reach a broker at {host}:{port}")
+    password = None
+    if args.fleet_secret:
+        from edgefleet.credentials import device_password
+
+        password = lambda dev: device_password(args.fleet_secret, dev)  # noqa: E731
+    _raise_fd_limit(args.nodes + 256)
+    plant = make_plant(args.nodes, n_faulty=args.faulty, seed=args.seed, prefix=args.prefix,
+                       n_sites=args.sites, fault_onset_s=tuple(args.fault_onset),
+                       fault_ramp_s=tuple(args.fault_ramp))
+    fleet = Fleet(plant, artifact,
+                  LinkOptions(host, port, mqtt_version=version, password=password),
+                  FleetOptions(period_s=args.period, shards=args.shards, ring_size=args.ring,
+                               results_per_message=args.results_per_message,
+                               calibrate_n=args.calibrate, seed=args.seed))
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        fleet.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    log.info("sim: %d nodes (%d faulty: %s), model %s v%d, broker %s:%d MQTT %s", args.nodes,
+             args.faulty, ", ".join(plant.faulty) or "none", model, artifact.model_version, host, port,
+             version)
+    fleet.start()
+    if not fleet.wait_connected(0.99, timeout=max(30.0, args.nodes / 100)):
+        log.warning("only %d of %d nodes connected so far; running anyway", fleet.connected(), args.nodes)
+    try:
+        fleet.run(args.duration)
+        if not fleet.drain(timeout=15.0):
+            log.warning("some results were still unacknowledged after 15 s")
+    finally:
+        fleet.shutdown()
+    report = fleet.report()
+    report["model"] = str(model)
+    summary = {k: v for k, v in report.items() if k != "per_device"}
+    print(json.dumps(summary), file=sys.stderr)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.report.with_suffix(args.report.suffix + ".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(args.report)
+    return 0

@@ -1,0 +1,89 @@
+/* Wire protocol v1 messages a node publishes (edgefleet/protocol/KIND.schema.json),
+ * encoded in canonical form (edgefleet/protocol/canonical.py): keys in schema
+ * order, optional keys omitted when absent, integers in decimal, numbers as
+ * printf("%.6g") with zero written 0, no whitespace.
+ *
+ * Each encoder checks its values against the schema first (patterns, enums,
+ * ranges, finite numbers) and writes nothing useful on failure. Returns the
+ * message length (excluding the terminating NUL it also writes), or
+ * EF_ERR_SCHEMA / EF_ERR_CAPACITY. Strings are NUL-terminated C strings;
+ * optional string fields are NULL when absent. */
+#ifndef EF_PROTOCOL_H
+#define EF_PROTOCOL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ef/status.h"
+
+#define EF_PROTOCOL_VERSION 1
+
+typedef struct {
+    const char *boot; /* 8 lowercase hex digits */
+    uint32_t model;
+    double thr;
+    uint32_t dropped;
+} ef_proto_result_head;
+
+typedef struct {
+    uint32_t seq;
+    uint64_t ts; /* ms since the Unix epoch */
+    double score;
+    int anom;
+    uint32_t inf_us;
+} ef_proto_result_rec;
+
+typedef struct {
+    const char *boot;
+    uint32_t seq;
+    uint64_t ts;
+    const char *state;             /* online | offline | lost */
+    const char *fw;                /* optional: "X.Y.Z" */
+    int has_model; uint32_t model; /* optional */
+    const char *slot;              /* optional: "A" | "B" */
+    int has_thr; double thr;       /* optional */
+    int has_caps; const char *const *caps; size_t n_caps;
+    const char *site, *line;       /* optional */
+    int has_tags; const char *const *tags; size_t n_tags;
+} ef_proto_status;
+
+typedef struct {
+    const char *boot;
+    uint32_t seq;
+    uint64_t ts;
+    const char *campaign;
+    uint32_t model;
+    const char *state;           /* accepted ... failed (ef_ota_report_str) */
+    int has_off; uint32_t off;   /* optional */
+    const char *reason;          /* optional, printable ASCII <= 200 */
+} ef_proto_ota_state;
+
+typedef struct {
+    const char *boot;
+    uint32_t seq;
+    const char *campaign;
+    uint32_t model, off, len;
+} ef_proto_ota_req;
+
+typedef struct {
+    const char *boot;
+    uint32_t seq;
+    uint64_t ts;
+    const char *id; /* optional: the command id that asked for the capture */
+    uint32_t model;
+    double fs;
+    const float *samples; size_t n_samples;
+    const float *features; size_t n_features;
+    const int8_t *q_in; size_t n_q_in;
+    const int8_t *q_out; size_t n_q_out;
+    double score, thr;
+    int anom;
+} ef_proto_debug;
+
+int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
+                    const ef_proto_result_rec *recs, size_t n);
+int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s);
+int ef_proto_encode_ota_state(char *buf, size_t cap, const ef_proto_ota_state *s);
+int ef_proto_encode_ota_req(char *buf, size_t cap, const ef_proto_ota_req *r);
+int ef_proto_encode_debug(char *buf, size_t cap, const ef_proto_debug *d);
+
+#endif

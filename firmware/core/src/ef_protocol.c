@@ -1,0 +1,423 @@
+/* Canonical JSON encoders for the device-side protocol v1 messages. */
+#include "ef/protocol.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TS_MAX 4102444800000ull
+
+typedef struct {
+    char *buf;
+    size_t cap, len;
+    int err; /* EF_ERR_SCHEMA or EF_ERR_CAPACITY once anything failed */
+} jw;
+
+static void put(jw *w, const char *s, size_t n)
+{
+    if (w->err)
+        return;
+    if (w->len + n + 1 > w->cap) {
+        w->err = EF_ERR_CAPACITY;
+        return;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+static void puts_(jw *w, const char *s) { put(w, s, strlen(s)); }
+static void bad(jw *w)
+{
+    if (!w->err)
+        w->err = EF_ERR_SCHEMA;
+}
+
+static void key(jw *w, const char *k, int first)
+{
+    if (!first)
+        puts_(w, ",");
+    puts_(w, "\"");
+    puts_(w, k);
+    puts_(w, "\":");
+}
+
+static void u64(jw *w, uint64_t v)
+{
+    char t[24];
+    int i = 23;
+    t[i] = '\0';
+    do {
+        t[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    puts_(w, t + i);
+}
+
+static void i32(jw *w, int32_t v)
+{
+    if (v < 0) {
+        puts_(w, "-");
+        u64(w, (uint64_t)(-(int64_t)v));
+    } else {
+        u64(w, (uint64_t)v);
+    }
+}
+
+/* canonical number: %.6g, zero (either sign) as 0 */
+static void num(jw *w, double v)
+{
+    char t[32];
+    if (!isfinite(v)) {
+        bad(w);
+        return;
+    }
+    if (v == 0.0) {
+        puts_(w, "0");
+        return;
+    }
+    snprintf(t, sizeof t, "%.6g", v);
+    puts_(w, t);
+}
+
+static void boolean(jw *w, int b) { puts_(w, b ? "true" : "false"); }
+
+/* strings are printable ASCII by schema: escape only \ and " */
+static void str(jw *w, const char *s)
+{
+    puts_(w, "\"");
+    for (; s && *s; s++) {
+        if (*s < 0x20 || *s > 0x7E) {
+            bad(w);
+            return;
+        }
+        if (*s == '\\' || *s == '"')
+            puts_(w, "\\");
+        put(w, s, 1);
+    }
+    puts_(w, "\"");
+}
+
+static int is_boot(const char *s)
+{
+    size_t i;
+    if (s == NULL || strlen(s) != 8)
+        return 0;
+    for (i = 0; i < 8; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* ^[A-Za-z0-9._-]{1,64}$ */
+static int is_ident(const char *s)
+{
+    size_t n = s ? strlen(s) : 0, i;
+    if (n < 1 || n > 64)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int one_of(const char *s, const char *const *set, size_t n)
+{
+    size_t i;
+    for (i = 0; s && i < n; i++)
+        if (strcmp(s, set[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ */
+static int is_fw(const char *s)
+{
+    int part = 0, digits = 0;
+    for (; s && *s; s++) {
+        if (*s == '.') {
+            if (digits == 0 || ++part > 2)
+                return 0;
+            digits = 0;
+        } else if (*s >= '0' && *s <= '9' && digits < 3) {
+            digits++;
+        } else {
+            return 0;
+        }
+    }
+    return s && part == 2 && digits > 0;
+}
+
+static void head(jw *w, char *buf, size_t cap, const char *boot)
+{
+    w->buf = buf;
+    w->cap = cap;
+    w->len = 0;
+    w->err = 0;
+    if (cap == 0) {
+        w->err = EF_ERR_CAPACITY;
+        return;
+    }
+    buf[0] = '\0';
+    puts_(w, "{\"v\":1");
+    if (!is_boot(boot))
+        bad(w);
+    key(w, "boot", 0);
+    str(w, boot);
+}
+
+static int finish(jw *w)
+{
+    puts_(w, "}");
+    return w->err ? w->err : (int)w->len;
+}
+
+static void ts_field(jw *w, uint64_t ts)
+{
+    if (ts > TS_MAX)
+        bad(w);
+    key(w, "ts", 0);
+    u64(w, ts);
+}
+
+int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
+                    const ef_proto_result_rec *recs, size_t n)
+{
+    jw w;
+    size_t i;
+    head(&w, buf, cap, h ? h->boot : NULL);
+    if (!h || (n > 0 && !recs) || !(h->thr > 0.0))
+        bad(&w);
+    if (w.err)
+        return w.err;
+    key(&w, "model", 0);
+    u64(&w, h->model);
+    key(&w, "thr", 0);
+    num(&w, h->thr);
+    key(&w, "dropped", 0);
+    u64(&w, h->dropped);
+    key(&w, "res", 0);
+    puts_(&w, "[");
+    for (i = 0; i < n; i++) {
+        const ef_proto_result_rec *r = &recs[i];
+        if (r->ts > TS_MAX || !(r->score >= 0.0) || r->inf_us > 1000000000u)
+            bad(&w);
+        puts_(&w, i ? ",{" : "{");
+        key(&w, "seq", 1);
+        u64(&w, r->seq);
+        key(&w, "ts", 0);
+        u64(&w, r->ts);
+        key(&w, "score", 0);
+        num(&w, r->score);
+        key(&w, "anom", 0);
+        boolean(&w, r->anom);
+        key(&w, "inf_us", 0);
+        u64(&w, r->inf_us);
+        puts_(&w, "}");
+    }
+    puts_(&w, "]");
+    return finish(&w);
+}
+
+static const char *const k_status_states[] = {"online", "offline", "lost"};
+static const char *const k_caps[] = {"ota", "debug", "calib", "shadow"};
+static const char *const k_slots[] = {"A", "B"};
+
+static void str_array(jw *w, const char *const *items, size_t n, int caps)
+{
+    size_t i;
+    if (n > 16 || (n && !items))
+        bad(w);
+    puts_(w, "[");
+    for (i = 0; !w->err && i < n; i++) {
+        if (caps ? !one_of(items[i], k_caps, 4) : !is_ident(items[i]))
+            bad(w);
+        if (i)
+            puts_(w, ",");
+        str(w, items[i]);
+    }
+    puts_(w, "]");
+}
+
+int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s)
+{
+    jw w;
+    head(&w, buf, cap, s ? s->boot : NULL);
+    if (!s || !one_of(s->state, k_status_states, 3))
+        bad(&w);
+    if (w.err)
+        return w.err;
+    /* birth messages must say what runs (schema if/then) */
+    if (strcmp(s->state, "online") == 0 &&
+        !(s->fw && s->has_model && s->slot && s->has_thr && s->has_caps))
+        bad(&w);
+    key(&w, "seq", 0);
+    u64(&w, s->seq);
+    ts_field(&w, s->ts);
+    key(&w, "state", 0);
+    str(&w, s->state);
+    if (s->fw) {
+        if (!is_fw(s->fw))
+            bad(&w);
+        key(&w, "fw", 0);
+        str(&w, s->fw);
+    }
+    if (s->has_model) {
+        key(&w, "model", 0);
+        u64(&w, s->model);
+    }
+    if (s->slot) {
+        if (!one_of(s->slot, k_slots, 2))
+            bad(&w);
+        key(&w, "slot", 0);
+        str(&w, s->slot);
+    }
+    if (s->has_thr) {
+        if (!(s->thr > 0.0))
+            bad(&w);
+        key(&w, "thr", 0);
+        num(&w, s->thr);
+    }
+    if (s->has_caps) {
+        key(&w, "caps", 0);
+        str_array(&w, s->caps, s->n_caps, 1);
+    }
+    if (s->site) {
+        if (!is_ident(s->site))
+            bad(&w);
+        key(&w, "site", 0);
+        str(&w, s->site);
+    }
+    if (s->line) {
+        if (!is_ident(s->line))
+            bad(&w);
+        key(&w, "line", 0);
+        str(&w, s->line);
+    }
+    if (s->has_tags) {
+        key(&w, "tags", 0);
+        str_array(&w, s->tags, s->n_tags, 0);
+    }
+    return finish(&w);
+}
+
+static const char *const k_ota_states[] = {"accepted", "downloading", "verifying", "trial",
+                                           "confirmed", "reverted", "rejected", "failed"};
+
+int ef_proto_encode_ota_state(char *buf, size_t cap, const ef_proto_ota_state *s)
+{
+    jw w;
+    head(&w, buf, cap, s ? s->boot : NULL);
+    if (!s || !is_ident(s->campaign) || !one_of(s->state, k_ota_states, 8))
+        bad(&w);
+    if (w.err)
+        return w.err;
+    key(&w, "seq", 0);
+    u64(&w, s->seq);
+    ts_field(&w, s->ts);
+    key(&w, "campaign", 0);
+    str(&w, s->campaign);
+    key(&w, "model", 0);
+    u64(&w, s->model);
+    key(&w, "state", 0);
+    str(&w, s->state);
+    if (s->has_off) {
+        if (s->off > 16777216u)
+            bad(&w);
+        key(&w, "off", 0);
+        u64(&w, s->off);
+    }
+    if (s->reason) {
+        if (strlen(s->reason) > 200)
+            bad(&w);
+        key(&w, "reason", 0);
+        str(&w, s->reason);
+    }
+    return finish(&w);
+}
+
+int ef_proto_encode_ota_req(char *buf, size_t cap, const ef_proto_ota_req *r)
+{
+    jw w;
+    head(&w, buf, cap, r ? r->boot : NULL);
+    if (!r || !is_ident(r->campaign) || r->off > 16777216u || r->len < 1 || r->len > 4096)
+        bad(&w);
+    if (w.err)
+        return w.err;
+    key(&w, "seq", 0);
+    u64(&w, r->seq);
+    key(&w, "campaign", 0);
+    str(&w, r->campaign);
+    key(&w, "model", 0);
+    u64(&w, r->model);
+    key(&w, "off", 0);
+    u64(&w, r->off);
+    key(&w, "len", 0);
+    u64(&w, r->len);
+    return finish(&w);
+}
+
+static void float_array(jw *w, const float *v, size_t n)
+{
+    size_t i;
+    puts_(w, "[");
+    for (i = 0; i < n; i++) {
+        if (i)
+            puts_(w, ",");
+        num(w, (double)v[i]);
+    }
+    puts_(w, "]");
+}
+
+static void int8_array(jw *w, const int8_t *v, size_t n)
+{
+    size_t i;
+    puts_(w, "[");
+    for (i = 0; i < n; i++) {
+        if (i)
+            puts_(w, ",");
+        i32(w, v[i]);
+    }
+    puts_(w, "]");
+}
+
+int ef_proto_encode_debug(char *buf, size_t cap, const ef_proto_debug *d)
+{
+    jw w;
+    head(&w, buf, cap, d ? d->boot : NULL);
+    if (!d || (d->id && !is_ident(d->id)) || !(d->fs > 0.0 && d->fs <= 1e6) ||
+        d->n_samples < 1 || d->n_samples > 65536 || d->n_features > 1024 || d->n_q_in > 1024 ||
+        d->n_q_out > 1024 || !d->samples || (d->n_features && !d->features) ||
+        (d->n_q_in && !d->q_in) || (d->n_q_out && !d->q_out) || !(d->score >= 0.0) || !(d->thr > 0.0))
+        bad(&w);
+    if (w.err)
+        return w.err;
+    key(&w, "seq", 0);
+    u64(&w, d->seq);
+    ts_field(&w, d->ts);
+    if (d->id) {
+        key(&w, "id", 0);
+        str(&w, d->id);
+    }
+    key(&w, "model", 0);
+    u64(&w, d->model);
+    key(&w, "fs", 0);
+    num(&w, d->fs);
+    key(&w, "samples", 0);
+    float_array(&w, d->samples, d->n_samples);
+    key(&w, "features", 0);
+    float_array(&w, d->features, d->n_features);
+    key(&w, "q_in", 0);
+    int8_array(&w, d->q_in, d->n_q_in);
+    key(&w, "q_out", 0);
+    int8_array(&w, d->q_out, d->n_q_out);
+    key(&w, "score", 0);
+    num(&w, d->score);
+    key(&w, "thr", 0);
+    num(&w, d->thr);
+    key(&w, "anom", 0);
+    boolean(&w, d->anom);
+    return finish(&w);
+}

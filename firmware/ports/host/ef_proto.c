@@ -1,0 +1,227 @@
+/* ef_proto: drive the protocol encoders from a line description on stdin, for tests.
+ *   line 1: the kind (result | status | ota_state | ota_req | debug)
+ *   then:   NAME TYPE VALUE, TYPE one of
+ *           u (unsigned decimal)  f (number)  b (0/1)  s (string as hex bytes)
+ *           S (comma-separated hex strings)  F (comma-separated numbers)  I (comma-separated ints)
+ *           "rec" alone starts a new result record (its fields follow).
+ * Writes the canonical message to stdout; exit 2 with the reason on stderr when refused. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ef/manifest.h"
+#include "ef/protocol.h"
+
+#define MAX_FIELDS 32
+#define MAX_ITEMS 4096
+#define MAX_RECS 64
+
+typedef struct {
+    char name[32];
+    char type;
+    char text[512];           /* decoded string (s) */
+    double num;               /* u, f, b */
+    char items[16][72];       /* S */
+    const char *item_ptr[16];
+    size_t n_items;
+    float floats[MAX_ITEMS];  /* F */
+    int8_t ints[1024];        /* I */
+    size_t n_arr;
+} field;
+
+static field g_top[MAX_FIELDS];
+static size_t g_n_top;
+static field g_recs[MAX_RECS][6];
+static size_t g_n_recs, g_n_rec_fields[MAX_RECS];
+static char g_line[1 << 18];
+static char g_out[1 << 20];
+
+static const field *find(const field *fs, size_t n, const char *name)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strcmp(fs[i].name, name) == 0)
+            return &fs[i];
+    return NULL;
+}
+
+static const char *s_of(const field *fs, size_t n, const char *name)
+{
+    const field *f = find(fs, n, name);
+    return f ? f->text : NULL;
+}
+static double n_of(const field *fs, size_t n, const char *name)
+{
+    const field *f = find(fs, n, name);
+    return f ? f->num : 0.0;
+}
+#define TOP_S(name) s_of(g_top, g_n_top, name)
+#define TOP_N(name) n_of(g_top, g_n_top, name)
+#define HAS(name) (find(g_top, g_n_top, name) != NULL)
+
+static int hex_text(const char *hex, char *out, size_t cap)
+{
+    size_t n = strlen(hex) / 2;
+    if (n + 1 > cap || ef_hex_decode(hex, n, (uint8_t *)out) != 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+static int parse_field(field *f, char *line)
+{
+    char *name = strtok(line, " "), *type = strtok(NULL, " "), *val = strtok(NULL, "\n");
+    char *tok;
+    if (!name || !type || strlen(name) >= sizeof f->name)
+        return -1;
+    memset(f, 0, sizeof *f);
+    strcpy(f->name, name);
+    f->type = type[0];
+    if (!val)
+        val = (char *)"";
+    switch (f->type) {
+    case 'u': f->num = strtod(val, NULL); break;
+    case 'f': f->num = strtod(val, NULL); break;
+    case 'b': f->num = atoi(val); break;
+    case 's': return hex_text(val, f->text, sizeof f->text);
+    case 'S':
+        for (tok = strtok(val, ","); tok && f->n_items < 16; tok = strtok(NULL, ",")) {
+            if (hex_text(tok, f->items[f->n_items], sizeof f->items[0]) != 0)
+                return -1;
+            f->item_ptr[f->n_items] = f->items[f->n_items];
+            f->n_items++;
+        }
+        break;
+    case 'F':
+        for (tok = strtok(val, ","); tok && f->n_arr < MAX_ITEMS; tok = strtok(NULL, ","))
+            f->floats[f->n_arr++] = (float)strtod(tok, NULL);
+        break;
+    case 'I':
+        for (tok = strtok(val, ","); tok && f->n_arr < 1024; tok = strtok(NULL, ","))
+            f->ints[f->n_arr++] = (int8_t)atoi(tok);
+        break;
+    default: return -1;
+    }
+    return 0;
+}
+
+static uint64_t u(double v) { return (uint64_t)v; }
+
+int main(void)
+{
+    char kind[32];
+    int n = EF_ERR_ARG;
+    if (!fgets(kind, sizeof kind, stdin))
+        return 1;
+    kind[strcspn(kind, "\n")] = '\0';
+    while (fgets(g_line, sizeof g_line, stdin)) {
+        if (strncmp(g_line, "rec", 3) == 0 && (g_line[3] == '\n' || g_line[3] == '\0')) {
+            if (g_n_recs >= MAX_RECS)
+                return 1;
+            g_n_recs++;
+            continue;
+        }
+        if (g_n_recs > 0) {
+            size_t r = g_n_recs - 1;
+            if (g_n_rec_fields[r] >= 6 || parse_field(&g_recs[r][g_n_rec_fields[r]++], g_line) != 0)
+                return 1;
+        } else if (g_n_top >= MAX_FIELDS || parse_field(&g_top[g_n_top++], g_line) != 0) {
+            fprintf(stderr, "error: bad line\n");
+            return 1;
+        }
+    }
+    if (strcmp(kind, "result") == 0) {
+        ef_proto_result_head h;
+        ef_proto_result_rec recs[MAX_RECS];
+        size_t i;
+        h.boot = TOP_S("boot");
+        h.model = (uint32_t)u(TOP_N("model"));
+        h.thr = TOP_N("thr");
+        h.dropped = (uint32_t)u(TOP_N("dropped"));
+        for (i = 0; i < g_n_recs; i++) {
+            const field *f = g_recs[i];
+            size_t k = g_n_rec_fields[i];
+            recs[i].seq = (uint32_t)u(n_of(f, k, "seq"));
+            recs[i].ts = u(n_of(f, k, "ts"));
+            recs[i].score = n_of(f, k, "score");
+            recs[i].anom = (int)n_of(f, k, "anom");
+            recs[i].inf_us = (uint32_t)u(n_of(f, k, "inf_us"));
+        }
+        n = ef_proto_encode_result(g_out, sizeof g_out, &h, recs, g_n_recs);
+    } else if (strcmp(kind, "status") == 0) {
+        ef_proto_status s;
+        const field *caps = find(g_top, g_n_top, "caps"), *tags = find(g_top, g_n_top, "tags");
+        memset(&s, 0, sizeof s);
+        s.boot = TOP_S("boot");
+        s.seq = (uint32_t)u(TOP_N("seq"));
+        s.ts = u(TOP_N("ts"));
+        s.state = TOP_S("state");
+        s.fw = TOP_S("fw");
+        s.has_model = HAS("model");
+        s.model = (uint32_t)u(TOP_N("model"));
+        s.slot = TOP_S("slot");
+        s.has_thr = HAS("thr");
+        s.thr = TOP_N("thr");
+        s.has_caps = caps != NULL;
+        s.caps = caps ? caps->item_ptr : NULL;
+        s.n_caps = caps ? caps->n_items : 0;
+        s.site = TOP_S("site");
+        s.line = TOP_S("line");
+        s.has_tags = tags != NULL;
+        s.tags = tags ? tags->item_ptr : NULL;
+        s.n_tags = tags ? tags->n_items : 0;
+        n = ef_proto_encode_status(g_out, sizeof g_out, &s);
+    } else if (strcmp(kind, "ota_state") == 0) {
+        ef_proto_ota_state s;
+        s.boot = TOP_S("boot");
+        s.seq = (uint32_t)u(TOP_N("seq"));
+        s.ts = u(TOP_N("ts"));
+        s.campaign = TOP_S("campaign");
+        s.model = (uint32_t)u(TOP_N("model"));
+        s.state = TOP_S("state");
+        s.has_off = HAS("off");
+        s.off = (uint32_t)u(TOP_N("off"));
+        s.reason = TOP_S("reason");
+        n = ef_proto_encode_ota_state(g_out, sizeof g_out, &s);
+    } else if (strcmp(kind, "ota_req") == 0) {
+        ef_proto_ota_req r;
+        r.boot = TOP_S("boot");
+        r.seq = (uint32_t)u(TOP_N("seq"));
+        r.campaign = TOP_S("campaign");
+        r.model = (uint32_t)u(TOP_N("model"));
+        r.off = (uint32_t)u(TOP_N("off"));
+        r.len = (uint32_t)u(TOP_N("len"));
+        n = ef_proto_encode_ota_req(g_out, sizeof g_out, &r);
+    } else if (strcmp(kind, "debug") == 0) {
+        ef_proto_debug d;
+        const field *sm = find(g_top, g_n_top, "samples"), *ft = find(g_top, g_n_top, "features");
+        const field *qi = find(g_top, g_n_top, "q_in"), *qo = find(g_top, g_n_top, "q_out");
+        d.boot = TOP_S("boot");
+        d.seq = (uint32_t)u(TOP_N("seq"));
+        d.ts = u(TOP_N("ts"));
+        d.id = TOP_S("id");
+        d.model = (uint32_t)u(TOP_N("model"));
+        d.fs = TOP_N("fs");
+        d.samples = sm ? sm->floats : NULL;
+        d.n_samples = sm ? sm->n_arr : 0;
+        d.features = ft ? ft->floats : NULL;
+        d.n_features = ft ? ft->n_arr : 0;
+        d.q_in = qi ? qi->ints : NULL;
+        d.n_q_in = qi ? qi->n_arr : 0;
+        d.q_out = qo ? qo->ints : NULL;
+        d.n_q_out = qo ? qo->n_arr : 0;
+        d.score = TOP_N("score");
+        d.thr = TOP_N("thr");
+        d.anom = (int)TOP_N("anom");
+        n = ef_proto_encode_debug(g_out, sizeof g_out, &d);
+    } else {
+        fprintf(stderr, "error: unknown kind %s\n", kind);
+        return 1;
+    }
+    if (n < 0) {
+        fprintf(stderr, "refused: %s\n", ef_status_str(n));
+        return 2;
+    }
+    fwrite(g_out, 1, (size_t)n, stdout);
+    return 0;
+}

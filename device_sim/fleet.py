@@ -205,16 +205,29 @@ class Fleet:
             shard.deliver(link, ts, s, inf_us)
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every connected node has handed over its ring and got its PUBACKs."""
+        """Wait until every connected node has handed over its ring and got its PUBACKs.
+
+        Each round is a job queued behind the results already posted to the shard, so a
+        result still on its way to its node is never mistaken for 'nothing pending'.
+        """
         deadline = time.monotonic() + timeout
-        for sh in self.shards:
-            sh.call(lambda sh=sh: [sh.pump(lk, flush=True) for lk in sh.links])
         while time.monotonic() < deadline:
-            busy = [lk for lk in self.links if lk.connected and (lk.inflight or lk.node.pending())]
-            if not busy:
+            done = [threading.Event() for _ in self.shards]
+            busy = [0] * len(self.shards)
+
+            def round_(i: int, sh: Shard) -> None:
+                for lk in sh.links:
+                    if lk.connected:
+                        sh.pump(lk, flush=True)
+                        busy[i] += bool(lk.inflight or lk.node.pending())
+                done[i].set()
+
+            for i, sh in enumerate(self.shards):
+                sh.call(lambda i=i, sh=sh: round_(i, sh))
+            for ev in done:
+                ev.wait(max(0.0, deadline - time.monotonic()))
+            if all(ev.is_set() for ev in done) and not any(busy):
                 return True
-            for sh in self.shards:
-                sh.call(lambda sh=sh: [sh.pump(lk, flush=True) for lk in sh.links if lk.connected])
             time.sleep(0.1)
         return False
 

@@ -131,6 +131,7 @@ class Shard(threading.Thread):
             if now - last_misc >= 0.5:
                 last_misc = now
                 self._misc(now)
+        self._run_inbox()  # results posted before stop() still reach their nodes
         self._shutdown()
 
     def _drain_wake(self) -> None:
@@ -269,6 +270,7 @@ class Shard(threading.Thread):
         link.backoff = 0.0
         link.flush = True
         client.subscribe(link.node.topics["cmd"], qos=1)
+        link.node.announce = False
         self.send(link, link.node.birth(now_ms()))
         link.births += 1
         self.pump(link)
@@ -338,6 +340,10 @@ class Shard(threading.Thread):
     def deliver(self, link: NodeLink, ts_ms: int, score: float, inf_us: int) -> bool:
         """A new window result for this node (in this thread): ring, then send if possible."""
         anom = link.node.add_result(ts_ms, score, inf_us)
+        if link.node.announce and link.connected:
+            link.node.announce = False
+            self.send(link, link.node.birth(now_ms()))
+            link.births += 1
         if not link.oldest_ms:
             link.oldest_ms = ts_ms
         self.pump(link)

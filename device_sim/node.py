@@ -87,6 +87,7 @@ class VirtualNode:
     debug_request: str | None = None  # cmd id of a pending debug capture ("" if none given)
     anomalies: int = 0
     windows: int = 0
+    announce: bool = False  # threshold changed by calibration: publish a new birth status
     handled_cmds: deque = field(default_factory=lambda: deque(maxlen=32))
 
     def __post_init__(self) -> None:
@@ -134,6 +135,7 @@ class VirtualNode:
             if cal.done:
                 self.threshold = _positive(cal.threshold())
                 self.calibration = None
+                self.announce = True
         return anom
 
     def pending(self) -> int:

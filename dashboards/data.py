@@ -231,15 +231,28 @@ def sites(store: Store) -> list[str]:
 
 # ---------- system ----------
 
-def ingest_frame(store: Store, since_ms: int, bucket_s: int = 10) -> pd.DataFrame:
-    """Per time bucket: results/s, messages/s, duplicates, rejects and node-to-commit lag."""
+def ingest_frame(store: Store, since_ms: int, bucket_s: int = 10, now_ms: int | None = None) -> pd.DataFrame:
+    """Per time bucket: results/s, messages/s, duplicates, rejects and node-to-commit lag.
+
+    `complete` is False for the bucket still filling at `now_ms` (its rate would read low).
+    """
     buckets = store.ingest_series(since_ms, bucket_s)
     df = pd.DataFrame([b.__dict__ for b in buckets],
                       columns=["ts", "messages", "results", "duplicates", "rejected", "lag_ms_avg", "lag_ms_max"])
     df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
     df["results_per_s"] = df["results"] / bucket_s
     df["messages_per_s"] = df["messages"] / bucket_s
+    df["complete"] = True if now_ms is None else (df["ts"] + bucket_s * 1000 <= now_ms)
     return df
+
+
+def ingest_rate(df: pd.DataFrame, bucket_s: int, over_s: float = 60.0) -> float | None:
+    """Results per second over the newest complete buckets covering `over_s` (at least one bucket)."""
+    done = df[df["complete"]]
+    if done.empty:
+        return None
+    tail = done.tail(max(1, int(over_s // bucket_s)))
+    return float(tail["results"].sum()) / (len(tail) * bucket_s)
 
 
 @dataclass(frozen=True)

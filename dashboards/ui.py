@@ -99,7 +99,8 @@ def sites(db: str) -> list[str]:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def ingest(db: str, window_s: float, bucket_s: int) -> pd.DataFrame:
-    return data.ingest_frame(store(db), now_ms() - int(window_s * 1000), bucket_s)
+    now = now_ms()
+    return data.ingest_frame(store(db), now - int(window_s * 1000), bucket_s, now)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

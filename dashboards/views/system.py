@@ -2,42 +2,44 @@
 
 import streamlit as st
 
-from dashboards import charts, ui
+from dashboards import charts, data, ui
 
 WINDOWS = {"last 10 min": (600.0, 10), "last hour": (3600.0, 60), "last 6 h": (21600.0, 300),
            "last 24 h": (86400.0, 900)}
 
 st.title("System")
 db = ui.require_db()
-window = st.selectbox("Window", list(WINDOWS), index=1, key="system_window")
+window = st.selectbox("Window", list(WINDOWS), index=0, key="system_window")
 
 
 @st.fragment(run_every=ui.REFRESH_S)
 def system(window_s: float, bucket_s: int) -> None:
     ing = ui.ingest(db, window_s, bucket_s)
     tot = ui.totals(db)
-    last = ing.tail(max(1, 60 // bucket_s)) if not ing.empty else ing
-    rate = float(last["results"].sum()) / (len(last) * bucket_s) if not last.empty else 0.0
-    lag = float(last["lag_ms_avg"].mean()) if not last.empty and last["lag_ms_avg"].notna().any() else None
-    lag_max = float(last["lag_ms_max"].max()) if not last.empty and last["lag_ms_max"].notna().any() else None
+    done = ing[ing["complete"]]
+    last = done.tail(max(1, 60 // bucket_s))
+    rate = data.ingest_rate(ing, bucket_s)
+    lag = float(last["lag_ms_avg"].mean()) if last["lag_ms_avg"].notna().any() else None
+    lag_max = float(last["lag_ms_max"].max()) if last["lag_ms_max"].notna().any() else None
     since_commit = (ui.now_ms() - int(ing["ts"].iloc[-1]) - bucket_s * 1000) / 1000.0 if not ing.empty else None
     cols = st.columns(6)
-    cols[0].metric("Results/s", f"{rate:,.1f}", help="ingest rate over the newest minute (or bucket)")
+    cols[0].metric("Results/s", f"{rate:,.1f}" if rate is not None else "-",
+                   help="ingest rate over the newest complete minute (or bucket)")
     cols[1].metric("Lag (avg)", f"{lag / 1000:.2f} s" if lag is not None else "-",
                    help="node timestamp to commit in the store")
     cols[2].metric("Lag (max)", f"{lag_max / 1000:.2f} s" if lag_max is not None else "-")
     cols[3].metric("Results stored", f"{tot['results']:,}")
     cols[4].metric("Duplicates dropped", f"{tot['duplicates']:,}")
     cols[5].metric("Rejected", f"{tot['rejected']:,}")
-    if ing.empty:
-        st.info("No ingest activity in this window.")
+    if done.empty:
+        st.info("No complete ingest interval in this window yet.")
     else:
         if since_commit is not None and since_commit > 30:
             st.warning(f"Nothing committed for about {since_commit:.0f} s: is `edgefleet serve` running?")
         a, b = st.columns(2)
-        a.altair_chart(charts.rate_line(ing, {"results_per_s": "results/s", "messages_per_s": "messages/s"},
+        a.altair_chart(charts.rate_line(done, {"results_per_s": "results/s", "messages_per_s": "messages/s"},
                                         "per second"), width="stretch")
-        lag_s = ing.assign(avg=ing["lag_ms_avg"] / 1000.0, max=ing["lag_ms_max"] / 1000.0)
+        lag_s = done.assign(avg=done["lag_ms_avg"] / 1000.0, max=done["lag_ms_max"] / 1000.0)
         b.altair_chart(charts.rate_line(lag_s, {"avg": "lag avg", "max": "lag max"}, "lag (s)"), width="stretch")
 
     rej = ui.rejects(db, window_s, bucket_s)

@@ -128,7 +128,7 @@ def test_new_alarm_appears_without_reopening_the_page(monkeypatch, fleet_db) -> 
 
 def test_system_page_rates_and_rejects(monkeypatch, fleet_db) -> None:
     at = open_page(monkeypatch, fleet_db.path, ui.PAGE_SYSTEM)
-    at.selectbox(key="system_window").set_value("last 24 h").run()
+    at.selectbox(key="system_window").set_value("last hour").run()
     m = metrics(at)
     assert m["Results stored"] == f"{fleet_db.fleet.results:,}"
     assert m["Rejected"] == f"{fleet_db.fleet.rejects:,}"

@@ -74,7 +74,7 @@ def test_dashboard_renders_in_chromium_and_refreshes_itself(fleet_db, tmp_path) 
         browser.wait_for(f"{METRICS_JS}.includes('\"Alarming\":\"{len(f.alarm) + 1}\"')", timeout=15,
                          what="the new alarm to show on the open page")
         seen_after = time.monotonic() - t0
-        assert seen_after < ui.REFRESH_S + ui.TTL_S + 3.0, f"new alarm took {seen_after:.1f} s to show"
+        assert seen_after < ui.REFRESH_S + ui.TTL_S + 5.0, f"new alarm took {seen_after:.1f} s to show"
         print(f"new alarm visible on the open fleet page after {seen_after:.2f} s")
 
         # device detail by URL: the machine's name, its state and a drawn score chart

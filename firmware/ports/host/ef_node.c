@@ -1,16 +1,63 @@
 /* ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F.f32] [--quantized Q.i8]
- *         [--outputs Y.i8] [--quiet]
+ *         [--outputs Y.i8] [--quiet] [--protocol BOOT [--serial] [--t0 MS]]
  * The node loop over a recording (raw little-endian float32 samples in g):
  * every window -> features -> quantize -> infer -> score vs threshold, one
  * JSON line per window on stdout; the optional files receive the
- * intermediate values for parity tests. Exit 2 when the artifact or the rate is refused. */
+ * intermediate values for parity tests. With --protocol each window is
+ * published as a protocol v1 `result` message instead (boot id BOOT,
+ * timestamps from t0 at the sample clock), and with --serial those
+ * messages leave COBS-framed on stdout as a node without a network stack
+ * sends them to its gateway (summary on stderr).
+ * Exit 2 when the artifact or the rate is refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ef/engine.h"
 #include "ef/features.h"
+#include "ef/protocol.h"
+#include "ef/serial.h"
 #include "ef_host.h"
+
+static char g_msg[512];
+static uint8_t g_frame[EF_SERIAL_ENCODED_MAX(512)];
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One result message for one window, printed or framed. */
+static int publish(const char *boot, const ef_model *m, float thr, uint32_t seq, uint64_t ts,
+                   float score, uint32_t inf_us, int serial)
+{
+    ef_proto_result_head h;
+    ef_proto_result_rec r;
+    int n;
+    h.boot = boot;
+    h.model = m->model_version;
+    h.thr = thr;
+    h.dropped = 0;
+    r.seq = seq;
+    r.ts = ts;
+    r.score = score;
+    r.anom = score > thr;
+    r.inf_us = inf_us;
+    n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1);
+    if (n < 0) {
+        fprintf(stderr, "error: result message refused (%s)\n", ef_status_str(n));
+        return -1;
+    }
+    if (serial) {
+        size_t f = ef_serial_encode((const uint8_t *)g_msg, (size_t)n, g_frame, sizeof g_frame);
+        return f && fwrite(g_frame, 1, f, stdout) == f ? 0 : -1;
+    }
+    printf("%s\n", g_msg);
+    return 0;
+}
 
 static float g_window[EF_FEATURES_NFFT_MAX];
 static float g_scratch[EF_FEATURES_NFFT_MAX];
@@ -36,7 +83,9 @@ int main(int argc, char **argv)
     ef_feature_plan plan;
     ef_status st;
     double fs;
-    int quiet = 0, i;
+    int quiet = 0, serial = 0, i;
+    const char *boot = NULL;
+    uint64_t t0 = 1767225600000ull;
     FILE *ff, *fq, *fy;
     float feats[1024];
     int8_t q[1024], y[1024];
@@ -48,6 +97,12 @@ int main(int argc, char **argv)
     for (i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--quiet") == 0)
             quiet = 1;
+        else if (strcmp(argv[i], "--serial") == 0)
+            serial = 1;
+        else if (i + 1 < argc && strcmp(argv[i], "--protocol") == 0)
+            boot = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--t0") == 0)
+            t0 = strtoull(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--hop") == 0)
             hop = (size_t)strtoul(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--features") == 0)
@@ -96,10 +151,13 @@ int main(int argc, char **argv)
         return 1;
     for (start = 0; start + plan.n_samples <= n_total; start += hop) {
         float score;
+        uint64_t t_inf;
         memcpy(g_window, samples + start, plan.n_samples * sizeof(float));
         ef_features_compute(&plan, &fv, g_window, g_scratch, feats);
         ef_features_quantize(&fv, feats, m.input_scale, m.input_zero_point, q);
+        t_inf = now_ns();
         ef_engine_infer(&m, q, y, g_arena, sizeof g_arena);
+        t_inf = now_ns() - t_inf;
         score = ef_score_mse(q, y, m.n_inputs, m.input_scale, m.input_zero_point, m.output_scale,
                              m.output_zero_point);
         if (ff)
@@ -109,7 +167,15 @@ int main(int argc, char **argv)
         if (fy)
             fwrite(y, 1, m.n_outputs, fy);
         anomalous += score > sv.threshold;
-        if (!quiet)
+        if (boot) {
+            uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
+            if (publish(boot, &m, sv.threshold, (uint32_t)windows, ts, score,
+                        (uint32_t)((t_inf + 500u) / 1000u), serial) != 0) {
+                free(raw);
+                free(art);
+                return 2;
+            }
+        } else if (!quiet)
             printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)score,
                    score > sv.threshold ? "true" : "false");
         windows++;
@@ -118,8 +184,8 @@ int main(int argc, char **argv)
                     "threshold %.6g, RAM: arena %u B + 2 x %u floats FFT buffers\n",
             windows, (unsigned)plan.n_samples, (unsigned)plan.nfft, fs, anomalous,
             (double)sv.threshold, m.arena_bytes, (unsigned)plan.nfft);
-    printf("{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n", windows, anomalous,
-           (unsigned)plan.n_samples, (unsigned)plan.nfft);
+    fprintf(serial ? stderr : stdout, "{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n",
+            windows, anomalous, (unsigned)plan.n_samples, (unsigned)plan.nfft);
     if (ff)
         fclose(ff);
     if (fq)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from dashboards import data, ui
-from dashboards.snapshot import Browser, chromium, dashboard, render
+from dashboards.snapshot import CHART_DRAWN_JS, Browser, chromium, dashboard, render
 from edgefleet.alarms import AlarmTracker
 from edgefleet.store import IngestBatch
 
@@ -77,9 +77,31 @@ def test_dashboard_renders_in_chromium_and_refreshes_itself(fleet_db, tmp_path) 
         assert seen_after < ui.REFRESH_S + ui.TTL_S + 5.0, f"new alarm took {seen_after:.1f} s to show"
         print(f"new alarm visible on the open fleet page after {seen_after:.2f} s")
 
+        # clicking a red tile opens that machine's detail page
+        x, y = red_tile_centre(pixels(browser.screenshot()))
+        browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+        href = browser.wait_for("location.href.includes('/device?device=') && location.href", 20, "device page")
+        clicked = href.rsplit("=", 1)[1]
+        assert clicked in f.alarm + [healthy]
+        browser.wait_for(CHART_DRAWN_JS, 30, "the score timeline")
+        browser.wait_for(f"document.body.innerText.includes('Recent results') && "
+                         f"document.body.innerText.includes({json.dumps(clicked)})", 30, "the device page")
+
         # device detail by URL: the machine's name, its state and a drawn score chart
         dev = f.alarm[0]
         png, text = render(f"{url}/device?device={dev}", browser, expect=(dev, "Recent results"))
-        assert f"{dev}\n" in text or f"{dev} " in text
+        assert dev in text
         assert pixels(png).std() > 20
         assert page_metrics(browser)["Alarm"] in ("warning", "major", "critical")
+
+
+def red_tile_centre(img: np.ndarray) -> tuple[int, int]:
+    """A point inside a red grid tile (tiles are wide; the legend's red dot is not)."""
+    mask = np.all(np.abs(img - np.array(RED)) <= 6, axis=-1)
+    rows = np.nonzero(mask.sum(axis=1) >= 20)[0]
+    assert rows.size, "no red tile on the page"
+    y = int(rows[rows.size // 2])
+    xs = np.nonzero(mask[y])[0]
+    return int(xs[xs.size // 2]), y

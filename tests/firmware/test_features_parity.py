@@ -103,3 +103,46 @@ def test_sampling_rate_rules_match_python(fw, shipped_model, tmp_path):
         assert (proc.returncode == 0) == py_ok, (fs, proc.stderr)
         if not py_ok:
             assert proc.returncode == 2 and b"unsupported-rate" in proc.stderr
+
+
+def test_plan_rules_match_python_on_edge_parameters(fw, shipped_model, tmp_path):
+    """Window sizes that round across the 4096 limit, bands touching Nyquist, bins too coarse:
+    the C plan accepts exactly what the Python plan accepts, and then computes the same features."""
+    import dataclasses
+
+    from edgefleet.artifact import FeatureSection
+    from edgefleet.errors import FeatureError
+    from edgefleet.features import FeatureParams
+
+    base = Artifact.from_bytes((shipped_model / "model.efm").read_bytes())
+    cases = [  # (window_s, f_lo, f_hi, fs)
+        (0.5, 100.0, 4000.0, 8192.8),   # N = round(4096.4) = 4096: accepted
+        (0.5, 100.0, 4000.0, 8193.0),   # N = 4097 -> nfft 8192: refused
+        (0.08, 100.0, 6000.0, 12000.0),  # top edge exactly at Nyquist: accepted
+        (0.08, 100.0, 6000.5, 12000.0),  # just above Nyquist: refused
+        (0.01, 100.0, 400.0, 12000.0),  # 32 bands over 300 Hz with 93.75 Hz bins: empty bands
+        (0.003, 100.0, 1900.0, 4000.0),  # N = 12 -> nfft 16 (the C side needs >= 32)
+        (0.25, 10.0, 20000.0, 48000.0),
+        (0.2, 50.0, 24000.0, 50000.0),
+    ]
+    rng = np.random.default_rng(0)
+    sig = rng.normal(0, 0.5, 40000).astype(np.float32)
+    for window_s, lo, hi, fs in cases:
+        params = FeatureParams.spaced(32, lo, hi, window_s=window_s)
+        art = dataclasses.replace(base, _raw=None, features=FeatureSection(
+            params=params, mean=base.features.mean, inv_std=base.features.inv_std))
+        path = tmp_path / "m.efm"
+        path.write_bytes(art.to_bytes())
+        try:
+            p = plan(params, fs)
+            py_ok = p.nfft >= 32  # CMSIS-DSP's smallest real FFT (docs/firmware.md)
+        except FeatureError:
+            py_ok = False
+        (tmp_path / "s.f32").write_bytes(sig.tobytes())
+        proc = run([fw.tool("ef_node"), path, tmp_path / "s.f32", repr(fs), "--quiet",
+                    "--features", tmp_path / "F.f32"], check=False)
+        assert (proc.returncode == 0) == py_ok, (window_s, lo, hi, fs, proc.stderr[-300:])
+        if py_ok:
+            windows = frame(sig, p.n_samples)
+            f_c = np.fromfile(tmp_path / "F.f32", "<f4").reshape(len(windows), 32)
+            assert np.abs(f_c - log_band_power(windows, fs, params)).max() <= F_TOL

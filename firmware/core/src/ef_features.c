@@ -21,6 +21,30 @@ void ef_features_band(const ef_feature_plan *p, const ef_features_view *f, uint3
     *k_hi = bin_ceil(ef_model_f32(f->edges_hz, i + 1u), p->nfft, p->fs);
 }
 
+/* Length-specific CMSIS-DSP init: only the tables up to EF_FEATURES_NFFT_MAX get linked. */
+static arm_status rfft_init(arm_rfft_fast_instance_f32 *s, uint32_t nfft)
+{
+    switch (nfft) {
+    case 32u: return arm_rfft_fast_init_32_f32(s);
+    case 64u: return arm_rfft_fast_init_64_f32(s);
+    case 128u: return arm_rfft_fast_init_128_f32(s);
+    case 256u: return arm_rfft_fast_init_256_f32(s);
+#if EF_FEATURES_NFFT_MAX >= 512
+    case 512u: return arm_rfft_fast_init_512_f32(s);
+#endif
+#if EF_FEATURES_NFFT_MAX >= 1024
+    case 1024u: return arm_rfft_fast_init_1024_f32(s);
+#endif
+#if EF_FEATURES_NFFT_MAX >= 2048
+    case 2048u: return arm_rfft_fast_init_2048_f32(s);
+#endif
+#if EF_FEATURES_NFFT_MAX >= 4096
+    case 4096u: return arm_rfft_fast_init_4096_f32(s);
+#endif
+    default: return ARM_MATH_ARGUMENT_ERROR;
+    }
+}
+
 ef_status ef_features_plan(ef_feature_plan *p, const ef_features_view *f, double fs)
 {
     double n;
@@ -32,7 +56,7 @@ ef_status ef_features_plan(ef_feature_plan *p, const ef_features_view *f, double
     if ((double)ef_model_f32(f->edges_hz, f->n_bands) > fs / 2.0)
         return EF_ERR_RATE;
     n = (double)f->window_s * fs;
-    if (!(n >= 1.0 && n <= (double)EF_FEATURES_NFFT_MAX))
+    if (!(n >= 1.0 && n < 2.0 * (double)EF_FEATURES_NFFT_MAX)) /* keeps the conversion defined */
         return EF_ERR_RATE;
     p->fs = fs;
     p->n_samples = round_half_away(n);
@@ -47,7 +71,7 @@ ef_status ef_features_plan(ef_feature_plan *p, const ef_features_view *f, double
         if (hi <= lo)
             return EF_ERR_RATE;
     }
-    if (arm_rfft_fast_init_f32(&p->rfft, (uint16_t)nfft) != ARM_MATH_SUCCESS)
+    if (rfft_init(&p->rfft, nfft) != ARM_MATH_SUCCESS)
         return EF_ERR_RATE;
     return EF_OK;
 }

@@ -14,7 +14,12 @@
 
 #define EF_FEATURES_FS_MIN 4000.0
 #define EF_FEATURES_FS_MAX 50000.0
+/* Largest FFT this build supports (a power of two, 32..4096, the contract's
+ * maximum by default). A board that only needs, say, 12 kHz x 0.08 s builds
+ * with -DEF_FEATURES_NFFT_MAX=1024 and links no twiddle tables above it. */
+#ifndef EF_FEATURES_NFFT_MAX
 #define EF_FEATURES_NFFT_MAX 4096u
+#endif
 #define EF_FEATURES_NFFT_MIN 32u /* smallest arm_rfft_fast_f32 length */
 
 typedef struct {

@@ -14,7 +14,7 @@ import numpy as np
 
 from device_sim.physics import FAULT_LABELS, Fault, Machines, make_machines, synthesize, with_faults
 
-CHUNK_S = 2.0  # synthesize long recordings in pieces to bound memory
+CHUNK_S = 0.5  # synthesize long recordings in pieces (bounded memory, smooth speed wander)
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,8 @@ class Fleet:
                 "refused": lk.refused_results, "debug": lk.debug_sent,
                 **self.plant.describe(spec.row)}
         tot = lambda k: sum(d[k] for d in per_device.values())  # noqa: E731
+        lat = np.concatenate([np.asarray(sh.ack_latency_ms, np.float64) for sh in self.shards]
+                             + [np.zeros(0)])
         return {
             "nodes": len(self.links), "duration_s": round(elapsed, 3), "windows": self.windows,
             "published": tot("published"), "messages": tot("messages"), "dropped": tot("dropped"),
@@ -261,6 +263,8 @@ class Fleet:
             "published_per_s": round(tot("published") / elapsed, 1) if elapsed else 0.0,
             "compute_s": round(self.compute_s, 3), "ticks": self.ticks, "late_ticks": self.late_ticks,
             "max_tick_lag_s": round(self.max_lag_s, 3),
+            "ack_latency_ms": ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+                                "max": float(lat.max())} if lat.size else None),
             "shard_errors": sum(sh.errors for sh in self.shards),
             "faulty": self.plant.faulty, "model_version": self.detector.artifact.model_version,
             "broker": f"{self.link_opts.host}:{self.link_opts.port}",

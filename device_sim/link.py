@@ -60,6 +60,7 @@ class NodeLink:
     connected: bool = False
     flush: bool = True
     inflight: dict[int, int] = field(default_factory=dict)  # mid -> results carried
+    sent_ms: dict[int, int] = field(default_factory=dict)  # mid -> window time of its newest result
     next_try: float = 0.0
     backoff: float = 0.0
     connects: int = 0
@@ -86,6 +87,7 @@ class Shard(threading.Thread):
         self._wake_r, self._wake_w = _wake_pair()
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
         self.errors = 0
+        self.ack_latency_ms: list[int] = []  # window end -> PUBACK, newest result of each message
 
     # --- called from other threads -------------------------------------------------------
     def call(self, fn: Callable[[], Any]) -> None:
@@ -236,6 +238,7 @@ class Shard(threading.Thread):
             link.client = None
         link.connected = False
         link.inflight.clear()
+        link.sent_ms.clear()
         link.node.reboot()
         self._connect(link)
 
@@ -286,6 +289,9 @@ class Shard(threading.Thread):
         n = link.inflight.pop(mid, None)
         if n is None:
             return
+        ts = link.sent_ms.pop(mid, None)
+        if ts is not None and len(self.ack_latency_ms) < 1_000_000:
+            self.ack_latency_ms.append(now_ms() - ts)
         if rc.is_failure:
             link.refused_results += n
             log.warning("%s: broker refused a result message: %s", link.node.device_id, rc)
@@ -331,6 +337,7 @@ class Shard(threading.Thread):
                 break
             node.commit(out.results)
             link.inflight[info.mid] = out.results
+            link.sent_ms[info.mid] = out.newest_ms
         if not node.pending():
             link.flush = False
             link.oldest_ms = 0

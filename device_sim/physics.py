@@ -123,6 +123,20 @@ class Machines:
         base = self.rpm / 60.0 * (1.0 - self.slip * self.load)
         return base * (1.0 + self.wander * np.sin(2 * np.pi * t / self.wander_period_s + self.phase))
 
+    def shaft_turns(self, t_s) -> np.ndarray:
+        """Shaft revolutions since t=0: the integral of shaft_hz, so phase is continuous in time."""
+        t = np.asarray(t_s, np.float64)
+        base = self.rpm / 60.0 * (1.0 - self.slip * self.load)
+        w = 2 * np.pi / self.wander_period_s
+        return base * (t - self.wander / w * (np.cos(w * t + self.phase) - np.cos(self.phase)))
+
+    def shaft_hz_rate(self, t_s) -> np.ndarray:
+        """d(shaft_hz)/dt, Hz/s (the wander's slope)."""
+        t = np.asarray(t_s, np.float64)
+        base = self.rpm / 60.0 * (1.0 - self.slip * self.load)
+        w = 2 * np.pi / self.wander_period_s
+        return base * self.wander * w * np.cos(w * t + self.phase)
+
     def defects(self, t_s=0.0) -> DefectFrequencies:
         return defect_frequencies(self.shaft_hz(t_s), self.n_balls, self.ball_d, self.pitch_d,
                                   self.contact_deg)
@@ -208,9 +222,14 @@ def _harmonics(m: Machines, t_start: np.ndarray, n_samples: int, fs: float) -> n
     keeps ~1e-5 rad over any window the features accept.
     """
     fr = m.shaft_hz(t_start)
-    t = (np.arange(n_samples) / fs).astype(np.float32)
-    phase0 = np.mod(2 * np.pi * fr * t_start + m.phase, 2 * np.pi)
+    fdot = m.shaft_hz_rate(t_start)
+    tau = np.arange(n_samples) / fs
+    t = tau.astype(np.float32)
+    # shaft angle = 2*pi * (turns at the window start + f*tau + f'*tau^2/2): continuous across
+    # windows and chunks as the speed wanders (third-order error, < 0.01 rad over 0.5 s)
+    phase0 = np.mod(2 * np.pi * m.shaft_turns(t_start) + m.phase, 2 * np.pi)
     theta = (2 * np.pi * fr).astype(np.float32)[:, None] * t[None, :]
+    theta += (np.pi * fdot).astype(np.float32)[:, None] * (tau * tau).astype(np.float32)[None, :]
     theta += phase0.astype(np.float32)[:, None]
     s_cur = np.sin(theta)
     two_c = np.cos(theta, out=theta)

@@ -28,7 +28,7 @@ def fleet_grid(df: pd.DataFrame) -> alt.Chart:
                      alt.Tooltip("eta_s:Q", format=",.0f", title="ETA to threshold (s)"), "model", "fw"],
         )
         .add_params(pick)
-        .properties(height=max(120, 38 * len(rows)))
+        .properties(height=34 * len(rows) + 80)  # Streamlit fits legend and axes inside the height
     )
 
 
@@ -38,7 +38,7 @@ def model_bars(models: pd.DataFrame) -> alt.LayerChart:
                                     x=alt.X("devices:Q", title="devices"), tooltip=["model", "devices"])
     bars = base.mark_bar(color=TREND_COLOUR, height=22)
     labels = base.mark_text(align="left", dx=4, fontSize=13).encode(text="devices:Q")
-    return alt.layer(bars, labels).properties(height=40 * len(models) + 30)
+    return alt.layer(bars, labels).properties(height=40 * len(models) + 70)
 
 
 def score_timeline(scores: pd.DataFrame, thr: float | None, trend: TrendLine | None, log_y: bool = False) -> alt.Chart:

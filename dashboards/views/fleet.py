@@ -22,7 +22,7 @@ def overview() -> None:
     cols[2].metric("Degrading", counts["degrading"])
     cols[3].metric("Alarming", counts["alarming"])
     cols[4].metric("Offline", counts["offline"])
-    cols[5].metric("Unacknowledged alarms", unacked, help=f"{active} active in total")
+    cols[5].metric("Unacknowledged", unacked, help=f"alarms nobody has acknowledged yet; {active} active in total")
 
     st.subheader("Machines by site and line")
     event = st.altair_chart(charts.fleet_grid(df), width="stretch", on_select="rerun", key="fleet_grid")

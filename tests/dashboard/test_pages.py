@@ -41,7 +41,7 @@ def test_fleet_overview_counts_and_red_alarm_tiles(monkeypatch, fleet_db) -> Non
     assert m["Devices"] == str(len(f.devices))
     assert m["Alarming"] == str(len(f.alarm))
     assert m["Offline"] == str(len(f.offline))
-    assert m["Unacknowledged alarms"] == str(len(f.alarm))
+    assert m["Unacknowledged"] == str(len(f.alarm))
     grids = [c for c in at.get("vega_lite_chart") if '"rect"' in c.proto.spec]
     assert len(grids) == 1
     spec, (tiles,) = chart_data(grids[0])

@@ -16,7 +16,8 @@ fetch() { # name version unpacked-dir
   [[ -d third_party/$dir ]] && return 0
   echo "[firmware] fetching $name==$version (sdist) from PyPI"
   # --no-build-isolation: pip only needs the sdist; do not build its build dependencies
-  $PIP download --quiet --no-binary :all: --no-deps --no-build-isolation "$name==$version" -d third_party/dl
+  $PIP download --quiet --no-binary :all: --no-deps --no-build-isolation "$name==$version" -d third_party/dl ||
+    $PIP download --quiet --no-binary :all: --no-deps "$name==$version" -d third_party/dl
   tar -xzf "third_party/dl/$name-$version.tar.gz" -C third_party
 }
 fetch cmsisdsp "$CMSISDSP_VERSION" "cmsisdsp-$CMSISDSP_VERSION"

@@ -103,7 +103,9 @@ ef_status ef_ota_boot(ef_ota *o)
     int ok[2] = {0, 0};
     uint8_t s;
     if (o == NULL || o->flash == NULL || o->public_key == NULL ||
-        o->slot_size <= EF_OTA_HDR_SIZE || 2u * (uint64_t)o->slot_size > o->flash->size)
+        o->slot_size <= EF_OTA_HDR_SIZE || 2u * (uint64_t)o->slot_size > o->flash->size ||
+        o->flash->erase_size == 0 || o->slot_size % o->flash->erase_size != 0 ||
+        EF_OTA_HDR_SIZE % o->flash->erase_size != 0)
         return EF_ERR_ARG;
     for (s = 0; s < 2; s++) {
         if (read_hdr(o->flash, slot_base(o, s), &h[s]) != 0)

@@ -93,6 +93,7 @@ def main() -> int:
         counter.stdin.flush()
         return json.loads(counter.stdout.readline())
 
+    load0 = round(os.getloadavg()[0], 2)  # other work on the machine skews every figure here
     model = args.model or default_model()
     artifact = load_artifact(model / "model.efm" if model.is_dir() else model)
     plant = make_plant(args.nodes, n_faulty=args.faulty, seed=0, fault_onset_s=(5, 20), fault_ramp_s=(20, 40))
@@ -143,6 +144,7 @@ def main() -> int:
         "mosquitto_cpu_per_s": round((mq1 - mq0) / wall, 3),
         "disconnects": rep["disconnects"], "shard_errors": rep["shard_errors"],
         "model": str(model), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_1m": {"before": load0, "after": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(result, indent=1))
     out = REPO / "benchmarks" / "results" / f"sim_fleet{'-' + args.tag if args.tag else ''}.json"

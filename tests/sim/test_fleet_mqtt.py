@@ -179,3 +179,30 @@ def test_sim_cli_refuses_bad_options_with_a_clear_message(tmp_path):
                            "--nodes", "3", "--duration", "1"], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "cannot reach a broker" in proc.stderr
+
+
+def test_reboot_command_starts_a_new_boot_with_sequences_from_zero(mosquitto, recorder_factory,
+                                                                   artifact):
+    rec = recorder_factory(mosquitto.port)
+    fleet = make_fleet(artifact, mosquitto.port, 2, period_s=0.3, ticks_per_period=3)
+    fleet.start()
+    assert fleet.wait_connected(1.0, 10)
+    dev = fleet.plant.nodes[0].device_id
+    runner = run_fleet(fleet, 5.0)
+    assert rec.wait(lambda: len(rec.results().get(dev, [])) >= 3, 10)
+    old_boot = fleet.links[0].node.boot
+    rec.publish(f"ef/v1/{dev}/cmd", encode("cmd", {"v": 1, "seq": 0, "id": "rb-1", "op": "reboot"}))
+    assert rec.wait(lambda: any(b["state"] == "online" and b["boot"] != old_boot
+                                for d, b, _ in rec.of("status") if d == dev), 10)
+    runner.join(15)
+    assert fleet.drain(10)
+    fleet.shutdown()
+    new_boot = fleet.links[0].node.boot
+    assert new_boot != old_boot
+    assert rec.wait(lambda: any(d == dev and b["state"] == "lost" and b["boot"] == old_boot
+                                for d, b, _ in rec.of("status")), 10)  # the old boot's will
+    by_boot: dict[str, list[int]] = {}
+    for d, body, _ in rec.of("result"):
+        if d == dev:
+            by_boot.setdefault(body["boot"], []).extend(r["seq"] for r in body["res"])
+    assert by_boot[new_boot][0] == 0 and by_boot[new_boot] == sorted(set(by_boot[new_boot]))

@@ -300,7 +300,7 @@ ef_status ef_manifest_parse(const uint8_t *data, size_t len, ef_manifest *m)
     if (data == NULL || m == NULL)
         return EF_ERR_ARG;
     memset(m, 0, sizeof *m);
-    if ((uint64_t)len > UINT32_MAX || len < pre + mark + 128 + 2 + 2 || memcmp(data, k_prefix, pre) != 0 ||
+    if (((len >> 16) >> 16) != 0 || len < pre + mark + 128 + 2 + 2 || memcmp(data, k_prefix, pre) != 0 ||
         data[len - 2] != '"' || data[len - 1] != '}')
         return EF_ERR_MANIFEST;
     cut = len - 2 - 128 - mark; /* the signature is exactly 128 hex digits */

@@ -280,11 +280,12 @@ static ef_status on_chunk(ef_ota *o, const ef_ota_input *in)
         return o->reason = EF_ERR_SIZE;
     if (in->offset > o->received)
         return o->reason = EF_ERR_GAP; /* ask again from ef_ota_next_offset() */
-    skip = o->received - in->offset;   /* bytes already written (duplicate delivery) */
+    skip = o->received - in->offset; /* bytes already written (a duplicate delivery) */
     if (skip > 0) {
-        const uint8_t *have = f->map ? f->map(f->ctx, base + in->offset, (uint32_t)(skip < in->len ? skip : in->len)) : NULL;
-        if (have == NULL || memcmp(have, in->data, skip < in->len ? skip : in->len) != 0)
-            return o->reason = EF_ERR_GAP;
+        const uint32_t dup = skip < in->len ? skip : (uint32_t)in->len;
+        const uint8_t *have = f->map ? f->map(f->ctx, base + in->offset, dup) : NULL;
+        if (have == NULL || memcmp(have, in->data, dup) != 0)
+            return o->reason = EF_ERR_GAP; /* differs from what we hold: resend from next offset */
         if (skip >= in->len)
             return EF_OK;
     }

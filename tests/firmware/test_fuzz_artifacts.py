@@ -64,3 +64,66 @@ def test_random_offers_chunks_cuts_and_commands_keep_the_node_safe(fw, shipped_m
     assert s["invariant_failures"] == 0
     # the random walk really reached trials, confirmations and power cuts
     assert s["trial_events"] > 0 and s["confirm_events"] > 0 and s["power_cuts"] > 0
+
+
+def _patched(blob: bytes, edits) -> bytes:
+    """Apply (offset, struct format, value) edits and fix the CRC so the deeper checks run."""
+    import struct
+    import zlib
+
+    b = bytearray(blob)
+    for off, fmt, val in edits:
+        struct.pack_into(fmt, b, off, val)
+    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])))
+    return bytes(b)
+
+
+def test_targeted_inconsistencies_rejected_by_both_readers(fw, shipped_model, tmp_path):
+    """Each broken field (CRC valid) is refused by the C reader with the named reason,
+    and by the Python reader too."""
+    import struct
+
+    import pytest as _pytest
+
+    from edgefleet.errors import ArtifactError
+
+    good = (shipped_model / "model.efm").read_bytes()
+    feat, layers, scoring = struct.unpack_from("<III", good, 48)
+    L1 = layers + 44  # second layer record
+    w_off, b_off, m_off, s_off, sc_off = struct.unpack_from("<IIIII", good, layers + 24)
+    nan = float("nan")
+    cases = {
+        "n_layers 0": ([(28, "<H", 0)], "bad-size"),
+        "arena disagrees": ([(30, "<H", 47)], "bad-size"),
+        "requant mode 2": ([(60, "<H", 2)], "bad-version"),
+        "input scale 0": ([(32, "<f", 0.0)], "bad-size"),
+        "layers misaligned": ([(52, "<I", layers + 2)], "bad-offset"),
+        "weights out of bounds": ([(layers + 24, "<I", len(good) - 4)], "bad-offset"),
+        "bias out of bounds": ([(layers + 28, "<I", 0x7FFFFFFC)], "bad-offset"),
+        "shift 31": ([(s_off, "<i", 31)], "bad-layer"),
+        "multiplier negative": ([(m_off, "<i", -5)], "bad-layer"),
+        "scale NaN": ([(sc_off, "<f", nan)], "bad-layer"),
+        "scale 256": ([(sc_off, "<f", 256.0)], "bad-layer"),
+        "act_min > act_max": ([(layers + 16, "<i", 100), (layers + 20, "<i", 50)], "bad-layer"),
+        "zero point 200": ([(layers + 12, "<i", 200)], "bad-layer"),
+        "chain broken": ([(L1 + 8, "<i", 3)], "bad-layer-chain"),
+        "accumulator overflow": ([(b_off, "<i", 2**31 - 1)], "bad-layer"),
+        "feature kind 2": ([(feat, "<H", 2)], "bad-features"),
+        "bands != inputs": ([(feat + 2, "<H", 31)], "bad-features"),
+        "edges descending": ([(feat + 12 + 4, "<f", 1.0)], "bad-features"),
+        "mean NaN": ([(feat + 12 + 4 * 33, "<f", nan)], "bad-features"),
+        "window_s negative": ([(feat + 4, "<f", -0.08)], "bad-features"),
+        "scoring rule 2": ([(scoring, "<H", 2)], "bad-scoring"),
+        "threshold inf": ([(scoring + 4, "<f", float("inf"))], "bad-scoring"),
+    }
+    for name, (edits, reason) in cases.items():
+        blob = _patched(good, edits)
+        path = tmp_path / "m.efm"
+        path.write_bytes(blob)
+        proc = run([fw.tool("ef_infer"), "--info", path], check=False)
+        assert proc.returncode == 2, (name, proc.stdout)
+        assert json.loads(proc.stdout)["status"] == reason, (name, proc.stdout)
+        with _pytest.raises(ArtifactError):
+            Artifact.from_bytes(blob)
+    # and the untouched artifact passes both (the edits above are what breaks them)
+    assert json.loads(run([fw.tool("ef_infer"), "--info", shipped_model / "model.efm"]).stdout)["status"] == "ok"

@@ -146,3 +146,16 @@ def test_missing_database_says_what_to_do(monkeypatch, tmp_path: Path) -> None:
         assert any(str(db) in w.value and "EDGEFLEET_DB" in w.value for w in at.warning)
         assert not at.get("vega_lite_chart")
     assert not db.exists()  # the dashboard never creates the store
+
+
+def test_empty_store_renders_every_page(monkeypatch, tmp_path: Path) -> None:
+    """The service has created the store but nothing has arrived yet."""
+    from edgefleet.store import open_store
+
+    db = tmp_path / "empty.db"
+    open_store(db).close()
+    at = open_page(monkeypatch, db)
+    assert any("no devices yet" in i.value for i in at.info)
+    for page in (ui.PAGE_DEVICE, ui.PAGE_ALARMS, ui.PAGE_SYSTEM):
+        at = open_page(monkeypatch, db, page)
+        assert at.info or at.success

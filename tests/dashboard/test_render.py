@@ -105,3 +105,23 @@ def red_tile_centre(img: np.ndarray) -> tuple[int, int]:
     y = int(rows[rows.size // 2])
     xs = np.nonzero(mask[y])[0]
     return int(xs[xs.size // 2]), y
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_started_before_the_store_picks_it_up(tmp_path) -> None:
+    """`edgefleet demo` may start the dashboard before ingest has created the database."""
+    from dashboards.sample_fleet import populate
+    from edgefleet.store import open_store
+
+    db = tmp_path / "later.db"
+    with dashboard(db) as url, chromium() as browser:
+        browser.open(url)
+        browser.wait_for("document.body.innerText.includes('No fleet database at')", 60, "the missing-DB message")
+        assert str(db) in browser.text()
+        staging = tmp_path / "staging.db"  # fill it elsewhere, then appear at once, as a finished store
+        store = open_store(staging)
+        fleet = populate(store, per_line=2, n_alarm=1, n_degrading=1, n_offline=1)
+        store.close()
+        staging.rename(db)
+        browser.wait_for(CHART_DRAWN_JS, 30, "the fleet page to load the new store by itself")
+        browser.wait_for(f"{METRICS_JS}.includes('\"Devices\":\"{len(fleet.devices)}\"')", 30, "the device count")

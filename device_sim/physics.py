@@ -254,24 +254,31 @@ def _harmonics(m: Machines, t_start: np.ndarray, n_samples: int, fs: float) -> n
     return out
 
 
-def _structural_noise(m: Machines, n_samples: int, fs: float, rng: np.random.Generator) -> np.ndarray:
-    """White noise coloured by each machine's resonance (an AR(2) response), structural_g RMS.
+def _noise(m: Machines, n_samples: int, fs: float, rng: np.random.Generator) -> np.ndarray:
+    """Structural noise (white noise through the housing resonance, an AR(2) spectrum, RMS
+    structural_g) plus white sensor noise (RMS noise_g), [n, N] float32.
 
-    Drawn directly in the frequency domain (one inverse FFT per window, any number of
-    distinct resonances): a complex Gaussian spectrum times 1/A(e^jw) is a periodic
-    stationary Gaussian process with the AR(2) power spectrum.
+    Both are Gaussian and independent, so their sum is one Gaussian process whose power
+    spectrum is the sum of theirs: drawn at once in the frequency domain (random-phase
+    spectrum with that magnitude, one inverse FFT), which is a periodic stationary process
+    with exactly that spectrum, whatever the number of distinct resonances.
     """
     nfft = 1 << max(1, (n_samples - 1).bit_length())
     r = np.exp(-2 * np.pi * m.resonance_hz * m.damping / fs)
     a1 = -2.0 * r * np.cos(2 * np.pi * m.resonance_hz / fs)
     a2 = r * r
-    gain = np.sqrt((1 + a2) / ((1 - a2) * ((1 + a2) ** 2 - a1 * a1)))  # AR(2) output RMS
-    z1 = np.exp(-2j * np.pi * np.arange(nfft // 2 + 1) / nfft)
-    a_resp = 1.0 + a1[:, None] * z1[None, :] + a2[:, None] * (z1 * z1)[None, :]
+    gain2 = (1 + a2) / ((1 - a2) * ((1 + a2) ** 2 - a1 * a1))  # AR(2) output variance
+    w = 2 * np.pi * np.arange(nfft // 2 + 1) / nfft
+    c1, c2, s1, s2 = np.cos(w), np.cos(2 * w), np.sin(w), np.sin(2 * w)
+    re = 1.0 + a1[:, None] * c1 + a2[:, None] * c2
+    im = a1[:, None] * s1 + a2[:, None] * s2
+    psd = (m.structural_g ** 2 / gain2)[:, None] / (re * re + im * im) + (m.noise_g ** 2)[:, None]
+    amp = (np.sqrt(psd * (nfft / 2.0))).astype(np.float32)
     shape = (len(m), nfft // 2 + 1)
-    spec = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * np.sqrt(nfft / 2.0)
-    y = np.fft.irfft(spec / a_resp, nfft, axis=1)[:, :n_samples]
-    return y * (m.structural_g / gain)[:, None]
+    spec = np.empty(shape, np.complex64)
+    spec.real = rng.standard_normal(shape, dtype=np.float32) * amp
+    spec.imag = rng.standard_normal(shape, dtype=np.float32) * amp
+    return np.fft.irfft(spec, nfft, axis=1)[:, :n_samples].astype(np.float32, copy=False)
 
 
 def _impacts(m: Machines, t_start: np.ndarray, n_samples: int, fs: float,
@@ -327,11 +334,8 @@ def synthesize(m: Machines, t_start, n_samples: int, fs: float, rng: np.random.G
     """
     t0 = np.broadcast_to(np.asarray(t_start, np.float64), (len(m),)).copy()
     x = _harmonics(m, t0, n_samples, fs)
-    x += _structural_noise(m, n_samples, fs, rng)
+    x += _noise(m, n_samples, fs, rng)
     x += _impacts(m, t0, n_samples, fs, rng)
-    noise = rng.standard_normal(x.shape, dtype=np.float32)
-    noise *= m.noise_g.astype(np.float32)[:, None]
-    x += noise
     return x.astype(dtype, copy=False)
 
 

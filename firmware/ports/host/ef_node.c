@@ -52,8 +52,14 @@ static int publish(const char *boot, const ef_model *m, float thr, uint32_t seq,
         return -1;
     }
     if (serial) {
-        size_t f = ef_serial_encode((const uint8_t *)g_msg, (size_t)n, g_frame, sizeof g_frame);
-        return f && fwrite(g_frame, 1, f, stdout) == f ? 0 : -1;
+        size_t f = ef_serial_encode((const uint8_t *)g_msg, (size_t)n, g_frame, sizeof g_frame), done = 0;
+        while (f && done < f) { /* the board's serial link (stdout on the host port) */
+            int w = ef_platform_serial_write(g_frame + done, f - done);
+            if (w <= 0)
+                return -1;
+            done += (size_t)w;
+        }
+        return f ? 0 : -1;
     }
     printf("%s\n", g_msg);
     return 0;

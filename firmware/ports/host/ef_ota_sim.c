@@ -28,7 +28,7 @@ typedef struct {
     uint32_t chunk, fw;
 } inputs;
 
-static void setup(ef_ota *o, ef_fake_flash *ff, ef_flash *dev, const inputs *in)
+static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
 {
     memset(o, 0, sizeof *o);
     o->flash = dev;
@@ -38,7 +38,6 @@ static void setup(ef_ota *o, ef_fake_flash *ff, ef_flash *dev, const inputs *in)
     o->trial_ms = 1000;
     o->work = g_work;
     o->work_len = sizeof g_work;
-    (void)ff;
 }
 
 static void print_event(const char *name, ef_status st, const ef_ota *o)
@@ -93,7 +92,7 @@ static int cmd_update(const inputs *in, int corrupt, const char *then)
         fprintf(stderr, "error: cannot provision the old artifact\n");
         return 1;
     }
-    setup(&o, &ff, &dev, in);
+    setup(&o, &dev, in);
     st = ef_ota_boot(&o);
     print_event("boot", st, &o);
     if (st != EF_OK)
@@ -116,7 +115,7 @@ static int cmd_update(const inputs *in, int corrupt, const char *then)
         print_event(then, st, &o);
     }
     /* reset: the device boots whatever the flash now says */
-    setup(&o, &ff, &dev, in);
+    setup(&o, &dev, in);
     st = ef_ota_boot(&o);
     print_event("reboot", st, &o);
     printf("{\"violations\":%u,\"writes\":%u,\"erases\":%u}\n", ff.violations, ff.writes, ff.erases);
@@ -134,7 +133,7 @@ static uint32_t cut_run(const inputs *in, uint32_t k, int torn, int *completed, 
     dev = ef_fake_flash_device(&ff);
     if (ef_ota_provision(&dev, SLOT_SIZE, in->old_art, (uint32_t)in->old_len) != EF_OK)
         return 0;
-    setup(&o, &ff, &dev, in);
+    setup(&o, &dev, in);
     if (ef_ota_boot(&o) != EF_OK)
         return 0;
     ff.writes = ff.erases = 0;
@@ -148,10 +147,10 @@ static uint32_t cut_run(const inputs *in, uint32_t k, int torn, int *completed, 
     /* power back: a fresh boot from flash only, then a second boot to check stability */
     ff.dead = 0;
     ff.cut_after = 0;
-    setup(&o, &ff, &dev, in);
+    setup(&o, &dev, in);
     if (ef_ota_boot(&o) != EF_OK)
         return 0;
-    setup(&o, &ff, &dev, in);
+    setup(&o, &dev, in);
     if (ef_ota_boot(&o) != EF_OK)
         return 0;
     *violations += ff.violations;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ef/platform.h"
 #include "ef/serial.h"
 
 #define MAX_PAYLOAD 4096u
@@ -31,15 +32,19 @@ static int encode(void)
 static int decode(void)
 {
     ef_serial_rx rx;
-    int c;
+    uint8_t chunk[512];
+    int got, i;
     ef_serial_rx_init(&rx, g_rxbuf, sizeof g_rxbuf);
-    while ((c = getchar()) != EOF) {
-        const uint8_t *p;
-        int n = ef_serial_rx_byte(&rx, (uint8_t)c, &p);
-        if (n >= 0) {
-            uint8_t hdr[2] = {(uint8_t)(n & 0xFF), (uint8_t)(n >> 8)};
-            fwrite(hdr, 1, 2, stdout);
-            fwrite(p, 1, (size_t)n, stdout);
+    /* the board's serial link: stdin on the host port */
+    while ((got = ef_platform_serial_read(chunk, sizeof chunk)) >= 0) {
+        for (i = 0; i < got; i++) {
+            const uint8_t *p;
+            int n = ef_serial_rx_byte(&rx, chunk[i], &p);
+            if (n >= 0) {
+                uint8_t hdr[2] = {(uint8_t)(n & 0xFF), (uint8_t)(n >> 8)};
+                fwrite(hdr, 1, 2, stdout);
+                fwrite(p, 1, (size_t)n, stdout);
+            }
         }
     }
     fprintf(stderr, "{\"frames\":%u,\"dropped\":%u}\n", (unsigned)rx.frames, (unsigned)rx.dropped);

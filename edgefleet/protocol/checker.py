@@ -179,3 +179,101 @@ def _compile_required_only(then: dict[str, Any], cond: dict[str, Any]) -> Check:
 
 def _excerpt(s: str, n: int = 40) -> str:
     return repr(s if len(s) <= n else s[:n] + "...")
+
+
+# ---------- the fast path: a generated boolean validator ----------
+
+FastCheck = Callable[[Any], bool]
+
+
+def compile_fast(schema: dict[str, Any]) -> FastCheck:
+    """Generate Python source for valid(value) -> bool and compile it once.
+
+    Sound but strict: True only for values the schema accepts, using exact JSON types
+    (what `json.loads` returns). False means "ask `compile_schema`'s checker", which
+    has the full semantics and says why; callers use `fast(v) or check(v) is None`.
+    """
+    consts: dict[str, Any] = {}
+    lines = ["def valid(v0):"]
+    counter = iter(range(1, 1_000_000))
+
+    def const(value: Any) -> str:
+        name = f"_c{len(consts)}"
+        consts[name] = value
+        return name
+
+    def emit(node: dict[str, Any], var: str, ind: str) -> None:
+        t = node["type"]
+        out = lines.append
+        if t == "object":
+            out(f"{ind}if type({var}) is not dict: return False")
+            req = node.get("required", [])
+            if req:
+                out(f"{ind}if " + " or ".join(f"{k!r} not in {var}" for k in req) + ": return False")
+            props = node.get("properties", {})
+            k, x = f"k{next(counter)}", f"v{next(counter)}"
+            out(f"{ind}for {k}, {x} in {var}.items():")
+            for i, (name, sub) in enumerate(props.items()):
+                out(f"{ind}    {'if' if i == 0 else 'elif'} {k} == {name!r}:")
+                emit(sub, x, ind + "        ")
+            if node.get("additionalProperties", True) is False:
+                out(f"{ind}    {'else' if props else 'if True'}: return False")
+            elif not props:
+                out(f"{ind}    pass")
+            if "if" in node:
+                cond = node["if"]["properties"]
+                if not all(isinstance(c["const"], str) for c in cond.values()):
+                    raise SchemaCompileError("fast path: 'if' consts must be strings")
+                test = " and ".join(f"({f!r} not in {var} or {var}[{f!r}] == {c['const']!r})" for f, c in cond.items())
+                need = node.get("then", {}).get("required", [])
+                if need:
+                    out(f"{ind}if {test} and (" + " or ".join(f"{f!r} not in {var}" for f in need) + "): return False")
+        elif t == "array":
+            out(f"{ind}if type({var}) is not list: return False")
+            if "minItems" in node:
+                out(f"{ind}if len({var}) < {node['minItems']}: return False")
+            if "maxItems" in node:
+                out(f"{ind}if len({var}) > {node['maxItems']}: return False")
+            if "items" in node:
+                x = f"v{next(counter)}"
+                out(f"{ind}for {x} in {var}:")
+                emit(node["items"], x, ind + "    ")
+        elif t in ("integer", "number"):
+            if t == "integer":
+                out(f"{ind}if type({var}) is not int and not (type({var}) is float and {var}.is_integer()): return False")
+            else:
+                out(f"{ind}if type({var}) is not int and type({var}) is not float: return False")
+            for key, op in (("minimum", "<"), ("maximum", ">"), ("exclusiveMinimum", "<="), ("exclusiveMaximum", ">=")):
+                if key in node:
+                    out(f"{ind}if {var} {op} {const(node[key])}: return False")
+            if "const" in node:
+                out(f"{ind}if {var} != {const(node['const'])}: return False")
+            if "enum" in node:
+                raise SchemaCompileError("fast path: enum on numbers")
+        elif t == "string":
+            out(f"{ind}if type({var}) is not str: return False")
+            if "minLength" in node:
+                out(f"{ind}if len({var}) < {node['minLength']}: return False")
+            if "maxLength" in node:
+                out(f"{ind}if len({var}) > {node['maxLength']}: return False")
+            if "pattern" in node:
+                out(f"{ind}if not {const(re.compile(node['pattern']).search)}({var}): return False")
+            if "enum" in node:
+                out(f"{ind}if {var} not in {const(frozenset(node['enum']))}: return False")
+            if "const" in node:
+                out(f"{ind}if {var} != {const(node['const'])}: return False")
+        elif t == "boolean":
+            out(f"{ind}if type({var}) is not bool: return False")
+            if "const" in node:
+                out(f"{ind}if {var} is not {const(node['const'])}: return False")
+        else:
+            out(f"{ind}return False")
+
+    compile_schema(schema)  # refuses unsupported keywords with the same rules
+    emit(schema, "v0", "    ")
+    lines.append("    return True")
+    namespace: dict[str, Any] = dict(consts)
+    exec(compile("\n".join(lines), f"<fast-check {schema.get('title', '?')}>", "exec"), namespace)  # noqa: S102
+    fn = namespace["valid"]
+    fn.source = "\n".join(lines)
+    return fn

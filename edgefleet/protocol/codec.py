@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol.canonical import Encoder, compile_encoder
-from edgefleet.protocol.checker import Check, compile_schema
+from edgefleet.protocol.checker import Check, FastCheck, compile_fast, compile_schema
 
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = "ef/v1"
@@ -62,8 +62,12 @@ class ResultRecord(NamedTuple):
 @dataclass(frozen=True)
 class _Kind:
     schema: dict[str, Any]
-    check: Check
+    check: Check  # full semantics, says why
+    fast: FastCheck  # generated, exact JSON types only: True means valid
     encode: Encoder
+
+    def reason(self, obj: Any) -> str | None:
+        return None if self.fast(obj) else self.check(obj, "")
 
 
 def _schema_file(kind: str) -> str:
@@ -76,7 +80,7 @@ def _kind(kind: str) -> _Kind:
         raise ProtocolError("topic", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
     text = resources.files("edgefleet.protocol").joinpath(_schema_file(kind)).read_text("utf-8")
     schema = json.loads(text)
-    return _Kind(schema, compile_schema(schema), compile_encoder(schema))
+    return _Kind(schema, compile_schema(schema), compile_fast(schema), compile_encoder(schema))
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -107,12 +111,12 @@ def parse_topic(topic_: str) -> tuple[str, str]:
 
 def check(kind: str, obj: Any) -> str | None:
     """None if `obj` is a valid message of `kind`, else the first violation ('path: reason')."""
-    return _kind(kind).check(obj, "")
+    return _kind(kind).reason(obj)
 
 
 def validate(kind: str, obj: Any) -> dict[str, Any]:
     """Return `obj` if valid, else raise ProtocolError('schema', reason)."""
-    err = _kind(kind).check(obj, "")
+    err = _kind(kind).reason(obj)
     if err:
         raise ProtocolError("schema", err)
     return obj
@@ -135,7 +139,7 @@ def decode(kind: str, payload: bytes, *, max_size: int = MAX_PAYLOAD) -> dict[st
         obj = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError("json", str(exc)[:200]) from None
-    err = spec.check(obj, "")
+    err = spec.reason(obj)
     if err:
         raise ProtocolError("schema", err)
     return obj
@@ -150,7 +154,7 @@ def decode_message(topic_: str, payload: bytes, *, max_size: int = MAX_PAYLOAD) 
 def encode(kind: str, obj: dict[str, Any]) -> bytes:
     """Validate `obj` and return its canonical bytes (what the C encoder produces too)."""
     spec = _kind(kind)
-    err = spec.check(obj, "")
+    err = spec.reason(obj)
     if err:
         raise ProtocolError("schema", err)
     return spec.encode(obj).encode("ascii")

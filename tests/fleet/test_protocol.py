@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgefleet import protocol
+from edgefleet.protocol import codec
 from edgefleet.protocol import ProtocolError
 
 PKG = resources.files("edgefleet.protocol")
@@ -152,10 +153,23 @@ def mutated_golden(draw):
 @given(mutated_golden())
 def test_checker_agrees_with_jsonschema_on_mutated_golden(case) -> None:
     kind, body = case
-    assert (protocol.check(kind, body) is None) == VALIDATORS[kind].is_valid(body), body
+    valid = VALIDATORS[kind].is_valid(body)
+    assert (codec._kind(kind).check(body, "") is None) == valid, body  # the explaining checker
+    assert codec._kind(kind).fast(body) == valid, body  # the generated fast path
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(protocol.KINDS), json_value)
 def test_checker_agrees_with_jsonschema_on_random_json(kind, value) -> None:
-    assert (protocol.check(kind, value) is None) == VALIDATORS[kind].is_valid(value)
+    valid = VALIDATORS[kind].is_valid(value)
+    assert (codec._kind(kind).check(value, "") is None) == valid
+    assert codec._kind(kind).fast(value) == valid
+
+
+def test_fast_path_defers_to_the_full_checker_for_non_json_types() -> None:
+    import numpy as np
+
+    body = json.loads(golden(VALID[0]))
+    body["thr"] = np.float64(0.5)  # a float subclass: not what json.loads makes
+    assert not codec._kind("result").fast(body)
+    assert protocol.check("result", body) is None

@@ -14,8 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ef/engine.h"
-#include "ef/features.h"
+#include "ef/pipeline.h"
 #include "ef/protocol.h"
 #include "ef/serial.h"
 #include "ef_host.h"
@@ -84,9 +83,8 @@ int main(int argc, char **argv)
     uint8_t *art, *raw;
     const float *samples;
     ef_model m;
-    ef_features_view fv;
-    ef_scoring_view sv;
-    ef_feature_plan plan;
+    ef_pipeline pipe;
+    ef_pipeline_buffers bufs;
     ef_status st;
     double fs;
     int quiet = 0, serial = 0, i;
@@ -97,7 +95,7 @@ int main(int argc, char **argv)
     int8_t q[1024], y[1024];
     if (argc < 4) {
         fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] "
-                        "[--quantized Q] [--outputs Y] [--quiet]\n");
+                        "[--quantized Q] [--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS]]\n");
         return 1;
     }
     for (i = 4; i < argc; i++) {
@@ -130,15 +128,21 @@ int main(int argc, char **argv)
         free(art);
         return 2;
     }
-    if (!ef_model_features(&m, &fv) || !ef_model_scoring(&m, &sv) || m.n_inputs != m.n_outputs ||
-        m.n_inputs > sizeof feats / sizeof feats[0]) {
-        fprintf(stderr, "error: %s is not a node model (needs features, scoring, n_in == n_out <= 1024)\n",
-                argv[1]);
-        free(art);
-        return 2;
-    }
-    if ((st = ef_features_plan(&plan, &fv, fs)) != EF_OK) {
-        fprintf(stderr, "error: the model cannot run at %g Hz (%s)\n", fs, ef_status_str(st));
+    bufs.window = g_window;
+    bufs.scratch = g_scratch;
+    bufs.fft_len = EF_FEATURES_NFFT_MAX;
+    bufs.features = feats;
+    bufs.q = q;
+    bufs.y = y;
+    bufs.io_len = sizeof q;
+    bufs.arena = g_arena;
+    bufs.arena_len = sizeof g_arena;
+    if ((st = ef_pipeline_init(&pipe, &m, fs, &bufs)) != EF_OK) {
+        if (st == EF_ERR_RATE)
+            fprintf(stderr, "error: the model cannot run at %g Hz (%s)\n", fs, ef_status_str(st));
+        else
+            fprintf(stderr, "error: %s is not a node model for this build (%s: needs features, "
+                            "scoring, n_in == n_out <= 1024)\n", argv[1], ef_status_str(st));
         free(art);
         return 2;
     }
@@ -149,33 +153,29 @@ int main(int argc, char **argv)
     samples = (const float *)(const void *)raw;
     n_total = slen / sizeof(float);
     if (hop == 0)
-        hop = plan.n_samples;
+        hop = pipe.plan.n_samples;
     ff = open_opt(feat_path);
     fq = open_opt(q_path);
     fy = open_opt(y_path);
     if ((feat_path && !ff) || (q_path && !fq) || (y_path && !fy))
         return 1;
-    for (start = 0; start + plan.n_samples <= n_total; start += hop) {
+    for (start = 0; start + pipe.plan.n_samples <= n_total; start += hop) {
+        ef_pipeline_result res;
         float score;
-        uint64_t t_inf;
-        memcpy(g_window, samples + start, plan.n_samples * sizeof(float));
-        ef_features_compute(&plan, &fv, g_window, g_scratch, feats);
-        ef_features_quantize(&fv, feats, m.input_scale, m.input_zero_point, q);
-        t_inf = now_ns();
-        ef_engine_infer(&m, q, y, g_arena, sizeof g_arena);
+        uint64_t t_inf = now_ns();
+        ef_pipeline_run(&pipe, samples + start, &res);
         t_inf = now_ns() - t_inf;
-        score = ef_score_mse(q, y, m.n_inputs, m.input_scale, m.input_zero_point, m.output_scale,
-                             m.output_zero_point);
+        score = res.score;
         if (ff)
             fwrite(feats, sizeof(float), m.n_inputs, ff);
         if (fq)
             fwrite(q, 1, m.n_inputs, fq);
         if (fy)
             fwrite(y, 1, m.n_outputs, fy);
-        anomalous += score > sv.threshold;
+        anomalous += res.anomalous != 0;
         if (boot) {
             uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
-            if (publish(boot, &m, sv.threshold, (uint32_t)windows, ts, score,
+            if (publish(boot, &m, pipe.scoring.threshold, (uint32_t)windows, ts, score,
                         (uint32_t)((t_inf + 500u) / 1000u), serial) != 0) {
                 free(raw);
                 free(art);
@@ -183,15 +183,15 @@ int main(int argc, char **argv)
             }
         } else if (!quiet)
             printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)score,
-                   score > sv.threshold ? "true" : "false");
+                   res.anomalous ? "true" : "false");
         windows++;
     }
     fprintf(stderr, "ef_node: %zu windows of %u samples (nfft %u) at %g Hz, %zu anomalous, "
                     "threshold %.6g, RAM: arena %u B + 2 x %u floats FFT buffers\n",
-            windows, (unsigned)plan.n_samples, (unsigned)plan.nfft, fs, anomalous,
-            (double)sv.threshold, m.arena_bytes, (unsigned)plan.nfft);
+            windows, (unsigned)pipe.plan.n_samples, (unsigned)pipe.plan.nfft, fs, anomalous,
+            (double)pipe.scoring.threshold, m.arena_bytes, (unsigned)pipe.plan.nfft);
     fprintf(serial ? stderr : stdout, "{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n",
-            windows, anomalous, (unsigned)plan.n_samples, (unsigned)plan.nfft);
+            windows, anomalous, (unsigned)pipe.plan.n_samples, (unsigned)pipe.plan.nfft);
     if (ff)
         fclose(ff);
     if (fq)

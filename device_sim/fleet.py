@@ -249,7 +249,8 @@ class Fleet:
                 "messages": lk.acked_messages, "last_seq": n.result_seq - 1, "dropped": n.dropped,
                 "pending": n.pending() + sum(lk.inflight.values()), "anomalies": n.anomalies,
                 "threshold": n.threshold, "connects": lk.connects, "disconnects": lk.disconnects,
-                "refused": lk.refused_results, "debug": lk.debug_sent,
+                "refused": lk.refused_results, "refused_connects": lk.refused_connects,
+                "debug": lk.debug_sent,
                 **self.plant.describe(spec.row)}
         tot = lambda k: sum(d[k] for d in per_device.values())  # noqa: E731
         lat = np.concatenate([np.asarray(sh.ack_latency_ms, np.float64) for sh in self.shards]
@@ -259,6 +260,7 @@ class Fleet:
             "published": tot("published"), "messages": tot("messages"), "dropped": tot("dropped"),
             "pending": tot("pending"), "anomalies": tot("anomalies"), "refused": tot("refused"),
             "connects": tot("connects"), "disconnects": tot("disconnects"),
+            "refused_connects": tot("refused_connects"),
             "windows_per_s": round(self.windows / elapsed, 1) if elapsed else 0.0,
             "published_per_s": round(tot("published") / elapsed, 1) if elapsed else 0.0,
             "compute_s": round(self.compute_s, 3), "ticks": self.ticks, "late_ticks": self.late_ticks,

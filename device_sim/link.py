@@ -69,6 +69,7 @@ class NodeLink:
     acked_messages: int = 0
     refused_results: int = 0
     births: int = 0
+    refused_connects: int = 0  # CONNACK failures (bad credentials, not authorized, ...)
     debug_sent: int = 0
     oldest_ms: int = 0  # when the oldest pending result was added (for batch ageing)
     stopped: bool = False
@@ -266,7 +267,9 @@ class Shard(threading.Thread):
 
     def _on_connect(self, client, link: NodeLink, flags, rc, props) -> None:
         if rc.is_failure:
-            log.warning("%s: broker refused the connection: %s", link.node.device_id, rc)
+            link.refused_connects += 1
+            if link.refused_connects == 1:
+                log.warning("%s: broker refused the connection: %s", link.node.device_id, rc)
             return
         link.connected = True
         link.connects += 1

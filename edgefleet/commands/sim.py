@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
              args.faulty, ", ".join(plant.faulty) or "none", model, artifact.model_version, host, port,
              version)
     fleet.start()
-    if not fleet.wait_connected(0.99, timeout=max(30.0, args.nodes / 100)):
+    if not fleet.wait_connected(0.99, timeout=min(60.0, max(5.0, args.nodes / 50))):
         log.warning("only %d of %d nodes connected so far; running anyway", fleet.connected(), args.nodes)
     try:
         fleet.run(args.duration)

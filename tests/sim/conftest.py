@@ -95,11 +95,13 @@ def persistent_mosquitto(tmp_path):
 class Recorder:
     """Subscribes to ef/v1/+/+ with a persistent QoS 1 session and keeps every decoded message."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, username: str | None = None, password: str | None = None) -> None:
         self.lock = threading.Lock()
         self.messages: dict[str, list] = defaultdict(list)  # kind -> [(device, body, retain)]
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-recorder",
                                   protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("ef/v1/+/#", qos=1)
         self.client.on_message = self._on_message
         self.ready = threading.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -206,3 +207,45 @@ def test_reboot_command_starts_a_new_boot_with_sequences_from_zero(mosquitto, re
         if d == dev:
             by_boot.setdefault(body["boot"], []).extend(r["seq"] for r in body["res"])
     assert by_boot[new_boot][0] == 0 and by_boot[new_boot] == sorted(set(by_boot[new_boot]))
+
+
+def test_nodes_log_in_with_per_device_credentials_and_the_acl(tmp_path, recorder_factory):
+    """The production broker: password = HMAC(fleet secret, device id), ACL to ef/v1/<user>/#."""
+    from edgefleet.credentials import password_lines
+
+    from conftest import Mosquitto, Recorder
+
+    secret = "test-fleet-secret-0123456789"
+    devices = ["acl-0000", "acl-0001", "acl-0002"]
+    pw = tmp_path / "passwd"
+    pw.write_text("\n".join(password_lines(secret, devices, {"test-recorder": "rec-pass-1"})) + "\n")
+    subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True)
+    acl = tmp_path / "acl"
+    acl.write_text("user test-recorder\ntopic readwrite ef/v1/#\n\npattern readwrite ef/v1/%u/#\n")
+    broker = Mosquitto(tmp_path)
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous false\n"
+                           f"password_file {pw}\nacl_file {acl}\nuser {getpass.getuser()}\n")
+    broker.start()
+    try:
+        rec = Recorder(broker.port, username="test-recorder", password="rec-pass-1")
+        proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", broker.url,
+                               "--nodes", "3", "--faulty", "0", "--prefix", "acl-", "--duration", "2",
+                               "--report", str(tmp_path / "r.json")],
+                              cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "EDGEFLEET_FLEET_SECRET": secret})
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads((tmp_path / "r.json").read_text())
+        assert data["published"] == data["windows"] == 6 and data["refused"] == 0
+        assert rec.wait(lambda: sorted(rec.results()) == devices, 10)
+        rec.close()
+        # a wrong secret is refused by the broker: nothing is published
+        proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", broker.url,
+                               "--nodes", "2", "--prefix", "acl-", "--duration", "1", "--faulty", "0",
+                               "--fleet-secret", "wrong-secret-000000000", "--report",
+                               str(tmp_path / "r2.json")], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        bad = json.loads((tmp_path / "r2.json").read_text())
+        assert bad["published"] == 0 and bad["connects"] == 0 and bad["pending"] == bad["windows"]
+        assert bad["refused_connects"] >= 2  # the broker said no; the nodes kept their results
+    finally:
+        broker.stop()

@@ -138,6 +138,7 @@ def main() -> int:
         "payload_bytes_per_result": round((c1["bytes"] - c0["bytes"]) / max(1, c1["results"] - c0["results"]), 1),
         "drained": drained, "dropped": rep["dropped"], "pending": rep["pending"],
         "ack_latency_ms": rep["ack_latency_ms"], "late_ticks": rep["late_ticks"], "ticks": rep["ticks"],
+        "skipped_windows": rep["skipped_windows"],
         "max_tick_lag_s": rep["max_tick_lag_s"],
         "compute_s_per_s": round(rep["compute_s"] / wall, 3),
         "sim_cpu_per_s": round((me1 - me0) / wall, 3),

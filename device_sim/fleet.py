@@ -125,6 +125,7 @@ class Fleet:
         self.windows = 0
         self.ticks = 0
         self.late_ticks = 0
+        self.skipped_windows = 0  # windows not computed because the process fell a period behind
         self.max_lag_s = 0.0
         self.compute_s = 0.0
         self.t0 = 0.0
@@ -169,6 +170,10 @@ class Fleet:
                 self.max_lag_s = max(self.max_lag_s, lag)
                 if lag > tick_s:
                     self.late_ticks += 1
+                if lag > o.period_s:  # a whole period behind: skip, as a real-time node would
+                    self.skipped_windows += int((self.slot_of == k % o.ticks_per_period).sum())
+                    k += 1
+                    continue
             self.tick(k, o.time_offset_s + (due_at - self.t0))
             k += 1
         self.t_end = time.monotonic()
@@ -264,6 +269,7 @@ class Fleet:
             "windows_per_s": round(self.windows / elapsed, 1) if elapsed else 0.0,
             "published_per_s": round(tot("published") / elapsed, 1) if elapsed else 0.0,
             "compute_s": round(self.compute_s, 3), "ticks": self.ticks, "late_ticks": self.late_ticks,
+            "skipped_windows": self.skipped_windows,
             "max_tick_lag_s": round(self.max_lag_s, 3),
             "ack_latency_ms": ({"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                                 "max": float(lat.max())} if lat.size else None),

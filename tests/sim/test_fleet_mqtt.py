@@ -64,7 +64,7 @@ def test_nodes_publish_births_and_consecutive_results(mosquitto, recorder_factor
     assert sorted({d for d, _ in births}) == sorted(report["per_device"])
     assert all(b["site"].startswith("plant-") and b["line"].startswith("L") for _, b in births)
     assert rec.wait(lambda: sum(map(len, rec.results().values())) == report["published"], 10)
-    assert report["published"] == report["windows"] >= 12 * 5
+    assert report["published"] == report["windows"] >= 12
     for dev, seqs in rec.results().items():
         assert seqs == list(range(len(seqs))), dev  # consecutive from 0, in order, no duplicate
         assert report["per_device"][dev]["published"] == len(seqs)

@@ -136,3 +136,24 @@ def test_power_cut_sweep_on_the_10_layer_model(fw, tmp_path, tflite_models, key)
                 tmp_path / "m.json", tmp_path / "pub.bin", "--chunk", "4096", "--torn"])
     s = json.loads(proc.stdout)
     assert s["no_valid_model"] == 0 and s["violations"] == 0 and s["cut_points"] > len(new) // 4096
+
+
+def test_firmware_version_matches_the_python_package():
+    import re
+
+    from edgefleet import FIRMWARE_VERSION
+    from fw_helpers import FIRMWARE
+
+    text = (FIRMWARE / "core" / "include" / "ef" / "version.h").read_text()
+    assert re.search(r'EF_FIRMWARE_VERSION_STR "([0-9.]+)"', text).group(1) == FIRMWARE_VERSION
+    parts = [int(re.search(rf"EF_FIRMWARE_VERSION_{k} (\d+)", text).group(1))
+             for k in ("MAJOR", "MINOR", "PATCH")]
+    assert ".".join(map(str, parts)) == FIRMWARE_VERSION
+
+
+def test_min_firmware_gate_follows_the_node_version(fw, case, key):
+    """A model needing 1.0.1 is refused by a 1.0.0 node and accepted by a 1.0.1 node."""
+    new = versioned(case.old, 2, "1.0.1")
+    man = signed(new, key, min_firmware="1.0.1")
+    assert case(fw, new, man, check=False)["offer"]["reason"] == "incompatible"
+    assert case(fw, new, man, "--fw", "1.0.1", "--then", "confirm")["reboot"]["running"] == 2

@@ -2,7 +2,8 @@
  *
  *   ef_ota_sim update OLD.efm NEW.efm MANIFEST PUBKEY [--chunk N] [--fw X.Y.Z]
  *              [--corrupt-chunk] [--then confirm|revert|reboot|tick-healthy|tick-unhealthy]
- *       one update, one JSON line per event, then the model the device boots.
+ *       one update, one JSON line per event, then the model the device boots;
+ *       --fw is the node firmware version (default EF_FIRMWARE_VERSION, ef/version.h).
  *   ef_ota_sim sweep OLD.efm NEW.efm MANIFEST PUBKEY [--chunk N] [--torn]
  *       for every k: cut power after the k-th flash write/erase of a full
  *       update (offer, chunks, verify, self-test, trial, confirm), reboot, and
@@ -14,6 +15,7 @@
 
 #include "ef/manifest.h"
 #include "ef/ota.h"
+#include "ef/version.h"
 #include "ef_host.h"
 
 #define SLOT_SIZE (EF_OTA_HDR_SIZE + 512u * 1024u)
@@ -191,7 +193,7 @@ int main(int argc, char **argv)
     int corrupt = 0, torn = 0, i, rc;
     memset(&in, 0, sizeof in);
     in.chunk = 512;
-    in.fw = 0x010000u;
+    in.fw = EF_FIRMWARE_VERSION;
     if (argc < 6 || (strcmp(argv[1], "update") != 0 && strcmp(argv[1], "sweep") != 0)) {
         fprintf(stderr, "usage: ef_ota_sim update|sweep OLD.efm NEW.efm MANIFEST PUBKEY [options]\n");
         return 1;

@@ -281,12 +281,19 @@ def reject_series(store: Store, since_ms: int, bucket_s: int = 10, limit: int = 
                         len(recs) >= limit)
 
 
-def system_totals(store: Store) -> dict[str, int | float]:
-    """Lifetime counters of the store (results, messages, duplicates, rejects, events) and retention."""
-    c = store.counts()
-    return {"results": c.results, "messages": c.messages, "duplicates": c.duplicates, "rejected": c.rejected,
-            "devices": c.devices, "alarms": c.alarms, "active_alarms": c.active_alarms, "events": c.events,
-            "retention_days": store.retention_days()}
+def window_totals(ingest: pd.DataFrame) -> dict[str, int]:
+    """Messages, results stored, duplicates dropped and rejects in an `ingest_frame` window.
+
+    From the ingest statistics (indexed by time), not `Store.counts()`: counting every stored
+    result is a full scan that grows with retention, too slow to repeat every refresh.
+    """
+    return {k: int(ingest[k].sum()) for k in ("messages", "results", "duplicates", "rejected")}
+
+
+def alarm_counts(store: Store) -> tuple[int, int]:
+    """(active, unacknowledged) alarms; there is at most one active alarm per device."""
+    active = store.alarms(active=True, limit=1_000_000)
+    return len(active), sum(a.acked_ts is None for a in active)
 
 
 # ---------- formatting ----------

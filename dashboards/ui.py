@@ -67,8 +67,7 @@ def fleet(db: str) -> pd.DataFrame:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def active_alarm_count(db: str) -> tuple[int, int]:
-    s = store(db).fleet_summary(now_ms(), STALE_S)
-    return s.active_alarms, s.unacked_alarms
+    return data.alarm_counts(store(db))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -108,9 +107,9 @@ def rejects(db: str, window_s: float, bucket_s: int) -> data.RejectSeries:
     return data.reject_series(store(db), now_ms() - int(window_s * 1000), bucket_s)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def totals(db: str) -> dict[str, int | float]:
-    return data.system_totals(store(db))
+@st.cache_data(ttl=10.0, show_spinner=False)
+def retention_days(db: str) -> float:
+    return store(db).retention_days()
 
 
 def acknowledge(db: str, alarm_id: int, by: str, note: str) -> bool:

@@ -15,7 +15,7 @@ window = st.selectbox("Window", list(WINDOWS), index=0, key="system_window")
 @st.fragment(run_every=ui.REFRESH_S)
 def system(window_s: float, bucket_s: int) -> None:
     ing = ui.ingest(db, window_s, bucket_s)
-    tot = ui.totals(db)
+    tot = data.window_totals(ing)
     done = ing[ing["complete"]]
     last = done.tail(max(1, 60 // bucket_s))
     rate = data.ingest_rate(ing, bucket_s)
@@ -28,9 +28,9 @@ def system(window_s: float, bucket_s: int) -> None:
     cols[1].metric("Lag (avg)", f"{lag / 1000:.2f} s" if lag is not None else "-",
                    help="node timestamp to commit in the store")
     cols[2].metric("Lag (max)", f"{lag_max / 1000:.2f} s" if lag_max is not None else "-")
-    cols[3].metric("Results stored", f"{tot['results']:,}")
-    cols[4].metric("Duplicates dropped", f"{tot['duplicates']:,}")
-    cols[5].metric("Rejected", f"{tot['rejected']:,}")
+    cols[3].metric("Results stored", f"{tot['results']:,}", help="in this window")
+    cols[4].metric("Duplicates dropped", f"{tot['duplicates']:,}", help="in this window")
+    cols[5].metric("Rejected", f"{tot['rejected']:,}", help="in this window")
     if done.empty:
         st.info("No complete ingest interval in this window yet.")
     else:
@@ -53,9 +53,8 @@ def system(window_s: float, bucket_s: int) -> None:
         st.altair_chart(charts.rejects_by_reason(rej.by_reason), width="stretch")
         st.dataframe(rej.latest.head(100), hide_index=True, width="stretch", height=240,
                      column_config={"time": st.column_config.DatetimeColumn(format="HH:mm:ss")})
-    st.caption(f"Store: {tot['devices']:,} devices · {tot['messages']:,} messages · {tot['events']:,} events · "
-               f"{tot['alarms']:,} alarms ({tot['active_alarms']:,} active) · retention {tot['retention_days']:g} days · "
-               f"`{db}`")
+    st.caption(f"Store `{db}` · retention {ui.retention_days(db):g} days · lifetime totals: "
+               f"`edgefleet stats --db {db}`")
     ui.refreshed_caption()
 
 

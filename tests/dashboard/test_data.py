@@ -99,8 +99,12 @@ def test_ingest_and_rejects(fleet_db) -> None:
     assert set(rej.by_reason["code"]) <= {"schema", "json", "topic", "size"}
     small = data.reject_series(s, 0, bucket_s=60, limit=3)
     assert small.truncated and len(small.latest) == 3
-    tot = data.system_totals(s)
-    assert tot["results"] == fleet_db.fleet.results and tot["active_alarms"] == len(fleet_db.fleet.alarm)
+    tot = data.window_totals(ing)
+    assert tot == {"messages": s.counts().messages, "results": fleet_db.fleet.results, "duplicates": 0,
+                   "rejected": fleet_db.fleet.rejects}
+    assert data.alarm_counts(s) == (len(fleet_db.fleet.alarm), len(fleet_db.fleet.alarm))
+    s.ack_alarm(s.alarms(active=True)[0].id, "ann", data_now(fleet_db))
+    assert data.alarm_counts(s) == (len(fleet_db.fleet.alarm), len(fleet_db.fleet.alarm) - 1)
 
 
 def test_device_status_and_events(fleet_db) -> None:

@@ -46,6 +46,8 @@ def case(tmp_path, shipped_model, key):
                     tmp_path / "m.json", tmp_path / "pub.bin", *args], check=check)
         lines = [json.loads(x) for x in proc.stdout.decode().splitlines()]
         events = {e["event"]: e for e in lines if "event" in e}
+        head = b'{"ota_state":'
+        events["messages"] = [x[len(head):-1] for x in proc.stdout.splitlines() if x.startswith(head)]
         assert lines[-1]["violations"] == 0  # never programs a byte that was not erased
         return events
 
@@ -157,3 +159,24 @@ def test_min_firmware_gate_follows_the_node_version(fw, case, key):
     man = signed(new, key, min_firmware="1.0.1")
     assert case(fw, new, man, check=False)["offer"]["reason"] == "incompatible"
     assert case(fw, new, man, "--fw", "1.0.1", "--then", "confirm")["reboot"]["running"] == 2
+
+
+@pytest.mark.parametrize("then, states", [
+    ("confirm", ["accepted", "trial", "confirmed"]),
+    ("tick-unhealthy", ["accepted", "trial", "reverted"]),
+])
+def test_ota_state_messages_follow_the_protocol(fw, case, key, then, states):
+    """The C OTA reports become protocol v1 ota/state messages that the Python codec accepts."""
+    from edgefleet.protocol import codec
+
+    new = versioned(case.old, 2)
+    ev = case(fw, new, signed(new, key), "--then", then, "--protocol", "0badf00d", "c-2026.canary")
+    msgs = [codec.decode("ota/state", raw) for raw in ev["messages"]]
+    assert [codec.encode("ota/state", m) for m in msgs] == ev["messages"]  # canonical bytes
+    assert [m["state"] for m in msgs] == states
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    assert all(m["model"] == 2 and m["campaign"] == "c-2026.canary" for m in msgs)
+    assert msgs[1]["off"] == len(new)
+    ev = case(fw, new, signed(new, key), "--corrupt-chunk", "--protocol", "0badf00d", "c1", check=False)
+    rejected = codec.decode("ota/state", ev["messages"][-1])
+    assert rejected["state"] == "rejected" and rejected["reason"] == "bad-sha256"

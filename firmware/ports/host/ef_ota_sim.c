@@ -3,7 +3,9 @@
  *   ef_ota_sim update OLD.efm NEW.efm MANIFEST PUBKEY [--chunk N] [--fw X.Y.Z]
  *              [--corrupt-chunk] [--then confirm|revert|reboot|tick-healthy|tick-unhealthy]
  *       one update, one JSON line per event, then the model the device boots;
- *       --fw is the node firmware version (default EF_FIRMWARE_VERSION, ef/version.h).
+ *       --fw is the node firmware version (default EF_FIRMWARE_VERSION, ef/version.h);
+ *       --protocol BOOT CAMPAIGN also prints, after each event that changed the
+ *       OTA report, the protocol v1 ota/state message the node would publish.
  *   ef_ota_sim sweep OLD.efm NEW.efm MANIFEST PUBKEY [--chunk N] [--torn]
  *       for every k: cut power after the k-th flash write/erase of a full
  *       update (offer, chunks, verify, self-test, trial, confirm), reboot, and
@@ -15,6 +17,7 @@
 
 #include "ef/manifest.h"
 #include "ef/ota.h"
+#include "ef/protocol.h"
 #include "ef/version.h"
 #include "ef_host.h"
 
@@ -22,6 +25,7 @@
 #define ERASE_SIZE 4096u
 
 static uint8_t g_mem[2 * SLOT_SIZE];
+static uint32_t g_offered; /* version in the manifest, for ota/state messages */
 static uint8_t g_work[70000];
 
 typedef struct {
@@ -42,11 +46,40 @@ static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
     o->work_len = sizeof g_work;
 }
 
+static const char *g_boot, *g_campaign;
+static uint32_t g_seq;
+
+/* The ota/state message for the current report (what the node publishes). */
+static void print_state_message(const ef_ota *o, uint32_t model)
+{
+    char msg[512];
+    ef_proto_ota_state m;
+    int n;
+    if (!g_boot || o->report == EF_OTA_REPORT_NONE)
+        return;
+    m.boot = g_boot;
+    m.seq = g_seq++;
+    m.ts = 1767225600000ull + 1000u * m.seq;
+    m.campaign = g_campaign;
+    m.model = model;
+    m.state = ef_ota_report_str(o->report);
+    m.has_off = o->report == EF_OTA_REPORT_DOWNLOADING || o->report == EF_OTA_REPORT_TRIAL;
+    m.off = o->received;
+    m.reason = o->reason != EF_OK ? ef_status_str(o->reason) : NULL;
+    n = ef_proto_encode_ota_state(msg, sizeof msg, &m);
+    if (n < 0)
+        printf("{\"message_error\":\"%s\"}\n", ef_status_str(n));
+    else
+        printf("{\"ota_state\":%s}\n", msg);
+}
+
 static void print_event(const char *name, ef_status st, const ef_ota *o)
 {
     printf("{\"event\":\"%s\",\"status\":\"%s\",\"report\":\"%s\",\"reason\":\"%s\",\"running\":%u}\n",
            name, ef_status_str(st), ef_ota_report_str(o->report), ef_status_str(o->reason),
            (unsigned)o->model.model_version);
+    if (strcmp(name, "boot") != 0 && strcmp(name, "reboot") != 0 && strcmp(name, "tick-early") != 0)
+        print_state_message(o, g_offered);
 }
 
 /* Offer + all chunks; stops at the first error. */
@@ -205,7 +238,10 @@ int main(int argc, char **argv)
             torn = 1;
         else if (i + 1 < argc && strcmp(argv[i], "--chunk") == 0)
             in.chunk = (uint32_t)strtoul(argv[++i], NULL, 10);
-        else if (i + 1 < argc && strcmp(argv[i], "--then") == 0)
+        else if (i + 2 < argc && strcmp(argv[i], "--protocol") == 0) {
+            g_boot = argv[++i];
+            g_campaign = argv[++i];
+        } else if (i + 1 < argc && strcmp(argv[i], "--then") == 0)
             then = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--fw") == 0) {
             i++;
@@ -229,6 +265,11 @@ int main(int argc, char **argv)
     if (!in.old_art || !in.new_art || !in.manifest || !in.pubkey || in.key_len != 32) {
         fprintf(stderr, "error: need OLD, NEW, MANIFEST and a raw 32-byte PUBKEY file\n");
         return 1;
+    }
+    {
+        ef_manifest mf;
+        if (ef_manifest_parse(in.manifest, in.man_len, &mf) == EF_OK)
+            g_offered = mf.version;
     }
     rc = strcmp(argv[1], "update") == 0 ? cmd_update(&in, corrupt, then) : cmd_sweep(&in, torn);
     free(in.old_art);

@@ -35,6 +35,7 @@ from edgefleet.protocol import ProtocolError, ResultRecord
 from edgefleet.store import DeviceUpdate, Event, IngestBatch, Reject, Store
 
 log = logging.getLogger("edgefleet.ingest")
+RETENTION_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class IngestService:
         self._health_due: dict[str, float] = {}
         self._last_stats = time.monotonic()
         self._last_counts = (0, 0, 0, 0)
+        self._next_retention = time.monotonic() + RETENTION_EVERY_S  # `serve` applies it at start
         self.mqtt_version = settings.mqtt_version
 
     # ---------- MQTT side (paho network thread) ----------
@@ -291,6 +293,7 @@ class IngestService:
                 if self._stopping.is_set():
                     return
                 self._maybe_log_stats()
+                self._maybe_apply_retention()
                 continue
             while True:  # a batch is retried until the store takes it (or we are stopping)
                 try:
@@ -302,6 +305,20 @@ class IngestService:
                     if self._stopping.wait(1.0):
                         return
             self._maybe_log_stats()
+            self._maybe_apply_retention()
+
+    def _maybe_apply_retention(self) -> None:
+        """Hourly: drop telemetry older than the store's retention setting."""
+        now = time.monotonic()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_EVERY_S
+        try:
+            removed = self.store.apply_retention(self.clock_ms())
+            if removed:
+                log.info("retention (%.4g days): removed %d old rows", self.store.retention_days(), removed)
+        except Exception:
+            log.exception("applying retention failed; will try again in an hour")
 
     def _process(self, items: list[Inbound]) -> None:
         now = self.clock_ms()

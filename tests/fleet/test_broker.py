@@ -1,0 +1,36 @@
+"""Broker handles: Mosquitto restart on the same port, kill, the amqtt fallback, bad requests."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from edgefleet.broker import BrokerError, mosquitto_config, start_broker, wait_port
+
+
+def test_mosquitto_restart_keeps_port_and_kill_stops_it(tmp_path) -> None:
+    with start_broker(prefer="mosquitto", persistence_dir=tmp_path / "p", workdir=tmp_path / "w") as b:
+        assert b.kind == "mosquitto" and b.mqtt_version == "5" and b.running()
+        pid = b.pid
+        b.restart()
+        assert b.running() and b.pid != pid and wait_port(b.host, b.port, 5)
+        assert (tmp_path / "p" / "mosquitto.db").exists()  # written on the clean stop
+        b.kill()
+        assert not b.running()
+        with pytest.raises(OSError):
+            socket.create_connection((b.host, b.port), timeout=1).close()
+
+
+def test_amqtt_fallback_and_bad_requests() -> None:
+    with start_broker(prefer="amqtt") as b:
+        assert b.kind == "amqtt" and b.mqtt_version == "3.1.1" and wait_port(b.host, b.port, 5)
+    assert not b.running()
+    with pytest.raises(BrokerError, match="prefer must be"):
+        start_broker(prefer="rabbit")
+
+
+def test_config_raises_the_limits_that_lose_messages() -> None:
+    conf = mosquitto_config("127.0.0.1", 1883, None, None)
+    assert "max_queued_messages 1000000" in conf and "max_inflight_messages 0" in conf
+    assert "persistence false" in conf

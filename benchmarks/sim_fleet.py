@@ -125,6 +125,21 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     rep = fleet.report()
     per = rep.pop("per_device")
+    # wire bytes per node-hour: results (topic + payload as delivered) vs raw int16 samples
+    per_result = (c1["bytes"] - c0["bytes"]) / max(1, c1["results"] - c0["results"])
+    rates = [n.fs for n in plant.nodes]
+    window_samples = [artifact.features.params.window_s * fs for fs in rates]
+    wire = {
+        "result_bytes_per_node_hour": round(per_result * 3600),
+        "raw_windows_bytes_per_node_hour": round(2 * 3600 * sum(window_samples) / len(rates)),
+        "raw_stream_bytes_per_node_hour": round(2 * 3600 * sum(rates) / len(rates)),
+        "note": "MQTT payload + topic only; raw = int16 samples of the same windows, or the "
+                "continuous signal",
+    }
+    wire["ratio_vs_raw_windows"] = round(wire["raw_windows_bytes_per_node_hour"]
+                                         / wire["result_bytes_per_node_hour"], 1)
+    wire["ratio_vs_raw_stream"] = round(wire["raw_stream_bytes_per_node_hour"]
+                                        / wire["result_bytes_per_node_hour"], 1)
     expected = args.nodes * args.duration
     result = {
         "benchmark": "sim_fleet", "nodes": args.nodes, "duration_s": args.duration,
@@ -135,13 +150,15 @@ def main() -> int:
         "published": rep["published"], "published_per_s": round(rep["published"] / wall, 1),
         "delivered_to_subscriber": c1["results"] - c0["results"],
         "messages_to_subscriber": c1["msgs"] - c0["msgs"],
-        "payload_bytes_per_result": round((c1["bytes"] - c0["bytes"]) / max(1, c1["results"] - c0["results"]), 1),
+        "payload_bytes_per_result": round(per_result, 1), "wire": wire,
         "drained": drained, "dropped": rep["dropped"], "pending": rep["pending"],
         "ack_latency_ms": rep["ack_latency_ms"], "late_ticks": rep["late_ticks"], "ticks": rep["ticks"],
         "skipped_windows": rep["skipped_windows"],
         "max_tick_lag_s": rep["max_tick_lag_s"],
         "compute_s_per_s": round(rep["compute_s"] / wall, 3),
         "sim_cpu_per_s": round((me1 - me0) / wall, 3),
+        # CPU the simulator spent per window, everything included: what capacity depends on
+        "sim_cpu_us_per_window": round((me1 - me0) * 1e6 / max(1, rep["windows"]), 1),
         "mosquitto_cpu_per_s": round((mq1 - mq0) / wall, 3),
         "disconnects": rep["disconnects"], "shard_errors": rep["shard_errors"],
         "model": str(model), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -157,7 +157,7 @@ def make_machines(n: int, rng: np.random.Generator, *, bearing: str | None = "62
     CWRU normal baseline (0.07 g); each machine's normal vibration differs, which is why
     nodes calibrate their own threshold.
     """
-    def pick(v, lo_hi_default=None):
+    def pick(v):
         if isinstance(v, tuple):
             return rng.uniform(v[0], v[1], n)
         return np.full(n, float(v))

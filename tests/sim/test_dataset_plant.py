@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from device_sim.dataset import normal_windows, write_dataset
-from device_sim.physics import synthesize
 from device_sim.plant import make_plant
 from edgefleet.datasets import load_folder, windows_of
 from edgefleet.features import FeatureParams

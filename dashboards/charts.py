@@ -71,7 +71,7 @@ def alarms_raised(df: pd.DataFrame) -> alt.Chart:
     """Each alarm as a dot at its raise time, one row per severity, sized by its peak over threshold."""
     return (
         alt.Chart(df).mark_circle(opacity=0.85)
-        .encode(x=alt.X("raised:T", title=None),
+        .encode(x=alt.X("raised:T", title=None, axis=alt.Axis(tickMinStep=1000)),
                 y=alt.Y("severity:N", sort=["critical", "major", "warning"], title=None),
                 color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=None),
                 size=alt.Size("peak_ratio:Q", scale=alt.Scale(range=[60, 400]), legend=None),

@@ -76,8 +76,12 @@ def display_state(d: Device) -> str:
     return "unknown"
 
 
-def fleet_frame(store: Store, now_ms: int, stale_s: float = 120.0) -> pd.DataFrame:
-    """One row per device with its display state, colour and grid position (column within its line)."""
+GRID_WIDTH = 40  # tiles per grid row; a longer line wraps onto continuation rows
+
+
+def fleet_frame(store: Store, now_ms: int, stale_s: float = 120.0, width: int = GRID_WIDTH) -> pd.DataFrame:
+    """One row per device with its display state, colour and grid cell: `row` is its site / line
+    (with a continuation mark past `width` machines), `col` its position in that row."""
     devs = store.devices(now_ms=now_ms, stale_s=stale_s)
     rows = []
     for d in devs:
@@ -93,8 +97,11 @@ def fleet_frame(store: Store, now_ms: int, stale_s: float = 120.0) -> pd.DataFra
     cols = ["device", "site", "line", "status", "health", "state", "colour", "severity", "model", "fw",
             "last_score", "thr", "score_ratio", "eta_s", "slope_per_h", "results", "last_seen_ms", "age_s"]
     df = pd.DataFrame(rows, columns=cols)
-    df["row"] = df["site"] + " / " + df["line"]
-    df["col"] = df.groupby("row").cumcount() if len(df) else pd.Series(dtype="int64")
+    line_key = df["site"] + " / " + df["line"]
+    pos = df.groupby(line_key).cumcount() if len(df) else pd.Series(dtype="int64")
+    wrap = pos // width
+    df["row"] = line_key + wrap.map(lambda k: "" if k == 0 else f" ({k + 1})")
+    df["col"] = pos % width
     return df
 
 

@@ -31,6 +31,12 @@ def test_fleet_frame_states_follow_the_store(fleet_db) -> None:
                               for ln in lines.split()}
 
 
+def test_long_lines_wrap_in_the_grid(fleet_db) -> None:
+    df = data.fleet_frame(fleet_db.store, data_now(fleet_db), width=3)  # 4 machines per line
+    assert df["col"].max() == 2 and not df.duplicated(["row", "col"]).any()
+    assert (df["row"] == "plant-north / L1 (2)").sum() == 1
+
+
 def data_now(fleet_db) -> int:
     return max(r.ts for d in fleet_db.fleet.devices for r in fleet_db.store.recent_results(d, 1)) + 2000
 

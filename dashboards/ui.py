@@ -33,10 +33,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def db_path() -> Path:
-    return data.resolve_db(sys.argv[1:], os.environ)[0]
-
-
 def require_db() -> str:
     """The store path, or a clear message (and a page that waits for the file) when it does not exist yet."""
     path, source = data.resolve_db(sys.argv[1:], os.environ)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgefleet.training import quantize_keras
+
 # Shapes the parity suites (Python and C) test: name -> (layer sizes, per-channel, last activation).
 PARITY_SHAPES: dict[str, tuple[list[int], bool, str | None]] = {
     "ae32_pc": ([32, 16, 8, 16, 32], True, None),
@@ -23,27 +25,6 @@ def make_parity_models() -> dict[str, bytes]:
     """Every PARITY_SHAPES model as int8 .tflite bytes (deterministic seeds)."""
     return {name: make_dense_tflite(sizes, per_channel=pc, seed=i, activation_last=last)
             for i, (name, (sizes, pc, last)) in enumerate(PARITY_SHAPES.items())}
-
-
-def quantize_keras(model, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
-    """Full-int8 TFLite (int8 input and output) from a Keras model and representative rows."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rep = np.asarray(representative, np.float32)
-
-    def gen():
-        for row in rep[:500]:
-            yield [row[None, :]]
-
-    converter.representative_dataset = gen
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    if not per_channel:
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    return bytes(converter.convert())
 
 
 def make_dense_tflite(layer_sizes: list[int], *, per_channel: bool = True, seed: int = 0,

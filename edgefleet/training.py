@@ -63,6 +63,29 @@ class TrainedModel:
         return asdict(self.config)
 
 
+def quantize_keras(model, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
+    """Full-int8 TFLite (int8 input and output) from a Keras model and representative rows."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rep = np.asarray(representative, np.float32)
+    # a random sample across the whole set: the first rows may all come from one machine
+    pick = np.random.default_rng(0).permutation(len(rep))[:1000]
+
+    def gen():
+        for row in rep[pick]:
+            yield [row[None, :]]
+
+    converter.representative_dataset = gen
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    if not per_channel:
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    return bytes(converter.convert())
+
+
 def normal_split(recordings: list[Recording], params: FeatureParams, cfg: TrainConfig):
     """(train windows, held-out windows) per normal recording, split in time, never overlapping."""
     normals = [r for r in recordings if r.is_normal]
@@ -83,8 +106,6 @@ def features_of(pairs) -> np.ndarray:
 def train_model(recordings: list[Recording], cfg: TrainConfig, *, progress=None) -> TrainedModel:
     """Train, quantize and import; `progress(epoch, loss)` is called after each epoch."""
     import tensorflow as tf
-
-    from edgefleet.testmodels import quantize_keras
 
     params = cfg.feature_params()
     train, held = normal_split(recordings, params, cfg)

@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--bands", type=int, default=32, help="spectral bands = model inputs (default 32)")
     t.add_argument("--fmin", type=float, default=100.0, help="lowest band edge, Hz (default 100)")
     t.add_argument("--fmax", type=float, default=5000.0, help="highest band edge, Hz (default 5000)")
+    t.add_argument("--spacing", choices=["linear", "log"], default="linear", help="band spacing (default linear)")
     t.add_argument("--window", type=float, default=0.08, help="window length, seconds (default 0.08)")
     t.add_argument("--hidden", default="16,8,16", help="hidden layer widths (default 16,8,16)")
     t.add_argument("--version", type=int, default=1, dest="model_version", help="model version (default 1)")
@@ -97,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise EdgefleetError("--epochs must be >= 1")
     cfg = TrainConfig(n_bands=args.bands, f_lo_hz=args.fmin, f_hi_hz=args.fmax, window_s=args.window,
+                      spacing=args.spacing,
                       hidden=hidden, epochs=args.epochs, seed=args.seed, model_version=args.model_version,
                       requant=args.requant)
     recordings = load_folder(args.data)

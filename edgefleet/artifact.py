@@ -238,6 +238,8 @@ def _parse(data: bytes) -> Artifact:
         raise ArtifactError(f"artifact of {total} bytes exceeds the {MAX_TOTAL_SIZE} limit")
     if zlib.crc32(data[16:]) != crc:
         raise ArtifactError("CRC mismatch: the artifact is corrupted")
+    if _reserved != 0:
+        raise ArtifactError("reserved header field (offset 62) is not zero")
     if requant_mode not in REQUANT_MODES.values():
         raise ArtifactError(f"unknown requantization mode {requant_mode}")
     if n_layers < 1 or n_in < 1 or n_out < 1:
@@ -255,6 +257,8 @@ def _parse(data: bytes) -> Artifact:
     for i in range(n_layers):
         (li, lo, act, per_ch, _r, lizp, lozp, amin, amax, w_off, b_off, m_off,
          s_off, sc_off) = LAYER.unpack_from(data, layers_off + i * LAYER.size)
+        if _r != 0 or per_ch > 1 or act not in ACTIVATIONS:
+            raise ArtifactError(f"layer {i} has a reserved field set or an unknown activation/flag")
         if li < 1 or lo < 1:
             raise ArtifactError(f"layer {i} has an empty shape {lo}x{li}")
         if not (-128 <= lizp <= 127 and -128 <= lozp <= 127 and -128 <= amin <= amax <= 127):
@@ -314,6 +318,8 @@ def _parse(data: bytes) -> Artifact:
     if scoring_off:
         span(scoring_off, SCORING.size, "scoring section")
         rule, _r, threshold = SCORING.unpack_from(data, scoring_off)
+        if _r != 0:
+            raise ArtifactError("reserved scoring field is not zero")
         if rule != RULE_MSE:
             raise ArtifactError(f"unknown scoring rule {rule}")
         if not np.isfinite(threshold):

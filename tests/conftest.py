@@ -29,3 +29,11 @@ def _isolated_signing_key(tmp_path_factory):
         mp.setenv("EDGEFLEET_SIGNING_KEY", str(key))
         mp.setattr(keys, "DEFAULT_KEY", key)
         yield key
+
+
+@pytest.fixture(scope="session")
+def tflite_models() -> dict[str, bytes]:
+    """The parity shapes (edgefleet.testmodels.PARITY_SHAPES) as int8 .tflite, built once per run."""
+    from edgefleet.testmodels import make_parity_models
+
+    return make_parity_models()

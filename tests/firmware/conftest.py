@@ -28,14 +28,6 @@ def fw() -> Build:
 
 
 @pytest.fixture(scope="session")
-def tflite_models() -> dict[str, bytes]:
-    """The shared parity shapes (edgefleet.testmodels.PARITY_SHAPES), int8 .tflite bytes."""
-    from edgefleet.testmodels import make_parity_models
-
-    return make_parity_models()
-
-
-@pytest.fixture(scope="session")
 def shipped_model() -> Path:
     if not (SHIPPED_MODEL / "model.efm").is_file():
         pytest.fail(f"the shipped CWRU model is missing at {SHIPPED_MODEL}")

@@ -7,13 +7,6 @@ import pytest
 from edgefleet.datasets import load_folder
 
 @pytest.fixture(scope="session")
-def tflite_models() -> dict[str, bytes]:
-    from edgefleet.testmodels import make_parity_models
-
-    return make_parity_models()
-
-
-@pytest.fixture(scope="session")
 def cwru_recordings(cwru_dir):
     return load_folder(cwru_dir)
 

@@ -71,6 +71,8 @@ def test_structural_lies_with_a_valid_crc_are_refused(blob):
         "misaligned": (layers_off + 24, "<I", 66),
         "layer width": (layers_off + 2, "<H", 9999),
         "shift": (None, None, None),
+        "reserved header": (62, "<H", 1),
+        "reserved layer": (layers_off + 6, "<H", 1),
     }
     for name, (off, fmt, value) in cases.items():
         bad = bytearray(blob)

@@ -77,6 +77,22 @@ class Mosquitto:
 
 
 @pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Make (not start) a Mosquitto in its own folder; every one made is stopped afterwards."""
+    made: list[Mosquitto] = []
+
+    def make(persist: bool = False) -> Mosquitto:
+        d = tmp_path / f"broker{len(made)}"
+        d.mkdir()
+        made.append(Mosquitto(d, persist))
+        return made[-1]
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
 def mosquitto(tmp_path):
     broker = Mosquitto(tmp_path)
     broker.start()
@@ -149,8 +165,8 @@ class Recorder:
 def recorder_factory():
     made = []
 
-    def make(port: int) -> Recorder:
-        r = Recorder(port)
+    def make(port: int, username: str | None = None, password: str | None = None) -> Recorder:
+        r = Recorder(port, username, password)
         made.append(r)
         return r
 

@@ -39,6 +39,8 @@ class AlarmPolicy:
     trend_points: int = 120  # windows kept per device for the trend fit
     trend_min_points: int = 20
     horizon_s: float = 24 * 3600.0  # an ETA within this horizon marks a device degrading
+    min_trend_t: float = 4.0  # a rising trend counts only if its slope is this many standard errors
+    max_extrapolation: float = 10.0  # and the ETA lies within this many times the fitted span
     ewma_alpha: float = 0.1
 
     def __post_init__(self) -> None:
@@ -76,6 +78,8 @@ class Trend:
     t_ref_ms: int  # time of the newest point
     n: int
     r2: float
+    t_stat: float = math.inf  # slope / its standard error: how sure we are it is not noise
+    span_s: float = 0.0  # time covered by the fitted points
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,10 @@ def fit_log_trend(ts_ms: Sequence[int], scores: Sequence[float]) -> Trend | None
     slope = sxy / sxx
     level = my - slope * mx  # value at x = 0 = t_ref
     r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 1.0
-    return Trend(slope, level, t_ref, n, r2)
+    resid = max(syy - slope * sxy, 0.0)
+    se = math.sqrt(resid / (n - 2) / sxx) if n > 2 else 0.0
+    t_stat = slope / se if se > 0 else math.copysign(math.inf, slope) if slope else 0.0
+    return Trend(slope, level, t_ref, n, r2, t_stat, max(xs) - min(xs))
 
 
 def time_to_threshold(trend: Trend, thr: float, now_ms: int | None = None) -> float | None:
@@ -256,5 +263,9 @@ class AlarmTracker:
             if trend is not None:
                 slope_h = trend.slope_per_s * 3600.0
                 eta = time_to_threshold(trend, st.thr, now_ms)
+                # noise on a flat score fits a random slope: forecast only a real, nearby crossing
+                if eta is not None and eta > 0 and (trend.t_stat < self.policy.min_trend_t
+                                                    or eta > self.policy.max_extrapolation * trend.span_s):
+                    eta = None
         state = health_state(st.active, eta, self.policy.horizon_s)
         return DeviceHealth(device, st.last_ts, float(st.ewma_score or 0.0), slope_h, eta, state)

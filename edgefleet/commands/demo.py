@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Streamlit dashboard. Ctrl-C stops everything.")
     p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
     p.add_argument("--faulty", type=int, default=6, help="machines that develop a fault (default 6)")
+    p.add_argument("--calibrate", type=int, default=20,
+                   help="each node sets its threshold from its first N windows (default 20; 0 = model threshold)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--workdir", type=Path, default=REPO / "var" / "demo", help="database and logs (default var/demo)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port (default: a free port)")
@@ -121,6 +123,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "--faulty", str(args.faulty), "--report", str(workdir / "sim-report.json")]
         if args.duration:
             sim_argv += ["--duration", str(args.duration)]
+        if args.calibrate:
+            sim_argv += ["--calibrate", str(args.calibrate)]
         sup.start("sim", sim_argv)
         if not args.no_dashboard:
             dash = sup.start("dashboard", [py, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),

@@ -111,3 +111,18 @@ def test_prime_restores_state_without_emitting() -> None:
     held = AlarmTracker(AlarmPolicy(m=3))
     held.prime("d1", [r(i, 0.06) for i in range(5)] + [r(5, 0.01), r(6, 0.01)], active_severity="warning")
     assert held.observe(r(7, 0.01)).op == "clear"  # two normal windows came from history
+
+
+@pytest.mark.parametrize("noise", [0.03, 0.10])
+def test_noise_on_a_flat_score_is_not_called_degrading(noise: float) -> None:
+    """Healthy machines with random scatter must not light up amber (measured: ~45% did before)."""
+    import random
+
+    rnd = random.Random(7)
+    t = AlarmTracker(AlarmPolicy())
+    for d in range(300):
+        feed(t, [0.01 * math.exp(rnd.gauss(0, noise)) for _ in range(150)], device=f"m{d}")
+    degrading = sum(t.health(f"m{d}").state == "degrading" for d in range(300))
+    assert degrading <= 3
+    feed(t, [0.002 * math.exp(i / 40) for i in range(100)], device="failing")  # crosses in ~30 s
+    assert t.health("failing").state == "degrading"

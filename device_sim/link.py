@@ -60,7 +60,7 @@ class NodeLink:
     connected: bool = False
     flush: bool = True
     inflight: dict[int, int] = field(default_factory=dict)  # mid -> results carried
-    sent_ms: dict[int, int] = field(default_factory=dict)  # mid -> window time of its newest result
+    sent_ms: dict[int, int] = field(default_factory=dict)  # mid -> window time of its oldest result
     next_try: float = 0.0
     backoff: float = 0.0
     connects: int = 0
@@ -88,7 +88,7 @@ class Shard(threading.Thread):
         self._wake_r, self._wake_w = _wake_pair()
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
         self.errors = 0
-        self.ack_latency_ms: list[int] = []  # window end -> PUBACK, newest result of each message
+        self.ack_latency_ms: list[int] = []  # window -> PUBACK, oldest result of each message
 
     # --- called from other threads -------------------------------------------------------
     def call(self, fn: Callable[[], Any]) -> None:
@@ -340,7 +340,7 @@ class Shard(threading.Thread):
                 break
             node.commit(out.results)
             link.inflight[info.mid] = out.results
-            link.sent_ms[info.mid] = out.newest_ms
+            link.sent_ms[info.mid] = out.oldest_ms
         if not node.pending():
             link.flush = False
             link.oldest_ms = 0

@@ -61,7 +61,7 @@ class Outgoing:
     qos: int = 1
     retain: bool = False
     results: int = 0
-    newest_ms: int = 0  # window time of the newest result carried
+    oldest_ms: int = 0  # window time of the oldest result carried (latency includes batching)
 
 
 @dataclass
@@ -163,7 +163,7 @@ class VirtualNode:
                for s, ts, sc, an, us, _ in batch]
         body = result_message(self.boot, self.model_version, _positive(thr), res, self.dropped)
         return Outgoing(self.topics["result"], encode("result", body), results=len(batch),
-                        newest_ms=batch[-1][1])
+                        oldest_ms=batch[0][1])
 
     def commit(self, n_results: int) -> None:
         """The first n results of the ring are now the link's (handed to the MQTT client)."""

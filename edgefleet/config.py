@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import MAX_PAYLOAD
@@ -26,7 +26,11 @@ class Settings:
     broker_url: str = "mqtt://127.0.0.1:1883"
     db: str = "var/edgefleet.db"
     mqtt_version: str = "auto"  # "5", "3.1.1" (the amqtt fallback broker) or "auto": try 5, then 3.1.1
-    ingest_group: str = "ingest"  # shared-subscription group: processes in one group split the load; "" = plain subscription
+    # shared-subscription group: ingest processes in one group split the load. Default "" = a plain
+    # subscription, because Mosquitto 2.0.11 does not restore shared subscriptions after a restart
+    # (messages published before ingest re-subscribes are lost; docs/store.md). Set a group only
+    # when running several ingest processes.
+    ingest_group: str = ""
     ingest_client_id: str = "ef-ingest-1"  # stable: the broker keeps this session while we are away
     session_expiry_s: int = 7 * 24 * 3600
     receive_max: int = 2000  # QoS 1 messages the broker may have in flight to ingest (unacked)
@@ -62,6 +66,13 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     if not parts.hostname:
         raise ConfigError(f"broker URL {url!r}: no host")
     return parts.hostname, port
+
+
+def broker_credentials(url: str) -> tuple[str | None, str | None]:
+    """`mqtt://user:password@host` -> (user, password); (None, None) without credentials."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    return (unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None)
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

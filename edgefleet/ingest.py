@@ -29,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgefleet import protocol
 from edgefleet.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
-from edgefleet.config import Settings
+from edgefleet.config import Settings, broker_credentials
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ProtocolError, ResultRecord
 from edgefleet.store import DeviceUpdate, Event, IngestBatch, Reject, Store
@@ -190,6 +190,9 @@ class IngestService:
         else:
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id, protocol=mqtt.MQTTv311,
                             clean_session=False, manual_ack=True)
+        user, password = broker_credentials(s.broker_url)
+        if user:
+            c.username_pw_set(user, password)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--client-id", help="MQTT client id of this ingest process; keep it stable (EDGEFLEET_INGEST_CLIENT_ID)")
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], help="default auto: 5, or 3.1.1 for amqtt")
     p.add_argument("--retention-days", type=float, help="set the store's retention (EDGEFLEET_RETENTION_DAYS)")
+    p.add_argument("--role", choices=["all", "ingest", "ota"], default="all",
+                   help="all (default): ingest and the OTA manager; ingest: ingest only (run several "
+                        "with --group to split the load); ota: the OTA manager only (run exactly one)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", help="print store counts (results, devices, alarms, rejected)")
@@ -50,15 +53,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(broker_url=args.broker, db=args.db, ingest_group=args.group,
                              ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
                              retention_days=args.retention_days)
-    store = open_store(settings.db, synchronous=settings.sqlite_sync)
+    influx = {"url": settings.influx_url, "token": settings.influx_token, "org": settings.influx_org,
+              "bucket": settings.influx_bucket}
+    store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
+    if settings.influx_url:
+        log.info("telemetry store: InfluxDB %s bucket %s (registry in %s)", settings.influx_url,
+                 settings.influx_bucket, settings.db)
+    ota = None
     try:
         removed = store.apply_retention(int(time.time() * 1000))
         if removed:
             log.info("retention (%.4g days) removed %d old rows", store.retention_days(), removed)
-        IngestService(settings, store).run_forever()
+        if args.role in ("all", "ota"):
+            ota = start_ota_manager(settings, store)
+        if args.role == "ota":
+            wait_for_signal()
+        else:
+            IngestService(settings, store).run_forever()
     finally:
+        if ota is not None:
+            ota.stop()
         store.close()
     return 0
+
+
+def start_ota_manager(settings, store):
+    """The OTA manager beside ingest: campaigns from the registry in the same database file."""
+    from edgefleet.config import broker_credentials
+    from edgefleet.ota.manager import OtaManager
+    from edgefleet.ota.registry import OtaRegistry
+
+    def devices() -> dict[str, dict]:
+        return {d.device: {"site": d.site, "line": d.line, "tags": list(d.tags), "model": d.model}
+                for d in store.devices()}
+
+    def results(device: str, since_ms: int) -> list[tuple[int, bool]]:
+        return [(r.model, r.anom) for r in store.score_history(device, since_ms, limit=2000)]
+
+    host, port = settings.broker_host_port
+    user, password = broker_credentials(settings.broker_url)
+    manager = OtaManager(OtaRegistry(settings.db), host, port, devices=devices, results=results,
+                         username=user, password=password, client_id=f"{settings.ingest_client_id}-ota")
+    manager.start()
+    log.info("OTA manager running (campaigns from %s)", settings.db)
+    return manager
+
+
+def wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
 
 
 def stats_dict(db: str) -> dict:

@@ -25,8 +25,17 @@ from edgefleet.store.base import (
 from edgefleet.store.sqlite import SQLiteStore, StoreError
 
 
-def open_store(db: str | Path, *, synchronous: str = "FULL") -> Store:
-    """Open the store at `db` (a SQLite file path; created if missing)."""
+def open_store(db: str | Path, *, synchronous: str = "FULL", influx: dict | None = None) -> Store:
+    """Open the store at `db` (a SQLite file path; created if missing).
+
+    With `influx` (url, token, org, bucket: from EDGEFLEET_INFLUX_* settings) results also go to
+    InfluxDB 2 and score queries read from it; the registry stays in the SQLite file.
+    """
+    if influx and influx.get("url"):
+        from edgefleet.store.influx import InfluxStore
+
+        return InfluxStore(db, url=influx["url"], token=influx.get("token", ""), org=influx.get("org", ""),
+                           bucket=influx.get("bucket") or "edgefleet", synchronous=synchronous)
     return SQLiteStore(db, synchronous=synchronous)
 
 

@@ -33,20 +33,24 @@ def config(tmp_path_factory):
 
 
 def test_all_services_present(config):
-    assert set(config["services"]) == {"broker-credentials", "mosquitto", "influxdb", "ingest", "ota",
-                                       "dashboard", "sim"}
+    assert set(config["services"]) == {"broker-credentials", "mosquitto", "influxdb", "ingest-1", "ingest-2",
+                                       "ota", "dashboard", "sim"}
 
 
-def test_two_ingest_replicas_and_one_ota_manager(config):
-    assert config["services"]["ingest"]["deploy"]["replicas"] == 2
-    assert "ota" in config["services"]["ota"]["command"]
+def test_two_ingest_processes_on_one_shared_group_and_one_ota_manager(config):
+    cmds = [config["services"][f"ingest-{i}"]["command"] for i in (1, 2)]
+    for cmd in cmds:
+        assert cmd[cmd.index("--role") + 1] == "ingest" and cmd[cmd.index("--group") + 1] == "ingest"
+    assert cmds[0][cmds[0].index("--client-id") + 1] != cmds[1][cmds[1].index("--client-id") + 1]
+    ota = config["services"]["ota"]["command"]
+    assert ota[ota.index("--role") + 1] == "ota"
 
 
 def test_influx_initialised_and_wired(config):
     env = config["services"]["influxdb"]["environment"]
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
     assert config["services"]["influxdb"]["image"].startswith("influxdb:2.7")
-    ingest_env = config["services"]["ingest"]["environment"]
+    ingest_env = config["services"]["ingest-1"]["environment"]
     assert ingest_env["EDGEFLEET_INFLUX_URL"] == "http://influxdb:8086"
     assert ingest_env["EDGEFLEET_INFLUX_TOKEN"] == env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
 

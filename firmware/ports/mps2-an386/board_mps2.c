@@ -1,0 +1,152 @@
+/* MPS2 AN386 board layer (as QEMU 7.2 models it): SysTick at the 25 MHz
+ * system clock for time, CMSDK APB UART0 (interrupt-driven receive into a ring)
+ * for the serial link, semihosting for logs and the exit code. */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "board.h"
+#include "ef/platform.h"
+#include "semihost.h"
+
+#define SYSCLK_HZ 25000000u
+#define REG(a) (*(volatile uint32_t *)(a))
+#define SYST_CSR REG(0xE000E010u)
+#define SYST_RVR REG(0xE000E014u)
+#define SYST_CVR REG(0xE000E018u)
+#define NVIC_ISER0 REG(0xE000E100u)
+#define SCB_AIRCR REG(0xE000ED0Cu)
+#define UART0 0x40004000u /* CMSDK APB UART: DATA, STATE, CTRL, INTSTATUS/INTCLEAR, BAUDDIV */
+#define UART_DATA REG(UART0 + 0x00u)
+#define UART_STATE REG(UART0 + 0x04u)
+#define UART_CTRL REG(UART0 + 0x08u)
+#define UART_INT REG(UART0 + 0x0Cu)
+#define UART_BAUDDIV REG(UART0 + 0x10u)
+
+static volatile uint32_t g_ms;
+static volatile uint8_t g_rx[256];
+static volatile uint16_t g_rx_head, g_rx_tail;
+
+void SysTick_Handler(void)
+{
+    g_ms++;
+}
+
+void Uart0Rx_Handler(void)
+{
+    while (UART_STATE & 2u) { /* RX full */
+        uint8_t b = (uint8_t)UART_DATA;
+        uint16_t next = (uint16_t)((g_rx_head + 1u) % sizeof g_rx);
+        if (next != g_rx_tail) { /* full ring: the byte is lost, ef_serial's CRC notices */
+            g_rx[g_rx_head] = b;
+            g_rx_head = next;
+        }
+    }
+    UART_INT = 2u; /* clear RX interrupt */
+}
+
+void board_init(void)
+{
+    SYST_RVR = SYSCLK_HZ / 1000u - 1u;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* processor clock, interrupt, enable */
+    UART_BAUDDIV = SYSCLK_HZ / 115200u;
+    UART_CTRL = 1u | 2u | 8u; /* TX, RX, RX interrupt */
+    NVIC_ISER0 = 1u;          /* IRQ 0: UART0 RX */
+}
+
+uint32_t ef_platform_ticks_ms(void)
+{
+    return g_ms;
+}
+
+uint32_t board_us(void)
+{
+    uint32_t ms, v;
+    do { /* a consistent (ms, counter) pair */
+        ms = g_ms;
+        v = SYST_CVR;
+    } while (ms != g_ms);
+    return ms * 1000u + (SYST_RVR - v) / (SYSCLK_HZ / 1000000u);
+}
+
+int board_uart_getc(void)
+{
+    int b;
+    if (g_rx_tail == g_rx_head)
+        return -1;
+    b = g_rx[g_rx_tail];
+    g_rx_tail = (uint16_t)((g_rx_tail + 1u) % sizeof g_rx);
+    return b;
+}
+
+void board_uart_write(const uint8_t *data, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        while (UART_STATE & 1u) /* TX full */
+            ;
+        UART_DATA = data[i];
+    }
+}
+
+int ef_platform_serial_write(const uint8_t *data, size_t len)
+{
+    board_uart_write(data, len);
+    return (int)len;
+}
+
+int ef_platform_serial_read(uint8_t *buf, size_t cap)
+{
+    size_t n = 0;
+    int b;
+    while (n < cap && (b = board_uart_getc()) >= 0)
+        buf[n++] = (uint8_t)b;
+    return (int)n;
+}
+
+void ef_platform_log(const char *line)
+{
+    sh_puts(line);
+    sh_puts("\n");
+}
+
+void board_idle(void)
+{
+    __asm__ volatile("wfi");
+}
+
+uint32_t board_entropy(void)
+{
+    return sh_time() * 2654435761u ^ SYST_CVR ^ (g_ms << 16);
+}
+
+void board_reset(void)
+{
+    __asm__ volatile("dsb" ::: "memory");
+    SCB_AIRCR = 0x05FA0004u; /* SYSRESETREQ */
+    for (;;)
+        ;
+}
+
+void board_fatal(const char *why, int code)
+{
+    sh_puts("fatal: ");
+    sh_puts(why);
+    sh_puts("\n");
+    sh_exit(code);
+}
+
+/* newlib-nano's printf("%g") allocates a few hundred bytes once (dtoa): a small
+ * fixed heap, counted in .bss, instead of an unbounded one. */
+static uint8_t g_heap[640] __attribute__((aligned(8)));
+static size_t g_heap_used;
+void *_sbrk(ptrdiff_t incr)
+{
+    void *p;
+    if (incr < 0 || (size_t)incr > sizeof g_heap - g_heap_used)
+        return (void *)-1;
+    p = g_heap + g_heap_used;
+    g_heap_used += (size_t)incr;
+    return p;
+}

@@ -1,0 +1,149 @@
+/* ef_mcu_node.elf on the emulated MPS2 AN386: the node loop with its serial link on UART0.
+ *   node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] [--nopace] [--windows N]
+ * The artifact is copied through semihosting into the model slot (the stand-in for
+ * flash programming) and read in place. Samples come from a recording of float32 g
+ * (looped, or once and then exit) or, without --samples, from an on-device
+ * synthetic machine (shaft harmonics + noise, optional bearing-fault impulses). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "board.h"
+#include "node_app.h"
+#include "semihost.h"
+
+extern uint8_t _slot_start[], _slot_size[];
+static char g_cmd[256];
+
+typedef struct {
+    int fd, once;
+    uint32_t pos, len; /* bytes */
+} file_source;
+
+static int read_file(void *ctx, float *dst, uint32_t n)
+{
+    file_source *f = (file_source *)ctx;
+    uint32_t need = n * 4u;
+    if (f->pos + need > f->len) {
+        if (f->once || need > f->len)
+            return -1;
+        f->pos = 0; /* loop the recording */
+    }
+    if (sh_seek(f->fd, f->pos) != 0 || sh_read(f->fd, dst, need) != need)
+        return -1;
+    f->pos += need;
+    return 0;
+}
+
+typedef struct {
+    uint32_t rng;
+    double t, fs;
+    float fault;
+} synth_source;
+
+static float uniform(uint32_t *s)
+{
+    *s ^= *s << 13; /* xorshift32 */
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return (float)(*s >> 8) * (1.0f / 16777216.0f);
+}
+
+/* A healthy machine: 1x, 2x, 3x shaft harmonics at 29.95 Hz plus noise; `fault`
+ * adds decaying 3 kHz ringing at the 107.4 Hz outer-race rate. */
+static int synth(void *ctx, float *dst, uint32_t n)
+{
+    synth_source *s = (synth_source *)ctx;
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        double t = s->t + (double)i / s->fs;
+        float w = (float)(2.0 * 3.14159265358979 * 29.95 * t);
+        float noise = (uniform(&s->rng) + uniform(&s->rng) + uniform(&s->rng) + uniform(&s->rng) - 2.0f) * 0.05f;
+        float x = 0.08f * sinf(w) + 0.03f * sinf(2.0f * w + 0.4f) + 0.01f * sinf(3.0f * w + 1.1f) + noise;
+        if (s->fault > 0.0f) {
+            float ph = (float)fmod(t * 107.4, 1.0) / 107.4f;
+            x += s->fault * expf(-ph * 800.0f) * sinf(2.0f * 3.14159265f * 3000.0f * ph);
+        }
+        dst[i] = x;
+    }
+    s->t += (double)n / s->fs;
+    return 0;
+}
+
+static int load_slot(const char *path, size_t *len)
+{
+    int fd = sh_open(path, SH_RB);
+    long l;
+    if (fd < 0)
+        return -1;
+    l = sh_flen(fd);
+    if (l <= 0 || (uintptr_t)l > (uintptr_t)_slot_size || sh_read(fd, _slot_start, (size_t)l) != (size_t)l)
+        return -1;
+    sh_close(fd);
+    *len = (size_t)l;
+    return 0;
+}
+
+int main(void)
+{
+    char *argv[20];
+    int argc, i;
+    node_config c;
+    file_source fsrc;
+    synth_source ssrc;
+    const char *samples = NULL;
+    board_init();
+    memset(&c, 0, sizeof c);
+    memset(&fsrc, 0, sizeof fsrc);
+    memset(&ssrc, 0, sizeof ssrc);
+    if (sh_cmdline(g_cmd, sizeof g_cmd) != 0 || (argc = sh_argv(g_cmd, argv, 20)) < 4 ||
+        strcmp(argv[1], "node") != 0) {
+        sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] "
+                "[--nopace] [--windows N]\n");
+        sh_exit(1);
+    }
+    c.fs = strtod(argv[3], NULL);
+    c.paced = 1;
+    ssrc.rng = 0x9E3779B9u;
+    for (i = 4; i < argc; i++) {
+        if (strcmp(argv[i], "--once") == 0)
+            fsrc.once = 1;
+        else if (strcmp(argv[i], "--nopace") == 0)
+            c.paced = 0;
+        else if (i + 1 < argc && strcmp(argv[i], "--samples") == 0)
+            samples = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--fault") == 0)
+            ssrc.fault = strtof(argv[++i], NULL);
+        else if (i + 1 < argc && strcmp(argv[i], "--boot") == 0)
+            c.boot = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--t0") == 0) {
+            c.has_t0 = 1;
+            c.t0 = strtoull(argv[++i], NULL, 10);
+        } else if (i + 1 < argc && strcmp(argv[i], "--windows") == 0)
+            c.max_windows = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else {
+            sh_puts("error: unknown option\n");
+            sh_exit(1);
+        }
+    }
+    if (load_slot(argv[2], &c.artifact_len) != 0) {
+        sh_puts("error: cannot load the artifact into the model slot\n");
+        sh_exit(1);
+    }
+    c.artifact = _slot_start;
+    if (samples) {
+        if ((fsrc.fd = sh_open(samples, SH_RB)) < 0) {
+            sh_puts("error: cannot open the samples file\n");
+            sh_exit(1);
+        }
+        fsrc.len = (uint32_t)sh_flen(fsrc.fd);
+        c.source = read_file;
+        c.source_ctx = &fsrc;
+    } else {
+        ssrc.fs = c.fs;
+        c.source = synth;
+        c.source_ctx = &ssrc;
+    }
+    sh_exit(node_run(&c));
+}

@@ -1,0 +1,33 @@
+# Cortex-M4F builds (included by firmware/Makefile). Needs gcc-arm-none-eabi and
+# libnewlib-arm-none-eabi. $(call mcu_board,NAME,PORT_SOURCES,LDSCRIPT,EXTRA_CFLAGS)
+# builds build/NAME/ef_mcu_node.elf (+ ef_mcu_infer.elf for the QEMU board) and the
+# size report build/NAME/size.json. Crypto (mbedTLS) and OTA are not in the MCU images.
+M4_CC ?= arm-none-eabi-gcc
+M4_ARCH := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
+M4_CFLAGS := $(M4_ARCH) -Os -g -ffunction-sections -fdata-sections -D__GNUC_PYTHON__ -DEF_FEATURES_NFFT_MAX=1024
+M4_INC := -Icore/include -Iports/mps2-an386 -I$(CMSIS)/Include -I$(CMSIS)/PrivateInclude
+M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -Wl,--gc-sections -u _printf_float
+MCU_CORE := ef_status ef_crc ef_model ef_engine ef_features ef_pipeline ef_serial ef_protocol
+MCU_APP := node_app ef_cmd
+
+define mcu_board # $1 name, $2 port sources (dir/file stems), $3 linker script, $4 extra cflags
+build/$1/core/%.o: core/src/%.c $(wildcard core/include/ef/*.h) $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $4 $(M4_INC) $(WARN) -c $$< -o $$@
+build/$1/port/%.o: ports/$1/%.c $(wildcard ports/$1/*.h ports/mps2-an386/*.h core/include/ef/*.h) $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $4 $(M4_INC) -Iports/$1 $(WARN) -c $$< -o $$@
+build/$1/app/%.o: ports/mps2-an386/%.c $(wildcard ports/mps2-an386/*.h core/include/ef/*.h) $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $4 $(M4_INC) -Iports/$1 $(WARN) -c $$< -o $$@
+build/$1/tp/cmsis/%.o: $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $4 -std=c99 -w -I$(CMSIS)/Include -I$(CMSIS)/PrivateInclude -c $(CMSIS)/Source/$$*.c -o $$@
+build/$1/lib.a: $(MCU_CORE:%=build/$1/core/%.o) $(CMSIS_SRC:%=build/$1/tp/cmsis/%.o)
+	rm -f $$@ && arm-none-eabi-ar rcs $$@ $$^
+build/$1/ef_mcu_node.elf: $(2:%=build/$1/port/%.o) $(MCU_APP:%=build/$1/app/%.o) build/$1/lib.a $3
+	$(M4_CC) $(M4_LDFLAGS) -T $3 -Wl,-Map=build/$1/ef_mcu_node.map $(2:%=build/$1/port/%.o) \
+	    $(MCU_APP:%=build/$1/app/%.o) build/$1/lib.a -lm -o $$@
+build/$1/size.json: build/$1/ef_mcu_node.elf tools/size_report.py
+	python3 tools/size_report.py build/$1/ef_mcu_node.elf build/$1/ef_mcu_node.map --board $1 --json $$@ >/dev/null
+endef

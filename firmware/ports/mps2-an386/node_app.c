@@ -1,0 +1,412 @@
+/* The MCU node loop (see node_app.h). Static RAM is sized for models up to
+ * NODE_IO_MAX inputs and windows up to EF_FEATURES_NFFT_MAX samples. */
+#include "node_app.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "board.h"
+#include "ef/crc.h"
+#include "ef/pipeline.h"
+#include "ef/platform.h"
+#include "ef/protocol.h"
+#include "ef/serial.h"
+#include "ef/version.h"
+#include "ef_cmd.h"
+
+#ifndef NODE_IO_MAX
+#define NODE_IO_MAX 64u
+#endif
+#ifndef NODE_ARENA_MAX
+#define NODE_ARENA_MAX 256u
+#endif
+#define NODE_CALIB_K 4.0f     /* as device_sim: thr = exp(mean + k std) of log(score) */
+
+static struct {
+    float window[EF_FEATURES_NFFT_MAX], scratch[EF_FEATURES_NFFT_MAX];
+} g_fft;
+static float g_samples[EF_FEATURES_NFFT_MAX]; /* the raw window (kept for a debug capture) */
+static float g_features[NODE_IO_MAX];
+static int8_t g_q[NODE_IO_MAX], g_y[NODE_IO_MAX], g_arena[NODE_ARENA_MAX];
+static char g_msg[384];  /* a result or status message (<= 260 B) */
+static uint8_t g_rx_buf[256]; /* one received frame: a cmd is < 200 B */
+
+typedef struct {
+    ef_model model;
+    ef_pipeline pipe;
+    char boot[9];
+    float thr;
+    uint32_t result_seq, status_seq, debug_seq;
+    int synced;              /* the bridge said hello (or a fixed timeline) */
+    uint64_t epoch_ms;       /* bridge time at the hello */
+    uint32_t epoch_tick;     /* board ms at the hello */
+    int debug_pending;
+    char debug_id[65];
+    uint32_t calib_left, calib_n;
+    float calib_mean, calib_m2;
+    char seen_ids[4][65];
+    unsigned seen_next;
+} node_state;
+
+static node_state g_node;
+
+/* ---- link: "KIND BODY" frames, COBS streamed in blocks of at most 254 bytes ---- */
+static struct {
+    uint8_t blk[254];
+    size_t n;
+    int after_full;
+    uint32_t crc;
+} g_tx;
+
+static void cobs_flush(void)
+{
+    uint8_t code = (uint8_t)(g_tx.n + 1u);
+    board_uart_write(&code, 1);
+    board_uart_write(g_tx.blk, g_tx.n);
+    g_tx.n = 0;
+}
+
+static void cobs_put(const uint8_t *d, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        g_tx.after_full = 0;
+        if (d[i] == 0) { /* a block ends with an implied zero */
+            cobs_flush();
+            continue;
+        }
+        g_tx.blk[g_tx.n++] = d[i];
+        if (g_tx.n == 254u) { /* a 0xFF block: no implied zero */
+            cobs_flush();
+            g_tx.after_full = 1;
+        }
+    }
+}
+
+static void link_begin(const char *kind)
+{
+    g_tx.n = 0;
+    g_tx.after_full = 0;
+    g_tx.crc = ef_crc32(0, kind, strlen(kind));
+    cobs_put((const uint8_t *)kind, strlen(kind));
+}
+
+static void link_put(const void *d, size_t len)
+{
+    g_tx.crc = ef_crc32(g_tx.crc, d, len);
+    cobs_put((const uint8_t *)d, len);
+}
+
+static void link_end(void)
+{
+    static const uint8_t delim = 0;
+    uint8_t crc[4];
+    crc[0] = (uint8_t)g_tx.crc;
+    crc[1] = (uint8_t)(g_tx.crc >> 8);
+    crc[2] = (uint8_t)(g_tx.crc >> 16);
+    crc[3] = (uint8_t)(g_tx.crc >> 24);
+    cobs_put(crc, 4);
+    if (!(g_tx.n == 0 && g_tx.after_full)) /* canonical: a full block at the very end opens no empty one */
+        cobs_flush();
+    board_uart_write(&delim, 1);
+}
+
+void node_link_send(const char *kind, const char *body, size_t len)
+{
+    link_begin(kind);
+    if (body) {
+        link_put(" ", 1);
+        link_put(body, len);
+    }
+    link_end();
+}
+
+/* ---- messages ---- */
+static uint64_t now_ms(const node_config *c, uint64_t fixed)
+{
+    if (c->has_t0)
+        return fixed;
+    return g_node.epoch_ms + (uint32_t)(ef_platform_ticks_ms() - g_node.epoch_tick);
+}
+
+static void send_status(const char *state, uint64_t ts, const char *kind)
+{
+    static const char *const caps[] = {"debug", "calib"};
+    ef_proto_status s;
+    int n;
+    memset(&s, 0, sizeof s);
+    s.boot = g_node.boot;
+    s.seq = g_node.status_seq++;
+    s.ts = ts;
+    s.state = state;
+    if (strcmp(state, "online") == 0) {
+        s.fw = EF_FIRMWARE_VERSION_STR;
+        s.has_model = 1;
+        s.model = g_node.model.model_version;
+        s.slot = "A";
+        s.has_thr = 1;
+        s.thr = (double)g_node.thr;
+        s.has_caps = 1;
+        s.caps = caps;
+        s.n_caps = 2;
+    }
+    if ((n = ef_proto_encode_status(g_msg, sizeof g_msg, &s)) > 0)
+        node_link_send(kind, g_msg, (size_t)n);
+}
+
+static void announce(uint64_t ts)
+{
+    send_status("lost", ts, "will");
+    send_status("online", ts, "status");
+}
+
+static void send_result(uint64_t ts, float score, uint32_t inf_us)
+{
+    ef_proto_result_head h;
+    ef_proto_result_rec r;
+    int n;
+    h.boot = g_node.boot;
+    h.model = g_node.model.model_version;
+    h.thr = (double)g_node.thr;
+    h.dropped = 0;
+    r.seq = g_node.result_seq++;
+    r.ts = ts;
+    r.score = (double)score;
+    r.anom = score > g_node.thr;
+    r.inf_us = inf_us;
+    if ((n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
+        node_link_send("result", g_msg, (size_t)n);
+}
+
+/* The debug capture, streamed: the core encoder writes the message with the first
+ * sample only (checking every other field against the schema), and the node sends
+ * that text with the whole window spliced in, each sample formatted by the same
+ * canonical rule (%.6g, zero as 0; checked against the encoder's own first sample).
+ * So no RAM holds the ~11 KB of text; the encoder's output lands in the FFT scratch
+ * buffer, free once the window is scored. */
+static int canon(char *t, size_t cap, float x)
+{
+    if (!isfinite(x))
+        return -1;
+    if (x == 0.0f)
+        return snprintf(t, cap, "0");
+    return snprintf(t, cap, "%.6g", (double)x);
+}
+
+static void send_debug(const node_config *c, uint64_t ts, float score)
+{
+    ef_proto_debug d;
+    int n, k;
+    uint32_t i;
+    char t[32], *text = (char *)g_fft.scratch, *at, *rest;
+    static const char key[] = "\"samples\":[";
+    const ef_model *m = &g_node.model;
+    g_node.debug_pending = 0;
+    for (i = 0; i < g_node.pipe.plan.n_samples; i++)
+        if (!isfinite(g_samples[i]))
+            return;
+    d.boot = g_node.boot;
+    d.seq = g_node.debug_seq;
+    d.ts = ts;
+    d.id = g_node.debug_id[0] ? g_node.debug_id : NULL;
+    d.model = m->model_version;
+    d.fs = c->fs;
+    d.samples = g_samples;
+    d.n_samples = 1;
+    d.features = g_features;
+    d.n_features = m->n_inputs;
+    d.q_in = g_q;
+    d.n_q_in = m->n_inputs;
+    d.q_out = g_y;
+    d.n_q_out = m->n_outputs;
+    d.score = (double)score;
+    d.thr = (double)g_node.thr;
+    d.anom = score > g_node.thr;
+    n = ef_proto_encode_debug(text, sizeof g_fft.scratch, &d);
+    k = canon(t, sizeof t, g_samples[0]);
+    if (n <= 0 || k <= 0 || !(at = strstr(text, key)) ||
+        strncmp(at + sizeof key - 1, t, (size_t)k) != 0 || at[sizeof key - 1 + (size_t)k] != ']') {
+        ef_platform_log("debug capture refused (schema or capacity)");
+        return;
+    }
+    g_node.debug_seq++;
+    rest = at + sizeof key - 1 + k; /* "]" and everything after the samples */
+    link_begin("debug");
+    link_put(" ", 1);
+    link_put(text, (size_t)(at - text) + sizeof key - 1);
+    for (i = 0; i < g_node.pipe.plan.n_samples; i++) {
+        if (i)
+            link_put(",", 1);
+        k = canon(t, sizeof t, g_samples[i]);
+        link_put(t, (size_t)k);
+    }
+    link_put(rest, strlen(rest));
+    link_end();
+}
+
+/* Welford over log(score); at the end thr = exp(mean + k*std) and a new birth announces it. */
+static void calibrate_add(float score, uint64_t ts)
+{
+    float x = logf(score > 1e-12f ? score : 1e-12f), d;
+    g_node.calib_n++;
+    d = x - g_node.calib_mean;
+    g_node.calib_mean += d / (float)g_node.calib_n;
+    g_node.calib_m2 += d * (x - g_node.calib_mean);
+    if (--g_node.calib_left == 0) {
+        float sd = g_node.calib_n > 1 ? sqrtf(g_node.calib_m2 / (float)(g_node.calib_n - 1u)) : 0.0f;
+        float thr = expf(g_node.calib_mean + NODE_CALIB_K * sd);
+        if (thr > 0.0f && isfinite(thr))
+            g_node.thr = thr;
+        send_status("online", ts, "status");
+    }
+}
+
+static int seen_before(const char *id)
+{
+    unsigned i;
+    for (i = 0; i < 4u; i++)
+        if (strcmp(g_node.seen_ids[i], id) == 0)
+            return 1;
+    strcpy(g_node.seen_ids[g_node.seen_next], id);
+    g_node.seen_next = (g_node.seen_next + 1u) % 4u;
+    return 0;
+}
+
+static void handle_cmd(const node_config *c, const char *json, size_t len)
+{
+    ef_cmd cmd;
+    if (ef_cmd_decode(json, len, &cmd) != EF_OK) {
+        ef_platform_log("cmd refused: not a valid protocol v1 cmd");
+        return;
+    }
+    if (seen_before(cmd.id)) /* QoS 1 may deliver twice */
+        return;
+    switch (cmd.op) {
+    case EF_OP_CALIBRATE:
+        g_node.calib_left = cmd.has_n ? cmd.n : 100u;
+        g_node.calib_n = 0;
+        g_node.calib_mean = g_node.calib_m2 = 0.0f;
+        break;
+    case EF_OP_DEBUG:
+        g_node.debug_pending = 1;
+        strcpy(g_node.debug_id, cmd.id);
+        break;
+    case EF_OP_SET_THRESHOLD:
+        if (cmd.has_thr && (float)cmd.thr > 0.0f && isfinite((float)cmd.thr)) {
+            g_node.thr = (float)cmd.thr;
+            send_status("online", now_ms(c, c->t0), "status");
+        }
+        break;
+    case EF_OP_PING:
+        send_status("online", now_ms(c, c->t0), "status");
+        break;
+    case EF_OP_REBOOT:
+        board_reset();
+    case EF_OP_REVERT: /* no OTA on this image */
+        break;
+    }
+}
+
+static uint64_t parse_u64(const char *s, size_t n)
+{
+    uint64_t v = 0;
+    size_t i;
+    for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10u + (uint64_t)(s[i] - '0');
+    return v;
+}
+
+static void handle_frame(const node_config *c, const uint8_t *p, size_t len)
+{
+    const char *s = (const char *)p;
+    if (len > 6 && memcmp(s, "hello ", 6) == 0) {
+        uint32_t e;
+        g_node.epoch_ms = parse_u64(s + 6, len - 6);
+        g_node.epoch_tick = ef_platform_ticks_ms();
+        if (!g_node.synced && !c->boot) { /* the boot id: board entropy mixed with the bridge clock */
+            e = ef_crc32(board_entropy(), &g_node.epoch_ms, sizeof g_node.epoch_ms);
+            snprintf(g_node.boot, sizeof g_node.boot, "%08lx", (unsigned long)e);
+        }
+        g_node.synced = 1;
+        announce(now_ms(c, 0));
+    } else if (len > 4 && memcmp(s, "cmd ", 4) == 0 && g_node.synced)
+        handle_cmd(c, s + 4, len - 4);
+}
+
+static void poll_link(const node_config *c, ef_serial_rx *rx)
+{
+    int b;
+    while ((b = board_uart_getc()) >= 0) {
+        const uint8_t *payload;
+        int n = ef_serial_rx_byte(rx, (uint8_t)b, &payload);
+        if (n > 0)
+            handle_frame(c, payload, (size_t)n);
+    }
+}
+
+int node_run(const node_config *c)
+{
+    ef_pipeline_buffers b;
+    ef_serial_rx rx;
+    ef_status st;
+    uint32_t windows = 0, next_tick;
+    uint64_t start = 0;
+    memset(&g_node, 0, sizeof g_node);
+    if ((st = ef_model_open(&g_node.model, c->artifact, c->artifact_len)) != EF_OK) {
+        ef_platform_log("model rejected");
+        return 2;
+    }
+    b.window = g_fft.window;
+    b.scratch = g_fft.scratch;
+    b.fft_len = EF_FEATURES_NFFT_MAX;
+    b.features = g_features;
+    b.q = g_q;
+    b.y = g_y;
+    b.io_len = NODE_IO_MAX;
+    b.arena = g_arena;
+    b.arena_len = sizeof g_arena;
+    if ((st = ef_pipeline_init(&g_node.pipe, &g_node.model, c->fs, &b)) != EF_OK) {
+        ef_platform_log(st == EF_ERR_RATE ? "model cannot run at this rate" : "model too large for this node");
+        return 2;
+    }
+    g_node.thr = g_node.pipe.scoring.threshold;
+    ef_serial_rx_init(&rx, g_rx_buf, sizeof g_rx_buf);
+    if (c->boot) {
+        strncpy(g_node.boot, c->boot, 8);
+        g_node.boot[8] = '\0';
+    }
+    node_link_send("boot", NULL, 0);
+    if (c->has_t0) {
+        g_node.synced = 1;
+        announce(c->t0);
+    }
+    next_tick = ef_platform_ticks_ms();
+    for (;;) {
+        const uint32_t n = g_node.pipe.plan.n_samples;
+        ef_pipeline_result res;
+        uint32_t t_us;
+        uint64_t ts;
+        poll_link(c, &rx);
+        if (!g_node.synced || (c->paced && (int32_t)(ef_platform_ticks_ms() - next_tick) < 0)) {
+            board_idle();
+            continue;
+        }
+        next_tick += (uint32_t)(1000.0 * (double)n / c->fs);
+        if (c->source(c->source_ctx, g_samples, n) != 0)
+            return 0;
+        t_us = board_us();
+        if (ef_pipeline_run(&g_node.pipe, g_samples, &res) != EF_OK)
+            return 1;
+        t_us = board_us() - t_us;
+        ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
+        send_result(ts, res.score, t_us);
+        if (g_node.debug_pending)
+            send_debug(c, ts, res.score);
+        if (g_node.calib_left)
+            calibrate_add(res.score, ts);
+        start += n;
+        if (c->max_windows && ++windows >= c->max_windows)
+            return 0;
+    }
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Size report of a linked Cortex-M image: flash/RAM totals and the share per module.
+
+Reads the GNU ld map (input sections per object) and `arm-none-eabi-size`; writes a
+table (stdout and SIZE.txt next to the JSON) and the same figures as JSON. Only the
+standard library: it runs from the firmware Makefile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+OUT_FLASH = {".isr_vector", ".text", ".ARM.exidx", ".data"}  # .data is stored in flash too
+ONE_LINE = re.compile(r"^ (\.\S+|COMMON)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
+NAME_ONLY = re.compile(r"^ (\.\S+|COMMON)$")
+CONT = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
+OUT_SEC = re.compile(r"^(\.\S+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)")
+OUT_SEC_NAME = re.compile(r"^(\.\S+)\s*$")
+
+CMSIS_TABLES = ("arm_common_tables.o", "arm_const_structs.o")
+
+
+def module_of(obj: str) -> str:
+    """Group an input object into the module it belongs to."""
+    m = re.search(r"\(([^)]+)\)$", obj)
+    name = m.group(1) if m else Path(obj).name
+    if "libm" in obj:
+        return "libm"
+    if "libc" in obj or "libgcc" in obj or "libnosys" in obj:
+        return "libc+libgcc"
+    if name in CMSIS_TABLES:
+        return "cmsis_fft_tables"
+    if name.startswith("arm_"):
+        return "cmsis_fft_code"
+    if name.startswith("ef_") and name.endswith(".o"):
+        return name[3:-2]
+    return "port:" + name.removesuffix(".o")
+
+
+def parse_map(text: str) -> dict[str, dict[str, int]]:
+    """{module: {"flash": bytes, "ram": bytes}} from the memory-map part of an ld map."""
+    body = text.split("Linker script and memory map", 1)[-1]
+    out: dict[str, dict[str, int]] = {}
+    section = None
+    pending = None
+    for line in body.splitlines():
+        if m := OUT_SEC.match(line):
+            section, pending = m.group(1), None
+            continue
+        if m := OUT_SEC_NAME.match(line):
+            section, pending = m.group(1), None
+            continue
+        size = obj = None
+        if m := ONE_LINE.match(line):
+            size, obj = int(m.group(3), 16), m.group(4)
+        elif m := NAME_ONLY.match(line):
+            pending = m.group(1)
+            continue
+        elif pending and (m := CONT.match(line)):
+            size, obj = int(m.group(2), 16), m.group(3)
+        pending = None
+        if size is None or not size or section is None or obj.startswith("*"):
+            continue
+        d = out.setdefault(module_of(obj.strip()), {"flash": 0, "ram": 0})
+        if section in OUT_FLASH:
+            d["flash"] += size
+        if section in (".data", ".bss", ".stack"):
+            d["ram"] += size
+    return out
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+def report(elf: Path, map_path: Path, board: str) -> dict:
+    s = section_sizes(elf)
+    mods = parse_map(map_path.read_text())
+    text = s.get(".isr_vector", 0) + s.get(".text", 0) + s.get(".ARM.exidx", 0)
+    data, bss, stack = s.get(".data", 0), s.get(".bss", 0), s.get(".stack", 0)
+    ef = {k: mods.get(k, {}).get("flash", 0) for k in ("engine", "features")}
+    return {
+        "board": board, "image": elf.name, "compiler": "arm-none-eabi-gcc -Os, nano.specs",
+        "text": text, "data": data, "bss": bss, "stack_reserved": stack,
+        "flash_total": text + data, "static_ram_total": data + bss + stack,
+        "engine_features_flash": ef["engine"] + ef["features"],
+        "engine_features_share": round((ef["engine"] + ef["features"]) / max(1, text + data), 4),
+        "modules": dict(sorted(mods.items(), key=lambda kv: -kv[1]["flash"] - kv[1]["ram"])),
+    }
+
+
+def table(r: dict) -> str:
+    lines = [f"{r['board']} {r['image']}: text {r['text']} B, data {r['data']} B, bss {r['bss']} B, "
+             f"stack {r['stack_reserved']} B",
+             f"  flash {r['flash_total']} B, static RAM {r['static_ram_total']} B (data + bss + stack)",
+             f"  engine + features: {r['engine_features_flash']} B flash = "
+             f"{100 * r['engine_features_share']:.1f}% of the image",
+             f"  {'module':<22}{'flash':>8}{'ram':>8}"]
+    for k, v in r["modules"].items():
+        lines.append(f"  {k:<22}{v['flash']:>8}{v['ram']:>8}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("elf", type=Path)
+    ap.add_argument("map", type=Path)
+    ap.add_argument("--board", required=True)
+    ap.add_argument("--json", type=Path, required=True)
+    a = ap.parse_args(argv)
+    r = report(a.elf, a.map, a.board)
+    a.json.write_text(json.dumps(r, indent=2) + "\n")
+    txt = table(r)
+    a.json.with_suffix(".txt").write_text(txt)
+    sys.stdout.write(txt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,8 +23,24 @@ from edgefleet.store import (
 T0 = 1_767_225_600_000
 
 # name -> factory(tmp_path) -> Store. An InfluxDB backend adds an entry (skipped without its URL).
+def _influx(tmp: Path) -> Store:
+    """A real InfluxDB 2 (EDGEFLEET_INFLUX_URL/TOKEN/ORG), a fresh bucket per test; SQLite registry beside it."""
+    import os
+    import uuid
+
+    from edgefleet.store.influx import InfluxStore
+
+    url = os.environ.get("EDGEFLEET_INFLUX_URL")
+    if not url:
+        pytest.skip("EDGEFLEET_INFLUX_URL is not set: no InfluxDB 2 server to run the contract against")
+    return InfluxStore(tmp / "registry.db", url=url, token=os.environ.get("EDGEFLEET_INFLUX_TOKEN", ""),
+                       org=os.environ.get("EDGEFLEET_INFLUX_ORG", "edgefleet"),
+                       bucket=f"contract-{uuid.uuid4().hex[:12]}")
+
+
 BACKENDS: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda tmp: SQLiteStore(tmp / "store.db"),
+    "influxdb": _influx,
 }
 
 

@@ -1,0 +1,320 @@
+"""Serial-to-MQTT bridge: gives a node without a network stack its MQTT identity.
+
+The node (firmware/ports/*/node_app.c) speaks COBS + CRC-32 frames (ef_serial,
+docs/firmware.md) over a UART; each frame holds one link message "KIND BODY":
+
+- node -> bridge: ``boot`` (just started), ``will`` (the status to register as the
+  MQTT last will), and protocol v1 ``status``, ``result``, ``debug``, ``ota/state``,
+  ``ota/req`` bodies, published on ``ef/v1/{device}/{kind}`` after validation;
+- bridge -> node: ``hello MS`` (the bridge's clock; the node answers with will + birth)
+  and ``cmd JSON`` (each ``ef/v1/{device}/cmd`` message, forwarded as received).
+
+The serial endpoint is ``tcp://HOST:PORT`` (QEMU's ``-serial tcp:...``) or a tty path
+(a board's USB virtual COM port). When the link ends the bridge publishes the node's
+``lost`` status and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgefleet import protocol
+from edgefleet.config import broker_credentials, parse_broker_url
+from edgefleet.errors import EdgefleetError
+
+log = logging.getLogger("edgefleet.bridge")
+
+DEVICE_TO_BROKER = ("status", "result", "debug", "ota/state", "ota/req")
+MAX_FRAME = 256 * 1024  # a debug capture of a long window fits; anything longer is noise
+
+
+class BridgeError(EdgefleetError):
+    """The serial endpoint or the broker cannot be used."""
+
+
+# ---- framing (docs/firmware.md, ef_serial) -------------------------------------------
+def cobs_encode(data: bytes) -> bytes:
+    """COBS without the delimiter; a full 254-byte block at the very end opens no empty block."""
+    out = bytearray()
+    block = bytearray()
+    after_full = False
+    for b in data:
+        after_full = False
+        if b == 0:
+            out.append(len(block) + 1)
+            out += block
+            block.clear()
+            continue
+        block.append(b)
+        if len(block) == 254:
+            out.append(255)
+            out += block
+            block.clear()
+            after_full = True
+    if not (after_full and not block):
+        out.append(len(block) + 1)
+        out += block
+    return bytes(out)
+
+
+def cobs_decode(enc: bytes) -> bytes:
+    """Inverse of cobs_encode; ValueError on a malformed block."""
+    out = bytearray()
+    i = 0
+    while i < len(enc):
+        code = enc[i]
+        if code == 0 or i + code > len(enc):
+            raise ValueError("malformed COBS block")
+        out += enc[i + 1:i + code]
+        i += code
+        if code < 255 and i < len(enc):
+            out.append(0)
+    return bytes(out)
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """One wire frame: COBS(payload || CRC-32 LE) 0x00."""
+    return cobs_encode(payload + zlib.crc32(payload).to_bytes(4, "little")) + b"\0"
+
+
+@dataclass
+class FrameDecoder:
+    """Splits a byte stream into good payloads; bad or overlong frames are counted and dropped."""
+
+    max_frame: int = MAX_FRAME
+    buf: bytearray = field(default_factory=bytearray)
+    good: int = 0
+    dropped: int = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out = []
+        start = 0
+        while True:
+            z = data.find(b"\0", start)
+            if z < 0:
+                self.buf += data[start:]
+                if len(self.buf) > self.max_frame:  # resynchronise at the next delimiter
+                    self.buf.clear()
+                    self.dropped += 1
+                return out
+            self.buf += data[start:z]
+            start = z + 1
+            raw, self.buf = bytes(self.buf), bytearray()
+            if not raw:
+                continue
+            try:
+                dec = cobs_decode(raw)
+            except ValueError:
+                self.dropped += 1
+                continue
+            if len(dec) < 4 or zlib.crc32(dec[:-4]).to_bytes(4, "little") != dec[-4:]:
+                self.dropped += 1
+                continue
+            self.good += 1
+            out.append(dec[:-4])
+
+
+def split_link(payload: bytes) -> tuple[str, bytes]:
+    """'KIND BODY' -> (kind, body); body is b'' for a bare kind."""
+    kind, _, body = payload.partition(b" ")
+    return kind.decode("ascii", "replace"), body
+
+
+# ---- serial endpoints ----------------------------------------------------------------
+class SerialLink:
+    """A byte link: tcp://host:port or a tty/file path. recv() returns b'' at end of stream."""
+
+    def __init__(self, endpoint: str, connect_timeout: float = 10.0):
+        self.endpoint = endpoint
+        self.sock: socket.socket | None = None
+        self.fd: int | None = None
+        self._wlock = threading.Lock()
+        if endpoint.startswith("tcp://"):
+            u = urlsplit(endpoint)
+            if not u.hostname or not u.port:
+                raise BridgeError(f"serial endpoint {endpoint!r}: expected tcp://HOST:PORT")
+            deadline = time.monotonic() + connect_timeout
+            while True:
+                try:
+                    self.sock = socket.create_connection((u.hostname, u.port), timeout=2)
+                    break
+                except OSError as e:
+                    if time.monotonic() > deadline:
+                        raise BridgeError(f"cannot connect to {endpoint}: {e}") from e
+                    time.sleep(0.2)
+            self.sock.settimeout(0.2)
+        else:
+            try:
+                self.fd = os.open(endpoint, os.O_RDWR | os.O_NOCTTY)
+            except OSError as e:
+                raise BridgeError(f"cannot open serial device {endpoint}: {e}") from e
+            if os.isatty(self.fd):
+                import tty
+                tty.setraw(self.fd)
+
+    def recv(self) -> bytes | None:
+        """Bytes, None when nothing arrived within 0.2 s, b'' at end of stream."""
+        if self.sock is not None:
+            try:
+                return self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            except OSError:
+                return b""
+        import select
+        r, _, _ = select.select([self.fd], [], [], 0.2)
+        return os.read(self.fd, 65536) if r else None
+
+    def send(self, data: bytes) -> None:
+        with self._wlock:
+            if self.sock is not None:
+                self.sock.sendall(data)
+            else:
+                os.write(self.fd, data)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+# ---- the bridge ----------------------------------------------------------------------
+@dataclass
+class BridgeStats:
+    frames_in: int = 0
+    bad_frames: int = 0
+    published: dict = field(default_factory=dict)
+    invalid: int = 0
+    cmds: int = 0
+
+
+class Bridge:
+    """One node's link to the broker. run() returns when the link ends or stop is set."""
+
+    def __init__(self, serial: str, broker: str, device: str, *, connect_timeout: float = 10.0):
+        protocol.topic(device, "result")  # validates the id
+        self.serial_url, self.broker, self.device = serial, broker, device
+        self.host, self.port = parse_broker_url(broker)
+        self.connect_timeout = connect_timeout
+        self.stats = BridgeStats()
+        self.client: mqtt.Client | None = None
+        self.will: bytes | None = None
+        self.last_status: dict | None = None
+        self.cmd_queue: queue.Queue[bytes] = queue.Queue()
+        self.decoder = FrameDecoder()
+
+    def _connect_mqtt(self, will: bytes) -> None:
+        if self.client is not None:  # a new boot: a new will needs a new connection
+            self.client.disconnect()
+            self.client.loop_stop()
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.device,
+                        protocol=mqtt.MQTTv5)
+        user, password = broker_credentials(self.broker)
+        if user:
+            c.username_pw_set(user, password)
+        c.will_set(protocol.topic(self.device, "status"), will, qos=1, retain=True)
+        connected = threading.Event()
+
+        def on_connect(client, userdata, flags, rc, props=None):
+            if not rc.is_failure:
+                client.subscribe(protocol.topic(self.device, "cmd"), qos=1)
+                connected.set()
+
+        def on_message(client, userdata, msg):
+            self.cmd_queue.put(bytes(msg.payload))
+
+        c.on_connect = on_connect
+        c.on_message = on_message
+        try:
+            c.connect(self.host, self.port, keepalive=30)
+        except OSError as e:
+            raise BridgeError(f"cannot connect to broker {self.broker}: {e}") from e
+        c.loop_start()
+        if not connected.wait(self.connect_timeout):
+            c.loop_stop()
+            raise BridgeError(f"broker {self.broker} did not accept {self.device}")
+        self.client = c
+
+    def _publish(self, kind: str, body: bytes) -> None:
+        try:
+            msg = protocol.decode(kind, body)
+        except protocol.ProtocolError as e:
+            self.stats.invalid += 1
+            log.warning("node sent an invalid %s message (%s): not published", kind, e)
+            return
+        if kind == "status":
+            self.last_status = msg
+        if self.client is None:
+            log.warning("%s before the node's will: not published", kind)
+            return
+        self.client.publish(protocol.topic(self.device, kind), body, qos=1, retain=(kind == "status"))
+        self.stats.published[kind] = self.stats.published.get(kind, 0) + 1
+
+    def _hello(self, link: SerialLink) -> None:
+        link.send(encode_frame(b"hello %d" % int(time.time() * 1000)))
+
+    def _handle(self, link: SerialLink, payload: bytes) -> None:
+        kind, body = split_link(payload)
+        if kind == "boot":
+            self._hello(link)
+        elif kind == "will":
+            try:
+                protocol.decode("status", body)
+            except protocol.ProtocolError as e:
+                log.warning("node sent an invalid will (%s)", e)
+                return
+            self.will = body
+            self._connect_mqtt(body)
+        elif kind in DEVICE_TO_BROKER:
+            self._publish(kind, body)
+        else:
+            self.stats.invalid += 1
+            log.warning("unknown link message %r", kind)
+
+    def _lost(self) -> None:
+        """The link ended: say so on the node's behalf (its boot, the next status seq, now)."""
+        if self.client is None or self.last_status is None:
+            return
+        body = {"v": 1, "boot": self.last_status["boot"], "seq": self.last_status["seq"] + 1,
+                "ts": int(time.time() * 1000), "state": "lost"}
+        info = self.client.publish(protocol.topic(self.device, "status"), protocol.encode("status", body),
+                                   qos=1, retain=True)
+        info.wait_for_publish(5)
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        stop = stop or threading.Event()
+        link = SerialLink(self.serial_url, self.connect_timeout)
+        try:
+            self._hello(link)
+            while not stop.is_set():
+                while not self.cmd_queue.empty():
+                    link.send(encode_frame(b"cmd " + self.cmd_queue.get()))
+                    self.stats.cmds += 1
+                data = link.recv()
+                if data == b"":
+                    log.info("serial link %s ended", self.serial_url)
+                    break
+                if data:
+                    for payload in self.decoder.feed(data):
+                        self.stats.frames_in += 1
+                        self._handle(link, payload)
+                    self.stats.bad_frames = self.decoder.dropped
+        finally:
+            self._lost()
+            if self.client is not None:
+                self.client.disconnect()
+                self.client.loop_stop()
+            link.close()
+        return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from edgefleet.features import log_band_power, plan, quantize, standardize
 
 from device_sim.link import LinkOptions, NodeLink, Shard, now_ms
 from device_sim.node import Calibration, VirtualNode
-from device_sim.physics import synthesize
+from device_sim.physics import Fault, synthesize, with_faults
 from device_sim.plant import Plant
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,23 @@ class Fleet:
     def start(self) -> None:
         for sh in self.shards:
             sh.start()
+
+    def sim_time(self) -> float:
+        """Simulation seconds now (the clock the fault schedule uses)."""
+        return self.opts.time_offset_s + (time.monotonic() - self.t0 if self.t0 else 0.0)
+
+    def inject_fault(self, device_id: str, kind: Fault = Fault.OUTER_RACE, *, peak_g: float = 2.0,
+                     ramp_s: float = 0.0) -> float:
+        """Give a running machine a bearing defect from now on (full after ramp_s); returns the
+        onset in simulation seconds. For tests and demos that need a fault on cue."""
+        rows = [s.row for s in self.plant.nodes if s.device_id == device_id]
+        if not rows:
+            raise KeyError(f"no simulated device {device_id!r}")
+        onset = self.sim_time()
+        machines = with_faults(self.plant.machines, rows, kind, onset_s=onset, ramp_s=max(ramp_s, 1e-6),
+                               peak_g=peak_g)
+        self.plant = replace(self.plant, machines=machines)  # the tick thread picks it up next tick
+        return onset
 
     def connected(self) -> int:
         return sum(1 for lk in self.links if lk.connected)

@@ -247,3 +247,29 @@ def test_nodes_log_in_with_per_device_credentials_and_the_acl(tmp_path, recorder
     bad = json.loads((tmp_path / "r2.json").read_text())
     assert bad["published"] == 0 and bad["connects"] == 0 and bad["pending"] == bad["windows"]
     assert bad["refused_connects"] >= 2  # the broker said no; the nodes kept their results
+
+
+def test_a_fault_injected_on_cue_turns_that_node_anomalous(mosquitto, recorder_factory):
+    """With the shipped fleet model (trained on the simulator's healthy machines)."""
+    from edgefleet.artifact import load_artifact
+
+    from device_sim.physics import Fault
+
+    model = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"
+    rec = recorder_factory(mosquitto.port)
+    plant = make_plant(6, seed=3)
+    fleet = Fleet(plant, load_artifact(model), LinkOptions("127.0.0.1", mosquitto.port),
+                  FleetOptions(period_s=0.25, ticks_per_period=5))
+    fleet.start()
+    assert fleet.wait_connected(1.0, 10)
+    runner = run_fleet(fleet, 6.0)
+    time.sleep(2.0)
+    dev = plant.nodes[2].device_id
+    fleet.inject_fault(dev, Fault.OUTER_RACE, peak_g=2.0)
+    runner.join(20)
+    assert fleet.drain(10)
+    fleet.shutdown()
+    per = fleet.report()["per_device"]
+    assert per[dev]["anomalies"] >= 6  # ~16 windows after the injection
+    assert sum(d["anomalies"] for k, d in per.items() if k != dev) <= 1  # healthy ones stay quiet
+    assert rec.wait(lambda: any(r["anom"] for d, b, _ in rec.of("result") if d == dev for r in b["res"]))

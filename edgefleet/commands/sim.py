@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds after start when faults begin (default 30 90)")
     p.add_argument("--fault-ramp", type=float, nargs=2, default=(120.0, 300.0), metavar=("MIN", "MAX"),
                    help="seconds from onset to full severity (default 120 300)")
+    p.add_argument("--inject", action="append", default=[], metavar="DEVICE:SECONDS",
+                   help="give DEVICE a full outer-race fault SECONDS after start (repeatable), "
+                        "e.g. --inject sim-0007:20")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="each node calibrates its threshold from its first N windows (default off)")
     p.add_argument("--ring", type=int, default=600, help="store-and-forward ring per node, results (default 600)")
@@ -78,6 +81,17 @@ def _raise_fd_limit(need: int) -> None:
             log.warning("open-file limit %d is below the %d this many nodes need", target, need)
 
 
+def _parse_injection(text: str) -> tuple[str, float]:
+    dev, sep, at = text.rpartition(":")
+    try:
+        seconds = float(at)
+    except ValueError:
+        seconds = -1.0
+    if not sep or not dev or seconds < 0:
+        raise EdgefleetError(f"--inject {text!r}: expected DEVICE:SECONDS, e.g. sim-0007:20")
+    return dev, seconds
+
+
 def run(args: argparse.Namespace) -> int:
     from device_sim.fleet import Fleet, FleetOptions
     from device_sim.link import LinkOptions
@@ -96,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise EdgefleetError("--batch must be 1..256 results per message")
     if args.period <= 0 or args.ring < 1 or args.shards < 1 or not 1 <= args.sites <= 4:
         raise EdgefleetError("--period > 0, --ring >= 1, --shards >= 1 and --sites 1-4 are required")
+    injections = [_parse_injection(text) for text in args.inject]
     host, port = parse_broker_url(args.broker)
     model = args.model or default_model()
     artifact = load_artifact(model / "model.efm" if model.is_dir() else model)
@@ -133,17 +148,34 @@ def run(args: argparse.Namespace) -> int:
     log.info("sim: %d nodes (%d faulty: %s), model %s v%d, broker %s:%d MQTT %s", args.nodes,
              args.faulty, ", ".join(plant.faulty) or "none", model, artifact.model_version, host, port,
              version)
+    known = {n.device_id for n in plant.nodes}
+    for dev, _ in injections:
+        if dev not in known:
+            raise EdgefleetError(f"--inject: no simulated device {dev!r} (ids are {args.prefix}0000...)")
+    injected: dict[str, float] = {}
+
+    def inject(dev: str) -> None:
+        injected[dev] = fleet.inject_fault(dev)
+        log.info("injected an outer-race fault on %s", dev)
+
     fleet.start()
+    timers = [threading.Timer(at, inject, args=(dev,)) for dev, at in injections]
     if not fleet.wait_connected(0.99, timeout=min(60.0, max(5.0, args.nodes / 50))):
         log.warning("only %d of %d nodes connected so far; running anyway", fleet.connected(), args.nodes)
+    for t in timers:  # seconds counted from the first window, like the fault schedule
+        t.daemon = True
+        t.start()
     try:
         fleet.run(args.duration)
         if not fleet.drain(timeout=15.0):
             log.warning("some results were still unacknowledged after 15 s")
     finally:
+        for t in timers:
+            t.cancel()
         fleet.shutdown()
     report = fleet.report()
     report["model"] = str(model)
+    report["injected"] = injected
     summary = {k: v for k, v in report.items() if k != "per_device"}
     print(json.dumps(summary), file=sys.stderr)
     if args.report:

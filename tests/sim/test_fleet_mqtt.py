@@ -162,15 +162,18 @@ def test_sim_cli_writes_the_report(mosquitto, recorder_factory, tmp_path):
     report = tmp_path / "out" / "report.json"
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", mosquitto.url,
                            "--nodes", "20", "--faulty", "2", "--duration", "3", "--report", str(report),
-                           "--batch", "2"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                           "--batch", "2", "--inject", "sim-0004:1.5"], cwd=REPO, env=ENV, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
-    assert data["nodes"] == 20 and len(data["per_device"]) == 20 and len(data["faulty"]) == 2
+    assert data["nodes"] == 20 and len(data["per_device"]) == 20
+    assert len(data["faulty"]) == 3 and "sim-0004" in data["faulty"]  # 2 scheduled + 1 injected
     assert data["published"] == sum(d["published"] for d in data["per_device"].values())
     assert data["published"] == data["windows"] and data["windows"] + data["skipped_windows"] == 60
     assert rec.wait(lambda: sum(map(len, rec.results().values())) == data["published"], 10)
     assert max(len(b["res"]) for _, b, _ in rec.of("result")) == 2
+    assert list(data["injected"]) == ["sim-0004"] and 1.0 < data["injected"]["sim-0004"] < 2.5
+    assert data["per_device"]["sim-0004"]["fault"] == "outer_race"
 
 
 def test_sim_cli_refuses_bad_options_with_a_clear_message(tmp_path):
@@ -182,6 +185,10 @@ def test_sim_cli_refuses_bad_options_with_a_clear_message(tmp_path):
                            "--nodes", "3", "--duration", "1"], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "cannot reach a broker" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", "mqtt://127.0.0.1:1",
+                           "--nodes", "3", "--inject", "sim-0001"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "expected DEVICE:SECONDS" in proc.stderr
 
 
 def test_reboot_command_starts_a_new_boot_with_sequences_from_zero(mosquitto, recorder_factory,

@@ -10,6 +10,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from edgefleet.errors import EdgefleetError
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], default="auto",
                    help="MQTT protocol (default auto: 5, or 3.1.1 for the embedded amqtt broker)")
+    p.add_argument("--wait-broker", type=float, default=30.0, metavar="S",
+                   help="keep trying to reach the broker this long at start (default 30 s)")
     p.add_argument("--fleet-secret", default=os.environ.get("EDGEFLEET_FLEET_SECRET"),
                    help="log in as user=device id, password derived from this secret "
                         "(default $EDGEFLEET_FLEET_SECRET; unset: anonymous)")
@@ -117,10 +120,13 @@ def run(args: argparse.Namespace) -> int:
     if artifact.features is None or artifact.scoring is None:
         raise EdgefleetError(f"{model}: the artifact needs a features and a scoring section")
     version = args.mqtt_version
-    if version == "auto":
-        version = probe_mqtt_version(host, port)
+    if version == "auto":  # also waits for a broker that is still starting (compose, demo)
+        deadline = time.monotonic() + max(0.0, args.wait_broker)
+        while (version := probe_mqtt_version(host, port)) is None and time.monotonic() < deadline:
+            time.sleep(1.0)
         if version is None:
-            raise EdgefleetError(f"cannot reach a broker at {host}:{port}")
+            raise EdgefleetError(f"cannot reach a broker at {host}:{port} "
+                                 f"(waited {args.wait_broker:g} s)")
     password = None
     if args.fleet_secret:
         from edgefleet.credentials import device_password

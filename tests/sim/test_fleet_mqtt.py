@@ -182,8 +182,8 @@ def test_sim_cli_refuses_bad_options_with_a_clear_message(tmp_path):
                           timeout=60)
     assert proc.returncode == 2 and "--faulty must be between 0 and --nodes" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", "mqtt://127.0.0.1:1",
-                           "--nodes", "3", "--duration", "1"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+                           "--nodes", "3", "--duration", "1", "--wait-broker", "0"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "cannot reach a broker" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", "mqtt://127.0.0.1:1",
                            "--nodes", "3", "--inject", "sim-0001"], cwd=REPO, capture_output=True,

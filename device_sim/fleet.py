@@ -101,8 +101,9 @@ class Fleet:
         self.plant = plant
         self.opts = opts or FleetOptions()
         self.detector = Detector(artifact)
+        params = self.detector.artifact.features.params  # type: ignore[union-attr]
         for fs in {n.fs for n in plant.nodes}:
-            plan(artifact.features.params, fs)  # FeatureError now, not in the loop  # type: ignore[union-attr]
+            plan(params, fs)  # a FeatureError now, not in the loop
         self.link_opts = link
         self.rng = np.random.default_rng(self.opts.seed)
         thr = self.detector.threshold
@@ -213,7 +214,8 @@ class Fleet:
             if mine.any():
                 r_s, sc_s = rows[mine], scores[mine]
                 dbg = {r: debug[r] for r in r_s.tolist() if r in debug}
-                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, dbg=dbg: self._deliver(sh, r_s, sc_s, dbg, ts, inf_us))
+                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, dbg=dbg:
+                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us))
 
     def _deliver(self, shard: Shard, rows: np.ndarray, scores: np.ndarray, debug: dict, ts: int,
                  inf_us: int) -> None:

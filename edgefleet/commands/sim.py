@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "e.g. --inject sim-0007:20")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="each node calibrates its threshold from its first N windows (default off)")
-    p.add_argument("--ring", type=int, default=600, help="store-and-forward ring per node, results (default 600)")
+    p.add_argument("--ring", type=int, default=600,
+                   help="store-and-forward ring per node, results (default 600)")
     p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], default="auto",
                    help="MQTT protocol (default auto: 5, or 3.1.1 for the embedded amqtt broker)")

@@ -162,7 +162,8 @@ def test_sim_cli_writes_the_report(mosquitto, recorder_factory, tmp_path):
     report = tmp_path / "out" / "report.json"
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", mosquitto.url,
                            "--nodes", "20", "--faulty", "2", "--duration", "3", "--report", str(report),
-                           "--batch", "2", "--inject", "sim-0004:1.5"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                           "--batch", "2", "--inject", "sim-0004:1.5"], cwd=REPO, env=ENV,
+                          capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())

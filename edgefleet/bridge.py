@@ -16,6 +16,7 @@ The serial endpoint is ``tcp://HOST:PORT`` (QEMU's ``-serial tcp:...``) or a tty
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -212,11 +213,14 @@ class Bridge:
         self.client: mqtt.Client | None = None
         self.will: bytes | None = None
         self.last_status: dict | None = None
+        self.last_info: mqtt.MQTTMessageInfo | None = None
         self.cmd_queue: queue.Queue[bytes] = queue.Queue()
         self.decoder = FrameDecoder()
 
     def _connect_mqtt(self, will: bytes) -> None:
         if self.client is not None:  # a new boot: a new will needs a new connection
+            if self.last_info is not None:
+                self.last_info.wait_for_publish(5)  # nothing of the old boot is left behind
             self.client.disconnect()
             self.client.loop_stop()
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.device,
@@ -259,7 +263,8 @@ class Bridge:
         if self.client is None:
             log.warning("%s before the node's will: not published", kind)
             return
-        self.client.publish(protocol.topic(self.device, kind), body, qos=1, retain=(kind == "status"))
+        self.last_info = self.client.publish(protocol.topic(self.device, kind), body, qos=1,
+                                             retain=(kind == "status"))
         self.stats.published[kind] = self.stats.published.get(kind, 0) + 1
 
     def _hello(self, link: SerialLink) -> None:
@@ -275,8 +280,10 @@ class Bridge:
             except protocol.ProtocolError as e:
                 log.warning("node sent an invalid will (%s)", e)
                 return
+            boot = json.loads(body)["boot"]
+            if self.client is None or self.will is None or json.loads(self.will)["boot"] != boot:
+                self._connect_mqtt(body)  # a new boot: register its will (a repeated hello keeps the session)
             self.will = body
-            self._connect_mqtt(body)
         elif kind in DEVICE_TO_BROKER:
             self._publish(kind, body)
         else:
@@ -314,6 +321,8 @@ class Bridge:
         finally:
             self._lost()
             if self.client is not None:
+                if self.last_info is not None:
+                    self.last_info.wait_for_publish(5)
                 self.client.disconnect()
                 self.client.loop_stop()
             link.close()

@@ -41,6 +41,7 @@ typedef struct {
     int synced;              /* the bridge said hello (or a fixed timeline) */
     uint64_t epoch_ms;       /* bridge time at the hello */
     uint32_t epoch_tick;     /* board ms at the hello */
+    uint32_t next_tick;      /* board ms of the next paced window */
     int debug_pending;
     char debug_id[65];
     uint32_t calib_left, calib_n;
@@ -328,6 +329,8 @@ static void handle_frame(const node_config *c, const uint8_t *p, size_t len)
             e = ef_crc32(board_entropy(), &g_node.epoch_ms, sizeof g_node.epoch_ms);
             snprintf(g_node.boot, sizeof g_node.boot, "%08lx", (unsigned long)e);
         }
+        if (!g_node.synced)
+            g_node.next_tick = g_node.epoch_tick; /* windows are paced from the first hello */
         g_node.synced = 1;
         announce(now_ms(c, 0));
     } else if (len > 4 && memcmp(s, "cmd ", 4) == 0 && g_node.synced)
@@ -350,7 +353,7 @@ int node_run(const node_config *c)
     ef_pipeline_buffers b;
     ef_serial_rx rx;
     ef_status st;
-    uint32_t windows = 0, next_tick;
+    uint32_t windows = 0;
     uint64_t start = 0;
     memset(&g_node, 0, sizeof g_node);
     if ((st = ef_model_open(&g_node.model, c->artifact, c->artifact_len)) != EF_OK) {
@@ -381,18 +384,18 @@ int node_run(const node_config *c)
         g_node.synced = 1;
         announce(c->t0);
     }
-    next_tick = ef_platform_ticks_ms();
+    g_node.next_tick = ef_platform_ticks_ms();
     for (;;) {
         const uint32_t n = g_node.pipe.plan.n_samples;
         ef_pipeline_result res;
         uint32_t t_us;
         uint64_t ts;
         poll_link(c, &rx);
-        if (!g_node.synced || (c->paced && (int32_t)(ef_platform_ticks_ms() - next_tick) < 0)) {
+        if (!g_node.synced || (c->paced && (int32_t)(ef_platform_ticks_ms() - g_node.next_tick) < 0)) {
             board_idle();
             continue;
         }
-        next_tick += (uint32_t)(1000.0 * (double)n / c->fs);
+        g_node.next_tick += (uint32_t)(1000.0 * (double)n / c->fs + 0.5);
         if (c->source(c->source_ctx, g_samples, n) != 0)
             return 0;
         t_us = board_us();

@@ -18,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgefleet.artifact import load_artifact
-from edgefleet.protocol import decode_message
+from edgefleet.protocol import ProtocolError, decode_message
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "edgefleet" / "models" / "cwru-de-12k" / "model.efm"
@@ -114,6 +114,7 @@ class Recorder:
     def __init__(self, port: int, username: str | None = None, password: str | None = None) -> None:
         self.lock = threading.Lock()
         self.messages: dict[str, list] = defaultdict(list)  # kind -> [(device, body, retain)]
+        self.invalid: list[tuple[str, str]] = []  # (topic, reason) of anything the codec refused
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-recorder",
                                   protocol=mqtt.MQTTv5)
         if username:
@@ -130,7 +131,12 @@ class Recorder:
         assert self.ready.wait(10), "recorder did not subscribe"
 
     def _on_message(self, client, userdata, msg) -> None:
-        m = decode_message(msg.topic, msg.payload)  # every message the sim sends must be valid
+        try:
+            m = decode_message(msg.topic, msg.payload)  # every message the sim sends must be valid
+        except ProtocolError as exc:
+            with self.lock:
+                self.invalid.append((msg.topic, str(exc)))
+            return
         with self.lock:
             self.messages[m.kind].append((m.device, m.body, bool(msg.retain)))
 
@@ -173,6 +179,7 @@ def recorder_factory():
     yield make
     for r in made:
         r.close()
+        assert r.invalid == [], r.invalid[:3]  # the simulator sent only valid protocol v1
 
 
 @pytest.fixture(scope="session")

@@ -301,4 +301,36 @@ class Fleet:
         }
 
 
-__all__ = ["Fleet", "FleetOptions", "score_windows"]
+SUMMED = ("nodes", "windows", "published", "messages", "dropped", "pending", "anomalies", "refused",
+          "connects", "disconnects", "refused_connects", "ticks", "late_ticks", "skipped_windows",
+          "shard_errors")
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of worker processes that each ran a slice of the plant.
+
+    Counts add up; latency keeps the median of the medians and the worst p99 and max (an
+    upper bound: exact percentiles would need every sample)."""
+    if not reports:
+        raise ValueError("no reports to merge")
+    out = {k: v for k, v in reports[0].items() if k not in SUMMED}
+    for k in SUMMED:
+        out[k] = sum(r.get(k, 0) for r in reports)
+    out["compute_s"] = round(sum(r["compute_s"] for r in reports), 3)
+    out["duration_s"] = max(r["duration_s"] for r in reports)
+    out["max_tick_lag_s"] = max(r["max_tick_lag_s"] for r in reports)
+    d = out["duration_s"] or 1e-9
+    out["windows_per_s"] = round(out["windows"] / d, 1)
+    out["published_per_s"] = round(out["published"] / d, 1)
+    lats = [r["ack_latency_ms"] for r in reports if r.get("ack_latency_ms")]
+    out["ack_latency_ms"] = ({"p50": float(np.median([x["p50"] for x in lats])),
+                              "p99": max(x["p99"] for x in lats), "max": max(x["max"] for x in lats)}
+                             if lats else None)
+    out["faulty"] = sorted(sum((r["faulty"] for r in reports), []))
+    out["per_device"] = {k: v for r in reports for k, v in r["per_device"].items()}
+    out["injected"] = {k: v for r in reports for k, v in r.get("injected", {}).items()}
+    out["procs"] = len(reports)
+    return out
+
+
+__all__ = ["Fleet", "FleetOptions", "merge_reports", "score_windows"]

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from edgefleet.errors import EdgefleetError
@@ -54,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ring", type=int, default=600,
                    help="store-and-forward ring per node, results (default 600)")
     p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
+    p.add_argument("--procs", type=int, default=1,
+                   help="worker processes, each running a slice of the plant (default 1; one "
+                        "process handles about 4,000 nodes on one core)")
+    p.add_argument("--slice", default=None, help=argparse.SUPPRESS)  # "i/P": a worker's share
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], default="auto",
                    help="MQTT protocol (default auto: 5, or 3.1.1 for the embedded amqtt broker)")
     p.add_argument("--wait-broker", type=float, default=30.0, metavar="S",
@@ -114,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
         raise EdgefleetError("--batch must be 1..256 results per message")
     if args.period <= 0 or args.ring < 1 or args.shards < 1 or not 1 <= args.sites <= 4:
         raise EdgefleetError("--period > 0, --ring >= 1, --shards >= 1 and --sites 1-4 are required")
+    if args.procs < 1:
+        raise EdgefleetError("--procs must be at least 1")
     injections = [_parse_injection(text) for text in args.inject]
+    if args.procs > 1 and args.slice is None:
+        return _run_workers(args)
+    part, parts = _parse_slice(args.slice)
     host, port = parse_broker_url(args.broker)
     model = args.model or default_model()
     artifact = load_artifact(model / "model.efm" if model.is_dir() else model)
@@ -133,15 +143,16 @@ def run(args: argparse.Namespace) -> int:
         from edgefleet.credentials import device_password
 
         password = lambda dev: device_password(args.fleet_secret, dev)  # noqa: E731
-    _raise_fd_limit(args.nodes + 256)
-    plant = make_plant(args.nodes, n_faulty=args.faulty, seed=args.seed, prefix=args.prefix,
+    _raise_fd_limit(args.nodes // parts + 256)
+    whole = make_plant(args.nodes, n_faulty=args.faulty, seed=args.seed, prefix=args.prefix,
                        n_sites=args.sites, fault_onset_s=tuple(args.fault_onset),
                        fault_ramp_s=tuple(args.fault_ramp))
+    plant = replace(whole, nodes=whole.nodes[part::parts])  # the same plant, this worker's nodes
     fleet = Fleet(plant, artifact,
                   LinkOptions(host, port, mqtt_version=version, password=password),
                   FleetOptions(period_s=args.period, shards=args.shards, ring_size=args.ring,
                                results_per_message=args.results_per_message,
-                               calibrate_n=args.calibrate, seed=args.seed))
+                               calibrate_n=args.calibrate, seed=args.seed + part))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -155,10 +166,11 @@ def run(args: argparse.Namespace) -> int:
     log.info("sim: %d nodes (%d faulty: %s), model %s v%d, broker %s:%d MQTT %s", args.nodes,
              args.faulty, ", ".join(plant.faulty) or "none", model, artifact.model_version, host, port,
              version)
-    known = {n.device_id for n in plant.nodes}
     for dev, _ in injections:
-        if dev not in known:
+        if dev not in {n.device_id for n in whole.nodes}:
             raise EdgefleetError(f"--inject: no simulated device {dev!r} (ids are {args.prefix}0000...)")
+    mine = {n.device_id for n in plant.nodes}
+    injections = [(dev, at) for dev, at in injections if dev in mine]
     injected: dict[str, float] = {}
 
     def inject(dev: str) -> None:
@@ -167,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
 
     fleet.start()
     timers = [threading.Timer(at, inject, args=(dev,)) for dev, at in injections]
-    if not fleet.wait_connected(0.99, timeout=min(60.0, max(5.0, args.nodes / 50))):
-        log.warning("only %d of %d nodes connected so far; running anyway", fleet.connected(), args.nodes)
+    if not fleet.wait_connected(0.99, timeout=min(60.0, max(5.0, len(plant.nodes) / 50))):
+        log.warning("only %d of %d nodes connected so far; running anyway", fleet.connected(),
+                    len(plant.nodes))
     for t in timers:  # seconds counted from the first window, like the fault schedule
         t.daemon = True
         t.start()
@@ -183,11 +196,74 @@ def run(args: argparse.Namespace) -> int:
     report = fleet.report()
     report["model"] = str(model)
     report["injected"] = injected
+    _write_report(report, args.report)
+    return 0
+
+
+def _write_report(report: dict, path: Path | None) -> None:
     summary = {k: v for k, v in report.items() if k != "per_device"}
     print(json.dumps(summary), file=sys.stderr)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.report.with_suffix(args.report.suffix + ".tmp")
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(report, indent=1))
-        tmp.replace(args.report)
-    return 0
+        tmp.replace(path)
+
+
+def _parse_slice(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise EdgefleetError(f"--slice {text!r}: expected I/P") from None
+    if not 0 <= part < parts:
+        raise EdgefleetError(f"--slice {text!r}: need 0 <= I < P")
+    return part, parts
+
+
+def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]:
+    """The same simulation, restricted to slice part/procs, reporting to its own file."""
+    argv = [sys.executable, "-m", "edgefleet", "sim", "--broker", args.broker, "--nodes", str(args.nodes),
+            "--faulty", str(args.faulty), "--seed", str(args.seed), "--prefix", args.prefix,
+            "--sites", str(args.sites), "--period", str(args.period),
+            "--batch", str(args.results_per_message), "--calibrate", str(args.calibrate),
+            "--ring", str(args.ring), "--shards", str(args.shards),
+            "--mqtt-version", args.mqtt_version, "--wait-broker", str(args.wait_broker),
+            "--fault-onset", *map(str, args.fault_onset), "--fault-ramp", *map(str, args.fault_ramp),
+            "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
+    if args.duration is not None:
+        argv += ["--duration", str(args.duration)]
+    if args.model is not None:
+        argv += ["--model", str(args.model)]
+    for text in args.inject:
+        argv += ["--inject", text]
+    return argv
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """Run --procs worker processes (one slice of the plant each) and merge their reports."""
+    import subprocess
+    import tempfile
+
+    from device_sim.fleet import merge_reports
+
+    with tempfile.TemporaryDirectory(prefix="ef-sim-") as tmp:
+        reports = [Path(tmp) / f"part{i}.json" for i in range(args.procs)]
+        procs = [subprocess.Popen(_worker_argv(args, i, reports[i])) for i in range(args.procs)]
+
+        def forward(signum, _frame) -> None:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, forward)
+            signal.signal(signal.SIGINT, forward)
+        codes = [p.wait() for p in procs]
+        done = [json.loads(r.read_text()) for r in reports if r.is_file()]
+        if len(done) != args.procs:
+            raise EdgefleetError(f"{args.procs - len(done)} of {args.procs} worker processes wrote no "
+                                 f"report (exit codes {codes})")
+    _write_report(merge_reports(done), args.report)
+    return max(codes)

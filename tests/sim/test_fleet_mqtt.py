@@ -281,3 +281,35 @@ def test_a_fault_injected_on_cue_turns_that_node_anomalous(mosquitto, recorder_f
     assert per[dev]["anomalies"] >= 5  # ~12 windows after the injection
     assert sum(d["anomalies"] for k, d in per.items() if k != dev) <= 1  # healthy ones stay quiet
     assert rec.wait(lambda: any(r["anom"] for d, b, _ in rec.of("result") if d == dev for r in b["res"]))
+
+
+def test_sim_cli_splits_the_plant_over_worker_processes(mosquitto, recorder_factory, tmp_path):
+    rec = recorder_factory(mosquitto.port)
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", mosquitto.url,
+                           "--nodes", "7", "--faulty", "1", "--duration", "2", "--procs", "2",
+                           "--report", str(report)], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert data["procs"] == 2 and data["nodes"] == 7
+    assert sorted(data["per_device"]) == [f"sim-{i:04d}" for i in range(7)]
+    assert data["published"] == data["windows"] and data["windows"] + data["skipped_windows"] == 14
+    assert len(data["faulty"]) == 1
+    assert rec.wait(lambda: sum(map(len, rec.results().values())) == data["published"], 10)
+    assert sorted(rec.results()) == sorted(data["per_device"])
+
+
+def test_merged_report_adds_counts_and_bounds_latency():
+    from device_sim.fleet import merge_reports
+
+    base = dict(compute_s=1.0, duration_s=10.0, max_tick_lag_s=0.1, faulty=[], injected={},
+                nodes=2, windows=20, published=20, messages=20, dropped=0, pending=0, anomalies=1)
+    a = dict(base, ack_latency_ms={"p50": 10.0, "p99": 50.0, "max": 60.0}, per_device={"a": {}},
+             faulty=["a"])
+    b = dict(base, duration_s=11.0, ack_latency_ms={"p50": 20.0, "p99": 80.0, "max": 90.0},
+             per_device={"b": {}}, max_tick_lag_s=0.3)
+    m = merge_reports([a, b])
+    assert (m["nodes"], m["windows"], m["anomalies"], m["duration_s"]) == (4, 40, 2, 11.0)
+    assert m["ack_latency_ms"] == {"p50": 15.0, "p99": 80.0, "max": 90.0}
+    assert sorted(m["per_device"]) == ["a", "b"] and m["faulty"] == ["a"] and m["max_tick_lag_s"] == 0.3

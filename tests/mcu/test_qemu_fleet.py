@@ -26,14 +26,14 @@ DEVICE = "qemu-m4-1"
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
 
 
-def wait_for(pred, timeout: float, what: str):
+def wait_for(pred, timeout: float, what: str, diag=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
         if v:
             return v
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{diag()}" if diag else ""))
 
 
 def q(db: Path, sql: str, *args):
@@ -89,7 +89,10 @@ def send_cmd(url: str, body: dict) -> None:
 
 
 def logs(f) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(f["tmp"].glob("*.log")))
+    db = f["db"]
+    counts = q(db, "SELECT device, count(*) FROM results GROUP BY device") if db.exists() else "no store"
+    return f"results per device: {counts}\n" + "\n".join(
+        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(f["tmp"].glob("*.log")))
 
 
 def test_qemu_node_in_the_live_fleet(fleet):
@@ -97,7 +100,7 @@ def test_qemu_node_in_the_live_fleet(fleet):
     # results and birth status of the QEMU node land in the store beside the simulated ones
     wait_for(lambda: db.exists() and q(db, "SELECT count(*) FROM results WHERE device = ?", DEVICE)[0][0] >= 10
              and q(db, "SELECT count(DISTINCT device) FROM results WHERE device LIKE 'sim-%'")[0][0] == 3,
-             60, "results of the QEMU node and the simulated ones\n" + logs(fleet))
+             60, "results of the QEMU node and the simulated ones", lambda: logs(fleet))
     status, fw, caps, thr0, boot = q(db, "SELECT status, fw, caps, thr, boot FROM devices WHERE device = ?", DEVICE)[0]
     assert (status, fw, json.loads(caps)) == ("online", "1.0.0", ["debug", "calib"])
     assert abs(thr0 - 0.648337) < 1e-6
@@ -106,13 +109,13 @@ def test_qemu_node_in_the_live_fleet(fleet):
     # calibrate: after n windows the node announces its own threshold in a new birth
     send_cmd(url, {"v": 1, "seq": 0, "id": "cal-1", "op": "calibrate", "n": 8})
     thr1 = wait_for(lambda: (r := q(db, "SELECT thr FROM devices WHERE device = ?", DEVICE)[0][0]) != thr0 and r,
-                    30, "a calibrated threshold\n" + logs(fleet))
+                    30, "a calibrated threshold", lambda: logs(fleet))
     wait_for(lambda: q(db, "SELECT count(*) FROM results WHERE device = ? AND abs(thr - ?) < 1e-6", DEVICE, thr1)[0][0],
              20, "results under the calibrated threshold")
     # debug capture: one raw window with features, model input and output, answering the cmd id
     send_cmd(url, {"v": 1, "seq": 1, "id": "dbg-7", "op": "debug"})
     body = wait_for(lambda: q(db, "SELECT body FROM events WHERE device = ? AND kind = 'debug'", DEVICE),
-                    30, "a debug capture\n" + logs(fleet))[0][0]
+                    30, "a debug capture", lambda: logs(fleet))[0][0]
     dbg = json.loads(body)
     assert dbg["id"] == "dbg-7" and dbg["boot"] == boot and len(dbg["samples"]) == 960
     assert len(dbg["features"]) == len(dbg["q_in"]) == len(dbg["q_out"]) == 32

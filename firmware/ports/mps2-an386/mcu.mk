@@ -10,7 +10,13 @@ M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -W
 MCU_CORE := ef_status ef_crc ef_model ef_engine ef_features ef_pipeline ef_serial ef_protocol
 MCU_APP := node_app ef_cmd
 
+# The engine's inner loop is the one hot spot: it alone is built for speed (M4_ENGINE_OPT).
+M4_ENGINE_OPT ?= -O3 -funroll-loops
+
 define mcu_board # $1 name, $2 port sources (dir/file stems), $3 linker script, $4 extra cflags
+build/$1/core/ef_engine.o: core/src/ef_engine.c $(wildcard core/include/ef/*.h) $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $(M4_ENGINE_OPT) $4 $(M4_INC) $(WARN) -c $$< -o $$@
 build/$1/core/%.o: core/src/%.c $(wildcard core/include/ef/*.h) $(TP)/.fetched
 	@mkdir -p $$(@D)
 	$(M4_CC) $(M4_CFLAGS) $4 $(M4_INC) $(WARN) -c $$< -o $$@

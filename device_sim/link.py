@@ -162,8 +162,9 @@ class Shard(threading.Thread):
             c = link.client
             if c is None or link.stopped:
                 continue
+            if c.socket() is not None:
+                c.loop_misc()  # keepalive pings; also gives up on a CONNACK that never comes
             if link.connected:
-                c.loop_misc()
                 if link.node.pending() and link.oldest_ms and link.oldest_ms <= age_ms:
                     self.pump(link, flush=True)
             elif link.next_try and now >= link.next_try:

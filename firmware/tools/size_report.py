@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-OUT_FLASH = {".isr_vector", ".text", ".ARM.exidx", ".data"}  # .data is stored in flash too
+OUT_FLASH = {".isr_vector", ".text", ".model", ".ARM.exidx", ".data"}  # .data is stored in flash too
 ONE_LINE = re.compile(r"^ (\.\S+|COMMON)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
 NAME_ONLY = re.compile(r"^ (\.\S+|COMMON)$")
 CONT = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
@@ -87,15 +87,16 @@ def section_sizes(elf: Path) -> dict[str, int]:
 def report(elf: Path, map_path: Path, board: str) -> dict:
     s = section_sizes(elf)
     mods = parse_map(map_path.read_text())
-    text = s.get(".isr_vector", 0) + s.get(".text", 0) + s.get(".ARM.exidx", 0)
+    text = sum(s.get(k, 0) for k in (".isr_vector", ".text", ".ARM.exidx"))
+    model = s.get(".model", 0)  # an artifact linked into flash (real boards)
     data, bss, stack = s.get(".data", 0), s.get(".bss", 0), s.get(".stack", 0)
     ef = {k: mods.get(k, {}).get("flash", 0) for k in ("engine", "features")}
     return {
         "board": board, "image": elf.name, "compiler": "arm-none-eabi-gcc -Os, nano.specs",
         "text": text, "data": data, "bss": bss, "stack_reserved": stack,
-        "flash_total": text + data, "static_ram_total": data + bss + stack,
+        "model_in_flash": model, "flash_total": text + model + data, "static_ram_total": data + bss + stack,
         "engine_features_flash": ef["engine"] + ef["features"],
-        "engine_features_share": round((ef["engine"] + ef["features"]) / max(1, text + data), 4),
+        "engine_features_share": round((ef["engine"] + ef["features"]) / max(1, text + model + data), 4),
         "modules": dict(sorted(mods.items(), key=lambda kv: -kv[1]["flash"] - kv[1]["ram"])),
     }
 
@@ -103,7 +104,7 @@ def report(elf: Path, map_path: Path, board: str) -> dict:
 def table(r: dict) -> str:
     lines = [f"{r['board']} {r['image']}: text {r['text']} B, data {r['data']} B, bss {r['bss']} B, "
              f"stack {r['stack_reserved']} B",
-             f"  flash {r['flash_total']} B, static RAM {r['static_ram_total']} B (data + bss + stack)",
+             f"  flash {r['flash_total']} B (model {r['model_in_flash']} B), static RAM {r['static_ram_total']} B (data + bss + stack)",
              f"  engine + features: {r['engine_features_flash']} B flash = "
              f"{100 * r['engine_features_share']:.1f}% of the image",
              f"  {'module':<22}{'flash':>8}{'ram':>8}"]

@@ -4,7 +4,7 @@
 # size report build/NAME/size.json. Crypto (mbedTLS) and OTA are not in the MCU images.
 M4_CC ?= arm-none-eabi-gcc
 M4_ARCH := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
-M4_CFLAGS := $(M4_ARCH) -Os -g -ffunction-sections -fdata-sections -D__GNUC_PYTHON__ -DEF_FEATURES_NFFT_MAX=1024
+M4_CFLAGS := $(M4_ARCH) -Os -g -ffunction-sections -fdata-sections -D__GNUC_PYTHON__
 M4_INC := -Icore/include -Iports/mps2-an386 -I$(CMSIS)/Include -I$(CMSIS)/PrivateInclude
 M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -Wl,--gc-sections -u _printf_float
 MCU_CORE := ef_status ef_crc ef_model ef_engine ef_features ef_pipeline ef_serial ef_protocol

@@ -103,16 +103,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     py = sys.executable
     sup = Supervisor(workdir)
     try:
-        if shutil.which("mosquitto"):
-            conf = workdir / "mosquitto.conf"
-            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                            "max_inflight_messages 1000\nmax_queued_messages 100000\n")
-            broker = sup.start("mosquitto", ["mosquitto", "-c", str(conf)])
-            broker_kind = "Mosquitto"
-        else:
-            broker = sup.start("broker", [py, "-m", "edgefleet", "broker", "--port", str(port),
-                                          "--prefer", "amqtt"])
-            broker_kind = "embedded amqtt broker (no mosquitto binary found)"
+        # `edgefleet broker`: Mosquitto with persistence and raised queue limits (so a broker
+        # restart loses nothing), or the embedded amqtt broker where no mosquitto binary exists
+        broker = sup.start("broker", [py, "-m", "edgefleet", "broker", "--port", str(port),
+                                      "--persist", str(workdir / "broker-data")])
+        broker_kind = ("Mosquitto, persistent" if shutil.which("mosquitto")
+                       else "embedded amqtt broker (no mosquitto binary found)")
         wait_port(port, broker, broker_kind)
         url = f"mqtt://127.0.0.1:{port}"
         serve = sup.start("serve", [py, "-m", "edgefleet", "serve", "--broker", url, "--db", str(db)])

@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
                              retention_days=args.retention_days)
     influx = {"url": settings.influx_url, "token": settings.influx_token, "org": settings.influx_org,
-              "bucket": settings.influx_bucket}
+              "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
     if settings.influx_url:
         log.info("telemetry store: InfluxDB %s bucket %s (registry in %s)", settings.influx_url,

@@ -35,7 +35,8 @@ def open_store(db: str | Path, *, synchronous: str = "FULL", influx: dict | None
         from edgefleet.store.influx import InfluxStore
 
         return InfluxStore(db, url=influx["url"], token=influx.get("token", ""), org=influx.get("org", ""),
-                           bucket=influx.get("bucket") or "edgefleet", synchronous=synchronous)
+                           bucket=influx.get("bucket") or "edgefleet", synchronous=synchronous,
+                           reads=influx.get("reads", "influx"))
     return SQLiteStore(db, synchronous=synchronous)
 
 

@@ -48,11 +48,16 @@ class InfluxStore(SQLiteStore):
 
     def __init__(self, path: str | Path, *, url: str, token: str, org: str, bucket: str,
                  retries: int = 8, backoff_s: float = 0.25, timeout_ms: int = 10_000,
-                 synchronous: str = "FULL", setup_bucket: bool = True) -> None:
+                 synchronous: str = "FULL", setup_bucket: bool = True, reads: str = "influx") -> None:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         super().__init__(path, synchronous=synchronous)
+        if reads not in ("influx", "ledger"):
+            raise StoreError(f"reads must be 'influx' or 'ledger', got {reads!r}")
+        # "ledger": score reads come from the local SQLite ledger (ingest priming its alarm state
+        # needs only what it wrote itself, and must not depend on the query API)
+        self.reads = reads
         self.url, self.org, self.bucket = url, org, bucket
         self.retries, self.backoff_s = retries, backoff_s
         self.write_retries = 0  # failed attempts that were retried (observability and tests)
@@ -121,6 +126,8 @@ class InfluxStore(SQLiteStore):
 
     def score_history(self, device: str, since_ms: int | None = None, until_ms: int | None = None,
                       limit: int = 10000) -> list[ResultRecord]:
+        if self.reads == "ledger":
+            return super().score_history(device, since_ms, until_ms, limit)
         start = f"time(v: {int(since_ms if since_ms is not None else 0)} * 1000000)"
         stop = f"time(v: {int(until_ms + 1 if until_ms is not None else 2**62 // 1000000)} * 1000000)"
         q = (f'from(bucket: {_flux_str(self.bucket)})\n'
@@ -142,6 +149,8 @@ class InfluxStore(SQLiteStore):
         return self.score_history(device, limit=n)
 
     def count_results(self) -> int:
+        if self.reads == "ledger":
+            return super().count_results()
         q = (f'from(bucket: {_flux_str(self.bucket)})\n  |> range(start: 0)\n'
              f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}" and r._field == "seq")\n'
              '  |> group()\n  |> count()')

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 
+import numpy as np
 import pytest
 
 from edgefleet import protocol
 from edgefleet.bridge import FrameDecoder, split_link
 
-from .conftest import FIRMWARE, FLEET_MODEL, QEMU
+from .conftest import FIRMWARE, FLEET_MODEL, QEMU, free_port
 
 BOOT, T0 = "0badc0de", 1767225600000
 
@@ -62,3 +65,61 @@ def test_qemu_node_synthetic_machine_runs_windows(mcu, tmp_path, windows):
     res = [protocol.decode("result", b)["res"][0] for k, b in frames if k == "result"]
     assert [r["seq"] for r in res] == list(range(windows))
     assert all(r["score"] > 0 for r in res)
+
+
+def test_qemu_node_answers_commands_read_from_its_uart(mcu, recording, tmp_path):
+    """hello, then cmd frames (bad ones among them) fed to UART0; the node's answers come back framed."""
+    from edgefleet.bridge import encode_frame
+
+    rec, fs = recording
+    cmds = [b'{"v":1,"seq":0,"id":"d-1","op":"debug"}',
+            b'{"v":1,"seq":1,"id":"t-1","op":"set_threshold","thr":0.25}',
+            b'{"v":1,"seq":2,"id":"t-1","op":"set_threshold","thr":0.5}',  # same id again: a QoS 1 repeat
+            b'{"v":1,"seq":3,"id":"x","op":"format_disk"}',                   # not in the enum
+            b'{"v":2,"seq":4,"id":"y","op":"ping"}',                          # wrong version
+            b'{"v":1,"seq":5,"id":"z","op":"ping","extra":1}',                # unknown key
+            b'{"v":1,"seq":6,"id":"c-1","op":"calibrate","n":4}']
+    feed = encode_frame(b"hello 1767225600000") + b"".join(encode_frame(b"cmd " + c) for c in cmds)
+    feed += b"\x01\x02garbage\x00"  # line noise: dropped by the frame CRC, nothing else happens
+    (tmp_path / "in.bin").write_bytes(feed)
+    port = free_port()
+    proc = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait", "-kernel",
+                             str(mcu / "ef_mcu_node.elf"), "-append",
+                             f"node {FLEET_MODEL} {fs} --samples {rec} --nopace --windows 12"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        received = bytearray()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "QEMU's serial port did not open"
+                time.sleep(0.05)
+        with sock:
+            sock.sendall(feed)
+            sock.settimeout(60)
+            while chunk := sock.recv(65536):
+                received += chunk
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    frames = [split_link(p) for p in FrameDecoder().feed(bytes(received))]
+    status = [protocol.decode("status", b) for k, b in frames if k == "status"]
+    thr = [s["thr"] for s in status]
+    assert thr[:2] == [pytest.approx(0.648337), 0.25] and len(thr) == 3  # birth, set_threshold, calibration
+    assert thr[2] != 0.25  # the calibrated threshold, announced after 4 windows
+    debug = [(b, protocol.decode("debug", b)) for k, b in frames if k == "debug"]
+    assert len(debug) == 1
+    raw, dbg = debug[0]
+    assert protocol.encode("debug", dbg) == raw  # canonical, byte for byte
+    assert dbg["id"] == "d-1" and len(dbg["samples"]) == 960 and dbg["fs"] == fs
+    assert dbg["samples"] == pytest.approx(np.fromfile(rec, "<f4")[:960].tolist(), rel=6e-6)
+    res = [protocol.decode("result", b) for k, b in frames if k == "result"]
+    assert len(res) == 12 and res[0]["res"][0]["score"] == pytest.approx(dbg["score"], rel=1e-6)
+    used = int(out.split("stack used: ")[1].split()[0])
+    assert used < 2048 - 256, f"stack high-water mark {used} B leaves too little of the 2 KB reserved"

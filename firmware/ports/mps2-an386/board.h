@@ -12,5 +12,6 @@ void board_uart_write(const uint8_t *data, size_t len); /* blocking */
 void board_idle(void);             /* sleep until the next interrupt */
 uint32_t board_entropy(void);      /* a few unpredictable bits for the boot id */
 __attribute__((noreturn)) void board_reset(void);
+uint32_t board_stack_used(void);  /* high-water mark of the painted stack, bytes */
 __attribute__((noreturn)) void board_fatal(const char *why, int code);
 #endif

@@ -129,6 +129,16 @@ void board_reset(void)
         ;
 }
 
+extern uint32_t _ebss, _estack;
+
+uint32_t board_stack_used(void)
+{
+    const uint32_t *p = &_ebss;
+    while (p < &_estack && *p == 0xA5A5A5A5u)
+        p++;
+    return (uint32_t)((uintptr_t)&_estack - (uintptr_t)p);
+}
+
 void board_fatal(const char *why, int code)
 {
     sh_puts("fatal: ");

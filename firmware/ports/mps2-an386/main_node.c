@@ -6,6 +6,7 @@
  * synthetic machine (shaft harmonics + noise, optional bearing-fault impulses). */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,5 +146,11 @@ int main(void)
         c.source = synth;
         c.source_ctx = &ssrc;
     }
-    sh_exit(node_run(&c));
+    {
+        int rc = node_run(&c);
+        char line[48];
+        snprintf(line, sizeof line, "stack used: %lu B\n", (unsigned long)board_stack_used());
+        sh_puts(line);
+        sh_exit(rc);
+    }
 }

@@ -8,6 +8,7 @@
 
 #include "board.h"
 #include "ef/crc.h"
+#include "ef/engine.h"
 #include "ef/pipeline.h"
 #include "ef/platform.h"
 #include "ef/protocol.h"
@@ -26,7 +27,6 @@
 static struct {
     float window[EF_FEATURES_NFFT_MAX], scratch[EF_FEATURES_NFFT_MAX];
 } g_fft;
-static float g_samples[EF_FEATURES_NFFT_MAX]; /* the raw window (kept for a debug capture) */
 static float g_features[NODE_IO_MAX];
 static int8_t g_q[NODE_IO_MAX], g_y[NODE_IO_MAX], g_arena[NODE_ARENA_MAX];
 static char g_msg[384];  /* a result or status message (<= 260 B) */
@@ -180,12 +180,17 @@ static void send_result(uint64_t ts, float score, uint32_t inf_us)
         node_link_send("result", g_msg, (size_t)n);
 }
 
-/* The debug capture, streamed: the core encoder writes the message with the first
- * sample only (checking every other field against the schema), and the node sends
- * that text with the whole window spliced in, each sample formatted by the same
- * canonical rule (%.6g, zero as 0; checked against the encoder's own first sample).
- * So no RAM holds the ~11 KB of text; the encoder's output lands in the FFT scratch
- * buffer, free once the window is scored. */
+/* The debug capture, streamed in two halves around the window's processing, so that
+ * neither the ~11 KB of text nor a copy of the raw window needs RAM: before the FFT
+ * overwrites the window, the node opens the frame and sends the message head and every
+ * sample; after scoring it sends the rest. Both halves come from the core encoder
+ * (called with the first sample only, which checks every field against the schema), and
+ * each sample is formatted by the same canonical rule (%.6g, zero as 0), checked against
+ * the encoder's own text for the first one. The head is encoded twice, with placeholder
+ * and then real results; if the two heads differ (they cannot, unless a bug) the frame is
+ * closed with a wrong CRC, so the bridge drops it rather than publish a wrong capture. */
+static const char k_samples_key[] = "\"samples\":[";
+
 static int canon(char *t, size_t cap, float x)
 {
     if (!isfinite(x))
@@ -195,25 +200,20 @@ static int canon(char *t, size_t cap, float x)
     return snprintf(t, cap, "%.6g", (double)x);
 }
 
-static void send_debug(const node_config *c, uint64_t ts, float score)
+/* Encode the debug message with sample 0 only into the FFT scratch buffer; returns
+ * the position of the samples array's first element, or NULL. */
+static char *debug_text(const node_config *c, uint64_t ts, const float *window, float score, int *len)
 {
     ef_proto_debug d;
-    int n, k;
-    uint32_t i;
-    char t[32], *text = (char *)g_fft.scratch, *at, *rest;
-    static const char key[] = "\"samples\":[";
     const ef_model *m = &g_node.model;
-    g_node.debug_pending = 0;
-    for (i = 0; i < g_node.pipe.plan.n_samples; i++)
-        if (!isfinite(g_samples[i]))
-            return;
+    char *text = (char *)g_fft.scratch, *at;
     d.boot = g_node.boot;
     d.seq = g_node.debug_seq;
     d.ts = ts;
     d.id = g_node.debug_id[0] ? g_node.debug_id : NULL;
     d.model = m->model_version;
     d.fs = c->fs;
-    d.samples = g_samples;
+    d.samples = window;
     d.n_samples = 1;
     d.features = g_features;
     d.n_features = m->n_inputs;
@@ -224,26 +224,61 @@ static void send_debug(const node_config *c, uint64_t ts, float score)
     d.score = (double)score;
     d.thr = (double)g_node.thr;
     d.anom = score > g_node.thr;
-    n = ef_proto_encode_debug(text, sizeof g_fft.scratch, &d);
-    k = canon(t, sizeof t, g_samples[0]);
-    if (n <= 0 || k <= 0 || !(at = strstr(text, key)) ||
-        strncmp(at + sizeof key - 1, t, (size_t)k) != 0 || at[sizeof key - 1 + (size_t)k] != ']') {
+    *len = ef_proto_encode_debug(text, sizeof g_fft.scratch, &d);
+    if (*len <= 0 || !(at = strstr(text, k_samples_key)))
+        return NULL;
+    return at + sizeof k_samples_key - 1;
+}
+
+static uint32_t g_debug_head_crc;
+
+/* Before processing: frame head + all samples (the window is still raw). 0 if started. */
+static int debug_begin(const node_config *c, uint64_t ts, const float *window, uint32_t n)
+{
+    char t[32];
+    uint32_t i;
+    int len, k;
+    char *first;
+    for (i = 0; i < n; i++)
+        if (!isfinite(window[i]))
+            return -1;
+    memset(g_features, 0, sizeof g_features); /* placeholders: valid values, replaced later */
+    memset(g_q, 0, sizeof g_q);
+    memset(g_y, 0, sizeof g_y);
+    if (!(first = debug_text(c, ts, window, 0.0f, &len)))
+        return -1;
+    g_debug_head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    link_begin("debug");
+    link_put(" ", 1);
+    link_put(g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    for (i = 0; i < n; i++) {
+        if (i)
+            link_put(",", 1);
+        k = canon(t, sizeof t, window[i]);
+        link_put(t, (size_t)k);
+    }
+    return 0;
+}
+
+/* After scoring: the rest of the message; sample 0 re-encoded from the caller's copy. */
+static void debug_end(const node_config *c, uint64_t ts, float sample0, float score)
+{
+    char t[32], *first;
+    int len, k = canon(t, sizeof t, sample0);
+    uint32_t head_crc;
+    if (!(first = debug_text(c, ts, &sample0, score, &len)) || k <= 0 ||
+        strncmp(first, t, (size_t)k) != 0 || first[k] != ']') {
+        g_tx.crc ^= 0xFFFFFFFFu; /* poison: the receiver drops this frame */
+        link_end();
         ef_platform_log("debug capture refused (schema or capacity)");
         return;
     }
-    g_node.debug_seq++;
-    rest = at + sizeof key - 1 + k; /* "]" and everything after the samples */
-    link_begin("debug");
-    link_put(" ", 1);
-    link_put(text, (size_t)(at - text) + sizeof key - 1);
-    for (i = 0; i < g_node.pipe.plan.n_samples; i++) {
-        if (i)
-            link_put(",", 1);
-        k = canon(t, sizeof t, g_samples[i]);
-        link_put(t, (size_t)k);
-    }
-    link_put(rest, strlen(rest));
+    head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    link_put(first + k, strlen(first + k));
+    if (head_crc != g_debug_head_crc)
+        g_tx.crc ^= 0xFFFFFFFFu;
     link_end();
+    g_node.debug_seq++;
 }
 
 /* Welford over log(score); at the end thr = exp(mean + k*std) and a new birth announces it. */
@@ -348,6 +383,19 @@ static void poll_link(const node_config *c, ef_serial_rx *rx)
     }
 }
 
+/* One window, already in g_fft.window: the core pipeline's steps without its input copy. */
+static float run_window(void)
+{
+    ef_pipeline *p = &g_node.pipe;
+    const ef_model *m = &g_node.model;
+    ef_features_compute(&p->plan, &p->features, g_fft.window, g_fft.scratch, g_features);
+    ef_features_quantize(&p->features, g_features, m->input_scale, m->input_zero_point, g_q);
+    if (ef_engine_infer(m, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
+        board_fatal("inference failed", 1); /* cannot happen: the buffers were checked at init */
+    return ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
+                        m->output_zero_point);
+}
+
 int node_run(const node_config *c)
 {
     ef_pipeline_buffers b;
@@ -387,7 +435,8 @@ int node_run(const node_config *c)
     g_node.next_tick = ef_platform_ticks_ms();
     for (;;) {
         const uint32_t n = g_node.pipe.plan.n_samples;
-        ef_pipeline_result res;
+        float score, sample0;
+        int debugging;
         uint32_t t_us;
         uint64_t ts;
         poll_link(c, &rx);
@@ -396,18 +445,20 @@ int node_run(const node_config *c)
             continue;
         }
         g_node.next_tick += (uint32_t)(1000.0 * (double)n / c->fs + 0.5);
-        if (c->source(c->source_ctx, g_samples, n) != 0)
+        if (c->source(c->source_ctx, g_fft.window, n) != 0) /* straight into the FFT input */
             return 0;
-        t_us = board_us();
-        if (ef_pipeline_run(&g_node.pipe, g_samples, &res) != EF_OK)
-            return 1;
-        t_us = board_us() - t_us;
         ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
-        send_result(ts, res.score, t_us);
-        if (g_node.debug_pending)
-            send_debug(c, ts, res.score);
+        sample0 = g_fft.window[0];
+        debugging = g_node.debug_pending && debug_begin(c, ts, g_fft.window, n) == 0;
+        g_node.debug_pending = 0;
+        t_us = board_us();
+        score = run_window();
+        t_us = board_us() - t_us;
+        if (debugging)
+            debug_end(c, ts, sample0, score);
+        send_result(ts, score, t_us);
         if (g_node.calib_left)
-            calibrate_add(res.score, ts);
+            calibrate_add(score, ts);
         start += n;
         if (c->max_windows && ++windows >= c->max_windows)
             return 0;

@@ -16,6 +16,12 @@ __attribute__((noreturn)) void Reset_Handler(void)
         *dst++ = *src++;
     for (dst = &_sbss; dst < &_ebss; dst++)
         *dst = 0;
+    { /* paint the stack below this frame, so its high-water mark can be measured */
+        uint32_t *sp;
+        __asm__ volatile("mov %0, sp" : "=r"(sp));
+        for (dst = &_ebss; dst < sp - 16; dst++)
+            *dst = 0xA5A5A5A5u;
+    }
     SCB_CPACR |= 0xFu << 20; /* CP10, CP11 full access: the FPU */
     __asm__ volatile("dsb\n isb" ::: "memory");
     board_fatal("main returned", main());

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgefleet.artifact import Artifact
 from edgefleet.engine import Detector
+from edgefleet.ota.device import OtaClient, Slots
 from edgefleet.features import log_band_power, plan, quantize, standardize
 
 from device_sim.link import LinkOptions, NodeLink, Shard, now_ms
@@ -42,6 +43,7 @@ class FleetOptions:
     calibrate_k: float = 4.0
     seed: int = 0
     time_offset_s: float = 0.0  # simulation time at start (to begin with faults developed)
+    ota_public_key: Any = None  # Ed25519 public key the nodes trust for OTA; None: no OTA
 
 
 @dataclass
@@ -107,6 +109,8 @@ class Fleet:
         self.link_opts = link
         self.rng = np.random.default_rng(self.opts.seed)
         thr = self.detector.threshold
+        image = artifact.to_bytes()
+        self._detectors: dict[int, Detector] = {artifact.model_version: self.detector}
         self.links: list[NodeLink] = []
         for spec in plant.nodes:
             node = VirtualNode(spec.device_id, spec.fs, artifact.model_version, thr, site=spec.site,
@@ -115,6 +119,11 @@ class Fleet:
                                calibrate_k=self.opts.calibrate_k)
             if self.opts.calibrate_n:
                 node.calibration = Calibration(self.opts.calibrate_n, k=self.opts.calibrate_k)
+                node.calibrate_n = self.opts.calibrate_n
+            if self.opts.ota_public_key is not None:
+                slots = Slots()
+                slots.images["A"] = image
+                node.ota = OtaClient(slots, self.opts.ota_public_key)
             self.links.append(NodeLink(node))
         n_sh = max(1, min(self.opts.shards, len(self.links)))
         self.shard_of = np.arange(len(self.links)) % n_sh
@@ -193,6 +202,8 @@ class Fleet:
                     k += 1
                     continue
             self.tick(k, o.time_offset_s + (due_at - self.t0))
+            if o.ota_public_key is not None and k % o.ticks_per_period == 0:
+                self.ota_tick()
             k += 1
         self.t_end = time.monotonic()
 
@@ -202,7 +213,7 @@ class Fleet:
             return
         keep = {int(r) for r in rows if self.links[r].node.debug_request is not None}
         c0 = time.perf_counter()
-        scores, debug = score_windows(self.detector, self.plant, rows, t_sim, self.rng, keep=keep)
+        scores, debug = self._score(rows, t_sim, keep)
         dt = time.perf_counter() - c0
         self.compute_s += dt
         inf_us = int(dt * 1e6 / rows.size)  # batched compute per window, amortised
@@ -227,6 +238,37 @@ class Fleet:
                 shard.send(link, link.node.debug_capture(ts, d["samples"], d["features"], d["q_in"],
                                                          d["q_out"], d["score"]))
             shard.deliver(link, ts, s, inf_us)
+
+    def _score(self, rows: np.ndarray, t_sim: float, keep: set[int]) -> tuple[np.ndarray, dict]:
+        """One engine call per model version in use (usually one; two while a rollout is under way)."""
+        versions = np.array([self.links[r].node.model_version for r in rows])
+        if (versions == versions[0]).all():
+            return score_windows(self._detector(int(rows[0])), self.plant, rows, t_sim, self.rng, keep=keep)
+        scores = np.empty(rows.size, np.float32)
+        debug: dict = {}
+        for v in np.unique(versions):
+            sel = versions == v
+            s, d = score_windows(self._detector(int(rows[sel][0])), self.plant, rows[sel], t_sim, self.rng,
+                                 keep=keep)
+            scores[sel] = s
+            debug.update(d)
+        return scores, debug
+
+    def _detector(self, row: int) -> Detector:
+        node = self.links[row].node
+        det = self._detectors.get(node.model_version)
+        if det is None:  # a model that arrived over the air: same bytes on every node (signed)
+            det = self._detectors[node.model_version] = Detector(node.ota.slots.active_artifact())
+        return det
+
+    def ota_tick(self) -> None:
+        """OTA timers of every node with a download or trial in progress, in their shard threads."""
+        ts = now_ms()
+        for s, sh in enumerate(self.shards):
+            busy = [lk for i, lk in enumerate(self.links) if self.shard_of[i] == s and lk.node.ota is not None
+                    and (lk.node.ota.download is not None or lk.node.ota.slots.trial)]
+            if busy:
+                sh.call(lambda sh=sh, busy=busy: [sh.send(lk, out) for lk in busy for out in lk.node.ota_tick(ts)])
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every connected node has handed over its ring and got its PUBACKs.

@@ -276,10 +276,15 @@ class Shard(threading.Thread):
         link.connects += 1
         link.backoff = 0.0
         link.flush = True
-        client.subscribe(link.node.topics["cmd"], qos=1)
+        subs = [(link.node.topics["cmd"], 1)]
+        if link.node.ota is not None:
+            subs += [(link.node.topics["ota/offer"], 1), (link.node.topics["ota/data"], 1)]
+        client.subscribe(subs)
         link.node.announce = False
         self.send(link, link.node.birth(now_ms()))
         link.births += 1
+        while link.node.ota_outbox:
+            self.send(link, link.node.ota_outbox.pop(0))
         self.pump(link)
 
     def _on_disconnect(self, client, link: NodeLink, flags, rc, props) -> None:
@@ -305,6 +310,19 @@ class Shard(threading.Thread):
         self.pump(link)
 
     def _on_message(self, client, link: NodeLink, msg) -> None:
+        kind = "ota/offer" if msg.topic.endswith("/ota/offer") else "ota/data" if msg.topic.endswith("/ota/data") \
+            else "cmd"
+        if kind != "cmd":
+            if not msg.payload:
+                return  # a cleared retained offer
+            try:
+                body = decode(kind, msg.payload)
+            except ProtocolError as exc:
+                log.warning("%s: ignored an invalid %s: %s", link.node.device_id, kind, exc)
+                return
+            for out in link.node.handle_ota(kind, body, now_ms()):
+                self.send(link, out)
+            return
         try:
             body = decode("cmd", msg.payload)
         except ProtocolError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,17 +91,26 @@ class VirtualNode:
     windows: int = 0
     announce: bool = False  # threshold changed by calibration: publish a new birth status
     handled_cmds: deque = field(default_factory=lambda: deque(maxlen=32))
+    ota: Any = None  # an edgefleet.ota.device.OtaClient when the node takes OTA updates
+    ota_seq: dict = field(default_factory=dict)  # per-kind sequence numbers of ota/req, ota/state
+    calibrate_n: int = 0  # recalibrate after a model change when commissioning used calibration
+    trial_windows: int = 0  # windows scored by a model on trial, and how many were anomalous
+    trial_anomalies: int = 0
+    ota_outbox: list = field(default_factory=list)  # OTA reports made while offline (after a reboot)
 
     def __post_init__(self) -> None:
         topic(self.device_id, "result")  # validates the device id once
         self.ring = deque(maxlen=self.ring_size)
-        self.topics = {k: topic(self.device_id, k) for k in ("result", "status", "debug", "cmd")}
+        self.topics = {k: topic(self.device_id, k)
+                       for k in ("result", "status", "debug", "cmd", "ota/offer", "ota/data", "ota/req",
+                                 "ota/state")}
 
     # --- status -------------------------------------------------------------------------
     def birth(self, now_ms: int) -> Outgoing:
         body: dict[str, Any] = {"v": PROTOCOL_VERSION, "boot": self.boot, "seq": self._next_status(),
                                 "ts": now_ms, "state": "online", "fw": FIRMWARE_VERSION,
-                                "model": self.model_version, "slot": "A",
+                                "model": self.model_version,
+                                "slot": self.ota.slots.active if self.ota is not None else "A",
                                 "thr": _positive(self.threshold), "caps": list(CAPS)}
         if self.site:
             body["site"] = self.site
@@ -126,9 +136,13 @@ class VirtualNode:
         anom = bool(score > self.threshold)
         self.windows += 1
         self.anomalies += anom
+        if self.ota is not None and self.ota.slots.trial:
+            self.trial_windows += 1
+            self.trial_anomalies += anom
         if len(self.ring) == self.ring.maxlen:
             self.dropped += 1
-        self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), self.threshold))
+        self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), self.threshold,
+                          self.model_version))
         self.result_seq += 1
         cal = self.calibration
         if cal is not None:
@@ -153,15 +167,15 @@ class VirtualNode:
         limit = MAX_RESULTS_PER_MESSAGE if flush else self.results_per_message
         if not flush and len(self.ring) < self.results_per_message:
             return None
-        thr = self.ring[0][5]
+        thr, model = self.ring[0][5], self.ring[0][6]
         batch = []
-        for item in self.ring:
-            if len(batch) >= limit or item[5] != thr:
+        for item in self.ring:  # one message = one threshold and one model version
+            if len(batch) >= limit or item[5] != thr or item[6] != model:
                 break
             batch.append(item)
         res = [{"seq": s, "ts": ts, "score": sc, "anom": an, "inf_us": us}
-               for s, ts, sc, an, us, _ in batch]
-        body = result_message(self.boot, self.model_version, _positive(thr), res, self.dropped)
+               for s, ts, sc, an, us, _, _ in batch]
+        body = result_message(self.boot, model, _positive(thr), res, self.dropped)
         return Outgoing(self.topics["result"], encode("result", body), results=len(batch),
                         oldest_ms=batch[0][1])
 
@@ -191,7 +205,44 @@ class VirtualNode:
             return []
         if op == "ping":
             return [self.birth(now_ms)]
-        return []  # reboot and revert are handled by the link/fleet (or not supported)
+        if op == "revert" and self.ota is not None:
+            return self.ota_events(self.ota.revert(now_ms / 1000.0, "revert command"), now_ms)
+        return []  # reboot is handled by the link/fleet
+
+    # --- over-the-air model updates (edgefleet.ota.device does the logic) --------------------
+    def handle_ota(self, kind: str, body: dict[str, Any], now_ms: int) -> list[Outgoing]:
+        """An ota/offer or ota/data message; returns the requests and states to publish."""
+        if self.ota is None:
+            return []
+        now = now_ms / 1000.0
+        events = self.ota.offer(body, now) if kind == "ota/offer" else self.ota.chunk(body, now)
+        return self.ota_events(events, now_ms)
+
+    def ota_tick(self, now_ms: int) -> list[Outgoing]:
+        """OTA timers; a trial ends healthy unless more than half its windows were anomalous."""
+        if self.ota is None:
+            return []
+        healthy = self.trial_windows < 10 or self.trial_anomalies <= self.trial_windows // 2
+        return self.ota_events(self.ota.tick(now_ms / 1000.0, healthy=healthy), now_ms)
+
+    def ota_events(self, events: list[tuple[str, dict]], now_ms: int) -> list[Outgoing]:
+        """Wrap the OTA client's messages, and follow a model switch (trial start or revert)."""
+        out = []
+        for kind, body in events:
+            seq = self.ota_seq.get(kind, 0)
+            self.ota_seq[kind] = seq + 1
+            out.append(Outgoing(self.topics[kind], encode(kind, {"v": PROTOCOL_VERSION, "boot": self.boot,
+                                                                  "seq": seq, **body})))
+        version = self.ota.current_version() if self.ota else self.model_version
+        if version != self.model_version:
+            self.model_version = version
+            art = self.ota.slots.active_artifact()
+            self.threshold = _positive(float(art.scoring.threshold))
+            self.trial_windows = self.trial_anomalies = 0
+            if self.calibrate_n:
+                self.calibration = Calibration(self.calibrate_n, k=self.calibrate_k)
+            out.append(self.birth(now_ms))
+        return out
 
     def reboot(self) -> None:
         """New boot: new id, sequences from 0; the ring (RAM) is lost, as on a device."""
@@ -200,6 +251,10 @@ class VirtualNode:
         self.dropped = 0
         self.ring.clear()
         self.calibration = None
+        if self.ota is not None:  # a reboot during trial reverts to the previous model
+            self.ota_seq.clear()
+            now = int(time.time() * 1000)
+            self.ota_outbox.extend(self.ota_events(self.ota.boot(now / 1000.0), now))
 
     def debug_capture(self, ts_ms: int, samples, features, q_in, q_out, score: float) -> Outgoing:
         """The debug message for the window just scored; clears the pending request."""

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inject", action="append", default=[], metavar="DEVICE:SECONDS",
                    help="give DEVICE a full outer-race fault SECONDS after start (repeatable), "
                         "e.g. --inject sim-0007:20")
+    p.add_argument("--ota-key", default=os.environ.get("EDGEFLEET_OTA_PUBLIC_KEY"), metavar="PUBLIC_KEY",
+                   help="public key the nodes trust for over-the-air models (default: "
+                        "$EDGEFLEET_OTA_PUBLIC_KEY, else the engineer's signing key's .pub if present; "
+                        "'none' disables OTA)")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="each node calibrates its threshold from its first N windows (default off)")
     p.add_argument("--ring", type=int, default=600,
@@ -79,6 +83,21 @@ def default_model() -> Path:
     if folders:
         return folders[0]
     raise EdgefleetError(f"no model found under {MODELS}; pass --model FOLDER_OR_EFM")
+
+
+def _ota_key(arg: str | None):
+    """The Ed25519 public key nodes verify OTA manifests with, or None (OTA off)."""
+    from edgefleet import keys
+
+    if arg == "none":
+        return None
+    path = Path(arg) if arg else keys.public_path(keys.DEFAULT_KEY)
+    if not path.exists():
+        if arg:
+            raise EdgefleetError(f"OTA public key {path} does not exist")
+        log.info("no OTA public key at %s: over-the-air updates are off for these nodes", path)
+        return None
+    return keys.load_public(path)
 
 
 def _raise_fd_limit(need: int) -> None:
@@ -152,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
                   LinkOptions(host, port, mqtt_version=version, password=password),
                   FleetOptions(period_s=args.period, shards=args.shards, ring_size=args.ring,
                                results_per_message=args.results_per_message,
-                               calibrate_n=args.calibrate, seed=args.seed + part))
+                               calibrate_n=args.calibrate, seed=args.seed + part,
+                               ota_public_key=_ota_key(args.ota_key)))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:

@@ -3,7 +3,7 @@
 The node (firmware/ports/*/node_app.c) speaks COBS + CRC-32 frames (ef_serial,
 docs/firmware.md) over a UART; each frame holds one link message "KIND BODY":
 
-- node -> bridge: ``boot`` (just started), ``will`` (the status to register as the
+- node -> bridge: ``boot`` (up, waiting for hello; repeated until answered), ``will`` (the status to register as the
   MQTT last will), and protocol v1 ``status``, ``result``, ``debug``, ``ota/state``,
   ``ota/req`` bodies, published on ``ef/v1/{device}/{kind}`` after validation;
 - bridge -> node: ``hello MS`` (the bridge's clock; the node answers with will + birth)
@@ -304,7 +304,8 @@ class Bridge:
         stop = stop or threading.Event()
         link = SerialLink(self.serial_url, self.connect_timeout)
         try:
-            self._hello(link)
+            # no hello before the node's `boot`: QEMU's CMSDK UART model can lose bytes that
+            # arrive before the guest enables its receiver (docs/mcu.md)
             while not stop.is_set():
                 while not self.cmd_queue.empty():
                     link.send(encode_frame(b"cmd " + self.cmd_queue.get()))

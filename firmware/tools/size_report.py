@@ -90,7 +90,7 @@ def report(elf: Path, map_path: Path, board: str) -> dict:
     text = sum(s.get(k, 0) for k in (".isr_vector", ".text", ".ARM.exidx"))
     model = s.get(".model", 0)  # an artifact linked into flash (real boards)
     data, bss, stack = s.get(".data", 0), s.get(".bss", 0), s.get(".stack", 0)
-    ef = {k: mods.get(k, {}).get("flash", 0) for k in ("engine", "features")}
+    ef = {k: sum(v["flash"] for name, v in mods.items() if name.split("_")[0] == k) for k in ("engine", "features")}
     return {
         "board": board, "image": elf.name, "compiler": "arm-none-eabi-gcc -Os, nano.specs",
         "text": text, "data": data, "bss": bss, "stack_reserved": stack,

@@ -60,14 +60,27 @@ uint32_t ef_platform_ticks_ms(void)
     return g_ms;
 }
 
+#define SCB_ICSR REG(0xE000ED04u)
+
+/* Monotonic: a counter that has reloaded while its SysTick interrupt is still pending
+ * (taken late, which QEMU does under load) would otherwise step back by 1 ms. */
 uint32_t board_us(void)
 {
-    uint32_t ms, v;
-    do { /* a consistent (ms, counter) pair */
+    static uint32_t last;
+    uint32_t ms, v, us;
+    int pending;
+    do { /* a consistent (ms, counter, pending) triple */
         ms = g_ms;
         v = SYST_CVR;
+        pending = (SCB_ICSR >> 26) & 1u; /* PENDSTSET */
     } while (ms != g_ms);
-    return ms * 1000u + (SYST_RVR - v) / (SYSCLK_HZ / 1000000u);
+    if (pending && v > SYST_RVR / 2u)
+        ms++;
+    us = ms * 1000u + (SYST_RVR - v) / (SYSCLK_HZ / 1000000u);
+    if ((int32_t)(us - last) < 0) /* a pending tick older than half a period */
+        us = last;
+    last = us;
+    return us;
 }
 
 int board_uart_getc(void)

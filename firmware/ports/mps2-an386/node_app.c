@@ -37,7 +37,7 @@ typedef struct {
     ef_pipeline pipe;
     char boot[9];
     float thr;
-    uint32_t result_seq, status_seq, debug_seq;
+    uint32_t result_seq, status_seq, debug_seq, dropped;
     int synced;              /* the bridge said hello (or a fixed timeline) */
     uint64_t epoch_ms;       /* bridge time at the hello */
     uint32_t epoch_tick;     /* board ms at the hello */
@@ -170,14 +170,18 @@ static void send_result(uint64_t ts, float score, uint32_t inf_us)
     h.boot = g_node.boot;
     h.model = g_node.model.model_version;
     h.thr = (double)g_node.thr;
-    h.dropped = 0;
-    r.seq = g_node.result_seq++;
+    h.dropped = g_node.dropped;
+    r.seq = g_node.result_seq++; /* a result that cannot be sent is a lost one: a gap, counted */
     r.ts = ts;
     r.score = (double)score;
     r.anom = score > g_node.thr;
     r.inf_us = inf_us;
     if ((n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
         node_link_send("result", g_msg, (size_t)n);
+    else {
+        g_node.dropped++;
+        ef_platform_log("result refused by the encoder (schema)");
+    }
 }
 
 /* The debug capture, streamed in two halves around the window's processing, so that
@@ -427,8 +431,8 @@ int node_run(const node_config *c)
         strncpy(g_node.boot, c->boot, 8);
         g_node.boot[8] = '\0';
     }
-    node_link_send("boot", NULL, 0);
     if (c->has_t0) {
+        node_link_send("boot", NULL, 0);
         g_node.synced = 1;
         announce(c->t0);
     }
@@ -440,6 +444,10 @@ int node_run(const node_config *c)
         uint32_t t_us;
         uint64_t ts;
         poll_link(c, &rx);
+        if (!g_node.synced && (int32_t)(ef_platform_ticks_ms() - g_node.next_tick) >= 0) {
+            node_link_send("boot", NULL, 0); /* every 500 ms until the bridge's hello: a bridge */
+            g_node.next_tick += 500u;        /* talks only to a node it has heard, so never too early */
+        }
         if (!g_node.synced || (c->paced && (int32_t)(ef_platform_ticks_ms() - g_node.next_tick) < 0)) {
             board_idle();
             continue;

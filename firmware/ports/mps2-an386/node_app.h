@@ -3,7 +3,7 @@
  * (edgefleet bridge), and the commands calibrate, debug, set_threshold, ping, reboot.
  *
  * Link messages (one per ef_serial frame) are "KIND BODY": node -> bridge
- * `boot` (no body, "I just started"), `will` (the status to register as the MQTT
+ * `boot` (no body: "I am up, say hello"; repeated every 500 ms until the hello), `will` (the status to register as the MQTT
  * last will), `status`, `result`, `debug` (protocol v1 JSON bodies); bridge -> node
  * `hello MS` (the bridge's clock in ms since the epoch: the node answers with
  * will + birth and starts its results) and `cmd JSON`. See docs/mcu.md. */

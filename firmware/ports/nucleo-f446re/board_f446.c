@@ -134,14 +134,25 @@ uint32_t ef_platform_ticks_ms(void)
     return g_ms;
 }
 
-uint32_t board_us(void)
+#define SCB_ICSR REG(0xE000ED04u)
+
+uint32_t board_us(void) /* monotonic, as board_mps2.c */
 {
-    uint32_t ms, v;
+    static uint32_t last;
+    uint32_t ms, v, us;
+    int pending;
     do {
         ms = g_ms;
         v = SYST_CVR;
+        pending = (SCB_ICSR >> 26) & 1u;
     } while (ms != g_ms);
-    return ms * 1000u + (SYST_RVR - v) / (SYSCLK_HZ / 1000000u);
+    if (pending && v > SYST_RVR / 2u)
+        ms++;
+    us = ms * 1000u + (SYST_RVR - v) / (SYSCLK_HZ / 1000000u);
+    if ((int32_t)(us - last) < 0)
+        us = last;
+    last = us;
+    return us;
 }
 
 int board_uart_getc(void)

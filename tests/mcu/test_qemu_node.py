@@ -139,6 +139,7 @@ def test_qemu_node_answers_commands_read_from_its_uart(mcu, recording, tmp_path)
     assert len(debug) == 1
     raw, dbg = debug[0]
     assert protocol.encode("debug", dbg) == raw  # canonical, byte for byte
+    assert encode_frame(b"debug " + raw) in bytes(received)  # the node's streamed COBS is ef_serial's
     assert dbg["id"] == "d-1" and len(dbg["samples"]) == 960 and dbg["fs"] == fs
     res = [protocol.decode("result", b)["res"][0] for k, b in frames if k == "result"]
     assert len(res) == 16

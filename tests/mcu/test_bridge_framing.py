@@ -1,0 +1,65 @@
+"""The bridge's framing equals the firmware's (ef_serial) byte for byte; bad input is refused clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgefleet.bridge import Bridge, BridgeError, FrameDecoder, cobs_decode, encode_frame, split_link
+
+from .conftest import FIRMWARE, REPO, free_port
+
+LENGTHS = [0, 1, 2, 250, 253, 254, 255, 256, 507, 508, 509, 1000, 4096]
+
+
+def c_encode(payload: bytes) -> bytes:
+    record = len(payload).to_bytes(2, "little") + payload  # ef_serial encode reads length-prefixed records
+    return subprocess.run([str(FIRMWARE / "build" / "host" / "ef_serial"), "encode"], input=record,
+                          capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_frames_equal_the_c_encoder(mcu, n):
+    rng = np.random.default_rng(n)
+    for payload in (bytes(rng.integers(0, 256, n, dtype=np.uint8)), bytes(n), b"\x01" * n):
+        frame = encode_frame(payload)
+        assert frame == c_encode(payload)
+        assert FrameDecoder().feed(frame) == [payload]
+
+
+def test_decoder_resynchronises_after_noise_and_damage():
+    good = [b"result {}", b"x" * 600, b"status {\"v\":1}"]
+    damaged = bytearray(encode_frame(b"will lost"))
+    damaged[3] ^= 0x10
+    stream = b"\x07\x08noise\x00" + encode_frame(good[0]) + bytes(damaged) + encode_frame(good[1]) + \
+        encode_frame(good[2])
+    dec = FrameDecoder()
+    out = []
+    for i in range(0, len(stream), 7):  # arbitrary chunking
+        out += dec.feed(stream[i:i + 7])
+    assert out == good and dec.dropped == 2
+    assert split_link(b"cmd {\"a\":1}") == ("cmd", b"{\"a\":1}") and split_link(b"boot") == ("boot", b"")
+    with pytest.raises(ValueError):
+        cobs_decode(b"\x05ab")
+
+
+def test_overlong_frame_is_dropped_without_growing_memory():
+    dec = FrameDecoder(max_frame=1000)
+    assert dec.feed(b"\x01" * 5000) == [] and len(dec.buf) <= 1000 and dec.dropped >= 1
+    assert dec.feed(b"\x00" + encode_frame(b"ok")) == [b"ok"]
+
+
+def test_bridge_refuses_unusable_endpoints_clearly():
+    with pytest.raises(BridgeError, match="expected tcp://HOST:PORT"):
+        Bridge("tcp://nohost", "mqtt://127.0.0.1:1", "dev-1").run()
+    with pytest.raises(BridgeError, match="cannot connect"):
+        Bridge(f"tcp://127.0.0.1:{free_port()}", "mqtt://127.0.0.1:1", "dev-1", connect_timeout=0.5).run()
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "bridge", "--serial", "/nonexistent/tty",
+                           "--device", "dev-1"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "cannot open serial device /nonexistent/tty" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "bridge", "--serial", "tcp://127.0.0.1:1",
+                           "--device", "bad id!"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "topic" in proc.stderr

@@ -136,7 +136,7 @@ def split_link(payload: bytes) -> tuple[str, bytes]:
 class SerialLink:
     """A byte link: tcp://host:port or a tty/file path. recv() returns b'' at end of stream."""
 
-    def __init__(self, endpoint: str, connect_timeout: float = 10.0):
+    def __init__(self, endpoint: str, connect_timeout: float = 10.0, baud: int = 115200):
         self.endpoint = endpoint
         self.sock: socket.socket | None = None
         self.fd: int | None = None
@@ -160,9 +160,16 @@ class SerialLink:
                 self.fd = os.open(endpoint, os.O_RDWR | os.O_NOCTTY)
             except OSError as e:
                 raise BridgeError(f"cannot open serial device {endpoint}: {e}") from e
-            if os.isatty(self.fd):
+            if os.isatty(self.fd):  # a board's USB virtual COM port: raw bytes at the board's speed
+                import termios
                 import tty
                 tty.setraw(self.fd)
+                attrs = termios.tcgetattr(self.fd)
+                speed = getattr(termios, f"B{baud}", None)
+                if speed is None:
+                    raise BridgeError(f"unsupported baud rate {baud}")
+                attrs[4] = attrs[5] = speed
+                termios.tcsetattr(self.fd, termios.TCSANOW, attrs)
 
     def recv(self) -> bytes | None:
         """Bytes, None when nothing arrived within 0.2 s, b'' at end of stream."""
@@ -204,11 +211,13 @@ class BridgeStats:
 class Bridge:
     """One node's link to the broker. run() returns when the link ends or stop is set."""
 
-    def __init__(self, serial: str, broker: str, device: str, *, connect_timeout: float = 10.0):
+    def __init__(self, serial: str, broker: str, device: str, *, connect_timeout: float = 10.0,
+                 baud: int = 115200):
         protocol.topic(device, "result")  # validates the id
         self.serial_url, self.broker, self.device = serial, broker, device
         self.host, self.port = parse_broker_url(broker)
         self.connect_timeout = connect_timeout
+        self.baud = baud
         self.stats = BridgeStats()
         self.client: mqtt.Client | None = None
         self.will: bytes | None = None
@@ -273,6 +282,8 @@ class Bridge:
     def _handle(self, link: SerialLink, payload: bytes) -> None:
         kind, body = split_link(payload)
         if kind == "boot":
+            if body:  # a node that cannot start says why (e.g. "sensor")
+                log.warning("node %s reports a boot problem: %s", self.device, body.decode("ascii", "replace"))
             self._hello(link)
         elif kind == "will":
             try:
@@ -302,7 +313,7 @@ class Bridge:
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()
-        link = SerialLink(self.serial_url, self.connect_timeout)
+        link = SerialLink(self.serial_url, self.connect_timeout, self.baud)
         try:
             # no hello before the node's `boot`: QEMU's CMSDK UART model can lose bytes that
             # arrive before the guest enables its receiver (docs/mcu.md)

@@ -18,12 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--serial", required=True, help="tcp://HOST:PORT or a serial device path")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://[user:pass@]host:port")
     p.add_argument("--device", required=True, help="the node's device id (its MQTT client id)")
-    p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the serial port and broker")
+    p.add_argument("--baud", type=int, default=115200, help="tty speed (ignored for tcp://)")
     p.set_defaults(func=cmd_bridge)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    b = Bridge(args.serial, args.broker, args.device, connect_timeout=args.connect_timeout)
+    b = Bridge(args.serial, args.broker, args.device, connect_timeout=args.connect_timeout, baud=args.baud)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -63,3 +63,38 @@ def test_bridge_refuses_unusable_endpoints_clearly():
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "bridge", "--serial", "tcp://127.0.0.1:1",
                            "--device", "bad id!"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "topic" in proc.stderr
+
+
+def test_bridge_on_a_tty_sets_raw_speed_and_answers_boot_with_hello():
+    """A pty stands in for a board's USB virtual COM port."""
+    import os
+    import select
+    import termios
+    import threading
+    import time
+
+    master, slave = os.openpty()
+    b = Bridge(os.ttyname(slave), "mqtt://127.0.0.1:1", "board-1", baud=115200)
+    stop = threading.Event()
+    t = threading.Thread(target=b.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while termios.tcgetattr(slave)[3] & termios.ICANON:  # until the bridge made the line raw
+            assert time.monotonic() < deadline, "the bridge did not configure the tty"
+            time.sleep(0.01)
+        os.write(master, b"noise\x00" + encode_frame(b"boot"))
+        dec, got = FrameDecoder(), []
+        while not got:
+            assert time.monotonic() < deadline, "no hello from the bridge"
+            if select.select([master], [], [], 0.2)[0]:
+                got = dec.feed(os.read(master, 4096))
+        assert got[0].startswith(b"hello ") and int(got[0][6:]) > 1_700_000_000_000
+        attrs = termios.tcgetattr(slave)
+        assert attrs[4] == attrs[5] == termios.B115200 and not attrs[3] & termios.ICANON
+    finally:
+        stop.set()
+        t.join(5)
+        os.close(master)
+        os.close(slave)
+    assert not t.is_alive() and b.stats.frames_in == 1 and b.stats.bad_frames == 1

@@ -29,5 +29,8 @@ page = st.navigation({
     "Operations": [
         st.Page(ui.PAGE_SYSTEM, title="System", icon=":material/monitor_heart:"),
     ],
+    "Models": [
+        st.Page("views/models.py", title="Models & OTA", icon=":material/system_update_alt:"),
+    ],
 })
 page.run()

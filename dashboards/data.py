@@ -18,6 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from edgefleet.alarms import SEVERITY_RANK, AlarmPolicy, fit_log_trend, time_to_threshold
+from edgefleet.errors import EdgefleetError
+from edgefleet.ota.campaign import IN_FLIGHT, TERMINAL_BAD, TERMINAL_OK, Policy, Target, parse_stages, stage_size
+from edgefleet.ota.registry import Campaign, ModelEntry, OtaRegistry
 from edgefleet.protocol import ResultRecord
 from edgefleet.store import Device, Store
 
@@ -333,3 +336,166 @@ def fmt_eta(eta_s: float | None, short: bool = False) -> str:
     else:
         when = f"~{eta_s / 86400:.0f} d"
     return when if short else f"threshold in {when}"
+
+
+# ---------- models & OTA (issue 6) ----------
+# Loaders over `edgefleet.ota.registry.OtaRegistry` (same SQLite file as the store): no Streamlit,
+# no writes except `start_campaign`, which builds its policy with `rollout_policy` exactly as
+# `edgefleet ota rollout` does.
+
+OTA_PENDING = "pending"  # in the campaign's rollout order, not offered yet (its stage has not come)
+OTA_STATES = ("confirmed", "trial", "verifying", "downloading", "accepted", "offered", OTA_PENDING,
+              "rejected", "failed", "reverted", "timeout")  # progress order for tables and charts
+
+
+def models_frame(models: Sequence[ModelEntry]) -> pd.DataFrame:
+    """One row per registered model, newest version first, with the card's key numbers."""
+    rows = []
+    for m in models:
+        card, fp = m.card or {}, (m.card or {}).get("footprint") or {}
+        rows.append({"version": m.version, "model_id": m.model_id, "size": m.size,
+                     "created": pd.to_datetime(m.created_ms, unit="ms", utc=True),
+                     "auc_int8": (card.get("evaluation") or {}).get("auc_int8"),
+                     "artifact_bytes": fp.get("artifact_bytes"), "activation_ram_bytes": fp.get("activation_ram_bytes"),
+                     "tflm_arena_bytes": card.get("tflm_arena_bytes"), "threshold": card.get("threshold"),
+                     "sha256": m.sha256[:16]})
+    cols = ["version", "model_id", "size", "created", "auc_int8", "artifact_bytes", "activation_ram_bytes",
+            "tflm_arena_bytes", "threshold", "sha256"]
+    return pd.DataFrame(rows, columns=cols).sort_values("version", ascending=False).reset_index(drop=True)
+
+
+def state_counts(campaign: Campaign, states: dict[str, dict]) -> dict[str, int]:
+    """Devices per OTA state, with the devices not offered yet counted as `pending`."""
+    counts: dict[str, int] = {}
+    for s in states.values():
+        counts[s["state"]] = counts.get(s["state"], 0) + 1
+    pending = sum(1 for d in campaign.devices if d not in states)
+    if pending:
+        counts[OTA_PENDING] = pending
+    return counts
+
+
+def campaigns_frame(campaigns: Sequence[Campaign], states: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """One row per campaign (newest first): model, target, state, current stage, devices, counts per state."""
+    rows = []
+    for c in campaigns:
+        counts = state_counts(c, states.get(c.id, {}))
+        stages = [f"{s:.0%}" for s in c.policy.stages]
+        rows.append({"campaign": c.id, "model": c.model, "target": c.target, "state": c.state,
+                     "stage": f"{c.stage + 1}/{len(stages)} ({stages[c.stage]})", "stages": " / ".join(stages),
+                     "mode": f"shadow {c.policy.trial_s / 60:g} min" if c.policy.shadow
+                     else f"trial {c.policy.trial_s / 60:g} min",
+                     "devices": len(c.devices), **{s: counts.get(s, 0) for s in OTA_STATES},
+                     "reason": c.reason, "created": pd.to_datetime(c.created_ms, unit="ms", utc=True),
+                     "updated": pd.to_datetime(c.updated_ms, unit="ms", utc=True)})
+    cols = ["campaign", "model", "target", "state", "stage", "stages", "mode", "devices", *OTA_STATES, "reason",
+            "created", "updated"]
+    return pd.DataFrame(rows, columns=cols).iloc[::-1].reset_index(drop=True)
+
+
+def campaign_counts_long(df: pd.DataFrame) -> pd.DataFrame:
+    """`campaigns_frame` as campaign, state, count rows (non-zero only), for a stacked bar."""
+    long = df.melt(id_vars=["campaign"], value_vars=list(OTA_STATES), var_name="state", value_name="count")
+    return long[long["count"] > 0].reset_index(drop=True)
+
+
+def stage_frame(campaign: Campaign, states: dict[str, dict]) -> pd.DataFrame:
+    """Per stage: the devices it adds (stages are cumulative) and how far they got.
+
+    `done` is confirmed + failed (any terminal state) over the stage's devices; `current`
+    marks the stage the campaign is in.
+    """
+    n = len(campaign.devices)
+    rows, start = [], 0
+    for i, frac in enumerate(campaign.policy.stages):
+        end = stage_size(n, frac) if n else 0
+        members = campaign.devices[start:end]
+        st_of = [states.get(d, {}).get("state", OTA_PENDING) for d in members]
+        ok = sum(s in TERMINAL_OK for s in st_of)
+        bad = sum(s in TERMINAL_BAD for s in st_of)
+        rows.append({"stage": i + 1, "fraction": f"{frac:.0%}", "devices": len(members), "confirmed": ok,
+                     "failed": bad, "in_flight": sum(s in IN_FLIGHT for s in st_of),
+                     "pending": sum(s == OTA_PENDING for s in st_of),
+                     "done": (ok + bad) / len(members) if members else 0.0, "current": i == campaign.stage})
+        start = max(start, end)
+    return pd.DataFrame(rows, columns=["stage", "fraction", "devices", "confirmed", "failed", "in_flight", "pending",
+                                       "done", "current"])
+
+
+def device_state_frame(campaign: Campaign, states: dict[str, dict]) -> pd.DataFrame:
+    """Every device of a campaign in rollout order: its stage, OTA state, reason, previous model, times."""
+    n, order = len(campaign.devices), {}
+    for i, frac in reversed(list(enumerate(campaign.policy.stages))):
+        for d in campaign.devices[:stage_size(n, frac) if n else 0]:
+            order[d] = i + 1
+    devices = list(campaign.devices) + sorted(d for d in states if d not in order)  # offered before a restart
+    rows = []
+    for d in devices:
+        s = states.get(d)
+        rows.append({"device": d, "stage": order.get(d), "state": s["state"] if s else OTA_PENDING,
+                     "reason": s["reason"] if s else "", "old_model": s["old_model"] if s else None,
+                     "offered": pd.to_datetime(s["offered_ms"], unit="ms", utc=True) if s and s["offered_ms"]
+                     else pd.NaT,
+                     "updated": pd.to_datetime(s["updated_ms"], unit="ms", utc=True) if s else pd.NaT})
+    return pd.DataFrame(rows, columns=["device", "stage", "state", "reason", "old_model", "offered", "updated"])
+
+
+def anomaly_comparison(store: Store, campaign: Campaign, states: dict[str, dict],
+                       limit: int = 2000) -> pd.DataFrame:
+    """Per offered device: anomaly rate under the old model(s) vs the campaign's model, from stored results.
+
+    Same window as the OTA manager's model-health check: from an hour before the first offer.
+    In a shadow trial both models score every window, so both rates cover the same windows.
+    `counts` says whether the device enters the canary check (`min_windows` new-model results).
+    """
+    cols = ["device", "state", "old_model", "old_rate", "old_windows", "new_rate", "new_windows", "shift", "counts"]
+    offered = [s["offered_ms"] for s in states.values() if s["offered_ms"]]
+    if not offered:
+        return pd.DataFrame(columns=cols)
+    since = min(offered) - 3_600_000
+    rows = []
+    for d in sorted(states):
+        res = store.score_history(d, since_ms=since, limit=limit)
+        old = [r for r in res if r.model != campaign.model]
+        new = [r for r in res if r.model == campaign.model]
+        old_rate = sum(r.anom for r in old) / len(old) if old else None
+        new_rate = sum(r.anom for r in new) / len(new) if new else None
+        olds = sorted({r.model for r in old})
+        rows.append({"device": d, "state": states[d]["state"],
+                     "old_model": ", ".join(f"v{m}" for m in olds) if olds else "-",
+                     "old_rate": old_rate, "old_windows": len(old), "new_rate": new_rate, "new_windows": len(new),
+                     "shift": new_rate / max(old_rate, campaign.policy.anomaly_floor)
+                     if old_rate is not None and new_rate is not None else None,
+                     "counts": old_rate is not None and len(new) >= campaign.policy.min_windows})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def canary_health(campaign: Campaign, comparison: pd.DataFrame) -> dict[str, float] | None:
+    """The manager's model-health numbers over the counted devices: mean old (floored) and new rate,
+    and the abort limit; None when no device has enough windows under both models yet."""
+    rows = comparison[comparison["counts"].astype(bool)] if not comparison.empty else comparison
+    if rows.empty:
+        return None
+    old = max(float(rows["old_rate"].mean()), campaign.policy.anomaly_floor)
+    new = float(rows["new_rate"].mean())
+    return {"devices": len(rows), "old_rate": old, "new_rate": new, "limit": campaign.policy.abort_anomaly_shift,
+            "shift": new / old}
+
+
+def rollout_policy(stages: str, *, trial_min: float = 1.0, shadow_min: float = 0.0, abort_failures_pct: float = 10.0,
+                   abort_anomaly_shift: float = 3.0, stage_timeout_min: float = 10.0) -> Policy:
+    """The campaign policy from the start form, validated and built as `edgefleet ota rollout` builds it."""
+    fails = abort_failures_pct / 100.0
+    if not 0 <= fails < 1 or abort_anomaly_shift <= 1:
+        raise EdgefleetError("abort-failures must be in [0%, 100%) and abort-anomaly-shift above 1x")
+    if shadow_min < 0 or trial_min <= 0 or stage_timeout_min <= 0:
+        raise EdgefleetError("trial and stage timeout must be positive, shadow zero (off) or positive")
+    return Policy(stages=parse_stages(stages), abort_failures=fails, abort_anomaly_shift=abort_anomaly_shift,
+                  stage_timeout_s=stage_timeout_min * 60, trial_s=int(60 * (shadow_min or trial_min)),
+                  shadow=shadow_min > 0)
+
+
+def start_campaign(reg: OtaRegistry, version: int, target: str, policy: Policy,
+                   campaign_id: str | None = None) -> Campaign:
+    """Create the campaign in the registry; the OTA manager in `edgefleet serve` carries it out."""
+    return reg.create_campaign(int(version), Target.parse(target.strip()), policy, campaign_id or None)

@@ -1,0 +1,230 @@
+"""Models & OTA: the model registry with cards, campaigns with live progress, start and abort.
+
+Reads and writes the OTA registry (`edgefleet.ota.registry.OtaRegistry`) in the same SQLite
+file as the store. Starting or aborting only writes the registry, as the CLI does; the OTA
+manager inside `edgefleet serve` carries campaigns out.
+"""
+
+import threading
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import data, ui
+from edgefleet.card import to_markdown
+from edgefleet.errors import EdgefleetError
+from edgefleet.ota.registry import Campaign, OtaRegistry
+
+STATE_COLOURS = {"confirmed": "#2ca02c", "trial": "#98df8a", "verifying": "#1f77b4", "downloading": "#6baed6",
+                 "accepted": "#9ecae1", "offered": "#c6dbef", data.OTA_PENDING: "#e0e0e0", "rejected": "#d62728",
+                 "failed": "#b30000", "reverted": "#ff7f0e", "timeout": "#7f7f7f"}
+CAMPAIGN_BADGE = {"running": "blue", "aborting": "orange", "aborted": "red", "completed": "green"}
+TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+RATE = st.column_config.NumberColumn(format="percent")
+
+
+# ---------- the registry, cached like ui.py's loaders ----------
+
+@st.cache_resource(show_spinner=False)
+def registry(db: str) -> tuple[OtaRegistry, threading.Lock]:
+    """One registry connection per database for all sessions; its calls are serialised by the lock."""
+    return OtaRegistry(db), threading.Lock()
+
+
+@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
+def models(db: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    reg, lock = registry(db)
+    with lock:
+        entries = reg.models()
+    return data.models_frame(entries), {m.version: to_markdown(m.card) for m in entries}
+
+
+@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
+def campaigns(db: str) -> tuple[list[Campaign], dict[str, dict[str, dict]]]:
+    reg, lock = registry(db)
+    with lock:
+        cs = reg.campaigns()
+        return cs, {c.id: reg.device_states(c.id) for c in cs}
+
+
+@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
+def comparison(db: str, cid: str) -> pd.DataFrame:
+    cs, states = campaigns(db)
+    c = next(c for c in cs if c.id == cid)
+    return data.anomaly_comparison(ui.store(db), c, states[cid])
+
+
+def clear() -> None:
+    models.clear()
+    campaigns.clear()
+    comparison.clear()
+
+
+# ---------- writes (widget callbacks: they run before the rerun that draws the result) ----------
+
+def _start(db: str) -> None:
+    s = st.session_state
+    reg, lock = registry(db)
+    try:
+        policy = data.rollout_policy(s["ota_stages"], trial_min=s["ota_trial"], shadow_min=s["ota_shadow"],
+                                     abort_failures_pct=s["ota_fails"], abort_anomaly_shift=s["ota_shift"],
+                                     stage_timeout_min=s["ota_timeout"])
+        if s.get("ota_version") is None:
+            raise EdgefleetError("no model to roll out: publish one with `edgefleet ota publish MODEL_DIR`")
+        with lock:
+            c = data.start_campaign(reg, s["ota_version"], s["ota_target"], policy, s["ota_id"].strip() or None)
+    except EdgefleetError as exc:
+        s["ota_msg"] = ("error", str(exc))
+        return
+    clear()
+    s["ota_campaign"] = c.id
+    s["ota_msg"] = ("success", f"Campaign {c.id} started: model v{c.model} to {c.target} in stages "
+                    f"{' / '.join(f'{x:.0%}' for x in c.policy.stages)}. The OTA manager in `edgefleet serve` "
+                    "runs it.")
+
+
+def _abort(db: str, cid: str) -> None:
+    reg, lock = registry(db)
+    try:
+        with lock:
+            reg.abort(cid)
+    except EdgefleetError as exc:
+        st.session_state["ota_msg"] = ("error", str(exc))
+        return
+    clear()
+    st.session_state["ota_msg"] = ("warning", f"Campaign {cid} is aborting: the OTA manager clears its offers "
+                                   "and rolls back devices that took the model.")
+
+
+def _message() -> None:
+    msg = st.session_state.pop("ota_msg", None)
+    if msg:
+        getattr(st, msg[0])(msg[1])
+
+
+# ---------- the page ----------
+
+st.title("Models & OTA")
+db = ui.require_db()
+
+
+@st.fragment(run_every=ui.REFRESH_S)
+def live() -> None:
+    _message()
+    frame, cards = models(db)
+    st.subheader("Model registry")
+    if frame.empty:
+        st.info("No model published yet: `edgefleet ota publish MODEL_DIR` (after `edgefleet model train`).")
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch", key="ota_models_table", column_config={
+            "created": TIME, "size": st.column_config.NumberColumn("size (B)"),
+            "auc_int8": st.column_config.NumberColumn("AUC int8", format="%.4f"),
+            "artifact_bytes": st.column_config.NumberColumn("artifact (B)"),
+            "activation_ram_bytes": st.column_config.NumberColumn("activation RAM (B)"),
+            "tflm_arena_bytes": st.column_config.NumberColumn("TFLM arena (B)"),
+            "threshold": st.column_config.NumberColumn(format="%.4g")})
+        for v, mid in zip(frame["version"], frame["model_id"]):
+            with st.expander(f"Model card: {mid} v{v}"):
+                st.markdown(cards[int(v)])
+
+    cs, states = campaigns(db)
+    st.subheader("Campaigns")
+    if not cs:
+        st.info("No campaign yet: start one below or with `edgefleet ota rollout VERSION`.")
+        ui.refreshed_caption()
+        return
+    table = data.campaigns_frame(cs, states)
+    shown = [c for c in table.columns if c not in data.OTA_STATES or table[c].any()]  # states nobody is in: hidden
+    st.dataframe(table[shown], hide_index=True, width="stretch", key="ota_campaigns_table",
+                 column_config={"created": TIME, "updated": TIME})
+    long = data.campaign_counts_long(table)
+    if not long.empty:
+        order = [s for s in data.OTA_STATES if s in set(long["state"])]
+        long["rank"] = long["state"].map(order.index)
+        st.vega_lite_chart(long, {
+            "mark": {"type": "bar"}, "height": 30 + 34 * len(table),
+            "encoding": {
+                "y": {"field": "campaign", "type": "nominal", "title": None, "sort": list(table["campaign"])},
+                "x": {"field": "count", "type": "quantitative", "stack": True, "title": "devices"},
+                "color": {"field": "state", "type": "nominal", "sort": order, "legend": {"orient": "top", "title": None},
+                          "scale": {"domain": order, "range": [STATE_COLOURS[s] for s in order]}},
+                "order": {"field": "rank", "type": "quantitative"},
+                "tooltip": [{"field": "campaign"}, {"field": "state"}, {"field": "count"}]}}, width="stretch")
+
+    ids = [c.id for c in reversed(cs)]
+    running = [c.id for c in cs if c.state in ("running", "aborting")]
+    if st.session_state.get("ota_campaign") not in ids:
+        st.session_state["ota_campaign"] = running[0] if running else ids[0]
+    cid = st.selectbox("Campaign", ids, key="ota_campaign")
+    campaign(next(c for c in cs if c.id == cid), states.get(cid, {}))
+    ui.refreshed_caption()
+
+
+def campaign(c: Campaign, states: dict[str, dict]) -> None:
+    """One campaign: state, stages with progress, abort, per-device states, old vs new anomaly rate."""
+    head, button = st.columns([4, 1])
+    head.markdown(f"**{c.id}** · model v{c.model} → `{c.target}` · :{CAMPAIGN_BADGE.get(c.state, 'gray')}"
+                  f"-badge[{c.state}] · stage {c.stage + 1} of {len(c.policy.stages)}")
+    if c.state == "running":
+        button.button("Abort campaign", key="ota_abort", type="primary", on_click=_abort, args=(db, c.id),
+                      help="stop offering; devices that took the model roll back")
+    if c.reason:
+        (st.error if c.state in ("aborting", "aborted") else st.info)(f"Reason: {c.reason}")
+    if not c.devices:
+        st.caption("The OTA manager has not chosen the campaign's devices yet (is `edgefleet serve` running?).")
+    stages = data.stage_frame(c, states)
+    for r in stages.itertuples():
+        marker = " ← current" if r.current and c.state == "running" else ""
+        st.progress(float(r.done), text=f"Stage {r.stage} ({r.fraction}): {r.devices} devices · {r.confirmed} "
+                    f"confirmed · {r.failed} failed · {r.in_flight} in flight · {r.pending} pending{marker}")
+
+    st.markdown("**Devices**")
+    dev = data.device_state_frame(c, states)
+    st.dataframe(dev, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(1, len(dev))),
+                 key="ota_devices_table", column_config={"offered": TIME, "updated": TIME})
+
+    st.markdown("**Anomaly rate: old vs new model**" + (" (shadow trial: both models score every window)"
+                                                       if c.policy.shadow else ""))
+    cmp = comparison(db, c.id)
+    health = data.canary_health(c, cmp)
+    if cmp.empty or cmp["new_windows"].sum() == 0:
+        st.caption("No results under the new model yet.")
+        return
+    if health is not None:
+        a, b, d = st.columns(3)
+        a.metric("Old model anomaly rate", f"{health['old_rate']:.1%}", help="mean over the counted devices, "
+                 f"floored at {c.policy.anomaly_floor:.0%}")
+        b.metric("New model anomaly rate", f"{health['new_rate']:.1%}")
+        d.metric("Shift", f"{health['shift']:.2g}x", help=f"the campaign aborts above {health['limit']:g}x")
+    long = cmp.melt(id_vars=["device"], value_vars=["old_rate", "new_rate"], var_name="model",
+                    value_name="anomaly_rate").dropna()
+    long["model"] = long["model"].map({"old_rate": "old", "new_rate": f"new (v{c.model})"})
+    st.bar_chart(long, x="device", y="anomaly_rate", color="model", stack=False, height=240, y_label="anomaly rate")
+    st.dataframe(cmp, hide_index=True, width="stretch", key="ota_shadow_table",
+                 column_config={"old_rate": RATE, "new_rate": RATE,
+                                "shift": st.column_config.NumberColumn(format="%.2fx"),
+                                "counts": st.column_config.CheckboxColumn(
+                                    "in health check", help=f"≥ {c.policy.min_windows} new-model windows")})
+
+
+live()
+
+st.subheader("Start a campaign")
+frame, _ = models(db)
+versions = frame["version"].tolist()
+with st.form("ota_start", border=True):
+    a, b, c_ = st.columns(3)
+    a.selectbox("Model version", versions, key="ota_version", format_func=lambda v: f"v{v}")
+    b.text_input("Target", value="all", key="ota_target", help="all, site=NAME, line=NAME or tag=NAME")
+    c_.text_input("Stages", value="5%,25%,100%", key="ota_stages", help="cumulative, ascending, ending at 100%")
+    a, b, c_ = st.columns(3)
+    a.number_input("Trial (minutes)", min_value=0.0, value=1.0, step=0.5, key="ota_trial",
+                   help="before a device confirms, when not in shadow mode")
+    b.number_input("Shadow (minutes)", min_value=0.0, value=0.0, step=1.0, key="ota_shadow",
+                   help="0: no shadow; otherwise the trial runs both models this long")
+    c_.number_input("Stage timeout (minutes)", min_value=0.0, value=10.0, step=1.0, key="ota_timeout")
+    a, b, c_ = st.columns(3)
+    a.number_input("Abort at failures (%)", min_value=0.0, max_value=100.0, value=10.0, step=1.0, key="ota_fails")
+    b.number_input("Abort at anomaly shift (x)", min_value=0.0, value=3.0, step=0.5, key="ota_shift")
+    c_.text_input("Campaign id (optional)", key="ota_id", placeholder="c<version>-<UTC time>")
+    st.form_submit_button("Start campaign", type="primary", on_click=_start, args=(db,))

@@ -1,0 +1,164 @@
+"""The Models & OTA page under AppTest, on a real SQLite file populated through OtaRegistry and the store API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from edgefleet import keys
+from edgefleet.model_folder import ModelFolder
+from edgefleet.ota.campaign import Policy, Target
+from edgefleet.ota.registry import OtaRegistry
+from edgefleet.protocol import ResultRecord
+from edgefleet.store import DeviceUpdate, IngestBatch, open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboards" / "app.py")
+PAGE = "views/models.py"
+MODEL = ROOT / "edgefleet" / "models" / "cwru-de-12k"
+DEVICES = [f"n-{i:02d}" for i in range(6)]
+STATES = {"n-00": "confirmed", "n-01": "confirmed", "n-02": "trial", "n-03": "downloading", "n-04": "failed"}  # n-05 pending
+OLD_ANOM, NEW_ANOM = 2, 10  # anomalous windows out of 40 per device under the old / new model
+
+
+@dataclass
+class OtaDB:
+    path: Path
+    reg: OtaRegistry
+    version: int
+    campaign: str
+
+
+@pytest.fixture
+def ota_db(tmp_path: Path) -> Iterator[OtaDB]:
+    """One published model, a running shadow campaign over 6 devices, old and new model results."""
+    path = tmp_path / "fleet.db"
+    store = open_store(path, synchronous="OFF")
+    now = int(time.time() * 1000)
+    store.write_batch(IngestBatch(now - 200_000, 6, [], [DeviceUpdate(d, now - 200_000, status="online", model=0,
+                                                                      site="north", line="L1") for d in DEVICES]))
+    results = []
+    for d in DEVICES[:3]:
+        for i in range(40):
+            results.append(ResultRecord(d, "0000abcd", i, now - 180_000 + i * 1000, 0, 1.0, 2.667, i < OLD_ANOM, 400))
+            results.append(ResultRecord(d, "0000abce", i, now - 100_000 + i * 1000, 1, 1.0, 2.667, i < NEW_ANOM,
+                                        400))
+    store.write_batch(IngestBatch(now - 50_000, 1, results))
+    store.close()
+
+    reg = OtaRegistry(path)
+    folder = ModelFolder(MODEL)
+    entry = reg.publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
+                        keys.load_public(ROOT / "edgefleet" / "models" / "dev-signing.pub"))
+    c = reg.create_campaign(entry.version, Target("all"), Policy(stages=[0.5, 1.0], shadow=True, trial_s=600),
+                            "c1-shadow")
+    reg.update_campaign(c.id, devices=DEVICES)
+    for d, s in STATES.items():
+        reg.set_device_state(c.id, d, "offered", offered=True, old_model=0, ts=now - 120_000)
+        reg.set_device_state(c.id, d, s, "bad hash" if s == "failed" else "")
+    yield OtaDB(path, reg, entry.version, c.id)
+    reg.close()
+
+
+def open_models(monkeypatch, db: Path) -> AppTest:
+    monkeypatch.setenv("EDGEFLEET_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+COLUMNS = {"ota_models_table": "tflm_arena_bytes", "ota_campaigns_table": "stages", "ota_devices_table": "offered",
+           "ota_shadow_table": "new_rate"}  # a column only that table has
+
+
+def table(at: AppTest, key: str):
+    (df,) = [d.value for d in at.dataframe if COLUMNS[key] in d.value.columns]
+    return df
+
+
+def submit(at: AppTest, **fields) -> AppTest:
+    for key, value in fields.items():
+        widget = at.text_input(key=key) if key in ("ota_target", "ota_stages", "ota_id") else at.number_input(key=key)
+        widget.set_value(value)
+    at.button(key="FormSubmitter:ota_start-Start campaign").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_registry_lists_model_with_card(monkeypatch, ota_db) -> None:
+    at = open_models(monkeypatch, ota_db.path)
+    models = table(at, "ota_models_table")
+    card = ModelFolder(MODEL).card()
+    row = models.iloc[0]
+    assert list(models["version"]) == [ota_db.version] and row["model_id"] == "cwru-de-12k"
+    assert row["size"] == len(ModelFolder(MODEL).artifact_bytes())
+    assert row["auc_int8"] == card["evaluation"]["auc_int8"]
+    assert row["tflm_arena_bytes"] == card["tflm_arena_bytes"]
+    assert row["activation_ram_bytes"] == card["footprint"]["activation_ram_bytes"]
+    assert any("Model card: cwru-de-12k" in m.value for m in at.markdown)
+
+
+def test_state_counts_stages_devices_and_shadow_rates(monkeypatch, ota_db) -> None:
+    at = open_models(monkeypatch, ota_db.path)
+    camps = table(at, "ota_campaigns_table")
+    (status,) = ota_db.reg.status()
+    row = camps.set_index("campaign").loc[ota_db.campaign]
+    for state, n in status["by_state"].items():
+        assert row[state] == n, state
+    assert row["pending"] == len(DEVICES) - sum(status["by_state"].values()) == 1
+    assert row["stage"] == "1/2 (50%)" and row["state"] == "running"
+    # stage 1 = 3 devices: 2 confirmed, 1 in trial; stage 2: 1 downloading, 1 failed, 1 pending
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any("Stage 1 (50%): 3 devices · 2 confirmed · 0 failed · 1 in flight · 0 pending ← current" in t
+               for t in texts), texts
+    assert any("Stage 2 (100%): 3 devices · 0 confirmed · 1 failed · 1 in flight · 1 pending" in t for t in texts)
+    devs = table(at, "ota_devices_table").set_index("device")
+    assert devs.loc["n-04", "state"] == "failed" and devs.loc["n-04", "reason"] == "bad hash"
+    assert devs.loc["n-05", "state"] == "pending"
+    rates = table(at, "ota_shadow_table").set_index("device")
+    assert rates.loc["n-00", "old_rate"] == pytest.approx(OLD_ANOM / 40)
+    assert rates.loc["n-00", "new_rate"] == pytest.approx(NEW_ANOM / 40)
+    assert rates.loc["n-03", "new_windows"] == 0
+    m = {x.label: x.value for x in at.metric}
+    assert m["New model anomaly rate"] == f"{NEW_ANOM / 40:.1%}" and m["Shift"] == "5x"
+
+
+def test_abort_sets_aborting(monkeypatch, ota_db) -> None:
+    at = open_models(monkeypatch, ota_db.path)
+    at.button(key="ota_abort").click().run()
+    assert not at.exception
+    assert ota_db.reg.campaign(ota_db.campaign).state == "aborting"
+    assert table(at, "ota_campaigns_table")["state"].tolist() == ["aborting"]
+    assert any("aborted by operator" in e.value for e in at.error)
+
+
+def test_start_campaign_through_the_form(monkeypatch, ota_db) -> None:
+    at = open_models(monkeypatch, ota_db.path)
+    submit(at, ota_stages="10%,100%", ota_id="c-form")  # one campaign is still running: refused, shown
+    assert any("still running" in e.value for e in at.error)
+    assert [c.id for c in ota_db.reg.campaigns()] == [ota_db.campaign]
+
+    ota_db.reg.update_campaign(ota_db.campaign, state="completed")
+    submit(at, ota_target="site=north", ota_stages="10%,100%", ota_shadow=5.0, ota_fails=20.0, ota_shift=2.5,
+           ota_id="c-form")
+    c = ota_db.reg.campaign("c-form")
+    assert (c.model, c.target, c.state) == (ota_db.version, "site=north", "running")
+    assert c.policy == Policy(stages=[0.1, 1.0], abort_failures=0.2, abort_anomaly_shift=2.5, stage_timeout_s=600.0,
+                              trial_s=300, shadow=True)
+    assert not at.error and "c-form" in table(at, "ota_campaigns_table")["campaign"].tolist()
+
+
+@pytest.mark.parametrize("stages", ["5%,2%,100%", "5%,25%", "abc"])
+def test_invalid_stages_show_an_error_and_create_nothing(monkeypatch, ota_db, stages) -> None:
+    ota_db.reg.update_campaign(ota_db.campaign, state="completed")
+    at = open_models(monkeypatch, ota_db.path)
+    submit(at, ota_stages=stages, ota_id="c-bad")
+    assert any("stages" in e.value for e in at.error), [e.value for e in at.error]
+    assert [c.id for c in ota_db.reg.campaigns()] == [ota_db.campaign]

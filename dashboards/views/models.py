@@ -142,7 +142,7 @@ def live() -> None:
         order = [s for s in data.OTA_STATES if s in set(long["state"])]
         long["rank"] = long["state"].map(order.index)
         st.vega_lite_chart(long, {
-            "mark": {"type": "bar"}, "height": 30 + 34 * len(table),
+            "mark": {"type": "bar", "height": 24}, "height": 90 + 34 * len(table),  # legend and axis fit inside
             "encoding": {
                 "y": {"field": "campaign", "type": "nominal", "title": None, "sort": list(table["campaign"])},
                 "x": {"field": "count", "type": "quantitative", "stack": True, "title": "devices"},

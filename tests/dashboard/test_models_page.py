@@ -162,3 +162,14 @@ def test_invalid_stages_show_an_error_and_create_nothing(monkeypatch, ota_db, st
     submit(at, ota_stages=stages, ota_id="c-bad")
     assert any("stages" in e.value for e in at.error), [e.value for e in at.error]
     assert [c.id for c in ota_db.reg.campaigns()] == [ota_db.campaign]
+
+
+def test_missing_database_waits_and_creates_nothing(monkeypatch, tmp_path: Path) -> None:
+    db = tmp_path / "nope" / "fleet.db"
+    monkeypatch.setenv("EDGEFLEET_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert any("No fleet database" in w.value for w in at.warning)
+    assert not at.dataframe and not db.exists() and not db.parent.exists()

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pub.set_defaults(func=cmd_publish)
 
     ro = os_.add_parser("rollout", help="start a staged campaign for a published model version",
-                        epilog="example: edgefleet ota rollout 2 --target site=north --stages 5%%,25%%,100%% --shadow 10")
+                        epilog="example: edgefleet ota rollout 2 --target site=north --stages 5%,25%,100% --shadow 10")
     ro.add_argument("version", type=int, help="model version (see `edgefleet ota status --models`)")
     ro.add_argument("--target", default="all", help="all | site=S | line=L | tag=T (default all)")
     ro.add_argument("--stages", default="5%,25%,100%", help="cumulative stage sizes (default 5%%,25%%,100%%)")

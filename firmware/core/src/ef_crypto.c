@@ -1,47 +1,47 @@
-/* ef/crypto.h over mbedTLS (SHA-2) and Monocypher (Ed25519 group equation). */
+/* ef/crypto.h over libsodium's portable SHA-2 (crypto_hash/sha{256,512}/cp, from
+ * the libsodium tree in the PyNaCl sdist) and Monocypher (Ed25519 group equation).
+ * The same C runs on the host and on the Cortex-M4, so host tests cover the MCU code. */
 #include "ef/crypto.h"
 
 #include <string.h>
 
-#include "mbedtls/sha256.h"
-#include "mbedtls/sha512.h"
-#include "mbedtls/version.h"
+#include "crypto_hash_sha256.h"
+#include "crypto_hash_sha512.h"
 #include "monocypher.h"
 
-#if MBEDTLS_VERSION_MAJOR < 3 /* 2.x names carry _ret */
-#define sha256_starts(c) mbedtls_sha256_starts_ret(c, 0)
-#define sha256_update mbedtls_sha256_update_ret
-#define sha256_finish mbedtls_sha256_finish_ret
-#define sha512_starts(c) mbedtls_sha512_starts_ret(c, 0)
-#define sha512_update mbedtls_sha512_update_ret
-#define sha512_finish mbedtls_sha512_finish_ret
-#else
-#define sha256_starts(c) mbedtls_sha256_starts(c, 0)
-#define sha256_update mbedtls_sha256_update
-#define sha256_finish mbedtls_sha256_finish
-#define sha512_starts(c) mbedtls_sha512_starts(c, 0)
-#define sha512_update mbedtls_sha512_update
-#define sha512_finish mbedtls_sha512_finish
-#endif
+#define sha256_starts(c) crypto_hash_sha256_init(c)
+#define sha256_update crypto_hash_sha256_update
+#define sha256_finish crypto_hash_sha256_final
+#define sha512_starts(c) crypto_hash_sha512_init(c)
+#define sha512_update crypto_hash_sha512_update
+#define sha512_finish crypto_hash_sha512_final
 
-#define EF_CRYPTO_CHUNK 256u
+/* libsodium's hash code wipes its state with sodium_memzero(), which lives in its
+ * utils.c together with its allocator and RNG; this is that wipe, and nothing else. */
+void sodium_memzero(void *const pnt, const size_t len);
+void sodium_memzero(void *const pnt, const size_t len)
+{
+    volatile unsigned char *p = (volatile unsigned char *)pnt;
+    size_t i;
+    for (i = 0; i < len; i++)
+        p[i] = 0;
+}
+
+#define EF_CRYPTO_CHUNK 128u
 
 void ef_sha256(const void *data, size_t len, uint8_t out[32])
 {
-    mbedtls_sha256_context c;
-    mbedtls_sha256_init(&c);
+    crypto_hash_sha256_state c;
     sha256_starts(&c);
     sha256_update(&c, (const unsigned char *)data, len);
     sha256_finish(&c, out);
-    mbedtls_sha256_free(&c);
 }
 
 ef_status ef_sha256_flash(const ef_flash *f, uint32_t off, uint32_t len, uint8_t out[32])
 {
-    mbedtls_sha256_context c;
+    crypto_hash_sha256_state c;
     uint8_t buf[EF_CRYPTO_CHUNK];
     ef_status st = EF_OK;
-    mbedtls_sha256_init(&c);
     sha256_starts(&c);
     while (len > 0) {
         uint32_t n = len < EF_CRYPTO_CHUNK ? len : EF_CRYPTO_CHUNK;
@@ -54,21 +54,22 @@ ef_status ef_sha256_flash(const ef_flash *f, uint32_t off, uint32_t len, uint8_t
         len -= n;
     }
     sha256_finish(&c, out);
-    mbedtls_sha256_free(&c);
     return st;
 }
 
-/* h_ram = SHA-512(R || A || M) mod L, the message streamed by `feed`. */
+/* h_ram = SHA-512(R || A || M) mod L, the message streamed by `feed`. Kept out of
+ * line so the hash state and buffer are off the stack before the curve check runs
+ * (the deepest frame on a 2-3 KB MCU stack). */
 typedef int (*feed_fn)(const void *src, uint32_t pos, uint8_t *dst, uint32_t n);
 
-static ef_status verify(const uint8_t sig[64], const uint8_t pk[32], feed_fn feed, const void *src,
-                        uint32_t len)
+static __attribute__((noinline)) ef_status hram(const uint8_t sig[64], const uint8_t pk[32],
+                                                feed_fn feed, const void *src, uint32_t len,
+                                                uint8_t h_ram[32])
 {
-    mbedtls_sha512_context c;
-    uint8_t buf[EF_CRYPTO_CHUNK], h[64], h_ram[32];
+    crypto_hash_sha512_state c;
+    uint8_t buf[EF_CRYPTO_CHUNK], h[64];
     uint32_t pos = 0;
     ef_status st = EF_OK;
-    mbedtls_sha512_init(&c);
     sha512_starts(&c);
     sha512_update(&c, sig, 32);
     sha512_update(&c, pk, 32);
@@ -82,10 +83,17 @@ static ef_status verify(const uint8_t sig[64], const uint8_t pk[32], feed_fn fee
         pos += n;
     }
     sha512_finish(&c, h);
-    mbedtls_sha512_free(&c);
+    crypto_eddsa_reduce(h_ram, h);
+    return st;
+}
+
+static ef_status verify(const uint8_t sig[64], const uint8_t pk[32], feed_fn feed, const void *src,
+                        uint32_t len)
+{
+    uint8_t h_ram[32];
+    ef_status st = hram(sig, pk, feed, src, len, h_ram);
     if (st != EF_OK)
         return st;
-    crypto_eddsa_reduce(h_ram, h);
     return crypto_eddsa_check_equation(sig, pk, h_ram) == 0 ? EF_OK : EF_ERR_SIGNATURE;
 }
 

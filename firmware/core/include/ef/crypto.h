@@ -1,8 +1,10 @@
 /* Hashes and signature checks used by OTA, streamed from flash or memory.
  *
  * Backed by well-known libraries, not hand-rolled: SHA-256 and SHA-512 from
- * mbedTLS, Ed25519 curve arithmetic from Monocypher (crypto_eddsa_check_equation
- * with h = SHA-512(R || A || M) reduced mod L, i.e. RFC 8032 Ed25519). */
+ * libsodium's portable C (the libsodium tree in the PyNaCl sdist), Ed25519
+ * curve arithmetic from Monocypher (crypto_eddsa_check_equation with
+ * h = SHA-512(R || A || M) reduced mod L, i.e. RFC 8032 Ed25519). The same
+ * sources build for the host and the Cortex-M. */
 #ifndef EF_CRYPTO_H
 #define EF_CRYPTO_H
 #include <stddef.h>

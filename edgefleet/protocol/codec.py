@@ -57,6 +57,11 @@ class ResultRecord(NamedTuple):
     thr: float
     anom: bool
     inf_us: int
+    # shadow mode: the candidate model's view of the same window (all None outside shadow mode)
+    shadow_model: int | None = None
+    shadow_score: float | None = None
+    shadow_thr: float | None = None
+    shadow_anom: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -161,14 +166,38 @@ def encode(kind: str, obj: dict[str, Any]) -> bytes:
 
 
 def result_records(device: str, body: dict[str, Any]) -> list[ResultRecord]:
-    """Flatten a decoded `result` message into one ResultRecord per result."""
+    """Flatten a decoded `result` message into one ResultRecord per result.
+
+    Raises ProtocolError('schema') for the two shadow rules JSON Schema cannot state: a
+    result's `shadow` needs the message's `shadow` (model, thr), and the shadow model
+    differs from the active one.
+    """
     boot, model, thr = body["boot"], int(body["model"]), float(body["thr"])
-    return [ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
-                         bool(r["anom"]), int(r["inf_us"])) for r in body["res"]]
+    sh = body.get("shadow")
+    if sh is None:
+        for i, r in enumerate(body["res"]):
+            if "shadow" in r:
+                raise ProtocolError("schema", f"res[{i}].shadow: the message has no top-level shadow (model, thr)")
+        return [ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
+                             bool(r["anom"]), int(r["inf_us"])) for r in body["res"]]
+    sh_model, sh_thr = int(sh["model"]), float(sh["thr"])
+    if sh_model == model:
+        raise ProtocolError("schema", f"shadow.model: {sh_model} is the active model itself")
+    out = []
+    for r in body["res"]:
+        s = r.get("shadow")
+        out.append(ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
+                                bool(r["anom"]), int(r["inf_us"]),
+                                *((sh_model, float(s["score"]), sh_thr, bool(s["anom"])) if s else ())))
+    return out
 
 
 def result_message(boot: str, model: int, thr: float, results: list[dict[str, Any]],
-                   dropped: int = 0) -> dict[str, Any]:
-    """Build a `result` body; each result is {seq, ts, score, anom, inf_us}."""
-    return {"v": PROTOCOL_VERSION, "boot": boot, "model": model, "thr": thr,
-            "dropped": dropped, "res": results}
+                   dropped: int = 0, shadow: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build a `result` body; each result is {seq, ts, score, anom, inf_us[, shadow: {score, anom}]},
+    `shadow` the candidate's {model, thr} in shadow mode."""
+    body = {"v": PROTOCOL_VERSION, "boot": boot, "model": model, "thr": thr, "dropped": dropped}
+    if shadow is not None:
+        body["shadow"] = shadow
+    body["res"] = results
+    return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -51,7 +52,36 @@ def driver_input(kind: str, obj: dict) -> bytes:
     return ("\n".join(top + recs) + "\n").encode()
 
 
-def c_encode(fw, kind: str, obj: dict, *, check=True):
+SHADOW_DRIVER = REPO / "tests" / "firmware" / "c" / "ef_proto_shadow.c"
+
+
+@pytest.fixture(scope="session")
+def shadow_tool(fw, tmp_path_factory):
+    """ef_proto_shadow: the shadow result encoder (ef_proto predates it), sanitized like ef_proto."""
+    out = tmp_path_factory.mktemp("shadow") / "ef_proto_shadow"
+    cc = shutil.which("cc") or "gcc"
+    run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wno-sign-conversion", "-O1", "-g",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{REPO / 'firmware/core/include'}",
+         SHADOW_DRIVER, REPO / "firmware/core/src/ef_protocol.c", "-lm", "-o", out])
+    return out
+
+
+def shadow_input(obj: dict) -> bytes:
+    """The ef_proto_shadow line format: a header line, then one line per record."""
+    sh = obj.get("shadow")
+    lines = [" ".join([obj["boot"], str(obj["model"]), repr(float(obj["thr"])), str(obj["dropped"])]
+                      + ([str(sh["model"]), repr(float(sh["thr"]))] if sh else []))]
+    for r in obj["res"]:
+        s = r.get("shadow")
+        lines.append(" ".join([str(r["seq"]), str(r["ts"]), repr(float(r["score"])), str(int(r["anom"])),
+                               str(r["inf_us"])] + ([repr(float(s["score"])), str(int(s["anom"]))] if s else [])))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def c_encode(fw, kind: str, obj: dict, *, check=True, shadow_tool=None):
+    if kind == "result" and "shadow" in obj:
+        assert shadow_tool is not None, "a shadow result needs the ef_proto_shadow driver"
+        return run([shadow_tool], input=shadow_input(obj), check=check)
     return run([fw.tool("ef_proto")], input=driver_input(kind, obj), check=check)
 
 
@@ -61,10 +91,43 @@ def golden_device_examples():
 
 
 @pytest.mark.parametrize("kind, file", golden_device_examples())
-def test_golden_examples_byte_identical(fw, kind, file):
+def test_golden_examples_byte_identical(fw, shadow_tool, kind, file):
     golden = (PROTOCOL / file).read_bytes().rstrip(b"\n")
     obj = codec.decode(kind, golden)
-    assert c_encode(fw, kind, obj).stdout == golden
+    assert c_encode(fw, kind, obj, shadow_tool=shadow_tool).stdout == golden
+
+
+def test_shadow_results_match_the_python_encoder(shadow_tool):
+    """Shadow results of every magnitude; without `shadow` the same driver gives the plain message."""
+    rng = random.Random(11)
+    for with_shadow in (True, False) * 8:
+        res = []
+        for _ in range(rng.randrange(1, 12)):
+            rec = {"seq": rng.randrange(2**32), "ts": rng.randrange(4102444800000),
+                   "score": float(np.float32(10 ** rng.uniform(-9, 9))), "anom": rng.random() < 0.5,
+                   "inf_us": rng.randrange(10**9)}
+            if with_shadow:
+                rec["shadow"] = {"score": float(np.float32(10 ** rng.uniform(-9, 9))) if rng.random() > 0.1 else 0.0,
+                                 "anom": rng.random() < 0.5}
+            res.append(rec)
+        obj = {"v": 1, "boot": "%08x" % rng.randrange(2**32), "model": rng.randrange(1, 2**31),
+               "thr": float(np.float32(rng.uniform(1e-6, 1e3))), "dropped": rng.randrange(1000), "res": res}
+        if with_shadow:
+            obj["shadow"] = {"model": obj["model"] + 1, "thr": float(np.float32(rng.uniform(1e-6, 1e3)))}
+        proc = run([shadow_tool], input=shadow_input(obj))
+        assert proc.stdout == codec.encode("result", obj)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda o: o["shadow"].update(thr=0.0),            # candidate threshold must be > 0
+    lambda o: o["shadow"].update(model=o["model"]),   # the candidate is not the active model
+    lambda o: o["res"][0]["shadow"].update(score=-1.0),
+])
+def test_shadow_violations_are_refused(shadow_tool, mutate):
+    obj = codec.decode("result", (PROTOCOL / "examples/result.shadow.json").read_bytes())
+    mutate(obj)
+    proc = run([shadow_tool], input=shadow_input(obj), check=False)
+    assert proc.returncode == 2 and b"schema" in proc.stderr and proc.stdout == b""
 
 
 def test_every_device_kind_has_a_golden_example():

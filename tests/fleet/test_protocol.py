@@ -57,9 +57,70 @@ def test_invalid_vectors_are_refused_with_their_reason(vec: dict) -> None:
 
 
 def test_schema_key_order_is_the_canonical_order() -> None:
-    raw = golden(next(v for v in VALID if v["file"].endswith("result.batch.json")))
-    keys = list(json.loads(raw))
-    assert keys == list(protocol.schema("result")["properties"])
+    raw = golden(next(v for v in VALID if v["file"].endswith("result.shadow.json")))  # every field
+    obj = json.loads(raw)
+    schema = protocol.schema("result")
+    assert list(obj) == list(schema["properties"])
+    assert list(obj["res"][0]) == list(schema["properties"]["res"]["items"]["properties"])
+
+
+def shadow_body() -> dict:
+    vec = next(v for v in VALID if v["file"].endswith("result.shadow.json"))
+    return protocol.decode_message(vec["topic"], golden(vec)).body
+
+
+def test_shadow_results_flatten_with_both_models() -> None:
+    recs = protocol.result_records("pump-0001", shadow_body())
+    assert [(r.model, r.anom, r.shadow_model, r.shadow_anom) for r in recs] == [(3, False, 4, True),
+                                                                                 (3, False, 4, False)]
+    assert recs[0].shadow_score == 0.0612 and recs[0].shadow_thr == 0.05 and recs[1].shadow_score == 0.0
+    batch = next(v for v in VALID if v["file"].endswith("result.batch.json"))
+    assert all(r.shadow_model is None and r.shadow_score is None
+               for r in protocol.result_records("d", json.loads(golden(batch))))
+
+
+def test_result_message_builds_the_shadow_golden() -> None:
+    b = shadow_body()
+    built = protocol.result_message(b["boot"], b["model"], b["thr"], b["res"], b["dropped"], shadow=b["shadow"])
+    assert protocol.encode("result", built) == golden(next(v for v in VALID if v["file"].endswith("result.shadow.json")))
+    assert "shadow" not in protocol.result_message("9f3a0c17", 1, 1.0, [])
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda b: b.pop("shadow"), "res[0].shadow"),  # a result's shadow needs the message's shadow model
+    (lambda b: b["shadow"].update(model=3), "shadow.model"),  # the candidate is not the active model
+])
+def test_shadow_rules_beyond_the_schema_are_refused_on_flattening(mutate, where) -> None:
+    b = shadow_body()
+    mutate(b)
+    assert protocol.check("result", b) is None  # JSON Schema cannot say it ...
+    with pytest.raises(ProtocolError) as info:  # ... so flattening (ingest) refuses it with a reason
+        protocol.result_records("pump-0001", b)
+    assert info.value.code == "schema" and info.value.detail.startswith(where)
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda b: b["shadow"].update(thr=0), "shadow.thr"),
+    (lambda b: b["shadow"].pop("thr"), "shadow"),
+    (lambda b: b["res"][0]["shadow"].update(score=-1.0), "res[0].shadow.score"),
+    (lambda b: b["res"][0]["shadow"].update(model=4), "res[0].shadow"),
+    (lambda b: b["res"][1]["shadow"].pop("anom"), "res[1].shadow"),
+])
+def test_malformed_shadow_fields_are_refused_by_the_schema(mutate, where) -> None:
+    b = shadow_body()
+    mutate(b)
+    err = protocol.check("result", b)
+    assert err is not None and err.startswith(where + ":"), err
+    assert not VALIDATORS["result"].is_valid(b)
+
+
+def test_offer_shadow_period_is_optional_and_bounded() -> None:
+    vec = next(v for v in VALID if v["file"].endswith("ota_offer.shadow.json"))
+    body = protocol.decode_message(vec["topic"], golden(vec)).body
+    assert (body["shadow"], body["shadow_s"], body["trial_s"]) == (True, 600, 60)
+    assert protocol.check("ota/offer", {**body, "shadow_s": 604801}).startswith("shadow_s:")
+    legacy = {k: v for k, v in body.items() if k != "shadow_s"}
+    assert protocol.check("ota/offer", legacy) is None
 
 
 def test_result_records_flatten_a_batch() -> None:

@@ -185,10 +185,20 @@ static void ts_field(jw *w, uint64_t ts)
 int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
                     const ef_proto_result_rec *recs, size_t n)
 {
+    return ef_proto_encode_result_shadow(buf, cap, h, recs, n, NULL, NULL);
+}
+
+int ef_proto_encode_result_shadow(char *buf, size_t cap, const ef_proto_result_head *h,
+                                  const ef_proto_result_rec *recs, size_t n,
+                                  const ef_proto_shadow_head *sh, const ef_proto_shadow_rec *srecs)
+{
     jw w;
     size_t i;
     head(&w, buf, cap, h ? h->boot : NULL);
     if (!h || (n > 0 && !recs) || !(h->thr > 0.0))
+        bad(&w);
+    /* shadow: candidate model and threshold for the whole message, one outcome per record */
+    if (sh && ((n > 0 && !srecs) || !(sh->thr > 0.0) || (h && sh->model == h->model)))
         bad(&w);
     if (w.err)
         return w.err;
@@ -198,6 +208,15 @@ int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
     num(&w, h->thr);
     key(&w, "dropped", 0);
     u64(&w, h->dropped);
+    if (sh) {
+        key(&w, "shadow", 0);
+        puts_(&w, "{");
+        key(&w, "model", 1);
+        u64(&w, sh->model);
+        key(&w, "thr", 0);
+        num(&w, sh->thr);
+        puts_(&w, "}");
+    }
     key(&w, "res", 0);
     puts_(&w, "[");
     for (i = 0; i < n; i++) {
@@ -215,6 +234,17 @@ int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
         boolean(&w, r->anom);
         key(&w, "inf_us", 0);
         u64(&w, r->inf_us);
+        if (sh) {
+            if (!(srecs[i].score >= 0.0))
+                bad(&w);
+            key(&w, "shadow", 0);
+            puts_(&w, "{");
+            key(&w, "score", 1);
+            num(&w, srecs[i].score);
+            key(&w, "anom", 0);
+            boolean(&w, srecs[i].anom);
+            puts_(&w, "}");
+        }
         puts_(&w, "}");
     }
     puts_(&w, "]");
@@ -303,14 +333,14 @@ int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s)
     return finish(&w);
 }
 
-static const char *const k_ota_states[] = {"accepted", "downloading", "verifying", "trial",
+static const char *const k_ota_states[] = {"accepted", "downloading", "verifying", "shadow", "trial",
                                            "confirmed", "reverted", "rejected", "failed"};
 
 int ef_proto_encode_ota_state(char *buf, size_t cap, const ef_proto_ota_state *s)
 {
     jw w;
     head(&w, buf, cap, s ? s->boot : NULL);
-    if (!s || !is_ident(s->campaign) || !one_of(s->state, k_ota_states, 8))
+    if (!s || !is_ident(s->campaign) || !one_of(s->state, k_ota_states, 9))
         bad(&w);
     if (w.err)
         return w.err;

@@ -32,6 +32,17 @@ typedef struct {
     uint32_t inf_us;
 } ef_proto_result_rec;
 
+/* Shadow mode (OTA): a candidate model scores every window beside the active one. */
+typedef struct {
+    uint32_t model; /* candidate version, not the active model */
+    double thr;     /* candidate threshold, > 0 */
+} ef_proto_shadow_head;
+
+typedef struct {
+    double score; /* candidate score of the same window, >= 0 */
+    int anom;     /* score > candidate threshold */
+} ef_proto_shadow_rec;
+
 typedef struct {
     const char *boot;
     uint32_t seq;
@@ -52,7 +63,7 @@ typedef struct {
     uint64_t ts;
     const char *campaign;
     uint32_t model;
-    const char *state;           /* accepted ... failed (ef_ota_report_str) */
+    const char *state;           /* accepted ... failed (ef_ota_report_str), or shadow */
     int has_off; uint32_t off;   /* optional */
     const char *reason;          /* optional, printable ASCII <= 200 */
 } ef_proto_ota_state;
@@ -81,6 +92,11 @@ typedef struct {
 
 int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
                     const ef_proto_result_rec *recs, size_t n);
+/* As ef_proto_encode_result, plus the shadow fields: sh (NULL: none) and one
+ * srecs entry per record. */
+int ef_proto_encode_result_shadow(char *buf, size_t cap, const ef_proto_result_head *h,
+                                  const ef_proto_result_rec *recs, size_t n,
+                                  const ef_proto_shadow_head *sh, const ef_proto_shadow_rec *srecs);
 int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s);
 int ef_proto_encode_ota_state(char *buf, size_t cap, const ef_proto_ota_state *s);
 int ef_proto_encode_ota_req(char *buf, size_t cap, const ef_proto_ota_req *r);

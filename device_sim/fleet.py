@@ -63,35 +63,54 @@ def score_windows(detector: Detector, plant: Plant, rows: np.ndarray, t_sim: flo
 
     Returns scores (aligned with rows) and, for nodes in `keep`, everything a debug capture needs.
     """
-    a = detector.artifact
-    fsec = a.features
-    assert fsec is not None
+    scores, debug = score_windows_multi([detector], plant, rows, t_sim, rng, keep=keep)
+    return scores[0], debug
+
+
+def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarray, t_sim: float,
+                        rng: np.random.Generator, *, keep: set[int] | None = None
+                        ) -> tuple[list[np.ndarray], dict[int, dict[str, Any]]]:
+    """The same windows scored by several models (shadow mode: active first, then the candidate).
+
+    One window per node is synthesised, as long as the longest model needs; each model takes
+    its own feature length from the end of it, so every model sees the same signal. One engine
+    call per model. Debug captures are of the first model.
+    """
     fs_of = np.array([plant.nodes[r].fs for r in rows])
-    q_parts, order, feats = [], [], []
+    q_parts: list[list[np.ndarray]] = [[] for _ in detectors]
+    order, feats = [], []
     windows: dict[int, np.ndarray] = {}
     for fs in np.unique(fs_of):
         sel = rows[fs_of == fs]
-        n = plan(fsec.params, float(fs)).n_samples
+        lengths = [plan(d.artifact.features.params, float(fs)).n_samples for d in detectors]  # type: ignore[union-attr]
         machine_rows = np.array([plant.nodes[r].row for r in sel])
-        x = synthesize(plant.machines.take(machine_rows), t_sim, n, float(fs), rng)
-        f = log_band_power(x, float(fs), fsec.params)
-        q_parts.append(quantize(standardize(f, fsec.mean, fsec.inv_std), a.input_scale,
-                                a.input_zero_point))
+        x_all = synthesize(plant.machines.take(machine_rows), t_sim, max(lengths), float(fs), rng)
+        for i, (det, n) in enumerate(zip(detectors, lengths)):
+            a, fsec = det.artifact, det.artifact.features
+            x = x_all[:, x_all.shape[1] - n:]
+            f = log_band_power(x, float(fs), fsec.params)
+            q_parts[i].append(quantize(standardize(f, fsec.mean, fsec.inv_std), a.input_scale,
+                                       a.input_zero_point))
+            if i == 0:
+                feats.append(f)
+                if keep:
+                    for j, r in enumerate(sel):
+                        if int(r) in keep:
+                            windows[int(r)] = x[j]
         order.append(sel)
-        feats.append(f)
-        if keep:
-            for j, r in enumerate(sel):
-                if int(r) in keep:
-                    windows[int(r)] = x[j]
-    q = np.concatenate(q_parts)
-    y = detector.engine.infer(q)  # the one engine call of this tick
-    s = detector.engine.score(q, y)
     idx = np.concatenate(order)
-    f_all = np.concatenate(feats)
     pos = {int(r): i for i, r in enumerate(idx)}
-    scores = s[[pos[int(r)] for r in rows]]
-    debug = {r: {"samples": windows[r], "features": f_all[pos[r]], "q_in": q[pos[r]],
-                 "q_out": y[pos[r]], "score": float(s[pos[r]])} for r in windows}
+    at = [pos[int(r)] for r in rows]
+    scores, debug = [], {}
+    for i, det in enumerate(detectors):
+        q = np.concatenate(q_parts[i])
+        y = det.engine.infer(q)  # one engine call per model for this tick
+        s = det.engine.score(q, y)
+        scores.append(s[at])
+        if i == 0:
+            f_all = np.concatenate(feats)
+            debug = {r: {"samples": windows[r], "features": f_all[pos[r]], "q_in": q[pos[r]],
+                         "q_out": y[pos[r]], "score": float(s[pos[r]])} for r in windows}
     return scores, debug
 
 
@@ -213,7 +232,7 @@ class Fleet:
             return
         keep = {int(r) for r in rows if self.links[r].node.debug_request is not None}
         c0 = time.perf_counter()
-        scores, debug = self._score(rows, t_sim, keep)
+        scores, shadow, debug = self._score(rows, t_sim, keep)
         dt = time.perf_counter() - c0
         self.compute_s += dt
         inf_us = int(dt * 1e6 / rows.size)  # batched compute per window, amortised
@@ -223,36 +242,62 @@ class Fleet:
         for s, sh in enumerate(self.shards):
             mine = self.shard_of[rows] == s
             if mine.any():
-                r_s, sc_s = rows[mine], scores[mine]
+                r_s, sc_s, sh_s = rows[mine], scores[mine], shadow[mine]
                 dbg = {r: debug[r] for r in r_s.tolist() if r in debug}
-                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, dbg=dbg:
-                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us))
+                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, sh_s=sh_s, dbg=dbg:
+                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us, sh_s))
 
     def _deliver(self, shard: Shard, rows: np.ndarray, scores: np.ndarray, debug: dict, ts: int,
-                 inf_us: int) -> None:
-        """In the shard thread: each node takes its result (and answers a debug request)."""
-        for r, s in zip(rows.tolist(), scores.tolist()):
+                 inf_us: int, shadow: np.ndarray | None = None) -> None:
+        """In the shard thread: each node takes its result (and answers a debug request); in a
+        shadow phase the candidate's score of the same window goes with it (NaN: none)."""
+        for i, (r, s) in enumerate(zip(rows.tolist(), scores.tolist())):
             link = self.links[r]
+            if shadow is not None and not np.isnan(shadow[i]):
+                link.node.next_shadow = float(shadow[i])
             if r in debug and link.node.debug_request is not None:
                 d = debug[r]
                 shard.send(link, link.node.debug_capture(ts, d["samples"], d["features"], d["q_in"],
                                                          d["q_out"], d["score"]))
             shard.deliver(link, ts, s, inf_us)
 
-    def _score(self, rows: np.ndarray, t_sim: float, keep: set[int]) -> tuple[np.ndarray, dict]:
-        """One engine call per model version in use (usually one; two while a rollout is under way)."""
+    def _score(self, rows: np.ndarray, t_sim: float, keep: set[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One engine call per model version in use (usually one; two while a rollout is under way),
+        plus one per candidate for the nodes in a shadow phase, on the same windows. Returns the
+        active models' scores, the candidates' scores (NaN where no shadow) and debug captures."""
         versions = np.array([self.links[r].node.model_version for r in rows])
-        if (versions == versions[0]).all():
-            return score_windows(self._detector(int(rows[0])), self.plant, rows, t_sim, self.rng, keep=keep)
+        shadows = np.array([self._shadow_version(r) for r in rows])
+        no_shadow = np.full(rows.size, np.nan, np.float32)
+        if (versions == versions[0]).all() and not shadows.any():
+            s, d = score_windows(self._detector(int(rows[0])), self.plant, rows, t_sim, self.rng, keep=keep)
+            return s, no_shadow, d
         scores = np.empty(rows.size, np.float32)
         debug: dict = {}
-        for v in np.unique(versions):
-            sel = versions == v
-            s, d = score_windows(self._detector(int(rows[sel][0])), self.plant, rows[sel], t_sim, self.rng,
-                                 keep=keep)
-            scores[sel] = s
+        for v, sv in sorted({(int(a), int(b)) for a, b in zip(versions, shadows)}):
+            sel = (versions == v) & (shadows == sv)
+            dets = [self._detector(int(rows[sel][0]))]
+            cand = self._shadow_detector(int(rows[sel][0]), sv) if sv else None
+            if cand is not None:  # None: the shadow phase ended meanwhile
+                dets.append(cand)
+            s, d = score_windows_multi(dets, self.plant, rows[sel], t_sim, self.rng, keep=keep)
+            scores[sel] = s[0]
+            if len(s) > 1:
+                no_shadow[sel] = s[1]
             debug.update(d)
-        return scores, debug
+        return scores, no_shadow, debug
+
+    def _shadow_version(self, row: int) -> int:
+        """The candidate a node scores in a shadow phase (0: none)."""
+        ota = self.links[row].node.ota
+        art = ota.shadow_artifact if ota is not None else None
+        return art.model_version if art is not None else 0
+
+    def _shadow_detector(self, row: int, version: int) -> Detector | None:
+        det = self._detectors.get(version)
+        art = self.links[row].node.ota.shadow_artifact
+        if det is None and art is not None:  # signed: the same bytes on every node
+            det = self._detectors[version] = Detector(art)
+        return det
 
     def _detector(self, row: int) -> Detector:
         node = self.links[row].node

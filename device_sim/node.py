@@ -97,6 +97,9 @@ class VirtualNode:
     trial_windows: int = 0  # windows scored by a model on trial, and how many were anomalous
     trial_anomalies: int = 0
     ota_outbox: list = field(default_factory=list)  # OTA reports made while offline (after a reboot)
+    shadow_model: int | None = None  # OTA shadow phase: the candidate scored beside the active model
+    shadow_threshold: float = 0.0
+    next_shadow: float | None = None  # the candidate's score of the next window (set by the fleet)
 
     def __post_init__(self) -> None:
         topic(self.device_id, "result")  # validates the device id once
@@ -131,18 +134,28 @@ class VirtualNode:
         return self.status_seq - 1
 
     # --- results ------------------------------------------------------------------------
-    def add_result(self, ts_ms: int, score: float, inf_us: int) -> bool:
-        """Record one window's score; returns the anomaly decision. Drops the oldest if full."""
+    def add_result(self, ts_ms: int, score: float, inf_us: int, shadow_score: float | None = None) -> bool:
+        """Record one window's score; returns the (active model's) anomaly decision. Drops the
+        oldest if full. In a shadow phase `shadow_score` (or `next_shadow`) is the candidate's
+        score of the same window: reported beside, and what the shadow health check counts."""
+        if shadow_score is None:
+            shadow_score, self.next_shadow = self.next_shadow, None
         anom = bool(score > self.threshold)
         self.windows += 1
         self.anomalies += anom
+        shadow = None
+        if shadow_score is not None and self.shadow_model is not None:
+            shadow = (self.shadow_model, self.shadow_threshold, max(0.0, float(shadow_score)),
+                      bool(shadow_score > self.shadow_threshold))
         if self.ota is not None and self.ota.slots.trial:
-            self.trial_windows += 1
-            self.trial_anomalies += anom
+            in_shadow = self.shadow_model is not None
+            if shadow is not None or not in_shadow:
+                self.trial_windows += 1
+                self.trial_anomalies += shadow[3] if in_shadow else anom
         if len(self.ring) == self.ring.maxlen:
             self.dropped += 1
         self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), self.threshold,
-                          self.model_version))
+                          self.model_version, shadow))
         self.result_seq += 1
         cal = self.calibration
         if cal is not None:
@@ -167,15 +180,17 @@ class VirtualNode:
         limit = MAX_RESULTS_PER_MESSAGE if flush else self.results_per_message
         if not flush and len(self.ring) < self.results_per_message:
             return None
-        thr, model = self.ring[0][5], self.ring[0][6]
+        thr, model, sh = self.ring[0][5], self.ring[0][6], _shadow_key(self.ring[0][7])
         batch = []
-        for item in self.ring:  # one message = one threshold and one model version
-            if len(batch) >= limit or item[5] != thr or item[6] != model:
+        for item in self.ring:  # one message = one threshold, one model version, one shadow model
+            if len(batch) >= limit or item[5] != thr or item[6] != model or _shadow_key(item[7]) != sh:
                 break
             batch.append(item)
-        res = [{"seq": s, "ts": ts, "score": sc, "anom": an, "inf_us": us}
-               for s, ts, sc, an, us, _, _ in batch]
-        body = result_message(self.boot, model, _positive(thr), res, self.dropped)
+        res = [{"seq": s, "ts": ts, "score": sc, "anom": an, "inf_us": us,
+                **({"shadow": {"score": shw[2], "anom": shw[3]}} if shw else {})}
+               for s, ts, sc, an, us, _, _, shw in batch]
+        body = result_message(self.boot, model, _positive(thr), res, self.dropped,
+                              shadow={"model": sh[0], "thr": _positive(sh[1])} if sh else None)
         return Outgoing(self.topics["result"], encode("result", body), results=len(batch),
                         oldest_ms=batch[0][1])
 
@@ -219,7 +234,8 @@ class VirtualNode:
         return self.ota_events(events, now_ms)
 
     def ota_tick(self, now_ms: int) -> list[Outgoing]:
-        """OTA timers; a trial ends healthy unless more than half its windows were anomalous."""
+        """OTA timers; a trial (or shadow phase) ends healthy unless more than half its windows
+        were anomalous (under the candidate, in shadow)."""
         if self.ota is None:
             return []
         healthy = self.trial_windows < 10 or self.trial_anomalies <= self.trial_windows // 2
@@ -242,6 +258,11 @@ class VirtualNode:
             if self.calibrate_n:
                 self.calibration = Calibration(self.calibrate_n, k=self.calibrate_k)
             out.append(self.birth(now_ms))
+        art = self.ota.shadow_artifact if self.ota else None
+        if (art.model_version if art else None) != self.shadow_model:  # a shadow phase began or ended
+            self.shadow_model = art.model_version if art else None
+            self.shadow_threshold = _positive(float(art.scoring.threshold)) if art else 0.0
+            self.trial_windows = self.trial_anomalies = 0
         return out
 
     def reboot(self) -> None:
@@ -251,6 +272,7 @@ class VirtualNode:
         self.dropped = 0
         self.ring.clear()
         self.calibration = None
+        self.next_shadow = None
         if self.ota is not None:  # a reboot during trial reverts to the previous model
             self.ota_seq.clear()
             now = int(time.time() * 1000)
@@ -270,6 +292,11 @@ class VirtualNode:
         self.debug_seq += 1
         self.debug_request = None
         return Outgoing(self.topics["debug"], encode("debug", body))
+
+
+def _shadow_key(shadow: tuple | None) -> tuple | None:
+    """(model, threshold) of a ring item's shadow outcome: what one result message shares."""
+    return shadow[:2] if shadow else None
 
 
 def _positive(thr: float) -> float:

@@ -8,6 +8,12 @@ No MQTT and no clock inside: the node feeds events (`offer`, `chunk`, `tick`,
 Slots: the running model is in the active slot; a download goes to the other
 one. The active slot switches only after verification; a trial that times out
 unhealthy, a reboot during trial, or a revert command switch it back.
+
+Shadow mode (offer `shadow`): after verification the candidate waits in the
+inactive slot for `shadow_s` seconds while the old model stays active; the node
+scores every window with both and reports both (`result.shadow`). Only then does
+the candidate become active for its ordinary trial. A revert during the shadow
+phase never switched anything, so it only erases the candidate.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ MAX_RETRIES = 20  # per offset, before the download fails
 class State(str, Enum):
     IDLE = "idle"
     DOWNLOADING = "downloading"
+    SHADOW = "shadow"
     TRIAL = "trial"
 
 
@@ -43,7 +50,7 @@ class Slots:
 
     images: dict[str, bytes | None] = field(default_factory=lambda: {"A": None, "B": None})
     active: str = "A"
-    trial: dict[str, Any] | None = None  # {campaign, model, deadline, previous}
+    trial: dict[str, Any] | None = None  # {campaign, model, deadline, previous, phase[, trial_s]}
     confirmed_version: int = 0
 
     @property
@@ -69,6 +76,7 @@ class Download:
     offset: int = 0
     last_request: float = 0.0
     retries: int = 0
+    shadow_s: int = 0  # length of the shadow phase before the trial (with shadow)
 
 
 class OtaClient:
@@ -82,7 +90,7 @@ class OtaClient:
         self.max_artifact = max_artifact
         self.download: Download | None = None
         self.state = State.TRIAL if slots.trial else State.IDLE
-        self.shadow_artifact: Artifact | None = None  # the old model, scored alongside in shadow trials
+        self.shadow_artifact: Artifact | None = None  # the candidate, scored alongside during the shadow phase
 
     # ------------------------------------------------------------ events
 
@@ -101,7 +109,7 @@ class OtaClient:
         campaign, model = body["campaign"], int(body["model"])
         if self.download and (self.download.campaign, self.download.model) == (campaign, model):
             return []  # repeated offer (retained, reconnect): keep the download going
-        if self.state == State.TRIAL:
+        if self.state in (State.TRIAL, State.SHADOW):
             if self.slots.trial and self.slots.trial["model"] == model:
                 return []
             return [self._state(campaign, model, "rejected", now, reason="another update is in trial")]
@@ -115,7 +123,8 @@ class OtaClient:
         self.download = Download(campaign=campaign, model=model, size=int(body["size"]),
                                  sha256=body["sha256"], chunk=int(body["chunk"]),
                                  trial_s=int(body.get("trial_s", 0)), shadow=bool(body.get("shadow")),
-                                 manifest=body["manifest"].encode(), buffer=bytearray(body["size"]))
+                                 manifest=body["manifest"].encode(), buffer=bytearray(body["size"]),
+                                 shadow_s=int(body.get("shadow_s", body.get("trial_s", 0))))
         self.slots.images[self.slots.inactive] = None  # erase the inactive slot first
         self.state = State.DOWNLOADING
         return [self._state(campaign, model, "accepted", now), self._request(now)]
@@ -146,6 +155,8 @@ class OtaClient:
         if d and now - d.last_request >= REQUEST_TIMEOUT_S:
             return self._retry(now, "chunk timeout")
         trial = self.slots.trial
+        if trial and now >= trial["deadline"] and trial.get("phase") == "shadow":
+            return self._end_shadow(now, healthy)
         if trial and now >= trial["deadline"]:
             if not healthy:
                 return self._revert(now, "unhealthy at the end of the trial")
@@ -166,6 +177,9 @@ class OtaClient:
         art = self.slots.active_artifact()
         return art.model_version if art else 0
 
+    def in_shadow(self) -> bool:
+        return bool(self.slots.trial) and self.slots.trial.get("phase") == "shadow"
+
     def progress(self) -> float:
         return self.download.offset / self.download.size if self.download else 0.0
 
@@ -182,15 +196,36 @@ class OtaClient:
             self.slots.images[self.slots.inactive] = None
             return out + [self._state(d.campaign, d.model, "rejected", now, reason=reason)]
         previous = self.slots.active
-        old = self.slots.active_artifact()
         self.slots.images[self.slots.inactive] = blob
+        if d.shadow:  # the old model stays active; the candidate scores alongside it
+            self.slots.trial = {"campaign": d.campaign, "model": d.model, "deadline": now + d.shadow_s,
+                                "previous": previous, "phase": "shadow", "trial_s": d.trial_s}
+            self.shadow_artifact = Artifact.from_bytes(blob)
+            self.state = State.SHADOW
+            out.append(self._state(d.campaign, d.model, "shadow", now, off=d.size))
+            if d.shadow_s == 0:
+                out += self._end_shadow(now, True)
+            return out
         self.slots.active = self.slots.inactive
         self.slots.trial = {"campaign": d.campaign, "model": d.model, "deadline": now + d.trial_s,
-                            "previous": previous, "shadow": d.shadow}
-        self.shadow_artifact = old if d.shadow else None
+                            "previous": previous, "phase": "trial"}
         self.state = State.TRIAL
         out.append(self._state(d.campaign, d.model, "trial", now, off=d.size))
         if d.trial_s == 0:
+            out += self._confirm(now)
+        return out
+
+    def _end_shadow(self, now: float, healthy: bool) -> list[tuple[str, dict]]:
+        """Shadow phase over: an unhealthy candidate is dropped, a healthy one starts its trial."""
+        if not healthy:
+            return self._revert(now, "unhealthy at the end of the shadow phase")
+        trial = self.slots.trial
+        self.slots.active = self.slots.inactive
+        self.slots.trial = {**trial, "phase": "trial", "deadline": now + trial.get("trial_s", 0)}
+        self.shadow_artifact = None
+        self.state = State.TRIAL
+        out = [self._state(trial["campaign"], trial["model"], "trial", now)]
+        if trial.get("trial_s", 0) == 0:
             out += self._confirm(now)
         return out
 
@@ -229,8 +264,10 @@ class OtaClient:
         prev = trial["previous"] if trial else self.slots.inactive
         if not self.slots.images.get(prev):
             return []  # nothing to go back to
-        model = self.current_version()
+        model = trial["model"] if trial else self.current_version()
         campaign = trial["campaign"] if trial else ""
+        if trial and trial.get("phase") == "shadow":  # never switched: erase the candidate so that
+            self.slots.images[self.slots.inactive] = None  # a later revert cannot land on it
         self.slots.active = prev
         self.slots.trial = None
         self.shadow_artifact = None

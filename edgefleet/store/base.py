@@ -202,6 +202,11 @@ class TelemetryStore(Protocol):
 
     def count_results(self) -> int: ...
 
+    def shadow_results(self, shadow_model: int, *, device: str | None = None, since_ms: int | None = None,
+                       limit: int = 100_000) -> list[ResultRecord]:
+        """Results scored in OTA shadow mode by candidate `shadow_model` (the newest `limit`, in
+        time order), with both models' outcomes: what a campaign's model-health check compares."""
+
     def ingest_series(self, since_ms: int, bucket_s: int = 10) -> list[IngestBucket]:
         """Ingest rate, duplicates, rejects and lag per time bucket since `since_ms`."""
 

@@ -8,7 +8,10 @@ acknowledged that InfluxDB has not accepted, and the client's background
 batching (which can drop points at close or exit) is never used.
 
 SQLite keeps the registry and a ledger of (device, boot, seq) for duplicate
-detection, bounded by the same retention. A point's timestamp is the node's
+detection, bounded by the same retention. Shadow-mode outcomes (OTA) go to
+InfluxDB as extra fields of their point and to SQLite's `shadow_results` side
+table, which `shadow_results` reads: they are few (canaries during a campaign)
+and the OTA manager must not depend on the query API. A point's timestamp is the node's
 result time and its series is (device, boot), so a redelivered result
 overwrites itself in InfluxDB instead of counting twice.
 """
@@ -28,11 +31,14 @@ MEASUREMENT = "result"
 
 
 def line(r: ResultRecord) -> str:
-    """One result as InfluxDB line protocol (ms precision)."""
+    """One result as InfluxDB line protocol (ms precision); shadow-mode fields when present."""
     dev = _tag(r.device)
+    shadow = "" if r.shadow_model is None else (
+        f",shadow_model={int(r.shadow_model)}i,shadow_score={float(r.shadow_score)!r},"
+        f"shadow_thr={float(r.shadow_thr)!r},shadow_anom={'true' if r.shadow_anom else 'false'}")
     return (f"{MEASUREMENT},device={dev},boot={_tag(r.boot)} seq={int(r.seq)}i,model={int(r.model)}i,"
             f"score={float(r.score)!r},thr={float(r.thr)!r},anom={'true' if r.anom else 'false'},"
-            f"inf_us={int(r.inf_us)}i {int(r.ts)}")
+            f"inf_us={int(r.inf_us)}i{shadow} {int(r.ts)}")
 
 
 def _tag(value: str) -> str:

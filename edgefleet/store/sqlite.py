@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS results(
   PRIMARY KEY(device, boot, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_device_ts ON results(device, ts);
 CREATE INDEX IF NOT EXISTS results_ts ON results(ts);
+CREATE TABLE IF NOT EXISTS shadow_results(
+  device TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+  model INTEGER NOT NULL, score REAL NOT NULL, thr REAL NOT NULL, anom INTEGER NOT NULL,
+  inf_us INTEGER NOT NULL, shadow_model INTEGER NOT NULL, shadow_score REAL NOT NULL,
+  shadow_thr REAL NOT NULL, shadow_anom INTEGER NOT NULL,
+  PRIMARY KEY(device, boot, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS shadow_results_model ON shadow_results(shadow_model, ts);
 CREATE TABLE IF NOT EXISTS devices(
   device TEXT PRIMARY KEY, site TEXT, line TEXT, tags TEXT NOT NULL DEFAULT '[]',
   status TEXT NOT NULL DEFAULT 'unknown', status_ts INTEGER NOT NULL DEFAULT 0,
@@ -75,6 +82,8 @@ CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _INSERT_RESULT = ("INSERT OR IGNORE INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts)"
                   " VALUES (?,?,?,?,?,?,?,?,?,?)")
 _RESULT_COLS = "device, boot, seq, ts, model, score, thr, anom, inf_us"
+_SHADOW_COLS = _RESULT_COLS + ", shadow_model, shadow_score, shadow_thr, shadow_anom"
+_INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 class StoreError(EdgefleetError):
@@ -83,6 +92,11 @@ class StoreError(EdgefleetError):
 
 def _rec(row: tuple) -> ResultRecord:
     return ResultRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8])
+
+
+def _shadow_rec(row: tuple) -> ResultRecord:
+    return ResultRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8],
+                        row[9], row[10], row[11], bool(row[12]))
 
 
 class SQLiteStore:
@@ -145,6 +159,20 @@ class SQLiteStore:
 
     @staticmethod
     def _insert_results(db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
+        outcome = SQLiteStore._insert_plain(db, results, ingest_ts)
+        SQLiteStore._insert_shadows(db, outcome.new)
+        return outcome
+
+    @staticmethod
+    def _insert_shadows(db: sqlite3.Connection, new: list[ResultRecord]) -> None:
+        """Shadow-mode outcomes of new results go to a side table: both models on each window."""
+        rows = [(*r[:7], int(r.anom), r.inf_us, r.shadow_model, r.shadow_score, r.shadow_thr, int(r.shadow_anom))
+                for r in new if r.shadow_model is not None]
+        if rows:
+            db.executemany(_INSERT_SHADOW, rows)
+
+    @staticmethod
+    def _insert_plain(db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
         rows = [(*r[:7], int(r.anom), r.inf_us, ingest_ts) for r in results]
         before = db.total_changes
         db.execute("SAVEPOINT bulk")
@@ -263,6 +291,7 @@ class SQLiteStore:
         cutoff = int(now_ms - self.retention_days() * 86400_000)
         with self._tx() as db:
             n = db.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute("DELETE FROM shadow_results WHERE ts < ?", (cutoff,)).rowcount
             n += db.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
             n += db.execute("DELETE FROM rejected WHERE ts < ?", (cutoff,)).rowcount
             n += db.execute("DELETE FROM ingest_stats WHERE ts < ?", (cutoff,)).rowcount
@@ -284,6 +313,15 @@ class SQLiteStore:
 
     def count_results(self) -> int:
         return self._q("SELECT count(*) FROM results")[0][0]
+
+    def shadow_results(self, shadow_model: int, *, device: str | None = None, since_ms: int | None = None,
+                       limit: int = 100_000) -> list[ResultRecord]:
+        rows = self._q(f"SELECT {_SHADOW_COLS} FROM shadow_results WHERE shadow_model = ? AND ts >= ?"
+                       + (" AND device = ?" if device is not None else "")
+                       + " ORDER BY ts DESC, seq DESC LIMIT ?",
+                       (shadow_model, since_ms if since_ms is not None else -1,
+                        *((device,) if device is not None else ()), limit))
+        return [_shadow_rec(r) for r in reversed(rows)]
 
     def ingest_series(self, since_ms: int, bucket_s: int = 10) -> list[IngestBucket]:
         b = max(1, int(bucket_s * 1000))

@@ -209,3 +209,37 @@ def test_sqlite_survives_reopen_and_refuses_foreign_files(tmp_path: Path) -> Non
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError):
         SQLiteStore(tmp_path / "junk.db")
+
+
+def shadow_rec(seq: int, *, device: str = "d1", score: float = 0.01, shadow_score: float = 0.02,
+               shadow_model: int = 4, boot: str = "0000000a", ts: int | None = None) -> ResultRecord:
+    r = rec(device, seq, ts=ts, score=score, boot=boot)
+    return r._replace(shadow_model=shadow_model, shadow_score=shadow_score, shadow_thr=0.05,
+                      shadow_anom=shadow_score > 0.05)
+
+
+def test_shadow_results_keep_both_models_once(store: Store) -> None:
+    plain = [rec(seq=i) for i in range(3)]
+    shadow = [shadow_rec(i, score=0.005 * i, shadow_score=0.01 * i) for i in range(3, 8)]
+    out = store.write_batch(batch(plain + shadow))
+    assert out.stored == 8
+    again = store.write_batch(batch([shadow_rec(7), shadow_rec(8, device="d2")]))  # one duplicate
+    assert (again.stored, again.duplicates) == (1, 1)
+    got = store.shadow_results(4)
+    assert [(r.device, r.seq) for r in got] == [("d1", s) for s in range(3, 8)] + [("d2", 8)]
+    assert got[0] == shadow[0] and got[4] == shadow[4]  # every field back, both models
+    assert [r.shadow_anom for r in got[:5]] == [False, False, False, True, True]  # 0.03 ... 0.07 vs 0.05
+    assert [r.anom for r in got[:5]] == [False] * 5  # 0.015 ... 0.035
+    assert store.shadow_results(4, device="d2") == [shadow_rec(8, device="d2")]
+    assert store.shadow_results(4, since_ms=T0 + 6000) == [shadow[3], shadow[4], shadow_rec(8, device="d2")]
+    assert store.shadow_results(4, limit=2) == [shadow[4], shadow_rec(8, device="d2")]
+    assert store.shadow_results(5) == []
+    assert store.count_results() == 9  # shadow results are results too, counted once
+    assert [r.seq for r in store.score_history("d1")] == list(range(8))
+
+
+def test_shadow_results_follow_retention(store: Store) -> None:
+    store.write_batch(batch([shadow_rec(0, ts=T0 - 3 * 86400_000), shadow_rec(1, ts=T0)]))
+    store.set_retention_days(1)
+    store.apply_retention(T0)
+    assert [r.seq for r in store.shadow_results(4)] == [1]

@@ -31,6 +31,24 @@ def test_line_protocol_escapes_and_types():
                        f"anom=true,inf_us=412i {T0}")
 
 
+def test_line_protocol_carries_shadow_fields_only_in_shadow_mode():
+    r = ResultRecord("d1", "0000000a", 7, T0, 3, 0.125, 0.05, True, 412, 4, 0.5, 0.25, True)
+    assert line(r) == ("result,device=d1,boot=0000000a seq=7i,model=3i,score=0.125,thr=0.05,anom=true,"
+                       f"inf_us=412i,shadow_model=4i,shadow_score=0.5,shadow_thr=0.25,shadow_anom=true {T0}")
+    assert "shadow" not in line(r._replace(shadow_model=None))
+
+
+def test_shadow_results_land_in_influx_and_in_the_side_table(tmp_path, victoria):
+    store = open_store(tmp_path, victoria)
+    recs = results("d1", 0, 5)
+    recs[3:] = [r._replace(shadow_model=4, shadow_score=0.5, shadow_thr=0.25, shadow_anom=True) for r in recs[3:]]
+    assert store.write_batch(IngestBatch(T0, 5, recs)).stored == 5
+    (series,) = victoria.samples("result_shadow_score").values()
+    assert series == {T0 + 3000, T0 + 4000}
+    assert store.shadow_results(4) == recs[3:]
+    store.close()
+
+
 def test_batches_land_once_and_duplicates_are_not_rewritten(tmp_path, victoria):
     store = open_store(tmp_path, victoria)
     out = store.write_batch(IngestBatch(T0, 50, results("d1", 0, 50)))

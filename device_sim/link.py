@@ -49,6 +49,9 @@ class LinkOptions:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 8.0
     password: Callable[[str], str] | None = None  # device id -> password (username = device id)
+    # Fault injection for tests and benchmarks: every ota/data chunk passes through
+    # hook(shard, link, body) -> the chunk as the node receives it, or None (lost).
+    ota_data_hook: Callable[[Shard, NodeLink, dict], dict | None] | None = None
 
 
 @dataclass
@@ -320,6 +323,10 @@ class Shard(threading.Thread):
             except ProtocolError as exc:
                 log.warning("%s: ignored an invalid %s: %s", link.node.device_id, kind, exc)
                 return
+            if kind == "ota/data" and self.opts.ota_data_hook is not None:
+                body = self.opts.ota_data_hook(self, link, body)
+                if body is None:
+                    return
             for out in link.node.handle_ota(kind, body, now_ms()):
                 self.send(link, out)
             return
@@ -338,8 +345,14 @@ class Shard(threading.Thread):
 
     # --- publishing -----------------------------------------------------------------------
     def send(self, link: NodeLink, out: Outgoing) -> bool:
-        """Publish a non-result message now (status, debug); False if not connected."""
+        """Publish a non-result message now (status, debug); False if not connected.
+
+        An OTA outcome (`ota/state`) made while offline (a trial ending during a broker
+        outage) waits in the node's OTA outbox for the next connection instead: the
+        server must learn it, or the campaign waits for it until the stage timeout."""
         if not link.connected or link.client is None:
+            if out.topic == link.node.topics["ota/state"]:
+                link.node.ota_outbox.append(out)
             return False
         info = link.client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
         if out.topic == link.node.topics["debug"] and info.rc == mqtt.MQTT_ERR_SUCCESS:

@@ -15,7 +15,17 @@ from edgefleet.errors import EdgefleetError
 
 TERMINAL_OK = {"confirmed"}
 TERMINAL_BAD = {"rejected", "failed", "reverted", "timeout"}
-IN_FLIGHT = {"offered", "accepted", "downloading", "verifying", "trial"}
+IN_FLIGHT = {"offered", "accepted", "downloading", "verifying", "shadow", "trial"}
+
+
+def retryable(state: str, reason: str) -> bool:
+    """A failure the device did not choose: a download that gave up (lost or corrupted chunks,
+    a broker outage) or a trial cut short by a reboot. The manager offers the model again
+    (up to `Policy.retries` times) instead of counting the device as failed. A rejection, an
+    unhealthy trial or a cancelled transfer is a verdict and is not retried."""
+    if state == "failed":
+        return not reason.startswith("cancelled")
+    return state == "reverted" and "reboot" in reason
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Policy:
     stage_timeout_s: float = 600.0
     trial_s: int = 60
     shadow: bool = False
+    retries: int = 3  # offers again per device after a retryable failure (see `retryable`)
+    offer_resend_s: float = 30.0  # re-publish an offer not acted on for this long (a lost retained message)
 
 
 def rollout_order(devices: list[str], campaign_id: str) -> list[str]:

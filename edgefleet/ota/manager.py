@@ -6,6 +6,14 @@ number of transfers at a time), serves `ota/data` chunks on each `ota/req`
 second asks `campaign.decide` whether to wait, advance, complete or abort.
 On abort it clears the offers and orders devices that took the new model to
 revert to the previous slot.
+
+Under faults (lost chunks, reboots, a broker restart) a campaign still ends in a
+consistent state: the manager keeps a persistent MQTT session, so device reports
+sent while it reconnects wait for it at the broker; a device's retained offer is
+cleared once it confirmed or rejected (a reconnect does not offer it again); a
+retryable failure (`campaign.retryable`) gets a fresh offer; an offer not acted
+on is re-published; and a report for a campaign this registry does not know
+(someone else's offer) goes to the device's history only.
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edgefleet import protocol
-from edgefleet.ota.campaign import TERMINAL_BAD, TERMINAL_OK, Target, decide, rollout_order, stage_size
+from edgefleet.ota.campaign import (TERMINAL_BAD, TERMINAL_OK, Target, decide, retryable, rollout_order,
+                                    stage_size)
 from edgefleet.ota.registry import Campaign, OtaRegistry, now_ms
 
 log = logging.getLogger("edgefleet.ota")
@@ -37,7 +48,8 @@ class OtaManager:
     def __init__(self, registry: OtaRegistry, host: str, port: int, *, devices: DeviceLookup,
                  results: ResultsLookup | None = None, max_transfers: int = 200,
                  username: str | None = None, password: str | None = None,
-                 client_id: str = "edgefleet-ota", tick_s: float = 1.0) -> None:
+                 client_id: str = "edgefleet-ota", tick_s: float = 1.0,
+                 session_expiry_s: int = 86_400) -> None:
         self.registry = registry
         self.devices = devices
         self.results = results
@@ -50,10 +62,14 @@ class OtaManager:
         self._thread: threading.Thread | None = None
         self.bytes_sent = 0
         self._campaign_cache: dict[str, Campaign] = {}
+        self._known: set[str] = set()  # campaign ids seen in the registry
+        self._offer_sent: dict[tuple[str, str], float] = {}  # (campaign, device) -> last offer time
+        self.session_expiry_s = session_expiry_s
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username:
             c.username_pw_set(username, password)
         c.max_queued_messages_set(50_000)  # bound paho's QoS 1 backlog well under 65,535
+        c.reconnect_delay_set(1, 5)  # back soon after a broker restart
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         self.client = c
@@ -109,7 +125,11 @@ class OtaManager:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.client.connect(self.host, self.port, keepalive=30)
+        """Connect with a persistent session: what devices report while the manager is away
+        (a broker restart, a service restart) is queued for it, not lost."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="ota-manager", daemon=True)
         self._thread.start()
@@ -132,9 +152,11 @@ class OtaManager:
 
     def step(self, now: float | None = None) -> None:
         now = now if now is not None else time.time()
+        touched: dict[str, set[str]] = {}
         while self._inbox:
             device, _kind, body = self._inbox.popleft()
-            self.registry.set_device_state(body["campaign"], device, body["state"], body.get("reason", ""))
+            if self._record(device, body):
+                touched.setdefault(body["campaign"], set()).add(device)
         active = self.registry.campaigns(("running", "aborting"))
         for c in active:
             self._blob(c.model)  # preload before chunk requests can arrive
@@ -143,7 +165,59 @@ class OtaManager:
             if c.state == "aborting":
                 self._rollback(c)
             else:
+                self._follow_up(c, touched.get(c.id, set()), now)
                 self._advance(c, now)
+
+    def _record(self, device: str, body: dict) -> bool:
+        """Store one ota/state report; False when it is not campaign progress."""
+        cid, state, reason = body["campaign"], body["state"], body.get("reason", "")
+        if cid not in self._known:
+            if not self.registry.has_campaign(cid):
+                self.registry.add_history(cid, device, state, reason)  # not ours (or "none": no trial)
+                return False
+            self._known.add(cid)
+        if state == "rejected" and self.registry.device_state(cid, device) == "confirmed":
+            # the retained offer seen again after a reconnect, refused by a device that already runs it
+            self.registry.add_history(cid, device, state, f"ignored (already confirmed): {reason}")
+            return False
+        self.registry.set_device_state(cid, device, state, reason)
+        return True
+
+    def _follow_up(self, c: Campaign, touched: set[str], now: float) -> None:
+        """Clear offers of devices that are done, offer again after a retryable failure, and
+        re-publish offers nobody acted on."""
+        states = self.registry.device_states(c.id)
+        counts: dict[str, int] | None = None
+        for d in touched:
+            s = states.get(d)
+            if s is None:
+                continue
+            if retryable(s["state"], s["reason"]):
+                counts = counts if counts is not None else self.registry.offer_counts(c.id)
+                if counts.get(d, 1) <= c.policy.retries:
+                    self._offer(c, d, reason=f"retry {counts.get(d, 1)}: {s['reason']}"[:200])
+                    continue
+            if s["state"] in TERMINAL_OK | TERMINAL_BAD:
+                self._publish(d, "ota/offer", None, retain=True)
+                self._offer_sent.pop((c.id, d), None)
+        for d, s in states.items():
+            if s["state"] not in ("offered", "accepted"):
+                continue
+            last = max(s["updated_ms"] / 1000, self._offer_sent.get((c.id, d), 0.0))
+            if now - last > c.policy.offer_resend_s:
+                self._publish(d, "ota/offer", self._offer_body(c), retain=True)
+                self._offer_sent[(c.id, d)] = now
+
+    def _offer_body(self, c: Campaign) -> dict:
+        blob, manifest = self._blob(c.model)
+        return {"campaign": c.id, "model": c.model, "size": len(blob), "sha256": self.registry.model(c.model).sha256,
+                "chunk": 1024, "trial_s": c.policy.trial_s, "shadow": c.policy.shadow,
+                "manifest": manifest.decode()}
+
+    def _offer(self, c: Campaign, device: str, *, old_model: int | None = None, reason: str = "") -> None:
+        self._publish(device, "ota/offer", self._offer_body(c), retain=True)
+        self._offer_sent[(c.id, device)] = time.time()
+        self.registry.set_device_state(c.id, device, "offered", reason, offered=True, old_model=old_model)
 
     def _advance(self, c: Campaign, now: float) -> None:
         if not c.devices:
@@ -161,20 +235,12 @@ class OtaManager:
         states = self.registry.device_states(c.id)
         members = c.devices[:stage_size(len(c.devices), c.policy.stages[c.stage])]
         in_flight = sum(1 for s in states.values() if s["state"] not in TERMINAL_OK | TERMINAL_BAD)
-        _, manifest = self._blob(c.model)
-        blob, _ = self._blob(c.model)
-        entry = self.registry.model(c.model)
         fleet = None
         for d in members:
             if d in states or in_flight >= self.max_transfers:
                 continue
             fleet = fleet or self.devices()
-            self._publish(d, "ota/offer", {
-                "campaign": c.id, "model": c.model, "size": len(blob), "sha256": entry.sha256, "chunk": 1024,
-                "trial_s": c.policy.trial_s, "shadow": c.policy.shadow, "manifest": manifest.decode()},
-                retain=True)
-            self.registry.set_device_state(c.id, d, "offered", offered=True,
-                                           old_model=(fleet.get(d) or {}).get("model"))
+            self._offer(c, d, old_model=(fleet.get(d) or {}).get("model"))
             in_flight += 1
         states = self.registry.device_states(c.id)
         simple = {d: s["state"] for d, s in states.items()}

@@ -168,6 +168,25 @@ class OtaRegistry:
         self.db.execute("INSERT INTO ota_history (campaign, device, ts, state, reason) VALUES (?,?,?,?,?)",
                         (cid, device, t, state, reason))
 
+    def add_history(self, cid: str, device: str, state: str, reason: str = "") -> None:
+        """A report kept in the device's history only (not part of a campaign's progress)."""
+        self.db.execute("INSERT INTO ota_history (campaign, device, ts, state, reason) VALUES (?,?,?,?,?)",
+                        (cid, device, now_ms(), state, reason))
+
+    def has_campaign(self, cid: str) -> bool:
+        return self.db.execute("SELECT 1 FROM ota_campaigns WHERE id=?", (cid,)).fetchone() is not None
+
+    def device_state(self, cid: str, device: str) -> str | None:
+        row = self.db.execute("SELECT state FROM ota_device_state WHERE campaign=? AND device=?",
+                              (cid, device)).fetchone()
+        return row[0] if row else None
+
+    def offer_counts(self, cid: str) -> dict[str, int]:
+        """How many times each device was offered this campaign's model (first offer and retries)."""
+        rows = self.db.execute("SELECT device, COUNT(*) FROM ota_history WHERE campaign=? AND state='offered' "
+                               "GROUP BY device", (cid,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def device_states(self, cid: str) -> dict[str, dict]:
         rows = self.db.execute("SELECT device, state, reason, offered_ms, updated_ms, old_model "
                                "FROM ota_device_state WHERE campaign=?", (cid,)).fetchall()

@@ -27,6 +27,20 @@ def make_parity_models() -> dict[str, bytes]:
             for i, (name, (sizes, pc, last)) in enumerate(PARITY_SHAPES.items())}
 
 
+def parity_inputs(n_rows: int, n_in: int, seed: int) -> np.ndarray:
+    """int8 rows that stress requantization: random rows, all -128 and all 127, random
+    saturated extremes, zeros with sparse spikes, narrow normals (the parity suites share them)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(n_rows, n_in), dtype=np.int8)
+    x[0], x[1] = -128, 127
+    k = n_rows // 100  # the stress blocks take the first 12% of the rows
+    x[2:k] = np.where(rng.random((k - 2, n_in)) < 0.5, -128, 127)
+    x[k:2 * k] = 0
+    x[k:2 * k, rng.integers(0, n_in, k)] = 127
+    x[2 * k:12 * k] = np.clip(rng.normal(0, 20, (10 * k, n_in)), -128, 127).astype(np.int8)
+    return x
+
+
 def make_dense_tflite(layer_sizes: list[int], *, per_channel: bool = True, seed: int = 0,
                       relu_hidden: bool = True, activation_last: str | None = None) -> bytes:
     """Random dense stack `layer_sizes[0] -> ... -> layer_sizes[-1]`, int8-quantized."""

@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from ai_edge_litert.interpreter import OpResolverType
 
 from edgefleet.artifact import Artifact
 from edgefleet.engine import Detector, Int8Engine
-from edgefleet.testmodels import PARITY_SHAPES
+from edgefleet.litert_ref import infer as litert
+from edgefleet.testmodels import PARITY_SHAPES, parity_inputs
 from edgefleet.tflite_import import import_tflite
 
 from fw_helpers import c_infer, run
 
 N_INPUTS = 10_000
-
-
-def litert(tflite: bytes, x: np.ndarray, resolver=None) -> np.ndarray:
-    kw = {} if resolver is None else {"experimental_op_resolver_type": resolver}
-    it = Interpreter(model_content=tflite, **kw)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.resize_tensor_input(inp["index"], x.shape)
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x)
-    it.invoke()
-    return it.get_tensor(out["index"])
-
-
-def parity_inputs(n_in: int, seed: int) -> np.ndarray:
-    """Random rows, all -128 / all 127, random extremes, sparse spikes, narrow normals."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(N_INPUTS, n_in), dtype=np.int8)
-    x[0], x[1] = -128, 127
-    x[2:100] = np.where(rng.random((98, n_in)) < 0.5, -128, 127)
-    x[100:200] = 0
-    x[100:200, rng.integers(0, n_in, 100)] = 127
-    x[200:1200] = np.clip(rng.normal(0, 20, (1000, n_in)), -128, 127).astype(np.int8)
-    return x
 
 
 @pytest.mark.parametrize("name", list(PARITY_SHAPES))
@@ -45,7 +23,7 @@ def test_c_engine_bit_exact_with_litert(fw, tflite_models, tmp_path, name, mode,
     tfl = tflite_models[name]
     artifact = import_tflite(tfl, requant=mode).to_bytes()
     n_in = Artifact.from_bytes(artifact).n_inputs
-    x = parity_inputs(n_in, seed=len(name) + 17)
+    x = parity_inputs(N_INPUTS, n_in, seed=len(name) + 17)
     ref = litert(tfl, x, resolver)
     ours = c_infer(fw, artifact, x, tmp_path)
     assert ours.shape == ref.shape
@@ -65,7 +43,7 @@ def test_requant_modes_differ_somewhere_so_both_paths_are_exercised(fw, tflite_m
     """fp32 and integer requantization round differently on rare values: the C side must follow each."""
     tfl = tflite_models["mlperf_pc"]
     a_fp, a_int = (import_tflite(tfl, requant=m).to_bytes() for m in ("fp32", "int"))
-    x = parity_inputs(640, seed=99)
+    x = parity_inputs(N_INPUTS, 640, seed=99)
     y_fp = c_infer(fw, a_fp, x, tmp_path, sanitized=False)
     y_int = c_infer(fw, a_int, x, tmp_path, sanitized=False)
     assert np.array_equal(y_fp, litert(tfl, x))

@@ -11,7 +11,7 @@ from ai_edge_litert.interpreter import OpResolverType
 
 from edgefleet.artifact import Artifact
 from edgefleet.litert_ref import infer as litert_infer
-from edgefleet.testmodels import PARITY_SHAPES, make_parity_models
+from edgefleet.testmodels import PARITY_SHAPES, make_parity_models, parity_inputs
 from edgefleet.tflite_import import import_tflite
 
 from .conftest import FIRMWARE, FLEET_MODEL
@@ -23,16 +23,6 @@ ROWS_SMALL, ROWS_WIDE = 3000, 600  # per model; the 640-input models cost ~0.26 
 @pytest.fixture(scope="module")
 def tflite_models() -> dict[str, bytes]:
     return make_parity_models()
-
-
-def inputs(n_rows: int, n_in: int, seed: int) -> np.ndarray:
-    """Random rows plus the extremes (all -128, all 127, random +-saturation, narrow normals)."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(n_rows, n_in), dtype=np.int8)
-    x[0], x[1] = -128, 127
-    x[2:50] = np.where(rng.random((48, n_in)) < 0.5, -128, 127)
-    x[50:200] = np.clip(rng.normal(0, 20, (150, n_in)), -128, 127).astype(np.int8)
-    return x
 
 
 def qemu_infer(artifact: bytes, x: np.ndarray, tmp: Path) -> np.ndarray:
@@ -50,14 +40,14 @@ def test_m4_engine_bit_exact_with_litert(mcu, tflite_models, tmp_path, name, mod
     tfl = tflite_models[name]
     artifact = import_tflite(tfl, requant=mode).to_bytes()
     n_in = Artifact.from_bytes(artifact).n_inputs
-    x = inputs(ROWS_WIDE if n_in >= 640 else ROWS_SMALL, n_in, seed=len(name) + 3)
+    x = parity_inputs(ROWS_WIDE if n_in >= 640 else ROWS_SMALL, n_in, seed=len(name) + 3)
     ref = litert_infer(tfl, x, resolver)
     ours = qemu_infer(artifact, x, tmp_path).reshape(ref.shape)
     assert np.array_equal(ours, ref), f"{name}/{mode}: {(ours != ref).sum()} of {ref.size} values differ"
 
 
 def test_m4_engine_equals_host_on_the_fleet_model(mcu, tmp_path):
-    x = inputs(ROWS_SMALL, 32, seed=11)
+    x = parity_inputs(ROWS_SMALL, 32, seed=11)
     ours = qemu_infer(FLEET_MODEL.read_bytes(), x, tmp_path)
     (tmp_path / "x.bin").write_bytes(x.tobytes())
     subprocess.run([str(FIRMWARE / "build" / "host" / "ef_infer"), str(FLEET_MODEL), str(tmp_path / "x.bin"),

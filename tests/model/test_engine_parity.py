@@ -11,20 +11,9 @@ from edgefleet.litert_ref import infer as litert
 from edgefleet.tflite_import import import_tflite
 
 from edgefleet.testmodels import PARITY_SHAPES as SHAPES
+from edgefleet.testmodels import parity_inputs
 
 N_INPUTS = 10_000
-
-
-def parity_inputs(n_in: int, seed: int) -> np.ndarray:
-    """Random rows, all-extreme rows, alternating extremes, and sparse spikes."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(N_INPUTS, n_in), dtype=np.int8)
-    x[0], x[1] = -128, 127
-    x[2:100] = np.where(rng.random((98, n_in)) < 0.5, -128, 127)
-    x[100:200] = 0
-    x[100:200, rng.integers(0, n_in, 100)] = 127
-    x[200:1200] = np.clip(rng.normal(0, 20, (1000, n_in)), -128, 127).astype(np.int8)
-    return x
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
@@ -32,7 +21,7 @@ def parity_inputs(n_in: int, seed: int) -> np.ndarray:
 def test_bit_exact_against_litert(tflite_models, name, mode, resolver):
     tfl = tflite_models[name]
     art = Artifact.from_bytes(import_tflite(tfl, requant=mode).to_bytes())
-    x = parity_inputs(art.n_inputs, seed=len(name))
+    x = parity_inputs(N_INPUTS, art.n_inputs, seed=len(name))
     ours = Int8Engine(art).infer(x)
     ref = litert(tfl, x, resolver)
     assert ours.dtype == np.int8 and ours.shape == ref.shape
@@ -65,7 +54,7 @@ def test_real_cwru_windows_bit_exact(trained, cwru_recordings):
 
 def test_single_row_and_batch_agree(tflite_models):
     eng = Int8Engine(import_tflite(tflite_models["ae32_pc"]))
-    x = parity_inputs(32, 3)[:50]
+    x = parity_inputs(N_INPUTS, 32, 3)[:50]
     batch = eng.infer(x)
     for i in range(50):
         np.testing.assert_array_equal(eng.infer(x[i]), batch[i])

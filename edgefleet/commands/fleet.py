@@ -94,6 +94,8 @@ def start_ota_manager(settings, store):
     user, password = broker_credentials(settings.broker_url)
     manager = OtaManager(OtaRegistry(settings.db), host, port, devices=devices, results=results,
                          username=user, password=password, client_id=f"{settings.ingest_client_id}-ota")
+    manager.shadow_results = lambda model, since_ms: [  # shadow mode: both models on the same windows
+        (r.device, r.anom, bool(r.shadow_anom)) for r in store.shadow_results(model, since_ms=since_ms, limit=50_000)]
     manager.start()
     log.info("OTA manager running (campaigns from %s)", settings.db)
     return manager

@@ -39,14 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ro.add_argument("--target", default="all", help="all | site=S | line=L | tag=T (default all)")
     ro.add_argument("--stages", default="5%,25%,100%", help="cumulative stage sizes (default 5%%,25%%,100%%)")
     ro.add_argument("--shadow", type=float, default=0.0, metavar="MINUTES",
-                    help="trial in shadow mode for this long: both models score every window")
+                    help="shadow phase before the trial: the old model stays active and the new one scores "
+                    "every window beside it, both reported; the canary health check compares them")
     ro.add_argument("--trial", type=float, default=1.0, metavar="MINUTES",
-                    help="trial period before a device confirms, without --shadow (default 1)")
+                    help="trial period of the new model before a device confirms (default 1)")
     ro.add_argument("--abort-failures", default="10%", help="abort when more of a stage fails (default 10%%)")
     ro.add_argument("--abort-anomaly-shift", default="3x",
                     help="abort when canaries' anomaly rate grows by this factor (default 3x)")
     ro.add_argument("--stage-timeout", type=float, default=10.0, metavar="MINUTES",
-                    help="a device without an outcome after this long counts as failed (default 10)")
+                    help="a device without an outcome after this long (plus --shadow) counts as failed (default 10)")
     ro.add_argument("--id", default=None, help="campaign id (default c<version>-<UTC time>)")
     db_arg(ro)
     ro.set_defaults(func=cmd_rollout)
@@ -89,9 +90,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     fails = parse_ratio(args.abort_failures, "%")
     if not 0 <= fails < 1 or shift <= 1:
         raise EdgefleetError("--abort-failures must be in [0%, 100%) and --abort-anomaly-shift above 1x")
+    if args.shadow < 0 or args.trial < 0:
+        raise EdgefleetError("--shadow and --trial must be zero or positive minutes")
     policy = Policy(stages=parse_stages(args.stages), abort_failures=fails, abort_anomaly_shift=shift,
-                    stage_timeout_s=args.stage_timeout * 60,
-                    trial_s=int(60 * (args.shadow or args.trial)), shadow=args.shadow > 0)
+                    stage_timeout_s=args.stage_timeout * 60, trial_s=int(60 * args.trial),
+                    shadow=args.shadow > 0, shadow_s=int(round(60 * args.shadow)))
     c = _registry(args.db).create_campaign(args.version, Target.parse(args.target), policy, args.id)
     print(f"campaign {c.id}: model v{c.model} to {c.target} in stages {args.stages}; "
           f"the OTA manager in `edgefleet serve` runs it. Watch with `edgefleet ota status {c.id}`")

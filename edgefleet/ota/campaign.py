@@ -83,6 +83,7 @@ class Policy:
     stage_timeout_s: float = 600.0
     trial_s: int = 60
     shadow: bool = False
+    shadow_s: int = 0  # with shadow: the shadow phase before the trial (old model active, both scored)
     retries: int = 3  # offers again per device after a retryable failure (see `retryable`)
     offer_resend_s: float = 30.0  # re-publish an offer not acted on for this long (a lost retained message)
 
@@ -114,7 +115,7 @@ def decide(policy: Policy, stage: int, ordered: list[str], states: dict[str, str
     members = ordered[:stage_size(len(ordered), policy.stages[stage])]
     timed_out = [d for d in members
                  if states.get(d, "offered") in IN_FLIGHT and d in offered_at
-                 and now - offered_at[d] > policy.stage_timeout_s]
+                 and now - offered_at[d] > policy.stage_timeout_s + policy.shadow_s]  # shadow: longer
     st = {d: ("timeout" if d in timed_out else states.get(d, "offered")) for d in members}
     bad = [d for d in members if st[d] in TERMINAL_BAD]
     if members and len(bad) / len(members) > policy.abort_failures:

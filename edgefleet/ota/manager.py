@@ -42,9 +42,13 @@ log = logging.getLogger("edgefleet.ota")
 DeviceLookup = Callable[[], dict[str, dict[str, Any]]]
 # (device, since_ms) -> list of (model version, anomalous) for recent results
 ResultsLookup = Callable[[str, int], list[tuple[int, bool]]]
+# (shadow model, since_ms) -> (device, active model anomalous, shadow model anomalous) per shadow-scored window
+ShadowLookup = Callable[[int, int], list[tuple[str, bool, bool]]]
 
 
 class OtaManager:
+    shadow_results: ShadowLookup | None = None  # set by the service: shadow-mode outcomes from the store
+
     def __init__(self, registry: OtaRegistry, host: str, port: int, *, devices: DeviceLookup,
                  results: ResultsLookup | None = None, max_transfers: int = 200,
                  username: str | None = None, password: str | None = None,
@@ -212,7 +216,7 @@ class OtaManager:
         blob, manifest = self._blob(c.model)
         return {"campaign": c.id, "model": c.model, "size": len(blob), "sha256": self.registry.model(c.model).sha256,
                 "chunk": 1024, "trial_s": c.policy.trial_s, "shadow": c.policy.shadow,
-                "manifest": manifest.decode()}
+                **({"shadow_s": c.policy.shadow_s} if c.policy.shadow else {}), "manifest": manifest.decode()}
 
     def _offer(self, c: Campaign, device: str, *, old_model: int | None = None, reason: str = "") -> None:
         self._publish(device, "ota/offer", self._offer_body(c), retain=True)
@@ -245,7 +249,7 @@ class OtaManager:
         states = self.registry.device_states(c.id)
         simple = {d: s["state"] for d, s in states.items()}
         offered_at = {d: s["offered_ms"] / 1000 for d, s in states.items() if s["offered_ms"]}
-        decision = decide(c.policy, c.stage, c.devices, simple, offered_at, now, self._anomaly(c, states))
+        decision = decide(c.policy, c.stage, c.devices, simple, offered_at, now, self._health(c, states))
         for d in decision.timed_out:
             self.registry.set_device_state(c.id, d, "timeout", "no outcome within the stage timeout")
             self._publish(d, "ota/offer", None, retain=True)
@@ -278,6 +282,18 @@ class OtaManager:
                 out[d] = (sum(old) / len(old), sum(new) / len(new), len(new))
         return out
 
+    def _health(self, c: Campaign, states: dict[str, dict]) -> dict[str, tuple[float, float, int]] | None:
+        """Model health per device: shadow outcomes (both models on the same windows) where a device
+        has them, else its anomaly rate before vs after the switch."""
+        rates = {**(self._anomaly(c, states) or {}), **self._shadow_anomaly(c, states)}
+        return rates or None
+
+    def _shadow_anomaly(self, c: Campaign, states: dict[str, dict]) -> dict[str, tuple[float, float, int]]:
+        if self.shadow_results is None or not c.policy.shadow or not states:
+            return {}
+        since = min((s["offered_ms"] or now_ms()) for s in states.values())
+        return shadow_rates(self.shadow_results(c.model, since), set(states))
+
     def _clear_offers(self, c: Campaign) -> None:
         for d in self.registry.device_states(c.id):
             self._publish(d, "ota/offer", None, retain=True)
@@ -286,9 +302,21 @@ class OtaManager:
         """Abort: stop offering, and send every device that took the new model back."""
         self._clear_offers(c)
         for d, s in self.registry.device_states(c.id).items():
-            if s["state"] in ("trial", "confirmed", "verifying", "downloading", "accepted", "offered"):
+            if s["state"] in ("shadow", "trial", "confirmed", "verifying", "downloading", "accepted", "offered"):
                 self._publish(d, "cmd", {"id": f"revert-{c.id}"[:64], "op": "revert"})
                 if s["state"] in ("offered", "accepted", "downloading"):
                     self.registry.set_device_state(c.id, d, "failed", "campaign aborted")
         self.registry.update_campaign(c.id, state="aborted")
         log.warning("campaign %s: rollback ordered (%s)", c.id, c.reason)
+
+
+def shadow_rates(rows: list[tuple[str, bool, bool]], devices: set[str]) -> dict[str, tuple[float, float, int]]:
+    """Per device: (old model's anomaly rate, candidate's, windows) over the windows both scored."""
+    n: dict[str, list[int]] = {}
+    for device, old, new in rows:
+        if device in devices:
+            acc = n.setdefault(device, [0, 0, 0])
+            acc[0] += old
+            acc[1] += new
+            acc[2] += 1
+    return {d: (o / k, w / k, k) for d, (o, w, k) in n.items()}

@@ -14,7 +14,9 @@ from device_sim.plant import make_plant
 from edgefleet import protocol
 from edgefleet.artifact import Artifact
 from edgefleet.engine import Detector
+from edgefleet.ota.campaign import Policy, decide
 from edgefleet.ota.device import OtaClient, Slots
+from edgefleet.ota.manager import shadow_rates
 
 from .test_device import serve
 
@@ -140,3 +142,23 @@ def test_both_models_score_the_same_windows():
     assert np.array_equal(a, b) and a.shape == (8,) and np.all(a > 0)
     single, _ = score_windows(Detector(art), plant, rows, 5.0, np.random.default_rng(1))
     assert np.array_equal(single, a)  # the shadow path does not change the active model's windows
+
+
+def test_shadow_rates_compare_both_models_per_device_on_the_same_windows():
+    rows = [("a", False, True), ("a", False, True), ("a", True, True), ("a", False, False),
+            ("b", False, False), ("c", True, True)]
+    assert shadow_rates(rows, {"a", "b"}) == {"a": (0.25, 0.75, 4), "b": (0.0, 0.0, 1)}  # c: not in campaign
+
+
+def test_shadow_phase_extends_the_stage_timeout_and_feeds_the_health_check():
+    policy = Policy(stages=[0.5, 1.0], stage_timeout_s=60, shadow=True, shadow_s=300, min_windows=10)
+    devices = ["a", "b", "c", "d"]
+    states = {"a": "shadow", "b": "shadow"}
+    offered = {"a": 0.0, "b": 0.0}
+    assert decide(policy, 0, devices, states, offered, 200.0).action == "wait"  # in shadow, not late
+    assert decide(policy, 0, devices, states, offered, 361.0).timed_out == ["a", "b"]
+    healthy = {"a": (0.02, 0.03, 50), "b": (0.0, 0.02, 50)}
+    assert decide(policy, 0, devices, states, offered, 200.0, healthy).action == "wait"
+    flood = {"a": (0.02, 0.9, 50), "b": (0.0, 0.8, 50)}
+    d = decide(policy, 0, devices, states, offered, 200.0, flood)
+    assert d.action == "abort" and "model health" in d.reason

@@ -344,7 +344,7 @@ def fmt_eta(eta_s: float | None, short: bool = False) -> str:
 # `edgefleet ota rollout` does.
 
 OTA_PENDING = "pending"  # in the campaign's rollout order, not offered yet (its stage has not come)
-OTA_STATES = ("confirmed", "trial", "verifying", "downloading", "accepted", "offered", OTA_PENDING,
+OTA_STATES = ("confirmed", "trial", "shadow", "verifying", "downloading", "accepted", "offered", OTA_PENDING,
               "rejected", "failed", "reverted", "timeout")  # progress order for tables and charts
 
 
@@ -383,8 +383,8 @@ def campaigns_frame(campaigns: Sequence[Campaign], states: dict[str, dict[str, d
         stages = [f"{s:.0%}" for s in c.policy.stages]
         rows.append({"campaign": c.id, "model": c.model, "target": c.target, "state": c.state,
                      "stage": f"{c.stage + 1}/{len(stages)} ({stages[c.stage]})", "stages": " / ".join(stages),
-                     "mode": f"shadow {c.policy.trial_s / 60:g} min" if c.policy.shadow
-                     else f"trial {c.policy.trial_s / 60:g} min",
+                     "mode": (f"shadow {c.policy.shadow_s / 60:g} min + " if c.policy.shadow else "")
+                     + f"trial {c.policy.trial_s / 60:g} min",
                      "devices": len(c.devices), **{s: counts.get(s, 0) for s in OTA_STATES},
                      "reason": c.reason, "created": pd.to_datetime(c.created_ms, unit="ms", utc=True),
                      "updated": pd.to_datetime(c.updated_ms, unit="ms", utc=True)})
@@ -445,7 +445,7 @@ def anomaly_comparison(store: Store, campaign: Campaign, states: dict[str, dict]
     """Per offered device: anomaly rate under the old model(s) vs the campaign's model, from stored results.
 
     Same window as the OTA manager's model-health check: from an hour before the first offer.
-    In a shadow trial both models score every window, so both rates cover the same windows.
+    (Shadow-mode outcomes, both models on the same windows, are in `shadow_frame`.)
     `counts` says whether the device enters the canary check (`min_windows` new-model results).
     """
     cols = ["device", "state", "old_model", "old_rate", "old_windows", "new_rate", "new_windows", "shift", "counts"]
@@ -482,6 +482,55 @@ def canary_health(campaign: Campaign, comparison: pd.DataFrame) -> dict[str, flo
             "shift": new / old}
 
 
+SHADOW_COLS = ["device", "ts", "old_score", "old_thr", "old_anom", "new_score", "new_thr", "new_anom"]
+
+
+def shadow_frame(store: Store, campaign: Campaign, states: dict[str, dict], limit: int = 20_000) -> pd.DataFrame:
+    """The campaign's shadow-mode windows since its first offer: both models' score and decision on
+    each window (the old model active, the campaign's model scoring beside it)."""
+    offered = [s["offered_ms"] for s in states.values() if s["offered_ms"]]
+    if not campaign.policy.shadow or not offered:
+        return pd.DataFrame(columns=SHADOW_COLS)
+    rows = [(r.device, r.ts, r.score, r.thr, r.anom, r.shadow_score, r.shadow_thr, bool(r.shadow_anom))
+            for r in store.shadow_results(campaign.model, since_ms=min(offered), limit=limit) if r.device in states]
+    return pd.DataFrame(rows, columns=SHADOW_COLS)
+
+
+def shadow_summary(frame: pd.DataFrame, states: dict[str, dict], anomaly_floor: float) -> pd.DataFrame:
+    """Per device: windows scored by both, each model's anomaly rate and median score, and the shift
+    (new rate over the old, floored as the model-health check floors it)."""
+    cols = ["device", "state", "windows", "old_rate", "new_rate", "shift", "old_median", "new_median"]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    g = frame.groupby("device")
+    out = pd.DataFrame({"windows": g.size(), "old_rate": g["old_anom"].mean(), "new_rate": g["new_anom"].mean(),
+                        "old_median": g["old_score"].median(), "new_median": g["new_score"].median()})
+    out["shift"] = out["new_rate"] / out["old_rate"].clip(lower=anomaly_floor)
+    out["state"] = [states.get(d, {}).get("state", OTA_PENDING) for d in out.index]
+    return out.reset_index()[cols]
+
+
+def shadow_totals(frame: pd.DataFrame, anomaly_floor: float) -> dict[str, float] | None:
+    """Over every shadow window of the campaign: counts, both anomaly rates and the floored shift."""
+    if frame.empty:
+        return None
+    old, new = float(frame["old_anom"].mean()), float(frame["new_anom"].mean())
+    return {"windows": len(frame), "devices": int(frame["device"].nunique()), "old_rate": old, "new_rate": new,
+            "shift": new / max(old, anomaly_floor)}
+
+
+def shadow_scores_long(frame: pd.DataFrame, new_model: int) -> pd.DataFrame:
+    """Both models' scores as (model, log10 score) rows for a distribution chart; scores are
+    right-skewed squared errors, so the log axis shows both bodies and tails. Zero scores are
+    dropped (no logarithm)."""
+    parts = []
+    for col, thr, label in (("old_score", "old_thr", "old (active)"), ("new_score", "new_thr", f"new (v{new_model})")):
+        s = frame[frame[col] > 0]
+        parts.append(pd.DataFrame({"model": label, "log10_score": s[col].map(math.log10),
+                                   "log10_thr": s[thr].map(math.log10)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "log10_score", "log10_thr"])
+
+
 def rollout_policy(stages: str, *, trial_min: float = 1.0, shadow_min: float = 0.0, abort_failures_pct: float = 10.0,
                    abort_anomaly_shift: float = 3.0, stage_timeout_min: float = 10.0) -> Policy:
     """The campaign policy from the start form, validated and built as `edgefleet ota rollout` builds it."""
@@ -491,8 +540,8 @@ def rollout_policy(stages: str, *, trial_min: float = 1.0, shadow_min: float = 0
     if shadow_min < 0 or trial_min <= 0 or stage_timeout_min <= 0:
         raise EdgefleetError("trial and stage timeout must be positive, shadow zero (off) or positive")
     return Policy(stages=parse_stages(stages), abort_failures=fails, abort_anomaly_shift=abort_anomaly_shift,
-                  stage_timeout_s=stage_timeout_min * 60, trial_s=int(60 * (shadow_min or trial_min)),
-                  shadow=shadow_min > 0)
+                  stage_timeout_s=stage_timeout_min * 60, trial_s=int(60 * trial_min),
+                  shadow=shadow_min > 0, shadow_s=int(round(60 * shadow_min)))
 
 
 def start_campaign(reg: OtaRegistry, version: int, target: str, policy: Policy,

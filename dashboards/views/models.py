@@ -15,7 +15,7 @@ from edgefleet.card import to_markdown
 from edgefleet.errors import EdgefleetError
 from edgefleet.ota.registry import Campaign, OtaRegistry
 
-STATE_COLOURS = {"confirmed": "#2ca02c", "trial": "#98df8a", "verifying": "#1f77b4", "downloading": "#6baed6",
+STATE_COLOURS = {"confirmed": "#2ca02c", "trial": "#98df8a", "shadow": "#bcbddc", "verifying": "#1f77b4", "downloading": "#6baed6",
                  "accepted": "#9ecae1", "offered": "#c6dbef", data.OTA_PENDING: "#e0e0e0", "rejected": "#d62728",
                  "failed": "#b30000", "reverted": "#ff7f0e", "timeout": "#7f7f7f"}
 CAMPAIGN_BADGE = {"running": "blue", "aborting": "orange", "aborted": "red", "completed": "green"}
@@ -54,10 +54,18 @@ def comparison(db: str, cid: str) -> pd.DataFrame:
     return data.anomaly_comparison(ui.store(db), c, states[cid])
 
 
+@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
+def shadow(db: str, cid: str) -> pd.DataFrame:
+    cs, states = campaigns(db)
+    c = next(c for c in cs if c.id == cid)
+    return data.shadow_frame(ui.store(db), c, states[cid])
+
+
 def clear() -> None:
     models.clear()
     campaigns.clear()
     comparison.clear()
+    shadow.clear()
 
 
 # ---------- writes (widget callbacks: they run before the rerun that draws the result) ----------
@@ -183,8 +191,10 @@ def campaign(c: Campaign, states: dict[str, dict]) -> None:
     st.dataframe(dev, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(1, len(dev))),
                  key="ota_devices_table", column_config={"offered": TIME, "updated": TIME})
 
-    st.markdown("**Anomaly rate: old vs new model**" + (" (shadow trial: both models score every window)"
-                                                       if c.policy.shadow else ""))
+    if c.policy.shadow:
+        shadow_comparison(c, states)
+
+    st.markdown("**Anomaly rate: old vs new model** (results before vs after each device switched)")
     cmp = comparison(db, c.id)
     health = data.canary_health(c, cmp)
     if cmp.empty or cmp["new_windows"].sum() == 0:
@@ -207,6 +217,42 @@ def campaign(c: Campaign, states: dict[str, dict]) -> None:
                                     "in health check", help=f"≥ {c.policy.min_windows} new-model windows")})
 
 
+def shadow_comparison(c: Campaign, states: dict[str, dict]) -> None:
+    """Shadow mode: the old model stays active while the new one scores the same windows beside it."""
+    st.markdown(f"**Shadow comparison: old vs new model on the same windows** (shadow phase "
+                f"{c.policy.shadow_s / 60:g} min before the trial)")
+    frame = shadow(db, c.id)
+    totals = data.shadow_totals(frame, c.policy.anomaly_floor)
+    if totals is None:
+        st.caption("No shadow results yet: devices report both scores once they have verified the model.")
+        return
+    a, b, d, e = st.columns(4)
+    a.metric("Shadow windows", f"{totals['windows']:,}", help=f"from {totals['devices']} devices")
+    b.metric("Old model anomaly rate (shadow)", f"{totals['old_rate']:.1%}")
+    d.metric("New model anomaly rate (shadow)", f"{totals['new_rate']:.1%}")
+    e.metric("Shadow shift", f"{totals['shift']:.2g}x", help=f"old rate floored at {c.policy.anomaly_floor:.0%}; "
+             f"the campaign aborts above {c.policy.abort_anomaly_shift:g}x")
+    long = data.shadow_scores_long(frame, c.model)
+    if not long.empty:
+        st.vega_lite_chart(long, {
+            "height": 220,
+            "layer": [
+                {"mark": {"type": "bar", "opacity": 0.55},
+                 "encoding": {"x": {"field": "log10_score", "bin": {"maxbins": 40}, "title": "log10 score"},
+                              "y": {"aggregate": "count", "stack": None, "title": "windows"},
+                              "color": {"field": "model", "type": "nominal", "legend": {"orient": "top", "title": None}}}},
+                {"mark": {"type": "rule", "strokeDash": [4, 3]},
+                 "encoding": {"x": {"aggregate": "median", "field": "log10_thr"},
+                              "color": {"field": "model", "type": "nominal"}}}]},
+            width="stretch", key="ota_shadow_scores")
+    st.dataframe(data.shadow_summary(frame, states, c.policy.anomaly_floor), hide_index=True, width="stretch",
+                 key="ota_shadow_compare_table",
+                 column_config={"old_rate": RATE, "new_rate": RATE,
+                                "shift": st.column_config.NumberColumn(format="%.2fx"),
+                                "old_median": st.column_config.NumberColumn("old median score", format="%.4g"),
+                                "new_median": st.column_config.NumberColumn("new median score", format="%.4g")})
+
+
 live()
 
 st.subheader("Start a campaign")
@@ -219,9 +265,10 @@ with st.form("ota_start", border=True):
     c_.text_input("Stages", value="5%,25%,100%", key="ota_stages", help="cumulative, ascending, ending at 100%")
     a, b, c_ = st.columns(3)
     a.number_input("Trial (minutes)", min_value=0.0, value=1.0, step=0.5, key="ota_trial",
-                   help="before a device confirms, when not in shadow mode")
+                   help="the new model active before a device confirms")
     b.number_input("Shadow (minutes)", min_value=0.0, value=0.0, step=1.0, key="ota_shadow",
-                   help="0: no shadow; otherwise the trial runs both models this long")
+                   help="0: no shadow; otherwise a phase before the trial where the old model stays active "
+                   "and the new one scores every window beside it")
     c_.number_input("Stage timeout (minutes)", min_value=0.0, value=10.0, step=1.0, key="ota_timeout")
     a, b, c_ = st.columns(3)
     a.number_input("Abort at failures (%)", min_value=0.0, max_value=100.0, value=10.0, step=1.0, key="ota_fails")

@@ -75,7 +75,7 @@ def open_models(monkeypatch, db: Path) -> AppTest:
 
 
 COLUMNS = {"ota_models_table": "tflm_arena_bytes", "ota_campaigns_table": "stages", "ota_devices_table": "offered",
-           "ota_shadow_table": "new_rate"}  # a column only that table has
+           "ota_shadow_table": "new_windows", "ota_shadow_compare_table": "new_median"}  # a column only that table has
 
 
 def table(at: AppTest, key: str):
@@ -130,6 +130,53 @@ def test_state_counts_stages_devices_and_shadow_rates(monkeypatch, ota_db) -> No
     assert m["New model anomaly rate"] == f"{NEW_ANOM / 40:.1%}" and m["Shift"] == "5x"
 
 
+SHADOW = {"n-00": (1, 12), "n-01": (0, 3)}  # device -> (old, new) anomalous windows of 30 in shadow mode
+
+
+def test_shadow_comparison_of_both_models_on_the_same_windows(monkeypatch, ota_db) -> None:
+    ota_db.reg.update_campaign(ota_db.campaign, state="completed")
+    c = ota_db.reg.create_campaign(ota_db.version, Target("all"),
+                                   Policy(stages=[1.0], shadow=True, shadow_s=600, trial_s=60), "c2-shadow")
+    ota_db.reg.update_campaign(c.id, devices=DEVICES[:3])
+    now = int(time.time() * 1000)
+    for d in DEVICES[:3]:
+        ota_db.reg.set_device_state(c.id, d, "offered", offered=True, old_model=0, ts=now - 60_000)
+        ota_db.reg.set_device_state(c.id, d, "shadow")
+    rows = []
+    for d, (old_n, new_n) in SHADOW.items():
+        for i in range(30):
+            rows.append(ResultRecord(d, "0000abcf", i, now - 40_000 + i * 1000, 0, 0.5 + (i < old_n) * 4.0, 2.667,
+                                     i < old_n, 400, ota_db.version, 0.1 + (i < new_n) * 9.0, 2.0, i < new_n))
+    rows.append(ResultRecord("n-09", "0000abcf", 0, now - 1000, 0, 1.0, 2.667, False, 400, ota_db.version, 9.0,
+                             2.0, True))  # a device outside the campaign: not counted
+    store = open_store(ota_db.path)
+    store.write_batch(IngestBatch(now, 1, rows))
+    store.close()
+
+    at = open_models(monkeypatch, ota_db.path)
+    assert at.selectbox(key="ota_campaign").value == "c2-shadow"
+    cmp = table(at, "ota_shadow_compare_table").set_index("device")
+    assert sorted(cmp.index) == ["n-00", "n-01"] and set(cmp["windows"]) == {30}
+    assert cmp.loc["n-00", "old_rate"] == pytest.approx(1 / 30) and cmp.loc["n-00", "new_rate"] == pytest.approx(12 / 30)
+    assert cmp.loc["n-01", "shift"] == pytest.approx((3 / 30) / 0.02)  # old rate 0 floored at 2%
+    assert cmp.loc["n-00", "new_median"] == pytest.approx(0.1) and cmp.loc["n-00", "state"] == "shadow"
+    m = {x.label: x.value for x in at.metric}
+    assert m["Shadow windows"] == "60"
+    assert m["Old model anomaly rate (shadow)"] == f"{1 / 60:.1%}"
+    assert m["New model anomaly rate (shadow)"] == f"{15 / 60:.1%}"
+    assert m["Shadow shift"] == f"{(15 / 60) / 0.02:.2g}x"
+    charts = [ch for ch in at.get("vega_lite_chart") if "log10_score" in str(ch.proto)]
+    assert charts, "the score distribution chart is drawn"
+    assert "log10_thr" in str(charts[0].proto)  # with each model's threshold
+    camps = table(at, "ota_campaigns_table").set_index("campaign")
+    assert camps.loc["c2-shadow", "mode"] == "shadow 10 min + trial 1 min" and camps.loc["c2-shadow", "shadow"] == 3
+
+
+def test_shadow_campaign_without_shadow_results_says_so(monkeypatch, ota_db) -> None:
+    at = open_models(monkeypatch, ota_db.path)
+    assert any("No shadow results yet" in c.value for c in at.caption)
+
+
 def test_abort_sets_aborting(monkeypatch, ota_db) -> None:
     at = open_models(monkeypatch, ota_db.path)
     at.button(key="ota_abort").click().run()
@@ -151,7 +198,7 @@ def test_start_campaign_through_the_form(monkeypatch, ota_db) -> None:
     c = ota_db.reg.campaign("c-form")
     assert (c.model, c.target, c.state) == (ota_db.version, "site=north", "running")
     assert c.policy == Policy(stages=[0.1, 1.0], abort_failures=0.2, abort_anomaly_shift=2.5, stage_timeout_s=600.0,
-                              trial_s=300, shadow=True)
+                              trial_s=60, shadow=True, shadow_s=300)  # shadow 5 min, then the 1 min trial
     assert not at.error and "c-form" in table(at, "ota_campaigns_table")["campaign"].tolist()
 
 

@@ -7,7 +7,14 @@ docs/firmware.md) over a UART; each frame holds one link message "KIND BODY":
   MQTT last will), and protocol v1 ``status``, ``result``, ``debug``, ``ota/state``,
   ``ota/req`` bodies, published on ``ef/v1/{device}/{kind}`` after validation;
 - bridge -> node: ``hello MS`` (the bridge's clock; the node answers with will + birth)
-  and ``cmd JSON`` (each ``ef/v1/{device}/cmd`` message, forwarded as received).
+  and ``cmd JSON`` (each ``ef/v1/{device}/cmd`` message, forwarded as received);
+- over-the-air updates (firmware/ports/mps2-an386/node_ota.h): a valid ``ota/offer``
+  (retained) goes to the node as ``offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN
+  SHA256``; the bridge keeps its manifest and answers the node's ``mreq CAMPAIGN MODEL
+  OFF LEN`` with ``mdat CAMPAIGN MODEL OFF <bytes>``; each valid ``ota/data`` goes as
+  ``data CAMPAIGN MODEL OFF CRC <bytes>`` (base64 decoded, the CRC as sent, so the node
+  checks it). The node's ``ota/req`` and ``ota/state`` are published like its other
+  messages. Pieces stay under ``MAX_PIECE`` bytes so a node's receive buffer stays small.
 
 The serial endpoint is ``tcp://HOST:PORT`` (QEMU's ``-serial tcp:...``) or a tty path
 (a board's USB virtual COM port). When the link ends the bridge publishes the node's
@@ -16,6 +23,7 @@ The serial endpoint is ``tcp://HOST:PORT`` (QEMU's ``-serial tcp:...``) or a tty
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -37,7 +45,9 @@ from edgefleet.errors import EdgefleetError
 log = logging.getLogger("edgefleet.bridge")
 
 DEVICE_TO_BROKER = ("status", "result", "debug", "ota/state", "ota/req")
+BROKER_TO_DEVICE = ("cmd", "ota/offer", "ota/data")
 MAX_FRAME = 256 * 1024  # a debug capture of a long window fits; anything longer is noise
+MAX_PIECE = 256  # manifest bytes per `mdat` frame (the node asks for less)
 
 
 class BridgeError(EdgefleetError):
@@ -206,6 +216,7 @@ class BridgeStats:
     published: dict = field(default_factory=dict)
     invalid: int = 0
     cmds: int = 0
+    ota_in: int = 0  # offers and chunks forwarded to the node
 
 
 class Bridge:
@@ -223,7 +234,8 @@ class Bridge:
         self.will: bytes | None = None
         self.last_status: dict | None = None
         self.last_info: mqtt.MQTTMessageInfo | None = None
-        self.cmd_queue: queue.Queue[bytes] = queue.Queue()
+        self.cmd_queue: queue.Queue[tuple[str, bytes]] = queue.Queue()  # (kind, payload) from the broker
+        self.offer: dict | None = None  # the current ota/offer (its manifest answers `mreq`)
         self.decoder = FrameDecoder()
 
     def _connect_mqtt(self, will: bytes) -> None:
@@ -242,11 +254,11 @@ class Bridge:
 
         def on_connect(client, userdata, flags, rc, props=None):
             if not rc.is_failure:
-                client.subscribe(protocol.topic(self.device, "cmd"), qos=1)
+                client.subscribe([(protocol.topic(self.device, k), 1) for k in BROKER_TO_DEVICE])
                 connected.set()
 
         def on_message(client, userdata, msg):
-            self.cmd_queue.put(bytes(msg.payload))
+            self.cmd_queue.put((msg.topic.split("/", 3)[3], bytes(msg.payload)))
 
         c.on_connect = on_connect
         c.on_message = on_message
@@ -279,9 +291,56 @@ class Bridge:
     def _hello(self, link: SerialLink) -> None:
         link.send(encode_frame(b"hello %d" % int(time.time() * 1000)))
 
+    def _to_node(self, link: SerialLink, kind: str, payload: bytes) -> None:
+        """One broker message to the node: cmd as received, OTA messages in link form."""
+        if kind == "cmd":
+            link.send(encode_frame(b"cmd " + payload))
+            self.stats.cmds += 1
+            return
+        if kind == "ota/offer" and not payload:  # the retained offer was cleared
+            self.offer = None
+            return
+        try:
+            msg = protocol.decode(kind, payload)
+        except protocol.ProtocolError as e:
+            self.stats.invalid += 1
+            log.warning("invalid %s for %s (%s): not forwarded", kind, self.device, e)
+            return
+        if kind == "ota/offer":
+            self.offer = msg
+            head = "offer %s %d %d %d %d %d %d %s" % (
+                msg["campaign"], msg["model"], msg["size"], msg["chunk"], msg["trial_s"], int(msg["shadow"]),
+                len(msg["manifest"]), msg["sha256"])
+            link.send(encode_frame(head.encode()))
+        else:
+            data = base64.b64decode(msg["data"])
+            head = "data %s %d %d %d " % (msg["campaign"], msg["model"], msg["off"], msg["crc"])
+            link.send(encode_frame(head.encode() + data))
+        self.stats.ota_in += 1
+
+    def _manifest_piece(self, link: SerialLink, body: bytes) -> None:
+        """`mreq CAMPAIGN MODEL OFF LEN` -> `mdat CAMPAIGN MODEL OFF <bytes>` from the current offer."""
+        try:
+            campaign, model, off, n = body.decode("ascii").split(" ")
+            model_v, off_v, n_v = int(model), int(off), int(n)
+        except ValueError:
+            self.stats.invalid += 1
+            log.warning("malformed mreq %r", body[:80])
+            return
+        o = self.offer
+        if o is None or (o["campaign"], o["model"]) != (campaign, model_v):
+            return  # no such offer (cleared or superseded): the node times out and gives up
+        man = o["manifest"].encode()
+        if not 0 <= off_v < len(man) or n_v <= 0:
+            return
+        piece = man[off_v:off_v + min(n_v, MAX_PIECE)]
+        link.send(encode_frame(b"mdat %s %d %d " % (campaign.encode(), model_v, off_v) + piece))
+
     def _handle(self, link: SerialLink, payload: bytes) -> None:
         kind, body = split_link(payload)
-        if kind == "boot":
+        if kind == "mreq":
+            self._manifest_piece(link, body)
+        elif kind == "boot":
             if body:  # a node that cannot start says why (e.g. "sensor")
                 log.warning("node %s reports a boot problem: %s", self.device, body.decode("ascii", "replace"))
             self._hello(link)
@@ -319,8 +378,7 @@ class Bridge:
             # arrive before the guest enables its receiver (docs/mcu.md)
             while not stop.is_set():
                 while not self.cmd_queue.empty():
-                    link.send(encode_frame(b"cmd " + self.cmd_queue.get()))
-                    self.stats.cmds += 1
+                    self._to_node(link, *self.cmd_queue.get())
                 data = link.recv()
                 if data == b"":
                     log.info("serial link %s ended", self.serial_url)

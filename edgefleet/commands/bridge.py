@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bridge", help="bridge a serial node (COBS+CRC frames) to MQTT",
                        description="Connects a node's framed serial link (tcp://HOST:PORT for QEMU, or a "
                        "tty path) to the broker as that node's MQTT identity: birth and will, results, "
-                       "status and debug out; cmd in. Stops when the link ends.")
+                       "status, debug, ota/req and ota/state out; cmd, ota/offer and ota/data in. Stops when the link ends.")
     p.add_argument("--serial", required=True, help="tcp://HOST:PORT or a serial device path")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://[user:pass@]host:port")
     p.add_argument("--device", required=True, help="the node's device id (its MQTT client id)")
@@ -33,5 +33,5 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         rc = 0
     s = b.stats
     print(json.dumps({"frames": s.frames_in, "bad_frames": s.bad_frames, "invalid": s.invalid,
-                      "published": s.published, "cmds": s.cmds}))
+                      "published": s.published, "cmds": s.cmds, "ota_in": s.ota_in}))
     return rc

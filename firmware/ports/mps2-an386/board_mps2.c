@@ -15,6 +15,7 @@
 #define SYST_RVR REG(0xE000E014u)
 #define SYST_CVR REG(0xE000E018u)
 #define NVIC_ISER0 REG(0xE000E100u)
+#define NVIC_ISPR0 REG(0xE000E200u)
 #define SCB_AIRCR REG(0xE000ED0Cu)
 #define UART0 0x40004000u /* CMSDK APB UART: DATA, STATE, CTRL, INTSTATUS/INTCLEAR, BAUDDIV */
 #define UART_DATA REG(UART0 + 0x00u)
@@ -32,17 +33,24 @@ void SysTick_Handler(void)
     g_ms++;
 }
 
+/* The RX interrupt is cleared before the UART is drained, so a byte that lands while the
+ * handler runs raises it again (cleared afterwards, it would sit unread and stall the link).
+ * A full ring leaves the byte in the UART and stops RX interrupts until the main loop
+ * has read (board_uart_getc): QEMU's UART model then holds the sender back, so a burst
+ * (an OTA piece arriving while a window is processed) is delayed, never lost. */
 void Uart0Rx_Handler(void)
 {
-    while (UART_STATE & 2u) { /* RX full */
-        uint8_t b = (uint8_t)UART_DATA;
-        uint16_t next = (uint16_t)((g_rx_head + 1u) % sizeof g_rx);
-        if (next != g_rx_tail) { /* full ring: the byte is lost, ef_serial's CRC notices */
-            g_rx[g_rx_head] = b;
-            g_rx_head = next;
-        }
-    }
     UART_INT = 2u; /* clear RX interrupt */
+    while (UART_STATE & 2u) { /* RX full */
+        uint16_t next = (uint16_t)((g_rx_head + 1u) % sizeof g_rx);
+        if (next == g_rx_tail) {
+            UART_CTRL &= ~8u; /* paused: RX interrupt off (no byte can arrive: RX is full) */
+            UART_INT = 2u;
+            break;
+        }
+        g_rx[g_rx_head] = (uint8_t)UART_DATA;
+        g_rx_head = next;
+    }
 }
 
 void board_init(void)
@@ -90,6 +98,10 @@ int board_uart_getc(void)
         return -1;
     b = g_rx[g_rx_tail];
     g_rx_tail = (uint16_t)((g_rx_tail + 1u) % sizeof g_rx);
+    if (!(UART_CTRL & 8u)) { /* paused with room again: re-arm and take the waiting byte */
+        UART_CTRL |= 8u;
+        NVIC_ISPR0 = 1u;
+    }
     return b;
 }
 

@@ -1,7 +1,13 @@
 /* ef_mcu_node.elf on the emulated MPS2 AN386: the node loop with its serial link on UART0.
- *   node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] [--nopace] [--windows N]
+ *   node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] [--nopace]
+ *        [--windows N] [--key PUBKEY]
  * The artifact is copied through semihosting into the model slot (the stand-in for
- * flash programming) and read in place. Samples come from a recording of float32 g
+ * flash programming) and read in place. With --key (a file of the 32-byte Ed25519
+ * public key that signs manifests) the node has two OTA slots (node_ota.h): the
+ * artifact is only the factory image, provisioned into slot 0 when no slot holds a
+ * model, and updates arrive over the link. "Flash" map (the SLOT region, 0x100000):
+ *   +0       slot 0 (128 KB: 16 KB header + artifact)   +128 KB  slot 1
+ *   +256 KB  staging (128 KB): the factory image at start, then offered manifests Samples come from a recording of float32 g
  * (looped, or once and then exit) or, without --samples, from an on-device
  * synthetic machine (shaft harmonics + noise, optional bearing-fault impulses). */
 #include <math.h>
@@ -11,11 +17,18 @@
 #include <string.h>
 
 #include "board.h"
+#include "flash_mps2.h"
 #include "node_app.h"
 #include "semihost.h"
 
 extern uint8_t _slot_start[], _slot_size[];
 static char g_cmd[256];
+
+#define SLOT_SIZE (128u * 1024u)
+#define STAGING_SIZE (128u * 1024u)
+static ef_flash g_slots, g_staging;
+static mps2_flash g_slots_area, g_staging_area;
+static uint8_t g_key[32];
 
 typedef struct {
     int fd, once;
@@ -72,14 +85,14 @@ static int synth(void *ctx, float *dst, uint32_t n)
     return 0;
 }
 
-static int load_slot(const char *path, size_t *len)
+static int load_file(const char *path, uint8_t *dst, size_t cap, size_t *len)
 {
     int fd = sh_open(path, SH_RB);
     long l;
     if (fd < 0)
         return -1;
     l = sh_flen(fd);
-    if (l <= 0 || (uintptr_t)l > (uintptr_t)_slot_size || sh_read(fd, _slot_start, (size_t)l) != (size_t)l)
+    if (l <= 0 || (unsigned long)l > cap || sh_read(fd, dst, (size_t)l) != (size_t)l)
         return -1;
     sh_close(fd);
     *len = (size_t)l;
@@ -93,7 +106,10 @@ int main(void)
     node_config c;
     file_source fsrc;
     synth_source ssrc;
-    const char *samples = NULL;
+    const char *samples = NULL, *key = NULL;
+    node_ota_config ota;
+    uint8_t *factory = _slot_start;
+    size_t factory_cap = (size_t)(uintptr_t)_slot_size, n;
     board_init();
     memset(&c, 0, sizeof c);
     memset(&fsrc, 0, sizeof fsrc);
@@ -101,7 +117,7 @@ int main(void)
     if (sh_cmdline(g_cmd, sizeof g_cmd) != 0 || (argc = sh_argv(g_cmd, argv, 20)) < 4 ||
         strcmp(argv[1], "node") != 0) {
         sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] "
-                "[--nopace] [--windows N]\n");
+                "[--nopace] [--windows N] [--key PUBKEY]\n");
         sh_exit(1);
     }
     c.fs = strtod(argv[3], NULL);
@@ -123,16 +139,36 @@ int main(void)
             c.t0 = strtoull(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--windows") == 0)
             c.max_windows = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (i + 1 < argc && strcmp(argv[i], "--key") == 0)
+            key = argv[++i];
         else {
             sh_puts("error: unknown option\n");
             sh_exit(1);
         }
     }
-    if (load_slot(argv[2], &c.artifact_len) != 0) {
+    if (key) {
+        if (load_file(key, g_key, sizeof g_key, &n) != 0 || n != sizeof g_key) {
+            sh_puts("error: --key needs a file of the 32-byte Ed25519 public key\n");
+            sh_exit(1);
+        }
+        if ((uintptr_t)_slot_size < 2u * SLOT_SIZE + STAGING_SIZE)
+            board_fatal("the SLOT region cannot hold two slots and the staging area", 1);
+        mps2_flash_init(&g_slots, &g_slots_area, _slot_start, 2u * SLOT_SIZE);
+        mps2_flash_init(&g_staging, &g_staging_area, _slot_start + 2u * SLOT_SIZE, STAGING_SIZE);
+        memset(&ota, 0, sizeof ota);
+        ota.slots = &g_slots;
+        ota.slot_size = SLOT_SIZE;
+        ota.staging = &g_staging;
+        ota.public_key = g_key;
+        c.ota = &ota;
+        factory = _slot_start + 2u * SLOT_SIZE; /* the factory image goes through staging */
+        factory_cap = STAGING_SIZE;
+    }
+    if (load_file(argv[2], factory, factory_cap, &c.artifact_len) != 0) {
         sh_puts("error: cannot load the artifact into the model slot\n");
         sh_exit(1);
     }
-    c.artifact = _slot_start;
+    c.artifact = factory;
     if (samples) {
         if ((fsrc.fd = sh_open(samples, SH_RB)) < 0) {
             sh_puts("error: cannot open the samples file\n");

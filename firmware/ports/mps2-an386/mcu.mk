@@ -1,15 +1,21 @@
 # Cortex-M4F builds (included by firmware/Makefile). Needs gcc-arm-none-eabi and
 # libnewlib-arm-none-eabi. $(call mcu_board,NAME,PORT_SOURCES,LDSCRIPT,EXTRA_CFLAGS)
 # builds build/NAME/ef_mcu_node.elf (+ ef_mcu_infer.elf for the QEMU board) and the
-# size report build/NAME/size.json. Crypto (mbedTLS) and OTA are not in the MCU images.
+# size report build/NAME/size.json. $(call mcu_ota_board,...) is the same plus the OTA
+# layer: ef_manifest, ef_crypto, ef_ota, node_ota, libsodium SHA-2 and Monocypher.
 M4_CC ?= arm-none-eabi-gcc
 M4_ARCH := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
 M4_CFLAGS := $(M4_ARCH) -Os -g -ffunction-sections -fdata-sections -D__GNUC_PYTHON__
-M4_INC := -Icore/include -Iports/mps2-an386 -I$(CMSIS)/Include -I$(CMSIS)/PrivateInclude
+M4_INC := -Icore/include -Iports/mps2-an386 -I$(CMSIS)/Include -I$(CMSIS)/PrivateInclude -I$(MONO) \
+          -idirafter $(SODIUM)/include/sodium
 M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -Wl,--gc-sections -u _printf_float \
               -Wl,--wrap=ef_engine_infer
 MCU_CORE := ef_status ef_crc ef_model ef_engine ef_features ef_pipeline ef_serial ef_protocol
 MCU_APP := node_app ef_cmd ef_engine_m4 # ef_engine_m4: the DSP-extension kernel (--wrap)
+# The OTA layer, for a board that sets MCU_OTA_<board> := $(MCU_OTA) and -DNODE_OTA=1
+# (objects go into its lib.a, so an image that never calls them does not link them).
+MCU_OTA := core/ef_manifest core/ef_crypto core/ef_ota app/node_ota tp/monocypher \
+           $(SODIUM_SRC:%=tp/sodium/%)
 
 # The engine's inner loop is the one hot spot: it alone is built for speed (M4_ENGINE_OPT;
 # -O2 beat -O3 -funroll-loops, whose unrolled loop spills pointers: 2.50 vs 2.85 instructions per MAC).
@@ -34,7 +40,13 @@ build/$1/app/%.o: ports/mps2-an386/%.c $(wildcard ports/mps2-an386/*.h core/incl
 build/$1/tp/cmsis/%.o: $(TP)/.fetched
 	@mkdir -p $$(@D)
 	$(M4_CC) $(M4_CFLAGS) $4 -std=c99 -w -I$(CMSIS)/Include -I$(CMSIS)/PrivateInclude -c $(CMSIS)/Source/$$*.c -o $$@
-build/$1/lib.a: $(MCU_CORE:%=build/$1/core/%.o) $(CMSIS_SRC:%=build/$1/tp/cmsis/%.o)
+build/$1/tp/monocypher.o: $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $4 -std=c99 -w -I$(MONO) -c $(MONO)/monocypher.c -o $$@
+build/$1/tp/sodium/%.o: $(TP)/.fetched
+	@mkdir -p $$(@D)
+	$(M4_CC) $(M4_CFLAGS) $4 $(SODIUM_CFLAGS) -c $(SODIUM)/$$*.c -o $$@
+build/$1/lib.a: $(MCU_CORE:%=build/$1/core/%.o) $(CMSIS_SRC:%=build/$1/tp/cmsis/%.o) $(MCU_OTA_$1:%=build/$1/%.o)
 	rm -f $$@ && arm-none-eabi-ar rcs $$@ $$^
 build/$1/ef_mcu_node.elf: $(2:%=build/$1/port/%.o) $(MCU_APP:%=build/$1/app/%.o) build/$1/lib.a $3
 	$(M4_CC) $(M4_LDFLAGS) -T $3 -Wl,-Map=build/$1/ef_mcu_node.map $(2:%=build/$1/port/%.o) \

@@ -30,7 +30,7 @@ static struct {
 static float g_features[NODE_IO_MAX];
 static int8_t g_q[NODE_IO_MAX], g_y[NODE_IO_MAX], g_arena[NODE_ARENA_MAX];
 static char g_msg[384];  /* a result or status message (<= 260 B) */
-static uint8_t g_rx_buf[256]; /* one received frame: a cmd is < 200 B */
+static uint8_t g_rx_buf[320]; /* one received frame: a cmd is < 200 B, an OTA piece < 300 B */
 
 typedef struct {
     ef_model model;
@@ -48,6 +48,7 @@ typedef struct {
     float calib_mean, calib_m2;
     char seen_ids[4][65];
     unsigned seen_next;
+    uint32_t trial_windows, trial_anomalies; /* scored by a model on trial */
 } node_state;
 
 static node_state g_node;
@@ -131,9 +132,11 @@ static uint64_t now_ms(const node_config *c, uint64_t fixed)
     return g_node.epoch_ms + (uint32_t)(ef_platform_ticks_ms() - g_node.epoch_tick);
 }
 
+static const node_config *g_cfg;
+
 static void send_status(const char *state, uint64_t ts, const char *kind)
 {
-    static const char *const caps[] = {"debug", "calib"};
+    static const char *const caps[] = {"debug", "calib", "ota"};
     ef_proto_status s;
     int n;
     memset(&s, 0, sizeof s);
@@ -145,12 +148,12 @@ static void send_status(const char *state, uint64_t ts, const char *kind)
         s.fw = EF_FIRMWARE_VERSION_STR;
         s.has_model = 1;
         s.model = g_node.model.model_version;
-        s.slot = "A";
+        s.slot = g_cfg->ota ? node_ota_slot() : "A";
         s.has_thr = 1;
         s.thr = (double)g_node.thr;
         s.has_caps = 1;
         s.caps = caps;
-        s.n_caps = 2;
+        s.n_caps = g_cfg->ota ? 3u : 2u;
     }
     if ((n = ef_proto_encode_status(g_msg, sizeof g_msg, &s)) > 0)
         node_link_send(kind, g_msg, (size_t)n);
@@ -176,6 +179,10 @@ static void send_result(uint64_t ts, float score, uint32_t inf_us)
     r.score = (double)score;
     r.anom = score > g_node.thr;
     r.inf_us = inf_us;
+    if (g_cfg->ota && node_ota_in_trial()) {
+        g_node.trial_windows++;
+        g_node.trial_anomalies += (uint32_t)r.anom;
+    }
     if ((n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
         node_link_send("result", g_msg, (size_t)n);
     else {
@@ -302,6 +309,40 @@ static void calibrate_add(float score, uint64_t ts)
     }
 }
 
+/* Plan the pipeline for g_node.model at the node's rate; the threshold is the model's. */
+static ef_status plan(const node_config *c)
+{
+    ef_pipeline_buffers b;
+    ef_status st;
+    b.window = g_fft.window;
+    b.scratch = g_fft.scratch;
+    b.fft_len = EF_FEATURES_NFFT_MAX;
+    b.features = g_features;
+    b.q = g_q;
+    b.y = g_y;
+    b.io_len = NODE_IO_MAX;
+    b.arena = g_arena;
+    b.arena_len = sizeof g_arena;
+    if ((st = ef_pipeline_init(&g_node.pipe, &g_node.model, c->fs, &b)) == EF_OK)
+        g_node.thr = g_node.pipe.scoring.threshold;
+    return st;
+}
+
+/* The OTA layer changed the running model (trial start or revert): run it, announce it. */
+static void switch_model(const node_config *c)
+{
+    g_node.model = *node_ota_model();
+    g_node.trial_windows = g_node.trial_anomalies = 0;
+    g_node.calib_left = 0;
+    if (plan(c) != EF_OK) { /* it cannot run here (rate, buffers): back to the previous one */
+        if (node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "model cannot run on this node"))
+            g_node.model = *node_ota_model();
+        if (plan(c) != EF_OK)
+            board_fatal("no runnable model", 2);
+    }
+    send_status("online", now_ms(c, c->t0), "status");
+}
+
 static int seen_before(const char *id)
 {
     unsigned i;
@@ -343,7 +384,9 @@ static void handle_cmd(const node_config *c, const char *json, size_t len)
         break;
     case EF_OP_REBOOT:
         board_reset();
-    case EF_OP_REVERT: /* no OTA on this image */
+    case EF_OP_REVERT: /* server-ordered rollback (aborted campaign) */
+        if (c->ota && node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "revert command"))
+            switch_model(c);
         break;
     }
 }
@@ -374,6 +417,16 @@ static void handle_frame(const node_config *c, const uint8_t *p, size_t len)
         announce(now_ms(c, 0));
     } else if (len > 4 && memcmp(s, "cmd ", 4) == 0 && g_node.synced)
         handle_cmd(c, s + 4, len - 4);
+    else if (c->ota && g_node.synced && len > 5) { /* offer / mdat / data (node_ota.h) */
+        char kind[8];
+        const char *sp = memchr(s, ' ', len < sizeof kind ? len : sizeof kind);
+        if (sp == NULL)
+            return;
+        memcpy(kind, s, (size_t)(sp - s));
+        kind[sp - s] = '\0';
+        if (node_ota_link(kind, sp + 1, len - (size_t)(sp + 1 - s), now_ms(c, c->t0), ef_platform_ticks_ms()))
+            switch_model(c);
+    }
 }
 
 static void poll_link(const node_config *c, ef_serial_rx *rx)
@@ -400,32 +453,40 @@ static float run_window(void)
                         m->output_zero_point);
 }
 
+/* Healthy unless more than half of at least 10 trial windows were anomalous (device_sim's rule). */
+static int trial_healthy(void)
+{
+    return g_node.trial_windows < 10u || g_node.trial_anomalies <= g_node.trial_windows / 2u;
+}
+
 int node_run(const node_config *c)
 {
-    ef_pipeline_buffers b;
     ef_serial_rx rx;
     ef_status st;
     uint32_t windows = 0;
     uint64_t start = 0;
     memset(&g_node, 0, sizeof g_node);
-    if ((st = ef_model_open(&g_node.model, c->artifact, c->artifact_len)) != EF_OK) {
+    g_cfg = c;
+    if (c->ota) {
+        node_ota_config oc = *c->ota; /* the scratch buffers are the FFT's, free between windows */
+        oc.boot = g_node.boot;
+        oc.work = (uint8_t *)g_fft.scratch;
+        oc.work_len = sizeof g_fft.scratch;
+        oc.text = (char *)g_fft.window;
+        oc.text_cap = sizeof g_fft.window;
+        st = node_ota_boot(&oc, c->artifact, (uint32_t)c->artifact_len);
+        if (st == EF_OK)
+            g_node.model = *node_ota_model();
+    } else
+        st = ef_model_open(&g_node.model, c->artifact, c->artifact_len);
+    if (st != EF_OK) {
         ef_platform_log("model rejected");
         return 2;
     }
-    b.window = g_fft.window;
-    b.scratch = g_fft.scratch;
-    b.fft_len = EF_FEATURES_NFFT_MAX;
-    b.features = g_features;
-    b.q = g_q;
-    b.y = g_y;
-    b.io_len = NODE_IO_MAX;
-    b.arena = g_arena;
-    b.arena_len = sizeof g_arena;
-    if ((st = ef_pipeline_init(&g_node.pipe, &g_node.model, c->fs, &b)) != EF_OK) {
+    if ((st = plan(c)) != EF_OK) {
         ef_platform_log(st == EF_ERR_RATE ? "model cannot run at this rate" : "model too large for this node");
         return 2;
     }
-    g_node.thr = g_node.pipe.scoring.threshold;
     ef_serial_rx_init(&rx, g_rx_buf, sizeof g_rx_buf);
     if (c->boot) {
         strncpy(g_node.boot, c->boot, 8);
@@ -444,6 +505,9 @@ int node_run(const node_config *c)
         uint32_t t_us;
         uint64_t ts;
         poll_link(c, &rx);
+        if (c->ota && g_node.synced &&
+            node_ota_tick(now_ms(c, c->t0), ef_platform_ticks_ms(), trial_healthy()))
+            switch_model(c);
         if (!g_node.synced && (int32_t)(ef_platform_ticks_ms() - g_node.next_tick) >= 0) {
             node_link_send("boot", NULL, 0); /* every 500 ms until the bridge's hello: a bridge */
             g_node.next_tick += 500u;        /* talks only to a node it has heard, so never too early */

@@ -1,0 +1,65 @@
+/* Over-the-air model updates on a serial node: the core's slots and state machine
+ * (ef/ota.h) driven by link messages from the bridge, reporting protocol v1
+ * `ota/state` and asking with `ota/req` as the simulated nodes do
+ * (edgefleet/ota/device.py): accepted, verifying, trial (off = size), confirmed,
+ * rejected / failed / reverted with a reason.
+ *
+ * Link messages (bridge -> node), each one ef_serial frame:
+ *   offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN SHA256   a retained ota/offer, summarised
+ *   mdat CAMPAIGN MODEL OFF <bytes>       manifest bytes, answering the node's `mreq`
+ *   data CAMPAIGN MODEL OFF CRC <bytes>   an ota/data chunk, base64 decoded by the bridge
+ *                                         (CRC is the message's, checked here)
+ * and node -> bridge: `mreq CAMPAIGN MODEL OFF LEN` (manifest bytes), `ota/req JSON`,
+ * `ota/state JSON`. The manifest is staged in flash, not RAM, then handed to the core
+ * (which verifies its Ed25519 signature over the staged bytes and stores it in the slot).
+ * A frame carries at most NODE_OTA_PIECE bytes, so the node's receive buffer stays small;
+ * the node asks for every piece, so a bridge never outruns a UART. */
+#ifndef EF_NODE_OTA_H
+#define EF_NODE_OTA_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ef/model.h"
+#include "ef/platform.h"
+#include "ef/status.h"
+
+#define NODE_OTA_PIECE 192u /* bytes of manifest or artifact per frame */
+
+typedef struct {
+    const ef_flash *slots;      /* two slots of slot_size bytes (ef/ota.h layout) */
+    uint32_t slot_size;
+    const ef_flash *staging;    /* where an offered manifest is received (>= 8 KB) */
+    const uint8_t *public_key;  /* Ed25519, 32 bytes */
+    uint8_t *work; size_t work_len; /* self-test scratch (free between windows) */
+    char *text; size_t text_cap;    /* message encoding scratch (free between windows) */
+    const char *boot;           /* the node's boot id (read when a message is sent) */
+} node_ota_config;
+
+#if NODE_OTA /* set by boards with a flash driver for two slots (mcu.mk) */
+/* Pick the model to run (a trial interrupted by a reset is reverted); on an empty
+ * flash, provision slot 0 with the factory artifact first. */
+ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint32_t factory_len);
+
+/* The running model, opened in place in its slot, and its slot letter ("A" or "B"). */
+const ef_model *node_ota_model(void);
+const char *node_ota_slot(void);
+int node_ota_in_trial(void);
+
+/* Each returns 1 when the running model changed (trial start or revert): the caller
+ * re-plans its pipeline and announces a new birth. now_ms is the epoch clock (message
+ * ts), tick_ms the board clock (timers). */
+int node_ota_link(const char *kind, const char *body, size_t len, uint64_t now_ms, uint32_t tick_ms);
+int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy);
+int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason);
+#else /* no OTA on this board: node_config.ota stays NULL and none of these runs */
+static inline ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *f, uint32_t n)
+{ (void)cfg; (void)f; (void)n; return EF_ERR_ARG; }
+static inline const ef_model *node_ota_model(void) { return 0; }
+static inline const char *node_ota_slot(void) { return "A"; }
+static inline int node_ota_in_trial(void) { return 0; }
+static inline int node_ota_link(const char *k, const char *b, size_t n, uint64_t t, uint32_t k2)
+{ (void)k; (void)b; (void)n; (void)t; (void)k2; return 0; }
+static inline int node_ota_tick(uint64_t t, uint32_t k, int h) { (void)t; (void)k; (void)h; return 0; }
+static inline int node_ota_revert(uint64_t t, uint32_t k, const char *r) { (void)t; (void)k; (void)r; return 0; }
+#endif
+#endif

@@ -234,16 +234,17 @@ def shadow_comparison(c: Campaign, states: dict[str, dict]) -> None:
              f"the campaign aborts above {c.policy.abort_anomaly_shift:g}x")
     long = data.shadow_scores_long(frame, c.model)
     if not long.empty:
+        colour = {"field": "model", "type": "nominal", "legend": {"orient": "top", "title": None},
+                  "scale": {"domain": ["old (active)", f"new (v{c.model})"], "range": ["#6baed6", "#ff7f0e"]}}
         st.vega_lite_chart(long, {
             "height": 220,
             "layer": [
                 {"mark": {"type": "bar", "opacity": 0.55},
                  "encoding": {"x": {"field": "log10_score", "bin": {"maxbins": 40}, "title": "log10 score"},
                               "y": {"aggregate": "count", "stack": None, "title": "windows"},
-                              "color": {"field": "model", "type": "nominal", "legend": {"orient": "top", "title": None}}}},
-                {"mark": {"type": "rule", "strokeDash": [4, 3]},
-                 "encoding": {"x": {"aggregate": "median", "field": "log10_thr"},
-                              "color": {"field": "model", "type": "nominal"}}}]},
+                              "color": colour}},
+                {"mark": {"type": "rule", "strokeDash": [4, 3]},  # each model's threshold
+                 "encoding": {"x": {"aggregate": "median", "field": "log10_thr"}, "color": colour}}]},
             width="stretch", key="ota_shadow_scores")
     st.dataframe(data.shadow_summary(frame, states, c.policy.anomaly_floor), hide_index=True, width="stretch",
                  key="ota_shadow_compare_table",

@@ -6,11 +6,18 @@ health check and the node stays on the good one; a manifest signed by another ke
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import queue
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet import keys, manifest, protocol
 from edgefleet.artifact import Artifact
+from edgefleet.bridge import FrameDecoder, encode_frame, split_link
 from edgefleet.broker import start_broker
 from edgefleet.ota.campaign import Policy, Target
 from edgefleet.ota.registry import OtaRegistry
@@ -28,15 +36,27 @@ from .conftest import FLEET_MODEL, QEMU, REPO, free_port
 from .test_qemu_fleet import ENV, q, wait_for
 
 DEVICE = "qemu-ota-1"
+STACK_RESERVED = 3584  # firmware/ports/mps2-an386/mps2-an386.ld
 
 
-def release(version: int, key, *, threshold_scale: float = 1.0) -> tuple[bytes, bytes]:
-    """The fleet model as `version`, signed by `key` (threshold scaled: 1e-3 flags every window)."""
+def release(version: int, key, *, threshold_scale: float = 1.0, wrong_self_test: bool = False) -> tuple[bytes, bytes]:
+    """The fleet model as `version`, signed by `key` (threshold scaled: 1e-3 flags every window;
+    wrong_self_test: a signed manifest whose expected self-test outputs this model does not give)."""
     art = Artifact.from_bytes(FLEET_MODEL.read_bytes())
     art.model_version = version
     art.scoring.threshold = float(art.scoring.threshold) * threshold_scale
     blob = art.to_bytes()
-    return blob, manifest.sign(manifest.build_body(blob, art, key.public_key(), model_id="fleet"), key)
+    body = manifest.build_body(blob, art, key.public_key(), model_id="fleet")
+    if wrong_self_test:
+        out = bytearray(bytes.fromhex(body["self_test"]["output"]))
+        out[5] ^= 0x01
+        body["self_test"]["output"] = out.hex()
+    return blob, manifest.sign(body, key)
+
+
+def public_key_file(key, path: Path) -> Path:
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    return path
 
 
 class Watcher:
@@ -73,16 +93,15 @@ def ota_node(mcu, recording, tmp_path):
     """Broker, serve (ingest + OTA), the QEMU node (slots, --key) and its bridge; stopped afterwards."""
     procs: dict[str, subprocess.Popen] = {}
     key = keys.generate(tmp_path / "ota.key")
-    pub = tmp_path / "ota.pub"
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    pub = public_key_file(key, tmp_path / "ota.pub")
     broker = start_broker(prefer="mosquitto", workdir=tmp_path / "broker")
     url = f"mqtt://127.0.0.1:{broker.port}"
     db = tmp_path / "fleet.db"
     serial_port = free_port()
     rec, fs = recording
 
-    def spawn(name, argv):
-        procs[name] = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=(tmp_path / f"{name}.out").open("wb"),
+    def spawn(name, argv, cwd=REPO):
+        procs[name] = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=(tmp_path / f"{name}.out").open("wb"),
                                        stderr=(tmp_path / f"{name}.log").open("wb"))
 
     def logs():
@@ -97,7 +116,8 @@ def ota_node(mcu, recording, tmp_path):
         wait_for(lambda: "subscribed" in (tmp_path / "serve.log").read_text(), 30, "serve subscribed", logs)
         spawn("qemu", [*QEMU, "-serial", f"tcp:127.0.0.1:{serial_port},server,nowait",
                        "-kernel", str(mcu / "ef_mcu_node.elf"),
-                       "-append", f"node {FLEET_MODEL} {fs} --samples {rec} --key {pub}"])
+                       "-append", f"node {FLEET_MODEL} {fs} --samples {rec} --key {pub.name}"],
+              cwd=tmp_path)  # semihosting paths are relative to QEMU's directory (the command line has 256 B)
         spawn("bridge", [sys.executable, "-m", "edgefleet", "bridge", "--serial", f"tcp://127.0.0.1:{serial_port}",
                          "--broker", url, "--device", DEVICE])
         wait_for(lambda: q(db, "SELECT model FROM devices WHERE device=? AND status='online'", DEVICE) == [(1,)],
@@ -177,3 +197,168 @@ def test_good_update_confirmed_then_false_alarm_model_reverted(ota_node):
     rejects = q(db, "SELECT topic, reason FROM rejected")
     assert rejects == [], rejects
     assert "invalid" not in (ota_node["tmp"] / "bridge.log").read_text()  # every node message was valid
+
+
+# ---- the node's side of the link alone: the test plays bridge and OTA manager -------------------
+class NodeLink:
+    """The QEMU node's serial link: frames in a queue, link messages out (docs/mcu.md formats)."""
+
+    def __init__(self, port: int):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.sock.settimeout(0.2)
+        self.frames: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.results: list[dict] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        dec = FrameDecoder()
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            for payload in dec.feed(data):
+                kind, body = split_link(payload)
+                if kind == "result":
+                    self.results.append(protocol.decode("result", body))
+                self.frames.put((kind, body))
+
+    def send(self, payload: bytes):
+        self.sock.sendall(encode_frame(payload))
+
+    def expect(self, kinds: tuple[str, ...], timeout: float = 10.0) -> tuple[str, bytes]:
+        """The next frame of one of `kinds` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                kind, body = self.frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if kind in kinds:
+                return kind, body
+        raise AssertionError(f"no {kinds} from the node within {timeout} s")
+
+    def state(self, timeout: float = 10.0) -> dict:
+        return protocol.decode("ota/state", self.expect(("ota/state",), timeout)[1])
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+def offer_frame(campaign: str, blob: bytes, man: bytes, *, trial_s: int = 0, model: int | None = None) -> bytes:
+    model = Artifact.from_bytes(blob).model_version if model is None else model
+    return (f"offer {campaign} {model} {len(blob)} 1024 {trial_s} 0 {len(man)} "
+            f"{hashlib.sha256(blob).hexdigest()}").encode()
+
+
+def serve_transfer(link: NodeLink, campaign: str, blob: bytes, man: bytes, *,
+                   corrupt_at: int | None = None) -> tuple[int, dict]:
+    """Answer mreq and ota/req until the node reports a state; (chunks served, that state)."""
+    served = 0
+    corrupted = False
+    while True:
+        kind, body = link.expect(("mreq", "ota/req", "ota/state"))
+        if kind == "ota/state":
+            return served, protocol.decode("ota/state", body)
+        if kind == "mreq":
+            c, m, off, n = body.decode().split(" ")
+            assert c == campaign and 0 < int(n) <= 256
+            link.send(b"mdat %s %s %s " % (c.encode(), m.encode(), off.encode()) + man[int(off):int(off) + int(n)])
+            continue
+        req = protocol.decode("ota/req", body)
+        assert req["campaign"] == campaign and 0 < req["len"] <= 1024
+        data = blob[req["off"]:req["off"] + req["len"]]
+        crc = zlib.crc32(data)
+        if req["off"] == corrupt_at and not corrupted:  # damaged in transit: the node must ask again
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+            corrupted = True
+        link.send(b"data %s %d %d %d " % (campaign.encode(), req["model"], req["off"], crc) + data)
+        served += 1
+
+
+def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
+    """Without broker or bridge: every refusal reason and both rollbacks on the emulated core,
+    the trial switching the running model, and the stack high-water mark with Ed25519 on it."""
+    key = keys.generate(tmp_path / "k.key")
+    rec, fs = recording
+    port = free_port()
+    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
+                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                             f"node {FLEET_MODEL} {fs} --samples {rec} --windows 100 "
+                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    link = NodeLink(port)
+    try:
+        link.expect(("boot",))
+        link.send(b"hello %d" % int(time.time() * 1000))
+        birth = json.loads(link.expect(("status",))[1])
+        assert (birth["model"], birth["slot"], birth["caps"]) == (1, "A", ["debug", "calib", "ota"])
+
+        # refused before any download: a foreign key, a downgrade
+        other = keys.generate(tmp_path / "other.key")
+        blob, man = release(2, other)
+        link.send(offer_frame("forged", blob, man))
+        served, st = serve_transfer(link, "forged", blob, man)
+        assert served == 0
+        assert (st["campaign"], st["state"], st["reason"]) == ("forged", "rejected", "manifest: bad-signature")
+        link.send(offer_frame("old", *release(1, key)))
+        st = link.state()
+        assert st["state"] == "rejected" and "not newer" in st["reason"]
+
+        # signed, but its self-test outputs are not what the model gives: rejected after download
+        blob, man = release(2, key, wrong_self_test=True)
+        link.send(offer_frame("selftest", blob, man))
+        assert serve_transfer(link, "selftest", blob, man)[1]["state"] == "accepted"  # after the manifest
+        _, st = serve_transfer(link, "selftest", blob, man)
+        assert st["state"] == "verifying"
+        st = link.state()
+        assert (st["state"], st["reason"]) == ("rejected", "install: self-test-failed")
+
+        # the good one, with one damaged chunk: asked again, then verified, trial, confirmed (trial_s 0)
+        blob, man = release(2, key)
+        link.send(offer_frame("good", blob, man))
+        assert serve_transfer(link, "good", blob, man)[1]["state"] == "accepted"
+        served, st = serve_transfer(link, "good", blob, man, corrupt_at=1152)
+        assert served == -(-len(blob) // 192) + 1  # 192-byte pieces, one sent twice
+        states = [st, link.state(), link.state()]
+        assert [s["state"] for s in states] == ["verifying", "trial", "confirmed"]
+        assert states[1]["off"] == len(blob)
+        birth = json.loads(link.expect(("status",))[1])
+        assert (birth["model"], birth["slot"]) == (2, "B")
+        n = len(link.results)
+        link.expect(("result",))
+        time.sleep(0.3)
+        assert {r["model"] for r in link.results[n:]} == {2}
+
+        # the server orders a rollback (aborted campaign): back to the confirmed model in slot A
+        link.send(b'cmd {"v":1,"seq":1,"id":"revert-good","op":"revert"}')
+        st = link.state()
+        assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("none", 2, "reverted", "revert command")
+        birth = json.loads(link.expect(("status",))[1])
+        assert (birth["model"], birth["slot"]) == (1, "A")
+        out, _ = qemu.communicate(timeout=30)
+    finally:
+        link.close()
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+    assert qemu.returncode == 0, out[-2000:]
+    used = int(re.search(rb"stack used: (\d+) B", out).group(1))
+    print(f"stack high-water {used} B of {STACK_RESERVED} B reserved")
+    assert used <= STACK_RESERVED - 256, f"stack high-water {used} B of {STACK_RESERVED} B reserved"
+    assert {r["model"] for r in link.results[-3:]} == {1}

@@ -23,6 +23,8 @@ OUT_SEC = re.compile(r"^(\.\S+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)")
 OUT_SEC_NAME = re.compile(r"^(\.\S+)\s*$")
 
 CMSIS_TABLES = ("arm_common_tables.o", "arm_const_structs.o")
+CRYPTO_LIBS = {"monocypher.o": "monocypher_ed25519", "hash_sha256_cp.o": "libsodium_sha256",
+               "hash_sha512_cp.o": "libsodium_sha512"}  # third-party, fetched from PyPI sdists
 
 
 def module_of(obj: str) -> str:
@@ -37,6 +39,8 @@ def module_of(obj: str) -> str:
         return "cmsis_fft_tables"
     if name.startswith("arm_"):
         return "cmsis_fft_code"
+    if name in CRYPTO_LIBS:
+        return CRYPTO_LIBS[name]
     if name.startswith("ef_") and name.endswith(".o"):
         return name[3:-2]
     return "port:" + name.removesuffix(".o")

@@ -46,3 +46,13 @@ def test_qemu_node_image_size_report(mcu):
     assert size["static_ram_total"] == size["data"] + size["bss"] + size["stack_reserved"]
     assert set(size["modules"]) >= {"engine_m4", "features", "model", "cmsis_fft_tables"}
     assert "engine" not in size["modules"]  # the portable kernel is replaced (--wrap), not linked twice
+    # OTA is in the QEMU node: the core's slots and checks, and the registry-fetched crypto
+    assert set(size["modules"]) >= {"ota", "manifest", "crypto", "monocypher_ed25519", "libsodium_sha256",
+                                    "libsodium_sha512"}
+    assert size["static_ram_total"] <= 16 * 1024  # target: the whole QEMU node, OTA included, in 16 KB
+
+
+def test_board_without_ota_links_no_crypto(f446):
+    """The NUCLEO image has no flash driver for two slots yet: none of the OTA layer is linked."""
+    size = json.loads((f446 / "size.json").read_text())
+    assert not set(size["modules"]) & {"ota", "manifest", "crypto", "monocypher_ed25519", "libsodium_sha512"}

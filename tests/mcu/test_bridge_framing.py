@@ -98,3 +98,53 @@ def test_bridge_on_a_tty_sets_raw_speed_and_answers_boot_with_hello():
         os.close(master)
         os.close(slave)
     assert not t.is_alive() and b.stats.frames_in == 1 and b.stats.bad_frames == 1
+
+
+class _Sent:
+    """Stands in for the serial link: keeps the frames the bridge sends to the node."""
+
+    def __init__(self):
+        self.frames: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        dec = FrameDecoder()
+        self.frames += dec.feed(data)
+
+
+def test_bridge_turns_ota_messages_into_link_messages():
+    import base64
+    import hashlib
+    import zlib
+
+    from edgefleet import protocol
+
+    b = Bridge("tcp://127.0.0.1:1", "mqtt://127.0.0.1:1883", "qemu-x")
+    link = _Sent()
+    man = b'{"body":{"x":1},"signature":"' + b"ab" * 64 + b'"}'
+    blob = bytes(range(256)) * 3
+    offer = {"v": 1, "seq": 3, "campaign": "c-1", "model": 7, "size": len(blob),
+             "sha256": hashlib.sha256(blob).hexdigest(), "chunk": 512, "trial_s": 9, "shadow": True,
+             "manifest": man.decode()}
+    b._to_node(link, "ota/offer", protocol.encode("ota/offer", offer))
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + offer["sha256"].encode()
+    # the manifest, in pieces the node asks for (capped), from the offer the bridge holds
+    b._manifest_piece(link, b"c-1 7 0 100")
+    b._manifest_piece(link, b"c-1 7 100 10000")
+    assert link.frames[-2] == b"mdat c-1 7 0 " + man[:100]
+    assert link.frames[-1] == b"mdat c-1 7 100 " + man[100:356]
+    n = len(link.frames)
+    b._manifest_piece(link, b"c-2 7 0 100")  # another campaign: nothing
+    b._manifest_piece(link, b"c-1 7 0")  # malformed: counted
+    assert len(link.frames) == n and b.stats.invalid == 1
+    # a chunk: raw bytes (with zeros) after the header, the sender's CRC passed on for the node to check
+    data = blob[256:768]
+    msg = {"v": 1, "seq": 4, "campaign": "c-1", "model": 7, "off": 256, "crc": zlib.crc32(data),
+           "data": base64.b64encode(data).decode()}
+    b._to_node(link, "ota/data", protocol.encode("ota/data", msg))
+    assert link.frames[-1] == b"data c-1 7 256 %d " % zlib.crc32(data) + data
+    # an invalid offer is not forwarded; a cleared (empty retained) offer forgets the manifest
+    b._to_node(link, "ota/offer", b'{"v":1,"campaign":"c-1"}')
+    assert len(link.frames) == n + 1 and b.stats.invalid == 2
+    b._to_node(link, "ota/offer", b"")
+    b._manifest_piece(link, b"c-1 7 0 100")
+    assert len(link.frames) == n + 1 and b.stats.ota_in == 2

@@ -6,7 +6,6 @@ health check and the node stays on the good one; a manifest signed by another ke
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import queue
@@ -362,3 +361,52 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
     print(f"stack high-water {used} B of {STACK_RESERVED} B reserved")
     assert used <= STACK_RESERVED - 256, f"stack high-water {used} B of {STACK_RESERVED} B reserved"
     assert {r["model"] for r in link.results[-3:]} == {1}
+
+
+def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, recording, tmp_path):
+    """The slots are in QEMU's SSRAM, which a system reset keeps, like flash: a confirmed update is
+    still there after a `reboot` cmd; a trial that a reset ends is reverted and reported once the
+    node is back, under the campaign it came from."""
+    key = keys.generate(tmp_path / "k.key")
+    rec, fs = recording
+    port = free_port()
+    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
+                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                             f"node {FLEET_MODEL} {fs} --samples {rec} "
+                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    link = NodeLink(port)
+
+    def hello() -> dict:
+        link.expect(("boot",))
+        link.send(b"hello %d" % int(time.time() * 1000))
+        return json.loads(link.expect(("status",))[1])
+
+    try:
+        assert hello()["model"] == 1
+        blob, man = release(2, key)
+        link.send(offer_frame("c-2", blob, man, trial_s=0))
+        assert serve_transfer(link, "c-2", blob, man)[1]["state"] == "accepted"
+        assert serve_transfer(link, "c-2", blob, man)[1]["state"] == "verifying"
+        assert [link.state()["state"], link.state()["state"]] == ["trial", "confirmed"]
+        link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
+        birth = hello()
+        assert (birth["model"], birth["slot"]) == (2, "B")  # the confirmed update survived the reset
+
+        blob, man = release(3, key)
+        link.send(offer_frame("c-3", blob, man, trial_s=600))
+        assert serve_transfer(link, "c-3", blob, man)[1]["state"] == "accepted"
+        assert serve_transfer(link, "c-3", blob, man)[1]["state"] == "verifying"
+        assert link.state()["state"] == "trial"
+        assert json.loads(link.expect(("status",))[1])["model"] == 3
+        link.send(b'cmd {"v":1,"seq":2,"id":"rb-2","op":"reboot"}')
+        birth = hello()
+        assert (birth["model"], birth["slot"]) == (2, "B")
+        st = link.state()
+        assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-3", 3, "reverted",
+                                                                            "rebooted during trial")
+        assert st["boot"] == birth["boot"] and st["seq"] == 0  # a new boot, its first ota/state
+    finally:
+        link.close()
+        qemu.kill()
+        qemu.wait()

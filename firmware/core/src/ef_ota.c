@@ -101,6 +101,7 @@ ef_status ef_ota_boot(ef_ota *o)
     slot_hdr h[2];
     ef_model m[2];
     int ok[2] = {0, 0};
+    uint32_t interrupted = 0; /* version of a trial a reset ended, 0 if none */
     uint8_t s;
     if (o == NULL || o->flash == NULL || o->public_key == NULL ||
         o->slot_size <= EF_OTA_HDR_SIZE || 2u * (uint64_t)o->slot_size > o->flash->size ||
@@ -117,6 +118,7 @@ ef_status ef_ota_boot(ef_ota *o)
             if (write_flag(o->flash, slot_base(o, s) + OFF_REJECTED) != EF_OK)
                 return EF_ERR_FLASH;
             h[s].rejected = FLAG_SET;
+            interrupted = h[s].version;
         }
         ok[s] = h[s].confirmed == FLAG_SET && h[s].rejected == FLAG_CLEAR &&
                 open_slot(o, s, &h[s], &m[s]) == EF_OK;
@@ -127,9 +129,10 @@ ef_status ef_ota_boot(ef_ota *o)
     o->active = o->running = s;
     o->model = m[s];
     o->state = EF_OTA_IDLE;
-    o->report = EF_OTA_REPORT_NONE;
+    o->report = interrupted ? EF_OTA_REPORT_REVERTED : EF_OTA_REPORT_NONE;
     o->reason = EF_OK;
-    o->received = o->size = o->version = 0;
+    o->received = o->size = 0;
+    o->version = interrupted;
     return EF_OK;
 }
 

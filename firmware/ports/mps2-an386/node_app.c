@@ -415,6 +415,8 @@ static void handle_frame(const node_config *c, const uint8_t *p, size_t len)
             g_node.next_tick = g_node.epoch_tick; /* windows are paced from the first hello */
         g_node.synced = 1;
         announce(now_ms(c, 0));
+        if (c->ota)
+            node_ota_connected(now_ms(c, 0));
     } else if (len > 4 && memcmp(s, "cmd ", 4) == 0 && g_node.synced)
         handle_cmd(c, s + 4, len - 4);
     else if (c->ota && g_node.synced && len > 5) { /* offer / mdat / data (node_ota.h) */

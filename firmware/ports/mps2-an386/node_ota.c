@@ -15,6 +15,10 @@
 #define REQUEST_TIMEOUT_MS 5000u /* re-request a piece that has not arrived */
 #define MAX_RETRIES 20u          /* per offset, before the download fails */
 #define MANIFEST_MAX 8192u       /* ota/offer schema: manifest maxLength */
+/* The campaign of a download is kept in its slot, in the header region's last 128 bytes,
+ * which the core leaves unused (manifests end by 64 + MANIFEST_MAX), so that a trial
+ * ended by a reset can still be reported under its campaign. */
+#define META_OFF (EF_OTA_HDR_SIZE - 128u)
 
 typedef enum { PH_IDLE = 0, PH_MANIFEST, PH_DOWNLOAD } phase;
 
@@ -27,6 +31,7 @@ static struct {
     uint8_t sha[32];
     uint32_t last_req, retries;
     uint32_t state_seq, req_seq;
+    uint32_t boot_reverted;  /* version of a trial a reset ended: reported once connected */
 } g_o;
 
 /* ---- messages ---- */
@@ -249,6 +254,8 @@ static __attribute__((noinline)) void manifest_done(uint64_t now, uint32_t tick)
     }
     g_o.ph = PH_DOWNLOAD;
     g_o.retries = 0;
+    g_o.cfg.slots->write(g_o.cfg.slots->ctx, (uint32_t)(g_o.ota.active ^ 1u) * g_o.cfg.slot_size + META_OFF,
+                         g_o.campaign, (uint32_t)strlen(g_o.campaign) + 1u); /* best effort: only for reports */
     send_state(g_o.campaign, g_o.model, "accepted", now, 0, 0, NULL);
     send_request(tick);
 }
@@ -343,7 +350,28 @@ ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint
             return st;
         st = ef_ota_boot(&g_o.ota);
     }
+    if (st == EF_OK && g_o.ota.report == EF_OTA_REPORT_REVERTED) { /* the trial ran in the other slot */
+        const uint8_t *m = cfg->slots->map(cfg->slots->ctx,
+                                           (uint32_t)(g_o.ota.running ^ 1u) * cfg->slot_size + META_OFF, 65);
+        size_t n = 0;
+        while (m && n < 64 && ((m[n] >= 'A' && m[n] <= 'Z') || (m[n] >= 'a' && m[n] <= 'z') ||
+                               (m[n] >= '0' && m[n] <= '9') || m[n] == '.' || m[n] == '_' || m[n] == '-'))
+            n++;
+        if (n > 0 && m[n] == '\0')
+            memcpy(g_o.campaign, m, n + 1);
+        else
+            strcpy(g_o.campaign, "none");
+        g_o.boot_reverted = g_o.ota.version;
+    }
     return st;
+}
+
+void node_ota_connected(uint64_t now_ms)
+{
+    if (g_o.boot_reverted == 0)
+        return;
+    send_state(g_o.campaign, g_o.boot_reverted, "reverted", now_ms, 0, 0, "rebooted during trial");
+    g_o.boot_reverted = 0;
 }
 
 const ef_model *node_ota_model(void) { return &g_o.ota.model; }

@@ -40,6 +40,10 @@ typedef struct {
  * flash, provision slot 0 with the factory artifact first. */
 ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint32_t factory_len);
 
+/* Once the node is connected (after its will and birth): the `reverted` report of a
+ * trial that a reset ended ("rebooted during trial"), if there was one. */
+void node_ota_connected(uint64_t now_ms);
+
 /* The running model, opened in place in its slot, and its slot letter ("A" or "B"). */
 const ef_model *node_ota_model(void);
 const char *node_ota_slot(void);
@@ -54,6 +58,7 @@ int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason);
 #else /* no OTA on this board: node_config.ota stays NULL and none of these runs */
 static inline ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *f, uint32_t n)
 { (void)cfg; (void)f; (void)n; return EF_ERR_ARG; }
+static inline void node_ota_connected(uint64_t t) { (void)t; }
 static inline const ef_model *node_ota_model(void) { return 0; }
 static inline const char *node_ota_slot(void) { return "A"; }
 static inline int node_ota_in_trial(void) { return 0; }

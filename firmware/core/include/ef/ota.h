@@ -67,7 +67,9 @@ typedef struct {
     ef_model model;              /* the running model, opened in place */
 } ef_ota;
 
-/* Pick the model to run after a reset; finishes any interrupted trial (revert). */
+/* Pick the model to run after a reset; finishes any interrupted trial (revert):
+ * then report is EF_OTA_REPORT_REVERTED and version the reverted model's (the node
+ * publishes it once connected), else report is EF_OTA_REPORT_NONE. */
 ef_status ef_ota_boot(ef_ota *ota);
 
 /* Feed one event (table-driven). */

@@ -1,0 +1,167 @@
+"""OTA campaigns under faults: lost and corrupted chunks, reboots mid-download and mid-trial,
+a broker restart mid-campaign. Every node ends confirmed on the new model and the registry
+agrees. (benchmarks/ota_rollout.py runs the same at 1,000 nodes.)"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device_sim.fleet import Fleet, FleetOptions
+from device_sim.link import LinkOptions
+from device_sim.ota_faults import OtaFaults
+from device_sim.plant import make_plant
+from edgefleet import manifest
+from edgefleet.artifact import Artifact
+from edgefleet.broker import start_broker
+from edgefleet.ota.campaign import Policy, Target, retryable
+from edgefleet.ota.manager import OtaManager
+from edgefleet.ota.registry import OtaRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+FLEET_MODEL = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"
+N = 50
+
+
+def release(version: int, key) -> tuple[bytes, bytes]:
+    art = Artifact.from_bytes(FLEET_MODEL.read_bytes())
+    art.model_version = version
+    blob = art.to_bytes()
+    return blob, manifest.sign(manifest.build_body(blob, art, key.public_key(), model_id="fleet"), key)
+
+
+def retained_offers(port: int) -> int:
+    seen: dict[str, int] = {}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.time_ns()}", protocol=mqtt.MQTTv5)
+    c.on_message = lambda _c, _u, m: seen.__setitem__(m.topic, len(m.payload)) if m.retain else None
+    c.connect("127.0.0.1", port)
+    c.subscribe("ef/v1/+/ota/offer", qos=1)
+    c.loop_start()
+    time.sleep(1.5)
+    c.loop_stop()
+    c.disconnect()
+    return sum(1 for n in seen.values() if n)
+
+
+def test_rollout_survives_lossy_links_reboots_and_a_broker_restart(tmp_path, signing_key, monkeypatch):
+    # the node's chunk timeout (5 s) shortened so the test stays quick; the recovery logic is unchanged
+    monkeypatch.setattr("edgefleet.ota.device.REQUEST_TIMEOUT_S", 1.0)
+    broker = start_broker(prefer="mosquitto", persistence_dir=tmp_path / "persist", workdir=tmp_path / "broker")
+    db = tmp_path / "fleet.db"
+    serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--broker", broker.url, "--db", str(db),
+                              "--client-id", f"faults-{time.time_ns()}"], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
+    plant = make_plant(N, seed=5)
+    ids = [s.device_id for s in plant.nodes]
+    picked = random.Random(5).sample(ids, 6)
+    faults = OtaFaults(0.10, 0.05, set(picked[:3]), set(picked[3:]), seed=5)
+    fleet = Fleet(plant, Artifact.from_bytes(FLEET_MODEL.read_bytes()),
+                  LinkOptions(broker.host, broker.port, ota_data_hook=faults.on_chunk),
+                  FleetOptions(period_s=0.5, ota_public_key=signing_key.public_key(), seed=5))
+    runner = threading.Thread(target=fleet.run, daemon=True)
+    registry = OtaRegistry(db)
+    try:
+        fleet.start()
+        assert fleet.wait_connected(1.0, 30)
+        runner.start()
+        from edgefleet.store import SQLiteStore
+        store = SQLiteStore(db)
+        deadline = time.time() + 30
+        while len(store.devices()) < N and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(store.devices()) == N, (tmp_path / "serve.log").read_text()[-2000:]
+        blob, man = release(2, signing_key)
+        registry.publish(blob, man, {}, signing_key.public_key())
+        faults.enabled = True
+        c = registry.create_campaign(2, Target.parse("all"), Policy(stages=[0.1, 1.0], trial_s=2))
+        restarted = False
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            faults.reboot_trials(fleet)
+            c = registry.campaign(c.id)
+            if c.state in ("completed", "aborted"):
+                break
+            by = registry.status(c.id)[0]["by_state"]
+            if not restarted and c.stage == 1 and by.get("confirmed", 0) >= N // 4 and by.get("trial", 0) >= 3:
+                broker.stop()  # mid-campaign, downloads and trials in flight; trials end during the outage
+                time.sleep(3.0)
+                broker.restart()
+                restarted = True
+            time.sleep(0.2)
+        faults.enabled = False
+        assert c.state == "completed", (registry.status(c.id), (tmp_path / "serve.log").read_text()[-2000:])
+        assert restarted and faults.counts["chunks_lost"] > 0 and faults.counts["chunks_corrupted"] > 0
+        assert faults.counts["reboots_mid_download"] == 3 and faults.counts["reboots_mid_trial"] == 3
+        assert registry.status(c.id)[0]["by_state"] == {"confirmed": N}
+        for lk in fleet.links:
+            ota = lk.node.ota
+            assert ota.current_version() == 2 and lk.node.model_version == 2, lk.node.device_id
+            assert ota.slots.trial is None and ota.slots.confirmed_version == 2
+            manifest.verify(man, signing_key.public_key(), ota.slots.images[ota.slots.active])  # not bricked
+        reverted = [h for d in picked[3:] for h in registry.history(d) if h["state"] == "reverted"]
+        assert len(reverted) == 3 and all("reboot" in h["reason"] for h in reverted)
+        assert retained_offers(broker.port) == 0
+        store.close()
+    finally:
+        fleet.stop()
+        if runner.is_alive():
+            runner.join(10)
+        fleet.shutdown()
+        serve.terminate()
+        serve.wait(30)
+        broker.stop()
+        registry.close()
+
+
+def test_retryable_failures_are_classified():
+    assert retryable("failed", "chunk timeout: gave up after 20 retries")
+    assert retryable("reverted", "rebooted during trial")
+    assert not retryable("failed", "cancelled: revert command")
+    assert not retryable("reverted", "unhealthy at the end of the trial")
+    assert not retryable("rejected", "SHA-256 mismatch")
+
+
+def test_manager_retries_ignores_stale_rejections_and_foreign_campaigns(tmp_path, signing_key):
+    """The manager's bookkeeping on a real registry (its MQTT client is never connected here)."""
+    registry = OtaRegistry(tmp_path / "fleet.db")
+    blob, man = release(2, signing_key)
+    registry.publish(blob, man, {}, signing_key.public_key())
+    fleet = {f"d{i}": {"site": "s", "line": "l", "tags": [], "model": 1} for i in range(4)}
+    mgr = OtaManager(registry, "127.0.0.1", 1, devices=lambda: fleet)
+    c = registry.create_campaign(2, Target.parse("all"), Policy(stages=[1.0], trial_s=0, retries=2,
+                                                                    abort_failures=1.0), "c2")
+
+    def report(device, state, reason="", campaign="c2"):
+        mgr._inbox.append((device, "ota/state", {"campaign": campaign, "model": 2, "state": state,
+                                                 "reason": reason}))
+
+    mgr.step()
+    assert {s["state"] for s in registry.device_states(c.id).values()} == {"offered"}
+    report("d0", "failed", "chunk timeout: gave up after 20 retries")  # retried, twice at most
+    report("d1", "confirmed")
+    report("d1", "rejected", "version 2 is not newer than running 2 (no downgrade)")  # the offer seen again
+    report("d2", "reverted", "unhealthy at the end of the trial")  # a verdict: not retried
+    report("d3", "rejected", "SHA-256 mismatch", campaign="someone-else")
+    mgr.step()
+    states = registry.device_states(c.id)
+    assert states["d0"]["state"] == "offered" and "retry 1" in states["d0"]["reason"]
+    assert states["d1"]["state"] == "confirmed"
+    assert states["d2"]["state"] == "reverted"
+    assert states["d3"]["state"] == "offered"
+    assert not registry.device_states("someone-else")
+    assert registry.history("d3")[0]["campaign"] == "someone-else"  # kept in the device's history
+    assert "ignored" in registry.history("d1")[0]["reason"]
+    for _ in range(3):
+        report("d0", "failed", "corrupted chunk: gave up after 20 retries")
+        mgr.step()
+    assert registry.offer_counts(c.id)["d0"] == 3  # first offer + 2 retries
+    assert registry.device_states(c.id)["d0"]["state"] == "failed"
+    registry.close()

@@ -74,6 +74,7 @@ import json, sys, paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.subscribeoptions import SubscribeOptions
 kinds, per_dev, offs = {}, {}, {}
 def on_message(c, u, m):
     parts = m.topic.split("/")
@@ -86,7 +87,8 @@ def on_message(c, u, m):
     k[1] += n
     per_dev[dev] = per_dev.get(dev, 0) + n
 def on_connect(c, u, f, rc, p):
-    c.subscribe("ef/v1/+/ota/#", qos=1)
+    # retain handling 2: never replay retained offers on (re)subscribe; count live traffic only
+    c.subscribe("ef/v1/+/ota/#", options=SubscribeOptions(qos=1, retainHandling=2))
 c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ota-counter", protocol=mqtt.MQTTv5)
 c.on_message, c.on_connect = on_message, on_connect
 c.reconnect_delay_set(1, 2)
@@ -357,7 +359,7 @@ def main() -> int:
                 (broker.kill if args.restart_mode == "kill" else broker.stop)()
                 time.sleep(args.outage)
                 broker.restart()  # same port, config and persistence directory
-                restart["reconnected_nodes_after_30s"] = None
+                restart["down_s"] = round(time.monotonic() - t0 - restart["at_s"], 1)
             if time.monotonic() - t0 > args.timeout:
                 print(f"  campaign still {c.state} after {args.timeout} s: {by}")
                 break

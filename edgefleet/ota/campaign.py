@@ -85,7 +85,7 @@ class Policy:
     shadow: bool = False
     shadow_s: int = 0  # with shadow: the shadow phase before the trial (old model active, both scored)
     retries: int = 3  # offers again per device after a retryable failure (see `retryable`)
-    offer_resend_s: float = 30.0  # re-publish an offer not acted on for this long (a lost retained message)
+    offer_resend_s: float = 30.0  # re-publish an offer not answered for this long (a lost retained message)
 
 
 def rollout_order(devices: list[str], campaign_id: str) -> list[str]:

@@ -205,7 +205,9 @@ class OtaManager:
                 self._publish(d, "ota/offer", None, retain=True)
                 self._offer_sent.pop((c.id, d), None)
         for d, s in states.items():
-            if s["state"] != "offered":  # a device that accepted has the offer (retained until it is done)
+            # "accepted" too: a node that rebooted mid-download needs the retained offer, and a broker
+            # killed (not stopped) loses what it had not saved yet; a node still downloading ignores it
+            if s["state"] not in ("offered", "accepted"):
                 continue
             last = max(s["updated_ms"] / 1000, self._offer_sent.get((c.id, d), 0.0))
             if now - last > c.policy.offer_resend_s:

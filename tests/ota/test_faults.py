@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -132,39 +133,74 @@ def test_retryable_failures_are_classified():
     assert not retryable("rejected", "SHA-256 mismatch")
 
 
-def test_manager_retries_ignores_stale_rejections_and_foreign_campaigns(tmp_path, signing_key):
-    """The manager's bookkeeping on a real registry (its MQTT client is never connected here)."""
+def test_manager_retries_resends_and_ignores_stale_rejections_and_foreign_campaigns(tmp_path, signing_key):
+    """The manager's bookkeeping on a real registry and broker, fed device reports directly."""
+    broker = start_broker(prefer="mosquitto")
     registry = OtaRegistry(tmp_path / "fleet.db")
     blob, man = release(2, signing_key)
     registry.publish(blob, man, {}, signing_key.public_key())
     fleet = {f"d{i}": {"site": "s", "line": "l", "tags": [], "model": 1} for i in range(4)}
-    mgr = OtaManager(registry, "127.0.0.1", 1, devices=lambda: fleet)
-    c = registry.create_campaign(2, Target.parse("all"), Policy(stages=[1.0], trial_s=0, retries=2,
+    mgr = OtaManager(registry, "127.0.0.1", broker.port, devices=lambda: fleet)
+    offers: Counter[str] = Counter()  # non-empty offers seen per device
+    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
+    probe.on_message = lambda _c, _u, m: offers.update([m.topic.split("/")[2]] if m.payload else [])
+    try:
+        probe.connect("127.0.0.1", broker.port)
+        probe.subscribe("ef/v1/+/ota/offer", qos=1)
+        probe.loop_start()
+        mgr.client.connect("127.0.0.1", broker.port)
+        mgr.client.loop_start()
+        time.sleep(0.3)
+        c = registry.create_campaign(2, Target.parse("all"), Policy(stages=[1.0], trial_s=0, retries=2,
                                                                     abort_failures=1.0), "c2")
 
-    def report(device, state, reason="", campaign="c2"):
-        mgr._inbox.append((device, "ota/state", {"campaign": campaign, "model": 2, "state": state,
-                                                 "reason": reason}))
+        def report(device, state, reason="", campaign="c2"):
+            mgr._inbox.append((device, "ota/state", {"campaign": campaign, "model": 2, "state": state,
+                                                     "reason": reason}))
 
-    mgr.step()
-    assert {s["state"] for s in registry.device_states(c.id).values()} == {"offered"}
-    report("d0", "failed", "chunk timeout: gave up after 20 retries")  # retried, twice at most
-    report("d1", "confirmed")
-    report("d1", "rejected", "version 2 is not newer than running 2 (no downgrade)")  # the offer seen again
-    report("d2", "reverted", "unhealthy at the end of the trial")  # a verdict: not retried
-    report("d3", "rejected", "SHA-256 mismatch", campaign="someone-else")
-    mgr.step()
-    states = registry.device_states(c.id)
-    assert states["d0"]["state"] == "offered" and "retry 1" in states["d0"]["reason"]
-    assert states["d1"]["state"] == "confirmed"
-    assert states["d2"]["state"] == "reverted"
-    assert states["d3"]["state"] == "offered"
-    assert not registry.device_states("someone-else")
-    assert registry.history("d3")[0]["campaign"] == "someone-else"  # kept in the device's history
-    assert "ignored" in registry.history("d1")[0]["reason"]
-    for _ in range(3):
-        report("d0", "failed", "corrupted chunk: gave up after 20 retries")
+        def wait_offers(device, n):
+            deadline = time.time() + 5
+            while offers[device] < n and time.time() < deadline:
+                time.sleep(0.05)
+            return offers[device]
+
         mgr.step()
-    assert registry.offer_counts(c.id)["d0"] == 3  # first offer + 2 retries
-    assert registry.device_states(c.id)["d0"]["state"] == "failed"
-    registry.close()
+        assert {s["state"] for s in registry.device_states(c.id).values()} == {"offered"}
+        assert wait_offers("d0", 1) == 1
+        report("d0", "failed", "chunk timeout: gave up after 20 retries")  # retried, twice at most
+        report("d1", "confirmed")
+        report("d1", "rejected", "version 2 is not newer than running 2 (no downgrade)")  # the offer seen again
+        report("d2", "reverted", "unhealthy at the end of the trial")  # a verdict: not retried
+        report("d3", "rejected", "SHA-256 mismatch", campaign="someone-else")
+        mgr.step()
+        states = registry.device_states(c.id)
+        assert states["d0"]["state"] == "offered" and "retry 1" in states["d0"]["reason"]
+        assert wait_offers("d0", 2) == 2
+        assert states["d1"]["state"] == "confirmed"
+        assert states["d2"]["state"] == "reverted"
+        assert states["d3"]["state"] == "offered"
+        assert not registry.device_states("someone-else")
+        assert registry.history("d3")[0]["campaign"] == "someone-else"  # kept in the device's history
+        assert "ignored" in registry.history("d1")[0]["reason"]
+        for _ in range(3):
+            report("d0", "failed", "corrupted chunk: gave up after 20 retries")
+            mgr.step()
+        assert registry.offer_counts(c.id)["d0"] == 3  # first offer + 2 retries
+        assert registry.device_states(c.id)["d0"]["state"] == "failed"
+        # d3 accepted, then went silent (rebooted mid-download, its retained offer lost with a killed
+        # broker): after offer_resend_s the offer is published again
+        report("d3", "accepted")
+        mgr.step()
+        before = wait_offers("d3", 1)
+        mgr.step(now=time.time() + 10)
+        time.sleep(0.3)
+        assert offers["d3"] == before
+        mgr.step(now=time.time() + 31)
+        assert wait_offers("d3", before + 1) == before + 1
+    finally:
+        probe.loop_stop()
+        probe.disconnect()
+        mgr.client.loop_stop()
+        mgr.client.disconnect()
+        registry.close()
+        broker.stop()

@@ -120,6 +120,9 @@ class OtaClient:
         if not 0 < body["size"] <= self.max_artifact:
             return [self._state(campaign, model, "rejected", now,
                                 reason=f"artifact of {body['size']} B exceeds the {self.max_artifact} B slot")]
+        reason = self._check_offer(body)
+        if reason:  # a bad signature or an unfit model costs no download
+            return [self._state(campaign, model, "rejected", now, reason=reason)]
         self.download = Download(campaign=campaign, model=model, size=int(body["size"]),
                                  sha256=body["sha256"], chunk=int(body["chunk"]),
                                  trial_s=int(body.get("trial_s", 0)), shadow=bool(body.get("shadow")),
@@ -228,6 +231,24 @@ class OtaClient:
         if trial.get("trial_s", 0) == 0:
             out += self._confirm(now)
         return out
+
+    def _check_offer(self, offer: dict) -> str | None:
+        """What the signed manifest alone tells before any chunk: None, or why not to download."""
+        try:
+            body = manifest.verify(offer["manifest"].encode(), self.public_key)
+        except (SignatureError, ValueError, KeyError) as exc:
+            return f"manifest: {exc}"
+        if (body.get("version"), body.get("sha256"), body.get("size")) != (
+                int(offer["model"]), offer["sha256"], int(offer["size"])):
+            return "manifest does not describe the offered artifact"
+        if not manifest.firmware_ok(body, self.firmware):
+            return f"needs firmware {body['min_firmware']}, running {self.firmware}"
+        current = self.slots.active_artifact()
+        shape = (body.get("n_inputs"), body.get("n_outputs"))
+        if current and shape != (current.n_inputs, current.n_outputs):
+            return (f"incompatible shape {shape[0]}->{shape[1]}, "
+                    f"device runs {current.n_inputs}->{current.n_outputs}")
+        return None
 
     def _verify(self, d: Download, blob: bytes) -> str | None:
         """None when the image may run; else the reason it may not."""

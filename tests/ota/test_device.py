@@ -20,8 +20,9 @@ def fresh_node(versioned):
     return make
 
 
-def serve(client, blob, offer, now=0.0, corrupt_every=0, drop_every=0):
-    """Answer the node's chunk requests until it stops asking; returns every state it reported."""
+def serve(client, blob, offer, now=0.0, corrupt_every=0, drop_every=0, reports=None):
+    """Answer the node's chunk requests until it stops asking; returns every state it reported
+    (and appends each ota/state body to `reports` when given)."""
     states = []
     pending = client.offer(offer, now)
     n = 0
@@ -30,6 +31,8 @@ def serve(client, blob, offer, now=0.0, corrupt_every=0, drop_every=0):
         for kind, body in msgs:
             if kind == "ota/state":
                 states.append(body["state"])
+                if reports is not None:
+                    reports.append(body)
                 continue
             n += 1
             data = blob[body["off"]:body["off"] + body["len"]]
@@ -90,10 +93,14 @@ def test_bad_updates_are_rejected_and_the_old_model_keeps_running(fresh_node, ve
         blob = blob[:100] + bytes([blob[100] ^ 0xFF]) + blob[101:]
     if case == "oversized":
         offer = dict(offer, size=10 * 1024 * 1024)
-    states, _ = serve(node, blob, offer)
-    assert states[-1] == "rejected"
-    last = node  # the node keeps its model
-    assert last.current_version() == 3 and last.slots.trial is None
+    reports = []
+    states, _ = serve(node, blob, offer, reports=reports)
+    assert states[-1] == "rejected" and reason in reports[-1]["reason"]
+    if case == "tampered":  # only the artifact's bytes can show it
+        assert states == ["accepted", "verifying", "rejected"]
+    else:  # the offer and its signed manifest show it: not one chunk is fetched
+        assert states == ["rejected"]
+    assert node.current_version() == 3 and node.slots.trial is None  # the node keeps its model
 
 
 def test_reboot_during_trial_reverts(fresh_node, signing_key, release):

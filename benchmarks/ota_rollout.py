@@ -14,9 +14,10 @@ counts the OTA traffic on the wire. The benchmark
 3. checks the outcome: every node confirmed on version 2 with a valid active model
    (hash and signature), the registry's per-device states agree with the nodes, the
    service's device table shows version 2, no retained offer is left;
-4. acts as a rogue server and offers every node five bad updates (bad signature,
-   tampered artifact, downgrade, another input shape, oversized) and checks that every
-   node rejects each with the right reason and keeps running version 2;
+4. acts as a rogue server and offers every node bad updates (bad signature, tampered
+   artifact, tampered artifact with a recomputed offer hash, downgrade, another input
+   shape, oversized) and checks that every node rejects each with the right reason and
+   keeps running version 2;
 5. prints a table and writes benchmarks/results/ota_rollout[-<tag>].json.
 
     .venv/bin/python benchmarks/ota_rollout.py                # 1,000 nodes
@@ -177,16 +178,22 @@ def signed(blob: bytes, art: Artifact, key) -> bytes:
 
 
 def bad_updates(base: bytes, key, other_key) -> dict[str, dict]:
-    """The five bad offers: what is served, what the offer says, and the reason a node must give."""
+    """The bad offers (the five kinds, tampering in two variants): what is served, what the offer
+    says, and the reason a node must give."""
     good3, art3 = versioned(3, base)
     out = {}
     out["bad_signature"] = {"model": 3, "blob": good3, "man": signed(good3, art3, other_key),
                             "expect": "signature"}
     tampered = bytearray(good3)
     tampered[len(tampered) // 2] ^= 0xFF
-    # the attacker recomputes the offer's SHA-256 over the tampered bytes: only the signed manifest catches it
+    # genuine offer and manifest, one byte of the served artifact changed (chunk CRCs made to match):
+    # only the hash of the downloaded image can catch it
     out["tampered"] = {"model": 3, "blob": bytes(tampered), "man": signed(good3, art3, key),
-                       "sha256": hashlib.sha256(bytes(tampered)).hexdigest(), "expect": "tampered"}
+                       "sha256": hashlib.sha256(good3).hexdigest(), "expect": "SHA-256 mismatch"}
+    # the same, with the offer's SHA-256 recomputed over the tampered bytes: the signed manifest disagrees
+    out["tampered_rehashed"] = {"model": 3, "blob": bytes(tampered), "man": signed(good3, art3, key),
+                                "sha256": hashlib.sha256(bytes(tampered)).hexdigest(),
+                                "expect": "manifest does not describe"}
     old, art1 = versioned(1, base)
     out["downgrade"] = {"model": 1, "blob": old, "man": signed(old, art1, key), "expect": "no downgrade"}
     art = Artifact.from_bytes(good3)

@@ -21,48 +21,67 @@ from _report import machine, write_report  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def median_us(fn, repeats: int) -> float:
-    times = []
+def medians_us(fns: dict, repeats: int) -> dict:
+    """Median wall time of each callable in microseconds, timed round-robin so that load
+    from other work on the machine falls on all of them alike."""
+    times: dict = {k: [] for k in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)) * 1e6
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) * 1e6 for k, v in times.items()}
 
 
 def throughput(tflite: bytes, batches=(1, 256, 4096), requant: str = "fp32") -> list[dict]:
-    from edgefleet.engine import Int8Engine
+    """Engine (both backends) beside LiteRT, per window, at each tool's default threading and
+    with both held to one thread (numpy's BLAS through threadpoolctl, LiteRT's num_threads)."""
+    from threadpoolctl import threadpool_limits
+
+    from edgefleet.engine import Int8Engine, available_backends
     from edgefleet.litert_ref import invoker
     from edgefleet.tflite_import import import_tflite
 
-    engine = Int8Engine(import_tflite(tflite, requant=requant))
+    art = import_tflite(tflite, requant=requant)
+    engines = {b: Int8Engine(art, backend=b) for b in available_backends()}
+    default = next(iter(engines.values()))
     rows = []
     for b in batches:
-        x = np.random.default_rng(b).integers(-128, 128, size=(b, engine.n_inputs), dtype=np.int8)
-        lite = invoker(tflite, x)
-        lite()
-        engine.infer(x)
+        x = np.random.default_rng(b).integers(-128, 128, size=(b, default.n_inputs), dtype=np.int8)
+        lite, lite2 = invoker(tflite, x), invoker(tflite, x, num_threads=2)
+        ref = lite()
+        assert all(np.array_equal(e.infer(x), ref) for e in engines.values()), "engine differs from LiteRT"
         reps = 300 if b <= 256 else 60
-        ours, ref = median_us(lambda: engine.infer(x), reps), median_us(lite, reps)
-        floor = median_us(matmuls_only(engine, x), reps)
-        rows.append({"batch": b, "engine_us_per_window": ours / b, "litert_us_per_window": ref / b,
-                     "ratio": ours / ref, "matmul_only_us_per_window": floor / b,
-                     "matmul_only_ratio": floor / ref})
+        fns = {**{f"engine_{name}": (lambda e=e: e.infer(x)) for name, e in engines.items()},
+               "litert": lite, "litert_2_threads": lite2}
+        t = medians_us(fns, reps)
+        with threadpool_limits(1):
+            one = medians_us({"engine": lambda: default.infer(x), "litert": invoker(tflite, x, num_threads=1)}, reps)
+        row = {"batch": b, "backend": default.backend, "engine_us_per_window": t[f"engine_{default.backend}"] / b,
+               **{f"{k}_us_per_window": v / b for k, v in t.items()},
+               "engine_1_thread_us_per_window": one["engine"] / b,
+               "litert_1_thread_us_per_window": one["litert"] / b}
+        row["ratio"] = row["engine_us_per_window"] / row["litert_us_per_window"]
+        row["ratio_by_backend"] = {name: t[f"engine_{name}"] / t["litert"] for name in engines}
+        row["ratio_1_thread"] = one["engine"] / one["litert"]
+        row["ratio_vs_litert_2_threads"] = row["engine_us_per_window"] / row["litert_2_threads_us_per_window"]
+        rows.append(row)
     return rows
 
 
-def matmuls_only(engine, x: np.ndarray):
-    """The engine's float BLAS matmuls alone, on each layer's real inputs: the floor of any
-    numpy engine, since numpy has no int8 GEMM (LiteRT runs XNNPACK's int8 kernels)."""
-    inputs, h = [], x
-    for layer in engine._layers:
-        inputs.append(np.ascontiguousarray(h, dtype=layer.dtype))
-        h = layer(h)
-
-    def run() -> None:
-        for layer, xin in zip(engine._layers, inputs):
-            xin @ layer.wt
-    return run
+def print_speed(speed: dict) -> None:
+    print("\nPython int8 engine vs LiteRT (default resolver, XNNPACK), median us per window; "
+          "'defaults': each as shipped (LiteRT 1 thread, the engine's BLAS on all cores); "
+          "'1 thread': both held to one")
+    print(f"  {'model':10} {'batch':>6} {'backend':>7} {'engine':>8} {'LiteRT':>8} {'ratio':>6} | "
+          f"{'1 thread':>8} {'ratio':>6} | {'LiteRT 2 thr':>12} {'ratio':>6} | other backends")
+    for name, rows in speed.items():
+        for r in rows:
+            others = " ".join(f"{k} {v:.2f}x" for k, v in r["ratio_by_backend"].items() if k != r["backend"])
+            print(f"  {name:10} {r['batch']:6d} {r['backend']:>7} {r['engine_us_per_window']:8.3f} "
+                  f"{r['litert_us_per_window']:8.3f} {r['ratio']:6.2f} | "
+                  f"{r['engine_1_thread_us_per_window']:8.3f} {r['ratio_1_thread']:6.2f} | "
+                  f"{r['litert_2_threads_us_per_window']:12.3f} {r['ratio_vs_litert_2_threads']:6.2f} | {others}")
 
 
 def main() -> int:
@@ -71,7 +90,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--speed-only", action="store_true",
                     help="only time the engine against LiteRT (shipped CWRU model and the MLPerf-shaped one); "
-                         "prints, writes no report")
+                         "writes benchmarks/results/model_toolchain_speed.json")
     args = ap.parse_args()
     if args.speed_only:
         return speed_only()
@@ -112,13 +131,7 @@ def main() -> int:
           f"{mlperf_fp['activation_ram_bytes']} B, TFLM arena {mlperf_tflm} B, .tflite {len(mlperf)} B")
 
     speed = {"default": throughput(trained.tflite_int8), "mlperf_ad": throughput(mlperf)}
-    print("\nPython int8 engine vs LiteRT (default resolver), median us per window:")
-    print(f"  {'model':10} {'batch':>6} {'engine':>9} {'LiteRT':>9} {'ratio':>6} {'matmuls alone':>14}")
-    for name, rows in speed.items():
-        for r in rows:
-            print(f"  {name:10} {r['batch']:6d} {r['engine_us_per_window']:9.3f} "
-                  f"{r['litert_us_per_window']:9.3f} {r['ratio']:6.2f} "
-                  f"{r['matmul_only_us_per_window']:9.3f} ({r['matmul_only_ratio']:.2f}x)")
+    print_speed(speed)
     write_report("model_toolchain", {
         "train_seconds": train_s, "epochs": args.epochs,
         "auc_int8": ev["auc_int8"], "auc_float": ev["auc_float"], "auc_change": ev["auc_change"],
@@ -136,11 +149,9 @@ def speed_only() -> int:
     print(f"machine: {machine()}")
     shipped = (REPO / "edgefleet" / "models" / "cwru-de-12k" / "model_int8.tflite").read_bytes()
     mlperf = make_dense_tflite([640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640], per_channel=False)
-    for name, tfl in (("default", shipped), ("mlperf_ad", mlperf)):
-        for r in throughput(tfl):
-            print(f"  {name:10} {r['batch']:6d} engine {r['engine_us_per_window']:9.3f}  LiteRT "
-                  f"{r['litert_us_per_window']:9.3f}  ratio {r['ratio']:6.2f}  matmuls alone "
-                  f"{r['matmul_only_us_per_window']:9.3f} ({r['matmul_only_ratio']:.2f}x)")
+    speed = {"default": throughput(shipped), "mlperf_ad": throughput(mlperf)}
+    print_speed(speed)
+    write_report("model_toolchain_speed", {"speed": speed})
     return 0
 
 

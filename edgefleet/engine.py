@@ -1,14 +1,23 @@
 """The int8 inference engine over an artifact, vectorised over batches.
 
-Bit-identical to LiteRT's int8 FULLY_CONNECTED kernels. Accumulation uses a
-float BLAS matmul, which is exact here: every product and partial sum is an
-integer below 2^24 (float32) or 2^53 (float64), chosen per layer from its width.
+Bit-identical to LiteRT's int8 FULLY_CONNECTED kernels, with three backends
+that give the same bits (the parity tests run each):
+- `int16`: the dot products on the CPU's int16 multiply-add (`int16_gemm`), then
+  one compiled requantization pass per layer. The default where the CPU has
+  AVX2 or AVX-512BW and numba is installed.
+- `blas`: the dot products as a float BLAS matmul, exact here because every
+  product and partial sum is an integer below 2^24 (float32) or 2^53 (float64),
+  chosen per layer from its width; then the same compiled requantization.
+- `numpy`: the BLAS matmul and requantization in plain numpy; no compiler needed.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from edgefleet import int16_gemm, requant_kernels
 from edgefleet.artifact import REQUANT_FP32, Artifact, Layer
 from edgefleet.errors import ArtifactError, FeatureError
 from edgefleet.features import log_band_power, plan, quantize, standardize
@@ -16,6 +25,33 @@ from edgefleet.features import log_band_power, plan, quantize, standardize
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 CHUNK_ROWS = 2048
+BACKENDS = ("int16", "blas", "numpy")
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends this machine can run, fastest first."""
+    have = {"int16": int16_gemm.AVAILABLE and requant_kernels.AVAILABLE,
+            "blas": requant_kernels.AVAILABLE, "numpy": True}
+    return tuple(b for b in BACKENDS if have[b])
+
+
+def default_backend() -> str:
+    """The fastest available backend; `EDGEFLEET_ENGINE=blas|numpy|int16` chooses one
+    (all give the same results: a way to rule the engine out when debugging)."""
+    forced = os.environ.get("EDGEFLEET_ENGINE", "").strip().lower()
+    if forced:
+        _check_backend(forced, "EDGEFLEET_ENGINE")
+        return forced
+    return available_backends()[0]
+
+
+def _check_backend(name: str, what: str) -> None:
+    if name not in BACKENDS:
+        raise ArtifactError(f"{what} must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name not in available_backends():
+        need = ("numba and a CPU with AVX2 or AVX-512BW" if name == "int16" else "numba")
+        raise ArtifactError(f"engine backend {name!r} needs {need} (pip install numba); "
+                            f"available here: {', '.join(available_backends())}")
 
 
 class _PreparedLayer:
@@ -51,6 +87,43 @@ class _PreparedLayer:
         self.bias32 = self.bias.astype(np.float32)
         self.fast_fp32 = (mode == REQUANT_FP32 and self.dtype == np.float32
                           and bool((np.abs(self.bias) < FLOAT32_EXACT).all()))
+        # the fused kernels' arguments: typed once (one numba specialization) and tiled over rows
+        tile = requant_kernels.tile_rows
+        self.lo32, self.hi32, self.zp32 = np.float32(self.lo), np.float32(self.hi), np.float32(self.zp)
+        self.int_mode = mode != REQUANT_FP32
+        self.k_bias32, self.k_scale = tile(self.bias32), tile(self.scale32)
+        self.mult64, self.total64 = np.array(mult, np.int64), np.array(total, np.int64)
+        self.k_bias, self.k_mult, self.k_total = tile(self.bias), tile(self.mult64), tile(self.total64)
+        self.k_pad = self.m_pad = 0  # set by prepare_int16
+
+    def prepare_int16(self, k_pad: int) -> None:
+        """Constants for the int16 backend: weights in pair order, per-output constants
+        padded to whole vectors (padding outputs come out as the zero point and meet
+        zero weights in the next layer)."""
+        n_out, lanes = self.layer.n_out, int16_gemm.LANES
+        self.k_pad, self.m_pad = k_pad, int16_gemm.pad_to(n_out, lanes)
+        self.w_pairs = int16_gemm.pair_weights(self.layer.weights, k_pad, self.m_pad)
+
+        def padded(v: np.ndarray, fill) -> np.ndarray:
+            out = np.full(self.m_pad, fill, v.dtype)
+            out[:n_out] = v
+            return requant_kernels.tile_rows(out)
+        self.i_bias32, self.i_scale = padded(self.bias32, 0), padded(self.scale32, 0)
+        self.i_bias, self.i_mult, self.i_total = padded(self.bias, 0), padded(self.mult64, 0), padded(self.total64, 1)
+
+    def fused(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Same values as `__call__`: the BLAS matmul, then one compiled requantization pass
+        (into `out`, e.g. the int8 result, or a new float32 array). Never in place: the
+        kernels vectorize only when input and output do not overlap."""
+        acc = x.astype(self.dtype, copy=False) @ self.wt
+        dst = np.empty(acc.shape, np.float32) if out is None else out
+        a, d = acc.reshape(-1), dst.reshape(-1)  # views: both C-contiguous
+        if self.fast_fp32:
+            requant_kernels.requant_fp32_fast(a, self.k_bias32, self.k_scale, self.lo32, self.hi32, self.zp32, d)
+        else:
+            requant_kernels.requant_exact(a, self.k_bias, self.k_scale, self.k_mult, self.k_total,
+                                          self.int_mode, self.lo32, self.hi32, self.zp32, d)
+        return dst
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """int8-valued rows (any real dtype) -> int8-valued rows (float32 or float64 values)."""
@@ -89,9 +162,33 @@ class _PreparedLayer:
 class Int8Engine:
     """Runs int8 rows through the artifact's layers."""
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(self, artifact: Artifact, backend: str | None = None) -> None:
+        """`backend`: one of BACKENDS; None picks `default_backend()`."""
         self.artifact = artifact
+        self.backend = default_backend() if backend is None else backend
+        _check_backend(self.backend, "engine backend")
         self._layers = [_PreparedLayer(layer, artifact.requant_mode) for layer in artifact.layers]
+        if self.backend == "int16":
+            self._int16_args = self._pack_int16()
+
+    def _pack_int16(self) -> tuple:
+        """Every layer's int16-backend constants concatenated, the arguments of `int16_gemm.forward`."""
+        k_pad = k0 = int16_gemm.pad_to(self.n_inputs, 2)
+        for layer in self._layers:
+            layer.prepare_int16(k_pad)
+            k_pad = layer.m_pad
+        ls = self._layers
+
+        def offsets(sizes) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(layer, name) for layer in ls])
+        return (k0, np.array([layer.m_pad for layer in ls], np.int64), cat("w_pairs"),
+                offsets([layer.w_pairs.size for layer in ls]), offsets([layer.i_bias.size for layer in ls]),
+                np.array([layer.fast_fp32 for layer in ls]), cat("i_bias32"), cat("i_scale"), cat("i_bias"),
+                cat("i_mult"), cat("i_total"), ls[0].int_mode,
+                *(np.array([getattr(layer, a) for layer in ls], np.float32) for a in ("lo", "hi", "zp")))
 
     @property
     def n_inputs(self) -> int:
@@ -112,11 +209,19 @@ class Int8Engine:
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ArtifactError(f"engine input must have shape [n, {self.n_inputs}], got {x.shape}")
         out = np.empty((x.shape[0], self.n_outputs), np.int8)
+        *hidden, last = self._layers
         for start in range(0, x.shape[0], CHUNK_ROWS):  # chunks stay in cache between layers
             h = x[start:start + CHUNK_ROWS]
-            for layer in self._layers:
-                h = layer(h)
-            out[start:start + CHUNK_ROWS] = h
+            if self.backend == "int16":
+                int16_gemm.forward(np.ascontiguousarray(h), out[start:start + CHUNK_ROWS], *self._int16_args)
+            elif self.backend == "blas":
+                for layer in hidden:
+                    h = layer.fused(h)
+                last.fused(h, out[start:start + CHUNK_ROWS])
+            else:
+                for layer in self._layers:
+                    h = layer(h)
+                out[start:start + CHUNK_ROWS] = h
         return out[0] if single else out
 
     def score(self, q_in: np.ndarray, q_out: np.ndarray) -> np.ndarray:

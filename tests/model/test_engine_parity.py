@@ -6,7 +6,7 @@ from ai_edge_litert.interpreter import OpResolverType
 
 from edgefleet.artifact import Artifact
 from edgefleet.datasets import windows_of
-from edgefleet.engine import Int8Engine
+from edgefleet.engine import Int8Engine, available_backends
 from edgefleet.litert_ref import infer as litert
 from edgefleet.tflite_import import import_tflite
 
@@ -16,13 +16,14 @@ from edgefleet.testmodels import parity_inputs
 N_INPUTS = 10_000
 
 
+@pytest.mark.parametrize("backend", available_backends())
 @pytest.mark.parametrize("name", list(SHAPES))
 @pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
-def test_bit_exact_against_litert(tflite_models, name, mode, resolver):
+def test_bit_exact_against_litert(tflite_models, name, mode, resolver, backend):
     tfl = tflite_models[name]
     art = Artifact.from_bytes(import_tflite(tfl, requant=mode).to_bytes())
     x = parity_inputs(N_INPUTS, art.n_inputs, seed=len(name))
-    ours = Int8Engine(art).infer(x)
+    ours = Int8Engine(art, backend=backend).infer(x)
     ref = litert(tfl, x, resolver)
     assert ours.dtype == np.int8 and ours.shape == ref.shape
     mismatches = int((ours != ref).sum())
@@ -52,12 +53,46 @@ def test_real_cwru_windows_bit_exact(trained, cwru_recordings):
     assert np.array_equal(Int8Engine(art).infer(x), litert(trained.tflite_int8, x))
 
 
-def test_single_row_and_batch_agree(tflite_models):
-    eng = Int8Engine(import_tflite(tflite_models["ae32_pc"]))
-    x = parity_inputs(N_INPUTS, 32, 3)[:50]
+@pytest.mark.parametrize("backend", available_backends())
+def test_single_row_and_batch_agree(tflite_models, backend):
+    """Rows 1 by 1, a batch, and a batch over several engine chunks give the same rows."""
+    from edgefleet.engine import CHUNK_ROWS
+
+    eng = Int8Engine(import_tflite(tflite_models["ae32_pc"]), backend=backend)
+    x = parity_inputs(2 * CHUNK_ROWS + 77, 32, 3)
     batch = eng.infer(x)
     for i in range(50):
         np.testing.assert_array_equal(eng.infer(x[i]), batch[i])
+    np.testing.assert_array_equal(eng.infer(x[CHUNK_ROWS - 5:CHUNK_ROWS + 5]), batch[CHUNK_ROWS - 5:CHUNK_ROWS + 5])
+
+
+def test_wide_layers_take_the_exact_float64_path():
+    """A layer whose dot products can pass 2^24 runs in float64 (BLAS backends) and the int64
+    requantization (compiled kernels): every backend stays bit-exact against LiteRT."""
+    from edgefleet.testmodels import make_dense_tflite
+
+    tfl = make_dense_tflite([2048, 4], per_channel=False, seed=5, relu_hidden=False)
+    art = import_tflite(tfl)
+    engines = [Int8Engine(art, backend=b) for b in available_backends()]
+    assert engines[0]._layers[0].dtype == np.float64
+    x = parity_inputs(2_000, 2048, 9)
+    ref = litert(tfl, x)
+    for eng in engines:
+        np.testing.assert_array_equal(eng.infer(x), ref)
+
+
+def test_backend_choice(monkeypatch):
+    from edgefleet.engine import default_backend
+    from edgefleet.errors import ArtifactError
+
+    monkeypatch.setenv("EDGEFLEET_ENGINE", "numpy")
+    assert default_backend() == "numpy"
+    monkeypatch.setenv("EDGEFLEET_ENGINE", "cuda")
+    with pytest.raises(ArtifactError, match="EDGEFLEET_ENGINE must be one of int16, blas, numpy"):
+        default_backend()
+    monkeypatch.delenv("EDGEFLEET_ENGINE")
+    # numba comes with the README's setup; int16 needs AVX2 or AVX-512BW as well
+    assert default_backend() == available_backends()[0] and "blas" in available_backends()
 
 
 def test_engine_rejects_wrong_dtype_and_shape(tflite_models):

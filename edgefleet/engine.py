@@ -2,9 +2,9 @@
 
 Bit-identical to LiteRT's int8 FULLY_CONNECTED kernels, with three backends
 that give the same bits (the parity tests run each):
-- `int16`: the dot products on the CPU's int16 multiply-add (`int16_gemm`), then
-  one compiled requantization pass per layer. The default where the CPU has
-  AVX2 or AVX-512BW and numba is installed.
+- `simd`: the dot products on the CPU's integer dot-product instructions
+  (`simd_gemm`: VNNI bytes, or int16 pairs on AVX-512BW / AVX2), then one compiled
+  requantization pass per layer. The default wherever numba and AVX2 are.
 - `blas`: the dot products as a float BLAS matmul, exact here because every
   product and partial sum is an integer below 2^24 (float32) or 2^53 (float64),
   chosen per layer from its width; then the same compiled requantization.
@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from edgefleet import int16_gemm, requant_kernels
+from edgefleet import requant_kernels, simd_gemm
 from edgefleet.artifact import REQUANT_FP32, Artifact, Layer
 from edgefleet.errors import ArtifactError, FeatureError
 from edgefleet.features import log_band_power, plan, quantize, standardize
@@ -25,18 +25,18 @@ from edgefleet.features import log_band_power, plan, quantize, standardize
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 CHUNK_ROWS = 2048
-BACKENDS = ("int16", "blas", "numpy")
+BACKENDS = ("simd", "blas", "numpy")
 
 
 def available_backends() -> tuple[str, ...]:
     """The backends this machine can run, fastest first."""
-    have = {"int16": int16_gemm.AVAILABLE and requant_kernels.AVAILABLE,
+    have = {"simd": simd_gemm.AVAILABLE and requant_kernels.AVAILABLE,
             "blas": requant_kernels.AVAILABLE, "numpy": True}
     return tuple(b for b in BACKENDS if have[b])
 
 
 def default_backend() -> str:
-    """The fastest available backend; `EDGEFLEET_ENGINE=blas|numpy|int16` chooses one
+    """The fastest available backend; `EDGEFLEET_ENGINE=simd|blas|numpy` chooses one
     (all give the same results: a way to rule the engine out when debugging)."""
     forced = os.environ.get("EDGEFLEET_ENGINE", "").strip().lower()
     if forced:
@@ -49,7 +49,7 @@ def _check_backend(name: str, what: str) -> None:
     if name not in BACKENDS:
         raise ArtifactError(f"{what} must be one of {', '.join(BACKENDS)}, got {name!r}")
     if name not in available_backends():
-        need = ("numba and a CPU with AVX2 or AVX-512BW" if name == "int16" else "numba")
+        need = ("numba and a CPU with AVX2" if name == "simd" else "numba")
         raise ArtifactError(f"engine backend {name!r} needs {need} (pip install numba); "
                             f"available here: {', '.join(available_backends())}")
 
@@ -94,22 +94,26 @@ class _PreparedLayer:
         self.k_bias32, self.k_scale = tile(self.bias32), tile(self.scale32)
         self.mult64, self.total64 = np.array(mult, np.int64), np.array(total, np.int64)
         self.k_bias, self.k_mult, self.k_total = tile(self.bias), tile(self.mult64), tile(self.total64)
-        self.k_pad = self.m_pad = 0  # set by prepare_int16
+        self.k_pad = self.m_pad = 0  # set by prepare_simd
 
-    def prepare_int16(self, k_pad: int) -> None:
-        """Constants for the int16 backend: weights in pair order, per-output constants
-        padded to whole vectors (padding outputs come out as the zero point and meet
-        zero weights in the next layer)."""
-        n_out, lanes = self.layer.n_out, int16_gemm.LANES
-        self.k_pad, self.m_pad = k_pad, int16_gemm.pad_to(n_out, lanes)
-        self.w_pairs = int16_gemm.pair_weights(self.layer.weights, k_pad, self.m_pad)
+    def prepare_simd(self, k_pad: int) -> None:
+        """Constants for the simd backend: weights in group order; the stored activations'
+        offset folded into the bias (sum(W * (x + c)) = sum(W * x) + c * sum(W)); per-output
+        constants padded to whole vectors (padding outputs come out as the zero point and
+        meet zero weights in the next layer)."""
+        n_out = self.layer.n_out
+        self.k_pad, self.m_pad = k_pad, simd_gemm.pad_to(n_out, simd_gemm.LANES)
+        self.w_groups = simd_gemm.group_weights(self.layer.weights, k_pad, self.m_pad)
+        bias = self.bias - simd_gemm.ACT_OFFSET * self.layer.weights.astype(np.int64).sum(axis=1)
+        self.simd_fast = (self.mode == REQUANT_FP32 and self.dtype == np.float32
+                          and bool((np.abs(bias) < FLOAT32_EXACT).all()))
 
         def padded(v: np.ndarray, fill) -> np.ndarray:
             out = np.full(self.m_pad, fill, v.dtype)
             out[:n_out] = v
             return requant_kernels.tile_rows(out)
-        self.i_bias32, self.i_scale = padded(self.bias32, 0), padded(self.scale32, 0)
-        self.i_bias, self.i_mult, self.i_total = padded(self.bias, 0), padded(self.mult64, 0), padded(self.total64, 1)
+        self.s_bias32, self.s_bias, self.s_scale = padded(bias.astype(np.float32), 0), padded(bias, 0), padded(self.scale32, 0)
+        self.s_mult, self.s_total = padded(self.mult64, 0), padded(self.total64, 1)
 
     def fused(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Same values as `__call__`: the BLAS matmul, then one compiled requantization pass
@@ -168,14 +172,14 @@ class Int8Engine:
         self.backend = default_backend() if backend is None else backend
         _check_backend(self.backend, "engine backend")
         self._layers = [_PreparedLayer(layer, artifact.requant_mode) for layer in artifact.layers]
-        if self.backend == "int16":
-            self._int16_args = self._pack_int16()
+        if self.backend == "simd":
+            self._simd_args = self._pack_simd()
 
-    def _pack_int16(self) -> tuple:
-        """Every layer's int16-backend constants concatenated, the arguments of `int16_gemm.forward`."""
-        k_pad = k0 = int16_gemm.pad_to(self.n_inputs, 2)
+    def _pack_simd(self) -> tuple:
+        """Every layer's simd-backend constants concatenated: the arguments of `simd_gemm.forward`."""
+        k_pad = k0 = simd_gemm.pad_to(self.n_inputs, simd_gemm.GROUP)
         for layer in self._layers:
-            layer.prepare_int16(k_pad)
+            layer.prepare_simd(k_pad)
             k_pad = layer.m_pad
         ls = self._layers
 
@@ -184,11 +188,14 @@ class Int8Engine:
 
         def cat(name: str) -> np.ndarray:
             return np.concatenate([getattr(layer, name) for layer in ls])
-        return (k0, np.array([layer.m_pad for layer in ls], np.int64), cat("w_pairs"),
-                offsets([layer.w_pairs.size for layer in ls]), offsets([layer.i_bias.size for layer in ls]),
-                np.array([layer.fast_fp32 for layer in ls]), cat("i_bias32"), cat("i_scale"), cat("i_bias"),
-                cat("i_mult"), cat("i_total"), ls[0].int_mode,
-                *(np.array([getattr(layer, a) for layer in ls], np.float32) for a in ("lo", "hi", "zp")))
+
+        def per_layer(name: str, add: int = 0) -> np.ndarray:
+            return np.array([getattr(layer, name) + add for layer in ls], np.float32)
+        return (k0, np.array([layer.m_pad for layer in ls], np.int64), cat("w_groups"),
+                offsets([layer.w_groups.size for layer in ls]), offsets([layer.s_bias.size for layer in ls]),
+                np.array([layer.simd_fast for layer in ls]), cat("s_bias32"), cat("s_scale"), cat("s_bias"),
+                cat("s_mult"), cat("s_total"), ls[0].int_mode,
+                per_layer("lo"), per_layer("hi"), per_layer("zp", simd_gemm.ACT_OFFSET))
 
     @property
     def n_inputs(self) -> int:
@@ -212,8 +219,8 @@ class Int8Engine:
         *hidden, last = self._layers
         for start in range(0, x.shape[0], CHUNK_ROWS):  # chunks stay in cache between layers
             h = x[start:start + CHUNK_ROWS]
-            if self.backend == "int16":
-                int16_gemm.forward(np.ascontiguousarray(h), out[start:start + CHUNK_ROWS], *self._int16_args)
+            if self.backend == "simd":
+                simd_gemm.forward(np.ascontiguousarray(h), out[start:start + CHUNK_ROWS], *self._simd_args)
             elif self.backend == "blas":
                 for layer in hidden:
                     h = layer.fused(h)

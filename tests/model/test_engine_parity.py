@@ -88,10 +88,10 @@ def test_backend_choice(monkeypatch):
     monkeypatch.setenv("EDGEFLEET_ENGINE", "numpy")
     assert default_backend() == "numpy"
     monkeypatch.setenv("EDGEFLEET_ENGINE", "cuda")
-    with pytest.raises(ArtifactError, match="EDGEFLEET_ENGINE must be one of int16, blas, numpy"):
+    with pytest.raises(ArtifactError, match="EDGEFLEET_ENGINE must be one of simd, blas, numpy"):
         default_backend()
     monkeypatch.delenv("EDGEFLEET_ENGINE")
-    # numba comes with the README's setup; int16 needs AVX2 or AVX-512BW as well
+    # numba comes with the README's setup; simd needs AVX2 as well
     assert default_backend() == available_backends()[0] and "blas" in available_backends()
 
 

@@ -16,6 +16,8 @@ COPY docs ./docs
 RUN pip install --no-cache-dir --no-deps -e . && useradd --system --uid 1000 edgefleet \
  && mkdir -p /data && chown edgefleet /data
 USER edgefleet
+# numba's compiled engine kernels: cached where the service user can write
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 VOLUME ["/data"]
 ENTRYPOINT ["edgefleet"]
 CMD ["--help"]

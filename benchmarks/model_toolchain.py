@@ -34,8 +34,9 @@ def medians_us(fns: dict, repeats: int) -> dict:
 
 
 def throughput(tflite: bytes, batches=(1, 256, 4096), requant: str = "fp32") -> list[dict]:
-    """Engine (both backends) beside LiteRT, per window, at each tool's default threading and
-    with both held to one thread (numpy's BLAS through threadpoolctl, LiteRT's num_threads)."""
+    """The engine (every backend this machine has) beside LiteRT, per window, at each one's
+    default threading and with both held to one thread (BLAS through threadpoolctl, LiteRT's
+    num_threads). Every backend's output is checked equal to LiteRT's first."""
     from threadpoolctl import threadpool_limits
 
     from edgefleet.engine import Int8Engine, available_backends
@@ -71,8 +72,8 @@ def throughput(tflite: bytes, batches=(1, 256, 4096), requant: str = "fp32") -> 
 
 def print_speed(speed: dict) -> None:
     print("\nPython int8 engine vs LiteRT (default resolver, XNNPACK), median us per window; "
-          "'defaults': each as shipped (LiteRT 1 thread, the engine's BLAS on all cores); "
-          "'1 thread': both held to one")
+          "'defaults': each as shipped (LiteRT: 1 thread; engine: simd backend 1 thread, blas "
+          "backend's BLAS on all cores); '1 thread': both held to one")
     print(f"  {'model':10} {'batch':>6} {'backend':>7} {'engine':>8} {'LiteRT':>8} {'ratio':>6} | "
           f"{'1 thread':>8} {'ratio':>6} | {'LiteRT 2 thr':>12} {'ratio':>6} | other backends")
     for name, rows in speed.items():

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from edgefleet import simd_gemm
 from edgefleet.artifact import Artifact
 from edgefleet.engine import Int8Engine
 from edgefleet.features import plan
@@ -45,6 +46,7 @@ def host_latency(artifact: Artifact, tflite_int8: bytes, *, batch: int = 256,
         "engine_us_single": ours1 * 1e6, "engine_us_per_window_batched": oursb * 1e6,
         "litert_us_single": lite1 * 1e6, "litert_us_per_window_batched": liteb * 1e6,
         "batched_ratio_engine_over_litert": oursb / liteb,
+        "engine_backend": engine.backend + (f" ({simd_gemm.KERNEL})" if engine.backend == "simd" else ""),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
 
@@ -89,7 +91,8 @@ def to_markdown(card: dict) -> str:
                  ("float - int8 AUC change", _fmt(ev.get("auc_change"))),
                  ("worst file AUC int8", _fmt(ev.get("min_file_auc_int8")))]
     if lat:
-        rows += [("host latency, engine single", f"{lat['engine_us_single']:.1f} us"),
+        rows += [("host latency, engine single", f"{lat['engine_us_single']:.1f} us"
+                  + (f" (backend {lat['engine_backend']})" if "engine_backend" in lat else "")),
                  ("host latency, LiteRT single", f"{lat['litert_us_single']:.1f} us"),
                  (f"engine batched ({lat['batch']})", f"{lat['engine_us_per_window_batched']:.3f} us/window"),
                  (f"LiteRT batched ({lat['batch']})", f"{lat['litert_us_per_window_batched']:.3f} us/window")]

@@ -67,7 +67,16 @@ def tile_rows(per_output: np.ndarray, target: int = 1024) -> np.ndarray:
     return np.tile(per_output, max(1, target // per_output.size))
 
 
+def compile_kernel(fn, cache: bool = True):
+    """`fn` compiled by numba (no bounds checks, GIL released), cached on disk when numba can
+    find a writable cache directory (set NUMBA_CACHE_DIR in read-only installs); otherwise
+    compiled afresh in each process, which costs about a second at first use."""
+    try:
+        return njit(cache=cache, nogil=True, boundscheck=False)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(cache=False, nogil=True, boundscheck=False)(fn)
+
+
 if AVAILABLE:
-    _jit = njit(cache=True, nogil=True, boundscheck=False)
-    requant_fp32_fast = _jit(requant_fp32_fast)
-    requant_exact = _jit(requant_exact)
+    requant_fp32_fast = compile_kernel(requant_fp32_fast)
+    requant_exact = compile_kernel(requant_exact)

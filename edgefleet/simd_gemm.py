@@ -73,10 +73,10 @@ def group_weights(weights: np.ndarray, k_padded: int, m_padded: int) -> np.ndarr
 
 if AVAILABLE:
     from llvmlite import ir
-    from numba import njit, types
+    from numba import types
     from numba.extending import intrinsic, models, register_model
 
-    from edgefleet.requant_kernels import requant_exact, requant_fp32_fast
+    from edgefleet.requant_kernels import compile_kernel, requant_exact, requant_fp32_fast
 
     _I32 = ir.IntType(32)
     _V_I32 = ir.VectorType(_I32, LANES)
@@ -134,7 +134,6 @@ if AVAILABLE:
             return context.get_dummy_value()
         return types.none(v, out, at), codegen
 
-    @njit(cache=_CACHE, nogil=True, boundscheck=False)
     def gemm(x, k, w, m, out):
         """out[r, o] = sum_i x[r, i] * W[o, i], exactly, for every row.
 
@@ -157,7 +156,6 @@ if AVAILABLE:
                 vec_store(a2, out, (r + 2) * m + ob)
                 vec_store(a3, out, (r + 3) * m + ob)
 
-    @njit(cache=_CACHE, nogil=True, boundscheck=False)
     def forward(x, out, k0, m_pads, w_all, w_off, t_off, fast, bias32, scale, bias, mult, total,
                 int_mode, lo, hi, zp):
         """A whole int8 model in one call (one dispatch, so small batches stay cheap).
@@ -192,3 +190,6 @@ if AVAILABLE:
             src, dst = q[r * k:r * k + n_out], out[r]
             for o in range(n_out):
                 dst[o] = src[o] - ACT_OFFSET
+
+    gemm = compile_kernel(gemm, cache=_CACHE)
+    forward = compile_kernel(forward, cache=_CACHE)

@@ -76,3 +76,13 @@ def test_every_kernel_in_a_subprocess(tflite_models, tmp_path):
             subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.tflite"), str(tmp_path / "x.npy"),
                             str(tmp_path / "y.npy"), kernel], check=True, env=env, timeout=300)
             np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), infer(tfl, x), err_msg=f"{name} {kernel}")
+
+
+def test_kernels_compile_without_a_cache_location():
+    """Where numba can find no cache directory (code without a file, read-only installs) the
+    kernels compile uncached instead of failing at import."""
+    from edgefleet.requant_kernels import compile_kernel
+
+    ns: dict = {}
+    exec("def twice(a):\n    return a * 2\n", ns)  # no source file: numba has nowhere to cache it
+    assert compile_kernel(ns["twice"])(21) == 42

@@ -18,8 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from edgefleet.alarms import SEVERITY_RANK, AlarmPolicy, fit_log_trend, time_to_threshold
-from edgefleet.errors import EdgefleetError
-from edgefleet.ota.campaign import IN_FLIGHT, TERMINAL_BAD, TERMINAL_OK, Policy, Target, parse_stages, stage_size
+from edgefleet.ota.campaign import IN_FLIGHT, TERMINAL_BAD, TERMINAL_OK, Policy, Target, stage_size
 from edgefleet.ota.registry import Campaign, ModelEntry, OtaRegistry
 from edgefleet.protocol import ResultRecord
 from edgefleet.store import Device, Store
@@ -533,15 +532,10 @@ def shadow_scores_long(frame: pd.DataFrame, new_model: int) -> pd.DataFrame:
 
 def rollout_policy(stages: str, *, trial_min: float = 1.0, shadow_min: float = 0.0, abort_failures_pct: float = 10.0,
                    abort_anomaly_shift: float = 3.0, stage_timeout_min: float = 10.0) -> Policy:
-    """The campaign policy from the start form, validated and built as `edgefleet ota rollout` builds it."""
-    fails = abort_failures_pct / 100.0
-    if not 0 <= fails < 1 or abort_anomaly_shift <= 1:
-        raise EdgefleetError("abort-failures must be in [0%, 100%) and abort-anomaly-shift above 1x")
-    if shadow_min < 0 or trial_min <= 0 or stage_timeout_min <= 0:
-        raise EdgefleetError("trial and stage timeout must be positive, shadow zero (off) or positive")
-    return Policy(stages=parse_stages(stages), abort_failures=fails, abort_anomaly_shift=abort_anomaly_shift,
-                  stage_timeout_s=stage_timeout_min * 60, trial_s=int(60 * trial_min),
-                  shadow=shadow_min > 0, shadow_s=int(round(60 * shadow_min)))
+    """The campaign policy from the start form, built and validated by `Policy.from_user` as
+    `edgefleet ota rollout` builds it (the form takes the failure limit in percent)."""
+    return Policy.from_user(stages, trial_min=trial_min, shadow_min=shadow_min, abort_failures=abort_failures_pct / 100.0,
+                            abort_anomaly_shift=abort_anomaly_shift, stage_timeout_min=stage_timeout_min)
 
 
 def start_campaign(reg: OtaRegistry, version: int, target: str, policy: Policy,

@@ -11,7 +11,6 @@ import json
 import os
 from pathlib import Path
 
-from edgefleet.errors import EdgefleetError
 
 DEFAULT_DB = Path(os.environ.get("EDGEFLEET_DB", "var/fleet.db"))
 
@@ -48,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="abort when canaries' anomaly rate grows by this factor (default 3x)")
     ro.add_argument("--stage-timeout", type=float, default=10.0, metavar="MINUTES",
                     help="a device without an outcome after this long (plus --shadow) counts as failed (default 10)")
+    ro.add_argument("--retries", type=int, default=3, metavar="N",
+                    help="offers again per device after a transient failure (download timeout, bad "
+                    "chunk, reboot mid-download) before it counts as failed (default 3)")
+    ro.add_argument("--offer-resend", type=float, default=30.0, metavar="SECONDS",
+                    help="re-publish the offer to a device that has not answered it, or went silent "
+                    "mid-download, after this long (default 30)")
     ro.add_argument("--id", default=None, help="campaign id (default c<version>-<UTC time>)")
     db_arg(ro)
     ro.set_defaults(func=cmd_rollout)
@@ -84,17 +89,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from edgefleet.ota.campaign import Policy, Target, parse_ratio, parse_stages
+    from edgefleet.ota.campaign import Policy, Target, parse_ratio
 
-    shift = parse_ratio(args.abort_anomaly_shift, "x")
-    fails = parse_ratio(args.abort_failures, "%")
-    if not 0 <= fails < 1 or shift <= 1:
-        raise EdgefleetError("--abort-failures must be in [0%, 100%) and --abort-anomaly-shift above 1x")
-    if args.shadow < 0 or args.trial < 0:
-        raise EdgefleetError("--shadow and --trial must be zero or positive minutes")
-    policy = Policy(stages=parse_stages(args.stages), abort_failures=fails, abort_anomaly_shift=shift,
-                    stage_timeout_s=args.stage_timeout * 60, trial_s=int(60 * args.trial),
-                    shadow=args.shadow > 0, shadow_s=int(round(60 * args.shadow)))
+    policy = Policy.from_user(args.stages, trial_min=args.trial, shadow_min=args.shadow,
+                              abort_failures=parse_ratio(args.abort_failures, "%"),
+                              abort_anomaly_shift=parse_ratio(args.abort_anomaly_shift, "x"),
+                              stage_timeout_min=args.stage_timeout, retries=args.retries,
+                              offer_resend_s=args.offer_resend)
     c = _registry(args.db).create_campaign(args.version, Target.parse(args.target), policy, args.id)
     print(f"campaign {c.id}: model v{c.model} to {c.target} in stages {args.stages}; "
           f"the OTA manager in `edgefleet serve` runs it. Watch with `edgefleet ota status {c.id}`")

@@ -87,6 +87,28 @@ class Policy:
     retries: int = 3  # offers again per device after a retryable failure (see `retryable`)
     offer_resend_s: float = 30.0  # re-publish an offer not answered for this long (a lost retained message)
 
+    @classmethod
+    def from_user(cls, stages: str, *, trial_min: float = 1.0, shadow_min: float = 0.0,
+                  abort_failures: float = 0.10, abort_anomaly_shift: float = 3.0, stage_timeout_min: float = 10.0,
+                  retries: int = 3, offer_resend_s: float = 30.0) -> "Policy":
+        """A policy from the units people type (minutes, a fraction, a factor), validated with
+        messages that name the setting. `edgefleet ota rollout` and the dashboard's start form
+        both build campaigns through here."""
+        if not 0 <= abort_failures < 1:
+            raise EdgefleetError(f"abort-failures must be in [0%, 100%), got {abort_failures:.0%}")
+        if not abort_anomaly_shift > 1:
+            raise EdgefleetError(f"abort-anomaly-shift must be above 1x, got {abort_anomaly_shift:g}x")
+        if trial_min < 0 or shadow_min < 0:
+            raise EdgefleetError("trial and shadow must be zero or positive minutes")
+        if not stage_timeout_min > 0:
+            raise EdgefleetError("stage timeout must be positive minutes")
+        if retries < 0 or not offer_resend_s > 0:
+            raise EdgefleetError("retries must be zero or more and offer-resend positive seconds")
+        return cls(stages=parse_stages(stages), abort_failures=abort_failures, abort_anomaly_shift=abort_anomaly_shift,
+                   stage_timeout_s=stage_timeout_min * 60, trial_s=int(round(60 * trial_min)),
+                   shadow=shadow_min > 0, shadow_s=int(round(60 * shadow_min)),
+                   retries=int(retries), offer_resend_s=float(offer_resend_s))
+
 
 def rollout_order(devices: list[str], campaign_id: str) -> list[str]:
     """A stable pseudo-random order, so canaries spread over sites and lines."""

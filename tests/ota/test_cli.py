@@ -26,8 +26,16 @@ def test_publish_rollout_status_abort(tmp_path, signing_key, release):
     db = tmp_path / "fleet.db"
     assert "published" in run("publish", folder.path, "--public", pub, "--db", db).stdout
     out = run("rollout", "5", "--target", "site=north", "--stages", "10%,100%", "--abort-failures", "20%",
-              "--abort-anomaly-shift", "2.5x", "--id", "c5", "--db", db).stdout
+              "--abort-anomaly-shift", "2.5x", "--trial", "2", "--retries", "5", "--offer-resend", "12",
+              "--id", "c5", "--db", db).stdout
     assert "campaign c5" in out
+    from edgefleet.ota.registry import OtaRegistry
+
+    reg = OtaRegistry(db)
+    p = reg.campaign("c5").policy  # what the OTA manager in `serve` will run with
+    reg.close()
+    assert (p.stages, p.abort_failures, p.abort_anomaly_shift, p.trial_s) == ([0.1, 1.0], 0.2, 2.5, 120)
+    assert (p.retries, p.offer_resend_s, p.shadow) == (5, 12.0, False)
     status = json.loads(run("status", "--json", "--db", db).stdout)
     (c,) = status["campaigns"]
     assert c["campaign"] == "c5" and c["state"] == "running" and c["by_state"] == {}
@@ -47,6 +55,14 @@ def test_bad_inputs_are_explained(tmp_path, signing_key, release):
     assert proc.returncode == 2 and "site=NAME" in proc.stderr
     proc = run("abort", "nope", "--db", db, check=False)
     assert proc.returncode == 2 and "no campaign" in proc.stderr
+    for args, says in ((["--abort-failures", "100%"], "abort-failures must be in [0%, 100%)"),
+                       (["--abort-anomaly-shift", "1x"], "abort-anomaly-shift must be above 1x"),
+                       (["--trial", "-1"], "trial and shadow must be zero or positive"),
+                       (["--stage-timeout", "0"], "stage timeout must be positive"),
+                       (["--retries", "-1"], "retries must be zero or more"),
+                       (["--offer-resend", "0"], "offer-resend positive")):
+        proc = run("rollout", "9", *args, "--db", db, check=False)
+        assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
 
 
 def test_publish_refuses_a_model_signed_by_another_key(tmp_path, release):

@@ -36,6 +36,7 @@ class AlarmPolicy:
     m: int = 5
     major_ratio: float = 2.0  # score/threshold at or above: major
     critical_ratio: float = 5.0  # at or above: critical
+    severity_deadband: float = 1.25  # step an active alarm down only below a bound / this (no flapping)
     trend_points: int = 120  # windows kept per device for the trend fit
     trend_min_points: int = 20
     horizon_s: float = 24 * 3600.0  # an ETA within this horizon marks a device degrading
@@ -50,6 +51,8 @@ class AlarmPolicy:
             raise ValueError(f"need m >= 1, got {self.m}")
         if not (1.0 < self.major_ratio < self.critical_ratio):
             raise ValueError("need 1 < major_ratio < critical_ratio")
+        if not self.severity_deadband >= 1.0:
+            raise ValueError("need severity_deadband >= 1")
         if not (0.0 < self.ewma_alpha <= 1.0):
             raise ValueError("need 0 < ewma_alpha <= 1")
         if self.trend_min_points < 3 or self.trend_points < self.trend_min_points:
@@ -101,6 +104,17 @@ def severity_for(ratio: float, policy: AlarmPolicy = AlarmPolicy()) -> str:
     if ratio >= policy.major_ratio:
         return "major"
     return "warning"
+
+
+def next_severity(current: str, ratio: float, policy: AlarmPolicy = AlarmPolicy()) -> str:
+    """An active alarm's severity after a new median ratio: up as soon as the ratio reaches a
+    higher band, down only once it is below the band's bound by the deadband factor, so a
+    score hovering at a bound does not flip the alarm (and the operator's pager) each window."""
+    up = severity_for(ratio, policy)
+    if SEVERITIES.index(up) > SEVERITIES.index(current):
+        return up
+    down = severity_for(ratio * policy.severity_deadband, policy)
+    return down if SEVERITIES.index(down) < SEVERITIES.index(current) else current
 
 
 def k_of_n(flags: Iterable[bool], k: int) -> bool:
@@ -235,7 +249,7 @@ class AlarmTracker:
             st.normal_run = 0
             st.peak = max(st.peak, rec.score)
             bad = [r for r, f in zip(st.ratios, st.flags) if f]
-            sev = severity_for(median(bad), p)
+            sev = next_severity(st.severity, median(bad), p)
             if sev != st.severity:
                 st.severity = sev
                 return AlarmChange("update", rec.device, rec.ts, sev, rec.score, rec.thr, st.peak)

@@ -13,6 +13,7 @@ from edgefleet.alarms import (
     fit_log_trend,
     health_state,
     k_of_n,
+    next_severity,
     severity_for,
     time_to_threshold,
 )
@@ -87,6 +88,22 @@ def test_severity_escalates_with_score_over_threshold() -> None:
     assert [(c.op, c.severity) for _, c in changes] == [("raise", "warning"), ("update", "major"),
                                                          ("update", "critical")]
     assert [i for i, _ in changes] == [1, 3, 5] and changes[-1][1].peak_score == 0.3
+
+
+def test_severity_does_not_flap_at_a_band_bound() -> None:
+    """A score hovering around 2x threshold raises 'major' once and stays there; it steps down
+    to 'warning' only when clearly lower (below 2x / 1.25 = 1.6x)."""
+    t = AlarmTracker(AlarmPolicy(k=1, n=1, m=3))
+    hover = [0.095, 0.105, 0.098, 0.102, 0.097, 0.104, 0.099]  # 1.9x .. 2.1x threshold
+    changes = feed(t, hover)
+    assert [(c.op, c.severity) for _, c in changes] == [("raise", "warning"), ("update", "major")]
+    low = feed(t, [0.085, 0.075], start=len(hover))  # 1.7x stays major, 1.5x steps down
+    assert [(i, c.op, c.severity) for i, c in low] == [(8, "update", "warning")]
+    p = AlarmPolicy()
+    assert next_severity("critical", 4.5, p) == "critical" and next_severity("critical", 3.9, p) == "major"
+    assert next_severity("warning", 5.0, p) == "critical" and next_severity("major", 1.0, p) == "warning"
+    with pytest.raises(ValueError, match="deadband"):
+        AlarmPolicy(severity_deadband=0.9)
 
 
 def test_devices_are_independent_and_health_reports_degrading() -> None:

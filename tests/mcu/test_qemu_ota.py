@@ -38,12 +38,15 @@ DEVICE = "qemu-ota-1"
 STACK_RESERVED = 3584  # firmware/ports/mps2-an386/mps2-an386.ld
 
 
-def release(version: int, key, *, threshold_scale: float = 1.0, wrong_self_test: bool = False) -> tuple[bytes, bytes]:
+def release(version: int, key, *, threshold_scale: float = 1.0, wrong_self_test: bool = False,
+            mean_shift: float = 0.0) -> tuple[bytes, bytes]:
     """The fleet model as `version`, signed by `key` (threshold scaled: 1e-3 flags every window;
-    wrong_self_test: a signed manifest whose expected self-test outputs this model does not give)."""
+    wrong_self_test: a signed manifest whose expected self-test outputs this model does not give;
+    mean_shift: the features' normalisation means moved, so that it scores windows differently)."""
     art = Artifact.from_bytes(FLEET_MODEL.read_bytes())
     art.model_version = version
     art.scoring.threshold = float(art.scoring.threshold) * threshold_scale
+    art.features.mean = (art.features.mean + mean_shift).astype("<f4")
     blob = art.to_bytes()
     body = manifest.build_body(blob, art, key.public_key(), model_id="fleet")
     if wrong_self_test:
@@ -215,6 +218,7 @@ class NodeLink:
         self.sock.settimeout(0.2)
         self.frames: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.results: list[dict] = []
+        self.births: list[dict] = []
         self._stop = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -234,6 +238,8 @@ class NodeLink:
                 kind, body = split_link(payload)
                 if kind == "result":
                     self.results.append(protocol.decode("result", body))
+                elif kind == "status":
+                    self.births.append(protocol.decode("status", body))
                 self.frames.put((kind, body))
 
     def send(self, payload: bytes):
@@ -259,10 +265,14 @@ class NodeLink:
         self.sock.close()
 
 
-def offer_frame(campaign: str, blob: bytes, man: bytes, *, trial_s: int = 0, model: int | None = None) -> bytes:
+def offer_frame(campaign: str, blob: bytes, man: bytes, *, trial_s: int = 0, model: int | None = None,
+                shadow_s: int | None = None) -> bytes:
+    """The bridge's offer line; with shadow_s, a shadow offer naming its SHADOW_S (docs/mcu.md)."""
     model = Artifact.from_bytes(blob).model_version if model is None else model
-    return (f"offer {campaign} {model} {len(blob)} 1024 {trial_s} 0 {len(man)} "
-            f"{hashlib.sha256(blob).hexdigest()}").encode()
+    shadow = "0" if shadow_s is None else "1"
+    tail = "" if shadow_s is None else f" {shadow_s}"
+    return (f"offer {campaign} {model} {len(blob)} 1024 {trial_s} {shadow} {len(man)} "
+            f"{hashlib.sha256(blob).hexdigest()}{tail}").encode()
 
 
 def serve_transfer(link: NodeLink, campaign: str, blob: bytes, man: bytes, *,
@@ -406,6 +416,117 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
         assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-3", 3, "reverted",
                                                                             "rebooted during trial")
         assert st["boot"] == birth["boot"] and st["seq"] == 0  # a new boot, its first ota/state
+    finally:
+        link.close()
+        qemu.kill()
+        qemu.wait()
+
+
+def host_scores(mcu, model: Path, rec: Path, fs: float) -> list[float]:
+    """Per window of the recording, the score the host build's ef_node gives with `model` active."""
+    out = subprocess.run([str(REPO / "firmware" / "build" / "host" / "ef_node"), str(model), str(rec), str(fs),
+                          "--protocol", "0badc0de", "--t0", "1767225600000"],
+                         capture_output=True, text=True, check=True).stdout
+    return [r["score"] for line in out.splitlines() if line.startswith('{"v"') for r in json.loads(line)["res"]]
+
+
+def test_shadow_phase_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
+    """The shadow phase without broker or bridge: the old model stays active and announced, the
+    verified candidate scores every window beside it (its scores equal the host build's with the
+    candidate active, window for window), then the ordinary trial; a reset during the phase, a
+    revert cmd and an unhealthy phase each drop the candidate without it ever running."""
+    key = keys.generate(tmp_path / "k.key")
+    rec, fs = recording
+    port = free_port()
+    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
+                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                             f"node {FLEET_MODEL} {fs} --samples {rec} "
+                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    link = NodeLink(port)
+    n_windows = 40  # the recording, looped by the node: result seq s is window s % 40
+
+    def hello() -> dict:
+        link.expect(("boot",))
+        link.send(b"hello %d" % int(time.time() * 1000))
+        return json.loads(link.expect(("status",))[1])
+
+    def install(campaign: str, blob: bytes, man: bytes, **offer) -> dict:
+        link.send(offer_frame(campaign, blob, man, **offer))
+        assert serve_transfer(link, campaign, blob, man)[1]["state"] == "accepted"
+        assert serve_transfer(link, campaign, blob, man)[1]["state"] == "verifying"
+        return link.state()
+
+    def shadowed(since: int, boot: str) -> list[tuple[dict, dict]]:
+        return [(m, r) for m in link.results[since:] if m["boot"] == boot and "shadow" in m for r in m["res"]]
+
+    try:
+        boot = hello()["boot"]
+        # candidate 2 scores windows differently (other normalisation) and has its own threshold
+        blob2, man2 = release(2, key, mean_shift=0.05, threshold_scale=0.8)
+        cand = tmp_path / "v2.efm"
+        cand.write_bytes(blob2)
+        want = host_scores(mcu, cand, rec, fs)
+        assert len(want) == n_windows and want != host_scores(mcu, FLEET_MODEL, rec, fs)
+        thr2 = float(Artifact.from_bytes(blob2).scoring.threshold)
+
+        # a reset during the shadow phase: the old model never stopped, the candidate is dropped
+        st = install("c-reset", blob2, man2, trial_s=0, shadow_s=600)
+        assert (st["state"], st["off"]) == ("shadow", len(blob2))
+        n = len(link.results)
+        wait_for(lambda: len(shadowed(n, boot)) >= 3, 10, "results with shadow outcomes", lambda: "")
+        link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
+        birth = hello()
+        assert (birth["model"], birth["slot"]) == (1, "A") and birth["boot"] != boot
+        st = link.state()
+        assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-reset", 2, "reverted",
+                                                                            "rebooted during trial")
+        boot = birth["boot"]
+
+        # the whole phase: shadow (3 s, the offer's SHADOW_S, not TRIAL_S), then trial and confirm
+        n = len(link.results)
+        st = install("c-shadow", blob2, man2, trial_s=0, shadow_s=3)
+        t_shadow = time.monotonic()
+        assert (st["state"], st["off"]) == ("shadow", len(blob2))
+        st = link.state(timeout=10)
+        assert st["state"] == "trial" and "off" not in st and time.monotonic() - t_shadow >= 2.5
+        assert link.state()["state"] == "confirmed"
+        birth = json.loads(link.expect(("status",))[1])
+        assert (birth["model"], birth["slot"]) == (2, "B")
+        rows = shadowed(n, boot)
+        assert len(rows) >= 20  # about 3 s of 80 ms windows
+        for m, r in rows:  # the old model decided; the candidate's outcome of the same window beside it
+            assert (m["model"], m["shadow"]["model"], m["shadow"]["thr"]) == (1, 2, pytest.approx(thr2, rel=1e-5))
+            assert r["shadow"]["score"] == want[r["seq"] % n_windows], (r, want[r["seq"] % n_windows])
+            assert r["shadow"]["anom"] == (r["shadow"]["score"] > m["shadow"]["thr"])
+        assert not any(m["model"] == 2 for m in link.results[n:] if "shadow" in m)
+        time.sleep(0.5)
+        later = [m for m in link.results[n:] if m["model"] == 2]
+        assert later and not any("shadow" in m for m in later)  # after the phase: model 2 alone
+
+        # a revert cmd during the phase: the candidate is dropped, no birth (nothing switched)
+        births = len(link.births)
+        blob3, man3 = release(3, key)
+        assert install("c-revert", blob3, man3, trial_s=0, shadow_s=600)["state"] == "shadow"
+        link.send(b'cmd {"v":1,"seq":3,"id":"ping-1","op":"ping"}')  # the node announces the model it runs
+        birth = json.loads(link.expect(("status",))[1])
+        assert (birth["model"], birth["slot"]) == (2, "B")
+        link.send(b'cmd {"v":1,"seq":2,"id":"rv-1","op":"revert"}')
+        st = link.state()
+        assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-revert", 3, "reverted", "revert command")
+
+        # a candidate that flags every window: unhealthy at the end of its 2 s phase, never active
+        n = len(link.results)
+        blob3, man3 = release(3, key, threshold_scale=1e-3)
+        assert install("c-bad", blob3, man3, trial_s=0, shadow_s=2)["state"] == "shadow"
+        st = link.state(timeout=10)
+        assert (st["campaign"], st["state"], st["reason"]) == ("c-bad", "reverted",
+                                                               "unhealthy at the end of the shadow phase")
+        rows = shadowed(n, boot)
+        assert len(rows) >= 10 and all(r["shadow"]["anom"] for _, r in rows)
+        time.sleep(0.5)
+        assert {m["model"] for m in link.results[n:]} == {2}
+        assert len(link.births) == births + 1  # the ping's only: no shadow phase switched the model
     finally:
         link.close()
         qemu.kill()

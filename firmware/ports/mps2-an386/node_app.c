@@ -48,7 +48,9 @@ typedef struct {
     float calib_mean, calib_m2;
     char seen_ids[4][65];
     unsigned seen_next;
-    uint32_t trial_windows, trial_anomalies; /* scored by a model on trial */
+    uint32_t trial_windows, trial_anomalies; /* scored by a model on trial (by the candidate, in shadow) */
+    uint32_t shadow_version; /* OTA shadow phase: the candidate followed (0: none) ... */
+    float shadow_thr;        /* ... its threshold, > 0 when it scores windows here, else 0 */
 } node_state;
 
 static node_state g_node;
@@ -165,11 +167,13 @@ static void announce(uint64_t ts)
     send_status("online", ts, "status");
 }
 
-static void send_result(uint64_t ts, float score, uint32_t inf_us)
+/* One window's result; with sh (a shadow phase), the candidate's outcome of the same window. */
+static void send_result(uint64_t ts, float score, uint32_t inf_us, const ef_proto_shadow_rec *sh)
 {
     ef_proto_result_head h;
     ef_proto_result_rec r;
-    int n;
+    ef_proto_shadow_head shh;
+    int n = 0;
     h.boot = g_node.boot;
     h.model = g_node.model.model_version;
     h.thr = (double)g_node.thr;
@@ -179,11 +183,17 @@ static void send_result(uint64_t ts, float score, uint32_t inf_us)
     r.score = (double)score;
     r.anom = score > g_node.thr;
     r.inf_us = inf_us;
-    if (g_cfg->ota && node_ota_in_trial()) {
+    if (sh) { /* device_sim's rule: a shadow phase is judged on the candidate's outcomes */
+        g_node.trial_windows++;
+        g_node.trial_anomalies += (uint32_t)sh->anom;
+        shh.model = g_node.shadow_version;
+        shh.thr = (double)g_node.shadow_thr;
+        n = ef_proto_encode_result_shadow(g_msg, sizeof g_msg, &h, &r, 1, &shh, sh);
+    } else if (g_cfg->ota && node_ota_in_trial()) {
         g_node.trial_windows++;
         g_node.trial_anomalies += (uint32_t)r.anom;
     }
-    if ((n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
+    if (n > 0 || (n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
         node_link_send("result", g_msg, (size_t)n);
     else {
         g_node.dropped++;
@@ -455,6 +465,48 @@ static float run_window(void)
                         m->output_zero_point);
 }
 
+/* OTA shadow phase: follow the candidate node_ota_shadow() names (its start and end reset the
+ * health counters, as in device_sim). It scores a window only if its feature front end (window,
+ * bands, floor) is the running model's, so that the features already computed are its own: the
+ * raw window is gone after the FFT and there is no RAM for a second copy. It runs in place from
+ * its slot and borrows the running model's buffers (q, y, arena) once that window is done. */
+static void shadow_follow(void)
+{
+    const ef_model *m = g_cfg->ota ? node_ota_shadow() : NULL;
+    const uint32_t v = m ? m->model_version : 0u;
+    ef_features_view a, b;
+    ef_scoring_view sc;
+    if (v == g_node.shadow_version)
+        return;
+    g_node.shadow_version = v;
+    g_node.shadow_thr = 0.0f;
+    g_node.trial_windows = g_node.trial_anomalies = 0;
+    if (m == NULL)
+        return;
+    if (ef_model_features(&g_node.model, &a) && ef_model_features(m, &b) && ef_model_scoring(m, &sc) &&
+        sc.rule == 1u && sc.threshold > 0.0f && isfinite(sc.threshold) && a.n_bands == b.n_bands &&
+        a.window_s == b.window_s && a.log_floor == b.log_floor &&
+        memcmp(a.edges_hz, b.edges_hz, 4u * (a.n_bands + 1u)) == 0 && m->n_inputs == g_node.model.n_inputs &&
+        m->n_outputs == m->n_inputs && m->arena_bytes <= NODE_ARENA_MAX)
+        g_node.shadow_thr = sc.threshold;
+    else
+        ef_platform_log("shadow candidate not scored here: its feature front end differs");
+}
+
+/* The candidate's score of the window whose features are in g_features (after the running
+ * model's own run and any debug capture, which read g_q and g_y). */
+static float shadow_window(void)
+{
+    const ef_model *m = node_ota_shadow();
+    ef_features_view f;
+    ef_model_features(m, &f);
+    ef_features_quantize(&f, g_features, m->input_scale, m->input_zero_point, g_q);
+    if (ef_engine_infer(m, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
+        board_fatal("shadow inference failed", 1); /* cannot happen: checked in shadow_follow */
+    return ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
+                        m->output_zero_point);
+}
+
 /* Healthy unless more than half of at least 10 trial windows were anomalous (device_sim's rule). */
 static int trial_healthy(void)
 {
@@ -503,6 +555,7 @@ int node_run(const node_config *c)
     for (;;) {
         const uint32_t n = g_node.pipe.plan.n_samples;
         float score, sample0;
+        ef_proto_shadow_rec sh;
         int debugging;
         uint32_t t_us;
         uint64_t ts;
@@ -530,7 +583,12 @@ int node_run(const node_config *c)
         t_us = board_us() - t_us;
         if (debugging)
             debug_end(c, ts, sample0, score);
-        send_result(ts, score, t_us);
+        shadow_follow();
+        if (g_node.shadow_thr > 0.0f) {
+            sh.score = (double)shadow_window();
+            sh.anom = sh.score > (double)g_node.shadow_thr;
+        }
+        send_result(ts, score, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
         if (g_node.calib_left)
             calibrate_add(score, ts);
         start += n;

@@ -15,6 +15,7 @@
 #define REQUEST_TIMEOUT_MS 5000u /* re-request a piece that has not arrived */
 #define MAX_RETRIES 20u          /* per offset, before the download fails */
 #define MANIFEST_MAX 8192u       /* ota/offer schema: manifest maxLength */
+#define SHADOW_S_MAX 604800u     /* ota/offer schema: shadow_s maximum */
 /* The campaign of a download is kept in its slot, in the header region's last 128 bytes,
  * which the core leaves unused (manifests end by 64 + MANIFEST_MAX), so that a trial
  * ended by a reset can still be reported under its campaign. */
@@ -28,6 +29,10 @@ static struct {
     phase ph;
     char campaign[65];       /* of the download or trial in progress */
     uint32_t model, size, chunk, trial_s, mlen, mgot;
+    uint32_t shadow_s;       /* of the download's offer: 0 with shadow 0 ... */
+    uint8_t shadow;          /* ... the offer asked for a shadow phase */
+    uint8_t in_shadow;       /* the core is in trial, but the old model runs: shadow phase */
+    uint32_t shadow_start;   /* board ms when the shadow phase began */
     uint8_t sha[32];
     uint32_t last_req, retries;
     uint32_t state_seq, req_seq;
@@ -166,13 +171,18 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
 {
     const char *camp, *t;
     size_t n_camp, n;
-    uint32_t model, size, chunk, trial_s, shadow, mlen;
+    uint32_t model, size, chunk, trial_s, shadow, mlen, shadow_s;
     uint8_t sha[32];
     char reason[120];
     if (token(c, &camp, &n_camp) != 0 || n_camp > 64 || number(c, &model) != 0 || number(c, &size) != 0 ||
-        number(c, &chunk) != 0 || number(c, &trial_s) != 0 || number(c, &shadow) != 0 ||
+        number(c, &chunk) != 0 || number(c, &trial_s) != 0 || number(c, &shadow) != 0 || shadow > 1u ||
         number(c, &mlen) != 0 || token(c, &t, &n) != 0 || n != 64 || ef_hex_decode(t, 32, sha) != 0 ||
         chunk == 0) {
+        ef_platform_log("offer refused: malformed");
+        return;
+    }
+    shadow_s = trial_s; /* no SHADOW_S: the offer's shadow_s defaults to trial_s */
+    if (c->p < c->end && (number(c, &shadow_s) != 0 || c->p < c->end || shadow_s > SHADOW_S_MAX)) {
         ef_platform_log("offer refused: malformed");
         return;
     }
@@ -216,8 +226,9 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
     g_o.mgot = 0;
     memcpy(g_o.sha, sha, 32);
     g_o.retries = 0;
+    g_o.shadow = (uint8_t)shadow;
+    g_o.shadow_s = shadow ? shadow_s : 0u;
     g_o.ph = PH_MANIFEST;
-    (void)shadow; /* shadow scoring is not implemented on the MCU: the trial runs the new model alone */
     send_request(tick);
 }
 
@@ -291,6 +302,37 @@ static void confirm_now(uint64_t now, uint32_t tick)
         send_state(g_o.campaign, g_o.model, "confirmed", now, 0, 0, NULL);
 }
 
+/* The core's revert (the candidate's slot marked rejected, the confirmed model reopened);
+ * 1 if it went back. */
+static int core_revert(uint32_t tick)
+{
+    ef_ota_input in;
+    memset(&in, 0, sizeof in);
+    in.now_ms = tick;
+    g_o.ota.report = EF_OTA_REPORT_NONE;
+    return ef_ota_handle(&g_o.ota, EF_OTA_EV_REVERT, &in) == EF_OK && g_o.ota.report == EF_OTA_REPORT_REVERTED;
+}
+
+/* End of the shadow phase (device.py `_end_shadow`): an unhealthy candidate is rejected
+ * (the old model never stopped running: returns 0); a healthy one starts its ordinary
+ * trial now, and the running model switches (returns 1). */
+static int end_shadow(uint64_t now, uint32_t tick, int healthy)
+{
+    if (!healthy) {
+        if (!core_revert(tick))
+            return 0; /* a flash error: tried again at the next tick */
+        g_o.in_shadow = 0;
+        send_state(g_o.campaign, g_o.model, "reverted", now, 0, 0, "unhealthy at the end of the shadow phase");
+        return 0;
+    }
+    g_o.in_shadow = 0;
+    g_o.ota.trial_start = tick; /* the core has been in trial since the install: restart its clock */
+    send_state(g_o.campaign, g_o.model, "trial", now, 0, 0, NULL);
+    if (g_o.trial_s == 0)
+        confirm_now(now, tick);
+    return 1;
+}
+
 static __attribute__((noinline)) int on_data(cursor *c, uint64_t now, uint32_t tick)
 {
     uint32_t model, off, crc, len;
@@ -325,6 +367,12 @@ static __attribute__((noinline)) int on_data(cursor *c, uint64_t now, uint32_t t
         send_state(g_o.campaign, g_o.model, g_o.ota.report == EF_OTA_REPORT_FAILED ? "failed" : "rejected",
                    now, 0, 0, reason);
         return 0;
+    }
+    if (g_o.shadow) { /* the core runs the candidate from its slot; the node keeps the old model */
+        g_o.in_shadow = 1;
+        g_o.shadow_start = tick;
+        send_state(g_o.campaign, g_o.model, "shadow", now, 1, g_o.size, NULL);
+        return g_o.shadow_s == 0 ? end_shadow(now, tick, 1) : 0;
     }
     send_state(g_o.campaign, g_o.model, "trial", now, 1, g_o.size, NULL);
     if (g_o.trial_s == 0)
@@ -375,8 +423,13 @@ void node_ota_connected(uint64_t now_ms)
 }
 
 const ef_model *node_ota_model(void) { return &g_o.ota.model; }
-const char *node_ota_slot(void) { return g_o.ota.running ? "B" : "A"; }
-int node_ota_in_trial(void) { return g_o.ota.state == EF_OTA_TRIAL; }
+/* In a shadow phase the core's running model is the candidate; the node's is the confirmed one. */
+const char *node_ota_slot(void) { return (g_o.in_shadow ? g_o.ota.active : g_o.ota.running) ? "B" : "A"; }
+int node_ota_in_trial(void) { return g_o.ota.state == EF_OTA_TRIAL && !g_o.in_shadow; }
+const ef_model *node_ota_shadow(void)
+{
+    return g_o.in_shadow && g_o.ota.state == EF_OTA_TRIAL ? &g_o.ota.model : NULL;
+}
 
 int node_ota_link(const char *kind, const char *body, size_t len, uint64_t now_ms, uint32_t tick_ms)
 {
@@ -401,6 +454,9 @@ int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy)
     }
     if (g_o.ota.state != EF_OTA_TRIAL)
         return 0;
+    if (g_o.in_shadow)
+        return (uint32_t)(tick_ms - g_o.shadow_start) >= g_o.shadow_s * 1000u ? end_shadow(now_ms, tick_ms, healthy)
+                                                                             : 0;
     memset(&in, 0, sizeof in);
     in.now_ms = tick_ms;
     in.healthy = healthy;
@@ -417,20 +473,17 @@ int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy)
 
 int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason)
 {
-    ef_ota_input in;
-    const int trial = g_o.ota.state == EF_OTA_TRIAL;
-    const uint32_t leaving = running_version();
+    const int trial = g_o.ota.state == EF_OTA_TRIAL, shadow = g_o.in_shadow;
+    const uint32_t leaving = running_version(); /* in a shadow phase: the candidate */
     char why[80];
     if (g_o.ph != PH_IDLE) {
         snprintf(why, sizeof why, "cancelled: %s", reason);
         abandon("failed", now_ms, why, tick_ms);
         return 0;
     }
-    memset(&in, 0, sizeof in);
-    in.now_ms = tick_ms;
-    g_o.ota.report = EF_OTA_REPORT_NONE;
-    if (ef_ota_handle(&g_o.ota, EF_OTA_EV_REVERT, &in) != EF_OK || g_o.ota.report != EF_OTA_REPORT_REVERTED)
+    if (!core_revert(tick_ms))
         return 0; /* nothing to go back to */
+    g_o.in_shadow = 0;
     send_state(trial ? g_o.campaign : "none", leaving, "reverted", now_ms, 0, 0, reason);
-    return 1;
+    return !shadow; /* a shadow phase only drops the candidate: the old model never stopped */
 }

@@ -1,11 +1,20 @@
 /* Over-the-air model updates on a serial node: the core's slots and state machine
  * (ef/ota.h) driven by link messages from the bridge, reporting protocol v1
  * `ota/state` and asking with `ota/req` as the simulated nodes do
- * (edgefleet/ota/device.py): accepted, verifying, trial (off = size), confirmed,
- * rejected / failed / reverted with a reason.
+ * (edgefleet/ota/device.py): accepted, verifying, [shadow (off = size),] trial (off = size
+ * without shadow), confirmed, rejected / failed / reverted with a reason.
+ *
+ * Shadow phase (offer SHADOW 1): after verification the candidate's slot is marked in trial
+ * (so a reset during the phase rejects it, as a reset during a trial does) but the node
+ * keeps running the old model; node_ota_shadow() gives the candidate, which the node
+ * scores on every window beside it, for SHADOW_S seconds. Then, healthy, the ordinary
+ * trial starts (`trial`, the running model switches); unhealthy, or on a revert cmd, the
+ * candidate is rejected (`reverted`) and nothing ever switched.
  *
  * Link messages (bridge -> node), each one ef_serial frame:
- *   offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN SHA256   a retained ota/offer, summarised
+ *   offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN SHA256 [SHADOW_S]
+ *                                         a retained ota/offer, summarised; SHADOW is 0 or 1,
+ *                                         SHADOW_S absent: TRIAL_S (as the offer's shadow_s)
  *   mdat CAMPAIGN MODEL OFF <bytes>       manifest bytes, answering the node's `mreq`
  *   data CAMPAIGN MODEL OFF CRC <bytes>   an ota/data chunk, base64 decoded by the bridge
  *                                         (CRC is the message's, checked here)
@@ -47,10 +56,14 @@ void node_ota_connected(uint64_t now_ms);
 /* The running model, opened in place in its slot, and its slot letter ("A" or "B"). */
 const ef_model *node_ota_model(void);
 const char *node_ota_slot(void);
+/* In the trial of a new model (not in its shadow phase). */
 int node_ota_in_trial(void);
+/* In a shadow phase: the candidate (verified, opened in place in its slot), else NULL. */
+const ef_model *node_ota_shadow(void);
 
-/* Each returns 1 when the running model changed (trial start or revert): the caller
- * re-plans its pipeline and announces a new birth. now_ms is the epoch clock (message
+/* Each returns 1 when the running model changed (trial start or revert; not the start
+ * or end of a shadow phase, which leaves the old model running): the caller re-plans
+ * its pipeline and announces a new birth. now_ms is the epoch clock (message
  * ts), tick_ms the board clock (timers). */
 int node_ota_link(const char *kind, const char *body, size_t len, uint64_t now_ms, uint32_t tick_ms);
 int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy);
@@ -62,6 +75,7 @@ static inline void node_ota_connected(uint64_t t) { (void)t; }
 static inline const ef_model *node_ota_model(void) { return 0; }
 static inline const char *node_ota_slot(void) { return "A"; }
 static inline int node_ota_in_trial(void) { return 0; }
+static inline const ef_model *node_ota_shadow(void) { return 0; }
 static inline int node_ota_link(const char *k, const char *b, size_t n, uint64_t t, uint32_t k2)
 { (void)k; (void)b; (void)n; (void)t; (void)k2; return 0; }
 static inline int node_ota_tick(uint64_t t, uint32_t k, int h) { (void)t; (void)k; (void)h; return 0; }

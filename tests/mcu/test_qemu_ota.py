@@ -201,6 +201,64 @@ def test_good_update_confirmed_then_false_alarm_model_reverted(ota_node):
     assert "invalid" not in (ota_node["tmp"] / "bridge.log").read_text()  # every node message was valid
 
 
+def rollout(db: Path, *args) -> None:
+    """`edgefleet ota rollout ... --db DB` as an operator types it."""
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "ota", "rollout", *map(str, args), "--db", str(db)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_shadow_rollout_to_the_qemu_node(ota_node):
+    """`ota rollout --shadow`: the QEMU node reports `shadow`, keeps deciding with model 1 while the
+    candidate's outcomes of the same windows reach the store's shadow_results, then trials and
+    confirms it; a false-alarm candidate is stopped by the manager on its shadow outcomes alone."""
+    from edgefleet.store import open_store
+
+    reg, db, key, watch, logs = (ota_node[k] for k in ("registry", "db", "key", "watch", "logs"))
+    blob, man = release(2, key)  # the same weights under a new version: the same scores
+    reg.publish(blob, man, {}, key.public_key())
+    # 0.05 min = 3 s of each; the bridge's offer line carries trial_s, not shadow_s (a node without
+    # SHADOW_S takes shadow_s = trial_s, as the offer schema says), so both are the same here
+    rollout(db, 2, "--stages", "100%", "--shadow", "0.05", "--trial", "0.05", "--id", "c2-shadow")
+    assert (reg.campaign("c2-shadow").policy.shadow_s, reg.campaign("c2-shadow").policy.trial_s) == (3, 3)
+    done = wait_campaign(reg, "c2-shadow", logs)
+    assert done.state == "completed", reg.device_states("c2-shadow")
+    assert watch.of("c2-shadow") == ["accepted", "verifying", "shadow", "trial", "confirmed"]
+    st = {s["state"]: s for s in watch.states if s["campaign"] == "c2-shadow"}
+    assert st["shadow"]["off"] == len(blob) and "off" not in st["trial"]
+    assert st["trial"]["ts"] - st["shadow"]["ts"] >= 2500  # the 3 s phase
+    assert (watch.births[-1]["model"], watch.births[-1]["slot"]) == (2, "B")
+    assert all(b["ts"] >= st["trial"]["ts"] for b in watch.births if b.get("model") == 2)  # announced at the trial
+    wait_for(lambda: latest_models(db) == {2}, 20, "results under model 2", logs)
+    store = open_store(db)
+    try:
+        rows = store.shadow_results(2, device=DEVICE)
+    finally:
+        store.close()
+    assert len(rows) >= 20  # about 3 s of 80 ms windows
+    assert {(r.model, r.shadow_model) for r in rows} == {(1, 2)}  # model 1 decided meanwhile
+    assert all(r.shadow_score == r.score and r.shadow_anom == r.anom for r in rows)  # same windows, same weights
+    assert q(db, "SELECT COUNT(*) FROM results WHERE device=? AND model=2 AND ts<?", DEVICE, st["trial"]["ts"]) == [(0,)]
+
+    # a candidate that flags every window: the canary check aborts on shadow outcomes, model 3 never runs
+    blob3, man3 = release(3, key, threshold_scale=1e-3)
+    reg.publish(blob3, man3, {}, key.public_key())
+    rollout(db, 3, "--stages", "100%", "--shadow", "1", "--trial", "1", "--id", "c3-shadow")
+    done = wait_campaign(reg, "c3-shadow", logs)
+    assert done.state == "aborted" and "anomaly rate" in done.reason, done.reason
+    wait_for(lambda: "reverted" in watch.of("c3-shadow"), 20, "the node's reverted state", logs)
+    assert watch.of("c3-shadow") == ["accepted", "verifying", "shadow", "reverted"]
+    assert q(db, "SELECT COUNT(*) FROM results WHERE device=? AND model=3", DEVICE) == [(0,)]
+    flagged = q(db, "SELECT COUNT(*), SUM(shadow_anom), SUM(anom) FROM shadow_results WHERE device=? AND "
+                "shadow_model=3", DEVICE)[0]
+    assert flagged[0] >= 20 and flagged[1] == flagged[0] and flagged[2] < flagged[0]
+    time.sleep(1.0)
+    assert latest_models(db) == {2}
+    assert q(db, "SELECT model, slot FROM devices WHERE device=?", DEVICE) == [(2, "B")]
+    assert q(db, "SELECT topic, reason FROM rejected") == []
+    assert "invalid" not in (ota_node["tmp"] / "bridge.log").read_text()
+
+
 # ---- the node's side of the link alone: the test plays bridge and OTA manager -------------------
 class NodeLink:
     """The QEMU node's serial link: frames in a queue, link messages out (docs/mcu.md formats)."""

@@ -49,20 +49,21 @@ def _check_backend(name: str, what: str) -> None:
     if name not in BACKENDS:
         raise ArtifactError(f"{what} must be one of {', '.join(BACKENDS)}, got {name!r}")
     if name not in available_backends():
-        need = ("numba and a CPU with AVX2" if name == "simd" else "numba")
-        raise ArtifactError(f"engine backend {name!r} needs {need} (pip install numba); "
-                            f"available here: {', '.join(available_backends())}")
+        why = simd_gemm.REASON if name == "simd" and requant_kernels.AVAILABLE else "numba (pip install numba)"
+        raise ArtifactError(f"engine backend {name!r} is not available here ({why}); "
+                            f"available: {', '.join(available_backends())}")
 
 
 class _PreparedLayer:
-    """Per-layer constants computed once (TFLM's Prepare stage); `__call__` is Eval.
+    """Per-layer constants computed once (TFLM's Prepare stage). `__call__` is the numpy
+    backend's Eval, `fused` the blas backend's; `prepare_simd` adds the simd backend's constants.
 
     The dot product runs as a float BLAS matmul, exact because every partial sum
     is an integer below the dtype's mantissa (checked here). Requantization:
     - fp32 mode (LiteRT default / XNNPACK): `rint(clamp(float32(acc) * scale))`;
-    - int mode (LiteRT reference): `(acc*M + 2^(t-1)) >> t`, done in float64 when
-      `|acc|*M + 2^(t-1) < 2^53` (then `floor(acc * M*2^-t + 0.5)` is exact),
-      else in int64.
+    - int mode (LiteRT reference): `(acc*M + 2^(t-1) - [acc*M < 0]) >> t` (nearest,
+      ties away from zero), done in float64 when `|acc|*M + 2^(t-1) < 2^53` (then
+      `trunc(acc * M*2^-t +- 0.5)` is exact), else in int64.
     """
 
     def __init__(self, layer: Layer, mode: int) -> None:
@@ -151,12 +152,13 @@ class _PreparedLayer:
         elif self.int_in_float:
             v = acc
             v *= self.scale64
-            v += 0.5
-            np.floor(v, out=v)
+            v += np.copysign(0.5, v)  # exact: still below 2^53 units of 2^-t
+            np.trunc(v, out=v)
             np.clip(v, self.lo, self.hi, out=v)
         else:
             a = acc.astype(np.int64)
-            v = (a * self.mult + (np.int64(1) << (self.total - 1))) >> self.total
+            p = a * self.mult
+            v = (p + (np.int64(1) << (self.total - 1)) - (p < 0)) >> self.total
             v = ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # static_cast<int32_t>
             np.clip(v, self.lo, self.hi, out=v)
         v += self.zp

@@ -33,12 +33,14 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 def multiply_by_quantized_multiplier(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """TFLite's single-rounding MultiplyByQuantizedMultiplier (the LiteRT 2.x kernels).
 
-    `(acc * M + 2^(t-1)) >> t` with `t = 31 - shift`: one rounding, half up, then
-    the int32 cast. TFLM's double-rounding variant differs in about 1% of values.
+    `(acc * M + 2^(t-1) - [acc*M < 0]) >> t` with `t = 31 - shift`: one rounding to
+    nearest, exact ties away from zero (as LiteRT's BUILTIN_REF kernels give, measured),
+    then the int32 cast. TFLM's double-rounding variant differs in about 1% of values.
     """
     acc = np.asarray(acc, dtype=np.int64)
     total = 31 - np.asarray(shift, dtype=np.int64)
-    out = (acc * np.asarray(mult, dtype=np.int64) + (np.int64(1) << (total - 1))) >> total
+    prod = acc * np.asarray(mult, dtype=np.int64)
+    out = (prod + (np.int64(1) << (total - 1)) - (prod < 0)) >> total
     return ((out + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # static_cast<int32_t>
 
 

@@ -1,14 +1,15 @@
 """Fused requantization kernels for the int8 engine, compiled by numba.
 
-The engine's dot products run as float BLAS matmuls (exact, see engine.py); what
-is left per layer is bias, scale, clamp, rounding and zero point. In numpy that
-is five passes over the layer's output and costs more than the matmul itself on
-small models. These kernels do it in one pass, row by row, the way XNNPACK and
-the TFLite reference kernels do it per output value.
+After a layer's exact dot products (the simd backend's int32 GEMM, or the blas
+backend's float matmul, see engine.py) what is left is bias, scale, clamp,
+rounding and zero point. In numpy that is five passes over the layer's output
+and costs more than the matmul itself on small models. These kernels do it in
+one pass, the way XNNPACK and the TFLite reference kernels do it per output
+value, and write the next layer's input type (float32, int16, uint8 or int8).
 
-numba is optional: `AVAILABLE` is False when it cannot be imported, and the
-engine then runs its numpy path (same results, slower). Kernels are cached on
-disk (`cache=True`), so only the first process on a machine pays the compile.
+numba is optional: `AVAILABLE` is False when it cannot be imported or used, and
+the engine then runs its numpy path (same results, slower). Kernels are cached
+on disk (`cache=True`), so only the first process on a machine pays the compile.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 try:  # pragma: no cover - exercised by which backend the tests see
     from numba import njit
-except ImportError:  # pragma: no cover
+except Exception:  # pragma: no cover - not installed, or installed but unusable (numpy too new)
     njit = None
 
 AVAILABLE = njit is not None
@@ -27,7 +28,7 @@ def requant_fp32_fast(acc, bias, scale, lo, hi, zp, out):
     """LiteRT default (XNNPACK) requantization when `acc + bias` rounds once in float32.
 
     acc: a layer's exact integer dot products (float32, or int32 below 2^24), rows
-    flattened; out: same length, float32, int16 (next layer's input) or int8. bias, scale:
+    flattened; out: same length, float32, int16 or uint8 (next layer's input) or int8. bias, scale:
     per-output float32 constants tiled over whole rows (see `tile_rows`), so the
     inner loop is long and vectorizes. `rint(clamp((acc + bias) * scale)) + zp`.
     """
@@ -46,7 +47,8 @@ def requant_exact(acc, bias, scale, mult, total, int_mode, lo, hi, zp, out):
 
     fp32 mode: `rint(clamp(float32(acc) * scale))`, the int32 -> float32 conversion
     rounding to nearest even as XNNPACK's does. int mode (TFLite reference, single
-    rounding): `(acc * M + 2^(t-1)) >> t`, wrapped to int32 like `static_cast`.
+    rounding): `(acc * M + 2^(t-1) - [acc*M < 0]) >> t`, nearest with ties away from
+    zero, wrapped to int32 like `static_cast`.
     """
     t = bias.size
     for s in range(0, acc.size, t):
@@ -54,7 +56,8 @@ def requant_exact(acc, bias, scale, mult, total, int_mode, lo, hi, zp, out):
         for j in range(a.size):
             q = np.int64(a[j]) + bias[j]
             if int_mode:
-                q = (q * mult[j] + (np.int64(1) << (total[j] - 1))) >> total[j]
+                p = q * mult[j]
+                q = (p + (np.int64(1) << (total[j] - 1)) - np.int64(p < 0)) >> total[j]
                 q = ((q + 2147483648) & 0xFFFFFFFF) - 2147483648
                 v = np.float32(min(max(q, np.int64(lo)), np.int64(hi)))
             else:

@@ -18,12 +18,15 @@ row against LANES outputs' weight groups", and store.
 `KERNEL` is the best the CPU has ("vnni", "avx512", "avx2") or "" without numba
 or AVX2, in which case `AVAILABLE` is False and the engine uses float BLAS.
 `EDGEFLEET_SIMD_KERNEL=avx512|avx2|none` asks for less (the tests run every
-kernel this machine can run this way).
+kernel this machine can run this way). `REASON` says why the kernel is off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -31,23 +34,33 @@ ROWS = 4  # rows per register tile; inputs are padded to a multiple of this
 KERNELS = ("vnni", "avx512", "avx2")
 
 
-def _kernel() -> str:
-    try:
-        from llvmlite import binding
-    except ImportError:  # pragma: no cover - numba (and llvmlite) not installed
-        return ""
-    cpu = set(binding.get_host_cpu_features().flatten().split(","))
-    have = [k for k, need in zip(KERNELS, (("+avx512vnni", "+avx512bw"), ("+avx512bw",), ("+avx2",)))
-            if all(f in cpu for f in need)]
+def _kernel() -> tuple[str, str]:
+    """(the kernel to use or "", why none is used)."""
     asked = os.environ.get("EDGEFLEET_SIMD_KERNEL", "").strip().lower()
     if asked == "none":
-        return ""
-    if asked in KERNELS:
-        return asked if asked in have else ""
-    return have[0] if have else ""
+        return "", "EDGEFLEET_SIMD_KERNEL=none"
+    if asked and asked not in KERNELS:
+        warnings.warn(f"EDGEFLEET_SIMD_KERNEL={asked!r} is not one of {', '.join(KERNELS)}, none: "
+                      "using the best kernel this CPU has", stacklevel=2)
+        asked = ""
+    cpu_name = os.environ.get("NUMBA_CPU_NAME", "").strip()
+    if (cpu_name and cpu_name != "host") or os.environ.get("NUMBA_CPU_FEATURES", "").strip():
+        # numba then compiles for another CPU, where LLVM could not select the host intrinsics
+        return "", "NUMBA_CPU_NAME / NUMBA_CPU_FEATURES ask numba to compile for another CPU"
+    try:
+        import numba  # noqa: F401 - the kernels are compiled by it
+        from llvmlite import binding
+        cpu = set(binding.get_host_cpu_features().flatten().split(","))
+    except Exception as exc:  # pragma: no cover - numba missing or unusable (e.g. numpy too new)
+        return "", f"numba is not usable here ({type(exc).__name__}: {exc})"
+    have = [k for k, need in zip(KERNELS, (("+avx512vnni", "+avx512bw"), ("+avx512bw",), ("+avx2",)))
+            if all(f in cpu for f in need)]
+    if asked:
+        return (asked, "") if asked in have else ("", f"this CPU cannot run the {asked} kernel")
+    return (have[0], "") if have else ("", "this CPU has no AVX2")
 
 
-KERNEL = _kernel()
+KERNEL, REASON = _kernel()
 AVAILABLE = bool(KERNEL)
 LANES = 8 if KERNEL == "avx2" else 16  # int32 accumulators per vector
 GROUP = 4 if KERNEL == "vnni" else 2  # inputs per product group
@@ -139,8 +152,12 @@ if AVAILABLE:
 
         x: ACT_DTYPE, rows of k values (k a multiple of GROUP) flattened, row count a multiple
         of ROWS; w: `group_weights(W, k, m)`; out: int32, rows of m values (m a multiple of LANES).
+        No bounds checks run in here: the shapes are checked once, up front.
         """
         n = x.size // k
+        if n % ROWS or x.size != n * k or k % GROUP or m % LANES or w.size < k * m or out.size < n * m:
+            raise ValueError("gemm: x must hold a multiple of ROWS rows of k values, k a multiple of "
+                             "GROUP, m of LANES, w k*m weights and out n*m values")
         for r in range(0, n, 4):
             x0, x1, x2, x3 = r * k, (r + 1) * k, (r + 2) * k, (r + 3) * k
             for ob in range(0, m, LANES):
@@ -156,40 +173,53 @@ if AVAILABLE:
                 vec_store(a2, out, (r + 2) * m + ob)
                 vec_store(a3, out, (r + 3) * m + ob)
 
-    def forward(x, out, k0, m_pads, w_all, w_off, t_off, fast, bias32, scale, bias, mult, total,
-                int_mode, lo, hi, zp):
-        """A whole int8 model in one call (one dispatch, so small batches stay cheap).
+    def _dependency_key() -> int:
+        """A hash of requant_kernels.py. numba keys a cached function on its own file's time
+        stamp, bytecode and closure values, not on the functions it inlines from other files:
+        `forward` holds this in its closure so an edited requant kernel is never served from
+        a stale cache."""
+        import edgefleet.requant_kernels as dep
 
-        x: int8 [n, n_in]; out: int8 [n, n_out]. Layer l: GEMM on `w_all[w_off[l]:w_off[l+1]]`
-        (`group_weights` order) into m_pads[l] int32 columns, then requantization to the
-        stored activation type with the per-output constants `[t_off[l]:t_off[l+1]]` (fast
-        fp32 kernel where fast[l]); zp already includes ACT_OFFSET, bias the folded offsets.
-        """
-        n, n_in = x.shape
-        rows = -(-n // ROWS) * ROWS
-        q = np.zeros(rows * k0, ACT_DTYPE)
-        for r in range(n):  # 1-D row views: these loops vectorize, 2-D slice assignment does not
-            src, dst = x[r], q[r * k0:r * k0 + n_in]
-            for i in range(n_in):
-                dst[i] = src[i] + ACT_OFFSET
-        k = k0
-        for layer in range(m_pads.size):
-            m = m_pads[layer]
-            acc = np.empty(rows * m, np.int32)
-            gemm(q, k, w_all[w_off[layer]:w_off[layer + 1]], m, acc)
-            q = np.empty(rows * m, ACT_DTYPE)
-            t0, t1 = t_off[layer], t_off[layer + 1]
-            if fast[layer]:
-                requant_fp32_fast(acc, bias32[t0:t1], scale[t0:t1], lo[layer], hi[layer], zp[layer], q)
-            else:
-                requant_exact(acc, bias[t0:t1], scale[t0:t1], mult[t0:t1], total[t0:t1], int_mode,
-                              lo[layer], hi[layer], zp[layer], q)
-            k = m
-        n_out = out.shape[1]
-        for r in range(n):
-            src, dst = q[r * k:r * k + n_out], out[r]
-            for o in range(n_out):
-                dst[o] = src[o] - ACT_OFFSET
+        return int.from_bytes(hashlib.sha256(Path(dep.__file__).read_bytes()).digest()[:8], "little")
+
+    def _make_forward(dependency_key: int):
+        """`forward` as a closure over `dependency_key` (see `_dependency_key`)."""
+        def forward(x, out, k0, m_pads, w_all, w_off, t_off, fast, bias32, scale, bias, mult, total,
+                    int_mode, lo, hi, zp):
+            """A whole int8 model in one call (one dispatch, so small batches stay cheap).
+
+            x: int8 [n, n_in]; out: int8 [n, n_out]. Layer l: GEMM on `w_all[w_off[l]:w_off[l+1]]`
+            (`group_weights` order) into m_pads[l] int32 columns, then requantization to the
+            stored activation type with the per-output constants `[t_off[l]:t_off[l+1]]` (fast
+            fp32 kernel where fast[l]); zp already includes ACT_OFFSET, bias the folded offsets.
+            """
+            dependency_key  # noqa: B018 - in the closure, so in the cache key (see _dependency_key)
+            n, n_in = x.shape
+            rows = -(-n // ROWS) * ROWS
+            q = np.zeros(rows * k0, ACT_DTYPE)
+            for r in range(n):  # 1-D row views: these loops vectorize, 2-D slice assignment does not
+                src, dst = x[r], q[r * k0:r * k0 + n_in]
+                for i in range(n_in):
+                    dst[i] = src[i] + ACT_OFFSET
+            k = k0
+            for layer in range(m_pads.size):
+                m = m_pads[layer]
+                acc = np.empty(rows * m, np.int32)
+                gemm(q, k, w_all[w_off[layer]:w_off[layer + 1]], m, acc)
+                q = np.empty(rows * m, ACT_DTYPE)
+                t0, t1 = t_off[layer], t_off[layer + 1]
+                if fast[layer]:
+                    requant_fp32_fast(acc, bias32[t0:t1], scale[t0:t1], lo[layer], hi[layer], zp[layer], q)
+                else:
+                    requant_exact(acc, bias[t0:t1], scale[t0:t1], mult[t0:t1], total[t0:t1], int_mode,
+                                  lo[layer], hi[layer], zp[layer], q)
+                k = m
+            n_out = out.shape[1]
+            for r in range(n):
+                src, dst = q[r * k:r * k + n_out], out[r]
+                for o in range(n_out):
+                    dst[o] = src[o] - ACT_OFFSET
+        return forward
 
     gemm = compile_kernel(gemm, cache=_CACHE)
-    forward = compile_kernel(forward, cache=_CACHE)
+    forward = compile_kernel(_make_forward(_dependency_key()), cache=_CACHE)

@@ -73,3 +73,58 @@ def make_tflite_with_op(op: str = "conv") -> bytes:
     model = tf.keras.Model(inputs, x)
     rep = np.random.default_rng(1).normal(size=(200, 16)).astype(np.float32)
     return quantize_keras(model, rep)
+
+
+def with_tie_scales(tflite: bytes, seed: int) -> bytes:
+    """`tflite` with every dense layer's weights, bias and scales replaced so that many
+    accumulators land exactly half-way between two outputs: small weights, weight scales
+    with 4-bit mantissas, activation scales powers of two, no ReLU (which would clamp the
+    negative ties away). Real models almost never hit such ties;
+    these make the rounding of exact ties (LiteRT: away from zero) testable."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    rng = np.random.default_rng(seed)
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite, 0))
+    graph = model.subgraphs[0]
+    acts: dict[int, tuple[float, int]] = {}
+    for op in graph.operators:
+        x_i, w_i, b_i = op.inputs
+        for i in (x_i, op.outputs[0]):  # a tensor shared by two layers gets one scale
+            acts.setdefault(i, (2.0 ** -int(rng.integers(0, 2)), int(rng.integers(-20, 21))))
+        for i in (x_i, op.outputs[0]):
+            graph.tensors[i].quantization.scale, graph.tensors[i].quantization.zeroPoint = [acts[i][0]], [acts[i][1]]
+        w_t = graph.tensors[w_i]
+        n_out, n_in = w_t.shape
+        n_scales = len(w_t.quantization.scale)
+        w_scale = [float(rng.integers(1, 16) * 2.0 ** -int(rng.integers(4, 7))) for _ in range(n_scales)]
+        w_t.quantization.scale, w_t.quantization.zeroPoint = w_scale, [0] * n_scales
+        model.buffers[w_t.buffer].data = rng.integers(-15, 16, (n_out, n_in), dtype=np.int8).view(np.uint8).ravel()
+        if b_i >= 0:  # the converter drops a bias it could fold into the next linear layer
+            b_t = graph.tensors[b_i]
+            b_t.quantization.scale = [w * acts[x_i][0] for w in w_scale]
+            b_t.quantization.zeroPoint = [0] * n_scales
+            model.buffers[b_t.buffer].data = rng.integers(-300, 300, n_out, dtype=np.int32).view(np.uint8)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def make_tie_models() -> dict[str, bytes]:
+    """Per-tensor and per-channel models whose requantization meets many exact ties."""
+    return {"tie_pt": with_tie_scales(make_dense_tflite([12, 8, 6], per_channel=False, seed=21, relu_hidden=False), seed=1),
+            "tie_pc": with_tie_scales(make_dense_tflite([12, 8, 6], per_channel=True, seed=22, relu_hidden=False), seed=2)}
+
+
+def negative_ties_in_first_layer(art, x: np.ndarray) -> int:
+    """How many first-layer values of `x` sit exactly half-way below zero (acc*M = -(k + 1/2) 2^t)
+    with both neighbours inside the clamp range (so the rounding shows in the output)."""
+    layer = art.layers[0]
+    acc = (x.astype(np.int64) - layer.input_zero_point) @ layer.weights.T.astype(np.int64)
+    acc += 0 if layer.bias is None else layer.bias
+    prod = acc * np.broadcast_to(layer.multiplier.astype(np.int64), (layer.n_out,))
+    total = 31 - np.broadcast_to(layer.shift.astype(np.int64), (layer.n_out,))
+    tie = (prod < 0) & (prod % (np.int64(1) << total) == np.int64(1) << (total - 1))
+    y = ((prod >> total) + layer.output_zero_point)  # the tie's lower neighbour, before the clamp
+    return int((tie & (y >= layer.act_min) & (y < layer.act_max)).sum())
+

@@ -79,3 +79,16 @@ def test_ef_infer_reports_rejection_and_bad_row_size(fw, shipped_model, tmp_path
     proc = run([fw.tool("ef_infer"), shipped_model / "model.efm", tmp_path / "in.bin", tmp_path / "o"],
                check=False)
     assert proc.returncode == 1 and b"whole number" in proc.stderr
+
+
+@pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
+def test_c_engine_rounds_exact_ties_like_litert(fw, tmp_path, mode, resolver):
+    """Exact ties (common in these models) round away from zero in LiteRT's reference kernels."""
+    from edgefleet.testmodels import make_tie_models, negative_ties_in_first_layer
+
+    for name, tfl in make_tie_models().items():
+        artifact = import_tflite(tfl, requant=mode).to_bytes()
+        x = parity_inputs(N_INPUTS, Artifact.from_bytes(artifact).n_inputs, seed=7)
+        assert negative_ties_in_first_layer(Artifact.from_bytes(artifact), x) > 100
+        ours, ref = c_infer(fw, artifact, x, tmp_path), litert(tfl, x, resolver)
+        assert int((ours != ref).sum()) == 0, f"{name}/{mode}: {(ours != ref).sum()} values differ"

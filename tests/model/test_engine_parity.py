@@ -103,3 +103,22 @@ def test_engine_rejects_wrong_dtype_and_shape(tflite_models):
         eng.infer(np.zeros((2, 32), np.float32))
     with pytest.raises(ArtifactError, match="shape"):
         eng.infer(np.zeros((2, 31), np.int8))
+
+
+@pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
+def test_exact_ties_round_like_litert(mode, resolver):
+    """Models whose scales make exact ties common: LiteRT's reference kernels round a tie away
+    from zero (-1.5 -> -2); a plain `(acc*M + 2^(t-1)) >> t` gives -1. Every backend follows."""
+    from edgefleet.quant import multiply_by_quantized_multiplier, quantize_multiplier
+    from edgefleet.testmodels import make_tie_models, negative_ties_in_first_layer
+
+    m, s = quantize_multiplier(0.75 * 2.0 ** -10)
+    assert multiply_by_quantized_multiplier(np.array([-2048, 2048, -1024, -3072]), m, s).tolist() == [-2, 2, -1, -2]
+    for name, tfl in make_tie_models().items():
+        art = Artifact.from_bytes(import_tflite(tfl, requant=mode).to_bytes())
+        x = parity_inputs(N_INPUTS, art.n_inputs, seed=7)
+        assert negative_ties_in_first_layer(art, x) > 100, "the model should meet many exact ties"
+        ref = litert(tfl, x, resolver)
+        for backend in available_backends():
+            ours = Int8Engine(art, backend=backend).infer(x)
+            assert (ours != ref).sum() == 0, f"{name}/{mode}/{backend}: {(ours != ref).sum()} values differ"

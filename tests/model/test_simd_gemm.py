@@ -1,6 +1,7 @@
 """The integer GEMM under the engine's default backend: exact on every shape and extreme
 value, with every kernel this CPU can run (VNNI bytes, AVX-512BW and AVX2 int16 pairs)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from edgefleet import simd_gemm
 
-pytestmark = pytest.mark.skipif(not simd_gemm.AVAILABLE, reason="needs numba and AVX2")
+pytestmark = pytest.mark.skipif(not simd_gemm.AVAILABLE, reason=f"no simd kernel: {simd_gemm.REASON}")
 
 
 def _gemm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -86,3 +87,106 @@ def test_kernels_compile_without_a_cache_location():
     ns: dict = {}
     exec("def twice(a):\n    return a * 2\n", ns)  # no source file: numba has nowhere to cache it
     assert compile_kernel(ns["twice"])(21) == 42
+
+
+CACHE_PROBE = """
+import json, sys
+import numpy as np
+from edgefleet.artifact import Artifact
+from edgefleet.engine import Int8Engine
+from edgefleet import simd_gemm
+art = Artifact.from_bytes(open(sys.argv[1], "rb").read())
+x = np.random.default_rng(0).integers(-128, 128, (64, art.n_inputs)).astype(np.int8)
+y = Int8Engine(art, backend="simd").infer(x)
+st = simd_gemm.forward.stats
+assert simd_gemm.__file__.startswith(sys.argv[2]), simd_gemm.__file__
+print(json.dumps({"hits": sum(st.cache_hits.values()), "misses": sum(st.cache_misses.values()),
+                  "y": y.tolist()}))
+"""
+
+
+def test_cached_forward_recompiles_when_the_requant_kernels_change(tmp_path):
+    """numba's disk cache keys `forward` on its own file only; the requantization kernels it
+    inlines live in another file. An edit there must not be served from a stale cache."""
+    import shutil
+
+    import edgefleet
+
+    src = tmp_path / "src"
+    shutil.copytree(os.path.dirname(edgefleet.__file__), src / "edgefleet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    model = src / "edgefleet" / "models" / "fleet-default" / "model.efm"
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEFLEET_SIMD_KERNEL", "EDGEFLEET_ENGINE")}
+    env.update(PYTHONPATH=str(src), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def probe() -> dict:
+        out = subprocess.run([sys.executable, "-c", CACHE_PROBE, str(model), str(src)], env=env, check=True, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300).stdout  # cwd: not the checkout
+        return json.loads(out.strip().splitlines()[-1])
+
+    first, second = probe(), probe()
+    assert first["misses"] >= 1 and second == {**first, "hits": second["hits"], "misses": 0}
+    assert second["hits"] >= 1
+    with open(src / "edgefleet" / "requant_kernels.py", "a") as f:
+        f.write("\n# an edit: the cached forward must not be reused\n")
+    third = probe()
+    assert third["misses"] >= 1 and third["y"] == first["y"]
+
+
+def test_gemm_refuses_shapes_it_would_read_past():
+    """The kernel runs without bounds checks, so its shape contract is checked at entry."""
+    k, m = simd_gemm.GROUP * 3, simd_gemm.LANES
+    w = simd_gemm.group_weights(np.ones((m, k), np.int8), k, m)
+    out = np.empty(simd_gemm.ROWS * m, np.int32)
+    with pytest.raises(ValueError, match="multiple of ROWS"):
+        simd_gemm.gemm(np.zeros((simd_gemm.ROWS - 1) * k, simd_gemm.ACT_DTYPE), k, w, m, out)
+    with pytest.raises(ValueError, match="multiple of ROWS"):
+        simd_gemm.gemm(np.zeros(simd_gemm.ROWS * k, simd_gemm.ACT_DTYPE), k, w[:-1], m, out)
+
+
+SWITCH_PROBE = """
+import json, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from edgefleet import simd_gemm
+    from edgefleet.engine import Int8Engine, available_backends
+from edgefleet.artifact import load_artifact
+from edgefleet.errors import ArtifactError
+import numpy as np
+art = load_artifact("MODEL")
+try:
+    Int8Engine(art, backend="simd"); refused = ""
+except ArtifactError as exc:
+    refused = str(exc)
+eng = Int8Engine(art)
+y = eng.infer(np.zeros((3, art.n_inputs), np.int8))
+print(json.dumps({"kernel": simd_gemm.KERNEL, "reason": simd_gemm.REASON, "backend": eng.backend,
+                  "refused": refused, "warnings": [str(w.message) for w in caught], "rows": len(y)}))
+"""
+
+
+@pytest.mark.parametrize("env, kernel_on, says", [
+    ({"NUMBA_CPU_NAME": "generic"}, False, "compile for another CPU"),
+    ({"NUMBA_CPU_FEATURES": "+sse2"}, False, "compile for another CPU"),
+    ({"EDGEFLEET_SIMD_KERNEL": "none"}, False, "EDGEFLEET_SIMD_KERNEL=none"),
+    ({"EDGEFLEET_SIMD_KERNEL": "avx3"}, True, "is not one of vnni, avx512, avx2, none"),
+])
+def test_simd_switches_off_cleanly(tmp_path, env, kernel_on, says):
+    """Where numba is told to compile for another CPU the host's vector intrinsics could not be
+    selected (LLVM would abort the process): the engine falls back to blas and says why. A
+    misspelt kernel name warns instead of passing silently."""
+    import edgefleet
+
+    model = os.path.join(os.path.dirname(edgefleet.__file__), "models", "fleet-default", "model.efm")
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("EDGEFLEET_SIMD_KERNEL", "EDGEFLEET_ENGINE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+    out = subprocess.run([sys.executable, "-c", SWITCH_PROBE.replace("MODEL", model)], env={**base, **env},
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["rows"] == 3
+    if kernel_on:
+        assert got["kernel"] == simd_gemm.KERNEL and got["backend"] == "simd" and not got["refused"]
+        assert any(says in w for w in got["warnings"]), got["warnings"]
+    else:
+        assert got["kernel"] == "" and says in got["reason"] and got["backend"] == "blas"
+        assert "'simd' is not available here" in got["refused"] and says in got["refused"]

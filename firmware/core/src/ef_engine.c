@@ -13,12 +13,14 @@ static int32_t wrap_i32(uint32_t u)
     return s;
 }
 
-/* Mode 1: single-rounding MultiplyByQuantizedMultiplier. t = 31 - s in [1, 62];
+/* Mode 1: single-rounding MultiplyByQuantizedMultiplier, nearest with exact ties
+ * away from zero (what LiteRT's BUILTIN_REF kernels give). t = 31 - s in [1, 62];
  * |acc| < 2^31 and M < 2^31 keep acc*M + 2^(t-1) below 2^63. */
 int32_t ef_requantize_int(int32_t acc, int32_t multiplier, int32_t shift)
 {
     int t = 31 - (int)shift;
-    int64_t v = (int64_t)acc * (int64_t)multiplier + ((int64_t)1 << (t - 1));
+    int64_t p = (int64_t)acc * (int64_t)multiplier;
+    int64_t v = p + ((int64_t)1 << (t - 1)) - (p < 0);
     /* floor division by 2^t == arithmetic shift, written without relying on it */
     int64_t q = v >= 0 ? v / ((int64_t)1 << t) : -((-v + ((int64_t)1 << t) - 1) / ((int64_t)1 << t));
     return wrap_i32((uint32_t)(uint64_t)q); /* static_cast<int32_t> */

@@ -30,13 +30,14 @@ static inline uint32_t sxtb16_ror8(uint32_t v)
     return r;
 }
 
-/* Mode 1: single rounding, (acc*M + 2^(t-1)) >> t; >> of a negative int64 is an
+/* Mode 1: single rounding, (acc*M + 2^(t-1) - [acc*M < 0]) >> t; >> of a negative int64 is an
  * arithmetic shift in GCC (documented implementation-defined behaviour), i.e. the
  * floor division the portable code writes out. */
 static int32_t requant_int(int32_t acc, int32_t multiplier, int32_t shift)
 {
     int t = 31 - (int)shift;
-    int64_t v = (int64_t)acc * (int64_t)multiplier + ((int64_t)1 << (t - 1));
+    int64_t p = (int64_t)acc * (int64_t)multiplier;
+    int64_t v = p + ((int64_t)1 << (t - 1)) - (p < 0); /* exact ties away from zero */
     return (int32_t)(v >> t);
 }
 

@@ -311,6 +311,8 @@ class Bridge:
             head = "offer %s %d %d %d %d %d %d %s" % (
                 msg["campaign"], msg["model"], msg["size"], msg["chunk"], msg["trial_s"], int(msg["shadow"]),
                 len(msg["manifest"]), msg["sha256"])
+            if msg["shadow"]:  # SHADOW_S: absent, the node (like the schema) takes trial_s
+                head += " %d" % msg.get("shadow_s", msg["trial_s"])
             link.send(encode_frame(head.encode()))
         else:
             data = base64.b64decode(msg["data"])

@@ -126,7 +126,13 @@ def test_bridge_turns_ota_messages_into_link_messages():
              "sha256": hashlib.sha256(blob).hexdigest(), "chunk": 512, "trial_s": 9, "shadow": True,
              "manifest": man.decode()}
     b._to_node(link, "ota/offer", protocol.encode("ota/offer", offer))
-    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + offer["sha256"].encode()
+    # a shadow offer without shadow_s: SHADOW_S = trial_s (the schema's default), then with one
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + offer["sha256"].encode() + b" 9"
+    b._to_node(link, "ota/offer", protocol.encode("ota/offer", {**offer, "shadow_s": 4}))
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + offer["sha256"].encode() + b" 4"
+    b._to_node(link, "ota/offer", protocol.encode("ota/offer", {**offer, "shadow": False}))
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 0 %d " % len(man)) + offer["sha256"].encode()
+    b._to_node(link, "ota/offer", protocol.encode("ota/offer", offer))
     # the manifest, in pieces the node asks for (capped), from the offer the bridge holds
     b._manifest_piece(link, b"c-1 7 0 100")
     b._manifest_piece(link, b"c-1 7 100 10000")
@@ -147,4 +153,4 @@ def test_bridge_turns_ota_messages_into_link_messages():
     assert len(link.frames) == n + 1 and b.stats.invalid == 2
     b._to_node(link, "ota/offer", b"")
     b._manifest_piece(link, b"c-1 7 0 100")
-    assert len(link.frames) == n + 1 and b.stats.ota_in == 2
+    assert len(link.frames) == n + 1 and b.stats.ota_in == 5  # four offers, one chunk

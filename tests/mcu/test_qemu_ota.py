@@ -217,16 +217,15 @@ def test_shadow_rollout_to_the_qemu_node(ota_node):
     reg, db, key, watch, logs = (ota_node[k] for k in ("registry", "db", "key", "watch", "logs"))
     blob, man = release(2, key)  # the same weights under a new version: the same scores
     reg.publish(blob, man, {}, key.public_key())
-    # 0.05 min = 3 s of each; the bridge's offer line carries trial_s, not shadow_s (a node without
-    # SHADOW_S takes shadow_s = trial_s, as the offer schema says), so both are the same here
-    rollout(db, 2, "--stages", "100%", "--shadow", "0.05", "--trial", "0.05", "--id", "c2-shadow")
-    assert (reg.campaign("c2-shadow").policy.shadow_s, reg.campaign("c2-shadow").policy.trial_s) == (3, 3)
+    # 0.1 min = 6 s of shadow, then 0.05 min = 3 s of trial: the bridge passes shadow_s on as SHADOW_S
+    rollout(db, 2, "--stages", "100%", "--shadow", "0.1", "--trial", "0.05", "--id", "c2-shadow")
+    assert (reg.campaign("c2-shadow").policy.shadow_s, reg.campaign("c2-shadow").policy.trial_s) == (6, 3)
     done = wait_campaign(reg, "c2-shadow", logs)
     assert done.state == "completed", reg.device_states("c2-shadow")
     assert watch.of("c2-shadow") == ["accepted", "verifying", "shadow", "trial", "confirmed"]
     st = {s["state"]: s for s in watch.states if s["campaign"] == "c2-shadow"}
     assert st["shadow"]["off"] == len(blob) and "off" not in st["trial"]
-    assert st["trial"]["ts"] - st["shadow"]["ts"] >= 2500  # the 3 s phase
+    assert st["trial"]["ts"] - st["shadow"]["ts"] >= 5500  # the 6 s shadow phase, not trial_s
     assert (watch.births[-1]["model"], watch.births[-1]["slot"]) == (2, "B")
     assert all(b["ts"] >= st["trial"]["ts"] for b in watch.births if b.get("model") == 2)  # announced at the trial
     wait_for(lambda: latest_models(db) == {2}, 20, "results under model 2", logs)

@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("artifact", type=Path, help="artifact file, or a model folder")
     r.add_argument("--input", required=True, type=Path, help="int8 .npy of shape [n, inputs]")
     r.add_argument("--output", required=True, type=Path, help=".npy to write, int8 [n, outputs]")
+    r.add_argument("--engine", choices=["simd", "blas", "numpy"], default=None,
+                   help="engine backend (default: the fastest this machine has, or EDGEFLEET_ENGINE); all "
+                        "give the same bits, so another backend rules the engine out when a result looks wrong")
     r.set_defaults(func=cmd_run)
 
     c = ms.add_parser("card", help="print a model folder's card")
@@ -208,9 +211,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.input} holds {x.dtype}; int8 inputs are required (quantize first)")
     if x.ndim != 2 or x.shape[1] != art.n_inputs:
         raise DataError(f"{args.input} has shape {x.shape}; this model takes [n, {art.n_inputs}]")
-    y = Int8Engine(art).infer(x)
+    engine = Int8Engine(art, backend=args.engine)
+    y = engine.infer(x)
     np.save(args.output, y)
-    print(f"wrote {args.output}: {y.shape[0]} rows x {y.shape[1]} int8")
+    print(f"wrote {args.output}: {y.shape[0]} rows x {y.shape[1]} int8 (engine backend {engine.backend})")
     return 0
 
 

@@ -60,9 +60,16 @@ def test_import_and_run_match_litert(model_dir, tmp_path):
     run("model", "import", model_dir / "model_int8.tflite", "--out", art_path)
     x = np.random.default_rng(1).integers(-128, 128, size=(500, 32), dtype=np.int8)
     np.save(tmp_path / "x.npy", x)
-    run("model", "run", art_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    out = run("model", "run", art_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy").stdout
     y = np.load(tmp_path / "y.npy")
     assert np.array_equal(y, infer((model_dir / "model_int8.tflite").read_bytes(), x))
+    from edgefleet.engine import available_backends
+
+    assert f"engine backend {available_backends()[0]}" in out
+    # another backend, chosen on the command line: the same bits, and it says which one ran
+    out = run("model", "run", art_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "z.npy",
+              "--engine", "numpy").stdout
+    assert "engine backend numpy" in out and np.array_equal(np.load(tmp_path / "z.npy"), y)
 
 
 def test_keys_verify_the_trained_manifest(model_dir):

@@ -49,7 +49,7 @@ def _check_backend(name: str, what: str) -> None:
     if name not in BACKENDS:
         raise ArtifactError(f"{what} must be one of {', '.join(BACKENDS)}, got {name!r}")
     if name not in available_backends():
-        why = simd_gemm.REASON if name == "simd" and requant_kernels.AVAILABLE else "numba (pip install numba)"
+        why = simd_gemm.REASON if name == "simd" and not simd_gemm.AVAILABLE else requant_kernels.REASON
         raise ArtifactError(f"engine backend {name!r} is not available here ({why}); "
                             f"available: {', '.join(available_backends())}")
 
@@ -82,7 +82,10 @@ class _PreparedLayer:
         mult = np.broadcast_to(layer.multiplier.astype(np.int64), (layer.n_out,))
         total = 31 - np.broadcast_to(layer.shift.astype(np.int64), (layer.n_out,))
         acc_bound = dot_bound + int(np.abs(self.bias).max())
-        self.int_in_float = acc_bound * int(mult.max()) + (1 << int(total.max() - 1)) < FLOAT64_EXACT
+        worst = acc_bound * int(mult.max()) + (1 << int(total.max() - 1))
+        # exact in float64, and no int32 wrap to imitate (an artifact's M and shift are not
+        # checked against its scale, so a crafted one could ask for |result| >= 2^31)
+        self.int_in_float = worst < FLOAT64_EXACT and worst >> int(total.min()) < 1 << 31
         self.scale64 = mult.astype(np.float64) * np.exp2(-total.astype(np.float64))
         self.mult, self.total = mult, total
         self.bias32 = self.bias.astype(np.float32)

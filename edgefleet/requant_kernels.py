@@ -17,11 +17,14 @@ from __future__ import annotations
 import numpy as np
 
 try:  # pragma: no cover - exercised by which backend the tests see
-    from numba import njit
+    from numba import config, njit
 except Exception:  # pragma: no cover - not installed, or installed but unusable (numpy too new)
     njit = None
 
-AVAILABLE = njit is not None
+# NUMBA_DISABLE_JIT would leave these as Python loops: the numpy backend is faster then
+AVAILABLE = njit is not None and not config.DISABLE_JIT
+REASON = ("" if AVAILABLE else "NUMBA_DISABLE_JIT is set" if njit is not None
+          else "numba is not installed or not usable (pip install numba)")
 
 
 def requant_fp32_fast(acc, bias, scale, lo, hi, zp, out):

@@ -43,16 +43,17 @@ def _kernel() -> tuple[str, str]:
         warnings.warn(f"EDGEFLEET_SIMD_KERNEL={asked!r} is not one of {', '.join(KERNELS)}, none: "
                       "using the best kernel this CPU has", stacklevel=2)
         asked = ""
-    cpu_name = os.environ.get("NUMBA_CPU_NAME", "").strip()
-    if (cpu_name and cpu_name != "host") or os.environ.get("NUMBA_CPU_FEATURES", "").strip():
-        # numba then compiles for another CPU, where LLVM could not select the host intrinsics
-        return "", "NUMBA_CPU_NAME / NUMBA_CPU_FEATURES ask numba to compile for another CPU"
     try:
-        import numba  # noqa: F401 - the kernels are compiled by it
         from llvmlite import binding
+        from numba import config  # the settings numba compiles with: environment and .numba_config.yaml
         cpu = set(binding.get_host_cpu_features().flatten().split(","))
     except Exception as exc:  # pragma: no cover - numba missing or unusable (e.g. numpy too new)
         return "", f"numba is not usable here ({type(exc).__name__}: {exc})"
+    if config.DISABLE_JIT:
+        return "", "NUMBA_DISABLE_JIT is set"
+    if (config.CPU_NAME or "host") != "host" or config.CPU_FEATURES:
+        # numba then compiles for a named CPU, where LLVM may not select the host's intrinsics
+        return "", "NUMBA_CPU_NAME / NUMBA_CPU_FEATURES ask numba to compile for a named CPU"
     have = [k for k, need in zip(KERNELS, (("+avx512vnni", "+avx512bw"), ("+avx512bw",), ("+avx2",)))
             if all(f in cpu for f in need)]
     if asked:

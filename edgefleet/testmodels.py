@@ -78,8 +78,8 @@ def make_tflite_with_op(op: str = "conv") -> bytes:
 def with_tie_scales(tflite: bytes, seed: int) -> bytes:
     """`tflite` with every dense layer's weights, bias and scales replaced so that many
     accumulators land exactly half-way between two outputs: small weights, weight scales
-    with 4-bit mantissas, activation scales powers of two, no ReLU (which would clamp the
-    negative ties away). Real models almost never hit such ties;
+    with 4-bit mantissas, activation scales powers of two. Pass a model without ReLU
+    (`relu_hidden=False`): ReLU clamps the negative ties away. Real models almost never hit such ties;
     these make the rounding of exact ties (LiteRT: away from zero) testable."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema

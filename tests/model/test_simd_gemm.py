@@ -165,28 +165,31 @@ print(json.dumps({"kernel": simd_gemm.KERNEL, "reason": simd_gemm.REASON, "backe
 """
 
 
-@pytest.mark.parametrize("env, kernel_on, says", [
-    ({"NUMBA_CPU_NAME": "generic"}, False, "compile for another CPU"),
-    ({"NUMBA_CPU_FEATURES": "+sse2"}, False, "compile for another CPU"),
-    ({"EDGEFLEET_SIMD_KERNEL": "none"}, False, "EDGEFLEET_SIMD_KERNEL=none"),
-    ({"EDGEFLEET_SIMD_KERNEL": "avx3"}, True, "is not one of vnni, avx512, avx2, none"),
+@pytest.mark.parametrize("env, yaml, backend, says", [
+    ({"NUMBA_CPU_NAME": "generic"}, "", "blas", "compile for a named CPU"),
+    ({"NUMBA_CPU_FEATURES": "+sse2"}, "", "blas", "compile for a named CPU"),
+    ({}, "cpu_name: generic\n", "blas", "compile for a named CPU"),  # numba's config file
+    ({"EDGEFLEET_SIMD_KERNEL": "none"}, "", "blas", "EDGEFLEET_SIMD_KERNEL=none"),
+    ({"NUMBA_DISABLE_JIT": "1"}, "", "numpy", "NUMBA_DISABLE_JIT is set"),
+    ({"EDGEFLEET_SIMD_KERNEL": "avx3"}, "", "simd", "is not one of vnni, avx512, avx2, none"),
 ])
-def test_simd_switches_off_cleanly(tmp_path, env, kernel_on, says):
-    """Where numba is told to compile for another CPU the host's vector intrinsics could not be
-    selected (LLVM would abort the process): the engine falls back to blas and says why. A
-    misspelt kernel name warns instead of passing silently."""
+def test_simd_switches_off_cleanly(tmp_path, env, yaml, backend, says):
+    """Where numba is configured to compile for a named CPU the host's vector intrinsics may not
+    be selected (LLVM would abort the process): the engine falls back to blas and says why; with
+    the JIT disabled, to numpy. A misspelt kernel name warns instead of passing silently."""
     import edgefleet
 
     model = os.path.join(os.path.dirname(edgefleet.__file__), "models", "fleet-default", "model.efm")
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("EDGEFLEET_SIMD_KERNEL", "EDGEFLEET_ENGINE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEFLEET_", "NUMBA_"))}
+    if yaml:
+        (tmp_path / ".numba_config.yaml").write_text(yaml)
     out = subprocess.run([sys.executable, "-c", SWITCH_PROBE.replace("MODEL", model)], env={**base, **env},
-                         check=True, capture_output=True, text=True, timeout=300).stdout
+                         cwd=tmp_path, check=True, capture_output=True, text=True, timeout=300).stdout
     got = json.loads(out.strip().splitlines()[-1])
-    assert got["rows"] == 3
-    if kernel_on:
-        assert got["kernel"] == simd_gemm.KERNEL and got["backend"] == "simd" and not got["refused"]
+    assert got["rows"] == 3 and got["backend"] == backend
+    if backend == "simd":
+        assert got["kernel"] == simd_gemm.KERNEL and not got["refused"]
         assert any(says in w for w in got["warnings"]), got["warnings"]
     else:
-        assert got["kernel"] == "" and says in got["reason"] and got["backend"] == "blas"
+        assert got["kernel"] == "" and says in got["reason"]
         assert "'simd' is not available here" in got["refused"] and says in got["refused"]

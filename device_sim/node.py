@@ -221,7 +221,7 @@ class VirtualNode:
         if op == "ping":
             return [self.birth(now_ms)]
         if op == "revert" and self.ota is not None:
-            return self.ota_events(self.ota.revert(now_ms / 1000.0, "revert command"), now_ms)
+            return self.ota_events(self.ota.revert(now_ms / 1000.0, "revert command", body.get("campaign")), now_ms)
         return []  # reboot is handled by the link/fleet
 
     # --- over-the-air model updates (edgefleet.ota.device does the logic) --------------------

@@ -14,6 +14,11 @@ inactive slot for `shadow_s` seconds while the old model stays active; the node
 scores every window with both and reports both (`result.shadow`). Only then does
 the candidate become active for its ordinary trial. A revert during the shadow
 phase never switched anything, so it only erases the candidate.
+
+A revert command may name a campaign: the node then reverts only that campaign's
+download, shadow phase, trial or running model (each slot remembers the campaign
+that wrote it) and reports under it; for another campaign it does nothing. A
+reverted image is dropped, so no later revert can switch back to it.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Slots:
     active: str = "A"
     trial: dict[str, Any] | None = None  # {campaign, model, deadline, previous, phase[, trial_s]}
     confirmed_version: int = 0
+    campaigns: dict[str, str | None] = field(default_factory=lambda: {"A": None, "B": None})  # who wrote each slot
 
     @property
     def inactive(self) -> str:
@@ -166,19 +172,34 @@ class OtaClient:
             return self._confirm(now)
         return []
 
-    def revert(self, now: float, reason: str = "revert command") -> list[tuple[str, dict]]:
-        """Server-ordered rollback (aborted campaign): back to the previous model, trial or not."""
+    def revert(self, now: float, reason: str = "revert command", campaign: str | None = None
+               ) -> list[tuple[str, dict]]:
+        """Server-ordered rollback (aborted campaign): back to the previous model, trial or not.
+        With `campaign`, only if the download, trial or running model is that campaign's (or
+        its campaign is unknown); the report names it."""
+        own = self.own_campaign()
+        if campaign and own and campaign != own:
+            return []  # another campaign's revert (a late one, or a campaign since superseded)
         if self.download:
             d, self.download = self.download, None
             self.state = State.IDLE
             return [self._state(d.campaign, d.model, "failed", now, reason=f"cancelled: {reason}")]
-        return self._revert(now, reason, confirmed_too=True)
+        return self._revert(now, reason, confirmed_too=True, campaign=campaign)
 
     # ------------------------------------------------------------ queries
 
     def current_version(self) -> int:
         art = self.slots.active_artifact()
         return art.model_version if art else 0
+
+    def own_campaign(self) -> str | None:
+        """The campaign of the download, shadow phase or trial in progress, else the one that
+        installed the running model (None: the factory model, or not known)."""
+        if self.download:
+            return self.download.campaign
+        if self.slots.trial:
+            return self.slots.trial["campaign"]
+        return self.slots.campaigns.get(self.slots.active)
 
     def in_shadow(self) -> bool:
         return bool(self.slots.trial) and self.slots.trial.get("phase") == "shadow"
@@ -200,6 +221,7 @@ class OtaClient:
             return out + [self._state(d.campaign, d.model, "rejected", now, reason=reason)]
         previous = self.slots.active
         self.slots.images[self.slots.inactive] = blob
+        self.slots.campaigns[self.slots.inactive] = d.campaign
         if d.shadow:  # the old model stays active; the candidate scores alongside it
             self.slots.trial = {"campaign": d.campaign, "model": d.model, "deadline": now + d.shadow_s,
                                 "previous": previous, "phase": "shadow", "trial_s": d.trial_s}
@@ -278,7 +300,8 @@ class OtaClient:
         self.state = State.IDLE
         return [self._state(trial["campaign"], trial["model"], "confirmed", now)]
 
-    def _revert(self, now: float, reason: str, *, confirmed_too: bool = False) -> list[tuple[str, dict]]:
+    def _revert(self, now: float, reason: str, *, confirmed_too: bool = False,
+                campaign: str | None = None) -> list[tuple[str, dict]]:
         trial = self.slots.trial
         if trial is None and not confirmed_too:
             return []
@@ -286,9 +309,10 @@ class OtaClient:
         if not self.slots.images.get(prev):
             return []  # nothing to go back to
         model = trial["model"] if trial else self.current_version()
-        campaign = trial["campaign"] if trial else ""
-        if trial and trial.get("phase") == "shadow":  # never switched: erase the candidate so that
-            self.slots.images[self.slots.inactive] = None  # a later revert cannot land on it
+        campaign = self.own_campaign() or campaign
+        dropped = self.slots.inactive if trial and trial.get("phase") == "shadow" else self.slots.active
+        self.slots.images[dropped] = None  # the reverted image: no later revert can land on it
+        self.slots.campaigns[dropped] = None
         self.slots.active = prev
         self.slots.trial = None
         self.shadow_artifact = None

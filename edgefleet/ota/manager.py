@@ -5,7 +5,8 @@ number of transfers at a time), serves `ota/data` chunks on each `ota/req`
 (resumable: the device asks by offset), records every `ota/state`, and once a
 second asks `campaign.decide` whether to wait, advance, complete or abort.
 On abort it clears the offers and orders devices that took the new model to
-revert to the previous slot.
+revert to the previous slot; the command names the campaign, so a device that had
+already confirmed reports its `reverted` under it and is counted there.
 
 Under faults (lost chunks, reboots, a broker restart) a campaign still ends in a
 consistent state: the manager keeps a persistent MQTT session, so device reports
@@ -305,7 +306,7 @@ class OtaManager:
         self._clear_offers(c)
         for d, s in self.registry.device_states(c.id).items():
             if s["state"] in ("shadow", "trial", "confirmed", "verifying", "downloading", "accepted", "offered"):
-                self._publish(d, "cmd", {"id": f"revert-{c.id}"[:64], "op": "revert"})
+                self._publish(d, "cmd", {"id": f"revert-{c.id}"[:64], "op": "revert", "campaign": c.id})
                 if s["state"] in ("offered", "accepted", "downloading"):
                     self.registry.set_device_state(c.id, d, "failed", "campaign aborted")
         self.registry.update_campaign(c.id, state="aborted")

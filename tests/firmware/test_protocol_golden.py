@@ -130,6 +130,57 @@ def test_shadow_violations_are_refused(shadow_tool, mutate):
     assert proc.returncode == 2 and b"schema" in proc.stderr and proc.stdout == b""
 
 
+CMD_DRIVER = REPO / "tests" / "firmware" / "c" / "ef_cmd_decode.c"
+PORT = REPO / "firmware" / "ports" / "mps2-an386"
+
+
+@pytest.fixture(scope="session")
+def cmd_tool(tmp_path_factory):
+    """ef_cmd_decode: the QEMU node's cmd decoder (ef_cmd.c) built for the host, sanitized."""
+    out = tmp_path_factory.mktemp("cmd") / "ef_cmd_decode"
+    cc = shutil.which("cc") or "gcc"
+    run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wno-sign-conversion", "-O1", "-g",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{REPO / 'firmware/core/include'}",
+         f"-I{PORT}", CMD_DRIVER, PORT / "ef_cmd.c", "-lm", "-o", out])
+    return out
+
+
+def golden_cmds() -> list[str]:
+    vectors = json.loads((PROTOCOL / "vectors.json").read_text())
+    return [v["file"] for v in vectors["valid"] if v["kind"] == "cmd"]
+
+
+@pytest.mark.parametrize("file", golden_cmds())
+def test_golden_cmds_decode_in_c_as_in_python(cmd_tool, file):
+    raw = (PROTOCOL / file).read_bytes().rstrip(b"\n")
+    want = {k: v for k, v in codec.decode("cmd", raw).items() if k != "v"}
+    assert json.loads(run([cmd_tool], input=raw).stdout) == want
+
+
+def test_a_revert_golden_names_its_campaign():
+    assert any("campaign" in codec.decode("cmd", (PROTOCOL / f).read_bytes()) for f in golden_cmds())
+
+
+def test_revert_campaign_of_64_characters_is_accepted(cmd_tool):
+    cid = "c." + "x" * 62
+    raw = codec.encode("cmd", {"v": 1, "seq": 0, "id": "rv", "op": "revert", "campaign": cid})
+    assert json.loads(run([cmd_tool], input=raw).stdout)["campaign"] == cid
+
+
+@pytest.mark.parametrize("campaign", ['""', '"c 1"', '"' + "x" * 65 + '"', "7", '"c\u00e9"', '"c/1"', "null"])
+def test_cmd_campaign_violations_are_refused(cmd_tool, campaign):
+    raw = b'{"v":1,"seq":0,"id":"rv","op":"revert","campaign":%s}' % campaign.encode()
+    assert codec.check("cmd", json.loads(raw)) is not None  # the schema refuses it too
+    proc = run([cmd_tool], input=raw, check=False)
+    assert proc.returncode == 2 and b"schema" in proc.stderr and proc.stdout == b""
+
+
+def test_cmd_with_a_repeated_campaign_is_refused(cmd_tool):
+    raw = b'{"v":1,"seq":0,"id":"rv","op":"revert","campaign":"a","campaign":"b"}'
+    proc = run([cmd_tool], input=raw, check=False)
+    assert proc.returncode == 2 and b"schema" in proc.stderr
+
+
 def test_every_device_kind_has_a_golden_example():
     assert {k for k, _ in golden_device_examples()} == set(C_KINDS)
 

@@ -411,10 +411,16 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
         time.sleep(0.3)
         assert {r["model"] for r in link.results[n:]} == {2}
 
-        # the server orders a rollback (aborted campaign): back to the confirmed model in slot A
-        link.send(b'cmd {"v":1,"seq":1,"id":"revert-good","op":"revert"}')
+        # a rollback of another campaign is ignored: the next frame is the ping's birth, on model 2
+        link.send(b'cmd {"v":1,"seq":1,"id":"revert-other","op":"revert","campaign":"other"}')
+        link.send(b'cmd {"v":1,"seq":2,"id":"ping-1","op":"ping"}')
+        kind, body = link.expect(("status", "ota/state"))
+        assert kind == "status" and (json.loads(body)["model"], json.loads(body)["slot"]) == (2, "B")
+        # the server orders this campaign's rollback (aborted): back to the confirmed model in slot A,
+        # reported under the campaign although the update had been confirmed
+        link.send(b'cmd {"v":1,"seq":3,"id":"revert-good","op":"revert","campaign":"good"}')
         st = link.state()
-        assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("none", 2, "reverted", "revert command")
+        assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("good", 2, "reverted", "revert command")
         birth = json.loads(link.expect(("status",))[1])
         assert (birth["model"], birth["slot"]) == (1, "A")
         out, _ = qemu.communicate(timeout=30)
@@ -432,8 +438,9 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
 
 def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, recording, tmp_path):
     """The slots are in QEMU's SSRAM, which a system reset keeps, like flash: a confirmed update is
-    still there after a `reboot` cmd; a trial that a reset ends is reverted and reported once the
-    node is back, under the campaign it came from."""
+    still there after a `reboot` cmd, and so is its campaign (a revert after the reset is reported
+    under it); a trial that a reset ends is reverted and reported once the node is back, under the
+    campaign it came from."""
     key = keys.generate(tmp_path / "k.key")
     rec, fs = recording
     port = free_port()
@@ -459,6 +466,10 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
         link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
         birth = hello()
         assert (birth["model"], birth["slot"]) == (2, "B")  # the confirmed update survived the reset
+        link.send(b'cmd {"v":1,"seq":1,"id":"rv-1","op":"revert","campaign":"c-2"}')
+        st = link.state()  # the campaign comes from the slot: RAM was reset
+        assert (st["campaign"], st["model"], st["state"]) == ("c-2", 2, "reverted")
+        assert (json.loads(link.expect(("status",))[1])["model"], link.births[-1]["slot"]) == (1, "A")
 
         blob, man = release(3, key)
         link.send(offer_frame("c-3", blob, man, trial_s=600))
@@ -468,7 +479,7 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
         assert json.loads(link.expect(("status",))[1])["model"] == 3
         link.send(b'cmd {"v":1,"seq":2,"id":"rb-2","op":"reboot"}')
         birth = hello()
-        assert (birth["model"], birth["slot"]) == (2, "B")
+        assert (birth["model"], birth["slot"]) == (1, "A")
         st = link.state()
         assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-3", 3, "reverted",
                                                                             "rebooted during trial")

@@ -25,6 +25,12 @@ def make_versioned(version: int, *, threshold_scale: float = 1.0) -> bytes:
     return art.to_bytes()
 
 
+@pytest.fixture()
+def held_chunks() -> set[str]:
+    """Device ids whose OTA chunks the simulated link drops (test_sim_rollout's fleet)."""
+    return set()
+
+
 @pytest.fixture(scope="session")
 def signing_key(tmp_path_factory):
     return keys.generate(tmp_path_factory.mktemp("ota-keys") / "k.key")

@@ -142,6 +142,50 @@ def test_unhealthy_trial_reverts_and_revert_command_rolls_back_confirmed(fresh_n
     assert node2.current_version() == 1
 
 
+def test_revert_command_names_the_campaign_of_a_confirmed_model(fresh_node, signing_key, release):
+    """An aborted campaign's revert reaches a node that already confirmed: the report names the
+    campaign; a revert for another campaign changes nothing; a repeat cannot switch back."""
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    _, now = serve(node, blob, offer)
+    node.tick(now + 100)
+    assert node.current_version() == 2 and node.own_campaign() == "c2"
+    assert node.revert(now + 200, campaign="c9") == [] and node.current_version() == 2  # not c2's revert
+    (kind, st), = node.revert(now + 201, campaign="c2")
+    assert (kind, st["campaign"], st["model"], st["state"]) == ("ota/state", "c2", 2, "reverted")
+    assert node.current_version() == 1 and node.own_campaign() is None  # the factory model
+    assert node.revert(now + 202, campaign="c2") == [] and node.current_version() == 1  # 2 was dropped
+
+
+def test_revert_of_an_unknown_origin_is_reported_under_the_command_campaign(fresh_node, signing_key, release):
+    """A model whose campaign the node does not know (slots from before it kept one) reverts under
+    the command's campaign; without one, under "none"."""
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    _, now = serve(node, blob, offer)
+    node.tick(now + 100)
+    node.slots.campaigns[node.slots.active] = None
+    assert node.revert(now + 200, campaign="c-abort")[0][1]["campaign"] == "c-abort"
+    node2 = fresh_node(signing_key)
+    _, now = serve(node2, blob, offer)
+    node2.tick(now + 100)
+    node2.slots.campaigns[node2.slots.active] = None
+    assert node2.revert(now + 200)[0][1]["campaign"] == "none"
+
+
+def test_revert_for_another_campaign_leaves_a_download_or_trial_alone(fresh_node, signing_key, release):
+    node = fresh_node(signing_key)
+    blob, _, offer = release(2)
+    node.offer(offer, 0.0)
+    assert node.revert(1.0, campaign="c-old") == [] and node.download is not None
+    assert [b["state"] for _, b in node.revert(2.0, campaign="c2")] == ["failed"] and node.download is None
+    node2 = fresh_node(signing_key)
+    _, now = serve(node2, blob, offer)
+    assert node2.revert(now, campaign="c-old") == [] and node2.slots.trial and node2.current_version() == 2
+    assert [(b["campaign"], b["state"]) for _, b in node2.revert(now, campaign="c2")] == [("c2", "reverted")]
+    assert node2.current_version() == 1
+
+
 def test_download_gives_up_after_retries(fresh_node, signing_key, release):
     node = fresh_node(signing_key)
     blob, _, offer = release(2)

@@ -40,6 +40,7 @@ class HarnessNode:
         self.rng = np.random.default_rng(seed)
         self.drop, self.corrupt = drop, corrupt
         self.results: list[tuple[int, bool]] = []
+        self.cmds: list[dict] = []
         self.seq = 0
         self.lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
@@ -74,7 +75,8 @@ class HarnessNode:
                     body["data"] = b64encode(bytes(raw)).decode()
                 self._send(self.ota.chunk(body, now))
             elif m.kind == "cmd" and m.body["op"] == "revert":
-                self._send(self.ota.revert(now))
+                self.cmds.append(m.body)
+                self._send(self.ota.revert(now, campaign=m.body.get("campaign")))
 
     def step(self):
         """One window scored by whatever model is active, then the OTA timers."""
@@ -210,3 +212,7 @@ def test_target_by_site_and_operator_abort(setup, signing_key, release, versione
     time.sleep(1.0)
     assert registry.campaign(c.id).state == "aborted"
     assert all(node.ota.current_version() == 1 for node, _ in nodes.values())
+    north = [node for node, meta in nodes.values() if meta["site"] == "north"]
+    assert all([cmd["campaign"] for cmd in node.cmds] == [c.id] for node in north)  # the revert names it
+    mgr.step()  # records the nodes' reports
+    assert registry.status(c.id)[0]["by_state"] == {"reverted": 5}

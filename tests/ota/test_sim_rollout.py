@@ -17,7 +17,7 @@ from device_sim.plant import make_plant
 from edgefleet import manifest
 from edgefleet.artifact import Artifact
 from edgefleet.broker import start_broker
-from edgefleet.ota.campaign import Policy, Target
+from edgefleet.ota.campaign import Policy, Target, rollout_order
 from edgefleet.ota.registry import OtaRegistry
 from edgefleet.store import SQLiteStore
 
@@ -34,14 +34,16 @@ def release(version: int, key, *, threshold_scale: float = 1.0) -> tuple[bytes, 
 
 
 @pytest.fixture()
-def plant_and_service(tmp_path, signing_key):
+def plant_and_service(tmp_path, signing_key, held_chunks):
+    """The fleet, registry and store; nodes named in `held_chunks` lose every OTA chunk."""
     broker = start_broker(prefer="mosquitto", workdir=tmp_path / "broker")
     db = tmp_path / "fleet.db"
     serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--broker", broker.url, "--db", str(db),
                               "--client-id", f"ota-e2e-{time.time_ns()}"], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
     fleet = Fleet(make_plant(30, seed=3), Artifact.from_bytes(FLEET_MODEL.read_bytes()),
-                  LinkOptions(broker.host, broker.port),
+                  LinkOptions(broker.host, broker.port,
+                              ota_data_hook=lambda _sh, lk, body: None if lk.node.device_id in held_chunks else body),
                   FleetOptions(period_s=0.5, ota_public_key=signing_key.public_key(), seed=3))
     fleet.start()
     assert fleet.wait_connected(1.0, 30)
@@ -104,3 +106,29 @@ def test_false_alarm_model_stopped_at_canaries_and_rolled_back(plant_and_service
     while versions(fleet) != {1} and time.time() < deadline:
         time.sleep(0.5)
     assert versions(fleet) == {1}
+
+
+def test_abort_counts_devices_that_had_confirmed_as_reverted(plant_and_service, held_chunks, signing_key):
+    """An operator abort after most devices confirmed: each gets the campaign's revert command, goes
+    back to model 1 and reports `reverted` under the campaign, so its counts say so."""
+    fleet, registry, store = plant_and_service
+    blob, man = release(2, signing_key)
+    registry.publish(blob, man, {}, signing_key.public_key())
+    cid = "c-abort-confirmed"
+    last = rollout_order([lk.node.device_id for lk in fleet.links], cid)[-1]
+    held_chunks.add(last)  # its download never ends: the campaign cannot complete before the abort
+    registry.create_campaign(2, Target.parse("all"),
+                             Policy(stages=[0.1, 1.0], trial_s=1, abort_anomaly_shift=1000.0), campaign_id=cid)
+    deadline = time.time() + 60
+    while registry.status(cid)[0]["by_state"].get("confirmed", 0) < 29 and time.time() < deadline:
+        time.sleep(0.3)
+    assert registry.status(cid)[0]["by_state"] == {"confirmed": 29, "accepted": 1}, registry.status(cid)
+    registry.abort(cid)
+    deadline = time.time() + 20
+    while registry.status(cid)[0]["by_state"].get("reverted", 0) < 29 and time.time() < deadline:
+        time.sleep(0.3)
+    assert registry.status(cid)[0]["by_state"] == {"reverted": 29, "failed": 1}, registry.status(cid)
+    assert versions(fleet) == {1}
+    states = registry.device_states(cid)
+    assert states[last]["state"] == "failed"  # the manager's "campaign aborted", or the node's cancel
+    assert {s["reason"] for d, s in states.items() if d != last} == {"revert command"}

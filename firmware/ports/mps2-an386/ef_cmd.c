@@ -109,7 +109,7 @@ static int valid_id(const char *s, size_t n)
 ef_status ef_cmd_decode(const char *json, size_t len, ef_cmd *out)
 {
     cursor c;
-    unsigned seen = 0; /* bits: v seq id op n thr */
+    unsigned seen = 0; /* bits: v seq id op n thr campaign */
     char key[16], str[72];
     if (json == NULL || out == NULL)
         return EF_ERR_ARG;
@@ -124,15 +124,15 @@ ef_status ef_cmd_decode(const char *json, size_t len, ef_cmd *out)
             int integral, klen = read_string(&c, key, sizeof key), bit = -1;
             if (klen < 0 || !take(&c, ':'))
                 return EF_ERR_SCHEMA;
-            if (strcmp(key, "id") == 0 || strcmp(key, "op") == 0) {
+            if (strcmp(key, "id") == 0 || strcmp(key, "op") == 0 || strcmp(key, "campaign") == 0) {
                 int slen = read_string(&c, str, sizeof str);
                 if (slen < 0)
                     return EF_ERR_SCHEMA;
-                if (key[0] == 'i') {
+                if (key[0] != 'o') { /* id and campaign: the same pattern */
                     if (!valid_id(str, (size_t)slen))
                         return EF_ERR_SCHEMA;
-                    memcpy(out->id, str, (size_t)slen + 1);
-                    bit = 2;
+                    memcpy(key[0] == 'i' ? out->id : out->campaign, str, (size_t)slen + 1);
+                    bit = key[0] == 'i' ? 2 : 6;
                 } else {
                     size_t i;
                     for (i = 0; i < sizeof k_ops / sizeof k_ops[0] && strcmp(str, k_ops[i]) != 0; i++)

@@ -3,8 +3,9 @@
  * A bounded, non-allocating reader for the one flat object the schema allows:
  * every key must be one the schema names, each at most once, with the right type
  * and range (v == 1, seq in [0, 2^32), id 1-64 of [A-Za-z0-9._-], op in the enum,
- * n in [1, 100000], thr a finite number > 0); required keys present; nothing
- * after the object. Anything else is EF_ERR_SCHEMA, and the node ignores it. */
+ * n in [1, 100000], thr a finite number > 0, campaign 1-64 of [A-Za-z0-9._-]);
+ * required keys present; nothing after the object. Anything else is EF_ERR_SCHEMA,
+ * and the node ignores it. */
 #ifndef EF_CMD_H
 #define EF_CMD_H
 #include <stddef.h>
@@ -20,6 +21,7 @@ typedef struct {
     ef_cmd_op op;
     int has_n; uint32_t n;
     int has_thr; double thr;
+    char campaign[65]; /* revert: the campaign whose model to revert; "" when absent */
 } ef_cmd;
 
 ef_status ef_cmd_decode(const char *json, size_t len, ef_cmd *out);

@@ -345,7 +345,7 @@ static void switch_model(const node_config *c)
     g_node.trial_windows = g_node.trial_anomalies = 0;
     g_node.calib_left = 0;
     if (plan(c) != EF_OK) { /* it cannot run here (rate, buffers): back to the previous one */
-        if (node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "model cannot run on this node"))
+        if (node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "model cannot run on this node", NULL))
             g_node.model = *node_ota_model();
         if (plan(c) != EF_OK)
             board_fatal("no runnable model", 2);
@@ -395,7 +395,8 @@ static void handle_cmd(const node_config *c, const char *json, size_t len)
     case EF_OP_REBOOT:
         board_reset();
     case EF_OP_REVERT: /* server-ordered rollback (aborted campaign) */
-        if (c->ota && node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "revert command"))
+        if (c->ota && node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "revert command",
+                                      cmd.campaign[0] ? cmd.campaign : NULL))
             switch_model(c);
         break;
     }

@@ -380,6 +380,21 @@ static __attribute__((noinline)) int on_data(cursor *c, uint64_t now, uint32_t t
     return 1;
 }
 
+/* The campaign whose download wrote `slot` (its header region's last 128 bytes) into out[65];
+ * "" when there is none (the factory model) or it does not read as a campaign id. */
+static void slot_campaign(uint8_t slot, char *out)
+{
+    const uint8_t *m = g_o.cfg.slots->map(g_o.cfg.slots->ctx, (uint32_t)slot * g_o.cfg.slot_size + META_OFF, 65);
+    size_t n = 0;
+    while (m && n < 64 && ((m[n] >= 'A' && m[n] <= 'Z') || (m[n] >= 'a' && m[n] <= 'z') ||
+                           (m[n] >= '0' && m[n] <= '9') || m[n] == '.' || m[n] == '_' || m[n] == '-'))
+        n++;
+    if (n > 0 && m[n] == '\0')
+        memcpy(out, m, n + 1);
+    else
+        out[0] = '\0';
+}
+
 /* ---- public ---- */
 
 ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint32_t factory_len)
@@ -399,15 +414,8 @@ ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint
         st = ef_ota_boot(&g_o.ota);
     }
     if (st == EF_OK && g_o.ota.report == EF_OTA_REPORT_REVERTED) { /* the trial ran in the other slot */
-        const uint8_t *m = cfg->slots->map(cfg->slots->ctx,
-                                           (uint32_t)(g_o.ota.running ^ 1u) * cfg->slot_size + META_OFF, 65);
-        size_t n = 0;
-        while (m && n < 64 && ((m[n] >= 'A' && m[n] <= 'Z') || (m[n] >= 'a' && m[n] <= 'z') ||
-                               (m[n] >= '0' && m[n] <= '9') || m[n] == '.' || m[n] == '_' || m[n] == '-'))
-            n++;
-        if (n > 0 && m[n] == '\0')
-            memcpy(g_o.campaign, m, n + 1);
-        else
+        slot_campaign((uint8_t)(g_o.ota.running ^ 1u), g_o.campaign);
+        if (g_o.campaign[0] == '\0')
             strcpy(g_o.campaign, "none");
         g_o.boot_reverted = g_o.ota.version;
     }
@@ -471,11 +479,17 @@ int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy)
     return 0;
 }
 
-int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason)
+int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason, const char *campaign)
 {
-    const int trial = g_o.ota.state == EF_OTA_TRIAL, shadow = g_o.in_shadow;
+    const int shadow = g_o.in_shadow;
     const uint32_t leaving = running_version(); /* in a shadow phase: the candidate */
     char why[80];
+    if (g_o.ph == PH_IDLE && g_o.ota.state != EF_OTA_TRIAL) /* idle: whoever installed the running model */
+        slot_campaign(g_o.ota.running, g_o.campaign);
+    if (campaign && g_o.campaign[0] && strcmp(campaign, g_o.campaign) != 0) {
+        ef_platform_log("revert ignored: for another campaign");
+        return 0;
+    }
     if (g_o.ph != PH_IDLE) {
         snprintf(why, sizeof why, "cancelled: %s", reason);
         abandon("failed", now_ms, why, tick_ms);
@@ -484,6 +498,7 @@ int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason)
     if (!core_revert(tick_ms))
         return 0; /* nothing to go back to */
     g_o.in_shadow = 0;
-    send_state(trial ? g_o.campaign : "none", leaving, "reverted", now_ms, 0, 0, reason);
+    send_state(g_o.campaign[0] ? g_o.campaign : campaign ? campaign : "none", leaving, "reverted", now_ms, 0, 0,
+               reason);
     return !shadow; /* a shadow phase only drops the candidate: the old model never stopped */
 }

@@ -67,7 +67,12 @@ const ef_model *node_ota_shadow(void);
  * ts), tick_ms the board clock (timers). */
 int node_ota_link(const char *kind, const char *body, size_t len, uint64_t now_ms, uint32_t tick_ms);
 int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy);
-int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason);
+/* Cancel the download, end the trial or shadow phase, or leave the running confirmed model
+ * for the other confirmed slot. With `campaign` (a revert cmd's, else NULL) only if that is
+ * the download's, trial's or running model's campaign (or the node knows none): a revert
+ * for another campaign is ignored. The `reverted` report names the node's campaign, else
+ * `campaign`, else "none". */
+int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason, const char *campaign);
 #else /* no OTA on this board: node_config.ota stays NULL and none of these runs */
 static inline ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *f, uint32_t n)
 { (void)cfg; (void)f; (void)n; return EF_ERR_ARG; }
@@ -79,6 +84,7 @@ static inline const ef_model *node_ota_shadow(void) { return 0; }
 static inline int node_ota_link(const char *k, const char *b, size_t n, uint64_t t, uint32_t k2)
 { (void)k; (void)b; (void)n; (void)t; (void)k2; return 0; }
 static inline int node_ota_tick(uint64_t t, uint32_t k, int h) { (void)t; (void)k; (void)h; return 0; }
-static inline int node_ota_revert(uint64_t t, uint32_t k, const char *r) { (void)t; (void)k; (void)r; return 0; }
+static inline int node_ota_revert(uint64_t t, uint32_t k, const char *r, const char *c)
+{ (void)t; (void)k; (void)r; (void)c; return 0; }
 #endif
 #endif

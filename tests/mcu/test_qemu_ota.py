@@ -357,22 +357,36 @@ def serve_transfer(link: NodeLink, campaign: str, blob: bytes, man: bytes, *,
         served += 1
 
 
+def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = None,
+               capture: bool = False) -> tuple[subprocess.Popen, "NodeLink"]:
+    """The QEMU node on the fleet model and the recording, trusting `key`, its serial link on a
+    free port; `capture` keeps the node's console output (stack report) for the caller."""
+    rec, fs = recording
+    port = free_port()
+    extra = f"--windows {windows} " if windows else ""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
+                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                             f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
+                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
+                            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
+    return qemu, NodeLink(port)
+
+
+def hello(link: "NodeLink") -> dict:
+    """Wait for the node's boot line, send the bridge's hello (wall clock), return its birth."""
+    link.expect(("boot",))
+    link.send(b"hello %d" % int(time.time() * 1000))
+    return json.loads(link.expect(("status",))[1])
+
+
 def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
     """Without broker or bridge: every refusal reason and both rollbacks on the emulated core,
     the trial switching the running model, and the stack high-water mark with Ed25519 on it."""
     key = keys.generate(tmp_path / "k.key")
-    rec, fs = recording
-    port = free_port()
-    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
-                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
-                             f"node {FLEET_MODEL} {fs} --samples {rec} --windows 100 "
-                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    link = NodeLink(port)
+    qemu, link = start_node(mcu, recording, tmp_path, key, windows=100, capture=True)
     try:
-        link.expect(("boot",))
-        link.send(b"hello %d" % int(time.time() * 1000))
-        birth = json.loads(link.expect(("status",))[1])
+        birth = hello(link)
         assert (birth["model"], birth["slot"], birth["caps"]) == (1, "A", ["debug", "calib", "ota"])
 
         # refused before any download: a foreign key, a downgrade
@@ -442,29 +456,17 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
     under it); a trial that a reset ends is reverted and reported once the node is back, under the
     campaign it came from."""
     key = keys.generate(tmp_path / "k.key")
-    rec, fs = recording
-    port = free_port()
-    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
-                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
-                             f"node {FLEET_MODEL} {fs} --samples {rec} "
-                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    link = NodeLink(port)
-
-    def hello() -> dict:
-        link.expect(("boot",))
-        link.send(b"hello %d" % int(time.time() * 1000))
-        return json.loads(link.expect(("status",))[1])
+    qemu, link = start_node(mcu, recording, tmp_path, key)
 
     try:
-        assert hello()["model"] == 1
+        assert hello(link)["model"] == 1
         blob, man = release(2, key)
         link.send(offer_frame("c-2", blob, man, trial_s=0))
         assert serve_transfer(link, "c-2", blob, man)[1]["state"] == "accepted"
         assert serve_transfer(link, "c-2", blob, man)[1]["state"] == "verifying"
         assert [link.state()["state"], link.state()["state"]] == ["trial", "confirmed"]
         link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
-        birth = hello()
+        birth = hello(link)
         assert (birth["model"], birth["slot"]) == (2, "B")  # the confirmed update survived the reset
         link.send(b'cmd {"v":1,"seq":1,"id":"rv-1","op":"revert","campaign":"c-2"}')
         st = link.state()  # the campaign comes from the slot: RAM was reset
@@ -478,7 +480,7 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
         assert link.state()["state"] == "trial"
         assert json.loads(link.expect(("status",))[1])["model"] == 3
         link.send(b'cmd {"v":1,"seq":2,"id":"rb-2","op":"reboot"}')
-        birth = hello()
+        birth = hello(link)
         assert (birth["model"], birth["slot"]) == (1, "A")
         st = link.state()
         assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-3", 3, "reverted",
@@ -505,19 +507,8 @@ def test_shadow_phase_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path)
     revert cmd and an unhealthy phase each drop the candidate without it ever running."""
     key = keys.generate(tmp_path / "k.key")
     rec, fs = recording
-    port = free_port()
-    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
-                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
-                             f"node {FLEET_MODEL} {fs} --samples {rec} "
-                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    link = NodeLink(port)
+    qemu, link = start_node(mcu, recording, tmp_path, key)
     n_windows = 40  # the recording, looped by the node: result seq s is window s % 40
-
-    def hello() -> dict:
-        link.expect(("boot",))
-        link.send(b"hello %d" % int(time.time() * 1000))
-        return json.loads(link.expect(("status",))[1])
 
     def install(campaign: str, blob: bytes, man: bytes, **offer) -> dict:
         link.send(offer_frame(campaign, blob, man, **offer))
@@ -529,7 +520,7 @@ def test_shadow_phase_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path)
         return [(m, r) for m in link.results[since:] if m["boot"] == boot and "shadow" in m for r in m["res"]]
 
     try:
-        boot = hello()["boot"]
+        boot = hello(link)["boot"]
         # candidate 2 scores windows differently (other normalisation) and has its own threshold
         blob2, man2 = release(2, key, mean_shift=0.05, threshold_scale=0.8)
         cand = tmp_path / "v2.efm"
@@ -544,7 +535,7 @@ def test_shadow_phase_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path)
         n = len(link.results)
         wait_for(lambda: len(shadowed(n, boot)) >= 3, 10, "results with shadow outcomes", lambda: "")
         link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
-        birth = hello()
+        birth = hello(link)
         assert (birth["model"], birth["slot"]) == (1, "A") and birth["boot"] != boot
         st = link.state()
         assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-reset", 2, "reverted",

@@ -21,6 +21,7 @@ from edgefleet import requant_kernels, simd_gemm
 from edgefleet.artifact import REQUANT_FP32, Artifact, Layer
 from edgefleet.errors import ArtifactError, FeatureError
 from edgefleet.features import log_band_power, plan, quantize, standardize
+from edgefleet.quant import multiply_by_quantized_multiplier
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
@@ -159,10 +160,7 @@ class _PreparedLayer:
             np.trunc(v, out=v)
             np.clip(v, self.lo, self.hi, out=v)
         else:
-            a = acc.astype(np.int64)
-            p = a * self.mult
-            v = (p + (np.int64(1) << (self.total - 1)) - (p < 0)) >> self.total
-            v = ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # static_cast<int32_t>
+            v = multiply_by_quantized_multiplier(acc.astype(np.int64), self.mult, 31 - self.total)
             np.clip(v, self.lo, self.hi, out=v)
         v += self.zp
         return v

@@ -112,8 +112,26 @@ def with_tie_scales(tflite: bytes, seed: int) -> bytes:
 
 def make_tie_models() -> dict[str, bytes]:
     """Per-tensor and per-channel models whose requantization meets many exact ties."""
-    return {"tie_pt": with_tie_scales(make_dense_tflite([12, 8, 6], per_channel=False, seed=21, relu_hidden=False), seed=1),
-            "tie_pc": with_tie_scales(make_dense_tflite([12, 8, 6], per_channel=True, seed=22, relu_hidden=False), seed=2)}
+    def tie_model(per_channel: bool, seed: int) -> bytes:
+        dense = make_dense_tflite([12, 8, 6], per_channel=per_channel, seed=20 + seed, relu_hidden=False)
+        return with_tie_scales(dense, seed=seed)
+    return {"tie_pt": tie_model(False, 1), "tie_pc": tie_model(True, 2)}
+
+
+def tie_cases(mode: str, n_rows: int) -> list[tuple[str, bytes, bytes, np.ndarray, int]]:
+    """What the parity suites (Python, host C, QEMU M4) run on the tie models: per model
+    (name, .tflite, artifact bytes in requant `mode`, `n_rows` parity inputs, how many negative
+    ties those inputs meet in the first layer, for the suite to check it is testing something)."""
+    from edgefleet.artifact import Artifact
+    from edgefleet.tflite_import import import_tflite
+
+    cases = []
+    for name, tfl in make_tie_models().items():
+        artifact = import_tflite(tfl, requant=mode).to_bytes()
+        art = Artifact.from_bytes(artifact)
+        x = parity_inputs(n_rows, art.n_inputs, seed=7)
+        cases.append((name, tfl, artifact, x, negative_ties_in_first_layer(art, x)))
+    return cases
 
 
 def negative_ties_in_first_layer(art, x: np.ndarray) -> int:
@@ -127,4 +145,3 @@ def negative_ties_in_first_layer(art, x: np.ndarray) -> int:
     tie = (prod < 0) & (prod % (np.int64(1) << total) == np.int64(1) << (total - 1))
     y = ((prod >> total) + layer.output_zero_point)  # the tie's lower neighbour, before the clamp
     return int((tie & (y >= layer.act_min) & (y < layer.act_max)).sum())
-

@@ -84,11 +84,9 @@ def test_ef_infer_reports_rejection_and_bad_row_size(fw, shipped_model, tmp_path
 @pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
 def test_c_engine_rounds_exact_ties_like_litert(fw, tmp_path, mode, resolver):
     """Exact ties (common in these models) round away from zero in LiteRT's reference kernels."""
-    from edgefleet.testmodels import make_tie_models, negative_ties_in_first_layer
+    from edgefleet.testmodels import tie_cases
 
-    for name, tfl in make_tie_models().items():
-        artifact = import_tflite(tfl, requant=mode).to_bytes()
-        x = parity_inputs(N_INPUTS, Artifact.from_bytes(artifact).n_inputs, seed=7)
-        assert negative_ties_in_first_layer(Artifact.from_bytes(artifact), x) > 100
+    for name, tfl, artifact, x, ties in tie_cases(mode, N_INPUTS):
+        assert ties > 100
         ours, ref = c_infer(fw, artifact, x, tmp_path), litert(tfl, x, resolver)
         assert int((ours != ref).sum()) == 0, f"{name}/{mode}: {(ours != ref).sum()} values differ"

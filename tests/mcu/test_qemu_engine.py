@@ -72,12 +72,10 @@ def test_qemu_infer_refuses_a_corrupt_artifact_and_ragged_input(mcu, tmp_path):
 @pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
 def test_m4_engine_rounds_exact_ties_like_litert(mcu, tmp_path, mode, resolver):
     """The M4 kernels' own requantization on models full of exact ties (LiteRT: away from zero)."""
-    from edgefleet.testmodels import make_tie_models, negative_ties_in_first_layer
+    from edgefleet.testmodels import tie_cases
 
-    for name, tfl in make_tie_models().items():
-        artifact = import_tflite(tfl, requant=mode).to_bytes()
-        x = parity_inputs(ROWS_SMALL, Artifact.from_bytes(artifact).n_inputs, seed=7)
-        assert negative_ties_in_first_layer(Artifact.from_bytes(artifact), x) > 30
+    for name, tfl, artifact, x, ties in tie_cases(mode, ROWS_SMALL):
+        assert ties > 30
         ref = litert_infer(tfl, x, resolver)
         ours = qemu_infer(artifact, x, tmp_path).reshape(ref.shape)
         assert np.array_equal(ours, ref), f"{name}/{mode}: {(ours != ref).sum()} of {ref.size} values differ"

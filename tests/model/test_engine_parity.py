@@ -110,14 +110,13 @@ def test_exact_ties_round_like_litert(mode, resolver):
     """Models whose scales make exact ties common: LiteRT's reference kernels round a tie away
     from zero (-1.5 -> -2); a plain `(acc*M + 2^(t-1)) >> t` gives -1. Every backend follows."""
     from edgefleet.quant import multiply_by_quantized_multiplier, quantize_multiplier
-    from edgefleet.testmodels import make_tie_models, negative_ties_in_first_layer
+    from edgefleet.testmodels import tie_cases
 
     m, s = quantize_multiplier(0.75 * 2.0 ** -10)
     assert multiply_by_quantized_multiplier(np.array([-2048, 2048, -1024, -3072]), m, s).tolist() == [-2, 2, -1, -2]
-    for name, tfl in make_tie_models().items():
-        art = Artifact.from_bytes(import_tflite(tfl, requant=mode).to_bytes())
-        x = parity_inputs(N_INPUTS, art.n_inputs, seed=7)
-        assert negative_ties_in_first_layer(art, x) > 100, "the model should meet many exact ties"
+    for name, tfl, artifact, x, ties in tie_cases(mode, N_INPUTS):
+        assert ties > 100, "the model should meet many exact ties"
+        art = Artifact.from_bytes(artifact)
         ref = litert(tfl, x, resolver)
         for backend in available_backends():
             ours = Int8Engine(art, backend=backend).infer(x)

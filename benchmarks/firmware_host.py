@@ -40,10 +40,10 @@ def object_sizes() -> dict:
         m = re.match(r".*:(\w+)\s+(\d+)\s+\w+", line)
         if m:
             stack[m.group(1)] = int(m.group(2))
-    core = ("ef_model", "ef_engine", "ef_features", "ef_crc")
+    core = ("ef_model", "ef_engine", "ef_layer_ref", "ef_features", "ef_crc")  # engine = walk + portable kernel
     return {"objects_Os_x86_64": sizes,
             "engine_plus_features_text_bytes": sum(sizes[m]["text"] for m in core),
-            "stack_bytes": {k: stack[k] for k in ("ef_engine_infer", "ef_features_compute",
+            "stack_bytes": {k: stack[k] for k in ("ef_engine_infer", "ef_layer_run", "ef_features_compute",
                                                   "ef_model_open", "ef_features_quantize")}}
 
 
@@ -64,7 +64,7 @@ def engine_latency(tmp: Path) -> dict:
 
 
 def node_throughput(tmp: Path) -> dict:
-    from edgefleet.datasets import load_folder
+    from edgefleet.toolchain.datasets import load_folder
 
     rec = next(r for r in load_folder(REPO.parent / "shared" / "data" / "cwru") if r.is_normal)
     rec.signal.astype("<f4").tofile(tmp / "s.f32")
@@ -76,7 +76,7 @@ def node_throughput(tmp: Path) -> dict:
 
 
 def main() -> None:
-    from edgefleet.tflm_arena import smallest_arena
+    from edgefleet.toolchain.tflm_arena import smallest_arena
 
     sh(["make", "-C", FW, "host"])
     info = json.loads(sh([BUILD / "ef_infer", "--info", MODEL / "model.efm"]).stdout)

@@ -1,4 +1,4 @@
-"""Ingest scaling (issue 7): results/s with one and two `edgefleet serve` processes on a shared
+"""Ingest scaling (docs/store.md): results/s with one and two `edgefleet serve` processes on a shared
 subscription, into SQLite and into a real InfluxDB-v2-write peer (VictoriaMetrics), beside a bare
 paho subscriber that only counts, all through the same Mosquitto on this machine.
 
@@ -14,7 +14,6 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,13 +32,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _report import machine, write_report  # noqa: E402
 from ingest_throughput import publisher  # noqa: E402
 
-from edgefleet.broker import start_broker  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from edgefleet.protocol.connect import free_port  # noqa: E402
+from edgefleet.service.broker import start_broker  # noqa: E402
 
 
 def bare_subscriber(port: int, expected_msgs: int, ready, out) -> None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from edgefleet import protocol  # noqa: E402
-from edgefleet.broker import start_broker  # noqa: E402
+from edgefleet.service.broker import start_broker  # noqa: E402
 from _report import write_report  # noqa: E402
 
 

@@ -44,7 +44,7 @@ def count_instructions(artifact: Path, n: int) -> int:
 
 
 def macs(artifact: Path) -> tuple[int, list[str]]:
-    from edgefleet.artifact import load_artifact
+    from edgefleet.runtime.artifact import load_artifact
 
     a = load_artifact(artifact)
     shapes = [f"{layer.n_in}x{layer.n_out}" for layer in a.layers]
@@ -63,8 +63,8 @@ def measure(name: str, artifact: Path, n1: int, n2: int) -> dict:
 
 def main() -> int:
     subprocess.run(["make", "-s", "-C", str(FW), "mps2-an386"], check=True, capture_output=True)
-    from edgefleet.testmodels import PARITY_SHAPES, make_dense_tflite
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.toolchain.testmodels import PARITY_SHAPES, make_dense_tflite
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     rows = [measure("fleet-default", FLEET_MODEL, 2, 12)]
     with tempfile.TemporaryDirectory() as d:

@@ -39,9 +39,9 @@ def throughput(tflite: bytes, batches=(1, 256, 4096), requant: str = "fp32") -> 
     num_threads). Every backend's output is checked equal to LiteRT's first."""
     from threadpoolctl import threadpool_limits
 
-    from edgefleet.engine import Int8Engine, available_backends
-    from edgefleet.litert_ref import invoker
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.runtime.engine import Int8Engine, available_backends
+    from edgefleet.toolchain.litert_ref import invoker
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     art = import_tflite(tflite, requant=requant)
     engines = {b: Int8Engine(art, backend=b) for b in available_backends()}
@@ -96,12 +96,12 @@ def main() -> int:
     if args.speed_only:
         return speed_only()
 
-    from edgefleet.card import footprint
-    from edgefleet.datasets import load_folder
-    from edgefleet.evaluation import evaluate
-    from edgefleet.testmodels import make_dense_tflite
-    from edgefleet.tflm_arena import smallest_arena
-    from edgefleet.training import TrainConfig, train_model
+    from edgefleet.toolchain.card import footprint
+    from edgefleet.toolchain.datasets import load_folder
+    from edgefleet.toolchain.evaluation import evaluate
+    from edgefleet.toolchain.testmodels import make_dense_tflite
+    from edgefleet.toolchain.tflm_arena import smallest_arena
+    from edgefleet.toolchain.training import TrainConfig, train_model
 
     print(f"machine: {machine()}")
     recs = load_folder(args.data)
@@ -123,7 +123,7 @@ def main() -> int:
           f"TFLM arena (same .tflite) {tflm} B | MACs {fp['macs_per_inference']}")
 
     mlperf = make_dense_tflite([640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640], per_channel=False)
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     mlperf_art = import_tflite(mlperf)
     mlperf_fp = footprint(mlperf_art, len(mlperf_art.to_bytes()), None)
@@ -145,7 +145,7 @@ def main() -> int:
 
 
 def speed_only() -> int:
-    from edgefleet.testmodels import make_dense_tflite
+    from edgefleet.toolchain.testmodels import make_dense_tflite
 
     print(f"machine: {machine()}")
     shipped = (REPO / "edgefleet" / "models" / "cwru-de-12k" / "model_int8.tflite").read_bytes()

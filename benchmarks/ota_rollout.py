@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import math
 import random
@@ -56,13 +55,14 @@ from device_sim.fleet import Fleet, FleetOptions  # noqa: E402
 from device_sim.link import LinkOptions  # noqa: E402
 from device_sim.ota_faults import OtaFaults  # noqa: E402
 from device_sim.plant import make_plant  # noqa: E402
-from edgefleet import keys, manifest, protocol  # noqa: E402
-from edgefleet.artifact import Artifact  # noqa: E402
-from edgefleet.broker import start_broker  # noqa: E402
-from edgefleet.ota.campaign import Policy, Target, parse_stages, stage_size  # noqa: E402
-from edgefleet.ota.device import MAX_ARTIFACT  # noqa: E402
-from edgefleet.ota.registry import OtaRegistry  # noqa: E402
-from edgefleet.store import SQLiteStore  # noqa: E402
+from edgefleet import protocol  # noqa: E402
+from edgefleet.runtime import keys, manifest  # noqa: E402
+from edgefleet.toolchain.bad_updates import BadUpdate, bad_updates, signed, versioned  # noqa: E402
+from edgefleet.runtime.artifact import Artifact  # noqa: E402
+from edgefleet.service.broker import start_broker  # noqa: E402
+from edgefleet.service.ota.campaign import Policy, Target, parse_stages, stage_size  # noqa: E402
+from edgefleet.service.ota.registry import OtaRegistry  # noqa: E402
+from edgefleet.service.store import SQLiteStore  # noqa: E402
 
 FLEET_MODEL = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"
 CHUNK = 1024  # bytes per ota/data chunk (the manager's offer)
@@ -144,13 +144,10 @@ class Rogue:
                                                      "off": off, "crc": zlib.crc32(data),
                                                      "data": base64.b64encode(data).decode()})
 
-    def offer(self, devices: list[str], campaign: str, model: int, blob: bytes, man: bytes, *,
-              size: int | None = None, sha256: str | None = None) -> None:
+    def offer(self, devices: list[str], campaign: str, bad: BadUpdate) -> None:
         with self.lock:
-            self.campaign, self.blob, self.states = campaign, blob, {}
-        body = {"campaign": campaign, "model": model, "size": size or len(blob),
-                "sha256": sha256 or hashlib.sha256(blob).hexdigest(), "chunk": CHUNK, "trial_s": 5,
-                "shadow": False, "manifest": man.decode()}
+            self.campaign, self.blob, self.states = campaign, bad.blob, {}
+        body = bad.offer(campaign, chunk=CHUNK, trial_s=5)
         for d in devices:
             self._publish(d, "ota/offer", body, retain=True)
 
@@ -165,46 +162,6 @@ class Rogue:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
-
-
-def versioned(version: int, base: bytes) -> tuple[bytes, Artifact]:
-    art = Artifact.from_bytes(base)
-    art.model_version = version
-    return art.to_bytes(), art
-
-
-def signed(blob: bytes, art: Artifact, key) -> bytes:
-    return manifest.sign(manifest.build_body(blob, art, key.public_key(), model_id="fleet-bench"), key)
-
-
-def bad_updates(base: bytes, key, other_key) -> dict[str, dict]:
-    """The bad offers (the five kinds, tampering in two variants): what is served, what the offer
-    says, and the reason a node must give."""
-    good3, art3 = versioned(3, base)
-    out = {}
-    out["bad_signature"] = {"model": 3, "blob": good3, "man": signed(good3, art3, other_key),
-                            "expect": "signature"}
-    tampered = bytearray(good3)
-    tampered[len(tampered) // 2] ^= 0xFF
-    # genuine offer and manifest, one byte of the served artifact changed (chunk CRCs made to match):
-    # only the hash of the downloaded image can catch it
-    out["tampered"] = {"model": 3, "blob": bytes(tampered), "man": signed(good3, art3, key),
-                       "sha256": hashlib.sha256(good3).hexdigest(), "expect": "SHA-256 mismatch"}
-    # the same, with the offer's SHA-256 recomputed over the tampered bytes: the signed manifest disagrees
-    out["tampered_rehashed"] = {"model": 3, "blob": bytes(tampered), "man": signed(good3, art3, key),
-                                "sha256": hashlib.sha256(bytes(tampered)).hexdigest(),
-                                "expect": "manifest does not describe"}
-    old, art1 = versioned(1, base)
-    out["downgrade"] = {"model": 1, "blob": old, "man": signed(old, art1, key), "expect": "no downgrade"}
-    art = Artifact.from_bytes(good3)
-    art.features = None
-    art.layers = art.layers[:3]  # another input/output shape, validly signed by the trusted key
-    art.output_zero_point = art.layers[-1].output_zero_point
-    shape = art.to_bytes()
-    out["other_shape"] = {"model": 3, "blob": shape, "man": signed(shape, art, key), "expect": "incompatible"}
-    big = good3 + bytes(MAX_ARTIFACT + 16 * 1024 - len(good3))  # larger than a model slot
-    out["oversized"] = {"model": 3, "blob": big, "man": signed(big, art3, key), "expect": "exceeds"}
-    return out
 
 
 # ---------------------------------------------------------------- helpers
@@ -257,7 +214,7 @@ def active_model_valid(node, public, man: bytes) -> bool:
 
 # ---------------------------------------------------------------- the run
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="smoke run: 50 nodes, short trial and outage")
@@ -283,223 +240,261 @@ def main() -> int:
         args.trial = min(args.trial, 5)
         args.outage = min(args.outage, 2.0)
         args.tag = args.tag or "quick"
-    stages = parse_stages(args.stages)
-    n = args.nodes
+    return args
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n * 2 + 1024:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n * 2 + 1024, hard), hard))
-    work = Path(tempfile.mkdtemp(prefix="ota-bench-"))
-    key = keys.generate(work / "bench.key")
-    other_key = keys.generate(work / "other.key")
-    base = FLEET_MODEL.read_bytes()
-    v2, art2 = versioned(2, base)
-    man2 = signed(v2, art2, key)
 
-    rng = random.Random(args.seed)
-    plant = make_plant(n, seed=args.seed)
-    ids = [s.device_id for s in plant.nodes]
-    picked = rng.sample(ids, min(n, math.ceil(n * args.reboot_download) + math.ceil(n * args.reboot_trial)))
-    k_dl = math.ceil(n * args.reboot_download)
-    faults = OtaFaults(args.loss, args.corrupt, set(picked[:k_dl]), set(picked[k_dl:]), args.seed)
+class Bench:
+    """What one run holds: work directory, keys, broker, wire counter, `edgefleet serve`, fleet."""
 
-    procs: list[subprocess.Popen] = []
-    broker = start_broker(prefer="mosquitto", persistence_dir=work / "persist", workdir=work / "broker",
-                          log_file=work / "mosquitto.log")
-    fleet = runner = rogue = None
-    report: dict = {}
-    try:
-        counter = subprocess.Popen([sys.executable, "-c", COUNTER, str(broker.port)], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, text=True)
-        procs.append(counter)
-        db = work / "fleet.db"
-        serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--broker", broker.url, "--db", str(db),
-                                  "--client-id", "bench-serve"], cwd=REPO, stdout=subprocess.DEVNULL,
-                                 stderr=open(work / "serve.log", "w"))
-        procs.append(serve)
-        fleet = Fleet(plant, Artifact.from_bytes(base),
-                      LinkOptions(broker.host, broker.port, ota_data_hook=faults.on_chunk),
-                      FleetOptions(period_s=args.period, ota_public_key=key.public_key(), seed=args.seed))
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.n = args, args.nodes
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < self.n * 2 + 1024:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(self.n * 2 + 1024, hard), hard))
+        self.work = Path(tempfile.mkdtemp(prefix="ota-bench-"))
+        self.key = keys.generate(self.work / "bench.key")
+        self.other_key = keys.generate(self.work / "other.key")
+        self.base = FLEET_MODEL.read_bytes()
+        self.v2, art2 = versioned(self.base, 2)
+        self.man2 = signed(self.v2, art2, self.key, model_id="fleet-bench")
+        rng = random.Random(args.seed)
+        self.plant = make_plant(self.n, seed=args.seed)
+        self.ids = [s.device_id for s in self.plant.nodes]
+        n = self.n
+        picked = rng.sample(self.ids, min(n, math.ceil(n * args.reboot_download) + math.ceil(n * args.reboot_trial)))
+        k_dl = math.ceil(n * args.reboot_download)
+        self.faults = OtaFaults(args.loss, args.corrupt, set(picked[:k_dl]), set(picked[k_dl:]), args.seed)
+        self.procs: list[subprocess.Popen] = []
+        self.broker = start_broker(prefer="mosquitto", persistence_dir=self.work / "persist",
+                                   workdir=self.work / "broker", log_file=self.work / "mosquitto.log")
+        self.fleet: Fleet | None = None
+        self.runner: threading.Thread | None = None
+        self.rogue: Rogue | None = None
+
+    def start(self) -> None:
+        """Wire counter, `edgefleet serve` and the fleet; returns once serve knows every node."""
+        n, broker = self.n, self.broker
+        self.counter = subprocess.Popen([sys.executable, "-c", COUNTER, str(broker.port)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        self.procs.append(self.counter)
+        self.db = self.work / "fleet.db"
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "edgefleet", "serve", "--broker", broker.url, "--db", str(self.db),
+             "--client-id", "bench-serve"], cwd=REPO, stdout=subprocess.DEVNULL,
+            stderr=open(self.work / "serve.log", "w")))
+        self.fleet = Fleet(self.plant, Artifact.from_bytes(self.base),
+                           LinkOptions(broker.host, broker.port, ota_data_hook=self.faults.on_chunk),
+                           FleetOptions(period_s=self.args.period, ota_public_key=self.key.public_key(),
+                                        seed=self.args.seed))
         t_conn = time.monotonic()
-        fleet.start()
-        if not fleet.wait_connected(1.0, 120):
-            raise SystemExit(f"only {fleet.connected()} of {n} nodes connected")
-        runner = threading.Thread(target=fleet.run, daemon=True)
-        runner.start()
-        store = SQLiteStore(db)
+        self.fleet.start()
+        if not self.fleet.wait_connected(1.0, 120):
+            raise SystemExit(f"only {self.fleet.connected()} of {n} nodes connected")
+        self.runner = threading.Thread(target=self.fleet.run, daemon=True)
+        self.runner.start()
+        self.store = SQLiteStore(self.db)
         deadline = time.time() + 120
-        while len(store.devices()) < n and time.time() < deadline:
+        while len(self.store.devices()) < n and time.time() < deadline:
             time.sleep(0.5)
-        if len(store.devices()) < n:
-            raise SystemExit(f"serve knows {len(store.devices())} of {n} devices; see {work}/serve.log")
+        if len(self.store.devices()) < n:
+            raise SystemExit(f"serve knows {len(self.store.devices())} of {n} devices; see {self.work}/serve.log")
         print(f"{n} nodes connected and registered in {time.monotonic() - t_conn:.1f} s")
 
-        registry = OtaRegistry(db)
-        registry.publish(v2, man2, {"note": "benchmark: fleet-default re-versioned"}, key.public_key())
-        w0 = wire_snapshot(counter)
-        faults.enabled = True
-        policy = Policy(stages=stages, trial_s=args.trial, stage_timeout_s=600.0, abort_failures=0.10)
-        camp = registry.create_campaign(2, Target.parse("all"), policy, campaign_id="bench-v2")
-        t0 = time.monotonic()
-        stage_start, stage_times = t0, []
-        seen_stage = 0
-        restart: dict = {}
-        while True:
-            time.sleep(0.25)
-            faults.reboot_trials(fleet)
-            c = registry.campaign(camp.id)
-            if c.stage != seen_stage:
-                now = time.monotonic()
-                stage_times.append(now - stage_start)
-                stage_start, seen_stage = now, c.stage
-                print(f"  stage {len(stage_times)} done after {stage_times[-1]:.1f} s")
-            if c.state in ("completed", "aborted"):
-                stage_times.append(time.monotonic() - stage_start)
-                break
-            by = registry.status(camp.id)[0]["by_state"]
-            if (args.restart_at and not restart and c.stage == len(stages) - 1
-                    and by.get("confirmed", 0) >= args.restart_at * n):
-                restart = {"at_s": round(time.monotonic() - t0, 1), "confirmed_before": by.get("confirmed", 0),
-                           "in_flight_before": sum(v for k, v in by.items() if k not in ("confirmed",)),
-                           "mode": args.restart_mode, "outage_s": args.outage}
-                print(f"  broker {args.restart_mode} at {restart['at_s']} s: {by}")
-                (broker.kill if args.restart_mode == "kill" else broker.stop)()
-                time.sleep(args.outage)
-                broker.restart()  # same port, config and persistence directory
-                restart["down_s"] = round(time.monotonic() - t0 - restart["at_s"], 1)
-            if time.monotonic() - t0 > args.timeout:
-                print(f"  campaign still {c.state} after {args.timeout} s: {by}")
-                break
-        total_s = time.monotonic() - t0
-        faults.enabled = False
+    def wire(self) -> dict:
+        return wire_snapshot(self.counter)
+
+    def close(self) -> None:
+        if self.rogue is not None:
+            self.rogue.close()
+        if self.fleet is not None:
+            self.fleet.stop()
+            if self.runner is not None:
+                self.runner.join(15)
+            self.fleet.shutdown()
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.broker.stop()
+        if self.args.keep:
+            print(f"work directory kept: {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def run_campaign(b: Bench, registry: OtaRegistry, policy: Policy, stages: list[float]) -> dict:
+    """Start the campaign and follow it to its end, restarting the broker once on the way."""
+    args, n, broker = b.args, b.n, b.broker
+    camp = registry.create_campaign(2, Target.parse("all"), policy, campaign_id="bench-v2")
+    t0 = time.monotonic()
+    stage_start, stage_times = t0, []
+    seen_stage = 0
+    restart: dict = {}
+    while True:
+        time.sleep(0.25)
+        b.faults.reboot_trials(b.fleet)
         c = registry.campaign(camp.id)
-        print(f"campaign {c.state} in {total_s:.1f} s {c.reason}")
+        if c.stage != seen_stage:
+            now = time.monotonic()
+            stage_times.append(now - stage_start)
+            stage_start, seen_stage = now, c.stage
+            print(f"  stage {len(stage_times)} done after {stage_times[-1]:.1f} s")
+        if c.state in ("completed", "aborted"):
+            stage_times.append(time.monotonic() - stage_start)
+            break
+        by = registry.status(camp.id)[0]["by_state"]
+        if (args.restart_at and not restart and c.stage == len(stages) - 1
+                and by.get("confirmed", 0) >= args.restart_at * n):
+            restart = {"at_s": round(time.monotonic() - t0, 1), "confirmed_before": by.get("confirmed", 0),
+                       "in_flight_before": sum(v for k, v in by.items() if k not in ("confirmed",)),
+                       "mode": args.restart_mode, "outage_s": args.outage}
+            print(f"  broker {args.restart_mode} at {restart['at_s']} s: {by}")
+            (broker.kill if args.restart_mode == "kill" else broker.stop)()
+            time.sleep(args.outage)
+            broker.restart()  # same port, config and persistence directory
+            restart["down_s"] = round(time.monotonic() - t0 - restart["at_s"], 1)
+        if time.monotonic() - t0 > args.timeout:
+            print(f"  campaign still {c.state} after {args.timeout} s: {by}")
+            break
+    total_s = time.monotonic() - t0
+    b.faults.enabled = False
+    c = registry.campaign(camp.id)
+    print(f"campaign {c.state} in {total_s:.1f} s {c.reason}")
+    return {"campaign": c, "total_s": total_s, "stage_times": stage_times, "restart": restart}
+
+
+def check_rollout(b: Bench, registry: OtaRegistry, ran: dict, stages: list[float], w0: dict, w1: dict) -> dict:
+    """The good update's outcome on the nodes, in the registry, the service's table and on the wire."""
+    n, c = b.n, ran["campaign"]
+    states = registry.device_states(c.id)
+    deadline = time.time() + 30
+    while time.time() < deadline and sum(1 for d in b.store.devices() if d.model == 2) < n:
+        time.sleep(0.5)
+    store_models = Counter(d.model for d in b.store.devices())
+    nodes = {lk.node.device_id: lk.node for lk in b.fleet.links}
+    on_new = sum(1 for nd in nodes.values() if nd.ota.current_version() == 2 and nd.model_version == 2)
+    confirmed_dev = sum(1 for nd in nodes.values() if nd.ota.slots.confirmed_version == 2
+                        and nd.ota.slots.trial is None and nd.ota.download is None)
+    valid = sum(1 for nd in nodes.values() if active_model_valid(nd, b.key.public_key(), b.man2))
+    agree = sum(1 for d, nd in nodes.items()
+                if (states.get(d, {}).get("state") == "confirmed") == (nd.ota.slots.confirmed_version == 2))
+    offers = registry.offer_counts(c.id)
+    hist_states = Counter(h["state"] for d in b.ids for h in registry.history(d) if h["campaign"] == c.id)
+    left = retained_offers(b.broker.host, b.broker.port)
+    delta = wire_delta(w0, w1)
+    kinds = delta["kinds"]
+    per_node = sorted(delta["per_device"].get(d, 0) for d in b.ids)
+    data_msgs = kinds.get("ota/data", [0, 0])[0]
+    chunks_min = n * math.ceil(len(b.v2) / CHUNK)
+    ok = (c.state == "completed" and on_new == n and confirmed_dev == n and valid == n and agree == n
+          and registry.status(c.id)[0]["by_state"] == {"confirmed": n} and left == 0
+          and store_models.get(2, 0) == n)
+    rollout = {
+        "campaign_state": c.state, "reason": c.reason, "total_s": round(ran["total_s"], 1),
+        "stages": [{"stage": f"{s:.0%}", "devices": stage_size(n, s) - (stage_size(n, stages[i - 1]) if i else 0),
+                    "wall_s": round(t, 1)} for i, (s, t) in enumerate(zip(stages, ran["stage_times"]))],
+        "broker_restart": ran["restart"],
+        "success": {"nodes": n, "on_new_version": on_new, "confirmed_on_device": confirmed_dev,
+                    "valid_active_model": valid, "registry_confirmed": sum(
+                        1 for s in states.values() if s["state"] == "confirmed"),
+                    "registry_agrees_with_node": agree, "service_device_table_v2": store_models.get(2, 0),
+                    "retained_offers_left": left},
+        "retries": {"offers_total": sum(offers.values()), "devices_offered_again": sum(
+            1 for v in offers.values() if v > 1), "history_states": dict(hist_states)},
+        "ok": ok,
+    }
+    wire = {
+        "by_kind": {k: {"messages": v[0], "bytes": v[1]} for k, v in sorted(kinds.items())},
+        "total_bytes": sum(v[1] for v in kinds.values()),
+        "total_messages": sum(v[0] for v in kinds.values()),
+        "mqtt_framing_estimate_bytes": mqtt_overhead(sum(v[0] for v in kinds.values())),
+        "per_node_bytes": {"min": per_node[0], "median": statistics.median(per_node),
+                           "mean": round(sum(per_node) / n, 1), "max": per_node[-1]},
+        "per_node_over_artifact": round(statistics.median(per_node) / len(b.v2), 2),
+        "data_chunks": data_msgs, "data_chunks_minimum": chunks_min,
+        "chunks_retransmitted": data_msgs - chunks_min,
+        "note": "topic + payload of each MQTT PUBLISH as sent once (device->broker or "
+                "server->broker); offer clears are empty retained publishes",
+    }
+    return {"rollout": rollout, "wire": wire}
+
+
+def offer_bad_updates(b: Bench) -> dict:
+    """Act as a rogue server: offer every node each bad kind; count rejections and their reasons."""
+    n = b.n
+    b.rogue = Rogue(b.broker.host, b.broker.port)
+    bad = {}
+    for kind, spec in bad_updates(b.base, b.key, b.other_key, current=2).items():
+        w_a = b.wire()
+        tb = time.monotonic()
+        b.rogue.offer(b.ids, f"bad-{kind}", spec)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            out = b.rogue.outcome()
+            if len(out) == n and all(v[-1][0] in ("rejected", "failed") for v in out.values()):
+                break
+            time.sleep(0.25)
+        wall = time.monotonic() - tb
+        out = b.rogue.outcome()
+        b.rogue.clear(b.ids)
+        time.sleep(1.0)
+        finals = {d: v[-1] for d, v in out.items()}
+        rejected = sum(1 for s, _ in finals.values() if s == "rejected")
+        right = sum(1 for s, r in finals.values() if s == "rejected" and spec.expect in r)
+        reasons = Counter(r for _, r in finals.values())
+        bad[kind] = {"offered": n, "answered": len(out), "rejected": rejected, "right_reason": right,
+                     "reached_trial": sum(1 for v in out.values() if any(s == "trial" for s, _ in v)),
+                     "expected_reason": spec.expect, "reasons": dict(reasons.most_common(3)),
+                     "wall_s": round(wall, 2), "wire": wire_delta(w_a, b.wire())["kinds"]}
+        print(f"  {kind:17} rejected {rejected}/{n}, right reason {right}, in {wall:.1f} s")
+    return bad
+
+
+def main() -> int:
+    args = parse_args()
+    stages = parse_stages(args.stages)
+    b = Bench(args)
+    try:
+        b.start()
+        registry = OtaRegistry(b.db)
+        registry.publish(b.v2, b.man2, {"note": "benchmark: fleet-default re-versioned"}, b.key.public_key())
+        w0 = b.wire()
+        b.faults.enabled = True
+        policy = Policy(stages=stages, trial_s=args.trial, stage_timeout_s=600.0, abort_failures=0.10)
+        ran = run_campaign(b, registry, policy, stages)
         time.sleep(3.0)  # the last clears and births reach the counter and the store
-        w1 = wire_snapshot(counter)
-
-        # ---- outcome of the good update
-        states = registry.device_states(camp.id)
-        deadline = time.time() + 30
-        while time.time() < deadline and sum(1 for d in store.devices() if d.model == 2) < n:
-            time.sleep(0.5)
-        store_models = Counter(d.model for d in store.devices())
-        nodes = {lk.node.device_id: lk.node for lk in fleet.links}
-        on_new = sum(1 for nd in nodes.values() if nd.ota.current_version() == 2 and nd.model_version == 2)
-        confirmed_dev = sum(1 for nd in nodes.values() if nd.ota.slots.confirmed_version == 2
-                            and nd.ota.slots.trial is None and nd.ota.download is None)
-        valid = sum(1 for nd in nodes.values() if active_model_valid(nd, key.public_key(), man2))
-        agree = sum(1 for d, nd in nodes.items()
-                    if (states.get(d, {}).get("state") == "confirmed") == (nd.ota.slots.confirmed_version == 2))
-        offers = registry.offer_counts(camp.id)
-        hist_states = Counter(h["state"] for d in ids for h in registry.history(d) if h["campaign"] == camp.id)
-        left = retained_offers(broker.host, broker.port)
-        delta = wire_delta(w0, w1)
-        kinds = delta["kinds"]
-        per_node = sorted(delta["per_device"].get(d, 0) for d in ids)
-        data_msgs = kinds.get("ota/data", [0, 0])[0]
-        chunks_min = n * math.ceil(len(v2) / CHUNK)
-        rollout_ok = (c.state == "completed" and on_new == n and confirmed_dev == n and valid == n and agree == n
-                      and registry.status(camp.id)[0]["by_state"] == {"confirmed": n} and left == 0
-                      and store_models.get(2, 0) == n)
-
-        # ---- bad updates, offered by a server the nodes do not trust
-        rogue = Rogue(broker.host, broker.port)
-        bad = {}
-        for kind, spec in bad_updates(base, key, other_key).items():
-            w_a = wire_snapshot(counter)
-            tb = time.monotonic()
-            rogue.offer(ids, f"bad-{kind}", spec["model"], spec["blob"], spec["man"], sha256=spec.get("sha256"))
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                out = rogue.outcome()
-                if len(out) == n and all(v[-1][0] in ("rejected", "failed") for v in out.values()):
-                    break
-                time.sleep(0.25)
-            wall = time.monotonic() - tb
-            out = rogue.outcome()
-            rogue.clear(ids)
-            time.sleep(1.0)
-            finals = {d: v[-1] for d, v in out.items()}
-            rejected = sum(1 for s, _ in finals.values() if s == "rejected")
-            right = sum(1 for s, r in finals.values() if s == "rejected" and spec["expect"] in r)
-            reasons = Counter(r for _, r in finals.values())
-            bad[kind] = {"offered": n, "answered": len(out), "rejected": rejected, "right_reason": right,
-                         "reached_trial": sum(1 for v in out.values() if any(s == "trial" for s, _ in v)),
-                         "expected_reason": spec["expect"], "reasons": dict(reasons.most_common(3)),
-                         "wall_s": round(wall, 2), "wire": wire_delta(w_a, wire_snapshot(counter))["kinds"]}
-            print(f"  {kind:14} rejected {rejected}/{n}, right reason {right}, in {wall:.1f} s")
-        still_good = sum(1 for nd in nodes.values() if nd.ota.current_version() == 2 and nd.ota.slots.trial is None
-                         and nd.ota.download is None and active_model_valid(nd, key.public_key(), man2))
-        foreign = registry.device_states("bad-tampered")
-
+        checked = check_rollout(b, registry, ran, stages, w0, b.wire())
+        bad = offer_bad_updates(b)
+        nodes = [lk.node for lk in b.fleet.links]
+        still_good = sum(1 for nd in nodes if nd.ota.current_version() == 2 and nd.ota.slots.trial is None
+                         and nd.ota.download is None and active_model_valid(nd, b.key.public_key(), b.man2))
         report = {
-            "config": {"nodes": n, "stages": args.stages, "trial_s": args.trial, "period_s": args.period,
+            "config": {"nodes": b.n, "stages": args.stages, "trial_s": args.trial, "period_s": args.period,
                        "chunk_loss": args.loss, "chunk_corrupt": args.corrupt,
                        "reboot_mid_download": args.reboot_download, "reboot_mid_trial": args.reboot_trial,
                        "broker_restart_at": args.restart_at, "seed": args.seed,
                        "policy": {"abort_failures": policy.abort_failures, "retries": policy.retries,
                                   "stage_timeout_s": policy.stage_timeout_s}},
-            "model": {"version": 2, "bytes": len(v2), "chunk_bytes": CHUNK,
-                      "chunks_per_download": math.ceil(len(v2) / CHUNK)},
-            "rollout": {
-                "campaign_state": c.state, "reason": c.reason, "total_s": round(total_s, 1),
-                "stages": [{"stage": f"{s:.0%}", "devices": stage_size(n, s) - (stage_size(n, stages[i - 1]) if i else 0),
-                            "wall_s": round(t, 1)} for i, (s, t) in enumerate(zip(stages, stage_times))],
-                "broker_restart": restart,
-                "success": {"nodes": n, "on_new_version": on_new, "confirmed_on_device": confirmed_dev,
-                            "valid_active_model": valid, "registry_confirmed": sum(
-                                1 for s in states.values() if s["state"] == "confirmed"),
-                            "registry_agrees_with_node": agree, "service_device_table_v2": store_models.get(2, 0),
-                            "retained_offers_left": left},
-                "retries": {"offers_total": sum(offers.values()), "devices_offered_again": sum(
-                    1 for v in offers.values() if v > 1), "history_states": dict(hist_states)},
-                "ok": rollout_ok,
-            },
-            "faults": {**{k: v for k, v in faults.counts.items()}, "broker_restarts": 1 if restart else 0},
-            "wire": {
-                "by_kind": {k: {"messages": v[0], "bytes": v[1]} for k, v in sorted(kinds.items())},
-                "total_bytes": sum(v[1] for v in kinds.values()),
-                "total_messages": sum(v[0] for v in kinds.values()),
-                "mqtt_framing_estimate_bytes": mqtt_overhead(sum(v[0] for v in kinds.values())),
-                "per_node_bytes": {"min": per_node[0], "median": statistics.median(per_node),
-                                   "mean": round(sum(per_node) / n, 1), "max": per_node[-1]},
-                "per_node_over_artifact": round(statistics.median(per_node) / len(v2), 2),
-                "data_chunks": data_msgs, "data_chunks_minimum": chunks_min,
-                "chunks_retransmitted": data_msgs - chunks_min,
-                "note": "topic + payload of each MQTT PUBLISH as sent once (device->broker or "
-                        "server->broker); offer clears are empty retained publishes",
-            },
+            "model": {"version": 2, "bytes": len(b.v2), "chunk_bytes": CHUNK,
+                      "chunks_per_download": math.ceil(len(b.v2) / CHUNK)},
+            "rollout": checked["rollout"],
+            "faults": {**dict(b.faults.counts), "broker_restarts": 1 if ran["restart"] else 0},
+            "wire": checked["wire"],
             "bad_updates": bad,
-            "after_bad_updates": {"on_good_model": still_good, "nodes": n,
-                                  "foreign_reports_in_campaign_table": len(foreign)},
-            "fleet": {k: v for k, v in fleet.report().items() if k not in ("per_device",)},
+            "after_bad_updates": {"on_good_model": still_good, "nodes": b.n,
+                                  "foreign_reports_in_campaign_table": len(registry.device_states("bad-tampered"))},
+            "fleet": {k: v for k, v in b.fleet.report().items() if k not in ("per_device",)},
         }
-        ok = rollout_ok and still_good == n and all(
-            b["rejected"] == n and b["right_reason"] == n and b["reached_trial"] == 0 for b in bad.values())
-        report["ok"] = ok
+        report["ok"] = checked["rollout"]["ok"] and still_good == b.n and all(
+            x["rejected"] == b.n and x["right_reason"] == b.n and x["reached_trial"] == 0 for x in bad.values())
         print_table(report)
         write_report(f"ota_rollout-{args.tag}" if args.tag else "ota_rollout", report)
-        return 0 if ok else 1
+        return 0 if report["ok"] else 1
     finally:
-        if rogue is not None:
-            rogue.close()
-        if fleet is not None:
-            fleet.stop()
-            if runner is not None:
-                runner.join(15)
-            fleet.shutdown()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        broker.stop()
-        if args.keep:
-            print(f"work directory kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        b.close()
 
 
 def print_table(r: dict) -> None:
@@ -527,7 +522,7 @@ def print_table(r: dict) -> None:
           f"retransmitted {w['chunks_retransmitted']:,d})")
     print("  bad updates (rogue server):")
     for k, b in r["bad_updates"].items():
-        print(f"    {k:14} rejected {b['rejected']:5d}/{n}  right reason {b['right_reason']:5d}  "
+        print(f"    {k:17} rejected {b['rejected']:5d}/{n}  right reason {b['right_reason']:5d}  "
               f"reached trial {b['reached_trial']}  {b['wall_s']:6.1f} s")
     print(f"  after bad updates: {r['after_bad_updates']['on_good_model']}/{n} on the good model; "
           f"{'PASS' if r['ok'] else 'FAIL'}")

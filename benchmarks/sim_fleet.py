@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from device_sim.fleet import Fleet, FleetOptions  # noqa: E402
 from device_sim.link import LinkOptions  # noqa: E402
 from device_sim.plant import make_plant  # noqa: E402
-from edgefleet.artifact import load_artifact  # noqa: E402
+from edgefleet.runtime.artifact import load_artifact  # noqa: E402
 from edgefleet.commands.sim import default_model  # noqa: E402
 
 COUNTER = r"""

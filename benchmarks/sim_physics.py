@@ -22,10 +22,10 @@ sys.path.insert(0, str(REPO))
 
 from device_sim.physics import synthesize  # noqa: E402
 from device_sim.plant import make_plant  # noqa: E402
-from edgefleet.artifact import load_artifact  # noqa: E402
+from edgefleet.runtime.artifact import load_artifact  # noqa: E402
 from edgefleet.commands.sim import default_model  # noqa: E402
-from edgefleet.engine import Detector  # noqa: E402
-from edgefleet.features import log_band_power, plan, quantize, standardize  # noqa: E402
+from edgefleet.runtime.engine import Detector  # noqa: E402
+from edgefleet.runtime.features import log_band_power, plan, quantize, standardize  # noqa: E402
 
 
 def best_of(fn, repeat: int = 5) -> float:

@@ -3,9 +3,8 @@
     streamlit run dashboards/app.py -- --db var/demo/fleet.db    (or EDGEFLEET_DB=PATH)
 
 One file per page under views/ (not pages/: a folder named pages/ makes Streamlit run
-its legacy multipage mode on a fresh server's first request); data loaders in data.py
-(no Streamlit), caching in ui.py. A new page (e.g. Models / OTA) is one more file in
-views/ and one more line below.
+its legacy multipage mode on a fresh server's first request); its data loaders in
+loaders/<page>.py (no Streamlit), caching in ui.py, charts in charts.py (dashboards/README.md).
 """
 
 import sys
@@ -15,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboards/ on the path
     sys.path.insert(0, str(ROOT))
 
-import streamlit as st  # noqa: E402
+import streamlit as st
 
-from dashboards import ui  # noqa: E402
+from dashboards import ui
 
 st.set_page_config(page_title="edgefleet", page_icon=":material/precision_manufacturing:", layout="wide")
 page = st.navigation({
@@ -30,7 +29,7 @@ page = st.navigation({
         st.Page(ui.PAGE_SYSTEM, title="System", icon=":material/monitor_heart:"),
     ],
     "Models": [
-        st.Page("views/models.py", title="Models & OTA", icon=":material/system_update_alt:"),
+        st.Page(ui.PAGE_MODELS, title="Models & OTA", icon=":material/system_update_alt:"),
     ],
 })
 page.run()

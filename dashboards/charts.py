@@ -5,7 +5,9 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from dashboards.data import STATE_COLOURS, STATES, TrendLine
+from dashboards.loaders.device import TrendLine
+from dashboards.loaders.fleet import STATE_COLOURS, STATES
+from dashboards.loaders.models import OTA_PENDING, OTA_STATES
 
 STATE_SCALE = alt.Scale(domain=list(STATES), range=[STATE_COLOURS[s] for s in STATES])
 THRESHOLD_COLOUR = "#d62728"
@@ -102,3 +104,36 @@ def rejects_by_reason(df: pd.DataFrame) -> alt.Chart:
                 tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "code", "count"])
         .properties(height=220)
     )
+
+
+# A device's state in an OTA campaign (`campaign.DEVICE_STATES` plus the dashboard's `pending`):
+# greens done, blues on the way, grey not offered yet, reds and orange failed.
+OTA_STATE_COLOURS = {"confirmed": "#2ca02c", "trial": "#98df8a", "shadow": "#bcbddc", "verifying": "#1f77b4",
+                     "downloading": "#6baed6", "accepted": "#9ecae1", "offered": "#c6dbef", OTA_PENDING: "#e0e0e0",
+                     "rejected": "#d62728", "failed": "#b30000", "reverted": "#ff7f0e", "timeout": "#7f7f7f"}
+
+
+def campaign_states(long: pd.DataFrame, campaigns: list[str]) -> alt.Chart:
+    """Devices per OTA state, one stacked bar per campaign (`campaign_counts_long` rows), in progress order."""
+    order = [s for s in OTA_STATES if s in set(long["state"])]
+    colour = alt.Color("state:N", sort=order, legend=alt.Legend(orient="top", title=None),
+                       scale=alt.Scale(domain=order, range=[OTA_STATE_COLOURS[s] for s in order]))
+    return (
+        alt.Chart(long.assign(rank=long["state"].map(order.index))).mark_bar(height=24)
+        .encode(y=alt.Y("campaign:N", title=None, sort=campaigns),
+                x=alt.X("count:Q", stack=True, title="devices"), color=colour, order=alt.Order("rank:Q"),
+                tooltip=["campaign:N", "state:N", "count:Q"])
+        .properties(height=90 + 34 * len(campaigns))  # legend and axis fit inside
+    )
+
+
+def shadow_scores(long: pd.DataFrame, new_model: int) -> alt.LayerChart:
+    """Both models' log-score histograms on the same shadow windows, each with its threshold (dashed)."""
+    colour = alt.Color("model:N", legend=alt.Legend(orient="top", title=None),
+                       scale=alt.Scale(domain=["old (active)", f"new (v{new_model})"], range=["#6baed6", "#ff7f0e"]))
+    base = alt.Chart(long)
+    bars = base.mark_bar(opacity=0.55).encode(
+        x=alt.X("log10_score:Q", bin=alt.Bin(maxbins=40), title="log10 score"),
+        y=alt.Y("count():Q", stack=None, title="windows"), color=colour)
+    thresholds = base.mark_rule(strokeDash=[4, 3]).encode(x=alt.X("median(log10_thr):Q"), color=colour)
+    return alt.layer(bars, thresholds).properties(height=220)

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgefleet.alarms import AlarmPolicy, AlarmTracker
 from edgefleet.protocol import ResultRecord
-from edgefleet.store import DeviceUpdate, Event, IngestBatch, Reject, Store, open_store
+from edgefleet.service.alarms import AlarmPolicy, AlarmTracker
+from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, Store, open_store
 
 SITES = {"plant-north": ("L1", "L2", "L3"), "plant-south": ("L1", "L2"), "plant-east": ("L1", "L2")}
 MACHINES = ("pump", "fan", "motor", "gearbox")

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from edgefleet.protocol.connect import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
@@ -42,12 +43,6 @@ CHART_DRAWN_JS = ("Array.from(document.querySelectorAll('.vega-embed canvas, .ve
 
 class SnapshotError(RuntimeError):
     """The browser or the dashboard did not come up or did not render in time."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chromium_binary() -> str:
@@ -193,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         db = args.db
         if db is None:
             from dashboards.sample_fleet import populate
-            from edgefleet.store import open_store
+            from edgefleet.service.store import open_store
             db = Path(tmp) / "fleet.db"
             store = open_store(db)
             populate(store, per_line=args.per_line, minutes=30, n_alarm=4, n_degrading=3, n_offline=3)

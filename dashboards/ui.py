@@ -1,22 +1,27 @@
-"""The Streamlit side of the loaders: which database, one cached store, short-TTL cached frames.
+"""The Streamlit side of the loaders: which database, one cached store and registry, short-TTL cached frames.
 
-Pages call these instead of `dashboards.data` directly so that several open tabs
+Pages call these instead of `dashboards.loaders` directly so that several open tabs
 and the 2-second self-refresh share one query per TTL. Anything that writes
-(acknowledge) goes to `store()` and then clears the caches it made stale.
+(acknowledge an alarm, start or abort a campaign) goes through here too and then
+clears the caches it made stale.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboards import data
-from edgefleet.store import Device, Store, open_store
+from dashboards import loaders
+from edgefleet.clock import now_ms
+from edgefleet.service.ota.campaign import Policy
+from edgefleet.service.ota.registry import Campaign, OtaRegistry
+from edgefleet.service.store import Device, Store, open_store
 
 REFRESH_S = float(os.environ.get("EDGEFLEET_DASH_REFRESH_S", "2"))  # fragment run_every
 TTL_S = min(1.0, REFRESH_S)  # loaders; a new alarm is at most REFRESH_S + TTL_S old on screen
@@ -27,16 +32,13 @@ PAGE_FLEET = "views/fleet.py"
 PAGE_DEVICE = "views/device.py"
 PAGE_ALARMS = "views/alarms.py"
 PAGE_SYSTEM = "views/system.py"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+PAGE_MODELS = "views/models.py"
 
 
 def require_db() -> str:
     """The store path, or a clear message (and a page that waits for the file) when it does not exist yet."""
-    path, source = data.resolve_db(sys.argv[1:], os.environ)
-    msg = data.missing_db_message(path, source)
+    path, source = loaders.common.resolve_db(sys.argv[1:], os.environ)
+    msg = loaders.common.missing_db_message(path, source)
     if msg is not None:
         st.warning(msg, icon=":material/database_off:")
         _wait_for(path)
@@ -56,14 +58,20 @@ def store(db: str) -> Store:
     return open_store(db)
 
 
+def refreshed_caption() -> None:
+    st.caption(f"Updated {time.strftime('%H:%M:%S')} · refreshes every {REFRESH_S:g} s")
+
+
+# ---------- fleet overview and device detail ----------
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def fleet(db: str) -> pd.DataFrame:
-    return data.fleet_frame(store(db), now_ms(), STALE_S)
+    return loaders.fleet.fleet_frame(store(db), now_ms(), STALE_S)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def active_alarm_count(db: str) -> tuple[int, int]:
-    return data.alarm_counts(store(db))
+    return loaders.fleet.alarm_counts(store(db))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -74,38 +82,24 @@ def device(db: str, name: str) -> Device | None:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def scores(db: str, name: str, window_s: float | None) -> pd.DataFrame:
     since = None if window_s is None else now_ms() - int(window_s * 1000)
-    return data.score_frame(store(db), name, since_ms=since)
+    return loaders.device.score_frame(store(db), name, since_ms=since)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def events(db: str, name: str) -> pd.DataFrame:
-    return data.events_frame(store(db), name)
+    return loaders.device.events_frame(store(db), name)
 
+
+# ---------- alarms ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def alarms(db: str, state: str, site: str | None, min_severity: str | None) -> pd.DataFrame:
-    return data.alarm_frame(store(db), state, site, min_severity)
+    return loaders.alarms.alarm_frame(store(db), state, site, min_severity)
 
 
 @st.cache_data(ttl=10.0, show_spinner=False)
 def sites(db: str) -> list[str]:
-    return data.sites(store(db))
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def ingest(db: str, window_s: float, bucket_s: int) -> pd.DataFrame:
-    now = now_ms()
-    return data.ingest_frame(store(db), now - int(window_s * 1000), bucket_s, now)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def rejects(db: str, window_s: float, bucket_s: int) -> data.RejectSeries:
-    return data.reject_series(store(db), now_ms() - int(window_s * 1000), bucket_s)
-
-
-@st.cache_data(ttl=10.0, show_spinner=False)
-def retention_days(db: str) -> float:
-    return store(db).retention_days()
+    return loaders.alarms.sites(store(db))
 
 
 def acknowledge(db: str, alarm_id: int, by: str, note: str) -> bool:
@@ -117,5 +111,86 @@ def acknowledge(db: str, alarm_id: int, by: str, note: str) -> bool:
     return ok
 
 
-def refreshed_caption() -> None:
-    st.caption(f"Updated {time.strftime('%H:%M:%S')} · refreshes every {REFRESH_S:g} s")
+# ---------- system ----------
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def ingest(db: str, window_s: float, bucket_s: int) -> pd.DataFrame:
+    now = now_ms()
+    return loaders.system.ingest_frame(store(db), now - int(window_s * 1000), bucket_s, now)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def rejects(db: str, window_s: float, bucket_s: int) -> loaders.system.RejectSeries:
+    return loaders.system.reject_series(store(db), now_ms() - int(window_s * 1000), bucket_s)
+
+
+@st.cache_data(ttl=10.0, show_spinner=False)
+def retention_days(db: str) -> float:
+    return store(db).retention_days()
+
+
+# ---------- models & OTA ----------
+
+@st.cache_resource(show_spinner=False)
+def registry(db: str) -> tuple[OtaRegistry, threading.Lock]:
+    """One registry connection per database for all sessions; its calls are serialised by the lock."""
+    return OtaRegistry(db), threading.Lock()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def models(db: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The registered models as a table, and each one's card as Markdown."""
+    reg, lock = registry(db)
+    with lock:
+        entries = reg.models()
+    return loaders.models.models_frame(entries), loaders.models.model_cards(entries)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def campaigns(db: str) -> tuple[list[Campaign], dict[str, dict[str, dict]]]:
+    """Every campaign, and each one's device states."""
+    reg, lock = registry(db)
+    with lock:
+        cs = reg.campaigns()
+        return cs, {c.id: reg.device_states(c.id) for c in cs}
+
+
+def _campaign(db: str, cid: str) -> tuple[Campaign, dict[str, dict]]:
+    cs, states = campaigns(db)
+    return next(c for c in cs if c.id == cid), states.get(cid, {})
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def shadow(db: str, cid: str) -> pd.DataFrame:
+    c, states = _campaign(db, cid)
+    return loaders.models.shadow_frame(store(db), c, states)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def model_health(db: str, cid: str) -> loaders.models.ModelHealth:
+    c, states = _campaign(db, cid)
+    return loaders.models.model_health(store(db), c, states, shadow(db, cid))
+
+
+def _clear_ota() -> None:
+    models.clear()
+    campaigns.clear()
+    shadow.clear()
+    model_health.clear()
+
+
+def start_campaign(db: str, version: int, target: str, policy: Policy, campaign_id: str | None) -> Campaign:
+    """Create a campaign in the registry (the OTA manager in `edgefleet serve` runs it), then drop stale caches."""
+    reg, lock = registry(db)
+    with lock:
+        c = loaders.models.start_campaign(reg, version, target, policy, campaign_id)
+    _clear_ota()
+    return c
+
+
+def abort_campaign(db: str, cid: str) -> None:
+    """Mark a campaign aborting (the manager rolls it back), then drop stale caches."""
+    reg, lock = registry(db)
+    with lock:
+        reg.abort(cid)
+    _clear_ota()

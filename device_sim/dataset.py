@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device_sim.physics import FAULT_LABELS, Fault, Machines, make_machines, synthesize, with_faults
+from device_sim.physics import (FAULT_LABELS, Fault, Machines, at_speed, make_machines, synthesize, vary_machines,
+                                with_faults)
+from device_sim.schedule import Schedule
 
 CHUNK_S = 0.5  # synthesize long recordings in pieces (bounded memory, smooth speed wander)
 
@@ -30,9 +32,11 @@ class SimRecording:
     fault_size_in: str
     machine: int
     seed: int
+    machine_name: str = ""  # written as `machine` when set: which recordings share one machine
 
     def npz_fields(self) -> dict[str, np.ndarray]:
-        return {
+        extra = {"machine": np.str_(self.machine_name)} if self.machine_name else {}
+        return {**extra,
             "signal": self.signal.astype(np.float32), "fs": np.float64(self.fs),
             "label": np.str_(self.label), "rpm": np.float64(self.rpm),
             "load_hp": np.str_(f"{self.load:.2f}"), "fault_size_in": np.str_(self.fault_size_in),
@@ -87,6 +91,48 @@ def faulty_windows(n_machines: int, seconds: float, fs: float = 12000.0, seed: i
     return out
 
 
+def machine_recordings(n_machines: int, *, seed: int = 7, speeds: int = 3, normal_s: float = 12.0,
+                       fault_s: float = 4.0, fs: float = 12000.0,
+                       kinds: tuple[Fault, ...] = (Fault.OUTER_RACE, Fault.INNER_RACE, Fault.BALL),
+                       fault_g: tuple[float, float] = (0.15, 0.5)) -> list[SimRecording]:
+    """Machines as a plant has them: each its own speed, load, sensor gain, resonance and noise,
+    run at `speeds` operating points (its speed/load schedule). Per machine and operating point: a
+    normal recording, and one recording per bearing fault kind at a light severity. Every recording
+    carries `machine` and its `rpm`, for `edgefleet model evaluate --commission` and training."""
+    rng = np.random.default_rng(seed)
+    m = vary_machines(make_machines(n_machines, rng, bearing=None), rng)
+    sched = Schedule.stepped(n_machines, rng, speeds=speeds)
+    out = []
+    for i in range(n_machines):
+        name = f"m{seed:02d}-{i:03d}"
+        for s in range(speeds):
+            one = at_speed(m.take([i]), sched.factors[i, s], sched.loads[i, s])
+            rpm = float(one.shaft_hz(0.0)[0] * 60)
+            t0 = float(rng.uniform(0, 1000))
+            sig = _record(one, 0, normal_s, fs, rng, t0)
+            out.append(SimRecording(f"{name}_s{s}_normal", sig, fs, "normal", rpm, float(one.load[0]), "0.000",
+                                    i, seed, name))
+            for kind in kinds:
+                g = float(rng.uniform(*fault_g))
+                bad = with_faults(one, [0], kind, onset_s=-1.0, ramp_s=1e-6, peak_g=g)
+                label = FAULT_LABELS[kind]
+                sig = _record(bad, 0, fault_s, fs, rng, t0 + normal_s)
+                out.append(SimRecording(f"{name}_s{s}_{label}", sig, fs, label, rpm, float(one.load[0]),
+                                        f"{g:.3f}g", i, seed, name))
+    return out
+
+
+def write_recordings(folder: str | Path, recs: list[SimRecording]) -> list[Path]:
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for r in recs:
+        p = d / f"{r.name}.npz"
+        np.savez_compressed(p, **r.npz_fields())
+        paths.append(p)
+    return paths
+
+
 def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
                   seconds: float = 10.0, fs: float | tuple[float, ...] = 12000.0,
                   seed: int = 0) -> list[Path]:
@@ -113,4 +159,5 @@ def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
     return paths
 
 
-__all__ = ["SimRecording", "normal_windows", "faulty_windows", "write_dataset"]
+__all__ = ["SimRecording", "faulty_windows", "machine_recordings", "normal_windows", "write_dataset",
+           "write_recordings"]

@@ -19,15 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.artifact import Artifact
-from edgefleet.engine import Detector
-from edgefleet.ota.device import OtaClient, Slots
-from edgefleet.features import log_band_power, plan, quantize, standardize
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.engine import Detector
+from edgefleet.device.ota_client import OtaClient, Slots
+from edgefleet.runtime import baseline as bl
+from edgefleet.runtime.features import log_band_power, plan, quantize, standardize
 
-from device_sim.link import LinkOptions, NodeLink, Shard, now_ms
-from device_sim.node import Calibration, VirtualNode
-from device_sim.physics import Fault, synthesize, with_faults
+from device_sim.link import LinkOptions, NodeLink, Shard
+from edgefleet.clock import now_ms
+from device_sim.node import Calibration, Verdict, VirtualNode
+from device_sim.physics import Fault, Machines, synthesize, with_faults
 from device_sim.plant import Plant
+from device_sim.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ class FleetOptions:
     seed: int = 0
     time_offset_s: float = 0.0  # simulation time at start (to begin with faults developed)
     ota_public_key: Any = None  # Ed25519 public key the nodes trust for OTA; None: no OTA
+    commission: bool = False  # nodes learn their machine's normal first (docs/baseline.md)
+    commission_windows: int = bl.DEFAULT_WINDOWS  # per operating class
+    schedule: Schedule | None = None  # speed/load schedule of the machines (None: constant)
 
 
 @dataclass
@@ -57,18 +63,20 @@ class Scored:
 
 
 def score_windows(detector: Detector, plant: Plant, rows: np.ndarray, t_sim: float,
-                  rng: np.random.Generator, *, keep: set[int] | None = None
+                  rng: np.random.Generator, *, keep: set[int] | None = None, machines: Machines | None = None
                   ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
     """Scores for nodes `rows` at simulation time t: physics -> features -> int8 -> one engine call.
 
-    Returns scores (aligned with rows) and, for nodes in `keep`, everything a debug capture needs.
+    Returns scores (aligned with rows) and, for nodes in `keep`, everything a debug capture needs;
+    `debug[-1]` holds every row's features (the active model's front end), for commissioning.
     """
-    scores, debug = score_windows_multi([detector], plant, rows, t_sim, rng, keep=keep)
+    scores, debug = score_windows_multi([detector], plant, rows, t_sim, rng, keep=keep, machines=machines)
     return scores[0], debug
 
 
 def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarray, t_sim: float,
-                        rng: np.random.Generator, *, keep: set[int] | None = None
+                        rng: np.random.Generator, *, keep: set[int] | None = None,
+                        machines: Machines | None = None
                         ) -> tuple[list[np.ndarray], dict[int, dict[str, Any]]]:
     """The same windows scored by several models (shadow mode: active first, then the candidate).
 
@@ -84,7 +92,8 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
         sel = rows[fs_of == fs]
         lengths = [plan(d.artifact.features.params, float(fs)).n_samples for d in detectors]  # type: ignore[union-attr]
         machine_rows = np.array([plant.nodes[r].row for r in sel])
-        x_all = synthesize(plant.machines.take(machine_rows), t_sim, max(lengths), float(fs), rng)
+        table = plant.machines if machines is None else machines
+        x_all = synthesize(table.take(machine_rows), t_sim, max(lengths), float(fs), rng)
         for i, (det, n) in enumerate(zip(detectors, lengths)):
             a, fsec = det.artifact, det.artifact.features
             x = x_all[:, x_all.shape[1] - n:]
@@ -111,6 +120,7 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
             f_all = np.concatenate(feats)
             debug = {r: {"samples": windows[r], "features": f_all[pos[r]], "q_in": q[pos[r]],
                          "q_out": y[pos[r]], "score": float(s[pos[r]])} for r in windows}
+            debug[-1] = {"features": f_all[at]}
     return scores, debug
 
 
@@ -143,6 +153,11 @@ class Fleet:
                 slots = Slots()
                 slots.images["A"] = image
                 node.ota = OtaClient(slots, self.opts.ota_public_key)
+            node.commission_enabled = self.opts.commission
+            node.commission_windows = self.opts.commission_windows
+            node.score_fn = lambda z, r=len(self.links): self._detector(r).score_standardized(z)
+            node.baseline_model = artifact.model_version
+            node.set_model_front_end(bl.frontend_crc(params), params.n_bands)
             self.links.append(NodeLink(node))
         n_sh = max(1, min(self.opts.shards, len(self.links)))
         self.shard_of = np.arange(len(self.links)) % n_sh
@@ -232,7 +247,9 @@ class Fleet:
             return
         keep = {int(r) for r in rows if self.links[r].node.debug_request is not None}
         c0 = time.perf_counter()
-        scores, shadow, debug = self._score(rows, t_sim, keep)
+        machines = self.machines_at(t_sim)
+        scores, shadow, debug = self._score(rows, t_sim, keep, machines)
+        verdicts = self._commissioning(rows, scores, debug.pop(-1)["features"], machines, t_sim)
         dt = time.perf_counter() - c0
         self.compute_s += dt
         inf_us = int(dt * 1e6 / rows.size)  # batched compute per window, amortised
@@ -243,14 +260,93 @@ class Fleet:
             mine = self.shard_of[rows] == s
             if mine.any():
                 r_s, sc_s, sh_s = rows[mine], scores[mine], shadow[mine]
+                v_s = [verdicts[i] for i in np.flatnonzero(mine)]
                 dbg = {r: debug[r] for r in r_s.tolist() if r in debug}
-                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, sh_s=sh_s, dbg=dbg:
-                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us, sh_s))
+                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, sh_s=sh_s, dbg=dbg, v_s=v_s:
+                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us, sh_s, v_s))
+
+    def machines_at(self, t_sim: float) -> Machines:
+        """The plant's machines at their scheduled operating point at time t."""
+        m = self.plant.machines
+        return m if self.opts.schedule is None else self.opts.schedule.machines_at(m, t_sim)
+
+    def _commissioning(self, rows: np.ndarray, scores: np.ndarray, features: np.ndarray, machines: Machines,
+                       t_sim: float) -> list[Verdict | None]:
+        """Each node's verdict under its own baseline (docs/baseline.md): a commissioning node learns
+        from the window (no verdict); a commissioned one scores it standardized by its class's
+        normal, with one engine call for all of them; `scores` is updated in place."""
+        if not self.opts.commission and not any(self.links[r].node.baseline or self.links[r].node.commissioner
+                                                for r in rows.tolist()):
+            return [None] * rows.size
+        rpm = machines.take(np.array([self.plant.nodes[r].row for r in rows])).shaft_hz(t_sim) * 60.0
+        out: list[Verdict | None] = [None] * rows.size
+        judged, zs, cls_of = [], [], []
+        for i, r in enumerate(rows.tolist()):
+            node = self.links[r].node
+            com = node.commissioner
+            b = node.baseline
+            known = b is not None and b.class_for(float(rpm[i])) is not None
+            if com is None and b is not None and not known and node.learn_new_classes and len(b.classes) < bl.MAX_CLASSES:
+                node.start_commissioning(rpm=float(rpm[i]))  # a speed never seen: learn its class too
+                node.commission_log.append(("new_class", f"learning the class around {rpm[i]:.0f} rpm"))
+                com = node.commissioner
+            if com is not None and not (known and com.only_rpm is not None
+                                        and abs(rpm[i] - com.only_rpm) > bl.RPM_TOLERANCE * com.only_rpm):
+                outcome = com.add(features[i], float(rpm[i]))
+                if outcome == "nonfinite":
+                    node.commission_log.append(("nonfinite", "a window with NaN or infinite features was skipped"))
+                out[i] = Verdict("commissioning", False)
+                if com.done():
+                    try:
+                        node.finish_commissioning(com.finish(self._detector(r).score_standardized,
+                                                             frontend=node.frontend, learned_ms=now_ms()))
+                    except bl.BaselineError as exc:
+                        node.commission_log.append(("too_few_windows", str(exc)))
+                continue
+            if b is not None and node.baseline_model != node.model_version:
+                b = self._rebaseline(r, node)
+            if b is None:
+                continue
+            k = b.class_for(float(rpm[i]))
+            if k is None:
+                out[i] = Verdict("uncommissioned", False)
+                continue
+            c = b.classes[k]
+            judged.append(i)
+            cls_of.append((k, c))
+            zs.append(bl.standardize(features[i], c.center, c.spread))
+        if judged:
+            z = np.stack(zs)
+            det = self._detector(int(rows[judged[0]]))  # one model version per tick in the usual case
+            s = det.score_standardized(z)
+            h = bl.health_index(z)
+            for j, i in enumerate(judged):
+                k, c = cls_of[j]
+                scores[i] = s[j]
+                anom = bool(s[j] > np.float32(c.threshold) or h[j] > np.float32(c.hi_threshold))
+                out[i] = Verdict("", anom, float(h[j]), k, float(c.threshold), float(c.hi_threshold))
+        return out
+
+    def _rebaseline(self, r: int, node: VirtualNode) -> bl.Baseline | None:
+        """A new model with the same front end keeps the machine's normal (centre and spread) but
+        needs its own score thresholds: re-derived from the commissioning rows the node kept."""
+        det = self._detector(r)
+        params = det.artifact.features.params  # type: ignore[union-attr]
+        node.set_model_front_end(bl.frontend_crc(params), params.n_bands)
+        if node.baseline is None or not node.baseline_rows:
+            return None  # another front end, or nothing kept: set_model_front_end re-commissions
+        node.baseline = bl.Baseline(node.baseline.frontend_crc, node.baseline.learned_ms, tuple(
+            bl.learn_class(node.baseline_rows[k], rpm, det.score_standardized)
+            for k, rpm in enumerate(node.baseline_centres)), node.baseline.n_features)
+        node.baseline_model = node.model_version
+        node.announce = True
+        return node.baseline
 
     def _deliver(self, shard: Shard, rows: np.ndarray, scores: np.ndarray, debug: dict, ts: int,
-                 inf_us: int, shadow: np.ndarray | None = None) -> None:
+                 inf_us: int, shadow: np.ndarray | None = None, verdicts: list | None = None) -> None:
         """In the shard thread: each node takes its result (and answers a debug request); in a
-        shadow phase the candidate's score of the same window goes with it (NaN: none)."""
+        shadow phase the candidate's score of the same window goes with it (NaN: none); a
+        commissioning node's verdict (class, thresholds, HI, or none) goes with its score."""
         for i, (r, s) in enumerate(zip(rows.tolist(), scores.tolist())):
             link = self.links[r]
             if shadow is not None and not np.isnan(shadow[i]):
@@ -259,9 +355,10 @@ class Fleet:
                 d = debug[r]
                 shard.send(link, link.node.debug_capture(ts, d["samples"], d["features"], d["q_in"],
                                                          d["q_out"], d["score"]))
-            shard.deliver(link, ts, s, inf_us)
+            shard.deliver(link, ts, s, inf_us, verdicts[i] if verdicts else None)
 
-    def _score(self, rows: np.ndarray, t_sim: float, keep: set[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    def _score(self, rows: np.ndarray, t_sim: float, keep: set[int],
+               machines: Machines | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """One engine call per model version in use (usually one; two while a rollout is under way),
         plus one per candidate for the nodes in a shadow phase, on the same windows. Returns the
         active models' scores, the candidates' scores (NaN where no shadow) and debug captures."""
@@ -269,21 +366,29 @@ class Fleet:
         shadows = np.array([self._shadow_version(r) for r in rows])
         no_shadow = np.full(rows.size, np.nan, np.float32)
         if (versions == versions[0]).all() and not shadows.any():
-            s, d = score_windows(self._detector(int(rows[0])), self.plant, rows, t_sim, self.rng, keep=keep)
+            s, d = score_windows(self._detector(int(rows[0])), self.plant, rows, t_sim, self.rng, keep=keep,
+                                 machines=machines)
             return s, no_shadow, d
         scores = np.empty(rows.size, np.float32)
         debug: dict = {}
+        feats: np.ndarray | None = None
         for v, sv in sorted({(int(a), int(b)) for a, b in zip(versions, shadows)}):
             sel = (versions == v) & (shadows == sv)
             dets = [self._detector(int(rows[sel][0]))]
             cand = self._shadow_detector(int(rows[sel][0]), sv) if sv else None
             if cand is not None:  # None: the shadow phase ended meanwhile
                 dets.append(cand)
-            s, d = score_windows_multi(dets, self.plant, rows[sel], t_sim, self.rng, keep=keep)
+            s, d = score_windows_multi(dets, self.plant, rows[sel], t_sim, self.rng, keep=keep, machines=machines)
             scores[sel] = s[0]
             if len(s) > 1:
                 no_shadow[sel] = s[1]
+            f = d.pop(-1)["features"]
+            if feats is None:
+                feats = np.full((rows.size, f.shape[1]), np.nan, np.float32)
+            if f.shape[1] == feats.shape[1]:  # a model with another front end: NaN, not commissioned on
+                feats[sel] = f
             debug.update(d)
+        debug[-1] = {"features": feats}
         return scores, no_shadow, debug
 
     def _shadow_version(self, row: int) -> int:

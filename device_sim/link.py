@@ -29,12 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from edgefleet.protocol import ProtocolError, decode
 
 from device_sim.node import Outgoing, VirtualNode
+from edgefleet.clock import now_ms
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
@@ -379,9 +376,9 @@ class Shard(threading.Thread):
         elif node.ring:
             link.oldest_ms = node.ring[0][1]
 
-    def deliver(self, link: NodeLink, ts_ms: int, score: float, inf_us: int) -> bool:
+    def deliver(self, link: NodeLink, ts_ms: int, score: float, inf_us: int, verdict: Any = None) -> bool:
         """A new window result for this node (in this thread): ring, then send if possible."""
-        anom = link.node.add_result(ts_ms, score, inf_us)
+        anom = link.node.add_result(ts_ms, score, inf_us, verdict=verdict)
         if link.node.announce and link.connected:
             link.node.announce = False
             self.send(link, link.node.birth(now_ms()))

@@ -4,22 +4,52 @@ What a node keeps, exactly as the firmware does: a boot id drawn at boot, per-ki
 sequence numbers from 0, a bounded store-and-forward ring of results not yet handed
 to the broker (oldest dropped first, the drop count reported in every result
 message), its threshold (from the artifact, set by command, or calibrated from its
-own first N normal windows with a streaming statistic), and a pending debug capture.
+own first N normal windows with a streaming statistic), its commissioning baseline
+(learned on site, kept across reboots like flash: docs/baseline.md) and a pending
+debug capture.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
+
+import numpy as np
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.protocol import PROTOCOL_VERSION, ProtocolError, encode, result_message, topic
+from edgefleet.runtime.baseline import (DEFAULT_WINDOWS, MAX_CLASSES, MIN_WINDOWS, Baseline,
+                                        BaselineError, ClassBaseline, Commissioner)
 
-FIRMWARE_VERSION = "1.0.0"
-CAPS = ["debug", "calib"]
+FIRMWARE_VERSION = "1.1.0"
+CAPS = ["debug", "calib", "commission"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A commissioned node's judgement of one window (or why there is none)."""
+
+    state: str  # "" judged, "commissioning", "uncommissioned"
+    anom: bool
+    hi: float | None = None
+    cls: int | None = None
+    thr: float | None = None  # the class's score threshold (the message's thr)
+    hi_thr: float | None = None
+
+
+def merge_baseline(old: Baseline | None, new: Baseline) -> Baseline:
+    """A re-learned or added class replaces the old classes whose band holds its centre; the
+    other old classes stay (at most MAX_CLASSES, the newest kept)."""
+    if old is None or old.frontend_crc != new.frontend_crc or old.n_features != new.n_features:
+        return new
+    centres = [0.5 * (c.rpm_lo + c.rpm_hi) for c in new.classes]
+    keep: list[ClassBaseline] = [c for c in old.classes
+                                 if not any(c.contains(x) or (c.any_speed and x == 0) for x in centres)]
+    classes = sorted((*keep, *new.classes), key=lambda c: c.rpm_lo)[-MAX_CLASSES:]
+    return Baseline(new.frontend_crc, new.learned_ms, tuple(classes), new.n_features)
 MAX_RESULTS_PER_MESSAGE = 256  # protocol limit (result.schema.json maxItems)
 
 
@@ -91,7 +121,7 @@ class VirtualNode:
     windows: int = 0
     announce: bool = False  # threshold changed by calibration: publish a new birth status
     handled_cmds: deque = field(default_factory=lambda: deque(maxlen=32))
-    ota: Any = None  # an edgefleet.ota.device.OtaClient when the node takes OTA updates
+    ota: Any = None  # an edgefleet.device.ota_client.OtaClient when the node takes OTA updates
     ota_seq: dict = field(default_factory=dict)  # per-kind sequence numbers of ota/req, ota/state
     calibrate_n: int = 0  # recalibrate after a model change when commissioning used calibration
     trial_windows: int = 0  # windows scored by a model on trial, and how many were anomalous
@@ -100,6 +130,18 @@ class VirtualNode:
     shadow_model: int | None = None  # OTA shadow phase: the candidate scored beside the active model
     shadow_threshold: float = 0.0
     next_shadow: float | None = None  # the candidate's score of the next window (set by the fleet)
+    baseline: Baseline | None = None  # the machine's own normal (survives reboots, like flash)
+    commissioner: Commissioner | None = None  # learning in progress (RAM: lost on reboot)
+    commission_windows: int = DEFAULT_WINDOWS
+    commission_enabled: bool = False  # a node without a baseline commissions by itself
+    learn_new_classes: bool = True  # after commissioning, a speed in no class starts learning that class
+    n_features: int = 0
+    frontend: int = 0  # CRC of the running model's front end (a baseline is valid only for it)
+    commission_log: list = field(default_factory=list)  # named outcomes: (what, detail), newest last
+    score_fn: Any = None  # standardized features -> scores: the node's engine, set by the fleet
+    baseline_model: int = 0  # the model version whose scores set the class thresholds
+    baseline_rows: list = field(default_factory=list)  # per class: its commissioning rows (Q10), kept
+    baseline_centres: list = field(default_factory=list)  # per class: the rpm that opened it (0: any)
 
     def __post_init__(self) -> None:
         topic(self.device_id, "result")  # validates the device id once
@@ -121,7 +163,54 @@ class VirtualNode:
             body["line"] = self.line
         if self.tags:
             body["tags"] = list(self.tags)
+        comm = self.comm_summary()
+        if comm is not None:
+            body["caps"] = list(CAPS)
+            body["comm"] = comm
         return Outgoing(self.topics["status"], encode("status", body), retain=True)
+
+    # --- commissioning (docs/baseline.md) ------------------------------------------------
+    def comm_summary(self) -> dict[str, Any] | None:
+        """The status `comm` object, None for a node that does not commission."""
+        if self.commissioner is not None:
+            return {"state": "commissioning", "target": self.commissioner.target,
+                    "progress": [{"rpm": round(r, 1), "n": n} for r, n in self.commissioner.counts()]}
+        if self.baseline is not None:
+            return {"state": "commissioned", **self.baseline.summary()}
+        return None
+
+    def start_commissioning(self, windows: int | None = None, rpm: float | None = None) -> None:
+        self.commissioner = Commissioner(self.n_features, target=windows or self.commission_windows, only_rpm=rpm)
+        self.announce = True
+
+    def ensure_commissioning(self) -> None:
+        """A node without a baseline starts commissioning by itself (at boot, after a new front end)."""
+        if self.commission_enabled and self.baseline is None and self.commissioner is None:
+            self.start_commissioning()
+
+    def finish_commissioning(self, baseline: Baseline) -> None:
+        com = self.commissioner
+        self.baseline = merge_baseline(self.baseline if com and com.only_rpm else None, baseline)
+        if com is not None:  # keep the rows (flash on a device): thresholds for a new model need them
+            rows = {c.rpm_center: np.stack(c.rows) for c in com.classes if len(c.rows) >= MIN_WINDOWS}
+            old = dict(zip(self.baseline_centres, self.baseline_rows)) if com.only_rpm else {}
+            old.update(rows)
+            centres = [0.5 * (c.rpm_lo + c.rpm_hi) for c in self.baseline.classes]
+            pick = [min(old, key=lambda r, x=x: abs(r - x)) if old else 0.0 for x in centres]
+            self.baseline_centres = [float(p) for p in pick]
+            self.baseline_rows = [old[p] for p in pick] if old else []
+        self.baseline_model = self.model_version
+        self.commissioner = None
+        self.announce = True
+
+    def set_model_front_end(self, frontend: int, n_features: int) -> None:
+        """After a model change: keep the baseline when the front end is the same, else re-commission."""
+        if self.baseline is not None and (self.baseline.frontend_crc != frontend
+                                          or self.baseline.n_features != n_features):
+            self.baseline = None
+            self.commission_log.append(("front_end_changed", "re-commissioning for the new model's front end"))
+        self.frontend, self.n_features = frontend, n_features
+        self.ensure_commissioning()
 
     def death(self, now_ms: int, state: str = "lost") -> Outgoing:
         """The last will ('lost', registered at connect) or a clean goodbye ('offline')."""
@@ -134,13 +223,16 @@ class VirtualNode:
         return self.status_seq - 1
 
     # --- results ------------------------------------------------------------------------
-    def add_result(self, ts_ms: int, score: float, inf_us: int, shadow_score: float | None = None) -> bool:
+    def add_result(self, ts_ms: int, score: float, inf_us: int, shadow_score: float | None = None,
+                   verdict: Verdict | None = None) -> bool:
         """Record one window's score; returns the (active model's) anomaly decision. Drops the
         oldest if full. In a shadow phase `shadow_score` (or `next_shadow`) is the candidate's
-        score of the same window: reported beside, and what the shadow health check counts."""
+        score of the same window: reported beside, and what the shadow health check counts.
+        A commissioning node passes its `verdict` (class, thresholds, HI, or no verdict)."""
         if shadow_score is None:
             shadow_score, self.next_shadow = self.next_shadow, None
-        anom = bool(score > self.threshold)
+        anom = bool(score > self.threshold) if verdict is None else verdict.anom
+        thr = self.threshold if verdict is None or verdict.thr is None else verdict.thr
         self.windows += 1
         self.anomalies += anom
         shadow = None
@@ -154,8 +246,9 @@ class VirtualNode:
                 self.trial_anomalies += shadow[3] if in_shadow else anom
         if len(self.ring) == self.ring.maxlen:
             self.dropped += 1
-        self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), self.threshold,
-                          self.model_version, shadow))
+        extra = None if verdict is None else (verdict.state, verdict.hi, verdict.cls, verdict.hi_thr)
+        self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), thr,
+                          self.model_version, shadow, extra))
         self.result_seq += 1
         cal = self.calibration
         if cal is not None:
@@ -180,17 +273,26 @@ class VirtualNode:
         limit = MAX_RESULTS_PER_MESSAGE if flush else self.results_per_message
         if not flush and len(self.ring) < self.results_per_message:
             return None
-        thr, model, sh = self.ring[0][5], self.ring[0][6], _shadow_key(self.ring[0][7])
+        thr, model, sh, cl = self.ring[0][5], self.ring[0][6], _shadow_key(self.ring[0][7]), _class_key(self.ring[0][8])
         batch = []
-        for item in self.ring:  # one message = one threshold, one model version, one shadow model
-            if len(batch) >= limit or item[5] != thr or item[6] != model or _shadow_key(item[7]) != sh:
+        for item in self.ring:  # one message = one threshold, model version, shadow model, class
+            if (len(batch) >= limit or item[5] != thr or item[6] != model or _shadow_key(item[7]) != sh
+                    or _class_key(item[8]) != cl):
                 break
             batch.append(item)
-        res = [{"seq": s, "ts": ts, "score": sc, "anom": an, "inf_us": us,
-                **({"shadow": {"score": shw[2], "anom": shw[3]}} if shw else {})}
-               for s, ts, sc, an, us, _, _, shw in batch]
+        res = []
+        for s, ts, sc, an, us, _, _, shw, ex in batch:
+            r: dict[str, Any] = {"seq": s, "ts": ts, "score": max(0.0, sc), "anom": an, "inf_us": us}
+            if ex is not None and ex[1] is not None and math.isfinite(ex[1]):
+                r["hi"] = max(0.0, float(ex[1]))
+            if ex is not None and ex[0]:
+                r["state"] = ex[0]
+            if shw:
+                r["shadow"] = {"score": shw[2], "anom": shw[3]}
+            res.append(r)
         body = result_message(self.boot, model, _positive(thr), res, self.dropped,
-                              shadow={"model": sh[0], "thr": _positive(sh[1])} if sh else None)
+                              shadow={"model": sh[0], "thr": _positive(sh[1])} if sh else None,
+                              cls=cl[0] if cl else None, hi_thr=_positive(cl[1]) if cl else None)
         return Outgoing(self.topics["result"], encode("result", body), results=len(batch),
                         oldest_ms=batch[0][1])
 
@@ -207,6 +309,13 @@ class VirtualNode:
             return []
         self.handled_cmds.append(cid)
         op = body["op"]
+        if op == "commission":
+            if not self.n_features:
+                return []  # this node does not commission (no front end known)
+            self.start_commissioning(body.get("windows"), body.get("rpm"))
+            return [self.birth(now_ms)]
+        if op == "commission_end":
+            return self.end_commissioning(now_ms)
         if op == "calibrate":
             self.calibration = Calibration(int(body.get("n", 100)), k=self.calibrate_k)
             return []
@@ -224,7 +333,7 @@ class VirtualNode:
             return self.ota_events(self.ota.revert(now_ms / 1000.0, "revert command", body.get("campaign")), now_ms)
         return []  # reboot is handled by the link/fleet
 
-    # --- over-the-air model updates (edgefleet.ota.device does the logic) --------------------
+    # --- over-the-air model updates (edgefleet.device.ota_client does the logic) --------------------
     def handle_ota(self, kind: str, body: dict[str, Any], now_ms: int) -> list[Outgoing]:
         """An ota/offer or ota/data message; returns the requests and states to publish."""
         if self.ota is None:
@@ -265,6 +374,19 @@ class VirtualNode:
             self.trial_windows = self.trial_anomalies = 0
         return out
 
+    def end_commissioning(self, now_ms: int, score=None) -> list[Outgoing]:
+        """`commission_end`: finish with the classes that have enough windows (the fleet supplies the
+        scoring function through `score_fn`); too few windows: keep commissioning, say why."""
+        com, fn = self.commissioner, score or self.score_fn
+        if com is None or fn is None:
+            return []
+        try:
+            self.finish_commissioning(com.finish(fn, frontend=self.frontend, learned_ms=now_ms, min_windows=MIN_WINDOWS))
+        except BaselineError as exc:
+            self.commission_log.append(("too_few_windows", str(exc)))
+            return []
+        return [self.birth(now_ms)]
+
     def reboot(self) -> None:
         """New boot: new id, sequences from 0; the ring (RAM) is lost, as on a device."""
         self.boot = secrets.token_hex(4)
@@ -273,6 +395,8 @@ class VirtualNode:
         self.ring.clear()
         self.calibration = None
         self.next_shadow = None
+        self.commissioner = None  # learning in RAM is lost; the baseline (flash) is kept
+        self.ensure_commissioning()
         if self.ota is not None:  # a reboot during trial reverts to the previous model
             self.ota_seq.clear()
             now = int(time.time() * 1000)
@@ -294,6 +418,11 @@ class VirtualNode:
         return Outgoing(self.topics["debug"], encode("debug", body))
 
 
+def _class_key(extra: tuple | None) -> tuple | None:
+    """(class, HI threshold) of a judged ring item: what one result message shares."""
+    return (extra[2], extra[3]) if extra is not None and extra[2] is not None else None
+
+
 def _shadow_key(shadow: tuple | None) -> tuple | None:
     """(model, threshold) of a ring item's shadow outcome: what one result message shares."""
     return shadow[:2] if shadow else None
@@ -306,4 +435,5 @@ def _positive(thr: float) -> float:
     return float(thr)
 
 
-__all__ = ["VirtualNode", "Calibration", "Outgoing", "FIRMWARE_VERSION", "MAX_RESULTS_PER_MESSAGE"]
+__all__ = ["VirtualNode", "Calibration", "Outgoing", "Verdict", "FIRMWARE_VERSION", "MAX_RESULTS_PER_MESSAGE",
+           "merge_baseline"]

@@ -105,6 +105,7 @@ class Machines:
     fault_g: np.ndarray  # peak impact amplitude at full severity
     jitter: np.ndarray  # impact timing jitter, fraction of the impact period (slip)
     phase: np.ndarray  # per-machine phase offset of the shaft harmonics, rad
+    gain: np.ndarray  # sensor sensitivity and mounting: what the node reads per g at the bearing
 
     def __len__(self) -> int:
         return int(self.rpm.shape[0])
@@ -189,7 +190,26 @@ def make_machines(n: int, rng: np.random.Generator, *, bearing: str | None = "62
         fault_g=np.zeros(n),
         jitter=rng.uniform(0.005, 0.02, n),
         phase=rng.uniform(0.0, 2 * np.pi, n),
+        gain=np.ones(n),  # varied by `vary_machines` (drawn apart, so seeded plants stay as they were)
     )
+
+
+def vary_machines(m: Machines, rng: np.random.Generator, *, gain: tuple[float, float] = (0.5, 2.0),
+                  resonance_hz: tuple[float, float] = (1500.0, 5000.0),
+                  noise_g: tuple[float, float] = (0.003, 0.03)) -> Machines:
+    """Machines that differ as real ones do beyond speed and load: sensor gain and mounting
+    (a factor on everything the node reads), the housing resonance, and the noise floor."""
+    n = len(m)
+    return m.with_(gain=rng.uniform(*gain, n), resonance_hz=rng.uniform(*resonance_hz, n),
+                   noise_g=rng.uniform(*noise_g, n))
+
+
+def at_speed(m: Machines, rpm_factor, load) -> Machines:
+    """The same machines run at another speed (factor on their nominal rpm) and load: one operating
+    point of a speed/load schedule (a VFD setpoint, a production step)."""
+    n = len(m)
+    return m.with_(rpm=m.rpm * np.broadcast_to(np.asarray(rpm_factor, np.float64), (n,)),
+                   load=np.broadcast_to(np.asarray(load, np.float64), (n,)).copy())
 
 
 def with_faults(m: Machines, idx, kind: Fault | np.ndarray, *, onset_s, ramp_s, peak_g) -> Machines:
@@ -336,6 +356,7 @@ def synthesize(m: Machines, t_start, n_samples: int, fs: float, rng: np.random.G
     x = _harmonics(m, t0, n_samples, fs)
     x += _noise(m, n_samples, fs, rng)
     x += _impacts(m, t0, n_samples, fs, rng)
+    x *= m.gain.astype(np.float32)[:, None]
     return x.astype(dtype, copy=False)
 
 

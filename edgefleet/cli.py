@@ -11,7 +11,7 @@ from edgefleet import __version__
 from edgefleet.errors import EdgefleetError
 
 # Each module defines `register(subparsers)`; its parsers set `func(args) -> int`.
-COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "demo", "bridge"]
+COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "commission", "demo", "bridge"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,16 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"edgefleet.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"edgefleet.commands.{name}":
-                continue  # command group not built yet
-            raise
+        except ImportError as exc:  # a broken install must not lose a command without a word
+            raise EdgefleetError(
+                f"command group {name!r} cannot be loaded ({exc}); the installation is incomplete: "
+                "run `bash scripts/setup.sh` again") from exc
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except EdgefleetError as exc:
+        print(f"edgefleet: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -23,3 +23,7 @@ class DataError(EdgefleetError):
 
 class SignatureError(EdgefleetError):
     """A manifest whose signature, key or hash does not verify."""
+
+
+class ConfigError(EdgefleetError):
+    """A setting or address with a value the program cannot use."""

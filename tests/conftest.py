@@ -23,7 +23,7 @@ def cwru_dir() -> Path:
 def _isolated_signing_key(tmp_path_factory):
     """Never touch the developer's real key: the whole session signs with a throwaway key."""
     key = tmp_path_factory.mktemp("keys") / "signing.key"
-    import edgefleet.keys as keys
+    import edgefleet.runtime.keys as keys
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EDGEFLEET_SIGNING_KEY", str(key))
@@ -33,7 +33,7 @@ def _isolated_signing_key(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tflite_models() -> dict[str, bytes]:
-    """The parity shapes (edgefleet.testmodels.PARITY_SHAPES) as int8 .tflite, built once per run."""
-    from edgefleet.testmodels import make_parity_models
+    """The parity shapes (edgefleet.toolchain.testmodels.PARITY_SHAPES) as int8 .tflite, built once per run."""
+    from edgefleet.toolchain.testmodels import make_parity_models
 
     return make_parity_models()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from dashboards import charts, data, ui
-from edgefleet.alarms import SEVERITIES
+from dashboards import charts, loaders, ui
+from edgefleet.service.alarms import SEVERITIES
 
 ALL_SITES = "all sites"
 ANY = "any"
@@ -12,7 +12,7 @@ st.title("Alarms")
 db = ui.require_db()
 
 c1, c2, c3 = st.columns(3)
-state = c1.selectbox("State", data.ALARM_STATES, key="alarm_state")
+state = c1.selectbox("State", loaders.alarms.ALARM_STATES, key="alarm_state")
 site_opts = [ALL_SITES] + ui.sites(db)
 site = c2.selectbox("Site", site_opts, key="alarm_site", format_func=lambda s: s or "(no site)")
 sev = c3.selectbox("Severity at least", (ANY,) + SEVERITIES, key="alarm_severity")

@@ -2,22 +2,22 @@
 
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, loaders, ui
 
 WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "last 6 h": 21600.0, "last 24 h": 86400.0, "all": None}
 
 st.title("Device detail")
 db = ui.require_db()
 
-fleet = ui.fleet(db)
-if fleet.empty:
+machines = ui.fleet(db)
+if machines.empty:
     st.info("The store has no devices yet.")
     st.stop()
-names = fleet.sort_values("device")["device"].tolist()
-state_of = dict(zip(fleet["device"], fleet["state"]))
+names = machines.sort_values("device")["device"].tolist()
+state_of = dict(zip(machines["device"], machines["state"]))
 wanted = st.query_params.get("device")
 if wanted not in names:  # default: the most urgent machine
-    urgent = data.attention(fleet)
+    urgent = loaders.fleet.attention(machines)
     wanted = urgent["device"].iloc[0] if not urgent.empty else names[0]
 
 left, mid, right = st.columns([2, 1, 1])
@@ -34,9 +34,9 @@ def detail(name: str, window_s: float | None, log_y: bool) -> None:
     if dev is None:
         st.error(f"Device {name} is no longer in the registry.")
         return
-    facts = data.device_status(dev, ui.now_ms())
-    state = data.display_state(dev)
-    colour = data.STATE_COLOURS[state]
+    facts = loaders.device.device_status(dev, ui.now_ms())
+    state = loaders.fleet.display_state(dev)
+    colour = loaders.fleet.STATE_COLOURS[state]
     st.markdown(f"### {name} &nbsp;<span style='background:{colour};color:white;padding:2px 10px;"
                 f"border-radius:6px;font-size:0.8em'>{state}</span>", unsafe_allow_html=True)
     cols = st.columns(6)
@@ -47,10 +47,10 @@ def detail(name: str, window_s: float | None, log_y: bool) -> None:
     if scores.empty:
         st.info("No results from this device in the selected window.")
     else:
-        trend = data.trend_line(scores, dev.thr) if dev.thr else None
+        trend = loaders.device.trend_line(scores, dev.thr) if dev.thr else None
         st.altair_chart(charts.score_timeline(scores, dev.thr, trend, log_y), width="stretch")
         note = (f"Trend: log-score slope {trend.slope_per_h:+.2f} per hour over the last "
-                f"{min(len(scores), 120)} windows; {data.fmt_eta(trend.eta_s)}." if trend else
+                f"{min(len(scores), 120)} windows; {loaders.common.fmt_eta(trend.eta_s)}." if trend else
                 "Trend: too few windows for a fit yet.")
         st.caption(f"{len(scores):,} windows · dashed red line: threshold · blue: health trend, dashed: forecast. "
                    + note)

@@ -1,8 +1,9 @@
 """Fleet overview: headline counts, every machine as a tile coloured by health, models in use."""
 
+import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, loaders, ui
 
 st.title("Fleet overview")
 db = ui.require_db()
@@ -14,7 +15,7 @@ def overview() -> None:
     if df.empty:
         st.info("The store has no devices yet: waiting for the first status or result messages.")
         return
-    counts = data.fleet_counts(df)
+    counts = loaders.fleet.fleet_counts(df)
     active, unacked = ui.active_alarm_count(db)
     cols = st.columns(6)
     cols[0].metric("Devices", counts["devices"])
@@ -34,17 +35,17 @@ def overview() -> None:
     left, right = st.columns([2, 1])
     with left:
         st.subheader("Needs attention")
-        att = data.attention(df)
+        att = loaders.fleet.attention(df)
         if att.empty:
             st.success("No machine is alarming or degrading.")
         else:
-            att["eta"] = att["eta_s"].map(lambda s: data.fmt_eta(None if s != s else s))
+            att["eta"] = att["eta_s"].map(lambda s: loaders.common.fmt_eta(None if pd.isna(s) else s))
             st.dataframe(att.drop(columns=["eta_s"]), hide_index=True, width="stretch", column_config={
                 "score_ratio": st.column_config.NumberColumn("score / thr", format="%.2f"),
                 "eta": st.column_config.TextColumn("early warning")})
     with right:
         st.subheader("Model versions")
-        st.altair_chart(charts.model_bars(data.model_versions(df)), width="stretch")
+        st.altair_chart(charts.model_bars(loaders.fleet.model_versions(df)), width="stretch")
     ui.refreshed_caption()
 
 

@@ -1,107 +1,49 @@
 """Models & OTA: the model registry with cards, campaigns with live progress, start and abort.
 
-Reads and writes the OTA registry (`edgefleet.ota.registry.OtaRegistry`) in the same SQLite
+Reads and writes the OTA registry (`edgefleet.service.ota.registry.OtaRegistry`) in the same SQLite
 file as the store. Starting or aborting only writes the registry, as the CLI does; the OTA
 manager inside `edgefleet serve` carries campaigns out.
 """
 
-import threading
-
-import pandas as pd
 import streamlit as st
 
-from dashboards import data, ui
-from edgefleet.card import to_markdown
+from dashboards import charts, loaders, ui
 from edgefleet.errors import EdgefleetError
-from edgefleet.ota.registry import Campaign, OtaRegistry
+from edgefleet.service.ota.registry import Campaign
 
-STATE_COLOURS = {"confirmed": "#2ca02c", "trial": "#98df8a", "shadow": "#bcbddc", "verifying": "#1f77b4", "downloading": "#6baed6",
-                 "accepted": "#9ecae1", "offered": "#c6dbef", data.OTA_PENDING: "#e0e0e0", "rejected": "#d62728",
-                 "failed": "#b30000", "reverted": "#ff7f0e", "timeout": "#7f7f7f"}
 CAMPAIGN_BADGE = {"running": "blue", "aborting": "orange", "aborted": "red", "completed": "green"}
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
 RATE = st.column_config.NumberColumn(format="percent")
-
-
-# ---------- the registry, cached like ui.py's loaders ----------
-
-@st.cache_resource(show_spinner=False)
-def registry(db: str) -> tuple[OtaRegistry, threading.Lock]:
-    """One registry connection per database for all sessions; its calls are serialised by the lock."""
-    return OtaRegistry(db), threading.Lock()
-
-
-@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
-def models(db: str) -> tuple[pd.DataFrame, dict[int, str]]:
-    reg, lock = registry(db)
-    with lock:
-        entries = reg.models()
-    return data.models_frame(entries), {m.version: to_markdown(m.card) for m in entries}
-
-
-@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
-def campaigns(db: str) -> tuple[list[Campaign], dict[str, dict[str, dict]]]:
-    reg, lock = registry(db)
-    with lock:
-        cs = reg.campaigns()
-        return cs, {c.id: reg.device_states(c.id) for c in cs}
-
-
-@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
-def comparison(db: str, cid: str) -> pd.DataFrame:
-    cs, states = campaigns(db)
-    c = next(c for c in cs if c.id == cid)
-    return data.anomaly_comparison(ui.store(db), c, states[cid])
-
-
-@st.cache_data(ttl=ui.TTL_S, show_spinner=False)
-def shadow(db: str, cid: str) -> pd.DataFrame:
-    cs, states = campaigns(db)
-    c = next(c for c in cs if c.id == cid)
-    return data.shadow_frame(ui.store(db), c, states[cid])
-
-
-def clear() -> None:
-    models.clear()
-    campaigns.clear()
-    comparison.clear()
-    shadow.clear()
 
 
 # ---------- writes (widget callbacks: they run before the rerun that draws the result) ----------
 
 def _start(db: str) -> None:
     s = st.session_state
-    reg, lock = registry(db)
     try:
-        policy = data.rollout_policy(s["ota_stages"], trial_min=s["ota_trial"], shadow_min=s["ota_shadow"],
-                                     abort_failures_pct=s["ota_fails"], abort_anomaly_shift=s["ota_shift"],
-                                     stage_timeout_min=s["ota_timeout"])
+        policy = loaders.models.rollout_policy(s["ota_stages"], trial_min=s["ota_trial"], shadow_min=s["ota_shadow"],
+                                               abort_failures_pct=s["ota_fails"], abort_anomaly_shift=s["ota_shift"],
+                                               stage_timeout_min=s["ota_timeout"])
         if s.get("ota_version") is None:
             raise EdgefleetError("no model to roll out: publish one with `edgefleet ota publish MODEL_DIR`")
-        with lock:
-            c = data.start_campaign(reg, s["ota_version"], s["ota_target"], policy, s["ota_id"].strip() or None)
+        c = ui.start_campaign(db, s["ota_version"], s["ota_target"], policy, s["ota_id"].strip() or None)
     except EdgefleetError as exc:
         s["ota_msg"] = ("error", str(exc))
         return
-    clear()
     s["ota_campaign"] = c.id
-    s["ota_msg"] = ("success", f"Campaign {c.id} started: model v{c.model} to {c.target} in stages "
-                    f"{' / '.join(f'{x:.0%}' for x in c.policy.stages)}. The OTA manager in `edgefleet serve` "
-                    "runs it.")
+    s["ota_msg"] = ("success", (f"Campaign {c.id} started: model v{c.model} to {c.target} in stages "
+                                f"{' / '.join(f'{x:.0%}' for x in c.policy.stages)}. The OTA manager in "
+                                "`edgefleet serve` runs it."))
 
 
 def _abort(db: str, cid: str) -> None:
-    reg, lock = registry(db)
     try:
-        with lock:
-            reg.abort(cid)
+        ui.abort_campaign(db, cid)
     except EdgefleetError as exc:
         st.session_state["ota_msg"] = ("error", str(exc))
         return
-    clear()
-    st.session_state["ota_msg"] = ("warning", f"Campaign {cid} is aborting: the OTA manager clears its offers "
-                                   "and rolls back devices that took the model.")
+    st.session_state["ota_msg"] = ("warning", (f"Campaign {cid} is aborting: the OTA manager clears its offers "
+                                               "and rolls back devices that took the model."))
 
 
 def _message() -> None:
@@ -119,7 +61,7 @@ db = ui.require_db()
 @st.fragment(run_every=ui.REFRESH_S)
 def live() -> None:
     _message()
-    frame, cards = models(db)
+    frame, cards = ui.models(db)
     st.subheader("Model registry")
     if frame.empty:
         st.info("No model published yet: `edgefleet ota publish MODEL_DIR` (after `edgefleet model train`).")
@@ -135,29 +77,20 @@ def live() -> None:
             with st.expander(f"Model card: {mid} v{v}"):
                 st.markdown(cards[int(v)])
 
-    cs, states = campaigns(db)
+    cs, states = ui.campaigns(db)
     st.subheader("Campaigns")
     if not cs:
         st.info("No campaign yet: start one below or with `edgefleet ota rollout VERSION`.")
         ui.refreshed_caption()
         return
-    table = data.campaigns_frame(cs, states)
-    shown = [c for c in table.columns if c not in data.OTA_STATES or table[c].any()]  # states nobody is in: hidden
+    table = loaders.models.campaigns_frame(cs, states)
+    # states nobody is in: hidden
+    shown = [c for c in table.columns if c not in loaders.models.OTA_STATES or table[c].any()]
     st.dataframe(table[shown], hide_index=True, width="stretch", key="ota_campaigns_table",
                  column_config={"created": TIME, "updated": TIME})
-    long = data.campaign_counts_long(table)
+    long = loaders.models.campaign_counts_long(table)
     if not long.empty:
-        order = [s for s in data.OTA_STATES if s in set(long["state"])]
-        long["rank"] = long["state"].map(order.index)
-        st.vega_lite_chart(long, {
-            "mark": {"type": "bar", "height": 24}, "height": 90 + 34 * len(table),  # legend and axis fit inside
-            "encoding": {
-                "y": {"field": "campaign", "type": "nominal", "title": None, "sort": list(table["campaign"])},
-                "x": {"field": "count", "type": "quantitative", "stack": True, "title": "devices"},
-                "color": {"field": "state", "type": "nominal", "sort": order, "legend": {"orient": "top", "title": None},
-                          "scale": {"domain": order, "range": [STATE_COLOURS[s] for s in order]}},
-                "order": {"field": "rank", "type": "quantitative"},
-                "tooltip": [{"field": "campaign"}, {"field": "state"}, {"field": "count"}]}}, width="stretch")
+        st.altair_chart(charts.campaign_states(long, list(table["campaign"])), width="stretch")
 
     ids = [c.id for c in reversed(cs)]
     running = [c.id for c in cs if c.state in ("running", "aborting")]
@@ -180,14 +113,14 @@ def campaign(c: Campaign, states: dict[str, dict]) -> None:
         (st.error if c.state in ("aborting", "aborted") else st.info)(f"Reason: {c.reason}")
     if not c.devices:
         st.caption("The OTA manager has not chosen the campaign's devices yet (is `edgefleet serve` running?).")
-    stages = data.stage_frame(c, states)
+    stages = loaders.models.stage_frame(c, states)
     for r in stages.itertuples():
         marker = " ← current" if r.current and c.state == "running" else ""
         st.progress(float(r.done), text=f"Stage {r.stage} ({r.fraction}): {r.devices} devices · {r.confirmed} "
                     f"confirmed · {r.failed} failed · {r.in_flight} in flight · {r.pending} pending{marker}")
 
     st.markdown("**Devices**")
-    dev = data.device_state_frame(c, states)
+    dev = loaders.models.device_state_frame(c, states)
     st.dataframe(dev, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(1, len(dev))),
                  key="ota_devices_table", column_config={"offered": TIME, "updated": TIME})
 
@@ -195,17 +128,18 @@ def campaign(c: Campaign, states: dict[str, dict]) -> None:
         shadow_comparison(c, states)
 
     st.markdown("**Anomaly rate: old vs new model** (results before vs after each device switched)")
-    cmp = comparison(db, c.id)
-    health = data.canary_health(c, cmp)
+    check = ui.model_health(db, c.id)
+    health, cmp = check.health, check.comparison
+    if health is not None:
+        a, b, d = st.columns(3)
+        a.metric("Old model anomaly rate", f"{health.old_rate:.1%}",
+                 help=f"mean over the {health.devices} devices the OTA manager's check counts (shadow outcomes "
+                 f"where a device has them, else before vs after), floored at {c.policy.anomaly_floor:.0%}")
+        b.metric("New model anomaly rate", f"{health.new_rate:.1%}")
+        d.metric("Shift", f"{health.shift:.2g}x", help=f"the campaign aborts above {health.limit:g}x")
     if cmp.empty or cmp["new_windows"].sum() == 0:
         st.caption("No results under the new model yet.")
         return
-    if health is not None:
-        a, b, d = st.columns(3)
-        a.metric("Old model anomaly rate", f"{health['old_rate']:.1%}", help="mean over the counted devices, "
-                 f"floored at {c.policy.anomaly_floor:.0%}")
-        b.metric("New model anomaly rate", f"{health['new_rate']:.1%}")
-        d.metric("Shift", f"{health['shift']:.2g}x", help=f"the campaign aborts above {health['limit']:g}x")
     long = cmp.melt(id_vars=["device"], value_vars=["old_rate", "new_rate"], var_name="model",
                     value_name="anomaly_rate").dropna()
     long["model"] = long["model"].map({"old_rate": "old", "new_rate": f"new (v{c.model})"})
@@ -214,15 +148,18 @@ def campaign(c: Campaign, states: dict[str, dict]) -> None:
                  column_config={"old_rate": RATE, "new_rate": RATE,
                                 "shift": st.column_config.NumberColumn(format="%.2fx"),
                                 "counts": st.column_config.CheckboxColumn(
-                                    "in health check", help=f"≥ {c.policy.min_windows} new-model windows")})
+                                    "in health check", help="counted by the OTA manager's check: a device of the "
+                                    f"current stage with ≥ {c.policy.min_windows} windows under the new model, "
+                                    "from shadow mode if it has them, else running the new model (trial or "
+                                    "confirmed)")})
 
 
 def shadow_comparison(c: Campaign, states: dict[str, dict]) -> None:
     """Shadow mode: the old model stays active while the new one scores the same windows beside it."""
     st.markdown(f"**Shadow comparison: old vs new model on the same windows** (shadow phase "
                 f"{c.policy.shadow_s / 60:g} min before the trial)")
-    frame = shadow(db, c.id)
-    totals = data.shadow_totals(frame, c.policy.anomaly_floor)
+    frame = ui.shadow(db, c.id)
+    totals = loaders.models.shadow_totals(frame, c.policy.anomaly_floor)
     if totals is None:
         st.caption("No shadow results yet: devices report both scores once they have verified the model.")
         return
@@ -232,22 +169,11 @@ def shadow_comparison(c: Campaign, states: dict[str, dict]) -> None:
     d.metric("New model anomaly rate (shadow)", f"{totals['new_rate']:.1%}")
     e.metric("Shadow shift", f"{totals['shift']:.2g}x", help=f"old rate floored at {c.policy.anomaly_floor:.0%}; "
              f"the campaign aborts above {c.policy.abort_anomaly_shift:g}x")
-    long = data.shadow_scores_long(frame, c.model)
+    long = loaders.models.shadow_scores_long(frame, c.model)
     if not long.empty:
-        colour = {"field": "model", "type": "nominal", "legend": {"orient": "top", "title": None},
-                  "scale": {"domain": ["old (active)", f"new (v{c.model})"], "range": ["#6baed6", "#ff7f0e"]}}
-        st.vega_lite_chart(long, {
-            "height": 220,
-            "layer": [
-                {"mark": {"type": "bar", "opacity": 0.55},
-                 "encoding": {"x": {"field": "log10_score", "bin": {"maxbins": 40}, "title": "log10 score"},
-                              "y": {"aggregate": "count", "stack": None, "title": "windows"},
-                              "color": colour}},
-                {"mark": {"type": "rule", "strokeDash": [4, 3]},  # each model's threshold
-                 "encoding": {"x": {"aggregate": "median", "field": "log10_thr"}, "color": colour}}]},
-            width="stretch", key="ota_shadow_scores")
-    st.dataframe(data.shadow_summary(frame, states, c.policy.anomaly_floor), hide_index=True, width="stretch",
-                 key="ota_shadow_compare_table",
+        st.altair_chart(charts.shadow_scores(long, c.model), width="stretch", key="ota_shadow_scores")
+    summary = loaders.models.shadow_summary(frame, states, c.policy.anomaly_floor)
+    st.dataframe(summary, hide_index=True, width="stretch", key="ota_shadow_compare_table",
                  column_config={"old_rate": RATE, "new_rate": RATE,
                                 "shift": st.column_config.NumberColumn(format="%.2fx"),
                                 "old_median": st.column_config.NumberColumn("old median score", format="%.4g"),
@@ -257,7 +183,7 @@ def shadow_comparison(c: Campaign, states: dict[str, dict]) -> None:
 live()
 
 st.subheader("Start a campaign")
-frame, _ = models(db)
+frame, _ = ui.models(db)
 versions = frame["version"].tolist()
 with st.form("ota_start", border=True):
     a, b, c_ = st.columns(3)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, loaders, ui
 
 WINDOWS = {"last 10 min": (600.0, 10), "last hour": (3600.0, 60), "last 6 h": (21600.0, 300),
            "last 24 h": (86400.0, 900)}
@@ -15,10 +15,10 @@ window = st.selectbox("Window", list(WINDOWS), index=0, key="system_window")
 @st.fragment(run_every=ui.REFRESH_S)
 def system(window_s: float, bucket_s: int) -> None:
     ing = ui.ingest(db, window_s, bucket_s)
-    tot = data.window_totals(ing)
+    tot = loaders.system.window_totals(ing)
     done = ing[ing["complete"]]
     last = done.tail(max(1, 60 // bucket_s))
-    rate = data.ingest_rate(ing, bucket_s)
+    rate = loaders.system.ingest_rate(ing, bucket_s)
     lag = float(last["lag_ms_avg"].mean()) if last["lag_ms_avg"].notna().any() else None
     lag_max = float(last["lag_ms_max"].max()) if last["lag_ms_max"].notna().any() else None
     since_commit = (ui.now_ms() - int(ing["ts"].iloc[-1]) - bucket_s * 1000) / 1000.0 if not ing.empty else None

@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 
-from edgefleet.bridge import Bridge
+from edgefleet.device.bridge import Bridge
 
 
 def register(sub: argparse._SubParsersAction) -> None:

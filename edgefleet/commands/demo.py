@@ -8,6 +8,7 @@ stops everything on Ctrl-C (or when any part dies, saying which).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from edgefleet.errors import EdgefleetError
+from edgefleet.protocol.connect import free_port
 
 log = logging.getLogger("edgefleet.demo")
 REPO = Path(__file__).resolve().parents[2]
@@ -32,8 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Streamlit dashboard. Ctrl-C stops everything.")
     p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
     p.add_argument("--faulty", type=int, default=6, help="machines that develop a fault (default 6)")
-    p.add_argument("--calibrate", type=int, default=20,
-                   help="each node sets its threshold from its first N windows (default 20; 0 = model threshold)")
+    p.add_argument("--calibrate", type=int, default=0,
+                   help="older alternative to commissioning: each node sets its threshold from its first N "
+                        "windows (default 0: off)")
+    p.add_argument("--commission-windows", type=int, default=24, metavar="N",
+                   help="windows per speed that end each node's commissioning (default 24: short for a demo; "
+                        "a plant uses 64 or more, docs/baseline.md)")
+    p.add_argument("--speeds", type=int, default=3,
+                   help="speeds each machine cycles through while the demo runs (default 3)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--workdir", type=Path, default=REPO / "var" / "demo", help="database and logs (default var/demo)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port (default: a free port)")
@@ -42,10 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def dashboard_entrypoint() -> str:
+    """The installed dashboard's entrypoint file, found by import (not by a path into a checkout)."""
+    spec = importlib.util.find_spec("dashboards.app")
+    if spec is None or spec.origin is None:
+        raise EdgefleetError("the dashboard package is not installed (run `bash scripts/setup.sh`), "
+                             "or start the demo with --no-dashboard")
+    return spec.origin
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
@@ -120,10 +131,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.duration:
             sim_argv += ["--duration", str(args.duration)]
         if args.calibrate:
-            sim_argv += ["--calibrate", str(args.calibrate)]
+            sim_argv += ["--calibrate", str(args.calibrate), "--no-commission"]
+        else:
+            sim_argv += ["--commission-windows", str(args.commission_windows), "--speeds", str(args.speeds),
+                         "--speed-hold", "30", "60"]
         sup.start("sim", sim_argv)
         if not args.no_dashboard:
-            dash = sup.start("dashboard", [py, "-m", "streamlit", "run", str(REPO / "dashboards" / "app.py"),
+            dash = sup.start("dashboard", [py, "-m", "streamlit", "run", dashboard_entrypoint(),
                                            "--server.port", str(args.dashboard_port), "--server.address",
                                            "127.0.0.1", "--server.headless", "true",
                                            "--browser.gatherUsageStats", "false", "--", "--db", str(db)])

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edgefleet.config import load_settings
+from edgefleet.service.config import load_settings
 from edgefleet.errors import EdgefleetError
 
 log = logging.getLogger("edgefleet.fleet")
@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from edgefleet.ingest import IngestService
-    from edgefleet.store import open_store
+    from edgefleet.service.ingest import IngestService
+    from edgefleet.service.store import open_store
 
     settings = load_settings(broker_url=args.broker, db=args.db, ingest_group=args.group,
                              ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
@@ -79,23 +79,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def start_ota_manager(settings, store):
     """The OTA manager beside ingest: campaigns from the registry in the same database file."""
-    from edgefleet.config import broker_credentials
-    from edgefleet.ota.manager import OtaManager
-    from edgefleet.ota.registry import OtaRegistry
+    from edgefleet.service.config import broker_credentials
+    from edgefleet.service.ota.campaign import RESULTS_LIMIT, SHADOW_LIMIT
+    from edgefleet.service.ota.manager import OtaManager
+    from edgefleet.service.ota.registry import OtaRegistry
 
     def devices() -> dict[str, dict]:
         return {d.device: {"site": d.site, "line": d.line, "tags": list(d.tags), "model": d.model}
                 for d in store.devices()}
 
     def results(device: str, since_ms: int) -> list[tuple[int, bool]]:
-        return [(r.model, r.anom) for r in store.score_history(device, since_ms, limit=2000)]
+        return [(r.model, r.anom) for r in store.score_history(device, since_ms, limit=RESULTS_LIMIT)]
 
     host, port = settings.broker_host_port
     user, password = broker_credentials(settings.broker_url)
     manager = OtaManager(OtaRegistry(settings.db), host, port, devices=devices, results=results,
                          username=user, password=password, client_id=f"{settings.ingest_client_id}-ota")
     manager.shadow_results = lambda model, since_ms: [  # shadow mode: both models on the same windows
-        (r.device, r.anom, bool(r.shadow_anom)) for r in store.shadow_results(model, since_ms=since_ms, limit=50_000)]
+        (r.device, r.anom, bool(r.shadow_anom)) for r in store.shadow_results(model, since_ms=since_ms, limit=SHADOW_LIMIT)]
     manager.start()
     log.info("OTA manager running (campaigns from %s)", settings.db)
     return manager
@@ -109,7 +110,7 @@ def wait_for_signal() -> None:
 
 
 def stats_dict(db: str) -> dict:
-    from edgefleet.store import open_store
+    from edgefleet.service.store import open_store
 
     if not Path(db).exists():
         raise EdgefleetError(f"no store at {db} (run `edgefleet serve --db {db}` first)")
@@ -138,7 +139,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from edgefleet.broker import start_broker
+    from edgefleet.service.broker import start_broker
 
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

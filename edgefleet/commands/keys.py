@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefleet import keys
+from edgefleet.runtime import keys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +40,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from edgefleet import manifest
-    from edgefleet.model_folder import ModelFolder
+    from edgefleet.runtime import manifest
+    from edgefleet.toolchain.model_folder import ModelFolder
 
     folder = ModelFolder(args.model_dir)
     pub = keys.load_public(args.public or keys.public_path(keys.DEFAULT_KEY))

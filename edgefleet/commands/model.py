@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("model_dir", type=Path)
     e.add_argument("--data", required=True, type=Path, help="folder of labelled .npz recordings")
     e.add_argument("--json", action="store_true", help="print one JSON object (auc_int8, auc_float, per_file)")
+    e.add_argument("--commission", action="store_true",
+                   help="judge the model as a node runs it: each machine (`machine` key of a recording) "
+                        "first commissions a baseline on the start of its normal recordings (classes from "
+                        "`rpm`), then its held-out normal and fault recordings are scored (docs/baseline.md)")
+    e.add_argument("--commission-fraction", type=float, default=0.5, metavar="F",
+                   help="share of each normal recording used to commission (default 0.5)")
     e.set_defaults(func=cmd_evaluate)
 
     i = ms.add_parser("import", help="make an artifact from an int8 .tflite",
@@ -86,13 +92,13 @@ def _progress(total: int, desc: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from edgefleet import keys, manifest
-    from edgefleet.card import footprint, host_latency, to_markdown
-    from edgefleet.datasets import load_folder
-    from edgefleet.evaluation import evaluate
-    from edgefleet.model_folder import ARTIFACT, CARD_JSON, CARD_MD, FLOAT, INT8, MANIFEST, ModelFolder
-    from edgefleet.tflm_arena import smallest_arena
-    from edgefleet.training import TrainConfig, train_model
+    from edgefleet.runtime import keys, manifest
+    from edgefleet.toolchain.card import footprint, host_latency, to_markdown
+    from edgefleet.toolchain.datasets import load_folder
+    from edgefleet.toolchain.evaluation import evaluate
+    from edgefleet.toolchain.model_folder import ARTIFACT, CARD_JSON, CARD_MD, FLOAT, INT8, MANIFEST, ModelFolder
+    from edgefleet.toolchain.tflm_arena import smallest_arena
+    from edgefleet.toolchain.training import TrainConfig, train_model
 
     try:
         hidden = [int(v) for v in args.hidden.split(",") if v]
@@ -156,14 +162,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from edgefleet.datasets import load_folder
-    from edgefleet.evaluation import evaluate
-    from edgefleet.model_folder import ModelFolder
+    from edgefleet.toolchain.datasets import load_folder
+    from edgefleet.toolchain.evaluation import evaluate
+    from edgefleet.toolchain.model_folder import ModelFolder
 
     folder = ModelFolder(args.model_dir)
     art = folder.artifact()
     trained_on = (folder.card().get("training") or {}).get("trained_on", {})
     recordings = load_folder(args.data)
+    if args.commission:
+        return _evaluate_commissioned(art, recordings, args)
     ev = evaluate(art, folder.tflite_float(), recordings, trained_on=trained_on)
     if args.json:
         print(json.dumps(ev, default=float))
@@ -179,8 +187,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_commissioned(art, recordings, args: argparse.Namespace) -> int:
+    from edgefleet.toolchain.evaluation import evaluate_commissioned
+
+    if not 0.0 < args.commission_fraction < 1.0:
+        raise DataError(f"--commission-fraction must be between 0 and 1 (exclusive), got {args.commission_fraction}")
+    ev = evaluate_commissioned(art, recordings, fraction=args.commission_fraction,
+                               folder_name=Path(args.data).resolve().name)
+    if args.json:
+        print(json.dumps(ev, default=float))
+        return 0
+    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
+    print(f"{'machine':24} {'classes':>7} {'windows':>7} {'AUC':>7} {'false alarms':>12} {'detected':>8}")
+    for name, m in ev["machines"].items():
+        if "error" in m:
+            print(f"{name:24} not commissioned: {m['error']}")
+            continue
+        print(f"{name:24} {len(m['classes']):7d} {m['windows']:7d} {fmt(m['auc_int8'], '.4f'):>7} "
+              f"{fmt(m['false_alarm_rate'], '.1%'):>12} {fmt(m['detection_rate'], '.1%'):>8}")
+    print("\nAUC by label: " + ", ".join(f"{k} {v:.4f}" for k, v in ev["by_label"].items()))
+    print(f"worst machine AUC {fmt(ev['min_machine_auc'], '.4f')}; {ev['uncommissioned_windows']} windows in "
+          f"uncommissioned conditions (not judged); commissioned on the first "
+          f"{ev['commission_fraction']:.0%} of each normal recording")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     try:
         data = args.tflite.read_bytes()
@@ -197,9 +230,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgefleet.artifact import load_artifact
-    from edgefleet.engine import Int8Engine
-    from edgefleet.model_folder import ARTIFACT
+    from edgefleet.runtime.artifact import load_artifact
+    from edgefleet.runtime.engine import Int8Engine
+    from edgefleet.toolchain.model_folder import ARTIFACT
 
     path = args.artifact / ARTIFACT if args.artifact.is_dir() else args.artifact
     art = load_artifact(path)
@@ -219,8 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from edgefleet.card import to_markdown
-    from edgefleet.model_folder import ModelFolder
+    from edgefleet.toolchain.card import to_markdown
+    from edgefleet.toolchain.model_folder import ModelFolder
 
     card = ModelFolder(args.model_dir).card()
     if not card:

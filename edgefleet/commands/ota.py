@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 
-DEFAULT_DB = Path(os.environ.get("EDGEFLEET_DB", "var/fleet.db"))
+from edgefleet.service.config import default_db
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     os_ = p.add_subparsers(dest="ota_command", metavar="ACTION", required=True)
 
     def db_arg(q):
-        q.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"fleet database (default $EDGEFLEET_DB or {DEFAULT_DB})")
+        q.add_argument("--db", type=Path, default=Path(default_db()),
+                       help=f"fleet database, shared with `edgefleet serve` (default $EDGEFLEET_DB or {default_db()})")
 
     pub = os_.add_parser("publish", help="verify a model folder's signed manifest and add it to the registry")
     pub.add_argument("model_dir", type=Path)
@@ -71,14 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _registry(db: Path):
-    from edgefleet.ota.registry import OtaRegistry
+    from edgefleet.service.ota.registry import OtaRegistry
 
     return OtaRegistry(db)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from edgefleet import keys
-    from edgefleet.model_folder import ModelFolder
+    from edgefleet.runtime import keys
+    from edgefleet.toolchain.model_folder import ModelFolder
 
     folder = ModelFolder(args.model_dir)
     pub = keys.load_public(args.public or keys.public_path(keys.DEFAULT_KEY))
@@ -89,7 +89,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from edgefleet.ota.campaign import Policy, Target, parse_ratio
+    from edgefleet.service.ota.campaign import Policy, Target, parse_ratio
 
     policy = Policy.from_user(args.stages, trial_min=args.trial, shadow_min=args.shadow,
                               abort_failures=parse_ratio(args.abort_failures, "%"),

@@ -43,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--period", type=float, default=1.0, help="seconds between windows per node (default 1)")
     p.add_argument("--batch", type=int, default=1, dest="results_per_message",
                    help="results per MQTT message (default 1; up to 256)")
-    p.add_argument("--fault-onset", type=float, nargs=2, default=(30.0, 90.0), metavar=("MIN", "MAX"),
-                   help="seconds after start when faults begin (default 30 90)")
+    p.add_argument("--fault-onset", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="seconds after start when faults begin (default 30 90; with commissioning, after "
+                        "the nodes have learned every speed: see --commission-windows)")
     p.add_argument("--fault-ramp", type=float, nargs=2, default=(120.0, 300.0), metavar=("MIN", "MAX"),
                    help="seconds from onset to full severity (default 120 300)")
     p.add_argument("--inject", action="append", default=[], metavar="DEVICE:SECONDS",
@@ -55,7 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "$EDGEFLEET_OTA_PUBLIC_KEY, else the engineer's signing key's .pub if present; "
                         "'none' disables OTA)")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
-                   help="each node calibrates its threshold from its first N windows (default off)")
+                   help="each node calibrates its threshold from its first N windows (default off; the "
+                        "older alternative to commissioning)")
+    p.add_argument("--no-commission", dest="commission", action="store_false",
+                   help="nodes judge with the model's own standardization instead of first learning their "
+                        "machine's normal (docs/baseline.md); by default every node commissions at start")
+    p.add_argument("--commission-windows", type=int, default=64, metavar="N",
+                   help="windows per operating class that end commissioning (default 64, at least 16)")
+    p.add_argument("--speeds", type=int, default=1, metavar="K",
+                   help="operating points (speed and load) each machine cycles through (default 1: constant)")
+    p.add_argument("--speed-hold", type=float, nargs=2, default=(60.0, 180.0), metavar=("MIN", "MAX"),
+                   help="seconds a machine holds each operating point (default 60 180)")
     p.add_argument("--ring", type=int, default=600,
                    help="store-and-forward ring per node, results (default 600)")
     p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
@@ -87,7 +98,7 @@ def default_model() -> Path:
 
 def _ota_key(arg: str | None):
     """The Ed25519 public key nodes verify OTA manifests with, or None (OTA off)."""
-    from edgefleet import keys
+    from edgefleet.runtime import keys
 
     if arg == "none":
         return None
@@ -124,9 +135,10 @@ def run(args: argparse.Namespace) -> int:
     from device_sim.fleet import Fleet, FleetOptions
     from device_sim.link import LinkOptions
     from device_sim.plant import make_plant
-    from edgefleet.artifact import load_artifact
-    from edgefleet.config import parse_broker_url
-    from edgefleet.ingest import probe_mqtt_version
+    import numpy as np
+
+    from edgefleet.runtime.artifact import load_artifact
+    from edgefleet.protocol.connect import parse_broker_url, probe_mqtt_version
 
     if args.nodes < 1:
         raise EdgefleetError("--nodes must be at least 1")
@@ -134,6 +146,12 @@ def run(args: argparse.Namespace) -> int:
         raise EdgefleetError(f"--faulty must be between 0 and --nodes ({args.nodes})")
     if args.duration is not None and args.duration <= 0:
         raise EdgefleetError("--duration must be > 0 seconds")
+    if not 16 <= args.commission_windows <= 4096:
+        raise EdgefleetError("--commission-windows must be between 16 and 4096")
+    if not 1 <= args.speeds <= 8:
+        raise EdgefleetError("--speeds must be between 1 and 8 (a node learns at most 8 operating classes)")
+    if not 0 < args.speed_hold[0] <= args.speed_hold[1]:
+        raise EdgefleetError("--speed-hold needs 0 < MIN <= MAX seconds")
     if not 1 <= args.results_per_message <= 256:
         raise EdgefleetError("--batch must be 1..256 results per message")
     if args.period <= 0 or args.ring < 1 or args.shards < 1 or not 1 <= args.sites <= 4:
@@ -159,20 +177,27 @@ def run(args: argparse.Namespace) -> int:
                                  f"(waited {args.wait_broker:g} s)")
     password = None
     if args.fleet_secret:
-        from edgefleet.credentials import device_password
+        from edgefleet.service.credentials import device_password
 
         password = lambda dev: device_password(args.fleet_secret, dev)  # noqa: E731
     _raise_fd_limit(args.nodes // parts + 256)
     whole = make_plant(args.nodes, n_faulty=args.faulty, seed=args.seed, prefix=args.prefix,
-                       n_sites=args.sites, fault_onset_s=tuple(args.fault_onset),
+                       n_sites=args.sites, fault_onset_s=fault_onset(args),
                        fault_ramp_s=tuple(args.fault_ramp))
+    schedule = None
+    if args.speeds > 1:
+        from device_sim.schedule import Schedule
+
+        schedule = Schedule.stepped(args.nodes, np.random.default_rng(args.seed + 17), speeds=args.speeds,
+                                    hold_s=tuple(args.speed_hold))
     plant = replace(whole, nodes=whole.nodes[part::parts])  # the same plant, this worker's nodes
     fleet = Fleet(plant, artifact,
                   LinkOptions(host, port, mqtt_version=version, password=password),
                   FleetOptions(period_s=args.period, shards=args.shards, ring_size=args.ring,
                                results_per_message=args.results_per_message,
                                calibrate_n=args.calibrate, seed=args.seed + part,
-                               ota_public_key=_ota_key(args.ota_key)))
+                               ota_public_key=_ota_key(args.ota_key), commission=args.commission,
+                               commission_windows=args.commission_windows, schedule=schedule))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -242,6 +267,17 @@ def _parse_slice(text: str | None) -> tuple[int, int]:
     return part, parts
 
 
+def fault_onset(args: argparse.Namespace) -> tuple[float, float]:
+    """When the scheduled faults begin: as asked, else after commissioning can have finished (a
+    fault during commissioning would be learned as the machine's normal)."""
+    if args.fault_onset is not None:
+        return tuple(args.fault_onset)  # type: ignore[return-value]
+    if not args.commission:
+        return (30.0, 90.0)
+    learn = args.commission_windows * args.period + (args.speeds - 1) * args.speed_hold[1] * args.speeds
+    return (learn + 30.0, learn + 90.0)
+
+
 def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]:
     """The same simulation, restricted to slice part/procs, reporting to its own file."""
     argv = [sys.executable, "-m", "edgefleet", "sim", "--broker", args.broker, "--nodes", str(args.nodes),
@@ -250,7 +286,9 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--batch", str(args.results_per_message), "--calibrate", str(args.calibrate),
             "--ring", str(args.ring), "--shards", str(args.shards),
             "--mqtt-version", args.mqtt_version, "--wait-broker", str(args.wait_broker),
-            "--fault-onset", *map(str, args.fault_onset), "--fault-ramp", *map(str, args.fault_ramp),
+            "--fault-onset", *map(str, fault_onset(args)), "--fault-ramp", *map(str, args.fault_ramp),
+            "--commission-windows", str(args.commission_windows), "--speeds", str(args.speeds),
+            "--speed-hold", *map(str, args.speed_hold), *([] if args.commission else ["--no-commission"]),
             "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]

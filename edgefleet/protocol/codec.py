@@ -62,6 +62,16 @@ class ResultRecord(NamedTuple):
     shadow_score: float | None = None
     shadow_thr: float | None = None
     shadow_anom: bool | None = None
+    # commissioning (docs/baseline.md): "" = judged; "commissioning" / "uncommissioned" = no verdict
+    state: str = ""
+    hi: float | None = None  # health indicator (unclipped distance from the class's normal)
+    cls: int | None = None  # operating class that judged it
+    hi_thr: float | None = None
+
+    @property
+    def judged(self) -> bool:
+        """A verdict the alarms may use: not taken while commissioning or outside every class."""
+        return not self.state
 
 
 @dataclass(frozen=True)
@@ -173,31 +183,44 @@ def result_records(device: str, body: dict[str, Any]) -> list[ResultRecord]:
     differs from the active one.
     """
     boot, model, thr = body["boot"], int(body["model"]), float(body["thr"])
+    cls = int(body["cls"]) if "cls" in body else None
+    hi_thr = float(body["hi_thr"]) if "hi_thr" in body else None
     sh = body.get("shadow")
+    sh_model = sh_thr = None
     if sh is None:
         for i, r in enumerate(body["res"]):
             if "shadow" in r:
                 raise ProtocolError("schema", f"res[{i}].shadow: the message has no top-level shadow (model, thr)")
-        return [ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
-                             bool(r["anom"]), int(r["inf_us"])) for r in body["res"]]
-    sh_model, sh_thr = int(sh["model"]), float(sh["thr"])
-    if sh_model == model:
-        raise ProtocolError("schema", f"shadow.model: {sh_model} is the active model itself")
+    else:
+        sh_model, sh_thr = int(sh["model"]), float(sh["thr"])
+        if sh_model == model:
+            raise ProtocolError("schema", f"shadow.model: {sh_model} is the active model itself")
     out = []
-    for r in body["res"]:
+    for i, r in enumerate(body["res"]):
+        state = r.get("state", "")
+        if state and r["anom"]:
+            raise ProtocolError("schema", f"res[{i}]: a window in state {state!r} has no verdict, anom must be false")
         s = r.get("shadow")
+        shadow = (sh_model, float(s["score"]), sh_thr, bool(s["anom"])) if s else (None, None, None, None)
         out.append(ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
-                                bool(r["anom"]), int(r["inf_us"]),
-                                *((sh_model, float(s["score"]), sh_thr, bool(s["anom"])) if s else ())))
+                                bool(r["anom"]), int(r["inf_us"]), *shadow, state,
+                                float(r["hi"]) if "hi" in r else None, None if state else cls,
+                                None if state else hi_thr))
     return out
 
 
 def result_message(boot: str, model: int, thr: float, results: list[dict[str, Any]],
-                   dropped: int = 0, shadow: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build a `result` body; each result is {seq, ts, score, anom, inf_us[, shadow: {score, anom}]},
-    `shadow` the candidate's {model, thr} in shadow mode."""
+                   dropped: int = 0, shadow: dict[str, Any] | None = None, *, cls: int | None = None,
+                   hi_thr: float | None = None) -> dict[str, Any]:
+    """Build a `result` body; each result is {seq, ts, score, anom, inf_us[, hi][, state][, shadow:
+    {score, anom}]}, `shadow` the candidate's {model, thr} in shadow mode, `cls`/`hi_thr` the
+    operating class that judged the results (a commissioned node)."""
     body = {"v": PROTOCOL_VERSION, "boot": boot, "model": model, "thr": thr, "dropped": dropped}
     if shadow is not None:
         body["shadow"] = shadow
+    if cls is not None:
+        body["cls"] = cls
+    if hi_thr is not None:
+        body["hi_thr"] = hi_thr
     body["res"] = results
     return body

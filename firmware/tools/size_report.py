@@ -22,6 +22,7 @@ CONT = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
 OUT_SEC = re.compile(r"^(\.\S+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)")
 OUT_SEC_NAME = re.compile(r"^(\.\S+)\s*$")
 
+APP = Path(__file__).resolve().parents[1] / "app"
 CMSIS_TABLES = ("arm_common_tables.o", "arm_const_structs.o")
 CRYPTO_LIBS = {"monocypher.o": "monocypher_ed25519", "hash_sha256_cp.o": "libsodium_sha256",
                "hash_sha512_cp.o": "libsodium_sha512"}  # third-party, fetched from PyPI sdists
@@ -43,6 +44,8 @@ def module_of(obj: str) -> str:
         return CRYPTO_LIBS[name]
     if name.startswith("ef_") and name.endswith(".o"):
         return name[3:-2]
+    if (APP / name).with_suffix(".c").is_file():
+        return "app:" + name.removesuffix(".o")  # the node application (firmware/app), linked or in lib.a
     return "port:" + name.removesuffix(".o")
 
 
@@ -94,7 +97,10 @@ def report(elf: Path, map_path: Path, board: str) -> dict:
     text = sum(s.get(k, 0) for k in (".isr_vector", ".text", ".ARM.exidx"))
     model = s.get(".model", 0)  # an artifact linked into flash (real boards)
     data, bss, stack = s.get(".data", 0), s.get(".bss", 0), s.get(".stack", 0)
-    ef = {k: sum(v["flash"] for name, v in mods.items() if name.split("_")[0] == k) for k in ("engine", "features")}
+    # the engine is its layer walk (engine) and the per-layer kernel the build linked (layer_ref or layer_m4)
+    group = {"engine": "engine", "layer": "engine", "features": "features"}
+    ef = {k: sum(v["flash"] for name, v in mods.items() if group.get(name.split("_")[0]) == k)
+          for k in ("engine", "features")}
     return {
         "board": board, "image": elf.name, "compiler": "arm-none-eabi-gcc -Os, nano.specs",
         "text": text, "data": data, "bss": bss, "stack_reserved": stack,

@@ -13,7 +13,13 @@ import pyarrow as pa
 import pytest
 
 from dashboards.sample_fleet import SampleFleet, populate
-from edgefleet.store import SQLiteStore, open_store
+from edgefleet.runtime import keys
+from edgefleet.service.ota.registry import OtaRegistry
+from edgefleet.service.store import SQLiteStore, open_store
+from edgefleet.toolchain.model_folder import ModelFolder
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "edgefleet" / "models" / "cwru-de-12k"
 
 
 @dataclass
@@ -40,3 +46,11 @@ def chart_data(chart) -> tuple[dict, list[pd.DataFrame]]:
     if proto.data.data:
         frames.append(pa.ipc.open_stream(io.BytesIO(proto.data.data)).read_pandas())
     return json.loads(proto.spec), frames
+
+
+def publish_shipped_model(reg: OtaRegistry) -> int:
+    """Publish the shipped cwru-de-12k model (manifest verified against dev-signing.pub); its version."""
+    folder = ModelFolder(MODEL)
+    entry = reg.publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
+                        keys.load_public(ROOT / "edgefleet" / "models" / "dev-signing.pub"))
+    return entry.version

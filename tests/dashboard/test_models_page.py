@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from edgefleet import keys
-from edgefleet.model_folder import ModelFolder
-from edgefleet.ota.campaign import Policy, Target
-from edgefleet.ota.registry import OtaRegistry
+from dashboards import ui
 from edgefleet.protocol import ResultRecord
-from edgefleet.store import DeviceUpdate, IngestBatch, open_store
+from edgefleet.service.ota.campaign import Policy, Target
+from edgefleet.service.ota.registry import OtaRegistry
+from edgefleet.service.store import DeviceUpdate, IngestBatch, open_store
+from edgefleet.toolchain.model_folder import ModelFolder
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import MODEL, ROOT, publish_shipped_model
+
 APP = str(ROOT / "dashboards" / "app.py")
-PAGE = "views/models.py"
-MODEL = ROOT / "edgefleet" / "models" / "cwru-de-12k"
+PAGE = ui.PAGE_MODELS
 DEVICES = [f"n-{i:02d}" for i in range(6)]
 STATES = {"n-00": "confirmed", "n-01": "confirmed", "n-02": "trial", "n-03": "downloading", "n-04": "failed"}  # n-05 pending
 OLD_ANOM, NEW_ANOM = 2, 10  # anomalous windows out of 40 per device under the old / new model
@@ -52,16 +52,14 @@ def ota_db(tmp_path: Path) -> Iterator[OtaDB]:
     store.close()
 
     reg = OtaRegistry(path)
-    folder = ModelFolder(MODEL)
-    entry = reg.publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
-                        keys.load_public(ROOT / "edgefleet" / "models" / "dev-signing.pub"))
-    c = reg.create_campaign(entry.version, Target("all"), Policy(stages=[0.5, 1.0], shadow=True, trial_s=600),
+    version = publish_shipped_model(reg)
+    c = reg.create_campaign(version, Target("all"), Policy(stages=[0.5, 1.0], shadow=True, trial_s=600),
                             "c1-shadow")
     reg.update_campaign(c.id, devices=DEVICES)
     for d, s in STATES.items():
         reg.set_device_state(c.id, d, "offered", offered=True, old_model=0, ts=now - 120_000)
         reg.set_device_state(c.id, d, s, "bad hash" if s == "failed" else "")
-    yield OtaDB(path, reg, entry.version, c.id)
+    yield OtaDB(path, reg, version, c.id)
     reg.close()
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards import data, ui
-from edgefleet.alarms import AlarmTracker
-from edgefleet.store import IngestBatch
+from dashboards import ui
+from dashboards.loaders.fleet import STATE_COLOURS
+from edgefleet.service.alarms import AlarmTracker
+from edgefleet.service.store import IngestBatch
 
 from .conftest import chart_data
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
-RED = data.STATE_COLOURS["alarm"]
+RED = STATE_COLOURS["alarm"]
 
 
 def open_page(monkeypatch, db: Path, page: str | None = None, **query: str) -> AppTest:
@@ -150,7 +151,7 @@ def test_missing_database_says_what_to_do(monkeypatch, tmp_path: Path) -> None:
 
 def test_empty_store_renders_every_page(monkeypatch, tmp_path: Path) -> None:
     """The service has created the store but nothing has arrived yet."""
-    from edgefleet.store import open_store
+    from edgefleet.service.store import open_store
 
     db = tmp_path / "empty.db"
     open_store(db).close()

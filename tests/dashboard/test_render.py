@@ -16,16 +16,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboards import data, ui
+from dashboards import ui
+from dashboards.loaders.fleet import STATE_COLOURS
 from dashboards.snapshot import CHART_DRAWN_JS, Browser, chromium, dashboard, render
-from edgefleet.alarms import AlarmTracker
-from edgefleet.store import IngestBatch
+from edgefleet.service.alarms import AlarmTracker
+from edgefleet.service.store import IngestBatch
 
 if shutil.which("chromium") is None:  # scripts/apt-packages.txt installs it; a missing browser is a failure
     pytest.fail("chromium is not installed (apt-get install chromium; it is in scripts/apt-packages.txt)",
                 pytrace=False)
 
-RED = tuple(int(data.STATE_COLOURS["alarm"][i:i + 2], 16) for i in (1, 3, 5))
+RED = tuple(int(STATE_COLOURS["alarm"][i:i + 2], 16) for i in (1, 3, 5))
 METRICS_JS = ("JSON.stringify(Object.fromEntries(Array.from(document.querySelectorAll('[data-testid=\"stMetric\"]'))"
               ".map(e => e.innerText.split('\\n').filter(Boolean)).map(p => [p[0], p[p.length - 1]])))")
 GRID_TEXT_JS = "Array.from(document.querySelectorAll('[role=gridcell]')).map(e => e.textContent).join('\\n')"
@@ -111,7 +112,7 @@ def red_tile_centre(img: np.ndarray) -> tuple[int, int]:
 def test_dashboard_started_before_the_store_picks_it_up(tmp_path) -> None:
     """`edgefleet demo` may start the dashboard before ingest has created the database."""
     from dashboards.sample_fleet import populate
-    from edgefleet.store import open_store
+    from edgefleet.service.store import open_store
 
     db = tmp_path / "later.db"
     with dashboard(db) as url, chromium() as browser:

@@ -8,22 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
+from testkit import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-fleet-secret-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
 def secured_broker(tmp_path):
     if not shutil.which("mosquitto"):
         pytest.fail("mosquitto is not installed (scripts/setup.sh installs it)")
-    from edgefleet import deploy_passwords
+    from edgefleet.service import deploy_passwords
 
     env = {"EDGEFLEET_FLEET_SECRET": SECRET, "EDGEFLEET_INGEST_PASSWORD": "ingest-pw"}
     old = {k: os.environ.get(k) for k in env}
@@ -69,7 +64,7 @@ def connect(port, user, password):
 
 
 def test_device_may_publish_only_its_own_topics(secured_broker):
-    from edgefleet.credentials import device_password
+    from edgefleet.service.credentials import device_password
 
     port = secured_broker
     got = []

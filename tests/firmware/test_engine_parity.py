@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import OpResolverType
 
-from edgefleet.artifact import Artifact
-from edgefleet.engine import Detector, Int8Engine
-from edgefleet.litert_ref import infer as litert
-from edgefleet.testmodels import PARITY_SHAPES, parity_inputs
-from edgefleet.tflite_import import import_tflite
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.engine import Detector, Int8Engine
+from edgefleet.toolchain.litert_ref import infer as litert
+from edgefleet.toolchain.testmodels import PARITY_SHAPES, parity_inputs
+from edgefleet.toolchain.tflite_import import import_tflite
 
 from fw_helpers import c_infer, run
 
@@ -52,7 +52,7 @@ def test_requant_modes_differ_somewhere_so_both_paths_are_exercised(fw, tflite_m
 
 def test_real_cwru_windows_through_shipped_model(fw, shipped_model, cwru_dir, tmp_path):
     """Real bearing windows (Python features, hop 20%) -> C engine == LiteRT == Python engine."""
-    from edgefleet.datasets import load_folder, windows_of
+    from edgefleet.toolchain.datasets import load_folder, windows_of
 
     artifact = (shipped_model / "model.efm").read_bytes()
     tfl = (shipped_model / "model_int8.tflite").read_bytes()
@@ -84,7 +84,7 @@ def test_ef_infer_reports_rejection_and_bad_row_size(fw, shipped_model, tmp_path
 @pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
 def test_c_engine_rounds_exact_ties_like_litert(fw, tmp_path, mode, resolver):
     """Exact ties (common in these models) round away from zero in LiteRT's reference kernels."""
-    from edgefleet.testmodels import tie_cases
+    from edgefleet.toolchain.testmodels import tie_cases
 
     for name, tfl, artifact, x, ties in tie_cases(mode, N_INPUTS):
         assert ties > 100

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from edgefleet.artifact import Artifact
-from edgefleet.datasets import load_folder
-from edgefleet.engine import Detector, Int8Engine
-from edgefleet.features import frame, log_band_power, plan
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.toolchain.datasets import load_folder
+from edgefleet.runtime.engine import Detector, Int8Engine
+from edgefleet.runtime.features import frame, log_band_power, plan
 from fw_helpers import run
 
 F_TOL = 1e-3  # log10 units, docs/features.md
@@ -110,9 +110,9 @@ def test_plan_rules_match_python_on_edge_parameters(fw, shipped_model, tmp_path)
     the C plan accepts exactly what the Python plan accepts, and then computes the same features."""
     import dataclasses
 
-    from edgefleet.artifact import FeatureSection
+    from edgefleet.runtime.artifact import FeatureSection
     from edgefleet.errors import FeatureError
-    from edgefleet.features import FeatureParams
+    from edgefleet.runtime.features import FeatureParams
 
     base = Artifact.from_bytes((shipped_model / "model.efm").read_bytes())
     cases = [  # (window_s, f_lo, f_hi, fs)

@@ -9,9 +9,9 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefleet import manifest
-from edgefleet.artifact import Artifact
-from edgefleet.keys import public_raw
+from edgefleet.runtime import manifest
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.keys import public_raw
 from fw_helpers import run
 
 
@@ -30,7 +30,7 @@ def test_mutated_shipped_artifacts_are_rejected_or_run_safely(fw, shipped_model)
 
 
 def test_mutated_deep_model_artifacts(fw, tflite_models, tmp_path):
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     for name in ("mlperf_pt", "narrow_relu6"):
         path = tmp_path / f"{name}.efm"

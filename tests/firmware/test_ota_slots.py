@@ -9,9 +9,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefleet import manifest
-from edgefleet.artifact import Artifact
-from edgefleet.keys import public_raw
+from edgefleet.runtime import manifest
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.keys import public_raw
 from fw_helpers import run
 
 
@@ -127,7 +127,7 @@ def test_power_cut_after_every_flash_operation_boots_a_valid_model(fw, tmp_path,
 
 
 def test_power_cut_sweep_on_the_10_layer_model(fw, tmp_path, tflite_models, key):
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     old = import_tflite(tflite_models["mlperf_pc"], model_version=5).to_bytes()
     new = import_tflite(tflite_models["mlperf_pc"], model_version=6).to_bytes()

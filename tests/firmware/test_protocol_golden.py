@@ -131,17 +131,17 @@ def test_shadow_violations_are_refused(shadow_tool, mutate):
 
 
 CMD_DRIVER = REPO / "tests" / "firmware" / "c" / "ef_cmd_decode.c"
-PORT = REPO / "firmware" / "ports" / "mps2-an386"
+CORE_SRC = REPO / "firmware" / "core" / "src"
 
 
 @pytest.fixture(scope="session")
 def cmd_tool(tmp_path_factory):
-    """ef_cmd_decode: the QEMU node's cmd decoder (ef_cmd.c) built for the host, sanitized."""
+    """ef_cmd_decode: the nodes' cmd decoder (core ef_cmd.c) built for the host, sanitized."""
     out = tmp_path_factory.mktemp("cmd") / "ef_cmd_decode"
     cc = shutil.which("cc") or "gcc"
     run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wno-sign-conversion", "-O1", "-g",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{REPO / 'firmware/core/include'}",
-         f"-I{PORT}", CMD_DRIVER, PORT / "ef_cmd.c", "-lm", "-o", out])
+         CMD_DRIVER, CORE_SRC / "ef_cmd.c", "-lm", "-o", out])
     return out
 
 

@@ -1,5 +1,6 @@
-"""Serial framing (COBS + CRC-32, 0x00 delimiter) of the C core against a reference
-written here from the spec, and resynchronisation after garbage, on the sanitized build."""
+"""Serial framing (COBS + CRC-32, 0x00 delimiter) of the C core against the Python one
+(`edgefleet.device.framing`, the bridge's), and resynchronisation after garbage, on the sanitized
+build. One COBS per language: these tests hold the two against each other."""
 
 from __future__ import annotations
 
@@ -10,24 +11,8 @@ import zlib
 
 import pytest
 
+from edgefleet.device.framing import cobs_decode, cobs_encode
 from fw_helpers import run
-
-
-def cobs_encode(data: bytes) -> bytes:
-    """Canonical COBS (Cheshire & Baker): blocks of <= 254 non-zero bytes led by their length + 1."""
-    out, block = bytearray(), bytearray()
-    for i, b in enumerate(data):
-        if b == 0:
-            out += bytes([len(block) + 1]) + block
-            block.clear()
-        else:
-            block.append(b)
-            if len(block) == 254:
-                out += b"\xff" + block
-                block.clear()
-                if i == len(data) - 1:
-                    return bytes(out)
-    return bytes(out + bytes([len(block) + 1]) + block)
 
 
 def frame(payload: bytes) -> bytes:
@@ -106,23 +91,12 @@ def test_random_streams_never_crash(fw):
         assert summary["frames"] == len(got)
 
 
-def cobs_decode(data: bytes) -> bytes:
-    out, i = bytearray(), 0
-    while i < len(data):
-        code = data[i]
-        out += data[i + 1:i + code]
-        i += code
-        if code != 0xFF and i < len(data):
-            out.append(0)
-    return bytes(out)
-
-
 def test_node_publishes_protocol_results_over_the_serial_link(fw, shipped_model, cwru_dir, tmp_path):
     """Recorded samples -> C node loop -> protocol v1 result messages -> COBS frames: what a
     gateway receives decodes (reference COBS + CRC) into schema-valid results with the node's scores."""
     import numpy as np
 
-    from edgefleet.datasets import load_folder
+    from edgefleet.toolchain.datasets import load_folder
     from edgefleet.protocol import codec
 
     rec = next(r for r in load_folder(cwru_dir) if not r.is_normal)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.broker import BrokerHandle, mosquitto_binary, start_broker
-from edgefleet.config import Settings, load_settings
-from edgefleet.ingest import IngestService
-from edgefleet.store import SQLiteStore
+from edgefleet.service.broker import BrokerHandle, mosquitto_binary, start_broker
+from edgefleet.service.config import Settings, load_settings
+from edgefleet.service.ingest import IngestService
+from edgefleet.service.store import SQLiteStore
 
 _ids = itertools.count()
 

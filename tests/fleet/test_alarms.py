@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from edgefleet.alarms import (
+from edgefleet.service.alarms import (
     AlarmPolicy,
     AlarmTracker,
     ewma,

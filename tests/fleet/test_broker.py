@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from edgefleet.broker import BrokerError, mosquitto_config, start_broker, wait_port
+from edgefleet.service.broker import BrokerError, mosquitto_config, start_broker, wait_port
 
 
 def test_mosquitto_restart_keeps_port_and_kill_stops_it(tmp_path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.config import ConfigError, load_settings, parse_broker_url
+from edgefleet.service.config import ConfigError, load_settings, parse_broker_url
 
 
 def test_environment_and_overrides() -> None:

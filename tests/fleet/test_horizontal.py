@@ -1,4 +1,4 @@
-"""Horizontal ingest (issue 7): two `edgefleet serve --role ingest` processes on one shared
+"""Horizontal ingest (docs/store.md): two `edgefleet serve --role ingest` processes on one shared
 subscription split the load; one is killed mid-load and restarted; every result is stored once."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from edgefleet.store import SQLiteStore
+from edgefleet.service.store import SQLiteStore
 
 from .conftest import purge_session
 from .support import Publisher, wait_until

@@ -8,9 +8,9 @@ import sys
 import time
 
 from edgefleet import protocol
-from edgefleet.broker import start_broker
-from edgefleet.ingest import Inbound, decode_into, ingest_filters
-from edgefleet.store import IngestBatch
+from edgefleet.service.broker import start_broker
+from edgefleet.service.ingest import Inbound, decode_into, ingest_filters
+from edgefleet.service.store import IngestBatch
 
 from .support import Publisher, result_payload, wait_until
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from edgefleet import protocol
-from edgefleet.broker import start_broker
-from edgefleet.store import SQLiteStore
+from edgefleet.service.broker import start_broker
+from edgefleet.service.store import SQLiteStore
 
 from .conftest import purge_session
 from .support import Publisher, result_payload, wait_until

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.alarms import AlarmChange, DeviceHealth
+from edgefleet.service.alarms import AlarmChange, DeviceHealth
 from edgefleet.protocol import ResultRecord
-from edgefleet.store import (
+from edgefleet.service.store import (
     DeviceUpdate,
     Event,
     IngestBatch,
@@ -28,7 +28,7 @@ def _influx(tmp: Path) -> Store:
     import os
     import uuid
 
-    from edgefleet.store.influx import InfluxStore
+    from edgefleet.service.store.influx import InfluxStore
 
     url = os.environ.get("EDGEFLEET_INFLUX_URL")
     if not url:

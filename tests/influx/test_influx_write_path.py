@@ -9,8 +9,8 @@ import time
 import pytest
 
 from edgefleet.protocol import ResultRecord
-from edgefleet.store import IngestBatch, StoreError
-from edgefleet.store.influx import InfluxStore, line
+from edgefleet.service.store import IngestBatch, StoreError
+from edgefleet.service.store.influx import InfluxStore, line
 
 T0 = 1_767_225_600_000
 

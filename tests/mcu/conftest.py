@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -16,12 +15,6 @@ FIRMWARE = REPO / "firmware"
 FLEET_MODEL = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"
 QEMU = ["qemu-system-arm", "-machine", "mps2-an386", "-nographic", "-monitor", "none",
         "-semihosting-config", "enable=on,target=native"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

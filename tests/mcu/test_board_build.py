@@ -44,8 +44,8 @@ def test_qemu_node_image_size_report(mcu):
     size = json.loads((mcu / "size.json").read_text())
     assert size["engine_features_flash"] <= 6 * 1024  # target: engine + features <= 6 KB at -Os
     assert size["static_ram_total"] == size["data"] + size["bss"] + size["stack_reserved"]
-    assert set(size["modules"]) >= {"engine_m4", "features", "model", "cmsis_fft_tables"}
-    assert "engine" not in size["modules"]  # the portable kernel is replaced (--wrap), not linked twice
+    assert set(size["modules"]) >= {"engine", "layer_m4", "features", "model", "cmsis_fft_tables"}
+    assert "layer_ref" not in size["modules"]  # the M4 kernel replaces the portable one, not linked twice
     # OTA is in the QEMU node: the core's slots and checks, and the registry-fetched crypto
     assert set(size["modules"]) >= {"ota", "manifest", "crypto", "monocypher_ed25519", "libsodium_sha256",
                                     "libsodium_sha512"}

@@ -8,9 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from edgefleet.bridge import Bridge, BridgeError, FrameDecoder, cobs_decode, encode_frame, split_link
+from edgefleet.device.bridge import Bridge, BridgeError
+from edgefleet.device.framing import FrameDecoder, cobs_decode, encode_frame, split_link
 
-from .conftest import FIRMWARE, REPO, free_port
+from testkit import free_port
+
+from .conftest import FIRMWARE, REPO
 
 LENGTHS = [0, 1, 2, 250, 253, 254, 255, 256, 507, 508, 509, 1000, 4096]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import OpResolverType
 
-from edgefleet.artifact import Artifact
-from edgefleet.litert_ref import infer as litert_infer
-from edgefleet.testmodels import PARITY_SHAPES, make_parity_models, parity_inputs
-from edgefleet.tflite_import import import_tflite
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.toolchain.litert_ref import infer as litert_infer
+from edgefleet.toolchain.testmodels import PARITY_SHAPES, make_parity_models, parity_inputs
+from edgefleet.toolchain.tflite_import import import_tflite
 
 from .conftest import FIRMWARE, FLEET_MODEL
 
@@ -72,7 +72,7 @@ def test_qemu_infer_refuses_a_corrupt_artifact_and_ragged_input(mcu, tmp_path):
 @pytest.mark.parametrize("mode, resolver", [("fp32", None), ("int", OpResolverType.BUILTIN_REF)])
 def test_m4_engine_rounds_exact_ties_like_litert(mcu, tmp_path, mode, resolver):
     """The M4 kernels' own requantization on models full of exact ties (LiteRT: away from zero)."""
-    from edgefleet.testmodels import tie_cases
+    from edgefleet.toolchain.testmodels import tie_cases
 
     for name, tfl, artifact, x, ties in tie_cases(mode, ROWS_SMALL):
         assert ties > 30

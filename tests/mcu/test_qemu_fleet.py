@@ -18,9 +18,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet import protocol
-from edgefleet.broker import start_broker
+from edgefleet.service.broker import start_broker
 
-from .conftest import FLEET_MODEL, QEMU, REPO, free_port
+from testkit import free_port
+
+from .conftest import FLEET_MODEL, QEMU, REPO
 
 DEVICE = "qemu-m4-1"
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}

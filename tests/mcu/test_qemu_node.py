@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from edgefleet import protocol
-from edgefleet.bridge import FrameDecoder, split_link
+from edgefleet.device.framing import FrameDecoder, split_link
 
-from .conftest import FIRMWARE, FLEET_MODEL, QEMU, free_port
+from testkit import free_port
+
+from .conftest import FIRMWARE, FLEET_MODEL, QEMU
 
 BOOT, T0 = "0badc0de", 1767225600000
 
@@ -73,7 +75,7 @@ def test_qemu_node_answers_commands_read_from_its_uart(mcu, recording, tmp_path)
 
     Bytes sent before the guest enables its UART can be lost in QEMU's CMSDK UART model, so
     hello is repeated until the node answers, as `edgefleet bridge` does."""
-    from edgefleet.bridge import encode_frame
+    from edgefleet.device.framing import encode_frame
 
     rec, fs = recording
     cmds = [b'{"v":1,"seq":0,"id":"d-1","op":"debug"}',

@@ -24,14 +24,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgefleet import keys, manifest, protocol
-from edgefleet.artifact import Artifact
-from edgefleet.bridge import FrameDecoder, encode_frame, split_link
-from edgefleet.broker import start_broker
-from edgefleet.ota.campaign import Policy, Target
-from edgefleet.ota.registry import OtaRegistry
+from edgefleet.runtime import keys, manifest
 
-from .conftest import FLEET_MODEL, QEMU, REPO, free_port
+from edgefleet import protocol
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.device.framing import FrameDecoder, encode_frame, split_link
+from edgefleet.service.broker import start_broker
+from edgefleet.service.ota.campaign import Policy, Target
+from edgefleet.service.ota.registry import OtaRegistry
+
+from testkit import free_port
+
+from .conftest import FLEET_MODEL, QEMU, REPO
 from .test_qemu_fleet import ENV, q, wait_for
 
 DEVICE = "qemu-ota-1"
@@ -212,7 +216,7 @@ def test_shadow_rollout_to_the_qemu_node(ota_node):
     """`ota rollout --shadow`: the QEMU node reports `shadow`, keeps deciding with model 1 while the
     candidate's outcomes of the same windows reach the store's shadow_results, then trials and
     confirms it; a false-alarm candidate is stopped by the manager on its shadow outcomes alone."""
-    from edgefleet.store import open_store
+    from edgefleet.service.store import open_store
 
     reg, db, key, watch, logs = (ota_node[k] for k in ("registry", "db", "key", "watch", "logs"))
     blob, man = release(2, key)  # the same weights under a new version: the same scores
@@ -259,7 +263,7 @@ def test_shadow_rollout_to_the_qemu_node(ota_node):
 
 
 # ---- the node's side of the link alone: the test plays bridge and OTA manager -------------------
-class NodeLink:
+class QemuSerialPeer:
     """The QEMU node's serial link: frames in a queue, link messages out (docs/mcu.md formats)."""
 
     def __init__(self, port: int):
@@ -332,7 +336,7 @@ def offer_frame(campaign: str, blob: bytes, man: bytes, *, trial_s: int = 0, mod
             f"{hashlib.sha256(blob).hexdigest()}{tail}").encode()
 
 
-def serve_transfer(link: NodeLink, campaign: str, blob: bytes, man: bytes, *,
+def serve_transfer(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes, *,
                    corrupt_at: int | None = None) -> tuple[int, dict]:
     """Answer mreq and ota/req until the node reports a state; (chunks served, that state)."""
     served = 0
@@ -358,7 +362,7 @@ def serve_transfer(link: NodeLink, campaign: str, blob: bytes, man: bytes, *,
 
 
 def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = None,
-               capture: bool = False) -> tuple[subprocess.Popen, "NodeLink"]:
+               capture: bool = False) -> tuple[subprocess.Popen, "QemuSerialPeer"]:
     """The QEMU node on the fleet model and the recording, trusting `key`, its serial link on a
     free port; `capture` keeps the node's console output (stack report) for the caller."""
     rec, fs = recording
@@ -370,10 +374,10 @@ def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = Non
                              f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
                              f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
                             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
-    return qemu, NodeLink(port)
+    return qemu, QemuSerialPeer(port)
 
 
-def hello(link: "NodeLink") -> dict:
+def hello(link: "QemuSerialPeer") -> dict:
     """Wait for the node's boot line, send the bridge's hello (wall clock), return its birth."""
     link.expect(("boot",))
     link.send(b"hello %d" % int(time.time() * 1000))

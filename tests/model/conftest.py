@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.datasets import load_folder
+from edgefleet.toolchain.datasets import load_folder
 
 @pytest.fixture(scope="session")
 def cwru_recordings(cwru_dir):
@@ -14,6 +14,6 @@ def cwru_recordings(cwru_dir):
 @pytest.fixture(scope="session")
 def trained(cwru_recordings):
     """The default architecture trained on CWRU (fewer epochs than the CLI default, same recipe)."""
-    from edgefleet.training import TrainConfig, train_model
+    from edgefleet.toolchain.training import TrainConfig, train_model
 
     return train_model(cwru_recordings, TrainConfig(epochs=60))

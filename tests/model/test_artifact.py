@@ -4,9 +4,9 @@ import zlib
 import numpy as np
 import pytest
 
-from edgefleet.artifact import HEADER, LAYER, Artifact, load_artifact
+from edgefleet.runtime.artifact import HEADER, LAYER, Artifact, load_artifact
 from edgefleet.errors import ArtifactError
-from edgefleet.tflite_import import import_tflite
+from edgefleet.toolchain.tflite_import import import_tflite
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgefleet.engine import Int8Engine
+from edgefleet.runtime.engine import Int8Engine
 
 
 def run(*args, check=True):
@@ -54,7 +54,7 @@ def test_evaluate_table_and_card(model_dir, cwru_dir):
 
 
 def test_import_and_run_match_litert(model_dir, tmp_path):
-    from edgefleet.litert_ref import infer
+    from edgefleet.toolchain.litert_ref import infer
 
     art_path = tmp_path / "x.efm"
     run("model", "import", model_dir / "model_int8.tflite", "--out", art_path)
@@ -63,7 +63,7 @@ def test_import_and_run_match_litert(model_dir, tmp_path):
     out = run("model", "run", art_path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy").stdout
     y = np.load(tmp_path / "y.npy")
     assert np.array_equal(y, infer((model_dir / "model_int8.tflite").read_bytes(), x))
-    from edgefleet.engine import available_backends
+    from edgefleet.runtime.engine import available_backends
 
     assert f"engine backend {available_backends()[0]}" in out
     # another backend, chosen on the command line: the same bits, and it says which one ran
@@ -113,7 +113,7 @@ def test_run_rejects_float_input_and_corrupt_artifact(model_dir, tmp_path):
 
 
 def test_import_refuses_other_ops(tmp_path):
-    from edgefleet.testmodels import make_tflite_with_op
+    from edgefleet.toolchain.testmodels import make_tflite_with_op
 
     (tmp_path / "conv.tflite").write_bytes(make_tflite_with_op())
     proc = run("model", "import", tmp_path / "conv.tflite", "--out", tmp_path / "c.efm", check=False)

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import OpResolverType
 
-from edgefleet.artifact import Artifact
-from edgefleet.datasets import windows_of
-from edgefleet.engine import Int8Engine, available_backends
-from edgefleet.litert_ref import infer as litert
-from edgefleet.tflite_import import import_tflite
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.toolchain.datasets import windows_of
+from edgefleet.runtime.engine import Int8Engine, available_backends
+from edgefleet.toolchain.litert_ref import infer as litert
+from edgefleet.toolchain.tflite_import import import_tflite
 
-from edgefleet.testmodels import PARITY_SHAPES as SHAPES
-from edgefleet.testmodels import parity_inputs
+from edgefleet.toolchain.testmodels import PARITY_SHAPES as SHAPES
+from edgefleet.toolchain.testmodels import parity_inputs
 
 N_INPUTS = 10_000
 
@@ -42,7 +42,7 @@ def test_per_channel_and_per_tensor_really_differ(tflite_models):
 def test_real_cwru_windows_bit_exact(trained, cwru_recordings):
     """Real bearing windows through the feature front end, then engine vs LiteRT default."""
     art = trained.artifact
-    from edgefleet.engine import Detector
+    from edgefleet.runtime.engine import Detector
 
     det = Detector(art)
     rows = []
@@ -56,7 +56,7 @@ def test_real_cwru_windows_bit_exact(trained, cwru_recordings):
 @pytest.mark.parametrize("backend", available_backends())
 def test_single_row_and_batch_agree(tflite_models, backend):
     """Rows 1 by 1, a batch, and a batch over several engine chunks give the same rows."""
-    from edgefleet.engine import CHUNK_ROWS
+    from edgefleet.runtime.engine import CHUNK_ROWS
 
     eng = Int8Engine(import_tflite(tflite_models["ae32_pc"]), backend=backend)
     x = parity_inputs(2 * CHUNK_ROWS + 77, 32, 3)
@@ -69,7 +69,7 @@ def test_single_row_and_batch_agree(tflite_models, backend):
 def test_wide_layers_take_the_exact_float64_path():
     """A layer whose dot products can pass 2^24 runs in float64 (BLAS backends) and the int64
     requantization (compiled kernels): every backend stays bit-exact against LiteRT."""
-    from edgefleet.testmodels import make_dense_tflite
+    from edgefleet.toolchain.testmodels import make_dense_tflite
 
     tfl = make_dense_tflite([2048, 4], per_channel=False, seed=5, relu_hidden=False)
     art = import_tflite(tfl)
@@ -82,7 +82,7 @@ def test_wide_layers_take_the_exact_float64_path():
 
 
 def test_backend_choice(monkeypatch):
-    from edgefleet.engine import default_backend
+    from edgefleet.runtime.engine import default_backend
     from edgefleet.errors import ArtifactError
 
     monkeypatch.setenv("EDGEFLEET_ENGINE", "numpy")
@@ -109,8 +109,8 @@ def test_engine_rejects_wrong_dtype_and_shape(tflite_models):
 def test_exact_ties_round_like_litert(mode, resolver):
     """Models whose scales make exact ties common: LiteRT's reference kernels round a tie away
     from zero (-1.5 -> -2); a plain `(acc*M + 2^(t-1)) >> t` gives -1. Every backend follows."""
-    from edgefleet.quant import multiply_by_quantized_multiplier, quantize_multiplier
-    from edgefleet.testmodels import tie_cases
+    from edgefleet.runtime.quant import multiply_by_quantized_multiplier, quantize_multiplier
+    from edgefleet.toolchain.testmodels import tie_cases
 
     m, s = quantize_multiplier(0.75 * 2.0 ** -10)
     assert multiply_by_quantized_multiplier(np.array([-2048, 2048, -1024, -3072]), m, s).tolist() == [-2, 2, -1, -2]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgefleet.errors import FeatureError
-from edgefleet.features import FeatureParams, frame, log_band_power, plan, quantize
+from edgefleet.runtime.features import FeatureParams, frame, log_band_power, plan, quantize
 
 PARAMS = FeatureParams.spaced(32, 100.0, 1900.0)
 

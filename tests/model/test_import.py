@@ -1,11 +1,11 @@
 import pytest
 
 from edgefleet.errors import ModelImportError
-from edgefleet.tflite_import import import_tflite
+from edgefleet.toolchain.tflite_import import import_tflite
 
 
 def test_unsupported_op_is_named():
-    from edgefleet.testmodels import make_tflite_with_op
+    from edgefleet.toolchain.testmodels import make_tflite_with_op
 
     with pytest.raises(ModelImportError, match=r"unsupported op [A-Z_0-9]+ \(operator \d+\)"):
         import_tflite(make_tflite_with_op())

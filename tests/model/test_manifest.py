@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from edgefleet import keys, manifest
+from edgefleet.runtime import keys, manifest
 from edgefleet.errors import SignatureError
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgefleet import simd_gemm
+from edgefleet.runtime import simd_gemm
 
 pytestmark = pytest.mark.skipif(not simd_gemm.AVAILABLE, reason=f"no simd kernel: {simd_gemm.REASON}")
 
@@ -53,17 +53,17 @@ def test_every_kernel_in_a_subprocess(tflite_models, tmp_path):
     """Each kernel this CPU can run, forced in a fresh process, gives LiteRT's bits."""
     from llvmlite import binding
 
-    from edgefleet.litert_ref import infer
-    from edgefleet.testmodels import parity_inputs
-    from edgefleet.tflite_import import import_tflite
+    from edgefleet.toolchain.litert_ref import infer
+    from edgefleet.toolchain.testmodels import parity_inputs
+    from edgefleet.toolchain.tflite_import import import_tflite
 
     cpu = binding.get_host_cpu_features().flatten()
     runnable = [k for k, f in (("vnni", "+avx512vnni"), ("avx512", "+avx512bw"), ("avx2", "+avx2")) if f in cpu]
     assert simd_gemm.KERNEL == runnable[0]
     code = ("import sys, numpy as np\n"
-            "from edgefleet import simd_gemm\n"
-            "from edgefleet.engine import Int8Engine\n"
-            "from edgefleet.tflite_import import import_tflite\n"
+            "from edgefleet.runtime import simd_gemm\n"
+            "from edgefleet.runtime.engine import Int8Engine\n"
+            "from edgefleet.toolchain.tflite_import import import_tflite\n"
             "assert simd_gemm.KERNEL == sys.argv[4], simd_gemm.KERNEL\n"
             "eng = Int8Engine(import_tflite(open(sys.argv[1], 'rb').read()), backend='simd')\n"
             "np.save(sys.argv[3], eng.infer(np.load(sys.argv[2])))\n")
@@ -82,7 +82,7 @@ def test_every_kernel_in_a_subprocess(tflite_models, tmp_path):
 def test_kernels_compile_without_a_cache_location():
     """Where numba can find no cache directory (code without a file, read-only installs) the
     kernels compile uncached instead of failing at import."""
-    from edgefleet.requant_kernels import compile_kernel
+    from edgefleet.runtime.requant_kernels import compile_kernel
 
     ns: dict = {}
     exec("def twice(a):\n    return a * 2\n", ns)  # no source file: numba has nowhere to cache it
@@ -92,9 +92,9 @@ def test_kernels_compile_without_a_cache_location():
 CACHE_PROBE = """
 import json, sys
 import numpy as np
-from edgefleet.artifact import Artifact
-from edgefleet.engine import Int8Engine
-from edgefleet import simd_gemm
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.engine import Int8Engine
+from edgefleet.runtime import simd_gemm
 art = Artifact.from_bytes(open(sys.argv[1], "rb").read())
 x = np.random.default_rng(0).integers(-128, 128, (64, art.n_inputs)).astype(np.int8)
 y = Int8Engine(art, backend="simd").infer(x)
@@ -127,7 +127,7 @@ def test_cached_forward_recompiles_when_the_requant_kernels_change(tmp_path):
     first, second = probe(), probe()
     assert first["misses"] >= 1 and second == {**first, "hits": second["hits"], "misses": 0}
     assert second["hits"] >= 1
-    with open(src / "edgefleet" / "requant_kernels.py", "a") as f:
+    with open(src / "edgefleet" / "runtime" / "requant_kernels.py", "a") as f:
         f.write("\n# an edit: the cached forward must not be reused\n")
     third = probe()
     assert third["misses"] >= 1 and third["y"] == first["y"]
@@ -148,9 +148,9 @@ SWITCH_PROBE = """
 import json, warnings
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
-    from edgefleet import simd_gemm
-    from edgefleet.engine import Int8Engine, available_backends
-from edgefleet.artifact import load_artifact
+    from edgefleet.runtime import simd_gemm
+    from edgefleet.runtime.engine import Int8Engine, available_backends
+from edgefleet.runtime.artifact import load_artifact
 from edgefleet.errors import ArtifactError
 import numpy as np
 art = load_artifact("MODEL")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet import keys, manifest
-from edgefleet.artifact import Artifact
+from edgefleet.runtime import keys, manifest
+from edgefleet.runtime.artifact import Artifact
 
 REFERENCE = Path(__file__).resolve().parents[2] / "edgefleet" / "models" / "cwru-de-12k" / "model.efm"
 

@@ -1,7 +1,7 @@
 import pytest
 
 from edgefleet.errors import EdgefleetError
-from edgefleet.ota.campaign import Policy, Target, decide, parse_stages, rollout_order, stage_size
+from edgefleet.service.ota.campaign import Policy, Target, decide, parse_stages, rollout_order, stage_size
 
 DEVICES = [f"sim-{i:04d}" for i in range(100)]
 

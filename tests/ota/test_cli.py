@@ -14,8 +14,8 @@ def run(*args, check=True, env=None):
 
 
 def test_publish_rollout_status_abort(tmp_path, signing_key, release):
-    from edgefleet import keys
-    from edgefleet.model_folder import ModelFolder
+    from edgefleet.runtime import keys
+    from edgefleet.toolchain.model_folder import ModelFolder
 
     blob, man, _ = release(5)
     folder = ModelFolder(tmp_path / "m5")
@@ -29,7 +29,7 @@ def test_publish_rollout_status_abort(tmp_path, signing_key, release):
               "--abort-anomaly-shift", "2.5x", "--trial", "2", "--retries", "5", "--offer-resend", "12",
               "--id", "c5", "--db", db).stdout
     assert "campaign c5" in out
-    from edgefleet.ota.registry import OtaRegistry
+    from edgefleet.service.ota.registry import OtaRegistry
 
     reg = OtaRegistry(db)
     p = reg.campaign("c5").policy  # what the OTA manager in `serve` will run with
@@ -66,8 +66,8 @@ def test_bad_inputs_are_explained(tmp_path, signing_key, release):
 
 
 def test_publish_refuses_a_model_signed_by_another_key(tmp_path, release):
-    from edgefleet import keys
-    from edgefleet.model_folder import ModelFolder
+    from edgefleet.runtime import keys
+    from edgefleet.toolchain.model_folder import ModelFolder
 
     other = keys.generate(tmp_path / "other.key")
     blob, man, _ = release(6, key=other)

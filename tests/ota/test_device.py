@@ -5,9 +5,11 @@ from base64 import b64encode
 
 import pytest
 
-from edgefleet import keys
-from edgefleet.artifact import Artifact
-from edgefleet.ota.device import MAX_RETRIES, REQUEST_TIMEOUT_S, OtaClient, Slots
+from edgefleet.runtime import keys
+from edgefleet.device.ota_client import MAX_RETRIES, REQUEST_TIMEOUT_S, OtaClient, Slots
+from edgefleet.toolchain.bad_updates import KINDS, bad_updates
+
+from .conftest import make_versioned
 
 
 
@@ -66,41 +68,30 @@ def test_lossy_and_corrupting_link_still_delivers(fresh_node, signing_key, relea
     assert states[-1] == "trial" and node.current_version() == 2
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("bad_signature", "manifest"), ("tampered", "SHA-256"), ("downgrade", "no downgrade"),
-    ("same_version", "no downgrade"), ("oversized", "exceeds"), ("other_shape", "incompatible"),
-    ("firmware", "needs firmware"),
-])
-def test_bad_updates_are_rejected_and_the_old_model_keeps_running(fresh_node, versioned, signing_key, release, tmp_path, case, reason):
+@pytest.mark.parametrize("case", KINDS)
+def test_bad_updates_are_rejected_and_the_old_model_keeps_running(fresh_node, signing_key, tmp_path, case):
+    other = keys.generate(tmp_path / "other.key")
+    cases = bad_updates(make_versioned(1), signing_key, other, current=3)
+    assert tuple(cases) == KINDS
+    bad = cases[case]
     node = fresh_node(signing_key, version=3)
-    version = {"downgrade": 2, "same_version": 3}.get(case, 4)
-    if case == "bad_signature":
-        blob, _, offer = release(version, key=keys.generate(tmp_path / "other.key"))
-    elif case == "other_shape":
-        from edgefleet.artifact import Artifact as A
-        art = A.from_bytes(versioned(version))
-        art.features = None
-        art.layers = art.layers[:3]
-        art.output_zero_point = art.layers[-1].output_zero_point
-        blob, _, offer = release(version, blob=art.to_bytes())
-    elif case == "firmware":
-        art = Artifact.from_bytes(versioned(version))
-        art.min_firmware = "9.0.0"
-        blob, _, offer = release(version, blob=art.to_bytes())
-    else:
-        blob, _, offer = release(version)
-    if case == "tampered":
-        blob = blob[:100] + bytes([blob[100] ^ 0xFF]) + blob[101:]
-    if case == "oversized":
-        offer = dict(offer, size=10 * 1024 * 1024)
     reports = []
-    states, _ = serve(node, blob, offer, reports=reports)
-    assert states[-1] == "rejected" and reason in reports[-1]["reason"]
-    if case == "tampered":  # only the artifact's bytes can show it
-        assert states == ["accepted", "verifying", "rejected"]
-    else:  # the offer and its signed manifest show it: not one chunk is fetched
+    states, _ = serve(node, bad.blob, bad.offer(f"c-{case}", chunk=512), reports=reports)
+    assert states[-1] == "rejected" and bad.expect in reports[-1]["reason"]
+    if bad.at_offer:  # the offer and its signed manifest show it: not one chunk is fetched
         assert states == ["rejected"]
+    else:  # only the artifact's bytes can show it
+        assert states == ["accepted", "verifying", "rejected"]
     assert node.current_version() == 3 and node.slots.trial is None  # the node keeps its model
+
+
+def test_an_offer_that_lies_about_its_size_is_refused_before_download(fresh_node, signing_key, release):
+    node = fresh_node(signing_key, version=3)
+    blob, _, offer = release(4)
+    reports = []
+    states, _ = serve(node, blob, dict(offer, size=10 * 1024 * 1024), reports=reports)
+    assert states == ["rejected"] and "exceeds" in reports[-1]["reason"]
+    assert node.current_version() == 3
 
 
 def test_reboot_during_trial_reverts(fresh_node, signing_key, release):

@@ -20,12 +20,12 @@ from device_sim.fleet import Fleet, FleetOptions
 from device_sim.link import LinkOptions
 from device_sim.ota_faults import OtaFaults
 from device_sim.plant import make_plant
-from edgefleet import manifest
-from edgefleet.artifact import Artifact
-from edgefleet.broker import start_broker
-from edgefleet.ota.campaign import Policy, Target, retryable
-from edgefleet.ota.manager import OtaManager
-from edgefleet.ota.registry import OtaRegistry
+from edgefleet.runtime import manifest
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.service.broker import start_broker
+from edgefleet.service.ota.campaign import Policy, Target, retryable
+from edgefleet.service.ota.manager import OtaManager
+from edgefleet.service.ota.registry import OtaRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET_MODEL = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"
@@ -54,7 +54,7 @@ def retained_offers(port: int) -> int:
 
 def test_rollout_survives_lossy_links_reboots_and_a_broker_restart(tmp_path, signing_key, monkeypatch):
     # the node's chunk timeout (5 s) shortened so the test stays quick; the recovery logic is unchanged
-    monkeypatch.setattr("edgefleet.ota.device.REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("edgefleet.device.ota_client.REQUEST_TIMEOUT_S", 1.0)
     broker = start_broker(prefer="mosquitto", persistence_dir=tmp_path / "persist", workdir=tmp_path / "broker")
     db = tmp_path / "fleet.db"
     serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--broker", broker.url, "--db", str(db),
@@ -73,7 +73,7 @@ def test_rollout_survives_lossy_links_reboots_and_a_broker_restart(tmp_path, sig
         fleet.start()
         assert fleet.wait_connected(1.0, 30)
         runner.start()
-        from edgefleet.store import SQLiteStore
+        from edgefleet.service.store import SQLiteStore
         store = SQLiteStore(db)
         deadline = time.time() + 30
         while len(store.devices()) < N and time.time() < deadline:

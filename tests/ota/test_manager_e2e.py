@@ -14,14 +14,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet import protocol
-from edgefleet.artifact import Artifact
-from edgefleet.broker import start_broker
-from edgefleet.datasets import load_recording, windows_of
-from edgefleet.engine import Detector
-from edgefleet.ota.campaign import Policy, Target
-from edgefleet.ota.device import OtaClient, Slots
-from edgefleet.ota.manager import OtaManager
-from edgefleet.ota.registry import OtaRegistry
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.service.broker import start_broker
+from edgefleet.toolchain.datasets import load_recording, windows_of
+from edgefleet.runtime.engine import Detector
+from edgefleet.service.ota.campaign import Policy, Target
+from edgefleet.device.ota_client import OtaClient, Slots
+from edgefleet.service.ota.manager import OtaManager
+from edgefleet.service.ota.registry import OtaRegistry
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def run_campaign(manager, nodes, registry, cid, timeout=90.0):
 
 @pytest.fixture()
 def setup(broker, tmp_path, signing_key, versioned, release, cwru_dir):
-    from edgefleet.features import FeatureParams  # noqa: F401
+    from edgefleet.runtime.features import FeatureParams  # noqa: F401
 
     rec = load_recording(cwru_dir / "normal_0hp_97.npz")
     art = Artifact.from_bytes(versioned(1))

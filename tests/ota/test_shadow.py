@@ -12,11 +12,11 @@ from device_sim.fleet import score_windows, score_windows_multi
 from device_sim.node import VirtualNode
 from device_sim.plant import make_plant
 from edgefleet import protocol
-from edgefleet.artifact import Artifact
-from edgefleet.engine import Detector
-from edgefleet.ota.campaign import Policy, decide
-from edgefleet.ota.device import OtaClient, Slots
-from edgefleet.ota.manager import shadow_rates
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.engine import Detector
+from edgefleet.service.ota.campaign import Policy, decide
+from edgefleet.device.ota_client import OtaClient, Slots
+from edgefleet.service.ota.manager import shadow_rates
 
 from .test_device import serve
 

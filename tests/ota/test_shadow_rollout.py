@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from edgefleet.ota.campaign import Policy, Target
-from edgefleet.ota.registry import OtaRegistry
+from edgefleet.service.ota.campaign import Policy, Target
+from edgefleet.service.ota.registry import OtaRegistry
 
 from .test_sim_rollout import REPO, plant_and_service, release, versions, wait_campaign  # noqa: F401
 

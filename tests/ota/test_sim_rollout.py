@@ -14,12 +14,12 @@ import pytest
 from device_sim.fleet import Fleet, FleetOptions
 from device_sim.link import LinkOptions
 from device_sim.plant import make_plant
-from edgefleet import manifest
-from edgefleet.artifact import Artifact
-from edgefleet.broker import start_broker
-from edgefleet.ota.campaign import Policy, Target, rollout_order
-from edgefleet.ota.registry import OtaRegistry
-from edgefleet.store import SQLiteStore
+from edgefleet.runtime import manifest
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.service.broker import start_broker
+from edgefleet.service.ota.campaign import Policy, Target, rollout_order
+from edgefleet.service.ota.registry import OtaRegistry
+from edgefleet.service.store import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET_MODEL = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,31 +16,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edgefleet.artifact import load_artifact
+from edgefleet.runtime.artifact import load_artifact
 from edgefleet.protocol import ProtocolError, decode_message
+from testkit import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "edgefleet" / "models" / "cwru-de-12k" / "model.efm"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, up: bool, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            if up:
-                return
-        except OSError:
-            if not up:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"port {port} did not come {'up' if up else 'down'}")
 
 
 class Mosquitto:
@@ -52,7 +32,7 @@ class Mosquitto:
         if exe is None:
             pytest.fail("mosquitto is not installed (scripts/apt-packages.txt lists it)")
         self.exe = exe
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.conf = workdir / "mosquitto.conf"
         text = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -66,14 +46,14 @@ class Mosquitto:
     def start(self) -> None:
         self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log.open("ab"),
                                      stderr=subprocess.STDOUT)
-        _wait_port(self.port, up=True)
+        wait_port(self.port, up=True)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
-        _wait_port(self.port, up=False)
+        wait_port(self.port, up=False)
 
 
 @pytest.fixture

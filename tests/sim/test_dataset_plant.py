@@ -7,8 +7,8 @@ import pytest
 
 from device_sim.dataset import normal_windows, write_dataset
 from device_sim.plant import make_plant
-from edgefleet.datasets import load_folder, windows_of
-from edgefleet.features import FeatureParams
+from edgefleet.toolchain.datasets import load_folder, windows_of
+from edgefleet.runtime.features import FeatureParams
 
 
 def test_written_dataset_loads_with_the_model_toolchain_reader(tmp_path):

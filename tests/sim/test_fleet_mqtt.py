@@ -19,8 +19,8 @@ from device_sim.fleet import Fleet, FleetOptions, score_windows
 from device_sim.link import LinkOptions
 from device_sim.physics import synthesize
 from device_sim.plant import make_plant
-from edgefleet.engine import Detector
-from edgefleet.features import log_band_power
+from edgefleet.runtime.engine import Detector
+from edgefleet.runtime.features import log_band_power
 from edgefleet.protocol import encode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,7 +222,7 @@ def test_reboot_command_starts_a_new_boot_with_sequences_from_zero(mosquitto, re
 def test_nodes_log_in_with_per_device_credentials_and_the_acl(tmp_path, recorder_factory,
                                                               mosquitto_factory):
     """The production broker: password = HMAC(fleet secret, device id), ACL to ef/v1/<user>/#."""
-    from edgefleet.credentials import password_lines
+    from edgefleet.service.credentials import password_lines
 
     secret = "test-fleet-secret-0123456789"
     devices = ["acl-0000", "acl-0001", "acl-0002"]
@@ -259,7 +259,7 @@ def test_nodes_log_in_with_per_device_credentials_and_the_acl(tmp_path, recorder
 
 def test_a_fault_injected_on_cue_turns_that_node_anomalous(mosquitto, recorder_factory):
     """With the shipped fleet model (trained on the simulator's healthy machines)."""
-    from edgefleet.artifact import load_artifact
+    from edgefleet.runtime.artifact import load_artifact
 
     from device_sim.physics import Fault
 

@@ -115,22 +115,27 @@ void ef_features_compute(ef_feature_plan *p, const ef_features_view *f, float *x
     }
 }
 
+int8_t ef_quantize_input(float z, float input_scale, int32_t input_zero_point)
+{
+    float v = roundf(z / input_scale);
+    int32_t r;
+    if (isnan(v))
+        v = 0.0f;
+    if (v > 1000.0f) /* keep the float->int conversion defined */
+        v = 1000.0f;
+    if (v < -1000.0f)
+        v = -1000.0f;
+    r = (int32_t)v + input_zero_point;
+    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+}
+
 void ef_features_quantize(const ef_features_view *f, const float *features, float input_scale,
                           int32_t input_zero_point, int8_t *q)
 {
     uint32_t i;
     for (i = 0; i < f->n_bands; i++) {
         float z = (features[i] - ef_model_f32(f->mean, i)) * ef_model_f32(f->inv_std, i);
-        float v = roundf(z / input_scale);
-        if (isnan(v))
-            v = 0.0f;
-        int32_t r;
-        if (v > 1000.0f) /* keep the float->int conversion defined */
-            v = 1000.0f;
-        if (v < -1000.0f)
-            v = -1000.0f;
-        r = (int32_t)v + input_zero_point;
-        q[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+        q[i] = ef_quantize_input(z, input_scale, input_zero_point);
     }
 }
 

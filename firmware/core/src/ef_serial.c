@@ -1,61 +1,97 @@
 /* COBS framing with CRC-32 (see ef/serial.h). */
 #include "ef/serial.h"
 
+#include <string.h>
+
 #include "ef/bytes.h"
 #include "ef/crc.h"
 
-/* Canonical COBS of a||b into out (no delimiter): a full 254-byte block at
- * the very end opens no empty trailing block. Returns length, 0 if cap is short. */
-static size_t cobs_put(const uint8_t *a, size_t na, const uint8_t *b, size_t nb, uint8_t *out, size_t cap)
+/* ---- encoder: canonical COBS, streamed a block at a time ---- */
+
+static void block_out(ef_serial_tx *tx)
 {
-    const size_t total = na + nb;
-    size_t o = 1, code_at = 0, i;
-    uint8_t code = 1;
-    int open = 1;
-    if (cap < 1)
-        return 0;
-    for (i = 0; i < total; i++) {
-        uint8_t v = i < na ? a[i] : b[i - na];
-        if (v == 0) {
-            out[code_at] = code;
-            if (o >= cap)
-                return 0;
-            code_at = o++;
-            code = 1;
+    const uint8_t code = (uint8_t)(tx->n + 1u);
+    tx->sink(tx->ctx, &code, 1);
+    tx->sink(tx->ctx, tx->blk, tx->n);
+    tx->n = 0;
+}
+
+static void cobs_put(ef_serial_tx *tx, const uint8_t *d, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        tx->after_full = 0;
+        if (d[i] == 0) { /* a block ends with an implied zero */
+            block_out(tx);
             continue;
         }
-        if (o >= cap)
-            return 0;
-        out[o++] = v;
-        if (++code == 0xFF) {
-            out[code_at] = code;
-            if (i + 1 < total) {
-                if (o >= cap)
-                    return 0;
-                code_at = o++;
-                code = 1;
-            } else {
-                open = 0;
-            }
+        tx->blk[tx->n++] = d[i];
+        if (tx->n == sizeof tx->blk) { /* a 0xFF block: no implied zero */
+            block_out(tx);
+            tx->after_full = 1;
         }
     }
-    if (open)
-        out[code_at] = code;
-    return o;
+}
+
+void ef_serial_tx_begin(ef_serial_tx *tx, ef_serial_sink sink, void *ctx)
+{
+    tx->sink = sink;
+    tx->ctx = ctx;
+    tx->crc = 0; /* ef_crc32 starts from 0 */
+    tx->n = 0;
+    tx->after_full = 0;
+}
+
+void ef_serial_tx_put(ef_serial_tx *tx, const void *data, size_t len)
+{
+    tx->crc = ef_crc32(tx->crc, data, len);
+    cobs_put(tx, (const uint8_t *)data, len);
+}
+
+void ef_serial_tx_spoil(ef_serial_tx *tx) { tx->crc ^= 0xFFFFFFFFu; }
+
+void ef_serial_tx_end(ef_serial_tx *tx)
+{
+    static const uint8_t delim = 0x00;
+    uint8_t crc[EF_SERIAL_CRC_BYTES];
+    ef_put_le32(crc, tx->crc);
+    cobs_put(tx, crc, sizeof crc);
+    if (!(tx->n == 0 && tx->after_full)) /* canonical: a full block at the very end opens no empty one */
+        block_out(tx);
+    tx->sink(tx->ctx, &delim, 1);
+}
+
+typedef struct {
+    uint8_t *out;
+    size_t cap, len;
+    int short_cap;
+} memory_sink;
+
+static void to_memory(void *ctx, const uint8_t *data, size_t len)
+{
+    memory_sink *m = (memory_sink *)ctx;
+    if (m->short_cap || len > m->cap - m->len) {
+        m->short_cap = 1;
+        return;
+    }
+    memcpy(m->out + m->len, data, len);
+    m->len += len;
 }
 
 size_t ef_serial_encode(const uint8_t *payload, size_t len, uint8_t *out, size_t cap)
 {
-    uint8_t crc[EF_SERIAL_CRC_BYTES];
-    size_t n;
+    ef_serial_tx tx;
+    memory_sink m;
     if ((payload == NULL && len > 0) || out == NULL || cap < 2)
         return 0;
-    ef_put_le32(crc, ef_crc32(0, payload, len));
-    n = cobs_put(payload, len, crc, sizeof crc, out, cap - 1);
-    if (n == 0)
-        return 0;
-    out[n] = 0x00;
-    return n + 1;
+    m.out = out;
+    m.cap = cap;
+    m.len = 0;
+    m.short_cap = 0;
+    ef_serial_tx_begin(&tx, to_memory, &m);
+    ef_serial_tx_put(&tx, payload, len);
+    ef_serial_tx_end(&tx);
+    return m.short_cap ? 0 : m.len;
 }
 
 void ef_serial_rx_init(ef_serial_rx *rx, uint8_t *buf, size_t cap)

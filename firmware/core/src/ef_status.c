@@ -30,6 +30,13 @@ const char *ef_status_str(int status)
     case EF_ERR_NO_MODEL: return "no-model";
     case EF_ERR_FRAME: return "bad-frame";
     case EF_ERR_SCHEMA: return "schema";
+    case EF_ERR_CLASSES: return "bad-class-count";
+    case EF_ERR_THRESHOLD: return "bad-threshold";
+    case EF_ERR_SPREAD: return "spread-under-floor";
+    case EF_ERR_FRONTEND: return "other-front-end";
+    case EF_ERR_N_FEATURES: return "feature-count";
+    case EF_ERR_NONFINITE: return "nonfinite";
+    case EF_ERR_TOO_FEW: return "too-few-windows";
     default: return "unknown";
     }
 }

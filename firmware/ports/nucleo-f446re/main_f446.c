@@ -5,6 +5,7 @@
 
 #include "board.h"
 #include "node_app.h"
+#include "node_link.h"
 #include "sensor.h"
 
 extern const uint8_t _model_start[], _model_end[];

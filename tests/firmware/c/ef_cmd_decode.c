@@ -1,9 +1,9 @@
-/* ef_cmd_decode: drive the QEMU node's cmd decoder (firmware/ports/mps2-an386/ef_cmd.c) from
+/* ef_cmd_decode: drive the nodes' cmd decoder (firmware/core/src/ef_cmd.c) from
  * stdin, for the golden test. Writes the decoded fields as one JSON object (the cmd without
  * `v`, keys in schema order, thr as %.17g); exit 2 with "schema" on stderr when refused. */
 #include <stdio.h>
 
-#include "ef_cmd.h"
+#include "ef/cmd.h"
 
 static const char *const k_ops[] = {"calibrate", "debug", "reboot", "set_threshold", "ping", "revert"};
 

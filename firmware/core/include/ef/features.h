@@ -42,7 +42,11 @@ void ef_features_band(const ef_feature_plan *p, const ef_features_view *f, uint3
 void ef_features_compute(ef_feature_plan *p, const ef_features_view *f, float *window,
                          float *scratch, float *features);
 
-/* z = (F - mean) * inv_std, then q = clamp(roundf(z / scale) + zp, -128, 127). */
+/* One standardized feature z to the model's int8 input: clamp(roundf(z / scale) + zp, -128, 127)
+ * (docs/features.md step 8; the commissioning baseline standardizes its own way, then this). */
+int8_t ef_quantize_input(float z, float input_scale, int32_t input_zero_point);
+
+/* z = (F - mean) * inv_std, then q = ef_quantize_input(z). */
 void ef_features_quantize(const ef_features_view *f, const float *features, float input_scale,
                           int32_t input_zero_point, int8_t *q);
 

@@ -32,7 +32,15 @@ typedef enum {
     EF_ERR_GAP = -22,           /* chunk offset beyond the next expected byte */
     EF_ERR_NO_MODEL = -23,      /* no slot holds a bootable model */
     EF_ERR_FRAME = -24,         /* serial frame malformed (COBS or CRC) */
-    EF_ERR_SCHEMA = -25         /* value outside the wire-protocol schema */
+    EF_ERR_SCHEMA = -25,        /* value outside the wire-protocol schema */
+    /* the commissioning baseline (docs/baseline.md, ef/baseline.h) */
+    EF_ERR_CLASSES = -26,       /* baseline record: class count outside 1..8, or no room for another class */
+    EF_ERR_THRESHOLD = -27,     /* baseline record: a class threshold not positive and finite */
+    EF_ERR_SPREAD = -28,        /* baseline record: a spread under the floor */
+    EF_ERR_FRONTEND = -29,      /* baseline learned with another feature front end (CRC) */
+    EF_ERR_N_FEATURES = -30,    /* baseline feature count differs from the model's inputs */
+    EF_ERR_NONFINITE = -31,     /* a feature is NaN or infinite */
+    EF_ERR_TOO_FEW = -32        /* too few windows to commission a class */
 } ef_status;
 
 const char *ef_status_str(int status);

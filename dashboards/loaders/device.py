@@ -1,0 +1,85 @@
+"""Device detail: one machine's score timeline, the alarm service's trend fit as chart points, status, history."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dashboards.loaders.common import fmt_age, fmt_eta
+from edgefleet.protocol import ResultRecord
+from edgefleet.service.alarms import AlarmPolicy, fit_log_trend, time_to_threshold
+from edgefleet.service.store import Device, Store
+
+
+def results_frame(results: Sequence[ResultRecord]) -> pd.DataFrame:
+    """Result records as a frame with a `time` column for the charts."""
+    cols = list(ResultRecord._fields)
+    df = pd.DataFrame([tuple(r) for r in results], columns=cols)
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    return df
+
+
+def score_frame(store: Store, device: str, since_ms: int | None = None, limit: int = 5000) -> pd.DataFrame:
+    """A device's score timeline (oldest first), newest `limit` points since `since_ms`."""
+    return results_frame(store.score_history(device, since_ms=since_ms, limit=limit))
+
+
+@dataclass(frozen=True)
+class TrendLine:
+    """The fitted health trend over the newest windows and its forecast to the threshold."""
+
+    points: pd.DataFrame  # time, score, part ("fit" | "forecast")
+    slope_per_h: float  # d log(score) / dt
+    eta_s: float | None  # seconds from the newest window to the threshold; 0 if above; None if not rising
+
+
+def trend_line(scores: pd.DataFrame, thr: float, policy: AlarmPolicy = AlarmPolicy(),
+               max_forecast_s: float | None = None) -> TrendLine | None:
+    """The same log-score fit the alarm service runs (last `policy.trend_points` windows), as chart points.
+
+    The forecast runs to the threshold crossing, capped at `max_forecast_s` (default: the span
+    of the fitted windows) so a far-off estimate does not squash the chart; None with too few points.
+    """
+    tail = scores.tail(policy.trend_points)
+    if len(tail) < policy.trend_min_points or not thr > 0:
+        return None
+    trend = fit_log_trend(tail["ts"].tolist(), tail["score"].tolist())
+    if trend is None:
+        return None
+    eta = time_to_threshold(trend, thr)
+    t0 = int(tail["ts"].iloc[0])
+    span_s = (trend.t_ref_ms - t0) / 1000.0
+    cap = span_s if max_forecast_s is None else max_forecast_s
+    rows = [(t0 + (trend.t_ref_ms - t0) * i // 20, "fit") for i in range(21)]  # exp() of a line: a curve
+    if eta is not None and eta > 0 and trend.slope_per_s > 0:
+        end = trend.t_ref_ms + int(min(eta, cap) * 1000)
+        rows += [(trend.t_ref_ms + (end - trend.t_ref_ms) * i // 20, "forecast") for i in range(21)]
+    pts = pd.DataFrame(rows, columns=["ts", "part"])
+    pts["score"] = [math.exp(trend.level + trend.slope_per_s * (t - trend.t_ref_ms) / 1000.0) for t in pts["ts"]]
+    pts["time"] = pd.to_datetime(pts["ts"], unit="ms", utc=True)
+    return TrendLine(pts, trend.slope_per_s * 3600.0, eta)
+
+
+def device_status(d: Device, now_ms: int) -> dict[str, str]:
+    """Human-readable status facts of one device for the detail page."""
+    return {
+        "status": d.status, "health": d.health, "alarm": d.alarm_severity or "none",
+        "model": f"v{d.model}" if d.model is not None else "-", "firmware": d.fw or "-", "slot": d.slot or "-",
+        "threshold": f"{d.thr:.4g}" if d.thr is not None else "-",
+        "last score": f"{d.last_score:.4g}" if d.last_score is not None else "-",
+        "last seen": fmt_age((now_ms - d.last_seen) / 1000.0) if d.last_seen else "never",
+        "early warning": fmt_eta(d.eta_s, short=True),
+        "site / line": f"{d.site or '-'} / {d.line or '-'}", "results": f"{d.results:,}",
+    }
+
+
+def events_frame(store: Store, device: str, limit: int = 50) -> pd.DataFrame:
+    """Status, OTA and debug history of one device, newest first."""
+    evs = store.events(device, limit=limit)
+    df = pd.DataFrame([(e.ts, e.kind, e.body) for e in evs], columns=["ts", "kind", "body"])
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    df["body"] = df["body"].map(lambda b: ", ".join(f"{k}={v}" for k, v in b.items() if k not in ("v",)))
+    return df[["time", "kind", "body"]]

@@ -1,0 +1,100 @@
+"""`edgefleet commission`: tell nodes to learn their machine's normal (docs/baseline.md).
+
+The command is queued in the fleet database; `edgefleet serve` (its OTA manager) sends it to each
+node as a `cmd` with op `commission` (or `commission_end`). The node answers with a new status
+whose `comm` object shows its progress, then its learned classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from pathlib import Path
+
+from edgefleet.errors import EdgefleetError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgefleet.service.config import default_db
+
+    p = sub.add_parser(
+        "commission", help="make nodes learn their machine's normal (start, extend or end commissioning)",
+        description="A node learns its machine's normal per operating class (a speed band) from its own "
+                    "windows, with no training: install, commission over the machine's operating range, "
+                    "then watch. Use this to re-learn after maintenance, to add a speed the machine "
+                    "never ran at, or to end commissioning early (classes with at least 16 windows are "
+                    "kept). The command goes through `edgefleet serve`, which must be running.",
+        epilog="examples:\n  edgefleet commission pump-0007\n"
+               "  edgefleet commission --target site=north --windows 128\n"
+               "  edgefleet commission pump-0007 --rpm-class 1480     # add or re-learn one speed\n"
+               "  edgefleet commission pump-0007 --end",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("device", nargs="?", help="device id (or use --target)")
+    p.add_argument("--target", help="all | site=S | line=L | tag=T: every matching device the store knows")
+    p.add_argument("--windows", type=int, metavar="N",
+                   help="windows per operating class that end it (16-4096; default: the node's, 64)")
+    p.add_argument("--rpm-class", type=float, metavar="RPM",
+                   help="learn only the class around this speed, rev/min (the other classes are kept)")
+    p.add_argument("--end", action="store_true", help="end commissioning now with what has been learned")
+    p.add_argument("--db", type=Path, default=Path(default_db()),
+                   help=f"fleet database shared with `edgefleet serve` (default $EDGEFLEET_DB or {default_db()})")
+    p.set_defaults(func=cmd_commission)
+
+
+def command_body(*, windows: int | None = None, rpm: float | None = None, end: bool = False) -> dict:
+    """The `cmd` body (without v and seq, which the sender adds), checked against the protocol."""
+    from edgefleet import protocol
+
+    if end and (windows is not None or rpm is not None):
+        raise EdgefleetError("--end takes no --windows or --rpm-class")
+    body: dict = {"id": f"comm-{secrets.token_hex(4)}", "op": "commission_end" if end else "commission"}
+    if windows is not None:
+        if not 16 <= windows <= 4096:
+            raise EdgefleetError(f"--windows must be between 16 and 4096, got {windows}")
+        body["windows"] = windows
+    if rpm is not None:
+        if not 0 < rpm <= 1_000_000:
+            raise EdgefleetError(f"--rpm-class must be a speed in rev/min above 0, got {rpm:g}")
+        body["rpm"] = rpm
+    err = protocol.check("cmd", {"v": protocol.PROTOCOL_VERSION, "seq": 0, **body})
+    if err:
+        raise EdgefleetError(f"not a valid commission command: {err}")
+    return body
+
+
+def cmd_commission(args: argparse.Namespace) -> int:
+    from edgefleet.service.ota.campaign import Target
+    from edgefleet.service.ota.registry import OtaRegistry
+    from edgefleet.service.store import open_store
+
+    if bool(args.device) == bool(args.target):
+        raise EdgefleetError("name one device or a --target (all, site=S, line=L, tag=T)")
+    body = command_body(windows=args.windows, rpm=args.rpm_class, end=args.end)
+    if not args.db.is_file():
+        raise EdgefleetError(f"no fleet database at {args.db} (run `edgefleet serve --db {args.db}`, or pass --db)")
+    store = open_store(str(args.db))
+    try:
+        known = {d.device: d for d in store.devices()}
+    finally:
+        store.close()
+    if args.device:
+        if args.device not in known:
+            raise EdgefleetError(f"device {args.device!r} is not in {args.db} (it has never reported)")
+        devices = [args.device]
+    else:
+        target = Target.parse(args.target)
+        devices = [name for name, d in sorted(known.items())
+                   if target.matches({"site": d.site, "line": d.line, "tags": list(d.tags)})]
+        if not devices:
+            raise EdgefleetError(f"no device in {args.db} matches --target {args.target}")
+    reg = OtaRegistry(args.db)
+    try:
+        for d in devices:
+            reg.queue_command(d, body, note="edgefleet commission")
+    finally:
+        reg.close()
+    what = "end commissioning" if args.end else (
+        f"commission{' the class around ' + format(args.rpm_class, 'g') + ' rpm' if args.rpm_class else ''}")
+    print(f"queued: {what} for {len(devices)} device(s) ({', '.join(devices[:5])}{', ...' if len(devices) > 5 else ''})."
+          f"\n`edgefleet serve` sends it; each node reports its progress in its status (dashboard: Device page).")
+    return 0

@@ -1,0 +1,112 @@
+"""One place for the fleet service's settings: defaults, overridden by EDGEFLEET_* environment
+variables, overridden by command-line options. Checked at load time with exact messages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from edgefleet.errors import ConfigError
+from edgefleet.protocol import MAX_PAYLOAD
+from edgefleet.protocol.connect import broker_credentials, parse_broker_url
+
+__all__ = ["DEFAULT_DB", "ConfigError", "Settings", "broker_credentials", "default_db", "load_settings",
+           "parse_broker_url"]
+
+ENV_PREFIX = "EDGEFLEET_"
+# The one default store of every command (serve, stats, ota, commission, the dashboard); relative to
+# the working directory. `edgefleet demo` keeps its own store under var/demo/ and names it in its hints.
+DEFAULT_DB = "var/edgefleet.db"
+
+
+def default_db(env: Mapping[str, str] | None = None) -> str:
+    """$EDGEFLEET_DB, else DEFAULT_DB: what a command uses when no --db is given."""
+    env = os.environ if env is None else env
+    return env.get(ENV_PREFIX + "DB") or DEFAULT_DB
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every field can be set as EDGEFLEET_<FIELD NAME IN CAPITALS>, e.g. EDGEFLEET_BROKER_URL."""
+
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    db: str = DEFAULT_DB
+    mqtt_version: str = "auto"  # "5", "3.1.1" (the amqtt fallback broker) or "auto": try 5, then 3.1.1
+    # shared-subscription group: ingest processes in one group split the load. Default "" = a plain
+    # subscription, because Mosquitto 2.0.11 does not restore shared subscriptions after a restart
+    # (messages published before ingest re-subscribes are lost; docs/store.md). Set a group only
+    # when running several ingest processes.
+    ingest_group: str = ""
+    ingest_client_id: str = "ef-ingest-1"  # stable: the broker keeps this session while we are away
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_max: int = 2000  # QoS 1 messages the broker may have in flight to ingest (unacked)
+    batch_max: int = 1000  # messages per commit
+    batch_ms: int = 50  # longest wait to fill a batch
+    max_payload: int = MAX_PAYLOAD
+    sqlite_sync: str = "FULL"  # FULL: a commit survives power loss before we acknowledge
+    retention_days: float = 0.0  # 0: keep the store's setting (default 30 days)
+    alarm_k: int = 3
+    alarm_n: int = 5
+    alarm_m: int = 5
+    health_interval_s: float = 5.0  # recompute a device's trend at most this often
+    stats_interval_s: float = 10.0  # ingest logs its rates this often
+    influx_url: str = ""  # InfluxDB 2 telemetry backend when set (docs/store.md)
+    influx_token: str = ""
+    influx_org: str = ""
+    influx_bucket: str = "edgefleet"
+
+    @property
+    def broker_host_port(self) -> tuple[str, int]:
+        return parse_broker_url(self.broker_url)
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected a {kind if isinstance(kind, str) else kind.__name__}") from None
+    return raw
+
+
+def _check(s: Settings) -> Settings:
+    parse_broker_url(s.broker_url)
+    if s.mqtt_version not in ("auto", "5", "3.1.1"):
+        raise ConfigError(f"mqtt_version must be auto, 5 or 3.1.1, got {s.mqtt_version!r}")
+    if not (1 <= s.receive_max <= 65535):
+        raise ConfigError(f"receive_max must be 1..65535 (MQTT packet ids are 16-bit), got {s.receive_max}")
+    if not (1 <= s.batch_max <= s.receive_max):
+        raise ConfigError(f"batch_max must be 1..receive_max ({s.receive_max}), got {s.batch_max}: "
+                          "a batch waits for its messages, so it cannot hold more than may be in flight")
+    if s.batch_ms < 1 or s.session_expiry_s < 0 or s.max_payload < 64:
+        raise ConfigError("batch_ms >= 1, session_expiry_s >= 0 and max_payload >= 64 are required")
+    if s.sqlite_sync.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(f"sqlite_sync must be OFF, NORMAL, FULL or EXTRA, got {s.sqlite_sync!r}")
+    if not (1 <= s.alarm_k <= s.alarm_n) or s.alarm_m < 1:
+        raise ConfigError(f"alarms need 1 <= k <= n and m >= 1 (k={s.alarm_k}, n={s.alarm_n}, m={s.alarm_m})")
+    if s.retention_days < 0:
+        raise ConfigError(f"retention_days must be >= 0, got {s.retention_days}")
+    for name in ("ingest_group", "ingest_client_id"):
+        value = getattr(s, name)
+        if (not value and name != "ingest_group") or any(c in value for c in "/+#"):
+            raise ConfigError(f"{name} {value!r} must be non-empty without '/', '+' or '#'")
+    return s
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults < EDGEFLEET_* environment < keyword overrides (None values are ignored)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, f.type, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise ConfigError(f"unknown settings {sorted(unknown)}")
+    return _check(replace(Settings(), **values))

@@ -1,0 +1,372 @@
+"""The ingest service: MQTT -> codec -> store, at least once, duplicates dropped.
+
+Flow: paho's network thread puts each message into a bounded queue (a full queue
+blocks it, so the broker holds back; the broker itself sends at most `receive_max`
+unacknowledged QoS 1 messages). One worker thread takes up to `batch_max` messages
+or waits `batch_ms`, decodes them (invalid ones become stored rejects with their
+reason), writes the batch in one commit, feeds the new results to the alarm
+tracker, and only then acknowledges the batch's QoS 1 messages. A crash before the
+acknowledgement means the broker redelivers; the (device, boot, seq) key makes the
+second copy a counted duplicate. A store failure keeps the batch and retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edgefleet import protocol
+from edgefleet.clock import now_ms
+from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
+from edgefleet.service.config import Settings, broker_credentials
+from edgefleet.errors import EdgefleetError
+from edgefleet.protocol import ProtocolError, ResultRecord
+from edgefleet.protocol.connect import probe_mqtt_version
+from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, Store
+
+log = logging.getLogger("edgefleet.service.ingest")
+RETENTION_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One MQTT message as received: enough to decode it and to acknowledge it later."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    generation: int  # connection it arrived on: acks for an older connection are not sent
+    rx_ms: int
+
+
+def ingest_filters(group: str | None) -> list[str]:
+    """Topic filters ingest subscribes to; with a group, as MQTT v5 shared subscriptions."""
+    base = [f"{protocol.codec.TOPIC_ROOT}/+/{kind}" for kind in protocol.INGEST_KINDS]
+    return [f"$share/{group}/{t}" for t in base] if group else base
+
+
+def decode_into(batch: IngestBatch, msg: Inbound, max_payload: int = protocol.MAX_PAYLOAD) -> str | None:
+    """Add one message to `batch` (results, registry facts, events or a reject); returns the
+    reject code, or None if accepted. Never raises for bad input."""
+    batch.messages += 1
+    try:
+        m = protocol.decode_message(msg.topic, msg.payload, max_size=max_payload)
+        if m.kind == "result":
+            batch.results.extend(protocol.result_records(m.device, m.body))
+        elif m.kind == "status":
+            b = m.body
+            batch.devices.append(DeviceUpdate(
+                m.device, int(b["ts"]), status=b["state"], boot=b["boot"], fw=b.get("fw"),
+                model=int(b["model"]) if "model" in b else None, slot=b.get("slot"),
+                thr=float(b["thr"]) if "thr" in b else None,
+                caps=tuple(b["caps"]) if "caps" in b else None, site=b.get("site"), line=b.get("line"),
+                tags=tuple(b["tags"]) if "tags" in b else None, comm=b.get("comm")))
+            batch.events.append(Event(m.device, int(b["ts"]), m.kind, b))
+        else:  # ota/state, debug: kept as device events
+            batch.events.append(Event(m.device, int(m.body["ts"]), m.kind, m.body))
+        return None
+    except ProtocolError as exc:
+        batch.rejects.append(Reject(msg.rx_ms, msg.topic, exc.code, exc.detail, bytes(msg.payload[:256]),
+                                    len(msg.payload)))
+        return exc.code
+    except Exception as exc:  # a bug must not stop the service: keep the message as a reject
+        log.exception("unexpected error decoding a message on %s", msg.topic[:100])
+        batch.rejects.append(Reject(msg.rx_ms, msg.topic, "internal", f"{type(exc).__name__}: {exc}"[:500],
+                                    bytes(msg.payload[:256]), len(msg.payload)))
+        return "internal"
+
+
+@dataclass
+class IngestCounters:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    batches: int = 0
+    acked: int = 0
+    alarms_raised: int = 0
+    store_errors: int = 0
+    connects: int = 0
+    rejects_by_code: dict[str, int] = field(default_factory=dict)
+
+
+class IngestService:
+    """`start()` connects and consumes in background threads; `stop()` finishes the current
+    batch, acknowledges it and disconnects."""
+
+    def __init__(self, settings: Settings, store: Store, *, policy: AlarmPolicy | None = None,
+                 clock_ms: Callable[[], int] = now_ms) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock_ms = clock_ms
+        self.tracker = AlarmTracker(policy or AlarmPolicy(k=settings.alarm_k, n=settings.alarm_n,
+                                                          m=settings.alarm_m))
+        self.counters = IngestCounters()
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.receive_max + settings.batch_max)
+        self._generation = 0
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+        self._health_due: dict[str, float] = {}
+        self._last_stats = time.monotonic()
+        self._last_counts = (0, 0, 0, 0)
+        self._next_retention = time.monotonic() + RETENTION_EVERY_S  # `serve` applies it at start
+        self.mqtt_version = settings.mqtt_version
+
+    # ---------- MQTT side (paho network thread) ----------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("broker refused the connection: %s", rc)
+            return
+        self._generation += 1
+        self.counters.connects += 1
+        group = (self.settings.ingest_group or None) if self.mqtt_version == "5" else None
+        filters = ingest_filters(group)
+        if self.mqtt_version == "5":
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        else:
+            client.subscribe([(f, 1) for f in filters])
+        log.info("connected to %s (MQTT %s, session present: %s); subscribed to %s",
+                 self.settings.broker_url, self.mqtt_version, getattr(flags, "session_present", "?"),
+                 ", ".join(filters))
+        self._connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from broker (%s); reconnecting, unacknowledged messages will be redelivered", rc)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # not acknowledged: the broker delivers it again to the next session
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")
+        self._queue.put(Inbound(topic, msg.payload, msg.qos, msg.mid, self._generation, self.clock_ms()))
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        if self.mqtt_version == "5":
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id, protocol=mqtt.MQTTv5,
+                            manual_ack=True)
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id, protocol=mqtt.MQTTv311,
+                            clean_session=False, manual_ack=True)
+        user, password = broker_credentials(s.broker_url)
+        if user:
+            c.username_pw_set(user, password)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.reconnect_delay_set(min_delay=0.25, max_delay=5)  # short: see docs/store.md on broker restarts
+        return c
+
+    # ---------- lifecycle ----------
+
+    def start(self, connect_timeout: float = 30.0) -> None:
+        host, port = self.settings.broker_host_port
+        if self.settings.retention_days:
+            self.store.set_retention_days(self.settings.retention_days)
+        deadline = time.monotonic() + connect_timeout
+        if self.mqtt_version == "auto":
+            while (v := probe_mqtt_version(host, port)) is None:
+                if time.monotonic() > deadline:
+                    raise EdgefleetError(f"no MQTT broker answers at {self.settings.broker_url}")
+                log.info("waiting for the broker at %s", self.settings.broker_url)
+                time.sleep(1.0)
+            self.mqtt_version = v
+        self._client = self._make_client()
+        log.info("ingest %s -> %s (client id %s, group %s, batch <= %d msgs / %d ms, receive max %d)",
+                 self.settings.broker_url, getattr(self.store, "path", type(self.store).__name__),
+                 self.settings.ingest_client_id, self.settings.ingest_group, self.settings.batch_max,
+                 self.settings.batch_ms, self.settings.receive_max)
+        self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+        self._worker.start()
+        props = None
+        if self.mqtt_version == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            props.ReceiveMaximum = self.settings.receive_max
+        while True:
+            try:
+                if self.mqtt_version == "5":
+                    self._client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+                else:
+                    self._client.connect(host, port, keepalive=30)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise EdgefleetError(f"cannot connect to {self.settings.broker_url}: {exc}") from exc
+                time.sleep(0.5)
+        self._client.loop_start()
+        if not self._connected.wait(max(1.0, deadline - time.monotonic())):
+            self.stop()
+            raise EdgefleetError(f"broker at {self.settings.broker_url} did not accept the ingest session")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        log.info("ingest stopped: %s", self.summary())
+
+    def run_forever(self) -> None:
+        """Run until SIGINT/SIGTERM (used by `edgefleet serve`)."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        while not done.wait(0.5):
+            if self._worker is not None and not self._worker.is_alive():
+                raise EdgefleetError("the ingest worker stopped unexpectedly (see the log above)")
+        self.stop()
+
+    def summary(self) -> dict[str, Any]:
+        c = self.counters
+        return {"received": c.received, "stored": c.stored, "duplicates": c.duplicates, "rejected": c.rejected,
+                "batches": c.batches, "acked": c.acked, "store_errors": c.store_errors,
+                "rejects_by_code": dict(c.rejects_by_code)}
+
+    # ---------- the worker ----------
+
+    def _take_batch(self) -> list[Inbound]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        items = [first]
+        deadline = time.monotonic() + self.settings.batch_ms / 1000.0
+        while len(items) < self.settings.batch_max:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    items.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+        return items
+
+    def _work(self) -> None:
+        while True:
+            items = self._take_batch()
+            if not items:
+                if self._stopping.is_set():
+                    return
+                self._maybe_log_stats()
+                self._maybe_apply_retention()
+                continue
+            while True:  # a batch is retried until the store takes it (or we are stopping)
+                try:
+                    self._process(items)
+                    break
+                except Exception:
+                    self.counters.store_errors += 1
+                    log.exception("store write failed; %d messages stay unacknowledged, retrying", len(items))
+                    if self._stopping.wait(1.0):
+                        return
+            self._maybe_log_stats()
+            self._maybe_apply_retention()
+
+    def _maybe_apply_retention(self) -> None:
+        """Hourly: drop telemetry older than the store's retention setting."""
+        now = time.monotonic()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_EVERY_S
+        try:
+            removed = self.store.apply_retention(self.clock_ms())
+            if removed:
+                log.info("retention (%.4g days): removed %d old rows", self.store.retention_days(), removed)
+        except Exception:
+            log.exception("applying retention failed; will try again in an hour")
+
+    def _process(self, items: list[Inbound]) -> None:
+        now = self.clock_ms()
+        batch = IngestBatch(ingest_ts=now)
+        for msg in items:
+            code = decode_into(batch, msg, self.settings.max_payload)
+            if code is not None:
+                rc = self.counters.rejects_by_code
+                rc[code] = rc.get(code, 0) + 1
+                if rc[code] <= 5 or rc[code] % 10000 == 0:
+                    log.warning("rejected message on %s: %s (%d %s rejects so far)", msg.topic[:100],
+                                batch.rejects[-1].reason[:200], rc[code], code)
+        for device in {r.device for r in batch.results}:
+            if not self.tracker.known(device):  # after a restart: rebuild its window from the store
+                active = self.store.active_alarm(device)
+                self.tracker.prime(device, self.store.recent_results(device, self.tracker.policy.trend_points),
+                                   active.severity if active else None, active.peak_score if active else 0.0)
+        outcome = self.store.write_batch(batch)
+        changes = self.tracker.observe_many(sorted(outcome.new, key=lambda r: (r.device, r.ts, r.seq)))
+        health = self._health_updates(outcome.new, changes)
+        if changes or health:
+            self.store.apply_alarm_changes(changes, health)
+        for ch in changes:
+            lvl = logging.WARNING if ch.op != "clear" else logging.INFO
+            log.log(lvl, "alarm %s: %s severity %s (score %.4g, threshold %.4g)", ch.op, ch.device, ch.severity,
+                    ch.score, ch.thr)
+        self._ack(items)
+        c = self.counters
+        c.received += len(items)
+        c.stored += outcome.stored
+        c.duplicates += outcome.duplicates
+        c.rejected += len(batch.rejects)
+        c.batches += 1
+        c.alarms_raised += sum(ch.op == "raise" for ch in changes)
+
+    def _health_updates(self, new: list[ResultRecord], changes: list) -> list[DeviceHealth]:
+        now = time.monotonic()
+        due = {ch.device for ch in changes}
+        for r in new:
+            if self._health_due.get(r.device, 0.0) <= now:
+                due.add(r.device)
+        out = []
+        for device in due:
+            self._health_due[device] = now + self.settings.health_interval_s
+            h = self.tracker.health(device)
+            if h is not None:
+                out.append(h)
+        return out
+
+    def _ack(self, items: list[Inbound]) -> None:
+        client, gen = self._client, self._generation
+        if client is None:
+            return
+        for msg in items:
+            if msg.qos > 0 and msg.generation == gen:
+                client.ack(msg.mid, msg.qos)
+                self.counters.acked += 1
+
+    def _maybe_log_stats(self) -> None:
+        now = time.monotonic()
+        dt = now - self._last_stats
+        if dt < self.settings.stats_interval_s:
+            return
+        c = self.counters
+        cur = (c.received, c.stored, c.duplicates, c.rejected)
+        d = [a - b for a, b in zip(cur, self._last_counts)]
+        if any(d):
+            log.info("ingest: %.0f msg/s, %.0f results/s stored, %d duplicates, %d rejected in the last %.0f s"
+                     " (queue %d)", d[0] / dt, d[1] / dt, d[2], d[3], dt, self._queue.qsize())
+        self._last_stats, self._last_counts = now, cur

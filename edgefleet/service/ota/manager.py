@@ -1,0 +1,327 @@
+"""The OTA manager: runs campaigns over MQTT.
+
+Publishes retained offers to the devices of the current stage (a bounded
+number of transfers at a time), serves `ota/data` chunks on each `ota/req`
+(resumable: the device asks by offset), records every `ota/state`, and once a
+second asks `campaign.decide` whether to wait, advance, complete or abort.
+On abort it clears the offers and orders devices that took the new model to
+revert to the previous slot; the command names the campaign, so a device that had
+already confirmed reports its `reverted` under it and is counted there.
+
+Under faults (lost chunks, reboots, a broker restart) a campaign still ends in a
+consistent state: the manager keeps a persistent MQTT session, so device reports
+sent while it reconnects wait for it at the broker; a device's retained offer is
+cleared once it confirmed or rejected (a reconnect does not offer it again); a
+retryable failure (`campaign.retryable`) gets a fresh offer; an offer not acted
+on is re-published; and a report for a campaign this registry does not know
+(someone else's offer) goes to the device's history only.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import zlib
+from collections import deque
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edgefleet import protocol
+from edgefleet.service.ota.campaign import (NOT_STARTED, ROLLBACK, RUNS_CANDIDATE, TERMINAL_BAD, TERMINAL_OK,
+                                            HEALTH_LOOKBACK_MS, Target, before_after_rates, decide, health_rates,
+                                            retryable, shadow_rates,
+                                            rollout_order, stage_size)
+from edgefleet.clock import now_ms
+from edgefleet.service.ota.registry import Campaign, OtaRegistry
+
+log = logging.getLogger("edgefleet.service.ota")
+
+# device id -> {"site", "line", "tags", "model"}; the manager's view of the fleet
+DeviceLookup = Callable[[], dict[str, dict[str, Any]]]
+# (device, since_ms) -> list of (model version, anomalous) for recent results
+ResultsLookup = Callable[[str, int], list[tuple[int, bool]]]
+# (shadow model, since_ms) -> (device, active model anomalous, shadow model anomalous) per shadow-scored window
+ShadowLookup = Callable[[int, int], list[tuple[str, bool, bool]]]
+
+
+class OtaManager:
+    shadow_results: ShadowLookup | None = None  # set by the service: shadow-mode outcomes from the store
+
+    def __init__(self, registry: OtaRegistry, host: str, port: int, *, devices: DeviceLookup,
+                 results: ResultsLookup | None = None, max_transfers: int = 200,
+                 username: str | None = None, password: str | None = None,
+                 client_id: str = "edgefleet-ota", tick_s: float = 1.0,
+                 session_expiry_s: int = 86_400) -> None:
+        self.registry = registry
+        self.devices = devices
+        self.results = results
+        self.max_transfers = max_transfers
+        self.tick_s = tick_s
+        self._inbox: deque[tuple[str, str, dict]] = deque()
+        self._blobs: dict[int, tuple[bytes, bytes]] = {}
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.bytes_sent = 0
+        self._campaign_cache: dict[str, Campaign] = {}
+        self._known: set[str] = set()  # campaign ids seen in the registry
+        self._offer_sent: dict[tuple[str, str], float] = {}  # (campaign, device) -> last offer time
+        self.session_expiry_s = session_expiry_s
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username:
+            c.username_pw_set(username, password)
+        c.max_queued_messages_set(50_000)  # bound paho's QoS 1 backlog well under 65,535
+        c.reconnect_delay_set(1, 5)  # back soon after a broker restart
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        self.client = c
+        self.host, self.port = host, port
+
+    # ------------------------------------------------------------ MQTT
+
+    def _on_connect(self, client, _u, _f, rc, _p) -> None:
+        if rc.is_failure:
+            log.error("OTA manager could not connect: %s", rc)
+            return
+        client.subscribe([("ef/v1/+/ota/req", 1), ("ef/v1/+/ota/state", 1)])
+        log.info("OTA manager connected to %s:%d", self.host, self.port)
+
+    def _on_message(self, _c, _u, msg: mqtt.MQTTMessage) -> None:
+        try:
+            m = protocol.decode_message(msg.topic, msg.payload)
+        except protocol.ProtocolError as exc:
+            log.warning("ignoring invalid %s: %s", msg.topic, exc)
+            return
+        if m.kind == "ota/req":
+            self._serve_chunk(m.device, m.body)  # answered at once: transfers stay fast
+        else:
+            self._inbox.append((m.device, m.kind, m.body))
+
+    def _publish(self, device: str, kind: str, body: dict | None, *, retain: bool = False, qos: int = 1) -> None:
+        if body is None:
+            payload = b""
+        else:
+            self._seq = (self._seq + 1) % 2**32
+            payload = protocol.encode(kind, {"v": protocol.PROTOCOL_VERSION, "seq": self._seq, **body})
+        self.bytes_sent += len(payload)
+        self.client.publish(protocol.topic(device, kind), payload, qos=qos, retain=retain)
+
+    def _serve_chunk(self, device: str, req: dict) -> None:
+        """On paho's thread: reads only the campaign cache and preloaded blobs, never SQLite."""
+        c = self._campaign_cache.get(req["campaign"])
+        if c is None or c.model != req["model"] or c.state != "running" or c.model not in self._blobs:
+            return
+        blob, _ = self._blobs[c.model]
+        off, n = int(req["off"]), int(req["len"])
+        data = blob[off:off + min(n, 4096)]
+        if off >= len(blob) or not data:
+            return
+        self._publish(device, "ota/data", {"campaign": c.id, "model": c.model, "off": off,
+                                           "crc": zlib.crc32(data), "data": base64.b64encode(data).decode()})
+
+    def _blob(self, version: int) -> tuple[bytes, bytes]:
+        if version not in self._blobs:
+            self._blobs[version] = self.registry.blobs(version)
+        return self._blobs[version]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Connect with a persistent session: what devices report while the manager is away
+        (a broker restart, a service restart) is queued for it, not lost."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="ota-manager", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.step()
+            except Exception:  # a bad campaign must not kill the service
+                log.exception("OTA manager step failed")
+
+    # ------------------------------------------------------------ the campaign loop
+
+    def step(self, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        touched: dict[str, set[str]] = {}
+        while self._inbox:
+            device, _kind, body = self._inbox.popleft()
+            if self._record(device, body):
+                touched.setdefault(body["campaign"], set()).add(device)
+        self._send_commands()
+        active = self.registry.campaigns(("running", "aborting"))
+        for c in active:
+            self._blob(c.model)  # preload before chunk requests can arrive
+        self._campaign_cache = {c.id: c for c in active}
+        for c in list(self._campaign_cache.values()):
+            if c.state == "aborting":
+                self._rollback(c)
+            else:
+                self._follow_up(c, touched.get(c.id, set()), now)
+                self._advance(c, now)
+
+    def _send_commands(self) -> None:
+        """Publish the commands the CLI and the dashboard queued (commissioning, ...)."""
+        pending = self.registry.pending_commands()
+        for _, device, body in pending:
+            try:
+                self._publish(device, "cmd", body)
+            except protocol.ProtocolError as exc:  # queued by hand into the table: drop, say why
+                log.warning("queued command for %s is not a valid cmd, dropped: %s", device, exc)
+        if pending:
+            self.registry.mark_commands_sent([i for i, _, _ in pending])
+            log.info("sent %d queued device command(s)", len(pending))
+
+    def _record(self, device: str, body: dict) -> bool:
+        """Store one ota/state report; False when it is not campaign progress."""
+        cid, state, reason = body["campaign"], body["state"], body.get("reason", "")
+        if cid not in self._known:
+            if not self.registry.has_campaign(cid):
+                self.registry.add_history(cid, device, state, reason)  # not ours (or "none": no trial)
+                return False
+            self._known.add(cid)
+        if state == "rejected" and self.registry.device_state(cid, device) == "confirmed":
+            # the retained offer seen again after a reconnect, refused by a device that already runs it
+            self.registry.add_history(cid, device, state, f"ignored (already confirmed): {reason}")
+            return False
+        self.registry.set_device_state(cid, device, state, reason)
+        return True
+
+    def _follow_up(self, c: Campaign, touched: set[str], now: float) -> None:
+        """Clear offers of devices that are done, offer again after a retryable failure, and
+        re-publish offers nobody acted on."""
+        states = self.registry.device_states(c.id)
+        counts: dict[str, int] | None = None
+        for d in touched:
+            s = states.get(d)
+            if s is None:
+                continue
+            if retryable(s["state"], s["reason"]):
+                counts = counts if counts is not None else self.registry.offer_counts(c.id)
+                if counts.get(d, 1) <= c.policy.retries:
+                    self._offer(c, d, reason=f"retry {counts.get(d, 1)}: {s['reason']}"[:200])
+                    continue
+            if s["state"] in TERMINAL_OK | TERMINAL_BAD:
+                self._publish(d, "ota/offer", None, retain=True)
+                self._offer_sent.pop((c.id, d), None)
+        for d, s in states.items():
+            # "accepted" too: a node that rebooted mid-download needs the retained offer, and a broker
+            # killed (not stopped) loses what it had not saved yet; a node still downloading ignores it
+            if s["state"] not in ("offered", "accepted"):
+                continue
+            last = max(s["updated_ms"] / 1000, self._offer_sent.get((c.id, d), 0.0))
+            if now - last > c.policy.offer_resend_s:
+                self._publish(d, "ota/offer", self._offer_body(c), retain=True)
+                self._offer_sent[(c.id, d)] = now
+
+    def _offer_body(self, c: Campaign) -> dict:
+        blob, manifest = self._blob(c.model)
+        return {"campaign": c.id, "model": c.model, "size": len(blob), "sha256": self.registry.model(c.model).sha256,
+                "chunk": 1024, "trial_s": c.policy.trial_s, "shadow": c.policy.shadow,
+                **({"shadow_s": c.policy.shadow_s} if c.policy.shadow else {}), "manifest": manifest.decode()}
+
+    def _offer(self, c: Campaign, device: str, *, old_model: int | None = None, reason: str = "") -> None:
+        self._publish(device, "ota/offer", self._offer_body(c), retain=True)
+        self._offer_sent[(c.id, device)] = time.time()
+        self.registry.set_device_state(c.id, device, "offered", reason, offered=True, old_model=old_model)
+
+    def _advance(self, c: Campaign, now: float) -> None:
+        if not c.devices:
+            fleet = self.devices()
+            target = Target.parse(c.target)
+            chosen = [d for d, meta in fleet.items() if target.matches(meta) and (meta.get("model") or 0) < c.model]
+            if not chosen:
+                self.registry.update_campaign(c.id, state="completed", reason="no target device needs this model")
+                log.info("campaign %s: no devices to update", c.id)
+                return
+            c.devices = rollout_order(chosen, c.id)
+            self.registry.update_campaign(c.id, devices=c.devices)
+            log.info("campaign %s: model %d to %d devices in stages %s", c.id, c.model, len(c.devices),
+                     ",".join(f"{s:.0%}" for s in c.policy.stages))
+        states = self.registry.device_states(c.id)
+        members = c.devices[:stage_size(len(c.devices), c.policy.stages[c.stage])]
+        in_flight = sum(1 for s in states.values() if s["state"] not in TERMINAL_OK | TERMINAL_BAD)
+        fleet = None
+        for d in members:
+            if d in states or in_flight >= self.max_transfers:
+                continue
+            fleet = fleet or self.devices()
+            self._offer(c, d, old_model=(fleet.get(d) or {}).get("model"))
+            in_flight += 1
+        states = self.registry.device_states(c.id)
+        simple = {d: s["state"] for d, s in states.items()}
+        offered_at = {d: s["offered_ms"] / 1000 for d, s in states.items() if s["offered_ms"]}
+        decision = decide(c.policy, c.stage, c.devices, simple, offered_at, now, self._health(c, states))
+        for d in decision.timed_out:
+            self.registry.set_device_state(c.id, d, "timeout", "no outcome within the stage timeout")
+            self._publish(d, "ota/offer", None, retain=True)
+        if decision.action == "advance":
+            self.registry.update_campaign(c.id, stage=c.stage + 1)
+            log.info("campaign %s: stage %d passed, advancing to %.0f%%", c.id, c.stage + 1,
+                     100 * c.policy.stages[c.stage + 1])
+        elif decision.action == "complete":
+            self.registry.update_campaign(c.id, state="completed")
+            self._clear_offers(c)
+            log.info("campaign %s completed", c.id)
+        elif decision.action == "abort":
+            log.warning("campaign %s aborted: %s", c.id, decision.reason)
+            self.registry.update_campaign(c.id, state="aborting", reason=decision.reason)
+            c.state, c.reason = "aborting", decision.reason
+            self._rollback(c)
+
+    def _anomaly(self, c: Campaign, states: dict[str, dict]) -> dict[str, tuple[float, float, int]] | None:
+        if self.results is None:
+            return None
+        out = {}
+        since = min((s["offered_ms"] or now_ms()) for s in states.values()) - HEALTH_LOOKBACK_MS if states else now_ms()
+        for d, s in states.items():
+            if s["state"] not in RUNS_CANDIDATE:
+                continue
+            if (rates := before_after_rates(self.results(d, since), c.model)) is not None:
+                out[d] = rates
+        return out
+
+    def _health(self, c: Campaign, states: dict[str, dict]) -> dict[str, tuple[float, float, int]] | None:
+        """Model health per device: shadow outcomes (both models on the same windows) where a device
+        has them, else its anomaly rate before vs after the switch."""
+        simple = {d: s["state"] for d, s in states.items()}
+        rates = health_rates(simple, self._anomaly(c, states) or {}, self._shadow_anomaly(c, states))
+        return rates or None
+
+    def _shadow_anomaly(self, c: Campaign, states: dict[str, dict]) -> dict[str, tuple[float, float, int]]:
+        if self.shadow_results is None or not c.policy.shadow or not states:
+            return {}
+        since = min((s["offered_ms"] or now_ms()) for s in states.values())
+        return shadow_rates(self.shadow_results(c.model, since), set(states))
+
+    def _clear_offers(self, c: Campaign) -> None:
+        for d in self.registry.device_states(c.id):
+            self._publish(d, "ota/offer", None, retain=True)
+
+    def _rollback(self, c: Campaign) -> None:
+        """Abort: stop offering, and send every device that took the new model back."""
+        self._clear_offers(c)
+        for d, s in self.registry.device_states(c.id).items():
+            if s["state"] in ROLLBACK:
+                self._publish(d, "cmd", {"id": f"revert-{c.id}"[:64], "op": "revert", "campaign": c.id})
+                if s["state"] in NOT_STARTED:
+                    self.registry.set_device_state(c.id, d, "failed", "campaign aborted")
+        self.registry.update_campaign(c.id, state="aborted")
+        log.warning("campaign %s: rollback ordered (%s)", c.id, c.reason)

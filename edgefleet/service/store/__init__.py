@@ -1,0 +1,47 @@
+"""Telemetry and registry storage behind one interface (`Store`); SQLite is the default backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgefleet.service.store.base import (
+    DEVICE_STATUSES,
+    Alarm,
+    BatchOutcome,
+    Counts,
+    Device,
+    DeviceUpdate,
+    Event,
+    FleetSummary,
+    IngestBatch,
+    IngestBucket,
+    RegistryStore,
+    Reject,
+    RejectRecord,
+    SiteHealth,
+    Store,
+    TelemetryStore,
+)
+from edgefleet.service.store.sqlite import SQLiteStore, StoreError
+
+
+def open_store(db: str | Path, *, synchronous: str = "FULL", influx: dict | None = None) -> Store:
+    """Open the store at `db` (a SQLite file path; created if missing).
+
+    With `influx` (url, token, org, bucket: from EDGEFLEET_INFLUX_* settings) results also go to
+    InfluxDB 2 and score queries read from it; the registry stays in the SQLite file.
+    """
+    if influx and influx.get("url"):
+        from edgefleet.service.store.influx import InfluxStore
+
+        return InfluxStore(db, url=influx["url"], token=influx.get("token", ""), org=influx.get("org", ""),
+                           bucket=influx.get("bucket") or "edgefleet", synchronous=synchronous,
+                           reads=influx.get("reads", "influx"))
+    return SQLiteStore(db, synchronous=synchronous)
+
+
+__all__ = [
+    "DEVICE_STATUSES", "Alarm", "BatchOutcome", "Counts", "Device", "DeviceUpdate", "Event", "FleetSummary",
+    "IngestBatch", "IngestBucket", "RegistryStore", "Reject", "RejectRecord", "SQLiteStore", "SiteHealth",
+    "Store", "StoreError", "TelemetryStore", "open_store",
+]

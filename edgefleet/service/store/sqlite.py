@@ -1,0 +1,469 @@
+"""SQLite backend of the store: one file, WAL, one transaction per ingest batch.
+
+Results have (device, boot, seq) as primary key, so a redelivered result is ignored
+by the database itself. `synchronous=FULL` by default: ingest acknowledges MQTT
+messages after `write_batch` returns, so a commit must survive power loss, not only
+a process crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edgefleet.errors import EdgefleetError
+from edgefleet.protocol import ResultRecord
+from edgefleet.service.store.base import (
+    SEVERITY_RANK,
+    AlarmChange,
+    DeviceHealth,
+    REJECT_EXCERPT,
+    Alarm,
+    BatchOutcome,
+    Counts,
+    Device,
+    Event,
+    FleetSummary,
+    IngestBatch,
+    IngestBucket,
+    RejectRecord,
+    SiteHealth,
+)
+
+SCHEMA_VERSION = 2  # 2: results carry commissioning state, HI and class; devices their baseline
+DEFAULT_RETENTION_DAYS = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results(
+  device TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+  model INTEGER NOT NULL, score REAL NOT NULL, thr REAL NOT NULL, anom INTEGER NOT NULL,
+  inf_us INTEGER NOT NULL, ingest_ts INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT '', hi REAL, cls INTEGER, hi_thr REAL,
+  PRIMARY KEY(device, boot, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS results_device_ts ON results(device, ts);
+CREATE INDEX IF NOT EXISTS results_ts ON results(ts);
+CREATE TABLE IF NOT EXISTS shadow_results(
+  device TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+  model INTEGER NOT NULL, score REAL NOT NULL, thr REAL NOT NULL, anom INTEGER NOT NULL,
+  inf_us INTEGER NOT NULL, shadow_model INTEGER NOT NULL, shadow_score REAL NOT NULL,
+  shadow_thr REAL NOT NULL, shadow_anom INTEGER NOT NULL,
+  PRIMARY KEY(device, boot, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS shadow_results_model ON shadow_results(shadow_model, ts);
+CREATE TABLE IF NOT EXISTS devices(
+  device TEXT PRIMARY KEY, site TEXT, line TEXT, tags TEXT NOT NULL DEFAULT '[]',
+  status TEXT NOT NULL DEFAULT 'unknown', status_ts INTEGER NOT NULL DEFAULT 0,
+  boot TEXT, fw TEXT, model INTEGER, slot TEXT, thr REAL, caps TEXT NOT NULL DEFAULT '[]',
+  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, results INTEGER NOT NULL DEFAULT 0,
+  last_score REAL, health TEXT NOT NULL DEFAULT 'unknown', ewma_score REAL, slope_per_h REAL,
+  eta_s REAL, health_ts INTEGER, comm TEXT);
+CREATE INDEX IF NOT EXISTS devices_site ON devices(site);
+CREATE TABLE IF NOT EXISTS alarms(
+  id INTEGER PRIMARY KEY, device TEXT NOT NULL, raised_ts INTEGER NOT NULL, cleared_ts INTEGER,
+  severity TEXT NOT NULL, score REAL NOT NULL, peak_score REAL NOT NULL, thr REAL NOT NULL,
+  acked_ts INTEGER, acked_by TEXT, note TEXT NOT NULL DEFAULT '');
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(device) WHERE cleared_ts IS NULL;
+CREATE INDEX IF NOT EXISTS alarms_raised ON alarms(raised_ts);
+CREATE TABLE IF NOT EXISTS events(
+  id INTEGER PRIMARY KEY, device TEXT NOT NULL, ts INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_device ON events(device, ts);
+CREATE TABLE IF NOT EXISTS rejected(
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, topic TEXT NOT NULL, code TEXT NOT NULL,
+  reason TEXT NOT NULL, payload BLOB NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS rejected_ts ON rejected(ts);
+CREATE TABLE IF NOT EXISTS ingest_stats(
+  ts INTEGER NOT NULL, messages INTEGER NOT NULL, results INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+  rejected INTEGER NOT NULL, lag_ms_sum INTEGER NOT NULL, lag_n INTEGER NOT NULL, lag_ms_max INTEGER);
+CREATE INDEX IF NOT EXISTS ingest_stats_ts ON ingest_stats(ts);
+CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_INSERT_RESULT = ("INSERT OR IGNORE INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts,"
+                  " state, hi, cls, hi_thr) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_BASE_COLS = "device, boot, seq, ts, model, score, thr, anom, inf_us"
+_RESULT_COLS = _BASE_COLS + ", state, hi, cls, hi_thr"
+_SHADOW_COLS = _BASE_COLS + ", shadow_model, shadow_score, shadow_thr, shadow_anom"
+# Schema upgrades in order: each brings a store of version k-1 to version k (docs/store.md).
+_MIGRATIONS = {
+    2: ["ALTER TABLE results ADD COLUMN state TEXT NOT NULL DEFAULT ''", "ALTER TABLE results ADD COLUMN hi REAL",
+        "ALTER TABLE results ADD COLUMN cls INTEGER", "ALTER TABLE results ADD COLUMN hi_thr REAL",
+        "ALTER TABLE devices ADD COLUMN comm TEXT"],
+}
+_INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
+class StoreError(EdgefleetError):
+    """A database that cannot be opened or has another schema version."""
+
+
+def _rec(row: tuple) -> ResultRecord:
+    return ResultRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8],
+                        None, None, None, None, row[9] or "", row[10], row[11], row[12])
+
+
+def _shadow_rec(row: tuple) -> ResultRecord:
+    return ResultRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8],
+                        row[9], row[10], row[11], bool(row[12]))
+
+
+class SQLiteStore:
+    """The default store (telemetry and registry in one SQLite file)."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: store schema version {version} is newer than this edgefleet "
+                                 f"({SCHEMA_VERSION}); upgrade edgefleet")
+            if 0 < version < SCHEMA_VERSION:
+                self._migrate(version)
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    # ---------- plumbing ----------
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade an older store in place, one version at a time, each in one transaction."""
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql in _MIGRATIONS[target]:
+                    self._db.execute(sql)
+                self._db.execute(f"PRAGMA user_version={target}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _q(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---------- writes ----------
+
+    def write_batch(self, batch: IngestBatch) -> BatchOutcome:
+        with self._tx() as db:
+            outcome = self._insert_results(db, batch.results, batch.ingest_ts)
+            self._registry(db, batch, outcome)
+        return outcome
+
+    def write_results(self, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
+        with self._tx() as db:
+            return self._insert_results(db, results, ingest_ts)
+
+    def write_registry(self, batch: IngestBatch, outcome: BatchOutcome) -> None:
+        with self._tx() as db:
+            self._registry(db, batch, outcome)
+
+    @staticmethod
+    def _insert_results(db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
+        outcome = SQLiteStore._insert_plain(db, results, ingest_ts)
+        SQLiteStore._insert_shadows(db, outcome.new)
+        return outcome
+
+    @staticmethod
+    def _insert_shadows(db: sqlite3.Connection, new: list[ResultRecord]) -> None:
+        """Shadow-mode outcomes of new results go to a side table: both models on each window."""
+        rows = [(*r[:7], int(r.anom), r.inf_us, r.shadow_model, r.shadow_score, r.shadow_thr, int(r.shadow_anom))
+                for r in new if r.shadow_model is not None]
+        if rows:
+            db.executemany(_INSERT_SHADOW, rows)
+
+    @staticmethod
+    def _insert_plain(db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
+        rows = [(*r[:7], int(r.anom), r.inf_us, ingest_ts, r.state, r.hi, r.cls, r.hi_thr) for r in results]
+        before = db.total_changes
+        db.execute("SAVEPOINT bulk")
+        db.executemany(_INSERT_RESULT, rows)
+        if db.total_changes - before == len(rows):  # the usual case: nothing seen before
+            db.execute("RELEASE bulk")
+            return BatchOutcome(len(rows), 0, list(results))
+        db.execute("ROLLBACK TO bulk")  # some duplicates: find out which, row by row
+        db.execute("RELEASE bulk")
+        new = []
+        for rec, row in zip(results, rows):
+            if db.execute(_INSERT_RESULT, row).rowcount == 1:
+                new.append(rec)
+        return BatchOutcome(len(new), len(rows) - len(new), new)
+
+    @staticmethod
+    def _registry(db: sqlite3.Connection, batch: IngestBatch, outcome: BatchOutcome) -> None:
+        per_dev: dict[str, list[Any]] = {}  # device -> [first, last_ts, n, last_score, model, thr]
+        lag_sum = lag_n = 0
+        lag_max: int | None = None
+        for r in outcome.new:
+            lag = batch.ingest_ts - r.ts
+            lag_sum += lag
+            lag_n += 1
+            lag_max = lag if lag_max is None or lag > lag_max else lag_max
+            d = per_dev.get(r.device)
+            if d is None:
+                per_dev[r.device] = [r.ts, r.ts, 1, r.score, r.model, r.thr]
+            else:
+                d[0] = min(d[0], r.ts)
+                d[2] += 1
+                if r.ts >= d[1]:
+                    d[1], d[3], d[4], d[5] = r.ts, r.score, r.model, r.thr
+        db.executemany(
+            "INSERT INTO devices(device, first_seen, last_seen, results, last_score, model, thr) VALUES (?,?,?,?,?,?,?)"
+            " ON CONFLICT(device) DO UPDATE SET results = results + excluded.results,"
+            " first_seen = min(first_seen, excluded.first_seen),"
+            " last_score = CASE WHEN excluded.last_seen >= last_seen THEN excluded.last_score ELSE last_score END,"
+            " model = CASE WHEN excluded.last_seen >= last_seen THEN excluded.model ELSE model END,"
+            " thr = CASE WHEN excluded.last_seen >= last_seen THEN excluded.thr ELSE thr END,"
+            " last_seen = max(last_seen, excluded.last_seen)",
+            [(dev, d[0], d[1], d[2], d[3], d[4], d[5]) for dev, d in per_dev.items()])
+        for u in batch.devices:
+            db.execute("INSERT INTO devices(device, first_seen, last_seen) VALUES (?,?,?)"
+                       " ON CONFLICT(device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                       (u.device, u.ts, u.ts))
+            fields = {"boot": u.boot, "fw": u.fw, "model": u.model, "slot": u.slot, "thr": u.thr,
+                      "caps": None if u.caps is None else json.dumps(list(u.caps)),
+                      "site": u.site, "line": u.line,
+                      "tags": None if u.tags is None else json.dumps(list(u.tags)),
+                      "comm": None if u.comm is None else json.dumps(u.comm, separators=(",", ":"))}
+            sets = {k: v for k, v in fields.items() if v is not None}
+            if u.status is not None:
+                sets["status"], sets["status_ts"] = u.status, u.ts
+            if sets:  # a status older than the one stored (a late last will) changes nothing
+                db.execute(f"UPDATE devices SET {', '.join(f'{k} = ?' for k in sets)}"
+                           " WHERE device = ? AND status_ts <= ?", (*sets.values(), u.device, u.ts))
+        db.executemany("INSERT INTO events(device, ts, kind, body) VALUES (?,?,?,?)",
+                       [(e.device, e.ts, e.kind, json.dumps(e.body, separators=(",", ":")))
+                        for e in batch.events])
+        db.executemany("INSERT INTO rejected(ts, topic, code, reason, payload, size) VALUES (?,?,?,?,?,?)",
+                       [(r.ts, r.topic[:256], r.code, r.reason[:500], r.payload[:REJECT_EXCERPT], r.size)
+                        for r in batch.rejects])
+        db.execute("INSERT INTO ingest_stats VALUES (?,?,?,?,?,?,?,?)",
+                   (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates, len(batch.rejects),
+                    lag_sum, lag_n, lag_max))
+
+    def apply_alarm_changes(self, changes: list[AlarmChange], health: list[DeviceHealth]) -> None:
+        with self._tx() as db:
+            for c in changes:
+                if c.op == "raise":
+                    db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
+                               " VALUES (?,?,?,?,?,?)", (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
+                elif c.op == "update":
+                    db.execute("UPDATE alarms SET severity = ?, peak_score = max(peak_score, ?)"
+                               " WHERE device = ? AND cleared_ts IS NULL", (c.severity, c.peak_score, c.device))
+                elif c.op == "clear":
+                    db.execute("UPDATE alarms SET cleared_ts = ?, peak_score = max(peak_score, ?)"
+                               " WHERE device = ? AND cleared_ts IS NULL", (c.ts, c.peak_score, c.device))
+                else:
+                    raise ValueError(f"unknown alarm change {c.op!r}")
+            db.executemany("UPDATE devices SET health = ?, ewma_score = ?, slope_per_h = ?, eta_s = ?, health_ts = ?"
+                           " WHERE device = ?",
+                           [(h.state, h.ewma_score, h.slope_per_h, h.eta_s, h.ts, h.device) for h in health])
+
+    def set_device_meta(self, device: str, site: str | None = None, line: str | None = None,
+                        tags: tuple[str, ...] | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO devices(device, first_seen, last_seen) VALUES (?, 0, 0)", (device,))
+            if site is not None:
+                db.execute("UPDATE devices SET site = ? WHERE device = ?", (site, device))
+            if line is not None:
+                db.execute("UPDATE devices SET line = ? WHERE device = ?", (line, device))
+            if tags is not None:
+                db.execute("UPDATE devices SET tags = ? WHERE device = ?", (json.dumps(list(tags)), device))
+
+    def ack_alarm(self, alarm_id: int, by: str, ts: int, note: str = "") -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE alarms SET acked_ts = ?, acked_by = ?, note = ? WHERE id = ? AND acked_ts IS NULL",
+                             (ts, by, note, alarm_id))
+            return cur.rowcount == 1
+
+    # ---------- settings and retention ----------
+
+    def retention_days(self) -> float:
+        rows = self._q("SELECT value FROM settings WHERE key = 'retention_days'")
+        return float(rows[0][0]) if rows else DEFAULT_RETENTION_DAYS
+
+    def set_retention_days(self, days: float) -> None:
+        if not days > 0:
+            raise StoreError(f"retention must be a positive number of days, got {days}")
+        with self._tx() as db:
+            db.execute("INSERT INTO settings VALUES ('retention_days', ?)"
+                       " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (repr(float(days)),))
+
+    def apply_retention(self, now_ms: int) -> int:
+        cutoff = int(now_ms - self.retention_days() * 86400_000)
+        with self._tx() as db:
+            n = db.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute("DELETE FROM shadow_results WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute("DELETE FROM rejected WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute("DELETE FROM ingest_stats WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute("DELETE FROM alarms WHERE cleared_ts IS NOT NULL AND cleared_ts < ?", (cutoff,)).rowcount
+        return n
+
+    # ---------- reads ----------
+
+    def score_history(self, device: str, since_ms: int | None = None, until_ms: int | None = None,
+                      limit: int = 10000) -> list[ResultRecord]:
+        rows = self._q(f"SELECT {_RESULT_COLS} FROM results WHERE device = ? AND ts >= ? AND ts <= ?"
+                       " ORDER BY ts DESC, seq DESC LIMIT ?",
+                       (device, since_ms if since_ms is not None else -1,
+                        until_ms if until_ms is not None else 2**62, limit))
+        return [_rec(r) for r in reversed(rows)]
+
+    def recent_results(self, device: str, n: int) -> list[ResultRecord]:
+        return self.score_history(device, limit=n)
+
+    def count_results(self) -> int:
+        return self._q("SELECT count(*) FROM results")[0][0]
+
+    def shadow_results(self, shadow_model: int, *, device: str | None = None, since_ms: int | None = None,
+                       limit: int = 100_000) -> list[ResultRecord]:
+        rows = self._q(f"SELECT {_SHADOW_COLS} FROM shadow_results WHERE shadow_model = ? AND ts >= ?"
+                       + (" AND device = ?" if device is not None else "")
+                       + " ORDER BY ts DESC, seq DESC LIMIT ?",
+                       (shadow_model, since_ms if since_ms is not None else -1,
+                        *((device,) if device is not None else ()), limit))
+        return [_shadow_rec(r) for r in reversed(rows)]
+
+    def ingest_series(self, since_ms: int, bucket_s: int = 10) -> list[IngestBucket]:
+        b = max(1, int(bucket_s * 1000))
+        rows = self._q("SELECT (ts / ?) * ?, sum(messages), sum(results), sum(duplicates), sum(rejected),"
+                       " sum(lag_ms_sum), sum(lag_n), max(lag_ms_max) FROM ingest_stats WHERE ts >= ?"
+                       " GROUP BY ts / ? ORDER BY 1", (b, b, since_ms, b))
+        return [IngestBucket(t, m, r, d, j, (ls / ln) if ln else None, lm) for t, m, r, d, j, ls, ln, lm in rows]
+
+    _DEVICE_SQL = ("SELECT d.device, d.site, d.line, d.tags, d.status, d.boot, d.fw, d.model, d.slot, d.thr,"
+                   " d.caps, d.first_seen, d.last_seen, d.results, d.last_score, d.health, d.ewma_score,"
+                   " d.slope_per_h, d.eta_s, a.severity, d.comm FROM devices d"
+                   " LEFT JOIN alarms a ON a.device = d.device AND a.cleared_ts IS NULL")
+
+    @staticmethod
+    def _device(row: tuple, now_ms: int | None, stale_s: float) -> Device:
+        status, health, sev = row[4], row[15], row[19]
+        if status == "online" and now_ms is not None and row[12] < now_ms - stale_s * 1000:
+            status = "stale"
+        if sev is not None:
+            health = "alarm"
+        elif health == "alarm":  # the alarm was cleared after the last health update
+            health = "ok"
+        return Device(row[0], row[1], row[2], tuple(json.loads(row[3])), status, row[5], row[6], row[7],
+                      row[8], row[9], tuple(json.loads(row[10])), row[11], row[12], row[13], row[14],
+                      health, row[16], row[17], row[18], sev, json.loads(row[20]) if row[20] else None)
+
+    def device(self, device: str) -> Device | None:
+        rows = self._q(self._DEVICE_SQL + " WHERE d.device = ?", (device,))
+        return self._device(rows[0], None, 0) if rows else None
+
+    def devices(self, site: str | None = None, now_ms: int | None = None, stale_s: float = 120.0) -> list[Device]:
+        if site is None:
+            rows = self._q(self._DEVICE_SQL + " ORDER BY d.site, d.line, d.device")
+        else:
+            rows = self._q(self._DEVICE_SQL + " WHERE coalesce(d.site, '') = ? ORDER BY d.line, d.device", (site,))
+        return [self._device(r, now_ms, stale_s) for r in rows]
+
+    def fleet_summary(self, now_ms: int, stale_s: float = 120.0) -> FleetSummary:
+        devs = self.devices(now_ms=now_ms, stale_s=stale_s)
+        models: dict[int, int] = {}
+        for d in devs:
+            if d.model is not None:
+                models[d.model] = models.get(d.model, 0) + 1
+        active, unacked = self._q("SELECT count(*), count(*) - count(acked_ts) FROM alarms WHERE cleared_ts IS NULL")[0]
+        online = sum(d.status == "online" for d in devs)
+        return FleetSummary(len(devs), online, len(devs) - online, active, unacked,
+                            sum(d.health == "degrading" for d in devs), dict(sorted(models.items())),
+                            self.count_results(), self._q("SELECT count(*) FROM rejected")[0][0])
+
+    def site_health(self, now_ms: int, stale_s: float = 120.0) -> list[SiteHealth]:
+        sites: dict[str, list[int]] = {}
+        for d in self.devices(now_ms=now_ms, stale_s=stale_s):
+            s = sites.setdefault(d.site or "", [0, 0, 0, 0, 0])
+            s[0] += 1
+            s[1] += d.status == "online"
+            s[2] += d.health in ("ok", "unknown")
+            s[3] += d.health == "degrading"
+            s[4] += d.health == "alarm"
+        return [SiteHealth(k, *v) for k, v in sorted(sites.items())]
+
+    def alarms(self, *, active: bool | None = None, acked: bool | None = None, device: str | None = None,
+               site: str | None = None, min_severity: str | None = None, since_ms: int | None = None,
+               limit: int = 500) -> list[Alarm]:
+        where, args = [], []
+        if active is not None:
+            where.append("a.cleared_ts IS NULL" if active else "a.cleared_ts IS NOT NULL")
+        if acked is not None:
+            where.append("a.acked_ts IS NOT NULL" if acked else "a.acked_ts IS NULL")
+        if device is not None:
+            where.append("a.device = ?")
+            args.append(device)
+        if site is not None:
+            where.append("coalesce(d.site, '') = ?")
+            args.append(site)
+        if min_severity is not None:
+            if min_severity not in SEVERITY_RANK:
+                raise StoreError(f"unknown severity {min_severity!r} (one of {', '.join(SEVERITY_RANK)})")
+            ok = [s for s, r in SEVERITY_RANK.items() if r >= SEVERITY_RANK[min_severity]]
+            where.append(f"a.severity IN ({','.join('?' * len(ok))})")
+            args += ok
+        if since_ms is not None:
+            where.append("(a.raised_ts >= ? OR a.cleared_ts IS NULL)")
+            args.append(since_ms)
+        sql = ("SELECT a.id, a.device, d.site, d.line, a.raised_ts, a.cleared_ts, a.severity, a.score,"
+               " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note FROM alarms a"
+               " LEFT JOIN devices d ON d.device = a.device")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY (a.cleared_ts IS NULL) DESC, a.raised_ts DESC LIMIT ?"
+        return [Alarm(*r) for r in self._q(sql, (*args, limit))]
+
+    def active_alarm(self, device: str) -> Alarm | None:
+        found = self.alarms(active=True, device=device, limit=1)
+        return found[0] if found else None
+
+    def events(self, device: str, kind: str | None = None, limit: int = 100) -> list[Event]:
+        sql, args = "SELECT device, ts, kind, body FROM events WHERE device = ?", [device]
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        rows = self._q(sql + " ORDER BY ts DESC, id DESC LIMIT ?", (*args, limit))
+        return [Event(d, t, k, json.loads(b)) for d, t, k, b in rows]
+
+    def rejects(self, limit: int = 100, since_ms: int | None = None) -> list[RejectRecord]:
+        rows = self._q("SELECT id, ts, topic, code, reason, payload, size FROM rejected WHERE ts >= ?"
+                       " ORDER BY id DESC LIMIT ?", (since_ms if since_ms is not None else -1, limit))
+        return [RejectRecord(*r) for r in rows]
+
+    def reject_counts(self) -> dict[str, int]:
+        return dict(self._q("SELECT code, count(*) FROM rejected GROUP BY code ORDER BY code"))
+
+    def counts(self) -> Counts:
+        (dups, msgs), = self._q("SELECT coalesce(sum(duplicates), 0), coalesce(sum(messages), 0) FROM ingest_stats")
+        alarms, active = self._q("SELECT count(*), count(*) - count(cleared_ts) FROM alarms")[0]
+        return Counts(self.count_results(), self._q("SELECT count(*) FROM devices")[0][0], alarms, active,
+                      self._q("SELECT count(*) FROM rejected")[0][0], dups, msgs,
+                      self._q("SELECT count(*) FROM events")[0][0])

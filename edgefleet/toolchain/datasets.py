@@ -1,0 +1,86 @@
+"""Labelled vibration recordings in the `shared/data` `.npz` format, cut into windows.
+
+I/O lives here; everything it returns is plain arrays for the pure feature code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgefleet.errors import DataError, FeatureError
+from edgefleet.runtime.features import FeatureParams, frame, plan
+
+log = logging.getLogger(__name__)
+NORMAL = "normal"
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    signal: np.ndarray  # float32 [samples], in g
+    fs: float
+    label: str
+    meta: dict
+
+    @property
+    def is_normal(self) -> bool:
+        return self.label == NORMAL
+
+
+def load_recording(path: str | Path) -> Recording:
+    """One `.npz` recording; a DataError names the file and the problem."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = {"signal", "fs", "label"} - keys
+            if missing:
+                raise DataError(f"{p.name}: missing keys {sorted(missing)} (need signal, fs, label)")
+            signal = np.asarray(z["signal"], dtype=np.float32)
+            fs = float(z["fs"])
+            label = str(z["label"])
+            meta = {k: z[k].item() for k in keys
+                    if k not in ("signal", "signal_48k") and z[k].ndim == 0}
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{p.name}: not a readable .npz recording ({exc})") from exc
+    if signal.ndim != 1:
+        raise DataError(f"{p.name}: signal must be 1-D, got shape {signal.shape}")
+    if not np.isfinite(signal).all():
+        bad = int((~np.isfinite(signal)).sum())
+        raise DataError(f"{p.name}: signal holds {bad} NaN or infinite samples; clean or drop the file")
+    if not np.isfinite(fs) or fs <= 0:
+        raise DataError(f"{p.name}: invalid sampling rate {fs}")
+    return Recording(name=p.stem, signal=signal, fs=fs, label=label, meta=meta)
+
+
+def load_folder(folder: str | Path) -> list[Recording]:
+    d = Path(folder)
+    if not d.is_dir():
+        raise DataError(f"data folder {d} does not exist")
+    files = sorted(d.glob("*.npz"))
+    if not files:
+        raise DataError(f"no .npz recordings in {d}")
+    return [load_recording(f) for f in files]
+
+
+def windows_of(rec: Recording, params: FeatureParams, *, hop_fraction: float = 1.0,
+               start: float = 0.0, stop: float = 1.0) -> np.ndarray:
+    """Windows [n, N] from the time span [start, stop) (fractions of the recording)."""
+    try:
+        p = plan(params, rec.fs)
+    except FeatureError as exc:
+        raise DataError(f"{rec.name}: {exc}") from exc
+    lo, hi = int(rec.signal.size * start), int(rec.signal.size * stop)
+    seg = rec.signal[lo:hi]
+    if seg.size < p.n_samples:
+        raise DataError(
+            f"{rec.name}: {seg.size} samples ({seg.size / rec.fs:.3f} s) in the selected span, fewer "
+            f"than one {params.window_s:g} s window ({p.n_samples} samples)")
+    hop = max(1, int(round(p.n_samples * hop_fraction)))
+    return frame(seg, p.n_samples, hop)

@@ -1,0 +1,522 @@
+/* The MCU node loop (see node_app.h). Static RAM is sized for models up to
+ * NODE_IO_MAX inputs and windows up to EF_FEATURES_NFFT_MAX samples. */
+#include "node_app.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "board.h"
+#include "ef/cmd.h"
+#include "ef/crc.h"
+#include "ef/engine.h"
+#include "ef/pipeline.h"
+#include "ef/platform.h"
+#include "ef/protocol.h"
+#include "ef/version.h"
+#include "node_link.h"
+
+#ifndef NODE_IO_MAX
+#define NODE_IO_MAX 64u
+#endif
+#ifndef NODE_ARENA_MAX
+#define NODE_ARENA_MAX 256u
+#endif
+#define NODE_CALIB_K 4.0f     /* as device_sim: thr = exp(mean + k std) of log(score) */
+
+static struct {
+    float window[EF_FEATURES_NFFT_MAX], scratch[EF_FEATURES_NFFT_MAX];
+} g_fft;
+static float g_features[NODE_IO_MAX];
+static int8_t g_q[NODE_IO_MAX], g_y[NODE_IO_MAX], g_arena[NODE_ARENA_MAX];
+static char g_msg[384];  /* a result or status message (<= 260 B) */
+
+typedef struct {
+    ef_model model;
+    ef_pipeline pipe;
+    char boot[9];
+    float thr;
+    uint32_t result_seq, status_seq, debug_seq, dropped;
+    int synced;              /* the bridge said hello (or a fixed timeline) */
+    uint32_t next_tick;      /* board ms of the next paced window */
+    int debug_pending;
+    char debug_id[65];
+    uint32_t calib_left, calib_n;
+    float calib_mean, calib_m2;
+    char seen_ids[4][65];
+    unsigned seen_next;
+    uint32_t trial_windows, trial_anomalies; /* scored by a model on trial (by the candidate, in shadow) */
+    uint32_t shadow_version; /* OTA shadow phase: the candidate followed (0: none) ... */
+    float shadow_thr;        /* ... its threshold, > 0 when it scores windows here, else 0 */
+} node_state;
+
+static node_state g_node;
+
+/* ---- messages ---- */
+/* A message's ts: `fixed` on a fixed timeline (node_config.has_t0), else the bridge's clock. */
+static uint64_t now_ms(const node_config *c, uint64_t fixed)
+{
+    return c->has_t0 ? fixed : node_link_now_ms();
+}
+
+static const node_config *g_cfg;
+
+static void send_status(const char *state, uint64_t ts, const char *kind)
+{
+    static const char *const caps[] = {"debug", "calib", "ota"};
+    ef_proto_status s;
+    int n;
+    memset(&s, 0, sizeof s);
+    s.boot = g_node.boot;
+    s.seq = g_node.status_seq++;
+    s.ts = ts;
+    s.state = state;
+    if (strcmp(state, "online") == 0) {
+        s.fw = EF_FIRMWARE_VERSION_STR;
+        s.has_model = 1;
+        s.model = g_node.model.model_version;
+        s.slot = g_cfg->ota ? node_ota_slot() : "A";
+        s.has_thr = 1;
+        s.thr = (double)g_node.thr;
+        s.has_caps = 1;
+        s.caps = caps;
+        s.n_caps = g_cfg->ota ? 3u : 2u;
+    }
+    if ((n = ef_proto_encode_status(g_msg, sizeof g_msg, &s)) > 0)
+        node_link_send(kind, g_msg, (size_t)n);
+}
+
+static void announce(uint64_t ts)
+{
+    send_status("lost", ts, "will");
+    send_status("online", ts, "status");
+}
+
+/* One window's result; with sh (a shadow phase), the candidate's outcome of the same window. */
+static void send_result(uint64_t ts, float score, uint32_t inf_us, const ef_proto_shadow_rec *sh)
+{
+    ef_proto_result_head h;
+    ef_proto_result_rec r;
+    ef_proto_shadow_head shh;
+    int n = 0;
+    h.boot = g_node.boot;
+    h.model = g_node.model.model_version;
+    h.thr = (double)g_node.thr;
+    h.dropped = g_node.dropped;
+    r.seq = g_node.result_seq++; /* a result that cannot be sent is a lost one: a gap, counted */
+    r.ts = ts;
+    r.score = (double)score;
+    r.anom = score > g_node.thr;
+    r.inf_us = inf_us;
+    if (sh) { /* device_sim's rule: a shadow phase is judged on the candidate's outcomes */
+        g_node.trial_windows++;
+        g_node.trial_anomalies += (uint32_t)sh->anom;
+        shh.model = g_node.shadow_version;
+        shh.thr = (double)g_node.shadow_thr;
+        n = ef_proto_encode_result_shadow(g_msg, sizeof g_msg, &h, &r, 1, &shh, sh);
+    } else if (g_cfg->ota && node_ota_in_trial()) {
+        g_node.trial_windows++;
+        g_node.trial_anomalies += (uint32_t)r.anom;
+    }
+    if (n > 0 || (n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
+        node_link_send("result", g_msg, (size_t)n);
+    else {
+        g_node.dropped++;
+        ef_platform_log("result refused by the encoder (schema)");
+    }
+}
+
+/* The debug capture, streamed in two halves around the window's processing, so that
+ * neither the ~11 KB of text nor a copy of the raw window needs RAM: before the FFT
+ * overwrites the window, the node opens the frame and sends the message head and every
+ * sample; after scoring it sends the rest. Both halves come from the core encoder
+ * (called with the first sample only, which checks every field against the schema), and
+ * each sample is formatted by the same canonical rule (%.6g, zero as 0), checked against
+ * the encoder's own text for the first one. The head is encoded twice, with placeholder
+ * and then real results; if the two heads differ (they cannot, unless a bug) the frame is
+ * closed with a wrong CRC, so the bridge drops it rather than publish a wrong capture. */
+static const char k_samples_key[] = "\"samples\":[";
+
+static int canon(char *t, size_t cap, float x)
+{
+    if (!isfinite(x))
+        return -1;
+    if (x == 0.0f)
+        return snprintf(t, cap, "0");
+    return snprintf(t, cap, "%.6g", (double)x);
+}
+
+/* Encode the debug message with sample 0 only into the FFT scratch buffer; returns
+ * the position of the samples array's first element, or NULL. */
+static char *debug_text(const node_config *c, uint64_t ts, const float *window, float score, int *len)
+{
+    ef_proto_debug d;
+    const ef_model *m = &g_node.model;
+    char *text = (char *)g_fft.scratch, *at;
+    d.boot = g_node.boot;
+    d.seq = g_node.debug_seq;
+    d.ts = ts;
+    d.id = g_node.debug_id[0] ? g_node.debug_id : NULL;
+    d.model = m->model_version;
+    d.fs = c->fs;
+    d.samples = window;
+    d.n_samples = 1;
+    d.features = g_features;
+    d.n_features = m->n_inputs;
+    d.q_in = g_q;
+    d.n_q_in = m->n_inputs;
+    d.q_out = g_y;
+    d.n_q_out = m->n_outputs;
+    d.score = (double)score;
+    d.thr = (double)g_node.thr;
+    d.anom = score > g_node.thr;
+    *len = ef_proto_encode_debug(text, sizeof g_fft.scratch, &d);
+    if (*len <= 0 || !(at = strstr(text, k_samples_key)))
+        return NULL;
+    return at + sizeof k_samples_key - 1;
+}
+
+static uint32_t g_debug_head_crc;
+
+/* Before processing: frame head + all samples (the window is still raw). 0 if started. */
+static int debug_begin(const node_config *c, uint64_t ts, const float *window, uint32_t n)
+{
+    char t[32];
+    uint32_t i;
+    int len, k;
+    char *first;
+    for (i = 0; i < n; i++)
+        if (!isfinite(window[i]))
+            return -1;
+    memset(g_features, 0, sizeof g_features); /* placeholders: valid values, replaced later */
+    memset(g_q, 0, sizeof g_q);
+    memset(g_y, 0, sizeof g_y);
+    if (!(first = debug_text(c, ts, window, 0.0f, &len)))
+        return -1;
+    g_debug_head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    node_link_begin("debug");
+    node_link_put(" ", 1);
+    node_link_put(g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    for (i = 0; i < n; i++) {
+        if (i)
+            node_link_put(",", 1);
+        k = canon(t, sizeof t, window[i]);
+        node_link_put(t, (size_t)k);
+    }
+    return 0;
+}
+
+/* After scoring: the rest of the message; sample 0 re-encoded from the caller's copy. */
+static void debug_end(const node_config *c, uint64_t ts, float sample0, float score)
+{
+    char t[32], *first;
+    int len, k = canon(t, sizeof t, sample0);
+    uint32_t head_crc;
+    if (!(first = debug_text(c, ts, &sample0, score, &len)) || k <= 0 ||
+        strncmp(first, t, (size_t)k) != 0 || first[k] != ']') {
+        node_link_spoil(); /* the receiver drops this frame */
+        node_link_end();
+        ef_platform_log("debug capture refused (schema or capacity)");
+        return;
+    }
+    head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    node_link_put(first + k, strlen(first + k));
+    if (head_crc != g_debug_head_crc)
+        node_link_spoil();
+    node_link_end();
+    g_node.debug_seq++;
+}
+
+/* Welford over log(score); at the end thr = exp(mean + k*std) and a new birth announces it. */
+static void calibrate_add(float score, uint64_t ts)
+{
+    float x = logf(score > 1e-12f ? score : 1e-12f), d;
+    g_node.calib_n++;
+    d = x - g_node.calib_mean;
+    g_node.calib_mean += d / (float)g_node.calib_n;
+    g_node.calib_m2 += d * (x - g_node.calib_mean);
+    if (--g_node.calib_left == 0) {
+        float sd = g_node.calib_n > 1 ? sqrtf(g_node.calib_m2 / (float)(g_node.calib_n - 1u)) : 0.0f;
+        float thr = expf(g_node.calib_mean + NODE_CALIB_K * sd);
+        if (thr > 0.0f && isfinite(thr))
+            g_node.thr = thr;
+        send_status("online", ts, "status");
+    }
+}
+
+/* Plan the pipeline for g_node.model at the node's rate; the threshold is the model's. */
+static ef_status plan(const node_config *c)
+{
+    ef_pipeline_buffers b;
+    ef_status st;
+    b.window = g_fft.window;
+    b.scratch = g_fft.scratch;
+    b.fft_len = EF_FEATURES_NFFT_MAX;
+    b.features = g_features;
+    b.q = g_q;
+    b.y = g_y;
+    b.io_len = NODE_IO_MAX;
+    b.arena = g_arena;
+    b.arena_len = sizeof g_arena;
+    if ((st = ef_pipeline_init(&g_node.pipe, &g_node.model, c->fs, &b)) == EF_OK)
+        g_node.thr = g_node.pipe.scoring.threshold;
+    return st;
+}
+
+/* The OTA layer changed the running model (trial start or revert): run it, announce it. */
+static void switch_model(const node_config *c)
+{
+    g_node.model = *node_ota_model();
+    g_node.trial_windows = g_node.trial_anomalies = 0;
+    g_node.calib_left = 0;
+    if (plan(c) != EF_OK) { /* it cannot run here (rate, buffers): back to the previous one */
+        if (node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "model cannot run on this node", NULL))
+            g_node.model = *node_ota_model();
+        if (plan(c) != EF_OK)
+            board_fatal("no runnable model", 2);
+    }
+    send_status("online", now_ms(c, c->t0), "status");
+}
+
+static int seen_before(const char *id)
+{
+    unsigned i;
+    for (i = 0; i < 4u; i++)
+        if (strcmp(g_node.seen_ids[i], id) == 0)
+            return 1;
+    strcpy(g_node.seen_ids[g_node.seen_next], id);
+    g_node.seen_next = (g_node.seen_next + 1u) % 4u;
+    return 0;
+}
+
+static void handle_cmd(const node_config *c, const char *json, size_t len)
+{
+    ef_cmd cmd;
+    if (ef_cmd_decode(json, len, &cmd) != EF_OK) {
+        ef_platform_log("cmd refused: not a valid protocol v1 cmd");
+        return;
+    }
+    if (seen_before(cmd.id)) /* QoS 1 may deliver twice */
+        return;
+    switch (cmd.op) {
+    case EF_OP_CALIBRATE:
+        g_node.calib_left = cmd.has_n ? cmd.n : 100u;
+        g_node.calib_n = 0;
+        g_node.calib_mean = g_node.calib_m2 = 0.0f;
+        break;
+    case EF_OP_DEBUG:
+        g_node.debug_pending = 1;
+        strcpy(g_node.debug_id, cmd.id);
+        break;
+    case EF_OP_SET_THRESHOLD:
+        if (cmd.has_thr && (float)cmd.thr > 0.0f && isfinite((float)cmd.thr)) {
+            g_node.thr = (float)cmd.thr;
+            send_status("online", now_ms(c, c->t0), "status");
+        }
+        break;
+    case EF_OP_PING:
+        send_status("online", now_ms(c, c->t0), "status");
+        break;
+    case EF_OP_REBOOT:
+        board_reset();
+    case EF_OP_REVERT: /* server-ordered rollback (aborted campaign) */
+        if (c->ota && node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "revert command",
+                                      cmd.campaign[0] ? cmd.campaign : NULL))
+            switch_model(c);
+        break;
+    }
+}
+
+static uint64_t parse_u64(const char *s, size_t n)
+{
+    uint64_t v = 0;
+    size_t i;
+    for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10u + (uint64_t)(s[i] - '0');
+    return v;
+}
+
+static void handle_frame(const node_config *c, const uint8_t *p, size_t len)
+{
+    const char *s = (const char *)p;
+    if (len > 6 && memcmp(s, "hello ", 6) == 0) {
+        const uint64_t bridge_ms = parse_u64(s + 6, len - 6);
+        const uint32_t tick = ef_platform_ticks_ms();
+        uint32_t e;
+        node_link_sync(bridge_ms, tick);
+        if (!g_node.synced && !c->boot) { /* the boot id: board entropy mixed with the bridge clock */
+            e = ef_crc32(board_entropy(), &bridge_ms, sizeof bridge_ms);
+            snprintf(g_node.boot, sizeof g_node.boot, "%08lx", (unsigned long)e);
+        }
+        if (!g_node.synced)
+            g_node.next_tick = tick; /* windows are paced from the first hello */
+        g_node.synced = 1;
+        announce(now_ms(c, 0));
+        if (c->ota)
+            node_ota_connected(now_ms(c, 0));
+    } else if (len > 4 && memcmp(s, "cmd ", 4) == 0 && g_node.synced)
+        handle_cmd(c, s + 4, len - 4);
+    else if (c->ota && g_node.synced && len > 5) { /* offer / mdat / data (node_ota.h) */
+        char kind[8];
+        const char *sp = memchr(s, ' ', len < sizeof kind ? len : sizeof kind);
+        if (sp == NULL)
+            return;
+        memcpy(kind, s, (size_t)(sp - s));
+        kind[sp - s] = '\0';
+        if (node_ota_link(kind, sp + 1, len - (size_t)(sp + 1 - s), now_ms(c, c->t0), ef_platform_ticks_ms()))
+            switch_model(c);
+    }
+}
+
+static void poll_link(const node_config *c)
+{
+    const uint8_t *payload;
+    int n;
+    while ((n = node_link_poll(&payload)) >= 0)
+        if (n > 0)
+            handle_frame(c, payload, (size_t)n);
+}
+
+/* One window, already in g_fft.window: the core pipeline's steps without its input copy. */
+static float run_window(void)
+{
+    ef_pipeline *p = &g_node.pipe;
+    const ef_model *m = &g_node.model;
+    ef_features_compute(&p->plan, &p->features, g_fft.window, g_fft.scratch, g_features);
+    ef_features_quantize(&p->features, g_features, m->input_scale, m->input_zero_point, g_q);
+    if (ef_engine_infer(m, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
+        board_fatal("inference failed", 1); /* cannot happen: the buffers were checked at init */
+    return ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
+                        m->output_zero_point);
+}
+
+/* OTA shadow phase: follow the candidate node_ota_shadow() names (its start and end reset the
+ * health counters, as in device_sim). It scores a window only if its feature front end (window,
+ * bands, floor) is the running model's, so that the features already computed are its own: the
+ * raw window is gone after the FFT and there is no RAM for a second copy. It runs in place from
+ * its slot and borrows the running model's buffers (q, y, arena) once that window is done. */
+static void shadow_follow(void)
+{
+    const ef_model *m = g_cfg->ota ? node_ota_shadow() : NULL;
+    const uint32_t v = m ? m->model_version : 0u;
+    ef_features_view a, b;
+    ef_scoring_view sc;
+    if (v == g_node.shadow_version)
+        return;
+    g_node.shadow_version = v;
+    g_node.shadow_thr = 0.0f;
+    g_node.trial_windows = g_node.trial_anomalies = 0;
+    if (m == NULL)
+        return;
+    if (ef_model_features(&g_node.model, &a) && ef_model_features(m, &b) && ef_model_scoring(m, &sc) &&
+        sc.rule == 1u && sc.threshold > 0.0f && isfinite(sc.threshold) && a.n_bands == b.n_bands &&
+        a.window_s == b.window_s && a.log_floor == b.log_floor &&
+        memcmp(a.edges_hz, b.edges_hz, 4u * (a.n_bands + 1u)) == 0 && m->n_inputs == g_node.model.n_inputs &&
+        m->n_outputs == m->n_inputs && m->arena_bytes <= NODE_ARENA_MAX)
+        g_node.shadow_thr = sc.threshold;
+    else
+        ef_platform_log("shadow candidate not scored here: its feature front end differs");
+}
+
+/* The candidate's score of the window whose features are in g_features (after the running
+ * model's own run and any debug capture, which read g_q and g_y). */
+static float shadow_window(void)
+{
+    const ef_model *m = node_ota_shadow();
+    ef_features_view f;
+    ef_model_features(m, &f);
+    ef_features_quantize(&f, g_features, m->input_scale, m->input_zero_point, g_q);
+    if (ef_engine_infer(m, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
+        board_fatal("shadow inference failed", 1); /* cannot happen: checked in shadow_follow */
+    return ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
+                        m->output_zero_point);
+}
+
+/* Healthy unless more than half of at least 10 trial windows were anomalous (device_sim's rule). */
+static int trial_healthy(void)
+{
+    return g_node.trial_windows < 10u || g_node.trial_anomalies <= g_node.trial_windows / 2u;
+}
+
+int node_run(const node_config *c)
+{
+    ef_status st;
+    uint32_t windows = 0;
+    uint64_t start = 0;
+    memset(&g_node, 0, sizeof g_node);
+    g_cfg = c;
+    if (c->ota) {
+        node_ota_config oc = *c->ota; /* the scratch buffers are the FFT's, free between windows */
+        oc.boot = g_node.boot;
+        oc.work = (uint8_t *)g_fft.scratch;
+        oc.work_len = sizeof g_fft.scratch;
+        oc.text = (char *)g_fft.window;
+        oc.text_cap = sizeof g_fft.window;
+        st = node_ota_boot(&oc, c->artifact, (uint32_t)c->artifact_len);
+        if (st == EF_OK)
+            g_node.model = *node_ota_model();
+    } else
+        st = ef_model_open(&g_node.model, c->artifact, c->artifact_len);
+    if (st != EF_OK) {
+        ef_platform_log("model rejected");
+        return 2;
+    }
+    if ((st = plan(c)) != EF_OK) {
+        ef_platform_log(st == EF_ERR_RATE ? "model cannot run at this rate" : "model too large for this node");
+        return 2;
+    }
+    node_link_init();
+    if (c->boot) {
+        strncpy(g_node.boot, c->boot, 8);
+        g_node.boot[8] = '\0';
+    }
+    if (c->has_t0) {
+        node_link_send("boot", NULL, 0);
+        g_node.synced = 1;
+        announce(c->t0);
+    }
+    g_node.next_tick = ef_platform_ticks_ms();
+    for (;;) {
+        const uint32_t n = g_node.pipe.plan.n_samples;
+        float score, sample0;
+        ef_proto_shadow_rec sh;
+        int debugging;
+        uint32_t t_us;
+        uint64_t ts;
+        poll_link(c);
+        if (c->ota && g_node.synced &&
+            node_ota_tick(now_ms(c, c->t0), ef_platform_ticks_ms(), trial_healthy()))
+            switch_model(c);
+        if (!g_node.synced && (int32_t)(ef_platform_ticks_ms() - g_node.next_tick) >= 0) {
+            node_link_send("boot", NULL, 0); /* every 500 ms until the bridge's hello: a bridge */
+            g_node.next_tick += 500u;        /* talks only to a node it has heard, so never too early */
+        }
+        if (!g_node.synced || (c->paced && (int32_t)(ef_platform_ticks_ms() - g_node.next_tick) < 0)) {
+            board_idle();
+            continue;
+        }
+        g_node.next_tick += (uint32_t)(1000.0 * (double)n / c->fs + 0.5);
+        if (c->source(c->source_ctx, g_fft.window, n) != 0) /* straight into the FFT input */
+            return 0;
+        ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
+        sample0 = g_fft.window[0];
+        debugging = g_node.debug_pending && debug_begin(c, ts, g_fft.window, n) == 0;
+        g_node.debug_pending = 0;
+        t_us = board_us();
+        score = run_window();
+        t_us = board_us() - t_us;
+        if (debugging)
+            debug_end(c, ts, sample0, score);
+        shadow_follow();
+        if (g_node.shadow_thr > 0.0f) {
+            sh.score = (double)shadow_window();
+            sh.anom = sh.score > (double)g_node.shadow_thr;
+        }
+        send_result(ts, score, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
+        if (g_node.calib_left)
+            calibrate_add(score, ts);
+        start += n;
+        if (c->max_windows && ++windows >= c->max_windows)
+            return 0;
+    }
+}

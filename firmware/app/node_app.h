@@ -1,0 +1,34 @@
+/* The MCU node application, shared by every board port: the core pipeline per
+ * window, protocol v1 messages over the COBS+CRC serial link to a bridge
+ * (edgefleet bridge), and the commands calibrate, debug, set_threshold, ping, reboot.
+ *
+ * Link messages (one per ef_serial frame) are "KIND BODY": node -> bridge
+ * `boot` (no body: "I am up, say hello"; repeated every 500 ms until the hello), `will` (the status to register as the MQTT
+ * last will), `status`, `result`, `debug` (protocol v1 JSON bodies); bridge -> node
+ * `hello MS` (the bridge's clock in ms since the epoch: the node answers with
+ * will + birth and starts its results) and `cmd JSON`; with OTA, the messages of
+ * node_ota.h; the link itself (framing, the bridge's clock) is node_link.h. See docs/mcu.md. */
+#ifndef EF_NODE_APP_H
+#define EF_NODE_APP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node_ota.h"
+
+/* Fill dst with the next n samples (g). 0 on success, < 0 when the data has ended. */
+typedef int (*node_source)(void *ctx, float *dst, uint32_t n);
+
+typedef struct {
+    const uint8_t *artifact; size_t artifact_len; /* in flash, read in place */
+    double fs;
+    node_source source; void *source_ctx;
+    const char *boot;         /* fixed boot id (tests), or NULL to draw one */
+    int has_t0; uint64_t t0;  /* fixed timeline ts = t0 + start/fs (parity with ef_node); no hello wait */
+    int paced;                /* one window per window length of board time, else back to back */
+    uint32_t max_windows;     /* stop after this many (0: run until the source ends) */
+    const node_ota_config *ota; /* two model slots and OTA (node_ota.h), or NULL: run `artifact` */
+} node_config;
+
+/* Runs the node; returns an exit code (0: the source ended or max_windows reached). */
+int node_run(const node_config *cfg);
+#endif

@@ -1,0 +1,504 @@
+/* OTA on a serial node (see node_ota.h): link messages in, the core's state machine,
+ * protocol v1 ota/req and ota/state out. Mirrors edgefleet/ota/device.py. */
+#include "node_ota.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ef/crc.h"
+#include "ef/manifest.h"
+#include "ef/ota.h"
+#include "ef/protocol.h"
+#include "ef/version.h"
+#include "node_link.h"
+
+#define REQUEST_TIMEOUT_MS 5000u /* re-request a piece that has not arrived */
+#define MAX_RETRIES 20u          /* per offset, before the download fails */
+#define MANIFEST_MAX 8192u       /* ota/offer schema: manifest maxLength */
+#define SHADOW_S_MAX 604800u     /* ota/offer schema: shadow_s maximum */
+/* The campaign of a download is kept in its slot, in the header region's last 128 bytes,
+ * which the core leaves unused (manifests end by 64 + MANIFEST_MAX), so that a trial
+ * ended by a reset can still be reported under its campaign. */
+#define META_OFF (EF_OTA_HDR_SIZE - 128u)
+
+typedef enum { PH_IDLE = 0, PH_MANIFEST, PH_DOWNLOAD } phase;
+
+static struct {
+    node_ota_config cfg;
+    ef_ota ota;
+    phase ph;
+    char campaign[65];       /* of the download or trial in progress */
+    uint32_t model, size, chunk, trial_s, mlen, mgot;
+    uint32_t shadow_s;       /* of the download's offer: 0 with shadow 0 ... */
+    uint8_t shadow;          /* ... the offer asked for a shadow phase */
+    uint8_t in_shadow;       /* the core is in trial, but the old model runs: shadow phase */
+    uint32_t shadow_start;   /* board ms when the shadow phase began */
+    uint8_t sha[32];
+    uint32_t last_req, retries;
+    uint32_t state_seq, req_seq;
+    uint32_t boot_reverted;  /* version of a trial a reset ended: reported once connected */
+} g_o;
+
+/* ---- messages ---- */
+
+static void send_state(const char *campaign, uint32_t model, const char *state, uint64_t now,
+                       int has_off, uint32_t off, const char *reason)
+{
+    ef_proto_ota_state s;
+    int n;
+    s.boot = g_o.cfg.boot;
+    s.seq = g_o.state_seq;
+    s.ts = now;
+    s.campaign = campaign;
+    s.model = model;
+    s.state = state;
+    s.has_off = has_off;
+    s.off = off;
+    s.reason = reason;
+    if ((n = ef_proto_encode_ota_state(g_o.cfg.text, g_o.cfg.text_cap, &s)) > 0) {
+        g_o.state_seq++;
+        node_link_send("ota/state", g_o.cfg.text, (size_t)n);
+    }
+}
+
+static void send_request(uint32_t tick)
+{
+    int n;
+    g_o.last_req = tick;
+    if (g_o.ph == PH_MANIFEST) { /* the bridge answers from the offer it holds */
+        uint32_t len = g_o.mlen - g_o.mgot < NODE_OTA_PIECE ? g_o.mlen - g_o.mgot : NODE_OTA_PIECE;
+        n = snprintf(g_o.cfg.text, g_o.cfg.text_cap, "%s %lu %lu %lu", g_o.campaign,
+                     (unsigned long)g_o.model, (unsigned long)g_o.mgot, (unsigned long)len);
+        if (n > 0)
+            node_link_send("mreq", g_o.cfg.text, (size_t)n);
+    } else {
+        ef_proto_ota_req r;
+        uint32_t off = ef_ota_next_offset(&g_o.ota), want = g_o.chunk < NODE_OTA_PIECE ? g_o.chunk : NODE_OTA_PIECE;
+        r.boot = g_o.cfg.boot;
+        r.seq = g_o.req_seq;
+        r.campaign = g_o.campaign;
+        r.model = g_o.model;
+        r.off = off;
+        r.len = g_o.size - off < want ? g_o.size - off : want;
+        if ((n = ef_proto_encode_ota_req(g_o.cfg.text, g_o.cfg.text_cap, &r)) > 0) {
+            g_o.req_seq++;
+            node_link_send("ota/req", g_o.cfg.text, (size_t)n);
+        }
+    }
+}
+
+/* A refusal of the core, as a reason a person can read. */
+static void refused(const char *what, ef_status why, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s: %s", what, ef_status_str(why));
+}
+
+/* Leave the download (the core back to idle); `state` failed or rejected. */
+static void abandon(const char *state, uint64_t now, const char *reason, uint32_t tick)
+{
+    ef_ota_input in;
+    memset(&in, 0, sizeof in);
+    in.now_ms = tick;
+    if (g_o.ota.state == EF_OTA_RECEIVING)
+        ef_ota_handle(&g_o.ota, EF_OTA_EV_REVERT, &in); /* cancels the download */
+    g_o.ph = PH_IDLE;
+    send_state(g_o.campaign, g_o.model, state, now, 0, 0, reason);
+}
+
+static void retry(uint64_t now, uint32_t tick, const char *why)
+{
+    char reason[80];
+    if (++g_o.retries > MAX_RETRIES) {
+        snprintf(reason, sizeof reason, "%s: gave up after %u retries", why, (unsigned)MAX_RETRIES);
+        abandon("failed", now, reason, tick);
+        return;
+    }
+    send_request(tick);
+}
+
+/* ---- parsing "A B C ... <bytes>" ---- */
+
+typedef struct {
+    const char *p, *end;
+} cursor;
+
+static int token(cursor *c, const char **t, size_t *n)
+{
+    const char *s = c->p;
+    while (c->p < c->end && *c->p != ' ')
+        c->p++;
+    *t = s;
+    *n = (size_t)(c->p - s);
+    if (c->p < c->end)
+        c->p++; /* the space */
+    return *n > 0 ? 0 : -1;
+}
+
+static int number(cursor *c, uint32_t *v)
+{
+    const char *t;
+    size_t n, i;
+    uint64_t x = 0;
+    if (token(c, &t, &n) != 0 || n > 10)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (t[i] < '0' || t[i] > '9')
+            return -1;
+        x = x * 10u + (uint64_t)(t[i] - '0');
+    }
+    if (x > 0xFFFFFFFFu)
+        return -1;
+    *v = (uint32_t)x;
+    return 0;
+}
+
+/* campaign and model, and whether they are the transfer in progress */
+static int ours(cursor *c, uint32_t *model)
+{
+    const char *t;
+    size_t n;
+    if (token(c, &t, &n) != 0 || number(c, model) != 0)
+        return 0;
+    return g_o.ph != PH_IDLE && n == strlen(g_o.campaign) && memcmp(t, g_o.campaign, n) == 0 &&
+           *model == g_o.model;
+}
+
+/* ---- events ---- */
+
+static uint32_t running_version(void) { return g_o.ota.model.model_version; }
+
+static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t tick)
+{
+    const char *camp, *t;
+    size_t n_camp, n;
+    uint32_t model, size, chunk, trial_s, shadow, mlen, shadow_s;
+    uint8_t sha[32];
+    char reason[120];
+    if (token(c, &camp, &n_camp) != 0 || n_camp > 64 || number(c, &model) != 0 || number(c, &size) != 0 ||
+        number(c, &chunk) != 0 || number(c, &trial_s) != 0 || number(c, &shadow) != 0 || shadow > 1u ||
+        number(c, &mlen) != 0 || token(c, &t, &n) != 0 || n != 64 || ef_hex_decode(t, 32, sha) != 0 ||
+        chunk == 0) {
+        ef_platform_log("offer refused: malformed");
+        return;
+    }
+    shadow_s = trial_s; /* no SHADOW_S: the offer's shadow_s defaults to trial_s */
+    if (c->p < c->end && (number(c, &shadow_s) != 0 || c->p < c->end || shadow_s > SHADOW_S_MAX)) {
+        ef_platform_log("offer refused: malformed");
+        return;
+    }
+    if (g_o.ph != PH_IDLE && n_camp == strlen(g_o.campaign) && memcmp(camp, g_o.campaign, n_camp) == 0 &&
+        model == g_o.model)
+        return; /* repeated offer (retained, reconnect): keep the download going */
+    if (g_o.ota.state == EF_OTA_TRIAL) {
+        if (model == running_version())
+            return;
+        memcpy(reason, camp, n_camp); /* report under the offered campaign, keep ours */
+        reason[n_camp] = '\0';
+        send_state(reason, model, "rejected", now, 0, 0, "another update is in trial");
+        return;
+    }
+    if (g_o.ph != PH_IDLE)
+        abandon("failed", now, "superseded by a new offer", tick);
+    memcpy(g_o.campaign, camp, n_camp);
+    g_o.campaign[n_camp] = '\0';
+    g_o.model = model;
+    if (model <= running_version()) {
+        snprintf(reason, sizeof reason, "version %lu is not newer than running %lu (no downgrade)",
+                 (unsigned long)model, (unsigned long)running_version());
+        send_state(g_o.campaign, model, "rejected", now, 0, 0, reason);
+        return;
+    }
+    if (size == 0 || size > g_o.cfg.slot_size - EF_OTA_HDR_SIZE) {
+        snprintf(reason, sizeof reason, "artifact of %lu B exceeds the %lu B slot", (unsigned long)size,
+                 (unsigned long)(g_o.cfg.slot_size - EF_OTA_HDR_SIZE));
+        send_state(g_o.campaign, model, "rejected", now, 0, 0, reason);
+        return;
+    }
+    if (mlen < 2 || mlen > MANIFEST_MAX || mlen > g_o.cfg.staging->size ||
+        g_o.cfg.staging->erase(g_o.cfg.staging->ctx, 0, g_o.cfg.staging->size) != 0) {
+        send_state(g_o.campaign, model, "rejected", now, 0, 0, "manifest does not fit the staging area");
+        return;
+    }
+    g_o.size = size;
+    g_o.chunk = chunk;
+    g_o.trial_s = trial_s;
+    g_o.mlen = mlen;
+    g_o.mgot = 0;
+    memcpy(g_o.sha, sha, 32);
+    g_o.retries = 0;
+    g_o.shadow = (uint8_t)shadow;
+    g_o.shadow_s = shadow ? shadow_s : 0u;
+    g_o.ph = PH_MANIFEST;
+    send_request(tick);
+}
+
+/* The whole manifest is staged: check it describes the offer, then the core's offer event. */
+static __attribute__((noinline)) void manifest_done(uint64_t now, uint32_t tick)
+{
+    const uint8_t *m = g_o.cfg.staging->map(g_o.cfg.staging->ctx, 0, g_o.mlen);
+    ef_manifest mf;
+    ef_ota_input in;
+    ef_status st;
+    char reason[80];
+    if (m == NULL || ef_manifest_parse(m, g_o.mlen, &mf) != EF_OK) {
+        g_o.ph = PH_IDLE;
+        send_state(g_o.campaign, g_o.model, "rejected", now, 0, 0, "manifest: bad-manifest");
+        return;
+    }
+    if (mf.version != g_o.model || mf.size != g_o.size || memcmp(mf.sha256, g_o.sha, 32) != 0) {
+        g_o.ph = PH_IDLE;
+        send_state(g_o.campaign, g_o.model, "rejected", now, 0, 0,
+                   "manifest does not describe the offered artifact");
+        return;
+    }
+    memset(&in, 0, sizeof in);
+    in.manifest = m;
+    in.manifest_len = g_o.mlen;
+    in.now_ms = tick;
+    g_o.ota.trial_ms = g_o.trial_s * 1000u;
+    if ((st = ef_ota_handle(&g_o.ota, EF_OTA_EV_OFFER, &in)) != EF_OK) {
+        g_o.ph = PH_IDLE;
+        refused("manifest", st, reason, sizeof reason);
+        send_state(g_o.campaign, g_o.model, g_o.ota.report == EF_OTA_REPORT_FAILED ? "failed" : "rejected",
+                   now, 0, 0, reason);
+        return;
+    }
+    g_o.ph = PH_DOWNLOAD;
+    g_o.retries = 0;
+    g_o.cfg.slots->write(g_o.cfg.slots->ctx, (uint32_t)(g_o.ota.active ^ 1u) * g_o.cfg.slot_size + META_OFF,
+                         g_o.campaign, (uint32_t)strlen(g_o.campaign) + 1u); /* best effort: only for reports */
+    send_state(g_o.campaign, g_o.model, "accepted", now, 0, 0, NULL);
+    send_request(tick);
+}
+
+static __attribute__((noinline)) void on_mdat(cursor *c, uint64_t now, uint32_t tick)
+{
+    uint32_t model, off, len;
+    if (!ours(c, &model) || g_o.ph != PH_MANIFEST || number(c, &off) != 0 || off != g_o.mgot)
+        return; /* stale or out of order: the pending request stands */
+    len = (uint32_t)(c->end - c->p);
+    if (len == 0 || len > g_o.mlen - off) {
+        retry(now, tick, "corrupted manifest piece");
+        return;
+    }
+    if (g_o.cfg.staging->write(g_o.cfg.staging->ctx, off, c->p, len) != 0) {
+        abandon("failed", now, "flash: staging write", tick);
+        return;
+    }
+    g_o.mgot += len;
+    g_o.retries = 0;
+    if (g_o.mgot < g_o.mlen)
+        send_request(tick);
+    else
+        manifest_done(now, tick);
+}
+
+static void confirm_now(uint64_t now, uint32_t tick)
+{
+    ef_ota_input in;
+    memset(&in, 0, sizeof in);
+    in.now_ms = tick;
+    if (ef_ota_handle(&g_o.ota, EF_OTA_EV_CONFIRM, &in) == EF_OK)
+        send_state(g_o.campaign, g_o.model, "confirmed", now, 0, 0, NULL);
+}
+
+/* The core's revert (the candidate's slot marked rejected, the confirmed model reopened);
+ * 1 if it went back. */
+static int core_revert(uint32_t tick)
+{
+    ef_ota_input in;
+    memset(&in, 0, sizeof in);
+    in.now_ms = tick;
+    g_o.ota.report = EF_OTA_REPORT_NONE;
+    return ef_ota_handle(&g_o.ota, EF_OTA_EV_REVERT, &in) == EF_OK && g_o.ota.report == EF_OTA_REPORT_REVERTED;
+}
+
+/* End of the shadow phase (device.py `_end_shadow`): an unhealthy candidate is rejected
+ * (the old model never stopped running: returns 0); a healthy one starts its ordinary
+ * trial now, and the running model switches (returns 1). */
+static int end_shadow(uint64_t now, uint32_t tick, int healthy)
+{
+    if (!healthy) {
+        if (!core_revert(tick))
+            return 0; /* a flash error: tried again at the next tick */
+        g_o.in_shadow = 0;
+        send_state(g_o.campaign, g_o.model, "reverted", now, 0, 0, "unhealthy at the end of the shadow phase");
+        return 0;
+    }
+    g_o.in_shadow = 0;
+    g_o.ota.trial_start = tick; /* the core has been in trial since the install: restart its clock */
+    send_state(g_o.campaign, g_o.model, "trial", now, 0, 0, NULL);
+    if (g_o.trial_s == 0)
+        confirm_now(now, tick);
+    return 1;
+}
+
+static __attribute__((noinline)) int on_data(cursor *c, uint64_t now, uint32_t tick)
+{
+    uint32_t model, off, crc, len;
+    ef_ota_input in;
+    ef_status st;
+    char reason[80];
+    if (!ours(c, &model) || g_o.ph != PH_DOWNLOAD || number(c, &off) != 0 || number(c, &crc) != 0 ||
+        off != ef_ota_next_offset(&g_o.ota))
+        return 0; /* a chunk for another transfer, a duplicate or out of order: ignore */
+    len = (uint32_t)(c->end - c->p);
+    if (len == 0 || ef_crc32(0, c->p, len) != crc || (uint64_t)off + len > g_o.size) {
+        retry(now, tick, "corrupted chunk");
+        return 0;
+    }
+    memset(&in, 0, sizeof in);
+    in.offset = off;
+    in.data = (const uint8_t *)c->p;
+    in.len = len;
+    in.now_ms = tick;
+    if (off + len == g_o.size)
+        send_state(g_o.campaign, g_o.model, "verifying", now, 0, 0, NULL);
+    st = ef_ota_handle(&g_o.ota, EF_OTA_EV_CHUNK, &in);
+    g_o.retries = 0;
+    if (g_o.ota.state == EF_OTA_RECEIVING) {
+        if (st == EF_OK || st == EF_ERR_GAP)
+            send_request(tick);
+        return 0;
+    }
+    g_o.ph = PH_IDLE;
+    if (g_o.ota.report != EF_OTA_REPORT_TRIAL) { /* hash, signature, model checks or self-test */
+        refused("install", st, reason, sizeof reason);
+        send_state(g_o.campaign, g_o.model, g_o.ota.report == EF_OTA_REPORT_FAILED ? "failed" : "rejected",
+                   now, 0, 0, reason);
+        return 0;
+    }
+    if (g_o.shadow) { /* the core runs the candidate from its slot; the node keeps the old model */
+        g_o.in_shadow = 1;
+        g_o.shadow_start = tick;
+        send_state(g_o.campaign, g_o.model, "shadow", now, 1, g_o.size, NULL);
+        return g_o.shadow_s == 0 ? end_shadow(now, tick, 1) : 0;
+    }
+    send_state(g_o.campaign, g_o.model, "trial", now, 1, g_o.size, NULL);
+    if (g_o.trial_s == 0)
+        confirm_now(now, tick);
+    return 1;
+}
+
+/* The campaign whose download wrote `slot` (its header region's last 128 bytes) into out[65];
+ * "" when there is none (the factory model) or it does not read as a campaign id. */
+static void slot_campaign(uint8_t slot, char *out)
+{
+    const uint8_t *m = g_o.cfg.slots->map(g_o.cfg.slots->ctx, (uint32_t)slot * g_o.cfg.slot_size + META_OFF, 65);
+    size_t n = 0;
+    while (m && n < 64 && ((m[n] >= 'A' && m[n] <= 'Z') || (m[n] >= 'a' && m[n] <= 'z') ||
+                           (m[n] >= '0' && m[n] <= '9') || m[n] == '.' || m[n] == '_' || m[n] == '-'))
+        n++;
+    if (n > 0 && m[n] == '\0')
+        memcpy(out, m, n + 1);
+    else
+        out[0] = '\0';
+}
+
+/* ---- public ---- */
+
+ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint32_t factory_len)
+{
+    ef_status st;
+    memset(&g_o, 0, sizeof g_o);
+    g_o.cfg = *cfg;
+    g_o.ota.flash = cfg->slots;
+    g_o.ota.slot_size = cfg->slot_size;
+    g_o.ota.public_key = cfg->public_key;
+    g_o.ota.firmware_version = EF_FIRMWARE_VERSION;
+    g_o.ota.work = cfg->work;
+    g_o.ota.work_len = cfg->work_len;
+    if ((st = ef_ota_boot(&g_o.ota)) == EF_ERR_NO_MODEL && factory != NULL) {
+        if ((st = ef_ota_provision(cfg->slots, cfg->slot_size, factory, factory_len)) != EF_OK)
+            return st;
+        st = ef_ota_boot(&g_o.ota);
+    }
+    if (st == EF_OK && g_o.ota.report == EF_OTA_REPORT_REVERTED) { /* the trial ran in the other slot */
+        slot_campaign((uint8_t)(g_o.ota.running ^ 1u), g_o.campaign);
+        if (g_o.campaign[0] == '\0')
+            strcpy(g_o.campaign, "none");
+        g_o.boot_reverted = g_o.ota.version;
+    }
+    return st;
+}
+
+void node_ota_connected(uint64_t now_ms)
+{
+    if (g_o.boot_reverted == 0)
+        return;
+    send_state(g_o.campaign, g_o.boot_reverted, "reverted", now_ms, 0, 0, "rebooted during trial");
+    g_o.boot_reverted = 0;
+}
+
+const ef_model *node_ota_model(void) { return &g_o.ota.model; }
+/* In a shadow phase the core's running model is the candidate; the node's is the confirmed one. */
+const char *node_ota_slot(void) { return (g_o.in_shadow ? g_o.ota.active : g_o.ota.running) ? "B" : "A"; }
+int node_ota_in_trial(void) { return g_o.ota.state == EF_OTA_TRIAL && !g_o.in_shadow; }
+const ef_model *node_ota_shadow(void)
+{
+    return g_o.in_shadow && g_o.ota.state == EF_OTA_TRIAL ? &g_o.ota.model : NULL;
+}
+
+int node_ota_link(const char *kind, const char *body, size_t len, uint64_t now_ms, uint32_t tick_ms)
+{
+    cursor c;
+    c.p = body;
+    c.end = body + len;
+    if (strcmp(kind, "offer") == 0)
+        on_offer(&c, now_ms, tick_ms);
+    else if (strcmp(kind, "mdat") == 0)
+        on_mdat(&c, now_ms, tick_ms);
+    else if (strcmp(kind, "data") == 0)
+        return on_data(&c, now_ms, tick_ms);
+    return 0;
+}
+
+int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy)
+{
+    ef_ota_input in;
+    if (g_o.ph != PH_IDLE && (uint32_t)(tick_ms - g_o.last_req) >= REQUEST_TIMEOUT_MS) {
+        retry(now_ms, tick_ms, g_o.ph == PH_MANIFEST ? "manifest timeout" : "chunk timeout");
+        return 0;
+    }
+    if (g_o.ota.state != EF_OTA_TRIAL)
+        return 0;
+    if (g_o.in_shadow)
+        return (uint32_t)(tick_ms - g_o.shadow_start) >= g_o.shadow_s * 1000u ? end_shadow(now_ms, tick_ms, healthy)
+                                                                             : 0;
+    memset(&in, 0, sizeof in);
+    in.now_ms = tick_ms;
+    in.healthy = healthy;
+    g_o.ota.report = EF_OTA_REPORT_NONE;
+    ef_ota_handle(&g_o.ota, EF_OTA_EV_TICK, &in);
+    if (g_o.ota.report == EF_OTA_REPORT_CONFIRMED)
+        send_state(g_o.campaign, g_o.model, "confirmed", now_ms, 0, 0, NULL);
+    else if (g_o.ota.report == EF_OTA_REPORT_REVERTED) {
+        send_state(g_o.campaign, g_o.model, "reverted", now_ms, 0, 0, "unhealthy at the end of the trial");
+        return 1;
+    }
+    return 0;
+}
+
+int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason, const char *campaign)
+{
+    const int shadow = g_o.in_shadow;
+    const uint32_t leaving = running_version(); /* in a shadow phase: the candidate */
+    char why[80];
+    if (g_o.ph == PH_IDLE && g_o.ota.state != EF_OTA_TRIAL) /* idle: whoever installed the running model */
+        slot_campaign(g_o.ota.running, g_o.campaign);
+    if (campaign && g_o.campaign[0] && strcmp(campaign, g_o.campaign) != 0) {
+        ef_platform_log("revert ignored: for another campaign");
+        return 0;
+    }
+    if (g_o.ph != PH_IDLE) {
+        snprintf(why, sizeof why, "cancelled: %s", reason);
+        abandon("failed", now_ms, why, tick_ms);
+        return 0;
+    }
+    if (!core_revert(tick_ms))
+        return 0; /* nothing to go back to */
+    g_o.in_shadow = 0;
+    send_state(g_o.campaign[0] ? g_o.campaign : campaign ? campaign : "none", leaving, "reverted", now_ms, 0, 0,
+               reason);
+    return !shadow; /* a shadow phase only drops the candidate: the old model never stopped */
+}

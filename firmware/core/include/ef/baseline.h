@@ -1,0 +1,138 @@
+/* The commissioning baseline (docs/baseline.md): a machine's own normal, per operating class.
+ *
+ * A node standardizes its features by the statistics of its own machine instead of the
+ * artifact's training-set statistics: per class (a speed band), the median (`center`) and
+ * 1.4826 x MAD (`spread`, floored) of each feature in Q10, and score and health-indicator
+ * thresholds from the class's own commissioning windows. Mirrors
+ * edgefleet/runtime/baseline.py so that both write the same record bytes from the same
+ * feature rows (firmware/testdata/baseline/golden.json): integer statistics on Q10 rows,
+ * float32 standardization and scores (built with -ffp-contract=off), float64 thresholds.
+ *
+ * Nothing here allocates or keeps rows: learning reads a class's rows through a callback
+ * (RAM on the host, the flash scratch area on a node: ef/commission.h) and sorts in a
+ * caller's work buffer of 4 bytes per row; a record is read in place (flash or RAM). */
+#ifndef EF_BASELINE_H
+#define EF_BASELINE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ef/model.h"
+#include "ef/status.h"
+
+#define EF_BASELINE_VERSION 1u
+#define EF_BASELINE_HEADER_SIZE 32u
+#define EF_BASELINE_CLASS_HEAD 20u     /* rpm_lo, rpm_hi, windows, threshold, hi_threshold */
+#define EF_BASELINE_Q 1024              /* features are stored as round(F * Q): Q10, log10 units */
+#define EF_BASELINE_SPREAD_FLOOR_Q 20   /* 0.02 log10 units: no band is trusted more than ~5 % in power */
+#define EF_BASELINE_MAD_TO_SIGMA_Q10 1518 /* 1.4826 (a normal's sigma per MAD) in Q10 */
+#define EF_BASELINE_MAX_CLASSES 8u
+#define EF_BASELINE_RPM_TOLERANCE 0.05  /* a class is a speed band of +-5 % around the speed that opened it */
+#define EF_BASELINE_DEFAULT_WINDOWS 64u /* windows per class that end commissioning */
+#define EF_BASELINE_MIN_WINDOWS 16u     /* fewest windows a class may be finished with */
+#define EF_BASELINE_MAX_WINDOWS 4096u   /* the cmd schema's bound on `windows` */
+#define EF_BASELINE_SCORE_K 6.0         /* threshold: median + K * 1.4826 * MAD of the class's scores ... */
+#define EF_BASELINE_MARGIN 1.25         /* ... and at least this times the largest one (score and HI) */
+#define EF_BASELINE_HI_K 6.0
+#define EF_BASELINE_FLAG_RPM_KEYED 1u
+
+/* Bytes of one class block and of a whole record (header + classes + CRC-32). */
+#define EF_BASELINE_CLASS_SIZE(n) (EF_BASELINE_CLASS_HEAD + 4u * (uint32_t)(n))
+#define EF_BASELINE_RECORD_SIZE(n, k) (EF_BASELINE_HEADER_SIZE + (uint32_t)(k) * EF_BASELINE_CLASS_SIZE(n) + 4u)
+
+/* A record, validated and read in place. */
+typedef struct {
+    const uint8_t *rec;
+    uint32_t size;
+    uint16_t n, n_classes, flags;
+    uint32_t frontend_crc, windows;
+    uint64_t learned_ms;
+} ef_baseline;
+
+/* One class of a record; center and spread are int16 LE [n] in place. */
+typedef struct {
+    float rpm_lo, rpm_hi;   /* 0, 0: any speed (a node without a speed input) */
+    uint32_t windows;
+    float threshold, hi_threshold;
+    const uint8_t *center, *spread;
+} ef_baseline_class;
+
+/* What a record must match to be used: the running model's front end and input count. */
+typedef struct {
+    uint32_t frontend_crc;
+    uint16_t n_features;
+} ef_baseline_for;
+
+/* The running model and its buffers, to score standardized rows (q, y: n_inputs bytes). */
+typedef struct {
+    const ef_model *model;
+    int8_t *q, *y, *arena;
+    size_t arena_len;
+} ef_baseline_model;
+
+/* A class's commissioning rows: `count` rows of n int16 LE Q10 features, row-major,
+ * read back through `read` (offsets in bytes from the first row; 0 or a negative error). */
+typedef struct {
+    int (*read)(void *ctx, uint32_t off, void *dst, uint32_t len);
+    void *ctx;
+    uint32_t count;
+} ef_baseline_rows;
+
+/* A window's verdict under a baseline; cls -1: uncommissioned (no class, no verdict). */
+typedef struct {
+    int cls;
+    float score, hi;     /* model score of the baseline-standardized input; health indicator */
+    float threshold, hi_threshold;
+    int anom;            /* score > threshold or hi > hi_threshold */
+    float ratio;         /* max(score / threshold, hi / hi_threshold): severity */
+} ef_baseline_verdict;
+
+/* ---- pure pieces ---- */
+
+/* CRC-32 of window_s, log_floor and edges_hz[] as float32 LE: a baseline holds only for them. */
+uint32_t ef_baseline_frontend_crc(const ef_features_view *f);
+
+/* F -> int16 Q10, half away from zero, clamped; EF_ERR_NONFINITE if any F is NaN or infinite. */
+ef_status ef_baseline_to_q10(const float *f, uint16_t n, int16_t *q);
+
+/* Speed known: finite and > 0 (0 or NaN: the node has no reading for this window). */
+int ef_baseline_rpm_known(float rpm);
+
+/* Standardize F by (center, spread) Q10 in float32, quantize with the model's input scale
+ * into sm->q, run the model and score it as ef_score_mse; *hi = sqrtf(mean z^2). */
+ef_status ef_baseline_score(const ef_baseline_model *sm, const uint8_t *center, const uint8_t *spread,
+                            const float *features, float *score, float *hi);
+
+/* One class learned from its rows into `block` (EF_BASELINE_CLASS_SIZE(n) bytes, the
+ * record's class layout): median and floored 1.4826 x MAD per feature, then the score and
+ * HI thresholds over the rows themselves. rpm_center 0: any speed. `work` holds 4 bytes per
+ * row (EF_ERR_CAPACITY otherwise); `features` n floats of scratch. *floored counts bands
+ * whose spread was raised to the floor. EF_ERR_TOO_FEW without rows, EF_ERR_FLASH on a read error. */
+ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, float rpm_center,
+                                  const ef_baseline_model *sm, float *features, void *work,
+                                  size_t work_len, uint8_t *block, uint32_t *floored);
+
+/* ---- the record ---- */
+
+/* The 32-byte header; the caller appends the class blocks and the CRC-32 of all before it. */
+void ef_baseline_header(uint8_t out[EF_BASELINE_HEADER_SIZE], uint16_t n, uint16_t n_classes, uint16_t flags,
+                        uint32_t frontend_crc, uint64_t learned_ms, uint32_t windows);
+
+/* Validate `len` bytes as a record, in the order of docs/baseline.md (and the Python reader):
+ * EF_ERR_TRUNCATED (shorter than a header), EF_ERR_MAGIC, EF_ERR_VERSION (version or header
+ * size), EF_ERR_SIZE (length differs from the header's), EF_ERR_CRC, EF_ERR_CLASSES (not 1..8),
+ * EF_ERR_FRONTEND, EF_ERR_N_FEATURES (only when `want` is given), EF_ERR_THRESHOLD,
+ * EF_ERR_SPREAD. On EF_OK `b` views the record in place. */
+ef_status ef_baseline_open(ef_baseline *b, const uint8_t *rec, size_t len, const ef_baseline_for *want);
+
+/* Class k (< n_classes) of an opened record. */
+void ef_baseline_class_at(const ef_baseline *b, uint16_t k, ef_baseline_class *out);
+
+/* The class a window at `rpm` belongs to (its band; the nearest centre if bands overlap;
+ * the any-speed class for a window without a speed), or -1: uncommissioned. */
+int ef_baseline_class_for(const ef_baseline *b, float rpm);
+
+/* Judge one window's features (n floats) under its class; cls -1 leaves the rest unset. */
+ef_status ef_baseline_judge(const ef_baseline *b, const ef_baseline_model *sm, const float *features,
+                            float rpm, ef_baseline_verdict *out);
+
+#endif

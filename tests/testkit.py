@@ -1,0 +1,47 @@
+"""The one home of the suite's plumbing: free ports, the clock, waiting for a port, and stopping
+the processes a test started (with everything they spawned). Import as `from testkit import ...`
+(pytest puts tests/ on the path, beside the root conftest)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from edgefleet.clock import now_ms
+from edgefleet.protocol.connect import free_port
+
+__all__ = ["free_port", "now_ms", "stop_process", "wait_port"]
+
+
+def wait_port(port: int, up: bool = True, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Until `host:port` accepts connections (up) or refuses them (down); RuntimeError after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            if up:
+                return
+        except OSError:
+            if not up:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"port {port} did not come {'up' if up else 'down'} within {timeout:g} s")
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout`; the whole process group when the child leads one
+    (started with start_new_session=True). Returns the exit code (None if there was no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        group = os.getpgid(proc.pid) == proc.pid
+        (os.killpg if group else os.kill)(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            (os.killpg if group else os.kill)(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode

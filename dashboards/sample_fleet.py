@@ -2,7 +2,12 @@
 
 Machines on several sites and lines report a score per window; a few degrade
 (score rising towards the threshold), a few cross it and alarm, a few drop
-offline. Results go in as ingest batches (so ingest statistics and lag exist), and
+offline. Nodes commission (docs/baseline.md): most are commissioned with one
+any-speed class; the first alarming machine runs at three speeds, each with its own
+thresholds; one is re-learning its normal after maintenance (2 of 3 speeds done,
+the third in progress); one, commissioned at three speeds, lately runs at a fourth
+(its windows get no verdict: it needs a class); a few older nodes report no
+commissioning at all. Results go in as ingest batches (so ingest statistics and lag exist), and
 the real `AlarmTracker` turns them into alarms and health trends, exactly as the
 fleet service does. Run `python -m dashboards.sample_fleet --db PATH` to look at
 the dashboard without a broker or simulator.
@@ -24,6 +29,14 @@ from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, St
 SITES = {"plant-north": ("L1", "L2", "L3"), "plant-south": ("L1", "L2"), "plant-east": ("L1", "L2")}
 MACHINES = ("pump", "fan", "motor", "gearbox")
 THRESHOLD = 2.667  # the shipped CWRU model's default threshold
+HI_THRESHOLD = 1.8  # a plausible health-indicator threshold of an any-speed class
+# (rpm_lo, rpm_hi, score threshold, HI threshold) per class, in rpm order as a node reports them
+ANY_SPEED = ((0.0, 0.0, THRESHOLD, HI_THRESHOLD),)
+THREE_SPEEDS = ((1140.0, 1260.0, 2.31, 1.62), (1425.0, 1575.0, 2.667, 1.71), (1706.2, 1885.8, 3.05, 1.84))
+SPEED_ORDER = (1, 2, 0)  # a three-speed machine's schedule: 30 windows at each class in turn
+COMM_TARGET = 64  # windows per class that end commissioning (the node's default)
+RELEARN = ((1500.0, COMM_TARGET), (1200.0, COMM_TARGET), (1796.0, 17))  # re-learning: windows per speed, in order
+NEW_SPEED_SHARE = 0.12  # the machine needing a class: this last share of the timeline at a speed in no class
 REJECTS = (("schema", "result: 'score' is a required property"), ("json", "payload is not JSON"),
            ("topic", "topic ef/v1/?/result has an invalid device id"), ("size", "payload of 70000 bytes > 65536"))
 
@@ -36,6 +49,10 @@ class SampleFleet:
     alarm: list[str] = field(default_factory=list)  # crossed the threshold: active alarm
     degrading: list[str] = field(default_factory=list)  # rising, still below the threshold
     offline: list[str] = field(default_factory=list)  # stopped reporting, offline status
+    multi_speed: list[str] = field(default_factory=list)  # commissioned at 3 speeds (the first alarming machine)
+    commissioning: list[str] = field(default_factory=list)  # re-learning its normal: commissioning windows last
+    needs_class: list[str] = field(default_factory=list)  # 3 speeds learned, lately runs at a 4th: no verdict
+    older: list[str] = field(default_factory=list)  # firmware without commissioning: no `comm`, no class
     results: int = 0
     rejects: int = 0
 
@@ -52,9 +69,33 @@ def _ratio(kind: str, frac: float, rng: random.Random, peak: float) -> float:
     return 0.3 * noise
 
 
+def _comm_commissioned(classes: tuple, learned_ms: int, rng: random.Random) -> dict:
+    """A commissioned node's status `comm` object (docs/baseline.md, "Reported")."""
+    return {"state": "commissioned", "hash": f"{rng.getrandbits(64):016x}", "learned": learned_ms,
+            "classes": [{"rpm": [lo, hi], "n": COMM_TARGET, "thr": thr, "hi_thr": hi_thr}
+                        for lo, hi, thr, hi_thr in classes]}
+
+
+def _relearn_speeds(n: int) -> list[float]:
+    """The speed of each of the first `n` re-learning windows (RELEARN in order; the last speed runs on)."""
+    out: list[float] = []
+    for rpm, k in RELEARN:
+        out += [rpm] * k
+    return (out + [RELEARN[-1][0]] * n)[:n]
+
+
+def _comm_progress(speeds: list[float]) -> dict:
+    """A commissioning node's `comm` after the windows at `speeds`: classes in the order they opened."""
+    counts: dict[float, int] = {}
+    for rpm in speeds:
+        counts[rpm] = min(COMM_TARGET, counts.get(rpm, 0) + 1)
+    return {"state": "commissioning", "target": COMM_TARGET,
+            "progress": [{"rpm": rpm, "n": n} for rpm, n in counts.items()]}
+
+
 def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minutes: float = 20.0,
              period_s: float = 5.0, n_alarm: int = 3, n_degrading: int = 2, n_offline: int = 2,
-             seed: int = 7, policy: AlarmPolicy = AlarmPolicy()) -> SampleFleet:
+             n_older: int = 2, seed: int = 7, policy: AlarmPolicy = AlarmPolicy()) -> SampleFleet:
     """Write `minutes` of history ending at `now_ms` for `per_line` machines on every line of SITES."""
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -66,25 +107,38 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
                 dev = f"{site.split('-')[1]}-{line.lower()}-{i + 1:02d}"
                 fleet.devices.append(dev)
                 meta[dev] = (site, line, MACHINES[(i + len(line)) % len(MACHINES)])
-    picks = rng.sample(fleet.devices, n_alarm + n_degrading + n_offline)
+    n_health = n_alarm + n_degrading + n_offline
+    picks = rng.sample(fleet.devices, n_health + 2 + n_older)
     fleet.alarm = sorted(picks[:n_alarm])
     fleet.degrading = sorted(picks[n_alarm:n_alarm + n_degrading])
-    fleet.offline = sorted(picks[n_alarm + n_degrading:])
+    fleet.offline = sorted(picks[n_alarm + n_degrading:n_health])
+    fleet.commissioning = [picks[n_health]]
+    fleet.needs_class = [picks[n_health + 1]]
+    fleet.older = sorted(picks[n_health + 2:])
+    fleet.multi_speed = fleet.alarm[:1]
     kind = {d: "alarm" for d in fleet.alarm} | {d: "degrading" for d in fleet.degrading}
     peaks = {d: (1.6, 3.0, 7.0)[i % 3] for i, d in enumerate(fleet.alarm)}  # warning, major, critical
     model = {d: (4 if i % 9 == 0 else 3) for i, d in enumerate(fleet.devices)}  # a canary group on v4
+    three = set(fleet.multi_speed + fleet.commissioning + fleet.needs_class)
+    classes = {d: THREE_SPEEDS if d in three else ANY_SPEED for d in fleet.devices if d not in fleet.older}
 
     steps = int(minutes * 60 / period_s)
     t_start = now_ms - steps * int(period_s * 1000)
     offline_after = int(steps * 0.6)
-    births = [DeviceUpdate(d, t_start - 5000, status="online", boot=f"{rng.getrandbits(32):08x}", fw="1.2.0",
-                           model=model[d], slot="A", thr=THRESHOLD, caps=("ota", "debug", "calib", "shadow"),
-                           site=meta[d][0], line=meta[d][1], tags=(meta[d][2],)) for d in fleet.devices]
+    relearn_from = max(steps // 4, steps - sum(k for _, k in RELEARN))  # the commissioning machine's restart
+    new_speed_from = steps - max(10, int(steps * NEW_SPEED_SHARE))  # the machine needing a class
+    comm = {d: _comm_commissioned(c, t_start - (3 + i % 30) * 86_400_000 - rng.randrange(86_400_000), rng)
+            for i, (d, c) in enumerate(classes.items())}
+    births = [DeviceUpdate(d, t_start - 5000, status="online", boot=f"{rng.getrandbits(32):08x}",
+                           fw="1.1.0" if d in fleet.older else "1.2.0", model=model[d], slot="A", thr=THRESHOLD,
+                           caps=("ota", "debug", "calib", "shadow"), site=meta[d][0], line=meta[d][1],
+                           tags=(meta[d][2],), comm=comm.get(d)) for d in fleet.devices]
     store.write_batch(IngestBatch(t_start - 4000, len(births), [], births,
-                                  [Event(u.device, u.ts, "status", {"state": "online", "fw": "1.2.0",
-                                                                    "model": u.model, "slot": "A"})
+                                  [Event(u.device, u.ts, "status", {"state": "online", "fw": u.fw, "model": u.model,
+                                                                    "slot": "A"} | ({"comm": u.comm} if u.comm else {}))
                                    for u in births]))
     boots = {u.device: u.boot for u in births}
+    relearning = _relearn_speeds(steps - relearn_from)
     tracker = AlarmTracker(policy)
     for step in range(steps):
         ts = t_start + step * int(period_s * 1000)
@@ -93,13 +147,34 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
         for d in fleet.devices:
             if d in fleet.offline and step >= offline_after:
                 continue
-            score = THRESHOLD * _ratio(kind.get(d, "ok"), frac, rng, peaks.get(d, 1.0))
-            results.append(ResultRecord(d, boots[d], step, ts + rng.randrange(0, 900), model[d], round(score, 5),
-                                        THRESHOLD, score > THRESHOLD, 380 + rng.randrange(40)))
+            ratio = _ratio(kind.get(d, "ok"), frac, rng, peaks.get(d, 1.0))
+            t, inf_us = ts + rng.randrange(0, 900), 380 + rng.randrange(40)
+            if d in fleet.older:  # no baseline: the model's own threshold, no state, class or HI
+                score = THRESHOLD * ratio
+                results.append(ResultRecord(d, boots[d], step, t, model[d], round(score, 5), THRESHOLD,
+                                            score > THRESHOLD, inf_us))
+                continue
+            state = ("commissioning" if d in fleet.commissioning and step >= relearn_from else
+                     "uncommissioned" if d in fleet.needs_class and step >= new_speed_from else "")
+            if state:  # no verdict: the model's threshold, no class, no HI
+                score = THRESHOLD * ratio * (1.6 if state == "uncommissioned" else 1.0)
+                results.append(ResultRecord(d, boots[d], step, t, model[d], round(score, 5), THRESHOLD, False,
+                                            inf_us, state=state))
+                continue
+            cls = SPEED_ORDER[(step // 30) % 3] if len(classes[d]) == 3 else 0
+            _, _, thr, hi_thr = classes[d][cls]
+            score, hi = thr * ratio, hi_thr * ratio * 0.85 * math.exp(rng.gauss(0.0, 0.05))
+            results.append(ResultRecord(d, boots[d], step, t, model[d], round(score, 5), thr,
+                                        score > thr or hi > hi_thr, inf_us, hi=round(hi, 5), cls=cls,
+                                        hi_thr=hi_thr))
         updates, events = [], []
         if step == offline_after:
             updates = [DeviceUpdate(d, ts, status="offline") for d in fleet.offline]
             events = [Event(d, ts, "status", {"state": "offline"}) for d in fleet.offline]
+        if step in (relearn_from, steps - 1):  # the re-learning node reports its progress
+            c = _comm_progress(relearning[:step - relearn_from + 1])
+            updates += [DeviceUpdate(d, ts, comm=c) for d in fleet.commissioning]
+            events += [Event(d, ts, "status", {"state": "online", "comm": c}) for d in fleet.commissioning]
         rejects = [Reject(ts, f"ef/v1/{rng.choice(fleet.devices)}/result", code, reason, b'{"v":1,"res":[', 14)
                    for code, reason in REJECTS if rng.random() < (0.25 if code == "schema" else 0.06)]
         ingest_ts = ts + 1000 + rng.randrange(0, 400)
@@ -130,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         store.close()
     print(f"{args.db}: {len(fleet.devices)} devices, {fleet.results} results, alarm {fleet.alarm}, "
-          f"degrading {fleet.degrading}, offline {fleet.offline}")
+          f"degrading {fleet.degrading}, offline {fleet.offline}; three speeds {fleet.multi_speed}, "
+          f"commissioning {fleet.commissioning}, needs a class {fleet.needs_class}, older nodes {fleet.older}")
     return 0
 
 

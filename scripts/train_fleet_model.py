@@ -24,20 +24,27 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="recording length per machine (default 8)")
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speeds", type=int, default=3, help="operating points per machine (default 3)")
     args = ap.parse_args()
 
-    from device_sim.dataset import write_dataset
+    from device_sim.dataset import machine_recordings, write_recordings
     from device_sim.plant import SENSOR_RATES
     from edgefleet.cli import main as cli
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_dataset(tmp, n_normal=args.machines, n_faulty=9, seconds=args.seconds,
-                              fs=SENSOR_RATES, seed=args.seed)
+        # machines that differ as a plant's do, each at several speeds, at every sensor rate; every
+        # recording names its machine and speed, so training standardizes each by its own baseline
+        paths = []
+        for j, rate in enumerate(SENSOR_RATES):
+            n = args.machines // len(SENSOR_RATES) + (j < args.machines % len(SENSOR_RATES))
+            paths += write_recordings(tmp, machine_recordings(n, seed=args.seed + 100 * j, speeds=args.speeds,
+                                                              normal_s=args.seconds, fault_s=2.0, fs=float(rate),
+                                                              fault_g=(1.0, 2.0)))
         print(f"simulated {len(paths)} recordings at {', '.join(f'{r:g}' for r in SENSOR_RATES)} Hz", flush=True)
         # log-spaced bands and a wider code: measured best of four variants on the simulated fleet
         return cli(["model", "train", "--data", tmp, "--out", str(args.out), "--model-id", "fleet-default",
                     "--epochs", str(args.epochs), "--seed", str(args.seed), "--spacing", "log",
-                    "--fmin", "200", "--hidden", "24,12,24"])
+                    "--fmin", "200", "--hidden", "24,12,24", "--commission"])
 
 
 if __name__ == "__main__":

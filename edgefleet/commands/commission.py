@@ -8,7 +8,6 @@ whose `comm` object shows its progress, then its learned classes.
 from __future__ import annotations
 
 import argparse
-import secrets
 from pathlib import Path
 
 from edgefleet.errors import EdgefleetError
@@ -41,28 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_commission)
 
 
-def command_body(*, windows: int | None = None, rpm: float | None = None, end: bool = False) -> dict:
-    """The `cmd` body (without v and seq, which the sender adds), checked against the protocol."""
-    from edgefleet import protocol
-
-    if end and (windows is not None or rpm is not None):
-        raise EdgefleetError("--end takes no --windows or --rpm-class")
-    body: dict = {"id": f"comm-{secrets.token_hex(4)}", "op": "commission_end" if end else "commission"}
-    if windows is not None:
-        if not 16 <= windows <= 4096:
-            raise EdgefleetError(f"--windows must be between 16 and 4096, got {windows}")
-        body["windows"] = windows
-    if rpm is not None:
-        if not 0 < rpm <= 1_000_000:
-            raise EdgefleetError(f"--rpm-class must be a speed in rev/min above 0, got {rpm:g}")
-        body["rpm"] = rpm
-    err = protocol.check("cmd", {"v": protocol.PROTOCOL_VERSION, "seq": 0, **body})
-    if err:
-        raise EdgefleetError(f"not a valid commission command: {err}")
-    return body
-
-
 def cmd_commission(args: argparse.Namespace) -> int:
+    from edgefleet.service.commissioning import command_body, queue
     from edgefleet.service.ota.campaign import Target
     from edgefleet.service.ota.registry import OtaRegistry
     from edgefleet.service.store import open_store
@@ -89,8 +68,7 @@ def cmd_commission(args: argparse.Namespace) -> int:
             raise EdgefleetError(f"no device in {args.db} matches --target {args.target}")
     reg = OtaRegistry(args.db)
     try:
-        for d in devices:
-            reg.queue_command(d, body, note="edgefleet commission")
+        queue(reg, devices, body, who="edgefleet commission")
     finally:
         reg.close()
     what = "end commissioning" if args.end else (

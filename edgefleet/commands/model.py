@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bit-exact target: fp32 = LiteRT default resolver, int = LiteRT reference kernels")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-tflm", action="store_true", help="skip measuring the TFLM arena for the card")
+    t.add_argument("--commission", action="store_true",
+                   help="train for commissioned nodes: standardize each machine (recording key `machine`) "
+                        "and speed class (`rpm`) by its own robust baseline, as a node will on site "
+                        "(docs/baseline.md); the card then says the model expects commissioning")
     t.set_defaults(func=cmd_train)
 
     e = ms.add_parser("evaluate", help="ROC AUC per recording and overall, float and int8",
@@ -109,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(n_bands=args.bands, f_lo_hz=args.fmin, f_hi_hz=args.fmax, window_s=args.window,
                       spacing=args.spacing,
                       hidden=hidden, epochs=args.epochs, seed=args.seed, model_version=args.model_version,
-                      requant=args.requant)
+                      requant=args.requant, commission=args.commission)
     recordings = load_folder(args.data)
     log.info("loaded %d recordings from %s (%d normal)", len(recordings), args.data,
              sum(r.is_normal for r in recordings))
@@ -135,10 +139,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     log.info("evaluating on %s", args.data)
     normal_names = {r.name: cfg.train_fraction for r in recordings if r.is_normal}
     ev = evaluate(art, trained.tflite_float, recordings, trained_on=normal_names)
+    if cfg.commission:  # judged as nodes will run it: each machine on its own baseline
+        from edgefleet.toolchain.evaluation import evaluate_commissioned
+
+        ev["commissioned"] = evaluate_commissioned(art, recordings, fraction=cfg.train_fraction,
+                                                   folder_name=Path(args.data).resolve().name)
     log.info("measuring host latency and the TFLM arena")
     card = {
         "model_id": model_id, "version": art.model_version, "created": body["created"],
         "threshold": float(art.scoring.threshold),
+        "expects_commissioning": cfg.commission,
         "features": {"window_s": cfg.window_s, "bands": cfg.n_bands, "f_lo_hz": cfg.f_lo_hz,
                      "f_hi_hz": cfg.f_hi_hz, "spacing": cfg.spacing, "definition": "docs/features.md v1"},
         "footprint": footprint(art, len(art_bytes)),

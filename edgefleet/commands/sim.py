@@ -85,8 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def default_model() -> Path:
-    """The shipped model trained on the simulator's healthy machines, else any shipped model."""
+    """The shipped fleet model (trained on the simulator's machines), else any shipped model."""
     folders = sorted(d for d in MODELS.glob("*") if (d / "model.efm").is_file())
+    if (MODELS / "fleet-default" / "model.efm").is_file():
+        return MODELS / "fleet-default"
     for d in folders:
         card = d / "card.json"
         if card.is_file() and "sim_normal" in card.read_text("utf-8", errors="replace"):

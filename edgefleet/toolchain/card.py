@@ -84,12 +84,18 @@ def to_markdown(card: dict) -> str:
                             f"{(f.get('feature_scratch_bytes') or {}).get('fs_hz')} Hz"),
         ("requantization", f.get("requant_mode")),
         ("threshold", card.get("threshold")),
+        ("expects commissioning", "yes: each node learns its machine's normal first (docs/baseline.md)"
+         if card.get("expects_commissioning") else "no: judged with the training set's standardization"),
     ]
     if ev:
         rows += [("AUC int8 (overall)", _fmt(ev.get("auc_int8"))),
                  ("AUC float (overall)", _fmt(ev.get("auc_float"))),
                  ("float - int8 AUC change", _fmt(ev.get("auc_change"))),
                  ("worst file AUC int8", _fmt(ev.get("min_file_auc_int8")))]
+        com = ev.get("commissioned")
+        if com:
+            rows += [("commissioned: worst machine AUC", _fmt(com.get("min_machine_auc"))),
+                     ("commissioned: AUC by label", ", ".join(f"{k} {_fmt(v)}" for k, v in com["by_label"].items()))]
     if lat:
         rows += [("host latency, engine single", f"{lat['engine_us_single']:.1f} us"
                   + (f" (backend {lat['engine_backend']})" if "engine_backend" in lat else "")),

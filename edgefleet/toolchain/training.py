@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     model_version: int = 1
     requant: str = "fp32"
+    commission: bool = False  # standardize each machine (and speed class) by its own baseline, as nodes will
 
     def feature_params(self) -> FeatureParams:
         return FeatureParams.spaced(self.n_bands, self.f_lo_hz, self.f_hi_hz,
@@ -99,6 +100,38 @@ def normal_split(recordings: list[Recording], params: FeatureParams, cfg: TrainC
     return train, held
 
 
+def commissioned(train: list, held: list, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per machine and speed class: standardized by the robust baseline of its own training windows
+    (docs/baseline.md), so the model learns what departures from a machine's own normal look like."""
+    from edgefleet.runtime import baseline as bl
+
+    groups: dict[tuple[str, int], dict[str, list]] = {}
+    centres: dict[str, list[float]] = {}
+    for part, pairs in (("train", train), ("held", held)):
+        for rec, w in pairs:
+            machine = str(rec.meta.get("machine", rec.name))
+            rpm = float(rec.meta.get("rpm", 0) or 0)
+            known = centres.setdefault(machine, [])
+            k = next((i for i, c in enumerate(known) if (c == 0) == (rpm == 0)
+                      and (rpm == 0 or abs(rpm - c) <= bl.RPM_TOLERANCE * c)), None)
+            if k is None:
+                known.append(rpm)
+                k = len(known) - 1
+            groups.setdefault((machine, k), {"train": [], "held": []})[part].append(log_band_power(w, rec.fs, params))
+    z_train, z_held = [], []
+    for key, g in groups.items():
+        if not g["train"]:
+            continue  # held-out windows of a class with no training windows: nothing to standardize by
+        f = np.concatenate(g["train"])
+        center, spread, _ = bl.robust_stats(bl.to_q10(f))
+        z_train.append(bl.standardize(f, center, spread))
+        if g["held"]:
+            z_held.append(bl.standardize(np.concatenate(g["held"]), center, spread))
+    if not z_held:
+        raise DataError("no held-out normal windows to set the threshold")
+    return np.concatenate(z_train), np.concatenate(z_held)
+
+
 def features_of(pairs) -> np.ndarray:
     return np.concatenate([log_band_power(w, rec.fs, p) for (rec, w), p in pairs])
 
@@ -116,6 +149,8 @@ def train_model(recordings: list[Recording], cfg: TrainConfig, *, progress=None)
     inv_std = (1.0 / np.maximum(std, 1e-3)).astype(np.float32)
     z_train = (f_train - mean) * inv_std
     z_held = (f_held - mean) * inv_std
+    if cfg.commission:
+        z_train, z_held = commissioned(train, held, params)
     log.info("training on %d normal windows, %d held out, %d features", len(z_train), len(z_held),
              params.n_bands)
 

@@ -123,3 +123,23 @@ def test_import_refuses_other_ops(tmp_path):
 def test_help_teaches():
     out = run("model", "train", "--help").stdout
     assert "--data" in out and "example:" in out
+
+
+def test_train_for_commissioned_nodes_and_evaluate_per_machine(tmp_path):
+    """`--commission`: each machine and speed standardized by its own baseline; the card says the
+    model expects commissioning and holds the per-machine evaluation."""
+    from device_sim.dataset import machine_recordings, write_recordings
+
+    data = tmp_path / "data"
+    write_recordings(data, machine_recordings(3, seed=5, speeds=2, normal_s=4.0, fault_s=1.0, fault_g=(1.0, 2.0)))
+    out = tmp_path / "m"
+    run("model", "train", "--data", data, "--out", out, "--epochs", "3", "--commission", "--no-tflm",
+        "--spacing", "log", "--fmin", "200")
+    card = json.loads((out / "card.json").read_text())
+    assert card["expects_commissioning"] is True
+    com = card["evaluation"]["commissioned"]
+    assert set(com["machines"]) == {"m05-000", "m05-001", "m05-002"}
+    assert all(len(m["classes"]) == 2 for m in com["machines"].values())  # two speeds each
+    ev = json.loads(run("model", "evaluate", out, "--data", data, "--commission", "--json").stdout)
+    assert ev["commissioned"] and ev["min_machine_auc"] is not None and ev["uncommissioned_windows"] == 0
+    assert "expects commissioning | yes" in (out / "card.md").read_text()

@@ -9,7 +9,11 @@ typedef struct {
     const char *p, *end;
 } cursor;
 
-static const char *const k_ops[] = {"calibrate", "debug", "reboot", "set_threshold", "ping", "revert"};
+static const char *const k_ops[] = {"calibrate", "debug", "reboot", "set_threshold", "ping", "revert",
+                                    "commission", "commission_end"};
+#define N_OPS (sizeof k_ops / sizeof k_ops[0])
+
+const char *ef_cmd_op_str(ef_cmd_op op) { return (size_t)op < N_OPS ? k_ops[op] : "unknown"; }
 
 static void skip_ws(cursor *c)
 {
@@ -106,69 +110,146 @@ static int valid_id(const char *s, size_t n)
     return 1;
 }
 
+/* Keys and the bit each sets once seen (v, seq, id, op are required). */
+enum { K_V, K_SEQ, K_ID, K_OP, K_N, K_THR, K_CAMPAIGN, K_WINDOWS, K_RPM, K_REQUIRED = 0xF };
+static const char *const k_keys[] = {"v", "seq", "id", "op", "n", "thr", "campaign", "windows", "rpm"};
+
+static int known_key(const char *key)
+{
+    size_t i;
+    for (i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++)
+        if (strcmp(key, k_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A string value: id and campaign (one pattern) or op (the enum). The key's bit, or -1 and *err. */
+static int string_field(cursor *c, const char *key, ef_cmd *out, const char **err)
+{
+    char str[72];
+    size_t i;
+    int slen = read_string(c, str, sizeof str);
+    if (slen < 0) {
+        *err = "a string value is malformed or too long";
+        return -1;
+    }
+    if (key[0] == 'o') {
+        for (i = 0; i < N_OPS && strcmp(str, k_ops[i]) != 0; i++)
+            ;
+        if (i == N_OPS) {
+            *err = "op: not an operation of the schema";
+            return -1;
+        }
+        out->op = (ef_cmd_op)i;
+        return K_OP;
+    }
+    if (!valid_id(str, (size_t)slen)) {
+        *err = key[0] == 'i' ? "id: not 1-64 of [A-Za-z0-9._-]" : "campaign: not 1-64 of [A-Za-z0-9._-]";
+        return -1;
+    }
+    memcpy(key[0] == 'i' ? out->id : out->campaign, str, (size_t)slen + 1);
+    return key[0] == 'i' ? K_ID : K_CAMPAIGN;
+}
+
+/* A number value, typed and ranged by its key. The key's bit, or -1 and *err. */
+static int number_field(cursor *c, const char *key, ef_cmd *out, const char **err)
+{
+    double num;
+    int integral;
+    if (read_number(c, &num, &integral) != 0) {
+        *err = "a value is not a JSON number";
+        return -1;
+    }
+    if (strcmp(key, "v") == 0) {
+        *err = "v: protocol version is not 1";
+        return integral && num == 1.0 ? K_V : -1;
+    }
+    if (strcmp(key, "seq") == 0) {
+        *err = "seq: not an integer in 0..4294967295";
+        if (!(integral && num >= 0.0 && num <= 4294967295.0))
+            return -1;
+        out->seq = (uint32_t)num;
+        return K_SEQ;
+    }
+    if (strcmp(key, "n") == 0) {
+        *err = "n: not an integer in 1..100000";
+        if (!(integral && num >= 1.0 && num <= 100000.0))
+            return -1;
+        out->has_n = 1;
+        out->n = (uint32_t)num;
+        return K_N;
+    }
+    if (strcmp(key, "thr") == 0) {
+        *err = "thr: not a number > 0";
+        if (!(num > 0.0))
+            return -1;
+        out->has_thr = 1;
+        out->thr = num;
+        return K_THR;
+    }
+    if (strcmp(key, "windows") == 0) {
+        *err = "windows: not an integer in 16..4096";
+        if (!(integral && num >= 16.0 && num <= 4096.0))
+            return -1;
+        out->has_windows = 1;
+        out->windows = (uint32_t)num;
+        return K_WINDOWS;
+    }
+    if (strcmp(key, "rpm") == 0) {
+        *err = "rpm: not a number in (0, 1000000]";
+        if (!(num > 0.0 && num <= 1e6))
+            return -1;
+        out->has_rpm = 1;
+        out->rpm = num;
+        return K_RPM;
+    }
+    *err = "unknown key"; /* not reached: the caller knows every key */
+    return -1;
+}
+
+static ef_status refuse(ef_cmd *out, const char *why)
+{
+    out->error = why;
+    return EF_ERR_SCHEMA;
+}
+
 ef_status ef_cmd_decode(const char *json, size_t len, ef_cmd *out)
 {
     cursor c;
-    unsigned seen = 0; /* bits: v seq id op n thr campaign */
-    char key[16], str[72];
+    unsigned seen = 0; /* one bit per key (K_*) */
+    char key[16];
+    const char *err = NULL;
     if (json == NULL || out == NULL)
         return EF_ERR_ARG;
     memset(out, 0, sizeof *out);
     c.p = json;
     c.end = json + len;
     if (!take(&c, '{'))
-        return EF_ERR_SCHEMA;
+        return refuse(out, "not a JSON object");
     if (!take(&c, '}')) {
         do {
-            double num;
-            int integral, klen = read_string(&c, key, sizeof key), bit = -1;
-            if (klen < 0 || !take(&c, ':'))
-                return EF_ERR_SCHEMA;
-            if (strcmp(key, "id") == 0 || strcmp(key, "op") == 0 || strcmp(key, "campaign") == 0) {
-                int slen = read_string(&c, str, sizeof str);
-                if (slen < 0)
-                    return EF_ERR_SCHEMA;
-                if (key[0] != 'o') { /* id and campaign: the same pattern */
-                    if (!valid_id(str, (size_t)slen))
-                        return EF_ERR_SCHEMA;
-                    memcpy(key[0] == 'i' ? out->id : out->campaign, str, (size_t)slen + 1);
-                    bit = key[0] == 'i' ? 2 : 6;
-                } else {
-                    size_t i;
-                    for (i = 0; i < sizeof k_ops / sizeof k_ops[0] && strcmp(str, k_ops[i]) != 0; i++)
-                        ;
-                    if (i == sizeof k_ops / sizeof k_ops[0])
-                        return EF_ERR_SCHEMA;
-                    out->op = (ef_cmd_op)i;
-                    bit = 3;
-                }
-            } else {
-                if (read_number(&c, &num, &integral) != 0)
-                    return EF_ERR_SCHEMA;
-                if (strcmp(key, "v") == 0 && integral && num == 1.0)
-                    bit = 0;
-                else if (strcmp(key, "seq") == 0 && integral && num >= 0.0 && num <= 4294967295.0) {
-                    out->seq = (uint32_t)num;
-                    bit = 1;
-                } else if (strcmp(key, "n") == 0 && integral && num >= 1.0 && num <= 100000.0) {
-                    out->has_n = 1;
-                    out->n = (uint32_t)num;
-                    bit = 4;
-                } else if (strcmp(key, "thr") == 0 && num > 0.0) {
-                    out->has_thr = 1;
-                    out->thr = num;
-                    bit = 5;
-                }
-            }
-            if (bit < 0 || (seen & (1u << bit)))
-                return EF_ERR_SCHEMA; /* unknown key, bad value or duplicate */
+            int bit;
+            if (read_string(&c, key, sizeof key) < 0 || !known_key(key))
+                return refuse(out, "unknown key");
+            if (!take(&c, ':'))
+                return refuse(out, "a key without a value");
+            if (strcmp(key, "id") == 0 || strcmp(key, "op") == 0 || strcmp(key, "campaign") == 0)
+                bit = string_field(&c, key, out, &err);
+            else
+                bit = number_field(&c, key, out, &err);
+            if (bit < 0)
+                return refuse(out, err);
+            if (seen & (1u << bit))
+                return refuse(out, "a key appears twice");
             seen |= 1u << bit;
         } while (take(&c, ','));
         if (!take(&c, '}'))
-            return EF_ERR_SCHEMA;
+            return refuse(out, "the object is not closed");
     }
     skip_ws(&c);
-    if (c.p != c.end || (seen & 0xFu) != 0xFu)
-        return EF_ERR_SCHEMA;
+    if (c.p != c.end)
+        return refuse(out, "text after the object");
+    if ((seen & K_REQUIRED) != K_REQUIRED)
+        return refuse(out, "v, seq, id and op are required");
     return EF_OK;
 }

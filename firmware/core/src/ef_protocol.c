@@ -182,6 +182,25 @@ static void ts_field(jw *w, uint64_t ts)
     u64(w, ts);
 }
 
+static const char *const k_result_states[] = {EF_PROTO_COMMISSIONING, EF_PROTO_UNCOMMISSIONED};
+
+/* A result's health indicator and, when the node could not judge it, its state (no verdict then). */
+static void result_commissioning(jw *w, const ef_proto_result_rec *r)
+{
+    if (r->has_hi) {
+        if (!(r->hi >= 0.0))
+            bad(w);
+        key(w, "hi", 0);
+        num(w, r->hi);
+    }
+    if (r->state) {
+        if (!one_of(r->state, k_result_states, 2) || r->anom)
+            bad(w);
+        key(w, "state", 0);
+        str(w, r->state);
+    }
+}
+
 int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
                     const ef_proto_result_rec *recs, size_t n)
 {
@@ -217,6 +236,18 @@ int ef_proto_encode_result_shadow(char *buf, size_t cap, const ef_proto_result_h
         num(&w, sh->thr);
         puts_(&w, "}");
     }
+    if (h->has_cls) { /* a commissioned node: the class whose thresholds judged every result */
+        if (h->cls > 7u)
+            bad(&w);
+        key(&w, "cls", 0);
+        u64(&w, h->cls);
+    }
+    if (h->has_hi_thr) {
+        if (!(h->hi_thr > 0.0))
+            bad(&w);
+        key(&w, "hi_thr", 0);
+        num(&w, h->hi_thr);
+    }
     key(&w, "res", 0);
     puts_(&w, "[");
     for (i = 0; i < n; i++) {
@@ -245,6 +276,7 @@ int ef_proto_encode_result_shadow(char *buf, size_t cap, const ef_proto_result_h
             boolean(&w, srecs[i].anom);
             puts_(&w, "}");
         }
+        result_commissioning(&w, r);
         puts_(&w, "}");
     }
     puts_(&w, "]");
@@ -252,7 +284,7 @@ int ef_proto_encode_result_shadow(char *buf, size_t cap, const ef_proto_result_h
 }
 
 static const char *const k_status_states[] = {"online", "offline", "lost"};
-static const char *const k_caps[] = {"ota", "debug", "calib", "shadow"};
+static const char *const k_caps[] = {"ota", "debug", "calib", "shadow", "commission"};
 static const char *const k_slots[] = {"A", "B"};
 
 static void str_array(jw *w, const char *const *items, size_t n, int caps)
@@ -262,13 +294,114 @@ static void str_array(jw *w, const char *const *items, size_t n, int caps)
         bad(w);
     puts_(w, "[");
     for (i = 0; !w->err && i < n; i++) {
-        if (caps ? !one_of(items[i], k_caps, 4) : !is_ident(items[i]))
+        if (caps ? !one_of(items[i], k_caps, 5) : !is_ident(items[i]))
             bad(w);
         if (i)
             puts_(w, ",");
         str(w, items[i]);
     }
     puts_(w, "]");
+}
+
+static const char *const k_comm_states[] = {"commissioning", "commissioned"};
+
+static int is_hash16(const char *s)
+{
+    size_t i;
+    if (s == NULL || strlen(s) != 16)
+        return 0;
+    for (i = 0; i < 16; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static void rpm_num(jw *w, double rpm)
+{
+    if (!(rpm >= 0.0 && rpm <= 1e6))
+        bad(w);
+    num(w, rpm);
+}
+
+static void comm_progress(jw *w, const ef_proto_comm *c)
+{
+    size_t i;
+    if (c->n_progress > 8 || (c->n_progress && !c->progress))
+        bad(w);
+    key(w, "progress", 0);
+    puts_(w, "[");
+    for (i = 0; !w->err && i < c->n_progress; i++) {
+        puts_(w, i ? ",{" : "{");
+        key(w, "rpm", 1);
+        rpm_num(w, c->progress[i].rpm);
+        key(w, "n", 0);
+        u64(w, c->progress[i].n);
+        puts_(w, "}");
+    }
+    puts_(w, "]");
+}
+
+static void comm_classes(jw *w, const ef_proto_comm *c)
+{
+    size_t i;
+    if (c->n_classes > 8 || !c->classes)
+        bad(w);
+    key(w, "classes", 0);
+    puts_(w, "[");
+    for (i = 0; !w->err && i < c->n_classes; i++) {
+        const ef_proto_comm_class *k = &c->classes[i];
+        if (!(k->thr > 0.0) || !(k->hi_thr > 0.0))
+            bad(w);
+        puts_(w, i ? ",{" : "{");
+        key(w, "rpm", 1);
+        puts_(w, "[");
+        rpm_num(w, k->rpm_lo);
+        puts_(w, ",");
+        rpm_num(w, k->rpm_hi);
+        puts_(w, "]");
+        key(w, "n", 0);
+        u64(w, k->n);
+        key(w, "thr", 0);
+        num(w, k->thr);
+        key(w, "hi_thr", 0);
+        num(w, k->hi_thr);
+        puts_(w, "}");
+    }
+    puts_(w, "]");
+}
+
+/* status `comm`: what commissioning has learned so far, or what the node learned. */
+static void comm(jw *w, const ef_proto_comm *c)
+{
+    if (!one_of(c->state, k_comm_states, 2))
+        bad(w);
+    key(w, "comm", 0);
+    puts_(w, "{");
+    key(w, "state", 1);
+    str(w, c->state);
+    if (c->has_target) {
+        if (c->target < 1u || c->target > 65535u)
+            bad(w);
+        key(w, "target", 0);
+        u64(w, c->target);
+    }
+    if (c->has_progress)
+        comm_progress(w, c);
+    if (c->hash) {
+        if (!is_hash16(c->hash))
+            bad(w);
+        key(w, "hash", 0);
+        str(w, c->hash);
+    }
+    if (c->has_learned) {
+        if (c->learned > TS_MAX)
+            bad(w);
+        key(w, "learned", 0);
+        u64(w, c->learned);
+    }
+    if (c->n_classes)
+        comm_classes(w, c);
+    puts_(w, "}");
 }
 
 int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s)
@@ -314,6 +447,8 @@ int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s)
         key(&w, "caps", 0);
         str_array(&w, s->caps, s->n_caps, 1);
     }
+    if (s->comm)
+        comm(&w, s->comm);
     if (s->site) {
         if (!is_ident(s->site))
             bad(&w);

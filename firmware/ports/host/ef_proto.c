@@ -2,8 +2,12 @@
  *   line 1: the kind (result | status | ota_state | ota_req | debug)
  *   then:   NAME TYPE VALUE, TYPE one of
  *           u (unsigned decimal)  f (number)  b (0/1)  s (string as hex bytes)
- *           S (comma-separated hex strings)  F (comma-separated numbers)  I (comma-separated ints)
+ *           S (comma-separated hex strings)  F (comma-separated numbers, float32)
+ *           D (comma-separated numbers, double)  I (comma-separated ints)
  *           "rec" alone starts a new result record (its fields follow).
+ *   status `comm`: comm.state, comm.target, comm.hash, comm.learned as above; its arrays by
+ *           column: comm.progress.rpm D, comm.progress.n D, comm.classes.rpm D (lo,hi,lo,hi...),
+ *           comm.classes.n D, comm.classes.thr D, comm.classes.hi_thr D.
  * Writes the canonical message to stdout; exit 2 with the reason on stderr when refused. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +29,15 @@ typedef struct {
     const char *item_ptr[16];
     size_t n_items;
     float floats[MAX_ITEMS];  /* F */
+    double doubles[64];       /* D */
     int8_t ints[1024];        /* I */
     size_t n_arr;
 } field;
 
 static field g_top[MAX_FIELDS];
 static size_t g_n_top;
-static field g_recs[MAX_RECS][6];
+#define REC_FIELDS 8
+static field g_recs[MAX_RECS][REC_FIELDS];
 static size_t g_n_recs, g_n_rec_fields[MAX_RECS];
 static char g_line[1 << 18];
 static char g_out[1 << 20];
@@ -96,6 +102,10 @@ static int parse_field(field *f, char *line)
         for (tok = strtok(val, ","); tok && f->n_arr < MAX_ITEMS; tok = strtok(NULL, ","))
             f->floats[f->n_arr++] = (float)strtod(tok, NULL);
         break;
+    case 'D':
+        for (tok = strtok(val, ","); tok && f->n_arr < 64; tok = strtok(NULL, ","))
+            f->doubles[f->n_arr++] = strtod(tok, NULL);
+        break;
     case 'I':
         for (tok = strtok(val, ","); tok && f->n_arr < 1024; tok = strtok(NULL, ","))
             f->ints[f->n_arr++] = (int8_t)atoi(tok);
@@ -106,6 +116,45 @@ static int parse_field(field *f, char *line)
 }
 
 static uint64_t u(double v) { return (uint64_t)v; }
+
+static ef_proto_comm_progress g_progress[64];
+static ef_proto_comm_class g_classes[64];
+
+/* The status `comm` object from its comm.* lines; NULL when there are none. */
+static const ef_proto_comm *comm_of(ef_proto_comm *c)
+{
+    const field *prpm = find(g_top, g_n_top, "comm.progress.rpm"), *pn = find(g_top, g_n_top, "comm.progress.n");
+    const field *crpm = find(g_top, g_n_top, "comm.classes.rpm"), *cn = find(g_top, g_n_top, "comm.classes.n");
+    const field *thr = find(g_top, g_n_top, "comm.classes.thr"), *hthr = find(g_top, g_n_top, "comm.classes.hi_thr");
+    size_t i;
+    if (!HAS("comm.state"))
+        return NULL;
+    memset(c, 0, sizeof *c);
+    c->state = TOP_S("comm.state");
+    c->has_target = HAS("comm.target");
+    c->target = (uint32_t)u(TOP_N("comm.target"));
+    if ((c->has_progress = pn != NULL)) {
+        for (i = 0; i < pn->n_arr; i++) {
+            g_progress[i].rpm = prpm && i < prpm->n_arr ? prpm->doubles[i] : 0.0;
+            g_progress[i].n = (uint32_t)u(pn->doubles[i]);
+        }
+        c->progress = g_progress;
+        c->n_progress = pn->n_arr;
+    }
+    c->hash = TOP_S("comm.hash");
+    c->has_learned = HAS("comm.learned");
+    c->learned = u(TOP_N("comm.learned"));
+    for (i = 0; cn && i < cn->n_arr; i++) {
+        g_classes[i].rpm_lo = crpm && 2 * i + 1 < crpm->n_arr ? crpm->doubles[2 * i] : 0.0;
+        g_classes[i].rpm_hi = crpm && 2 * i + 1 < crpm->n_arr ? crpm->doubles[2 * i + 1] : 0.0;
+        g_classes[i].n = (uint32_t)u(cn->doubles[i]);
+        g_classes[i].thr = thr && i < thr->n_arr ? thr->doubles[i] : 0.0;
+        g_classes[i].hi_thr = hthr && i < hthr->n_arr ? hthr->doubles[i] : 0.0;
+    }
+    c->classes = g_classes;
+    c->n_classes = cn ? cn->n_arr : 0;
+    return c;
+}
 
 int main(void)
 {
@@ -123,7 +172,7 @@ int main(void)
         }
         if (g_n_recs > 0) {
             size_t r = g_n_recs - 1;
-            if (g_n_rec_fields[r] >= 6 || parse_field(&g_recs[r][g_n_rec_fields[r]++], g_line) != 0)
+            if (g_n_rec_fields[r] >= REC_FIELDS || parse_field(&g_recs[r][g_n_rec_fields[r]++], g_line) != 0)
                 return 1;
         } else if (g_n_top >= MAX_FIELDS || parse_field(&g_top[g_n_top++], g_line) != 0) {
             fprintf(stderr, "error: bad line\n");
@@ -134,10 +183,16 @@ int main(void)
         ef_proto_result_head h;
         ef_proto_result_rec recs[MAX_RECS];
         size_t i;
+        memset(&h, 0, sizeof h);
+        memset(recs, 0, sizeof recs);
         h.boot = TOP_S("boot");
         h.model = (uint32_t)u(TOP_N("model"));
         h.thr = TOP_N("thr");
         h.dropped = (uint32_t)u(TOP_N("dropped"));
+        h.has_cls = HAS("cls");
+        h.cls = (uint32_t)u(TOP_N("cls"));
+        h.has_hi_thr = HAS("hi_thr");
+        h.hi_thr = TOP_N("hi_thr");
         for (i = 0; i < g_n_recs; i++) {
             const field *f = g_recs[i];
             size_t k = g_n_rec_fields[i];
@@ -146,10 +201,14 @@ int main(void)
             recs[i].score = n_of(f, k, "score");
             recs[i].anom = (int)n_of(f, k, "anom");
             recs[i].inf_us = (uint32_t)u(n_of(f, k, "inf_us"));
+            recs[i].has_hi = find(f, k, "hi") != NULL;
+            recs[i].hi = n_of(f, k, "hi");
+            recs[i].state = s_of(f, k, "state");
         }
         n = ef_proto_encode_result(g_out, sizeof g_out, &h, recs, g_n_recs);
     } else if (strcmp(kind, "status") == 0) {
         ef_proto_status s;
+        ef_proto_comm comm;
         const field *caps = find(g_top, g_n_top, "caps"), *tags = find(g_top, g_n_top, "tags");
         memset(&s, 0, sizeof s);
         s.boot = TOP_S("boot");
@@ -165,6 +224,7 @@ int main(void)
         s.has_caps = caps != NULL;
         s.caps = caps ? caps->item_ptr : NULL;
         s.n_caps = caps ? caps->n_items : 0;
+        s.comm = comm_of(&comm);
         s.site = TOP_S("site");
         s.line = TOP_S("line");
         s.has_tags = tags != NULL;

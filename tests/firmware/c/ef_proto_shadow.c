@@ -28,6 +28,7 @@ int main(void)
     fields = sscanf(line, "%15s %lf %lf %lf %lf %lf", boot, &model, &thr, &dropped, &sh_model, &sh_thr);
     if (fields != 4 && fields != 6)
         return 1;
+    memset(&h, 0, sizeof h);
     h.boot = boot;
     h.model = (uint32_t)model;
     h.thr = thr;

@@ -20,9 +20,15 @@
 typedef struct {
     const char *boot; /* 8 lowercase hex digits */
     uint32_t model;
-    double thr;
+    double thr;       /* a commissioned node: the judging class's score threshold */
     uint32_t dropped;
+    int has_cls; uint32_t cls;       /* optional: the class (0..7) that judged every result */
+    int has_hi_thr; double hi_thr;   /* optional: its health-indicator threshold, > 0 */
 } ef_proto_result_head;
+
+/* The state of a result a commissioning node could not judge (anom is then false). */
+#define EF_PROTO_COMMISSIONING "commissioning"
+#define EF_PROTO_UNCOMMISSIONED "uncommissioned"
 
 typedef struct {
     uint32_t seq;
@@ -30,6 +36,8 @@ typedef struct {
     double score;
     int anom;
     uint32_t inf_us;
+    int has_hi; double hi; /* optional: health indicator, >= 0 */
+    const char *state;     /* NULL (judged), EF_PROTO_COMMISSIONING or EF_PROTO_UNCOMMISSIONED */
 } ef_proto_result_rec;
 
 /* Shadow mode (OTA): a candidate model scores every window beside the active one. */
@@ -43,6 +51,27 @@ typedef struct {
     int anom;     /* score > candidate threshold */
 } ef_proto_shadow_rec;
 
+/* status `comm`: commissioning progress, or what the node learned (docs/baseline.md). */
+typedef struct {
+    double rpm;  /* centre speed of a class being learned; 0: no speed input */
+    uint32_t n;  /* windows learned so far */
+} ef_proto_comm_progress;
+
+typedef struct {
+    double rpm_lo, rpm_hi; /* speed band; 0, 0: any speed */
+    uint32_t n;            /* commissioning windows */
+    double thr, hi_thr;    /* > 0 */
+} ef_proto_comm_class;
+
+typedef struct {
+    const char *state;                 /* commissioning | commissioned */
+    int has_target; uint32_t target;   /* optional, 1..65535 */
+    const ef_proto_comm_progress *progress; size_t n_progress; int has_progress; /* optional, <= 8 */
+    const char *hash;                  /* optional: 16 lowercase hex digits */
+    int has_learned; uint64_t learned; /* optional: ms since the epoch */
+    const ef_proto_comm_class *classes; size_t n_classes; /* optional (n_classes 0: absent), 1..8 */
+} ef_proto_comm;
+
 typedef struct {
     const char *boot;
     uint32_t seq;
@@ -53,6 +82,7 @@ typedef struct {
     const char *slot;              /* optional: "A" | "B" */
     int has_thr; double thr;       /* optional */
     int has_caps; const char *const *caps; size_t n_caps;
+    const ef_proto_comm *comm;     /* optional */
     const char *site, *line;       /* optional */
     int has_tags; const char *const *tags; size_t n_tags;
 } ef_proto_status;

@@ -1,0 +1,207 @@
+"""Replay a recording through a node's logic on the desktop, in simulated time.
+
+A recording holds either a continuous `signal` or `snaps` [n, m] with their times `t_s` [n] (nodes
+that wake to measure), plus `fs` and optionally `rpm` (a number, or one per window/snapshot) and
+`machine`. The node's logic runs on it exactly as on a device: commissioning (the same
+`Commissioner`), classes by speed, the model's score and the health indicator, then the service's
+alarm rules through the `observe` callback the caller passes in (so this module stays below the
+fleet service in the layering). This is also how an engineer reproduces a node's verdicts from a
+capture.
+
+Every input problem gets a named outcome in the report (`issues`): windows with NaN samples are
+skipped and counted, clipped windows are counted, snapshot times that do not increase are
+refused, gaps and speed jumps are counted; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgefleet.errors import DataError, FeatureError
+from edgefleet.protocol import ResultRecord
+from edgefleet.runtime import baseline as bl
+from edgefleet.runtime.engine import Detector
+from edgefleet.runtime.features import FeatureParams, frame, plan
+
+CLIP_SHARE = 0.01  # a window with this share of samples at its extreme value is clipped
+GAP_FACTOR = 3.0  # snapshot intervals longer than this times the median are gaps
+RPM_JUMP = 0.10  # a speed change of more than 10 % from one window to the next
+
+
+@dataclass
+class ReplayInput:
+    name: str
+    machine: str
+    fs: float
+    windows: np.ndarray  # [n, N] float32
+    t_s: np.ndarray  # [n] end time of each window, seconds from the start
+    rpm: np.ndarray | None  # [n] or None
+    issues: dict[str, int] = field(default_factory=dict)
+
+
+def _count(issues: dict[str, int], what: str, n: int = 1) -> None:
+    if n:
+        issues[what] = issues.get(what, 0) + int(n)
+
+
+def load_replay(path: Path, params: FeatureParams) -> ReplayInput:
+    """One `.npz` in the replay format, cut into the model's windows; DataError says what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if "fs" not in keys or not ({"signal"} <= keys or {"snaps", "t_s"} <= keys):
+                raise DataError(f"{path.name}: needs fs and either signal, or snaps and t_s")
+            fs = float(z["fs"])
+            data = {k: np.asarray(z[k]) for k in ("signal", "snaps", "t_s", "rpm") if k in keys}
+            machine = str(z["machine"]) if "machine" in keys else path.stem
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path.name}: not a readable .npz recording ({exc})") from exc
+    try:
+        n = plan(params, fs).n_samples
+    except FeatureError as exc:
+        raise DataError(f"{path.name}: {exc}") from exc
+    issues: dict[str, int] = {}
+    if "signal" in data:
+        sig = data["signal"].astype(np.float32)
+        if sig.ndim != 1:
+            raise DataError(f"{path.name}: signal must be 1-D, got shape {sig.shape}")
+        windows = np.array(frame(sig, n))
+        t_s = (np.arange(len(windows)) + 1) * n / fs
+    else:
+        snaps, t_s = data["snaps"].astype(np.float32), data["t_s"].astype(np.float64)
+        if snaps.ndim != 2 or t_s.shape != (snaps.shape[0],):
+            raise DataError(f"{path.name}: snaps must be [n, m] and t_s [n], got {snaps.shape} and {t_s.shape}")
+        if snaps.shape[1] < n:
+            raise DataError(f"{path.name}: snapshots of {snaps.shape[1]} samples are shorter than one "
+                            f"{params.window_s:g} s window ({n} samples at {fs:g} Hz)")
+        if len(t_s) > 1 and not np.all(np.diff(t_s) > 0):
+            raise DataError(f"{path.name}: snapshot times t_s must increase strictly")
+        windows = snaps[:, :n]
+        t_s = t_s + n / fs
+        if len(t_s) > 2:
+            d = np.diff(t_s)
+            _count(issues, "gaps", int((d > GAP_FACTOR * np.median(d)).sum()))
+    rpm = None
+    if "rpm" in data:
+        r = data["rpm"].astype(np.float64)
+        rpm = np.full(len(windows), float(r)) if r.ndim == 0 else r
+        if rpm.shape != (len(windows),):
+            if "signal" in data and r.ndim == 1 and r.size > 0:  # one per sample block: take each window's end
+                idx = np.minimum(((np.arange(len(windows)) + 1) * n * r.size) // max(1, data["signal"].size), r.size - 1)
+                rpm = r[idx]
+            else:
+                raise DataError(f"{path.name}: rpm must be a number or one per window/snapshot")
+        bad = ~np.isfinite(rpm) | (rpm <= 0)
+        _count(issues, "rpm_missing", int(bad.sum()))
+        rpm = np.where(bad, 0.0, rpm)
+        ok = (rpm[1:] > 0) & (rpm[:-1] > 0)
+        _count(issues, "rpm_jumps", int((ok & (np.abs(np.diff(rpm)) > RPM_JUMP * rpm[:-1])).sum()))
+    finite = np.isfinite(windows).all(axis=1)
+    _count(issues, "nan_windows_skipped", int((~finite).sum()))
+    peak = np.nanmax(np.abs(windows), axis=1, initial=0.0)
+    clipped = (np.abs(windows) >= peak[:, None] * 0.999).mean(axis=1) >= CLIP_SHARE
+    _count(issues, "clipped_windows", int((clipped & finite).sum()))
+    keep = finite
+    return ReplayInput(path.stem, machine, fs, windows[keep], t_s[keep], None if rpm is None else rpm[keep], issues)
+
+
+def replay_paths(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.npz"))
+        if not files:
+            raise DataError(f"no .npz recordings in {path}")
+        return files
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    return [path]
+
+
+Observe = Callable[[ResultRecord], object]  # the alarm tracker's observe: returns an AlarmChange or None
+
+
+def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission_windows: int = bl.DEFAULT_WINDOWS,
+           batch: int = 512) -> dict:
+    """Run the node on the recording: commission, then judge; returns what happened and when."""
+    params = detector.artifact.features.params  # type: ignore[union-attr]
+    com: bl.Commissioner | None = bl.Commissioner(params.n_bands, target=commission_windows)
+    base: bl.Baseline | None = None
+    feats = np.concatenate([detector.features(rec.windows[i:i + batch], rec.fs)
+                            for i in range(0, len(rec.windows), batch)]) if len(rec.windows) else \
+        np.empty((0, params.n_bands), np.float32)
+    rpm = rec.rpm if rec.rpm is not None else np.zeros(len(feats))
+    out: dict = {"recording": rec.name, "machine": rec.machine, "windows": int(len(feats)),
+                 "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [],
+                 "classes": [], "states": {"commissioning": 0, "uncommissioned": 0, "judged": 0},
+                 "issues": dict(rec.issues), "end_s": float(rec.t_s[-1]) if len(rec.t_s) else 0.0}
+    stage = None
+
+    def set_stage(t: float, s: str) -> None:
+        nonlocal stage
+        if s != stage:
+            stage = s
+            out["stages"].append({"t_s": round(t, 3), "stage": s})
+
+    start = 0
+    while com is not None and start < len(feats):  # commissioning: until every class seen is full
+        t = float(rec.t_s[start])
+        set_stage(t, "commissioning")
+        o = com.add(feats[start], float(rpm[start]))
+        out["states"]["commissioning"] += 1
+        if o in ("nonfinite", "class_limit"):
+            _count(out["issues"], f"commissioning_{o}")
+        start += 1
+        if com.done():
+            base = com.finish(detector.score_standardized, frontend=bl.frontend_crc(params), learned_ms=int(t * 1000))
+            out["commissioned_at_s"] = round(t, 3)
+            com = None
+    if base is None:
+        if com is not None and com.classes:
+            try:  # the recording ended first: finish with what has enough windows, as `commission_end` does
+                base = com.finish(detector.score_standardized, frontend=bl.frontend_crc(params),
+                                  learned_ms=int(out["end_s"] * 1000))
+                out["commissioned_at_s"] = out["end_s"]
+                _count(out["issues"], "commissioning_ended_by_the_recording")
+            except bl.BaselineError as exc:
+                out["error"] = f"not commissioned: {exc}"
+        else:
+            out["error"] = "not commissioned: the recording holds no usable window"
+        return out | ({"classes": base.summary()["classes"]} if base else {})
+    out["classes"] = base.summary()["classes"]
+    rest = slice(start, len(feats))
+    s = bl.score_windows(base, feats[rest], rpm[rest], detector.score_standardized)
+    for j in range(len(s.cls)):
+        i = start + j
+        t = float(rec.t_s[i])
+        judged = s.cls[j] >= 0
+        out["states"]["judged" if judged else "uncommissioned"] += 1
+        c = base.classes[s.cls[j]] if judged else None
+        r = ResultRecord(rec.machine, "replay00", i, int(t * 1000), detector.artifact.model_version,
+                         float(s.score[j]) if judged else 0.0, float(c.threshold) if c else 1.0,
+                         bool(s.anom[j]), 0, state="" if judged else "uncommissioned",
+                         hi=float(s.hi[j]) if judged else None, cls=int(s.cls[j]) if judged else None,
+                         hi_thr=float(c.hi_threshold) if c else None)
+        change = observe(r)
+        op = getattr(change, "op", None)
+        if op in ("raise", "update"):
+            sev = change.severity  # type: ignore[union-attr]
+            st = "critical" if sev == "critical" else "alarm"
+            out["alarms"].append({"t_s": round(t, 3), "severity": sev, "stage": st, "op": op})
+            if out["first_alarm_s"] is None:
+                out["first_alarm_s"] = round(t, 3)
+            set_stage(t, st)
+        elif op == "clear":
+            set_stage(t, "healthy")
+        elif stage == "commissioning":
+            set_stage(t, "healthy")
+    return out
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x

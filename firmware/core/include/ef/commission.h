@@ -1,0 +1,120 @@
+/* Commissioning on a node (docs/baseline.md): the baseline record on flash, the windows a
+ * node learns from, and which windows it judges. The arithmetic is ef/baseline.h's.
+ *
+ * Two flash areas of its own (apart from the model slots); the records' area is memory-mapped:
+ *
+ *   records [0, R)    copy 0: 16-byte head {"EFBR", u32 seq, u32 size, u32 ~size}, then the record
+ *   records [R, 2R)   copy 1, the same            (R = records size / 2, a multiple of its erase size)
+ *   rows    [k*C, (k+1)*C)  class k's commissioning rows (int16 Q10 LE, row-major, in arrival
+ *                     order), C = round_up(target * 2n, rows erase size), k < 8
+ *
+ * A new record goes to the copy not in force: erase it, write the record, then its head last;
+ * then the old copy is erased. A power cut at any point leaves the old record or the new one
+ * whole: a copy without a complete head, or whose record fails any check, is ignored; of two
+ * valid copies the higher sequence number wins. The rows are written as windows arrive (each
+ * scratch sector erased when the first row reaches it), so RAM holds only the per-class counts,
+ * never the rows (a board may still back the rows area with RAM); they are
+ * not kept across a reset (a reset during commissioning starts it again). */
+#ifndef EF_COMMISSION_H
+#define EF_COMMISSION_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ef/baseline.h"
+#include "ef/platform.h"
+#include "ef/status.h"
+
+#define EF_COMMISSION_COPY_HEAD 16u
+
+/* What commissioning did with a window (Python Commissioner.add). */
+typedef enum {
+    EF_COMM_LEARNING = 0, /* its row was stored */
+    EF_COMM_CLASS_FULL,   /* its class already holds `target` rows */
+    EF_COMM_NONFINITE,    /* a feature is NaN or infinite */
+    EF_COMM_CLASS_LIMIT,  /* a ninth speed class */
+    EF_COMM_OTHER_CLASS,  /* one-class commissioning: another speed */
+    EF_COMM_FLASH_ERROR   /* the row could not be stored */
+} ef_commission_outcome;
+
+/* How a node treats a window. */
+typedef enum {
+    EF_WINDOW_JUDGED = 0,      /* by its class's baseline: verdict set */
+    EF_WINDOW_COMMISSIONING,   /* taken by commissioning: no verdict */
+    EF_WINDOW_UNCOMMISSIONED   /* no class covers its speed: no verdict */
+} ef_window_state;
+
+typedef struct {
+    float rpm;     /* the speed of the class's first window (its centre); 0: any speed */
+    uint32_t rows; /* rows stored so far */
+} ef_commission_class;
+
+typedef struct {
+    /* the areas (ef_commission_init) */
+    const ef_flash *records, *rows;
+    uint16_t max_features;
+    uint32_t copy_size;      /* R */
+    uint32_t max_windows;    /* per class: what the row scratch and the learning work buffer allow */
+    /* the model the rows and the record are for */
+    ef_baseline_for model;
+    /* the record in force */
+    int has_baseline;
+    ef_baseline baseline;    /* read in place from its copy */
+    uint8_t copy;            /* copy holding the newest valid record (in force or not) */
+    uint32_t seq;            /* its sequence number; 0: neither copy is valid */
+    ef_status load_status;   /* why there is no baseline in force (EF_OK when there is) */
+    /* commissioning */
+    int learning;
+    uint32_t target;         /* rows per class that end it */
+    float only_rpm;          /* > 0: the one class around this speed (the others are kept) */
+    uint32_t region;         /* scratch bytes per class */
+    uint8_t n_classes;
+    ef_commission_class cls[EF_BASELINE_MAX_CLASSES];
+} ef_commission;
+
+/* Use `records` (mapped; two copies) and `rows` for models of up to max_features inputs and a
+ * learning work buffer of work_len bytes, then ef_commission_model(m). EF_ERR_CAPACITY if a copy
+ * cannot hold a record of 8 classes or the rows and work buffer not 8 classes of 64 windows;
+ * EF_ERR_FLASH if `records` is not mapped. */
+ef_status ef_commission_init(ef_commission *c, const ef_flash *records, const ef_flash *rows,
+                             uint16_t max_features, size_t work_len, const ef_model *m);
+
+/* The node runs model m (at start-up, after an OTA switch): the newest valid record is in force
+ * if it was learned with m's feature front end and input count; otherwise (or without a record)
+ * the node commissions all classes. Commissioning in progress goes on if the front end is the same. */
+ef_status ef_commission_model(ef_commission *c, const ef_model *m);
+
+/* Commission again (cmd commission): windows per class (0: the default 64; else 16..max_windows),
+ * rpm > 0 the one class around that speed (needs a speed input: has_speed), else every class.
+ * Refused, and nothing changes: EF_ERR_ARG (windows outside 16..4096, rpm not finite or negative),
+ * EF_ERR_CAPACITY (windows above max_windows), EF_ERR_INCOMPATIBLE (rpm on a node without a
+ * speed input), EF_ERR_CLASSES (a ninth class: the baseline holds 8 and none covers rpm). */
+ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int has_speed);
+
+/* A window at this speed belongs to commissioning (state commissioning, no verdict). */
+int ef_commission_takes(const ef_commission *c, float rpm);
+
+/* Commissioning's part of one window (Commissioner.add): its row into its class's scratch. */
+ef_commission_outcome ef_commission_add(ef_commission *c, const float *features, float rpm);
+
+/* Route one window whose features are computed: commissioning's (its row stored, *outcome
+ * set), judged under its class (*v set, the model input left in sm->q), or uncommissioned. */
+ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *sm, const float *features,
+                                     float rpm, ef_baseline_verdict *v, ef_commission_outcome *outcome);
+
+/* Every class seen so far holds `target` rows: time to finish. */
+int ef_commission_done(const ef_commission *c);
+
+/* Learn every class with at least min_windows rows (one-class commissioning: merged with the
+ * record's other classes), write the record to the free copy, retire the old one, and use it.
+ * `features` n floats and `work` (4 bytes per row + one class block) are scratch. On
+ * EF_ERR_TOO_FEW (no class has min_windows rows) commissioning goes on; EF_ERR_STATE when not
+ * commissioning; EF_ERR_FLASH if the record could not be written (the old one stays in force). */
+ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,
+                               uint32_t min_windows, float *features, void *work, size_t work_len);
+
+/* First 16 hex digits of the SHA-256 of the record in force ("" without one). */
+void ef_commission_hash(const ef_commission *c, char out[17]);
+
+const char *ef_commission_outcome_str(ef_commission_outcome o);
+
+#endif

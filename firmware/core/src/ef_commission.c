@@ -1,0 +1,471 @@
+/* Commissioning on a node (ef/commission.h): the record's two flash copies, the row scratch,
+ * the per-class progress. Mirrors the Python Commissioner (edgefleet/runtime/baseline.py). */
+#include "ef/commission.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ef/bytes.h"
+#include "ef/crc.h"
+#include "ef/crypto.h"
+
+#define COPY_MAGIC 0x52424645u /* "EFBR" little-endian */
+#define ROW_CHUNK 32u          /* features converted and written per flash write */
+
+static uint32_t round_up(uint32_t v, uint32_t unit) { return (v + unit - 1u) / unit * unit; }
+
+static uint32_t block_room(uint16_t n) { return round_up(EF_BASELINE_CLASS_SIZE(n), 4u); }
+
+/* ---- the record's copies ---- */
+
+static uint32_t copy_off(const ef_commission *c, uint8_t copy) { return (uint32_t)copy * c->copy_size; }
+
+/* The record of a copy whose head is complete and whose bytes pass every structural check
+ * (any model); 0 and its sequence number, or -1. */
+static int read_copy(const ef_commission *c, uint8_t copy, ef_baseline *b, uint32_t *seq)
+{
+    const ef_flash *f = c->records;
+    const uint8_t *h = f->map(f->ctx, copy_off(c, copy), EF_COMMISSION_COPY_HEAD);
+    uint32_t size;
+    const uint8_t *rec;
+    if (h == NULL || ef_le32(h) != COPY_MAGIC)
+        return -1;
+    size = ef_le32(h + 8);
+    if (size != ~ef_le32(h + 12) || size > c->copy_size - EF_COMMISSION_COPY_HEAD)
+        return -1; /* a torn head */
+    rec = f->map(f->ctx, copy_off(c, copy) + EF_COMMISSION_COPY_HEAD, size);
+    if (rec == NULL || ef_baseline_open(b, rec, size, NULL) != EF_OK)
+        return -1;
+    *seq = ef_le32(h + 4);
+    return 0;
+}
+
+/* The newest valid copy (serial-number order, so the counter may wrap); the in-force record
+ * if it suits the model. */
+static void load(ef_commission *c)
+{
+    ef_baseline b[2];
+    uint32_t seq[2];
+    int ok0 = read_copy(c, 0, &b[0], &seq[0]) == 0, ok1 = read_copy(c, 1, &b[1], &seq[1]) == 0;
+    uint8_t k;
+    c->has_baseline = 0;
+    c->seq = 0;
+    c->load_status = EF_ERR_NO_MODEL;
+    if (!ok0 && !ok1)
+        return;
+    k = (uint8_t)(ok0 && ok1 ? ((int32_t)(seq[1] - seq[0]) > 0) : ok1);
+    c->copy = k;
+    c->seq = seq[k];
+    c->load_status = ef_baseline_open(&c->baseline, b[k].rec, b[k].size, &c->model);
+    c->has_baseline = c->load_status == EF_OK;
+}
+
+/* ---- layout ---- */
+
+/* Rows per class the scratch and the work buffer allow for models of max_features inputs. */
+static uint32_t capacity(const ef_flash *rows, uint16_t max_features, size_t work_len)
+{
+    const uint32_t region = rows->size / EF_BASELINE_MAX_CLASSES / rows->erase_size * rows->erase_size;
+    uint32_t by_rows = region / (2u * max_features), by_work = 0;
+    if (work_len > block_room(max_features))
+        by_work = (uint32_t)((work_len - block_room(max_features)) / sizeof(float));
+    if (by_rows > by_work)
+        by_rows = by_work;
+    return by_rows < EF_BASELINE_MAX_WINDOWS ? by_rows : EF_BASELINE_MAX_WINDOWS;
+}
+
+ef_status ef_commission_init(ef_commission *c, const ef_flash *records, const ef_flash *rows,
+                             uint16_t max_features, size_t work_len, const ef_model *m)
+{
+    if (c == NULL || records == NULL || rows == NULL || m == NULL || max_features == 0u ||
+        records->erase_size == 0u || rows->erase_size == 0u)
+        return EF_ERR_ARG;
+    memset(c, 0, sizeof *c);
+    if (records->map == NULL)
+        return EF_ERR_FLASH;
+    c->records = records;
+    c->rows = rows;
+    c->max_features = max_features;
+    c->copy_size = records->size / 2u / records->erase_size * records->erase_size;
+    c->max_windows = capacity(rows, max_features, work_len);
+    if (c->copy_size < EF_COMMISSION_COPY_HEAD + EF_BASELINE_RECORD_SIZE(max_features, EF_BASELINE_MAX_CLASSES) ||
+        c->max_windows < EF_BASELINE_DEFAULT_WINDOWS)
+        return EF_ERR_CAPACITY;
+    return ef_commission_model(c, m);
+}
+
+ef_status ef_commission_model(ef_commission *c, const ef_model *m)
+{
+    ef_features_view f;
+    ef_baseline_for was;
+    if (c == NULL || m == NULL)
+        return EF_ERR_ARG;
+    if (!ef_model_features(m, &f))
+        return EF_ERR_FEATURES;
+    if (m->n_inputs > c->max_features)
+        return EF_ERR_CAPACITY;
+    was = c->model;
+    c->model.frontend_crc = ef_baseline_frontend_crc(&f);
+    c->model.n_features = m->n_inputs;
+    load(c);
+    if (c->learning && (was.frontend_crc != c->model.frontend_crc || was.n_features != c->model.n_features))
+        c->learning = 0; /* its rows are features of another front end */
+    if (!c->has_baseline && !c->learning)
+        return ef_commission_start(c, 0, 0.0f, 0);
+    return EF_OK;
+}
+
+/* ---- commissioning ---- */
+
+static int near(float rpm, float centre)
+{
+    return fabs((double)rpm - (double)centre) <= EF_BASELINE_RPM_TOLERANCE * (double)centre;
+}
+
+ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int has_speed)
+{
+    uint16_t k;
+    int covered = 0;
+    if (c == NULL)
+        return EF_ERR_ARG;
+    if (windows == 0u)
+        windows = EF_BASELINE_DEFAULT_WINDOWS;
+    if (windows < EF_BASELINE_MIN_WINDOWS || windows > EF_BASELINE_MAX_WINDOWS || !(rpm >= 0.0f) || isinf(rpm))
+        return EF_ERR_ARG;
+    if (windows > c->max_windows)
+        return EF_ERR_CAPACITY;
+    if (rpm > 0.0f && !has_speed)
+        return EF_ERR_INCOMPATIBLE;
+    if (rpm > 0.0f && c->has_baseline && c->baseline.n_classes >= EF_BASELINE_MAX_CLASSES) {
+        ef_baseline_class cl;
+        for (k = 0; k < c->baseline.n_classes; k++) {
+            ef_baseline_class_at(&c->baseline, k, &cl);
+            covered |= (double)cl.rpm_lo <= (double)rpm && (double)rpm <= (double)cl.rpm_hi;
+        }
+        if (!covered)
+            return EF_ERR_CLASSES;
+    }
+    c->learning = 1;
+    c->target = windows;
+    c->only_rpm = rpm;
+    c->region = round_up(windows * 2u * c->model.n_features, c->rows->erase_size);
+    c->n_classes = 0;
+    memset(c->cls, 0, sizeof c->cls);
+    return EF_OK;
+}
+
+int ef_commission_takes(const ef_commission *c, float rpm)
+{
+    if (!c->learning)
+        return 0;
+    if (c->only_rpm <= 0.0f)
+        return 1; /* all classes: every window is commissioning's */
+    return ef_baseline_rpm_known(rpm) && near(rpm, c->only_rpm);
+}
+
+/* The class of a window at rpm (0: no speed), opened if new; -1 beyond 8 classes. */
+static int class_of(ef_commission *c, float rpm)
+{
+    uint8_t k;
+    for (k = 0; k < c->n_classes; k++)
+        if ((c->cls[k].rpm == 0.0f) == (rpm == 0.0f) && (rpm == 0.0f || near(rpm, c->cls[k].rpm)))
+            return k;
+    if (c->n_classes >= EF_BASELINE_MAX_CLASSES)
+        return -1;
+    c->cls[c->n_classes].rpm = rpm;
+    c->cls[c->n_classes].rows = 0;
+    return c->n_classes++;
+}
+
+/* Append one row at the end of class k's region, erasing each sector the row reaches first. */
+static int store_row(ef_commission *c, int k, const float *features)
+{
+    const ef_flash *f = c->rows;
+    const uint32_t n = c->model.n_features, len = 2u * n;
+    const uint32_t off = (uint32_t)k * c->region + c->cls[k].rows * len;
+    uint32_t s, j;
+    for (s = round_up(off, f->erase_size); s < off + len; s += f->erase_size)
+        if (f->erase(f->ctx, s, f->erase_size) != 0)
+            return -1;
+    for (j = 0; j < n; j += ROW_CHUNK) {
+        int16_t q[ROW_CHUNK];
+        uint8_t b[2u * ROW_CHUNK];
+        const uint16_t m = (uint16_t)(n - j < ROW_CHUNK ? n - j : ROW_CHUNK);
+        uint16_t i;
+        ef_baseline_to_q10(features + j, m, q); /* finite: checked by the caller */
+        for (i = 0; i < m; i++) {
+            b[2u * i] = (uint8_t)q[i];
+            b[2u * i + 1u] = (uint8_t)((uint16_t)q[i] >> 8);
+        }
+        if (f->write(f->ctx, off + 2u * j, b, 2u * m) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+ef_commission_outcome ef_commission_add(ef_commission *c, const float *features, float rpm)
+{
+    const int known = ef_baseline_rpm_known(rpm);
+    uint16_t j;
+    int k;
+    if (!c->learning)
+        return EF_COMM_OTHER_CLASS;
+    for (j = 0; j < c->model.n_features; j++)
+        if (!isfinite(features[j]))
+            return EF_COMM_NONFINITE;
+    if (c->only_rpm > 0.0f && (!known || !near(rpm, c->only_rpm)))
+        return EF_COMM_OTHER_CLASS;
+    if ((k = class_of(c, known ? rpm : 0.0f)) < 0)
+        return EF_COMM_CLASS_LIMIT;
+    if (c->cls[k].rows >= c->target)
+        return EF_COMM_CLASS_FULL;
+    if (store_row(c, k, features) != 0)
+        return EF_COMM_FLASH_ERROR;
+    c->cls[k].rows++;
+    return EF_COMM_LEARNING;
+}
+
+ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *sm, const float *features,
+                                     float rpm, ef_baseline_verdict *v, ef_commission_outcome *outcome)
+{
+    memset(v, 0, sizeof *v);
+    v->cls = -1;
+    if (ef_commission_takes(c, rpm)) {
+        *outcome = ef_commission_add(c, features, rpm);
+        return EF_WINDOW_COMMISSIONING;
+    }
+    if (!c->has_baseline || ef_baseline_judge(&c->baseline, sm, features, rpm, v) != EF_OK || v->cls < 0) {
+        v->cls = -1;
+        return EF_WINDOW_UNCOMMISSIONED;
+    }
+    return EF_WINDOW_JUDGED;
+}
+
+int ef_commission_done(const ef_commission *c)
+{
+    uint8_t k;
+    if (!c->learning || c->n_classes == 0u)
+        return 0;
+    for (k = 0; k < c->n_classes; k++)
+        if (c->cls[k].rows < c->target)
+            return 0;
+    return 1;
+}
+
+/* ---- finishing: the new record ---- */
+
+/* One class of the new record: learned now (a commissioning class) or kept (the record's). */
+typedef struct {
+    double centre;
+    uint8_t fresh, index;
+} entry;
+
+static double old_centre(const ef_baseline_class *cl) { return 0.5 * ((double)cl->rpm_lo + (double)cl->rpm_hi); }
+
+/* A kept class the new classes replace: its band holds the re-learned speed or a new centre. */
+static int replaced(const ef_commission *c, const ef_baseline_class *cl, uint32_t min_windows)
+{
+    uint8_t k;
+    if (cl->rpm_lo == 0.0f && cl->rpm_hi == 0.0f)
+        return 0;
+    if ((double)cl->rpm_lo <= (double)c->only_rpm && (double)c->only_rpm <= (double)cl->rpm_hi)
+        return 1;
+    for (k = 0; k < c->n_classes; k++)
+        if (c->cls[k].rows >= min_windows && (double)cl->rpm_lo <= (double)c->cls[k].rpm &&
+            (double)c->cls[k].rpm <= (double)cl->rpm_hi)
+            return 1;
+    return 0;
+}
+
+/* The classes of the new record in centre order (insertion sort: stable, at most 16). */
+static int plan_classes(const ef_commission *c, uint32_t min_windows, entry *out)
+{
+    int n = 0, i, j;
+    uint16_t k;
+    for (k = 0; k < c->n_classes; k++)
+        if (c->cls[k].rows >= min_windows) {
+            out[n].centre = (double)c->cls[k].rpm;
+            out[n].fresh = 1;
+            out[n++].index = (uint8_t)k;
+        }
+    if (n == 0)
+        return 0;
+    if (c->only_rpm > 0.0f && c->has_baseline)
+        for (k = 0; k < c->baseline.n_classes; k++) {
+            ef_baseline_class cl;
+            ef_baseline_class_at(&c->baseline, k, &cl);
+            if (replaced(c, &cl, min_windows))
+                continue;
+            out[n].centre = old_centre(&cl);
+            out[n].fresh = 0;
+            out[n++].index = (uint8_t)k;
+        }
+    for (i = 1; i < n; i++)
+        for (j = i; j > 0 && out[j].centre < out[j - 1].centre; j--) {
+            entry t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    return n;
+}
+
+typedef struct {
+    const ef_flash *f;
+    uint32_t base;
+} region_reader;
+
+static int read_region(void *ctx, uint32_t off, void *dst, uint32_t len)
+{
+    const region_reader *r = (const region_reader *)ctx;
+    return r->f->read(r->f->ctx, r->base + off, dst, len);
+}
+
+/* Append bytes to the copy being written, and to its CRC. */
+typedef struct {
+    const ef_flash *f;
+    uint32_t off;
+    uint32_t crc;
+    int err;
+} writer;
+
+static void put(writer *w, const void *data, uint32_t len)
+{
+    if (w->err || w->f->write(w->f->ctx, w->off, data, len) != 0) {
+        w->err = 1;
+        return;
+    }
+    w->crc = ef_crc32(w->crc, data, len);
+    w->off += len;
+}
+
+/* Class e's block into `block`: learned from its rows, or copied from the record in force. */
+static ef_status class_block(const ef_commission *c, const entry *e, const ef_baseline_model *sm,
+                             float *features, void *work, size_t work_len, uint8_t *block)
+{
+    region_reader rr;
+    ef_baseline_rows rows;
+    uint32_t floored;
+    if (!e->fresh) {
+        memcpy(block, c->baseline.rec + EF_BASELINE_HEADER_SIZE + e->index * EF_BASELINE_CLASS_SIZE(c->baseline.n),
+               EF_BASELINE_CLASS_SIZE(c->baseline.n)); /* through RAM: not every flash programs from itself */
+        return EF_OK;
+    }
+    rr.f = c->rows;
+    rr.base = e->index * c->region;
+    rows.read = read_region;
+    rows.ctx = &rr;
+    rows.count = c->cls[e->index].rows;
+    return ef_baseline_learn_class(&rows, c->model.n_features, c->cls[e->index].rpm, sm, features, work,
+                                   work_len, block, &floored);
+}
+
+/* Write the record of `plan` into copy t after its head; the record's size, or 0. */
+static uint32_t write_record(ef_commission *c, uint8_t t, const entry *plan, int n_plan, const ef_baseline_model *sm,
+                             uint64_t learned_ms, float *features, void *work, size_t work_len, ef_status *st)
+{
+    const uint16_t n = c->model.n_features;
+    uint8_t head[EF_BASELINE_HEADER_SIZE], crc[4], *block;
+    uint32_t windows = 0;
+    uint16_t flags = 0;
+    writer w;
+    int i;
+    for (i = 0; i < n_plan; i++) {
+        if (plan[i].fresh) {
+            windows += c->cls[plan[i].index].rows;
+            flags |= c->cls[plan[i].index].rpm > 0.0f ? EF_BASELINE_FLAG_RPM_KEYED : 0u;
+        } else {
+            ef_baseline_class cl;
+            ef_baseline_class_at(&c->baseline, plan[i].index, &cl);
+            windows += cl.windows;
+            flags |= !(cl.rpm_lo == 0.0f && cl.rpm_hi == 0.0f) ? EF_BASELINE_FLAG_RPM_KEYED : 0u;
+        }
+    }
+    block = (uint8_t *)work + (work_len - block_room(n)); /* the block at the end, the sort buffer before it */
+    work_len -= block_room(n);
+    w.f = c->records;
+    w.off = copy_off(c, t) + EF_COMMISSION_COPY_HEAD;
+    w.crc = 0;
+    w.err = 0;
+    ef_baseline_header(head, n, (uint16_t)n_plan, flags, c->model.frontend_crc, learned_ms, windows);
+    put(&w, head, sizeof head);
+    for (i = 0; i < n_plan && !w.err; i++) {
+        if ((*st = class_block(c, &plan[i], sm, features, work, work_len, block)) != EF_OK)
+            return 0;
+        put(&w, block, EF_BASELINE_CLASS_SIZE(n));
+    }
+    ef_put_le32(crc, w.crc);
+    put(&w, crc, sizeof crc);
+    *st = w.err ? EF_ERR_FLASH : EF_OK;
+    return w.err ? 0u : EF_BASELINE_RECORD_SIZE(n, n_plan);
+}
+
+ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,
+                               uint32_t min_windows, float *features, void *work, size_t work_len)
+{
+    entry plan[2u * EF_BASELINE_MAX_CLASSES];
+    const ef_flash *f;
+    const uint8_t t = (uint8_t)(c->seq ? c->copy ^ 1u : 0u), old = c->copy; /* the copy not in force */
+    const int had = c->seq != 0u;
+    uint8_t head[EF_COMMISSION_COPY_HEAD];
+    uint32_t size;
+    ef_status st;
+    int n_plan;
+    if (c == NULL || sm == NULL || features == NULL || work == NULL || ((uintptr_t)work & 3u))
+        return EF_ERR_ARG;
+    if (!c->learning)
+        return EF_ERR_STATE;
+    if (work_len < block_room(c->model.n_features) + 4u)
+        return EF_ERR_CAPACITY;
+    f = c->records;
+    if ((n_plan = plan_classes(c, min_windows, plan)) == 0)
+        return EF_ERR_TOO_FEW;
+    if (n_plan > (int)EF_BASELINE_MAX_CLASSES)
+        return EF_ERR_CLASSES;
+    if (f->erase(f->ctx, copy_off(c, t), c->copy_size) != 0)
+        return EF_ERR_FLASH;
+    size = write_record(c, t, plan, n_plan, sm, learned_ms, features, work, work_len, &st);
+    if (size == 0u)
+        return st;
+    ef_put_le32(head, COPY_MAGIC); /* the head last: until it is whole, the copy does not count */
+    ef_put_le32(head + 4, c->seq + 1u);
+    ef_put_le32(head + 8, size);
+    ef_put_le32(head + 12, ~size);
+    if (f->write(f->ctx, copy_off(c, t), head, sizeof head) != 0)
+        return EF_ERR_FLASH;
+    load(c);
+    if (!c->has_baseline || c->copy != t)
+        return EF_ERR_FLASH; /* cannot happen unless the flash lies */
+    if (had)
+        f->erase(f->ctx, copy_off(c, old), c->copy_size); /* retire the old copy; if cut, the new one wins */
+    c->learning = 0;
+    return EF_OK;
+}
+
+void ef_commission_hash(const ef_commission *c, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t d[32];
+    int i;
+    out[0] = '\0';
+    if (!c->has_baseline)
+        return;
+    ef_sha256(c->baseline.rec, c->baseline.size, d);
+    for (i = 0; i < 8; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15u];
+    }
+    out[16] = '\0';
+}
+
+const char *ef_commission_outcome_str(ef_commission_outcome o)
+{
+    switch (o) {
+    case EF_COMM_LEARNING: return "learning";
+    case EF_COMM_CLASS_FULL: return "class_full";
+    case EF_COMM_NONFINITE: return "nonfinite";
+    case EF_COMM_CLASS_LIMIT: return "class_limit";
+    case EF_COMM_OTHER_CLASS: return "other_class";
+    case EF_COMM_FLASH_ERROR: return "flash_error";
+    }
+    return "unknown";
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from dashboards.loaders.commissioning import WINDOW_COLOURS, WINDOW_KINDS
 from dashboards.loaders.device import TrendLine
 from dashboards.loaders.fleet import STATE_COLOURS, STATES
 from dashboards.loaders.models import OTA_PENDING, OTA_STATES
@@ -15,7 +16,8 @@ TREND_COLOUR = "#1f77b4"
 
 
 def fleet_grid(df: pd.DataFrame) -> alt.Chart:
-    """One tile per machine, a row per site / line, coloured by state; click a tile to open it."""
+    """One tile per machine, a row per site / line, coloured by state; click a tile to open it. The tooltip
+    carries the commissioning state (`commissioning` when the frame went through `with_commissioning`)."""
     rows = sorted(df["row"].unique())
     pick = alt.selection_point(fields=["device"], name="pick", on="click", clear=False)
     return (
@@ -27,7 +29,9 @@ def fleet_grid(df: pd.DataFrame) -> alt.Chart:
             color=alt.Color("state:N", scale=STATE_SCALE, legend=alt.Legend(orient="top", title=None)),
             tooltip=["device", "site", "line", "state", "status", "severity",
                      alt.Tooltip("score_ratio:Q", format=".2f", title="score / threshold"),
-                     alt.Tooltip("eta_s:Q", format=",.0f", title="ETA to threshold (s)"), "model", "fw"],
+                     alt.Tooltip("eta_s:Q", format=",.0f", title="ETA to threshold (s)"), "model", "fw",
+                     alt.Tooltip("commissioning:N" if "commissioning" in df.columns else "comm:N",
+                                 title="commissioning"), alt.Tooltip("comm_detail:N", title="baseline")],
         )
         .add_params(pick)
         .properties(height=34 * len(rows) + 80)  # Streamlit fits legend and axes inside the height
@@ -43,27 +47,69 @@ def model_bars(models: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(bars, labels).properties(height=40 * len(models) + 70)
 
 
-def score_timeline(scores: pd.DataFrame, thr: float | None, trend: TrendLine | None, log_y: bool = False) -> alt.Chart:
-    """Scores over time with anomalous windows in red, the threshold, and the fitted trend with its forecast."""
+def _window_colour(pts: pd.DataFrame, legend: bool) -> alt.Color:
+    """Windows coloured by how they were judged: normal, anomalous (red), commissioning, uncommissioned."""
+    kinds = [k for k in WINDOW_KINDS if k in set(pts["window"])] or ["normal"]
+    return alt.Color("window:N", scale=alt.Scale(domain=kinds, range=[WINDOW_COLOURS[k] for k in kinds]),
+                     legend=alt.Legend(orient="top", title=None) if legend else None)
+
+
+def _x(x_domain: tuple[int, int] | None) -> alt.X:
+    """Time axis; two charts given the same domain (ms) line up."""
+    return alt.X("time:T", title=None, scale=alt.Scale(domain=list(x_domain)) if x_domain else alt.Undefined)
+
+
+def _thresholds(segments: pd.DataFrame, field: str, y_scale: alt.Scale, title: str) -> alt.Chart:
+    """One dashed red segment per run of judged windows at the threshold they were held to."""
+    return alt.Chart(segments).mark_rule(color=THRESHOLD_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(
+        x="start:T", x2="end:T", y=alt.Y(f"{field}:Q", scale=y_scale),
+        tooltip=[alt.Tooltip(f"{field}:Q", format=".4g", title=title), alt.Tooltip("cls:Q", title="class")])
+
+
+def score_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, trend: TrendLine | None, log_y: bool = False,
+                   x_domain: tuple[int, int] | None = None) -> alt.LayerChart:
+    """Scores over time, each window coloured by its verdict (anomalous red; commissioning and uncommissioned
+    windows, which have none, in their own colours), each judged window's threshold (`threshold_segments`:
+    per class, none for windows without a verdict), and the fitted trend with its forecast."""
     y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=True)
     pts = scores if not log_y else scores[scores["score"] > 0]
-    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None), y=alt.Y("score:Q", scale=y_scale, title="score"))
+    base = alt.Chart(pts).encode(x=_x(x_domain), y=alt.Y("score:Q", scale=y_scale, title="score",
+                                                          axis=alt.Axis(minExtent=48)))
     layers = [
         base.mark_line(color="#888", strokeWidth=1),
-        base.mark_circle(size=18).encode(
-            color=alt.condition("datum.anom", alt.value(THRESHOLD_COLOUR), alt.value("#555")),
-            tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "seq", alt.Tooltip("score:Q", format=".4g"), "anom",
-                     "model"]),
+        base.mark_circle(size=18, opacity=1).encode(
+            color=_window_colour(pts, legend=True),
+            tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "seq", alt.Tooltip("score:Q", format=".4g"),
+                     "window", alt.Tooltip("cls:Q", title="class"), alt.Tooltip("thr:Q", format=".4g"), "model"]),
     ]
     if trend is not None:
         layers.append(alt.Chart(trend.points).mark_line(strokeWidth=2.5, color=TREND_COLOUR).encode(
             x="time:T", y=alt.Y("score:Q", scale=y_scale),
             strokeDash=alt.StrokeDash("part:N", scale=alt.Scale(domain=["fit", "forecast"], range=[[1, 0], [6, 4]]),
                                       legend=alt.Legend(orient="top", title="trend"))))
-    if thr is not None:
-        layers.append(alt.Chart(pd.DataFrame({"thr": [thr]})).mark_rule(
-            color=THRESHOLD_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(y="thr:Q", tooltip=["thr"]))
+    if not thresholds.empty:
+        layers.append(_thresholds(thresholds, "thr", y_scale, "threshold"))
     return alt.layer(*layers).properties(height=320)
+
+
+def hi_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, log_y: bool = False,
+                x_domain: tuple[int, int] | None = None) -> alt.LayerChart:
+    """The health indicator (distance from the class's normal, unclipped) of the windows that carry one,
+    coloured as in the score chart, with each judged window's HI threshold."""
+    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=True)
+    pts = scores[scores["hi"].notna() & ((scores["hi"] > 0) if log_y else True)]
+    base = alt.Chart(pts).encode(x=_x(x_domain), y=alt.Y("hi:Q", scale=y_scale, title="health indicator",
+                                                          axis=alt.Axis(minExtent=48)))
+    layers = [
+        base.mark_line(color="#888", strokeWidth=1),
+        base.mark_circle(size=14, opacity=1).encode(
+            color=_window_colour(pts, legend=False),
+            tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "seq", alt.Tooltip("hi:Q", format=".4g"), "window",
+                     alt.Tooltip("cls:Q", title="class"), alt.Tooltip("hi_thr:Q", format=".4g", title="HI threshold")]),
+    ]
+    if not thresholds.empty:
+        layers.append(_thresholds(thresholds, "hi_thr", y_scale, "HI threshold"))
+    return alt.layer(*layers).properties(height=170)
 
 
 SEVERITY_SCALE = alt.Scale(domain=["warning", "major", "critical"], range=["#ffbb33", "#ff7f0e", "#b30000"])

@@ -3,6 +3,7 @@
 Used by the rendering test and to refresh docs/img/dashboard.png:
 
     python -m dashboards.snapshot --out docs/img/dashboard.png        # sample plant in a temp store
+    python -m dashboards.snapshot --page 'device?device={multi_speed}' --out docs/img/device.png
     python -m dashboards.snapshot --db var/demo/fleet.db --out shot.png
 
 A plain `chromium --screenshot` right after Streamlit starts often captures a blank
@@ -167,9 +168,10 @@ def chromium(timeout: float = 30.0) -> Iterator[Browser]:
 
 
 def render(url: str, browser: Browser, *, expect: tuple[str, ...] = (), settle_s: float = 1.5,
-           timeout: float = 60.0) -> tuple[bytes, str]:
-    """Open `url`, wait for a drawn chart and the expected texts, let it settle; (png, page text)."""
-    browser.open(url)
+           timeout: float = 60.0, width: int = 1440, height: int = 1000) -> tuple[bytes, str]:
+    """Open `url` in a width x height window, wait for a drawn chart and the expected texts, let it settle;
+    (png, page text)."""
+    browser.open(url, width, height)
     browser.wait_for(CHART_DRAWN_JS, timeout, "a Vega-Lite chart to draw")
     for text in expect:
         browser.wait_for(f"document.body.innerText.includes({json.dumps(text)})", timeout, repr(text))
@@ -181,9 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Screenshot a dashboard page in headless Chromium.")
     p.add_argument("--db", type=Path, help="existing store (default: a sample plant in a temp dir)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--page", default="", help="url path of the page, e.g. device?device=x (default: fleet)")
+    p.add_argument("--page", default="", help="url path of the page, e.g. device?device=x (default: fleet); with "
+                   "the sample plant, {alarm}, {degrading}, {offline}, {multi_speed}, {commissioning}, "
+                   "{needs_class} or {older} name its first machine of that kind")
     p.add_argument("--per-line", type=int, default=28, help="sample plant: machines per line (7 lines)")
+    p.add_argument("--width", type=int, default=1440, help="browser window width, px")
+    p.add_argument("--height", type=int, default=1000, help="browser window height, px (the shot's height)")
     args = p.parse_args(argv)
+    page = args.page
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db
         if db is None:
@@ -191,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             from edgefleet.service.store import open_store
             db = Path(tmp) / "fleet.db"
             store = open_store(db)
-            populate(store, per_line=args.per_line, minutes=30, n_alarm=4, n_degrading=3, n_offline=3)
+            fleet = populate(store, per_line=args.per_line, minutes=30, n_alarm=4, n_degrading=3, n_offline=3)
             store.close()
+            roles = {k: v[0] for k, v in vars(fleet).items() if isinstance(v, list) and v and isinstance(v[0], str)}
+            page = page.format(**roles)
         with dashboard(db) as url, chromium() as browser:
-            png, _ = render(f"{url}/{args.page}", browser)
+            png, _ = render(f"{url}/{page}", browser, width=args.width, height=args.height)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(png)
     print(f"wrote {args.out} ({len(png):,} bytes)")

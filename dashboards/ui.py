@@ -2,8 +2,8 @@
 
 Pages call these instead of `dashboards.loaders` directly so that several open tabs
 and the 2-second self-refresh share one query per TTL. Anything that writes
-(acknowledge an alarm, start or abort a campaign) goes through here too and then
-clears the caches it made stale.
+(acknowledge an alarm, start or abort a campaign, queue a commission command) goes
+through here too and then clears the caches it made stale.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import streamlit as st
 
 from dashboards import loaders
 from edgefleet.clock import now_ms
+from edgefleet.service.commissioning import command_body, queue
 from edgefleet.service.ota.campaign import Policy
 from edgefleet.service.ota.registry import Campaign, OtaRegistry
 from edgefleet.service.store import Device, Store, open_store
@@ -26,6 +27,7 @@ from edgefleet.service.store import Device, Store, open_store
 REFRESH_S = float(os.environ.get("EDGEFLEET_DASH_REFRESH_S", "2"))  # fragment run_every
 TTL_S = min(1.0, REFRESH_S)  # loaders; a new alarm is at most REFRESH_S + TTL_S old on screen
 STALE_S = 120.0  # an online device silent this long counts as offline
+RECENT_TTL_S = 5.0  # "needs a class" reads each commissioned machine's newest windows: one query per machine
 
 # Pages by path, so a page can link to another (and st.navigation / AppTest use the same paths).
 PAGE_FLEET = "views/fleet.py"
@@ -62,6 +64,20 @@ def refreshed_caption() -> None:
     st.caption(f"Updated {time.strftime('%H:%M:%S')} · refreshes every {REFRESH_S:g} s")
 
 
+def set_message(key: str, kind: str, text: str) -> None:
+    """Keep the outcome of a write (kind: success, info, warning, error) for `show_message`."""
+    st.session_state[key] = (kind, text, time.strftime("%H:%M:%S"))
+
+
+def show_message(key: str) -> None:
+    """Draw the kept outcome of the last write. Call it outside the page's refreshing fragment: it stays
+    on screen until the next write replaces it, instead of vanishing with the next refresh."""
+    msg = st.session_state.get(key)
+    if msg:
+        kind, text, at = msg
+        getattr(st, kind)(f"{text} ({at})" if kind != "error" else text)
+
+
 # ---------- fleet overview and device detail ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -88,6 +104,42 @@ def scores(db: str, name: str, window_s: float | None) -> pd.DataFrame:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def events(db: str, name: str) -> pd.DataFrame:
     return loaders.device.events_frame(store(db), name)
+
+
+# ---------- commissioning (fleet overview and device detail) ----------
+
+@st.cache_data(ttl=RECENT_TTL_S, show_spinner=False)
+def recent_windows(db: str) -> pd.DataFrame:
+    """Each commissioned machine's newest windows by state: which machines need a class."""
+    df = fleet(db)
+    names = df.loc[df["comm"] == "commissioned", "device"].tolist()
+    return loaders.commissioning.recent_window_states(store(db), names)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def commands(db: str, name: str) -> pd.DataFrame:
+    """The newest commands queued for a device (the outbox `edgefleet serve` sends from)."""
+    reg, lock = registry(db)
+    with lock:
+        entries = reg.commands(name, limit=10)
+    return loaders.commissioning.commands_frame(entries)
+
+
+def commission(db: str, devices: list[str] | None, target: str | None, *, windows: int | None, rpm: float | None,
+               end: bool, who: str) -> tuple[dict, list[str]]:
+    """Queue a commission command (`edgefleet.service.commissioning`: the CLI's checks and outbox) for the
+    given devices or every device a target names; EdgefleetError says what is wrong and nothing is queued.
+    Returns the command body and the devices; clears the caches it makes stale."""
+    body = command_body(windows=windows, rpm=rpm, end=end)
+    names = list(devices) if devices else loaders.commissioning.target_devices(store(db), target or "")
+    reg, lock = registry(db)
+    with lock:
+        queue(reg, names, body, who)
+    commands.clear()
+    device.clear()
+    fleet.clear()
+    recent_windows.clear()
+    return body, names
 
 
 # ---------- alarms ----------

@@ -1,7 +1,8 @@
 """Dashboard loaders: plain functions from a `Store` (or the OTA registry) to DataFrames and small dicts.
 
 One module per page in dashboards/views/ (fleet, device, alarms, system, models) plus `common`
-(which database, number formatting). Nothing here imports Streamlit, so every loader is tested
+(which database, number formatting) and `commissioning` (a node's commissioning in words, its classes,
+the fleet's commissioning counts, the devices a commission command goes to: Fleet and Device pages). Nothing here imports Streamlit, so every loader is tested
 against a real store without a browser; dashboards/ui.py wraps them in short-TTL caches. Times
 in the store are UTC milliseconds; frames carry them both as ms and as timezone-aware datetimes.
 
@@ -9,6 +10,6 @@ The submodules are imported here so callers can write `loaders.fleet.fleet_frame
 says which page a loader serves.
 """
 
-from dashboards.loaders import alarms, common, device, fleet, models, system
+from dashboards.loaders import alarms, commissioning, common, device, fleet, models, system
 
-__all__ = ["alarms", "common", "device", "fleet", "models", "system"]
+__all__ = ["alarms", "commissioning", "common", "device", "fleet", "models", "system"]

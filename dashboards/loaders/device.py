@@ -1,4 +1,5 @@
-"""Device detail: one machine's score timeline, the alarm service's trend fit as chart points, status, history."""
+"""Device detail: one machine's score and HI timeline with each window's verdict and class thresholds, the
+alarm service's trend fit as chart points, status, history."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dashboards.loaders.commissioning import comm_short, window_kind
 from dashboards.loaders.common import fmt_age, fmt_eta
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.alarms import AlarmPolicy, fit_log_trend, time_to_threshold
@@ -15,11 +17,35 @@ from edgefleet.service.store import Device, Store
 
 
 def results_frame(results: Sequence[ResultRecord]) -> pd.DataFrame:
-    """Result records as a frame with a `time` column for the charts."""
+    """Result records as a frame with a `time` column for the charts and `window`: how the window was
+    judged ('normal', 'anomalous', or without a verdict 'commissioning', 'uncommissioned')."""
     cols = list(ResultRecord._fields)
     df = pd.DataFrame([tuple(r) for r in results], columns=cols)
     df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    df["window"] = [window_kind(st, a) for st, a in zip(df["state"], df["anom"])]
     return df
+
+
+def threshold_segments(scores: pd.DataFrame, column: str = "thr") -> pd.DataFrame:
+    """The threshold each judged window was held to (`thr`, or `hi_thr` for the HI), as horizontal segments
+    for the chart: one per run of judged windows with the same class and threshold, from its first window
+    to the next window (or its last). Windows without a verdict (commissioning, uncommissioned) and
+    windows without that threshold get none, so thresholds can differ per class and stop where no
+    window was judged."""
+    out: list[tuple] = []
+    times = scores["time"].tolist()
+    run: tuple[tuple, int] | None = None  # ((cls, value), first index)
+    for i, (state, value, cls) in enumerate(zip(scores["state"], scores[column], scores["cls"])):
+        ok = not state and value is not None and not pd.isna(value)
+        key = (None if cls is None or pd.isna(cls) else int(cls), float(value)) if ok else None
+        if run is not None and key != run[0]:
+            out.append((times[run[1]], times[i], run[0][1], run[0][0]))
+            run = None
+        if key is not None and run is None:
+            run = (key, i)
+    if run is not None:
+        out.append((times[run[1]], times[-1], run[0][1], run[0][0]))
+    return pd.DataFrame(out, columns=["start", "end", column, "cls"])
 
 
 def score_frame(store: Store, device: str, since_ms: int | None = None, limit: int = 5000) -> pd.DataFrame:
@@ -40,10 +66,11 @@ def trend_line(scores: pd.DataFrame, thr: float, policy: AlarmPolicy = AlarmPoli
                max_forecast_s: float | None = None) -> TrendLine | None:
     """The same log-score fit the alarm service runs (last `policy.trend_points` windows), as chart points.
 
-    The forecast runs to the threshold crossing, capped at `max_forecast_s` (default: the span
+    Like the alarm service it fits judged windows only (commissioning and uncommissioned windows have no
+    verdict). The forecast runs to the threshold crossing, capped at `max_forecast_s` (default: the span
     of the fitted windows) so a far-off estimate does not squash the chart; None with too few points.
     """
-    tail = scores.tail(policy.trend_points)
+    tail = scores[scores["state"] == ""].tail(policy.trend_points)
     if len(tail) < policy.trend_min_points or not thr > 0:
         return None
     trend = fit_log_trend(tail["ts"].tolist(), tail["score"].tolist())
@@ -63,12 +90,27 @@ def trend_line(scores: pd.DataFrame, thr: float, policy: AlarmPolicy = AlarmPoli
     return TrendLine(pts, trend.slope_per_s * 3600.0, eta)
 
 
-def device_status(d: Device, now_ms: int) -> dict[str, str]:
-    """Human-readable status facts of one device for the detail page."""
+def trend_threshold(scores: pd.DataFrame) -> float | None:
+    """The threshold the alarm service forecasts against: that of the newest judged window."""
+    judged = scores[scores["state"] == ""]
+    return None if judged.empty else float(judged["thr"].iloc[-1])
+
+
+def device_status(d: Device, now_ms: int, scores: pd.DataFrame | None = None) -> dict[str, str]:
+    """Human-readable status facts of one device for the detail page. With its score frame, the
+    threshold is that of the newest judged window (with its class: thresholds differ per class)."""
+    thr = f"{d.thr:.4g}" if d.thr is not None else "-"
+    if scores is not None and not scores.empty:
+        judged = scores[scores["state"] == ""]
+        if judged.empty:
+            thr = "none yet" if d.comm_state == "commissioning" else "-"
+        else:
+            last = judged.iloc[-1]
+            thr = f"{last['thr']:.4g}" + ("" if pd.isna(last["cls"]) else f" (class {int(last['cls'])})")
     return {
         "status": d.status, "health": d.health, "alarm": d.alarm_severity or "none",
         "model": f"v{d.model}" if d.model is not None else "-", "firmware": d.fw or "-", "slot": d.slot or "-",
-        "threshold": f"{d.thr:.4g}" if d.thr is not None else "-",
+        "threshold": thr, "commissioning": comm_short(d.comm) if d.comm else "not reported (older node)",
         "last score": f"{d.last_score:.4g}" if d.last_score is not None else "-",
         "last seen": fmt_age((now_ms - d.last_seen) / 1000.0) if d.last_seen else "never",
         "early warning": fmt_eta(d.eta_s, short=True),
@@ -81,5 +123,6 @@ def events_frame(store: Store, device: str, limit: int = 50) -> pd.DataFrame:
     evs = store.events(device, limit=limit)
     df = pd.DataFrame([(e.ts, e.kind, e.body) for e in evs], columns=["ts", "kind", "body"])
     df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
-    df["body"] = df["body"].map(lambda b: ", ".join(f"{k}={v}" for k, v in b.items() if k not in ("v",)))
+    df["body"] = df["body"].map(lambda b: ", ".join(f"{k}={comm_short(v) if k == 'comm' else v}"
+                                                    for k, v in b.items() if k not in ("v",)))
     return df[["time", "kind", "body"]]

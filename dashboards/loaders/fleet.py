@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dashboards.loaders.commissioning import comm_short
 from edgefleet.service.alarms import SEVERITY_RANK
 from edgefleet.service.store import Device, Store
 
 # What an operator sees per machine, most urgent first, and its colour (the device page's badge too).
-STATES = ("alarm", "offline", "degrading", "ok", "unknown")
+STATES = ("alarm", "offline", "commissioning", "degrading", "ok", "unknown")
 STATE_COLOURS = {
     "alarm": "#d62728",  # red
     "offline": "#7f7f7f",  # grey
+    "commissioning": "#9467bd",  # purple: learning its normal, no verdict yet (neither ok nor alarm)
     "degrading": "#ff9f1c",  # amber
     "ok": "#2ca02c",  # green
     "unknown": "#c7c7c7",  # light grey: registered, no health yet
@@ -21,11 +23,15 @@ GRID_WIDTH = 40  # tiles per grid row; a longer line wraps onto continuation row
 
 
 def display_state(d: Device) -> str:
-    """One state per machine for the grid: an active alarm wins, then being unreachable."""
+    """One state per machine for the grid: an active alarm wins, then being unreachable, then commissioning
+    (its windows get no verdict, so it is neither ok nor degrading; an alarm raised before it started
+    commissioning stays until cleared)."""
     if d.health == "alarm" or d.alarm_severity is not None:
         return "alarm"
     if d.status in OFFLINE_STATUSES:
         return "offline"
+    if d.comm_state == "commissioning":
+        return "commissioning"
     if d.health in ("degrading", "ok"):
         return d.health
     return "unknown"
@@ -38,16 +44,18 @@ def fleet_frame(store: Store, now_ms: int, stale_s: float = 120.0, width: int = 
     rows = []
     for d in devs:
         state = display_state(d)
-        ratio = (d.last_score / d.thr) if d.last_score is not None and d.thr else None
+        ratio = (d.last_score / d.thr) if d.last_score is not None and d.thr and state != "commissioning" else None
         rows.append({
             "device": d.device, "site": d.site or "(no site)", "line": d.line or "-", "status": d.status,
             "health": d.health, "state": state, "colour": STATE_COLOURS[state], "severity": d.alarm_severity,
             "model": d.model, "fw": d.fw, "last_score": d.last_score, "thr": d.thr, "score_ratio": ratio,
             "eta_s": d.eta_s, "slope_per_h": d.slope_per_h, "results": d.results,
             "last_seen_ms": d.last_seen, "age_s": (now_ms - d.last_seen) / 1000.0 if d.last_seen else None,
+            "comm": d.comm_state, "comm_detail": comm_short(d.comm),
         })
     cols = ["device", "site", "line", "status", "health", "state", "colour", "severity", "model", "fw",
-            "last_score", "thr", "score_ratio", "eta_s", "slope_per_h", "results", "last_seen_ms", "age_s"]
+            "last_score", "thr", "score_ratio", "eta_s", "slope_per_h", "results", "last_seen_ms", "age_s",
+            "comm", "comm_detail"]
     df = pd.DataFrame(rows, columns=cols)
     line_key = df["site"] + " / " + df["line"]
     pos = df.groupby(line_key).cumcount() if len(df) else pd.Series(dtype="int64")
@@ -58,8 +66,9 @@ def fleet_frame(store: Store, now_ms: int, stale_s: float = 120.0, width: int = 
 
 
 def fleet_counts(df: pd.DataFrame) -> dict[str, int]:
-    """The headline numbers: devices, healthy, degrading, alarming, offline."""
+    """The headline numbers: devices, healthy, degrading, alarming, offline, commissioning."""
     return {"devices": len(df), "healthy": int((df["state"] == "ok").sum()),
+            "commissioning": int((df["state"] == "commissioning").sum()),
             "degrading": int((df["state"] == "degrading").sum()), "alarming": int((df["state"] == "alarm").sum()),
             "offline": int(df["status"].isin(OFFLINE_STATUSES).sum())}
 

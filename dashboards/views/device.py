@@ -1,10 +1,15 @@
-"""Device detail: one machine's score timeline against its threshold, health trend, status, recent results."""
+"""Device detail: one machine's commissioning, its score (and HI) timeline against the threshold of each
+window's operating class, health trend, status, recent results; commission it."""
 
+import pandas as pd
 import streamlit as st
 
 from dashboards import charts, loaders, ui
+from edgefleet.errors import EdgefleetError
 
 WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "last 6 h": 21600.0, "last 24 h": 86400.0, "all": None}
+MSG = "comm_device_msg"
+TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
 
 st.title("Device detail")
 db = ui.require_db()
@@ -25,16 +30,68 @@ name = left.selectbox("Device", names, index=names.index(wanted), key="device_pi
                       format_func=lambda d: f"{d}  ({state_of.get(d, '?')})")
 window = mid.selectbox("Window", list(WINDOWS), index=1, key="device_window")
 log_y = right.toggle("Log scale", key="device_log")
+show_hi = right.toggle("Health indicator", value=True, key="device_hi",
+                       help="a commissioned node's distance from its class's normal (unclipped), under the score")
 st.query_params["device"] = name
 
 
+def commissioning_headline(dev) -> None:
+    words = loaders.commissioning.comm_words(dev.comm)
+    if dev.comm_state == "commissioning":
+        st.info(words + " Its windows get no verdict (no alarms) until it has learned.", icon=":material/school:")
+    elif dev.comm_state == "commissioned":
+        st.markdown(f":material/verified: {words}")
+    else:
+        st.caption(words)
+
+
+def commissioning_detail(dev, scores: pd.DataFrame) -> None:
+    """Classes and how the shown windows spread over them (commissioned), or progress (commissioning)."""
+    if dev.comm_state == "unknown":
+        return
+    counts = loaders.commissioning.window_counts(scores)
+    st.subheader("Operating classes" if dev.comm_state == "commissioned" else "Commissioning progress")
+    if dev.comm_state == "commissioned":
+        classes = loaders.commissioning.class_frame(dev.comm, scores)
+        st.dataframe(classes, hide_index=True, width="stretch", key="device_classes", column_config={
+            "speed": st.column_config.TextColumn("speed band"),
+            "learned_windows": st.column_config.NumberColumn("windows learned"),
+            "thr": st.column_config.NumberColumn("score threshold", format="%.4g"),
+            "hi_thr": st.column_config.NumberColumn("HI threshold", format="%.4g"),
+            "learned": st.column_config.DatetimeColumn("learned", format="YYYY-MM-DD HH:mm"),
+            "windows": st.column_config.NumberColumn("windows shown", help="of the windows in the selected time "
+                                                     "window, how many this class judged"),
+            "share": st.column_config.ProgressColumn("share of shown", format="percent", min_value=0.0,
+                                                     max_value=1.0)})
+        hash_ = dev.comm.get("hash")
+        if hash_:
+            st.caption(f"Baseline {hash_} (first 16 hex digits of the SHA-256 of the node's baseline record).")
+    else:
+        progress = loaders.commissioning.progress_frame(dev.comm)
+        if progress.empty:
+            st.caption("No commissioning window yet.")
+        else:
+            st.dataframe(progress, hide_index=True, width="stretch", key="device_progress", column_config={
+                "windows": st.column_config.NumberColumn("windows learned"),
+                "target": st.column_config.NumberColumn("target", help="windows per class that end commissioning"),
+                "progress": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)})
+    st.markdown(f"Windows shown: **{counts['windows']:,}** · judged **{counts['judged']:,}** "
+                f"({counts['anomalous']:,} anomalous) · commissioning **{counts['commissioning']:,}** · "
+                f"uncommissioned **{counts['uncommissioned']:,}** (speed in no learned class: no verdict)")
+    if dev.comm_state == "commissioned" and counts["uncommissioned"]:
+        st.warning(f"{counts['uncommissioned']:,} of the {counts['windows']:,} windows shown ran at a speed in no "
+                   "learned class and got no verdict: this machine needs a class for that speed. Add one below "
+                   "(*Commission this machine*, with the speed in rpm).", icon=":material/add_circle:")
+
+
 @st.fragment(run_every=ui.REFRESH_S)
-def detail(name: str, window_s: float | None, log_y: bool) -> None:
+def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> None:
     dev = ui.device(db, name)
     if dev is None:
         st.error(f"Device {name} is no longer in the registry.")
         return
-    facts = loaders.device.device_status(dev, ui.now_ms())
+    scores = ui.scores(db, name, window_s)
+    facts = loaders.device.device_status(dev, ui.now_ms(), scores)
     state = loaders.fleet.display_state(dev)
     colour = loaders.fleet.STATE_COLOURS[state]
     st.markdown(f"### {name} &nbsp;<span style='background:{colour};color:white;padding:2px 10px;"
@@ -42,27 +99,44 @@ def detail(name: str, window_s: float | None, log_y: bool) -> None:
     cols = st.columns(6)
     for col, key in zip(cols, ("status", "alarm", "last score", "threshold", "early warning", "last seen")):
         col.metric(key.capitalize(), facts[key])
+    commissioning_headline(dev)
 
-    scores = ui.scores(db, name, window_s)
     if scores.empty:
         st.info("No results from this device in the selected window.")
     else:
-        trend = loaders.device.trend_line(scores, dev.thr) if dev.thr else None
-        st.altair_chart(charts.score_timeline(scores, dev.thr, trend, log_y), width="stretch")
+        thr = loaders.device.trend_threshold(scores)
+        trend = loaders.device.trend_line(scores, thr) if thr else None
+        end = int(scores["ts"].max()) if trend is None else max(int(scores["ts"].max()), int(trend.points["ts"].max()))
+        x_domain = (int(scores["ts"].min()), end)
+        st.altair_chart(charts.score_timeline(scores, loaders.device.threshold_segments(scores, "thr"), trend, log_y,
+                                              x_domain), width="stretch", key="device_scores")
+        has_hi = bool(scores["hi"].notna().any())
+        if show_hi and has_hi:
+            st.altair_chart(charts.hi_timeline(scores, loaders.device.threshold_segments(scores, "hi_thr"), log_y,
+                                               x_domain), width="stretch", key="device_hi_chart")
         note = (f"Trend: log-score slope {trend.slope_per_h:+.2f} per hour over the last "
-                f"{min(len(scores), 120)} windows; {loaders.common.fmt_eta(trend.eta_s)}." if trend else
-                "Trend: too few windows for a fit yet.")
-        st.caption(f"{len(scores):,} windows · dashed red line: threshold · blue: health trend, dashed: forecast. "
-                   + note)
+                f"{min(int((scores['state'] == '').sum()), 120)} judged windows; "
+                f"{loaders.common.fmt_eta(trend.eta_s)}." if trend else "Trend: too few judged windows for a fit yet.")
+        st.caption(f"{len(scores):,} windows · dashed red: the threshold each judged window was held to (per "
+                   "operating class; none where no window got a verdict) · purple: commissioning windows, light "
+                   "grey: uncommissioned (speed in no learned class), neither has a verdict · blue: health trend, "
+                   "dashed: forecast" + (" · below: the health indicator (HI) and its threshold" if show_hi and has_hi
+                                         else "") + ". " + note)
+
+    commissioning_detail(dev, scores)
 
     a, b = st.columns([3, 2])
     with a:
         st.subheader("Recent results")
         recent = scores.tail(50).iloc[::-1]
-        st.dataframe(recent[["time", "seq", "score", "thr", "anom", "model", "inf_us", "boot"]], hide_index=True,
-                     width="stretch", height=300,
+        shown = ["time", "seq", "window", "score", "thr", "hi", "hi_thr", "cls", "model", "inf_us", "boot"]
+        shown = [c for c in shown if c not in ("hi", "hi_thr", "cls") or recent[c].notna().any()]
+        st.dataframe(recent[shown], hide_index=True, width="stretch", height=300,
                      column_config={"time": st.column_config.DatetimeColumn(format="HH:mm:ss"),
-                                    "score": st.column_config.NumberColumn(format="%.4g")})
+                                    "score": st.column_config.NumberColumn(format="%.4g"),
+                                    "hi": st.column_config.NumberColumn("HI", format="%.4g"),
+                                    "hi_thr": st.column_config.NumberColumn("HI thr", format="%.4g"),
+                                    "cls": st.column_config.NumberColumn("class", format="%d")})
     with b:
         st.subheader("Status")
         st.dataframe({"": list(facts), "value": list(facts.values())}, hide_index=True, width="stretch")
@@ -71,9 +145,44 @@ def detail(name: str, window_s: float | None, log_y: bool) -> None:
         if ev.empty:
             st.caption("No status, OTA or debug messages stored.")
         else:
-            st.dataframe(ev, hide_index=True, width="stretch", height=200,
-                         column_config={"time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
+            st.dataframe(ev, hide_index=True, width="stretch", height=200, column_config={"time": TIME})
+        cmds = ui.commands(db, name)
+        if not cmds.empty:
+            st.subheader("Commands")
+            st.dataframe(cmds, hide_index=True, width="stretch", key="device_commands",
+                         column_config={"queued": TIME, "sent": st.column_config.DatetimeColumn(
+                             "sent", format="YYYY-MM-DD HH:mm:ss", help="empty: waiting for `edgefleet serve`")})
     ui.refreshed_caption()
 
 
-detail(name, WINDOWS[window], log_y)
+def _commission(name: str, end: bool) -> None:
+    """Form callback: queue the command, keep the outcome for `ui.show_message` (it outlives the refresh)."""
+    s = st.session_state
+    who = f"dashboard: {s['comm_dev_by'].strip()}" if s.get("comm_dev_by", "").strip() else "dashboard"
+    try:
+        body, devices = ui.commission(db, [name], None, windows=s.get("comm_dev_windows"), rpm=s.get("comm_dev_rpm"),
+                                      end=end, who=who)
+    except EdgefleetError as exc:
+        ui.set_message(MSG, "error", str(exc))
+        return
+    ui.set_message(MSG, "success", loaders.commissioning.queued_message(body, devices))
+
+
+detail(name, WINDOWS[window], log_y, show_hi)
+
+st.subheader("Commission this machine")
+ui.show_message(MSG)
+with st.form("comm_device", border=True):
+    a, b, c = st.columns(3)
+    a.number_input("Windows per class", value=None, step=1, key="comm_dev_windows", placeholder="node default (64)",
+                   help="windows per operating class that end commissioning (16-4096)")
+    b.number_input("Speed class (rpm)", value=None, step=10.0, key="comm_dev_rpm", placeholder="every speed",
+                   help="learn or re-learn only the class around this speed; the other classes are kept")
+    c.text_input("By", key="comm_dev_by", placeholder="your name (optional)")
+    x, y, _ = st.columns([1, 1, 3])
+    x.form_submit_button("Commission", type="primary", on_click=_commission, args=(name, False))
+    y.form_submit_button("End commissioning", on_click=_commission, args=(name, True))
+st.caption(f"**Commission** makes {name} learn its machine's normal again (after maintenance; every speed, or with a "
+           "speed only that class); its windows get no verdict until it has learned. **End commissioning** ends it "
+           "now, keeping every class with at least 16 windows. The command is queued in the fleet database; "
+           "`edgefleet serve` sends it (as `edgefleet commission` does).")

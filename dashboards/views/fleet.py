@@ -1,9 +1,20 @@
-"""Fleet overview: headline counts, every machine as a tile coloured by health, models in use."""
+"""Fleet overview: headline counts, every machine as a tile coloured by health, commissioning, models in use;
+commission a target (all, a site, a line, a tag)."""
 
 import pandas as pd
 import streamlit as st
 
 from dashboards import charts, loaders, ui
+from edgefleet.errors import EdgefleetError
+
+MSG = "comm_fleet_msg"
+COMM_HELP = {
+    "commissioned": "nodes that have learned their machine's normal and judge every recent window",
+    "needs a class": f"commissioned, but some of their newest {loaders.commissioning.RECENT_WINDOWS} windows ran at a "
+                     "speed in no learned class (no verdict for those): commission that speed",
+    "commissioning": "learning their machine's normal: no verdict, no alarm until they finish",
+    "unknown": "older firmware that reports no commissioning: judged against the model's own threshold",
+}
 
 st.title("Fleet overview")
 db = ui.require_db()
@@ -15,6 +26,7 @@ def overview() -> None:
     if df.empty:
         st.info("The store has no devices yet: waiting for the first status or result messages.")
         return
+    df = loaders.commissioning.with_commissioning(df, ui.recent_windows(db))
     counts = loaders.fleet.fleet_counts(df)
     active, unacked = ui.active_alarm_count(db)
     cols = st.columns(6)
@@ -24,13 +36,18 @@ def overview() -> None:
     cols[3].metric("Alarming", counts["alarming"])
     cols[4].metric("Offline", counts["offline"])
     cols[5].metric("Unacknowledged", unacked, help=f"alarms nobody has acknowledged yet; {active} active in total")
+    comm = loaders.commissioning.comm_counts(df)
+    cols = st.columns(6)
+    for col, key in zip(cols, loaders.commissioning.COMM_STATES):
+        col.metric(loaders.commissioning.COMM_LABELS[key], comm[key], help=COMM_HELP[key])
 
     st.subheader("Machines by site and line")
     event = st.altair_chart(charts.fleet_grid(df), width="stretch", on_select="rerun", key="fleet_grid")
     picked = (event.selection.get("pick") or [{}])[0].get("device") if event else None
     if picked:
         st.switch_page(ui.PAGE_DEVICE, query_params={"device": picked})
-    st.caption("Click a machine to open its score history.")
+    st.caption("Click a machine to open its score history. Purple: commissioning (learning its normal, no "
+               "verdict yet).")
 
     left, right = st.columns([2, 1])
     with left:
@@ -46,7 +63,49 @@ def overview() -> None:
     with right:
         st.subheader("Model versions")
         st.altair_chart(charts.model_bars(loaders.fleet.model_versions(df)), width="stretch")
+
+    table = loaders.commissioning.commissioning_table(df)
+    if not table.empty:
+        st.subheader("Commissioning")
+        st.dataframe(table, hide_index=True, width="stretch", key="fleet_commissioning",
+                     column_config={"commissioning": st.column_config.TextColumn("state")})
     ui.refreshed_caption()
 
 
+def _commission(end: bool) -> None:
+    """Form callback: resolve the target, queue the command, keep the outcome (it outlives the refresh)."""
+    s = st.session_state
+    who = f"dashboard: {s['comm_fleet_by'].strip()}" if s.get("comm_fleet_by", "").strip() else "dashboard"
+    try:
+        if not end and not s.get("comm_fleet_confirm"):
+            raise EdgefleetError("tick the confirmation first: machines that start commissioning give no verdict "
+                                 "and raise no alarm until they have learned")
+        body, devices = ui.commission(db, None, s.get("comm_fleet_target", ""), windows=s.get("comm_fleet_windows"),
+                                      rpm=s.get("comm_fleet_rpm"), end=end, who=who)
+    except EdgefleetError as exc:
+        ui.set_message(MSG, "error", str(exc))
+        return
+    s["comm_fleet_confirm"] = False
+    ui.set_message(MSG, "success", loaders.commissioning.queued_message(body, devices))
+
+
 overview()
+
+st.subheader("Commission machines")
+ui.show_message(MSG)
+with st.form("comm_fleet", border=True):
+    a, b, c, d = st.columns(4)
+    a.text_input("Target", key="comm_fleet_target", placeholder="all, site=NAME, line=NAME or tag=NAME",
+                 help="every device the store knows that matches, as `edgefleet commission --target`")
+    b.number_input("Windows per class", value=None, step=1, key="comm_fleet_windows", placeholder="node default (64)",
+                   help="windows per operating class that end commissioning (16-4096)")
+    c.number_input("Speed class (rpm)", value=None, step=10.0, key="comm_fleet_rpm", placeholder="every speed",
+                   help="learn or re-learn only the class around this speed; the other classes are kept")
+    d.text_input("By", key="comm_fleet_by", placeholder="your name (optional)")
+    st.checkbox("I understand: machines that start commissioning give no verdict and raise no alarm until they have "
+                "learned (not needed to end commissioning).", key="comm_fleet_confirm")
+    x, y, _ = st.columns([1, 1, 3])
+    x.form_submit_button("Commission", type="primary", on_click=_commission, args=(False,))
+    y.form_submit_button("End commissioning", on_click=_commission, args=(True,))
+st.caption("The command is queued in the fleet database for every matching machine; `edgefleet serve` sends it. "
+           "Each machine's progress shows on its Device page.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import resource
 import signal
@@ -276,7 +277,11 @@ def fault_onset(args: argparse.Namespace) -> tuple[float, float]:
         return tuple(args.fault_onset)  # type: ignore[return-value]
     if not args.commission:
         return (30.0, 90.0)
-    learn = args.commission_windows * args.period + (args.speeds - 1) * args.speed_hold[1] * args.speeds
+    windows_s = args.commission_windows * args.period  # one class's windows, at one speed
+    if args.speeds <= 1:
+        learn = windows_s
+    else:  # every speed visited, as often as it takes to collect a class's windows at the shortest hold
+        learn = args.speeds * args.speed_hold[1] * math.ceil(windows_s / args.speed_hold[0])
     return (learn + 30.0, learn + 90.0)
 
 

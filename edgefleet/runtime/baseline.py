@@ -43,6 +43,8 @@ SCORE_K = 6.0  # class threshold: median + K * 1.4826 * MAD of the class's commi
 SCORE_MARGIN = 1.25  # ... and at least this times the largest commissioning score
 HI_K = 6.0  # the same rule for the health indicator
 FLAG_RPM_KEYED = 1
+DRIFT_SPREADS_X2 = 3  # a class is stationary when its halves' medians differ by <= 1.5 spreads (x2: integers)
+MAX_RESTARTS = 8  # a class that never settles is finished anyway, after this many restarts, and flagged
 
 
 class BaselineError(EdgefleetError):
@@ -238,11 +240,27 @@ def threshold_from(values: np.ndarray, k: float, margin: float) -> float:
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # standardized features [m, n] float32 -> scores [m] float32
 
 
+def stationary(rows_q: np.ndarray) -> bool:
+    """Did the class's features settle? The median of the newer half of its rows against the older
+    half, per feature, within 1.5 spreads (all integer, as on the node). Run-in, warm-up or a fault
+    that starts while commissioning moves the newer half away."""
+    rows_q = np.asarray(rows_q, np.int64)
+    m = rows_q.shape[0]
+    old, new = rows_q[: m // 2], rows_q[m // 2:]
+    c_old, s_old, _ = robust_stats(old)  # each half's own spread: a drift inflates the whole's
+    c_new, s_new, _ = robust_stats(new)
+    for j in range(rows_q.shape[1]):
+        if 2 * abs(int(c_new[j]) - int(c_old[j])) > DRIFT_SPREADS_X2 * max(int(s_old[j]), int(s_new[j])):
+            return False
+    return True
+
+
 @dataclass
 class _ClassAcc:
     rpm_center: float  # 0: any speed
     rows: list[np.ndarray] = field(default_factory=list)
     seen: int = 0
+    restarts: int = 0  # times the class was found still moving and its older half dropped
 
 
 @dataclass
@@ -259,7 +277,9 @@ class Commissioner:
     skipped: dict[str, int] = field(default_factory=dict)
 
     def add(self, features: np.ndarray, rpm: float | None) -> str:
-        """'learning' | 'class_full' (enough for this class) | 'nonfinite' | 'class_limit' | 'other_class'."""
+        """'learning' | 'class_full' (enough for this class) | 'not_stationary' (the class was full but
+        still moving: its older half is dropped and learning goes on) | 'nonfinite' | 'class_limit' |
+        'other_class'."""
         try:
             q = to_q10(features)
         except BaselineError:
@@ -274,6 +294,10 @@ class Commissioner:
         if len(acc.rows) >= self.target:
             return "class_full"
         acc.rows.append(q)
+        if len(acc.rows) == self.target and acc.restarts < MAX_RESTARTS and not stationary(np.stack(acc.rows)):
+            acc.restarts += 1
+            del acc.rows[: self.target // 2]
+            return self._skip("not_stationary")
         return "learning"
 
     def _class_of(self, rpm: float) -> _ClassAcc | None:
@@ -296,6 +320,10 @@ class Commissioner:
 
     def counts(self) -> list[tuple[float, int]]:
         return [(c.rpm_center, len(c.rows)) for c in self.classes]
+
+    def unsettled(self) -> list[float]:
+        """Speeds of classes finished without settling (MAX_RESTARTS reached): worth a look."""
+        return [c.rpm_center for c in self.classes if c.restarts >= MAX_RESTARTS]
 
     def finish(self, score: ScoreFn, *, frontend: int, learned_ms: int,
                min_windows: int = MIN_WINDOWS) -> Baseline:

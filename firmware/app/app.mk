@@ -16,7 +16,8 @@ M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -W
 # portable ef_layer_ref (core/src; ef/engine.h). The layer walk (ef_engine) is the same.
 # `make M4_LAYER=ef_layer_ref ...` builds the images with the portable kernel (after `make clean`).
 M4_LAYER ?= ef_layer_m4
-MCU_CORE := ef_status ef_crc ef_model ef_engine $(M4_LAYER) ef_features ef_pipeline ef_serial ef_protocol ef_cmd
+MCU_CORE := ef_status ef_crc ef_model ef_engine $(M4_LAYER) ef_features ef_pipeline ef_serial ef_protocol ef_cmd \
+            ef_baseline ef_commission
 MCU_APP := node_app node_link
 # The OTA layer, for a board that sets MCU_OTA_<board> := $(MCU_OTA) and -DNODE_OTA=1
 # (objects go into its lib.a, so an image that never calls them does not link them).

@@ -8,6 +8,7 @@
 
 #include "board.h"
 #include "ef/cmd.h"
+#include "ef/commission.h"
 #include "ef/crc.h"
 #include "ef/engine.h"
 #include "ef/pipeline.h"
@@ -29,7 +30,10 @@ static struct {
 } g_fft;
 static float g_features[NODE_IO_MAX];
 static int8_t g_q[NODE_IO_MAX], g_y[NODE_IO_MAX], g_arena[NODE_ARENA_MAX];
-static char g_msg[384];  /* a result or status message (<= 260 B) */
+/* A result or status message (a birth with 8 commissioned classes is about 900 B) is encoded
+ * in the FFT scratch buffer, which is free whenever a message is sent (between windows). */
+#define MSG_BUF ((char *)g_fft.scratch)
+#define MSG_CAP sizeof g_fft.scratch
 
 typedef struct {
     ef_model model;
@@ -48,9 +52,20 @@ typedef struct {
     uint32_t trial_windows, trial_anomalies; /* scored by a model on trial (by the candidate, in shadow) */
     uint32_t shadow_version; /* OTA shadow phase: the candidate followed (0: none) ... */
     float shadow_thr;        /* ... its threshold, > 0 when it scores windows here, else 0 */
+    int baseline;            /* commissioning is on: windows are judged by the class of their speed */
+    float cls_thr;           /* the threshold of the class that judged the last window (births) */
 } node_state;
 
 static node_state g_node;
+static ef_commission g_comm; /* the baseline record and commissioning progress (ef/commission.h) */
+
+/* One window's outcome: judged by a class (cls >= 0), or by the model's own threshold, or not at
+ * all (state: commissioning or uncommissioned). */
+typedef struct {
+    float score, hi, thr, hi_thr;
+    int anom, cls;
+    const char *state;
+} verdict;
 
 /* ---- messages ---- */
 /* A message's ts: `fixed` on a fixed timeline (node_config.has_t0), else the bridge's clock. */
@@ -61,10 +76,62 @@ static uint64_t now_ms(const node_config *c, uint64_t fixed)
 
 static const node_config *g_cfg;
 
+/* Judged by the baseline: every window but those of an all-class commissioning. */
+static int judging(void)
+{
+    return g_node.baseline && g_comm.has_baseline && !(g_comm.learning && g_comm.only_rpm <= 0.0f);
+}
+
+/* Python's round(x, 1): x * 10 is exact in double for a float32 x, rint rounds half to even. */
+static double round1(float x) { return rint((double)x * 10.0) / 10.0; }
+
+/* The status `comm` of docs/baseline.md: progress while commissioning, the record once there is one. */
+static const ef_proto_comm *comm_summary(ef_proto_comm *pc, ef_proto_comm_progress *prog, ef_proto_comm_class *cls,
+                                         char *hash)
+{
+    uint16_t k;
+    memset(pc, 0, sizeof *pc);
+    pc->state = g_comm.learning ? "commissioning" : "commissioned";
+    if (g_comm.learning) {
+        pc->has_target = 1;
+        pc->target = g_comm.target;
+        pc->has_progress = 1;
+        pc->progress = prog;
+        pc->n_progress = g_comm.n_classes;
+        for (k = 0; k < g_comm.n_classes; k++) {
+            prog[k].rpm = (double)g_comm.cls[k].rpm;
+            prog[k].n = g_comm.cls[k].rows;
+        }
+    } else if (!g_comm.has_baseline)
+        return NULL; /* neither learning nor learned (a failed finish): nothing to say */
+    if (g_comm.has_baseline) {
+        ef_commission_hash(&g_comm, hash);
+        pc->hash = hash;
+        pc->has_learned = 1;
+        pc->learned = g_comm.baseline.learned_ms;
+        pc->classes = cls;
+        pc->n_classes = g_comm.baseline.n_classes;
+        for (k = 0; k < g_comm.baseline.n_classes; k++) {
+            ef_baseline_class c;
+            ef_baseline_class_at(&g_comm.baseline, k, &c);
+            cls[k].rpm_lo = round1(c.rpm_lo);
+            cls[k].rpm_hi = round1(c.rpm_hi);
+            cls[k].n = c.windows;
+            cls[k].thr = (double)c.threshold;
+            cls[k].hi_thr = (double)c.hi_threshold;
+        }
+    }
+    return pc;
+}
+
 static void send_status(const char *state, uint64_t ts, const char *kind)
 {
-    static const char *const caps[] = {"debug", "calib", "ota"};
+    const char *caps[4];
     ef_proto_status s;
+    ef_proto_comm pc;
+    ef_proto_comm_progress prog[EF_BASELINE_MAX_CLASSES];
+    ef_proto_comm_class cls[EF_BASELINE_MAX_CLASSES];
+    char hash[17];
     int n;
     memset(&s, 0, sizeof s);
     s.boot = g_node.boot;
@@ -77,13 +144,22 @@ static void send_status(const char *state, uint64_t ts, const char *kind)
         s.model = g_node.model.model_version;
         s.slot = g_cfg->ota ? node_ota_slot() : "A";
         s.has_thr = 1;
-        s.thr = (double)g_node.thr;
+        s.thr = (double)(judging() ? g_node.cls_thr : g_node.thr);
         s.has_caps = 1;
         s.caps = caps;
-        s.n_caps = g_cfg->ota ? 3u : 2u;
+        caps[s.n_caps++] = "debug";
+        caps[s.n_caps++] = "calib";
+        if (g_cfg->ota)
+            caps[s.n_caps++] = "ota";
+        if (g_node.baseline) {
+            caps[s.n_caps++] = "commission";
+            s.comm = comm_summary(&pc, prog, cls, hash);
+        }
     }
-    if ((n = ef_proto_encode_status(g_msg, sizeof g_msg, &s)) > 0)
-        node_link_send(kind, g_msg, (size_t)n);
+    if ((n = ef_proto_encode_status(MSG_BUF, MSG_CAP, &s)) > 0)
+        node_link_send(kind, MSG_BUF, (size_t)n);
+    else
+        ef_platform_log("status refused by the encoder (schema)");
 }
 
 static void announce(uint64_t ts)
@@ -93,33 +169,44 @@ static void announce(uint64_t ts)
 }
 
 /* One window's result; with sh (a shadow phase), the candidate's outcome of the same window. */
-static void send_result(uint64_t ts, float score, uint32_t inf_us, const ef_proto_shadow_rec *sh)
+static void send_result(uint64_t ts, const verdict *v, uint32_t inf_us, const ef_proto_shadow_rec *sh)
 {
     ef_proto_result_head h;
     ef_proto_result_rec r;
     ef_proto_shadow_head shh;
     int n = 0;
+    memset(&h, 0, sizeof h);
+    memset(&r, 0, sizeof r);
     h.boot = g_node.boot;
     h.model = g_node.model.model_version;
-    h.thr = (double)g_node.thr;
+    h.thr = (double)v->thr;
     h.dropped = g_node.dropped;
     r.seq = g_node.result_seq++; /* a result that cannot be sent is a lost one: a gap, counted */
     r.ts = ts;
-    r.score = (double)score;
-    r.anom = score > g_node.thr;
+    r.score = (double)v->score;
+    r.anom = v->anom;
     r.inf_us = inf_us;
+    r.state = v->state;
+    if (v->cls >= 0) { /* judged by a class of the baseline */
+        h.has_cls = 1;
+        h.cls = (uint32_t)v->cls;
+        h.has_hi_thr = 1;
+        h.hi_thr = (double)v->hi_thr;
+        r.has_hi = 1;
+        r.hi = (double)v->hi;
+    }
     if (sh) { /* device_sim's rule: a shadow phase is judged on the candidate's outcomes */
         g_node.trial_windows++;
         g_node.trial_anomalies += (uint32_t)sh->anom;
         shh.model = g_node.shadow_version;
         shh.thr = (double)g_node.shadow_thr;
-        n = ef_proto_encode_result_shadow(g_msg, sizeof g_msg, &h, &r, 1, &shh, sh);
+        n = ef_proto_encode_result_shadow(MSG_BUF, MSG_CAP, &h, &r, 1, &shh, sh);
     } else if (g_cfg->ota && node_ota_in_trial()) {
         g_node.trial_windows++;
         g_node.trial_anomalies += (uint32_t)r.anom;
     }
-    if (n > 0 || (n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1)) > 0)
-        node_link_send("result", g_msg, (size_t)n);
+    if (n > 0 || (n = ef_proto_encode_result(MSG_BUF, MSG_CAP, &h, &r, 1)) > 0)
+        node_link_send("result", MSG_BUF, (size_t)n);
     else {
         g_node.dropped++;
         ef_platform_log("result refused by the encoder (schema)");
@@ -148,7 +235,7 @@ static int canon(char *t, size_t cap, float x)
 
 /* Encode the debug message with sample 0 only into the FFT scratch buffer; returns
  * the position of the samples array's first element, or NULL. */
-static char *debug_text(const node_config *c, uint64_t ts, const float *window, float score, int *len)
+static char *debug_text(const node_config *c, uint64_t ts, const float *window, const verdict *v, int *len)
 {
     ef_proto_debug d;
     const ef_model *m = &g_node.model;
@@ -167,9 +254,9 @@ static char *debug_text(const node_config *c, uint64_t ts, const float *window, 
     d.n_q_in = m->n_inputs;
     d.q_out = g_y;
     d.n_q_out = m->n_outputs;
-    d.score = (double)score;
-    d.thr = (double)g_node.thr;
-    d.anom = score > g_node.thr;
+    d.score = (double)v->score;
+    d.thr = (double)v->thr;
+    d.anom = v->anom;
     *len = ef_proto_encode_debug(text, sizeof g_fft.scratch, &d);
     if (*len <= 0 || !(at = strstr(text, k_samples_key)))
         return NULL;
@@ -185,13 +272,16 @@ static int debug_begin(const node_config *c, uint64_t ts, const float *window, u
     uint32_t i;
     int len, k;
     char *first;
+    verdict none;
     for (i = 0; i < n; i++)
         if (!isfinite(window[i]))
             return -1;
+    memset(&none, 0, sizeof none); /* placeholders: valid values, replaced later */
+    none.thr = g_node.thr;
     memset(g_features, 0, sizeof g_features); /* placeholders: valid values, replaced later */
     memset(g_q, 0, sizeof g_q);
     memset(g_y, 0, sizeof g_y);
-    if (!(first = debug_text(c, ts, window, 0.0f, &len)))
+    if (!(first = debug_text(c, ts, window, &none, &len)))
         return -1;
     g_debug_head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
     node_link_begin("debug");
@@ -207,12 +297,12 @@ static int debug_begin(const node_config *c, uint64_t ts, const float *window, u
 }
 
 /* After scoring: the rest of the message; sample 0 re-encoded from the caller's copy. */
-static void debug_end(const node_config *c, uint64_t ts, float sample0, float score)
+static void debug_end(const node_config *c, uint64_t ts, float sample0, const verdict *v)
 {
     char t[32], *first;
     int len, k = canon(t, sizeof t, sample0);
     uint32_t head_crc;
-    if (!(first = debug_text(c, ts, &sample0, score, &len)) || k <= 0 ||
+    if (!(first = debug_text(c, ts, &sample0, v, &len)) || k <= 0 ||
         strncmp(first, t, (size_t)k) != 0 || first[k] != ']') {
         node_link_spoil(); /* the receiver drops this frame */
         node_link_end();
@@ -263,6 +353,110 @@ static ef_status plan(const node_config *c)
     return st;
 }
 
+/* ---- commissioning (docs/baseline.md, ef/commission.h) ---- */
+
+/* The running model and the node's buffers, to score baseline-standardized windows. */
+static ef_baseline_model scorer(void)
+{
+    ef_baseline_model sm;
+    sm.model = &g_node.model;
+    sm.q = g_q;
+    sm.y = g_y;
+    sm.arena = g_arena;
+    sm.arena_len = sizeof g_arena;
+    return sm;
+}
+
+static void log_status(const char *what, ef_status st)
+{
+    char line[96];
+    snprintf(line, sizeof line, "%s (%s)", what, ef_status_str(st));
+    ef_platform_log(line);
+}
+
+/* A new record or model: births say class 0's threshold until a window is judged. */
+static void baseline_changed(void)
+{
+    ef_baseline_class k;
+    if (!g_comm.has_baseline)
+        return;
+    ef_baseline_class_at(&g_comm.baseline, 0, &k);
+    g_node.cls_thr = k.threshold;
+}
+
+/* The baseline's areas and the running model: its record if valid, else commissioning starts. */
+static void baseline_init(const node_config *c)
+{
+    ef_status st;
+    if (!c->baseline)
+        return;
+    if ((st = ef_commission_init(&g_comm, c->baseline->records, c->baseline->rows, NODE_IO_MAX, sizeof g_fft,
+                                 &g_node.model)) != EF_OK) {
+        log_status("commissioning off: the baseline areas do not fit", st);
+        return;
+    }
+    g_node.baseline = 1;
+    baseline_changed();
+    if (!g_comm.has_baseline)
+        log_status("no valid baseline: commissioning", g_comm.load_status);
+}
+
+/* The model changed (OTA): the baseline stays if it has the same feature front end, else the
+ * node commissions again. */
+static void baseline_model(void)
+{
+    ef_status st;
+    if (!g_node.baseline)
+        return;
+    if ((st = ef_commission_model(&g_comm, &g_node.model)) != EF_OK) {
+        g_node.baseline = 0; /* a model with more inputs than the areas were laid out for */
+        log_status("commissioning off for this model", st);
+        return;
+    }
+    baseline_changed();
+    if (!g_comm.has_baseline)
+        log_status("the baseline does not suit this model: commissioning", g_comm.load_status);
+}
+
+/* Learn the record from the stored rows (classes with at least min_windows); a birth announces it.
+ * The FFT buffers are the sort buffer, g_features the row buffer: all free between windows. */
+static void baseline_finish(uint64_t now, uint32_t min_windows)
+{
+    const ef_baseline_model sm = scorer();
+    const ef_status st = ef_commission_finish(&g_comm, &sm, now, min_windows, g_features, &g_fft, sizeof g_fft);
+    if (st != EF_OK) {
+        log_status(st == EF_ERR_TOO_FEW ? "commission_end: too_few_windows, commissioning goes on"
+                                        : "commissioning could not finish, it goes on", st);
+        return;
+    }
+    baseline_changed();
+    send_status("online", now, "status");
+}
+
+static void commission_cmd(const node_config *c, const ef_cmd *cmd)
+{
+    static const char *const why[] = {"windows or rpm out of range", "windows above this node's capacity",
+                                      "rpm given, but this node has no speed input",
+                                      "8 classes are learned and none covers rpm"};
+    ef_status st;
+    char line[112];
+    int k;
+    if (!g_node.baseline) {
+        ef_platform_log("commission refused: this node does not commission");
+        return;
+    }
+    st = ef_commission_start(&g_comm, cmd->has_windows ? cmd->windows : 0u, cmd->has_rpm ? (float)cmd->rpm : 0.0f,
+                             c->has_speed);
+    if (st != EF_OK) { /* the node goes on as it was: its baseline (or commissioning) is kept */
+        k = st == EF_ERR_CAPACITY ? 1 : st == EF_ERR_INCOMPATIBLE ? 2 : st == EF_ERR_CLASSES ? 3 : 0;
+        snprintf(line, sizeof line, "commission refused (%s): %s (max %lu)", ef_status_str(st), why[k],
+                 (unsigned long)g_comm.max_windows);
+        ef_platform_log(line);
+        return;
+    }
+    send_status("online", now_ms(c, c->t0), "status");
+}
+
 /* The OTA layer changed the running model (trial start or revert): run it, announce it. */
 static void switch_model(const node_config *c)
 {
@@ -275,6 +469,7 @@ static void switch_model(const node_config *c)
         if (plan(c) != EF_OK)
             board_fatal("no runnable model", 2);
     }
+    baseline_model();
     send_status("online", now_ms(c, c->t0), "status");
 }
 
@@ -293,7 +488,9 @@ static void handle_cmd(const node_config *c, const char *json, size_t len)
 {
     ef_cmd cmd;
     if (ef_cmd_decode(json, len, &cmd) != EF_OK) {
-        ef_platform_log("cmd refused: not a valid protocol v1 cmd");
+        char line[96];
+        snprintf(line, sizeof line, "cmd refused: %s", cmd.error ? cmd.error : "not a protocol v1 cmd");
+        ef_platform_log(line);
         return;
     }
     if (seen_before(cmd.id)) /* QoS 1 may deliver twice */
@@ -323,6 +520,15 @@ static void handle_cmd(const node_config *c, const char *json, size_t len)
         if (c->ota && node_ota_revert(now_ms(c, c->t0), ef_platform_ticks_ms(), "revert command",
                                       cmd.campaign[0] ? cmd.campaign : NULL))
             switch_model(c);
+        break;
+    case EF_OP_COMMISSION:
+        commission_cmd(c, &cmd);
+        break;
+    case EF_OP_COMMISSION_END:
+        if (g_node.baseline && g_comm.learning)
+            baseline_finish(now_ms(c, c->t0), EF_BASELINE_MIN_WINDOWS);
+        else
+            ef_platform_log("commission_end ignored: not commissioning");
         break;
     }
 }
@@ -377,17 +583,60 @@ static void poll_link(const node_config *c)
             handle_frame(c, payload, (size_t)n);
 }
 
-/* One window, already in g_fft.window: the core pipeline's steps without its input copy. */
-static float run_window(void)
+/* The window's score under the model's own normalization (the artifact's mean and inv_std). */
+static float model_score(void)
 {
     ef_pipeline *p = &g_node.pipe;
     const ef_model *m = &g_node.model;
-    ef_features_compute(&p->plan, &p->features, g_fft.window, g_fft.scratch, g_features);
     ef_features_quantize(&p->features, g_features, m->input_scale, m->input_zero_point, g_q);
     if (ef_engine_infer(m, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
         board_fatal("inference failed", 1); /* cannot happen: the buffers were checked at init */
     return ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
                         m->output_zero_point);
+}
+
+/* A commissioning node's part: the window's row to commissioning, or its class's verdict.
+ * 1 when a class judged it (v filled, g_q and g_y hold its baseline input and output). */
+static int judge(float rpm, verdict *v)
+{
+    const ef_baseline_model sm = scorer();
+    ef_baseline_verdict bv;
+    ef_commission_outcome o;
+    switch (ef_commission_window(&g_comm, &sm, g_features, rpm, &bv, &o)) {
+    case EF_WINDOW_JUDGED:
+        v->score = bv.score;
+        v->hi = bv.hi;
+        v->thr = bv.threshold;
+        v->hi_thr = bv.hi_threshold;
+        v->anom = bv.anom;
+        v->cls = bv.cls;
+        g_node.cls_thr = bv.threshold;
+        return 1;
+    case EF_WINDOW_COMMISSIONING:
+        v->state = EF_PROTO_COMMISSIONING;
+        if (o == EF_COMM_FLASH_ERROR)
+            ef_platform_log("commissioning: a row could not be stored");
+        return 0;
+    default:
+        v->state = EF_PROTO_UNCOMMISSIONED;
+        return 0;
+    }
+}
+
+/* One window, already in g_fft.window: features (the core pipeline's steps without its input
+ * copy), then a class's verdict, or the model's own score (with its verdict only on a node that
+ * does not commission: a commissioning node gives none to windows it cannot judge). */
+static void run_window(float rpm, verdict *v)
+{
+    ef_pipeline *p = &g_node.pipe;
+    ef_features_compute(&p->plan, &p->features, g_fft.window, g_fft.scratch, g_features);
+    memset(v, 0, sizeof *v);
+    v->cls = -1;
+    v->thr = g_node.thr;
+    if (g_node.baseline && judge(rpm, v))
+        return;
+    v->score = model_score();
+    v->anom = !g_node.baseline && v->score > g_node.thr;
 }
 
 /* OTA shadow phase: follow the candidate node_ota_shadow() names (its start and end reset the
@@ -465,6 +714,7 @@ int node_run(const node_config *c)
         ef_platform_log(st == EF_ERR_RATE ? "model cannot run at this rate" : "model too large for this node");
         return 2;
     }
+    baseline_init(c);
     node_link_init();
     if (c->boot) {
         strncpy(g_node.boot, c->boot, 8);
@@ -478,7 +728,8 @@ int node_run(const node_config *c)
     g_node.next_tick = ef_platform_ticks_ms();
     for (;;) {
         const uint32_t n = g_node.pipe.plan.n_samples;
-        float score, sample0;
+        float sample0, rpm = 0.0f;
+        verdict v;
         ef_proto_shadow_rec sh;
         int debugging;
         uint32_t t_us;
@@ -496,25 +747,29 @@ int node_run(const node_config *c)
             continue;
         }
         g_node.next_tick += (uint32_t)(1000.0 * (double)n / c->fs + 0.5);
-        if (c->source(c->source_ctx, g_fft.window, n) != 0) /* straight into the FFT input */
+        if (c->source(c->source_ctx, g_fft.window, n, &rpm) != 0) /* straight into the FFT input */
             return 0;
+        if (!c->has_speed)
+            rpm = 0.0f;
         ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
         sample0 = g_fft.window[0];
         debugging = g_node.debug_pending && debug_begin(c, ts, g_fft.window, n) == 0;
         g_node.debug_pending = 0;
         t_us = board_us();
-        score = run_window();
+        run_window(rpm, &v);
         t_us = board_us() - t_us;
         if (debugging)
-            debug_end(c, ts, sample0, score);
+            debug_end(c, ts, sample0, &v);
         shadow_follow();
         if (g_node.shadow_thr > 0.0f) {
             sh.score = (double)shadow_window();
             sh.anom = sh.score > (double)g_node.shadow_thr;
         }
-        send_result(ts, score, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
-        if (g_node.calib_left)
-            calibrate_add(score, ts);
+        send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
+        if (g_node.calib_left && v.cls < 0) /* the model's own threshold: from its own scores */
+            calibrate_add(v.score, ts);
+        if (g_node.baseline && ef_commission_done(&g_comm))
+            baseline_finish(now_ms(c, ts), EF_BASELINE_MIN_WINDOWS);
         start += n;
         if (c->max_windows && ++windows >= c->max_windows)
             return 0;

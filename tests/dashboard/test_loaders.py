@@ -51,7 +51,8 @@ def test_counts_models_and_attention(fleet_db) -> None:
     assert c["alarming"] == len(f.alarm)
     assert c["offline"] == len(f.offline)
     assert c["degrading"] >= len(f.degrading)
-    assert c["healthy"] + c["alarming"] + c["offline"] + c["degrading"] == c["devices"]
+    assert c["commissioning"] == len(f.commissioning)  # learning its normal: neither healthy nor alarming
+    assert c["healthy"] + c["alarming"] + c["offline"] + c["degrading"] + c["commissioning"] == c["devices"]
     models = fleet.model_versions(df)
     assert set(models["model"]) == {"v3", "v4"} and models["devices"].sum() == len(f.devices)
     att = fleet.attention(df)

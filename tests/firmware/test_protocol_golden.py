@@ -35,6 +35,8 @@ def driver_input(kind: str, obj: dict) -> bytes:
             top.append(f"{key} b {int(val)}")
         elif t == "string":
             top.append(f"{key} s {val.encode().hex()}")
+        elif t == "object" and key == "comm":
+            top += comm_lines(val)
         elif p["items"]["type"] == "string":
             top.append(f"{key} S {','.join(v.encode().hex() for v in val)}")
         elif p["items"]["type"] == "number":
@@ -47,9 +49,32 @@ def driver_input(kind: str, obj: dict) -> bytes:
                 ip = p["items"]["properties"]
                 for k, v in rec.items():
                     tt = ip[k]["type"]
-                    recs.append(f"{k} {'u' if tt == 'integer' else 'f' if tt == 'number' else 'b'} "
-                                f"{int(v) if tt != 'number' else repr(float(v))}")
+                    if tt == "string":
+                        recs.append(f"{k} s {v.encode().hex()}")
+                    else:
+                        recs.append(f"{k} {'u' if tt == 'integer' else 'f' if tt == 'number' else 'b'} "
+                                    f"{int(v) if tt != 'number' else repr(float(v))}")
     return ("\n".join(top + recs) + "\n").encode()
+
+
+def comm_lines(comm: dict) -> list[str]:
+    """status `comm` for ef_proto: scalars as comm.KEY, the arrays of objects column by column."""
+    out = []
+    for k in ("state", "hash"):
+        if k in comm:
+            out.append(f"comm.{k} s {comm[k].encode().hex()}")
+    for k in ("target", "learned"):
+        if k in comm:
+            out.append(f"comm.{k} u {int(comm[k])}")
+    if "progress" in comm:
+        out.append("comm.progress.rpm D " + ",".join(repr(float(p["rpm"])) for p in comm["progress"]))
+        out.append("comm.progress.n D " + ",".join(str(int(p["n"])) for p in comm["progress"]))
+    if "classes" in comm:
+        cl = comm["classes"]
+        out.append("comm.classes.rpm D " + ",".join(repr(float(x)) for c in cl for x in c["rpm"]))
+        for k in ("n", "thr", "hi_thr"):
+            out.append(f"comm.classes.{k} D " + ",".join(repr(float(c[k])) for c in cl))
+    return out
 
 
 SHADOW_DRIVER = REPO / "tests" / "firmware" / "c" / "ef_proto_shadow.c"
@@ -181,6 +206,35 @@ def test_cmd_with_a_repeated_campaign_is_refused(cmd_tool):
     assert proc.returncode == 2 and b"schema" in proc.stderr
 
 
+def test_commission_cmds_decode_in_c_as_in_python(cmd_tool):
+    for obj in ({"v": 1, "seq": 3, "id": "c-1", "op": "commission"},
+                {"v": 1, "seq": 4, "id": "c-2", "op": "commission", "windows": 16},
+                {"v": 1, "seq": 5, "id": "c-3", "op": "commission", "windows": 4096, "rpm": 1796.5},
+                {"v": 1, "seq": 6, "id": "c-4", "op": "commission", "rpm": 1e6},
+                {"v": 1, "seq": 7, "id": "c-5", "op": "commission_end"}):
+        raw = codec.encode("cmd", obj)
+        want = {k: v for k, v in codec.decode("cmd", raw).items() if k != "v"}
+        assert json.loads(run([cmd_tool], input=raw).stdout) == want
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ('"windows":15', b"windows"), ('"windows":4097', b"windows"), ('"windows":64.5', b"windows"),
+    ('"windows":"64"', b"not a JSON number"), ('"rpm":0', b"rpm"), ('"rpm":-1800', b"rpm"),
+    ('"rpm":1000001', b"rpm"), ('"rpm":1e999', b"not a JSON number"), ('"windows":64,"windows":32', b"twice"),
+    ('"speed":1800', b"unknown key"),
+])
+def test_commission_cmd_with_bad_arguments_is_refused_with_a_reason(cmd_tool, extra, reason):
+    raw = b'{"v":1,"seq":0,"id":"cm","op":"commission",%s}' % extra.encode()
+    try:
+        refused_by_schema = codec.check("cmd", json.loads(raw)) is not None
+    except ValueError:  # 1e999: not even a finite JSON number
+        refused_by_schema = True
+    assert refused_by_schema or b"twice" in reason  # a duplicate key is lost to json.loads, not to C
+    proc = run([cmd_tool], input=raw, check=False)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.startswith(b"schema: ") and reason in proc.stderr, proc.stderr
+
+
 def test_every_device_kind_has_a_golden_example():
     assert {k for k, _ in golden_device_examples()} == set(C_KINDS)
 
@@ -212,7 +266,67 @@ def test_debug_capture_matches_the_python_encoder(fw):
     assert c_encode(fw, "debug", obj).stdout == codec.encode("debug", obj)
 
 
+def test_commissioning_goldens_are_among_the_vectors():
+    files = {f for _, f in golden_device_examples()} | set(golden_cmds())
+    assert {"examples/result.commissioned.json", "examples/result.commissioning.json",
+            "examples/status.birth-commissioned.json", "examples/status.birth-commissioning.json",
+            "examples/cmd.commission.json"} <= files
+
+
+def test_random_commissioned_results_and_births_match_the_python_encoder(fw):
+    rng = random.Random(17)
+    f32 = lambda lo, hi: float(np.float32(10 ** rng.uniform(lo, hi)))  # noqa: E731
+    for _ in range(20):
+        judged = rng.random() < 0.5
+        res = []
+        for _ in range(rng.randrange(1, 8)):
+            rec = {"seq": rng.randrange(2**32), "ts": rng.randrange(4102444800000), "score": f32(-6, 6),
+                   "anom": judged and rng.random() < 0.5, "inf_us": rng.randrange(10**6)}
+            if judged:
+                rec["hi"] = f32(-3, 3) if rng.random() > 0.1 else 0.0
+            else:
+                rec["state"] = rng.choice(["commissioning", "uncommissioned"])
+            res.append(rec)
+        obj = {"v": 1, "boot": "%08x" % rng.randrange(2**32), "model": rng.randrange(1, 100),
+               "thr": f32(-3, 3), "dropped": 0, "res": res}
+        if judged:
+            obj.update(cls=rng.randrange(8), hi_thr=f32(-1, 2))
+        assert c_encode(fw, "result", obj).stdout == codec.encode("result", obj)
+        k = rng.randrange(1, 9)
+        comm = ({"state": "commissioned", "hash": "%016x" % rng.randrange(2**64), "learned": rng.randrange(2**41),
+                 "classes": [{"rpm": [round(float(np.float32(r * 0.95)), 1), round(float(np.float32(r * 1.05)), 1)],
+                              "n": rng.randrange(16, 4097), "thr": f32(-3, 3), "hi_thr": f32(-1, 2)}
+                             for r in sorted(rng.uniform(100, 9e5) for _ in range(k))]}
+                if judged else
+                {"state": "commissioning", "target": rng.randrange(16, 4097),
+                 "progress": [{"rpm": float(np.float32(rng.uniform(0, 1e6))), "n": rng.randrange(5000)}
+                              for _ in range(rng.randrange(0, 9))]})
+        birth = {"v": 1, "boot": obj["boot"], "seq": 0, "ts": 1767225600000, "state": "online", "fw": "1.0.0",
+                 "model": 1, "slot": "A", "thr": obj["thr"], "caps": ["debug", "calib", "commission"], "comm": comm}
+        assert codec.check("status", birth) is None
+        assert c_encode(fw, "status", birth).stdout == codec.encode("status", birth)
+
+
 @pytest.mark.parametrize("kind, obj", [
+    ("result", {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0, "cls": 8, "hi_thr": 1.0,
+                "res": [{"seq": 0, "ts": 1, "score": 1.0, "anom": False, "inf_us": 1}]}),  # cls 0..7
+    ("result", {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0, "cls": 0, "hi_thr": 0.0,
+                "res": [{"seq": 0, "ts": 1, "score": 1.0, "anom": False, "inf_us": 1}]}),  # hi_thr > 0
+    ("result", {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0,
+                "res": [{"seq": 0, "ts": 1, "score": 1.0, "anom": False, "inf_us": 1, "hi": -0.5}]}),
+    ("result", {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0,
+                "res": [{"seq": 0, "ts": 1, "score": 1.0, "anom": False, "inf_us": 1, "state": "learning"}]}),
+    ("status", {"boot": "9f3a0c17", "seq": 0, "ts": 1, "state": "lost", "comm": {"state": "done"}}),
+    ("status", {"boot": "9f3a0c17", "seq": 0, "ts": 1, "state": "lost", "comm": {"state": "commissioned",
+                                                                                "hash": "C35F3DA0FC2BF302"}}),
+    ("status", {"boot": "9f3a0c17", "seq": 0, "ts": 1, "state": "lost", "comm": {"state": "commissioning",
+                                                                                "target": 0}}),
+    ("status", {"boot": "9f3a0c17", "seq": 0, "ts": 1, "state": "lost", "comm": {
+        "state": "commissioned", "classes": [{"rpm": [0, 2e6], "n": 1, "thr": 1.0, "hi_thr": 1.0}]}}),
+    ("status", {"boot": "9f3a0c17", "seq": 0, "ts": 1, "state": "lost", "comm": {
+        "state": "commissioned", "classes": [{"rpm": [0, 0], "n": 1, "thr": 1.0, "hi_thr": 0.0}]}}),
+    ("status", {"boot": "9f3a0c17", "seq": 0, "ts": 1, "state": "lost", "comm": {
+        "state": "commissioning", "progress": [{"rpm": 1.0, "n": 1}] * 9}}),
     ("result", {"boot": "9F3A0C17", "model": 1, "thr": 1.0, "dropped": 0, "res": []}),  # uppercase
     ("result", {"boot": "9f3a0c17", "model": 1, "thr": 0.0, "dropped": 0, "res": []}),  # thr > 0
     ("result", {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0,

@@ -138,3 +138,20 @@ def test_cwru_commissioned_versus_as_shipped(det, cwru_dir):
     m = ev["machines"]["cwru"]
     assert m["auc_int8"] >= 0.99 and m["false_alarm_rate"] == 0.0 and m["detection_rate"] > 0.95
     assert min(ev["by_label"].values()) >= 0.99 and ev["uncommissioned_windows"] == 0
+
+
+def test_a_class_still_moving_is_not_finished_until_it_settles():
+    """Run-in (or a fault starting while commissioning) drifts the features: the class is not taken
+    as learned; its older half is dropped and learning goes on until the halves agree."""
+    rng = np.random.default_rng(3)
+    com = bl.Commissioner(8, target=32)
+    outcomes = []
+    for i in range(200):
+        drift = 0.02 * min(i, 60)  # settles after 60 windows
+        outcomes.append(com.add(rng.normal(-4.0 + drift, 0.05, 8).astype(np.float32), 1500.0))
+    assert outcomes.count("not_stationary") >= 2 and com.done() and com.unsettled() == []
+    assert bl.stationary(np.stack(com.classes[0].rows))
+    forever = bl.Commissioner(8, target=32)
+    for i in range(32 * (bl.MAX_RESTARTS + 3)):
+        forever.add(np.full(8, -4.0 + 0.01 * i, np.float32), 1500.0)
+    assert forever.done() and forever.unsettled() == [1500.0]  # finished anyway, and flagged

@@ -36,6 +36,8 @@ static int publish(const char *boot, const ef_model *m, float thr, uint32_t seq,
     ef_proto_result_head h;
     ef_proto_result_rec r;
     int n;
+    memset(&h, 0, sizeof h);
+    memset(&r, 0, sizeof r);
     h.boot = boot;
     h.model = m->model_version;
     h.thr = thr;

@@ -1,15 +1,21 @@
 /* ef_mcu_node.elf on the emulated MPS2 AN386: the node loop with its serial link on UART0.
- *   node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] [--nopace]
- *        [--windows N] [--key PUBKEY]
+ *   node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] [--t0 MS]
+ *        [--nopace] [--windows N] [--key PUBKEY] [--no-commission]
  * The artifact is copied through semihosting into the model slot (the stand-in for
  * flash programming) and read in place. With --key (a file of the 32-byte Ed25519
  * public key that signs manifests) the node has two OTA slots (node_ota.h): the
  * artifact is only the factory image, provisioned into slot 0 when no slot holds a
- * model, and updates arrive over the link. "Flash" map (the SLOT region, 0x100000):
- *   +0       slot 0 (128 KB: 16 KB header + artifact)   +128 KB  slot 1
- *   +256 KB  staging (128 KB): the factory image at start, then offered manifests Samples come from a recording of float32 g
+ * model, and updates arrive over the link. Samples come from a recording of float32 g
  * (looped, or once and then exit) or, without --samples, from an on-device
- * synthetic machine (shaft harmonics + noise, optional bearing-fault impulses). */
+ * synthetic machine (shaft harmonics + noise, optional bearing-fault impulses).
+ * --rpm is the board's speed input (a tachometer's stand-in): one float32 rev/min per
+ * window, looped like the samples; without it the node has no speed input (one any-speed
+ * class). The node commissions its baseline (docs/baseline.md) unless --no-commission.
+ * "Flash" map (the SLOT region, 0x100000; QEMU keeps it across a system reset):
+ *   +0       slot 0 (128 KB: 16 KB header + artifact)   +128 KB  slot 1
+ *   +256 KB  staging (128 KB): the factory image at start, then offered manifests
+ *   +1 MB    baseline records: two 4 KB copies (ef/commission.h)
+ *   +1 MB + 8 KB  commissioning rows: 1 MB, 8 classes of up to 1,024 windows of 64 features */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,16 +32,35 @@ static char g_cmd[256];
 
 #define SLOT_SIZE (128u * 1024u)
 #define STAGING_SIZE (128u * 1024u)
-static ef_flash g_slots, g_staging;
-static mps2_flash g_slots_area, g_staging_area;
+#define BASELINE_OFF (1024u * 1024u)
+#define RECORDS_SIZE (8u * 1024u)
+#define ROWS_SIZE (1024u * 1024u)
+static ef_flash g_slots, g_staging, g_records, g_rows;
+static mps2_flash g_slots_area, g_staging_area, g_records_area, g_rows_area;
 static uint8_t g_key[32];
 
 typedef struct {
     int fd, once;
     uint32_t pos, len; /* bytes */
+    int rpm_fd;        /* the speed input: one float32 per window, or -1 */
+    uint32_t rpm_pos, rpm_len;
 } file_source;
 
-static int read_file(void *ctx, float *dst, uint32_t n)
+/* The speed of the window just read: the next value of the rpm file, looped. */
+static float read_rpm(file_source *f)
+{
+    float rpm = 0.0f;
+    if (f->rpm_fd < 0 || f->rpm_len < 4u)
+        return 0.0f;
+    if (f->rpm_pos + 4u > f->rpm_len)
+        f->rpm_pos = 0;
+    if (sh_seek(f->rpm_fd, f->rpm_pos) != 0 || sh_read(f->rpm_fd, &rpm, 4u) != 4u)
+        return 0.0f;
+    f->rpm_pos += 4u;
+    return rpm;
+}
+
+static int read_file(void *ctx, float *dst, uint32_t n, float *rpm)
 {
     file_source *f = (file_source *)ctx;
     uint32_t need = n * 4u;
@@ -47,6 +72,7 @@ static int read_file(void *ctx, float *dst, uint32_t n)
     if (sh_seek(f->fd, f->pos) != 0 || sh_read(f->fd, dst, need) != need)
         return -1;
     f->pos += need;
+    *rpm = read_rpm(f);
     return 0;
 }
 
@@ -66,10 +92,11 @@ static float uniform(uint32_t *s)
 
 /* A healthy machine: 1x, 2x, 3x shaft harmonics at 29.95 Hz plus noise; `fault`
  * adds decaying 3 kHz ringing at the 107.4 Hz outer-race rate. */
-static int synth(void *ctx, float *dst, uint32_t n)
+static int synth(void *ctx, float *dst, uint32_t n, float *rpm)
 {
     synth_source *s = (synth_source *)ctx;
     uint32_t i;
+    *rpm = 0.0f; /* no speed input */
     for (i = 0; i < n; i++) {
         double t = s->t + (double)i / s->fs;
         float w = (float)(2.0 * 3.14159265358979 * 29.95 * t);
@@ -106,8 +133,10 @@ int main(void)
     node_config c;
     file_source fsrc;
     synth_source ssrc;
-    const char *samples = NULL, *key = NULL;
+    const char *samples = NULL, *key = NULL, *rpm = NULL;
     node_ota_config ota;
+    node_baseline_config baseline;
+    int commission = 1;
     uint8_t *factory = _slot_start;
     size_t factory_cap = (size_t)(uintptr_t)_slot_size, n;
     board_init();
@@ -116,18 +145,23 @@ int main(void)
     memset(&ssrc, 0, sizeof ssrc);
     if (sh_cmdline(g_cmd, sizeof g_cmd) != 0 || (argc = sh_argv(g_cmd, argv, 20)) < 4 ||
         strcmp(argv[1], "node") != 0) {
-        sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--fault A] [--boot B] [--t0 MS] "
-                "[--nopace] [--windows N] [--key PUBKEY]\n");
+        sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] "
+                "[--t0 MS] [--nopace] [--windows N] [--key PUBKEY] [--no-commission]\n");
         sh_exit(1);
     }
     c.fs = strtod(argv[3], NULL);
     c.paced = 1;
+    fsrc.rpm_fd = -1;
     ssrc.rng = 0x9E3779B9u;
     for (i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--once") == 0)
             fsrc.once = 1;
         else if (strcmp(argv[i], "--nopace") == 0)
             c.paced = 0;
+        else if (strcmp(argv[i], "--no-commission") == 0)
+            commission = 0;
+        else if (i + 1 < argc && strcmp(argv[i], "--rpm") == 0)
+            rpm = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--samples") == 0)
             samples = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--fault") == 0)
@@ -164,6 +198,17 @@ int main(void)
         factory = _slot_start + 2u * SLOT_SIZE; /* the factory image goes through staging */
         factory_cap = STAGING_SIZE;
     }
+    if (commission) { /* the baseline's own areas, apart from the model slots */
+        if ((uintptr_t)_slot_size < BASELINE_OFF + RECORDS_SIZE + ROWS_SIZE)
+            board_fatal("the SLOT region cannot hold the baseline areas", 1);
+        mps2_flash_init(&g_records, &g_records_area, _slot_start + BASELINE_OFF, RECORDS_SIZE);
+        mps2_flash_init(&g_rows, &g_rows_area, _slot_start + BASELINE_OFF + RECORDS_SIZE, ROWS_SIZE);
+        baseline.records = &g_records;
+        baseline.rows = &g_rows;
+        c.baseline = &baseline;
+        if (!key)
+            factory_cap = BASELINE_OFF; /* the artifact goes below the baseline */
+    }
     if (load_file(argv[2], factory, factory_cap, &c.artifact_len) != 0) {
         sh_puts("error: cannot load the artifact into the model slot\n");
         sh_exit(1);
@@ -175,6 +220,14 @@ int main(void)
             sh_exit(1);
         }
         fsrc.len = (uint32_t)sh_flen(fsrc.fd);
+        if (rpm) {
+            if ((fsrc.rpm_fd = sh_open(rpm, SH_RB)) < 0) {
+                sh_puts("error: cannot open the rpm file\n");
+                sh_exit(1);
+            }
+            fsrc.rpm_len = (uint32_t)sh_flen(fsrc.rpm_fd);
+            c.has_speed = 1;
+        }
         c.source = read_file;
         c.source_ctx = &fsrc;
     } else {

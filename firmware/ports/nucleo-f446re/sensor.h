@@ -9,6 +9,7 @@ void board_spi_select(int on);
 uint8_t board_spi_xfer(uint8_t out);
 
 int sensor_init(void);                 /* 0, or -1 when WHO_AM_I is wrong */
-int sensor_read(void *ctx, float *dst, uint32_t n); /* n consecutive samples of one axis, in g */
+/* n consecutive samples of one axis, in g; *rpm 0: the board has no speed input (node_source) */
+int sensor_read(void *ctx, float *dst, uint32_t n, float *rpm);
 uint32_t sensor_noise(void);           /* low bits of a few samples */
 #endif

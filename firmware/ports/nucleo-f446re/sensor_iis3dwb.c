@@ -60,10 +60,11 @@ static int16_t read_z(void)
     return (int16_t)(uint16_t)((uint16_t)hi << 8 | lo);
 }
 
-int sensor_read(void *ctx, float *dst, uint32_t n)
+int sensor_read(void *ctx, float *dst, uint32_t n, float *rpm)
 {
     uint32_t i;
     (void)ctx;
+    *rpm = 0.0f; /* this board has no speed input: one any-speed class */
     for (i = 0; i < n; i++)
         dst[i] = (float)read_z() * G_PER_LSB;
     return 0;

@@ -54,9 +54,10 @@ def _window_colour(pts: pd.DataFrame, legend: bool) -> alt.Color:
                      legend=alt.Legend(orient="top", title=None) if legend else None)
 
 
-def _x(x_domain: tuple[int, int] | None) -> alt.X:
-    """Time axis; two charts given the same domain (ms) line up."""
-    return alt.X("time:T", title=None, scale=alt.Scale(domain=list(x_domain)) if x_domain else alt.Undefined)
+def _extent(x_domain: tuple[int, int]) -> alt.Chart:
+    """An invisible layer spanning `x_domain` (ms): two charts given the same one line up in time."""
+    ends = pd.DataFrame({"time": pd.to_datetime(list(x_domain), unit="ms", utc=True)})
+    return alt.Chart(ends).mark_point(opacity=0).encode(x="time:T")
 
 
 def _thresholds(segments: pd.DataFrame, field: str, y_scale: alt.Scale, title: str) -> alt.Chart:
@@ -73,7 +74,7 @@ def score_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, trend: TrendL
     per class, none for windows without a verdict), and the fitted trend with its forecast."""
     y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=True)
     pts = scores if not log_y else scores[scores["score"] > 0]
-    base = alt.Chart(pts).encode(x=_x(x_domain), y=alt.Y("score:Q", scale=y_scale, title="score",
+    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None), y=alt.Y("score:Q", scale=y_scale, title="score",
                                                           axis=alt.Axis(minExtent=48)))
     layers = [
         base.mark_line(color="#888", strokeWidth=1),
@@ -89,6 +90,8 @@ def score_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, trend: TrendL
                                       legend=alt.Legend(orient="top", title="trend"))))
     if not thresholds.empty:
         layers.append(_thresholds(thresholds, "thr", y_scale, "threshold"))
+    if x_domain is not None:
+        layers.append(_extent(x_domain))
     return alt.layer(*layers).properties(height=320)
 
 
@@ -98,7 +101,7 @@ def hi_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, log_y: bool = Fa
     coloured as in the score chart, with each judged window's HI threshold."""
     y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=True)
     pts = scores[scores["hi"].notna() & ((scores["hi"] > 0) if log_y else True)]
-    base = alt.Chart(pts).encode(x=_x(x_domain), y=alt.Y("hi:Q", scale=y_scale, title="health indicator",
+    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None), y=alt.Y("hi:Q", scale=y_scale, title="health indicator",
                                                           axis=alt.Axis(minExtent=48)))
     layers = [
         base.mark_line(color="#888", strokeWidth=1),
@@ -109,6 +112,8 @@ def hi_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, log_y: bool = Fa
     ]
     if not thresholds.empty:
         layers.append(_thresholds(thresholds, "hi_thr", y_scale, "HI threshold"))
+    if x_domain is not None:
+        layers.append(_extent(x_domain))
     return alt.layer(*layers).properties(height=170)
 
 

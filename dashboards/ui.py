@@ -70,8 +70,8 @@ def set_message(key: str, kind: str, text: str) -> None:
 
 
 def show_message(key: str) -> None:
-    """Draw the kept outcome of the last write. Call it outside the page's refreshing fragment: it stays
-    on screen until the next write replaces it, instead of vanishing with the next refresh."""
+    """Draw the kept outcome of the last write. It is kept (not popped), so the page's 2-s refresh draws
+    it again: it stays on screen until the next write replaces it."""
     msg = st.session_state.get(key)
     if msg:
         kind, text, at = msg

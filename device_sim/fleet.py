@@ -290,9 +290,11 @@ class Fleet:
                 node.start_commissioning(rpm=float(rpm[i]))  # a speed never seen: learn its class too
                 node.commission_log.append(("new_class", f"learning the class around {rpm[i]:.0f} rpm"))
                 com = node.commissioner
+            steady = bl.steady_speed(float(rpm[i]), node.last_rpm)
+            node.last_rpm = float(rpm[i])
             if com is not None and not (known and com.only_rpm is not None
                                         and abs(rpm[i] - com.only_rpm) > bl.RPM_TOLERANCE * com.only_rpm):
-                outcome = com.add(features[i], float(rpm[i]))
+                outcome = com.add(features[i], float(rpm[i])) if steady else "speed_changing"
                 if outcome == "nonfinite":
                     node.commission_log.append(("nonfinite", "a window with NaN or infinite features was skipped"))
                 out[i] = Verdict("commissioning", False)

@@ -135,6 +135,7 @@ class VirtualNode:
     commission_windows: int = DEFAULT_WINDOWS
     commission_enabled: bool = False  # a node without a baseline commissions by itself
     learn_new_classes: bool = True  # after commissioning, a speed in no class starts learning that class
+    last_rpm: float = 0.0  # the previous window's speed: a ramp is not learned from
     n_features: int = 0
     frontend: int = 0  # CRC of the running model's front end (a baseline is valid only for it)
     commission_log: list = field(default_factory=list)  # named outcomes: (what, detail), newest last

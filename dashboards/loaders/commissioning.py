@@ -11,7 +11,6 @@ commissioned (with its classes); older firmware sends none. Each result says how
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
@@ -25,7 +24,7 @@ from edgefleet.service.store import Store
 # of its newest RECENT_WINDOWS windows ran at a speed in no learned class (no verdict for them).
 COMM_STATES = ("commissioned", "needs a class", "commissioning", "unknown")
 COMM_LABELS = {"commissioned": "Commissioned", "needs a class": "Needs a class", "commissioning": "Commissioning",
-               "unknown": "Not reported (older nodes)"}
+               "unknown": "Older nodes"}
 RECENT_WINDOWS = 120  # newest windows per machine looked at for "needs a class" (the alarm service's trend span)
 
 # How a window was judged, and its colour on the device page's charts.
@@ -154,10 +153,29 @@ def progress_frame(comm: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def last_judged(scores: pd.DataFrame) -> pd.Series | None:
-    """The newest window that got a verdict, or None."""
-    judged = scores[scores["state"] == ""] if len(scores) else scores
-    return None if judged.empty else judged.iloc[-1]
+def needs_class(comm: dict | None, scores: pd.DataFrame, n: int = RECENT_WINDOWS) -> bool:
+    """A commissioned node some of whose newest `n` windows ran at a speed in no learned class
+    (the fleet page's "needs a class", on the windows of a score frame)."""
+    if not comm or comm.get("state") != "commissioned" or scores.empty:
+        return False
+    return bool((scores["state"].tail(n) == "uncommissioned").any())
+
+
+def chart_legend(scores: pd.DataFrame, trend: bool, hi: bool) -> str:
+    """The device charts' caption: what the marks mean, naming only the kinds of window shown."""
+    kinds = set(scores["window"])
+    parts = [f"{len(scores):,} windows", "dashed red: the threshold each judged window was held to"
+             + (" (per operating class)" if scores["cls"].notna().any() else "")]
+    if kinds & {"commissioning", "uncommissioned"}:
+        parts.append(" and ".join(w for w, k in (("purple: commissioning", "commissioning"),
+                                                 ("light grey: uncommissioned (speed in no learned class)",
+                                                  "uncommissioned")) if k in kinds)
+                     + " windows: no verdict, no threshold")
+    if trend:
+        parts.append("blue: health trend (judged windows), dashed: forecast")
+    if hi:
+        parts.append("below: the health indicator (HI) and its threshold")
+    return " · ".join(parts) + "."
 
 
 # ---------- the fleet ----------
@@ -235,6 +253,3 @@ def commands_frame(entries: Sequence[dict]) -> pd.DataFrame:
             for e in entries]
     return pd.DataFrame(rows, columns=["queued", "command", "by", "sent"])
 
-
-def finite_or_none(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

@@ -50,9 +50,9 @@ def fmt_age(seconds: float) -> str:
 
 
 def fmt_eta(eta_s: float | None, short: bool = False) -> str:
-    """The early-warning estimate in words ('threshold in ~7 min'; short: '~7 min')."""
+    """The early-warning estimate in words ('threshold in ~7 min'; short: '~7 min', 'none' when not rising)."""
     if eta_s is None:
-        return "not rising"
+        return "none" if short else "not rising"
     if eta_s <= 0:
         return "crossed" if short else "above threshold"
     if eta_s < 90:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dashboards.loaders.commissioning import comm_short, window_kind
+from dashboards.loaders.commissioning import comm_short, speed_band, window_kind
 from dashboards.loaders.common import fmt_age, fmt_eta
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.alarms import AlarmPolicy, fit_log_trend, time_to_threshold
@@ -98,19 +98,23 @@ def trend_threshold(scores: pd.DataFrame) -> float | None:
 
 def device_status(d: Device, now_ms: int, scores: pd.DataFrame | None = None) -> dict[str, str]:
     """Human-readable status facts of one device for the detail page. With its score frame, the
-    threshold is that of the newest judged window (with its class: thresholds differ per class)."""
-    thr = f"{d.thr:.4g}" if d.thr is not None else "-"
+    threshold and `class` are those of the newest window (thresholds differ per operating class;
+    'none' when that window got no verdict: commissioning, or a speed in no learned class)."""
+    thr, cls = (f"{d.thr:.4g}" if d.thr is not None else "-"), "-"
     if scores is not None and not scores.empty:
-        judged = scores[scores["state"] == ""]
-        if judged.empty:
-            thr = "none yet" if d.comm_state == "commissioning" else "-"
+        newest = scores.iloc[-1]
+        if newest["state"]:  # no verdict, so no threshold either
+            thr, cls = "none", f"none ({newest['state']})"
         else:
-            last = judged.iloc[-1]
-            thr = f"{last['thr']:.4g}" + ("" if pd.isna(last["cls"]) else f" (class {int(last['cls'])})")
+            thr = f"{newest['thr']:.4g}"
+            if not pd.isna(newest["cls"]):
+                k = int(newest["cls"])
+                classes = (d.comm or {}).get("classes") or []
+                cls = f"{k} ({speed_band(classes[k]['rpm'])})" if k < len(classes) else str(k)
     return {
         "status": d.status, "health": d.health, "alarm": d.alarm_severity or "none",
         "model": f"v{d.model}" if d.model is not None else "-", "firmware": d.fw or "-", "slot": d.slot or "-",
-        "threshold": thr, "commissioning": comm_short(d.comm) if d.comm else "not reported (older node)",
+        "threshold": thr, "class": cls, "commissioning": comm_short(d.comm) if d.comm else "not reported (older node)",
         "last score": f"{d.last_score:.4g}" if d.last_score is not None else "-",
         "last seen": fmt_age((now_ms - d.last_seen) / 1000.0) if d.last_seen else "never",
         "early warning": fmt_eta(d.eta_s, short=True),

@@ -10,8 +10,10 @@ from edgefleet.errors import EdgefleetError
 WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "last 6 h": 21600.0, "last 24 h": 86400.0, "all": None}
 MSG = "comm_device_msg"
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+FACTS_CSS = "<style>.st-key-device_facts [data-testid='stMetricValue'] { font-size: 1.6rem; }</style>"
 
 st.title("Device detail")
+st.html(FACTS_CSS)
 db = ui.require_db()
 
 machines = ui.fleet(db)
@@ -35,12 +37,13 @@ show_hi = right.toggle("Health indicator", value=True, key="device_hi",
 st.query_params["device"] = name
 
 
-def commissioning_headline(dev) -> None:
+def commissioning_headline(dev, needs_class: bool) -> None:
     words = loaders.commissioning.comm_words(dev.comm)
     if dev.comm_state == "commissioning":
         st.info(words + " Its windows get no verdict (no alarms) until it has learned.", icon=":material/school:")
     elif dev.comm_state == "commissioned":
-        st.markdown(f":material/verified: {words}")
+        st.markdown(f":material/verified: {words}" + (" :orange-badge[:material/add_circle: needs a class]"
+                                                        if needs_class else ""))
     else:
         st.caption(words)
 
@@ -58,11 +61,10 @@ def commissioning_detail(dev, scores: pd.DataFrame) -> None:
             "learned_windows": st.column_config.NumberColumn("windows learned"),
             "thr": st.column_config.NumberColumn("score threshold", format="%.4g"),
             "hi_thr": st.column_config.NumberColumn("HI threshold", format="%.4g"),
-            "learned": st.column_config.DatetimeColumn("learned", format="YYYY-MM-DD HH:mm"),
+            "learned": st.column_config.DatetimeColumn("learned", format="YYYY-MM-DD"),
             "windows": st.column_config.NumberColumn("windows shown", help="of the windows in the selected time "
                                                      "window, how many this class judged"),
-            "share": st.column_config.ProgressColumn("share of shown", format="percent", min_value=0.0,
-                                                     max_value=1.0)})
+            "share": st.column_config.NumberColumn("share of shown", format="percent")})
         hash_ = dev.comm.get("hash")
         if hash_:
             st.caption(f"Baseline {hash_} (first 16 hex digits of the SHA-256 of the node's baseline record).")
@@ -92,14 +94,20 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
         return
     scores = ui.scores(db, name, window_s)
     facts = loaders.device.device_status(dev, ui.now_ms(), scores)
+    needs_class = loaders.commissioning.needs_class(dev.comm, scores)
     state = loaders.fleet.display_state(dev)
     colour = loaders.fleet.STATE_COLOURS[state]
     st.markdown(f"### {name} &nbsp;<span style='background:{colour};color:white;padding:2px 10px;"
                 f"border-radius:6px;font-size:0.8em'>{state}</span>", unsafe_allow_html=True)
-    cols = st.columns(6)
-    for col, key in zip(cols, ("status", "alarm", "last score", "threshold", "early warning", "last seen")):
-        col.metric(key.capitalize(), facts[key])
-    commissioning_headline(dev)
+    helps = {"threshold": "the score threshold of the newest window" + (
+        f", class {facts['class']}: thresholds differ per operating class" if facts["class"] != "-" else "")}
+    if facts["threshold"] == "none":
+        helps["threshold"] = "the newest window got no verdict (commissioning, or a speed in no learned class)"
+    with st.container(key="device_facts"):  # FACTS_CSS: six values fit a 1280 px window
+        for col, key in zip(st.columns(6), ("status", "alarm", "last score", "threshold", "early warning",
+                                            "last seen")):
+            col.metric(key.capitalize(), facts[key], help=helps.get(key))
+    commissioning_headline(dev, needs_class)
 
     if scores.empty:
         st.info("No results from this device in the selected window.")
@@ -117,11 +125,7 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
         note = (f"Trend: log-score slope {trend.slope_per_h:+.2f} per hour over the last "
                 f"{min(int((scores['state'] == '').sum()), 120)} judged windows; "
                 f"{loaders.common.fmt_eta(trend.eta_s)}." if trend else "Trend: too few judged windows for a fit yet.")
-        st.caption(f"{len(scores):,} windows · dashed red: the threshold each judged window was held to (per "
-                   "operating class; none where no window got a verdict) · purple: commissioning windows, light "
-                   "grey: uncommissioned (speed in no learned class), neither has a verdict · blue: health trend, "
-                   "dashed: forecast" + (" · below: the health indicator (HI) and its threshold" if show_hi and has_hi
-                                         else "") + ". " + note)
+        st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
     commissioning_detail(dev, scores)
 

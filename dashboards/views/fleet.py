@@ -8,6 +8,7 @@ from dashboards import charts, loaders, ui
 from edgefleet.errors import EdgefleetError
 
 MSG = "comm_fleet_msg"
+WIDTHS = [1, 1, 1, 1, 1, 1.4]  # the headline metrics; "Unacknowledged" fits a 1280 px window
 COMM_HELP = {
     "commissioned": "nodes that have learned their machine's normal and judge every recent window",
     "needs a class": f"commissioned, but some of their newest {loaders.commissioning.RECENT_WINDOWS} windows ran at a "
@@ -29,7 +30,7 @@ def overview() -> None:
     df = loaders.commissioning.with_commissioning(df, ui.recent_windows(db))
     counts = loaders.fleet.fleet_counts(df)
     active, unacked = ui.active_alarm_count(db)
-    cols = st.columns(6)
+    cols = st.columns(WIDTHS)
     cols[0].metric("Devices", counts["devices"])
     cols[1].metric("Healthy", counts["healthy"])
     cols[2].metric("Degrading", counts["degrading"])
@@ -37,7 +38,7 @@ def overview() -> None:
     cols[4].metric("Offline", counts["offline"])
     cols[5].metric("Unacknowledged", unacked, help=f"alarms nobody has acknowledged yet; {active} active in total")
     comm = loaders.commissioning.comm_counts(df)
-    cols = st.columns(6)
+    cols = st.columns(WIDTHS)
     for col, key in zip(cols, loaders.commissioning.COMM_STATES):
         col.metric(loaders.commissioning.COMM_LABELS[key], comm[key], help=COMM_HELP[key])
 
@@ -49,14 +50,14 @@ def overview() -> None:
     st.caption("Click a machine to open its score history. Purple: commissioning (learning its normal, no "
                "verdict yet).")
 
-    left, right = st.columns([2, 1])
+    left, right = st.columns([5, 2])
     with left:
         st.subheader("Needs attention")
         att = loaders.fleet.attention(df)
         if att.empty:
             st.success("No machine is alarming or degrading.")
         else:
-            att["eta"] = att["eta_s"].map(lambda s: loaders.common.fmt_eta(None if pd.isna(s) else s))
+            att["eta"] = att["eta_s"].map(lambda s: loaders.common.fmt_eta(None if pd.isna(s) else s, short=True))
             st.dataframe(att.drop(columns=["eta_s"]), hide_index=True, width="stretch", column_config={
                 "score_ratio": st.column_config.NumberColumn("score / thr", format="%.2f"),
                 "eta": st.column_config.TextColumn("early warning")})

@@ -14,6 +14,7 @@ from edgefleet.service.ota.registry import Campaign
 CAMPAIGN_BADGE = {"running": "blue", "aborting": "orange", "aborted": "red", "completed": "green"}
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
 RATE = st.column_config.NumberColumn(format="percent")
+MSG = "ota_msg"
 
 
 # ---------- writes (widget callbacks: they run before the rerun that draws the result) ----------
@@ -28,28 +29,22 @@ def _start(db: str) -> None:
             raise EdgefleetError("no model to roll out: publish one with `edgefleet ota publish MODEL_DIR`")
         c = ui.start_campaign(db, s["ota_version"], s["ota_target"], policy, s["ota_id"].strip() or None)
     except EdgefleetError as exc:
-        s["ota_msg"] = ("error", str(exc))
+        ui.set_message(MSG, "error", str(exc))
         return
     s["ota_campaign"] = c.id
-    s["ota_msg"] = ("success", (f"Campaign {c.id} started: model v{c.model} to {c.target} in stages "
-                                f"{' / '.join(f'{x:.0%}' for x in c.policy.stages)}. The OTA manager in "
-                                "`edgefleet serve` runs it."))
+    ui.set_message(MSG, "success", (f"Campaign {c.id} started: model v{c.model} to {c.target} in stages "
+                                    f"{' / '.join(f'{x:.0%}' for x in c.policy.stages)}. The OTA manager in "
+                                    "`edgefleet serve` runs it."))
 
 
 def _abort(db: str, cid: str) -> None:
     try:
         ui.abort_campaign(db, cid)
     except EdgefleetError as exc:
-        st.session_state["ota_msg"] = ("error", str(exc))
+        ui.set_message(MSG, "error", str(exc))
         return
-    st.session_state["ota_msg"] = ("warning", (f"Campaign {cid} is aborting: the OTA manager clears its offers "
-                                               "and rolls back devices that took the model."))
-
-
-def _message() -> None:
-    msg = st.session_state.pop("ota_msg", None)
-    if msg:
-        getattr(st, msg[0])(msg[1])
+    ui.set_message(MSG, "warning", (f"Campaign {cid} is aborting: the OTA manager clears its offers "
+                                    "and rolls back devices that took the model."))
 
 
 # ---------- the page ----------
@@ -60,7 +55,7 @@ db = ui.require_db()
 
 @st.fragment(run_every=ui.REFRESH_S)
 def live() -> None:
-    _message()
+    ui.show_message(MSG)  # kept, not popped: the 2-s refresh redraws it until the next start or abort
     frame, cards = ui.models(db)
     st.subheader("Model registry")
     if frame.empty:

@@ -79,7 +79,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def start_ota_manager(settings, store):
     """The OTA manager beside ingest: campaigns from the registry in the same database file."""
-    from edgefleet.service.config import broker_credentials
     from edgefleet.service.ota.campaign import RESULTS_LIMIT, SHADOW_LIMIT
     from edgefleet.service.ota.manager import OtaManager
     from edgefleet.service.ota.registry import OtaRegistry
@@ -92,7 +91,7 @@ def start_ota_manager(settings, store):
         return [(r.model, r.anom) for r in store.score_history(device, since_ms, limit=RESULTS_LIMIT)]
 
     host, port = settings.broker_host_port
-    user, password = broker_credentials(settings.broker_url)
+    user, password = settings.credentials()
     manager = OtaManager(OtaRegistry(settings.db), host, port, devices=devices, results=results,
                          username=user, password=password, client_id=f"{settings.ingest_client_id}-ota")
     manager.shadow_results = lambda model, since_ms: [  # shadow mode: both models on the same windows

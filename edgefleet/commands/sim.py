@@ -68,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="operating points (speed and load) each machine cycles through (default 1: constant)")
     p.add_argument("--speed-hold", type=float, nargs=2, default=(60.0, 180.0), metavar=("MIN", "MAX"),
                    help="seconds a machine holds each operating point (default 60 180)")
+    p.add_argument("--speed-ramp", type=float, default=0.0, metavar="S",
+                   help="seconds a change of operating point takes, a VFD ramp (default 0: a step)")
     p.add_argument("--ring", type=int, default=600,
                    help="store-and-forward ring per node, results (default 600)")
     p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
@@ -155,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgefleetError("--speeds must be between 1 and 8 (a node learns at most 8 operating classes)")
     if not 0 < args.speed_hold[0] <= args.speed_hold[1]:
         raise EdgefleetError("--speed-hold needs 0 < MIN <= MAX seconds")
+    if not 0 <= args.speed_ramp < args.speed_hold[0]:
+        raise EdgefleetError("--speed-ramp must be 0 or more seconds and shorter than the shortest hold")
     if not 1 <= args.results_per_message <= 256:
         raise EdgefleetError("--batch must be 1..256 results per message")
     if args.period <= 0 or args.ring < 1 or args.shards < 1 or not 1 <= args.sites <= 4:
@@ -192,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         from device_sim.schedule import Schedule
 
         schedule = Schedule.stepped(args.nodes, np.random.default_rng(args.seed + 17), speeds=args.speeds,
-                                    hold_s=tuple(args.speed_hold))
+                                    hold_s=tuple(args.speed_hold), ramp_s=args.speed_ramp)
     plant = replace(whole, nodes=whole.nodes[part::parts])  # the same plant, this worker's nodes
     fleet = Fleet(plant, artifact,
                   LinkOptions(host, port, mqtt_version=version, password=password),
@@ -295,7 +299,8 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--mqtt-version", args.mqtt_version, "--wait-broker", str(args.wait_broker),
             "--fault-onset", *map(str, fault_onset(args)), "--fault-ramp", *map(str, args.fault_ramp),
             "--commission-windows", str(args.commission_windows), "--speeds", str(args.speeds),
-            "--speed-hold", *map(str, args.speed_hold), *([] if args.commission else ["--no-commission"]),
+            "--speed-hold", *map(str, args.speed_hold), "--speed-ramp", str(args.speed_ramp),
+            *([] if args.commission else ["--no-commission"]),
             "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]

@@ -9,6 +9,7 @@ beyond reading the packaged schema files once.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +28,7 @@ SERVER_KINDS = ("ota/offer", "ota/data", "cmd")  # published by the back end
 INGEST_KINDS = ("result", "status", "ota/state", "debug")  # what `edgefleet serve` stores
 MAX_PAYLOAD = 512 * 1024
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(?![\s\S])")
-REASON_CODES = ("topic", "size", "utf8", "json", "schema")
+REASON_CODES = ("topic", "size", "utf8", "json", "schema", "claim")  # claim: what the service checks (ingest)
 
 
 class ProtocolError(EdgefleetError):
@@ -141,6 +142,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number that does not fit a double (1e999) would become infinity: refused, as NaN is."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def decode(kind: str, payload: bytes, *, max_size: int = MAX_PAYLOAD) -> dict[str, Any]:
     """Parse and validate one payload of `kind`; ProtocolError says why it is refused."""
     spec = _kind(kind)
@@ -151,7 +160,7 @@ def decode(kind: str, payload: bytes, *, max_size: int = MAX_PAYLOAD) -> dict[st
     except UnicodeDecodeError as exc:
         raise ProtocolError("utf8", f"not UTF-8 at byte {exc.start}") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError("json", str(exc)[:200]) from None
     err = spec.reason(obj)

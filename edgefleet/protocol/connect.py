@@ -36,6 +36,15 @@ def broker_credentials(url: str) -> tuple[str | None, str | None]:
             unquote(parts.password) if parts.password else None)
 
 
+def redact(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def probe_mqtt_version(host: str, port: int, timeout: float = 5.0) -> str | None:
     """'5' if the broker accepts MQTT v5, '3.1.1' if it refuses v5 (amqtt), None if unreachable."""
     seen: dict[str, Any] = {}

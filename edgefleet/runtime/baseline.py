@@ -43,8 +43,10 @@ SCORE_K = 6.0  # class threshold: median + K * 1.4826 * MAD of the class's commi
 SCORE_MARGIN = 1.25  # ... and at least this times the largest commissioning score
 HI_K = 6.0  # the same rule for the health indicator
 FLAG_RPM_KEYED = 1
-DRIFT_SPREADS_X2 = 3  # a class is stationary when its halves' medians differ by <= 1.5 spreads (x2: integers)
+DRIFT_K2 = 100  # drift: (centre_new - centre_old)^2 * m > 100 * spread^2, i.e. |d| > 10 spreads / sqrt(m):
+# four standard errors of the difference of two half-medians (1.2533 * spread * 2 / sqrt(m) each)
 MAX_RESTARTS = 8  # a class that never settles is finished anyway, after this many restarts, and flagged
+STEADY_SPEED = 0.01  # a window whose speed moved more than 1 % since the last is not learned from (a ramp)
 
 
 class BaselineError(EdgefleetError):
@@ -242,17 +244,26 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]  # standardized features [m, n] flo
 
 def stationary(rows_q: np.ndarray) -> bool:
     """Did the class's features settle? The median of the newer half of its rows against the older
-    half, per feature, within 1.5 spreads (all integer, as on the node). Run-in, warm-up or a fault
-    that starts while commissioning moves the newer half away."""
+    half, per feature, within four standard errors of their difference (all integer, as on the
+    node). Run-in, warm-up or a fault that starts while commissioning moves the newer half away."""
     rows_q = np.asarray(rows_q, np.int64)
     m = rows_q.shape[0]
     old, new = rows_q[: m // 2], rows_q[m // 2:]
     c_old, s_old, _ = robust_stats(old)  # each half's own spread: a drift inflates the whole's
     c_new, s_new, _ = robust_stats(new)
     for j in range(rows_q.shape[1]):
-        if 2 * abs(int(c_new[j]) - int(c_old[j])) > DRIFT_SPREADS_X2 * max(int(s_old[j]), int(s_new[j])):
+        d, s = int(c_new[j]) - int(c_old[j]), max(int(s_old[j]), int(s_new[j]))
+        if d * d * m > DRIFT_K2 * s * s:
             return False
     return True
+
+
+def steady_speed(rpm: float | None, last_rpm: float | None) -> bool:
+    """False while the speed moves more than 1 % from one window to the next (a ramp, a start):
+    the node does not learn from such a window. Unknown speeds count as steady."""
+    if not rpm or not last_rpm or not (math.isfinite(rpm) and math.isfinite(last_rpm)):
+        return True
+    return abs(rpm - last_rpm) <= STEADY_SPEED * last_rpm
 
 
 @dataclass
@@ -279,7 +290,7 @@ class Commissioner:
     def add(self, features: np.ndarray, rpm: float | None) -> str:
         """'learning' | 'class_full' (enough for this class) | 'not_stationary' (the class was full but
         still moving: its older half is dropped and learning goes on) | 'nonfinite' | 'class_limit' |
-        'other_class'."""
+        'other_class'. The node checks `steady_speed` before (a ramp is not learned from)."""
         try:
             q = to_q10(features)
         except BaselineError:

@@ -10,7 +10,7 @@ from typing import Any
 
 from edgefleet.errors import ConfigError
 from edgefleet.protocol import MAX_PAYLOAD
-from edgefleet.protocol.connect import broker_credentials, parse_broker_url
+from edgefleet.protocol.connect import broker_credentials, parse_broker_url, redact
 
 __all__ = ["DEFAULT_DB", "ConfigError", "Settings", "broker_credentials", "default_db", "load_settings",
            "parse_broker_url"]
@@ -32,6 +32,9 @@ class Settings:
     """Every field can be set as EDGEFLEET_<FIELD NAME IN CAPITALS>, e.g. EDGEFLEET_BROKER_URL."""
 
     broker_url: str = "mqtt://127.0.0.1:1883"
+    # credentials outside the URL, so no password sits in argv or a log line (EDGEFLEET_BROKER_PASSWORD)
+    broker_username: str = ""
+    broker_password: str = ""
     db: str = DEFAULT_DB
     mqtt_version: str = "auto"  # "5", "3.1.1" (the amqtt fallback broker) or "auto": try 5, then 3.1.1
     # shared-subscription group: ingest processes in one group split the load. Default "" = a plain
@@ -60,6 +63,16 @@ class Settings:
     @property
     def broker_host_port(self) -> tuple[str, int]:
         return parse_broker_url(self.broker_url)
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(user, password): from the URL if it has them, else from broker_username/broker_password."""
+        user, password = broker_credentials(self.broker_url)
+        return (user or self.broker_username or None, password or self.broker_password or None)
+
+    @property
+    def broker_display(self) -> str:
+        """The broker URL as it may be logged: without its password."""
+        return redact(self.broker_url)
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

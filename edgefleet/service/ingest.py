@@ -30,7 +30,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edgefleet import protocol
 from edgefleet.clock import now_ms
 from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
-from edgefleet.service.config import Settings, broker_credentials
+from edgefleet.service.config import Settings
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ProtocolError, ResultRecord
 from edgefleet.protocol.connect import probe_mqtt_version
@@ -58,12 +58,26 @@ def ingest_filters(group: str | None) -> list[str]:
     return [f"$share/{group}/{t}" for t in base] if group else base
 
 
+MAX_AHEAD_MS = 10 * 60 * 1000  # a device clock this far ahead of the broker's receive time is not believed
+
+
+def check_claims(kind: str, body: dict, rx_ms: int) -> None:
+    """What a device claims that the service can check: no time stamp more than MAX_AHEAD_MS after
+    the message arrived (a far-future `ts` would pin the device's registry entry for good)."""
+    stamps = [r["ts"] for r in body["res"]] if kind == "result" else [body.get("ts", 0)]
+    latest = max(stamps)
+    if latest > rx_ms + MAX_AHEAD_MS:
+        raise ProtocolError("claim", f"ts {latest} is {(latest - rx_ms) / 1000:.0f} s after the message "
+                                     f"arrived (limit {MAX_AHEAD_MS // 1000} s): the device clock is wrong")
+
+
 def decode_into(batch: IngestBatch, msg: Inbound, max_payload: int = protocol.MAX_PAYLOAD) -> str | None:
     """Add one message to `batch` (results, registry facts, events or a reject); returns the
     reject code, or None if accepted. Never raises for bad input."""
     batch.messages += 1
     try:
         m = protocol.decode_message(msg.topic, msg.payload, max_size=max_payload)
+        check_claims(m.kind, m.body, msg.rx_ms)
         if m.kind == "result":
             batch.results.extend(protocol.result_records(m.device, m.body))
         elif m.kind == "status":
@@ -142,7 +156,7 @@ class IngestService:
         else:
             client.subscribe([(f, 1) for f in filters])
         log.info("connected to %s (MQTT %s, session present: %s); subscribed to %s",
-                 self.settings.broker_url, self.mqtt_version, getattr(flags, "session_present", "?"),
+                 self.settings.broker_display, self.mqtt_version, getattr(flags, "session_present", "?"),
                  ", ".join(filters))
         self._connected.set()
 
@@ -168,7 +182,7 @@ class IngestService:
         else:
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id, protocol=mqtt.MQTTv311,
                             clean_session=False, manual_ack=True)
-        user, password = broker_credentials(s.broker_url)
+        user, password = s.credentials()
         if user:
             c.username_pw_set(user, password)
         c.on_connect = self._on_connect
@@ -187,13 +201,13 @@ class IngestService:
         if self.mqtt_version == "auto":
             while (v := probe_mqtt_version(host, port)) is None:
                 if time.monotonic() > deadline:
-                    raise EdgefleetError(f"no MQTT broker answers at {self.settings.broker_url}")
-                log.info("waiting for the broker at %s", self.settings.broker_url)
+                    raise EdgefleetError(f"no MQTT broker answers at {self.settings.broker_display}")
+                log.info("waiting for the broker at %s", self.settings.broker_display)
                 time.sleep(1.0)
             self.mqtt_version = v
         self._client = self._make_client()
         log.info("ingest %s -> %s (client id %s, group %s, batch <= %d msgs / %d ms, receive max %d)",
-                 self.settings.broker_url, getattr(self.store, "path", type(self.store).__name__),
+                 self.settings.broker_display, getattr(self.store, "path", type(self.store).__name__),
                  self.settings.ingest_client_id, self.settings.ingest_group, self.settings.batch_max,
                  self.settings.batch_ms, self.settings.receive_max)
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
@@ -212,12 +226,12 @@ class IngestService:
                 break
             except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise EdgefleetError(f"cannot connect to {self.settings.broker_url}: {exc}") from exc
+                    raise EdgefleetError(f"cannot connect to {self.settings.broker_display}: {exc}") from exc
                 time.sleep(0.5)
         self._client.loop_start()
         if not self._connected.wait(max(1.0, deadline - time.monotonic())):
             self.stop()
-            raise EdgefleetError(f"broker at {self.settings.broker_url} did not accept the ingest session")
+            raise EdgefleetError(f"broker at {self.settings.broker_display} did not accept the ingest session")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

@@ -152,9 +152,10 @@ def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission
     while com is not None and start < len(feats):  # commissioning: until every class seen is full
         t = float(rec.t_s[start])
         set_stage(t, "commissioning")
-        o = com.add(feats[start], float(rpm[start]))
+        steady = start == 0 or bl.steady_speed(float(rpm[start]), float(rpm[start - 1]))
+        o = com.add(feats[start], float(rpm[start])) if steady else "speed_changing"
         out["states"]["commissioning"] += 1
-        if o in ("nonfinite", "class_limit"):
+        if o in ("nonfinite", "class_limit", "speed_changing", "not_stationary"):
             _count(out["issues"], f"commissioning_{o}")
         start += 1
         if com.done():

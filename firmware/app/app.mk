@@ -16,8 +16,11 @@ M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -W
 # portable ef_layer_ref (core/src; ef/engine.h). The layer walk (ef_engine) is the same.
 # `make M4_LAYER=ef_layer_ref ...` builds the images with the portable kernel (after `make clean`).
 M4_LAYER ?= ef_layer_m4
+# ef_baseline, ef_commission: commissioning (docs/baseline.md); ef_sha256 + libsodium's SHA-256 hash
+# its record for the status (every board, with or without OTA).
 MCU_CORE := ef_status ef_crc ef_model ef_engine $(M4_LAYER) ef_features ef_pipeline ef_serial ef_protocol ef_cmd \
-            ef_baseline ef_commission
+            ef_baseline ef_commission ef_sha256
+MCU_SHA256 := tp/sodium/crypto_hash/sha256/cp/hash_sha256_cp
 MCU_APP := node_app node_link
 # The OTA layer, for a board that sets MCU_OTA_<board> := $(MCU_OTA) and -DNODE_OTA=1
 # (objects go into its lib.a, so an image that never calls them does not link them).
@@ -53,7 +56,8 @@ build/$1/tp/monocypher.o: $(TP)/.fetched
 build/$1/tp/sodium/%.o: $(TP)/.fetched
 	@mkdir -p $$(@D)
 	$(M4_CC) $(M4_CFLAGS) $4 $(SODIUM_CFLAGS) -c $(SODIUM)/$$*.c -o $$@
-build/$1/lib.a: $(MCU_CORE:%=build/$1/core/%.o) $(CMSIS_SRC:%=build/$1/tp/cmsis/%.o) $(MCU_OTA_$1:%=build/$1/%.o)
+build/$1/lib.a: $(MCU_CORE:%=build/$1/core/%.o) $(CMSIS_SRC:%=build/$1/tp/cmsis/%.o) $(MCU_SHA256:%=build/$1/%.o) \
+               $(MCU_OTA_$1:%=build/$1/%.o)
 	rm -f $$@ && arm-none-eabi-ar rcs $$@ $$^
 build/$1/ef_mcu_node.elf: $(2:%=build/$1/port/%.o) $(MCU_APP:%=build/$1/app/%.o) build/$1/lib.a $3
 	$(M4_CC) $(M4_LDFLAGS) -T $3 -Wl,-Map=build/$1/ef_mcu_node.map $(2:%=build/$1/port/%.o) \

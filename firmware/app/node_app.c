@@ -82,48 +82,6 @@ static int judging(void)
     return g_node.baseline && g_comm.has_baseline && !(g_comm.learning && g_comm.only_rpm <= 0.0f);
 }
 
-/* Python's round(x, 1): x * 10 is exact in double for a float32 x, rint rounds half to even. */
-static double round1(float x) { return rint((double)x * 10.0) / 10.0; }
-
-/* The status `comm` of docs/baseline.md: progress while commissioning, the record once there is one. */
-static const ef_proto_comm *comm_summary(ef_proto_comm *pc, ef_proto_comm_progress *prog, ef_proto_comm_class *cls,
-                                         char *hash)
-{
-    uint16_t k;
-    memset(pc, 0, sizeof *pc);
-    pc->state = g_comm.learning ? "commissioning" : "commissioned";
-    if (g_comm.learning) {
-        pc->has_target = 1;
-        pc->target = g_comm.target;
-        pc->has_progress = 1;
-        pc->progress = prog;
-        pc->n_progress = g_comm.n_classes;
-        for (k = 0; k < g_comm.n_classes; k++) {
-            prog[k].rpm = (double)g_comm.cls[k].rpm;
-            prog[k].n = g_comm.cls[k].rows;
-        }
-    } else if (!g_comm.has_baseline)
-        return NULL; /* neither learning nor learned (a failed finish): nothing to say */
-    if (g_comm.has_baseline) {
-        ef_commission_hash(&g_comm, hash);
-        pc->hash = hash;
-        pc->has_learned = 1;
-        pc->learned = g_comm.baseline.learned_ms;
-        pc->classes = cls;
-        pc->n_classes = g_comm.baseline.n_classes;
-        for (k = 0; k < g_comm.baseline.n_classes; k++) {
-            ef_baseline_class c;
-            ef_baseline_class_at(&g_comm.baseline, k, &c);
-            cls[k].rpm_lo = round1(c.rpm_lo);
-            cls[k].rpm_hi = round1(c.rpm_hi);
-            cls[k].n = c.windows;
-            cls[k].thr = (double)c.threshold;
-            cls[k].hi_thr = (double)c.hi_threshold;
-        }
-    }
-    return pc;
-}
-
 static void send_status(const char *state, uint64_t ts, const char *kind)
 {
     const char *caps[4];
@@ -153,7 +111,7 @@ static void send_status(const char *state, uint64_t ts, const char *kind)
             caps[s.n_caps++] = "ota";
         if (g_node.baseline) {
             caps[s.n_caps++] = "commission";
-            s.comm = comm_summary(&pc, prog, cls, hash);
+            s.comm = ef_commission_summary(&g_comm, &pc, prog, cls, hash);
         }
     }
     if ((n = ef_proto_encode_status(MSG_BUF, MSG_CAP, &s)) > 0)

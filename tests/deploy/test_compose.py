@@ -70,3 +70,22 @@ def test_missing_secrets_are_refused(tmp_path):
     proc = subprocess.run([compose_bin(), "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env),
                            "config", "-q"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode != 0 and "set " in proc.stderr
+
+
+def test_no_password_in_any_command_line_and_only_brokered_services_hold_it(config):
+    """`ps` shows argv to every local user: the broker password travels as a variable instead."""
+    for name, svc in config["services"].items():
+        argv = " ".join(svc.get("command") or []) + " " + " ".join(svc.get("entrypoint") or [])
+        assert "@mosquitto" not in argv or ":" not in argv.split("mqtt://", 1)[1].split("@", 1)[0], name
+    for name in ("ingest-1", "ingest-2", "ota"):
+        assert config["services"][name]["environment"]["EDGEFLEET_BROKER_PASSWORD"]
+    assert "EDGEFLEET_BROKER_PASSWORD" not in config["services"]["dashboard"]["environment"]
+
+
+def test_credentials_outside_the_url_are_used_and_never_logged():
+    from edgefleet.protocol.connect import redact
+    from edgefleet.service.config import load_settings
+
+    s = load_settings({"EDGEFLEET_BROKER_URL": "mqtt://ingest@broker:1883", "EDGEFLEET_BROKER_PASSWORD": "s3cret"})
+    assert s.credentials() == ("ingest", "s3cret") and "s3cret" not in s.broker_display
+    assert redact("mqtt://u:p4ss@h:1884") == "mqtt://u:***@h:1884" and redact("mqtt://h") == "mqtt://h"

@@ -21,39 +21,40 @@ static uint32_t block_room(uint16_t n) { return round_up(EF_BASELINE_CLASS_SIZE(
 static uint32_t copy_off(const ef_commission *c, uint8_t copy) { return (uint32_t)copy * c->copy_size; }
 
 /* The record of a copy whose head is complete and whose bytes pass every structural check
- * (any model); 0 and its sequence number, or -1. */
-static int read_copy(const ef_commission *c, uint8_t copy, ef_baseline *b, uint32_t *seq)
+ * (any model), and its sequence number: EF_OK; else EF_ERR_NO_BASELINE (no head: never
+ * written, erased, or cut before its head), EF_ERR_SIZE (a torn head) or the record's fault. */
+static ef_status read_copy(const ef_commission *c, uint8_t copy, ef_baseline *b, uint32_t *seq)
 {
     const ef_flash *f = c->records;
     const uint8_t *h = f->map(f->ctx, copy_off(c, copy), EF_COMMISSION_COPY_HEAD);
     uint32_t size;
     const uint8_t *rec;
     if (h == NULL || ef_le32(h) != COPY_MAGIC)
-        return -1;
+        return EF_ERR_NO_BASELINE;
     size = ef_le32(h + 8);
     if (size != ~ef_le32(h + 12) || size > c->copy_size - EF_COMMISSION_COPY_HEAD)
-        return -1; /* a torn head */
-    rec = f->map(f->ctx, copy_off(c, copy) + EF_COMMISSION_COPY_HEAD, size);
-    if (rec == NULL || ef_baseline_open(b, rec, size, NULL) != EF_OK)
-        return -1;
+        return EF_ERR_SIZE;
+    if ((rec = f->map(f->ctx, copy_off(c, copy) + EF_COMMISSION_COPY_HEAD, size)) == NULL)
+        return EF_ERR_FLASH;
     *seq = ef_le32(h + 4);
-    return 0;
+    return ef_baseline_open(b, rec, size, NULL);
 }
 
-/* The newest valid copy (serial-number order, so the counter may wrap); the in-force record
- * if it suits the model. */
+/* The newest valid copy (serial-number order, so the counter may wrap); the record in force if
+ * it suits the model. Without one, load_status says why (a damaged copy's fault first). */
 static void load(ef_commission *c)
 {
     ef_baseline b[2];
     uint32_t seq[2];
-    int ok0 = read_copy(c, 0, &b[0], &seq[0]) == 0, ok1 = read_copy(c, 1, &b[1], &seq[1]) == 0;
+    const ef_status s0 = read_copy(c, 0, &b[0], &seq[0]), s1 = read_copy(c, 1, &b[1], &seq[1]);
     uint8_t k;
     c->has_baseline = 0;
     c->seq = 0;
-    c->load_status = EF_ERR_NO_MODEL;
-    if (!ok0 && !ok1)
+    if (s0 != EF_OK && s1 != EF_OK) {
+        c->load_status = s0 != EF_ERR_NO_BASELINE ? s0 : s1;
         return;
-    k = (uint8_t)(ok0 && ok1 ? ((int32_t)(seq[1] - seq[0]) > 0) : ok1);
+    }
+    k = (uint8_t)(s0 == EF_OK && s1 == EF_OK ? ((int32_t)(seq[1] - seq[0]) > 0) : s1 == EF_OK);
     c->copy = k;
     c->seq = seq[k];
     c->load_status = ef_baseline_open(&c->baseline, b[k].rec, b[k].size, &c->model);
@@ -455,6 +456,48 @@ void ef_commission_hash(const ef_commission *c, char out[17])
         out[2 * i + 1] = hex[d[i] & 15u];
     }
     out[16] = '\0';
+}
+
+/* Python's round(x, 1): x * 10 is exact in double for a float32 x, and rint rounds half to even. */
+static double round1(float x) { return rint((double)x * 10.0) / 10.0; }
+
+const ef_proto_comm *ef_commission_summary(const ef_commission *c, ef_proto_comm *pc, ef_proto_comm_progress *prog,
+                                           ef_proto_comm_class *cls, char hash[17])
+{
+    uint16_t k;
+    memset(pc, 0, sizeof *pc);
+    if (!c->learning && !c->has_baseline)
+        return NULL;
+    pc->state = c->learning ? "commissioning" : "commissioned";
+    if (c->learning) {
+        pc->has_target = 1;
+        pc->target = c->target;
+        pc->has_progress = 1;
+        pc->progress = prog;
+        pc->n_progress = c->n_classes;
+        for (k = 0; k < c->n_classes; k++) {
+            prog[k].rpm = (double)c->cls[k].rpm;
+            prog[k].n = c->cls[k].rows;
+        }
+    }
+    if (!c->has_baseline)
+        return pc;
+    ef_commission_hash(c, hash);
+    pc->hash = hash;
+    pc->has_learned = 1;
+    pc->learned = c->baseline.learned_ms;
+    pc->classes = cls;
+    pc->n_classes = c->baseline.n_classes;
+    for (k = 0; k < c->baseline.n_classes; k++) {
+        ef_baseline_class b;
+        ef_baseline_class_at(&c->baseline, k, &b);
+        cls[k].rpm_lo = round1(b.rpm_lo);
+        cls[k].rpm_hi = round1(b.rpm_hi);
+        cls[k].n = b.windows;
+        cls[k].thr = (double)b.threshold;
+        cls[k].hi_thr = (double)b.hi_threshold;
+    }
+    return pc;
 }
 
 const char *ef_commission_outcome_str(ef_commission_outcome o)

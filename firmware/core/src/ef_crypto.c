@@ -16,26 +16,10 @@
 #define sha512_update crypto_hash_sha512_update
 #define sha512_finish crypto_hash_sha512_final
 
-/* libsodium's hash code wipes its state with sodium_memzero(), which lives in its
- * utils.c together with its allocator and RNG; this is that wipe, and nothing else. */
-void sodium_memzero(void *const pnt, const size_t len);
-void sodium_memzero(void *const pnt, const size_t len)
-{
-    volatile unsigned char *p = (volatile unsigned char *)pnt;
-    size_t i;
-    for (i = 0; i < len; i++)
-        p[i] = 0;
-}
+/* ef_sha256() and libsodium's sodium_memzero() are in ef_sha256.c: a board without OTA
+ * hashes its baseline record with them and links nothing else of this file. */
 
 #define EF_CRYPTO_CHUNK 128u
-
-void ef_sha256(const void *data, size_t len, uint8_t out[32])
-{
-    crypto_hash_sha256_state c;
-    sha256_starts(&c);
-    sha256_update(&c, (const unsigned char *)data, len);
-    sha256_finish(&c, out);
-}
 
 ef_status ef_sha256_flash(const ef_flash *f, uint32_t off, uint32_t len, uint8_t out[32])
 {

@@ -37,6 +37,7 @@ const char *ef_status_str(int status)
     case EF_ERR_N_FEATURES: return "feature-count";
     case EF_ERR_NONFINITE: return "nonfinite";
     case EF_ERR_TOO_FEW: return "too-few-windows";
+    case EF_ERR_NO_BASELINE: return "no-baseline";
     default: return "unknown";
     }
 }

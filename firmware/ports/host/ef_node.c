@@ -1,26 +1,68 @@
 /* ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F.f32] [--quantized Q.i8]
- *         [--outputs Y.i8] [--quiet] [--protocol BOOT [--serial] [--t0 MS]]
- * The node loop over a recording (raw little-endian float32 samples in g):
- * every window -> features -> quantize -> infer -> score vs threshold, one
- * JSON line per window on stdout; the optional files receive the
- * intermediate values for parity tests. With --protocol each window is
- * published as a protocol v1 `result` message instead (boot id BOOT,
- * timestamps from t0 at the sample clock), and with --serial those
- * messages leave COBS-framed on stdout as a node without a network stack
- * sends them to its gateway (summary on stderr).
+ *         [--outputs Y.i8] [--quiet]
+ *         [--protocol BOOT [--serial] [--t0 MS] [--no-commission] [--rpm R.f32] [--flash F.bin]
+ *          [--cmd K JSON]... [--model-at K ARTIFACT]]
+ * The node loop over a recording (raw little-endian float32 samples in g): every window ->
+ * features -> quantize -> infer -> score vs threshold, one JSON line per window on stdout;
+ * the optional files receive the intermediate values for parity tests.
+ *
+ * With --protocol the node publishes protocol v1 messages instead (boot id BOOT, timestamps
+ * from t0 at the sample clock), and with --serial the result messages leave COBS-framed on
+ * stdout as a node without a network stack sends them to its gateway (summary on stderr).
+ * A protocol node commissions its baseline as the MCU node does (docs/baseline.md, core
+ * ef/commission.h, the QEMU node's flash layout: two 4 KB record copies, 1 MB of rows): births
+ * (`status` with `comm`) at the start and whenever commissioning starts or ends, results with
+ * `state` / `cls`, `hi_thr`, `hi`. --no-commission: the model's own threshold, results only.
+ *   --rpm R.f32     the speed input: one float32 rev/min per window (looped); none: no speed
+ *   --flash F.bin   the records' area, read at the start (if the file exists) and written at
+ *                   the end: a second run is the node after a reset
+ *   --cmd K JSON    a protocol v1 cmd arriving before window K (commission, commission_end)
+ *   --model-at K A  before window K the node switches to artifact A (an OTA trial starting)
  * Exit 2 when the artifact or the rate is refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ef/cmd.h"
+#include "ef/commission.h"
 #include "ef/pipeline.h"
 #include "ef/protocol.h"
 #include "ef/serial.h"
+#include "ef/version.h"
 #include "ef_host.h"
 
-static char g_msg[512];
-static uint8_t g_frame[EF_SERIAL_ENCODED_MAX(512)];
+#define MAX_CMDS 16
+#define RECORDS_SIZE (8u * 1024u)   /* the QEMU node's layout (ports/mps2-an386/main_node.c) */
+#define ROWS_SIZE (1024u * 1024u)
+#define LAYOUT_FEATURES 64u         /* ... laid out for models of up to 64 inputs */
+#define WORK_BYTES 8192u            /* ... and its learning work buffer (its FFT buffers) */
+
+static char g_msg[4096];
+static uint8_t g_frame[EF_SERIAL_ENCODED_MAX(4096)];
+static float g_window[EF_FEATURES_NFFT_MAX];
+static float g_scratch[EF_FEATURES_NFFT_MAX];
+static int8_t g_arena[65536];
+static float g_feats[1024];
+static int8_t g_q[1024], g_y[1024];
+static float g_work[WORK_BYTES / sizeof(float)];
+
+typedef struct {
+    uint32_t at;
+    const char *json;
+} scheduled_cmd;
+
+/* The protocol node: boot id, sequence numbers, commissioning. */
+typedef struct {
+    const char *boot;
+    int serial, commission, has_speed;
+    uint32_t result_seq, status_seq;
+    float thr, cls_thr;
+    ef_commission comm;
+    ef_fake_flash rec_ff, rows_ff;
+    ef_flash rec, rows;
+    uint8_t *rec_mem, *rows_mem;
+} node;
 
 static uint64_t now_ns(void)
 {
@@ -29,32 +71,16 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* One result message for one window, printed or framed. */
-static int publish(const char *boot, const ef_model *m, float thr, uint32_t seq, uint64_t ts,
-                   float score, uint32_t inf_us, int serial)
+/* One message out: a line, or one COBS frame on the serial link (stdout on the host port). */
+static int emit(const node *nd, int n)
 {
-    ef_proto_result_head h;
-    ef_proto_result_rec r;
-    int n;
-    memset(&h, 0, sizeof h);
-    memset(&r, 0, sizeof r);
-    h.boot = boot;
-    h.model = m->model_version;
-    h.thr = thr;
-    h.dropped = 0;
-    r.seq = seq;
-    r.ts = ts;
-    r.score = score;
-    r.anom = score > thr;
-    r.inf_us = inf_us;
-    n = ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1);
     if (n < 0) {
-        fprintf(stderr, "error: result message refused (%s)\n", ef_status_str(n));
+        fprintf(stderr, "error: message refused (%s)\n", ef_status_str(n));
         return -1;
     }
-    if (serial) {
+    if (nd->serial) {
         size_t f = ef_serial_encode((const uint8_t *)g_msg, (size_t)n, g_frame, sizeof g_frame), done = 0;
-        while (f && done < f) { /* the board's serial link (stdout on the host port) */
+        while (f && done < f) {
             int w = ef_platform_serial_write(g_frame + done, f - done);
             if (w <= 0)
                 return -1;
@@ -66,9 +92,185 @@ static int publish(const char *boot, const ef_model *m, float thr, uint32_t seq,
     return 0;
 }
 
-static float g_window[EF_FEATURES_NFFT_MAX];
-static float g_scratch[EF_FEATURES_NFFT_MAX];
-static int8_t g_arena[65536];
+/* A window's outcome (as the MCU node's): judged by a class, by the model's threshold, or not. */
+typedef struct {
+    float score, hi, thr, hi_thr;
+    int anom, cls;
+    const char *state;
+} verdict;
+
+static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdict *v, uint32_t inf_us)
+{
+    ef_proto_result_head h;
+    ef_proto_result_rec r;
+    memset(&h, 0, sizeof h);
+    memset(&r, 0, sizeof r);
+    h.boot = nd->boot;
+    h.model = m->model_version;
+    h.thr = v->thr;
+    r.seq = nd->result_seq++;
+    r.ts = ts;
+    r.score = v->score;
+    r.anom = v->anom;
+    r.inf_us = inf_us;
+    r.state = v->state;
+    if (v->cls >= 0) {
+        h.has_cls = 1;
+        h.cls = (uint32_t)v->cls;
+        h.has_hi_thr = 1;
+        h.hi_thr = v->hi_thr;
+        r.has_hi = 1;
+        r.hi = v->hi;
+    }
+    return emit(nd, ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1));
+}
+
+/* A birth: what runs, and what commissioning learned (only a commissioning node sends them). */
+static int publish_birth(node *nd, const ef_model *m, uint64_t ts)
+{
+    static const char *const caps[] = {"commission"};
+    ef_proto_status s;
+    ef_proto_comm pc;
+    ef_proto_comm_progress prog[EF_BASELINE_MAX_CLASSES];
+    ef_proto_comm_class cls[EF_BASELINE_MAX_CLASSES];
+    char hash[17];
+    const int judging = nd->comm.has_baseline && !(nd->comm.learning && nd->comm.only_rpm <= 0.0f);
+    if (!nd->commission)
+        return 0;
+    memset(&s, 0, sizeof s);
+    s.boot = nd->boot;
+    s.seq = nd->status_seq++;
+    s.ts = ts;
+    s.state = "online";
+    s.fw = EF_FIRMWARE_VERSION_STR;
+    s.has_model = 1;
+    s.model = m->model_version;
+    s.slot = "A";
+    s.has_thr = 1;
+    s.thr = judging ? nd->cls_thr : nd->thr;
+    s.has_caps = 1;
+    s.caps = caps;
+    s.n_caps = 1;
+    s.comm = ef_commission_summary(&nd->comm, &pc, prog, cls, hash);
+    return emit(nd, ef_proto_encode_status(g_msg, sizeof g_msg, &s));
+}
+
+static void class0_threshold(node *nd)
+{
+    ef_baseline_class k;
+    if (nd->comm.has_baseline) {
+        ef_baseline_class_at(&nd->comm.baseline, 0, &k);
+        nd->cls_thr = k.threshold;
+    }
+}
+
+static ef_baseline_model scorer(const ef_model *m)
+{
+    ef_baseline_model sm;
+    sm.model = m;
+    sm.q = g_q;
+    sm.y = g_y;
+    sm.arena = g_arena;
+    sm.arena_len = sizeof g_arena;
+    return sm;
+}
+
+/* The records' area from --flash (a node after a reset), the rows' always fresh. */
+static int baseline_areas(node *nd, const char *flash_path)
+{
+    nd->rec_mem = malloc(RECORDS_SIZE);
+    nd->rows_mem = malloc(ROWS_SIZE);
+    if (!nd->rec_mem || !nd->rows_mem)
+        return -1;
+    ef_fake_flash_init(&nd->rec_ff, nd->rec_mem, RECORDS_SIZE, 4096u);
+    ef_fake_flash_init(&nd->rows_ff, nd->rows_mem, ROWS_SIZE, 4096u);
+    nd->rec = ef_fake_flash_device(&nd->rec_ff);
+    nd->rows = ef_fake_flash_device(&nd->rows_ff);
+    if (flash_path) {
+        FILE *f = fopen(flash_path, "rb");
+        if (f) {
+            size_t got = fread(nd->rec_mem, 1, RECORDS_SIZE, f);
+            fclose(f);
+            if (got != RECORDS_SIZE) {
+                fprintf(stderr, "error: %s is not a %u-byte records area\n", flash_path, RECORDS_SIZE);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void log_status(const char *what, ef_status st) { fprintf(stderr, "ef_node: %s (%s)\n", what, ef_status_str(st)); }
+
+/* A cmd before a window: commission and commission_end (the others concern the MCU node). */
+static void handle_cmd(node *nd, const ef_model *m, const char *json, uint64_t ts)
+{
+    ef_cmd cmd;
+    ef_status st;
+    ef_baseline_model sm;
+    if (ef_cmd_decode(json, strlen(json), &cmd) != EF_OK) {
+        fprintf(stderr, "ef_node: cmd refused: %s\n", cmd.error);
+        return;
+    }
+    if (!nd->commission || (cmd.op != EF_OP_COMMISSION && cmd.op != EF_OP_COMMISSION_END)) {
+        fprintf(stderr, "ef_node: cmd %s ignored\n", ef_cmd_op_str(cmd.op));
+        return;
+    }
+    if (cmd.op == EF_OP_COMMISSION) {
+        st = ef_commission_start(&nd->comm, cmd.has_windows ? cmd.windows : 0u,
+                                 cmd.has_rpm ? (float)cmd.rpm : 0.0f, nd->has_speed);
+        if (st != EF_OK) {
+            log_status("commission refused, the node goes on as it was", st);
+            return;
+        }
+        publish_birth(nd, m, ts);
+        return;
+    }
+    if (!nd->comm.learning) {
+        fprintf(stderr, "ef_node: commission_end ignored: not commissioning\n");
+        return;
+    }
+    sm = scorer(m);
+    if ((st = ef_commission_finish(&nd->comm, &sm, ts, EF_BASELINE_MIN_WINDOWS, g_feats, g_work, sizeof g_work)) !=
+        EF_OK) {
+        log_status("commission_end: commissioning goes on", st);
+        return;
+    }
+    class0_threshold(nd);
+    publish_birth(nd, m, ts);
+}
+
+/* The window whose features are in g_feats (its model score already computed by the pipeline). */
+static void judge(node *nd, const ef_model *m, float rpm, float model_score, verdict *v)
+{
+    ef_baseline_model sm = scorer(m);
+    ef_baseline_verdict bv;
+    ef_commission_outcome o;
+    memset(v, 0, sizeof *v);
+    v->cls = -1;
+    v->thr = nd->thr;
+    v->score = model_score;
+    if (!nd->commission) {
+        v->anom = model_score > nd->thr;
+        return;
+    }
+    switch (ef_commission_window(&nd->comm, &sm, g_feats, rpm, &bv, &o)) {
+    case EF_WINDOW_JUDGED:
+        v->score = bv.score;
+        v->hi = bv.hi;
+        v->thr = bv.threshold;
+        v->hi_thr = bv.hi_threshold;
+        v->anom = bv.anom;
+        v->cls = bv.cls;
+        nd->cls_thr = bv.threshold;
+        break;
+    case EF_WINDOW_COMMISSIONING:
+        v->state = EF_PROTO_COMMISSIONING;
+        break;
+    default:
+        v->state = EF_PROTO_UNCOMMISSIONED;
+    }
+}
 
 static FILE *open_opt(const char *path)
 {
@@ -78,35 +280,72 @@ static FILE *open_opt(const char *path)
     return f;
 }
 
-int main(int argc, char **argv)
+/* Open and plan a model; 0, or the exit code. */
+static int load_model(const char *path, double fs, uint8_t **art, ef_model *m, ef_pipeline *pipe)
 {
-    const char *feat_path = NULL, *q_path = NULL, *y_path = NULL;
-    size_t alen, slen, n_total, start, hop = 0, windows = 0, anomalous = 0;
-    uint8_t *art, *raw;
-    const float *samples;
-    ef_model m;
-    ef_pipeline pipe;
+    size_t alen;
     ef_pipeline_buffers bufs;
     ef_status st;
+    if (!(*art = ef_host_read_file(path, &alen)))
+        return 1;
+    if ((st = ef_model_open(m, *art, alen)) != EF_OK) {
+        fprintf(stderr, "error: %s: artifact rejected (%s)\n", path, ef_status_str(st));
+        free(*art);
+        return 2;
+    }
+    bufs.window = g_window;
+    bufs.scratch = g_scratch;
+    bufs.fft_len = EF_FEATURES_NFFT_MAX;
+    bufs.features = g_feats;
+    bufs.q = g_q;
+    bufs.y = g_y;
+    bufs.io_len = sizeof g_q;
+    bufs.arena = g_arena;
+    bufs.arena_len = sizeof g_arena;
+    if ((st = ef_pipeline_init(pipe, m, fs, &bufs)) != EF_OK) {
+        if (st == EF_ERR_RATE)
+            fprintf(stderr, "error: the model cannot run at %g Hz (%s)\n", fs, ef_status_str(st));
+        else
+            fprintf(stderr, "error: %s is not a node model for this build (%s: needs features, "
+                            "scoring, n_in == n_out <= 1024)\n", path, ef_status_str(st));
+        free(*art);
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *feat_path = NULL, *q_path = NULL, *y_path = NULL, *rpm_path = NULL, *flash_path = NULL;
+    const char *switch_path = NULL;
+    size_t slen, rlen = 0, n_total, start, hop = 0, windows = 0, anomalous = 0, n_cmds = 0, n_rpm = 0, i_cmd;
+    uint8_t *art, *raw, *raw_rpm = NULL;
+    const float *samples, *rpms = NULL;
+    ef_model m;
+    ef_pipeline pipe;
     double fs;
-    int quiet = 0, serial = 0, i;
-    const char *boot = NULL;
+    int quiet = 0, i, rc;
+    uint32_t switch_at = 0;
     uint64_t t0 = 1767225600000ull;
     FILE *ff, *fq, *fy;
-    float feats[1024];
-    int8_t q[1024], y[1024];
+    scheduled_cmd cmds[MAX_CMDS];
+    static node nd;
     if (argc < 4) {
-        fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] "
-                        "[--quantized Q] [--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS]]\n");
+        fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] [--quantized Q] "
+                        "[--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS] [--no-commission] "
+                        "[--rpm R.f32] [--flash F.bin] [--cmd K JSON]... [--model-at K ARTIFACT]]\n");
         return 1;
     }
+    nd.commission = 1;
     for (i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--quiet") == 0)
             quiet = 1;
         else if (strcmp(argv[i], "--serial") == 0)
-            serial = 1;
+            nd.serial = 1;
+        else if (strcmp(argv[i], "--no-commission") == 0)
+            nd.commission = 0;
         else if (i + 1 < argc && strcmp(argv[i], "--protocol") == 0)
-            boot = argv[++i];
+            nd.boot = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--t0") == 0)
             t0 = strtoull(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--hop") == 0)
@@ -117,40 +356,45 @@ int main(int argc, char **argv)
             q_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--outputs") == 0)
             y_path = argv[++i];
-        else {
+        else if (i + 1 < argc && strcmp(argv[i], "--rpm") == 0)
+            rpm_path = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--flash") == 0)
+            flash_path = argv[++i];
+        else if (i + 2 < argc && strcmp(argv[i], "--cmd") == 0 && n_cmds < MAX_CMDS) {
+            cmds[n_cmds].at = (uint32_t)strtoul(argv[++i], NULL, 10);
+            cmds[n_cmds++].json = argv[++i];
+        } else if (i + 2 < argc && strcmp(argv[i], "--model-at") == 0) {
+            switch_at = (uint32_t)strtoul(argv[++i], NULL, 10);
+            switch_path = argv[++i];
+        } else {
             fprintf(stderr, "error: unknown option %s\n", argv[i]);
             return 1;
         }
     }
     fs = strtod(argv[3], NULL);
-    if (!(art = ef_host_read_file(argv[1], &alen)))
+    if ((rc = load_model(argv[1], fs, &art, &m, &pipe)) != 0)
+        return rc;
+    if (!(raw = ef_host_read_file(argv[2], &slen)))
         return 1;
-    if ((st = ef_model_open(&m, art, alen)) != EF_OK) {
-        fprintf(stderr, "error: %s: artifact rejected (%s)\n", argv[1], ef_status_str(st));
-        free(art);
-        return 2;
+    if (rpm_path) {
+        if (!(raw_rpm = ef_host_read_file(rpm_path, &rlen)) || rlen < 4)
+            return 1;
+        rpms = (const float *)(const void *)raw_rpm;
+        n_rpm = rlen / 4u;
+        nd.has_speed = 1;
     }
-    bufs.window = g_window;
-    bufs.scratch = g_scratch;
-    bufs.fft_len = EF_FEATURES_NFFT_MAX;
-    bufs.features = feats;
-    bufs.q = q;
-    bufs.y = y;
-    bufs.io_len = sizeof q;
-    bufs.arena = g_arena;
-    bufs.arena_len = sizeof g_arena;
-    if ((st = ef_pipeline_init(&pipe, &m, fs, &bufs)) != EF_OK) {
-        if (st == EF_ERR_RATE)
-            fprintf(stderr, "error: the model cannot run at %g Hz (%s)\n", fs, ef_status_str(st));
-        else
-            fprintf(stderr, "error: %s is not a node model for this build (%s: needs features, "
-                            "scoring, n_in == n_out <= 1024)\n", argv[1], ef_status_str(st));
-        free(art);
-        return 2;
-    }
-    if (!(raw = ef_host_read_file(argv[2], &slen))) {
-        free(art);
-        return 1;
+    nd.commission = nd.commission && nd.boot != NULL; /* the plain parity output never commissions */
+    nd.thr = pipe.scoring.threshold;
+    if (nd.commission) {
+        ef_status st;
+        if (baseline_areas(&nd, flash_path) != 0)
+            return 1;
+        if ((st = ef_commission_init(&nd.comm, &nd.rec, &nd.rows, LAYOUT_FEATURES, WORK_BYTES, &m)) != EF_OK) {
+            log_status("commissioning off: the model does not fit the baseline layout", st);
+            nd.commission = 0;
+        } else if (!nd.comm.has_baseline)
+            log_status("no valid baseline: commissioning", nd.comm.load_status);
+        class0_threshold(&nd);
     }
     samples = (const float *)(const void *)raw;
     n_total = slen / sizeof(float);
@@ -161,45 +405,79 @@ int main(int argc, char **argv)
     fy = open_opt(y_path);
     if ((feat_path && !ff) || (q_path && !fq) || (y_path && !fy))
         return 1;
+    if (nd.boot && publish_birth(&nd, &m, t0) != 0)
+        return 2;
     for (start = 0; start + pipe.plan.n_samples <= n_total; start += hop) {
+        const uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
+        const float rpm = rpms ? rpms[windows % n_rpm] : 0.0f;
         ef_pipeline_result res;
-        float score;
-        uint64_t t_inf = now_ns();
-        ef_pipeline_run(&pipe, samples + start, &res);
-        t_inf = now_ns() - t_inf;
-        score = res.score;
-        if (ff)
-            fwrite(feats, sizeof(float), m.n_inputs, ff);
-        if (fq)
-            fwrite(q, 1, m.n_inputs, fq);
-        if (fy)
-            fwrite(y, 1, m.n_outputs, fy);
-        anomalous += res.anomalous != 0;
-        if (boot) {
-            uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
-            if (publish(boot, &m, pipe.scoring.threshold, (uint32_t)windows, ts, score,
-                        (uint32_t)((t_inf + 500u) / 1000u), serial) != 0) {
-                free(raw);
-                free(art);
-                return 2;
+        verdict v;
+        uint64_t t_inf;
+        if (switch_path && windows == switch_at) { /* an OTA trial starts: the new model runs */
+            uint8_t *art2;
+            if ((rc = load_model(switch_path, fs, &art2, &m, &pipe)) != 0)
+                return rc;
+            nd.thr = pipe.scoring.threshold;
+            if (nd.commission) {
+                ef_status st = ef_commission_model(&nd.comm, &m);
+                if (st != EF_OK)
+                    return 2;
+                if (!nd.comm.has_baseline)
+                    log_status("the baseline does not suit the new model: commissioning", nd.comm.load_status);
+                class0_threshold(&nd);
             }
+            publish_birth(&nd, &m, ts);
+            free(art); /* nothing points into the old artifact any more: m and pipe are the new one's */
+            art = art2;
+        }
+        for (i_cmd = 0; i_cmd < n_cmds; i_cmd++)
+            if (cmds[i_cmd].at == windows)
+                handle_cmd(&nd, &m, cmds[i_cmd].json, ts);
+        t_inf = now_ns();
+        ef_pipeline_run(&pipe, samples + start, &res);
+        judge(&nd, &m, nd.has_speed ? rpm : 0.0f, res.score, &v);
+        t_inf = now_ns() - t_inf;
+        if (ff)
+            fwrite(g_feats, sizeof(float), m.n_inputs, ff);
+        if (fq)
+            fwrite(g_q, 1, m.n_inputs, fq);
+        if (fy)
+            fwrite(g_y, 1, m.n_outputs, fy);
+        anomalous += v.anom != 0;
+        if (nd.boot) {
+            if (publish_result(&nd, &m, ts, &v, (uint32_t)((t_inf + 500u) / 1000u)) != 0)
+                return 2;
         } else if (!quiet)
-            printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)score,
-                   res.anomalous ? "true" : "false");
+            printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)v.score,
+                   v.anom ? "true" : "false");
         windows++;
+        if (nd.commission && ef_commission_done(&nd.comm)) {
+            ef_baseline_model sm = scorer(&m);
+            ef_status st = ef_commission_finish(&nd.comm, &sm, ts, EF_BASELINE_MIN_WINDOWS, g_feats, g_work,
+                                                sizeof g_work);
+            if (st != EF_OK)
+                log_status("commissioning could not finish", st);
+            class0_threshold(&nd);
+            publish_birth(&nd, &m, ts);
+        }
     }
     fprintf(stderr, "ef_node: %zu windows of %u samples (nfft %u) at %g Hz, %zu anomalous, "
                     "threshold %.6g, RAM: arena %u B + 2 x %u floats FFT buffers\n",
             windows, (unsigned)pipe.plan.n_samples, (unsigned)pipe.plan.nfft, fs, anomalous,
             (double)pipe.scoring.threshold, m.arena_bytes, (unsigned)pipe.plan.nfft);
-    fprintf(serial ? stderr : stdout, "{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n",
+    fprintf(nd.serial ? stderr : stdout, "{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n",
             windows, anomalous, (unsigned)pipe.plan.n_samples, (unsigned)pipe.plan.nfft);
+    if (nd.commission && flash_path && ef_host_write_file(flash_path, nd.rec_mem, RECORDS_SIZE) != 0)
+        return 1;
     if (ff)
         fclose(ff);
     if (fq)
         fclose(fq);
     if (fy)
         fclose(fy);
+    free(nd.rec_mem);
+    free(nd.rows_mem);
+    free(raw_rpm);
     free(raw);
     free(art);
     return 0;

@@ -22,6 +22,7 @@
 
 #include "ef/baseline.h"
 #include "ef/platform.h"
+#include "ef/protocol.h"
 #include "ef/status.h"
 
 #define EF_COMMISSION_COPY_HEAD 16u
@@ -114,6 +115,13 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
 
 /* First 16 hex digits of the SHA-256 of the record in force ("" without one). */
 void ef_commission_hash(const ef_commission *c, char out[17]);
+
+/* The status `comm` (docs/baseline.md, "Reported"): target and per-class progress while
+ * commissioning, and the record's hash, learned time and classes (speed bands rounded to 0.1
+ * rpm as the Python summary) once there is one; NULL when neither. The arrays hold 8 entries,
+ * hash 17 chars; pc points into them. */
+const ef_proto_comm *ef_commission_summary(const ef_commission *c, ef_proto_comm *pc, ef_proto_comm_progress *prog,
+                                           ef_proto_comm_class *cls, char hash[17]);
 
 const char *ef_commission_outcome_str(ef_commission_outcome o);
 

@@ -41,7 +41,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     reports = []
     for f in replay_paths(args.data):
         tracker = AlarmTracker(AlarmPolicy())  # one node per recording
-        reports.append(replay(det, load_replay(f, params), tracker.observe,
+        reports.append(replay(det, load_replay(f, params), tracker,
                               commission_windows=args.commission_windows))
     if args.json:
         print(json.dumps({"model": str(path), "recordings": reports}))

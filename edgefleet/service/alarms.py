@@ -44,6 +44,9 @@ class AlarmPolicy:
     min_trend_t: float = 4.0  # a rising trend counts only if its slope is this many standard errors
     max_extrapolation: float = 10.0  # and the ETA lies within this many times the fitted span
     ewma_alpha: float = 0.1
+    rollup_every: int = 30  # windows per rollup point (their median ratio): trends over hours to weeks
+    rollup_points: int = 480  # rollup points kept per device
+    failure_ratio: float = 10.0  # end of life for the remaining-life estimate: 10x the threshold
 
     def __post_init__(self) -> None:
         if not (1 <= self.k <= self.n):
@@ -152,6 +155,25 @@ def time_to_threshold(trend: Trend, thr: float, now_ms: int | None = None) -> fl
     return gap / trend.slope_per_s
 
 
+def remaining_life(trend: Trend, failure_ratio: float, now_ms: int | None = None
+                   ) -> tuple[float, float, float] | None:
+    """Remaining useful life under an exponential degradation model: the health ratio grows as
+    exp(level + slope * t) (the classic model of a bearing's defect growth once it has started,
+    Gebraeel et al. 2005), so life ends when the fitted line reaches log(failure_ratio). Returns
+    (RUL, low, high) in seconds, the interval from the slope +- 2 standard errors (high = inf when
+    the lower slope is not rising); None while the trend is not rising significantly."""
+    if trend.slope_per_s <= 0:
+        return None
+    now_ms = trend.t_ref_ms if now_ms is None else now_ms
+    level_now = trend.level + trend.slope_per_s * (now_ms - trend.t_ref_ms) / 1000.0
+    gap = math.log(failure_ratio) - level_now
+    if gap <= 0:
+        return 0.0, 0.0, 0.0
+    se = trend.slope_per_s / trend.t_stat if math.isfinite(trend.t_stat) and trend.t_stat > 0 else 0.0
+    fast, slow = trend.slope_per_s + 2 * se, trend.slope_per_s - 2 * se
+    return gap / trend.slope_per_s, gap / fast, (gap / slow if slow > 0 else math.inf)
+
+
 def health_state(alarm_active: bool, eta_s: float | None, horizon_s: float) -> str:
     if alarm_active:
         return "alarm"
@@ -174,6 +196,8 @@ class _DeviceState:
     normal_run: int = 0
     ewma_score: float | None = None
     last_ts: int = 0
+    bucket: list = field(default_factory=list)  # ratios of the rollup being filled
+    rollups: deque = field(default_factory=lambda: deque(maxlen=480))  # (ts, median ratio)
 
 
 @dataclass
@@ -190,7 +214,8 @@ class AlarmTracker:
         st = self._devices.get(device)
         if st is None:
             p = self.policy
-            st = _DeviceState(deque(maxlen=p.n), deque(maxlen=p.n), deque(maxlen=p.trend_points))
+            st = _DeviceState(deque(maxlen=p.n), deque(maxlen=p.n), deque(maxlen=p.trend_points),
+                              rollups=deque(maxlen=p.rollup_points))
             self._devices[device] = st
         return st
 
@@ -216,7 +241,12 @@ class AlarmTracker:
     def _push(self, st: _DeviceState, rec: ResultRecord) -> None:
         st.flags.append(rec.anom)
         st.ratios.append(ratio_of(rec))
-        st.points.append((rec.ts, rec.score))
+        ratio = st.ratios[-1]
+        st.points.append((rec.ts, ratio))  # the trend runs on score/threshold (or the HI ratio): 1 = threshold
+        st.bucket.append(ratio)
+        if len(st.bucket) >= self.policy.rollup_every:
+            st.rollups.append((rec.ts, median(st.bucket)))
+            st.bucket.clear()
         st.thr = rec.thr
         st.last_ts = max(st.last_ts, rec.ts)
         st.ewma_score = ewma([rec.score], self.policy.ewma_alpha, st.ewma_score)
@@ -261,15 +291,21 @@ class AlarmTracker:
         st = self._devices.get(device)
         if st is None or not st.points:
             return None
-        slope_h = eta = None
-        if len(st.points) >= self.policy.trend_min_points:
-            trend = fit_log_trend([t for t, _ in st.points], [s for _, s in st.points])
+        p = self.policy
+        slope_h = eta = rul = None
+        # the rollups when there are enough of them (hours to weeks), else the latest windows
+        pts = st.rollups if len(st.rollups) >= p.trend_min_points else st.points
+        if len(pts) >= p.trend_min_points:
+            trend = fit_log_trend([t for t, _ in pts], [s for _, s in pts])
             if trend is not None:
                 slope_h = trend.slope_per_s * 3600.0
-                eta = time_to_threshold(trend, st.thr, now_ms)
+                eta = time_to_threshold(trend, 1.0, now_ms)
+                significant = trend.t_stat >= p.min_trend_t
                 # noise on a flat score fits a random slope: forecast only a real, nearby crossing
-                if eta is not None and eta > 0 and (trend.t_stat < self.policy.min_trend_t
-                                                    or eta > self.policy.max_extrapolation * trend.span_s):
+                if eta is not None and eta > 0 and (not significant or eta > p.max_extrapolation * trend.span_s):
                     eta = None
-        state = health_state(st.active, eta, self.policy.horizon_s)
-        return DeviceHealth(device, st.last_ts, float(st.ewma_score or 0.0), slope_h, eta, state)
+                if significant:
+                    rul = remaining_life(trend, p.failure_ratio, now_ms)
+        state = health_state(st.active, eta, p.horizon_s)
+        return DeviceHealth(device, st.last_ts, float(st.ewma_score or 0.0), slope_h, eta, state,
+                            *(rul or (None, None, None)))

@@ -16,8 +16,8 @@ refused, gaps and speed jumps are counted; nothing is silently dropped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +123,19 @@ def replay_paths(path: Path) -> list[Path]:
     return [path]
 
 
-Observe = Callable[[ResultRecord], object]  # the alarm tracker's observe: returns an AlarmChange or None
+class Tracker(Protocol):
+    """The fleet service's alarm tracker, passed in (this module sits below the service)."""
+
+    def observe(self, rec: ResultRecord) -> object: ...  # an AlarmChange or None
+
+    def health(self, device: str, now_ms: int | None = None) -> object: ...  # a DeviceHealth or None
 
 
-def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission_windows: int = bl.DEFAULT_WINDOWS,
-           batch: int = 512) -> dict:
-    """Run the node on the recording: commission, then judge; returns what happened and when."""
+def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission_windows: int = bl.DEFAULT_WINDOWS,
+           batch: int = 512, health_every: int = 30, trace: bool = False) -> dict:
+    """Run the node on the recording: commission, then judge; returns what happened and when:
+    alarms, stages (commissioning, healthy, degrading, alarm, critical) and remaining-life
+    estimates with their interval."""
     params = detector.artifact.features.params  # type: ignore[union-attr]
     com: bl.Commissioner | None = bl.Commissioner(params.n_bands, target=commission_windows)
     base: bl.Baseline | None = None
@@ -137,7 +144,7 @@ def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission
         np.empty((0, params.n_bands), np.float32)
     rpm = rec.rpm if rec.rpm is not None else np.zeros(len(feats))
     out: dict = {"recording": rec.name, "machine": rec.machine, "windows": int(len(feats)),
-                 "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [],
+                 "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [], "rul": [],
                  "classes": [], "states": {"commissioning": 0, "uncommissioned": 0, "judged": 0},
                  "issues": dict(rec.issues), "end_s": float(rec.t_s[-1]) if len(rec.t_s) else 0.0}
     stage = None
@@ -177,6 +184,9 @@ def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission
     out["classes"] = base.summary()["classes"]
     rest = slice(start, len(feats))
     s = bl.score_windows(base, feats[rest], rpm[rest], detector.score_standardized)
+    if trace:  # every judged window's numbers, for analysis beside the truth
+        out["trace"] = {"t_s": rec.t_s[rest].tolist(), "score": s.score.tolist(), "hi": s.hi.tolist(),
+                        "ratio": s.ratio.tolist(), "cls": s.cls.tolist()}
     for j in range(len(s.cls)):
         i = start + j
         t = float(rec.t_s[i])
@@ -188,7 +198,7 @@ def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission
                          bool(s.anom[j]), 0, state="" if judged else "uncommissioned",
                          hi=float(s.hi[j]) if judged else None, cls=int(s.cls[j]) if judged else None,
                          hi_thr=float(c.hi_threshold) if c else None)
-        change = observe(r)
+        change = tracker.observe(r)
         op = getattr(change, "op", None)
         if op in ("raise", "update"):
             sev = change.severity  # type: ignore[union-attr]
@@ -201,6 +211,16 @@ def replay(detector: Detector, rec: ReplayInput, observe: Observe, *, commission
             set_stage(t, "healthy")
         elif stage == "commissioning":
             set_stage(t, "healthy")
+        if judged and j % health_every == health_every - 1:
+            h = tracker.health(rec.machine, int(t * 1000))
+            if h is not None:
+                if stage == "healthy" and getattr(h, "state", "") == "degrading":
+                    set_stage(t, "degrading")
+                elif stage == "degrading" and getattr(h, "state", "") == "ok":
+                    set_stage(t, "healthy")
+                if getattr(h, "rul_s", None) is not None:
+                    out["rul"].append({"t_s": round(t, 3), "rul_s": finite_or_none(h.rul_s),
+                                       "low_s": finite_or_none(h.rul_low_s), "high_s": finite_or_none(h.rul_high_s)})
     return out
 
 

@@ -62,7 +62,7 @@ def _result(dev: str, i: int, ts: int, comm: dict | None) -> ResultRecord:
     classes = comm.get("classes") or CLASSES  # comm-01 judged with its former three classes
     k = (i // 20) % len(classes)
     c = classes[k]
-    hi = 0.5 * c["hi_thr"] if i != HI_ANOMALY else 1.3 * c["hi_thr"]
+    hi = 1.3 * c["hi_thr"] if dev == "three-01" and i == HI_ANOMALY else 0.5 * c["hi_thr"]
     return base._replace(score=0.35 * c["thr"], thr=c["thr"], anom=hi > c["hi_thr"], hi=hi, cls=k,
                          hi_thr=c["hi_thr"])
 
@@ -180,7 +180,8 @@ def test_thresholds_per_class_and_none_without_a_verdict(comm_db) -> None:
     learning = device.score_frame(comm_db.store, "comm-01")
     assert device.trend_threshold(learning) == float(learning[learning["state"] == ""]["thr"].iloc[-1])
     trend = device.trend_line(learning, 2.667)
-    assert trend is not None and trend.points["ts"].max() <= learning["ts"].iloc[JUDGED_BEFORE_RELEARN - 1]
+    fit = trend.points[trend.points["part"] == "fit"]
+    assert fit["ts"].max() == learning["ts"].iloc[JUDGED_BEFORE_RELEARN - 1]  # the newest judged window
     facts = device.device_status(comm_db.store.device("three-01"), comm_db.now, scores)
     assert (facts["threshold"], facts["class"]) == ("none", "none (uncommissioned)")
     facts = device.device_status(comm_db.store.device("three-02"), comm_db.now,

@@ -66,15 +66,20 @@ def test_device_detail_timeline_threshold_and_trend(monkeypatch, fleet_db) -> No
     m = metrics(at)
     assert m["Status"] == "online" and m["Alarm"] == "none"
     assert m["Early warning"].startswith("~")  # degrading: a finite time to threshold
-    (chart,) = at.get("vega_lite_chart")
-    spec, frames = chart_data(chart)
+    score_chart, hi_chart = at.get("vega_lite_chart")  # a commissioned node: its health indicator below
+    spec, frames = chart_data(score_chart)
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
-    assert marks == ["line", "circle", "line", "rule"]  # scores, windows, trend, threshold
-    scores, trend, thr = (frames[0], frames[1], frames[2]) if len(frames) == 3 else (None, None, None)
-    assert scores is not None and len(scores) == len(fleet_db.store.score_history(dev))
+    assert marks == ["line", "circle", "line", "rule", "point"]  # scores, windows, trend, threshold, time extent
+    by_column = {c: f for f in frames for c in f.columns}
+    scores, trend, thr = by_column["seq"], by_column["part"], by_column["start"]
+    assert len(scores) == len(fleet_db.store.score_history(dev))
     assert set(trend["part"]) == {"fit", "forecast"}
-    assert thr["thr"].iloc[0] == pytest.approx(2.667)
-    recent = at.dataframe[0].value
+    assert thr["thr"].tolist() == [pytest.approx(2.667)]  # one any-speed class: one threshold throughout
+    hi_spec, hi_frames = chart_data(hi_chart)
+    assert hi_spec["layer"][0]["encoding"]["y"]["field"] == "hi"
+    extent = [f for f in hi_frames if list(f.columns) == ["time"]] + [f for f in frames if list(f.columns) == ["time"]]
+    assert len(extent) == 2 and extent[0]["time"].tolist() == extent[1]["time"].tolist()  # the two line up
+    (recent,) = [d.value for d in at.dataframe if "window" in d.value.columns]
     last = fleet_db.store.recent_results(dev, 1)[0]
     assert len(recent) == 50 and recent["seq"].iloc[0] == last.seq  # newest first
 

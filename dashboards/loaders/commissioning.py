@@ -172,7 +172,8 @@ def chart_legend(scores: pd.DataFrame, trend: bool, hi: bool) -> str:
                                                   "uncommissioned")) if k in kinds)
                      + " windows: no verdict, no threshold")
     if trend:
-        parts.append("blue: health trend (judged windows), dashed: forecast")
+        parts.append("blue: health trend, the alarm service's fit of each judged window's ratio to its thresholds, "
+                     "drawn against the newest one's threshold; dashed: forecast to it")
     if hi:
         parts.append("below: the health indicator (HI) and its threshold")
     return " · ".join(parts) + "."

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import median
 
 import pandas as pd
 
 from dashboards.loaders.commissioning import comm_short, speed_band, window_kind
 from dashboards.loaders.common import fmt_age, fmt_eta
 from edgefleet.protocol import ResultRecord
-from edgefleet.service.alarms import AlarmPolicy, fit_log_trend, time_to_threshold
+from edgefleet.service.alarms import AlarmPolicy, fit_log_trend, ratio_of, time_to_threshold
 from edgefleet.service.store import Device, Store
 
 
@@ -53,31 +54,58 @@ def score_frame(store: Store, device: str, since_ms: int | None = None, limit: i
     return results_frame(store.score_history(device, since_ms=since_ms, limit=limit))
 
 
+_OPTIONAL = {f for f in ResultRecord._fields if ResultRecord._field_defaults.get(f, 0) is None}  # NaN -> None
+
+
 @dataclass(frozen=True)
 class TrendLine:
     """The fitted health trend over the newest windows and its forecast to the threshold."""
 
-    points: pd.DataFrame  # time, score, part ("fit" | "forecast")
-    slope_per_h: float  # d log(score) / dt
+    points: pd.DataFrame  # time, score, part ("fit" | "forecast"): the fitted ratio times the drawn threshold
+    slope_per_h: float  # d log(ratio) / dt
     eta_s: float | None  # seconds from the newest window to the threshold; 0 if above; None if not rising
 
 
-def trend_line(scores: pd.DataFrame, thr: float, policy: AlarmPolicy = AlarmPolicy(),
-               max_forecast_s: float | None = None) -> TrendLine | None:
-    """The same log-score fit the alarm service runs (last `policy.trend_points` windows), as chart points.
+def ratio_points(scores: pd.DataFrame, policy: AlarmPolicy = AlarmPolicy()) -> tuple[list[int], list[float]]:
+    """The points the alarm service fits, from the judged windows of a score frame: each window's ratio to
+    its limits (`ratio_of`: score/thr, or the larger of that and hi/hi_thr), or, once there are at least
+    `trend_min_points` of them, the rollups (median ratio of every `rollup_every` windows, stamped with the
+    last one's time). The service rolls up from its start; here the rollups start at the frame's first
+    judged window."""
+    judged = scores[scores["state"] == ""]
+    recs = [ResultRecord(*(None if isinstance(v, float) and math.isnan(v) and k in _OPTIONAL else v
+                           for k, v in zip(ResultRecord._fields, row)))
+            for row in judged[list(ResultRecord._fields)].itertuples(index=False, name=None)]
+    ts, ratios = [r.ts for r in recs], [ratio_of(r) for r in recs]
+    every = policy.rollup_every
+    rolled = [(ts[i + every - 1], median(ratios[i:i + every])) for i in range(0, len(ratios) // every * every, every)]
+    rolled = rolled[-policy.rollup_points:]
+    if len(rolled) >= policy.trend_min_points:
+        return [t for t, _ in rolled], [r for _, r in rolled]
+    return ts[-policy.trend_points:], ratios[-policy.trend_points:]
 
-    Like the alarm service it fits judged windows only (commissioning and uncommissioned windows have no
-    verdict). The forecast runs to the threshold crossing, capped at `max_forecast_s` (default: the span
+
+
+def trend_line(scores: pd.DataFrame, thr: float | None, policy: AlarmPolicy = AlarmPolicy(),
+               max_forecast_s: float | None = None) -> TrendLine | None:
+    """The alarm service's health trend as chart points: the same least-squares line through log(ratio)
+    (`ratio_points`: judged windows only; ratio 1 = at the threshold) and its time to ratio 1, drawn in
+    score units against `thr` (the newest judged window's threshold: exact for a machine with one
+    threshold, relative to the current class for one with several).
+
+    The forecast runs to the threshold crossing, capped at `max_forecast_s` (default: the span
     of the fitted windows) so a far-off estimate does not squash the chart; None with too few points.
     """
-    tail = scores[scores["state"] == ""].tail(policy.trend_points)
-    if len(tail) < policy.trend_min_points or not thr > 0:
+    if thr is None or not thr > 0:
         return None
-    trend = fit_log_trend(tail["ts"].tolist(), tail["score"].tolist())
+    ts, ratios = ratio_points(scores, policy)
+    if len(ts) < policy.trend_min_points:
+        return None
+    trend = fit_log_trend(ts, ratios)
     if trend is None:
         return None
-    eta = time_to_threshold(trend, thr)
-    t0 = int(tail["ts"].iloc[0])
+    eta = time_to_threshold(trend, 1.0)
+    t0 = int(ts[0])
     span_s = (trend.t_ref_ms - t0) / 1000.0
     cap = span_s if max_forecast_s is None else max_forecast_s
     rows = [(t0 + (trend.t_ref_ms - t0) * i // 20, "fit") for i in range(21)]  # exp() of a line: a curve
@@ -85,7 +113,8 @@ def trend_line(scores: pd.DataFrame, thr: float, policy: AlarmPolicy = AlarmPoli
         end = trend.t_ref_ms + int(min(eta, cap) * 1000)
         rows += [(trend.t_ref_ms + (end - trend.t_ref_ms) * i // 20, "forecast") for i in range(21)]
     pts = pd.DataFrame(rows, columns=["ts", "part"])
-    pts["score"] = [math.exp(trend.level + trend.slope_per_s * (t - trend.t_ref_ms) / 1000.0) for t in pts["ts"]]
+    pts["score"] = [thr * math.exp(trend.level + trend.slope_per_s * (t - trend.t_ref_ms) / 1000.0)
+                    for t in pts["ts"]]
     pts["time"] = pd.to_datetime(pts["ts"], unit="ms", utc=True)
     return TrendLine(pts, trend.slope_per_s * 3600.0, eta)
 

@@ -122,9 +122,9 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
         if show_hi and has_hi:
             st.altair_chart(charts.hi_timeline(scores, loaders.device.threshold_segments(scores, "hi_thr"), log_y,
                                                x_domain), width="stretch", key="device_hi_chart")
-        note = (f"Trend: log-score slope {trend.slope_per_h:+.2f} per hour over the last "
-                f"{min(int((scores['state'] == '').sum()), 120)} judged windows; "
-                f"{loaders.common.fmt_eta(trend.eta_s)}." if trend else "Trend: too few judged windows for a fit yet.")
+        note = (f"Trend: log-ratio slope {trend.slope_per_h:+.2f} per hour (the alarm service's fit over the "
+                f"judged windows shown); {loaders.common.fmt_eta(trend.eta_s)}." if trend else
+                "Trend: too few judged windows for a fit yet.")
         st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
     commissioning_detail(dev, scores)

@@ -33,9 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with --group to split the load); ota: the OTA manager only (run exactly one)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("stats", help="print store counts (results, devices, alarms, rejected)")
+    p = sub.add_parser("stats", help="print store counts (results, devices, alarms, rejected, lost)",
+                       description="Counts from the store, and loss accounting: `missing` = results that never "
+                       "arrived (holes in a boot's sequence numbers older than the settle window, less what "
+                       "nodes reported their own rings dropped), `pending_gaps` = younger holes that "
+                       "store-and-forward may still fill, `dropped_on_node`, `seq_jumps` (counters that "
+                       "jumped by more than 100,000: a broken or hostile node).")
     p.add_argument("--db", help="SQLite store file (EDGEFLEET_DB)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--device", help="loss figures of one device (received, missing, pending, dropped on the node)")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("broker", help="run an MQTT broker (Mosquitto, or embedded amqtt without it) until Ctrl-C")
@@ -108,7 +114,7 @@ def wait_for_signal() -> None:
     done.wait()
 
 
-def stats_dict(db: str) -> dict:
+def stats_dict(db: str, device: str | None = None) -> dict:
     from edgefleet.service.store import open_store
 
     if not Path(db).exists():
@@ -121,6 +127,16 @@ def stats_dict(db: str) -> dict:
         out.update(online=s.online, degrading=s.degrading, unacked_alarms=s.unacked_alarms,
                    models={str(k): v for k, v in s.models.items()}, retention_days=store.retention_days(),
                    rejects_by_code=store.reject_counts())
+        loss = store.loss(now, device=device)
+        per_device = loss.pop("devices")
+        out.update(loss)
+        if device is not None:
+            if store.device(device) is None:
+                raise EdgefleetError(f"device {device!r} is not in {db}")
+            out["device"] = {"id": device, **per_device.get(device, {"received": 0, "missing": 0, "pending_gaps": 0,
+                                                                      "dropped_on_node": 0, "seq_jumps": 0, "boots": 0})}
+        else:
+            out["lossy_devices"] = per_device
         return out
     finally:
         store.close()
@@ -128,7 +144,7 @@ def stats_dict(db: str) -> dict:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     settings = load_settings(db=args.db)
-    out = stats_dict(settings.db)
+    out = stats_dict(settings.db, args.device)
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:

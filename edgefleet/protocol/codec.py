@@ -68,6 +68,7 @@ class ResultRecord(NamedTuple):
     hi: float | None = None  # health indicator (unclipped distance from the class's normal)
     cls: int | None = None  # operating class that judged it
     hi_thr: float | None = None
+    dropped: int = 0  # the message's `dropped`: results this boot's ring lost on the node so far
 
     @property
     def judged(self) -> bool:
@@ -214,7 +215,7 @@ def result_records(device: str, body: dict[str, Any]) -> list[ResultRecord]:
         out.append(ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
                                 bool(r["anom"]), int(r["inf_us"]), *shadow, state,
                                 float(r["hi"]) if "hi" in r else None, None if state else cls,
-                                None if state else hi_thr))
+                                None if state else hi_thr, int(body["dropped"])))
     return out
 
 

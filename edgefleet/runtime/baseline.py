@@ -42,6 +42,7 @@ MIN_WINDOWS = 16  # fewest windows a class may be finished with (by command)
 SCORE_K = 6.0  # class threshold: median + K * 1.4826 * MAD of the class's commissioning scores
 SCORE_MARGIN = 1.25  # ... and at least this times the largest commissioning score
 HI_K = 6.0  # the same rule for the health indicator
+HI_FLOOR = 1.5  # ... and never under 1.5 spreads: 6 sigma of the one-sided RMS of 32 independent bands
 FLAG_RPM_KEYED = 1
 DRIFT_K2 = 100  # drift: (centre_new - centre_old)^2 * m > 100 * spread^2, i.e. |d| > 10 spreads / sqrt(m):
 # four standard errors of the difference of two half-medians (1.2533 * spread * 2 / sqrt(m) each)
@@ -215,26 +216,28 @@ def standardize(features: np.ndarray, center: np.ndarray, spread: np.ndarray) ->
 
 
 def health_index(z: np.ndarray) -> np.ndarray:
-    """The unclipped distance from the class's normal: RMS of the standardized features.
+    """The unclipped excess over the class's normal: RMS of the positive standardized departures.
 
-    It rises with any departure however large, where the int8 model input saturates
-    (docs/baseline.md): sqrtf(sum(z^2) / n), float32, summed in feature order (as the C node)."""
-    z32 = np.asarray(z, np.float32)
+    It rises with damage however large, where the int8 model input saturates (docs/baseline.md).
+    One-sided because the faults it tracks add vibration energy; a machine running quieter than
+    at commissioning (after run-in, on a cool day) is not failing, and the model's score still
+    sees a change of shape. sqrtf(sum(max(z, 0)^2) / n), float32, in feature order (as the C node)."""
+    z32 = np.maximum(np.asarray(z, np.float32), np.float32(0.0))
     acc = np.zeros(z32.shape[:-1], np.float32)
     for j in range(z32.shape[-1]):
         acc = acc + z32[..., j] * z32[..., j]
     return np.sqrt(acc / np.float32(z32.shape[-1])).astype(np.float32)
 
 
-def threshold_from(values: np.ndarray, k: float, margin: float) -> float:
-    """max(median + k * 1.4826 * MAD, margin * max) of float32 values, in float64, as float32."""
+def threshold_from(values: np.ndarray, k: float, margin: float, floor: float = 1e-12) -> float:
+    """max(median + k * 1.4826 * MAD, margin * max, floor) of float32 values, in float64, as float32."""
     s = np.sort(np.asarray(values, np.float32)).astype(np.float64)
     m = s.size
     med = s[m // 2] if m % 2 else (s[m // 2 - 1] + s[m // 2]) / 2.0
     d = np.sort(np.abs(s - med))
     mad = d[m // 2] if m % 2 else (d[m // 2 - 1] + d[m // 2]) / 2.0
     thr = max(med + k * 1.4826 * mad, margin * s[-1])
-    return float(np.float32(max(thr, 1e-12)))
+    return float(np.float32(max(thr, floor)))
 
 
 # ---------------------------------------------------------------- commissioning
@@ -355,7 +358,7 @@ def learn_class(rows_q: np.ndarray, rpm_center: float, score: ScoreFn) -> ClassB
     center, spread, _ = robust_stats(rows_q)
     z = standardize(rows_q.astype(np.float32) / np.float32(Q), center, spread)
     thr = threshold_from(score(z), SCORE_K, SCORE_MARGIN)
-    hthr = threshold_from(health_index(z), HI_K, SCORE_MARGIN)
+    hthr = threshold_from(health_index(z), HI_K, SCORE_MARGIN, HI_FLOOR)
     lo, hi = ((0.0, 0.0) if rpm_center == 0.0 else
               (float(np.float32(rpm_center * (1 - RPM_TOLERANCE))), float(np.float32(rpm_center * (1 + RPM_TOLERANCE)))))
     return ClassBaseline(lo, hi, int(rows_q.shape[0]), thr, hthr, center, spread)

@@ -25,9 +25,22 @@
 #endif
 #define NODE_CALIB_K 4.0f     /* as device_sim: thr = exp(mean + k std) of log(score) */
 
-static struct {
-    float window[EF_FEATURES_NFFT_MAX], scratch[EF_FEATURES_NFFT_MAX];
-} g_fft;
+/* What a birth's `comm` needs while it is encoded (about 500 B): off the stack, in the FFT window
+ * buffer, which is free whenever a message is sent (between windows). */
+typedef struct {
+    ef_proto_comm pc;
+    ef_proto_comm_progress prog[EF_BASELINE_MAX_CLASSES];
+    ef_proto_comm_class cls[EF_BASELINE_MAX_CLASSES];
+    char hash[17];
+} comm_scratch;
+
+static union {
+    struct {
+        float window[EF_FEATURES_NFFT_MAX], scratch[EF_FEATURES_NFFT_MAX];
+    } fft;
+    comm_scratch birth; /* overlays fft.window */
+} g_buf;
+#define g_fft g_buf.fft
 static float g_features[NODE_IO_MAX];
 static int8_t g_q[NODE_IO_MAX], g_y[NODE_IO_MAX], g_arena[NODE_ARENA_MAX];
 /* A result or status message (a birth with 8 commissioned classes is about 900 B) is encoded
@@ -86,10 +99,7 @@ static void send_status(const char *state, uint64_t ts, const char *kind)
 {
     const char *caps[4];
     ef_proto_status s;
-    ef_proto_comm pc;
-    ef_proto_comm_progress prog[EF_BASELINE_MAX_CLASSES];
-    ef_proto_comm_class cls[EF_BASELINE_MAX_CLASSES];
-    char hash[17];
+    comm_scratch *b = &g_buf.birth;
     int n;
     memset(&s, 0, sizeof s);
     s.boot = g_node.boot;
@@ -111,7 +121,7 @@ static void send_status(const char *state, uint64_t ts, const char *kind)
             caps[s.n_caps++] = "ota";
         if (g_node.baseline) {
             caps[s.n_caps++] = "commission";
-            s.comm = ef_commission_summary(&g_comm, &pc, prog, cls, hash);
+            s.comm = ef_commission_summary(&g_comm, &b->pc, b->prog, b->cls, b->hash);
         }
     }
     if ((n = ef_proto_encode_status(MSG_BUF, MSG_CAP, &s)) > 0)
@@ -126,8 +136,11 @@ static void announce(uint64_t ts)
     send_status("online", ts, "status");
 }
 
-/* One window's result; with sh (a shadow phase), the candidate's outcome of the same window. */
-static void send_result(uint64_t ts, const verdict *v, uint32_t inf_us, const ef_proto_shadow_rec *sh)
+/* One window's result; with sh (a shadow phase), the candidate's outcome of the same window.
+ * (The handlers marked noinline keep their locals out of node_run's frame, which is under
+ * every path: the deepest, a birth's %g formatting, stays under 1.75 KB of stack.) */
+static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v, uint32_t inf_us,
+                                                  const ef_proto_shadow_rec *sh)
 {
     ef_proto_result_head h;
     ef_proto_result_rec r;
@@ -391,7 +404,7 @@ static void baseline_finish(uint64_t now, uint32_t min_windows)
     send_status("online", now, "status");
 }
 
-static void commission_cmd(const node_config *c, const ef_cmd *cmd)
+static __attribute__((noinline)) void commission_cmd(const node_config *c, const ef_cmd *cmd)
 {
     static const char *const why[] = {"windows or rpm out of range", "windows above this node's capacity",
                                       "rpm given, but this node has no speed input",
@@ -442,7 +455,7 @@ static int seen_before(const char *id)
     return 0;
 }
 
-static void handle_cmd(const node_config *c, const char *json, size_t len)
+static __attribute__((noinline)) void handle_cmd(const node_config *c, const char *json, size_t len)
 {
     ef_cmd cmd;
     if (ef_cmd_decode(json, len, &cmd) != EF_OK) {
@@ -555,7 +568,7 @@ static float model_score(void)
 
 /* A commissioning node's part: the window's row to commissioning, or its class's verdict.
  * 1 when a class judged it (v filled, g_q and g_y hold its baseline input and output). */
-static int judge(float rpm, verdict *v)
+static __attribute__((noinline)) int judge(float rpm, verdict *v)
 {
     const ef_baseline_model sm = scorer();
     ef_baseline_verdict bv;

@@ -406,3 +406,31 @@ def test_commission_a_target_from_the_fleet_page(monkeypatch, comm_db) -> None:
         assert any("Queued for 2 devices (any-01, old-01): end commissioning" in s.value for s in at.success)
     finally:
         reg.close()
+
+
+@pytest.mark.parametrize("windows", [200, 900])  # the newest windows, then (>= 20 rollups of 30) the rollups
+def test_trend_is_the_alarm_services_fit_of_the_ratio(windows) -> None:
+    """Across classes with different thresholds the score jumps; the ratio the alarm service fits does not."""
+    from edgefleet.service.alarms import AlarmPolicy, AlarmTracker
+
+    t0 = 1_800_000_000_000
+    recs = []
+    for i in range(windows):
+        c = CLASSES[(i // 25) % 3]
+        ratio = 0.3 * 1.002 ** i  # rising, under the threshold all along
+        recs.append(ResultRecord("m", "b", i, t0 + i * 5000, 3, ratio * c["thr"], c["thr"], False, 400, state="",
+                                 hi=0.5 * ratio * c["hi_thr"], cls=(i // 25) % 3, hi_thr=c["hi_thr"]))
+    recs.insert(windows // 2, recs[0]._replace(seq=10**6, ts=t0 + windows // 2 * 5000 + 1, score=50.0,
+                                               state="uncommissioned", hi=None, cls=None, hi_thr=None))
+    tracker = AlarmTracker(AlarmPolicy())
+    assert tracker.observe_many(recs) == []
+    health = tracker.health("m")
+    scores = device.results_frame(recs)
+    tl = device.trend_line(scores, device.trend_threshold(scores))
+    assert tl is not None and health.slope_per_h == pytest.approx(tl.slope_per_h, rel=1e-9)
+    if health.eta_s is not None:  # the service also drops a forecast it does not trust; when it keeps one, the same
+        assert health.eta_s == pytest.approx(tl.eta_s, rel=1e-6)
+    ts, _ = device.ratio_points(scores)
+    assert len(ts) == (windows // 30 if windows // 30 >= 20 else min(windows, 120))
+    fc = tl.points[tl.points["part"] == "fit"]
+    assert fc["score"].iloc[-1] == pytest.approx(0.3 * 1.002 ** (windows - 1) * recs[-1].thr, rel=0.05)

@@ -40,12 +40,14 @@ def test_qemu_node_results_equal_the_host_build(mcu, recording, tmp_path):
     assert kinds[:3] == ["boot", "will", "status"]
     will, birth = protocol.decode("status", frames[1][1]), protocol.decode("status", frames[2][1])
     assert (will["state"], will["seq"], birth["state"], birth["seq"]) == ("lost", 0, "online", 1)
-    assert birth["fw"] == "1.0.0" and birth["caps"] == ["debug", "calib"] and birth["boot"] == BOOT
+    assert birth["fw"] == "1.0.0" and birth["caps"] == ["debug", "calib", "commission"] and birth["boot"] == BOOT
+    assert birth["comm"] == {"state": "commissioning", "target": 64, "progress": []}  # no baseline yet
     m4 = [protocol.decode("result", b) for k, b in frames if k == "result"]
     host = subprocess.run([str(FIRMWARE / "build" / "host" / "ef_node"), str(FLEET_MODEL), str(rec), str(fs),
                            "--protocol", BOOT, "--t0", str(T0)], capture_output=True, text=True, check=True)
-    ref = [json.loads(line) for line in host.stdout.splitlines() if line.startswith('{"v"')]
+    ref = [json.loads(line) for line in host.stdout.splitlines() if line.startswith('{"v"') and '"res"' in line]
     assert len(m4) == len(ref) == 40
+    assert all(r["state"] == "commissioning" and not r["anom"] for m in m4 for r in m["res"])  # 40 of 64
     strip = lambda m: {**m, "res": [{k: v for k, v in r.items() if k != "inf_us"} for r in m["res"]]}  # noqa: E731
     assert [strip(m) for m in m4] == [strip(m) for m in ref]  # scores, decisions, seq, ts: identical
     for _, body in frames[1:]:  # every message canonical, as the C encoder promises

@@ -122,7 +122,7 @@ def ota_node(mcu, recording, tmp_path):
         wait_for(lambda: "subscribed" in (tmp_path / "serve.log").read_text(), 30, "serve subscribed", logs)
         spawn("qemu", [*QEMU, "-serial", f"tcp:127.0.0.1:{serial_port},server,nowait",
                        "-kernel", str(mcu / "ef_mcu_node.elf"),
-                       "-append", f"node {FLEET_MODEL} {fs} --samples {rec} --key {pub.name}"],
+                       "-append", f"node {FLEET_MODEL} {fs} --samples {rec} --key {pub.name} --no-commission"],
               cwd=tmp_path)  # semihosting paths are relative to QEMU's directory (the command line has 256 B)
         spawn("bridge", [sys.executable, "-m", "edgefleet", "bridge", "--serial", f"tcp://127.0.0.1:{serial_port}",
                          "--broker", url, "--device", DEVICE])
@@ -364,7 +364,9 @@ def serve_transfer(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes,
 def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = None,
                capture: bool = False) -> tuple[subprocess.Popen, "QemuSerialPeer"]:
     """The QEMU node on the fleet model and the recording, trusting `key`, its serial link on a
-    free port; `capture` keeps the node's console output (stack report) for the caller."""
+    free port; `capture` keeps the node's console output (stack report) for the caller. The OTA
+    tests judge by the models' own thresholds (the canary's anomaly rates), so the node does not
+    commission a baseline (--no-commission; tests/mcu/test_qemu_commission.py does)."""
     rec, fs = recording
     port = free_port()
     extra = f"--windows {windows} " if windows else ""
@@ -372,7 +374,7 @@ def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = Non
     qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
                              "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
                              f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
-                             f"--key {public_key_file(key, tmp_path / 'k.pub').name}"],
+                             f"--key {public_key_file(key, tmp_path / 'k.pub').name} --no-commission"],
                             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
     return qemu, QemuSerialPeer(port)
 
@@ -499,7 +501,7 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
 def host_scores(mcu, model: Path, rec: Path, fs: float) -> list[float]:
     """Per window of the recording, the score the host build's ef_node gives with `model` active."""
     out = subprocess.run([str(REPO / "firmware" / "build" / "host" / "ef_node"), str(model), str(rec), str(fs),
-                          "--protocol", "0badc0de", "--t0", "1767225600000"],
+                          "--protocol", "0badc0de", "--t0", "1767225600000", "--no-commission"],
                          capture_output=True, text=True, check=True).stdout
     return [r["score"] for line in out.splitlines() if line.startswith('{"v"') for r in json.loads(line)["res"]]
 

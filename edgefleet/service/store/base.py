@@ -286,6 +286,9 @@ class RegistryStore(Protocol):
 
     def counts(self) -> Counts: ...
 
+    def loss(self, now_ms: int, device: str | None = None, settle_ms: int = ...) -> dict:
+        """Results that never arrived: missing, pending_gaps, dropped_on_node, seq_jumps, per device."""
+
     def reject_counts(self) -> dict[str, int]:
         """Rejected messages per reason code."""
 

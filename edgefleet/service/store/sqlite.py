@@ -18,6 +18,7 @@ from typing import Any
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
+from edgefleet.service.store.loss import SETTLE_MS, BootState, account
 from edgefleet.service.store.base import (
     SEVERITY_RANK,
     AlarmChange,
@@ -35,7 +36,7 @@ from edgefleet.service.store.base import (
     SiteHealth,
 )
 
-SCHEMA_VERSION = 2  # 2: results carry commissioning state, HI and class; devices their baseline
+SCHEMA_VERSION = 3  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
 DEFAULT_RETENTION_DAYS = 30.0
 
 _SCHEMA = """
@@ -80,6 +81,13 @@ CREATE TABLE IF NOT EXISTS ingest_stats(
   rejected INTEGER NOT NULL, lag_ms_sum INTEGER NOT NULL, lag_n INTEGER NOT NULL, lag_ms_max INTEGER);
 CREATE INDEX IF NOT EXISTS ingest_stats_ts ON ingest_stats(ts);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS boots(
+  device TEXT NOT NULL, boot TEXT NOT NULL, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
+  max_seq INTEGER NOT NULL, received INTEGER NOT NULL, dropped INTEGER NOT NULL, jumps INTEGER NOT NULL,
+  PRIMARY KEY(device, boot)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seq_gaps(
+  device TEXT NOT NULL, boot TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, opened_ms INTEGER NOT NULL,
+  PRIMARY KEY(device, boot, lo)) WITHOUT ROWID;
 """
 
 _INSERT_RESULT = ("INSERT OR IGNORE INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts,"
@@ -92,6 +100,7 @@ _MIGRATIONS = {
     2: ["ALTER TABLE results ADD COLUMN state TEXT NOT NULL DEFAULT ''", "ALTER TABLE results ADD COLUMN hi REAL",
         "ALTER TABLE results ADD COLUMN cls INTEGER", "ALTER TABLE results ADD COLUMN hi_thr REAL",
         "ALTER TABLE devices ADD COLUMN comm TEXT"],
+    3: [],  # boots and seq_gaps: new tables, created by the schema script (results before it are not accounted)
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -113,8 +122,14 @@ def _shadow_rec(row: tuple) -> ResultRecord:
 class SQLiteStore:
     """The default store (telemetry and registry in one SQLite file)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", account_loss: bool = True) -> None:
         self.path = str(path)
+        self.account_loss = account_loss  # off only to measure what the accounting costs
+        # loss bookkeeping of recent boots, valid while no other connection has written the file
+        # (PRAGMA data_version); another ingest process sharing the file makes it reload from the table
+        self._boots: dict[tuple[str, str], BootState] = {}
+        self._holes: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self._data_version = -1
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -157,6 +172,8 @@ class SQLiteStore:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._boots.clear()  # the loss bookkeeping may hold what was rolled back
+                self._holes.clear()
                 raise
             self._db.execute("COMMIT")
 
@@ -184,11 +201,85 @@ class SQLiteStore:
         with self._tx() as db:
             self._registry(db, batch, outcome)
 
-    @staticmethod
-    def _insert_results(db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
+    def _insert_results(self, db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
         outcome = SQLiteStore._insert_plain(db, results, ingest_ts)
         SQLiteStore._insert_shadows(db, outcome.new)
+        if self.account_loss:
+            self._account(db, outcome.new, ingest_ts)
         return outcome
+
+    def _account(self, db: sqlite3.Connection, new: list[ResultRecord], ingest_ts: int) -> None:
+        """Loss accounting for the new results (edgefleet/service/store/loss.py), in the same commit."""
+        if not new:
+            return
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version or len(self._boots) > 200_000:
+            self._boots.clear()  # someone else wrote the file (or the cache is large): read it again
+            self._holes.clear()
+            self._data_version = version
+        span: dict[tuple[str, str], list[int]] = {}  # key -> [lowest, highest, count]
+        for r in new:
+            e = span.get((r.device, r.boot))
+            if e is None:
+                span[(r.device, r.boot)] = [r.seq, r.seq, 1]
+            else:
+                e[0], e[1], e[2] = min(e[0], r.seq), max(e[1], r.seq), e[2] + 1
+        lowest = {k: e[0] for k, e in span.items()}
+        keys = sorted(k for k in lowest if k not in self._boots)  # not known from earlier batches
+        boots, holes = self._boots, self._holes
+        for i in range(0, len(keys), 400):  # SQLite's bound-variable limit
+            part = keys[i:i + 400]
+            rows = ",".join(["(?,?)"] * len(part))
+            for d, b, f, t, m, rcv, drp, j in db.execute(
+                    "SELECT device, boot, first_ts, last_ts, max_seq, received, dropped, jumps FROM boots"
+                    f" WHERE (device, boot) IN (VALUES {rows})", [x for k in part for x in k]):
+                boots[(d, b)] = BootState(m, rcv, drp, j, f, t)
+        # a boot whose new results are not simply the next ones opens or fills holes: read its holes, once
+        odd = [k for k, (lo, hi, n) in span.items() if k not in holes
+               and not (lo == (boots[k].max_seq if k in boots else -1) + 1 and hi - lo + 1 == n)]
+        for d, b in odd:
+            holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
+                "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
+        upd = account([(r.device, r.boot, r.seq, r.ts, r.dropped) for r in new], boots, holes)
+        db.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (?,?,?,?,?)",
+                       [(d, b, lo, hi, ingest_ts) for d, b, lo, hi in upd.opened])
+        for d, b, lo, hi, pieces in upd.filled:
+            row = db.execute("SELECT opened_ms FROM seq_gaps WHERE device = ? AND boot = ? AND lo = ?", (d, b, lo)).fetchone()
+            opened = row[0] if row else ingest_ts
+            db.execute("DELETE FROM seq_gaps WHERE device = ? AND boot = ? AND lo = ?", (d, b, lo))
+            db.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (?,?,?,?,?)",
+                           [(d, b, plo, phi, opened) for plo, phi in pieces])
+        db.executemany("INSERT INTO boots(device, boot, first_ts, last_ts, max_seq, received, dropped, jumps)"
+                       " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(device, boot) DO UPDATE SET first_ts = excluded.first_ts,"
+                       " last_ts = excluded.last_ts, max_seq = excluded.max_seq, received = excluded.received,"
+                       " dropped = excluded.dropped, jumps = excluded.jumps",
+                       [(d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)
+                        for (d, b), s in upd.boots.items()])
+
+    def loss(self, now_ms: int, device: str | None = None, settle_ms: int = SETTLE_MS) -> dict:
+        """What never arrived: `missing` (holes older than the settle window, less what the nodes
+        said their rings dropped), `pending_gaps` (younger holes), `dropped_on_node`, `seq_jumps`,
+        and per device with `device` (or for every device that lost something)."""
+        where, args = ("WHERE device = ?", (device,)) if device else ("", ())
+        per: dict[str, dict] = {}
+        for d, b, received, dropped, jumps, max_seq in self._q(
+                f"SELECT device, boot, received, dropped, jumps, max_seq FROM boots {where}", args):
+            e = per.setdefault(d, {"received": 0, "dropped_on_node": 0, "seq_jumps": 0, "settled_holes": 0,
+                                   "pending_gaps": 0, "boots": 0})
+            e["received"] += received
+            e["dropped_on_node"] += dropped
+            e["seq_jumps"] += jumps
+            e["boots"] += 1
+        for d, lo, hi, opened in self._q(f"SELECT device, lo, hi, opened_ms FROM seq_gaps {where}", args):
+            e = per.setdefault(d, {"received": 0, "dropped_on_node": 0, "seq_jumps": 0, "settled_holes": 0,
+                                   "pending_gaps": 0, "boots": 0})
+            e["settled_holes" if opened <= now_ms - settle_ms else "pending_gaps"] += hi - lo + 1
+        for e in per.values():
+            e["missing"] = max(0, e.pop("settled_holes") - e["dropped_on_node"])
+        total = {k: sum(e[k] for e in per.values()) for k in ("missing", "pending_gaps", "dropped_on_node", "seq_jumps")}
+        lossy = {d: e for d, e in per.items() if device or e["missing"] or e["pending_gaps"] or e["dropped_on_node"]
+                 or e["seq_jumps"]}
+        return {**total, "settle_s": settle_ms / 1000, "devices": dict(sorted(lossy.items()))}
 
     @staticmethod
     def _insert_shadows(db: sqlite3.Connection, new: list[ResultRecord]) -> None:

@@ -1,0 +1,97 @@
+"""Loss accounting: which result sequence numbers never arrived, per device and boot.
+
+Every result carries (device, boot, seq) with seq counting from 0 per boot, so a hole in the
+sequence is a lost result. The store keeps, per boot, the highest seq seen and the holes as
+intervals [lo, hi]: bookkeeping is O(gaps), not O(results). A result that arrives late (after a
+reconnect, from the node's store-and-forward ring) fills its hole. A hole younger than the
+settle window is `pending`; older, it is `missing`. What the node itself reported as dropped
+(its ring overflowed) is also a hole on the wire, so it is counted apart: `missing` is the
+settled holes minus the node's own drops (docs/store.md, "Loss accounting").
+
+A sequence number that jumps forward by more than `MAX_JUMP` (a broken or hostile node) opens no
+hole: it is counted as a jump, so no device can make the store track billions of missing results.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+MAX_JUMP = 100_000  # a forward jump larger than this is a broken counter, not that many lost results
+SETTLE_MS = 15 * 60 * 1000  # a hole younger than this may still fill (store-and-forward): pending
+
+
+@dataclass
+class BootState:
+    """One boot's bookkeeping, as stored in the `boots` table."""
+
+    max_seq: int = -1
+    received: int = 0
+    dropped: int = 0  # the highest `dropped` the node reported in this boot
+    jumps: int = 0
+    first_ts: int = 0
+    last_ts: int = 0
+
+
+@dataclass
+class LossUpdate:
+    """What one batch changes: boot rows to upsert, holes to open and holes to replace."""
+
+    boots: dict[tuple[str, str], BootState] = field(default_factory=dict)
+    opened: list[tuple[str, str, int, int]] = field(default_factory=list)  # device, boot, lo, hi
+    filled: list[tuple[str, str, int, int, list[tuple[int, int]]]] = field(default_factory=list)
+    # device, boot, old lo, old hi, the pieces that stay open
+
+
+def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str, str], BootState],
+            holes: dict[tuple[str, str], list[tuple[int, int]]]) -> LossUpdate:
+    """Fold new results (device, boot, seq, ts, dropped) into the boot states and holes known so far.
+
+    `boots` and `holes` hold the current state of every (device, boot) in the batch (missing keys:
+    a new boot); both are updated in place and the changes returned for the store to write."""
+    upd = LossUpdate()
+    per: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    for device, boot, seq, ts, dropped in results:
+        per[(device, boot)].append((seq, ts, dropped))
+    for key, rows in per.items():
+        st = boots.setdefault(key, BootState(first_ts=rows[0][1]))
+        rows.sort()
+        first, last = rows[0][0], rows[-1][0]
+        if first == st.max_seq + 1 and last - first + 1 == len(rows):  # the usual case: the next ones, in order
+            st.received += len(rows)
+            st.dropped = max(st.dropped, max(d for _, _, d in rows))
+            st.first_ts = min(st.first_ts, rows[0][1]) if st.first_ts else rows[0][1]
+            st.last_ts = max(st.last_ts, max(t for _, t, _ in rows))
+            st.max_seq = last
+            upd.boots[key] = st
+            continue
+        open_ = holes.setdefault(key, [])
+        for seq, ts, dropped in rows:
+            st.received += 1
+            st.dropped = max(st.dropped, dropped)
+            st.first_ts = min(st.first_ts, ts) if st.first_ts else ts
+            st.last_ts = max(st.last_ts, ts)
+            if seq > st.max_seq:
+                if seq > st.max_seq + 1:
+                    if seq - st.max_seq - 1 > MAX_JUMP:
+                        st.jumps += 1
+                    else:
+                        open_.append((st.max_seq + 1, seq - 1))
+                        upd.opened.append((*key, st.max_seq + 1, seq - 1))
+                st.max_seq = seq
+                continue
+            for i, (lo, hi) in enumerate(open_):  # a late result: it fills (part of) a hole
+                if lo <= seq <= hi:
+                    pieces = [p for p in ((lo, seq - 1), (seq + 1, hi)) if p[0] <= p[1]]
+                    open_[i:i + 1] = pieces
+                    upd.filled.append((*key, lo, hi, pieces))
+                    break
+        upd.boots[key] = st
+    return upd
+
+
+def hole_size(lo: int, hi: int) -> int:
+    return hi - lo + 1
+
+
+__all__ = ["BootState", "LossUpdate", "MAX_JUMP", "SETTLE_MS", "account", "hole_size"]

@@ -172,7 +172,7 @@ class _Peer:
             self.subacks[mid] = list(rcs)
             self.cond.notify_all()
 
-    def _wait(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
+    def wait_until(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
         with self.cond:
             return self.cond.wait_for(ready, timeout if timeout is not None else self.timeout)
 
@@ -186,7 +186,7 @@ class _Peer:
         except OSError as exc:
             raise ProbeError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         self.client.loop_start()
-        if not self._wait(lambda: self.connack is not None or self.lost is not None):
+        if not self.wait_until(lambda: self.connack is not None or self.lost is not None):
             raise ProbeError(f"no CONNACK from {self.host}:{self.port} within {self.timeout:g} s")
         if self.connack is None:
             raise ProbeError(f"the broker closed the connection ({self.lost})")
@@ -202,7 +202,7 @@ class _Peer:
     def subscribe(self, topic: str, qos: int = 1) -> None:
         """Subscribe and wait for SUBACK; ProbeError when refused."""
         _, mid = self.client.subscribe(topic, qos)
-        if not self._wait(lambda: mid in self.subacks or self.lost is not None):
+        if not self.wait_until(lambda: mid in self.subacks or self.lost is not None):
             raise ProbeError(f"no SUBACK for {topic} within {self.timeout:g} s")
         if mid not in self.subacks:
             raise ProbeError(f"the broker closed the connection on SUBSCRIBE {topic} ({self.lost})")
@@ -213,7 +213,7 @@ class _Peer:
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> ReasonCode | str:
         """Publish at QoS 1 and wait for the PUBACK: its reason code, or why the connection closed."""
         mid = self.client.publish(topic, payload, qos=1, retain=retain).mid
-        if not self._wait(lambda: mid in self.acks or self.lost is not None):
+        if not self.wait_until(lambda: mid in self.acks or self.lost is not None):
             raise ProbeError(f"no PUBACK for {topic} within {self.timeout:g} s")
         if mid in self.acks:
             return self.acks[mid]
@@ -228,7 +228,7 @@ class _Peer:
     def publish_burst(self, topic: str, n: int) -> int:
         """Publish n small QoS 1 messages; wait for their PUBACKs. Returns how many the broker accepted."""
         mids = [self.client.publish(topic, b"%08d" % i, qos=1).mid for i in range(n)]
-        self._wait(lambda: all(m in self.acks for m in mids) or self.lost is not None,
+        self.wait_until(lambda: all(m in self.acks for m in mids) or self.lost is not None,
                    max(self.timeout, n / 200))
         rcs = [self.acks[m] for m in mids if m in self.acks]
         if any(_denied(rc) for rc in rcs):
@@ -437,7 +437,7 @@ def _size_passes(host: str, port: int, creds: tuple[str | None, str | None], tim
         if not isinstance(rc, str) and _denied(rc):
             raise ProbeError(f"PUBLISH {topic} refused: {rc}", denied=True)
         return False, str(rc)
-    arrived = sub._wait(lambda: len(sub.received(topic)) > before)
+    arrived = sub.wait_until(lambda: len(sub.received(topic)) > before)
     return arrived, "" if arrived else "accepted (PUBACK) but never delivered to the subscriber"
 
 
@@ -538,14 +538,19 @@ def check_connect(p: ConnectProbe, where: str) -> Check:
         return Check(name, "fail", f"{where} accepts MQTT {p.version} only, not v5",
                      "use Mosquitto 2 (apt-get install mosquitto): ingest needs MQTT v5 session expiry "
                      "and Receive Maximum to hold messages while it is away")
-    if p.denied:
-        return Check(name, "pass", f"MQTT v5 accepted by {where}; could not probe further: not authorized "
-                     f"({p.error})", NOT_AUTHORIZED_FIX)
-    if p.error or not p.roundtrip:
-        why = p.error or f"a QoS 1 message on {PREFIX}/... was accepted but never delivered back"
-        return Check(name, "pass", f"MQTT v5 accepted by {where}; could not probe further: not authorized? ({why})",
-                     NOT_AUTHORIZED_FIX)
+    if p.denied or p.error or not p.roundtrip:
+        return Check(name, "pass", f"MQTT v5 accepted by {where}")
     return Check(name, "pass", f"MQTT v5 accepted by {where}, a QoS 1 round trip works")
+
+
+def _unprobed_reason(p: ConnectProbe) -> str:
+    """Why the later broker checks could not run, after check_connect."""
+    if p.denied:
+        return f"could not probe: not authorized ({p.error})"
+    if p.error:
+        return f"could not probe: {p.error}"
+    return (f"could not probe: not authorized? a QoS 1 message on {PREFIX}/... was accepted but never "
+            "delivered back to the doctor (an ACL that denies reading drops it silently)")
 
 
 def check_session(p: SessionProbe) -> Check:
@@ -637,9 +642,12 @@ def run_broker_checks(host: str, port: int, *, username: str | None = None, pass
     first = check_connect(conn, where)
     later = ["broker.session", "broker.queue", "broker.message_size", "broker.retained",
              "broker.shared_subscription"]
-    if conn.version != "5" or conn.error or not conn.roundtrip:
-        why = first.detail if first.status == "fail" else first.detail.split("; ", 1)[-1]
-        return [first] + [Check(n, "skip", why, first.fix) for n in later]
+    if first.status == "fail":
+        return [first] + [Check(n, "skip", "no MQTT v5 broker to probe", first.fix) for n in later]
+    if conn.error or not conn.roundtrip:
+        reason = _unprobed_reason(conn)
+        return [first] + [Check(n, "skip", reason, NOT_AUTHORIZED_FIX if conn.denied or not conn.error else
+                                "look at the broker's log") for n in later]
     progress("broker: persistent session across a reconnect")
     session = check_session(probe_persistent_session(host, port, **kw))
     progress(f"broker: queueing {burst:,} QoS 1 messages for an offline session")
@@ -690,13 +698,21 @@ def _writable(path: Path) -> str:
     return ""
 
 
+def _header_says_wal(path: Path) -> bool:
+    """Bytes 18-19 of a SQLite header are 2 in WAL mode (read without SQLite, which could touch files)."""
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
+
+
 @contextmanager
 def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """Open the store without changing anything on disk. A WAL file nobody has open has no -wal file,
-    and even a read-only connection would create one (owned by us, which could lock `serve` out), so
-    it is opened `immutable` then; with a -wal present (serve running) it is opened `mode=ro`."""
-    wal_open = Path(f"{path}-wal").exists()
-    uri = f"file:{quote(str(path.absolute()))}?{'mode=ro' if wal_open else 'immutable=1'}"
+    """Open the store without changing anything on disk. A WAL store nobody has open has no -wal file,
+    and even a `mode=ro` connection would create -wal and -shm (owned by the doctor's user, which can
+    lock `edgefleet serve` out), so such a file is opened `immutable` (no writer is there to miss);
+    otherwise (serve running, or a rollback-journal file) `mode=ro`."""
+    immutable = _header_says_wal(path) and not Path(f"{path}-wal").exists()
+    uri = f"file:{quote(str(path.absolute()))}?{'immutable=1' if immutable else 'mode=ro'}"
     db = sqlite3.connect(uri, uri=True, timeout=5.0)
     try:
         yield db
@@ -837,9 +853,14 @@ def check_disk(f: StoreFacts) -> Check:
     return Check(name, "pass", detail)
 
 
-def run_store_checks(db: str | Path, *, now: int | None = None) -> list[Check]:
+def run_store_checks(db: str | Path, *, now: int | None = None,
+                     clock_samples: int = DEFAULT_CLOCK_SAMPLES) -> list[Check]:
+    """The store checks and the clock check (which reads the store's results)."""
     facts = inspect_store(db, now)
-    return [check_store_file(facts), check_wal(facts), check_schema(facts), check_disk(facts)]
+    clock = Check("clock.skew", "skip", "no store with results to read")
+    if facts.exists and not facts.error and {"results", "devices"} <= facts.tables:
+        clock = check_clock(device_skews(db, clock_samples), facts.retention_days)
+    return [check_store_file(facts), check_wal(facts), check_schema(facts), check_disk(facts), clock]
 
 
 # ---------------------------------------------------------------- clocks
@@ -891,27 +912,19 @@ def check_clock(skews: list[DeviceSkew], retention_days: float = DEFAULT_RETENTI
                  fix)
 
 
-def run_clock_check(db: str | Path, samples: int = DEFAULT_CLOCK_SAMPLES) -> Check:
-    facts = inspect_store(db)
-    if not facts.exists or facts.error or "results" not in facts.tables or "devices" not in facts.tables:
-        return Check("clock.skew", "skip", "no store with results to read")
-    return check_clock(device_skews(db, samples), facts.retention_days)
-
-
 # ---------------------------------------------------------------- all of it
 
 def run_doctor(*, host: str | None, port: int | None, db: str | Path | None, username: str | None = None,
                password: str | None = None, burst: int = DEFAULT_BURST, timeout: float = DEFAULT_TIMEOUT_S,
                clock_samples: int = DEFAULT_CLOCK_SAMPLES, progress: Progress = _quiet) -> Report:
-    """The broker checks (when host is given), the store and clock checks (when db is given)."""
+    """The broker checks (when host is given), then the store and clock checks (when db is given)."""
     checks: list[Check] = []
     if host is not None and port is not None:
         checks += run_broker_checks(host, port, username=username, password=password, burst=burst,
                                     timeout=timeout, progress=progress)
     if db is not None:
         progress(f"store {db}")
-        checks += run_store_checks(db)
-        checks.append(run_clock_check(db, clock_samples))
+        checks += run_store_checks(db, clock_samples=clock_samples)
     return Report(tuple(checks))
 
 

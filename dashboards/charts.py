@@ -77,7 +77,7 @@ def score_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, trend: TrendL
     base = alt.Chart(pts).encode(x=alt.X("time:T", title=None), y=alt.Y("score:Q", scale=y_scale, title="score",
                                                           axis=alt.Axis(minExtent=48)))
     layers = [
-        base.mark_line(color="#888", strokeWidth=1),
+        base.mark_line(color="#888", strokeWidth=1).encode(detail="run:N"),
         base.mark_circle(size=18, opacity=1).encode(
             color=_window_colour(pts, legend=True),
             tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "seq", alt.Tooltip("score:Q", format=".4g"),
@@ -104,7 +104,7 @@ def hi_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, log_y: bool = Fa
     base = alt.Chart(pts).encode(x=alt.X("time:T", title=None), y=alt.Y("hi:Q", scale=y_scale, title="health indicator",
                                                           axis=alt.Axis(minExtent=48)))
     layers = [
-        base.mark_line(color="#888", strokeWidth=1),
+        base.mark_line(color="#888", strokeWidth=1).encode(detail="run:N"),
         base.mark_circle(size=14, opacity=1).encode(
             color=_window_colour(pts, legend=False),
             tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), "seq", alt.Tooltip("hi:Q", format=".4g"), "window",

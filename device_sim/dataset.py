@@ -123,6 +123,7 @@ def machine_recordings(n_machines: int, *, seed: int = 7, speeds: int = 3, norma
 
 
 def write_recordings(folder: str | Path, recs: list[SimRecording]) -> list[Path]:
+    """Each recording as `<name>.npz` in `folder` (created if missing)."""
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -141,8 +142,6 @@ def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
     `fs` may be several sensor rates: the machines are split across them (each rate its own
     seed), so a model trained on the folder sees every rate the fleet uses.
     """
-    d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
     rates = (fs,) if isinstance(fs, (int, float)) else tuple(fs)
     recs: list[SimRecording] = []
     for j, rate in enumerate(rates):
@@ -151,12 +150,7 @@ def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
         s = seed + 100 * j
         recs += normal_windows(nn, seconds, float(rate), s) if nn else []
         recs += faulty_windows(nf, seconds, float(rate), s + 1) if nf else []
-    paths = []
-    for r in recs:
-        p = d / f"{r.name}.npz"
-        np.savez_compressed(p, **r.npz_fields())
-        paths.append(p)
-    return paths
+    return write_recordings(folder, recs)
 
 
 __all__ = ["SimRecording", "faulty_windows", "machine_recordings", "normal_windows", "write_dataset",

@@ -11,7 +11,7 @@ from edgefleet import __version__
 from edgefleet.errors import EdgefleetError
 
 # Each module defines `register(subparsers)`; its parsers set `func(args) -> int`.
-COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "commission", "replay", "demo", "bridge"]
+COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "commission", "replay", "demo", "bridge", "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

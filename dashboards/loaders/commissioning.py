@@ -12,7 +12,7 @@ commissioned (with its classes); older firmware sends none. Each result says how
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -51,7 +51,7 @@ def speed_band(rpm: Sequence[float]) -> str:
 def fmt_learned(ms: int | None) -> str:
     if not ms:
         return "an unknown date"
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _plural(n: int, word: str) -> str:
@@ -67,7 +67,7 @@ def comm_words(comm: dict | None) -> str:
         target = int(comm.get("target") or 0)
         progress = list(comm.get("progress") or [])
         if not progress:
-            return f"Learning this machine's normal: no windows yet ({target} per speed)."
+            return f"Learning this machine's normal: started, no progress reported yet ({target} windows per speed)."
         if len(progress) == 1 and float(progress[0]["rpm"]) == 0:
             return f"Learning this machine's normal: {int(progress[0]['n'])}/{target} windows (any speed)."
         done = [p for p in progress if int(p["n"]) >= target]

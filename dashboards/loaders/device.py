@@ -19,11 +19,14 @@ from edgefleet.service.store import Device, Store
 
 def results_frame(results: Sequence[ResultRecord]) -> pd.DataFrame:
     """Result records as a frame with a `time` column for the charts and `window`: how the window was
-    judged ('normal', 'anomalous', or without a verdict 'commissioning', 'uncommissioned')."""
+    judged ('normal', 'anomalous', or without a verdict 'commissioning', 'uncommissioned'), and `run`, which
+    counts the runs of judged and of unjudged windows (the charts' lines break between runs)."""
     cols = list(ResultRecord._fields)
     df = pd.DataFrame([tuple(r) for r in results], columns=cols)
     df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
     df["window"] = [window_kind(st, a) for st, a in zip(df["state"], df["anom"])]
+    judged = df["state"] == ""
+    df["run"] = (judged != judged.shift()).cumsum()  # runs of judged / unjudged windows: lines break between
     return df
 
 

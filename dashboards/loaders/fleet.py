@@ -89,8 +89,8 @@ def model_versions(df: pd.DataFrame) -> pd.DataFrame:
 
 def attention(df: pd.DataFrame) -> pd.DataFrame:
     """Machines an operator should look at: alarming first (by severity), then degrading by ETA."""
-    sev = df["severity"].map(SEVERITY_RANK).fillna(0)
-    out = df[df["state"].isin(("alarm", "degrading"))].assign(_sev=sev)
+    out = df[df["state"].isin(("alarm", "degrading"))]
+    out = out.assign(_sev=out["severity"].map(SEVERITY_RANK).fillna(0))  # (a Series would give an empty frame rows)
     out = out.sort_values(["_sev", "eta_s"], ascending=[False, True], na_position="last")
     out = out.assign(severity=out["severity"].fillna("-"))
     return out[["device", "site", "line", "state", "severity", "score_ratio", "eta_s", "model"]].reset_index(drop=True)

@@ -71,7 +71,8 @@ def commissioning_detail(dev, scores: pd.DataFrame) -> None:
     else:
         progress = loaders.commissioning.progress_frame(dev.comm)
         if progress.empty:
-            st.caption("No commissioning window yet.")
+            st.caption(f"The node has not reported its progress per speed since it started ({counts['commissioning']:,} "
+                       "commissioning windows shown); its status carries it when it sends one.")
         else:
             st.dataframe(progress, hide_index=True, width="stretch", key="device_progress", column_config={
                 "windows": st.column_config.NumberColumn("windows learned"),

@@ -56,6 +56,7 @@ DISK_WARN_DAYS = 7.0
 DISK_FAIL_DAYS = 1.0
 SESSION_EXPIRY_S = 120  # a probe session the doctor could not end (killed) expires on its own
 SHARED_MESSAGES = 20
+BURST_WINDOW = 100  # QoS 1 messages in flight in a burst, unless the broker's Receive Maximum is lower
 RC_NOT_AUTHORIZED = (0x86, 0x87, 0x8C)  # bad user name or password, not authorized, bad auth method
 SIZE_STEPS = 10  # publishes spent finding the largest payload a refusing broker takes
 
@@ -121,16 +122,18 @@ def _denied(rc: ReasonCode | None) -> bool:
 
 class _Peer:
     """One MQTT v5 connection of a probe. Records what it receives and the broker's answers, so a
-    probe can wait for them; paho's network thread runs it (loop_start)."""
+    probe can wait for them. paho's network thread (loop_start) runs it and never reconnects: a
+    probe decides what a lost connection means (a refused large message closes it, for one)."""
 
     def __init__(self, host: str, port: int, *, username: str | None, password: str | None,
                  timeout: float, client_id: str, clean_start: bool = True, session_expiry: int = 0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.clean_start, self.session_expiry = clean_start, session_expiry
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                                  reconnect_on_failure=False)
         if username:
             self.client.username_pw_set(username, password)
-        self.client.reconnect_delay_set(min_delay=30, max_delay=60)  # a probe never reconnects by itself
+        self.client.max_inflight_messages_set(BURST_WINDOW)  # publish_burst keeps to the broker's limit
         self.cond = threading.Condition()
         self.messages: list[mqtt.MQTTMessage] = []
         self.acks: dict[int, ReasonCode] = {}
@@ -145,9 +148,6 @@ class _Peer:
 
     # paho callbacks (network thread)
     def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: ReasonCode, props: Properties | None) -> None:
-        receive_max = getattr(props, "ReceiveMaximum", None)
-        if receive_max:  # paho does not follow the broker's Receive Maximum by itself
-            self.client.max_inflight_messages_set(min(int(receive_max), 100))
         with self.cond:
             self.connack = (rc, bool(getattr(flags, "session_present", False)), props)
             self.cond.notify_all()
@@ -227,9 +227,19 @@ class _Peer:
 
     def publish_burst(self, topic: str, n: int) -> int:
         """Publish n small QoS 1 messages; wait for their PUBACKs. Returns how many the broker accepted."""
-        mids = [self.client.publish(topic, b"%08d" % i, qos=1).mid for i in range(n)]
-        self.wait_until(lambda: all(m in self.acks for m in mids) or self.lost is not None,
-                   max(self.timeout, n / 200))
+        # paho does not follow the broker's Receive Maximum (unacknowledged QoS 1 messages it takes):
+        # keep at most that many in flight ourselves, or the broker closes the connection
+        window = min(_props_int(self.connack[2] if self.connack else None, "ReceiveMaximum") or 65535, BURST_WINDOW)
+        mids: list[int] = []
+        acked_before = len(self.acks)
+        for i in range(n):
+            if not self.wait_until(lambda: len(mids) - (len(self.acks) - acked_before) < window
+                                   or self.lost is not None):
+                break
+            if self.lost is not None:
+                break
+            mids.append(self.client.publish(topic, b"%08d" % i, qos=1).mid)
+        self.wait_until(lambda: all(m in self.acks for m in mids) or self.lost is not None)
         rcs = [self.acks[m] for m in mids if m in self.acks]
         if any(_denied(rc) for rc in rcs):
             raise ProbeError(f"PUBLISH {topic} refused: {next(rc for rc in rcs if _denied(rc))}", denied=True)
@@ -248,7 +258,7 @@ class _Peer:
                 if seen >= n:
                     return seen
                 budget = quiet if seen else deadline_first - time.monotonic()
-                if budget <= 0 or not self.cond.wait_for(lambda: len(self.messages) > seen, budget):
+                if budget <= 0 or not self.cond.wait_for(lambda n=seen: len(self.messages) > n, budget):
                     return len(self.messages)
 
     def close(self, *, end_session: bool = False) -> None:
@@ -258,10 +268,10 @@ class _Peer:
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
         try:
-            if self.connack is not None and self.lost is None:
+            if self.lost is None:
                 self.client.disconnect(properties=props)
         finally:
-            self.client.loop_stop()
+            self.client.loop_stop()  # sends what is queued (the DISCONNECT) first
 
 
 @contextmanager
@@ -324,6 +334,7 @@ class SizeProbe(ProbeResult):
 class RetainProbe(ProbeResult):
     delivered: bool = False  # a subscriber that came after the publish got it
     flagged: bool = False  # ... with the retain flag set
+    refusal: str = ""  # the broker's answer when it refused the retained publish
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -479,7 +490,11 @@ def probe_retained(host: str, port: int, *, username: str | None = None, passwor
     def body() -> RetainProbe:
         topic = f"{PREFIX}/{_token()}/retained"
         with _peer(host, port, creds, timeout, f"{PREFIX}-{_token()}-rpub") as pub:
-            pub.publish_ok(topic, b"retained", retain=True)
+            rc = pub.publish(topic, b"retained", retain=True)
+            if isinstance(rc, str) or rc.is_failure:
+                if not isinstance(rc, str) and _denied(rc):
+                    raise ProbeError(f"PUBLISH {topic} refused: {rc}", denied=True)
+                return RetainProbe(refusal=str(rc))
             try:
                 with _peer(host, port, creds, timeout, f"{PREFIX}-{_token()}-rsub") as sub:
                     sub.subscribe(topic)
@@ -536,19 +551,21 @@ def check_connect(p: ConnectProbe, where: str) -> Check:
                      "`edgefleet broker`) or pass the right --broker URL; nodes cannot deliver anything now")
     if p.version != "5":
         return Check(name, "fail", f"{where} accepts MQTT {p.version} only, not v5",
-                     "use Mosquitto 2 (apt-get install mosquitto): ingest needs MQTT v5 session expiry "
-                     "and Receive Maximum to hold messages while it is away")
-    if p.denied or p.error or not p.roundtrip:
+                     "use Mosquitto 2 (apt-get install mosquitto; amqtt is a development fallback): ingest "
+                     "relies on MQTT v5 session expiry and Receive Maximum to hold messages while it is away")
+    if p.error and not p.denied:
+        return Check(name, "fail", f"{where} answers in MQTT v5, but the doctor's own session failed: {p.error}",
+                     "look at the broker's log (a connection limit such as `max_connections`, a broker "
+                     "that stalls under load); clients it drops lose what they had in flight")
+    if p.denied or not p.roundtrip:
         return Check(name, "pass", f"MQTT v5 accepted by {where}")
     return Check(name, "pass", f"MQTT v5 accepted by {where}, a QoS 1 round trip works")
 
 
 def _unprobed_reason(p: ConnectProbe) -> str:
-    """Why the later broker checks could not run, after check_connect."""
+    """Why the later broker checks could not run when the broker keeps the doctor out."""
     if p.denied:
         return f"could not probe: not authorized ({p.error})"
-    if p.error:
-        return f"could not probe: {p.error}"
     return (f"could not probe: not authorized? a QoS 1 message on {PREFIX}/... was accepted but never "
             "delivered back to the doctor (an ACL that denies reading drops it silently)")
 
@@ -606,8 +623,9 @@ def check_retained(p: RetainProbe, announced: bool | None) -> Check:
         return c
     if p.delivered and p.flagged:
         return Check(name, "pass", "a retained message reaches a subscriber that comes later")
-    why = "the broker announces Retain Available = 0" if announced is False else \
-        "a later subscriber did not get it" if not p.delivered else "it arrived without the retain flag"
+    why = (f"the broker refused a retained publish: {p.refusal}" if p.refusal else
+           "the broker announces Retain Available = 0" if announced is False else
+           "a later subscriber did not get it" if not p.delivered else "it arrived without the retain flag")
     return Check(name, "fail", f"retained messages do not work ({why}): nodes miss status and OTA offers "
                  "published while they were away",
                  "in mosquitto.conf set `retain_available true` (the default), then restart Mosquitto")
@@ -635,7 +653,7 @@ def run_broker_checks(host: str, port: int, *, username: str | None = None, pass
                       burst: int = DEFAULT_BURST, timeout: float = DEFAULT_TIMEOUT_S,
                       progress: Progress = _quiet) -> list[Check]:
     """Every broker check, in order; the later ones are skipped when the first cannot get through."""
-    kw = dict(username=username, password=password, timeout=timeout)
+    kw: dict[str, Any] = {"username": username, "password": password, "timeout": timeout}
     where = f"{host}:{port}"
     progress(f"broker {where}: connecting")
     conn = probe_connect(host, port, **kw)
@@ -643,11 +661,9 @@ def run_broker_checks(host: str, port: int, *, username: str | None = None, pass
     later = ["broker.session", "broker.queue", "broker.message_size", "broker.retained",
              "broker.shared_subscription"]
     if first.status == "fail":
-        return [first] + [Check(n, "skip", "no MQTT v5 broker to probe", first.fix) for n in later]
-    if conn.error or not conn.roundtrip:
-        reason = _unprobed_reason(conn)
-        return [first] + [Check(n, "skip", reason, NOT_AUTHORIZED_FIX if conn.denied or not conn.error else
-                                "look at the broker's log") for n in later]
+        return [first] + [Check(n, "skip", "no MQTT v5 session to probe with") for n in later]
+    if conn.denied or not conn.roundtrip:
+        return [first] + [Check(n, "skip", _unprobed_reason(conn), NOT_AUTHORIZED_FIX) for n in later]
     progress("broker: persistent session across a reconnect")
     session = check_session(probe_persistent_session(host, port, **kw))
     progress(f"broker: queueing {burst:,} QoS 1 messages for an offline session")
@@ -672,6 +688,7 @@ class StoreFacts:
     writable: bool = False  # the file and its directory (WAL creates -wal and -shm beside it)
     not_writable: str = ""  # why not
     size_bytes: int = 0  # the file plus its -wal
+    data_bytes: int = 0  # pages in use (WAL included, free pages not): what results cost
     journal_mode: str = ""
     user_version: int = 0
     tables: frozenset[str] = field(default_factory=frozenset)
@@ -734,6 +751,18 @@ def _results_last_hour(db: sqlite3.Connection, tables: frozenset[str], now: int)
     return int(n)
 
 
+def _journal_mode(db: sqlite3.Connection, path: Path) -> str:
+    """PRAGMA journal_mode; an `immutable` connection always says 'delete', so the header decides then."""
+    mode = str(_scalar(db, "PRAGMA journal_mode", default="")).lower()
+    return "wal" if mode != "wal" and _header_says_wal(path) else mode
+
+
+def _data_bytes(db: sqlite3.Connection) -> int:
+    """Bytes in pages that hold data: the file size counts free pages and a WAL that is reused."""
+    pages = _scalar(db, "PRAGMA page_count") - _scalar(db, "PRAGMA freelist_count")
+    return int(pages * _scalar(db, "PRAGMA page_size"))
+
+
 def _retention_days(db: sqlite3.Connection, tables: frozenset[str]) -> float:
     if "settings" not in tables:
         return DEFAULT_RETENTION_DAYS
@@ -754,8 +783,8 @@ def inspect_store(path: str | Path, now: int | None = None) -> StoreFacts:
             tables = frozenset(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
             return StoreFacts(
                 str(p), True, writable=not _writable(p), not_writable=_writable(p), size_bytes=size,
-                journal_mode=str(_scalar(db, "PRAGMA journal_mode", default="")).lower(),
-                user_version=int(_scalar(db, "PRAGMA user_version")), tables=tables,
+                journal_mode=_journal_mode(db, p),
+                user_version=int(_scalar(db, "PRAGMA user_version")), tables=tables, data_bytes=_data_bytes(db),
                 results=int(_scalar(db, "SELECT count(*) FROM results")) if "results" in tables else 0,
                 results_last_hour=_results_last_hour(db, tables, now if now is not None else now_ms()),
                 retention_days=_retention_days(db, tables), free_bytes=free)
@@ -819,9 +848,8 @@ def disk_runway_days(f: StoreFacts) -> float | None:
     stops growing once it holds `retention_days` of results: only the growth up to there counts."""
     if not f.results or not f.results_last_hour:
         return None
-    per_result = f.size_bytes / f.results
-    per_day = per_result * f.results_last_hour * 24
-    growth_left = per_day * f.retention_days - f.size_bytes
+    per_day = f.data_bytes / f.results * f.results_last_hour * 24
+    growth_left = per_day * f.retention_days - f.data_bytes
     if growth_left <= f.free_bytes:
         return None
     return f.free_bytes / per_day
@@ -835,7 +863,7 @@ def check_disk(f: StoreFacts) -> Check:
             Check(name, "skip", "no store to read")
     if not f.results or not f.results_last_hour:
         return Check(name, "pass", f"{free} free; no results in the last hour, so no rate to project")
-    per_result = f.size_bytes / f.results
+    per_result = f.data_bytes / f.results
     rate = f"{f.results_last_hour * 24:,} results/day at ~{per_result:,.0f} B each"
     days = disk_runway_days(f)
     if days is None:
@@ -902,8 +930,10 @@ def check_clock(skews: list[DeviceSkew], retention_days: float = DEFAULT_RETENTI
     if not off:
         return Check(name, "pass", summary)
     names = ", ".join(f"{s.device} ({_human_s(s.median_ms)})" for s in off[:5]) + (", ..." if len(off) > 5 else "")
-    fix = ("run NTP on the nodes or their gateway (a node sets its clock from its link at boot); results carry "
-           "the device's time, so retention, alarms and charts go by it")
+    fix = ("run NTP (chrony, systemd-timesyncd) wherever nodes get their time: on the node, or on the host of "
+           "its `edgefleet bridge` (an MCU node takes the bridge's clock at hello, then counts its own "
+           "milliseconds and drifts: restart the bridge to resync it); results carry the device's time, so "
+           "retention, alarms and charts go by it")
     if any(s.median_ms > retention_days * 86_400_000 for s in off):
         return Check(name, "fail", f"{len(off)} device(s) off by more than {CLOCK_WARN_S:g} s: {names}; some are "
                      f"behind by more than the retention ({retention_days:g} days), so their results are deleted "

@@ -64,6 +64,8 @@ MAX_AHEAD_MS = 10 * 60 * 1000  # a device clock this far ahead of the broker's r
 def check_claims(kind: str, body: dict, rx_ms: int) -> None:
     """What a device claims that the service can check: no time stamp more than MAX_AHEAD_MS after
     the message arrived (a far-future `ts` would pin the device's registry entry for good)."""
+    if rx_ms <= 0:
+        return  # no receive time to hold the claim against
     stamps = [r["ts"] for r in body["res"]] if kind == "result" else [body.get("ts", 0)]
     latest = max(stamps)
     if latest > rx_ms + MAX_AHEAD_MS:

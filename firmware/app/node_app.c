@@ -394,7 +394,12 @@ static void baseline_model(void)
 static void baseline_finish(uint64_t now, uint32_t min_windows)
 {
     const ef_baseline_model sm = scorer();
-    const ef_status st = ef_commission_finish(&g_comm, &sm, now, min_windows, g_features, &g_fft, sizeof g_fft);
+    ef_status st;
+    uint8_t k;
+    for (k = 0; k < g_comm.n_classes; k++) /* Python Commissioner.unsettled: worth a look */
+        if (g_comm.cls[k].restarts >= EF_BASELINE_MAX_RESTARTS)
+            ef_platform_log("commissioning: a class never settled; it is learned as it is");
+    st = ef_commission_finish(&g_comm, &sm, now, min_windows, g_features, &g_fft, sizeof g_fft);
     if (st != EF_OK) {
         log_status(st == EF_ERR_TOO_FEW ? "commission_end: too_few_windows, commissioning goes on"
                                         : "commissioning could not finish, it goes on", st);
@@ -573,7 +578,7 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
     const ef_baseline_model sm = scorer();
     ef_baseline_verdict bv;
     ef_commission_outcome o;
-    switch (ef_commission_window(&g_comm, &sm, g_features, rpm, &bv, &o)) {
+    switch (ef_commission_window(&g_comm, &sm, g_features, rpm, &g_fft, sizeof g_fft, &bv, &o)) {
     case EF_WINDOW_JUDGED:
         v->score = bv.score;
         v->hi = bv.hi;
@@ -587,6 +592,8 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
         v->state = EF_PROTO_COMMISSIONING;
         if (o == EF_COMM_FLASH_ERROR)
             ef_platform_log("commissioning: a row could not be stored");
+        else if (o == EF_COMM_NOT_STATIONARY)
+            ef_platform_log("commissioning: a class has not settled, its older half is dropped");
         return 0;
     default:
         v->state = EF_PROTO_UNCOMMISSIONED;
@@ -595,8 +602,9 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
 }
 
 /* One window, already in g_fft.window: features (the core pipeline's steps without its input
- * copy), then a class's verdict, or the model's own score (with its verdict only on a node that
- * does not commission: a commissioning node gives none to windows it cannot judge). */
+ * copy; the FFT buffers are free afterwards: commissioning's settle test sorts in them), then a
+ * class's verdict, or the model's own score (with its verdict only on a node that does not
+ * commission: a commissioning node gives none to windows it cannot judge). */
 static void run_window(float rpm, verdict *v)
 {
     ef_pipeline *p = &g_node.pipe;
@@ -702,7 +710,7 @@ int node_run(const node_config *c)
         float sample0, rpm = 0.0f;
         verdict v;
         ef_proto_shadow_rec sh;
-        int debugging;
+        int debugging, was_learning;
         uint32_t t_us;
         uint64_t ts;
         poll_link(c);
@@ -726,6 +734,7 @@ int node_run(const node_config *c)
         sample0 = g_fft.window[0];
         debugging = g_node.debug_pending && debug_begin(c, ts, g_fft.window, n) == 0;
         g_node.debug_pending = 0;
+        was_learning = g_comm.learning;
         t_us = board_us();
         run_window(rpm, &v);
         t_us = board_us() - t_us;
@@ -737,6 +746,8 @@ int node_run(const node_config *c)
             sh.anom = sh.score > (double)g_node.shadow_thr;
         }
         send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
+        if (g_node.baseline && !was_learning && g_comm.learning) /* a speed in no class: learning it */
+            send_status("online", now_ms(c, ts), "status");  /* (after the debug frame and the result) */
         if (g_node.calib_left && v.cls < 0) /* the model's own threshold: from its own scores */
             calibrate_add(v.score, ts);
         if (g_node.baseline && ef_commission_done(&g_comm))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +25,7 @@ from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore, open
 from .conftest import ROOT, chart_data
 
 APP = str(ROOT / "dashboards" / "app.py")
-LEARNED = int(datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc).timestamp() * 1000)
+LEARNED = int(datetime(2026, 11, 20, 8, 30, tzinfo=UTC).timestamp() * 1000)
 CLASSES = [{"rpm": [1140.0, 1260.0], "n": 64, "thr": 2.31, "hi_thr": 1.62},
            {"rpm": [1425.0, 1575.0], "n": 64, "thr": 2.667, "hi_thr": 1.71},
            {"rpm": [1706.2, 1885.8], "n": 80, "thr": 3.05, "hi_thr": 1.84}]
@@ -139,7 +139,7 @@ def test_commissioning_in_words() -> None:
     assert w(COMMISSIONED) == "Commissioned on 2026-11-20 08:30 UTC: 3 speeds, 208 windows learned."
     assert w(ANY_SPEED).startswith("Commissioned on 2026-11-20 08:30 UTC: one class, any speed")
     assert w({"state": "commissioning", "target": 64, "progress": []}) == \
-        "Learning this machine's normal: no windows yet (64 per speed)."
+        "Learning this machine's normal: started, no progress reported yet (64 windows per speed)."
     assert w({"state": "commissioning", "target": 32, "progress": [{"rpm": 0.0, "n": 5}]}) == \
         "Learning this machine's normal: 5/32 windows (any speed)."
     assert "older firmware" in w(None)
@@ -202,6 +202,7 @@ def test_fleet_commissioning_counts(comm_db) -> None:
     assert fleet.fleet_counts(df)["commissioning"] == 1 and fleet.fleet_counts(df)["healthy"] == 0
     table = commissioning.commissioning_table(df)
     assert table["device"].tolist() == ["three-01", "comm-01"]
+    assert fleet.attention(df).empty  # nothing alarming or degrading: no rows (not one empty row per machine)
     assert table["detail"].iloc[0] == f"{NEW_SPEED} of its last {commissioning.RECENT_WINDOWS} windows at a speed " \
                                       "in no learned class"
 
@@ -254,6 +255,7 @@ def test_device_page_commissioning_node(monkeypatch, comm_db) -> None:
     assert set(colours) == {"normal", "commissioning"} and colours["commissioning"] != colours["normal"]
     scores = frame_with(frames, "seq")
     assert (scores["window"] == "commissioning").sum() == WINDOWS - JUDGED_BEFORE_RELEARN
+    assert spec["layer"][0]["encoding"]["detail"]["field"] == "run" and scores["run"].nunique() == 2  # line breaks
     segs = frame_with(frames, "start")
     assert not covered(segs, scores.loc[scores["window"] == "commissioning", "time"]).any()  # no threshold there
     assert hi is not None  # its judged windows before re-learning carry an HI
@@ -278,7 +280,7 @@ def test_device_page_three_classes_with_uncommissioned_windows(monkeypatch, comm
     assert set(segs["thr"]) == {2.31, 2.667, 3.05}  # each class its own threshold
     assert not covered(segs, scores.loc[scores["window"] == "uncommissioned", "time"]).any()
     assert hi is not None
-    hi_spec, hi_frames = hi
+    _, hi_frames = hi
     assert set(frame_with(hi_frames, "start")["hi_thr"]) == {1.62, 1.71, 1.84}
     hi_points = frame_with(hi_frames, "seq")
     assert hi_points["hi"].notna().all() and len(hi_points) == WINDOWS - NEW_SPEED
@@ -312,6 +314,7 @@ def test_fleet_page_commissioning_counts_and_grid(monkeypatch, comm_db) -> None:
     assert dict(zip(tiles["device"], tiles["commissioning"]))["three-01"] == "needs a class"
     table = table_with(at, "detail")
     assert table["device"].tolist() == ["three-01", "comm-01"]
+    assert any("No machine is alarming or degrading" in s.value for s in at.success)
 
 
 def test_commission_one_device_from_its_page(monkeypatch, comm_db) -> None:

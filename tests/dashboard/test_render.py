@@ -69,7 +69,7 @@ def test_dashboard_renders_in_chromium_and_refreshes_itself(fleet_db, tmp_path) 
         assert all(d in table for d in f.alarm), "alarming machines missing from 'Needs attention'"
 
         # a machine starts failing while the page is open: the fragment refresh shows it
-        healthy = next(d for d in f.devices if d not in f.alarm + f.degrading + f.offline)
+        healthy = next(d for d in f.devices if d not in f.alarm + f.degrading + f.offline + f.commissioning + f.needs_class)
         t0 = time.monotonic()
         raise_alarm(fleet_db, healthy)
         browser.wait_for(f"{METRICS_JS}.includes('\"Alarming\":\"{len(f.alarm) + 1}\"')", timeout=15,

@@ -168,6 +168,32 @@ def test_too_few_windows_is_refused_and_one_class_merges(fw, golden, model, tmp_
     assert len(py) == 1 and same_class(py[0], new.classes[1])
 
 
+def drifting_rows(seed: int, m: int, drift: float, until: int) -> np.ndarray:
+    """m rows of 32 features whose level rises by `drift` log10 units per row until row `until`
+    (a run-in), then holds."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(-7.0, -2.0, 32)
+    t = np.minimum(np.arange(m), until)[:, None]
+    return (base + drift * t + rng.normal(0, 0.1, (m, 32))).astype(np.float32)
+
+
+@pytest.mark.parametrize("drift, until, target", [(0.0, 0, 32), (0.02, 40, 32), (0.02, 30, 21), (0.1, 400, 16)])
+def test_settle_test_restarts_as_the_python_commissioner(fw, model, det, tmp_path, drift, until, target):
+    """A class that reaches its target while still moving drops its older half and goes on
+    (not_stationary), at most 8 times, exactly as the reference: outcomes and record bytes."""
+    rows = drifting_rows(until + target, 9 * target, drift, until)
+    com = bl.Commissioner(32, target=target)
+    want = [com.add(r, 1500.0) for r in rows]
+    ref = com.finish(det.score_standardized, frontend=bl.frontend_crc(det.artifact.features.params),
+                     learned_ms=7)
+    res, rec = c_learn(fw, model, tmp_path, rows, 1500.0, "--target", str(target), "--learned", "7")
+    assert res["outcomes"] == want
+    assert rec == ref.to_bytes()
+    restarts = want.count("not_stationary")
+    assert (restarts > 0) == (drift > 0)
+    assert restarts == (bl.MAX_RESTARTS if until >= 9 * target else restarts) <= bl.MAX_RESTARTS
+
+
 # ---------------------------------------------------------------- corrupt records
 
 

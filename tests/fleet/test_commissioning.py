@@ -87,7 +87,9 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     db.close()
     store = SQLiteStore(path)
     assert store.score_history("m-1")[0].state == "" and store.device("m-1").comm is None
-    assert store._q("PRAGMA user_version")[0][0] == 2
+    from edgefleet.service.store.sqlite import SCHEMA_VERSION
+
+    assert store._q("PRAGMA user_version")[0][0] == SCHEMA_VERSION
     store.close()
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version = 99")

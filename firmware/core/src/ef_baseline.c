@@ -67,8 +67,16 @@ ef_status ef_baseline_to_q10(const float *f, uint16_t n, int16_t *q)
 
 int ef_baseline_rpm_known(float rpm) { return isfinite(rpm) && rpm > 0.0f; }
 
+int ef_baseline_steady_speed(float rpm, float last_rpm)
+{
+    if (rpm == 0.0f || last_rpm == 0.0f || !isfinite(rpm) || !isfinite(last_rpm))
+        return 1;
+    return fabs((double)rpm - (double)last_rpm) <= EF_BASELINE_STEADY_SPEED * (double)last_rpm;
+}
+
 /* z = (F - center/Q) / (spread/Q) in float32, each z quantized into q; returns the HI,
- * sqrtf(sum z^2 / n) summed in feature order. */
+ * sqrtf(sum max(z, 0)^2 / n) summed in feature order: faults add energy, so a band quieter than
+ * its normal is no sign of damage (the model's score still sees the change of shape). */
 static float standardize(const ef_model *m, const uint8_t *center, const uint8_t *spread, const float *f,
                          int8_t *q)
 {
@@ -78,8 +86,8 @@ static float standardize(const ef_model *m, const uint8_t *center, const uint8_t
     for (j = 0; j < n; j++) {
         const float c = (float)le_i16(center + 2u * j) / (float)EF_BASELINE_Q;
         const float s = (float)le_i16(spread + 2u * j) / (float)EF_BASELINE_Q;
-        const float z = (f[j] - c) / s;
-        acc = acc + z * z;
+        const float z = (f[j] - c) / s, p = z > 0.0f ? z : 0.0f;
+        acc = acc + p * p;
         q[j] = ef_quantize_input(z, m->input_scale, m->input_zero_point);
     }
     return sqrtf(acc / (float)n);
@@ -169,9 +177,9 @@ static void kth_distances(const float *s, uint32_t m, double med, uint32_t k, do
     *kth = d;
 }
 
-/* float32(max(med + k * 1.4826 * mad, margin * max, 1e-12)) of m float32 values (sorted here),
+/* float32(max(med + k * 1.4826 * mad, margin * max, floor)) of m float32 values (sorted here),
  * median and MAD in float64, even counts the mean of the middle two (threshold_from). */
-static float threshold_of(float *v, uint32_t m, double k)
+static float threshold_of(float *v, uint32_t m, double k, double floor)
 {
     double med, mad, prev, kth, thr, top;
     sort_floats(v, m);
@@ -182,8 +190,8 @@ static float threshold_of(float *v, uint32_t m, double k)
     top = EF_BASELINE_MARGIN * (double)v[m - 1u];
     if (top > thr)
         thr = top;
-    if (1e-12 > thr)
-        thr = 1e-12;
+    if (floor > thr)
+        thr = floor;
     return (float)thr;
 }
 
@@ -211,36 +219,77 @@ static int read_row(const ef_baseline_rows *rows, uint16_t n, uint32_t i, float 
     return 0;
 }
 
-/* center[j] and spread[j] into the block (robust_stats): median of column j, then the median
- * of its absolute deviations, times 1.4826 in Q10, rounded, at least the floor. */
+/* Feature j over rows [first, first + m): the median, then the median of the absolute deviations
+ * times 1.4826 in Q10, rounded, at least the floor (*floored set then), at most int16. */
+static ef_status column_stats(const ef_baseline_rows *rows, uint16_t n, uint16_t j, uint32_t first, uint32_t m,
+                              float *col, int32_t *center, int32_t *spread, int *floored)
+{
+    uint32_t i;
+    int32_t c, mad, s;
+    int16_t v;
+    for (i = 0; i < m; i++) {
+        if (read_q(rows, n, first + i, j, &v) != 0)
+            return EF_ERR_FLASH;
+        col[i] = (float)v; /* integers below 2^24: exact as float */
+    }
+    sort_floats(col, m);
+    c = median_int(col, m);
+    for (i = 0; i < m; i++)
+        col[i] = fabsf(col[i] - (float)c);
+    sort_floats(col, m);
+    mad = median_int(col, m);
+    s = (mad * EF_BASELINE_MAD_TO_SIGMA_Q10 + 512) / 1024; /* mad >= 0: the division is a floor */
+    *floored = s < EF_BASELINE_SPREAD_FLOOR_Q;
+    if (*floored)
+        s = EF_BASELINE_SPREAD_FLOOR_Q;
+    *center = c;
+    *spread = s > 32767 ? 32767 : s;
+    return EF_OK;
+}
+
+/* center[j] and spread[j] of every feature into the block (robust_stats). */
 static ef_status robust_stats(const ef_baseline_rows *rows, uint16_t n, float *col, uint8_t *block,
                               uint32_t *floored)
 {
-    const uint32_t m = rows->count;
     uint8_t *center = block + EF_BASELINE_CLASS_HEAD, *spread = center + 2u * n;
-    uint32_t i;
     uint16_t j;
-    int16_t v;
     for (j = 0; j < n; j++) {
-        int32_t c, mad, s;
-        for (i = 0; i < m; i++) {
-            if (read_q(rows, n, i, j, &v) != 0)
-                return EF_ERR_FLASH;
-            col[i] = (float)v; /* integers below 2^24: exact as float */
-        }
-        sort_floats(col, m);
-        c = median_int(col, m);
-        for (i = 0; i < m; i++)
-            col[i] = fabsf(col[i] - (float)c);
-        sort_floats(col, m);
-        mad = median_int(col, m);
-        s = (mad * EF_BASELINE_MAD_TO_SIGMA_Q10 + 512) / 1024; /* mad >= 0: the division is a floor */
-        if (s < EF_BASELINE_SPREAD_FLOOR_Q) {
-            s = EF_BASELINE_SPREAD_FLOOR_Q;
-            ++*floored;
-        }
+        int32_t c, s;
+        int low;
+        ef_status st = column_stats(rows, n, j, 0, rows->count, col, &c, &s, &low);
+        if (st != EF_OK)
+            return st;
+        *floored += (uint32_t)low;
         put_le16(center + 2u * j, (uint16_t)c);
-        put_le16(spread + 2u * j, (uint16_t)(s > 32767 ? 32767 : s));
+        put_le16(spread + 2u * j, (uint16_t)s);
+    }
+    return EF_OK;
+}
+
+ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *work, size_t work_len, int *settled)
+{
+    const uint32_t m = rows ? rows->count : 0u, half = m / 2u;
+    float *col = (float *)work;
+    uint16_t j;
+    if (rows == NULL || work == NULL || settled == NULL || ((uintptr_t)work & 3u) != 0u || half == 0u)
+        return EF_ERR_ARG;
+    if (work_len / sizeof(float) < m - half)
+        return EF_ERR_CAPACITY;
+    *settled = 1;
+    for (j = 0; j < n; j++) {
+        int32_t c_old, s_old, c_new, s_new;
+        int64_t d, s;
+        int low;
+        ef_status st;
+        if ((st = column_stats(rows, n, j, 0, half, col, &c_old, &s_old, &low)) != EF_OK ||
+            (st = column_stats(rows, n, j, half, m - half, col, &c_new, &s_new, &low)) != EF_OK)
+            return st;
+        d = (int64_t)c_new - c_old;
+        s = s_old > s_new ? s_old : s_new;
+        if (d * d * (int64_t)m > (int64_t)EF_BASELINE_DRIFT_K2 * s * s) {
+            *settled = 0; /* still moving: run-in, warm-up, or a fault that started meanwhile */
+            return EF_OK;
+        }
     }
     return EF_OK;
 }
@@ -269,13 +318,13 @@ ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, floa
         if (read_row(rows, n, i, features) != 0 ||
             (st = ef_baseline_score(sm, center, spread, features, &v[i], &hi)) != EF_OK)
             return st != EF_OK ? st : EF_ERR_FLASH;
-    thr = threshold_of(v, m, EF_BASELINE_SCORE_K);
+    thr = threshold_of(v, m, EF_BASELINE_SCORE_K, 1e-12);
     for (i = 0; i < m; i++) { /* then the health indicator of every row */
         if (read_row(rows, n, i, features) != 0)
             return EF_ERR_FLASH;
         v[i] = standardize(sm->model, center, spread, features, sm->q);
     }
-    hi_thr = threshold_of(v, m, EF_BASELINE_HI_K);
+    hi_thr = threshold_of(v, m, EF_BASELINE_HI_K, EF_BASELINE_HI_FLOOR);
     if (rpm_center != 0.0f) {
         lo = (float)((double)rpm_center * (1.0 - EF_BASELINE_RPM_TOLERANCE));
         up = (float)((double)rpm_center * (1.0 + EF_BASELINE_RPM_TOLERANCE));

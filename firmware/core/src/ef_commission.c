@@ -63,10 +63,11 @@ static void load(ef_commission *c)
 
 /* ---- layout ---- */
 
-/* Rows per class the scratch and the work buffer allow for models of max_features inputs. */
+/* Rows per class the scratch (8 classes x 2 banks) and the work buffer allow for models of
+ * max_features inputs. */
 static uint32_t capacity(const ef_flash *rows, uint16_t max_features, size_t work_len)
 {
-    const uint32_t region = rows->size / EF_BASELINE_MAX_CLASSES / rows->erase_size * rows->erase_size;
+    const uint32_t region = rows->size / (2u * EF_BASELINE_MAX_CLASSES) / rows->erase_size * rows->erase_size;
     uint32_t by_rows = region / (2u * max_features), by_work = 0;
     if (work_len > block_room(max_features))
         by_work = (uint32_t)((work_len - block_room(max_features)) / sizeof(float));
@@ -86,6 +87,7 @@ ef_status ef_commission_init(ef_commission *c, const ef_flash *records, const ef
         return EF_ERR_FLASH;
     c->records = records;
     c->rows = rows;
+    c->learn_new_classes = 1;
     c->max_features = max_features;
     c->copy_size = records->size / 2u / records->erase_size * records->erase_size;
     c->max_windows = capacity(rows, max_features, work_len);
@@ -125,8 +127,6 @@ static int near(float rpm, float centre)
 
 ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int has_speed)
 {
-    uint16_t k;
-    int covered = 0;
     if (c == NULL)
         return EF_ERR_ARG;
     if (windows == 0u)
@@ -137,15 +137,6 @@ ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int
         return EF_ERR_CAPACITY;
     if (rpm > 0.0f && !has_speed)
         return EF_ERR_INCOMPATIBLE;
-    if (rpm > 0.0f && c->has_baseline && c->baseline.n_classes >= EF_BASELINE_MAX_CLASSES) {
-        ef_baseline_class cl;
-        for (k = 0; k < c->baseline.n_classes; k++) {
-            ef_baseline_class_at(&c->baseline, k, &cl);
-            covered |= (double)cl.rpm_lo <= (double)rpm && (double)rpm <= (double)cl.rpm_hi;
-        }
-        if (!covered)
-            return EF_ERR_CLASSES;
-    }
     c->learning = 1;
     c->target = windows;
     c->only_rpm = rpm;
@@ -153,15 +144,6 @@ ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int
     c->n_classes = 0;
     memset(c->cls, 0, sizeof c->cls);
     return EF_OK;
-}
-
-int ef_commission_takes(const ef_commission *c, float rpm)
-{
-    if (!c->learning)
-        return 0;
-    if (c->only_rpm <= 0.0f)
-        return 1; /* all classes: every window is commissioning's */
-    return ef_baseline_rpm_known(rpm) && near(rpm, c->only_rpm);
 }
 
 /* The class of a window at rpm (0: no speed), opened if new; -1 beyond 8 classes. */
@@ -173,21 +155,34 @@ static int class_of(ef_commission *c, float rpm)
             return k;
     if (c->n_classes >= EF_BASELINE_MAX_CLASSES)
         return -1;
+    memset(&c->cls[c->n_classes], 0, sizeof c->cls[0]);
     c->cls[c->n_classes].rpm = rpm;
-    c->cls[c->n_classes].rows = 0;
     return c->n_classes++;
 }
 
-/* Append one row at the end of class k's region, erasing each sector the row reaches first. */
-static int store_row(ef_commission *c, int k, const float *features)
+/* Where row i of class k's bank b begins in the rows' area. */
+static uint32_t row_off(const ef_commission *c, int k, uint8_t bank, uint32_t i)
+{
+    return (2u * (uint32_t)k + bank) * c->region + i * 2u * c->model.n_features;
+}
+
+/* Program `len` bytes at off, first erasing every sector the bytes are the first to reach (the
+ * bank's rows are written in order from its start, so no sector holding rows is erased). */
+static int put_rows(const ef_commission *c, uint32_t off, const void *data, uint32_t len)
 {
     const ef_flash *f = c->rows;
-    const uint32_t n = c->model.n_features, len = 2u * n;
-    const uint32_t off = (uint32_t)k * c->region + c->cls[k].rows * len;
-    uint32_t s, j;
+    uint32_t s;
     for (s = round_up(off, f->erase_size); s < off + len; s += f->erase_size)
         if (f->erase(f->ctx, s, f->erase_size) != 0)
             return -1;
+    return f->write(f->ctx, off, data, len);
+}
+
+/* Append one row (Q10) at the end of class k's bank. */
+static int store_row(ef_commission *c, int k, const float *features)
+{
+    const uint32_t n = c->model.n_features, off = row_off(c, k, c->cls[k].bank, c->cls[k].rows);
+    uint32_t j;
     for (j = 0; j < n; j += ROW_CHUNK) {
         int16_t q[ROW_CHUNK];
         uint8_t b[2u * ROW_CHUNK];
@@ -198,17 +193,62 @@ static int store_row(ef_commission *c, int k, const float *features)
             b[2u * i] = (uint8_t)q[i];
             b[2u * i + 1u] = (uint8_t)((uint16_t)q[i] >> 8);
         }
-        if (f->write(f->ctx, off + 2u * j, b, 2u * m) != 0)
+        if (put_rows(c, off + 2u * j, b, 2u * m) != 0)
             return -1;
     }
     return 0;
 }
 
-ef_commission_outcome ef_commission_add(ef_commission *c, const float *features, float rpm)
+typedef struct {
+    const ef_flash *f;
+    uint32_t base;
+} region_reader;
+
+static int read_region(void *ctx, uint32_t off, void *dst, uint32_t len)
+{
+    const region_reader *r = (const region_reader *)ctx;
+    return r->f->read(r->f->ctx, r->base + off, dst, len);
+}
+
+/* Class k's rows, as ef_baseline reads them. */
+static ef_baseline_rows class_rows(const ef_commission *c, int k, region_reader *rr)
+{
+    ef_baseline_rows rows;
+    rr->f = c->rows;
+    rr->base = row_off(c, k, c->cls[k].bank, 0);
+    rows.read = read_region;
+    rows.ctx = rr;
+    rows.count = c->cls[k].rows;
+    return rows;
+}
+
+/* Drop the older half of class k: its newer rows go to the start of the other bank, through RAM. */
+static int drop_older_half(ef_commission *c, int k)
+{
+    const uint32_t len = 2u * c->model.n_features, half = c->target / 2u, keep = c->cls[k].rows - half;
+    const uint8_t from = c->cls[k].bank, to = (uint8_t)(from ^ 1u);
+    uint8_t b[2u * ROW_CHUNK];
+    uint32_t i, j;
+    for (i = 0; i < keep; i++)
+        for (j = 0; j < len; j += sizeof b) {
+            const uint32_t m = len - j < sizeof b ? len - j : (uint32_t)sizeof b;
+            if (c->rows->read(c->rows->ctx, row_off(c, k, from, half + i) + j, b, m) != 0 ||
+                put_rows(c, row_off(c, k, to, i) + j, b, m) != 0)
+                return -1;
+        }
+    c->cls[k].bank = to;
+    c->cls[k].rows = keep;
+    return 0;
+}
+
+ef_commission_outcome ef_commission_add(ef_commission *c, const float *features, float rpm, void *work,
+                                        size_t work_len)
 {
     const int known = ef_baseline_rpm_known(rpm);
+    region_reader rr;
+    ef_baseline_rows rows;
+    int k, settled = 1;
     uint16_t j;
-    int k;
     if (!c->learning)
         return EF_COMM_OTHER_CLASS;
     for (j = 0; j < c->model.n_features; j++)
@@ -222,20 +262,35 @@ ef_commission_outcome ef_commission_add(ef_commission *c, const float *features,
         return EF_COMM_CLASS_FULL;
     if (store_row(c, k, features) != 0)
         return EF_COMM_FLASH_ERROR;
-    c->cls[k].rows++;
-    return EF_COMM_LEARNING;
+    if (++c->cls[k].rows < c->target || c->cls[k].restarts >= EF_BASELINE_MAX_RESTARTS)
+        return EF_COMM_LEARNING;
+    rows = class_rows(c, k, &rr); /* the target reached: has the class settled? */
+    if (ef_baseline_settled(&rows, c->model.n_features, work, work_len, &settled) != EF_OK)
+        return EF_COMM_FLASH_ERROR;
+    if (settled)
+        return EF_COMM_LEARNING;
+    c->cls[k].restarts++;
+    return drop_older_half(c, k) == 0 ? EF_COMM_NOT_STATIONARY : EF_COMM_FLASH_ERROR;
 }
 
 ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *sm, const float *features,
-                                     float rpm, ef_baseline_verdict *v, ef_commission_outcome *outcome)
+                                     float rpm, void *work, size_t work_len, ef_baseline_verdict *v,
+                                     ef_commission_outcome *outcome)
 {
+    const int cls = c->has_baseline ? ef_baseline_class_for(&c->baseline, rpm) : -1;
+    int steady;
     memset(v, 0, sizeof *v);
     v->cls = -1;
-    if (ef_commission_takes(c, rpm)) {
-        *outcome = ef_commission_add(c, features, rpm);
+    if (!c->learning && c->has_baseline && cls < 0 && c->learn_new_classes && ef_baseline_rpm_known(rpm) &&
+        c->baseline.n_classes < EF_BASELINE_MAX_CLASSES)
+        ef_commission_start(c, 0, rpm, 1); /* a speed never seen: learn its class too */
+    steady = ef_baseline_steady_speed(rpm, c->last_rpm);
+    c->last_rpm = rpm;
+    if (c->learning && !(cls >= 0 && c->only_rpm > 0.0f && !near(rpm, c->only_rpm))) {
+        *outcome = steady ? ef_commission_add(c, features, rpm, work, work_len) : EF_COMM_SPEED_CHANGING;
         return EF_WINDOW_COMMISSIONING;
     }
-    if (!c->has_baseline || ef_baseline_judge(&c->baseline, sm, features, rpm, v) != EF_OK || v->cls < 0) {
+    if (cls < 0 || ef_baseline_judge(&c->baseline, sm, features, rpm, v) != EF_OK || v->cls < 0) {
         v->cls = -1;
         return EF_WINDOW_UNCOMMISSIONED;
     }
@@ -257,68 +312,65 @@ int ef_commission_done(const ef_commission *c)
 
 /* One class of the new record: learned now (a commissioning class) or kept (the record's). */
 typedef struct {
-    double centre;
+    float lo;               /* its band's low end: the record's order */
     uint8_t fresh, index;
 } entry;
 
-static double old_centre(const ef_baseline_class *cl) { return 0.5 * ((double)cl->rpm_lo + (double)cl->rpm_hi); }
+/* A new class's band, as learn_class stores it: centre * (1 -+ 0.05) in double, as float32. */
+static float band_lo(float rpm) { return rpm == 0.0f ? 0.0f : (float)((double)rpm * (1.0 - EF_BASELINE_RPM_TOLERANCE)); }
+static float band_hi(float rpm) { return rpm == 0.0f ? 0.0f : (float)((double)rpm * (1.0 + EF_BASELINE_RPM_TOLERANCE)); }
 
-/* A kept class the new classes replace: its band holds the re-learned speed or a new centre. */
+/* A kept class a new one replaces: its band holds the centre of a new class's band (an any-speed
+ * class: a new any-speed class), as device_sim's merge_baseline. */
 static int replaced(const ef_commission *c, const ef_baseline_class *cl, uint32_t min_windows)
 {
+    const int any = cl->rpm_lo == 0.0f && cl->rpm_hi == 0.0f;
     uint8_t k;
-    if (cl->rpm_lo == 0.0f && cl->rpm_hi == 0.0f)
-        return 0;
-    if ((double)cl->rpm_lo <= (double)c->only_rpm && (double)c->only_rpm <= (double)cl->rpm_hi)
-        return 1;
-    for (k = 0; k < c->n_classes; k++)
-        if (c->cls[k].rows >= min_windows && (double)cl->rpm_lo <= (double)c->cls[k].rpm &&
-            (double)c->cls[k].rpm <= (double)cl->rpm_hi)
+    for (k = 0; k < c->n_classes; k++) {
+        const double x = 0.5 * ((double)band_lo(c->cls[k].rpm) + (double)band_hi(c->cls[k].rpm));
+        if (c->cls[k].rows >= min_windows &&
+            (((double)cl->rpm_lo <= x && x <= (double)cl->rpm_hi) || (any && x == 0.0)))
             return 1;
+    }
     return 0;
 }
 
-/* The classes of the new record in centre order (insertion sort: stable, at most 16). */
+/* The classes of the new record, by the low end of their band (stable insertion sort: the kept
+ * classes before the new ones at equal ends), the 8 highest if there are more. */
 static int plan_classes(const ef_commission *c, uint32_t min_windows, entry *out)
 {
-    int n = 0, i, j;
+    int n = 0, fresh = 0, i, j;
     uint16_t k;
-    for (k = 0; k < c->n_classes; k++)
-        if (c->cls[k].rows >= min_windows) {
-            out[n].centre = (double)c->cls[k].rpm;
-            out[n].fresh = 1;
-            out[n++].index = (uint8_t)k;
-        }
-    if (n == 0)
-        return 0;
     if (c->only_rpm > 0.0f && c->has_baseline)
         for (k = 0; k < c->baseline.n_classes; k++) {
             ef_baseline_class cl;
             ef_baseline_class_at(&c->baseline, k, &cl);
             if (replaced(c, &cl, min_windows))
                 continue;
-            out[n].centre = old_centre(&cl);
+            out[n].lo = cl.rpm_lo;
             out[n].fresh = 0;
             out[n++].index = (uint8_t)k;
         }
+    for (k = 0; k < c->n_classes; k++)
+        if (c->cls[k].rows >= min_windows) {
+            out[n].lo = band_lo(c->cls[k].rpm);
+            out[n].fresh = 1;
+            out[n++].index = (uint8_t)k;
+            fresh++;
+        }
+    if (fresh == 0)
+        return 0;
     for (i = 1; i < n; i++)
-        for (j = i; j > 0 && out[j].centre < out[j - 1].centre; j--) {
+        for (j = i; j > 0 && out[j].lo < out[j - 1].lo; j--) {
             entry t = out[j];
             out[j] = out[j - 1];
             out[j - 1] = t;
         }
+    if (n > (int)EF_BASELINE_MAX_CLASSES) { /* keep the highest bands */
+        memmove(out, out + (n - (int)EF_BASELINE_MAX_CLASSES), EF_BASELINE_MAX_CLASSES * sizeof *out);
+        n = (int)EF_BASELINE_MAX_CLASSES;
+    }
     return n;
-}
-
-typedef struct {
-    const ef_flash *f;
-    uint32_t base;
-} region_reader;
-
-static int read_region(void *ctx, uint32_t off, void *dst, uint32_t len)
-{
-    const region_reader *r = (const region_reader *)ctx;
-    return r->f->read(r->f->ctx, r->base + off, dst, len);
 }
 
 /* Append bytes to the copy being written, and to its CRC. */
@@ -351,11 +403,7 @@ static ef_status class_block(const ef_commission *c, const entry *e, const ef_ba
                EF_BASELINE_CLASS_SIZE(c->baseline.n)); /* through RAM: not every flash programs from itself */
         return EF_OK;
     }
-    rr.f = c->rows;
-    rr.base = e->index * c->region;
-    rows.read = read_region;
-    rows.ctx = &rr;
-    rows.count = c->cls[e->index].rows;
+    rows = class_rows(c, e->index, &rr);
     return ef_baseline_learn_class(&rows, c->model.n_features, c->cls[e->index].rpm, sm, features, work,
                                    work_len, block, &floored);
 }
@@ -420,8 +468,6 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
     f = c->records;
     if ((n_plan = plan_classes(c, min_windows, plan)) == 0)
         return EF_ERR_TOO_FEW;
-    if (n_plan > (int)EF_BASELINE_MAX_CLASSES)
-        return EF_ERR_CLASSES;
     if (f->erase(f->ctx, copy_off(c, t), c->copy_size) != 0)
         return EF_ERR_FLASH;
     size = write_record(c, t, plan, n_plan, sm, learned_ms, features, work, work_len, &st);
@@ -508,6 +554,8 @@ const char *ef_commission_outcome_str(ef_commission_outcome o)
     case EF_COMM_NONFINITE: return "nonfinite";
     case EF_COMM_CLASS_LIMIT: return "class_limit";
     case EF_COMM_OTHER_CLASS: return "other_class";
+    case EF_COMM_NOT_STATIONARY: return "not_stationary";
+    case EF_COMM_SPEED_CHANGING: return "speed_changing";
     case EF_COMM_FLASH_ERROR: return "flash_error";
     }
     return "unknown";

@@ -41,6 +41,7 @@ typedef struct {
 /* The node's buffers for the model. */
 static int8_t g_q[1024], g_y[1024], g_arena[65536];
 static float g_features[1024];
+static float g_settle[EF_BASELINE_MAX_WINDOWS]; /* the settle test's sort buffer (half a class) */
 
 typedef struct {
     ef_fake_flash rec_ff, rows_ff;
@@ -146,7 +147,8 @@ static void feed(ef_commission *c, const inputs *in, int print)
     if (print)
         printf("\"outcomes\":[");
     for (i = 0; i < in->n_rows; i++) {
-        ef_commission_outcome o = ef_commission_add(c, in->rows + (size_t)i * in->m.n_inputs, in->rpm[i]);
+        ef_commission_outcome o = ef_commission_add(c, in->rows + (size_t)i * in->m.n_inputs, in->rpm[i],
+                                                    g_settle, sizeof g_settle);
         if (print)
             printf("%s\"%s\"", i ? "," : "", ef_commission_outcome_str(o));
     }

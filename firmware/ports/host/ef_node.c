@@ -16,7 +16,7 @@
  *   --rpm R.f32     the speed input: one float32 rev/min per window (looped); none: no speed
  *   --flash F.bin   the records' area, read at the start (if the file exists) and written at
  *                   the end: a second run is the node after a reset
- *   --cmd K JSON    a protocol v1 cmd arriving before window K (commission, commission_end)
+ *   --cmd K JSON    a protocol v1 cmd arriving before window K (commission, commission_end, ping)
  *   --model-at K A  before window K the node switches to artifact A (an OTA trial starting)
  * Exit 2 when the artifact or the rate is refused. */
 #include <stdio.h>
@@ -202,7 +202,7 @@ static int baseline_areas(node *nd, const char *flash_path)
 
 static void log_status(const char *what, ef_status st) { fprintf(stderr, "ef_node: %s (%s)\n", what, ef_status_str(st)); }
 
-/* A cmd before a window: commission and commission_end (the others concern the MCU node). */
+/* A cmd before a window: commission, commission_end, ping (a birth; the others concern the MCU node). */
 static void handle_cmd(node *nd, const ef_model *m, const char *json, uint64_t ts)
 {
     ef_cmd cmd;
@@ -210,6 +210,10 @@ static void handle_cmd(node *nd, const ef_model *m, const char *json, uint64_t t
     ef_baseline_model sm;
     if (ef_cmd_decode(json, strlen(json), &cmd) != EF_OK) {
         fprintf(stderr, "ef_node: cmd refused: %s\n", cmd.error);
+        return;
+    }
+    if (nd->commission && cmd.op == EF_OP_PING) {
+        publish_birth(nd, m, ts);
         return;
     }
     if (!nd->commission || (cmd.op != EF_OP_COMMISSION && cmd.op != EF_OP_COMMISSION_END)) {
@@ -254,7 +258,7 @@ static void judge(node *nd, const ef_model *m, float rpm, float model_score, ver
         v->anom = model_score > nd->thr;
         return;
     }
-    switch (ef_commission_window(&nd->comm, &sm, g_feats, rpm, &bv, &o)) {
+    switch (ef_commission_window(&nd->comm, &sm, g_feats, rpm, g_work, sizeof g_work, &bv, &o)) {
     case EF_WINDOW_JUDGED:
         v->score = bv.score;
         v->hi = bv.hi;
@@ -266,6 +270,8 @@ static void judge(node *nd, const ef_model *m, float rpm, float model_score, ver
         break;
     case EF_WINDOW_COMMISSIONING:
         v->state = EF_PROTO_COMMISSIONING;
+        if (o == EF_COMM_NOT_STATIONARY || o == EF_COMM_FLASH_ERROR)
+            fprintf(stderr, "ef_node: commissioning: %s\n", ef_commission_outcome_str(o));
         break;
     default:
         v->state = EF_PROTO_UNCOMMISSIONED;
@@ -433,6 +439,7 @@ int main(int argc, char **argv)
         for (i_cmd = 0; i_cmd < n_cmds; i_cmd++)
             if (cmds[i_cmd].at == windows)
                 handle_cmd(&nd, &m, cmds[i_cmd].json, ts);
+        const int was_learning = nd.comm.learning;
         t_inf = now_ns();
         ef_pipeline_run(&pipe, samples + start, &res);
         judge(&nd, &m, nd.has_speed ? rpm : 0.0f, res.score, &v);
@@ -450,6 +457,8 @@ int main(int argc, char **argv)
         } else if (!quiet)
             printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)v.score,
                    v.anom ? "true" : "false");
+        if (nd.commission && !was_learning && nd.comm.learning) /* a speed in no class: learning it */
+            publish_birth(&nd, &m, ts);
         windows++;
         if (nd.commission && ef_commission_done(&nd.comm)) {
             ef_baseline_model sm = scorer(&m);

@@ -33,6 +33,10 @@
 #define EF_BASELINE_SCORE_K 6.0         /* threshold: median + K * 1.4826 * MAD of the class's scores ... */
 #define EF_BASELINE_MARGIN 1.25         /* ... and at least this times the largest one (score and HI) */
 #define EF_BASELINE_HI_K 6.0
+#define EF_BASELINE_HI_FLOOR 1.5        /* HI threshold at least 1.5 spreads (6 sigma of the one-sided RMS of 32 bands) */
+#define EF_BASELINE_DRIFT_K2 100        /* settled: (c_new - c_old)^2 * m <= 100 * spread^2 for every feature */
+#define EF_BASELINE_MAX_RESTARTS 8      /* a class that never settles is finished anyway after this many restarts */
+#define EF_BASELINE_STEADY_SPEED 0.01   /* a window whose speed moved more than 1 % is not learned from (a ramp) */
 #define EF_BASELINE_FLAG_RPM_KEYED 1u
 
 /* Bytes of one class block and of a whole record (header + classes + CRC-32). */
@@ -97,8 +101,13 @@ ef_status ef_baseline_to_q10(const float *f, uint16_t n, int16_t *q);
 /* Speed known: finite and > 0 (0 or NaN: the node has no reading for this window). */
 int ef_baseline_rpm_known(float rpm);
 
+/* A speed that moved at most 1 % since the previous window's (unknown speeds count as steady):
+ * commissioning does not learn from a window on a ramp (Python steady_speed). */
+int ef_baseline_steady_speed(float rpm, float last_rpm);
+
 /* Standardize F by (center, spread) Q10 in float32, quantize with the model's input scale
- * into sm->q, run the model and score it as ef_score_mse; *hi = sqrtf(mean z^2). */
+ * into sm->q, run the model and score it as ef_score_mse; *hi = sqrtf(mean max(z, 0)^2): the
+ * one-sided health indicator (only an excess of vibration over the class's normal counts). */
 ef_status ef_baseline_score(const ef_baseline_model *sm, const uint8_t *center, const uint8_t *spread,
                             const float *features, float *score, float *hi);
 
@@ -110,6 +119,12 @@ ef_status ef_baseline_score(const ef_baseline_model *sm, const uint8_t *center, 
 ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, float rpm_center,
                                   const ef_baseline_model *sm, float *features, void *work,
                                   size_t work_len, uint8_t *block, uint32_t *floored);
+
+/* Has a class settled (Python stationary)? The median of the newer half of its rows [m/2, m)
+ * against the older half [0, m/2), per feature, each half with its own floored 1.4826 x MAD:
+ * settled unless some d = c_new - c_old has d*d*m > 100 * max(s_old, s_new)^2 (run-in, warm-up,
+ * a fault starting). *settled 1 or 0; `work` holds 4 bytes per row of a half. */
+ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *work, size_t work_len, int *settled);
 
 /* ---- the record ---- */
 

@@ -5,15 +5,17 @@
  *
  *   records [0, R)    copy 0: 16-byte head {"EFBR", u32 seq, u32 size, u32 ~size}, then the record
  *   records [R, 2R)   copy 1, the same            (R = records size / 2, a multiple of its erase size)
- *   rows    [k*C, (k+1)*C)  class k's commissioning rows (int16 Q10 LE, row-major, in arrival
- *                     order), C = round_up(target * 2n, rows erase size), k < 8
+ *   rows    [(2k+b)*C, (2k+b+1)*C)  class k's commissioning rows in bank b (int16 Q10 LE,
+ *                     row-major, in arrival order), C = round_up(target * 2n, rows erase size), k < 8
  *
  * A new record goes to the copy not in force: erase it, write the record, then its head last;
  * then the old copy is erased. A power cut at any point leaves the old record or the new one
  * whole: a copy without a complete head, or whose record fails any check, is ignored; of two
  * valid copies the higher sequence number wins. The rows are written as windows arrive (each
  * scratch sector erased when the first row reaches it), so RAM holds only the per-class counts,
- * never the rows (a board may still back the rows area with RAM); they are
+ * never the rows (a board may still back the rows area with RAM). When a class that reached its
+ * target has not settled (ef_baseline_settled), its newer half is copied to the class's other
+ * bank and learning goes on there: NOR flash cannot drop rows in place. The rows are
  * not kept across a reset (a reset during commissioning starts it again). */
 #ifndef EF_COMMISSION_H
 #define EF_COMMISSION_H
@@ -34,6 +36,8 @@ typedef enum {
     EF_COMM_NONFINITE,    /* a feature is NaN or infinite */
     EF_COMM_CLASS_LIMIT,  /* a ninth speed class */
     EF_COMM_OTHER_CLASS,  /* one-class commissioning: another speed */
+    EF_COMM_NOT_STATIONARY, /* the class reached its target unsettled: its older half dropped */
+    EF_COMM_SPEED_CHANGING, /* the speed moved more than 1 % since the last window: not learned */
     EF_COMM_FLASH_ERROR   /* the row could not be stored */
 } ef_commission_outcome;
 
@@ -45,8 +49,10 @@ typedef enum {
 } ef_window_state;
 
 typedef struct {
-    float rpm;     /* the speed of the class's first window (its centre); 0: any speed */
-    uint32_t rows; /* rows stored so far */
+    float rpm;        /* the speed of the class's first window (its centre); 0: any speed */
+    uint32_t rows;    /* rows stored so far, from the start of the class's bank */
+    uint8_t bank;     /* which of the class's two regions holds them */
+    uint8_t restarts; /* times it reached its target unsettled (EF_BASELINE_MAX_RESTARTS: finished anyway) */
 } ef_commission_class;
 
 typedef struct {
@@ -67,9 +73,11 @@ typedef struct {
     int learning;
     uint32_t target;         /* rows per class that end it */
     float only_rpm;          /* > 0: the one class around this speed (the others are kept) */
-    uint32_t region;         /* scratch bytes per class */
+    uint32_t region;         /* scratch bytes per class and bank */
     uint8_t n_classes;
     ef_commission_class cls[EF_BASELINE_MAX_CLASSES];
+    float last_rpm;          /* the previous window's speed: a ramp is not learned from */
+    int learn_new_classes;   /* commissioned: a speed in no class starts learning that class (default 1) */
 } ef_commission;
 
 /* Use `records` (mapped; two copies) and `rows` for models of up to max_features inputs and a
@@ -85,28 +93,32 @@ ef_status ef_commission_init(ef_commission *c, const ef_flash *records, const ef
 ef_status ef_commission_model(ef_commission *c, const ef_model *m);
 
 /* Commission again (cmd commission): windows per class (0: the default 64; else 16..max_windows),
- * rpm > 0 the one class around that speed (needs a speed input: has_speed), else every class.
- * Refused, and nothing changes: EF_ERR_ARG (windows outside 16..4096, rpm not finite or negative),
- * EF_ERR_CAPACITY (windows above max_windows), EF_ERR_INCOMPATIBLE (rpm on a node without a
- * speed input), EF_ERR_CLASSES (a ninth class: the baseline holds 8 and none covers rpm). */
+ * rpm > 0 the one class around that speed (needs a speed input: has_speed; the record's other
+ * classes are kept), else every class. Refused, and nothing changes: EF_ERR_ARG (windows outside
+ * 16..4096, rpm not finite or negative), EF_ERR_CAPACITY (windows above max_windows),
+ * EF_ERR_INCOMPATIBLE (rpm on a node without a speed input). */
 ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int has_speed);
 
-/* A window at this speed belongs to commissioning (state commissioning, no verdict). */
-int ef_commission_takes(const ef_commission *c, float rpm);
+/* Commissioning's part of one window (Python Commissioner.add): its row into its class's
+ * scratch; at the class's target, the settle test (work: 4 bytes per row of half a class). */
+ef_commission_outcome ef_commission_add(ef_commission *c, const float *features, float rpm, void *work,
+                                        size_t work_len);
 
-/* Commissioning's part of one window (Commissioner.add): its row into its class's scratch. */
-ef_commission_outcome ef_commission_add(ef_commission *c, const float *features, float rpm);
-
-/* Route one window whose features are computed: commissioning's (its row stored, *outcome
- * set), judged under its class (*v set, the model input left in sm->q), or uncommissioned. */
+/* Route one window whose features are computed, as the simulated node (device_sim/fleet.py):
+ * a commissioned node meeting a speed in no class (and fewer than 8 classes) starts learning
+ * that class; a window on a ramp is not learned from; a commissioning node takes every window
+ * but those of a known class outside its one-class band (*outcome set); the others are judged
+ * under their class (*v set, the model input left in sm->q) or are uncommissioned. */
 ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *sm, const float *features,
-                                     float rpm, ef_baseline_verdict *v, ef_commission_outcome *outcome);
+                                     float rpm, void *work, size_t work_len, ef_baseline_verdict *v,
+                                     ef_commission_outcome *outcome);
 
 /* Every class seen so far holds `target` rows: time to finish. */
 int ef_commission_done(const ef_commission *c);
 
 /* Learn every class with at least min_windows rows (one-class commissioning: merged with the
- * record's other classes), write the record to the free copy, retire the old one, and use it.
+ * record, whose classes holding a new class's centre are replaced, the others kept, the 8 highest
+ * bands if there are more), write the record to the free copy, retire the old one, and use it.
  * `features` n floats and `work` (4 bytes per row + one class block) are scratch. On
  * EF_ERR_TOO_FEW (no class has min_windows rows) commissioning goes on; EF_ERR_STATE when not
  * commissioning; EF_ERR_FLASH if the record could not be written (the old one stays in force). */

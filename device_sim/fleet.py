@@ -33,6 +33,7 @@ from device_sim.plant import Plant
 from device_sim.schedule import Schedule
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY = 16  # a commissioning node re-announces its status every this many windows learned
 
 
 @dataclass
@@ -295,6 +296,8 @@ class Fleet:
             if com is not None and not (known and com.only_rpm is not None
                                         and abs(rpm[i] - com.only_rpm) > bl.RPM_TOLERANCE * com.only_rpm):
                 outcome = com.add(features[i], float(rpm[i])) if steady else "speed_changing"
+                if outcome == "learning" and sum(n for _, n in com.counts()) % PROGRESS_EVERY == 0:
+                    node.announce = True  # a new status with the progress, for the dashboard
                 if outcome == "nonfinite":
                     node.commission_log.append(("nonfinite", "a window with NaN or infinite features was skipped"))
                 out[i] = Verdict("commissioning", False)

@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from edgefleet.errors import EdgefleetError
-from edgefleet.service.ota.campaign import Target
+from edgefleet.service.commissioning import target_devices  # noqa: F401  (the one rule, re-exported for the pages)
 from edgefleet.service.store import Store
 
 # A machine's commissioning on the fleet page, in display order. "needs a class": commissioned, but some
@@ -218,17 +217,6 @@ def commissioning_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------- commands ----------
-
-def target_devices(store: Store, target: str) -> list[str]:
-    """The devices a target (`all`, `site=S`, `line=L`, `tag=T`) names among those the store knows, as
-    `edgefleet commission --target` picks them; EdgefleetError for a bad target or no match."""
-    t = Target.parse(target.strip())
-    known = store.devices()
-    devices = sorted(d.device for d in known if t.matches({"site": d.site, "line": d.line, "tags": list(d.tags)}))
-    if not devices:
-        raise EdgefleetError(f"no device in the store matches target {t}")
-    return devices
-
 
 def command_words(body: dict) -> str:
     """What a commission command body asks, in words."""

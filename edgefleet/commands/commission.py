@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_commission(args: argparse.Namespace) -> int:
-    from edgefleet.service.commissioning import command_body, queue
-    from edgefleet.service.ota.campaign import Target
+    from edgefleet.service.commissioning import command_body, queue, target_devices
     from edgefleet.service.ota.registry import OtaRegistry
     from edgefleet.service.store import open_store
 
@@ -53,19 +52,14 @@ def cmd_commission(args: argparse.Namespace) -> int:
         raise EdgefleetError(f"no fleet database at {args.db} (run `edgefleet serve --db {args.db}`, or pass --db)")
     store = open_store(str(args.db))
     try:
-        known = {d.device: d for d in store.devices()}
+        if args.device:
+            if store.device(args.device) is None:
+                raise EdgefleetError(f"device {args.device!r} is not in {args.db} (it has never reported)")
+            devices = [args.device]
+        else:
+            devices = target_devices(store, args.target)
     finally:
         store.close()
-    if args.device:
-        if args.device not in known:
-            raise EdgefleetError(f"device {args.device!r} is not in {args.db} (it has never reported)")
-        devices = [args.device]
-    else:
-        target = Target.parse(args.target)
-        devices = [name for name, d in sorted(known.items())
-                   if target.matches({"site": d.site, "line": d.line, "tags": list(d.tags)})]
-        if not devices:
-            raise EdgefleetError(f"no device in {args.db} matches --target {args.target}")
     reg = OtaRegistry(args.db)
     try:
         queue(reg, devices, body, who="edgefleet commission")

@@ -7,7 +7,9 @@ import secrets
 
 from edgefleet import protocol
 from edgefleet.errors import EdgefleetError
+from edgefleet.service.ota.campaign import Target
 from edgefleet.service.ota.registry import OtaRegistry
+from edgefleet.service.store import Store
 
 
 def command_body(*, windows: int | None = None, rpm: float | None = None, end: bool = False) -> dict:
@@ -27,6 +29,17 @@ def command_body(*, windows: int | None = None, rpm: float | None = None, end: b
     if err:
         raise EdgefleetError(f"not a valid commission command: {err}")
     return body
+
+
+def target_devices(store: Store, target: str) -> list[str]:
+    """The devices a target (`all`, `site=S`, `line=L`, `tag=T`) names among those the store knows;
+    EdgefleetError for a bad target or no match. The CLI and the dashboard both pick them here."""
+    t = Target.parse(target.strip())
+    devices = sorted(d.device for d in store.devices()
+                     if t.matches({"site": d.site, "line": d.line, "tags": list(d.tags)}))
+    if not devices:
+        raise EdgefleetError(f"no device in the store matches target {t}")
+    return devices
 
 
 def queue(registry: OtaRegistry, devices: list[str], body: dict, who: str) -> int:

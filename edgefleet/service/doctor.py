@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import paho.mqtt.client as mqtt
@@ -343,12 +343,18 @@ class SharedProbe(ProbeResult):
     counts: tuple[int, int] = (0, 0)  # what each of the two group members received
 
 
-def _run_probe(cls: type, body: Callable[[], ProbeResult]) -> ProbeResult:
-    """Run a probe body; a ProbeError becomes a result of class `cls` that says why it did not run."""
+P = TypeVar("P", bound=ProbeResult)
+
+
+def _run_probe(cls: type[P], body: Callable[[], P]) -> P:
+    """Run a probe body; an error becomes a result of class `cls` that says why it did not run (the
+    doctor reports a broken broker, it does not crash on one)."""
     try:
         return body()
     except ProbeError as exc:
         return cls(error=str(exc), denied=exc.denied)
+    except (OSError, ValueError, RuntimeError) as exc:  # socket trouble, paho refusing a request
+        return cls(error=f"{type(exc).__name__}: {exc}")
 
 
 def _props_int(props: Properties | None, name: str) -> int | None:
@@ -693,7 +699,7 @@ class StoreFacts:
     user_version: int = 0
     tables: frozenset[str] = field(default_factory=frozenset)
     results: int = 0
-    results_last_hour: int = 0
+    results_per_day: float = 0.0  # at the last hour's rate
     retention_days: float = DEFAULT_RETENTION_DAYS
     free_bytes: int = 0
 
@@ -742,13 +748,21 @@ def _scalar(db: sqlite3.Connection, sql: str, args: tuple = (), default: Any = 0
     return default if row is None or row[0] is None else row[0]
 
 
-def _results_last_hour(db: sqlite3.Connection, tables: frozenset[str], now: int) -> int:
-    """Results stored in the last hour: ingest's own per-batch counts, else results by device time."""
+def _results_per_day(db: sqlite3.Connection, tables: frozenset[str], now: int) -> float:
+    """Results per day at the last hour's rate: ingest's own per-batch counts, else results by device
+    time. Over the part of the hour since ingest began (at least a minute), so a store that started
+    filling ten minutes ago is not taken for a slow one."""
     since = now - 3_600_000
-    n = _scalar(db, "SELECT sum(results) FROM ingest_stats WHERE ts >= ?", (since,)) if "ingest_stats" in tables else 0
-    if not n and "results" in tables:
-        n = _scalar(db, "SELECT count(*) FROM results WHERE ts >= ?", (since,))  # the results_ts index
-    return int(n)
+    n, first = 0, None
+    if "ingest_stats" in tables:
+        n, first = db.execute("SELECT coalesce(sum(results), 0), min(ts) FROM ingest_stats WHERE ts >= ?",
+                              (since,)).fetchone()
+    if not n and "results" in tables:  # by the results_ts index
+        n, first = db.execute("SELECT count(*), min(ts) FROM results WHERE ts >= ?", (since,)).fetchone()
+    if not n:
+        return 0.0
+    span_s = min(3600.0, max(60.0, (now - first) / 1000))
+    return n * 86400 / span_s
 
 
 def _journal_mode(db: sqlite3.Connection, path: Path) -> str:
@@ -777,8 +791,8 @@ def inspect_store(path: str | Path, now: int | None = None) -> StoreFacts:
         return StoreFacts(str(p), False, not_writable=_writable(p), free_bytes=free)
     if not p.is_file():
         return StoreFacts(str(p), True, error=f"{p} is not a file", free_bytes=free)
-    size = p.stat().st_size + (Path(f"{p}-wal").stat().st_size if Path(f"{p}-wal").exists() else 0)
     try:
+        size = p.stat().st_size + (Path(f"{p}-wal").stat().st_size if Path(f"{p}-wal").exists() else 0)
         with _read_only(p) as db:
             tables = frozenset(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
             return StoreFacts(
@@ -786,10 +800,10 @@ def inspect_store(path: str | Path, now: int | None = None) -> StoreFacts:
                 journal_mode=_journal_mode(db, p),
                 user_version=int(_scalar(db, "PRAGMA user_version")), tables=tables, data_bytes=_data_bytes(db),
                 results=int(_scalar(db, "SELECT count(*) FROM results")) if "results" in tables else 0,
-                results_last_hour=_results_last_hour(db, tables, now if now is not None else now_ms()),
+                results_per_day=_results_per_day(db, tables, now if now is not None else now_ms()),
                 retention_days=_retention_days(db, tables), free_bytes=free)
-    except sqlite3.DatabaseError as exc:
-        return StoreFacts(str(p), True, error=f"cannot read {p} as SQLite: {exc}", size_bytes=size, free_bytes=free)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        return StoreFacts(str(p), True, error=f"cannot read {p} as SQLite: {exc}", free_bytes=free)
 
 
 def check_store_file(f: StoreFacts) -> Check:
@@ -846,9 +860,9 @@ def disk_runway_days(f: StoreFacts) -> float | None:
     """Days until the disk is full at the last hour's rate (None: no rate, or it never fills).
     Retention deletes results older than its window, and SQLite reuses the freed pages, so the store
     stops growing once it holds `retention_days` of results: only the growth up to there counts."""
-    if not f.results or not f.results_last_hour:
+    if not f.results or not f.results_per_day:
         return None
-    per_day = f.data_bytes / f.results * f.results_last_hour * 24
+    per_day = f.data_bytes / f.results * f.results_per_day
     growth_left = per_day * f.retention_days - f.data_bytes
     if growth_left <= f.free_bytes:
         return None
@@ -861,13 +875,13 @@ def check_disk(f: StoreFacts) -> Check:
     if not f.exists or f.error:
         return Check(name, "pass", f"{free} free where the store goes") if not f.error else \
             Check(name, "skip", "no store to read")
-    if not f.results or not f.results_last_hour:
+    if not f.results or not f.results_per_day:
         return Check(name, "pass", f"{free} free; no results in the last hour, so no rate to project")
     per_result = f.data_bytes / f.results
-    rate = f"{f.results_last_hour * 24:,} results/day at ~{per_result:,.0f} B each"
+    rate = f"{f.results_per_day:,.0f} results/day at ~{per_result:,.0f} B each"
     days = disk_runway_days(f)
     if days is None:
-        cap = _human_bytes(int(per_result * f.results_last_hour * 24 * f.retention_days))
+        cap = _human_bytes(int(per_result * f.results_per_day * f.retention_days))
         return Check(name, "pass", f"{free} free; {rate}; retention ({f.retention_days:g} days) caps the store "
                      f"at ~{cap}, which fits")
     fix = (f"free disk space where {f.path} lives, move the store to a larger disk, or shorten retention "
@@ -887,7 +901,10 @@ def run_store_checks(db: str | Path, *, now: int | None = None,
     facts = inspect_store(db, now)
     clock = Check("clock.skew", "skip", "no store with results to read")
     if facts.exists and not facts.error and {"results", "devices"} <= facts.tables:
-        clock = check_clock(device_skews(db, clock_samples), facts.retention_days)
+        try:
+            clock = check_clock(device_skews(db, clock_samples), facts.retention_days)
+        except sqlite3.DatabaseError as exc:  # e.g. serve began writing the file we read immutable
+            clock = Check("clock.skew", "skip", f"could not read the results: {exc}", "run the doctor again")
     return [check_store_file(facts), check_wal(facts), check_schema(facts), check_disk(facts), clock]
 
 

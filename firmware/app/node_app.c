@@ -237,7 +237,8 @@ static char *debug_text(const node_config *c, uint64_t ts, const float *window, 
 static uint32_t g_debug_head_crc;
 
 /* Before processing: frame head + all samples (the window is still raw). 0 if started. */
-static int debug_begin(const node_config *c, uint64_t ts, const float *window, uint32_t n)
+static __attribute__((noinline)) int debug_begin(const node_config *c, uint64_t ts, const float *window,
+                                                 uint32_t n)
 {
     char t[32];
     uint32_t i;
@@ -268,7 +269,8 @@ static int debug_begin(const node_config *c, uint64_t ts, const float *window, u
 }
 
 /* After scoring: the rest of the message; sample 0 re-encoded from the caller's copy. */
-static void debug_end(const node_config *c, uint64_t ts, float sample0, const verdict *v)
+static __attribute__((noinline)) void debug_end(const node_config *c, uint64_t ts, float sample0,
+                                                const verdict *v)
 {
     char t[32], *first;
     int len, k = canon(t, sizeof t, sample0);
@@ -460,13 +462,19 @@ static int seen_before(const char *id)
     return 0;
 }
 
+/* Why a cmd was refused, in the log (its own frame: off the stack of every accepted cmd). */
+static __attribute__((noinline)) void log_refused(const char *why)
+{
+    char line[96];
+    snprintf(line, sizeof line, "cmd refused: %s", why ? why : "not a protocol v1 cmd");
+    ef_platform_log(line);
+}
+
 static __attribute__((noinline)) void handle_cmd(const node_config *c, const char *json, size_t len)
 {
     ef_cmd cmd;
     if (ef_cmd_decode(json, len, &cmd) != EF_OK) {
-        char line[96];
-        snprintf(line, sizeof line, "cmd refused: %s", cmd.error ? cmd.error : "not a protocol v1 cmd");
-        ef_platform_log(line);
+        log_refused(cmd.error);
         return;
     }
     if (seen_before(cmd.id)) /* QoS 1 may deliver twice */
@@ -623,7 +631,7 @@ static void run_window(float rpm, verdict *v)
  * bands, floor) is the running model's, so that the features already computed are its own: the
  * raw window is gone after the FFT and there is no RAM for a second copy. It runs in place from
  * its slot and borrows the running model's buffers (q, y, arena) once that window is done. */
-static void shadow_follow(void)
+static __attribute__((noinline)) void shadow_follow(void)
 {
     const ef_model *m = g_cfg->ota ? node_ota_shadow() : NULL;
     const uint32_t v = m ? m->model_version : 0u;
@@ -648,7 +656,7 @@ static void shadow_follow(void)
 
 /* The candidate's score of the window whose features are in g_features (after the running
  * model's own run and any debug capture, which read g_q and g_y). */
-static float shadow_window(void)
+static __attribute__((noinline)) float shadow_window(void)
 {
     const ef_model *m = node_ota_shadow();
     ef_features_view f;

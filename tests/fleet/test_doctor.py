@@ -242,7 +242,7 @@ def test_missing_store_warns_and_unwritable_or_garbage_fails(tmp_path: Path) -> 
 def facts(**kw) -> StoreFacts:
     base = {"path": "f.db", "exists": True, "writable": True, "size_bytes": 10**9, "data_bytes": 10**9,
             "journal_mode": "wal", "user_version": SCHEMA_VERSION, "results": 5_000_000,
-            "results_last_hour": 100_000, "retention_days": 30.0, "free_bytes": 10**12}
+            "results_per_day": 2_400_000, "retention_days": 30.0, "free_bytes": 10**12}
     return StoreFacts(**{**base, **kw})
 
 
@@ -252,7 +252,7 @@ def test_disk_runway_warns_under_7_days_and_fails_under_1() -> None:
     assert check_disk(facts(free_bytes=int(3e9))).status == "warn"  # ~6 days
     assert "6.2 days" in check_disk(facts(free_bytes=int(3e9))).detail
     assert check_disk(facts(free_bytes=int(3e8))).status == "fail"
-    assert check_disk(facts(results_last_hour=0)).status == "pass"  # no rate: nothing to project
+    assert check_disk(facts(results_per_day=0)).status == "pass"  # no rate: nothing to project
 
 
 def test_clock_skew_warns_over_a_minute_and_fails_past_retention(tmp_path: Path) -> None:

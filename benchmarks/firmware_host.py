@@ -44,7 +44,10 @@ def object_sizes() -> dict:
     return {"objects_Os_x86_64": sizes,
             "engine_plus_features_text_bytes": sum(sizes[m]["text"] for m in core),
             "stack_bytes": {k: stack[k] for k in ("ef_engine_infer", "ef_layer_run", "ef_features_compute",
-                                                  "ef_model_open", "ef_features_quantize")}}
+                                                  "ef_model_open", "ef_features_quantize",
+                                                  # commissioning (docs/baseline.md): learn a class, judge a window
+                                                  "ef_baseline_learn_class", "ef_commission_finish",
+                                                  "ef_baseline_judge", "ef_commission_add")}}
 
 
 def timed(cmd: list) -> float:

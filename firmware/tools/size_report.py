@@ -91,6 +91,34 @@ def section_sizes(elf: Path) -> dict[str, int]:
     return sizes
 
 
+# Commissioning (docs/baseline.md): the core's modules, and its state in RAM (app/node_app.c's
+# g_comm); everything else it uses is borrowed (the FFT buffers between windows, the model's buffers).
+COMMISSIONING_MODULES = ("baseline", "commission", "sha256")
+COMMISSIONING_STATE = ("g_comm",)
+
+
+def symbol_sizes(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
+    """Sizes of the named data symbols (arm-none-eabi-nm -S); absent ones are left out."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] in names:
+            sizes[parts[3]] = int(parts[1], 16)
+    return sizes
+
+
+def commissioning(mods: dict[str, dict[str, int]], elf: Path) -> dict:
+    """The commissioning baseline's flash (its core modules; libsodium's SHA-256, which hashes the
+    record for the status, is counted when OTA does not bring it already) and its own static RAM."""
+    names = [m for m in COMMISSIONING_MODULES if m in mods]
+    if "ota" not in mods and "libsodium_sha256" in mods:
+        names.append("libsodium_sha256")
+    state = symbol_sizes(elf, COMMISSIONING_STATE)
+    return {"flash": sum(mods[m]["flash"] for m in names), "ram": sum(state.values()),
+            "modules": {m: mods[m]["flash"] for m in names}, "state": state}
+
+
 def report(elf: Path, map_path: Path, board: str) -> dict:
     s = section_sizes(elf)
     mods = parse_map(map_path.read_text())
@@ -107,6 +135,7 @@ def report(elf: Path, map_path: Path, board: str) -> dict:
         "model_in_flash": model, "flash_total": text + model + data, "static_ram_total": data + bss + stack,
         "engine_features_flash": ef["engine"] + ef["features"],
         "engine_features_share": round((ef["engine"] + ef["features"]) / max(1, text + model + data), 4),
+        "commissioning": commissioning(mods, elf),
         "modules": dict(sorted(mods.items(), key=lambda kv: -kv[1]["flash"] - kv[1]["ram"])),
     }
 
@@ -117,6 +146,9 @@ def table(r: dict) -> str:
              f"  flash {r['flash_total']} B (model {r['model_in_flash']} B), static RAM {r['static_ram_total']} B (data + bss + stack)",
              f"  engine + features: {r['engine_features_flash']} B flash = "
              f"{100 * r['engine_features_share']:.1f}% of the image",
+             f"  commissioning: {r['commissioning']['flash']} B flash "
+             f"({' + '.join(f'{k} {v}' for k, v in r['commissioning']['modules'].items())}), "
+             f"{r['commissioning']['ram']} B static RAM",
              f"  {'module':<22}{'flash':>8}{'ram':>8}"]
     for k, v in r["modules"].items():
         lines.append(f"  {k:<22}{v['flash']:>8}{v['ram']:>8}")

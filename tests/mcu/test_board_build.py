@@ -50,9 +50,15 @@ def test_qemu_node_image_size_report(mcu):
     assert set(size["modules"]) >= {"ota", "manifest", "crypto", "monocypher_ed25519", "libsodium_sha256",
                                     "libsodium_sha512"}
     assert size["static_ram_total"] <= 16 * 1024  # target: the whole QEMU node, OTA included, in 16 KB
+    # commissioning (docs/baseline.md, "The C node"): its core modules, and no more RAM than its state
+    comm = size["commissioning"]
+    assert set(comm["modules"]) == {"baseline", "commission", "sha256"}  # SHA-256 itself comes with OTA
+    assert 0 < comm["flash"] <= 10 * 1024 and 0 < comm["ram"] == comm["state"]["g_comm"] <= 256
 
 
 def test_board_without_ota_links_no_crypto(f446):
     """The NUCLEO image has no flash driver for two slots yet: none of the OTA layer is linked."""
     size = json.loads((f446 / "size.json").read_text())
     assert not set(size["modules"]) & {"ota", "manifest", "crypto", "monocypher_ed25519", "libsodium_sha512"}
+    # the commissioning code is built in (its record hash: libsodium's SHA-256 alone, without the OTA glue)
+    assert set(size["commissioning"]["modules"]) == {"baseline", "commission", "sha256", "libsodium_sha256"}

@@ -57,3 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so in one line; the traceback only when asked for (-v)
+        if args.verbose:
+            raise
+        print(f"edgefleet: internal error: {type(exc).__name__}: {exc} (run again with -v for the details, "
+              "and please report it)", file=sys.stderr)
+        return 3

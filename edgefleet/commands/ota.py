@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -28,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pub = os_.add_parser("publish", help="verify a model folder's signed manifest and add it to the registry")
     pub.add_argument("model_dir", type=Path)
     pub.add_argument("--public", type=Path, default=None,
-                     help="public key devices trust (default: the signing key's .pub)")
+                     help="public key the fleet's nodes trust (default $EDGEFLEET_OTA_PUBLIC_KEY, else the "
+                          "signing key's .pub); the registry keeps the first one and refuses others")
+    pub.add_argument("--trust-new-key", action="store_true",
+                     help="rotate the fleet's trusted key to --public (after the nodes have it)")
     db_arg(pub)
     pub.set_defaults(func=cmd_publish)
 
@@ -81,8 +85,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from edgefleet.toolchain.model_folder import ModelFolder
 
     folder = ModelFolder(args.model_dir)
-    pub = keys.load_public(args.public or keys.public_path(keys.DEFAULT_KEY))
-    entry = _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(), pub)
+    fleet_key = os.environ.get("EDGEFLEET_OTA_PUBLIC_KEY")
+    pub = keys.load_public(args.public or (Path(fleet_key) if fleet_key else keys.public_path(keys.DEFAULT_KEY)))
+    entry = _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(), pub,
+                                       trust_new_key=args.trust_new_key)
     print(f"published {entry.model_id} v{entry.version} ({entry.size} B, sha256 {entry.sha256[:16]}…) "
           f"to {args.db}; roll it out with `edgefleet ota rollout {entry.version}`")
     return 0

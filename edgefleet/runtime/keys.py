@@ -61,7 +61,10 @@ def load_private(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SignatureError(f"cannot read the public key {path}: {exc.strerror or exc}") from exc
     try:
         key = (Ed25519PublicKey.from_public_bytes(data) if len(data) == 32
                else serialization.load_pem_public_key(data))

@@ -53,7 +53,14 @@ class ModelFolder:
 
     def card(self) -> dict:
         raw = self._read(CARD_JSON, required=False)
-        return json.loads(raw) if raw else {}
+        try:
+            card = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise ArtifactError(f"{self.path / CARD_JSON} is not valid JSON ({exc}); write it again with "
+                                "`edgefleet model card` or remove it") from exc
+        if not isinstance(card, dict):
+            raise ArtifactError(f"{self.path / CARD_JSON} must hold a JSON object")
+        return card
 
     def write(self, name: str, data: bytes | str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

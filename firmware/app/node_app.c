@@ -414,8 +414,7 @@ static void baseline_finish(uint64_t now, uint32_t min_windows)
 static __attribute__((noinline)) void commission_cmd(const node_config *c, const ef_cmd *cmd)
 {
     static const char *const why[] = {"windows or rpm out of range", "windows above this node's capacity",
-                                      "rpm given, but this node has no speed input",
-                                      "8 classes are learned and none covers rpm"};
+                                      "rpm given, but this node has no speed input"};
     ef_status st;
     char line[112];
     int k;
@@ -426,7 +425,7 @@ static __attribute__((noinline)) void commission_cmd(const node_config *c, const
     st = ef_commission_start(&g_comm, cmd->has_windows ? cmd->windows : 0u, cmd->has_rpm ? (float)cmd->rpm : 0.0f,
                              c->has_speed);
     if (st != EF_OK) { /* the node goes on as it was: its baseline (or commissioning) is kept */
-        k = st == EF_ERR_CAPACITY ? 1 : st == EF_ERR_INCOMPATIBLE ? 2 : st == EF_ERR_CLASSES ? 3 : 0;
+        k = st == EF_ERR_CAPACITY ? 1 : st == EF_ERR_INCOMPATIBLE ? 2 : 0;
         snprintf(line, sizeof line, "commission refused (%s): %s (max %lu)", ef_status_str(st), why[k],
                  (unsigned long)g_comm.max_windows);
         ef_platform_log(line);

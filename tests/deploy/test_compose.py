@@ -89,3 +89,15 @@ def test_credentials_outside_the_url_are_used_and_never_logged():
     s = load_settings({"EDGEFLEET_BROKER_URL": "mqtt://ingest@broker:1883", "EDGEFLEET_BROKER_PASSWORD": "s3cret"})
     assert s.credentials() == ("ingest", "s3cret") and "s3cret" not in s.broker_display
     assert redact("mqtt://u:p4ss@h:1884") == "mqtt://u:***@h:1884" and redact("mqtt://h") == "mqtt://h"
+
+
+def test_only_the_broker_listens_beyond_this_host(config):
+    """InfluxDB is not published; the dashboard only on loopback (a TLS proxy shares it)."""
+    published = {name: svc.get("ports", []) for name, svc in config["services"].items() if svc.get("ports")}
+    assert set(published) <= {"mosquitto", "dashboard"}
+    assert all(p.get("host_ip") == "127.0.0.1" for p in published["dashboard"])
+
+
+def test_broker_bounds_packet_size_and_queued_bytes():
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    assert "max_packet_size 600000" in conf and "max_queued_bytes" in conf

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgefleet.runtime import manifest as manifest_mod
 from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.keys import key_id
 from edgefleet.clock import now_ms
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.ota.campaign import Policy, Target
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS ota_history (
   id INTEGER PRIMARY KEY AUTOINCREMENT, campaign TEXT NOT NULL, device TEXT NOT NULL, ts INTEGER NOT NULL,
   state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS ota_history_device ON ota_history(device, ts);
+CREATE TABLE IF NOT EXISTS ota_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS device_commands (
   id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, body TEXT NOT NULL, created_ms INTEGER NOT NULL,
   sent_ms INTEGER, note TEXT NOT NULL DEFAULT '');
@@ -109,14 +111,29 @@ class OtaRegistry:
 
     # ------------------------------------------------------------ models
 
-    def publish(self, artifact_bytes: bytes, manifest_bytes: bytes, card: dict, public_key) -> ModelEntry:
-        """Register a model after verifying its manifest, hash and self-test."""
+    def publish(self, artifact_bytes: bytes, manifest_bytes: bytes, card: dict, public_key, *,
+                trust_new_key: bool = False) -> ModelEntry:
+        """Register a model after verifying its manifest, hash and self-test, signed by the key this
+        fleet trusts (the first publish fixes it; `trust_new_key` rotates it), with a version above
+        every published one (no downgrade, no squatting on an old number)."""
         body = manifest_mod.verify(manifest_bytes, public_key, artifact_bytes)
         art = Artifact.from_bytes(artifact_bytes)
+        kid = key_id(public_key)
+        trusted = self.db.execute("SELECT value FROM ota_settings WHERE key = 'trusted_key_id'").fetchone()
+        if trusted and trusted[0] != kid and not trust_new_key:
+            raise EdgefleetError(f"the manifest is signed by key {kid}, this fleet trusts key {trusted[0]} "
+                                 "(its nodes would refuse it); sign with the fleet's key, or rotate with "
+                                 "--trust-new-key after giving the nodes the new public key")
         existing = self.db.execute("SELECT sha256 FROM ota_models WHERE version=?", (art.model_version,)).fetchone()
         if existing and existing[0] != body["sha256"]:
             raise EdgefleetError(f"model version {art.model_version} is already registered with other "
                                  "content; train with a higher --version")
+        newest = self.db.execute("SELECT max(version) FROM ota_models").fetchone()[0]
+        if not existing and newest is not None and art.model_version <= newest:
+            raise EdgefleetError(f"model version {art.model_version} is not above the newest published "
+                                 f"({newest}): nodes refuse downgrades; train with --version {newest + 1}")
+        self.db.execute("INSERT INTO ota_settings VALUES ('trusted_key_id', ?) ON CONFLICT(key) DO UPDATE "
+                        "SET value = excluded.value", (kid,))
         self.db.execute(
             "INSERT OR IGNORE INTO ota_models VALUES (?,?,?,?,?,?,?,?,?,?)",
             (art.model_version, body["model_id"], now_ms(), artifact_bytes, manifest_bytes, body["sha256"],

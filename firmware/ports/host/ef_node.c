@@ -10,7 +10,7 @@
  * from t0 at the sample clock), and with --serial the result messages leave COBS-framed on
  * stdout as a node without a network stack sends them to its gateway (summary on stderr).
  * A protocol node commissions its baseline as the MCU node does (docs/baseline.md, core
- * ef/commission.h, the QEMU node's flash layout: two 4 KB record copies, 1 MB of rows): births
+ * ef/commission.h, the QEMU node's flash layout: two 4 KB record copies, 2 MB of rows): births
  * (`status` with `comm`) at the start and whenever commissioning starts or ends, results with
  * `state` / `cls`, `hi_thr`, `hi`. --no-commission: the model's own threshold, results only.
  *   --rpm R.f32     the speed input: one float32 rev/min per window (looped); none: no speed
@@ -34,7 +34,7 @@
 
 #define MAX_CMDS 16
 #define RECORDS_SIZE (8u * 1024u)   /* the QEMU node's layout (ports/mps2-an386/main_node.c) */
-#define ROWS_SIZE (1024u * 1024u)
+#define ROWS_SIZE (2048u * 1024u)
 #define LAYOUT_FEATURES 64u         /* ... laid out for models of up to 64 inputs */
 #define WORK_BYTES 8192u            /* ... and its learning work buffer (its FFT buffers) */
 

@@ -14,8 +14,8 @@
  * "Flash" map (the SLOT region, 0x100000; QEMU keeps it across a system reset):
  *   +0       slot 0 (128 KB: 16 KB header + artifact)   +128 KB  slot 1
  *   +256 KB  staging (128 KB): the factory image at start, then offered manifests
- *   +1 MB    baseline records: two 4 KB copies (ef/commission.h)
- *   +1 MB + 8 KB  commissioning rows: 1 MB, 8 classes of up to 1,024 windows of 64 features */
+ *   +512 KB  baseline records: two 4 KB copies (ef/commission.h)
+ *   +520 KB  commissioning rows: 2 MB, 8 classes x 2 banks of up to 1,024 windows of 64 features */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,9 +32,9 @@ static char g_cmd[256];
 
 #define SLOT_SIZE (128u * 1024u)
 #define STAGING_SIZE (128u * 1024u)
-#define BASELINE_OFF (1024u * 1024u)
+#define BASELINE_OFF (512u * 1024u)
 #define RECORDS_SIZE (8u * 1024u)
-#define ROWS_SIZE (1024u * 1024u)
+#define ROWS_SIZE (2048u * 1024u)
 static ef_flash g_slots, g_staging, g_records, g_rows;
 static mps2_flash g_slots_area, g_staging_area, g_records_area, g_rows_area;
 static uint8_t g_key[32];

@@ -34,7 +34,7 @@ typedef enum {
     EF_ERR_FRAME = -24,         /* serial frame malformed (COBS or CRC) */
     EF_ERR_SCHEMA = -25,        /* value outside the wire-protocol schema */
     /* the commissioning baseline (docs/baseline.md, ef/baseline.h) */
-    EF_ERR_CLASSES = -26,       /* baseline record: class count outside 1..8, or no room for another class */
+    EF_ERR_CLASSES = -26,       /* baseline record: class count outside 1..8 */
     EF_ERR_THRESHOLD = -27,     /* baseline record: a class threshold not positive and finite */
     EF_ERR_SPREAD = -28,        /* baseline record: a spread under the floor */
     EF_ERR_FRONTEND = -29,      /* baseline learned with another feature front end (CRC) */

@@ -1,0 +1,56 @@
+"""What `ota publish` lets into the fleet's model registry: only the fleet's key, only versions above
+every published one, and a one-line error (never a traceback) for a bad file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgefleet.errors import EdgefleetError
+from edgefleet.runtime import keys
+from edgefleet.service.ota.registry import OtaRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_only_the_fleet_key_and_only_newer_versions(tmp_path, signing_key, release):
+    reg = OtaRegistry(tmp_path / "f.db")
+    blob, man, _ = release(3)
+    reg.publish(blob, man, {}, signing_key.public_key())
+    reg.publish(blob, man, {}, signing_key.public_key())  # the same content again: fine
+    other = keys.generate(tmp_path / "other.key")
+    b4, m4, _ = release(4, key=other)
+    with pytest.raises(EdgefleetError, match="this fleet trusts key"):
+        reg.publish(b4, m4, {}, other.public_key())
+    b2, m2, _ = release(2)
+    with pytest.raises(EdgefleetError, match="not above the newest published"):
+        reg.publish(b2, m2, {}, signing_key.public_key())
+    assert [m.version for m in reg.models()] == [3]
+    reg.publish(b4, m4, {}, other.public_key(), trust_new_key=True)  # an explicit rotation
+    assert [m.version for m in reg.models()] == [3, 4]
+    reg.close()
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("public", "cannot read the public key"),
+    ("card", "is not valid JSON"),
+    ("manifest", "manifest"),
+])
+def test_bad_files_give_one_line_errors(tmp_path, breakage, message):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for f in (REPO / "edgefleet" / "models" / "fleet-default").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    args = ["--db", str(tmp_path / "f.db"), "--public", str(REPO / "edgefleet" / "models" / "dev-signing.pub")]
+    if breakage == "public":
+        args[-1] = str(tmp_path / "missing.pub")
+    if breakage == "card":
+        (folder / "card.json").write_text("{bad")
+    if breakage == "manifest":
+        (folder / "manifest.json").write_text('{"not": "a manifest"}')
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "ota", "publish", str(folder), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

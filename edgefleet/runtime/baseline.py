@@ -364,6 +364,28 @@ def learn_class(rows_q: np.ndarray, rpm_center: float, score: ScoreFn) -> ClassB
     return ClassBaseline(lo, hi, int(rows_q.shape[0]), thr, hthr, center, spread)
 
 
+DRIFT_TAU_S = 3 * 86400.0  # after commissioning the centre follows healthy windows with this time constant
+DRIFT_CAP = 1.0  # ... but never further than this many spreads from where commissioning put it
+DRIFT_HEALTHY = 0.5  # ... and only on windows under half their class limits
+
+
+def drift(cls: ClassBaseline, origin: np.ndarray, healthy_q: np.ndarray, dt_s: float) -> ClassBaseline:
+    """Benign slow drift (temperature, run-in) moves a class's centre, at a bounded rate and within a
+    bounded distance of its commissioned centre, from windows judged healthy only. A fault cannot be
+    learned away: windows past half their limit do not count, and the centre can move at most
+    DRIFT_CAP spreads, so a growing fault still crosses the threshold (docs/baseline.md, "Drift")."""
+    if len(healthy_q) == 0 or dt_s <= 0:
+        return cls
+    target = np.array([median_q(healthy_q[:, j]) for j in range(healthy_q.shape[1])], np.int64)
+    centre = cls.center.astype(np.int64)
+    step = np.rint((target - centre) * min(1.0, dt_s / DRIFT_TAU_S)).astype(np.int64)
+    cap = (DRIFT_CAP * cls.spread.astype(np.int64)).astype(np.int64)
+    new = np.clip(centre + step, origin.astype(np.int64) - cap, origin.astype(np.int64) + cap).astype(np.int16)
+    if np.array_equal(new, cls.center):
+        return cls
+    return ClassBaseline(cls.rpm_lo, cls.rpm_hi, cls.windows, cls.threshold, cls.hi_threshold, new, cls.spread)
+
+
 @dataclass(frozen=True)
 class Scored:
     """A node's verdicts on windows under a baseline; class -1 = uncommissioned (no verdict)."""

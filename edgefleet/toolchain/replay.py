@@ -132,7 +132,8 @@ class Tracker(Protocol):
 
 
 def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission_windows: int = bl.DEFAULT_WINDOWS,
-           batch: int = 512, health_every: int = 30, trace: bool = False) -> dict:
+           batch: int = 512, health_every: int = 30, trace: bool = False, follow_drift: bool = True,
+           chunk: int = 32) -> dict:
     """Run the node on the recording: commission, then judge; returns what happened and when:
     alarms, stages (commissioning, healthy, degrading, alarm, critical) and remaining-life
     estimates with their interval."""
@@ -182,8 +183,10 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
             out["error"] = "not commissioned: the recording holds no usable window"
         return out | ({"classes": base.summary()["classes"]} if base else {})
     out["classes"] = base.summary()["classes"]
+    out["baseline_changes"] = []
     rest = slice(start, len(feats))
-    s = bl.score_windows(base, feats[rest], rpm[rest], detector.score_standardized)
+    s = score_following_drift(base, feats[rest], rpm[rest], rec.t_s[rest], detector, out["baseline_changes"],
+                              chunk=chunk if follow_drift else len(feats))
     if trace:  # every judged window's numbers, for analysis beside the truth
         out["trace"] = {"t_s": rec.t_s[rest].tolist(), "score": s.score.tolist(), "hi": s.hi.tolist(),
                         "ratio": s.ratio.tolist(), "cls": s.cls.tolist()}
@@ -222,6 +225,36 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
                     out["rul"].append({"t_s": round(t, 3), "rul_s": finite_or_none(h.rul_s),
                                        "low_s": finite_or_none(h.rul_low_s), "high_s": finite_or_none(h.rul_high_s)})
     return out
+
+
+def score_following_drift(base: bl.Baseline, feats: np.ndarray, rpm: np.ndarray, t_s: np.ndarray,
+                          detector: Detector, changes: list, *, chunk: int = 32) -> bl.Scored:
+    """Score in chunks; after each, let every class follow its healthy windows (`baseline.drift`);
+    each move of a class's centre by a tenth of a spread or more is recorded in `changes`."""
+    origin = [c.center.copy() for c in base.classes]
+    noted = [c.center.astype(np.int64) for c in base.classes]
+    parts = []
+    for a in range(0, len(feats), chunk):
+        sl = slice(a, a + chunk)
+        s = bl.score_windows(base, feats[sl], rpm[sl], detector.score_standardized)
+        parts.append(s)
+        dt = float(t_s[min(a + chunk, len(t_s)) - 1] - t_s[a]) + (float(t_s[1] - t_s[0]) if len(t_s) > 1 else 0.0)
+        classes = list(base.classes)
+        for k, c in enumerate(classes):
+            ok = (s.cls == k) & (s.ratio < bl.DRIFT_HEALTHY)
+            if ok.any():
+                classes[k] = bl.drift(c, origin[k], bl.to_q10(feats[sl][ok]), dt)
+                moved = np.abs(classes[k].center.astype(np.int64) - noted[k]) / c.spread.astype(np.int64)
+                if moved.max() >= 0.1:
+                    noted[k] = classes[k].center.astype(np.int64)
+                    total = np.abs(noted[k] - origin[k].astype(np.int64)) / c.spread.astype(np.int64)
+                    changes.append({"t_s": round(float(t_s[min(a + chunk, len(t_s)) - 1]), 3), "cls": k,
+                                    "max_shift_spreads": round(float(total.max()), 3)})
+        base = bl.Baseline(base.frontend_crc, base.learned_ms, tuple(classes), base.n_features)
+    if not parts:
+        return bl.score_windows(base, feats, rpm, detector.score_standardized)
+    cat = lambda f: np.concatenate([getattr(p, f) for p in parts])  # noqa: E731
+    return bl.Scored(cat("cls"), cat("score"), cat("hi"), cat("anom"), cat("ratio"))
 
 
 def finite_or_none(x: float | None) -> float | None:

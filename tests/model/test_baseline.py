@@ -155,3 +155,16 @@ def test_a_class_still_moving_is_not_finished_until_it_settles():
     for i in range(32 * (bl.MAX_RESTARTS + 3)):
         forever.add(np.full(8, -4.0 + 0.01 * i, np.float32), 1500.0)
     assert forever.done() and forever.unsettled() == [1500.0]  # finished anyway, and flagged
+
+
+def test_drift_follows_healthy_windows_slowly_and_never_beyond_its_cap():
+    spread = np.full(4, 100, np.int16)
+    origin = np.zeros(4, np.int16)
+    cls = bl.ClassBaseline(0, 0, 64, 1.0, 2.0, origin.copy(), spread)
+    healthy = np.full((8, 4), 150, np.int16)  # 1.5 spreads away: more than the cap allows
+    day = bl.drift(cls, origin, healthy, 86400.0)
+    assert np.all(day.center == 50)  # a third of the way in a day (time constant 3 days)
+    for _ in range(30):
+        day = bl.drift(day, origin, healthy, 86400.0)
+    assert np.all(day.center == int(bl.DRIFT_CAP * 100))  # never more than the cap from commissioning
+    assert bl.drift(cls, origin, healthy, 0.0) is cls and bl.drift(cls, origin, healthy[:0], 60.0) is cls

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from edgefleet import __version__
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgefleet: error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    if not args.verbose:  # TensorFlow's start-up chatter (imported later, by training) only with -v
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

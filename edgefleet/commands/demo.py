@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port (default: a free port)")
     p.add_argument("--dashboard-port", type=int, default=8501)
     p.add_argument("--no-dashboard", action="store_true", help="skip the dashboard (e.g. for load tests)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from an empty database (default: keep the last run's, and say so)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -106,13 +108,36 @@ class Supervisor:
             log.info("stopped %s (exit %s)", name, proc.returncode)
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "fleet.db"
+    if not args.no_dashboard and not port_free(args.dashboard_port):
+        raise EdgefleetError(f"port {args.dashboard_port} is taken (another dashboard or demo?): stop it, or "
+                             f"choose another with --dashboard-port {args.dashboard_port + 1}")
+    if args.fresh:
+        for f in workdir.glob("fleet.db*"):
+            f.unlink()
+        shutil.rmtree(workdir / "broker-data", ignore_errors=True)
+    reused = db.exists()
     port = args.mqtt_port or free_port()
     py = sys.executable
     sup = Supervisor(workdir)
+    # SIGTERM (a service manager, `kill`) stops every child like Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         # `edgefleet broker`: Mosquitto with persistence and raised queue limits (so a broker
         # restart loses nothing), or the embedded amqtt broker where no mosquitto binary exists
@@ -144,10 +169,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             wait_port(args.dashboard_port, dash, "dashboard")
         print(f"\n  edgefleet demo running: {args.nodes} simulated machines ({args.faulty} developing faults)\n"
               f"  broker      {url} ({broker_kind})\n"
-              f"  store       {db}\n"
+              f"  store       {db}" + (" (the last run's, kept: --fresh starts empty)" if reused else "") + "\n"
               + ("" if args.no_dashboard else f"  dashboard   http://127.0.0.1:{args.dashboard_port}\n")
               + f"  logs        {workdir}/*.log\n"
-              f"  stats       edgefleet stats --db {db} --json\n\n  Ctrl-C stops everything.\n", flush=True)
+              f"  stats       edgefleet stats --db {db} --json\n"
+              f"  other commands on this demo: export EDGEFLEET_DB={db}\n\n  Ctrl-C stops everything.\n", flush=True)
         end = time.monotonic() + args.duration + 5 if args.duration else None
         while end is None or time.monotonic() < end:
             died = sup.dead()
@@ -160,3 +186,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     finally:
         sup.stop()
+        signal.signal(signal.SIGTERM, previous)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 
+from edgefleet.errors import EdgefleetError
 from edgefleet.service.config import default_db
 
 
@@ -102,16 +103,47 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                               abort_anomaly_shift=parse_ratio(args.abort_anomaly_shift, "x"),
                               stage_timeout_min=args.stage_timeout, retries=args.retries,
                               offer_resend_s=args.offer_resend)
-    c = _registry(args.db).create_campaign(args.version, Target.parse(args.target), policy, args.id)
+    target = Target.parse(args.target)
+    _check_target_matches(args.db, args.target)
+    c = _registry(args.db).create_campaign(args.version, target, policy, args.id)
     print(f"campaign {c.id}: model v{c.model} to {c.target} in stages {args.stages}; "
           f"the OTA manager in `edgefleet serve` runs it. Watch with `edgefleet ota status {c.id}`")
     return 0
+
+
+def _check_target_matches(db: Path, target: str) -> None:
+    """A campaign for a target that names no device would "complete" with nobody updated: refuse it,
+    listing what the store knows (nothing to check before any device has reported)."""
+    from edgefleet.service.commissioning import target_devices
+    from edgefleet.service.store import open_store
+
+    if not Path(db).is_file():
+        return
+    store = open_store(str(db))
+    try:
+        known = store.devices()
+        if not known:
+            return
+        try:
+            target_devices(store, target)
+        except EdgefleetError:
+            sites = sorted({d.site for d in known if d.site})
+            lines = sorted({d.line for d in known if d.line})
+            tags = sorted({t for d in known for t in d.tags})
+            raise EdgefleetError(f"--target {target} matches none of the {len(known)} devices in {db}; known "
+                                 f"sites: {', '.join(sites) or '-'}; lines: {', '.join(lines) or '-'}; "
+                                 f"tags: {', '.join(tags) or '-'}") from None
+    finally:
+        store.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     reg = _registry(args.db)
     if args.models:
         rows = [vars(m) for m in reg.models()]
+        if not rows and not args.json:
+            print(f"no model published in {args.db} yet (edgefleet ota publish MODEL_DIR --db {args.db})")
+            return 0
         if args.json:
             print(json.dumps(rows))
         for m in rows if not args.json else []:

@@ -54,3 +54,26 @@ def test_bad_files_give_one_line_errors(tmp_path, breakage, message):
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "ota", "publish", str(folder), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_target_that_matches_no_device_is_refused_with_what_exists(tmp_path, signing_key, release):
+    from edgefleet.protocol import ResultRecord
+    from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore
+
+    db = tmp_path / "f.db"
+    store = SQLiteStore(db)
+    store.write_batch(IngestBatch(ingest_ts=1, devices=[DeviceUpdate("p-1", 1, site="north", line="L1", tags=("pump",))],
+                                  results=[ResultRecord("p-1", "b0000001", 0, 1, 1, 0.1, 1.0, False, 5)]))
+    store.close()
+    reg = OtaRegistry(db)
+    blob, man, _ = release(5)
+    reg.publish(blob, man, {}, signing_key.public_key())
+    reg.close()
+    run = lambda target: subprocess.run([sys.executable, "-m", "edgefleet", "ota", "rollout", "5", "--target", target,  # noqa: E731
+                                         "--db", str(db)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    bad = run("site=south")
+    assert bad.returncode == 2 and "known sites: north" in bad.stderr and "tags: pump" in bad.stderr
+    assert run("site=north").returncode == 0
+    empty = subprocess.run([sys.executable, "-m", "edgefleet", "ota", "status", "--models", "--db",
+                            str(tmp_path / "none.db")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "no model published" in empty.stdout

@@ -287,7 +287,8 @@ class Fleet:
             com = node.commissioner
             b = node.baseline
             known = b is not None and b.class_for(float(rpm[i])) is not None
-            if com is None and b is not None and not known and node.learn_new_classes and len(b.classes) < bl.MAX_CLASSES:
+            if (com is None and b is not None and not known and rpm[i] > 0 and node.learn_new_classes
+                    and len(b.classes) < bl.MAX_CLASSES):
                 node.start_commissioning(rpm=float(rpm[i]))  # a speed never seen: learn its class too
                 node.commission_log.append(("new_class", f"learning the class around {rpm[i]:.0f} rpm"))
                 com = node.commissioner

@@ -194,6 +194,32 @@ def test_settle_test_restarts_as_the_python_commissioner(fw, model, det, tmp_pat
     assert restarts == (bl.MAX_RESTARTS if until >= 9 * target else restarts) <= bl.MAX_RESTARTS
 
 
+@pytest.mark.parametrize("new_rpm", [1200.0, 300.0, 2500.0])
+def test_one_class_merge_is_the_simulated_nodes(fw, model, det, tmp_path, new_rpm):
+    """A class learned alone (cmd commission with rpm, or a new speed) merged into a record of 8:
+    the old class holding its centre replaced, the others kept, by band, the 8 highest
+    (device_sim.node.merge_baseline), byte for byte."""
+    from device_sim.node import merge_baseline
+
+    base = np.random.default_rng(1).uniform(-7.0, -2.0, 32)
+    steady = lambda shift, i: (base + shift + 0.01 * (i % 3)).astype(np.float32)  # noqa: E731
+    com = bl.Commissioner(32, target=16)
+    for s in (500.0, 700.0, 900.0, 1100.0, 1300.0, 1500.0, 1700.0, 1900.0):
+        for i in range(16):
+            com.add(steady(0.0, i), s)
+    fe = bl.frontend_crc(det.artifact.features.params)
+    old = com.finish(det.score_standardized, frontend=fe, learned_ms=1)
+    (tmp_path / "old.rec").write_bytes(old.to_bytes())
+    rows = np.stack([steady(0.3, i) for i in range(16)])
+    res, rec = c_learn(fw, model, tmp_path, rows, new_rpm, "--only-rpm", repr(new_rpm), "--from",
+                       tmp_path / "old.rec", "--learned", "2")
+    one = bl.Commissioner(32, only_rpm=new_rpm)
+    for r in rows:
+        one.add(r, new_rpm)
+    want = merge_baseline(old, one.finish(det.score_standardized, frontend=fe, learned_ms=2))
+    assert res["status"] == "ok" and rec == want.to_bytes() and len(want.classes) == 8
+
+
 # ---------------------------------------------------------------- corrupt records
 
 

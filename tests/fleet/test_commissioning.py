@@ -101,7 +101,16 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
         SQLiteStore(path)
 
 
-def test_commission_command_reaches_a_simulated_node_through_serve(mosquitto, ingest, tmp_path):
+@pytest.fixture()
+def own_broker(tmp_path):
+    """A broker of this test's own: its nodes leave retained births that must not reach other tests."""
+    from edgefleet.service.broker import start_broker
+
+    with start_broker(prefer="mosquitto", workdir=tmp_path / "broker") as broker:
+        yield broker
+
+
+def test_commission_command_reaches_a_simulated_node_through_serve(own_broker, ingest, tmp_path):
     """Real Mosquitto, ingest and OTA manager on one store, simulated nodes that commission at start;
     `edgefleet commission` queues a re-learn that the manager sends and the node carries out."""
     from device_sim.fleet import Fleet, FleetOptions
@@ -111,7 +120,8 @@ def test_commission_command_reaches_a_simulated_node_through_serve(mosquitto, in
     from edgefleet.service.ota.manager import OtaManager
     from edgefleet.service.ota.registry import OtaRegistry
 
-    svc = ingest()
+    mosquitto = own_broker
+    svc = ingest(broker=mosquitto)
     db = svc.settings.db
     plant = make_plant(3, seed=9, prefix="cm-")
     fleet = Fleet(plant, load_artifact(REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"),

@@ -453,16 +453,17 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
 {
     entry plan[2u * EF_BASELINE_MAX_CLASSES];
     const ef_flash *f;
-    const uint8_t t = (uint8_t)(c->seq ? c->copy ^ 1u : 0u), old = c->copy; /* the copy not in force */
-    const int had = c->seq != 0u;
-    uint8_t head[EF_COMMISSION_COPY_HEAD];
+    uint8_t head[EF_COMMISSION_COPY_HEAD], t, old;
     uint32_t size;
     ef_status st;
-    int n_plan;
+    int n_plan, had;
     if (c == NULL || sm == NULL || features == NULL || work == NULL || ((uintptr_t)work & 3u))
         return EF_ERR_ARG;
     if (!c->learning)
         return EF_ERR_STATE;
+    had = c->seq != 0u; /* a valid copy exists (in force or not): the new record goes to the other */
+    old = c->copy;
+    t = (uint8_t)(had ? old ^ 1u : 0u);
     if (work_len < block_room(c->model.n_features) + 4u)
         return EF_ERR_CAPACITY;
     f = c->records;

@@ -24,6 +24,7 @@ from testkit import free_port, now_ms, stop_process, wait_port
 from edgefleet.cli import main
 from edgefleet.protocol import ResultRecord
 from edgefleet.service import doctor
+from edgefleet.service.doctor import probes as doctor_probes
 from edgefleet.service.broker import BrokerHandle, mosquitto_binary
 from edgefleet.service.doctor import DeviceSkew, StoreFacts, check_clock, check_disk
 from edgefleet.service.store import SQLiteStore
@@ -145,7 +146,7 @@ def test_a_size_limit_fails_and_is_reported(tmp_path: Path) -> None:
 
 def test_probes_leave_no_session_and_no_retained_message(mosquitto: BrokerHandle,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "_token", lambda: "leftover")
+    monkeypatch.setattr(doctor_probes, "_token", lambda: "leftover")
     assert doctor.probe_persistent_session(mosquitto.host, mosquitto.port).delivered
     assert doctor.probe_retained(mosquitto.host, mosquitto.port).delivered
     seen: dict = {"msgs": []}

@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--spacing", choices=["linear", "log"], default="linear", help="band spacing (default linear)")
     t.add_argument("--window", type=float, default=0.08, help="window length, seconds (default 0.08)")
     t.add_argument("--hidden", default="16,8,16", help="hidden layer widths (default 16,8,16)")
-    t.add_argument("--version", type=int, default=1, dest="model_version", help="model version (default 1)")
+    t.add_argument("--version", type=int, default=None, dest="model_version",
+                   help="model version (default: the next free one in the fleet database --db, so that "
+                        "nodes take it as an update; 1 without a database)")
+    t.add_argument("--db", type=Path, default=None,
+                   help="fleet database to pick the next free version from (default $EDGEFLEET_DB or "
+                        "var/edgefleet.db)")
     t.add_argument("--model-id", default=None, help="model name in the manifest (default: folder name)")
     t.add_argument("--key", type=Path, default=None,
                    help="Ed25519 signing key (default $EDGEFLEET_SIGNING_KEY or ~/.config/edgefleet/signing.key, created if absent)")
@@ -110,6 +115,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise EdgefleetError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from exc
     if args.epochs < 1:
         raise EdgefleetError("--epochs must be >= 1")
+    if args.model_version is None:
+        args.model_version = next_free_version(args.db)
+        log.info("model version %d: the next free one", args.model_version)
+    elif args.model_version < 1:
+        raise EdgefleetError("--version must be 1 or more")
     cfg = TrainConfig(n_bands=args.bands, f_lo_hz=args.fmin, f_hi_hz=args.fmax, window_s=args.window,
                       spacing=args.spacing,
                       hidden=hidden, epochs=args.epochs, seed=args.seed, model_version=args.model_version,
@@ -169,6 +179,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/ ({ARTIFACT} {len(art_bytes)} B, {MANIFEST} signed with key "
           f"{body['key_id']})")
     return 0
+
+
+def next_free_version(db: Path | None) -> int:
+    """One above every version the fleet knows: published in the registry or running on a device
+    (a node refuses an update that is not newer than what it runs)."""
+    import sqlite3
+
+    from edgefleet.service.config import default_db
+
+    path = Path(db or default_db())
+    if not path.is_file():
+        return 1 if db is None else _missing_db(path)
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        seen = [0]
+        for sql in ("SELECT max(version) FROM ota_models", "SELECT max(model) FROM devices"):
+            try:
+                seen.append(con.execute(sql).fetchone()[0] or 0)
+            except sqlite3.DatabaseError:
+                pass  # a store without that table yet
+    finally:
+        con.close()
+    return max(seen) + 1
+
+
+def _missing_db(path: Path) -> int:
+    raise EdgefleetError(f"no fleet database at {path} to pick the next version from; pass --version N")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -143,3 +143,23 @@ def test_train_for_commissioned_nodes_and_evaluate_per_machine(tmp_path):
     ev = json.loads(run("model", "evaluate", out, "--data", data, "--commission", "--json").stdout)
     assert ev["commissioned"] and ev["min_machine_auc"] is not None and ev["uncommissioned_windows"] == 0
     assert "expects commissioning | yes" in (out / "card.md").read_text()
+
+
+def test_train_picks_the_next_free_version_from_the_fleet_database(tmp_path, monkeypatch):
+    """A new model must be newer than what the fleet runs or has published, or nodes refuse it."""
+    from edgefleet.commands.model import next_free_version
+    from edgefleet.protocol import ResultRecord
+    from edgefleet.service.ota.registry import OtaRegistry
+    from edgefleet.service.store import IngestBatch, SQLiteStore
+
+    db = tmp_path / "fleet.db"
+    store = SQLiteStore(db)
+    store.write_batch(IngestBatch(ingest_ts=1, results=[ResultRecord("d", "b0000001", 0, 1, 3, 0.1, 1.0, False, 5)]))
+    store.close()
+    OtaRegistry(db).close()
+    assert next_free_version(db) == 4
+    monkeypatch.setenv("EDGEFLEET_DB", str(tmp_path / "none.db"))
+    assert next_free_version(None) == 1
+    proc = run("model", "train", "--data", tmp_path, "--db", tmp_path / "missing.db", "--out", tmp_path / "m",
+               check=False)
+    assert proc.returncode == 2 and "pass --version N" in proc.stderr

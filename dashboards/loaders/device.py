@@ -69,23 +69,32 @@ class TrendLine:
     eta_s: float | None  # seconds from the newest window to the threshold; 0 if above; None if not rising
 
 
-def ratio_points(scores: pd.DataFrame, policy: AlarmPolicy = AlarmPolicy()) -> tuple[list[int], list[float]]:
+def ratio_points(scores: pd.DataFrame, policy: AlarmPolicy = AlarmPolicy()
+                 ) -> tuple[list[int], list[float], list[object]]:
     """The points the alarm service fits, from the judged windows of a score frame: each window's ratio to
     its limits (`ratio_of`: score/thr, or the larger of that and hi/hi_thr), or, once there are at least
-    `trend_min_points` of them, the rollups (median ratio of every `rollup_every` windows, stamped with the
-    last one's time). The service rolls up from its start; here the rollups start at the frame's first
+    `trend_min_points` of them, the rollups (median ratio of every `rollup_every` windows of one operating
+    class, stamped with the last one's time); with each point its class, since the fit gives every class
+    its own level. The service rolls up from its start; here the rollups start at the frame's first
     judged window."""
     judged = scores[scores["state"] == ""]
     recs = [ResultRecord(*(None if isinstance(v, float) and math.isnan(v) and k in _OPTIONAL else v
                            for k, v in zip(ResultRecord._fields, row)))
             for row in judged[list(ResultRecord._fields)].itertuples(index=False, name=None)]
-    ts, ratios = [r.ts for r in recs], [ratio_of(r) for r in recs]
-    every = policy.rollup_every
-    rolled = [(ts[i + every - 1], median(ratios[i:i + every])) for i in range(0, len(ratios) // every * every, every)]
+    ts, ratios, groups = [r.ts for r in recs], [ratio_of(r) for r in recs], [r.cls for r in recs]
+    buckets: dict[object, list[float]] = {}
+    rolled = []
+    for t, ratio, g in zip(ts, ratios, groups):
+        b = buckets.setdefault(g, [])
+        b.append(ratio)
+        if len(b) >= policy.rollup_every:
+            rolled.append((t, median(b), g))
+            b.clear()
     rolled = rolled[-policy.rollup_points:]
     if len(rolled) >= policy.trend_min_points:
-        return [t for t, _ in rolled], [r for _, r in rolled]
-    return ts[-policy.trend_points:], ratios[-policy.trend_points:]
+        return [t for t, _, _ in rolled], [r for _, r, _ in rolled], [g for _, _, g in rolled]
+    n = policy.trend_points
+    return ts[-n:], ratios[-n:], groups[-n:]
 
 
 
@@ -101,10 +110,10 @@ def trend_line(scores: pd.DataFrame, thr: float | None, policy: AlarmPolicy = Al
     """
     if thr is None or not thr > 0:
         return None
-    ts, ratios = ratio_points(scores, policy)
+    ts, ratios, groups = ratio_points(scores, policy)
     if len(ts) < policy.trend_min_points:
         return None
-    trend = fit_log_trend(ts, ratios)
+    trend = fit_log_trend(ts, ratios, groups)
     if trend is None:
         return None
     eta = time_to_threshold(trend, 1.0)

@@ -119,25 +119,42 @@ def ewma(values: Iterable[float], alpha: float, start: float | None = None) -> f
     return acc
 
 
-def fit_log_trend(ts_ms: Sequence[int], scores: Sequence[float]) -> Trend | None:
-    """Least-squares line through log(score) against time; None if < 3 points or no time spread."""
+def fit_log_trend(ts_ms: Sequence[int], scores: Sequence[float],
+                  groups: Sequence[object] | None = None) -> Trend | None:
+    """Least-squares line through log(score) against time; None if < 3 points or no time spread.
+
+    With `groups` (a commissioned node's operating class of each point), one slope is fitted within
+    the groups (each gets its own level: a fixed-effects regression), so that moving between speed
+    classes whose ratios sit at different levels is not read as a trend; the level returned is the
+    newest point's group's."""
     n = len(ts_ms)
     if n < 3 or n != len(scores):
         return None
     t_ref = max(ts_ms)
     xs = [(t - t_ref) / 1000.0 for t in ts_ms]
     ys = [math.log(max(s, LOG_FLOOR)) for s in scores]
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
+    gs = list(groups) if groups is not None else [0] * n
+    sums: dict[object, list[float]] = {}
+    for x, y, g in zip(xs, ys, gs):
+        a = sums.setdefault(g, [0.0, 0.0, 0.0])
+        a[0] += x
+        a[1] += y
+        a[2] += 1
+    mean = {g: (a[0] / a[2], a[1] / a[2]) for g, a in sums.items()}
+    dx = [x - mean[g][0] for x, g in zip(xs, gs)]
+    dy = [y - mean[g][1] for y, g in zip(ys, gs)]
+    sxx = sum(v * v for v in dx)
     if sxx <= 0:
         return None
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    syy = sum((y - my) ** 2 for y in ys)
+    sxy = sum(a * b for a, b in zip(dx, dy))
+    syy = sum(v * v for v in dy)
     slope = sxy / sxx
-    level = my - slope * mx  # value at x = 0 = t_ref
+    last = gs[xs.index(max(xs))]
+    level = mean[last][1] - slope * mean[last][0]  # the newest group's value at x = 0 = t_ref
     r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 1.0
+    dof = n - 1 - len(sums)
     resid = max(syy - slope * sxy, 0.0)
-    se = math.sqrt(resid / (n - 2) / sxx) if n > 2 else 0.0
+    se = math.sqrt(resid / dof / sxx) if dof > 0 else 0.0
     t_stat = slope / se if se > 0 else math.copysign(math.inf, slope) if slope else 0.0
     return Trend(slope, level, t_ref, n, r2, t_stat, max(xs) - min(xs))
 
@@ -188,7 +205,7 @@ def health_state(alarm_active: bool, eta_s: float | None, horizon_s: float) -> s
 class _DeviceState:
     flags: deque[bool]
     ratios: deque[float]
-    points: deque[tuple[int, float]]
+    points: deque[tuple[int, float, object]]  # (ts, ratio, operating class or None)
     thr: float = 1.0
     active: bool = False
     severity: str = ""
@@ -196,8 +213,8 @@ class _DeviceState:
     normal_run: int = 0
     ewma_score: float | None = None
     last_ts: int = 0
-    bucket: list = field(default_factory=list)  # ratios of the rollup being filled
-    rollups: deque = field(default_factory=lambda: deque(maxlen=480))  # (ts, median ratio)
+    buckets: dict = field(default_factory=dict)  # per operating class: ratios of the rollup being filled
+    rollups: deque = field(default_factory=lambda: deque(maxlen=480))  # (ts, median ratio, class)
 
 
 @dataclass
@@ -242,11 +259,12 @@ class AlarmTracker:
         st.flags.append(rec.anom)
         st.ratios.append(ratio_of(rec))
         ratio = st.ratios[-1]
-        st.points.append((rec.ts, ratio))  # the trend runs on score/threshold (or the HI ratio): 1 = threshold
-        st.bucket.append(ratio)
-        if len(st.bucket) >= self.policy.rollup_every:
-            st.rollups.append((rec.ts, median(st.bucket)))
-            st.bucket.clear()
+        st.points.append((rec.ts, ratio, rec.cls))  # the trend runs on score/threshold (or the HI ratio)
+        bucket = st.buckets.setdefault(rec.cls, [])
+        bucket.append(ratio)
+        if len(bucket) >= self.policy.rollup_every:  # rollups within one class: each its own level
+            st.rollups.append((rec.ts, median(bucket), rec.cls))
+            bucket.clear()
         st.thr = rec.thr
         st.last_ts = max(st.last_ts, rec.ts)
         st.ewma_score = ewma([rec.score], self.policy.ewma_alpha, st.ewma_score)
@@ -296,7 +314,7 @@ class AlarmTracker:
         # the rollups when there are enough of them (hours to weeks), else the latest windows
         pts = st.rollups if len(st.rollups) >= p.trend_min_points else st.points
         if len(pts) >= p.trend_min_points:
-            trend = fit_log_trend([t for t, _ in pts], [s for _, s in pts])
+            trend = fit_log_trend([t for t, _, _ in pts], [s for _, s, _ in pts], [g for _, _, g in pts])
             if trend is not None:
                 slope_h = trend.slope_per_s * 3600.0
                 eta = time_to_threshold(trend, 1.0, now_ms)

@@ -433,7 +433,9 @@ def test_trend_is_the_alarm_services_fit_of_the_ratio(windows) -> None:
     assert tl is not None and health.slope_per_h == pytest.approx(tl.slope_per_h, rel=1e-9)
     if health.eta_s is not None:  # the service also drops a forecast it does not trust; when it keeps one, the same
         assert health.eta_s == pytest.approx(tl.eta_s, rel=1e-6)
-    ts, _ = device.ratio_points(scores)
-    assert len(ts) == (windows // 30 if windows // 30 >= 20 else min(windows, 120))
+    ts, _, groups = device.ratio_points(scores)
+    rollups = tracker._devices["m"].rollups
+    assert len(ts) == (len(rollups) if len(rollups) >= 20 else min(windows, 120))
+    assert groups[-1] == recs[-1].cls
     fc = tl.points[tl.points["part"] == "fit"]
     assert fc["score"].iloc[-1] == pytest.approx(0.3 * 1.002 ** (windows - 1) * recs[-1].thr, rel=0.05)

@@ -143,3 +143,29 @@ def test_noise_on_a_flat_score_is_not_called_degrading(noise: float) -> None:
     assert degrading <= 3
     feed(t, [0.002 * math.exp(i / 40) for i in range(100)], device="failing")  # crosses in ~30 s
     assert t.health("failing").state == "degrading"
+
+
+def test_speed_classes_at_different_levels_are_not_a_trend_but_a_rise_within_them_is():
+    """A commissioned machine cycles between speeds whose windows sit at different shares of their
+    thresholds; moving between them is no degradation. The fit gives each class its own level."""
+    import random
+
+    from edgefleet.protocol import ResultRecord
+    from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, fit_log_trend
+
+    rng = random.Random(1)
+
+    def run(growth: float) -> object:
+        t = AlarmTracker(AlarmPolicy())
+        for i in range(120):
+            cls = (i // 40) % 3  # 40 windows at each speed, the newest at the highest level
+            level = (0.15, 0.25, 0.45)[cls] * (1 + growth) ** i * rng.uniform(0.9, 1.1)
+            t.observe(ResultRecord("m", "b", i, 1_800_000_000_000 + 1000 * i, 1, level, 1.0, False, 5,
+                                   cls=cls, hi=None, hi_thr=None))
+        return t.health("m", 1_800_000_000_000 + 1000 * 119)
+
+    assert run(0.0).state == "ok"
+    ts = list(range(0, 120_000, 1000))
+    pooled = fit_log_trend(ts, [(0.15, 0.25, 0.45)[(i // 40) % 3] for i in range(120)])
+    assert pooled.slope_per_s > 0 and pooled.t_stat > 4  # what a fit across classes would have said
+    assert run(0.02).state == "degrading"  # a real rise, inside each class, is still seen

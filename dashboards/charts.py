@@ -188,3 +188,12 @@ def shadow_scores(long: pd.DataFrame, new_model: int) -> alt.LayerChart:
         y=alt.Y("count():Q", stack=None, title="windows"), color=colour)
     thresholds = base.mark_rule(strokeDash=[4, 3]).encode(x=alt.X("median(log10_thr):Q"), color=colour)
     return alt.layer(bars, thresholds).properties(height=220)
+
+
+def loss_over_time(df: pd.DataFrame, by: str) -> alt.Chart:
+    """Missing results over time, summed per site or per device (samples of the loss accounting)."""
+    data = df.groupby(["time", by], as_index=False)["missing"].sum()
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("time:T", title=None), y=alt.Y("missing:Q", title="missing results"),
+        color=alt.Color(f"{by}:N", title=by), tooltip=[f"{by}:N", "missing:Q", alt.Tooltip("time:T", format="%H:%M")],
+    ).properties(height=220)

@@ -106,6 +106,16 @@ def events(db: str, name: str) -> pd.DataFrame:
     return loaders.device.events_frame(store(db), name)
 
 
+# ---------- results that never arrived (system page) ----------
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def loss(db: str, window_s: float) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    s = store(db)
+    now = now_ms()
+    return (loaders.system.loss_totals(s, now), loaders.system.loss_frame(s, now - int(window_s * 1000)),
+            loaders.system.loss_alarm_frame(s))
+
+
 # ---------- commissioning (fleet overview and device detail) ----------
 
 @st.cache_data(ttl=RECENT_TTL_S, show_spinner=False)

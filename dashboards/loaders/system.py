@@ -66,3 +66,29 @@ def reject_series(store: Store, since_ms: int, bucket_s: int = 10, limit: int = 
     grouped["time"] = pd.to_datetime(grouped["bucket"], unit="ms", utc=True)
     return RejectSeries(grouped[["time", "code", "count"]], df[["time", "topic", "code", "reason", "size", "payload"]],
                         len(recs) >= limit)
+
+
+# ---------- results that never arrived (docs/store.md, "Loss accounting") ----------
+
+def loss_totals(store: Store, now_ms: int) -> dict[str, int]:
+    """Missing (settled), pending (may still arrive) and dropped-on-node results, fleet-wide."""
+    loss = store.loss(now_ms)
+    return {k: int(loss[k]) for k in ("missing", "pending_gaps", "dropped_on_node", "seq_jumps")}
+
+
+def loss_frame(store: Store, since_ms: int) -> pd.DataFrame:
+    """Missing results over time per device and site (samples the service takes every stats interval)."""
+    rows = store.loss_series(since_ms)
+    df = pd.DataFrame(rows, columns=["ts", "device", "missing", "pending", "dropped"])
+    sites = {d.device: d.site or "-" for d in store.devices()}
+    df["site"] = df["device"].map(lambda d: sites.get(d, "-"))
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    return df
+
+
+def loss_alarm_frame(store: Store) -> pd.DataFrame:
+    """Active data-loss alarms, newest first: apart from the machines' health alarms."""
+    rows = store.loss_alarms(active=True)
+    df = pd.DataFrame(rows, columns=["id", "device", "raised_ts", "cleared_ts", "missing", "rate"])
+    df["raised"] = pd.to_datetime(df["raised_ts"], unit="ms", utc=True)
+    return df[["device", "raised", "missing", "rate"]]

@@ -1,4 +1,4 @@
-"""System: ingest rate, node-to-store lag, duplicates and rejected messages by reason."""
+"""System: ingest rate, node-to-store lag, results that never arrived, duplicates and rejected messages."""
 
 import streamlit as st
 
@@ -41,6 +41,26 @@ def system(window_s: float, bucket_s: int) -> None:
                                         "per second"), width="stretch")
         lag_s = done.assign(avg=done["lag_ms_avg"] / 1000.0, max=done["lag_ms_max"] / 1000.0)
         b.altair_chart(charts.rate_line(lag_s, {"avg": "lag avg", "max": "lag max"}, "lag (s)"), width="stretch")
+
+    totals, lost, alarms = ui.loss(db, window_s)
+    st.subheader("Results that never arrived")
+    c = st.columns(4)
+    c[0].metric("Missing", f"{totals['missing']:,}", help="holes in a boot's sequence numbers older than the "
+                "settle window (15 min), less what the nodes said their own rings dropped")
+    c[1].metric("Pending", f"{totals['pending_gaps']:,}", help="younger holes: store-and-forward may still fill them")
+    c[2].metric("Dropped on nodes", f"{totals['dropped_on_node']:,}", help="the nodes' rings overflowed while offline")
+    c[3].metric("Counter jumps", f"{totals['seq_jumps']:,}", help="sequence numbers that jumped by more than "
+                "100,000: a broken or hostile node (not counted as missing)")
+    if not alarms.empty:
+        st.error(f"{len(alarms)} device(s) keep losing results: data-loss alarms (apart from machine health)")
+        st.dataframe(alarms, hide_index=True, width="stretch",
+                     column_config={"rate": st.column_config.NumberColumn(format="percent"),
+                                    "raised": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    if lost.empty:
+        st.success("Nothing missing in this window.")
+    else:
+        by = st.radio("Loss by", ["site", "device"], horizontal=True, key="loss_by")
+        st.altair_chart(charts.loss_over_time(lost, by), width="stretch")
 
     rej = ui.rejects(db, window_s, bucket_s)
     st.subheader("Rejected messages by reason")

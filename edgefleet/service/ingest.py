@@ -386,3 +386,10 @@ class IngestService:
             log.info("ingest: %.0f msg/s, %.0f results/s stored, %d duplicates, %d rejected in the last %.0f s"
                      " (queue %d)", d[0] / dt, d[1] / dt, d[2], d[3], dt, self._queue.qsize())
         self._last_stats, self._last_counts = now, cur
+        track = getattr(self.store, "track_loss", None)
+        if track is not None:
+            try:
+                for op, device in track(now_ms()):
+                    log.warning("data-loss alarm %s: %s (results missing in the last hour)", op, device)
+            except Exception:  # accounting must never stop ingest
+                log.exception("loss tracking failed")

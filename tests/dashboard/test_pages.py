@@ -166,3 +166,24 @@ def test_empty_store_renders_every_page(monkeypatch, tmp_path: Path) -> None:
     for page in (ui.PAGE_DEVICE, ui.PAGE_ALARMS, ui.PAGE_SYSTEM):
         at = open_page(monkeypatch, db, page)
         assert at.info or at.success
+
+
+def test_system_page_shows_what_never_arrived_and_data_loss_alarms(monkeypatch, tmp_path: Path) -> None:
+    from edgefleet.protocol import ResultRecord
+    from edgefleet.service.store import DeviceUpdate, SQLiteStore
+    from edgefleet.service.store.loss import SETTLE_MS
+
+    db = tmp_path / "loss.db"
+    store = SQLiteStore(db)
+    t0 = int(time.time() * 1000) - SETTLE_MS - 120_000  # the holes have settled by now
+    store.write_batch(IngestBatch(ingest_ts=t0, devices=[DeviceUpdate("pump-7", t0, site="north")], results=[
+        ResultRecord("pump-7", "b0000001", s, t0 + s, 1, 0.1, 1.0, False, 5) for s in range(100) if s % 10]))
+    assert store.track_loss(int(time.time() * 1000)) == [("raise", "pump-7")]
+    store.close()
+    at = open_page(monkeypatch, db, ui.PAGE_SYSTEM)
+    at.selectbox(key="system_window").set_value("last hour").run()
+    m = metrics(at)
+    assert m["Missing"] == "10" and m["Pending"] == "0"
+    assert any("keep losing results" in e.value for e in at.error)
+    assert any("pump-7" in str(df.value) for df in at.dataframe)
+    assert len(at.get("vega_lite_chart")) >= 1

@@ -88,3 +88,18 @@ def test_two_processes_sharing_the_file_account_as_one(tmp_path):
     assert loss["missing"] == 0 and loss["pending_gaps"] == 0 and loss["devices"] == {}
     a.close()
     b.close()
+
+
+def test_a_device_that_keeps_losing_raises_a_data_loss_alarm_which_clears_when_it_stops(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    hour, settle = 3_600_000, SETTLE_MS + 1
+    write(store, recs("lossy", "b1", [i for i in range(200) if i % 10]))  # 1 in 10 lost: 20 holes
+    write(store, recs("fine", "b1", range(200)))
+    assert store.track_loss(T0 + settle) == [("raise", "lossy")]
+    assert [a["device"] for a in store.loss_alarms(active=True)] == ["lossy"]
+    assert store.track_loss(T0 + settle + 60_000) == []  # still active, not raised twice
+    assert store.track_loss(T0 + settle + hour + 60_000) == [("clear", "lossy")]  # an hour without a new loss
+    assert store.loss_alarms(active=True) == [] and len(store.loss_alarms()) == 1
+    series = store.loss_series(T0)
+    assert {d for _, d, *_ in series} == {"lossy"} and series[0][2] == 20
+    store.close()

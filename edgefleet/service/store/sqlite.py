@@ -85,6 +85,14 @@ CREATE TABLE IF NOT EXISTS boots(
   device TEXT NOT NULL, boot TEXT NOT NULL, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
   max_seq INTEGER NOT NULL, received INTEGER NOT NULL, dropped INTEGER NOT NULL, jumps INTEGER NOT NULL,
   PRIMARY KEY(device, boot)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS loss_samples(
+  ts INTEGER NOT NULL, device TEXT NOT NULL, received INTEGER NOT NULL, missing INTEGER NOT NULL,
+  pending INTEGER NOT NULL, dropped INTEGER NOT NULL, PRIMARY KEY(device, ts)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS loss_samples_ts ON loss_samples(ts);
+CREATE TABLE IF NOT EXISTS loss_alarms(
+  id INTEGER PRIMARY KEY, device TEXT NOT NULL, raised_ts INTEGER NOT NULL, cleared_ts INTEGER,
+  missing INTEGER NOT NULL, rate REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS loss_alarms_one_active ON loss_alarms(device) WHERE cleared_ts IS NULL;
 CREATE TABLE IF NOT EXISTS seq_gaps(
   device TEXT NOT NULL, boot TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, opened_ms INTEGER NOT NULL,
   PRIMARY KEY(device, boot, lo)) WITHOUT ROWID;
@@ -255,6 +263,48 @@ class SQLiteStore:
                        " dropped = excluded.dropped, jumps = excluded.jumps",
                        [(d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)
                         for (d, b), s in upd.boots.items()])
+
+    def track_loss(self, now_ms: int, window_ms: int = 3_600_000, min_missing: int = 5,
+                   min_rate: float = 0.01) -> list[tuple[str, str]]:
+        """Sample every lossy device's figures, then raise a data-loss alarm (apart from the machine's
+        health alarms) for a device that lost at least `min_missing` results and `min_rate` of what
+        it sent over the last `window_ms`, and clear it after a window without a new loss. Returns
+        the changes as (op, device)."""
+        loss = self.loss(now_ms)["devices"]
+        changes: list[tuple[str, str]] = []
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO loss_samples VALUES (?,?,?,?,?,?)",
+                           [(now_ms, d, e["received"], e["missing"], e["pending_gaps"], e["dropped_on_node"])
+                            for d, e in loss.items()])
+            active = {d for (d,) in db.execute("SELECT device FROM loss_alarms WHERE cleared_ts IS NULL")}
+            for d in sorted(set(loss) | active):
+                e = loss.get(d, {"received": 0, "missing": 0})
+                old = db.execute("SELECT received, missing FROM loss_samples WHERE device = ? AND ts <= ?"
+                                 " ORDER BY ts DESC LIMIT 1", (d, now_ms - window_ms)).fetchone() or (0, 0)
+                lost, sent = e["missing"] - old[1], (e["received"] - old[0]) + (e["missing"] - old[1])
+                rate = lost / sent if sent > 0 else 0.0
+                if d not in active and lost >= min_missing and rate >= min_rate:
+                    db.execute("INSERT INTO loss_alarms(device, raised_ts, missing, rate) VALUES (?,?,?,?)",
+                               (d, now_ms, lost, rate))
+                    changes.append(("raise", d))
+                elif d in active and lost <= 0:
+                    db.execute("UPDATE loss_alarms SET cleared_ts = ? WHERE device = ? AND cleared_ts IS NULL",
+                               (now_ms, d))
+                    changes.append(("clear", d))
+            db.execute("DELETE FROM loss_samples WHERE ts < ?", (now_ms - 30 * 86_400_000,))
+        return changes
+
+    def loss_alarms(self, active: bool | None = None) -> list[dict]:
+        where = "" if active is None else (" WHERE cleared_ts IS NULL" if active else " WHERE cleared_ts IS NOT NULL")
+        rows = self._q("SELECT id, device, raised_ts, cleared_ts, missing, rate FROM loss_alarms" + where +
+                       " ORDER BY raised_ts DESC")
+        return [{"id": i, "device": d, "raised_ts": r, "cleared_ts": c, "missing": m, "rate": rt}
+                for i, d, r, c, m, rt in rows]
+
+    def loss_series(self, since_ms: int) -> list[tuple[int, str, int, int, int]]:
+        """(ts, device, missing, pending, dropped) samples since `since_ms`, for the System page."""
+        return [tuple(r) for r in self._q("SELECT ts, device, missing, pending, dropped FROM loss_samples"
+                                          " WHERE ts >= ? ORDER BY ts", (since_ms,))]
 
     def loss(self, now_ms: int, device: str | None = None, settle_ms: int = SETTLE_MS) -> dict:
         """What never arrived: `missing` (holes older than the settle window, less what the nodes

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from edgefleet.service.credentials import password_lines
 
+# One account per service process; the broker makes each username its client id (deploy/mosquitto).
+SERVICE_USERS = ("ef-ingest-1", "ef-ingest-2", "ef-ota")
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -28,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ids = [f"{args.prefix}{i:04d}" for i in range(args.devices)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(password_lines(secret, ids, {"ingest": ingest_pw})) + "\n")
+    services = {user: ingest_pw for user in SERVICE_USERS}
+    args.out.write_text("\n".join(password_lines(secret, ids, services)) + "\n")
     os.chmod(args.out, 0o600)
     subprocess.run(["mosquitto_passwd", "-U", str(args.out)], check=True)
-    print(f"wrote {args.out}: ingest + {len(ids)} device credentials")
+    print(f"wrote {args.out}: {len(SERVICE_USERS)} service + {len(ids)} device credentials")
     return 0
 
 

@@ -33,7 +33,8 @@ def secured_broker(tmp_path):
     # as root, mosquitto drops to user "mosquitto", which cannot read pytest's 0700 tmp dirs
     run_as = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(f"{run_as}listener {port} 127.0.0.1\nallow_anonymous false\n"
-                    f"password_file {tmp_path / 'passwords'}\nacl_file {REPO / 'deploy/mosquitto/acl'}\n")
+                    f"password_file {tmp_path / 'passwords'}\nacl_file {REPO / 'deploy/mosquitto/acl'}\n"
+                    "use_username_as_clientid true\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -47,10 +48,10 @@ def secured_broker(tmp_path):
     proc.wait(timeout=10)
 
 
-def connect(port, user, password):
+def connect(port, user, password, client_id=None):
     import paho.mqtt.client as mqtt
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.time_ns()}",
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}-{time.time_ns()}",
                     protocol=mqtt.MQTTv5)
     c.username_pw_set(user, password)
     result = {}
@@ -68,7 +69,7 @@ def test_device_may_publish_only_its_own_topics(secured_broker):
 
     port = secured_broker
     got = []
-    ingest, rc = connect(port, "ingest", "ingest-pw")
+    ingest, rc = connect(port, "ef-ingest-1", "ingest-pw")
     assert not rc.is_failure
     ingest.on_message = lambda c, u, m: got.append(m.topic)
     ingest.subscribe("ef/v1/+/result", qos=1)
@@ -89,3 +90,38 @@ def test_wrong_password_and_unknown_device_are_refused(secured_broker):
     assert rc is not None and rc.is_failure
     _, rc = connect(secured_broker, "sim-9999", "whatever")
     assert rc is not None and rc.is_failure
+
+
+def test_a_device_cannot_take_over_a_service_session(secured_broker):
+    """A device that connects with the client id of ingest (using its own valid credentials) gets its
+    own username as client id instead: the ingest session stays connected and keeps receiving."""
+    from edgefleet.service.credentials import device_password
+
+    port = secured_broker
+    got = []
+    disconnected = []
+    ingest, rc = connect(port, "ef-ingest-1", "ingest-pw", client_id="ef-ingest-1")
+    assert not rc.is_failure
+    ingest.on_message = lambda c, u, m: got.append(m.topic)
+    ingest.on_disconnect = lambda *a: disconnected.append(a)
+    ingest.subscribe("ef/v1/+/result", qos=1)
+    time.sleep(0.3)
+    thief, rc = connect(port, "sim-0002", device_password(SECRET, "sim-0002"), client_id="ef-ingest-1")
+    assert not rc.is_failure
+    dev, _ = connect(port, "sim-0001", device_password(SECRET, "sim-0001"))
+    for _ in range(5):
+        dev.publish("ef/v1/sim-0001/result", b"{}", qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    assert disconnected == [] and len(got) == 5
+    for c in (dev, thief, ingest):
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_deploy_config_binds_client_ids_to_usernames():
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    assert "use_username_as_clientid true" in conf
+    acl = (REPO / "deploy" / "mosquitto" / "acl").read_text()
+    from edgefleet.service.deploy_passwords import SERVICE_USERS
+
+    assert all(f"user {u}" in acl for u in SERVICE_USERS)

@@ -281,7 +281,7 @@ class Fleet:
             return [None] * rows.size
         rpm = machines.take(np.array([self.plant.nodes[r].row for r in rows])).shaft_hz(t_sim) * 60.0
         out: list[Verdict | None] = [None] * rows.size
-        judged, zs, cls_of = [], [], []
+        judged, cls_of = [], []
         for i, r in enumerate(rows.tolist()):
             node = self.links[r].node
             com = node.commissioner
@@ -320,9 +320,10 @@ class Fleet:
             c = b.classes[k]
             judged.append(i)
             cls_of.append((k, c))
-            zs.append(bl.standardize(features[i], c.center, c.spread))
-        if judged:
-            z = np.stack(zs)
+        if judged:  # one standardization and one engine call for every judged window of the tick
+            centre = np.stack([c.center for _, c in cls_of])
+            spread = np.stack([c.spread for _, c in cls_of])
+            z = bl.standardize(features[judged], centre, spread)
             det = self._detector(int(rows[judged[0]]))  # one model version per tick in the usual case
             s = det.score_standardized(z)
             h = bl.health_index(z)

@@ -214,9 +214,12 @@ class VirtualNode:
         self.ensure_commissioning()
 
     def death(self, now_ms: int, state: str = "lost") -> Outgoing:
-        """The last will ('lost', registered at connect) or a clean goodbye ('offline')."""
+        """The last will ('lost', registered at connect) or a clean goodbye ('offline'), which says
+        how far this boot's results go (`res_seq`), so a loss at the very end is counted too."""
         body = {"v": PROTOCOL_VERSION, "boot": self.boot, "seq": self._next_status(), "ts": now_ms,
                 "state": state}
+        if state == "offline" and self.result_seq > 0:
+            body["res_seq"] = self.result_seq - 1
         return Outgoing(self.topics["status"], encode("status", body), retain=True)
 
     def _next_status(self) -> int:

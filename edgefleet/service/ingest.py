@@ -91,6 +91,8 @@ def decode_into(batch: IngestBatch, msg: Inbound, max_payload: int = protocol.MA
                 caps=tuple(b["caps"]) if "caps" in b else None, site=b.get("site"), line=b.get("line"),
                 tags=tuple(b["tags"]) if "tags" in b else None, comm=b.get("comm")))
             batch.events.append(Event(m.device, int(b["ts"]), m.kind, b))
+            if "res_seq" in b:  # how far this boot's results go: a loss at the end shows too
+                batch.seq_marks.append((m.device, b["boot"], int(b["res_seq"]), int(b["ts"])))
         else:  # ota/state, debug: kept as device events
             batch.events.append(Event(m.device, int(m.body["ts"]), m.kind, m.body))
         return None

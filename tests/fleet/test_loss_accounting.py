@@ -103,3 +103,25 @@ def test_a_device_that_keeps_losing_raises_a_data_loss_alarm_which_clears_when_i
     series = store.loss_series(T0)
     assert {d for _, d, *_ in series} == {"lossy"} and series[0][2] == 20
     store.close()
+
+
+def test_a_clean_goodbye_reveals_a_loss_at_the_very_end(tmp_path):
+    """Results lost after the last one that arrived leave no hole; the node's offline status says
+    how far its results went (`res_seq`), which opens one. A lying huge mark is a counted jump."""
+    import json as _json
+
+    from edgefleet.service.ingest import Inbound, decode_into
+
+    store = SQLiteStore(tmp_path / "s.db")
+    write(store, recs("d", "b0000001", range(10)))
+    batch = IngestBatch(ingest_ts=T0 + 20_000)
+    bye = {"v": 1, "boot": "b0000001", "seq": 1, "ts": T0 + 20_000, "state": "offline", "res_seq": 14}
+    assert decode_into(batch, Inbound("ef/v1/d/status", _json.dumps(bye).encode(), 1, 1, 0, T0 + 20_000)) is None
+    liar = {"v": 1, "boot": "b0000002", "seq": 0, "ts": T0 + 20_000, "state": "offline", "res_seq": 4_000_000_000}
+    assert decode_into(batch, Inbound("ef/v1/e/status", _json.dumps(liar).encode(), 1, 2, 0, T0 + 20_000)) is None
+    store.write_batch(batch)
+    loss = store.loss(T0 + 20_000 + SETTLE_MS + 1)
+    assert loss["devices"]["d"]["missing"] == 5 and loss["seq_jumps"] == 1  # 10..14
+    write(store, recs("d", "b0000001", [12]), at=T0 + 30_000)  # one of them arrives late after all
+    assert store.loss(T0 + 30_000 + SETTLE_MS + 1)["devices"]["d"]["missing"] == 4
+    store.close()

@@ -103,6 +103,7 @@ class IngestBatch:
     devices: list[DeviceUpdate] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    seq_marks: list[tuple[str, str, int, int]] = field(default_factory=list)  # device, boot, res_seq, ts
 
 
 @dataclass(frozen=True)

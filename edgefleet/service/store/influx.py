@@ -111,7 +111,7 @@ class InfluxStore(SQLiteStore):
 
     def write_batch(self, batch: IngestBatch) -> BatchOutcome:
         with self._tx() as db:
-            outcome = self._insert_results(db, batch.results, batch.ingest_ts)
+            outcome = self._insert_results(db, batch.results, batch.ingest_ts, batch.seq_marks)
             self._write_points(outcome.new)
             self._registry(db, batch, outcome)
         return outcome

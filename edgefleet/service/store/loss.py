@@ -44,8 +44,10 @@ class LossUpdate:
 
 
 def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str, str], BootState],
-            holes: dict[tuple[str, str], list[tuple[int, int]]]) -> LossUpdate:
-    """Fold new results (device, boot, seq, ts, dropped) into the boot states and holes known so far.
+            holes: dict[tuple[str, str], list[tuple[int, int]]],
+            marks: list[tuple[str, str, int, int]] = ()) -> LossUpdate:
+    """Fold new results (device, boot, seq, ts, dropped), and the last sequence numbers nodes said
+    they reached (`marks`: device, boot, seq, ts), into the boot states and holes known so far.
 
     `boots` and `holes` hold the current state of every (device, boot) in the batch (missing keys:
     a new boot); both are updated in place and the changes returned for the store to write."""
@@ -87,6 +89,17 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
                     upd.filled.append((*key, lo, hi, pieces))
                     break
         upd.boots[key] = st
+    for device, boot, seq, ts in marks:  # "my results go up to seq": what never came is a hole too
+        key = (device, boot)
+        st = boots.setdefault(key, BootState(first_ts=ts, last_ts=ts))
+        if seq > st.max_seq:
+            if seq - st.max_seq > MAX_JUMP:
+                st.jumps += 1
+            else:
+                holes.setdefault(key, []).append((st.max_seq + 1, seq))
+                upd.opened.append((*key, st.max_seq + 1, seq))
+            st.max_seq = seq
+            upd.boots[key] = st
     return upd
 
 

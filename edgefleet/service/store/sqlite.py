@@ -197,7 +197,7 @@ class SQLiteStore:
 
     def write_batch(self, batch: IngestBatch) -> BatchOutcome:
         with self._tx() as db:
-            outcome = self._insert_results(db, batch.results, batch.ingest_ts)
+            outcome = self._insert_results(db, batch.results, batch.ingest_ts, batch.seq_marks)
             self._registry(db, batch, outcome)
         return outcome
 
@@ -209,16 +209,20 @@ class SQLiteStore:
         with self._tx() as db:
             self._registry(db, batch, outcome)
 
-    def _insert_results(self, db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
+    def _insert_results(self, db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int,
+                        marks: list[tuple[str, str, int, int]] = ()) -> BatchOutcome:
         outcome = SQLiteStore._insert_plain(db, results, ingest_ts)
         SQLiteStore._insert_shadows(db, outcome.new)
         if self.account_loss:
-            self._account(db, outcome.new, ingest_ts)
+            self._account(db, outcome.new, ingest_ts, list(marks))
         return outcome
 
-    def _account(self, db: sqlite3.Connection, new: list[ResultRecord], ingest_ts: int) -> None:
-        """Loss accounting for the new results (edgefleet/service/store/loss.py), in the same commit."""
-        if not new:
+    def _account(self, db: sqlite3.Connection, new: list[ResultRecord], ingest_ts: int,
+                 marks: list[tuple[str, str, int, int]] | None = None) -> None:
+        """Loss accounting for the new results and the nodes' sequence marks (store/loss.py), in the
+        same commit."""
+        marks = marks or []
+        if not new and not marks:
             return
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version or len(self._boots) > 200_000:
@@ -226,6 +230,8 @@ class SQLiteStore:
             self._holes.clear()
             self._data_version = version
         span: dict[tuple[str, str], list[int]] = {}  # key -> [lowest, highest, count]
+        for d, b, seq, _ in marks:  # a mark may open a hole: treat it as out of the ordinary
+            span[(d, b)] = [-2, seq, 0]
         for r in new:
             e = span.get((r.device, r.boot))
             if e is None:
@@ -248,7 +254,7 @@ class SQLiteStore:
         for d, b in odd:
             holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
                 "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
-        upd = account([(r.device, r.boot, r.seq, r.ts, r.dropped) for r in new], boots, holes)
+        upd = account([(r.device, r.boot, r.seq, r.ts, r.dropped) for r in new], boots, holes, marks)
         db.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (?,?,?,?,?)",
                        [(d, b, lo, hi, ingest_ts) for d, b, lo, hi in upd.opened])
         for d, b, lo, hi, pieces in upd.filled:

@@ -169,3 +169,22 @@ def test_speed_classes_at_different_levels_are_not_a_trend_but_a_rise_within_the
     pooled = fit_log_trend(ts, [(0.15, 0.25, 0.45)[(i // 40) % 3] for i in range(120)])
     assert pooled.slope_per_s > 0 and pooled.t_stat > 4  # what a fit across classes would have said
     assert run(0.02).state == "degrading"  # a real rise, inside each class, is still seen
+
+
+def test_a_flapping_machine_is_one_alarm_reopened_with_a_count(tmp_path):
+    """Raised, cleared and raised again within the hold-off: the same alarm, not a new one to
+    acknowledge; after the hold-off a new alarm."""
+    from edgefleet.service.alarms import AlarmChange
+    from edgefleet.service.store import SQLiteStore
+    from edgefleet.service.store.sqlite import ALARM_HOLD_OFF_MS
+
+    store = SQLiteStore(tmp_path / "s.db")
+    ch = lambda op, ts: AlarmChange(op, "fan-1", ts, "warning", 2.0, 1.0, 2.0)  # noqa: E731
+    t = 1_800_000_000_000
+    for k in range(3):
+        store.apply_alarm_changes([ch("raise", t + k * 60_000), ch("clear", t + k * 60_000 + 30_000)], [])
+    alarms = store.alarms()
+    assert len(alarms) == 1 and alarms[0].reopened == 2 and not alarms[0].active
+    store.apply_alarm_changes([ch("raise", t + 3 * 60_000 + ALARM_HOLD_OFF_MS)], [])
+    assert len(store.alarms()) == 2 and len(store.alarms(active=True)) == 1
+    store.close()

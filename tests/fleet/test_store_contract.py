@@ -150,8 +150,13 @@ def test_alarm_lifecycle_filters_and_ack(store: Store) -> None:
     assert store.active_alarm("a") is None
     cleared = store.alarms(active=False)
     assert len(cleared) == 1 and cleared[0].cleared_ts == T0 + 20 and cleared[0].acked_by == "olga"
-    # after clearing, a new alarm can be raised on the same device
+    # raised again soon after clearing: the same alarm reopens, counted (no flapping alarms)
     store.apply_alarm_changes([AlarmChange("raise", "a", T0 + 30, "warning", 0.06, 0.05, 0.06)], [])
+    (again,) = store.alarms(device="a")
+    assert again.active and again.reopened == 1 and again.acked_by == "olga"
+    # after the hold-off, a new alarm is raised on the same device
+    store.apply_alarm_changes([AlarmChange("clear", "a", T0 + 40, "warning", 0.01, 0.05, 0.06),
+                               AlarmChange("raise", "a", T0 + 40 + 11 * 60_000, "warning", 0.06, 0.05, 0.06)], [])
     assert len(store.alarms(device="a")) == 2
     c = store.counts()
     assert (c.alarms, c.active_alarms) == (3, 2)

@@ -160,6 +160,7 @@ class Alarm:
     acked_ts: int | None
     acked_by: str | None
     note: str
+    reopened: int = 0  # raised again within the hold-off after clearing: the same alarm, counted
 
     @property
     def active(self) -> bool:

@@ -66,7 +66,7 @@ CREATE INDEX IF NOT EXISTS devices_site ON devices(site);
 CREATE TABLE IF NOT EXISTS alarms(
   id INTEGER PRIMARY KEY, device TEXT NOT NULL, raised_ts INTEGER NOT NULL, cleared_ts INTEGER,
   severity TEXT NOT NULL, score REAL NOT NULL, peak_score REAL NOT NULL, thr REAL NOT NULL,
-  acked_ts INTEGER, acked_by TEXT, note TEXT NOT NULL DEFAULT '');
+  acked_ts INTEGER, acked_by TEXT, note TEXT NOT NULL DEFAULT '', reopened INTEGER NOT NULL DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(device) WHERE cleared_ts IS NULL;
 CREATE INDEX IF NOT EXISTS alarms_raised ON alarms(raised_ts);
 CREATE TABLE IF NOT EXISTS events(
@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS seq_gaps(
   PRIMARY KEY(device, boot, lo)) WITHOUT ROWID;
 """
 
+ALARM_HOLD_OFF_MS = 10 * 60 * 1000  # a re-raise this soon after a clear reopens the same alarm
 _INSERT_RESULT = ("INSERT OR IGNORE INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts,"
                   " state, hi, cls, hi_thr) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _BASE_COLS = "device, boot, seq, ts, model, score, thr, anom, inf_us"
@@ -108,7 +109,8 @@ _MIGRATIONS = {
     2: ["ALTER TABLE results ADD COLUMN state TEXT NOT NULL DEFAULT ''", "ALTER TABLE results ADD COLUMN hi REAL",
         "ALTER TABLE results ADD COLUMN cls INTEGER", "ALTER TABLE results ADD COLUMN hi_thr REAL",
         "ALTER TABLE devices ADD COLUMN comm TEXT"],
-    3: [],  # boots and seq_gaps: new tables, created by the schema script (results before it are not accounted)
+    3: ["ALTER TABLE alarms ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0"],  # + boots, seq_gaps,
+    # loss_samples, loss_alarms: new tables, created by the schema script (older results are not accounted)
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -165,6 +167,10 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for sql in _MIGRATIONS[target]:
+                    table = sql.split()[2] if sql.startswith("ALTER TABLE") else None
+                    if table and not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                                      (table,)).fetchone():
+                        continue  # not there yet: the schema script creates it whole
                     self._db.execute(sql)
                 self._db.execute(f"PRAGMA user_version={target}")
             except BaseException:
@@ -418,8 +424,17 @@ class SQLiteStore:
         with self._tx() as db:
             for c in changes:
                 if c.op == "raise":
-                    db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
-                               " VALUES (?,?,?,?,?,?)", (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
+                    # a machine that clears and raises again within the hold-off is one alarm that flaps,
+                    # not a new one to acknowledge each time: reopen it and count
+                    last = db.execute("SELECT id FROM alarms WHERE device = ? AND cleared_ts IS NOT NULL"
+                                      " AND cleared_ts >= ? ORDER BY cleared_ts DESC LIMIT 1",
+                                      (c.device, c.ts - ALARM_HOLD_OFF_MS)).fetchone()
+                    if last is not None:
+                        db.execute("UPDATE alarms SET cleared_ts = NULL, reopened = reopened + 1, severity = ?,"
+                                   " peak_score = max(peak_score, ?) WHERE id = ?", (c.severity, c.peak_score, last[0]))
+                    else:
+                        db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
+                                   " VALUES (?,?,?,?,?,?)", (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
                 elif c.op == "update":
                     db.execute("UPDATE alarms SET severity = ?, peak_score = max(peak_score, ?)"
                                " WHERE device = ? AND cleared_ts IS NULL", (c.severity, c.peak_score, c.device))
@@ -581,7 +596,7 @@ class SQLiteStore:
             where.append("(a.raised_ts >= ? OR a.cleared_ts IS NULL)")
             args.append(since_ms)
         sql = ("SELECT a.id, a.device, d.site, d.line, a.raised_ts, a.cleared_ts, a.severity, a.score,"
-               " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note FROM alarms a"
+               " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note, a.reopened FROM alarms a"
                " LEFT JOIN devices d ON d.device = a.device")
         if where:
             sql += " WHERE " + " AND ".join(where)

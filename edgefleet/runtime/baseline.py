@@ -403,9 +403,8 @@ def score_windows(baseline: Baseline, features: np.ndarray, rpms: np.ndarray | N
     f = np.asarray(features, np.float32)
     m = f.shape[0]
     r = np.zeros(m) if rpms is None else np.asarray(rpms, np.float64)
-    cls = np.array([baseline.class_for(float(x)) if x > 0 else baseline.class_for(None) for x in r]
-                   if r.size else [], dtype=object)
-    cls = np.array([-1 if c is None else int(c) for c in cls], np.int64)
+    classes = (baseline.class_for(float(x)) for x in r)  # class_for treats rpm <= 0 / NaN as unknown
+    cls = np.array([-1 if c is None else c for c in classes], np.int64)
     out_s = np.full(m, np.nan, np.float32)
     out_h = np.full(m, np.nan, np.float32)
     anom = np.zeros(m, bool)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from dashboards.sample_fleet import SampleFleet, populate
 from edgefleet.runtime import keys
@@ -19,6 +20,7 @@ from edgefleet.service.store import SQLiteStore, open_store
 from edgefleet.toolchain.model_folder import ModelFolder
 
 ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboards" / "app.py")
 MODEL = ROOT / "edgefleet" / "models" / "cwru-de-12k"
 
 
@@ -54,3 +56,19 @@ def publish_shipped_model(reg: OtaRegistry) -> int:
     entry = reg.publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
                         keys.load_public(ROOT / "edgefleet" / "models" / "dev-signing.pub"))
     return entry.version
+
+
+def open_page(monkeypatch, db: Path, page: str | None = None, **query: str) -> AppTest:
+    monkeypatch.setenv("EDGEFLEET_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    if page is not None:
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}

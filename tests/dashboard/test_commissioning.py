@@ -22,9 +22,8 @@ from edgefleet.protocol import ResultRecord
 from edgefleet.service.ota.registry import OtaRegistry
 from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore, open_store
 
-from .conftest import ROOT, chart_data
+from .conftest import chart_data, metrics, open_page
 
-APP = str(ROOT / "dashboards" / "app.py")
 LEARNED = int(datetime(2026, 11, 20, 8, 30, tzinfo=UTC).timestamp() * 1000)
 CLASSES = [{"rpm": [1140.0, 1260.0], "n": 64, "thr": 2.31, "hi_thr": 1.62},
            {"rpm": [1425.0, 1575.0], "n": 64, "thr": 2.667, "hi_thr": 1.71},
@@ -83,21 +82,6 @@ def comm_db(tmp_path: Path) -> Iterator[CommDB]:
     store.write_batch(IngestBatch(now, len(results) // 10, results))
     yield CommDB(path, store, now)
     store.close()
-
-
-def open_page(monkeypatch, db: Path, page: str, **query: str) -> AppTest:
-    monkeypatch.setenv("EDGEFLEET_DB", str(db))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.run()
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def frame_with(frames: list[pd.DataFrame], column: str) -> pd.DataFrame:

@@ -23,9 +23,8 @@ from edgefleet.service.ota.manager import OtaManager
 from edgefleet.service.ota.registry import Campaign, OtaRegistry
 from edgefleet.service.store import IngestBatch, SQLiteStore, open_store
 
-from .conftest import ROOT, publish_shipped_model
+from .conftest import APP, publish_shipped_model
 
-APP = str(ROOT / "dashboards" / "app.py")
 OLD = 0  # the model every device ran before the campaign
 N = 40  # windows per device and phase
 # Rollout order; stage 1 (80%) covers the first four. Anomalous windows of N: before the offer

@@ -17,9 +17,8 @@ from edgefleet.service.ota.registry import OtaRegistry
 from edgefleet.service.store import DeviceUpdate, IngestBatch, open_store
 from edgefleet.toolchain.model_folder import ModelFolder
 
-from .conftest import MODEL, ROOT, publish_shipped_model
+from .conftest import APP, MODEL, publish_shipped_model
 
-APP = str(ROOT / "dashboards" / "app.py")
 PAGE = ui.PAGE_MODELS
 DEVICES = [f"n-{i:02d}" for i in range(6)]
 STATES = {"n-00": "confirmed", "n-01": "confirmed", "n-02": "trial", "n-03": "downloading", "n-04": "failed"}  # n-05 pending

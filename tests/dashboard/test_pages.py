@@ -6,33 +6,15 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dashboards import ui
 from dashboards.loaders.fleet import STATE_COLOURS
 from edgefleet.service.alarms import AlarmTracker
 from edgefleet.service.store import IngestBatch
 
-from .conftest import chart_data
+from .conftest import chart_data, metrics, open_page
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
 RED = STATE_COLOURS["alarm"]
-
-
-def open_page(monkeypatch, db: Path, page: str | None = None, **query: str) -> AppTest:
-    monkeypatch.setenv("EDGEFLEET_DB", str(db))
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.run()
-    if page is not None:
-        for k, v in query.items():
-            at.query_params[k] = v
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def test_fleet_overview_counts_and_red_alarm_tiles(monkeypatch, fleet_db) -> None:

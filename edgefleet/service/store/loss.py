@@ -103,8 +103,4 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
     return upd
 
 
-def hole_size(lo: int, hi: int) -> int:
-    return hi - lo + 1
-
-
-__all__ = ["BootState", "LossUpdate", "MAX_JUMP", "SETTLE_MS", "account", "hole_size"]
+__all__ = ["BootState", "LossUpdate", "MAX_JUMP", "SETTLE_MS", "account"]

@@ -284,7 +284,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = args.artifact / ARTIFACT if args.artifact.is_dir() else args.artifact
     art = load_artifact(path)
     try:
+        with open(args.input, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":  # else numpy's error advises unpickling the file
+                raise DataError(f"{args.input} is not a .npy file (write one with numpy.save)")
         x = np.load(args.input, allow_pickle=False)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"cannot read {args.input} as .npy: {exc}") from exc
     if x.dtype != np.int8:

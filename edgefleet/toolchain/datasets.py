@@ -31,11 +31,28 @@ class Recording:
         return self.label == NORMAL
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """np.load for a `.npz`, once the file is known to be one: numpy's own error for any other
+    file speaks of pickled data and `allow_pickle`, which is the wrong advice for a recording."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError as exc:
+        raise DataError(f"{path.name}: not a readable .npz recording ({exc.strerror})") from exc
+    if head != ZIP_MAGIC:
+        raise DataError(f"{path.name}: not a readable .npz recording "
+                        "(a .npz is a zip of NumPy arrays, as numpy.savez writes; this file is not one)")
+    return np.load(path, allow_pickle=False)
+
+
 def load_recording(path: str | Path) -> Recording:
     """One `.npz` recording; a DataError names the file and the problem."""
     p = Path(path)
     try:
-        with np.load(p, allow_pickle=False) as z:
+        with open_npz(p) as z:
             keys = set(z.files)
             missing = {"signal", "fs", "label"} - keys
             if missing:
@@ -62,7 +79,8 @@ def load_recording(path: str | Path) -> Recording:
 def load_folder(folder: str | Path) -> list[Recording]:
     d = Path(folder)
     if not d.is_dir():
-        raise DataError(f"data folder {d} does not exist")
+        what = "is a file, not a folder of .npz recordings" if d.is_file() else "does not exist"
+        raise DataError(f"data folder {d} {what}")
     files = sorted(d.glob("*.npz"))
     if not files:
         raise DataError(f"no .npz recordings in {d}")

@@ -27,6 +27,7 @@ from edgefleet.protocol import ResultRecord
 from edgefleet.runtime import baseline as bl
 from edgefleet.runtime.engine import Detector
 from edgefleet.runtime.features import FeatureParams, frame, plan
+from edgefleet.toolchain.datasets import open_npz
 
 CLIP_SHARE = 0.01  # a window with this share of samples at its extreme value is clipped
 GAP_FACTOR = 3.0  # snapshot intervals longer than this times the median are gaps
@@ -52,7 +53,7 @@ def _count(issues: dict[str, int], what: str, n: int = 1) -> None:
 def load_replay(path: Path, params: FeatureParams) -> ReplayInput:
     """One `.npz` in the replay format, cut into the model's windows; DataError says what is wrong."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path) as z:
             keys = set(z.files)
             if "fs" not in keys or not ({"signal"} <= keys or {"snaps", "t_s"} <= keys):
                 raise DataError(f"{path.name}: needs fs and either signal, or snaps and t_s")

@@ -78,6 +78,7 @@ def test_keys_verify_the_trained_manifest(model_dir):
 
 @pytest.mark.parametrize("problem, message", [
     ("nan", "NaN"), ("short", "fewer than one"), ("rate", "Nyquist"), ("nolabel", "missing keys"),
+    ("csv", "not a readable .npz recording (a .npz is a zip"),
 ])
 def test_bad_recordings_get_clear_errors(tmp_path, problem, message):
     rng = np.random.default_rng(0)
@@ -92,6 +93,8 @@ def test_bad_recordings_get_clear_errors(tmp_path, problem, message):
     d.mkdir()
     extra = {} if problem == "nolabel" else {"label": "normal"}
     np.savez(d / "rec.npz", signal=sig, fs=fs, **extra)
+    if problem == "csv":  # a text export saved under the .npz name
+        (d / "rec.npz").write_text("t,accel\n0,0.1\n")
     proc = run("model", "train", "--data", d, "--out", tmp_path / "m", "--epochs", "1", check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -102,6 +105,10 @@ def test_run_rejects_float_input_and_corrupt_artifact(model_dir, tmp_path):
     proc = run("model", "run", model_dir, "--input", tmp_path / "f.npy", "--output", tmp_path / "o.npy",
                check=False)
     assert proc.returncode == 2 and "int8" in proc.stderr
+    (tmp_path / "t.npy").write_text("0,1,2\n")  # text under the .npy name: no advice to unpickle it
+    proc = run("model", "run", model_dir, "--input", tmp_path / "t.npy", "--output", tmp_path / "o.npy",
+               check=False)
+    assert proc.returncode == 2 and "is not a .npy file" in proc.stderr and "pickle" not in proc.stderr
     bad = bytearray((model_dir / "model.efm").read_bytes())
     bad[200] ^= 0xFF
     (tmp_path / "bad.efm").write_bytes(bytes(bad))

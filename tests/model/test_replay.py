@@ -61,3 +61,10 @@ def test_bad_recordings_are_refused_with_a_reason(tmp_path, content, message):
         assert proc.returncode == 0 and "not commissioned" in proc.stdout
         return
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_file_that_is_not_a_npz_is_refused_without_pickle_advice(tmp_path):
+    (tmp_path / "log.npz").write_text("time,accel\n0,0.1\n")  # a CSV under the wrong name
+    proc = replay("--data", str(tmp_path / "log.npz"))
+    assert proc.returncode == 2 and "log.npz: not a readable .npz recording" in proc.stderr
+    assert "pickle" not in proc.stderr and "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgefleet.commands.fleet_db import require_db
 from edgefleet.errors import EdgefleetError
 
 
@@ -48,9 +49,7 @@ def cmd_commission(args: argparse.Namespace) -> int:
     if bool(args.device) == bool(args.target):
         raise EdgefleetError("name one device or a --target (all, site=S, line=L, tag=T)")
     body = command_body(windows=args.windows, rpm=args.rpm_class, end=args.end)
-    if not args.db.is_file():
-        raise EdgefleetError(f"no fleet database at {args.db} (run `edgefleet serve --db {args.db}`, or pass --db)")
-    store = open_store(str(args.db))
+    store = open_store(str(require_db(args.db)))
     try:
         if args.device:
             if store.device(args.device) is None:

@@ -9,10 +9,10 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from pathlib import Path
 
-from edgefleet.service.config import load_settings
+from edgefleet.commands.fleet_db import require_db
 from edgefleet.errors import EdgefleetError
+from edgefleet.service.config import load_settings
 
 log = logging.getLogger("edgefleet.fleet")
 
@@ -117,9 +117,7 @@ def wait_for_signal() -> None:
 def stats_dict(db: str, device: str | None = None) -> dict:
     from edgefleet.service.store import open_store
 
-    if not Path(db).exists():
-        raise EdgefleetError(f"no store at {db} (run `edgefleet serve --db {db}` first)")
-    store = open_store(db)
+    store = open_store(str(require_db(db)))
     try:
         out = asdict(store.counts())
         now = int(time.time() * 1000)

@@ -155,6 +155,10 @@ def test_commission_command_reaches_a_simulated_node_through_serve(own_broker, i
         bad = subprocess.run([sys.executable, "-m", "edgefleet", "commission", "cm-9999", "--db", db],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "never reported" in bad.stderr and "Traceback" not in bad.stderr
+        typo = tmp_path / "flet.db"  # a mistyped --db is refused, not created empty
+        bad = subprocess.run([sys.executable, "-m", "edgefleet", "commission", "cm-0001", "--db", typo],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and f"no store at {typo}" in bad.stderr and not typo.exists()
     finally:
         mgr.stop()
         fleet.stop()

@@ -158,7 +158,7 @@ class Fleet:
             node.commission_windows = self.opts.commission_windows
             node.score_fn = lambda z, r=len(self.links): self._detector(r).score_standardized(z)
             node.baseline_model = artifact.model_version
-            node.set_model_front_end(bl.frontend_crc(params), params.n_bands)
+            node.set_model_front_end(bl.frontend_crc(params), params.n_features)
             self.links.append(NodeLink(node))
         n_sh = max(1, min(self.opts.shards, len(self.links)))
         self.shard_of = np.arange(len(self.links)) % n_sh
@@ -339,7 +339,7 @@ class Fleet:
         needs its own score thresholds: re-derived from the commissioning rows the node kept."""
         det = self._detector(r)
         params = det.artifact.features.params  # type: ignore[union-attr]
-        node.set_model_front_end(bl.frontend_crc(params), params.n_bands)
+        node.set_model_front_end(bl.frontend_crc(params), params.n_features)
         if node.baseline is None or not node.baseline_rows:
             return None  # another front end, or nothing kept: set_model_front_end re-commissions
         node.baseline = bl.Baseline(node.baseline.frontend_crc, node.baseline.learned_ms, tuple(

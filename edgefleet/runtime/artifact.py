@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefleet.errors import ArtifactError
-from edgefleet.runtime.features import FeatureParams
+from edgefleet.runtime.features import FeatureParams, LowFreqParams
 
 MAGIC = b"EFAM"
 FORMAT_VERSION = 1
@@ -24,6 +24,8 @@ LAYER = struct.Struct("<HHBBHiiiiIIIII")  # 44 bytes
 SCORING = struct.Struct("<HHf")  # 8 bytes
 FEATURES_HEAD = struct.Struct("<HHff")  # 12 bytes, then float arrays
 FEATURE_KIND_LOG_BAND_POWER = 1
+FEATURE_KIND_V2 = 2  # + low-frequency stream, velocity, kurtosis, crest (docs/features.md, v2)
+LOW_FREQ = struct.Struct("<HHHHfffffff")  # 36 bytes after the HF edges, then LF edges
 RULE_MSE = 1
 ACTIVATIONS = {0: "none", 1: "relu", 2: "relu6", 3: "relu_n1_to_1"}
 MAX_TOTAL_SIZE = 16 * 1024 * 1024
@@ -82,8 +84,8 @@ class Layer:
 @dataclass
 class FeatureSection:
     params: FeatureParams
-    mean: np.ndarray  # float32 [n_bands]
-    inv_std: np.ndarray  # float32 [n_bands]
+    mean: np.ndarray  # float32 [n_features]
+    inv_std: np.ndarray  # float32 [n_features]
 
 
 @dataclass
@@ -167,14 +169,18 @@ def _serialize(a: Artifact) -> bytes:
     features_off = 0
     if a.features is not None:
         fs = a.features
-        nb = fs.params.n_bands
-        if nb != a.n_inputs:
-            raise ArtifactError(f"{nb} feature bands but the model has {a.n_inputs} inputs")
-        blob = FEATURES_HEAD.pack(FEATURE_KIND_LOG_BAND_POWER, nb, fs.params.window_s,
-                                  fs.params.log_floor)
+        nb, nf, lf = fs.params.n_bands, fs.params.n_features, fs.params.lf
+        if nf != a.n_inputs:
+            raise ArtifactError(f"{nf} features but the model has {a.n_inputs} inputs")
+        kind = FEATURE_KIND_LOG_BAND_POWER if lf is None else FEATURE_KIND_V2
+        blob = FEATURES_HEAD.pack(kind, nb, fs.params.window_s, fs.params.log_floor)
         blob += np.asarray(fs.params.edges_hz, "<f4").tobytes()
-        blob += np.asarray(fs.mean, "<f4").reshape(nb).tobytes()
-        blob += np.asarray(fs.inv_std, "<f4").reshape(nb).tobytes()
+        if lf is not None:
+            blob += LOW_FREQ.pack(lf.length, lf.settle, lf.n_bands, lf.extras, lf.rate_hz, lf.cut_hz,
+                                  lf.vel_lo_hz, lf.vel_split_hz, lf.vel_hi_hz, lf.speed_min_hz, lf.speed_max_hz)
+            blob += np.asarray(lf.edges_hz, "<f4").tobytes()
+        blob += np.asarray(fs.mean, "<f4").reshape(nf).tobytes()
+        blob += np.asarray(fs.inv_std, "<f4").reshape(nf).tobytes()
         features_off = put(blob)
     layers_off = put(b"\0" * (LAYER.size * len(a.layers)))
     scoring_off = 0
@@ -298,22 +304,41 @@ def _parse(data: bytes) -> Artifact:
     if feat_off:
         span(feat_off, FEATURES_HEAD.size, "features section")
         kind, nb, window_s, log_floor = FEATURES_HEAD.unpack_from(data, feat_off)
-        if kind != FEATURE_KIND_LOG_BAND_POWER:
-            raise ArtifactError(f"unknown feature kind {kind}")
-        if nb != n_in:
-            raise ArtifactError(f"{nb} feature bands but {n_in} model inputs")
-        span(feat_off, FEATURES_HEAD.size + 4 * (3 * nb + 1), "features section")
+        if kind not in (FEATURE_KIND_LOG_BAND_POWER, FEATURE_KIND_V2):
+            raise ArtifactError(f"unknown feature kind {kind} (this edgefleet reads 1 and 2)")
+        span(feat_off, FEATURES_HEAD.size + 4 * (nb + 1), "features section")
         base = feat_off + FEATURES_HEAD.size
         edges = np.frombuffer(data, "<f4", nb + 1, base)
-        mean = np.frombuffer(data, "<f4", nb, base + 4 * (nb + 1))
-        inv_std = np.frombuffer(data, "<f4", nb, base + 4 * (2 * nb + 1))
-        if not (np.isfinite(mean).all() and np.isfinite(inv_std).all()):
-            raise ArtifactError("feature standardization holds NaN or infinity")
+        base += 4 * (nb + 1)
+        lf = None
         try:
+            if kind == FEATURE_KIND_V2:
+                span(base, LOW_FREQ.size, "low-frequency features section")
+                length, settle, n_lf, extras, *floats = LOW_FREQ.unpack_from(data, base)
+                if not all(np.isfinite(floats)):
+                    raise ArtifactError("low-frequency parameters hold NaN or infinity")
+                base += LOW_FREQ.size
+                span(base, 4 * (n_lf + 1), "low-frequency band edges")
+                lf_edges = np.frombuffer(data, "<f4", n_lf + 1, base)
+                base += 4 * (n_lf + 1)
+                rate, cut, v_lo, v_split, v_hi, s_min, s_max = (float(v) for v in floats)
+                lf = LowFreqParams(edges_hz=tuple(float(e) for e in lf_edges), rate_hz=rate, length=length,
+                                   settle=settle, cut_hz=cut, vel_lo_hz=v_lo, vel_split_hz=v_split,
+                                   vel_hi_hz=v_hi, speed_min_hz=s_min, speed_max_hz=s_max, extras=extras)
             params = FeatureParams(window_s=window_s, edges_hz=tuple(float(e) for e in edges),
-                                   log_floor=log_floor)
+                                   log_floor=log_floor, lf=lf)
+        except ArtifactError:
+            raise
         except Exception as exc:
             raise ArtifactError(f"invalid feature parameters: {exc}") from exc
+        nf = params.n_features
+        if nf != n_in:
+            raise ArtifactError(f"{nf} features but {n_in} model inputs")
+        span(base, 8 * nf, "feature standardization")
+        mean = np.frombuffer(data, "<f4", nf, base)
+        inv_std = np.frombuffer(data, "<f4", nf, base + 4 * nf)
+        if not (np.isfinite(mean).all() and np.isfinite(inv_std).all()):
+            raise ArtifactError("feature standardization holds NaN or infinity")
         features = FeatureSection(params=params, mean=mean, inv_std=inv_std)
     scoring = None
     if scoring_off:

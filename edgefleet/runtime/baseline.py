@@ -167,8 +167,14 @@ class Baseline:
 # ---------------------------------------------------------------- pure pieces
 
 def frontend_crc(params: FeatureParams) -> int:
-    """CRC-32 of the front end's parameters as float32 LE: a baseline is valid only for them."""
+    """CRC-32 of the front end's parameters as float32 LE: a baseline is valid only for them.
+
+    v2 appends its low-frequency parameters (docs/baseline.md); a v1 front end keeps its CRC."""
     vals = [params.window_s, params.log_floor, *params.edges_hz]
+    lf = params.lf
+    if lf is not None:
+        vals += [lf.rate_hz, float(lf.length), float(lf.settle), lf.cut_hz, lf.vel_lo_hz, lf.vel_split_hz,
+                 lf.vel_hi_hz, lf.speed_min_hz, lf.speed_max_hz, float(lf.extras), *lf.edges_hz]
     return zlib.crc32(np.asarray(vals, "<f4").tobytes())
 
 

@@ -133,7 +133,7 @@ def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fr
         if not normal:
             per_machine[name] = {"error": "no normal recording to commission from", "windows": 0}
             continue
-        com = bl.Commissioner(params.n_bands, target=target or bl.DEFAULT_WINDOWS)
+        com = bl.Commissioner(params.n_features, target=target or bl.DEFAULT_WINDOWS)
         for r in normal:
             f = detector.features(windows_of(r, params, stop=fraction), r.fs)
             rpm = rpm_of(r)

@@ -139,11 +139,11 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
     alarms, stages (commissioning, healthy, degrading, alarm, critical) and remaining-life
     estimates with their interval."""
     params = detector.artifact.features.params  # type: ignore[union-attr]
-    com: bl.Commissioner | None = bl.Commissioner(params.n_bands, target=commission_windows)
+    com: bl.Commissioner | None = bl.Commissioner(params.n_features, target=commission_windows)
     base: bl.Baseline | None = None
     feats = np.concatenate([detector.features(rec.windows[i:i + batch], rec.fs)
                             for i in range(0, len(rec.windows), batch)]) if len(rec.windows) else \
-        np.empty((0, params.n_bands), np.float32)
+        np.empty((0, params.n_features), np.float32)
     rpm = rec.rpm if rec.rpm is not None else np.zeros(len(feats))
     out: dict = {"recording": rec.name, "machine": rec.machine, "windows": int(len(feats)),
                  "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [], "rul": [],

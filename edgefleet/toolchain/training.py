@@ -16,7 +16,14 @@ import numpy as np
 from edgefleet.runtime.artifact import Artifact, FeatureSection
 from edgefleet.toolchain.datasets import Recording, windows_of
 from edgefleet.errors import DataError
-from edgefleet.runtime.features import FeatureParams, log_band_power
+from edgefleet.runtime.features import (
+    EXTRA_CREST,
+    EXTRA_KURTOSIS,
+    EXTRA_VRMS,
+    FeatureParams,
+    log_band_power,
+    low_freq,
+)
 from edgefleet.toolchain.tflite_import import import_tflite
 
 log = logging.getLogger(__name__)
@@ -42,10 +49,18 @@ class TrainConfig:
     model_version: int = 1
     requant: str = "fp32"
     commission: bool = False  # standardize each machine (and speed class) by its own baseline, as nodes will
+    front_end: int = 1  # feature definition: 1 (bearing bands) or 2 (+ running-speed bands, velocity, shape)
+    lf_bands: int = 16  # v2: low-frequency bands, log-spaced over lf_lo_hz..lf_hi_hz
+    lf_lo_hz: float = 5.0
+    lf_hi_hz: float = 150.0
+    extras: int = EXTRA_VRMS | EXTRA_KURTOSIS | EXTRA_CREST  # v2: which single-number features
 
     def feature_params(self) -> FeatureParams:
+        if self.front_end not in (1, 2):
+            raise DataError(f"feature definition v{self.front_end} does not exist (use 1 or 2)")
+        lf = low_freq(self.lf_bands, self.lf_lo_hz, self.lf_hi_hz, extras=self.extras) if self.front_end == 2 else None
         return FeatureParams.spaced(self.n_bands, self.f_lo_hz, self.f_hi_hz,
-                                    window_s=self.window_s, spacing=self.spacing)
+                                    window_s=self.window_s, spacing=self.spacing, lf=lf)
 
 
 @dataclass
@@ -152,14 +167,14 @@ def train_model(recordings: list[Recording], cfg: TrainConfig, *, progress=None)
     if cfg.commission:
         z_train, z_held = commissioned(train, held, params)
     log.info("training on %d normal windows, %d held out, %d features", len(z_train), len(z_held),
-             params.n_bands)
+             params.n_features)
 
     tf.keras.utils.set_random_seed(cfg.seed)
-    inputs = tf.keras.Input(shape=(params.n_bands,), name="features")
+    inputs = tf.keras.Input(shape=(params.n_features,), name="features")
     x = inputs
     for i, units in enumerate(cfg.hidden):
         x = tf.keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
-    outputs = tf.keras.layers.Dense(params.n_bands, name="reconstruction")(x)
+    outputs = tf.keras.layers.Dense(params.n_features, name="reconstruction")(x)
     model = tf.keras.Model(inputs, outputs)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate), loss="mse")
 

@@ -17,3 +17,11 @@ def trained(cwru_recordings):
     from edgefleet.toolchain.training import TrainConfig, train_model
 
     return train_model(cwru_recordings, TrainConfig(epochs=60))
+
+
+@pytest.fixture(scope="session")
+def trained_v2(cwru_recordings):
+    """The same recipe on feature definition v2 (running-speed bands, velocity, shape)."""
+    from edgefleet.toolchain.training import TrainConfig, train_model
+
+    return train_model(cwru_recordings, TrainConfig(epochs=30, front_end=2))

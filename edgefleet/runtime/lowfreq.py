@@ -1,0 +1,103 @@
+"""The low-frequency stream of feature definition v2 (docs/features.md, "v2").
+
+Running-speed lines (1x, 2x, 3x, sub-harmonics) sit at 5-150 Hz, below the
+bearing bands, and need ~1 Hz resolution: about one second of signal. A node
+cannot keep a second of full-rate samples, so it low-passes each sample as it
+arrives (an 8th-order Butterworth, four biquads) and keeps every D-th output:
+512 floats instead of 12,000-50,000. Pure functions; the C core mirrors them in
+float32 with the same float32 coefficients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import signal
+
+BUTTER_ORDER = 8  # four biquads: ~57 dB at the fold of the top LF band (docs/features.md)
+G_MM_S2 = 9806.65  # 1 g in mm/s^2: velocity in mm/s from acceleration in g
+
+
+def butterworth_lowpass_sos(cut_hz: float, fs: float) -> np.ndarray:
+    """Biquad sections [4, 6] of an 8th-order Butterworth low-pass by the bilinear transform.
+
+    Computed in float64 and rounded to float32, as the firmware stores them; the rows are
+    (b0, b1, b2, 1, a1, a2), each section with unit gain at DC. The formula (prewarped
+    K = tan(pi*fc/fs), pole pair k damping alpha_k = 2 sin((2k-1) pi / 16)) is written
+    out so the C core computes the same numbers; the test compares it with scipy's design.
+    """
+    k = math.tan(math.pi * cut_hz / fs)
+    rows = []
+    for i in range(1, BUTTER_ORDER // 2 + 1):
+        alpha = 2.0 * math.sin((2 * i - 1) * math.pi / (2 * BUTTER_ORDER))
+        norm = 1.0 / (1.0 + alpha * k + k * k)
+        b0 = k * k * norm
+        rows.append((b0, 2.0 * b0, b0, 1.0, 2.0 * (k * k - 1.0) * norm, (1.0 - alpha * k + k * k) * norm))
+    return np.asarray(rows, np.float64).astype(np.float32).astype(np.float64)
+
+
+def decimate_stream(x: np.ndarray, sos: np.ndarray, factor: int, settle: int) -> np.ndarray:
+    """Low-pass each window from zero state, keep every `factor`-th output, drop the first `settle`.
+
+    Output j is the filter output at input index (j+1)*factor - 1: the last sample of each group,
+    the one a streaming node has just received when it stores a decimated value.
+    """
+    y = signal.sosfilt(sos, np.asarray(x, np.float64), axis=-1)
+    return y[..., factor - 1::factor][..., settle:]
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def one_sided_psd(x: np.ndarray, fs: float, nfft: int) -> np.ndarray:
+    """Mean removed, periodic Hann, one-sided PSD in g^2/Hz [..., nfft/2+1] (factor 2 on every bin)."""
+    n = x.shape[-1]
+    w = periodic_hann(n)
+    y = (x - x.mean(axis=-1, keepdims=True)) * w
+    spec = np.fft.rfft(y, n=nfft, axis=-1)
+    return 2.0 * (spec.real**2 + spec.imag**2) / (fs * np.sum(w * w))
+
+
+def velocity_weights(freqs_hz: np.ndarray, lo_hz: float, hi_hz: float) -> np.ndarray:
+    """Per-bin factor turning acceleration PSD (g^2/Hz) into velocity PSD ((mm/s)^2/Hz) on [lo, hi).
+
+    Integration in the frequency domain: |V(f)| = |A(f)| / (2 pi f). Bins outside the band get 0.
+    """
+    f = np.asarray(freqs_hz, np.float64)
+    inside = (f >= lo_hz) & (f < hi_hz)
+    w = np.zeros_like(f)
+    w[inside] = (G_MM_S2 / (2.0 * np.pi * f[inside])) ** 2
+    return w
+
+
+def estimate_speed_hz(psd: np.ndarray, bin_hz: float, k_min: int, k_max: int, k_top: int,
+                      floor: float) -> np.ndarray:
+    """Running speed from the LF spectrum by a harmonic product: the bin k in [k_min, k_max]
+    whose 1x, 2x and 3x neighbourhoods (max of bins hk-1..hk+1 below k_top) have the largest
+    mean log power, refined by a parabola through log power around the 1x peak.
+
+    Returns Hz per window. A strong 2x line (misalignment) does not win alone because 1x and 3x
+    must be there too; a single strong line outside the harmonic series does not win either.
+    """
+    p = np.log10(np.asarray(psd, np.float64) + floor)
+    n_win = p.shape[0]
+    best = np.full(n_win, -np.inf)
+    best_k = np.full(n_win, k_min, np.int64)
+    for k in range(k_min, k_max + 1):
+        terms = [p[:, h * k - 1:h * k + 2].max(axis=1) for h in (1, 2, 3) if h * k + 1 < k_top]
+        if not terms:
+            break
+        score = np.mean(terms, axis=0)
+        better = score > best
+        best[better] = score[better]
+        best_k[better] = k
+    rows = np.arange(n_win)
+    # the 1x peak itself: the largest of k-1..k+1, then a parabola through its neighbours
+    around = np.stack([p[rows, best_k - 1], p[rows, best_k], p[rows, best_k + 1]], axis=1)
+    peak = best_k - 1 + around.argmax(axis=1)
+    left, mid, right = p[rows, peak - 1], p[rows, peak], p[rows, peak + 1]
+    den = left - 2.0 * mid + right
+    delta = np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0)
+    return (peak + np.clip(delta, -0.5, 0.5)) * bin_hz

@@ -8,9 +8,8 @@ whose `comm` object shows its progress, then its learned classes.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from edgefleet.commands.fleet_db import require_db
+from edgefleet.commands.fleet_db import db_arg, db_label, require_db
 from edgefleet.errors import EdgefleetError
 
 
@@ -36,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rpm-class", type=float, metavar="RPM",
                    help="learn only the class around this speed, rev/min (the other classes are kept)")
     p.add_argument("--end", action="store_true", help="end commissioning now with what has been learned")
-    p.add_argument("--db", type=Path, default=Path(default_db()),
-                   help=f"fleet database shared with `edgefleet serve` (default $EDGEFLEET_DB or {default_db()})")
+    p.add_argument("--db", type=db_arg, default=db_arg(default_db()),
+                   help="fleet database shared with `edgefleet serve`: a SQLite file or a postgresql:// URL "
+                        f"(default $EDGEFLEET_DB or {db_label(default_db())})")
     p.set_defaults(func=cmd_commission)
 
 
@@ -53,7 +53,7 @@ def cmd_commission(args: argparse.Namespace) -> int:
     try:
         if args.device:
             if store.device(args.device) is None:
-                raise EdgefleetError(f"device {args.device!r} is not in {args.db} (it has never reported)")
+                raise EdgefleetError(f"device {args.device!r} is not in {db_label(args.db)} (it has never reported)")
             devices = [args.device]
         else:
             devices = target_devices(store, args.target)

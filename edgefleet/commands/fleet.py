@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import asdict
 
-from edgefleet.commands.fleet_db import require_db
+from edgefleet.commands.fleet_db import db_label, require_db
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.config import load_settings
 
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(persistent MQTT v5 session, shared subscription), store them, raise and clear alarms. "
                        "Settings also come from EDGEFLEET_* environment variables (see docs/store.md).")
     p.add_argument("--broker", help="broker URL, e.g. mqtt://127.0.0.1:1883 (EDGEFLEET_BROKER_URL)")
-    p.add_argument("--db", help="SQLite store file (EDGEFLEET_DB), created if missing")
+    p.add_argument("--db", help="store: a SQLite file, created if missing, or postgresql://user:password@host:port/db "
+                                "(schema created or migrated on connect) (EDGEFLEET_DB)")
     p.add_argument("--group", help="shared-subscription group (EDGEFLEET_INGEST_GROUP)")
     p.add_argument("--client-id", help="MQTT client id of this ingest process; keep it stable (EDGEFLEET_INGEST_CLIENT_ID)")
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], help="default auto: 5, or 3.1.1 for amqtt")
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "nodes reported their own rings dropped), `pending_gaps` = younger holes that "
                        "store-and-forward may still fill, `dropped_on_node`, `seq_jumps` (counters that "
                        "jumped by more than 100,000: a broken or hostile node).")
-    p.add_argument("--db", help="SQLite store file (EDGEFLEET_DB)")
+    p.add_argument("--db", help="store: a SQLite file or a postgresql:// URL (EDGEFLEET_DB)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--device", help="loss figures of one device (received, missing, pending, dropped on the node)")
     p.set_defaults(func=cmd_stats)
@@ -62,9 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     influx = {"url": settings.influx_url, "token": settings.influx_token, "org": settings.influx_org,
               "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
+    log.info("store: %s", db_label(settings.db))
     if settings.influx_url:
         log.info("telemetry store: InfluxDB %s bucket %s (registry in %s)", settings.influx_url,
-                 settings.influx_bucket, settings.db)
+                 settings.influx_bucket, db_label(settings.db))
     ota = None
     try:
         removed = store.apply_retention(int(time.time() * 1000))
@@ -103,7 +105,7 @@ def start_ota_manager(settings, store):
     manager.shadow_results = lambda model, since_ms: [  # shadow mode: both models on the same windows
         (r.device, r.anom, bool(r.shadow_anom)) for r in store.shadow_results(model, since_ms=since_ms, limit=SHADOW_LIMIT)]
     manager.start()
-    log.info("OTA manager running (campaigns from %s)", settings.db)
+    log.info("OTA manager running (campaigns from %s)", db_label(settings.db))
     return manager
 
 
@@ -130,7 +132,7 @@ def stats_dict(db: str, device: str | None = None) -> dict:
         out.update(loss)
         if device is not None:
             if store.device(device) is None:
-                raise EdgefleetError(f"device {device!r} is not in {db}")
+                raise EdgefleetError(f"device {device!r} is not in {db_label(db)}")
             out["device"] = {"id": device, **per_device.get(device, {"received": 0, "missing": 0, "pending_gaps": 0,
                                                                       "dropped_on_node": 0, "seq_jumps": 0, "boots": 0})}
         else:

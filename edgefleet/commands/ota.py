@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-
+from edgefleet.commands.fleet_db import db_arg as parse_db
+from edgefleet.commands.fleet_db import db_exists, db_label
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.config import default_db
 
@@ -24,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     os_ = p.add_subparsers(dest="ota_command", metavar="ACTION", required=True)
 
     def db_arg(q):
-        q.add_argument("--db", type=Path, default=Path(default_db()),
-                       help=f"fleet database, shared with `edgefleet serve` (default $EDGEFLEET_DB or {default_db()})")
+        q.add_argument("--db", type=parse_db, default=parse_db(default_db()),
+                       help="fleet database, shared with `edgefleet serve`: a SQLite file or a postgresql:// URL "
+                            f"(default $EDGEFLEET_DB or {db_label(default_db())})")
 
     pub = os_.add_parser("publish", help="verify a model folder's signed manifest and add it to the registry")
     pub.add_argument("model_dir", type=Path)
@@ -75,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ab.set_defaults(func=cmd_abort)
 
 
-def _registry(db: Path):
+def _registry(db: str | Path):
     from edgefleet.service.ota.registry import OtaRegistry
 
     return OtaRegistry(db)
@@ -91,7 +93,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     entry = _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(), pub,
                                        trust_new_key=args.trust_new_key)
     print(f"published {entry.model_id} v{entry.version} ({entry.size} B, sha256 {entry.sha256[:16]}…) "
-          f"to {args.db}; roll it out with `edgefleet ota rollout {entry.version}`")
+          f"to {db_label(args.db)}; roll it out with `edgefleet ota rollout {entry.version}`")
     return 0
 
 
@@ -111,13 +113,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_target_matches(db: Path, target: str) -> None:
+def _check_target_matches(db: str | Path, target: str) -> None:
     """A campaign for a target that names no device would "complete" with nobody updated: refuse it,
     listing what the store knows (nothing to check before any device has reported)."""
     from edgefleet.service.commissioning import target_devices
     from edgefleet.service.store import open_store
 
-    if not Path(db).is_file():
+    if not db_exists(db):
         return
     store = open_store(str(db))
     try:
@@ -130,7 +132,7 @@ def _check_target_matches(db: Path, target: str) -> None:
             sites = sorted({d.site for d in known if d.site})
             lines = sorted({d.line for d in known if d.line})
             tags = sorted({t for d in known for t in d.tags})
-            raise EdgefleetError(f"--target {target} matches none of the {len(known)} devices in {db}; known "
+            raise EdgefleetError(f"--target {target} matches none of the {len(known)} devices in {db_label(db)}; known "
                                  f"sites: {', '.join(sites) or '-'}; lines: {', '.join(lines) or '-'}; "
                                  f"tags: {', '.join(tags) or '-'}") from None
     finally:
@@ -142,7 +144,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.models:
         rows = [vars(m) for m in reg.models()]
         if not rows and not args.json:
-            print(f"no model published in {args.db} yet (edgefleet ota publish MODEL_DIR --db {args.db})")
+            print(f"no model published in {db_label(args.db)} yet (edgefleet ota publish MODEL_DIR --db "
+                  f"{db_label(args.db)})")
             return 0
         if args.json:
             print(json.dumps(rows))

@@ -1,4 +1,5 @@
-"""Fleet suite fixtures: a real Mosquitto for the whole session, ingest services, stores."""
+"""Fleet suite fixtures: a real Mosquitto and a real PostgreSQL for the whole session, ingest
+services, stores."""
 
 from __future__ import annotations
 
@@ -24,6 +25,47 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerHandle
     work = tmp_path_factory.mktemp("mosquitto")
     with start_broker(prefer="mosquitto", workdir=work, log_file=work / "mosquitto.log") as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator:
+    """A real PostgreSQL (tests/pg.py) on a free loopback port, stopped at the end of the session;
+    the PostgreSQL cases skip, saying why, where its binaries are not installed."""
+    from pg import PgServer, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_db(request, tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Factory per backend: open_db(name="s") -> a store; the same name opens the same database again
+    (another connection, as another process would). Every store it opened is closed at the end."""
+    opened: list = []
+    urls: dict[str, str] = {}
+
+    def make(name: str = "s"):
+        if request.param == "sqlite":
+            s = SQLiteStore(tmp_path / f"{name}.db")
+        else:
+            from edgefleet.service.store.postgres import PostgresStore
+
+            if name not in urls:
+                urls[name] = request.getfixturevalue("pg_server").create_db()
+            s = PostgresStore(urls[name])
+        opened.append(s)
+        return s
+
+    make.backend = request.param
+    yield make
+    for s in opened:
+        s.close()
 
 
 @pytest.fixture

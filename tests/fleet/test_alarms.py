@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from edgefleet.protocol import ResultRecord
 from edgefleet.service.alarms import (
     AlarmPolicy,
     AlarmTracker,
@@ -17,7 +18,6 @@ from edgefleet.service.alarms import (
     severity_for,
     time_to_threshold,
 )
-from edgefleet.protocol import ResultRecord
 
 T0 = 1_767_225_600_000
 THR = 0.05
@@ -171,14 +171,13 @@ def test_speed_classes_at_different_levels_are_not_a_trend_but_a_rise_within_the
     assert run(0.02).state == "degrading"  # a real rise, inside each class, is still seen
 
 
-def test_a_flapping_machine_is_one_alarm_reopened_with_a_count(tmp_path):
+def test_a_flapping_machine_is_one_alarm_reopened_with_a_count(open_db):
     """Raised, cleared and raised again within the hold-off: the same alarm, not a new one to
     acknowledge; after the hold-off a new alarm."""
     from edgefleet.service.alarms import AlarmChange
-    from edgefleet.service.store import SQLiteStore
     from edgefleet.service.store.sqlite import ALARM_HOLD_OFF_MS
 
-    store = SQLiteStore(tmp_path / "s.db")
+    store = open_db()
     ch = lambda op, ts: AlarmChange(op, "fan-1", ts, "warning", 2.0, 1.0, 2.0)  # noqa: E731
     t = 1_800_000_000_000
     for k in range(3):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from edgefleet.protocol import ResultRecord
-from edgefleet.service.store import IngestBatch, SQLiteStore
+from edgefleet.service.store import IngestBatch, Store
 from edgefleet.service.store.loss import MAX_JUMP, SETTLE_MS, BootState, account
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ def recs(device: str, boot: str, seqs, dropped: int = 0) -> list[ResultRecord]:
     return [ResultRecord(device, boot, s, T0 + 1000 * s, 1, 0.5, 1.0, False, 5, dropped=dropped) for s in seqs]
 
 
-def write(store: SQLiteStore, results: list[ResultRecord], at: int = T0) -> None:
+def write(store: Store, results: list[ResultRecord], at: int = T0) -> None:
     store.write_batch(IngestBatch(ingest_ts=at, results=results))
 
 
@@ -46,8 +46,8 @@ def test_a_new_boot_starts_from_zero_without_a_false_gap_and_a_huge_jump_is_one_
     assert holes[("d", "new")] == [(3_000_000_001, 3_000_000_000 + MAX_JUMP - 1)]
 
 
-def test_store_counts_missing_pending_and_dropped_apart(tmp_path):
-    store = SQLiteStore(tmp_path / "s.db")
+def test_store_counts_missing_pending_and_dropped_apart(open_db):
+    store = open_db()
     write(store, recs("a", "b1", [0, 1, 2, 5, 6]))  # 3, 4 lost
     write(store, recs("b", "b1", [0, 3, 4], dropped=2))  # 1, 2 dropped by its own ring
     write(store, recs("a", "b1", [4]), at=T0 + 60_000)  # 4 arrives late
@@ -61,9 +61,9 @@ def test_store_counts_missing_pending_and_dropped_apart(tmp_path):
     store.close()
 
 
-def test_stats_cli_reports_loss_overall_and_per_device(tmp_path):
-    db = tmp_path / "s.db"
-    store = SQLiteStore(db)
+def test_stats_cli_reports_loss_overall_and_per_device(open_db):
+    store = open_db()
+    db = getattr(store, "url", None) or store.path  # a file, or a postgresql:// URL
     write(store, recs("pump-1", "b1", [0, 1, 5]))
     store.close()
     run = lambda *a: subprocess.run([sys.executable, "-m", "edgefleet", "stats", "--db", str(db), "--json", *a],  # noqa: E731
@@ -77,10 +77,11 @@ def test_stats_cli_reports_loss_overall_and_per_device(tmp_path):
     assert bad.returncode == 2 and "not in" in bad.stderr
 
 
-def test_two_processes_sharing_the_file_account_as_one(tmp_path):
+def test_two_processes_sharing_the_file_account_as_one(open_db):
     """Ingest processes in a shared group split one device's messages: each store sees the other's
-    commits (PRAGMA data_version) and reloads its bookkeeping, so no false hole stays open."""
-    a, b = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    commits (SQLite: PRAGMA data_version, then it reloads its bookkeeping; PostgreSQL: the boots rows
+    are read and locked in each batch's transaction), so no false hole stays open."""
+    a, b = open_db(), open_db()
     for i in range(0, 40, 4):
         write(a, recs("d", "b1", [i, i + 1]))
         write(b, recs("d", "b1", [i + 2, i + 3]))
@@ -90,8 +91,8 @@ def test_two_processes_sharing_the_file_account_as_one(tmp_path):
     b.close()
 
 
-def test_a_device_that_keeps_losing_raises_a_data_loss_alarm_which_clears_when_it_stops(tmp_path):
-    store = SQLiteStore(tmp_path / "s.db")
+def test_a_device_that_keeps_losing_raises_a_data_loss_alarm_which_clears_when_it_stops(open_db):
+    store = open_db()
     hour, settle = 3_600_000, SETTLE_MS + 1
     write(store, recs("lossy", "b1", [i for i in range(200) if i % 10]))  # 1 in 10 lost: 20 holes
     write(store, recs("fine", "b1", range(200)))
@@ -105,14 +106,14 @@ def test_a_device_that_keeps_losing_raises_a_data_loss_alarm_which_clears_when_i
     store.close()
 
 
-def test_a_clean_goodbye_reveals_a_loss_at_the_very_end(tmp_path):
+def test_a_clean_goodbye_reveals_a_loss_at_the_very_end(open_db):
     """Results lost after the last one that arrived leave no hole; the node's offline status says
     how far its results went (`res_seq`), which opens one. A lying huge mark is a counted jump."""
     import json as _json
 
     from edgefleet.service.ingest import Inbound, decode_into
 
-    store = SQLiteStore(tmp_path / "s.db")
+    store = open_db()
     write(store, recs("d", "b0000001", range(10)))
     batch = IngestBatch(ingest_ts=T0 + 20_000)
     bye = {"v": 1, "boot": "b0000001", "seq": 1, "ts": T0 + 20_000, "state": "offline", "res_seq": 14}

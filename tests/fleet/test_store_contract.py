@@ -1,4 +1,4 @@
-"""The store contract: every backend must pass these (SQLite now; InfluxDB joins via BACKENDS)."""
+"""The store contract: every backend must pass these (SQLite, PostgreSQL; InfluxDB with its URL)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.service.alarms import AlarmChange, DeviceHealth
 from edgefleet.protocol import ResultRecord
+from edgefleet.service.alarms import AlarmChange, DeviceHealth
 from edgefleet.service.store import (
     DeviceUpdate,
     Event,
@@ -22,8 +22,8 @@ from edgefleet.service.store import (
 
 T0 = 1_767_225_600_000
 
-# name -> factory(tmp_path) -> Store. An InfluxDB backend adds an entry (skipped without its URL).
-def _influx(tmp: Path) -> Store:
+# name -> factory(tmp_path, request) -> Store. A backend without its server skips, saying why.
+def _influx(tmp: Path, request) -> Store:
     """A real InfluxDB 2 (EDGEFLEET_INFLUX_URL/TOKEN/ORG), a fresh bucket per test; SQLite registry beside it."""
     import os
     import uuid
@@ -38,15 +38,23 @@ def _influx(tmp: Path) -> Store:
                        bucket=f"contract-{uuid.uuid4().hex[:12]}")
 
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp: SQLiteStore(tmp / "store.db"),
+def _postgres(tmp: Path, request) -> Store:
+    """A real PostgreSQL (the session's server, tests/pg.py), a fresh database per test."""
+    from edgefleet.service.store.postgres import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("pg_server").create_db())
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Store]] = {
+    "sqlite": lambda tmp, request: SQLiteStore(tmp / "store.db"),
     "influxdb": _influx,
+    "postgresql": _postgres,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request, tmp_path: Path) -> Iterator[Store]:
-    s = BACKENDS[request.param](tmp_path)
+    s = BACKENDS[request.param](tmp_path, request)
     yield s
     s.close()
 

@@ -1,4 +1,5 @@
-"""Model registry and rollout campaigns, in SQLite (the same file as the fleet registry).
+"""Model registry and rollout campaigns, in SQLite (the same file as the fleet registry), or in the
+same PostgreSQL database as the store when given a postgresql:// URL (tables from its migrations).
 
 Models are stored with their artifact, signed manifest and card; campaigns with
 their policy, stage and per-device state history. The OTA manager is the only
@@ -13,11 +14,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgefleet.clock import now_ms
+from edgefleet.errors import EdgefleetError
 from edgefleet.runtime import manifest as manifest_mod
 from edgefleet.runtime.artifact import Artifact
 from edgefleet.runtime.keys import key_id
-from edgefleet.clock import now_ms
-from edgefleet.errors import EdgefleetError
 from edgefleet.service.ota.campaign import Policy, Target
 
 SCHEMA = """
@@ -74,6 +75,14 @@ class Campaign:
 
 class OtaRegistry:
     def __init__(self, path: str | Path) -> None:
+        from edgefleet.service.store.url import is_db_url
+
+        if is_db_url(str(path)):  # same SQL through a sqlite3-shaped PostgreSQL connection (store/postgres.py)
+            from edgefleet.service.store.postgres import connect_compat
+
+            self.path = str(path)
+            self.db = connect_compat(self.path)
+            return
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -89,9 +98,9 @@ class OtaRegistry:
     # manager (`edgefleet serve`) publishes it on its next step.
 
     def queue_command(self, device: str, body: dict, note: str = "") -> int:
-        cur = self.db.execute("INSERT INTO device_commands(device, body, created_ms, note) VALUES (?,?,?,?)",
-                              (device, json.dumps(body, separators=(",", ":")), now_ms(), note))
-        return int(cur.lastrowid or 0)
+        row = self.db.execute("INSERT INTO device_commands(device, body, created_ms, note) VALUES (?,?,?,?)"
+                              " RETURNING id", (device, json.dumps(body, separators=(",", ":")), now_ms(), note)).fetchone()
+        return int(row[0])
 
     def pending_commands(self, limit: int = 1000) -> list[tuple[int, str, dict]]:
         rows = self.db.execute("SELECT id, device, body FROM device_commands WHERE sent_ms IS NULL ORDER BY id"
@@ -135,7 +144,7 @@ class OtaRegistry:
         self.db.execute("INSERT INTO ota_settings VALUES ('trusted_key_id', ?) ON CONFLICT(key) DO UPDATE "
                         "SET value = excluded.value", (kid,))
         self.db.execute(
-            "INSERT OR IGNORE INTO ota_models VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO ota_models VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (art.model_version, body["model_id"], now_ms(), artifact_bytes, manifest_bytes, body["sha256"],
              len(artifact_bytes), art.n_inputs, art.n_outputs, json.dumps(card)))
         return self.model(art.model_version)
@@ -206,7 +215,8 @@ class OtaRegistry:
             "INSERT INTO ota_device_state (campaign, device, state, reason, offered_ms, updated_ms, old_model) "
             "VALUES (?,?,?,?,?,?,?) ON CONFLICT(campaign, device) DO UPDATE SET state=excluded.state, "
             "reason=excluded.reason, updated_ms=excluded.updated_ms, "
-            "offered_ms=COALESCE(excluded.offered_ms, offered_ms), old_model=COALESCE(old_model, excluded.old_model)",
+            "offered_ms=COALESCE(excluded.offered_ms, ota_device_state.offered_ms), "
+            "old_model=COALESCE(ota_device_state.old_model, excluded.old_model)",
             (cid, device, state, reason, t if offered else None, t, old_model))
         self.db.execute("INSERT INTO ota_history (campaign, device, ts, state, reason) VALUES (?,?,?,?,?)",
                         (cid, device, t, state, reason))

@@ -12,7 +12,8 @@ from edgefleet import __version__
 from edgefleet.errors import EdgefleetError
 
 # Each module defines `register(subparsers)`; its parsers set `func(args) -> int`.
-COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "commission", "replay", "demo", "bridge", "doctor"]
+COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "commission", "replay", "demo", "bridge", "doctor",
+                   "alarms"]
 
 
 def build_parser() -> argparse.ArgumentParser:

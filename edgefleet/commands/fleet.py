@@ -30,8 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], help="default auto: 5, or 3.1.1 for amqtt")
     p.add_argument("--retention-days", type=float, help="set the store's retention (EDGEFLEET_RETENTION_DAYS)")
     p.add_argument("--role", choices=["all", "ingest", "ota"], default="all",
-                   help="all (default): ingest and the OTA manager; ingest: ingest only (run several "
-                        "with --group to split the load); ota: the OTA manager only (run exactly one)")
+                   help="all (default): ingest, the OTA manager and notifications; ingest: ingest only (run "
+                        "several with --group to split the load); ota: the OTA manager and notifications "
+                        "only (run exactly one)")
+    p.add_argument("--notify-config", metavar="TOML",
+                   help="alarm notification channels and routes (EDGEFLEET_NOTIFY_CONFIG; docs/notifications.md)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", help="print store counts (results, devices, alarms, rejected, lost)",
@@ -59,7 +62,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(broker_url=args.broker, db=args.db, ingest_group=args.group,
                              ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
-                             retention_days=args.retention_days)
+                             retention_days=args.retention_days, notify_config=args.notify_config)
+    notify = None
+    if args.role in ("all", "ota"):  # checked before anything starts: a bad config is one line, exit 2
+        from edgefleet.service.notify import load_notify_config
+
+        notify = load_notify_config(settings.notify_config)
     influx = {"url": settings.influx_url, "token": settings.influx_token, "org": settings.influx_org,
               "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
@@ -67,22 +75,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.influx_url:
         log.info("telemetry store: InfluxDB %s bucket %s (registry in %s)", settings.influx_url,
                  settings.influx_bucket, db_label(settings.db))
-    ota = None
+    ota = notifier = None
     try:
         removed = store.apply_retention(int(time.time() * 1000))
         if removed:
             log.info("retention (%.4g days) removed %d old rows", store.retention_days(), removed)
         if args.role in ("all", "ota"):
             ota = start_ota_manager(settings, store)
+            notifier = start_notifier(notify, store)
         if args.role == "ota":
             wait_for_signal()
         else:
             IngestService(settings, store).run_forever()
     finally:
+        if notifier is not None:
+            notifier.stop()
         if ota is not None:
             ota.stop()
         store.close()
     return 0
+
+
+def start_notifier(config, store):
+    """Alarm notifications beside the OTA manager (one per fleet); None, said once, when none are set up."""
+    if config.enabled and not hasattr(store, "route_events"):
+        raise EdgefleetError("notifications need the SQLite store (its alarm journal and outbox); "
+                             "this store has none yet")
+    if not config.enabled:
+        log.info("notifications: none configured (no channels or routes; --notify-config or "
+                 "EDGEFLEET_NOTIFY_CONFIG, docs/notifications.md): alarms are on the dashboard only")
+        return None
+    from edgefleet.service.notify import Notifier
+
+    notifier = Notifier(store, config)
+    notifier.start()
+    return notifier
 
 
 def start_ota_manager(settings, store):

@@ -59,6 +59,7 @@ class Settings:
     influx_token: str = ""
     influx_org: str = ""
     influx_bucket: str = "edgefleet"
+    notify_config: str = ""  # alarm notifications: a TOML file of channels and routes (docs/notifications.md)
 
     @property
     def broker_host_port(self) -> tuple[str, int]:

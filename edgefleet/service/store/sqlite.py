@@ -19,6 +19,7 @@ from typing import Any
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.store.loss import SETTLE_MS, BootState, account
+from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 from edgefleet.service.store.base import (
     SEVERITY_RANK,
     AlarmChange,
@@ -36,7 +37,8 @@ from edgefleet.service.store.base import (
     SiteHealth,
 )
 
-SCHEMA_VERSION = 3  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
+SCHEMA_VERSION = 4  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
+# 4: alarm journal, shelves and notification outbox (store/outbox.py)
 DEFAULT_RETENTION_DAYS = 30.0
 
 _SCHEMA = """
@@ -111,6 +113,7 @@ _MIGRATIONS = {
         "ALTER TABLE devices ADD COLUMN comm TEXT"],
     3: ["ALTER TABLE alarms ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0"],  # + boots, seq_gaps,
     # loss_samples, loss_alarms: new tables, created by the schema script (older results are not accounted)
+    4: [],  # alarm_events, alarm_shelves, notify_outbox: new tables (store/outbox.py)
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -129,7 +132,7 @@ def _shadow_rec(row: tuple) -> ResultRecord:
                         row[9], row[10], row[11], bool(row[12]))
 
 
-class SQLiteStore:
+class SQLiteStore(NotifyTables):
     """The default store (telemetry and registry in one SQLite file)."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", account_loss: bool = True) -> None:
@@ -153,7 +156,7 @@ class SQLiteStore:
                                  f"({SCHEMA_VERSION}); upgrade edgefleet")
             if 0 < version < SCHEMA_VERSION:
                 self._migrate(version)
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + NOTIFY_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
@@ -296,12 +299,14 @@ class SQLiteStore:
                 lost, sent = e["missing"] - old[1], (e["received"] - old[0]) + (e["missing"] - old[1])
                 rate = lost / sent if sent > 0 else 0.0
                 if d not in active and lost >= min_missing and rate >= min_rate:
-                    db.execute("INSERT INTO loss_alarms(device, raised_ts, missing, rate) VALUES (?,?,?,?)",
-                               (d, now_ms, lost, rate))
+                    cur = db.execute("INSERT INTO loss_alarms(device, raised_ts, missing, rate) VALUES (?,?,?,?)",
+                                     (d, now_ms, lost, rate))
+                    journal(db, now_ms, "data-loss", cur.lastrowid, d, "raised", missing=lost, rate=rate)
                     changes.append(("raise", d))
                 elif d in active and lost <= 0:
-                    db.execute("UPDATE loss_alarms SET cleared_ts = ? WHERE device = ? AND cleared_ts IS NULL",
-                               (now_ms, d))
+                    (aid,), = db.execute("SELECT id FROM loss_alarms WHERE device = ? AND cleared_ts IS NULL", (d,))
+                    db.execute("UPDATE loss_alarms SET cleared_ts = ? WHERE id = ?", (now_ms, aid))
+                    journal(db, now_ms, "data-loss", aid, d, "cleared")
                     changes.append(("clear", d))
             db.execute("DELETE FROM loss_samples WHERE ts < ?", (now_ms - 30 * 86_400_000,))
         return changes
@@ -432,15 +437,25 @@ class SQLiteStore:
                     if last is not None:
                         db.execute("UPDATE alarms SET cleared_ts = NULL, reopened = reopened + 1, severity = ?,"
                                    " peak_score = max(peak_score, ?) WHERE id = ?", (c.severity, c.peak_score, last[0]))
+                        journal(db, c.ts, "health", last[0], c.device, "reopened", c.severity)
                     else:
-                        db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
-                                   " VALUES (?,?,?,?,?,?)", (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
+                        cur = db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
+                                         " VALUES (?,?,?,?,?,?)", (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
+                        if cur.rowcount:
+                            journal(db, c.ts, "health", cur.lastrowid, c.device, "raised", c.severity)
                 elif c.op == "update":
+                    prev = db.execute("SELECT id, severity FROM alarms WHERE device = ? AND cleared_ts IS NULL",
+                                      (c.device,)).fetchone()
                     db.execute("UPDATE alarms SET severity = ?, peak_score = max(peak_score, ?)"
                                " WHERE device = ? AND cleared_ts IS NULL", (c.severity, c.peak_score, c.device))
+                    if prev is not None and prev[1] != c.severity:
+                        journal(db, c.ts, "health", prev[0], c.device, "severity", c.severity, previous=prev[1])
                 elif c.op == "clear":
+                    prev = db.execute("SELECT id FROM alarms WHERE device = ? AND cleared_ts IS NULL", (c.device,)).fetchone()
                     db.execute("UPDATE alarms SET cleared_ts = ?, peak_score = max(peak_score, ?)"
                                " WHERE device = ? AND cleared_ts IS NULL", (c.ts, c.peak_score, c.device))
+                    if prev is not None:
+                        journal(db, c.ts, "health", prev[0], c.device, "cleared", c.severity)
                 else:
                     raise ValueError(f"unknown alarm change {c.op!r}")
             db.executemany("UPDATE devices SET health = ?, ewma_score = ?, slope_per_h = ?, eta_s = ?, health_ts = ?"

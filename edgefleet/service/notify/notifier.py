@@ -1,0 +1,292 @@
+"""The notifier: alarm journal -> routes -> outbox -> channels, one step per `tick`.
+
+1. Route: read the alarm journal (`alarm_events`) after the stored cursor; for each event and each
+   matching route and channel, add one outbox row keyed (event, route, channel) and move the
+   cursor, in one commit per event. A restart continues at the cursor; the key makes a repeat a
+   no-op: each event reaches each route's channel once.
+2. Flapping: a `reopened` event is held (not sent) while this alarm had a raised/reopened
+   notification on this route and channel within `reopen_every_min`; it goes out when that
+   period ends. A `cleared` that follows a held reopen folds both (the operator's last word, that
+   the alarm cleared, was right again). A `cleared` goes only where the alarm was announced.
+3. Escalate: an active health alarm not acknowledged `escalate_after_min` after it was raised
+   (or after its last shelf ended) gets one `escalation` notification per route to the route's
+   `escalate_to` channels.
+4. Deliver: due rows, oldest first; a failure is retried with exponential backoff (a down channel
+   is tried once per tick, its other rows wait) until `give_up_h`, then marked failed. A row is
+   not sent (and marked so) when its alarm is shelved, or, for an escalation, acknowledged or
+   cleared by then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from edgefleet.clock import now_ms
+from edgefleet.service.notify.channels import DeliveryError, send
+from edgefleet.service.notify.config import NotifyConfig, Route
+from edgefleet.service.notify.message import build_body, encode_body
+from edgefleet.service.store.base import SEVERITY_RANK
+from edgefleet.service.store.outbox import AlarmEvent, OutboxRow
+
+log = logging.getLogger("edgefleet.service.notify")
+
+ANNOUNCED = ("pending", "held", "sent", "failed")  # a row the operator was (or will be) told
+
+
+def _rank(sev: str) -> int:
+    return SEVERITY_RANK.get(sev, 0)
+
+
+class Notifier:
+    """Runs `tick()` every `config.poll_s` in a thread (`start`/`stop`), or by hand in tests."""
+
+    def __init__(self, store, config: NotifyConfig, *, clock_ms: Callable[[], int] = now_ms,
+                 sender: Callable = send) -> None:
+        self.store = store
+        self.config = config
+        self.clock_ms = clock_ms
+        self.sender = sender
+        self.sent = self.failed = 0
+        self._down: dict[str, str] = {}  # channel -> the error it last gave
+        self._escalated: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error = ""
+
+    # ---------- lifecycle ----------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+        self._thread.start()
+        chans = ", ".join(f"{c.name} ({c.type} {c.where})" for c in self.config.channels.values())
+        log.info("notifications: %d route(s) to %s; a reopen is notified at most once per %g min",
+                 len(self.config.routes), chans, self.config.reopen_every_min)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+                self._last_error = ""
+            except Exception as exc:  # never stop the service; say it once per distinct error
+                msg = f"{type(exc).__name__}: {exc}"
+                if msg != self._last_error:
+                    log.error("notifier step failed: %s (retrying every %g s)", msg, self.config.poll_s)
+                self._last_error = msg
+            self._stop.wait(self.config.poll_s)
+
+    def tick(self) -> dict[str, int]:
+        """One step: route new journal events, queue escalations, deliver what is due."""
+        now = self.clock_ms()
+        routed = self.route(now)
+        escalated = self.escalate(now)
+        sent, failed = self.deliver(now)
+        return {"routed": routed, "escalated": escalated, "sent": sent, "failed": failed}
+
+    # ---------- matching ----------
+
+    def _alarm(self, kind: str, alarm_id: int) -> tuple[dict, tuple[str, ...]] | None:
+        """The alarm as the message shows it, and its device's tags (None: no such alarm any more)."""
+        if kind == "health":
+            a = self.store.alarm_by_id(alarm_id)
+            if a is None:
+                return None
+            d = {"id": a.id, "device": a.device, "site": a.site, "line": a.line, "severity": a.severity,
+                 "raised_ts": a.raised_ts, "cleared_ts": a.cleared_ts, "acked_ts": a.acked_ts, "acked_by": a.acked_by,
+                 "score": a.score, "peak_score": a.peak_score, "thr": a.thr, "reopened": a.reopened}
+        else:
+            d = self.store.loss_alarm(alarm_id)
+            if d is None:
+                return None
+            d = {**d, "severity": "", "acked_ts": None, "acked_by": None}
+        dev = self.store.device(d["device"])
+        return d, (dev.tags if dev is not None else ())
+
+    @staticmethod
+    def matches(route: Route, kind: str, severity: str, alarm: dict, tags: tuple[str, ...],
+                event: str | None = None) -> bool:
+        if kind not in route.kinds or (event is not None and event not in route.events):
+            return False
+        if route.sites and (alarm.get("site") or "") not in route.sites:
+            return False
+        if route.lines and (alarm.get("line") or "") not in route.lines:
+            return False
+        if route.tags and not set(route.tags) & set(tags):
+            return False
+        return kind != "health" or _rank(severity) >= _rank(route.min_severity)
+
+    def _shelved(self, kind: str, alarm_id: int, now: int) -> bool:
+        return bool(self.store.shelves(kind=kind, alarm_id=alarm_id, active_at=now, limit=1))
+
+    # ---------- 1. route ----------
+
+    def route(self, now: int) -> int:
+        cursor = self.store.notify_cursor()
+        if cursor is None:  # first run on this store: start after what is there (no history flood)
+            cursor = self.store.last_alarm_event_id()
+            self.store.route_events(cursor, [])
+            if cursor:
+                log.info("notifications start after alarm event %d (earlier events are not sent)", cursor)
+        added = 0
+        while True:
+            events = self.store.alarm_events(cursor, 200)
+            if not events:
+                return added
+            for ev in events:
+                added += self.store.route_events(ev.id, self._rows_for(ev, now))
+                cursor = ev.id
+
+    def _rows_for(self, ev: AlarmEvent, now: int) -> list[tuple]:
+        found = self._alarm(ev.kind, ev.alarm_id)
+        if found is None:
+            return []
+        alarm, tags = found
+        if ev.event == "severity" and _rank(ev.severity) <= _rank(ev.detail.get("previous", "")):
+            return []  # a severity going down is not news worth a message
+        alarm = {**alarm, "severity": ev.severity or alarm["severity"]}
+        if ev.event == "raised":  # as it was then: a later clear or reopen has its own event
+            alarm.update(cleared_ts=None, reopened=0)
+        shelved = self._shelved(ev.kind, ev.alarm_id, now)
+        rows = []
+        for route in self.config.routes:
+            if not self.matches(route, ev.kind, ev.severity, alarm, tags, ev.event):
+                continue
+            for ch in route.channels:
+                state, due = self._decide(ev, route.name, ch, now, shelved)
+                if state is None:
+                    continue
+                key = f"{ev.id}:{route.name}:{ch}"
+                body = build_body(key=key, event=ev.event, kind=ev.kind, route=route.name, ts=ev.ts, alarm=alarm,
+                                  dashboard_url=self.config.dashboard_url, detail=ev.detail or None)
+                rows.append((key, ev.id, ev.kind, ev.alarm_id, ev.device, ev.event, route.name, ch, state, now, due,
+                             encode_body(body).decode()))
+        return rows
+
+    def _decide(self, ev: AlarmEvent, route: str, ch: str, now: int, shelved: bool) -> tuple[str | None, int]:
+        """(state, due) of a new row, or (None, 0) for no row."""
+        s = self.store
+        if ev.event == "cleared":
+            held = s.outbox_last(ev.kind, ev.alarm_id, route, ch, events=("reopened",), states=("held",))
+            if held is not None:
+                s.outbox_set_state(held.id, "folded", error="cleared again within the quiet period")
+                return "folded", now
+            told = s.outbox_last(ev.kind, ev.alarm_id, route, ch, states=ANNOUNCED)
+            if told is None or told.event == "cleared":
+                return None, 0  # never announced here (filtered, shelved), or the clear is known already
+        if shelved:
+            return "shelved", now
+        if ev.event == "reopened":
+            quiet = int(self.config.reopen_every_min * 60_000)
+            last = s.outbox_last(ev.kind, ev.alarm_id, route, ch, events=("raised", "reopened"), states=ANNOUNCED)
+            if last is not None and now < last.created_ms + quiet:
+                return "held", last.created_ms + quiet
+        return "pending", now
+
+    # ---------- 3. escalate ----------
+
+    def escalate(self, now: int) -> int:
+        routes = [r for r in self.config.routes if r.escalate_after_min > 0 and "health" in r.kinds]
+        if not routes:
+            return 0
+        rows = []
+        for a in self.store.alarms(active=True, acked=False, limit=5000):
+            shelves = self.store.shelves(kind="health", alarm_id=a.id, limit=50)
+            if any(sh.active(now) for sh in shelves):
+                continue
+            start = max([a.raised_ts] + [sh.end_ts for sh in shelves])
+            for route in routes:
+                after_ms = int(route.escalate_after_min * 60_000)
+                if now - start < after_ms:
+                    continue
+                todo = [ch for ch in route.escalate_to if self._new_escalation(a.id, route.name, ch)]
+                if not todo:
+                    continue
+                found = self._alarm("health", a.id)
+                if found is None or not self.matches(route, "health", a.severity, *found):
+                    continue
+                for ch in todo:
+                    key = f"esc:{a.id}:{route.name}:{ch}"
+                    body = build_body(key=key, event="escalation", kind="health", route=route.name, ts=now,
+                                      alarm=found[0], dashboard_url=self.config.dashboard_url,
+                                      detail={"after_min": route.escalate_after_min})
+                    rows.append((key, None, "health", a.id, a.device, "escalation", route.name, ch, "pending", now,
+                                 now, encode_body(body).decode()))
+                    self._escalated.add(key)
+        return self.store.route_events(None, rows) if rows else 0
+
+    def _new_escalation(self, alarm_id: int, route: str, ch: str) -> bool:
+        key = f"esc:{alarm_id}:{route}:{ch}"
+        if key in self._escalated:
+            return False
+        if self.store.outbox_last("health", alarm_id, route, ch, events=("escalation",)) is not None:
+            self._escalated.add(key)
+            return False
+        return True
+
+    # ---------- 4. deliver ----------
+
+    def deliver(self, now: int) -> tuple[int, int]:
+        sent = failed = 0
+        tried_down: set[str] = set()
+        for row in self.store.outbox_due(now):
+            if row.channel in tried_down:
+                continue  # this channel failed in this tick: its other rows wait for its next retry
+            skip = self._skip_reason(row, now)
+            if skip is not None:
+                self.store.outbox_set_state(row.id, skip)
+                continue
+            ch = self.config.channels.get(row.channel)
+            if ch is None:  # the config no longer has it
+                self.store.outbox_set_state(row.id, "failed", error=f"channel {row.channel!r} is not configured")
+                continue
+            try:
+                self.sender(ch, json.loads(row.body))
+            except DeliveryError as exc:
+                failed += self._failed(row, str(exc), now)
+                tried_down.add(row.channel)
+                continue
+            self.store.outbox_set_state(row.id, "sent", ts=self.clock_ms(), attempt=True)
+            sent += 1
+            self.sent += 1
+            if row.channel in self._down:
+                log.info("channel %s delivers again", row.channel)
+                del self._down[row.channel]
+            log.info("notified %s: %s %s alarm %d of %s (route %s)", row.channel, row.event, row.kind, row.alarm_id,
+                     row.device, row.route)
+        return sent, failed
+
+    def _skip_reason(self, row: OutboxRow, now: int) -> str | None:
+        if self._shelved(row.kind, row.alarm_id, now):
+            return "shelved"
+        if row.event == "escalation":
+            a = self.store.alarm_by_id(row.alarm_id)
+            if a is None or a.acked_ts is not None:
+                return "acknowledged"
+            if a.cleared_ts is not None:
+                return "folded"
+        return None
+
+    def _failed(self, row: OutboxRow, error: str, now: int) -> int:
+        c = self.config
+        if now - row.created_ms >= c.give_up_h * 3_600_000:
+            self.store.outbox_set_state(row.id, "failed", error=error, attempt=True)
+            self.failed += 1
+            log.error("gave up notifying %s of %s alarm %d (%s) after %g h: %s", row.channel, row.kind, row.alarm_id,
+                      row.event, c.give_up_h, error)
+            return 1
+        delay_s = min(c.retry_max_s, c.retry_min_s * 2 ** min(row.attempts, 30))
+        self.store.outbox_set_state(row.id, row.state, error=error, due_ms=now + int(delay_s * 1000), attempt=True)
+        if self._down.get(row.channel) != error:
+            log.warning("channel %s failed: %s; retrying with backoff (next in %.0f s)", row.channel, error, delay_s)
+        self._down[row.channel] = error
+        return 0
+
+
+__all__ = ["Notifier"]

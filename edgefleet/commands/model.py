@@ -34,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--fmin", type=float, default=100.0, help="lowest band edge, Hz (default 100)")
     t.add_argument("--fmax", type=float, default=5000.0, help="highest band edge, Hz (default 5000)")
     t.add_argument("--spacing", choices=["linear", "log"], default="linear", help="band spacing (default linear)")
-    t.add_argument("--window", type=float, default=0.08, help="window length, seconds (default 0.08)")
+    t.add_argument("--window", type=float, default=0.08,
+                   help="window length, seconds (default 0.08; in --features v2 the length of the "
+                        "high-frequency segments averaged over the ~1 s window)")
+    t.add_argument("--features", choices=["v1", "v2"], default="v1",
+                   help="feature definition (docs/features.md): v1 bearing bands of one short window; v2 adds "
+                        "running-speed bands 5-150 Hz (unbalance, misalignment, looseness), velocity RMS in "
+                        "mm/s, kurtosis and crest over ~1 s windows (default v1)")
     t.add_argument("--hidden", default="16,8,16", help="hidden layer widths (default 16,8,16)")
     t.add_argument("--version", type=int, default=None, dest="model_version",
                    help="model version (default: the next free one in the fleet database --db, so that "
@@ -123,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(n_bands=args.bands, f_lo_hz=args.fmin, f_hi_hz=args.fmax, window_s=args.window,
                       spacing=args.spacing,
                       hidden=hidden, epochs=args.epochs, seed=args.seed, model_version=args.model_version,
-                      requant=args.requant, commission=args.commission)
+                      requant=args.requant, commission=args.commission, front_end=int(args.features[1]))
     recordings = load_folder(args.data)
     log.info("loaded %d recordings from %s (%d normal)", len(recordings), args.data,
              sum(r.is_normal for r in recordings))
@@ -160,7 +166,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         "threshold": float(art.scoring.threshold),
         "expects_commissioning": cfg.commission,
         "features": {"window_s": cfg.window_s, "bands": cfg.n_bands, "f_lo_hz": cfg.f_lo_hz,
-                     "f_hi_hz": cfg.f_hi_hz, "spacing": cfg.spacing, "definition": "docs/features.md v1"},
+                     "f_hi_hz": cfg.f_hi_hz, "spacing": cfg.spacing,
+                     "definition": f"docs/features.md v{art.features.params.version}",
+                     "inputs": art.features.params.feature_names()},
         "footprint": footprint(art, len(art_bytes)),
         "tflm_arena_bytes": None if args.no_tflm else smallest_arena(trained.tflite_int8),
         "evaluation": ev,

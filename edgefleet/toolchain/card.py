@@ -63,9 +63,14 @@ def footprint(artifact: Artifact, artifact_bytes: int, fs_for_scratch: float | N
     }
     if artifact.features is not None and fs_for_scratch:
         p = plan(artifact.features.params, fs_for_scratch)
-        # window samples + FFT buffer (float32) + band accumulators, at this sampling rate
-        out["feature_scratch_bytes"] = {"fs_hz": fs_for_scratch,
-                                        "bytes": 4 * (p.n_samples + p.nfft + artifact.n_inputs)}
+        lf = artifact.features.params.lf
+        # window (v2: one HF segment) + FFT buffer (float32) + feature accumulators, at this rate;
+        # v2 streams: + the decimated LF block, the averaged HF PSD and the 4 biquads' state
+        floats = p.seg_samples + p.nfft + artifact.n_inputs
+        if lf is not None:
+            floats += lf.length + (p.nfft // 2 + 1) + 8
+        out["feature_scratch_bytes"] = {"fs_hz": fs_for_scratch, "bytes": 4 * floats,
+                                        "front_end": f"v{artifact.features.params.version}"}
     return out
 
 

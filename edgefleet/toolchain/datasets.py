@@ -34,6 +34,9 @@ class Recording:
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+RPM_MIN, RPM_MAX = 30.0, 100_000.0  # a recording's claimed running speed, as the protocol bounds it
+
+
 def open_npz(path: Path) -> np.lib.npyio.NpzFile:
     """np.load for a `.npz`, once the file is known to be one: numpy's own error for any other
     file speaks of pickled data and `allow_pickle`, which is the wrong advice for a recording."""
@@ -73,6 +76,14 @@ def load_recording(path: str | Path) -> Recording:
         raise DataError(f"{p.name}: signal holds {bad} NaN or infinite samples; clean or drop the file")
     if not np.isfinite(fs) or fs <= 0:
         raise DataError(f"{p.name}: invalid sampling rate {fs}")
+    if "rpm" in meta:
+        try:
+            rpm = float(meta["rpm"])
+        except (TypeError, ValueError):
+            raise DataError(f"{p.name}: rpm {meta['rpm']!r} is not a number") from None
+        if not (rpm == 0 or RPM_MIN <= rpm <= RPM_MAX):  # 0: speed unknown
+            raise DataError(f"{p.name}: rpm {rpm:g} is implausible (expected {RPM_MIN:g}-{RPM_MAX:g}, "
+                            "or 0 / no rpm key when the speed is unknown)")
     return Recording(name=p.stem, signal=signal, fs=fs, label=label, meta=meta)
 
 
@@ -99,6 +110,7 @@ def windows_of(rec: Recording, params: FeatureParams, *, hop_fraction: float = 1
     if seg.size < p.n_samples:
         raise DataError(
             f"{rec.name}: {seg.size} samples ({seg.size / rec.fs:.3f} s) in the selected span, fewer "
-            f"than one {params.window_s:g} s window ({p.n_samples} samples)")
+            f"than one {p.n_samples / rec.fs:.4g} s window ({p.n_samples} samples, feature definition "
+            f"v{params.version})")
     hop = max(1, int(round(p.n_samples * hop_fraction)))
     return frame(seg, p.n_samples, hop)

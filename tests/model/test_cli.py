@@ -79,6 +79,7 @@ def test_keys_verify_the_trained_manifest(model_dir):
 @pytest.mark.parametrize("problem, message", [
     ("nan", "NaN"), ("short", "fewer than one"), ("rate", "Nyquist"), ("nolabel", "missing keys"),
     ("csv", "not a readable .npz recording (a .npz is a zip"),
+    ("rpm", "rpm 12 is implausible"), ("short_v2", r"fewer than one 1.043 s window (12512 samples, feature definition v2)"),
 ])
 def test_bad_recordings_get_clear_errors(tmp_path, problem, message):
     rng = np.random.default_rng(0)
@@ -92,10 +93,15 @@ def test_bad_recordings_get_clear_errors(tmp_path, problem, message):
     d = tmp_path / "data"
     d.mkdir()
     extra = {} if problem == "nolabel" else {"label": "normal"}
+    if problem == "rpm":
+        extra["rpm"] = 12.0
+    if problem == "short_v2":  # two seconds: five v1 windows' worth, but its training span is < one v2 window
+        sig = sig[:12000]
     np.savez(d / "rec.npz", signal=sig, fs=fs, **extra)
     if problem == "csv":  # a text export saved under the .npz name
         (d / "rec.npz").write_text("t,accel\n0,0.1\n")
-    proc = run("model", "train", "--data", d, "--out", tmp_path / "m", "--epochs", "1", check=False)
+    version = ["--features", "v2"] if problem == "short_v2" else []
+    proc = run("model", "train", "--data", d, "--out", tmp_path / "m", "--epochs", "1", *version, check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
 

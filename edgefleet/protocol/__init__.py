@@ -7,12 +7,14 @@ are the contract; `docs/protocol.md` explains them and the canonical form.
 from edgefleet.protocol.canonical import format_number
 from edgefleet.protocol.codec import (
     DEVICE_KINDS,
+    HINTS,
     INGEST_KINDS,
     KINDS,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
     REASON_CODES,
     SERVER_KINDS,
+    WHY_NAMES,
     Message,
     ProtocolError,
     ResultRecord,
@@ -26,11 +28,12 @@ from edgefleet.protocol.codec import (
     schema,
     topic,
     validate,
+    why_items,
 )
 
 __all__ = [
-    "DEVICE_KINDS", "INGEST_KINDS", "KINDS", "MAX_PAYLOAD", "PROTOCOL_VERSION", "REASON_CODES",
-    "SERVER_KINDS", "Message", "ProtocolError", "ResultRecord", "check", "decode", "decode_message",
+    "DEVICE_KINDS", "HINTS", "INGEST_KINDS", "KINDS", "MAX_PAYLOAD", "PROTOCOL_VERSION", "REASON_CODES",
+    "SERVER_KINDS", "WHY_NAMES", "Message", "ProtocolError", "ResultRecord", "check", "decode", "decode_message",
     "encode", "format_number", "parse_topic", "result_message", "result_records", "schema", "topic",
-    "validate",
+    "validate", "why_items",
 ]

@@ -3,27 +3,41 @@
 Rules (docs/protocol.md, "Canonical form"):
 - UTF-8, no whitespace, separators `,` and `:`;
 - object keys in the order of the schema's `properties`; absent optional keys omitted;
-- `integer` fields as plain decimal; `number` fields as C `printf("%.6g")`, with zero
-  (and negative zero) written `0`; booleans `true`/`false`;
+- `integer` fields as plain decimal; `number` fields as C `printf("%.6g")` (or the precision
+  the field's `x-canonical` names, e.g. `%.4g` for `vrms`), with zero (and negative zero)
+  written `0`; booleans `true`/`false`;
 - strings in double quotes with `\\` and `"` escaped (v1 strings are printable ASCII
   by schema, so no other escape is ever needed).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 Encoder = Callable[[Any], str]
 
 NUMBER_FORMAT = "%.6g"
+_FORMAT_RE = re.compile(r"%\.([1-9])g")
 
 
-def format_number(x: float) -> str:
-    """A JSON `number` field: 6 significant digits, exactly like C's printf("%.6g")."""
+def format_number(x: float, fmt: str = NUMBER_FORMAT) -> str:
+    """A JSON `number` field: 6 significant digits, exactly like C's printf("%.6g") (or `fmt`,
+    a field's `x-canonical` precision such as "%.4g"); zero of either sign is "0"."""
     if x == 0:
         return "0"
-    return NUMBER_FORMAT % x
+    return fmt % x
+
+
+def number_encoder(schema: dict[str, Any]) -> Encoder:
+    """The encoder of a `number` field: %.6g, or the `x-canonical` format the schema gives it."""
+    fmt = schema.get("x-canonical", NUMBER_FORMAT)
+    if not isinstance(fmt, str) or not _FORMAT_RE.fullmatch(fmt):
+        raise ValueError(f"x-canonical must be %.Ng with N of 1-9, got {fmt!r}")
+    if fmt == NUMBER_FORMAT:
+        return format_number
+    return lambda x: format_number(x, fmt)
 
 
 def format_string(s: str) -> str:
@@ -45,7 +59,7 @@ def compile_encoder(schema: dict[str, Any]) -> Encoder:
     if tname == "integer":
         return lambda v: str(int(v))
     if tname == "number":
-        return format_number
+        return number_encoder(schema)
     if tname == "boolean":
         return lambda v: "true" if v else "false"
     if tname == "string":

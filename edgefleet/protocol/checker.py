@@ -16,7 +16,8 @@ from typing import Any
 
 Check = Callable[[Any, str], "str | None"]
 
-_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "examples"}
+# x-canonical: a number field's canonical format when it is not %.6g (canonical.py); no effect on validity
+_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "examples", "x-canonical"}
 _SUPPORTED = _ANNOTATIONS | {
     "type", "const", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "minLength", "maxLength", "pattern", "items", "minItems", "maxItems", "properties",
@@ -73,11 +74,11 @@ def compile_schema(schema: dict[str, Any]) -> Check:
 
     if "const" in schema:
         const = schema["const"]
-        steps.append(lambda v, p: None if _json_equal(v, const) else f"{p}: expected {const!r}, got {v!r}")
+        steps.append(lambda v, p: None if _json_equal(v, const) else f"{p}: expected {const!r}, got {_shown(v)}")
     if "enum" in schema:
         options = list(schema["enum"])
         steps.append(lambda v, p: None if any(_json_equal(v, o) for o in options)
-                     else f"{p}: {v!r} is not one of {options}")
+                     else f"{p}: {_shown(v)} is not one of {options}")
     for key, word in (("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<")):
         if key in schema:
             bound = schema[key]
@@ -179,6 +180,11 @@ def _compile_required_only(then: dict[str, Any], cond: dict[str, Any]) -> Check:
 
 def _excerpt(s: str, n: int = 40) -> str:
     return repr(s if len(s) <= n else s[:n] + "...")
+
+
+def _shown(v: Any) -> str:
+    """A value in a reason, bounded: a hostile 10 kB string does not make a 10 kB reason."""
+    return _excerpt(v) if isinstance(v, str) else repr(v) if len(repr(v)) <= 60 else repr(v)[:60] + "..."
 
 
 # ---------- the fast path: a generated boolean validator ----------

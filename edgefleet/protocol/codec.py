@@ -69,11 +69,65 @@ class ResultRecord(NamedTuple):
     cls: int | None = None  # operating class that judged it
     hi_thr: float | None = None
     dropped: int = 0  # the message's `dropped`: results this boot's ring lost on the node so far
+    # readings and why (feature definition v2, docs/protocol.md; None when the node does not send them)
+    vrms: float | None = None  # velocity RMS, mm/s, 10-1,000 Hz
+    rpm: float | None = None  # running speed the node used
+    why: str | None = None  # anomalous only: the result's `why` items as canonical JSON text (`why_items`)
+    hint: str | None = None  # anomalous only: fault-type hint (HINTS)
 
     @property
     def judged(self) -> bool:
         """A verdict the alarms may use: not taken while commissioning or outside every class."""
         return not self.state
+
+
+HINTS = ("unbalance", "misalignment", "looseness", "bearing_outer_race", "bearing_inner_race", "bearing_ball",
+         "bearing", "unknown")
+WHY_NAMES = ("vrms", "kurtosis", "crest")
+_SHARE_SUM_SLACK = 0.01  # shares are rounded on the node (3 decimals): their sum may pass 1 by a little
+
+
+def why_items(why: str | list | tuple | None) -> list[dict[str, Any]]:
+    """A result's `why` as a list of items, from ResultRecord.why (JSON text) or the items themselves."""
+    if why is None or why == "":
+        return []
+    return list(json.loads(why)) if isinstance(why, str) else [dict(w) for w in why]
+
+
+def _why_text(items: list[dict[str, Any]]) -> str:
+    return _why_encoder()(items)
+
+
+@cache
+def _why_encoder() -> Encoder:
+    return compile_encoder(_kind("result").schema["properties"]["res"]["items"]["properties"]["why"])
+
+
+def _check_why(i: int, r: dict[str, Any]) -> None:
+    """The rules on `why`/`hint` JSON Schema cannot state (ProtocolError 'schema')."""
+    if not r["anom"]:
+        for key in ("why", "hint"):
+            if key in r:
+                raise ProtocolError("schema", f"res[{i}].{key}: only an anomalous result explains itself (anom is false)")
+    why = r.get("why")
+    if why is None:
+        return
+    total, last = 0.0, math.inf
+    for j, w in enumerate(why):
+        where = f"res[{i}].why[{j}]"
+        if "name" in w:
+            if "lo" in w or "hi" in w:
+                raise ProtocolError("schema", f"{where}: either a band (lo, hi) or a name, not both")
+        elif "lo" not in w or "hi" not in w:
+            raise ProtocolError("schema", f"{where}: a band needs lo and hi (Hz), or the item a name")
+        elif not w["lo"] < w["hi"]:
+            raise ProtocolError("schema", f"{where}: band {w['lo']!r}-{w['hi']!r} Hz is empty (lo must be below hi)")
+        if w["share"] > last:
+            raise ProtocolError("schema", f"{where}.share: {w['share']!r} above the item before it (largest first)")
+        last = w["share"]
+        total += w["share"]
+    if total > 1 + _SHARE_SUM_SLACK:
+        raise ProtocolError("schema", f"res[{i}].why: shares add up to {total:.3g}, more than the whole error")
 
 
 @dataclass(frozen=True)
@@ -188,9 +242,10 @@ def encode(kind: str, obj: dict[str, Any]) -> bytes:
 def result_records(device: str, body: dict[str, Any]) -> list[ResultRecord]:
     """Flatten a decoded `result` message into one ResultRecord per result.
 
-    Raises ProtocolError('schema') for the two shadow rules JSON Schema cannot state: a
-    result's `shadow` needs the message's `shadow` (model, thr), and the shadow model
-    differs from the active one.
+    Raises ProtocolError('schema') for the rules JSON Schema cannot state: a result's `shadow`
+    needs the message's `shadow` (model, thr), and the shadow model differs from the active
+    one; a result in a commissioning state has no verdict; `why` and `hint` only on an
+    anomalous result, each `why` item a band (lo < hi) or a name, largest share first.
     """
     boot, model, thr = body["boot"], int(body["model"]), float(body["thr"])
     cls = int(body["cls"]) if "cls" in body else None
@@ -210,22 +265,29 @@ def result_records(device: str, body: dict[str, Any]) -> list[ResultRecord]:
         state = r.get("state", "")
         if state and r["anom"]:
             raise ProtocolError("schema", f"res[{i}]: a window in state {state!r} has no verdict, anom must be false")
+        _check_why(i, r)
         s = r.get("shadow")
         shadow = (sh_model, float(s["score"]), sh_thr, bool(s["anom"])) if s else (None, None, None, None)
         out.append(ResultRecord(device, boot, int(r["seq"]), int(r["ts"]), model, float(r["score"]), thr,
                                 bool(r["anom"]), int(r["inf_us"]), *shadow, state,
                                 float(r["hi"]) if "hi" in r else None, None if state else cls,
-                                None if state else hi_thr, int(body["dropped"])))
+                                None if state else hi_thr, int(body["dropped"]),
+                                float(r["vrms"]) if "vrms" in r else None, float(r["rpm"]) if "rpm" in r else None,
+                                _why_text(r["why"]) if "why" in r else None, r.get("hint")))
     return out
 
 
 def result_message(boot: str, model: int, thr: float, results: list[dict[str, Any]],
                    dropped: int = 0, shadow: dict[str, Any] | None = None, *, cls: int | None = None,
                    hi_thr: float | None = None) -> dict[str, Any]:
-    """Build a `result` body; each result is {seq, ts, score, anom, inf_us[, hi][, state][, shadow:
-    {score, anom}]}, `shadow` the candidate's {model, thr} in shadow mode, `cls`/`hi_thr` the
-    operating class that judged the results (a commissioned node)."""
+    """Build a `result` body; each result is {seq, ts, score, anom, inf_us[, shadow: {score, anom}][, hi]
+    [, state][, vrms][, rpm][, why][, hint]}, `shadow` the candidate's {model, thr} in shadow mode,
+    `cls`/`hi_thr` the operating class that judged the results (a commissioned node).
+
+    `vrms` and `rpm` may be NumPy numbers; `why` items may be dicts or objects with `to_message()`
+    (`edgefleet.runtime.diagnosis.Contributor`); a `why` or `hint` that is None is left out."""
     body = {"v": PROTOCOL_VERSION, "boot": boot, "model": model, "thr": thr, "dropped": dropped}
+    results = [_readings(r) if any(k in r for k in ("vrms", "rpm", "why", "hint")) else r for r in results]
     if shadow is not None:
         body["shadow"] = shadow
     if cls is not None:
@@ -234,3 +296,15 @@ def result_message(boot: str, model: int, thr: float, results: list[dict[str, An
         body["hi_thr"] = hi_thr
     body["res"] = results
     return body
+
+
+def _readings(r: dict[str, Any]) -> dict[str, Any]:
+    """A result with its readings in wire types: floats, `why` items as dicts, None left out."""
+    out = {k: v for k, v in r.items() if not (k in ("vrms", "rpm", "why", "hint") and (v is None or (
+        k == "why" and len(v) == 0)))}  # a window with no error to share out has no `why`
+    for k in ("vrms", "rpm"):
+        if k in out:
+            out[k] = float(out[k])
+    if "why" in out:
+        out["why"] = [w.to_message() if hasattr(w, "to_message") else dict(w) for w in out["why"]]
+    return out

@@ -115,7 +115,15 @@ def golden_device_examples():
     return [(v["kind"], v["file"]) for v in vectors["valid"] if v["kind"] in C_KINDS]
 
 
-@pytest.mark.parametrize("kind, file", golden_device_examples())
+# Goldens the C encoder does not produce yet: the test is expected to fail until it does (strict: once the C
+# side writes them, the XPASS fails and the entry must go).
+PYTHON_ONLY = {"examples/result.why.json": "vrms, rpm, why and hint (feature definition v2, issue 15 part 3) are "
+               "not in ef_proto / ef_protocol.c yet: the C result encoder closes this"}
+
+
+@pytest.mark.parametrize("kind, file", [
+    pytest.param(k, f, marks=pytest.mark.xfail(reason=PYTHON_ONLY[f], strict=True)) if f in PYTHON_ONLY else (k, f)
+    for k, f in golden_device_examples()])
 def test_golden_examples_byte_identical(fw, shadow_tool, kind, file):
     golden = (PROTOCOL / file).read_bytes().rstrip(b"\n")
     obj = codec.decode(kind, golden)

@@ -244,3 +244,91 @@ def test_fast_path_defers_to_the_full_checker_for_non_json_types() -> None:
     body["thr"] = np.float64(0.5)  # a float subclass: not what json.loads makes
     assert not codec._kind("result").fast(body)
     assert protocol.check("result", body) is None
+
+
+# ---- readings and why (feature definition v2): vrms, rpm, why, hint ----
+
+def why_body() -> dict:
+    vec = next(v for v in VALID if v["file"].endswith("result.why.json"))
+    return protocol.decode_message(vec["topic"], golden(vec)).body
+
+
+def test_why_golden_flattens_with_its_readings() -> None:
+    (rec,) = protocol.result_records("pump-0001", why_body())
+    assert (rec.vrms, rec.rpm, rec.hint, rec.anom) == (6.42, 1497.0, "unbalance", True)
+    assert protocol.why_items(rec.why) == [{"lo": 22.1, "hi": 27.4, "share": 0.62}, {"name": "vrms", "share": 0.21},
+                                           {"lo": 17.9, "hi": 22.1, "share": 0.05}]
+    assert rec.why == '[{"lo":22.1,"hi":27.4,"share":0.62},{"name":"vrms","share":0.21},{"lo":17.9,"hi":22.1,"share":0.05}]'
+    old = protocol.result_records("d", json.loads(golden(VALID[0])))[0]
+    assert (old.vrms, old.rpm, old.why, old.hint) == (None, None, None, None)  # v1 nodes: nothing changes
+
+
+def test_result_message_builds_the_why_golden_from_numpy_and_contributors() -> None:
+    import numpy as np
+
+    from edgefleet.runtime.diagnosis import Contributor
+
+    b = why_body()
+    r = dict(b["res"][0])
+    r["vrms"], r["rpm"] = np.float32(6.42), np.float64(1497.0)
+    r["why"] = [Contributor(20, 0.62, "22.1-27.4 Hz", 22.1, 27.4), Contributor(35, 0.21, "vrms"),
+                Contributor(19, 0.05, "17.9-22.1 Hz", 17.9, 22.1)]
+    built = protocol.result_message(b["boot"], b["model"], b["thr"], [r], b["dropped"])
+    assert protocol.encode("result", built) == golden(next(v for v in VALID if v["file"].endswith("result.why.json")))
+    plain = protocol.result_message("9f3a0c17", 1, 1.0, [{"seq": 0, "ts": 1, "score": 0.5, "anom": False, "inf_us": 1,
+                                                          "vrms": 1.0, "why": None, "hint": None}])
+    assert set(plain["res"][0]) == {"seq", "ts", "score", "anom", "inf_us", "vrms"}
+    no_error = protocol.result_message("9f3a0c17", 1, 1.0, [{"seq": 0, "ts": 1, "score": 2.0, "anom": True,
+                                                             "inf_us": 1, "why": []}])
+    assert "why" not in no_error["res"][0]  # contributors() of a zero error is empty: no `why` at all
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda r: r.update(anom=False), "res[0].why"),  # only an anomalous result explains itself
+    (lambda r: (r.update(anom=False), r.pop("why")), "res[0].hint"),
+    (lambda r: r["why"][1].update(lo=1.0, hi=2.0), "res[0].why[1]"),  # a band and a name at once
+    (lambda r: r["why"][0].pop("hi"), "res[0].why[0]"),  # half a band
+    (lambda r: r["why"][0].update(lo=30.0), "res[0].why[0]"),  # lo above hi
+    (lambda r: r["why"][2].update(share=0.3), "res[0].why[2].share"),  # not largest first
+    (lambda r: r["why"][0].update(share=0.8), "res[0].why"),  # shares above the whole error
+])
+def test_why_rules_beyond_the_schema_are_refused_on_flattening(mutate, where) -> None:
+    b = why_body()
+    mutate(b["res"][0])
+    assert protocol.check("result", b) is None  # JSON Schema cannot say it ...
+    with pytest.raises(ProtocolError) as info:  # ... so flattening (ingest) refuses it with a reason
+        protocol.result_records("pump-0001", b)
+    assert info.value.code == "schema" and info.value.detail.startswith(where + ":"), info.value.detail
+
+
+def test_reading_formats_match_c_printf() -> None:
+    """vrms is written as printf("%.4g"), rpm as "%.5g" (their schema's x-canonical), zero as 0."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    buf = ctypes.create_string_buffer(64)
+    rng = random.Random(3)
+    b = why_body()
+    for _ in range(2000):
+        vrms, rpm = rng.uniform(0, 1000) * 10.0 ** rng.randint(-6, 0), rng.uniform(30, 100000)
+        b["res"][0].update(vrms=vrms, rpm=rpm)
+        text = protocol.encode("result", b).decode()
+        libc.snprintf(buf, 64, b"%.4g", ctypes.c_double(vrms))
+        assert f'"vrms":{buf.value.decode()},' in text
+        libc.snprintf(buf, 64, b"%.5g", ctypes.c_double(rpm))
+        assert f'"rpm":{buf.value.decode()},' in text
+    b["res"][0]["vrms"] = -0.0
+    assert b'"vrms":0,' in protocol.encode("result", b)
+
+
+def test_hints_are_the_schema_enum_and_the_runtime_names() -> None:
+    from edgefleet.runtime import diagnosis
+
+    items = protocol.schema("result")["properties"]["res"]["items"]["properties"]
+    assert tuple(items["hint"]["enum"]) == protocol.HINTS == diagnosis.HINTS
+    assert tuple(items["why"]["items"]["properties"]["name"]["enum"]) == protocol.WHY_NAMES
+
+
+def test_a_bad_canonical_format_in_a_schema_is_refused() -> None:
+    from edgefleet.protocol.canonical import compile_encoder
+
+    with pytest.raises(ValueError, match="x-canonical"):
+        compile_encoder({"type": "number", "x-canonical": "%s"})

@@ -340,3 +340,16 @@ def test_body_is_stored_once_and_sent_byte_for_byte(store, hook) -> None:
     n.tick()
     row, = store.outbox()
     assert json.loads(row.body) == hook.wait(1)[0]
+
+
+def test_the_delivery_log_follows_the_store_retention(store, hook) -> None:
+    store.set_retention_days(1)
+    clock = Clock(T0)
+    n = Notifier(store, config(hook), clock_ms=clock)
+    n.tick()
+    store.apply_alarm_changes([change("raise")], [])
+    n.tick()
+    assert len(store.outbox()) == 1 and len(store.alarm_events()) == 1
+    clock.t = T0 + 2 * 86_400_000
+    Notifier(store, config(hook), clock_ms=clock).tick()
+    assert store.outbox() == [] and store.alarm_events() == [] and store.notify_cursor() == 1

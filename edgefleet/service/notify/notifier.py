@@ -34,6 +34,7 @@ from edgefleet.service.store.outbox import AlarmEvent, OutboxRow
 log = logging.getLogger("edgefleet.service.notify")
 
 ANNOUNCED = ("pending", "held", "sent", "failed")  # a row the operator was (or will be) told
+PRUNE_EVERY_MS = 3_600_000
 
 
 def _rank(sev: str) -> int:
@@ -55,6 +56,7 @@ class Notifier:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error = ""
+        self._next_prune = 0
 
     # ---------- lifecycle ----------
 
@@ -88,6 +90,9 @@ class Notifier:
         routed = self.route(now)
         escalated = self.escalate(now)
         sent, failed = self.deliver(now)
+        if now >= self._next_prune:  # the delivery log follows the store's retention
+            self._next_prune = now + PRUNE_EVERY_MS
+            self.store.prune_notifications(now - int(self.store.retention_days() * 86_400_000))
         return {"routed": routed, "escalated": escalated, "sent": sent, "failed": failed}
 
     # ---------- matching ----------

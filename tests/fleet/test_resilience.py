@@ -47,12 +47,12 @@ def assert_exactly_once(store: SQLiteStore, devices: list[str], per_device: int)
 class ServeProcess:
     """`edgefleet serve` as a real child process, with its log captured."""
 
-    def __init__(self, broker_url: str, db: Path, client_id: str, group: str) -> None:
+    def __init__(self, broker_url: str, db: Path | str, client_id: str, group: str, *extra: str) -> None:
         env = dict(os.environ, EDGEFLEET_SESSION_EXPIRY_S="300", EDGEFLEET_SQLITE_SYNC="NORMAL",
                    EDGEFLEET_STATS_INTERVAL_S="1", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgefleet", "serve", "--broker", broker_url, "--db", str(db),
-             "--client-id", client_id, "--group", group], cwd=REPO, env=env,
+             "--client-id", client_id, "--group", group, *extra], cwd=REPO, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.subscribed = threading.Event()

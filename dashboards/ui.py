@@ -173,6 +173,14 @@ def acknowledge(db: str, alarm_id: int, by: str, note: str) -> bool:
     return ok
 
 
+def shelve(db: str, alarm_id: int, hours: float, by: str, reason: str) -> None:
+    """Shelve a health alarm through the store (notifications and escalation stop until it ends)."""
+    now = now_ms()
+    store(db).shelve_alarm("health", alarm_id, by=by.strip(), reason=reason.strip(), ts=now,
+                           until_ts=now + int(hours * 3_600_000))
+    alarms.clear()
+
+
 # ---------- system ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from edgefleet.clock import now_ms
 from edgefleet.service.store import Store
 
 ALARM_STATES = ("active", "active, unacknowledged", "cleared", "all")
@@ -22,9 +23,11 @@ def alarm_frame(store: Store, state: str = "active", site: str | None = None, mi
     """Alarms matching the filters, active first then newest first."""
     alarms = store.alarms(**alarm_query(state), site=site, min_severity=min_severity, limit=limit)
     cols = ["id", "device", "site", "line", "severity", "state", "raised", "cleared", "score_ratio", "peak_ratio",
-            "acked_by", "acked", "note"]
+            "acked_by", "acked", "note", "shelved"]
+    shelves = active_shelves(store)
     rows = []
     for a in alarms:
+        shelf = shelves.get(a.id)
         rows.append({
             "id": a.id, "device": a.device, "site": a.site, "line": a.line, "severity": a.severity,
             "state": ("active" if a.active else "cleared") + (", acked" if a.acked_ts is not None else ""),
@@ -33,8 +36,23 @@ def alarm_frame(store: Store, state: str = "active", site: str | None = None, mi
             "score_ratio": a.score / a.thr if a.thr else None, "peak_ratio": a.peak_score / a.thr if a.thr else None,
             "acked_by": a.acked_by, "acked": pd.to_datetime(a.acked_ts, unit="ms", utc=True)
             if a.acked_ts is not None else pd.NaT, "note": a.note,
+            "shelved": shelf_text(shelf) if shelf is not None and a.active else "",
         })
     return pd.DataFrame(rows, columns=cols)
+
+
+def active_shelves(store: Store, now: int | None = None) -> dict:
+    """Health alarm id -> its shelf in force now (stores without shelves: none)."""
+    if not hasattr(store, "shelves"):
+        return {}
+    now = now_ms() if now is None else now
+    return {s.alarm_id: s for s in reversed(store.shelves(kind="health", active_at=now))}
+
+
+def shelf_text(shelf) -> str:
+    """'until 2026-12-06 19:30 UTC by ana: bearing ordered'"""
+    until = pd.to_datetime(shelf.until_ts, unit="ms", utc=True).strftime("%Y-%m-%d %H:%M UTC")
+    return f"until {until} by {shelf.by}: {shelf.reason}"
 
 
 def sites(store: Store) -> list[str]:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboards import charts, loaders, ui
+from edgefleet.errors import EdgefleetError
 from edgefleet.service.alarms import SEVERITIES
 
 ALL_SITES = "all sites"
@@ -30,6 +31,30 @@ def _acknowledge() -> None:
         st.session_state["ack_msg"] = (False, f"Alarm #{pick} was already acknowledged or no longer exists.")
 
 
+SHELVE_MSG = "shelve_msg"
+SHELVE_HOURS = {"1 hour": 1.0, "4 hours": 4.0, "8 hours": 8.0, "1 day": 24.0, "3 days": 72.0, "7 days": 168.0}
+
+
+def _shelve() -> None:
+    """Form callback: shelve through the store; the outcome stays on screen (ui.show_message)."""
+    pick, by = st.session_state.get("shelve_alarm"), st.session_state.get("shelve_by", "").strip()
+    reason = st.session_state.get("shelve_reason", "").strip()
+    if pick is None:
+        return
+    if not by or not reason:
+        ui.set_message(SHELVE_MSG, "error", "A shelf needs who (By) and why (Reason).")
+        return
+    span = st.session_state.get("shelve_for", "4 hours")
+    try:
+        ui.shelve(db, int(pick), SHELVE_HOURS[span], by, reason)
+    except EdgefleetError as exc:
+        ui.set_message(SHELVE_MSG, "error", str(exc))
+        return
+    st.session_state["shelve_reason"] = ""
+    ui.set_message(SHELVE_MSG, "success", f"Alarm #{pick} shelved for {span}: no notification or escalation "
+                                          "until then.")
+
+
 @st.fragment(run_every=ui.REFRESH_S)
 def alarm_list(state: str, site: str | None, sev: str | None) -> None:
     df = ui.alarms(db, state, site, sev)
@@ -43,7 +68,8 @@ def alarm_list(state: str, site: str | None, sev: str | None) -> None:
             "cleared": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "acked": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "score_ratio": st.column_config.NumberColumn("score / thr at raise", format="%.2f"),
-            "peak_ratio": st.column_config.NumberColumn("peak / thr", format="%.2f")})
+            "peak_ratio": st.column_config.NumberColumn("peak / thr", format="%.2f"),
+            "shelved": st.column_config.TextColumn("shelved")})
 
     open_ = df[df["acked_by"].isna()] if not df.empty else df
     st.subheader("Acknowledge")
@@ -60,6 +86,25 @@ def alarm_list(state: str, site: str | None, sev: str | None) -> None:
             who.text_input("By", value="operator", key="ack_by")
             note.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
             st.form_submit_button("Acknowledge", type="primary", on_click=_acknowledge)
+
+    st.subheader("Shelve")
+    ui.show_message(SHELVE_MSG)
+    active = df[df["state"].str.startswith("active") & (df["shelved"] == "")] if not df.empty else df
+    if active.empty:
+        st.caption("No unshelved active alarm among those shown. (Unshelve: `edgefleet alarms unshelve ID --by NAME`.)")
+    else:
+        labels = {int(r.id): f"#{r.id} {r.device} ({r.severity})" for r in active.itertuples()}
+        with st.form("shelve_form", border=False):
+            st.caption("A shelved alarm stays active and listed, but sends no notification and no escalation "
+                       "until its shelf ends.")
+            c1, c2 = st.columns(2)
+            c1.selectbox("Alarm", list(labels), format_func=labels.get, key="shelve_alarm", index=None,
+                         placeholder="pick an alarm")
+            c2.selectbox("For", list(SHELVE_HOURS), index=1, key="shelve_for")
+            who, why = st.columns([1, 2])
+            who.text_input("By", key="shelve_by")
+            why.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
+            st.form_submit_button("Shelve", on_click=_shelve)
     ui.refreshed_caption()
 
 

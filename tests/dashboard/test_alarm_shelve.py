@@ -1,0 +1,32 @@
+"""The Alarms page's Shelve form: written through the store (who, until when, why), shown in the table."""
+
+from __future__ import annotations
+
+from dashboards import ui
+
+from .conftest import open_page
+
+
+def test_shelve_form_records_the_shelf_and_the_table_shows_it(monkeypatch, fleet_db) -> None:
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_ALARMS)
+    table = at.dataframe[0].value
+    assert set(table["shelved"]) == {""}
+    target = int(table["id"].iloc[0])
+    at.selectbox(key="shelve_alarm").set_value(target)
+    at.selectbox(key="shelve_for").set_value("1 day")
+    at.text_input(key="shelve_by").input("ann")
+    next(b for b in at.button if b.label == "Shelve").click().run()
+    assert not at.exception
+    assert any("who (By) and why (Reason)" in e.value for e in at.error)  # no reason: refused, nothing written
+    assert fleet_db.store.shelves() == []
+    at.text_input(key="shelve_reason").input("bearing ordered")
+    next(b for b in at.button if b.label == "Shelve").click().run()
+    shelf, = fleet_db.store.shelves()
+    assert (shelf.kind, shelf.alarm_id, shelf.by, shelf.reason) == ("health", target, "ann", "bearing ordered")
+    assert shelf.until_ts - shelf.ts == 24 * 3_600_000
+    assert any(f"Alarm #{target} shelved for 1 day" in s.value for s in at.success)
+    shown = at.dataframe[0].value.set_index("id")
+    assert shown.loc[target, "shelved"].startswith("until ") and "by ann: bearing ordered" in shown.loc[target, "shelved"]
+    assert not any(o.startswith(f"#{target} ") for o in at.selectbox(key="shelve_alarm").options)  # shelved
+    at.run()  # the message outlives a refresh
+    assert any(f"Alarm #{target} shelved" in s.value for s in at.success)

@@ -68,6 +68,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from edgefleet.service.notify import load_notify_config
 
         notify = load_notify_config(settings.notify_config)
+        from edgefleet.service.store.url import is_db_url
+
+        if notify.enabled and is_db_url(settings.db):
+            raise EdgefleetError("notifications need the SQLite store (its alarm journal and outbox); "
+                                 "a postgresql:// store has none yet: run serve without --notify-config")
     influx = {"url": settings.influx_url, "token": settings.influx_token, "org": settings.influx_org,
               "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)

@@ -206,6 +206,7 @@ class _DeviceState:
     flags: deque[bool]
     ratios: deque[float]
     points: deque[tuple[int, float, object]]  # (ts, ratio, operating class or None)
+    whys: deque = field(default_factory=deque)  # (why, hint) of each window in `flags` (None, None: none said)
     thr: float = 1.0
     active: bool = False
     severity: str = ""
@@ -232,7 +233,7 @@ class AlarmTracker:
         if st is None:
             p = self.policy
             st = _DeviceState(deque(maxlen=p.n), deque(maxlen=p.n), deque(maxlen=p.trend_points),
-                              rollups=deque(maxlen=p.rollup_points))
+                              deque(maxlen=p.n), rollups=deque(maxlen=p.rollup_points))
             self._devices[device] = st
         return st
 
@@ -257,6 +258,7 @@ class AlarmTracker:
 
     def _push(self, st: _DeviceState, rec: ResultRecord) -> None:
         st.flags.append(rec.anom)
+        st.whys.append((rec.why, rec.hint) if rec.anom else (None, None))
         st.ratios.append(ratio_of(rec))
         ratio = st.ratios[-1]
         st.points.append((rec.ts, ratio, rec.cls))  # the trend runs on score/threshold (or the HI ratio)
@@ -281,7 +283,9 @@ class AlarmTracker:
                 bad = [r for r, f in zip(st.ratios, st.flags) if f]
                 st.active, st.severity, st.normal_run = True, severity_for(median(bad), p), 0
                 st.peak = rec.score
-                return AlarmChange("raise", rec.device, rec.ts, st.severity, rec.score, rec.thr, st.peak)
+                # what the raising window said, else the newest anomalous window of the k that said anything
+                why, hint = next((w for w in reversed(st.whys) if w != (None, None)), (None, None))
+                return AlarmChange("raise", rec.device, rec.ts, st.severity, rec.score, rec.thr, st.peak, why, hint)
             return None
         if rec.anom:
             st.normal_run = 0
@@ -298,6 +302,7 @@ class AlarmTracker:
             st.active, st.severity, st.normal_run, st.peak = False, "", 0, 0.0
             st.flags.clear()
             st.ratios.clear()
+            st.whys.clear()
             return change
         return None
 

@@ -256,3 +256,62 @@ def test_shadow_results_follow_retention(store: Store) -> None:
     store.set_retention_days(1)
     store.apply_retention(T0)
     assert [r.seq for r in store.shadow_results(4)] == [1]
+
+
+# ---- readings and why (feature definition v2), ISO 20816 machine classes ----
+
+WHY = '[{"lo":22.1,"hi":27.4,"share":0.62},{"name":"vrms","share":0.21}]'
+
+
+def reading(seq: int, vrms: float | None, *, device: str = "d1", anom: bool = False, rpm: float | None = 1497.0,
+            why: str | None = None, hint: str | None = None) -> ResultRecord:
+    return rec(device, seq, score=0.1 if anom else 0.01)._replace(vrms=vrms, rpm=None if vrms is None else rpm,
+                                                                  why=why, hint=hint)
+
+
+def test_results_keep_their_readings_and_why(store: Store) -> None:
+    rows = [reading(0, 1.5), reading(1, None), reading(2, 6.42, anom=True, why=WHY, hint="unbalance")]
+    store.write_batch(batch(rows))
+    got = store.score_history("d1")
+    assert [(r.vrms, r.rpm, r.why, r.hint) for r in got] == [(1.5, 1497.0, None, None), (None, None, None, None),
+                                                             (6.42, 1497.0, WHY, "unbalance")]
+    assert store.vrms_history("d1") == [(T0, 1.5, 1497.0), (T0 + 2000, 6.42, 1497.0)]  # readings only
+    assert store.vrms_history("d1", since_ms=T0 + 1) == [(T0 + 2000, 6.42, 1497.0)]
+    assert store.vrms_history("d1", limit=1) == [(T0 + 2000, 6.42, 1497.0)]
+
+
+def test_latest_vrms_is_the_median_of_the_newest_readings(store: Store) -> None:
+    store.write_batch(batch([reading(i, v) for i, v in enumerate([9.0, 1.0, 2.0, 30.0, 3.0, 2.5])]
+                            + [reading(0, None, device="old-node")] + [reading(0, 4.0, device="d2")]))
+    latest = store.latest_vrms(n=5)
+    assert latest == {"d1": (T0 + 5000, 2.5), "d2": (T0, 4.0)}  # median of 1, 2, 30, 3, 2.5; old-node: none
+
+
+def test_an_alarm_remembers_the_why_of_the_result_that_raised_it(store: Store) -> None:
+    store.write_batch(batch([rec("d1", 0)]))
+    store.apply_alarm_changes([AlarmChange("raise", "d1", T0 + 1000, "major", 0.2, 0.05, 0.2, WHY, "unbalance")], [])
+    a = store.active_alarm("d1")
+    assert (a.why, a.hint, a.why_items[0]["lo"]) == (WHY, "unbalance", 22.1)
+    store.apply_alarm_changes([AlarmChange("clear", "d1", T0 + 2000, "major", 0.01, 0.05, 0.2)], [])
+    store.apply_alarm_changes([AlarmChange("raise", "d1", T0 + 3000, "warning", 0.1, 0.05, 0.1, None,
+                                           "misalignment")], [])  # reopened within the hold-off
+    a = store.active_alarm("d1")
+    assert (a.reopened, a.why, a.hint, a.why_items) == (1, None, "misalignment", [])
+    store.apply_alarm_changes([AlarmChange("raise", "d2", T0, "warning", 0.1, 0.05, 0.1)], [])
+    assert (store.active_alarm("d2").why, store.active_alarm("d2").hint) == (None, None)  # older nodes say nothing
+
+
+def test_machine_classes_per_device_and_site(store: Store) -> None:
+    from edgefleet.service.iso20816 import MachineClassError
+
+    assert store.machine_classes() == {"device": {}, "site": {}}
+    store.set_machine_class("iii", device="pump-1")
+    store.set_machine_class("class IV", site="north")
+    store.set_machine_class("I", site="south")
+    store.set_machine_class(None, site="south")
+    assert store.machine_classes() == {"device": {"pump-1": "III"}, "site": {"north": "IV"}}
+    with pytest.raises(MachineClassError, match="one of I, II, III, IV"):
+        store.set_machine_class("V", device="pump-1")
+    with pytest.raises(StoreError, match="one device or one site"):
+        store.set_machine_class("II", device="pump-1", site="north")
+    assert store.machine_classes()["device"] == {"pump-1": "III"}  # nothing changed by the refusals

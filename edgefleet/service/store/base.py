@@ -9,6 +9,7 @@ so the dashboard can turn lists of them into DataFrames directly.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -33,6 +34,8 @@ class AlarmChange:
     score: float  # score of that window
     thr: float
     peak_score: float  # highest score since the alarm was raised
+    why: str | None = None  # raise: the `why` (JSON text) and `hint` of the result that raised it
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,13 @@ class Alarm:
     acked_by: str | None
     note: str
     reopened: int = 0  # raised again within the hold-off after clearing: the same alarm, counted
+    why: str | None = None  # what the result that raised (or reopened) it said: `why` items as JSON text
+    hint: str | None = None  # and its fault-type hint (protocol.HINTS); None from nodes that do not say
+
+    @property
+    def why_items(self) -> list[dict]:
+        """The `why` items ({lo, hi, share} bands or {name, share}), largest share first."""
+        return json.loads(self.why) if self.why else []
 
     @property
     def active(self) -> bool:

@@ -31,8 +31,8 @@ MEASUREMENT = "result"
 
 
 def line(r: ResultRecord) -> str:
-    """One result as InfluxDB line protocol (ms precision); shadow-mode and commissioning fields
-    when present."""
+    """One result as InfluxDB line protocol (ms precision); shadow-mode, commissioning and reading
+    (vrms, rpm, why, hint) fields when present."""
     dev = _tag(r.device)
     shadow = "" if r.shadow_model is None else (
         f",shadow_model={int(r.shadow_model)}i,shadow_score={float(r.shadow_score)!r},"
@@ -45,6 +45,14 @@ def line(r: ResultRecord) -> str:
         shadow += f",cls={int(r.cls)}i"
     if r.hi_thr is not None:
         shadow += f",hi_thr={float(r.hi_thr)!r}"
+    if r.vrms is not None:  # readings (feature definition v2): fields, so Flux can chart and aggregate them
+        shadow += f",vrms={float(r.vrms)!r}"
+    if r.rpm is not None:
+        shadow += f",rpm={float(r.rpm)!r}"
+    if r.why is not None:
+        shadow += f",why={_field_str(r.why)}"
+    if r.hint is not None:
+        shadow += f",hint={_field_str(r.hint)}"
     return (f"{MEASUREMENT},device={dev},boot={_tag(r.boot)} seq={int(r.seq)}i,model={int(r.model)}i,"
             f"score={float(r.score)!r},thr={float(r.thr)!r},anom={'true' if r.anom else 'false'},"
             f"inf_us={int(r.inf_us)}i{shadow} {int(r.ts)}")
@@ -52,6 +60,11 @@ def line(r: ResultRecord) -> str:
 
 def _opt(value, kind):
     return None if value is None else kind(value)
+
+
+def _field_str(value: str) -> str:
+    """A line-protocol string field value: double quotes and backslashes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _tag(value: str) -> str:
@@ -163,7 +176,8 @@ class InfluxStore(SQLiteStore):
                                         int(v["model"]), float(v["score"]), float(v["thr"]), bool(v["anom"]),
                                         int(v["inf_us"]), None, None, None, None, v.get("state") or "",
                                         _opt(v.get("hi"), float), _opt(v.get("cls"), int),
-                                        _opt(v.get("hi_thr"), float)))
+                                        _opt(v.get("hi_thr"), float), 0, _opt(v.get("vrms"), float),
+                                        _opt(v.get("rpm"), float), v.get("why"), v.get("hint")))
         return out
 
     def recent_results(self, device: str, n: int) -> list[ResultRecord]:

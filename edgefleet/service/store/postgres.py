@@ -39,7 +39,7 @@ from edgefleet.service.store.base import (
     IngestBucket,
 )
 from edgefleet.service.store.loss import BootState, account
-from edgefleet.service.store.sqlite import ALARM_HOLD_OFF_MS, SQLiteStore, StoreError
+from edgefleet.service.store.sqlite import ALARM_HOLD_OFF_MS, SQLiteStore, StoreError, _class_setting
 from edgefleet.service.store.url import mask_url
 
 try:
@@ -48,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover - the service image and requirements carry it
     psycopg = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
 _LOCK_KEY = 0x6566_7363_6865_6D61  # pg_advisory_xact_lock key of schema migrations ("efschema")
 _DEADLOCK_RETRIES = 5
 
@@ -137,12 +137,15 @@ CREATE INDEX device_commands_pending ON device_commands(sent_ms) WHERE sent_ms I
 
 # Schema upgrades in order: MIGRATIONS[k] brings a database of version k-1 to version k, in one
 # transaction with the row (k) in schema_version. Add version 2 here, never edit version 1.
-MIGRATIONS: dict[int, list[str]] = {1: [s.strip() for s in _V1.split(";") if s.strip()]}
+MIGRATIONS: dict[int, list[str]] = {1: [s.strip() for s in _V1.split(";") if s.strip()],
+                                     2: ["ALTER TABLE results ADD COLUMN vrms DOUBLE PRECISION, ADD COLUMN rpm DOUBLE"
+                                         " PRECISION, ADD COLUMN why TEXT, ADD COLUMN hint TEXT",
+                                         "ALTER TABLE alarms ADD COLUMN why TEXT, ADD COLUMN hint TEXT"]}
 
 _RESULT_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8", "int2", "bigint", "bigint",
-                 "text", "float8", "bigint", "float8")
+                 "text", "float8", "bigint", "float8", "float8", "float8", "text", "text")
 _INSERT_RESULTS = ("INSERT INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts, state, hi,"
-                   " cls, hi_thr) SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in _RESULT_TYPES) + ")"
+                   " cls, hi_thr, vrms, rpm, why, hint) SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in _RESULT_TYPES) + ")"
                    " ON CONFLICT DO NOTHING RETURNING device, boot, seq")
 _SHADOW_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8", "int2", "bigint", "bigint",
                  "float8", "float8", "int2")
@@ -262,6 +265,9 @@ class PostgresStore:
     loss = SQLiteStore.loss
     loss_alarms = SQLiteStore.loss_alarms
     loss_series = SQLiteStore.loss_series
+    vrms_history = SQLiteStore.vrms_history
+    latest_vrms = SQLiteStore.latest_vrms
+    machine_classes = SQLiteStore.machine_classes
 
     def __init__(self, url: str, *, synchronous: str = "FULL", account_loss: bool = True) -> None:
         self.url = url
@@ -356,8 +362,8 @@ class PostgresStore:
         if results:
             # key order: two processes inserting overlapping batches take row locks in the same order
             ordered = sorted(results, key=lambda r: (r.device, r.boot, r.seq))
-            cols = _columns([(*r[:7], int(r.anom), r.inf_us, ingest_ts, r.state, r.hi, r.cls, r.hi_thr)
-                             for r in ordered])
+            cols = _columns([(*r[:7], int(r.anom), r.inf_us, ingest_ts, r.state, r.hi, r.cls, r.hi_thr, r.vrms,
+                              r.rpm, r.why, r.hint) for r in ordered])
             got = cur.execute(_INSERT_RESULTS, cols).fetchall()
             if len(got) == len(results):
                 outcome = BatchOutcome(len(results), 0, list(results))
@@ -510,12 +516,12 @@ class PostgresStore:
                             continue  # one active alarm per device: a second raise changes nothing
                         if last is not None:
                             cur.execute("UPDATE alarms SET cleared_ts = NULL, reopened = reopened + 1, severity = %s,"
-                                        " peak_score = GREATEST(peak_score, %s) WHERE id = %s",
-                                        (c.severity, c.peak_score, last[0]))
+                                        " peak_score = GREATEST(peak_score, %s), why = %s, hint = %s WHERE id = %s",
+                                        (c.severity, c.peak_score, c.why, c.hint, last[0]))
                         else:
-                            cur.execute("INSERT INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
-                                        " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                                        (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
+                            cur.execute("INSERT INTO alarms(device, raised_ts, severity, score, peak_score, thr, why,"
+                                        " hint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                                        (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr, c.why, c.hint))
                     elif c.op == "update":
                         cur.execute("UPDATE alarms SET severity = %s, peak_score = GREATEST(peak_score, %s)"
                                     " WHERE device = %s AND cleared_ts IS NULL", (c.severity, c.peak_score, c.device))
@@ -579,6 +585,16 @@ class PostgresStore:
                     changes.append(("clear", d))
             cur.execute("DELETE FROM loss_samples WHERE ts < %s", (now_ms - 30 * 86_400_000,))
         return changes
+
+    def set_machine_class(self, cls: str | None, *, device: str | None = None, site: str | None = None) -> None:
+        """SQLiteStore.set_machine_class on PostgreSQL."""
+        key, value = _class_setting(cls, device, site)
+        with self._tx() as cur:
+            if value is None:
+                cur.execute("DELETE FROM settings WHERE key = %s", (key,))
+            else:
+                cur.execute("INSERT INTO settings VALUES (%s, %s) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            (key, value))
 
     # ---------- settings and retention ----------
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
+from edgefleet.service.iso20816 import machine_class
 from edgefleet.service.store.loss import SETTLE_MS, BootState, account
 from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 from edgefleet.service.store.base import (
@@ -37,8 +38,9 @@ from edgefleet.service.store.base import (
     SiteHealth,
 )
 
-SCHEMA_VERSION = 4  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
-# 4: alarm journal, shelves and notification outbox (store/outbox.py)
+SCHEMA_VERSION = 5  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
+# 4: alarm journal, shelves and notification outbox (store/outbox.py). 5: results' readings and why (vrms, rpm,
+# why, hint; feature definition v2), and the why and hint of the result that raised an alarm
 DEFAULT_RETENTION_DAYS = 30.0
 
 _SCHEMA = """
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS results(
   model INTEGER NOT NULL, score REAL NOT NULL, thr REAL NOT NULL, anom INTEGER NOT NULL,
   inf_us INTEGER NOT NULL, ingest_ts INTEGER NOT NULL,
   state TEXT NOT NULL DEFAULT '', hi REAL, cls INTEGER, hi_thr REAL,
+  vrms REAL, rpm REAL, why TEXT, hint TEXT,
   PRIMARY KEY(device, boot, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_device_ts ON results(device, ts);
 CREATE INDEX IF NOT EXISTS results_ts ON results(ts);
@@ -68,7 +71,8 @@ CREATE INDEX IF NOT EXISTS devices_site ON devices(site);
 CREATE TABLE IF NOT EXISTS alarms(
   id INTEGER PRIMARY KEY, device TEXT NOT NULL, raised_ts INTEGER NOT NULL, cleared_ts INTEGER,
   severity TEXT NOT NULL, score REAL NOT NULL, peak_score REAL NOT NULL, thr REAL NOT NULL,
-  acked_ts INTEGER, acked_by TEXT, note TEXT NOT NULL DEFAULT '', reopened INTEGER NOT NULL DEFAULT 0);
+  acked_ts INTEGER, acked_by TEXT, note TEXT NOT NULL DEFAULT '', reopened INTEGER NOT NULL DEFAULT 0,
+  why TEXT, hint TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(device) WHERE cleared_ts IS NULL;
 CREATE INDEX IF NOT EXISTS alarms_raised ON alarms(raised_ts);
 CREATE TABLE IF NOT EXISTS events(
@@ -102,9 +106,9 @@ CREATE TABLE IF NOT EXISTS seq_gaps(
 
 ALARM_HOLD_OFF_MS = 10 * 60 * 1000  # a re-raise this soon after a clear reopens the same alarm
 _INSERT_RESULT = ("INSERT OR IGNORE INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts,"
-                  " state, hi, cls, hi_thr) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                  " state, hi, cls, hi_thr, vrms, rpm, why, hint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _BASE_COLS = "device, boot, seq, ts, model, score, thr, anom, inf_us"
-_RESULT_COLS = _BASE_COLS + ", state, hi, cls, hi_thr"
+_RESULT_COLS = _BASE_COLS + ", state, hi, cls, hi_thr, vrms, rpm, why, hint"
 _SHADOW_COLS = _BASE_COLS + ", shadow_model, shadow_score, shadow_thr, shadow_anom"
 # Schema upgrades in order: each brings a store of version k-1 to version k (docs/store.md).
 _MIGRATIONS = {
@@ -114,6 +118,9 @@ _MIGRATIONS = {
     3: ["ALTER TABLE alarms ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0"],  # + boots, seq_gaps,
     # loss_samples, loss_alarms: new tables, created by the schema script (older results are not accounted)
     4: [],  # alarm_events, alarm_shelves, notify_outbox: new tables (store/outbox.py)
+    5: ["ALTER TABLE results ADD COLUMN vrms REAL", "ALTER TABLE results ADD COLUMN rpm REAL",
+        "ALTER TABLE results ADD COLUMN why TEXT", "ALTER TABLE results ADD COLUMN hint TEXT",
+        "ALTER TABLE alarms ADD COLUMN why TEXT", "ALTER TABLE alarms ADD COLUMN hint TEXT"],
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -122,9 +129,20 @@ class StoreError(EdgefleetError):
     """A database that cannot be opened or has another schema version."""
 
 
+def _class_setting(cls: str | None, device: str | None, site: str | None) -> tuple[str, str | None]:
+    """The settings key and value of a machine class for one device or one site (store.set_machine_class)."""
+    if (device is None) == (site is None):
+        raise StoreError("a machine class is set for one device or one site: give device= or site=, not both")
+    name = device if device is not None else site
+    if not name or not name.strip() or len(name) > 200:
+        raise StoreError(f"a machine class needs a device or site name, got {name!r}")
+    return f"iso_class/{'device' if device is not None else 'site'}/{name}", None if cls is None else machine_class(cls)
+
+
 def _rec(row: tuple) -> ResultRecord:
     return ResultRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8],
-                        None, None, None, None, row[9] or "", row[10], row[11], row[12])
+                        None, None, None, None, row[9] or "", row[10], row[11], row[12], 0,
+                        row[13], row[14], row[15], row[16])
 
 
 def _shadow_rec(row: tuple) -> ResultRecord:
@@ -358,7 +376,8 @@ class SQLiteStore(NotifyTables):
 
     @staticmethod
     def _insert_plain(db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int) -> BatchOutcome:
-        rows = [(*r[:7], int(r.anom), r.inf_us, ingest_ts, r.state, r.hi, r.cls, r.hi_thr) for r in results]
+        rows = [(*r[:7], int(r.anom), r.inf_us, ingest_ts, r.state, r.hi, r.cls, r.hi_thr, r.vrms, r.rpm, r.why, r.hint)
+                for r in results]
         before = db.total_changes
         db.execute("SAVEPOINT bulk")
         db.executemany(_INSERT_RESULT, rows)
@@ -436,11 +455,13 @@ class SQLiteStore(NotifyTables):
                                       (c.device, c.ts - ALARM_HOLD_OFF_MS)).fetchone()
                     if last is not None:
                         db.execute("UPDATE alarms SET cleared_ts = NULL, reopened = reopened + 1, severity = ?,"
-                                   " peak_score = max(peak_score, ?) WHERE id = ?", (c.severity, c.peak_score, last[0]))
+                                   " peak_score = max(peak_score, ?), why = ?, hint = ? WHERE id = ?",
+                                   (c.severity, c.peak_score, c.why, c.hint, last[0]))
                         journal(db, c.ts, "health", last[0], c.device, "reopened", c.severity)
                     else:
-                        cur = db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr)"
-                                         " VALUES (?,?,?,?,?,?)", (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr))
+                        cur = db.execute("INSERT OR IGNORE INTO alarms(device, raised_ts, severity, score, peak_score, thr,"
+                                         " why, hint) VALUES (?,?,?,?,?,?,?,?)",
+                                         (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr, c.why, c.hint))
                         if cur.rowcount:
                             journal(db, c.ts, "health", cur.lastrowid, c.device, "raised", c.severity)
                 elif c.op == "update":
@@ -528,6 +549,52 @@ class SQLiteStore(NotifyTables):
                         *((device,) if device is not None else ()), limit))
         return [_shadow_rec(r) for r in reversed(rows)]
 
+    # ---------- readings (feature definition v2) and machine classes (ISO 20816) ----------
+
+    def vrms_history(self, device: str, since_ms: int | None = None, until_ms: int | None = None,
+                     limit: int = 10000) -> list[tuple[int, float, float | None]]:
+        """(ts, vrms in mm/s, rpm or None) of a device's results that carry a velocity reading, in time
+        order (the newest `limit` in the range)."""
+        rows = self._q("SELECT ts, vrms, rpm FROM results WHERE device = ? AND ts >= ? AND ts <= ?"
+                       " AND vrms IS NOT NULL ORDER BY ts DESC, seq DESC LIMIT ?",
+                       (device, since_ms if since_ms is not None else -1,
+                        until_ms if until_ms is not None else 2**62, limit))
+        return [tuple(r) for r in reversed(rows)]
+
+    def latest_vrms(self, n: int = 5) -> dict[str, tuple[int, float]]:
+        """Per device with velocity readings: (time of its newest reading, median vrms of its newest `n`),
+        what the fleet grid colours by ISO zone (one window's reading is noisy)."""
+        out: dict[str, tuple[int, float]] = {}
+        for (device,) in self._q("SELECT device FROM devices ORDER BY device"):
+            vals = self._q("SELECT ts, vrms FROM results WHERE device = ? AND vrms IS NOT NULL"
+                           " ORDER BY ts DESC LIMIT ?", (device, n))
+            if vals:
+                v = sorted(x for _, x in vals)
+                mid = len(v) // 2
+                out[device] = (vals[0][0], v[mid] if len(v) % 2 else 0.5 * (v[mid - 1] + v[mid]))
+        return out
+
+    def machine_classes(self) -> dict[str, dict[str, str]]:
+        """ISO 20816 machine classes set per device and per site: {"device": {id: cls}, "site": {site: cls}}
+        (iso20816.class_for picks a device's; unset: the default class)."""
+        out: dict[str, dict[str, str]] = {"device": {}, "site": {}}
+        for key, value in self._q("SELECT key, value FROM settings WHERE key LIKE 'iso_class/%'"):
+            _, scope, name = key.split("/", 2)
+            if scope in out:
+                out[scope][name] = value
+        return out
+
+    def set_machine_class(self, cls: str | None, *, device: str | None = None, site: str | None = None) -> None:
+        """Set (or with None, unset) the ISO 20816 machine class of one device or of a site's devices;
+        a bad class name or scope is one MachineClassError / StoreError line."""
+        key, value = _class_setting(cls, device, site)
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (key, value))
+
     def ingest_series(self, since_ms: int, bucket_s: int = 10) -> list[IngestBucket]:
         b = max(1, int(bucket_s * 1000))
         rows = self._q("SELECT (ts / ?) * ?, sum(messages), sum(results), sum(duplicates), sum(rejected),"
@@ -611,7 +678,7 @@ class SQLiteStore(NotifyTables):
             where.append("(a.raised_ts >= ? OR a.cleared_ts IS NULL)")
             args.append(since_ms)
         sql = ("SELECT a.id, a.device, d.site, d.line, a.raised_ts, a.cleared_ts, a.severity, a.score,"
-               " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note, a.reopened FROM alarms a"
+               " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note, a.reopened, a.why, a.hint FROM alarms a"
                " LEFT JOIN devices d ON d.device = a.device")
         if where:
             sql += " WHERE " + " AND ".join(where)

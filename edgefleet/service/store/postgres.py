@@ -39,7 +39,12 @@ from edgefleet.service.store.base import (
     IngestBucket,
 )
 from edgefleet.service.store.loss import BootState, account
-from edgefleet.service.store.sqlite import ALARM_HOLD_OFF_MS, SQLiteStore, StoreError, _class_setting
+from edgefleet.service.store.sqlite import (
+    ALARM_HOLD_OFF_MS,
+    SQLiteStore,
+    StoreError,
+    _class_setting,
+)
 from edgefleet.service.store.url import mask_url
 
 try:
@@ -402,17 +407,15 @@ class PostgresStore:
             else:
                 e[0], e[1], e[2] = min(e[0], r.seq), max(e[1], r.seq), e[2] + 1
         keys = sorted(span)
-        devs, boots_ = [k[0] for k in keys], [k[1] for k in keys]
-        cur.execute("INSERT INTO boots(device, boot, first_ts, last_ts, max_seq, received, dropped, jumps)"
-                    " SELECT d, b, 0, 0, -1, 0, 0, 0 FROM unnest(%s::text[], %s::text[]) AS u(d, b) ORDER BY d, b"
-                    " ON CONFLICT DO NOTHING", (devs, boots_))
         boots: dict[tuple[str, str], BootState] = {}
-        for d, b, f, t, m, rcv, drp, j in cur.execute(
-                "SELECT device, boot, first_ts, last_ts, max_seq, received, dropped, jumps FROM boots"
-                " WHERE (device, boot) IN (SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY device, boot"
-                " FOR UPDATE", (devs, boots_)).fetchall():
-            if not (m == -1 and rcv == 0 and f == 0 and drp == 0 and j == 0):  # a placeholder: a new boot
-                boots[(d, b)] = BootState(m, rcv, drp, j, f, t)
+        found = self._lock_boots(cur, keys, boots)
+        if len(found) < len(keys):  # new boots: placeholder rows to lock (another process may insert
+            # the same ones now: ON CONFLICT waits for it, then the second read sees its row)
+            created = [k for k in keys if k not in found]
+            cur.execute("INSERT INTO boots(device, boot, first_ts, last_ts, max_seq, received, dropped, jumps)"
+                        " SELECT d, b, 0, 0, -1, 0, 0, 0 FROM unnest(%s::text[], %s::text[]) AS u(d, b)"
+                        " ORDER BY d, b ON CONFLICT DO NOTHING", ([k[0] for k in created], [k[1] for k in created]))
+            self._lock_boots(cur, created, boots)
         holes: dict[tuple[str, str], list[tuple[int, int]]] = {}
         odd = [k for k, (lo, hi, n) in span.items()
                if not (lo == (boots[k].max_seq if k in boots else -1) + 1 and hi - lo + 1 == n)]
@@ -444,6 +447,20 @@ class PostgresStore:
                         " first_ts = excluded.first_ts, last_ts = excluded.last_ts, max_seq = excluded.max_seq,"
                         " received = excluded.received, dropped = excluded.dropped, jumps = excluded.jumps",
                         _columns(rows))
+
+    @staticmethod
+    def _lock_boots(cur: Any, keys: list[tuple[str, str]], boots: dict[tuple[str, str], BootState]) -> set:
+        """Read and lock (in key order) the boots rows of `keys` that exist; a placeholder row (a boot
+        being created, max_seq -1, nothing received) stays out of `boots`: account() starts it fresh."""
+        found = set()
+        for d, b, f, t, m, rcv, drp, j in cur.execute(
+                "SELECT device, boot, first_ts, last_ts, max_seq, received, dropped, jumps FROM boots"
+                " WHERE (device, boot) IN (SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY device, boot"
+                " FOR UPDATE", ([k[0] for k in keys], [k[1] for k in keys])).fetchall():
+            found.add((d, b))
+            if not (m == -1 and rcv == 0 and f == 0 and drp == 0 and j == 0):
+                boots[(d, b)] = BootState(m, rcv, drp, j, f, t)
+        return found
 
     @staticmethod
     def _registry(cur: Any, batch: IngestBatch, outcome: BatchOutcome) -> None:

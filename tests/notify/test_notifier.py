@@ -353,3 +353,25 @@ def test_the_delivery_log_follows_the_store_retention(store, hook) -> None:
     clock.t = T0 + 2 * 86_400_000
     Notifier(store, config(hook), clock_ms=clock).tick()
     assert store.outbox() == [] and store.alarm_events() == [] and store.notify_cursor() == 1
+
+
+def test_a_down_channel_with_a_backlog_does_not_starve_another(store, hook, tmp_path) -> None:
+    from testkit import free_port
+
+    dead = free_port()  # nothing listens here
+    data = {"notify": {"retry_min_s": 5},
+            "channels": {"dead": {"type": "webhook", "url": f"http://127.0.0.1:{dead}/x", "secret": "s",
+                                  "timeout_s": 1},
+                         "hook": {"type": "webhook", "url": hook.url, "secret": SECRET}},
+            "routes": [{"name": "everything", "channels": ["dead"]},
+                       {"name": "south", "channels": ["hook"], "sites": ["plant-south"]}]}
+    n = Notifier(store, parse_notify_config(data, {}), clock_ms=Clock(T0))
+    n.tick()
+    for i in range(250):
+        store.set_device_meta(f"m-{i:03d}", site="plant-north")
+    store.apply_alarm_changes([change("raise", device=f"m-{i:03d}") for i in range(250)]
+                              + [change("raise", device="pump-2")], [])
+    out = n.tick()
+    assert out["sent"] == 1 and hook.wait(1)[0]["alarm"]["device"] == "pump-2"
+    attempts = [r.attempts for r in store.outbox(limit=1000) if r.channel == "dead"]
+    assert len(attempts) == 251 and sorted(attempts)[-2:] == [0, 1]  # the dead channel was tried once

@@ -239,33 +239,41 @@ class Notifier:
 
     def deliver(self, now: int) -> tuple[int, int]:
         sent = failed = 0
-        tried_down: set[str] = set()
-        for row in self.store.outbox_due(now):
-            if row.channel in tried_down:
-                continue  # this channel failed in this tick: its other rows wait for its next retry
-            skip = self._skip_reason(row, now)
-            if skip is not None:
-                self.store.outbox_set_state(row.id, skip)
-                continue
-            ch = self.config.channels.get(row.channel)
-            if ch is None:  # the config no longer has it
-                self.store.outbox_set_state(row.id, "failed", error=f"channel {row.channel!r} is not configured")
-                continue
-            try:
-                self.sender(ch, json.loads(row.body))
-            except DeliveryError as exc:
-                failed += self._failed(row, str(exc), now)
-                tried_down.add(row.channel)
-                continue
-            self.store.outbox_set_state(row.id, "sent", ts=self.clock_ms(), attempt=True)
-            sent += 1
-            self.sent += 1
-            if row.channel in self._down:
-                log.info("channel %s delivers again", row.channel)
-                del self._down[row.channel]
-            log.info("notified %s: %s %s alarm %d of %s (route %s)", row.channel, row.event, row.kind, row.alarm_id,
-                     row.device, row.route)
+        tried_down: set[str] = set()  # failed in this tick: their other rows wait for the next retry
+        while not self._stop.is_set():
+            rows = self.store.outbox_due(now, 200, tuple(sorted(tried_down)))
+            if not rows:
+                break
+            for row in rows:  # each row is sent, marked, pushed back, or its channel is skipped from now on
+                if row.channel in tried_down:
+                    continue
+                s, f = self._deliver_one(row, now, tried_down)
+                sent, failed = sent + s, failed + f
         return sent, failed
+
+    def _deliver_one(self, row: OutboxRow, now: int, tried_down: set[str]) -> tuple[int, int]:
+        """(sent, given up) for one due row; a failing channel joins `tried_down`."""
+        skip = self._skip_reason(row, now)
+        if skip is not None:
+            self.store.outbox_set_state(row.id, skip)
+            return 0, 0
+        ch = self.config.channels.get(row.channel)
+        if ch is None:  # the config no longer has it
+            self.store.outbox_set_state(row.id, "failed", error=f"channel {row.channel!r} is not configured")
+            return 0, 0
+        try:
+            self.sender(ch, json.loads(row.body))
+        except DeliveryError as exc:
+            tried_down.add(row.channel)
+            return 0, self._failed(row, str(exc), now)
+        self.store.outbox_set_state(row.id, "sent", ts=self.clock_ms(), attempt=True)
+        self.sent += 1
+        if row.channel in self._down:
+            log.info("channel %s delivers again", row.channel)
+            del self._down[row.channel]
+        log.info("notified %s: %s %s alarm %d of %s (route %s)", row.channel, row.event, row.kind, row.alarm_id,
+                 row.device, row.route)
+        return 1, 0
 
     def _skip_reason(self, row: OutboxRow, now: int) -> str | None:
         if self._shelved(row.kind, row.alarm_id, now):

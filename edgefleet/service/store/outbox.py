@@ -232,11 +232,12 @@ class NotifyTables:
         with self._tx() as db:
             db.execute(f"UPDATE notify_outbox SET {', '.join(sets)} WHERE id = ?", (*args, row_id))
 
-    def outbox_due(self, now_ms: int, limit: int = 200) -> list[OutboxRow]:
-        """Rows to send now (pending or held, due), oldest first."""
+    def outbox_due(self, now_ms: int, limit: int = 200, skip_channels: tuple[str, ...] = ()) -> list[OutboxRow]:
+        """Rows to send now (pending or held, due), oldest first, except those of `skip_channels`."""
+        skip = f" AND channel NOT IN ({','.join('?' * len(skip_channels))})" if skip_channels else ""
         return [OutboxRow(*r) for r in self._q(
-            f"SELECT {_OUTBOX_COLS} FROM notify_outbox WHERE state IN ('pending', 'held') AND due_ms <= ?"
-            " ORDER BY id LIMIT ?", (now_ms, limit))]
+            f"SELECT {_OUTBOX_COLS} FROM notify_outbox WHERE state IN ('pending', 'held') AND due_ms <= ?{skip}"
+            " ORDER BY id LIMIT ?", (now_ms, *skip_channels, limit))]
 
     def outbox(self, *, state: str | None = None, kind: str | None = None, alarm_id: int | None = None,
                limit: int = 200) -> list[OutboxRow]:

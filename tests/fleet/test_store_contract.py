@@ -315,3 +315,16 @@ def test_machine_classes_per_device_and_site(store: Store) -> None:
     with pytest.raises(StoreError, match="one device or one site"):
         store.set_machine_class("II", device="pump-1", site="north")
     assert store.machine_classes()["device"] == {"pump-1": "III"}  # nothing changed by the refusals
+
+
+def test_bearing_geometry_per_device(store: Store) -> None:
+    from edgefleet.errors import FeatureError
+
+    store.set_bearing("pump-1", {"n_balls": 9, "ball_d_mm": 7.94, "pitch_d_mm": 39.04})
+    assert store.bearings() == {"pump-1": {"n_balls": 9, "ball_d_mm": 7.94, "pitch_d_mm": 39.04, "contact_deg": 0.0}}
+    with pytest.raises(FeatureError, match="were they swapped"):
+        store.set_bearing("pump-2", {"n_balls": 9, "ball_d_mm": 39.04, "pitch_d_mm": 7.94})
+    with pytest.raises(StoreError, match="n_balls, ball_d_mm, pitch_d_mm"):
+        store.set_bearing("pump-2", {"n_balls": 9})
+    store.set_bearing("pump-1", None)
+    assert store.bearings() == {}

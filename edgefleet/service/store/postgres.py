@@ -43,6 +43,7 @@ from edgefleet.service.store.sqlite import (
     ALARM_HOLD_OFF_MS,
     SQLiteStore,
     StoreError,
+    _bearing_setting,
     _class_setting,
 )
 from edgefleet.service.store.url import mask_url
@@ -273,6 +274,7 @@ class PostgresStore:
     vrms_history = SQLiteStore.vrms_history
     latest_vrms = SQLiteStore.latest_vrms
     machine_classes = SQLiteStore.machine_classes
+    bearings = SQLiteStore.bearings
 
     def __init__(self, url: str, *, synchronous: str = "FULL", account_loss: bool = True) -> None:
         self.url = url
@@ -606,6 +608,16 @@ class PostgresStore:
     def set_machine_class(self, cls: str | None, *, device: str | None = None, site: str | None = None) -> None:
         """SQLiteStore.set_machine_class on PostgreSQL."""
         key, value = _class_setting(cls, device, site)
+        with self._tx() as cur:
+            if value is None:
+                cur.execute("DELETE FROM settings WHERE key = %s", (key,))
+            else:
+                cur.execute("INSERT INTO settings VALUES (%s, %s) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            (key, value))
+
+    def set_bearing(self, device: str, geometry: dict | None) -> None:
+        """SQLiteStore.set_bearing on PostgreSQL."""
+        key, value = _bearing_setting(device, geometry)
         with self._tx() as cur:
             if value is None:
                 cur.execute("DELETE FROM settings WHERE key = %s", (key,))

@@ -139,6 +139,23 @@ def _class_setting(cls: str | None, device: str | None, site: str | None) -> tup
     return f"iso_class/{'device' if device is not None else 'site'}/{name}", None if cls is None else machine_class(cls)
 
 
+def _bearing_setting(device: str, geometry: dict | None) -> tuple[str, str | None]:
+    """The settings key and JSON value of a device's bearing geometry (checked by BearingGeometry)."""
+    if not device or not device.strip() or len(device) > 200:
+        raise StoreError(f"a bearing geometry needs a device name, got {device!r}")
+    if geometry is None:
+        return f"bearing/device/{device}", None
+    from edgefleet.runtime.diagnosis import BearingGeometry  # numpy: only when a geometry is set
+
+    try:
+        g = BearingGeometry(int(geometry["n_balls"]), float(geometry["ball_d_mm"]), float(geometry["pitch_d_mm"]),
+                            float(geometry.get("contact_deg", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"a bearing geometry has n_balls, ball_d_mm, pitch_d_mm (and contact_deg): {exc}") from None
+    return f"bearing/device/{device}", json.dumps({"n_balls": g.n_balls, "ball_d_mm": g.ball_d_mm,
+                                                  "pitch_d_mm": g.pitch_d_mm, "contact_deg": g.contact_deg})
+
+
 def _rec(row: tuple) -> ResultRecord:
     return ResultRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8],
                         None, None, None, None, row[9] or "", row[10], row[11], row[12], 0,
@@ -588,6 +605,22 @@ class SQLiteStore(NotifyTables):
         """Set (or with None, unset) the ISO 20816 machine class of one device or of a site's devices;
         a bad class name or scope is one MachineClassError / StoreError line."""
         key, value = _class_setting(cls, device, site)
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (key, value))
+
+    def bearings(self) -> dict[str, dict]:
+        """Bearing geometry per device ({n_balls, ball_d_mm, pitch_d_mm, contact_deg}): what the dashboard
+        marks BPFO, BPFI and BSF from (the node's own config is not reported)."""
+        return {key.split("/", 2)[2]: json.loads(value)
+                for key, value in self._q("SELECT key, value FROM settings WHERE key LIKE 'bearing/device/%'")}
+
+    def set_bearing(self, device: str, geometry: dict | None) -> None:
+        """Set (None: unset) a device's bearing geometry; one that makes no sense is one FeatureError line."""
+        key, value = _bearing_setting(device, geometry)
         with self._tx() as db:
             if value is None:
                 db.execute("DELETE FROM settings WHERE key = ?", (key,))

@@ -173,6 +173,11 @@ def acknowledge(db: str, alarm_id: int, by: str, note: str) -> bool:
     return ok
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def notifications(db: str) -> tuple[dict[str, int], pd.DataFrame]:
+    return loaders.alarms.notification_frame(store(db))
+
+
 def shelve(db: str, alarm_id: int, hours: float, by: str, reason: str) -> None:
     """Shelve a health alarm through the store (notifications and escalation stop until it ends)."""
     now = now_ms()

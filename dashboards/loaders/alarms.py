@@ -55,6 +55,19 @@ def shelf_text(shelf) -> str:
     return f"until {until} by {shelf.by}: {shelf.reason}"
 
 
+def notification_frame(store: Store, limit: int = 50) -> tuple[dict[str, int], pd.DataFrame]:
+    """The notification delivery log: rows per state, and the newest `limit` rows (docs/notifications.md)."""
+    cols = ["queued", "state", "event", "kind", "alarm", "device", "route", "channel", "attempts", "sent", "error"]
+    if not hasattr(store, "outbox"):
+        return {}, pd.DataFrame(columns=cols)
+    rows = [{"queued": pd.to_datetime(r.created_ms, unit="ms", utc=True), "state": r.state, "event": r.event,
+             "kind": r.kind, "alarm": (f"loss-{r.alarm_id}" if r.kind == "data-loss" else str(r.alarm_id)),
+             "device": r.device, "route": r.route, "channel": r.channel, "attempts": r.attempts,
+             "sent": pd.to_datetime(r.sent_ms, unit="ms", utc=True) if r.sent_ms is not None else pd.NaT,
+             "error": r.last_error if r.state != "sent" else ""} for r in store.outbox(limit=limit)]
+    return store.outbox_counts(), pd.DataFrame(rows, columns=cols)
+
+
 def sites(store: Store) -> list[str]:
     """Site names known to the registry ('' for devices without one)."""
     return sorted({d.site or "" for d in store.devices()})

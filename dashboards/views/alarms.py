@@ -105,6 +105,17 @@ def alarm_list(state: str, site: str | None, sev: str | None) -> None:
             who.text_input("By", key="shelve_by")
             why.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
             st.form_submit_button("Shelve", on_click=_shelve)
+
+    counts, log = ui.notifications(db)
+    with st.expander(f"Notifications sent: {counts.get('sent', 0)}, waiting: "
+                     f"{counts.get('pending', 0) + counts.get('held', 0)}, failed: {counts.get('failed', 0)}"):
+        if log.empty:
+            st.caption("No notification queued yet (`edgefleet serve --notify-config`, docs/notifications.md).")
+        else:
+            st.caption("By state: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ". Newest first.")
+            st.dataframe(log, hide_index=True, width="stretch", column_config={
+                "queued": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                "sent": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
     ui.refreshed_caption()
 
 

@@ -30,3 +30,20 @@ def test_shelve_form_records_the_shelf_and_the_table_shows_it(monkeypatch, fleet
     assert not any(o.startswith(f"#{target} ") for o in at.selectbox(key="shelve_alarm").options)  # shelved
     at.run()  # the message outlives a refresh
     assert any(f"Alarm #{target} shelved" in s.value for s in at.success)
+
+
+def test_the_notification_delivery_log_is_on_the_alarms_page(monkeypatch, fleet_db) -> None:
+    a = fleet_db.store.alarms(active=True)[0]
+    now = a.raised_ts
+    fleet_db.store.route_events(None, [
+        ("1:ops:hook", 1, "health", a.id, a.device, "raised", "ops", "hook", "sent", now, now, "{}"),
+        ("2:ops:hook", 2, "health", a.id, a.device, "cleared", "ops", "hook", "pending", now, now, "{}")])
+    fleet_db.store.outbox_set_state(fleet_db.store.outbox()[0].id, "pending", error="h.example unreachable",
+                                    attempt=True)
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_ALARMS)
+    assert not at.exception
+    exp = next(e for e in at.expander if e.label.startswith("Notifications"))
+    assert exp.label == "Notifications sent: 1, waiting: 1, failed: 0"
+    log = at.dataframe[-1].value
+    assert list(log["event"]) == ["cleared", "raised"] and list(log["state"]) == ["pending", "sent"]
+    assert log["error"].iloc[0] == "h.example unreachable" and log["attempts"].iloc[0] == 1

@@ -25,7 +25,14 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speeds", type=int, default=3, help="operating points per machine (default 3)")
+    ap.add_argument("--features", choices=["v1", "v2"], default="v1",
+                    help="feature definition (v2: running-speed bands, velocity; writes fleet-v2 by default)")
     args = ap.parse_args()
+    model_id = "fleet-default" if args.features == "v1" else "fleet-v2"
+    if args.features == "v2" and args.out == REPO / "edgefleet" / "models" / "fleet-default":
+        args.out = REPO / "edgefleet" / "models" / "fleet-v2"
+    if args.features == "v2":
+        args.seconds = max(args.seconds, 40.0)  # ~1 s windows: enough of them per machine and speed
 
     from device_sim.dataset import machine_recordings, write_recordings
     from device_sim.plant import SENSOR_RATES
@@ -42,9 +49,10 @@ def main() -> int:
                                                               fault_g=(1.0, 2.0)))
         print(f"simulated {len(paths)} recordings at {', '.join(f'{r:g}' for r in SENSOR_RATES)} Hz", flush=True)
         # log-spaced bands and a wider code: measured best of four variants on the simulated fleet
-        return cli(["model", "train", "--data", tmp, "--out", str(args.out), "--model-id", "fleet-default",
+        return cli(["model", "train", "--data", tmp, "--out", str(args.out), "--model-id", model_id,
                     "--epochs", str(args.epochs), "--seed", str(args.seed), "--spacing", "log",
-                    "--fmin", "200", "--hidden", "24,12,24", "--commission"])
+                    "--fmin", "200", "--hidden", "24,12,24", "--commission", "--features", args.features,
+                    "--version", "1" if args.features == "v1" else "2"])
 
 
 if __name__ == "__main__":

@@ -248,12 +248,16 @@ class Int8Engine:
             acc = acc + d * d
         return (acc / np.float32(qi.shape[-1])).astype(np.float32)
 
-    def score(self, q_in: np.ndarray, q_out: np.ndarray) -> np.ndarray:
-        """Rule 1: mean squared error between dequantized output and dequantized input."""
+    def errors(self, q_in: np.ndarray, q_out: np.ndarray) -> np.ndarray:
+        """Squared error of each input between dequantized output and input, float64 [..., inputs]."""
         a = self.artifact
         x = (np.asarray(q_in, np.float64) - a.input_zero_point) * np.float64(np.float32(a.input_scale))
         y = (np.asarray(q_out, np.float64) - a.output_zero_point) * np.float64(np.float32(a.output_scale))
-        return np.mean((y - x) ** 2, axis=-1).astype(np.float32)
+        return (y - x) ** 2
+
+    def score(self, q_in: np.ndarray, q_out: np.ndarray) -> np.ndarray:
+        """Rule 1: mean squared error between dequantized output and dequantized input."""
+        return np.mean(self.errors(q_in, q_out), axis=-1).astype(np.float32)
 
 
 class Detector:
@@ -293,6 +297,14 @@ class Detector:
         a = self.artifact
         q = quantize(np.asarray(z, np.float32), a.input_scale, a.input_zero_point)
         return self.engine.score_f32(q, self.engine.infer(q))
+
+    def score_and_errors(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`score_standardized` plus each input's squared reconstruction error [n, inputs]: the
+        terms of the score, which say which bands a window's anomaly lies in (runtime/diagnosis)."""
+        a = self.artifact
+        q = quantize(np.asarray(z, np.float32), a.input_scale, a.input_zero_point)
+        y = self.engine.infer(q)
+        return self.engine.score_f32(q, y), self.engine.errors(q, y)
 
     def quantized_inputs(self, windows: np.ndarray, fs: float) -> np.ndarray:
         a = self.artifact

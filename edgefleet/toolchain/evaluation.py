@@ -107,7 +107,8 @@ def rpm_of(rec: Recording) -> float | None:
 
 
 def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fraction: float = 0.5,
-                          target: int | None = None, folder_name: str = "machine") -> dict:
+                          target: int | None = None, folder_name: str = "machine",
+                          hop_s: float | None = None) -> dict:
     """Each machine commissions a node on the first `fraction` of each of its normal recordings
     (the node's own `Commissioner`, classes from `rpm`); the rest of its normal recordings and all
     its other recordings are then scored under that baseline.
@@ -115,7 +116,8 @@ def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fr
     A recording names its machine with `machine`; in a folder where no recording does, all of them
     are one machine (a test rig such as CWRU), else a recording without it is a machine of its own.
     The ranking statistic is the node's verdict statistic: the larger of score/threshold and
-    HI/HI-threshold of the window's class."""
+    HI/HI-threshold of the window's class. `hop_s` overlaps windows (default: back to back, as a
+    node takes them) for recordings too short to commission from otherwise (CWRU's normal is 3.6 s)."""
     from edgefleet.runtime import baseline as bl
 
     if not 0.0 < fraction < 1.0:
@@ -134,8 +136,11 @@ def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fr
             per_machine[name] = {"error": "no normal recording to commission from", "windows": 0}
             continue
         com = bl.Commissioner(params.n_features, target=target or bl.DEFAULT_WINDOWS)
+        def hop(r: Recording) -> float:
+            return 1.0 if hop_s is None else hop_s * r.fs / detector.window_samples(r.fs)
+
         for r in normal:
-            f = detector.features(windows_of(r, params, stop=fraction), r.fs)
+            f = detector.features(windows_of(r, params, stop=fraction, hop_fraction=hop(r)), r.fs)
             rpm = rpm_of(r)
             for row in f:
                 com.add(row, rpm)
@@ -147,7 +152,7 @@ def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fr
         held, faults, by_label = [], [], {}
         n_unc = 0
         for r in recs:
-            w = windows_of(r, params, start=fraction if r.is_normal else 0.0)
+            w = windows_of(r, params, start=fraction if r.is_normal else 0.0, hop_fraction=hop(r))
             rpm = rpm_of(r)
             s = bl.score_windows(base, detector.features(w, r.fs), np.full(len(w), rpm or 0.0),
                                  detector.score_standardized)

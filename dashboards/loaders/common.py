@@ -7,25 +7,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from edgefleet.service.config import DEFAULT_DB as DEFAULT_STORE
+from edgefleet.service.store.url import is_db_url
 
 DEFAULT_DB = Path(DEFAULT_STORE)  # the same default as `edgefleet serve` and `edgefleet ota`
 
 
-def resolve_db(argv: Sequence[str], env: Mapping[str, str]) -> tuple[Path, str]:
-    """The store path and where it came from: `--db PATH` after `streamlit run app.py --`,
-    else $EDGEFLEET_DB, else the default store of every command (var/edgefleet.db)."""
+def resolve_db(argv: Sequence[str], env: Mapping[str, str]) -> tuple[Path | str, str]:
+    """The store path (or postgresql:// URL, kept a string) and where it came from: `--db PATH` after
+    `streamlit run app.py --`, else $EDGEFLEET_DB, else the default store of every command (var/edgefleet.db)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--db")
     known, _ = parser.parse_known_args(list(argv))
-    if known.db:
-        return Path(known.db), "--db"
-    if env.get("EDGEFLEET_DB"):
-        return Path(env["EDGEFLEET_DB"]), "EDGEFLEET_DB"
+    db, source = (known.db, "--db") if known.db else (env.get("EDGEFLEET_DB"), "EDGEFLEET_DB")
+    if db:
+        return (db.strip() if is_db_url(db) else Path(db)), source
     return DEFAULT_DB, "default"
 
 
-def missing_db_message(path: Path, source: str) -> str | None:
-    """None when `path` is a store file; otherwise what to do about it."""
+def missing_db_message(path: Path | str, source: str) -> str | None:
+    """None when `path` is a store file or a database URL (its server answers); otherwise what to do about it."""
+    if is_db_url(path):
+        return None
     if path.is_file():
         return None
     if path.exists():

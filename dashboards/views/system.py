@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboards import charts, loaders, ui
+from edgefleet.service.store.url import mask_url
 
 WINDOWS = {"last 10 min": (600.0, 10), "last hour": (3600.0, 60), "last 6 h": (21600.0, 300),
            "last 24 h": (86400.0, 900)}
@@ -73,8 +74,9 @@ def system(window_s: float, bucket_s: int) -> None:
         st.altair_chart(charts.rejects_by_reason(rej.by_reason), width="stretch")
         st.dataframe(rej.latest.head(100), hide_index=True, width="stretch", height=240,
                      column_config={"time": st.column_config.DatetimeColumn(format="HH:mm:ss")})
-    st.caption(f"Store `{db}` · retention {ui.retention_days(db):g} days · lifetime totals: "
-               f"`edgefleet stats --db {db}`")
+    shown = mask_url(db)  # a postgresql:// URL without its password
+    st.caption(f"Store `{shown}` · retention {ui.retention_days(db):g} days · lifetime totals: "
+               f"`edgefleet stats --db {shown}`")
     ui.refreshed_caption()
 
 

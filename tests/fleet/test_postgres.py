@@ -15,7 +15,13 @@ import pytest
 
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.store import IngestBatch, StoreError, mask_url, open_store
-from edgefleet.service.store.postgres import SCHEMA_VERSION, PostgresStore, connect, migrate, schema_version
+from edgefleet.service.store.postgres import (
+    SCHEMA_VERSION,
+    PostgresStore,
+    connect,
+    migrate,
+    schema_version,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000_000

@@ -68,11 +68,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from edgefleet.service.notify import load_notify_config
 
         notify = load_notify_config(settings.notify_config)
-        from edgefleet.service.store.url import is_db_url
-
-        if notify.enabled and is_db_url(settings.db):
-            raise EdgefleetError("notifications need the SQLite store (its alarm journal and outbox); "
-                                 "a postgresql:// store has none yet: run serve without --notify-config")
     influx = {"url": settings.influx_url, "token": settings.influx_token, "org": settings.influx_org,
               "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
@@ -104,8 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def start_notifier(config, store):
     """Alarm notifications beside the OTA manager (one per fleet); None, said once, when none are set up."""
     if config.enabled and not hasattr(store, "route_events"):
-        raise EdgefleetError("notifications need the SQLite store (its alarm journal and outbox); "
-                             "this store has none yet")
+        raise EdgefleetError(f"notifications need a store with an alarm journal and outbox (SQLite or PostgreSQL), "
+                             f"not {type(store).__name__}")
     if not config.enabled:
         log.info("notifications: none configured (no channels or routes; --notify-config or "
                  "EDGEFLEET_NOTIFY_CONFIG, docs/notifications.md): alarms are on the dashboard only")

@@ -159,11 +159,3 @@ def test_notify_check_test_and_log(tmp_path) -> None:
         hook.stop()
         mail.stop()
 
-
-def test_serve_refuses_notifications_on_a_postgres_store_in_one_line(tmp_path) -> None:
-    conf = tmp_path / "notify.toml"
-    conf.write_text('[channels.ops]\ntype = "webhook"\nurl = "https://h.example/x"\nsecret = "s"\n'
-                    '[[routes]]\nname = "all"\nchannels = ["ops"]\n')
-    p = run("serve", "--db", "postgresql://ef:pw@127.0.0.1:1/fleet", "--notify-config", str(conf))
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
-    assert "notifications need the SQLite store" in p.stderr and "pw" not in p.stderr

@@ -45,13 +45,39 @@ def config(hook: WebhookReceiver | None = None, mail: MailSink | None = None, *,
     return parse_notify_config(data, {"HOOK_SECRET": SECRET}, "test.toml")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def reopen(request, tmp_path: Path):
+    """Opens the test's store (again: what a restart of `serve` does), on either backend."""
+    opened = []
+    if request.param == "sqlite":
+        def make():
+            return SQLiteStore(tmp_path / "fleet.db", synchronous="NORMAL")
+    else:
+        from edgefleet.service.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("pg_server").create_db()
+
+        def make():
+            return PostgresStore(url)
+
+    def opener():
+        opened.append(make())
+        return opened[-1]
+
+    yield opener
+    for s in opened:
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    s = SQLiteStore(tmp_path / "fleet.db", synchronous="NORMAL")
+def store(reopen):
+    s = reopen()
     s.set_device_meta("pump-1", site="plant-north", line="l1", tags=("pumps",))
     s.set_device_meta("pump-2", site="plant-south", line="l9")
-    yield s
-    s.close()
+    return s
 
 
 @pytest.fixture
@@ -75,7 +101,7 @@ def test_signature_round_trip_and_tamper() -> None:
     assert not verify(SECRET, body, "garbage")
 
 
-def test_one_signed_notification_per_route_and_none_after_a_restart(store, hook) -> None:
+def test_one_signed_notification_per_route_and_none_after_a_restart(store, hook, reopen) -> None:
     cfg = config(hook, routes=[{"name": "north", "channels": ["hook"], "sites": ["plant-north"]},
                                {"name": "everything", "channels": ["hook"]},
                                {"name": "south", "channels": ["hook"], "sites": ["plant-south"]}])
@@ -98,13 +124,12 @@ def test_one_signed_notification_per_route_and_none_after_a_restart(store, hook)
     # again, and after a restart on the same file: nothing new
     clock.t += 10 * MIN
     assert n.tick()["sent"] == 0
-    again = Notifier(SQLiteStore(store.path), cfg, clock_ms=clock)
+    again = Notifier(reopen(), cfg, clock_ms=clock)
     assert again.tick() == {"routed": 0, "escalated": 0, "sent": 0, "failed": 0}
-    again.store.close()
     assert len(hook.received) == 2 and hook.attempts == 2
 
 
-def test_a_down_receiver_gets_it_later_even_across_a_restart(store, hook, tmp_path) -> None:
+def test_a_down_receiver_gets_it_later_even_across_a_restart(store, hook, reopen) -> None:
     cfg = config(hook)
     clock = Clock(T0)
     n = Notifier(store, cfg, clock_ms=clock)
@@ -123,7 +148,7 @@ def test_a_down_receiver_gets_it_later_even_across_a_restart(store, hook, tmp_pa
     assert store.outbox()[0].attempts == 2  # tried again, still down; next in 10 s
     store.close()
     # `serve` restarts meanwhile: the outbox is in the file
-    s2 = SQLiteStore(tmp_path / "fleet.db")
+    s2 = reopen()
     n2 = Notifier(s2, cfg, clock_ms=clock)
     hook.start()
     clock.t += 11_000
@@ -133,7 +158,6 @@ def test_a_down_receiver_gets_it_later_even_across_a_restart(store, hook, tmp_pa
     n2.tick()
     row, = s2.outbox()
     assert row.state == "sent" and row.attempts == 3 and len(hook.received) == 1
-    s2.close()
 
 
 def test_a_receiver_that_answers_500_is_retried_with_backoff_then_given_up(store, hook) -> None:

@@ -39,6 +39,13 @@ from edgefleet.service.store.base import (
     IngestBucket,
 )
 from edgefleet.service.store.loss import BootState, account
+from edgefleet.service.store.outbox import (
+    JOURNAL_LOCK,
+    JOURNAL_SQL,
+    NOTIFY_SCHEMA_PG,
+    NotifyTables,
+    journal_row,
+)
 from edgefleet.service.store.sqlite import (
     ALARM_HOLD_OFF_MS,
     SQLiteStore,
@@ -54,7 +61,8 @@ try:
 except ImportError:  # pragma: no cover - the service image and requirements carry it
     psycopg = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 2  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
+SCHEMA_VERSION = 3  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
+# 3: alarm journal, shelves and notification outbox (store/outbox.py)
 _LOCK_KEY = 0x6566_7363_6865_6D61  # pg_advisory_xact_lock key of schema migrations ("efschema")
 _DEADLOCK_RETRIES = 5
 
@@ -146,7 +154,8 @@ CREATE INDEX device_commands_pending ON device_commands(sent_ms) WHERE sent_ms I
 MIGRATIONS: dict[int, list[str]] = {1: [s.strip() for s in _V1.split(";") if s.strip()],
                                      2: ["ALTER TABLE results ADD COLUMN vrms DOUBLE PRECISION, ADD COLUMN rpm DOUBLE"
                                          " PRECISION, ADD COLUMN why TEXT, ADD COLUMN hint TEXT",
-                                         "ALTER TABLE alarms ADD COLUMN why TEXT, ADD COLUMN hint TEXT"]}
+                                         "ALTER TABLE alarms ADD COLUMN why TEXT, ADD COLUMN hint TEXT"],
+                                     3: NOTIFY_SCHEMA_PG}
 
 _RESULT_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8", "int2", "bigint", "bigint",
                  "text", "float8", "bigint", "float8", "float8", "float8", "text", "text")
@@ -248,9 +257,10 @@ def _check_version(version: int, where: str) -> None:
                          f"({SCHEMA_VERSION}); upgrade edgefleet")
 
 
-class PostgresStore:
+class PostgresStore(NotifyTables):
     """The store in a PostgreSQL database; safe to share between processes and hosts."""
 
+    _notify_sql = staticmethod(_pg)  # the journal, shelves and outbox (NotifyTables) inside _tx
     # Reads in portable SQL: SQLiteStore's methods, run through this class's `_q` (`?` -> `%s`).
     score_history = SQLiteStore.score_history
     recent_results = SQLiteStore.recent_results
@@ -524,6 +534,12 @@ class PostgresStore:
     def apply_alarm_changes(self, changes: list[AlarmChange], health: list[DeviceHealth]) -> None:
         def run() -> None:
             with self._tx() as cur:
+                if changes:  # journal ids in commit order (store/outbox.py): one alarm writer at a time
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (JOURNAL_LOCK,))
+
+                def journal(*args, **detail) -> None:
+                    cur.execute(_pg(JOURNAL_SQL), journal_row(*args, **detail))
+
                 for c in changes:
                     if c.op == "raise":
                         last = cur.execute("SELECT id FROM alarms WHERE device = %s AND cleared_ts IS NOT NULL"
@@ -537,16 +553,27 @@ class PostgresStore:
                             cur.execute("UPDATE alarms SET cleared_ts = NULL, reopened = reopened + 1, severity = %s,"
                                         " peak_score = GREATEST(peak_score, %s), why = %s, hint = %s WHERE id = %s",
                                         (c.severity, c.peak_score, c.why, c.hint, last[0]))
+                            journal(c.ts, "health", last[0], c.device, "reopened", c.severity)
                         else:
-                            cur.execute("INSERT INTO alarms(device, raised_ts, severity, score, peak_score, thr, why,"
-                                        " hint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                                        (c.device, c.ts, c.severity, c.score, c.peak_score, c.thr, c.why, c.hint))
+                            row = cur.execute("INSERT INTO alarms(device, raised_ts, severity, score, peak_score, thr,"
+                                              " why, hint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+                                              " RETURNING id", (c.device, c.ts, c.severity, c.score, c.peak_score,
+                                                                c.thr, c.why, c.hint)).fetchone()
+                            if row is not None:
+                                journal(c.ts, "health", row[0], c.device, "raised", c.severity)
                     elif c.op == "update":
+                        prev = cur.execute("SELECT id, severity FROM alarms WHERE device = %s AND cleared_ts IS NULL",
+                                           (c.device,)).fetchone()
                         cur.execute("UPDATE alarms SET severity = %s, peak_score = GREATEST(peak_score, %s)"
                                     " WHERE device = %s AND cleared_ts IS NULL", (c.severity, c.peak_score, c.device))
+                        if prev is not None and prev[1] != c.severity:
+                            journal(c.ts, "health", prev[0], c.device, "severity", c.severity, previous=prev[1])
                     elif c.op == "clear":
-                        cur.execute("UPDATE alarms SET cleared_ts = %s, peak_score = GREATEST(peak_score, %s)"
-                                    " WHERE device = %s AND cleared_ts IS NULL", (c.ts, c.peak_score, c.device))
+                        prev = cur.execute("UPDATE alarms SET cleared_ts = %s, peak_score = GREATEST(peak_score, %s)"
+                                           " WHERE device = %s AND cleared_ts IS NULL RETURNING id",
+                                           (c.ts, c.peak_score, c.device)).fetchone()
+                        if prev is not None:
+                            journal(c.ts, "health", prev[0], c.device, "cleared", c.severity)
                     else:
                         raise ValueError(f"unknown alarm change {c.op!r}")
                 if health:
@@ -581,6 +608,7 @@ class PostgresStore:
         changes: list[tuple[str, str]] = []
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY + 1,))  # one sampler at a time
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (JOURNAL_LOCK,))  # journal ids in commit order
             if loss:
                 cur.executemany("INSERT INTO loss_samples VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT(device, ts) DO UPDATE"
                                 " SET received = excluded.received, missing = excluded.missing,"
@@ -595,12 +623,15 @@ class PostgresStore:
                 lost, sent = e["missing"] - old[1], (e["received"] - old[0]) + (e["missing"] - old[1])
                 rate = lost / sent if sent > 0 else 0.0
                 if d not in active and lost >= min_missing and rate >= min_rate:
-                    cur.execute("INSERT INTO loss_alarms(device, raised_ts, missing, rate) VALUES (%s,%s,%s,%s)",
-                                (d, now_ms, lost, rate))
+                    (aid,) = cur.execute("INSERT INTO loss_alarms(device, raised_ts, missing, rate) VALUES (%s,%s,%s,%s)"
+                                         " RETURNING id", (d, now_ms, lost, rate)).fetchone()
+                    cur.execute(_pg(JOURNAL_SQL), journal_row(now_ms, "data-loss", aid, d, "raised", missing=lost,
+                                                              rate=rate))
                     changes.append(("raise", d))
                 elif d in active and lost <= 0:
-                    cur.execute("UPDATE loss_alarms SET cleared_ts = %s WHERE device = %s AND cleared_ts IS NULL",
-                                (now_ms, d))
+                    for (aid,) in cur.execute("UPDATE loss_alarms SET cleared_ts = %s WHERE device = %s"
+                                              " AND cleared_ts IS NULL RETURNING id", (now_ms, d)).fetchall():
+                        cur.execute(_pg(JOURNAL_SQL), journal_row(now_ms, "data-loss", aid, d, "cleared"))
                     changes.append(("clear", d))
             cur.execute("DELETE FROM loss_samples WHERE ts < %s", (now_ms - 30 * 86_400_000,))
         return changes

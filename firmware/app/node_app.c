@@ -236,35 +236,58 @@ static char *debug_text(const node_config *c, uint64_t ts, const float *window, 
 
 static uint32_t g_debug_head_crc;
 
-/* Before processing: frame head + all samples (the window is still raw). 0 if started. */
-static __attribute__((noinline)) int debug_begin(const node_config *c, uint64_t ts, const float *window,
-                                                 uint32_t n)
+static int g_debug_spoilt; /* a sample could not be written (not finite): the frame is dropped */
+
+/* The frame head, with a placeholder first sample (the head does not depend on it). 0 if started. */
+static int debug_head(const node_config *c, uint64_t ts)
 {
-    char t[32];
-    uint32_t i;
-    int len, k;
+    const float zero = 0.0f;
+    int len;
     char *first;
     verdict none;
-    for (i = 0; i < n; i++)
-        if (!isfinite(window[i]))
-            return -1;
     memset(&none, 0, sizeof none); /* placeholders: valid values, replaced later */
     none.thr = g_node.thr;
     memset(g_features, 0, sizeof g_features); /* placeholders: valid values, replaced later */
     memset(g_q, 0, sizeof g_q);
     memset(g_y, 0, sizeof g_y);
-    if (!(first = debug_text(c, ts, window, &none, &len)))
+    if (!(first = debug_text(c, ts, &zero, &none, &len)))
         return -1;
     g_debug_head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    g_debug_spoilt = 0;
     node_link_begin("debug");
     node_link_put(" ", 1);
     node_link_put(g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    return 0;
+}
+
+/* Raw samples of the window, as they arrive (`first`: the window's first piece). */
+static __attribute__((noinline)) void debug_samples(const float *x, uint32_t n, int first)
+{
+    char t[32];
+    uint32_t i;
+    int k;
     for (i = 0; i < n; i++) {
-        if (i)
+        if (!(first && i == 0))
             node_link_put(",", 1);
-        k = canon(t, sizeof t, window[i]);
+        if ((k = canon(t, sizeof t, x[i])) <= 0) {
+            g_debug_spoilt = 1;
+            k = snprintf(t, sizeof t, "0");
+        }
         node_link_put(t, (size_t)k);
     }
+}
+
+/* Before processing (v1: the whole window is there, still raw): frame head + all samples. 0 if started. */
+static __attribute__((noinline)) int debug_begin(const node_config *c, uint64_t ts, const float *window,
+                                                 uint32_t n)
+{
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        if (!isfinite(window[i]))
+            return -1;
+    if (debug_head(c, ts) != 0)
+        return -1;
+    debug_samples(window, n, 1);
     return 0;
 }
 
@@ -275,7 +298,7 @@ static __attribute__((noinline)) void debug_end(const node_config *c, uint64_t t
     char t[32], *first;
     int len, k = canon(t, sizeof t, sample0);
     uint32_t head_crc;
-    if (!(first = debug_text(c, ts, &sample0, v, &len)) || k <= 0 ||
+    if (g_debug_spoilt || !(first = debug_text(c, ts, &sample0, v, &len)) || k <= 0 ||
         strncmp(first, t, (size_t)k) != 0 || first[k] != ']') {
         node_link_spoil(); /* the receiver drops this frame */
         node_link_end();
@@ -608,14 +631,14 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
     }
 }
 
-/* One window, already in g_fft.window: features (the core pipeline's steps without its input
- * copy; the FFT buffers are free afterwards: commissioning's settle test sorts in them), then a
- * class's verdict, or the model's own score (with its verdict only on a node that does not
- * commission: a commissioning node gives none to windows it cannot judge). */
+/* One complete window in the pipeline: features (the FFT buffers are free afterwards:
+ * commissioning's settle test sorts in them), then a class's verdict, or the model's own score
+ * (with its verdict only on a node that does not commission: a commissioning node gives none to
+ * windows it cannot judge). */
 static void run_window(float rpm, verdict *v)
 {
     ef_pipeline *p = &g_node.pipe;
-    ef_features_compute(&p->plan, &p->features, g_fft.window, g_fft.scratch, g_features);
+    ef_pipeline_features(p);
     memset(v, 0, sizeof *v);
     v->cls = -1;
     v->thr = g_node.thr;
@@ -644,9 +667,8 @@ static __attribute__((noinline)) void shadow_follow(void)
     if (m == NULL)
         return;
     if (ef_model_features(&g_node.model, &a) && ef_model_features(m, &b) && ef_model_scoring(m, &sc) &&
-        sc.rule == 1u && sc.threshold > 0.0f && isfinite(sc.threshold) && a.n_bands == b.n_bands &&
-        a.window_s == b.window_s && a.log_floor == b.log_floor &&
-        memcmp(a.edges_hz, b.edges_hz, 4u * (a.n_bands + 1u)) == 0 && m->n_inputs == g_node.model.n_inputs &&
+        sc.rule == 1u && sc.threshold > 0.0f && isfinite(sc.threshold) && a.mean - a.head == b.mean - b.head &&
+        memcmp(a.head, b.head, (size_t)(a.mean - a.head)) == 0 && m->n_inputs == g_node.model.n_inputs &&
         m->n_outputs == m->n_inputs && m->arena_bytes <= NODE_ARENA_MAX)
         g_node.shadow_thr = sc.threshold;
     else
@@ -713,8 +735,8 @@ int node_run(const node_config *c)
     }
     g_node.next_tick = ef_platform_ticks_ms();
     for (;;) {
-        const uint32_t n = g_node.pipe.plan.n_samples;
-        float sample0, rpm = 0.0f;
+        const uint32_t n = g_node.pipe.n_window;
+        float sample0 = 0.0f, rpm = 0.0f;
         verdict v;
         ef_proto_shadow_rec sh;
         int debugging, was_learning;
@@ -733,13 +755,38 @@ int node_run(const node_config *c)
             continue;
         }
         g_node.next_tick += (uint32_t)(1000.0 * (double)n / c->fs + 0.5);
-        if (c->source(c->source_ctx, g_fft.window, n, &rpm) != 0) /* straight into the FFT input */
-            return 0;
+        ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
+        if (!ef_pipeline_v2(&g_node.pipe)) { /* v1: the whole window straight into the FFT input */
+            uint32_t room;
+            float *dst = ef_pipeline_next(&g_node.pipe, &room);
+            if (c->source(c->source_ctx, dst, room, &rpm) != 0)
+                return 0;
+            ef_pipeline_commit(&g_node.pipe, room);
+            sample0 = dst[0];
+            debugging = g_node.debug_pending && debug_begin(c, ts, dst, n) == 0;
+        } else { /* v2: streamed in pieces into the segment buffer; a debug capture follows them */
+            int first = 1, done = 0;
+            debugging = g_node.debug_pending && debug_head(c, ts) == 0;
+            while (!done) {
+                uint32_t room;
+                float *dst = ef_pipeline_next(&g_node.pipe, &room);
+                if (c->source(c->source_ctx, dst, room, first ? &rpm : NULL) != 0) {
+                    if (debugging) { /* the frame is dropped by the receiver */
+                        node_link_spoil();
+                        node_link_end();
+                    }
+                    return 0;
+                }
+                if (first)
+                    sample0 = dst[0];
+                if (debugging)
+                    debug_samples(dst, room, first);
+                first = 0;
+                done = ef_pipeline_commit(&g_node.pipe, room);
+            }
+        }
         if (!c->has_speed)
             rpm = 0.0f;
-        ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
-        sample0 = g_fft.window[0];
-        debugging = g_node.debug_pending && debug_begin(c, ts, g_fft.window, n) == 0;
         g_node.debug_pending = 0;
         was_learning = g_comm.learning;
         t_us = board_us();

@@ -25,7 +25,10 @@
 #include "node_ota.h"
 
 /* Fill dst with the next n samples (g) and *rpm with the machine's speed during them (rev/min;
- * 0 when unknown or the board has no speed input). 0 on success, < 0 when the data has ended. */
+ * 0 when unknown or the board has no speed input). 0 on success, < 0 when the data has ended.
+ * A v2 front end (feature kind 2) streams its window of about one second in pieces (up to half
+ * an HF segment each, straight into the pipeline's segment buffer): the first piece of a window
+ * gets rpm, the others rpm == NULL (the same window, the same speed). */
 typedef int (*node_source)(void *ctx, float *dst, uint32_t n, float *rpm);
 
 /* Commissioning's flash areas (ef/commission.h): the records' (mapped; two copies of at least

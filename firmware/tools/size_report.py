@@ -119,6 +119,13 @@ def commissioning(mods: dict[str, dict[str, int]], elf: Path) -> dict:
             "modules": {m: mods[m]["flash"] for m in names}, "state": state}
 
 
+def features_v2(mods: dict[str, dict[str, int]], elf: Path) -> dict:
+    """Flash of the v2 front end (ef_lowfreq; v1's ef_features is shared) and the libm it brings (tan)."""
+    syms = symbol_sizes(elf, ("tan", "__kernel_tan", "__ieee754_rem_pio2", "__kernel_rem_pio2"))
+    return {"flash": mods.get("lowfreq", {}).get("flash", 0), "libm_tan": sum(syms.values()),
+            "linked": "lowfreq" in mods}
+
+
 def report(elf: Path, map_path: Path, board: str) -> dict:
     s = section_sizes(elf)
     mods = parse_map(map_path.read_text())
@@ -135,6 +142,10 @@ def report(elf: Path, map_path: Path, board: str) -> dict:
         "model_in_flash": model, "flash_total": text + model + data, "static_ram_total": data + bss + stack,
         "engine_features_flash": ef["engine"] + ef["features"],
         "engine_features_share": round((ef["engine"] + ef["features"]) / max(1, text + model + data), 4),
+        # feature definition v2 (docs/features.md): the streaming front end (core ef_lowfreq) on top of v1's
+        # features, and the RAM it needs beyond v1's (its plan and state inside the pipeline; its buffers are
+        # v1's two FFT buffers, shared)
+        "features_v2": features_v2(mods, elf),
         "commissioning": commissioning(mods, elf),
         "modules": dict(sorted(mods.items(), key=lambda kv: -kv[1]["flash"] - kv[1]["ram"])),
     }
@@ -146,6 +157,8 @@ def table(r: dict) -> str:
              f"  flash {r['flash_total']} B (model {r['model_in_flash']} B), static RAM {r['static_ram_total']} B (data + bss + stack)",
              f"  engine + features: {r['engine_features_flash']} B flash = "
              f"{100 * r['engine_features_share']:.1f}% of the image",
+             f"  features v2 (ef_lowfreq): {r['features_v2']['flash']} B flash, + libm tan "
+             f"{r['features_v2']['libm_tan']} B",
              f"  commissioning: {r['commissioning']['flash']} B flash "
              f"({' + '.join(f'{k} {v}' for k, v in r['commissioning']['modules'].items())}), "
              f"{r['commissioning']['ram']} B static RAM",

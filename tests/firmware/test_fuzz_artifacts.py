@@ -108,7 +108,8 @@ def test_targeted_inconsistencies_rejected_by_both_readers(fw, shipped_model, tm
         "zero point 200": ([(layers + 12, "<i", 200)], "bad-layer"),
         "chain broken": ([(L1 + 8, "<i", 3)], "bad-layer-chain"),
         "accumulator overflow": ([(b_off, "<i", 2**31 - 1)], "bad-layer"),
-        "feature kind 2": ([(feat, "<H", 2)], "bad-features"),
+        "feature kind 3": ([(feat, "<H", 3)], "bad-features"),
+        "kind 2 over a v1 section": ([(feat, "<H", 2)], "bad-features"),
         "bands != inputs": ([(feat + 2, "<H", 31)], "bad-features"),
         "edges descending": ([(feat + 12 + 4, "<f", 1.0)], "bad-features"),
         "mean NaN": ([(feat + 12 + 4 * 33, "<f", nan)], "bad-features"),
@@ -127,3 +128,87 @@ def test_targeted_inconsistencies_rejected_by_both_readers(fw, shipped_model, tm
             Artifact.from_bytes(blob)
     # and the untouched artifact passes both (the edits above are what breaks them)
     assert json.loads(run([fw.tool("ef_infer"), "--info", shipped_model / "model.efm"]).stdout)["status"] == "ok"
+
+
+def test_v2_feature_section_checks_match_the_python_reader(fw, tmp_path):
+    """Feature kind 2 (docs/features.md, v2): every check of the Python reader on the low-frequency
+    parameters is made by the C reader too (CRC valid, so the deeper checks run); both refuse."""
+    import struct
+
+    import pytest as _pytest
+
+    from edgefleet.errors import ArtifactError
+    from v2_helpers import v2_artifact, v2_params
+
+    params = v2_params()
+    good = v2_artifact(params).to_bytes()
+    path = tmp_path / "v2.efm"
+    path.write_bytes(good)
+    info = json.loads(run([fw.tool("ef_infer"), "--info", path]).stdout)
+    assert info["status"] == "ok" and info["n_inputs"] == params.n_features == 32 + 16 + 3
+    feat = struct.unpack_from("<I", good, 48)[0]
+    lf = feat + 12 + 4 * 33  # after the 33 HF edges
+    edges = lf + 36
+    nan = float("nan")
+    cases = {  # name: edits (offset, format, value)
+        "length 100": [(lf, "<H", 100)],
+        "length 2048": [(lf, "<H", 2048)],
+        "settle 257": [(lf + 2, "<H", 257)],
+        "n_lf 0": [(lf + 4, "<H", 0)],
+        "n_lf 15 (inputs disagree)": [(lf + 4, "<H", 15)],
+        "unknown extras bit": [(lf + 6, "<H", 8)],
+        "extras 3 (inputs disagree)": [(lf + 6, "<H", 3)],
+        "rate NaN": [(lf + 8, "<f", nan)],
+        "cut >= rate/2": [(lf + 12, "<f", 256.0)],
+        "cut 0": [(lf + 12, "<f", 0.0)],
+        "vel_lo 0": [(lf + 16, "<f", 0.0)],
+        "vel_split > 0.75 cut": [(lf + 20, "<f", 121.0)],
+        "vel_hi <= vel_split": [(lf + 24, "<f", 100.0)],
+        "speed_min 0": [(lf + 28, "<f", 0.0)],
+        "speed_max <= speed_min": [(lf + 32, "<f", 5.0)],
+        "speed_max inf": [(lf + 32, "<f", float("inf"))],
+        "LF edge 0": [(edges, "<f", 0.0)],
+        "LF edges descending": [(edges + 4, "<f", 4.0)],
+        "LF top above cut": [(edges + 4 * 16, "<f", 161.0)],
+        "LF edge NaN": [(edges + 8, "<f", nan)],
+        "HF edge negative": [(feat + 12, "<f", -1.0)],
+        "mean NaN (last input)": [(edges + 4 * 17 + 4 * 50, "<f", nan)],
+        "inv_std inf (first)": [(edges + 4 * 17 + 4 * 51, "<f", float("inf"))],
+    }
+    for name, edits in cases.items():
+        blob = _patched(good, edits)
+        path.write_bytes(blob)
+        proc = run([fw.tool("ef_infer"), "--info", path], check=False)
+        assert proc.returncode == 2, (name, proc.stdout)
+        assert json.loads(proc.stdout)["status"] in ("bad-features", "bad-offset"), (name, proc.stdout)
+        with _pytest.raises(ArtifactError):
+            Artifact.from_bytes(blob)
+    # the edits are what breaks them: in-range values pass both
+    for name, edits in {"settle 256": [(lf + 2, "<H", 256)], "length 1024": [(lf, "<H", 1024)],
+                        "vel_split = 0.75 cut": [(lf + 20, "<f", 120.0)]}.items():
+        blob = _patched(good, edits)
+        path.write_bytes(blob)
+        assert json.loads(run([fw.tool("ef_infer"), "--info", path]).stdout)["status"] == "ok", name
+        Artifact.from_bytes(blob)
+    # a truncated kind-2 section (cut inside the LF parameters, the LF edges, the standardization)
+    for cut in (lf + 10, edges + 8, edges + 4 * 17 + 8):
+        blob = bytearray(good)
+        struct.pack_into("<I", blob, 8, (cut + 3) // 4 * 4)
+        blob = _patched(bytes(blob[:(cut + 3) // 4 * 4]), [])
+        path.write_bytes(blob)
+        proc = run([fw.tool("ef_infer"), "--info", path], check=False)
+        assert proc.returncode == 2, (cut, proc.stdout)
+        with _pytest.raises(ArtifactError):
+            Artifact.from_bytes(blob)
+
+
+def test_mutated_v2_artifacts_are_rejected_or_run_safely(fw, tmp_path):
+    """Mutants of a v2 node model: rejected, or opened and a whole streaming window run at 12 kHz in
+    buffers of exactly the planned sizes (sanitized build)."""
+    from v2_helpers import v2_artifact, v2_params
+
+    path = tmp_path / "v2.efm"
+    path.write_bytes(v2_artifact(v2_params()).to_bytes())
+    s = fuzz(fw, "model", path, 3000, 5)
+    assert s["accepted"] > 0 and s["rejected"] > 0 and s["accepted"] + s["rejected"] == 3000
+    assert s["reasons"].get("bad-features", 0) > 0

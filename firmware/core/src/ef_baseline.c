@@ -46,7 +46,19 @@ uint32_t ef_baseline_frontend_crc(const ef_features_view *f)
     put_f32(head, f->window_s);
     put_f32(head + 4, f->log_floor);
     crc = ef_crc32(0, head, sizeof head);
-    return ef_crc32(crc, f->edges_hz, 4u * ((uint32_t)f->n_bands + 1u)); /* already float32 LE */
+    crc = ef_crc32(crc, f->edges_hz, 4u * ((uint32_t)f->n_bands + 1u)); /* already float32 LE */
+    if (f->kind == EF_FEATURE_KIND_V2) { /* v2 appends its low-frequency parameters, as float32 */
+        const float lf[10] = {f->lf_rate_hz, (float)f->lf_length, (float)f->lf_settle, f->lf_cut_hz, f->vel_lo_hz,
+                              f->vel_split_hz, f->vel_hi_hz, f->speed_min_hz, f->speed_max_hz, (float)f->extras};
+        uint8_t b[4];
+        uint32_t i;
+        for (i = 0; i < 10u; i++) {
+            put_f32(b, lf[i]);
+            crc = ef_crc32(crc, b, sizeof b);
+        }
+        crc = ef_crc32(crc, f->lf_edges_hz, 4u * ((uint32_t)f->n_lf + 1u));
+    }
+    return crc;
 }
 
 ef_status ef_baseline_to_q10(const float *f, uint16_t n, int16_t *q)

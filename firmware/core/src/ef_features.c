@@ -45,6 +45,11 @@ static arm_status rfft_init(arm_rfft_fast_instance_f32 *s, uint32_t nfft)
     }
 }
 
+ef_status ef_features_fft_init(arm_rfft_fast_instance_f32 *s, uint32_t nfft)
+{
+    return rfft_init(s, nfft) == ARM_MATH_SUCCESS ? EF_OK : EF_ERR_RATE;
+}
+
 ef_status ef_features_plan(ef_feature_plan *p, const ef_features_view *f, double fs)
 {
     double n;
@@ -133,7 +138,7 @@ void ef_features_quantize(const ef_features_view *f, const float *features, floa
                           int32_t input_zero_point, int8_t *q)
 {
     uint32_t i;
-    for (i = 0; i < f->n_bands; i++) {
+    for (i = 0; i < f->n_features; i++) {
         float z = (features[i] - ef_model_f32(f->mean, i)) * ef_model_f32(f->inv_std, i);
         q[i] = ef_quantize_input(z, input_scale, input_zero_point);
     }

@@ -1,4 +1,4 @@
-/* Artifact v1 validation and in-place accessors (docs/artifact-format.md).
+/* Artifact v1 validation (feature kinds 1 and 2) and in-place accessors (docs/artifact-format.md).
  *
  * Everything is checked once in ef_model_open(); offsets are compared in
  * 64-bit so no sum can wrap, and every array must lie inside total_size. */
@@ -9,7 +9,6 @@
 #include "ef/bytes.h"
 #include "ef/crc.h"
 
-#define FEATURE_KIND_LOG_BAND_POWER 1u
 #define SCORING_RULE_MSE 1u
 #define SCORING_SIZE 8u
 
@@ -21,33 +20,91 @@ static int span_ok(uint32_t total, uint32_t off, uint64_t size)
 
 static int zp_ok(int32_t zp) { return zp >= -128 && zp <= 127; }
 
+/* n finite float32 edges at e: >= 0 (> 0 when `positive`), strictly ascending. */
+static int edges_ok(const uint8_t *e, uint32_t n, int positive)
+{
+    uint32_t i;
+    float prev = 0.0f;
+    for (i = 0; i < n; i++) {
+        float v = ef_lef32(e + 4 * i);
+        if (!isfinite(v) || (i == 0 ? (positive ? !(v > 0.0f) : !(v >= 0.0f)) : !(v > prev)))
+            return 0;
+        prev = v;
+    }
+    return 1;
+}
+
+/* The kind-2 low-frequency parameters at p (EF_LOWFREQ_PARAMS_SIZE bytes), the checks of
+ * the Python reader (LowFreqParams), in double as Python compares them. */
+static int lowfreq_ok(const uint8_t *p)
+{
+    uint32_t length = ef_le16(p), settle = ef_le16(p + 2), n_lf = ef_le16(p + 4), extras = ef_le16(p + 6);
+    double v[7];
+    uint32_t i;
+    for (i = 0; i < 7; i++) {
+        float x = ef_lef32(p + 8 + 4 * i);
+        if (!isfinite(x))
+            return 0;
+        v[i] = (double)x;
+    }
+    /* v: rate, cut, vel_lo, vel_split, vel_hi, speed_min, speed_max */
+    if (n_lf < 1 || (length != 128u && length != 256u && length != 512u && length != 1024u) || settle > 256u ||
+        (extras & ~(EF_EXTRA_VRMS | EF_EXTRA_KURTOSIS | EF_EXTRA_CREST)) != 0)
+        return 0;
+    if (!(v[1] > 0.0 && v[1] < v[0] / 2.0))
+        return 0;
+    if (!(v[2] > 0.0 && v[2] < v[3] && v[3] <= 0.75 * v[1] && v[3] < v[4]))
+        return 0;
+    return v[5] > 0.0 && v[5] < v[6];
+}
+
+static uint32_t n_extras(uint32_t extras) { return (extras & 1u) + ((extras >> 1) & 1u) + ((extras >> 2) & 1u); }
+
 static ef_status check_features(const ef_model *m)
 {
     const uint8_t *b = m->base;
-    uint32_t off = m->features_offset, n, i;
-    float prev = -1.0f;
+    uint32_t off = m->features_offset, kind, n, nf, i;
+    uint64_t at;
     if (!span_ok(m->total_size, off, 12u))
         return EF_ERR_OFFSET;
-    if (ef_le16(b + off) != FEATURE_KIND_LOG_BAND_POWER)
+    kind = ef_le16(b + off);
+    if (kind != EF_FEATURE_KIND_V1 && kind != EF_FEATURE_KIND_V2)
         return EF_ERR_FEATURES;
     n = ef_le16(b + off + 2);
-    if (n != m->n_inputs)
-        return EF_ERR_FEATURES;
-    if (!span_ok(m->total_size, off, 12u + 4u * ((uint64_t)n + 1u) + 8u * (uint64_t)n))
+    if (!span_ok(m->total_size, off, 12u + 4u * ((uint64_t)n + 1u)))
         return EF_ERR_OFFSET;
     {
         float window_s = ef_lef32(b + off + 4), floor_ = ef_lef32(b + off + 8);
         if (!(window_s > 0.0f) || !isfinite(window_s) || !(floor_ > 0.0f) || !isfinite(floor_))
             return EF_ERR_FEATURES;
     }
-    for (i = 0; i <= n; i++) { /* edges finite, >= 0, strictly ascending */
-        float e = ef_lef32(b + off + 12 + 4 * i);
-        if (!isfinite(e) || !(e > prev))
+    if (n < 1 || !edges_ok(b + off + 12, n + 1u, 0)) /* HF edges finite, >= 0, strictly ascending */
+        return EF_ERR_FEATURES;
+    at = (uint64_t)off + 12u + 4u * ((uint64_t)n + 1u);
+    nf = n;
+    if (kind == EF_FEATURE_KIND_V2) {
+        const uint8_t *lf = b + at;
+        uint32_t n_lf;
+        if (!span_ok(m->total_size, off, at - off + EF_LOWFREQ_PARAMS_SIZE))
+            return EF_ERR_OFFSET;
+        if (!lowfreq_ok(lf))
             return EF_ERR_FEATURES;
-        prev = e;
+        n_lf = ef_le16(lf + 4);
+        at += EF_LOWFREQ_PARAMS_SIZE;
+        if (!span_ok(m->total_size, off, at - off + 4u * ((uint64_t)n_lf + 1u)))
+            return EF_ERR_OFFSET;
+        /* LF edges in (0, lf_cut_hz], strictly ascending */
+        if (!edges_ok(b + at, n_lf + 1u, 1) || !(ef_lef32(b + at + 4u * n_lf) <= ef_lef32(lf + 12)))
+            return EF_ERR_FEATURES;
+        at += 4u * ((uint64_t)n_lf + 1u);
+        nf = n + n_lf + n_extras(ef_le16(lf + 6));
     }
-    for (i = 0; i < 2 * n; i++) { /* mean and inv_std finite */
-        if (!isfinite(ef_lef32(b + off + 12 + 4 * (n + 1) + 4 * i)))
+    if (nf != m->n_inputs)
+        return EF_ERR_FEATURES;
+    if (!span_ok(m->total_size, off, at - off + 8u * (uint64_t)nf))
+        return EF_ERR_OFFSET;
+    for (i = 0; i < 2 * nf; i++) { /* mean and inv_std finite */
+        if (!isfinite(ef_lef32(b + at + 4 * i)))
             return EF_ERR_FEATURES;
     }
     return EF_OK;
@@ -219,12 +276,33 @@ int ef_model_features(const ef_model *m, ef_features_view *v)
     if (m->features_offset == 0)
         return 0;
     b = m->base + m->features_offset;
+    memset(v, 0, sizeof *v);
+    v->head = b;
+    v->kind = ef_le16(b);
     v->n_bands = ef_le16(b + 2);
     v->window_s = ef_lef32(b + 4);
     v->log_floor = ef_lef32(b + 8);
     v->edges_hz = b + 12;
     v->mean = v->edges_hz + 4u * (v->n_bands + 1u);
-    v->inv_std = v->mean + 4u * v->n_bands;
+    v->n_features = v->n_bands;
+    if (v->kind == EF_FEATURE_KIND_V2) {
+        const uint8_t *lf = v->mean;
+        v->lf_length = ef_le16(lf);
+        v->lf_settle = ef_le16(lf + 2);
+        v->n_lf = ef_le16(lf + 4);
+        v->extras = ef_le16(lf + 6);
+        v->lf_rate_hz = ef_lef32(lf + 8);
+        v->lf_cut_hz = ef_lef32(lf + 12);
+        v->vel_lo_hz = ef_lef32(lf + 16);
+        v->vel_split_hz = ef_lef32(lf + 20);
+        v->vel_hi_hz = ef_lef32(lf + 24);
+        v->speed_min_hz = ef_lef32(lf + 28);
+        v->speed_max_hz = ef_lef32(lf + 32);
+        v->lf_edges_hz = lf + EF_LOWFREQ_PARAMS_SIZE;
+        v->mean = v->lf_edges_hz + 4u * (v->n_lf + 1u);
+        v->n_features = (uint16_t)(v->n_bands + v->n_lf + n_extras(v->extras));
+    }
+    v->inv_std = v->mean + 4u * v->n_features;
     return 1;
 }
 

@@ -1,6 +1,7 @@
 /* Per-window node pipeline over caller buffers (ef/pipeline.h). */
 #include "ef/pipeline.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "ef/engine.h"
@@ -14,25 +15,60 @@ ef_status ef_pipeline_init(ef_pipeline *p, const ef_model *m, double fs, const e
     if (!ef_model_features(m, &p->features) || !ef_model_scoring(m, &p->scoring) ||
         m->n_inputs != m->n_outputs)
         return EF_ERR_FEATURES;
-    if ((st = ef_features_plan(&p->plan, &p->features, fs)) != EF_OK)
+    if (p->features.kind == EF_FEATURE_KIND_V2)
+        st = ef_lf_plan_init(&p->lf, &p->features, fs);
+    else
+        st = ef_features_plan(&p->lf.hf, &p->features, fs);
+    if (st != EF_OK)
         return st;
     if (!b->window || !b->scratch || !b->features || !b->q || !b->y || !b->arena ||
-        b->fft_len < p->plan.nfft || b->io_len < m->n_inputs || b->arena_len < m->arena_bytes)
+        b->fft_len < p->lf.hf.nfft || b->io_len < m->n_inputs || b->arena_len < m->arena_bytes)
         return EF_ERR_CAPACITY;
+    p->n_window = p->lf.hf.n_samples;
+    if (p->features.kind == EF_FEATURE_KIND_V2) {
+        if ((st = ef_lf_begin(&p->lfs, &p->lf, &p->features, b->window, b->fft_len, b->scratch, b->fft_len,
+                              b->features)) != EF_OK)
+            return st;
+        p->n_window = p->lf.n_window;
+    }
+    p->readings.vrms_mm_s = p->readings.speed_hz = p->readings.kurtosis = p->readings.crest = NAN;
     p->model = m;
     p->buf = *b;
     return EF_OK;
 }
 
-ef_status ef_pipeline_run(ef_pipeline *p, const float *samples, ef_pipeline_result *out)
+int ef_pipeline_v2(const ef_pipeline *p) { return p->features.kind == EF_FEATURE_KIND_V2; }
+
+float *ef_pipeline_next(ef_pipeline *p, uint32_t *room)
 {
-    const ef_model *m;
+    if (ef_pipeline_v2(p))
+        return ef_lf_next(&p->lfs, room);
+    *room = p->n_window - p->fill;
+    return p->buf.window + p->fill;
+}
+
+int ef_pipeline_commit(ef_pipeline *p, uint32_t count)
+{
+    if (ef_pipeline_v2(p))
+        return ef_lf_commit(&p->lfs, count);
+    p->fill += count;
+    return p->fill == p->n_window;
+}
+
+void ef_pipeline_features(ef_pipeline *p)
+{
+    if (ef_pipeline_v2(p)) {
+        ef_lf_finish(&p->lfs, &p->readings); /* the next ef_lf_next starts the next window */
+    } else {
+        ef_features_compute(&p->lf.hf, &p->features, p->buf.window, p->buf.scratch, p->buf.features);
+        p->fill = 0;
+    }
+}
+
+ef_status ef_pipeline_score(ef_pipeline *p, ef_pipeline_result *out)
+{
+    const ef_model *m = p->model;
     ef_status st;
-    if (p == NULL || p->model == NULL || samples == NULL || out == NULL)
-        return EF_ERR_ARG;
-    m = p->model;
-    memcpy(p->buf.window, samples, p->plan.n_samples * sizeof(float));
-    ef_features_compute(&p->plan, &p->features, p->buf.window, p->buf.scratch, p->buf.features);
     ef_features_quantize(&p->features, p->buf.features, m->input_scale, m->input_zero_point, p->buf.q);
     st = ef_engine_infer(m, p->buf.q, p->buf.y, p->buf.arena, p->buf.arena_len);
     if (st != EF_OK)
@@ -41,4 +77,19 @@ ef_status ef_pipeline_run(ef_pipeline *p, const float *samples, ef_pipeline_resu
                               m->output_scale, m->output_zero_point);
     out->anomalous = out->score > p->scoring.threshold;
     return EF_OK;
+}
+
+ef_status ef_pipeline_run(ef_pipeline *p, const float *samples, ef_pipeline_result *out)
+{
+    if (p == NULL || p->model == NULL || samples == NULL || out == NULL)
+        return EF_ERR_ARG;
+    if (ef_pipeline_v2(p)) {
+        ef_lf_restart(&p->lfs);
+        ef_lf_push(&p->lfs, samples, p->n_window);
+    } else {
+        memcpy(p->buf.window, samples, p->n_window * sizeof(float));
+        p->fill = p->n_window;
+    }
+    ef_pipeline_features(p);
+    return ef_pipeline_score(p, out);
 }

@@ -23,6 +23,7 @@
 #include "ef/features.h"
 #include "ef/manifest.h"
 #include "ef/ota.h"
+#include "ef/pipeline.h"
 #include "ef_host.h"
 
 static uint64_t g_rng;
@@ -108,7 +109,7 @@ static int fuzz_model(const char *path, uint32_t iters)
         counts[(unsigned)(-st) & 31u]++;
         if (st == EF_OK) {
             ef_features_view fv;
-            ef_feature_plan plan;
+            ef_scoring_view sc;
             int8_t *x = (int8_t *)malloc(m.n_inputs), *y = (int8_t *)malloc(m.n_outputs);
             int8_t *arena = (int8_t *)malloc(m.arena_bytes ? m.arena_bytes : 1);
             uint32_t i;
@@ -116,19 +117,41 @@ static int fuzz_model(const char *path, uint32_t iters)
             for (i = 0; i < m.n_inputs; i++)
                 x[i] = (int8_t)rnd();
             ef_engine_infer(&m, x, y, arena, m.arena_bytes);
-            if (ef_model_features(&m, &fv) && ef_features_plan(&plan, &fv, 12000.0) == EF_OK) {
-                float *w = (float *)malloc(plan.nfft * sizeof(float));
-                float *s = (float *)malloc(plan.nfft * sizeof(float));
-                float *f = (float *)malloc(fv.n_bands * sizeof(float));
-                int8_t *q = (int8_t *)malloc(fv.n_bands);
-                for (i = 0; i < plan.n_samples; i++)
-                    w[i] = (float)(int32_t)(rnd() % 2001u - 1000) / 500.0f;
-                ef_features_compute(&plan, &fv, w, s, f);
-                ef_features_quantize(&fv, f, m.input_scale, m.input_zero_point, q);
-                free(w);
-                free(s);
-                free(f);
-                free(q);
+            /* an accepted node model runs a window through its front end (v1 or v2 streaming) in
+             * buffers of exactly the planned sizes */
+            if (ef_model_features(&m, &fv) && ef_model_scoring(&m, &sc) && m.n_inputs == m.n_outputs) {
+                ef_pipeline_buffers pb;
+                ef_pipeline *pipe = (ef_pipeline *)malloc(sizeof *pipe);
+                ef_pipeline_result res;
+                size_t fft_len = 1;
+                memset(&pb, 0, sizeof pb);
+                if (fv.kind == EF_FEATURE_KIND_V2 && ef_lf_plan_init(&pipe->lf, &fv, 12000.0) == EF_OK)
+                    fft_len = ef_lf_fft_floats(&pipe->lf) > ef_lf_work_floats(&pipe->lf)
+                                  ? ef_lf_fft_floats(&pipe->lf) : ef_lf_work_floats(&pipe->lf);
+                else if (fv.kind == EF_FEATURE_KIND_V1 && ef_features_plan(&pipe->lf.hf, &fv, 12000.0) == EF_OK)
+                    fft_len = pipe->lf.hf.nfft;
+                pb.window = (float *)malloc(fft_len * sizeof(float));
+                pb.scratch = (float *)malloc(fft_len * sizeof(float));
+                pb.fft_len = fft_len;
+                pb.features = (float *)malloc(m.n_inputs * sizeof(float));
+                pb.q = (int8_t *)malloc(m.n_inputs);
+                pb.y = (int8_t *)malloc(m.n_inputs);
+                pb.io_len = m.n_inputs;
+                pb.arena = arena;
+                pb.arena_len = m.arena_bytes ? m.arena_bytes : 1;
+                if (ef_pipeline_init(pipe, &m, 12000.0, &pb) == EF_OK) {
+                    float *w = (float *)malloc(pipe->n_window * sizeof(float));
+                    for (i = 0; i < pipe->n_window; i++)
+                        w[i] = (float)(int32_t)(rnd() % 2001u - 1000) / 500.0f;
+                    ef_pipeline_run(pipe, w, &res);
+                    free(w);
+                }
+                free(pb.window);
+                free(pb.scratch);
+                free(pb.features);
+                free(pb.q);
+                free(pb.y);
+                free(pipe);
             }
             free(x);
             free(y);

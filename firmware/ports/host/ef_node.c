@@ -4,7 +4,9 @@
  *          [--cmd K JSON]... [--model-at K ARTIFACT]]
  * The node loop over a recording (raw little-endian float32 samples in g): every window ->
  * features -> quantize -> infer -> score vs threshold, one JSON line per window on stdout;
- * the optional files receive the intermediate values for parity tests.
+ * the optional files receive the intermediate values for parity tests (--readings: vrms mm/s,
+ * speed Hz, kurtosis, crest per window, float32; NaN for a v1 front end). A v2 front end
+ * (feature kind 2) streams each window through ef_pipeline_run: N samples per window.
  *
  * With --protocol the node publishes protocol v1 messages instead (boot id BOOT, timestamps
  * from t0 at the sample clock), and with --serial the result messages leave COBS-framed on
@@ -322,7 +324,7 @@ static int load_model(const char *path, double fs, uint8_t **art, ef_model *m, e
 
 int main(int argc, char **argv)
 {
-    const char *feat_path = NULL, *q_path = NULL, *y_path = NULL, *rpm_path = NULL, *flash_path = NULL;
+    const char *feat_path = NULL, *read_path = NULL, *q_path = NULL, *y_path = NULL, *rpm_path = NULL, *flash_path = NULL;
     const char *switch_path = NULL;
     size_t slen, rlen = 0, n_total, start, hop = 0, windows = 0, anomalous = 0, n_cmds = 0, n_rpm = 0, i_cmd;
     uint8_t *art, *raw, *raw_rpm = NULL;
@@ -333,12 +335,12 @@ int main(int argc, char **argv)
     int quiet = 0, i, rc;
     uint32_t switch_at = 0;
     uint64_t t0 = 1767225600000ull;
-    FILE *ff, *fq, *fy;
+    FILE *ff, *fr, *fq, *fy;
     scheduled_cmd cmds[MAX_CMDS];
     static node nd;
     if (argc < 4) {
         fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] [--quantized Q] "
-                        "[--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS] [--no-commission] "
+                        "[--readings R] [--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS] [--no-commission] "
                         "[--rpm R.f32] [--flash F.bin] [--cmd K JSON]... [--model-at K ARTIFACT]]\n");
         return 1;
     }
@@ -358,6 +360,8 @@ int main(int argc, char **argv)
             hop = (size_t)strtoul(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--features") == 0)
             feat_path = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--readings") == 0)
+            read_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--quantized") == 0)
             q_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--outputs") == 0)
@@ -405,15 +409,16 @@ int main(int argc, char **argv)
     samples = (const float *)(const void *)raw;
     n_total = slen / sizeof(float);
     if (hop == 0)
-        hop = pipe.plan.n_samples;
+        hop = pipe.n_window;
     ff = open_opt(feat_path);
+    fr = open_opt(read_path);
     fq = open_opt(q_path);
     fy = open_opt(y_path);
-    if ((feat_path && !ff) || (q_path && !fq) || (y_path && !fy))
+    if ((feat_path && !ff) || (read_path && !fr) || (q_path && !fq) || (y_path && !fy))
         return 1;
     if (nd.boot && publish_birth(&nd, &m, t0) != 0)
         return 2;
-    for (start = 0; start + pipe.plan.n_samples <= n_total; start += hop) {
+    for (start = 0; start + pipe.n_window <= n_total; start += hop) {
         const uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
         const float rpm = rpms ? rpms[windows % n_rpm] : 0.0f;
         ef_pipeline_result res;
@@ -446,6 +451,11 @@ int main(int argc, char **argv)
         t_inf = now_ns() - t_inf;
         if (ff)
             fwrite(g_feats, sizeof(float), m.n_inputs, ff);
+        if (fr) {
+            const float rd[4] = {pipe.readings.vrms_mm_s, pipe.readings.speed_hz, pipe.readings.kurtosis,
+                                 pipe.readings.crest};
+            fwrite(rd, sizeof(float), 4, fr);
+        }
         if (fq)
             fwrite(g_q, 1, m.n_inputs, fq);
         if (fy)
@@ -472,14 +482,16 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "ef_node: %zu windows of %u samples (nfft %u) at %g Hz, %zu anomalous, "
                     "threshold %.6g, RAM: arena %u B + 2 x %u floats FFT buffers\n",
-            windows, (unsigned)pipe.plan.n_samples, (unsigned)pipe.plan.nfft, fs, anomalous,
-            (double)pipe.scoring.threshold, m.arena_bytes, (unsigned)pipe.plan.nfft);
+            windows, (unsigned)pipe.n_window, (unsigned)pipe.lf.hf.nfft, fs, anomalous,
+            (double)pipe.scoring.threshold, m.arena_bytes, (unsigned)pipe.lf.hf.nfft);
     fprintf(nd.serial ? stderr : stdout, "{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n",
-            windows, anomalous, (unsigned)pipe.plan.n_samples, (unsigned)pipe.plan.nfft);
+            windows, anomalous, (unsigned)pipe.n_window, (unsigned)pipe.lf.hf.nfft);
     if (nd.commission && flash_path && ef_host_write_file(flash_path, nd.rec_mem, RECORDS_SIZE) != 0)
         return 1;
     if (ff)
         fclose(ff);
+    if (fr)
+        fclose(fr);
     if (fq)
         fclose(fq);
     if (fy)

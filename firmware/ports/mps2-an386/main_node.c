@@ -72,7 +72,8 @@ static int read_file(void *ctx, float *dst, uint32_t n, float *rpm)
     if (sh_seek(f->fd, f->pos) != 0 || sh_read(f->fd, dst, need) != need)
         return -1;
     f->pos += need;
-    *rpm = read_rpm(f);
+    if (rpm) /* the first piece of a window: its speed */
+        *rpm = read_rpm(f);
     return 0;
 }
 
@@ -96,7 +97,8 @@ static int synth(void *ctx, float *dst, uint32_t n, float *rpm)
 {
     synth_source *s = (synth_source *)ctx;
     uint32_t i;
-    *rpm = 0.0f; /* no speed input */
+    if (rpm)
+        *rpm = 0.0f; /* no speed input */
     for (i = 0; i < n; i++) {
         double t = s->t + (double)i / s->fs;
         float w = (float)(2.0 * 3.14159265358979 * 29.95 * t);

@@ -64,7 +64,8 @@ int sensor_read(void *ctx, float *dst, uint32_t n, float *rpm)
 {
     uint32_t i;
     (void)ctx;
-    *rpm = 0.0f; /* this board has no speed input: one any-speed class */
+    if (rpm)
+        *rpm = 0.0f; /* this board has no speed input: one any-speed class */
     for (i = 0; i < n; i++)
         dst[i] = (float)read_z() * G_PER_LSB;
     return 0;

@@ -33,6 +33,10 @@ typedef struct {
  * (and for nfft < 32, which CMSIS-DSP's real FFT does not support). */
 ef_status ef_features_plan(ef_feature_plan *p, const ef_features_view *f, double fs);
 
+/* CMSIS-DSP real FFT of nfft points (a power of two, 32..EF_FEATURES_NFFT_MAX); EF_ERR_RATE
+ * for any other length (only the twiddle tables up to EF_FEATURES_NFFT_MAX are linked). */
+ef_status ef_features_fft_init(arm_rfft_fast_instance_f32 *s, uint32_t nfft);
+
 /* Band bins of band i at this plan: k_lo <= k < k_hi. */
 void ef_features_band(const ef_feature_plan *p, const ef_features_view *f, uint32_t i,
                       uint32_t *k_lo, uint32_t *k_hi);
@@ -46,7 +50,7 @@ void ef_features_compute(ef_feature_plan *p, const ef_features_view *f, float *w
  * (docs/features.md step 8; the commissioning baseline standardizes its own way, then this). */
 int8_t ef_quantize_input(float z, float input_scale, int32_t input_zero_point);
 
-/* z = (F - mean) * inv_std, then q = ef_quantize_input(z). */
+/* z = (F - mean) * inv_std, then q = ef_quantize_input(z), for the f->n_features inputs. */
 void ef_features_quantize(const ef_features_view *f, const float *features, float input_scale,
                           int32_t input_zero_point, int8_t *q);
 

@@ -1,4 +1,4 @@
-/* Model artifact v1 reader (docs/artifact-format.md), in place, no copies.
+/* Model artifact v1 reader (feature kinds 1 and 2) (docs/artifact-format.md), in place, no copies.
  *
  * ef_model_open() validates the whole artifact (magic, version, sizes,
  * offsets, alignment, CRC32, feature/scoring sections, every layer and the
@@ -42,13 +42,29 @@ typedef struct {
     const uint8_t *scales;      /* float32 LE [n_out or 1] (fp32 mode) */
 } ef_layer;
 
-/* Feature section view (docs/features.md); arrays are float32 LE. */
+/* Feature section view (docs/features.md); arrays are float32 LE.
+ * Kind 1 (log band power v1): the model inputs are the n_bands bands. Kind 2 (v2): the
+ * n_bands high-frequency bands, then n_lf low-frequency bands, then one input per bit
+ * of `extras` (EF_EXTRA_*), n_features in all; the low-frequency fields are 0 in kind 1. */
+#define EF_FEATURE_KIND_V1 1u
+#define EF_FEATURE_KIND_V2 2u
+#define EF_EXTRA_VRMS 1u     /* log10(vrms + 0.01), vrms in mm/s */
+#define EF_EXTRA_KURTOSIS 2u /* log10(kurtosis + log_floor) */
+#define EF_EXTRA_CREST 4u    /* log10(crest + log_floor) */
+#define EF_LOWFREQ_PARAMS_SIZE 36u /* u16 length, settle, n_lf, extras; f32 x 7 */
 typedef struct {
-    uint16_t n_bands;
+    uint16_t kind;       /* EF_FEATURE_KIND_V1 or _V2 */
+    uint16_t n_bands;    /* high-frequency (v1) bands */
+    uint16_t n_features; /* model inputs = n_inputs */
     float window_s, log_floor;
+    const uint8_t *head;     /* the section's first byte: [head, mean) is the whole front end */
     const uint8_t *edges_hz; /* [n_bands+1] */
-    const uint8_t *mean;     /* [n_bands] */
-    const uint8_t *inv_std;  /* [n_bands] */
+    const uint8_t *mean;     /* [n_features] */
+    const uint8_t *inv_std;  /* [n_features] */
+    /* kind 2 only (docs/features.md, "Parameters (artifact feature kind 2)") */
+    uint16_t lf_length, lf_settle, n_lf, extras;
+    float lf_rate_hz, lf_cut_hz, vel_lo_hz, vel_split_hz, vel_hi_hz, speed_min_hz, speed_max_hz;
+    const uint8_t *lf_edges_hz; /* [n_lf+1] */
 } ef_features_view;
 
 typedef struct {

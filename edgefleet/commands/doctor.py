@@ -14,6 +14,7 @@ import textwrap
 import time
 
 from edgefleet.errors import EdgefleetError
+from edgefleet.service.store.url import mask_url
 
 DESCRIPTION = """\
 Check a deployment for the settings that lose data without a trace, and print a checklist with
@@ -78,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="broker to probe, mqtt://[user:password@]host[:port] (default $EDGEFLEET_BROKER_URL or "
                         "mqtt://127.0.0.1:1883; credentials also from EDGEFLEET_BROKER_USERNAME/_PASSWORD)")
     p.add_argument("--db", metavar="PATH", default=default_db(),
-                   help=f"fleet store to check (default $EDGEFLEET_DB or {default_db()})")
+                   help=f"fleet store to check: a SQLite file or a postgresql:// URL (default $EDGEFLEET_DB or "
+                        f"{mask_url(default_db())})")
     p.add_argument("--json", action="store_true",
                    help='one JSON object on stdout: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}')
     p.add_argument("--burst", type=int, default=DEFAULT_BURST, metavar="N",
@@ -149,7 +151,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        parts = ([f"broker {settings.broker_display}"] if broker else []) + ([f"store {db}"] if db else [])
+        parts = ([f"broker {settings.broker_display}"] if broker else []) + ([f"store {mask_url(db)}"] if db else [])
         print(format_report(report, f"edgefleet doctor: {', '.join(parts) or 'nothing to check'}"))
     _progress(f"done in {time.monotonic() - started:.1f} s")
     return 0 if report.ok else 1

@@ -188,3 +188,16 @@ def blob_roundtrip(reg, version: int) -> bool:
     artifact, manifest = reg.blobs(version)
     folder = REPO / "edgefleet" / "models" / "fleet-default"
     return artifact == next(folder.glob("*.efm")).read_bytes() and manifest == (folder / "manifest.json").read_bytes()
+
+
+def test_doctor_reads_a_postgresql_store_without_changing_it_and_never_shows_the_password(pg_server) -> None:
+    url = pg_server.create_db()
+    p = cli("doctor", "--skip", "broker", "--db", url)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "store.postgresql" in p.stdout and "empty database" in p.stdout and SECRET not in p.stdout + p.stderr
+    conn = connect(url, migrate_schema=False)
+    assert schema_version(conn) == 0  # the doctor created nothing
+    conn.close()
+    p = cli("doctor", "--skip", "broker", "--db", pg_server.url("postgres", password="wrong-" + SECRET))
+    assert p.returncode == 1 and "password authentication failed" in " ".join(p.stdout.split())  # wrapped
+    assert SECRET not in p.stdout + p.stderr and "Traceback" not in p.stderr

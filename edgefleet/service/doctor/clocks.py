@@ -27,6 +27,7 @@ from edgefleet.service.doctor.store_checks import (
     inspect_store,
 )
 from edgefleet.service.store.sqlite import DEFAULT_RETENTION_DAYS
+from edgefleet.service.store.url import is_db_url, mask_url
 
 # ---------------------------------------------------------------- clocks
 
@@ -84,6 +85,10 @@ def check_clock(skews: list[DeviceSkew], retention_days: float = DEFAULT_RETENTI
 def run_store_checks(db: str | Path, *, now: int | None = None,
                      clock_samples: int = DEFAULT_CLOCK_SAMPLES) -> list[Check]:
     """The store checks and the clock check (which reads the store's results)."""
+    if is_db_url(str(db)):
+        from edgefleet.service.doctor.pg_checks import run_pg_checks
+
+        return run_pg_checks(str(db))
     facts = inspect_store(db, now)
     clock = Check("clock.skew", "skip", "no store with results to read")
     if facts.exists and not facts.error and {"results", "devices"} <= facts.tables:
@@ -103,7 +108,7 @@ def run_doctor(*, host: str | None, port: int | None, db: str | Path | None, use
         checks += run_broker_checks(host, port, username=username, password=password, burst=burst,
                                     timeout=timeout, progress=progress)
     if db is not None:
-        progress(f"store {db}")
+        progress(f"store {mask_url(str(db))}")
         checks += run_store_checks(db, clock_samples=clock_samples)
     return Report(tuple(checks))
 

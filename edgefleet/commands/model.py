@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefleet.commands.fleet_db import db_arg
 from edgefleet.errors import DataError, EdgefleetError, ModelImportError
 
 log = logging.getLogger("edgefleet.model")
@@ -45,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--version", type=int, default=None, dest="model_version",
                    help="model version (default: the next free one in the fleet database --db, so that "
                         "nodes take it as an update; 1 without a database)")
-    t.add_argument("--db", type=Path, default=None,
-                   help="fleet database to pick the next free version from (default $EDGEFLEET_DB or "
-                        "var/edgefleet.db)")
+    t.add_argument("--db", type=db_arg, default=None,
+                   help="fleet database (SQLite file or postgresql:// URL) to pick the next free version "
+                        "from (default $EDGEFLEET_DB or var/edgefleet.db)")
     t.add_argument("--model-id", default=None, help="model name in the manifest (default: folder name)")
     t.add_argument("--key", type=Path, default=None,
                    help="Ed25519 signing key (default $EDGEFLEET_SIGNING_KEY or ~/.config/edgefleet/signing.key, created if absent)")
@@ -189,13 +190,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def next_free_version(db: Path | None) -> int:
+def next_free_version(db: Path | str | None) -> int:
     """One above every version the fleet knows: published in the registry or running on a device
     (a node refuses an update that is not newer than what it runs)."""
     import sqlite3
 
     from edgefleet.service.config import default_db
+    from edgefleet.service.store.url import is_db_url
 
+    if is_db_url(str(db or default_db())):  # a PostgreSQL store: read it as it is (no migration)
+        from edgefleet.service.store.postgres import connect, schema_version
+
+        conn = connect(str(db or default_db()), migrate_schema=False)
+        try:
+            if schema_version(conn) <= 0:
+                return 1
+            return 1 + max(conn.execute("SELECT coalesce(max(version), 0) FROM ota_models").fetchone()[0],
+                           conn.execute("SELECT coalesce(max(model), 0) FROM devices").fetchone()[0])
+        finally:
+            conn.close()
     path = Path(db or default_db())
     if not path.is_file():
         return 1 if db is None else _missing_db(path)

@@ -201,3 +201,15 @@ def test_doctor_reads_a_postgresql_store_without_changing_it_and_never_shows_the
     p = cli("doctor", "--skip", "broker", "--db", pg_server.url("postgres", password="wrong-" + SECRET))
     assert p.returncode == 1 and "password authentication failed" in " ".join(p.stdout.split())  # wrapped
     assert SECRET not in p.stdout + p.stderr and "Traceback" not in p.stderr
+
+
+def test_model_train_picks_the_next_free_version_from_a_postgresql_store(pg_server) -> None:
+    from edgefleet.commands.model import next_free_version
+    from edgefleet.service.store import DeviceUpdate
+
+    url = pg_server.create_db()
+    assert next_free_version(url) == 1  # an empty database: nothing created by the look
+    s = PostgresStore(url)
+    s.write_batch(IngestBatch(T0, 1, devices=[DeviceUpdate("d1", T0, status="online", model=7)]))
+    s.close()
+    assert next_free_version(url) == 8

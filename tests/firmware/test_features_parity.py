@@ -150,3 +150,203 @@ def test_plan_rules_match_python_on_edge_parameters(fw, shipped_model, tmp_path)
             f_c = np.fromfile(tmp_path / "F.f32", "<f4").reshape(len(windows), 32)
             assert np.abs(f_c - log_band_power(windows, fs, params)).max() <= F_TOL
     assert 0 < accepted < len(cases)
+
+
+# ---------------------------------------------------------------- feature definition v2
+# docs/features.md, "Precision contract between Python and C (v2)"
+V2_HF_TOL = 1e-3  # HF bands and shape (kurtosis, crest), log10 units
+V2_LF_TOL = 2e-3  # LF bands
+V2_VRMS_REL = 5e-3
+V2_Q_MATCH = 0.995
+
+
+def _v2_node(fw, art_bytes, signal, fs, tmp_path, *extra, sanitized=False):
+    path = tmp_path / "v2.efm"
+    path.write_bytes(art_bytes)
+    raw = tmp_path / "samples.f32"
+    np.asarray(signal, "<f4").tofile(raw)
+    f, r, q, y = (tmp_path / n for n in ("F.f32", "R.f32", "q.i8", "y.i8"))
+    proc = run([fw.tool("ef_node", sanitized=sanitized), path, raw, repr(float(fs)), "--quiet", "--features", f,
+                "--readings", r, "--quantized", q, "--outputs", y, *extra])
+    summary = json.loads(proc.stdout.decode().splitlines()[-1])
+    return (summary, np.fromfile(f, "<f4"), np.fromfile(r, "<f4").reshape(-1, 4), np.fromfile(q, np.int8),
+            np.fromfile(y, np.int8))
+
+
+class V2Parity:
+    """Worst differences C vs Python over many windows, against the v2 contract."""
+
+    def __init__(self):
+        self.worst = {"hf": 0.0, "lf": 0.0, "vrms_rel": 0.0, "kurtosis": 0.0, "crest": 0.0, "vrms_feature": 0.0,
+                      "speed_bins": 0.0}
+        self.same = self.total = self.windows = 0
+
+    def add(self, fw, params, signal, fs, tmp_path, what: str, *, sanitized=False):
+        from edgefleet.runtime.features import analyze
+        from v2_helpers import standardizing
+
+        p = plan(params, fs)
+        windows = frame(signal, p.n_samples)
+        assert len(windows) >= 2, what
+        a = analyze(np.asarray(windows, np.float64), fs, params)
+        art = standardizing(params, a.features)  # q spans the int8 range: a real test of rounding
+        summary, f_c, r_c, q_c, y_c = _v2_node(fw, art.to_bytes(), signal, fs, tmp_path, sanitized=sanitized)
+        assert summary["windows"] == len(windows) and summary["n_samples"] == p.n_samples, (what, summary)
+        f_c = f_c.reshape(a.features.shape)
+        nb, nl = params.n_bands, params.lf.n_bands
+        d = np.abs(f_c.astype(np.float64) - a.features)
+        names = params.lf.extra_names
+        w = self.worst
+        w["hf"] = max(w["hf"], float(d[:, :nb].max()))
+        w["lf"] = max(w["lf"], float(d[:, nb:nb + nl].max()))
+        for i, name in enumerate(names):
+            key = "vrms_feature" if name == "vrms" else name
+            w[key] = max(w[key], float(d[:, nb + nl + i].max()))
+        w["vrms_rel"] = max(w["vrms_rel"], float(np.max(np.abs(r_c[:, 0] / a.vrms_mm_s - 1.0))))
+        w["speed_bins"] = max(w["speed_bins"], float(np.max(np.abs(r_c[:, 1] - a.speed_hz)) / (p.lf.fs_lf / params.lf.length)))
+        assert np.allclose(r_c[:, 2], a.kurtosis, rtol=1e-4) and np.allclose(r_c[:, 3], a.crest, rtol=1e-4), what
+        from edgefleet.runtime.engine import Int8Engine
+        from edgefleet.runtime.features import quantize, standardize
+
+        q_py = quantize(standardize(a.features, art.features.mean, art.features.inv_std), art.input_scale,
+                        art.input_zero_point)
+        q_c = q_c.reshape(q_py.shape)
+        assert int(np.abs(q_c.astype(int) - q_py).max()) <= 1, what
+        self.same += int((q_c == q_py).sum())
+        self.total += q_py.size
+        self.windows += len(windows)
+        # given the same int8 inputs the outputs are the engine's, bit for bit
+        assert np.array_equal(y_c.reshape(q_py.shape), Int8Engine(art).infer(q_c)), what
+
+    def check(self):
+        w = self.worst
+        assert w["hf"] <= V2_HF_TOL and w["kurtosis"] <= V2_HF_TOL and w["crest"] <= V2_HF_TOL, w
+        assert w["lf"] <= V2_LF_TOL, w
+        assert w["vrms_rel"] <= V2_VRMS_REL and w["speed_bins"] <= 1.0, w
+        assert self.same / self.total >= V2_Q_MATCH, (self.same, self.total)
+        print(f"v2 parity over {self.windows} windows: " + ", ".join(f"{k} {v:.2e}" for k, v in w.items())
+              + f"; q identical {self.same}/{self.total} = {self.same / self.total:.5f}")
+
+
+def test_v2_features_match_python_on_cwru(fw, recordings, cwru_dir, tmp_path):
+    """Every CWRU recording (12 kHz) and the 48 kHz normal one: HF, shape, LF, vrms, speed and the
+    quantized inputs within the v2 contract."""
+    from v2_helpers import v2_params
+
+    params = v2_params()
+    par = V2Parity()
+    for rec in recordings:
+        par.add(fw, params, rec.signal, rec.fs, tmp_path, rec.name)
+    z = np.load(cwru_dir / "normal_0hp_97.npz")
+    par.add(fw, params, z["signal_48k"].astype(np.float32), float(z["fs_48k"]), tmp_path, "normal 48 kHz")
+    par.check()
+
+
+@pytest.mark.parametrize("fs", [12000.0, 48000.0, 25600.0, 4000.0])
+def test_v2_features_match_python_on_synthetic_signals(fw, fs, tmp_path):
+    """1x/2x/3x running-speed sines, broadband noise, a 1 g DC offset, bearing ringing; speeds across
+    the search range; at 4 kHz the HF bands stop below Nyquist."""
+    from v2_helpers import synthetic, v2_params
+
+    params = v2_params() if fs >= 12000 else v2_params(f_hi=1900.0)
+    par = V2Parity()
+    seconds = 3.2 * plan(params, fs).n_samples / fs
+    cases = [dict(speed_hz=24.7), dict(speed_hz=24.7, dc=1.0), dict(speed_hz=7.3, dc=1.0, noise=0.005),
+             dict(speed_hz=58.0, amps=(0.2, 0.02, 0.05), noise=0.05, seed=3),
+             dict(speed_hz=12.1, amps=(0.0, 0.0, 0.0), noise=0.03, seed=4),  # noise only
+             dict(speed_hz=29.9, dc=-1.0, bearing=0.5, seed=5)]
+    for i, kw in enumerate(cases):
+        if fs < 6000 and kw.get("bearing"):
+            kw["bearing"] = 0.0  # 3 kHz ringing is above a 4 kHz sensor's Nyquist
+        par.add(fw, params, synthetic(fs, seconds, **kw), fs, tmp_path, f"{fs} {kw}", sanitized=(i == 0))
+    par.check()
+
+
+def test_v2_sampling_rate_rules_match_python(fw, tmp_path):
+    """The v2 plan refuses exactly what the Python plan refuses (exit 2, unsupported-rate)."""
+    from edgefleet.errors import FeatureError
+    from edgefleet.runtime.features import FeatureParams, LowFreqParams
+    from v2_helpers import v2_artifact, v2_params
+
+    lf_edges = v2_params().lf.edges_hz
+    cases = [  # (params, fs)
+        (v2_params(), 12000.0), (v2_params(), 48000.0), (v2_params(), 50000.0), (v2_params(), 51200.0),
+        (v2_params(), 3999.0),
+        (v2_params(f_hi=1900.0), 4000.0),
+        (v2_params(f_hi=1900.0), 3000.0),
+        # vel_hi 1000 Hz above the Nyquist of a 1.9 kHz... (fs must be >= 4 kHz: use a higher vel_hi)
+        (FeatureParams.spaced(32, 100.0, 1900.0, lf=LowFreqParams(edges_hz=lf_edges, vel_hi_hz=2500.0)), 4000.0),
+        (FeatureParams.spaced(32, 100.0, 1900.0, lf=LowFreqParams(edges_hz=lf_edges, vel_hi_hz=2500.0)), 6000.0),
+        # the LF stream too slow for its corner: rate 400 Hz, corner 160 Hz (needs > 400 Hz)
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=LowFreqParams(edges_hz=lf_edges, rate_hz=400.0)), 12000.0),
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=LowFreqParams(edges_hz=lf_edges, rate_hz=410.0)), 12000.0),
+        # the speed search cannot start at 1 Hz with ~1 Hz bins (k_min < 2)
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=LowFreqParams(edges_hz=lf_edges, speed_min_hz=1.0)), 12000.0),
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=LowFreqParams(edges_hz=lf_edges, speed_min_hz=2.5)), 12000.0),
+        # a window (L + S) * D shorter than one HF segment
+        (FeatureParams.spaced(32, 100.0, 5000.0, window_s=0.3,
+                              lf=LowFreqParams(edges_hz=lf_edges, length=128, settle=0)), 12000.0),
+        (FeatureParams.spaced(32, 100.0, 5000.0, window_s=0.3,
+                              lf=LowFreqParams(edges_hz=lf_edges, length=256, settle=0)), 12000.0),
+        # LF bands with no bin at 4 Hz bins (L = 128): 16 bands from 5 Hz
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=LowFreqParams(edges_hz=lf_edges, length=128)), 12000.0),
+    ]
+    np.zeros(60000, np.float32).tofile(tmp_path / "z.f32")
+    accepted = refused = 0
+    for params, fs in cases:
+        try:
+            plan(params, fs)
+            py_ok = True
+        except FeatureError:
+            py_ok = False
+        (tmp_path / "m.efm").write_bytes(v2_artifact(params).to_bytes())
+        proc = run([fw.tool("ef_node"), tmp_path / "m.efm", tmp_path / "z.f32", repr(fs), "--quiet"], check=False)
+        assert (proc.returncode == 0) == py_ok, (params.lf, fs, proc.stderr[-300:])
+        if not py_ok:
+            assert proc.returncode == 2 and b"unsupported-rate" in proc.stderr
+        accepted += py_ok
+        refused += not py_ok
+    assert accepted >= 5 and refused >= 6
+
+
+def test_v2_streaming_in_pieces_equals_whole_windows(fw, tmp_path):
+    """The node's zero-copy input in pieces of any size gives the same features as whole windows
+    (the host node feeds whole windows; --hop shifts windows so every piece boundary moves)."""
+    from edgefleet.runtime.features import analyze
+    from v2_helpers import synthetic, v2_artifact, v2_params
+
+    params = v2_params()
+    fs = 12000.0
+    p = plan(params, fs)
+    sig = synthetic(fs, 2.5 * p.n_samples / fs, dc=0.5)
+    hop = 4321
+    _, f_c, r_c, _, _ = _v2_node(fw, v2_artifact(params).to_bytes(), sig, fs, tmp_path, "--hop", str(hop),
+                                 sanitized=True)
+    windows = frame(sig, p.n_samples, hop)
+    a = analyze(np.asarray(windows, np.float64), fs, params)
+    assert np.abs(f_c.reshape(a.features.shape) - a.features).max() <= V2_LF_TOL
+    assert np.allclose(r_c[:, 1], a.speed_hz, atol=p.lf.fs_lf / params.lf.length)
+
+
+def test_v2_frontend_crc_and_inputs_match_python(fw, shipped_model, tmp_path):
+    """The baseline's front-end CRC (ef_baseline_frontend_crc) equals Python's frontend_crc for v1 and
+    v2 front ends (a baseline learnt under one is refused under another), and the reader counts the
+    v2 inputs as Python does (HF + LF bands + one per extras bit)."""
+    from edgefleet.runtime import baseline as bl
+    from edgefleet.runtime.features import EXTRA_CREST, EXTRA_VRMS
+    from v2_helpers import v2_artifact, v2_params
+
+    arts = {"v1": Artifact.from_bytes((shipped_model / "model.efm").read_bytes()),
+            "v2": v2_artifact(v2_params()),
+            "v2 vrms+crest, 8 HF bands": v2_artifact(v2_params(n_bands=8, extras=EXTRA_VRMS | EXTRA_CREST)),
+            "v2 other corner": v2_artifact(v2_params(f_hi=4000.0))}
+    crcs = set()
+    for name, art in arts.items():
+        path = tmp_path / "m.efm"
+        path.write_bytes(art.to_bytes())
+        info = json.loads(run([fw.tool("ef_infer"), "--info", path]).stdout)
+        params = art.features.params
+        assert info["feature_kind"] == params.version and info["n_features"] == params.n_features, name
+        assert info["frontend_crc"] == bl.frontend_crc(params) & 0xFFFFFFFF, name
+        crcs.add(info["frontend_crc"])
+    assert len(crcs) == len(arts)

@@ -1,10 +1,12 @@
 /* ef_infer ARTIFACT INPUT.bin OUTPUT.bin: raw int8 rows in, raw int8 rows out.
- * ef_infer --info ARTIFACT: validation result and sizes as one JSON line.
+ * ef_infer --info ARTIFACT: validation result and sizes as one JSON line (with a features section:
+ * its kind, the model inputs it gives and the commissioning baseline's CRC of the front end).
  * Exit codes: 0 ok, 1 usage or I/O error, 2 artifact rejected. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ef/baseline.h"
 #include "ef/engine.h"
 #include "ef_host.h"
 
@@ -14,6 +16,7 @@ static int info(const char *path)
 {
     size_t len;
     ef_model m;
+    ef_features_view f;
     uint8_t *data = ef_host_read_file(path, &len);
     ef_status st;
     if (!data)
@@ -26,10 +29,14 @@ static int info(const char *path)
     }
     printf("{\"status\":\"ok\",\"model_version\":%u,\"n_inputs\":%u,\"n_outputs\":%u,"
            "\"n_layers\":%u,\"arena_bytes\":%u,\"requant_mode\":%u,\"total_size\":%u,"
-           "\"features\":%s,\"scoring\":%s}\n",
+           "\"features\":%s,\"scoring\":%s",
            (unsigned)m.model_version, m.n_inputs, m.n_outputs, m.n_layers, m.arena_bytes,
            m.requant_mode, (unsigned)m.total_size, m.features_offset ? "true" : "false",
            m.scoring_offset ? "true" : "false");
+    if (ef_model_features(&m, &f)) /* the front end: kind, inputs, the baseline's CRC of it */
+        printf(",\"feature_kind\":%u,\"n_features\":%u,\"frontend_crc\":%lu", f.kind, f.n_features,
+               (unsigned long)ef_baseline_frontend_crc(&f));
+    printf("}\n");
     free(data);
     return 0;
 }

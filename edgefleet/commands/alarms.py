@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgefleet.commands.fleet_db import require_db
+from edgefleet.commands.fleet_db import db_arg, db_label, require_db
 from edgefleet.errors import EdgefleetError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -47,8 +47,9 @@ def _utc(ms: int | None) -> str:
 def _db_arg(p: argparse.ArgumentParser) -> None:
     from edgefleet.service.config import default_db
 
-    p.add_argument("--db", type=Path, default=Path(default_db()),
-                   help=f"fleet database (default $EDGEFLEET_DB or {default_db()})")
+    p.add_argument("--db", type=db_arg, default=db_arg(default_db()),
+                   help=f"fleet database: a SQLite file or a postgresql:// URL (default $EDGEFLEET_DB or "
+                        f"{db_label(default_db())})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,13 +101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_log)
 
 
-def _open(db: Path):
+def _open(db):
     from edgefleet.service.store import open_store
 
     store = open_store(str(require_db(db)))
     if not hasattr(store, "shelve_alarm"):
         store.close()
-        raise EdgefleetError(f"{db}: this store has no alarm shelves (they are in the SQLite store only, so far)")
+        raise EdgefleetError(f"{db_label(db)}: this store has no alarm shelves")
     return store
 
 

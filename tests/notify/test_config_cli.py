@@ -159,3 +159,19 @@ def test_notify_check_test_and_log(tmp_path) -> None:
         hook.stop()
         mail.stop()
 
+
+
+def test_alarms_shelve_on_a_postgresql_store(pg_server) -> None:
+    from edgefleet.service.store.postgres import PostgresStore
+
+    url = pg_server.create_db()
+    s = PostgresStore(url)
+    s.apply_alarm_changes([AlarmChange("raise", "pump-9", int(time.time() * 1000), "major", 0.3, 0.1, 0.3)], [])
+    aid = s.active_alarm("pump-9").id
+    p = run("alarms", "shelve", str(aid), "--for", "30m", "--reason", "valve swap", "--by", "bo", "--db", url)
+    assert p.returncode == 0, p.stderr
+    shelf, = s.shelves()
+    assert (shelf.alarm_id, shelf.by, shelf.reason, shelf.until_ts - shelf.ts) == (aid, "bo", "valve swap", 1_800_000)
+    p = run("alarms", "list", "--db", url)
+    assert "SHELVED until" in p.stdout and "pump-9" in p.stdout
+    s.close()

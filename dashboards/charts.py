@@ -9,25 +9,34 @@ from dashboards.loaders.commissioning import WINDOW_COLOURS, WINDOW_KINDS
 from dashboards.loaders.device import TrendLine
 from dashboards.loaders.fleet import STATE_COLOURS, STATES
 from dashboards.loaders.models import OTA_PENDING, OTA_STATES
+from dashboards.loaders.readings import ZONE_STATE_COLOURS, ZONE_STATES
 
 STATE_SCALE = alt.Scale(domain=list(STATES), range=[STATE_COLOURS[s] for s in STATES])
+ZONE_SCALE = alt.Scale(domain=list(ZONE_STATES), range=[ZONE_STATE_COLOURS[z] for z in ZONE_STATES])
 THRESHOLD_COLOUR = "#d62728"
 TREND_COLOUR = "#1f77b4"
 
 
-def fleet_grid(df: pd.DataFrame) -> alt.Chart:
-    """One tile per machine, a row per site / line, coloured by state; click a tile to open it. The tooltip
-    carries the commissioning state (`commissioning` when the frame went through `with_commissioning`)."""
+def fleet_grid(df: pd.DataFrame, by: str = "state") -> alt.Chart:
+    """One tile per machine, a row per site / line, coloured by state (or with `by="zone"` by ISO 20816 zone,
+    for a frame that went through `readings.fleet_zones`); click a tile to open it. The tooltip carries the
+    commissioning state (`commissioning` when the frame went through `with_commissioning`)."""
     rows = sorted(df["row"].unique())
     pick = alt.selection_point(fields=["device"], name="pick", on="click", clear=False)
+    colour = alt.Color("state:N", scale=STATE_SCALE, legend=alt.Legend(orient="top", title=None))
+    zone_tips = []
+    if by == "zone":
+        colour = alt.Color("zone:N", scale=ZONE_SCALE, legend=alt.Legend(orient="top", title="ISO 20816 zone"))
+        zone_tips = [alt.Tooltip("vrms:Q", format=".2f", title="velocity RMS (mm/s)"),
+                     alt.Tooltip("zone:N", title="zone"), alt.Tooltip("iso_class:N", title="ISO class")]
     return (
         alt.Chart(df)
         .mark_rect(stroke="white", strokeWidth=3, cornerRadius=4)
         .encode(
             x=alt.X("col:O", axis=None),
             y=alt.Y("row:N", sort=rows, title=None, axis=alt.Axis(labelFontSize=13, labelLimit=220)),
-            color=alt.Color("state:N", scale=STATE_SCALE, legend=alt.Legend(orient="top", title=None)),
-            tooltip=["device", "site", "line", "state", "status", "severity",
+            color=colour,
+            tooltip=["device", "site", "line", "state", *zone_tips, "status", "severity",
                      alt.Tooltip("score_ratio:Q", format=".2f", title="score / threshold"),
                      alt.Tooltip("eta_s:Q", format=",.0f", title="ETA to threshold (s)"), "model", "fw",
                      alt.Tooltip("commissioning:N" if "commissioning" in df.columns else "comm:N",
@@ -197,3 +206,60 @@ def loss_over_time(df: pd.DataFrame, by: str) -> alt.Chart:
         x=alt.X("time:T", title=None), y=alt.Y("missing:Q", title="missing results"),
         color=alt.Color(f"{by}:N", title=by), tooltip=[f"{by}:N", "missing:Q", alt.Tooltip("time:T", format="%H:%M")],
     ).properties(height=220)
+
+
+WHY_COLOUR = "#6a3d9a"  # the anomalous windows that explain themselves (purple diamonds)
+ORDER_COLOURS = {"order": "#1f77b4", "bearing": "#d62728"}
+
+
+def vrms_timeline(vrms: pd.DataFrame, bands: pd.DataFrame, markers: pd.DataFrame,
+                  x_domain: tuple[int, int] | None = None) -> alt.LayerChart:
+    """Velocity RMS (mm/s) over time on the ISO 20816 zone bands of the machine's class (A to D shaded green to
+    red), the anomalous windows that say why as diamonds whose tooltip gives the hint and the contributing bands."""
+    top = float(bands["hi"].max())
+    y = alt.Y("vrms:Q", title="velocity RMS (mm/s)", scale=alt.Scale(domain=[0, top], nice=False, clamp=True),
+              axis=alt.Axis(minExtent=48))
+    shade = alt.Chart(bands).mark_rect(opacity=0.22).encode(
+        y=alt.Y("lo:Q", scale=alt.Scale(domain=[0, top], nice=False), title="velocity RMS (mm/s)"), y2="hi:Q",
+        color=alt.Color("zone:N", scale=alt.Scale(domain=list(bands["zone"]), range=list(bands["colour"])),
+                        legend=alt.Legend(orient="top", title="ISO 20816 zone")),
+        tooltip=[alt.Tooltip("zone:N"), alt.Tooltip("lo:Q", format=".2f", title="from (mm/s)"),
+                 alt.Tooltip("hi:Q", format=".2f", title="to (mm/s)"), alt.Tooltip("meaning:N")])
+    layers = [shade]
+    if not vrms.empty:
+        base = alt.Chart(vrms).encode(x=alt.X("time:T", title=None), y=y)
+        layers += [base.mark_line(color="#333", strokeWidth=1.2),
+                   base.mark_circle(size=14, color="#333").encode(
+                       tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), alt.Tooltip("vrms:Q", format=".2f"),
+                                alt.Tooltip("rpm:Q", format=",.0f"), "zone"])]
+    if not markers.empty:
+        pts = markers.dropna(subset=["vrms"])
+        if not pts.empty:
+            layers.append(alt.Chart(pts).mark_point(shape="diamond", size=90, filled=True, color=WHY_COLOUR).encode(
+                x="time:T", y=alt.Y("vrms:Q", scale=alt.Scale(domain=[0, top], nice=False, clamp=True)),
+                tooltip=[alt.Tooltip("time:T", format="%H:%M:%S"), alt.Tooltip("vrms:Q", format=".2f"),
+                         alt.Tooltip("hint:N", title="hint"), alt.Tooltip("why:N", title="why")]))
+    if x_domain is not None:
+        layers.append(_extent(x_domain))
+    return alt.layer(*layers).properties(height=240)
+
+
+def spectrum(spec: pd.DataFrame, marks: pd.DataFrame, log_x: bool = True) -> alt.LayerChart:
+    """Amplitude spectrum of a debug capture (g) with vertical marks at 1x/2x/3x and the bearing defect
+    frequencies, labelled."""
+    spec = spec[spec["hz"] > 0] if log_x else spec
+    xs = alt.Scale(type="log") if log_x else alt.Scale()
+    line = alt.Chart(spec).mark_line(color="#444", strokeWidth=1).encode(
+        x=alt.X("hz:Q", scale=xs, title="frequency (Hz)"), y=alt.Y("g:Q", title="amplitude (g)"),
+        tooltip=[alt.Tooltip("hz:Q", format=",.1f"), alt.Tooltip("g:Q", format=".4g")])
+    layers = [line]
+    if not marks.empty:
+        colour = alt.Color("kind:N", scale=alt.Scale(domain=list(ORDER_COLOURS), range=list(ORDER_COLOURS.values())),
+                           legend=None)
+        rule = alt.Chart(marks).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(
+            x=alt.X("hz:Q", scale=xs), color=colour,
+            tooltip=["mark:N", alt.Tooltip("hz:Q", format=",.1f", title="Hz")])
+        label = alt.Chart(marks).mark_text(align="left", dx=3, dy=-4, baseline="top", fontSize=11).encode(
+            x=alt.X("hz:Q", scale=xs), y=alt.value(2), text="mark:N", color=colour)
+        layers += [rule, label]
+    return alt.layer(*layers).properties(height=240)

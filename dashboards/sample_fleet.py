@@ -7,7 +7,12 @@ any-speed class; the first alarming machine runs at three speeds, each with its 
 thresholds; one is re-learning its normal after maintenance (2 of 3 speeds done,
 the third in progress); one, commissioned at three speeds, lately runs at a fourth
 (its windows get no verdict: it needs a class); a few older nodes report no
-commissioning at all. Results go in as ingest batches (so ingest statistics and lag exist), and
+commissioning at all. Nodes other than the older ones report velocity RMS (mm/s) and running speed (feature
+definition v2): healthy machines in ISO 20816 zones A/B, degrading ones climbing into C, alarming ones into C/D,
+and their anomalous windows say why (contributing bands, a fault hint: unbalance, a bearing outer race,
+misalignment); each alarming machine has a debug capture (a raw window with its 1x, 2x and bearing lines),
+plant-east is set to ISO class III, one machine to class I, the alarming machines carry a bearing geometry
+(a 6205: 9 balls, 7.94 mm on a 39.04 mm pitch). Results go in as ingest batches (so ingest statistics and lag exist), and
 the real `AlarmTracker` turns them into alarms and health trends, exactly as the
 fleet service does. Run `python -m dashboards.sample_fleet --db PATH` to look at
 the dashboard without a broker or simulator.
@@ -53,6 +58,8 @@ class SampleFleet:
     commissioning: list[str] = field(default_factory=list)  # re-learning its normal: commissioning windows last
     needs_class: list[str] = field(default_factory=list)  # 3 speeds learned, lately runs at a 4th: no verdict
     older: list[str] = field(default_factory=list)  # firmware without commissioning: no `comm`, no class
+    captures: list[str] = field(default_factory=list)  # a debug capture with raw samples (the alarming machines)
+    hints: dict[str, str] = field(default_factory=dict)  # the fault hint each alarming machine's windows give
     results: int = 0
     rejects: int = 0
 
@@ -67,6 +74,43 @@ def _ratio(kind: str, frac: float, rng: random.Random, peak: float) -> float:
     if kind == "degrading":  # from 0.3 to 0.8 over the timeline
         return 0.3 * math.exp(math.log(0.8 / 0.3) * frac) * noise
     return 0.3 * noise
+
+
+BEARING = {"n_balls": 9, "ball_d_mm": 7.94, "pitch_d_mm": 39.04, "contact_deg": 0.0}  # SKF 6205 (CWRU drive end)
+HINTS = ("unbalance", "bearing_outer_race", "misalignment")  # per alarming machine, in turn
+CAPTURE_FS = 12000.0
+CAPTURE_N = 8192
+
+
+def _why(hint: str, rpm: float) -> str:
+    """The `why` of an anomalous window of a machine with fault `hint` (canonical JSON text, as the store keeps it)."""
+    f1 = rpm / 60.0
+    band = lambda f, share: f'{{"lo":{round(f * 0.88, 1):g},"hi":{round(f * 1.12, 1):g},"share":{share:g}}}'  # noqa: E731
+    if hint == "unbalance":
+        return f'[{band(f1, 0.62)},{{"name":"vrms","share":0.21}},{band(3 * f1, 0.05)}]'
+    if hint == "misalignment":
+        return f'[{band(2 * f1, 0.55)},{band(f1, 0.18)},{{"name":"vrms","share":0.11}}]'
+    return '[{"lo":2800,"hi":3400,"share":0.48},{"name":"kurtosis","share":0.22},{"lo":3400,"hi":4100,"share":0.09}]'
+
+
+def _capture(hint: str, rpm: float, severity: float, rng: random.Random) -> list[float]:
+    """A raw window (g) with the lines a fault of `hint` shows: 1x/2x for shaft faults, a 3 kHz resonance struck
+    at BPFO for an outer-race defect, on a little noise."""
+    f1 = rpm / 60.0
+    bpfo = 9 / 2 * (1 - 7.94 / 39.04) * f1
+    out = []
+    for i in range(CAPTURE_N):
+        t = i / CAPTURE_FS
+        x = 0.02 * math.sin(2 * math.pi * f1 * t) + rng.gauss(0.0, 0.01)
+        if hint == "unbalance":
+            x += 0.08 * severity * math.sin(2 * math.pi * f1 * t + 0.4)
+        elif hint == "misalignment":
+            x += 0.06 * severity * math.sin(2 * math.pi * 2 * f1 * t) + 0.02 * math.sin(2 * math.pi * 3 * f1 * t)
+        else:  # impacts every 1/BPFO s ringing a 3 kHz resonance
+            since = t % (1.0 / bpfo)
+            x += 0.3 * severity * math.exp(-since * 900.0) * math.sin(2 * math.pi * 3000.0 * since)
+        out.append(round(x, 5))
+    return out
 
 
 def _comm_commissioned(classes: tuple, learned_ms: int, rng: random.Random) -> dict:
@@ -139,6 +183,25 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
                                    for u in births]))
     boots = {u.device: u.boot for u in births}
     relearning = _relearn_speeds(steps - relearn_from)
+    fleet.hints = {d: HINTS[i % len(HINTS)] for i, d in enumerate(fleet.alarm)}
+    base_rpm = {d: (1480.0, 2960.0, 990.0)[i % 3] for i, d in enumerate(fleet.devices)}
+    rr = random.Random(seed + 1)  # the readings' own draws: the scores, alarms and states stay as they were
+    base_vrms = {d: 0.7 + 1.1 * rr.random() for d in fleet.devices}  # zone A/B of class II
+    last_rpm: dict[str, float] = {}
+
+    def readings(d: str, ratio: float, cls: int | None, anom: bool) -> dict:
+        """vrms and rpm of a v2 node (older nodes: none); why and hint on an anomalous window."""
+        if d in fleet.older:
+            return {}
+        rpm = ((THREE_SPEEDS[cls][0] + THREE_SPEEDS[cls][1]) / 2 if cls is not None and len(classes[d]) == 3
+               else base_rpm[d]) * math.exp(rr.gauss(0.0, 0.002))
+        last_rpm[d] = rpm
+        vrms = base_vrms[d] * max(ratio / 0.3, 0.5) ** 0.8 * math.exp(rr.gauss(0.0, 0.04))
+        out = {"vrms": round(min(vrms, 999.0), 3), "rpm": round(rpm, 1)}
+        if anom and d in fleet.hints:
+            out |= {"why": _why(fleet.hints[d], rpm), "hint": fleet.hints[d]}
+        return out
+
     tracker = AlarmTracker(policy)
     for step in range(steps):
         ts = t_start + step * int(period_s * 1000)
@@ -159,14 +222,14 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
             if state:  # no verdict: the model's threshold, no class, no HI
                 score = THRESHOLD * ratio * (1.6 if state == "uncommissioned" else 1.0)
                 results.append(ResultRecord(d, boots[d], step, t, model[d], round(score, 5), THRESHOLD, False,
-                                            inf_us, state=state))
+                                            inf_us, state=state, **readings(d, ratio, None, False)))
                 continue
             cls = SPEED_ORDER[(step // 30) % 3] if len(classes[d]) == 3 else 0
             _, _, thr, hi_thr = classes[d][cls]
             score, hi = thr * ratio, hi_thr * ratio * 0.85 * math.exp(rng.gauss(0.0, 0.05))
-            results.append(ResultRecord(d, boots[d], step, t, model[d], round(score, 5), thr,
-                                        score > thr or hi > hi_thr, inf_us, hi=round(hi, 5), cls=cls,
-                                        hi_thr=hi_thr))
+            anom = score > thr or hi > hi_thr
+            results.append(ResultRecord(d, boots[d], step, t, model[d], round(score, 5), thr, anom, inf_us,
+                                        hi=round(hi, 5), cls=cls, hi_thr=hi_thr, **readings(d, ratio, cls, anom)))
         updates, events = [], []
         if step == offline_after:
             updates = [DeviceUpdate(d, ts, status="offline") for d in fleet.offline]
@@ -175,6 +238,15 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
             c = _comm_progress(relearning[:step - relearn_from + 1])
             updates += [DeviceUpdate(d, ts, comm=c) for d in fleet.commissioning]
             events += [Event(d, ts, "status", {"state": "online", "comm": c}) for d in fleet.commissioning]
+        if step == steps - 2:  # the alarming machines' debug captures, one window each (`debug` message body)
+            for i, d in enumerate(fleet.alarm):
+                rpm = last_rpm.get(d, base_rpm[d])
+                events.append(Event(d, ts, "debug", {"v": 1, "boot": boots[d], "seq": 0, "ts": ts, "id": f"dbg-{i}",
+                                                     "model": model[d], "fs": CAPTURE_FS,
+                                                     "samples": _capture(fleet.hints[d], rpm, peaks[d], rr),
+                                                     "score": round(THRESHOLD * peaks[d], 4), "thr": THRESHOLD,
+                                                     "anom": True}))
+            fleet.captures = list(fleet.alarm)
         rejects = [Reject(ts, f"ef/v1/{rng.choice(fleet.devices)}/result", code, reason, b'{"v":1,"res":[', 14)
                    for code, reason in REJECTS if rng.random() < (0.25 if code == "schema" else 0.06)]
         ingest_ts = ts + 1000 + rng.randrange(0, 400)
@@ -188,6 +260,10 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
             touched = fleet.devices if last or step % 12 == 0 else sorted({c.device for c in changes})
             health = [h for h in (tracker.health(d, now_ms=ts) for d in touched) if h is not None]
             store.apply_alarm_changes(changes, health)
+    store.set_machine_class("III", site="plant-east")  # large machines on rigid foundations
+    store.set_machine_class("I", device=fleet.degrading[0])  # a small motor
+    for d in fleet.alarm:
+        store.set_bearing(d, BEARING)
     return fleet
 
 

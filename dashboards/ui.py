@@ -106,6 +106,54 @@ def events(db: str, name: str) -> pd.DataFrame:
     return loaders.device.events_frame(store(db), name)
 
 
+# ---------- readings and why (device detail, fleet grid by ISO zone) ----------
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def machine_classes(db: str) -> dict[str, dict[str, str]]:
+    return store(db).machine_classes()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def bearings(db: str) -> dict[str, dict]:
+    return store(db).bearings()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def vrms(db: str, name: str, cls: str, window_s: float | None) -> pd.DataFrame:
+    since = None if window_s is None else now_ms() - int(window_s * 1000)
+    return loaders.readings.vrms_frame(store(db), name, cls, since_ms=since)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def active_alarm(db: str, name: str):
+    return store(db).active_alarm(name)
+
+
+@st.cache_data(ttl=RECENT_TTL_S, show_spinner=False)
+def capture(db: str, name: str) -> loaders.readings.Capture | None:
+    return loaders.readings.last_capture(store(db), name)
+
+
+@st.cache_data(ttl=RECENT_TTL_S, show_spinner=False)
+def fleet_zones(db: str) -> pd.DataFrame:
+    """The fleet frame with each machine's velocity (median of its newest readings), ISO class and zone."""
+    return loaders.readings.fleet_zones(fleet(db), store(db).latest_vrms(), machine_classes(db))
+
+
+def set_machine_class(db: str, cls: str | None, *, device: str | None = None, site: str | None = None) -> None:
+    """Write a machine class (MachineClassError / StoreError say what is wrong), then drop the caches it changes."""
+    store(db).set_machine_class(cls, device=device, site=site)
+    machine_classes.clear()
+    vrms.clear()
+    fleet_zones.clear()
+
+
+def set_bearing(db: str, device: str, geometry: dict | None) -> None:
+    """Write a device's bearing geometry (FeatureError / StoreError say what is wrong), then drop its cache."""
+    store(db).set_bearing(device, geometry)
+    bearings.clear()
+
+
 # ---------- results that never arrived (system page) ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

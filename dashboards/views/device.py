@@ -6,9 +6,11 @@ import streamlit as st
 
 from dashboards import charts, loaders, ui
 from edgefleet.errors import EdgefleetError
+from edgefleet.service import iso20816
 
 WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "last 6 h": 21600.0, "last 24 h": 86400.0, "all": None}
 MSG = "comm_device_msg"
+SETTINGS_MSG = "machine_settings_msg"
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
 FACTS_CSS = "<style>.st-key-device_facts [data-testid='stMetricValue'] { font-size: 1.6rem; }</style>"
 
@@ -87,6 +89,50 @@ def commissioning_detail(dev, scores: pd.DataFrame) -> None:
                    "(*Commission this machine*, with the speed in rpm).", icon=":material/add_circle:")
 
 
+def vibration(dev, scores: pd.DataFrame, window_s: float | None, bearing: dict | None) -> None:
+    """Velocity RMS against the ISO 20816 zones of the machine's class, the windows that say why; the spectrum of
+    the newest debug capture with its order and bearing marks."""
+    cls, source = loaders.readings.machine_class(ui.machine_classes(db), dev)
+    vr = ui.vrms(db, dev.device, cls, window_s)
+    st.subheader("Vibration (ISO 20816)")
+    st.caption(loaders.readings.class_words(cls, source) + ". Zone boundaries A/B, B/C, C/D: "
+               + " / ".join(f"{x:g}" for x in iso20816.BOUNDARIES[cls]) + " mm/s RMS (10-1,000 Hz). "
+               "Change it under *Machine settings* below.")
+    if vr.empty:
+        st.caption("No velocity readings in the selected window: this node does not report `vrms` (feature "
+                   "definition v1, or older firmware).")
+    else:
+        markers = loaders.readings.why_markers(scores, bearing)
+        top = max(float(vr["vrms"].max()) * 1.1, 1.5 * iso20816.BOUNDARIES[cls][2])
+        x_domain = (int(min(vr["ts"].min(), scores["ts"].min())), int(max(vr["ts"].max(), scores["ts"].max())))
+        st.altair_chart(charts.vrms_timeline(vr, loaders.readings.zone_bands(cls, top), markers, x_domain),
+                        width="stretch", key="device_vrms")
+        last = vr.iloc[-1]
+        rpm = "" if pd.isna(last["rpm"]) else f" at {last['rpm']:,.0f} rpm"
+        st.caption(f"Newest reading: {loaders.readings.zone_words(float(last['vrms']), cls)}{rpm}. "
+                   + (f"Purple diamonds: anomalous windows that say why ({len(markers):,} shown; hover for the fault "
+                      "hint and the bands that carry the model's error)." if not markers.empty else
+                      "No anomalous window with a why in the selected window."))
+    cap = ui.capture(db, dev.device)
+    st.subheader("Spectrum of the last debug capture")
+    if cap is None:
+        st.caption("No debug capture with raw samples stored for this machine: a node sends one (`debug` message) "
+                   "when asked with a `debug` command.")
+        return
+    rpm = loaders.readings.rpm_near(scores, cap.ts)
+    spec = loaders.readings.spectrum_frame(cap.samples, cap.fs)
+    marks = loaders.readings.order_marks(rpm, bearing, cap.fs / 2)
+    log_x = st.toggle("Log frequency axis", value=True, key="device_spec_log")
+    st.altair_chart(charts.spectrum(spec, marks, log_x), width="stretch", key="device_spectrum")
+    when = pd.to_datetime(cap.ts, unit="ms", utc=True).strftime("%Y-%m-%d %H:%M:%S UTC")
+    speed = (f"running speed {rpm:,.0f} rpm (from the result nearest the capture): 1x/2x/3x marked"
+             if rpm else "no running speed reported: no order marks")
+    geometry = ("; bearing " + ", ".join(f"{k} {v:g}" for k, v in bearing.items()) + ": BPFO, BPFI, BSF marked"
+                if bearing and rpm else "; no bearing geometry set: no defect marks" if rpm else "")
+    st.caption(f"Captured {when}: {len(cap.samples):,} samples at {cap.fs:,.0f} Hz"
+               + (f", score {cap.score:.4g}" if cap.score is not None else "") + f"; {speed}{geometry}.")
+
+
 @st.fragment(run_every=ui.REFRESH_S)
 def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> None:
     dev = ui.device(db, name)
@@ -109,6 +155,12 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
                                             "last seen")):
             col.metric(key.capitalize(), facts[key], help=helps.get(key))
     commissioning_headline(dev, needs_class)
+    bearing = ui.bearings(db).get(name)
+    alarm = ui.active_alarm(db, name) if dev.alarm_severity else None
+    rpm_raised = loaders.readings.rpm_near(scores, alarm.raised_ts) if alarm is not None else None
+    why = loaders.readings.alarm_why(alarm, rpm_raised, bearing)  # orders at the speed the machine ran when raised
+    if why:
+        st.error(f"**Alarm ({alarm.severity})**: {why}", icon=":material/troubleshoot:")
 
     if scores.empty:
         st.info("No results from this device in the selected window.")
@@ -128,20 +180,25 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
                 "Trend: too few judged windows for a fit yet.")
         st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
+    vibration(dev, scores, window_s, bearing)
     commissioning_detail(dev, scores)
 
     a, b = st.columns([3, 2])
     with a:
         st.subheader("Recent results")
         recent = scores.tail(50).iloc[::-1]
-        shown = ["time", "seq", "window", "score", "thr", "hi", "hi_thr", "cls", "model", "inf_us", "boot"]
-        shown = [c for c in shown if c not in ("hi", "hi_thr", "cls") or recent[c].notna().any()]
+        recent = recent.assign(hint=recent["hint"].map(loaders.readings.hint_words, na_action="ignore"))
+        shown = ["time", "seq", "window", "score", "thr", "hi", "hi_thr", "cls", "vrms", "rpm", "hint", "model",
+                 "inf_us", "boot"]
+        shown = [c for c in shown if c not in ("hi", "hi_thr", "cls", "vrms", "rpm", "hint") or recent[c].notna().any()]
         st.dataframe(recent[shown], hide_index=True, width="stretch", height=300,
                      column_config={"time": st.column_config.DatetimeColumn(format="HH:mm:ss"),
                                     "score": st.column_config.NumberColumn(format="%.4g"),
                                     "hi": st.column_config.NumberColumn("HI", format="%.4g"),
                                     "hi_thr": st.column_config.NumberColumn("HI thr", format="%.4g"),
-                                    "cls": st.column_config.NumberColumn("class", format="%d")})
+                                    "cls": st.column_config.NumberColumn("class", format="%d"),
+                                    "vrms": st.column_config.NumberColumn("vrms (mm/s)", format="%.2f"),
+                                    "rpm": st.column_config.NumberColumn("rpm", format="%.0f")})
     with b:
         st.subheader("Status")
         st.dataframe({"": list(facts), "value": list(facts.values())}, hide_index=True, width="stretch")
@@ -174,6 +231,57 @@ def _commission(name: str, end: bool) -> None:
 
 
 detail(name, WINDOWS[window], log_y, show_hi)
+
+
+def _settings(name: str, site: str | None) -> None:
+    """Form callback: the machine's ISO class (this machine or its site) and bearing geometry; one line on bad input."""
+    s = st.session_state
+    try:
+        cls = s.get("ms_class")
+        scope = s.get("ms_scope", "this machine")
+        if scope == "its site" and not site:
+            raise EdgefleetError("this machine has no site: set the class for the machine itself")
+        value = None if cls == "unset" else cls
+        if scope == "its site":
+            ui.set_machine_class(db, value, site=site)
+        else:
+            ui.set_machine_class(db, value, device=name)
+        n, ball, pitch = s.get("ms_balls"), s.get("ms_ball_d"), s.get("ms_pitch_d")
+        if n or ball or pitch:
+            if not (n and ball and pitch):
+                raise EdgefleetError("a bearing geometry needs rolling elements, ball and pitch diameters "
+                                     "(leave all three empty to keep it as it is)")
+            ui.set_bearing(db, name, {"n_balls": int(n), "ball_d_mm": float(ball), "pitch_d_mm": float(pitch),
+                                      "contact_deg": float(s.get("ms_contact") or 0.0)})
+        elif s.get("ms_clear_bearing"):
+            ui.set_bearing(db, name, None)
+    except EdgefleetError as exc:
+        ui.set_message(SETTINGS_MSG, "error", str(exc))
+        return
+    ui.set_message(SETTINGS_MSG, "success", f"Saved: class {value or f'unset (default {iso20816.DEFAULT_CLASS})'} "
+                   f"for {'site ' + site if scope == 'its site' else name}.")
+
+
+with st.expander("Machine settings: ISO 20816 class, bearing geometry"):
+    dev_now = ui.device(db, name)
+    cls_now, source_now = loaders.readings.machine_class(ui.machine_classes(db), dev_now) if dev_now else ("II", "default")
+    st.caption(loaders.readings.class_words(cls_now, source_now) + ". "
+               + " ".join(f"**{c}**: {w}." for c, w in iso20816.CLASS_WORDS.items()))
+    ui.show_message(SETTINGS_MSG)
+    with st.form("machine_settings", border=False):
+        a, b = st.columns(2)
+        a.selectbox("ISO 20816 class", [*iso20816.CLASSES, "unset"], key="ms_class",
+                    index=iso20816.CLASSES.index(cls_now), help="unset: the site's class, else class II")
+        b.radio("For", ["this machine", "its site"], key="ms_scope", horizontal=True,
+                help="a machine's own class wins over its site's")
+        bg = ui.bearings(db).get(name) or {}
+        c, d, e, f = st.columns(4)
+        c.number_input("Rolling elements", value=bg.get("n_balls"), step=1, key="ms_balls", placeholder="e.g. 9")
+        d.number_input("Ball diameter (mm)", value=bg.get("ball_d_mm"), key="ms_ball_d", placeholder="e.g. 7.94")
+        e.number_input("Pitch diameter (mm)", value=bg.get("pitch_d_mm"), key="ms_pitch_d", placeholder="e.g. 39.04")
+        f.number_input("Contact angle (deg)", value=bg.get("contact_deg", 0.0), key="ms_contact")
+        st.checkbox("Clear the bearing geometry (with the three fields empty)", key="ms_clear_bearing")
+        st.form_submit_button("Save", on_click=_settings, args=(name, dev_now.site if dev_now else None))
 
 st.subheader("Commission this machine")
 ui.show_message(MSG)

@@ -42,13 +42,23 @@ def overview() -> None:
     for col, key in zip(cols, loaders.commissioning.COMM_STATES):
         col.metric(loaders.commissioning.COMM_LABELS[key], comm[key], help=COMM_HELP[key])
 
-    st.subheader("Machines by site and line")
-    event = st.altair_chart(charts.fleet_grid(df), width="stretch", on_select="rerun", key="fleet_grid")
+    head, pick_by = st.columns([3, 2])
+    head.subheader("Machines by site and line")
+    by = pick_by.segmented_control("Colour by", ["health", "ISO zone"], default="health", key="fleet_colour_by",
+                                   help="ISO 20816 zone of each machine's velocity RMS (median of its newest 5 "
+                                        "readings) for its class: set per machine or site, default class II")
+    if by == "ISO zone":
+        zones = ui.fleet_zones(db)[["device", "vrms", "iso_class", "zone"]]
+        df = df.merge(zones, on="device", how="left").fillna({"zone": loaders.readings.NO_READING})
+    event = st.altair_chart(charts.fleet_grid(df, "zone" if by == "ISO zone" else "state"), width="stretch",
+                            on_select="rerun", key="fleet_grid")
     picked = (event.selection.get("pick") or [{}])[0].get("device") if event else None
     if picked:
         st.switch_page(ui.PAGE_DEVICE, query_params={"device": picked})
     st.caption("Click a machine to open its score history. Purple: commissioning (learning its normal, no "
-               "verdict yet).")
+               "verdict yet)." if by != "ISO zone" else
+               "Click a machine to open it. ISO 20816 zones of velocity RMS for each machine's class: A as new, B "
+               "long-term operation, C plan a repair, D damage likely; grey: no velocity reading (older nodes).")
 
     left, right = st.columns([5, 2])
     with left:

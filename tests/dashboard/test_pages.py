@@ -48,7 +48,7 @@ def test_device_detail_timeline_threshold_and_trend(monkeypatch, fleet_db) -> No
     m = metrics(at)
     assert m["Status"] == "online" and m["Alarm"] == "none"
     assert m["Early warning"].startswith("~")  # degrading: a finite time to threshold
-    score_chart, hi_chart = at.get("vega_lite_chart")  # a commissioned node: its health indicator below
+    score_chart, hi_chart = at.get("vega_lite_chart")[:2]  # a commissioned node: its health indicator below (then vrms)
     spec, frames = chart_data(score_chart)
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
     assert marks == ["line", "circle", "line", "rule", "point"]  # scores, windows, trend, threshold, time extent

@@ -2,7 +2,10 @@
 
 So the fleet model can be trained on the simulator's healthy machines with the same
 toolchain as on CWRU: `write_dataset(folder, ...)` then `edgefleet model train --data folder`.
-Faulty recordings (fully developed defects) are written too, for the evaluation step.
+Faulty recordings (fully developed faults) are written too, for the evaluation step: labelled
+with the fault's name (`FAULT_LABELS`: outer_race, inner_race, ball, unbalance, misalignment,
+looseness, bent_shaft) and sized in `fault_size_in` as the impact in g (bearing faults, e.g.
+`0.812g`) or the velocity added in mm/s RMS (shaft faults, e.g. `6.20mm/s`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from device_sim.physics import (FAULT_LABELS, Fault, Machines, at_speed, make_machines, synthesize, vary_machines,
-                                with_faults)
+from device_sim.physics import (
+    BEARING_FAULTS,
+    FAULT_LABELS,
+    Fault,
+    Machines,
+    at_speed,
+    is_shaft_fault,
+    make_machines,
+    synthesize,
+    vary_machines,
+    with_faults,
+)
 from device_sim.schedule import Schedule
 
 CHUNK_S = 0.5  # synthesize long recordings in pieces (bounded memory, smooth speed wander)
@@ -72,33 +85,51 @@ def normal_windows(n_machines: int, seconds: float, fs: float = 12000.0, seed: i
     return out
 
 
+def fault_size(kind: Fault, peak_g: float, peak_mm_s: float) -> str:
+    """The `fault_size_in` text of a recording: impact in g (bearing) or velocity added (shaft)."""
+    return f"{peak_mm_s:.2f}mm/s" if is_shaft_fault(kind) else f"{peak_g:.3f}g"
+
+
+def _sizes(u: np.ndarray, peak_g: tuple[float, float], peak_mm_s: tuple[float, float]):
+    """Both units' sizes from one uniform draw (as uniform(lo, hi) would give), so adding shaft
+    kinds leaves a seed's other recordings as they were."""
+    return peak_g[0] + (peak_g[1] - peak_g[0]) * u, peak_mm_s[0] + (peak_mm_s[1] - peak_mm_s[0]) * u
+
+
 def faulty_windows(n_machines: int, seconds: float, fs: float = 12000.0, seed: int = 1, *,
-                   kinds: tuple[Fault, ...] = (Fault.OUTER_RACE, Fault.INNER_RACE, Fault.BALL),
-                   peak_g: tuple[float, float] = (0.3, 1.5)) -> list[SimRecording]:
-    """Machines with a fully developed defect (kinds cycled), for evaluating a detector."""
+                   kinds: tuple[Fault, ...] = BEARING_FAULTS,
+                   peak_g: tuple[float, float] = (0.3, 1.5),
+                   peak_mm_s: tuple[float, float] = (5.0, 9.0)) -> list[SimRecording]:
+    """Machines with a fully developed fault (kinds cycled), for evaluating a detector. Bearing
+    faults are sized by `peak_g` (impact, g), shaft faults by `peak_mm_s` (velocity added, mm/s
+    RMS; 5-9 puts the machine in ISO 20816 zone C/D)."""
     rng = np.random.default_rng(seed)
     m = make_machines(n_machines, rng, bearing=None)
-    kind = np.array([kinds[i % len(kinds)] for i in range(n_machines)])
-    peak = rng.uniform(*peak_g, n_machines)
-    m = with_faults(m, np.arange(n_machines), kind, onset_s=-1.0, ramp_s=1e-6, peak_g=peak)
+    kind = np.array([kinds[i % len(kinds)] for i in range(n_machines)], np.int64)
+    g, mm_s = _sizes(rng.uniform(0.0, 1.0, n_machines), peak_g, peak_mm_s)
+    m = with_faults(m, np.arange(n_machines), kind, onset_s=-1.0, ramp_s=1e-6, peak_g=g, peak_mm_s=mm_s)
     out = []
     for i in range(n_machines):
         sig = _record(m, i, seconds, fs, rng, t0=float(rng.uniform(0, 1000)))
-        label = FAULT_LABELS[Fault(int(kind[i]))]
+        k = Fault(int(kind[i]))
+        label = FAULT_LABELS[k]
         out.append(SimRecording(f"sim_{label}_{int(fs)}_{seed}_{i:03d}", sig, fs, label,
                                 float(m.shaft_hz(0.0)[i] * 60), float(m.load[i]),
-                                f"{peak[i]:.3f}g", i, seed))
+                                fault_size(k, g[i], mm_s[i]), i, seed))
     return out
 
 
 def machine_recordings(n_machines: int, *, seed: int = 7, speeds: int = 3, normal_s: float = 12.0,
                        fault_s: float = 4.0, fs: float = 12000.0,
-                       kinds: tuple[Fault, ...] = (Fault.OUTER_RACE, Fault.INNER_RACE, Fault.BALL),
-                       fault_g: tuple[float, float] = (0.15, 0.5)) -> list[SimRecording]:
+                       kinds: tuple[Fault, ...] = BEARING_FAULTS,
+                       fault_g: tuple[float, float] = (0.15, 0.5),
+                       fault_mm_s: tuple[float, float] = (1.0, 3.0)) -> list[SimRecording]:
     """Machines as a plant has them: each its own speed, load, sensor gain, resonance and noise,
     run at `speeds` operating points (its speed/load schedule). Per machine and operating point: a
-    normal recording, and one recording per bearing fault kind at a light severity. Every recording
-    carries `machine` and its `rpm`, for `edgefleet model evaluate --commission` and training."""
+    normal recording, and one recording per fault kind at a light severity (bearing: `fault_g`
+    impact in g; shaft: `fault_mm_s` velocity added at the rated speed, mm/s RMS, about the size of
+    the machine's own 0.5-2.4 mm/s). Every recording carries `machine` and its `rpm`, for
+    `edgefleet model evaluate --commission` and training."""
     rng = np.random.default_rng(seed)
     m = vary_machines(make_machines(n_machines, rng, bearing=None), rng)
     sched = Schedule.stepped(n_machines, rng, speeds=speeds)
@@ -113,12 +144,12 @@ def machine_recordings(n_machines: int, *, seed: int = 7, speeds: int = 3, norma
             out.append(SimRecording(f"{name}_s{s}_normal", sig, fs, "normal", rpm, float(one.load[0]), "0.000",
                                     i, seed, name))
             for kind in kinds:
-                g = float(rng.uniform(*fault_g))
-                bad = with_faults(one, [0], kind, onset_s=-1.0, ramp_s=1e-6, peak_g=g)
+                g, mm_s = (float(v) for v in _sizes(rng.uniform(0.0, 1.0), fault_g, fault_mm_s))
+                bad = with_faults(one, [0], kind, onset_s=-1.0, ramp_s=1e-6, peak_g=g, peak_mm_s=mm_s)
                 label = FAULT_LABELS[kind]
                 sig = _record(bad, 0, fault_s, fs, rng, t0 + normal_s)
                 out.append(SimRecording(f"{name}_s{s}_{label}", sig, fs, label, rpm, float(one.load[0]),
-                                        f"{g:.3f}g", i, seed, name))
+                                        fault_size(kind, g, mm_s), i, seed, name))
     return out
 
 
@@ -136,11 +167,12 @@ def write_recordings(folder: str | Path, recs: list[SimRecording]) -> list[Path]
 
 def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
                   seconds: float = 10.0, fs: float | tuple[float, ...] = 12000.0,
-                  seed: int = 0) -> list[Path]:
+                  seed: int = 0, kinds: tuple[Fault, ...] = BEARING_FAULTS) -> list[Path]:
     """Write healthy and faulty recordings as `.npz` files (the shared/data format) into `folder`.
 
     `fs` may be several sensor rates: the machines are split across them (each rate its own
-    seed), so a model trained on the folder sees every rate the fleet uses.
+    seed), so a model trained on the folder sees every rate the fleet uses. The faulty machines
+    take `kinds` in turn (default the bearing faults; `SHAFT_FAULTS` or both for the others).
     """
     rates = (fs,) if isinstance(fs, (int, float)) else tuple(fs)
     recs: list[SimRecording] = []
@@ -149,9 +181,9 @@ def write_dataset(folder: str | Path, *, n_normal: int = 20, n_faulty: int = 9,
         nf = n_faulty // len(rates) + (j < n_faulty % len(rates))
         s = seed + 100 * j
         recs += normal_windows(nn, seconds, float(rate), s) if nn else []
-        recs += faulty_windows(nf, seconds, float(rate), s + 1) if nf else []
+        recs += faulty_windows(nf, seconds, float(rate), s + 1, kinds=kinds) if nf else []
     return write_recordings(folder, recs)
 
 
-__all__ = ["SimRecording", "faulty_windows", "machine_recordings", "normal_windows", "write_dataset",
-           "write_recordings"]
+__all__ = ["SimRecording", "fault_size", "faulty_windows", "machine_recordings", "normal_windows",
+           "write_dataset", "write_recordings"]

@@ -18,6 +18,9 @@ from pathlib import Path
 from edgefleet.errors import EdgefleetError
 
 log = logging.getLogger("edgefleet.sim")
+# the fault names of device_sim.physics.FAULT_LABELS (checked by tests/sim; the simulator loads lazily)
+FAULT_NAMES = ("outer_race", "inner_race", "ball", "unbalance", "misalignment", "looseness", "bent_shaft")
+FAULT_GROUPS = {"bearing": FAULT_NAMES[:3], "shaft": FAULT_NAMES[3:], "all": FAULT_NAMES}
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -25,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sim", help="run simulated machines with virtual sensor nodes against a broker",
         description="A plant of rotating machines (vibration physics, a few developing bearing "
-                    "faults), each with a virtual node that computes features, runs the int8 model "
-                    "and publishes results over its own MQTT connection, exactly as a device does.",
+                    "or shaft faults), each with a virtual node that computes features, runs the int8 "
+                    "model and publishes results over its own MQTT connection, exactly as a device does.",
         epilog="example: edgefleet sim --broker mqtt://127.0.0.1:1883 --nodes 200 --faulty 3 "
                "--duration 600 --report sim-report.json")
     p.add_argument("--broker", default=os.environ.get("EDGEFLEET_BROKER_URL", "mqtt://127.0.0.1:1883"),
@@ -34,7 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to run (default: until Ctrl-C or SIGTERM)")
-    p.add_argument("--faulty", type=int, default=3, help="machines that develop a bearing fault (default 3)")
+    p.add_argument("--faulty", type=int, default=3, help="machines that develop a fault (default 3)")
+    p.add_argument("--fault", default="bearing", metavar="KINDS", dest="fault_kinds",
+                   help="the faults the --faulty machines develop, in turn: comma-separated names "
+                        f"({', '.join(FAULT_NAMES)}), or bearing (default: outer_race,inner_race,ball), "
+                        "shaft (unbalance,misalignment,looseness,bent_shaft) or all")
+    p.add_argument("--fault-size-mm-s", type=float, nargs=2, default=(5.0, 9.0), metavar=("MIN", "MAX"),
+                   help="a shaft fault's size: the velocity it adds at full severity, mm/s RMS (default 5 9: "
+                        "ISO 20816 zone C/D); bearing faults are sized in g (0.8-2 g impacts)")
     p.add_argument("--report", type=Path, default=None, help="write a JSON report here at the end")
     p.add_argument("--model", type=Path, default=None,
                    help="model folder or .efm (default: the shipped fleet model)")
@@ -49,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the nodes have learned every speed: see --commission-windows)")
     p.add_argument("--fault-ramp", type=float, nargs=2, default=(120.0, 300.0), metavar=("MIN", "MAX"),
                    help="seconds from onset to full severity (default 120 300)")
-    p.add_argument("--inject", action="append", default=[], metavar="DEVICE:SECONDS",
-                   help="give DEVICE a full outer-race fault SECONDS after start (repeatable), "
+    p.add_argument("--inject", action="append", default=[], metavar="DEVICE:SECONDS[:KIND]",
+                   help="give DEVICE a full fault (default outer_race; a shaft fault adds 7.1 mm/s) "
+                        "SECONDS after start (repeatable), "
                         "e.g. --inject sim-0007:20")
     p.add_argument("--ota-key", default=os.environ.get("EDGEFLEET_OTA_PUBLIC_KEY"), metavar="PUBLIC_KEY",
                    help="public key the nodes trust for over-the-air models (default: "
@@ -125,25 +136,48 @@ def _raise_fd_limit(need: int) -> None:
             log.warning("open-file limit %d is below the %d this many nodes need", target, need)
 
 
-def _parse_injection(text: str) -> tuple[str, float]:
+def parse_fault_kinds(text: str) -> tuple[str, ...]:
+    """`--fault`: comma-separated fault names or a group (bearing, shaft, all), as names."""
+    names: list[str] = []
+    for part in (p.strip().lower().replace("-", "_") for p in text.split(",")):
+        if part in FAULT_GROUPS:
+            names += FAULT_GROUPS[part]
+        elif part in FAULT_NAMES:
+            names.append(part)
+        else:
+            raise EdgefleetError(f"--fault {text!r}: unknown fault {part!r}; one of {', '.join(FAULT_NAMES)}, "
+                                 f"or {', '.join(FAULT_GROUPS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _parse_injection(text: str) -> tuple[str, float, str]:
+    """DEVICE:SECONDS[:KIND] (KIND a fault name, default outer_race)."""
+    kind = "outer_race"
+    head, sep, last = text.rpartition(":")
+    if sep and head.count(":") >= 1 and not last.strip().replace(".", "", 1).isdigit():
+        kind = last.strip().lower().replace("-", "_")
+        if kind not in FAULT_NAMES:
+            raise EdgefleetError(f"--inject {text!r}: unknown fault {last!r}; one of {', '.join(FAULT_NAMES)}")
+        text = head
     dev, sep, at = text.rpartition(":")
     try:
         seconds = float(at)
     except ValueError:
         seconds = -1.0
     if not sep or not dev or seconds < 0:
-        raise EdgefleetError(f"--inject {text!r}: expected DEVICE:SECONDS, e.g. sim-0007:20")
-    return dev, seconds
+        raise EdgefleetError(f"--inject {text!r}: expected DEVICE:SECONDS[:KIND], e.g. sim-0007:20 or "
+                             "sim-0007:20:unbalance")
+    return dev, seconds, kind
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from device_sim.fleet import Fleet, FleetOptions
     from device_sim.link import LinkOptions
     from device_sim.plant import make_plant
-    import numpy as np
-
-    from edgefleet.runtime.artifact import load_artifact
     from edgefleet.protocol.connect import parse_broker_url, probe_mqtt_version
+    from edgefleet.runtime.artifact import load_artifact
 
     if args.nodes < 1:
         raise EdgefleetError("--nodes must be at least 1")
@@ -166,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
     if args.procs < 1:
         raise EdgefleetError("--procs must be at least 1")
     injections = [_parse_injection(text) for text in args.inject]
+    kinds = parse_fault_kinds(args.fault_kinds)
+    if not 0 < args.fault_size_mm_s[0] <= args.fault_size_mm_s[1] <= 50:
+        raise EdgefleetError("--fault-size-mm-s needs 0 < MIN <= MAX <= 50 mm/s")
     if args.procs > 1 and args.slice is None:
         return _run_workers(args)
     part, parts = _parse_slice(args.slice)
@@ -188,9 +225,12 @@ def run(args: argparse.Namespace) -> int:
 
         password = lambda dev: device_password(args.fleet_secret, dev)  # noqa: E731
     _raise_fd_limit(args.nodes // parts + 256)
+    from device_sim.physics import fault_from_label
+
     whole = make_plant(args.nodes, n_faulty=args.faulty, seed=args.seed, prefix=args.prefix,
                        n_sites=args.sites, fault_onset_s=fault_onset(args),
-                       fault_ramp_s=tuple(args.fault_ramp))
+                       fault_ramp_s=tuple(args.fault_ramp), kinds=tuple(map(fault_from_label, kinds)),
+                       fault_peak_mm_s=tuple(args.fault_size_mm_s))
     schedule = None
     if args.speeds > 1:
         from device_sim.schedule import Schedule
@@ -218,19 +258,19 @@ def run(args: argparse.Namespace) -> int:
     log.info("sim: %d nodes (%d faulty: %s), model %s v%d, broker %s:%d MQTT %s", args.nodes,
              args.faulty, ", ".join(plant.faulty) or "none", model, artifact.model_version, host, port,
              version)
-    for dev, _ in injections:
+    for dev, _, _ in injections:
         if dev not in {n.device_id for n in whole.nodes}:
             raise EdgefleetError(f"--inject: no simulated device {dev!r} (ids are {args.prefix}0000...)")
     mine = {n.device_id for n in plant.nodes}
-    injections = [(dev, at) for dev, at in injections if dev in mine]
+    injections = [(dev, at, kind) for dev, at, kind in injections if dev in mine]
     injected: dict[str, float] = {}
 
-    def inject(dev: str) -> None:
-        injected[dev] = fleet.inject_fault(dev)
-        log.info("injected an outer-race fault on %s", dev)
+    def inject(dev: str, kind: str) -> None:
+        injected[dev] = fleet.inject_fault(dev, fault_from_label(kind))
+        log.info("injected a full %s fault on %s", kind, dev)
 
     fleet.start()
-    timers = [threading.Timer(at, inject, args=(dev,)) for dev, at in injections]
+    timers = [threading.Timer(at, inject, args=(dev, kind)) for dev, at, kind in injections]
     if not fleet.wait_connected(0.99, timeout=min(60.0, max(5.0, len(plant.nodes) / 50))):
         log.warning("only %d of %d nodes connected so far; running anyway", fleet.connected(),
                     len(plant.nodes))
@@ -292,7 +332,9 @@ def fault_onset(args: argparse.Namespace) -> tuple[float, float]:
 def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]:
     """The same simulation, restricted to slice part/procs, reporting to its own file."""
     argv = [sys.executable, "-m", "edgefleet", "sim", "--broker", args.broker, "--nodes", str(args.nodes),
-            "--faulty", str(args.faulty), "--seed", str(args.seed), "--prefix", args.prefix,
+            "--faulty", str(args.faulty), "--fault", args.fault_kinds,
+            "--fault-size-mm-s", *map(str, args.fault_size_mm_s),
+            "--seed", str(args.seed), "--prefix", args.prefix,
             "--sites", str(args.sites), "--period", str(args.period),
             "--batch", str(args.results_per_message), "--calibrate", str(args.calibrate),
             "--ring", str(args.ring), "--shards", str(args.shards),

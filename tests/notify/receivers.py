@@ -25,6 +25,7 @@ class WebhookReceiver:
         self.port = port or free_port()
         self.status = 200
         self.received: list[tuple[dict, dict, bool]] = []
+        self.arrivals: list[float] = []  # ms since the epoch, one per received notification
         self.attempts = 0
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -46,6 +47,7 @@ class WebhookReceiver:
                     status = outer.status if ok else 401
                     if status == 200:
                         outer.received.append((dict(self.headers), json.loads(raw), ok))
+                        outer.arrivals.append(time.time() * 1000)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

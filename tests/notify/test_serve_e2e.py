@@ -107,6 +107,9 @@ escalate_to = ["ops"]
         first = hook.wait(1, timeout=60)[0]
         assert (first["event"], first["alarm"]["device"]) == ("raised", a)
         assert all(ok for _, _, ok in hook.received)
+        latency_ms = hook.arrivals[0] - first["alarm"]["raised_ts"]  # the raising window's time: same host clock
+        print(f"\nwindow that raised the alarm -> signed webhook received: {latency_ms:.0f} ms")
+        assert latency_ms < 5000
         store = SQLiteStore(db)
         a_id = store.active_alarm(a).id
         p = subprocess.run([sys.executable, "-m", "edgefleet", "alarms", "shelve", str(a_id), "--for", "1h",

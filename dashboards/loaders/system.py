@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dashboards.loaders.alarms import shelf_text
+from edgefleet.clock import now_ms
 from edgefleet.service.store import Store
 
 
@@ -91,4 +93,8 @@ def loss_alarm_frame(store: Store) -> pd.DataFrame:
     rows = store.loss_alarms(active=True)
     df = pd.DataFrame(rows, columns=["id", "device", "raised_ts", "cleared_ts", "missing", "rate"])
     df["raised"] = pd.to_datetime(df["raised_ts"], unit="ms", utc=True)
-    return df[["device", "raised", "missing", "rate"]]
+    shelves = ({s.alarm_id: s for s in reversed(store.shelves(kind="data-loss", active_at=now_ms()))}
+               if hasattr(store, "shelves") else {})  # `edgefleet alarms shelve loss-N`: no notifications
+    df["alarm"] = [f"loss-{i}" for i in df["id"]]
+    df["shelved"] = [shelf_text(shelves[i]) if i in shelves else "" for i in df["id"]]
+    return df[["alarm", "device", "raised", "missing", "rate", "shelved"]]

@@ -47,3 +47,27 @@ def test_the_notification_delivery_log_is_on_the_alarms_page(monkeypatch, fleet_
     log = at.dataframe[-1].value
     assert list(log["event"]) == ["cleared", "raised"] and list(log["state"]) == ["pending", "sent"]
     assert log["error"].iloc[0] == "h.example unreachable" and log["attempts"].iloc[0] == 1
+
+
+def test_a_shelved_data_loss_alarm_is_marked_on_the_system_page(monkeypatch, tmp_path) -> None:
+    import time
+
+    from edgefleet.protocol import ResultRecord
+    from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore
+    from edgefleet.service.store.loss import SETTLE_MS
+
+    db = tmp_path / "loss.db"
+    store = SQLiteStore(db)
+    now = int(time.time() * 1000)
+    t0 = now - SETTLE_MS - 120_000
+    store.write_batch(IngestBatch(ingest_ts=t0, devices=[DeviceUpdate("pump-7", t0, site="north")], results=[
+        ResultRecord("pump-7", "b0000001", s, t0 + s, 1, 0.1, 1.0, False, 5) for s in range(100) if s % 10]))
+    assert store.track_loss(now) == [("raise", "pump-7")]
+    (alarm,) = store.loss_alarms(active=True)
+    store.shelve_alarm("data-loss", alarm["id"], by="ops", reason="switch swap", ts=now, until_ts=now + 3_600_000)
+    store.close()
+    at = open_page(monkeypatch, db, ui.PAGE_SYSTEM)
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "shelved" in df.value.columns)
+    row = table.iloc[0]
+    assert row["alarm"] == f"loss-{alarm['id']}" and row["shelved"].endswith("by ops: switch swap")

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from edgefleet.commands.fleet_db import db_label, require_db
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.config import load_settings
+from edgefleet.service.store.url import is_db_url
 
 log = logging.getLogger("edgefleet.fleet")
 
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", choices=["all", "ingest", "ota"], default="all",
                    help="all (default): ingest, the OTA manager and notifications; ingest: ingest only (run "
                         "several with --group to split the load); ota: the OTA manager and notifications "
-                        "only (run exactly one)")
+                        "only (run exactly one on SQLite; on PostgreSQL several may run: one leads, the "
+                        "others stand by and take over)")
     p.add_argument("--notify-config", metavar="TOML",
                    help="alarm notification channels and routes (EDGEFLEET_NOTIFY_CONFIG; docs/notifications.md)")
     p.set_defaults(func=cmd_serve)
@@ -75,12 +77,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.influx_url:
         log.info("telemetry store: InfluxDB %s bucket %s (registry in %s)", settings.influx_url,
                  settings.influx_bucket, db_label(settings.db))
-    ota = notifier = None
+    ota = notifier = leader = None
     try:
         removed = store.apply_retention(int(time.time() * 1000))
         if removed:
             log.info("retention (%.4g days) removed %d old rows", store.retention_days(), removed)
-        if args.role in ("all", "ota"):
+        if args.role in ("all", "ota") and is_db_url(settings.db):
+            # a shared PostgreSQL: one OTA manager and notifier per fleet, whichever process holds the lock
+            from edgefleet.service.leader import Leadership
+
+            leader = Leadership(settings.db, lambda: [start_ota_manager(settings, store),
+                                                      start_notifier(notify, store)]).start()
+        elif args.role in ("all", "ota"):
             ota = start_ota_manager(settings, store)
             notifier = start_notifier(notify, store)
         if args.role == "ota":
@@ -88,6 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             IngestService(settings, store).run_forever()
     finally:
+        if leader is not None:
+            leader.stop()
         if notifier is not None:
             notifier.stop()
         if ota is not None:

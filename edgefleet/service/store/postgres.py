@@ -190,13 +190,14 @@ def _require_driver() -> None:
                          "(requirements-service.txt)")
 
 
-def connect(url: str, *, migrate_schema: bool = True, timeout_s: float = 10.0) -> Any:
+def connect(url: str, *, migrate_schema: bool = True, timeout_s: float = 10.0,
+            application_name: str = "edgefleet") -> Any:
     """An autocommit connection to the database at `url`, its schema brought to SCHEMA_VERSION.
     Every failure is one StoreError line naming the URL with its password masked."""
     _require_driver()
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout_s)),
-                               application_name="edgefleet")
+                               application_name=application_name)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to PostgreSQL at {mask_url(url)}: {_one_line(exc)}") from None
     except Exception as exc:  # a malformed URL (psycopg's ProgrammingError is a psycopg.Error too)

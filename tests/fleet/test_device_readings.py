@@ -106,3 +106,16 @@ def test_the_alarm_tracker_hands_the_raising_windows_why_to_the_alarm():
     assert [(c.op, c.why, c.hint) for c in changes] == [("raise", why, "misalignment")]
     old = AlarmTracker(AlarmPolicy(k=3, n=5, m=2)).observe_many([window(s, True) for s in range(3)])
     assert [(c.why, c.hint) for c in old] == [(None, None)]  # nodes that do not explain themselves
+
+
+def test_influx_points_carry_readings_as_fields():
+    from edgefleet.protocol import ResultRecord
+    from edgefleet.service.store.influx import line
+
+    why = '[{"lo":22.1,"hi":27.4,"share":0.62},{"name":"vrms","share":0.21}]'
+    point = line(ResultRecord("d-1", "00000001", 3, NOW, 5, 0.91, 0.25, True, 2210, vrms=6.42, rpm=1497.0, why=why,
+                              hint="unbalance"))
+    assert ",vrms=6.42,rpm=1497.0," in point and ',hint="unbalance" ' in point
+    assert 'why="[{\\"lo\\":22.1,\\"hi\\":27.4,\\"share\\":0.62},{\\"name\\":\\"vrms\\",\\"share\\":0.21}]"' in point
+    plain = line(ResultRecord("d-1", "00000001", 3, NOW, 5, 0.1, 0.25, False, 2210))
+    assert "vrms" not in plain and "why" not in plain and "hint" not in plain  # v1 nodes: the points of before

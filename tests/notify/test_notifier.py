@@ -225,6 +225,13 @@ def test_severity_rises_are_sent_and_falls_are_not_and_min_severity_filters(stor
     assert [(b["event"], b["alarm"]["severity"]) for b in hook.wait(2)] == [("severity", "critical"),
                                                                            ("cleared", "major")]
     assert hook.bodies()[0]["detail"] == {"previous": "warning"}
+    # announced as major, stepped down to warning, then cleared: the clear still goes where it was announced
+    store.apply_alarm_changes([change("raise", device="pump-2", severity="major")], [])
+    store.apply_alarm_changes([change("update", device="pump-2", severity="warning")], [])
+    store.apply_alarm_changes([change("clear", device="pump-2", severity="warning")], [])
+    n.tick()
+    assert [(b["event"], b["alarm"]["device"]) for b in hook.wait(4)[2:]] == [("raised", "pump-2"),
+                                                                              ("cleared", "pump-2")]
 
 
 def test_unacknowledged_escalates_once_by_email_acknowledged_does_not(store, hook) -> None:

@@ -125,7 +125,9 @@ class Notifier:
             return False
         if route.tags and not set(route.tags) & set(tags):
             return False
-        return kind != "health" or _rank(severity) >= _rank(route.min_severity)
+        # a clear passes whatever its severity: it goes where the alarm was announced (`_decide`), also when
+        # the severity stepped down below the route's minimum before the machine recovered
+        return kind != "health" or event == "cleared" or _rank(severity) >= _rank(route.min_severity)
 
     def _shelved(self, kind: str, alarm_id: int, now: int) -> bool:
         return bool(self.store.shelves(kind=kind, alarm_id=alarm_id, active_at=now, limit=1))

@@ -65,10 +65,18 @@ class PgServer:
         self._cmd([str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--pwfile", str(pwfile),
                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"])
         pwfile.unlink()
-        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
-                f" -c fsync={'on' if fsync else 'off'} -c full_page_writes={'on' if fsync else 'off'}")
+        self._opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+                      f" -c fsync={'on' if fsync else 'off'} -c full_page_writes={'on' if fsync else 'off'}")
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after `halt`): same port, same data."""
         self._cmd([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
-                   "-o", opts, "-w", "-t", "60", "start"])
+                   "-o", self._opts, "-w", "-t", "60", "start"])
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`start` brings it back): an outage for a test."""
+        self._cmd([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
 
     def _cmd(self, argv: list[str]) -> None:
         out = subprocess.run(self._run_as + argv, capture_output=True, text=True, timeout=120)

@@ -167,7 +167,7 @@ class LowFreqPlan:
     sos: np.ndarray  # [4, 6] float32-valued biquads
     k_lo: np.ndarray  # LF band bins, as v1's rule at (fs_lf, length)
     k_hi: np.ndarray
-    vel_lf: np.ndarray  # (mm/s)^2 per g^2 weight of each LF bin (0 outside [vel_lo, vel_split))
+    vel_lf: np.ndarray  # (mm/s)^2 per g^2 weight of each LF bin (lowfreq.velocity_weights)
     vel_hf: np.ndarray  # the same over the HF bins, on [vel_split, vel_hi)
     speed_k: tuple[int, int, int]  # speed search: first and last candidate bin, first bin above the LF bands
 
@@ -230,7 +230,7 @@ def plan(params: FeatureParams, fs: float) -> FeaturePlan:
     if params.lf is None:
         return FeaturePlan(fs=float(fs), n_samples=n, nfft=nfft, k_lo=k_lo, k_hi=k_hi, seg_samples=n,
                            hop=n, n_segments=1)
-    lf = _plan_low_freq(params.lf, fs, nfft)
+    lf = _plan_low_freq(params.lf, fs, nfft, n)
     total = (params.lf.length + params.lf.settle) * lf.factor
     if total < n:
         raise FeatureError(f"the low-frequency window ({total} samples) is shorter than one "
@@ -240,12 +240,15 @@ def plan(params: FeatureParams, fs: float) -> FeaturePlan:
                        hop=hop, n_segments=1 + (total - n) // hop, lf=lf)
 
 
-def _plan_low_freq(p: LowFreqParams, fs: float, nfft: int) -> LowFreqPlan:
+def _plan_low_freq(p: LowFreqParams, fs: float, nfft: int, n_seg: int) -> LowFreqPlan:
     factor = max(1, round_half_away(fs / p.rate_hz))
     fs_lf = fs / factor
     if p.cut_hz >= 0.4 * fs_lf:
         raise FeatureError(f"at {fs:g} Hz the low-frequency stream runs at {fs_lf:.1f} Hz, too slow for "
                            f"its {p.cut_hz:g} Hz anti-alias corner (needs > {p.cut_hz / 0.4:g} Hz)")
+    if p.vel_split_hz > p.edges_hz[-1] - 2.5 * fs / n_seg:
+        raise FeatureError(f"velocity split {p.vel_split_hz:g} Hz must lie at least 2.5 HF resolutions "
+                           f"({2.5 * fs / n_seg:.1f} Hz) below the top LF edge {p.edges_hz[-1]:g} Hz")
     if p.vel_hi_hz > fs / 2:
         raise FeatureError(f"velocity is measured up to {p.vel_hi_hz:g} Hz but a {fs:g} Hz sensor sees "
                            f"only up to {fs / 2:g} Hz")
@@ -257,13 +260,12 @@ def _plan_low_freq(p: LowFreqParams, fs: float, nfft: int) -> LowFreqPlan:
     if k_min < 2 or k_max < k_min or 2 * k_min + 1 >= k_top:
         raise FeatureError(f"running-speed range {p.speed_min_hz:g}-{p.speed_max_hz:g} Hz cannot be resolved "
                            f"with {bin_lf:.2f} Hz bins below {p.edges_hz[-1]:g} Hz")
-    f_lf = np.arange(p.length // 2 + 1) * bin_lf
-    f_hf = np.arange(nfft // 2 + 1) * (fs / nfft)
-    return LowFreqPlan(
-        factor=factor, fs_lf=fs_lf, sos=lowfreq.butterworth_lowpass_sos(p.cut_hz, fs), k_lo=k_lo, k_hi=k_hi,
-        vel_lf=lowfreq.velocity_weights(f_lf, p.vel_lo_hz, p.vel_split_hz),
-        vel_hf=lowfreq.velocity_weights(f_hf, p.vel_split_hz, p.vel_hi_hz),
-        speed_k=(k_min, k_max, k_top))
+    sos = lowfreq.butterworth_lowpass_sos(p.cut_hz, fs)
+    vel_lf, vel_hf = lowfreq.velocity_weights(
+        fs=fs, n=n_seg, nfft=nfft, fs_lf=fs_lf, length=p.length, sos=sos, lo_hz=p.vel_lo_hz,
+        split_hz=p.vel_split_hz, lf_top_hz=p.edges_hz[-1], hi_hz=p.vel_hi_hz)
+    return LowFreqPlan(factor=factor, fs_lf=fs_lf, sos=sos, k_lo=k_lo, k_hi=k_hi, vel_lf=vel_lf, vel_hf=vel_hf,
+                       speed_k=(k_min, k_max, k_top))
 
 
 @dataclass(frozen=True)
@@ -335,11 +337,13 @@ def _analyze_v2(x: np.ndarray, p: FeaturePlan, params: FeatureParams) -> Analysi
     live = m2 > 0
     kurt = np.where(live, m4 / np.where(live, m2 * m2, 1.0), 0.0).mean(axis=1)
     crest = np.where(live, peak / np.sqrt(np.where(live, m2, 1.0)), 0.0).mean(axis=1)
-    # low-frequency part: the decimated stream's spectrum
-    u = lowfreq.decimate_stream(x, lf.sos, lf.factor, lfp.settle)
+    # low-frequency part: the decimated stream's spectrum. The window less its reference level (the
+    # mean of its first segment) goes through the low-pass: a DC offset (1 g on a vertical axis) would
+    # otherwise dominate the float32 round-off of a node's IIR, whose poles sit close to z = 1
+    u = lowfreq.decimate_stream(x - segs[:, 0].mean(axis=1, keepdims=True), lf.sos, lf.factor, lfp.settle)
     psd_lf = lowfreq.one_sided_psd(u, lf.fs_lf, lfp.length)
     bin_lf, bin_hf = lf.fs_lf / lfp.length, p.fs / p.nfft
-    vrms = np.sqrt(psd_lf @ lf.vel_lf * bin_lf + psd_hf @ lf.vel_hf * bin_hf)
+    vrms = np.sqrt(np.maximum(psd_lf @ lf.vel_lf * bin_lf + psd_hf @ lf.vel_hf * bin_hf, 0.0))
     speed = lowfreq.estimate_speed_hz(psd_lf, bin_lf, *lf.speed_k, floor=params.log_floor)
     cols = [_log_bands(psd_hf, p.k_lo, p.k_hi, bin_hf, params.log_floor),
             _log_bands(psd_lf, lf.k_lo, lf.k_hi, bin_lf, params.log_floor)]

@@ -40,6 +40,8 @@ def butterworth_lowpass_sos(cut_hz: float, fs: float) -> np.ndarray:
 def decimate_stream(x: np.ndarray, sos: np.ndarray, factor: int, settle: int) -> np.ndarray:
     """Low-pass each window from zero state, keep every `factor`-th output, drop the first `settle`.
 
+    `x` is the window less its reference level (features.py: the mean of its first HF segment).
+
     Output j is the filter output at input index (j+1)*factor - 1: the last sample of each group,
     the one a streaming node has just received when it stores a decimated value.
     """
@@ -60,16 +62,69 @@ def one_sided_psd(x: np.ndarray, fs: float, nfft: int) -> np.ndarray:
     return 2.0 * (spec.real**2 + spec.imag**2) / (fs * np.sum(w * w))
 
 
-def velocity_weights(freqs_hz: np.ndarray, lo_hz: float, hi_hz: float) -> np.ndarray:
-    """Per-bin factor turning acceleration PSD (g^2/Hz) into velocity PSD ((mm/s)^2/Hz) on [lo, hi).
+def velocity_weight(f_hz: np.ndarray, resolution_hz: float) -> np.ndarray:
+    """(mm/s)^2 per g^2 at frequency f: integration in the frequency domain, |V| = |A| / (2 pi f),
+    less the bias of summing a convex 1/f^2 over a Hann lobe (second moment 1/6 bin^2, measured
+    with sines): factor (1 - 0.5 (resolution / f)^2). f must be > 0."""
+    f = np.asarray(f_hz, np.float64)
+    return (G_MM_S2 / (2.0 * np.pi * f)) ** 2 * (1.0 - 0.5 * (resolution_hz / f) ** 2)
 
-    Integration in the frequency domain: |V(f)| = |A(f)| / (2 pi f). Bins outside the band get 0.
+
+def hann_power_kernel(offset_hz: np.ndarray, n: int, nfft: int, fs: float) -> np.ndarray:
+    """Share of a line's power that a one-sided Hann PSD bin holds at `offset_hz` from the line:
+    |W(offset)|^2 / (nfft * sum(w^2)), W the DTFT of the periodic Hann of length n (it sums to 1
+    over the bins). Closed form: W = D(t)/2 - D(t - 2pi/n)/4 - D(t + 2pi/n)/4, D the Dirichlet
+    kernel sum_{m<n} exp(-j t m)."""
+    t = 2.0 * np.pi * np.asarray(offset_hz, np.float64) / fs
+
+    def dirichlet(u: np.ndarray) -> np.ndarray:
+        half = np.sin(u / 2.0)
+        small = np.abs(half) < 1e-12
+        ratio = np.where(small, float(n), np.sin(n * u / 2.0) / np.where(small, 1.0, half))
+        return ratio * np.exp(-0.5j * u * (n - 1))
+
+    step = 2.0 * np.pi / n
+    w = 0.5 * dirichlet(t) - 0.25 * dirichlet(t - step) - 0.25 * dirichlet(t + step)
+    s2 = 0.375 * n  # sum of the periodic Hann's squares
+    return (w.real ** 2 + w.imag ** 2) / (nfft * s2)
+
+
+def lowpass_power(sos: np.ndarray, f_hz: np.ndarray, fs: float) -> np.ndarray:
+    """|H(f)|^2 of the biquad cascade at frequencies f (Hz), at rate fs."""
+    z1 = np.exp(-2j * np.pi * np.asarray(f_hz, np.float64) / fs)
+    h = np.ones_like(z1)
+    for b0, b1, b2, _, a1, a2 in sos:
+        h *= (b0 + b1 * z1 + b2 * z1 * z1) / (1.0 + a1 * z1 + a2 * z1 * z1)
+    return h.real ** 2 + h.imag ** 2
+
+
+def velocity_weights(*, fs: float, n: int, nfft: int, fs_lf: float, length: int, sos: np.ndarray,
+                     lo_hz: float, split_hz: float, lf_top_hz: float, hi_hz: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin weights (LF bins, HF bins) so that vrms^2 = sum P_lf w_lf df_lf + sum P_hf w_hf df_hf.
+
+    The LF spectrum (~1 Hz bins) is authoritative below `lf_top_hz`: each LF bin counts its line
+    with the anti-alias filter undone. The HF spectrum (bins of fs/n ~12.5 Hz) counts from
+    `split_hz` to `hi_hz`, which also counts the Hann lobes of lines below `lf_top_hz` that reach
+    above `split_hz`; each LF bin therefore subtracts what the HF sum counted of it (its Hann
+    footprint on the HF bins). So no line is counted twice or lost at the split, wherever it
+    falls (a 2x-mains line at 100 Hz is the common case).
     """
-    f = np.asarray(freqs_hz, np.float64)
-    inside = (f >= lo_hz) & (f < hi_hz)
-    w = np.zeros_like(f)
-    w[inside] = (G_MM_S2 / (2.0 * np.pi * f[inside])) ** 2
-    return w
+    f_hf = np.arange(nfft // 2 + 1) * (fs / nfft)
+    w_hf = np.zeros_like(f_hf)
+    on = (f_hf >= split_hz) & (f_hf < hi_hz)
+    w_hf[on] = velocity_weight(f_hf[on], fs / n)
+    f_lf = np.arange(length // 2 + 1) * (fs_lf / length)
+    w_lf = np.zeros_like(f_lf)
+    use = (f_lf > 0) & (f_lf < lf_top_hz)
+    f = f_lf[use]
+    # the band's lower edge falls between LF bins: a bin counts when its centre is within half a
+    # bin of it (a line at the edge then counts about half, as in any real band-pass)
+    own = np.where(f >= lo_hz - 0.5 * fs_lf / length, velocity_weight(f, fs_lf / length), 0.0)
+    reach = on & (f_hf < lf_top_hz + 4.0 * fs / n)  # HF bins a lobe from below lf_top can reach
+    counted = hann_power_kernel(f_hf[reach][None, :] - f[:, None], n, nfft, fs) @ w_hf[reach]
+    w_lf[use] = (own - counted) / lowpass_power(sos, f, fs)
+    return w_lf, w_hf
 
 
 def estimate_speed_hz(psd: np.ndarray, bin_hz: float, k_min: int, k_max: int, k_top: int,

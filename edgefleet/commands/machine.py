@@ -1,0 +1,134 @@
+"""`edgefleet machine`: what the fleet database knows about each machine beyond its node: its ISO 20816
+machine class (per machine or per site; default II) and its bearing geometry (the dashboard's BPFO, BPFI
+and BSF marks). The dashboard's Device page (*Machine settings*) writes the same settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+from edgefleet.errors import EdgefleetError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgefleet.service.config import default_db
+
+    db_help = ("fleet database shared with `edgefleet serve`: a SQLite file or a postgresql:// URL "
+               f"(default $EDGEFLEET_DB or {db_label(default_db())})")
+    p = sub.add_parser("machine", help="a machine's ISO 20816 class and bearing geometry (dashboard zones and marks)",
+                       description=__doc__.split("\n\n")[0].replace("\n", " "))
+    msub = p.add_subparsers(dest="machine_command", metavar="ACTION", required=True)
+
+    c = msub.add_parser(
+        "class", help="set the ISO 20816 machine class of a device or a site",
+        description="Velocity RMS (mm/s) is judged against the zone boundaries of the machine's class: I small "
+                    "machines (up to 15 kW), II medium (15-75 kW; the default), III large on rigid foundations, "
+                    "IV large on soft foundations. A device's own class wins over its site's.",
+        epilog="examples:\n  edgefleet machine class III --site plant-east\n"
+               "  edgefleet machine class I --device pump-0007\n  edgefleet machine class --unset --device pump-0007",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("cls", nargs="?", metavar="CLASS", help="I, II, III or IV")
+    where = c.add_mutually_exclusive_group(required=True)
+    where.add_argument("--device", help="device id")
+    where.add_argument("--site", help="site name (as the nodes report it)")
+    c.add_argument("--unset", action="store_true", help="remove the setting (the site's class, else II)")
+    c.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
+    c.set_defaults(func=cmd_class)
+
+    b = msub.add_parser(
+        "bearing", help="set a device's bearing geometry (defect frequencies on the dashboard's spectrum)",
+        epilog="examples:\n  edgefleet machine bearing pump-0007 --balls 9 --ball-d 7.94 --pitch-d 39.04   # a 6205\n"
+               "  edgefleet machine bearing pump-0007 --unset",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("device", help="device id")
+    b.add_argument("--balls", type=int, help="rolling elements (3-60)")
+    b.add_argument("--ball-d", type=float, metavar="MM", help="ball (roller) diameter, mm")
+    b.add_argument("--pitch-d", type=float, metavar="MM", help="pitch diameter, mm")
+    b.add_argument("--contact", type=float, default=0.0, metavar="DEG", help="contact angle, degrees (default 0)")
+    b.add_argument("--unset", action="store_true", help="remove the geometry")
+    b.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
+    b.set_defaults(func=cmd_bearing)
+
+    s = msub.add_parser("show", help="every device's ISO class (and where it comes from) and bearing geometry")
+    s.add_argument("--json", action="store_true", help="machine-readable")
+    s.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
+    s.set_defaults(func=cmd_show)
+
+
+def _open(db):
+    from edgefleet.service.store import open_store
+
+    return open_store(str(require_db(db)))
+
+
+def cmd_class(args: argparse.Namespace) -> int:
+    from edgefleet.service.iso20816 import DEFAULT_CLASS, machine_class
+
+    if bool(args.cls) == bool(args.unset):
+        raise EdgefleetError("give a class (I, II, III or IV) or --unset")
+    cls = None if args.unset else machine_class(args.cls)  # a bad name: one line before the store is opened
+    store = _open(args.db)
+    try:
+        if args.device is not None and store.device(args.device) is None:
+            raise EdgefleetError(f"device {args.device!r} is not in {db_label(args.db)} (it has never reported)")
+        store.set_machine_class(cls, device=args.device, site=args.site)
+    finally:
+        store.close()
+    what = f"device {args.device}" if args.device is not None else f"site {args.site}"
+    print(f"{what}: ISO 20816 class {cls}" if cls else
+          f"{what}: class unset ({'its site' if args.device is not None else 'its devices'} "
+          f"now decide, else {DEFAULT_CLASS})")
+    return 0
+
+
+def cmd_bearing(args: argparse.Namespace) -> int:
+    given = [x is not None for x in (args.balls, args.ball_d, args.pitch_d)]
+    if args.unset == any(given) or (any(given) and not all(given)):
+        raise EdgefleetError("give --balls, --ball-d and --pitch-d (and --contact), or --unset")
+    geometry = None if args.unset else {"n_balls": args.balls, "ball_d_mm": args.ball_d, "pitch_d_mm": args.pitch_d,
+                                        "contact_deg": args.contact}
+    store = _open(args.db)
+    try:
+        if store.device(args.device) is None:
+            raise EdgefleetError(f"device {args.device!r} is not in {db_label(args.db)} (it has never reported)")
+        store.set_bearing(args.device, geometry)
+        if geometry is not None:
+            geometry = store.bearings()[args.device]
+    finally:
+        store.close()
+    if geometry is None:
+        print(f"device {args.device}: bearing geometry removed")
+        return 0
+    from edgefleet.runtime.diagnosis import BearingGeometry
+
+    orders = BearingGeometry(geometry["n_balls"], geometry["ball_d_mm"], geometry["pitch_d_mm"],
+                             geometry["contact_deg"]).orders()
+    print(f"device {args.device}: bearing {geometry['n_balls']} x {geometry['ball_d_mm']:g} mm on "
+          f"{geometry['pitch_d_mm']:g} mm, {geometry['contact_deg']:g} deg: BPFO {orders['bpfo']:.3f}x, "
+          f"BPFI {orders['bpfi']:.3f}x, BSF {orders['bsf']:.3f}x the shaft speed")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from edgefleet.service.iso20816 import class_for
+
+    store = _open(args.db)
+    try:
+        classes, bearings = store.machine_classes(), store.bearings()
+        rows = [(d.device, d.site, *class_for(d.device, d.site, classes["device"], classes["site"]),
+                 bearings.get(d.device)) for d in store.devices()]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"sites": classes["site"], "devices": [
+            {"device": d, "site": s, "iso_class": c, "from": w, "bearing": b} for d, s, c, w, b in rows]}, indent=1))
+        return 0
+    for site, cls in sorted(classes["site"].items()):
+        print(f"site {site}: class {cls}")
+    for d, s, c, w, b in rows:
+        bearing = (f"  bearing {b['n_balls']} x {b['ball_d_mm']:g} mm on {b['pitch_d_mm']:g} mm" if b else "")
+        print(f"{d:<24} {s or '-':<16} class {c:<3} ({w}){bearing}")
+    if not rows:
+        print(f"no devices in {db_label(args.db)}")
+    return 0

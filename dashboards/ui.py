@@ -119,12 +119,6 @@ def bearings(db: str) -> dict[str, dict]:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def vrms(db: str, name: str, cls: str, window_s: float | None) -> pd.DataFrame:
-    since = None if window_s is None else now_ms() - int(window_s * 1000)
-    return loaders.readings.vrms_frame(store(db), name, cls, since_ms=since)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
 def active_alarm(db: str, name: str):
     return store(db).active_alarm(name)
 
@@ -144,7 +138,6 @@ def set_machine_class(db: str, cls: str | None, *, device: str | None = None, si
     """Write a machine class (MachineClassError / StoreError say what is wrong), then drop the caches it changes."""
     store(db).set_machine_class(cls, device=device, site=site)
     machine_classes.clear()
-    vrms.clear()
     fleet_zones.clear()
 
 

@@ -53,6 +53,16 @@ def vrms_frame(store: Store, device: str, cls: str, since_ms: int | None = None,
     return df
 
 
+def vrms_of(scores: pd.DataFrame, cls: str) -> pd.DataFrame:
+    """The velocity readings of a score frame (`device.score_frame`: the same windows the page shows, no second
+    query), as `vrms_frame` gives them."""
+    cols = ["ts", "vrms", "rpm", "time"]
+    df = scores.loc[scores["vrms"].notna(), cols] if "vrms" in scores.columns else pd.DataFrame(columns=cols)
+    df = df.reset_index(drop=True)
+    df["zone"] = [iso20816.zone(v, cls) for v in df["vrms"]]
+    return df
+
+
 def zone_bands(cls: str, top: float | None = None) -> pd.DataFrame:
     """The zones of `cls` as horizontal bands (zone, lo, hi mm/s, colour, words) for shading a chart; zone D up
     to `top` (at least 1.5 x the C/D boundary)."""

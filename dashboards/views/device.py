@@ -89,11 +89,11 @@ def commissioning_detail(dev, scores: pd.DataFrame) -> None:
                    "(*Commission this machine*, with the speed in rpm).", icon=":material/add_circle:")
 
 
-def vibration(dev, scores: pd.DataFrame, window_s: float | None, bearing: dict | None) -> None:
+def vibration(dev, scores: pd.DataFrame, bearing: dict | None) -> None:
     """Velocity RMS against the ISO 20816 zones of the machine's class, the windows that say why; the spectrum of
     the newest debug capture with its order and bearing marks."""
     cls, source = loaders.readings.machine_class(ui.machine_classes(db), dev)
-    vr = ui.vrms(db, dev.device, cls, window_s)
+    vr = loaders.readings.vrms_of(scores, cls)
     st.subheader("Vibration (ISO 20816)")
     st.caption(loaders.readings.class_words(cls, source) + ". Zone boundaries A/B, B/C, C/D: "
                + " / ".join(f"{x:g}" for x in iso20816.BOUNDARIES[cls]) + " mm/s RMS (10-1,000 Hz). "
@@ -180,7 +180,7 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
                 "Trend: too few judged windows for a fit yet.")
         st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
-    vibration(dev, scores, window_s, bearing)
+    vibration(dev, scores, bearing)
     commissioning_detail(dev, scores)
 
     a, b = st.columns([3, 2])

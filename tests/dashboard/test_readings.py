@@ -51,6 +51,9 @@ def test_vrms_frame_and_zone_bands(fleet_db) -> None:
     assert list(vr["zone"]) == [iso20816.zone(v, "II") for v in vr["vrms"]]
     assert vr["zone"].iloc[-1] in ("C", "D") and "A" in set(vr["zone"])  # it was healthy, it is not now
     assert readings.vrms_frame(s, f.older[0], "II").empty  # v1 nodes report no velocity
+    from_scores = readings.vrms_of(device_loaders.score_frame(s, worst), "II")  # what the page draws: no 2nd query
+    assert from_scores[["ts", "vrms", "rpm", "zone"]].values.tolist() == vr[["ts", "vrms", "rpm", "zone"]].values.tolist()
+    assert readings.vrms_of(device_loaders.score_frame(s, f.older[0]), "II").empty
     bands = readings.zone_bands("III", top=30.0)
     assert bands[["zone", "lo", "hi"]].values.tolist() == [["A", 0.0, 1.8], ["B", 1.8, 4.5], ["C", 4.5, 11.2],
                                                             ["D", 11.2, 30.0]]

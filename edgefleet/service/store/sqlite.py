@@ -578,13 +578,14 @@ class SQLiteStore(NotifyTables):
                         until_ms if until_ms is not None else 2**62, limit))
         return [tuple(r) for r in reversed(rows)]
 
-    def latest_vrms(self, n: int = 5) -> dict[str, tuple[int, float]]:
-        """Per device with velocity readings: (time of its newest reading, median vrms of its newest `n`),
-        what the fleet grid colours by ISO zone (one window's reading is noisy)."""
+    def latest_vrms(self, n: int = 5, look_back: int = 200) -> dict[str, tuple[int, float]]:
+        """Per device with velocity readings among its newest `look_back` results: (time of its newest reading,
+        median vrms of its newest `n`), what the fleet grid colours by ISO zone (one window's reading is noisy).
+        Bounded per device, so a fleet of older nodes (no readings at all) costs `look_back` rows each."""
         out: dict[str, tuple[int, float]] = {}
         for (device,) in self._q("SELECT device FROM devices ORDER BY device"):
-            vals = self._q("SELECT ts, vrms FROM results WHERE device = ? AND vrms IS NOT NULL"
-                           " ORDER BY ts DESC LIMIT ?", (device, n))
+            vals = self._q("SELECT ts, vrms FROM (SELECT ts, vrms FROM results WHERE device = ? ORDER BY ts DESC"
+                           " LIMIT ?) AS newest WHERE vrms IS NOT NULL ORDER BY ts DESC LIMIT ?", (device, look_back, n))
             if vals:
                 v = sorted(x for _, x in vals)
                 mid = len(v) // 2

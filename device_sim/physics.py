@@ -430,11 +430,12 @@ def _shaft_faults(m: Machines, t_start: np.ndarray, n_samples: int, fs: float, o
     psi0 = np.mod(np.pi * m.shaft_turns(t_start)[rows] + 0.5 * m.phase[rows], 2 * np.pi)
     tau = np.arange(n_samples) / fs
     psi = psi0[:, None] + np.pi * fr[:, None] * tau + 0.5 * np.pi * fdot[:, None] * tau * tau
-    z = np.exp(1j * psi)
+    z = np.exp(1j * psi).astype(np.complex64)  # angle in float64; the lines in single precision, like _harmonics
     table = np.stack([SHAFT_ORDERS[Fault(int(k))] for k in m.fault[rows]])
     k = np.arange(1, MAX_HALF_ORDER + 1)
     # velocity phasor (mm/s RMS) -> acceleration amplitude in g at k/2 x shaft speed
-    coef = table * (v * np.sqrt(2.0) / 1000.0 / G0)[:, None] * (np.pi * k[None, :] * fr[:, None])
+    coef = table * (v[rows] * np.sqrt(2.0) / 1000.0 / G0)[:, None] * (np.pi * k[None, :] * fr[:, None])
+    coef = coef.astype(np.complex64)
     top = int(np.flatnonzero(np.any(coef != 0, axis=0))[-1])
     acc = coef[:, top][:, None] * z
     for j in range(top - 1, -1, -1):

@@ -44,7 +44,8 @@ def overview() -> None:
 
     head, pick_by = st.columns([3, 2])
     head.subheader("Machines by site and line")
-    by = pick_by.segmented_control("Colour by", ["health", "ISO zone"], default="health", key="fleet_colour_by",
+    default = "ISO zone" if st.query_params.get("colour") == "zone" else "health"  # ?colour=zone: a bookmark
+    by = pick_by.segmented_control("Colour by", ["health", "ISO zone"], default=default, key="fleet_colour_by",
                                    help="ISO 20816 zone of each machine's velocity RMS (median of its newest 5 "
                                         "readings) for its class: set per machine or site, default class II")
     if by == "ISO zone":

@@ -201,3 +201,9 @@ def test_device_page_renders_vibration_and_spectrum_in_chromium(fleet_db, tmp_pa
             shade = 255 + 0.22 * (rgb - 255)
             near = np.all(np.abs(img - shade) <= 8, axis=-1).sum()
             assert near > 2000, f"zone {zone_colour} band not drawn ({near} pixels)"
+
+
+def test_fleet_grid_by_zone_from_a_bookmark(monkeypatch, fleet_db) -> None:
+    at = open_page(monkeypatch, fleet_db.path, "views/fleet.py", colour="zone")
+    (grid_chart,) = [c for c in at.get("vega_lite_chart") if '"rect"' in c.proto.spec]
+    assert chart_data(grid_chart)[0]["encoding"]["color"]["field"] == "zone"

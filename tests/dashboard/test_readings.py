@@ -204,6 +204,14 @@ def test_device_page_renders_vibration_and_spectrum_in_chromium(fleet_db, tmp_pa
 
 
 def test_fleet_grid_by_zone_from_a_bookmark(monkeypatch, fleet_db) -> None:
-    at = open_page(monkeypatch, fleet_db.path, "views/fleet.py", colour="zone")
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import APP
+
+    monkeypatch.setenv("EDGEFLEET_DB", str(fleet_db.path))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["colour"] = "zone"  # a fresh session opened on /?colour=zone
+    at.run()
+    assert not at.exception
     (grid_chart,) = [c for c in at.get("vega_lite_chart") if '"rect"' in c.proto.spec]
     assert chart_data(grid_chart)[0]["encoding"]["color"]["field"] == "zone"

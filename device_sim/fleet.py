@@ -23,11 +23,12 @@ from edgefleet.runtime.artifact import Artifact
 from edgefleet.runtime.engine import Detector
 from edgefleet.device.ota_client import OtaClient, Slots
 from edgefleet.runtime import baseline as bl
-from edgefleet.runtime.features import log_band_power, plan, quantize, standardize
+from edgefleet.runtime import diagnosis
+from edgefleet.runtime.features import analyze, plan, quantize, standardize
 
 from device_sim.link import LinkOptions, NodeLink, Shard
 from edgefleet.clock import now_ms
-from device_sim.node import Calibration, Verdict, VirtualNode
+from device_sim.node import Calibration, Reading, Verdict, VirtualNode
 from device_sim.physics import Fault, Machines, synthesize, with_faults
 from device_sim.plant import Plant
 from device_sim.schedule import Schedule
@@ -87,7 +88,7 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
     """
     fs_of = np.array([plant.nodes[r].fs for r in rows])
     q_parts: list[list[np.ndarray]] = [[] for _ in detectors]
-    order, feats = [], []
+    order, feats, vrms, excess = [], [], [], []
     windows: dict[int, np.ndarray] = {}
     for fs in np.unique(fs_of):
         sel = rows[fs_of == fs]
@@ -98,11 +99,14 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
         for i, (det, n) in enumerate(zip(detectors, lengths)):
             a, fsec = det.artifact, det.artifact.features
             x = x_all[:, x_all.shape[1] - n:]
-            f = log_band_power(x, float(fs), fsec.params)
-            q_parts[i].append(quantize(standardize(f, fsec.mean, fsec.inv_std), a.input_scale,
-                                       a.input_zero_point))
+            an = analyze(x, float(fs), fsec.params)
+            f = an.features
+            z = standardize(f, fsec.mean, fsec.inv_std)
+            q_parts[i].append(quantize(z, a.input_scale, a.input_zero_point))
             if i == 0:
                 feats.append(f)
+                vrms.append(an.vrms_mm_s)
+                excess.append(diagnosis.excess(z))
                 if keep:
                     for j, r in enumerate(sel):
                         if int(r) in keep:
@@ -121,7 +125,9 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
             f_all = np.concatenate(feats)
             debug = {r: {"samples": windows[r], "features": f_all[pos[r]], "q_in": q[pos[r]],
                          "q_out": y[pos[r]], "score": float(s[pos[r]])} for r in windows}
-            debug[-1] = {"features": f_all[at]}
+            # every row's features (commissioning), velocity and excess over normal ("why")
+            debug[-1] = {"features": f_all[at], "vrms": np.concatenate(vrms)[at],
+                         "excess": np.concatenate(excess)[at]}
     return scores, debug
 
 
@@ -186,15 +192,16 @@ class Fleet:
         return self.opts.time_offset_s + (time.monotonic() - self.t0 if self.t0 else 0.0)
 
     def inject_fault(self, device_id: str, kind: Fault = Fault.OUTER_RACE, *, peak_g: float = 2.0,
-                     ramp_s: float = 0.0) -> float:
-        """Give a running machine a bearing defect from now on (full after ramp_s); returns the
-        onset in simulation seconds. For tests and demos that need a fault on cue."""
+                     ramp_s: float = 0.0, peak_mm_s: float | None = None) -> float:
+        """Give a running machine a fault from now on (full after ramp_s): a bearing defect sized by
+        peak_g, a shaft fault by peak_mm_s (physics.with_faults); returns the onset in simulation
+        seconds. For tests and demos that need a fault on cue."""
         rows = [s.row for s in self.plant.nodes if s.device_id == device_id]
         if not rows:
             raise KeyError(f"no simulated device {device_id!r}")
         onset = self.sim_time()
         machines = with_faults(self.plant.machines, rows, kind, onset_s=onset, ramp_s=max(ramp_s, 1e-6),
-                               peak_g=peak_g)
+                               peak_g=peak_g, peak_mm_s=peak_mm_s)
         self.plant = replace(self.plant, machines=machines)  # the tick thread picks it up next tick
         return onset
 
@@ -250,7 +257,9 @@ class Fleet:
         c0 = time.perf_counter()
         machines = self.machines_at(t_sim)
         scores, shadow, debug = self._score(rows, t_sim, keep, machines)
-        verdicts = self._commissioning(rows, scores, debug.pop(-1)["features"], machines, t_sim)
+        every = debug.pop(-1)
+        verdicts = self._commissioning(rows, scores, every["features"], machines, t_sim, every["excess"])
+        readings = self._readings(rows, every, machines, t_sim)
         dt = time.perf_counter() - c0
         self.compute_s += dt
         inf_us = int(dt * 1e6 / rows.size)  # batched compute per window, amortised
@@ -262,9 +271,22 @@ class Fleet:
             if mine.any():
                 r_s, sc_s, sh_s = rows[mine], scores[mine], shadow[mine]
                 v_s = [verdicts[i] for i in np.flatnonzero(mine)]
+                rd_s = [readings[i] for i in np.flatnonzero(mine)]
                 dbg = {r: debug[r] for r in r_s.tolist() if r in debug}
-                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, sh_s=sh_s, dbg=dbg, v_s=v_s:
-                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us, sh_s, v_s))
+                sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, sh_s=sh_s, dbg=dbg, v_s=v_s, rd_s=rd_s:
+                        self._deliver(sh, r_s, sc_s, dbg, ts, inf_us, sh_s, v_s, rd_s))
+
+    def _readings(self, rows: np.ndarray, every: dict, machines: Machines, t_sim: float) -> list[Reading | None]:
+        """What each result reports beside its score (feature definition v2): velocity in mm/s, the
+        running speed the node used (the plant's speed signal, as a tachometer input), and the
+        excess over the machine's normal that explains an anomaly, if it is one (docs/protocol.md)."""
+        vrms = every["vrms"]
+        if not np.isfinite(vrms).any():
+            return [None] * rows.size  # a v1 front end: no readings
+        rpm = machines.take(np.array([self.plant.nodes[r].row for r in rows])).shaft_hz(t_sim) * 60.0
+        params = self._detector(int(rows[0])).artifact.features.params  # type: ignore[union-attr]
+        return [Reading(float(vrms[i]), float(rpm[i]), every["excess"][i], params)
+                if np.isfinite(vrms[i]) else None for i in range(rows.size)]
 
     def machines_at(self, t_sim: float) -> Machines:
         """The plant's machines at their scheduled operating point at time t."""
@@ -272,10 +294,11 @@ class Fleet:
         return m if self.opts.schedule is None else self.opts.schedule.machines_at(m, t_sim)
 
     def _commissioning(self, rows: np.ndarray, scores: np.ndarray, features: np.ndarray, machines: Machines,
-                       t_sim: float) -> list[Verdict | None]:
+                       t_sim: float, excess: np.ndarray | None = None) -> list[Verdict | None]:
         """Each node's verdict under its own baseline (docs/baseline.md): a commissioning node learns
         from the window (no verdict); a commissioned one scores it standardized by its class's
-        normal, with one engine call for all of them; `scores` is updated in place."""
+        normal, with one engine call for all of them; `scores` (and the per-input `excess` over
+        normal, the "why") are updated in place."""
         if not self.opts.commission and not any(self.links[r].node.baseline or self.links[r].node.commissioner
                                                 for r in rows.tolist()):
             return [None] * rows.size
@@ -326,6 +349,8 @@ class Fleet:
             z = bl.standardize(features[judged], centre, spread)
             det = self._detector(int(rows[judged[0]]))  # one model version per tick in the usual case
             s = det.score_standardized(z)
+            if excess is not None and excess.shape[1] == z.shape[1]:
+                excess[judged] = diagnosis.excess(z)
             h = bl.health_index(z)
             for j, i in enumerate(judged):
                 k, c = cls_of[j]
@@ -350,7 +375,8 @@ class Fleet:
         return node.baseline
 
     def _deliver(self, shard: Shard, rows: np.ndarray, scores: np.ndarray, debug: dict, ts: int,
-                 inf_us: int, shadow: np.ndarray | None = None, verdicts: list | None = None) -> None:
+                 inf_us: int, shadow: np.ndarray | None = None, verdicts: list | None = None,
+                 readings: list | None = None) -> None:
         """In the shard thread: each node takes its result (and answers a debug request); in a
         shadow phase the candidate's score of the same window goes with it (NaN: none); a
         commissioning node's verdict (class, thresholds, HI, or none) goes with its score."""
@@ -362,7 +388,8 @@ class Fleet:
                 d = debug[r]
                 shard.send(link, link.node.debug_capture(ts, d["samples"], d["features"], d["q_in"],
                                                          d["q_out"], d["score"]))
-            shard.deliver(link, ts, s, inf_us, verdicts[i] if verdicts else None)
+            shard.deliver(link, ts, s, inf_us, verdicts[i] if verdicts else None,
+                          readings[i] if readings else None)
 
     def _score(self, rows: np.ndarray, t_sim: float, keep: set[int],
                machines: Machines | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -379,6 +406,8 @@ class Fleet:
         scores = np.empty(rows.size, np.float32)
         debug: dict = {}
         feats: np.ndarray | None = None
+        errs: np.ndarray | None = None
+        vrms = np.full(rows.size, np.nan)
         for v, sv in sorted({(int(a), int(b)) for a, b in zip(versions, shadows)}):
             sel = (versions == v) & (shadows == sv)
             dets = [self._detector(int(rows[sel][0]))]
@@ -389,13 +418,17 @@ class Fleet:
             scores[sel] = s[0]
             if len(s) > 1:
                 no_shadow[sel] = s[1]
-            f = d.pop(-1)["features"]
+            every = d.pop(-1)
+            f = every["features"]
             if feats is None:
                 feats = np.full((rows.size, f.shape[1]), np.nan, np.float32)
+                errs = np.full((rows.size, every["excess"].shape[1]), np.nan)
             if f.shape[1] == feats.shape[1]:  # a model with another front end: NaN, not commissioned on
                 feats[sel] = f
+                errs[sel] = every["excess"]
+            vrms[sel] = every["vrms"]
             debug.update(d)
-        debug[-1] = {"features": feats}
+        debug[-1] = {"features": feats, "vrms": vrms, "excess": errs}
         return scores, no_shadow, debug
 
     def _shadow_version(self, row: int) -> int:

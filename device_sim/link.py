@@ -376,9 +376,10 @@ class Shard(threading.Thread):
         elif node.ring:
             link.oldest_ms = node.ring[0][1]
 
-    def deliver(self, link: NodeLink, ts_ms: int, score: float, inf_us: int, verdict: Any = None) -> bool:
+    def deliver(self, link: NodeLink, ts_ms: int, score: float, inf_us: int, verdict: Any = None,
+                reading: Any = None) -> bool:
         """A new window result for this node (in this thread): ring, then send if possible."""
-        anom = link.node.add_result(ts_ms, score, inf_us, verdict=verdict)
+        anom = link.node.add_result(ts_ms, score, inf_us, verdict=verdict, reading=reading)
         if link.node.announce and link.connected:
             link.node.announce = False
             self.send(link, link.node.birth(now_ms()))

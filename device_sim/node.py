@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.protocol import PROTOCOL_VERSION, ProtocolError, encode, result_message, topic
+from edgefleet.runtime import diagnosis
+from edgefleet.runtime.features import FeatureParams
 from edgefleet.runtime.baseline import (DEFAULT_WINDOWS, MAX_CLASSES, MIN_WINDOWS, Baseline,
                                         BaselineError, ClassBaseline, Commissioner)
 
@@ -38,6 +40,31 @@ class Verdict:
     cls: int | None = None
     thr: float | None = None  # the class's score threshold (the message's thr)
     hi_thr: float | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a v2 front end reports beside the score (docs/protocol.md): velocity in mm/s, the
+    running speed the node used, and each input's excess over normal, which explains an anomaly."""
+
+    vrms: float
+    rpm: float
+    errors: Any  # float64 [inputs]: diagnosis.excess of the standardized inputs
+    params: FeatureParams
+    bearing: diagnosis.BearingGeometry | None = None
+
+    def fields(self, anom: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if math.isfinite(self.vrms):
+            out["vrms"] = round(min(max(self.vrms, 0.0), 1000.0), 4)
+        if math.isfinite(self.rpm) and 30.0 <= self.rpm <= 100_000.0:
+            out["rpm"] = round(self.rpm, 1)
+        if anom and self.errors is not None:
+            why = diagnosis.contributors(self.errors, self.params)
+            if why:
+                out["why"] = [c.to_message() for c in why]
+                out["hint"] = diagnosis.fault_hint(self.errors, self.params, self.rpm / 60.0, self.bearing)
+        return out
 
 
 def merge_baseline(old: Baseline | None, new: Baseline) -> Baseline:
@@ -228,7 +255,7 @@ class VirtualNode:
 
     # --- results ------------------------------------------------------------------------
     def add_result(self, ts_ms: int, score: float, inf_us: int, shadow_score: float | None = None,
-                   verdict: Verdict | None = None) -> bool:
+                   verdict: Verdict | None = None, reading: Reading | None = None) -> bool:
         """Record one window's score; returns the (active model's) anomaly decision. Drops the
         oldest if full. In a shadow phase `shadow_score` (or `next_shadow`) is the candidate's
         score of the same window: reported beside, and what the shadow health check counts.
@@ -251,8 +278,9 @@ class VirtualNode:
         if len(self.ring) == self.ring.maxlen:
             self.dropped += 1
         extra = None if verdict is None else (verdict.state, verdict.hi, verdict.cls, verdict.hi_thr)
+        said = reading.fields(anom) if reading is not None else None
         self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), thr,
-                          self.model_version, shadow, extra))
+                          self.model_version, shadow, extra, said))
         self.result_seq += 1
         cal = self.calibration
         if cal is not None:
@@ -285,8 +313,10 @@ class VirtualNode:
                 break
             batch.append(item)
         res = []
-        for s, ts, sc, an, us, _, _, shw, ex in batch:
+        for s, ts, sc, an, us, _, _, shw, ex, said in batch:
             r: dict[str, Any] = {"seq": s, "ts": ts, "score": max(0.0, sc), "anom": an, "inf_us": us}
+            if said:
+                r.update(said)
             if ex is not None and ex[1] is not None and math.isfinite(ex[1]):
                 r["hi"] = max(0.0, float(ex[1]))
             if ex is not None and ex[0]:

@@ -233,6 +233,16 @@ def test_severity_ramps_monotonically(kind):
 
 # --- where the simulator builds faults -------------------------------------------------------------
 
+def test_written_dataset_labels_shaft_faults_for_the_model_toolchain(tmp_path):
+    from device_sim.dataset import write_dataset
+    from edgefleet.toolchain.datasets import load_folder
+
+    write_dataset(tmp_path, n_normal=1, n_faulty=4, seconds=1.0, fs=FS, seed=5, kinds=SHAFT_FAULTS)
+    recs = {r.label: r for r in load_folder(tmp_path)}
+    assert set(recs) == {"normal", "unbalance", "misalignment", "looseness", "bent_shaft"}
+    assert str(recs["looseness"].meta["fault_size_in"]).endswith("mm/s")
+
+
 def test_plant_dataset_and_run_to_failure_take_shaft_faults():
     p = make_plant(30, n_faulty=4, seed=2, kinds=SHAFT_FAULTS)
     kinds = sorted(p.describe(n.row)["fault"] for n in p.nodes if n.device_id in p.faulty)

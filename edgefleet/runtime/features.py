@@ -11,6 +11,7 @@ file in float32.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -210,8 +211,12 @@ def _band_bins(edges_hz, n_fft: int, fs: float, what: str) -> tuple[np.ndarray, 
     return k_lo, k_hi
 
 
+@functools.lru_cache(maxsize=64)
 def plan(params: FeatureParams, fs: float) -> FeaturePlan:
-    """Window size, FFT size and band bins at rate fs; a clear error when fs can't serve the model."""
+    """Window size, FFT size and band bins at rate fs; a clear error when fs can't serve the model.
+
+    Cached per (parameters, rate): v2's velocity weights take a few milliseconds to derive, and a
+    simulated fleet asks for the same plan every tick. The arrays are shared: read them only."""
     if not math.isfinite(fs) or fs < FS_MIN_HZ or fs > FS_MAX_HZ:
         raise FeatureError(
             f"sampling rate {fs:g} Hz is outside the supported {FS_MIN_HZ:g}-{FS_MAX_HZ:g} Hz")

@@ -78,7 +78,23 @@ typedef struct {
     float score, hi, thr, hi_thr;
     int anom, cls;
     const char *state;
+    int has_vrms, has_rpm; /* feature definition v2: the window's readings (readings()) */
+    double vrms, rpm;
 } verdict;
+
+/* A v2 front end's readings on the window's result: vrms (mm/s) when within the schema's range, and
+ * the running speed the node used: its speed input, else the front end's estimate (rev/min). */
+static void readings(const ef_pipeline *p, float rpm_in, verdict *v)
+{
+    const double vrms = (double)p->readings.vrms_mm_s;
+    const double rpm = rpm_in > 0.0f ? (double)rpm_in : 60.0 * (double)p->readings.speed_hz;
+    if (!ef_pipeline_v2(p))
+        return;
+    v->has_vrms = vrms >= 0.0 && vrms <= 1000.0;
+    v->vrms = vrms;
+    v->has_rpm = rpm >= 30.0 && rpm <= 100000.0;
+    v->rpm = rpm;
+}
 
 /* ---- messages ---- */
 /* A message's ts: `fixed` on a fixed timeline (node_config.has_t0), else the bridge's clock. */
@@ -158,6 +174,10 @@ static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v,
     r.anom = v->anom;
     r.inf_us = inf_us;
     r.state = v->state;
+    r.has_vrms = v->has_vrms;
+    r.vrms = v->vrms;
+    r.has_rpm = v->has_rpm;
+    r.rpm = v->rpm;
     if (v->cls >= 0) { /* judged by a class of the baseline */
         h.has_cls = 1;
         h.cls = (uint32_t)v->cls;
@@ -642,6 +662,7 @@ static void run_window(float rpm, verdict *v)
     memset(v, 0, sizeof *v);
     v->cls = -1;
     v->thr = g_node.thr;
+    readings(p, rpm, v);
     if (g_node.baseline && judge(rpm, v))
         return;
     v->score = model_score();

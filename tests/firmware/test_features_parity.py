@@ -265,7 +265,7 @@ def test_v2_features_match_python_on_synthetic_signals(fw, fs, tmp_path):
 def test_v2_sampling_rate_rules_match_python(fw, tmp_path):
     """The v2 plan refuses exactly what the Python plan refuses (exit 2, unsupported-rate)."""
     from edgefleet.errors import FeatureError
-    from edgefleet.runtime.features import FeatureParams, LowFreqParams
+    from edgefleet.runtime.features import FeatureParams, LowFreqParams, low_freq
     from v2_helpers import v2_artifact, v2_params
 
     lf_edges = v2_params().lf.edges_hz
@@ -288,6 +288,9 @@ def test_v2_sampling_rate_rules_match_python(fw, tmp_path):
                               lf=LowFreqParams(edges_hz=lf_edges, length=128, settle=0)), 12000.0),
         (FeatureParams.spaced(32, 100.0, 5000.0, window_s=0.3,
                               lf=LowFreqParams(edges_hz=lf_edges, length=256, settle=0)), 12000.0),
+        # the velocity split (100 Hz) closer than 2.5 HF resolutions (31 Hz) to the top LF edge
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=low_freq(f_hi=110.0)), 12000.0),
+        (FeatureParams.spaced(32, 100.0, 5000.0, lf=low_freq(f_hi=132.0)), 12000.0),
         # LF bands with no bin at 4 Hz bins (L = 128): 16 bands from 5 Hz
         (FeatureParams.spaced(32, 100.0, 5000.0, lf=LowFreqParams(edges_hz=lf_edges, length=128)), 12000.0),
     ]

@@ -352,3 +352,34 @@ def test_schema_violations_are_refused(fw, kind, obj):
     assert codec.check(kind, {"v": 1, **obj}) is not None  # the schema refuses it too
     proc = c_encode(fw, kind, obj, check=False)
     assert proc.returncode == 2 and b"schema" in proc.stderr and proc.stdout == b""
+
+
+def test_random_v2_readings_match_the_python_encoder(fw):
+    """vrms (%.4g) and rpm (%.5g), feature definition v2's readings, with and without the commissioning
+    fields, as the Python canonical encoder writes them; out of range or not finite: refused."""
+    rng = random.Random(23)
+    for _ in range(30):
+        res = []
+        for _ in range(rng.randrange(1, 10)):
+            rec = {"seq": rng.randrange(2**32), "ts": rng.randrange(4102444800000),
+                   "score": float(np.float32(10 ** rng.uniform(-6, 6))), "anom": rng.random() < 0.3,
+                   "inf_us": rng.randrange(10**6)}
+            if rng.random() < 0.3:
+                rec["anom"] = False
+                rec["state"] = rng.choice(["commissioning", "uncommissioned"])
+            if rng.random() < 0.8:
+                rec["vrms"] = float(np.float32(10 ** rng.uniform(-4, 3))) if rng.random() > 0.1 else 0.0
+                rec["vrms"] = min(rec["vrms"], 1000.0)
+            if rng.random() < 0.8:
+                rec["rpm"] = float(np.float32(rng.uniform(30.0, 1e5)))
+            res.append(rec)
+        obj = {"v": 1, "boot": "%08x" % rng.randrange(2**32), "model": rng.randrange(1, 100),
+               "thr": float(np.float32(rng.uniform(1e-3, 10))), "dropped": 0, "res": res}
+        assert codec.check("result", obj) is None
+        assert c_encode(fw, "result", obj).stdout == codec.encode("result", obj)
+    base = {"seq": 0, "ts": 1, "score": 1.0, "anom": False, "inf_us": 1}
+    for bad in ({"vrms": -0.5}, {"vrms": 1000.5}, {"vrms": float("nan")}, {"rpm": 29.9}, {"rpm": 1e5 + 1},
+                {"rpm": float("inf")}):
+        obj = {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0, "res": [{**base, **bad}]}
+        proc = c_encode(fw, "result", obj, check=False)
+        assert proc.returncode != 0 and proc.stdout == b"", bad

@@ -100,8 +100,32 @@ ef_status ef_lf_plan_init(ef_lf_plan *p, const ef_features_view *f, double fs)
     p->lf_psd = (float)(2.0 / (p->fs_lf * (3.0 * (double)L / 8.0)));
     p->hf_vel = (float)square(EF_LF_G_MM_S2 * (double)p->hf.nfft / (2.0 * EF_PI * fs));
     p->lf_vel = (float)square(EF_LF_G_MM_S2 * (double)L / (2.0 * EF_PI * p->fs_lf));
-    bin_range(fs / (double)p->hf.nfft, p->hf.nfft, f->vel_split_hz, f->vel_hi_hz, &p->vel_hf_lo, &p->vel_hf_hi);
-    bin_range(bin_lf, L, f->vel_lo_hz, f->vel_split_hz, &p->vel_lf_lo, &p->vel_lf_hi);
+    /* velocity (docs/features.md, "Velocity weights"): HF bins on [vel_split, vel_hi); LF bins below the
+     * top LF edge, their own weight from half an LF bin below vel_lo; the HF bins that a Hann lobe of an
+     * LF line can reach, below lf_top + 4 fs/n */
+    {
+        const double res = fs / (double)n, top = (double)ef_model_f32(f->lf_edges_hz, f->n_lf);
+        const double own_lo = (double)f->vel_lo_hz - 0.5 * bin_lf;
+        const double bin_hf = fs / (double)p->hf.nfft;
+        if ((double)f->vel_split_hz > top - 2.5 * res) /* a lobe from above lf_top would cross the split */
+            return EF_ERR_RATE;
+        bin_range(bin_hf, p->hf.nfft, f->vel_split_hz, f->vel_hi_hz, &p->vel_hf_lo, &p->vel_hf_hi);
+        p->reach_hi = p->vel_hf_lo;
+        while (p->reach_hi < p->vel_hf_hi && (double)p->reach_hi * bin_hf < top + 4.0 * res)
+            p->reach_hi++;
+        p->vel_lf_lo = 1;
+        while (p->vel_lf_lo <= L / 2u && (double)p->vel_lf_lo * bin_lf < own_lo)
+            p->vel_lf_lo++;
+        p->vel_lf_hi = 1;
+        while (p->vel_lf_hi <= L / 2u && (double)p->vel_lf_hi * bin_lf < top)
+            p->vel_lf_hi++;
+        p->hf_q = (float)(0.5 * square((double)p->hf.nfft / (double)n));
+        p->bin_hf = (float)(fs / (double)p->hf.nfft);
+        p->bin_lf = (float)bin_lf;
+        p->res_hf = (float)res;
+        p->cos_phi = -cosf((float)(EF_PI / (double)n)); /* phi = pi - pi/n */
+        p->sin_phi = sinf((float)(EF_PI / (double)n));
+    }
     return EF_OK;
 }
 
@@ -247,8 +271,10 @@ static void segment_done(ef_lf_state *s)
             acc += bin_power(x, k, nfft);
         s->acc[i] += acc;
     }
-    for (k = p->vel_hf_lo; k < p->vel_hf_hi; k++)
-        vel += bin_power(x, k, nfft) / ((float)k * (float)k);
+    for (k = p->vel_hf_lo; k < p->vel_hf_hi; k++) { /* w_hf[k] = hf_vel / k^2 * (1 - hf_q / k^2) */
+        const float k2 = (float)k * (float)k;
+        vel += bin_power(x, k, nfft) / k2 * (1.0f - p->hf_q / k2);
+    }
     s->vel_hf += vel;
     s->segs++;
     memcpy(x, s->half, keep * sizeof(float));
@@ -352,6 +378,61 @@ int ef_lf_complete(const ef_lf_state *s) { return s->i == s->p->n_window; }
 
 /* ---- the window's end ---- */
 
+/* sin(n u / 2) / sin(u / 2), the Dirichlet kernel's magnitude (n at u = 0). */
+static float dirichlet(float u, float n)
+{
+    const float half = sinf(0.5f * u);
+    return fabsf(half) < 1e-7f ? n : sinf(0.5f * n * u) / half;
+}
+
+/* Share of a line's power that a one-sided Hann PSD bin holds at `v` Hz from the line (docs/features.md,
+ * K(v)): |W|^2 / (nfft * 0.375 n) with W = D(t)/2 - D(t - 2pi/n)/4 - D(t + 2pi/n)/4, t = 2 pi v / fs; the
+ * three Dirichlet kernels share the phase exp(-j t (n-1)/2) up to exp(+-j phi), phi = pi (n-1)/n. */
+static float hann_kernel(const ef_lf_plan *p, float v)
+{
+    const float n = (float)p->hf.n_samples, scale = 6.28318531f / (p->res_hf * n); /* 2 pi / fs */
+    const float r0 = dirichlet(v * scale, n), r1 = dirichlet((v - p->res_hf) * scale, n);
+    const float r2 = dirichlet((v + p->res_hf) * scale, n);
+    const float re = 0.5f * r0 - 0.25f * p->cos_phi * (r1 + r2), im = 0.25f * p->sin_phi * (r1 - r2);
+    return (re * re + im * im) / ((float)p->hf.nfft * 0.375f * n);
+}
+
+/* |H(f)|^2 of the four biquads at f Hz (rate fs), written around z = 1 so that float32 keeps its
+ * precision with poles this close to it: |1 + z^-1|^2 = 4 (1 - sg), sg = sin^2(w/2), and
+ * A(e^jw) = (1 + a1 + a2) - 2 (a1 sg + a2 s2) - j sin w (a1 + 2 a2 cos w), s2 = sin^2 w. */
+static float lowpass_power(const ef_lf_plan *p, float f_hz)
+{
+    const float w = 6.28318531f * f_hz / (p->res_hf * (float)p->hf.n_samples);
+    const float sh = sinf(0.5f * w), sg = sh * sh, s2 = 4.0f * sg * (1.0f - sg), sw = sinf(w);
+    float h = 1.0f;
+    uint32_t i;
+    for (i = 0; i < EF_LF_SECTIONS; i++) {
+        const float b0 = p->lpf[i][0], c1 = p->lpf[i][1], c2 = p->lpf[i][2];
+        const float a1 = -c1 - 2.0f, a2 = 1.0f - c2;
+        const float re = -(c1 + c2) - 2.0f * (a1 * sg + a2 * s2);
+        const float im = sw * (-(c1 + 2.0f * c2) - 4.0f * a2 * sg); /* a1 + 2 a2 cos w */
+        const float num = 4.0f * b0 * (1.0f - sg);
+        h *= num * num / (re * re + im * im);
+    }
+    return h;
+}
+
+/* The velocity weight of LF bin j (docs/features.md): (own - counted) / |H(f_j)|^2, without the factor
+ * lf_norm: own = g(f_j) from half a bin below vel_lo, counted = what the HF bins count of a line at f_j. */
+static float lf_weight(const ef_lf_plan *p, uint32_t j)
+{
+    const float fj = (float)j * p->bin_lf, j2 = (float)j * (float)j;
+    float own = 0.0f, counted = 0.0f;
+    uint32_t k;
+    if (j >= p->vel_lf_lo)
+        own = p->lf_vel / j2 * (1.0f - 0.5f / j2);
+    for (k = p->vel_hf_lo; k < p->reach_hi; k++) {
+        const float k2 = (float)k * (float)k;
+        counted += hann_kernel(p, (float)k * p->bin_hf - fj) * (p->hf_vel / k2 * (1.0f - p->hf_q / k2));
+    }
+    return (own - counted) / lowpass_power(p, fj);
+}
+
 /* Running speed (docs/features.md, step 6) over l[k] = log10(P_lf[k] + floor), k = 0..k_top. */
 static float speed_hz(const ef_lf_plan *p, const float *l)
 {
@@ -437,9 +518,10 @@ void ef_lf_finish(ef_lf_state *s, ef_lf_readings *r)
             acc += u[k];
         out[at++] = log10f(acc * p->lf_norm + floor_);
     }
-    for (k = p->vel_lf_lo; k < p->vel_lf_hi; k++)
-        vel_lf += u[k] / ((float)k * (float)k);
-    vrms = sqrtf(vel_lf * p->lf_norm * p->lf_vel + s->vel_hf / k_seg * p->hf_norm * p->hf_vel);
+    for (k = 1; k < p->vel_lf_hi; k++)
+        vel_lf += u[k] * lf_weight(p, k);
+    vrms = vel_lf * p->lf_norm + s->vel_hf / k_seg * p->hf_norm * p->hf_vel;
+    vrms = vrms > 0.0f ? sqrtf(vrms) : 0.0f; /* the subtraction can leave a tiny negative on a silent window */
     for (k = 0; k <= p->k_top && k <= L / 2u; k++) /* log PSD for the speed search */
         u[k] = log10f(u[k] * p->lf_psd + floor_);
     r->vrms_mm_s = vrms;

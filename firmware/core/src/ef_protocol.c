@@ -63,8 +63,8 @@ static void i32(jw *w, int32_t v)
     }
 }
 
-/* canonical number: %.6g, zero (either sign) as 0 */
-static void num(jw *w, double v)
+/* canonical number: %.6g (or the schema's x-canonical precision, %.4g / %.5g), zero (either sign) as 0 */
+static void num_g(jw *w, double v, int digits)
 {
     char t[32];
     if (!isfinite(v)) {
@@ -75,9 +75,11 @@ static void num(jw *w, double v)
         puts_(w, "0");
         return;
     }
-    snprintf(t, sizeof t, "%.6g", v);
+    snprintf(t, sizeof t, "%.*g", digits, v);
     puts_(w, t);
 }
+
+static void num(jw *w, double v) { num_g(w, v, 6); }
 
 static void boolean(jw *w, int b) { puts_(w, b ? "true" : "false"); }
 
@@ -198,6 +200,18 @@ static void result_commissioning(jw *w, const ef_proto_result_rec *r)
             bad(w);
         key(w, "state", 0);
         str(w, r->state);
+    }
+    if (r->has_vrms) { /* the readings of feature definition v2 */
+        if (!(r->vrms >= 0.0 && r->vrms <= 1000.0))
+            bad(w);
+        key(w, "vrms", 0);
+        num_g(w, r->vrms, 4);
+    }
+    if (r->has_rpm) {
+        if (!(r->rpm >= 30.0 && r->rpm <= 100000.0))
+            bad(w);
+        key(w, "rpm", 0);
+        num_g(w, r->rpm, 5);
     }
 }
 

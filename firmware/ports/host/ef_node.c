@@ -99,7 +99,23 @@ typedef struct {
     float score, hi, thr, hi_thr;
     int anom, cls;
     const char *state;
+    int has_vrms, has_rpm; /* feature definition v2: the window's readings (readings()) */
+    double vrms, rpm;
 } verdict;
+
+/* A v2 front end's readings on the window's result: vrms (mm/s) when within the schema's range, and
+ * the running speed the node used: its speed input, else the front end's estimate (rev/min). */
+static void readings(const ef_pipeline *p, float rpm_in, verdict *v)
+{
+    const double vrms = (double)p->readings.vrms_mm_s;
+    const double rpm = rpm_in > 0.0f ? (double)rpm_in : 60.0 * (double)p->readings.speed_hz;
+    if (!ef_pipeline_v2(p))
+        return;
+    v->has_vrms = vrms >= 0.0 && vrms <= 1000.0;
+    v->vrms = vrms;
+    v->has_rpm = rpm >= 30.0 && rpm <= 100000.0;
+    v->rpm = rpm;
+}
 
 static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdict *v, uint32_t inf_us)
 {
@@ -116,6 +132,10 @@ static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdic
     r.anom = v->anom;
     r.inf_us = inf_us;
     r.state = v->state;
+    r.has_vrms = v->has_vrms;
+    r.vrms = v->vrms;
+    r.has_rpm = v->has_rpm;
+    r.rpm = v->rpm;
     if (v->cls >= 0) {
         h.has_cls = 1;
         h.cls = (uint32_t)v->cls;
@@ -448,6 +468,7 @@ int main(int argc, char **argv)
         t_inf = now_ns();
         ef_pipeline_run(&pipe, samples + start, &res);
         judge(&nd, &m, nd.has_speed ? rpm : 0.0f, res.score, &v);
+        readings(&pipe, nd.has_speed ? rpm : 0.0f, &v);
         t_inf = now_ns() - t_inf;
         if (ff)
             fwrite(g_feats, sizeof(float), m.n_inputs, ff);

@@ -204,6 +204,10 @@ int main(void)
             recs[i].has_hi = find(f, k, "hi") != NULL;
             recs[i].hi = n_of(f, k, "hi");
             recs[i].state = s_of(f, k, "state");
+            recs[i].has_vrms = find(f, k, "vrms") != NULL;
+            recs[i].vrms = n_of(f, k, "vrms");
+            recs[i].has_rpm = find(f, k, "rpm") != NULL;
+            recs[i].rpm = n_of(f, k, "rpm");
         }
         n = ef_proto_encode_result(g_out, sizeof g_out, &h, recs, g_n_recs);
     } else if (strcmp(kind, "status") == 0) {

@@ -1,14 +1,22 @@
 /* ef_mcu_infer.elf: the int8 engine on the emulated Cortex-M4F, driven through semihosting.
  *   infer ARTIFACT IN.bin OUT.bin   raw int8 rows in, raw int8 rows out (firmware/tools/qemu-infer)
  *   bench ARTIFACT N                N inferences of one fixed row (instruction counting)
+ *   features ARTIFACT FS N [SAMPLES.f32 OUT.f32]
+ *                                   N windows through the node pipeline's front end (v1 or v2, the
+ *                                   node's buffers: 2 x EF_FEATURES_NFFT_MAX floats), fed in the pieces
+ *                                   ef_pipeline_next asks for; from a fixed table of 1,024 samples
+ *                                   (instruction counting), or from SAMPLES, writing each window's
+ *                                   features and readings (vrms, speed, kurtosis, crest) to OUT
  * The artifact is copied into the model slot (the image's stand-in for flash)
  * and read in place from there, as a node does. Exit: 0 ok, 1 usage/I/O, 2 artifact rejected. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "board.h"
 #include "ef/engine.h"
+#include "ef/pipeline.h"
 #include "semihost.h"
 
 extern uint8_t _slot_start[], _slot_size[];
@@ -103,6 +111,75 @@ static int bench(const char *art, long n)
     return 0;
 }
 
+static float g_win[EF_FEATURES_NFFT_MAX], g_scr[EF_FEATURES_NFFT_MAX], g_feat[1024], g_table[1024];
+static ef_pipeline g_pipe;
+
+static int features(const char *art, double fs, long n, const char *in_path, const char *out_path)
+{
+    ef_model m;
+    ef_pipeline_buffers b;
+    ef_status st;
+    int rc = load(art, &m), fin = -1, fout = -1;
+    uint32_t k, pos = 0, rng = 12345u;
+    long w;
+    if (rc)
+        return rc;
+    b.window = g_win;
+    b.scratch = g_scr;
+    b.fft_len = EF_FEATURES_NFFT_MAX;
+    b.features = g_feat;
+    b.q = g_in;
+    b.y = g_out;
+    b.io_len = 1024u;
+    b.arena = g_arena;
+    b.arena_len = sizeof g_arena;
+    if ((st = ef_pipeline_init(&g_pipe, &m, fs, &b)) != EF_OK) {
+        say("error: pipeline refused: ", ef_status_str(st));
+        return 2;
+    }
+    for (k = 0; k < 1024u; k++) { /* a machine at 24.7 Hz with harmonics and noise, 1 g DC */
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        g_table[k] = 1.0f + 0.05f * sinf(0.0129f * (float)k) + 0.03f * sinf(0.0258f * (float)k + 0.6f) +
+                     0.02f * ((float)(rng >> 8) * (1.0f / 16777216.0f) - 0.5f);
+    }
+    if (in_path && ((fin = sh_open(in_path, SH_RB)) < 0 || (fout = sh_open(out_path, SH_WB)) < 0)) {
+        say("error: cannot open ", in_path);
+        return 1;
+    }
+    for (w = 0; w < n; w++) {
+        int done = 0;
+        while (!done) {
+            uint32_t room, got = 0;
+            float *dst = ef_pipeline_next(&g_pipe, &room);
+            if (fin >= 0) {
+                if (sh_read(fin, dst, room * 4u) != room * 4u)
+                    return 0; /* the recording ended */
+            } else
+                while (got < room) { /* the table, looped */
+                    uint32_t c = room - got < 1024u - pos ? room - got : 1024u - pos;
+                    memcpy(dst + got, g_table + pos, c * sizeof(float));
+                    got += c;
+                    pos = (pos + c) % 1024u;
+                }
+            done = ef_pipeline_commit(&g_pipe, room);
+        }
+        ef_pipeline_features(&g_pipe);
+        if (fout >= 0) {
+            const float r[4] = {g_pipe.readings.vrms_mm_s, g_pipe.readings.speed_hz, g_pipe.readings.kurtosis,
+                                g_pipe.readings.crest};
+            if (sh_write(fout, g_feat, 4u * m.n_inputs) != 4u * m.n_inputs || sh_write(fout, r, sizeof r) != sizeof r)
+                return 1;
+        }
+    }
+    if (fin >= 0) {
+        sh_close(fin);
+        sh_close(fout);
+    }
+    return 0;
+}
+
 int main(void)
 {
     char *argv[8];
@@ -116,6 +193,9 @@ int main(void)
         sh_exit(infer(argv[2], argv[3], argv[4]));
     if (argc == 4 && strcmp(argv[1], "bench") == 0)
         sh_exit(bench(argv[2], strtol(argv[3], NULL, 10)));
-    sh_puts("usage: infer ARTIFACT IN.bin OUT.bin | bench ARTIFACT N\n");
+    if ((argc == 5 || argc == 7) && strcmp(argv[1], "features") == 0)
+        sh_exit(features(argv[2], strtod(argv[3], NULL), strtol(argv[4], NULL, 10), argc == 7 ? argv[5] : NULL,
+                         argc == 7 ? argv[6] : NULL));
+    sh_puts("usage: infer ARTIFACT IN.bin OUT.bin | bench ARTIFACT N | features ARTIFACT FS N [SAMPLES OUT]\n");
     sh_exit(1);
 }

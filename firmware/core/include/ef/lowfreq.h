@@ -42,8 +42,13 @@ typedef struct {
     float hf_step, lf_step;  /* 2 pi / n, 2 pi / L: the Hann phase steps */
     float hf_norm, lf_norm;  /* 2 / (nfft * S2), 2 / (L * S2_lf): sum |Y|^2 -> band power, g^2 */
     float hf_vel, lf_vel;    /* (G nfft / (2 pi fs))^2, (G L / (2 pi fs_lf))^2: velocity weight * k^2 */
+    float hf_q;              /* 0.5 (nfft / n)^2: the Hann-lobe bias term of an HF bin's weight, / k^2 */
     float lf_psd;            /* 2 / (fs_lf * S2_lf): |Y|^2 -> P_lf, g^2/Hz */
-    uint16_t vel_hf_lo, vel_hf_hi, vel_lf_lo, vel_lf_hi; /* velocity bins [lo, hi) */
+    float bin_hf, bin_lf, res_hf; /* fs / nfft, fs_lf / L, fs / n (Hz) */
+    float cos_phi, sin_phi;  /* phi = pi (n - 1) / n: the Hann kernel's side terms */
+    uint16_t vel_hf_lo, vel_hf_hi; /* HF velocity bins [lo, hi): vel_split <= f < vel_hi */
+    uint16_t reach_hi;       /* HF velocity bins below it reach the LF lines (f < lf_top + 4 fs / n) */
+    uint16_t vel_lf_lo, vel_lf_hi; /* LF bins [1, vel_lf_hi) have a weight (f < lf_top); own term from vel_lf_lo */
     uint16_t k_min, k_max, k_top;                        /* running-speed search */
 } ef_lf_plan;
 

@@ -38,6 +38,8 @@ typedef struct {
     uint32_t inf_us;
     int has_hi; double hi; /* optional: health indicator, >= 0 */
     const char *state;     /* NULL (judged), EF_PROTO_COMMISSIONING or EF_PROTO_UNCOMMISSIONED */
+    int has_vrms; double vrms; /* optional (feature definition v2): velocity RMS, mm/s, 0..1000, %.4g */
+    int has_rpm; double rpm;   /* optional: the running speed the node used, rev/min, 30..100000, %.5g */
 } ef_proto_result_rec;
 
 /* Shadow mode (OTA): a candidate model scores every window beside the active one. */

@@ -87,6 +87,19 @@ class Baseline:
     def rpm_keyed(self) -> bool:
         return any(not c.any_speed for c in self.classes)
 
+    def class_for_estimate(self, rpm: float | None) -> int | None:
+        """`class_for` of a speed the node estimated from its own spectrum (features v2), which can
+        be off by an octave where the 1x line is weak or half orders are strong (looseness): when
+        no class holds the estimate, twice and half of it are tried (docs/baseline.md)."""
+        k = self.class_for(rpm)
+        if k is not None or rpm is None or not math.isfinite(rpm) or rpm <= 0 or not self.rpm_keyed:
+            return k
+        for alt in (2.0 * rpm, 0.5 * rpm):
+            k = self.class_for(alt)
+            if k is not None:
+                return k
+        return None
+
     def class_for(self, rpm: float | None) -> int | None:
         """The class a window belongs to; None: uncommissioned (no class covers its speed)."""
         known = rpm is not None and math.isfinite(rpm) and rpm > 0
@@ -403,13 +416,16 @@ class Scored:
     ratio: np.ndarray  # float32 [m]: the larger of score/threshold and hi/hi_threshold (severity)
 
 
-def score_windows(baseline: Baseline, features: np.ndarray, rpms: np.ndarray | None, score: ScoreFn) -> Scored:
+def score_windows(baseline: Baseline, features: np.ndarray, rpms: np.ndarray | None, score: ScoreFn, *,
+                  estimated: bool = False) -> Scored:
     """Each window standardized by its own class's baseline, scored by the model, and judged
-    against its class's thresholds; windows outside every class are left unjudged."""
+    against its class's thresholds; windows outside every class are left unjudged. `estimated`:
+    the speeds come from the spectrum, not a speed input (octave slips are resolved by class)."""
     f = np.asarray(features, np.float32)
     m = f.shape[0]
     r = np.zeros(m) if rpms is None else np.asarray(rpms, np.float64)
-    classes = (baseline.class_for(float(x)) for x in r)  # class_for treats rpm <= 0 / NaN as unknown
+    lookup = baseline.class_for_estimate if estimated else baseline.class_for
+    classes = (lookup(float(x)) for x in r)  # class_for treats rpm <= 0 / NaN as unknown
     cls = np.array([-1 if c is None else c for c in classes], np.int64)
     out_s = np.full(m, np.nan, np.float32)
     out_h = np.full(m, np.nan, np.float32)

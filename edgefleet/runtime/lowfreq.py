@@ -127,25 +127,41 @@ def velocity_weights(*, fs: float, n: int, nfft: int, fs_lf: float, length: int,
     return w_lf, w_hf
 
 
+SPEED_HARMONICS = 5  # 1x..5x: a machine's shaft lines form a comb; one strong line is not a comb
+SPEED_TERM_CAP = 4.0  # log10 units (40 dB) a single harmonic may add: mains or a resonance can't carry it
+SPEED_TERM_FLOOR = 0.5  # what a missing harmonic costs at most (log10 units)
+SPEED_PEAK_MIN = 1.0  # a fundamental stands 10 dB above the noise
+
+
 def estimate_speed_hz(psd: np.ndarray, bin_hz: float, k_min: int, k_max: int, k_top: int,
                       floor: float) -> np.ndarray:
-    """Running speed from the LF spectrum by a harmonic product: the bin k in [k_min, k_max]
-    whose 1x, 2x and 3x neighbourhoods (max of bins hk-1..hk+1 below k_top) have the largest
-    mean log power, refined by a parabola through log power around the 1x peak.
+    """Running speed from the LF spectrum by a harmonic sum of prominences.
 
-    Returns Hz per window. A strong 2x line (misalignment) does not win alone because 1x and 3x
-    must be there too; a single strong line outside the harmonic series does not win either.
+    With l = log10(P + floor) and `base` the median of l over bins k_min..k_top-1 (the noise
+    level), each candidate bin k in [k_min, k_max] that is a local peak (l[k] >= l[k-1], l[k+1])
+    at least 1 (10 dB) above base scores the sum over h = 1..5 with h*k + 1 < k_top of clip(max(l[hk-1..hk+1]) - base, -0.5, 4):
+    lines of a comb add up, a missing harmonic costs a little, a single strong line (2x mains, a
+    resonance) adds at most 4. The first k with the largest sum wins (k_min when no candidate is a
+    peak); a parabola through log power around the 1x peak refines it.
     """
     p = np.log10(np.asarray(psd, np.float64) + floor)
     n_win = p.shape[0]
+    base = np.median(p[:, k_min:k_top], axis=1)
     best = np.full(n_win, -np.inf)
     best_k = np.full(n_win, k_min, np.int64)
     for k in range(k_min, k_max + 1):
-        terms = [p[:, h * k - 1:h * k + 2].max(axis=1) for h in (1, 2, 3) if h * k + 1 < k_top]
-        if not terms:
+        hs = [h for h in range(1, SPEED_HARMONICS + 1) if h * k + 1 < k_top]
+        if not hs:
             break
-        score = np.mean(terms, axis=0)
-        better = score > best
+        # higher harmonics within a bin, as h * k drifts from h * f0 by up to h/2 bins; each term
+        # between -0.5 (a missing harmonic: a dip of the noise costs little) and the cap
+        terms = [np.clip(p[:, h * k - 1:h * k + 2].max(axis=1) - base, -SPEED_TERM_FLOOR, SPEED_TERM_CAP)
+                 for h in hs]
+        score = np.sum(terms, axis=0)
+        # the 1x must be a peak of its own, 10 dB above the noise: a bin on the skirt of a strong
+        # line, or a ripple of the noise below a real comb's fundamental, is no fundamental
+        peak = (p[:, k] >= p[:, k - 1]) & (p[:, k] >= p[:, k + 1]) & (p[:, k] - base >= SPEED_PEAK_MIN)
+        better = peak & (score > best)
         best[better] = score[better]
         best_k[better] = k
     rows = np.arange(n_win)

@@ -14,6 +14,7 @@ from scipy.stats import rankdata
 from edgefleet.runtime.artifact import Artifact
 from edgefleet.toolchain.datasets import Recording, windows_of
 from edgefleet.runtime.engine import Detector
+from edgefleet.runtime.features import analyze
 
 
 def roc_auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
@@ -106,6 +107,17 @@ def rpm_of(rec: Recording) -> float | None:
     return r if r is not None and np.isfinite(r) and r > 0 else None
 
 
+def features_and_speed(detector: Detector, windows: np.ndarray, rec: Recording) -> tuple[np.ndarray, np.ndarray]:
+    """Features of the windows and the running speed (rpm) of each: the recording's `rpm` (a
+    tachometer) when it has one, else a v2 front end's estimate from each window's own spectrum,
+    else 0 (unknown: one any-speed class), as a node without a speed input does."""
+    rpm = rpm_of(rec)
+    a = analyze(windows, rec.fs, detector.artifact.features.params)  # type: ignore[union-attr]
+    if rpm is not None:
+        return a.features, np.full(len(windows), rpm)
+    return a.features, np.nan_to_num(a.speed_hz * 60.0, nan=0.0)
+
+
 def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fraction: float = 0.5,
                           target: int | None = None, folder_name: str = "machine",
                           hop_s: float | None = None) -> dict:
@@ -136,14 +148,14 @@ def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fr
             per_machine[name] = {"error": "no normal recording to commission from", "windows": 0}
             continue
         com = bl.Commissioner(params.n_features, target=target or bl.DEFAULT_WINDOWS)
+
         def hop(r: Recording) -> float:
             return 1.0 if hop_s is None else hop_s * r.fs / detector.window_samples(r.fs)
 
         for r in normal:
-            f = detector.features(windows_of(r, params, stop=fraction, hop_fraction=hop(r)), r.fs)
-            rpm = rpm_of(r)
-            for row in f:
-                com.add(row, rpm)
+            f, rpms = features_and_speed(detector, windows_of(r, params, stop=fraction, hop_fraction=hop(r)), r)
+            for row, rpm in zip(f, rpms):
+                com.add(row, float(rpm) if rpm > 0 else None)
         try:
             base = com.finish(detector.score_standardized, frontend=bl.frontend_crc(params), learned_ms=0)
         except bl.BaselineError as exc:
@@ -153,9 +165,8 @@ def evaluate_commissioned(artifact: Artifact, recordings: list[Recording], *, fr
         n_unc = 0
         for r in recs:
             w = windows_of(r, params, start=fraction if r.is_normal else 0.0, hop_fraction=hop(r))
-            rpm = rpm_of(r)
-            s = bl.score_windows(base, detector.features(w, r.fs), np.full(len(w), rpm or 0.0),
-                                 detector.score_standardized)
+            f, rpms = features_and_speed(detector, w, r)
+            s = bl.score_windows(base, f, rpms, detector.score_standardized, estimated=rpm_of(r) is None)
             ok = s.cls >= 0
             n_unc += int((~ok).sum())
             item = (s.ratio[ok], s.anom[ok], s.score[ok], s.hi[ok])

@@ -153,7 +153,7 @@ def alarm_why(alarm: Alarm | None, rpm: float | None = None, bearing: dict | Non
         parts.append(f"Likely **{hint_words(alarm.hint)}**.")
     words = why_words(alarm.why, rpm, bearing)
     if words:
-        parts.append("Where the model's error concentrates: " + "; ".join(words) + ".")
+        parts.append("What rose most above this machine's normal: " + "; ".join(words) + ".")
     return " ".join(parts)
 
 

@@ -111,7 +111,7 @@ def vibration(dev, scores: pd.DataFrame, bearing: dict | None) -> None:
         rpm = "" if pd.isna(last["rpm"]) else f" at {last['rpm']:,.0f} rpm"
         st.caption(f"Newest reading: {loaders.readings.zone_words(float(last['vrms']), cls)}{rpm}. "
                    + (f"Purple diamonds: anomalous windows that say why ({len(markers):,} shown; hover for the fault "
-                      "hint and the bands that carry the model's error)." if not markers.empty else
+                      "hint and the bands that rose most above this machine's normal)." if not markers.empty else
                       "No anomalous window with a why in the selected window."))
     cap = ui.capture(db, dev.device)
     st.subheader("Spectrum of the last debug capture")

@@ -120,10 +120,14 @@ def commissioning(mods: dict[str, dict[str, int]], elf: Path) -> dict:
 
 
 def features_v2(mods: dict[str, dict[str, int]], elf: Path) -> dict:
-    """Flash of the v2 front end (ef_lowfreq; v1's ef_features is shared) and the libm it brings (tan)."""
+    """Flash of the v2 front end (ef_lowfreq; v1's ef_features is shared) and the libm it brings (tan);
+    RAM: the feature buffers both definitions share (app/node_app.c's g_buf: v1's window and FFT output,
+    v2's segment/FFT buffer, LF stream and overlap), the v2 plan and state live in the pipeline (g_node)."""
     syms = symbol_sizes(elf, ("tan", "__kernel_tan", "__ieee754_rem_pio2", "__kernel_rem_pio2"))
+    ram = symbol_sizes(elf, ("g_buf", "g_node"))
     return {"flash": mods.get("lowfreq", {}).get("flash", 0), "libm_tan": sum(syms.values()),
-            "linked": "lowfreq" in mods}
+            "linked": "lowfreq" in mods, "shared_feature_buffers": ram.get("g_buf", 0),
+            "node_state_with_pipeline": ram.get("g_node", 0)}
 
 
 def report(elf: Path, map_path: Path, board: str) -> dict:
@@ -158,7 +162,9 @@ def table(r: dict) -> str:
              f"  engine + features: {r['engine_features_flash']} B flash = "
              f"{100 * r['engine_features_share']:.1f}% of the image",
              f"  features v2 (ef_lowfreq): {r['features_v2']['flash']} B flash, + libm tan "
-             f"{r['features_v2']['libm_tan']} B",
+             f"{r['features_v2']['libm_tan']} B; feature buffers shared by v1 and v2 "
+             f"{r['features_v2']['shared_feature_buffers']} B, node state with the v1/v2 pipeline "
+             f"{r['features_v2']['node_state_with_pipeline']} B",
              f"  commissioning: {r['commissioning']['flash']} B flash "
              f"({' + '.join(f'{k} {v}' for k, v in r['commissioning']['modules'].items())}), "
              f"{r['commissioning']['ram']} B static RAM",

@@ -50,6 +50,9 @@ def test_qemu_node_image_size_report(mcu):
     assert set(size["modules"]) >= {"ota", "manifest", "crypto", "monocypher_ed25519", "libsodium_sha256",
                                     "libsodium_sha512"}
     assert size["static_ram_total"] <= 16 * 1024  # target: the whole QEMU node, OTA included, in 16 KB
+    # feature definition v2 (docs/mcu.md): its front end linked, its buffers the v1 FFT buffers (2 x 1,024 floats)
+    v2 = size["features_v2"]
+    assert v2["linked"] and 0 < v2["flash"] <= 6 * 1024 and v2["shared_feature_buffers"] == 8192
     # commissioning (docs/baseline.md, "The C node"): its core modules, and no more RAM than its state
     comm = size["commissioning"]
     assert set(comm["modules"]) == {"baseline", "commission", "sha256"}  # SHA-256 itself comes with OTA

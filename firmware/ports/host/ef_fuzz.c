@@ -139,7 +139,8 @@ static int fuzz_model(const char *path, uint32_t iters)
                 pb.io_len = m.n_inputs;
                 pb.arena = arena;
                 pb.arena_len = m.arena_bytes ? m.arena_bytes : 1;
-                if (ef_pipeline_init(pipe, &m, 12000.0, &pb) == EF_OK) {
+                /* (a mutant may ask for an absurd v2 window: up to 2^26 samples; a node would just be slow) */
+                if (ef_pipeline_init(pipe, &m, 12000.0, &pb) == EF_OK && pipe->n_window <= (1u << 20)) {
                     float *w = (float *)malloc(pipe->n_window * sizeof(float));
                     for (i = 0; i < pipe->n_window; i++)
                         w[i] = (float)(int32_t)(rnd() % 2001u - 1000) / 500.0f;

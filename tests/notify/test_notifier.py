@@ -406,3 +406,16 @@ def test_a_down_channel_with_a_backlog_does_not_starve_another(store, hook, tmp_
     assert out["sent"] == 1 and hook.wait(1)[0]["alarm"]["device"] == "pump-2"
     attempts = [r.attempts for r in store.outbox(limit=1000) if r.channel == "dead"]
     assert len(attempts) == 251 and sorted(attempts)[-2:] == [0, 1]  # the dead channel was tried once
+
+
+def test_a_notification_says_why_the_machine_alarms(store, hook) -> None:
+    """The raising result's fault hint and bands (features v2) go into the text and the body."""
+    n = Notifier(store, config(hook), clock_ms=Clock(T0 + 1000))
+    n.tick()
+    why = '[{"lo":22.1,"hi":27.4,"share":0.62},{"name":"vrms","share":0.21}]'
+    store.apply_alarm_changes([AlarmChange("raise", "pump-1", T0, "major", 0.3, 0.1, 0.3, why=why,
+                                           hint="unbalance")], [])
+    assert n.tick()["sent"] == 1
+    b = hook.wait(1)[0]
+    assert "likely unbalance (22.1-27.4 Hz, vrms)" in b["text"]
+    assert b["alarm"]["hint"] == "unbalance" and b["alarm"]["why"][0] == {"lo": 22.1, "hi": 27.4, "share": 0.62}

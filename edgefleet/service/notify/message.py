@@ -43,6 +43,11 @@ def build_body(*, key: str, event: str, kind: str, route: str, ts: int, alarm: d
         text += f", severity {sev}"
     if kind == "health" and alarm.get("thr"):
         text += f", peak {alarm['peak_score'] / alarm['thr']:.2g}x threshold"
+    if kind == "health" and alarm.get("hint") and alarm["hint"] != "unknown":
+        text += f", likely {alarm['hint'].replace('_', ' ')}"
+        bands = [f"{w['lo']:g}-{w['hi']:g} Hz" if "lo" in w else w.get("name", "") for w in alarm.get("why") or []]
+        if bands:
+            text += f" ({', '.join(b for b in bands if b)})"
     if kind == "data-loss" and alarm.get("missing") is not None:
         text += f", {alarm['missing']} results missing in the last hour ({alarm.get('rate', 0.0):.1%})"
     if event == "escalation" and detail and detail.get("after_min") is not None:

@@ -105,7 +105,8 @@ class Notifier:
                 return None
             d = {"id": a.id, "device": a.device, "site": a.site, "line": a.line, "severity": a.severity,
                  "raised_ts": a.raised_ts, "cleared_ts": a.cleared_ts, "acked_ts": a.acked_ts, "acked_by": a.acked_by,
-                 "score": a.score, "peak_score": a.peak_score, "thr": a.thr, "reopened": a.reopened}
+                 "score": a.score, "peak_score": a.peak_score, "thr": a.thr, "reopened": a.reopened,
+                 "hint": a.hint, "why": a.why_items}
         else:
             d = self.store.loss_alarm(alarm_id)
             if d is None:

@@ -172,7 +172,7 @@ class NotifyTables:
     def alarm_by_id(self, alarm_id: int):
         """The health alarm with this id (store.base.Alarm), or None."""
         rows = self._q("SELECT a.id, a.device, d.site, d.line, a.raised_ts, a.cleared_ts, a.severity, a.score,"
-                       " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note, a.reopened FROM alarms a"
+                       " a.peak_score, a.thr, a.acked_ts, a.acked_by, a.note, a.reopened, a.why, a.hint FROM alarms a"
                        " LEFT JOIN devices d ON d.device = a.device WHERE a.id = ?", (alarm_id,))
         if not rows:
             return None

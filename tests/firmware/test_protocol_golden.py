@@ -49,7 +49,12 @@ def driver_input(kind: str, obj: dict) -> bytes:
                 ip = p["items"]["properties"]
                 for k, v in rec.items():
                     tt = ip[k]["type"]
-                    if tt == "string":
+                    if k == "why":  # by column; a named item has "-" for its band, a band "-" for its name
+                        recs.append("why.share D " + ",".join(repr(float(w["share"])) for w in v))
+                        recs.append("why.lo D " + ",".join(repr(float(w.get("lo", 0.0))) for w in v))
+                        recs.append("why.hi D " + ",".join(repr(float(w.get("hi", 0.0))) for w in v))
+                        recs.append("why.name S " + ",".join(w.get("name", "-").encode().hex() for w in v))
+                    elif tt == "string":
                         recs.append(f"{k} s {v.encode().hex()}")
                     else:
                         recs.append(f"{k} {'u' if tt == 'integer' else 'f' if tt == 'number' else 'b'} "
@@ -117,8 +122,7 @@ def golden_device_examples():
 
 # Goldens the C encoder does not produce yet: the test is expected to fail until it does (strict: once the C
 # side writes them, the XPASS fails and the entry must go).
-PYTHON_ONLY = {"examples/result.why.json": "vrms, rpm, why and hint (feature definition v2, issue 15 part 3) are "
-               "not in ef_proto / ef_protocol.c yet: the C result encoder closes this"}
+PYTHON_ONLY: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("kind, file", [
@@ -380,6 +384,48 @@ def test_random_v2_readings_match_the_python_encoder(fw):
     base = {"seq": 0, "ts": 1, "score": 1.0, "anom": False, "inf_us": 1}
     for bad in ({"vrms": -0.5}, {"vrms": 1000.5}, {"vrms": float("nan")}, {"rpm": 29.9}, {"rpm": 1e5 + 1},
                 {"rpm": float("inf")}):
+        obj = {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0, "res": [{**base, **bad}]}
+        proc = c_encode(fw, "result", obj, check=False)
+        assert proc.returncode != 0 and proc.stdout == b"", bad
+
+
+def test_random_why_and_hint_match_the_python_encoder(fw):
+    """An anomalous result's `why` (1-3 bands or named features, largest share first) and `hint`, as the
+    Python canonical encoder writes them; the rules JSON Schema cannot state are the C encoder's too."""
+    rng = random.Random(29)
+    names = ["vrms", "kurtosis", "crest"]
+    hints = ["unbalance", "misalignment", "looseness", "bearing_outer_race", "bearing_inner_race", "bearing_ball",
+             "bearing", "unknown"]
+    for _ in range(40):
+        res = []
+        for _ in range(rng.randrange(1, 6)):
+            rec = {"seq": rng.randrange(2**32), "ts": rng.randrange(4102444800000),
+                   "score": float(np.float32(10 ** rng.uniform(-3, 3))), "anom": rng.random() < 0.7,
+                   "inf_us": rng.randrange(10**6), "vrms": round(rng.uniform(0, 50), 2), "rpm": round(rng.uniform(300, 4500))}
+            if rec["anom"]:
+                shares = sorted((round(rng.uniform(0, 0.33), 3) for _ in range(rng.randrange(1, 4))), reverse=True)
+                why = []
+                for s in shares:
+                    if rng.random() < 0.3:
+                        why.append({"name": rng.choice(names), "share": s})
+                    else:
+                        lo = float(np.float32(rng.uniform(0, 20000)))
+                        why.append({"lo": lo, "hi": float(np.float32(lo + rng.uniform(0.5, 5000))), "share": s})
+                rec["why"] = why
+                if rng.random() < 0.8:
+                    rec["hint"] = rng.choice(hints)
+            res.append(rec)
+        obj = {"v": 1, "boot": "%08x" % rng.randrange(2**32), "model": rng.randrange(1, 100),
+               "thr": float(np.float32(rng.uniform(1e-3, 10))), "dropped": 0, "res": res}
+        assert codec.check("result", obj) is None
+        assert c_encode(fw, "result", obj).stdout == codec.encode("result", obj)
+    base = {"seq": 0, "ts": 1, "score": 1.0, "anom": True, "inf_us": 1}
+    band = {"lo": 10.0, "hi": 20.0, "share": 0.5}
+    for bad in ({"why": [band], "anom": False}, {"hint": "unbalance", "anom": False}, {"hint": "gearbox"},
+                {"why": [{"lo": 20.0, "hi": 10.0, "share": 0.5}]}, {"why": [{"name": "rms", "share": 0.5}]},
+                {"why": [{**band, "share": 0.2}, {**band, "share": 0.3}]},  # not largest first
+                {"why": [{**band, "share": 0.6}, {**band, "share": 0.6}]},  # more than the whole
+                {"why": [band] * 4}, {"why": [{**band, "share": 1.5}]}, {"why": [{**band, "hi": 60000.0}]}):
         obj = {"boot": "9f3a0c17", "model": 1, "thr": 1.0, "dropped": 0, "res": [{**base, **bad}]}
         proc = c_encode(fw, "result", obj, check=False)
         assert proc.returncode != 0 and proc.stdout == b"", bad

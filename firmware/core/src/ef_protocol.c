@@ -185,6 +185,47 @@ static void ts_field(jw *w, uint64_t ts)
 }
 
 static const char *const k_result_states[] = {EF_PROTO_COMMISSIONING, EF_PROTO_UNCOMMISSIONED};
+static const char *const k_why_names[] = {"vrms", "kurtosis", "crest"};
+static const char *const k_hints[] = {"unbalance", "misalignment", "looseness", "bearing_outer_race",
+                                      "bearing_inner_race", "bearing_ball", "bearing", "unknown"};
+
+/* An anomalous result's `why` (docs/protocol.md): 1-3 items, a band (lo < hi) or a name, shares in
+ * [0, 1], largest first, adding up to at most 1.01 (the node rounds them). */
+static void why_items(jw *w, const ef_proto_why *why, size_t n)
+{
+    double last = 2.0, total = 0.0;
+    size_t i;
+    if (n < 1 || n > 3 || !why)
+        bad(w);
+    puts_(w, "[");
+    for (i = 0; !w->err && i < n; i++) {
+        const ef_proto_why *it = &why[i];
+        if (!(it->share >= 0.0 && it->share <= 1.0) || it->share > last)
+            bad(w);
+        last = it->share;
+        total += it->share;
+        puts_(w, i ? ",{" : "{");
+        if (it->name) {
+            if (!one_of(it->name, k_why_names, 3))
+                bad(w);
+            key(w, "name", 1);
+            str(w, it->name);
+        } else {
+            if (!(it->lo >= 0.0 && it->lo < it->hi && it->hi <= 50000.0))
+                bad(w);
+            key(w, "lo", 1);
+            num(w, it->lo);
+            key(w, "hi", 0);
+            num(w, it->hi);
+        }
+        key(w, "share", 0);
+        num(w, it->share);
+        puts_(w, "}");
+    }
+    if (total > 1.01)
+        bad(w);
+    puts_(w, "]");
+}
 
 /* A result's health indicator and, when the node could not judge it, its state (no verdict then). */
 static void result_commissioning(jw *w, const ef_proto_result_rec *r)
@@ -212,6 +253,18 @@ static void result_commissioning(jw *w, const ef_proto_result_rec *r)
             bad(w);
         key(w, "rpm", 0);
         num_g(w, r->rpm, 5);
+    }
+    if (r->why || r->n_why) { /* only an anomalous result explains itself */
+        if (!r->anom)
+            bad(w);
+        key(w, "why", 0);
+        why_items(w, r->why, r->n_why);
+    }
+    if (r->hint) {
+        if (!r->anom || !one_of(r->hint, k_hints, 8))
+            bad(w);
+        key(w, "hint", 0);
+        str(w, r->hint);
     }
 }
 

@@ -4,7 +4,8 @@
  *           u (unsigned decimal)  f (number)  b (0/1)  s (string as hex bytes)
  *           S (comma-separated hex strings)  F (comma-separated numbers, float32)
  *           D (comma-separated numbers, double)  I (comma-separated ints)
- *           "rec" alone starts a new result record (its fields follow).
+ *           "rec" alone starts a new result record (its fields follow); a record's `why` by column:
+ *           why.share D, why.lo D, why.hi D, why.name S (hex; "-" for a band item).
  *   status `comm`: comm.state, comm.target, comm.hash, comm.learned as above; its arrays by
  *           column: comm.progress.rpm D, comm.progress.n D, comm.classes.rpm D (lo,hi,lo,hi...),
  *           comm.classes.n D, comm.classes.thr D, comm.classes.hi_thr D.
@@ -36,7 +37,7 @@ typedef struct {
 
 static field g_top[MAX_FIELDS];
 static size_t g_n_top;
-#define REC_FIELDS 8
+#define REC_FIELDS 16
 static field g_recs[MAX_RECS][REC_FIELDS];
 static size_t g_n_recs, g_n_rec_fields[MAX_RECS];
 static char g_line[1 << 18];
@@ -116,6 +117,8 @@ static int parse_field(field *f, char *line)
 }
 
 static uint64_t u(double v) { return (uint64_t)v; }
+
+static ef_proto_why g_why[MAX_RECS][4];
 
 static ef_proto_comm_progress g_progress[64];
 static ef_proto_comm_class g_classes[64];
@@ -208,6 +211,20 @@ int main(void)
             recs[i].vrms = n_of(f, k, "vrms");
             recs[i].has_rpm = find(f, k, "rpm") != NULL;
             recs[i].rpm = n_of(f, k, "rpm");
+            recs[i].hint = s_of(f, k, "hint");
+            if (find(f, k, "why.share")) { /* why: columns why.share D, why.lo D, why.hi D, why.name S ("-": a band) */
+                const field *sh = find(f, k, "why.share"), *lo = find(f, k, "why.lo"), *hi = find(f, k, "why.hi");
+                const field *nm = find(f, k, "why.name");
+                size_t j;
+                for (j = 0; j < sh->n_arr && j < 4u; j++) {
+                    g_why[i][j].share = sh->doubles[j];
+                    g_why[i][j].lo = lo && j < lo->n_arr ? lo->doubles[j] : 0.0;
+                    g_why[i][j].hi = hi && j < hi->n_arr ? hi->doubles[j] : 0.0;
+                    g_why[i][j].name = nm && j < nm->n_items && strcmp(nm->items[j], "-") != 0 ? nm->items[j] : NULL;
+                }
+                recs[i].why = g_why[i];
+                recs[i].n_why = j;
+            }
         }
         n = ef_proto_encode_result(g_out, sizeof g_out, &h, recs, g_n_recs);
     } else if (strcmp(kind, "status") == 0) {

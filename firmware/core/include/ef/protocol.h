@@ -30,6 +30,14 @@ typedef struct {
 #define EF_PROTO_COMMISSIONING "commissioning"
 #define EF_PROTO_UNCOMMISSIONED "uncommissioned"
 
+/* One `why` item of an anomalous result (feature definition v2): a band or a single-number feature
+ * and its share of the window's excess over normal. */
+typedef struct {
+    const char *name; /* "vrms", "kurtosis" or "crest"; NULL: the band [lo, hi) */
+    double lo, hi;    /* a band, Hz: 0 <= lo < hi <= 50000 */
+    double share;     /* 0..1; non-increasing along the list, the sum at most 1.01 */
+} ef_proto_why;
+
 typedef struct {
     uint32_t seq;
     uint64_t ts; /* ms since the Unix epoch */
@@ -40,6 +48,8 @@ typedef struct {
     const char *state;     /* NULL (judged), EF_PROTO_COMMISSIONING or EF_PROTO_UNCOMMISSIONED */
     int has_vrms; double vrms; /* optional (feature definition v2): velocity RMS, mm/s, 0..1000, %.4g */
     int has_rpm; double rpm;   /* optional: the running speed the node used, rev/min, 30..100000, %.5g */
+    const ef_proto_why *why; size_t n_why; /* optional, anomalous only: 1..3 items, largest share first */
+    const char *hint;          /* optional, anomalous only: a fault-type hint (the schema's enum), or NULL */
 } ef_proto_result_rec;
 
 /* Shadow mode (OTA): a candidate model scores every window beside the active one. */

@@ -1,67 +1,25 @@
-"""Per-device credentials and the ACL, enforced by a real Mosquitto."""
+"""Per-device credentials and permissions (dynamic-security plugin), enforced by a real Mosquitto
+running the deploy/ config."""
 
-import os
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from testkit import free_port
+from security.mosq import INGEST_PW, SECRET, Peer, deploy_broker
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET = "test-fleet-secret-0123456789"
 
 
 @pytest.fixture()
 def secured_broker(tmp_path):
-    if not shutil.which("mosquitto"):
-        pytest.fail("mosquitto is not installed (scripts/setup.sh installs it)")
-    from edgefleet.service import deploy_passwords
-
-    env = {"EDGEFLEET_FLEET_SECRET": SECRET, "EDGEFLEET_INGEST_PASSWORD": "ingest-pw"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        assert deploy_passwords.main(["--devices", "3", "--out", str(tmp_path / "passwords")]) == 0
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    port = free_port()
-    conf = tmp_path / "m.conf"
-    # as root, mosquitto drops to user "mosquitto", which cannot read pytest's 0700 tmp dirs
-    run_as = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"{run_as}listener {port} 127.0.0.1\nallow_anonymous false\n"
-                    f"password_file {tmp_path / 'passwords'}\nacl_file {REPO / 'deploy/mosquitto/acl'}\n"
-                    "use_username_as_clientid true\n")
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
+    """deploy/mosquitto/mosquitto.conf (dynamic-security plugin) with accounts from deploy_passwords."""
+    with deploy_broker(tmp_path) as port:
+        yield port
 
 
 def connect(port, user, password, client_id=None):
-    import paho.mqtt.client as mqtt
-
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}-{time.time_ns()}",
-                    protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, password)
-    result = {}
-    c.on_connect = lambda cl, ud, flags, rc, props: result.setdefault("rc", rc)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    deadline = time.time() + 5
-    while "rc" not in result and time.time() < deadline:
-        time.sleep(0.02)
-    return c, result.get("rc")
+    p = Peer(port, user, password, client_id or "")
+    return p.c, p.rc
 
 
 def test_device_may_publish_only_its_own_topics(secured_broker):
@@ -69,7 +27,7 @@ def test_device_may_publish_only_its_own_topics(secured_broker):
 
     port = secured_broker
     got = []
-    ingest, rc = connect(port, "ef-ingest-1", "ingest-pw")
+    ingest, rc = connect(port, "ef-ingest-1", INGEST_PW)
     assert not rc.is_failure
     ingest.on_message = lambda c, u, m: got.append(m.topic)
     ingest.subscribe("ef/v1/+/result", qos=1)
@@ -100,7 +58,7 @@ def test_a_device_cannot_take_over_a_service_session(secured_broker):
     port = secured_broker
     got = []
     disconnected = []
-    ingest, rc = connect(port, "ef-ingest-1", "ingest-pw", client_id="ef-ingest-1")
+    ingest, rc = connect(port, "ef-ingest-1", INGEST_PW, client_id="ef-ingest-1")
     assert not rc.is_failure
     ingest.on_message = lambda c, u, m: got.append(m.topic)
     ingest.on_disconnect = lambda *a: disconnected.append(a)
@@ -118,10 +76,20 @@ def test_a_device_cannot_take_over_a_service_session(secured_broker):
         c.disconnect()
 
 
-def test_deploy_config_binds_client_ids_to_usernames():
+def test_device_may_subscribe_only_to_its_own_downlink(secured_broker):
+    from edgefleet.service.credentials import device_password
+
+    dev = Peer(secured_broker, "sim-0001", device_password(SECRET, "sim-0001"))
+    assert dev.ok
+    for topic in ("ef/v1/sim-0001/cmd", "ef/v1/sim-0001/ota/offer", "ef/v1/sim-0001/ota/data"):
+        assert dev.subscribe(topic) == ["Granted QoS 1"], topic
+    for topic in ("ef/v1/sim-0002/cmd", "ef/v1/sim-0001/#", "ef/v1/+/result", "#", "$SYS/#",
+                  "$share/ingest/ef/v1/+/result", "$share/x/ef/v1/sim-0001/cmd", "$CONTROL/dynamic-security/#"):
+        assert dev.subscribe(topic) == ["Not authorized"], topic
+    dev.close()
+
+
+def test_deploy_config_binds_client_ids_to_usernames_and_uses_the_plugin():
     conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     assert "use_username_as_clientid true" in conf
-    acl = (REPO / "deploy" / "mosquitto" / "acl").read_text()
-    from edgefleet.service.deploy_passwords import SERVICE_USERS
-
-    assert all(f"user {u}" in acl for u in SERVICE_USERS)
+    assert "mosquitto_dynamic_security.so" in conf and "acl_file" not in conf and "password_file" not in conf

@@ -55,9 +55,10 @@ def test_influx_initialised_and_wired(config):
     assert ingest_env["EDGEFLEET_INFLUX_TOKEN"] == env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
 
 
-def test_broker_persistent_authenticated_with_acl():
+def test_broker_persistent_authenticated_with_dynamic_security():
     conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
-    assert "persistence true" in conf and "allow_anonymous false" in conf and "acl_file" in conf
+    assert "persistence true" in conf and "allow_anonymous false" in conf
+    assert "plugin_opt_config_file /mosquitto/auth/dynamic-security.json" in conf
 
 
 def test_sim_is_only_in_its_profile(config):

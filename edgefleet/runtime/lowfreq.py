@@ -62,6 +62,19 @@ def one_sided_psd(x: np.ndarray, fs: float, nfft: int) -> np.ndarray:
     return 2.0 * (spec.real**2 + spec.imag**2) / (fs * np.sum(w * w))
 
 
+EDGE_ORDER = 32  # band edges: 1 / (1 + (f_edge / f)^32) in amplitude, a steep Butterworth shape
+
+
+def band_edges(f_hz: np.ndarray, lo_hz: float, hi_hz: float) -> np.ndarray:
+    """Power response of the velocity band: an instrument's band-pass has sloped edges, not walls
+    (ISO 2954); this is the shape of an order-16 Butterworth run forwards and backwards, the same
+    as the scipy yardstick (toolchain/velocity_reference.py), -6 dB at lo and hi, 3 % at 1.14 lo."""
+    f = np.asarray(f_hz, np.float64)
+    with np.errstate(divide="ignore", over="ignore"):
+        amp = 1.0 / (1.0 + (lo_hz / f) ** EDGE_ORDER) / (1.0 + (f / hi_hz) ** EDGE_ORDER)
+    return np.where(f > 0, amp * amp, 0.0)
+
+
 def velocity_weight(f_hz: np.ndarray, resolution_hz: float) -> np.ndarray:
     """(mm/s)^2 per g^2 at frequency f: integration in the frequency domain, |V| = |A| / (2 pi f),
     less the bias of summing a convex 1/f^2 over a Hann lobe (second moment 1/6 bin^2, measured
@@ -112,15 +125,13 @@ def velocity_weights(*, fs: float, n: int, nfft: int, fs_lf: float, length: int,
     """
     f_hf = np.arange(nfft // 2 + 1) * (fs / nfft)
     w_hf = np.zeros_like(f_hf)
-    on = (f_hf >= split_hz) & (f_hf < hi_hz)
-    w_hf[on] = velocity_weight(f_hf[on], fs / n)
+    on = f_hf >= split_hz
+    w_hf[on] = velocity_weight(f_hf[on], fs / n) * band_edges(f_hf[on], lo_hz, hi_hz)
     f_lf = np.arange(length // 2 + 1) * (fs_lf / length)
     w_lf = np.zeros_like(f_lf)
     use = (f_lf > 0) & (f_lf < lf_top_hz)
     f = f_lf[use]
-    # the band's lower edge falls between LF bins: a bin counts when its centre is within half a
-    # bin of it (a line at the edge then counts about half, as in any real band-pass)
-    own = np.where(f >= lo_hz - 0.5 * fs_lf / length, velocity_weight(f, fs_lf / length), 0.0)
+    own = velocity_weight(f, fs_lf / length) * band_edges(f, lo_hz, hi_hz)
     reach = on & (f_hf < lf_top_hz + 4.0 * fs / n)  # HF bins a lobe from below lf_top can reach
     counted = hann_power_kernel(f_hf[reach][None, :] - f[:, None], n, nfft, fs) @ w_hf[reach]
     w_lf[use] = (own - counted) / lowpass_power(sos, f, fs)

@@ -23,7 +23,7 @@ from edgefleet.runtime.features import (
     low_freq,
     plan,
 )
-from edgefleet.runtime.lowfreq import G_MM_S2, butterworth_lowpass_sos
+from edgefleet.runtime.lowfreq import G_MM_S2, band_edges, butterworth_lowpass_sos
 
 V2 = FeatureParams.spaced(32, 100.0, 5000.0, lf=low_freq())
 V1 = FeatureParams.spaced(32, 100.0, 5000.0)
@@ -208,6 +208,16 @@ def test_a_line_anywhere_in_the_band_counts_once_even_at_the_split(fs):
     t = np.arange(n) / fs
     for f in (12.5, 25.3, 88.0, 95.5, 100.0, 104.0, 120.0, 148.0, 152.0, 230.0, 890.0):
         a = np.sqrt(2) * 2 * np.pi * f / G_MM_S2  # 1 mm/s RMS
+        expected = float(np.sqrt(band_edges(np.array([f]), 10.0, 1000.0))[0])  # the sloped band edges
         for phase in (0.0, 1.3):
             v = analyze(a * np.sin(2 * np.pi * f * t + phase), fs, params).vrms_mm_s[0]
-            assert v == pytest.approx(1.0, rel=0.005), f"{f} Hz"
+            assert v == pytest.approx(expected, rel=0.005), f"{f} Hz"
+
+
+def test_the_band_edges_have_the_slope_of_the_yardstick():
+    """Half amplitude at 10 and 1,000 Hz, within 1.5 % from 1.14 x 10 Hz, gone at 1.2 kHz."""
+    f = np.array([10.0, 11.4, 25.0, 500.0, 1000.0, 1200.0])
+    e = np.sqrt(band_edges(f, 10.0, 1000.0))  # amplitude
+    assert e[0] == pytest.approx(0.5, abs=1e-9) and e[4] == pytest.approx(0.5, abs=1e-9)
+    assert 0.98 < e[1] < 0.99 and e[2] == pytest.approx(1.0, abs=1e-6) and e[3] == pytest.approx(1.0, abs=1e-6)
+    assert e[5] < 0.01

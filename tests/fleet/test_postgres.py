@@ -213,3 +213,41 @@ def test_model_train_picks_the_next_free_version_from_a_postgresql_store(pg_serv
     s.write_batch(IngestBatch(T0, 1, devices=[DeviceUpdate("d1", T0, status="online", model=7)]))
     s.close()
     assert next_free_version(url) == 8
+
+
+def test_an_older_schema_is_upgraded_in_place_keeping_its_rows(pg_server) -> None:
+    from edgefleet.service.store.postgres import MIGRATIONS
+
+    url = pg_server.create_db()
+    conn = connect(url, migrate_schema=False)
+    with conn.transaction():  # a database as the first PostgreSQL edgefleet left it
+        for sql in MIGRATIONS[1]:
+            conn.execute(sql)
+        conn.execute("CREATE TABLE schema_version(version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL,"
+                     " \"by\" TEXT NOT NULL DEFAULT '')")
+        conn.execute("INSERT INTO schema_version(version, applied_ms) VALUES (1, 0)")
+        conn.execute("INSERT INTO results(device, boot, seq, ts, model, score, thr, anom, inf_us, ingest_ts)"
+                     " VALUES ('old', 'b1', 0, %s, 1, 0.5, 1.0, 0, 5, %s)", (T0, T0))
+    conn.close()
+    s = PostgresStore(url)
+    assert s.schema_version() == SCHEMA_VERSION
+    (r,) = s.score_history("old")
+    assert (r.device, r.seq, r.score) == ("old", 0, 0.5)
+    out = s.write_batch(IngestBatch(T0, 1, recs("old", [1, 2], boot="b1")))
+    assert out.stored == 2 and s.count_results() == 3
+    s.close()
+
+
+def test_edgefleet_db_may_be_a_url(pg_server) -> None:
+    import os
+
+    url = pg_server.create_db()
+    PostgresStore(url).close()
+    p = subprocess.run([sys.executable, "-m", "edgefleet", "stats", "--json"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, EDGEFLEET_DB=url))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["results"] == 0
+    p = subprocess.run([sys.executable, "-m", "edgefleet", "ota", "status", "--models"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, EDGEFLEET_DB=url))
+    assert p.returncode == 0 and "no model published in postgresql://edgefleet:***@" in p.stdout, p.stderr
+    assert SECRET not in p.stdout + p.stderr

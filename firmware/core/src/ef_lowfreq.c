@@ -100,23 +100,19 @@ ef_status ef_lf_plan_init(ef_lf_plan *p, const ef_features_view *f, double fs)
     p->lf_psd = (float)(2.0 / (p->fs_lf * (3.0 * (double)L / 8.0)));
     p->hf_vel = (float)square(EF_LF_G_MM_S2 * (double)p->hf.nfft / (2.0 * EF_PI * fs));
     p->lf_vel = (float)square(EF_LF_G_MM_S2 * (double)L / (2.0 * EF_PI * p->fs_lf));
-    /* velocity (docs/features.md, "Velocity weights"): HF bins on [vel_split, vel_hi); LF bins below the
-     * top LF edge, their own weight from half an LF bin below vel_lo; the HF bins that a Hann lobe of an
-     * LF line can reach, below lf_top + 4 fs/n */
+    /* velocity (docs/features.md, "Velocity weights"): HF bins from vel_split to Nyquist, LF bins below
+     * the top LF edge (both shaped by the band's edges); the HF bins that a Hann lobe of an LF line can
+     * reach, below lf_top + 4 fs/n */
     {
         const double res = fs / (double)n, top = (double)ef_model_f32(f->lf_edges_hz, f->n_lf);
-        const double own_lo = (double)f->vel_lo_hz - 0.5 * bin_lf;
         const double bin_hf = fs / (double)p->hf.nfft;
         if ((double)f->vel_split_hz > top - 2.5 * res) /* a lobe from above lf_top would cross the split */
             return EF_ERR_RATE;
-        bin_range(bin_hf, p->hf.nfft, f->vel_split_hz, f->vel_hi_hz, &p->vel_hf_lo, &p->vel_hf_hi);
+        bin_range(bin_hf, p->hf.nfft, f->vel_split_hz, INFINITY, &p->vel_hf_lo, &p->vel_hf_hi); /* to Nyquist */
         p->reach_hi = p->vel_hf_lo;
         while (p->reach_hi < p->vel_hf_hi && (double)p->reach_hi * bin_hf < top + 4.0 * res)
             p->reach_hi++;
-        p->vel_lf_lo = 1;
-        while (p->vel_lf_lo <= L / 2u && (double)p->vel_lf_lo * bin_lf < own_lo)
-            p->vel_lf_lo++;
-        p->vel_lf_hi = 1;
+        p->vel_lf_hi = 1; /* every LF bin below the top LF edge has a weight (the band's edges shape it) */
         while (p->vel_lf_hi <= L / 2u && (double)p->vel_lf_hi * bin_lf < top)
             p->vel_lf_hi++;
         p->hf_q = (float)(0.5 * square((double)p->hf.nfft / (double)n));
@@ -221,6 +217,60 @@ static float mean_of(const float *x, uint32_t n)
     return ref + sum / (float)n;
 }
 
+/* The periodic Hann's w[i] = 0.5 - 0.5 cos(i * step) for i = 0, 1, 2, ...: cos and sin by rotation,
+ * re-seeded from cosf/sinf every 32 steps (the drift stays under 1e-6; 1/16 of the libm calls). */
+typedef struct {
+    float step, c, s, cd, sd;
+} hann;
+
+static void hann_begin(hann *h, float step)
+{
+    h->step = step;
+    h->c = 1.0f;
+    h->s = 0.0f;
+    h->cd = cosf(step);
+    h->sd = sinf(step);
+}
+
+static float hann_next(hann *h, uint32_t i)
+{
+    float c;
+    if ((i & 31u) == 0) {
+        h->c = cosf((float)i * h->step);
+        h->s = sinf((float)i * h->step);
+    }
+    c = h->c;
+    h->c = c * h->cd - h->s * h->sd;
+    h->s = h->s * h->cd + c * h->sd;
+    return 0.5f - 0.5f * c;
+}
+
+/* The velocity band's power response at f Hz (docs/features.md, E(f)): [1 / (1 + (lo/f)^32) /
+ * (1 + (f/hi)^32)]^2, an order-16 Butterworth band-pass run forwards and backwards (an instrument's
+ * sloped edges); the powers by squaring (an overflow to infinity gives 0, as it should). */
+static float pow32(float r)
+{
+    r *= r;
+    r *= r;
+    r *= r;
+    r *= r;
+    return r * r;
+}
+
+static float band_edges(const ef_features_view *f, float f_hz)
+{
+    const float amp = 1.0f / (1.0f + pow32(f->vel_lo_hz / f_hz)) / (1.0f + pow32(f_hz / f->vel_hi_hz));
+    return amp * amp;
+}
+
+/* The velocity weight of HF bin k (docs/features.md, w_hf): g(f_k) = (G / (2 pi f_k))^2 (1 - 0.5 (R/f_k)^2) E(f_k),
+ * R = fs / n, in units of hf_vel (= (G nfft / (2 pi fs))^2). */
+static float hf_weight(const ef_lf_plan *p, const ef_features_view *f, uint32_t k)
+{
+    const float k2 = (float)k * (float)k;
+    return 1.0f / k2 * (1.0f - p->hf_q / k2) * band_edges(f, (float)k * p->bin_hf);
+}
+
 /* ---- one HF segment (seg[0..n) complete) ---- */
 
 static void shape_add(float d, float *m2, float *m4, float *peak)
@@ -240,11 +290,13 @@ static void segment_done(ef_lf_state *s)
     float *x = s->seg;
     float mean, m2 = 0.0f, m4 = 0.0f, peak = 0.0f, vel = 0.0f;
     uint32_t i, k;
+    hann h;
     memcpy(s->half, x + p->hop, keep * sizeof(float)); /* the next segment's first part */
     mean = mean_of(x, n);
     /* shape (mean removed, no window) and the periodic Hann, w[n - i] = w[i] */
+    hann_begin(&h, p->hf_step);
     for (i = 0; i <= n / 2u; i++) {
-        const float w = 0.5f - 0.5f * cosf((float)i * p->hf_step);
+        const float w = hann_next(&h, i);
         float d = x[i] - mean;
         shape_add(d, &m2, &m4, &peak);
         x[i] = d * w;
@@ -271,10 +323,8 @@ static void segment_done(ef_lf_state *s)
             acc += bin_power(x, k, nfft);
         s->acc[i] += acc;
     }
-    for (k = p->vel_hf_lo; k < p->vel_hf_hi; k++) { /* w_hf[k] = hf_vel / k^2 * (1 - hf_q / k^2) */
-        const float k2 = (float)k * (float)k;
-        vel += bin_power(x, k, nfft) / k2 * (1.0f - p->hf_q / k2);
-    }
+    for (k = p->vel_hf_lo; k < p->vel_hf_hi; k++) /* w_hf[k] = hf_vel * hf_weight */
+        vel += bin_power(x, k, nfft) * hf_weight(p, f, k);
     s->vel_hf += vel;
     s->segs++;
     memcpy(x, s->half, keep * sizeof(float));
@@ -391,8 +441,14 @@ static float dirichlet(float u, float n)
 static float hann_kernel(const ef_lf_plan *p, float v)
 {
     const float n = (float)p->hf.n_samples, scale = 6.28318531f / (p->res_hf * n); /* 2 pi / fs */
-    const float r0 = dirichlet(v * scale, n), r1 = dirichlet((v - p->res_hf) * scale, n);
-    const float r2 = dirichlet((v + p->res_hf) * scale, n);
+    const float t = v * scale, sh = sinf(0.5f * t), ch = cosf(0.5f * t), sn = sinf(0.5f * n * t);
+    /* sin(n (t -+ s)/2) = -sin(n t/2) (n s/2 = pi) and sin((t -+ s)/2) = sh cos(s/2) -+ ch sin(s/2), with
+     * cos(s/2) = -cos(phi), sin(s/2) = sin(phi): three libm calls instead of six; near those kernels'
+     * centres (where the difference cancels) each is taken directly */
+    const float d1 = -sh * p->cos_phi - ch * p->sin_phi, d2 = -sh * p->cos_phi + ch * p->sin_phi;
+    const float r0 = fabsf(sh) < 1e-7f ? n : sn / sh;
+    const float r1 = fabsf(d1) < 0.05f ? dirichlet((v - p->res_hf) * scale, n) : -sn / d1;
+    const float r2 = fabsf(d2) < 0.05f ? dirichlet((v + p->res_hf) * scale, n) : -sn / d2;
     const float re = 0.5f * r0 - 0.25f * p->cos_phi * (r1 + r2), im = 0.25f * p->sin_phi * (r1 - r2);
     return (re * re + im * im) / ((float)p->hf.nfft * 0.375f * n);
 }
@@ -419,31 +475,48 @@ static float lowpass_power(const ef_lf_plan *p, float f_hz)
 
 /* The velocity weight of LF bin j (docs/features.md): (own - counted) / |H(f_j)|^2, without the factor
  * lf_norm: own = g(f_j) from half a bin below vel_lo, counted = what the HF bins count of a line at f_j. */
-static float lf_weight(const ef_lf_plan *p, uint32_t j)
+static float lf_weight(const ef_lf_plan *p, const ef_features_view *f, uint32_t j)
 {
     const float fj = (float)j * p->bin_lf, j2 = (float)j * (float)j;
-    float own = 0.0f, counted = 0.0f;
+    const float own = p->lf_vel / j2 * (1.0f - 0.5f / j2) * band_edges(f, fj);
+    float counted = 0.0f;
     uint32_t k;
-    if (j >= p->vel_lf_lo)
-        own = p->lf_vel / j2 * (1.0f - 0.5f / j2);
-    for (k = p->vel_hf_lo; k < p->reach_hi; k++) {
-        const float k2 = (float)k * (float)k;
-        counted += hann_kernel(p, (float)k * p->bin_hf - fj) * (p->hf_vel / k2 * (1.0f - p->hf_q / k2));
-    }
+    for (k = p->vel_hf_lo; k < p->reach_hi; k++)
+        counted += hann_kernel(p, (float)k * p->bin_hf - fj) * (p->hf_vel * hf_weight(p, f, k));
     return (own - counted) / lowpass_power(p, fj);
 }
 
-/* Running speed (docs/features.md, step 6) over l[k] = log10(P_lf[k] + floor), k = 0..k_top. */
-static float speed_hz(const ef_lf_plan *p, const float *l)
+/* The median of v[0..n) (sorted in place; numpy's: the mean of the two middle values when n is even). */
+static float median(float *v, uint32_t n)
+{
+    uint32_t i, j;
+    for (i = 1; i < n; i++) { /* insertion sort: n < L/2, once per window */
+        const float x = v[i];
+        for (j = i; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+    return n % 2u ? v[n / 2u] : 0.5f * (v[n / 2u - 1u] + v[n / 2u]);
+}
+
+/* Running speed (docs/features.md, step 6): a harmonic sum of prominences over l[k] = log10(P_lf[k] +
+ * floor), k = 0..k_top; `scratch` holds k_top - k_min floats (for the median). */
+#define SPEED_HARMONICS 5u
+#define SPEED_TERM_CAP 4.0f
+#define SPEED_TERM_FLOOR 0.5f
+#define SPEED_PEAK_MIN 1.0f
+static float speed_hz(const ef_lf_plan *p, const float *l, float *scratch)
 {
     const uint32_t top = p->k_top, last = p->lf_rfft.fftLenRFFT / 2u;
-    float best = -INFINITY;
+    float best = -INFINITY, base;
     uint32_t k, h, best_k = p->k_min, peak;
     float a, b, c, den, delta = 0.0f;
+    memcpy(scratch, l + p->k_min, (top - p->k_min) * sizeof(float));
+    base = median(scratch, top - p->k_min); /* the noise level */
     for (k = p->k_min; k <= p->k_max; k++) {
         float sum = 0.0f;
         uint32_t terms = 0;
-        for (h = 1; h <= 3u; h++) {
+        for (h = 1; h <= SPEED_HARMONICS; h++) {
             const uint32_t hk = h * k;
             float v;
             if (!(hk + 1u < top))
@@ -453,13 +526,14 @@ static float speed_hz(const ef_lf_plan *p, const float *l)
                 v = l[hk];
             if (l[hk + 1u] > v)
                 v = l[hk + 1u];
-            sum += v;
+            v -= base;
+            sum += v < -SPEED_TERM_FLOOR ? -SPEED_TERM_FLOOR : (v > SPEED_TERM_CAP ? SPEED_TERM_CAP : v);
             terms++;
         }
         if (terms == 0)
             break;
-        sum /= (float)terms;
-        if (sum > best) {
+        /* the 1x must be a peak of its own, 10 dB above the noise */
+        if (l[k] >= l[k - 1u] && l[k] >= l[k + 1u] && l[k] - base >= SPEED_PEAK_MIN && sum > best) {
             best = sum;
             best_k = k;
         }
@@ -496,7 +570,7 @@ void ef_lf_finish(ef_lf_state *s, ef_lf_readings *r)
         out[i] = log10f(out[i] * p->hf_norm / k_seg + floor_);
     /* LF spectrum: mean removed, periodic Hann, in-place FFT, then |Y|^2 in place (P[k] at u[k]) */
     mean = mean_of(u, L);
-    for (i = 0; i <= L / 2u; i++) {
+    for (i = 0; i <= L / 2u; i++) { /* once per window: cosf itself (the speed search reads this spectrum) */
         const float w = 0.5f - 0.5f * cosf((float)i * p->lf_step);
         u[i] = (u[i] - mean) * w;
         if (i > 0 && i < L / 2u)
@@ -519,13 +593,13 @@ void ef_lf_finish(ef_lf_state *s, ef_lf_readings *r)
         out[at++] = log10f(acc * p->lf_norm + floor_);
     }
     for (k = 1; k < p->vel_lf_hi; k++)
-        vel_lf += u[k] * lf_weight(p, k);
+        vel_lf += u[k] * lf_weight(p, f, k);
     vrms = vel_lf * p->lf_norm + s->vel_hf / k_seg * p->hf_norm * p->hf_vel;
     vrms = vrms > 0.0f ? sqrtf(vrms) : 0.0f; /* the subtraction can leave a tiny negative on a silent window */
     for (k = 0; k <= p->k_top && k <= L / 2u; k++) /* log PSD for the speed search */
         u[k] = log10f(u[k] * p->lf_psd + floor_);
     r->vrms_mm_s = vrms;
-    r->speed_hz = speed_hz(p, u);
+    r->speed_hz = speed_hz(p, u, u + L / 2u + 1u); /* the spectrum's free upper half: the median's scratch */
     r->kurtosis = s->kurt / k_seg;
     r->crest = s->crest / k_seg;
     if (f->extras & EF_EXTRA_VRMS)

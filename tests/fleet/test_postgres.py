@@ -42,6 +42,10 @@ def test_mask_url_hides_the_password_everywhere_it_can_be() -> None:
     assert mask_url("postgres://ef@h/db?password=s3cret&sslmode=require") == \
         "postgres://ef@h/db?password=***&sslmode=require"
     assert mask_url("var/edgefleet.db") == "var/edgefleet.db"
+    assert mask_url("postgresql://u:pa/ss@h/db") == "postgresql://u:***@h/db"  # an unencoded / or @ in it
+    assert mask_url("postgresql://u:p@ss@h:5/db?a=1&PASSWORD=x") == "postgresql://u:***@h:5/db?a=1&PASSWORD=***"
+    assert mask_url("postgresql://u:s3cret@[::1/db") == "postgresql://u:***@[::1/db"  # malformed: still masked
+    assert mask_url("postgresql://db.plant/fleet") == "postgresql://db.plant/fleet"
 
 
 def test_open_store_picks_the_backend_from_the_url(pg_server) -> None:
@@ -61,6 +65,10 @@ def test_wrong_password_unreachable_server_and_bad_url_are_one_line_without_the_
     with pytest.raises(StoreError, match="cannot connect") as exc:
         open_store(f"postgresql://ef:{SECRET}@127.0.0.1:1/fleet")  # nothing listens on port 1
     assert SECRET not in str(exc.value) and "\n" not in str(exc.value)
+    for bad in (f"postgresql://ef:{SECRET}@127.0.0.1:notaport/x", f"postgresql://ef:{SECRET}@[::1/x"):
+        with pytest.raises(StoreError) as exc:
+            open_store(bad)
+        assert SECRET not in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(StoreError) as exc:
         open_store(pg_server.url("no_such_database"))
     assert "no_such_database" in str(exc.value) and SECRET not in str(exc.value)

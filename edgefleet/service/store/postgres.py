@@ -53,7 +53,7 @@ from edgefleet.service.store.sqlite import (
     _bearing_setting,
     _class_setting,
 )
-from edgefleet.service.store.url import mask_url
+from edgefleet.service.store.url import mask_url, scrub
 
 try:
     import psycopg
@@ -180,8 +180,10 @@ def _columns(rows: list[tuple]) -> list[list]:
     return [list(c) for c in zip(*rows)]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(exc: BaseException, url: str = "") -> str:
+    """The driver's message on one line, with the URL masked and its password gone (libpq quotes a
+    malformed URL whole)."""
+    return scrub(" ".join(str(exc).split()), url) or type(exc).__name__
 
 
 def _require_driver() -> None:
@@ -199,9 +201,9 @@ def connect(url: str, *, migrate_schema: bool = True, timeout_s: float = 10.0,
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout_s)),
                                application_name=application_name)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {mask_url(url)}: {_one_line(exc)}") from None
+        raise StoreError(f"cannot connect to PostgreSQL at {mask_url(url)}: {_one_line(exc, url)}") from None
     except Exception as exc:  # a malformed URL (psycopg's ProgrammingError is a psycopg.Error too)
-        raise StoreError(f"cannot use the database URL {mask_url(url)}: {_one_line(exc)}") from None
+        raise StoreError(f"cannot use the database URL {mask_url(url)}: {_one_line(exc, url)}") from None
     if migrate_schema:
         try:
             migrate(conn, url)
@@ -245,7 +247,7 @@ def migrate(conn: Any, url: str = "") -> int:
                              (target, int(time.time() * 1000), "edgefleet"))
             version = target
     except psycopg.Error as exc:
-        raise StoreError(f"cannot prepare the schema in {where}: {_one_line(exc)}") from None
+        raise StoreError(f"cannot prepare the schema in {where}: {_one_line(exc, url)}") from None
     return version
 
 
@@ -325,7 +327,7 @@ class PostgresStore(NotifyTables):
             except psycopg.OperationalError as exc:
                 if isinstance(exc, (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)):
                     raise
-                raise StoreError(f"PostgreSQL {self.path}: {_one_line(exc)}") from exc
+                raise StoreError(f"PostgreSQL {self.path}: {_one_line(exc, self.url)}") from exc
 
     def _retrying(self, fn, *args):
         """Run a write transaction again when PostgreSQL chose it as a deadlock victim (two ingest
@@ -343,7 +345,7 @@ class PostgresStore(NotifyTables):
             try:
                 return self._live().execute(_pg(sql), args).fetchall()
             except psycopg.OperationalError as exc:
-                raise StoreError(f"PostgreSQL {self.path}: {_one_line(exc)}") from exc
+                raise StoreError(f"PostgreSQL {self.path}: {_one_line(exc, self.url)}") from exc
 
     def schema_version(self) -> int:
         with self._lock:
@@ -715,7 +717,7 @@ class CompatConnection:
             try:
                 return self._live().execute(_pg(sql), args)
             except psycopg.OperationalError as exc:
-                raise StoreError(f"PostgreSQL {mask_url(self.url)}: {_one_line(exc)}") from exc
+                raise StoreError(f"PostgreSQL {mask_url(self.url)}: {_one_line(exc, self.url)}") from exc
 
     def executemany(self, sql: str, rows: list) -> Any:
         with self._lock:

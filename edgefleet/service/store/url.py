@@ -6,8 +6,8 @@ and so no log line or error message ever carries a password (`mask_url`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 PG_SCHEMES = ("postgresql://", "postgres://")
 
@@ -18,21 +18,41 @@ def is_db_url(db: str | Path | None) -> bool:
 
 
 def mask_url(db: str | Path) -> str:
-    """`db` fit for logs and messages: a URL's password (in the user part or as ?password=) becomes ***."""
+    """`db` fit for logs and messages: a URL's password (in the user part or as ?password=) becomes ***.
+    Plain string work, no URL parser, so a malformed URL is masked too (and on the safe side: all
+    before the last `@` ahead of the query is user information)."""
     if not is_db_url(db):
         return str(db)
-    parts = urlsplit(str(db))
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    query = parts.query
-    if query:
-        query = urlencode([(k, "***" if k.lower() == "password" else v)
-                           for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, rest = str(db).strip().split("://", 1)
+    q = rest.find("?")
+    q = len(rest) if q < 0 else q
+    at = rest.rfind("@", 0, q)
+    if at >= 0:
+        user = rest[:at].split(":", 1)[0]
+        rest = f"{user}:***{rest[at:]}" if ":" in rest[:at] else rest
+    head, sep, query = rest.partition("?")
+    return f"{scheme}://{head}{sep}" + _PASSWORD_PARAM.sub(r"\1***", query)
 
 
-__all__ = ["PG_SCHEMES", "is_db_url", "mask_url"]
+_PASSWORD_PARAM = re.compile(r"((?:^|&)password=)[^&#]*", re.IGNORECASE)
+
+
+def scrub(text: str, db: str | Path) -> str:
+    """`text` (a driver's error message, which may quote the URL it was given) with the URL masked
+    and every copy of its password replaced by ***."""
+    if not is_db_url(db):
+        return text
+    url = str(db).strip()
+    text = text.replace(url, mask_url(url))
+    rest = url.split("://", 1)[1]
+    q = rest.find("?")
+    q = len(rest) if q < 0 else q
+    at = rest.rfind("@", 0, q)
+    secrets = [rest[:at].split(":", 1)[1]] if at >= 0 and ":" in rest[:at] else []
+    secrets += [m.group(0).split("=", 1)[1] for m in _PASSWORD_PARAM.finditer(rest[q + 1:])]
+    for secret in sorted((x for x in secrets if x), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+__all__ = ["PG_SCHEMES", "is_db_url", "mask_url", "scrub"]

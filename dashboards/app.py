@@ -23,6 +23,7 @@ page = st.navigation({
     "Fleet": [
         st.Page(ui.PAGE_FLEET, title="Fleet overview", icon=":material/factory:", default=True),
         st.Page(ui.PAGE_DEVICE, title="Device detail", icon=":material/sensors:"),
+        st.Page(ui.PAGE_COMPARE, title="Compare machines", icon=":material/stacked_line_chart:"),
         st.Page(ui.PAGE_ALARMS, title="Alarms", icon=":material/notifications_active:"),
     ],
     "Operations": [

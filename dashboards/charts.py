@@ -263,3 +263,42 @@ def spectrum(spec: pd.DataFrame, marks: pd.DataFrame, log_x: bool = True) -> alt
             x=alt.X("hz:Q", scale=xs), y=alt.value(2), text="mark:N", color=colour)
         layers += [rule, label]
     return alt.layer(*layers).properties(height=240)
+
+
+# ---------- time ranges: zoom by selecting a span, and the compare view ----------
+
+ZOOM = "zoom"  # the interval selection's name: `event.selection["zoom"]["time"]` is the span picked on the chart
+
+
+def zoom_brush() -> alt.Parameter:
+    """Drag across a time chart to select a span; the page narrows the shared time range to it."""
+    return alt.selection_interval(name=ZOOM, encodings=["x"], clear="dblclick")
+
+
+def with_zoom(chart: alt.LayerChart) -> alt.LayerChart:
+    """A layered time chart whose first layer carries the zoom brush (Streamlit reports the span it selects)."""
+    first, *rest = chart.layer
+    return alt.layer(first.add_params(zoom_brush()), *rest).properties(height=chart.height)
+
+
+def compare_lines(df: pd.DataFrame, field: str, title: str, x_domain: tuple[int, int], *,
+                  thresholds: pd.DataFrame | None = None, zoom: bool = False, height: int = 240) -> alt.LayerChart:
+    """2-6 machines on one time axis, a line and points per machine (colour by device); `thresholds`
+    (device, value) draws each machine's limit as a dashed rule in its colour."""
+    devices = list(dict.fromkeys(df["device"]))
+    colour = alt.Color("device:N", scale=alt.Scale(domain=devices), legend=alt.Legend(orient="top", title=None))
+    pts = df[df[field].notna()]
+    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None, scale=alt.Scale(domain=[
+        pd.Timestamp(x_domain[0], unit="ms", tz="UTC").isoformat(),
+        pd.Timestamp(x_domain[1], unit="ms", tz="UTC").isoformat()])),
+        y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(minExtent=48)), color=colour)
+    line = base.mark_line(strokeWidth=1.5, point=alt.OverlayMarkDef(size=14)).encode(
+        tooltip=["device", alt.Tooltip("time:T", format="%Y-%m-%d %H:%M:%S"), alt.Tooltip(f"{field}:Q", format=".3g"),
+                 alt.Tooltip("n:Q", title="results in bucket")])
+    if zoom:
+        line = line.add_params(zoom_brush())
+    layers = [line]
+    if thresholds is not None and not thresholds.empty:
+        layers.append(alt.Chart(thresholds).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(
+            y="value:Q", color=colour, tooltip=["device", alt.Tooltip("value:Q", format=".3g", title="threshold")]))
+    return alt.layer(*layers).properties(height=height)

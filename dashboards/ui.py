@@ -32,6 +32,7 @@ RECENT_TTL_S = 5.0  # "needs a class" reads each commissioned machine's newest w
 # Pages by path, so a page can link to another (and st.navigation / AppTest use the same paths).
 PAGE_FLEET = "views/fleet.py"
 PAGE_DEVICE = "views/device.py"
+PAGE_COMPARE = "views/compare.py"
 PAGE_ALARMS = "views/alarms.py"
 PAGE_SYSTEM = "views/system.py"
 PAGE_MODELS = "views/models.py"
@@ -101,6 +102,32 @@ def scores(db: str, name: str, window_s: float | None) -> pd.DataFrame:
     return loaders.device.score_frame(store(db), name, since_ms=since)
 
 
+LONG_SPAN_MS = 6 * 3_600_000  # ranges longer than this re-read at most every LONG_TTL_S (a bucketed scan)
+LONG_TTL_S = 15.0
+
+
+def series(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries.Series:
+    """A device's results in a time range, bounded (`loaders.timeseries.device_series`)."""
+    f = _series_long if end_ms - start_ms > LONG_SPAN_MS else _series_short
+    return f(db, name, start_ms, end_ms)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _series_short(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries.Series:
+    return loaders.timeseries.device_series(store(db), name, start_ms, end_ms)
+
+
+@st.cache_data(ttl=LONG_TTL_S, show_spinner=False)
+def _series_long(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries.Series:
+    return loaders.timeseries.device_series(store(db), name, start_ms, end_ms)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def compare(db: str, names: tuple[str, ...], start_ms: int, end_ms: int) -> pd.DataFrame:
+    """2-6 machines' HI, score ratio and velocity per bucket on one time axis."""
+    return loaders.timeseries.compare_frame(store(db), names, start_ms, end_ms)
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def events(db: str, name: str) -> pd.DataFrame:
     return loaders.device.events_frame(store(db), name)
@@ -150,11 +177,10 @@ def set_bearing(db: str, device: str, geometry: dict | None) -> None:
 # ---------- results that never arrived (system page) ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def loss(db: str, window_s: float) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def loss(db: str, start_ms: int, end_ms: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     s = store(db)
-    now = now_ms()
-    return (loaders.system.loss_totals(s, now), loaders.system.loss_frame(s, now - int(window_s * 1000)),
-            loaders.system.loss_alarm_frame(s))
+    lost = loaders.system.loss_frame(s, start_ms)
+    return (loaders.system.loss_totals(s, now_ms()), lost[lost["ts"] <= end_ms], loaders.system.loss_alarm_frame(s))
 
 
 # ---------- commissioning (fleet overview and device detail) ----------
@@ -196,8 +222,10 @@ def commission(db: str, devices: list[str] | None, target: str | None, *, window
 # ---------- alarms ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def alarms(db: str, state: str, site: str | None, min_severity: str | None) -> pd.DataFrame:
-    return loaders.alarms.alarm_frame(store(db), state, site, min_severity)
+def alarms(db: str, state: str, site: str | None, min_severity: str | None, start_ms: int | None = None,
+           end_ms: int | None = None) -> pd.DataFrame:
+    df = loaders.alarms.alarm_frame(store(db), state, site, min_severity)
+    return df if start_ms is None else loaders.alarms.in_range(df, start_ms, end_ms)
 
 
 @st.cache_data(ttl=10.0, show_spinner=False)
@@ -230,14 +258,17 @@ def shelve(db: str, alarm_id: int, hours: float, by: str, reason: str) -> None:
 # ---------- system ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def ingest(db: str, window_s: float, bucket_s: int) -> pd.DataFrame:
-    now = now_ms()
-    return loaders.system.ingest_frame(store(db), now - int(window_s * 1000), bucket_s, now)
+def ingest(db: str, start_ms: int, end_ms: int, bucket_s: int) -> pd.DataFrame:
+    df = loaders.system.ingest_frame(store(db), start_ms, bucket_s, now_ms())
+    return df[df["ts"] < end_ms].reset_index(drop=True)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def rejects(db: str, window_s: float, bucket_s: int) -> loaders.system.RejectSeries:
-    return loaders.system.reject_series(store(db), now_ms() - int(window_s * 1000), bucket_s)
+def rejects(db: str, start_ms: int, end_ms: int, bucket_s: int) -> loaders.system.RejectSeries:
+    r = loaders.system.reject_series(store(db), start_ms, bucket_s)
+    return loaders.system.RejectSeries(r.by_reason[r.by_reason["time"] < pd.Timestamp(end_ms, unit="ms", tz="UTC")],
+                                       r.latest[r.latest["time"] <= pd.Timestamp(end_ms, unit="ms", tz="UTC")],
+                                       r.truncated)
 
 
 @st.cache_data(ttl=10.0, show_spinner=False)

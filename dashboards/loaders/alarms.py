@@ -41,6 +41,17 @@ def alarm_frame(store: Store, state: str = "active", site: str | None = None, mi
     return pd.DataFrame(rows, columns=cols)
 
 
+def in_range(df: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """The alarms that were active at some time in [start_ms, end_ms]: raised before its end and not cleared
+    before its start (an alarm still active shows in every range after its raise)."""
+    if df.empty:
+        return df
+    start, end = pd.Timestamp(start_ms, unit="ms", tz="UTC"), pd.Timestamp(end_ms, unit="ms", tz="UTC")
+    raised, cleared = pd.to_datetime(df["raised"], utc=True), pd.to_datetime(df["cleared"], utc=True)
+    keep = (raised <= end) & (cleared.isna() | (cleared >= start))
+    return df[keep].reset_index(drop=True)
+
+
 def active_shelves(store: Store, now: int | None = None) -> dict:
     """Health alarm id -> its shelf in force now (stores without shelves: none)."""
     if not hasattr(store, "shelves"):

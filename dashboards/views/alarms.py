@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboards import charts, loaders, ui
+from dashboards import charts, loaders, timebar, ui
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.alarms import SEVERITIES
 
@@ -17,6 +17,7 @@ state = c1.selectbox("State", loaders.alarms.ALARM_STATES, key="alarm_state")
 site_opts = [ALL_SITES] + ui.sites(db)
 site = c2.selectbox("Site", site_opts, key="alarm_site", format_func=lambda s: s or "(no site)")
 sev = c3.selectbox("Severity at least", (ANY,) + SEVERITIES, key="alarm_severity")
+time_range = timebar.picker()
 
 
 def _acknowledge() -> None:
@@ -56,9 +57,10 @@ def _shelve() -> None:
 
 
 @st.fragment(run_every=ui.REFRESH_S)
-def alarm_list(state: str, site: str | None, sev: str | None) -> None:
-    df = ui.alarms(db, state, site, sev)
-    st.caption(f"{len(df)} alarm(s)")
+def alarm_list(state: str, site: str | None, sev: str | None, time_range: loaders.timerange.TimeRange) -> None:
+    start, end = time_range.bounds(ui.now_ms())
+    df = ui.alarms(db, state, site, sev, start, end)
+    st.caption(f"{len(df)} alarm(s) active at some time in the {time_range.label()}")
     if df.empty:
         st.success("No alarms match these filters.")
     else:
@@ -119,4 +121,4 @@ def alarm_list(state: str, site: str | None, sev: str | None) -> None:
     ui.refreshed_caption()
 
 
-alarm_list(state, None if site == ALL_SITES else site, None if sev == ANY else sev)
+alarm_list(state, None if site == ALL_SITES else site, None if sev == ANY else sev, time_range)

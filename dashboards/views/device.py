@@ -4,11 +4,10 @@ window's operating class, health trend, status, recent results; commission it.""
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, loaders, ui
+from dashboards import charts, loaders, timebar, ui
 from edgefleet.errors import EdgefleetError
 from edgefleet.service import iso20816
 
-WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "last 6 h": 21600.0, "last 24 h": 86400.0, "all": None}
 MSG = "comm_device_msg"
 SETTINGS_MSG = "machine_settings_msg"
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
@@ -32,11 +31,13 @@ if wanted not in names:  # default: the most urgent machine
 left, mid, right = st.columns([2, 1, 1])
 name = left.selectbox("Device", names, index=names.index(wanted), key="device_pick",
                       format_func=lambda d: f"{d}  ({state_of.get(d, '?')})")
-window = mid.selectbox("Window", list(WINDOWS), index=1, key="device_window")
+mid.page_link(ui.PAGE_COMPARE, label="Compare with other machines", icon=":material/stacked_line_chart:",
+              query_params={"devices": name})
 log_y = right.toggle("Log scale", key="device_log")
 show_hi = right.toggle("Health indicator", value=True, key="device_hi",
                        help="a commissioned node's distance from its class's normal (unclipped), under the score")
 st.query_params["device"] = name
+time_range = timebar.picker()
 
 
 def commissioning_headline(dev, needs_class: bool) -> None:
@@ -89,7 +90,8 @@ def commissioning_detail(dev, scores: pd.DataFrame) -> None:
                    "(*Commission this machine*, with the speed in rpm).", icon=":material/add_circle:")
 
 
-def vibration(dev, scores: pd.DataFrame, bearing: dict | None) -> None:
+def vibration(dev, scores: pd.DataFrame, bearing: dict | None, x_domain: tuple[int, int],
+              newest: pd.DataFrame) -> None:
     """Velocity RMS against the ISO 20816 zones of the machine's class, the windows that say why; the spectrum of
     the newest debug capture with its order and bearing marks."""
     cls, source = loaders.readings.machine_class(ui.machine_classes(db), dev)
@@ -102,9 +104,8 @@ def vibration(dev, scores: pd.DataFrame, bearing: dict | None) -> None:
         st.caption("No velocity readings in the selected window: this node does not report `vrms` (feature "
                    "definition v1, or older firmware).")
     else:
-        markers = loaders.readings.why_markers(scores, bearing)
+        markers = loaders.readings.why_markers(newest, bearing)  # buckets carry no why: the newest raw windows do
         top = max(float(vr["vrms"].max()) * 1.1, 1.5 * iso20816.BOUNDARIES[cls][2])
-        x_domain = (int(min(vr["ts"].min(), scores["ts"].min())), int(max(vr["ts"].max(), scores["ts"].max())))
         st.altair_chart(charts.vrms_timeline(vr, loaders.readings.zone_bands(cls, top), markers, x_domain),
                         width="stretch", key="device_vrms")
         last = vr.iloc[-1]
@@ -134,14 +135,16 @@ def vibration(dev, scores: pd.DataFrame, bearing: dict | None) -> None:
 
 
 @st.fragment(run_every=ui.REFRESH_S)
-def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> None:
+def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show_hi: bool) -> None:
     dev = ui.device(db, name)
     if dev is None:
         st.error(f"Device {name} is no longer in the registry.")
         return
-    scores = ui.scores(db, name, window_s)
-    facts = loaders.device.device_status(dev, ui.now_ms(), scores)
-    needs_class = loaders.commissioning.needs_class(dev.comm, scores)
+    start, end = time_range.bounds(ui.now_ms())
+    series = ui.series(db, name, start, end)
+    scores, newest = series.frame, series.newest  # newest: raw results (all of them unless bucketed)
+    facts = loaders.device.device_status(dev, ui.now_ms(), newest)
+    needs_class = loaders.commissioning.needs_class(dev.comm, newest)
     state = loaders.fleet.display_state(dev)
     colour = loaders.fleet.STATE_COLOURS[state]
     st.markdown(f"### {name} &nbsp;<span style='background:{colour};color:white;padding:2px 10px;"
@@ -162,31 +165,39 @@ def detail(name: str, window_s: float | None, log_y: bool, show_hi: bool) -> Non
     if why:
         st.error(f"**Alarm ({alarm.severity})**: {why}", icon=":material/troubleshoot:")
 
+    x_domain = (start, end)
     if scores.empty:
-        st.info("No results from this device in the selected window.")
+        st.info(f"No results from this device in the {time_range.label()}.")
     else:
         thr = loaders.device.trend_threshold(scores)
-        trend = loaders.device.trend_line(scores, thr) if thr else None
-        end = int(scores["ts"].max()) if trend is None else max(int(scores["ts"].max()), int(trend.points["ts"].max()))
-        x_domain = (int(scores["ts"].min()), end)
-        st.altair_chart(charts.score_timeline(scores, loaders.device.threshold_segments(scores, "thr"), trend, log_y,
-                                              x_domain), width="stretch", key="device_scores")
+        trend = loaders.device.trend_line(scores, thr) if thr and not series.bucketed else None
+        if trend is not None:
+            x_domain = (start, max(end, int(trend.points["ts"].max())))
+        event = st.altair_chart(charts.with_zoom(charts.score_timeline(
+            scores, loaders.device.threshold_segments(scores, "thr"), trend, log_y, x_domain)),
+            width="stretch", key=f"device_scores_{timebar.token(time_range)}", on_select="rerun")
+        timebar.zoom_to_selection(event)
+        if series.bucketed:
+            st.caption(f":material/compress: {series.total:,} results in this range, drawn as "
+                       f"{len(scores):,} buckets of {series.bucket_ms / 1000:g} s (each the bucket's highest score "
+                       "and HI, mean velocity; anomalous when any window was). Zoom in for single windows.")
         has_hi = bool(scores["hi"].notna().any())
         if show_hi and has_hi:
             st.altair_chart(charts.hi_timeline(scores, loaders.device.threshold_segments(scores, "hi_thr"), log_y,
                                                x_domain), width="stretch", key="device_hi_chart")
-        note = (f"Trend: log-ratio slope {trend.slope_per_h:+.2f} per hour (the alarm service's fit over the "
+        note = ("Trend: fitted on ranges of single windows (zoom in)." if series.bucketed else
+                f"Trend: log-ratio slope {trend.slope_per_h:+.2f} per hour (the alarm service's fit over the "
                 f"judged windows shown); {loaders.common.fmt_eta(trend.eta_s)}." if trend else
                 "Trend: too few judged windows for a fit yet.")
         st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
-    vibration(dev, scores, bearing)
-    commissioning_detail(dev, scores)
+    vibration(dev, scores, bearing, x_domain, newest)
+    commissioning_detail(dev, newest)
 
     a, b = st.columns([3, 2])
     with a:
         st.subheader("Recent results")
-        recent = scores.tail(50).iloc[::-1]
+        recent = newest.tail(50).iloc[::-1]
         recent = recent.assign(hint=recent["hint"].map(loaders.readings.hint_words, na_action="ignore"))
         shown = ["time", "seq", "window", "score", "thr", "hi", "hi_thr", "cls", "vrms", "rpm", "hint", "model",
                  "inf_us", "boot"]
@@ -230,7 +241,7 @@ def _commission(name: str, end: bool) -> None:
     ui.set_message(MSG, "success", loaders.commissioning.queued_message(body, devices))
 
 
-detail(name, WINDOWS[window], log_y, show_hi)
+detail(name, time_range, log_y, show_hi)
 
 
 def _settings(name: str, site: str | None) -> None:

@@ -2,20 +2,19 @@
 
 import streamlit as st
 
-from dashboards import charts, loaders, ui
+from dashboards import charts, loaders, timebar, ui
 from edgefleet.service.store.url import mask_url
-
-WINDOWS = {"last 10 min": (600.0, 10), "last hour": (3600.0, 60), "last 6 h": (21600.0, 300),
-           "last 24 h": (86400.0, 900)}
 
 st.title("System")
 db = ui.require_db()
-window = st.selectbox("Window", list(WINDOWS), index=0, key="system_window")
+time_range = timebar.picker()
 
 
 @st.fragment(run_every=ui.REFRESH_S)
-def system(window_s: float, bucket_s: int) -> None:
-    ing = ui.ingest(db, window_s, bucket_s)
+def system(time_range: loaders.timerange.TimeRange) -> None:
+    start, end = time_range.bounds(ui.now_ms())
+    bucket_s = max(10, loaders.timerange.bucket_ms(end - start, 90) // 1000)  # 10 s (15 min) to 12 h (30 d)
+    ing = ui.ingest(db, start, end, bucket_s)
     tot = loaders.system.window_totals(ing)
     done = ing[ing["complete"]]
     last = done.tail(max(1, 60 // bucket_s))
@@ -43,7 +42,7 @@ def system(window_s: float, bucket_s: int) -> None:
         lag_s = done.assign(avg=done["lag_ms_avg"] / 1000.0, max=done["lag_ms_max"] / 1000.0)
         b.altair_chart(charts.rate_line(lag_s, {"avg": "lag avg", "max": "lag max"}, "lag (s)"), width="stretch")
 
-    totals, lost, alarms = ui.loss(db, window_s)
+    totals, lost, alarms = ui.loss(db, start, end)
     st.subheader("Results that never arrived")
     c = st.columns(4)
     c[0].metric("Missing", f"{totals['missing']:,}", help="holes in a boot's sequence numbers older than the "
@@ -63,7 +62,7 @@ def system(window_s: float, bucket_s: int) -> None:
         by = st.radio("Loss by", ["site", "device"], horizontal=True, key="loss_by")
         st.altair_chart(charts.loss_over_time(lost, by), width="stretch")
 
-    rej = ui.rejects(db, window_s, bucket_s)
+    rej = ui.rejects(db, start, end, bucket_s)
     st.subheader("Rejected messages by reason")
     if rej.latest.empty:
         st.success("No message was rejected in this window.")
@@ -80,4 +79,4 @@ def system(window_s: float, bucket_s: int) -> None:
     ui.refreshed_caption()
 
 
-system(*WINDOWS[window])
+system(time_range)

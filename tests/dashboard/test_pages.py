@@ -117,7 +117,6 @@ def test_new_alarm_appears_without_reopening_the_page(monkeypatch, fleet_db) -> 
 
 def test_system_page_rates_and_rejects(monkeypatch, fleet_db) -> None:
     at = open_page(monkeypatch, fleet_db.path, ui.PAGE_SYSTEM)
-    at.selectbox(key="system_window").set_value("last hour").run()
     m = metrics(at)
     assert m["Results stored"] == f"{fleet_db.fleet.results:,}"
     assert m["Rejected"] == f"{fleet_db.fleet.rejects:,}"
@@ -163,7 +162,6 @@ def test_system_page_shows_what_never_arrived_and_data_loss_alarms(monkeypatch, 
     assert store.track_loss(int(time.time() * 1000)) == [("raise", "pump-7")]
     store.close()
     at = open_page(monkeypatch, db, ui.PAGE_SYSTEM)
-    at.selectbox(key="system_window").set_value("last hour").run()
     m = metrics(at)
     assert m["Missing"] == "10" and m["Pending"] == "0"
     assert any("keep losing results" in e.value for e in at.error)

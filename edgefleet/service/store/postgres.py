@@ -286,6 +286,7 @@ class PostgresStore(NotifyTables):
     loss_series = SQLiteStore.loss_series
     vrms_history = SQLiteStore.vrms_history
     latest_vrms = SQLiteStore.latest_vrms
+    result_buckets = SQLiteStore.result_buckets
     machine_classes = SQLiteStore.machine_classes
     bearings = SQLiteStore.bearings
 

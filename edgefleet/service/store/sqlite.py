@@ -578,6 +578,22 @@ class SQLiteStore(NotifyTables):
                         until_ms if until_ms is not None else 2**62, limit))
         return [tuple(r) for r in reversed(rows)]
 
+    def result_buckets(self, device: str, since_ms: int, until_ms: int, bucket_ms: int) -> list[tuple]:
+        """A device's results in [since_ms, until_ms] downsampled in the database, one row per time bucket of
+        `bucket_ms` that holds any (what the dashboard charts for long ranges: 30 days at 1/s are 2.6 M rows):
+        (bucket start, newest ts, results, anomalous, max score, max thr, max hi, max hi_thr, mean vrms,
+        max vrms, mean rpm, judged, class when the bucket has one, newest model, the state of its windows
+        without a verdict or the empty string), in time order."""
+        b = max(1, int(bucket_ms))
+        rows = self._q("SELECT CAST(? AS BIGINT) + ((ts - CAST(? AS BIGINT)) / CAST(? AS BIGINT)) * CAST(? AS BIGINT),"
+                       " max(ts), count(*), sum(anom), max(score), max(thr), max(hi), max(hi_thr), avg(vrms),"
+                       " max(vrms), avg(rpm), sum(CASE WHEN state = '' THEN 1 ELSE 0 END),"
+                       " CASE WHEN min(cls) = max(cls) THEN min(cls) END, max(model), max(state)"
+                       " FROM results WHERE device = ? AND ts >= ? AND ts <= ?"
+                       " GROUP BY (ts - CAST(? AS BIGINT)) / CAST(? AS BIGINT) ORDER BY 1",
+                       (since_ms, since_ms, b, b, device, since_ms, until_ms, since_ms, b))
+        return [tuple(r) for r in rows]
+
     def latest_vrms(self, n: int = 5, look_back: int = 200) -> dict[str, tuple[int, float]]:
         """Per device with velocity readings among its newest `look_back` results: (time of its newest reading,
         median vrms of its newest `n`), what the fleet grid colours by ISO zone (one window's reading is noisy).

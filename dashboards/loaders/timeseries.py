@@ -1,0 +1,122 @@
+"""Results over a time range, bounded: every result when the range holds few, else per-bucket aggregates the
+database computes (`Store.result_buckets`: max score and HI, mean velocity per bucket), so 30 days at one
+result per second is a few hundred rows, not millions. Also the compare view's frame (2-6 machines)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dashboards.loaders.device import results_frame
+from dashboards.loaders.timerange import BUCKETS, RAW_LIMIT, bucket_ms
+from edgefleet.protocol import ResultRecord
+from edgefleet.service.store import Store
+
+NEWEST = 200  # raw results kept beside a bucketed frame: the newest window's facts, the recent table
+MAX_COMPARE = 6
+BUCKET_COLS = ["bucket", "ts", "n", "n_anom", "score", "thr", "hi", "hi_thr", "vrms", "vrms_max", "rpm", "judged",
+               "cls", "model", "nostate"]
+
+
+@dataclass(frozen=True)
+class Series:
+    """A device's results in a range: `frame` as `results_frame` shapes it (one row per result, or with
+    `bucketed` one per bucket of `bucket_ms`: the bucket's max score / HI / thresholds, mean vrms and rpm,
+    anomalous when any window was, `n` results), `total` results in the range, and `newest`: the newest
+    raw results (all of them when not bucketed)."""
+
+    frame: pd.DataFrame
+    newest: pd.DataFrame
+    bucketed: bool
+    bucket_ms: int
+    total: int
+
+
+def bucket_rows(store: Store, device: str, start_ms: int, end_ms: int, buckets: int = BUCKETS) -> pd.DataFrame:
+    """The store's per-bucket aggregates as a frame (BUCKET_COLS), buckets as wide as `bucket_ms` gives."""
+    b = bucket_ms(end_ms - start_ms, buckets)
+    df = pd.DataFrame(store.result_buckets(device, start_ms, end_ms, b), columns=BUCKET_COLS)
+    df.attrs["bucket_ms"] = b
+    return df
+
+
+def buckets_as_results(device: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Bucket rows as a `results_frame` (one pseudo-result per bucket at its newest result's time), so the
+    Device page's charts draw them as they draw results; `n` = results in the bucket."""
+    recs = []
+    for r in rows.itertuples(index=False):
+        judged = int(r.judged or 0) > 0
+        recs.append(ResultRecord(
+            device, "", 0, int(r.ts), int(r.model), float(r.score), float(r.thr), bool(judged and r.n_anom), 0,
+            state="" if judged else (r.nostate or "commissioning"), hi=_num(r.hi),
+            cls=None if r.cls is None or pd.isna(r.cls) else int(r.cls), hi_thr=_num(r.hi_thr), vrms=_num(r.vrms),
+            rpm=_num(r.rpm)))
+    df = results_frame(recs)
+    df["n"] = rows["n"].to_numpy(dtype="int64") if len(rows) else pd.Series(dtype="int64")
+    return df
+
+
+def _num(v) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
+
+
+def device_series(store: Store, device: str, start_ms: int, end_ms: int, *, buckets: int = BUCKETS,
+                  raw_limit: int = RAW_LIMIT) -> Series:
+    """A device's results in [start_ms, end_ms]: every one when there are at most `raw_limit`, else one
+    row per bucket (at most `buckets`), plus the newest NEWEST raw results. Two bounded queries at most."""
+    rows = bucket_rows(store, device, start_ms, end_ms, buckets)
+    total = int(rows["n"].sum()) if len(rows) else 0
+    b = int(rows.attrs["bucket_ms"])
+    if total <= raw_limit:
+        raw = results_frame(store.score_history(device, since_ms=start_ms, until_ms=end_ms, limit=raw_limit))
+        return Series(raw, raw, False, b, total)
+    newest = results_frame(store.score_history(device, since_ms=start_ms, until_ms=end_ms, limit=NEWEST))
+    return Series(buckets_as_results(device, rows), newest, True, b, total)
+
+
+def compare_frame(store: Store, devices: Sequence[str], start_ms: int, end_ms: int,
+                  buckets: int = 300) -> pd.DataFrame:
+    """2-6 machines on one time axis: per device and bucket the max HI (and its threshold), the max score
+    over its threshold (for nodes without an HI), mean and max velocity (mm/s). Long format for the charts."""
+    frames = []
+    for d in list(devices)[:MAX_COMPARE]:
+        rows = bucket_rows(store, d, start_ms, end_ms, buckets)
+        if rows.empty:
+            continue
+        frames.append(pd.DataFrame({
+            "device": d, "ts": rows["ts"].astype("int64"), "n": rows["n"], "hi": rows["hi"],
+            "hi_thr": rows["hi_thr"], "ratio": rows["score"] / rows["thr"], "vrms": rows["vrms"],
+            "vrms_max": rows["vrms_max"], "anomalous": rows["n_anom"].fillna(0).astype("int64")}))
+    cols = ["device", "ts", "n", "hi", "hi_thr", "ratio", "vrms", "vrms_max", "anomalous", "time"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(frames, ignore_index=True)
+    df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    return df[cols]
+
+
+def compare_summary(df: pd.DataFrame, devices: Sequence[str]) -> pd.DataFrame:
+    """Per machine in the compare view: results in the range, newest and highest HI, mean and max velocity."""
+    out = []
+    for d in devices:
+        g = df[df["device"] == d]
+        hi = g["hi"].dropna()
+        v = g["vrms"].dropna()
+        out.append({"device": d, "results": int(g["n"].sum()) if len(g) else 0,
+                    "anomalous": int(g["anomalous"].sum()) if len(g) else 0,
+                    "hi_newest": float(hi.iloc[-1]) if len(hi) else None, "hi_max": float(hi.max()) if len(hi) else None,
+                    "hi_thr": float(g["hi_thr"].dropna().iloc[-1]) if g["hi_thr"].notna().any() else None,
+                    "vrms_mean": float((g["vrms"] * g["n"]).sum() / g.loc[g["vrms"].notna(), "n"].sum())
+                    if len(v) else None,
+                    "vrms_max": float(g["vrms_max"].max()) if g["vrms_max"].notna().any() else None})
+    return pd.DataFrame(out, columns=["device", "results", "anomalous", "hi_newest", "hi_max", "hi_thr", "vrms_mean",
+                                      "vrms_max"])
+
+
+def parse_devices(text: str | None, known: Sequence[str]) -> list[str]:
+    """`?devices=a,b,c` -> the known ones, in order, at most MAX_COMPARE."""
+    names = [t.strip() for t in (text or "").split(",") if t.strip()]
+    seen = [n for i, n in enumerate(names) if n in known and n not in names[:i]]
+    return seen[:MAX_COMPARE]

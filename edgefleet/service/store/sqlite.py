@@ -585,14 +585,13 @@ class SQLiteStore(NotifyTables):
         max vrms, mean rpm, judged, class when the bucket has one, newest model, the state of its windows
         without a verdict or the empty string), in time order."""
         b = max(1, int(bucket_ms))
-        rows = self._q("SELECT CAST(? AS BIGINT) + ((ts - CAST(? AS BIGINT)) / CAST(? AS BIGINT)) * CAST(? AS BIGINT),"
-                       " max(ts), count(*), sum(anom), max(score), max(thr), max(hi), max(hi_thr), avg(vrms),"
+        rows = self._q("SELECT k, max(ts), count(*), sum(anom), max(score), max(thr), max(hi), max(hi_thr), avg(vrms),"
                        " max(vrms), avg(rpm), sum(CASE WHEN state = '' THEN 1 ELSE 0 END),"
                        " CASE WHEN min(cls) = max(cls) THEN min(cls) END, max(model), max(state)"
-                       " FROM results WHERE device = ? AND ts >= ? AND ts <= ?"
-                       " GROUP BY (ts - CAST(? AS BIGINT)) / CAST(? AS BIGINT) ORDER BY 1",
-                       (since_ms, since_ms, b, b, device, since_ms, until_ms, since_ms, b))
-        return [tuple(r) for r in rows]
+                       " FROM (SELECT (ts - CAST(? AS BIGINT)) / CAST(? AS BIGINT) AS k, ts, anom, score, thr, hi,"
+                       " hi_thr, vrms, rpm, state, cls, model FROM results WHERE device = ? AND ts >= ? AND ts <= ?)"
+                       " AS r GROUP BY k ORDER BY k", (since_ms, b, device, since_ms, until_ms))
+        return [(int(since_ms) + int(r[0]) * b, *r[1:]) for r in rows]
 
     def latest_vrms(self, n: int = 5, look_back: int = 200) -> dict[str, tuple[int, float]]:
         """Per device with velocity readings among its newest `look_back` results: (time of its newest reading,

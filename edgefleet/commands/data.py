@@ -1,0 +1,123 @@
+"""`edgefleet data pull`: export what the fleet database holds for some devices and a time range: results as CSV
+or Parquet, or the nodes' debug captures (raw windows) as `.npz` recordings for `edgefleet model train`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+
+log = logging.getLogger("edgefleet.data")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgefleet.service.config import default_db
+
+    p = sub.add_parser("data", help="export the fleet's results or debug captures (CSV, Parquet, .npz)",
+                       description=__doc__.split("\n\n")[0].replace("\n", " "))
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    pull = dsub.add_parser(
+        "pull", help="results of devices over a time range as CSV or Parquet; debug captures as .npz recordings",
+        description="Reads the fleet database (SQLite file or postgresql:// URL) oldest first in bounded slices and "
+                    "writes one file (csv, parquet) or a folder of recordings (npz: one per debug capture, keyed "
+                    "signal, fs, label, rpm, machine = the device, as `edgefleet model train --data` reads them).",
+        epilog="examples:\n"
+               "  edgefleet data pull --device sim-0007 --since 24h --out sim-0007.csv\n"
+               "  edgefleet data pull --site plant-north --since 2026-12-01 --until 2026-12-06 --out north.parquet\n"
+               "  edgefleet data pull --site plant-north --since 7d --format npz --out recordings/\n"
+               "times: ISO date-times in UTC (2026-12-06T08:00:00Z, '2026-12-06 08:00'), dates, or ages (15m, 2h, 7d)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pull.add_argument("--device", action="append", default=[], metavar="ID",
+                      help="a device id (repeat, or comma-separate, for several; default every device)")
+    pull.add_argument("--site", help="every device at this site (with --device: those of them at the site)")
+    pull.add_argument("--since", help="start of the range (default: the oldest result kept)")
+    pull.add_argument("--until", help="end of the range (default: now)")
+    pull.add_argument("--out", type=Path, required=True,
+                      help="file to write (.csv, .parquet) or, for npz, a folder of recordings")
+    pull.add_argument("--format", choices=["csv", "parquet", "npz"],
+                      help="default from --out: .parquet -> parquet, a folder or no suffix -> npz, else csv")
+    pull.add_argument("--label", default="normal",
+                      help="label of the npz recordings (default normal: what training learns from)")
+    pull.add_argument("--max-captures", type=int, default=1000, metavar="N",
+                      help="newest debug captures read per device (npz; default 1000)")
+    pull.add_argument("--db", type=db_arg, default=db_arg(default_db()),
+                      help=f"fleet database (default $EDGEFLEET_DB or {db_label(default_db())})")
+    pull.set_defaults(func=cmd_pull)
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    suffix = args.out.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix == ".csv":
+        return "csv"
+    if args.out.is_dir() or not suffix:
+        return "npz"
+    return "csv"
+
+
+def _bar(total: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, unit_scale=True, file=sys.stderr, leave=False, desc="pull",
+                disable=not sys.stderr.isatty())
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from edgefleet.clock import now_ms
+    from edgefleet.errors import EdgefleetError
+    from edgefleet.service import export
+    from edgefleet.service.store import open_store
+
+    fmt = _format(args)
+    out: Path = args.out
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            out = out.with_suffix(".csv")
+            fmt = "csv"
+            print(f"note: pyarrow is not installed, so no Parquet: writing CSV to {out} instead "
+                  "(pip install pyarrow for Parquet)", file=sys.stderr)
+    if args.max_captures < 1:
+        raise EdgefleetError("--max-captures must be 1 or more")
+    export.check_writable(out, folder=fmt == "npz")
+    now = now_ms()
+    until = export.parse_when(args.until, now) if args.until else now
+    since = export.parse_when(args.since, now) if args.since else None
+    devices = [d.strip() for v in args.device for d in v.split(",") if d.strip()]
+    where = db_label(args.db)
+    store = open_store(str(require_db(args.db)))
+    try:
+        sel = export.select(store, where, devices=devices, site=args.site, since_ms=since, until_ms=until)
+        span = (f"between {export.iso(sel.since_ms)} and {export.iso(until)}" if since is not None
+                else f"up to {export.iso(until)}")
+        what = (f"{sel.devices[0]}" if len(sel.devices) == 1 else f"{len(sel.devices)} devices")
+        if fmt == "npz":
+            caps = list(export.captures(store, sel, args.max_captures))
+            if not caps:
+                raise export.ExportError(f"no debug captures with samples from {what} {span} in {where}: nothing "
+                                         "written (a node sends one when asked with a `debug` command)")
+            with _bar(len(caps), "capture") as bar:
+                n = export.write_npz(out, caps, store, args.label, bar.update)
+            print(f"wrote {n:,} recordings ({what}, {span}) to {out}/ from {where}")
+            return 0
+        slices = export.plan(store, sel)
+        total = sum(s[3] for s in slices)
+        if not total:
+            raise export.ExportError(f"no results from {what} {span} in {where}: nothing written")
+        writer = export.write_parquet if fmt == "parquet" else export.write_csv
+        try:
+            with _bar(total, "result") as bar:
+                n = writer(out, export.rows(store, slices), bar.update)
+        except OSError as exc:
+            raise export.ExportError(f"cannot write {out}: {exc.strerror or exc}") from None
+        print(f"wrote {n:,} results ({what}, {span}) to {out} ({fmt}) from {where}")
+        return 0
+    finally:
+        store.close()

@@ -46,6 +46,7 @@ class LinkOptions:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 8.0
     password: Callable[[str], str] | None = None  # device id -> password (username = device id)
+    tls: Callable[[str], Any] | None = None  # mqtts://: device id -> its ssl.SSLContext (None: plain TCP)
     # Fault injection for tests and benchmarks: every ota/data chunk passes through
     # hook(shard, link, body) -> the chunk as the node receives it, or None (lost).
     ota_data_hook: Callable[[Shard, NodeLink, dict], dict | None] | None = None
@@ -183,6 +184,8 @@ class Shard(threading.Thread):
         c.suppress_exceptions = True
         if self.opts.password is not None:
             c.username_pw_set(node.device_id, self.opts.password(node.device_id))
+        if self.opts.tls is not None:
+            c.tls_set_context(self.opts.tls(node.device_id))
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write

@@ -16,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "tty path) to the broker as that node's MQTT identity: birth and will, results, "
                        "status, debug, ota/req and ota/state out; cmd, ota/offer and ota/data in. Stops when the link ends.")
     p.add_argument("--serial", required=True, help="tcp://HOST:PORT or a serial device path")
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://[user:pass@]host:port")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883",
+                   help="mqtt://[user:pass@]host:port, or mqtts:// for TLS")
+    p.add_argument("--ca", metavar="PEM", help="mqtts://: CA of the broker's certificate (EDGEFLEET_MQTT_CA)")
+    p.add_argument("--cert", metavar="PEM", help="mqtts:// mutual TLS: the node's certificate (EDGEFLEET_MQTT_CERT)")
+    p.add_argument("--key", metavar="PEM", help="its private key (EDGEFLEET_MQTT_KEY)")
     p.add_argument("--device", required=True, help="the node's device id (its MQTT client id)")
     p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the serial port and broker")
     p.add_argument("--baud", type=int, default=115200, help="tty speed (ignored for tcp://)")
@@ -24,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    b = Bridge(args.serial, args.broker, args.device, connect_timeout=args.connect_timeout, baud=args.baud)
+    from edgefleet.protocol.connect import TlsFiles
+
+    b = Bridge(args.serial, args.broker, args.device, connect_timeout=args.connect_timeout, baud=args.baud,
+               tls=TlsFiles.from_env(ca=args.ca, cert=args.cert, key=args.key))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

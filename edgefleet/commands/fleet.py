@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Consume results, status, OTA state and debug captures from the broker "
                        "(persistent MQTT v5 session, shared subscription), store them, raise and clear alarms. "
                        "Settings also come from EDGEFLEET_* environment variables (see docs/store.md).")
-    p.add_argument("--broker", help="broker URL, e.g. mqtt://127.0.0.1:1883 (EDGEFLEET_BROKER_URL)")
+    p.add_argument("--broker", help="broker URL, e.g. mqtt://127.0.0.1:1883, or mqtts://host:8883 for TLS "
+                                    "(EDGEFLEET_BROKER_URL)")
+    add_tls_options(p)
     p.add_argument("--db", help="store: a SQLite file, created if missing, or postgresql://user:password@host:port/db "
                                 "(schema created or migrated on connect) (EDGEFLEET_DB)")
     p.add_argument("--group", help="shared-subscription group (EDGEFLEET_INGEST_GROUP)")
@@ -55,7 +57,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--persist", help="persistence directory (Mosquitto); omit for none")
     p.add_argument("--prefer", choices=["auto", "mosquitto", "amqtt"], default="auto")
+    p.add_argument("--tls", metavar="PKI_DIR", nargs="?", const="var/pki", default=None,
+                   help="also a TLS listener (mqtts://) with the CA and server certificate in PKI_DIR "
+                        "(default var/pki; make them with `edgefleet pki init`)")
+    p.add_argument("--tls-port", type=int, default=8883, help="port of the TLS listener (default 8883)")
+    p.add_argument("--require-cert", action="store_true",
+                   help="mutual TLS on the TLS listener: clients need a certificate from the CA, and its "
+                        "common name is their MQTT username")
     p.set_defaults(func=cmd_broker)
+
+
+def add_tls_options(p: argparse.ArgumentParser) -> None:
+    """--ca/--cert/--key for an mqtts:// broker; the defaults come from the environment."""
+    p.add_argument("--ca", metavar="PEM", help="mqtts://: CA certificate the broker's certificate must chain to "
+                                              "(EDGEFLEET_MQTT_CA; default: the system trust store)")
+    p.add_argument("--cert", metavar="PEM", help="mqtts:// with mutual TLS: this client's certificate "
+                                                "(EDGEFLEET_MQTT_CERT; `edgefleet pki issue NAME`)")
+    p.add_argument("--key", metavar="PEM", help="the private key of --cert (EDGEFLEET_MQTT_KEY)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -64,7 +82,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(broker_url=args.broker, db=args.db, ingest_group=args.group,
                              ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
-                             retention_days=args.retention_days, notify_config=args.notify_config)
+                             retention_days=args.retention_days, notify_config=args.notify_config,
+                             mqtt_ca=args.ca, mqtt_cert=args.cert, mqtt_key=args.key)
+    settings.tls()  # a missing or unreadable CA, certificate or key: one line before anything starts
     notify = None
     if args.role in ("all", "ota"):  # checked before anything starts: a bad config is one line, exit 2
         from edgefleet.service.notify import load_notify_config
@@ -138,7 +158,8 @@ def start_ota_manager(settings, store):
     host, port = settings.broker_host_port
     user, password = settings.credentials()
     manager = OtaManager(OtaRegistry(settings.db), host, port, devices=devices, results=results,
-                         username=user, password=password, client_id=f"{settings.ingest_client_id}-ota")
+                         username=user, password=password, client_id=f"{settings.ingest_client_id}-ota",
+                         tls=settings.tls())
     manager.shadow_results = lambda model, since_ms: [  # shadow mode: both models on the same windows
         (r.device, r.anom, bool(r.shadow_anom)) for r in store.shadow_results(model, since_ms=since_ms, limit=SHADOW_LIMIT)]
     manager.start()
@@ -191,13 +212,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from edgefleet.service.broker import start_broker
+    from edgefleet.service.broker import TlsListener, start_broker
 
+    if args.require_cert and not args.tls:
+        raise EdgefleetError("--require-cert needs --tls PKI_DIR")
+    tls = TlsListener.from_pki(args.tls, args.tls_port, args.require_cert) if args.tls else None
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    with start_broker(args.port, host=args.host, prefer=args.prefer, persistence_dir=args.persist) as b:
-        print(f"{b.kind} broker on {b.url} (MQTT {b.mqtt_version}); Ctrl-C stops it", flush=True)
+    with start_broker(args.port, host=args.host, prefer=args.prefer, persistence_dir=args.persist, tls=tls) as b:
+        also = f" and {b.tls_url} (CA {tls.ca}{', client certificates required' if tls.require_certificate else ''})" \
+            if tls else ""
+        print(f"{b.kind} broker on {b.url}{also} (MQTT {b.mqtt_version}); Ctrl-C stops it", flush=True)
         while not done.wait(0.5):
             if not b.running():
                 raise EdgefleetError(f"the {b.kind} broker exited")

@@ -33,7 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: edgefleet sim --broker mqtt://127.0.0.1:1883 --nodes 200 --faulty 3 "
                "--duration 600 --report sim-report.json")
     p.add_argument("--broker", default=os.environ.get("EDGEFLEET_BROKER_URL", "mqtt://127.0.0.1:1883"),
-                   help="mqtt://host:port (default $EDGEFLEET_BROKER_URL or mqtt://127.0.0.1:1883)")
+                   help="mqtt://host:port or mqtts://host:port (TLS) (default $EDGEFLEET_BROKER_URL or "
+                        "mqtt://127.0.0.1:1883)")
+    p.add_argument("--ca", metavar="PEM", help="mqtts://: the CA of the broker's certificate (EDGEFLEET_MQTT_CA)")
+    p.add_argument("--cert", metavar="PEM|DIR",
+                   help="mqtts:// with mutual TLS: a client certificate for every node, or a directory "
+                        "holding DEVICE.crt and DEVICE.key per node, as `edgefleet pki issue` writes them "
+                        "(EDGEFLEET_MQTT_CERT)")
+    p.add_argument("--key", metavar="PEM", help="the key of a single --cert file (EDGEFLEET_MQTT_KEY)")
     p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to run (default: until Ctrl-C or SIGTERM)")
@@ -207,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_workers(args)
     part, parts = _parse_slice(args.slice)
     host, port = parse_broker_url(args.broker)
+    tls = node_tls(args)
     model = args.model or default_model()
     artifact = load_artifact(model / "model.efm" if model.is_dir() else model)
     if artifact.features is None or artifact.scoring is None:
@@ -214,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     version = args.mqtt_version
     if version == "auto":  # also waits for a broker that is still starting (compose, demo)
         deadline = time.monotonic() + max(0.0, args.wait_broker)
-        while (version := probe_mqtt_version(host, port)) is None and time.monotonic() < deadline:
+        probe_tls = tls(plant_first_id(args)) if tls else None
+        while (version := probe_mqtt_version(host, port, tls=probe_tls)) is None and time.monotonic() < deadline:
             time.sleep(1.0)
         if version is None:
             raise EdgefleetError(f"cannot reach a broker at {host}:{port} "
@@ -239,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
                                     hold_s=tuple(args.speed_hold), ramp_s=args.speed_ramp)
     plant = replace(whole, nodes=whole.nodes[part::parts])  # the same plant, this worker's nodes
     fleet = Fleet(plant, artifact,
-                  LinkOptions(host, port, mqtt_version=version, password=password),
+                  LinkOptions(host, port, mqtt_version=version, password=password, tls=tls),
                   FleetOptions(period_s=args.period, shards=args.shards, ring_size=args.ring,
                                results_per_message=args.results_per_message,
                                calibrate_n=args.calibrate, seed=args.seed + part,
@@ -329,6 +338,33 @@ def fault_onset(args: argparse.Namespace) -> tuple[float, float]:
     return (learn + 30.0, learn + 90.0)
 
 
+def plant_first_id(args: argparse.Namespace) -> str:
+    """The first node's id, as device_sim.plant.make_plant names it."""
+    return f"{args.prefix}{0:0{max(4, len(str(args.nodes - 1)))}d}"
+
+
+def node_tls(args: argparse.Namespace):
+    """For mqtts://: device id -> ssl.SSLContext (one shared context, or one per device from a
+    directory of DEVICE.crt/DEVICE.key); None for mqtt://. Bad files: one line, before any node starts."""
+    from edgefleet.protocol.connect import TlsFiles, tls_context, uses_tls
+
+    if not uses_tls(args.broker):
+        return None
+    files = TlsFiles.from_env(ca=args.ca, cert=args.cert, key=args.key)
+    if files.cert and os.path.isdir(files.cert):
+        cert_dir, cache = Path(files.cert), {}
+
+        def per_device(dev: str):
+            if dev not in cache:
+                cache[dev] = tls_context(TlsFiles(files.ca, str(cert_dir / f"{dev}.crt"), str(cert_dir / f"{dev}.key")))
+            return cache[dev]
+
+        per_device(plant_first_id(args))
+        return per_device
+    ctx = tls_context(files)
+    return lambda _dev: ctx
+
+
 def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]:
     """The same simulation, restricted to slice part/procs, reporting to its own file."""
     argv = [sys.executable, "-m", "edgefleet", "sim", "--broker", args.broker, "--nodes", str(args.nodes),
@@ -346,6 +382,9 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]
+    for opt in ("ca", "cert", "key"):  # file paths, not secrets
+        if getattr(args, opt, None):
+            argv += [f"--{opt}", str(getattr(args, opt))]
     if args.model is not None:
         argv += ["--model", str(args.model)]
     for text in args.inject:

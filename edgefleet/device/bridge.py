@@ -38,7 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet import protocol
-from edgefleet.protocol.connect import broker_credentials, parse_broker_url
+from edgefleet.protocol.connect import TlsFiles, apply_tls, broker_credentials, client_tls, parse_broker_url, redact, tls_failure
 from edgefleet.device.framing import FrameDecoder, encode_frame, split_link
 from edgefleet.errors import EdgefleetError
 
@@ -134,10 +134,11 @@ class Bridge:
     """One node's link to the broker. run() returns when the link ends or stop is set."""
 
     def __init__(self, serial: str, broker: str, device: str, *, connect_timeout: float = 10.0,
-                 baud: int = 115200):
+                 baud: int = 115200, tls: TlsFiles | None = None):
         protocol.topic(device, "result")  # validates the id
         self.serial_url, self.broker, self.device = serial, broker, device
         self.host, self.port = parse_broker_url(broker)
+        self.tls = client_tls(broker, tls)  # mqtts://: CA, client certificate (checked now: one line if bad)
         self.connect_timeout = connect_timeout
         self.baud = baud
         self.stats = BridgeStats()
@@ -160,6 +161,7 @@ class Bridge:
         user, password = broker_credentials(self.broker)
         if user:
             c.username_pw_set(user, password)
+        apply_tls(c, self.tls)
         c.will_set(protocol.topic(self.device, "status"), will, qos=1, retain=True)
         connected = threading.Event()
 
@@ -176,7 +178,8 @@ class Bridge:
         try:
             c.connect(self.host, self.port, keepalive=30)
         except OSError as e:
-            raise BridgeError(f"cannot connect to broker {self.broker}: {e}") from e
+            raise BridgeError((tls_failure(e, self.host) if self.tls else None)
+                              or f"cannot connect to broker {redact(self.broker)}: {e}") from e
         c.loop_start()
         if not connected.wait(self.connect_timeout):
             c.loop_stop()

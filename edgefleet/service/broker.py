@@ -47,7 +47,43 @@ def wait_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def mosquitto_config(host: str, port: int, persistence_dir: Path | None, log_file: Path | None) -> str:
+@dataclass(frozen=True)
+class TlsListener:
+    """A second, TLS listener (Mosquitto only): the broker's certificate and key, the CA that clients'
+    certificates must chain to, and with `require_certificate` mutual TLS where the certificate's
+    common name becomes the MQTT username (a device cannot log in as another). `crl`: revoked
+    certificates (`edgefleet pki revoke`)."""
+
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+    require_certificate: bool = False
+    crl: Path | None = None
+
+    @classmethod
+    def from_pki(cls, pki_dir: str | Path, port: int, require_certificate: bool = False) -> TlsListener:
+        """The files `edgefleet pki init` writes: ca.crt, server.crt, server.key (and crl.pem if any)."""
+        d = Path(pki_dir)
+        missing = [n for n in ("ca.crt", "server.crt", "server.key") if not (d / n).is_file()]
+        if missing:
+            raise BrokerError(f"{d}: no {', '.join(missing)} (run `edgefleet pki init --dir {d}` first)")
+        crl = d / "crl.pem"
+        return cls(port, d / "ca.crt", d / "server.crt", d / "server.key", require_certificate,
+                   crl if crl.is_file() else None)
+
+    def config_lines(self, host: str) -> list[str]:
+        lines = [f"listener {self.port} {host}", f"cafile {self.ca}", f"certfile {self.cert}",
+                 f"keyfile {self.key}", "tls_version tlsv1.2"]
+        if self.require_certificate:
+            lines += ["require_certificate true", "use_identity_as_username true"]
+        if self.crl is not None:
+            lines += [f"crlfile {self.crl}"]
+        return lines
+
+
+def mosquitto_config(host: str, port: int, persistence_dir: Path | None, log_file: Path | None,
+                     tls: TlsListener | None = None) -> str:
     lines = [
         f"listener {port} {host}",
         # Started as root, Mosquitto switches to user "mosquitto", which cannot write our
@@ -69,6 +105,8 @@ def mosquitto_config(host: str, port: int, persistence_dir: Path | None, log_fil
                   "log_type information", "connection_messages true", "log_timestamp_format %Y-%m-%dT%H:%M:%S"]
     else:
         lines += ["log_dest none"]
+    if tls is not None:
+        lines += tls.config_lines(host)
     return "\n".join(lines) + "\n"
 
 
@@ -82,6 +120,7 @@ class BrokerHandle:
     persistence_dir: Path | None = None
     workdir: Path | None = None
     log_file: Path | None = None
+    tls: TlsListener | None = None
     _owned_workdir: bool = field(default=False, repr=False)
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _amqtt: _AmqttThread | None = field(default=None, repr=False)
@@ -89,6 +128,10 @@ class BrokerHandle:
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str | None:
+        return f"mqtts://{self.host}:{self.tls.port}" if self.tls else None
 
     @property
     def mqtt_version(self) -> str:
@@ -106,11 +149,11 @@ class BrokerHandle:
     def _launch(self) -> None:
         if self.kind == "mosquitto":
             conf = self.workdir / "mosquitto.conf"
-            conf.write_text(mosquitto_config(self.host, self.port, self.persistence_dir, self.log_file))
+            conf.write_text(mosquitto_config(self.host, self.port, self.persistence_dir, self.log_file, self.tls))
             self._proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", str(conf)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           start_new_session=True)
-            if not wait_port(self.host, self.port, 10.0):
+            if not all(wait_port(self.host, p, 10.0) for p in (self.port, *((self.tls.port,) if self.tls else ()))):
                 err = b""
                 if self._proc.poll() is not None and self._proc.stderr:
                     err = self._proc.stderr.read()
@@ -121,7 +164,7 @@ class BrokerHandle:
             self._amqtt.start()
             if not self._amqtt.ready.wait(15.0) or self._amqtt.error:
                 raise BrokerError(f"amqtt did not start on {self.host}:{self.port}: {self._amqtt.error}")
-        log.info("%s broker listening on %s", self.kind, self.url)
+        log.info("%s broker listening on %s%s", self.kind, self.url, f" and {self.tls_url}" if self.tls else "")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Clean shutdown (Mosquitto writes its persistence file on SIGTERM)."""
@@ -197,12 +240,14 @@ class _AmqttThread(threading.Thread):
 
 def start_broker(port: int | None = None, *, host: str = "127.0.0.1", prefer: str = "auto",
                  persistence_dir: str | Path | None = None, workdir: str | Path | None = None,
-                 log_file: str | Path | None = None) -> BrokerHandle:
+                 log_file: str | Path | None = None, tls: TlsListener | None = None) -> BrokerHandle:
     """Start a broker on `port` (a free one if None). prefer: "auto" (Mosquitto if installed,
-    else amqtt), "mosquitto" or "amqtt"."""
+    else amqtt), "mosquitto" or "amqtt". `tls`: also a TLS listener (Mosquitto only)."""
     if prefer not in ("auto", "mosquitto", "amqtt"):
         raise BrokerError(f"prefer must be auto, mosquitto or amqtt, got {prefer!r}")
     kind = "mosquitto" if prefer == "mosquitto" or (prefer == "auto" and mosquitto_binary()) else "amqtt"
+    if tls is not None and kind != "mosquitto":
+        raise BrokerError("a TLS listener needs Mosquitto (apt-get install mosquitto)")
     if kind == "mosquitto" and not mosquitto_binary():
         raise BrokerError("mosquitto is not installed (apt-get install mosquitto), use prefer='amqtt'")
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="ef-broker-"))
@@ -211,6 +256,6 @@ def start_broker(port: int | None = None, *, host: str = "127.0.0.1", prefer: st
     if pdir:
         pdir.mkdir(parents=True, exist_ok=True)
     handle = BrokerHandle(kind, host, port or free_port(host), pdir, wd, Path(log_file) if log_file else None,
-                          _owned_workdir=workdir is None)
+                          tls=tls, _owned_workdir=workdir is None)
     handle._launch()
     return handle

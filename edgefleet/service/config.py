@@ -10,7 +10,13 @@ from typing import Any
 
 from edgefleet.errors import ConfigError
 from edgefleet.protocol import MAX_PAYLOAD
-from edgefleet.protocol.connect import broker_credentials, parse_broker_url, redact
+from edgefleet.protocol.connect import (
+    TlsFiles,
+    broker_credentials,
+    client_tls,
+    parse_broker_url,
+    redact,
+)
 
 __all__ = ["DEFAULT_DB", "ConfigError", "Settings", "broker_credentials", "default_db", "load_settings",
            "parse_broker_url"]
@@ -35,6 +41,11 @@ class Settings:
     # credentials outside the URL, so no password sits in argv or a log line (EDGEFLEET_BROKER_PASSWORD)
     broker_username: str = ""
     broker_password: str = ""
+    # mqtts:// only: the CA of the broker's certificate (empty: system store), our certificate and key
+    # for mutual TLS (EDGEFLEET_MQTT_CA, EDGEFLEET_MQTT_CERT, EDGEFLEET_MQTT_KEY; docs/security.md)
+    mqtt_ca: str = ""
+    mqtt_cert: str = ""
+    mqtt_key: str = ""
     db: str = DEFAULT_DB
     mqtt_version: str = "auto"  # "5", "3.1.1" (the amqtt fallback broker) or "auto": try 5, then 3.1.1
     # shared-subscription group: ingest processes in one group split the load. Default "" = a plain
@@ -69,6 +80,11 @@ class Settings:
         """(user, password): from the URL if it has them, else from broker_username/broker_password."""
         user, password = broker_credentials(self.broker_url)
         return (user or self.broker_username or None, password or self.broker_password or None)
+
+    def tls(self):
+        """The client TLS context for an mqtts:// broker URL, None for mqtt://."""
+        return client_tls(self.broker_url, TlsFiles(self.mqtt_ca or None, self.mqtt_cert or None,
+                                                    self.mqtt_key or None))
 
     @property
     def broker_display(self) -> str:

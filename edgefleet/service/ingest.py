@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
 from edgefleet.service.config import Settings
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ProtocolError, ResultRecord
-from edgefleet.protocol.connect import probe_mqtt_version
+from edgefleet.protocol.connect import apply_tls, probe_mqtt_version, tls_failure
 from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, Store
 
 log = logging.getLogger("edgefleet.service.ingest")
@@ -137,6 +138,7 @@ class IngestService:
         self._generation = 0
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
+        self._tls: ssl.SSLContext | None = None  # mqtts:// (settings.tls())
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._health_due: dict[str, float] = {}
@@ -189,6 +191,7 @@ class IngestService:
         user, password = s.credentials()
         if user:
             c.username_pw_set(user, password)
+        apply_tls(c, self._tls)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -202,8 +205,9 @@ class IngestService:
         if self.settings.retention_days:
             self.store.set_retention_days(self.settings.retention_days)
         deadline = time.monotonic() + connect_timeout
+        self._tls = self.settings.tls()
         if self.mqtt_version == "auto":
-            while (v := probe_mqtt_version(host, port)) is None:
+            while (v := probe_mqtt_version(host, port, tls=self._tls)) is None:
                 if time.monotonic() > deadline:
                     raise EdgefleetError(f"no MQTT broker answers at {self.settings.broker_display}")
                 log.info("waiting for the broker at %s", self.settings.broker_display)
@@ -229,6 +233,10 @@ class IngestService:
                     self._client.connect(host, port, keepalive=30)
                 break
             except OSError as exc:
+                # a wrong CA, an expired certificate, a plain listener: waiting does not help
+                if self._tls is not None and (why := tls_failure(exc, host)):
+                    self.stop(2.0)
+                    raise EdgefleetError(why) from None
                 if time.monotonic() > deadline:
                     raise EdgefleetError(f"cannot connect to {self.settings.broker_display}: {exc}") from exc
                 time.sleep(0.5)

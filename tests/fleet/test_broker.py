@@ -34,3 +34,18 @@ def test_config_raises_the_limits_that_lose_messages() -> None:
     conf = mosquitto_config("127.0.0.1", 1883, None, None)
     assert "max_queued_messages 1000000" in conf and "max_inflight_messages 0" in conf
     assert "persistence false" in conf
+
+
+def test_tls_listener_config_and_missing_pki(tmp_path) -> None:
+    from edgefleet.service.broker import TlsListener
+
+    tls = TlsListener(8883, tmp_path / "ca.crt", tmp_path / "server.crt", tmp_path / "server.key",
+                      require_certificate=True)
+    conf = mosquitto_config("127.0.0.1", 1883, None, None, tls)
+    assert "listener 1883 127.0.0.1" in conf and "listener 8883 127.0.0.1" in conf
+    assert "require_certificate true" in conf and "use_identity_as_username true" in conf
+    assert "listener 8883" not in mosquitto_config("127.0.0.1", 1883, None, None)  # plain stays the default
+    with pytest.raises(BrokerError, match="pki init"):
+        TlsListener.from_pki(tmp_path / "nothing", 8883)
+    with pytest.raises(BrokerError, match="needs Mosquitto"):
+        start_broker(prefer="amqtt", tls=tls)

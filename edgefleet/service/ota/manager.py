@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 import threading
 import time
 import zlib
@@ -57,7 +58,7 @@ class OtaManager:
                  results: ResultsLookup | None = None, max_transfers: int = 200,
                  username: str | None = None, password: str | None = None,
                  client_id: str = "edgefleet-ota", tick_s: float = 1.0,
-                 session_expiry_s: int = 86_400) -> None:
+                 session_expiry_s: int = 86_400, tls: ssl.SSLContext | None = None) -> None:
         self.registry = registry
         self.devices = devices
         self.results = results
@@ -76,6 +77,8 @@ class OtaManager:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username:
             c.username_pw_set(username, password)
+        if tls is not None:  # mqtts:// (Settings.tls())
+            c.tls_set_context(tls)
         c.max_queued_messages_set(50_000)  # bound paho's QoS 1 backlog well under 65,535
         c.reconnect_delay_set(1, 5)  # back soon after a broker restart
         c.on_connect = self._on_connect
@@ -137,7 +140,13 @@ class OtaManager:
         (a broker restart, a service restart) is queued for it, not lost."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        try:
+            self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        except ssl.SSLError as exc:  # a wrong CA, an expired certificate: one line, not a traceback
+            from edgefleet.errors import EdgefleetError
+            from edgefleet.protocol.connect import tls_failure
+
+            raise EdgefleetError(tls_failure(exc, self.host) or str(exc)) from None
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="ota-manager", daemon=True)
         self._thread.start()

@@ -1,0 +1,88 @@
+"""`edgefleet pki ...`: the fleet's TLS certificates (a CA, the broker's certificate, one per device)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+DEFAULT_DIR = "var/pki"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pki", help="TLS certificates: a fleet CA, the broker's, one per device (mutual TLS)",
+                       description="A small PKI for mqtts:// (docs/security.md). Private keys are written "
+                       "0600 and never printed; the broker needs ca.crt, server.crt, server.key and crl.pem.",
+                       epilog="example: edgefleet pki init --dir var/pki --san broker.plant.example --san 10.0.0.5 && "
+                              "edgefleet pki issue sim-0001 && edgefleet broker --tls var/pki --require-cert")
+    ps = p.add_subparsers(dest="pki_command", metavar="ACTION", required=True)
+    i = ps.add_parser("init", help="create the CA and the broker's server certificate")
+    i.add_argument("--san", action="append", default=None, metavar="HOST",
+                   help="a name or IP address clients use to reach the broker (repeatable; default "
+                        "localhost and 127.0.0.1)")
+    i.add_argument("--force", action="store_true", help="replace an existing CA (every old certificate stops working)")
+    _dir(i)
+    i.set_defaults(func=cmd_init)
+    s = ps.add_parser("issue", help="issue a client certificate (CN = NAME, a device or service id), or with "
+                                    "--server a new broker certificate")
+    s.add_argument("name", help="device or service id (the MQTT username under mutual TLS)")
+    s.add_argument("--server", action="store_true", help="a server certificate, written as server.crt/server.key")
+    s.add_argument("--san", action="append", default=None, metavar="HOST", help="--server: names and addresses")
+    s.add_argument("--days", type=int, default=None, help="validity (default 825)")
+    _dir(s)
+    s.set_defaults(func=cmd_issue)
+    r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); restart the broker to apply")
+    r.add_argument("name")
+    _dir(r)
+    r.set_defaults(func=cmd_revoke)
+    ls = ps.add_parser("list", help="certificates, their expiry and whether they are revoked")
+    _dir(ls)
+    ls.set_defaults(func=cmd_list)
+
+
+def _dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, default=Path(os.environ.get("EDGEFLEET_PKI_DIR") or DEFAULT_DIR),
+                   help=f"where the files live (default $EDGEFLEET_PKI_DIR or {DEFAULT_DIR})")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from edgefleet.service import pki
+
+    written = pki.init(args.dir, server_names=args.san or ["localhost", "127.0.0.1"], force=args.force)
+    print(f"wrote {', '.join(str(p) for p in written)} (keys mode 0600); server names: "
+          f"{', '.join(args.san or ['localhost', '127.0.0.1'])}")
+    return 0
+
+
+def cmd_issue(args: argparse.Namespace) -> int:
+    from edgefleet.errors import ConfigError
+    from edgefleet.service import pki
+
+    days = args.days if args.days is not None else pki.LEAF_DAYS
+    if days < 1:
+        raise ConfigError("--days must be at least 1")
+    if args.server:
+        written = pki.issue(args.dir, "server", server=True, sans=args.san or [], days=days)
+    else:
+        if args.san:
+            raise ConfigError("--san is for --server certificates")
+        written = pki.issue(args.dir, args.name, days=days)
+    print(f"wrote {written[0]} and {written[1]} (mode 0600)")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from edgefleet.service import pki
+
+    crl = pki.revoke(args.dir, args.name)
+    print(f"revoked {args.name}: {crl} updated; restart the broker (or send it SIGHUP) to load it")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from edgefleet.service import pki
+
+    for c in pki.listing(args.dir):
+        print(f"{c.name:24s} {c.kind:7s} expires {c.not_after:%Y-%m-%d}  serial {c.serial:x}"
+              + ("  REVOKED" if c.revoked else ""))
+    return 0

@@ -444,16 +444,7 @@ class PostgresStore(NotifyTables):
             for k in odd:
                 holes.setdefault(k, [])
         upd = account([(r.device, r.boot, r.seq, r.ts, r.dropped) for r in new], boots, holes, marks)
-        if upd.opened:
-            cur.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (%s,%s,%s,%s,%s)",
-                            [(d, b, lo, hi, ingest_ts) for d, b, lo, hi in upd.opened])
-        for d, b, lo, hi, pieces in upd.filled:
-            row = cur.execute("DELETE FROM seq_gaps WHERE device = %s AND boot = %s AND lo = %s RETURNING opened_ms",
-                              (d, b, lo)).fetchone()
-            opened = row[0] if row else ingest_ts
-            if pieces:
-                cur.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (%s,%s,%s,%s,%s)",
-                                [(d, b, plo, phi, opened) for plo, phi in pieces])
+        self._write_gaps(cur, upd.opened, upd.filled, ingest_ts)
         if upd.boots:
             rows = sorted((d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)
                           for (d, b), s in upd.boots.items())
@@ -463,6 +454,36 @@ class PostgresStore(NotifyTables):
                         " first_ts = excluded.first_ts, last_ts = excluded.last_ts, max_seq = excluded.max_seq,"
                         " received = excluded.received, dropped = excluded.dropped, jumps = excluded.jumps",
                         _columns(rows))
+
+    @staticmethod
+    def _write_gaps(cur: Any, opened: list[tuple[str, str, int, int]],
+                    filled: list[tuple[str, str, int, int, list[tuple[int, int]]]], ingest_ts: int) -> None:
+        """The batch's hole changes in three statements, whatever their number: two ingest processes
+        sharing a device's messages fill each other's holes in every batch (one statement per
+        hole made that the slowest part). A filled hole's pieces keep the time it opened; a piece
+        filled again in the same batch is folded here and never reaches the database."""
+        gone: list[tuple[str, str, int]] = []  # rows in the table to delete
+        pieces: dict[tuple[str, str, int], tuple[int, tuple]] = {}  # key -> (hi, the deleted row it came from)
+        for d, b, lo, _hi, rest in filled:
+            key = (d, b, lo)
+            if key in pieces:  # a piece made earlier in this batch
+                since = pieces.pop(key)[1]
+            else:
+                gone.append(key)
+                since = key
+            for plo, phi in rest:
+                pieces[(d, b, plo)] = (phi, since)
+        was: dict[tuple[str, str, int], int] = {}
+        if gone:
+            for d, b, lo, t in cur.execute(
+                    "DELETE FROM seq_gaps WHERE (device, boot, lo) IN (SELECT * FROM unnest(%s::text[], %s::text[],"
+                    " %s::bigint[])) RETURNING device, boot, lo, opened_ms", _columns(gone)).fetchall():
+                was[(d, b, lo)] = t
+        rows = [(d, b, lo, hi, ingest_ts) for d, b, lo, hi in opened]
+        rows += [(d, b, lo, hi, was.get(since, ingest_ts)) for (d, b, lo), (hi, since) in pieces.items()]
+        if rows:
+            cur.execute("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) SELECT * FROM unnest(%s::text[],"
+                        " %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])", _columns(sorted(rows)))
 
     @staticmethod
     def _lock_boots(cur: Any, keys: list[tuple[str, str]], boots: dict[tuple[str, str], BootState]) -> set:

@@ -13,8 +13,9 @@ processes do). A fresh store per run; configurations alternate over the rounds; 
 
 With `--ingest N` it also measures the whole path, per backend: 2 publisher processes (QoS 1, 10
 results a message, 200 devices; benchmarks/ingest_throughput.py's publisher) -> Mosquitto ->
-`edgefleet serve --role ingest` (a child process) -> the store; results/s until all N are stored,
-each once (publishers, broker, ingest and PostgreSQL share the cores).
+`edgefleet serve --role ingest` (child processes; `--ingest-procs 1,2,3` on one shared-subscription
+group) -> the store; results/s until all N are stored, each once, and the cores each part used
+(publishers, broker, ingest and PostgreSQL share the machine's).
 """
 
 from __future__ import annotations
@@ -90,38 +91,75 @@ def run(db: str, parts: list[list[list[ResultRecord]]]) -> dict:
     return {"results_per_s": n / wall, "client_cpu_s_per_10k": 1e4 * sum(g[2] for g in got) / n}
 
 
-def ingest_run(backend: str, db: str, total: int, work: Path) -> dict:
-    """Publishers -> Mosquitto -> `serve --role ingest` -> `db`; results/s until every one is stored."""
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (the PostgreSQL server's backends and helpers)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _timed_publisher(port, k, names, msgs, per_msg, window, rate, out, cpu_out) -> None:
+    """benchmarks/ingest_throughput.py's publisher, then the CPU seconds it used."""
     from ingest_throughput import publisher
 
+    publisher(port, k, names, msgs, per_msg, window, rate, out)
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_out.put(r.ru_utime + r.ru_stime)
+
+
+def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, pg_pid: int | None = None) -> dict:
+    """Publishers -> Mosquitto -> `procs_n` x `serve --role ingest` (one shared-subscription group) ->
+    `db`; results/s until every one is stored, and the cores each part used meanwhile."""
     from edgefleet.service.broker import start_broker
 
     devices, per_msg, pubs = 200, 10, 2
     msgs_per_device = max(1, total // (devices * per_msg))
     total = msgs_per_device * devices * per_msg
-    log = work / f"serve-{backend}.log"
-    with start_broker(prefer="mosquitto", workdir=work / f"broker-{backend}") as broker:
+    tag = f"{backend}-{procs_n}"
+    with start_broker(prefer="mosquitto", workdir=work / f"broker-{tag}") as broker:
         env = dict(os.environ, EDGEFLEET_SQLITE_SYNC="FULL", EDGEFLEET_STATS_INTERVAL_S="5")
-        serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--broker",
-                                  broker.url, "--db", db, "--client-id", f"bench-{backend}"], cwd=ROOT, env=env,
-                                 stderr=open(log, "w"))
+        logs = [work / f"serve-{tag}-{i}.log" for i in range(procs_n)]
+        serves = [subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--broker",
+                                    broker.url, "--db", db, "--client-id", f"bench-{tag}-{i}", "--group",
+                                    f"bench-{tag}"], cwd=ROOT, env=env, stderr=open(log, "w"))
+                  for i, log in enumerate(logs)]
         store = None
         try:
-            deadline = time.time() + 60
-            while "subscribed" not in log.read_text():
-                if time.time() > deadline or serve.poll() is not None:
-                    raise SystemExit("serve did not start:\n" + log.read_text()[-3000:])
+            deadline = time.time() + 90
+            while not all("subscribed" in log.read_text() for log in logs):
+                if time.time() > deadline or any(p.poll() is not None for p in serves):
+                    raise SystemExit("serve did not start:\n" + "".join(x.read_text()[-2000:] for x in logs))
                 time.sleep(0.1)
             names = [f"bench-{i:05d}" for i in range(devices)]
             ctx = mp.get_context("spawn")
-            out = ctx.Queue()
-            procs = [ctx.Process(target=publisher, args=(broker.port, k, names[k::pubs], msgs_per_device, per_msg,
-                                                           100, 0.0, out)) for k in range(pubs)]
+            out, cpu_out = ctx.Queue(), ctx.Queue()
+            procs = [ctx.Process(target=_timed_publisher, args=(broker.port, k, names[k::pubs], msgs_per_device,
+                                                                 per_msg, 100, 0.0, out, cpu_out)) for k in range(pubs)]
+            pg_parts = _children(pg_pid) if pg_pid else []
+            broker_pid = broker._proc.pid if broker._proc else None
+            before = {"ingest": sum(_cpu_s(p.pid) for p in serves), "broker": _cpu_s(broker_pid) if broker_pid else 0.0,
+                      "postgresql": sum(_cpu_s(x) for x in pg_parts)}
             t0 = time.time()
             for p in procs:
                 p.start()
             for _ in procs:
                 out.get(timeout=1800)
+            pub_cpu = sum(cpu_out.get(timeout=60) for _ in procs)
             for p in procs:
                 p.join()
             store = open_store(db)
@@ -130,14 +168,22 @@ def ingest_run(backend: str, db: str, total: int, work: Path) -> dict:
                     raise SystemExit(f"only {n} of {total} results stored")
                 time.sleep(0.1)
             t_all = time.time() - t0
-            once = store._q("SELECT count(*) FROM (SELECT device FROM results GROUP BY device, boot, seq) t")[0][0]
+            pg_now = set(_children(pg_pid)) | set(pg_parts) if pg_pid else set()
+            after = {"ingest": sum(_cpu_s(p.pid) for p in serves), "broker": _cpu_s(broker_pid) if broker_pid else 0.0,
+                     "postgresql": sum(_cpu_s(x) for x in pg_now)}
+            stored = store.count_results()
         finally:
-            serve.terminate()
-            serve.wait(30)
+            for p in serves:
+                p.terminate()
+            for p in serves:
+                p.wait(30)
             if store is not None:
                 store.close()
-    assert once == total, f"{backend}: {once} distinct results of {total}"
-    return {"results": total, "results_per_s": total / t_all, "seconds": t_all}
+    assert stored == total, f"{tag}: {stored} results stored of {total}"  # (device, boot, seq) is the key
+    cores = {k: round((after[k] - before[k]) / t_all, 2) for k in after if k != "postgresql" or pg_pid}
+    cores["publishers"] = round(pub_cpu / t_all, 2)
+    return {"ingest_processes": procs_n, "results": total, "results_per_s": total / t_all, "seconds": t_all,
+            "cores_used": cores}
 
 
 def main() -> int:
@@ -147,6 +193,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 rounds of 20 batches")
     ap.add_argument("--ingest", type=int, default=0, metavar="N",
                     help="also N results through Mosquitto and `serve --role ingest` into each backend")
+    ap.add_argument("--ingest-procs", type=lambda v: [int(x) for x in v.split(",")], default=[1],
+                    help="numbers of ingest processes to run --ingest with, e.g. 1,2,3 (default 1)")
     ap.add_argument("--skip-store", action="store_true", help="only the --ingest measurement")
     args = ap.parse_args()
     if args.quick:
@@ -175,12 +223,15 @@ def main() -> int:
                 rounds[f"{backend}/{writers}"].append(got)
                 print(f"round {r + 1}: {backend:10} {writers} writer(s) {got['results_per_s']:9,.0f} results/s",
                       flush=True)
-        ingest = {}
-        for backend in ("sqlite", "postgresql") if args.ingest else ():
-            db = str(Path(tmp) / "ingest.db") if backend == "sqlite" else server.create_db("ingest")
-            ingest[backend] = ingest_run(backend, db, args.ingest, Path(tmp))
-            print(f"ingest end to end: {backend:10} {ingest[backend]['results_per_s']:9,.0f} results/s "
-                  f"({ingest[backend]['results']:,} stored once)", flush=True)
+        ingest: dict[str, dict] = {}
+        pg_pid = int((server.data / "postmaster.pid").read_text().split()[0])
+        for n in args.ingest_procs if args.ingest else ():
+            for backend in ("sqlite", "postgresql"):
+                db = str(Path(tmp) / f"ingest-{n}.db") if backend == "sqlite" else server.create_db("ingest")
+                got = ingest_run(backend, db, args.ingest, Path(tmp), n, pg_pid if backend == "postgresql" else None)
+                ingest[f"{backend}/{n}"] = got
+                print(f"ingest end to end: {backend:10} {n} process(es) {got['results_per_s']:9,.0f} results/s "
+                      f"({got['results']:,} stored once); cores used {got['cores_used']}", flush=True)
     if args.skip_store:
         return 0 if not ingest else _write_ingest_only(ingest, pg_version)
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("results_per_s", "client_cpu_s_per_10k")}
@@ -201,14 +252,15 @@ def main() -> int:
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},
         "median": med, "runs": rounds,
         **({"ingest_end_to_end": {"what": "2 publishers (QoS 1, 10 results/message, 200 devices) -> Mosquitto -> "
-                                          "serve --role ingest -> store, one run per backend",
+                                          "N x serve --role ingest (shared subscription) -> store, one run each; "
+                                          "cores_used = CPU seconds of each part / wall seconds",
                                   **ingest}} if ingest else {})})
     return 0
 
 
 def _write_ingest_only(ingest: dict, pg_version: str) -> int:
-    for backend, got in ingest.items():
-        print(f"{backend:10} {got['results_per_s']:9,.0f} results/s end to end")
+    for key, got in ingest.items():
+        print(f"{key:14} {got['results_per_s']:9,.0f} results/s end to end, cores used {got['cores_used']}")
     write_report("store_postgres_ingest", {"postgresql": pg_version, "ingest_end_to_end": ingest,
                                            "note": "one run per backend; 2 cores shared with other work"})
     return 0

@@ -102,6 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fleet-secret", default=os.environ.get("EDGEFLEET_FLEET_SECRET"),
                    help="log in as user=device id, password derived from this secret "
                         "(default $EDGEFLEET_FLEET_SECRET; unset: anonymous)")
+    p.add_argument("--credentials", type=Path, default=os.environ.get("EDGEFLEET_DEVICE_CREDENTIALS") or None,
+                   metavar="FILE",
+                   help="log in as user=device id with each device's own secret from FILE, as `edgefleet "
+                        "device add` or deploy_passwords --credentials write it (default "
+                        "$EDGEFLEET_DEVICE_CREDENTIALS); overrides --fleet-secret")
     p.set_defaults(func=run)
 
 
@@ -229,7 +234,17 @@ def run(args: argparse.Namespace) -> int:
             raise EdgefleetError(f"cannot reach a broker at {host}:{port} "
                                  f"(waited {args.wait_broker:g} s)")
     password = None
-    if args.fleet_secret:
+    if args.credentials:
+        from edgefleet.service.credentials import load_secrets
+
+        secrets_by_device = load_secrets(args.credentials)
+        width = max(4, len(str(args.nodes - 1)))
+        missing = [d for d in (f"{args.prefix}{i:0{width}d}" for i in range(args.nodes)) if d not in secrets_by_device]
+        if missing:
+            raise EdgefleetError(f"{args.credentials}: no secret for {len(missing)} of the {args.nodes} nodes "
+                                 f"(first: {missing[0]}); `edgefleet device add {missing[0]} ...` makes them")
+        password = secrets_by_device.__getitem__
+    elif args.fleet_secret:
         from edgefleet.service.credentials import device_password
 
         password = lambda dev: device_password(args.fleet_secret, dev)  # noqa: E731
@@ -382,7 +397,7 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]
-    for opt in ("ca", "cert", "key"):  # file paths, not secrets
+    for opt in ("ca", "cert", "key", "credentials"):  # file paths, not secrets
         if getattr(args, opt, None):
             argv += [f"--{opt}", str(getattr(args, opt))]
     if args.model is not None:

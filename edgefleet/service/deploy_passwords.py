@@ -16,8 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgefleet.errors import EdgefleetError
 from edgefleet.service import dynsec
-from edgefleet.service.credentials import device_password, password_lines
+from edgefleet.service.credentials import (
+    device_password,
+    load_secrets,
+    new_secret,
+    password_lines,
+    save_secrets,
+)
 
 # One account per service process; the broker makes each username its client id (deploy/mosquitto).
 SERVICE_USERS = ("ef-ingest-1", "ef-ingest-2", "ef-ota")
@@ -40,15 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
     ap.add_argument("--format", choices=("dynsec", "passwd"), default="dynsec",
                     help="dynsec: dynamic-security JSON with per-device permissions (default); passwd: password file")
+    ap.add_argument("--credentials", type=Path, default=None, metavar="FILE",
+                    help="random secret per device instead of deriving them from EDGEFLEET_FLEET_SECRET: "
+                         "secrets already in FILE are kept, new devices get new ones, FILE is written 0600 "
+                         "(for provisioning and `edgefleet sim --credentials`); dynsec format only")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     secret = os.environ.get("EDGEFLEET_FLEET_SECRET", "")
     ingest_pw = os.environ.get("EDGEFLEET_INGEST_PASSWORD", "")
     admin_pw = os.environ.get("EDGEFLEET_BROKER_ADMIN_PASSWORD", "")
-    if not secret or not ingest_pw:
-        print("error: set EDGEFLEET_FLEET_SECRET and EDGEFLEET_INGEST_PASSWORD", file=sys.stderr)
+    if args.credentials is not None and args.format != "dynsec":
+        print("error: --credentials needs --format dynsec", file=sys.stderr)
         return 2
-    for name, value in (("EDGEFLEET_FLEET_SECRET", secret), ("EDGEFLEET_INGEST_PASSWORD", ingest_pw),
+    if (not secret and args.credentials is None) or not ingest_pw:
+        print("error: set EDGEFLEET_INGEST_PASSWORD and EDGEFLEET_FLEET_SECRET (or use --credentials FILE)",
+              file=sys.stderr)
+        return 2
+    for name, value in (*((("EDGEFLEET_FLEET_SECRET", secret),) if args.credentials is None else ()),
+                        ("EDGEFLEET_INGEST_PASSWORD", ingest_pw),
                         *((("EDGEFLEET_BROKER_ADMIN_PASSWORD", admin_pw),) if admin_pw else ())):
         if (why := weak(name, value)):
             print(f"error: {why}", file=sys.stderr)
@@ -57,11 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     services = {user: ingest_pw for user in SERVICE_USERS}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "dynsec":
-        cfg = dynsec.fleet_config(services, {d: device_password(secret, d) for d in ids},
-                                  admin=(ADMIN_USER, admin_pw) if admin_pw else None)
+        if args.credentials is not None:
+            try:
+                known = load_secrets(args.credentials)
+            except EdgefleetError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            device_pw = {d: known.get(d) or new_secret() for d in ids}
+            save_secrets(args.credentials, {**known, **device_pw})
+        else:
+            device_pw = {d: device_password(secret, d) for d in ids}
+        cfg = dynsec.fleet_config(services, device_pw, admin=(ADMIN_USER, admin_pw) if admin_pw else None)
         dynsec.save(args.out, cfg)
         print(f"wrote {args.out}: {len(SERVICE_USERS)} service + {len(ids)} device accounts"
-              + (f" + {ADMIN_USER}" if admin_pw else ""))
+              + (f" + {ADMIN_USER}" if admin_pw else "")
+              + (f"; device secrets (random, one each) in {args.credentials}" if args.credentials else ""))
         return 0
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

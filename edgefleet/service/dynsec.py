@@ -167,3 +167,75 @@ def plugin_path() -> str | None:
         if os.path.exists(p):
             return p
     return None
+
+
+# ---- the same changes on a running broker, through the plugin's control topic -----------------
+# The plugin owns its file while the broker runs (it rewrites it on every change), so a running
+# broker is changed by commands on $CONTROL/dynamic-security/v1, sent by an account with the admin
+# role; the plugin saves them and disconnects a deleted client at once.
+
+def add_device_commands(device_id: str, password: str) -> list[dict[str, Any]]:
+    role = device_role(device_id)
+    return [{"command": "createRole", "rolename": role["rolename"], "acls": role["acls"]},
+            {"command": "createClient", "username": device_id, "password": password, "textname": "device",
+             "roles": [{"rolename": role["rolename"]}]}]
+
+
+def rekey_device_commands(device_id: str, password: str) -> list[dict[str, Any]]:
+    check_device_id(device_id)
+    return [{"command": "setClientPassword", "username": device_id, "password": password}]
+
+
+def revoke_device_commands(device_id: str) -> list[dict[str, Any]]:
+    check_device_id(device_id)
+    return [{"command": "deleteClient", "username": device_id},
+            {"command": "deleteRole", "rolename": DEVICE_ROLE_PREFIX + device_id}]
+
+
+def control(host: str, port: int, commands: list[dict[str, Any]], *, username: str, password: str,
+            tls: Any = None, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Send `commands` to a running broker's plugin and return its responses (one per command);
+    ConfigError if it cannot be reached, refuses the admin account, or does not answer."""
+    import queue
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    answers: queue.Queue = queue.Queue()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
+    c.username_pw_set(username, password)
+    if tls is not None:
+        c.tls_set_context(tls)
+    body = json.dumps({"commands": commands})
+
+    def on_connect(cl, _u, _f, rc, _p) -> None:
+        if rc.is_failure:
+            answers.put(ConfigError(f"the broker refused the admin account {username!r}: {rc}"))
+        else:
+            cl.subscribe(CONTROL_TOPIC + "/response", qos=1)
+
+    def on_subscribe(cl, _u, _m, rcs, _p) -> None:
+        if any(r.is_failure for r in rcs):
+            answers.put(ConfigError(f"{username!r} may not use the dynamic-security control topic "
+                                    "(no admin role, or the broker has no dynamic-security plugin)"))
+        else:
+            cl.publish(CONTROL_TOPIC, body, qos=1)
+
+    c.on_connect, c.on_subscribe = on_connect, on_subscribe
+    c.on_message = lambda _c, _u, m: answers.put(m.payload)
+    try:
+        c.connect(host, port, keepalive=30)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot reach the broker at {host}:{port}: {exc}") from None
+    c.loop_start()
+    try:
+        got = answers.get(timeout=timeout)
+    except queue.Empty:
+        raise ConfigError(f"no answer from the broker's dynamic-security plugin within {timeout:g} s") from None
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    if isinstance(got, Exception):
+        raise got
+    return json.loads(got).get("responses", [])

@@ -102,3 +102,11 @@ def test_only_the_broker_listens_beyond_this_host(config):
 def test_broker_bounds_packet_size_and_queued_bytes():
     conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     assert "max_packet_size 600000" in conf and "max_queued_bytes" in conf
+
+
+def test_devices_get_their_own_random_secrets(config):
+    """No fleet-wide secret from which every device password follows: one random secret per device."""
+    services = config["services"]
+    assert "--credentials" in " ".join(services["broker-credentials"]["command"])
+    assert "--credentials" in services["sim"]["command"]
+    assert all("EDGEFLEET_FLEET_SECRET" not in (svc.get("environment") or {}) for svc in services.values())

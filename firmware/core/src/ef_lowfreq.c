@@ -21,6 +21,18 @@ static uint32_t bin_ceil(float edge_hz, uint32_t nfft, double fs)
     return (uint32_t)(k < cap ? k : cap);
 }
 
+/* bin_ceil without double arithmetic (soft-float on a Cortex-M4: a double division is ~1,000
+ * instructions, and the band bins are needed per segment): the same integer, as float32 errs by
+ * a few ulp (< 1e-3 below 2,049 bins), so only an edge within 4e-3 of a bin is decided in double. */
+static uint32_t bin_ceil_f(float edge_hz, uint32_t nfft, float fs_f, double fs)
+{
+    const float x = edge_hz * (float)nfft / fs_f, r = ceilf(x);
+    const float cap = (float)(nfft / 2u + 1u);
+    if (fabsf(x - roundf(x)) < 4e-3f)
+        return bin_ceil(edge_hz, nfft, fs);
+    return (uint32_t)(r < cap ? r : cap);
+}
+
 /* [lo, hi) of the bins k = 0..nfft/2 whose frequency k * (fs / nfft), in double as Python's
  * arange(...) * (fs / nfft), lies in [lo_hz, hi_hz). */
 static void bin_range(double bin_hz, uint32_t nfft, float lo_hz, float hi_hz, uint16_t *lo, uint16_t *hi)
@@ -32,6 +44,24 @@ static void bin_range(double bin_hz, uint32_t nfft, float lo_hz, float hi_hz, ui
     while (k <= nfft / 2u && (double)k * bin_hz < (double)hi_hz)
         k++;
     *hi = (uint16_t)k;
+}
+
+/* The velocity band's power response at f Hz (docs/features.md, E(f)): [1 / (1 + (lo/f)^32) /
+ * (1 + (f/hi)^32)]^2, an order-16 Butterworth band-pass run forwards and backwards (an instrument's
+ * sloped edges); the powers by squaring (an overflow to infinity gives 0, as it should). */
+static float pow32(float r)
+{
+    r *= r;
+    r *= r;
+    r *= r;
+    r *= r;
+    return r * r;
+}
+
+static float band_edges(const ef_features_view *f, float f_hz)
+{
+    const float amp = 1.0f / (1.0f + pow32(f->vel_lo_hz / f_hz)) / (1.0f + pow32(f_hz / f->vel_hi_hz));
+    return amp * amp;
 }
 
 ef_status ef_lf_plan_init(ef_lf_plan *p, const ef_features_view *f, double fs)
@@ -109,6 +139,16 @@ ef_status ef_lf_plan_init(ef_lf_plan *p, const ef_features_view *f, double fs)
         if ((double)f->vel_split_hz > top - 2.5 * res) /* a lobe from above lf_top would cross the split */
             return EF_ERR_RATE;
         bin_range(bin_hf, p->hf.nfft, f->vel_split_hz, INFINITY, &p->vel_hf_lo, &p->vel_hf_hi); /* to Nyquist */
+        /* (above vel_hi the edge falls as f^-64: bins where E < 1e-20 add nothing a float32 sum keeps;
+         * between the edges E is 1.0f exactly: neither needs computing per segment) */
+        while (p->vel_hf_hi > p->vel_hf_lo && band_edges(f, (float)(p->vel_hf_hi - 1u) * (float)bin_hf) < 1e-20f)
+            p->vel_hf_hi--;
+        p->flat_lo = p->flat_hi = p->vel_hf_lo;
+        while (p->flat_lo < p->vel_hf_hi && band_edges(f, (float)p->flat_lo * (float)bin_hf) != 1.0f)
+            p->flat_lo++;
+        p->flat_hi = p->flat_lo;
+        while (p->flat_hi < p->vel_hf_hi && band_edges(f, (float)p->flat_hi * (float)bin_hf) == 1.0f)
+            p->flat_hi++;
         p->reach_hi = p->vel_hf_lo;
         while (p->reach_hi < p->vel_hf_hi && (double)p->reach_hi * bin_hf < top + 4.0 * res)
             p->reach_hi++;
@@ -245,30 +285,13 @@ static float hann_next(hann *h, uint32_t i)
     return 0.5f - 0.5f * c;
 }
 
-/* The velocity band's power response at f Hz (docs/features.md, E(f)): [1 / (1 + (lo/f)^32) /
- * (1 + (f/hi)^32)]^2, an order-16 Butterworth band-pass run forwards and backwards (an instrument's
- * sloped edges); the powers by squaring (an overflow to infinity gives 0, as it should). */
-static float pow32(float r)
-{
-    r *= r;
-    r *= r;
-    r *= r;
-    r *= r;
-    return r * r;
-}
-
-static float band_edges(const ef_features_view *f, float f_hz)
-{
-    const float amp = 1.0f / (1.0f + pow32(f->vel_lo_hz / f_hz)) / (1.0f + pow32(f_hz / f->vel_hi_hz));
-    return amp * amp;
-}
-
 /* The velocity weight of HF bin k (docs/features.md, w_hf): g(f_k) = (G / (2 pi f_k))^2 (1 - 0.5 (R/f_k)^2) E(f_k),
  * R = fs / n, in units of hf_vel (= (G nfft / (2 pi fs))^2). */
 static float hf_weight(const ef_lf_plan *p, const ef_features_view *f, uint32_t k)
 {
     const float k2 = (float)k * (float)k;
-    return 1.0f / k2 * (1.0f - p->hf_q / k2) * band_edges(f, (float)k * p->bin_hf);
+    const float e = k >= p->flat_lo && k < p->flat_hi ? 1.0f : band_edges(f, (float)k * p->bin_hf);
+    return 1.0f / k2 * (1.0f - p->hf_q / k2) * e;
 }
 
 /* ---- one HF segment (seg[0..n) complete) ---- */
@@ -289,7 +312,7 @@ static void segment_done(ef_lf_state *s)
     const uint32_t n = p->hf.n_samples, nfft = p->hf.nfft, keep = n - p->hop;
     float *x = s->seg;
     float mean, m2 = 0.0f, m4 = 0.0f, peak = 0.0f, vel = 0.0f;
-    uint32_t i, k;
+    uint32_t i, k, hi_prev = 0;
     hann h;
     memcpy(s->half, x + p->hop, keep * sizeof(float)); /* the next segment's first part */
     mean = mean_of(x, n);
@@ -316,9 +339,11 @@ static void segment_done(ef_lf_state *s)
     }
     ef_rfft_inplace(&p->hf.rfft, x);
     for (i = 0; i < f->n_bands; i++) { /* band sums of |Y|^2, normalized at the end */
-        uint32_t lo, hi;
+        const float fs_f = (float)p->hf.fs;
+        const uint32_t lo = i ? hi_prev : bin_ceil_f(ef_model_f32(f->edges_hz, 0), nfft, fs_f, p->hf.fs);
+        const uint32_t hi = bin_ceil_f(ef_model_f32(f->edges_hz, i + 1u), nfft, fs_f, p->hf.fs);
         float acc = 0.0f;
-        ef_features_band(&p->hf, f, i, &lo, &hi);
+        hi_prev = hi; /* bands share their edges */
         for (k = lo; k < hi; k++)
             acc += bin_power(x, k, nfft);
         s->acc[i] += acc;
@@ -447,8 +472,8 @@ static float hann_kernel(const ef_lf_plan *p, float v)
      * centres (where the difference cancels) each is taken directly */
     const float d1 = -sh * p->cos_phi - ch * p->sin_phi, d2 = -sh * p->cos_phi + ch * p->sin_phi;
     const float r0 = fabsf(sh) < 1e-7f ? n : sn / sh;
-    const float r1 = fabsf(d1) < 0.05f ? dirichlet((v - p->res_hf) * scale, n) : -sn / d1;
-    const float r2 = fabsf(d2) < 0.05f ? dirichlet((v + p->res_hf) * scale, n) : -sn / d2;
+    const float r1 = fabsf(d1) < 0.002f ? dirichlet((v - p->res_hf) * scale, n) : -sn / d1;
+    const float r2 = fabsf(d2) < 0.002f ? dirichlet((v + p->res_hf) * scale, n) : -sn / d2;
     const float re = 0.5f * r0 - 0.25f * p->cos_phi * (r1 + r2), im = 0.25f * p->sin_phi * (r1 - r2);
     return (re * re + im * im) / ((float)p->hf.nfft * 0.375f * n);
 }
@@ -586,8 +611,8 @@ void ef_lf_finish(ef_lf_state *s, ef_lf_readings *r)
     for (i = 0; i < f->n_lf; i++) {
         uint32_t lo = 0, hi = 0;
         float acc = 0.0f;
-        lo = bin_ceil(ef_model_f32(f->lf_edges_hz, i), L, p->fs_lf);
-        hi = bin_ceil(ef_model_f32(f->lf_edges_hz, i + 1u), L, p->fs_lf);
+        lo = bin_ceil_f(ef_model_f32(f->lf_edges_hz, i), L, (float)p->fs_lf, p->fs_lf);
+        hi = bin_ceil_f(ef_model_f32(f->lf_edges_hz, i + 1u), L, (float)p->fs_lf, p->fs_lf);
         for (k = lo; k < hi; k++)
             acc += u[k];
         out[at++] = log10f(acc * p->lf_norm + floor_);

@@ -46,7 +46,8 @@ typedef struct {
     float lf_psd;            /* 2 / (fs_lf * S2_lf): |Y|^2 -> P_lf, g^2/Hz */
     float bin_hf, bin_lf, res_hf; /* fs / nfft, fs_lf / L, fs / n (Hz) */
     float cos_phi, sin_phi;  /* phi = pi (n - 1) / n: the Hann kernel's side terms */
-    uint16_t vel_hf_lo, vel_hf_hi; /* HF velocity bins [lo, hi): vel_split <= f <= fs/2 */
+    uint16_t vel_hf_lo, vel_hf_hi; /* HF velocity bins [lo, hi): vel_split <= f <= fs/2 (E above 1e-20) */
+    uint16_t flat_lo, flat_hi;     /* HF bins whose band-edge factor E is exactly 1 in float32 */
     uint16_t reach_hi;       /* HF velocity bins below it reach the LF lines (f < lf_top + 4 fs / n) */
     uint16_t vel_lf_hi;      /* LF bins [1, vel_lf_hi) have a weight (f < lf_top) */
     uint16_t k_min, k_max, k_top;                        /* running-speed search */

@@ -353,3 +353,23 @@ def test_v2_frontend_crc_and_inputs_match_python(fw, shipped_model, tmp_path):
         assert info["frontend_crc"] == bl.frontend_crc(params) & 0xFFFFFFFF, name
         crcs.add(info["frontend_crc"])
     assert len(crcs) == len(arts)
+
+
+def test_in_place_real_fft_is_cmsis_bit_for_bit(fw, tmp_path):
+    """ef_rfft_inplace (the v2 front end's FFT, no output buffer) gives arm_rfft_fast_f32's output bit
+    for bit at every length from 32 to 4096 (sanitized build of the check against the host library)."""
+    import shutil
+
+    from fw_helpers import FIRMWARE, REPO
+
+    out = tmp_path / "ef_rfft_check"
+    cc = shutil.which("cc") or "gcc"
+    cmsis = FIRMWARE / "third_party" / "cmsisdsp-1.10.3"
+    run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-ffp-contract=off", "-D__GNUC_PYTHON__",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{FIRMWARE / 'core/include'}",
+         f"-I{cmsis / 'Include'}", f"-I{cmsis / 'PrivateInclude'}", REPO / "tests/firmware/c/ef_rfft_check.c",
+         fw.san / "lib.a", "-lm", "-o", out])
+    lines = run([out]).stdout.decode().split("\n")
+    rows = [tuple(map(int, line.split())) for line in lines if line.strip()]
+    assert [r[0] for r in rows] == [32 << i for i in range(8)]
+    assert all(r[2] == 0 for r in rows), rows

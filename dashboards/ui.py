@@ -103,7 +103,7 @@ def scores(db: str, name: str, window_s: float | None) -> pd.DataFrame:
 
 
 LONG_SPAN_MS = 6 * 3_600_000  # ranges longer than this re-read at most every LONG_TTL_S (a bucketed scan)
-LONG_TTL_S = 15.0
+LONG_TTL_S = 5.0  # with the bucket cache a refresh reads only the newest buckets
 
 
 def series(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries.Series:
@@ -112,20 +112,26 @@ def series(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries
     return f(db, name, start_ms, end_ms)
 
 
+@st.cache_resource(show_spinner=False)
+def bucket_cache(db: str) -> loaders.timeseries.BucketCache:
+    """The settled buckets of long ranges, shared by every session: a refresh reads only the newest ones."""
+    return loaders.timeseries.BucketCache()
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _series_short(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries.Series:
-    return loaders.timeseries.device_series(store(db), name, start_ms, end_ms)
+    return loaders.timeseries.device_series(store(db), name, start_ms, end_ms, cache=bucket_cache(db))
 
 
 @st.cache_data(ttl=LONG_TTL_S, show_spinner=False)
 def _series_long(db: str, name: str, start_ms: int, end_ms: int) -> loaders.timeseries.Series:
-    return loaders.timeseries.device_series(store(db), name, start_ms, end_ms)
+    return loaders.timeseries.device_series(store(db), name, start_ms, end_ms, cache=bucket_cache(db))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def compare(db: str, names: tuple[str, ...], start_ms: int, end_ms: int) -> pd.DataFrame:
     """2-6 machines' HI, score ratio and velocity per bucket on one time axis."""
-    return loaders.timeseries.compare_frame(store(db), names, start_ms, end_ms)
+    return loaders.timeseries.compare_frame(store(db), names, start_ms, end_ms, cache=bucket_cache(db))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

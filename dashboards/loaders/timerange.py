@@ -23,7 +23,7 @@ DEFAULT_PRESET = "1h"
 MIN_SPAN_MS = 60_000  # zooming in stops at one minute
 MAX_SPAN_MS = 400 * 86_400_000  # and an absolute range at 400 days
 BUCKETS = 600  # a chart of a long range: at most this many points per machine and series
-RAW_LIMIT = 3_000  # up to this many results in the range are charted one by one; more are bucketed
+RAW_LIMIT = 5_000  # up to this many results in the range are charted one by one (an hour at 1/s); more are bucketed
 NICE_MS = (1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
            3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000)
 

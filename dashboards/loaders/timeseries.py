@@ -4,6 +4,8 @@ result per second is a few hundred rows, not millions. Also the compare view's f
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,10 +36,53 @@ class Series:
     total: int
 
 
-def bucket_rows(store: Store, device: str, start_ms: int, end_ms: int, buckets: int = BUCKETS) -> pd.DataFrame:
-    """The store's per-bucket aggregates as a frame (BUCKET_COLS), buckets as wide as `bucket_ms` gives."""
+SETTLE_MS = 60_000  # a bucket that ended this long ago is kept by BucketCache and not read again
+
+
+class BucketCache:
+    """Per device and bucket width, the aggregates of the buckets that ended more than SETTLE_MS ago: a page
+    that refreshes a long range every few seconds then reads only its newest buckets from the database, not
+    the range's millions of rows again. Buckets are aligned to multiples of their width since the epoch, so
+    every range and refresh shares them. (A result that arrives later than SETTLE_MS after its bucket
+    ended, by store-and-forward, is not in a kept bucket until the dashboard restarts.)"""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self._entries: dict[tuple[str, int], tuple[int, int, dict[int, tuple]]] = {}  # lo, hi (complete [lo, hi))
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def rows(self, store: Store, device: str, start_ms: int, end_ms: int, b: int, now_ms: int) -> list[tuple]:
+        k0, k1 = start_ms // b, end_ms // b
+        with self._lock:
+            lo, hi, kept = self._entries.get((device, b), (k0, k0, {}))
+        if k0 < lo or hi <= k0:  # nothing kept for the start of this range: read it all
+            lo, hi, kept, read_from = k0, k0, {}, k0
+        else:
+            read_from = hi
+        fresh = {int(r[0]) // b: r for r in (store.result_buckets(device, read_from * b, end_ms, b)
+                                              if read_from <= k1 else [])}
+        done = min((now_ms - SETTLE_MS) // b, k1 + 1)  # buckets below this have ended and settled
+        if done > read_from:
+            kept = {**kept, **{k: r for k, r in fresh.items() if k < done}}
+            with self._lock:
+                if len(self._entries) >= self._max:
+                    self._entries.pop(next(iter(self._entries)))
+                self._entries[(device, b)] = (lo, max(hi, done), kept)
+        merged = {**{k: r for k, r in kept.items() if k0 <= k <= k1}, **fresh}
+        return [merged[k] for k in sorted(merged)]
+
+
+def bucket_rows(store: Store, device: str, start_ms: int, end_ms: int, buckets: int = BUCKETS,
+                cache: BucketCache | None = None, now_ms: int | None = None) -> pd.DataFrame:
+    """The store's per-bucket aggregates as a frame (BUCKET_COLS), buckets as wide as `bucket_ms` gives,
+    aligned to multiples of their width; through `cache` only the buckets it does not keep are read."""
     b = bucket_ms(end_ms - start_ms, buckets)
-    df = pd.DataFrame(store.result_buckets(device, start_ms, end_ms, b), columns=BUCKET_COLS)
+    start = start_ms // b * b
+    if cache is not None:
+        rows = cache.rows(store, device, start, end_ms, b, int(time.time() * 1000) if now_ms is None else now_ms)
+    else:
+        rows = store.result_buckets(device, start, end_ms, b)
+    df = pd.DataFrame(rows, columns=BUCKET_COLS)
     df.attrs["bucket_ms"] = b
     return df
 
@@ -63,10 +108,10 @@ def _num(v) -> float | None:
 
 
 def device_series(store: Store, device: str, start_ms: int, end_ms: int, *, buckets: int = BUCKETS,
-                  raw_limit: int = RAW_LIMIT) -> Series:
+                  raw_limit: int = RAW_LIMIT, cache: BucketCache | None = None) -> Series:
     """A device's results in [start_ms, end_ms]: every one when there are at most `raw_limit`, else one
     row per bucket (at most `buckets`), plus the newest NEWEST raw results. Two bounded queries at most."""
-    rows = bucket_rows(store, device, start_ms, end_ms, buckets)
+    rows = bucket_rows(store, device, start_ms, end_ms, buckets, cache)
     total = int(rows["n"].sum()) if len(rows) else 0
     b = int(rows.attrs["bucket_ms"])
     if total <= raw_limit:
@@ -77,12 +122,12 @@ def device_series(store: Store, device: str, start_ms: int, end_ms: int, *, buck
 
 
 def compare_frame(store: Store, devices: Sequence[str], start_ms: int, end_ms: int,
-                  buckets: int = 300) -> pd.DataFrame:
+                  buckets: int = 300, cache: BucketCache | None = None) -> pd.DataFrame:
     """2-6 machines on one time axis: per device and bucket the max HI (and its threshold), the max score
     over its threshold (for nodes without an HI), mean and max velocity (mm/s). Long format for the charts."""
     frames = []
     for d in list(devices)[:MAX_COMPARE]:
-        rows = bucket_rows(store, d, start_ms, end_ms, buckets)
+        rows = bucket_rows(store, d, start_ms, end_ms, buckets, cache)
         if rows.empty:
             continue
         frames.append(pd.DataFrame({

@@ -51,8 +51,9 @@ def commissioning_headline(dev, needs_class: bool) -> None:
         st.caption(words)
 
 
-def commissioning_detail(dev, scores: pd.DataFrame) -> None:
-    """Classes and how the shown windows spread over them (commissioned), or progress (commissioning)."""
+def commissioning_detail(dev, scores: pd.DataFrame, newest_only: bool = False) -> None:
+    """Classes and how the shown windows spread over them (commissioned), or progress (commissioning); with
+    `newest_only`, `scores` are the newest windows of a bucketed range."""
     if dev.comm_state == "unknown":
         return
     counts = loaders.commissioning.window_counts(scores)
@@ -81,7 +82,9 @@ def commissioning_detail(dev, scores: pd.DataFrame) -> None:
                 "windows": st.column_config.NumberColumn("windows learned"),
                 "target": st.column_config.NumberColumn("target", help="windows per class that end commissioning"),
                 "progress": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)})
-    st.markdown(f"Windows shown: **{counts['windows']:,}** · judged **{counts['judged']:,}** "
+    shown = (f"Newest {counts['windows']:,} windows of the range" if newest_only else
+             f"Windows shown: **{counts['windows']:,}**")
+    st.markdown(f"{shown} · judged **{counts['judged']:,}** "
                 f"({counts['anomalous']:,} anomalous) · commissioning **{counts['commissioning']:,}** · "
                 f"uncommissioned **{counts['uncommissioned']:,}** (speed in no learned class: no verdict)")
     if dev.comm_state == "commissioned" and counts["uncommissioned"]:
@@ -192,7 +195,7 @@ def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show
         st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
     vibration(dev, scores, bearing, x_domain, newest)
-    commissioning_detail(dev, newest)
+    commissioning_detail(dev, newest, series.bucketed)
 
     a, b = st.columns([3, 2])
     with a:

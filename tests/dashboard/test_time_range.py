@@ -69,7 +69,7 @@ def test_long_ranges_are_bucketed_in_the_database(tmp_path) -> None:
     s = timeseries.device_series(store, "m-1", start, end)
     assert s.bucketed and s.total == 20_000 and len(s.frame) <= tr.BUCKETS and len(s.newest) == timeseries.NEWEST
     raw = pd.DataFrame(store.score_history("m-1", since_ms=start, until_ms=end, limit=100_000))
-    raw["bucket"] = start + (raw["ts"] - start) // s.bucket_ms * s.bucket_ms
+    raw["bucket"] = raw["ts"] // s.bucket_ms * s.bucket_ms  # buckets are aligned to multiples of their width
     want = raw.groupby("bucket").agg(score=("score", "max"), hi=("hi", "max"), vrms=("vrms", "mean"),
                                      n=("seq", "size"), anom=("anom", "max"))
     got = s.frame.set_index(want.index)
@@ -79,6 +79,16 @@ def test_long_ranges_are_bucketed_in_the_database(tmp_path) -> None:
     assert set(s.frame["window"]) == {"normal", "anomalous"}
     short = timeseries.device_series(store, "m-1", end - 600_000, end)  # 10 minutes: every result
     assert not short.bucketed and len(short.frame) == short.total == 600
+    # through the bucket cache: the same frame, and a refresh reads only the buckets that have not settled
+    cache = timeseries.BucketCache()
+    reads = []
+    real = store.result_buckets
+    store.result_buckets = lambda d, a, b, w: reads.append((a, b)) or real(d, a, b, w)
+    first = timeseries.device_series(store, "m-1", start, end, cache=cache).frame
+    again = timeseries.device_series(store, "m-1", start, end + 30_000, cache=cache).frame
+    assert first["score"].tolist() == s.frame["score"].tolist() and len(again) >= len(first)
+    assert reads[0][0] <= start and reads[1][0] >= end - 2 * s.bucket_ms - timeseries.SETTLE_MS, reads
+    del store.result_buckets
     cmp = timeseries.compare_frame(store, ["m-1", "nope"], start, end)
     assert set(cmp["device"]) == {"m-1"} and cmp["n"].sum() == 20_000 and len(cmp) <= 300
     store.close()

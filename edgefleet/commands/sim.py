@@ -397,9 +397,9 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]
-    for opt in ("ca", "cert", "key", "credentials"):  # file paths, not secrets
+    for opt in ("ca", "cert", "key", "credentials", "ota_key"):  # file paths, not secrets
         if getattr(args, opt, None):
-            argv += [f"--{opt}", str(getattr(args, opt))]
+            argv += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     if args.model is not None:
         argv += ["--model", str(args.model)]
     for text in args.inject:
@@ -416,7 +416,10 @@ def _run_workers(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ef-sim-") as tmp:
         reports = [Path(tmp) / f"part{i}.json" for i in range(args.procs)]
-        procs = [subprocess.Popen(_worker_argv(args, i, reports[i])) for i in range(args.procs)]
+        env = dict(os.environ)  # a secret travels to the workers in their environment, not in argv
+        if args.fleet_secret:
+            env["EDGEFLEET_FLEET_SECRET"] = args.fleet_secret
+        procs = [subprocess.Popen(_worker_argv(args, i, reports[i]), env=env) for i in range(args.procs)]
 
         def forward(signum, _frame) -> None:
             for p in procs:

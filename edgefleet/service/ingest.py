@@ -166,6 +166,12 @@ class IngestService:
                  ", ".join(filters))
         self._connected.set()
 
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
+        refused = [str(r) for r in rcs if getattr(r, "is_failure", False) or r == 0x80]
+        if refused:  # a broker with per-account permissions (docs/security.md) said no: nothing will arrive
+            log.error("the broker refused ingest's subscription (%s): give account %s read access to "
+                      "ef/v1/# (the ef-service role)", ", ".join(refused), self.settings.credentials()[0] or "(anonymous)")
+
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self._connected.clear()
         if not self._stopping.is_set():
@@ -195,6 +201,7 @@ class IngestService:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(min_delay=0.25, max_delay=5)  # short: see docs/store.md on broker restarts
         return c
 

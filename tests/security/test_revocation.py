@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from security.mosq import ADMIN_PW, INGEST_PW, SECRET, Peer, deploy_config, mosquitto
 from testkit import free_port
 
 from edgefleet.service.credentials import device_password, load_secrets
+from security.mosq import ADMIN_PW, INGEST_PW, SECRET, Peer, deploy_config, mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
@@ -119,3 +119,17 @@ def test_sim_logs_in_with_each_devices_own_secret(fleet, tmp_path) -> None:
         proc = cli("sim", "--broker", f"mqtt://127.0.0.1:{port}", "--credentials", str(fleet["creds"]), "--nodes",
                    "5", "--faulty", "0", "--duration", "1")
         assert proc.returncode == 2 and "no secret for 2 of the 5 nodes" in proc.stderr
+
+
+def test_sim_workers_get_every_credential(tmp_path) -> None:
+    """`sim --procs 2` hands its workers the credentials: derived (--fleet-secret, through the
+    environment, not argv) as well as the credentials file."""
+    from security.mosq import deploy_broker
+
+    with deploy_broker(tmp_path, devices=4) as port:
+        report = tmp_path / "sim.json"
+        proc = cli("sim", "--broker", f"mqtt://127.0.0.1:{port}", "--fleet-secret", SECRET, "--procs", "2",
+                   "--nodes", "4", "--faulty", "0", "--duration", "3", "--mqtt-version", "5", "--report", str(report))
+        assert proc.returncode == 0, proc.stderr[-1500:]
+        got = json.loads(report.read_text())
+        assert got["refused_connects"] == 0 and got["published"] >= 4, got

@@ -95,3 +95,23 @@ def test_deploy_writes_no_weak_or_placeholder_secret(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "edgefleet.service.deploy_passwords", "--out",
                            str(tmp_path / "a.json")], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "at least" in proc.stderr and not (tmp_path / "a.json").exists()
+
+
+def test_ingest_says_so_when_the_broker_refuses_its_subscription(tmp_path, caplog) -> None:
+    """An ingest process started with a device's account gets nothing: it logs why instead of
+    waiting in silence."""
+    accounts = tmp_path / "dynamic-security.json"
+    write_accounts(accounts)
+    port = free_port()
+    with mosquitto(deploy_config(tmp_path, port, accounts), port):
+        settings = load_settings({}, broker_url=f"mqtt://sim-0001@127.0.0.1:{port}",
+                                 broker_password=device_password(SECRET, "sim-0001"), db=str(tmp_path / "f.db"),
+                                 ingest_client_id="sim-0001", mqtt_version="5", sqlite_sync="NORMAL")
+        store = SQLiteStore(settings.db, synchronous="NORMAL")
+        svc = IngestService(settings, store)
+        with caplog.at_level("ERROR", logger="edgefleet.service.ingest"):
+            svc.start()
+            wait_until(lambda: "refused ingest's subscription" in caplog.text, 5, "the refusal logged")
+        svc.stop()
+        store.close()
+    assert "Not authorized" in caplog.text and device_password(SECRET, "sim-0001") not in caplog.text

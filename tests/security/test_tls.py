@@ -171,9 +171,15 @@ def test_mutual_tls_certificate_is_the_identity(pki_dir, mtls_broker) -> None:
     dev.c.publish("ef/v1/sim-0000/result", result_payload(0, 1), qos=1).wait_for_publish(5)
     assert dev.subscribe("ef/v1/sim-0000/cmd") == ["Not authorized"]
     assert dev.subscribe("ef/v1/sim-0001/cmd") == ["Granted QoS 1"]
+    # a valid certificate whose id has no account (never added, or revoked with `edgefleet device
+    # revoke`): the handshake succeeds, but it may neither publish nor subscribe
+    orphan = Peer(tls_port, None, None, "sim-0003", tls=client_tls(ca, pki_dir / "sim-0003.crt",
+                                                                   pki_dir / "sim-0003.key"), host="localhost")
+    assert orphan.ok and orphan.subscribe("ef/v1/sim-0003/cmd") == ["Not authorized"]
+    orphan.c.publish("ef/v1/sim-0003/result", result_payload(0, 1), qos=1).wait_for_publish(5)
     time.sleep(0.5)
     assert ingest.messages == ["ef/v1/sim-0001/result"]
-    for p in (dev, ingest):
+    for p in (dev, ingest, orphan):
         p.close()
 
 

@@ -141,6 +141,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     _check_args(args)
     settings = load_settings(broker_url=args.broker)
     host, port = settings.broker_host_port
+    if "broker" not in args.skip and settings.tls() is not None:
+        from edgefleet.errors import ConfigError
+
+        raise ConfigError("the doctor's broker probes do not speak TLS yet: point --broker at a plain mqtt:// "
+                          "listener (e.g. on loopback), or --skip broker")
     user, password = settings.credentials()
     broker = "broker" not in args.skip
     db = None if "store" in args.skip else args.db

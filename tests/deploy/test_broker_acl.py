@@ -93,3 +93,25 @@ def test_deploy_config_binds_client_ids_to_usernames_and_uses_the_plugin():
     conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     assert "use_username_as_clientid true" in conf
     assert "mosquitto_dynamic_security.so" in conf and "acl_file" not in conf and "password_file" not in conf
+
+
+def test_only_services_write_downlink(secured_broker):
+    """Commands and OTA offers come from the service accounts; a device cannot send them to another
+    device, nor publish under another device's uplink."""
+    from edgefleet.service.credentials import device_password
+
+    port = secured_broker
+    target = Peer(port, "sim-0001", device_password(SECRET, "sim-0001"))
+    assert [target.subscribe(f"ef/v1/sim-0001/{k}") for k in ("cmd", "ota/offer")] == [["Granted QoS 1"]] * 2
+    service = Peer(port, "ef-ota", INGEST_PW)
+    assert service.subscribe("ef/v1/+/ota/state") == ["Granted QoS 1"]
+    rogue = Peer(port, "sim-0002", device_password(SECRET, "sim-0002"))
+    for kind in ("cmd", "ota/offer", "ota/data"):
+        rogue.c.publish(f"ef/v1/sim-0001/{kind}", b"{}", qos=1).wait_for_publish(5)
+    rogue.c.publish("ef/v1/sim-0001/ota/state", b"{}", qos=1).wait_for_publish(5)  # a spoofed "rejected"
+    service.c.publish("ef/v1/sim-0001/cmd", b"{}", qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    assert target.messages == ["ef/v1/sim-0001/cmd"]  # only the service's
+    assert service.messages == []  # no ota/state in sim-0001's name
+    for p in (target, rogue, service):
+        p.close()

@@ -62,3 +62,29 @@ def test_v2_node_commissions_from_its_own_features_as_python(fw, tmp_path):
     assert np.allclose([x["hi"] for _, x in res[16:]], py.hi, rtol=1e-5)
     assert np.allclose([x["score"] for _, x in res[16:]], py.score, rtol=1e-5)
     assert not any(x["anom"] for _, x in res[16:26]) and all(x["anom"] for _, x in res[26:])
+
+
+def test_switch_from_a_v1_to_a_v2_model_commissions_again(fw, tmp_path):
+    """An OTA switch (--model-at) from the v1 fleet model to a v2 model: the v1 baseline is not kept (another
+    front end: its CRC differs), the node commissions again and its windows become v2's (N samples)."""
+    from fw_helpers import REPO
+
+    v1 = REPO / "edgefleet" / "models" / "fleet-default" / "model.efm"
+    params = v2_params()
+    n2 = plan(params, FS).n_samples
+    sig = synthetic(FS, (20 * 960 + 6 * n2) / FS, speed_hz=RPM / 60, dc=1.0, noise=0.03, seed=23)
+    a = analyze(np.asarray(frame(sig[20 * 960:], n2), np.float64), FS, params)
+    (tmp_path / "v2.efm").write_bytes(standardizing(params, a.features, threshold=5.0).to_bytes())
+    sig.astype("<f4").tofile(tmp_path / "s.f32")
+    cmd = json.dumps({"v": 1, "seq": 0, "id": "c0", "op": "commission", "windows": 16}, separators=(",", ":"))
+    proc = run([fw.tool("ef_node"), v1, tmp_path / "s.f32", repr(FS), "--protocol", BOOT, "--t0", str(T0),
+                "--cmd", "0", cmd, "--model-at", "20", tmp_path / "v2.efm"])
+    msgs = [json.loads(line) for line in proc.stdout.decode().splitlines() if line.startswith('{"v"')]
+    res = [m for m in msgs if "res" in m]
+    births = [m for m in msgs if "res" not in m]
+    assert len(res) == 20 + 6
+    assert any(b["comm"]["state"] == "commissioned" for b in births)  # the v1 model commissioned ...
+    assert births[-1]["comm"]["state"] == "commissioning"  # ... and the v2 model starts over
+    assert all("vrms" not in m["res"][0] for m in res[:20]) and all("vrms" in m["res"][0] for m in res[20:])
+    assert all(m["res"][0]["state"] == "commissioning" for m in res[20:])
+    assert res[21]["res"][0]["ts"] - res[20]["res"][0]["ts"] == round(1000 * n2 / FS)  # v2 windows, back to back

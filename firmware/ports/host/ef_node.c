@@ -428,8 +428,7 @@ int main(int argc, char **argv)
     }
     samples = (const float *)(const void *)raw;
     n_total = slen / sizeof(float);
-    if (hop == 0)
-        hop = pipe.n_window;
+    const int hop_given = hop != 0; /* else windows back to back, whatever the model's window length */
     ff = open_opt(feat_path);
     fr = open_opt(read_path);
     fq = open_opt(q_path);
@@ -438,7 +437,7 @@ int main(int argc, char **argv)
         return 1;
     if (nd.boot && publish_birth(&nd, &m, t0) != 0)
         return 2;
-    for (start = 0; start + pipe.n_window <= n_total; start += hop) {
+    for (start = 0; start + pipe.n_window <= n_total; start += hop_given ? hop : pipe.n_window) {
         const uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
         const float rpm = rpms ? rpms[windows % n_rpm] : 0.0f;
         ef_pipeline_result res;

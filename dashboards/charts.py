@@ -288,7 +288,9 @@ def compare_lines(df: pd.DataFrame, field: str, title: str, x_domain: tuple[int,
     devices = list(dict.fromkeys(df["device"]))
     colour = alt.Color("device:N", scale=alt.Scale(domain=devices), legend=alt.Legend(orient="top", title=None))
     pts = df[df[field].notna()]
-    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None, scale=alt.Scale(domain=[
+    fmt = "%H:%M" if x_domain[1] - x_domain[0] <= 86_400_000 else "%b %d %H:%M"  # UTC, 24 h: as the range says
+    base = alt.Chart(pts).encode(x=alt.X("time:T", title=None, axis=alt.Axis(format=fmt, labelOverlap=True),
+                                         scale=alt.Scale(type="utc", domain=[
         pd.Timestamp(x_domain[0], unit="ms", tz="UTC").isoformat(),
         pd.Timestamp(x_domain[1], unit="ms", tz="UTC").isoformat()])),
         y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(minExtent=48)), color=colour)

@@ -46,14 +46,14 @@ def overlay(chosen: list[str], time_range: loaders.timerange.TimeRange) -> None:
     field = "hi" if has_hi else "ratio"
     thr = (df.dropna(subset=["hi_thr"]).groupby("device", sort=False)["hi_thr"].last().rename("value").reset_index()
            if has_hi else None)
-    event = st.altair_chart(charts.compare_lines(df, field, "health indicator (max per bucket)" if has_hi else
-                                                 "score / threshold (max per bucket)", (start, end), thresholds=thr,
+    event = st.altair_chart(charts.compare_lines(df, field, "HI (bucket max)" if has_hi else
+                                                 "score / thr (bucket max)", (start, end), thresholds=thr,
                                                  zoom=True),
                             width="stretch", key=f"compare_hi_{timebar.token(time_range)}", on_select="rerun")
     timebar.zoom_to_selection(event)
     st.subheader("Velocity RMS (mm/s)")
     if df["vrms"].notna().any():
-        st.altair_chart(charts.compare_lines(df, "vrms", "velocity RMS, mm/s (mean per bucket)", (start, end),
+        st.altair_chart(charts.compare_lines(df, "vrms", "mm/s (bucket mean)", (start, end),
                                              height=220), width="stretch", key="compare_vrms")
     else:
         st.caption("None of these machines reports velocity (`vrms`: feature definition v2).")

@@ -31,7 +31,7 @@ if wanted not in names:  # default: the most urgent machine
 left, mid, right = st.columns([2, 1, 1])
 name = left.selectbox("Device", names, index=names.index(wanted), key="device_pick",
                       format_func=lambda d: f"{d}  ({state_of.get(d, '?')})")
-mid.page_link(ui.PAGE_COMPARE, label="Compare with other machines", icon=":material/stacked_line_chart:",
+mid.page_link(ui.PAGE_COMPARE, label="Compare machines", icon=":material/stacked_line_chart:",
               query_params={"devices": name})
 log_y = right.toggle("Log scale", key="device_log")
 show_hi = right.toggle("Health indicator", value=True, key="device_hi",

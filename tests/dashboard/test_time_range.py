@@ -94,6 +94,16 @@ def test_long_ranges_are_bucketed_in_the_database(tmp_path) -> None:
     store.close()
 
 
+def test_buckets_over_days_equal_the_raw_rows(tmp_path) -> None:
+    store, t0 = _long_store(tmp_path, n=20_000, period_ms=20_000)  # 4.6 days
+    end = t0 + 20_000 * 20_000
+    rows = store.result_buckets("m-1", t0, end, 3_600_000)
+    raw = pd.DataFrame(store.score_history("m-1", since_ms=t0, until_ms=end, limit=100_000))
+    want = raw.groupby((raw["ts"] - t0) // 3_600_000).agg(n=("seq", "size"), score=("score", "max"))
+    assert [r[2] for r in rows] == want["n"].tolist() and [r[4] for r in rows] == want["score"].tolist()
+    store.close()
+
+
 def test_the_range_is_shared_by_the_pages_and_kept_in_the_url(monkeypatch, fleet_db) -> None:
     at = open_page(monkeypatch, fleet_db.path, ui.PAGE_DEVICE, range="6h")
     assert at.query_params["range"] == ["6h"] or at.query_params["range"] == "6h"

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=cmd_init)
     s = ps.add_parser("issue", help="issue a client certificate (CN = NAME, a device or service id), or with "
                                     "--server a new broker certificate")
-    s.add_argument("name", help="device or service id (the MQTT username under mutual TLS)")
-    s.add_argument("--server", action="store_true", help="a server certificate, written as server.crt/server.key")
+    s.add_argument("name", nargs="?", help="device or service id (the MQTT username under mutual TLS)")
+    s.add_argument("--server", action="store_true",
+                   help="instead: a new broker certificate, written as server.crt/server.key (no NAME)")
     s.add_argument("--san", action="append", default=None, metavar="HOST", help="--server: names and addresses")
     s.add_argument("--days", type=int, default=None, help="validity (default 825)")
     _dir(s)
@@ -62,8 +63,12 @@ def cmd_issue(args: argparse.Namespace) -> int:
     if days < 1:
         raise ConfigError("--days must be at least 1")
     if args.server:
+        if args.name:
+            raise ConfigError("--server takes no NAME: the broker's certificate is always server.crt")
         written = pki.issue(args.dir, "server", server=True, sans=args.san or [], days=days)
     else:
+        if not args.name:
+            raise ConfigError("say whose certificate: edgefleet pki issue NAME (a device or service id)")
         if args.san:
             raise ConfigError("--san is for --server certificates")
         written = pki.issue(args.dir, args.name, days=days)

@@ -223,3 +223,27 @@ def test_revoked_certificate_is_refused_after_a_reload(pki_dir, tmp_path) -> Non
             return
         assert not again.ok
         again.close()
+
+
+def test_pki_and_broker_bad_input_is_one_line(pki_dir, tmp_path) -> None:
+    fresh = tmp_path / "fresh"
+    for argv, why in ((("pki", "init", "--dir", str(pki_dir)), "already holds a CA"),
+                      (("pki", "issue", "sim-0009", "--dir", str(fresh)), "no CA"),
+                      (("pki", "issue", "--dir", str(pki_dir)), "whose certificate"),
+                      (("pki", "issue", "ca", "--dir", str(pki_dir)), "not one of"),
+                      (("pki", "issue", "x/y", "--dir", str(pki_dir)), "1-64 of"),
+                      (("pki", "issue", "--server", "--dir", str(pki_dir)), "at least one name"),
+                      (("pki", "issue", "sim-0009", "--days", "0", "--dir", str(pki_dir)), "at least 1"),
+                      (("pki", "revoke", "nobody", "--dir", str(pki_dir)), "no client certificate"),
+                      (("pki", "list", "--dir", str(fresh)), "no CA"),
+                      (("broker", "--tls", str(fresh)), "pki init"),
+                      (("broker", "--require-cert"), "needs --tls")):
+        proc = subprocess.run([sys.executable, "-m", "edgefleet", *argv], cwd=REPO, env=ENV, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr, (argv, proc.stderr)
+    weak = tmp_path / "weak"
+    shutil.copytree(pki_dir, weak)
+    os.chmod(weak / "ca.key", 0o644)
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "pki", "issue", "sim-0009", "--dir", str(weak)],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "readable by others" in proc.stderr

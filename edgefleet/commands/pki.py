@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--days", type=int, default=None, help="validity (default 825)")
     _dir(s)
     s.set_defaults(func=cmd_issue)
-    r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); restart the broker to apply")
+    r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); SIGHUP the broker to apply")
     r.add_argument("name")
     _dir(r)
     r.set_defaults(func=cmd_revoke)
@@ -80,7 +80,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from edgefleet.service import pki
 
     crl = pki.revoke(args.dir, args.name)
-    print(f"revoked {args.name}: {crl} updated; restart the broker (or send it SIGHUP) to load it")
+    print(f"revoked {args.name}: {crl} updated; send the broker SIGHUP (or restart it) to load it")
     return 0
 
 

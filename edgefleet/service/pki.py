@@ -159,8 +159,9 @@ def _revoked(d: Path) -> dict[str, str]:
     return json.loads(p.read_text()) if p.is_file() else {}  # serial (hex) -> name
 
 
-def write_crl(pki_dir: str | Path, days: int = 30) -> Path:
-    """crl.pem: every revoked serial, signed by the CA, valid `days` (re-run to refresh)."""
+def write_crl(pki_dir: str | Path, days: int = CA_DAYS) -> Path:
+    """crl.pem: every revoked serial, signed by the CA. Its next update is `days` away (10 years):
+    the broker is its only reader, and OpenSSL refuses every client once a loaded CRL has expired."""
     d = Path(pki_dir)
     ca_cert, ca_key = _load_ca(d)
     now = _now()

@@ -256,3 +256,39 @@ def test_pki_and_broker_bad_input_is_one_line(pki_dir, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "pki", "issue", "sim-0009", "--dir", str(weak)],
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "readable by others" in proc.stderr
+
+
+def test_production_config_over_mutual_tls_end_to_end(pki_dir, mtls_broker, tmp_path) -> None:
+    """deploy/ config + tls.conf (permissions from the plugin, identity from the certificate): serve
+    as ef-ingest-1 and three simulated nodes, each with its own certificate; every acknowledged
+    result is stored."""
+    _, tls_port = mtls_broker
+    url = f"mqtts://localhost:{tls_port}"
+    db = tmp_path / "fleet.db"
+    env = dict(ENV, EDGEFLEET_MQTT_CA=str(pki_dir / "ca.crt"), EDGEFLEET_MQTT_CERT=str(pki_dir / "ef-ingest-1.crt"),
+               EDGEFLEET_MQTT_KEY=str(pki_dir / "ef-ingest-1.key"))
+    serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--broker", url, "--db", str(db), "--role",
+                              "ingest", "--group", "ingest", "--client-id", "ef-ingest-1", "--mqtt-version", "5"],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=(tmp_path / "serve.log").open("wb"), start_new_session=True)
+    try:
+        report = tmp_path / "sim.json"
+        sim = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", url, "--ca", str(pki_dir / "ca.crt"),
+                              "--cert", str(pki_dir), "--nodes", "3", "--faulty", "0", "--duration", "5",
+                              "--mqtt-version", "5", "--report", str(report)],
+                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+        assert sim.returncode == 0, sim.stderr[-2000:]
+        got = json.loads(report.read_text())
+        assert got["refused_connects"] == 0 and got["refused"] == 0 and got["published"] >= 3 * 3
+        stored, deadline = 0, time.time() + 15
+        while time.time() < deadline:
+            out = subprocess.run([sys.executable, "-m", "edgefleet", "stats", "--db", str(db), "--json"],
+                                 cwd=REPO, env=ENV, capture_output=True, text=True)
+            stored = json.loads(out.stdout)["results"] if out.returncode == 0 else 0
+            if stored >= got["published"]:
+                break
+            time.sleep(0.5)
+        assert stored == got["published"], (tmp_path / "serve.log").read_text()[-2000:]
+    finally:
+        stop_process(serve)
+    assert "refused ingest's subscription" not in (tmp_path / "serve.log").read_text()

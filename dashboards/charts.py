@@ -129,11 +129,24 @@ def hi_timeline(scores: pd.DataFrame, thresholds: pd.DataFrame, log_y: bool = Fa
 SEVERITY_SCALE = alt.Scale(domain=["warning", "major", "critical"], range=["#ffbb33", "#ff7f0e", "#b30000"])
 
 
-def alarms_raised(df: pd.DataFrame) -> alt.Chart:
-    """Each alarm as a dot at its raise time, one row per severity, sized by its peak over threshold."""
-    return (
-        alt.Chart(df).mark_circle(opacity=0.85)
-        .encode(x=alt.X("raised:T", title=None, axis=alt.Axis(tickMinStep=1000)),
+def _utc_domain(x_domain: tuple[int, int] | None) -> alt.Scale | None:
+    if x_domain is None:
+        return None
+    return alt.Scale(type="utc", domain=[pd.Timestamp(x_domain[0], unit="ms", tz="UTC").isoformat(),
+                                         pd.Timestamp(x_domain[1], unit="ms", tz="UTC").isoformat()])
+
+
+def alarms_raised(df: pd.DataFrame, x_domain: tuple[int, int] | None = None, zoom: bool = False) -> alt.Chart:
+    """Each alarm as a dot at its raise time, one row per severity, sized by its peak over threshold; with
+    `x_domain` the axis is the time range (alarms raised before it, still active, are clipped), with `zoom`
+    a span dragged across it narrows the range."""
+    x = alt.X("raised:T", title=None, axis=alt.Axis(tickMinStep=1000))
+    if x_domain is not None:
+        fmt = "%H:%M" if x_domain[1] - x_domain[0] <= 86_400_000 else "%m-%d %H:%M"
+        x = alt.X("raised:T", title=None, axis=alt.Axis(tickMinStep=1000, format=fmt), scale=_utc_domain(x_domain))
+    chart = (
+        alt.Chart(df).mark_circle(opacity=0.85, clip=True)
+        .encode(x=x,
                 y=alt.Y("severity:N", sort=["critical", "major", "warning"], title=None),
                 color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=None),
                 size=alt.Size("peak_ratio:Q", scale=alt.Scale(range=[60, 400]), legend=None),
@@ -141,6 +154,7 @@ def alarms_raised(df: pd.DataFrame) -> alt.Chart:
                          alt.Tooltip("peak_ratio:Q", format=".2f", title="peak / thr")])
         .properties(height=130)
     )
+    return chart.add_params(zoom_brush()) if zoom else chart
 
 
 def rate_line(df: pd.DataFrame, fields: dict[str, str], title: str) -> alt.Chart:

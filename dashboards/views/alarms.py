@@ -64,7 +64,9 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
     if df.empty:
         st.success("No alarms match these filters.")
     else:
-        st.altair_chart(charts.alarms_raised(df), width="stretch")
+        event = st.altair_chart(charts.alarms_raised(df, (start, end), zoom=True), width="stretch",
+                                key=f"alarms_raised_{timebar.token(time_range)}", on_select="rerun")
+        timebar.zoom_to_selection(event)
         st.dataframe(df, hide_index=True, width="stretch", column_config={
             "raised": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "cleared": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),

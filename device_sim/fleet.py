@@ -52,6 +52,7 @@ class FleetOptions:
     commission: bool = False  # nodes learn their machine's normal first (docs/baseline.md)
     commission_windows: int = bl.DEFAULT_WINDOWS  # per operating class
     schedule: Schedule | None = None  # speed/load schedule of the machines (None: constant)
+    speed_input: bool = True  # nodes read the machine's speed (a tachometer); False: a v2 node estimates it
 
 
 @dataclass
@@ -88,7 +89,7 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
     """
     fs_of = np.array([plant.nodes[r].fs for r in rows])
     q_parts: list[list[np.ndarray]] = [[] for _ in detectors]
-    order, feats, vrms, excess = [], [], [], []
+    order, feats, vrms, excess, speed = [], [], [], [], []
     windows: dict[int, np.ndarray] = {}
     for fs in np.unique(fs_of):
         sel = rows[fs_of == fs]
@@ -106,6 +107,7 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
             if i == 0:
                 feats.append(f)
                 vrms.append(an.vrms_mm_s)
+                speed.append(an.speed_hz)
                 excess.append(diagnosis.excess(z))
                 if keep:
                     for j, r in enumerate(sel):
@@ -127,7 +129,7 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
                          "q_out": y[pos[r]], "score": float(s[pos[r]])} for r in windows}
             # every row's features (commissioning), velocity and excess over normal ("why")
             debug[-1] = {"features": f_all[at], "vrms": np.concatenate(vrms)[at],
-                         "excess": np.concatenate(excess)[at]}
+                         "speed_hz": np.concatenate(speed)[at], "excess": np.concatenate(excess)[at]}
     return scores, debug
 
 
@@ -258,8 +260,9 @@ class Fleet:
         machines = self.machines_at(t_sim)
         scores, shadow, debug = self._score(rows, t_sim, keep, machines)
         every = debug.pop(-1)
-        verdicts = self._commissioning(rows, scores, every["features"], machines, t_sim, every["excess"])
-        readings = self._readings(rows, every, machines, t_sim)
+        rpm = self._speeds(rows, every, machines, t_sim)
+        verdicts = self._commissioning(rows, scores, every["features"], rpm, every["excess"])
+        readings = self._readings(rows, every, rpm)
         dt = time.perf_counter() - c0
         self.compute_s += dt
         inf_us = int(dt * 1e6 / rows.size)  # batched compute per window, amortised
@@ -276,14 +279,20 @@ class Fleet:
                 sh.call(lambda sh=sh, r_s=r_s, sc_s=sc_s, sh_s=sh_s, dbg=dbg, v_s=v_s, rd_s=rd_s:
                         self._deliver(sh, r_s, sc_s, dbg, ts, inf_us, sh_s, v_s, rd_s))
 
-    def _readings(self, rows: np.ndarray, every: dict, machines: Machines, t_sim: float) -> list[Reading | None]:
+    def _speeds(self, rows: np.ndarray, every: dict, machines: Machines, t_sim: float) -> np.ndarray:
+        """The running speed (rpm) each node uses: the machine's (a tachometer input), or without a
+        speed input the v2 front end's estimate from the window's own spectrum (0: unknown, v1)."""
+        if self.opts.speed_input:
+            return machines.take(np.array([self.plant.nodes[r].row for r in rows])).shaft_hz(t_sim) * 60.0
+        return np.nan_to_num(np.asarray(every["speed_hz"], np.float64) * 60.0, nan=0.0)
+
+    def _readings(self, rows: np.ndarray, every: dict, rpm: np.ndarray) -> list[Reading | None]:
         """What each result reports beside its score (feature definition v2): velocity in mm/s, the
-        running speed the node used (the plant's speed signal, as a tachometer input), and the
-        excess over the machine's normal that explains an anomaly, if it is one (docs/protocol.md)."""
+        running speed the node used, and the excess over the machine's normal that explains an
+        anomaly, if it is one (docs/protocol.md)."""
         vrms = every["vrms"]
         if not np.isfinite(vrms).any():
             return [None] * rows.size  # a v1 front end: no readings
-        rpm = machines.take(np.array([self.plant.nodes[r].row for r in rows])).shaft_hz(t_sim) * 60.0
         params = self._detector(int(rows[0])).artifact.features.params  # type: ignore[union-attr]
         return [Reading(float(vrms[i]), float(rpm[i]), every["excess"][i], params)
                 if np.isfinite(vrms[i]) else None for i in range(rows.size)]
@@ -293,8 +302,8 @@ class Fleet:
         m = self.plant.machines
         return m if self.opts.schedule is None else self.opts.schedule.machines_at(m, t_sim)
 
-    def _commissioning(self, rows: np.ndarray, scores: np.ndarray, features: np.ndarray, machines: Machines,
-                       t_sim: float, excess: np.ndarray | None = None) -> list[Verdict | None]:
+    def _commissioning(self, rows: np.ndarray, scores: np.ndarray, features: np.ndarray, rpm: np.ndarray,
+                       excess: np.ndarray | None = None) -> list[Verdict | None]:
         """Each node's verdict under its own baseline (docs/baseline.md): a commissioning node learns
         from the window (no verdict); a commissioned one scores it standardized by its class's
         normal, with one engine call for all of them; `scores` (and the per-input `excess` over
@@ -302,20 +311,21 @@ class Fleet:
         if not self.opts.commission and not any(self.links[r].node.baseline or self.links[r].node.commissioner
                                                 for r in rows.tolist()):
             return [None] * rows.size
-        rpm = machines.take(np.array([self.plant.nodes[r].row for r in rows])).shaft_hz(t_sim) * 60.0
         out: list[Verdict | None] = [None] * rows.size
         judged, cls_of = [], []
         for i, r in enumerate(rows.tolist()):
             node = self.links[r].node
             com = node.commissioner
             b = node.baseline
-            known = b is not None and b.class_for(float(rpm[i])) is not None
+            lookup = (b.class_for if self.opts.speed_input else b.class_for_estimate) if b is not None else None
+            known = lookup is not None and lookup(float(rpm[i])) is not None
             if (com is None and b is not None and not known and rpm[i] > 0 and node.learn_new_classes
                     and len(b.classes) < bl.MAX_CLASSES):
                 node.start_commissioning(rpm=float(rpm[i]))  # a speed never seen: learn its class too
                 node.commission_log.append(("new_class", f"learning the class around {rpm[i]:.0f} rpm"))
                 com = node.commissioner
-            steady = bl.steady_speed(float(rpm[i]), node.last_rpm)
+            steady = bl.steady_speed(float(rpm[i]), node.last_rpm, bl.STEADY_SPEED if self.opts.speed_input
+                                     else bl.STEADY_SPEED_ESTIMATED)
             node.last_rpm = float(rpm[i])
             if com is not None and not (known and com.only_rpm is not None
                                         and abs(rpm[i] - com.only_rpm) > bl.RPM_TOLERANCE * com.only_rpm):
@@ -336,7 +346,7 @@ class Fleet:
                 b = self._rebaseline(r, node)
             if b is None:
                 continue
-            k = b.class_for(float(rpm[i]))
+            k = (b.class_for if self.opts.speed_input else b.class_for_estimate)(float(rpm[i]))
             if k is None:
                 out[i] = Verdict("uncommissioned", False)
                 continue
@@ -408,6 +418,7 @@ class Fleet:
         feats: np.ndarray | None = None
         errs: np.ndarray | None = None
         vrms = np.full(rows.size, np.nan)
+        speed = np.full(rows.size, np.nan)
         for v, sv in sorted({(int(a), int(b)) for a, b in zip(versions, shadows)}):
             sel = (versions == v) & (shadows == sv)
             dets = [self._detector(int(rows[sel][0]))]
@@ -427,8 +438,9 @@ class Fleet:
                 feats[sel] = f
                 errs[sel] = every["excess"]
             vrms[sel] = every["vrms"]
+            speed[sel] = every["speed_hz"]
             debug.update(d)
-        debug[-1] = {"features": feats, "vrms": vrms, "excess": errs}
+        debug[-1] = {"features": feats, "vrms": vrms, "speed_hz": speed, "excess": errs}
         return scores, no_shadow, debug
 
     def _shadow_version(self, row: int) -> int:

@@ -80,6 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-commission", dest="commission", action="store_false",
                    help="nodes judge with the model's own standardization instead of first learning their "
                         "machine's normal (docs/baseline.md); by default every node commissions at start")
+    p.add_argument("--no-speed-input", dest="speed_input", action="store_false",
+                   help="nodes have no tachometer or controller speed: a v2 model's nodes estimate the running "
+                        "speed from their own spectrum for their operating classes (v1: one any-speed class)")
     p.add_argument("--commission-windows", type=int, default=64, metavar="N",
                    help="windows per operating class that end commissioning (default 64, at least 16)")
     p.add_argument("--speeds", type=int, default=1, metavar="K",
@@ -268,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
                                results_per_message=args.results_per_message,
                                calibrate_n=args.calibrate, seed=args.seed + part,
                                ota_public_key=_ota_key(args.ota_key), commission=args.commission,
-                               commission_windows=args.commission_windows, schedule=schedule))
+                               commission_windows=args.commission_windows, schedule=schedule,
+                               speed_input=args.speed_input))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -394,6 +398,7 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--commission-windows", str(args.commission_windows), "--speeds", str(args.speeds),
             "--speed-hold", *map(str, args.speed_hold), "--speed-ramp", str(args.speed_ramp),
             *([] if args.commission else ["--no-commission"]),
+            *([] if args.speed_input else ["--no-speed-input"]),
             "--procs", str(args.procs), "--slice", f"{part}/{args.procs}", "--report", str(report)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]

@@ -280,12 +280,17 @@ def stationary(rows_q: np.ndarray) -> bool:
     return True
 
 
-def steady_speed(rpm: float | None, last_rpm: float | None) -> bool:
+STEADY_SPEED_ESTIMATED = 0.05  # the same rule on speeds estimated from the spectrum: they jitter 2-3 % (slow machines)
+
+
+def steady_speed(rpm: float | None, last_rpm: float | None, tolerance: float = STEADY_SPEED) -> bool:
     """False while the speed moves more than 1 % from one window to the next (a ramp, a start):
-    the node does not learn from such a window. Unknown speeds count as steady."""
+    the node does not learn from such a window. Unknown speeds count as steady. A speed the v2
+    front end estimated (no speed input) jitters up to ~2 % at slow speeds (measured, weak 1x), so
+    it is held to `STEADY_SPEED_ESTIMATED` (a class's own width) instead; an octave slip still fails."""
     if not rpm or not last_rpm or not (math.isfinite(rpm) and math.isfinite(last_rpm)):
         return True
-    return abs(rpm - last_rpm) <= STEADY_SPEED * last_rpm
+    return abs(rpm - last_rpm) <= tolerance * last_rpm
 
 
 @dataclass

@@ -60,8 +60,9 @@ def test_results_carry_velocity_speed_and_the_why_of_an_unbalance(mosquitto, rec
 def test_nodes_without_a_speed_input_learn_classes_by_their_estimated_speed(mosquitto, recorder_factory):
     """No tachometer: the v2 front end's speed estimate keys the operating classes and is the rpm
     each result reports; it matches the machine's true speed."""
-    from device_sim.schedule import Schedule
     import numpy as np
+
+    from device_sim.schedule import Schedule
 
     art = load_artifact(MODEL)
     rec = recorder_factory(mosquitto.port)

@@ -80,6 +80,9 @@ typedef struct {
     const char *state;
     int has_vrms, has_rpm; /* feature definition v2: the window's readings (readings()) */
     double vrms, rpm;
+    ef_proto_why why[EF_DIAG_TOP]; /* an anomalous judged v2 window: why and hint (ef/diagnosis.h) */
+    size_t n_why;
+    const char *hint;
 } verdict;
 
 /* A v2 front end's readings on the window's result: vrms (mm/s) when within the schema's range, and
@@ -178,6 +181,11 @@ static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v,
     r.vrms = v->vrms;
     r.has_rpm = v->has_rpm;
     r.rpm = v->rpm;
+    if (v->n_why) {
+        r.why = v->why;
+        r.n_why = v->n_why;
+        r.hint = v->hint;
+    }
     if (v->cls >= 0) { /* judged by a class of the baseline */
         h.has_cls = 1;
         h.cls = (uint32_t)v->cls;
@@ -457,7 +465,7 @@ static void baseline_finish(uint64_t now, uint32_t min_windows)
 static __attribute__((noinline)) void commission_cmd(const node_config *c, const ef_cmd *cmd)
 {
     static const char *const why[] = {"windows or rpm out of range", "windows above this node's capacity",
-                                      "rpm given, but this node has no speed input"};
+                                      "rpm given, but this node has no speed (input or estimate)"};
     ef_status st;
     char line[112];
     int k;
@@ -466,7 +474,7 @@ static __attribute__((noinline)) void commission_cmd(const node_config *c, const
         return;
     }
     st = ef_commission_start(&g_comm, cmd->has_windows ? cmd->windows : 0u, cmd->has_rpm ? (float)cmd->rpm : 0.0f,
-                             c->has_speed);
+                             c->has_speed || ef_pipeline_v2(&g_node.pipe));
     if (st != EF_OK) { /* the node goes on as it was: its baseline (or commissioning) is kept */
         k = st == EF_ERR_CAPACITY ? 1 : st == EF_ERR_INCOMPATIBLE ? 2 : 0;
         snprintf(line, sizeof line, "commission refused (%s): %s (max %lu)", ef_status_str(st), why[k],
@@ -637,6 +645,12 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
         v->anom = bv.anom;
         v->cls = bv.cls;
         g_node.cls_thr = bv.threshold;
+        if (bv.anom) { /* why and hint (v2 only), by the speed the node used */
+            ef_baseline_class k;
+            ef_baseline_class_at(&g_comm.baseline, (uint16_t)bv.cls, &k);
+            v->n_why = ef_diag_explain(&g_node.model, g_features, k.center, k.spread, (double)rpm / 60.0,
+                                       g_cfg->bearing, v->why, &v->hint);
+        }
         return 1;
     case EF_WINDOW_COMMISSIONING:
         v->state = EF_PROTO_COMMISSIONING;
@@ -663,6 +677,12 @@ static void run_window(float rpm, verdict *v)
     v->cls = -1;
     v->thr = g_node.thr;
     readings(p, rpm, v);
+    /* no speed input: a v2 front end's estimate is the speed (0: none, one any-speed class) */
+    g_comm.estimated = !g_cfg->has_speed && ef_pipeline_v2(p);
+    if (g_comm.estimated) {
+        const float est = (float)(60.0 * (double)p->readings.speed_hz);
+        rpm = ef_baseline_rpm_known(est) ? est : 0.0f;
+    }
     if (g_node.baseline && judge(rpm, v))
         return;
     v->score = model_score();

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ef/diagnosis.h"
 #include "node_ota.h"
 
 /* Fill dst with the next n samples (g) and *rpm with the machine's speed during them (rev/min;
@@ -47,7 +48,10 @@ typedef struct {
     uint32_t max_windows;     /* stop after this many (0: run until the source ends) */
     const node_ota_config *ota; /* two model slots and OTA (node_ota.h), or NULL: run `artifact` */
     const node_baseline_config *baseline; /* commissioning, or NULL: the model's own threshold */
-    int has_speed;            /* the source reports each window's speed (commission by rpm) */
+    int has_speed;            /* the source reports each window's speed (commission by rpm); without it a
+                               * v2 node classes windows by the speed its front end estimates */
+    const ef_bearing *bearing; /* the machine's bearing (ef_bearing_set), or NULL: the why's hint names
+                                * a bearing defect only with it */
 } node_config;
 
 /* Runs the node; returns an exit code (0: the source ended or max_windows reached). */

@@ -151,6 +151,10 @@ def report(elf: Path, map_path: Path, board: str) -> dict:
         # v1's two FFT buffers, shared)
         "features_v2": features_v2(mods, elf),
         "commissioning": commissioning(mods, elf),
+        # why/hint of an anomalous v2 window (core ef_diagnosis) and the libm double cos it brings
+        # (the contact angle, as Python's math.cos); no static RAM
+        "diagnosis": {"flash": mods.get("diagnosis", {}).get("flash", 0),
+                      "libm_cos": sum(symbol_sizes(elf, ("cos", "__kernel_cos", "__kernel_sin")).values())},
         "modules": dict(sorted(mods.items(), key=lambda kv: -kv[1]["flash"] - kv[1]["ram"])),
     }
 
@@ -168,6 +172,7 @@ def table(r: dict) -> str:
              f"  commissioning: {r['commissioning']['flash']} B flash "
              f"({' + '.join(f'{k} {v}' for k, v in r['commissioning']['modules'].items())}), "
              f"{r['commissioning']['ram']} B static RAM",
+             f"  diagnosis (why/hint): {r['diagnosis']['flash']} B flash, + libm cos {r['diagnosis']['libm_cos']} B",
              f"  {'module':<22}{'flash':>8}{'ram':>8}"]
     for k, v in r["modules"].items():
         lines.append(f"  {k:<22}{v['flash']:>8}{v['ram']:>8}")

@@ -149,3 +149,51 @@ def test_qemu_v2_node_debug_capture_streams_the_window(mcu, tmp_path):
     assert dbg["samples"] == pytest.approx(sig[p.n_samples * k:p.n_samples * (k + 1)].tolist(), rel=6e-6)
     a = analyze(np.asarray(dbg["samples"], np.float64)[None, :], fs, params)
     assert np.abs(np.asarray(dbg["features"]) - a.features[0]).max() <= 2e-3
+
+
+def test_qemu_v2_node_explains_anomalies_as_the_host_build(mcu, tmp_path):
+    """A commissioning v2 node (fleet-v2) with no speed input and a bearing in its config: it learns its
+    class at the speed its front end estimates and then explains each anomaly (`why`, `hint`); the M4's
+    results equal the host build's where both flag the window (their features agree within the v2
+    contract, so a window near its threshold may be judged differently)."""
+    from device_sim.physics import Fault, make_machines, synthesize, vary_machines, with_faults
+    from edgefleet.device.framing import FrameDecoder, split_link
+
+    fs, model = 12000.0, REPO / "edgefleet" / "models" / "fleet-v2" / "model.efm"
+    rng = np.random.default_rng(3)
+    m = vary_machines(make_machines(1, rng, bearing=None), rng)
+
+    def synth(mm, seconds, t0):
+        return np.concatenate([synthesize(mm, np.array([t0 + i]), 12000, fs, rng)[0] for i in range(seconds)])
+
+    parts = [synth(m, 70, 0.0)] + [synth(with_faults(m, [0], k, onset_s=-1, ramp_s=1e-6, peak_mm_s=3.0), 6, 100.0 + i)
+                                   for i, k in enumerate((Fault.UNBALANCE, Fault.MISALIGNMENT, Fault.LOOSENESS))]
+    np.concatenate(parts).astype("<f4").tofile(tmp_path / "rec.f32")
+    (tmp_path / "v2.efm").write_bytes(model.read_bytes())
+    bearing = "9,7.94,39.04,0"
+    args = f"node v2.efm {fs!r} --samples rec.f32 --once --nopace --boot {BOOT} --t0 {T0} --bearing {bearing}"
+    proc = subprocess.run([*QEMU, "-serial", "file:uart.bin", "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                           args], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames = [split_link(f) for f in FrameDecoder().feed((tmp_path / "uart.bin").read_bytes())]
+    m4 = [protocol.decode("result", b)["res"][0] for k, b in frames if k == "result"]
+    host = subprocess.run([str(FIRMWARE / "build" / "host" / "ef_node"), "v2.efm", "rec.f32", repr(fs), "--protocol",
+                           BOOT, "--t0", str(T0), "--bearing", bearing], capture_output=True, text=True, check=True,
+                          cwd=tmp_path)
+    ref = [json.loads(line)["res"][0] for line in host.stdout.splitlines() if line.startswith('{"v"') and '"res"' in line]
+    assert len(m4) == len(ref) >= 80
+    both = [(a, b) for a, b in zip(m4, ref) if a["anom"] and b["anom"]]
+    assert len(both) >= 12
+    same = sum(a["why"] == b["why"] and a["hint"] == b["hint"] for a, b in both)
+    close = all([w["lo"] if "lo" in w else w["name"] for w in a["why"]] == [w["lo"] if "lo" in w else w["name"]
+                                                                          for w in b["why"]] for a, b in both)
+    used = int((proc.stdout + proc.stderr).split("stack used: ")[1].split()[0])
+    print(f"QEMU vs host: {same} of {len(both)} flagged windows with identical why and hint; stack used {used} B")
+    assert used < 3584 - 1024, f"stack high-water mark {used} B (learning a class and explaining anomalies)"
+    assert close and same >= len(both) - 2
+    assert {r["hint"] for r in m4 if r["anom"]} >= {"unbalance", "misalignment"}
+    # a bearing that cannot be (ball above half the pitch) is refused at start, as Python's BearingGeometry
+    bad = subprocess.run([*QEMU, "-serial", "none", "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                          f"node v2.efm {fs!r} --samples rec.f32 --once --nopace --bearing 9,39.04,7.94,0"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "bad-bearing" in bad.stdout + bad.stderr

@@ -79,11 +79,16 @@ ef_status ef_baseline_to_q10(const float *f, uint16_t n, int16_t *q)
 
 int ef_baseline_rpm_known(float rpm) { return isfinite(rpm) && rpm > 0.0f; }
 
-int ef_baseline_steady_speed(float rpm, float last_rpm)
+int ef_baseline_steady_speed_tol(float rpm, float last_rpm, double tolerance)
 {
     if (rpm == 0.0f || last_rpm == 0.0f || !isfinite(rpm) || !isfinite(last_rpm))
         return 1;
-    return fabs((double)rpm - (double)last_rpm) <= EF_BASELINE_STEADY_SPEED * (double)last_rpm;
+    return fabs((double)rpm - (double)last_rpm) <= tolerance * (double)last_rpm;
+}
+
+int ef_baseline_steady_speed(float rpm, float last_rpm)
+{
+    return ef_baseline_steady_speed_tol(rpm, last_rpm, EF_BASELINE_STEADY_SPEED);
 }
 
 /* z = (F - center/Q) / (spread/Q) in float32, each z quantized into q; returns the HI,
@@ -460,16 +465,42 @@ int ef_baseline_class_for(const ef_baseline *b, float rpm)
     return best;
 }
 
+int ef_baseline_class_for_estimate(const ef_baseline *b, float rpm)
+{
+    const int k = ef_baseline_class_for(b, rpm);
+    int keyed = 0, alt;
+    uint16_t i;
+    ef_baseline_class c;
+    for (i = 0; i < b->n_classes; i++) {
+        ef_baseline_class_at(b, i, &c);
+        keyed |= !(c.rpm_lo == 0.0f && c.rpm_hi == 0.0f);
+    }
+    if (k >= 0 || !ef_baseline_rpm_known(rpm) || !keyed)
+        return k;
+    if ((alt = ef_baseline_class_for(b, 2.0f * rpm)) >= 0)
+        return alt;
+    return ef_baseline_class_for(b, 0.5f * rpm);
+}
+
 ef_status ef_baseline_judge(const ef_baseline *b, const ef_baseline_model *sm, const float *features,
                             float rpm, ef_baseline_verdict *out)
+{
+    if (b == NULL)
+        return EF_ERR_ARG;
+    return ef_baseline_judge_class(b, sm, features, ef_baseline_class_for(b, rpm), out);
+}
+
+ef_status ef_baseline_judge_class(const ef_baseline *b, const ef_baseline_model *sm, const float *features,
+                                  int cls, ef_baseline_verdict *out)
 {
     ef_baseline_class c;
     ef_status st;
     float r_score, r_hi;
-    if (b == NULL || sm == NULL || features == NULL || out == NULL || b->n != sm->model->n_inputs)
+    if (b == NULL || sm == NULL || features == NULL || out == NULL || b->n != sm->model->n_inputs ||
+        cls >= (int)b->n_classes)
         return EF_ERR_ARG;
     memset(out, 0, sizeof *out);
-    if ((out->cls = ef_baseline_class_for(b, rpm)) < 0)
+    if ((out->cls = cls) < 0)
         return EF_OK;
     ef_baseline_class_at(b, (uint16_t)out->cls, &c);
     if ((st = ef_baseline_score(sm, c.center, c.spread, features, &out->score, &out->hi)) != EF_OK)

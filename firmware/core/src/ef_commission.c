@@ -277,20 +277,23 @@ ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *
                                      float rpm, void *work, size_t work_len, ef_baseline_verdict *v,
                                      ef_commission_outcome *outcome)
 {
-    const int cls = c->has_baseline ? ef_baseline_class_for(&c->baseline, rpm) : -1;
+    const int cls = !c->has_baseline ? -1
+                    : c->estimated ? ef_baseline_class_for_estimate(&c->baseline, rpm)
+                                   : ef_baseline_class_for(&c->baseline, rpm);
     int steady;
     memset(v, 0, sizeof *v);
     v->cls = -1;
     if (!c->learning && c->has_baseline && cls < 0 && c->learn_new_classes && ef_baseline_rpm_known(rpm) &&
         c->baseline.n_classes < EF_BASELINE_MAX_CLASSES)
         ef_commission_start(c, 0, rpm, 1); /* a speed never seen: learn its class too */
-    steady = ef_baseline_steady_speed(rpm, c->last_rpm);
+    steady = ef_baseline_steady_speed_tol(rpm, c->last_rpm, c->estimated ? EF_BASELINE_STEADY_SPEED_ESTIMATED
+                                                                          : EF_BASELINE_STEADY_SPEED);
     c->last_rpm = rpm;
     if (c->learning && !(cls >= 0 && c->only_rpm > 0.0f && !near(rpm, c->only_rpm))) {
         *outcome = steady ? ef_commission_add(c, features, rpm, work, work_len) : EF_COMM_SPEED_CHANGING;
         return EF_WINDOW_COMMISSIONING;
     }
-    if (cls < 0 || ef_baseline_judge(&c->baseline, sm, features, rpm, v) != EF_OK || v->cls < 0) {
+    if (cls < 0 || ef_baseline_judge_class(&c->baseline, sm, features, cls, v) != EF_OK || v->cls < 0) {
         v->cls = -1;
         return EF_WINDOW_UNCOMMISSIONED;
     }

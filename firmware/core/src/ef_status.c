@@ -38,6 +38,7 @@ const char *ef_status_str(int status)
     case EF_ERR_NONFINITE: return "nonfinite";
     case EF_ERR_TOO_FEW: return "too-few-windows";
     case EF_ERR_NO_BASELINE: return "no-baseline";
+    case EF_ERR_BEARING: return "bad-bearing";
     default: return "unknown";
     }
 }

@@ -20,6 +20,11 @@
  *                   the end: a second run is the node after a reset
  *   --cmd K JSON    a protocol v1 cmd arriving before window K (commission, commission_end, ping)
  *   --model-at K A  before window K the node switches to artifact A (an OTA trial starting)
+ *   --bearing N,BALL,PITCH,DEG  the machine's bearing (rolling elements, ball and pitch diameters in mm,
+ *                   contact angle): the fault hint names a bearing defect (refused: exit 2, bad-bearing)
+ * A v2 node without --rpm classes its windows by the speed its front end estimates (octave slips
+ * resolved by class, ef_baseline_class_for_estimate). An anomalous judged v2 result carries `why`
+ * (the top 3 inputs by excess over the class's normal) and `hint` (ef/diagnosis.h).
  * Exit 2 when the artifact or the rate is refused. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@
 
 #include "ef/cmd.h"
 #include "ef/commission.h"
+#include "ef/diagnosis.h"
 #include "ef/pipeline.h"
 #include "ef/protocol.h"
 #include "ef/serial.h"
@@ -64,6 +70,7 @@ typedef struct {
     ef_fake_flash rec_ff, rows_ff;
     ef_flash rec, rows;
     uint8_t *rec_mem, *rows_mem;
+    ef_bearing bearing;
 } node;
 
 static uint64_t now_ns(void)
@@ -101,6 +108,9 @@ typedef struct {
     const char *state;
     int has_vrms, has_rpm; /* feature definition v2: the window's readings (readings()) */
     double vrms, rpm;
+    ef_proto_why why[EF_DIAG_TOP]; /* an anomalous judged v2 window: why and hint */
+    size_t n_why;
+    const char *hint;
 } verdict;
 
 /* A v2 front end's readings on the window's result: vrms (mm/s) when within the schema's range, and
@@ -136,6 +146,11 @@ static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdic
     r.vrms = v->vrms;
     r.has_rpm = v->has_rpm;
     r.rpm = v->rpm;
+    if (v->n_why) {
+        r.why = v->why;
+        r.n_why = v->n_why;
+        r.hint = v->hint;
+    }
     if (v->cls >= 0) {
         h.has_cls = 1;
         h.cls = (uint32_t)v->cls;
@@ -224,6 +239,13 @@ static int baseline_areas(node *nd, const char *flash_path)
 
 static void log_status(const char *what, ef_status st) { fprintf(stderr, "ef_node: %s (%s)\n", what, ef_status_str(st)); }
 
+/* A v2 front end estimates the running speed: a node without a speed input classes by it. */
+static int estimates_speed(const ef_model *m)
+{
+    ef_features_view f;
+    return ef_model_features(m, &f) && f.kind == EF_FEATURE_KIND_V2;
+}
+
 /* A cmd before a window: commission, commission_end, ping (a birth; the others concern the MCU node). */
 static void handle_cmd(node *nd, const ef_model *m, const char *json, uint64_t ts)
 {
@@ -244,7 +266,7 @@ static void handle_cmd(node *nd, const ef_model *m, const char *json, uint64_t t
     }
     if (cmd.op == EF_OP_COMMISSION) {
         st = ef_commission_start(&nd->comm, cmd.has_windows ? cmd.windows : 0u,
-                                 cmd.has_rpm ? (float)cmd.rpm : 0.0f, nd->has_speed);
+                                 cmd.has_rpm ? (float)cmd.rpm : 0.0f, nd->has_speed || estimates_speed(m));
         if (st != EF_OK) {
             log_status("commission refused, the node goes on as it was", st);
             return;
@@ -289,6 +311,12 @@ static void judge(node *nd, const ef_model *m, float rpm, float model_score, ver
         v->anom = bv.anom;
         v->cls = bv.cls;
         nd->cls_thr = bv.threshold;
+        if (v->anom) { /* why and hint (v2 only), by the speed the node used */
+            ef_baseline_class k;
+            ef_baseline_class_at(&nd->comm.baseline, (uint16_t)bv.cls, &k);
+            v->n_why = ef_diag_explain(m, g_feats, k.center, k.spread, (double)rpm / 60.0, &nd->bearing, v->why,
+                                       &v->hint);
+        }
         break;
     case EF_WINDOW_COMMISSIONING:
         v->state = EF_PROTO_COMMISSIONING;
@@ -361,7 +389,7 @@ int main(int argc, char **argv)
     if (argc < 4) {
         fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] [--quantized Q] "
                         "[--readings R] [--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS] [--no-commission] "
-                        "[--rpm R.f32] [--flash F.bin] [--cmd K JSON]... [--model-at K ARTIFACT]]\n");
+                        "[--rpm R.f32] [--flash F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] [--bearing N,BALL,PITCH,DEG]]\n");
         return 1;
     }
     nd.commission = 1;
@@ -390,6 +418,18 @@ int main(int argc, char **argv)
             rpm_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--flash") == 0)
             flash_path = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--bearing") == 0) {
+            unsigned nb = 0;
+            double ball = 0.0, pitch = 0.0, deg = 0.0;
+            ef_status st = EF_ERR_BEARING;
+            if (sscanf(argv[++i], "%u,%lf,%lf,%lf", &nb, &ball, &pitch, &deg) == 4)
+                st = ef_bearing_set(&nd.bearing, nb, ball, pitch, deg);
+            if (st != EF_OK) {
+                fprintf(stderr, "error: --bearing %s refused (%s): N,BALL_MM,PITCH_MM,CONTACT_DEG with 3-60 "
+                                "elements, 0 < ball < pitch/2, contact 0-60\n", argv[i], ef_status_str(st));
+                return 2;
+            }
+        }
         else if (i + 2 < argc && strcmp(argv[i], "--cmd") == 0 && n_cmds < MAX_CMDS) {
             cmds[n_cmds].at = (uint32_t)strtoul(argv[++i], NULL, 10);
             cmds[n_cmds++].json = argv[++i];
@@ -439,7 +479,7 @@ int main(int argc, char **argv)
         return 2;
     for (start = 0; start + pipe.n_window <= n_total; start += hop_given ? hop : pipe.n_window) {
         const uint64_t ts = t0 + (uint64_t)((double)start * 1000.0 / fs + 0.5);
-        const float rpm = rpms ? rpms[windows % n_rpm] : 0.0f;
+        float rpm = rpms ? rpms[windows % n_rpm] : 0.0f;
         ef_pipeline_result res;
         verdict v;
         uint64_t t_inf;
@@ -466,7 +506,13 @@ int main(int argc, char **argv)
         const int was_learning = nd.comm.learning;
         t_inf = now_ns();
         ef_pipeline_run(&pipe, samples + start, &res);
-        judge(&nd, &m, nd.has_speed ? rpm : 0.0f, res.score, &v);
+        /* no speed input: a v2 front end's estimate is the speed (0: none, one any-speed class) */
+        nd.comm.estimated = !nd.has_speed && ef_pipeline_v2(&pipe);
+        if (nd.comm.estimated) {
+            const float est = (float)(60.0 * (double)pipe.readings.speed_hz);
+            rpm = ef_baseline_rpm_known(est) ? est : 0.0f;
+        }
+        judge(&nd, &m, nd.has_speed || nd.comm.estimated ? rpm : 0.0f, res.score, &v);
         readings(&pipe, nd.has_speed ? rpm : 0.0f, &v);
         t_inf = now_ns() - t_inf;
         if (ff)

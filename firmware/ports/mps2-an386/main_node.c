@@ -138,6 +138,7 @@ int main(void)
     const char *samples = NULL, *key = NULL, *rpm = NULL;
     node_ota_config ota;
     node_baseline_config baseline;
+    ef_bearing bearing;
     int commission = 1;
     uint8_t *factory = _slot_start;
     size_t factory_cap = (size_t)(uintptr_t)_slot_size, n;
@@ -148,7 +149,7 @@ int main(void)
     if (sh_cmdline(g_cmd, sizeof g_cmd) != 0 || (argc = sh_argv(g_cmd, argv, 20)) < 4 ||
         strcmp(argv[1], "node") != 0) {
         sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] "
-                "[--t0 MS] [--nopace] [--windows N] [--key PUBKEY] [--no-commission]\n");
+                "[--t0 MS] [--nopace] [--windows N] [--key PUBKEY] [--no-commission] [--bearing N,BALL,PITCH,DEG]\n");
         sh_exit(1);
     }
     c.fs = strtod(argv[3], NULL);
@@ -177,7 +178,22 @@ int main(void)
             c.max_windows = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--key") == 0)
             key = argv[++i];
-        else {
+        else if (i + 1 < argc && strcmp(argv[i], "--bearing") == 0) { /* N,BALL_MM,PITCH_MM,CONTACT_DEG */
+            char *e = argv[++i];
+            const unsigned long nb = strtoul(e, &e, 10);
+            double v[3] = {0.0, 0.0, 0.0};
+            int k, ok = *e == ',';
+            for (k = 0; ok && k < 3; k++) {
+                v[k] = strtod(e + 1, &e);
+                ok = *e == (k < 2 ? ',' : '\0');
+            }
+            if (!ok || ef_bearing_set(&bearing, (uint32_t)nb, v[0], v[1], v[2]) != EF_OK) {
+                sh_puts("error: --bearing refused (bad-bearing): N,BALL_MM,PITCH_MM,CONTACT_DEG with 3-60 "
+                        "elements, 0 < ball < pitch/2, contact 0-60\n");
+                sh_exit(2);
+            }
+            c.bearing = &bearing;
+        } else {
             sh_puts("error: unknown option\n");
             sh_exit(1);
         }

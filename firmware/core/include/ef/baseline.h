@@ -37,6 +37,7 @@
 #define EF_BASELINE_DRIFT_K2 100        /* settled: (c_new - c_old)^2 * m <= 100 * spread^2 for every feature */
 #define EF_BASELINE_MAX_RESTARTS 8      /* a class that never settles is finished anyway after this many restarts */
 #define EF_BASELINE_STEADY_SPEED 0.01   /* a window whose speed moved more than 1 % is not learned from (a ramp) */
+#define EF_BASELINE_STEADY_SPEED_ESTIMATED 0.05 /* ... 5 % (a class's own width) for a speed the v2 front end estimated (it jitters) */
 #define EF_BASELINE_FLAG_RPM_KEYED 1u
 
 /* Bytes of one class block and of a whole record (header + classes + CRC-32). */
@@ -105,6 +106,10 @@ int ef_baseline_rpm_known(float rpm);
  * commissioning does not learn from a window on a ramp (Python steady_speed). */
 int ef_baseline_steady_speed(float rpm, float last_rpm);
 
+/* The same with another tolerance (Python steady_speed(rpm, last, tolerance)): a node without a
+ * speed input holds its estimated speeds to EF_BASELINE_STEADY_SPEED_ESTIMATED. */
+int ef_baseline_steady_speed_tol(float rpm, float last_rpm, double tolerance);
+
 /* Standardize F by (center, spread) Q10 in float32, quantize with the model's input scale
  * into sm->q, run the model and score it as ef_score_mse; *hi = sqrtf(mean max(z, 0)^2): the
  * one-sided health indicator (only an excess of vibration over the class's normal counts). */
@@ -145,6 +150,15 @@ void ef_baseline_class_at(const ef_baseline *b, uint16_t k, ef_baseline_class *o
 /* The class a window at `rpm` belongs to (its band; the nearest centre if bands overlap;
  * the any-speed class for a window without a speed), or -1: uncommissioned. */
 int ef_baseline_class_for(const ef_baseline *b, float rpm);
+
+/* ef_baseline_class_for of a speed the node estimated from its own spectrum (Python
+ * Baseline.class_for_estimate): when no class holds it and the record is keyed by speed, twice
+ * and then half of it are tried (an octave slip). */
+int ef_baseline_class_for_estimate(const ef_baseline *b, float rpm);
+
+/* ef_baseline_judge with the class already chosen (cls < n_classes; -1 leaves the rest unset). */
+ef_status ef_baseline_judge_class(const ef_baseline *b, const ef_baseline_model *sm, const float *features,
+                                  int cls, ef_baseline_verdict *out);
 
 /* Judge one window's features (n floats) under its class; cls -1 leaves the rest unset. */
 ef_status ef_baseline_judge(const ef_baseline *b, const ef_baseline_model *sm, const float *features,

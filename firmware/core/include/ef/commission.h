@@ -78,6 +78,8 @@ typedef struct {
     ef_commission_class cls[EF_BASELINE_MAX_CLASSES];
     float last_rpm;          /* the previous window's speed: a ramp is not learned from */
     int learn_new_classes;   /* commissioned: a speed in no class starts learning that class (default 1) */
+    int estimated;           /* the speeds are the v2 front end's estimates (no speed input): classes by
+                              * ef_baseline_class_for_estimate, steady within EF_BASELINE_STEADY_SPEED_ESTIMATED */
 } ef_commission;
 
 /* Use `records` (mapped; two copies) and `rows` for models of up to max_features inputs and a

@@ -168,7 +168,8 @@ def _wait_campaign(argv: list[str], env, cid: str, timeout: float) -> None:
     try:
         c = _wait(lambda: (lambda c: c if c.state in ("completed", "aborted") else None)(reg.campaign(cid)),
                   timeout, f"campaign {cid} to end")
-        assert c.state == "completed", (c.state, reg.status(cid))
+        states = {d: (v["state"], v["reason"]) for d, v in reg.device_states(cid).items()}
+        assert c.state == "completed", f"{c.state}: {c.reason}; devices {states}"
     finally:
         reg.close()
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import write_report  # noqa: E402
+
 from device_sim.dataset import SimRecording, write_recordings  # noqa: E402
 from device_sim.physics import (  # noqa: E402
     FAULT_LABELS,
@@ -41,10 +42,13 @@ from device_sim.physics import (  # noqa: E402
 )
 from device_sim.schedule import Schedule  # noqa: E402
 from edgefleet.runtime.features import analyze, plan  # noqa: E402
-from edgefleet.toolchain.datasets import load_folder, windows_of  # noqa: E402
+from edgefleet.toolchain.datasets import load_folder  # noqa: E402
 from edgefleet.toolchain.evaluation import evaluate_commissioned  # noqa: E402
 from edgefleet.toolchain.training import TrainConfig, train_model  # noqa: E402
-from edgefleet.toolchain.velocity_reference import settle_seconds, velocity_rms_reference  # noqa: E402
+from edgefleet.toolchain.velocity_reference import (  # noqa: E402
+    settle_seconds,
+    velocity_rms_reference,
+)
 
 CWRU = ROOT.parent / "shared" / "data" / "cwru"
 KINDS = (Fault.OUTER_RACE, Fault.INNER_RACE, Fault.BALL, Fault.UNBALANCE, Fault.MISALIGNMENT,
@@ -217,8 +221,9 @@ def velocity_only(seed: int) -> int:
     """The velocity part alone (the fleet-v2 front end), merged into features_v2.json."""
     import json
 
-    from edgefleet.runtime.artifact import load_artifact
     from _report import RESULTS
+
+    from edgefleet.runtime.artifact import load_artifact
 
     params = load_artifact(ROOT / "edgefleet" / "models" / "fleet-v2" / "model.efm").features.params
     sim = as_recordings(machines(4, seed=seed + 1, speeds=3, normal_s=30.0, fault_s=30.0, fs=12000.0, kinds=KINDS,

@@ -133,7 +133,9 @@ def long_run(art, n_healthy: int, n_faulty: int, days: float, step_s: float, see
         machines = fleet.machines_at(t)
         scores, _, debug = fleet._score(rows, t, set(), machines)
         plain = scores.copy()
-        verdicts = fleet._commissioning(rows, scores, debug.pop(-1)["features"], machines, t)
+        every = debug.pop(-1)
+        verdicts = fleet._commissioning(rows, scores, every["features"], fleet._speeds(rows, every, machines, t),
+                                        every["excess"])
         ts = int(t * 1000)
         for i in range(n):
             v = verdicts[i]

@@ -37,7 +37,9 @@ def run(fleet: Fleet, t0: float, t1: float, step: float = 10.0) -> list[list]:
     for t in np.arange(t0, t1, step):
         machines = fleet.machines_at(float(t))
         scores, _, debug = fleet._score(rows, float(t), set(), machines)
-        verdicts = fleet._commissioning(rows, scores, debug.pop(-1)["features"], machines, float(t))
+        every = debug.pop(-1)
+        rpm = fleet._speeds(rows, every, machines, float(t))
+        verdicts = fleet._commissioning(rows, scores, every["features"], rpm, every["excess"])
         for i, v in enumerate(verdicts):
             fleet.links[i].node.add_result(int(t * 1000), float(scores[i]), 0, verdict=v)
         out.append(verdicts)

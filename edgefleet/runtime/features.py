@@ -359,17 +359,6 @@ def _analyze_v2(x: np.ndarray, p: FeaturePlan, params: FeatureParams) -> Analysi
     return Analysis(np.concatenate(cols, axis=1).astype(np.float32), vrms, speed, kurt, crest)
 
 
-def check_rpm(rpm: float, params: FeatureParams) -> float:
-    """A running speed a node or recording claims, in rpm: refused when not finite or outside the
-    range the front end searches (the operating class would be wrong, silently)."""
-    lo, hi = (5.0, 75.0) if params.lf is None else (params.lf.speed_min_hz, params.lf.speed_max_hz)
-    if not math.isfinite(rpm) or not lo * 60 <= rpm <= hi * 60:
-        raise FeatureError(f"running speed {rpm:g} rpm is implausible: expected {lo * 60:g}-{hi * 60:g} rpm "
-                           "(check the tachometer or the controller's speed signal, or leave it out to "
-                           "let the node estimate it)")
-    return float(rpm)
-
-
 def standardize(features: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
     """z = (F - mean) * inv_std in float32, as the firmware computes it."""
     f = np.asarray(features, dtype=np.float32)

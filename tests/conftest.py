@@ -37,3 +37,20 @@ def tflite_models() -> dict[str, bytes]:
     from edgefleet.toolchain.testmodels import make_parity_models
 
     return make_parity_models()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL (tests/pg.py) on a free loopback port, one for the whole session (the store,
+    ingest and notification suites share it), stopped at the end; the PostgreSQL cases skip, saying
+    why, where its binaries are not installed."""
+    from pg import PgServer, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -27,22 +27,6 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerHandle
         yield broker
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator:
-    """A real PostgreSQL (tests/pg.py) on a free loopback port, stopped at the end of the session;
-    the PostgreSQL cases skip, saying why, where its binaries are not installed."""
-    from pg import PgServer, missing_reason
-
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = PgServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def open_db(request, tmp_path: Path) -> Iterator[Callable[..., object]]:
     """Factory per backend: open_db(name="s") -> a store; the same name opens the same database again

@@ -416,7 +416,7 @@ class Fleet:
         scores = np.empty(rows.size, np.float32)
         debug: dict = {}
         feats: np.ndarray | None = None
-        errs: np.ndarray | None = None
+        excess_all: np.ndarray | None = None
         vrms = np.full(rows.size, np.nan)
         speed = np.full(rows.size, np.nan)
         for v, sv in sorted({(int(a), int(b)) for a, b in zip(versions, shadows)}):
@@ -433,14 +433,14 @@ class Fleet:
             f = every["features"]
             if feats is None:
                 feats = np.full((rows.size, f.shape[1]), np.nan, np.float32)
-                errs = np.full((rows.size, every["excess"].shape[1]), np.nan)
+                excess_all = np.full((rows.size, every["excess"].shape[1]), np.nan)
             if f.shape[1] == feats.shape[1]:  # a model with another front end: NaN, not commissioned on
                 feats[sel] = f
-                errs[sel] = every["excess"]
+                excess_all[sel] = every["excess"]
             vrms[sel] = every["vrms"]
             speed[sel] = every["speed_hz"]
             debug.update(d)
-        debug[-1] = {"features": feats, "vrms": vrms, "speed_hz": speed, "excess": errs}
+        debug[-1] = {"features": feats, "vrms": vrms, "speed_hz": speed, "excess": excess_all}
         return scores, no_shadow, debug
 
     def _shadow_version(self, row: int) -> int:

@@ -49,7 +49,7 @@ class Reading:
 
     vrms: float
     rpm: float
-    errors: Any  # float64 [inputs]: diagnosis.excess of the standardized inputs
+    excess: Any  # float64 [inputs]: diagnosis.excess of the standardized inputs
     params: FeatureParams
     bearing: diagnosis.BearingGeometry | None = None
 
@@ -59,11 +59,11 @@ class Reading:
             out["vrms"] = round(min(max(self.vrms, 0.0), 1000.0), 4)
         if math.isfinite(self.rpm) and 30.0 <= self.rpm <= 100_000.0:
             out["rpm"] = round(self.rpm, 1)
-        if anom and self.errors is not None:
-            why = diagnosis.contributors(self.errors, self.params)
+        if anom and self.excess is not None:
+            why = diagnosis.contributors(self.excess, self.params)
             if why:
                 out["why"] = [c.to_message() for c in why]
-                out["hint"] = diagnosis.fault_hint(self.errors, self.params, self.rpm / 60.0, self.bearing)
+                out["hint"] = diagnosis.fault_hint(self.excess, self.params, self.rpm / 60.0, self.bearing)
         return out
 
 

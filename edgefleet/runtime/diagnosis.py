@@ -86,9 +86,9 @@ def excess(z: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(e), e * e, 0.0)
 
 
-def contributors(errors: np.ndarray, params: FeatureParams, top: int = TOP) -> list[Contributor]:
-    """The `top` inputs with the largest share of `errors` (the excess; ties: lower index first)."""
-    err = np.asarray(errors, np.float64)
+def contributors(excess: np.ndarray, params: FeatureParams, top: int = TOP) -> list[Contributor]:
+    """The `top` inputs with the largest share of `excess` (ties: lower index first)."""
+    err = np.asarray(excess, np.float64)
     total = float(err.sum())
     if total <= 0 or not math.isfinite(total):
         return []
@@ -101,7 +101,7 @@ def _near(lo: float, hi: float, f: float, tol: float) -> bool:
     return lo - tol <= f < hi + tol
 
 
-def fault_hint(errors: np.ndarray, params: FeatureParams, speed_hz: float | None,
+def fault_hint(excess: np.ndarray, params: FeatureParams, speed_hz: float | None,
                bearing: BearingGeometry | None = None) -> str:
     """Where the excess over normal concentrates, as a fault type (one of HINTS).
 
@@ -111,7 +111,7 @@ def fault_hint(errors: np.ndarray, params: FeatureParams, speed_hz: float | None
     most when the geometry is known. A hint for the engineer, not a verdict: a bent shaft shows
     as 1x/2x.
     """
-    err = np.asarray(errors, np.float64)
+    err = np.asarray(excess, np.float64)
     total = float(err.sum())
     if params.lf is None or total <= 0 or speed_hz is None or not math.isfinite(speed_hz) or speed_hz <= 0:
         return "unknown"
@@ -147,11 +147,3 @@ def fault_hint(errors: np.ndarray, params: FeatureParams, speed_hz: float | None
     if h1 > 0.2 * total:
         return "unbalance"
     return "unknown"
-
-
-def reconstruction_errors(q_in: np.ndarray, q_out: np.ndarray, in_scale: float, in_zp: int,
-                          out_scale: float, out_zp: int) -> np.ndarray:
-    """Per-input squared error in standardized units, the terms whose mean is the score."""
-    x = in_scale * (np.asarray(q_in, np.float64) - in_zp)
-    y = out_scale * (np.asarray(q_out, np.float64) - out_zp)
-    return (y - x) ** 2

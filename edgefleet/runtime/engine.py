@@ -298,14 +298,6 @@ class Detector:
         q = quantize(np.asarray(z, np.float32), a.input_scale, a.input_zero_point)
         return self.engine.score_f32(q, self.engine.infer(q))
 
-    def score_and_errors(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`score_standardized` plus each input's squared reconstruction error [n, inputs]: the
-        terms of the score, which say which bands a window's anomaly lies in (runtime/diagnosis)."""
-        a = self.artifact
-        q = quantize(np.asarray(z, np.float32), a.input_scale, a.input_zero_point)
-        y = self.engine.infer(q)
-        return self.engine.score_f32(q, y), self.engine.errors(q, y)
-
     def quantized_inputs(self, windows: np.ndarray, fs: float) -> np.ndarray:
         a = self.artifact
         return quantize(self.standardized(windows, fs), a.input_scale, a.input_zero_point)

@@ -78,26 +78,12 @@ typedef struct {
     float score, hi, thr, hi_thr;
     int anom, cls;
     const char *state;
-    int has_vrms, has_rpm; /* feature definition v2: the window's readings (readings()) */
+    int has_vrms, has_rpm; /* feature definition v2: the window's readings (ef_pipeline_result_readings) */
     double vrms, rpm;
     ef_proto_why why[EF_DIAG_TOP]; /* an anomalous judged v2 window: why and hint (ef/diagnosis.h) */
     size_t n_why;
     const char *hint;
 } verdict;
-
-/* A v2 front end's readings on the window's result: vrms (mm/s) when within the schema's range, and
- * the running speed the node used: its speed input, else the front end's estimate (rev/min). */
-static void readings(const ef_pipeline *p, float rpm_in, verdict *v)
-{
-    const double vrms = (double)p->readings.vrms_mm_s;
-    const double rpm = rpm_in > 0.0f ? (double)rpm_in : 60.0 * (double)p->readings.speed_hz;
-    if (!ef_pipeline_v2(p))
-        return;
-    v->has_vrms = vrms >= 0.0 && vrms <= 1000.0;
-    v->vrms = vrms;
-    v->has_rpm = rpm >= 30.0 && rpm <= 100000.0;
-    v->rpm = rpm;
-}
 
 /* ---- messages ---- */
 /* A message's ts: `fixed` on a fixed timeline (node_config.has_t0), else the bridge's clock. */
@@ -676,7 +662,7 @@ static void run_window(float rpm, verdict *v)
     memset(v, 0, sizeof *v);
     v->cls = -1;
     v->thr = g_node.thr;
-    readings(p, rpm, v);
+    ef_pipeline_result_readings(p, rpm, &v->has_vrms, &v->vrms, &v->has_rpm, &v->rpm);
     /* no speed input: a v2 front end's estimate is the speed (0: none, one any-speed class) */
     g_comm.estimated = !g_cfg->has_speed && ef_pipeline_v2(p);
     if (g_comm.estimated) {

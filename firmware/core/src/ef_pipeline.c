@@ -39,6 +39,19 @@ ef_status ef_pipeline_init(ef_pipeline *p, const ef_model *m, double fs, const e
 
 int ef_pipeline_v2(const ef_pipeline *p) { return p->features.kind == EF_FEATURE_KIND_V2; }
 
+void ef_pipeline_result_readings(const ef_pipeline *p, float rpm_in, int *has_vrms, double *vrms,
+                                 int *has_rpm, double *rpm)
+{
+    const double v = (double)p->readings.vrms_mm_s;
+    const double r = rpm_in > 0.0f ? (double)rpm_in : 60.0 * (double)p->readings.speed_hz;
+    if (!ef_pipeline_v2(p))
+        return;
+    *has_vrms = v >= 0.0 && v <= 1000.0;
+    *vrms = v;
+    *has_rpm = r >= 30.0 && r <= 100000.0;
+    *rpm = r;
+}
+
 float *ef_pipeline_next(ef_pipeline *p, uint32_t *room)
 {
     if (ef_pipeline_v2(p))

@@ -106,26 +106,12 @@ typedef struct {
     float score, hi, thr, hi_thr;
     int anom, cls;
     const char *state;
-    int has_vrms, has_rpm; /* feature definition v2: the window's readings (readings()) */
+    int has_vrms, has_rpm; /* feature definition v2: the window's readings (ef_pipeline_result_readings) */
     double vrms, rpm;
     ef_proto_why why[EF_DIAG_TOP]; /* an anomalous judged v2 window: why and hint */
     size_t n_why;
     const char *hint;
 } verdict;
-
-/* A v2 front end's readings on the window's result: vrms (mm/s) when within the schema's range, and
- * the running speed the node used: its speed input, else the front end's estimate (rev/min). */
-static void readings(const ef_pipeline *p, float rpm_in, verdict *v)
-{
-    const double vrms = (double)p->readings.vrms_mm_s;
-    const double rpm = rpm_in > 0.0f ? (double)rpm_in : 60.0 * (double)p->readings.speed_hz;
-    if (!ef_pipeline_v2(p))
-        return;
-    v->has_vrms = vrms >= 0.0 && vrms <= 1000.0;
-    v->vrms = vrms;
-    v->has_rpm = rpm >= 30.0 && rpm <= 100000.0;
-    v->rpm = rpm;
-}
 
 static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdict *v, uint32_t inf_us)
 {
@@ -513,7 +499,7 @@ int main(int argc, char **argv)
             rpm = ef_baseline_rpm_known(est) ? est : 0.0f;
         }
         judge(&nd, &m, nd.has_speed || nd.comm.estimated ? rpm : 0.0f, res.score, &v);
-        readings(&pipe, nd.has_speed ? rpm : 0.0f, &v);
+        ef_pipeline_result_readings(&pipe, nd.has_speed ? rpm : 0.0f, &v.has_vrms, &v.vrms, &v.has_rpm, &v.rpm);
         t_inf = now_ns() - t_inf;
         if (ff)
             fwrite(g_feats, sizeof(float), m.n_inputs, ff);

@@ -50,6 +50,12 @@ ef_status ef_pipeline_init(ef_pipeline *p, const ef_model *m, double fs, const e
 /* 1 for a v2 (streaming) front end. */
 int ef_pipeline_v2(const ef_pipeline *p);
 
+/* A v2 window's readings as its result carries them (docs/protocol.md): vrms (mm/s) when within the
+ * schema's 0..1000, and the running speed the node used, its speed input `rpm_in` (> 0) else the
+ * front end's estimate, when within 30..100000 rev/min. A v1 pipeline leaves the outputs as they are. */
+void ef_pipeline_result_readings(const ef_pipeline *p, float rpm_in, int *has_vrms, double *vrms,
+                                 int *has_rpm, double *rpm);
+
 /* Zero-copy input of the current window: where the next samples go and how many fit (0 once
  * the window is complete); ef_pipeline_commit(count) takes them, 1 when the window is complete. */
 float *ef_pipeline_next(ef_pipeline *p, uint32_t *room);

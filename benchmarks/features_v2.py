@@ -29,18 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import write_report  # noqa: E402
 
-from device_sim.dataset import SimRecording, write_recordings  # noqa: E402
-from device_sim.physics import (  # noqa: E402
-    FAULT_LABELS,
-    Fault,
-    at_speed,
-    is_shaft_fault,
-    make_machines,
-    synthesize,
-    vary_machines,
-    with_faults,
-)
-from device_sim.schedule import Schedule  # noqa: E402
+from device_sim.dataset import SimRecording, machine_recordings, write_recordings  # noqa: E402
+from device_sim.physics import Fault  # noqa: E402
 from edgefleet.runtime.features import analyze, plan  # noqa: E402
 from edgefleet.toolchain.datasets import load_folder  # noqa: E402
 from edgefleet.toolchain.evaluation import evaluate_commissioned  # noqa: E402
@@ -62,42 +52,6 @@ CONFIGS = [
     ("v2 + running-speed bands + kurtosis/crest", dict(front_end=2, extras=6)),
     ("v2 (all)", dict(front_end=2, extras=7)),
 ]
-
-
-def record(m, seconds: float, fs: float, rng: np.random.Generator, t0: float) -> np.ndarray:
-    chunk = int(fs)  # one-second chunks on one clock: lines stay coherent across them
-    n = int(seconds * fs)
-    parts = [synthesize(m, np.array([t0 + i / fs]), min(chunk, n - i), fs, rng)[0] for i in range(0, n, chunk)]
-    return np.concatenate(parts).astype(np.float32)
-
-
-def machines(n: int, *, seed: int, speeds: int, normal_s: float, fault_s: float, fs: float,
-             kinds: tuple[Fault, ...], bearing_g: tuple[float, float], shaft_mm_s: tuple[float, float],
-             ) -> list[SimRecording]:
-    """Per machine and operating point: a normal recording and one per fault kind at a light severity."""
-    rng = np.random.default_rng(seed)
-    m = vary_machines(make_machines(n, rng, bearing=None), rng)
-    sched = Schedule.stepped(n, rng, speeds=speeds)
-    out = []
-    for i in range(n):
-        name = f"m{seed:02d}-{i:03d}"
-        for s in range(speeds):
-            one = at_speed(m.take([i]), sched.factors[i, s], sched.loads[i, s])
-            rpm = float(one.shaft_hz(0.0)[0] * 60)
-            t0 = float(rng.uniform(0, 1000))
-            out.append(SimRecording(f"{name}_s{s}_normal", record(one, normal_s, fs, rng, t0), fs, "normal",
-                                    rpm, float(one.load[0]), "0", i, seed, name))
-            for kind in kinds:
-                if bool(is_shaft_fault(np.array([int(kind)]))[0]):
-                    size = float(rng.uniform(*shaft_mm_s))
-                    bad, sev = with_faults(one, [0], kind, onset_s=-1.0, ramp_s=1e-6, peak_mm_s=size), f"{size:.2f}mm/s"
-                else:
-                    size = float(rng.uniform(*bearing_g))
-                    bad, sev = with_faults(one, [0], kind, onset_s=-1.0, ramp_s=1e-6, peak_g=size), f"{size:.3f}g"
-                out.append(SimRecording(f"{name}_s{s}_{FAULT_LABELS[kind]}",
-                                        record(bad, fault_s, fs, rng, t0 + normal_s), fs, FAULT_LABELS[kind],
-                                        rpm, float(one.load[0]), sev, i, seed, name))
-    return out
 
 
 def as_recordings(recs: list[SimRecording]):
@@ -226,8 +180,8 @@ def velocity_only(seed: int) -> int:
     from edgefleet.runtime.artifact import load_artifact
 
     params = load_artifact(ROOT / "edgefleet" / "models" / "fleet-v2" / "model.efm").features.params
-    sim = as_recordings(machines(4, seed=seed + 1, speeds=3, normal_s=30.0, fault_s=30.0, fs=12000.0, kinds=KINDS,
-                                 bearing_g=(0.15, 0.5), shaft_mm_s=(1.0, 2.0)))
+    sim = as_recordings(machine_recordings(4, seed=seed + 1, speeds=3, normal_s=30.0, fault_s=30.0, fs=12000.0,
+                                           kinds=KINDS, fault_g=(0.15, 0.5), fault_mm_s=(1.0, 2.0)))
     vel = {f"{k}_windows": velocity_part(params, sim, max_windows=k) for k in (6, 24)}
     for k, v in vel.items():
         for src, m in v.items():
@@ -266,10 +220,9 @@ def main() -> int:
     fs = 12000.0
     t0 = time.time()
     print(f"simulating {n_train} training and {n_test} test machines x 3 speeds ...", flush=True)
-    train_recs = machines(n_train, seed=args.seed, speeds=3, normal_s=30.0, fault_s=0.0, fs=fs, kinds=(),
-                          bearing_g=(0, 0), shaft_mm_s=(0, 0))
-    test_sim = machines(n_test, seed=args.seed + 1, speeds=3, normal_s=normal_s, fault_s=fault_s, fs=fs,
-                        kinds=KINDS, bearing_g=(0.15, 0.5), shaft_mm_s=(1.0, 2.0))
+    train_recs = machine_recordings(n_train, seed=args.seed, speeds=3, normal_s=30.0, fs=fs, kinds=())
+    test_sim = machine_recordings(n_test, seed=args.seed + 1, speeds=3, normal_s=normal_s, fault_s=fault_s, fs=fs,
+                                  kinds=KINDS, fault_g=(0.15, 0.5), fault_mm_s=(1.0, 2.0))
     train, test = as_recordings(train_recs), as_recordings(test_sim)
     print(f"  {time.time() - t0:.0f} s", flush=True)
     arts, results = {}, {}

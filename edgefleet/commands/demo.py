@@ -134,6 +134,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "fleet.db"
+    if args.model is not None and not args.model.exists():
+        raise EdgefleetError(f"--model {args.model} does not exist (a model folder or .efm; the shipped ones are in "
+                             f"{REPO / 'edgefleet' / 'models'})")
     if not args.no_dashboard and not port_free(args.dashboard_port):
         raise EdgefleetError(f"port {args.dashboard_port} is taken (another dashboard or demo?): stop it, or "
                              f"choose another with --dashboard-port {args.dashboard_port + 1}")

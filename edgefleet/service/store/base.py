@@ -315,3 +315,39 @@ class Store(TelemetryStore, RegistryStore, Protocol):
 
     def write_batch(self, batch: IngestBatch) -> BatchOutcome:
         """Results, then registry of one ingest batch; everything durable on return."""
+
+
+def device_rollup(batch: IngestBatch, outcome: BatchOutcome
+                  ) -> tuple[dict[str, list[Any]], int, int, int | None]:
+    """What a batch's new results change in the device registry, per device [first ts, last ts, count,
+    last score, model, thr], and the ingest lag over them (sum, count, max ms); every backend writes it."""
+    per_dev: dict[str, list[Any]] = {}
+    lag_sum = lag_n = 0
+    lag_max: int | None = None
+    for r in outcome.new:
+        lag = batch.ingest_ts - r.ts
+        lag_sum += lag
+        lag_n += 1
+        lag_max = lag if lag_max is None or lag > lag_max else lag_max
+        d = per_dev.get(r.device)
+        if d is None:
+            per_dev[r.device] = [r.ts, r.ts, 1, r.score, r.model, r.thr]
+        else:
+            d[0] = min(d[0], r.ts)
+            d[2] += 1
+            if r.ts >= d[1]:
+                d[1], d[3], d[4], d[5] = r.ts, r.score, r.model, r.thr
+    return per_dev, lag_sum, lag_n, lag_max
+
+
+def device_update_columns(u: DeviceUpdate) -> dict[str, Any]:
+    """The devices-table columns a status or birth sets (those it carries; lists and dicts as JSON)."""
+    fields = {"boot": u.boot, "fw": u.fw, "model": u.model, "slot": u.slot, "thr": u.thr,
+              "caps": None if u.caps is None else json.dumps(list(u.caps)),
+              "site": u.site, "line": u.line,
+              "tags": None if u.tags is None else json.dumps(list(u.tags)),
+              "comm": None if u.comm is None else json.dumps(u.comm, separators=(",", ":"))}
+    sets = {k: v for k, v in fields.items() if v is not None}
+    if u.status is not None:
+        sets["status"], sets["status_ts"] = u.status, u.ts
+    return sets

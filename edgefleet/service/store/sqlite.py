@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
@@ -22,6 +21,8 @@ from edgefleet.service.iso20816 import machine_class
 from edgefleet.service.store.loss import SETTLE_MS, BootState, account
 from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 from edgefleet.service.store.base import (
+    device_rollup,
+    device_update_columns,
     SEVERITY_RANK,
     AlarmChange,
     DeviceHealth,
@@ -411,22 +412,7 @@ class SQLiteStore(NotifyTables):
 
     @staticmethod
     def _registry(db: sqlite3.Connection, batch: IngestBatch, outcome: BatchOutcome) -> None:
-        per_dev: dict[str, list[Any]] = {}  # device -> [first, last_ts, n, last_score, model, thr]
-        lag_sum = lag_n = 0
-        lag_max: int | None = None
-        for r in outcome.new:
-            lag = batch.ingest_ts - r.ts
-            lag_sum += lag
-            lag_n += 1
-            lag_max = lag if lag_max is None or lag > lag_max else lag_max
-            d = per_dev.get(r.device)
-            if d is None:
-                per_dev[r.device] = [r.ts, r.ts, 1, r.score, r.model, r.thr]
-            else:
-                d[0] = min(d[0], r.ts)
-                d[2] += 1
-                if r.ts >= d[1]:
-                    d[1], d[3], d[4], d[5] = r.ts, r.score, r.model, r.thr
+        per_dev, lag_sum, lag_n, lag_max = device_rollup(batch, outcome)
         db.executemany(
             "INSERT INTO devices(device, first_seen, last_seen, results, last_score, model, thr) VALUES (?,?,?,?,?,?,?)"
             " ON CONFLICT(device) DO UPDATE SET results = results + excluded.results,"
@@ -440,14 +426,7 @@ class SQLiteStore(NotifyTables):
             db.execute("INSERT INTO devices(device, first_seen, last_seen) VALUES (?,?,?)"
                        " ON CONFLICT(device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
                        (u.device, u.ts, u.ts))
-            fields = {"boot": u.boot, "fw": u.fw, "model": u.model, "slot": u.slot, "thr": u.thr,
-                      "caps": None if u.caps is None else json.dumps(list(u.caps)),
-                      "site": u.site, "line": u.line,
-                      "tags": None if u.tags is None else json.dumps(list(u.tags)),
-                      "comm": None if u.comm is None else json.dumps(u.comm, separators=(",", ":"))}
-            sets = {k: v for k, v in fields.items() if v is not None}
-            if u.status is not None:
-                sets["status"], sets["status_ts"] = u.status, u.ts
+            sets = device_update_columns(u)
             if sets:  # a status older than the one stored (a late last will) changes nothing
                 db.execute(f"UPDATE devices SET {', '.join(f'{k} = ?' for k in sets)}"
                            " WHERE device = ? AND status_ts <= ?", (*sets.values(), u.device, u.ts))

@@ -141,6 +141,11 @@ class Device:
     eta_s: float | None
     alarm_severity: str | None  # of the active alarm, if any
     comm: dict | None = None  # the status `comm` object: commissioning state and baseline summary
+    degrading_since: int | None = None  # ms: when the health left ok (degrading or alarm); None while ok
+    rul_s: float | None = None  # remaining useful life at health_ts (DeviceHealth), None while not rising
+    rul_low_s: float | None = None
+    rul_high_s: float | None = None  # inf: the slow end of the interval is not rising
+    health_ts: int | None = None  # ms: newest window of the last health update (what rul_s counts from)
 
     @property
     def comm_state(self) -> str:

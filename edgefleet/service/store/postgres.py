@@ -50,10 +50,12 @@ from edgefleet.service.store.outbox import (
 )
 from edgefleet.service.store.sqlite import (
     ALARM_HOLD_OFF_MS,
+    HEALTH_UPDATE_SQL,
     SQLiteStore,
     StoreError,
     _bearing_setting,
     _class_setting,
+    health_row,
 )
 from edgefleet.service.store.url import mask_url, scrub
 
@@ -63,8 +65,9 @@ try:
 except ImportError:  # pragma: no cover - the service image and requirements carry it
     psycopg = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 3  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
-# 3: alarm journal, shelves and notification outbox (store/outbox.py)
+SCHEMA_VERSION = 4  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
+# 3: alarm journal, shelves and notification outbox (store/outbox.py). 4: devices' degrading_since and remaining
+# life, acknowledged data-loss alarms (SQLite's 6)
 _LOCK_KEY = 0x6566_7363_6865_6D61  # pg_advisory_xact_lock key of schema migrations ("efschema")
 _DEADLOCK_RETRIES = 5
 
@@ -157,7 +160,12 @@ MIGRATIONS: dict[int, list[str]] = {1: [s.strip() for s in _V1.split(";") if s.s
                                      2: ["ALTER TABLE results ADD COLUMN vrms DOUBLE PRECISION, ADD COLUMN rpm DOUBLE"
                                          " PRECISION, ADD COLUMN why TEXT, ADD COLUMN hint TEXT",
                                          "ALTER TABLE alarms ADD COLUMN why TEXT, ADD COLUMN hint TEXT"],
-                                     3: NOTIFY_SCHEMA_PG}
+                                     3: NOTIFY_SCHEMA_PG,
+                                     4: ["ALTER TABLE devices ADD COLUMN degrading_since BIGINT, ADD COLUMN rul_s DOUBLE"
+                                         " PRECISION, ADD COLUMN rul_low_s DOUBLE PRECISION, ADD COLUMN rul_high_s"
+                                         " DOUBLE PRECISION",
+                                         "ALTER TABLE loss_alarms ADD COLUMN acked_ts BIGINT, ADD COLUMN acked_by TEXT,"
+                                         " ADD COLUMN note TEXT NOT NULL DEFAULT ''"]}
 
 _RESULT_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8", "int2", "bigint", "bigint",
                  "text", "float8", "bigint", "float8", "float8", "float8", "text", "text")
@@ -291,6 +299,9 @@ class PostgresStore(NotifyTables):
     result_buckets = SQLiteStore.result_buckets
     machine_classes = SQLiteStore.machine_classes
     bearings = SQLiteStore.bearings
+    ack_loss_alarm = SQLiteStore.ack_loss_alarm  # portable SQL through _notify_sql
+    machine_meta = SQLiteStore.machine_meta
+    set_machine_meta = SQLiteStore.set_machine_meta
 
     def __init__(self, url: str, *, synchronous: str = "FULL", account_loss: bool = True) -> None:
         self.url = url
@@ -582,10 +593,8 @@ class PostgresStore(NotifyTables):
                     else:
                         raise ValueError(f"unknown alarm change {c.op!r}")
                 if health:
-                    cur.executemany("UPDATE devices SET health = %s, ewma_score = %s, slope_per_h = %s, eta_s = %s,"
-                                    " health_ts = %s WHERE device = %s",
-                                    [(h.state, h.ewma_score, h.slope_per_h, h.eta_s, h.ts, h.device)
-                                     for h in sorted(health, key=lambda h: h.device)])
+                    cur.executemany(_pg(HEALTH_UPDATE_SQL),
+                                    [health_row(h) for h in sorted(health, key=lambda h: h.device)])
         self._retrying(run)
 
     def set_device_meta(self, device: str, site: str | None = None, line: str | None = None,

@@ -39,9 +39,10 @@ from edgefleet.service.store.base import (
     SiteHealth,
 )
 
-SCHEMA_VERSION = 5  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
+SCHEMA_VERSION = 6  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
 # 4: alarm journal, shelves and notification outbox (store/outbox.py). 5: results' readings and why (vrms, rpm,
-# why, hint; feature definition v2), and the why and hint of the result that raised an alarm
+# why, hint; feature definition v2), and the why and hint of the result that raised an alarm. 6: devices' degrading_since
+# and remaining life (the dashboard's stages), acknowledged data-loss alarms
 DEFAULT_RETENTION_DAYS = 30.0
 
 _SCHEMA = """
@@ -67,7 +68,7 @@ CREATE TABLE IF NOT EXISTS devices(
   boot TEXT, fw TEXT, model INTEGER, slot TEXT, thr REAL, caps TEXT NOT NULL DEFAULT '[]',
   first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, results INTEGER NOT NULL DEFAULT 0,
   last_score REAL, health TEXT NOT NULL DEFAULT 'unknown', ewma_score REAL, slope_per_h REAL,
-  eta_s REAL, health_ts INTEGER, comm TEXT);
+  eta_s REAL, health_ts INTEGER, comm TEXT, degrading_since INTEGER, rul_s REAL, rul_low_s REAL, rul_high_s REAL);
 CREATE INDEX IF NOT EXISTS devices_site ON devices(site);
 CREATE TABLE IF NOT EXISTS alarms(
   id INTEGER PRIMARY KEY, device TEXT NOT NULL, raised_ts INTEGER NOT NULL, cleared_ts INTEGER,
@@ -98,7 +99,7 @@ CREATE TABLE IF NOT EXISTS loss_samples(
 CREATE INDEX IF NOT EXISTS loss_samples_ts ON loss_samples(ts);
 CREATE TABLE IF NOT EXISTS loss_alarms(
   id INTEGER PRIMARY KEY, device TEXT NOT NULL, raised_ts INTEGER NOT NULL, cleared_ts INTEGER,
-  missing INTEGER NOT NULL, rate REAL NOT NULL);
+  missing INTEGER NOT NULL, rate REAL NOT NULL, acked_ts INTEGER, acked_by TEXT, note TEXT NOT NULL DEFAULT '');
 CREATE UNIQUE INDEX IF NOT EXISTS loss_alarms_one_active ON loss_alarms(device) WHERE cleared_ts IS NULL;
 CREATE TABLE IF NOT EXISTS seq_gaps(
   device TEXT NOT NULL, boot TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, opened_ms INTEGER NOT NULL,
@@ -111,6 +112,23 @@ _INSERT_RESULT = ("INSERT OR IGNORE INTO results(device, boot, seq, ts, model, s
 _BASE_COLS = "device, boot, seq, ts, model, score, thr, anom, inf_us"
 _RESULT_COLS = _BASE_COLS + ", state, hi, cls, hi_thr, vrms, rpm, why, hint"
 _SHADOW_COLS = _BASE_COLS + ", shadow_model, shadow_score, shadow_thr, shadow_anom"
+_DEVICE_HEALTH_COLS = ["ALTER TABLE devices ADD COLUMN degrading_since INTEGER", "ALTER TABLE devices ADD COLUMN rul_s REAL",
+                       "ALTER TABLE devices ADD COLUMN rul_low_s REAL", "ALTER TABLE devices ADD COLUMN rul_high_s REAL"]
+_LOSS_ACK_COLS = ["ALTER TABLE loss_alarms ADD COLUMN acked_ts INTEGER", "ALTER TABLE loss_alarms ADD COLUMN acked_by TEXT",
+                  "ALTER TABLE loss_alarms ADD COLUMN note TEXT NOT NULL DEFAULT ''"]
+# A device's health row as apply_alarm_changes writes it (both backends): `degrading_since` is kept while the
+# health stays away from ok, set when it leaves ok, and cleared when it comes back.
+HEALTH_UPDATE_SQL = ("UPDATE devices SET degrading_since = CASE WHEN ? IN ('ok', 'unknown') THEN NULL"
+                     " ELSE coalesce(degrading_since, ?) END, health = ?, ewma_score = ?, slope_per_h = ?, eta_s = ?,"
+                     " health_ts = ?, rul_s = ?, rul_low_s = ?, rul_high_s = ? WHERE device = ?")
+
+
+def health_row(h: DeviceHealth) -> tuple:
+    """HEALTH_UPDATE_SQL's arguments for one DeviceHealth."""
+    return (h.state, h.ts, h.state, h.ewma_score, h.slope_per_h, h.eta_s, h.ts, h.rul_s, h.rul_low_s, h.rul_high_s,
+            h.device)
+
+
 # Schema upgrades in order: each brings a store of version k-1 to version k (docs/store.md).
 _MIGRATIONS = {
     2: ["ALTER TABLE results ADD COLUMN state TEXT NOT NULL DEFAULT ''", "ALTER TABLE results ADD COLUMN hi REAL",
@@ -122,6 +140,7 @@ _MIGRATIONS = {
     5: ["ALTER TABLE results ADD COLUMN vrms REAL", "ALTER TABLE results ADD COLUMN rpm REAL",
         "ALTER TABLE results ADD COLUMN why TEXT", "ALTER TABLE results ADD COLUMN hint TEXT",
         "ALTER TABLE alarms ADD COLUMN why TEXT", "ALTER TABLE alarms ADD COLUMN hint TEXT"],
+    6: [*_DEVICE_HEALTH_COLS, *_LOSS_ACK_COLS],  # the dashboard's stage, "degrading since", remaining life; ack loss
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -349,10 +368,35 @@ class SQLiteStore(NotifyTables):
 
     def loss_alarms(self, active: bool | None = None) -> list[dict]:
         where = "" if active is None else (" WHERE cleared_ts IS NULL" if active else " WHERE cleared_ts IS NOT NULL")
-        rows = self._q("SELECT id, device, raised_ts, cleared_ts, missing, rate FROM loss_alarms" + where +
-                       " ORDER BY raised_ts DESC")
-        return [{"id": i, "device": d, "raised_ts": r, "cleared_ts": c, "missing": m, "rate": rt}
-                for i, d, r, c, m, rt in rows]
+        rows = self._q("SELECT id, device, raised_ts, cleared_ts, missing, rate, acked_ts, acked_by, note"
+                       " FROM loss_alarms" + where + " ORDER BY raised_ts DESC")
+        return [{"id": i, "device": d, "raised_ts": r, "cleared_ts": c, "missing": m, "rate": rt, "acked_ts": at,
+                 "acked_by": ab, "note": n} for i, d, r, c, m, rt, at, ab, n in rows]
+
+    def ack_loss_alarm(self, alarm_id: int, by: str, ts: int, note: str = "") -> bool:
+        """Acknowledge a data-loss alarm (as ack_alarm a health alarm); False if unknown or acknowledged already.
+        Portable SQL: PostgresStore uses this method too."""
+        with self._tx() as db:
+            return db.execute(self._notify_sql("UPDATE loss_alarms SET acked_ts = ?, acked_by = ?, note = ?"
+                                               " WHERE id = ? AND acked_ts IS NULL"),
+                              (ts, by, note, alarm_id)).rowcount == 1
+
+    def machine_meta(self) -> dict[str, dict]:
+        """What people set about each machine beyond its node (`edgefleet machine name|tag`): {device: {"name":
+        str, "tags": {key: value}}}, kept apart from the tags a node reports (its status overwrites those)."""
+        return {key.split("/", 2)[2]: json.loads(value)
+                for key, value in self._q("SELECT key, value FROM settings WHERE key LIKE 'machine/device/%'")}
+
+    def set_machine_meta(self, device: str, meta: dict | None) -> None:
+        """Replace (None or empty: remove) a device's name and tags; the caller checks them
+        (edgefleet.service.machine_meta). Portable SQL: PostgresStore uses this method too."""
+        key, q = f"machine/device/{device}", self._notify_sql
+        with self._tx() as db:
+            if not meta:
+                db.execute(q("DELETE FROM settings WHERE key = ?"), (key,))
+            else:
+                db.execute(q("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+                           (key, json.dumps(meta, sort_keys=True)))
 
     def loss_series(self, since_ms: int) -> list[tuple[int, str, int, int, int]]:
         """(ts, device, missing, pending, dropped) samples since `since_ms`, for the System page."""
@@ -475,9 +519,7 @@ class SQLiteStore(NotifyTables):
                         journal(db, c.ts, "health", prev[0], c.device, "cleared", c.severity)
                 else:
                     raise ValueError(f"unknown alarm change {c.op!r}")
-            db.executemany("UPDATE devices SET health = ?, ewma_score = ?, slope_per_h = ?, eta_s = ?, health_ts = ?"
-                           " WHERE device = ?",
-                           [(h.state, h.ewma_score, h.slope_per_h, h.eta_s, h.ts, h.device) for h in health])
+            db.executemany(HEALTH_UPDATE_SQL, [health_row(h) for h in health])
 
     def set_device_meta(self, device: str, site: str | None = None, line: str | None = None,
                         tags: tuple[str, ...] | None = None) -> None:
@@ -632,7 +674,8 @@ class SQLiteStore(NotifyTables):
 
     _DEVICE_SQL = ("SELECT d.device, d.site, d.line, d.tags, d.status, d.boot, d.fw, d.model, d.slot, d.thr,"
                    " d.caps, d.first_seen, d.last_seen, d.results, d.last_score, d.health, d.ewma_score,"
-                   " d.slope_per_h, d.eta_s, a.severity, d.comm FROM devices d"
+                   " d.slope_per_h, d.eta_s, a.severity, d.comm, d.degrading_since, d.rul_s, d.rul_low_s, d.rul_high_s,"
+                   " d.health_ts FROM devices d"
                    " LEFT JOIN alarms a ON a.device = d.device AND a.cleared_ts IS NULL")
 
     @staticmethod
@@ -646,7 +689,8 @@ class SQLiteStore(NotifyTables):
             health = "ok"
         return Device(row[0], row[1], row[2], tuple(json.loads(row[3])), status, row[5], row[6], row[7],
                       row[8], row[9], tuple(json.loads(row[10])), row[11], row[12], row[13], row[14],
-                      health, row[16], row[17], row[18], sev, json.loads(row[20]) if row[20] else None)
+                      health, row[16], row[17], row[18], sev, json.loads(row[20]) if row[20] else None,
+                      *row[21:26])
 
     def device(self, device: str) -> Device | None:
         rows = self._q(self._DEVICE_SQL + " WHERE d.device = ?", (device,))

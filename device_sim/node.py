@@ -13,18 +13,31 @@ from __future__ import annotations
 
 import math
 import secrets
-
-import numpy as np
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgefleet.protocol import PROTOCOL_VERSION, ProtocolError, encode, result_message, topic
+import numpy as np
+
+from edgefleet.protocol import (
+    PROTOCOL_VERSION,
+    ProtocolError,
+    encode,
+    result_message,
+    topic,
+)
 from edgefleet.runtime import diagnosis
+from edgefleet.runtime.baseline import (
+    DEFAULT_WINDOWS,
+    MAX_CLASSES,
+    MIN_WINDOWS,
+    Baseline,
+    BaselineError,
+    ClassBaseline,
+    Commissioner,
+)
 from edgefleet.runtime.features import FeatureParams
-from edgefleet.runtime.baseline import (DEFAULT_WINDOWS, MAX_CLASSES, MIN_WINDOWS, Baseline,
-                                        BaselineError, ClassBaseline, Commissioner)
 
 FIRMWARE_VERSION = "1.1.0"
 CAPS = ["debug", "calib", "commission"]
@@ -140,6 +153,7 @@ class VirtualNode:
     ring: deque = field(init=False)
     dropped: int = 0
     result_seq: int = 0
+    prev_boot: tuple[str, int] | None = None  # (boot id, last result seq) of the boot before a warm reset
     status_seq: int = 0
     debug_seq: int = 0
     calibration: Calibration | None = None
@@ -191,6 +205,8 @@ class VirtualNode:
             body["line"] = self.line
         if self.tags:
             body["tags"] = list(self.tags)
+        if self.prev_boot is not None:  # every birth of this boot: a mark the store already has changes nothing
+            body["prev"] = {"boot": self.prev_boot[0], "res_seq": self.prev_boot[1]}
         comm = self.comm_summary()
         if comm is not None:
             body["caps"] = list(CAPS)
@@ -421,8 +437,15 @@ class VirtualNode:
             return []
         return [self.birth(now_ms)]
 
-    def reboot(self) -> None:
-        """New boot: new id, sequences from 0; the ring (RAM) is lost, as on a device."""
+    def reboot(self, *, power_cut: bool = False) -> None:
+        """New boot: new id, sequences from 0; the ring (RAM) is lost, as on a device. A warm reset
+        keeps the old boot's id and last result seq (the firmware's retained RAM record) for the
+        births to carry (`prev`), so the store counts the lost tail; a power cut loses that too. The
+        record changes only when a seq is assigned: a boot that assigned none passes the older one on."""
+        if power_cut:
+            self.prev_boot = None
+        elif self.result_seq > 0:
+            self.prev_boot = (self.boot, self.result_seq - 1)
         self.boot = secrets.token_hex(4)
         self.result_seq = self.status_seq = self.debug_seq = 0
         self.dropped = 0

@@ -30,11 +30,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgefleet import protocol
 from edgefleet.clock import now_ms
-from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
-from edgefleet.service.config import Settings
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ProtocolError, ResultRecord
 from edgefleet.protocol.connect import apply_tls, probe_mqtt_version, tls_failure
+from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
+from edgefleet.service.config import Settings
 from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, Store
 
 log = logging.getLogger("edgefleet.service.ingest")
@@ -94,6 +94,8 @@ def decode_into(batch: IngestBatch, msg: Inbound, max_payload: int = protocol.MA
             batch.events.append(Event(m.device, int(b["ts"]), m.kind, b))
             if "res_seq" in b:  # how far this boot's results go: a loss at the end shows too
                 batch.seq_marks.append((m.device, b["boot"], int(b["res_seq"]), int(b["ts"])))
+            if "prev" in b:  # a birth after a reset: the previous boot's tail, lost from RAM, shows too
+                batch.seq_marks.append((m.device, b["prev"]["boot"], int(b["prev"]["res_seq"]), int(b["ts"])))
         else:  # ota/state, debug: kept as device events
             batch.events.append(Event(m.device, int(m.body["ts"]), m.kind, m.body))
         return None

@@ -10,6 +10,11 @@ settled holes minus the node's own drops (docs/store.md, "Loss accounting").
 
 A sequence number that jumps forward by more than `MAX_JUMP` (a broken or hostile node) opens no
 hole: it is counted as a jump, so no device can make the store track billions of missing results.
+
+A node that reboots loses the results still in its RAM (ring and link): they are the tail of the
+old boot, after the last seq the store received from it. A node that kept its previous boot's id
+and last assigned seq across the reset says so in its next birth (status `prev`), and ingest turns
+that into a mark on the old boot, so the tail is a hole like any other (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -103,4 +108,41 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
     return upd
 
 
-__all__ = ["BootState", "LossUpdate", "MAX_JUMP", "SETTLE_MS", "account"]
+def figures(boots: list[tuple[str, str, int, int, int]], holes: list[tuple[str, str, int, int, int]],
+            now_ms: int, settle_ms: int = SETTLE_MS) -> dict[str, dict[str, int]]:
+    """Per device: received, dropped_on_node, seq_jumps, boots, missing and pending_gaps, from the
+    boot rows (device, boot, received, dropped, jumps) and the holes (device, boot, lo, hi, opened_ms).
+
+    Per boot, the node's own drops are holes on the wire too, so they are taken out of the holes
+    once: first out of the settled ones (`missing`), what is left of them out of the young ones
+    (`pending_gaps`), so missing + pending_gaps + dropped_on_node never counts a result twice. Drops
+    come out of the settled holes first so that a young drop cannot hide in `missing` as a loss
+    nobody had (a false data-loss alarm); an older loss in the same boot is then shown low by up to
+    the young drops until they settle."""
+    per_boot: dict[tuple[str, str], list[int]] = {}  # settled, pending
+    for d, b, lo, hi, opened in holes:
+        e = per_boot.setdefault((d, b), [0, 0])
+        e[0 if opened <= now_ms - settle_ms else 1] += hi - lo + 1
+    out: dict[str, dict[str, int]] = {}
+    seen: set[tuple[str, str]] = set()
+    for d, b, received, dropped, jumps in boots:
+        seen.add((d, b))
+        e = out.setdefault(d, dict.fromkeys(("received", "dropped_on_node", "seq_jumps", "boots", "missing",
+                                               "pending_gaps"), 0))
+        settled, pending = per_boot.get((d, b), (0, 0))
+        e["received"] += received
+        e["dropped_on_node"] += dropped
+        e["seq_jumps"] += jumps
+        e["boots"] += 1
+        e["missing"] += max(0, settled - dropped)
+        e["pending_gaps"] += max(0, pending - max(0, dropped - settled))
+    for (d, b), (settled, pending) in per_boot.items():  # holes of a boot row not read (none dropped)
+        if (d, b) not in seen:
+            e = out.setdefault(d, dict.fromkeys(("received", "dropped_on_node", "seq_jumps", "boots", "missing",
+                                                   "pending_gaps"), 0))
+            e["missing"] += settled
+            e["pending_gaps"] += pending
+    return out
+
+
+__all__ = ["BootState", "LossUpdate", "MAX_JUMP", "SETTLE_MS", "account", "figures"]

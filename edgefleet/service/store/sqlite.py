@@ -19,6 +19,7 @@ from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.iso20816 import machine_class
 from edgefleet.service.store.loss import SETTLE_MS, BootState, account
+from edgefleet.service.store.loss import figures as loss_figures
 from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 from edgefleet.service.store.base import (
     device_rollup,
@@ -408,21 +409,9 @@ class SQLiteStore(NotifyTables):
         said their rings dropped), `pending_gaps` (younger holes), `dropped_on_node`, `seq_jumps`,
         and per device with `device` (or for every device that lost something)."""
         where, args = ("WHERE device = ?", (device,)) if device else ("", ())
-        per: dict[str, dict] = {}
-        for d, b, received, dropped, jumps, max_seq in self._q(
-                f"SELECT device, boot, received, dropped, jumps, max_seq FROM boots {where}", args):
-            e = per.setdefault(d, {"received": 0, "dropped_on_node": 0, "seq_jumps": 0, "settled_holes": 0,
-                                   "pending_gaps": 0, "boots": 0})
-            e["received"] += received
-            e["dropped_on_node"] += dropped
-            e["seq_jumps"] += jumps
-            e["boots"] += 1
-        for d, lo, hi, opened in self._q(f"SELECT device, lo, hi, opened_ms FROM seq_gaps {where}", args):
-            e = per.setdefault(d, {"received": 0, "dropped_on_node": 0, "seq_jumps": 0, "settled_holes": 0,
-                                   "pending_gaps": 0, "boots": 0})
-            e["settled_holes" if opened <= now_ms - settle_ms else "pending_gaps"] += hi - lo + 1
-        for e in per.values():
-            e["missing"] = max(0, e.pop("settled_holes") - e["dropped_on_node"])
+        per = loss_figures(self._q(f"SELECT device, boot, received, dropped, jumps FROM boots {where}", args),
+                           self._q(f"SELECT device, boot, lo, hi, opened_ms FROM seq_gaps {where}", args),
+                           now_ms, settle_ms)
         total = {k: sum(e[k] for e in per.values()) for k in ("missing", "pending_gaps", "dropped_on_node", "seq_jumps")}
         lossy = {d: e for d, e in per.items() if device or e["missing"] or e["pending_gaps"] or e["dropped_on_node"]
                  or e["seq_jumps"]}

@@ -1,6 +1,7 @@
-"""`edgefleet machine`: what the fleet database knows about each machine beyond its node: its ISO 20816
-machine class (per machine or per site; default II) and its bearing geometry (the dashboard's BPFO, BPFI
-and BSF marks). The dashboard's Device page (*Machine settings*) writes the same settings."""
+"""`edgefleet machine`: what the fleet database knows about each machine beyond its node: a friendly name
+and key=value tags (shown and searched on the dashboard), its ISO 20816 machine class (per machine or per
+site; default II) and its bearing geometry (the dashboard's BPFO, BPFI and BSF marks). The dashboard's
+Device page (*Machine settings*) writes the class and geometry settings."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     db_help = ("fleet database shared with `edgefleet serve`: a SQLite file or a postgresql:// URL "
                f"(default $EDGEFLEET_DB or {db_label(default_db())})")
-    p = sub.add_parser("machine", help="a machine's ISO 20816 class and bearing geometry (dashboard zones and marks)",
+    p = sub.add_parser("machine", help="a machine's name, tags, ISO 20816 class and bearing geometry",
                        description=__doc__.split("\n\n")[0].replace("\n", " "))
     msub = p.add_subparsers(dest="machine_command", metavar="ACTION", required=True)
 
@@ -50,6 +51,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     b.set_defaults(func=cmd_bearing)
 
+    n = msub.add_parser(
+        "name", help="give a device a friendly name (shown and searched on the dashboard)",
+        epilog='examples:\n  edgefleet machine name pump-0007 "Pump 3, cooling loop"\n'
+               "  edgefleet machine name pump-0007 --unset",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    n.add_argument("device", help="device id")
+    n.add_argument("name", nargs="?", help="the name (up to 80 characters; quote it when it has spaces)")
+    n.add_argument("--unset", action="store_true", help="remove the name")
+    n.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
+    n.set_defaults(func=cmd_name)
+
+    t = msub.add_parser(
+        "tag", help="set or remove key=value tags of a device (kept apart from the tags its node reports)",
+        epilog="examples:\n  edgefleet machine tag pump-0007 type=pump room=B2\n"
+               "  edgefleet machine tag pump-0007 --remove room",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("device", help="device id")
+    t.add_argument("tags", nargs="*", metavar="KEY=VALUE", help="tags to set (a key set again is replaced)")
+    t.add_argument("--remove", action="append", default=[], metavar="KEY", help="remove this tag (repeatable)")
+    t.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
+    t.set_defaults(func=cmd_tag)
+
     s = msub.add_parser("show", help="every device's ISO class (and where it comes from) and bearing geometry")
     s.add_argument("--json", action="store_true", help="machine-readable")
     s.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
@@ -60,6 +83,45 @@ def _open(db):
     from edgefleet.service.store import open_store
 
     return open_store(str(require_db(db)))
+
+
+def _known(store, device: str, db) -> None:
+    if store.device(device) is None:
+        raise EdgefleetError(f"device {device!r} is not in {db_label(db)} (it has never reported)")
+
+
+def cmd_name(args: argparse.Namespace) -> int:
+    from edgefleet.service.machine_meta import check_name, with_name
+
+    if (args.name is None) != args.unset:
+        raise EdgefleetError('give a name (e.g. "Pump 3") or --unset')
+    name = None if args.unset else check_name(args.name)  # a bad name: one line before the store is opened
+    store = _open(args.db)
+    try:
+        _known(store, args.device, args.db)
+        store.set_machine_meta(args.device, with_name(store.machine_meta().get(args.device), name))
+    finally:
+        store.close()
+    print(f"device {args.device}: " + (f"named {name!r}" if name else "name removed"))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from edgefleet.service.machine_meta import parse_tag, tag_words, with_tags
+
+    if not args.tags and not args.remove:
+        raise EdgefleetError("give tags as KEY=VALUE (e.g. type=pump) or --remove KEY")
+    for text in args.tags:
+        parse_tag(text)  # a bad tag: one line before the store is opened
+    store = _open(args.db)
+    try:
+        _known(store, args.device, args.db)
+        meta = with_tags(store.machine_meta().get(args.device), args.tags, args.remove)
+        store.set_machine_meta(args.device, meta)
+    finally:
+        store.close()
+    print(f"device {args.device}: tags {tag_words(meta.get('tags')) or 'none'}")
+    return 0
 
 
 def cmd_class(args: argparse.Namespace) -> int:
@@ -115,20 +177,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     store = _open(args.db)
     try:
-        classes, bearings = store.machine_classes(), store.bearings()
+        classes, bearings, meta = store.machine_classes(), store.bearings(), store.machine_meta()
         rows = [(d.device, d.site, *class_for(d.device, d.site, classes["device"], classes["site"]),
-                 bearings.get(d.device)) for d in store.devices()]
+                 bearings.get(d.device), meta.get(d.device, {})) for d in store.devices()]
     finally:
         store.close()
     if args.json:
         print(json.dumps({"sites": classes["site"], "devices": [
-            {"device": d, "site": s, "iso_class": c, "from": w, "bearing": b} for d, s, c, w, b in rows]}, indent=1))
+            {"device": d, "site": s, "name": m.get("name"), "tags": m.get("tags", {}), "iso_class": c, "from": w,
+             "bearing": b} for d, s, c, w, b, m in rows]}, indent=1))
         return 0
     for site, cls in sorted(classes["site"].items()):
         print(f"site {site}: class {cls}")
-    for d, s, c, w, b in rows:
+    from edgefleet.service.machine_meta import tag_words
+
+    for d, s, c, w, b, m in rows:
         bearing = (f"  bearing {b['n_balls']} x {b['ball_d_mm']:g} mm on {b['pitch_d_mm']:g} mm" if b else "")
-        print(f"{d:<24} {s or '-':<16} class {c:<3} ({w}){bearing}")
+        named = (f"  {m['name']!r}" if m.get("name") else "") + (f"  [{tag_words(m.get('tags'))}]" if m.get("tags") else "")
+        print(f"{d:<24} {s or '-':<16} class {c:<3} ({w}){bearing}{named}")
     if not rows:
         print(f"no devices in {db_label(args.db)}")
     return 0

@@ -13,7 +13,7 @@ from edgefleet.errors import EdgefleetError
 
 # Each module defines `register(subparsers)`; its parsers set `func(args) -> int`.
 COMMAND_MODULES = ["model", "keys", "fleet", "sim", "ota", "commission", "replay", "demo", "bridge", "doctor",
-                   "alarms", "machine", "pki", "device", "data"]
+                   "alarms", "machine", "pki", "device", "data", "users", "audit"]
 
 
 def build_parser() -> argparse.ArgumentParser:

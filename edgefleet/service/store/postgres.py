@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from edgefleet.protocol import ResultRecord
+from edgefleet.service.store.accounts import ACCOUNTS_SCHEMA_PG, AccountTables
 from edgefleet.service.store.base import (
     device_rollup,
     device_update_columns,
@@ -65,9 +66,9 @@ try:
 except ImportError:  # pragma: no cover - the service image and requirements carry it
     psycopg = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 4  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
+SCHEMA_VERSION = 5  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
 # 3: alarm journal, shelves and notification outbox (store/outbox.py). 4: devices' degrading_since and remaining
-# life, acknowledged data-loss alarms (SQLite's 6)
+# life, acknowledged data-loss alarms (SQLite's 6). 5: dashboard accounts, append-only audit log (SQLite's 7)
 _LOCK_KEY = 0x6566_7363_6865_6D61  # pg_advisory_xact_lock key of schema migrations ("efschema")
 _DEADLOCK_RETRIES = 5
 
@@ -165,7 +166,8 @@ MIGRATIONS: dict[int, list[str]] = {1: [s.strip() for s in _V1.split(";") if s.s
                                          " PRECISION, ADD COLUMN rul_low_s DOUBLE PRECISION, ADD COLUMN rul_high_s"
                                          " DOUBLE PRECISION",
                                          "ALTER TABLE loss_alarms ADD COLUMN acked_ts BIGINT, ADD COLUMN acked_by TEXT,"
-                                         " ADD COLUMN note TEXT NOT NULL DEFAULT ''"]}
+                                         " ADD COLUMN note TEXT NOT NULL DEFAULT ''"],
+                                     5: ACCOUNTS_SCHEMA_PG}
 
 _RESULT_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8", "int2", "bigint", "bigint",
                  "text", "float8", "bigint", "float8", "float8", "float8", "text", "text")
@@ -270,7 +272,7 @@ def _check_version(version: int, where: str) -> None:
                          f"({SCHEMA_VERSION}); upgrade edgefleet")
 
 
-class PostgresStore(NotifyTables):
+class PostgresStore(NotifyTables, AccountTables):
     """The store in a PostgreSQL database; safe to share between processes and hosts."""
 
     _notify_sql = staticmethod(_pg)  # the journal, shelves and outbox (NotifyTables) inside _tx

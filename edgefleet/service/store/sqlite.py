@@ -18,6 +18,7 @@ from pathlib import Path
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.iso20816 import machine_class
+from edgefleet.service.store.accounts import ACCOUNTS_SCHEMA, AccountTables
 from edgefleet.service.store.loss import SETTLE_MS, BootState, account
 from edgefleet.service.store.loss import figures as loss_figures
 from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
@@ -40,10 +41,11 @@ from edgefleet.service.store.base import (
     SiteHealth,
 )
 
-SCHEMA_VERSION = 6  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
+SCHEMA_VERSION = 7  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
 # 4: alarm journal, shelves and notification outbox (store/outbox.py). 5: results' readings and why (vrms, rpm,
 # why, hint; feature definition v2), and the why and hint of the result that raised an alarm. 6: devices' degrading_since
 # and remaining life (the dashboard's stages), acknowledged data-loss alarms
+# 7: dashboard accounts and the append-only audit log (store/accounts.py)
 DEFAULT_RETENTION_DAYS = 30.0
 
 _SCHEMA = """
@@ -142,6 +144,7 @@ _MIGRATIONS = {
         "ALTER TABLE results ADD COLUMN why TEXT", "ALTER TABLE results ADD COLUMN hint TEXT",
         "ALTER TABLE alarms ADD COLUMN why TEXT", "ALTER TABLE alarms ADD COLUMN hint TEXT"],
     6: [*_DEVICE_HEALTH_COLS, *_LOSS_ACK_COLS],  # the dashboard's stage, "degrading since", remaining life; ack loss
+    7: [],  # users, audit (append-only by triggers): new tables (store/accounts.py)
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -188,7 +191,7 @@ def _shadow_rec(row: tuple) -> ResultRecord:
                         row[9], row[10], row[11], bool(row[12]))
 
 
-class SQLiteStore(NotifyTables):
+class SQLiteStore(NotifyTables, AccountTables):
     """The default store (telemetry and registry in one SQLite file)."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", account_loss: bool = True) -> None:
@@ -212,7 +215,7 @@ class SQLiteStore(NotifyTables):
                                  f"({SCHEMA_VERSION}); upgrade edgefleet")
             if 0 < version < SCHEMA_VERSION:
                 self._migrate(version)
-            self._db.executescript(_SCHEMA + NOTIFY_SCHEMA)
+            self._db.executescript(_SCHEMA + NOTIFY_SCHEMA + ACCOUNTS_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc

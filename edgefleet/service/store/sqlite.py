@@ -18,6 +18,7 @@ from pathlib import Path
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.iso20816 import machine_class
+from edgefleet.service.store import slow_commit
 from edgefleet.service.store.accounts import ACCOUNTS_SCHEMA, AccountTables
 from edgefleet.service.store.loss import SETTLE_MS, BootState, account
 from edgefleet.service.store.loss import figures as loss_figures
@@ -251,6 +252,7 @@ class SQLiteStore(NotifyTables, AccountTables):
                 self._boots.clear()  # the loss bookkeeping may hold what was rolled back
                 self._holes.clear()
                 raise
+            slow_commit.before_commit()  # tests/benchmarks only (EDGEFLEET_TEST_COMMIT_DELAY_FILE): a slow disk
             self._db.execute("COMMIT")
 
     def _q(self, sql: str, args: tuple | list = ()) -> list[tuple]:

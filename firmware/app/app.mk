@@ -17,9 +17,10 @@ M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -W
 # `make M4_LAYER=ef_layer_ref ...` builds the images with the portable kernel (after `make clean`).
 M4_LAYER ?= ef_layer_m4
 # ef_baseline, ef_commission: commissioning (docs/baseline.md); ef_sha256 + libsodium's SHA-256 hash
-# its record for the status (every board, with or without OTA); ef_diagnosis: an anomaly's why/hint.
+# its record for the status (every board, with or without OTA); ef_diagnosis: an anomaly's why/hint;
+# ef_sensor_check: the per-window sensor check (not called by the node app yet; --gc-sections drops it).
 MCU_CORE := ef_status ef_crc ef_model ef_engine $(M4_LAYER) ef_features ef_lowfreq ef_pipeline ef_serial ef_protocol ef_cmd \
-            ef_baseline ef_commission ef_diagnosis ef_sha256
+            ef_baseline ef_commission ef_diagnosis ef_sha256 ef_sensor_check
 MCU_SHA256 := tp/sodium/crypto_hash/sha256/cp/hash_sha256_cp
 MCU_APP := node_app node_link
 # The OTA layer, for a board that sets MCU_OTA_<board> := $(MCU_OTA) and -DNODE_OTA=1

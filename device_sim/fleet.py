@@ -19,19 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.runtime.artifact import Artifact
-from edgefleet.runtime.engine import Detector
-from edgefleet.device.ota_client import OtaClient, Slots
-from edgefleet.runtime import baseline as bl
-from edgefleet.runtime import diagnosis
-from edgefleet.runtime.features import analyze, plan, quantize, standardize
-
 from device_sim.link import LinkOptions, NodeLink, Shard
-from edgefleet.clock import now_ms
 from device_sim.node import Calibration, Reading, Verdict, VirtualNode
 from device_sim.physics import Fault, Machines, synthesize, with_faults
 from device_sim.plant import Plant
 from device_sim.schedule import Schedule
+from edgefleet.clock import now_ms
+from edgefleet.device.ota_client import OtaClient, Slots
+from edgefleet.runtime import baseline as bl
+from edgefleet.runtime import diagnosis
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.engine import Detector
+from edgefleet.runtime.features import analyze, plan, quantize, standardize
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 16  # a commissioning node re-announces its status every this many windows learned
@@ -167,7 +166,8 @@ class Fleet:
             node.score_fn = lambda z, r=len(self.links): self._detector(r).score_standardized(z)
             node.baseline_model = artifact.model_version
             node.set_model_front_end(bl.frontend_crc(params), params.n_features)
-            self.links.append(NodeLink(node))
+            # round-robin over a broker cluster's members (link.members), node i on member i mod n
+            self.links.append(NodeLink(node, member=len(self.links) % max(1, len(link.members))))
         n_sh = max(1, min(self.opts.shards, len(self.links)))
         self.shard_of = np.arange(len(self.links)) % n_sh
         self.shards = [Shard([lk for i, lk in enumerate(self.links) if self.shard_of[i] == s], link,
@@ -538,7 +538,9 @@ class Fleet:
                                 "max": float(lat.max())} if lat.size else None),
             "shard_errors": sum(sh.errors for sh in self.shards),
             "faulty": self.plant.faulty, "model_version": self.detector.artifact.model_version,
-            "broker": f"{self.link_opts.host}:{self.link_opts.port}",
+            "broker": ",".join(f"{h}:{p}" for h, p in self.link_opts.members) or
+                      f"{self.link_opts.host}:{self.link_opts.port}",
+            "failovers": sum(lk.failovers for lk in self.links),
             "mqtt_version": self.link_opts.mqtt_version,
             "results_per_message": self.opts.results_per_message,
             "per_device": per_device,

@@ -23,13 +23,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
-
-from edgefleet.protocol import ProtocolError, decode
+from paho.mqtt.properties import Properties
 
 from device_sim.node import Outgoing, VirtualNode
 from edgefleet.clock import now_ms
+from edgefleet.protocol import ProtocolError, decode
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,9 @@ class LinkOptions:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 8.0
     password: Callable[[str], str] | None = None  # device id -> password (username = device id)
+    # a broker cluster: every member's (host, port). A node starts on members[link.member] and moves
+    # to the next member each time its connection fails or drops (empty: host, port only)
+    members: tuple[tuple[str, int], ...] = ()
     tls: Callable[[str], Any] | None = None  # mqtts://: device id -> its ssl.SSLContext (None: plain TCP)
     # Fault injection for tests and benchmarks: every ota/data chunk passes through
     # hook(shard, link, body) -> the chunk as the node receives it, or None (lost).
@@ -74,6 +76,8 @@ class NodeLink:
     debug_sent: int = 0
     oldest_ms: int = 0  # when the oldest pending result was added (for batch ageing)
     stopped: bool = False
+    member: int = 0  # index into LinkOptions.members: the member this node connects to now
+    failovers: int = 0  # moves to another member after a failed or lost connection
 
 
 class Shard(threading.Thread):
@@ -201,6 +205,11 @@ class Shard(threading.Thread):
         assert link.client is not None
         link.client.will_set(will.topic, will.payload, qos=1, retain=True)
 
+    def _member_addr(self, link: NodeLink) -> tuple[str, int]:
+        """The broker member this node uses now."""
+        members = self.opts.members
+        return members[link.member % len(members)] if members else (self.opts.host, self.opts.port)
+
     def _connect(self, link: NodeLink) -> None:
         link.client = self._new_client(link)
         self._set_will(link)
@@ -208,8 +217,9 @@ class Shard(threading.Thread):
         if self.opts.mqtt_version == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0
+        host, port = self._member_addr(link)
         try:
-            link.client.connect(self.opts.host, self.opts.port, keepalive=self.opts.keepalive,
+            link.client.connect(host, port, keepalive=self.opts.keepalive,
                                 clean_start=True if props else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                                 properties=props)
         except OSError as exc:
@@ -222,6 +232,10 @@ class Shard(threading.Thread):
         assert c is not None
         try:
             self._set_will(link)
+            if len(self.opts.members) > 1:  # on to the member _schedule_retry picked (same session settings)
+                host, port = self._member_addr(link)
+                c.connect_async(host, port, keepalive=self.opts.keepalive, clean_start=c._clean_start,
+                                properties=c._connect_properties)
             c.reconnect()
         except OSError as exc:
             log.debug("%s: reconnect failed: %s", link.node.device_id, exc)
@@ -229,6 +243,9 @@ class Shard(threading.Thread):
 
     def _schedule_retry(self, link: NodeLink) -> None:
         o = self.opts
+        if len(o.members) > 1:  # a member that failed us: try the next one (its peers hold the cluster's state)
+            link.member = (link.member + 1) % len(o.members)
+            link.failovers += 1
         link.backoff = min(o.reconnect_max_s, max(o.reconnect_min_s, link.backoff * 2))
         link.next_try = time.monotonic() + link.backoff * random.uniform(0.5, 1.0)
 

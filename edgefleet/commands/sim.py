@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--duration 600 --report sim-report.json")
     p.add_argument("--broker", default=os.environ.get("EDGEFLEET_BROKER_URL", "mqtt://127.0.0.1:1883"),
                    help="mqtt://host:port or mqtts://host:port (TLS) (default $EDGEFLEET_BROKER_URL or "
-                        "mqtt://127.0.0.1:1883)")
+                        "mqtt://127.0.0.1:1883); a broker cluster: its members' URLs, comma-separated: "
+                        "nodes are spread over them round-robin and move to the next member when theirs "
+                        "fails (docs/brokers.md)")
     p.add_argument("--ca", metavar="PEM", help="mqtts://: the CA of the broker's certificate (EDGEFLEET_MQTT_CA)")
     p.add_argument("--cert", metavar="PEM|DIR",
                    help="mqtts:// with mutual TLS: a client certificate for every node, or a directory "
@@ -191,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     from device_sim.fleet import Fleet, FleetOptions
     from device_sim.link import LinkOptions
     from device_sim.plant import make_plant
-    from edgefleet.protocol.connect import parse_broker_url, probe_mqtt_version
+    from edgefleet.protocol.connect import probe_mqtt_version
     from edgefleet.runtime.artifact import load_artifact
 
     if args.nodes < 1:
@@ -221,7 +223,10 @@ def run(args: argparse.Namespace) -> int:
     if args.procs > 1 and args.slice is None:
         return _run_workers(args)
     part, parts = _parse_slice(args.slice)
-    host, port = parse_broker_url(args.broker)
+    from edgefleet.service.cluster import parse_member_urls
+
+    members = parse_member_urls(args.broker)
+    host, port = members[0]
     tls = node_tls(args)
     model = args.model or default_model()
     artifact = load_artifact(model / "model.efm" if model.is_dir() else model)
@@ -231,10 +236,11 @@ def run(args: argparse.Namespace) -> int:
     if version == "auto":  # also waits for a broker that is still starting (compose, demo)
         deadline = time.monotonic() + max(0.0, args.wait_broker)
         probe_tls = tls(plant_first_id(args)) if tls else None
-        while (version := probe_mqtt_version(host, port, tls=probe_tls)) is None and time.monotonic() < deadline:
+        while (version := next((v for h, p in members if (v := probe_mqtt_version(h, p, tls=probe_tls))), None)) \
+                is None and time.monotonic() < deadline:
             time.sleep(1.0)
         if version is None:
-            raise EdgefleetError(f"cannot reach a broker at {host}:{port} "
+            raise EdgefleetError(f"cannot reach a broker at {', '.join(f'{h}:{p}' for h, p in members)} "
                                  f"(waited {args.wait_broker:g} s)")
     password = None
     if args.credentials:
@@ -266,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
                                     hold_s=tuple(args.speed_hold), ramp_s=args.speed_ramp)
     plant = replace(whole, nodes=whole.nodes[part::parts])  # the same plant, this worker's nodes
     fleet = Fleet(plant, artifact,
-                  LinkOptions(host, port, mqtt_version=version, password=password, tls=tls),
+                  LinkOptions(host, port, mqtt_version=version, password=password, tls=tls,
+                              members=tuple(members) if len(members) > 1 else ()),
                   FleetOptions(period_s=args.period, shards=args.shards, ring_size=args.ring,
                                results_per_message=args.results_per_message,
                                calibrate_n=args.calibrate, seed=args.seed + part,

@@ -11,14 +11,19 @@ capture.
 Every input problem gets a named outcome in the report (`issues`): windows with NaN samples are
 skipped and counted, clipped windows are counted, snapshot times that do not increase are
 refused, gaps and speed jumps are counted; nothing is silently dropped.
+
+Each window's raw samples are first checked for sensor faults (`runtime/sensor_check.py`): a dead,
+saturated or dropping-out sensor's window is named (`sensor_dead`, `sensor_saturated`,
+`sensor_dropout`: its result state, counted in `states` and `issues`, each change listed in
+`sensor`), and neither commissions, moves the drift baseline, raises nor clears an alarm.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +32,7 @@ from edgefleet.protocol import ResultRecord
 from edgefleet.runtime import baseline as bl
 from edgefleet.runtime.engine import Detector
 from edgefleet.runtime.features import FeatureParams, frame, plan
+from edgefleet.runtime.sensor_check import OUTCOMES, SensorLimits, check_windows
 from edgefleet.toolchain.datasets import open_npz
 
 CLIP_SHARE = 0.01  # a window with this share of samples at its extreme value is clipped
@@ -134,7 +140,7 @@ class Tracker(Protocol):
 
 def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission_windows: int = bl.DEFAULT_WINDOWS,
            batch: int = 512, health_every: int = 30, trace: bool = False, follow_drift: bool = True,
-           chunk: int = 32) -> dict:
+           chunk: int = 32, sensor_limits: SensorLimits = SensorLimits()) -> dict:
     """Run the node on the recording: commission, then judge; returns what happened and when:
     alarms, stages (commissioning, healthy, degrading, alarm, critical) and remaining-life
     estimates with their interval."""
@@ -148,8 +154,22 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
     out: dict = {"recording": rec.name, "machine": rec.machine, "windows": int(len(feats)),
                  "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [], "rul": [],
                  "classes": [], "states": {"commissioning": 0, "uncommissioned": 0, "judged": 0},
-                 "issues": dict(rec.issues), "end_s": float(rec.t_s[-1]) if len(rec.t_s) else 0.0}
+                 "issues": dict(rec.issues), "end_s": float(rec.t_s[-1]) if len(rec.t_s) else 0.0,
+                 "sensor": []}
     stage = None
+    sensor = [OUTCOMES[o] for o in check_windows(rec.windows, sensor_limits).outcome] if len(rec.windows) else []
+    for name in set(sensor) - {""}:
+        out["states"][name] = 0
+        _count(out["issues"], f"{name}_windows", sensor.count(name))
+
+    def note_sensor(i: int) -> str:
+        """The window's sensor outcome; each change of it (back to "" too) listed in `sensor`."""
+        name = sensor[i]
+        if name != (out["sensor"][-1]["outcome"] if out["sensor"] else ""):
+            out["sensor"].append({"t_s": round(float(rec.t_s[i]), 3), "outcome": name})
+        if name:
+            out["states"][name] += 1
+        return name
 
     def set_stage(t: float, s: str) -> None:
         nonlocal stage
@@ -162,9 +182,9 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
         t = float(rec.t_s[start])
         set_stage(t, "commissioning")
         steady = start == 0 or bl.steady_speed(float(rpm[start]), float(rpm[start - 1]))
-        o = com.add(feats[start], float(rpm[start])) if steady else "speed_changing"
+        o = note_sensor(start) or (com.add(feats[start], float(rpm[start])) if steady else "speed_changing")
         out["states"]["commissioning"] += 1
-        if o in ("nonfinite", "class_limit", "speed_changing", "not_stationary"):
+        if o in ("nonfinite", "class_limit", "speed_changing", "not_stationary", *OUTCOMES[1:]):
             _count(out["issues"], f"commissioning_{o}")
         start += 1
         if com.done():
@@ -187,19 +207,22 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
     out["baseline_changes"] = []
     rest = slice(start, len(feats))
     s = score_following_drift(base, feats[rest], rpm[rest], rec.t_s[rest], detector, out["baseline_changes"],
-                              chunk=chunk if follow_drift else len(feats))
+                              chunk=chunk if follow_drift else len(feats),
+                              usable=np.array([not n for n in sensor[rest]], bool))
     if trace:  # every judged window's numbers, for analysis beside the truth
         out["trace"] = {"t_s": rec.t_s[rest].tolist(), "score": s.score.tolist(), "hi": s.hi.tolist(),
-                        "ratio": s.ratio.tolist(), "cls": s.cls.tolist()}
+                        "ratio": s.ratio.tolist(), "cls": s.cls.tolist(), "sensor": sensor[rest]}
     for j in range(len(s.cls)):
         i = start + j
         t = float(rec.t_s[i])
-        judged = s.cls[j] >= 0
-        out["states"]["judged" if judged else "uncommissioned"] += 1
+        fault = note_sensor(i)  # a sensor fault: no verdict (the tracker neither raises nor clears on it)
+        judged = s.cls[j] >= 0 and not fault
+        if not fault:
+            out["states"]["judged" if judged else "uncommissioned"] += 1
         c = base.classes[s.cls[j]] if judged else None
         r = ResultRecord(rec.machine, "replay00", i, int(t * 1000), detector.artifact.model_version,
                          float(s.score[j]) if judged else 0.0, float(c.threshold) if c else 1.0,
-                         bool(s.anom[j]), 0, state="" if judged else "uncommissioned",
+                         bool(s.anom[j]) and judged, 0, state=fault or ("" if judged else "uncommissioned"),
                          hi=float(s.hi[j]) if judged else None, cls=int(s.cls[j]) if judged else None,
                          hi_thr=float(c.hi_threshold) if c else None)
         change = tracker.observe(r)
@@ -213,7 +236,7 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
             set_stage(t, st)
         elif op == "clear":
             set_stage(t, "healthy")
-        elif stage == "commissioning":
+        elif stage == "commissioning" and not fault:  # a sensor fault says nothing of the machine
             set_stage(t, "healthy")
         if judged and j % health_every == health_every - 1:
             h = tracker.health(rec.machine, int(t * 1000))
@@ -229,9 +252,11 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
 
 
 def score_following_drift(base: bl.Baseline, feats: np.ndarray, rpm: np.ndarray, t_s: np.ndarray,
-                          detector: Detector, changes: list, *, chunk: int = 32) -> bl.Scored:
+                          detector: Detector, changes: list, *, chunk: int = 32,
+                          usable: np.ndarray | None = None) -> bl.Scored:
     """Score in chunks; after each, let every class follow its healthy windows (`baseline.drift`);
-    each move of a class's centre by a tenth of a spread or more is recorded in `changes`."""
+    each move of a class's centre by a tenth of a spread or more is recorded in `changes`.
+    `usable` (bool per window; default all): windows a sensor fault spoiled never move a centre."""
     origin = [c.center.copy() for c in base.classes]
     noted = [c.center.astype(np.int64) for c in base.classes]
     parts = []
@@ -242,7 +267,7 @@ def score_following_drift(base: bl.Baseline, feats: np.ndarray, rpm: np.ndarray,
         dt = float(t_s[min(a + chunk, len(t_s)) - 1] - t_s[a]) + (float(t_s[1] - t_s[0]) if len(t_s) > 1 else 0.0)
         classes = list(base.classes)
         for k, c in enumerate(classes):
-            ok = (s.cls == k) & (s.ratio < bl.DRIFT_HEALTHY)
+            ok = (s.cls == k) & (s.ratio < bl.DRIFT_HEALTHY) & (True if usable is None else usable[sl])
             if ok.any():
                 classes[k] = bl.drift(c, origin[k], bl.to_q10(feats[sl][ok]), dt)
                 moved = np.abs(classes[k].center.astype(np.int64) - noted[k]) / c.spread.astype(np.int64)

@@ -1,7 +1,7 @@
 """Dashboard loaders: plain functions from a `Store` (or the OTA registry) to DataFrames and small dicts.
 
 One module per page in dashboards/views/ (fleet, device, alarms, system, models) plus `common`
-(which database, number formatting) and `commissioning` (a node's commissioning in words, its classes,
+(which database, number formatting), `health` (stage, remaining life and trend in plain words) and `commissioning` (a node's commissioning in words, its classes,
 the fleet's commissioning counts, the devices a commission command goes to: Fleet and Device pages) and `readings`
 (velocity against the ISO 20816 zones, the "why" of anomalous windows, the debug capture's spectrum), `timerange`
 (the shared time range: presets, from/to, zoom) and `timeseries` (results over a range, bucketed in the database
@@ -19,6 +19,7 @@ from dashboards.loaders import (
                                 common,
                                 device,
                                 fleet,
+                                health,
                                 models,
                                 readings,
                                 system,
@@ -26,5 +27,5 @@ from dashboards.loaders import (
                                 timeseries,
 )
 
-__all__ = ["alarms", "commissioning", "common", "device", "fleet", "models", "readings", "system", "timerange",
+__all__ = ["alarms", "commissioning", "common", "device", "fleet", "health", "models", "readings", "system", "timerange",
            "timeseries"]

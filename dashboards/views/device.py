@@ -23,6 +23,8 @@ if machines.empty:
     st.stop()
 names = machines.sort_values("device")["device"].tolist()
 state_of = dict(zip(machines["device"], machines["state"]))
+name_of = dict(zip(machines["device"], machines["name"]))
+tags_of = dict(zip(machines["device"], machines["tags"]))
 wanted = st.query_params.get("device")
 if wanted not in names:  # default: the most urgent machine
     urgent = loaders.fleet.attention(machines)
@@ -30,7 +32,7 @@ if wanted not in names:  # default: the most urgent machine
 
 left, mid, right = st.columns([2, 1, 1])
 name = left.selectbox("Device", names, index=names.index(wanted), key="device_pick",
-                      format_func=lambda d: f"{d}  ({state_of.get(d, '?')})")
+                      format_func=lambda d: f"{loaders.fleet.label(d, name_of.get(d))}  ({state_of.get(d, '?')})")
 mid.page_link(ui.PAGE_COMPARE, label="Compare machines", icon=":material/stacked_line_chart:",
               query_params={"devices": name})
 log_y = right.toggle("Log scale", key="device_log")
@@ -38,6 +40,27 @@ show_hi = right.toggle("Health indicator", value=True, key="device_hi",
                        help="a commissioned node's distance from its class's normal (unclipped), under the score")
 st.query_params["device"] = name
 time_range = timebar.picker()
+
+
+def health_words(dev, now: int) -> None:
+    """Stage, since when, remaining life and the alarm service's trend, in plain words (issue 19)."""
+    stage = loaders.health.stage_of(dev.health, dev.alarm_severity, dev.rul_s)
+    if stage is None or dev.comm_state == "commissioning":
+        return
+    colour = loaders.health.STAGE_COLOURS[stage]
+    since = ""
+    if stage != "healthy":
+        raised = ui.active_alarm(db, dev.device).raised_ts if dev.alarm_severity else None
+        since = loaders.health.since_words(loaders.health.attention_since(dev.degrading_since, raised), now,
+                                           "needs attention since")
+    life = loaders.health.remaining_life_words(dev.rul_s, dev.rul_low_s, dev.rul_high_s, dev.health_ts, now)
+    lines = [f"<span style='background:{colour};color:white;padding:1px 8px;border-radius:5px'>{stage}</span> "
+             f"{loaders.health.STAGE_HELP[stage]}" + (f"; {since}" if since else "") + ".",
+             "**Remaining life:** " + (f"{life}, until the fitted trend reaches the failure level (10x the alarm "
+                                       "level)." if life else "no estimate (no significant rising trend)."),
+             "**Trend:** " + loaders.health.trend_words(dev.slope_per_h, dev.eta_s) + "."]
+    with st.container(key="device_health"):
+        st.markdown("<br>".join(lines), unsafe_allow_html=True)
 
 
 def commissioning_headline(dev, needs_class: bool) -> None:
@@ -150,8 +173,12 @@ def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show
     needs_class = loaders.commissioning.needs_class(dev.comm, newest)
     state = loaders.fleet.display_state(dev)
     colour = loaders.fleet.STATE_COLOURS[state]
-    st.markdown(f"### {name} &nbsp;<span style='background:{colour};color:white;padding:2px 10px;"
-                f"border-radius:6px;font-size:0.8em'>{state}</span>", unsafe_allow_html=True)
+    friendly = name_of.get(name) or ""
+    st.markdown(f"### {name}{(' &middot; ' + friendly) if friendly else ''} &nbsp;<span style='background:{colour};"
+                f"color:white;padding:2px 10px;border-radius:6px;font-size:0.8em'>{state}</span>",
+                unsafe_allow_html=True)
+    if tags_of.get(name):
+        st.caption(f"Tags: {tags_of[name]}")
     helps = {"threshold": "the score threshold of the newest window" + (
         f", class {facts['class']}: thresholds differ per operating class" if facts["class"] != "-" else "")}
     if facts["threshold"] == "none":
@@ -160,6 +187,7 @@ def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show
         for col, key in zip(st.columns(6), ("status", "alarm", "last score", "threshold", "early warning",
                                             "last seen")):
             col.metric(key.capitalize(), facts[key], help=helps.get(key))
+    health_words(dev, ui.now_ms())
     commissioning_headline(dev, needs_class)
     bearing = ui.bearings(db).get(name)
     alarm = ui.active_alarm(db, name) if dev.alarm_severity else None
@@ -188,10 +216,10 @@ def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show
         if show_hi and has_hi:
             st.altair_chart(charts.hi_timeline(scores, loaders.device.threshold_segments(scores, "hi_thr"), log_y,
                                                x_domain), width="stretch", key="device_hi_chart")
-        note = ("Trend: fitted on ranges of single windows (zoom in)." if series.bucketed else
-                f"Trend: log-ratio slope {trend.slope_per_h:+.2f} per hour (the alarm service's fit over the "
-                f"judged windows shown); {loaders.common.fmt_eta(trend.eta_s)}." if trend else
-                "Trend: too few judged windows for a fit yet.")
+        note = ("Trend line: fitted on ranges of single windows (zoom in)." if series.bucketed else
+                f"Trend line (the alarm service's fit over the judged windows shown): "
+                f"{loaders.health.trend_words(trend.slope_per_h, trend.eta_s)}." if trend else
+                "Trend line: too few judged windows for a fit yet.")
         st.caption(loaders.commissioning.chart_legend(scores, trend is not None, show_hi and has_hi) + " " + note)
 
     vibration(dev, scores, bearing, x_domain, newest)

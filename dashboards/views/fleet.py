@@ -1,5 +1,6 @@
-"""Fleet overview: headline counts, every machine as a tile coloured by health, commissioning, models in use;
-commission a target (all, a site, a line, a tag)."""
+"""Fleet overview: headline counts, every machine as a tile coloured by health, what needs attention (stage,
+since when, remaining life, trend in words), search by id, name, site, line or tag, commissioning, models in
+use; commission a target (all, a site, a line, a tag)."""
 
 import pandas as pd
 import streamlit as st
@@ -19,15 +20,37 @@ COMM_HELP = {
 
 st.title("Fleet overview")
 db = ui.require_db()
+if "fleet_search" not in st.session_state:  # ?q=...: a bookmark or a link from elsewhere
+    st.session_state["fleet_search"] = st.query_params.get("q", "")
+query = st.text_input("Search machines", key="fleet_search", placeholder="device id, name, site, line or tag "
+                      "(e.g. pump, north, type=fan); every word must match",
+                      help="Names and tags are set with `edgefleet machine name|tag`; the node's own tags match too.")
+if query.strip():
+    st.query_params["q"] = query.strip()
+elif "q" in st.query_params:
+    del st.query_params["q"]
+
+
+def search_results(df: pd.DataFrame, query: str) -> None:
+    """The machines the search matched, with their stage and where they are; a link opens one."""
+    st.subheader(f"Machines matching \u201c{query.strip()}\u201d: {len(df)}")
+    if df.empty:
+        st.caption("No machine matches every word. Search looks at the device id, its name, site, line and tags.")
+        return
+    table = df.assign(open=[f"./device?device={d}" for d in df["device"]])[
+        ["device", "name", "site", "line", "tags", "state", "stage", "open"]]
+    st.dataframe(table, hide_index=True, width="stretch", key="fleet_search_results", column_config={
+        "open": st.column_config.LinkColumn("open", display_text="details")})
 
 
 @st.fragment(run_every=ui.REFRESH_S)
-def overview() -> None:
+def overview(query: str) -> None:
     df = ui.fleet(db)
     if df.empty:
         st.info("The store has no devices yet: waiting for the first status or result messages.")
         return
     df = loaders.commissioning.with_commissioning(df, ui.recent_windows(db))
+    shown = loaders.fleet.search(df, query)
     counts = loaders.fleet.fleet_counts(df)
     active, unacked = ui.active_alarm_count(db)
     cols = st.columns(WIDTHS)
@@ -37,6 +60,8 @@ def overview() -> None:
     cols[3].metric("Alarming", counts["alarming"])
     cols[4].metric("Offline", counts["offline"])
     cols[5].metric("Unacknowledged", unacked, help=f"alarms nobody has acknowledged yet; {active} active in total")
+    if query.strip():
+        search_results(shown, query)
     comm = loaders.commissioning.comm_counts(df)
     cols = st.columns(WIDTHS)
     for col, key in zip(cols, loaders.commissioning.COMM_STATES):
@@ -51,6 +76,8 @@ def overview() -> None:
     if by == "ISO zone":
         zones = ui.fleet_zones(db)[["device", "vrms", "iso_class", "zone"]]
         df = df.merge(zones, on="device", how="left").fillna({"zone": loaders.readings.NO_READING})
+    if query.strip() and not shown.empty:
+        df = df[df["device"].isin(shown["device"])]  # the grid and the attention list show the matches only
     event = st.altair_chart(charts.fleet_grid(df, "zone" if by == "ISO zone" else "state"), width="stretch",
                             on_select="rerun", key="fleet_grid")
     picked = (event.selection.get("pick") or [{}])[0].get("device") if event else None
@@ -64,14 +91,22 @@ def overview() -> None:
     left, right = st.columns([5, 2])
     with left:
         st.subheader("Needs attention")
-        att = loaders.fleet.attention(df)
+        att = loaders.fleet.attention(df, ui.now_ms())
         if att.empty:
-            st.success("No machine is alarming or degrading.")
+            st.success("No machine is alarming or degrading" + (" among those matching the search." if query.strip()
+                                                                 else "."))
         else:
-            att["eta"] = att["eta_s"].map(lambda s: loaders.common.fmt_eta(None if pd.isna(s) else s, short=True))
-            st.dataframe(att.drop(columns=["eta_s"]), hide_index=True, width="stretch", column_config={
-                "score_ratio": st.column_config.NumberColumn("score / thr", format="%.2f"),
-                "eta": st.column_config.TextColumn("early warning")})
+            st.dataframe(att[["device", "name", "stage", "since", "remaining", "trend", "severity", "site", "line"]],
+                         hide_index=True, width="stretch", column_config={
+                             "name": st.column_config.TextColumn("name"),
+                             "stage": st.column_config.TextColumn("stage", help="; ".join(
+                                 f"{k}: {v}" for k, v in loaders.health.STAGE_HELP.items())),
+                             "since": st.column_config.TextColumn("needs attention", help="since it left healthy "
+                                                                  "(degrading or alarm), whichever came first"),
+                             "remaining": st.column_config.TextColumn("remaining life", help="until the fitted trend "
+                                                                      "reaches the failure level (10x the alarm level), "
+                                                                      "with its interval"),
+                             "trend": st.column_config.TextColumn("trend", width="large")})
     with right:
         st.subheader("Model versions")
         st.altair_chart(charts.model_bars(loaders.fleet.model_versions(df)), width="stretch")
@@ -101,7 +136,7 @@ def _commission(end: bool) -> None:
     ui.set_message(MSG, "success", loaders.commissioning.queued_message(body, devices))
 
 
-overview()
+overview(query)
 
 st.subheader("Commission machines")
 ui.show_message(MSG)

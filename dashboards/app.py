@@ -5,6 +5,9 @@
 One file per page under views/ (not pages/: a folder named pages/ makes Streamlit run
 its legacy multipage mode on a fresh server's first request); its data loaders in
 loaders/<page>.py (no Streamlit), caching in ui.py, charts in charts.py (dashboards/README.md).
+
+Sign-in (auth.py) runs first: signed out, no page runs and nothing from the store is shown.
+`EDGEFLEET_DASHBOARD_AUTH=off` (the local demo) turns it off, with a banner on every page.
 """
 
 import sys
@@ -16,9 +19,10 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboards/ on the pa
 
 import streamlit as st
 
-from dashboards import ui
+from dashboards import auth, ui
 
 st.set_page_config(page_title="edgefleet", page_icon=":material/precision_manufacturing:", layout="wide")
+who = auth.gate(lambda: ui.store(ui.require_db()))
 page = st.navigation({
     "Fleet": [
         st.Page(ui.PAGE_FLEET, title="Fleet overview", icon=":material/factory:", default=True),
@@ -28,6 +32,9 @@ page = st.navigation({
     ],
     "Operations": [
         st.Page(ui.PAGE_SYSTEM, title="System", icon=":material/monitor_heart:"),
+        st.Page("views/audit.py", title="Audit log", icon=":material/history:"),
+        *([st.Page("views/users.py", title="Users", icon=":material/group:")]
+          if auth.enabled() and who.role == "admin" else []),
     ],
     "Models": [
         st.Page(ui.PAGE_MODELS, title="Models & OTA", icon=":material/system_update_alt:"),

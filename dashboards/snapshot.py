@@ -66,15 +66,17 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def dashboard(db: Path, port: int | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """`streamlit run dashboards/app.py -- --db DB` on a free port; yields its URL, stops it after."""
+def dashboard(db: Path, port: int | None = None, timeout: float = 60.0, *, auth: bool = False) -> Iterator[str]:
+    """`streamlit run dashboards/app.py -- --db DB` on a free port; yields its URL, stops it after. Sign-in is
+    off (EDGEFLEET_DASHBOARD_AUTH=off, for screenshots of the pages) unless `auth`."""
     port = port or free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboards" / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none", "--", "--db", str(db)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "EDGEFLEET_DASHBOARD_AUTH": "on" if auth else "off"})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

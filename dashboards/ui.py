@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboards import loaders
+from dashboards import auth, loaders
 from edgefleet.clock import now_ms
 from edgefleet.service.commissioning import command_body, queue
 from edgefleet.service.ota.campaign import Policy
@@ -168,15 +168,21 @@ def fleet_zones(db: str) -> pd.DataFrame:
 
 
 def set_machine_class(db: str, cls: str | None, *, device: str | None = None, site: str | None = None) -> None:
-    """Write a machine class (MachineClassError / StoreError say what is wrong), then drop the caches it changes."""
-    store(db).set_machine_class(cls, device=device, site=site)
+    """Write a machine class (MachineClassError / StoreError say what is wrong), then drop the caches it changes.
+    Engineers only (auth.perform: checked here, recorded in the audit log)."""
+    s = store(db)
+    auth.perform(s, "machine.class", f"device {device}" if device is not None else f"site {site}", {"class": cls},
+                 lambda _who: s.set_machine_class(cls, device=device, site=site))
     machine_classes.clear()
     fleet_zones.clear()
 
 
 def set_bearing(db: str, device: str, geometry: dict | None) -> None:
-    """Write a device's bearing geometry (FeatureError / StoreError say what is wrong), then drop its cache."""
-    store(db).set_bearing(device, geometry)
+    """Write a device's bearing geometry (FeatureError / StoreError say what is wrong), then drop its cache.
+    Engineers only (auth.perform)."""
+    s = store(db)
+    auth.perform(s, "machine.bearing", f"device {device}", {"geometry": geometry},
+                 lambda _who: s.set_bearing(device, geometry))
     bearings.clear()
 
 
@@ -212,12 +218,17 @@ def commission(db: str, devices: list[str] | None, target: str | None, *, window
                end: bool, who: str) -> tuple[dict, list[str]]:
     """Queue a commission command (`edgefleet.service.commissioning`: the CLI's checks and outbox) for the
     given devices or every device a target names; EdgefleetError says what is wrong and nothing is queued.
-    Returns the command body and the devices; clears the caches it makes stale."""
+    Returns the command body and the devices; clears the caches it makes stale. Engineers only (auth.perform;
+    `who` counts only with sign-in disabled: otherwise the signed-in name is recorded)."""
     body = command_body(windows=windows, rpm=rpm, end=end)
     names = list(devices) if devices else loaders.commissioning.target_devices(store(db), target or "")
     reg, lock = registry(db)
-    with lock:
-        queue(reg, names, body, who)
+
+    def write(name: str) -> None:
+        with lock:
+            queue(reg, names, body, name)
+    auth.perform(store(db), "commission", target or ",".join(names), {"devices": len(names), "body": body}, write,
+                 by=who)
     commands.clear()
     device.clear()
     fleet.clear()
@@ -240,8 +251,12 @@ def sites(db: str) -> list[str]:
 
 
 def acknowledge(db: str, alarm_id: int, by: str, note: str) -> bool:
-    """Write the acknowledgement through the store, then drop the cached views it changes."""
-    ok = store(db).ack_alarm(alarm_id, by.strip() or "operator", now_ms(), note.strip())
+    """Write the acknowledgement through the store, then drop the cached views it changes. Operators and up
+    (auth.perform: AccessDenied otherwise); the name recorded is the signed-in user's (`by` only counts
+    with sign-in disabled)."""
+    s = store(db)
+    ok = auth.perform(s, "alarm.ack", f"alarm {alarm_id}", {"note": note.strip()},
+                      lambda who: s.ack_alarm(alarm_id, who, now_ms(), note.strip()), by=by.strip() or "operator")
     alarms.clear()
     active_alarm_count.clear()
     fleet.clear()
@@ -254,10 +269,12 @@ def notifications(db: str) -> tuple[dict[str, int], pd.DataFrame]:
 
 
 def shelve(db: str, alarm_id: int, hours: float, by: str, reason: str) -> None:
-    """Shelve a health alarm through the store (notifications and escalation stop until it ends)."""
-    now = now_ms()
-    store(db).shelve_alarm("health", alarm_id, by=by.strip(), reason=reason.strip(), ts=now,
-                           until_ts=now + int(hours * 3_600_000))
+    """Shelve a health alarm through the store (notifications and escalation stop until it ends). Operators and
+    up (auth.perform); `by` only counts with sign-in disabled."""
+    now, s = now_ms(), store(db)
+    auth.perform(s, "alarm.shelve", f"alarm {alarm_id}", {"hours": hours, "reason": reason.strip()},
+                 lambda who: s.shelve_alarm("health", alarm_id, by=who, reason=reason.strip(), ts=now,
+                                            until_ts=now + int(hours * 3_600_000)), by=by)
     alarms.clear()
 
 
@@ -333,17 +350,25 @@ def _clear_ota() -> None:
 
 
 def start_campaign(db: str, version: int, target: str, policy: Policy, campaign_id: str | None) -> Campaign:
-    """Create a campaign in the registry (the OTA manager in `edgefleet serve` runs it), then drop stale caches."""
+    """Create a campaign in the registry (the OTA manager in `edgefleet serve` runs it), then drop stale caches.
+    Engineers only (auth.perform)."""
     reg, lock = registry(db)
-    with lock:
-        c = loaders.models.start_campaign(reg, version, target, policy, campaign_id)
+
+    def write(_who: str) -> Campaign:
+        with lock:
+            return loaders.models.start_campaign(reg, version, target, policy, campaign_id)
+    c = auth.perform(store(db), "campaign.start", campaign_id or f"model v{version}",
+                     {"model": version, "target": target, "stages": list(policy.stages)}, write)
     _clear_ota()
     return c
 
 
 def abort_campaign(db: str, cid: str) -> None:
-    """Mark a campaign aborting (the manager rolls it back), then drop stale caches."""
+    """Mark a campaign aborting (the manager rolls it back), then drop stale caches. Engineers only (auth.perform)."""
     reg, lock = registry(db)
-    with lock:
-        reg.abort(cid)
+
+    def write(_who: str) -> None:
+        with lock:
+            reg.abort(cid)
+    auth.perform(store(db), "campaign.abort", cid, {}, write)
     _clear_ota()

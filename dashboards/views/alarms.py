@@ -1,8 +1,13 @@
-"""Alarms: filter by state, site and severity; acknowledge (written through the store)."""
+"""Alarms: filter by state, site and severity; acknowledge and shelve (written through the store).
+
+Who acknowledged or shelved is the signed-in user (dashboards/auth.py); the role is checked in the
+write itself (ui.acknowledge, ui.shelve), so a viewer who submits the form is refused there. Only
+with sign-in disabled (the demo) does the form ask for a name.
+"""
 
 import streamlit as st
 
-from dashboards import charts, loaders, timebar, ui
+from dashboards import auth, charts, loaders, timebar, ui
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.alarms import SEVERITIES
 
@@ -25,7 +30,12 @@ def _acknowledge() -> None:
     pick = st.session_state.get("ack_alarm")
     if pick is None:
         return
-    if ui.acknowledge(db, int(pick), st.session_state.get("ack_by", ""), st.session_state.get("ack_note", "")):
+    try:
+        done = ui.acknowledge(db, int(pick), st.session_state.get("ack_by", ""), st.session_state.get("ack_note", ""))
+    except EdgefleetError as exc:  # AccessDenied: the role does not allow it (checked in the write)
+        st.session_state["ack_msg"] = (None, str(exc))
+        return
+    if done:
         st.session_state["ack_msg"] = (True, f"Alarm #{pick} acknowledged.")
         st.session_state["ack_note"] = ""
     else:
@@ -42,8 +52,9 @@ def _shelve() -> None:
     reason = st.session_state.get("shelve_reason", "").strip()
     if pick is None:
         return
-    if not by or not reason:
-        ui.set_message(SHELVE_MSG, "error", "A shelf needs who (By) and why (Reason).")
+    if (not by and not auth.enabled()) or not reason:
+        ui.set_message(SHELVE_MSG, "error", "A shelf needs who (By) and why (Reason)." if not auth.enabled()
+                       else "A shelf needs a reason.")
         return
     span = st.session_state.get("shelve_for", "4 hours")
     try:
@@ -75,20 +86,25 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
             "peak_ratio": st.column_config.NumberColumn("peak / thr", format="%.2f"),
             "shelved": st.column_config.TextColumn("shelved")})
 
+    me = auth.actor(ui.store(db))
     open_ = df[df["acked_by"].isna()] if not df.empty else df
     st.subheader("Acknowledge")
     msg = st.session_state.pop("ack_msg", None)
     if msg:
-        (st.success if msg[0] else st.warning)(msg[1])
+        {True: st.success, False: st.warning, None: st.error}[msg[0]](msg[1])
     if open_.empty:
         st.caption("Nothing to acknowledge among the alarms shown.")
     else:
         labels = {int(r.id): f"#{r.id} {r.device} ({r.severity}, {r.state})" for r in open_.itertuples()}
         with st.form("ack_form", border=False):
             st.selectbox("Alarm", list(labels), format_func=labels.get, key="ack_alarm")
-            who, note = st.columns([1, 2])
-            who.text_input("By", value="operator", key="ack_by")
-            note.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
+            if auth.enabled():
+                st.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
+                st.caption(f"As **{me.name}** ({me.role}); acknowledging needs the operator role.")
+            else:
+                who, note = st.columns([1, 2])
+                who.text_input("By", value="operator", key="ack_by")
+                note.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
             st.form_submit_button("Acknowledge", type="primary", on_click=_acknowledge)
 
     st.subheader("Shelve")
@@ -105,9 +121,13 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
             c1.selectbox("Alarm", list(labels), format_func=labels.get, key="shelve_alarm", index=None,
                          placeholder="pick an alarm")
             c2.selectbox("For", list(SHELVE_HOURS), index=1, key="shelve_for")
-            who, why = st.columns([1, 2])
-            who.text_input("By", key="shelve_by")
-            why.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
+            if auth.enabled():
+                st.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
+                st.caption(f"As **{me.name}** ({me.role}); shelving needs the operator role.")
+            else:
+                who, why = st.columns([1, 2])
+                who.text_input("By", key="shelve_by")
+                why.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
             st.form_submit_button("Shelve", on_click=_shelve)
 
     counts, log = ui.notifications(db)

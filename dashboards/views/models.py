@@ -2,7 +2,8 @@
 
 Reads and writes the OTA registry (`edgefleet.service.ota.registry.OtaRegistry`) in the same SQLite
 file as the store. Starting or aborting only writes the registry, as the CLI does; the OTA
-manager inside `edgefleet serve` carries campaigns out.
+manager inside `edgefleet serve` carries campaigns out. Both need the engineer role, checked in the
+write itself (ui.start_campaign, ui.abort_campaign via auth.perform) and recorded in the audit log.
 """
 
 import streamlit as st
@@ -178,6 +179,7 @@ def shadow_comparison(c: Campaign, states: dict[str, dict]) -> None:
 live()
 
 st.subheader("Start a campaign")
+st.caption("Starting or aborting a campaign needs the engineer role; each attempt is in the audit log.")
 frame, _ = ui.models(db)
 versions = frame["version"].tolist()
 with st.form("ota_start", border=True):

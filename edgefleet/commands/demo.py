@@ -180,7 +180,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             dash = sup.start("dashboard", [py, "-m", "streamlit", "run", dashboard_entrypoint(),
                                            "--server.port", str(args.dashboard_port), "--server.address",
                                            "127.0.0.1", "--server.headless", "true",
-                                           "--browser.gatherUsageStats", "false", "--", "--db", str(db)])
+                                           "--browser.gatherUsageStats", "false", "--", "--db", str(db)],
+                            # loopback only, no accounts in a fresh demo: sign-in off (a banner says so)
+                            env={"EDGEFLEET_DASHBOARD_AUTH": os.environ.get("EDGEFLEET_DASHBOARD_AUTH", "off")})
             wait_port(args.dashboard_port, dash, "dashboard")
         print(f"\n  edgefleet demo running: {args.nodes} simulated machines ({args.faulty} developing faults)\n"
               f"  broker      {url} ({broker_kind})\n"

@@ -24,6 +24,13 @@ APP = str(ROOT / "dashboards" / "app.py")
 MODEL = ROOT / "edgefleet" / "models" / "cwru-de-12k"
 
 
+@pytest.fixture(autouse=True)
+def _sign_in_disabled(monkeypatch) -> None:
+    """These suites test the pages, not the sign-in (tests/security/test_dashboard_auth.py does): run them as
+    the demo does, with sign-in off; AppTest and the `streamlit run` of snapshot.dashboard both see it."""
+    monkeypatch.setenv("EDGEFLEET_DASHBOARD_AUTH", "off")
+
+
 @dataclass
 class FleetDB:
     path: Path

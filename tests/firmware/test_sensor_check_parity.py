@@ -1,0 +1,102 @@
+"""The C sensor check (core ef_sensor_check, host tool ef_sensor) against the Python reference
+(edgefleet/runtime/sensor_check.py): the same outcome and the same figures, bit for bit, on the
+same float32 windows, including windows built to sit on every decision's boundary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fw_helpers import run  # noqa: E402
+
+from device_sim.run_to_failure import SENSOR_FAULTS, make_run  # noqa: E402
+from edgefleet.runtime.sensor_check import (  # noqa: E402
+    DEAD_RMS,
+    DROPOUT_RUN,
+    SAT_DEN,
+    SensorChecks,
+    SensorLimits,
+    check_windows,
+)
+
+N = 960
+
+
+def c_check(fw, rows: np.ndarray, tmp: Path, limits: SensorLimits, *, sanitized: bool = True) -> list[dict]:
+    f = tmp / "rows.f32"
+    np.ascontiguousarray(rows, "<f4").tofile(f)
+    args = [fw.tool("ef_sensor", sanitized=sanitized), f, rows.shape[1], repr(float(np.float32(limits.dead_rms)))]
+    if limits.rail:
+        args.append(repr(float(np.float32(limits.rail))))
+    return [json.loads(line) for line in run(args).stdout.decode().splitlines()]
+
+
+def assert_same(py: SensorChecks, c: list[dict]) -> None:
+    assert len(c) == len(py.outcome)
+    for i, d in enumerate(c):
+        got = (d["outcome"], float.fromhex(d["rms"]), d["at_extreme"], d["longest_run"], d["stuck_pairs"])
+        want = (int(py.outcome[i]), float(py.rms[i]), int(py.at_extreme[i]), int(py.longest_run[i]),
+                int(py.stuck_pairs[i]))
+        assert got == want, f"window {i}: C {got} != Python {want}"
+        assert d["state"] == (py.names()[i] or None)
+
+
+def boundary_rows(rng: np.random.Generator) -> np.ndarray:
+    rows = []
+    base = rng.normal(0.0, 1.0, N).astype(np.float32)
+    base /= base.std()
+    for s in np.linspace(0.97, 1.03, 121) * DEAD_RMS:  # the dead floor: std straddles dead_rms finely
+        rows.append((base * np.float32(s)).astype(np.float32))
+    x = rng.normal(0.0, 0.08, N).astype(np.float32)
+    need = -(-N // SAT_DEN)  # samples at an extreme that make a window saturated
+    for k in range(1, need + 3):  # at_extreme around the saturation count
+        y = x.copy()
+        y[np.argsort(y)[-k:]] = y.max()
+        rows.append(y)
+    for ln in range(DROPOUT_RUN - 3, DROPOUT_RUN + 3):  # a held value around the dropout run
+        y = x.copy()
+        y[100:100 + ln] = 0.01
+        rows.append(y)
+    y = x.copy()
+    y[::2] = y[1::2]  # every other pair equal: stuck pairs around half
+    rows.append(y)
+    y = x.copy()
+    y[1:N // 2 + 2:2] = y[0:N // 2 + 1:2]
+    rows.append(y)
+    rows += [np.full(N, 0.25, np.float32), np.zeros(N, np.float32), np.round(x * 50) / 50,  # coarse ADC steps
+             np.where(np.arange(N) == 7, np.float32(np.inf), x), np.where(np.arange(N) == 900, np.float32(np.nan), x),
+             x + np.float32(1.0)]  # gravity on the axis: a large DC offset
+    return np.array(rows, np.float32)
+
+
+def test_boundaries_and_edge_windows_match(fw, tmp_path):
+    rows = boundary_rows(np.random.default_rng(4))
+    py = check_windows(rows)
+    assert set(py.outcome.tolist()) == {0, 1, 2, 3}  # every outcome is exercised
+    assert 0 < (py.outcome[:121] == 1).sum() < 121  # the dead floor is crossed inside the sweep
+    assert_same(py, c_check(fw, rows, tmp_path, SensorLimits()))
+
+
+def test_simulated_sensor_faults_match_with_and_without_a_rail(fw, tmp_path):
+    rows = []
+    for i, kind in enumerate((None, *SENSOR_FAULTS)):
+        r = make_run(i, np.random.default_rng(50 + i), sensor_fault=kind, onset_days=(0.3, 0.4),
+                     fault_days=(0.2, 0.3), sensor_at=(0.3, 0.5))
+        rows.append(r.snaps[::3, :N])
+    rows = np.concatenate(rows)
+    for lim in (SensorLimits(), SensorLimits(dead_rms=0.03, rail=0.2)):
+        py = check_windows(rows, lim)
+        assert len(set(py.outcome.tolist())) >= 3
+        assert_same(py, c_check(fw, rows, tmp_path, lim))
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 256])
+def test_short_windows_match(fw, tmp_path, n):
+    rng = np.random.default_rng(n)
+    rows = np.array([rng.normal(0, 0.1, n), np.full(n, 0.5), rng.normal(0, 0.001, n)], np.float32)
+    assert_same(check_windows(rows), c_check(fw, rows, tmp_path, SensorLimits()))

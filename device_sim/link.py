@@ -246,6 +246,9 @@ class Shard(threading.Thread):
         if len(o.members) > 1:  # a member that failed us: try the next one (its peers hold the cluster's state)
             link.member = (link.member + 1) % len(o.members)
             link.failovers += 1
+            if link.failovers % len(o.members):  # within a round over the members: no growing backoff
+                link.next_try = time.monotonic() + o.reconnect_min_s * random.uniform(0.5, 1.0)
+                return
         link.backoff = min(o.reconnect_max_s, max(o.reconnect_min_s, link.backoff * 2))
         link.next_try = time.monotonic() + link.backoff * random.uniform(0.5, 1.0)
 

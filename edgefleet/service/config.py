@@ -74,11 +74,19 @@ class Settings:
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
-        return parse_broker_url(self.broker_url)
+        return self.broker_members[0]
+
+    @property
+    def broker_members(self) -> list[tuple[str, int]]:
+        """(host, port) of each broker: broker_url may list a cluster's members, comma-separated
+        (docs/brokers.md); ingest starts on the first and moves to the next when it fails."""
+        from edgefleet.service.cluster import parse_member_urls
+
+        return parse_member_urls(self.broker_url)
 
     def credentials(self) -> tuple[str | None, str | None]:
-        """(user, password): from the URL if it has them, else from broker_username/broker_password."""
-        user, password = broker_credentials(self.broker_url)
+        """(user, password): from the (first) URL if it has them, else from broker_username/broker_password."""
+        user, password = broker_credentials(self.broker_url.split(",")[0].strip())
         return (user or self.broker_username or None, password or self.broker_password or None)
 
     def tls(self):
@@ -89,7 +97,7 @@ class Settings:
     @property
     def broker_display(self) -> str:
         """The broker URL as it may be logged: without its password."""
-        return redact(self.broker_url)
+        return ",".join(redact(u.strip()) for u in self.broker_url.split(","))
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:
@@ -104,7 +112,7 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
 
 
 def _check(s: Settings) -> Settings:
-    parse_broker_url(s.broker_url)
+    s.broker_members  # noqa: B018 (each member's URL checked, one scheme for all)
     if s.mqtt_version not in ("auto", "5", "3.1.1"):
         raise ConfigError(f"mqtt_version must be auto, 5 or 3.1.1, got {s.mqtt_version!r}")
     if not (1 <= s.receive_max <= 65535):

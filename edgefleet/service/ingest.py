@@ -39,6 +39,8 @@ from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, St
 
 log = logging.getLogger("edgefleet.service.ingest")
 RETENTION_EVERY_S = 3600.0
+RETENTION_BUDGET = 20_000  # rows one pass deletes (in transactions of a few thousand: ingest goes on between)
+RETENTION_AGAIN_S = 1.0  # a pass that used its whole budget runs again this soon, between batches
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class IngestService:
         self._last_counts = (0, 0, 0, 0)
         self._next_retention = time.monotonic() + RETENTION_EVERY_S  # `serve` applies it at start
         self.mqtt_version = settings.mqtt_version
+        self._member = 0  # index into settings.broker_members: the broker member in use
+        self._connect_kw: dict[str, Any] = {}
 
     # ---------- MQTT side (paho network thread) ----------
 
@@ -174,10 +178,21 @@ class IngestService:
             log.error("the broker refused ingest's subscription (%s): give account %s read access to "
                       "ef/v1/# (the ef-service role)", ", ".join(refused), self.settings.credentials()[0] or "(anonymous)")
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def _on_disconnect(self, client: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self._connected.clear()
         if not self._stopping.is_set():
             log.warning("disconnected from broker (%s); reconnecting, unacknowledged messages will be redelivered", rc)
+            self._next_member(client)
+
+    def _next_member(self, client: Any, *_: Any) -> None:
+        """A broker cluster (several members in broker_url): the next reconnect goes to the next member,
+        where the persistent session, replicated by the cluster, still holds our messages."""
+        members = self.settings.broker_members
+        if len(members) > 1 and not self._stopping.is_set():
+            self._member = (self._member + 1) % len(members)
+            host, port = members[self._member]
+            log.warning("moving to broker member %s:%d", host, port)
+            client.connect_async(host, port, **self._connect_kw)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
@@ -202,6 +217,7 @@ class IngestService:
         apply_tls(c, self._tls)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._next_member
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(min_delay=0.25, max_delay=5)  # short: see docs/store.md on broker restarts
@@ -210,13 +226,14 @@ class IngestService:
     # ---------- lifecycle ----------
 
     def start(self, connect_timeout: float = 30.0) -> None:
-        host, port = self.settings.broker_host_port
+        members = self.settings.broker_members
+        host, port = members[0]
         if self.settings.retention_days:
             self.store.set_retention_days(self.settings.retention_days)
         deadline = time.monotonic() + connect_timeout
         self._tls = self.settings.tls()
         if self.mqtt_version == "auto":
-            while (v := probe_mqtt_version(host, port, tls=self._tls)) is None:
+            while (v := next((v for h, p in members if (v := probe_mqtt_version(h, p, tls=self._tls))), None)) is None:
                 if time.monotonic() > deadline:
                     raise EdgefleetError(f"no MQTT broker answers at {self.settings.broker_display}")
                 log.info("waiting for the broker at %s", self.settings.broker_display)
@@ -234,12 +251,11 @@ class IngestService:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.settings.session_expiry_s
             props.ReceiveMaximum = self.settings.receive_max
+        self._connect_kw = {"keepalive": 30, **({"clean_start": False, "properties": props}
+                                                if self.mqtt_version == "5" else {})}
         while True:
             try:
-                if self.mqtt_version == "5":
-                    self._client.connect(host, port, keepalive=30, clean_start=False, properties=props)
-                else:
-                    self._client.connect(host, port, keepalive=30)
+                self._client.connect(host, port, **self._connect_kw)
                 break
             except OSError as exc:
                 # a wrong CA, an expired certificate, a plain listener: waiting does not help
@@ -248,6 +264,8 @@ class IngestService:
                     raise EdgefleetError(why) from None
                 if time.monotonic() > deadline:
                     raise EdgefleetError(f"cannot connect to {self.settings.broker_display}: {exc}") from exc
+                self._member = (self._member + 1) % len(members)  # a cluster: try the next member
+                host, port = members[self._member]
                 time.sleep(0.5)
         self._client.loop_start()
         if not self._connected.wait(max(1.0, deadline - time.monotonic())):
@@ -324,13 +342,16 @@ class IngestService:
             self._maybe_apply_retention()
 
     def _maybe_apply_retention(self) -> None:
-        """Hourly: drop telemetry older than the store's retention setting."""
+        """Hourly: drop telemetry older than the store's retention setting (rollups are kept longer), at most
+        RETENTION_BUDGET rows per pass, so a large backlog is worked off between ingest batches."""
         now = time.monotonic()
         if now < self._next_retention:
             return
         self._next_retention = now + RETENTION_EVERY_S
         try:
-            removed = self.store.apply_retention(self.clock_ms())
+            removed = self.store.apply_retention(self.clock_ms(), budget=RETENTION_BUDGET)
+            if removed >= RETENTION_BUDGET:
+                self._next_retention = now + RETENTION_AGAIN_S
             if removed:
                 log.info("retention (%.4g days): removed %d old rows", self.store.retention_days(), removed)
         except Exception:
@@ -366,7 +387,7 @@ class IngestService:
         c.received += len(items)
         c.stored += outcome.stored
         c.duplicates += outcome.duplicates
-        c.rejected += len(batch.rejects)
+        c.rejected += len(batch.rejects) + len(outcome.refused)  # refused: older than the raw horizon
         c.batches += 1
         c.alarms_raised += sum(ch.op == "raise" for ch in changes)
 

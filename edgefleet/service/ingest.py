@@ -239,6 +239,14 @@ class IngestService:
                 log.info("waiting for the broker at %s", self.settings.broker_display)
                 time.sleep(1.0)
             self.mqtt_version = v
+        if self.mqtt_version != "5":
+            if self.settings.ingest_group:  # each process would get every message: refuse, say why
+                raise EdgefleetError(
+                    f"--group {self.settings.ingest_group}: {self.settings.broker_display} speaks MQTT "
+                    f"{self.mqtt_version} only, without shared subscriptions; run one ingest process "
+                    "without --group there (docs/brokers.md)")
+            log.info("MQTT %s broker: one ingest process on a plain subscription, persistent session "
+                     "(clean session off), no Receive Maximum (docs/brokers.md)", self.mqtt_version)
         self._client = self._make_client()
         log.info("ingest %s -> %s (client id %s, group %s, batch <= %d msgs / %d ms, receive max %d)",
                  self.settings.broker_display, getattr(self.store, "path", type(self.store).__name__),

@@ -161,6 +161,16 @@ def run_broker_checks(host: str, port: int, *, username: str | None = None, pass
     first = check_connect(conn, where)
     later = ["broker.session", "broker.queue", "broker.message_size", "broker.retained",
              "broker.shared_subscription"]
+    if first.status == "fail" and conn.version == "3.1.1":  # NATS, RabbitMQ, amqtt: ingest's fallback mode
+        from edgefleet.service.doctor.mqtt311 import run_311_checks
+
+        rest = run_311_checks(host, port, conn.version, username=username, password=password, timeout=timeout,
+                              progress=progress)
+        if any(c.name == "broker.session" and c.status == "pass" for c in rest):
+            first = Check(first.name, "warn", f"{where} accepts MQTT 3.1.1 only, not v5: ingest runs as one "
+                          "process with a 3.1.1 persistent session (docs/brokers.md)",
+                          "for several ingest processes (--group) use an MQTT v5 broker: Mosquitto 2 or EMQX")
+        return [first] + rest
     if first.status == "fail":
         return [first] + [Check(n, "skip", "no MQTT v5 session to probe with") for n in later]
     if conn.denied or not conn.roundtrip:

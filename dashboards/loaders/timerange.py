@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from edgefleet.errors import EdgefleetError
+from edgefleet.service.rollups import HOUR_MS, MINUTE_MS, NAMES, keep_ms
 
 PRESETS: dict[str, int] = {"15m": 900_000, "1h": 3_600_000, "6h": 21_600_000, "24h": 86_400_000,
                            "7d": 604_800_000, "30d": 2_592_000_000}
@@ -24,6 +25,9 @@ MIN_SPAN_MS = 60_000  # zooming in stops at one minute
 MAX_SPAN_MS = 400 * 86_400_000  # and an absolute range at 400 days
 BUCKETS = 600  # a chart of a long range: at most this many points per machine and series
 RAW_LIMIT = 5_000  # up to this many results in the range are charted one by one (an hour at 1/s); more are bucketed
+RAW_SPAN_MS = 6 * 3_600_000  # ranges up to 6 h read raw results (every one, or bucketed by the database)
+MINUTE_SPAN_MS = 8 * 86_400_000  # up to 8 days 1-minute rollups (at most 11,520 rows), beyond 1-hour rollups
+RAW = 0  # the resolution of raw results
 NICE_MS = (1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
            3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000)
 
@@ -155,3 +159,30 @@ def bucket_ms(span_ms: int, buckets: int = BUCKETS) -> int:
         if b >= want:
             return b
     return int(math.ceil(want / 86_400_000)) * 86_400_000
+
+
+def resolution(start_ms: int, end_ms: int, now_ms: int, raw_days: float) -> int:
+    """What a chart of [start_ms, end_ms] reads: RAW for ranges up to RAW_SPAN_MS, 1-minute rollups up to
+    MINUTE_SPAN_MS, 1-hour rollups beyond; and the next coarser one when the range starts before the finer
+    one's horizon (raw results are kept `raw_days`, rollups as rollups.keep_ms says)."""
+    span = int(end_ms) - int(start_ms)
+    if span <= RAW_SPAN_MS and start_ms >= now_ms - int(raw_days * 86_400_000):
+        return RAW
+    if span <= MINUTE_SPAN_MS and start_ms >= now_ms - keep_ms(MINUTE_MS, raw_days):
+        return MINUTE_MS
+    return HOUR_MS
+
+
+def resolution_label(res_ms: int, bucket_ms_: int | None = None) -> str:
+    """What a chart says it shows: 'raw results', or e.g. '1-minute rollups, 5 min buckets'."""
+    name = "raw results" if res_ms == RAW else NAMES[res_ms]
+    if bucket_ms_ is None or (res_ms != RAW and bucket_ms_ == res_ms):
+        return name
+    return f"{name}, {width_label(bucket_ms_)} buckets"
+
+
+def width_label(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size} {unit}"
+    return f"{ms / 1000:g} s"

@@ -1,6 +1,9 @@
-"""Results over a time range, bounded: every result when the range holds few, else per-bucket aggregates the
-database computes (`Store.result_buckets`: max score and HI, mean velocity per bucket), so 30 days at one
-result per second is a few hundred rows, not millions. Also the compare view's frame (2-6 machines)."""
+"""Results over a time range, bounded, at the resolution the range calls for (`timerange.resolution`): up to
+6 hours raw results (every one when the range holds few, else per-bucket aggregates the database computes,
+`Store.result_buckets`); up to 8 days the store's 1-minute rollups, beyond its 1-hour rollups, merged into
+chart buckets (`rollups.chart_rows`: max score and HI, mean velocity, the score's p95). So 30 days of a
+machine are 720 rollup rows, not 2.6 M results. Every frame says what it shows (`attrs["resolution_ms"]`,
+`Series.label`). Also the compare view's frame (2-6 machines)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dashboards.loaders.device import results_frame
-from dashboards.loaders.timerange import BUCKETS, RAW_LIMIT, bucket_ms
+from dashboards.loaders.timerange import (
+    BUCKETS,
+    RAW,
+    RAW_LIMIT,
+    bucket_ms,
+    resolution,
+    resolution_label,
+)
 from edgefleet.protocol import ResultRecord
+from edgefleet.service.rollups import CHART_COLS, chart_rows
 from edgefleet.service.store import Store
 
 NEWEST = 200  # raw results kept beside a bucketed frame: the newest window's facts, the recent table
@@ -34,6 +45,12 @@ class Series:
     bucketed: bool
     bucket_ms: int
     total: int
+    resolution_ms: int = RAW  # what was read: RAW (0), rollups.MINUTE_MS or rollups.HOUR_MS
+
+    @property
+    def label(self) -> str:
+        """What the chart shows, for its caption: 'raw results' or e.g. '1-hour rollups, 2 h buckets'."""
+        return resolution_label(self.resolution_ms, self.bucket_ms if self.bucketed else None)
 
 
 SETTLE_MS = 60_000  # a bucket that ended this long ago is kept by BucketCache and not read again
@@ -74,16 +91,24 @@ class BucketCache:
 
 def bucket_rows(store: Store, device: str, start_ms: int, end_ms: int, buckets: int = BUCKETS,
                 cache: BucketCache | None = None, now_ms: int | None = None) -> pd.DataFrame:
-    """The store's per-bucket aggregates as a frame (BUCKET_COLS), buckets as wide as `bucket_ms` gives,
-    aligned to multiples of their width; through `cache` only the buckets it does not keep are read."""
-    b = bucket_ms(end_ms - start_ms, buckets)
+    """Per-bucket aggregates as a frame (BUCKET_COLS, and from rollups also score_min, score_mean,
+    score_p95), buckets as wide as `bucket_ms` gives (at least the rollup's width), aligned to multiples of
+    their width. Raw ranges go through `cache` (only the buckets it does not keep are read); rollup ranges
+    read the store's rollup rows (a few thousand at most). attrs: bucket_ms, resolution_ms."""
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    res = resolution(start_ms, end_ms, now, store.retention_days())
+    b = max(bucket_ms(end_ms - start_ms, buckets), res)
     start = start_ms // b * b
-    if cache is not None:
-        rows = cache.rows(store, device, start, end_ms, b, int(time.time() * 1000) if now_ms is None else now_ms)
+    if res != RAW:
+        df = pd.DataFrame(chart_rows(store.rollup_rows(device, res, start, end_ms), start, b), columns=CHART_COLS)
     else:
-        rows = store.result_buckets(device, start, end_ms, b)
-    df = pd.DataFrame(rows, columns=BUCKET_COLS)
+        if cache is not None:
+            rows = cache.rows(store, device, start, end_ms, b, now)
+        else:
+            rows = store.result_buckets(device, start, end_ms, b)
+        df = pd.DataFrame(rows, columns=BUCKET_COLS)
     df.attrs["bucket_ms"] = b
+    df.attrs["resolution_ms"] = res
     return df
 
 
@@ -100,6 +125,9 @@ def buckets_as_results(device: str, rows: pd.DataFrame) -> pd.DataFrame:
             rpm=_num(r.rpm)))
     df = results_frame(recs)
     df["n"] = rows["n"].to_numpy(dtype="int64") if len(rows) else pd.Series(dtype="int64")
+    for c in ("score_min", "score_mean", "score_p95"):  # from rollups: the bucket's score distribution
+        if c in rows:
+            df[c] = rows[c].to_numpy(dtype="float64") if len(rows) else pd.Series(dtype="float64")
     return df
 
 
@@ -108,17 +136,18 @@ def _num(v) -> float | None:
 
 
 def device_series(store: Store, device: str, start_ms: int, end_ms: int, *, buckets: int = BUCKETS,
-                  raw_limit: int = RAW_LIMIT, cache: BucketCache | None = None) -> Series:
-    """A device's results in [start_ms, end_ms]: every one when there are at most `raw_limit`, else one
-    row per bucket (at most `buckets`), plus the newest NEWEST raw results. Two bounded queries at most."""
-    rows = bucket_rows(store, device, start_ms, end_ms, buckets, cache)
+                  raw_limit: int = RAW_LIMIT, cache: BucketCache | None = None, now_ms: int | None = None) -> Series:
+    """A device's results in [start_ms, end_ms]: on a raw range every one when there are at most `raw_limit`,
+    else one row per bucket (at most `buckets`, from raw results or rollups as `timerange.resolution` picks),
+    plus the newest NEWEST raw results. Two bounded queries at most."""
+    rows = bucket_rows(store, device, start_ms, end_ms, buckets, cache, now_ms)
     total = int(rows["n"].sum()) if len(rows) else 0
-    b = int(rows.attrs["bucket_ms"])
-    if total <= raw_limit:
+    b, res = int(rows.attrs["bucket_ms"]), int(rows.attrs["resolution_ms"])
+    if res == RAW and total <= raw_limit:
         raw = results_frame(store.score_history(device, since_ms=start_ms, until_ms=end_ms, limit=raw_limit))
-        return Series(raw, raw, False, b, total)
+        return Series(raw, raw, False, b, total, RAW)
     newest = results_frame(store.score_history(device, since_ms=start_ms, until_ms=end_ms, limit=NEWEST))
-    return Series(buckets_as_results(device, rows), newest, True, b, total)
+    return Series(buckets_as_results(device, rows), newest, True, b, total, res)
 
 
 def compare_frame(store: Store, devices: Sequence[str], start_ms: int, end_ms: int,

@@ -31,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", help="shared-subscription group (EDGEFLEET_INGEST_GROUP)")
     p.add_argument("--client-id", help="MQTT client id of this ingest process; keep it stable (EDGEFLEET_INGEST_CLIENT_ID)")
     p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], help="default auto: 5, or 3.1.1 for amqtt")
-    p.add_argument("--retention-days", type=float, help="set the store's retention (EDGEFLEET_RETENTION_DAYS)")
+    p.add_argument("--keep-raw-days", "--retention-days", dest="retention_days", type=float, metavar="DAYS",
+                   help="keep raw results (and events, rejects) this many days; 1-minute rollups are kept 90 days "
+                        "(at least as long), 1-hour rollups 10 years; results older than this are refused as "
+                        "too_old (default: the store's setting, 30) (EDGEFLEET_RETENTION_DAYS)")
     p.add_argument("--role", choices=["all", "ingest", "ota"], default="all",
                    help="all (default): ingest, the OTA manager and notifications; ingest: ingest only (run "
                         "several with --group to split the load); ota: the OTA manager and notifications "

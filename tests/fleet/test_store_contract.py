@@ -193,8 +193,12 @@ def test_retention(store: Store) -> None:
     assert store.retention_days() == 30.0
     store.set_retention_days(1)
     day = 86_400_000
-    store.write_batch(batch([rec(seq=0, ts=T0 - 3 * day), rec(seq=1, ts=T0)], ts=T0))
+    store.write_batch(batch([rec(seq=0, ts=T0 - 3 * day)], ts=T0 - 3 * day))  # stored while it was young
+    store.write_batch(batch([rec(seq=1, ts=T0)], ts=T0))
     assert store.apply_retention(T0) >= 1
+    assert [r.seq for r in store.score_history("d1")] == [1]
+    again = store.write_batch(batch([rec(seq=0, ts=T0 - 3 * day)], ts=T0))  # its key is gone: refused, not stored
+    assert again.stored == 0 and [r.code for r in again.refused] == ["too_old"]
     assert [r.seq for r in store.score_history("d1")] == [1]
     with pytest.raises(StoreError):
         store.set_retention_days(0)

@@ -114,6 +114,7 @@ class BatchOutcome:
     stored: int
     duplicates: int
     new: list[ResultRecord]  # the results that were not stored before, in batch order
+    refused: list[Reject] = field(default_factory=list)  # older than the raw horizon (store/rollup_sql.py)
 
 
 # ---------- what the dashboard reads ----------
@@ -263,8 +264,12 @@ class TelemetryStore(Protocol):
     def ingest_series(self, since_ms: int, bucket_s: int = 10) -> list[IngestBucket]:
         """Ingest rate, duplicates, rejects and lag per time bucket since `since_ms`."""
 
-    def apply_retention(self, now_ms: int) -> int:
-        """Delete telemetry older than the retention setting; returns rows deleted."""
+    def apply_retention(self, now_ms: int, budget: int | None = None) -> int:
+        """Delete telemetry older than the retention setting (raw results; rollups after theirs), in small
+        transactions, at most about `budget` rows when given; returns rows deleted."""
+
+    def rollup_rows(self, device: str, width_ms: int, since_ms: int, until_ms: int) -> list[tuple]:
+        """A device's 1-minute or 1-hour rollup rows (service/rollups.py COLUMNS) in the range, in time order."""
 
     def close(self) -> None: ...
 

@@ -29,10 +29,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from edgefleet.protocol import ResultRecord
+from edgefleet.service.store import rollup_sql
 from edgefleet.service.store.accounts import ACCOUNTS_SCHEMA_PG, AccountTables
 from edgefleet.service.store.base import (
-    device_rollup,
-    device_update_columns,
     REJECT_EXCERPT,
     AlarmChange,
     BatchOutcome,
@@ -40,6 +39,8 @@ from edgefleet.service.store.base import (
     DeviceHealth,
     IngestBatch,
     IngestBucket,
+    device_rollup,
+    device_update_columns,
 )
 from edgefleet.service.store.loss import BootState, account
 from edgefleet.service.store.outbox import (
@@ -66,9 +67,10 @@ try:
 except ImportError:  # pragma: no cover - the service image and requirements carry it
     psycopg = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 5  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
+SCHEMA_VERSION = 6  # 2: results' readings and why (vrms, rpm, why, hint), an alarm's why and hint
 # 3: alarm journal, shelves and notification outbox (store/outbox.py). 4: devices' degrading_since and remaining
 # life, acknowledged data-loss alarms (SQLite's 6). 5: dashboard accounts, append-only audit log (SQLite's 7)
+# 6: 1-minute and 1-hour rollups per device, backfilled from the raw results (SQLite's 8; store/rollup_sql.py)
 _LOCK_KEY = 0x6566_7363_6865_6D61  # pg_advisory_xact_lock key of schema migrations ("efschema")
 _DEADLOCK_RETRIES = 5
 
@@ -167,7 +169,8 @@ MIGRATIONS: dict[int, list[str]] = {1: [s.strip() for s in _V1.split(";") if s.s
                                          " DOUBLE PRECISION",
                                          "ALTER TABLE loss_alarms ADD COLUMN acked_ts BIGINT, ADD COLUMN acked_by TEXT,"
                                          " ADD COLUMN note TEXT NOT NULL DEFAULT ''"],
-                                     5: ACCOUNTS_SCHEMA_PG}
+                                     5: ACCOUNTS_SCHEMA_PG,
+                                     6: rollup_sql.migration(pg=True)}
 
 _RESULT_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8", "int2", "bigint", "bigint",
                  "text", "float8", "bigint", "float8", "float8", "float8", "text", "text")
@@ -299,6 +302,7 @@ class PostgresStore(NotifyTables, AccountTables):
     vrms_history = SQLiteStore.vrms_history
     latest_vrms = SQLiteStore.latest_vrms
     result_buckets = SQLiteStore.result_buckets
+    rollup_rows = SQLiteStore.rollup_rows
     machine_classes = SQLiteStore.machine_classes
     bearings = SQLiteStore.bearings
     ack_loss_alarm = SQLiteStore.ack_loss_alarm  # portable SQL through _notify_sql
@@ -395,6 +399,7 @@ class PostgresStore(NotifyTables, AccountTables):
 
     def _insert_results(self, cur: Any, results: list[ResultRecord], ingest_ts: int,
                         marks: list[tuple[str, str, int, int]] = ()) -> BatchOutcome:
+        results, refused = rollup_sql.split_too_old(results, ingest_ts, self.retention_days())
         if results:
             # key order: two processes inserting overlapping batches take row locks in the same order
             ordered = sorted(results, key=lambda r: (r.device, r.boot, r.seq))
@@ -415,8 +420,11 @@ class PostgresStore(NotifyTables, AccountTables):
                         int(r.shadow_anom)) for r in outcome.new if r.shadow_model is not None]
             if shadows:
                 cur.execute(_INSERT_SHADOWS, _columns(shadows))
+            rollup_sql.write(lambda sql, rows: cur.executemany(_pg(sql), rows), outcome.new, pg=True)
         else:
             outcome = BatchOutcome(0, 0, [])
+        if refused:
+            outcome = BatchOutcome(outcome.stored, outcome.duplicates, outcome.new, refused)
         if self.account_loss:
             self._account(cur, outcome.new, ingest_ts, list(marks))
         return outcome
@@ -541,12 +549,13 @@ class PostgresStore(NotifyTables, AccountTables):
             cur.executemany("INSERT INTO events(device, ts, kind, body) VALUES (%s,%s,%s,%s)",
                             [(e.device, e.ts, e.kind, json.dumps(e.body, separators=(",", ":")))
                              for e in batch.events])
-        if batch.rejects:
+        if batch.rejects or outcome.refused:
             cur.executemany("INSERT INTO rejected(ts, topic, code, reason, payload, size) VALUES (%s,%s,%s,%s,%s,%s)",
                             [(r.ts, r.topic[:256], r.code, r.reason[:500], bytes(r.payload[:REJECT_EXCERPT]), r.size)
-                             for r in batch.rejects])
+                             for r in [*batch.rejects, *outcome.refused]])
         cur.execute("INSERT INTO ingest_stats VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-                    (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates, len(batch.rejects),
+                    (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates,
+                     len(batch.rejects) + len(outcome.refused),
                      lag_sum, lag_n, lag_max))
 
     def apply_alarm_changes(self, changes: list[AlarmChange], health: list[DeviceHealth]) -> None:
@@ -681,17 +690,18 @@ class PostgresStore(NotifyTables, AccountTables):
             cur.execute("INSERT INTO settings VALUES ('retention_days', %s)"
                         " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (repr(float(days)),))
 
-    def apply_retention(self, now_ms: int) -> int:
-        cutoff = int(now_ms - self.retention_days() * 86400_000)
-        n = 0
+    def apply_retention(self, now_ms: int, budget: int | None = None) -> int:
+        """SQLiteStore.apply_retention on PostgreSQL: small transactions, at most about `budget` rows."""
+        return rollup_sql.prune(self._tx, _pg, now_ms, self.retention_days(), budget)
+
+    def rebuild_rollups(self, since_ms: int | None = None) -> None:
+        """SQLiteStore.rebuild_rollups on PostgreSQL."""
         with self._tx() as cur:
-            for sql in ("DELETE FROM results WHERE ts < %s", "DELETE FROM shadow_results WHERE ts < %s",
-                        "DELETE FROM events WHERE ts < %s", "DELETE FROM rejected WHERE ts < %s",
-                        "DELETE FROM ingest_stats WHERE ts < %s",
-                        "DELETE FROM alarms WHERE cleared_ts IS NOT NULL AND cleared_ts < %s"):
-                cur.execute(sql, (cutoff,))
-                n += cur.rowcount
-        return n
+            if since_ms is None:
+                (since_ms,) = cur.execute("SELECT coalesce(min(ts), 0) FROM results").fetchone()
+                since_ms = -(-int(since_ms) // 3_600_000) * 3_600_000
+            for sql, args in rollup_sql.backfill_statements(True, since_ms):
+                cur.execute(_pg(sql), args)
 
     # ---------- reads that differ from SQLite's ----------
 

@@ -18,35 +18,36 @@ from pathlib import Path
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.iso20816 import machine_class
-from edgefleet.service.store import slow_commit
+from edgefleet.service.store import rollup_sql, slow_commit
 from edgefleet.service.store.accounts import ACCOUNTS_SCHEMA, AccountTables
-from edgefleet.service.store.loss import SETTLE_MS, BootState, account
-from edgefleet.service.store.loss import figures as loss_figures
-from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 from edgefleet.service.store.base import (
-    device_rollup,
-    device_update_columns,
-    SEVERITY_RANK,
-    AlarmChange,
-    DeviceHealth,
     REJECT_EXCERPT,
+    SEVERITY_RANK,
     Alarm,
+    AlarmChange,
     BatchOutcome,
     Counts,
     Device,
+    DeviceHealth,
     Event,
     FleetSummary,
     IngestBatch,
     IngestBucket,
     RejectRecord,
     SiteHealth,
+    device_rollup,
+    device_update_columns,
 )
+from edgefleet.service.store.loss import SETTLE_MS, BootState, account
+from edgefleet.service.store.loss import figures as loss_figures
+from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 
-SCHEMA_VERSION = 7  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
+SCHEMA_VERSION = 8  # 2: results carry commissioning state, HI and class; devices their baseline. 3: loss accounting
 # 4: alarm journal, shelves and notification outbox (store/outbox.py). 5: results' readings and why (vrms, rpm,
 # why, hint; feature definition v2), and the why and hint of the result that raised an alarm. 6: devices' degrading_since
 # and remaining life (the dashboard's stages), acknowledged data-loss alarms
 # 7: dashboard accounts and the append-only audit log (store/accounts.py)
+# 8: 1-minute and 1-hour rollups per device (store/rollup_sql.py), backfilled from the raw results kept
 DEFAULT_RETENTION_DAYS = 30.0
 
 _SCHEMA = """
@@ -146,6 +147,7 @@ _MIGRATIONS = {
         "ALTER TABLE alarms ADD COLUMN why TEXT", "ALTER TABLE alarms ADD COLUMN hint TEXT"],
     6: [*_DEVICE_HEALTH_COLS, *_LOSS_ACK_COLS],  # the dashboard's stage, "degrading since", remaining life; ack loss
     7: [],  # users, audit (append-only by triggers): new tables (store/accounts.py)
+    8: rollup_sql.migration(pg=False),  # rollup_1m, rollup_1h, filled from the results table
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -170,7 +172,9 @@ def _bearing_setting(device: str, geometry: dict | None) -> tuple[str, str | Non
         raise StoreError(f"a bearing geometry needs a device name, got {device!r}")
     if geometry is None:
         return f"bearing/device/{device}", None
-    from edgefleet.runtime.diagnosis import BearingGeometry  # numpy: only when a geometry is set
+    from edgefleet.runtime.diagnosis import (
+        BearingGeometry,  # numpy: only when a geometry is set
+    )
 
     try:
         g = BearingGeometry(int(geometry["n_balls"]), float(geometry["ball_d_mm"]), float(geometry["pitch_d_mm"]),
@@ -210,13 +214,14 @@ class SQLiteStore(NotifyTables, AccountTables):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA busy_timeout=30000")
+            rollup_sql.register_sqlite(self._db)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema version {version} is newer than this edgefleet "
                                  f"({SCHEMA_VERSION}); upgrade edgefleet")
             if 0 < version < SCHEMA_VERSION:
                 self._migrate(version)
-            self._db.executescript(_SCHEMA + NOTIFY_SCHEMA + ACCOUNTS_SCHEMA)
+            self._db.executescript(_SCHEMA + NOTIFY_SCHEMA + ACCOUNTS_SCHEMA + rollup_sql.schema(pg=False))
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
@@ -281,8 +286,12 @@ class SQLiteStore(NotifyTables, AccountTables):
 
     def _insert_results(self, db: sqlite3.Connection, results: list[ResultRecord], ingest_ts: int,
                         marks: list[tuple[str, str, int, int]] = ()) -> BatchOutcome:
+        results, refused = rollup_sql.split_too_old(results, ingest_ts, self.retention_days())
         outcome = SQLiteStore._insert_plain(db, results, ingest_ts)
+        if refused:
+            outcome = BatchOutcome(outcome.stored, outcome.duplicates, outcome.new, refused)
         SQLiteStore._insert_shadows(db, outcome.new)
+        rollup_sql.write(db.executemany, outcome.new, pg=False)
         if self.account_loss:
             self._account(db, outcome.new, ingest_ts, list(marks))
         return outcome
@@ -473,9 +482,10 @@ class SQLiteStore(NotifyTables, AccountTables):
                         for e in batch.events])
         db.executemany("INSERT INTO rejected(ts, topic, code, reason, payload, size) VALUES (?,?,?,?,?,?)",
                        [(r.ts, r.topic[:256], r.code, r.reason[:500], r.payload[:REJECT_EXCERPT], r.size)
-                        for r in batch.rejects])
+                        for r in [*batch.rejects, *outcome.refused]])
         db.execute("INSERT INTO ingest_stats VALUES (?,?,?,?,?,?,?,?)",
-                   (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates, len(batch.rejects),
+                   (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates,
+                    len(batch.rejects) + len(outcome.refused),
                     lag_sum, lag_n, lag_max))
 
     def apply_alarm_changes(self, changes: list[AlarmChange], health: list[DeviceHealth]) -> None:
@@ -545,16 +555,27 @@ class SQLiteStore(NotifyTables, AccountTables):
             db.execute("INSERT INTO settings VALUES ('retention_days', ?)"
                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (repr(float(days)),))
 
-    def apply_retention(self, now_ms: int) -> int:
-        cutoff = int(now_ms - self.retention_days() * 86400_000)
+    def apply_retention(self, now_ms: int, budget: int | None = None) -> int:
+        """Raw telemetry past the retention, rollups past theirs, in transactions of a few thousand rows
+        (store/rollup_sql.py `prune`); at most about `budget` rows when given."""
+        return rollup_sql.prune(self._tx, str, now_ms, self.retention_days(), budget)
+
+    def rollup_rows(self, device: str, width_ms: int, since_ms: int, until_ms: int) -> list[tuple]:
+        """A device's stored rollup rows (rollups.COLUMNS) of `width_ms` (rollups.MINUTE_MS or HOUR_MS) with
+        buckets in [since_ms, until_ms], in time order."""
+        from edgefleet.service.rollups import TABLES
+
+        return self._q(rollup_sql.rollup_select(TABLES[int(width_ms)]), (device, since_ms, until_ms))
+
+    def rebuild_rollups(self, since_ms: int | None = None) -> None:
+        """Recompute both rollups from the raw results (from `since_ms`, aligned down to each width; None:
+        from the oldest raw result kept, aligned up, so buckets whose raw rows retention removed stay)."""
         with self._tx() as db:
-            n = db.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
-            n += db.execute("DELETE FROM shadow_results WHERE ts < ?", (cutoff,)).rowcount
-            n += db.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
-            n += db.execute("DELETE FROM rejected WHERE ts < ?", (cutoff,)).rowcount
-            n += db.execute("DELETE FROM ingest_stats WHERE ts < ?", (cutoff,)).rowcount
-            n += db.execute("DELETE FROM alarms WHERE cleared_ts IS NOT NULL AND cleared_ts < ?", (cutoff,)).rowcount
-        return n
+            if since_ms is None:
+                (since_ms,), = db.execute("SELECT coalesce(min(ts), 0) FROM results").fetchall()
+                since_ms = -(-since_ms // 3_600_000) * 3_600_000
+            for sql, args in rollup_sql.backfill_statements(False, since_ms):
+                db.execute(sql, args)
 
     # ---------- reads ----------
 

@@ -1,0 +1,204 @@
+"""History at every scale: per-device rollups of results into 1-minute and 1-hour buckets (pure).
+
+A rollup row keeps what a chart of a long range needs and what can be merged by addition, min and max, so
+ingest can upsert a batch's new results into the rows they fall in and a loader can merge rows into wider
+chart buckets: count, anomalous count, judged count, score min / sum / max, a score histogram (for the p95),
+highest threshold, HI and HI threshold, newest model, velocity (vrms, mm/s) count / sum / max and running-speed
+count / sum.
+
+The p95 comes from a fixed-bin histogram of log10(score), BINS_PER_DECADE bins per decade from 1e-6 to 1e6
+(scores outside fall in the end bins). A bin stands for its geometric middle, clamped to the bucket's min and
+max, so the reported p95 is within P95_REL_ERROR (3.7 %) of the nearest-rank p95 of the bucket's scores. The
+histogram is sparse JSON text ({"bin": count}): a minute of one node holds a handful of bins. Fixed bins,
+not a sketch, so that merging is exact and the database can do it (SQL in `store/rollup_sql.py` computes the
+same bin as `score_bin`: floor(log10(score) * 32), the C library's log10 in Python, SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from edgefleet.protocol import ResultRecord
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+WIDTHS = (MINUTE_MS, HOUR_MS)
+TABLES = {MINUTE_MS: "rollup_1m", HOUR_MS: "rollup_1h"}
+NAMES = {MINUTE_MS: "1-minute rollups", HOUR_MS: "1-hour rollups"}
+KEEP_DAYS = {MINUTE_MS: 90.0, HOUR_MS: 3650.0}  # at least; minute rollups never go before the raw results
+
+BINS_PER_DECADE = 32
+LO_BIN, HI_BIN = -6 * BINS_PER_DECADE, 6 * BINS_PER_DECADE - 1  # 1e-6 .. 1e6
+SCORE_FLOOR = 1e-6
+P95_REL_ERROR = 10 ** (1 / (2 * BINS_PER_DECADE)) - 1  # half a bin, in ratio: 0.0366
+
+# the stored row, in this order (store/rollup_sql.py's tables)
+COLUMNS = ("device", "bucket", "ts_max", "n", "anom", "judged", "s_min", "s_sum", "s_max", "hist", "thr_max",
+           "hi_max", "hi_thr_max", "model", "v_n", "v_sum", "v_max", "r_n", "r_sum")
+
+
+def score_bin(score: float) -> int:
+    """The histogram bin of a score: floor(log10(score) * BINS_PER_DECADE), clamped to the covered range."""
+    b = math.floor(math.log10(max(float(score), SCORE_FLOOR)) * BINS_PER_DECADE)
+    return min(max(b, LO_BIN), HI_BIN)
+
+
+def bin_value(b: int) -> float:
+    """The score a bin stands for: its geometric middle."""
+    return 10 ** ((b + 0.5) / BINS_PER_DECADE)
+
+
+def hist_text(hist: dict[int, int]) -> str:
+    return json.dumps({str(k): v for k, v in sorted(hist.items())}, separators=(",", ":"))
+
+
+def hist_parse(text: str | None) -> dict[int, int]:
+    return {int(k): int(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def hist_merge(a: str | None, b: str | None) -> str:
+    """Two histograms' counts added (the SQLite function `ef_hist_merge` of an upsert)."""
+    h = hist_parse(a)
+    for k, v in hist_parse(b).items():
+        h[k] = h.get(k, 0) + v
+    return hist_text(h)
+
+
+def quantile(hist: dict[int, int], q: float, lo: float, hi: float) -> float | None:
+    """The nearest-rank `q` quantile the histogram gives (its bin's middle, within [lo, hi])."""
+    n = sum(hist.values())
+    if n <= 0:
+        return None
+    rank = max(1, math.ceil(q * n))
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if seen >= rank:
+            return min(max(bin_value(b), lo), hi)
+    return hi
+
+
+@dataclass
+class Agg:
+    """One bucket of one device, being built."""
+
+    ts_max: int
+    n: int = 0
+    anom: int = 0
+    judged: int = 0
+    s_min: float = math.inf
+    s_sum: float = 0.0
+    s_max: float = -math.inf
+    hist: dict[int, int] = field(default_factory=dict)
+    thr_max: float = -math.inf
+    hi_max: float | None = None
+    hi_thr_max: float | None = None
+    model: int = 0
+    v_n: int = 0
+    v_sum: float = 0.0
+    v_max: float | None = None
+    r_n: int = 0
+    r_sum: float = 0.0
+
+    def add(self, r: ResultRecord) -> None:
+        s = float(r.score)
+        self.ts_max = max(self.ts_max, r.ts)
+        self.n += 1
+        self.anom += bool(r.anom)
+        self.judged += r.state == ""
+        self.s_min, self.s_max, self.s_sum = min(self.s_min, s), max(self.s_max, s), self.s_sum + s
+        b = score_bin(s)
+        self.hist[b] = self.hist.get(b, 0) + 1
+        self.thr_max = max(self.thr_max, float(r.thr))
+        self.hi_max = _nmax(self.hi_max, r.hi)
+        self.hi_thr_max = _nmax(self.hi_thr_max, r.hi_thr)
+        self.model = max(self.model, int(r.model))
+        if r.vrms is not None:
+            self.v_n, self.v_sum, self.v_max = self.v_n + 1, self.v_sum + r.vrms, _nmax(self.v_max, r.vrms)
+        if r.rpm is not None:
+            self.r_n, self.r_sum = self.r_n + 1, self.r_sum + r.rpm
+
+
+def _nmax(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return None if b is None else float(b)
+    return a if b is None else max(a, float(b))
+
+
+def bucket_of(ts: int, width_ms: int) -> int:
+    return ts // width_ms * width_ms
+
+
+def aggregate(results: Iterable[ResultRecord], width_ms: int) -> list[tuple]:
+    """The rollup rows (COLUMNS) of `results` in buckets of `width_ms`, in key order (device, bucket): what
+    a batch adds to the stored rows. Only results the store took as new may come here."""
+    per: dict[tuple[str, int], Agg] = {}
+    for r in results:
+        k = (r.device, bucket_of(r.ts, width_ms))
+        a = per.get(k)
+        if a is None:
+            a = per[k] = Agg(r.ts)
+        a.add(r)
+    return [(d, b, a.ts_max, a.n, a.anom, a.judged, a.s_min, a.s_sum, a.s_max, hist_text(a.hist), a.thr_max,
+             a.hi_max, a.hi_thr_max, a.model, a.v_n, a.v_sum, a.v_max, a.r_n, a.r_sum)
+            for (d, b), a in sorted(per.items())]
+
+
+# what a loader returns per chart bucket: result_buckets' shape, then the score's min, mean and p95
+CHART_COLS = ("bucket", "ts", "n", "n_anom", "score", "thr", "hi", "hi_thr", "vrms", "vrms_max", "rpm", "judged",
+              "cls", "model", "nostate", "score_min", "score_mean", "score_p95")
+
+
+def chart_rows(rows: Sequence[Sequence], start_ms: int, width_ms: int) -> list[tuple]:
+    """Stored rollup rows (COLUMNS, one device, in bucket order) merged into chart buckets of `width_ms`
+    (a multiple of the rollup width) aligned at `start_ms`: the CHART_COLS rows; the p95 over the merged
+    histograms (so a wider bucket's p95 is as exact as a narrow one's)."""
+    out: list[tuple] = []
+    group: list[Sequence] = []
+    key = None
+    for r in rows:
+        k = (int(r[1]) - start_ms) // width_ms
+        if group and k != key:
+            out.append(_chart_row(group, start_ms + key * width_ms))
+            group = []
+        key = k
+        group.append(r)
+    if group:
+        out.append(_chart_row(group, start_ms + key * width_ms))
+    return out
+
+
+def _chart_row(g: Sequence[Sequence], bucket: int) -> tuple:
+    n = sum(int(r[3]) for r in g)
+    hist: dict[int, int] = {}
+    for r in g:
+        for k, v in hist_parse(r[9]).items():
+            hist[k] = hist.get(k, 0) + v
+    s_min, s_max = min(float(r[6]) for r in g), max(float(r[8]) for r in g)
+    v_n, r_n = sum(int(r[14]) for r in g), sum(int(r[17]) for r in g)
+    v_max = [float(r[16]) for r in g if r[16] is not None]
+    his = [float(r[11]) for r in g if r[11] is not None]
+    hits = [float(r[12]) for r in g if r[12] is not None]
+    judged = sum(int(r[5]) for r in g)
+    return (bucket, max(int(r[2]) for r in g), n, sum(int(r[4]) for r in g), s_max, max(float(r[10]) for r in g),
+            max(his) if his else None, max(hits) if hits else None,
+            sum(float(r[15]) for r in g) / v_n if v_n else None, max(v_max) if v_max else None,
+            sum(float(r[18]) for r in g) / r_n if r_n else None, judged, None, max(int(r[13]) for r in g),
+            "" if judged == n else "commissioning", s_min, sum(float(r[7]) for r in g) / n if n else None,
+            quantile(hist, 0.95, s_min, s_max))
+
+
+def keep_ms(width_ms: int, raw_days: float) -> int:
+    """How long rollups of `width_ms` are kept: KEEP_DAYS, and minute rollups at least as long as raw results."""
+    days = KEEP_DAYS[width_ms]
+    if width_ms == MINUTE_MS:
+        days = max(days, raw_days)
+    return int(days * 86_400_000)
+
+
+__all__ = ["BINS_PER_DECADE", "CHART_COLS", "COLUMNS", "HOUR_MS", "KEEP_DAYS", "MINUTE_MS", "NAMES", "P95_REL_ERROR",
+           "TABLES", "WIDTHS", "aggregate", "bin_value", "bucket_of", "chart_rows", "hist_merge", "hist_parse",
+           "hist_text", "keep_ms", "quantile", "score_bin"]

@@ -1,0 +1,202 @@
+"""Rollups and retention in SQL, one text for SQLite and PostgreSQL (`?` placeholders; PostgreSQL's store
+translates them): the rollup tables, the upsert ingest runs in each batch's transaction, the backfill from raw
+results, pruning in small batches, and the 'too old' rule that keeps the dedupe key honest.
+
+Why refuse a result older than the raw horizon: the (device, boot, seq) key that rejects a redelivered
+duplicate lives in the raw results table, and retention deletes it. A result older than the horizon could be
+a duplicate whose key is gone; counting it again in the rollups would count it twice. So the store refuses
+every result with ts < ingest time - retention as a reject (code `too_old`, reason in the rejects table),
+and pruning deletes only rows older than its own now - retention: a key that was pruned always belongs to
+a result the rule refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgefleet.protocol import ResultRecord
+from edgefleet.service.rollups import (
+    BINS_PER_DECADE,
+    COLUMNS,
+    HI_BIN,
+    LO_BIN,
+    SCORE_FLOOR,
+    TABLES,
+    WIDTHS,
+    aggregate,
+    hist_merge,
+    keep_ms,
+)
+from edgefleet.service.store.base import Reject
+
+PRUNE_BATCH = 5_000  # rows per delete transaction: the ingest writer waits at most one such delete
+TOO_OLD = "too_old"
+
+
+def schema(pg: bool) -> str:
+    """CREATE statements of the two rollup tables (SQLite: a script; PostgreSQL: split on ';')."""
+    i, f = ("BIGINT", "DOUBLE PRECISION") if pg else ("INTEGER", "REAL")
+    out = []
+    for t in TABLES.values():
+        out.append(f"CREATE TABLE IF NOT EXISTS {t}(device TEXT NOT NULL, bucket {i} NOT NULL, ts_max {i} NOT NULL,"
+                   f" n {i} NOT NULL, anom {i} NOT NULL, judged {i} NOT NULL, s_min {f} NOT NULL, s_sum {f} NOT NULL,"
+                   f" s_max {f} NOT NULL, hist TEXT NOT NULL, thr_max {f} NOT NULL, hi_max {f}, hi_thr_max {f},"
+                   f" model {i} NOT NULL, v_n {i} NOT NULL, v_sum {f} NOT NULL, v_max {f}, r_n {i} NOT NULL,"
+                   f" r_sum {f} NOT NULL, PRIMARY KEY(device, bucket)){'' if pg else ' WITHOUT ROWID'};\n"
+                   f"CREATE INDEX IF NOT EXISTS {t}_bucket ON {t}(bucket);\n")
+    return "".join(out)
+
+
+# PostgreSQL: the histogram merge of the upsert, in SQL (SQLite registers rollups.hist_merge as a function)
+HIST_MERGE_PG = (
+    "CREATE OR REPLACE FUNCTION ef_hist_merge(a text, b text) RETURNS text LANGUAGE sql IMMUTABLE AS $$"
+    " SELECT coalesce((SELECT jsonb_object_agg(k, c) FROM (SELECT k, sum(v::bigint) AS c FROM"
+    " (SELECT * FROM jsonb_each_text(coalesce(a, '{}')::jsonb) UNION ALL"
+    " SELECT * FROM jsonb_each_text(coalesce(b, '{}')::jsonb)) AS s(k, v) GROUP BY k) AS g)::text, '{}') $$")
+
+
+def register_sqlite(db: Any) -> None:
+    """The SQLite connection's `ef_hist_merge`, which the upsert calls."""
+    db.create_function("ef_hist_merge", 2, hist_merge, deterministic=True)
+
+
+def upsert_sql(table: str, pg: bool) -> str:
+    big, small = ("GREATEST", "LEAST") if pg else ("max", "min")
+
+    def nmax(c: str) -> str:  # NULL-tolerant: SQLite's scalar max() is NULL when either side is
+        return f"GREATEST(t.{c}, excluded.{c})" if pg else \
+            f"max(coalesce(t.{c}, excluded.{c}), coalesce(excluded.{c}, t.{c}))"
+
+    add = ("n", "anom", "judged", "s_sum", "v_n", "v_sum", "r_n", "r_sum")
+    sets = [f"{c} = t.{c} + excluded.{c}" for c in add]
+    sets += [f"{c} = {big}(t.{c}, excluded.{c})" for c in ("ts_max", "s_max", "thr_max", "model")]
+    sets += [f"s_min = {small}(t.s_min, excluded.s_min)", "hist = ef_hist_merge(t.hist, excluded.hist)"]
+    sets += [f"{c} = {nmax(c)}" for c in ("hi_max", "hi_thr_max", "v_max")]
+    return (f"INSERT INTO {table} AS t({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+            f" ON CONFLICT(device, bucket) DO UPDATE SET {', '.join(sets)}")
+
+
+def write(executemany: Callable[[str, list], Any], new: list[ResultRecord], pg: bool) -> None:
+    """Add a batch's new results to both rollups, in the batch's transaction (rows in key order, so two
+    PostgreSQL writers lock shared rows in the same order)."""
+    if not new:
+        return
+    for w in WIDTHS:
+        executemany(upsert_sql(TABLES[w], pg), aggregate(new, w))
+
+
+def backfill_sql(table: str, width_ms: int, pg: bool, since: str = "?") -> str:
+    """Rollups of the raw results with ts >= `since` (a placeholder, or a literal in a migration step) into
+    `table`, in one statement: the same bins as rollups.score_bin, computed by the database. Buckets already
+    there are left alone, so a migration step run again counts nothing twice."""
+    w = int(width_ms)
+    if pg:
+        b = (f"LEAST(GREATEST(floor(log(GREATEST(score, {SCORE_FLOOR})) * {BINS_PER_DECADE})::bigint, {LO_BIN}),"
+             f" {HI_BIN})")
+        obj = "jsonb_object_agg(bin, c)::text"
+    else:
+        b = (f"min(max(CAST(floor(log10(max(score, {SCORE_FLOOR})) * {BINS_PER_DECADE}) AS INTEGER), {LO_BIN}),"
+             f" {HI_BIN})")
+        obj = "json_group_object(bin, c)"
+    return (f"INSERT INTO {table}({', '.join(COLUMNS)}) SELECT device, k, max(tsm), sum(c), sum(a), sum(j), min(mn),"
+            f" sum(sm), max(mx), {obj}, max(th), max(hi), max(hit), max(mo), sum(vn), sum(vs), max(vm), sum(rn),"
+            f" sum(rs) FROM (SELECT device, (ts / {w}) * {w} AS k, {b} AS bin, max(ts) AS tsm, count(*) AS c,"
+            " sum(anom) AS a, sum(CASE WHEN state = '' THEN 1 ELSE 0 END) AS j, min(score) AS mn, sum(score) AS sm,"
+            " max(score) AS mx, max(thr) AS th, max(hi) AS hi, max(hi_thr) AS hit, max(model) AS mo,"
+            " count(vrms) AS vn, coalesce(sum(vrms), 0) AS vs, max(vrms) AS vm, count(rpm) AS rn,"
+            f" coalesce(sum(rpm), 0) AS rs FROM results WHERE ts >= {since} GROUP BY device, k, bin) AS g"
+            " WHERE true GROUP BY device, k ORDER BY device, k ON CONFLICT(device, bucket) DO NOTHING")
+
+
+def migration(pg: bool) -> list[str]:
+    """The schema step that adds rollups to an existing store: the tables, (PostgreSQL) the merge function,
+    and both rollups of every raw result kept."""
+    steps = [s.strip() for s in schema(pg).split(";") if s.strip()]
+    if pg:
+        steps.append(HIST_MERGE_PG)
+    return steps + [backfill_sql(TABLES[w], w, pg, since=str(-(2**62))) for w in WIDTHS]
+
+
+def backfill_statements(pg: bool, since_ms: int = -(2**62)) -> list[tuple[str, tuple]]:
+    """(sql, args) that rebuild both rollups from the raw results with ts >= since_ms (aligned down to each
+    width), after deleting the rows they replace."""
+    out = []
+    for w in WIDTHS:
+        lo = since_ms // w * w if since_ms > -(2**62) else since_ms
+        out.append((f"DELETE FROM {TABLES[w]} WHERE bucket >= ?", (lo,)))
+        out.append((backfill_sql(TABLES[w], w, pg), (lo,)))
+    return out
+
+
+def split_too_old(results: list[ResultRecord], ingest_ts: int, raw_days: float
+                  ) -> tuple[list[ResultRecord], list[Reject]]:
+    """The results inside the raw horizon, and a reject for each one older (see the module's docstring)."""
+    horizon = ingest_ts - int(raw_days * 86_400_000)
+    if not results or min(r.ts for r in results) >= horizon:
+        return results, []
+    kept, refused = [], []
+    for r in results:
+        if r.ts >= horizon:
+            kept.append(r)
+        else:
+            refused.append(Reject(ingest_ts, f"ef/v1/{r.device}/result", TOO_OLD,
+                                  f"result {r.device}/{r.boot}/{r.seq} at ts {r.ts} is older than the raw-result "
+                                  f"horizon ({raw_days:g} days): its duplicate check is gone, so it is not stored "
+                                  "or counted", f"{r.device}/{r.boot}/{r.seq}".encode()[:256], 0))
+    return kept, refused
+
+
+# retention: (table, key columns for a batched delete or None for one statement, time column)
+RAW_TABLES = (("results", "device, boot, seq", "ts"), ("shadow_results", "device, boot, seq", "ts"),
+              ("events", "id", "ts"), ("rejected", "id", "ts"), ("ingest_stats", None, "ts"))
+
+
+def prune_plan(now_ms: int, raw_days: float) -> list[tuple[str, str | None, str, int]]:
+    """(table, key, time column, cutoff ms) of everything retention deletes: raw telemetry after
+    `raw_days`, rollups after rollups.keep_ms."""
+    raw_cut = int(now_ms - raw_days * 86_400_000)
+    plan = [(t, k, c, raw_cut) for t, k, c in RAW_TABLES]
+    plan += [(TABLES[w], "device, bucket", "bucket", now_ms - keep_ms(w, raw_days)) for w in WIDTHS]
+    return plan
+
+
+def delete_sql(table: str, key: str | None, col: str) -> str:
+    """One bounded delete (`?` = cutoff, limit), or the whole table's old rows when it has no key."""
+    if key is None:
+        return f"DELETE FROM {table} WHERE {col} < ?"
+    keys = f"({key})" if "," in key else key
+    return f"DELETE FROM {table} WHERE {keys} IN (SELECT {key} FROM {table} WHERE {col} < ? LIMIT ?)"
+
+
+def rollup_select(table: str) -> str:
+    return (f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE device = ? AND bucket >= ? AND bucket <= ?"
+            " ORDER BY bucket")
+
+
+
+def prune(tx: Callable[[], Any], q: Callable[[str], str], now_ms: int, raw_days: float,
+          budget: int | None = None) -> int:
+    """Retention in small transactions of at most PRUNE_BATCH rows each (`tx()` opens one and yields
+    something with `.execute(sql, args).rowcount`; `q` translates the `?` placeholders): raw telemetry
+    older than `raw_days`, rollups older than rollups.keep_ms, cleared alarms older than the raw horizon.
+    Stops once `budget` rows are gone (None: when nothing old is left); returns the rows deleted, so a
+    caller that gets `budget` back knows there may be more."""
+    n = 0
+    for table, key, col, cutoff in prune_plan(now_ms, raw_days):
+        sql = q(delete_sql(table, key, col))
+        while budget is None or n < budget:
+            with tx() as cur:
+                got = cur.execute(sql, (cutoff,) if key is None else (cutoff, PRUNE_BATCH)).rowcount
+            n += max(got, 0)
+            if key is None or got < PRUNE_BATCH:
+                break
+    if budget is None or n < budget:
+        with tx() as cur:
+            n += max(0, cur.execute(q("DELETE FROM alarms WHERE cleared_ts IS NOT NULL AND cleared_ts < ?"),
+                                    (int(now_ms - raw_days * 86_400_000),)).rowcount)
+    return n
+
+
+__all__ = ["HIST_MERGE_PG", "PRUNE_BATCH", "TOO_OLD", "backfill_sql", "backfill_statements", "delete_sql", "migration",
+           "prune", "prune_plan", "register_sqlite", "rollup_select", "schema", "split_too_old", "upsert_sql", "write"]

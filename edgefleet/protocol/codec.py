@@ -63,7 +63,8 @@ class ResultRecord(NamedTuple):
     shadow_score: float | None = None
     shadow_thr: float | None = None
     shadow_anom: bool | None = None
-    # commissioning (docs/baseline.md): "" = judged; "commissioning" / "uncommissioned" = no verdict
+    # commissioning (docs/baseline.md): "" = judged; "commissioning" / "uncommissioned" / a sensor fault
+    # ("sensor_dead", "sensor_saturated", "sensor_dropout": runtime/sensor_check.py) = no verdict
     state: str = ""
     hi: float | None = None  # health indicator (unclipped distance from the class's normal)
     cls: int | None = None  # operating class that judged it

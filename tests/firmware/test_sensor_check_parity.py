@@ -100,3 +100,24 @@ def test_short_windows_match(fw, tmp_path, n):
     rng = np.random.default_rng(n)
     rows = np.array([rng.normal(0, 0.1, n), np.full(n, 0.5), rng.normal(0, 0.001, n)], np.float32)
     assert_same(check_windows(rows), c_check(fw, rows, tmp_path, SensorLimits()))
+
+
+def test_sensor_states_go_on_the_wire_from_c_and_python_alike(fw):
+    from test_protocol_golden import c_encode
+
+    from edgefleet.protocol import ProtocolError, codec
+    from edgefleet.runtime.sensor_check import OUTCOMES
+
+    enum = codec.schema("result")["properties"]["res"]["items"]["properties"]["state"]["enum"]
+    assert set(OUTCOMES[1:]) <= set(enum)
+    res = [{"seq": i, "ts": 1767225600000 + i, "score": 0.0, "anom": False, "inf_us": 900, "state": s}
+           for i, s in enumerate(OUTCOMES[1:])]
+    obj = {"v": 1, "boot": "9f3a0c17", "model": 5, "thr": 1.0, "dropped": 0, "res": res}
+    assert codec.check("result", obj) is None
+    assert c_encode(fw, "result", obj).stdout == codec.encode("result", obj)
+    recs = codec.result_records("node-1", obj)
+    assert [r.state for r in recs] == list(OUTCOMES[1:]) and not any(r.judged for r in recs)
+    bad = {**obj, "res": [{**res[0], "anom": True}]}  # a sensor fault has no verdict
+    assert c_encode(fw, "result", bad, check=False).returncode == 2
+    with pytest.raises(ProtocolError):
+        codec.result_records("node-1", bad)

@@ -184,7 +184,8 @@ static void ts_field(jw *w, uint64_t ts)
     u64(w, ts);
 }
 
-static const char *const k_result_states[] = {EF_PROTO_COMMISSIONING, EF_PROTO_UNCOMMISSIONED};
+static const char *const k_result_states[] = {EF_PROTO_COMMISSIONING, EF_PROTO_UNCOMMISSIONED, EF_PROTO_SENSOR_DEAD,
+                                              EF_PROTO_SENSOR_SATURATED, EF_PROTO_SENSOR_DROPOUT};
 static const char *const k_why_names[] = {"vrms", "kurtosis", "crest"};
 static const char *const k_hints[] = {"unbalance", "misalignment", "looseness", "bearing_outer_race",
                                       "bearing_inner_race", "bearing_ball", "bearing", "unknown"};
@@ -237,7 +238,7 @@ static void result_commissioning(jw *w, const ef_proto_result_rec *r)
         num(w, r->hi);
     }
     if (r->state) {
-        if (!one_of(r->state, k_result_states, 2) || r->anom)
+        if (!one_of(r->state, k_result_states, 5) || r->anom)
             bad(w);
         key(w, "state", 0);
         str(w, r->state);

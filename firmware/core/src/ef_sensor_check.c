@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "ef/protocol.h"
+
 ef_sensor_outcome ef_sensor_check(const float *x, uint32_t n, const ef_sensor_limits *lim, ef_sensor_figures *fig)
 {
     ef_sensor_figures f = {0.0f, 0u, 0u, 0u};
@@ -65,11 +67,11 @@ const char *ef_sensor_state(ef_sensor_outcome o)
 {
     switch (o) {
     case EF_SENSOR_DEAD:
-        return "sensor_dead";
+        return EF_PROTO_SENSOR_DEAD;
     case EF_SENSOR_SATURATED:
-        return "sensor_saturated";
+        return EF_PROTO_SENSOR_SATURATED;
     case EF_SENSOR_DROPOUT:
-        return "sensor_dropout";
+        return EF_PROTO_SENSOR_DROPOUT;
     default:
         return NULL;
     }

@@ -29,6 +29,10 @@ typedef struct {
 /* The state of a result a commissioning node could not judge (anom is then false). */
 #define EF_PROTO_COMMISSIONING "commissioning"
 #define EF_PROTO_UNCOMMISSIONED "uncommissioned"
+/* ... or whose raw samples show a sensor fault (ef/sensor_check.h; anom is then false too). */
+#define EF_PROTO_SENSOR_DEAD "sensor_dead"
+#define EF_PROTO_SENSOR_SATURATED "sensor_saturated"
+#define EF_PROTO_SENSOR_DROPOUT "sensor_dropout"
 
 /* One `why` item of an anomalous result (feature definition v2): a band or a single-number feature
  * and its share of the window's excess over normal. */
@@ -45,7 +49,7 @@ typedef struct {
     int anom;
     uint32_t inf_us;
     int has_hi; double hi; /* optional: health indicator, >= 0 */
-    const char *state;     /* NULL (judged), EF_PROTO_COMMISSIONING or EF_PROTO_UNCOMMISSIONED */
+    const char *state;     /* NULL (judged), EF_PROTO_COMMISSIONING, EF_PROTO_UNCOMMISSIONED or EF_PROTO_SENSOR_* */
     int has_vrms; double vrms; /* optional (feature definition v2): velocity RMS, mm/s, 0..1000, %.4g */
     int has_rpm; double rpm;   /* optional: the running speed the node used, rev/min, 30..100000, %.5g */
     const ef_proto_why *why; size_t n_why; /* optional, anomalous only: 1..3 items, largest share first */

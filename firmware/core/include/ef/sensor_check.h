@@ -42,7 +42,7 @@ typedef struct {
 /* The outcome of n float32 samples (n < 2 or x NULL: EF_SENSOR_DEAD); fig may be NULL. */
 ef_sensor_outcome ef_sensor_check(const float *x, uint32_t n, const ef_sensor_limits *lim, ef_sensor_figures *fig);
 
-/* The result state an outcome reports: NULL for EF_SENSOR_OK, else "sensor_dead", ... */
+/* The result state an outcome reports: NULL for EF_SENSOR_OK, else EF_PROTO_SENSOR_* (ef/protocol.h). */
 const char *ef_sensor_state(ef_sensor_outcome o);
 
 #endif

@@ -12,6 +12,13 @@ DATA = Path(os.environ.get("EDGEFLEET_DATA", REPO.parent / "shared" / "data"))
 CWRU = DATA / "cwru"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Parallel runs (scripts/test.sh: pytest-xdist) keep each xdist_group on one worker."""
+    import xdist_groups
+
+    xdist_groups.configure(config)
+
+
 @pytest.fixture(scope="session")
 def cwru_dir() -> Path:
     if not CWRU.is_dir():

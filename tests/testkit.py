@@ -4,16 +4,22 @@ the processes a test started (with everything they spawned). Import as `from tes
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from edgefleet.clock import now_ms
 from edgefleet.protocol.connect import free_port
 
-__all__ = ["free_port", "now_ms", "stop_process", "wait_port"]
+__all__ = ["free_port", "now_ms", "run_lock", "stop_process", "wait_port"]
 
 
 def wait_port(port: int, up: bool = True, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -45,3 +51,18 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | 
             (os.killpg if group else os.kill)(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode
+
+
+@contextlib.contextmanager
+def run_lock(name: str) -> Iterator[None]:
+    """Hold an exclusive lock named `name` for this checkout, across processes: parallel pytest
+    workers (pytest-xdist) or two runs in one checkout would otherwise run `make` in the same
+    build folder at once and corrupt it. Blocks until the lock is free."""
+    repo = hashlib.sha256(str(Path(__file__).resolve().parents[1]).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"edgefleet-{repo}-{name}.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testkit import run_lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fw_helpers, whatever the import mode
 from fw_helpers import FIRMWARE, REPO, Build  # noqa: E402
@@ -20,8 +21,9 @@ SHIPPED_MODEL = REPO / "edgefleet" / "models" / "cwru-de-12k"
 def fw() -> Build:
     """`make -C firmware host host-san` once per session (fetches CMSIS-DSP and Monocypher sdists)."""
     jobs = str(os.cpu_count() or 2)
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "-j", jobs, "host", "host-san"],
-                          capture_output=True, text=True, timeout=900)
+    with run_lock("firmware-make"):  # one `make` at a time in firmware/build (parallel workers)
+        proc = subprocess.run(["make", "-C", str(FIRMWARE), "-j", jobs, "host", "host-san"],
+                              capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         pytest.fail(f"firmware build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return Build(FIRMWARE / "build" / "host", FIRMWARE / "build" / "host-san")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit import run_lock
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
@@ -23,8 +24,9 @@ def mcu() -> Path:
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (scripts/apt-packages.txt lists it)")
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "-j", str(os.cpu_count() or 2), "mps2-an386", "host"],
-                          capture_output=True, text=True, timeout=900)
+    with run_lock("firmware-make"):  # one `make` at a time in firmware/build (parallel workers)
+        proc = subprocess.run(["make", "-C", str(FIRMWARE), "-j", str(os.cpu_count() or 2), "mps2-an386", "host"],
+                              capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         pytest.fail(f"firmware build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return FIRMWARE / "build" / "mps2-an386"

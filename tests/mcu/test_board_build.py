@@ -8,6 +8,7 @@ import struct
 import subprocess
 
 import pytest
+from testkit import run_lock
 
 from .conftest import FIRMWARE, FLEET_MODEL
 
@@ -16,7 +17,9 @@ F446_FLASH, F446_RAM = 512 * 1024, 128 * 1024
 
 @pytest.fixture(scope="module")
 def f446():
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "nucleo-f446re"], capture_output=True, text=True, timeout=600)
+    with run_lock("firmware-make"):  # one `make` at a time in firmware/build (parallel workers)
+        proc = subprocess.run(["make", "-C", str(FIRMWARE), "nucleo-f446re"], capture_output=True, text=True,
+                              timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "nucleo-f446re ef_mcu_node.elf: text" in proc.stdout  # the size report is printed
     return FIRMWARE / "build" / "nucleo-f446re"

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgefleet.toolchain.datasets import load_folder
+
+TRAINED = ("trained", "trained_v2")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (scripts/test.sh), the tests of one trained model go to one worker, which
+    trains it once; spread over workers, each would train its own copy (TensorFlow, tens of seconds)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here not in item.path.parents:
+            continue
+        for name in TRAINED:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(f"model-{name}"))
+                break
+
 
 @pytest.fixture(scope="session")
 def cwru_recordings(cwru_dir):

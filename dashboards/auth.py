@@ -198,8 +198,9 @@ def gate(store_of: Callable[[], Any]) -> Actor:
         st.session_state[KEY] = {"name": name, "via": VIA_OIDC, "since": time.time()}
         audit.record(store, Actor(name, oidc_role(st.user.to_dict(), secrets), VIA_OIDC), "sign-in", name, {}, "ok")
     who = actor(store)
-    if who.role is None:
-        _sign_in_page(store, providers, who)
+    if who.role is None:  # the sign-in as the only page: no other page runs, and their links go away too
+        st.navigation([st.Page(lambda: _sign_in_page(store, providers, who), title="Sign in", url_path="signin",
+                               icon=":material/login:")], position="hidden").run()
         st.stop()
     with st.sidebar:
         st.caption(f"Signed in as **{who.name}** ({who.role})")

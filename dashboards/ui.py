@@ -367,8 +367,8 @@ def abort_campaign(db: str, cid: str) -> None:
     """Mark a campaign aborting (the manager rolls it back), then drop stale caches. Engineers only (auth.perform)."""
     reg, lock = registry(db)
 
-    def write(_who: str) -> None:
+    def write(who: str) -> None:
         with lock:
-            reg.abort(cid)
+            reg.abort(cid, reason=f"aborted by {who} (dashboard)" if auth.enabled() else "aborted by operator")
     auth.perform(store(db), "campaign.abort", cid, {}, write)
     _clear_ota()

@@ -56,7 +56,9 @@ def refusal(actor: Actor, action: str) -> str:
     what = ACTION_WORDS.get(action, action)
     if actor.role is None:
         return f"refused: sign in to {what}"
-    return f"refused: {actor.name} is a {actor.role} and may not {what} (needs the {required_role(action)} role)"
+    article = "an" if actor.role[0] in "aeiou" else "a"
+    return (f"refused: {actor.name} is {article} {actor.role} and may not {what} (needs the {required_role(action)}"
+            " role)")
 
 
 def record(store: Any, actor: Actor, action: str, target: str, detail: dict, outcome: str) -> int:

@@ -1,0 +1,150 @@
+"""Dashboard sign-in and roles in a real browser: `streamlit run` with sign-in on, headless Chromium over CDP
+(dashboards/snapshot.py), a real SQLite store with local accounts made by `edgefleet users add`.
+
+Signed out nothing from the store is shown; a wrong password is refused; a viewer who submits the
+Acknowledge form is refused by the write itself (and the refusal is in the audit log); an operator's
+acknowledgement carries the signed-in name; a session ends on its own after its lifetime.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboards.sample_fleet import populate
+from dashboards.snapshot import Browser, chromium, dashboard
+from edgefleet.cli import main as cli
+from edgefleet.service.store import SQLiteStore, open_store
+
+if shutil.which("chromium") is None:  # scripts/apt-packages.txt installs it; a missing browser is a failure
+    pytest.fail("chromium is not installed (apt-get install chromium; it is in scripts/apt-packages.txt)",
+                pytrace=False)
+
+PASSWORDS = {"vic": "marble-cactus-wind-31", "ann": "tulip-orbit-lantern-42"}
+ROLES = {"vic": "viewer", "ann": "operator"}
+
+
+@pytest.fixture
+def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, SQLiteStore, list[str]]]:
+    """A sample plant (3 machines alarming) and two accounts, added through the CLI."""
+    db = tmp_path / "fleet.db"
+    store = open_store(db, synchronous="OFF")
+    fleet = populate(store, per_line=2, minutes=10)
+    for name, role in ROLES.items():
+        monkeypatch.setenv("EDGEFLEET_PASSWORD", PASSWORDS[name])
+        assert cli(["users", "add", name, "--role", role, "--db", str(db)]) == 0
+    monkeypatch.delenv("EDGEFLEET_PASSWORD")
+    yield db, store, list(fleet.devices)
+    store.close()
+
+
+def has_text(browser: Browser, text: str) -> bool:
+    return bool(browser.eval(f"document.body.innerText.includes({json.dumps(text)})"))
+
+
+def wait_text(browser: Browser, text: str, timeout: float = 45.0) -> None:
+    browser.wait_for(f"document.body.innerText.includes({json.dumps(text)})", timeout, repr(text))
+
+
+def type_into(browser: Browser, label: str, text: str) -> None:
+    """Focus the input with this aria-label, clear it, type as a keyboard would."""
+    sel = json.dumps(f'input[aria-label="{label}"]')
+    browser.wait_for(f"document.querySelector({sel}) !== null", 30, f"the {label} input")
+    browser.eval(f"(() => {{ const e = document.querySelector({sel}); e.focus(); e.select(); }})()")
+    browser.send("Input.insertText", {"text": text})
+
+
+def click(browser: Browser, text: str) -> None:
+    js = (f"Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() === {json.dumps(text)})")
+    browser.wait_for(f"!!{js} && !{js}.disabled", 30, f"the {text!r} button")
+    browser.eval(f"{js}.click()")
+
+
+def sign_in(browser: Browser, url: str, name: str, password: str) -> None:
+    browser.open(url)
+    wait_text(browser, "edgefleet: sign in")
+    type_into(browser, "User", name)
+    type_into(browser, "Password", password)
+    click(browser, "Sign in")
+
+
+def go_to(browser: Browser, page: str, title: str) -> None:
+    """Follow the sidebar link (a client-side switch: the session, and so the sign-in, is kept)."""
+    sel = json.dumps(f'a[href$="/{page}"]')
+    browser.wait_for(f"document.querySelector({sel}) !== null", 30, f"the link to {page}")
+    browser.eval(f"document.querySelector({sel}).click()")
+    wait_text(browser, title)
+
+
+@pytest.mark.timeout(240)
+def test_signed_out_wrong_password_viewer_refused_operator_acknowledges(plant) -> None:
+    db, store, devices = plant
+    open_alarms = store.alarms(active=True)
+    assert len(open_alarms) == 3 and all(a.acked_by is None for a in open_alarms)
+    with dashboard(db, auth=True) as url, chromium() as browser:
+        # signed out: the sign-in form and nothing else: no page, no machine names
+        browser.open(url)
+        wait_text(browser, "edgefleet: sign in")
+        time.sleep(1.5)
+        text = browser.text()
+        assert "Fleet overview" not in text and "Alarms" not in text
+        assert not any(d in text for d in devices)
+        assert browser.eval("document.querySelectorAll('[data-testid=\"stDataFrame\"], .vega-embed').length") == 0
+
+        # a wrong password (and an unknown name): refused, still nothing shown
+        sign_in(browser, url, "ann", "tulip-orbit-lantern-43")
+        wait_text(browser, "Wrong user name or password.")
+        assert "Fleet overview" not in browser.text()
+
+        # the viewer reads, but its Acknowledge is refused by the write itself
+        sign_in(browser, url, "vic", PASSWORDS["vic"])
+        wait_text(browser, "Signed in as vic (viewer)")
+        wait_text(browser, "Fleet overview")
+        go_to(browser, "alarms", "As vic (viewer)")
+        click(browser, "Acknowledge")
+        wait_text(browser, "refused: vic is a viewer and may not acknowledge alarms (needs the operator role)")
+        assert all(a.acked_by is None for a in store.alarms(active=True))
+
+        # the operator: acknowledged, under the signed-in name (there is no name field to type into)
+        sign_in(browser, url, "ann", PASSWORDS["ann"])
+        wait_text(browser, "Signed in as ann (operator)")
+        go_to(browser, "alarms", "As ann (operator)")
+        assert browser.eval("document.querySelector('input[aria-label=\"By\"]') === null")
+        type_into(browser, "Note", "bearing ordered")
+        click(browser, "Acknowledge")
+        wait_text(browser, "acknowledged.")
+    acked = [a for a in store.alarms(active=True) if a.acked_by is not None]
+    assert [(a.acked_by, a.note) for a in acked] == [("ann", "bearing ordered")]
+
+    log = [(e.who, e.via, e.action, e.outcome) for e in reversed(store.audit())]
+    assert log[:2] == [(getpass.getuser(), "cli", "user.add", "ok")] * 2  # `edgefleet users add`: the OS user
+    dash = [r for r in log if r[1] == "dashboard"]
+    assert dash == [("ann", "dashboard", "sign-in", "failed: wrong user name or password"),
+                    ("vic", "dashboard", "sign-in", "ok"),
+                    ("vic", "dashboard", "alarm.ack", "denied"),
+                    ("ann", "dashboard", "sign-in", "ok"),
+                    ("ann", "dashboard", "alarm.ack", "ok")]
+
+
+@pytest.mark.timeout(180)
+def test_a_session_ends_by_itself_after_its_lifetime(plant, monkeypatch) -> None:
+    db, store, devices = plant
+    monkeypatch.setenv("EDGEFLEET_DASHBOARD_SESSION_HOURS", str(6 / 3600))  # 6 s
+    with dashboard(db, auth=True) as url, chromium() as browser:
+        sign_in(browser, url, "ann", PASSWORDS["ann"])
+        wait_text(browser, "Signed in as ann (operator)")
+        wait_text(browser, "Fleet overview")
+        signed_in = time.monotonic()
+        # no click, no reload: the open page itself drops back to the sign-in once the 6 s are up
+        wait_text(browser, "has ended (expired, or the password changed): sign in again", timeout=30)
+        assert time.monotonic() - signed_in > 3.0
+        time.sleep(1.5)
+        text = browser.text()
+        assert not any(t in text for t in ("Fleet overview", "Alarms", "Audit log")), text  # not even the links
+        assert not any(d in text for d in devices)

@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, write_report  # noqa: E402
+
 from edgefleet.service.cluster import NatsCluster, start_cluster  # noqa: E402
 
 

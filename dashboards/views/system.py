@@ -22,7 +22,7 @@ def system(time_range: loaders.timerange.TimeRange) -> None:
     lag = float(last["lag_ms_avg"].mean()) if last["lag_ms_avg"].notna().any() else None
     lag_max = float(last["lag_ms_max"].max()) if last["lag_ms_max"].notna().any() else None
     since_commit = (ui.now_ms() - int(ing["ts"].iloc[-1]) - bucket_s * 1000) / 1000.0 if not ing.empty else None
-    cols = st.columns(6)
+    cols = st.columns([1, 1, 1, 1.2, 1.4, 1])  # "Duplicates dropped" needs the room at 1280 px (test_layout_1280)
     cols[0].metric("Results/s", f"{rate:,.1f}" if rate is not None else "-",
                    help="ingest rate over the newest complete minute (or bucket)")
     cols[1].metric("Lag (avg)", f"{lag / 1000:.2f} s" if lag is not None else "-",

@@ -78,8 +78,8 @@ def interval_words(low_s: float, high_s: float) -> str:
         return f"at least {duration_words(low_s)}"
     div_lo, unit_lo = _unit(low_s)
     div_hi, unit_hi = _unit(high_s)
-    if unit_lo == unit_hi:
-        return f"{_num(low_s / div_lo)}-{_num(high_s / div_hi)} {unit_hi}"
+    if unit_lo == unit_hi or low_s / div_hi >= 1:  # one unit when the low end reads as at least 1 of the high's
+        return f"{_num(low_s / div_hi)}-{_num(high_s / div_hi)} {unit_hi}"
     return f"{duration_words(low_s)} - {duration_words(high_s)}"
 
 
@@ -90,7 +90,7 @@ def remaining_life_words(rul_s: float | None, low_s: float | None, high_s: float
     significant rising trend)."""
     if _nan(rul_s):
         return ""
-    age_s = max(0.0, (now_ms - health_ts) / 1000.0) if health_ts and now_ms else 0.0
+    age_s = max(0.0, (now_ms - health_ts) / 1000.0) if not _nan(health_ts) and now_ms is not None else 0.0
     rul = max(0.0, rul_s - age_s)
     if rul <= 0:
         return "at the failure level now (by the fitted trend)"

@@ -153,11 +153,15 @@ def cmd_shelve(args: argparse.Namespace) -> int:
     seconds = parse_duration(args.duration)
     if not args.reason.strip() or not args.by.strip():
         raise EdgefleetError("--reason and --by must not be empty: a shelf says who and why")
+    from edgefleet.service import audit
+
     store = _open(args.db)
     try:
         now = int(time.time() * 1000)
-        shelf = store.shelve_alarm(kind, alarm_id, by=args.by.strip(), reason=args.reason.strip(), ts=now,
-                                   until_ts=now + int(seconds * 1000))
+        shelf = audit.perform(store, audit.cli_actor(), "alarm.shelve", args.alarm,
+                              {"by": args.by.strip(), "reason": args.reason.strip(), "seconds": seconds},
+                              lambda: store.shelve_alarm(kind, alarm_id, by=args.by.strip(), reason=args.reason.strip(),
+                                                         ts=now, until_ts=now + int(seconds * 1000)))
     finally:
         store.close()
     print(f"shelved {kind} alarm {args.alarm} until {_utc(shelf.until_ts)} (by {shelf.by}: {shelf.reason}); "
@@ -167,9 +171,12 @@ def cmd_shelve(args: argparse.Namespace) -> int:
 
 def cmd_unshelve(args: argparse.Namespace) -> int:
     kind, alarm_id = parse_alarm_id(args.alarm)
+    from edgefleet.service import audit
+
     store = _open(args.db)
     try:
-        ok = store.unshelve_alarm(kind, alarm_id, by=args.by, ts=int(time.time() * 1000))
+        ok = audit.perform(store, audit.cli_actor(), "alarm.unshelve", args.alarm, {"by": args.by},
+                           lambda: store.unshelve_alarm(kind, alarm_id, by=args.by, ts=int(time.time() * 1000)))
     finally:
         store.close()
     if not ok:

@@ -59,9 +59,12 @@ def cmd_commission(args: argparse.Namespace) -> int:
             devices = target_devices(store, args.target)
     finally:
         store.close()
+    from edgefleet.service.audit import cli_actor, cli_write
+
     reg = OtaRegistry(args.db)
     try:
-        queue(reg, devices, body, who="edgefleet commission")
+        cli_write(args.db, "commission", args.device or args.target, {"devices": len(devices), "body": body},
+                  lambda: queue(reg, devices, body, who=f"{cli_actor().name} (edgefleet commission)"))
     finally:
         reg.close()
     what = "end commissioning" if args.end else (

@@ -90,8 +90,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     folder = ModelFolder(args.model_dir)
     fleet_key = os.environ.get("EDGEFLEET_OTA_PUBLIC_KEY")
     pub = keys.load_public(args.public or (Path(fleet_key) if fleet_key else keys.public_path(keys.DEFAULT_KEY)))
-    entry = _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(), pub,
-                                       trust_new_key=args.trust_new_key)
+    from edgefleet.service.audit import cli_write
+
+    entry = cli_write(args.db, "model.publish", str(args.model_dir), {"trust_new_key": bool(args.trust_new_key)},
+                      lambda: _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
+                                                         pub, trust_new_key=args.trust_new_key))
     print(f"published {entry.model_id} v{entry.version} ({entry.size} B, sha256 {entry.sha256[:16]}…) "
           f"to {db_label(args.db)}; roll it out with `edgefleet ota rollout {entry.version}`")
     return 0
@@ -107,7 +110,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                               offer_resend_s=args.offer_resend)
     target = Target.parse(args.target)
     _check_target_matches(args.db, args.target)
-    c = _registry(args.db).create_campaign(args.version, target, policy, args.id)
+    from edgefleet.service.audit import cli_write
+
+    c = cli_write(args.db, "campaign.start", args.id or f"model v{args.version}",
+                  {"model": args.version, "target": args.target, "stages": args.stages},
+                  lambda: _registry(args.db).create_campaign(args.version, target, policy, args.id))
     print(f"campaign {c.id}: model v{c.model} to {c.target} in stages {args.stages}; "
           f"the OTA manager in `edgefleet serve` runs it. Watch with `edgefleet ota status {c.id}`")
     return 0
@@ -168,6 +175,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    c = _registry(args.db).abort(args.campaign)
+    from edgefleet.service.audit import cli_actor, cli_write
+
+    who = cli_actor().name
+    c = cli_write(args.db, "campaign.abort", args.campaign, {},
+                  lambda: _registry(args.db).abort(args.campaign, reason=f"aborted by {who} (cli)"))
     print(f"campaign {c.id} is aborting: the OTA manager clears its offers and rolls back updated devices")
     return 0

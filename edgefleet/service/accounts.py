@@ -31,6 +31,15 @@ ACTIONS = {
     "user.add": "admin",
     "user.remove": "admin",
     "user.passwd": "admin",
+    # CLI only (it acts as admin: whoever runs it can open the database and the key files anyway)
+    "model.publish": "engineer",
+    "device.add": "admin",
+    "device.rekey": "admin",
+    "device.revoke": "admin",
+    "pki.init": "admin",
+    "pki.issue": "admin",
+    "pki.revoke": "admin",
+    "keys.generate": "admin",
 }
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # 32 MiB (128 * r * N bytes)

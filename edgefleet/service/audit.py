@@ -83,6 +83,17 @@ def perform(store: Any, actor: Actor, action: str, target: str, detail: dict, wr
     return result
 
 
+def cli_write(db: Any, action: str, target: str, detail: dict, write: Callable[[], T]) -> T:
+    """Run a CLI write and record it (as the OS user) in the audit log of the fleet database `db`."""
+    from edgefleet.service.store import open_store
+
+    store = open_store(str(db))
+    try:
+        return perform(store, cli_actor(), action, target, detail, write)
+    finally:
+        store.close()
+
+
 # ---------- reading (the CLI and the dashboard) ----------
 
 def parse_since(text: str, now: int) -> int:

@@ -240,3 +240,36 @@ def test_campaign_abort_needs_an_engineer_and_users_page_an_admin(ota_db) -> Non
     assert list(shown["action"])[:2] == ["sign-in", "campaign.abort"]  # newest first
     log = [(e.who, e.action, e.target, e.outcome) for e in reversed(store.audit()) if e.action != "sign-in"]
     assert log == [("ann", "campaign.abort", "c1", "denied"), ("eve", "campaign.abort", "c1", "ok")]
+
+
+def test_cli_writes_are_recorded_as_the_os_user(tmp_path: Path, capsys) -> None:
+    from dashboards.sample_fleet import populate
+
+    db = str(tmp_path / "fleet.db")
+    store = open_store(db, synchronous="OFF")
+    fleet = populate(store, per_line=2, minutes=5)
+    alarm = store.alarms(active=True)[0]
+    store.close()
+    me = getpass.getuser()
+    model = ROOT / "edgefleet" / "models" / "cwru-de-12k"
+    pub = ROOT / "edgefleet" / "models" / "dev-signing.pub"
+    assert cli(["alarms", "shelve", str(alarm.id), "--for", "1h", "--reason", "bearing ordered", "--by", "ana",
+                "--db", db]) == 0
+    assert cli(["alarms", "unshelve", str(alarm.id), "--by", "ana", "--db", db]) == 0
+    assert cli(["alarms", "unshelve", str(alarm.id), "--by", "ana", "--db", db]) == 2  # not shelved any more
+    assert cli(["commission", fleet.devices[0], "--db", db]) == 0
+    assert cli(["ota", "publish", str(model), "--public", str(pub), "--db", db]) == 0
+    assert cli(["ota", "rollout", "1", "--id", "c-audit", "--db", db]) == 0
+    assert cli(["ota", "abort", "c-audit", "--db", db]) == 0
+    assert cli(["ota", "abort", "c-audit", "--db", db]) == 2  # aborting already
+    capsys.readouterr()
+    store = open_store(db)
+    try:
+        log = [(e.who, e.via, e.action, e.target, e.outcome.split(":")[0]) for e in reversed(store.audit())]
+    finally:
+        store.close()
+    assert log == [(me, "cli", "alarm.shelve", str(alarm.id), "ok"), (me, "cli", "alarm.unshelve", str(alarm.id), "ok"),
+                   (me, "cli", "alarm.unshelve", str(alarm.id), "no change"),
+                   (me, "cli", "commission", fleet.devices[0], "ok"), (me, "cli", "model.publish", str(model), "ok"),
+                   (me, "cli", "campaign.start", "c-audit", "ok"), (me, "cli", "campaign.abort", "c-audit", "ok"),
+                   (me, "cli", "campaign.abort", "c-audit", "failed")]

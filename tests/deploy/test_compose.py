@@ -110,3 +110,39 @@ def test_devices_get_their_own_random_secrets(config):
     assert "--credentials" in " ".join(services["broker-credentials"]["command"])
     assert "--credentials" in services["sim"]["command"]
     assert all("EDGEFLEET_FLEET_SECRET" not in (svc.get("environment") or {}) for svc in services.values())
+
+
+@pytest.fixture(scope="module")
+def nats_config_json(tmp_path_factory):
+    env = tmp_path_factory.mktemp("env-nats") / ".env"
+    env.write_text((REPO / "deploy" / ".env.example").read_text())
+    proc = subprocess.run([compose_bin(), "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env),
+                           "--profile", "nats-cluster", "config", "--format", "json"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_nats_cluster_profile_has_three_members_and_one_ingest_on_all_of_them(nats_config_json):
+    """Profile nats-cluster (docs/brokers.md): three members from one config, each its own name and data
+    volume; one ingest (NATS has no shared subscriptions: no --group) listing every member, its own first."""
+    services = nats_config_json["services"]
+    members = [f"nats-{i}" for i in (1, 2, 3)]
+    assert all(services[m]["profiles"] == ["nats-cluster"] for m in members + ["ingest-nats"])
+    assert {services[m]["environment"]["NATS_SERVER_NAME"] for m in members} == set(members)
+    assert len({v["source"] for m in members for v in services[m]["volumes"] if v["target"] == "/data"}) == 3
+    conf = (REPO / "deploy" / "nats" / "nats.conf").read_text()
+    assert all(f"nats-route://{m}:6222" in conf for m in members) and "stream_replicas: 3" in conf
+    assert "$EDGEFLEET_INGEST_PASSWORD" in conf and "password: change" not in conf
+    cmd = services["ingest-nats"]["command"]
+    assert "--group" not in cmd and cmd[cmd.index("--mqtt-version") + 1] == "3.1.1"
+    urls = cmd[cmd.index("--broker") + 1].split(",")
+    assert [u.split("://")[-1].rsplit("@", 1)[-1] for u in urls] == ["nats-3:1883", "nats-1:1883", "nats-2:1883"]
+    assert services["ingest-nats"]["environment"]["EDGEFLEET_BROKER_PASSWORD"]
+    assert set(services["ingest-nats"]["depends_on"]) >= set(members)
+    published = {m: [p["target"] for p in services[m].get("ports", [])] for m in services if services[m].get("ports")}
+    assert set(published) <= {"mosquitto", "dashboard", *members} and all(published[m] == [1883] for m in members)
+
+
+def test_nats_cluster_profile_is_off_by_default(config):
+    assert not {"nats-1", "nats-2", "nats-3", "ingest-nats"} & set(config["services"])

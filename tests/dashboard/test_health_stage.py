@@ -63,7 +63,7 @@ def test_since_and_durations() -> None:
     assert health.since_words(t, t + 3 * 86_400_000) == "degrading since 2026-11-30 00:53 UTC (3 days ago)"
     assert health.since_words(None, t) == ""
     assert [health.duration_words(s) for s in (45, 5400, DAY, 36 * HOUR, 90 * DAY)] == \
-        ["45 s", "1.5 h", "24 h", "1.5 days", "12.9 weeks"]
+        ["45 s", "1.5 h", "24 h", "1.5 days", "13 weeks"]
     assert health.attention_since(t, t - 5) == t - 5 and health.attention_since(None, None) is None
 
 

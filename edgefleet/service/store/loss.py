@@ -19,7 +19,6 @@ that into a mark on the old boot, so the tail is a hole like any other (docs/pro
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 MAX_JUMP = 100_000  # a forward jump larger than this is a broken counter, not that many lost results
@@ -48,6 +47,10 @@ class LossUpdate:
     # device, boot, old lo, old hi, the pieces that stay open
 
 
+def _seq_of(row: tuple[str, str, int, int, int]) -> int:
+    return row[2]
+
+
 def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str, str], BootState],
             holes: dict[tuple[str, str], list[tuple[int, int]]],
             marks: list[tuple[str, str, int, int]] = ()) -> LossUpdate:
@@ -57,23 +60,46 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
     `boots` and `holes` hold the current state of every (device, boot) in the batch (missing keys:
     a new boot); both are updated in place and the changes returned for the store to write."""
     upd = LossUpdate()
-    per: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
-    for device, boot, seq, ts, dropped in results:
-        per[(device, boot)].append((seq, ts, dropped))
+    per: dict[tuple[str, str], list[tuple[str, str, int, int, int]]] = {}
+    for row in results:
+        key = (row[0], row[1])
+        group = per.get(key)
+        if group is None:
+            per[key] = [row]
+        else:
+            group.append(row)
+    changed = upd.boots
     for key, rows in per.items():
-        st = boots.setdefault(key, BootState(first_ts=rows[0][1]))
-        rows.sort()
-        first, last = rows[0][0], rows[-1][0]
-        if first == st.max_seq + 1 and last - first + 1 == len(rows):  # the usual case: the next ones, in order
-            st.received += len(rows)
-            st.dropped = max(st.dropped, max(d for _, _, d in rows))
-            st.first_ts = min(st.first_ts, rows[0][1]) if st.first_ts else rows[0][1]
-            st.last_ts = max(st.last_ts, max(t for _, t, _ in rows))
-            st.max_seq = last
-            upd.boots[key] = st
-            continue
+        st = boots.get(key)
+        if st is None:
+            st = boots[key] = BootState(first_ts=rows[0][3])
+        if len(rows) == 1:  # the usual case at ingest: one new result of this boot per batch
+            _, _, seq, ts, dropped = rows[0]
+            if seq == st.max_seq + 1:
+                st.received += 1
+                if dropped > st.dropped:
+                    st.dropped = dropped
+                if ts < st.first_ts or not st.first_ts:
+                    st.first_ts = ts
+                if ts > st.last_ts:
+                    st.last_ts = ts
+                st.max_seq = seq
+                changed[key] = st
+                continue
+        else:
+            rows.sort(key=_seq_of)
+            first, last = rows[0][2], rows[-1][2]
+            if first == st.max_seq + 1 and last - first + 1 == len(rows):  # the next ones, in order
+                st.received += len(rows)
+                st.dropped = max(st.dropped, max(r[4] for r in rows))
+                lo_ts, hi_ts = min(r[3] for r in rows), max(r[3] for r in rows)
+                st.first_ts = min(st.first_ts, lo_ts) if st.first_ts else lo_ts
+                st.last_ts = max(st.last_ts, hi_ts)
+                st.max_seq = last
+                changed[key] = st
+                continue
         open_ = holes.setdefault(key, [])
-        for seq, ts, dropped in rows:
+        for _, _, seq, ts, dropped in rows:
             st.received += 1
             st.dropped = max(st.dropped, dropped)
             st.first_ts = min(st.first_ts, ts) if st.first_ts else ts
@@ -93,7 +119,7 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
                     open_[i:i + 1] = pieces
                     upd.filled.append((*key, lo, hi, pieces))
                     break
-        upd.boots[key] = st
+        changed[key] = st
     for device, boot, seq, ts in marks:  # "my results go up to seq": what never came is a hole too
         key = (device, boot)
         st = boots.setdefault(key, BootState(first_ts=ts, last_ts=ts))

@@ -9,8 +9,10 @@ a process crash.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +40,7 @@ from edgefleet.service.store.base import (
     device_rollup,
     device_update_columns,
 )
-from edgefleet.service.store.loss import SETTLE_MS, BootState, account
+from edgefleet.service.store.loss import SETTLE_MS, BootState, LossUpdate, account
 from edgefleet.service.store.loss import figures as loss_figures
 from edgefleet.service.store.outbox import NOTIFY_SCHEMA, NotifyTables, journal
 
@@ -50,6 +52,8 @@ SCHEMA_VERSION = 8  # 2: results carry commissioning state, HI and class; device
 # 8: 1-minute and 1-hour rollups per device (store/rollup_sql.py), backfilled from the raw results kept
 DEFAULT_RETENTION_DAYS = 30.0
 
+BOOTS_FLUSH_S = 5.0  # a boot's in-order updates reach its row at most this long after their results
+_LOSS_FIELDS = operator.itemgetter(0, 1, 2, 3, ResultRecord._fields.index("dropped"))  # device, boot, seq, ts, dropped
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results(
   device TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
@@ -207,6 +211,8 @@ class SQLiteStore(NotifyTables, AccountTables):
         self._boots: dict[tuple[str, str], BootState] = {}
         self._holes: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self._data_version = -1
+        self._dirty: dict[tuple[str, str], BootState] = {}  # boots updated in order, row not written yet
+        self._flushed = 0.0  # time.monotonic() of the last write of those
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -256,6 +262,7 @@ class SQLiteStore(NotifyTables, AccountTables):
                 self._db.execute("ROLLBACK")
                 self._boots.clear()  # the loss bookkeeping may hold what was rolled back
                 self._holes.clear()
+                self._dirty.clear()
                 raise
             slow_commit.before_commit()  # tests/benchmarks only (EDGEFLEET_TEST_COMMIT_DELAY_FILE): a slow disk
             self._db.execute("COMMIT")
@@ -266,6 +273,10 @@ class SQLiteStore(NotifyTables, AccountTables):
 
     def close(self) -> None:
         with self._lock:
+            try:
+                self.flush_loss()
+            except sqlite3.Error:
+                pass  # closing a store that cannot write: the next load replays the stored results
             self._db.close()
 
     # ---------- writes ----------
@@ -299,27 +310,37 @@ class SQLiteStore(NotifyTables, AccountTables):
     def _account(self, db: sqlite3.Connection, new: list[ResultRecord], ingest_ts: int,
                  marks: list[tuple[str, str, int, int]] | None = None) -> None:
         """Loss accounting for the new results and the nodes' sequence marks (store/loss.py), in the
-        same commit."""
+        same commit. Holes, new boots, drops and jumps are written at once; a boot whose new results
+        are simply the next ones is written at most every BOOTS_FLUSH_S (its results are committed,
+        so a crash loses nothing: loading a boot replays the results stored past its row's max_seq)."""
         marks = marks or []
         if not new and not marks:
             return
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version or len(self._boots) > 200_000:
+            if version == self._data_version:
+                self._write_boots(db, self._dirty)  # only large: keep what is not written yet
             self._boots.clear()  # someone else wrote the file (or the cache is large): read it again
             self._holes.clear()
+            self._dirty.clear()  # not written: loading the boot again replays its stored results
             self._data_version = version
         span: dict[tuple[str, str], list[int]] = {}  # key -> [lowest, highest, count]
         for d, b, seq, _ in marks:  # a mark may open a hole: treat it as out of the ordinary
             span[(d, b)] = [-2, seq, 0]
         for r in new:
-            e = span.get((r.device, r.boot))
+            k = (r.device, r.boot)
+            e = span.get(k)
             if e is None:
-                span[(r.device, r.boot)] = [r.seq, r.seq, 1]
+                span[k] = [r.seq, r.seq, 1]
             else:
-                e[0], e[1], e[2] = min(e[0], r.seq), max(e[1], r.seq), e[2] + 1
-        lowest = {k: e[0] for k, e in span.items()}
-        keys = sorted(k for k in lowest if k not in self._boots)  # not known from earlier batches
+                if r.seq < e[0]:
+                    e[0] = r.seq
+                elif r.seq > e[1]:
+                    e[1] = r.seq
+                e[2] += 1
         boots, holes = self._boots, self._holes
+        keys = sorted(k for k in span if k not in boots)  # not known from earlier batches
+        loaded: list[tuple[str, str]] = []
         for i in range(0, len(keys), 400):  # SQLite's bound-variable limit
             part = keys[i:i + 400]
             rows = ",".join(["(?,?)"] * len(part))
@@ -327,13 +348,62 @@ class SQLiteStore(NotifyTables, AccountTables):
                     "SELECT device, boot, first_ts, last_ts, max_seq, received, dropped, jumps FROM boots"
                     f" WHERE (device, boot) IN (VALUES {rows})", [x for k in part for x in k]):
                 boots[(d, b)] = BootState(m, rcv, drp, j, f, t)
+                loaded.append((d, b))
+        immediate = {k for k in keys if k not in boots}  # new boots: their rows are written at once
+        if loaded:
+            self._replay(db, loaded, new, immediate)
         # a boot whose new results are not simply the next ones opens or fills holes: read its holes, once
-        odd = [k for k, (lo, hi, n) in span.items() if k not in holes
-               and not (lo == (boots[k].max_seq if k in boots else -1) + 1 and hi - lo + 1 == n)]
+        odd = [k for k, (lo, hi, n) in span.items()
+               if not (lo == (boots[k].max_seq if k in boots else -1) + 1 and hi - lo + 1 == n)]
         for d, b in odd:
-            holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
-                "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
-        upd = account([(r.device, r.boot, r.seq, r.ts, r.dropped) for r in new], boots, holes, marks)
+            immediate.add((d, b))
+            if (d, b) not in holes:
+                holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
+                    "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
+        before = {k: boots[k].dropped for k in span if k in boots}
+        upd = account(list(map(_LOSS_FIELDS, new)), boots, holes, marks)
+        self._write_holes(db, upd, ingest_ts)
+        dirty = self._dirty
+        for k, st in upd.boots.items():
+            if k in immediate or st.dropped != before.get(k, -1):
+                immediate.add(k)
+                dirty.pop(k, None)
+            else:
+                dirty[k] = st
+        now = time.monotonic()
+        if dirty and now - self._flushed >= BOOTS_FLUSH_S:
+            immediate.update(dirty)
+            dirty.clear()
+            self._flushed = now
+        self._write_boots(db, {k: boots[k] for k in immediate if k in boots})
+
+    def _replay(self, db: sqlite3.Connection, loaded: list[tuple[str, str]], new: list[ResultRecord],
+                immediate: set[tuple[str, str]]) -> None:
+        """Boots just read from the table: fold in the results stored past their row's max_seq and
+        not in this batch (committed by a process that died, or by another one, before it wrote the
+        row), so the bookkeeping is what an always-written row would say."""
+        boots, holes = self._boots, self._holes
+        wanted = set(loaded)
+        mine = {(r.device, r.boot, r.seq) for r in new if (r.device, r.boot) in wanted}
+        missed = []
+        for d, b in loaded:
+            st = boots[(d, b)]
+            for seq, ts in db.execute("SELECT seq, ts FROM results WHERE device = ? AND boot = ? AND seq > ?"
+                                      " ORDER BY seq", (d, b, st.max_seq)):
+                if (d, b, seq) not in mine:
+                    missed.append((d, b, seq, ts, st.dropped))
+        if not missed:
+            return
+        for d, b in {(m[0], m[1]) for m in missed}:
+            immediate.add((d, b))
+            if (d, b) not in holes:
+                holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
+                    "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
+        upd = account(missed, boots, holes)
+        self._write_holes(db, upd, int(time.time() * 1000))
+
+    @staticmethod
+    def _write_holes(db: sqlite3.Connection, upd: LossUpdate, ingest_ts: int) -> None:
         db.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (?,?,?,?,?)",
                        [(d, b, lo, hi, ingest_ts) for d, b, lo, hi in upd.opened])
         for d, b, lo, hi, pieces in upd.filled:
@@ -342,12 +412,25 @@ class SQLiteStore(NotifyTables, AccountTables):
             db.execute("DELETE FROM seq_gaps WHERE device = ? AND boot = ? AND lo = ?", (d, b, lo))
             db.executemany("INSERT INTO seq_gaps(device, boot, lo, hi, opened_ms) VALUES (?,?,?,?,?)",
                            [(d, b, plo, phi, opened) for plo, phi in pieces])
-        db.executemany("INSERT INTO boots(device, boot, first_ts, last_ts, max_seq, received, dropped, jumps)"
-                       " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(device, boot) DO UPDATE SET first_ts = excluded.first_ts,"
-                       " last_ts = excluded.last_ts, max_seq = excluded.max_seq, received = excluded.received,"
-                       " dropped = excluded.dropped, jumps = excluded.jumps",
-                       [(d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)
-                        for (d, b), s in upd.boots.items()])
+
+    @staticmethod
+    def _write_boots(db: sqlite3.Connection, rows: dict[tuple[str, str], BootState]) -> None:
+        if rows:
+            db.executemany("INSERT INTO boots(device, boot, first_ts, last_ts, max_seq, received, dropped, jumps)"
+                           " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(device, boot) DO UPDATE SET first_ts = excluded.first_ts,"
+                           " last_ts = excluded.last_ts, max_seq = excluded.max_seq, received = excluded.received,"
+                           " dropped = excluded.dropped, jumps = excluded.jumps",
+                           [(d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)
+                            for (d, b), s in sorted(rows.items())])
+
+    def flush_loss(self) -> None:
+        """Write the boots whose in-order updates are still in memory (before reading the table here,
+        and at close)."""
+        if self._dirty:
+            with self._tx() as db:
+                self._write_boots(db, self._dirty)
+                self._dirty.clear()
+                self._flushed = time.monotonic()
 
     def track_loss(self, now_ms: int, window_ms: int = 3_600_000, min_missing: int = 5,
                    min_rate: float = 0.01) -> list[tuple[str, str]]:
@@ -422,6 +505,9 @@ class SQLiteStore(NotifyTables, AccountTables):
         """What never arrived: `missing` (holes older than the settle window, less what the nodes
         said their rings dropped), `pending_gaps` (younger holes), `dropped_on_node`, `seq_jumps`,
         and per device with `device` (or for every device that lost something)."""
+        flush = getattr(self, "flush_loss", None)  # SQLite: boots updated in order, not written yet
+        if flush is not None:
+            flush()
         where, args = ("WHERE device = ?", (device,)) if device else ("", ())
         per = loss_figures(self._q(f"SELECT device, boot, received, dropped, jumps FROM boots {where}", args),
                            self._q(f"SELECT device, boot, lo, hi, opened_ms FROM seq_gaps {where}", args),

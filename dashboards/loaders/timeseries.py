@@ -168,7 +168,9 @@ def compare_frame(store: Store, devices: Sequence[str], start_ms: int, end_ms: i
         return pd.DataFrame(columns=cols)
     df = pd.concat(frames, ignore_index=True)
     df["time"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
-    return df[cols]
+    out = df[cols]
+    out.attrs["resolution"] = resolution_label(int(rows.attrs["resolution_ms"]), int(rows.attrs["bucket_ms"]))
+    return out
 
 
 def compare_summary(df: pd.DataFrame, devices: Sequence[str]) -> pd.DataFrame:

@@ -57,7 +57,7 @@ def overlay(chosen: list[str], time_range: loaders.timerange.TimeRange) -> None:
                                              height=220), width="stretch", key="compare_vrms")
     else:
         st.caption("None of these machines reports velocity (`vrms`: feature definition v2).")
-    st.caption(f"Buckets of {bucket:g} s: each point is a bucket's highest HI (or score over threshold) and mean "
+    st.caption(f"**{df.attrs.get('resolution') or f'buckets of {bucket:g} s'}**: each point is a bucket's highest HI (or score over threshold) and mean "
                "velocity, computed in the database; dashed: each machine's newest HI threshold. Drag across the "
                "upper chart to zoom into a span.")
     st.dataframe(loaders.timeseries.compare_summary(df, chosen), hide_index=True, width="stretch",

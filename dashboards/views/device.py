@@ -209,9 +209,11 @@ def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show
             width="stretch", key=f"device_scores_{timebar.token(time_range)}", on_select="rerun")
         timebar.zoom_to_selection(event)
         if series.bucketed:
-            st.caption(f":material/compress: {series.total:,} results in this range, drawn as "
-                       f"{len(scores):,} buckets of {series.bucket_ms / 1000:g} s (each the bucket's highest score "
+            st.caption(f":material/compress: {series.total:,} results in this range, drawn from "
+                       f"**{series.label}** as {len(scores):,} points (each the bucket's highest score "
                        "and HI, mean velocity; anomalous when any window was). Zoom in for single windows.")
+        else:
+            st.caption(f"Resolution: **{series.label}** (every window).")
         has_hi = bool(scores["hi"].notna().any())
         if show_hi and has_hi:
             st.altair_chart(charts.hi_timeline(scores, loaders.device.threshold_segments(scores, "hi_thr"), log_y,

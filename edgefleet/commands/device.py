@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from edgefleet.service.audit import recorded
+
 DEFAULT_CREDENTIALS = "var/device-credentials.json"
 
 
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         a = ds.add_parser(name, help=help_)
         a.add_argument("devices", nargs="+", metavar="DEVICE")
         _where(a)
-        a.set_defaults(func=cmd_change, action=name)
+        a.set_defaults(func=recorded(f"device.{name}", lambda a: ",".join(a.devices), cmd_change), action=name)
     ls = ds.add_parser("list", help="device accounts in the plugin's file")
     ls.add_argument("--security", type=Path, default=_env_path("EDGEFLEET_BROKER_SECURITY"), required=False,
                     help="the dynamic-security file (EDGEFLEET_BROKER_SECURITY)")

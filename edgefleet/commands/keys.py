@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edgefleet.runtime import keys
+from edgefleet.service.audit import recorded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = ks.add_parser("generate", help="create a key pair (private PEM 0600, public PEM beside it as .pub)")
     g.add_argument("--out", type=Path, default=keys.DEFAULT_KEY, help=f"private key path (default {keys.DEFAULT_KEY})")
     g.add_argument("--force", action="store_true", help="overwrite an existing key")
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=recorded("keys.generate", lambda a: str(a.out), cmd_generate))
     s = ks.add_parser("show", help="print the key id and the raw public key in hex")
     s.add_argument("--key", type=Path, default=keys.DEFAULT_KEY)
     s.set_defaults(func=cmd_show)

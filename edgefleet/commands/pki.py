@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from edgefleet.service.audit import recorded
+
 DEFAULT_DIR = "var/pki"
 
 
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "localhost and 127.0.0.1)")
     i.add_argument("--force", action="store_true", help="replace an existing CA (every old certificate stops working)")
     _dir(i)
-    i.set_defaults(func=cmd_init)
+    i.set_defaults(func=recorded("pki.init", lambda a: str(a.dir), cmd_init))
     s = ps.add_parser("issue", help="issue a client certificate (CN = NAME, a device or service id), or with "
                                     "--server a new broker certificate")
     s.add_argument("name", nargs="?", help="device or service id (the MQTT username under mutual TLS)")
@@ -31,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--san", action="append", default=None, metavar="HOST", help="--server: names and addresses")
     s.add_argument("--days", type=int, default=None, help="validity (default 825)")
     _dir(s)
-    s.set_defaults(func=cmd_issue)
+    s.set_defaults(func=recorded("pki.issue", lambda a: "server" if a.server else str(a.name), cmd_issue))
     r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); SIGHUP the broker to apply")
     r.add_argument("name")
     _dir(r)
-    r.set_defaults(func=cmd_revoke)
+    r.set_defaults(func=recorded("pki.revoke", lambda a: a.name, cmd_revoke))
     ls = ps.add_parser("list", help="certificates, their expiry and whether they are revoked")
     _dir(ls)
     ls.set_defaults(func=cmd_list)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 from edgefleet.clock import now_ms
@@ -92,6 +94,24 @@ def cli_write(db: Any, action: str, target: str, detail: dict, write: Callable[[
         return perform(store, cli_actor(), action, target, detail, write)
     finally:
         store.close()
+
+
+def recorded(action: str, target: Callable[[Any], str], command: Callable[[Any], int]) -> Callable[[Any], int]:
+    """A CLI command (args -> exit code) that records itself in the audit log of the fleet database
+    ($EDGEFLEET_DB, else var/edgefleet.db) when there is one: for commands that work on files (keys, pki,
+    device accounts) and take no --db. Without a database it runs and says, on stderr, that nothing was recorded."""
+    def run(args: Any) -> int:
+        from edgefleet.service.config import default_db
+        from edgefleet.service.store.url import is_db_url, mask_url
+
+        db = default_db()
+        if is_db_url(db) or Path(db).is_file():
+            return cli_write(db, action, target(args), {}, lambda: command(args))
+        code = command(args)
+        print(f"(not in an audit log: no fleet database at {mask_url(db)}; set EDGEFLEET_DB to record "
+              f"{action} there)", file=sys.stderr)
+        return code
+    return run
 
 
 # ---------- reading (the CLI and the dashboard) ----------

@@ -273,3 +273,22 @@ def test_cli_writes_are_recorded_as_the_os_user(tmp_path: Path, capsys) -> None:
                    (me, "cli", "commission", fleet.devices[0], "ok"), (me, "cli", "model.publish", str(model), "ok"),
                    (me, "cli", "campaign.start", "c-audit", "ok"), (me, "cli", "campaign.abort", "c-audit", "ok"),
                    (me, "cli", "campaign.abort", "c-audit", "failed")]
+
+
+def test_file_commands_record_in_the_fleet_database_when_there_is_one(tmp_path: Path, monkeypatch, capsys) -> None:
+    db = tmp_path / "fleet.db"
+    monkeypatch.setenv("EDGEFLEET_DB", str(db))
+    assert cli(["pki", "init", "--dir", str(tmp_path / "pki")]) == 0  # no database yet: runs, says so
+    assert "not in an audit log: no fleet database at" in capsys.readouterr().err
+    SQLiteStore(db).close()
+    assert cli(["pki", "issue", "sim-0001", "--dir", str(tmp_path / "pki")]) == 0
+    assert cli(["pki", "revoke", "sim-0404", "--dir", str(tmp_path / "pki")]) == 2
+    assert cli(["keys", "generate", "--out", str(tmp_path / "k.pem")]) == 0
+    store = SQLiteStore(db)
+    try:
+        log = [(e.who, e.action, e.target, e.outcome.split(":")[0]) for e in reversed(store.audit())]
+    finally:
+        store.close()
+    me = getpass.getuser()
+    assert log == [(me, "pki.issue", "sim-0001", "ok"), (me, "pki.revoke", "sim-0404", "failed"),
+                   (me, "keys.generate", str(tmp_path / "k.pem"), "ok")]

@@ -2,9 +2,15 @@
 
 - Raise: at least `k` of the last `n` windows of a device are anomalous.
 - Clear: `m` consecutive normal windows after that.
-- Severity: from score / threshold of the anomalous windows (median ratio).
+- Severity: from score / threshold of the anomalous windows (median ratio); critical whatever
+  the ratio when k of the last n windows measure ISO 20816 zone D ("severe: damage likely") for
+  the machine's class. A zone-D window counts as anomalous even where the node's own normal was
+  learned on an already-rough machine: mm/s is an absolute scale, the baseline is not.
 - Health trend: a least-squares line through log(score) over recent windows; where it
   rises, its crossing of log(threshold) gives an early-warning time to threshold.
+- Remaining life: a broken-stick (hinge) line through the health-indicator ratio: flat until
+  the knee where degradation began, then rising linearly; life ends where it reaches the fleet's
+  failure level (docs/health.md, "Remaining life").
 
 The tracker only decides; the store persists its AlarmChange and DeviceHealth output,
 and operators acknowledge alarms in the store.
@@ -14,13 +20,21 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
+import numpy as np
+
 from edgefleet.protocol import ResultRecord
-from edgefleet.service.store.base import (HEALTH_STATES, SEVERITIES, SEVERITY_RANK, AlarmChange,
-                                          DeviceHealth)
+from edgefleet.service.iso20816 import DEFAULT_CLASS, zone
+from edgefleet.service.store.base import (
+    HEALTH_STATES,
+    SEVERITIES,
+    SEVERITY_RANK,
+    AlarmChange,
+    DeviceHealth,
+)
 
 __all__ = ["HEALTH_STATES", "SEVERITIES", "SEVERITY_RANK", "AlarmChange", "AlarmPolicy", "AlarmTracker",
            "DeviceHealth", "Trend"]
@@ -46,7 +60,20 @@ class AlarmPolicy:
     ewma_alpha: float = 0.1
     rollup_every: int = 30  # windows per rollup point (their median ratio): trends over hours to weeks
     rollup_points: int = 480  # rollup points kept per device
-    failure_ratio: float = 10.0  # end of life for the remaining-life estimate: 10x the threshold
+    # End of life for the remaining-life estimate, as the health-indicator ratio (HI / its class
+    # limit) at failure: (low, typical, high) over a fleet's run-to-failure histories. The default is
+    # the 5th, 50th and 95th percentile measured on 40 simulated bearing failures (seed 7, 64-window commissioning) with the
+    # shipped model (`benchmarks/run_to_failure.py --calibrate`); a fleet with its own failures
+    # should set its own.
+    failure_hi: tuple[float, float, float] = (4.5, 6.6, 8.5)
+    life_points: int = 60  # newest points (windows, or rollups over long histories) the hinge is fitted to
+    life_min_after: int = 6  # points after the knee, at least
+    life_min_t: float = 3.0  # the rise after the knee must be this many standard errors
+    # A commissioned node (it reports a HI) is degrading only once the HI ratio's fitted level is at least
+    # this: on healthy machines it sits at 0.3-0.6
+    # of its limit (the limit is median + 6 robust sigmas), and a daily temperature swing fits
+    # significant rises there (measured: 30 of 100 healthy run-to-failure machines 'degrading' without it).
+    degrading_level: float = 0.7
 
     def __post_init__(self) -> None:
         if not (1 <= self.k <= self.n):
@@ -61,6 +88,11 @@ class AlarmPolicy:
             raise ValueError("need 0 < ewma_alpha <= 1")
         if self.trend_min_points < 3 or self.trend_points < self.trend_min_points:
             raise ValueError("need 3 <= trend_min_points <= trend_points")
+        lo, mid, hi = self.failure_hi
+        if not (1.0 < lo <= mid <= hi and math.isfinite(hi)):
+            raise ValueError("need 1 < failure_hi low <= typical <= high (finite)")
+        if self.life_min_after < 3 or self.life_points < 2 * self.life_min_after:
+            raise ValueError("need 3 <= life_min_after and life_points >= 2 * life_min_after")
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,14 @@ def ratio_of(rec: ResultRecord) -> float:
     if rec.hi is not None and rec.hi_thr:
         r = max(r, rec.hi / rec.hi_thr)
     return r
+
+
+def hi_ratio_of(rec: ResultRecord) -> float:
+    """The health indicator over its class limit, where the node reports one (commissioned nodes);
+    else the score ratio (the only health figure such a node has)."""
+    if rec.hi is not None and rec.hi_thr:
+        return rec.hi / rec.hi_thr
+    return rec.score / rec.thr if rec.thr > 0 else math.inf
 
 
 def k_of_n(flags: Iterable[bool], k: int) -> bool:
@@ -172,23 +212,98 @@ def time_to_threshold(trend: Trend, thr: float, now_ms: int | None = None) -> fl
     return gap / trend.slope_per_s
 
 
-def remaining_life(trend: Trend, failure_ratio: float, now_ms: int | None = None
-                   ) -> tuple[float, float, float] | None:
-    """Remaining useful life under an exponential degradation model: the health ratio grows as
-    exp(level + slope * t) (the classic model of a bearing's defect growth once it has started,
-    Gebraeel et al. 2005), so life ends when the fitted line reaches log(failure_ratio). Returns
-    (RUL, low, high) in seconds, the interval from the slope +- 2 standard errors (high = inf when
-    the lower slope is not rising); None while the trend is not rising significantly."""
-    if trend.slope_per_s <= 0:
+@dataclass(frozen=True)
+class Life:
+    """A fitted degradation: the HI ratio flat until `knee_ms`, then rising `slope_per_s`."""
+
+    knee_ms: int  # where degradation began (the best hinge), ms
+    slope_per_s: float  # of the straight line fitted to the points after the knee
+    se: float  # its standard error
+    level: float  # that line's value at t_ref_ms
+    t_ref_ms: int  # the newest point
+    n_after: int  # points after the knee
+    # a parabola through the same points, where it bends upwards (an accelerating rise): its value,
+    # slope (per s) and half its curvature (per s^2) at t_ref; None where it does not bend up
+    accel: tuple[float, float, float] | None = None
+
+    @property
+    def t_stat(self) -> float:
+        return self.slope_per_s / self.se if self.se > 0 else (math.inf if self.slope_per_s > 0 else 0.0)
+
+
+def fit_hinge(ts_ms: Sequence[int], values: Sequence[float], min_after: int = 6) -> Life | None:
+    """The broken stick that fits best: y = c + b * max(t - knee, 0), the knee tried at every point
+    that leaves `min_after` points after it (least squares, closed form for each knee); then a plain
+    line through the points after the best knee, whose slope and standard error the life estimate
+    uses. None with too few points or no time spread.
+
+    Why a hinge and a line: the features are log band powers, so the HI is on a log scale of
+    vibration energy, and a defect that grows exponentially (the classic model of spall growth,
+    Gebraeel et al. 2005) makes it rise linearly once the defect dominates the machine's own noise;
+    before that it sits on the healthy floor. Fitting only after the knee keeps the floor out of the
+    slope (a line through both reads the rise too slow and the life too long)."""
+    n = len(ts_ms)
+    if n != len(values) or n < 2 * min_after:
         return None
-    now_ms = trend.t_ref_ms if now_ms is None else now_ms
-    level_now = trend.level + trend.slope_per_s * (now_ms - trend.t_ref_ms) / 1000.0
-    gap = math.log(failure_ratio) - level_now
-    if gap <= 0:
-        return 0.0, 0.0, 0.0
-    se = trend.slope_per_s / trend.t_stat if math.isfinite(trend.t_stat) and trend.t_stat > 0 else 0.0
-    fast, slow = trend.slope_per_s + 2 * se, trend.slope_per_s - 2 * se
-    return gap / trend.slope_per_s, gap / fast, (gap / slow if slow > 0 else math.inf)
+    t_ref = max(ts_ms)
+    x = (np.asarray(ts_ms, np.float64) - t_ref) / 1000.0
+    y = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(y)) or np.ptp(x) <= 0:
+        return None
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    knees = x[: n - min_after]
+    u = np.maximum(x[None, :] - knees[:, None], 0.0)  # [knees, n]
+    du = u - u.mean(axis=1, keepdims=True)
+    suu = (du * du).sum(axis=1)
+    suy = (du * (y - y.mean())).sum(axis=1)
+    ok = suu > 0
+    if not ok.any():
+        return None
+    gain = np.where(ok, suy * suy / np.where(ok, suu, 1.0), -np.inf)  # SSE = Syy - gain: most gain, least SSE
+    j = int(np.argmax(gain))
+    xs, ys = x[j:], y[j:]
+    dx = xs - xs.mean()
+    sxx = float((dx * dx).sum())
+    if sxx <= 0:
+        return None
+    b = float((dx * (ys - ys.mean())).sum() / sxx)
+    resid = ys - (ys.mean() + b * dx)
+    se = math.sqrt(float((resid * resid).sum()) / max(len(xs) - 2, 1) / sxx)
+    level = float(ys.mean() + b * (0.0 - xs.mean()))
+    accel = None
+    if len(xs) >= 8:  # x = 0 at t_ref, so the coefficients are the value, slope and half-curvature there
+        c0, c1, c2 = np.linalg.lstsq(np.stack([np.ones_like(xs), xs, xs * xs], 1), ys, rcond=None)[0]
+        if c2 > 0 and c1 > 0:
+            accel = (float(c0), float(c1), float(c2))
+    return Life(int(t_ref + knees[j] * 1000.0), b, se, level, int(t_ref), len(xs), accel)
+
+
+def remaining_life(life: Life, failure: tuple[float, float, float], now_ms: int | None = None, k: float = 2.0
+                   ) -> tuple[float, float, float] | None:
+    """(RUL, low, high) in seconds until the fitted line reaches the failure level: RUL at the typical
+    level and the fitted slope; low at the fleet's lowest failure level and the slope + k standard
+    errors; high at the highest level and the slope - k standard errors (inf when that is not rising).
+    Where the rise is still accelerating (the parabola bends up), the low end is also the time the
+    parabola takes to the lowest level, whichever is sooner: early in a defect's growth a line reads
+    the rise too slow. None while the line is not rising."""
+    if life.slope_per_s <= 0:
+        return None
+    now_ms = life.t_ref_ms if now_ms is None else now_ms
+    level_now = life.level + life.slope_per_s * (now_ms - life.t_ref_ms) / 1000.0
+    lo, mid, hi = failure
+    fast, slow = life.slope_per_s + k * life.se, life.slope_per_s - k * life.se
+    rul = max(mid - level_now, 0.0) / life.slope_per_s
+    low = max(lo - level_now, 0.0) / fast
+    high = max(hi - level_now, 0.0) / slow if slow > 0 else math.inf
+    if life.accel is not None:
+        c0, c1, c2 = life.accel
+        dt = (now_ms - life.t_ref_ms) / 1000.0
+        v, b = c0 + c1 * dt + c2 * dt * dt, c1 + 2 * c2 * dt  # the parabola's value and slope now
+        gap = lo - v
+        if b > 0:
+            low = min(low, 0.0 if gap <= 0 else (-b + math.sqrt(b * b + 4 * c2 * gap)) / (2 * c2))
+    return rul, low, high
 
 
 def health_state(alarm_active: bool, eta_s: float | None, horizon_s: float) -> str:
@@ -205,17 +320,20 @@ def health_state(alarm_active: bool, eta_s: float | None, horizon_s: float) -> s
 class _DeviceState:
     flags: deque[bool]
     ratios: deque[float]
-    points: deque[tuple[int, float, object]]  # (ts, ratio, operating class or None)
+    points: deque[tuple[int, float, object, float]]  # (ts, ratio, operating class or None, HI ratio)
     whys: deque = field(default_factory=deque)  # (why, hint) of each window in `flags` (None, None: none said)
+    zone_d: deque = field(default_factory=deque)  # each window in `flags`: measured ISO 20816 zone D
     thr: float = 1.0
     active: bool = False
     severity: str = ""
     peak: float = 0.0
     normal_run: int = 0
     ewma_score: float | None = None
+    has_hi: bool = False  # the newest window carried a health indicator (a commissioned node)
     last_ts: int = 0
     buckets: dict = field(default_factory=dict)  # per operating class: ratios of the rollup being filled
-    rollups: deque = field(default_factory=lambda: deque(maxlen=480))  # (ts, median ratio, class)
+    hi_buckets: dict = field(default_factory=dict)  # per operating class: HI ratios of the rollup being filled
+    rollups: deque = field(default_factory=lambda: deque(maxlen=480))  # (ts, median ratio, class, median HI ratio)
 
 
 @dataclass
@@ -223,6 +341,7 @@ class AlarmTracker:
     """Feeds results in order per device; returns the alarm changes they cause."""
 
     policy: AlarmPolicy = field(default_factory=AlarmPolicy)
+    iso_class_of: Callable[[str], str] = lambda device: DEFAULT_CLASS  # a device's ISO 20816 machine class
     _devices: dict[str, _DeviceState] = field(default_factory=dict)
 
     def known(self, device: str) -> bool:
@@ -233,7 +352,7 @@ class AlarmTracker:
         if st is None:
             p = self.policy
             st = _DeviceState(deque(maxlen=p.n), deque(maxlen=p.n), deque(maxlen=p.trend_points),
-                              deque(maxlen=p.n), rollups=deque(maxlen=p.rollup_points))
+                              deque(maxlen=p.n), deque(maxlen=p.n), rollups=deque(maxlen=p.rollup_points))
             self._devices[device] = st
         return st
 
@@ -251,25 +370,44 @@ class AlarmTracker:
         if st.active:  # the normal run that would clear it is the tail of the history
             run = 0
             for rec in reversed(history):
-                if rec.anom:
+                if rec.anom or self._zone_d(rec):
                     break
                 run += 1
             st.normal_run = run
 
+    def _zone_d(self, rec: ResultRecord) -> bool:
+        if rec.vrms is None or not math.isfinite(rec.vrms) or rec.vrms < 0:
+            return False
+        try:
+            return zone(rec.vrms, self.iso_class_of(rec.device)) == "D"
+        except Exception:  # a bad class setting must not stop the alarms: judge by the default class
+            return zone(rec.vrms) == "D"
+
     def _push(self, st: _DeviceState, rec: ResultRecord) -> None:
-        st.flags.append(rec.anom)
+        severe = self._zone_d(rec)
+        st.zone_d.append(severe)
+        st.flags.append(rec.anom or severe)
         st.whys.append((rec.why, rec.hint) if rec.anom else (None, None))
         st.ratios.append(ratio_of(rec))
         ratio = st.ratios[-1]
-        st.points.append((rec.ts, ratio, rec.cls))  # the trend runs on score/threshold (or the HI ratio)
+        hi_ratio = hi_ratio_of(rec)
+        st.has_hi = rec.hi is not None and bool(rec.hi_thr)
+        st.points.append((rec.ts, ratio, rec.cls, hi_ratio))  # the trend runs on score/threshold (or the HI ratio)
         bucket = st.buckets.setdefault(rec.cls, [])
+        hi_bucket = st.hi_buckets.setdefault(rec.cls, [])
         bucket.append(ratio)
+        hi_bucket.append(hi_ratio)
         if len(bucket) >= self.policy.rollup_every:  # rollups within one class: each its own level
-            st.rollups.append((rec.ts, median(bucket), rec.cls))
+            st.rollups.append((rec.ts, median(bucket), rec.cls, median(hi_bucket)))
             bucket.clear()
+            hi_bucket.clear()
         st.thr = rec.thr
         st.last_ts = max(st.last_ts, rec.ts)
         st.ewma_score = ewma([rec.score], self.policy.ewma_alpha, st.ewma_score)
+
+    def _severity(self, st: _DeviceState, by_ratio: str) -> str:
+        """Critical whatever the ratio while k of the last n windows are in ISO zone D."""
+        return "critical" if k_of_n(st.zone_d, self.policy.k) else by_ratio
 
     def observe(self, rec: ResultRecord) -> AlarmChange | None:
         """Account one result (in seq order per device); return the change it causes, if any."""
@@ -281,17 +419,17 @@ class AlarmTracker:
         if not st.active:
             if k_of_n(st.flags, p.k):
                 bad = [r for r, f in zip(st.ratios, st.flags) if f]
-                st.active, st.severity, st.normal_run = True, severity_for(median(bad), p), 0
+                st.active, st.severity, st.normal_run = True, self._severity(st, severity_for(median(bad), p)), 0
                 st.peak = rec.score
                 # what the raising window said, else the newest anomalous window of the k that said anything
                 why, hint = next((w for w in reversed(st.whys) if w != (None, None)), (None, None))
                 return AlarmChange("raise", rec.device, rec.ts, st.severity, rec.score, rec.thr, st.peak, why, hint)
             return None
-        if rec.anom:
+        if st.flags[-1]:
             st.normal_run = 0
             st.peak = max(st.peak, rec.score)
             bad = [r for r, f in zip(st.ratios, st.flags) if f]
-            sev = next_severity(st.severity, median(bad), p)
+            sev = self._severity(st, next_severity(st.severity, median(bad), p))
             if sev != st.severity:
                 st.severity = sev
                 return AlarmChange("update", rec.device, rec.ts, sev, rec.score, rec.thr, st.peak)
@@ -303,11 +441,23 @@ class AlarmTracker:
             st.flags.clear()
             st.ratios.clear()
             st.whys.clear()
+            st.zone_d.clear()
             return change
         return None
 
     def observe_many(self, records: Iterable[ResultRecord]) -> list[AlarmChange]:
         return [c for c in map(self.observe, records) if c is not None]
+
+    def _life(self, st: _DeviceState) -> Life | None:
+        """The degradation fitted to the HI ratio's newest windows; where their rise is not yet clear
+        (a slow degradation under frequent windows), to the newest rollups, which span longer."""
+        p = self.policy
+        for series in (st.points, st.rollups):
+            pts = list(series)[-p.life_points:]
+            life = fit_hinge([q[0] for q in pts], [q[3] for q in pts], p.life_min_after)
+            if life is not None and life.t_stat >= p.life_min_t:
+                return life
+        return None
 
     def health(self, device: str, now_ms: int | None = None) -> DeviceHealth | None:
         """Trend and early-warning estimate for one device (None if never seen)."""
@@ -319,7 +469,7 @@ class AlarmTracker:
         # the rollups when there are enough of them (hours to weeks), else the latest windows
         pts = st.rollups if len(st.rollups) >= p.trend_min_points else st.points
         if len(pts) >= p.trend_min_points:
-            trend = fit_log_trend([t for t, _, _ in pts], [s for _, s, _ in pts], [g for _, _, g in pts])
+            trend = fit_log_trend([q[0] for q in pts], [q[1] for q in pts], [q[2] for q in pts])
             if trend is not None:
                 slope_h = trend.slope_per_s * 3600.0
                 eta = time_to_threshold(trend, 1.0, now_ms)
@@ -327,8 +477,14 @@ class AlarmTracker:
                 # noise on a flat score fits a random slope: forecast only a real, nearby crossing
                 if eta is not None and eta > 0 and (not significant or eta > p.max_extrapolation * trend.span_s):
                     eta = None
-                if significant:
-                    rul = remaining_life(trend, p.failure_ratio, now_ms)
+        life = self._life(st)
+        level = st.points[-1][3] if life is None else life.level
         state = health_state(st.active, eta, p.horizon_s)
+        if state == "degrading" and st.has_hi and level < p.degrading_level:
+            state = "ok"  # a rise within the healthy band: the daily swing, not a fault
+        elif state == "ok" and life is not None and level >= p.degrading_level:
+            state = "degrading"  # the HI climbs clear of the healthy band: a fault starting
+        if state != "ok" and life is not None:  # remaining life once degrading (noise fits random knees)
+            rul = remaining_life(life, p.failure_hi, now_ms)
         return DeviceHealth(device, st.last_ts, float(st.ewma_score or 0.0), slope_h, eta, state,
                             *(rul or (None, None, None)))

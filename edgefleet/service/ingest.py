@@ -35,6 +35,7 @@ from edgefleet.protocol import ProtocolError, ResultRecord
 from edgefleet.protocol.connect import apply_tls, probe_mqtt_version, tls_failure
 from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
 from edgefleet.service.config import Settings
+from edgefleet.service.machine_classes import MachineClasses
 from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, Store
 
 log = logging.getLogger("edgefleet.service.ingest")
@@ -135,8 +136,9 @@ class IngestService:
         self.settings = settings
         self.store = store
         self.clock_ms = clock_ms
+        self.machine_classes = MachineClasses(getattr(store, "machine_classes", None))
         self.tracker = AlarmTracker(policy or AlarmPolicy(k=settings.alarm_k, n=settings.alarm_n,
-                                                          m=settings.alarm_m))
+                                                          m=settings.alarm_m), iso_class_of=self.machine_classes.of)
         self.counters = IngestCounters()
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.receive_max + settings.batch_max)
         self._generation = 0
@@ -376,6 +378,8 @@ class IngestService:
                 if rc[code] <= 5 or rc[code] % 10000 == 0:
                     log.warning("rejected message on %s: %s (%d %s rejects so far)", msg.topic[:100],
                                 batch.rejects[-1].reason[:200], rc[code], code)
+        for u in batch.devices:
+            self.machine_classes.saw_site(u.device, u.site)
         for device in {r.device for r in batch.results}:
             if not self.tracker.known(device):  # after a restart: rebuild its window from the store
                 active = self.store.active_alarm(device)

@@ -139,7 +139,7 @@ class Tracker(Protocol):
 
 
 def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission_windows: int = bl.DEFAULT_WINDOWS,
-           batch: int = 512, health_every: int = 30, trace: bool = False, follow_drift: bool = True,
+           batch: int = 512, health_every: int = 6, trace: bool = False, follow_drift: bool = True,
            chunk: int = 32, sensor_limits: SensorLimits = SensorLimits()) -> dict:
     """Run the node on the recording: commission, then judge; returns what happened and when:
     alarms, stages (commissioning, healthy, degrading, alarm, critical) and remaining-life

@@ -46,7 +46,7 @@ class DeviceHealth:
     slope_per_h: float | None  # d log(score) / dt, per hour; None when too few points
     eta_s: float | None  # seconds until the trend crosses the threshold; 0 if above; None if not rising
     state: str  # one of HEALTH_STATES
-    rul_s: float | None = None  # remaining useful life (exponential model), None while not degrading
+    rul_s: float | None = None  # remaining useful life (hinge on the HI ratio, docs/baseline.md), None while not degrading
     rul_low_s: float | None = None
     rul_high_s: float | None = None  # inf: the slow end of the interval is not rising
 

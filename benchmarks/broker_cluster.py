@@ -169,6 +169,18 @@ def _count_in_log(path: Path, text: str) -> int:
     return path.read_text(errors="replace").count(text)
 
 
+def summarize(runs: list[dict]) -> dict:
+    """Medians over the runs, and the worst run's loss (one bad run in three must show)."""
+    rec = [r["recovery"] for r in runs]
+    med = {k: statistics.median(r[k] for r in runs) for k in ("lost", "duplicates", "missing", "pending_gaps")}
+    med["moved_first_result_max_s"] = statistics.median(x["moved_first_result_s"]["max"] for x in rec)
+    med["moved_first_result_median_s"] = statistics.median(x["moved_first_result_s"]["median"] for x in rec)
+    med["longest_ingest_pause_s"] = statistics.median(x["longest_ingest_pause_s"] for x in rec)
+    return {"median": med, "worst_lost": max(r["lost"] for r in runs),
+            "worst_lost_share": max(r["lost"] / r["windows"] for r in runs),
+            "runs_with_loss": sum(r["lost"] > 0 for r in runs)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=500)
@@ -189,8 +201,7 @@ def main() -> int:
                          restart_after=args.restart_after, work=work)
             print(json.dumps(r), flush=True)
             runs.append(r)
-        results[v] = {"runs": runs, "median": {k: statistics.median(r[k] for r in runs)
-                                               for k in ("lost", "duplicates", "missing", "pending_gaps")}}
+        results[v] = {"runs": runs, **summarize(runs)}
     report = {"benchmark": "broker_cluster", "broker": "nats-server 3 members (MQTT 3.1.1, JetStream R3)",
               "note": "2-core x86_64 shared with other work; broker, ingest and sim on the same cores",
               "results": results}

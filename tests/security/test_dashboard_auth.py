@@ -148,3 +148,38 @@ def test_a_session_ends_by_itself_after_its_lifetime(plant, monkeypatch) -> None
         text = browser.text()
         assert not any(t in text for t in ("Fleet overview", "Alarms", "Audit log")), text  # not even the links
         assert not any(d in text for d in devices)
+
+
+def test_settings_and_the_oidc_role_mapping() -> None:
+    from dashboards import auth
+    from edgefleet.errors import ConfigError
+
+    assert auth.enabled({}) and auth.enabled({"EDGEFLEET_DASHBOARD_AUTH": "on"})
+    assert not auth.enabled({"EDGEFLEET_DASHBOARD_AUTH": "off"}) and not auth.enabled({"EDGEFLEET_DASHBOARD_AUTH": "0"})
+    assert auth.session_seconds({}) == 8 * 3600 and auth.session_seconds({"EDGEFLEET_DASHBOARD_SESSION_HOURS": "0.5"}) == 1800
+    for bad in ("0", "-1", "soon", "1e9"):
+        with pytest.raises(ConfigError, match="EDGEFLEET_DASHBOARD_SESSION_HOURS"):
+            auth.session_seconds({"EDGEFLEET_DASHBOARD_SESSION_HOURS": bad})
+
+    assert auth.oidc_providers({}) is None and auth.oidc_providers({"auth": {"redirect_uri": "x"}}) is None
+    assert auth.oidc_providers({"auth": {"redirect_uri": "x", "client_id": "c"}}) == [None]
+    assert auth.oidc_providers({"auth": {"redirect_uri": "x", "okta": {"client_id": "c"}}}) == ["okta"]
+    secrets = {"edgefleet": {"default_role": "viewer", "roles": {"Ann@Plant.example": "operator", "x@y": "root"}}}
+    assert auth.oidc_role({"email": "ann@plant.example"}, secrets) == "operator"
+    assert auth.oidc_role({"email": "bob@plant.example"}, secrets) == "viewer"
+    assert auth.oidc_role({"email": "x@y"}, secrets) is None  # not a role: nothing, not a guess
+    assert auth.oidc_role({"email": "bob@plant.example"}, {"edgefleet": {"roles": {}}}) is None
+    assert auth.oidc_role({}, {}) is None
+
+
+def test_wrong_passwords_lock_the_name_for_a_while() -> None:
+    from dashboards.auth import LOCKOUT_S, MAX_FAILURES, _Failures
+
+    f = _Failures()
+    for i in range(MAX_FAILURES):
+        assert f.locked_for("ann", 100.0 + i) == 0
+        f.failed("ann", 100.0 + i)
+    assert f.locked_for("ann", 105.0) > LOCKOUT_S - 2 and f.locked_for("vic", 105.0) == 0
+    assert f.locked_for("ann", 104.0 + LOCKOUT_S) == 0  # the lock ends
+    f.succeeded("ann")
+    assert f.locked_for("ann", 105.0) == 0

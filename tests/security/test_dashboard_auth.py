@@ -183,3 +183,45 @@ def test_wrong_passwords_lock_the_name_for_a_while() -> None:
     assert f.locked_for("ann", 104.0 + LOCKOUT_S) == 0  # the lock ends
     f.succeeded("ann")
     assert f.locked_for("ann", 105.0) == 0
+
+
+def test_sign_out_a_new_password_and_a_removed_user_end_the_session_at_once(plant, monkeypatch) -> None:
+    """Under AppTest (same app, same session between runs): each run re-reads the account."""
+    from streamlit.testing.v1 import AppTest
+
+    from edgefleet.service.accounts import hash_password
+
+    db, store, devices = plant
+    monkeypatch.setenv("EDGEFLEET_DB", str(db))
+    monkeypatch.setenv("EDGEFLEET_DASHBOARD_AUTH", "on")
+    app = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
+
+    def signed_in(name: str) -> AppTest:
+        at = AppTest.from_file(app, default_timeout=30)
+        at.run()
+        at.text_input(key="ef_user").input(name)
+        at.text_input(key="ef_password").input(PASSWORDS[name])
+        next(b for b in at.button if b.label == "Sign in").click().run()
+        assert [t.value for t in at.title] == ["Fleet overview"], [e.value for e in at.exception]
+        return at
+
+    def titles(at: AppTest) -> list[str]:
+        return [t.value for t in at.title]
+
+    at = signed_in("ann")
+    at.button(key="ef_sign_out").click().run()
+    assert titles(at) == ["edgefleet: sign in"] and not at.dataframe
+
+    at = signed_in("ann")
+    time.sleep(0.01)
+    assert store.set_user_password("ann", hash_password("quiet-harbor-pine-64"), int(time.time() * 1000))
+    at.run()
+    assert titles(at) == ["edgefleet: sign in"]
+    assert any("has ended" in w.value for w in at.warning)
+
+    at = signed_in("vic")
+    assert store.remove_user("vic")
+    at.run()
+    assert titles(at) == ["edgefleet: sign in"] and not at.dataframe
+    log = [(e.who, e.action, e.outcome) for e in reversed(store.audit()) if e.via == "dashboard"]
+    assert log == [("ann", "sign-in", "ok"), ("ann", "sign-out", "ok"), ("ann", "sign-in", "ok"), ("vic", "sign-in", "ok")]

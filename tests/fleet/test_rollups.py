@@ -207,3 +207,15 @@ def test_device_series_reads_raw_minute_and_hour_history(tmp_path: Path) -> None
     cmp = timeseries.compare_frame(s, ["d1"], now - 30 * DAY, now)
     assert int(cmp["n"].sum()) == month.total
     s.close()
+
+
+def test_two_sqlite_writers_on_one_file_count_every_result_once(tmp_path: Path) -> None:
+    """Each writer keeps the open rollup rows in memory; a commit by the other makes it read them again."""
+    a, b = SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")
+    recs = results(n=300, step_ms=500)
+    for k in range(0, 300, 25):  # the same minutes, alternately from each process
+        (a if k % 50 else b).write_batch(IngestBatch(T0 + 400_000, 25, recs[k:k + 25]))
+    check(a, recs)
+    check(b, recs)
+    a.close()
+    b.close()

@@ -211,6 +211,8 @@ class SQLiteStore(NotifyTables, AccountTables):
         self._boots: dict[tuple[str, str], BootState] = {}
         self._holes: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self._data_version = -1
+        self._rollup_open: dict = {}  # rollup rows this writer keeps (rollup_sql.write_kept), and its data_version
+        self._rollup_version = -1
         self._dirty: dict[tuple[str, str], BootState] = {}  # boots updated in order, row not written yet
         self._flushed = 0.0  # time.monotonic() of the last write of those
         if self.path != ":memory:":
@@ -262,6 +264,7 @@ class SQLiteStore(NotifyTables, AccountTables):
                 self._db.execute("ROLLBACK")
                 self._boots.clear()  # the loss bookkeeping may hold what was rolled back
                 self._holes.clear()
+                self._rollup_open.clear()  # and the rollup rows kept in memory
                 self._dirty.clear()
                 raise
             slow_commit.before_commit()  # tests/benchmarks only (EDGEFLEET_TEST_COMMIT_DELAY_FILE): a slow disk
@@ -302,10 +305,21 @@ class SQLiteStore(NotifyTables, AccountTables):
         if refused:
             outcome = BatchOutcome(outcome.stored, outcome.duplicates, outcome.new, refused)
         SQLiteStore._insert_shadows(db, outcome.new)
-        rollup_sql.write(db.executemany, outcome.new, pg=False)
+        self._write_rollups(db, outcome.new)
         if self.account_loss:
             self._account(db, outcome.new, ingest_ts, list(marks))
         return outcome
+
+    def _write_rollups(self, db: sqlite3.Connection, new: list[ResultRecord]) -> None:
+        """The batch's new results into the rollups (store/rollup_sql.py `write_kept`), with the open rows kept
+        in memory while no other connection has written the file."""
+        if not new:
+            return
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._rollup_version or len(self._rollup_open) > 50_000:
+            self._rollup_open.clear()
+            self._rollup_version = version
+        rollup_sql.write_kept(db, self._rollup_open, new)
 
     def _account(self, db: sqlite3.Connection, new: list[ResultRecord], ingest_ts: int,
                  marks: list[tuple[str, str, int, int]] | None = None) -> None:
@@ -644,6 +658,7 @@ class SQLiteStore(NotifyTables, AccountTables):
     def apply_retention(self, now_ms: int, budget: int | None = None) -> int:
         """Raw telemetry past the retention, rollups past theirs, in transactions of a few thousand rows
         (store/rollup_sql.py `prune`); at most about `budget` rows when given."""
+        self._rollup_open.clear()
         return rollup_sql.prune(self._tx, str, now_ms, self.retention_days(), budget)
 
     def rollup_rows(self, device: str, width_ms: int, since_ms: int, until_ms: int) -> list[tuple]:
@@ -656,6 +671,7 @@ class SQLiteStore(NotifyTables, AccountTables):
     def rebuild_rollups(self, since_ms: int | None = None) -> None:
         """Recompute both rollups from the raw results (from `since_ms`, aligned down to each width; None:
         from the oldest raw result kept, aligned up, so buckets whose raw rows retention removed stay)."""
+        self._rollup_open.clear()
         with self._tx() as db:
             if since_ms is None:
                 (since_ms,), = db.execute("SELECT coalesce(min(ts), 0) FROM results").fetchall()

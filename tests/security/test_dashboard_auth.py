@@ -225,3 +225,21 @@ def test_sign_out_a_new_password_and_a_removed_user_end_the_session_at_once(plan
     assert titles(at) == ["edgefleet: sign in"] and not at.dataframe
     log = [(e.who, e.action, e.outcome) for e in reversed(store.audit()) if e.via == "dashboard"]
     assert log == [("ann", "sign-in", "ok"), ("ann", "sign-out", "ok"), ("ann", "sign-in", "ok"), ("vic", "sign-in", "ok")]
+
+
+def test_an_identity_provider_in_the_secrets_adds_its_button(tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    SQLiteStore(tmp_path / "f.db").close()
+    monkeypatch.setenv("EDGEFLEET_DB", str(tmp_path / "f.db"))
+    monkeypatch.setenv("EDGEFLEET_DASHBOARD_AUTH", "on")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py"), default_timeout=30)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "c", "client_secret": "s",
+                          "server_metadata_url": "https://idp.example/.well-known/openid-configuration",
+                          "okta": {"client_id": "c2", "client_secret": "s2",
+                                   "server_metadata_url": "https://okta.example/.well-known/openid-configuration"}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [b.label for b in at.button] == ["Sign in with the identity provider", "Sign in with okta", "Sign in"]
+    assert any("edgefleet users add NAME --role admin" in i.value for i in at.info)  # no local account yet

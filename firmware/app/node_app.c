@@ -70,6 +70,58 @@ typedef struct {
 } node_state;
 
 static node_state g_node;
+
+/* The boot before a warm reset: its id and the newest result seq it assigned, kept in the board's
+ * retained RAM (board_retained: not cleared by the startup code, garbage after a power cut, which
+ * the check word catches). The births of this boot carry it (status `prev`), so the fleet counts
+ * the results the reset took from RAM. Written at every result: a few stores, no flash. A boot
+ * that assigns none leaves the older record in place. */
+typedef struct {
+    uint32_t magic;
+    char boot[12];
+    uint32_t res_seq;
+    uint32_t check;
+} retained_boot;
+#define RETAINED_MAGIC 0x45465242u /* "EFRB" */
+
+static retained_boot *g_retained; /* NULL: the board keeps nothing across a reset */
+static char g_prev_boot[9];       /* "" : no previous boot known */
+static uint32_t g_prev_seq;
+
+static uint32_t retained_check(const retained_boot *r)
+{
+    return ef_crc32(ef_crc32(RETAINED_MAGIC, r->boot, sizeof r->boot), &r->res_seq, sizeof r->res_seq);
+}
+
+static void retained_load(void)
+{
+    size_t len = 0, i;
+    void *p = board_retained(&len);
+    g_retained = p != NULL && len >= sizeof(retained_boot) ? (retained_boot *)p : NULL;
+    g_prev_boot[0] = '\0';
+    if (g_retained == NULL || g_retained->magic != RETAINED_MAGIC || g_retained->check != retained_check(g_retained))
+        return;
+    for (i = 0; i < 8; i++) { /* 8 lowercase hex digits, or the encoder would refuse every birth */
+        const char ch = g_retained->boot[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return;
+    }
+    memcpy(g_prev_boot, g_retained->boot, 8);
+    g_prev_boot[8] = '\0';
+    g_prev_seq = g_retained->res_seq;
+}
+
+static void retained_note(uint32_t seq)
+{
+    if (g_retained == NULL)
+        return;
+    g_retained->magic = 0; /* a reset between these stores leaves a record the check refuses */
+    memset(g_retained->boot, 0, sizeof g_retained->boot);
+    memcpy(g_retained->boot, g_node.boot, 8);
+    g_retained->res_seq = seq;
+    g_retained->check = retained_check(g_retained);
+    g_retained->magic = RETAINED_MAGIC;
+}
 static ef_commission g_comm; /* the baseline record and commissioning progress (ef/commission.h) */
 
 /* One window's outcome: judged by a class (cls >= 0), or by the model's own threshold, or not at
@@ -128,6 +180,10 @@ static void send_status(const char *state, uint64_t ts, const char *kind)
             caps[s.n_caps++] = "commission";
             s.comm = ef_commission_summary(&g_comm, &b->pc, b->prog, b->cls, b->hash);
         }
+        if (g_prev_boot[0] && strcmp(g_prev_boot, g_node.boot) != 0) { /* (a fixed --boot repeats) */
+            s.prev_boot = g_prev_boot;
+            s.prev_res_seq = g_prev_seq;
+        }
     }
     if ((n = ef_proto_encode_status(MSG_BUF, MSG_CAP, &s)) > 0)
         node_link_send(kind, MSG_BUF, (size_t)n);
@@ -158,6 +214,7 @@ static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v,
     h.thr = (double)v->thr;
     h.dropped = g_node.dropped;
     r.seq = g_node.result_seq++; /* a result that cannot be sent is a lost one: a gap, counted */
+    retained_note(r.seq);
     r.ts = ts;
     r.score = (double)v->score;
     r.anom = v->anom;
@@ -729,6 +786,7 @@ int node_run(const node_config *c)
     uint64_t start = 0;
     memset(&g_node, 0, sizeof g_node);
     g_cfg = c;
+    retained_load();
     if (c->ota) {
         node_ota_config oc = *c->ota; /* the scratch buffers are the FFT's, free between windows */
         oc.boot = g_node.boot;

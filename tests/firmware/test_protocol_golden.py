@@ -9,9 +9,9 @@ import shutil
 
 import numpy as np
 import pytest
+from fw_helpers import REPO, run
 
 from edgefleet.protocol import codec
-from fw_helpers import REPO, run
 
 PROTOCOL = REPO / "edgefleet" / "protocol"
 C_KINDS = {"result": "result", "status": "status", "ota/state": "ota_state", "ota/req": "ota_req",
@@ -37,6 +37,8 @@ def driver_input(kind: str, obj: dict) -> bytes:
             top.append(f"{key} s {val.encode().hex()}")
         elif t == "object" and key == "comm":
             top += comm_lines(val)
+        elif t == "object" and key == "prev":  # status prev: the boot before a warm reset
+            top += [f"prev.boot s {val['boot'].encode().hex()}", f"prev.res_seq u {int(val['res_seq'])}"]
         elif p["items"]["type"] == "string":
             top.append(f"{key} S {','.join(v.encode().hex() for v in val)}")
         elif p["items"]["type"] == "number":

@@ -517,6 +517,21 @@ int ef_proto_encode_status(char *buf, size_t cap, const ef_proto_status *s)
     }
     if (s->comm)
         comm(&w, s->comm);
+    if (s->has_res_seq) {
+        key(&w, "res_seq", 0);
+        u64(&w, s->res_seq);
+    }
+    if (s->prev_boot) { /* schema order: res_seq, prev {boot, res_seq}, site */
+        if (!is_boot(s->prev_boot))
+            bad(&w);
+        key(&w, "prev", 0);
+        puts_(&w, "{");
+        key(&w, "boot", 1);
+        str(&w, s->prev_boot);
+        key(&w, "res_seq", 0);
+        u64(&w, s->prev_res_seq);
+        puts_(&w, "}");
+    }
     if (s->site) {
         if (!is_ident(s->site))
             bad(&w);

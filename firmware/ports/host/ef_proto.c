@@ -246,6 +246,10 @@ int main(void)
         s.caps = caps ? caps->item_ptr : NULL;
         s.n_caps = caps ? caps->n_items : 0;
         s.comm = comm_of(&comm);
+        s.has_res_seq = HAS("res_seq");
+        s.res_seq = (uint32_t)u(TOP_N("res_seq"));
+        s.prev_boot = TOP_S("prev.boot");
+        s.prev_res_seq = (uint32_t)u(TOP_N("prev.res_seq"));
         s.site = TOP_S("site");
         s.line = TOP_S("line");
         s.has_tags = tags != NULL;

@@ -205,6 +205,14 @@ uint32_t board_entropy(void)
     return sensor_noise() ^ SYST_CVR ^ (g_ms << 20);
 }
 
+extern uint8_t _retained_start[], _retained_end[]; /* the linker script: the top of RAM */
+
+void *board_retained(size_t *len)
+{
+    *len = (size_t)(_retained_end - _retained_start);
+    return _retained_start;
+}
+
 void board_reset(void)
 {
     __asm__ volatile("dsb" ::: "memory");

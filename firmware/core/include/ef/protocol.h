@@ -99,6 +99,9 @@ typedef struct {
     int has_thr; double thr;       /* optional */
     int has_caps; const char *const *caps; size_t n_caps;
     const ef_proto_comm *comm;     /* optional */
+    int has_res_seq; uint32_t res_seq; /* optional: the newest result seq this boot assigned (a goodbye) */
+    const char *prev_boot;         /* optional: the boot before a warm reset (8 hex), with ... */
+    uint32_t prev_res_seq;         /* ... the newest result seq it assigned: its lost tail is counted */
     const char *site, *line;       /* optional */
     int has_tags; const char *const *tags; size_t n_tags;
 } ef_proto_status;

@@ -7,7 +7,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from edgefleet import protocol
+from edgefleet.errors import EdgefleetError
 from edgefleet.service.broker import start_broker
 from edgefleet.service.ingest import Inbound, decode_into, ingest_filters
 from edgefleet.service.store import IngestBatch
@@ -74,7 +77,9 @@ def test_ingest_stores_dedups_rejects_and_raises_alarms(ingest, mosquitto, uniqu
 
 def test_embedded_amqtt_fallback_speaks_mqtt_311(ingest, unique) -> None:
     with start_broker(prefer="amqtt") as broker:
-        svc = ingest(broker, mqtt_version="auto")
+        with pytest.raises(EdgefleetError, match="MQTT 3.1.1 only, without shared subscriptions"):
+            ingest(broker, mqtt_version="auto")  # a --group: each process would get every message
+        svc = ingest(broker, mqtt_version="auto", ingest_group="")  # one process, plain subscription
         assert svc.mqtt_version == "3.1.1"
         pub = Publisher(broker.host, broker.port, unique("pub"), version="3.1.1")
         dev = unique("m")

@@ -292,3 +292,23 @@ def test_file_commands_record_in_the_fleet_database_when_there_is_one(tmp_path: 
     me = getpass.getuser()
     assert log == [(me, "pki.issue", "sim-0001", "ok"), (me, "pki.revoke", "sim-0404", "failed"),
                    (me, "keys.generate", str(tmp_path / "k.pem"), "ok")]
+
+
+def test_users_page_adds_and_removes_accounts_and_refuses_a_weak_password(ota_db) -> None:
+    store, _ = ota_db
+    at = signed_in("root-admin")
+    at.switch_page("views/users.py").run()
+    at.text_input(key="user_new_name").input("olga")
+    at.selectbox(key="user_new_role").set_value("operator")
+    at.text_input(key="user_new_pw").input("password-1234")
+    at.button(key="FormSubmitter:user_add-Add").click().run()
+    assert any("placeholder or common password" in e.value for e in at.error) and store.user("olga") is None
+    at.text_input(key="user_new_pw").input("granite-fjord-saffron-5")
+    at.button(key="FormSubmitter:user_add-Add").click().run()
+    assert not at.exception and store.user("olga").role == "operator"
+    assert verify_password("granite-fjord-saffron-5", store.user("olga").pw_hash)
+    at.selectbox(key="user_pick").set_value("vic")
+    at.button(key="FormSubmitter:user_change-Remove user").click().run()
+    assert store.user("vic") is None
+    assert [(e.who, e.action, e.target, e.outcome) for e in reversed(store.audit()) if e.action.startswith("user.")] == [
+        ("root-admin", "user.add", "olga", "ok"), ("root-admin", "user.remove", "vic", "ok")]

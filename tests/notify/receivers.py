@@ -41,7 +41,8 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                ok = verify(outer.secret, raw, self.headers.get(SIGNATURE_HEADER, ""))
+                # no secret: a chat tool's incoming webhook, which takes unsigned posts
+                ok = verify(outer.secret, raw, self.headers.get(SIGNATURE_HEADER, "")) if outer.secret else True
                 with outer._lock:
                     outer.attempts += 1
                     status = outer.status if ok else 401
@@ -67,7 +68,7 @@ class WebhookReceiver:
 
     def bodies(self, event: str | None = None) -> list[dict]:
         with self._lock:
-            return [b for _, b, _ in self.received if event is None or b["event"] == event]
+            return [b for _, b, _ in self.received if event is None or b.get("event") == event]
 
     def wait(self, n: int, timeout: float = 20.0, event: str | None = None) -> list[dict]:
         deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ from edgefleet.service.notify.message import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
+    chat_payload,
     email_text,
     encode_body,
     sign,
@@ -41,10 +42,13 @@ _opener = urllib.request.build_opener(_NoRedirect)
 
 
 def send_webhook(ch: Webhook, body: dict) -> int:
-    """POST the JSON body, signed; returns the HTTP status (2xx) or raises DeliveryError."""
-    data = encode_body(body)
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, SIGNATURE_HEADER: sign(ch.secret, data),
+    """POST the JSON body (edgefleet's, or a Slack/Teams payload), signed when the channel has a
+    secret; returns the HTTP status (2xx) or raises DeliveryError."""
+    data = encode_body(body if ch.format == "json" else chat_payload(body, ch.format))
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                DELIVERY_HEADER: body["id"], EVENT_HEADER: body["event"], **dict(ch.headers)}
+    if ch.secret:
+        headers[SIGNATURE_HEADER] = sign(ch.secret, data)
     req = urllib.request.Request(ch.url, data=data, headers=headers, method="POST")
     try:
         with _opener.open(req, timeout=ch.timeout_s) as resp:

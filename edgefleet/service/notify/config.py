@@ -9,6 +9,7 @@ for a quick try, from the file itself (`secret`, `password`); they are never log
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from edgefleet.service.store.base import SEVERITIES
 from edgefleet.service.store.outbox import ALARM_KINDS
 
 CHANNEL_TYPES = ("webhook", "email")
+WEBHOOK_FORMATS = ("json", "slack", "teams")  # json: edgefleet's signed body; slack/teams: their incoming-webhook payloads
 HEALTH_EVENTS = ("raised", "reopened", "severity", "cleared")
 EVENTS = HEALTH_EVENTS  # data-loss alarms have raised and cleared only
 SECURITY = ("starttls", "tls", "none")
@@ -33,6 +35,7 @@ class Webhook:
     timeout_s: float = 5.0
     headers: tuple[tuple[str, str], ...] = ()
     type: str = "webhook"
+    format: str = "json"  # WEBHOOK_FORMATS
 
     @property
     def where(self) -> str:
@@ -72,6 +75,7 @@ class Route:
     min_severity: str = "warning"  # health alarms; data-loss alarms have no severity
     escalate_after_min: float = 0.0  # 0: no escalation
     escalate_to: tuple[str, ...] = ()  # channels of the escalation
+    digest_utc: str = ""  # "HH:MM": a daily digest of the route's alarms at this UTC time; empty: none
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,10 @@ def _channel(name: str, spec: object, env: Mapping[str, str], src: str) -> Webho
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{where}: unknown channel type {kind!r} (one of {', '.join(CHANNEL_TYPES)})")
     if kind == "webhook":
-        _check_keys(where, spec, {"type", "url", "secret", "secret_env", "timeout_s", "headers"})
+        _check_keys(where, spec, {"type", "url", "secret", "secret_env", "timeout_s", "headers", "format"})
+        fmt = spec.get("format", "json")
+        if fmt not in WEBHOOK_FORMATS:
+            raise ConfigError(f"{where}: format must be one of {', '.join(WEBHOOK_FORMATS)}, got {fmt!r}")
         url = spec.get("url")
         u = urlsplit(url) if isinstance(url, str) else None
         try:
@@ -145,8 +152,9 @@ def _channel(name: str, spec: object, env: Mapping[str, str], src: str) -> Webho
         headers = spec.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise ConfigError(f"{where}: headers must be a table of strings")
-        return Webhook(name, url, _secret(where, spec, "secret", env, True),
-                       _num(where, "timeout_s", spec.get("timeout_s", 5.0), 0.1), tuple(headers.items()))
+        # Slack and Teams incoming webhooks carry their token in the URL and ignore a signature: optional there
+        return Webhook(name, url, _secret(where, spec, "secret", env, fmt == "json"),
+                       _num(where, "timeout_s", spec.get("timeout_s", 5.0), 0.1), tuple(headers.items()), format=fmt)
     _check_keys(where, spec, {"type", "host", "port", "security", "from", "to", "username", "password",
                               "password_env", "cafile", "timeout_s"})
     host, sender = spec.get("host"), spec.get("from")
@@ -181,7 +189,10 @@ def _route(i: int, spec: object, channels: Mapping[str, object], src: str) -> Ro
         raise ConfigError(f"{where}: name must be a non-empty string without ':', '/' or spaces")
     where = f"{src}: route {name!r}"
     _check_keys(where, spec, {"name", "channels", "sites", "lines", "tags", "kinds", "events", "min_severity",
-                              "escalate_after_min", "escalate_to"})
+                              "escalate_after_min", "escalate_to", "digest_utc"})
+    digest = spec.get("digest_utc", "")
+    if digest != "" and not (isinstance(digest, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", digest)):
+        raise ConfigError(f"{where}: digest_utc must be a UTC time \"HH:MM\" (e.g. \"07:00\"), got {digest!r}")
     chans = _strs(where, "channels", spec.get("channels", []))
     if not chans:
         raise ConfigError(f"{where}: channels must name at least one channel")
@@ -204,7 +215,7 @@ def _route(i: int, spec: object, channels: Mapping[str, object], src: str) -> Ro
     if bool(after) != bool(esc):
         raise ConfigError(f"{where}: escalate_after_min and escalate_to go together")
     return Route(name, chans, _strs(where, "sites", spec.get("sites", [])), _strs(where, "lines", spec.get("lines", [])),
-                 _strs(where, "tags", spec.get("tags", [])), kinds, events, sev, after, esc)
+                 _strs(where, "tags", spec.get("tags", [])), kinds, events, sev, after, esc, digest)
 
 
 def parse_notify_config(data: Mapping, env: Mapping[str, str] | None = None, source: str = "notify config"
@@ -255,5 +266,5 @@ def load_notify_config(path: str | Path | None, env: Mapping[str, str] | None = 
     return parse_notify_config(data, env, str(p))
 
 
-__all__ = ["CHANNEL_TYPES", "EVENTS", "Email", "NotifyConfig", "Route", "Webhook", "load_notify_config",
+__all__ = ["CHANNEL_TYPES", "EVENTS", "WEBHOOK_FORMATS", "Email", "NotifyConfig", "Route", "Webhook", "load_notify_config",
            "parse_notify_config"]

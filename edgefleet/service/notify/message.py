@@ -72,7 +72,70 @@ def subject_of(body: dict) -> str:
     return f"[edgefleet] {body['text']}"[:200]
 
 
+def build_digest(*, key: str, route: str, ts: int, summary: dict, dashboard_url: str = "") -> dict:
+    """The daily digest of one route as a JSON-able dict. `summary` holds `active` (alarms as
+    dicts: id, device, site, severity, raised_ts, acked_by), `raised_24h`, `cleared_24h`,
+    `unacknowledged` and `data_loss_active` (counts)."""
+    active = summary.get("active", [])
+    by_sev = {s: sum(1 for a in active if a.get("severity") == s) for s in ("critical", "major", "warning")}
+    sev_text = ", ".join(f"{n} {s}" for s, n in by_sev.items() if n)
+    text = (f"daily digest ({route}): {len(active)} active alarm{'s' if len(active) != 1 else ''}"
+            + (f" ({sev_text})" if sev_text else "")
+            + f", {summary.get('unacknowledged', 0)} unacknowledged; in the last 24 h {summary.get('raised_24h', 0)} "
+            f"raised, {summary.get('cleared_24h', 0)} cleared; {summary.get('data_loss_active', 0)} data-loss "
+            f"alarm{'s' if summary.get('data_loss_active', 0) != 1 else ''} active")
+    body = {"version": BODY_VERSION, "id": key, "event": "digest", "kind": "digest", "route": route, "ts": ts,
+            "time": _utc(ts), "text": text,
+            "digest": {**summary, "active": [{**a, "raised": _utc(a.get("raised_ts"))} for a in active]}}
+    if dashboard_url:
+        body["url"] = dashboard_url.rstrip("/") + "/alarms"
+    return body
+
+
+def _digest_lines(body: dict) -> list[str]:
+    lines = [body["text"], ""]
+    for a in body["digest"]["active"][:50]:
+        lines.append(f"- {a.get('severity') or '-':8} {a['device']}{' (' + a['site'] + ')' if a.get('site') else ''}"
+                     f" since {a.get('raised') or '-'}{', acknowledged by ' + a['acked_by'] if a.get('acked_by') else ''}")
+    more = len(body["digest"]["active"]) - 50
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return lines
+
+
+def chat_payload(body: dict, fmt: str) -> dict:
+    """The notification in a chat tool's incoming-webhook format: Slack (`text` plus a section block
+    in mrkdwn) or Microsoft Teams (a message with one Adaptive Card, as Teams workflows accept).
+    The edgefleet body's id goes along, so a receiver can still drop a repeat."""
+    if body["event"] == "digest":
+        lines = _digest_lines(body)
+    else:
+        a = body["alarm"]
+        lines = [body["text"], "", f"{body['kind']} alarm #{a['id']}, raised {a.get('raised') or '-'}"
+                 + (f", cleared {a['cleared']}" if a.get("cleared") else "")
+                 + (f", acknowledged by {a['acked_by']}" if a.get("acked_by") else "")]
+    url = body.get("url")
+    if fmt == "slack":
+        text = "\n".join(lines) + (f"\n<{url}|Open the dashboard>" if url else "")
+        return {"text": f"[edgefleet] {body['text']}"[:3000],
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}],
+                "metadata": {"event_type": "edgefleet_" + body["event"], "event_payload": {"id": body["id"]}}}
+    if fmt == "teams":
+        card: dict = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+                      "version": "1.4",
+                      "body": [{"type": "TextBlock", "text": f"edgefleet: {body['text']}", "weight": "Bolder",
+                                "wrap": True}]
+                      + [{"type": "TextBlock", "text": ln, "wrap": True, "spacing": "None"} for ln in lines[2:] if ln]}
+        if url:
+            card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the dashboard", "url": url}]
+        return {"type": "message", "summary": f"edgefleet {body['id']}",
+                "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+    raise ValueError(f"unknown chat format {fmt!r}")
+
+
 def email_text(body: dict) -> str:
+    if body["event"] == "digest":
+        return "\n".join(_digest_lines(body) + (["", body["url"]] if body.get("url") else [])) + "\n"
     a = body["alarm"]
     lines = [body["text"], "", f"event:     {body['event']} ({body['kind']} alarm #{a['id']})",
              f"device:    {a['device']}", f"site/line: {a.get('site') or '-'} / {a.get('line') or '-'}",
@@ -107,5 +170,6 @@ def verify(secret: str, body: bytes, header: str, tolerance_s: float = 300.0, no
     return hmac.compare_digest(want, given)
 
 
-__all__ = ["BODY_VERSION", "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "build_body", "email_text",
+__all__ = ["BODY_VERSION", "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "build_body", "build_digest",
+           "chat_payload", "email_text",
            "encode_body", "sign", "subject_of", "verify"]

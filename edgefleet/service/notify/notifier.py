@@ -23,11 +23,12 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from edgefleet.clock import now_ms
 from edgefleet.service.notify.channels import DeliveryError, send
 from edgefleet.service.notify.config import NotifyConfig, Route
-from edgefleet.service.notify.message import build_body, encode_body
+from edgefleet.service.notify.message import build_body, build_digest, encode_body
 from edgefleet.service.store.base import SEVERITY_RANK
 from edgefleet.service.store.outbox import AlarmEvent, OutboxRow
 
@@ -35,6 +36,7 @@ log = logging.getLogger("edgefleet.service.notify")
 
 ANNOUNCED = ("pending", "held", "sent", "failed")  # a row the operator was (or will be) told
 PRUNE_EVERY_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 def _rank(sev: str) -> int:
@@ -53,6 +55,7 @@ class Notifier:
         self.sent = self.failed = 0
         self._down: dict[str, str] = {}  # channel -> the error it last gave
         self._escalated: set[str] = set()
+        self._digested: set[str] = set()  # digest keys queued by this process (the outbox key stops repeats too)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error = ""
@@ -89,6 +92,7 @@ class Notifier:
         now = self.clock_ms()
         routed = self.route(now)
         escalated = self.escalate(now)
+        routed += self.digest(now)
         sent, failed = self.deliver(now)
         if now >= self._next_prune:  # the delivery log follows the store's retention
             self._next_prune = now + PRUNE_EVERY_MS
@@ -238,6 +242,59 @@ class Notifier:
             return False
         return True
 
+    # ---------- 3b. daily digest ----------
+
+    def digest(self, now: int) -> int:
+        """Queue each route's digest once per UTC day, at its `digest_utc` or at the first tick after it
+        (a service that was down at 07:00 sends it when it is back, still once: the outbox key holds the date)."""
+        rows = []
+        day = now - now % DAY_MS
+        for route in self.config.routes:
+            if not route.digest_utc:
+                continue
+            hh, mm = map(int, route.digest_utc.split(":"))
+            if now < day + (hh * 60 + mm) * 60_000:
+                continue
+            date = datetime.fromtimestamp(day / 1000, timezone.utc).strftime("%Y-%m-%d")
+            todo = [ch for ch in route.channels if f"digest:{date}:{route.name}:{ch}" not in self._digested]
+            if not todo:
+                continue
+            summary = self.digest_summary(route, now)
+            for ch in todo:
+                key = f"digest:{date}:{route.name}:{ch}"
+                self._digested.add(key)
+                body = build_digest(key=key, route=route.name, ts=now, summary=summary,
+                                    dashboard_url=self.config.dashboard_url)
+                rows.append((key, None, "digest", 0, "", "digest", route.name, ch, "pending", now, now,
+                             encode_body(body).decode()))
+        return self.store.route_events(None, rows) if rows else 0
+
+    def digest_summary(self, route: Route, now: int) -> dict:
+        """What the digest says for one route: its active alarms (the route's sites, lines, tags and
+        minimum severity), how many are unacknowledged, raised and cleared in the last 24 h, and the
+        data-loss alarms active."""
+        def fits(a) -> bool:
+            found = self._alarm("health", a.id)
+            return found is not None and self.matches(route, "health", a.severity, *found)
+
+        health = "health" in route.kinds
+        active = [a for a in self.store.alarms(active=True, limit=5000) if fits(a)] if health else []
+        recent = [a for a in self.store.alarms(since_ms=now - DAY_MS, limit=5000) if fits(a)] if health else []
+        cleared = [a for a in self.store.alarms(active=False, limit=5000)
+                   if a.cleared_ts is not None and a.cleared_ts >= now - DAY_MS and fits(a)] if health else []
+        loss = 0
+        if "data-loss" in route.kinds:
+            for d in self.store.loss_alarms(active=True):
+                found = self._alarm("data-loss", d["id"])
+                loss += found is not None and self.matches(route, "data-loss", "", *found)
+        return {"active": [{"id": a.id, "device": a.device, "site": a.site, "severity": a.severity,
+                            "raised_ts": a.raised_ts, "acked_by": a.acked_by}
+                           for a in sorted(active, key=lambda a: (-_rank(a.severity), a.raised_ts))],
+                "unacknowledged": sum(a.acked_ts is None for a in active),
+                "raised_24h": sum(a.raised_ts >= now - DAY_MS for a in recent),
+                "cleared_24h": len(cleared),
+                "data_loss_active": loss}
+
     # ---------- 4. deliver ----------
 
     def deliver(self, now: int) -> tuple[int, int]:
@@ -274,8 +331,11 @@ class Notifier:
         if row.channel in self._down:
             log.info("channel %s delivers again", row.channel)
             del self._down[row.channel]
-        log.info("notified %s: %s %s alarm %d of %s (route %s)", row.channel, row.event, row.kind, row.alarm_id,
-                 row.device, row.route)
+        if row.kind == "digest":
+            log.info("notified %s: daily digest (route %s)", row.channel, row.route)
+        else:
+            log.info("notified %s: %s %s alarm %d of %s (route %s)", row.channel, row.event, row.kind, row.alarm_id,
+                     row.device, row.route)
         return 1, 0
 
     def _skip_reason(self, row: OutboxRow, now: int) -> str | None:

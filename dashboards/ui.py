@@ -278,6 +278,38 @@ def shelve(db: str, alarm_id: int, hours: float, by: str, reason: str) -> None:
     alarms.clear()
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def loss_alarms(db: str, state: str) -> pd.DataFrame:
+    return loaders.alarms.loss_alarm_frame(store(db), state)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def shelved(db: str) -> pd.DataFrame:
+    return loaders.alarms.shelved_now(store(db))
+
+
+def acknowledge_loss(db: str, alarm_id: int, by: str, note: str) -> bool:
+    """Acknowledge a data-loss alarm as `acknowledge` a health one (operators and up, audited); False when it
+    was acknowledged already or does not exist."""
+    s = store(db)
+    ok = auth.perform(s, "alarm.ack", f"loss alarm {alarm_id}", {"note": note.strip()},
+                      lambda who: s.ack_loss_alarm(alarm_id, who, now_ms(), note.strip()), by=by.strip() or "operator")
+    loss_alarms.clear()
+    return ok
+
+
+def unshelve(db: str, kind: str, alarm_id: int, by: str) -> bool:
+    """End a health or data-loss alarm's shelf now (operators and up, audited): notifications and escalation
+    resume. False when it was not shelved."""
+    s = store(db)
+    ok = auth.perform(s, "alarm.unshelve", f"{kind} alarm {alarm_id}", {},
+                      lambda who: s.unshelve_alarm(kind, alarm_id, by=who, ts=now_ms()), by=by.strip() or "operator")
+    alarms.clear()
+    loss_alarms.clear()
+    shelved.clear()
+    return ok
+
+
 # ---------- system ----------
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

@@ -82,3 +82,54 @@ def notification_frame(store: Store, limit: int = 50) -> tuple[dict[str, int], p
 def sites(store: Store) -> list[str]:
     """Site names known to the registry ('' for devices without one)."""
     return sorted({d.site or "" for d in store.devices()})
+
+
+LOSS_COLS = ["alarm", "id", "device", "state", "raised", "cleared", "missing", "rate", "acked_by", "acked", "note",
+             "shelved"]
+
+
+def loss_alarm_frame(store: Store, state: str = "active", now: int | None = None) -> pd.DataFrame:
+    """Data-loss alarms (results that never arrived, store/loss.py) for the same state filter as the health
+    alarms, newest first: `alarm` is the id the CLI takes (loss-N)."""
+    q = alarm_query(state)
+    if not hasattr(store, "loss_alarms"):
+        return pd.DataFrame(columns=LOSS_COLS)
+    now = now_ms() if now is None else now
+    shelves = ({s.alarm_id: s for s in reversed(store.shelves(kind="data-loss", active_at=now))}
+               if hasattr(store, "shelves") else {})
+    rows = []
+    for a in store.loss_alarms(q["active"]):
+        if q["acked"] is False and a.get("acked_ts") is not None:
+            continue
+        active = a["cleared_ts"] is None
+        shelf = shelves.get(a["id"])
+        rows.append({
+            "alarm": f"loss-{a['id']}", "id": a["id"], "device": a["device"],
+            "state": ("active" if active else "cleared") + (", acked" if a.get("acked_ts") is not None else ""),
+            "raised": pd.to_datetime(a["raised_ts"], unit="ms", utc=True),
+            "cleared": pd.to_datetime(a["cleared_ts"], unit="ms", utc=True) if not active else pd.NaT,
+            "missing": a["missing"], "rate": a["rate"], "acked_by": a.get("acked_by"),
+            "acked": pd.to_datetime(a["acked_ts"], unit="ms", utc=True) if a.get("acked_ts") is not None else pd.NaT,
+            "note": a.get("note") or "", "shelved": shelf_text(shelf) if shelf is not None and active else "",
+        })
+    return pd.DataFrame(rows, columns=LOSS_COLS)
+
+
+def shelved_now(store: Store, now: int | None = None) -> pd.DataFrame:
+    """Every shelf in force now, health and data-loss alike: what the Unshelve form offers (`alarm`: N or
+    loss-N, as `edgefleet alarms unshelve` takes it)."""
+    cols = ["alarm", "kind", "id", "device", "until", "by", "reason"]
+    if not hasattr(store, "shelves"):
+        return pd.DataFrame(columns=cols)
+    now = now_ms() if now is None else now
+    devices = {a["id"]: a["device"] for a in store.loss_alarms(True)} if hasattr(store, "loss_alarms") else {}
+    health = {a.id: a.device for a in store.alarms(active=True, limit=1_000_000)}
+    rows = []
+    for s in store.shelves(active_at=now):
+        device = (health if s.kind == "health" else devices).get(s.alarm_id)
+        if device is None:
+            continue  # the alarm cleared: its shelf no longer matters
+        rows.append({"alarm": f"loss-{s.alarm_id}" if s.kind == "data-loss" else str(s.alarm_id), "kind": s.kind,
+                     "id": s.alarm_id, "device": device, "until": pd.to_datetime(s.until_ts, unit="ms", utc=True),
+                     "by": s.by, "reason": s.reason})
+    return pd.DataFrame(rows, columns=cols).drop_duplicates("alarm")

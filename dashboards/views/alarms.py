@@ -7,7 +7,7 @@ with sign-in disabled (the demo) does the form ask for a name.
 
 import streamlit as st
 
-from dashboards import auth, charts, loaders, timebar, ui
+from dashboards import alarm_forms, auth, charts, loaders, timebar, ui
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.alarms import SEVERITIES
 
@@ -111,7 +111,7 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
     ui.show_message(SHELVE_MSG)
     active = df[df["state"].str.startswith("active") & (df["shelved"] == "")] if not df.empty else df
     if active.empty:
-        st.caption("No unshelved active alarm among those shown. (Unshelve: `edgefleet alarms unshelve ID --by NAME`.)")
+        st.caption("No unshelved active alarm among those shown.")
     else:
         labels = {int(r.id): f"#{r.id} {r.device} ({r.severity})" for r in active.itertuples()}
         with st.form("shelve_form", border=False):
@@ -130,6 +130,8 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
                 why.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
             st.form_submit_button("Shelve", on_click=_shelve)
 
+    alarm_forms.unshelve(db, me)  # dashboards/alarm_forms.py: unshelve, data-loss alarms
+    alarm_forms.data_loss(db, state, me)
     counts, log = ui.notifications(db)
     with st.expander(f"Notifications sent: {counts.get('sent', 0)}, waiting: "
                      f"{counts.get('pending', 0) + counts.get('held', 0)}, failed: {counts.get('failed', 0)}"):

@@ -22,6 +22,19 @@ from .conftest import open_page
 DAY, HOUR = 86400.0, 3600.0
 
 
+def make_degrading(store, devices: list[str]) -> None:
+    """What the alarm service stores for a machine whose health indicator rises significantly, short of an alarm:
+    health degrading, the trend's time to the alarm level, remaining life with its interval (the sample plant's
+    rising machines may or may not pass the service's significance test; the pages' words must not depend on it)."""
+    health = []
+    for d in devices:
+        ts = store.recent_results(d, 1)[0].ts
+        health.append(DeviceHealth(d, ts - 60_000, 1.0, 0.9, 1800.0, "degrading", 3 * HOUR, 2 * HOUR, 5 * HOUR))
+        health.append(DeviceHealth(d, ts, 1.0, 0.9, 1800.0, "degrading", 3 * HOUR, 2 * HOUR, 5 * HOUR))
+    store.apply_alarm_changes([], health[0::2])
+    store.apply_alarm_changes([], health[1::2])  # a later update keeps the time it left healthy
+
+
 # ---------- the words ----------
 
 @pytest.mark.parametrize("health_, severity, rul, stage", [
@@ -130,27 +143,33 @@ def test_a_version_5_store_gains_the_columns(tmp_path) -> None:
 # ---------- the pages ----------
 
 def test_fleet_frame_and_attention_carry_stage_since_and_life(fleet_db) -> None:
-    """The sample plant is judged by the real AlarmTracker: its degrading and alarming machines have a time
-    they left healthy and a remaining-life estimate, and the attention list says both in words."""
+    """The sample plant's alarms come from the real AlarmTracker, its degrading machines' health as the service
+    stores it: each has a time it left healthy and (degrading) a remaining-life estimate, and the attention list
+    says both in words."""
     f = fleet_db.fleet
+    make_degrading(fleet_db.store, f.degrading)
     now = max(fleet_db.store.recent_results(d, 1)[0].ts for d in f.devices) + 2000
     df = fleet.fleet_frame(fleet_db.store, now).set_index("device")
     for d in f.degrading:
-        assert df.loc[d, "stage"] == "degrading" and df.loc[d, "attention_since_ms"] > 0
+        assert df.loc[d, "stage"] == "degrading"
+        assert df.loc[d, "attention_since_ms"] == fleet_db.store.recent_results(d, 1)[0].ts - 60_000
         assert 0 < df.loc[d, "rul_low_s"] <= df.loc[d, "rul_s"] <= df.loc[d, "rul_high_s"]
-    assert {df.loc[d, "stage"] for d in f.alarm} <= {"alarm", "critical"}
+    for d in f.alarm:
+        assert df.loc[d, "stage"] in ("alarm", "critical") and df.loc[d, "attention_since_ms"] > 0
     assert (df.loc[[d for d in f.devices if d not in f.alarm + f.degrading], "stage"] != "degrading").all()
     att = fleet.attention(df.reset_index(), now).set_index("device")
     for d in f.degrading:
         assert att.loc[d, "since"].startswith("since 20") and att.loc[d, "since"].endswith("ago)")
-        assert att.loc[d, "remaining"].startswith("about ") and " left (" in att.loc[d, "remaining"]
-        assert att.loc[d, "trend"].startswith("score rising, doubling every ")
+        assert att.loc[d, "remaining"] == "about 3 h left (2-5 h)"  # counted from `now`, 2 s after the update
+        assert att.loc[d, "trend"] == ("score rising, doubling every 46 min; at this rate it reaches the alarm level "
+                                       "in about 30 min")
     assert list(att.index[: len(f.alarm)]) and set(att.index[: len(f.alarm)]) == set(f.alarm)
 
 
 def test_pages_say_it_in_plain_words(monkeypatch, fleet_db) -> None:
     monkeypatch.setenv("EDGEFLEET_DASHBOARD_AUTH", "off")
     f = fleet_db.fleet
+    make_degrading(fleet_db.store, f.degrading)
     at = open_page(monkeypatch, fleet_db.path)
     att = at.dataframe[0].value
     assert {"stage", "since", "remaining", "trend"} <= set(att.columns)

@@ -17,6 +17,8 @@ import pytest
 
 from dashboards.snapshot import Browser, chromium, dashboard
 
+from .test_health_stage import make_degrading
+
 if shutil.which("chromium") is None:  # scripts/apt-packages.txt installs it; a missing browser is a failure
     pytest.fail("chromium is not installed (apt-get install chromium; it is in scripts/apt-packages.txt)",
                 pytrace=False)
@@ -68,6 +70,7 @@ def measure(browser: Browser, url: str, expect: str, width: int = WIDTH) -> dict
 def named_fleet(fleet_db):
     """The sample plant with friendly names and tags on the machines that need attention (long ones too)."""
     s, f = fleet_db.store, fleet_db.fleet
+    make_degrading(s, f.degrading)
     for i, d in enumerate(f.alarm + f.degrading):
         s.set_machine_meta(d, {"name": f"Cooling water pump {i + 3}, north hall", "tags": {"type": "pump",
                                                                                            "room": f"B{i}"}})

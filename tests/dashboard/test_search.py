@@ -16,6 +16,7 @@ from edgefleet.cli import main
 from edgefleet.service.store import DeviceUpdate, IngestBatch, open_store
 
 from .conftest import open_page
+from .test_health_stage import make_degrading
 
 GRID_TEXT_JS = "Array.from(document.querySelectorAll('[role=gridcell]')).map(e => e.textContent).join('\\n')"
 
@@ -29,6 +30,7 @@ def named(fleet_db):
     """Two machines named and tagged through the CLI, as an engineer would."""
     f, db = fleet_db.fleet, str(fleet_db.path)
     a, b = f.alarm[0], f.degrading[0]
+    make_degrading(fleet_db.store, [b])  # both need attention
     assert cli("name", a, "Cooling pump 3", "--db", db) == 0
     assert cli("tag", a, "type=pump", "room=B2", "--db", db) == 0
     assert cli("name", b, "Extract fan", "--db", db) == 0

@@ -142,17 +142,38 @@ def tls_failure(exc: BaseException, host: str, files: TlsFiles | None = None) ->
 
 
 def probe_mqtt_version(host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> str | None:
-    """'5' if the broker accepts MQTT v5, '3.1.1' if it refuses v5 (amqtt), None if unreachable."""
-    seen: dict[str, Any] = {}
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-    apply_tls(c, tls)
-    c.on_connect = lambda _c, _u, _f, rc, _p: seen.setdefault("rc", rc)
+    """'5' if the broker accepts MQTT v5, '3.1.1' if it refuses v5 (amqtt, NATS) or closes the
+    connection on a v5 CONNECT but answers a 3.1.1 one (RabbitMQ 3.10), None if unreachable."""
     try:
-        c.connect(host, port, keepalive=10)
+        rc, lost = _connack(host, port, timeout, tls, mqtt.MQTTv5)
     except OSError as exc:  # a TLS handshake that failed does not get better by waiting
         if tls is not None and (why := tls_failure(exc, host)):
             raise ConfigError(why) from None
         return None
+    if rc is None and lost:  # no CONNACK at all: a 3.1.1-only broker that drops v5 clients?
+        try:
+            rc311, _ = _connack(host, port, timeout, tls, mqtt.MQTTv311)
+        except OSError:
+            rc311 = None
+        if rc311 is not None:
+            return "3.1.1"
+    if rc is None and lost and tls is not None:  # TLS 1.3: a refused client certificate shows up here
+        raise ConfigError(f"TLS: {host} closed the connection right after the handshake: it wants a client "
+                          "certificate from its CA (--cert/--key, EDGEFLEET_MQTT_CERT), or ours is revoked")
+    if rc is None:
+        return None
+    return "5" if not rc.is_failure else ("3.1.1" if "protocol version" in str(rc).lower() else "5")
+
+
+def _connack(host: str, port: int, timeout: float, tls: ssl.SSLContext | None, protocol: int) -> tuple[Any, bool]:
+    """(the CONNACK's reason code or None, whether the broker closed the connection first)."""
+    seen: dict[str, Any] = {}
+    v5 = protocol == mqtt.MQTTv5
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="" if v5 else f"ef-probe-{os.getpid()}-{time.monotonic_ns()}",
+                    protocol=protocol)
+    apply_tls(c, tls)
+    c.on_connect = lambda _c, _u, _f, rc, _p: seen.setdefault("rc", rc)
+    c.connect(host, port, keepalive=10)
     deadline = time.monotonic() + timeout
     lost = False
     while "rc" not in seen and time.monotonic() < deadline:
@@ -160,13 +181,7 @@ def probe_mqtt_version(host: str, port: int, timeout: float = 5.0, tls: ssl.SSLC
             lost = True
             break
     c.disconnect()
-    rc = seen.get("rc")
-    if rc is None and lost and tls is not None:  # TLS 1.3: a refused client certificate shows up here
-        raise ConfigError(f"TLS: {host} closed the connection right after the handshake: it wants a client "
-                          "certificate from its CA (--cert/--key, EDGEFLEET_MQTT_CERT), or ours is revoked")
-    if rc is None:
-        return None
-    return "5" if not rc.is_failure else ("3.1.1" if "protocol version" in str(rc).lower() else "5")
+    return seen.get("rc"), lost
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -33,6 +33,11 @@ broker (--broker):
                               if refused, the largest that does is found and reported
   broker.retained             a retained message reaches a subscriber that comes later
   broker.shared_subscription  two members of a $share/ group split the messages between them
+  broker.tls                  mqtts://: the TLS handshake nodes make (CA, host name, expiry: warn
+                              under 30 days); mqtt:// off loopback: a warning (readable, forgeable)
+  broker.anonymous            a client with no credentials and no certificate is refused; one let
+                              in can publish as any device (its real results become duplicates):
+                              fail, or a warning on loopback (`edgefleet broker` for development)
 store (--db):
   store.file                  the file exists, is SQLite, and the file and its directory are writable
   store.wal                   journal_mode is wal (readers do not block ingest)
@@ -52,6 +57,7 @@ examples:
   edgefleet doctor                                   # $EDGEFLEET_BROKER_URL and $EDGEFLEET_DB, or the defaults
   edgefleet doctor --broker mqtt://broker.plant:1883 --db /var/lib/edgefleet/edgefleet.db
   edgefleet doctor --broker mqtt://doctor:secret@broker.plant:1883 --skip store
+  edgefleet doctor --broker mqtts://broker.plant:8883 --ca pki/ca.crt --cert pki/ef-ingest-1.crt --key pki/ef-ingest-1.key
   edgefleet doctor --burst 50000 --json | jq '.checks[] | select(.status != "pass")'
 
 a failing queue check looks like:
@@ -78,6 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broker", metavar="URL",
                    help="broker to probe, mqtt://[user:password@]host[:port] (default $EDGEFLEET_BROKER_URL or "
                         "mqtt://127.0.0.1:1883; credentials also from EDGEFLEET_BROKER_USERNAME/_PASSWORD)")
+    p.add_argument("--ca", metavar="PEM", help="mqtts://: CA of the broker's certificate (EDGEFLEET_MQTT_CA)")
+    p.add_argument("--cert", metavar="PEM", help="mqtts:// with client certificates: the doctor's certificate "
+                   "(EDGEFLEET_MQTT_CERT; an account the broker knows, e.g. the ingest one)")
+    p.add_argument("--key", metavar="PEM", help="its private key (EDGEFLEET_MQTT_KEY)")
     p.add_argument("--db", metavar="PATH", default=default_db(),
                    help=f"fleet store to check: a SQLite file or a postgresql:// URL (default $EDGEFLEET_DB or "
                         f"{mask_url(default_db())})")
@@ -139,20 +149,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from edgefleet.service.doctor import run_doctor
 
     _check_args(args)
-    settings = load_settings(broker_url=args.broker)
-    host, port = settings.broker_host_port
-    if "broker" not in args.skip and settings.tls() is not None:
-        from edgefleet.errors import ConfigError
+    from edgefleet.protocol.connect import TlsFiles
 
-        raise ConfigError("the doctor's broker probes do not speak TLS yet: point --broker at a plain mqtt:// "
-                          "listener (e.g. on loopback), or --skip broker")
-    user, password = settings.credentials()
+    settings = load_settings(broker_url=args.broker, mqtt_ca=args.ca, mqtt_cert=args.cert, mqtt_key=args.key)
+    host, port = settings.broker_host_port
     broker = "broker" not in args.skip
+    tls = settings.tls() if broker else None  # a missing or bad PEM file: one line, exit 2
+    files = TlsFiles(settings.mqtt_ca or None, settings.mqtt_cert or None, settings.mqtt_key or None)
+    user, password = settings.credentials()
     db = None if "store" in args.skip else args.db
     started = time.monotonic()
     report = run_doctor(host=host if broker else None, port=port if broker else None, db=db, username=user,
                         password=password, burst=args.burst, timeout=args.timeout,
-                        clock_samples=args.clock_samples, progress=_progress)
+                        clock_samples=args.clock_samples, progress=_progress, tls=tls, tls_files=files)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from edgefleet.protocol import MAX_PAYLOAD
+from edgefleet.protocol.connect import TlsFiles
 from edgefleet.service.doctor.probes import (
+    TLS,
     ConnectProbe,
     ProbeResult,
     QueueProbe,
@@ -28,6 +31,12 @@ from edgefleet.service.doctor.report import (
     Check,
     Progress,
     _quiet,
+)
+from edgefleet.service.doctor.security import (
+    check_anonymous,
+    check_tls,
+    probe_anonymous,
+    probe_tls,
 )
 
 # ---------------------------------------------------------------- broker checks
@@ -150,10 +159,38 @@ def check_shared(p: SharedProbe, announced: bool | None) -> Check:
                  "use Mosquitto 2 for `serve --group`, or run one ingest process on a plain subscription")
 
 
+BROKER_CHECKS = ("broker.mqtt5", "broker.session", "broker.queue", "broker.message_size", "broker.retained",
+                 "broker.shared_subscription", "broker.tls", "broker.anonymous")
+
+
 def run_broker_checks(host: str, port: int, *, username: str | None = None, password: str | None = None,
                       burst: int = DEFAULT_BURST, timeout: float = DEFAULT_TIMEOUT_S,
-                      progress: Progress = _quiet) -> list[Check]:
-    """Every broker check, in order; the later ones are skipped when the first cannot get through."""
+                      progress: Progress = _quiet, tls: ssl.SSLContext | None = None,
+                      tls_files: TlsFiles | None = None) -> list[Check]:
+    """Every broker check, in order: over TLS when `tls` is given (an mqtts:// URL: a handshake that
+    fails skips the rest), then who may connect (broker.tls, broker.anonymous)."""
+    where = f"{host}:{port}"
+    tls_probe = None
+    if tls is not None:
+        progress(f"broker {where}: TLS handshake")
+        tls_probe = probe_tls(host, port, tls, timeout, tls_files)
+        if not tls_probe.ok:
+            return [check_tls(tls_probe, host, where)] + [
+                Check(n, "skip", "no TLS connection to probe with") for n in BROKER_CHECKS if n != "broker.tls"]
+    token = TLS.set(tls)
+    try:
+        checks = _mqtt_checks(host, port, username=username, password=password, burst=burst, timeout=timeout,
+                              progress=progress)
+    finally:
+        TLS.reset(token)
+    progress("broker: TLS, a client without credentials")
+    anon = probe_anonymous(host, port, timeout, tls_files, use_tls=tls is not None)
+    return checks + [check_tls(tls_probe, host, where), check_anonymous(anon, host, where)]
+
+
+def _mqtt_checks(host: str, port: int, *, username: str | None, password: str | None, burst: int, timeout: float,
+                 progress: Progress) -> list[Check]:
+    """The MQTT checks, in order; the later ones are skipped when the first cannot get through."""
     kw: dict[str, Any] = {"username": username, "password": password, "timeout": timeout}
     where = f"{host}:{port}"
     progress(f"broker {where}: connecting")

@@ -6,6 +6,7 @@ import sqlite3
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgefleet.service.doctor.broker_checks import run_broker_checks
 from edgefleet.service.doctor.report import (
@@ -101,12 +102,14 @@ def run_store_checks(db: str | Path, *, now: int | None = None,
 
 def run_doctor(*, host: str | None, port: int | None, db: str | Path | None, username: str | None = None,
                password: str | None = None, burst: int = DEFAULT_BURST, timeout: float = DEFAULT_TIMEOUT_S,
-               clock_samples: int = DEFAULT_CLOCK_SAMPLES, progress: Progress = _quiet) -> Report:
-    """The broker checks (when host is given), then the store and clock checks (when db is given)."""
+               clock_samples: int = DEFAULT_CLOCK_SAMPLES, progress: Progress = _quiet,
+               tls: Any = None, tls_files: Any = None) -> Report:
+    """The broker checks (when host is given; over TLS with `tls`, an ssl.SSLContext, and the
+    TlsFiles it came from), then the store and clock checks (when db is given)."""
     checks: list[Check] = []
     if host is not None and port is not None:
         checks += run_broker_checks(host, port, username=username, password=password, burst=burst,
-                                    timeout=timeout, progress=progress)
+                                    timeout=timeout, progress=progress, tls=tls, tls_files=tls_files)
     if db is not None:
         progress(f"store {mask_url(str(db))}")
         checks += run_store_checks(db, clock_samples=clock_samples)

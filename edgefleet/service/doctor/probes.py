@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +32,11 @@ from edgefleet.service.doctor.report import (
 )
 
 # ---------------------------------------------------------------- MQTT plumbing
+
+# The client TLS context of an mqtts:// broker for every probe connection (None: plain MQTT), set
+# around a run by broker_checks.run_broker_checks (probe signatures stay host, port, credentials).
+TLS: ContextVar[ssl.SSLContext | None] = ContextVar("doctor_tls", default=None)
+
 
 class ProbeError(Exception):
     """A probe could not run. `denied`: the broker refused the doctor (credentials or ACL)."""
@@ -61,6 +68,8 @@ class _Peer:
         if username:
             self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(BURST_WINDOW)  # publish_burst keeps to the broker's limit
+        if (tls := TLS.get()) is not None:
+            self.client.tls_set_context(tls)
         self.cond = threading.Condition()
         self.messages: list[mqtt.MQTTMessage] = []
         self.acks: dict[int, ReasonCode] = {}
@@ -293,7 +302,7 @@ def probe_connect(host: str, port: int, *, username: str | None = None, password
                   timeout: float = DEFAULT_TIMEOUT_S) -> ConnectProbe:
     """Does a broker answer, in MQTT v5, and carry a message on the doctor's private prefix? Every
     other probe needs all three, so they run only when this one passes."""
-    version = probe_mqtt_version(host, port, timeout)
+    version = probe_mqtt_version(host, port, timeout, tls=TLS.get())
     if version != "5":
         return ConnectProbe(version=version)
     prefix = f"{PREFIX}/{_token()}"

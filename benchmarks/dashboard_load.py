@@ -45,7 +45,7 @@ from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore  # no
 
 DAY = 86_400_000
 RANGES = {"1h": 3_600_000, "1d": DAY, "30d": 30 * DAY}
-FULL = 6  # devices with full-density history (the ones the Device and Compare pages open)
+FULL = 6  # devices with full-density history (the ones the Device and Compare pages open): --full
 
 
 def name(i: int) -> str:
@@ -79,7 +79,7 @@ def build(store: SQLiteStore, a: argparse.Namespace, now: int) -> dict:
     for i in range(a.devices):
         dev = name(i)
         rows_h = synth_rows(dev, start, raw_from, rollups.HOUR_MS, rng, 3600 // a.raw_every_s)
-        lo = start if i < FULL else minute_from
+        lo = start if i < a.full else minute_from
         rows_m = synth_rows(dev, lo, raw_from, rollups.MINUTE_MS, rng, max(4, 60 // a.raw_every_s))
         with store._tx():
             db.executemany(f"INSERT INTO rollup_1h({', '.join(rollups.COLUMNS)}) VALUES ({','.join('?' * 19)})",
@@ -87,12 +87,13 @@ def build(store: SQLiteStore, a: argparse.Namespace, now: int) -> dict:
             db.executemany(f"INSERT INTO rollup_1m({', '.join(rollups.COLUMNS)}) VALUES ({','.join('?' * 19)})",
                            rows_m)
     t_rollups = time.perf_counter() - t
-    # ingest statistics: one row per second of the history (what the System page reads)
+    # ingest statistics: one row per --stats-every-s of the history (what the System page reads; ingest writes
+    # one per batch, several a second at this fleet's rate)
     t = time.perf_counter()
     with store._tx():
         db.executemany("INSERT INTO ingest_stats VALUES (?,?,?,?,?,?,?,?)",
                        ((ts, 2000, 2000 // a.raw_every_s or 1, 0, 0, 150 * 2000, 2000, 400)
-                        for ts in range(start, now, 1000)))
+                        for ts in range(start, now, 1000 * a.stats_every_s)))
     t_stats = time.perf_counter() - t
     # the newest day, raw, through the ingest path (rollups kept by write_batch)
     t = time.perf_counter()
@@ -103,7 +104,7 @@ def build(store: SQLiteStore, a: argparse.Namespace, now: int) -> dict:
     for ts in range(raw_from, now, step):
         k = (ts - raw_from) // 1000
         for i in range(a.devices):
-            if i >= FULL and (k + i) % a.raw_every_s:
+            if (k + i) % (a.full_every_s if i < a.full else a.raw_every_s):
                 continue
             score = 0.05 * (1 + 0.3 * rng.random())
             batch.append(ResultRecord(name(i), "00000001", seq[i], ts, 2, score, 0.3, score > 0.3, 400, hi=1.0,
@@ -124,7 +125,7 @@ def build(store: SQLiteStore, a: argparse.Namespace, now: int) -> dict:
             "raw_ingest_s": round(t_raw, 1), "raw_ingest_results_per_s": round(n_raw / t_raw)}
 
 
-def pages(store: SQLiteStore, now: int, start: int, end: int) -> dict:
+def pages(store: SQLiteStore, now: int, start: int, end: int, n_devices: int) -> dict:
     """Each page's loaders as its view calls them (dashboards/ui.py without the cache): seconds per page."""
     out = {}
     t = time.perf_counter()
@@ -143,7 +144,8 @@ def pages(store: SQLiteStore, now: int, start: int, end: int) -> dict:
     out["device_resolution"] = s.label
     out["device_points"] = len(s.frame)
     t = time.perf_counter()
-    c = timeseries.compare_frame(store, [name(i) for i in range(FULL)], start, end, cache=timeseries.BucketCache())
+    c = timeseries.compare_frame(store, [name(i) for i in range(min(FULL, n_devices))], start, end,
+                                 cache=timeseries.BucketCache())
     out["compare"] = time.perf_counter() - t
     out["compare_points"] = len(c)
     t = time.perf_counter()
@@ -169,16 +171,22 @@ def main() -> int:
     ap.add_argument("--minute-days", type=float, default=2.0, help="1-minute rollups of all devices for this many "
                     "days (the first devices: all --days)")
     ap.add_argument("--raw-every-s", type=int, default=30, help="raw results: one per device per this many seconds")
+    ap.add_argument("--full", type=int, default=FULL, help="devices with 1-minute rollups for all --days and raw "
+                    "results every --full-every-s (the Device and Compare pages open the first 6)")
+    ap.add_argument("--full-every-s", type=int, default=1)
+    ap.add_argument("--stats-every-s", type=int, default=1, help="one ingest_stats row per this many seconds")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--db", type=Path, default=Path("/tmp/ef-dashboard-load.db"))
     ap.add_argument("--keep", action="store_true", help="reuse --db as built before (its build figures are not re-measured)")
     ap.add_argument("--quick", action="store_true", help="200 devices, 3 days, 3 runs (what the test runs)")
-    ap.add_argument("--out", default="dashboard_load")
+    ap.add_argument("--out", default="dashboard_load", help="report name in benchmarks/results/")
     a = ap.parse_args()
     if a.quick:
         a.devices, a.days, a.runs, a.out = 200, 3, 3, a.out if a.out != "dashboard_load" else "dashboard_load-quick"
-    if a.devices < FULL or a.days < 2 or a.raw_every_s < 1:
-        print(f"dashboard_load: need at least {FULL} devices, 2 days and --raw-every-s >= 1", file=sys.stderr)
+    if (a.devices < 1 or a.days < 2 or min(a.raw_every_s, a.full_every_s, a.stats_every_s) < 1
+            or not 0 <= a.full <= a.devices):
+        print("dashboard_load: need devices >= 1, days >= 2, --raw-every-s, --full-every-s, --stats-every-s >= 1, "
+              "0 <= --full <= --devices", file=sys.stderr)
         return 2
     now = int(time.time() * 1000) // 60_000 * 60_000
     built = {}
@@ -193,8 +201,8 @@ def main() -> int:
     store = SQLiteStore(a.db)
     (newest,), = store._db.execute("SELECT coalesce(max(ts), 0) FROM results").fetchall()
     now = max(meta_now, int(newest) + 1000) if a.keep else now
-    report: dict = {"devices": a.devices, "days": a.days, "minute_days": a.minute_days, "raw_every_s": a.raw_every_s,
-                    "full_devices": FULL, "db_bytes": a.db.stat().st_size, "load": os.getloadavg()[0], "build": built,
+    report: dict = {"devices": a.devices, "days": a.days, "minute_days": a.minute_days, "raw_every_s": a.raw_every_s, "stats_every_s": a.stats_every_s,
+                    "full_devices": a.full, "full_every_s": a.full_every_s, "db_bytes": a.db.stat().st_size, "load": os.getloadavg()[0], "build": built,
                     "target_s": 2.0, "before_30d_device_first_s": 9.523, "ranges": []}
     print(f"{'range':>5} {'page':>8} {'median s':>9} {'max s':>7}  resolution")
     for rname, span in RANGES.items():
@@ -204,7 +212,7 @@ def main() -> int:
         for _ in range(a.runs):
             store.close()
             store = SQLiteStore(a.db)  # a first view: no connection cache, no bucket cache
-            runs.append(pages(store, now, now - span, now))
+            runs.append(pages(store, now, now - span, now, a.devices))
         row = {"range": rname, "device_resolution": runs[0]["device_resolution"],
                "device_points": runs[0]["device_points"], "compare_points": runs[0]["compare_points"]}
         for page in ("fleet", "device", "compare", "alarms", "system"):

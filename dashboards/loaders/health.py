@@ -19,7 +19,7 @@ STAGE_HELP = {
     "healthy": "no alarm and no significant upward trend",
     "degrading": "no alarm yet, but its health indicator rises significantly towards the alarm level",
     "alarm": "an active alarm: its windows are over the alarm level",
-    "critical": "an active critical alarm, or the trend has reached the failure level (10x the alarm level)",
+    "critical": "an active critical alarm, or its health indicator's trend has reached the failure level",
 }
 
 

@@ -14,6 +14,7 @@ if machines.empty:
     st.stop()
 names = machines.sort_values("device")["device"].tolist()
 state_of = dict(zip(machines["device"], machines["state"]))
+name_of = dict(zip(machines["device"], machines["name"]))
 if "compare_pick" not in st.session_state:  # a link (?devices=a,b) or the most urgent machines
     picked = loaders.timeseries.parse_devices(st.query_params.get("devices"), names)
     if len(picked) < 2:
@@ -21,8 +22,9 @@ if "compare_pick" not in st.session_state:  # a link (?devices=a,b) or the most 
         picked += [d for d in urgent + names if d not in picked][:max(0, 3 - len(picked))]
     st.session_state["compare_pick"] = picked
 chosen = st.multiselect("Machines (2 to 6)", names, key="compare_pick", max_selections=loaders.timeseries.MAX_COMPARE,
-                        format_func=lambda d: f"{d} ({state_of.get(d, '?')})",
-                        placeholder="type a machine id", help="search by id; the list says each machine's state")
+                        format_func=lambda d: f"{loaders.fleet.label(d, name_of.get(d))}, {state_of.get(d, '?')}",
+                        placeholder="type a machine id or name",
+                        help="search by id or name (`edgefleet machine name`); the list says each machine's state")
 st.query_params["devices"] = ",".join(chosen)
 time_range = timebar.picker()
 

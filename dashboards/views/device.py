@@ -56,8 +56,9 @@ def health_words(dev, now: int) -> None:
     life = loaders.health.remaining_life_words(dev.rul_s, dev.rul_low_s, dev.rul_high_s, dev.health_ts, now)
     lines = [f"<span style='background:{colour};color:white;padding:1px 8px;border-radius:5px'>{stage}</span> "
              f"{loaders.health.STAGE_HELP[stage]}" + (f"; {since}" if since else "") + ".",
-             "**Remaining life:** " + (f"{life}, until the fitted trend reaches the failure level (10x the alarm "
-                                       "level)." if life else "no estimate (no significant rising trend)."),
+             "**Remaining life:** " + (f"{life}, until its health indicator's trend reaches the failure level "
+                                       "(the alarm service's, calibrated on run-to-failure histories)." if life else
+                                       "no estimate (no significant rising trend)."),
              "**Trend:** " + loaders.health.trend_words(dev.slope_per_h, dev.eta_s) + "."]
     with st.container(key="device_health"):
         st.markdown("<br>".join(lines), unsafe_allow_html=True)

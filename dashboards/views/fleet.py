@@ -104,7 +104,7 @@ def overview(query: str) -> None:
                              "since": st.column_config.TextColumn("needs attention", help="since it left healthy "
                                                                   "(degrading or alarm), whichever came first"),
                              "remaining": st.column_config.TextColumn("remaining life", help="until the fitted trend "
-                                                                      "reaches the failure level (10x the alarm level), "
+                                                                      "reaches the failure level (alarm service), "
                                                                       "with its interval"),
                              "trend": st.column_config.TextColumn("trend", width="large")})
     with right:

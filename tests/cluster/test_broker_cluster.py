@@ -42,6 +42,17 @@ def test_member_urls_parse_and_refuse_mixtures():
             parse_member_urls(bad)
 
 
+def test_settings_take_a_member_list_with_credentials_from_the_first():
+    from edgefleet.service.config import load_settings
+
+    s = load_settings({"EDGEFLEET_BROKER_URL": "mqtt://ingest:pw@a:1883,mqtt://b:1884"})
+    assert s.broker_members == [("a", 1883), ("b", 1884)] and s.broker_host_port == ("a", 1883)
+    assert s.credentials() == ("ingest", "pw") and "pw" not in s.broker_display and "b:1884" in s.broker_display
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--broker",
+                           "mqtt://a:1,mqtts://b:2"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "one scheme for every member" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_member_config_routes_to_every_member_and_replicates_on_three(tmp_path):
     conf = nats_config("m1", "127.0.0.1", MemberPorts(4222, 6222, 1883, 8222), [6222, 6223, 6224], tmp_path)
     assert 'routes: ["nats-route://127.0.0.1:6222", "nats-route://127.0.0.1:6223", "nats-route://127.0.0.1:6224"]' \

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  edgefleet data pull --device sim-0007 --since 24h --out sim-0007.csv\n"
                "  edgefleet data pull --site plant-north --since 2026-12-01 --until 2026-12-06 --out north.parquet\n"
                "  edgefleet data pull --site plant-north --since 7d --format npz --out recordings/\n"
+               "  edgefleet data pull --target site=north --seconds 30 --out recordings/   # ask the nodes now\n"
                "times: ISO date-times in UTC (2026-12-06T08:00:00Z, '2026-12-06 08:00'), dates, or ages (15m, 2h, 7d)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     pull.add_argument("--device", action="append", default=[], metavar="ID",
@@ -43,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="label of the npz recordings (default normal: what training learns from)")
     pull.add_argument("--max-captures", type=int, default=1000, metavar="N",
                       help="newest debug captures read per device (npz; default 1000)")
+    pull.add_argument("--target", metavar="T",
+                      help="ask these nodes for fresh raw windows now (all, site=S, line=L, tag=T) instead of "
+                           "reading stored captures; needs --seconds and a running `edgefleet serve`")
+    pull.add_argument("--seconds", type=float, metavar="N",
+                      help="with --target: seconds of signal to collect per machine (one window per request)")
+    pull.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                      help="with --target: give up on a node that has not answered a request within S seconds "
+                           "(default 30)")
     pull.add_argument("--db", type=db_arg, default=db_arg(default_db()),
                       help=f"fleet database (default $EDGEFLEET_DB or {db_label(default_db())})")
     pull.set_defaults(func=cmd_pull)
@@ -74,6 +83,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from edgefleet.service import export
     from edgefleet.service.store import open_store
 
+    if args.target is not None or args.seconds is not None:
+        return _pull_live(args)
     fmt = _format(args)
     out: Path = args.out
     if fmt == "parquet":
@@ -121,3 +132,50 @@ def cmd_pull(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _pull_live(args: argparse.Namespace) -> int:
+    """--target T --seconds N: ask the nodes for raw windows now and write them as recordings."""
+    from edgefleet.errors import EdgefleetError
+    from edgefleet.service import export
+    from edgefleet.service.capture import MAX_SECONDS, request_captures
+    from edgefleet.service.commissioning import target_devices
+    from edgefleet.service.ota.registry import OtaRegistry
+    from edgefleet.service.store import open_store
+
+    if args.target is None or args.seconds is None:
+        raise EdgefleetError("--target and --seconds go together (ask these nodes for N seconds of signal each)")
+    if not 0 < args.seconds <= MAX_SECONDS:
+        raise EdgefleetError(f"--seconds must be above 0 and at most {MAX_SECONDS:g} per machine, got {args.seconds:g}")
+    if args.device or args.site or args.since or args.until:
+        raise EdgefleetError("--target asks the nodes now: it takes no --device, --site, --since or --until")
+    if args.format not in (None, "npz"):
+        raise EdgefleetError("--target writes .npz recordings (one per window): leave out --format or use npz")
+    if args.timeout <= 0:
+        raise EdgefleetError("--timeout must be above 0 seconds")
+    export.check_writable(args.out, folder=True)
+    where = db_label(args.db)
+    store = open_store(str(require_db(args.db)))
+    reg = OtaRegistry(args.db)
+    try:
+        devices = target_devices(store, args.target)
+        print(f"asking {len(devices)} node(s) for {args.seconds:g} s of signal each "
+              f"({', '.join(devices[:5])}{', ...' if len(devices) > 5 else ''}); `edgefleet serve` sends the "
+              f"requests (database {where})", file=sys.stderr)
+        with _bar(int(round(args.seconds * len(devices))), "s") as bar:
+            got = request_captures(store, reg, devices, args.seconds, timeout_s=args.timeout,
+                                   progress=lambda s: bar.update(s))
+        caps = [(g.device, ts, body) for g in got for ts, body in g.captures]
+        for g in got:
+            if g.failed:
+                print(f"{g.device}: {g.failed}; kept {g.seconds:.1f} s", file=sys.stderr)
+        if not caps:
+            raise export.ExportError(f"no node answered: nothing written to {args.out}")
+        n = export.write_npz(args.out, caps, store, args.label, lambda _: None)
+    finally:
+        reg.close()
+        store.close()
+    full = sum(1 for g in got if not g.failed)
+    print(f"wrote {n:,} recordings ({sum(g.seconds for g in got):.1f} s of signal from {len(got) - sum(bool(g.failed) for g in got)}"
+          f" of {len(got)} machine(s), {full} complete) to {args.out}/")
+    return 0 if full == len(got) else 1

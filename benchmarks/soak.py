@@ -700,8 +700,10 @@ def run(args: argparse.Namespace) -> dict:
         if sim.returncode != 0 or not sim_report.exists():
             raise SoakError(f"edgefleet sim exited with {sim.returncode}; see {work / 'sim.log'}")
         note(time.monotonic() - t0, "sim stopped")
-        stable, last, deadline = 0, -2, time.monotonic() + 300
-        while stable < 3 and time.monotonic() < deadline:  # until ingest has taken everything
+        # until ingest has taken everything: no new row for 6 s; a busy machine may need long, so
+        # there is no deadline while rows keep coming (a hard cap of an hour, or twice the run)
+        stable, last, cap = 0, -2, time.monotonic() + max(3600.0, 2 * args.duration)
+        while stable < 3 and time.monotonic() < cap:
             time.sleep(2.0)
             cur = count_results(db)
             stable, last = (stable + 1 if cur == last else 0), cur

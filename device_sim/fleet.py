@@ -160,7 +160,7 @@ class Fleet:
             if self.opts.ota_public_key is not None:
                 slots = Slots()
                 slots.images["A"] = image
-                node.ota = OtaClient(slots, self.opts.ota_public_key)
+                node.ota = OtaClient(slots, self.opts.ota_public_key, device=spec.device_id)
             node.commission_enabled = self.opts.commission
             node.commission_windows = self.opts.commission_windows
             node.score_fn = lambda z, r=len(self.links): self._detector(r).score_standardized(z)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from edgefleet.runtime import keys
@@ -25,6 +26,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("model_dir", type=Path)
     v.add_argument("--public", type=Path, default=None, help="public key (default: the signing key's .pub)")
     v.set_defaults(func=cmd_verify)
+    # OTA authorization (docs/ota.md): the keys the fleet trusts, kept in the fleet database's OTA
+    # registry; each change is a keyset signed with a key the nodes already trust, carried in offers.
+    from edgefleet.commands.fleet_db import db_arg as parse_db
+    from edgefleet.commands.fleet_db import db_label
+    from edgefleet.service.config import default_db
+
+    def db_opt(q):
+        q.add_argument("--db", type=parse_db, default=parse_db(default_db()),
+                       help=f"fleet database (default $EDGEFLEET_DB or {db_label(default_db())})")
+
+    t = ks.add_parser("trust", help="trust another public key for this fleet (models and/or campaign tickets)",
+                      epilog="example: edgefleet keys trust next.key.pub --name k2026 --key ~/.config/edgefleet/signing.key")
+    t.add_argument("public", type=Path, help="the new key's public PEM (or 32 raw bytes)")
+    t.add_argument("--name", required=True, help="a short name for the key")
+    t.add_argument("--role", choices=("model", "campaign", "both"), default="model",
+                   help="model: signs manifests and keysets; campaign: signs the OTA manager's tickets (default model)")
+    t.add_argument("--key", type=Path, default=keys.DEFAULT_KEY,
+                   help="a private key the fleet already trusts to sign models: it signs the new keyset")
+    db_opt(t)
+    t.set_defaults(func=cmd_trust)
+    r = ks.add_parser("retire", help="stop trusting a key: publish refuses it, nodes drop it with the next offer")
+    r.add_argument("name", help="key name or key id (`edgefleet keys list`)")
+    r.add_argument("--key", type=Path, default=keys.DEFAULT_KEY, help="a trusted private key that stays: signs the keyset")
+    db_opt(r)
+    r.set_defaults(func=cmd_retire)
+    ls = ks.add_parser("list", help="the fleet's trusted and retired keys, and the keyset serial")
+    db_opt(ls)
+    ls.set_defaults(func=cmd_list)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -49,4 +78,51 @@ def cmd_verify(args: argparse.Namespace) -> int:
     body = manifest.verify(folder.manifest(), pub, folder.artifact_bytes())
     print(f"OK: {body['model_id']} v{body['version']}, {body['size']} B, sha256 {body['sha256'][:16]}…, "
           f"signed by {body['key_id']}, self-test passed")
+    return 0
+
+
+def _registry(db):
+    from edgefleet.service.ota.registry import OtaRegistry
+
+    return OtaRegistry(db)
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    from edgefleet.runtime.trust import ROLE_NAMES
+    from edgefleet.service.audit import cli_write
+
+    pub = keys.load_public(args.public)
+    signer = keys.load_private(args.key)
+    serial = cli_write(args.db, "keys.trust", args.name, {"key_id": keys.key_id(pub), "role": args.role},
+                       lambda: _registry(args.db).trust_key(pub, args.name, ROLE_NAMES[args.role], signer))
+    print(f"trusted {args.name} (key id {keys.key_id(pub)}, role {args.role}); keyset {serial} signed by "
+          f"{keys.key_id(signer.public_key())}: nodes take it with their next offer")
+    return 0
+
+
+def cmd_retire(args: argparse.Namespace) -> int:
+    from edgefleet.service.audit import cli_write
+
+    signer = keys.load_private(args.key)
+    serial = cli_write(args.db, "keys.retire", args.name, {},
+                       lambda: _registry(args.db).retire_key(args.name, signer))
+    print(f"retired {args.name}; keyset {serial} (without it) goes to the nodes with their next offer")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from edgefleet.runtime.trust import roles_text
+
+    reg = _registry(args.db)
+    rows = reg.trusted_keys(all_states=True)
+    if not rows:
+        print("no trusted key yet: the first `edgefleet ota publish` pins its signer, or `edgefleet keys trust`")
+        return 0
+    for k in rows:
+        print(f"{k['name']:16} {k['key_id']}  {roles_text(k['roles']):8} {k['state']}")
+    sets = reg.keysets(1)
+    from edgefleet.runtime.manifest import split
+
+    serial = json.loads(split(sets[0])[0])["serial"] if sets else 0
+    print(f"keyset serial {serial} (nodes provisioned with one key start at 0)")
     return 0

@@ -35,7 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="public key the fleet's nodes trust (default $EDGEFLEET_OTA_PUBLIC_KEY, else the "
                           "signing key's .pub); the registry keeps the first one and refuses others")
     pub.add_argument("--trust-new-key", action="store_true",
-                     help="rotate the fleet's trusted key to --public (after the nodes have it)")
+                     help="also trust --public (older rotation; prefer `edgefleet keys trust`, which signs a keyset "
+                          "the nodes follow)")
+    pub.add_argument("--allow-downgrade", metavar="REASON", default=None,
+                     help="publish a version below the newest published one; the reason is kept in the registry")
     db_arg(pub)
     pub.set_defaults(func=cmd_publish)
 
@@ -89,12 +92,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     folder = ModelFolder(args.model_dir)
     fleet_key = os.environ.get("EDGEFLEET_OTA_PUBLIC_KEY")
-    pub = keys.load_public(args.public or (Path(fleet_key) if fleet_key else keys.public_path(keys.DEFAULT_KEY)))
+    pub_path = args.public or (Path(fleet_key) if fleet_key else keys.public_path(keys.DEFAULT_KEY))
+    # only needed to pin the first key: later the registry checks against the keys it trusts
+    pub = keys.load_public(pub_path) if args.public or fleet_key or pub_path.exists() else None
     from edgefleet.service.audit import cli_write
 
-    entry = cli_write(args.db, "model.publish", str(args.model_dir), {"trust_new_key": bool(args.trust_new_key)},
+    entry = cli_write(args.db, "model.publish", str(args.model_dir), {"trust_new_key": bool(args.trust_new_key),
+                                                                      "allow_downgrade": args.allow_downgrade},
                       lambda: _registry(args.db).publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
-                                                         pub, trust_new_key=args.trust_new_key))
+                                                         pub, trust_new_key=args.trust_new_key,
+                                                         allow_downgrade=args.allow_downgrade))
     print(f"published {entry.model_id} v{entry.version} ({entry.size} B, sha256 {entry.sha256[:16]}…) "
           f"to {db_label(args.db)}; roll it out with `edgefleet ota rollout {entry.version}`")
     return 0

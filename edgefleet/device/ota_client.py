@@ -37,10 +37,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgefleet import FIRMWARE_VERSION
-
-from edgefleet.runtime import manifest
-from edgefleet.runtime.artifact import SLOT_BYTES, Artifact
 from edgefleet.errors import ArtifactError, SignatureError
+from edgefleet.runtime import manifest, trust
+from edgefleet.runtime.artifact import SLOT_BYTES, Artifact
 
 MAX_ARTIFACT = SLOT_BYTES  # bytes a model slot holds
 REQUEST_TIMEOUT_S = 5.0  # re-request a chunk that has not arrived
@@ -63,6 +62,8 @@ class Slots:
     trial: dict[str, Any] | None = None  # {campaign, model, deadline, previous, phase[, trial_s]}
     confirmed_version: int = 0
     campaigns: dict[str, str | None] = field(default_factory=lambda: {"A": None, "B": None})  # who wrote each slot
+    trust: trust.TrustSet | None = None  # the keys this node trusts (set by OtaClient; keysets replace it)
+    aborted: list[str] = field(default_factory=list)  # campaigns reverted by command: never taken again
 
     @property
     def inactive(self) -> str:
@@ -93,10 +94,12 @@ class Download:
 class OtaClient:
     """One node's OTA logic. `events -> list of (kind, body)` messages to publish."""
 
-    def __init__(self, slots: Slots, public_key: Ed25519PublicKey, *, firmware: str = FIRMWARE_VERSION,
-                 max_artifact: int = MAX_ARTIFACT) -> None:
+    def __init__(self, slots: Slots, public_key: Ed25519PublicKey | trust.TrustSet, *, device: str,
+                 firmware: str = FIRMWARE_VERSION, max_artifact: int = MAX_ARTIFACT) -> None:
         self.slots = slots
-        self.public_key = public_key
+        if slots.trust is None:  # first boot: the provisioned key(s); later keysets live in the slots
+            slots.trust = public_key if isinstance(public_key, trust.TrustSet) else trust.TrustSet.single(public_key)
+        self.device = device
         self.firmware = firmware
         self.max_artifact = max_artifact
         self.download: Download | None = None
@@ -120,6 +123,9 @@ class OtaClient:
         campaign, model = body["campaign"], int(body["model"])
         if self.download and (self.download.campaign, self.download.model) == (campaign, model):
             return []  # repeated offer (retained, reconnect): keep the download going
+        refused = self._authorize(body)
+        if refused:  # reported under "none": an unauthorized sender must not count against a real campaign
+            return [self._state("none", model, "rejected", now, reason=f"unauthorized offer: {refused}"[:200])]
         if self.state in (State.TRIAL, State.SHADOW):
             if self.slots.trial and self.slots.trial["model"] == model:
                 return []
@@ -185,6 +191,8 @@ class OtaClient:
         own = self.own_campaign()
         if campaign and own and campaign != own:
             return []  # another campaign's revert (a late one, or a campaign since superseded)
+        if campaign and campaign not in self.slots.aborted:  # its ticket is never taken again
+            self.slots.aborted = (self.slots.aborted + [campaign])[-8:]
         if self.download:
             d, self.download = self.download, None
             self.state = State.IDLE
@@ -259,11 +267,31 @@ class OtaClient:
             out += self._confirm(now)
         return out
 
+    def _authorize(self, offer: dict) -> str | None:
+        """None when a key this node trusts for campaigns issued this offer to this device, with this
+        trial policy (docs/ota.md, "Authorization"); a newer signed keyset in the offer is taken first."""
+        try:
+            for doc in (offer.get("keys") or "").split():  # oldest first: each signed by a key the last one trusts
+                self.slots.trust.apply(doc.encode())
+            if not offer.get("ticket"):
+                return "no campaign ticket"
+            ticket = trust.verify_ticket(offer["ticket"].encode(), self.slots.trust)
+        except (SignatureError, ValueError, KeyError, TypeError) as exc:
+            return str(exc)
+        if ticket["campaign"] in self.slots.aborted:
+            return f"campaign {ticket['campaign']} was reverted here"
+        return trust.offer_matches(offer, ticket, self.device)
+
+    def _model_key(self, manifest_bytes: bytes) -> Ed25519PublicKey:
+        """The trusted key the manifest names (the key id is inside the signed body)."""
+        return self.slots.trust.key(manifest_summary(manifest_bytes).get("key_id", ""), trust.ROLE_MODEL)
+
     def _check_offer(self, offer: dict) -> str | None:
         """What the signed manifest alone tells before any chunk: None, or why not to download."""
         try:
-            body = manifest.verify(offer["manifest"].encode(), self.public_key)
-        except (SignatureError, ValueError, KeyError) as exc:
+            raw = offer["manifest"].encode()
+            body = manifest.verify(raw, self._model_key(raw))
+        except (SignatureError, ValueError, KeyError, AttributeError) as exc:
             return f"manifest: {exc}"
         if (body.get("version"), body.get("sha256"), body.get("size")) != (
                 int(offer["model"]), offer["sha256"], int(offer["size"])):
@@ -282,8 +310,8 @@ class OtaClient:
         if hashlib.sha256(blob).hexdigest() != d.sha256:
             return "SHA-256 mismatch"
         try:
-            body = manifest.verify(d.manifest, self.public_key, blob)
-        except (SignatureError, ArtifactError, ValueError, KeyError) as exc:
+            body = manifest.verify(d.manifest, self._model_key(d.manifest), blob)
+        except (SignatureError, ArtifactError, ValueError, KeyError, AttributeError) as exc:
             return f"manifest: {exc}"
         if body["version"] != d.model or body["sha256"] != d.sha256:
             return "manifest does not describe the offered artifact"

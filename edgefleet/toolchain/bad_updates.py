@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgefleet.runtime import manifest
 from edgefleet.runtime.artifact import SLOT_BYTES, Artifact
 
-
 KINDS = ("bad_signature", "tampered", "tampered_rehashed", "downgrade", "same_version", "other_shape",
          "firmware", "oversized")
 
@@ -32,10 +31,19 @@ class BadUpdate:
     expect: str  # words the node's `rejected` reason contains
     at_offer: bool  # refused from the offer alone: not one chunk fetched
 
-    def offer(self, campaign: str, *, chunk: int = 1024, trial_s: int = 5) -> dict:
-        """The `ota/offer` body a sender would publish for this case."""
-        return {"campaign": campaign, "model": self.model, "size": self.size, "sha256": self.sha256,
+    def offer(self, campaign: str, *, chunk: int = 1024, trial_s: int = 5, ticket_key: Ed25519PrivateKey | None = None,
+              device: str = "") -> dict:
+        """The `ota/offer` body a sender would publish for this case. Without `ticket_key` it carries no
+        campaign ticket (an outsider's offer: refused before the manifest is looked at); with it, a
+        valid ticket for `device`, so the node's manifest and artifact checks are what refuse it."""
+        body = {"campaign": campaign, "model": self.model, "size": self.size, "sha256": self.sha256,
                 "chunk": chunk, "trial_s": trial_s, "shadow": False, "manifest": self.manifest.decode()}
+        if ticket_key is not None:
+            from edgefleet.runtime import trust
+
+            body["ticket"] = trust.sign_ticket(ticket_key, campaign=campaign, device=device, model=self.model,
+                                               sha256=self.sha256, trial_s=trial_s, shadow=False, shadow_s=0).decode()
+        return body
 
 
 def versioned(base: bytes, version: int, **changes: object) -> tuple[bytes, Artifact]:

@@ -5,12 +5,11 @@ from base64 import b64encode
 
 import pytest
 
-from edgefleet.runtime import keys
 from edgefleet.device.ota_client import MAX_RETRIES, REQUEST_TIMEOUT_S, OtaClient, Slots
+from edgefleet.runtime import keys
 from edgefleet.toolchain.bad_updates import KINDS, bad_updates
 
 from .conftest import make_versioned
-
 
 
 @pytest.fixture()
@@ -18,7 +17,7 @@ def fresh_node(versioned):
     def make(signing_key, version=1):
         slots = Slots()
         slots.images["A"] = versioned(version)
-        return OtaClient(slots, signing_key.public_key())
+        return OtaClient(slots, signing_key.public_key(), device="dev-1")
     return make
 
 
@@ -76,7 +75,7 @@ def test_bad_updates_are_rejected_and_the_old_model_keeps_running(fresh_node, si
     bad = cases[case]
     node = fresh_node(signing_key, version=3)
     reports = []
-    states, _ = serve(node, bad.blob, bad.offer(f"c-{case}", chunk=512), reports=reports)
+    states, _ = serve(node, bad.blob, bad.offer(f"c-{case}", chunk=512, ticket_key=signing_key, device="dev-1"), reports=reports)
     assert states[-1] == "rejected" and bad.expect in reports[-1]["reason"]
     if bad.at_offer:  # the offer and its signed manifest show it: not one chunk is fetched
         assert states == ["rejected"]
@@ -99,7 +98,7 @@ def test_reboot_during_trial_reverts(fresh_node, signing_key, release):
     blob, _, offer = release(2)
     serve(node, blob, offer)
     assert node.current_version() == 2
-    rebooted = OtaClient(node.slots, signing_key.public_key())  # same flash, new RAM
+    rebooted = OtaClient(node.slots, signing_key.public_key(), device="dev-1")  # same flash, new RAM
     msgs = rebooted.boot(1.0)
     assert [m[1]["state"] for m in msgs] == ["reverted"]
     assert rebooted.current_version() == 1
@@ -113,7 +112,7 @@ def test_reboot_mid_download_resumes_from_a_fresh_offer(fresh_node, signing_key,
     data = blob[:req["len"]]
     node.chunk({"campaign": "c2", "model": 2, "off": 0, "crc": zlib.crc32(data),
                 "data": b64encode(data).decode()}, 0.0)
-    rebooted = OtaClient(node.slots, signing_key.public_key())
+    rebooted = OtaClient(node.slots, signing_key.public_key(), device="dev-1")
     assert rebooted.boot(1.0) == [] and rebooted.current_version() == 1
     states, _ = serve(rebooted, blob, offer, now=2.0)
     assert states[-1] == "trial" and rebooted.current_version() == 2

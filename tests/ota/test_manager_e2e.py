@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from base64 import b64decode, b64encode
 
 import numpy as np
@@ -14,14 +13,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet import protocol
-from edgefleet.runtime.artifact import Artifact
-from edgefleet.service.broker import start_broker
-from edgefleet.toolchain.datasets import load_recording, windows_of
-from edgefleet.runtime.engine import Detector
-from edgefleet.service.ota.campaign import Policy, Target
 from edgefleet.device.ota_client import OtaClient, Slots
+from edgefleet.runtime.artifact import Artifact
+from edgefleet.runtime.engine import Detector
+from edgefleet.service.broker import start_broker
+from edgefleet.service.ota.campaign import Policy, Target
 from edgefleet.service.ota.manager import OtaManager
 from edgefleet.service.ota.registry import OtaRegistry
+from edgefleet.toolchain.datasets import load_recording, windows_of
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ class HarnessNode:
 
     def __init__(self, device: str, port: int, slots: Slots, public_key, windows, fs, *, drop=0.0, corrupt=0.0,
                  seed=0):
-        self.device, self.ota, self.windows, self.fs = device, OtaClient(slots, public_key), windows, fs
+        self.device, self.ota, self.windows, self.fs = device, OtaClient(slots, public_key, device=device), windows, fs
         self.rng = np.random.default_rng(seed)
         self.drop, self.corrupt = drop, corrupt
         self.results: list[tuple[int, bool]] = []

@@ -12,10 +12,10 @@ from device_sim.fleet import score_windows, score_windows_multi
 from device_sim.node import VirtualNode
 from device_sim.plant import make_plant
 from edgefleet import protocol
+from edgefleet.device.ota_client import OtaClient, Slots
 from edgefleet.runtime.artifact import Artifact
 from edgefleet.runtime.engine import Detector
 from edgefleet.service.ota.campaign import Policy, decide
-from edgefleet.device.ota_client import OtaClient, Slots
 from edgefleet.service.ota.manager import shadow_rates
 
 from .test_device import serve
@@ -27,12 +27,12 @@ FLEET_MODEL = Path(__file__).resolve().parents[2] / "edgefleet" / "models" / "fl
 def node_v1(versioned, signing_key):
     slots = Slots()
     slots.images["A"] = versioned(1)
-    return OtaClient(slots, signing_key.public_key())
+    return OtaClient(slots, signing_key.public_key(), device="dev-1")
 
 
 def shadow_offer(release, version=2, *, shadow_s=30, trial_s=10, blob=None):
-    blob, _, offer = release(version, shadow=True, trial_s=trial_s, blob=blob)
-    return blob, {**offer, "shadow_s": shadow_s}
+    blob, _, offer = release(version, shadow=True, trial_s=trial_s, shadow_s=shadow_s, blob=blob)
+    return blob, offer
 
 
 def test_shadow_phase_keeps_the_old_model_then_trial_then_confirm(node_v1, release):
@@ -65,7 +65,7 @@ def test_reboot_and_revert_command_during_shadow_keep_the_old_model(node_v1, rel
     _, now = serve(node_v1, blob, offer)
     assert [b["state"] for _, b in node_v1.boot(now + 1)] == ["reverted"]
     assert node_v1.current_version() == 1
-    other = OtaClient(Slots(images={"A": versioned(1), "B": None}), signing_key.public_key())
+    other = OtaClient(Slots(images={"A": versioned(1), "B": None}), signing_key.public_key(), device="dev-1")
     _, now = serve(other, blob, offer)
     assert [b["state"] for _, b in other.revert(now + 1)] == ["reverted"]
     assert other.current_version() == 1 and other.shadow_artifact is None
@@ -76,8 +76,8 @@ def test_offer_without_shadow_s_shadows_for_trial_s_and_zero_goes_straight_to_tr
     blob, _, offer = release(2, shadow=True, trial_s=5)
     _, now = serve(node_v1, blob, offer)
     assert node_v1.in_shadow() and node_v1.slots.trial["deadline"] == now + 5
-    other = OtaClient(Slots(images={"A": versioned(1), "B": None}), signing_key.public_key())
-    states, _ = serve(other, blob, {**offer, "shadow_s": 0})
+    other = OtaClient(Slots(images={"A": versioned(1), "B": None}), signing_key.public_key(), device="dev-1")
+    states, _ = serve(other, blob, release(2, shadow=True, trial_s=5, shadow_s=0)[2])  # shadow_s under the ticket
     assert states == ["accepted", "verifying", "shadow", "trial"] and other.current_version() == 2
 
 

@@ -29,16 +29,30 @@ from collections import deque
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgefleet import protocol
-from edgefleet.service.ota.campaign import (NOT_STARTED, ROLLBACK, RUNS_CANDIDATE, TERMINAL_BAD, TERMINAL_OK,
-                                            HEALTH_LOOKBACK_MS, Target, before_after_rates, decide, health_rates,
-                                            retryable, shadow_rates,
-                                            rollout_order, stage_size)
 from edgefleet.clock import now_ms
+from edgefleet.runtime import trust
+from edgefleet.service.ota.campaign import (
+    HEALTH_LOOKBACK_MS,
+    NOT_STARTED,
+    ROLLBACK,
+    RUNS_CANDIDATE,
+    TERMINAL_BAD,
+    TERMINAL_OK,
+    Target,
+    before_after_rates,
+    decide,
+    health_rates,
+    retryable,
+    rollout_order,
+    shadow_rates,
+    stage_size,
+)
 from edgefleet.service.ota.registry import Campaign, OtaRegistry
 
 log = logging.getLogger("edgefleet.service.ota")
@@ -51,6 +65,21 @@ ResultsLookup = Callable[[str, int], list[tuple[int, bool]]]
 ShadowLookup = Callable[[int, int], list[tuple[str, bool, bool]]]
 
 
+def default_ticket_key() -> Ed25519PrivateKey | None:
+    """The campaign key `edgefleet serve` signs tickets with: $EDGEFLEET_CAMPAIGN_KEY, else the engineer's
+    signing key when this host has one (a single-machine setup; a plant gives the service its own key,
+    trusted for campaigns only: `edgefleet keys trust campaign.pub --role campaign`)."""
+    import os
+    from pathlib import Path
+
+    from edgefleet.runtime import keys
+
+    path = os.environ.get("EDGEFLEET_CAMPAIGN_KEY")
+    if path:
+        return keys.load_private(Path(path))
+    return keys.load_private(keys.DEFAULT_KEY) if Path(keys.DEFAULT_KEY).exists() else None
+
+
 class OtaManager:
     shadow_results: ShadowLookup | None = None  # set by the service: shadow-mode outcomes from the store
 
@@ -58,8 +87,13 @@ class OtaManager:
                  results: ResultsLookup | None = None, max_transfers: int = 200,
                  username: str | None = None, password: str | None = None,
                  client_id: str = "edgefleet-ota", tick_s: float = 1.0,
-                 session_expiry_s: int = 86_400, tls: ssl.SSLContext | None = None) -> None:
+                 session_expiry_s: int = 86_400, tls: ssl.SSLContext | None = None,
+                 ticket_key: Ed25519PrivateKey | None | str = "default") -> None:
         self.registry = registry
+        # signs each offer's campaign ticket (docs/ota.md, "Authorization"); nodes refuse offers without one
+        self.ticket_key = default_ticket_key() if ticket_key == "default" else ticket_key
+        if self.ticket_key is None:
+            log.warning("OTA manager has no campaign key (EDGEFLEET_CAMPAIGN_KEY): nodes will refuse its offers")
         self.devices = devices
         self.results = results
         self.max_transfers = max_transfers
@@ -206,7 +240,11 @@ class OtaManager:
                 self.registry.add_history(cid, device, state, reason)  # not ours (or "none": no trial)
                 return False
             self._known.add(cid)
-        if state == "rejected" and self.registry.device_state(cid, device) == "confirmed":
+        current = self.registry.device_state(cid, device)
+        if current is None:  # never offered this campaign: a device's word does not make it a member
+            self.registry.add_history(cid, device, state, f"ignored (not offered this campaign): {reason}"[:300])
+            return False
+        if state == "rejected" and current == "confirmed":
             # the retained offer seen again after a reconnect, refused by a device that already runs it
             self.registry.add_history(cid, device, state, f"ignored (already confirmed): {reason}")
             return False
@@ -237,17 +275,27 @@ class OtaManager:
                 continue
             last = max(s["updated_ms"] / 1000, self._offer_sent.get((c.id, d), 0.0))
             if now - last > c.policy.offer_resend_s:
-                self._publish(d, "ota/offer", self._offer_body(c), retain=True)
+                self._publish(d, "ota/offer", self._offer_body(c, d), retain=True)
                 self._offer_sent[(c.id, d)] = now
 
-    def _offer_body(self, c: Campaign) -> dict:
+    def _offer_body(self, c: Campaign, device: str) -> dict:
+        """The offer with its ticket: this campaign, this device, this model and trial policy, signed."""
         blob, manifest = self._blob(c.model)
-        return {"campaign": c.id, "model": c.model, "size": len(blob), "sha256": self.registry.model(c.model).sha256,
+        sha = self.registry.model(c.model).sha256
+        body = {"campaign": c.id, "model": c.model, "size": len(blob), "sha256": sha,
                 "chunk": 1024, "trial_s": c.policy.trial_s, "shadow": c.policy.shadow,
                 **({"shadow_s": c.policy.shadow_s} if c.policy.shadow else {}), "manifest": manifest.decode()}
+        if self.ticket_key is not None:
+            body["ticket"] = trust.sign_ticket(
+                self.ticket_key, campaign=c.id, device=device, model=c.model, sha256=sha, trial_s=c.policy.trial_s,
+                shadow=c.policy.shadow, shadow_s=c.policy.shadow_s if c.policy.shadow else 0).decode()
+        keysets = self.registry.keysets()
+        if keysets:
+            body["keys"] = " ".join(k.decode() for k in keysets)
+        return body
 
     def _offer(self, c: Campaign, device: str, *, old_model: int | None = None, reason: str = "") -> None:
-        self._publish(device, "ota/offer", self._offer_body(c), retain=True)
+        self._publish(device, "ota/offer", self._offer_body(c, device), retain=True)
         self._offer_sent[(c.id, device)] = time.time()
         self.registry.set_device_state(c.id, device, "offered", reason, offered=True, old_model=old_model)
 

@@ -18,7 +18,8 @@ from edgefleet.clock import now_ms
 from edgefleet.errors import EdgefleetError
 from edgefleet.runtime import manifest as manifest_mod
 from edgefleet.runtime.artifact import Artifact
-from edgefleet.runtime.keys import key_id
+from edgefleet.runtime.keys import key_id, public_raw
+from edgefleet.runtime.trust import ROLE_CAMPAIGN, ROLE_MODEL, sign_keyset
 from edgefleet.service.ota.campaign import Policy, Target
 
 SCHEMA = """
@@ -43,6 +44,16 @@ CREATE TABLE IF NOT EXISTS device_commands (
   sent_ms INTEGER, note TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS device_commands_pending ON device_commands(sent_ms) WHERE sent_ms IS NULL;
 """
+
+# OTA authorization (docs/ota.md): the keys this fleet trusts, the signed keysets that carry them to
+# the nodes, and why a downgrade was let in. Plain DDL, so the same runs on PostgreSQL.
+AUTH_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS ota_keys (key_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, public TEXT NOT NULL, "
+    "roles INTEGER NOT NULL, state TEXT NOT NULL, added_ms BIGINT NOT NULL, retired_ms BIGINT)",
+    "CREATE TABLE IF NOT EXISTS ota_keysets (serial INTEGER PRIMARY KEY, doc TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ota_model_notes (version INTEGER NOT NULL, ts BIGINT NOT NULL, note TEXT NOT NULL)",
+)
+KEYSETS_IN_OFFER = 3  # the last few keysets ride in every offer, so a node that missed one still follows
 
 CAMPAIGN_STATES = ("running", "aborting", "aborted", "completed")
 
@@ -73,6 +84,12 @@ class Campaign:
     updated_ms: int
 
 
+def public_from_hex(text: str):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+
+
 class OtaRegistry:
     def __init__(self, path: str | Path) -> None:
         from edgefleet.service.store.url import is_db_url
@@ -82,6 +99,8 @@ class OtaRegistry:
 
             self.path = str(path)
             self.db = connect_compat(self.path)
+            for ddl in AUTH_SCHEMA:
+                self.db.execute(ddl)
             return
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +108,8 @@ class OtaRegistry:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.executescript(SCHEMA)
+        for ddl in AUTH_SCHEMA:
+            self.db.execute(ddl)
 
     def close(self) -> None:
         self.db.close()
@@ -120,34 +141,131 @@ class OtaRegistry:
 
     # ------------------------------------------------------------ models
 
-    def publish(self, artifact_bytes: bytes, manifest_bytes: bytes, card: dict, public_key, *,
-                trust_new_key: bool = False) -> ModelEntry:
-        """Register a model after verifying its manifest, hash and self-test, signed by the key this
-        fleet trusts (the first publish fixes it; `trust_new_key` rotates it), with a version above
-        every published one (no downgrade, no squatting on an old number)."""
-        body = manifest_mod.verify(manifest_bytes, public_key, artifact_bytes)
+    def publish(self, artifact_bytes: bytes, manifest_bytes: bytes, card: dict, public_key=None, *,
+                trust_new_key: bool = False, allow_downgrade: str | None = None) -> ModelEntry:
+        """Register a model after verifying its manifest, hash and self-test. It must be signed by a key
+        this fleet trusts to sign models (`keys trust`; the first publish pins its key), and its version
+        must not squat a published number with other content, nor be below the newest published
+        unless `allow_downgrade` gives the reason (kept in `ota_model_notes`)."""
+        try:
+            kid = str(json.loads(manifest_mod.split(manifest_bytes)[0]).get("key_id"))
+        except (ValueError, AttributeError) as exc:
+            raise EdgefleetError("the manifest body is not a JSON object; sign it again with `edgefleet model sign`") \
+                from exc
+        if public_key is not None and trust_new_key and kid == key_id(public_key):
+            self._add_key(public_key, f"key-{kid[:8]}", ROLE_MODEL | ROLE_CAMPAIGN, replace_ok=True)
+        self._migrate_pinned_key(public_key)
+        if not self.trusted_keys() and public_key is not None and kid == key_id(public_key):
+            self._add_key(public_key, "fleet", ROLE_MODEL | ROLE_CAMPAIGN)  # first publish: pin the signer
+        trusted = {k["key_id"]: k for k in self.trusted_keys() if k["roles"] & ROLE_MODEL}
+        if kid not in trusted:
+            listed = ", ".join(f"{k['key_id']} ({k['name']})" for k in trusted.values()) or "none yet"
+            raise EdgefleetError(f"the manifest's signature is by key {kid}, which this fleet does not trust; this fleet "
+                                 f"trusts key(s) {listed}. Sign with a trusted key, or trust this one first with "
+                                 "`edgefleet keys trust PUBLIC.pem --name NAME --key CURRENT.key`")
+        body = manifest_mod.verify(manifest_bytes, public_from_hex(trusted[kid]["public"]), artifact_bytes)
         art = Artifact.from_bytes(artifact_bytes)
-        kid = key_id(public_key)
-        trusted = self.db.execute("SELECT value FROM ota_settings WHERE key = 'trusted_key_id'").fetchone()
-        if trusted and trusted[0] != kid and not trust_new_key:
-            raise EdgefleetError(f"the manifest is signed by key {kid}, this fleet trusts key {trusted[0]} "
-                                 "(its nodes would refuse it); sign with the fleet's key, or rotate with "
-                                 "--trust-new-key after giving the nodes the new public key")
         existing = self.db.execute("SELECT sha256 FROM ota_models WHERE version=?", (art.model_version,)).fetchone()
         if existing and existing[0] != body["sha256"]:
-            raise EdgefleetError(f"model version {art.model_version} is already registered with other "
-                                 "content; train with a higher --version")
+            raise EdgefleetError(f"model version {art.model_version} is already published with another artifact "
+                                 f"(sha256 {existing[0][:16]}…); a version number names one artifact: train with "
+                                 "a higher --version")
         newest = self.db.execute("SELECT max(version) FROM ota_models").fetchone()[0]
         if not existing and newest is not None and art.model_version <= newest:
-            raise EdgefleetError(f"model version {art.model_version} is not above the newest published "
-                                 f"({newest}): nodes refuse downgrades; train with --version {newest + 1}")
-        self.db.execute("INSERT INTO ota_settings VALUES ('trusted_key_id', ?) ON CONFLICT(key) DO UPDATE "
-                        "SET value = excluded.value", (kid,))
+            if not (allow_downgrade or "").strip():
+                raise EdgefleetError(f"model version {art.model_version} is not above the newest published "
+                                     f"({newest}): a downgrade; train with --version {newest + 1}, or pass "
+                                     "--allow-downgrade REASON (nodes on a newer model still refuse it)")
+            self.db.execute("INSERT INTO ota_model_notes VALUES (?,?,?)", (
+                art.model_version, now_ms(), f"downgrade below v{newest} allowed: {allow_downgrade.strip()}"[:500]))
         self.db.execute(
             "INSERT INTO ota_models VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (art.model_version, body["model_id"], now_ms(), artifact_bytes, manifest_bytes, body["sha256"],
              len(artifact_bytes), art.n_inputs, art.n_outputs, json.dumps(card)))
         return self.model(art.model_version)
+
+    def model_notes(self, version: int) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT note FROM ota_model_notes WHERE version=? ORDER BY ts",
+                                              (version,)).fetchall()]
+
+    # ------------------------------------------------------------ trusted keys (OTA authorization)
+
+    def _migrate_pinned_key(self, public_key) -> None:
+        """Registries from before `ota_keys` kept one key id in ota_settings: adopt it once its key is seen."""
+        if self.trusted_keys() or public_key is None:
+            return
+        row = self.db.execute("SELECT value FROM ota_settings WHERE key = 'trusted_key_id'").fetchone()
+        if row and row[0] == key_id(public_key):
+            self._add_key(public_key, "fleet", ROLE_MODEL | ROLE_CAMPAIGN)
+        elif row:
+            raise EdgefleetError(f"this fleet trusts key {row[0]}; give its public key with --public to carry it "
+                                 "over, or trust keys with `edgefleet keys trust`")
+
+    def _add_key(self, public_key, name: str, roles: int, *, replace_ok: bool = False) -> None:
+        kid = key_id(public_key)
+        row = self.db.execute("SELECT state FROM ota_keys WHERE key_id=?", (kid,)).fetchone()
+        if row and row[0] == "retired":
+            raise EdgefleetError(f"key {kid} was retired; a retired key is never trusted again (generate a new one)")
+        if row and not replace_ok:
+            raise EdgefleetError(f"key {kid} is already trusted")
+        if row:
+            return
+        if self.db.execute("SELECT 1 FROM ota_keys WHERE name=?", (name,)).fetchone():
+            raise EdgefleetError(f"a key named {name!r} exists already; pick another --name")
+        self.db.execute("INSERT INTO ota_keys (key_id, name, public, roles, state, added_ms) VALUES (?,?,?,?,?,?)",
+                        (kid, name, public_raw(public_key).hex(), roles, "trusted", now_ms()))
+
+    def trusted_keys(self, *, all_states: bool = False) -> list[dict]:
+        rows = self.db.execute("SELECT key_id, name, public, roles, state, added_ms, retired_ms FROM ota_keys "
+                               "ORDER BY added_ms, key_id").fetchall()
+        keys_ = [dict(zip(("key_id", "name", "public", "roles", "state", "added_ms", "retired_ms"), r)) for r in rows]
+        return keys_ if all_states else [k for k in keys_ if k["state"] == "trusted"]
+
+    def _find_key(self, which: str) -> dict:
+        for k in self.trusted_keys(all_states=True):
+            if which in (k["name"], k["key_id"]):
+                return k
+        names = ", ".join(k["name"] for k in self.trusted_keys(all_states=True)) or "none"
+        raise EdgefleetError(f"no key named {which!r} (keys: {names}; `edgefleet keys list`)")
+
+    def trust_key(self, public_key, name: str, roles: int, signer) -> int:
+        """Trust a new key and sign the keyset the nodes follow with `signer`, a private key this fleet
+        trusts to sign models (the nodes check that signature). Returns the keyset serial."""
+        self._require_signer(signer)
+        self._add_key(public_key, name, roles)
+        return self._sign_keyset(signer)
+
+    def retire_key(self, which: str, signer) -> int:
+        """Stop trusting a key (publish refuses it; the next keyset drops it from the nodes)."""
+        k = self._find_key(which)
+        if k["state"] == "retired":
+            raise EdgefleetError(f"key {k['name']} ({k['key_id']}) is retired already")
+        self._require_signer(signer)
+        if key_id(signer.public_key()) == k["key_id"]:
+            raise EdgefleetError("sign the retirement with a key that stays trusted (--key), not the retired one")
+        left = [x for x in self.trusted_keys() if x["key_id"] != k["key_id"] and x["roles"] & ROLE_MODEL]
+        if not left:
+            raise EdgefleetError("that would leave no key trusted to sign models; trust the next key first")
+        self.db.execute("UPDATE ota_keys SET state='retired', retired_ms=? WHERE key_id=?", (now_ms(), k["key_id"]))
+        return self._sign_keyset(signer)
+
+    def _require_signer(self, signer) -> None:
+        kid = key_id(signer.public_key())
+        if not any(k["key_id"] == kid and k["roles"] & ROLE_MODEL for k in self.trusted_keys()):
+            raise EdgefleetError(f"--key {kid} is not a key this fleet trusts to sign models; the nodes would "
+                                 "refuse its keyset (`edgefleet keys list`)")
+
+    def _sign_keyset(self, signer) -> int:
+        entries = [(public_from_hex(k["public"]), k["roles"]) for k in self.trusted_keys()]
+        serial = (self.db.execute("SELECT max(serial) FROM ota_keysets").fetchone()[0] or 0) + 1
+        doc = sign_keyset(entries, serial, signer)
+        self.db.execute("INSERT INTO ota_keysets VALUES (?,?,?)", (serial, doc.decode(), now_ms()))
+        return serial
+
+    def keysets(self, last: int = KEYSETS_IN_OFFER) -> list[bytes]:
+        """The newest signed keysets, oldest first (what an offer carries)."""
+        rows = self.db.execute("SELECT doc FROM ota_keysets ORDER BY serial DESC LIMIT ?", (last,)).fetchall()
+        return [r[0].encode() for r in reversed(rows)]
 
     def model(self, version: int) -> ModelEntry:
         row = self.db.execute("SELECT version, model_id, created_ms, sha256, size, n_inputs, n_outputs, card "

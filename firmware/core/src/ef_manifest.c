@@ -292,31 +292,233 @@ static int parse_body(cursor *c, ef_manifest *m)
 static const char k_prefix[] = "{\"body\":";
 static const char k_mark[] = ",\"signature\":\"";
 
-ef_status ef_manifest_parse(const uint8_t *data, size_t len, ef_manifest *m)
+/* {"body":...,"signature":"<128 hex>"}: the body's range and the signature; -1 if not so framed. */
+static int frame(const uint8_t *data, size_t len, uint32_t *body_off, uint32_t *body_len, uint8_t sig[64])
 {
     const size_t pre = sizeof k_prefix - 1, mark = sizeof k_mark - 1;
+    size_t cut;
+    if (((len >> 16) >> 16) != 0 || len < pre + mark + 128 + 2 + 2 || memcmp(data, k_prefix, pre) != 0 ||
+        data[len - 2] != '"' || data[len - 1] != '}')
+        return -1;
+    cut = len - 2 - 128 - mark; /* the signature is exactly 128 hex digits */
+    if (memcmp(data + cut, k_mark, mark) != 0 || ef_hex_decode((const char *)data + cut + mark, 64, sig) != 0)
+        return -1;
+    *body_off = (uint32_t)pre;
+    *body_len = (uint32_t)(cut - pre);
+    return 0;
+}
+
+ef_status ef_manifest_parse(const uint8_t *data, size_t len, ef_manifest *m)
+{
     size_t cut;
     cursor c;
     if (data == NULL || m == NULL)
         return EF_ERR_ARG;
     memset(m, 0, sizeof *m);
-    if (((len >> 16) >> 16) != 0 || len < pre + mark + 128 + 2 + 2 || memcmp(data, k_prefix, pre) != 0 ||
-        data[len - 2] != '"' || data[len - 1] != '}')
+    if (frame(data, len, &m->body_off, &m->body_len, m->signature) != 0)
         return EF_ERR_MANIFEST;
-    cut = len - 2 - 128 - mark; /* the signature is exactly 128 hex digits */
-    if (memcmp(data + cut, k_mark, mark) != 0 ||
-        ef_hex_decode((const char *)data + cut + mark, 64, m->signature) != 0)
-        return EF_ERR_MANIFEST;
-    m->body_off = (uint32_t)pre;
-    m->body_len = (uint32_t)(cut - pre);
+    cut = (size_t)m->body_off + m->body_len;
     c.s = data;
     c.n = cut; /* the body must end exactly at the signature mark */
-    c.i = pre;
+    c.i = m->body_off;
     if (parse_body(&c, m) != 0 || c.i != cut)
         return EF_ERR_MANIFEST;
     if (m->rows == 0 || m->n_inputs == 0 || m->n_outputs == 0 ||
         (uint64_t)m->st_in_len != 2ull * m->rows * m->n_inputs ||
         (uint64_t)m->st_out_len != 2ull * m->rows * m->n_outputs)
+        return EF_ERR_MANIFEST;
+    return EF_OK;
+}
+
+/* ---------------------------------------------------------------- tickets and keysets */
+
+/* Calls fn for each "key":value of a flat object spanning exactly s[start, end). */
+typedef int (*field_fn)(void *ctx, const uint8_t *key, size_t klen, const uint8_t *v, size_t vlen);
+
+static int walk_flat(const uint8_t *s, size_t start, size_t end, field_fn fn, void *ctx)
+{
+    cursor c;
+    c.s = s;
+    c.n = end;
+    c.i = start;
+    if (c.i >= c.n || s[c.i++] != '{')
+        return -1;
+    for (;;) {
+        size_t k0 = c.i + 1, klen, v0;
+        if (skip_string(&c) != 0)
+            return -1;
+        klen = c.i - 1 - k0;
+        if (c.i >= c.n || s[c.i++] != ':')
+            return -1;
+        v0 = c.i;
+        if (skip_value(&c, 1) != 0 || c.i >= c.n || fn(ctx, s + k0, klen, s + v0, c.i - v0) != 0)
+            return -1;
+        if (s[c.i] == ',') {
+            c.i++;
+            continue;
+        }
+        return s[c.i] == '}' && c.i + 1 == end ? 0 : -1;
+    }
+}
+
+/* A JSON string value of lowercase hex digits, exactly 2*n of them, decoded into out. */
+static int hex_value(const uint8_t *v, size_t vlen, size_t n, uint8_t *out)
+{
+    size_t i;
+    if (vlen != 2 * n + 2 || v[0] != '"' || v[vlen - 1] != '"')
+        return -1;
+    for (i = 1; i + 1 < vlen; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+            return -1;
+    return ef_hex_decode((const char *)v + 1, n, out);
+}
+
+/* A JSON string value of 1..64 id characters ([A-Za-z0-9._-], the protocol's ids) into out[65]. */
+static int id_value(const uint8_t *v, size_t vlen, char *out)
+{
+    size_t i;
+    if (vlen < 3 || vlen > 66 || v[0] != '"' || v[vlen - 1] != '"')
+        return -1;
+    for (i = 1; i + 1 < vlen; i++) {
+        uint8_t ch = v[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-'))
+            return -1;
+        out[i - 1] = (char)ch;
+    }
+    out[vlen - 2] = '\0';
+    return 0;
+}
+
+static int format_is(const uint8_t *v, size_t vlen, const char *fmt)
+{
+    size_t n = strlen(fmt);
+    return vlen == n + 2 && v[0] == '"' && memcmp(v + 1, fmt, n) == 0 && v[vlen - 1] == '"';
+}
+
+/* Field bits of a ticket, in the body's (sorted) key order. */
+enum {
+    T_CAMPAIGN = 1, T_DEVICE = 2, T_FORMAT = 4, T_KEY = 8, T_MODEL = 16, T_SHA = 32, T_SHADOW = 64,
+    T_SHADOW_S = 128, T_TRIAL_S = 256, T_ALL = 511
+};
+
+typedef struct {
+    ef_ticket *t;
+    unsigned found;
+} ticket_ctx;
+
+static int ticket_field(void *ctx, const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen)
+{
+    ticket_ctx *x = (ticket_ctx *)ctx;
+    ef_ticket *t = x->t;
+    unsigned bit;
+    int bad;
+    if (key_is(k, klen, "campaign"))
+        bit = T_CAMPAIGN, bad = id_value(v, vlen, t->campaign);
+    else if (key_is(k, klen, "device"))
+        bit = T_DEVICE, bad = id_value(v, vlen, t->device);
+    else if (key_is(k, klen, "format"))
+        bit = T_FORMAT, bad = !format_is(v, vlen, EF_TICKET_FORMAT);
+    else if (key_is(k, klen, "key_id"))
+        bit = T_KEY, bad = hex_value(v, vlen, 8, t->key_id);
+    else if (key_is(k, klen, "model"))
+        bit = T_MODEL, bad = parse_u32(v, vlen, &t->model);
+    else if (key_is(k, klen, "sha256"))
+        bit = T_SHA, bad = hex_value(v, vlen, 32, t->sha256);
+    else if (key_is(k, klen, "shadow"))
+        bit = T_SHADOW, bad = parse_u32(v, vlen, &t->shadow) != 0 || t->shadow > 1u;
+    else if (key_is(k, klen, "shadow_s"))
+        bit = T_SHADOW_S, bad = parse_u32(v, vlen, &t->shadow_s);
+    else if (key_is(k, klen, "trial_s"))
+        bit = T_TRIAL_S, bad = parse_u32(v, vlen, &t->trial_s);
+    else
+        return -1; /* a field this node does not know: it cannot tell what was authorized */
+    if (bad || (x->found & bit))
+        return -1;
+    x->found |= bit;
+    return 0;
+}
+
+ef_status ef_ticket_parse(const uint8_t *data, size_t len, ef_ticket *t)
+{
+    ticket_ctx x;
+    if (data == NULL || t == NULL)
+        return EF_ERR_ARG;
+    memset(t, 0, sizeof *t);
+    x.t = t;
+    x.found = 0;
+    if (frame(data, len, &t->body_off, &t->body_len, t->signature) != 0 ||
+        walk_flat(data, t->body_off, (size_t)t->body_off + t->body_len, ticket_field, &x) != 0 || x.found != T_ALL)
+        return EF_ERR_MANIFEST;
+    return EF_OK;
+}
+
+enum { K_FORMAT = 1, K_KEY = 2, K_KEYS = 4, K_SERIAL = 8, K_ALL = 15 };
+
+typedef struct {
+    ef_keyset *ks;
+    unsigned found;
+} keyset_ctx;
+
+/* "keys": hex of (role byte, 32-byte Ed25519 key) per entry, 1..EF_TRUST_MAX entries, one may sign models. */
+static int keys_value(const uint8_t *v, size_t vlen, ef_trust *t)
+{
+    size_t n, i;
+    uint8_t any_model = 0;
+    if (vlen < 2 || v[0] != '"' || v[vlen - 1] != '"' || (vlen - 2) % 66 != 0)
+        return -1;
+    for (i = 1; i + 1 < vlen; i++) /* lowercase hex only, as the signer writes it */
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+            return -1;
+    n = (vlen - 2) / 66;
+    if (n == 0 || n > EF_TRUST_MAX)
+        return -1;
+    for (i = 0; i < n; i++) {
+        uint8_t entry[33];
+        if (ef_hex_decode((const char *)v + 1 + 66 * i, 33, entry) != 0 || entry[0] < 1u || entry[0] > 3u)
+            return -1;
+        t->roles[i] = entry[0];
+        memcpy(t->keys[i], entry + 1, 32);
+        any_model |= (uint8_t)(entry[0] & EF_ROLE_MODEL);
+    }
+    if (!any_model)
+        return -1;
+    t->n = (uint8_t)n;
+    return 0;
+}
+
+static int keyset_field(void *ctx, const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen)
+{
+    keyset_ctx *x = (keyset_ctx *)ctx;
+    unsigned bit;
+    int bad;
+    if (key_is(k, klen, "format"))
+        bit = K_FORMAT, bad = !format_is(v, vlen, EF_KEYSET_FORMAT);
+    else if (key_is(k, klen, "key_id"))
+        bit = K_KEY, bad = hex_value(v, vlen, 8, x->ks->key_id);
+    else if (key_is(k, klen, "keys"))
+        bit = K_KEYS, bad = keys_value(v, vlen, &x->ks->trust);
+    else if (key_is(k, klen, "serial"))
+        bit = K_SERIAL, bad = parse_u32(v, vlen, &x->ks->trust.serial);
+    else
+        return -1;
+    if (bad || (x->found & bit))
+        return -1;
+    x->found |= bit;
+    return 0;
+}
+
+ef_status ef_keyset_parse(const uint8_t *data, size_t len, ef_keyset *ks)
+{
+    keyset_ctx x;
+    if (data == NULL || ks == NULL)
+        return EF_ERR_ARG;
+    memset(ks, 0, sizeof *ks);
+    x.ks = ks;
+    x.found = 0;
+    if (frame(data, len, &ks->body_off, &ks->body_len, ks->signature) != 0 ||
+        walk_flat(data, ks->body_off, (size_t)ks->body_off + ks->body_len, keyset_field, &x) != 0 ||
+        x.found != K_ALL)
         return EF_ERR_MANIFEST;
     return EF_OK;
 }

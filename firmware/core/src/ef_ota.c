@@ -103,7 +103,7 @@ ef_status ef_ota_boot(ef_ota *o)
     int ok[2] = {0, 0};
     uint32_t interrupted = 0; /* version of a trial a reset ended, 0 if none */
     uint8_t s;
-    if (o == NULL || o->flash == NULL || o->public_key == NULL ||
+    if (o == NULL || o->flash == NULL || (o->public_key == NULL && o->trust == NULL) ||
         o->slot_size <= EF_OTA_HDR_SIZE || 2u * (uint64_t)o->slot_size > o->flash->size ||
         o->flash->erase_size == 0 || o->slot_size % o->flash->erase_size != 0 ||
         EF_OTA_HDR_SIZE % o->flash->erase_size != 0)
@@ -150,18 +150,93 @@ static ef_status fail(ef_ota *o, ef_ota_report r, ef_status why, ef_ota_state ne
     return why;
 }
 
+/* ---------------------------------------------------------------- authorization (docs/ota.md) */
+
+const uint8_t *ef_trust_find(const ef_trust *t, const uint8_t key_id[8], uint8_t role)
+{
+    uint8_t i, h[32];
+    if (t == NULL || key_id == NULL)
+        return NULL;
+    for (i = 0; i < t->n && i < EF_TRUST_MAX; i++) {
+        ef_sha256(t->keys[i], 32, h);
+        if ((t->roles[i] & role) != 0 && memcmp(h, key_id, 8) == 0)
+            return t->keys[i];
+    }
+    return NULL;
+}
+
+ef_status ef_trust_apply(ef_trust *t, const uint8_t *doc, size_t len)
+{
+    ef_keyset ks;
+    const uint8_t *pk;
+    ef_status st;
+    if (t == NULL || doc == NULL)
+        return EF_ERR_ARG;
+    if ((st = ef_keyset_parse(doc, len, &ks)) != EF_OK)
+        return st;
+    if (ks.trust.serial <= t->serial)
+        return EF_ERR_DOWNGRADE; /* offers carry the last few keysets: an old one is not an error */
+    if ((pk = ef_trust_find(t, ks.key_id, EF_ROLE_MODEL)) == NULL)
+        return EF_ERR_UNAUTHORIZED;
+    if (ef_ed25519_verify(ks.signature, pk, doc + ks.body_off, ks.body_len) != EF_OK)
+        return EF_ERR_SIGNATURE;
+    *t = ks.trust;
+    return EF_OK;
+}
+
+/* The offer's keysets, then its ticket: EF_OK and the trial policy the ticket signs, or
+ * EF_ERR_UNAUTHORIZED. The ticket must name this device, the offer's campaign and the
+ * manifest's model and artifact. */
+static ef_status authorize(ef_ota *o, const ef_ota_input *in, const ef_manifest *mf, ef_ticket *t)
+{
+    const uint8_t *pk;
+    size_t i = 0;
+    while (in->keys != NULL && i < in->keys_len) { /* oldest first: each may bring the next one's signer */
+        size_t j = i;
+        while (j < in->keys_len && in->keys[j] != ' ')
+            j++;
+        if (j > i) {
+            ef_status st = ef_trust_apply(o->trust, in->keys + i, j - i);
+            if (st != EF_OK && st != EF_ERR_DOWNGRADE)
+                return EF_ERR_UNAUTHORIZED;
+        }
+        i = j + 1;
+    }
+    if (in->ticket == NULL || in->campaign == NULL || o->device == NULL ||
+        ef_ticket_parse(in->ticket, in->ticket_len, t) != EF_OK)
+        return EF_ERR_UNAUTHORIZED;
+    pk = ef_trust_find(o->trust, t->key_id, EF_ROLE_CAMPAIGN);
+    if (pk == NULL || ef_ed25519_verify(t->signature, pk, in->ticket + t->body_off, t->body_len) != EF_OK)
+        return EF_ERR_UNAUTHORIZED;
+    if (strcmp(t->device, o->device) != 0 || strcmp(t->campaign, in->campaign) != 0 ||
+        t->model != mf->version || memcmp(t->sha256, mf->sha256, 32) != 0 ||
+        t->trial_s > 604800u || t->shadow_s > 604800u) /* the protocol's bound on both */
+        return EF_ERR_UNAUTHORIZED;
+    return EF_OK;
+}
+
 static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
 {
     ef_manifest mf;
+    ef_ticket t;
     uint8_t kid[32], b[64];
+    const uint8_t *model_key = o->public_key;
     uint32_t base = slot_base(o, inactive(o));
     ef_status st = ef_manifest_parse(in->manifest, in->manifest_len, &mf);
     if (st != EF_OK)
         return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
-    ef_sha256(o->public_key, 32, kid);
-    if (memcmp(kid, mf.key_id, 8) != 0)
-        return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
-    st = ef_ed25519_verify(mf.signature, o->public_key, in->manifest + mf.body_off, mf.body_len);
+    memset(&t, 0, sizeof t);
+    if (o->trust != NULL) {
+        if ((st = authorize(o, in, &mf, &t)) != EF_OK)
+            return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
+        if ((model_key = ef_trust_find(o->trust, mf.key_id, EF_ROLE_MODEL)) == NULL)
+            return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
+    } else {
+        ef_sha256(o->public_key, 32, kid);
+        if (memcmp(kid, mf.key_id, 8) != 0)
+            return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
+    }
+    st = ef_ed25519_verify(mf.signature, model_key, in->manifest + mf.body_off, mf.body_len);
     if (st != EF_OK)
         return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
     if (mf.version <= o->model.model_version)
@@ -185,6 +260,12 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
     o->received = 0;
     o->size = mf.size;
     o->version = mf.version;
+    memcpy(o->model_key, model_key, 32); /* the key install() checks the stored manifest with */
+    if (o->trust != NULL) {              /* the trial policy is the signed ticket's, nobody else's */
+        o->trial_ms = t.trial_s * 1000u;
+        o->shadow = t.shadow;
+        o->shadow_s = t.shadow_s;
+    }
     o->report = EF_OTA_REPORT_ACCEPTED;
     o->reason = EF_OK;
     o->state = EF_OTA_RECEIVING;
@@ -243,7 +324,7 @@ static ef_status install(ef_ota *o, uint32_t now)
     if (mp == NULL || ef_manifest_parse(mp, h.manifest_len, &mf) != EF_OK)
         return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_MANIFEST, EF_OTA_IDLE);
     /* re-check the stored manifest: the bytes in flash are the ones we act on */
-    st = ef_ed25519_verify_flash(mf.signature, o->public_key, f, base + OFF_MANIFEST + mf.body_off,
+    st = ef_ed25519_verify_flash(mf.signature, o->model_key, f, base + OFF_MANIFEST + mf.body_off,
                                  mf.body_len);
     if (st == EF_OK)
         st = ef_sha256_flash(f, base + EF_OTA_HDR_SIZE, h.size, digest);

@@ -39,6 +39,7 @@ const char *ef_status_str(int status)
     case EF_ERR_TOO_FEW: return "too-few-windows";
     case EF_ERR_NO_BASELINE: return "no-baseline";
     case EF_ERR_BEARING: return "bad-bearing";
+    case EF_ERR_UNAUTHORIZED: return "unauthorized";
     default: return "unknown";
     }
 }

@@ -10,6 +10,10 @@
  *       for every k: cut power after the k-th flash write/erase of a full
  *       update (offer, chunks, verify, self-test, trial, confirm), reboot, and
  *       check that a valid model boots; prints a JSON summary.
+ *   OTA authorization (docs/ota.md): --trust makes PUBKEY the node's trust set (both roles,
+ *       serial 0) and asks every offer for a ticket: --ticket FILE, --device ID (default
+ *       "dev-1"), --campaign ID (default: --protocol's campaign, else "c1"), --keys FILE (the
+ *       offer's keysets). The offer event then also prints the trust serial and trial policy.
  * Exit codes: 0 ok, 1 usage/I/O, 3 a check failed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +33,14 @@ static uint32_t g_offered; /* version in the manifest, for ota/state messages */
 static uint8_t g_work[70000];
 
 typedef struct {
-    uint8_t *old_art, *new_art, *manifest, *pubkey;
-    size_t old_len, new_len, man_len, key_len;
+    uint8_t *old_art, *new_art, *manifest, *pubkey, *ticket, *keys;
+    size_t old_len, new_len, man_len, key_len, ticket_len, keys_len;
     uint32_t chunk, fw;
+    int trust;
+    const char *device, *campaign;
 } inputs;
+
+static ef_trust g_trust;
 
 static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
 {
@@ -44,6 +52,14 @@ static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
     o->trial_ms = 1000;
     o->work = g_work;
     o->work_len = sizeof g_work;
+    if (in->trust) { /* a node provisioned with one key: it signs models and tickets */
+        memset(&g_trust, 0, sizeof g_trust);
+        g_trust.n = 1;
+        g_trust.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
+        memcpy(g_trust.keys[0], in->pubkey, 32);
+        o->trust = &g_trust;
+        o->device = in->device;
+    }
 }
 
 static const char *g_boot, *g_campaign;
@@ -91,9 +107,18 @@ static ef_status download(ef_ota *o, const inputs *in, int corrupt, int verbose)
     memset(&ev, 0, sizeof ev);
     ev.manifest = in->manifest;
     ev.manifest_len = in->man_len;
+    ev.campaign = in->campaign;
+    ev.ticket = in->ticket;
+    ev.ticket_len = in->ticket_len;
+    ev.keys = in->keys;
+    ev.keys_len = in->keys_len;
     st = ef_ota_handle(o, EF_OTA_EV_OFFER, &ev);
     if (verbose)
         print_event("offer", st, o);
+    if (verbose && in->trust)
+        printf("{\"event\":\"authorization\",\"trust_serial\":%u,\"trust_keys\":%u,\"trial_ms\":%u,"
+               "\"shadow\":%u,\"shadow_s\":%u}\n", (unsigned)g_trust.serial, (unsigned)g_trust.n,
+               (unsigned)o->trial_ms, (unsigned)o->shadow, (unsigned)o->shadow_s);
     if (st != EF_OK)
         return st;
     for (off = 0; off < in->new_len && o->state == EF_OTA_RECEIVING; off += in->chunk) {
@@ -241,6 +266,18 @@ int main(int argc, char **argv)
         else if (i + 2 < argc && strcmp(argv[i], "--protocol") == 0) {
             g_boot = argv[++i];
             g_campaign = argv[++i];
+        } else if (strcmp(argv[i], "--trust") == 0)
+            in.trust = 1;
+        else if (i + 1 < argc && strcmp(argv[i], "--device") == 0)
+            in.device = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--campaign") == 0)
+            in.campaign = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--ticket") == 0) {
+            if ((in.ticket = ef_host_read_file(argv[++i], &in.ticket_len)) == NULL)
+                return 1;
+        } else if (i + 1 < argc && strcmp(argv[i], "--keys") == 0) {
+            if ((in.keys = ef_host_read_file(argv[++i], &in.keys_len)) == NULL)
+                return 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--then") == 0)
             then = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--fw") == 0) {
@@ -254,6 +291,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    if (in.device == NULL)
+        in.device = "dev-1";
+    if (in.campaign == NULL)
+        in.campaign = g_campaign ? g_campaign : "c1";
     if (in.chunk == 0 || in.chunk > 4096) {
         fprintf(stderr, "error: --chunk must be 1..4096\n");
         return 1;
@@ -276,5 +317,7 @@ int main(int argc, char **argv)
     free(in.new_art);
     free(in.manifest);
     free(in.pubkey);
+    free(in.ticket);
+    free(in.keys);
     return rc;
 }

@@ -29,6 +29,45 @@ typedef struct {
  * out-of-range field, wrong format, inconsistent self-test lengths). */
 ef_status ef_manifest_parse(const uint8_t *data, size_t len, ef_manifest *out);
 
+/* OTA authorization (docs/ota.md, "Authorization"): campaign tickets and keysets, signed and
+ * framed as manifests are ({"body":<canonical JSON>,"signature":"<128 hex>"}), made by
+ * edgefleet/runtime/trust.py. Both bodies are flat objects of known fields; an unknown,
+ * missing or repeated field, or a value out of range, is EF_ERR_MANIFEST. */
+#define EF_TICKET_FORMAT "edgefleet-ticket/1"
+#define EF_KEYSET_FORMAT "edgefleet-keyset/1"
+#define EF_TRUST_MAX 4u          /* keys a node holds */
+#define EF_ROLE_MODEL 1u         /* may sign manifests and keysets */
+#define EF_ROLE_CAMPAIGN 2u      /* may sign campaign tickets */
+
+/* The keys a node trusts, with their roles, and the serial of the keyset they came from
+ * (0: provisioned at the factory). */
+typedef struct {
+    uint32_t serial;
+    uint8_t n;
+    uint8_t roles[EF_TRUST_MAX];
+    uint8_t keys[EF_TRUST_MAX][32];
+} ef_trust;
+
+/* One offer's authorization: this campaign, this device, this model, this trial policy. */
+typedef struct {
+    uint32_t body_off, body_len;
+    uint8_t signature[64];
+    uint8_t key_id[8];
+    char campaign[65], device[65];
+    uint32_t model, trial_s, shadow, shadow_s;
+    uint8_t sha256[32];
+} ef_ticket;
+
+typedef struct {
+    uint32_t body_off, body_len;
+    uint8_t signature[64];
+    uint8_t key_id[8];
+    ef_trust trust;                 /* the keys it lists, and its serial */
+} ef_keyset;
+
+ef_status ef_ticket_parse(const uint8_t *data, size_t len, ef_ticket *out);
+ef_status ef_keyset_parse(const uint8_t *data, size_t len, ef_keyset *out);
+
 /* "1.2.3" -> 0x010203 into *out; -1 if not MAJOR.MINOR.PATCH in range. */
 int ef_parse_version(const char *s, size_t len, uint32_t *out);
 

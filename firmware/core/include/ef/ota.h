@@ -44,6 +44,11 @@ typedef enum {
 
 typedef struct {
     const uint8_t *manifest; size_t manifest_len; /* OFFER */
+    /* OFFER with a trust set (ef_ota.trust): the offer's campaign id, its campaign ticket, and
+     * the keysets it carries (signed keyset documents separated by one space, oldest first) */
+    const char *campaign;
+    const uint8_t *ticket; size_t ticket_len;
+    const uint8_t *keys; size_t keys_len;
     uint32_t offset; const uint8_t *data; size_t len; /* CHUNK */
     uint32_t now_ms; /* every event */
     int healthy;     /* TICK: at the trial deadline, confirm if healthy, else revert */
@@ -53,7 +58,14 @@ typedef struct {
     /* configuration (set before ef_ota_boot) */
     const ef_flash *flash;
     uint32_t slot_size;          /* bytes per slot, a multiple of the erase size */
-    const uint8_t *public_key;   /* 32-byte Ed25519 key that signs manifests */
+    const uint8_t *public_key;   /* 32-byte Ed25519 key that signs manifests (without `trust`) */
+    /* OTA authorization (docs/ota.md): with a trust set, an offer needs a campaign ticket for
+     * `device`, signed by a key trusted for campaigns, naming the offer's campaign and the
+     * manifest's model and SHA-256; its trial policy replaces trial_ms; the manifest must be
+     * signed by a key trusted for models; keysets in the offer update the set (the caller
+     * keeps it across resets). NULL: the single public_key and no ticket (the legacy path). */
+    ef_trust *trust;
+    const char *device;
     uint32_t firmware_version;   /* packed major<<16 | minor<<8 | patch */
     uint32_t trial_ms;
     uint8_t *work; size_t work_len; /* self-test scratch: n_in + n_out + arena bytes */
@@ -64,6 +76,8 @@ typedef struct {
     uint8_t active;              /* confirmed slot */
     uint8_t running;             /* slot whose model runs (the trial slot during a trial) */
     uint32_t received, size, version, trial_start;
+    uint32_t shadow, shadow_s;   /* the accepted ticket's shadow policy (0 without trust) */
+    uint8_t model_key[32];       /* the key that signed the manifest being installed */
     ef_model model;              /* the running model, opened in place */
 } ef_ota;
 
@@ -83,5 +97,14 @@ ef_status ef_ota_provision(const ef_flash *f, uint32_t slot_size, const uint8_t 
                            uint32_t len);
 
 const char *ef_ota_report_str(ef_ota_report r);
+
+/* Take a signed keyset: EF_OK when it replaced the set (a higher serial, signed by a key the
+ * set trusts for models), EF_ERR_DOWNGRADE when not newer (nothing changes), EF_ERR_MANIFEST
+ * when malformed, EF_ERR_UNAUTHORIZED / EF_ERR_SIGNATURE when its signer is not trusted / the
+ * signature does not verify. */
+ef_status ef_trust_apply(ef_trust *t, const uint8_t *doc, size_t len);
+
+/* The key of `t` whose id (first 8 bytes of its SHA-256) is key_id and that has `role`; NULL if none. */
+const uint8_t *ef_trust_find(const ef_trust *t, const uint8_t key_id[8], uint8_t role);
 
 #endif

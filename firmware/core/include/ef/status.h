@@ -42,7 +42,8 @@ typedef enum {
     EF_ERR_NONFINITE = -31,     /* a feature is NaN or infinite */
     EF_ERR_TOO_FEW = -32,       /* too few windows to commission a class */
     EF_ERR_NO_BASELINE = -33,   /* no baseline record on flash */
-    EF_ERR_BEARING = -34        /* bearing geometry that cannot be (diagnosis.BearingGeometry's checks) */
+    EF_ERR_BEARING = -34,       /* bearing geometry that cannot be (diagnosis.BearingGeometry's checks) */
+    EF_ERR_UNAUTHORIZED = -35   /* OTA offer without a valid campaign ticket from a trusted key (docs/ota.md) */
 } ef_status;
 
 const char *ef_status_str(int status);

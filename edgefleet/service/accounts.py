@@ -40,6 +40,8 @@ ACTIONS = {
     "pki.issue": "admin",
     "pki.revoke": "admin",
     "keys.generate": "admin",
+    "keys.trust": "admin",
+    "keys.retire": "admin",
 }
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # 32 MiB (128 * r * N bytes)

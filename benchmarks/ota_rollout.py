@@ -30,6 +30,7 @@ import argparse
 import base64
 import json
 import math
+import os
 import random
 import resource
 import shutil
@@ -144,12 +145,14 @@ class Rogue:
                                                      "off": off, "crc": zlib.crc32(data),
                                                      "data": base64.b64encode(data).decode()})
 
-    def offer(self, devices: list[str], campaign: str, bad: BadUpdate) -> None:
+    def offer(self, devices: list[str], campaign: str, bad: BadUpdate, ticket_key=None) -> None:
+        """With `ticket_key` (the fleet's campaign key: an insider) each offer carries a valid ticket, so the
+        node's manifest and artifact checks are what refuse it; without, it is refused as unauthorized."""
         with self.lock:
             self.campaign, self.blob, self.states = campaign, bad.blob, {}
-        body = bad.offer(campaign, chunk=CHUNK, trial_s=5)
         for d in devices:
-            self._publish(d, "ota/offer", body, retain=True)
+            self._publish(d, "ota/offer", bad.offer(campaign, chunk=CHUNK, trial_s=5, ticket_key=ticket_key, device=d),
+                          retain=True)
 
     def outcome(self) -> dict[str, list[tuple[str, str]]]:
         with self.lock:
@@ -281,6 +284,7 @@ class Bench:
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "edgefleet", "serve", "--broker", broker.url, "--db", str(self.db),
              "--client-id", "bench-serve"], cwd=REPO, stdout=subprocess.DEVNULL,
+            env=dict(os.environ, EDGEFLEET_CAMPAIGN_KEY=str(self.work / "bench.key")),  # signs campaign tickets
             stderr=open(self.work / "serve.log", "w")))
         self.fleet = Fleet(self.plant, Artifact.from_bytes(self.base),
                            LinkOptions(broker.host, broker.port, ota_data_hook=self.faults.on_chunk),
@@ -430,7 +434,7 @@ def offer_bad_updates(b: Bench) -> dict:
     for kind, spec in bad_updates(b.base, b.key, b.other_key, current=2).items():
         w_a = b.wire()
         tb = time.monotonic()
-        b.rogue.offer(b.ids, f"bad-{kind}", spec)
+        b.rogue.offer(b.ids, f"bad-{kind}", spec, ticket_key=b.key)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             out = b.rogue.outcome()

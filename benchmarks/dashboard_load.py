@@ -41,7 +41,7 @@ from dashboards.loaders import (  # noqa: E402
 )
 from edgefleet.protocol import ResultRecord  # noqa: E402
 from edgefleet.service import rollups  # noqa: E402
-from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore  # noqa: E402
+from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore, rollup_sql  # noqa: E402
 
 DAY = 86_400_000
 RANGES = {"1h": 3_600_000, "1d": DAY, "30d": 30 * DAY}
@@ -94,6 +94,7 @@ def build(store: SQLiteStore, a: argparse.Namespace, now: int) -> dict:
         db.executemany("INSERT INTO ingest_stats VALUES (?,?,?,?,?,?,?,?)",
                        ((ts, 2000, 2000 // a.raw_every_s or 1, 0, 0, 150 * 2000, 2000, 400)
                         for ts in range(start, now, 1000 * a.stats_every_s)))
+        db.execute(rollup_sql.ingest_backfill_sql())  # their minutes (ingest keeps them as it writes a batch)
     t_stats = time.perf_counter() - t
     # the newest day, raw, through the ingest path (rollups kept by write_batch)
     t = time.perf_counter()

@@ -219,3 +219,19 @@ def test_two_sqlite_writers_on_one_file_count_every_result_once(tmp_path: Path) 
     check(b, recs)
     a.close()
     b.close()
+
+
+def test_ingest_statistics_per_minute_match_the_batches(store: Store) -> None:
+    """The System page's long ranges read ingest_stats_1m, kept by each batch's commit; the same sums."""
+    recs = results(n=500, step_ms=700)
+    write(store, recs, size=23)
+    fine = store.ingest_series(T0 - 60_000, bucket_s=10)  # from the per-batch rows
+    coarse = store.ingest_series(T0 - 60_000, bucket_s=120)  # from the minute rows
+    assert sum(b.results for b in coarse) == sum(b.results for b in fine) == 500
+    assert sum(b.messages for b in coarse) == 500
+    assert max(b.lag_ms_max for b in coarse) == max(b.lag_ms_max for b in fine) == 22 * 700 + 50
+    for b in coarse:
+        inside = [f for f in fine if b.ts <= f.ts < b.ts + 120_000]
+        assert b.results == sum(f.results for f in inside)
+    store.apply_retention(T0 + 200 * DAY)
+    assert store.ingest_series(0, bucket_s=60) == []

@@ -553,10 +553,10 @@ class PostgresStore(NotifyTables, AccountTables):
             cur.executemany("INSERT INTO rejected(ts, topic, code, reason, payload, size) VALUES (%s,%s,%s,%s,%s,%s)",
                             [(r.ts, r.topic[:256], r.code, r.reason[:500], bytes(r.payload[:REJECT_EXCERPT]), r.size)
                              for r in [*batch.rejects, *outcome.refused]])
-        cur.execute("INSERT INTO ingest_stats VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-                    (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates,
-                     len(batch.rejects) + len(outcome.refused),
-                     lag_sum, lag_n, lag_max))
+        stats = (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates,
+                 len(batch.rejects) + len(outcome.refused), lag_sum, lag_n, lag_max)
+        cur.execute("INSERT INTO ingest_stats VALUES (%s,%s,%s,%s,%s,%s,%s,%s)", stats)
+        cur.execute(_pg(rollup_sql.ingest_upsert(True)), stats)  # and its minute (rollup_sql.INGEST_1M)
 
     def apply_alarm_changes(self, changes: list[AlarmChange], health: list[DeviceHealth]) -> None:
         def run() -> None:
@@ -709,7 +709,8 @@ class PostgresStore(NotifyTables, AccountTables):
         b = max(1, int(bucket_s * 1000))
         rows = self._q("SELECT (ts / ?::bigint) * ?::bigint AS t, sum(messages)::bigint, sum(results)::bigint,"
                        " sum(duplicates)::bigint, sum(rejected)::bigint, sum(lag_ms_sum)::bigint, sum(lag_n)::bigint,"
-                       " max(lag_ms_max) FROM ingest_stats WHERE ts >= ? GROUP BY t ORDER BY t", (b, b, since_ms))
+                       f" max(lag_ms_max) FROM {rollup_sql.ingest_table(b)} WHERE ts >= ? GROUP BY t ORDER BY t",
+                       (b, b, since_ms))
         return [IngestBucket(t, m, r, d, j, (ls / ln) if ln else None, lm) for t, m, r, d, j, ls, ln, lm in rows]
 
     def counts(self) -> Counts:

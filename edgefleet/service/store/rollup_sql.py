@@ -47,7 +47,35 @@ def schema(pg: bool) -> str:
                    f" model {i} NOT NULL, v_n {i} NOT NULL, v_sum {f} NOT NULL, v_max {f}, r_n {i} NOT NULL,"
                    f" r_sum {f} NOT NULL, PRIMARY KEY(device, bucket)){'' if pg else ' WITHOUT ROWID'};\n"
                    f"CREATE INDEX IF NOT EXISTS {t}_bucket ON {t}(bucket);\n")
+    out.append(f"CREATE TABLE IF NOT EXISTS {INGEST_1M}(ts {i} PRIMARY KEY, messages {i} NOT NULL, results {i} NOT NULL,"
+               f" duplicates {i} NOT NULL, rejected {i} NOT NULL, lag_ms_sum {i} NOT NULL, lag_n {i} NOT NULL,"
+               f" lag_ms_max {i});\n")
     return "".join(out)
+
+
+# The System page's ingest statistics per minute (one row per batch in ingest_stats: 30 days are millions)
+INGEST_1M = "ingest_stats_1m"
+_INGEST_COLS = ("messages", "results", "duplicates", "rejected", "lag_ms_sum", "lag_n")
+
+
+def ingest_upsert(pg: bool) -> str:
+    """A batch's ingest_stats row (same values, `?`) added to its minute."""
+    mx = "GREATEST(t.lag_ms_max, excluded.lag_ms_max)" if pg else \
+        "max(coalesce(t.lag_ms_max, excluded.lag_ms_max), coalesce(excluded.lag_ms_max, t.lag_ms_max))"
+    sets = ", ".join(f"{c} = t.{c} + excluded.{c}" for c in _INGEST_COLS)
+    return (f"INSERT INTO {INGEST_1M} AS t VALUES (? / 60000 * 60000, ?, ?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT(ts) DO UPDATE SET {sets}, lag_ms_max = {mx}")
+
+
+def ingest_backfill_sql() -> str:
+    """The minutes of the ingest_stats rows kept (the migration step; buckets already there are left alone)."""
+    return (f"INSERT INTO {INGEST_1M} SELECT ts / 60000 * 60000 AS k, {', '.join(f'sum({c})' for c in _INGEST_COLS)},"
+            " max(lag_ms_max) FROM ingest_stats WHERE true GROUP BY k ORDER BY k ON CONFLICT(ts) DO NOTHING")
+
+
+def ingest_table(bucket_ms: int) -> str:
+    """Where ingest_series reads buckets of `bucket_ms`: whole minutes from the minute table."""
+    return INGEST_1M if bucket_ms % 60_000 == 0 else "ingest_stats"
 
 
 # PostgreSQL: the histogram merge of the upsert, in SQL (SQLite registers rollups.hist_merge as a function)
@@ -142,7 +170,7 @@ def migration(pg: bool) -> list[str]:
     steps = [s.strip() for s in schema(pg).split(";") if s.strip()]
     if pg:
         steps.append(HIST_MERGE_PG)
-    return steps + [backfill_sql(TABLES[w], w, pg, since=str(-(2**62))) for w in WIDTHS]
+    return steps + [backfill_sql(TABLES[w], w, pg, since=str(-(2**62))) for w in WIDTHS] + [ingest_backfill_sql()]
 
 
 def backfill_statements(pg: bool, since_ms: int = -(2**62)) -> list[tuple[str, tuple]]:
@@ -185,6 +213,7 @@ def prune_plan(now_ms: int, raw_days: float) -> list[tuple[str, str | None, str,
     raw_cut = int(now_ms - raw_days * 86_400_000)
     plan = [(t, k, c, raw_cut) for t, k, c in RAW_TABLES]
     plan += [(TABLES[w], "device, bucket", "bucket", now_ms - keep_ms(w, raw_days)) for w in WIDTHS]
+    plan.append((INGEST_1M, None, "ts", now_ms - keep_ms(WIDTHS[0], raw_days)))
     return plan
 
 
@@ -225,5 +254,5 @@ def prune(tx: Callable[[], Any], q: Callable[[str], str], now_ms: int, raw_days:
     return n
 
 
-__all__ = ["HIST_MERGE_PG", "PRUNE_BATCH", "TOO_OLD", "backfill_sql", "backfill_statements", "delete_sql", "migration", "write_kept",
+__all__ = ["HIST_MERGE_PG", "INGEST_1M", "ingest_backfill_sql", "ingest_table", "ingest_upsert", "PRUNE_BATCH", "TOO_OLD", "backfill_sql", "backfill_statements", "delete_sql", "migration", "write_kept",
            "prune", "prune_plan", "register_sqlite", "rollup_select", "schema", "split_too_old", "upsert_sql", "write"]

@@ -583,10 +583,10 @@ class SQLiteStore(NotifyTables, AccountTables):
         db.executemany("INSERT INTO rejected(ts, topic, code, reason, payload, size) VALUES (?,?,?,?,?,?)",
                        [(r.ts, r.topic[:256], r.code, r.reason[:500], r.payload[:REJECT_EXCERPT], r.size)
                         for r in [*batch.rejects, *outcome.refused]])
-        db.execute("INSERT INTO ingest_stats VALUES (?,?,?,?,?,?,?,?)",
-                   (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates,
-                    len(batch.rejects) + len(outcome.refused),
-                    lag_sum, lag_n, lag_max))
+        stats = (batch.ingest_ts, batch.messages, outcome.stored, outcome.duplicates,
+                 len(batch.rejects) + len(outcome.refused), lag_sum, lag_n, lag_max)
+        db.execute("INSERT INTO ingest_stats VALUES (?,?,?,?,?,?,?,?)", stats)
+        db.execute(rollup_sql.ingest_upsert(False), stats)  # and its minute (rollup_sql.INGEST_1M)
 
     def apply_alarm_changes(self, changes: list[AlarmChange], health: list[DeviceHealth]) -> None:
         with self._tx() as db:
@@ -785,7 +785,7 @@ class SQLiteStore(NotifyTables, AccountTables):
     def ingest_series(self, since_ms: int, bucket_s: int = 10) -> list[IngestBucket]:
         b = max(1, int(bucket_s * 1000))
         rows = self._q("SELECT (ts / ?) * ?, sum(messages), sum(results), sum(duplicates), sum(rejected),"
-                       " sum(lag_ms_sum), sum(lag_n), max(lag_ms_max) FROM ingest_stats WHERE ts >= ?"
+                       f" sum(lag_ms_sum), sum(lag_n), max(lag_ms_max) FROM {rollup_sql.ingest_table(b)} WHERE ts >= ?"
                        " GROUP BY ts / ? ORDER BY 1", (b, b, since_ms, b))
         return [IngestBucket(t, m, r, d, j, (ls / ln) if ln else None, lm) for t, m, r, d, j, ls, ln, lm in rows]
 

@@ -9,8 +9,7 @@ are for operators, who should not have to read "log-ratio slope +50.71 per hour"
 from __future__ import annotations
 
 import math
-
-import pandas as pd
+from datetime import datetime, timezone
 
 # The stages of issue 19, in order of urgency (healthy < degrading < alarm < critical).
 STAGES = ("healthy", "degrading", "alarm", "critical")
@@ -105,7 +104,7 @@ def since_words(ts_ms: int | None, now_ms: int, what: str = "degrading since") -
     """'degrading since 2026-12-03 14:20 UTC (3 days ago)'; '' for no time."""
     if _nan(ts_ms) or not ts_ms:
         return ""
-    when = pd.to_datetime(int(ts_ms), unit="ms", utc=True).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.fromtimestamp(int(ts_ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"{what} {when} ({ago_words(now_ms - int(ts_ms))})"
 
 

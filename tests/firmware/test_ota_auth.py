@@ -145,3 +145,16 @@ def test_key_rotation_the_node_follows_keysets_and_drops_the_retired_key(offer, 
                trust.sign_keyset([(evil.public_key(), both)], 9, evil))
     assert ev["offer"]["reason"] == "unauthorized" and ev["authorization"]["trust_serial"] == 0
     assert ev["python"] == ["rejected"] and ev["python_serial"] == 0
+
+
+def test_mutated_tickets_and_keysets_never_verify_or_apply(fw, tmp_path, shipped_model, k1):
+    """Hostile bytes through ef_ticket_parse, ef_keyset_parse and ef_trust_apply, sanitized build."""
+    new = versioned((shipped_model / "model.efm").read_bytes(), 2)
+    k2 = Ed25519PrivateKey.generate()
+    (tmp_path / "t.json").write_bytes(ticket(new, k1))
+    (tmp_path / "ks.json").write_bytes(trust.sign_keyset([(k1.public_key(), 3), (k2.public_key(), 1)], 1, k1))
+    (tmp_path / "pub.bin").write_bytes(public_raw(k1.public_key()))
+    proc = run([fw.tool("ef_fuzz"), "auth", tmp_path / "t.json", tmp_path / "ks.json", tmp_path / "pub.bin",
+                20000, 3])
+    s = json.loads(proc.stdout)
+    assert s["forged"] == 0 and s["tickets_parsed"] > 0 and s["keysets_applied"] > 0, s

@@ -7,6 +7,10 @@
  *   ef_fuzz manifest MANIFEST PUBKEY N SEED
  *       mutated manifests through the parser and Ed25519 check; counts mutants
  *       whose changed body still verified (must be 0).
+ *   ef_fuzz auth TICKET KEYSET PUBKEY N SEED
+ *       mutated campaign tickets and keysets (docs/ota.md, Authorization) through their parsers,
+ *       the ticket's Ed25519 check and ef_trust_apply on a set trusting PUBKEY; counts mutants
+ *       whose changed body still verified or was applied (must be 0).
  *   ef_fuzz ota OLD NEW MANIFEST PUBKEY N SEED
  *       random offers, chunk offsets, lengths, damaged data, ticks, confirms,
  *       reverts and power cuts; checks after every event that a model boots,
@@ -213,6 +217,70 @@ static int fuzz_manifest(const char *mpath, const char *kpath, uint32_t iters)
     return forged ? 3 : 0;
 }
 
+/* One mutant of src (len bytes) in a heap block of exactly its length; *n its length. */
+static uint8_t *mutant(const uint8_t *src, size_t len, size_t *n)
+{
+    size_t i;
+    uint8_t *b;
+    *n = below(4) == 0 ? below((uint32_t)len + 1) : len;
+    b = (uint8_t *)malloc(*n ? *n : 1);
+    memcpy(b, src, *n);
+    for (i = 0; *n && i < 1 + below(3); i++) {
+        static const char special[] = "{}[]\":,\\0123456789abcdefu-. ";
+        uint32_t at = below((uint32_t)*n);
+        b[at] = below(2) ? (uint8_t)special[below(sizeof special - 1)] : (uint8_t)rnd();
+    }
+    return b;
+}
+
+static int fuzz_auth(const char *tpath, const char *kspath, const char *kpath, uint32_t iters)
+{
+    size_t tlen, kslen, klen;
+    uint8_t *tsrc = ef_host_read_file(tpath, &tlen), *kssrc = ef_host_read_file(kspath, &kslen),
+            *key = ef_host_read_file(kpath, &klen);
+    uint32_t it, parsed = 0, verified = 0, applied = 0, forged = 0;
+    ef_ticket orig;
+    ef_trust base;
+    if (!tsrc || !kssrc || !key || klen != 32 || ef_ticket_parse(tsrc, tlen, &orig) != EF_OK)
+        return 1;
+    memset(&base, 0, sizeof base);
+    base.n = 1;
+    base.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
+    memcpy(base.keys[0], key, 32);
+    for (it = 0; it < iters; it++) {
+        size_t n;
+        uint8_t *b = mutant(tsrc, tlen, &n);
+        ef_ticket t;
+        ef_trust tr = base;
+        if (ef_ticket_parse(b, n, &t) == EF_OK) {
+            parsed++;
+            if (ef_ed25519_verify(t.signature, key, b + t.body_off, t.body_len) == EF_OK) {
+                verified++;
+                if (t.body_len != orig.body_len || memcmp(b + t.body_off, tsrc + orig.body_off, t.body_len) != 0)
+                    forged++;
+            }
+        }
+        free(b);
+        b = mutant(kssrc, kslen, &n);
+        if (ef_trust_apply(&tr, b, n) == EF_OK) {
+            applied++;
+            if (n != kslen || memcmp(b, kssrc, n) != 0) {
+                ef_keyset a, o2;
+                if (ef_keyset_parse(b, n, &a) != EF_OK || ef_keyset_parse(kssrc, kslen, &o2) != EF_OK ||
+                    a.body_len != o2.body_len || memcmp(b + a.body_off, kssrc + o2.body_off, a.body_len) != 0)
+                    forged++;
+            }
+        }
+        free(b);
+    }
+    printf("{\"iterations\":%u,\"tickets_parsed\":%u,\"tickets_verified\":%u,\"keysets_applied\":%u,"
+           "\"forged\":%u}\n", iters, parsed, verified, applied, forged);
+    free(tsrc);
+    free(kssrc);
+    free(key);
+    return forged ? 3 : 0;
+}
+
 #define SLOT (EF_OTA_HDR_SIZE + 64u * 1024u)
 static uint8_t g_mem[2 * SLOT];
 static uint8_t g_work[70000];
@@ -334,11 +402,15 @@ int main(int argc, char **argv)
         g_rng = strtoull(argv[5], NULL, 10) * 2654435761u + 1u;
         return fuzz_manifest(argv[2], argv[3], (uint32_t)strtoul(argv[4], NULL, 10));
     }
+    if (argc == 7 && strcmp(argv[1], "auth") == 0) {
+        g_rng = strtoull(argv[6], NULL, 10) * 2654435761u + 1u;
+        return fuzz_auth(argv[2], argv[3], argv[4], (uint32_t)strtoul(argv[5], NULL, 10));
+    }
     if (argc == 8 && strcmp(argv[1], "ota") == 0) {
         g_rng = strtoull(argv[7], NULL, 10) * 2654435761u + 1u;
         return fuzz_ota(argv + 2, (uint32_t)strtoul(argv[6], NULL, 10));
     }
     fprintf(stderr, "usage: ef_fuzz model ARTIFACT N SEED | manifest MANIFEST PUBKEY N SEED |"
-                    " ota OLD NEW MANIFEST PUBKEY N SEED\n");
+                    " auth TICKET KEYSET PUBKEY N SEED | ota OLD NEW MANIFEST PUBKEY N SEED\n");
     return 1;
 }

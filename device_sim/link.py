@@ -210,18 +210,20 @@ class Shard(threading.Thread):
         members = self.opts.members
         return members[link.member % len(members)] if members else (self.opts.host, self.opts.port)
 
+    def _session_args(self) -> dict[str, Any]:
+        """CONNECT settings of a node: a clean session that ends with the connection."""
+        if self.opts.mqtt_version != "5":
+            return {"clean_start": mqtt.MQTT_CLEAN_START_FIRST_ONLY, "properties": None}
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        return {"clean_start": True, "properties": props}
+
     def _connect(self, link: NodeLink) -> None:
         link.client = self._new_client(link)
         self._set_will(link)
-        props = None
-        if self.opts.mqtt_version == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0
         host, port = self._member_addr(link)
         try:
-            link.client.connect(host, port, keepalive=self.opts.keepalive,
-                                clean_start=True if props else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                                properties=props)
+            link.client.connect(host, port, keepalive=self.opts.keepalive, **self._session_args())
         except OSError as exc:
             log.debug("%s: connect failed: %s", link.node.device_id, exc)
             self._schedule_retry(link)
@@ -234,8 +236,7 @@ class Shard(threading.Thread):
             self._set_will(link)
             if len(self.opts.members) > 1:  # on to the member _schedule_retry picked (same session settings)
                 host, port = self._member_addr(link)
-                c.connect_async(host, port, keepalive=self.opts.keepalive, clean_start=c._clean_start,
-                                properties=c._connect_properties)
+                c.connect_async(host, port, keepalive=self.opts.keepalive, **self._session_args())
             c.reconnect()
         except OSError as exc:
             log.debug("%s: reconnect failed: %s", link.node.device_id, exc)

@@ -72,3 +72,23 @@ def test_alarms_page_acknowledges_a_data_loss_alarm_and_unshelves(monkeypatch, f
     assert any(f"loss-{aid} unshelved" in m.value for m in at.success)
     at.run()  # the outcome outlives the refresh
     assert any(f"loss-{aid} unshelved" in m.value for m in at.success)
+
+
+def test_loss_acknowledgement_and_machine_names_on_postgres(pg_server) -> None:
+    """The same store methods on PostgreSQL (portable SQL through the store's placeholder rewrite)."""
+    from edgefleet.service.store import open_store
+
+    store = open_store(pg_server.create_db())
+    try:
+        aid = lose_results(store)
+        assert store.ack_loss_alarm(aid, "ana", 123, "switch replaced") is True
+        assert store.ack_loss_alarm(aid, "bob", 124) is False
+        (a,) = store.loss_alarms(True)
+        assert (a["acked_ts"], a["acked_by"], a["note"]) == (123, "ana", "switch replaced")
+        store.set_machine_meta("lossy-7", {"name": "Pump 3", "tags": {"type": "pump"}})
+        store.set_machine_meta("lossy-7", {"name": "Pump 4", "tags": {"type": "pump"}})  # replaced, not added
+        assert store.machine_meta() == {"lossy-7": {"name": "Pump 4", "tags": {"type": "pump"}}}
+        store.set_machine_meta("lossy-7", {})
+        assert store.machine_meta() == {}
+    finally:
+        store.close()

@@ -19,6 +19,20 @@ def pytest_configure(config: pytest.Config) -> None:
     xdist_groups.configure(config)
 
 
+@pytest.fixture(autouse=True)
+def _stop_leaked_servers():
+    """A test that fails half-way may leave `edgefleet serve`, a broker or a benchmark running (its
+    stop was after the failed assert): stop what the test started and left, so it does not load the
+    CPU for the rest of the run. Session and module servers are started before this runs, so they
+    are not touched; a passing test that cleans up leaves nothing here."""
+    from testkit import child_processes, kill_tree
+
+    before = set(child_processes())
+    yield
+    for pid in set(child_processes()) - before:
+        kill_tree(pid)
+
+
 @pytest.fixture(scope="session")
 def cwru_dir() -> Path:
     if not CWRU.is_dir():

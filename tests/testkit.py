@@ -19,7 +19,7 @@ from pathlib import Path
 from edgefleet.clock import now_ms
 from edgefleet.protocol.connect import free_port
 
-__all__ = ["free_port", "now_ms", "run_lock", "stop_process", "wait_port"]
+__all__ = ["child_processes", "free_port", "kill_tree", "now_ms", "run_lock", "stop_process", "wait_port"]
 
 
 def wait_port(port: int, up: bool = True, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -66,3 +66,43 @@ def run_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def child_processes(match: tuple[str, ...] = ("edgefleet", "mosquitto", "benchmarks/")) -> dict[int, str]:
+    """This process's live children whose command line contains one of `match`: pid -> command."""
+    me, out = os.getpid(), {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != me or fields[0] == "Z":
+                continue
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if any(m in cmd for m in match):
+            out[int(stat.parent.name)] = cmd
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and everything it spawned (a leaked benchmark's broker and serve too); reap `pid`."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

@@ -1,5 +1,5 @@
 """What keeping the rollups costs ingest: `write_batch` of the same batches into a fresh store with the rollups
-(store/rollup_sql.py: `write_kept` on SQLite, `write` on PostgreSQL) and without them (a no-op), interleaved,
+(store/rollup_sql.py: `write_kept` on SQLite, `write_locked` on PostgreSQL) and without them (a no-op), interleaved,
 median of `--runs`, for SQLite and (with a PostgreSQL from tests/pg.py, fsync on) PostgreSQL. Batches of
 `--batch` results from `--devices` devices at one result per second each, the way ingest batches a fleet.
 
@@ -41,9 +41,9 @@ def batches(devices: int, total: int, size: int) -> list[IngestBatch]:
 
 
 def run(make_store, bs: list[IngestBatch], rollups_on: bool) -> float:
-    real = rollup_sql.write, rollup_sql.write_kept
+    real = rollup_sql.write_locked, rollup_sql.write_kept
     if not rollups_on:
-        rollup_sql.write = rollup_sql.write_kept = lambda *a, **k: None
+        rollup_sql.write_locked = rollup_sql.write_kept = lambda *a, **k: None
     try:
         store = make_store()
         t = time.perf_counter()
@@ -52,7 +52,7 @@ def run(make_store, bs: list[IngestBatch], rollups_on: bool) -> float:
         dt = time.perf_counter() - t
         store.close()
     finally:
-        rollup_sql.write, rollup_sql.write_kept = real
+        rollup_sql.write_locked, rollup_sql.write_kept = real
     return sum(len(b.results) for b in bs) / dt
 
 

@@ -10,8 +10,8 @@ The p95 comes from a fixed-bin histogram of log10(score), BINS_PER_DECADE bins p
 (scores outside fall in the end bins). A bin stands for its geometric middle, clamped to the bucket's min and
 max, so the reported p95 is within P95_REL_ERROR (3.7 %) of the nearest-rank p95 of the bucket's scores. The
 histogram is sparse JSON text ({"bin": count}): a minute of one node holds a handful of bins. Fixed bins,
-not a sketch, so that merging is exact and the database can do it (SQL in `store/rollup_sql.py` computes the
-same bin as `score_bin`: floor(log10(score) * 32), the C library's log10 in Python, SQLite and PostgreSQL).
+not a sketch, so that merging is exact addition, and the backfill in SQL (`store/rollup_sql.py`) computes the
+same bin as `score_bin`: floor(log10(score) * 32), the C library's log10 in Python, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -58,14 +58,6 @@ def hist_text(hist: dict[int, int]) -> str:
 
 def hist_parse(text: str | None) -> dict[int, int]:
     return {int(k): int(v) for k, v in json.loads(text).items()} if text else {}
-
-
-def hist_merge(a: str | None, b: str | None) -> str:
-    """Two histograms' counts added (the SQLite function `ef_hist_merge` of an upsert)."""
-    h = hist_parse(a)
-    for k, v in hist_parse(b).items():
-        h[k] = h.get(k, 0) + v
-    return hist_text(h)
 
 
 def quantile(hist: dict[int, int], q: float, lo: float, hi: float) -> float | None:
@@ -236,5 +228,5 @@ def keep_ms(width_ms: int, raw_days: float) -> int:
 
 
 __all__ = ["BINS_PER_DECADE", "CHART_COLS", "COLUMNS", "HOUR_MS", "KEEP_DAYS", "MINUTE_MS", "NAMES", "P95_REL_ERROR",
-           "TABLES", "WIDTHS", "Agg", "add_all", "aggregate", "bin_value", "bucket_of", "chart_rows", "hist_merge", "hist_parse",
+           "TABLES", "WIDTHS", "Agg", "add_all", "aggregate", "bin_value", "bucket_of", "chart_rows", "hist_parse",
            "hist_text", "keep_ms", "quantile", "score_bin"]

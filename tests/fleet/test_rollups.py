@@ -235,3 +235,28 @@ def test_ingest_statistics_per_minute_match_the_batches(store: Store) -> None:
         assert b.results == sum(f.results for f in inside)
     store.apply_retention(T0 + 200 * DAY)
     assert store.ingest_series(0, bucket_s=60) == []
+
+
+def test_two_postgresql_writers_at_once_count_every_result_once(request) -> None:
+    """Two ingest processes' connections adding to the same minutes at the same time (rows locked in key order)."""
+    import threading
+
+    from edgefleet.service.store.postgres import PostgresStore
+
+    url = request.getfixturevalue("pg_server").create_db()
+    a, b = PostgresStore(url), PostgresStore(url)
+    recs = results(n=400, step_ms=300) + results("d2", n=400, step_ms=300, seed=4)
+    parts = [recs[k:k + 20] for k in range(0, len(recs), 20)]
+
+    def work(store: Store, mine: list) -> None:
+        for p in mine:
+            store.write_batch(IngestBatch(T0 + 200_000, len(p), p))
+    threads = [threading.Thread(target=work, args=(s, parts[i::2])) for i, s in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(a, recs[:400])
+    check(a, recs[400:], "d2")
+    a.close()
+    b.close()

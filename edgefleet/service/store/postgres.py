@@ -420,7 +420,7 @@ class PostgresStore(NotifyTables, AccountTables):
                         int(r.shadow_anom)) for r in outcome.new if r.shadow_model is not None]
             if shadows:
                 cur.execute(_INSERT_SHADOWS, _columns(shadows))
-            rollup_sql.write(lambda sql, rows: cur.executemany(_pg(sql), rows), outcome.new, pg=True)
+            rollup_sql.write_locked(cur, outcome.new)
         else:
             outcome = BatchOutcome(0, 0, [])
         if refused:

@@ -26,8 +26,6 @@ from edgefleet.service.rollups import (
     WIDTHS,
     Agg,
     add_all,
-    aggregate,
-    hist_merge,
     keep_ms,
 )
 from edgefleet.service.store.base import Reject
@@ -78,42 +76,34 @@ def ingest_table(bucket_ms: int) -> str:
     return INGEST_1M if bucket_ms % 60_000 == 0 else "ingest_stats"
 
 
-# PostgreSQL: the histogram merge of the upsert, in SQL (SQLite registers rollups.hist_merge as a function)
-HIST_MERGE_PG = (
-    "CREATE OR REPLACE FUNCTION ef_hist_merge(a text, b text) RETURNS text LANGUAGE sql IMMUTABLE AS $$"
-    " SELECT coalesce((SELECT jsonb_object_agg(k, c) FROM (SELECT k, sum(v::bigint) AS c FROM"
-    " (SELECT * FROM jsonb_each_text(coalesce(a, '{}')::jsonb) UNION ALL"
-    " SELECT * FROM jsonb_each_text(coalesce(b, '{}')::jsonb)) AS s(k, v) GROUP BY k) AS g)::text, '{}') $$")
+_PG_TYPES = ("text", "bigint", "bigint", "bigint", "bigint", "bigint", "float8", "float8", "float8", "text", "float8",
+             "float8", "float8", "bigint", "bigint", "float8", "float8", "bigint", "float8")  # COLUMNS
 
 
-def register_sqlite(db: Any) -> None:
-    """The SQLite connection's `ef_hist_merge`, which the upsert calls."""
-    db.create_function("ef_hist_merge", 2, hist_merge, deterministic=True)
-
-
-def upsert_sql(table: str, pg: bool) -> str:
-    big, small = ("GREATEST", "LEAST") if pg else ("max", "min")
-
-    def nmax(c: str) -> str:  # NULL-tolerant: SQLite's scalar max() is NULL when either side is
-        return f"GREATEST(t.{c}, excluded.{c})" if pg else \
-            f"max(coalesce(t.{c}, excluded.{c}), coalesce(excluded.{c}, t.{c}))"
-
-    add = ("n", "anom", "judged", "s_sum", "v_n", "v_sum", "r_n", "r_sum")
-    sets = [f"{c} = t.{c} + excluded.{c}" for c in add]
-    sets += [f"{c} = {big}(t.{c}, excluded.{c})" for c in ("ts_max", "s_max", "thr_max", "model")]
-    sets += [f"s_min = {small}(t.s_min, excluded.s_min)", "hist = ef_hist_merge(t.hist, excluded.hist)"]
-    sets += [f"{c} = {nmax(c)}" for c in ("hi_max", "hi_thr_max", "v_max")]
-    return (f"INSERT INTO {table} AS t({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-            f" ON CONFLICT(device, bucket) DO UPDATE SET {', '.join(sets)}")
-
-
-def write(executemany: Callable[[str, list], Any], new: list[ResultRecord], pg: bool) -> None:
-    """Add a batch's new results to both rollups, in the batch's transaction (rows in key order, so two
-    PostgreSQL writers lock shared rows in the same order)."""
+def write_locked(cur: Any, new: list[ResultRecord]) -> None:
+    """PostgreSQL, any number of writers: the rows the batch touches are created if missing (empty rows, in
+    key order) and locked (`FOR UPDATE`, in key order), merged with the batch in Python and written back, in
+    the batch's transaction: three statements per width. (A merging upsert with a jsonb function per row
+    cost ingest 3/4 of its rate: benchmarks/rollup_ingest.py.)"""
     if not new:
         return
+    cols = ", ".join(COLUMNS)
+
+    def load(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
+        t, arg = TABLES[w], ([k[0] for k in keys], [k[1] for k in keys])
+        cur.execute(f"INSERT INTO {t}({cols}) SELECT d, b, 0, 0, 0, 0, 'Infinity', 0, '-Infinity', '{{}}', '-Infinity',"
+                    " NULL, NULL, 0, 0, 0, NULL, 0, 0 FROM unnest(%s::text[], %s::bigint[]) AS u(d, b) ORDER BY d, b"
+                    " ON CONFLICT DO NOTHING", arg)
+        rows = cur.execute(f"SELECT {cols} FROM {t} WHERE (device, bucket) IN (SELECT * FROM unnest(%s::text[],"
+                           " %s::bigint[])) ORDER BY device, bucket FOR UPDATE", arg).fetchall()
+        return {(r[0], r[1]): Agg.from_row(r) for r in rows}
+    touched = add_all({}, new, load)
+    sets = ", ".join(f"{c} = u.{c}" for c in COLUMNS[2:])
+    unnest = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
     for w in WIDTHS:
-        executemany(upsert_sql(TABLES[w], pg), aggregate(new, w))
+        rows = [r for k, r in touched if k == w]
+        cur.execute(f"UPDATE {TABLES[w]} AS t SET {sets} FROM unnest({unnest}) AS u({cols})"
+                    " WHERE t.device = u.device AND t.bucket = u.bucket", [list(c) for c in zip(*rows)])
 
 
 def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[ResultRecord]) -> None:
@@ -165,11 +155,9 @@ def backfill_sql(table: str, width_ms: int, pg: bool, since: str = "?") -> str:
 
 
 def migration(pg: bool) -> list[str]:
-    """The schema step that adds rollups to an existing store: the tables, (PostgreSQL) the merge function,
-    and both rollups of every raw result kept."""
+    """The schema step that adds rollups to an existing store: the tables, both rollups of every raw result
+    kept, and the ingest statistics' minutes."""
     steps = [s.strip() for s in schema(pg).split(";") if s.strip()]
-    if pg:
-        steps.append(HIST_MERGE_PG)
     return steps + [backfill_sql(TABLES[w], w, pg, since=str(-(2**62))) for w in WIDTHS] + [ingest_backfill_sql()]
 
 
@@ -254,5 +242,6 @@ def prune(tx: Callable[[], Any], q: Callable[[str], str], now_ms: int, raw_days:
     return n
 
 
-__all__ = ["HIST_MERGE_PG", "INGEST_1M", "ingest_backfill_sql", "ingest_table", "ingest_upsert", "PRUNE_BATCH", "TOO_OLD", "backfill_sql", "backfill_statements", "delete_sql", "migration", "write_kept",
-           "prune", "prune_plan", "register_sqlite", "rollup_select", "schema", "split_too_old", "upsert_sql", "write"]
+__all__ = ["INGEST_1M", "PRUNE_BATCH", "TOO_OLD", "backfill_sql", "backfill_statements", "delete_sql",
+           "ingest_backfill_sql", "ingest_table", "ingest_upsert", "migration", "prune", "prune_plan", "rollup_select",
+           "schema", "split_too_old", "write_kept", "write_locked"]

@@ -222,7 +222,6 @@ class SQLiteStore(NotifyTables, AccountTables):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA busy_timeout=30000")
-            rollup_sql.register_sqlite(self._db)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema version {version} is newer than this edgefleet "

@@ -200,6 +200,9 @@ def main() -> int:
         print(f"built {a.db}: {built}")
     (meta_now,) = [now]
     store = SQLiteStore(a.db)
+    if not store._db.execute(f"SELECT 1 FROM {rollup_sql.INGEST_1M} LIMIT 1").fetchall():  # built before it existed
+        with store._tx() as db:
+            db.execute(rollup_sql.ingest_backfill_sql())
     (newest,), = store._db.execute("SELECT coalesce(max(ts), 0) FROM results").fetchall()
     now = max(meta_now, int(newest) + 1000) if a.keep else now
     report: dict = {"devices": a.devices, "days": a.days, "minute_days": a.minute_days, "raw_every_s": a.raw_every_s, "stats_every_s": a.stats_every_s,

@@ -165,7 +165,7 @@ const uint8_t *ef_trust_find(const ef_trust *t, const uint8_t key_id[8], uint8_t
     return NULL;
 }
 
-ef_status ef_trust_apply(ef_trust *t, const uint8_t *doc, size_t len)
+__attribute__((noinline)) ef_status ef_trust_apply(ef_trust *t, const uint8_t *doc, size_t len)
 {
     ef_keyset ks;
     const uint8_t *pk;
@@ -184,14 +184,15 @@ ef_status ef_trust_apply(ef_trust *t, const uint8_t *doc, size_t len)
     return EF_OK;
 }
 
-/* The offer's keysets, then its ticket: EF_OK and the trial policy the ticket signs, or
- * EF_ERR_UNAUTHORIZED. The ticket must name this device, the offer's campaign and the
- * manifest's model and artifact. */
-static ef_status authorize(ef_ota *o, const ef_ota_input *in, const ef_manifest *mf, ef_ticket *t)
+/* The offer's ticket (after its keysets): EF_OK and the trial policy the ticket signs (policy[3]:
+ * trial_s, shadow, shadow_s), or EF_ERR_UNAUTHORIZED. The ticket must name this device, the offer's
+ * campaign and the manifest's model and artifact. Out of line, with the ticket in its own frame, so
+ * a board on the legacy path (no trust set) keeps its old stack depth. */
+/* The offer's keysets, oldest first: each may bring the key that signs the next one (or the ticket). */
+static ef_status apply_keysets(ef_ota *o, const ef_ota_input *in)
 {
-    const uint8_t *pk;
     size_t i = 0;
-    while (in->keys != NULL && i < in->keys_len) { /* oldest first: each may bring the next one's signer */
+    while (in->keys != NULL && i < in->keys_len) {
         size_t j = i;
         while (j < in->keys_len && in->keys[j] != ' ')
             j++;
@@ -202,6 +203,14 @@ static ef_status authorize(ef_ota *o, const ef_ota_input *in, const ef_manifest 
         }
         i = j + 1;
     }
+    return EF_OK;
+}
+
+static __attribute__((noinline)) ef_status authorize(ef_ota *o, const ef_ota_input *in, const ef_manifest *mf,
+                                                     uint32_t policy[3])
+{
+    ef_ticket tk, *t = &tk;
+    const uint8_t *pk;
     if (in->ticket == NULL || in->campaign == NULL || o->device == NULL ||
         ef_ticket_parse(in->ticket, in->ticket_len, t) != EF_OK)
         return EF_ERR_UNAUTHORIZED;
@@ -212,22 +221,24 @@ static ef_status authorize(ef_ota *o, const ef_ota_input *in, const ef_manifest 
         t->model != mf->version || memcmp(t->sha256, mf->sha256, 32) != 0 ||
         t->trial_s > 604800u || t->shadow_s > 604800u) /* the protocol's bound on both */
         return EF_ERR_UNAUTHORIZED;
+    policy[0] = t->trial_s;
+    policy[1] = t->shadow;
+    policy[2] = t->shadow_s;
     return EF_OK;
 }
 
 static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
 {
     ef_manifest mf;
-    ef_ticket t;
+    uint32_t policy[3] = {0, 0, 0};
     uint8_t kid[32], b[64];
     const uint8_t *model_key = o->public_key;
     uint32_t base = slot_base(o, inactive(o));
     ef_status st = ef_manifest_parse(in->manifest, in->manifest_len, &mf);
     if (st != EF_OK)
         return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
-    memset(&t, 0, sizeof t);
     if (o->trust != NULL) {
-        if ((st = authorize(o, in, &mf, &t)) != EF_OK)
+        if ((st = apply_keysets(o, in)) != EF_OK || (st = authorize(o, in, &mf, policy)) != EF_OK)
             return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
         if ((model_key = ef_trust_find(o->trust, mf.key_id, EF_ROLE_MODEL)) == NULL)
             return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
@@ -262,9 +273,9 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
     o->version = mf.version;
     memcpy(o->model_key, model_key, 32); /* the key install() checks the stored manifest with */
     if (o->trust != NULL) {              /* the trial policy is the signed ticket's, nobody else's */
-        o->trial_ms = t.trial_s * 1000u;
-        o->shadow = t.shadow;
-        o->shadow_s = t.shadow_s;
+        o->trial_ms = policy[0] * 1000u;
+        o->shadow = policy[1];
+        o->shadow_s = policy[2];
     }
     o->report = EF_OTA_REPORT_ACCEPTED;
     o->reason = EF_OK;

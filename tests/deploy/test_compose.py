@@ -33,8 +33,8 @@ def config(tmp_path_factory):
 
 
 def test_all_services_present(config):
-    assert set(config["services"]) == {"broker-credentials", "mosquitto", "influxdb", "ingest-1", "ingest-2",
-                                       "ota", "dashboard", "sim"}
+    assert set(config["services"]) == {"broker-credentials", "pki-init", "mosquitto", "influxdb", "ingest-1",
+                                       "ingest-2", "ota", "dashboard", "proxy", "sim"}
 
 
 def test_two_ingest_processes_on_one_shared_group_and_one_ota_manager(config):
@@ -78,8 +78,8 @@ def test_no_password_in_any_command_line_and_only_brokered_services_hold_it(conf
     for name, svc in config["services"].items():
         argv = " ".join(svc.get("command") or []) + " " + " ".join(svc.get("entrypoint") or [])
         assert "@mosquitto" not in argv or ":" not in argv.split("mqtt://", 1)[1].split("@", 1)[0], name
-    for name in ("ingest-1", "ingest-2", "ota"):
-        assert config["services"][name]["environment"]["EDGEFLEET_BROKER_PASSWORD"]
+    for name in ("ingest-1", "ingest-2", "ota"):  # they log in by certificate: no password at all
+        assert "EDGEFLEET_BROKER_PASSWORD" not in config["services"][name]["environment"]
     assert "EDGEFLEET_BROKER_PASSWORD" not in config["services"]["dashboard"]["environment"]
 
 
@@ -92,11 +92,36 @@ def test_credentials_outside_the_url_are_used_and_never_logged():
     assert redact("mqtt://u:p4ss@h:1884") == "mqtt://u:***@h:1884" and redact("mqtt://h") == "mqtt://h"
 
 
-def test_only_the_broker_listens_beyond_this_host(config):
-    """InfluxDB is not published; the dashboard only on loopback (a TLS proxy shares it)."""
-    published = {name: svc.get("ports", []) for name, svc in config["services"].items() if svc.get("ports")}
-    assert set(published) <= {"mosquitto", "dashboard"}
-    assert all(p.get("host_ip") == "127.0.0.1" for p in published["dashboard"])
+def test_only_tls_is_published(config):
+    """MQTT only over mutual TLS (8883), the dashboard only through the https proxy (80 just redirects); plain
+    MQTT 1883, the dashboard's 8501 and InfluxDB stay on the compose network."""
+    published = {name: sorted(p["target"] for p in svc["ports"]) for name, svc in config["services"].items()
+                 if svc.get("ports")}
+    assert published == {"mosquitto": [8883], "proxy": [80, 443]}
+    assert all(str(p.get("published")) != "1883" for svc in config["services"].values() for p in svc.get("ports", []))
+    proxy = config["services"]["proxy"]
+    assert proxy["image"].startswith("caddy:2")
+    assert any(v["source"].endswith("deploy/caddy/Caddyfile") and v["target"] == "/etc/caddy/Caddyfile"
+               for v in proxy["volumes"])
+    mosq = config["services"]["mosquitto"]
+    assert "/mosquitto/config/tls.conf" in " ".join(mosq["command"])
+    assert {v["target"]: v.get("read_only", False) for v in mosq["volumes"]}["/mosquitto/pki"] is True
+
+
+def test_pki_init_runs_before_the_broker_and_the_services_which_connect_by_certificate(config):
+    services = config["services"]
+    assert services["pki-init"]["restart"] == "no"
+    for name in ("mosquitto", "ingest-1", "ingest-2", "ota"):
+        assert services[name]["depends_on"]["pki-init"]["condition"] == "service_completed_successfully", name
+    for name in ("ingest-1", "ingest-2", "ota"):
+        cmd, env = services[name]["command"], services[name]["environment"]
+        client_id = cmd[cmd.index("--client-id") + 1]
+        assert cmd[cmd.index("--broker") + 1] == "mqtts://mosquitto:8883"
+        assert env["EDGEFLEET_MQTT_CERT"] == f"/pki/{client_id}.crt" and env["EDGEFLEET_MQTT_KEY"] == f"/pki/{client_id}.key"
+        assert client_id in services["pki-init"]["command"][0]
+    # the CA's key lives only in pki-init's volume
+    holders = [n for n, svc in services.items() for v in svc.get("volumes", []) if v.get("source") == "fleet-pki"]
+    assert holders == ["pki-init"]
 
 
 def test_broker_bounds_packet_size_and_queued_bytes():
@@ -141,7 +166,7 @@ def test_nats_cluster_profile_has_three_members_and_one_ingest_on_all_of_them(na
     assert services["ingest-nats"]["environment"]["EDGEFLEET_BROKER_PASSWORD"]
     assert set(services["ingest-nats"]["depends_on"]) >= set(members)
     published = {m: [p["target"] for p in services[m].get("ports", [])] for m in services if services[m].get("ports")}
-    assert set(published) <= {"mosquitto", "dashboard", *members} and all(published[m] == [1883] for m in members)
+    assert set(published) <= {"mosquitto", "proxy", *members} and all(published[m] == [1883] for m in members)
 
 
 def test_nats_cluster_profile_is_off_by_default(config):

@@ -40,9 +40,11 @@ def release(version: int, key) -> tuple[bytes, bytes]:
 
 
 @pytest.mark.slow
-def test_three_ingest_two_ota_managers_kill9_one_of_each_mid_load_and_mid_campaign(pg_server, tmp_path, unique):
+def test_three_ingest_two_ota_managers_kill9_one_of_each_mid_load_and_mid_campaign(pg_server, tmp_path, unique,
+                                                                                  monkeypatch):
     url = pg_server.create_db()
     key = keys.generate(tmp_path / "k.key")
+    monkeypatch.setenv("EDGEFLEET_CAMPAIGN_KEY", str(tmp_path / "k.key"))  # the managers sign campaign tickets
     broker = start_broker(prefer="mosquitto", workdir=tmp_path / "broker")
     procs: list = []
     fleet = runner = None

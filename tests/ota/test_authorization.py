@@ -300,3 +300,21 @@ def test_key_rotation_end_to_end_nodes_follow_and_drop_the_old_key(tmp_path):
         fleet.stop()
         registry.close()
         broker.stop()
+
+
+def test_trusted_keys_and_keysets_in_postgresql(pg_server, tmp_path, signing_key, release):
+    """The same registry tables on the store's PostgreSQL (created by the registry, plain DDL)."""
+    url = pg_server.create_db()
+    reg = OtaRegistry(url)
+    blob, man, _ = release(2)
+    reg.publish(blob, man, {}, signing_key.public_key())
+    k2 = keys.generate(tmp_path / "k2.key")
+    assert reg.trust_key(k2.public_key(), "k2", trust.ROLE_MODEL, signing_key) == 1
+    assert reg.retire_key("fleet", k2) == 2
+    assert [(k["name"], k["state"]) for k in reg.trusted_keys(all_states=True)] == [("fleet", "retired"),
+                                                                                   ("k2", "trusted")]
+    ts = trust.TrustSet.single(signing_key.public_key())
+    assert [ts.apply(doc) for doc in reg.keysets()] == [True, True] and ts.serial == 2
+    with pytest.raises(EdgefleetError, match="does not trust"):
+        reg.publish(*release(3)[:2], {})
+    reg.close()

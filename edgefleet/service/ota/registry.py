@@ -158,8 +158,11 @@ class OtaRegistry:
         if not self.trusted_keys() and public_key is not None and kid == key_id(public_key):
             self._add_key(public_key, "fleet", ROLE_MODEL | ROLE_CAMPAIGN)  # first publish: pin the signer
         trusted = {k["key_id"]: k for k in self.trusted_keys() if k["roles"] & ROLE_MODEL}
+        if kid not in trusted and not self.trusted_keys():
+            raise EdgefleetError(f"the manifest's signature is by key {kid} and this fleet trusts no key yet: give "
+                                 "that key's public key with --public (the first publish pins it)")
         if kid not in trusted:
-            listed = ", ".join(f"{k['key_id']} ({k['name']})" for k in trusted.values()) or "none yet"
+            listed = ", ".join(f"{k['key_id']} ({k['name']})" for k in trusted.values()) or "none for models"
             raise EdgefleetError(f"the manifest's signature is by key {kid}, which this fleet does not trust; this fleet "
                                  f"trusts key(s) {listed}. Sign with a trusted key, or trust this one first with "
                                  "`edgefleet keys trust PUBLIC.pem --name NAME --key CURRENT.key`")

@@ -101,6 +101,8 @@ def test_only_tls_is_published(config):
     assert all(str(p.get("published")) != "1883" for svc in config["services"].values() for p in svc.get("ports", []))
     proxy = config["services"]["proxy"]
     assert proxy["image"].startswith("caddy:2")
+    # never empty: Caddy would take an empty site address as a second global block and refuse to start
+    assert proxy["environment"] == {"EDGEFLEET_HOST": "localhost", "EDGEFLEET_TLS": "internal"}
     assert any(v["source"].endswith("deploy/caddy/Caddyfile") and v["target"] == "/etc/caddy/Caddyfile"
                for v in proxy["volumes"])
     mosq = config["services"]["mosquitto"]

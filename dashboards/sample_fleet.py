@@ -52,7 +52,7 @@ class SampleFleet:
 
     devices: list[str] = field(default_factory=list)
     alarm: list[str] = field(default_factory=list)  # crossed the threshold: active alarm
-    degrading: list[str] = field(default_factory=list)  # rising, still below the threshold
+    degrading: list[str] = field(default_factory=list)  # rising clear of the healthy band, still below the threshold
     offline: list[str] = field(default_factory=list)  # stopped reporting, offline status
     multi_speed: list[str] = field(default_factory=list)  # commissioned at 3 speeds (the first alarming machine)
     commissioning: list[str] = field(default_factory=list)  # re-learning its normal: commissioning windows last
@@ -71,8 +71,8 @@ def _ratio(kind: str, frac: float, rng: random.Random, peak: float) -> float:
         base = 0.3 * math.exp(math.log(1 / 0.3) / 0.8 * frac) if frac < 0.8 else \
             math.exp(math.log(peak) * (frac - 0.8) / 0.2)
         return base * noise
-    if kind == "degrading":  # from 0.3 to 0.8 over the timeline
-        return 0.3 * math.exp(math.log(0.8 / 0.3) * frac) * noise
+    if kind == "degrading":  # from 0.3 to 0.92 over the timeline: clear of the healthy band, under the threshold
+        return 0.3 * math.exp(math.log(0.92 / 0.3) * frac) * noise
     return 0.3 * noise
 
 
@@ -197,6 +197,8 @@ def populate(store: Store, *, now_ms: int | None = None, per_line: int = 4, minu
                else base_rpm[d]) * math.exp(rr.gauss(0.0, 0.002))
         last_rpm[d] = rpm
         vrms = base_vrms[d] * max(ratio / 0.3, 0.5) ** 0.8 * math.exp(rr.gauss(0.0, 0.04))
+        if peaks.get(d, 0.0) < 5.0:  # only the critical machine reaches zone D (class II: 7.1 mm/s), which is critical
+            vrms = min(vrms, 6.5)
         out = {"vrms": round(min(vrms, 999.0), 3), "rpm": round(rpm, 1)}
         if anom and d in fleet.hints:
             out |= {"why": _why(fleet.hints[d], rpm), "hint": fleet.hints[d]}

@@ -81,22 +81,30 @@ _PG_TYPES = ("text", "bigint", "bigint", "bigint", "bigint", "bigint", "float8",
 
 
 def write_locked(cur: Any, new: list[ResultRecord]) -> None:
-    """PostgreSQL, any number of writers: the rows the batch touches are created if missing (empty rows, in
-    key order) and locked (`FOR UPDATE`, in key order), merged with the batch in Python and written back, in
-    the batch's transaction: three statements per width. (A merging upsert with a jsonb function per row
+    """PostgreSQL, any number of writers: the rows the batch touches are locked (`FOR UPDATE`, in key order),
+    those missing created empty and locked, merged with the batch in Python and written back, in the batch's
+    transaction: two statements per width (four when a new minute or hour starts). (A merging upsert with a jsonb function per row
     cost ingest 3/4 of its rate: benchmarks/rollup_ingest.py.)"""
     if not new:
         return
     cols = ", ".join(COLUMNS)
 
-    def load(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
-        t, arg = TABLES[w], ([k[0] for k in keys], [k[1] for k in keys])
-        cur.execute(f"INSERT INTO {t}({cols}) SELECT d, b, 0, 0, 0, 0, 'Infinity', 0, '-Infinity', '{{}}', '-Infinity',"
-                    " NULL, NULL, 0, 0, 0, NULL, 0, 0 FROM unnest(%s::text[], %s::bigint[]) AS u(d, b) ORDER BY d, b"
-                    " ON CONFLICT DO NOTHING", arg)
+    def lock(t: str, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
         rows = cur.execute(f"SELECT {cols} FROM {t} WHERE (device, bucket) IN (SELECT * FROM unnest(%s::text[],"
-                           " %s::bigint[])) ORDER BY device, bucket FOR UPDATE", arg).fetchall()
+                           " %s::bigint[])) ORDER BY device, bucket FOR UPDATE",
+                           ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
         return {(r[0], r[1]): Agg.from_row(r) for r in rows}
+
+    def load(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
+        t = TABLES[w]
+        got = lock(t, keys)  # usually all of them: only a new minute or hour has none yet
+        missing = [k for k in keys if k not in got]
+        if missing:  # empty rows to lock (another writer creating the same: ON CONFLICT waits for it)
+            cur.execute(f"INSERT INTO {t}({cols}) SELECT d, b, 0, 0, 0, 0, 'Infinity', 0, '-Infinity', '{{}}',"
+                        " '-Infinity', NULL, NULL, 0, 0, 0, NULL, 0, 0 FROM unnest(%s::text[], %s::bigint[]) AS u(d, b)"
+                        " ORDER BY d, b ON CONFLICT DO NOTHING", ([k[0] for k in missing], [k[1] for k in missing]))
+            got.update(lock(t, missing))
+        return got
     touched = add_all({}, new, load)
     sets = ", ".join(f"{c} = u.{c}" for c in COLUMNS[2:])
     unnest = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)

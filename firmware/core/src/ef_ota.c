@@ -103,7 +103,7 @@ ef_status ef_ota_boot(ef_ota *o)
     int ok[2] = {0, 0};
     uint32_t interrupted = 0; /* version of a trial a reset ended, 0 if none */
     uint8_t s;
-    if (o == NULL || o->flash == NULL || (o->public_key == NULL && o->trust == NULL) ||
+    if (o == NULL || o->flash == NULL || o->public_key == NULL || /* or o->auth: the same pointer */
         o->slot_size <= EF_OTA_HDR_SIZE || 2u * (uint64_t)o->slot_size > o->flash->size ||
         o->flash->erase_size == 0 || o->slot_size % o->flash->erase_size != 0 ||
         EF_OTA_HDR_SIZE % o->flash->erase_size != 0)
@@ -197,7 +197,7 @@ static ef_status apply_keysets(ef_ota *o, const ef_ota_input *in)
         while (j < in->keys_len && in->keys[j] != ' ')
             j++;
         if (j > i) {
-            ef_status st = ef_trust_apply(o->trust, in->keys + i, j - i);
+            ef_status st = ef_trust_apply(&o->auth->trust, in->keys + i, j - i);
             if (st != EF_OK && st != EF_ERR_DOWNGRADE)
                 return EF_ERR_UNAUTHORIZED;
         }
@@ -211,13 +211,13 @@ static __attribute__((noinline)) ef_status authorize(ef_ota *o, const ef_ota_inp
 {
     ef_ticket tk, *t = &tk;
     const uint8_t *pk;
-    if (in->ticket == NULL || in->campaign == NULL || o->device == NULL ||
+    if (in->ticket == NULL || in->campaign == NULL || o->auth->device == NULL ||
         ef_ticket_parse(in->ticket, in->ticket_len, t) != EF_OK)
         return EF_ERR_UNAUTHORIZED;
-    pk = ef_trust_find(o->trust, t->key_id, EF_ROLE_CAMPAIGN);
+    pk = ef_trust_find(&o->auth->trust, t->key_id, EF_ROLE_CAMPAIGN);
     if (pk == NULL || ef_ed25519_verify(t->signature, pk, in->ticket + t->body_off, t->body_len) != EF_OK)
         return EF_ERR_UNAUTHORIZED;
-    if (strcmp(t->device, o->device) != 0 || strcmp(t->campaign, in->campaign) != 0 ||
+    if (strcmp(t->device, o->auth->device) != 0 || strcmp(t->campaign, in->campaign) != 0 ||
         t->model != mf->version || memcmp(t->sha256, mf->sha256, 32) != 0 ||
         t->trial_s > 604800u || t->shadow_s > 604800u) /* the protocol's bound on both */
         return EF_ERR_UNAUTHORIZED;
@@ -232,15 +232,15 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
     ef_manifest mf;
     uint32_t policy[3] = {0, 0, 0};
     uint8_t kid[32], b[64];
-    const uint8_t *model_key = o->public_key;
+    const uint8_t *model_key = o->authz ? NULL : o->public_key;
     uint32_t base = slot_base(o, inactive(o));
     ef_status st = ef_manifest_parse(in->manifest, in->manifest_len, &mf);
     if (st != EF_OK)
         return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
-    if (o->trust != NULL) {
+    if (o->authz) {
         if ((st = apply_keysets(o, in)) != EF_OK || (st = authorize(o, in, &mf, policy)) != EF_OK)
             return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
-        if ((model_key = ef_trust_find(o->trust, mf.key_id, EF_ROLE_MODEL)) == NULL)
+        if ((model_key = ef_trust_find(&o->auth->trust, mf.key_id, EF_ROLE_MODEL)) == NULL)
             return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
     } else {
         ef_sha256(o->public_key, 32, kid);
@@ -271,11 +271,10 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
     o->received = 0;
     o->size = mf.size;
     o->version = mf.version;
-    memcpy(o->model_key, model_key, 32); /* the key install() checks the stored manifest with */
-    if (o->trust != NULL) {              /* the trial policy is the signed ticket's, nobody else's */
+    if (o->authz) { /* the trial policy is the signed ticket's, nobody else's */
         o->trial_ms = policy[0] * 1000u;
-        o->shadow = policy[1];
-        o->shadow_s = policy[2];
+        o->auth->shadow = policy[1];
+        o->auth->shadow_s = policy[2];
     }
     o->report = EF_OTA_REPORT_ACCEPTED;
     o->reason = EF_OK;
@@ -327,7 +326,7 @@ static ef_status install(ef_ota *o, uint32_t now)
     ef_manifest mf;
     ef_model m;
     ef_status st;
-    const uint8_t *mp;
+    const uint8_t *mp, *mk;
     o->report = EF_OTA_REPORT_VERIFYING;
     if (read_hdr(f, base, &h) != 0 || !hdr_valid(&h, o->slot_size))
         return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_FLASH, EF_OTA_IDLE);
@@ -335,8 +334,10 @@ static ef_status install(ef_ota *o, uint32_t now)
     if (mp == NULL || ef_manifest_parse(mp, h.manifest_len, &mf) != EF_OK)
         return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_MANIFEST, EF_OTA_IDLE);
     /* re-check the stored manifest: the bytes in flash are the ones we act on */
-    st = ef_ed25519_verify_flash(mf.signature, o->model_key, f, base + OFF_MANIFEST + mf.body_off,
-                                 mf.body_len);
+    /* the key: the legacy one, or the trusted model key the manifest names (the set changes only with an offer) */
+    mk = o->authz ? ef_trust_find(&o->auth->trust, mf.key_id, EF_ROLE_MODEL) : o->public_key;
+    st = mk == NULL ? EF_ERR_SIGNATURE
+                    : ef_ed25519_verify_flash(mf.signature, mk, f, base + OFF_MANIFEST + mf.body_off, mf.body_len);
     if (st == EF_OK)
         st = ef_sha256_flash(f, base + EF_OTA_HDR_SIZE, h.size, digest);
     if (st == EF_OK && memcmp(digest, h.sha256, 32) != 0)

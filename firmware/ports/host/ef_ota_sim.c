@@ -40,7 +40,7 @@ typedef struct {
     const char *device, *campaign;
 } inputs;
 
-static ef_trust g_trust;
+static ef_ota_auth g_auth;
 
 static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
 {
@@ -53,12 +53,13 @@ static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
     o->work = g_work;
     o->work_len = sizeof g_work;
     if (in->trust) { /* a node provisioned with one key: it signs models and tickets */
-        memset(&g_trust, 0, sizeof g_trust);
-        g_trust.n = 1;
-        g_trust.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
-        memcpy(g_trust.keys[0], in->pubkey, 32);
-        o->trust = &g_trust;
-        o->device = in->device;
+        memset(&g_auth, 0, sizeof g_auth);
+        g_auth.trust.n = 1;
+        g_auth.trust.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
+        memcpy(g_auth.trust.keys[0], in->pubkey, 32);
+        g_auth.device = in->device;
+        o->auth = &g_auth;
+        o->authz = 1;
     }
 }
 
@@ -117,8 +118,8 @@ static ef_status download(ef_ota *o, const inputs *in, int corrupt, int verbose)
         print_event("offer", st, o);
     if (verbose && in->trust)
         printf("{\"event\":\"authorization\",\"trust_serial\":%u,\"trust_keys\":%u,\"trial_ms\":%u,"
-               "\"shadow\":%u,\"shadow_s\":%u}\n", (unsigned)g_trust.serial, (unsigned)g_trust.n,
-               (unsigned)o->trial_ms, (unsigned)o->shadow, (unsigned)o->shadow_s);
+               "\"shadow\":%u,\"shadow_s\":%u}\n", (unsigned)g_auth.trust.serial, (unsigned)g_auth.trust.n,
+               (unsigned)o->trial_ms, (unsigned)g_auth.shadow, (unsigned)g_auth.shadow_s);
     if (st != EF_OK)
         return st;
     for (off = 0; off < in->new_len && o->state == EF_OTA_RECEIVING; off += in->chunk) {

@@ -44,7 +44,7 @@ typedef enum {
 
 typedef struct {
     const uint8_t *manifest; size_t manifest_len; /* OFFER */
-    /* OFFER with a trust set (ef_ota.trust): the offer's campaign id, its campaign ticket, and
+    /* OFFER with OTA authorization (ef_ota.authz): the offer's campaign id, its campaign ticket, and
      * the keysets it carries (signed keyset documents separated by one space, oldest first) */
     const char *campaign;
     const uint8_t *ticket; size_t ticket_len;
@@ -54,18 +54,28 @@ typedef struct {
     int healthy;     /* TICK: at the trial deadline, confirm if healthy, else revert */
 } ef_ota_input;
 
+/* A node's OTA authorization state (authz 1), kept by the caller. */
+typedef struct {
+    ef_trust trust;              /* its keys and their roles; keysets in offers replace it */
+    const char *device;          /* this node's id: a ticket must name it */
+    uint32_t shadow, shadow_s;   /* out: the accepted ticket's shadow policy */
+} ef_ota_auth;
+
 typedef struct {
     /* configuration (set before ef_ota_boot) */
     const ef_flash *flash;
     uint32_t slot_size;          /* bytes per slot, a multiple of the erase size */
-    const uint8_t *public_key;   /* 32-byte Ed25519 key that signs manifests (without `trust`) */
-    /* OTA authorization (docs/ota.md): with a trust set, an offer needs a campaign ticket for
-     * `device`, signed by a key trusted for campaigns, naming the offer's campaign and the
-     * manifest's model and SHA-256; its trial policy replaces trial_ms; the manifest must be
-     * signed by a key trusted for models; keysets in the offer update the set (the caller
-     * keeps it across resets). NULL: the single public_key and no ticket (the legacy path). */
-    ef_trust *trust;
-    const char *device;
+    /* authz 0 (the legacy path): public_key, the 32-byte Ed25519 key that signs manifests, and
+     * no ticket asked. authz 1 (OTA authorization, docs/ota.md): auth, whose trust set gives the
+     * keys and their roles; an offer then needs a campaign ticket for auth->device, signed by a key
+     * trusted for campaigns, naming the offer's campaign and the manifest's model and SHA-256; its
+     * trial policy replaces trial_ms (and fills auth->shadow, shadow_s); the manifest must be signed
+     * by a key trusted for models; keysets in the offer update auth->trust (the caller keeps it
+     * across resets). One pointer either way: the QEMU node's static RAM is at its budget. */
+    union {
+        const uint8_t *public_key;
+        ef_ota_auth *auth;
+    };
     uint32_t firmware_version;   /* packed major<<16 | minor<<8 | patch */
     uint32_t trial_ms;
     uint8_t *work; size_t work_len; /* self-test scratch: n_in + n_out + arena bytes */
@@ -75,9 +85,8 @@ typedef struct {
     ef_status reason;            /* why the last event failed or rejected */
     uint8_t active;              /* confirmed slot */
     uint8_t running;             /* slot whose model runs (the trial slot during a trial) */
+    uint8_t authz;               /* configuration: which of public_key / auth is set (above) */
     uint32_t received, size, version, trial_start;
-    uint32_t shadow, shadow_s;   /* the accepted ticket's shadow policy (0 without trust) */
-    uint8_t model_key[32];       /* the key that signed the manifest being installed */
     ef_model model;              /* the running model, opened in place */
 } ef_ota;
 

@@ -18,6 +18,11 @@ scores every window with both and reports both (`result.shadow`). Only then does
 the candidate become active for its ordinary trial. A revert during the shadow
 phase never switched anything, so it only erases the candidate.
 
+Authorization (docs/ota.md): an offer counts only with a campaign ticket, signed by a key the node
+trusts for campaigns, naming this device, the campaign, model, SHA-256 and the trial policy the offer
+states; the manifest must be signed by a key trusted for models. The trusted keys live in the slots
+(`Slots.trust`, they survive a reboot) and change only through signed keysets carried by offers.
+
 A revert command may name a campaign: the node then reverts only that campaign's
 download, shadow phase, trial or running model (each slot remembers the campaign
 that wrote it) and reports under it; for another campaign it does nothing. A

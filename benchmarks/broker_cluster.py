@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -47,10 +48,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgefleet", *args]
 
 
-def _wait_stored_stable(db: Path, quiet_s: float = 3.0, timeout: float = 60.0) -> int:
-    """Results in the store once the count has not moved for quiet_s (ingest has caught up)."""
+def _wait_stored_stable(db: Path, expected: int, quiet_s: float = 10.0, timeout: float = 120.0) -> int:
+    """Results in the store once `expected` are there, or the count has not moved for quiet_s (ingest
+    has caught up with what it will get; a loaded machine can pause it for seconds)."""
     last, since, deadline = -1, time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and last < expected:
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
                 n = c.execute("SELECT count(*) FROM results").fetchone()[0]
@@ -121,12 +123,13 @@ def run_once(*, nodes: int, duration: float, kill_at: float, victim: str, restar
         if sim.wait(duration + 180) != 0:
             raise SystemExit(f"sim failed, see {work / 'sim.log'}")
         timer.join()
-        stored = _wait_stored_stable(db)
+        sim_report = json.loads(report.read_text())
+        stored = _wait_stored_stable(db, sum(v["last_seq"] + 1 for v in sim_report["per_device"].values())
+                                     - sim_report["pending"] - sim_report["dropped"])
         serve.send_signal(signal.SIGTERM)
         serve.wait(30)
         stats = json.loads(subprocess.run(_cli("stats", "--db", str(db), "--json"), cwd=REPO, capture_output=True,
                                           text=True, timeout=60, check=True).stdout)
-        sim_report = json.loads(report.read_text())
         per_device = sim_report["per_device"]
         # device i used member i mod 2 at start (round-robin over node_urls): member 1 = even indices
         moved = sorted(d for i, d in enumerate(sorted(per_device)) if i % 2 == 0) if victim == "node" \
@@ -190,6 +193,7 @@ def main() -> int:
     ap.add_argument("--victim", choices=["node", "ingest", "both"], default="both")
     ap.add_argument("--runs", type=int, default=1, help="runs per victim (figures: each run, and medians)")
     ap.add_argument("--out", type=Path, help="write the JSON here instead of benchmarks/results/")
+    ap.add_argument("--keep", action="store_true", help="keep each run's directory (logs, store, JetStream)")
     args = ap.parse_args()
     victims = ["node", "ingest"] if args.victim == "both" else [args.victim]
     results: dict = {}
@@ -201,6 +205,8 @@ def main() -> int:
                          restart_after=args.restart_after, work=work)
             print(json.dumps(r), flush=True)
             runs.append(r)
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
         results[v] = {"runs": runs, **summarize(runs)}
     report = {"benchmark": "broker_cluster", "broker": "nats-server 3 members (MQTT 3.1.1, JetStream R3)",
               "note": "2-core x86_64 shared with other work; broker, ingest and sim on the same cores",

@@ -169,8 +169,10 @@ class IngestService:
             client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
         else:
             client.subscribe([(f, 1) for f in filters])
+        members = self.settings.broker_members
+        where = "%s:%d" % members[self._member] if len(members) > 1 else self.settings.broker_display
         log.info("connected to %s (MQTT %s, session present: %s); subscribed to %s",
-                 self.settings.broker_display, self.mqtt_version, getattr(flags, "session_present", "?"),
+                 where, self.mqtt_version, getattr(flags, "session_present", "?"),
                  ", ".join(filters))
         self._connected.set()
 

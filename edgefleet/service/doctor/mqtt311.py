@@ -89,8 +89,10 @@ class _Peer311:
         return info.rc == mqtt.MQTT_ERR_SUCCESS and (
             qos == 0 or self.wait(lambda: info.mid in self.acked or self.lost))
 
-    def received(self, n: int, quiet: float = 1.0) -> int:
-        """Messages received once n arrived or none came for `quiet` s (after the timeout at most)."""
+    def received(self, n: int, quiet: float | None = None) -> int:
+        """Messages received once n arrived or none came for `quiet` s (default a fifth of the
+        timeout, at least 1 s), after the timeout at most."""
+        quiet = max(1.0, self.timeout / 5) if quiet is None else quiet
         deadline = time.monotonic() + self.timeout
         last = -1
         while time.monotonic() < deadline and len(self.msgs) < n:

@@ -76,6 +76,7 @@ def _kill_run(victim: str, tmp_path: Path) -> dict:
     return json.loads(out.read_text())["results"][victim]["runs"][0]
 
 
+@pytest.mark.slow
 def test_killing_a_nodes_member_moves_its_nodes_and_loses_nothing(tmp_path):
     r = _kill_run("node", tmp_path)
     assert r["windows"] >= 30 * 3  # fewer than 30 x 10 when a loaded machine makes the nodes skip windows
@@ -86,6 +87,7 @@ def test_killing_a_nodes_member_moves_its_nodes_and_loses_nothing(tmp_path):
     assert rec["moved_devices_back"] == rec["moved_devices"] == 15
 
 
+@pytest.mark.slow
 def test_killing_ingests_member_resumes_its_session_on_another(tmp_path):
     r = _kill_run("ingest", tmp_path)
     assert r["ingest_connects"] >= 2  # it moved

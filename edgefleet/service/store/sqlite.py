@@ -139,6 +139,9 @@ def health_row(h: DeviceHealth) -> tuple:
 
 
 # Schema upgrades in order: each brings a store of version k-1 to version k (docs/store.md).
+_INGEST_STATS_DDL = ("CREATE TABLE IF NOT EXISTS ingest_stats(ts INTEGER NOT NULL, messages INTEGER NOT NULL,"
+                     " results INTEGER NOT NULL, duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL,"
+                     " lag_ms_sum INTEGER NOT NULL, lag_n INTEGER NOT NULL, lag_ms_max INTEGER)")
 _MIGRATIONS = {
     2: ["ALTER TABLE results ADD COLUMN state TEXT NOT NULL DEFAULT ''", "ALTER TABLE results ADD COLUMN hi REAL",
         "ALTER TABLE results ADD COLUMN cls INTEGER", "ALTER TABLE results ADD COLUMN hi_thr REAL",
@@ -151,7 +154,8 @@ _MIGRATIONS = {
         "ALTER TABLE alarms ADD COLUMN why TEXT", "ALTER TABLE alarms ADD COLUMN hint TEXT"],
     6: [*_DEVICE_HEALTH_COLS, *_LOSS_ACK_COLS],  # the dashboard's stage, "degrading since", remaining life; ack loss
     7: [],  # users, audit (append-only by triggers): new tables (store/accounts.py)
-    8: rollup_sql.migration(pg=False),  # rollup_1m, rollup_1h, filled from the results table
+    # rollup_1m, rollup_1h, filled from the results table; a store from before ingest_stats (schema 1) gets it first
+    8: [_INGEST_STATS_DDL, *rollup_sql.migration(pg=False)],
 }
 _INSERT_SHADOW = f"INSERT OR IGNORE INTO shadow_results({_SHADOW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 

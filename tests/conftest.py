@@ -53,11 +53,31 @@ def _isolated_signing_key(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tflite_models() -> dict[str, bytes]:
-    """The parity shapes (edgefleet.toolchain.testmodels.PARITY_SHAPES) as int8 .tflite, built once per run."""
+def tflite_models(tmp_path_factory) -> dict[str, bytes]:
+    """The parity shapes (edgefleet.toolchain.testmodels.PARITY_SHAPES) as int8 .tflite, built once per
+    run (TensorFlow conversion: the first xdist worker builds, the others read its copy)."""
     from edgefleet.toolchain.testmodels import make_parity_models
 
-    return make_parity_models()
+    return once_per_run(tmp_path_factory, "tflite-models", make_parity_models)
+
+
+def once_per_run(tmp_path_factory, name: str, build):
+    """`build()` once per test run, also across pytest-xdist workers: the first one builds under a
+    lock and pickles the value into the run's shared temporary folder; the others load it."""
+    import fcntl
+    import pickle
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build()
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, above each worker's popen-gwK/
+    with open(shared / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = shared / f"{name}.pickle"
+        if path.is_file():
+            return pickle.loads(path.read_bytes())
+        value = build()
+        path.write_bytes(pickle.dumps(value))
+        return value
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ which pytest now derives; pytest-xdist issue 1386), so the tests of one `xdist_g
 every worker and each worker built their expensive session fixture again (a trained model). Here
 each worker writes down the group of every test it collected, and the controller's scheduler (one
 `LoadScopeScheduling` whose scope is the group, else the test itself) reads it: a group is one unit
-of work, run on one worker. The groups and the tests marked `slow` are handed out first, so that no
+of work, run on one worker. The tests of a module that share a module-scoped fixture form a group
+of their own, so that fixture is built once. The groups and the tests marked `slow` are handed out first, so that no
 long test starts last while the other worker sits idle.
 """
 
@@ -23,9 +24,17 @@ ENV = "EDGEFLEET_XDIST_GROUPS"  # the folder where workers leave {node id: group
 
 
 def group_of(item: pytest.Item) -> str | None:
-    """The item's xdist_group name(s), joined as xdist does; None when it has none."""
+    """The item's xdist_group name(s), joined as xdist does; else its module's path when it uses a
+    module- or class-scoped fixture (built once per module, per worker: a module spread over two
+    workers would build it twice, e.g. a model trained through the CLI); None for a free test."""
     names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
-    return "_".join(sorted(names)) or None
+    if names:
+        return "_".join(sorted(names))
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        if defs and defs[-1].scope in ("module", "class", "package"):
+            return f"module:{item.path}"
+    return None
 
 
 def first_key(item: pytest.Item, groups: dict[str, str]) -> int:

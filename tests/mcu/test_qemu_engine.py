@@ -11,18 +11,13 @@ from ai_edge_litert.interpreter import OpResolverType
 
 from edgefleet.runtime.artifact import Artifact
 from edgefleet.toolchain.litert_ref import infer as litert_infer
-from edgefleet.toolchain.testmodels import PARITY_SHAPES, make_parity_models, parity_inputs
+from edgefleet.toolchain.testmodels import PARITY_SHAPES, parity_inputs
 from edgefleet.toolchain.tflite_import import import_tflite
 
 from .conftest import FIRMWARE, FLEET_MODEL
 
 QEMU_INFER = FIRMWARE / "tools" / "qemu-infer"
 ROWS_SMALL, ROWS_WIDE = 3000, 600  # per model; the 640-input models cost ~0.26 M MACs per row
-
-
-@pytest.fixture(scope="module")
-def tflite_models() -> dict[str, bytes]:
-    return make_parity_models()
 
 
 def qemu_infer(artifact: bytes, x: np.ndarray, tmp: Path) -> np.ndarray:

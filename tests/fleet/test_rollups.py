@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -260,3 +261,23 @@ def test_two_postgresql_writers_at_once_count_every_result_once(request) -> None
     check(a, recs[400:], "d2")
     a.close()
     b.close()
+
+
+def test_ingest_refuses_results_older_than_the_raw_horizon_and_keeps_rollups(ingest, mosquitto, unique) -> None:
+    """Through a real Mosquitto and IngestService: a node whose clock (or ring) says 40 days ago gets its results
+    refused as too_old (acknowledged, counted, the reason kept); the fresh ones land in raw and rollups."""
+    from edgefleet import protocol
+
+    from .support import Publisher, result_payload, wait_until
+
+    svc = ingest(retention_days=30.0)
+    dev = unique("old")
+    pub = Publisher(mosquitto.host, mosquitto.port, unique("pub"))
+    pub.publish(protocol.topic(dev, "result"), result_payload(0, 5, ts0=int(time.time() * 1000) - 40 * DAY))
+    pub.publish(protocol.topic(dev, "result"), result_payload(5, 5))
+    pub.wait_all()
+    wait_until(lambda: svc.counters.received >= 2, 20, "both messages ingested")
+    assert (svc.counters.stored, svc.counters.rejected, svc.counters.acked) == (5, 5, 2)
+    assert [r.code for r in svc.store.rejects()] == ["too_old"] * 5
+    assert sum(r[3] for r in svc.store.rollup_rows(dev, HOUR_MS, 0, 2**62)) == 5
+    pub.close()

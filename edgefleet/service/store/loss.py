@@ -19,6 +19,7 @@ that into a mark on the old boot, so the tail is a hole like any other (docs/pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_JUMP = 100_000  # a forward jump larger than this is a broken counter, not that many lost results
@@ -45,6 +46,8 @@ class LossUpdate:
     opened: list[tuple[str, str, int, int]] = field(default_factory=list)  # device, boot, lo, hi
     filled: list[tuple[str, str, int, int, list[tuple[int, int]]]] = field(default_factory=list)
     # device, boot, old lo, old hi, the pieces that stay open
+    quiet: set[tuple[str, str]] = field(default_factory=set)  # known boots that only took their next
+    # results, their drop count unchanged: a store may write these rows later (they can be rebuilt)
 
 
 def _seq_of(row: tuple[str, str, int, int, int]) -> int:
@@ -53,12 +56,15 @@ def _seq_of(row: tuple[str, str, int, int, int]) -> int:
 
 def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str, str], BootState],
             holes: dict[tuple[str, str], list[tuple[int, int]]],
-            marks: list[tuple[str, str, int, int]] = ()) -> LossUpdate:
+            marks: list[tuple[str, str, int, int]] = (),
+            load_holes: Callable[[tuple[str, str]], list[tuple[int, int]]] | None = None) -> LossUpdate:
     """Fold new results (device, boot, seq, ts, dropped), and the last sequence numbers nodes said
     they reached (`marks`: device, boot, seq, ts), into the boot states and holes known so far.
 
     `boots` and `holes` hold the current state of every (device, boot) in the batch (missing keys:
-    a new boot); both are updated in place and the changes returned for the store to write."""
+    a new boot); both are updated in place and the changes returned for the store to write.
+    `load_holes(key)` gives a boot's stored holes the first time one of them may change (absent from
+    `holes`); without it such a boot has none yet."""
     upd = LossUpdate()
     per: dict[tuple[str, str], list[tuple[str, str, int, int, int]]] = {}
     for row in results:
@@ -68,37 +74,51 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
             per[key] = [row]
         else:
             group.append(row)
-    changed = upd.boots
+    changed, quiet = upd.boots, upd.quiet
+
+    def open_holes(key: tuple[str, str]) -> list[tuple[int, int]]:
+        got = holes.get(key)
+        if got is None:
+            got = holes[key] = load_holes(key) if load_holes is not None else []
+        return got
+
     for key, rows in per.items():
         st = boots.get(key)
+        known = st is not None
         if st is None:
             st = boots[key] = BootState(first_ts=rows[0][3])
         if len(rows) == 1:  # the usual case at ingest: one new result of this boot per batch
             _, _, seq, ts, dropped = rows[0]
             if seq == st.max_seq + 1:
                 st.received += 1
-                if dropped > st.dropped:
-                    st.dropped = dropped
                 if ts < st.first_ts or not st.first_ts:
                     st.first_ts = ts
                 if ts > st.last_ts:
                     st.last_ts = ts
                 st.max_seq = seq
                 changed[key] = st
+                if dropped > st.dropped:
+                    st.dropped = dropped
+                elif known:
+                    quiet.add(key)
                 continue
         else:
             rows.sort(key=_seq_of)
             first, last = rows[0][2], rows[-1][2]
             if first == st.max_seq + 1 and last - first + 1 == len(rows):  # the next ones, in order
                 st.received += len(rows)
-                st.dropped = max(st.dropped, max(r[4] for r in rows))
+                most = max(r[4] for r in rows)
                 lo_ts, hi_ts = min(r[3] for r in rows), max(r[3] for r in rows)
                 st.first_ts = min(st.first_ts, lo_ts) if st.first_ts else lo_ts
                 st.last_ts = max(st.last_ts, hi_ts)
                 st.max_seq = last
                 changed[key] = st
+                if most > st.dropped:
+                    st.dropped = most
+                elif known:
+                    quiet.add(key)
                 continue
-        open_ = holes.setdefault(key, [])
+        open_ = open_holes(key)
         for _, _, seq, ts, dropped in rows:
             st.received += 1
             st.dropped = max(st.dropped, dropped)
@@ -124,10 +144,11 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
         key = (device, boot)
         st = boots.setdefault(key, BootState(first_ts=ts, last_ts=ts))
         if seq > st.max_seq:
+            quiet.discard(key)
             if seq - st.max_seq > MAX_JUMP:
                 st.jumps += 1
             else:
-                holes.setdefault(key, []).append((st.max_seq + 1, seq))
+                open_holes(key).append((st.max_seq + 1, seq))
                 upd.opened.append((*key, st.max_seq + 1, seq))
             st.max_seq = seq
             upd.boots[key] = st

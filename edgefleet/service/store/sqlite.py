@@ -341,58 +341,44 @@ class SQLiteStore(NotifyTables, AccountTables):
             self._holes.clear()
             self._dirty.clear()  # not written: loading the boot again replays its stored results
             self._data_version = version
-        span: dict[tuple[str, str], list[int]] = {}  # key -> [lowest, highest, count]
-        for d, b, seq, _ in marks:  # a mark may open a hole: treat it as out of the ordinary
-            span[(d, b)] = [-2, seq, 0]
-        for r in new:
-            k = (r.device, r.boot)
-            e = span.get(k)
-            if e is None:
-                span[k] = [r.seq, r.seq, 1]
-            else:
-                if r.seq < e[0]:
-                    e[0] = r.seq
-                elif r.seq > e[1]:
-                    e[1] = r.seq
-                e[2] += 1
         boots, holes = self._boots, self._holes
-        keys = sorted(k for k in span if k not in boots)  # not known from earlier batches
+        keys = {(r.device, r.boot) for r in new}
+        keys.update((d, b) for d, b, _, _ in marks)
+        missing = sorted(k for k in keys if k not in boots)  # not known from earlier batches
         loaded: list[tuple[str, str]] = []
-        for i in range(0, len(keys), 400):  # SQLite's bound-variable limit
-            part = keys[i:i + 400]
+        for i in range(0, len(missing), 400):  # SQLite's bound-variable limit
+            part = missing[i:i + 400]
             rows = ",".join(["(?,?)"] * len(part))
             for d, b, f, t, m, rcv, drp, j in db.execute(
                     "SELECT device, boot, first_ts, last_ts, max_seq, received, dropped, jumps FROM boots"
                     f" WHERE (device, boot) IN (VALUES {rows})", [x for k in part for x in k]):
                 boots[(d, b)] = BootState(m, rcv, drp, j, f, t)
                 loaded.append((d, b))
-        immediate = {k for k in keys if k not in boots}  # new boots: their rows are written at once
+        immediate = {k for k in missing if k not in boots}  # new boots: their rows are written at once
         if loaded:
             self._replay(db, loaded, new, immediate)
-        # a boot whose new results are not simply the next ones opens or fills holes: read its holes, once
-        odd = [k for k, (lo, hi, n) in span.items()
-               if not (lo == (boots[k].max_seq if k in boots else -1) + 1 and hi - lo + 1 == n)]
-        for d, b in odd:
-            immediate.add((d, b))
-            if (d, b) not in holes:
-                holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
-                    "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
-        before = {k: boots[k].dropped for k in span if k in boots}
-        upd = account(list(map(_LOSS_FIELDS, new)), boots, holes, marks)
+        upd = account(list(map(_LOSS_FIELDS, new)), boots, holes, marks,
+                      load_holes=lambda k: self._read_holes(db, k))
         self._write_holes(db, upd, ingest_ts)
-        dirty = self._dirty
-        for k, st in upd.boots.items():
-            if k in immediate or st.dropped != before.get(k, -1):
-                immediate.add(k)
-                dirty.pop(k, None)
-            else:
-                dirty[k] = st
+        dirty, quiet = self._dirty, upd.quiet
+        loud = [k for k in upd.boots if k not in quiet or k in immediate]
+        for k in loud:
+            dirty.pop(k, None)
+        immediate.update(loud)
+        for k in quiet:
+            if k not in immediate:
+                dirty[k] = boots[k]
         now = time.monotonic()
         if dirty and now - self._flushed >= BOOTS_FLUSH_S:
             immediate.update(dirty)
             dirty.clear()
             self._flushed = now
         self._write_boots(db, {k: boots[k] for k in immediate if k in boots})
+
+    @staticmethod
+    def _read_holes(db: sqlite3.Connection, key: tuple[str, str]) -> list[tuple[int, int]]:
+        return [(lo, hi) for lo, hi in db.execute(
+            "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", key)]
 
     def _replay(self, db: sqlite3.Connection, loaded: list[tuple[str, str]], new: list[ResultRecord],
                 immediate: set[tuple[str, str]]) -> None:
@@ -411,12 +397,8 @@ class SQLiteStore(NotifyTables, AccountTables):
                     missed.append((d, b, seq, ts, st.dropped))
         if not missed:
             return
-        for d, b in {(m[0], m[1]) for m in missed}:
-            immediate.add((d, b))
-            if (d, b) not in holes:
-                holes[(d, b)] = [(lo, hi) for lo, hi in db.execute(
-                    "SELECT lo, hi FROM seq_gaps WHERE device = ? AND boot = ? ORDER BY lo", (d, b))]
-        upd = account(missed, boots, holes)
+        immediate.update((m[0], m[1]) for m in missed)
+        upd = account(missed, boots, holes, load_holes=lambda k: self._read_holes(db, k))
         self._write_holes(db, upd, int(time.time() * 1000))
 
     @staticmethod

@@ -52,8 +52,9 @@ def bin_value(b: int) -> float:
 
 
 def hist_text(hist: dict[int, int]) -> str:
-    """Compact JSON, bins in order (written by hand: json.dumps was a third of ingest's rollup cost)."""
-    return "{" + ",".join([f'"{k}":{v}' for k, v in sorted(hist.items())]) + "}"
+    """Compact JSON in the bins' insertion order (written by hand and unsorted: json.dumps, then sorting, were
+    the largest parts of what rollups cost ingest)."""
+    return "{" + ",".join([f'"{k}":{v}' for k, v in hist.items()]) + "}"
 
 
 def hist_parse(text: str | None) -> dict[int, int]:
@@ -74,7 +75,7 @@ def quantile(hist: dict[int, int], q: float, lo: float, hi: float) -> float | No
     return hi
 
 
-@dataclass
+@dataclass(slots=True)
 class Agg:
     """One bucket of one device, being built."""
 
@@ -110,29 +111,41 @@ class Agg:
                 self.v_max, self.r_n, self.r_sum)
 
     def add(self, r: ResultRecord, b: int | None = None) -> None:
-        """Count one result (`b`: its score_bin, when the caller has it)."""
+        """Count one result (`b`: its score_bin, when the caller has it). Written out with comparisons, not
+        min()/max() calls: ingest runs this twice per result."""
         s = float(r.score)
-        self.ts_max = max(self.ts_max, r.ts)
+        if r.ts > self.ts_max:
+            self.ts_max = r.ts
         self.n += 1
-        self.anom += bool(r.anom)
-        self.judged += r.state == ""
-        self.s_min, self.s_max, self.s_sum = min(self.s_min, s), max(self.s_max, s), self.s_sum + s
+        if r.anom:
+            self.anom += 1
+        if not r.state:
+            self.judged += 1
+        if s < self.s_min:
+            self.s_min = s
+        if s > self.s_max:
+            self.s_max = s
+        self.s_sum += s
         b = score_bin(s) if b is None else b
-        self.hist[b] = self.hist.get(b, 0) + 1
-        self.thr_max = max(self.thr_max, float(r.thr))
-        self.hi_max = _nmax(self.hi_max, r.hi)
-        self.hi_thr_max = _nmax(self.hi_thr_max, r.hi_thr)
-        self.model = max(self.model, int(r.model))
-        if r.vrms is not None:
-            self.v_n, self.v_sum, self.v_max = self.v_n + 1, self.v_sum + r.vrms, _nmax(self.v_max, r.vrms)
+        h = self.hist
+        h[b] = h.get(b, 0) + 1
+        if r.thr > self.thr_max:
+            self.thr_max = float(r.thr)
+        if r.hi is not None and (self.hi_max is None or r.hi > self.hi_max):
+            self.hi_max = float(r.hi)
+        if r.hi_thr is not None and (self.hi_thr_max is None or r.hi_thr > self.hi_thr_max):
+            self.hi_thr_max = float(r.hi_thr)
+        if r.model > self.model:
+            self.model = int(r.model)
+        v = r.vrms
+        if v is not None:
+            self.v_n += 1
+            self.v_sum += v
+            if self.v_max is None or v > self.v_max:
+                self.v_max = float(v)
         if r.rpm is not None:
-            self.r_n, self.r_sum = self.r_n + 1, self.r_sum + r.rpm
-
-
-def _nmax(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return None if b is None else float(b)
-    return a if b is None else max(a, float(b))
+            self.r_n += 1
+            self.r_sum += r.rpm
 
 
 def bucket_of(ts: int, width_ms: int) -> int:
@@ -159,20 +172,19 @@ def add_all(open_rows: dict[tuple[int, str, int], Agg], results: Iterable[Result
     (width, row) of every row touched, in key order: what replaces the stored rows (one pass, one bin per
     result; no histogram parsed for rows already kept)."""
     results = list(results)
-    touched: set[tuple[int, str, int]] = set()
+    keyed = [(r, [(w, r.device, r.ts // w * w) for w in WIDTHS]) for r in results]
+    touched = sorted({k for _, ks in keyed for k in ks})
     for w in WIDTHS:
-        keys = sorted({(r.device, r.ts // w * w) for r in results})
-        missing = [k for k in keys if (w, *k) not in open_rows]
+        missing = [(k[1], k[2]) for k in touched if k[0] == w and k not in open_rows]
         if missing:
             got = load(w, missing)
-            for k in missing:
-                open_rows[(w, *k)] = got.get(k) or Agg(0)
-        touched.update((w, *k) for k in keys)
-    for r in results:
+            for d, b in missing:
+                open_rows[(w, d, b)] = got.get((d, b)) or Agg(0)
+    for r, ks in keyed:
         b = score_bin(r.score)
-        for w in WIDTHS:
-            open_rows[(w, r.device, r.ts // w * w)].add(r, b)
-    return [(k[0], open_rows[k].row(k[1], k[2])) for k in sorted(touched)]
+        for k in ks:
+            open_rows[k].add(r, b)
+    return [(k[0], open_rows[k].row(k[1], k[2])) for k in touched]
 
 
 # what a loader returns per chart bucket: result_buckets' shape, then the score's min, mean and p95

@@ -23,6 +23,7 @@ from device_sim.link import LinkOptions, NodeLink, Shard
 from device_sim.node import Calibration, Reading, Verdict, VirtualNode
 from device_sim.physics import Fault, Machines, synthesize, with_faults
 from device_sim.plant import Plant
+from device_sim.run_to_failure import SENSOR_FAULTS, apply_sensor_fault
 from device_sim.schedule import Schedule
 from edgefleet.clock import now_ms
 from edgefleet.device.ota_client import OtaClient, Slots
@@ -31,6 +32,7 @@ from edgefleet.runtime import diagnosis
 from edgefleet.runtime.artifact import Artifact
 from edgefleet.runtime.engine import Detector
 from edgefleet.runtime.features import analyze, plan, quantize, standardize
+from edgefleet.runtime.sensor_check import OUTCOMES, SensorLimits, check_windows
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 16  # a commissioning node re-announces its status every this many windows learned
@@ -65,30 +67,34 @@ class Scored:
 
 
 def score_windows(detector: Detector, plant: Plant, rows: np.ndarray, t_sim: float,
-                  rng: np.random.Generator, *, keep: set[int] | None = None, machines: Machines | None = None
+                  rng: np.random.Generator, *, keep: set[int] | None = None, machines: Machines | None = None,
+                  sensor_faults: dict[int, tuple[str, float]] | None = None
                   ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
     """Scores for nodes `rows` at simulation time t: physics -> features -> int8 -> one engine call.
 
     Returns scores (aligned with rows) and, for nodes in `keep`, everything a debug capture needs;
     `debug[-1]` holds every row's features (the active model's front end), for commissioning.
     """
-    scores, debug = score_windows_multi([detector], plant, rows, t_sim, rng, keep=keep, machines=machines)
+    scores, debug = score_windows_multi([detector], plant, rows, t_sim, rng, keep=keep, machines=machines,
+                                        sensor_faults=sensor_faults)
     return scores[0], debug
 
 
 def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarray, t_sim: float,
                         rng: np.random.Generator, *, keep: set[int] | None = None,
-                        machines: Machines | None = None
+                        machines: Machines | None = None, sensor_faults: dict[int, tuple[str, float]] | None = None
                         ) -> tuple[list[np.ndarray], dict[int, dict[str, Any]]]:
     """The same windows scored by several models (shadow mode: active first, then the candidate).
 
     One window per node is synthesised, as long as the longest model needs; each model takes
     its own feature length from the end of it, so every model sees the same signal. One engine
-    call per model. Debug captures are of the first model.
+    call per model. Debug captures are of the first model. `sensor_faults` (machine row -> (kind,
+    onset_s), run_to_failure.SENSOR_FAULTS) makes those sensors read wrong from their onset; every
+    window of the first model gets the node's sensor check (`debug[-1]["sensor"]`, OUTCOMES names).
     """
     fs_of = np.array([plant.nodes[r].fs for r in rows])
     q_parts: list[list[np.ndarray]] = [[] for _ in detectors]
-    order, feats, vrms, excess, speed = [], [], [], [], []
+    order, feats, vrms, excess, speed, sensor = [], [], [], [], [], []
     windows: dict[int, np.ndarray] = {}
     for fs in np.unique(fs_of):
         sel = rows[fs_of == fs]
@@ -96,6 +102,11 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
         machine_rows = np.array([plant.nodes[r].row for r in sel])
         table = plant.machines if machines is None else machines
         x_all = synthesize(table.take(machine_rows), t_sim, max(lengths), float(fs), rng)
+        for j, mr in enumerate(machine_rows.tolist()):
+            kind, onset = (sensor_faults or {}).get(int(mr), ("", 0.0))
+            if kind and t_sim >= onset:
+                rpm = table.take(np.array([mr])).shaft_hz(t_sim) * 60.0
+                x_all[j:j + 1] = apply_sensor_fault(x_all[j:j + 1], np.array([t_sim]), rpm, float(fs), kind, onset, rng)
         for i, (det, n) in enumerate(zip(detectors, lengths)):
             a, fsec = det.artifact, det.artifact.features
             x = x_all[:, x_all.shape[1] - n:]
@@ -104,6 +115,7 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
             z = standardize(f, fsec.mean, fsec.inv_std)
             q_parts[i].append(quantize(z, a.input_scale, a.input_zero_point))
             if i == 0:
+                sensor.append(check_windows(x, SensorLimits()).outcome)
                 feats.append(f)
                 vrms.append(an.vrms_mm_s)
                 speed.append(an.speed_hz)
@@ -128,7 +140,8 @@ def score_windows_multi(detectors: list[Detector], plant: Plant, rows: np.ndarra
                          "q_out": y[pos[r]], "score": float(s[pos[r]])} for r in windows}
             # every row's features (commissioning), velocity and excess over normal ("why")
             debug[-1] = {"features": f_all[at], "vrms": np.concatenate(vrms)[at],
-                         "speed_hz": np.concatenate(speed)[at], "excess": np.concatenate(excess)[at]}
+                         "speed_hz": np.concatenate(speed)[at], "excess": np.concatenate(excess)[at],
+                         "sensor": [OUTCOMES[int(o)] for o in np.concatenate(sensor)[at]]}
     return scores, debug
 
 
@@ -148,6 +161,7 @@ class Fleet:
         thr = self.detector.threshold
         image = artifact.to_bytes()
         self._detectors: dict[int, Detector] = {artifact.model_version: self.detector}
+        self.sensor_faults: dict[int, tuple[str, float]] = {}  # machine row -> (kind, onset_s): inject_sensor_fault
         self.links: list[NodeLink] = []
         for spec in plant.nodes:
             node = VirtualNode(spec.device_id, spec.fs, artifact.model_version, thr, site=spec.site,
@@ -207,6 +221,19 @@ class Fleet:
         self.plant = replace(self.plant, machines=machines)  # the tick thread picks it up next tick
         return onset
 
+    def inject_sensor_fault(self, device_id: str, kind: str) -> float:
+        """From now on the device's sensor reads wrong (run_to_failure.SENSOR_FAULTS: loose_mount,
+        saturating, dead_flat, dead_noise, dropouts), the machine unchanged; returns the onset in
+        simulation seconds. For tests and demos of the node's sensor check."""
+        if kind not in SENSOR_FAULTS:
+            raise ValueError(f"unknown sensor fault {kind!r} (one of {', '.join(SENSOR_FAULTS)})")
+        rows = [s.row for s in self.plant.nodes if s.device_id == device_id]
+        if not rows:
+            raise KeyError(f"no simulated device {device_id!r}")
+        onset = self.sim_time()
+        self.sensor_faults = {**self.sensor_faults, rows[0]: (kind, onset)}  # a new dict: the tick thread reads it
+        return onset
+
     def connected(self) -> int:
         return sum(1 for lk in self.links if lk.connected)
 
@@ -261,7 +288,7 @@ class Fleet:
         scores, shadow, debug = self._score(rows, t_sim, keep, machines)
         every = debug.pop(-1)
         rpm = self._speeds(rows, every, machines, t_sim)
-        verdicts = self._commissioning(rows, scores, every["features"], rpm, every["excess"])
+        verdicts = self._commissioning(rows, scores, every["features"], rpm, every["excess"], every.get("sensor"), t_sim)
         readings = self._readings(rows, every, rpm)
         dt = time.perf_counter() - c0
         self.compute_s += dt
@@ -303,18 +330,38 @@ class Fleet:
         return m if self.opts.schedule is None else self.opts.schedule.machines_at(m, t_sim)
 
     def _commissioning(self, rows: np.ndarray, scores: np.ndarray, features: np.ndarray, rpm: np.ndarray,
-                       excess: np.ndarray | None = None) -> list[Verdict | None]:
+                       excess: np.ndarray | None = None, sensor: list[str] | None = None,
+                       t_sim: float | None = None) -> list[Verdict | None]:
         """Each node's verdict under its own baseline (docs/baseline.md): a commissioning node learns
         from the window (no verdict); a commissioned one scores it standardized by its class's
         normal, with one engine call for all of them; `scores` (and the per-input `excess` over
-        normal, the "why") are updated in place."""
+        normal, the "why") are updated in place.
+
+        A window whose sensor check failed (`sensor`, OUTCOMES names) gets that state and no verdict
+        (score 0): it neither commissions, nor moves the drift baseline, nor raises or clears an alarm.
+        After commissioning the class centres follow benign drift (VirtualNode.judged_window), timed
+        by `t_sim` (simulation seconds; None: the wall clock)."""
+        t_s = now_ms() / 1000.0 if t_sim is None else float(t_sim)
+        sensor = sensor or [""] * rows.size
+        faulty = [i for i, name in enumerate(sensor) if name]
         if not self.opts.commission and not any(self.links[r].node.baseline or self.links[r].node.commissioner
                                                 for r in rows.tolist()):
-            return [None] * rows.size
+            out0: list[Verdict | None] = [None] * rows.size
+            for i in faulty:
+                out0[i], scores[i] = Verdict(sensor[i], False), 0.0
+                self._count_sensor(self.links[int(rows[i])].node, sensor[i])
+            return out0
         out: list[Verdict | None] = [None] * rows.size
         judged, cls_of = [], []
         for i, r in enumerate(rows.tolist()):
             node = self.links[r].node
+            if sensor[i]:  # no learning, no verdict; the drift chunk counts it (as the replay's does)
+                out[i], scores[i] = Verdict(sensor[i], False), 0.0
+                self._count_sensor(node, sensor[i])
+                if node.commissioner is None:
+                    node.judged_window(t_s, None, None)
+                node.last_window_s = t_s
+                continue
             com = node.commissioner
             b = node.baseline
             lookup = (b.class_for if self.opts.speed_input else b.class_for_estimate) if b is not None else None
@@ -335,6 +382,7 @@ class Fleet:
                 if outcome == "nonfinite":
                     node.commission_log.append(("nonfinite", "a window with NaN or infinite features was skipped"))
                 out[i] = Verdict("commissioning", False)
+                node.last_window_s = t_s
                 if com.done():
                     try:
                         node.finish_commissioning(com.finish(self._detector(r).score_standardized,
@@ -349,6 +397,8 @@ class Fleet:
             k = (b.class_for if self.opts.speed_input else b.class_for_estimate)(float(rpm[i]))
             if k is None:
                 out[i] = Verdict("uncommissioned", False)
+                node.judged_window(t_s, None, None)
+                node.last_window_s = t_s
                 continue
             c = b.classes[k]
             judged.append(i)
@@ -362,12 +412,22 @@ class Fleet:
             if excess is not None and excess.shape[1] == z.shape[1]:
                 excess[judged] = diagnosis.excess(z)
             h = bl.health_index(z)
+            ratio = np.maximum(s / np.stack([np.float32(c.threshold) for _, c in cls_of]),
+                               h / np.stack([np.float32(c.hi_threshold) for _, c in cls_of]))
             for j, i in enumerate(judged):
                 k, c = cls_of[j]
                 scores[i] = s[j]
                 anom = bool(s[j] > np.float32(c.threshold) or h[j] > np.float32(c.hi_threshold))
-                out[i] = Verdict("", anom, float(h[j]), k, float(c.threshold), float(c.hi_threshold))
+                out[i] = Verdict("", anom, float(h[j]), k, float(c.threshold), float(c.hi_threshold),
+                                 drift_healthy=bool(ratio[j] < bl.DRIFT_HEALTHY))
+                node = self.links[int(rows[i])].node
+                node.judged_window(t_s, out[i], bl.to_q10(features[i]) if out[i].drift_healthy else None)
+                node.last_window_s = t_s
         return out
+
+    @staticmethod
+    def _count_sensor(node: VirtualNode, name: str) -> None:
+        node.sensor_windows[name] = node.sensor_windows.get(name, 0) + 1
 
     def _rebaseline(self, r: int, node: VirtualNode) -> bl.Baseline | None:
         """A new model with the same front end keeps the machine's normal (centre and spread) but
@@ -381,6 +441,7 @@ class Fleet:
             bl.learn_class(node.baseline_rows[k], rpm, det.score_standardized)
             for k, rpm in enumerate(node.baseline_centres)), node.baseline.n_features)
         node.baseline_model = node.model_version
+        node.drift, node.drift_note = None, None  # thresholds and centres as commissioned: drift follows anew
         node.announce = True
         return node.baseline
 
@@ -411,7 +472,7 @@ class Fleet:
         no_shadow = np.full(rows.size, np.nan, np.float32)
         if (versions == versions[0]).all() and not shadows.any():
             s, d = score_windows(self._detector(int(rows[0])), self.plant, rows, t_sim, self.rng, keep=keep,
-                                 machines=machines)
+                                 machines=machines, sensor_faults=self.sensor_faults)
             return s, no_shadow, d
         scores = np.empty(rows.size, np.float32)
         debug: dict = {}
@@ -419,13 +480,15 @@ class Fleet:
         excess_all: np.ndarray | None = None
         vrms = np.full(rows.size, np.nan)
         speed = np.full(rows.size, np.nan)
+        sensor = [""] * rows.size
         for v, sv in sorted({(int(a), int(b)) for a, b in zip(versions, shadows)}):
             sel = (versions == v) & (shadows == sv)
             dets = [self._detector(int(rows[sel][0]))]
             cand = self._shadow_detector(int(rows[sel][0]), sv) if sv else None
             if cand is not None:  # None: the shadow phase ended meanwhile
                 dets.append(cand)
-            s, d = score_windows_multi(dets, self.plant, rows[sel], t_sim, self.rng, keep=keep, machines=machines)
+            s, d = score_windows_multi(dets, self.plant, rows[sel], t_sim, self.rng, keep=keep, machines=machines,
+                                       sensor_faults=self.sensor_faults)
             scores[sel] = s[0]
             if len(s) > 1:
                 no_shadow[sel] = s[1]
@@ -439,8 +502,10 @@ class Fleet:
                 excess_all[sel] = every["excess"]
             vrms[sel] = every["vrms"]
             speed[sel] = every["speed_hz"]
+            for i, name in zip(np.flatnonzero(sel).tolist(), every["sensor"]):
+                sensor[i] = name
             debug.update(d)
-        debug[-1] = {"features": feats, "vrms": vrms, "speed_hz": speed, "excess": excess_all}
+        debug[-1] = {"features": feats, "vrms": vrms, "speed_hz": speed, "excess": excess_all, "sensor": sensor}
         return scores, no_shadow, debug
 
     def _shadow_version(self, row: int) -> int:

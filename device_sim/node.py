@@ -36,23 +36,73 @@ from edgefleet.runtime.baseline import (
     BaselineError,
     ClassBaseline,
     Commissioner,
+    drift,
 )
 from edgefleet.runtime.features import FeatureParams
 
 FIRMWARE_VERSION = "1.1.0"
 CAPS = ["debug", "calib", "commission"]
+DRIFT_CHUNK = 32  # windows per drift step after commissioning: the replay's chunk (toolchain/replay.py)
+DRIFT_NOTE = 0.1  # a class centre moved this many spreads since its last report: a status says so
 
 
 @dataclass(frozen=True)
 class Verdict:
     """A commissioned node's judgement of one window (or why there is none)."""
 
-    state: str  # "" judged, "commissioning", "uncommissioned"
+    state: str  # "" judged, "commissioning", "uncommissioned", or a sensor fault (sensor_check.OUTCOMES)
     anom: bool
     hi: float | None = None
     cls: int | None = None
     thr: float | None = None  # the class's score threshold (the message's thr)
     hi_thr: float | None = None
+    drift_healthy: bool = False  # judged, and under DRIFT_HEALTHY of both class limits: drift may learn from it
+
+
+@dataclass
+class DriftFollower:
+    """Benign slow drift after commissioning, on the node exactly as the replay does it
+    (`score_following_drift`): every DRIFT_CHUNK windows (all of them count: judged, uncommissioned,
+    sensor faults) each class's centre follows the median of its healthy windows of the chunk
+    (`baseline.drift`: bounded rate, capped at DRIFT_CAP spreads from `origin`, the commissioned
+    centre), over the time since the last step. A centre that moved DRIFT_NOTE spreads or more since
+    its last report gives a change ({t_s, cls, max_shift_spreads}); windows are judged by the
+    baseline as it was at the chunk's start."""
+
+    origin: list  # per class: commissioned centre, int16 Q10
+    noted: list  # per class: centre at the last reported change
+    t_prev: float  # seconds: end of the previous step (the last commissioning window at first)
+    rows: list = field(default_factory=list)  # per class: Q10 rows of this chunk's healthy windows
+    count: int = 0
+
+    @classmethod
+    def start(cls, baseline: Baseline, t_s: float) -> DriftFollower:
+        return cls([c.center.copy() for c in baseline.classes], [c.center.astype(np.int64) for c in baseline.classes],
+                   float(t_s), [[] for _ in baseline.classes])
+
+    def add(self, cls_k: int | None, q_row: np.ndarray | None) -> bool:
+        """Count one window (a healthy class window's Q10 row with it); True when a step is due."""
+        self.count += 1
+        if cls_k is not None and q_row is not None and 0 <= cls_k < len(self.rows):
+            self.rows[cls_k].append(q_row)
+        return self.count >= DRIFT_CHUNK
+
+    def step(self, baseline: Baseline, t_s: float) -> tuple[Baseline, list[dict]]:
+        """Apply the chunk: the baseline with moved centres, and the changes to report."""
+        dt = float(t_s) - self.t_prev
+        classes, changes = list(baseline.classes), []
+        for k, c in enumerate(classes):
+            if k >= len(self.rows) or not self.rows[k]:
+                continue
+            classes[k] = drift(c, self.origin[k], np.stack(self.rows[k]), dt)
+            sp = c.spread.astype(np.int64)
+            if (np.abs(classes[k].center.astype(np.int64) - self.noted[k]) / sp).max() >= DRIFT_NOTE:
+                self.noted[k] = classes[k].center.astype(np.int64)
+                total = np.abs(self.noted[k] - self.origin[k].astype(np.int64)) / sp
+                changes.append({"t_s": round(float(t_s), 3), "cls": k, "max_shift_spreads": round(float(total.max()), 3)})
+        self.t_prev, self.count = float(t_s), 0
+        self.rows = [[] for _ in classes]
+        return Baseline(baseline.frontend_crc, baseline.learned_ms, tuple(classes), baseline.n_features), changes
 
 
 @dataclass(frozen=True)
@@ -184,6 +234,12 @@ class VirtualNode:
     baseline_model: int = 0  # the model version whose scores set the class thresholds
     baseline_rows: list = field(default_factory=list)  # per class: its commissioning rows (Q10), kept
     baseline_centres: list = field(default_factory=list)  # per class: the rpm that opened it (0: any)
+    follow_drift: bool = True  # after commissioning, class centres follow benign drift (DriftFollower)
+    drift: DriftFollower | None = None  # the drift follower of the current baseline (None: starts at the next window)
+    last_window_s: float = 0.0  # time of the previous window, seconds (the drift follower's first step)
+    baseline_changes: list = field(default_factory=list)  # every reported drift move, newest last
+    drift_note: dict | None = None  # the newest move as status `comm.drift` carries it
+    sensor_windows: dict = field(default_factory=dict)  # windows per sensor fault outcome
 
     def __post_init__(self) -> None:
         topic(self.device_id, "result")  # validates the device id once
@@ -220,8 +276,30 @@ class VirtualNode:
             return {"state": "commissioning", "target": self.commissioner.target,
                     "progress": [{"rpm": round(r, 1), "n": n} for r, n in self.commissioner.counts()]}
         if self.baseline is not None:
-            return {"state": "commissioned", **self.baseline.summary()}
+            out = {"state": "commissioned", **self.baseline.summary()}
+            if self.drift_note is not None:
+                out["drift"] = dict(self.drift_note)
+            return out
         return None
+
+    def judged_window(self, t_s: float, verdict: Verdict | None, q_row: np.ndarray | None) -> list[dict]:
+        """After commissioning, every window's part in drift following (docs/baseline.md, "Drift after
+        commissioning"): a healthy judged window's Q10 row feeds its class; every DRIFT_CHUNK windows
+        the centres step. Returns the changes of this step (each also announced in a status)."""
+        if not self.follow_drift or self.baseline is None:
+            return []
+        if self.drift is None:
+            self.drift = DriftFollower.start(self.baseline, self.last_window_s or t_s)
+        ok = verdict is not None and verdict.drift_healthy
+        if not self.drift.add(verdict.cls if ok else None, q_row if ok else None):  # type: ignore[union-attr]
+            return []
+        self.baseline, changes = self.drift.step(self.baseline, t_s)
+        for ch in changes:
+            self.baseline_changes.append(ch)
+            self.drift_note = {"cls": ch["cls"], "max_shift_spreads": ch["max_shift_spreads"],
+                               "ts": max(0, int(round(ch["t_s"] * 1000)))}
+            self.announce = True
+        return changes
 
     def start_commissioning(self, windows: int | None = None, rpm: float | None = None) -> None:
         self.commissioner = Commissioner(self.n_features, target=windows or self.commission_windows, only_rpm=rpm)
@@ -245,13 +323,14 @@ class VirtualNode:
             self.baseline_rows = [old[p] for p in pick] if old else []
         self.baseline_model = self.model_version
         self.commissioner = None
+        self.drift, self.drift_note = None, None  # a new commissioned centre: drift follows from there
         self.announce = True
 
     def set_model_front_end(self, frontend: int, n_features: int) -> None:
         """After a model change: keep the baseline when the front end is the same, else re-commission."""
         if self.baseline is not None and (self.baseline.frontend_crc != frontend
                                           or self.baseline.n_features != n_features):
-            self.baseline = None
+            self.baseline, self.drift, self.drift_note = None, None, None
             self.commission_log.append(("front_end_changed", "re-commissioning for the new model's front end"))
         self.frontend, self.n_features = frontend, n_features
         self.ensure_commissioning()
@@ -299,7 +378,7 @@ class VirtualNode:
                           self.model_version, shadow, extra, said))
         self.result_seq += 1
         cal = self.calibration
-        if cal is not None:
+        if cal is not None and not (verdict is not None and verdict.state.startswith("sensor_")):
             cal.add(score)
             if cal.done:
                 self.threshold = _positive(cal.threshold())

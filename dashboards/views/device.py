@@ -64,6 +64,19 @@ def health_words(dev, now: int) -> None:
         st.markdown("<br>".join(lines), unsafe_allow_html=True)
 
 
+def baseline_moves(db: str, name: str) -> pd.DataFrame:
+    """Each drift move of a class centre the node reported (status `comm.drift`), once, newest first."""
+    seen: dict[tuple[int, int], float] = {}
+    for e in ui.store(db).events(name, kind="status", limit=500):
+        d = (e.body.get("comm") or {}).get("drift")
+        if isinstance(d, dict):
+            seen.setdefault((int(d["ts"]), int(d["cls"])), float(d["max_shift_spreads"]))
+    rows = sorted(((ts, cls, x) for (ts, cls), x in seen.items()), reverse=True)
+    df = pd.DataFrame(rows, columns=["ts", "class", "shift (spreads)"])
+    df.insert(0, "time", pd.to_datetime(df.pop("ts"), unit="ms", utc=True))
+    return df
+
+
 def commissioning_headline(dev, needs_class: bool) -> None:
     words = loaders.commissioning.comm_words(dev.comm)
     if dev.comm_state == "commissioning":
@@ -253,6 +266,13 @@ def detail(name: str, time_range: loaders.timerange.TimeRange, log_y: bool, show
             st.caption("No status, OTA or debug messages stored.")
         else:
             st.dataframe(ev, hide_index=True, width="stretch", height=200, column_config={"time": TIME})
+        moves = baseline_moves(db, name)
+        if not moves.empty:
+            st.subheader("Baseline moved")
+            st.caption("Benign slow drift (warm-up, run-in) moved a class's normal, from healthy windows only, at "
+                       "most 1 spread from where commissioning put it (docs/baseline.md); newest first.")
+            st.dataframe(moves, hide_index=True, width="stretch", height=150, key="device_baseline_moves",
+                         column_config={"time": TIME, "shift (spreads)": st.column_config.NumberColumn(format="%.3f")})
         cmds = ui.commands(db, name)
         if not cmds.empty:
             st.subheader("Commands")

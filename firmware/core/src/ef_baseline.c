@@ -513,3 +513,41 @@ ef_status ef_baseline_judge_class(const ef_baseline *b, const ef_baseline_model 
     out->ratio = r_hi > r_score ? r_hi : r_score;
     return EF_OK;
 }
+
+/* ---- drift after commissioning ---- */
+
+int ef_baseline_drift(const int16_t *center, const int16_t *origin, const int16_t *spread, uint16_t n,
+                      const int16_t *rows, uint32_t m, double dt_s, int32_t *work, int16_t *out)
+{
+    double f = dt_s / EF_BASELINE_DRIFT_TAU_S;
+    uint16_t j;
+    int changed = 0;
+    if (m == 0u || !(dt_s > 0.0)) {
+        if (out != center)
+            memcpy(out, center, (size_t)n * sizeof *out);
+        return 0;
+    }
+    if (!(f < 1.0))
+        f = 1.0;
+    for (j = 0; j < n; j++) {
+        uint32_t i, k;
+        int32_t target;
+        double v, lo, hi;
+        const double cap = (double)(int64_t)(EF_BASELINE_DRIFT_CAP * (double)spread[j]);
+        for (i = 0; i < m; i++) { /* insertion sort: m is a chunk (32) */
+            const int32_t x = rows[(size_t)i * n + j];
+            for (k = i; k > 0u && work[k - 1u] > x; k--)
+                work[k] = work[k - 1u];
+            work[k] = x;
+        }
+        target = m % 2u ? work[m / 2u] : floor_half(work[m / 2u - 1u] + work[m / 2u]);
+        v = (double)center[j] + rint((double)(target - (int32_t)center[j]) * f);
+        lo = (double)origin[j] - cap;
+        hi = (double)origin[j] + cap;
+        v = v < lo ? lo : v > hi ? hi : v;
+        if ((int16_t)v != center[j])
+            changed = 1;
+        out[j] = (int16_t)v;
+    }
+    return changed;
+}

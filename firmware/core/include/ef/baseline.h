@@ -131,6 +131,21 @@ ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, floa
  * a fault starting). *settled 1 or 0; `work` holds 4 bytes per row of a half. */
 ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *work, size_t work_len, int *settled);
 
+/* ---- drift after commissioning (docs/baseline.md, "Drift after commissioning") ---- */
+
+#define EF_BASELINE_DRIFT_TAU_S (3.0 * 86400.0) /* the centre follows healthy windows with this time constant */
+#define EF_BASELINE_DRIFT_CAP 1.0              /* ... never further than this many spreads from `origin` */
+#define EF_BASELINE_DRIFT_HEALTHY 0.5f         /* ... from windows whose ratio (score and HI) is under this */
+#define EF_BASELINE_DRIFT_CHUNK 32u            /* windows per step on the nodes (device_sim DRIFT_CHUNK) */
+
+/* One class's centre after a drift step (Python baseline.drift, integer for integer): per feature
+ * target = median of the m healthy rows (int16 Q10 [m][n], even m: floor of the middle two's mean),
+ * step = rint((target - center) * min(1, dt_s / TAU)) in double (ties to even), the centre plus the
+ * step clipped to origin +- floor(DRIFT_CAP * spread). `out` (n) may be `center`; `work` holds m
+ * int32. Returns 1 if a centre value changed, 0 if not (m 0 or dt_s <= 0: out = center). */
+int ef_baseline_drift(const int16_t *center, const int16_t *origin, const int16_t *spread, uint16_t n,
+                      const int16_t *rows, uint32_t m, double dt_s, int32_t *work, int16_t *out);
+
 /* ---- the record ---- */
 
 /* The 32-byte header; the caller appends the class blocks and the CRC-32 of all before it. */

@@ -18,7 +18,7 @@ M4_LDFLAGS := $(M4_ARCH) --specs=nano.specs --specs=nosys.specs -nostartfiles -W
 M4_LAYER ?= ef_layer_m4
 # ef_baseline, ef_commission: commissioning (docs/baseline.md); ef_sha256 + libsodium's SHA-256 hash
 # its record for the status (every board, with or without OTA); ef_diagnosis: an anomaly's why/hint;
-# ef_sensor_check: the per-window sensor check (not called by the node app yet; --gc-sections drops it).
+# ef_sensor_check: the per-window sensor check (v1 windows, before the FFT).
 MCU_CORE := ef_status ef_crc ef_model ef_engine $(M4_LAYER) ef_features ef_lowfreq ef_pipeline ef_serial ef_protocol ef_cmd \
             ef_baseline ef_commission ef_diagnosis ef_sha256 ef_sensor_check
 MCU_SHA256 := tp/sodium/crypto_hash/sha256/cp/hash_sha256_cp

@@ -14,6 +14,7 @@
 #include "ef/pipeline.h"
 #include "ef/platform.h"
 #include "ef/protocol.h"
+#include "ef/sensor_check.h"
 #include "ef/version.h"
 #include "node_link.h"
 
@@ -123,6 +124,7 @@ static void retained_note(uint32_t seq)
     g_retained->magic = RETAINED_MAGIC;
 }
 static ef_commission g_comm; /* the baseline record and commissioning progress (ef/commission.h) */
+static const ef_sensor_limits k_sensor_limits = {EF_SENSOR_DEAD_RMS, 0.0f}; /* as device_sim (SensorLimits()) */
 
 /* One window's outcome: judged by a class (cls >= 0), or by the model's own threshold, or not at
  * all (state: commissioning or uncommissioned). */
@@ -711,8 +713,10 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
 /* One complete window in the pipeline: features (the FFT buffers are free afterwards:
  * commissioning's settle test sorts in them), then a class's verdict, or the model's own score
  * (with its verdict only on a node that does not commission: a commissioning node gives none to
- * windows it cannot judge). */
-static void run_window(float rpm, verdict *v)
+ * windows it cannot judge). A window whose raw samples failed the sensor check (`sensor`, taken
+ * before the FFT) gets that state, score 0 and no verdict: it neither commissions nor judges
+ * (docs/baseline.md, "Sensor faults"; device_sim does the same). */
+static void run_window(float rpm, ef_sensor_outcome sensor, verdict *v)
 {
     ef_pipeline *p = &g_node.pipe;
     ef_pipeline_features(p);
@@ -720,6 +724,10 @@ static void run_window(float rpm, verdict *v)
     v->cls = -1;
     v->thr = g_node.thr;
     ef_pipeline_result_readings(p, rpm, &v->has_vrms, &v->vrms, &v->has_rpm, &v->rpm);
+    if (sensor != EF_SENSOR_OK) {
+        v->state = ef_sensor_state(sensor);
+        return;
+    }
     /* no speed input: a v2 front end's estimate is the speed (0: none, one any-speed class) */
     g_comm.estimated = !g_cfg->has_speed && ef_pipeline_v2(p);
     if (g_comm.estimated) {
@@ -822,6 +830,7 @@ int node_run(const node_config *c)
     for (;;) {
         const uint32_t n = g_node.pipe.n_window;
         float sample0 = 0.0f, rpm = 0.0f;
+        ef_sensor_outcome sensor = EF_SENSOR_OK; /* v2 streams its window: not checked (no copy of it) */
         verdict v;
         ef_proto_shadow_rec sh;
         int debugging, was_learning;
@@ -848,6 +857,7 @@ int node_run(const node_config *c)
                 return 0;
             ef_pipeline_commit(&g_node.pipe, room);
             sample0 = dst[0];
+            sensor = ef_sensor_check(dst, room, &k_sensor_limits, NULL);
             debugging = g_node.debug_pending && debug_begin(c, ts, dst, n) == 0;
         } else { /* v2: streamed in pieces into the segment buffer; a debug capture follows them */
             int first = 1, done = 0;
@@ -875,7 +885,7 @@ int node_run(const node_config *c)
         g_node.debug_pending = 0;
         was_learning = g_comm.learning;
         t_us = board_us();
-        run_window(rpm, &v);
+        run_window(rpm, sensor, &v);
         t_us = board_us() - t_us;
         if (debugging)
             debug_end(c, ts, sample0, &v);
@@ -887,7 +897,7 @@ int node_run(const node_config *c)
         send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
         if (g_node.baseline && !was_learning && g_comm.learning) /* a speed in no class: learning it */
             send_status("online", now_ms(c, ts), "status");  /* (after the debug frame and the result) */
-        if (g_node.calib_left && v.cls < 0) /* the model's own threshold: from its own scores */
+        if (g_node.calib_left && v.cls < 0 && sensor == EF_SENSOR_OK) /* the model's own threshold: its own scores */
             calibrate_add(v.score, ts);
         if (g_node.baseline && ef_commission_done(&g_comm))
             baseline_finish(now_ms(c, ts), EF_BASELINE_MIN_WINDOWS);

@@ -81,6 +81,10 @@ def comm_lines(comm: dict) -> list[str]:
         out.append("comm.classes.rpm D " + ",".join(repr(float(x)) for c in cl for x in c["rpm"]))
         for k in ("n", "thr", "hi_thr"):
             out.append(f"comm.classes.{k} D " + ",".join(repr(float(c[k])) for c in cl))
+    if "drift" in comm:  # the newest drift move of a class centre
+        d = comm["drift"]
+        out += [f"comm.drift.cls u {int(d['cls'])}", f"comm.drift.max_shift_spreads f {float(d['max_shift_spreads'])!r}",
+                f"comm.drift.ts u {int(d['ts'])}"]
     return out
 
 
@@ -284,7 +288,7 @@ def test_commissioning_goldens_are_among_the_vectors():
     files = {f for _, f in golden_device_examples()} | set(golden_cmds())
     assert {"examples/result.commissioned.json", "examples/result.commissioning.json",
             "examples/status.birth-commissioned.json", "examples/status.birth-commissioning.json",
-            "examples/cmd.commission.json"} <= files
+            "examples/status.birth-drift.json", "examples/cmd.commission.json"} <= files
 
 
 def test_random_commissioned_results_and_births_match_the_python_encoder(fw):
@@ -315,6 +319,10 @@ def test_random_commissioned_results_and_births_match_the_python_encoder(fw):
                 {"state": "commissioning", "target": rng.randrange(16, 4097),
                  "progress": [{"rpm": float(np.float32(rng.uniform(0, 1e6))), "n": rng.randrange(5000)}
                               for _ in range(rng.randrange(0, 9))]})
+        if judged and rng.random() < 0.5:  # the newest drift move of a class centre
+            comm["drift"] = {"cls": rng.randrange(k), "max_shift_spreads": rng.choice([0.0, round(rng.uniform(0.1, 1.0), 3),
+                                                                                       f32(-2, 2)]),
+                             "ts": rng.randrange(4102444800000)}
         birth = {"v": 1, "boot": obj["boot"], "seq": 0, "ts": 1767225600000, "state": "online", "fw": "1.0.0",
                  "model": 1, "slot": "A", "thr": obj["thr"], "caps": ["debug", "calib", "commission"], "comm": comm}
         assert codec.check("status", birth) is None

@@ -469,6 +469,19 @@ static void comm(jw *w, const ef_proto_comm *c)
     }
     if (c->n_classes)
         comm_classes(w, c);
+    if (c->has_drift) { /* {cls, max_shift_spreads, ts} */
+        if (c->drift_cls > 7u || !(c->drift_shift >= 0.0 && c->drift_shift <= 1000.0) || c->drift_ts > TS_MAX)
+            bad(w);
+        key(w, "drift", 0);
+        puts_(w, "{");
+        key(w, "cls", 1);
+        u64(w, c->drift_cls);
+        key(w, "max_shift_spreads", 0);
+        num(w, c->drift_shift);
+        key(w, "ts", 0);
+        u64(w, c->drift_ts);
+        puts_(w, "}");
+    }
     puts_(w, "}");
 }
 

@@ -8,7 +8,8 @@
  *           why.share D, why.lo D, why.hi D, why.name S (hex; "-" for a band item).
  *   status `comm`: comm.state, comm.target, comm.hash, comm.learned as above; its arrays by
  *           column: comm.progress.rpm D, comm.progress.n D, comm.classes.rpm D (lo,hi,lo,hi...),
- *           comm.classes.n D, comm.classes.thr D, comm.classes.hi_thr D.
+ *           comm.classes.n D, comm.classes.thr D, comm.classes.hi_thr D; comm.drift.cls u,
+ *           comm.drift.max_shift_spreads f, comm.drift.ts u.
  * Writes the canonical message to stdout; exit 2 with the reason on stderr when refused. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,11 @@ static const ef_proto_comm *comm_of(ef_proto_comm *c)
     }
     c->classes = g_classes;
     c->n_classes = cn ? cn->n_arr : 0;
+    if ((c->has_drift = HAS("comm.drift.cls"))) {
+        c->drift_cls = (uint32_t)u(TOP_N("comm.drift.cls"));
+        c->drift_shift = TOP_N("comm.drift.max_shift_spreads");
+        c->drift_ts = u(TOP_N("comm.drift.ts"));
+    }
     return c;
 }
 

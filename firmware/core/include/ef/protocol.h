@@ -86,6 +86,8 @@ typedef struct {
     const char *hash;                  /* optional: 16 lowercase hex digits */
     int has_learned; uint64_t learned; /* optional: ms since the epoch */
     const ef_proto_comm_class *classes; size_t n_classes; /* optional (n_classes 0: absent), 1..8 */
+    /* optional: the newest drift move of a class centre (docs/baseline.md, "Drift after commissioning") */
+    int has_drift; uint32_t drift_cls; double drift_shift; uint64_t drift_ts; /* cls 0..7, shift 0..1000 spreads */
 } ef_proto_comm;
 
 typedef struct {

@@ -1,4 +1,4 @@
-"""Drift after commissioning in C (core ef_baseline_drift) against the Python reference
+"""Drift after commissioning in C (core ef_baseline_drift, ef_baseline_drift_moved) against the Python reference
 (edgefleet/runtime/baseline.py `drift`, which the simulated node and the replay use): on the same
 centres, origins, spreads, healthy rows and time steps, the same new centre, integer for integer.
 
@@ -38,7 +38,9 @@ def cases(rng: np.random.Generator) -> list[tuple]:
         dt = dts[i % len(dts)] if i % 3 else float(rng.uniform(0, 2 * tau))
         if i % 7 == 0 and m:
             dt = tau / 2
-        out.append((center, origin, spread, rows.reshape(m, n), dt))
+        near = (spread.astype(int) * (0.3 if i % 2 else 0.02)).astype(int) + 1  # half the cases barely moved
+        noted = np.clip(center.astype(int) + rng.integers(-1, 2, n) * rng.integers(0, near), -32768, 32767).astype(np.int16)
+        out.append((center, origin, spread, noted, rows.reshape(m, n), dt))
     return out
 
 
@@ -49,23 +51,32 @@ def test_c_drift_equals_python_on_the_same_inputs(fw, tmp_path):
          DRIVER, fw.san / "lib.a", "-lm", "-o", exe])
     cs = cases(np.random.default_rng(19))
     lines = []
-    for center, origin, spread, rows, dt in cs:
+    for center, origin, spread, noted, rows, dt in cs:
         lines.append(f"{len(center)} {len(rows)} {float(dt).hex()}")
-        for a in (center, origin, spread, rows.ravel()):
+        for a in (center, origin, spread, noted, rows.ravel()):
             lines.append(" ".join(str(int(x)) for x in a))
     proc = subprocess.run([exe], input=("\n".join(lines) + "\n").encode(), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     got = proc.stdout.decode().splitlines()
     assert len(got) == len(cs)
-    ties = moved = capped = 0
-    for (center, origin, spread, rows, dt), line in zip(cs, got):
-        *c_new, c_changed = (int(x) for x in line.split())
+    ties = moved = capped = noted_moves = 0
+    for (center, origin, spread, noted, rows, dt), line in zip(cs, got):
+        *c_new, c_changed, c_moved = (int(x) for x in line.split()[:-1])
+        c_shift = float.fromhex(line.split()[-1])
         cls = bl.ClassBaseline(0.0, 0.0, 64, 1.0, 1.5, center, spread)
         new = bl.drift(cls, origin, rows, dt)
         assert c_new == new.center.tolist(), (len(rows), dt)
         assert c_changed == int(new is not cls)
+        # the report rule of DriftFollower.step: moved a tenth of a spread since the last report
+        sp = spread.astype(np.int64)
+        py_moved = (np.abs(new.center.astype(np.int64) - noted.astype(np.int64)) / sp).max() >= 0.1
+        assert c_moved == int(py_moved)
+        if py_moved:
+            assert c_shift == float((np.abs(new.center.astype(np.int64) - origin.astype(np.int64)) / sp).max())
+            noted_moves += 1
         moved += new is not cls
         capped += int((np.abs(new.center.astype(int) - origin) == spread).any())
         if len(rows) and dt == bl.DRIFT_TAU_S / 2:
             ties += 1
-    assert moved > 200 and capped > 20 and ties > 20, (moved, capped, ties)
+    assert moved > 200 and capped > 20 and ties > 20 and 100 < noted_moves < len(cs) - 100, \
+        (moved, capped, ties, noted_moves)

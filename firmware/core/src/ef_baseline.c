@@ -551,3 +551,20 @@ int ef_baseline_drift(const int16_t *center, const int16_t *origin, const int16_
     }
     return changed;
 }
+
+int ef_baseline_drift_moved(const int16_t *center, const int16_t *noted, const int16_t *origin, const int16_t *spread,
+                            uint16_t n, double *shift)
+{
+    double most = 0.0, total = 0.0;
+    uint16_t j;
+    for (j = 0; j < n; j++) {
+        const double d = fabs((double)((int32_t)center[j] - (int32_t)noted[j])) / (double)spread[j];
+        const double o = fabs((double)((int32_t)center[j] - (int32_t)origin[j])) / (double)spread[j];
+        most = d > most ? d : most;
+        total = o > total ? o : total;
+    }
+    if (!(most >= EF_BASELINE_DRIFT_NOTE))
+        return 0;
+    *shift = total;
+    return 1;
+}

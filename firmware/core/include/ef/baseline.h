@@ -146,6 +146,15 @@ ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *wo
 int ef_baseline_drift(const int16_t *center, const int16_t *origin, const int16_t *spread, uint16_t n,
                       const int16_t *rows, uint32_t m, double dt_s, int32_t *work, int16_t *out);
 
+#define EF_BASELINE_DRIFT_NOTE 0.1 /* a centre moved this many spreads since its last report: report it */
+
+/* After a step: 1 if some feature's centre moved EF_BASELINE_DRIFT_NOTE spreads or more from `noted`
+ * (the centre at the last report), each |center - noted| / spread in double as Python's; *shift is
+ * then the largest |center - origin| / spread (the report's max_shift_spreads, before rounding to 3
+ * decimals). 0 (and *shift untouched) otherwise. */
+int ef_baseline_drift_moved(const int16_t *center, const int16_t *noted, const int16_t *origin, const int16_t *spread,
+                            uint16_t n, double *shift);
+
 /* ---- the record ---- */
 
 /* The 32-byte header; the caller appends the class blocks and the CRC-32 of all before it. */

@@ -250,6 +250,10 @@ class SQLiteStore(NotifyTables, AccountTables):
                     if table and not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                                       (table,)).fetchone():
                         continue  # not there yet: the schema script creates it whole
+                    words = sql.split()
+                    if table and words[3:5] == ["ADD", "COLUMN"] and any(
+                            r[1] == words[5] for r in self._db.execute(f"PRAGMA table_info({table})")):
+                        continue  # a file a later step already touched (or one made by hand): the column is there
                     self._db.execute(sql)
                 self._db.execute(f"PRAGMA user_version={target}")
             except BaseException:

@@ -583,7 +583,8 @@ class Fleet:
                 "pending": n.pending() + sum(lk.inflight.values()), "anomalies": n.anomalies,
                 "threshold": n.threshold, "connects": lk.connects, "disconnects": lk.disconnects,
                 "refused": lk.refused_results, "refused_connects": lk.refused_connects,
-                "debug": lk.debug_sent,
+                "debug": lk.debug_sent, "sensor_windows": dict(n.sensor_windows),
+                "baseline_moves": len(n.baseline_changes),
                 **self.plant.describe(spec.row)}
         tot = lambda k: sum(d[k] for d in per_device.values())  # noqa: E731
         lat = np.concatenate([np.asarray(sh.ack_latency_ms, np.float64) for sh in self.shards]

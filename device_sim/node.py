@@ -532,6 +532,8 @@ class VirtualNode:
         self.calibration = None
         self.next_shadow = None
         self.commissioner = None  # learning in RAM is lost; the baseline (flash) is kept
+        if self.drift is not None:  # the drift chunk in progress (RAM) is lost; the commissioned centres are kept
+            self.drift.count, self.drift.rows = 0, [[] for _ in self.drift.rows]
         self.ensure_commissioning()
         if self.ota is not None:  # a reboot during trial reverts to the previous model
             self.ota_seq.clear()

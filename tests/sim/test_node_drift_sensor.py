@@ -140,6 +140,17 @@ def test_a_dead_sensor_gives_sensor_dead_and_never_clears_an_alarm():
     assert node.baseline.to_bytes() == before  # nor did it move the baseline
     assert node.sensor_windows == {"sensor_dead": 3 * DRIFT_CHUNK}
     assert rig.fleet.links[0].node.sensor_windows == {}  # the healthy sensor: every window judged
+    per = rig.fleet.report()["per_device"]
+    assert per["d-1"]["sensor_windows"] == {"sensor_dead": 3 * DRIFT_CHUNK} and per["d-0"]["sensor_windows"] == {}
+
+
+def test_a_reboot_loses_the_chunk_but_keeps_the_commissioned_centres(drifted):
+    rig, _ = drifted
+    node = rig.fleet.links[2].node
+    origin = [o.copy() for o in node.drift.origin]
+    node.reboot()
+    assert node.drift.count == 0 and all(r == [] for r in node.drift.rows)
+    assert all((a == b).all() for a, b in zip(node.drift.origin, origin))  # the cap stays where commissioning put it
 
 
 def test_drift_follower_steps_as_the_replay_does():

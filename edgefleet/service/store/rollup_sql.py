@@ -125,12 +125,18 @@ def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[Re
     cols = ", ".join(COLUMNS)
 
     def load(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
+        # per bucket, `device IN (...) AND bucket = ?`: the primary key's lookups. A row-value IN over a VALUES
+        # list was planned as a scan: 0.27 s a query on 3 M rows
+        per: dict[int, list[str]] = {}
+        for d, b in keys:
+            per.setdefault(b, []).append(d)
         got: dict[tuple[str, int], Agg] = {}
-        for i in range(0, len(keys), 400):  # SQLite's bound-variable limit
-            part = keys[i:i + 400]
-            rows = db.execute(f"SELECT {cols} FROM {TABLES[w]} WHERE (device, bucket) IN (VALUES "
-                              f"{','.join(['(?,?)'] * len(part))})", [x for k in part for x in k]).fetchall()
-            got.update({(r[0], r[1]): Agg.from_row(r) for r in rows})
+        for b, devs in per.items():
+            for i in range(0, len(devs), 500):  # SQLite's bound-variable limit
+                part = devs[i:i + 500]
+                rows = db.execute(f"SELECT {cols} FROM {TABLES[w]} WHERE device IN ({','.join('?' * len(part))})"
+                                  " AND bucket = ?", [*part, b]).fetchall()
+                got.update({(r[0], r[1]): Agg.from_row(r) for r in rows})
         return got
     touched = add_all(open_rows, new, load)
     sets = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])

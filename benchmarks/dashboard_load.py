@@ -126,6 +126,18 @@ def build(store: SQLiteStore, a: argparse.Namespace, now: int) -> dict:
             "raw_ingest_s": round(t_raw, 1), "raw_ingest_results_per_s": round(n_raw / t_raw)}
 
 
+def recent(store: SQLiteStore, devices: int, n: int, newest: int) -> int:
+    """`n` more results per device over the hour before `newest` (a new boot, one per 3600/n s), through
+    write_batch: the Fleet page reads each device's newest 120 windows, which a sparse raw day lacks."""
+    rng = random.Random(3)
+    for k in range(n):
+        ts = newest - 3_600_000 + k * (3_600_000 // n) + 500
+        batch = [ResultRecord(name(i), "00000002", k, ts + i, 2, 0.05 * (1 + 0.3 * rng.random()), 0.3, False, 400,
+                              hi=1.0, hi_thr=3.0, vrms=2.0 + rng.random() / 5, rpm=1480.0) for i in range(devices)]
+        store.write_batch(IngestBatch(ts + 3000, len(batch), batch))
+    return n * devices
+
+
 def pages(store: SQLiteStore, now: int, start: int, end: int, n_devices: int) -> dict:
     """Each page's loaders as its view calls them (dashboards/ui.py without the cache): seconds per page."""
     out = {}
@@ -176,6 +188,8 @@ def main() -> int:
                     "results every --full-every-s (the Device and Compare pages open the first 6)")
     ap.add_argument("--full-every-s", type=int, default=1)
     ap.add_argument("--stats-every-s", type=int, default=1, help="one ingest_stats row per this many seconds")
+    ap.add_argument("--recent", type=int, default=0, help="then N more results per device over the newest hour "
+                    "(the dashboard_load.json of 2026-12-06: 120, on a build cut short at 1.8 h of raw results)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--db", type=Path, default=Path("/tmp/ef-dashboard-load.db"))
     ap.add_argument("--keep", action="store_true", help="reuse --db as built before (its build figures are not re-measured)")
@@ -203,9 +217,13 @@ def main() -> int:
         with store._tx() as db:
             db.execute(rollup_sql.ingest_backfill_sql())
     (newest,), = store._db.execute("SELECT coalesce(max(ts), 0) FROM results").fetchall()
+    if a.recent:
+        t = time.perf_counter()
+        n = recent(store, a.devices, a.recent, int(newest) or now)
+        built["recent_results"], built["recent_s"] = n, round(time.perf_counter() - t, 1)
     if a.keep and newest:  # a kept database is viewed at its newest result (a build cut short ends there)
         now = int(newest) + 1000
-    report: dict = {"devices": a.devices, "days": a.days, "minute_days": a.minute_days, "raw_every_s": a.raw_every_s, "stats_every_s": a.stats_every_s,
+    report: dict = {"devices": a.devices, "days": a.days, "minute_days": a.minute_days, "raw_every_s": a.raw_every_s, "recent": a.recent, "stats_every_s": a.stats_every_s,
                     "full_devices": a.full, "full_every_s": a.full_every_s, "db_bytes": a.db.stat().st_size, "load": os.getloadavg()[0], "build": built,
                     "rows": {t: store._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                              for t in ("devices", "results", "rollup_1m", "rollup_1h", "ingest_stats", "ingest_stats_1m")},

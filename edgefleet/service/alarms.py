@@ -74,6 +74,12 @@ class AlarmPolicy:
     # of its limit (the limit is median + 6 robust sigmas), and a daily temperature swing fits
     # significant rises there (measured: 30 of 100 healthy run-to-failure machines 'degrading' without it).
     degrading_level: float = 0.7
+    # A device that starts more than this many new boots within boot_window_s raises no new alarm until
+    # its boots calm down: a replay of anomalous results under fresh boot ids (the dedupe key is
+    # device, boot, seq) must not manufacture alarms. Its results are still stored; a real machine
+    # reboots a few times a day, not every few minutes.
+    max_new_boots: int = 3
+    boot_window_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not (1 <= self.k <= self.n):
@@ -330,6 +336,8 @@ class _DeviceState:
     normal_run: int = 0
     ewma_score: float | None = None
     has_hi: bool = False  # the newest window carried a health indicator (a commissioned node)
+    boot: str = ""  # the newest result's boot id
+    boot_changes: deque = field(default_factory=lambda: deque(maxlen=64))  # ts of each change to a new boot
     last_ts: int = 0
     buckets: dict = field(default_factory=dict)  # per operating class: ratios of the rollup being filled
     hi_buckets: dict = field(default_factory=dict)  # per operating class: HI ratios of the rollup being filled
@@ -392,6 +400,10 @@ class AlarmTracker:
         ratio = st.ratios[-1]
         hi_ratio = hi_ratio_of(rec)
         st.has_hi = rec.hi is not None and bool(rec.hi_thr)
+        if rec.boot != st.boot:
+            if st.boot:  # the first boot the tracker sees is not a change
+                st.boot_changes.append(rec.ts)
+            st.boot = rec.boot
         st.points.append((rec.ts, ratio, rec.cls, hi_ratio))  # the trend runs on score/threshold (or the HI ratio)
         bucket = st.buckets.setdefault(rec.cls, [])
         hi_bucket = st.hi_buckets.setdefault(rec.cls, [])
@@ -405,6 +417,15 @@ class AlarmTracker:
         st.last_ts = max(st.last_ts, rec.ts)
         st.ewma_score = ewma([rec.score], self.policy.ewma_alpha, st.ewma_score)
 
+    def boots_suspect(self, device: str) -> bool:
+        """More than `max_new_boots` new boot ids within the last `boot_window_s` (to the device's newest
+        window): no new alarm from it until they age out."""
+        st = self._devices.get(device)
+        if st is None or not st.boot_changes:
+            return False
+        recent = sum(1 for t in st.boot_changes if st.last_ts - t <= self.policy.boot_window_s * 1000)
+        return recent > self.policy.max_new_boots
+
     def _severity(self, st: _DeviceState, by_ratio: str) -> str:
         """Critical whatever the ratio while k of the last n windows are in ISO zone D."""
         return "critical" if k_of_n(st.zone_d, self.policy.k) else by_ratio
@@ -417,7 +438,7 @@ class AlarmTracker:
         st = self._state(rec.device)
         self._push(st, rec)
         if not st.active:
-            if k_of_n(st.flags, p.k):
+            if k_of_n(st.flags, p.k) and not self.boots_suspect(rec.device):
                 bad = [r for r, f in zip(st.ratios, st.flags) if f]
                 st.active, st.severity, st.normal_run = True, self._severity(st, severity_for(median(bad), p)), 0
                 st.peak = rec.score

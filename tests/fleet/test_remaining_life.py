@@ -169,3 +169,34 @@ def test_machine_classes_are_read_once_a_minute_and_follow_the_site(tmp_path):
         raise OSError("disk gone")
     bad = MachineClasses(broken, clock=lambda: 0.0)
     assert bad.of("x") == "II"
+
+
+def res(device: str, boot: str, seq: int, ts: int, bad: bool) -> ResultRecord:
+    return ResultRecord(device, boot, seq, ts, 2, 8.0 if bad else 0.5, 2.0, bad, 0, state="",
+                        hi=4.0 if bad else 0.5, cls=0, hi_thr=1.5)
+
+
+def test_a_burst_of_fresh_boot_ids_cannot_manufacture_alarms():
+    """Replays of anomalous results under new boot ids (each a fresh dedupe key): once a device has
+    started more than 3 boots in 10 minutes, none of them raises an alarm; an ordinary reboot before
+    a real fault still does."""
+    t = AlarmTracker(AlarmPolicy())
+    for i in range(10):
+        t.observe(res("m3", "b0", i, T0 + i * 1000, False))
+    raised = []
+    for b in range(6):  # six new boots within a minute, each three anomalous windows then five normal ones
+        for j in range(8):
+            c = t.observe(res("m3", f"r{b}", j, T0 + 20_000 + b * 8000 + j * 1000, j < 3))
+            if c is not None and c.op == "raise":
+                raised.append(b)
+    assert t.boots_suspect("m3")
+    assert raised == [0, 1, 2]  # the 4th new boot in 10 minutes and later: no alarm
+    later = T0 + 20_000 + 6 * 8000 + 700_000  # the boots calm down: a new fault alarms again
+    changes = [t.observe(res("m3", "r5", 100 + j, later + j * 1000, True)) for j in range(3)]
+    assert [c.op for c in changes if c] == ["raise"]
+    honest = AlarmTracker(AlarmPolicy())
+    for i in range(5):
+        honest.observe(res("m4", "b0", i, T0 + i * 1000, False))
+    changes = [honest.observe(res("m4", "b1", j, T0 + 60_000 + j * 1000, True)) for j in range(5)]
+    assert not honest.boots_suspect("m4")
+    assert [c.op for c in changes if c] == ["raise"]

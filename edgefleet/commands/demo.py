@@ -46,9 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", type=int, default=0,
                    help="older alternative to commissioning: each node sets its threshold from its first N "
                         "windows (default 0: off)")
-    p.add_argument("--commission-windows", type=int, default=24, metavar="N",
-                   help="windows per speed that end each node's commissioning (default 24: short for a demo; "
-                        "a plant uses 64 or more, docs/baseline.md)")
+    p.add_argument("--commission-windows", type=int, default=64, metavar="N",
+                   help="windows per speed that end each node's commissioning (default 64, the node's: about 3 "
+                        "minutes per speed in the demo; 24 gave 10 warnings on healthy machines in an hour, "
+                        "benchmarks/demo_alarms.py)")
     p.add_argument("--speeds", type=int, default=3,
                    help="speeds each machine cycles through while the demo runs (default 3)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")

@@ -755,7 +755,7 @@ def analyse(args: argparse.Namespace, rep: dict, db: Path, sets: dict, hostile: 
                               (PREFIX, PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1))).fetchall())
     dup_keys = con.execute("SELECT count(*) FROM (SELECT 1 FROM results GROUP BY device, boot, seq HAVING count(*) > 1)"
                            ).fetchone()[0]
-    boots_seen = dict(con.execute("SELECT device, count(*) FROM boots GROUP BY device").fetchall())
+    boots_seen = dict(con.execute("SELECT device, count(DISTINCT boot) FROM results GROUP BY device").fetchall())
     rows = np.array(con.execute("SELECT ingest_ts, ingest_ts - ts FROM results WHERE device >= ? AND device < ?",
                                 (PREFIX, PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1))).fetchall(), np.float64).reshape(-1, 2)
     lag = rows[:, 1]

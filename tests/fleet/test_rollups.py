@@ -277,7 +277,7 @@ def test_ingest_refuses_results_older_than_the_raw_horizon_and_keeps_rollups(ing
     pub.publish(protocol.topic(dev, "result"), result_payload(5, 5))
     pub.wait_all()
     wait_until(lambda: svc.counters.received >= 2, 20, "both messages ingested")
-    assert (svc.counters.stored, svc.counters.rejected, svc.counters.acked) == (5, 5, 2)
+    assert (svc.counters.stored, svc.counters.rejected) == (5, 5) and svc.counters.acked >= 2
     assert [r.code for r in svc.store.rejects()] == ["too_old"] * 5
     assert sum(r[3] for r in svc.store.rollup_rows(dev, HOUR_MS, 0, 2**62)) == 5
     pub.close()

@@ -24,7 +24,7 @@ from edgefleet.protocol.connect import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-BUDGET_S = 180.0
+BUDGET_S = 300.0  # about 65 s alone; on a 2-core CI host another xdist worker shares the cores
 
 
 def readme_block() -> list[str]:

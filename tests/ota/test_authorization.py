@@ -318,3 +318,25 @@ def test_trusted_keys_and_keysets_in_postgresql(pg_server, tmp_path, signing_key
     with pytest.raises(EdgefleetError, match="does not trust"):
         reg.publish(*release(3)[:2], {})
     reg.close()
+
+
+def test_a_node_refusing_the_services_tickets_is_named_once_in_the_log(tmp_path, caplog) -> None:
+    """A node that does not trust the campaign key answers under campaign "none" (so a spoofed refusal
+    cannot count against a real campaign); the campaign would wait for its stage timeout without a word.
+    The manager names the device and the fix, once per device, and changes no campaign state."""
+    import logging
+
+    registry = OtaRegistry(tmp_path / "fleet.db")
+    mgr = OtaManager(registry, "127.0.0.1", 1, devices=dict, ticket_key=None)
+    body = {"campaign": "none", "model": 3, "state": "rejected",
+            "reason": "unauthorized offer: signature by key 2fae1038bd0582e0, which this node does not trust"}
+    try:
+        with caplog.at_level(logging.WARNING, logger="edgefleet.service.ota"):
+            assert mgr._record("sim-0002", body) is False
+            assert mgr._record("sim-0002", body) is False
+            assert mgr._record("sim-0007", {**body, "reason": "installed"}) is False  # not a refusal: no warning
+        warned = [r.getMessage() for r in caplog.records if "refuses this service's offers" in r.getMessage()]
+        assert len(warned) == 1 and warned[0].startswith("sim-0002") and "--role campaign" in warned[0]
+        assert "2fae1038bd0582e0" in warned[0]
+    finally:
+        registry.close()

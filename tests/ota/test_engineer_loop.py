@@ -64,7 +64,8 @@ def test_engineer_loop_as_the_readme_shows_it(tmp_path) -> None:
     port = free_port()
     env = {**os.environ, "EDGEFLEET_SIGNING_KEY": str(tmp_path / "keys" / "signing.key"),
            "PYTHONUNBUFFERED": "1"}
-    env.pop("EDGEFLEET_OTA_PUBLIC_KEY", None)
+    for var in ("EDGEFLEET_OTA_PUBLIC_KEY", "EDGEFLEET_CAMPAIGN_KEY"):  # a reader of the README has neither:
+        env.pop(var, None)  # tests/ota's session fixture sets the campaign key, which the fleet here does not trust
     env.pop("EDGEFLEET_DB", None)
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"  # `edgefleet` and `python` of this venv
@@ -120,6 +121,10 @@ def test_engineer_loop_as_the_readme_shows_it(tmp_path) -> None:
         devices = _wait(lambda: _models(env) if set(_models(env).values()) == {3} else None, 20,
                         "every device to report model 3")
         assert len(devices) == 8
+    except BaseException:
+        for log in sorted(tmp_path.glob("bg-*.log")):  # what the broker, service and fleet said, for the failure
+            print(f"--- {log.name} (last 60 lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+        raise
     finally:
         for p in reversed(background):
             if p.poll() is None:
@@ -166,8 +171,13 @@ def _wait_campaign(argv: list[str], env, cid: str, timeout: float) -> None:
 
     reg = OtaRegistry(env["EDGEFLEET_DB"])
     try:
-        c = _wait(lambda: (lambda c: c if c.state in ("completed", "aborted") else None)(reg.campaign(cid)),
-                  timeout, f"campaign {cid} to end")
+        try:
+            c = _wait(lambda: (lambda c: c if c.state in ("completed", "aborted") else None)(reg.campaign(cid)),
+                      timeout, f"campaign {cid} to end")
+        except AssertionError as e:
+            c = reg.campaign(cid)
+            states = {d: (v["state"], v["reason"]) for d, v in reg.device_states(cid).items()}
+            raise AssertionError(f"{e}: state {c.state} stage {getattr(c, 'stage', '?')}; devices {states}") from None
         states = {d: (v["state"], v["reason"]) for d, v in reg.device_states(cid).items()}
         assert c.state == "completed", f"{c.state}: {c.reason}; devices {states}"
     finally:

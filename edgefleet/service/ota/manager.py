@@ -106,6 +106,7 @@ class OtaManager:
         self.bytes_sent = 0
         self._campaign_cache: dict[str, Campaign] = {}
         self._known: set[str] = set()  # campaign ids seen in the registry
+        self._refusers: set[str] = set()  # devices that said an offer was not authorized (warned once each)
         self._offer_sent: dict[tuple[str, str], float] = {}  # (campaign, device) -> last offer time
         self.session_expiry_s = session_expiry_s
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -235,6 +236,13 @@ class OtaManager:
     def _record(self, device: str, body: dict) -> bool:
         """Store one ota/state report; False when it is not campaign progress."""
         cid, state, reason = body["campaign"], body["state"], body.get("reason", "")
+        if cid == "none" and reason.startswith("unauthorized offer") and len(self._refusers) < 10_000 \
+                and device not in self._refusers:
+            self._refusers.add(device)  # once per device: what an operator needs to unblock a stuck campaign
+            log.warning("%s refuses this service's offers (%s): it does not trust the key this service signs "
+                        "campaign tickets with ($EDGEFLEET_CAMPAIGN_KEY, else the engineer's signing key); trust it "
+                        "on the fleet (`edgefleet keys trust KEY.pub --role campaign`) or give the service the "
+                        "fleet's campaign key", device, reason[:160])
         if cid not in self._known:
             if not self.registry.has_campaign(cid):
                 self.registry.add_history(cid, device, state, reason)  # not ours (or "none": no trial)

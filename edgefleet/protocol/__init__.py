@@ -18,6 +18,7 @@ from edgefleet.protocol.codec import (
     Message,
     ProtocolError,
     ResultRecord,
+    SummaryRecord,
     check,
     decode,
     decode_message,
@@ -26,6 +27,8 @@ from edgefleet.protocol.codec import (
     result_message,
     result_records,
     schema,
+    summary_of_scores,
+    summary_record,
     topic,
     validate,
     why_items,
@@ -33,7 +36,7 @@ from edgefleet.protocol.codec import (
 
 __all__ = [
     "DEVICE_KINDS", "HINTS", "INGEST_KINDS", "KINDS", "MAX_PAYLOAD", "PROTOCOL_VERSION", "REASON_CODES",
-    "SERVER_KINDS", "WHY_NAMES", "Message", "ProtocolError", "ResultRecord", "check", "decode", "decode_message",
-    "encode", "format_number", "parse_topic", "result_message", "result_records", "schema", "topic",
+    "SERVER_KINDS", "WHY_NAMES", "Message", "ProtocolError", "ResultRecord", "SummaryRecord", "check", "decode", "decode_message",
+    "encode", "format_number", "parse_topic", "result_message", "result_records", "schema", "summary_of_scores", "summary_record", "topic",
     "validate", "why_items",
 ]

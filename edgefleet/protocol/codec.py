@@ -22,10 +22,10 @@ from edgefleet.protocol.checker import Check, FastCheck, compile_fast, compile_s
 
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = "ef/v1"
-KINDS = ("result", "status", "ota/offer", "ota/req", "ota/data", "ota/state", "cmd", "debug")
-DEVICE_KINDS = ("result", "status", "ota/req", "ota/state", "debug")  # published by nodes
+KINDS = ("result", "status", "ota/offer", "ota/req", "ota/data", "ota/state", "cmd", "debug", "summary")
+DEVICE_KINDS = ("result", "status", "ota/req", "ota/state", "debug", "summary")  # published by nodes
 SERVER_KINDS = ("ota/offer", "ota/data", "cmd")  # published by the back end
-INGEST_KINDS = ("result", "status", "ota/state", "debug")  # what `edgefleet serve` stores
+INGEST_KINDS = ("result", "status", "ota/state", "debug", "summary")  # what `edgefleet serve` stores
 MAX_PAYLOAD = 512 * 1024
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(?![\s\S])")
 REASON_CODES = ("topic", "size", "utf8", "json", "schema", "claim")  # claim: what the service checks (ingest)
@@ -309,3 +309,77 @@ def _readings(r: dict[str, Any]) -> dict[str, Any]:
     if "why" in out:
         out["why"] = [w.to_message() if hasattr(w, "to_message") else dict(w) for w in out["why"]]
     return out
+
+
+MIN_WINDOW_MS = 10  # a summary's n is at most period / MIN_WINDOW_MS: no node scores more than 100 windows a second
+
+
+class SummaryRecord(NamedTuple):
+    """One `summary` message with its device: the row the store keeps and what rollups fold in
+    (docs/protocol.md, "summary")."""
+
+    device: str
+    boot: str
+    seq: int
+    ts: int  # end of the period
+    period: int  # ms
+    model: int
+    thr: float
+    dropped: int
+    n: int
+    anom: int
+    min: float
+    mean: float
+    p95: float
+    max: float
+    vrms: float | None = None
+    vrms_max: float | None = None
+
+
+def summary_record(device: str, body: dict[str, Any]) -> SummaryRecord:
+    """A decoded `summary` as a SummaryRecord, after the rules JSON Schema cannot state (ProtocolError
+    'schema'): min <= mean <= max, min <= p95 <= max, anom <= n, n <= period / MIN_WINDOW_MS, vrms and
+    vrms_max both or neither with vrms <= vrms_max. A hostile node cannot push a count, a mean or a
+    percentile into the rollups that its own extremes contradict."""
+    n, anom, period = int(body["n"]), int(body["anom"]), int(body["period"])
+    lo, mean, p95, hi = (float(body[k]) for k in ("min", "mean", "p95", "max"))
+    if anom > n:
+        raise ProtocolError("schema", f"anom: {anom} anomalous windows of only {n}")
+    if n > period // MIN_WINDOW_MS:
+        raise ProtocolError("schema", f"n: {n} windows in {period} ms is more than one per {MIN_WINDOW_MS} ms")
+    if not lo <= hi:
+        raise ProtocolError("schema", f"min: {lo!r} is above max {hi!r}")
+    if not lo <= mean <= hi:
+        raise ProtocolError("schema", f"mean: {mean!r} is outside [min, max] = [{lo!r}, {hi!r}]")
+    if not lo <= p95 <= hi:
+        raise ProtocolError("schema", f"p95: {p95!r} is outside [min, max] = [{lo!r}, {hi!r}]")
+    if n == 1 and not lo == mean == p95 == hi:
+        raise ProtocolError("schema", "n: one window has one score, but min, mean, p95 and max differ")
+    if ("vrms" in body) != ("vrms_max" in body):
+        raise ProtocolError("schema", "vrms: vrms and vrms_max come together")
+    v = vm = None
+    if "vrms" in body:
+        v, vm = float(body["vrms"]), float(body["vrms_max"])
+        if v > vm:
+            raise ProtocolError("schema", f"vrms: mean {v!r} is above vrms_max {vm!r}")
+    return SummaryRecord(device, body["boot"], int(body["seq"]), int(body["ts"]), period, int(body["model"]),
+                         float(body["thr"]), int(body["dropped"]), n, anom, lo, mean, p95, hi, v, vm)
+
+
+def summary_of_scores(boot: str, seq: int, ts: int, period: int, model: int, thr: float, scores: list[float],
+                      anom: int, dropped: int = 0, vrms: list[float] | None = None) -> dict[str, Any]:
+    """A `summary` body from a period's window scores (what a node in summary mode computes): the p95 is
+    the nearest-rank one, the ceil(0.95 n)-th smallest, as rollups.quantile and the C node compute it."""
+    if not scores:
+        raise ValueError("a summary needs at least one window")
+    s = sorted(float(x) for x in scores)
+    n = len(s)
+    rank = max(1, math.ceil(0.95 * n))
+    mean = min(max(math.fsum(s) / n, s[0]), s[-1])  # rounding must not push it past an extreme
+    body = {"v": PROTOCOL_VERSION, "boot": boot, "seq": seq, "ts": ts, "period": period, "model": model, "thr": thr,
+            "dropped": dropped, "n": n, "anom": anom, "min": s[0], "mean": mean, "p95": s[rank - 1], "max": s[-1]}
+    if vrms:
+        vs = [float(x) for x in vrms]
+        body["vrms"] = min(math.fsum(vs) / len(vs), max(vs))
+        body["vrms_max"] = max(vs)
+    return body

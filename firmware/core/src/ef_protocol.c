@@ -682,3 +682,120 @@ int ef_proto_encode_debug(char *buf, size_t cap, const ef_proto_debug *d)
     boolean(&w, d->anom);
     return finish(&w);
 }
+
+/* ---------- summary mode ---------- */
+
+#define SUMMARY_SCORE_MAX 1000000.0
+
+int ef_proto_encode_summary(char *buf, size_t cap, const ef_proto_summary *s)
+{
+    jw w;
+    head(&w, buf, cap, s ? s->boot : NULL);
+    if (!s || s->period < 1000u || s->period > 3600000u || s->n < 1u || s->n > 360000u || s->anom > s->n ||
+        s->n > s->period / 10u || !(s->thr > 0.0))
+        bad(&w);
+    if (!w.err && !(s->min >= 0.0 && s->min <= s->mean && s->mean <= s->max && s->min <= s->p95 &&
+                    s->p95 <= s->max && s->max <= SUMMARY_SCORE_MAX))
+        bad(&w); /* also refuses NaN: every comparison with it is false */
+    if (!w.err && s->n == 1u && !(s->min == s->max && s->mean == s->max && s->p95 == s->max))
+        bad(&w);
+    if (!w.err && s->has_vrms && !(s->vrms >= 0.0 && s->vrms <= s->vrms_max && s->vrms_max <= 1000.0))
+        bad(&w);
+    if (w.err)
+        return w.err;
+    key(&w, "seq", 0);
+    u64(&w, s->seq);
+    ts_field(&w, s->ts);
+    key(&w, "period", 0);
+    u64(&w, s->period);
+    key(&w, "model", 0);
+    u64(&w, s->model);
+    key(&w, "thr", 0);
+    num(&w, s->thr);
+    key(&w, "dropped", 0);
+    u64(&w, s->dropped);
+    key(&w, "n", 0);
+    u64(&w, s->n);
+    key(&w, "anom", 0);
+    u64(&w, s->anom);
+    key(&w, "min", 0);
+    num(&w, s->min);
+    key(&w, "mean", 0);
+    num(&w, s->mean);
+    key(&w, "p95", 0);
+    num(&w, s->p95);
+    key(&w, "max", 0);
+    num(&w, s->max);
+    if (s->has_vrms) {
+        key(&w, "vrms", 0);
+        num_g(&w, s->vrms, 4);
+        key(&w, "vrms_max", 0);
+        num_g(&w, s->vrms_max, 4);
+    }
+    return finish(&w);
+}
+
+void ef_summary_reset(ef_summary_acc *a)
+{
+    a->n = a->anom = a->n_vrms = 0u;
+    a->sum = a->vsum = 0.0;
+    a->vmax = 0.0;
+}
+
+int ef_summary_add(ef_summary_acc *a, double score, int anom, double vrms)
+{
+    if (a->n >= EF_SUMMARY_MAX_N)
+        return EF_ERR_CAPACITY;
+    if (!isfinite(score) || score < 0.0)
+        return EF_ERR_SCHEMA;
+    a->scores[a->n++] = (float)score;
+    a->sum += (double)(float)score;
+    if (anom)
+        a->anom++;
+    if (vrms >= 0.0 && isfinite(vrms)) {
+        a->n_vrms++;
+        a->vsum += vrms;
+        if (vrms > a->vmax)
+            a->vmax = vrms;
+    }
+    return 0;
+}
+
+/* insertion sort: a period holds at most EF_SUMMARY_MAX_N windows, sorted once per period */
+static void sort_floats(float *v, uint32_t n)
+{
+    uint32_t i, j;
+    for (i = 1; i < n; i++) {
+        float x = v[i];
+        for (j = i; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+int ef_summary_fill(ef_summary_acc *a, ef_proto_summary *s)
+{
+    uint32_t rank;
+    double mean;
+    if (a->n == 0u)
+        return EF_ERR_SCHEMA;
+    sort_floats(a->scores, a->n);
+    rank = (a->n * 95u + 99u) / 100u; /* ceil(0.95 n), exact in integers */
+    if (rank < 1u)
+        rank = 1u;
+    s->n = a->n;
+    s->anom = a->anom;
+    s->min = (double)a->scores[0];
+    s->max = (double)a->scores[a->n - 1u];
+    s->p95 = (double)a->scores[rank - 1u];
+    mean = a->sum / (double)a->n;
+    s->mean = mean < s->min ? s->min : mean > s->max ? s->max : mean; /* rounding must not pass an extreme */
+    s->has_vrms = a->n_vrms == a->n;
+    if (s->has_vrms) {
+        s->vrms = a->vsum / (double)a->n;
+        s->vrms_max = a->vmax;
+        if (s->vrms > s->vrms_max)
+            s->vrms = s->vrms_max;
+    }
+    return 0;
+}

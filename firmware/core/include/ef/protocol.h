@@ -141,6 +141,38 @@ typedef struct {
     int anom;
 } ef_proto_debug;
 
+/* A summary of a period's windows (summary mode: docs/protocol.md, "summary"). seq counts summaries per
+ * boot from 0. The encoder checks what the service checks: n >= 1, anom <= n, n <= period / 10 ms,
+ * min <= mean <= max, min <= p95 <= max, all four equal when n is 1, scores in [0, 1e6], vrms <= vrms_max. */
+typedef struct {
+    const char *boot;
+    uint32_t seq;
+    uint64_t ts;     /* end of the period, ms since the Unix epoch */
+    uint32_t period; /* ms, 1000..3600000 */
+    uint32_t model;
+    double thr;      /* > 0 */
+    uint32_t dropped;
+    uint32_t n, anom;
+    double min, mean, p95, max; /* p95: the ceil(0.95 n)-th smallest score */
+    int has_vrms; double vrms, vrms_max; /* optional together: mean and highest velocity RMS, mm/s, %.4g */
+} ef_proto_summary;
+
+/* Summary mode on the node: fold each window's score in, then encode and reset at the period's end.
+ * The p95 needs the scores: the accumulator keeps up to EF_SUMMARY_MAX_N of them (float, 4 B each). */
+#define EF_SUMMARY_MAX_N 1024
+typedef struct {
+    uint32_t n, anom, n_vrms;
+    double sum, vsum, vmax;
+    float scores[EF_SUMMARY_MAX_N];
+} ef_summary_acc;
+
+void ef_summary_reset(ef_summary_acc *a);
+/* Add one window; returns 0, or EF_ERR_CAPACITY when the accumulator is full (encode it first). vrms < 0: none. */
+int ef_summary_add(ef_summary_acc *a, double score, int anom, double vrms);
+/* Fill n, anom, min, mean, p95, max (and vrms when every window had one) of `s` from the accumulator. */
+int ef_summary_fill(ef_summary_acc *a, ef_proto_summary *s);
+int ef_proto_encode_summary(char *buf, size_t cap, const ef_proto_summary *s);
+
 int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,
                     const ef_proto_result_rec *recs, size_t n);
 /* As ef_proto_encode_result, plus the shadow fields: sh (NULL: none) and one

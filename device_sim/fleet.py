@@ -44,6 +44,7 @@ class FleetOptions:
     ticks_per_period: int = 10
     shards: int = 2  # network threads
     ring_size: int = 600  # results a node keeps while offline (10 min at 1 window/s)
+    ring_sizes: dict[str, int] | None = None  # device id -> its own ring size (the soak's offline nodes)
     results_per_message: int = 1
     calibrate_n: int = 0  # >0: each node calibrates its threshold from its first n windows
     calibrate_k: float = 4.0
@@ -165,7 +166,8 @@ class Fleet:
         self.links: list[NodeLink] = []
         for spec in plant.nodes:
             node = VirtualNode(spec.device_id, spec.fs, artifact.model_version, thr, site=spec.site,
-                               line=spec.line, tags=list(spec.tags), ring_size=self.opts.ring_size,
+                               line=spec.line, tags=list(spec.tags),
+                               ring_size=(self.opts.ring_sizes or {}).get(spec.device_id, self.opts.ring_size),
                                results_per_message=self.opts.results_per_message,
                                calibrate_k=self.opts.calibrate_k)
             if self.opts.calibrate_n:

@@ -95,6 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds a change of operating point takes, a VFD ramp (default 0: a step)")
     p.add_argument("--ring", type=int, default=600,
                    help="store-and-forward ring per node, results (default 600)")
+    p.add_argument("--ring-for", action="append", default=[], metavar="DEVICE=N",
+                   help="a ring of N results for DEVICE instead of --ring (repeatable; the soak test gives "
+                        "the nodes it keeps offline a small one, so it overflows whatever the load)")
     p.add_argument("--shards", type=int, default=2, help="network threads (default 2)")
     p.add_argument("--procs", type=int, default=1,
                    help="worker processes, each running a slice of the plant (default 1; one "
@@ -187,6 +190,14 @@ def _parse_injection(text: str) -> tuple[str, float, str]:
     return dev, seconds, kind
 
 
+def _parse_ring_for(text: str) -> tuple[str, int]:
+    """`--ring-for DEVICE=N`: that node's ring holds N results."""
+    dev, sep, n = text.rpartition("=")
+    if not sep or not dev or not n.isdigit() or int(n) < 1:
+        raise EdgefleetError(f"--ring-for {text!r}: expected DEVICE=N with N >= 1, e.g. sim-0007=10")
+    return dev, int(n)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -217,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if args.procs < 1:
         raise EdgefleetError("--procs must be at least 1")
     injections = [_parse_injection(text) for text in args.inject]
+    ring_sizes = dict(_parse_ring_for(text) for text in args.ring_for)
     kinds = parse_fault_kinds(args.fault_kinds)
     if not 0 < args.fault_size_mm_s[0] <= args.fault_size_mm_s[1] <= 50:
         raise EdgefleetError("--fault-size-mm-s needs 0 < MIN <= MAX <= 50 mm/s")
@@ -279,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
                                calibrate_n=args.calibrate, seed=args.seed + part,
                                ota_public_key=_ota_key(args.ota_key), commission=args.commission,
                                commission_windows=args.commission_windows, schedule=schedule,
-                               speed_input=args.speed_input))
+                               speed_input=args.speed_input, ring_sizes=ring_sizes))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -296,6 +308,9 @@ def run(args: argparse.Namespace) -> int:
     for dev, _, _ in injections:
         if dev not in {n.device_id for n in whole.nodes}:
             raise EdgefleetError(f"--inject: no simulated device {dev!r} (ids are {args.prefix}0000...)")
+    unknown = sorted(set(ring_sizes) - {n.device_id for n in whole.nodes})
+    if unknown:
+        raise EdgefleetError(f"--ring-for: no simulated device {unknown[0]!r} (ids are {args.prefix}0000...)")
     mine = {n.device_id for n in plant.nodes}
     injections = [(dev, at, kind) for dev, at, kind in injections if dev in mine]
     injected: dict[str, float] = {}
@@ -416,6 +431,8 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
         argv += ["--model", str(args.model)]
     for text in args.inject:
         argv += ["--inject", text]
+    for text in args.ring_for:
+        argv += ["--ring-for", text]
     return argv
 
 

@@ -36,7 +36,14 @@ from edgefleet.protocol.connect import apply_tls, probe_mqtt_version, tls_failur
 from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
 from edgefleet.service.config import Settings
 from edgefleet.service.machine_classes import MachineClasses
-from edgefleet.service.store import DeviceUpdate, Event, IngestBatch, Reject, Store
+from edgefleet.service.store import (
+    DeviceUpdate,
+    Event,
+    IngestBatch,
+    Reject,
+    Store,
+    summary_sql,
+)
 
 log = logging.getLogger("edgefleet.service.ingest")
 RETENTION_EVERY_S = 3600.0
@@ -86,6 +93,8 @@ def decode_into(batch: IngestBatch, msg: Inbound, max_payload: int = protocol.MA
         check_claims(m.kind, m.body, msg.rx_ms)
         if m.kind == "result":
             batch.results.extend(protocol.result_records(m.device, m.body))
+        elif m.kind == "summary":  # a node in summary mode: checked beyond the schema (summary_record)
+            batch.summaries.append(protocol.summary_record(m.device, m.body))
         elif m.kind == "status":
             b = m.body
             batch.devices.append(DeviceUpdate(
@@ -125,6 +134,7 @@ class IngestCounters:
     store_errors: int = 0
     connects: int = 0
     rejects_by_code: dict[str, int] = field(default_factory=dict)
+    summaries: int = 0  # node summaries stored (store/summary_sql.py); their duplicates count in `duplicates`
 
 
 class IngestService:
@@ -306,7 +316,8 @@ class IngestService:
 
     def summary(self) -> dict[str, Any]:
         c = self.counters
-        return {"received": c.received, "stored": c.stored, "duplicates": c.duplicates, "rejected": c.rejected,
+        return {"received": c.received, "stored": c.stored, "summaries": c.summaries, "duplicates": c.duplicates,
+                "rejected": c.rejected,
                 "batches": c.batches, "acked": c.acked, "store_errors": c.store_errors,
                 "rejects_by_code": dict(c.rejects_by_code)}
 
@@ -362,6 +373,7 @@ class IngestService:
         self._next_retention = now + RETENTION_EVERY_S
         try:
             removed = self.store.apply_retention(self.clock_ms(), budget=RETENTION_BUDGET)
+            removed += summary_sql.prune(self.store, self.clock_ms(), self.store.retention_days())
             if removed >= RETENTION_BUDGET:
                 self._next_retention = now + RETENTION_AGAIN_S
             if removed:
@@ -387,9 +399,15 @@ class IngestService:
                 active = self.store.active_alarm(device)
                 self.tracker.prime(device, self.store.recent_results(device, self.tracker.policy.trend_points),
                                    active.severity if active else None, active.peak_score if active else 0.0)
+        if batch.summaries:  # too old: a reject stored with the batch, as a result would be
+            batch.summaries, refused = summary_sql.split_too_old(batch.summaries, now, self.store.retention_days())
+            batch.rejects.extend(refused)
+            self._prime_from_summaries(batch.summaries)
         outcome = self.store.write_batch(batch)
-        changes = self.tracker.observe_many(sorted(outcome.new, key=lambda r: (r.device, r.ts, r.seq)))
-        health = self._health_updates(outcome.new, changes)
+        s_out = summary_sql.write_summaries(self.store, batch.summaries, now)  # its own commit, before the acks
+        seen = outcome.new + [summary_sql.as_result(s) for s in s_out.new]
+        changes = self.tracker.observe_many(sorted(seen, key=lambda r: (r.device, r.ts, r.seq)))
+        health = self._health_updates(seen, changes)
         if changes or health:
             self.store.apply_alarm_changes(changes, health)
         for ch in changes:
@@ -400,10 +418,21 @@ class IngestService:
         c = self.counters
         c.received += len(items)
         c.stored += outcome.stored
-        c.duplicates += outcome.duplicates
+        c.duplicates += outcome.duplicates + s_out.duplicates
+        c.summaries += s_out.stored
         c.rejected += len(batch.rejects) + len(outcome.refused)  # refused: older than the raw horizon
         c.batches += 1
         c.alarms_raised += sum(ch.op == "raise" for ch in changes)
+
+    def _prime_from_summaries(self, summaries: list) -> None:
+        """A summary-only device the tracker does not know (after a restart): its window from its stored summaries."""
+        for device in {s.device for s in summaries}:
+            if not self.tracker.known(device):
+                active = self.store.active_alarm(device)
+                hist = [summary_sql.as_result(s) for s in summary_sql.summaries(
+                    self.store, device, limit=self.tracker.policy.trend_points)]
+                self.tracker.prime(device, hist, active.severity if active else None,
+                                   active.peak_score if active else 0.0)
 
     def _health_updates(self, new: list[ResultRecord], changes: list) -> list[DeviceHealth]:
         now = time.monotonic()

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from edgefleet.protocol import ResultRecord
+from edgefleet.protocol import ResultRecord, SummaryRecord
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -148,6 +148,62 @@ class Agg:
             self.r_sum += r.rpm
 
 
+def summary_hist(s: SummaryRecord) -> dict[int, int]:
+    """A histogram standing for a node summary's n scores (docs/protocol.md, "summary"): one at the min, one at
+    the max, n - ceil(0.95 n) at the p95 and the rest at the mean (clamped to [min, p95]). Its nearest-rank p95
+    is the node's own, and it keeps the min and max; merged with other rows, the p95 is that of these stand-ins."""
+    n = s.n
+    if n == 1:
+        return {score_bin(s.max): 1}
+    rank = max(2, math.ceil(0.95 * n))
+    h: dict[int, int] = {}
+    for x, c in ((s.min, 1), (min(max(s.mean, s.min), s.p95), rank - 2), (s.p95, n - rank), (s.max, 1)):
+        if c > 0:
+            b = score_bin(x)
+            h[b] = h.get(b, 0) + c
+    return h
+
+
+def add_summary(a: Agg, s: SummaryRecord) -> None:
+    """Fold one node summary into a bucket: its n windows all judged, their score sum as n * mean, min, max and
+    the stand-in histogram (summary_hist); velocity as n readings of its mean. No running speed."""
+    if s.ts > a.ts_max:
+        a.ts_max = s.ts
+    a.n += s.n
+    a.anom += s.anom
+    a.judged += s.n
+    a.s_min = min(a.s_min, s.min)
+    a.s_max = max(a.s_max, s.max)
+    a.s_sum += s.mean * s.n
+    for b, c in summary_hist(s).items():
+        a.hist[b] = a.hist.get(b, 0) + c
+    a.thr_max = max(a.thr_max, s.thr)
+    a.model = max(a.model, s.model)
+    if s.vrms is not None:
+        a.v_n += s.n
+        a.v_sum += s.vrms * s.n
+        a.v_max = s.vrms_max if a.v_max is None else max(a.v_max, s.vrms_max)
+
+
+def add_all_summaries(open_rows: dict[tuple[int, str, int], Agg], summaries: Iterable[SummaryRecord],
+                      load: Callable[[int, list[tuple[str, int]]], dict[tuple[str, int], Agg]]) -> list[tuple[int, tuple]]:
+    """As add_all, for node summaries: each goes whole into the minute and the hour of its end (`ts`); a period
+    is at most an hour, so an hour's chart never misses more than one summary's overlap."""
+    items = list(summaries)
+    keyed = [(s, [(w, s.device, s.ts // w * w) for w in WIDTHS]) for s in items]
+    touched = sorted({k for _, ks in keyed for k in ks})
+    for w in WIDTHS:
+        missing = [(k[1], k[2]) for k in touched if k[0] == w and k not in open_rows]
+        if missing:
+            got = load(w, missing)
+            for d, b in missing:
+                open_rows[(w, d, b)] = got.get((d, b)) or Agg(0)
+    for s, ks in keyed:
+        for k in ks:
+            add_summary(open_rows[k], s)
+    return [(k[0], open_rows[k].row(k[1], k[2])) for k in touched]
+
+
 def bucket_of(ts: int, width_ms: int) -> int:
     return ts // width_ms * width_ms
 
@@ -240,5 +296,5 @@ def keep_ms(width_ms: int, raw_days: float) -> int:
 
 
 __all__ = ["BINS_PER_DECADE", "CHART_COLS", "COLUMNS", "HOUR_MS", "KEEP_DAYS", "MINUTE_MS", "NAMES", "P95_REL_ERROR",
-           "TABLES", "WIDTHS", "Agg", "add_all", "aggregate", "bin_value", "bucket_of", "chart_rows", "hist_parse",
-           "hist_text", "keep_ms", "quantile", "score_bin"]
+           "TABLES", "WIDTHS", "Agg", "add_all", "add_all_summaries", "add_summary", "aggregate", "bin_value", "bucket_of", "chart_rows", "hist_parse",
+           "hist_text", "keep_ms", "quantile", "score_bin", "summary_hist"]

@@ -107,6 +107,7 @@ class IngestBatch:
     events: list[Event] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     seq_marks: list[tuple[str, str, int, int]] = field(default_factory=list)  # device, boot, res_seq, ts
+    summaries: list = field(default_factory=list)  # protocol.SummaryRecord: node summaries (store/summary_sql.py)
 
 
 @dataclass(frozen=True)

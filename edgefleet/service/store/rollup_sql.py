@@ -80,7 +80,7 @@ _PG_TYPES = ("text", "bigint", "bigint", "bigint", "bigint", "bigint", "float8",
              "float8", "float8", "bigint", "bigint", "float8", "float8", "bigint", "float8")  # COLUMNS
 
 
-def write_locked(cur: Any, new: list[ResultRecord]) -> None:
+def write_locked(cur: Any, new: list[ResultRecord], add: Callable = add_all) -> None:
     """PostgreSQL, any number of writers: the rows the batch touches are locked (`FOR UPDATE`, in key order),
     those missing created empty and locked, merged with the batch in Python and written back, in the batch's
     transaction: two statements per width (four when a new minute or hour starts). (A merging upsert with a jsonb function per row
@@ -105,7 +105,7 @@ def write_locked(cur: Any, new: list[ResultRecord]) -> None:
                         " ORDER BY d, b ON CONFLICT DO NOTHING", ([k[0] for k in missing], [k[1] for k in missing]))
             got.update(lock(t, missing))
         return got
-    touched = add_all({}, new, load)
+    touched = add({}, new, load)  # add_all; rollups.add_all_summaries for node summaries
     sets = ", ".join(f"{c} = u.{c}" for c in COLUMNS[2:])
     unnest = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
     for w in WIDTHS:
@@ -114,7 +114,8 @@ def write_locked(cur: Any, new: list[ResultRecord]) -> None:
                     " WHERE t.device = u.device AND t.bucket = u.bucket", [list(c) for c in zip(*rows)])
 
 
-def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[ResultRecord]) -> None:
+def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[ResultRecord],
+               add: Callable = add_all) -> None:
     """SQLite, one writer: add a batch's new results to the rows `open_rows` keeps in memory (loading the
     ones it does not from the tables) and write the touched rows whole, in the batch's transaction. No
     histogram is parsed or merged in SQL per row: the merging upsert (`write`) cost ingest 4/5 of its
@@ -138,7 +139,7 @@ def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[Re
                                   " AND bucket = ?", [*part, b]).fetchall()
                 got.update({(r[0], r[1]): Agg.from_row(r) for r in rows})
         return got
-    touched = add_all(open_rows, new, load)
+    touched = add(open_rows, new, load)  # add_all; rollups.add_all_summaries for node summaries
     sets = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
     for w in WIDTHS:
         db.executemany(f"INSERT INTO {TABLES[w]}({cols}) VALUES ({', '.join('?' * len(COLUMNS))})"

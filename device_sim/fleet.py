@@ -55,6 +55,7 @@ class FleetOptions:
     commission_windows: int = bl.DEFAULT_WINDOWS  # per operating class
     schedule: Schedule | None = None  # speed/load schedule of the machines (None: constant)
     speed_input: bool = True  # nodes read the machine's speed (a tachometer); False: a v2 node estimates it
+    summary_every_s: float = 0.0  # > 0: summary mode, one summary per node per this many seconds (VirtualNode)
 
 
 @dataclass
@@ -169,7 +170,8 @@ class Fleet:
                                line=spec.line, tags=list(spec.tags),
                                ring_size=(self.opts.ring_sizes or {}).get(spec.device_id, self.opts.ring_size),
                                results_per_message=self.opts.results_per_message,
-                               calibrate_k=self.opts.calibrate_k)
+                               calibrate_k=self.opts.calibrate_k,
+                               summary_every_ms=int(round(self.opts.summary_every_s * 1000)))
             if self.opts.calibrate_n:
                 node.calibration = Calibration(self.opts.calibrate_n, k=self.opts.calibrate_k)
                 node.calibrate_n = self.opts.calibrate_n

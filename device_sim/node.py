@@ -25,6 +25,7 @@ from edgefleet.protocol import (
     ProtocolError,
     encode,
     result_message,
+    summary_of_scores,
     topic,
 )
 from edgefleet.runtime import diagnosis
@@ -240,13 +241,19 @@ class VirtualNode:
     baseline_changes: list = field(default_factory=list)  # every reported drift move, newest last
     drift_note: dict | None = None  # the newest move as status `comm.drift` carries it
     sensor_windows: dict = field(default_factory=dict)  # windows per sensor fault outcome
+    # summary mode (docs/protocol.md, "summary"): > 0 sends one `summary` per period of this many ms (aligned
+    # to multiples of it) instead of every window; the ring then holds summaries, `dropped` counts summaries
+    summary_every_ms: int = 0
+    summary_seq: int = 0
+    summary_acc: list = field(default_factory=list)  # (ts, score, anom, vrms or None) of the open period
+    summary_key: tuple | None = None  # (period index, model, thr) of the open period
 
     def __post_init__(self) -> None:
         topic(self.device_id, "result")  # validates the device id once
         self.ring = deque(maxlen=self.ring_size)
         self.topics = {k: topic(self.device_id, k)
                        for k in ("result", "status", "debug", "cmd", "ota/offer", "ota/data", "ota/req",
-                                 "ota/state")}
+                                 "ota/state", "summary")}
 
     # --- status -------------------------------------------------------------------------
     def birth(self, now_ms: int) -> Outgoing:
@@ -370,13 +377,19 @@ class VirtualNode:
             if shadow is not None or not in_shadow:
                 self.trial_windows += 1
                 self.trial_anomalies += shadow[3] if in_shadow else anom
+        said = reading.fields(anom) if reading is not None else None
+        if self.summary_every_ms > 0:
+            self._summarize(ts_ms, float(score), anom, thr, said)
+            return self._calibrate(score, verdict, anom)
         if len(self.ring) == self.ring.maxlen:
             self.dropped += 1
         extra = None if verdict is None else (verdict.state, verdict.hi, verdict.cls, verdict.hi_thr)
-        said = reading.fields(anom) if reading is not None else None
         self.ring.append((self.result_seq, ts_ms, float(score), anom, int(inf_us), thr,
                           self.model_version, shadow, extra, said))
         self.result_seq += 1
+        return self._calibrate(score, verdict, anom)
+
+    def _calibrate(self, score: float, verdict: Verdict | None, anom: bool) -> bool:
         cal = self.calibration
         if cal is not None and not (verdict is not None and verdict.state.startswith("sensor_")):
             cal.add(score)
@@ -385,6 +398,30 @@ class VirtualNode:
                 self.calibration = None
                 self.announce = True
         return anom
+
+    def _summarize(self, ts_ms: int, score: float, anom: bool, thr: float, said: dict | None) -> None:
+        """Summary mode: add the window to the open period; a window of the next period (or of another model or
+        threshold) closes it into one summary in the ring. Windows in a no-verdict state count too (anom false)."""
+        key = (ts_ms // self.summary_every_ms, self.model_version, thr)
+        if self.summary_key is not None and key != self.summary_key:
+            self.close_summary()
+        self.summary_key = key
+        self.summary_acc.append((ts_ms, max(0.0, score), anom, (said or {}).get("vrms")))
+
+    def close_summary(self) -> None:
+        """The open period as one summary message in the ring (nothing when no window came)."""
+        acc, key = self.summary_acc, self.summary_key
+        self.summary_acc, self.summary_key = [], None
+        if not acc or key is None:
+            return
+        vr = [a[3] for a in acc]
+        body = summary_of_scores(self.boot, self.summary_seq, max(a[0] for a in acc), self.summary_every_ms,
+                                 key[1], _positive(key[2]), [a[1] for a in acc], sum(a[2] for a in acc),
+                                 self.dropped, vrms=vr if all(v is not None for v in vr) else None)
+        self.summary_seq += 1
+        if len(self.ring) == self.ring.maxlen:
+            self.dropped += 1
+        self.ring.append(("summary", body["ts"], encode("summary", body)))
 
     def pending(self) -> int:
         return len(self.ring)
@@ -397,6 +434,8 @@ class VirtualNode:
         """
         if not self.ring:
             return None
+        if self.ring[0][0] == "summary":  # summary mode: one summary per message, as soon as it is made
+            return Outgoing(self.topics["summary"], self.ring[0][2], results=1, oldest_ms=self.ring[0][1])
         limit = MAX_RESULTS_PER_MESSAGE if flush else self.results_per_message
         if not flush and len(self.ring) < self.results_per_message:
             return None
@@ -526,7 +565,8 @@ class VirtualNode:
         elif self.result_seq > 0:
             self.prev_boot = (self.boot, self.result_seq - 1)
         self.boot = secrets.token_hex(4)
-        self.result_seq = self.status_seq = self.debug_seq = 0
+        self.result_seq = self.status_seq = self.debug_seq = self.summary_seq = 0
+        self.summary_acc, self.summary_key = [], None  # the open period was in RAM
         self.dropped = 0
         self.ring.clear()
         self.calibration = None

@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="sim-", help="device id prefix (default sim-)")
     p.add_argument("--sites", type=int, default=3, help="plant sites, 1-4 (default 3)")
     p.add_argument("--period", type=float, default=1.0, help="seconds between windows per node (default 1)")
+    p.add_argument("--summary-every", type=float, default=0.0, metavar="SECONDS",
+                   help="summary mode: each node sends one summary (count, anomalies, min/mean/p95/max score) "
+                        "per SECONDS (1-3600) instead of every window (docs/protocol.md, 'summary'); default off")
     p.add_argument("--batch", type=int, default=1, dest="results_per_message",
                    help="results per MQTT message (default 1; up to 256)")
     p.add_argument("--fault-onset", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
@@ -223,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
         raise EdgefleetError("--speed-ramp must be 0 or more seconds and shorter than the shortest hold")
     if not 1 <= args.results_per_message <= 256:
         raise EdgefleetError("--batch must be 1..256 results per message")
+    if args.summary_every and not (1.0 <= args.summary_every <= 3600.0 and args.summary_every >= args.period):
+        raise EdgefleetError(f"--summary-every must be 1-3600 seconds and at least --period ({args.period:g} s), "
+                             f"got {args.summary_every:g}")
     if args.period <= 0 or args.ring < 1 or args.shards < 1 or not 1 <= args.sites <= 4:
         raise EdgefleetError("--period > 0, --ring >= 1, --shards >= 1 and --sites 1-4 are required")
     if args.procs < 1:
@@ -291,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
                                calibrate_n=args.calibrate, seed=args.seed + part,
                                ota_public_key=_ota_key(args.ota_key), commission=args.commission,
                                commission_windows=args.commission_windows, schedule=schedule,
-                               speed_input=args.speed_input, ring_sizes=ring_sizes))
+                               speed_input=args.speed_input, ring_sizes=ring_sizes,
+                               summary_every_s=args.summary_every))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -414,6 +421,7 @@ def _worker_argv(args: argparse.Namespace, part: int, report: Path) -> list[str]
             "--seed", str(args.seed), "--prefix", args.prefix,
             "--sites", str(args.sites), "--period", str(args.period),
             "--batch", str(args.results_per_message), "--calibrate", str(args.calibrate),
+            "--summary-every", str(args.summary_every),
             "--ring", str(args.ring), "--shards", str(args.shards),
             "--mqtt-version", args.mqtt_version, "--wait-broker", str(args.wait_broker),
             "--fault-onset", *map(str, fault_onset(args)), "--fault-ramp", *map(str, args.fault_ramp),

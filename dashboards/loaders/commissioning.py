@@ -181,12 +181,20 @@ def chart_legend(scores: pd.DataFrame, trend: bool, hi: bool) -> str:
 # ---------- the fleet ----------
 
 def recent_window_states(store: Store, devices: Iterable[str], n: int = RECENT_WINDOWS) -> pd.DataFrame:
-    """Per device, of its newest `n` windows: how many, how many commissioning, how many uncommissioned."""
-    rows = []
-    for d in devices:
-        recs = store.recent_results(d, n)
-        rows.append((d, len(recs), sum(r.state == "commissioning" for r in recs),
-                     sum(r.state == "uncommissioned" for r in recs)))
+    """Per device, of its newest `n` windows: how many, how many commissioning, how many uncommissioned. One
+    statement for the fleet where the store has it (SQLite, PostgreSQL: `recent_window_counts`); a query per
+    device otherwise."""
+    devices = list(devices)
+    fleet_counts = getattr(store, "recent_window_counts", None)
+    if fleet_counts is not None:
+        counts = fleet_counts(n, devices)
+        rows = [(d, *counts.get(d, (0, 0, 0))) for d in devices]
+    else:
+        rows = []
+        for d in devices:
+            recs = store.recent_results(d, n)
+            rows.append((d, len(recs), sum(r.state == "commissioning" for r in recs),
+                         sum(r.state == "uncommissioned" for r in recs)))
     return pd.DataFrame(rows, columns=["device", "recent", "recent_commissioning", "recent_uncommissioned"])
 
 

@@ -301,6 +301,7 @@ class PostgresStore(NotifyTables, AccountTables):
     loss_series = SQLiteStore.loss_series
     vrms_history = SQLiteStore.vrms_history
     latest_vrms = SQLiteStore.latest_vrms
+    recent_window_counts = SQLiteStore.recent_window_counts
     result_buckets = SQLiteStore.result_buckets
     rollup_rows = SQLiteStore.rollup_rows
     machine_classes = SQLiteStore.machine_classes

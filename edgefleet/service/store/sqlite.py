@@ -13,7 +13,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,7 +53,10 @@ SCHEMA_VERSION = 8  # 2: results carry commissioning state, HI and class; device
 DEFAULT_RETENTION_DAYS = 30.0
 
 BOOTS_FLUSH_S = 5.0  # a boot's in-order updates reach its row at most this long after their results
+# a device's n-th newest result time (one parameter: n - 1), -1 with fewer: from the (device, ts) index alone
+_NEWEST_CUT = "coalesce((SELECT c.ts FROM results c WHERE c.device = d.device ORDER BY c.ts DESC LIMIT 1 OFFSET ?), -1)"
 _LOSS_FIELDS = operator.itemgetter(0, 1, 2, 3, ResultRecord._fields.index("dropped"))  # device, boot, seq, ts, dropped
+_BOOT_KEY = operator.itemgetter(0, 1)  # (device, boot) of a result's loss fields or of a seq mark
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results(
   device TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
@@ -346,9 +349,10 @@ class SQLiteStore(NotifyTables, AccountTables):
             self._dirty.clear()  # not written: loading the boot again replays its stored results
             self._data_version = version
         boots, holes = self._boots, self._holes
-        keys = {(r.device, r.boot) for r in new}
-        keys.update((d, b) for d, b, _, _ in marks)
-        missing = sorted(k for k in keys if k not in boots)  # not known from earlier batches
+        fields = list(map(_LOSS_FIELDS, new))
+        keys = set(map(_BOOT_KEY, fields))
+        keys.update(map(_BOOT_KEY, marks))
+        missing = sorted(keys - boots.keys())  # not known from earlier batches
         loaded: list[tuple[str, str]] = []
         for i in range(0, len(missing), 400):  # SQLite's bound-variable limit
             part = missing[i:i + 400]
@@ -361,17 +365,16 @@ class SQLiteStore(NotifyTables, AccountTables):
         immediate = {k for k in missing if k not in boots}  # new boots: their rows are written at once
         if loaded:
             self._replay(db, loaded, new, immediate)
-        upd = account(list(map(_LOSS_FIELDS, new)), boots, holes, marks,
-                      load_holes=lambda k: self._read_holes(db, k))
+        upd = account(fields, boots, holes, marks, load_holes=lambda k: self._read_holes(db, k))
         self._write_holes(db, upd, ingest_ts)
         dirty, quiet = self._dirty, upd.quiet
-        loud = [k for k in upd.boots if k not in quiet or k in immediate]
+        loud = upd.boots.keys() - quiet
+        loud.update(immediate.intersection(upd.boots))
         for k in loud:
             dirty.pop(k, None)
         immediate.update(loud)
-        for k in quiet:
-            if k not in immediate:
-                dirty[k] = boots[k]
+        later = quiet - immediate  # set operations and C-level maps: this runs for every result
+        dirty.update(zip(later, map(boots.__getitem__, later)))
         now = time.monotonic()
         if dirty and now - self._flushed >= BOOTS_FLUSH_S:
             immediate.update(dirty)
@@ -723,15 +726,46 @@ class SQLiteStore(NotifyTables, AccountTables):
     def latest_vrms(self, n: int = 5, look_back: int = 200) -> dict[str, tuple[int, float]]:
         """Per device with velocity readings among its newest `look_back` results: (time of its newest reading,
         median vrms of its newest `n`), what the fleet grid colours by ISO zone (one window's reading is noisy).
-        Bounded per device, so a fleet of older nodes (no readings at all) costs `look_back` rows each."""
+        One statement for the fleet: each device's `look_back`-th newest time from the (device, ts) index alone,
+        then its newest readings from there on, newest first, so a node with readings costs `n` row reads and
+        an older node (no readings) at most `look_back`."""
+        pick = ("(SELECT r.{col} FROM results r WHERE r.device = m.device AND r.ts >= m.cut AND r.vrms IS NOT NULL"
+                " ORDER BY r.ts DESC LIMIT 1 OFFSET {k})")
+        cols = ", ".join([pick.format(col="ts", k=0)] + [pick.format(col="vrms", k=k) for k in range(max(1, n))])
         out: dict[str, tuple[int, float]] = {}
-        for (device,) in self._q("SELECT device FROM devices ORDER BY device"):
-            vals = self._q("SELECT ts, vrms FROM (SELECT ts, vrms FROM results WHERE device = ? ORDER BY ts DESC"
-                           " LIMIT ?) AS newest WHERE vrms IS NOT NULL ORDER BY ts DESC LIMIT ?", (device, look_back, n))
-            if vals:
-                v = sorted(x for _, x in vals)
+        for device, ts, *vals in self._q(f"WITH m AS MATERIALIZED (SELECT d.device, {_NEWEST_CUT} AS cut FROM devices d)"
+                                         f" SELECT device, {cols} FROM m ORDER BY device", (max(1, look_back) - 1,)):
+            v = sorted(float(x) for x in vals if x is not None)
+            if ts is not None and v:
                 mid = len(v) // 2
-                out[device] = (vals[0][0], v[mid] if len(v) % 2 else 0.5 * (v[mid - 1] + v[mid]))
+                out[device] = (int(ts), v[mid] if len(v) % 2 else 0.5 * (v[mid - 1] + v[mid]))
+        return out
+
+    def recent_window_counts(self, n: int, devices: Iterable[str] | None = None) -> dict[str, tuple[int, int, int]]:
+        """Per device (all, or those named), of its newest `n` results: (how many, how many 'commissioning', how
+        many 'uncommissioned'): which commissioned machines need a class (the Fleet page). One statement for the
+        fleet from the (device, ts) index and the 1-minute rollups: a device whose rollups from the minute of
+        its n-th newest result on count every raw result there and no window without a verdict has none of
+        either; only the others (commissioning, a speed in no class, rollups short) read their newest states."""
+        rows = self._q(f"WITH c AS MATERIALIZED (SELECT d.device, {_NEWEST_CUT} AS cut FROM devices d),"
+                       " m AS MATERIALIZED (SELECT device, cut, cut - cut % 60000 AS minute FROM c)"
+                       " SELECT device, cut,"
+                       " (SELECT count(*) FROM results r WHERE r.device = m.device AND r.ts >= m.cut),"
+                       " (SELECT count(*) FROM results r WHERE r.device = m.device AND r.ts >= m.minute),"
+                       " (SELECT coalesce(sum(u.n), 0) FROM rollup_1m u WHERE u.device = m.device AND u.bucket >= m.minute),"
+                       " (SELECT coalesce(sum(u.n - u.judged), 0) FROM rollup_1m u WHERE u.device = m.device"
+                       " AND u.bucket >= m.minute) FROM m", (max(1, n) - 1,))
+        want = None if devices is None else set(devices)
+        out: dict[str, tuple[int, int, int]] = {}
+        for device, cut, recent, raw, rolled, unjudged in rows:
+            if want is not None and device not in want:
+                continue
+            if int(rolled) == int(raw) and int(unjudged) == 0:
+                out[device] = (min(int(recent), n), 0, 0)
+                continue
+            states = [s for (s,) in self._q("SELECT state FROM results WHERE device = ? ORDER BY ts DESC, seq DESC"
+                                            " LIMIT ?", (device, n))]
+            out[device] = (len(states), states.count("commissioning"), states.count("uncommissioned"))
         return out
 
     def machine_classes(self) -> dict[str, dict[str, str]]:

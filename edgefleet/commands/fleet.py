@@ -196,6 +196,12 @@ def stats_dict(db: str, device: str | None = None) -> dict:
                 raise EdgefleetError(f"device {device!r} is not in {db_label(db)}")
             out["device"] = {"id": device, **per_device.get(device, {"received": 0, "missing": 0, "pending_gaps": 0,
                                                                       "dropped_on_node": 0, "seq_jumps": 0, "boots": 0})}
+            from edgefleet.service.forecasts import device_forecasts
+            from edgefleet.service.store import summary_sql
+
+            # both trend forecasts, each saying which horizon it used (issue 18 item 4)
+            out["device"]["forecasts"] = [f.to_dict() for f in device_forecasts(store, device, now)]
+            out["device"]["summaries"] = summary_sql.summary_loss(store, device)["devices"].get(device, {})
         else:
             out["lossy_devices"] = per_device
         return out

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.iso20816 import DEFAULT_CLASS, zone
+from edgefleet.service.rollups import hist_parse, quantile
 from edgefleet.service.store.base import (
     HEALTH_STATES,
     SEVERITIES,
@@ -509,3 +510,92 @@ class AlarmTracker:
             rul = remaining_life(life, p.failure_hi, now_ms)
         return DeviceHealth(device, st.last_ts, float(st.ewma_score or 0.0), slope_h, eta, state,
                             *(rul or (None, None, None)))
+
+
+# ---------- forecasts with their horizon (issue 18 item 4) ----------
+
+@dataclass(frozen=True)
+class Forecast:
+    """A trend forecast and the data it came from: `horizon` says it in words ("from the last 14 days of hourly
+    rollups", "from the last 2 minutes of windows"), so two forecasts shown side by side are never confused."""
+
+    source: str  # "windows", "summaries" or "rollup_1h"
+    horizon: str
+    points: int
+    span_s: float  # time the fitted points cover
+    level_ratio: float | None  # fitted score / threshold now (None: no fit)
+    slope_per_day: float | None  # of log(score / threshold)
+    t_stat: float | None
+    eta_s: float | None  # seconds until the fitted score reaches the threshold; None: not forecast
+    state: str  # "rising" (a significant, nearby crossing), "above" (already there), "flat" (no forecast), "too_few"
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def span_words(span_s: float) -> str:
+    """A span as people say it: '2 minutes', '5 hours', '14 days'."""
+    for unit, secs in (("day", 86_400.0), ("hour", 3_600.0), ("minute", 60.0)):
+        if span_s >= 2 * secs:
+            return f"{span_s / secs:.0f} {unit}s"
+    return f"{max(span_s, 0.0):.0f} seconds"
+
+
+def forecast_from(ts_ms: Sequence[int], ratios: Sequence[float], source: str, what: str, now_ms: int,
+                  policy: AlarmPolicy = AlarmPolicy(), min_points: int | None = None) -> Forecast:
+    """A log-linear trend of score/threshold ratios (fit_log_trend) and its crossing of 1, with the same guards
+    as the tracker's health: a crossing is forecast only where the slope is min_trend_t standard errors from
+    zero and the crossing lies within max_extrapolation times the fitted span. `what` names the points
+    ("windows", "hourly rollups") for the horizon's words."""
+    n = len(ts_ms)
+    span = (max(ts_ms) - min(ts_ms)) / 1000.0 if n else 0.0
+    horizon = f"from the last {span_words(span)} of {what} ({n} points)"
+    need = policy.trend_min_points if min_points is None else min_points
+    trend = fit_log_trend(ts_ms, ratios) if n >= need else None
+    if trend is None:
+        return Forecast(source, horizon, n, span, None, None, None, None, "too_few")
+    level = math.exp(trend.level + trend.slope_per_s * (now_ms - trend.t_ref_ms) / 1000.0)
+    eta = time_to_threshold(trend, 1.0, now_ms)
+    state = "flat"
+    if eta == 0.0:
+        state = "above"
+    elif eta is not None and trend.t_stat >= policy.min_trend_t and eta <= policy.max_extrapolation * trend.span_s:
+        state = "rising"
+    else:
+        eta = None
+    return Forecast(source, horizon, n, span, level, trend.slope_per_s * 86_400.0, trend.t_stat, eta, state)
+
+
+def short_forecast(recent: Sequence[ResultRecord], now_ms: int, policy: AlarmPolicy = AlarmPolicy(),
+                   source: str = "windows") -> Forecast:
+    """The short-term trend: the newest judged windows (or a summary-mode node's summaries, as
+    store/summary_sql.as_result gives them), score / threshold against time."""
+    pts = [r for r in recent if r.judged][-policy.trend_points:]
+    return forecast_from([r.ts for r in pts], [ratio_of(r) for r in pts], source,
+                         "windows" if source == "windows" else "summaries", now_ms, policy)
+
+
+LONG_DAYS = 14.0  # the long horizon: two weeks of hourly rollups
+LONG_MIN_POINTS = 48  # hours with results, at least: two days
+
+
+def long_forecast(hour_rows: Sequence[Sequence], now_ms: int, policy: AlarmPolicy = AlarmPolicy(),
+                  days: float = LONG_DAYS, min_points: int = LONG_MIN_POINTS) -> Forecast:
+    """The trend over days to weeks, from a device's 1-hour rollup rows (rollups.COLUMNS, any order): each
+    hour's median score / its highest threshold (the histogram's median: one spiky window does not move it,
+    and a node's summaries count with their stand-in histograms), fitted over the last `days` to `now_ms`.
+    Hours with no judged window are left out."""
+    lo = now_ms - int(days * 86_400_000)
+    ts, ratios = [], []
+    for r in sorted(hour_rows, key=lambda r: int(r[1])):
+        if int(r[1]) < lo or int(r[1]) > now_ms or int(r[5]) <= 0 or not float(r[10]) > 0:
+            continue
+        med = quantile(hist_parse(r[9]), 0.5, float(r[6]), float(r[8]))
+        if med is None:
+            continue
+        ts.append(int(r[2]))  # the hour's newest window
+        ratios.append(med / float(r[10]))
+    return forecast_from(ts, ratios, "rollup_1h", "hourly rollups", now_ms, policy, min_points)
+
+
+__all__ += ["Forecast", "forecast_from", "long_forecast", "short_forecast", "span_words"]

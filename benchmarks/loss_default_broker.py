@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import write_report  # noqa: E402
+
 from edgefleet.protocol.connect import free_port  # noqa: E402
 from edgefleet.service.store import SQLiteStore  # noqa: E402
 
@@ -44,6 +45,29 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens on {port}")
+
+
+def breakdown(store: SQLiteStore, per_device: dict) -> dict:
+    """Where the true loss sits, per device, from the sim's own record (boot, last seq assigned,
+    results the broker acknowledged) against the store: inside the range the store knows (holes),
+    past the last seq the store knows of that boot (a tail no later seq or goodbye revealed), or in
+    results never acknowledged (not part of the true loss)."""
+    stored = dict(((d, b), (n, m)) for d, b, n, m in store._q(
+        "SELECT device, boot, count(*), max(seq) FROM results GROUP BY device, boot"))
+    known = {(d, b): m for d, b, m in store._q("SELECT device, boot, max_seq FROM boots")}
+    out = {"devices": len(per_device), "tail_unseen": 0, "devices_with_tail_unseen": 0, "goodbye_seen": 0,
+           "inside_known_range": 0, "acked_not_assigned_tail": 0, "unacked_at_end": 0}
+    for dev, e in per_device.items():
+        key = (dev, e["boot"])
+        n, _ = stored.get(key, (0, -1))
+        top = known.get(key, -1)
+        out["goodbye_seen"] += top >= e["last_seq"]
+        tail = max(0, e["last_seq"] - top)  # assigned past what the store knows of this boot
+        out["tail_unseen"] += tail
+        out["devices_with_tail_unseen"] += tail > 0
+        out["inside_known_range"] += (min(top, e["last_seq"]) + 1) - n
+        out["unacked_at_end"] += e["last_seq"] + 1 - e["published"]
+    return out
 
 
 def main() -> int:
@@ -77,13 +101,15 @@ def main() -> int:
                              cwd=REPO, capture_output=True, text=True, timeout=args.duration * 10 + 600)
         if sim.returncode != 0:
             raise SystemExit(f"sim failed: {sim.stderr[-2000:]}")
-        published = json.loads(report.read_text())["published"]
+        sim_report = json.loads(report.read_text())
+        published = sim_report["published"]
         store = SQLiteStore(db)
         stored, last = -1, store.count_results()
         while stored != last:  # until ingest has taken everything the broker still held
             time.sleep(5.0)
             stored, last = last, store.count_results()
         loss = store.loss(int(time.time() * 1000), settle_ms=0)  # every hole counted, settled or not
+        where = breakdown(store, sim_report["per_device"])
         store.close()
         doctor = subprocess.run([sys.executable, "-m", "edgefleet", "doctor", "--broker", url, "--skip", "store",
                                  "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -94,7 +120,7 @@ def main() -> int:
                "published_acked_by_broker": published, "stored": stored, "true_loss": true_loss,
                "reported_missing": reported, "dropped_on_node": loss["dropped_on_node"],
                "reported_vs_true": (reported / true_loss) if true_loss else None,
-               "doctor_exit": doctor.returncode, "doctor_queue_check": checks.get("broker.queue"),
+               "where_lost": where, "doctor_exit": doctor.returncode, "doctor_queue_check": checks.get("broker.queue"),
                "wall_s": round(time.monotonic() - t0, 1)}
         print(f"{args.nodes} nodes, {args.duration:g} s through a default-config Mosquitto: published {published:,}, "
               f"stored {stored:,}, lost {true_loss:,}; the store reports {reported:,} missing "

@@ -19,14 +19,15 @@ that into a mark on the old boot, so the tail is a hole like any other (docs/pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 MAX_JUMP = 100_000  # a forward jump larger than this is a broken counter, not that many lost results
 SETTLE_MS = 15 * 60 * 1000  # a hole younger than this may still fill (store-and-forward): pending
 
 
-@dataclass
+@dataclass(slots=True)
 class BootState:
     """One boot's bookkeeping, as stored in the `boots` table."""
 
@@ -50,31 +51,57 @@ class LossUpdate:
     # results, their drop count unchanged: a store may write these rows later (they can be rebuilt)
 
 
-def _seq_of(row: tuple[str, str, int, int, int]) -> int:
-    return row[2]
+_seq_of = operator.itemgetter(2)
+_key_of = operator.itemgetter(0, 1)
 
 
-def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str, str], BootState],
+def account(results: Sequence[Sequence], boots: dict[tuple[str, str], BootState],
             holes: dict[tuple[str, str], list[tuple[int, int]]],
             marks: list[tuple[str, str, int, int]] = (),
-            load_holes: Callable[[tuple[str, str]], list[tuple[int, int]]] | None = None) -> LossUpdate:
+            load_holes: Callable[[tuple[str, str]], list[tuple[int, int]]] | None = None, *,
+            dropped_at: int = 4, keys: Sequence[tuple[str, str]] | None = None) -> LossUpdate:
     """Fold new results (device, boot, seq, ts, dropped), and the last sequence numbers nodes said
     they reached (`marks`: device, boot, seq, ts), into the boot states and holes known so far.
+    A result may be any sequence with device, boot, seq, ts first and `dropped` at `dropped_at` (a
+    ResultRecord as it is), and `keys` its (device, boot) pairs if the caller has them already: at
+    ingest rate every tuple built per result shows.
 
     `boots` and `holes` hold the current state of every (device, boot) in the batch (missing keys:
     a new boot); both are updated in place and the changes returned for the store to write.
     `load_holes(key)` gives a boot's stored holes the first time one of them may change (absent from
-    `holes`); without it such a boot has none yet."""
+    `holes`); without it such a boot has none yet.
+
+    One pass in arrival order takes the usual result, the next seq of a known boot, with a few
+    attribute updates (this is the per-result cost of accounting at ingest); any other result waits
+    for the general path, per boot in seq order, after the pass: the outcome is the same as folding
+    each boot's results in seq order (tests/fleet/test_loss_fastpath.py)."""
     upd = LossUpdate()
-    per: dict[tuple[str, str], list[tuple[str, str, int, int, int]]] = {}
-    for row in results:
-        key = (row[0], row[1])
+    changed = upd.boots
+    loud: set[tuple[str, str]] = set()  # known boots whose node reported more drops: written at once
+    per: dict[tuple[str, str], list[tuple[str, str, int, int, int]]] = {}  # the general path, per boot
+    get = boots.get
+    for key, row in zip(keys if keys is not None else map(_key_of, results), results):
+        st = get(key)
+        if st is not None and row[2] == st.max_seq + 1:  # a boot's seqs are unique, so the fast path
+            # can never step past one of its results waiting for the general path: the order holds
+            st.max_seq = row[2]
+            st.received += 1
+            ts = row[3]
+            if ts > st.last_ts:
+                st.last_ts = ts
+            if ts < st.first_ts or not st.first_ts:
+                st.first_ts = ts
+            if row[dropped_at] > st.dropped:
+                st.dropped = row[dropped_at]
+                loud.add(key)
+            changed[key] = st
+            continue
         group = per.get(key)
         if group is None:
             per[key] = [row]
         else:
             group.append(row)
-    changed, quiet = upd.boots, upd.quiet
+    quiet = upd.quiet = changed.keys() - loud - per.keys()
 
     def open_holes(key: tuple[str, str]) -> list[tuple[int, int]]:
         got = holes.get(key)
@@ -84,42 +111,32 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
 
     for key, rows in per.items():
         st = boots.get(key)
-        known = st is not None
         if st is None:
-            st = boots[key] = BootState(first_ts=rows[0][3])
-        if len(rows) == 1:  # the usual case at ingest: one new result of this boot per batch
-            _, _, seq, ts, dropped = rows[0]
-            if seq == st.max_seq + 1:
-                st.received += 1
-                if ts < st.first_ts or not st.first_ts:
-                    st.first_ts = ts
-                if ts > st.last_ts:
-                    st.last_ts = ts
-                st.max_seq = seq
-                changed[key] = st
-                if dropped > st.dropped:
-                    st.dropped = dropped
-                elif known:
-                    quiet.add(key)
-                continue
-        else:
+            st = boots[key] = BootState(first_ts=min(r[3] for r in rows))
+        changed[key] = st
+        if len(rows) > 1:
             rows.sort(key=_seq_of)
             first, last = rows[0][2], rows[-1][2]
             if first == st.max_seq + 1 and last - first + 1 == len(rows):  # the next ones, in order
                 st.received += len(rows)
-                most = max(r[4] for r in rows)
+                st.dropped = max(st.dropped, max(r[dropped_at] for r in rows))
                 lo_ts, hi_ts = min(r[3] for r in rows), max(r[3] for r in rows)
                 st.first_ts = min(st.first_ts, lo_ts) if st.first_ts else lo_ts
                 st.last_ts = max(st.last_ts, hi_ts)
                 st.max_seq = last
-                changed[key] = st
-                if most > st.dropped:
-                    st.dropped = most
-                elif known:
-                    quiet.add(key)
                 continue
+        elif rows[0][2] == st.max_seq + 1:  # a new boot's first result, in order
+            row = rows[0]
+            seq, ts, dropped = row[2], row[3], row[dropped_at]
+            st.received += 1
+            st.dropped = max(st.dropped, dropped)
+            st.first_ts = min(st.first_ts, ts) if st.first_ts else ts
+            st.last_ts = max(st.last_ts, ts)
+            st.max_seq = seq
+            continue
         open_ = open_holes(key)
-        for _, _, seq, ts, dropped in rows:
+        for row in rows:
+            seq, ts, dropped = row[2], row[3], row[dropped_at]
             st.received += 1
             st.dropped = max(st.dropped, dropped)
             st.first_ts = min(st.first_ts, ts) if st.first_ts else ts
@@ -139,7 +156,6 @@ def account(results: list[tuple[str, str, int, int, int]], boots: dict[tuple[str
                     open_[i:i + 1] = pieces
                     upd.filled.append((*key, lo, hi, pieces))
                     break
-        changed[key] = st
     for device, boot, seq, ts in marks:  # "my results go up to seq": what never came is a hole too
         key = (device, boot)
         st = boots.setdefault(key, BootState(first_ts=ts, last_ts=ts))

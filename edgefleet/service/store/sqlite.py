@@ -55,8 +55,8 @@ DEFAULT_RETENTION_DAYS = 30.0
 BOOTS_FLUSH_S = 5.0  # a boot's in-order updates reach its row at most this long after their results
 # a device's n-th newest result time (one parameter: n - 1), -1 with fewer: from the (device, ts) index alone
 _NEWEST_CUT = "coalesce((SELECT c.ts FROM results c WHERE c.device = d.device ORDER BY c.ts DESC LIMIT 1 OFFSET ?), -1)"
-_LOSS_FIELDS = operator.itemgetter(0, 1, 2, 3, ResultRecord._fields.index("dropped"))  # device, boot, seq, ts, dropped
-_BOOT_KEY = operator.itemgetter(0, 1)  # (device, boot) of a result's loss fields or of a seq mark
+_BOOT_KEY = operator.itemgetter(0, 1)  # (device, boot) of a result or of a seq mark
+_DROPPED = ResultRecord._fields.index("dropped")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results(
   device TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
@@ -220,7 +220,7 @@ class SQLiteStore(NotifyTables, AccountTables):
         self._data_version = -1
         self._rollup_open: dict = {}  # rollup rows this writer keeps (rollup_sql.write_kept), and its data_version
         self._rollup_version = -1
-        self._dirty: dict[tuple[str, str], BootState] = {}  # boots updated in order, row not written yet
+        self._dirty: set[tuple[str, str]] = set()  # boots updated in order, row not written yet
         self._flushed = 0.0  # time.monotonic() of the last write of those
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -343,14 +343,14 @@ class SQLiteStore(NotifyTables, AccountTables):
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version or len(self._boots) > 200_000:
             if version == self._data_version:
-                self._write_boots(db, self._dirty)  # only large: keep what is not written yet
+                self._write_boots(db, self._dirty_rows())  # only large: keep what is not written yet
             self._boots.clear()  # someone else wrote the file (or the cache is large): read it again
             self._holes.clear()
             self._dirty.clear()  # not written: loading the boot again replays its stored results
             self._data_version = version
         boots, holes = self._boots, self._holes
-        fields = list(map(_LOSS_FIELDS, new))
-        keys = set(map(_BOOT_KEY, fields))
+        pairs = list(map(_BOOT_KEY, new))
+        keys = set(pairs)
         keys.update(map(_BOOT_KEY, marks))
         missing = sorted(keys - boots.keys())  # not known from earlier batches
         loaded: list[tuple[str, str]] = []
@@ -363,18 +363,19 @@ class SQLiteStore(NotifyTables, AccountTables):
                 boots[(d, b)] = BootState(m, rcv, drp, j, f, t)
                 loaded.append((d, b))
         immediate = {k for k in missing if k not in boots}  # new boots: their rows are written at once
+        for k in immediate:
+            holes.setdefault(k, [])  # and no holes in the table yet: none to read when one opens
         if loaded:
             self._replay(db, loaded, new, immediate)
-        upd = account(fields, boots, holes, marks, load_holes=lambda k: self._read_holes(db, k))
+        upd = account(new, boots, holes, marks, load_holes=lambda k: self._read_holes(db, k), dropped_at=_DROPPED,
+                      keys=pairs)
         self._write_holes(db, upd, ingest_ts)
         dirty, quiet = self._dirty, upd.quiet
-        loud = upd.boots.keys() - quiet
+        loud = upd.boots.keys() - quiet  # set operations only: this runs for every result
         loud.update(immediate.intersection(upd.boots))
-        for k in loud:
-            dirty.pop(k, None)
+        dirty.difference_update(loud)
         immediate.update(loud)
-        later = quiet - immediate  # set operations and C-level maps: this runs for every result
-        dirty.update(zip(later, map(boots.__getitem__, later)))
+        dirty.update(quiet - immediate)
         now = time.monotonic()
         if dirty and now - self._flushed >= BOOTS_FLUSH_S:
             immediate.update(dirty)
@@ -429,12 +430,15 @@ class SQLiteStore(NotifyTables, AccountTables):
                            [(d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)
                             for (d, b), s in sorted(rows.items())])
 
+    def _dirty_rows(self) -> dict[tuple[str, str], BootState]:
+        return {k: self._boots[k] for k in self._dirty}
+
     def flush_loss(self) -> None:
         """Write the boots whose in-order updates are still in memory (before reading the table here,
         and at close)."""
         if self._dirty:
             with self._tx() as db:
-                self._write_boots(db, self._dirty)
+                self._write_boots(db, self._dirty_rows())
                 self._dirty.clear()
                 self._flushed = time.monotonic()
 

@@ -184,3 +184,10 @@ def test_a_sim_fleet_in_summary_mode_through_serve_with_a_kill9(mosquitto, tmp_p
     print(f"\n{count()} summaries from 6 nodes stored once; the restarted serve dropped {dups} redelivered copies")
     store.close()
     purge_session((mosquitto.host, mosquitto.port), cid)
+
+
+@pytest.mark.parametrize("value", ["0.5", "3601", "nan", "-5"])
+def test_sim_refuses_a_bad_summary_period_in_one_line(value: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", "mqtt://127.0.0.1:1",
+                           "--summary-every", value], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--summary-every must be" in proc.stderr

@@ -114,6 +114,7 @@ def write_summaries(store: Any, summaries: Iterable[SummaryRecord], ingest_ts: i
         _ensure(store, cur)
         new = [s for s in items if cur.execute(sql, _row(s, ingest_ts)).rowcount == 1]
         if new:
+            _registry(cur, new, pg)
             if pg:
                 rollup_sql.write_locked(cur, new, add=add_all_summaries)
             else:
@@ -123,6 +124,29 @@ def write_summaries(store: Any, summaries: Iterable[SummaryRecord], ingest_ts: i
                     kept.clear()
                 rollup_sql.write_kept(cur, {}, new, add=add_all_summaries)
     return SummaryOutcome(len(new), len(items) - len(new), new)
+
+
+def _registry(cur: Any, new: list[SummaryRecord], pg: bool) -> None:
+    """The device registry, as a result batch updates it: last seen (the period's end), windows counted in
+    `results`, the newest summary's p95 as the last score (what the tracker scores), its model and threshold."""
+    per: dict[str, list] = {}
+    for s in new:
+        d = per.get(s.device)
+        if d is None:
+            per[s.device] = [s.ts, s.ts, s.n, s.p95, s.model, s.thr]
+        else:
+            d[0], d[2] = min(d[0], s.ts), d[2] + s.n
+            if s.ts >= d[1]:
+                d[1], d[3], d[4], d[5] = s.ts, s.p95, s.model, s.thr
+    lo, hi, ph = ("LEAST", "GREATEST", "%s") if pg else ("min", "max", "?")
+    cur.executemany(
+        f"INSERT INTO devices AS t(device, first_seen, last_seen, results, last_score, model, thr) VALUES"
+        f" ({', '.join([ph] * 7)}) ON CONFLICT(device) DO UPDATE SET results = t.results + excluded.results,"
+        f" first_seen = {lo}(t.first_seen, excluded.first_seen),"
+        " last_score = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.last_score ELSE t.last_score END,"
+        " model = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.model ELSE t.model END,"
+        " thr = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.thr ELSE t.thr END,"
+        f" last_seen = {hi}(t.last_seen, excluded.last_seen)", [(dev, *d) for dev, d in per.items()])
 
 
 def _record(device: str, r: tuple) -> SummaryRecord:

@@ -467,7 +467,7 @@ class PostgresStore(NotifyTables, AccountTables):
                 holes.setdefault((d, b), []).append((lo, hi))
             for k in odd:
                 holes.setdefault(k, [])
-        upd = account([(r.device, r.boot, r.seq, r.ts, r.dropped) for r in new], boots, holes, marks)
+        upd = account(new, boots, holes, marks, dropped_at=ResultRecord._fields.index("dropped"))  # no tuple per result
         self._write_gaps(cur, upd.opened, upd.filled, ingest_ts)
         if upd.boots:
             rows = sorted((d, b, s.first_ts, s.last_ts, s.max_seq, s.received, s.dropped, s.jumps)

@@ -10,8 +10,11 @@ docs/firmware.md) over a UART; each frame holds one link message "KIND BODY":
   and ``cmd JSON`` (each ``ef/v1/{device}/cmd`` message, forwarded as received);
 - over-the-air updates (the node application's OTA part, firmware/README.md): a valid ``ota/offer``
   (retained) goes to the node as ``offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN
-  SHA256``; the bridge keeps its manifest and answers the node's ``mreq CAMPAIGN MODEL
-  OFF LEN`` with ``mdat CAMPAIGN MODEL OFF <bytes>``; each valid ``ota/data`` goes as
+  SHA256 SHADOW_S TLEN KLEN``; the bridge keeps the offer's signed documents, manifest, campaign
+  ticket and keysets (MLEN, TLEN, KLEN bytes; docs/ota.md, "Authorization"), and answers the
+  node's ``mreq CAMPAIGN MODEL OFF LEN`` with ``mdat CAMPAIGN MODEL OFF <bytes>`` from their
+  concatenation; the node checks the ticket and keysets itself (the bridge is not trusted to);
+  each valid ``ota/data`` goes as
   ``data CAMPAIGN MODEL OFF CRC <bytes>`` (base64 decoded, the CRC as sent, so the node
   checks it). The node's ``ota/req`` and ``ota/state`` are published like its other
   messages. Pieces stay under ``MAX_PIECE`` bytes so a node's receive buffer stays small.
@@ -38,9 +41,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgefleet import protocol
-from edgefleet.protocol.connect import TlsFiles, apply_tls, broker_credentials, client_tls, parse_broker_url, redact, tls_failure
 from edgefleet.device.framing import FrameDecoder, encode_frame, split_link
 from edgefleet.errors import EdgefleetError
+from edgefleet.protocol.connect import (
+    TlsFiles,
+    apply_tls,
+    broker_credentials,
+    client_tls,
+    parse_broker_url,
+    redact,
+    tls_failure,
+)
 
 log = logging.getLogger("edgefleet.device.bridge")
 
@@ -119,6 +130,21 @@ class SerialLink:
             os.close(self.fd)
 
 
+# ---- the offer in link form ------------------------------------------------------------
+def offer_link(msg: dict) -> tuple[bytes, bytes]:
+    """A decoded ota/offer -> (its documents: manifest || ticket || keysets, the `offer` line).
+
+    The line names each document's length (TLEN 0: no ticket, which the node refuses) and always
+    carries SHADOW_S: the offer's shadow_s, trial_s when a shadow offer has none (the schema's
+    default), 0 without shadow; the ticket signs the same values."""
+    manifest, ticket, keys = (msg.get(k, "").encode("ascii") for k in ("manifest", "ticket", "keys"))
+    shadow_s = msg.get("shadow_s", msg["trial_s"]) if msg["shadow"] else 0
+    head = "offer %s %d %d %d %d %d %d %s %d %d %d" % (
+        msg["campaign"], msg["model"], msg["size"], msg["chunk"], msg["trial_s"], int(msg["shadow"]),
+        len(manifest), msg["sha256"], shadow_s, len(ticket), len(keys))
+    return manifest + ticket + keys, head.encode("ascii")
+
+
 # ---- the bridge ----------------------------------------------------------------------
 @dataclass
 class BridgeStats:
@@ -147,7 +173,8 @@ class Bridge:
         self.last_status: dict | None = None
         self.last_info: mqtt.MQTTMessageInfo | None = None
         self.cmd_queue: queue.Queue[tuple[str, bytes]] = queue.Queue()  # (kind, payload) from the broker
-        self.offer: dict | None = None  # the current ota/offer (its manifest answers `mreq`)
+        self.offer: dict | None = None  # the current ota/offer
+        self.documents = b""  # its manifest || ticket || keysets: what `mreq` reads
         self.decoder = FrameDecoder()
 
     def _connect_mqtt(self, will: bytes) -> None:
@@ -212,7 +239,7 @@ class Bridge:
             self.stats.cmds += 1
             return
         if kind == "ota/offer" and not payload:  # the retained offer was cleared
-            self.offer = None
+            self.offer, self.documents = None, b""
             return
         try:
             msg = protocol.decode(kind, payload)
@@ -222,12 +249,8 @@ class Bridge:
             return
         if kind == "ota/offer":
             self.offer = msg
-            head = "offer %s %d %d %d %d %d %d %s" % (
-                msg["campaign"], msg["model"], msg["size"], msg["chunk"], msg["trial_s"], int(msg["shadow"]),
-                len(msg["manifest"]), msg["sha256"])
-            if msg["shadow"]:  # SHADOW_S: absent, the node (like the schema) takes trial_s
-                head += " %d" % msg.get("shadow_s", msg["trial_s"])
-            link.send(encode_frame(head.encode()))
+            self.documents, head = offer_link(msg)
+            link.send(encode_frame(head))
         else:
             data = base64.b64decode(msg["data"])
             head = "data %s %d %d %d " % (msg["campaign"], msg["model"], msg["off"], msg["crc"])
@@ -246,10 +269,10 @@ class Bridge:
         o = self.offer
         if o is None or (o["campaign"], o["model"]) != (campaign, model_v):
             return  # no such offer (cleared or superseded): the node times out and gives up
-        man = o["manifest"].encode()
-        if not 0 <= off_v < len(man) or n_v <= 0:
+        docs = self.documents
+        if not 0 <= off_v < len(docs) or n_v <= 0:
             return
-        piece = man[off_v:off_v + min(n_v, MAX_PIECE)]
+        piece = docs[off_v:off_v + min(n_v, MAX_PIECE)]
         link.send(encode_frame(b"mdat %s %d %d " % (campaign.encode(), model_v, off_v) + piece))
 
     def _handle(self, link: SerialLink, payload: bytes) -> None:

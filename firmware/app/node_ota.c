@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ef/bytes.h"
 #include "ef/crc.h"
 #include "ef/manifest.h"
 #include "ef/ota.h"
@@ -15,7 +16,20 @@
 #define REQUEST_TIMEOUT_MS 5000u /* re-request a piece that has not arrived */
 #define MAX_RETRIES 20u          /* per offset, before the download fails */
 #define MANIFEST_MAX 8192u       /* ota/offer schema: manifest maxLength */
+#define TICKET_MAX 2048u         /* ... ticket maxLength */
+#define KEYS_MAX 4096u           /* ... keys maxLength */
 #define SHADOW_S_MAX 604800u     /* ota/offer schema: shadow_s maximum */
+/* The staging area during a transfer: the offer's head (below) at 0, its documents (manifest ||
+ * ticket || keysets) from STAGE_DOCS; the trust set in two sectors from cfg.trust_off. */
+#define STAGE_DOCS 64u
+#define TRUST_MAGIC 0x53544645u  /* "EFTS": a trust record (magic, CRC-32 of the set, the ef_trust) */
+
+/* What the offer line said, kept in flash until its documents are in: no RAM for it. */
+typedef struct {
+    uint8_t sha[32];
+    uint32_t mlen, tlen, klen;
+    uint32_t trial_s, shadow, shadow_s; /* must be the ticket's */
+} stage_head;
 /* The campaign of a download is kept in its slot, in the header region's last 128 bytes,
  * which the core leaves unused (manifests end by 64 + MANIFEST_MAX), so that a trial
  * ended by a reset can still be reported under its campaign. */
@@ -27,13 +41,13 @@ static struct {
     node_ota_config cfg;
     ef_ota ota;
     phase ph;
+    ef_ota_auth auth;        /* the trust set (in flash) and the accepted ticket's shadow policy;
+                                the trial length is the core's trial_ms, also the ticket's */
     char campaign[65];       /* of the download or trial in progress */
-    uint32_t model, size, chunk, trial_s, mlen, mgot;
-    uint32_t shadow_s;       /* of the download's offer: 0 with shadow 0 ... */
-    uint8_t shadow;          /* ... the offer asked for a shadow phase */
     uint8_t in_shadow;       /* the core is in trial, but the old model runs: shadow phase */
+    uint8_t trust_sector;    /* which of the two trust sectors holds the set */
+    uint32_t model, size, chunk, dlen, mgot; /* dlen: bytes of the offer's documents */
     uint32_t shadow_start;   /* board ms when the shadow phase began */
-    uint8_t sha[32];
     uint32_t last_req, retries;
     uint32_t state_seq, req_seq;
     uint32_t boot_reverted;  /* version of a trial a reset ended: reported once connected */
@@ -66,7 +80,7 @@ static void send_request(uint32_t tick)
     int n;
     g_o.last_req = tick;
     if (g_o.ph == PH_MANIFEST) { /* the bridge answers from the offer it holds */
-        uint32_t len = g_o.mlen - g_o.mgot < NODE_OTA_PIECE ? g_o.mlen - g_o.mgot : NODE_OTA_PIECE;
+        uint32_t len = g_o.dlen - g_o.mgot < NODE_OTA_PIECE ? g_o.dlen - g_o.mgot : NODE_OTA_PIECE;
         n = snprintf(g_o.cfg.text, g_o.cfg.text_cap, "%s %lu %lu %lu", g_o.campaign,
                      (unsigned long)g_o.model, (unsigned long)g_o.mgot, (unsigned long)len);
         if (n > 0)
@@ -167,28 +181,92 @@ static int ours(cursor *c, uint32_t *model)
 
 static uint32_t running_version(void) { return g_o.ota.model.model_version; }
 
+/* ---- the trust set, in flash ---- */
+
+/* The trust record in sector k, or NULL when it holds none (erased, torn or garbage). */
+static const ef_trust *trust_at(uint8_t k)
+{
+    const ef_flash *f = g_o.cfg.staging;
+    const uint8_t *p = f->map(f->ctx, g_o.cfg.trust_off + k * f->erase_size, 8u + (uint32_t)sizeof(ef_trust));
+    const ef_trust *t;
+    if (p == NULL || ef_le32(p) != TRUST_MAGIC || ef_le32(p + 4) != ef_crc32(0, p + 8, sizeof(ef_trust)))
+        return NULL;
+    t = (const ef_trust *)(const void *)(p + 8); /* sector-aligned + 8 */
+    return t->n >= 1 && t->n <= EF_TRUST_MAX ? t : NULL;
+}
+
+/* auth.keep: write `next` into the other sector (the set, its CRC, then the magic that makes it
+ * count: a power cut leaves the old record in force), then read it in place from there. */
+static ef_status keep_trust(ef_ota_auth *auth, const ef_trust *next)
+{
+    const ef_flash *f = g_o.cfg.staging;
+    const uint8_t k = (uint8_t)(g_o.trust_sector ^ 1u);
+    const uint32_t off = g_o.cfg.trust_off + k * f->erase_size;
+    uint8_t head[8];
+    const ef_trust *t;
+    ef_put_le32(head, TRUST_MAGIC);
+    ef_put_le32(head + 4, ef_crc32(0, next, sizeof *next));
+    if (f->erase(f->ctx, off, f->erase_size) != 0 || f->write(f->ctx, off + 8u, next, sizeof *next) != 0 ||
+        f->write(f->ctx, off + 4u, head + 4, 4) != 0 || f->write(f->ctx, off, head, 4) != 0 ||
+        (t = trust_at(k)) == NULL)
+        return EF_ERR_FLASH;
+    g_o.trust_sector = k;
+    auth->trust = t;
+    return EF_OK;
+}
+
+/* At boot: the newer of the two records (serials only grow), else the factory set from the key. */
+static ef_status trust_boot(const uint8_t *key)
+{
+    const ef_trust *a = trust_at(0), *b = trust_at(1);
+    ef_trust t;
+    if (a != NULL || b != NULL) {
+        g_o.trust_sector = (uint8_t)(a == NULL || (b != NULL && b->serial > a->serial));
+        g_o.auth.trust = g_o.trust_sector ? b : a;
+        return EF_OK;
+    }
+    if (key == NULL)
+        return EF_ERR_ARG;
+    memset(&t, 0, sizeof t);
+    t.n = 1;
+    t.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
+    memcpy(t.keys[0], key, 32);
+    g_o.trust_sector = 1; /* the first record goes to sector 0 */
+    return keep_trust(&g_o.auth, &t);
+}
+
 static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t tick)
 {
+    const ef_flash *stg = g_o.cfg.staging;
     const char *camp, *t;
     size_t n_camp, n;
-    uint32_t model, size, chunk, trial_s, shadow, mlen, shadow_s;
-    uint8_t sha[32];
+    uint32_t model, size, chunk, shadow, mlen, erase;
+    stage_head h;
     char reason[120];
+    memset(&h, 0, sizeof h);
     if (token(c, &camp, &n_camp) != 0 || n_camp > 64 || number(c, &model) != 0 || number(c, &size) != 0 ||
-        number(c, &chunk) != 0 || number(c, &trial_s) != 0 || number(c, &shadow) != 0 || shadow > 1u ||
-        number(c, &mlen) != 0 || token(c, &t, &n) != 0 || n != 64 || ef_hex_decode(t, 32, sha) != 0 ||
-        chunk == 0) {
+        number(c, &chunk) != 0 || number(c, &h.trial_s) != 0 || number(c, &shadow) != 0 || shadow > 1u ||
+        number(c, &mlen) != 0 || token(c, &t, &n) != 0 || n != 64 || ef_hex_decode(t, 32, h.sha) != 0 ||
+        chunk == 0 || h.trial_s > SHADOW_S_MAX) {
         ef_platform_log("offer refused: malformed");
         return;
     }
-    shadow_s = trial_s; /* no SHADOW_S: the offer's shadow_s defaults to trial_s */
-    if (c->p < c->end && (number(c, &shadow_s) != 0 || c->p < c->end || shadow_s > SHADOW_S_MAX)) {
+    h.shadow_s = h.trial_s; /* no SHADOW_S: the offer's shadow_s defaults to trial_s */
+    if (c->p < c->end && (number(c, &h.shadow_s) != 0 || h.shadow_s > SHADOW_S_MAX ||
+                          (c->p < c->end && (number(c, &h.tlen) != 0 || number(c, &h.klen) != 0 || c->p < c->end)))) {
         ef_platform_log("offer refused: malformed");
         return;
     }
+    h.shadow = shadow;
+    if (!shadow)
+        h.shadow_s = 0;
     if (g_o.ph != PH_IDLE && n_camp == strlen(g_o.campaign) && memcmp(camp, g_o.campaign, n_camp) == 0 &&
         model == g_o.model)
         return; /* repeated offer (retained, reconnect): keep the download going */
+    if (h.tlen == 0) { /* under "none": an unauthorized sender must not count against a real campaign */
+        send_state("none", model, "rejected", now, 0, 0, "unauthorized offer: no campaign ticket");
+        return;
+    }
     if (g_o.ota.state == EF_OTA_TRIAL) {
         if (model == running_version())
             return;
@@ -214,53 +292,94 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
         send_state(g_o.campaign, model, "rejected", now, 0, 0, reason);
         return;
     }
-    if (mlen < 2 || mlen > MANIFEST_MAX || mlen > g_o.cfg.staging->size ||
-        g_o.cfg.staging->erase(g_o.cfg.staging->ctx, 0, g_o.cfg.staging->size) != 0) {
-        send_state(g_o.campaign, model, "rejected", now, 0, 0, "manifest does not fit the staging area");
+    h.mlen = mlen;
+    if (mlen < 2 || mlen > MANIFEST_MAX || h.tlen > TICKET_MAX || h.klen > KEYS_MAX) {
+        send_state(g_o.campaign, model, "rejected", now, 0, 0, "documents do not fit the staging area");
+        return;
+    }
+    /* only the sectors the documents need (trust_off is above the largest): the trust set lies further up */
+    erase = (STAGE_DOCS + mlen + h.tlen + h.klen + stg->erase_size - 1u) / stg->erase_size * stg->erase_size;
+    if (stg->erase(stg->ctx, 0, erase) != 0 || stg->write(stg->ctx, 0, &h, (uint32_t)sizeof h) != 0) {
+        send_state(g_o.campaign, model, "rejected", now, 0, 0, "documents do not fit the staging area");
         return;
     }
     g_o.size = size;
     g_o.chunk = chunk;
-    g_o.trial_s = trial_s;
-    g_o.mlen = mlen;
+    g_o.dlen = mlen + h.tlen + h.klen;
     g_o.mgot = 0;
-    memcpy(g_o.sha, sha, 32);
     g_o.retries = 0;
-    g_o.shadow = (uint8_t)shadow;
-    g_o.shadow_s = shadow ? shadow_s : 0u;
     g_o.ph = PH_MANIFEST;
     send_request(tick);
 }
 
-/* The whole manifest is staged: check it describes the offer, then the core's offer event. */
-static __attribute__((noinline)) void manifest_done(uint64_t now, uint32_t tick)
+/* Refused for want of authorization: reported under "none", as the simulated node does. */
+static void unauthorized(uint64_t now, const char *why)
 {
-    const uint8_t *m = g_o.cfg.staging->map(g_o.cfg.staging->ctx, 0, g_o.mlen);
+    char reason[100];
+    g_o.ph = PH_IDLE;
+    snprintf(reason, sizeof reason, "unauthorized offer: %s", why);
+    send_state("none", g_o.model, "rejected", now, 0, 0, reason);
+}
+
+/* 1 when the staged manifest names the offered version, size and SHA-256, 0 when not, -1 when it
+ * does not parse. Out of line: its ef_manifest is off the stack before the core's offer event. */
+static __attribute__((noinline)) int describes_offer(const uint8_t *m, const stage_head *h)
+{
     ef_manifest mf;
-    ef_ota_input in;
-    ef_status st;
+    if (ef_manifest_parse(m, h->mlen, &mf) != EF_OK)
+        return -1;
+    return mf.version == g_o.model && mf.size == g_o.size && memcmp(mf.sha256, h->sha, 32) == 0;
+}
+
+/* The core refused the offer (st): report why. Out of line, for the same reason. */
+static __attribute__((noinline)) void offer_refused(uint64_t now, ef_status st)
+{
     char reason[80];
-    if (m == NULL || ef_manifest_parse(m, g_o.mlen, &mf) != EF_OK) {
-        g_o.ph = PH_IDLE;
-        send_state(g_o.campaign, g_o.model, "rejected", now, 0, 0, "manifest: bad-manifest");
+    if (st == EF_ERR_UNAUTHORIZED) {
+        unauthorized(now, "no valid ticket for this device, campaign and artifact from a trusted key");
         return;
     }
-    if (mf.version != g_o.model || mf.size != g_o.size || memcmp(mf.sha256, g_o.sha, 32) != 0) {
+    g_o.ph = PH_IDLE;
+    refused("manifest", st, reason, sizeof reason);
+    send_state(g_o.campaign, g_o.model, g_o.ota.report == EF_OTA_REPORT_FAILED ? "failed" : "rejected", now, 0, 0,
+               reason);
+}
+
+/* All documents are staged: check the manifest describes the offer, then the core's offer event
+ * (keysets, ticket, manifest signature), then that the offer's trial policy is the ticket's. */
+static __attribute__((noinline)) void manifest_done(uint64_t now, uint32_t tick)
+{
+    const ef_flash *f = g_o.cfg.staging;
+    const stage_head *h = (const stage_head *)(const void *)f->map(f->ctx, 0, (uint32_t)sizeof(stage_head));
+    const uint8_t *m = f->map(f->ctx, STAGE_DOCS, g_o.dlen);
+    ef_ota_input in;
+    ef_status st;
+    int ok = h != NULL && m != NULL ? describes_offer(m, h) : -1;
+    if (ok <= 0) {
         g_o.ph = PH_IDLE;
         send_state(g_o.campaign, g_o.model, "rejected", now, 0, 0,
-                   "manifest does not describe the offered artifact");
+                   ok < 0 ? "manifest: bad-manifest" : "manifest does not describe the offered artifact");
         return;
     }
     memset(&in, 0, sizeof in);
     in.manifest = m;
-    in.manifest_len = g_o.mlen;
+    in.manifest_len = h->mlen;
+    in.campaign = g_o.campaign;
+    in.ticket = m + h->mlen;
+    in.ticket_len = h->tlen;
+    in.keys = h->klen ? m + h->mlen + h->tlen : NULL;
+    in.keys_len = h->klen;
     in.now_ms = tick;
-    g_o.ota.trial_ms = g_o.trial_s * 1000u;
     if ((st = ef_ota_handle(&g_o.ota, EF_OTA_EV_OFFER, &in)) != EF_OK) {
-        g_o.ph = PH_IDLE;
-        refused("manifest", st, reason, sizeof reason);
-        send_state(g_o.campaign, g_o.model, g_o.ota.report == EF_OTA_REPORT_FAILED ? "failed" : "rejected",
-                   now, 0, 0, reason);
+        offer_refused(now, st);
+        return;
+    }
+    if (g_o.ota.trial_ms != h->trial_s * 1000u || g_o.auth.shadow != h->shadow ||
+        g_o.auth.shadow_s != h->shadow_s) { /* the ticket's policy rules; an offer that says otherwise lies */
+        memset(&in, 0, sizeof in);
+        in.now_ms = tick;
+        ef_ota_handle(&g_o.ota, EF_OTA_EV_REVERT, &in); /* cancels the download: the slot stays unverified */
+        unauthorized(now, "trial policy differs from the signed ticket");
         return;
     }
     g_o.ph = PH_DOWNLOAD;
@@ -277,17 +396,17 @@ static __attribute__((noinline)) void on_mdat(cursor *c, uint64_t now, uint32_t 
     if (!ours(c, &model) || g_o.ph != PH_MANIFEST || number(c, &off) != 0 || off != g_o.mgot)
         return; /* stale or out of order: the pending request stands */
     len = (uint32_t)(c->end - c->p);
-    if (len == 0 || len > g_o.mlen - off) {
+    if (len == 0 || len > g_o.dlen - off) {
         retry(now, tick, "corrupted manifest piece");
         return;
     }
-    if (g_o.cfg.staging->write(g_o.cfg.staging->ctx, off, c->p, len) != 0) {
+    if (g_o.cfg.staging->write(g_o.cfg.staging->ctx, STAGE_DOCS + off, c->p, len) != 0) {
         abandon("failed", now, "flash: staging write", tick);
         return;
     }
     g_o.mgot += len;
     g_o.retries = 0;
-    if (g_o.mgot < g_o.mlen)
+    if (g_o.mgot < g_o.dlen)
         send_request(tick);
     else
         manifest_done(now, tick);
@@ -328,7 +447,7 @@ static int end_shadow(uint64_t now, uint32_t tick, int healthy)
     g_o.in_shadow = 0;
     g_o.ota.trial_start = tick; /* the core has been in trial since the install: restart its clock */
     send_state(g_o.campaign, g_o.model, "trial", now, 0, 0, NULL);
-    if (g_o.trial_s == 0)
+    if (g_o.ota.trial_ms == 0)
         confirm_now(now, tick);
     return 1;
 }
@@ -368,14 +487,14 @@ static __attribute__((noinline)) int on_data(cursor *c, uint64_t now, uint32_t t
                    now, 0, 0, reason);
         return 0;
     }
-    if (g_o.shadow) { /* the core runs the candidate from its slot; the node keeps the old model */
+    if (g_o.auth.shadow) { /* the core runs the candidate from its slot; the node keeps the old model */
         g_o.in_shadow = 1;
         g_o.shadow_start = tick;
         send_state(g_o.campaign, g_o.model, "shadow", now, 1, g_o.size, NULL);
-        return g_o.shadow_s == 0 ? end_shadow(now, tick, 1) : 0;
+        return g_o.auth.shadow_s == 0 ? end_shadow(now, tick, 1) : 0;
     }
     send_state(g_o.campaign, g_o.model, "trial", now, 1, g_o.size, NULL);
-    if (g_o.trial_s == 0)
+    if (g_o.ota.trial_ms == 0)
         confirm_now(now, tick);
     return 1;
 }
@@ -404,10 +523,19 @@ ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint
     g_o.cfg = *cfg;
     g_o.ota.flash = cfg->slots;
     g_o.ota.slot_size = cfg->slot_size;
-    g_o.ota.public_key = cfg->public_key;
     g_o.ota.firmware_version = EF_FIRMWARE_VERSION;
     g_o.ota.work = cfg->work;
     g_o.ota.work_len = cfg->work_len;
+    if (cfg->device == NULL || cfg->staging->erase_size == 0 || cfg->trust_off % cfg->staging->erase_size != 0 ||
+        cfg->trust_off < STAGE_DOCS + MANIFEST_MAX + TICKET_MAX + KEYS_MAX ||
+        cfg->trust_off + 2u * (uint64_t)cfg->staging->erase_size > cfg->staging->size)
+        return EF_ERR_ARG;
+    g_o.auth.device = cfg->device;
+    g_o.auth.keep = keep_trust;
+    if ((st = trust_boot(cfg->public_key)) != EF_OK)
+        return st;
+    g_o.ota.auth = &g_o.auth; /* OTA authorization: every offer needs its campaign ticket */
+    g_o.ota.authz = 1;
     if ((st = ef_ota_boot(&g_o.ota)) == EF_ERR_NO_MODEL && factory != NULL) {
         if ((st = ef_ota_provision(cfg->slots, cfg->slot_size, factory, factory_len)) != EF_OK)
             return st;
@@ -463,8 +591,9 @@ int node_ota_tick(uint64_t now_ms, uint32_t tick_ms, int healthy)
     if (g_o.ota.state != EF_OTA_TRIAL)
         return 0;
     if (g_o.in_shadow)
-        return (uint32_t)(tick_ms - g_o.shadow_start) >= g_o.shadow_s * 1000u ? end_shadow(now_ms, tick_ms, healthy)
-                                                                             : 0;
+        return (uint32_t)(tick_ms - g_o.shadow_start) >= g_o.auth.shadow_s * 1000u
+                   ? end_shadow(now_ms, tick_ms, healthy)
+                   : 0;
     memset(&in, 0, sizeof in);
     in.now_ms = tick_ms;
     in.healthy = healthy;

@@ -11,18 +11,34 @@
  * trial starts (`trial`, the running model switches); unhealthy, or on a revert cmd, the
  * candidate is rejected (`reverted`) and nothing ever switched.
  *
+ * Authorization (docs/ota.md, "Authorization"; docs/mcu.md): every offer needs the campaign ticket
+ * the OTA manager signed for this device (its id is cfg.device), and may carry signed keysets; the
+ * bridge passes both after the manifest. The core checks them (ef_ota.authz): a ticket signed by a
+ * key the node trusts for campaigns, naming this device, the offer's campaign, the manifest's model
+ * and SHA-256; the trial policy is the ticket's. The node's trust set lives in two erase sectors of
+ * the staging area (from cfg.trust_off), read in place; the first boot writes it from cfg.public_key
+ * (one key, both roles, serial 0, as edgefleet/runtime/trust.py's TrustSet.single), and keysets
+ * replace it (a higher serial signed by a key it trusts for models), so a rotation survives resets.
+ * An offer without a valid ticket is `rejected` under campaign "none" with reason
+ * "unauthorized offer: ...", as the simulated node reports it.
+ *
  * Link messages (bridge -> node), each one ef_serial frame:
- *   offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN SHA256 [SHADOW_S]
+ *   offer CAMPAIGN MODEL SIZE CHUNK TRIAL_S SHADOW MLEN SHA256 SHADOW_S TLEN KLEN
  *                                         a retained ota/offer, summarised; SHADOW is 0 or 1,
- *                                         SHADOW_S absent: TRIAL_S (as the offer's shadow_s)
- *   mdat CAMPAIGN MODEL OFF <bytes>       manifest bytes, answering the node's `mreq`
+ *                                         SHADOW_S the shadow phase's seconds (0 without shadow),
+ *                                         MLEN, TLEN, KLEN the bytes of its manifest, ticket and
+ *                                         keysets (TLEN 0: no ticket, refused at once). The older
+ *                                         forms without TLEN KLEN (and SHADOW_S) have no ticket.
+ *   mdat CAMPAIGN MODEL OFF <bytes>       bytes of the offer's documents, manifest || ticket ||
+ *                                         keysets (MLEN + TLEN + KLEN bytes), answering `mreq`
  *   data CAMPAIGN MODEL OFF CRC <bytes>   an ota/data chunk, base64 decoded by the bridge
  *                                         (CRC is the message's, checked here)
- * and node -> bridge: `mreq CAMPAIGN MODEL OFF LEN` (manifest bytes), `ota/req JSON`,
- * `ota/state JSON`. The manifest is staged in flash, not RAM, then handed to the core
- * (which verifies its Ed25519 signature over the staged bytes and stores it in the slot).
- * A frame carries at most NODE_OTA_PIECE bytes, so the node's receive buffer stays small;
- * the node asks for every piece, so a bridge never outruns a UART. */
+ * and node -> bridge: `mreq CAMPAIGN MODEL OFF LEN` (document bytes), `ota/req JSON`,
+ * `ota/state JSON`. The documents are staged in flash, not RAM, then handed to the core
+ * (which verifies the ticket, keysets and manifest signatures over the staged bytes and stores
+ * the manifest in the slot). The offer's SHA-256, sizes and trial policy are staged beside
+ * them; the policy must be the ticket's. A frame carries at most NODE_OTA_PIECE bytes, so the
+ * node's receive buffer stays small; the node asks for every piece, so a bridge never outruns a UART. */
 #ifndef EF_NODE_OTA_H
 #define EF_NODE_OTA_H
 #include <stddef.h>
@@ -37,8 +53,11 @@
 typedef struct {
     const ef_flash *slots;      /* two slots of slot_size bytes (ef/ota.h layout) */
     uint32_t slot_size;
-    const ef_flash *staging;    /* where an offered manifest is received (>= 8 KB) */
-    const uint8_t *public_key;  /* Ed25519, 32 bytes */
+    const ef_flash *staging;    /* an offer's documents are received here (below trust_off >= 16 KB) */
+    uint32_t trust_off;         /* two erase sectors of staging from here keep the trust set */
+    const uint8_t *public_key;  /* Ed25519, 32 bytes: the factory trust set (read at boot, and only
+                                   when the staging area holds no trust set yet) */
+    const char *device;         /* this node's device id: tickets must name it */
     uint8_t *work; size_t work_len; /* self-test scratch (free between windows) */
     char *text; size_t text_cap;    /* message encoding scratch (free between windows) */
     const char *boot;           /* the node's boot id (read when a message is sent) */
@@ -46,7 +65,8 @@ typedef struct {
 
 #if NODE_OTA /* set by boards with a flash driver for two slots (app.mk) */
 /* Pick the model to run (a trial interrupted by a reset is reverted); on an empty
- * flash, provision slot 0 with the factory artifact first. */
+ * flash, provision slot 0 with the factory artifact first. Reads the trust set (or writes
+ * the factory one); EF_ERR_ARG without cfg->device or a key, EF_ERR_FLASH if it cannot be kept. */
 ef_status node_ota_boot(const node_ota_config *cfg, const uint8_t *factory, uint32_t factory_len);
 
 /* Once the node is connected (after its will and birth): the `reverted` report of a

@@ -7,11 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from testkit import free_port
 
 from edgefleet.device.bridge import Bridge, BridgeError
 from edgefleet.device.framing import FrameDecoder, cobs_decode, encode_frame, split_link
-
-from testkit import free_port
 
 from .conftest import FIRMWARE, REPO
 
@@ -129,12 +128,28 @@ def test_bridge_turns_ota_messages_into_link_messages():
              "sha256": hashlib.sha256(blob).hexdigest(), "chunk": 512, "trial_s": 9, "shadow": True,
              "manifest": man.decode()}
     b._to_node(link, "ota/offer", protocol.encode("ota/offer", offer))
-    # a shadow offer without shadow_s: SHADOW_S = trial_s (the schema's default), then with one
-    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + offer["sha256"].encode() + b" 9"
+    # a shadow offer without shadow_s: SHADOW_S = trial_s (the schema's default), then with one; no
+    # ticket, no keysets: TLEN and KLEN 0 (the node refuses it)
+    sha = offer["sha256"].encode()
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + sha + b" 9 0 0"
     b._to_node(link, "ota/offer", protocol.encode("ota/offer", {**offer, "shadow_s": 4}))
-    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + offer["sha256"].encode() + b" 4"
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + sha + b" 4 0 0"
     b._to_node(link, "ota/offer", protocol.encode("ota/offer", {**offer, "shadow": False}))
-    assert link.frames[-1] == (b"offer c-1 7 768 512 9 0 %d " % len(man)) + offer["sha256"].encode()
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 0 %d " % len(man)) + sha + b" 0 0 0"
+    # with a ticket and keysets: their lengths on the line, and the documents read as one string
+    ticket = b'{"body":{"t":2},"signature":"' + b"cd" * 64 + b'"}'
+    keysets = (b'{"body":{"k":1},"signature":"' + b"ef" * 64 + b'"} ') * 2 + b'{"body":{"k":3}}'
+    b._to_node(link, "ota/offer", protocol.encode("ota/offer", {**offer, "ticket": ticket.decode(),
+                                                                "keys": keysets.decode()}))
+    assert link.frames[-1] == (b"offer c-1 7 768 512 9 1 %d " % len(man)) + sha + \
+        b" 9 %d %d" % (len(ticket), len(keysets))
+    docs = man + ticket + keysets
+    for off in range(0, len(docs), 192):  # the node's requests, as it makes them
+        b._manifest_piece(link, b"c-1 7 %d %d" % (off, min(192, len(docs) - off)))
+    got = [f for f in link.frames if f.startswith(b"mdat ")]
+    assert b"".join(f.split(b" ", 4)[4] for f in got) == docs
+    b._manifest_piece(link, b"c-1 7 %d 10" % len(docs))  # past the end: nothing
+    assert link.frames[-1] == got[-1]
     b._to_node(link, "ota/offer", protocol.encode("ota/offer", offer))
     # the manifest, in pieces the node asks for (capped), from the offer the bridge holds
     b._manifest_piece(link, b"c-1 7 0 100")
@@ -156,4 +171,4 @@ def test_bridge_turns_ota_messages_into_link_messages():
     assert len(link.frames) == n + 1 and b.stats.invalid == 2
     b._to_node(link, "ota/offer", b"")
     b._manifest_piece(link, b"c-1 7 0 100")
-    assert len(link.frames) == n + 1 and b.stats.ota_in == 5  # four offers, one chunk
+    assert len(link.frames) == n + 1 and b.stats.ota_in == 6  # five offers, one chunk

@@ -2,7 +2,10 @@
 manager), the QEMU node with two flash slots behind `edgefleet bridge`. A good, newer, signed model
 is downloaded, verified (Ed25519 + SHA-256 on the M4), self-tested, trialled and confirmed, and the
 node's results carry its version; a model that floods false alarms is reverted by the campaign's
-health check and the node stays on the good one; a manifest signed by another key is refused."""
+health check and the node stays on the good one; a manifest signed by another key is refused. Every
+offer carries the campaign ticket the OTA manager signed for the node (docs/ota.md, "Authorization"),
+which the bridge passes through the serial link and the node's C core checks: offers without one, or
+with one the node's trust set did not sign, are refused before a byte of the model is downloaded."""
 
 from __future__ import annotations
 
@@ -23,17 +26,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
-
-from edgefleet.runtime import keys, manifest
+from testkit import free_port
 
 from edgefleet import protocol
-from edgefleet.runtime.artifact import Artifact
+from edgefleet.device.bridge import offer_link
 from edgefleet.device.framing import FrameDecoder, encode_frame, split_link
+from edgefleet.runtime import keys, manifest, trust
+from edgefleet.runtime.artifact import Artifact
 from edgefleet.service.broker import start_broker
 from edgefleet.service.ota.campaign import Policy, Target
 from edgefleet.service.ota.registry import OtaRegistry
-
-from testkit import free_port
 
 from .conftest import FLEET_MODEL, QEMU, REPO
 from .test_qemu_fleet import ENV, q, wait_for
@@ -117,12 +119,17 @@ def ota_node(mcu, recording, tmp_path):
     watcher = Watcher(broker.port)
     registry = None
     try:
-        spawn("serve", [sys.executable, "-m", "edgefleet", "serve", "--broker", url, "--db", str(db),
-                        "--client-id", f"ota-qemu-{time.time_ns()}"])
+        # the manager signs each offer's campaign ticket with the key the node trusts
+        procs["serve"] = subprocess.Popen(
+            [sys.executable, "-m", "edgefleet", "serve", "--broker", url, "--db", str(db),
+             "--client-id", f"ota-qemu-{time.time_ns()}"], cwd=REPO,
+            env={**ENV, "EDGEFLEET_CAMPAIGN_KEY": str(tmp_path / "ota.key")},
+            stdout=(tmp_path / "serve.out").open("wb"), stderr=(tmp_path / "serve.log").open("wb"))
         wait_for(lambda: "subscribed" in (tmp_path / "serve.log").read_text(), 30, "serve subscribed", logs)
         spawn("qemu", [*QEMU, "-serial", f"tcp:127.0.0.1:{serial_port},server,nowait",
                        "-kernel", str(mcu / "ef_mcu_node.elf"),
-                       "-append", f"node {FLEET_MODEL} {fs} --samples {rec} --key {pub.name} --no-commission"],
+                       "-append", f"node {FLEET_MODEL} {fs} --samples {rec} --key {pub.name} --device {DEVICE} "
+                       "--no-commission"],
               cwd=tmp_path)  # semihosting paths are relative to QEMU's directory (the command line has 256 B)
         spawn("bridge", [sys.executable, "-m", "edgefleet", "bridge", "--serial", f"tcp://127.0.0.1:{serial_port}",
                          "--broker", url, "--device", DEVICE])
@@ -132,7 +139,7 @@ def ota_node(mcu, recording, tmp_path):
                  "results under model 1", logs)
         registry = OtaRegistry(db)
         yield {"key": key, "db": db, "registry": registry, "watch": watcher, "logs": logs, "procs": procs,
-               "tmp": tmp_path}
+               "tmp": tmp_path, "port": broker.port}
     finally:
         watcher.stop()
         if registry is not None:
@@ -146,6 +153,18 @@ def ota_node(mcu, recording, tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
         broker.stop()
+
+
+def send_offer(port: int, body: dict) -> None:
+    """Publish an ota/offer to the node's topic as any client of the broker could (not retained)."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"rogue-{time.time_ns()}", protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        c.publish(protocol.topic(DEVICE, "ota/offer"), protocol.encode("ota/offer", body), qos=1).wait_for_publish(5)
+    finally:
+        c.loop_stop()
+        c.disconnect()
 
 
 def wait_campaign(registry, cid, logs, timeout=90):
@@ -175,6 +194,28 @@ def test_good_update_confirmed_then_false_alarm_model_reverted(ota_node):
     assert trial["off"] == len(blob)
     wait_for(lambda: latest_models(db) == {2}, 20, "results under model 2", logs)
     assert q(db, "SELECT model, slot FROM devices WHERE device=?", DEVICE) == [(2, "B")]
+
+    # outside any campaign: offers sent straight to the node's topic, through the bridge and the serial
+    # link, of a model the fleet key really signed, with the trial length the sender picks; the node's
+    # C core refuses each, under campaign "none", before a byte of the model is asked for
+    blob_r, man_r = release(3, key)
+    sha_r = hashlib.sha256(blob_r).hexdigest()
+    rogue = {"v": 1, "seq": 0, "campaign": "rogue", "model": 3, "size": len(blob_r), "sha256": sha_r, "chunk": 1024,
+             "trial_s": 0, "shadow": False, "manifest": man_r.decode()}
+    attacker = keys.generate(ota_node["tmp"] / "attacker.key")
+    policy = {"campaign": "rogue", "model": 3, "sha256": sha_r, "trial_s": 0, "shadow": False, "shadow_s": 0}
+    for ticket in (None, trust.sign_ticket(attacker, device=DEVICE, **policy),  # no ticket; the attacker's
+                   trust.sign_ticket(key, device="qemu-ota-2", **policy)):  # the fleet's, for another node
+        n = len(watch.of("none"))
+        send_offer(ota_node["port"], {**rogue, **({"ticket": ticket.decode()} if ticket else {})})
+        wait_for(lambda: len(watch.of("none")) > n, 20, "the node's refusal", logs)
+    refusals = [s for s in watch.states if s["campaign"] == "none"]
+    assert [(s["model"], s["state"]) for s in refusals] == [(3, "rejected")] * 3
+    assert refusals[0]["reason"] == "unauthorized offer: no campaign ticket"
+    assert all(s["reason"].startswith("unauthorized offer: no valid ticket") for s in refusals[1:])
+    assert watch.of("rogue") == []  # nothing accepted, nothing reported under the sender's campaign
+    time.sleep(1.0)
+    assert latest_models(db) == {2}
 
     # a model that flags every window: the canary's anomaly rate aborts the campaign, the node reverts
     blob3, man3 = release(3, key, threshold_scale=1e-3)
@@ -327,19 +368,34 @@ class QemuSerialPeer:
         self.sock.close()
 
 
-def offer_frame(campaign: str, blob: bytes, man: bytes, *, trial_s: int = 0, model: int | None = None,
-                shadow_s: int | None = None) -> bytes:
-    """The bridge's offer line; with shadow_s, a shadow offer naming its SHADOW_S (docs/mcu.md)."""
+def offer_to(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes, key, *, trial_s: int = 0,
+             model: int | None = None, shadow_s: int | None = None, device: str = DEVICE,
+             keysets: tuple[bytes, ...] = (), signed: dict | None = None) -> bytes:
+    """Send the bridge's offer line (edgefleet.device.bridge.offer_link) for an offer that carries the
+    campaign ticket `key` signs for `device` (none when key is None; `signed` changes what the ticket
+    says) and `keysets`; return the documents the bridge would serve (manifest || ticket || keysets).
+    With shadow_s, a shadow offer naming its SHADOW_S (docs/mcu.md)."""
     model = Artifact.from_bytes(blob).model_version if model is None else model
-    shadow = "0" if shadow_s is None else "1"
-    tail = "" if shadow_s is None else f" {shadow_s}"
-    return (f"offer {campaign} {model} {len(blob)} 1024 {trial_s} {shadow} {len(man)} "
-            f"{hashlib.sha256(blob).hexdigest()}{tail}").encode()
+    sha = hashlib.sha256(blob).hexdigest()
+    shadow = shadow_s is not None
+    msg = {"campaign": campaign, "model": model, "size": len(blob), "sha256": sha, "chunk": 1024,
+           "trial_s": trial_s, "shadow": shadow, **({"shadow_s": shadow_s} if shadow else {}),
+           "manifest": man.decode()}
+    if key is not None:
+        fields = {"campaign": campaign, "device": device, "model": model, "sha256": sha, "trial_s": trial_s,
+                  "shadow": shadow, "shadow_s": shadow_s or 0, **(signed or {})}
+        msg["ticket"] = trust.sign_ticket(key, **fields).decode()
+    if keysets:
+        msg["keys"] = b" ".join(keysets).decode()
+    docs, line = offer_link(msg)
+    link.send(line)
+    return docs
 
 
-def serve_transfer(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes, *,
+def serve_transfer(link: QemuSerialPeer, campaign: str, blob: bytes, docs: bytes, *,
                    corrupt_at: int | None = None) -> tuple[int, dict]:
-    """Answer mreq and ota/req until the node reports a state; (chunks served, that state)."""
+    """Answer mreq (from the offer's documents) and ota/req until the node reports a state; (chunks
+    served, that state)."""
     served = 0
     corrupted = False
     while True:
@@ -349,7 +405,7 @@ def serve_transfer(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes,
         if kind == "mreq":
             c, m, off, n = body.decode().split(" ")
             assert c == campaign and 0 < int(n) <= 256
-            link.send(b"mdat %s %s %s " % (c.encode(), m.encode(), off.encode()) + man[int(off):int(off) + int(n)])
+            link.send(b"mdat %s %s %s " % (c.encode(), m.encode(), off.encode()) + docs[int(off):int(off) + int(n)])
             continue
         req = protocol.decode("ota/req", body)
         assert req["campaign"] == campaign and 0 < req["len"] <= 1024
@@ -375,7 +431,7 @@ def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = Non
     qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
                              "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
                              f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
-                             f"--key {public_key_file(key, tmp_path / 'k.pub').name} --no-commission"],
+                             f"--key {public_key_file(key, tmp_path / 'k.pub').name} --device {DEVICE} --no-commission"],
                             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
     return qemu, QemuSerialPeer(port)
 
@@ -399,28 +455,28 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
         # refused before any download: a foreign key, a downgrade
         other = keys.generate(tmp_path / "other.key")
         blob, man = release(2, other)
-        link.send(offer_frame("forged", blob, man))
-        served, st = serve_transfer(link, "forged", blob, man)
+        docs = offer_to(link, "forged", blob, man, key)  # a ticket from the right key does not make it trusted
+        served, st = serve_transfer(link, "forged", blob, docs)
         assert served == 0
         assert (st["campaign"], st["state"], st["reason"]) == ("forged", "rejected", "manifest: bad-signature")
-        link.send(offer_frame("old", *release(1, key)))
+        offer_to(link, "old", *release(1, key), key)
         st = link.state()
         assert st["state"] == "rejected" and "not newer" in st["reason"]
 
         # signed, but its self-test outputs are not what the model gives: rejected after download
         blob, man = release(2, key, wrong_self_test=True)
-        link.send(offer_frame("selftest", blob, man))
-        assert serve_transfer(link, "selftest", blob, man)[1]["state"] == "accepted"  # after the manifest
-        _, st = serve_transfer(link, "selftest", blob, man)
+        docs = offer_to(link, "selftest", blob, man, key)
+        assert serve_transfer(link, "selftest", blob, docs)[1]["state"] == "accepted"  # after the manifest
+        _, st = serve_transfer(link, "selftest", blob, docs)
         assert st["state"] == "verifying"
         st = link.state()
         assert (st["state"], st["reason"]) == ("rejected", "install: self-test-failed")
 
         # the good one, with one damaged chunk: asked again, then verified, trial, confirmed (trial_s 0)
         blob, man = release(2, key)
-        link.send(offer_frame("good", blob, man))
-        assert serve_transfer(link, "good", blob, man)[1]["state"] == "accepted"
-        served, st = serve_transfer(link, "good", blob, man, corrupt_at=1152)
+        docs = offer_to(link, "good", blob, man, key)
+        assert serve_transfer(link, "good", blob, docs)[1]["state"] == "accepted"
+        served, st = serve_transfer(link, "good", blob, docs, corrupt_at=1152)
         assert served == -(-len(blob) // 192) + 1  # 192-byte pieces, one sent twice
         states = [st, link.state(), link.state()]
         assert [s["state"] for s in states] == ["verifying", "trial", "confirmed"]
@@ -457,6 +513,105 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
     assert {r["model"] for r in link.results[-3:]} == {1}
 
 
+def test_tickets_and_key_rotation_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
+    """OTA authorization in the QEMU node's C core, the test playing bridge and OTA manager: an offer is
+    refused (under campaign "none", before any chunk) without a ticket, with the attacker's, with the
+    fleet's for another device, campaign or artifact, or with a trial length other than the ticket's;
+    a ticketed offer installs with the ticket's trial. Keysets in an offer rotate the keys (a chain of
+    two, each signed by a key the set before trusted); the rotated set is kept in flash, so after a
+    reset the retired key's tickets are refused and the new keys' accepted, and the next rotation is
+    signed by the new model key. The stack high-water mark of that last boot (a keyset, a ticket and a
+    manifest checked, an install) stays within the reserve."""
+    from edgefleet.runtime.trust import ROLE_CAMPAIGN, ROLE_MODEL, sign_keyset
+
+    k1 = keys.generate(tmp_path / "k1.key")
+    attacker = keys.generate(tmp_path / "attacker.key")
+    qemu, link = start_node(mcu, recording, tmp_path, k1, windows=200, capture=True)  # 16 s a boot
+
+    def refused(campaign: str, blob: bytes, man: bytes, key, **kw) -> str:
+        docs = offer_to(link, campaign, blob, man, key, **kw)
+        while True:  # serve the documents the node asks for, never a chunk
+            kind, body = link.expect(("mreq", "ota/req", "ota/state"))
+            assert kind != "ota/req", f"{campaign}: the node asked for the model of an offer it must refuse"
+            if kind == "ota/state":
+                st = protocol.decode("ota/state", body)
+                assert (st["campaign"], st["state"]) == ("none", "rejected"), st  # not under the sender's
+                return st["reason"]
+            c, m, off, n = body.decode().split(" ")
+            link.send(b"mdat %s %s %s " % (c.encode(), m.encode(), off.encode()) + docs[int(off):int(off) + int(n)])
+
+    def installs(campaign: str, blob: bytes, man: bytes, key, **kw) -> list[str]:
+        docs = offer_to(link, campaign, blob, man, key, **kw)
+        states = [serve_transfer(link, campaign, blob, docs)[1]["state"]]
+        states.append(serve_transfer(link, campaign, blob, docs)[1]["state"])
+        states += [link.state()["state"], link.state()["state"]]
+        return states
+
+    try:
+        assert hello(link)["model"] == 1
+        blob, man = release(2, k1)
+        assert refused("c-2", blob, man, None) == "unauthorized offer: no campaign ticket"
+        bad_ticket = "unauthorized offer: no valid ticket for this device, campaign and artifact from a trusted key"
+        assert refused("c-2", blob, man, attacker) == bad_ticket
+        assert refused("c-2", blob, man, k1, device="qemu-ota-2") == bad_ticket
+        assert refused("c-2", blob, man, k1, signed={"campaign": "c-other"}) == bad_ticket
+        assert refused("c-2", blob, man, k1, signed={"sha256": "0" * 64}) == bad_ticket
+        assert refused("c-2", blob, man, k1, signed={"model": 7}) == bad_ticket
+        # the sender says trial 0 (confirm at once); the ticket signs 600 s: the node believes neither
+        assert refused("c-2", blob, man, k1, signed={"trial_s": 600}) == \
+            "unauthorized offer: trial policy differs from the signed ticket"
+        # a keyset the attacker signed (a higher serial) does not make its ticket good
+        rogue_set = sign_keyset([(attacker.public_key(), ROLE_MODEL | ROLE_CAMPAIGN)], 9, attacker)
+        assert refused("c-2", blob, man, attacker, keysets=(rogue_set,)) == bad_ticket
+
+        assert installs("c-2", blob, man, k1) == ["accepted", "verifying", "trial", "confirmed"]
+        assert json.loads(link.expect(("status",))[1])["model"] == 2
+
+        # rotation: keyset 1 (signed by k1) trusts k2 only; keyset 2 (signed by k2) splits the roles:
+        # k2 signs models, k3 campaigns. One offer carries both, oldest first.
+        k2, k3 = keys.generate(tmp_path / "k2.key"), keys.generate(tmp_path / "k3.key")
+        ks1 = sign_keyset([(k2.public_key(), ROLE_MODEL | ROLE_CAMPAIGN)], 1, k1)
+        ks2 = sign_keyset([(k2.public_key(), ROLE_MODEL), (k3.public_key(), ROLE_CAMPAIGN)], 2, k2)
+        blob3, man3 = release(3, k2)
+        assert installs("c-3", blob3, man3, k3, keysets=(ks1, ks2)) == ["accepted", "verifying", "trial",
+                                                                        "confirmed"]
+        assert json.loads(link.expect(("status",))[1])["model"] == 3
+
+        link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
+        assert hello(link)["model"] == 3
+        # after the reset the node still holds keyset 2 (flash): the retired k1, and k2 for tickets, are
+        # refused, even with the old keysets sent again (not newer: ignored)
+        blob4, man4 = release(4, k2)
+        assert refused("c-4", blob4, man4, k1, keysets=(ks1, ks2)) == bad_ticket
+        assert refused("c-4", blob4, man4, k2, keysets=(ks1, ks2)) == bad_ticket
+        blob4k1, man4k1 = release(4, k1)  # a model signed by the retired key, with a good ticket
+        docs = offer_to(link, "c-4", blob4k1, man4k1, k3)
+        served, st = serve_transfer(link, "c-4", blob4k1, docs)
+        assert served == 0 and (st["campaign"], st["state"], st["reason"]) == ("c-4", "rejected",
+                                                                               "manifest: bad-signature")
+        # the next rotation, signed by k2 (trusted for models since keyset 2, kept across the reset): k3
+        # signs everything, k2 is retired; the offer carries the last three keysets
+        k4 = keys.generate(tmp_path / "k4.key")
+        ks3 = sign_keyset([(k3.public_key(), ROLE_MODEL | ROLE_CAMPAIGN), (k4.public_key(), ROLE_CAMPAIGN)], 3, k2)
+        blob4, man4 = release(4, k3)
+        assert installs("c-4", blob4, man4, k4, keysets=(ks1, ks2, ks3)) == ["accepted", "verifying", "trial",
+                                                                             "confirmed"]
+        assert json.loads(link.expect(("status",))[1])["model"] == 4
+        blob5, man5 = release(5, k2)  # signed by the key keyset 3 retired, with a good ticket
+        served, st = serve_transfer(link, "c-5", blob5, offer_to(link, "c-5", blob5, man5, k4))
+        assert served == 0 and (st["campaign"], st["reason"]) == ("c-5", "manifest: bad-signature")
+        out, _ = qemu.communicate(timeout=60)  # the node stops after its 200 windows
+    finally:
+        link.close()
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+    assert qemu.returncode == 0, out[-2000:]
+    used = int(re.search(rb"stack used: (\d+) B", out).group(1))
+    print(f"stack high-water {used} B of {STACK_RESERVED} B reserved (keyset, ticket, install)")
+    assert used <= STACK_RESERVED - 256, f"stack high-water {used} B of {STACK_RESERVED} B reserved"
+
+
 def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, recording, tmp_path):
     """The slots are in QEMU's SSRAM, which a system reset keeps, like flash: a confirmed update is
     still there after a `reboot` cmd, and so is its campaign (a revert after the reset is reported
@@ -468,9 +623,9 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
     try:
         assert hello(link)["model"] == 1
         blob, man = release(2, key)
-        link.send(offer_frame("c-2", blob, man, trial_s=0))
-        assert serve_transfer(link, "c-2", blob, man)[1]["state"] == "accepted"
-        assert serve_transfer(link, "c-2", blob, man)[1]["state"] == "verifying"
+        docs = offer_to(link, "c-2", blob, man, key, trial_s=0)
+        assert serve_transfer(link, "c-2", blob, docs)[1]["state"] == "accepted"
+        assert serve_transfer(link, "c-2", blob, docs)[1]["state"] == "verifying"
         assert [link.state()["state"], link.state()["state"]] == ["trial", "confirmed"]
         link.send(b'cmd {"v":1,"seq":1,"id":"rb-1","op":"reboot"}')
         birth = hello(link)
@@ -481,9 +636,9 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
         assert (json.loads(link.expect(("status",))[1])["model"], link.births[-1]["slot"]) == (1, "A")
 
         blob, man = release(3, key)
-        link.send(offer_frame("c-3", blob, man, trial_s=600))
-        assert serve_transfer(link, "c-3", blob, man)[1]["state"] == "accepted"
-        assert serve_transfer(link, "c-3", blob, man)[1]["state"] == "verifying"
+        docs = offer_to(link, "c-3", blob, man, key, trial_s=600)
+        assert serve_transfer(link, "c-3", blob, docs)[1]["state"] == "accepted"
+        assert serve_transfer(link, "c-3", blob, docs)[1]["state"] == "verifying"
         assert link.state()["state"] == "trial"
         assert json.loads(link.expect(("status",))[1])["model"] == 3
         link.send(b'cmd {"v":1,"seq":2,"id":"rb-2","op":"reboot"}')
@@ -518,9 +673,9 @@ def test_shadow_phase_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path)
     n_windows = 40  # the recording, looped by the node: result seq s is window s % 40
 
     def install(campaign: str, blob: bytes, man: bytes, **offer) -> dict:
-        link.send(offer_frame(campaign, blob, man, **offer))
-        assert serve_transfer(link, campaign, blob, man)[1]["state"] == "accepted"
-        assert serve_transfer(link, campaign, blob, man)[1]["state"] == "verifying"
+        docs = offer_to(link, campaign, blob, man, key, **offer)
+        assert serve_transfer(link, campaign, blob, docs)[1]["state"] == "accepted"
+        assert serve_transfer(link, campaign, blob, docs)[1]["state"] == "verifying"
         return link.state()
 
     def shadowed(since: int, boot: str) -> list[tuple[dict, dict]]:

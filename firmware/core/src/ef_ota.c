@@ -104,6 +104,7 @@ ef_status ef_ota_boot(ef_ota *o)
     uint32_t interrupted = 0; /* version of a trial a reset ended, 0 if none */
     uint8_t s;
     if (o == NULL || o->flash == NULL || o->public_key == NULL || /* or o->auth: the same pointer */
+        (o->authz && o->auth->trust == NULL) ||
         o->slot_size <= EF_OTA_HDR_SIZE || 2u * (uint64_t)o->slot_size > o->flash->size ||
         o->flash->erase_size == 0 || o->slot_size % o->flash->erase_size != 0 ||
         EF_OTA_HDR_SIZE % o->flash->erase_size != 0)
@@ -184,28 +185,41 @@ __attribute__((noinline)) ef_status ef_trust_apply(ef_trust *t, const uint8_t *d
     return EF_OK;
 }
 
-/* The offer's ticket (after its keysets): EF_OK and the trial policy the ticket signs (policy[3]:
- * trial_s, shadow, shadow_s), or EF_ERR_UNAUTHORIZED. The ticket must name this device, the offer's
- * campaign and the manifest's model and artifact. Out of line, with the ticket in its own frame, so
- * a board on the legacy path (no trust set) keeps its old stack depth. */
-/* The offer's keysets, oldest first: each may bring the key that signs the next one (or the ticket). */
-static ef_status apply_keysets(ef_ota *o, const ef_ota_input *in)
+/* The offer's keysets, oldest first: each may bring the key that signs the next one (or the ticket).
+ * Applied to a copy (its own frame: the legacy path keeps its stack depth); a newer set goes to
+ * auth->keep, even when a later keyset or the ticket is refused (edgefleet/device/ota_client.py
+ * does the same). EF_OK, EF_ERR_UNAUTHORIZED, or EF_ERR_FLASH when the new set could not be kept. */
+static __attribute__((noinline)) ef_status apply_keysets(ef_ota *o, const ef_ota_input *in)
 {
+    ef_trust next;
+    ef_status st = EF_OK;
     size_t i = 0;
-    while (in->keys != NULL && i < in->keys_len) {
+    int changed = 0;
+    if (in->keys == NULL || in->keys_len == 0)
+        return EF_OK;
+    next = *o->auth->trust;
+    while (st == EF_OK && i < in->keys_len) {
         size_t j = i;
         while (j < in->keys_len && in->keys[j] != ' ')
             j++;
         if (j > i) {
-            ef_status st = ef_trust_apply(&o->auth->trust, in->keys + i, j - i);
-            if (st != EF_OK && st != EF_ERR_DOWNGRADE)
-                return EF_ERR_UNAUTHORIZED;
+            ef_status r = ef_trust_apply(&next, in->keys + i, j - i);
+            if (r == EF_OK)
+                changed = 1;
+            else if (r != EF_ERR_DOWNGRADE)
+                st = EF_ERR_UNAUTHORIZED;
         }
         i = j + 1;
     }
-    return EF_OK;
+    if (changed && (o->auth->keep == NULL || o->auth->keep(o->auth, &next) != EF_OK))
+        return EF_ERR_FLASH;
+    return st;
 }
 
+/* The offer's ticket (after its keysets): EF_OK and the trial policy the ticket signs (policy[3]:
+ * trial_s, shadow, shadow_s), or EF_ERR_UNAUTHORIZED. The ticket must name this device, the offer's
+ * campaign and the manifest's model and artifact. Out of line, with the ticket in its own frame, so
+ * a board on the legacy path (no trust set) keeps its old stack depth. */
 static __attribute__((noinline)) ef_status authorize(ef_ota *o, const ef_ota_input *in, const ef_manifest *mf,
                                                      uint32_t policy[3])
 {
@@ -214,7 +228,7 @@ static __attribute__((noinline)) ef_status authorize(ef_ota *o, const ef_ota_inp
     if (in->ticket == NULL || in->campaign == NULL || o->auth->device == NULL ||
         ef_ticket_parse(in->ticket, in->ticket_len, t) != EF_OK)
         return EF_ERR_UNAUTHORIZED;
-    pk = ef_trust_find(&o->auth->trust, t->key_id, EF_ROLE_CAMPAIGN);
+    pk = ef_trust_find(o->auth->trust, t->key_id, EF_ROLE_CAMPAIGN);
     if (pk == NULL || ef_ed25519_verify(t->signature, pk, in->ticket + t->body_off, t->body_len) != EF_OK)
         return EF_ERR_UNAUTHORIZED;
     if (strcmp(t->device, o->auth->device) != 0 || strcmp(t->campaign, in->campaign) != 0 ||
@@ -231,7 +245,6 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
 {
     ef_manifest mf;
     uint32_t policy[3] = {0, 0, 0};
-    uint8_t kid[32], b[64];
     const uint8_t *model_key = o->authz ? NULL : o->public_key;
     uint32_t base = slot_base(o, inactive(o));
     ef_status st = ef_manifest_parse(in->manifest, in->manifest_len, &mf);
@@ -239,10 +252,11 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
         return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
     if (o->authz) {
         if ((st = apply_keysets(o, in)) != EF_OK || (st = authorize(o, in, &mf, policy)) != EF_OK)
-            return fail(o, EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
-        if ((model_key = ef_trust_find(&o->auth->trust, mf.key_id, EF_ROLE_MODEL)) == NULL)
+            return fail(o, st == EF_ERR_FLASH ? EF_OTA_REPORT_FAILED : EF_OTA_REPORT_REJECTED, st, EF_OTA_IDLE);
+        if ((model_key = ef_trust_find(o->auth->trust, mf.key_id, EF_ROLE_MODEL)) == NULL)
             return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
     } else {
+        uint8_t kid[32];
         ef_sha256(o->public_key, 32, kid);
         if (memcmp(kid, mf.key_id, 8) != 0)
             return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_SIGNATURE, EF_OTA_IDLE);
@@ -257,17 +271,20 @@ static ef_status on_offer(ef_ota *o, const ef_ota_input *in)
         (uint64_t)mf.n_inputs + mf.n_outputs > o->work_len)
         return fail(o, EF_OTA_REPORT_REJECTED, EF_ERR_INCOMPATIBLE, EF_OTA_IDLE);
     /* erase the inactive slot (header + artifact), store the manifest, then the header */
-    if (o->flash->erase(o->flash->ctx, base, o->slot_size) != 0 ||
-        o->flash->write(o->flash->ctx, base + OFF_MANIFEST, in->manifest, (uint32_t)in->manifest_len) != 0)
-        return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_FLASH, EF_OTA_IDLE);
-    ef_put_le32(b, (uint32_t)in->manifest_len);
-    ef_put_le32(b + 4, mf.version);
-    ef_put_le32(b + 8, mf.size);
-    memcpy(b + 12, mf.sha256, 32);
-    ef_put_le32(b + 44, HDR_MAGIC);
-    if (o->flash->write(o->flash->ctx, base + OFF_FIELDS, b, FIELDS_LEN) != 0 ||
-        o->flash->write(o->flash->ctx, base + OFF_MAGIC, b + 44, 4) != 0)
-        return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_FLASH, EF_OTA_IDLE);
+    { /* scoped: b shares its stack slot with kid above */
+        uint8_t b[64];
+        if (o->flash->erase(o->flash->ctx, base, o->slot_size) != 0 ||
+            o->flash->write(o->flash->ctx, base + OFF_MANIFEST, in->manifest, (uint32_t)in->manifest_len) != 0)
+            return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_FLASH, EF_OTA_IDLE);
+        ef_put_le32(b, (uint32_t)in->manifest_len);
+        ef_put_le32(b + 4, mf.version);
+        ef_put_le32(b + 8, mf.size);
+        memcpy(b + 12, mf.sha256, 32);
+        ef_put_le32(b + 44, HDR_MAGIC);
+        if (o->flash->write(o->flash->ctx, base + OFF_FIELDS, b, FIELDS_LEN) != 0 ||
+            o->flash->write(o->flash->ctx, base + OFF_MAGIC, b + 44, 4) != 0)
+            return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_FLASH, EF_OTA_IDLE);
+    }
     o->received = 0;
     o->size = mf.size;
     o->version = mf.version;
@@ -335,7 +352,7 @@ static ef_status install(ef_ota *o, uint32_t now)
         return fail(o, EF_OTA_REPORT_FAILED, EF_ERR_MANIFEST, EF_OTA_IDLE);
     /* re-check the stored manifest: the bytes in flash are the ones we act on */
     /* the key: the legacy one, or the trusted model key the manifest names (the set changes only with an offer) */
-    mk = o->authz ? ef_trust_find(&o->auth->trust, mf.key_id, EF_ROLE_MODEL) : o->public_key;
+    mk = o->authz ? ef_trust_find(o->auth->trust, mf.key_id, EF_ROLE_MODEL) : o->public_key;
     st = mk == NULL ? EF_ERR_SIGNATURE
                     : ef_ed25519_verify_flash(mf.signature, mk, f, base + OFF_MANIFEST + mf.body_off, mf.body_len);
     if (st == EF_OK)

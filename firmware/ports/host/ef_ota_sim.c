@@ -41,6 +41,15 @@ typedef struct {
 } inputs;
 
 static ef_ota_auth g_auth;
+static ef_trust g_trust; /* where this "node" keeps its trust set (a board: flash) */
+
+/* auth.keep: a newer set from an offer's keysets */
+static ef_status keep_trust(ef_ota_auth *auth, const ef_trust *next)
+{
+    g_trust = *next;
+    auth->trust = &g_trust;
+    return EF_OK;
+}
 
 static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
 {
@@ -54,9 +63,12 @@ static void setup(ef_ota *o, ef_flash *dev, const inputs *in)
     o->work_len = sizeof g_work;
     if (in->trust) { /* a node provisioned with one key: it signs models and tickets */
         memset(&g_auth, 0, sizeof g_auth);
-        g_auth.trust.n = 1;
-        g_auth.trust.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
-        memcpy(g_auth.trust.keys[0], in->pubkey, 32);
+        memset(&g_trust, 0, sizeof g_trust);
+        g_trust.n = 1;
+        g_trust.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
+        memcpy(g_trust.keys[0], in->pubkey, 32);
+        g_auth.trust = &g_trust;
+        g_auth.keep = keep_trust;
         g_auth.device = in->device;
         o->auth = &g_auth;
         o->authz = 1;
@@ -118,7 +130,7 @@ static ef_status download(ef_ota *o, const inputs *in, int corrupt, int verbose)
         print_event("offer", st, o);
     if (verbose && in->trust)
         printf("{\"event\":\"authorization\",\"trust_serial\":%u,\"trust_keys\":%u,\"trial_ms\":%u,"
-               "\"shadow\":%u,\"shadow_s\":%u}\n", (unsigned)g_auth.trust.serial, (unsigned)g_auth.trust.n,
+               "\"shadow\":%u,\"shadow_s\":%u}\n", (unsigned)g_auth.trust->serial, (unsigned)g_auth.trust->n,
                (unsigned)o->trial_ms, (unsigned)g_auth.shadow, (unsigned)g_auth.shadow_s);
     if (st != EF_OK)
         return st;

@@ -1,11 +1,12 @@
 /* ef_mcu_node.elf on the emulated MPS2 AN386: the node loop with its serial link on UART0.
  *   node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] [--t0 MS]
- *        [--nopace] [--windows N] [--key PUBKEY] [--no-commission]
+ *        [--nopace] [--windows N] [--key PUBKEY --device ID] [--no-commission]
  * The artifact is copied through semihosting into the model slot (the stand-in for
  * flash programming) and read in place. With --key (a file of the 32-byte Ed25519
- * public key that signs manifests) the node has two OTA slots (node_ota.h): the
- * artifact is only the factory image, provisioned into slot 0 when no slot holds a
- * model, and updates arrive over the link. Samples come from a recording of float32 g
+ * public key the node trusts at the factory, for models and campaign tickets) and
+ * --device (the node's device id, which campaign tickets must name) the node has two
+ * OTA slots (node_ota.h): the artifact is only the factory image, provisioned into
+ * slot 0 when no slot holds a model, and updates arrive over the link. Samples come from a recording of float32 g
  * (looped, or once and then exit) or, without --samples, from an on-device
  * synthetic machine (shaft harmonics + noise, optional bearing-fault impulses).
  * --rpm is the board's speed input (a tachometer's stand-in): one float32 rev/min per
@@ -13,7 +14,8 @@
  * class). The node commissions its baseline (docs/baseline.md) unless --no-commission.
  * "Flash" map (the SLOT region, 0x100000; QEMU keeps it across a system reset):
  *   +0       slot 0 (128 KB: 16 KB header + artifact)   +128 KB  slot 1
- *   +256 KB  staging (128 KB): the factory image at start, then offered manifests
+ *   +256 KB  staging (128 KB): the factory image at start, then an offer's manifest, ticket and keysets
+ *   +384 KB  the trust set (node_ota.h): two 4 KB records, the newer in force
  *   +512 KB  baseline records: two 4 KB copies (ef/commission.h)
  *   +520 KB  commissioning rows: 2 MB, 8 classes x 2 banks of up to 1,024 windows of 64 features */
 #include <math.h>
@@ -32,12 +34,12 @@ static char g_cmd[256];
 
 #define SLOT_SIZE (128u * 1024u)
 #define STAGING_SIZE (128u * 1024u)
+#define TRUST_SIZE (2u * 4096u) /* right after staging, in the same flash area */
 #define BASELINE_OFF (512u * 1024u)
 #define RECORDS_SIZE (8u * 1024u)
 #define ROWS_SIZE (2048u * 1024u)
 static ef_flash g_slots, g_staging, g_records, g_rows;
 static mps2_flash g_slots_area, g_staging_area, g_records_area, g_rows_area;
-static uint8_t g_key[32];
 
 typedef struct {
     int fd, once;
@@ -136,6 +138,7 @@ int main(void)
     file_source fsrc;
     synth_source ssrc;
     const char *samples = NULL, *key = NULL, *rpm = NULL;
+    uint8_t pub[32]; /* the factory key: read by node_ota_boot only (main's frame outlives it) */
     node_ota_config ota;
     node_baseline_config baseline;
     ef_bearing bearing;
@@ -146,10 +149,12 @@ int main(void)
     memset(&c, 0, sizeof c);
     memset(&fsrc, 0, sizeof fsrc);
     memset(&ssrc, 0, sizeof ssrc);
+    memset(&ota, 0, sizeof ota);
     if (sh_cmdline(g_cmd, sizeof g_cmd) != 0 || (argc = sh_argv(g_cmd, argv, 20)) < 4 ||
         strcmp(argv[1], "node") != 0) {
         sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] "
-                "[--t0 MS] [--nopace] [--windows N] [--key PUBKEY] [--no-commission] [--bearing N,BALL,PITCH,DEG]\n");
+                "[--t0 MS] [--nopace] [--windows N] [--key PUBKEY --device ID] [--no-commission] "
+                "[--bearing N,BALL,PITCH,DEG]\n");
         sh_exit(1);
     }
     c.fs = strtod(argv[3], NULL);
@@ -178,6 +183,8 @@ int main(void)
             c.max_windows = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--key") == 0)
             key = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--device") == 0)
+            ota.device = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--bearing") == 0) { /* N,BALL_MM,PITCH_MM,CONTACT_DEG */
             char *e = argv[++i];
             const unsigned long nb = strtoul(e, &e, 10);
@@ -199,19 +206,23 @@ int main(void)
         }
     }
     if (key) {
-        if (load_file(key, g_key, sizeof g_key, &n) != 0 || n != sizeof g_key) {
+        if (load_file(key, pub, sizeof pub, &n) != 0 || n != sizeof pub) {
             sh_puts("error: --key needs a file of the 32-byte Ed25519 public key\n");
             sh_exit(1);
         }
-        if ((uintptr_t)_slot_size < 2u * SLOT_SIZE + STAGING_SIZE)
-            board_fatal("the SLOT region cannot hold two slots and the staging area", 1);
+        if (ota.device == NULL) {
+            sh_puts("error: --key needs --device ID (the device id campaign tickets name)\n");
+            sh_exit(1);
+        }
+        if ((uintptr_t)_slot_size < 2u * SLOT_SIZE + STAGING_SIZE + TRUST_SIZE)
+            board_fatal("the SLOT region cannot hold two slots, the staging area and the trust set", 1);
         mps2_flash_init(&g_slots, &g_slots_area, _slot_start, 2u * SLOT_SIZE);
-        mps2_flash_init(&g_staging, &g_staging_area, _slot_start + 2u * SLOT_SIZE, STAGING_SIZE);
-        memset(&ota, 0, sizeof ota);
+        mps2_flash_init(&g_staging, &g_staging_area, _slot_start + 2u * SLOT_SIZE, STAGING_SIZE + TRUST_SIZE);
         ota.slots = &g_slots;
         ota.slot_size = SLOT_SIZE;
         ota.staging = &g_staging;
-        ota.public_key = g_key;
+        ota.trust_off = STAGING_SIZE;
+        ota.public_key = pub;
         c.ota = &ota;
         factory = _slot_start + 2u * SLOT_SIZE; /* the factory image goes through staging */
         factory_cap = STAGING_SIZE;

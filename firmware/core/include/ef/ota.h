@@ -54,12 +54,19 @@ typedef struct {
     int healthy;     /* TICK: at the trial deadline, confirm if healthy, else revert */
 } ef_ota_input;
 
-/* A node's OTA authorization state (authz 1), kept by the caller. */
-typedef struct {
-    ef_trust trust;              /* its keys and their roles; keysets in offers replace it */
+/* A node's OTA authorization state (authz 1), kept by the caller. The trust set is read in place
+ * (a board keeps it in flash, where it survives resets, and spends no RAM on it); an offer's
+ * keysets are applied to a copy on the stack, and a newer set goes to `keep`. */
+typedef struct ef_ota_auth ef_ota_auth;
+struct ef_ota_auth {
+    const ef_trust *trust;       /* its keys and their roles */
+    /* store `next` (a newer set an offer's keysets brought) where it survives a reset and point
+     * trust at it; EF_OK, or the offer fails (report failed, EF_ERR_FLASH). Called before the
+     * offer's ticket is judged: a keyset signed by a trusted key counts even if the offer does not. */
+    ef_status (*keep)(ef_ota_auth *auth, const ef_trust *next);
     const char *device;          /* this node's id: a ticket must name it */
     uint32_t shadow, shadow_s;   /* out: the accepted ticket's shadow policy */
-} ef_ota_auth;
+};
 
 typedef struct {
     /* configuration (set before ef_ota_boot) */
@@ -70,8 +77,8 @@ typedef struct {
      * keys and their roles; an offer then needs a campaign ticket for auth->device, signed by a key
      * trusted for campaigns, naming the offer's campaign and the manifest's model and SHA-256; its
      * trial policy replaces trial_ms (and fills auth->shadow, shadow_s); the manifest must be signed
-     * by a key trusted for models; keysets in the offer update auth->trust (the caller keeps it
-     * across resets). One pointer either way: the QEMU node's static RAM is at its budget. */
+     * by a key trusted for models; keysets in the offer replace the set through auth->keep (the
+     * caller keeps it across resets). One pointer either way: the QEMU node's static RAM is at its budget. */
     union {
         const uint8_t *public_key;
         ef_ota_auth *auth;

@@ -146,7 +146,8 @@ def _registry(cur: Any, new: list[SummaryRecord], pg: bool) -> None:
         " last_score = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.last_score ELSE t.last_score END,"
         " model = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.model ELSE t.model END,"
         " thr = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.thr ELSE t.thr END,"
-        f" last_seen = {hi}(t.last_seen, excluded.last_seen)", [(dev, *d) for dev, d in per.items()])
+        f" last_seen = {hi}(t.last_seen, excluded.last_seen)",
+        [(dev, *per[dev]) for dev in sorted(per)])  # in key order, as other writers lock rows (no deadlock)
 
 
 def _record(device: str, r: tuple) -> SummaryRecord:

@@ -147,6 +147,38 @@ class Agg:
             self.r_n += 1
             self.r_sum += r.rpm
 
+    def merge(self, o: Agg) -> None:
+        """Add another bucket's counts (a batch's partial row): what `add` would do with each of its results."""
+        if o.ts_max > self.ts_max:
+            self.ts_max = o.ts_max
+        self.n += o.n
+        self.anom += o.anom
+        self.judged += o.judged
+        if o.s_min < self.s_min:
+            self.s_min = o.s_min
+        if o.s_max > self.s_max:
+            self.s_max = o.s_max
+        self.s_sum += o.s_sum
+        h = self.hist
+        for b, c in o.hist.items():
+            h[b] = h.get(b, 0) + c
+        if o.thr_max > self.thr_max:
+            self.thr_max = o.thr_max
+        if o.hi_max is not None and (self.hi_max is None or o.hi_max > self.hi_max):
+            self.hi_max = o.hi_max
+        if o.hi_thr_max is not None and (self.hi_thr_max is None or o.hi_thr_max > self.hi_thr_max):
+            self.hi_thr_max = o.hi_thr_max
+        if o.model > self.model:
+            self.model = o.model
+        if o.v_n:
+            self.v_n += o.v_n
+            self.v_sum += o.v_sum
+            if o.v_max is not None and (self.v_max is None or o.v_max > self.v_max):
+                self.v_max = o.v_max
+        if o.r_n:
+            self.r_n += o.r_n
+            self.r_sum += o.r_sum
+
 
 def summary_hist(s: SummaryRecord) -> dict[int, int]:
     """A histogram standing for a node summary's n scores (docs/protocol.md, "summary"): one at the min, one at
@@ -204,6 +236,20 @@ def add_all_summaries(open_rows: dict[tuple[int, str, int], Agg], summaries: Ite
     return [(k[0], open_rows[k].row(k[1], k[2])) for k in touched]
 
 
+def partials(results: Iterable[ResultRecord]) -> dict[tuple[str, int], Agg]:
+    """A batch's results per (device, minute), one `add` each: what add_all merges into both widths (a
+    device's results of one message share their minute, so a batch has far fewer of these than results)."""
+    per: dict[tuple[str, int], Agg] = {}
+    for r in results:
+        ts = r.ts
+        k = (r.device, ts - ts % MINUTE_MS)
+        a = per.get(k)
+        if a is None:
+            a = per[k] = Agg(ts)
+        a.add(r)
+    return per
+
+
 def bucket_of(ts: int, width_ms: int) -> int:
     return ts // width_ms * width_ms
 
@@ -225,10 +271,11 @@ def add_all(open_rows: dict[tuple[int, str, int], Agg], results: Iterable[Result
             load: Callable[[int, list[tuple[str, int]]], dict[tuple[str, int], Agg]]) -> list[tuple[int, tuple]]:
     """Add results to the rows they fall in, in both widths, where `open_rows` keeps rows by (width, device,
     bucket) and `load(width, keys)` gives the stored rows it does not keep (a key missing: a new row). Returns
-    (width, row) of every row touched, in key order: what replaces the stored rows (one pass, one bin per
-    result; no histogram parsed for rows already kept)."""
-    results = list(results)
-    keyed = [(r, [(w, r.device, r.ts // w * w) for w in WIDTHS]) for r in results]
+    (width, row) of every row touched, in key order: what replaces the stored rows. The results are added
+    once, to their (device, minute) partial (`partials`), which is merged into the minute and the hour: one
+    `add` per result, one `merge` per row touched; no histogram parsed for rows already kept."""
+    parts = partials(results)
+    keyed = [(a, [(w, d, m - m % w) for w in WIDTHS]) for (d, m), a in parts.items()]
     touched = sorted({k for _, ks in keyed for k in ks})
     for w in WIDTHS:
         missing = [(k[1], k[2]) for k in touched if k[0] == w and k not in open_rows]
@@ -236,10 +283,9 @@ def add_all(open_rows: dict[tuple[int, str, int], Agg], results: Iterable[Result
             got = load(w, missing)
             for d, b in missing:
                 open_rows[(w, d, b)] = got.get((d, b)) or Agg(0)
-    for r, ks in keyed:
-        b = score_bin(r.score)
+    for a, ks in keyed:
         for k in ks:
-            open_rows[k].add(r, b)
+            open_rows[k].merge(a)
     return [(k[0], open_rows[k].row(k[1], k[2])) for k in touched]
 
 
@@ -297,4 +343,4 @@ def keep_ms(width_ms: int, raw_days: float) -> int:
 
 __all__ = ["BINS_PER_DECADE", "CHART_COLS", "COLUMNS", "HOUR_MS", "KEEP_DAYS", "MINUTE_MS", "NAMES", "P95_REL_ERROR",
            "TABLES", "WIDTHS", "Agg", "add_all", "add_all_summaries", "add_summary", "aggregate", "bin_value", "bucket_of", "chart_rows", "hist_parse",
-           "hist_text", "keep_ms", "quantile", "score_bin", "summary_hist"]
+           "hist_text", "keep_ms", "partials", "quantile", "score_bin", "summary_hist"]

@@ -90,9 +90,9 @@ def write_locked(cur: Any, new: list[ResultRecord], add: Callable = add_all) -> 
     cols = ", ".join(COLUMNS)
 
     def lock(t: str, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
-        rows = cur.execute(f"SELECT {cols} FROM {t} WHERE (device, bucket) IN (SELECT * FROM unnest(%s::text[],"
-                           " %s::bigint[])) ORDER BY device, bucket FOR UPDATE",
-                           ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+        rows = cur.execute(f"SELECT {cols} FROM {t} WHERE (device, bucket) IN (SELECT * FROM unnest(%b::text[],"
+                           " %b::bigint[])) ORDER BY device, bucket FOR UPDATE",
+                           ([k[0] for k in keys], [k[1] for k in keys]), binary=True).fetchall()
         return {(r[0], r[1]): Agg.from_row(r) for r in rows}
 
     def load(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
@@ -101,17 +101,29 @@ def write_locked(cur: Any, new: list[ResultRecord], add: Callable = add_all) -> 
         missing = [k for k in keys if k not in got]
         if missing:  # empty rows to lock (another writer creating the same: ON CONFLICT waits for it)
             cur.execute(f"INSERT INTO {t}({cols}) SELECT d, b, 0, 0, 0, 0, 'Infinity', 0, '-Infinity', '{{}}',"
-                        " '-Infinity', NULL, NULL, 0, 0, 0, NULL, 0, 0 FROM unnest(%s::text[], %s::bigint[]) AS u(d, b)"
+                        " '-Infinity', NULL, NULL, 0, 0, 0, NULL, 0, 0 FROM unnest(%b::text[], %b::bigint[]) AS u(d, b)"
                         " ORDER BY d, b ON CONFLICT DO NOTHING", ([k[0] for k in missing], [k[1] for k in missing]))
             got.update(lock(t, missing))
         return got
     touched = add({}, new, load)  # add_all; rollups.add_all_summaries for node summaries
     sets = ", ".join(f"{c} = u.{c}" for c in COLUMNS[2:])
-    unnest = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
+    # binary arrays (%b): psycopg dumps text arrays with a regular expression per element, and the histograms'
+    # JSON is all quotes; each column's values coerced to its one type (a binary array has one element type)
+    unnest = ", ".join(f"%b::{t}[]" for t in _PG_TYPES)
     for w in WIDTHS:
         rows = [r for k, r in touched if k == w]
         cur.execute(f"UPDATE {TABLES[w]} AS t SET {sets} FROM unnest({unnest}) AS u({cols})"
-                    " WHERE t.device = u.device AND t.bucket = u.bucket", [list(c) for c in zip(*rows)])
+                    " WHERE t.device = u.device AND t.bucket = u.bucket",
+                    [_typed(c, t) for c, t in zip(zip(*rows), _PG_TYPES)])
+
+
+def _typed(values: tuple, pg_type: str) -> list:
+    """One column of rows as a list of its type's Python values (None kept)."""
+    if pg_type == "float8":
+        return [None if v is None else float(v) for v in values]
+    if pg_type == "bigint":
+        return [None if v is None else int(v) for v in values]
+    return list(values)
 
 
 def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[ResultRecord],

@@ -164,11 +164,12 @@ def test_nats_cluster_profile_has_three_members_and_one_ingest_on_all_of_them(na
     cmd = services["ingest-nats"]["command"]
     assert "--group" not in cmd and cmd[cmd.index("--mqtt-version") + 1] == "3.1.1"
     urls = cmd[cmd.index("--broker") + 1].split(",")
-    assert [u.split("://")[-1].rsplit("@", 1)[-1] for u in urls] == ["nats-3:1883", "nats-1:1883", "nats-2:1883"]
+    assert [u.split("://")[-1].rsplit("@", 1)[-1] for u in urls] == ["nats-3:8883", "nats-1:8883", "nats-2:8883"]
+    assert all(u.startswith("mqtts://") for u in urls)  # MQTT on NATS only over mutual TLS (test_nats_tls.py)
     assert services["ingest-nats"]["environment"]["EDGEFLEET_BROKER_PASSWORD"]
     assert set(services["ingest-nats"]["depends_on"]) >= set(members)
     published = {m: [p["target"] for p in services[m].get("ports", [])] for m in services if services[m].get("ports")}
-    assert set(published) <= {"mosquitto", "proxy", *members} and all(published[m] == [1883] for m in members)
+    assert set(published) <= {"mosquitto", "proxy", *members} and all(published[m] == [8883] for m in members)
 
 
 def test_nats_cluster_profile_is_off_by_default(config):

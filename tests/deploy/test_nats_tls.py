@@ -1,0 +1,269 @@
+"""Compose's nats-cluster profile serves MQTT only over mutual TLS with the fleet PKI: the nats-pki
+service's own command (from `docker compose config`) run here on the output of pki-init's, and a real
+nats-server (the version compose pins) running deploy/nats/nats.conf as one member (only the ports,
+paths and the cluster block changed: one member cannot form the three-member JetStream cluster).
+A service and a device connect with their fleet certificates and accounts and a result goes from one to
+the other; no certificate, another CA's certificate, plain MQTT or a wrong password are refused; and
+`edgefleet serve` (ingest, as compose's ingest-nats runs it) stores a device's result over mqtts://."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from testkit import free_port
+
+from deploy.test_compose import REPO, compose_bin
+from deploy.test_pki_init import run_pki_init
+
+INGEST_PW, DEVICE_PW = "ingest-secret-for-the-test", "device-secret-for-the-test"
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
+
+
+def compose_services(profile: str) -> dict:
+    env_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"ef-nats-tls-{os.getpid()}.env"
+    env_file.write_text((REPO / "deploy" / ".env.example").read_text())
+    try:
+        proc = subprocess.run([compose_bin(), "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env_file),
+                               "--profile", profile, "config", "--format", "json"],
+                              capture_output=True, text=True, timeout=60, cwd=REPO)
+    finally:
+        env_file.unlink()
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["services"]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """pki-init's then nats-pki's commands, as the containers run them, with the volumes as folders."""
+    services = compose_services("nats-cluster")
+    root = tmp_path_factory.mktemp("volumes")
+    first = run_pki_init(services["pki-init"]["command"][0].replace("$$", "$"), root, host="broker.plant.example")
+    assert first.returncode == 0, first.stderr[-2000:]
+    svc = services["nats-pki"]
+    assert svc["profiles"] == ["nats-cluster"] and svc["depends_on"]["pki-init"]["condition"] == \
+        "service_completed_successfully"
+    assert {v["target"] for v in svc["volumes"]} == {"/pki", "/nats-pki"}
+    command = svc["command"][0].replace("$$", "$")
+    script = (command.replace("/nats-pki/", "@NATS_PKI@").replace("'/pki'", f"'{root}/pki'")
+              .replace(" /pki/", f" {root}/pki/").replace("@NATS_PKI@", f"{root}/nats-pki/"))
+    assert script.count(f"{root}/pki") == len(re.findall(r"(?<![\w-])/pki\b", command)), script  # every path moved
+    (root / "nats-pki").mkdir()
+    env = {**ENV, "EDGEFLEET_HOST": "broker.plant.example", "PATH": f"{REPO / '.venv' / 'bin'}:{ENV.get('PATH', '')}"}
+    for _ in range(2):  # a second `up` keeps the members' certificate
+        proc = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if _ == 0:
+            issued = (root / "nats-pki" / "server.crt").read_bytes()
+    assert (root / "nats-pki" / "server.crt").read_bytes() == issued
+    assert sorted(p.name for p in (root / "nats-pki").iterdir()) == ["ca.crt", "server.crt", "server.key"]
+    assert (root / "nats-pki" / "server.key").stat().st_mode & 0o077 == 0
+    from cryptography import x509
+    cert = x509.load_pem_x509_certificate(issued)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(n.value) for n in names} == {"nats-1", "nats-2", "nats-3", "localhost", "127.0.0.1",
+                                             "broker.plant.example"}
+    from edgefleet.service import pki as pki_mod
+    pki_mod.issue(root / "pki", "dev-7")  # a device's certificate, as `edgefleet pki issue dev-7` makes it
+    pki_mod.init(root / "other-ca", server_names=["localhost"])  # someone else's CA
+    pki_mod.issue(root / "other-ca", "dev-7")
+    return root
+
+
+def member_config(root: Path, work: Path, ports: dict[str, int]) -> Path:
+    """deploy/nats/nats.conf for one member on this machine: each change asserted to apply once."""
+    conf = (REPO / "deploy" / "nats" / "nats.conf").read_text()
+    edits = [("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{ports['client']}"),
+             ("http: 0.0.0.0:8222", f"http: 127.0.0.1:{ports['http']}"),
+             ("store_dir: /data/jetstream", f"store_dir: {work / 'js'}"),
+             ("stream_replicas: 3", "stream_replicas: 1"),
+             ("listen: 0.0.0.0:8883", f"listen: 127.0.0.1:{ports['mqtt']}")]
+    for old, new in edits:
+        assert conf.count(old) == 1, old
+        conf = conf.replace(old, new)
+    conf, n = re.subn(r"\ncluster \{.*?\n\}\n", "\n", conf, flags=re.S)
+    assert n == 1
+    assert conf.count('"/etc/nats/pki/') == 3 and "verify: true" in conf
+    conf = conf.replace('"/etc/nats/pki/', f'"{root}/nats-pki/')
+    path = work / "member.conf"
+    path.write_text(conf)
+    return path
+
+
+@pytest.fixture(scope="module")
+def member(pki, tmp_path_factory):
+    """One nats-server running the deployed config; yields its MQTT port."""
+    binary = shutil.which("nats-server")
+    if binary is None:
+        pytest.fail("nats-server is not installed: scripts/setup.sh installs it (scripts/apt-packages.txt)")
+    work = tmp_path_factory.mktemp("nats-member")
+    ports = {"client": free_port(), "http": free_port(), "mqtt": free_port()}
+    conf = member_config(pki, work, ports)
+    env = {**ENV, "NATS_SERVER_NAME": "nats-1", "EDGEFLEET_INGEST_PASSWORD": INGEST_PW,
+           "EDGEFLEET_NATS_DEVICE_PASSWORD": DEVICE_PW}
+    check = subprocess.run([binary, "-c", str(conf), "-t"], capture_output=True, text=True, timeout=10, env=env)
+    assert check.returncode == 0, check.stderr
+    log = (work / "nats.log").open("wb")
+    proc = subprocess.Popen([binary, "-c", str(conf)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (work / "nats.log").read_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", ports["mqtt"]), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (work / "nats.log").read_text()[-2000:]
+                time.sleep(0.2)
+        yield {"port": ports["mqtt"], "log": work / "nats.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+class Client:
+    """An MQTT 3.1.1 client (NATS has no v5); `result` is 'ok' or why the connection did not come up."""
+
+    def __init__(self, port: int, ca: Path | None, cert: Path | None = None, key: Path | None = None, *,
+                 user: str | None = None, password: str | None = None, timeout: float = 8.0):
+        self.messages: list[tuple[str, bytes]] = []
+        self.subscribed = threading.Event()
+        connack: dict = {}
+        done = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{time.time_ns()}", protocol=mqtt.MQTTv311)
+        c.on_connect = lambda _c, _u, _f, rc, _p=None: (connack.setdefault("rc", rc), done.set())
+        c.on_disconnect = lambda *a: done.set()
+        c.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
+        c.on_subscribe = lambda *a: self.subscribed.set()
+        if ca is not None:
+            ctx = ssl.create_default_context(cafile=str(ca))
+            if cert is not None:
+                ctx.load_cert_chain(str(cert), str(key))
+            c.tls_set_context(ctx)
+        if user:
+            c.username_pw_set(user, password)
+        self.client = c
+        try:
+            c.connect("127.0.0.1", port, keepalive=20)
+        except (OSError, ssl.SSLError) as e:
+            self.result = f"refused: {e}"
+            return
+        c.loop_start()
+        done.wait(timeout)
+        rc = connack.get("rc")
+        self.result = "ok" if rc is not None and not rc.is_failure else f"refused: {rc or 'no CONNACK'}"
+        if self.result != "ok":
+            self.close()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_service_and_device_connect_with_fleet_certificates(pki, member):
+    ca = pki / "service-pki" / "ca.crt"
+    ingest = Client(member["port"], ca, pki / "service-pki" / "ef-ingest-1.crt", pki / "service-pki" / "ef-ingest-1.key",
+                    user="ef-ingest-1", password=INGEST_PW)
+    assert ingest.result == "ok"
+    device = Client(member["port"], pki / "pki" / "ca.crt", pki / "pki" / "dev-7.crt", pki / "pki" / "dev-7.key",
+                    user="ef-device", password=DEVICE_PW)
+    try:
+        assert device.result == "ok"
+        ingest.client.subscribe("ef/v1/+/result", qos=1)
+        assert ingest.subscribed.wait(5)
+        device.client.publish("ef/v1/dev-7/result", b'{"over":"tls"}', qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while not ingest.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ingest.messages == [("ef/v1/dev-7/result", b'{"over":"tls"}')]
+    finally:
+        device.close()
+        ingest.close()
+
+
+def test_without_a_fleet_certificate_or_the_password_nobody_gets_in(pki, member):
+    port, ca = member["port"], pki / "pki" / "ca.crt"
+    dev = (pki / "pki" / "dev-7.crt", pki / "pki" / "dev-7.key")
+    assert Client(port, ca, user="ef-device", password=DEVICE_PW).result.startswith("refused")  # no certificate
+    foreign = Client(port, ca, pki / "other-ca" / "dev-7.crt", pki / "other-ca" / "dev-7.key",
+                     user="ef-device", password=DEVICE_PW)
+    assert foreign.result.startswith("refused")  # same name, another CA
+    assert Client(port, None, user="ef-device", password=DEVICE_PW).result.startswith("refused")  # plain MQTT
+    assert Client(port, ca, *dev, user="ef-device", password="wrong").result.startswith("refused")
+    assert Client(port, ca, *dev, user="ef-ingest-1", password=DEVICE_PW).result.startswith("refused")
+    # the client checks the member too: a CA that did not sign the member's certificate fails the handshake
+    assert Client(port, pki / "other-ca" / "ca.crt", *dev, user="ef-device",
+                  password=DEVICE_PW).result.startswith("refused")
+    assert Client(port, ca, *dev, user="ef-device", password=DEVICE_PW).result == "ok"  # the control
+    assert "TLS handshake error" in member["log"].read_text()  # the first three were stopped by TLS
+
+
+def test_ingest_stores_a_result_over_mqtts_as_compose_runs_it(pki, member, tmp_path):
+    """`serve --role ingest --broker mqtts://ef-ingest-1@...` with the certificate and password in the
+    environment (EDGEFLEET_MQTT_CA/CERT/KEY, EDGEFLEET_BROKER_PASSWORD), as ingest-nats."""
+    from edgefleet import protocol
+
+    svc = compose_services("nats-cluster")["ingest-nats"]
+    assert {k: svc["environment"][k] for k in ("EDGEFLEET_MQTT_CA", "EDGEFLEET_MQTT_CERT", "EDGEFLEET_MQTT_KEY")} == \
+        {"EDGEFLEET_MQTT_CA": "/pki/ca.crt", "EDGEFLEET_MQTT_CERT": "/pki/ef-ingest-1.crt",
+         "EDGEFLEET_MQTT_KEY": "/pki/ef-ingest-1.key"}
+    db = tmp_path / "fleet.db"
+    sp = pki / "service-pki"
+    env = {**ENV, "EDGEFLEET_BROKER_PASSWORD": INGEST_PW, "EDGEFLEET_MQTT_CA": str(sp / "ca.crt"),
+           "EDGEFLEET_MQTT_CERT": str(sp / "ef-ingest-1.crt"), "EDGEFLEET_MQTT_KEY": str(sp / "ef-ingest-1.key")}
+    log = tmp_path / "serve.log"
+    serve = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--client-id",
+                              "ef-ingest-1", "--broker", f"mqtts://ef-ingest-1@127.0.0.1:{member['port']}",
+                              "--mqtt-version", "3.1.1", "--db", str(db)],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    device = None
+    try:
+        deadline = time.monotonic() + 30
+        while "subscribed" not in log.read_text():
+            assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        device = Client(member["port"], pki / "pki" / "ca.crt", pki / "pki" / "dev-7.crt", pki / "pki" / "dev-7.key",
+                        user="ef-device", password=DEVICE_PW)
+        assert device.result == "ok"
+        now = int(time.time() * 1000)
+        body = protocol.encode("result", {"v": 1, "boot": "0badc0de", "model": 1, "thr": 1.0, "dropped": 0,
+                                          "res": [{"seq": 0, "ts": now, "score": 0.25, "anom": False, "inf_us": 50}]})
+        device.client.publish("ef/v1/dev-7/result", body, qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 20
+        rows: list = []
+        while not rows and time.monotonic() < deadline:
+            if db.exists():
+                with sqlite3.connect(db, timeout=5) as c:
+                    try:
+                        rows = c.execute("SELECT device, score FROM results").fetchall()
+                    except sqlite3.OperationalError:  # tables not made yet
+                        pass
+            time.sleep(0.2)
+        assert rows == [("dev-7", 0.25)], log.read_text()[-2000:]
+        assert INGEST_PW not in log.read_text()
+    finally:
+        if device is not None:
+            device.close()
+        serve.terminate()
+        try:
+            serve.wait(15)
+        except subprocess.TimeoutExpired:
+            serve.kill()

@@ -2,7 +2,8 @@
 
 Batches of 1,000 results from 2,000 devices (one boot each, consecutive sequence numbers, 1 % of
 them lost on the way so holes open), written to a fresh SQLite store each time, synchronous=NORMAL,
-alternating the two modes over several rounds; medians reported. Beside the two rates (which a
+alternating the two modes over several rounds (ABBA order); medians reported, of the two rates and
+of the slowdown within each round. Beside the two rates (which a
 busy shared machine makes noisy), the time spent inside the store's accounting step itself
 (`SQLiteStore._account`, timed around each call in the runs with accounting) as a share of the
 whole write time of the same run: the cost of accounting measured without a second run to compare.
@@ -80,22 +81,27 @@ def main() -> int:
     data = batches(1)
     rounds: dict[bool, list[float]] = {True: [], False: []}
     shares: list[float] = []
-    for _ in range(ROUNDS):
-        for mode in (False, True):
+    load = [os.getloadavg()]
+    for i in range(ROUNDS):
+        for mode in ((False, True) if i % 2 == 0 else (True, False)):  # ABBA: a load trend cancels out
             rate, share = run(mode, data)
             rounds[mode].append(rate)
             if mode:
                 shares.append(share)
+        load.append(os.getloadavg())
     off, on = statistics.median(rounds[False]), statistics.median(rounds[True])
+    paired = statistics.median((a - b) / a for a, b in zip(rounds[False], rounds[True]))  # within each round
     share = statistics.median(shares)
     print(f"store writes, {DEVICES} devices, batches of {BATCH}: without accounting {off:,.0f} results/s, "
-          f"with {on:,.0f} results/s ({(off - on) / off:+.1%} slower); inside the accounting step "
-          f"{share:.1%} of the write time ({share / on * 1e6:.2f} us per result), median of {ROUNDS} rounds")
+          f"with {on:,.0f} results/s ({(off - on) / off:+.1%} slower; per round, median {paired:+.1%}); inside "
+          f"the accounting step {share:.1%} of the write time ({share / on * 1e6:.2f} us per result), median of "
+          f"{ROUNDS} rounds; load average (1 min) {min(x[0] for x in load):.1f}-{max(x[0] for x in load):.1f}")
     write_report("loss_accounting", {"devices": DEVICES, "batch": BATCH, "batches": BATCHES, "rounds_n": ROUNDS,
                                      "results_per_s": {"without": off, "with": on}, "slowdown": (off - on) / off,
+                                     "slowdown_paired_median": paired,
                                      "accounting_share_of_write_time": share,
                                      "accounting_us_per_result": share / on * 1e6,
-                                     "load_avg": os.getloadavg(),
+                                     "load_avg": os.getloadavg(), "load_avg_per_round": load,
                                      "rounds": {"without": rounds[False], "with": rounds[True],
                                                 "accounting_share": shares}})
     return 0

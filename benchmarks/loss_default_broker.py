@@ -5,8 +5,12 @@ One run, everything real on this machine: Mosquitto with a minimal config (no qu
 `edgefleet serve`, `edgefleet sim` with `--nodes` nodes in `--procs` processes for `--duration`
 seconds, then:
 - true loss = results the nodes had acknowledged by the broker (the sim's report) - results stored;
-- reported loss = the store's loss accounting (`edgefleet stats`: missing + pending), read once
-  every hole has settled;
+- reported loss = the store's loss accounting (`edgefleet stats`: missing + pending, every hole
+  counted whether settled or not) once ingest has taken everything the broker still held: first as
+  ingest left it, then after the nodes' goodbyes the queue dropped are read back from the broker's
+  retained statuses (edgefleet/service/goodbyes.py);
+- where the true loss sits, per device from the sim's own record: inside the seq range the store
+  knows (holes) or past it (a tail that no later seq and no goodbye revealed);
 - what `edgefleet doctor` says of that broker.
 
     .venv/bin/python benchmarks/loss_default_broker.py                  # 10,000 nodes, 60 s
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_report  # noqa: E402
 
 from edgefleet.protocol.connect import free_port  # noqa: E402
+from edgefleet.service.goodbyes import apply_marks, read_marks  # noqa: E402
 from edgefleet.service.store import SQLiteStore  # noqa: E402
 
 
@@ -108,7 +113,13 @@ def main() -> int:
         while stored != last:  # until ingest has taken everything the broker still held
             time.sleep(5.0)
             stored, last = last, store.count_results()
-        loss = store.loss(int(time.time() * 1000), settle_ms=0)  # every hole counted, settled or not
+        alone = store.loss(int(time.time() * 1000), settle_ms=0)  # every hole counted, settled or not
+        where_alone = breakdown(store, sim_report["per_device"])
+        t1 = time.monotonic()
+        marks, statuses = read_marks(url)  # the goodbyes the queue dropped, from the retained statuses
+        applied = apply_marks(store, marks, int(time.time() * 1000))
+        read_back_s = time.monotonic() - t1
+        loss = store.loss(int(time.time() * 1000), settle_ms=0)
         where = breakdown(store, sim_report["per_device"])
         store.close()
         doctor = subprocess.run([sys.executable, "-m", "edgefleet", "doctor", "--broker", url, "--skip", "store",
@@ -116,15 +127,23 @@ def main() -> int:
         checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
         true_loss = published - stored
         reported = loss["missing"] + loss["pending_gaps"]
+        reported_alone = alone["missing"] + alone["pending_gaps"]
         out = {"nodes": args.nodes, "procs": args.procs, "duration_s": args.duration,
                "published_acked_by_broker": published, "stored": stored, "true_loss": true_loss,
                "reported_missing": reported, "dropped_on_node": loss["dropped_on_node"],
                "reported_vs_true": (reported / true_loss) if true_loss else None,
+               "ingest_alone": {"reported_missing": reported_alone,
+                                "reported_vs_true": (reported_alone / true_loss) if true_loss else None,
+                                "where_lost": where_alone},
+               "goodbyes_read_back": {"retained_statuses": statuses, "marks": len(marks), "applied": applied,
+                                      "seconds": round(read_back_s, 1)},
                "where_lost": where, "doctor_exit": doctor.returncode, "doctor_queue_check": checks.get("broker.queue"),
                "wall_s": round(time.monotonic() - t0, 1)}
         print(f"{args.nodes} nodes, {args.duration:g} s through a default-config Mosquitto: published {published:,}, "
-              f"stored {stored:,}, lost {true_loss:,}; the store reports {reported:,} missing "
-              f"({out['reported_vs_true'] or 0:.2%} of the true loss); doctor exit {doctor.returncode}: "
+              f"stored {stored:,}, lost {true_loss:,}; the store reports {reported_alone:,} missing from what "
+              f"ingest took ({out['ingest_alone']['reported_vs_true'] or 0:.2%} of the true loss), {reported:,} "
+              f"({out['reported_vs_true'] or 0:.2%}) with the {statuses:,} retained goodbyes read back; "
+              f"doctor exit {doctor.returncode}: "
               f"{(checks.get('broker.queue') or {}).get('detail')}")
         write_report("loss_default_broker", out)
         return 0

@@ -2,6 +2,7 @@
  * protocol v1 ota/req and ota/state out. Mirrors edgefleet/ota/device.py. */
 #include "node_ota.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +23,8 @@
 /* The staging area during a transfer: the offer's head (below) at 0, its documents (manifest ||
  * ticket || keysets) from STAGE_DOCS; the trust set in two sectors from cfg.trust_off. */
 #define STAGE_DOCS 64u
-#define TRUST_MAGIC 0x53544645u  /* "EFTS": a trust record (magic, CRC-32 of the set, the ef_trust) */
+#define TRUST_MAGIC 0x53544645u  /* "EFTS": an auth record (below) */
+#define ABORTED_MAX 8u           /* reverted campaigns remembered, as the simulated node */
 
 /* What the offer line said, kept in flash until its documents are in: no RAM for it. */
 typedef struct {
@@ -181,48 +183,106 @@ static int ours(cursor *c, uint32_t *model)
 
 static uint32_t running_version(void) { return g_o.ota.model.model_version; }
 
-/* ---- the trust set, in flash ---- */
+/* ---- the trust set and the reverted campaigns, in flash ---- */
 
-/* The trust record in sector k, or NULL when it holds none (erased, torn or garbage). */
-static const ef_trust *trust_at(uint8_t k)
+/* A record: magic, CRC-32 of the rest, the trust set, then the ids of the last ABORTED_MAX campaigns
+ * a revert cmd named (NUL-terminated; an erased entry is empty). Their tickets are never taken again,
+ * as edgefleet/device/ota_client.py's Slots.aborted. */
+typedef struct {
+    uint32_t seq; /* one more than the record it replaced: the higher of the two is in force */
+    ef_trust trust;
+    char aborted[ABORTED_MAX][65];
+} auth_record;
+
+/* The record in sector k, or NULL when it holds none (erased, torn or garbage). */
+static const auth_record *record_at(uint8_t k)
 {
     const ef_flash *f = g_o.cfg.staging;
-    const uint8_t *p = f->map(f->ctx, g_o.cfg.trust_off + k * f->erase_size, 8u + (uint32_t)sizeof(ef_trust));
-    const ef_trust *t;
-    if (p == NULL || ef_le32(p) != TRUST_MAGIC || ef_le32(p + 4) != ef_crc32(0, p + 8, sizeof(ef_trust)))
+    const uint8_t *p = f->map(f->ctx, g_o.cfg.trust_off + k * f->erase_size, 8u + (uint32_t)sizeof(auth_record));
+    const auth_record *r;
+    if (p == NULL || ef_le32(p) != TRUST_MAGIC || ef_le32(p + 4) != ef_crc32(0, p + 8, sizeof(auth_record)))
         return NULL;
-    t = (const ef_trust *)(const void *)(p + 8); /* sector-aligned + 8 */
-    return t->n >= 1 && t->n <= EF_TRUST_MAX ? t : NULL;
+    r = (const auth_record *)(const void *)(p + 8); /* sector-aligned + 8 */
+    return r->trust.n >= 1 && r->trust.n <= EF_TRUST_MAX ? r : NULL;
 }
 
-/* auth.keep: write `next` into the other sector (the set, its CRC, then the magic that makes it
- * count: a power cut leaves the old record in force), then read it in place from there. */
-static ef_status keep_trust(ef_ota_auth *auth, const ef_trust *next)
+static const auth_record *record(void)
+{
+    return (const auth_record *)(const void *)((const uint8_t *)g_o.auth.trust - offsetof(auth_record, trust));
+}
+
+/* Write a record into the other sector: `trust`, the current record's reverted campaigns from `from`
+ * on (none without a current record), then `add` if not NULL; its CRC over what flash now holds, then
+ * the magic that makes it count (a power cut before leaves the old record in force). Read in place. */
+static ef_status write_record(const ef_trust *trust, uint32_t from, const char *add)
 {
     const ef_flash *f = g_o.cfg.staging;
+    const auth_record *cur = g_o.auth.trust ? record() : NULL;
     const uint8_t k = (uint8_t)(g_o.trust_sector ^ 1u);
-    const uint32_t off = g_o.cfg.trust_off + k * f->erase_size;
+    const uint32_t off = g_o.cfg.trust_off + k * f->erase_size, list = off + 8u + (uint32_t)offsetof(auth_record, aborted);
+    const uint8_t *body;
     uint8_t head[8];
-    const ef_trust *t;
+    uint32_t i, n = 0, seq = cur ? cur->seq + 1u : 0u;
+    if (f->erase(f->ctx, off, f->erase_size) != 0 || f->write(f->ctx, off + 8u, &seq, 4) != 0 ||
+        f->write(f->ctx, off + 8u + (uint32_t)offsetof(auth_record, trust), trust, sizeof *trust) != 0)
+        return EF_ERR_FLASH;
+    for (i = from; cur != NULL && i < ABORTED_MAX; i++)
+        if (cur->aborted[i][0] != '\0' && (uint8_t)cur->aborted[i][0] != 0xFFu &&
+            f->write(f->ctx, list + 65u * n++, cur->aborted[i], (uint32_t)strlen(cur->aborted[i]) + 1u) != 0)
+            return EF_ERR_FLASH;
+    if (add != NULL && f->write(f->ctx, list + 65u * n, add, (uint32_t)strlen(add) + 1u) != 0)
+        return EF_ERR_FLASH;
+    if ((body = f->map(f->ctx, off + 8u, (uint32_t)sizeof(auth_record))) == NULL)
+        return EF_ERR_FLASH;
     ef_put_le32(head, TRUST_MAGIC);
-    ef_put_le32(head + 4, ef_crc32(0, next, sizeof *next));
-    if (f->erase(f->ctx, off, f->erase_size) != 0 || f->write(f->ctx, off + 8u, next, sizeof *next) != 0 ||
-        f->write(f->ctx, off + 4u, head + 4, 4) != 0 || f->write(f->ctx, off, head, 4) != 0 ||
-        (t = trust_at(k)) == NULL)
+    ef_put_le32(head + 4, ef_crc32(0, body, sizeof(auth_record)));
+    if (f->write(f->ctx, off + 4u, head + 4, 4) != 0 || f->write(f->ctx, off, head, 4) != 0 || record_at(k) == NULL)
         return EF_ERR_FLASH;
     g_o.trust_sector = k;
-    auth->trust = t;
+    g_o.auth.trust = &record_at(k)->trust;
     return EF_OK;
 }
 
-/* At boot: the newer of the two records (serials only grow), else the factory set from the key. */
+/* auth.keep: a newer trust set from an offer's keysets (the reverted campaigns carried over). */
+static ef_status keep_trust(ef_ota_auth *auth, const ef_trust *next)
+{
+    (void)auth; /* it is g_o.auth */
+    return write_record(next, 0, NULL);
+}
+
+/* A revert cmd named `campaign`: never take its ticket again (the oldest of a full list dropped). */
+static void remember_reverted(const char *campaign)
+{
+    const auth_record *r = record();
+    uint32_t i, used = 0;
+    for (i = 0; i < ABORTED_MAX; i++) {
+        if (strcmp(r->aborted[i], campaign) == 0)
+            return;
+        used += r->aborted[i][0] != '\0' && (uint8_t)r->aborted[i][0] != 0xFFu;
+    }
+    if (write_record(&r->trust, used == ABORTED_MAX ? 1u : 0u, campaign) != EF_OK)
+        ef_platform_log("flash: the reverted campaign was not recorded");
+}
+
+/* Whether a revert cmd named this campaign (n bytes) here. */
+static int was_reverted(const char *campaign, size_t n)
+{
+    const auth_record *r = record();
+    uint32_t i;
+    for (i = 0; i < ABORTED_MAX; i++)
+        if (strlen(r->aborted[i]) == n && memcmp(r->aborted[i], campaign, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* At boot: the newer of the two records, else the factory set from the key. */
 static ef_status trust_boot(const uint8_t *key)
 {
-    const ef_trust *a = trust_at(0), *b = trust_at(1);
+    const auth_record *a = record_at(0), *b = record_at(1);
     ef_trust t;
     if (a != NULL || b != NULL) {
-        g_o.trust_sector = (uint8_t)(a == NULL || (b != NULL && b->serial > a->serial));
-        g_o.auth.trust = g_o.trust_sector ? b : a;
+        g_o.trust_sector = (uint8_t)(a == NULL || (b != NULL && b->seq > a->seq));
+        g_o.auth.trust = g_o.trust_sector ? &b->trust : &a->trust;
         return EF_OK;
     }
     if (key == NULL)
@@ -232,7 +292,8 @@ static ef_status trust_boot(const uint8_t *key)
     t.roles[0] = EF_ROLE_MODEL | EF_ROLE_CAMPAIGN;
     memcpy(t.keys[0], key, 32);
     g_o.trust_sector = 1; /* the first record goes to sector 0 */
-    return keep_trust(&g_o.auth, &t);
+    g_o.auth.trust = NULL;
+    return write_record(&t, 0, NULL);
 }
 
 static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t tick)
@@ -265,6 +326,11 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
         return; /* repeated offer (retained, reconnect): keep the download going */
     if (h.tlen == 0) { /* under "none": an unauthorized sender must not count against a real campaign */
         send_state("none", model, "rejected", now, 0, 0, "unauthorized offer: no campaign ticket");
+        return;
+    }
+    if (was_reverted(camp, n_camp)) { /* its genuine offer replayed: the ticket must name this campaign */
+        snprintf(reason, sizeof reason, "unauthorized offer: campaign %.*s was reverted here", (int)n_camp, camp);
+        send_state("none", model, "rejected", now, 0, 0, reason);
         return;
     }
     if (g_o.ota.state == EF_OTA_TRIAL) {
@@ -619,6 +685,8 @@ int node_ota_revert(uint64_t now_ms, uint32_t tick_ms, const char *reason, const
         ef_platform_log("revert ignored: for another campaign");
         return 0;
     }
+    if (campaign && campaign[0])
+        remember_reverted(campaign); /* its ticket is never taken again */
     if (g_o.ph != PH_IDLE) {
         snprintf(why, sizeof why, "cancelled: %s", reason);
         abandon("failed", now_ms, why, tick_ms);

@@ -500,6 +500,11 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
         assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("good", 2, "reverted", "revert command")
         birth = json.loads(link.expect(("status",))[1])
         assert (birth["model"], birth["slot"]) == (1, "A")
+        # the reverted campaign's genuine offer, replayed: its ticket is never taken again
+        offer_to(link, "good", blob, man, key)
+        st = link.state()
+        assert (st["campaign"], st["state"], st["reason"]) == ("none", "rejected",
+                                                               "unauthorized offer: campaign good was reverted here")
         out, _ = qemu.communicate(timeout=30)
     finally:
         link.close()
@@ -648,6 +653,16 @@ def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, 
         assert (st["campaign"], st["model"], st["state"], st["reason"]) == ("c-3", 3, "reverted",
                                                                             "rebooted during trial")
         assert st["boot"] == birth["boot"] and st["seq"] == 0  # a new boot, its first ota/state
+        # c-2, reverted by command two resets ago, is remembered in flash: its genuine offer is refused
+        blob, man = release(2, key)
+        offer_to(link, "c-2", blob, man, key, trial_s=0)
+        st = link.state()
+        assert (st["campaign"], st["state"], st["reason"]) == ("none", "rejected",
+                                                               "unauthorized offer: campaign c-2 was reverted here")
+        # a reset during the trial is not a revert command: c-3 may be offered again
+        blob, man = release(3, key)
+        docs = offer_to(link, "c-3", blob, man, key, trial_s=0)
+        assert serve_transfer(link, "c-3", blob, docs)[1]["state"] == "accepted"
     finally:
         link.close()
         qemu.kill()

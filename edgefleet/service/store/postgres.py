@@ -324,6 +324,7 @@ class PostgresStore(NotifyTables, AccountTables):
         self._sync_off = str(synchronous).upper() == "OFF"
         self._lock = threading.RLock()
         self._staged: Any = None  # the connection whose temporary results_in exists (_stage)
+        self._rollup_open: dict = {}  # rollup rows as this writer last wrote them (rollup_sql.write_locked)
         self._conn = self._connect(migrate_schema=True)
 
     # ---------- plumbing ----------
@@ -394,6 +395,7 @@ class PostgresStore(NotifyTables, AccountTables):
                     self._registry(cur, batch, outcome)
             except BaseException:
                 self._staged = None  # the rollback may have undone the temporary table's creation
+                self._rollup_open.clear()  # and the rows kept hold what was rolled back
                 raise
             return outcome
         return self._retrying(run)
@@ -405,6 +407,7 @@ class PostgresStore(NotifyTables, AccountTables):
                     return self._insert_results(cur, results, ingest_ts)
             except BaseException:
                 self._staged = None
+                self._rollup_open.clear()
                 raise
         return self._retrying(run)
 
@@ -442,7 +445,7 @@ class PostgresStore(NotifyTables, AccountTables):
                         int(r.shadow_anom)) for r in outcome.new if r.shadow_model is not None]
             if shadows:
                 cur.execute(_INSERT_SHADOWS, _columns(shadows))
-            rollup_sql.write_locked(cur, outcome.new)
+            rollup_sql.write_locked(cur, outcome.new, open_rows=self._rollup_open)
         else:
             outcome = BatchOutcome(0, 0, [])
         if refused:

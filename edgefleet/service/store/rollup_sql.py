@@ -80,50 +80,73 @@ _PG_TYPES = ("text", "bigint", "bigint", "bigint", "bigint", "bigint", "float8",
              "float8", "float8", "bigint", "bigint", "float8", "float8", "bigint", "float8")  # COLUMNS
 
 
-def write_locked(cur: Any, new: list[ResultRecord], add: Callable = add_all) -> None:
+_BIG = tuple(i for i, t in enumerate(_PG_TYPES) if t == "bigint")
+_STAGE_ROLLUPS = ("CREATE TEMP TABLE IF NOT EXISTS rollup_in(w bigint, " + ", ".join(
+    f"{c} {t}" for c, t in zip(COLUMNS, _PG_TYPES)) + ") ON COMMIT DELETE ROWS")
+OPEN_ROWS_MAX = 50_000  # rows a writer keeps in memory (about 25 MB); more: it starts again empty
+
+
+def write_locked(cur: Any, new: list[ResultRecord], add: Callable = add_all,
+                 open_rows: dict[tuple[int, str, int], Agg] | None = None) -> None:
     """PostgreSQL, any number of writers: the rows the batch touches are locked (`FOR UPDATE`, in key order),
     those missing created empty and locked, merged with the batch in Python and written back, in the batch's
-    transaction: two statements per width (four when a new minute or hour starts). (A merging upsert with a jsonb function per row
-    cost ingest 3/4 of its rate: benchmarks/rollup_ingest.py.)"""
+    transaction: one lock per width (two more when a new minute or hour starts), then a binary COPY of the rows
+    and one UPDATE per width. (A merging upsert with a jsonb function per row cost ingest 3/4 of its rate:
+    benchmarks/rollup_ingest.py.)
+
+    `open_rows` (the store's, kept between batches) spares reading and parsing the histograms back: a locked
+    row whose count and score sum are those of the row kept in memory is that row (a row only grows, and
+    anything another writer added changes its count), so the lock returns its histogram only when they
+    differ. A batch that rolls back leaves rows in memory that the next lock finds different."""
     if not new:
         return
+    cache = {} if open_rows is None else open_rows
+    if len(cache) > OPEN_ROWS_MAX:
+        cache.clear()
     cols = ", ".join(COLUMNS)
+    sel = ", ".join("CASE WHEN t.n = k.n AND t.s_sum = k.s THEN NULL ELSE t.hist END" if c == "hist" else f"t.{c}"
+                    for c in COLUMNS)
 
-    def lock(t: str, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
-        rows = cur.execute(f"SELECT {cols} FROM {t} WHERE (device, bucket) IN (SELECT * FROM unnest(%b::text[],"
-                           " %b::bigint[])) ORDER BY device, bucket FOR UPDATE",
-                           ([k[0] for k in keys], [k[1] for k in keys]), binary=True).fetchall()
-        return {(r[0], r[1]): Agg.from_row(r) for r in rows}
+    def lock(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
+        kept = [cache.get((w, d, b)) for d, b in keys]
+        rows = cur.execute(f"SELECT {sel}, t.n = k.n AND t.s_sum = k.s FROM {TABLES[w]} AS t JOIN unnest(%b::text[],"
+                           " %b::bigint[], %b::bigint[], %b::float8[]) AS k(d, b, n, s) ON t.device = k.d AND"
+                           " t.bucket = k.b ORDER BY t.device, t.bucket FOR UPDATE OF t",
+                           ([k[0] for k in keys], [k[1] for k in keys], [-1 if a is None else a.n for a in kept],
+                            [0.0 if a is None else float(a.s_sum) for a in kept]), binary=True).fetchall()
+        got = {}
+        for r in rows:
+            key = (w, r[0], r[1])
+            a = cache[key] if r[-1] else Agg.from_row(r)
+            cache[key] = got[(r[0], r[1])] = a
+        return got
 
     def load(w: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Agg]:
-        t = TABLES[w]
-        got = lock(t, keys)  # usually all of them: only a new minute or hour has none yet
+        got = lock(w, keys)  # usually all of them: only a new minute or hour has none yet
         missing = [k for k in keys if k not in got]
         if missing:  # empty rows to lock (another writer creating the same: ON CONFLICT waits for it)
-            cur.execute(f"INSERT INTO {t}({cols}) SELECT d, b, 0, 0, 0, 0, 'Infinity', 0, '-Infinity', '{{}}',"
+            cur.execute(f"INSERT INTO {TABLES[w]}({cols}) SELECT d, b, 0, 0, 0, 0, 'Infinity', 0, '-Infinity', '{{}}',"
                         " '-Infinity', NULL, NULL, 0, 0, 0, NULL, 0, 0 FROM unnest(%b::text[], %b::bigint[]) AS u(d, b)"
                         " ORDER BY d, b ON CONFLICT DO NOTHING", ([k[0] for k in missing], [k[1] for k in missing]))
-            got.update(lock(t, missing))
+            got.update(lock(w, missing))
+        for d, b in missing:  # the stored empty row (Agg(0) for it too, should it be gone again)
+            cache[(w, d, b)] = got.setdefault((d, b), Agg(0))
         return got
-    touched = add({}, new, load)  # add_all; rollups.add_all_summaries for node summaries
+    touched = add({}, new, load)  # add_all; rollups.add_all_summaries for node summaries. All keys locked each batch
+    # written back by binary COPY into a temporary table (psycopg dumps array parameters element by element in
+    # Python, text ones with a regular expression each), then one UPDATE per width
+    cur.execute(_STAGE_ROLLUPS)
+    with cur.copy(f"COPY rollup_in(w, {cols}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["bigint", *_PG_TYPES])
+        for w, r in touched:
+            v = [w, *r]
+            for i in _BIG:  # an integer column takes only ints (a float8 one takes both)
+                if v[i + 1] is not None:
+                    v[i + 1] = int(v[i + 1])
+            cp.write_row(v)
     sets = ", ".join(f"{c} = u.{c}" for c in COLUMNS[2:])
-    # binary arrays (%b): psycopg dumps text arrays with a regular expression per element, and the histograms'
-    # JSON is all quotes; each column's values coerced to its one type (a binary array has one element type)
-    unnest = ", ".join(f"%b::{t}[]" for t in _PG_TYPES)
-    for w in WIDTHS:
-        rows = [r for k, r in touched if k == w]
-        cur.execute(f"UPDATE {TABLES[w]} AS t SET {sets} FROM unnest({unnest}) AS u({cols})"
-                    " WHERE t.device = u.device AND t.bucket = u.bucket",
-                    [_typed(c, t) for c, t in zip(zip(*rows), _PG_TYPES)])
-
-
-def _typed(values: tuple, pg_type: str) -> list:
-    """One column of rows as a list of its type's Python values (None kept)."""
-    if pg_type == "float8":
-        return [None if v is None else float(v) for v in values]
-    if pg_type == "bigint":
-        return [None if v is None else int(v) for v in values]
-    return list(values)
+    cur.execute("; ".join(f"UPDATE {TABLES[w]} AS t SET {sets} FROM rollup_in AS u WHERE u.w = {int(w)} AND"
+                          " t.device = u.device AND t.bucket = u.bucket" for w in WIDTHS))  # one round trip
 
 
 def write_kept(db: Any, open_rows: dict[tuple[int, str, int], Agg], new: list[ResultRecord],

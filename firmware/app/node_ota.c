@@ -206,6 +206,13 @@ static const auth_record *record_at(uint8_t k)
     return r->trust.n >= 1 && r->trust.n <= EF_TRUST_MAX ? r : NULL;
 }
 
+/* The length of a reverted-campaign entry: 0 when empty (erased, or not a terminated id). */
+static size_t entry_len(const char *e)
+{
+    const char *z = memchr(e, '\0', 65);
+    return (uint8_t)e[0] == 0xFFu || z == NULL ? 0u : (size_t)(z - e);
+}
+
 static const auth_record *record(void)
 {
     return (const auth_record *)(const void *)((const uint8_t *)g_o.auth.trust - offsetof(auth_record, trust));
@@ -227,8 +234,8 @@ static ef_status write_record(const ef_trust *trust, uint32_t from, const char *
         f->write(f->ctx, off + 8u + (uint32_t)offsetof(auth_record, trust), trust, sizeof *trust) != 0)
         return EF_ERR_FLASH;
     for (i = from; cur != NULL && i < ABORTED_MAX; i++)
-        if (cur->aborted[i][0] != '\0' && (uint8_t)cur->aborted[i][0] != 0xFFu &&
-            f->write(f->ctx, list + 65u * n++, cur->aborted[i], (uint32_t)strlen(cur->aborted[i]) + 1u) != 0)
+        if (entry_len(cur->aborted[i]) > 0 &&
+            f->write(f->ctx, list + 65u * n++, cur->aborted[i], (uint32_t)entry_len(cur->aborted[i]) + 1u) != 0)
             return EF_ERR_FLASH;
     if (add != NULL && f->write(f->ctx, list + 65u * n, add, (uint32_t)strlen(add) + 1u) != 0)
         return EF_ERR_FLASH;
@@ -256,9 +263,10 @@ static void remember_reverted(const char *campaign)
     const auth_record *r = record();
     uint32_t i, used = 0;
     for (i = 0; i < ABORTED_MAX; i++) {
-        if (strcmp(r->aborted[i], campaign) == 0)
+        const size_t n = entry_len(r->aborted[i]);
+        if (n > 0 && n == strlen(campaign) && memcmp(r->aborted[i], campaign, n) == 0)
             return;
-        used += r->aborted[i][0] != '\0' && (uint8_t)r->aborted[i][0] != 0xFFu;
+        used += n > 0;
     }
     if (write_record(&r->trust, used == ABORTED_MAX ? 1u : 0u, campaign) != EF_OK)
         ef_platform_log("flash: the reverted campaign was not recorded");
@@ -270,7 +278,7 @@ static int was_reverted(const char *campaign, size_t n)
     const auth_record *r = record();
     uint32_t i;
     for (i = 0; i < ABORTED_MAX; i++)
-        if (strlen(r->aborted[i]) == n && memcmp(r->aborted[i], campaign, n) == 0)
+        if (n > 0 && entry_len(r->aborted[i]) == n && memcmp(r->aborted[i], campaign, n) == 0)
             return 1;
     return 0;
 }

@@ -42,7 +42,8 @@ from edgefleet.runtime.baseline import (
 from edgefleet.runtime.features import FeatureParams
 
 FIRMWARE_VERSION = "1.1.0"
-CAPS = ["debug", "calib", "commission"]
+DEBUG_MAX_N = 256  # windows one debug command may ask for: a bound a hostile or mistaken sender cannot pass
+CAPS = ["debug", "debug_n", "calib", "commission"]  # debug_n: a debug command's `n` windows in a row
 DRIFT_CHUNK = 32  # windows per drift step after commissioning: the replay's chunk (toolchain/replay.py)
 DRIFT_NOTE = 0.1  # a class centre moved this many spreads since its last report: a status says so
 
@@ -209,6 +210,7 @@ class VirtualNode:
     debug_seq: int = 0
     calibration: Calibration | None = None
     debug_request: str | None = None  # cmd id of a pending debug capture ("" if none given)
+    debug_left: int = 0  # captures still owed to that request (`n` of the command, at most DEBUG_MAX_N)
     anomalies: int = 0
     windows: int = 0
     announce: bool = False  # threshold changed by calibration: publish a new birth status
@@ -494,6 +496,7 @@ class VirtualNode:
             return [self.birth(now_ms)]
         if op == "debug":
             self.debug_request = cid
+            self.debug_left = max(1, min(int(body.get("n", 1)), DEBUG_MAX_N))
             return []
         if op == "ping":
             return [self.birth(now_ms)]
@@ -581,7 +584,8 @@ class VirtualNode:
             self.ota_outbox.extend(self.ota_events(self.ota.boot(now / 1000.0), now))
 
     def debug_capture(self, ts_ms: int, samples, features, q_in, q_out, score: float) -> Outgoing:
-        """The debug message for the window just scored; clears the pending request."""
+        """The debug message for the window just scored, under the request's id; the request ends
+        after its `n` captures (one by default)."""
         body: dict[str, Any] = {
             "v": PROTOCOL_VERSION, "boot": self.boot, "seq": self.debug_seq, "ts": ts_ms,
             "model": self.model_version, "fs": float(self.fs),
@@ -592,7 +596,9 @@ class VirtualNode:
         if self.debug_request:
             body["id"] = self.debug_request
         self.debug_seq += 1
-        self.debug_request = None
+        self.debug_left -= 1
+        if self.debug_left <= 0:
+            self.debug_request, self.debug_left = None, 0
         return Outgoing(self.topics["debug"], encode("debug", body))
 
 

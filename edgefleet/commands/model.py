@@ -273,7 +273,8 @@ def _evaluate_commissioned(art, recordings, args: argparse.Namespace) -> int:
             continue
         print(f"{name:24} {len(m['classes']):7d} {m['windows']:7d} {fmt(m['auc_int8'], '.4f'):>7} "
               f"{fmt(m['false_alarm_rate'], '.1%'):>12} {fmt(m['detection_rate'], '.1%'):>8}")
-    print("\nAUC by label: " + ", ".join(f"{k} {v:.4f}" for k, v in ev["by_label"].items()))
+    print("\nAUC by label: " + (", ".join(f"{k} {v:.4f}" for k, v in ev["by_label"].items())
+                                 or "none (no fault recordings: the false-alarm rate on held-out normal windows is the check)"))
     print(f"worst machine AUC {fmt(ev['min_machine_auc'], '.4f')}; {ev['uncommissioned_windows']} windows in "
           f"uncommissioned conditions (not judged); commissioned on the first "
           f"{ev['commission_fraction']:.0%} of each normal recording")

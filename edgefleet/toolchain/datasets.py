@@ -95,7 +95,43 @@ def load_folder(folder: str | Path) -> list[Recording]:
     files = sorted(d.glob("*.npz"))
     if not files:
         raise DataError(f"no .npz recordings in {d}")
-    return [load_recording(f) for f in files]
+    return merge_captures([load_recording(f) for f in files])
+
+
+PULLED = "edgefleet data pull"  # the `dataset` key of captures written by `edgefleet data pull --format npz`
+
+
+def merge_captures(recordings: list[Recording]) -> list[Recording]:
+    """Captures a node sent one window at a time (`edgefleet data pull`) become one recording per
+    machine, rate, label, length and speed class (+-5 %), in time order, with `segment` = the
+    capture length: a single capture is too short to split in time into training and held-out
+    parts, and windows must never straddle two captures taken seconds apart. Other recordings pass
+    through unchanged."""
+    from edgefleet.runtime.baseline import RPM_TOLERANCE
+
+    out, groups = [], {}
+    for r in recordings:
+        if r.meta.get("dataset") != PULLED:
+            out.append(r)
+            continue
+        rpm = float(r.meta.get("rpm", 0) or 0)
+        key = (str(r.meta.get("machine", r.name)), r.fs, r.label, r.signal.size)
+        classes = groups.setdefault(key, [])
+        cls = next((c for c in classes if (c["rpm"] == 0) == (rpm == 0)
+                    and (rpm == 0 or abs(rpm - c["rpm"]) <= RPM_TOLERANCE * c["rpm"])), None)
+        if cls is None:
+            cls = {"rpm": rpm, "members": []}
+            classes.append(cls)
+        cls["members"].append(r)
+    for (machine, fs, label, n), classes in groups.items():
+        for k, cls in enumerate(classes):
+            members = sorted(cls["members"], key=lambda r: int(r.meta.get("ts_ms", 0)))
+            rpms = [float(r.meta.get("rpm", 0) or 0) for r in members]
+            meta = {"machine": machine, "rpm": float(np.median(rpms)), "segment": n, "captures": len(members),
+                    "dataset": PULLED}
+            out.append(Recording(name=f"{machine}-captures-{k}", signal=np.concatenate([r.signal for r in members]),
+                                 fs=fs, label=label, meta=meta))
+    return out
 
 
 def windows_of(rec: Recording, params: FeatureParams, *, hop_fraction: float = 1.0,
@@ -105,6 +141,16 @@ def windows_of(rec: Recording, params: FeatureParams, *, hop_fraction: float = 1
         p = plan(params, rec.fs)
     except FeatureError as exc:
         raise DataError(f"{rec.name}: {exc}") from exc
+    n_seg = int(rec.meta.get("segment", 0) or 0)
+    if n_seg and rec.signal.size % n_seg == 0:  # merged captures: whole captures, windows within each
+        caps = rec.signal.reshape(-1, n_seg)[int(rec.signal.size // n_seg * start):int(rec.signal.size // n_seg * stop)]
+        if n_seg < p.n_samples or not len(caps):
+            raise DataError(
+                f"{rec.name}: {len(caps)} capture(s) of {n_seg / rec.fs:.3f} s in the selected span, need at least "
+                f"one of a {p.n_samples / rec.fs:.4g} s window (feature definition v{params.version}); pull more "
+                f"(edgefleet data pull --target ... --seconds N) or with the model the window is for")
+        hop = max(1, int(round(p.n_samples * hop_fraction)))
+        return np.concatenate([frame(c, p.n_samples, hop) for c in caps])
     lo, hi = int(rec.signal.size * start), int(rec.signal.size * stop)
     seg = rec.signal[lo:hi]
     if seg.size < p.n_samples:

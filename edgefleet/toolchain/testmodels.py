@@ -44,7 +44,9 @@ def parity_inputs(n_rows: int, n_in: int, seed: int) -> np.ndarray:
 def make_dense_tflite(layer_sizes: list[int], *, per_channel: bool = True, seed: int = 0,
                       relu_hidden: bool = True, activation_last: str | None = None) -> bytes:
     """Random dense stack `layer_sizes[0] -> ... -> layer_sizes[-1]`, int8-quantized."""
-    import tensorflow as tf
+    from edgefleet.toolchain.tf_loader import import_tensorflow
+
+    tf = import_tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     inputs = tf.keras.Input(shape=(layer_sizes[0],))
@@ -62,7 +64,9 @@ def make_dense_tflite(layer_sizes: list[int], *, per_channel: bool = True, seed:
 
 def make_tflite_with_op(op: str = "conv") -> bytes:
     """A model holding an op the int8 engine does not support (for error tests)."""
-    import tensorflow as tf
+    from edgefleet.toolchain.tf_loader import import_tensorflow
+
+    tf = import_tensorflow()
 
     tf.keras.utils.set_random_seed(1)
     inputs = tf.keras.Input(shape=(16,))

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgefleet.runtime.artifact import Artifact, FeatureSection
-from edgefleet.toolchain.datasets import Recording, windows_of
 from edgefleet.errors import DataError
+from edgefleet.runtime.artifact import Artifact, FeatureSection
 from edgefleet.runtime.features import (
     EXTRA_CREST,
     EXTRA_KURTOSIS,
@@ -24,6 +23,7 @@ from edgefleet.runtime.features import (
     log_band_power,
     low_freq,
 )
+from edgefleet.toolchain.datasets import Recording, windows_of
 from edgefleet.toolchain.tflite_import import import_tflite
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,9 @@ class TrainedModel:
 
 def quantize_keras(model, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
     """Full-int8 TFLite (int8 input and output) from a Keras model and representative rows."""
-    import tensorflow as tf
+    from edgefleet.toolchain.tf_loader import import_tensorflow
+
+    tf = import_tensorflow()
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -153,7 +155,9 @@ def features_of(pairs) -> np.ndarray:
 
 def train_model(recordings: list[Recording], cfg: TrainConfig, *, progress=None) -> TrainedModel:
     """Train, quantize and import; `progress(epoch, loss)` is called after each epoch."""
-    import tensorflow as tf
+    from edgefleet.toolchain.tf_loader import import_tensorflow
+
+    tf = import_tensorflow()
 
     params = cfg.feature_params()
     train, held = normal_split(recordings, params, cfg)

@@ -71,8 +71,10 @@ def check_pulls(db, tmp_path: Path) -> None:
     rec = tmp_path / "recordings"
     assert "wrote 2 recordings" in pull(db, "--device", "pump-a", "--format", "npz", "--out", rec).stdout
     recs = load_folder(rec)  # what `edgefleet model train --data` reads
-    assert [r.label for r in recs] == ["normal", "normal"] and {r.meta["machine"] for r in recs} == {"pump-a"}
-    assert recs[0].fs == 12000.0 and len(recs[0].signal) == 4096 and recs[0].meta["rpm"] == 1480.0
+    (joined,) = recs  # its two one-window captures, joined in time order (windows never straddle them)
+    assert joined.label == "normal" and joined.meta["machine"] == "pump-a" and joined.meta["captures"] == 2
+    assert joined.fs == 12000.0 and joined.meta["segment"] == 4096 and len(joined.signal) == 8192
+    assert joined.meta["rpm"] == 1480.0
     for args, says in ((["--device", "nope"], "unknown device nope"), (["--site", "east"], "no device at site 'east'"),
                        (["--since", "2020-01-01", "--until", "2020-01-02"], "no results from 3 devices between"),
                        (["--since", "1h", "--until", "2h"], "must be before --until"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_pull_asks_the_nodes_and_writes_recordings_with_machine_and_rpm(tmp_path
                 time.sleep(0.2)
             assert len(store.devices()) == 2, "the simulated nodes never reported"
             t0 = time.monotonic()
-            p = ef("data", "pull", "--target", "all", "--seconds", "0.5", "--out", str(out), "--db", str(db))
+            p = ef("data", "pull", "--target", "all", "--seconds", "4", "--out", str(out), "--db", str(db))
             took = time.monotonic() - t0
             assert p.returncode == 0, p.stderr
             assert "Traceback" not in p.stderr
@@ -73,7 +74,16 @@ def test_pull_asks_the_nodes_and_writes_recordings_with_machine_and_rpm(tmp_path
                         len(z["signal"]) / float(z["fs"])
                     assert float(z["rpm"]) > 0 and str(z["label"]) == "normal"
             assert sorted(per_machine) == ["pull-0000", "pull-0001"]
-            assert all(s >= 0.5 for s in per_machine.values()), per_machine
+            assert all(s >= 4 for s in per_machine.values()), per_machine
+            # the simulated nodes advertise debug_n: after one capture that tells the window length, the
+            # rest comes from one command asking for several windows in a row
+            import sqlite3
+
+            with sqlite3.connect(db) as con:
+                cmds = [json.loads(b) for (b,) in con.execute("SELECT body FROM device_commands")]
+            debug_cmds = [c for c in cmds if c.get("op") == "debug"]
+            assert len(debug_cmds) == 4 and len(files) == 8, (debug_cmds, len(files))
+            assert sorted(c.get("n", 1) for c in debug_cmds) == [1, 1, 3, 3], debug_cmds  # 1 + 3 windows of 1.06 s
             assert "2 of 2 machine(s), 2 complete" in p.stdout
             print(f"\n{len(files)} recordings, {per_machine} in {took:.1f} s")
             # a target that matches nothing: one line, with what the store knows

@@ -24,7 +24,7 @@ from edgefleet.protocol.connect import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-BUDGET_S = 300.0  # about 65 s alone; on a 2-core CI host another xdist worker shares the cores
+BUDGET_S = 420.0  # about 120 s alone (40 s of the pull, 12 s shadow + 12 s trial per stage); more on a loaded 2-core host
 
 
 def readme_block() -> list[str]:
@@ -45,7 +45,7 @@ def test_readme_block_is_the_engineer_loop() -> None:
     heads = [" ".join(shlex.split(line.rstrip("&"))[:3]) for line in lines]
     assert heads == ["export EDGEFLEET_DB=var/fleet.db", "edgefleet keys generate", "edgefleet broker --port",
                      "edgefleet serve --broker", "edgefleet sim --broker", "edgefleet data pull",
-                     "python -m device_sim.record", "edgefleet model train", "edgefleet ota publish",
+                     "edgefleet data pull", "edgefleet model train", "edgefleet model evaluate", "edgefleet ota publish",
                      "edgefleet ota rollout", "edgefleet ota status"], heads
 
 
@@ -104,9 +104,11 @@ def test_engineer_loop_as_the_readme_shows_it(tmp_path) -> None:
                 if argv[3] == "sim":  # the fleet reports and commissions before anything reads it
                     _wait_commissioned(env, 8, timeout=90)
                 continue
+            t_step = time.monotonic()
             proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
             assert proc.returncode == 0, f"{line}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
             outputs[name] = proc.stdout
+            print(f"[{time.monotonic() - t_start:5.0f} s] {name}: {time.monotonic() - t_step:.0f} s")
             if "ota rollout" in name:
                 cid = re.search(r"campaign (\S+?):", proc.stdout).group(1)
                 _wait_campaign(argv, env, cid, timeout=max(30.0, BUDGET_S - (time.monotonic() - t_start) - 10))
@@ -115,6 +117,16 @@ def test_engineer_loop_as_the_readme_shows_it(tmp_path) -> None:
         reported = pd.read_csv(tmp_path / "fleet.csv")
         assert reported["device"].nunique() == 8 and (reported["model"] == 2).all()
         assert "model.efm" in {p.name for p in (tmp_path / "models" / "next").iterdir()}
+        from edgefleet.toolchain.datasets import load_folder
+
+        pulled = load_folder(tmp_path / "recordings")  # the nodes' own raw windows, joined per machine and speed
+        assert {r.meta["machine"] for r in pulled} == {f"sim-{i:04d}" for i in range(8)}
+        assert all(r.meta["rpm"] > 0 and r.meta["captures"] >= 1 for r in pulled)
+        print(outputs["model evaluate"])
+        judged = re.findall(r"^(sim-\d{4}) +\d+ +\d+ +\S+ +([\d.]+)%", outputs["model evaluate"], re.M)
+        assert len(judged) == 8, outputs["model evaluate"]  # every machine commissioned on its own data and judged
+        rates = sorted(float(rate) for _, rate in judged)  # ~20 held-out windows each: one window is 5 %
+        assert rates[len(rates) // 2] <= 10.0 and rates[-1] <= 30.0, judged  # few false alarms on the healthy fleet
         status = json.loads(outputs["ota status"])
         (camp,) = status["campaigns"]
         assert camp["state"] == "completed" and camp["by_state"] == {"confirmed": 8}, camp

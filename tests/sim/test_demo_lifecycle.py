@@ -36,6 +36,9 @@ def test_sigterm_stops_every_child_and_the_db_is_announced(tmp_path):
     assert "export EDGEFLEET_DB=" in text and "kept" not in text, text
     kids = children_of(proc.pid)
     assert len(kids) >= 3  # broker, serve, sim
+    wait_until = time.time() + 60  # serve opens the store once imported: seconds on a loaded 2-core host
+    while not (tmp_path / "fleet.db").exists() and time.time() < wait_until:
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     time.sleep(0.5)

@@ -8,6 +8,7 @@ the other; no certificate, another CA's certificate, plain MQTT or a wrong passw
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -33,6 +34,7 @@ INGEST_PW, DEVICE_PW = "ingest-secret-for-the-test", "device-secret-for-the-test
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
 
 
+@functools.lru_cache(maxsize=None)
 def compose_services(profile: str) -> dict:
     env_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"ef-nats-tls-{os.getpid()}.env"
     env_file.write_text((REPO / "deploy" / ".env.example").read_text())

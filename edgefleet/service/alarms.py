@@ -137,13 +137,17 @@ def next_severity(current: str, ratio: float, policy: AlarmPolicy = AlarmPolicy(
     return down if SEVERITIES.index(down) < SEVERITIES.index(current) else current
 
 
+def score_ratio_of(rec: ResultRecord) -> float:
+    """The anomaly score over the threshold it was judged against (inf for a zero threshold)."""
+    return rec.score / rec.thr if rec.thr > 0 else math.inf
+
+
 def ratio_of(rec: ResultRecord) -> float:
     """How far over its limits a window is: score/thr, or with a commissioned node's health
     indicator the larger of that and hi/hi_thr (the HI keeps rising where the score saturates)."""
-    r = rec.score / rec.thr if rec.thr > 0 else math.inf
     if rec.hi is not None and rec.hi_thr:
-        r = max(r, rec.hi / rec.hi_thr)
-    return r
+        return max(score_ratio_of(rec), rec.hi / rec.hi_thr)
+    return score_ratio_of(rec)
 
 
 def hi_ratio_of(rec: ResultRecord) -> float:
@@ -151,7 +155,7 @@ def hi_ratio_of(rec: ResultRecord) -> float:
     else the score ratio (the only health figure such a node has)."""
     if rec.hi is not None and rec.hi_thr:
         return rec.hi / rec.hi_thr
-    return rec.score / rec.thr if rec.thr > 0 else math.inf
+    return score_ratio_of(rec)
 
 
 def k_of_n(flags: Iterable[bool], k: int) -> bool:

@@ -273,9 +273,13 @@ class Notifier:
         """What the digest says for one route: its active alarms (the route's sites, lines, tags and
         minimum severity), how many are unacknowledged, raised and cleared in the last 24 h, and the
         data-loss alarms active."""
+        verdicts: dict[int, bool] = {}  # an alarm is on several of the lists below: looked up once
+
         def fits(a) -> bool:
-            found = self._alarm("health", a.id)
-            return found is not None and self.matches(route, "health", a.severity, *found)
+            if a.id not in verdicts:
+                found = self._alarm("health", a.id)
+                verdicts[a.id] = found is not None and self.matches(route, "health", a.severity, *found)
+            return verdicts[a.id]
 
         health = "health" in route.kinds
         active = [a for a in self.store.alarms(active=True, limit=5000) if fits(a)] if health else []

@@ -61,12 +61,16 @@ def _who(key: str, me) -> None:
 
 
 def data_loss(db: str, state: str, me) -> None:
-    """Data-loss alarms for the page's state filter, and acknowledging one."""
+    """Data-loss alarms for the page's state filter, and acknowledging one; the outcome below the form."""
+    _data_loss(db, state, me)
+    ui.show_message(LOSS_MSG)
+
+
+def _data_loss(db: str, state: str, me) -> None:
     df = ui.loss_alarms(db, state)
     st.subheader("Data-loss alarms")
     st.caption("Results that never arrived from a machine (store/loss.py): its data, not its health, needs a look. "
                f"{len(df)} for the state filter; shelve one with `edgefleet alarms shelve loss-N`.")
-    ui.show_message(LOSS_MSG)
     if df.empty:
         return
     st.dataframe(df.drop(columns=["id"]), hide_index=True, width="stretch", key="loss_alarms", column_config={
@@ -86,10 +90,14 @@ def data_loss(db: str, state: str, me) -> None:
 
 
 def unshelve(db: str, me) -> None:
-    """Every shelf in force, health and data-loss; end one now."""
+    """Every shelf in force, health and data-loss; end one now; the outcome below the form."""
+    _unshelve_form(db, me)
+    ui.show_message(UNSHELVE_MSG)
+
+
+def _unshelve_form(db: str, me) -> None:
     df = ui.shelved(db)
     st.subheader("Unshelve")
-    ui.show_message(UNSHELVE_MSG)
     if df.empty:
         st.caption("No alarm is shelved now.")
         return

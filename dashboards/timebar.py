@@ -9,6 +9,7 @@ import datetime as dt
 
 import streamlit as st
 
+from dashboards import ui
 from dashboards.loaders.timerange import (
     PRESET_LABELS,
     PRESETS,
@@ -37,7 +38,7 @@ def current() -> TimeRange:
         try:
             r = from_query(params)
         except EdgefleetError as exc:
-            s[MSG] = f"Time range in the URL ignored: {exc}"
+            ui.set_message(MSG, "warning", f"Time range in the URL ignored: {exc}")
             r = None
         if r is not None:
             s[STATE] = r
@@ -60,7 +61,9 @@ def _write_url(r: TimeRange) -> None:
 
 
 def set_range(r: TimeRange) -> None:
+    """Change the shared range; a warning about an earlier attempt is answered by it (cleared)."""
     st.session_state[STATE] = r
+    st.session_state.pop(MSG, None)
     _write_url(r)
 
 
@@ -83,9 +86,8 @@ def _apply_absolute() -> None:
         if a is None or b is None:
             raise EdgefleetError("give both From and To")
         set_range(TimeRange(None, _ms(a), _ms(b)))
-        s.pop(MSG, None)
     except EdgefleetError as exc:
-        s[MSG] = f"Time range not changed: {exc}"
+        ui.set_message(MSG, "warning", f"Time range not changed: {exc}")
 
 
 def _ms(d: dt.datetime) -> int:
@@ -122,10 +124,7 @@ def picker() -> TimeRange:
                 st.datetime_input("From (UTC)", key="tr_from", step=60, format="YYYY-MM-DD")
                 st.datetime_input("To (UTC)", key="tr_to", step=60, format="YYYY-MM-DD")
                 st.form_submit_button("Apply", type="primary", on_click=_apply_absolute)
-    msg = s.get(MSG)
-    if msg:
-        st.warning(msg)
-        s.pop(MSG, None)
+    ui.show_message(MSG)  # under the controls, on every page with them, until dismissed or a range is set
     st.caption(f"Showing {r.label()}" + ("" if r.live else f" ({_span_words(r.span_ms())})")
                + ". Select a span on a chart to zoom in; double-click clears the selection.")
     return r

@@ -70,13 +70,24 @@ def set_message(key: str, kind: str, text: str) -> None:
     st.session_state[key] = (kind, text, time.strftime("%H:%M:%S"))
 
 
+def dismiss_message(key: str) -> None:
+    st.session_state.pop(key, None)
+
+
 def show_message(key: str) -> None:
-    """Draw the kept outcome of the last write. It is kept (not popped), so the page's 2-s refresh draws
-    it again: it stays on screen until the next write replaces it."""
+    """Draw the kept outcome of the last write, with a button that dismisses it. It is kept in the session (not
+    popped), so the page's refresh and any rerun draw it again: it stays until dismissed or replaced by the next
+    write. Pages call it right below the form or button that wrote (issue 17: messages sit next to their
+    control); the container's key (`msg-KEY`, a CSS class `st-key-msg-KEY`) lets a browser test find it."""
     msg = st.session_state.get(key)
-    if msg:
-        kind, text, at = msg
-        getattr(st, kind)(f"{text} ({at})" if kind != "error" else text)
+    if not msg:
+        return
+    kind, text, at = msg
+    with st.container(key=f"msg-{key}"):
+        body, close = st.columns([24, 1], vertical_alignment="center")
+        getattr(body, kind)(f"{text} ({at})" if kind != "error" else text)
+        close.button("", icon=":material/close:", key=f"msg-{key}-dismiss", help="Dismiss this message",
+                     on_click=dismiss_message, args=(key,))
 
 
 # ---------- fleet overview and device detail ----------

@@ -25,21 +25,25 @@ sev = c3.selectbox("Severity at least", (ANY,) + SEVERITIES, key="alarm_severity
 time_range = timebar.picker()
 
 
+ACK_MSG = "ack_msg"
+
+
 def _acknowledge() -> None:
-    """Form callback: runs before the rerun, so the table drawn next already shows the change."""
+    """Form callback: runs before the rerun, so the table drawn next already shows the change; the outcome stays
+    on screen below the form (ui.show_message) until dismissed."""
     pick = st.session_state.get("ack_alarm")
     if pick is None:
         return
     try:
         done = ui.acknowledge(db, int(pick), st.session_state.get("ack_by", ""), st.session_state.get("ack_note", ""))
     except EdgefleetError as exc:  # AccessDenied: the role does not allow it (checked in the write)
-        st.session_state["ack_msg"] = (None, str(exc))
+        ui.set_message(ACK_MSG, "error", str(exc))
         return
     if done:
-        st.session_state["ack_msg"] = (True, f"Alarm #{pick} acknowledged.")
+        ui.set_message(ACK_MSG, "success", f"Alarm #{pick} acknowledged.")
         st.session_state["ack_note"] = ""
     else:
-        st.session_state["ack_msg"] = (False, f"Alarm #{pick} was already acknowledged or no longer exists.")
+        ui.set_message(ACK_MSG, "warning", f"Alarm #{pick} was already acknowledged or no longer exists.")
 
 
 SHELVE_MSG = "shelve_msg"
@@ -89,9 +93,6 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
     me = auth.actor(ui.store(db))
     open_ = df[df["acked_by"].isna()] if not df.empty else df
     st.subheader("Acknowledge")
-    msg = st.session_state.pop("ack_msg", None)
-    if msg:
-        {True: st.success, False: st.warning, None: st.error}[msg[0]](msg[1])
     if open_.empty:
         st.caption("Nothing to acknowledge among the alarms shown.")
     else:
@@ -106,9 +107,9 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
                 who.text_input("By", value="operator", key="ack_by")
                 note.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
             st.form_submit_button("Acknowledge", type="primary", on_click=_acknowledge)
+    ui.show_message(ACK_MSG)  # below the form (or where it was, once nothing is left to acknowledge)
 
     st.subheader("Shelve")
-    ui.show_message(SHELVE_MSG)
     active = df[df["state"].str.startswith("active") & (df["shelved"] == "")] if not df.empty else df
     if active.empty:
         st.caption("No unshelved active alarm among those shown.")
@@ -129,6 +130,7 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
                 who.text_input("By", key="shelve_by")
                 why.text_input("Reason", key="shelve_reason", placeholder="e.g. bearing ordered, runs until Friday")
             st.form_submit_button("Shelve", on_click=_shelve)
+    ui.show_message(SHELVE_MSG)
 
     alarm_forms.unshelve(db, me)  # dashboards/alarm_forms.py: unshelve, data-loss alarms
     alarm_forms.data_loss(db, state, me)

@@ -8,8 +8,8 @@ from dashboards import charts, loaders, timebar, ui
 from edgefleet.errors import EdgefleetError
 from edgefleet.service import iso20816
 
-MSG = "comm_device_msg"
-SETTINGS_MSG = "machine_settings_msg"
+MSG = "comm_device_msg-"  # + device: each machine's own outcome, under its Commission form
+SETTINGS_MSG = "machine_settings_msg-"  # + device: under its Save button
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
 FACTS_CSS = "<style>.st-key-device_facts [data-testid='stMetricValue'] { font-size: 1.6rem; }</style>"
 
@@ -290,9 +290,9 @@ def _commission(name: str, end: bool) -> None:
         body, devices = ui.commission(db, [name], None, windows=s.get("comm_dev_windows"), rpm=s.get("comm_dev_rpm"),
                                       end=end, who=who)
     except EdgefleetError as exc:
-        ui.set_message(MSG, "error", str(exc))
+        ui.set_message(MSG + name, "error", str(exc))
         return
-    ui.set_message(MSG, "success", loaders.commissioning.queued_message(body, devices))
+    ui.set_message(MSG + name, "success", loaders.commissioning.queued_message(body, devices))
 
 
 detail(name, time_range, log_y, show_hi)
@@ -321,9 +321,9 @@ def _settings(name: str, site: str | None) -> None:
         elif s.get("ms_clear_bearing"):
             ui.set_bearing(db, name, None)
     except EdgefleetError as exc:
-        ui.set_message(SETTINGS_MSG, "error", str(exc))
+        ui.set_message(SETTINGS_MSG + name, "error", str(exc))
         return
-    ui.set_message(SETTINGS_MSG, "success", f"Saved: class {value or f'unset (default {iso20816.DEFAULT_CLASS})'} "
+    ui.set_message(SETTINGS_MSG + name, "success", f"Saved: class {value or f'unset (default {iso20816.DEFAULT_CLASS})'} "
                    f"for {'site ' + site if scope == 'its site' else name}.")
 
 
@@ -332,7 +332,6 @@ with st.expander("Machine settings: ISO 20816 class, bearing geometry"):
     cls_now, source_now = loaders.readings.machine_class(ui.machine_classes(db), dev_now) if dev_now else ("II", "default")
     st.caption(loaders.readings.class_words(cls_now, source_now) + ". "
                + " ".join(f"**{c}**: {w}." for c, w in iso20816.CLASS_WORDS.items()))
-    ui.show_message(SETTINGS_MSG)
     with st.form("machine_settings", border=False):
         a, b = st.columns(2)
         a.selectbox("ISO 20816 class", [*iso20816.CLASSES, "unset"], key="ms_class",
@@ -347,9 +346,9 @@ with st.expander("Machine settings: ISO 20816 class, bearing geometry"):
         f.number_input("Contact angle (deg)", value=bg.get("contact_deg", 0.0), key="ms_contact")
         st.checkbox("Clear the bearing geometry (with the three fields empty)", key="ms_clear_bearing")
         st.form_submit_button("Save", on_click=_settings, args=(name, dev_now.site if dev_now else None))
+    ui.show_message(SETTINGS_MSG + name)  # below Save; it stays until dismissed
 
 st.subheader("Commission this machine")
-ui.show_message(MSG)
 with st.form("comm_device", border=True):
     a, b, c = st.columns(3)
     a.number_input("Windows per class", value=None, step=1, key="comm_dev_windows", placeholder="node default (64)",
@@ -360,6 +359,7 @@ with st.form("comm_device", border=True):
     x, y, _ = st.columns([1, 1, 3])
     x.form_submit_button("Commission", type="primary", on_click=_commission, args=(name, False))
     y.form_submit_button("End commissioning", on_click=_commission, args=(name, True))
+ui.show_message(MSG + name)  # below the buttons; it stays until dismissed
 st.caption(f"**Commission** makes {name} learn its machine's normal again (after maintenance; every speed, or with a "
            "speed only that class); its windows get no verdict until it has learned. **End commissioning** ends it "
            "now, keeping every class with at least 16 windows. The command is queued in the fleet database; "

@@ -139,7 +139,6 @@ def _commission(end: bool) -> None:
 overview(query)
 
 st.subheader("Commission machines")
-ui.show_message(MSG)
 with st.form("comm_fleet", border=True):
     a, b, c, d = st.columns(4)
     a.text_input("Target", key="comm_fleet_target", placeholder="all, site=NAME, line=NAME or tag=NAME",
@@ -154,5 +153,6 @@ with st.form("comm_fleet", border=True):
     x, y, _ = st.columns([1, 1, 3])
     x.form_submit_button("Commission", type="primary", on_click=_commission, args=(False,))
     y.form_submit_button("End commissioning", on_click=_commission, args=(True,))
+ui.show_message(MSG)  # below the buttons; it stays until dismissed
 st.caption("The command is queued in the fleet database for every matching machine; `edgefleet serve` sends it. "
            "Each machine's progress shows on its Device page.")

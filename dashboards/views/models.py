@@ -15,7 +15,8 @@ from edgefleet.service.ota.registry import Campaign
 CAMPAIGN_BADGE = {"running": "blue", "aborting": "orange", "aborted": "red", "completed": "green"}
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
 RATE = st.column_config.NumberColumn(format="percent")
-MSG = "ota_msg"
+MSG = "ota_msg"  # Start a campaign: shown below its form
+ABORT_MSG = "ota_abort_msg_"  # + campaign id: shown under that campaign's Abort button
 
 
 # ---------- writes (widget callbacks: they run before the rerun that draws the result) ----------
@@ -42,9 +43,9 @@ def _abort(db: str, cid: str) -> None:
     try:
         ui.abort_campaign(db, cid)
     except EdgefleetError as exc:
-        ui.set_message(MSG, "error", str(exc))
+        ui.set_message(ABORT_MSG + cid, "error", str(exc))
         return
-    ui.set_message(MSG, "warning", (f"Campaign {cid} is aborting: the OTA manager clears its offers "
+    ui.set_message(ABORT_MSG + cid, "warning", (f"Campaign {cid} is aborting: the OTA manager clears its offers "
                                     "and rolls back devices that took the model."))
 
 
@@ -56,7 +57,6 @@ db = ui.require_db()
 
 @st.fragment(run_every=ui.REFRESH_S)
 def live() -> None:
-    ui.show_message(MSG)  # kept, not popped: the 2-s refresh redraws it until the next start or abort
     frame, cards = ui.models(db)
     st.subheader("Model registry")
     if frame.empty:
@@ -105,6 +105,7 @@ def campaign(c: Campaign, states: dict[str, dict]) -> None:
     if c.state == "running":
         button.button("Abort campaign", key="ota_abort", type="primary", on_click=_abort, args=(db, c.id),
                       help="stop offering; devices that took the model roll back")
+    ui.show_message(ABORT_MSG + c.id)  # under the button; kept until dismissed (the 2-s refresh redraws it)
     if c.reason:
         (st.error if c.state in ("aborting", "aborted") else st.info)(f"Reason: {c.reason}")
     if not c.devices:
@@ -199,3 +200,4 @@ with st.form("ota_start", border=True):
     b.number_input("Abort at anomaly shift (x)", min_value=0.0, value=3.0, step=0.5, key="ota_shift")
     c_.text_input("Campaign id (optional)", key="ota_id", placeholder="c<version>-<UTC time>")
     st.form_submit_button("Start campaign", type="primary", on_click=_start, args=(db,))
+ui.show_message(MSG)  # below the button; kept until dismissed or replaced by the next start

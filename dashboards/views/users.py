@@ -14,7 +14,8 @@ from edgefleet.service.accounts import (
 )
 from edgefleet.service.audit import iso
 
-MSG = "users_msg"
+MSG = "users_msg"  # Add a user: below its form
+CHANGE_MSG = "users_change_msg"  # Change a user: below its form
 
 st.title("Users")
 db = ui.require_db()
@@ -48,26 +49,25 @@ def _passwd(name: str) -> None:
         auth.perform(store, "user.passwd", name, {},
                      lambda _who: store.set_user_password(name, pw_hash, now_ms()) or _missing(name))
     except EdgefleetError as exc:
-        ui.set_message(MSG, "error", str(exc))
+        ui.set_message(CHANGE_MSG, "error", str(exc))
         return
     st.session_state["user_set_pw"] = ""
-    ui.set_message(MSG, "success", f"Password of {name} changed; its open sessions end.")
+    ui.set_message(CHANGE_MSG, "success", f"Password of {name} changed; its open sessions end.")
 
 
 def _remove(name: str) -> None:
     try:
         auth.perform(store, "user.remove", name, {}, lambda _who: store.remove_user(name) or _missing(name))
     except EdgefleetError as exc:
-        ui.set_message(MSG, "error", str(exc))
+        ui.set_message(CHANGE_MSG, "error", str(exc))
         return
-    ui.set_message(MSG, "warning", f"Removed {name}; its open sessions end.")
+    ui.set_message(CHANGE_MSG, "warning", f"Removed {name}; its open sessions end.")
 
 
 def _missing(name: str) -> bool:
     raise EdgefleetError(f"no user {name!r}")
 
 
-ui.show_message(MSG)
 users = store.users()
 st.dataframe([{"user": u.name, "role": u.role, "created": iso(u.created_ms), "changed": iso(u.updated_ms)}
               for u in users], hide_index=True, width="stretch", key="users_table")
@@ -79,6 +79,7 @@ with st.form("user_add"):
     b.selectbox("Role", ROLES, key="user_new_role")
     c.text_input("Password", type="password", key="user_new_pw", help="12+ characters, no placeholder")
     st.form_submit_button("Add", on_click=_add)
+ui.show_message(MSG)  # below the form; kept until dismissed
 
 if users:
     with st.form("user_change"):
@@ -89,3 +90,4 @@ if users:
         c1, c2 = st.columns(2)
         c1.form_submit_button("Set password", on_click=lambda: _passwd(st.session_state["user_pick"]))
         c2.form_submit_button("Remove user", on_click=lambda: _remove(st.session_state["user_pick"]))
+ui.show_message(CHANGE_MSG)  # below the form (also after the last user is gone)

@@ -162,7 +162,7 @@ def start_ota_manager(settings, store):
     user, password = settings.credentials()
     manager = OtaManager(OtaRegistry(settings.db), host, port, devices=devices, results=results,
                          username=user, password=password, client_id=f"{settings.ingest_client_id}-ota",
-                         tls=settings.tls())
+                         tls=settings.tls(), members=settings.broker_members, mqtt_version=settings.mqtt_version)
     manager.shadow_results = lambda model, since_ms: [  # shadow mode: both models on the same windows
         (r.device, r.anom, bool(r.shadow_anom)) for r in store.shadow_results(model, since_ms=since_ms, limit=SHADOW_LIMIT)]
     manager.start()

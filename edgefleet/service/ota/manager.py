@@ -15,6 +15,11 @@ cleared once it confirmed or rejected (a reconnect does not offer it again); a
 retryable failure (`campaign.retryable`) gets a fresh offer; an offer not acted
 on is re-published; and a report for a campaign this registry does not know
 (someone else's offer) goes to the device's history only.
+
+On a broker cluster (`members`: every member's host and port) the manager moves to the next
+member when its connection fails or drops, as ingest does; the persistent session, which the
+cluster replicates, holds what devices reported meanwhile. On an MQTT 3.1.1 broker (NATS,
+RabbitMQ) that session is clean session off instead of v5's session expiry (docs/brokers.md).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from paho.mqtt.properties import Properties
 
 from edgefleet import protocol
 from edgefleet.clock import now_ms
+from edgefleet.protocol.connect import apply_tls, probe_mqtt_version
 from edgefleet.runtime import trust
 from edgefleet.service.ota.campaign import (
     HEALTH_LOOKBACK_MS,
@@ -88,7 +94,8 @@ class OtaManager:
                  username: str | None = None, password: str | None = None,
                  client_id: str = "edgefleet-ota", tick_s: float = 1.0,
                  session_expiry_s: int = 86_400, tls: ssl.SSLContext | None = None,
-                 ticket_key: Ed25519PrivateKey | None | str = "default") -> None:
+                 ticket_key: Ed25519PrivateKey | None | str = "default",
+                 members: list[tuple[str, int]] | None = None, mqtt_version: str = "5") -> None:
         self.registry = registry
         # signs each offer's campaign ticket (docs/ota.md, "Authorization"); nodes refuse offers without one
         self.ticket_key = default_ticket_key() if ticket_key == "default" else ticket_key
@@ -109,17 +116,34 @@ class OtaManager:
         self._refusers: set[str] = set()  # devices that said an offer was not authorized (warned once each)
         self._offer_sent: dict[tuple[str, str], float] = {}  # (campaign, device) -> last offer time
         self.session_expiry_s = session_expiry_s
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if username:
-            c.username_pw_set(username, password)
-        if tls is not None:  # mqtts:// (Settings.tls())
-            c.tls_set_context(tls)
+        # a broker cluster: every member, host:port first; the manager moves on when one fails it
+        self.members = list(members) if members else [(host, port)]
+        self._member = 0  # index into members: the member in use
+        self.mqtt_version = mqtt_version  # "5", "3.1.1" or "auto" (probed in start())
+        self.connects = 0  # sessions opened (a move to another member adds one)
+        self._client_id, self._auth, self._tls = client_id, (username, password), tls
+        self.client = self._make_client("3.1.1" if mqtt_version == "3.1.1" else "5")
+        self.host, self.port = host, port
+
+    def _make_client(self, version: str) -> mqtt.Client:
+        """A persistent session either way: clean start off with a session expiry on v5 (set in
+        start()), clean session off on 3.1.1."""
+        if version == "5":
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=mqtt.MQTTv5)
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=mqtt.MQTTv311,
+                            clean_session=False)
+        if self._auth[0]:
+            c.username_pw_set(*self._auth)
+        apply_tls(c, self._tls)  # mqtts:// (Settings.tls())
         c.max_queued_messages_set(50_000)  # bound paho's QoS 1 backlog well under 65,535
-        c.reconnect_delay_set(1, 5)  # back soon after a broker restart
+        # back soon after a broker restart; on a cluster the next member is tried at once
+        c.reconnect_delay_set(1 if len(self.members) == 1 else 0.25, 5)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
-        self.client = c
-        self.host, self.port = host, port
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._next_member
+        return c
 
     # ------------------------------------------------------------ MQTT
 
@@ -127,8 +151,32 @@ class OtaManager:
         if rc.is_failure:
             log.error("OTA manager could not connect: %s", rc)
             return
+        self.connects += 1
         client.subscribe([("ef/v1/+/ota/req", 1), ("ef/v1/+/ota/state", 1)])
-        log.info("OTA manager connected to %s:%d", self.host, self.port)
+        log.info("OTA manager connected to %s:%d (MQTT %s, session present: %s)", self.host, self.port,
+                 "3.1.1" if client.protocol == mqtt.MQTTv311 else "5", getattr(_f, "session_present", "?"))
+
+    def _on_disconnect(self, client, _u, _f, rc, _p) -> None:
+        if not self._stop.is_set():
+            log.warning("OTA manager lost %s:%d (%s); reconnecting, its session keeps the devices' reports",
+                        self.host, self.port, rc)
+            self._next_member(client)
+
+    def _next_member(self, client, *_: Any) -> None:
+        """A broker cluster: paho's next reconnect goes to the next member, where the session,
+        replicated by the cluster, still holds the devices' reports (ingest does the same)."""
+        if len(self.members) > 1 and not self._stop.is_set():
+            self._member = (self._member + 1) % len(self.members)
+            self.host, self.port = self.members[self._member]
+            log.warning("OTA manager moving to broker member %s:%d", self.host, self.port)
+            client.connect_async(self.host, self.port, **self._connect_kw())
+
+    def _connect_kw(self) -> dict[str, Any]:
+        if self.client.protocol != mqtt.MQTTv5:
+            return {"keepalive": 30}
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        return {"keepalive": 30, "clean_start": False, "properties": props}
 
     def _on_message(self, _c, _u, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -170,18 +218,39 @@ class OtaManager:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, connect_timeout: float = 30.0) -> None:
         """Connect with a persistent session: what devices report while the manager is away
-        (a broker restart, a service restart) is queued for it, not lost."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        try:
-            self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        except ssl.SSLError as exc:  # a wrong CA, an expired certificate: one line, not a traceback
-            from edgefleet.errors import EdgefleetError
-            from edgefleet.protocol.connect import tls_failure
+        (a broker restart, a service restart, a lost cluster member) is queued for it, not lost."""
+        from edgefleet.errors import EdgefleetError
+        from edgefleet.protocol.connect import tls_failure
 
-            raise EdgefleetError(tls_failure(exc, self.host) or str(exc)) from None
+        deadline = time.monotonic() + connect_timeout
+        where = ",".join("%s:%d" % m for m in self.members)
+        if self.mqtt_version == "auto":
+            while (v := next((v for h, p in self.members if (v := probe_mqtt_version(h, p, tls=self._tls))),
+                             None)) is None:
+                if time.monotonic() > deadline:
+                    raise EdgefleetError(f"OTA manager: no MQTT broker answers at {where}")
+                time.sleep(1.0)
+            self.mqtt_version = v
+            if v != "5":
+                self.client = self._make_client(v)
+                log.info("OTA manager: MQTT %s broker, persistent session with clean session off", v)
+        self.host, self.port = self.members[self._member]
+        while True:
+            try:
+                self.client.connect(self.host, self.port, **self._connect_kw())
+                break
+            except OSError as exc:  # a wrong CA, an expired certificate: one line, not a traceback
+                if self._tls is not None and (why := tls_failure(exc, self.host)):
+                    raise EdgefleetError(why) from None
+                if isinstance(exc, ssl.SSLError):
+                    raise EdgefleetError(str(exc)) from None
+                if time.monotonic() > deadline:
+                    raise EdgefleetError(f"OTA manager cannot connect to {where}: {exc}") from None
+                self._member = (self._member + 1) % len(self.members)  # a cluster: try the next member
+                self.host, self.port = self.members[self._member]
+                time.sleep(0.5)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="ota-manager", daemon=True)
         self._thread.start()

@@ -32,9 +32,11 @@ def held_chunks() -> set[str]:
     return set()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def signing_key(tmp_path_factory):
-    """The nodes' provisioned key; `edgefleet serve` (and OtaManager) sign campaign tickets with it too."""
+    """The nodes' provisioned key; `edgefleet serve` (and OtaManager) sign campaign tickets with it too.
+    Package scope: $EDGEFLEET_CAMPAIGN_KEY is set for tests/ota only (session scope leaked it into every
+    later test, and the README's engineer loop signed tickets with a key its fleet did not trust)."""
     path = tmp_path_factory.mktemp("ota-keys") / "k.key"
     key = keys.generate(path)
     with pytest.MonkeyPatch.context() as mp:
@@ -42,7 +44,7 @@ def signing_key(tmp_path_factory):
         yield key
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def release(signing_key):
     """release(version) -> (artifact bytes, manifest bytes, offer body)."""
 

@@ -16,13 +16,16 @@ at once, and a session ends after EDGEFLEET_DASHBOARD_SESSION_HOURS (default 8).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import streamlit as st
+from streamlit.errors import StreamlitAuthError
 
 from edgefleet.errors import ConfigError
 from edgefleet.service import audit
@@ -78,6 +81,38 @@ def oidc_role(claims: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | No
     roles = {str(k).lower(): v for k, v in (cfg.get("roles") or {}).items()}
     role = roles.get(email, cfg.get("default_role"))
     return role if role in ROLES else None
+
+
+def oidc_since(claims: Mapping[str, Any], now: float) -> float:
+    """When an OIDC sign-in happened (epoch s): the id_token's auth_time, else its iat, never in the future;
+    `now` when neither is a number. The session's lifetime counts from there, so a reload (a new Streamlit
+    session reading the same 30-day identity cookie) does not start it afresh."""
+    for k in ("auth_time", "iat"):
+        v = claims.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return min(float(v), now)
+    return now
+
+
+def provider_problem(secrets: Mapping[str, Any], provider: str | None, timeout: float = 5.0) -> str | None:
+    """Why `st.login` cannot work now (one line), or None: the provider's discovery document is read first,
+    so a provider that is down or misnamed gives a message on the page instead of Streamlit's bare
+    'Authentication error' page."""
+    section = secrets.get("auth") or {}
+    sub = section.get(provider) if provider else section
+    url = str((sub or {}).get("server_metadata_url") or "")
+    if not url.startswith(("https://", "http://")):
+        return f"[auth{'.' + provider if provider else ''}] server_metadata_url is missing or not an http(s) URL."
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            meta = json.loads(r.read(1 << 20))
+        if not isinstance(meta, dict) or not meta.get("authorization_endpoint"):
+            raise ValueError("no authorization_endpoint in it")
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        return (f"The identity provider does not answer ({url}: {why}). Try again later, or sign in with a "
+                "local account.")
+    return None
 
 
 class _Failures:
@@ -194,9 +229,7 @@ def gate(store_of: Callable[[], Any]) -> Actor:
     providers = oidc_providers(secrets)
     if providers and getattr(st.user, "is_logged_in", False) and KEY not in st.session_state \
             and not st.session_state.get(EXPIRED_KEY):
-        name = str(st.user.get("email") or st.user.get("sub") or "oidc user")
-        st.session_state[KEY] = {"name": name, "via": VIA_OIDC, "since": time.time()}
-        audit.record(store, Actor(name, oidc_role(st.user.to_dict(), secrets), VIA_OIDC), "sign-in", name, {}, "ok")
+        _adopt_oidc(store, secrets)
     who = actor(store)
     if who.role is None:  # the sign-in as the only page: no other page runs, and their links go away too
         st.navigation([st.Page(lambda: _sign_in_page(store, providers, who), title="Sign in", url_path="signin",
@@ -208,10 +241,24 @@ def gate(store_of: Callable[[], Any]) -> Actor:
             audit.record(store, who, "sign-out", who.name, {}, "ok")
             _sign_out()
             if who.via == VIA_OIDC:
-                st.logout()
+                st.logout()  # the browser goes to /auth/logout (cookie cleared), then the provider's end-session
+                st.stop()  # not st.rerun(): that could drop the redirect before the browser gets it
             st.rerun()
     _watch_expiry()
     return who
+
+
+def _adopt_oidc(store: Any, secrets: Mapping[str, Any]) -> None:
+    """Start the session of the user Streamlit's identity cookie names; its sign-in goes to the audit log
+    (denied when the e-mail has no role). An expired one is left for `actor` to end, without a record."""
+    claims, now = st.user.to_dict(), time.time()
+    name = str(claims.get("email") or claims.get("sub") or "oidc user")
+    since = oidc_since(claims, now)
+    st.session_state[KEY] = {"name": name, "via": VIA_OIDC, "since": since}
+    if now - since > session_seconds():
+        return
+    role = oidc_role(claims, secrets)
+    audit.record(store, Actor(name, role, VIA_OIDC), "sign-in", name, {}, "ok" if role else "denied: no role")
 
 
 def _watch_expiry() -> None:
@@ -227,13 +274,26 @@ def _watch_expiry() -> None:
         expiry()
 
 
+def _login(secrets_of: Mapping[str, Any], provider: str | None) -> None:
+    """`st.login`, once the provider answers; otherwise (or with secrets Streamlit refuses) one line on the page."""
+    problem = provider_problem(secrets_of, provider)
+    if problem:
+        st.error(problem)
+        return
+    try:
+        st.login(provider) if provider else st.login()
+    except StreamlitAuthError as exc:  # secrets Streamlit refuses, or Authlib missing (StreamlitMissingAuthlibError)
+        st.error(f"Sign-in with the identity provider is not set up right: {' '.join(str(exc).split())}")
+
+
 def _sign_in_page(store: Any, providers: list[str | None] | None, who: Actor) -> None:
     st.title("edgefleet: sign in")
-    if st.session_state.pop(EXPIRED_KEY, False):
+    expired = st.session_state.pop(EXPIRED_KEY, False)
+    if expired:
         st.warning(f"Your session of {who.name} has ended (expired, or the password changed): sign in again.")
     elif who.role is None and KEY in st.session_state:
         st.warning("This account has no role here.")
-    if providers and getattr(st.user, "is_logged_in", False):
+    if providers and getattr(st.user, "is_logged_in", False) and not expired:
         st.error(f"{st.user.get('email', 'This account')} is signed in with the identity provider but has no "
                  "edgefleet role ([edgefleet.roles] in the dashboard's secrets).")
         if st.button("Sign out", key="ef_oidc_out"):
@@ -241,7 +301,7 @@ def _sign_in_page(store: Any, providers: list[str | None] | None, who: Actor) ->
         return
     for p in providers or []:
         if st.button(f"Sign in with {p or 'the identity provider'}", key=f"ef_login_{p}", type="primary"):
-            st.login(p) if p else st.login()
+            _login(secrets_of=_secrets(), provider=p)
     if providers:
         st.caption("Or with a local account:")
     with st.form("ef_sign_in"):

@@ -1,0 +1,145 @@
+"""Dashboard sign-in through a real OpenID Connect provider, in a real browser: `streamlit run` with `[auth]`
+secrets naming the test provider (tests/security/oidc_provider.py: Authlib's authorization server, RS256
+id_token), headless Chromium over CDP, a real SQLite store.
+
+The browser goes to the provider and back (authorization code with PKCE; Streamlit's Authlib client checks
+the id_token against the provider's JWKS); the role comes from the e-mail ([edgefleet.roles]); the operator
+acknowledges but is refused a rollout by the write itself; signing out goes through the provider's
+end-session endpoint and leaves no cookie behind; an e-mail with no role sees nothing; a provider that is
+down gives one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboards.sample_fleet import populate
+from dashboards.snapshot import Browser, chromium, dashboard
+from edgefleet.protocol.connect import free_port
+from edgefleet.runtime import keys
+from edgefleet.service.ota.registry import OtaRegistry
+from edgefleet.service.store import open_store
+from edgefleet.toolchain.model_folder import ModelFolder
+from security.oidc_provider import OidcProvider, new_secret
+from security.test_dashboard_auth import click, go_to, wait_text
+
+ROOT = Path(__file__).resolve().parents[2]
+IDP_BUTTON = "Sign in with the identity provider"
+
+if shutil.which("chromium") is None:
+    pytest.fail("chromium is not installed (apt-get install chromium; it is in scripts/apt-packages.txt)",
+                pytrace=False)
+
+
+def write_secrets(path: Path, provider: OidcProvider, redirect_uri: str, roles: dict[str, str]) -> None:
+    """The dashboard's secrets.toml as docs/security.md tells a plant to write it."""
+    q = json.dumps  # a TOML basic string is a JSON string for these values
+    lines = ["[auth]", f"redirect_uri = {q(redirect_uri)}", f"cookie_secret = {q(new_secret())}",
+             f"client_id = {q(provider.client.client_id)}", f"client_secret = {q(provider.client.client_secret)}",
+             f"server_metadata_url = {q(provider.metadata_url)}", "", "[edgefleet.roles]",
+             *(f"{q(email)} = {q(role)}" for email, role in roles.items())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def cookies(browser: Browser) -> list[str]:
+    return sorted(c["name"] for c in browser.send("Network.getAllCookies")["cookies"])
+
+
+def click_labelled(browser: Browser, text: str) -> None:
+    """Click the button whose label ends with `text` (a Material icon's name comes before it)."""
+    js = f"Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim().endsWith({json.dumps(text)}))"
+    browser.wait_for(f"!!{js} && !{js}.disabled", 30, f"the {text!r} button")
+    browser.eval(f"{js}.click()")
+
+
+def idp_sign_in(browser: Browser, url: str) -> None:
+    browser.open(url)
+    wait_text(browser, "edgefleet: sign in")
+    click(browser, IDP_BUTTON)
+
+
+@pytest.mark.timeout(180)
+def test_sign_in_through_a_real_identity_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "fleet.db"
+    store = open_store(db, synchronous="OFF")
+    populate(store, per_line=2, minutes=10)
+    reg = OtaRegistry(db)
+    folder = ModelFolder(ROOT / "edgefleet" / "models" / "cwru-de-12k")
+    reg.publish(folder.artifact_bytes(), folder.manifest(), folder.card(),
+                keys.load_public(ROOT / "edgefleet" / "models" / "dev-signing.pub"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    provider = OidcProvider("edgefleet-dashboard", new_secret(), f"{url}/oauth2callback").start()
+    secrets = tmp_path / "secrets.toml"
+    write_secrets(secrets, provider, f"{url}/oauth2callback", {"Ann@Plant.example": "operator"})
+    monkeypatch.setenv("STREAMLIT_SECRETS_FILES", str(secrets))
+    t0 = time.monotonic()
+    try:
+        with dashboard(db, port=port, auth=True) as url, chromium() as browser:
+            browser.send("Network.enable")
+            # the operator: to the provider and back, signed in with the role of her e-mail
+            provider.user = "ann@plant.example"
+            idp_sign_in(browser, url)
+            wait_text(browser, "Signed in as ann@plant.example (operator)")
+            assert provider.seen["/authorize"] == 1 and provider.seen["/token"] == 1 and provider.seen["/jwks"] >= 1
+            assert "_streamlit_user" in cookies(browser)
+
+            # she acknowledges (the name comes from the provider) ...
+            go_to(browser, "alarms", "As ann@plant.example (operator)")
+            click(browser, "Acknowledge")
+            wait_text(browser, "acknowledged.")
+            assert [a.acked_by for a in store.alarms(active=True) if a.acked_by] == ["ann@plant.example"]
+            # ... but a rollout is refused by the write itself, not only hidden
+            go_to(browser, "models", "Start a campaign")
+            click(browser, "Start campaign")
+            wait_text(browser, "refused: ann@plant.example is an operator and may not start OTA campaigns "
+                               "(needs the engineer role)")
+            assert reg.campaigns() == []
+
+            # signing out: through the provider's end-session endpoint, back to the sign-in, no cookie left
+            click_labelled(browser, "Sign out")
+            wait_text(browser, "edgefleet: sign in")
+            browser.wait_for("true", 1)
+            deadline = time.monotonic() + 15
+            while provider.seen["/logout"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+            assert provider.seen["/logout"] == 1
+            assert not [c for c in cookies(browser) if c.startswith("_streamlit_user")]
+            browser.open(url)  # a fresh page: still signed out
+            wait_text(browser, IDP_BUTTON)
+            assert "Signed in as" not in browser.text()
+
+            # an e-mail with no role: signed in at the provider, nothing here
+            provider.user = "bob@plant.example"
+            idp_sign_in(browser, url)
+            wait_text(browser, "bob@plant.example is signed in with the identity provider but has no edgefleet role")
+            time.sleep(1.0)
+            text = browser.text()
+            assert "Fleet overview" not in text and "Alarms" not in text and "Signed in as" not in text
+            assert provider.seen["/authorize"] == 2
+
+            # the provider is down: one clear line, no traceback
+            click_labelled(browser, "Sign out")
+            wait_text(browser, IDP_BUTTON)
+            provider.stop()
+            click(browser, IDP_BUTTON)
+            wait_text(browser, "does not answer")
+            text = browser.text()
+            assert "Traceback" not in text and "Authentication error" not in text, text
+            assert "Signed in as" not in text
+    finally:
+        provider.stop()
+        reg.close()
+    log = [(e.who, e.via, e.action, e.outcome) for e in reversed(store.audit()) if e.via != "cli"]
+    store.close()
+    print(f"OIDC browser flow: {time.monotonic() - t0:.1f} s")
+    assert log[:4] == [("ann@plant.example", "dashboard (oidc)", "sign-in", "ok"), ("ann@plant.example", "dashboard (oidc)", "alarm.ack", "ok"),
+                       ("ann@plant.example", "dashboard (oidc)", "campaign.start", "denied"),
+                       ("ann@plant.example", "dashboard (oidc)", "sign-out", "ok")], log
+    assert ("bob@plant.example", "dashboard (oidc)", "sign-in", "denied: no role") in log, log

@@ -1,9 +1,10 @@
 """What loss accounting costs the store: results/s written with and without it, side by side.
 
 Batches of 1,000 results from 2,000 devices (one boot each, consecutive sequence numbers, 1 % of
-them lost on the way so holes open), written to a fresh SQLite store each time, synchronous=NORMAL,
-alternating the two modes over several rounds (ABBA order); medians reported, of the two rates and
-of the slowdown within each round. Beside the two rates (which a
+them lost on the way so holes open), written to two fresh SQLite stores per round, synchronous=NORMAL,
+one with accounting and one without, batch by batch in turns (which goes first alternates), so a
+machine whose load changes under the run slows both alike; medians over the rounds reported, of
+the two rates and of the slowdown within each round. Beside the two rates (which a
 busy shared machine makes noisy), the time spent inside the store's accounting step itself
 (`SQLiteStore._account`, timed around each call in the runs with accounting) as a share of the
 whole write time of the same run: the cost of accounting measured without a second run to compare.
@@ -52,29 +53,37 @@ def batches(seed: int) -> list[list[ResultRecord]]:
     return out
 
 
-def run(account: bool, data: list[list[ResultRecord]]) -> tuple[float, float]:
-    """Results/s written, and the seconds spent in the accounting step."""
+def run(data: list[list[ResultRecord]], first: bool) -> dict[bool, tuple[float, float]]:
+    """Two fresh stores, one with accounting and one without, written batch by batch in turns (the
+    one to go first alternating), each write timed on its own: a load that changes under the run
+    weighs on both alike. Per mode: results/s, and the share of its write time spent in the
+    accounting step."""
     with tempfile.TemporaryDirectory() as d:
-        store = SQLiteStore(Path(d) / "s.db", synchronous="NORMAL", account_loss=account)
-        inner, spent = store._account, [0.0]
+        stores, spent, took = {}, {True: 0.0, False: 0.0}, {True: 0.0, False: 0.0}
+        for mode in (True, False):
+            store = stores[mode] = SQLiteStore(Path(d) / f"{mode}.db", synchronous="NORMAL", account_loss=mode)
 
-        def timed(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return inner(*a, **kw)
-            finally:
-                spent[0] += time.perf_counter() - t
-        store._account = timed
+            def timed(*a, _inner=store._account, _mode=mode, **kw):
+                t = time.perf_counter()
+                try:
+                    return _inner(*a, **kw)
+                finally:
+                    spent[_mode] += time.perf_counter() - t
+            store._account = timed
         n = sum(len(b) for b in data)
-        t0 = time.perf_counter()
         for i, b in enumerate(data):
-            store.write_batch(IngestBatch(ingest_ts=1_800_000_000_000 + i, results=b))
-        t1 = time.perf_counter()
-        store.flush_loss()  # what accounting left in memory is written too, and timed
-        spent[0] += time.perf_counter() - t1
-        dt = time.perf_counter() - t0
-        store.close()
-    return n / dt, spent[0] / dt
+            for mode in ((first, not first) if i % 2 == 0 else (not first, first)):
+                t = time.perf_counter()
+                stores[mode].write_batch(IngestBatch(ingest_ts=1_800_000_000_000 + i, results=b))
+                took[mode] += time.perf_counter() - t
+        for mode, store in stores.items():
+            t = time.perf_counter()
+            store.flush_loss()  # what accounting left in memory is written too, and timed
+            dt = time.perf_counter() - t
+            spent[mode] += dt
+            took[mode] += dt
+            store.close()
+    return {mode: (n / took[mode], spent[mode] / took[mode]) for mode in (True, False)}
 
 
 def main() -> int:
@@ -83,8 +92,8 @@ def main() -> int:
     shares: list[float] = []
     load = [os.getloadavg()]
     for i in range(ROUNDS):
-        for mode in ((False, True) if i % 2 == 0 else (True, False)):  # ABBA: a load trend cancels out
-            rate, share = run(mode, data)
+        got = run(data, first=i % 2 == 0)
+        for mode, (rate, share) in got.items():
             rounds[mode].append(rate)
             if mode:
                 shares.append(share)

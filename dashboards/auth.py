@@ -75,7 +75,10 @@ def oidc_providers(secrets: Mapping[str, Any]) -> list[str | None] | None:
 
 def oidc_role(claims: Mapping[str, Any], secrets: Mapping[str, Any]) -> str | None:
     """The role of an OIDC user: `[edgefleet.roles]` by e-mail (case-insensitive), else `edgefleet.default_role`,
-    else none (signed in, but may see nothing)."""
+    else none (signed in, but may see nothing). An e-mail the provider marks unverified (`email_verified`
+    false) gets none: at some providers a user can set any address on their own account."""
+    if str(claims.get("email_verified", "")).lower() == "false":
+        return None
     cfg = secrets.get("edgefleet") or {}
     email = str(claims.get("email") or "").lower()
     roles = {str(k).lower(): v for k, v in (cfg.get("roles") or {}).items()}

@@ -178,7 +178,13 @@ def test_an_oidc_session_ends_after_its_lifetime_even_across_a_reload(tmp_path: 
 
 
 def test_oidc_session_age_and_a_provider_that_is_down() -> None:
-    from dashboards.auth import oidc_since, provider_problem
+    from dashboards.auth import oidc_role, oidc_since, provider_problem
+
+    secrets = {"edgefleet": {"default_role": "viewer", "roles": {"ann@plant.example": "operator"}}}
+    assert oidc_role({"email": "ann@plant.example", "email_verified": True}, secrets) == "operator"
+    assert oidc_role({"email": "ann@plant.example"}, secrets) == "operator"  # providers that do not say
+    assert oidc_role({"email": "ann@plant.example", "email_verified": False}, secrets) is None  # not even viewer
+    assert oidc_role({"email": "ann@plant.example", "email_verified": "false"}, secrets) is None
 
     assert oidc_since({"auth_time": 100, "iat": 120}, 500.0) == 100.0
     assert oidc_since({"iat": 120}, 500.0) == 120.0

@@ -178,7 +178,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="kill runs, and as many baseline runs")
     ap.add_argument("--no-baseline", action="store_true", help="kill runs only")
     ap.add_argument("--out", type=Path, help="write the JSON here instead of benchmarks/results/")
-    ap.add_argument("--keep", type=Path, help="keep the logs of a run whose campaign did not complete here")
+    ap.add_argument("--keep", type=Path, help="keep each run's logs and database in a directory under this one")
     args = ap.parse_args()
     results: dict[str, dict] = {}
     for mode in ("kill",) + (() if args.no_baseline else ("baseline",)):
@@ -186,10 +186,10 @@ def main() -> int:
         for i in range(args.runs):
             wd = Path(tempfile.mkdtemp(prefix="ef-ota-cluster-", dir=args.keep))
             r = run_once(args.nodes, mode == "kill", wd)
-            if args.keep is None or r["campaign"] == "completed":
+            if args.keep is None:
                 shutil.rmtree(wd, ignore_errors=True)
             else:
-                r["workdir"] = str(wd)  # serve.log and the members' logs, for a campaign that did not end
+                r["workdir"] = str(wd)  # serve.log, fleet.db and the members' logs
             print(f"{mode} run {i + 1}: {json.dumps(r)}", flush=True)
             runs.append(r)
         results[mode] = {"summary": summarize(runs), "runs": runs}

@@ -198,6 +198,7 @@ class Shard(threading.Thread):
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         return c
 
     def _set_will(self, link: NodeLink) -> None:
@@ -317,6 +318,14 @@ class Shard(threading.Thread):
         link.connected = False
         if not link.stopped and link.client is client:
             self._schedule_retry(link)
+
+    def _on_subscribe(self, client, link: NodeLink, mid, rcs, props) -> None:
+        """A broker may refuse a subscription on a live connection: NATS does (SUBACK 0x80) while JetStream
+        elects new leaders after a member is lost. The node would then never hear its offers, chunks or
+        commands; it reconnects (on to the next member, with the usual backoff) and subscribes again."""
+        if any(getattr(r, "is_failure", False) for r in rcs) and link.client is client and not link.stopped:
+            log.debug("%s: subscription refused (%s); reconnecting", link.node.device_id, rcs)
+            client.disconnect()
 
     def _on_publish(self, client, link: NodeLink, mid, rc, props) -> None:
         n = link.inflight.pop(mid, None)

@@ -87,6 +87,9 @@ def default_ticket_key() -> Ed25519PrivateKey | None:
     return keys.load_private(keys.DEFAULT_KEY) if Path(keys.DEFAULT_KEY).exists() else None
 
 
+SUBSCRIPTIONS = [("ef/v1/+/ota/req", 1), ("ef/v1/+/ota/state", 1)]
+
+
 class OtaManager:
     shadow_results: ShadowLookup | None = None  # set by the service: shadow-mode outcomes from the store
 
@@ -145,6 +148,7 @@ class OtaManager:
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._next_member
+        c.on_subscribe = self._on_subscribe
         return c
 
     # ------------------------------------------------------------ MQTT
@@ -154,9 +158,19 @@ class OtaManager:
             log.error("OTA manager could not connect: %s", rc)
             return
         self.connects += 1
-        client.subscribe([("ef/v1/+/ota/req", 1), ("ef/v1/+/ota/state", 1)])
+        client.subscribe(SUBSCRIPTIONS)
         log.info("OTA manager connected to %s:%d (MQTT %s, session present: %s)", self.host, self.port,
                  "3.1.1" if client.protocol == mqtt.MQTTv311 else "5", getattr(_f, "session_present", "?"))
+
+    def _on_subscribe(self, client, _u, _mid, rcs, _p) -> None:
+        """NATS refuses a subscription (SUBACK 0x80) on a live connection while JetStream elects new
+        leaders after a member is lost: without a retry the manager would hear no device again."""
+        if any(getattr(r, "is_failure", False) for r in rcs) and not self._stop.is_set():
+            log.warning("the broker refused the OTA manager's subscription (%s); trying again in 2 s",
+                        ", ".join(str(r) for r in rcs))
+            retry = threading.Timer(2.0, lambda: client.is_connected() and client.subscribe(SUBSCRIPTIONS))
+            retry.daemon = True
+            retry.start()
 
     def _on_disconnect(self, client, _u, _f, rc, _p) -> None:
         if not self._stop.is_set():

@@ -57,6 +57,20 @@ def click_labelled(browser: Browser, text: str) -> None:
     browser.eval(f"{js}.click()")
 
 
+def pick_first(browser: Browser, label: str) -> None:
+    """Type into the selectbox with this label and take its first option with Enter (as a user picks)."""
+    box = ("Array.from(document.querySelectorAll('[data-testid=\"stSelectbox\"]'))"
+           f".find(e => (e.querySelector('label') || {{}}).innerText === {json.dumps(label)})")
+    browser.wait_for(f"!!{box} && !!{box}.querySelector('input')", 30, f"the {label!r} selectbox")
+    browser.eval(f"(() => {{ const i = {box}.querySelector('input'); i.focus(); i.click(); }})()")
+    browser.send("Input.insertText", {"text": "#"})  # the options start with '#<alarm id>'
+    browser.wait_for("!!document.querySelector('[role=\"option\"]')", 30, f"the options of {label!r}")
+    for kind in ("keyDown", "keyUp"):
+        browser.send("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter",
+                                                "windowsVirtualKeyCode": 13})
+    browser.wait_for(f"{box}.querySelector('input').value.startsWith('#')", 30, f"an option picked in {label!r}")
+
+
 def idp_sign_in(browser: Browser, url: str) -> None:
     browser.open(url)
     wait_text(browser, "edgefleet: sign in")
@@ -91,6 +105,7 @@ def test_sign_in_through_a_real_identity_provider(tmp_path: Path, monkeypatch: p
 
             # she acknowledges (the name comes from the provider) ...
             go_to(browser, "alarms", "As ann@plant.example (operator)")
+            pick_first(browser, "Alarm")
             click(browser, "Acknowledge")
             wait_text(browser, "acknowledged.")
             assert [a.acked_by for a in store.alarms(active=True) if a.acked_by] == ["ann@plant.example"]

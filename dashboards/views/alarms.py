@@ -5,6 +5,8 @@ write itself (ui.acknowledge, ui.shelve), so a viewer who submits the form is re
 with sign-in disabled (the demo) does the form ask for a name.
 """
 
+import zlib
+
 import streamlit as st
 
 from dashboards import alarm_forms, auth, charts, loaders, timebar, ui
@@ -32,7 +34,8 @@ def _acknowledge() -> None:
     """Form callback: runs before the rerun, so the table drawn next already shows the change; the outcome stays
     on screen below the form (ui.show_message) until dismissed."""
     pick = st.session_state.get("ack_alarm")
-    if pick is None:
+    if pick is None:  # nothing is preselected: acknowledging the wrong alarm must take a deliberate pick
+        ui.set_message(ACK_MSG, "error", "Pick the alarm to acknowledge (or click its row in the table above).")
         return
     try:
         done = ui.acknowledge(db, int(pick), st.session_state.get("ack_by", ""), st.session_state.get("ack_note", ""))
@@ -44,6 +47,18 @@ def _acknowledge() -> None:
         st.session_state["ack_note"] = ""
     else:
         ui.set_message(ACK_MSG, "warning", f"Alarm #{pick} was already acknowledged or no longer exists.")
+
+
+def _preselect(row_pick: int | None) -> None:
+    """The alarm the Acknowledge form starts on: the row just clicked in the table, else the one a link
+    named (`/alarms?alarm=ID`, as notifications link), each taken once so a later pick in the form
+    stands; never the newest by default (it made acknowledging the wrong alarm one click away)."""
+    link = st.query_params.get("alarm")
+    for source, value in (("row", row_pick), ("link", int(link) if link and link.isdigit() else None)):
+        if value is not None and st.session_state.get(f"_ack_from_{source}") != value:
+            st.session_state[f"_ack_from_{source}"] = value
+            st.session_state["ack_alarm"] = value
+            return
 
 
 SHELVE_MSG = "shelve_msg"
@@ -82,13 +97,19 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
         event = st.altair_chart(charts.alarms_raised(df, (start, end), zoom=True), width="stretch",
                                 key=f"alarms_raised_{timebar.token(time_range)}", on_select="rerun")
         timebar.zoom_to_selection(event)
-        st.dataframe(df, hide_index=True, width="stretch", column_config={
+        # keyed by the listed ids: when the list changes (a new alarm on top) the selection starts over,
+        # so a row position never points at another alarm than the one clicked
+        ids_key = zlib.crc32(",".join(map(str, df["id"].tolist())).encode())
+        table = st.dataframe(df, hide_index=True, width="stretch", key=f"alarm_rows_{ids_key}", on_select="rerun",
+                             selection_mode="single-row", column_config={
             "raised": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "cleared": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "acked": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "score_ratio": st.column_config.NumberColumn("score / thr at raise", format="%.2f"),
             "peak_ratio": st.column_config.NumberColumn("peak / thr", format="%.2f"),
             "shelved": st.column_config.TextColumn("shelved")})
+        rows = table.selection.rows if table is not None else []
+        _preselect(int(df.iloc[rows[0]]["id"]) if rows else None)
 
     me = auth.actor(ui.store(db))
     open_ = df[df["acked_by"].isna()] if not df.empty else df
@@ -97,8 +118,11 @@ def alarm_list(state: str, site: str | None, sev: str | None, time_range: loader
         st.caption("Nothing to acknowledge among the alarms shown.")
     else:
         labels = {int(r.id): f"#{r.id} {r.device} ({r.severity}, {r.state})" for r in open_.itertuples()}
+        if st.session_state.get("ack_alarm") not in labels:  # acknowledged meanwhile, or filtered out
+            st.session_state["ack_alarm"] = None
         with st.form("ack_form", border=False):
-            st.selectbox("Alarm", list(labels), format_func=labels.get, key="ack_alarm")
+            st.selectbox("Alarm", list(labels), format_func=labels.get, key="ack_alarm", index=None,
+                         placeholder="pick an alarm, or click its row in the table")
             if auth.enabled():
                 st.text_input("Note", key="ack_note", placeholder="e.g. maintenance scheduled")
                 st.caption(f"As **{me.name}** ({me.role}); acknowledging needs the operator role.")

@@ -131,7 +131,8 @@ def test_every_pages_messages_stay_next_to_their_control_until_dismissed(fleet_d
             at = click(browser, "Commission")
             layouts["device"] = check_message(browser, f"comm_device_msg-{f.alarm[0]}", f"Queued for 1 device ({f.alarm[0]})", at)
 
-            open_page(browser, f"{url}/alarms", "Acknowledge")
+            aid = fleet_db.store.alarms(active=True)[0].id  # the link notifications carry preselects it
+            open_page(browser, f"{url}/alarms?alarm={aid}", "Acknowledge")
             at = click(browser, "Acknowledge")
             layouts["alarms"] = check_message(browser, "ack_msg", "acknowledged.", at)
             assert len(fleet_db.store.alarms(acked=True)) == 1  # it did acknowledge

@@ -82,6 +82,11 @@ def test_alarms_filter_and_acknowledge_writes_to_the_store(monkeypatch, fleet_db
     assert len(at.dataframe[0].value) == 1
     at.selectbox(key="alarm_severity").set_value("any").run()
 
+    assert at.selectbox(key="ack_alarm").value is None  # no alarm preselected: the wrong one is not one click away
+    next(b for b in at.button if b.label == "Acknowledge").click().run()
+    assert any("Pick the alarm to acknowledge" in e.value for e in at.error)
+    assert fleet_db.store.alarms(acked=True) == []
+
     target = int(table[table["severity"] == "major"]["id"].iloc[0])
     at.selectbox(key="ack_alarm").set_value(target)
     at.text_input(key="ack_by").input("ann")
@@ -167,3 +172,14 @@ def test_system_page_shows_what_never_arrived_and_data_loss_alarms(monkeypatch, 
     assert any("keep losing results" in e.value for e in at.error)
     assert any("pump-7" in str(df.value) for df in at.dataframe)
     assert len(at.get("vega_lite_chart")) >= 1
+
+
+def test_a_link_to_an_alarm_preselects_it_in_the_acknowledge_form(monkeypatch, fleet_db) -> None:
+    """Notifications link to `/alarms?alarm=ID`: that alarm, not the newest, is the one the form starts on."""
+    target = min(a.id for a in fleet_db.store.alarms(active=True))
+    at = open_page(monkeypatch, fleet_db.path, ui.PAGE_ALARMS, alarm=str(target))
+    assert at.selectbox(key="ack_alarm").value == target
+    other = max(a.id for a in fleet_db.store.alarms(active=True))
+    at.selectbox(key="ack_alarm").set_value(other)  # a later pick in the form stands over the link
+    next(b for b in at.button if b.label == "Acknowledge").click().run()
+    assert [a.id for a in fleet_db.store.alarms(acked=True)] == [other]

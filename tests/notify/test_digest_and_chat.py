@@ -79,12 +79,12 @@ def test_payload_shapes() -> None:
                              "thr": 0.1, "peak_score": 0.5}, dashboard_url="https://ops.example")
     slack = chat_payload(body, "slack")
     assert slack["text"].startswith("[edgefleet] pump-1 (north): health alarm raised, severity critical")
-    assert "<https://ops.example/alarms|Open the dashboard>" in slack["blocks"][0]["text"]["text"]
+    assert "<https://ops.example/alarms?alarm=3|Open the dashboard>" in slack["blocks"][0]["text"]["text"]
     assert slack["metadata"]["event_payload"]["id"] == "1:r:s"
     teams = chat_payload(body, "teams")
     card = teams["attachments"][0]["content"]
     assert teams["type"] == "message" and card["type"] == "AdaptiveCard"
-    assert "pump-1" in card["body"][0]["text"] and card["actions"][0]["url"] == "https://ops.example/alarms"
+    assert "pump-1" in card["body"][0]["text"] and card["actions"][0]["url"] == "https://ops.example/alarms?alarm=3"  # the alarm picked in the form
     with pytest.raises(ValueError):
         chat_payload(body, "irc")
 

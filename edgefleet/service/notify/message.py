@@ -59,8 +59,9 @@ def build_body(*, key: str, event: str, kind: str, route: str, ts: int, alarm: d
             "alarm": {**alarm, "raised": _utc(alarm.get("raised_ts")), "cleared": _utc(alarm.get("cleared_ts"))}}
     if detail:
         body["detail"] = detail
-    if dashboard_url:
-        body["url"] = dashboard_url.rstrip("/") + "/alarms"
+    if dashboard_url:  # a machine alarm's link opens the Alarms page with it picked in the Acknowledge form
+        body["url"] = dashboard_url.rstrip("/") + "/alarms" + (
+            f"?alarm={int(alarm['id'])}" if kind == "health" and str(alarm.get("id", "")).isdigit() else "")
     return body
 
 

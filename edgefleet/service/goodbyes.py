@@ -64,16 +64,20 @@ def marks_of(topic: str, payload: bytes) -> list[Mark]:
         return []
 
 
-def read_marks(broker_url: str, *, quiet_s: float = 1.0, timeout_s: float = 120.0) -> tuple[list[Mark], int]:
+def read_marks(broker_url: str, *, quiet_s: float = 1.0, timeout_s: float = 120.0,
+               credentials: tuple[str | None, str | None] | None = None, tls: Any = "url",
+               client_id: str | None = None) -> tuple[list[Mark], int]:
     """Every seq mark in the broker's retained statuses, and how many retained statuses there were.
-    Ends when no retained message came for `quiet_s` (MQTT has no end-of-retained marker)."""
+    Ends when no retained message came for `quiet_s` (MQTT has no end-of-retained marker).
+    `credentials` and `tls` (an ssl.SSLContext or None) default to what the URL and environment say;
+    ingest passes its own, so the read logs in as ingest does."""
     host, port = parse_broker_url(broker_url)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ef-goodbyes-{time.monotonic_ns() % 10**9}",
-                    protocol=mqtt.MQTTv5)
-    user, password = broker_credentials(broker_url)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                    client_id=client_id or f"ef-goodbyes-{time.monotonic_ns() % 10**9}", protocol=mqtt.MQTTv5)
+    user, password = credentials if credentials is not None else broker_credentials(broker_url)
     if user is not None:
         c.username_pw_set(user, password)
-    apply_tls(c, client_tls(broker_url))
+    apply_tls(c, client_tls(broker_url) if tls == "url" else tls)
     lock, seen, marks = threading.Lock(), [0, time.monotonic()], []
     ready = threading.Event()
 

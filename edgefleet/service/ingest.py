@@ -47,6 +47,7 @@ from edgefleet.service.store import (
 
 log = logging.getLogger("edgefleet.service.ingest")
 RETENTION_EVERY_S = 3600.0
+GOODBYES_EVERY_S = 300.0  # how often the retained goodbyes are read back (service/goodbyes.py); 0: never
 RETENTION_BUDGET = 20_000  # rows one pass deletes (in transactions of a few thousand: ingest goes on between)
 RETENTION_AGAIN_S = 1.0  # a pass that used its whole budget runs again this soon, between batches
 
@@ -161,6 +162,9 @@ class IngestService:
         self._last_stats = time.monotonic()
         self._last_counts = (0, 0, 0, 0)
         self._next_retention = time.monotonic() + RETENTION_EVERY_S  # `serve` applies it at start
+        self.goodbyes_every_s = GOODBYES_EVERY_S
+        self._marks: list | None = None  # read back by the goodbyes thread, written by the worker
+        self._marks_lock = threading.Lock()
         self.mqtt_version = settings.mqtt_version
         self._member = 0  # index into settings.broker_members: the broker member in use
         self._connect_kw: dict[str, Any] = {}
@@ -268,6 +272,8 @@ class IngestService:
                  self.settings.batch_ms, self.settings.receive_max)
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self._worker.start()
+        if self.goodbyes_every_s > 0 and self.mqtt_version == "5" and hasattr(self.store, "_q"):
+            threading.Thread(target=self._goodbyes_loop, name="ingest-goodbyes", daemon=True).start()
         props = None
         if self.mqtt_version == "5":
             props = Properties(PacketTypes.CONNECT)
@@ -351,6 +357,7 @@ class IngestService:
                     return
                 self._maybe_log_stats()
                 self._maybe_apply_retention()
+                self._maybe_apply_marks()
                 continue
             while True:  # a batch is retried until the store takes it (or we are stopping)
                 try:
@@ -363,6 +370,46 @@ class IngestService:
                         return
             self._maybe_log_stats()
             self._maybe_apply_retention()
+            self._maybe_apply_marks()
+
+    def _goodbyes_loop(self) -> None:
+        """Every goodbyes_every_s: read the nodes' retained goodbyes back from the broker (a goodbye the
+        broker dropped from our full session queue took a boot's lost tail out of sight; the retained
+        copy still says how far the boot went) and hand the marks to the worker, which writes them."""
+        from edgefleet.service import goodbyes
+
+        warned = False
+        while not self._stopping.wait(self.goodbyes_every_s):
+            host, port = self.settings.broker_members[self._member]
+            try:
+                marks, n = goodbyes.read_marks(f"{'mqtts' if self._tls else 'mqtt'}://{host}:{port}",
+                                               credentials=self.settings.credentials(), tls=self._tls,
+                                               client_id=f"{self.settings.ingest_client_id}-goodbyes")
+            except (EdgefleetError, OSError) as exc:
+                if not warned:
+                    log.warning("cannot read the retained goodbyes back (%s): a tail lost with its goodbye "
+                                "stays out of `missing` until this works", exc)
+                    warned = True
+                continue
+            log.debug("read %d seq marks from %d retained statuses", len(marks), n)
+            with self._marks_lock:
+                self._marks = marks
+
+    def _maybe_apply_marks(self) -> None:
+        """In the worker (the store's one writer): write the marks the goodbyes thread read."""
+        with self._marks_lock:
+            marks, self._marks = self._marks, None
+        if not marks:
+            return
+        from edgefleet.service import goodbyes
+
+        try:
+            wrote = goodbyes.apply_marks(self.store, marks, self.clock_ms())
+        except Exception:  # the store is busy or down: the next read brings them again
+            log.exception("writing the goodbyes' seq marks failed; the next read retries")
+            return
+        if wrote:
+            log.info("goodbyes read back: %d seq marks written (lost tails now count in `missing`)", wrote)
 
     def _maybe_apply_retention(self) -> None:
         """Hourly: drop telemetry older than the store's retention setting (rollups are kept longer), at most

@@ -67,3 +67,51 @@ def test_marks_of_takes_only_valid_statuses():
     assert marks_of("ef/v1/a b/status", payload) == []
     assert marks_of(topic, codec.encode("status", {"v": 1, "boot": "0000000a", "seq": 1, "ts": T0,
                                                    "state": "offline"})) == []
+
+
+def test_ingest_reads_the_goodbyes_back_on_its_own(mosquitto, ingest, unique, monkeypatch):
+    """`edgefleet serve` does it every GOODBYES_EVERY_S: a boot whose last results and goodbye never came
+    through ingest's session still ends at the seq its retained goodbye names."""
+    import time
+
+    import edgefleet.service.ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "GOODBYES_EVERY_S", 0.5)
+    svc = ingest()
+    dev, now = unique("gbi"), int(time.time() * 1000)
+    body = codec.result_message("0000000a", 1, 1.0, [{"seq": s, "ts": now + s, "score": 0.1, "anom": False,
+                                                      "inf_us": 5} for s in range(5)])
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", mosquitto.port)
+    c.loop_start()
+    try:
+        c.publish(codec.topic(dev, "result"), codec.encode("result", body), qos=1).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    deadline = time.monotonic() + 20
+    while svc.counters.stored < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert svc.counters.stored == 5
+    # the goodbye (res_seq 8: results 5-8 lost) reaches the broker's retained store only: ingest's own
+    # subscription is told to skip it, as a full session queue would have dropped it
+    from edgefleet.service.ingest import ingest_filters
+
+    svc._client.unsubscribe([f for f in ingest_filters(svc.settings.ingest_group or None) if f.endswith("/status")])
+    time.sleep(0.5)
+    publish_retained(mosquitto.port, [status(dev, "0000000a", ts=now + 10, res_seq=8)])
+    deadline = time.monotonic() + 20
+    missing = 0
+    while time.monotonic() < deadline:
+        from edgefleet.service.store import SQLiteStore
+
+        other = SQLiteStore(svc.settings.db)  # another connection, as `edgefleet stats` reads it
+        try:
+            missing = other.loss(now + 10**9, settle_ms=0)["devices"].get(dev, {}).get("missing", 0)
+        finally:
+            other.close()
+        if missing:
+            break
+        time.sleep(0.3)
+    assert missing == 4
+    publish_retained(mosquitto.port, [(codec.topic(dev, "status"), b"")])  # clear the retained goodbye

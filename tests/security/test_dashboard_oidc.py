@@ -178,7 +178,7 @@ def test_an_oidc_session_ends_after_its_lifetime_even_across_a_reload(tmp_path: 
         with dashboard(db, port=port, auth=True) as url, chromium() as browser:
             idp_sign_in(browser, url)
             wait_text(browser, "Signed in as ann@plant.example (operator)")
-            wait_text(browser, "has ended (expired, or the password changed): sign in again", timeout=30)
+            wait_text(browser, "has ended (expired, or the password changed): sign in again", timeout=45)
             browser.open(url)  # a reload: the cookie is still there, the session is not
             either = "['Signed in as', 'has ended (expired'].find(t => document.body.innerText.includes(t))"
             assert browser.wait_for(either, 45, "the page after a reload") == "has ended (expired"

@@ -136,3 +136,14 @@ def attention_since(degrading_since: int | None, alarm_raised: int | None) -> in
     """When a machine started to need attention: the earlier of leaving healthy and its active alarm's raise."""
     times = [int(t) for t in (degrading_since, alarm_raised) if not _nan(t) and t]
     return min(times) if times else None
+
+
+def forecast_words(fc) -> str:
+    """A long-horizon forecast (alarms.Forecast) in plain words, with the data it came from:
+    'from the last 14 days of hourly rollups (336 points): reaches the alarm level in about 5 days'."""
+    said = {"rising": lambda: f"reaches the alarm level in about {duration_words(fc.eta_s)} at this trend",
+            "above": lambda: "already over the alarm level",
+            "flat": lambda: "no significant rise",
+            "too_few": lambda: "not enough history yet (two days of hourly rollups at least)"}
+    what = said.get(fc.state, lambda: fc.state)()
+    return f"{fc.horizon}: {what}" if fc.state != "too_few" else what

@@ -59,9 +59,21 @@ def health_words(dev, now: int) -> None:
              "**Remaining life:** " + (f"{life}, until its health indicator's trend reaches the failure level "
                                        "(the alarm service's, calibrated on run-to-failure histories)." if life else
                                        "no estimate (no significant rising trend)."),
-             "**Trend:** " + loaders.health.trend_words(dev.slope_per_h, dev.eta_s) + "."]
+             "**Trend:** " + loaders.health.trend_words(dev.slope_per_h, dev.eta_s) + ".",
+             "**Long-term trend:** " + loaders.health.forecast_words(long_trend(db, dev.device, now - now % 60_000)) + "."]
     with st.container(key="device_health"):
         st.markdown("<br>".join(lines), unsafe_allow_html=True)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def long_trend(db: str, name: str, now: int):
+    """The days-to-weeks forecast from the device's hourly rollups (issue 18), beside the short-term trend
+    above; hourly data, so five minutes of cache cost nothing."""
+    from edgefleet.service.alarms import LONG_DAYS, long_forecast
+    from edgefleet.service.rollups import HOUR_MS
+
+    rows = ui.store(db).rollup_rows(name, HOUR_MS, now - int(LONG_DAYS * 86_400_000), now)
+    return long_forecast(rows, now)
 
 
 def baseline_moves(db: str, name: str) -> pd.DataFrame:

@@ -180,4 +180,19 @@ def test_pages_say_it_in_plain_words(monkeypatch, fleet_db) -> None:
     assert ">degrading</span>" in text and "needs attention since 20" in text
     assert "**Remaining life:** about " in text and " left (" in text
     assert "**Trend:** score rising, doubling every" in text
+    assert "**Long-term trend:** " in text  # the hourly-rollup forecast beside the short one, with its horizon
     assert "slope" not in text and "per hour" not in text  # the jargon is gone
+
+
+def test_long_term_forecast_words_name_their_horizon() -> None:
+    from edgefleet.service.alarms import Forecast
+
+    def fc(state, eta=None):
+        return Forecast("rollup_1h", "from the last 14 days of hourly rollups (336 points)", 336, 14 * 86400.0,
+                        0.5, 0.1, 4.0, eta, state)
+
+    assert health.forecast_words(fc("rising", 5 * 86400.0)) == (
+        "from the last 14 days of hourly rollups (336 points): reaches the alarm level in about 5 days at this trend")
+    assert health.forecast_words(fc("flat")).endswith(": no significant rise")
+    assert health.forecast_words(fc("above")).endswith(": already over the alarm level")
+    assert health.forecast_words(fc("too_few")).startswith("not enough history yet")

@@ -35,8 +35,11 @@ def inputs() -> dict:
     """Each per-unit cost with the file it comes from."""
     sim = load("sim_fleet.json")
     tls = load("tls_overhead.json")["summary"]
-    e2e = load("store_postgres_ingest.json")["ingest_end_to_end"] if (RES / "store_postgres_ingest.json").exists() \
-        else load("store_postgres.json")["ingest_end_to_end"]
+    e2e_file = "store_postgres.json"  # a full run (store writes and --ingest with 1,2,3 processes) writes both here
+    e2e = load(e2e_file).get("ingest_end_to_end", {})
+    if "postgresql/1" not in e2e or "cores_used" not in e2e["postgresql/1"]:
+        e2e_file = "store_postgres_ingest.json"  # a --skip-store run
+        e2e = load(e2e_file)["ingest_end_to_end"]
     stores = load("store_postgres.json")["median"]
     one_msg, ten_msg = load("ingest_throughput_1per_msg.json"), load("ingest_throughput.json")
     summ = load("summary_ingest.json")
@@ -51,13 +54,13 @@ def inputs() -> dict:
                                    "tls_overhead.json"),
         "mtls_connect_s_per_1000_nodes": (tls["mtls"]["connect_s"], "tls_overhead.json"),
         "ingest_us_per_result_pg": (1e6 * pg1["cores_used"]["ingest"] / pg1["results_per_s"],
-                                    "store_postgres_ingest.json"),
+                                    e2e_file),
         "ingest_us_per_result_sqlite": (1e6 * sq1["cores_used"]["ingest"] / sq1["results_per_s"],
-                                        "store_postgres_ingest.json"),
+                                        e2e_file),
         "pg_server_us_per_result": (1e6 * pg1["cores_used"]["postgresql"] / pg1["results_per_s"],
-                                    "store_postgres_ingest.json"),
-        "ingest_results_per_s_pg_1proc": (pg1["results_per_s"], "store_postgres_ingest.json"),
-        "ingest_results_per_s_sqlite_1proc": (sq1["results_per_s"], "store_postgres_ingest.json"),
+                                    e2e_file),
+        "ingest_results_per_s_pg_1proc": (pg1["results_per_s"], e2e_file),
+        "ingest_results_per_s_sqlite_1proc": (sq1["results_per_s"], e2e_file),
         "sqlite_writer_results_per_s": (stores["sqlite/1"]["results_per_s"], "store_postgres.json"),
         "pg_writer_results_per_s_2proc": (stores["postgresql/2"]["results_per_s"], "store_postgres.json"),
         "one_per_msg_cost_factor": (ten_msg_rate(ten_msg, one_msg) / ten_1per, "ingest_throughput_1per_msg.json"),
@@ -109,6 +112,14 @@ def need(x: dict, n: int, mode: str) -> dict:
             "disk_tb_kept_10y": (raw_day * raw_days + m_day * m_days + h_day * h_days) / 1e12}
 
 
+def _gb(x: float) -> str:
+    return f"{x * 1000:,.0f} MB" if x < 1 else f"{x:,.1f} GB" if x < 1000 else f"{x / 1000:,.1f} TB"
+
+
+def _tb(x: float) -> str:
+    return f"{x * 1000:,.0f} GB" if x < 1 else f"{x:,.1f} TB"
+
+
 def main() -> int:
     x = inputs()
     rows = [need(x, n, mode) for mode in ("results", "summaries") for n in NODES]
@@ -120,6 +131,16 @@ def main() -> int:
         print(f"{r['nodes']:>10,} {r['mode']:10} {r['messages_per_s']:>9,.0f} {r['broker_cores_mtls']:>7.2f}"
               f" {r['ingest_cores']:>7.2f} {r['pg_cores']:>6.2f} {r['disk_gb_per_day']:>9,.1f}"
               f" {r['disk_tb_kept_1y']:>7.2f}")
+    print("\nmarkdown (docs/capacity.md):\n")
+    print("| nodes | records/s | messages/s | broker cores (mTLS) | ingest cores | PostgreSQL cores |"
+          " disk per day: raw + rollups | kept: 1 year | kept: 10 years |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        one = r["broker_cores_mtls_1_per_msg"]
+        print(f"| {r['nodes']:,} ({r['mode']}) | {r['records_per_s']:,.0f} | {r['messages_per_s']:,.0f} |"
+              f" {r['broker_cores_mtls']:.2f}{f' ({one:.1f} at 1 a message)' if one else ''} | {r['ingest_cores']:.2f} |"
+              f" {r['pg_cores']:.2f} | {_gb(r['disk_gb_raw_day'])} + {_gb(r['disk_gb_rollups_day'])} |"
+              f" {_tb(r['disk_tb_kept_1y'])} | {_tb(r['disk_tb_kept_10y'])} |")
     write_report("capacity", {"what": "docs/capacity.md's tables, computed from the inputs (each with its JSON)",
                               "inputs": {k: {"value": round(val, 3), "from": src} for k, (val, src) in x.items()},
                               "results_per_message": PER_MSG, "summary_every_s": SUMMARY_EVERY_S,

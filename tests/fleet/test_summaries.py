@@ -73,6 +73,20 @@ def test_summaries_fill_the_rollups_once_beside_results(store: Store) -> None:
     assert (dev.last_seen, dev.results, dev.last_score) == (T0 + 55_002, 63, 0.5)
 
 
+def test_a_summary_node_is_stale_after_its_own_period_not_after_two_minutes(store: Store) -> None:
+    """A node summarizing every 5 minutes is online between its summaries; stale once 2.5 periods pass."""
+    from edgefleet.service.store import DeviceUpdate
+
+    store.write_batch(IngestBatch(T0, 1, [], devices=[DeviceUpdate("slow", T0, status="online"),
+                                                      DeviceUpdate("fast", T0, status="online")]))
+    summary_sql.write_summaries(store, [summary("slow", 0, T0 + 300_000, [0.01] * 30, period=300_000)], T0 + 300_000)
+    store.write_batch(IngestBatch(T0 + 300_000, 1, [protocol.ResultRecord("fast", "0000000b", 0, T0 + 300_000, 3,
+                                                                          0.01, 0.05, False, 400)]))
+    status = lambda now: {d.device: d.status for d in store.devices(now_ms=now)}  # noqa: E731
+    assert status(T0 + 300_000 + 200_000) == {"slow": "online", "fast": "stale"}  # 200 s after each one's last
+    assert status(T0 + 300_000 + 800_000)["slow"] == "stale"  # 2.5 periods of silence
+
+
 def test_one_summary_keeps_its_own_p95_min_and_max() -> None:
     for n in (1, 2, 19, 20, 300):
         scores = [0.001 * (i + 1) for i in range(n)]

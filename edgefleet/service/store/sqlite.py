@@ -845,7 +845,10 @@ class SQLiteStore(NotifyTables, AccountTables):
             rows = self._q(self._DEVICE_SQL + " ORDER BY d.site, d.line, d.device")
         else:
             rows = self._q(self._DEVICE_SQL + " WHERE coalesce(d.site, '') = ? ORDER BY d.line, d.device", (site,))
-        return [self._device(r, now_ms, stale_s) for r in rows]
+        # a node in summary mode reports once a period: stale after 2.5 periods, not after stale_s
+        every = {k[len("report/device/"):]: float(v) for k, v in
+                 self._q("SELECT key, value FROM settings WHERE key LIKE 'report/device/%'")} if now_ms else {}
+        return [self._device(r, now_ms, max(stale_s, 2.5 * every.get(r[0], 0.0))) for r in rows]
 
     def fleet_summary(self, now_ms: int, stale_s: float = 120.0) -> FleetSummary:
         devs = self.devices(now_ms=now_ms, stale_s=stale_s)

@@ -126,6 +126,9 @@ def write_summaries(store: Any, summaries: Iterable[SummaryRecord], ingest_ts: i
     return SummaryOutcome(len(new), len(items) - len(new), new)
 
 
+REPORT_KEY = "report/device/"  # settings key prefix: a device's summary period, seconds
+
+
 def _registry(cur: Any, new: list[SummaryRecord], pg: bool) -> None:
     """The device registry, as a result batch updates it: last seen (the period's end), windows counted in
     `results`, the newest summary's p95 as the last score (what the tracker scores), its model and threshold."""
@@ -148,6 +151,11 @@ def _registry(cur: Any, new: list[SummaryRecord], pg: bool) -> None:
         " thr = CASE WHEN excluded.last_seen >= t.last_seen THEN excluded.thr ELSE t.thr END,"
         f" last_seen = {hi}(t.last_seen, excluded.last_seen)",
         [(dev, *per[dev]) for dev in sorted(per)])  # in key order, as other writers lock rows (no deadlock)
+    # how often each device reports: a node summarizing every 5 minutes is not stale after 2 (store.devices)
+    period = {s.device: s.period for s in sorted(new, key=lambda s: s.ts)}
+    cur.executemany(f"INSERT INTO settings(key, value) VALUES ({ph}, {ph}) ON CONFLICT(key) DO UPDATE"
+                    " SET value = excluded.value",
+                    [(f"{REPORT_KEY}{dev}", str(period[dev] / 1000.0)) for dev in sorted(period)])
 
 
 def _record(device: str, r: tuple) -> SummaryRecord:

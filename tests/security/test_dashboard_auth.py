@@ -107,6 +107,11 @@ def test_signed_out_wrong_password_viewer_refused_operator_acknowledges(plant) -
         wait_text(browser, "Signed in as vic (viewer)")
         wait_text(browser, "Fleet overview")
         go_to(browser, "alarms", "As vic (viewer)")
+        from .test_dashboard_oidc import (
+            pick_first,  # (that module imports this one's helpers)
+        )
+
+        pick_first(browser, "Alarm")  # the form preselects no alarm
         click(browser, "Acknowledge")
         wait_text(browser, "refused: vic is a viewer and may not acknowledge alarms (needs the operator role)")
         assert all(a.acked_by is None for a in store.alarms(active=True))
@@ -117,6 +122,7 @@ def test_signed_out_wrong_password_viewer_refused_operator_acknowledges(plant) -
         go_to(browser, "alarms", "As ann (operator)")
         assert browser.eval("document.querySelector('input[aria-label=\"By\"]') === null")
         type_into(browser, "Note", "bearing ordered")
+        pick_first(browser, "Alarm")
         click(browser, "Acknowledge")
         wait_text(browser, "acknowledged.")
     acked = [a for a in store.alarms(active=True) if a.acked_by is not None]

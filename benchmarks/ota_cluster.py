@@ -4,11 +4,12 @@ Everything real on this machine: a 3-member NATS cluster (edgefleet/service/clus
 gateway, JetStream R3), `edgefleet serve` (ingest + OTA manager) listing members 3,1,2 (its own
 first), simulated nodes (device_sim, MQTT 3.1.1) round-robin over members 1 and 2, trusting the
 campaign key the service signs tickets with. A campaign (stages 25 % and 100 %, 2 s trial) to model 2
-starts; once the canaries passed and the second stage's offers are out, member 3 gets SIGKILL (not
-restarted). Reported per run:
+starts; once the canaries passed and the second stage's offers are out, member 3 gets SIGKILL (and
+is started again --restart-after seconds later; 0: never). Reported per run:
 - whether the campaign completed, the devices per OTA state, the models the nodes run;
-- manager_back_s: from the manager losing its member to its session present again on another
-  (serve's log), and the manager's sessions (port, session present);
+- manager_back_s / manager_settled_s: from the manager losing its member to its first session on
+  another (serve's log), and to its last one (NATS may drop the first ones, see docs/brokers.md);
+  the manager's sessions (port, session present);
 - completed_after_kill_s: from the kill to the campaign's completion; with --no-kill the same
   span measured from the same point of the campaign (the baseline);
 - retained_offers_left: retained `ota/offer` messages a fresh subscriber on a surviving member
@@ -56,15 +57,18 @@ def _log_time(stamp: str) -> float:
     return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def manager_sessions(log_text: str) -> tuple[list[tuple[int, bool]], float | None]:
-    """The OTA manager's sessions from serve's log, (port, session present) each, and the seconds
-    from its first lost connection to the next session."""
+def manager_sessions(log_text: str) -> tuple[list[tuple[int, bool]], float | None, float | None]:
+    """The OTA manager's sessions from serve's log, (port, session present) each; the seconds from its
+    first lost connection to the next session, and to the last one (the one that stayed: NATS drops
+    a session whose record it cannot load within 4 s while JetStream elects leaders)."""
     sessions = [(int(p), present == "True") for p, present in re.findall(
         r"OTA manager connected to [\d.]+:(\d+) \(MQTT 3\.1\.1, session present: (\w+)", log_text)]
     stamps = re.findall(r"^(\S+ \S+) \w+ edgefleet\.service\.ota: OTA manager (lost|connected)", log_text, re.M)
     lost = next((t for t, what in stamps if what == "lost"), None)
-    back = next((t for t, what in stamps if what == "connected" and lost and t > lost), None)
-    return sessions, (_log_time(back) - _log_time(lost)) if lost and back else None
+    backs = [t for t, what in stamps if what == "connected" and lost and t > lost]
+    if not lost or not backs:
+        return sessions, None, None
+    return sessions, _log_time(backs[0]) - _log_time(lost), _log_time(backs[-1]) - _log_time(lost)
 
 
 def retained_offers(host: str, port: int, wait_s: float = 3.0) -> int:
@@ -84,7 +88,7 @@ def retained_offers(host: str, port: int, wait_s: float = 3.0) -> int:
     return len(got)
 
 
-def run_once(nodes: int, kill: bool, workdir: Path) -> dict:
+def run_once(nodes: int, kill: bool, workdir: Path, restart_after: float = 0.0) -> dict:
     from device_sim.fleet import Fleet, FleetOptions
     from device_sim.link import LinkOptions
     from device_sim.plant import make_plant
@@ -110,7 +114,7 @@ def run_once(nodes: int, kill: bool, workdir: Path) -> dict:
                   FleetOptions(period_s=0.5, ota_public_key=key.public_key(), seed=5))
     fleet.start()
     runner = threading.Thread(target=fleet.run, daemon=True)
-    store = registry = None
+    store = registry = restart = None
     try:
         if not fleet.wait_connected(1.0, 30):
             raise RuntimeError("the nodes did not connect")
@@ -125,7 +129,9 @@ def run_once(nodes: int, kill: bool, workdir: Path) -> dict:
         blob = art.to_bytes()
         registry.publish(blob, manifest.sign(manifest.build_body(blob, art, key.public_key(), model_id="fleet"), key),
                          {}, key.public_key())
-        c = registry.create_campaign(2, Target.parse("all"), Policy(stages=[0.25, 1.0], trial_s=2))
+        # the health gate off: model 2 is model 1 renumbered, and a dozen nodes make its anomaly-rate
+        # comparison noise (one run aborted on 6.2 % vs 2.0 %); this measures the broker, not the model
+        c = registry.create_campaign(2, Target.parse("all"), Policy(stages=[0.25, 1.0], trial_s=2, abort_anomaly_shift=1000.0))
 
         def by_state() -> dict[str, int]:
             return registry.status(c.id)[0]["by_state"]
@@ -137,18 +143,25 @@ def run_once(nodes: int, kill: bool, workdir: Path) -> dict:
         t0 = time.monotonic()
         if kill:
             m3.kill()
+            if restart_after:  # its supervisor starts it again, with its data
+                restart = threading.Timer(restart_after, m3.start)
+                restart.start()
         _wait(lambda: registry.campaign(c.id).state in ("completed", "aborted"), 90, 0.2)
         done_s = time.monotonic() - t0
         camp = registry.campaign(c.id)
         text = log.read_text()
-        sessions, back_s = manager_sessions(text)
-        return {"kill": kill, "nodes": nodes, "mid_campaign_at_kill": mid, "states_at_kill": at_kill,
+        sessions, back_s, settled_s = manager_sessions(text)
+        return {"kill": kill, "restart_after_s": restart_after if kill else None, "nodes": nodes, "mid_campaign_at_kill": mid, "states_at_kill": at_kill,
                 "campaign": camp.state, "reason": camp.reason, "by_state": by_state(),
                 "node_models": sorted({lk.node.model_version for lk in fleet.links}),
                 "completed_after_kill_s": round(done_s, 2), "manager_back_s": back_s and round(back_s, 2),
+                "manager_settled_s": settled_s and round(settled_s, 2),
                 "manager_sessions": sessions, "victim_port": m3.ports.mqtt,
                 "retained_offers_left": retained_offers(m1.host, m1.ports.mqtt)}
     finally:
+        if restart is not None:
+            restart.cancel()
+            restart.join()
         fleet.stop()
         if runner.is_alive():
             runner.join(10)
@@ -169,13 +182,15 @@ def summarize(runs: list[dict]) -> dict:
     return {"runs": len(runs), "completed": sum(r["campaign"] == "completed" for r in runs),
             "completed_after_kill_s_median": med("completed_after_kill_s"),
             "completed_after_kill_s_max": max((r["completed_after_kill_s"] for r in runs), default=None),
-            "manager_back_s_median": med("manager_back_s")}
+            "manager_back_s_median": med("manager_back_s"), "manager_settled_s_median": med("manager_settled_s")}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=12)
     ap.add_argument("--runs", type=int, default=3, help="kill runs, and as many baseline runs")
+    ap.add_argument("--restart-after", type=float, default=0.0,
+                    help="start the killed member again this many seconds after the kill (0: never)")
     ap.add_argument("--no-baseline", action="store_true", help="kill runs only")
     ap.add_argument("--out", type=Path, help="write the JSON here instead of benchmarks/results/")
     ap.add_argument("--keep", type=Path, help="keep each run's logs and database in a directory under this one")
@@ -185,7 +200,7 @@ def main() -> int:
         runs = []
         for i in range(args.runs):
             wd = Path(tempfile.mkdtemp(prefix="ef-ota-cluster-", dir=args.keep))
-            r = run_once(args.nodes, mode == "kill", wd)
+            r = run_once(args.nodes, mode == "kill", wd, args.restart_after)
             if args.keep is None:
                 shutil.rmtree(wd, ignore_errors=True)
             else:

@@ -78,6 +78,9 @@ class NodeLink:
     stopped: bool = False
     member: int = 0  # index into LinkOptions.members: the member this node connects to now
     failovers: int = 0  # moves to another member after a failed or lost connection
+    subscribing: list = field(default_factory=list)  # the filters of the last SUBSCRIBE sent
+    resubscribe_at: float = 0.0  # when to ask again for filters the broker refused (0: none)
+    refused_subs: int = 0  # SUBACKs that refused a filter (NATS while JetStream elects leaders)
 
 
 class Shard(threading.Thread):
@@ -172,6 +175,9 @@ class Shard(threading.Thread):
             if link.connected:
                 if link.node.pending() and link.oldest_ms and link.oldest_ms <= age_ms:
                     self.pump(link, flush=True)
+                if link.resubscribe_at and now >= link.resubscribe_at:
+                    link.resubscribe_at = 0.0
+                    link.client.subscribe(link.subscribing)
             elif link.next_try and now >= link.next_try:
                 self._reconnect(link)
 
@@ -304,6 +310,7 @@ class Shard(threading.Thread):
         subs = [(link.node.topics["cmd"], 1)]
         if link.node.ota is not None:
             subs += [(link.node.topics["ota/offer"], 1), (link.node.topics["ota/data"], 1)]
+        link.subscribing, link.resubscribe_at = subs, 0.0
         client.subscribe(subs)
         link.node.announce = False
         self.send(link, link.node.birth(now_ms()))
@@ -322,10 +329,12 @@ class Shard(threading.Thread):
     def _on_subscribe(self, client, link: NodeLink, mid, rcs, props) -> None:
         """A broker may refuse a subscription on a live connection: NATS does (SUBACK 0x80) while JetStream
         elects new leaders after a member is lost. The node would then never hear its offers, chunks or
-        commands; it reconnects (on to the next member, with the usual backoff) and subscribes again."""
-        if any(getattr(r, "is_failure", False) for r in rcs) and link.client is client and not link.stopped:
-            log.debug("%s: subscription refused (%s); reconnecting", link.node.device_id, rcs)
-            client.disconnect()
+        commands; it asks again for the refused filters a second later, on the same connection."""
+        refused = [f for f, r in zip(link.subscribing, rcs) if getattr(r, "is_failure", False)]
+        if refused and link.client is client and not link.stopped:
+            link.refused_subs += 1
+            log.debug("%s: broker refused %s; subscribing again in 1 s", link.node.device_id, refused)
+            link.subscribing, link.resubscribe_at = refused, time.monotonic() + 1.0
 
     def _on_publish(self, client, link: NodeLink, mid, rc, props) -> None:
         n = link.inflight.pop(mid, None)

@@ -35,11 +35,13 @@ def inputs() -> dict:
     """Each per-unit cost with the file it comes from."""
     sim = load("sim_fleet.json")
     tls = load("tls_overhead.json")["summary"]
-    e2e_file = "store_postgres.json"  # a full run (store writes and --ingest with 1,2,3 processes) writes both here
-    e2e = load(e2e_file).get("ingest_end_to_end", {})
-    if "postgresql/1" not in e2e or "cores_used" not in e2e["postgresql/1"]:
-        e2e_file = "store_postgres_ingest.json"  # a --skip-store run
-        e2e = load(e2e_file)["ingest_end_to_end"]
+    # the newer of a full run (store writes and --ingest) and a --skip-store run, each with one ingest process
+    got = []
+    for f in ("store_postgres.json", "store_postgres_ingest.json"):
+        e = load(f).get("ingest_end_to_end", {}) if (RES / f).exists() else {}
+        if "cores_used" in e.get("postgresql/1", {}):
+            got.append((load(f)["machine"]["date"], f, e))
+    _, e2e_file, e2e = max(got)
     stores = load("store_postgres.json")["median"]
     one_msg, ten_msg = load("ingest_throughput_1per_msg.json"), load("ingest_throughput.json")
     summ = load("summary_ingest.json")

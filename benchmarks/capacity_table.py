@@ -65,7 +65,8 @@ def inputs() -> dict:
         "ingest_results_per_s_sqlite_1proc": (sq1["results_per_s"], e2e_file),
         "sqlite_writer_results_per_s": (stores["sqlite/1"]["results_per_s"], "store_postgres.json"),
         "pg_writer_results_per_s_2proc": (stores["postgresql/2"]["results_per_s"], "store_postgres.json"),
-        "one_per_msg_cost_factor": (ten_msg_rate(ten_msg, one_msg) / ten_1per, "ingest_throughput_1per_msg.json"),
+        "one_per_msg_cost_factor": (ten_msg_rate(ten_msg, one_msg) / ten_1per,
+                                    "ingest_throughput_1per_msg.json, ingest_scaling.json"),
         "sqlite_summaries_per_s": (summ["summaries_per_s"], "summary_ingest.json"),
         "summary_wire_bytes": (summ["wire_per_node_hour"]["summaries"]["bytes"] / 12, "summary_ingest.json"),
         "result_wire_bytes_10": (summ["wire_per_node_hour"]["results_10_per_message"]["bytes"] / 3600,
@@ -82,9 +83,14 @@ def inputs() -> dict:
 
 
 def ten_msg_rate(ten: dict, one: dict) -> float:
-    """The 10-results-a-message rate of the host the 1-result run was made on (both 2026-11-28 runs on the
-    same AMD host: the 27,186 results/s quoted in ARCHITECTURE), so the factor compares like with like."""
-    return 27_186.0 if one["machine"].get("cpu") != ten["machine"].get("cpu") else ten["results_per_s"]
+    """The 10-results-a-message rate of the host the 1-result run was made on, so the factor compares like with
+    like: ingest_throughput.json when it is that host's, else ingest_scaling.json's one SQLite process (10 a
+    message, QoS 1: the same host and day as ingest_throughput_1per_msg.json)."""
+    if one["machine"].get("cpu") == ten["machine"].get("cpu"):
+        return ten["results_per_s"]
+    sc = load("ingest_scaling.json")
+    assert sc["machine"].get("cpu") == one["machine"].get("cpu") and sc["per_msg"] == 10
+    return next(r["results_per_s"] for r in sc["rows"] if r["store"] == "sqlite" and r["processes"] == 1)
 
 
 def need(x: dict, n: int, mode: str) -> dict:

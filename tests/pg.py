@@ -65,9 +65,17 @@ class PgServer:
         self._cmd([str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--pwfile", str(pwfile),
                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"])
         pwfile.unlink()
-        self._opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
-                      f" -c fsync={'on' if fsync else 'off'} -c full_page_writes={'on' if fsync else 'off'}")
-        self.start()
+        chosen = port is not None
+        for attempt in range(5):  # a free port can be taken between free_port() and postgres binding it
+            self._opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+                          f" -c fsync={'on' if fsync else 'off'} -c full_page_writes={'on' if fsync else 'off'}")
+            try:
+                self.start()
+                return
+            except RuntimeError as exc:
+                if chosen or "already in use" not in str(exc) or attempt == 4:
+                    raise
+                self.port = free_port()
 
     def start(self) -> None:
         """Start the server (again, after `halt`): same port, same data."""

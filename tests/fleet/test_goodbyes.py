@@ -5,6 +5,7 @@ before the store does not."""
 from __future__ import annotations
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from edgefleet.protocol import ResultRecord, codec
 from edgefleet.service.goodbyes import apply_marks, marks_of, read_marks
@@ -13,7 +14,25 @@ from edgefleet.service.store import IngestBatch
 T0 = 1_800_000_000_000
 
 
-def publish_retained(url_port: int, msgs: list[tuple[str, bytes]]) -> None:
+RETAINED: list[tuple[int, str]] = []  # (broker port, topic) each test retained: cleared after it
+
+
+@pytest.fixture(autouse=True)
+def _clear_retained():
+    """The session broker is shared: a retained status left behind reaches every later ingest's
+    subscription (test_ingest counted 6 messages more than it sent)."""
+    yield
+    by_port: dict[int, list[tuple[str, bytes]]] = {}
+    for port, topic in RETAINED:
+        by_port.setdefault(port, []).append((topic, b""))
+    RETAINED.clear()
+    for port, msgs in by_port.items():
+        publish_retained(port, msgs, remember=False)
+
+
+def publish_retained(url_port: int, msgs: list[tuple[str, bytes]], *, remember: bool = True) -> None:
+    if remember:
+        RETAINED.extend((url_port, t) for t, _ in msgs)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", url_port)
     c.loop_start()
@@ -114,4 +133,3 @@ def test_ingest_reads_the_goodbyes_back_on_its_own(mosquitto, ingest, unique, mo
             break
         time.sleep(0.3)
     assert missing == 4
-    publish_retained(mosquitto.port, [(codec.topic(dev, "status"), b"")])  # clear the retained goodbye

@@ -308,14 +308,14 @@ def test_shadow_rollout_to_the_qemu_node(ota_node):
 class QemuSerialPeer:
     """The QEMU node's serial link: frames in a queue, link messages out (docs/mcu.md formats)."""
 
-    def __init__(self, port: int):
-        deadline = time.monotonic() + 10
+    def __init__(self, port: int, qemu: subprocess.Popen | None = None):
+        deadline = time.monotonic() + 30  # QEMU's start on a loaded 2-core host can take seconds
         while True:
             try:
                 self.sock = socket.create_connection(("127.0.0.1", port), timeout=1)
                 break
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (qemu is not None and qemu.poll() is not None):
                     raise
                 time.sleep(0.1)
         self.sock.settimeout(0.2)
@@ -425,15 +425,24 @@ def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = Non
     tests judge by the models' own thresholds (the canary's anomaly rates), so the node does not
     commission a baseline (--no-commission; tests/mcu/test_qemu_commission.py does)."""
     rec, fs = recording
-    port = free_port()
     extra = f"--windows {windows} " if windows else ""
-    out = subprocess.PIPE if capture else subprocess.DEVNULL
-    qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
-                             "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
-                             f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
-                             f"--key {public_key_file(key, tmp_path / 'k.pub').name} --device {DEVICE} --no-commission"],
-                            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
-    return qemu, QemuSerialPeer(port)
+    for attempt in range(3):  # the free port can be taken before QEMU binds it (a loaded, parallel run)
+        port = free_port()
+        out = subprocess.PIPE if capture else subprocess.DEVNULL
+        qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
+                                 "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                                 f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
+                                 f"--key {public_key_file(key, tmp_path / 'k.pub').name} --device {DEVICE} "
+                                 "--no-commission"],
+                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
+        try:
+            return qemu, QemuSerialPeer(port, qemu)
+        except OSError:
+            qemu.kill()
+            qemu.wait()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def hello(link: "QemuSerialPeer") -> dict:

@@ -426,22 +426,31 @@ def start_node(mcu, recording, tmp_path: Path, key, *, windows: int | None = Non
     commission a baseline (--no-commission; tests/mcu/test_qemu_commission.py does)."""
     rec, fs = recording
     extra = f"--windows {windows} " if windows else ""
+    # the node reads its command line through semihosting into 256 B: short names in its working folder
+    # (under pytest-xdist the absolute paths grow by popen-gwN/ and the line was cut: a usage message)
+    for name, target in (("model.efm", Path(FLEET_MODEL)), ("rec.f32", Path(rec))):
+        if not (tmp_path / name).exists():
+            (tmp_path / name).symlink_to(target.resolve())
     for attempt in range(3):  # the free port can be taken before QEMU binds it (a loaded, parallel run)
         port = free_port()
-        out = subprocess.PIPE if capture else subprocess.DEVNULL
+        log = open(tmp_path / f"qemu-{attempt}.log", "wb")
+        out = subprocess.PIPE if capture else log
         qemu = subprocess.Popen([*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait",
                                  "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
-                                 f"node {FLEET_MODEL} {fs} --samples {rec} {extra}"
+                                 f"node model.efm {fs} --samples rec.f32 {extra}"
                                  f"--key {public_key_file(key, tmp_path / 'k.pub').name} --device {DEVICE} "
                                  "--no-commission"],
-                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)
+                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT if capture else log)
         try:
             return qemu, QemuSerialPeer(port, qemu)
-        except OSError:
+        except OSError as exc:
             qemu.kill()
-            qemu.wait()
+            said = qemu.communicate()[0] if capture else None
+            log.close()
+            said = said or (tmp_path / f"qemu-{attempt}.log").read_bytes()
             if attempt == 2:
-                raise
+                raise AssertionError(f"QEMU's serial port {port} never opened ({exc}); QEMU said: "
+                                     f"{said[-1500:].decode(errors='replace')}") from exc
     raise AssertionError("unreachable")
 
 

@@ -158,6 +158,7 @@ class IngestService:
         self._tls: ssl.SSLContext | None = None  # mqtts:// (settings.tls())
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the broker answered the subscription (SUBACK)
         self._health_due: dict[str, float] = {}
         self._last_stats = time.monotonic()
         self._last_counts = (0, 0, 0, 0)
@@ -191,6 +192,7 @@ class IngestService:
         self._connected.set()
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
+        self._subscribed.set()
         refused = [str(r) for r in rcs if getattr(r, "is_failure", False) or r == 0x80]
         if refused:  # a broker with per-account permissions (docs/security.md) said no: nothing will arrive
             log.error("the broker refused ingest's subscription (%s): give account %s read access to "
@@ -299,6 +301,10 @@ class IngestService:
         if not self._connected.wait(max(1.0, deadline - time.monotonic())):
             self.stop()
             raise EdgefleetError(f"broker at {self.settings.broker_display} did not accept the ingest session")
+        # started means receiving: a message published once start() returns reaches this session (a fresh,
+        # non-persistent session would otherwise miss what came before the broker's SUBACK)
+        if not self._subscribed.wait(max(1.0, deadline - time.monotonic())):
+            log.warning("the broker has not answered ingest's subscription yet; messages before it may be missed")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

@@ -55,7 +55,9 @@ def test_ingest_stores_dedups_rejects_and_raises_alarms(ingest, mosquitto, uniqu
     wait_until(lambda: svc.counters.received >= 36, 20, "all messages ingested")
     c = store.counts()
     assert (c.results, c.duplicates, c.rejected) == (210, 10, 4)
-    assert svc.counters.acked == 36  # every QoS 1 message acknowledged after its commit
+    # every QoS 1 message acknowledged after its commit: its 36, and any status another test left retained
+    # on the session broker (a subscription receives those too)
+    assert svc.counters.acked == svc.counters.received >= 36
     assert store.reject_counts() == {"json": 2, "schema": 1, "topic": 1}
     reasons = {r.code: r.reason for r in store.rejects()}
     assert "v: expected 1, got 9" in reasons["schema"]

@@ -276,8 +276,9 @@ def test_ingest_refuses_results_older_than_the_raw_horizon_and_keeps_rollups(ing
     pub.publish(protocol.topic(dev, "result"), result_payload(0, 5, ts0=int(time.time() * 1000) - 40 * DAY))
     pub.publish(protocol.topic(dev, "result"), result_payload(5, 5))
     pub.wait_all()
-    wait_until(lambda: svc.counters.received >= 2, 20, "both messages ingested")
-    assert (svc.counters.stored, svc.counters.rejected) == (5, 5) and svc.counters.acked >= 2
-    assert [r.code for r in svc.store.rejects()] == ["too_old"] * 5
+    wait_until(lambda: svc.counters.stored + svc.counters.rejected >= 10, 20, "both messages ingested")
+    mine = [r.code for r in svc.store.rejects() if f"/{dev}/" in r.topic]  # (the session broker's retained
+    assert svc.counters.stored == 5 and mine == ["too_old"] * 5  # statuses of other tests arrive too)
+    assert svc.counters.acked >= 2
     assert sum(r[3] for r in svc.store.rollup_rows(dev, HOUR_MS, 0, 2**62)) == 5
     pub.close()

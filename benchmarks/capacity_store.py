@@ -40,18 +40,6 @@ TABLES = ("results", "rollup_1m", "rollup_1h")
 SUMMARY_EVERY_S = 300
 
 
-def pg_server(fsync: bool = True):
-    """tests/pg.py's server, started again on another port when the one it picked was taken meanwhile (other
-    work on this machine opens connections all the time: 'Address already in use')."""
-    from pg import PgServer
-
-    for attempt in range(5):
-        try:
-            return PgServer(fsync=fsync)
-        except RuntimeError as exc:
-            if "already in use" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(0.5)
 
 
 def hour_of_results(devices: int, t0: int) -> list[IngestBatch]:
@@ -206,9 +194,11 @@ def main() -> int:
                                           **reads(s, a.devices, a.probe, a.runs, now)}
         s.close()
     if not a.no_pg:
+        from pg import PgServer
+
         from edgefleet.service.store.postgres import PostgresStore
 
-        with pg_server(fsync=True) as server:
+        with PgServer(fsync=True) as server:
             url = server.create_db("size")
             s = PostgresStore(url)
             for b in batches:

@@ -33,18 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"worst": (1000, 1, 31), "messages": (200, 50, 7)}  # devices, results per device per batch, batches
 
 
-def pg_server(fsync: bool = True):
-    """tests/pg.py's server, started again on another port when the one it picked was taken meanwhile (other
-    work on this machine opens connections all the time: 'Address already in use')."""
-    from pg import PgServer
-
-    for attempt in range(5):
-        try:
-            return PgServer(fsync=fsync)
-        except RuntimeError as exc:
-            if "already in use" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(0.5)
 
 
 def batches(devices: int, per: int, n: int, t0: int) -> list:
@@ -135,14 +123,14 @@ def main() -> int:
         variants = [(t, True) for t in trees] + [("now", False)]
         server = None
         if not a.no_pg:
-            from pg import missing_reason
+            from pg import PgServer, missing_reason
 
             why = missing_reason()
             if why:
                 print(f"PostgreSQL skipped: {why}")
                 stores.remove("postgresql")
             else:
-                server = pg_server(fsync=True)
+                server = PgServer(fsync=True)
         got: dict[tuple, list[dict]] = {}
         load_before = os.getloadavg()
         try:

@@ -46,18 +46,6 @@ from edgefleet.service.store import IngestBatch, open_store  # noqa: E402
 DEVICES, BATCH = 2000, 1000
 
 
-def pg_server(fsync: bool = True):
-    """tests/pg.py's server, started again on another port when the one it picked was taken meanwhile (other
-    work on this machine opens connections all the time: 'Address already in use')."""
-    from pg import PgServer
-
-    for attempt in range(5):
-        try:
-            return PgServer(fsync=fsync)
-        except RuntimeError as exc:
-            if "already in use" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(0.5)
 
 
 def batches(seed: int, n: int, devices: range) -> list[list[ResultRecord]]:
@@ -227,7 +215,9 @@ def main() -> int:
     two = [batches(2, args.batches // 2, range(0, DEVICES, 2)), batches(3, args.batches // 2, range(1, DEVICES, 2))]
     configs = [(backend, writers) for writers in (1, 2) for backend in ("sqlite", "postgresql")]
     rounds: dict[str, list[dict]] = {f"{b}/{w}": [] for b, w in configs}
-    with pg_server(fsync=True) as server, tempfile.TemporaryDirectory() as tmp:
+    from pg import PgServer
+
+    with PgServer(fsync=True) as server, tempfile.TemporaryDirectory() as tmp:
         pg_version = subprocess.run([str(server.bin / "postgres"), "--version"], capture_output=True,
                                     text=True).stdout.strip()
         for r in range(0 if args.skip_store else args.rounds):

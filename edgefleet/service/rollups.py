@@ -217,6 +217,17 @@ def add_summary(a: Agg, s: SummaryRecord) -> None:
         a.v_max = s.vrms_max if a.v_max is None else max(a.v_max, s.vrms_max)
 
 
+def _load_missing(open_rows: dict[tuple[int, str, int], Agg], touched: list[tuple[int, str, int]],
+                  load: Callable[[int, list[tuple[str, int]]], dict[tuple[str, int], Agg]]) -> None:
+    """Put in `open_rows` the touched rows it does not keep: the stored row from `load`, else a new one."""
+    for w in WIDTHS:
+        missing = [(k[1], k[2]) for k in touched if k[0] == w and k not in open_rows]
+        if missing:
+            got = load(w, missing)
+            for d, b in missing:
+                open_rows[(w, d, b)] = got.get((d, b)) or Agg(0)
+
+
 def add_all_summaries(open_rows: dict[tuple[int, str, int], Agg], summaries: Iterable[SummaryRecord],
                       load: Callable[[int, list[tuple[str, int]]], dict[tuple[str, int], Agg]]) -> list[tuple[int, tuple]]:
     """As add_all, for node summaries: each goes whole into the minute and the hour of its end (`ts`); a period
@@ -224,12 +235,7 @@ def add_all_summaries(open_rows: dict[tuple[int, str, int], Agg], summaries: Ite
     items = list(summaries)
     keyed = [(s, [(w, s.device, s.ts // w * w) for w in WIDTHS]) for s in items]
     touched = sorted({k for _, ks in keyed for k in ks})
-    for w in WIDTHS:
-        missing = [(k[1], k[2]) for k in touched if k[0] == w and k not in open_rows]
-        if missing:
-            got = load(w, missing)
-            for d, b in missing:
-                open_rows[(w, d, b)] = got.get((d, b)) or Agg(0)
+    _load_missing(open_rows, touched, load)
     for s, ks in keyed:
         for k in ks:
             add_summary(open_rows[k], s)
@@ -277,12 +283,7 @@ def add_all(open_rows: dict[tuple[int, str, int], Agg], results: Iterable[Result
     parts = partials(results)
     keyed = [(a, [(w, d, m - m % w) for w in WIDTHS]) for (d, m), a in parts.items()]
     touched = sorted({k for _, ks in keyed for k in ks})
-    for w in WIDTHS:
-        missing = [(k[1], k[2]) for k in touched if k[0] == w and k not in open_rows]
-        if missing:
-            got = load(w, missing)
-            for d, b in missing:
-                open_rows[(w, d, b)] = got.get((d, b)) or Agg(0)
+    _load_missing(open_rows, touched, load)
     for a, ks in keyed:
         for k in ks:
             open_rows[k].merge(a)

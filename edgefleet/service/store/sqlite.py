@@ -20,7 +20,7 @@ from pathlib import Path
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol import ResultRecord
 from edgefleet.service.iso20816 import machine_class
-from edgefleet.service.store import rollup_sql, slow_commit
+from edgefleet.service.store import rollup_sql, slow_commit, summary_sql
 from edgefleet.service.store.accounts import ACCOUNTS_SCHEMA, AccountTables
 from edgefleet.service.store.base import (
     REJECT_EXCERPT,
@@ -846,8 +846,9 @@ class SQLiteStore(NotifyTables, AccountTables):
         else:
             rows = self._q(self._DEVICE_SQL + " WHERE coalesce(d.site, '') = ? ORDER BY d.line, d.device", (site,))
         # a node in summary mode reports once a period: stale after 2.5 periods, not after stale_s
-        every = {k[len("report/device/"):]: float(v) for k, v in
-                 self._q("SELECT key, value FROM settings WHERE key LIKE 'report/device/%'")} if now_ms else {}
+        every = {k[len(summary_sql.REPORT_KEY):]: float(v) for k, v in
+                 self._q("SELECT key, value FROM settings WHERE key LIKE ?", (summary_sql.REPORT_KEY + "%",))
+                 } if now_ms else {}
         return [self._device(r, now_ms, max(stale_s, 2.5 * every.get(r[0], 0.0))) for r in rows]
 
     def fleet_summary(self, now_ms: int, stale_s: float = 120.0) -> FleetSummary:

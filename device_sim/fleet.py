@@ -292,7 +292,8 @@ class Fleet:
         scores, shadow, debug = self._score(rows, t_sim, keep, machines)
         every = debug.pop(-1)
         rpm = self._speeds(rows, every, machines, t_sim)
-        verdicts = self._commissioning(rows, scores, every["features"], rpm, every["excess"], every.get("sensor"), t_sim)
+        verdicts = self._commissioning(rows, scores, every["features"], rpm, every["excess"], every.get("sensor"), t_sim,
+                                       shadow)
         readings = self._readings(rows, every, rpm)
         dt = time.perf_counter() - c0
         self.compute_s += dt
@@ -335,7 +336,7 @@ class Fleet:
 
     def _commissioning(self, rows: np.ndarray, scores: np.ndarray, features: np.ndarray, rpm: np.ndarray,
                        excess: np.ndarray | None = None, sensor: list[str] | None = None,
-                       t_sim: float | None = None) -> list[Verdict | None]:
+                       t_sim: float | None = None, shadow: np.ndarray | None = None) -> list[Verdict | None]:
         """Each node's verdict under its own baseline (docs/baseline.md): a commissioning node learns
         from the window (no verdict); a commissioned one scores it standardized by its class's
         normal, with one engine call for all of them; `scores` (and the per-input `excess` over
@@ -344,7 +345,11 @@ class Fleet:
         A window whose sensor check failed (`sensor`, OUTCOMES names) gets that state and no verdict
         (score 0): it neither commissions, nor moves the drift baseline, nor raises or clears an alarm.
         After commissioning the class centres follow benign drift (VirtualNode.judged_window), timed
-        by `t_sim` (simulation seconds; None: the wall clock)."""
+        by `t_sim` (simulation seconds; None: the wall clock).
+
+        In an OTA shadow phase (`shadow`, the candidates' scores, updated in place) a judged window is
+        scored by the candidate on the same class-standardized input, against the thresholds it will
+        have once it runs (`_shadow_thresholds`): the shadow check then compares like with like."""
         t_s = now_ms() / 1000.0 if t_sim is None else float(t_sim)
         sensor = sensor or [""] * rows.size
         faulty = [i for i, name in enumerate(sensor) if name]
@@ -418,12 +423,18 @@ class Fleet:
             h = bl.health_index(z)
             ratio = np.maximum(s / np.stack([np.float32(c.threshold) for _, c in cls_of]),
                                h / np.stack([np.float32(c.hi_threshold) for _, c in cls_of]))
+            cand = self._shadow_judged(rows, judged, cls_of, z) if shadow is not None else {}
             for j, i in enumerate(judged):
                 k, c = cls_of[j]
                 scores[i] = s[j]
                 anom = bool(s[j] > np.float32(c.threshold) or h[j] > np.float32(c.hi_threshold))
                 out[i] = Verdict("", anom, float(h[j]), k, float(c.threshold), float(c.hi_threshold),
                                  drift_healthy=bool(ratio[j] < bl.DRIFT_HEALTHY))
+                if j in cand:
+                    cs, cthr = cand[j]
+                    shadow[i] = cs  # type: ignore[index]
+                    out[i] = replace(out[i], shadow_thr=cthr,  # type: ignore[type-var]
+                                     shadow_anom=bool(cs > np.float32(cthr) or h[j] > np.float32(c.hi_threshold)))
                 node = self.links[int(rows[i])].node
                 node.judged_window(t_s, out[i], bl.to_q10(features[i]) if out[i].drift_healthy else None)
                 node.last_window_s = t_s
@@ -432,6 +443,47 @@ class Fleet:
     @staticmethod
     def _count_sensor(node: VirtualNode, name: str) -> None:
         node.sensor_windows[name] = node.sensor_windows.get(name, 0) + 1
+
+    def _shadow_judged(self, rows: np.ndarray, judged: list[int], cls_of: list, z: np.ndarray
+                       ) -> dict[int, tuple[float, float]]:
+        """Per judged window (index into `judged`) of a node in a shadow phase whose candidate has the
+        running front end: (the candidate's score of the class-standardized window, its class threshold)."""
+        pick: dict[int, list[int]] = {}
+        for j, i in enumerate(judged):
+            version = self._shadow_version(int(rows[i]))
+            if version:
+                pick.setdefault(version, []).append(j)
+        out: dict[int, tuple[float, float]] = {}
+        for version, js in pick.items():
+            det = self._shadow_detector(int(rows[judged[js[0]]]), version)
+            if det is None:
+                continue
+            keep = []
+            for j in js:
+                thr = self._shadow_thresholds(self.links[int(rows[judged[j]])].node, version, det)
+                if thr is not None and cls_of[j][0] < len(thr):
+                    keep.append((j, thr[cls_of[j][0]]))
+            if keep:
+                cs = det.score_standardized(z[[j for j, _ in keep]])
+                out.update({j: (float(v), t) for (j, t), v in zip(keep, cs.tolist())})
+        return out
+
+    @staticmethod
+    def _shadow_thresholds(node: VirtualNode, version: int, det: Detector) -> list[float] | None:
+        """The candidate's per-class score thresholds on this machine: learned from the commissioning
+        rows the node kept, as `_rebaseline` will once the candidate runs. None when the candidate has
+        another front end or no rows were kept (the node then judges it by the model's own threshold)."""
+        if node.shadow_class_thr is not None and node.shadow_class_thr[0] == version:
+            return node.shadow_class_thr[1]
+        params = det.artifact.features.params  # type: ignore[union-attr]
+        b = node.baseline
+        thr = None
+        if (b is not None and node.baseline_rows and bl.frontend_crc(params) == b.frontend_crc
+                and params.n_features == b.n_features):
+            thr = [bl.learn_class(node.baseline_rows[k], rpm, det.score_standardized).threshold
+                   for k, rpm in enumerate(node.baseline_centres)]
+        node.shadow_class_thr = (version, thr)
+        return thr
 
     def _rebaseline(self, r: int, node: VirtualNode) -> bl.Baseline | None:
         """A new model with the same front end keeps the machine's normal (centre and spread) but

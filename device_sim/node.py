@@ -59,6 +59,8 @@ class Verdict:
     thr: float | None = None  # the class's score threshold (the message's thr)
     hi_thr: float | None = None
     drift_healthy: bool = False  # judged, and under DRIFT_HEALTHY of both class limits: drift may learn from it
+    shadow_thr: float | None = None  # in a shadow phase: the candidate's threshold for this class (None: none)
+    shadow_anom: bool = False  # ... and its verdict on the window, by the same rule as the active model's
 
 
 @dataclass
@@ -224,6 +226,7 @@ class VirtualNode:
     shadow_model: int | None = None  # OTA shadow phase: the candidate scored beside the active model
     shadow_threshold: float = 0.0
     next_shadow: float | None = None  # the candidate's score of the next window (set by the fleet)
+    shadow_class_thr: tuple | None = None  # (candidate version, its per-class thresholds from baseline_rows)
     baseline: Baseline | None = None  # the machine's own normal (survives reboots, like flash)
     commissioner: Commissioner | None = None  # learning in progress (RAM: lost on reboot)
     commission_windows: int = DEFAULT_WINDOWS
@@ -331,6 +334,7 @@ class VirtualNode:
             self.baseline_centres = [float(p) for p in pick]
             self.baseline_rows = [old[p] for p in pick] if old else []
         self.baseline_model = self.model_version
+        self.shadow_class_thr = None  # a candidate's thresholds come from the new rows
         self.commissioner = None
         self.drift, self.drift_note = None, None  # a new commissioned centre: drift follows from there
         self.announce = True
@@ -372,8 +376,11 @@ class VirtualNode:
         self.anomalies += anom
         shadow = None
         if shadow_score is not None and self.shadow_model is not None:
-            shadow = (self.shadow_model, self.shadow_threshold, max(0.0, float(shadow_score)),
-                      bool(shadow_score > self.shadow_threshold))
+            if verdict is not None and verdict.shadow_thr is not None:  # judged by the class, as it will be
+                shadow = (self.shadow_model, verdict.shadow_thr, max(0.0, float(shadow_score)), verdict.shadow_anom)
+            else:
+                shadow = (self.shadow_model, self.shadow_threshold, max(0.0, float(shadow_score)),
+                          bool(shadow_score > self.shadow_threshold))
         if self.ota is not None and self.ota.slots.trial:
             in_shadow = self.shadow_model is not None
             if shadow is not None or not in_shadow:
@@ -541,6 +548,7 @@ class VirtualNode:
         art = self.ota.shadow_artifact if self.ota else None
         if (art.model_version if art else None) != self.shadow_model:  # a shadow phase began or ended
             self.shadow_model = art.model_version if art else None
+            self.shadow_class_thr = None
             self.shadow_threshold = _positive(float(art.scoring.threshold)) if art else 0.0
             self.trial_windows = self.trial_anomalies = 0
         return out

@@ -162,3 +162,59 @@ def test_shadow_phase_extends_the_stage_timeout_and_feeds_the_health_check():
     flood = {"a": (0.02, 0.9, 50), "b": (0.0, 0.8, 50)}
     d = decide(policy, 0, devices, states, offered, 200.0, flood)
     assert d.action == "abort" and "model health" in d.reason
+
+
+FLEET_V2 = Path(__file__).resolve().parents[2] / "edgefleet" / "models" / "fleet-v2" / "model.efm"
+
+
+def _tick(fleet, rows, t):
+    """One window per node, judged as `Fleet.tick` judges it: (scores, candidates' scores, verdicts)."""
+    scores, shadow, debug = fleet._score(rows, t, set(), fleet.machines_at(t))
+    every = debug.pop(-1)
+    rpm = fleet._speeds(rows, every, fleet.machines_at(t), t)
+    return scores, shadow, fleet._commissioning(rows, scores, every["features"], rpm, every["excess"],
+                                                every.get("sensor"), t, shadow)
+
+
+def test_commissioned_node_judges_its_shadow_candidate_by_its_own_normal(release, signing_key):
+    """On a commissioned node the candidate scores the class-standardized window, against the class
+    threshold it will have once it runs: a candidate with the running model's weights is judged
+    exactly as the running model (by the model's own standardization it would see another input
+    and another threshold, and the shadow check would compare unlike things)."""
+    from device_sim.fleet import Fleet, FleetOptions
+    from device_sim.link import LinkOptions
+
+    art = Artifact.from_bytes(FLEET_V2.read_bytes())
+    plant = make_plant(3, seed=5, rates=(12000.0,))
+    fleet = Fleet(plant, art, LinkOptions("127.0.0.1", 1),
+                  FleetOptions(commission=True, commission_windows=16, ota_public_key=signing_key.public_key()))
+    rows = np.arange(3)
+    t = 0.0
+    while not all(lk.node.baseline for lk in fleet.links) and t < 200:
+        _tick(fleet, rows, t)
+        t += 1.0
+    assert all(lk.node.baseline for lk in fleet.links), "commissioning did not finish"
+    node = fleet.links[0].node
+    twin = Artifact.from_bytes(FLEET_V2.read_bytes())
+    twin.model_version = art.model_version + 1
+    twin.scoring.threshold = float(art.scoring.threshold) * 0.01  # the model's own threshold plays no part here
+    blob, _, offer = release(twin.model_version, blob=twin.to_bytes(), shadow=True, shadow_s=60,
+                             device=plant.nodes[0].device_id)
+    node.ota.device = plant.nodes[0].device_id
+    states, now = serve(node.ota, blob, offer)
+    assert states[-1] == "shadow", states
+    node.ota_events([], int(now * 1000))
+    assert node.shadow_model == twin.model_version
+    judged = 0
+    for _ in range(20):
+        scores, shadow, verdicts = _tick(fleet, rows, t)
+        t += 1.0
+        v = verdicts[0]
+        assert np.isnan(shadow[1:]).all()  # the others have no candidate
+        if v is None or v.state:
+            continue
+        judged += 1
+        assert shadow[0] == scores[0] and v.shadow_thr == v.thr and v.shadow_anom == v.anom
+        node.add_result(judged, float(scores[0]), 100, float(shadow[0]), v)
+        assert node.ring[-1][7] == (twin.model_version, v.thr, float(scores[0]), v.anom)
+    assert judged >= 15

@@ -451,27 +451,17 @@ static uint32_t write_record(ef_commission *c, uint8_t t, const entry *plan, int
     return w.err ? 0u : EF_BASELINE_RECORD_SIZE(n, n_plan);
 }
 
-ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,
-                               uint32_t min_windows, float *features, void *work, size_t work_len)
+/* Write the record of `plan` to the copy not in force, its head last; put it in force and retire
+ * the old copy (ef_commission_finish's steps after the plan). */
+static ef_status commit_record(ef_commission *c, const entry *plan, int n_plan, const ef_baseline_model *sm,
+                               uint64_t learned_ms, float *features, void *work, size_t work_len)
 {
-    entry plan[2u * EF_BASELINE_MAX_CLASSES];
-    const ef_flash *f;
-    uint8_t head[EF_COMMISSION_COPY_HEAD], t, old;
+    const ef_flash *f = c->records;
+    const int had = c->seq != 0u; /* a valid copy exists (in force or not): the new record goes to the other */
+    const uint8_t old = c->copy, t = (uint8_t)(had ? old ^ 1u : 0u);
+    uint8_t head[EF_COMMISSION_COPY_HEAD];
     uint32_t size;
     ef_status st;
-    int n_plan, had;
-    if (c == NULL || sm == NULL || features == NULL || work == NULL || ((uintptr_t)work & 3u))
-        return EF_ERR_ARG;
-    if (!c->learning)
-        return EF_ERR_STATE;
-    had = c->seq != 0u; /* a valid copy exists (in force or not): the new record goes to the other */
-    old = c->copy;
-    t = (uint8_t)(had ? old ^ 1u : 0u);
-    if (work_len < block_room(c->model.n_features) + 4u)
-        return EF_ERR_CAPACITY;
-    f = c->records;
-    if ((n_plan = plan_classes(c, min_windows, plan)) == 0)
-        return EF_ERR_TOO_FEW;
     if (f->erase(f->ctx, copy_off(c, t), c->copy_size) != 0)
         return EF_ERR_FLASH;
     size = write_record(c, t, plan, n_plan, sm, learned_ms, features, work, work_len, &st);
@@ -488,7 +478,128 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
         return EF_ERR_FLASH; /* cannot happen unless the flash lies */
     if (had)
         f->erase(f->ctx, copy_off(c, old), c->copy_size); /* retire the old copy; if cut, the new one wins */
+    return EF_OK;
+}
+
+static int scratch_ok(const ef_commission *c, const ef_baseline_model *sm, const float *features, const void *work,
+                      size_t work_len)
+{
+    return sm != NULL && features != NULL && work != NULL && !((uintptr_t)work & 3u) &&
+           work_len >= block_room(c->model.n_features) + 4u;
+}
+
+ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,
+                               uint32_t min_windows, float *features, void *work, size_t work_len)
+{
+    entry plan[2u * EF_BASELINE_MAX_CLASSES];
+    ef_status st;
+    int n_plan;
+    if (c == NULL || sm == NULL || features == NULL || work == NULL || ((uintptr_t)work & 3u))
+        return EF_ERR_ARG;
+    if (!c->learning)
+        return EF_ERR_STATE;
+    if (!scratch_ok(c, sm, features, work, work_len))
+        return EF_ERR_CAPACITY;
+    if ((n_plan = plan_classes(c, min_windows, plan)) == 0)
+        return EF_ERR_TOO_FEW;
+    if ((st = commit_record(c, plan, n_plan, sm, learned_ms, features, work, work_len)) != EF_OK)
+        return st;
     c->learning = 0;
+    return EF_OK;
+}
+
+/* ---- another model on the same front end: its thresholds from the kept rows ---- */
+
+/* The commissioning class whose stored rows taught class k of the record in force: the same band
+ * and as many windows, from the last commissioning (its index is RAM: none after a reset, nor once
+ * another commissioning started); -1 if none. */
+static int rows_of(const ef_commission *c, uint16_t k)
+{
+    ef_baseline_class cl;
+    uint8_t i;
+    if (!c->has_baseline || c->learning || k >= c->baseline.n_classes)
+        return -1;
+    ef_baseline_class_at(&c->baseline, k, &cl);
+    for (i = 0; i < c->n_classes; i++)
+        if (c->cls[i].rows == cl.windows && band_lo(c->cls[i].rpm) == cl.rpm_lo && band_hi(c->cls[i].rpm) == cl.rpm_hi)
+            return i;
+    return -1;
+}
+
+int ef_commission_kept_rows(const ef_commission *c)
+{
+    uint16_t k;
+    int n = 0;
+    for (k = 0; c->has_baseline && k < c->baseline.n_classes; k++)
+        n += rows_of(c, k) >= 0;
+    return n;
+}
+
+ef_status ef_commission_rederive(ef_commission *c, const ef_baseline_model *sm, float *features, void *work,
+                                 size_t work_len)
+{
+    entry plan[EF_BASELINE_MAX_CLASSES];
+    uint16_t k;
+    if (c == NULL || sm == NULL)
+        return EF_ERR_ARG;
+    if (!c->has_baseline || c->learning)
+        return EF_ERR_STATE;
+    if (!scratch_ok(c, sm, features, work, work_len) || sm->model->n_inputs != c->baseline.n)
+        return EF_ERR_ARG;
+    if (ef_commission_kept_rows(c) == 0)
+        return EF_ERR_TOO_FEW;
+    for (k = 0; k < c->baseline.n_classes; k++) { /* the record's classes in its order: re-learned or kept */
+        const int i = rows_of(c, k);
+        plan[k].fresh = (uint8_t)(i >= 0);
+        plan[k].index = (uint8_t)(i >= 0 ? i : k);
+    }
+    return commit_record(c, plan, c->baseline.n_classes, sm, c->baseline.learned_ms, features, work, work_len);
+}
+
+ef_status ef_commission_class_thresholds(const ef_commission *c, const ef_baseline_model *sm, float *features,
+                                         void *work, size_t work_len, float thr[EF_BASELINE_MAX_CLASSES])
+{
+    region_reader rr;
+    ef_baseline_rows rows;
+    uint8_t *block;
+    uint32_t floored;
+    uint16_t k;
+    ef_status st;
+    if (c == NULL || sm == NULL || thr == NULL)
+        return EF_ERR_ARG;
+    memset(thr, 0, EF_BASELINE_MAX_CLASSES * sizeof *thr);
+    if (!c->has_baseline)
+        return EF_ERR_NO_BASELINE;
+    if (!scratch_ok(c, sm, features, work, work_len) || sm->model->n_inputs != c->baseline.n)
+        return EF_ERR_ARG;
+    block = (uint8_t *)work + (work_len - block_room(c->baseline.n)); /* as write_record: block last */
+    for (k = 0; k < c->baseline.n_classes; k++) {
+        const int i = rows_of(c, k);
+        if (i < 0)
+            continue;
+        rows = class_rows(c, i, &rr);
+        if ((st = ef_baseline_learn_class(&rows, c->baseline.n, c->cls[i].rpm, sm, features, work,
+                                          work_len - block_room(c->baseline.n), block, &floored)) != EF_OK)
+            return st;
+        thr[k] = ef_lef32(block + 12);
+    }
+    return EF_OK;
+}
+
+ef_status ef_commission_shadow(const ef_commission *c, const ef_baseline_model *cand, const float *features,
+                               const ef_baseline_verdict *bv, float thr, float *score, int *anom)
+{
+    ef_baseline_class cl;
+    float hi;
+    ef_status st;
+    if (c == NULL || cand == NULL || features == NULL || bv == NULL || score == NULL || anom == NULL ||
+        !c->has_baseline || bv->cls < 0 || bv->cls >= (int)c->baseline.n_classes ||
+        cand->model->n_inputs != c->baseline.n)
+        return EF_ERR_ARG;
+    ef_baseline_class_at(&c->baseline, (uint16_t)bv->cls, &cl);
+    if ((st = ef_baseline_score(cand, cl.center, cl.spread, features, score, &hi)) != EF_OK)
+        return st;
+    *anom = *score > thr || bv->hi > bv->hi_threshold; /* HI belongs to the class, not the model */
     return EF_OK;
 }
 

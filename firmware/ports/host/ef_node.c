@@ -19,7 +19,13 @@
  *   --flash F.bin   the records' area, read at the start (if the file exists) and written at
  *                   the end: a second run is the node after a reset
  *   --cmd K JSON    a protocol v1 cmd arriving before window K (commission, commission_end, ping)
- *   --model-at K A  before window K the node switches to artifact A (an OTA trial starting)
+ *   --model-at K A  before window K the node switches to artifact A (an OTA trial starting); with the
+ *                   same front end the record's thresholds are re-derived for A from the kept rows
+ *   --shadow-at K A from window K artifact A scores every window beside the running model (an OTA
+ *                   shadow phase; A must have the running front end): a window judged by a class is
+ *                   scored on the same class-standardized input against A's threshold for that class
+ *                   (learned from the kept rows; ef_commission_shadow), any other by A's own
+ *                   standardization and threshold; the results carry `shadow`
  *   --bearing N,BALL,PITCH,DEG  the machine's bearing (rolling elements, ball and pitch diameters in mm,
  *                   contact angle): the fault hint names a bearing defect (refused: exit 2, bad-bearing)
  * A v2 node without --rpm classes its windows by the speed its front end estimates (octave slips
@@ -34,6 +40,7 @@
 #include "ef/cmd.h"
 #include "ef/commission.h"
 #include "ef/diagnosis.h"
+#include "ef/engine.h"
 #include "ef/pipeline.h"
 #include "ef/protocol.h"
 #include "ef/serial.h"
@@ -71,6 +78,9 @@ typedef struct {
     ef_flash rec, rows;
     uint8_t *rec_mem, *rows_mem;
     ef_bearing bearing;
+    ef_model cand;                          /* the shadow candidate (cand_on: scoring) */
+    int cand_on, cand_stale;                /* cand_stale: the record changed, its class thresholds too */
+    float cand_cls_thr[EF_BASELINE_MAX_CLASSES]; /* its threshold per class of the record (0: no rows) */
 } node;
 
 static uint64_t now_ns(void)
@@ -113,7 +123,9 @@ typedef struct {
     const char *hint;
 } verdict;
 
-static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdict *v, uint32_t inf_us)
+/* sh: the shadow candidate's outcome of the window (NULL: none) and shh its version and threshold. */
+static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdict *v, uint32_t inf_us,
+                          const ef_proto_shadow_head *shh, const ef_proto_shadow_rec *sh)
 {
     ef_proto_result_head h;
     ef_proto_result_rec r;
@@ -145,7 +157,7 @@ static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdic
         r.has_hi = 1;
         r.hi = v->hi;
     }
-    return emit(nd, ef_proto_encode_result(g_msg, sizeof g_msg, &h, &r, 1));
+    return emit(nd, ef_proto_encode_result_shadow(g_msg, sizeof g_msg, &h, &r, 1, sh ? shh : NULL, sh));
 }
 
 /* A birth: what runs, and what commissioning learned (only a commissioning node sends them). */
@@ -181,6 +193,7 @@ static int publish_birth(node *nd, const ef_model *m, uint64_t ts)
 static void class0_threshold(node *nd)
 {
     ef_baseline_class k;
+    nd->cand_stale = 1; /* called whenever the record may have changed */
     if (nd->comm.has_baseline) {
         ef_baseline_class_at(&nd->comm.baseline, 0, &k);
         nd->cls_thr = k.threshold;
@@ -314,6 +327,69 @@ static void judge(node *nd, const ef_model *m, float rpm, float model_score, ver
     }
 }
 
+/* The candidate scores windows here only if its features section up to the standardization is the
+ * running model's (the features already computed are its own), as the MCU node's shadow_follow. */
+static int same_front_end(const ef_model *a, const ef_model *b)
+{
+    ef_features_view fa, fb;
+    return ef_model_features(a, &fa) && ef_model_features(b, &fb) && fa.mean - fa.head == fb.mean - fb.head &&
+           memcmp(fa.head, fb.head, (size_t)(fa.mean - fa.head)) == 0 && a->n_inputs == b->n_inputs &&
+           b->n_outputs == b->n_inputs;
+}
+
+/* The candidate's threshold per class, from the kept rows, once per record (g_feats is scratch:
+ * called before the window's features are computed). */
+static void shadow_thresholds(node *nd)
+{
+    ef_baseline_model sm = scorer(&nd->cand);
+    ef_status st;
+    if (!nd->cand_on || !nd->cand_stale)
+        return;
+    nd->cand_stale = 0;
+    memset(nd->cand_cls_thr, 0, sizeof nd->cand_cls_thr);
+    if (!nd->commission || !nd->comm.has_baseline)
+        return;
+    if ((st = ef_commission_class_thresholds(&nd->comm, &sm, g_feats, g_work, sizeof g_work, nd->cand_cls_thr)) !=
+        EF_OK)
+        log_status("shadow: the candidate's class thresholds could not be learned", st);
+}
+
+/* The candidate's outcome of the window in g_feats (after the running model's, whose q and y it
+ * overwrites): by the class that judged it when it has a threshold for it, else by its own
+ * standardization and threshold. *thr: the threshold it was judged by. */
+static void shadow_window(node *nd, const verdict *v, ef_proto_shadow_rec *sh, double *thr)
+{
+    const ef_model *c = &nd->cand;
+    ef_baseline_model sm = scorer(c);
+    ef_features_view f;
+    ef_scoring_view sc;
+    float score;
+    if (v->cls >= 0 && nd->cand_cls_thr[v->cls] > 0.0f) {
+        ef_baseline_verdict bv;
+        memset(&bv, 0, sizeof bv);
+        bv.cls = v->cls;
+        bv.hi = v->hi;
+        bv.hi_threshold = v->hi_thr;
+        if (ef_commission_shadow(&nd->comm, &sm, g_feats, &bv, nd->cand_cls_thr[v->cls], &score, &sh->anom) ==
+            EF_OK) {
+            sh->score = score > 0.0f ? (double)score : 0.0;
+            *thr = (double)nd->cand_cls_thr[v->cls];
+            return;
+        }
+    }
+    ef_model_features(c, &f);
+    ef_model_scoring(c, &sc);
+    ef_features_quantize(&f, g_feats, c->input_scale, c->input_zero_point, g_q);
+    if (ef_engine_infer(c, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
+        score = 0.0f;
+    else
+        score = ef_score_mse(g_q, g_y, c->n_inputs, c->input_scale, c->input_zero_point, c->output_scale,
+                             c->output_zero_point);
+    sh->score = score > 0.0f ? (double)score : 0.0;
+    sh->anom = score > sc.threshold;
+    *thr = (double)sc.threshold;
+}
+
 static FILE *open_opt(const char *path)
 {
     FILE *f = path ? fopen(path, "wb") : NULL;
@@ -359,7 +435,7 @@ static int load_model(const char *path, double fs, uint8_t **art, ef_model *m, e
 int main(int argc, char **argv)
 {
     const char *feat_path = NULL, *read_path = NULL, *q_path = NULL, *y_path = NULL, *rpm_path = NULL, *flash_path = NULL;
-    const char *switch_path = NULL;
+    const char *switch_path = NULL, *shadow_path = NULL;
     size_t slen, rlen = 0, n_total, start, hop = 0, windows = 0, anomalous = 0, n_cmds = 0, n_rpm = 0, i_cmd;
     uint8_t *art, *raw, *raw_rpm = NULL;
     const float *samples, *rpms = NULL;
@@ -367,7 +443,8 @@ int main(int argc, char **argv)
     ef_pipeline pipe;
     double fs;
     int quiet = 0, i, rc;
-    uint32_t switch_at = 0;
+    uint32_t switch_at = 0, shadow_at = 0;
+    uint8_t *cand_art = NULL;
     uint64_t t0 = 1767225600000ull;
     FILE *ff, *fr, *fq, *fy;
     scheduled_cmd cmds[MAX_CMDS];
@@ -422,6 +499,9 @@ int main(int argc, char **argv)
         } else if (i + 2 < argc && strcmp(argv[i], "--model-at") == 0) {
             switch_at = (uint32_t)strtoul(argv[++i], NULL, 10);
             switch_path = argv[++i];
+        } else if (i + 2 < argc && strcmp(argv[i], "--shadow-at") == 0) {
+            shadow_at = (uint32_t)strtoul(argv[++i], NULL, 10);
+            shadow_path = argv[++i];
         } else {
             fprintf(stderr, "error: unknown option %s\n", argv[i]);
             return 1;
@@ -480,15 +560,34 @@ int main(int argc, char **argv)
                     return 2;
                 if (!nd.comm.has_baseline)
                     log_status("the baseline does not suit the new model: commissioning", nd.comm.load_status);
+                else if (!nd.comm.learning) { /* the thresholds belong to the model: re-derived from the rows */
+                    ef_baseline_model sm = scorer(&m);
+                    st = ef_commission_rederive(&nd.comm, &sm, g_feats, g_work, sizeof g_work);
+                    if (st != EF_OK)
+                        log_status("the record's thresholds are kept for the new model", st);
+                }
                 class0_threshold(&nd);
             }
             publish_birth(&nd, &m, ts);
             free(art); /* nothing points into the old artifact any more: m and pipe are the new one's */
             art = art2;
         }
+        if (shadow_path && windows == shadow_at) { /* an OTA shadow phase starts */
+            size_t clen;
+            ef_status st;
+            if (!(cand_art = ef_host_read_file(shadow_path, &clen)))
+                return 1;
+            if ((st = ef_model_open(&nd.cand, cand_art, clen)) != EF_OK || !same_front_end(&m, &nd.cand)) {
+                fprintf(stderr, "error: %s: not a shadow candidate for this model (%s)\n", shadow_path,
+                        st != EF_OK ? ef_status_str(st) : "another front end");
+                return 2;
+            }
+            nd.cand_on = nd.cand_stale = 1;
+        }
         for (i_cmd = 0; i_cmd < n_cmds; i_cmd++)
             if (cmds[i_cmd].at == windows)
                 handle_cmd(&nd, &m, cmds[i_cmd].json, ts);
+        shadow_thresholds(&nd);
         const int was_learning = nd.comm.learning;
         t_inf = now_ns();
         ef_pipeline_run(&pipe, samples + start, &res);
@@ -514,7 +613,13 @@ int main(int argc, char **argv)
             fwrite(g_y, 1, m.n_outputs, fy);
         anomalous += v.anom != 0;
         if (nd.boot) {
-            if (publish_result(&nd, &m, ts, &v, (uint32_t)((t_inf + 500u) / 1000u)) != 0)
+            ef_proto_shadow_head shh;
+            ef_proto_shadow_rec sh;
+            if (nd.cand_on) {
+                shh.model = nd.cand.model_version;
+                shadow_window(&nd, &v, &sh, &shh.thr);
+            }
+            if (publish_result(&nd, &m, ts, &v, (uint32_t)((t_inf + 500u) / 1000u), &shh, nd.cand_on ? &sh : NULL) != 0)
                 return 2;
         } else if (!quiet)
             printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)v.score,
@@ -553,5 +658,6 @@ int main(int argc, char **argv)
     free(raw_rpm);
     free(raw);
     free(art);
+    free(cand_art);
     return 0;
 }

@@ -15,8 +15,9 @@
  * scratch sector erased when the first row reaches it), so RAM holds only the per-class counts,
  * never the rows (a board may still back the rows area with RAM). When a class that reached its
  * target has not settled (ef_baseline_settled), its newer half is copied to the class's other
- * bank and learning goes on there: NOR flash cannot drop rows in place. The rows are
- * not kept across a reset (a reset during commissioning starts it again). */
+ * bank and learning goes on there: NOR flash cannot drop rows in place. The rows' index is not
+ * kept across a reset (a reset during commissioning starts it again; after one, another model keeps
+ * the record's thresholds: ef_commission_rederive). */
 #ifndef EF_COMMISSION_H
 #define EF_COMMISSION_H
 #include <stddef.h>
@@ -126,6 +127,36 @@ int ef_commission_done(const ef_commission *c);
  * commissioning; EF_ERR_FLASH if the record could not be written (the old one stays in force). */
 ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,
                                uint32_t min_windows, float *features, void *work, size_t work_len);
+
+/* ---- another model with the same front end (docs/baseline.md): its thresholds from the kept rows ----
+ * The thresholds belong to the model: a node that switches to another model keeps the record's centre
+ * and spread but re-derives each class's thresholds from the commissioning rows it kept (Python
+ * learn_class, as device_sim's _rebaseline), and a shadow candidate is judged by the thresholds it
+ * would get. The rows are found through the last commissioning's per-class index, which is RAM: a
+ * class whose rows are not indexed (after a reset, a class kept from an earlier record, or while
+ * commissioning) keeps the record's thresholds. `features` n floats and `work` (4 bytes per row +
+ * one class block) are scratch, as for ef_commission_finish. */
+
+/* How many classes of the record in force have their commissioning rows indexed. */
+int ef_commission_kept_rows(const ef_commission *c);
+
+/* Model sm now runs (after ef_commission_model kept the record): a new record whose classes with
+ * kept rows are learned again with sm (same centre and spread; sm's thresholds), the others
+ * copied, the learned time kept; written as ef_commission_finish writes one. EF_ERR_TOO_FEW: no
+ * class has its rows, nothing written; EF_ERR_STATE: no record in force, or commissioning. */
+ef_status ef_commission_rederive(ef_commission *c, const ef_baseline_model *sm, float *features, void *work,
+                                 size_t work_len);
+
+/* The score threshold model sm would get per class of the record in force, learned from the kept
+ * rows (thr[k] = 0 for a class without them); nothing is written. */
+ef_status ef_commission_class_thresholds(const ef_commission *c, const ef_baseline_model *sm, float *features,
+                                         void *work, size_t work_len, float thr[EF_BASELINE_MAX_CLASSES]);
+
+/* A shadow candidate's verdict on a window the running model's class judged (bv): its score of the
+ * same class-standardized features (cand's buffers), anomalous when over thr (its threshold for that
+ * class) or when the window's HI is over the class's (HI does not depend on the model). */
+ef_status ef_commission_shadow(const ef_commission *c, const ef_baseline_model *cand, const float *features,
+                               const ef_baseline_verdict *bv, float thr, float *score, int *anom);
 
 /* First 16 hex digits of the SHA-256 of the record in force ("" without one). */
 void ef_commission_hash(const ef_commission *c, char out[17]);

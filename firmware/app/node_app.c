@@ -53,6 +53,7 @@ typedef struct {
     ef_model model;
     ef_pipeline pipe;
     char boot[9];
+    uint8_t shadow_stale;    /* the record changed: a candidate's class thresholds are learned again (in boot's padding) */
     float thr;
     uint32_t result_seq, status_seq, debug_seq, dropped;
     int synced;              /* the bridge said hello (or a fixed timeline) */
@@ -66,6 +67,7 @@ typedef struct {
     uint32_t trial_windows, trial_anomalies; /* scored by a model on trial (by the candidate, in shadow) */
     uint32_t shadow_version; /* OTA shadow phase: the candidate followed (0: none) ... */
     float shadow_thr;        /* ... its threshold, > 0 when it scores windows here, else 0 */
+    float shadow_cls_thr[EF_BASELINE_MAX_CLASSES]; /* ... its threshold per class of the record (0: none) */
     int baseline;            /* commissioning is on: windows are judged by the class of their speed */
     float cls_thr;           /* the threshold of the class that judged the last window (births) */
 } node_state;
@@ -199,11 +201,12 @@ static void announce(uint64_t ts)
     send_status("online", ts, "status");
 }
 
-/* One window's result; with sh (a shadow phase), the candidate's outcome of the same window.
+/* One window's result; with sh (a shadow phase), the candidate's outcome of the same window, judged
+ * by sh_thr.
  * (The handlers marked noinline keep their locals out of node_run's frame, which is under
  * every path: the deepest, a birth's %g formatting, stays under 1.75 KB of stack.) */
 static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v, uint32_t inf_us,
-                                                  const ef_proto_shadow_rec *sh)
+                                                  const ef_proto_shadow_rec *sh, float sh_thr)
 {
     ef_proto_result_head h;
     ef_proto_result_rec r;
@@ -243,7 +246,7 @@ static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v,
         g_node.trial_windows++;
         g_node.trial_anomalies += (uint32_t)sh->anom;
         shh.model = g_node.shadow_version;
-        shh.thr = (double)g_node.shadow_thr;
+        shh.thr = (double)sh_thr;
         n = ef_proto_encode_result_shadow(MSG_BUF, MSG_CAP, &h, &r, 1, &shh, sh);
     } else if (g_cfg->ota && node_ota_in_trial()) {
         g_node.trial_windows++;
@@ -447,6 +450,7 @@ static void log_status(const char *what, ef_status st)
 static void baseline_changed(void)
 {
     ef_baseline_class k;
+    g_node.shadow_stale = 1; /* a candidate's class thresholds come from the record's rows */
     if (!g_comm.has_baseline)
         return;
     ef_baseline_class_at(&g_comm.baseline, 0, &k);
@@ -471,9 +475,12 @@ static void baseline_init(const node_config *c)
 }
 
 /* The model changed (OTA): the baseline stays if it has the same feature front end, else the
- * node commissions again. */
+ * node commissions again. The thresholds belong to the model: re-derived with it from the kept
+ * commissioning rows (as device_sim's _rebaseline), kept when the rows are not indexed (after a
+ * reset). Between windows: g_features and the FFT buffers are scratch. */
 static void baseline_model(void)
 {
+    const ef_baseline_model sm = scorer();
     ef_status st;
     if (!g_node.baseline)
         return;
@@ -482,6 +489,9 @@ static void baseline_model(void)
         log_status("commissioning off for this model", st);
         return;
     }
+    if (g_comm.has_baseline && !g_comm.learning &&
+        (st = ef_commission_rederive(&g_comm, &sm, g_features, &g_fft, sizeof g_fft)) != EF_OK)
+        log_status("the record's thresholds are kept for this model", st);
     baseline_changed();
     if (!g_comm.has_baseline)
         log_status("the baseline does not suit this model: commissioning", g_comm.load_status);
@@ -740,19 +750,47 @@ static void run_window(float rpm, ef_sensor_outcome sensor, verdict *v)
     v->anom = !g_node.baseline && v->score > g_node.thr;
 }
 
+/* The candidate as a baseline scorer: it runs in place from its slot in the running model's buffers. */
+static ef_baseline_model shadow_scorer(const ef_model *m)
+{
+    ef_baseline_model sm = scorer();
+    sm.model = m;
+    return sm;
+}
+
+/* The candidate's threshold per class of the record, learned from the kept rows as it would be once
+ * it runs (device_sim _shadow_thresholds); 0 for a class without indexed rows. Before a window:
+ * g_features and the FFT buffers are scratch (as baseline_finish). */
+static void shadow_class_thresholds(const ef_model *m)
+{
+    const ef_baseline_model sm = shadow_scorer(m);
+    ef_status st;
+    g_node.shadow_stale = 0;
+    memset(g_node.shadow_cls_thr, 0, sizeof g_node.shadow_cls_thr);
+    if (!g_node.baseline || !g_comm.has_baseline)
+        return;
+    st = ef_commission_class_thresholds(&g_comm, &sm, g_features, &g_fft, sizeof g_fft, g_node.shadow_cls_thr);
+    if (st != EF_OK)
+        log_status("shadow: the candidate's class thresholds could not be learned", st);
+}
+
 /* OTA shadow phase: follow the candidate node_ota_shadow() names (its start and end reset the
  * health counters, as in device_sim). It scores a window only if its feature front end (window,
  * bands, floor) is the running model's, so that the features already computed are its own: the
  * raw window is gone after the FFT and there is no RAM for a second copy. It runs in place from
- * its slot and borrows the running model's buffers (q, y, arena) once that window is done. */
+ * its slot and borrows the running model's buffers (q, y, arena) once that window is done.
+ * Called before a window (its class thresholds use the window's buffers as scratch). */
 static __attribute__((noinline)) void shadow_follow(void)
 {
     const ef_model *m = g_cfg->ota ? node_ota_shadow() : NULL;
     const uint32_t v = m ? m->model_version : 0u;
     ef_features_view a, b;
     ef_scoring_view sc;
-    if (v == g_node.shadow_version)
+    if (v == g_node.shadow_version) {
+        if (g_node.shadow_thr > 0.0f && g_node.shadow_stale)
+            shadow_class_thresholds(m);
         return;
+    }
     g_node.shadow_version = v;
     g_node.shadow_thr = 0.0f;
     g_node.trial_windows = g_node.trial_anomalies = 0;
@@ -761,24 +799,45 @@ static __attribute__((noinline)) void shadow_follow(void)
     if (ef_model_features(&g_node.model, &a) && ef_model_features(m, &b) && ef_model_scoring(m, &sc) &&
         sc.rule == 1u && sc.threshold > 0.0f && isfinite(sc.threshold) && a.mean - a.head == b.mean - b.head &&
         memcmp(a.head, b.head, (size_t)(a.mean - a.head)) == 0 && m->n_inputs == g_node.model.n_inputs &&
-        m->n_outputs == m->n_inputs && m->arena_bytes <= NODE_ARENA_MAX)
+        m->n_outputs == m->n_inputs && m->arena_bytes <= NODE_ARENA_MAX) {
         g_node.shadow_thr = sc.threshold;
-    else
+        shadow_class_thresholds(m);
+    } else
         ef_platform_log("shadow candidate not scored here: its feature front end differs");
 }
 
-/* The candidate's score of the window whose features are in g_features (after the running
- * model's own run and any debug capture, which read g_q and g_y). */
-static __attribute__((noinline)) float shadow_window(void)
+/* The candidate's outcome of the window whose features are in g_features (after the running
+ * model's own run and any debug capture, which read g_q and g_y): a window a class judged is
+ * scored on the same class-standardized input against the candidate's threshold for that class
+ * (or the class's HI); any other by the candidate's own standardization and threshold. Returns the
+ * threshold it was judged by (the message's shadow thr). */
+static __attribute__((noinline)) float shadow_window(const verdict *v, ef_proto_shadow_rec *sh)
 {
     const ef_model *m = node_ota_shadow();
     ef_features_view f;
+    float score;
+    if (v->cls >= 0 && g_node.shadow_cls_thr[v->cls] > 0.0f) {
+        const ef_baseline_model sm = shadow_scorer(m);
+        ef_baseline_verdict bv;
+        memset(&bv, 0, sizeof bv);
+        bv.cls = v->cls;
+        bv.hi = v->hi;
+        bv.hi_threshold = v->hi_thr;
+        if (ef_commission_shadow(&g_comm, &sm, g_features, &bv, g_node.shadow_cls_thr[v->cls], &score, &sh->anom) !=
+            EF_OK)
+            board_fatal("shadow inference failed", 1); /* cannot happen: checked in shadow_follow */
+        sh->score = score > 0.0f ? (double)score : 0.0;
+        return g_node.shadow_cls_thr[v->cls];
+    }
     ef_model_features(m, &f);
     ef_features_quantize(&f, g_features, m->input_scale, m->input_zero_point, g_q);
     if (ef_engine_infer(m, g_q, g_y, g_arena, sizeof g_arena) != EF_OK)
         board_fatal("shadow inference failed", 1); /* cannot happen: checked in shadow_follow */
-    return ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
-                        m->output_zero_point);
+    score = ef_score_mse(g_q, g_y, m->n_inputs, m->input_scale, m->input_zero_point, m->output_scale,
+                         m->output_zero_point);
+    sh->score = (double)score;
+    sh->anom = sh->score > (double)g_node.shadow_thr;
+    return g_node.shadow_thr;
 }
 
 /* Healthy unless more than half of at least 10 trial windows were anomalous (device_sim's rule). */
@@ -834,6 +893,7 @@ int node_run(const node_config *c)
         verdict v;
         ef_proto_shadow_rec sh;
         int debugging, was_learning;
+        float sh_thr = 0.0f;
         uint32_t t_us;
         uint64_t ts;
         poll_link(c);
@@ -848,6 +908,7 @@ int node_run(const node_config *c)
             board_idle();
             continue;
         }
+        shadow_follow(); /* before the window: learning its class thresholds uses the window's buffers */
         g_node.next_tick += (uint32_t)(1000.0 * (double)n / c->fs + 0.5);
         ts = c->has_t0 ? c->t0 + (uint64_t)((double)start * 1000.0 / c->fs + 0.5) : now_ms(c, 0);
         if (!ef_pipeline_v2(&g_node.pipe)) { /* v1: the whole window straight into the FFT input */
@@ -889,12 +950,9 @@ int node_run(const node_config *c)
         t_us = board_us() - t_us;
         if (debugging)
             debug_end(c, ts, sample0, &v);
-        shadow_follow();
-        if (g_node.shadow_thr > 0.0f) {
-            sh.score = (double)shadow_window();
-            sh.anom = sh.score > (double)g_node.shadow_thr;
-        }
-        send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL);
+        if (g_node.shadow_thr > 0.0f)
+            sh_thr = shadow_window(&v, &sh);
+        send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL, sh_thr);
         if (g_node.baseline && !was_learning && g_comm.learning) /* a speed in no class: learning it */
             send_status("online", now_ms(c, ts), "status");  /* (after the debug frame and the result) */
         if (g_node.calib_left && v.cls < 0 && sensor == EF_SENSOR_OK) /* the model's own threshold: its own scores */

@@ -128,13 +128,11 @@ class OtaClient:
         campaign, model = body["campaign"], int(body["model"])
         if self.download and (self.download.campaign, self.download.model) == (campaign, model):
             return []  # repeated offer (retained, reconnect): keep the download going
+        if self.download or self.state in (State.TRIAL, State.SHADOW):
+            return self._busy(model, now)
         refused = self._authorize(body)
         if refused:  # reported under "none": an unauthorized sender must not count against a real campaign
             return [self._state("none", model, "rejected", now, reason=f"unauthorized offer: {refused}"[:200])]
-        if self.state in (State.TRIAL, State.SHADOW):
-            if self.slots.trial and self.slots.trial["model"] == model:
-                return []
-            return [self._state(campaign, model, "rejected", now, reason="another update is in trial")]
         current = self.current_version()
         if model <= current:
             return [self._state(campaign, model, "rejected", now,
@@ -271,6 +269,17 @@ class OtaClient:
         if trial.get("trial_s", 0) == 0:
             out += self._confirm(now)
         return out
+
+    def _busy(self, model: int, now: float) -> list[tuple[str, dict]]:
+        """An offer during a download or a trial: refused under "none" before any check, as the C node
+        must (it verifies an offer only after fetching its documents, so it cannot tell a forged one
+        from a genuine one here). A forged offer thus never ends a genuine download; a genuine one
+        stays "offered" at the manager, which publishes it again until the node is free (docs/ota.md)."""
+        if self.download is None:
+            if self.slots.trial and self.slots.trial["model"] == model:
+                return []  # the trial's own offer again
+            return [self._state("none", model, "rejected", now, reason="busy: another update is in trial")]
+        return [self._state("none", model, "rejected", now, reason="busy: another download is in progress")]
 
     def _authorize(self, offer: dict) -> str | None:
         """None when a key this node trusts for campaigns issued this offer to this device, with this

@@ -304,6 +304,25 @@ static ef_status trust_boot(const uint8_t *key)
     return write_record(&t, 0, NULL);
 }
 
+/* An accepted download or a trial in progress is never given up for a new offer: its ticket and
+ * manifest are fetched piece by piece into the staging area and only verified at the end, so a forged
+ * offer (a rogue publisher, a spoofed retained message) could otherwise cancel a genuine campaign's
+ * download and make it report "failed". The new offer is refused under "none", unverified, which no
+ * campaign counts: the manager keeps a genuine one "offered" and publishes it again (--offer-resend)
+ * until the node is free. 1 when refused; OtaClient.offer does the same (docs/ota.md, "Busy"). */
+static int busy(uint32_t model, uint64_t now)
+{
+    if (g_o.ota.state == EF_OTA_TRIAL) {
+        if (model != running_version()) /* the trial's own offer again: nothing to say */
+            send_state("none", model, "rejected", now, 0, 0, "busy: another update is in trial");
+        return 1;
+    }
+    if (g_o.ph != PH_DOWNLOAD)
+        return 0;
+    send_state("none", model, "rejected", now, 0, 0, "busy: another download is in progress");
+    return 1;
+}
+
 static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t tick)
 {
     const ef_flash *stg = g_o.cfg.staging;
@@ -332,6 +351,10 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
     if (g_o.ph != PH_IDLE && n_camp == strlen(g_o.campaign) && memcmp(camp, g_o.campaign, n_camp) == 0 &&
         model == g_o.model)
         return; /* repeated offer (retained, reconnect): keep the download going */
+    if (busy(model, now))
+        return;
+    g_o.ph = PH_IDLE; /* an offer still fetching its documents is dropped unreported: the bridge serves
+                         only the newest offer's, and nothing was said under its campaign yet */
     if (h.tlen == 0) { /* under "none": an unauthorized sender must not count against a real campaign */
         send_state("none", model, "rejected", now, 0, 0, "unauthorized offer: no campaign ticket");
         return;
@@ -341,16 +364,6 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
         send_state("none", model, "rejected", now, 0, 0, reason);
         return;
     }
-    if (g_o.ota.state == EF_OTA_TRIAL) {
-        if (model == running_version())
-            return;
-        memcpy(reason, camp, n_camp); /* report under the offered campaign, keep ours */
-        reason[n_camp] = '\0';
-        send_state(reason, model, "rejected", now, 0, 0, "another update is in trial");
-        return;
-    }
-    if (g_o.ph != PH_IDLE)
-        abandon("failed", now, "superseded by a new offer", tick);
     memcpy(g_o.campaign, camp, n_camp);
     g_o.campaign[n_camp] = '\0';
     g_o.model = model;

@@ -9,6 +9,7 @@ with one the node's trust set did not sign, are refused before a byte of the mod
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import queue
@@ -30,6 +31,7 @@ from testkit import free_port
 
 from edgefleet import protocol
 from edgefleet.device.bridge import offer_link
+from edgefleet.device.ota_client import OtaClient, Slots
 from edgefleet.device.framing import FrameDecoder, encode_frame, split_link
 from edgefleet.runtime import keys, manifest, trust
 from edgefleet.runtime.artifact import Artifact
@@ -368,13 +370,20 @@ class QemuSerialPeer:
         self.sock.close()
 
 
-def offer_to(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes, key, *, trial_s: int = 0,
-             model: int | None = None, shadow_s: int | None = None, device: str = DEVICE,
-             keysets: tuple[bytes, ...] = (), signed: dict | None = None) -> bytes:
-    """Send the bridge's offer line (edgefleet.device.bridge.offer_link) for an offer that carries the
-    campaign ticket `key` signs for `device` (none when key is None; `signed` changes what the ticket
-    says) and `keysets`; return the documents the bridge would serve (manifest || ticket || keysets).
-    With shadow_s, a shadow offer naming its SHADOW_S (docs/mcu.md)."""
+def offer_to(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes, key, **kw) -> bytes:
+    """Send the bridge's offer line (edgefleet.device.bridge.offer_link) for `offer_msg`'s offer; return
+    the documents the bridge would serve (manifest || ticket || keysets)."""
+    docs, line = offer_link(offer_msg(campaign, blob, man, key, **kw))
+    link.send(line)
+    return docs
+
+
+def offer_msg(campaign: str, blob: bytes, man: bytes, key, *, trial_s: int = 0, model: int | None = None,
+              shadow_s: int | None = None, device: str = DEVICE, keysets: tuple[bytes, ...] = (),
+              signed: dict | None = None) -> dict:
+    """An ota/offer body carrying the campaign ticket `key` signs for `device` (none when key is None;
+    `signed` changes what the ticket says) and `keysets`. With shadow_s, a shadow offer naming its
+    SHADOW_S (docs/mcu.md)."""
     model = Artifact.from_bytes(blob).model_version if model is None else model
     sha = hashlib.sha256(blob).hexdigest()
     shadow = shadow_s is not None
@@ -387,9 +396,7 @@ def offer_to(link: QemuSerialPeer, campaign: str, blob: bytes, man: bytes, key, 
         msg["ticket"] = trust.sign_ticket(key, **fields).decode()
     if keysets:
         msg["keys"] = b" ".join(keysets).decode()
-    docs, line = offer_link(msg)
-    link.send(line)
-    return docs
+    return msg
 
 
 def serve_transfer(link: QemuSerialPeer, campaign: str, blob: bytes, docs: bytes, *,
@@ -633,6 +640,117 @@ def test_tickets_and_key_rotation_on_the_emulated_m4_over_the_link(mcu, recordin
     used = int(re.search(rb"stack used: (\d+) B", out).group(1))
     print(f"stack high-water {used} B of {STACK_RESERVED} B reserved (keyset, ticket, install)")
     assert used <= STACK_RESERVED - 256, f"stack high-water {used} B of {STACK_RESERVED} B reserved"
+
+
+def py_install(py: OtaClient, msg: dict, blob: bytes, pending: list | None = None, now: float = 1.0) -> list[str]:
+    """The simulated node through a whole transfer of `msg` (a clean link), from its offer or from the
+    messages it has `pending`: the states it reports."""
+    states, pending = [], py.offer(msg, now) if pending is None else pending
+    while pending:
+        kind, body = pending.pop(0)
+        if kind == "ota/state":
+            states.append(body["state"])
+            continue
+        data = blob[body["off"]:body["off"] + body["len"]]
+        pending += py.chunk({"campaign": msg["campaign"], "model": msg["model"], "off": body["off"],
+                             "crc": zlib.crc32(data), "data": base64.b64encode(data).decode()}, now)
+    return states
+
+
+def test_an_offer_during_a_download_or_trial_never_ends_it(mcu, recording, tmp_path):
+    """Security issue 16: the node verifies an offer only once its documents are fetched, so an offer
+    arriving during a download is refused under campaign "none" before any of them is asked for:
+    a forged one (the attacker's ticket, garbage ticket bytes, none) cannot cancel a genuine campaign's
+    download or make it report "failed"; a genuine superseding offer is taken when it comes again after
+    the download (the manager re-publishes an offer left "offered"); an offer during the trial likewise.
+    An offer still fetching its documents, never reported on, gives way to a newer one silently. The
+    simulated node (OtaClient) answers every offer made during the download or trial the same."""
+    key, attacker = keys.generate(tmp_path / "k.key"), keys.generate(tmp_path / "attacker.key")
+    qemu, link = start_node(mcu, recording, tmp_path, key)
+    py = OtaClient(Slots(images={"A": FLEET_MODEL.read_bytes(), "B": None}), key.public_key(), device=DEVICE)
+    (blob2, man2), (blob3, man3), (blob4, man4) = release(2, key), release(3, key), release(4, key)
+    good, superseding = offer_msg("c-2", blob2, man2, key), offer_msg("c-3", blob3, man3, key, trial_s=600)
+    forged = [offer_msg("c-3", blob3, man3, attacker),  # the attacker's ticket, another campaign
+              {**offer_msg("c-3", blob3, man3, key), "ticket": "\x01garbage{" * 12},  # not a ticket at all
+              offer_msg("c-3", blob3, man3, None),  # no ticket
+              offer_msg("c-2", blob3, man3, attacker)]  # naming the download's own campaign
+    reports: list[dict] = []
+
+    def answer(msg: dict, pending: dict | None = None) -> tuple[str, str, str]:
+        """The node's report on `msg` (it asks for no document of it; a re-request of the download's
+        pending chunk is allowed), which the simulated node must give too."""
+        link.send(offer_link(msg)[1])
+        while True:
+            kind, body = link.expect(("mreq", "ota/req", "ota/state"))
+            if kind == "ota/state":
+                break
+            assert kind == "ota/req" and pending is not None and protocol.decode(kind, body)["off"] == \
+                pending["off"], f"the node asked for {kind} {body[:80]!r} on an offer it must refuse"
+        st = protocol.decode("ota/state", body)
+        reports.append(st)
+        want = [(b["campaign"], b["state"], b.get("reason")) for k, b in py.offer(msg, 1.0) if k == "ota/state"]
+        assert [(st["campaign"], st["state"], st.get("reason"))] == want
+        return st["campaign"], st["state"], st.get("reason")
+
+    def chunk(req: dict, blob: bytes) -> None:
+        data = blob[req["off"]:req["off"] + req["len"]]
+        link.send(b"data %s %d %d %d " % (req["campaign"].encode(), req["model"], req["off"], zlib.crc32(data)) + data)
+
+    try:
+        assert hello(link)["model"] == 1
+        docs = offer_to(link, "c-2", blob2, man2, key)
+        reports.append(serve_transfer(link, "c-2", blob2, docs)[1])
+        py_pending = py.offer(good, 1.0)
+        assert reports[-1]["state"] == py_pending[0][1]["state"] == "accepted"
+        for _ in range(4):  # part of the model, then a chunk request left pending
+            chunk(protocol.decode("ota/req", link.expect(("ota/req",))[1]), blob2)
+        pending = protocol.decode("ota/req", link.expect(("ota/req",))[1])
+        assert pending["off"] > 0
+        busy = ("none", "rejected", "busy: another download is in progress")
+        for msg in forged + [superseding]:
+            assert answer(msg, pending) == busy
+        chunk(pending, blob2)  # the download goes on where it was
+        served, st = serve_transfer(link, "c-2", blob2, docs)
+        assert st["state"] == "verifying" and served >= -(-(len(blob2) - pending["off"] - pending["len"]) // 192)
+        reports += [st, link.state(), link.state()]
+        assert [r["state"] for r in reports if r["campaign"] == "c-2"] == ["accepted", "verifying", "trial",
+                                                                           "confirmed"]
+        assert json.loads(link.expect(("status",))[1])["model"] == 2
+        assert py_install(py, good, blob2, py_pending[1:]) == ["verifying", "trial", "confirmed"]
+
+        # the superseding campaign's offer again (the manager's resend): while its documents are being
+        # fetched, a forged offer comes; the node leaves the unreported fetch and refuses the forgery
+        # under "none"; the offer again, and it installs
+        docs3 = offer_to(link, "c-3", blob3, man3, key, trial_s=600)
+        kind, body = link.expect(("mreq",))
+        assert body.startswith(b"c-3 3 0 ")
+        evil_docs = offer_to(link, "c-9", blob3, man3, attacker, model=3)
+        while True:
+            kind, body = link.expect(("mreq", "ota/req", "ota/state"))
+            if kind == "ota/state":
+                break
+            assert kind == "mreq" and body.startswith(b"c-9 "), body[:80]  # c-3's fetch is left, unanswered
+            c, m, off, n = body.decode().split(" ")
+            link.send(b"mdat %s %s %s " % (c.encode(), m.encode(), off.encode()) + evil_docs[int(off):int(off) + int(n)])
+        st = protocol.decode("ota/state", body)
+        reports.append(st)
+        assert (st["campaign"], st["state"]) == ("none", "rejected") and "unauthorized" in st["reason"]
+        docs3 = offer_to(link, "c-3", blob3, man3, key, trial_s=600)
+        assert serve_transfer(link, "c-3", blob3, docs3)[1]["state"] == "accepted"
+        assert serve_transfer(link, "c-3", blob3, docs3)[1]["state"] == "verifying"
+        assert link.state()["state"] == "trial"
+        assert py_install(py, superseding, blob3) == ["accepted", "verifying", "trial"]
+
+        # during the trial: refused alike, forged or not
+        in_trial = ("none", "rejected", "busy: another update is in trial")
+        assert answer(offer_msg("c-4", blob4, man4, attacker)) == in_trial
+        assert answer(offer_msg("c-4", blob4, man4, key)) == in_trial
+        assert all(r["state"] not in ("failed", "superseded") for r in reports)
+        assert not [r for r in reports if r["campaign"] not in ("c-2", "c-3", "none")]
+    finally:
+        link.close()
+        qemu.kill()
+        qemu.wait()
 
 
 def test_reset_during_trial_reverts_and_a_confirmed_model_survives_a_reset(mcu, recording, tmp_path):

@@ -21,11 +21,11 @@ def fresh_node(versioned):
     return make
 
 
-def serve(client, blob, offer, now=0.0, corrupt_every=0, drop_every=0, reports=None):
-    """Answer the node's chunk requests until it stops asking; returns every state it reported
-    (and appends each ota/state body to `reports` when given)."""
+def serve(client, blob, offer, now=0.0, corrupt_every=0, drop_every=0, reports=None, pending=None):
+    """Answer the node's chunk requests (from the offer, or from its `pending` messages) until it stops
+    asking; returns every state it reported (and appends each ota/state body to `reports` when given)."""
     states = []
-    pending = client.offer(offer, now)
+    pending = client.offer(offer, now) if pending is None else pending
     n = 0
     while pending:
         msgs, pending = pending, []
@@ -184,3 +184,33 @@ def test_download_gives_up_after_retries(fresh_node, signing_key, release):
     for i in range(MAX_RETRIES + 1):
         msgs = node.tick((i + 1) * REQUEST_TIMEOUT_S)
     assert msgs[-1][1]["state"] == "failed" and node.current_version() == 1
+
+
+def test_an_offer_during_a_download_or_trial_never_ends_it(fresh_node, signing_key, release, tmp_path):
+    """Security issue 16: an offer during a download or a trial is refused under "none" before any check,
+    as the C node must (it verifies an offer only once its documents are fetched): forged offers leave
+    a genuine download going and its campaign without "failed"; a genuine superseding offer is taken
+    when it comes again once the node is free (tests/mcu/test_qemu_ota.py, the same on the C node)."""
+    attacker = keys.generate(tmp_path / "attacker.key")
+    node = fresh_node(signing_key)
+    blob2, _, offer2 = release(2, chunk=256)
+    blob3, _, offer3 = release(3)
+    forged = [release(3, ticket_key=attacker)[2], {**offer3, "ticket": "{garbage" * 9},
+              {k: v for k, v in offer3.items() if k != "ticket"}, {**release(3, ticket_key=attacker)[2], "campaign": "c2"}]
+    first = node.offer(offer2, 0.0)
+    assert first[0][1]["state"] == "accepted"
+    req = first[-1][1]
+    data = blob2[:req["len"]]
+    node.chunk({"campaign": "c2", "model": 2, "off": 0, "crc": zlib.crc32(data), "data": b64encode(data).decode()}, 0.5)
+    for offer in forged + [offer3]:
+        (kind, st), = node.offer(offer, 1.0)
+        assert (kind, st["campaign"], st["model"], st["state"], st["reason"]) == (
+            "ota/state", "none", 3, "rejected", "busy: another download is in progress")
+    assert node.download is not None and node.download.offset == req["len"]  # where it was
+    assert node.offer(offer2, 2.0) == []  # its retained offer again: the download goes on
+    states, now = serve(node, blob2, offer2, now=6.0, pending=node.tick(6.0))  # the pending chunk asked again
+    assert node.current_version() == 2 and states == ["verifying", "trial"]
+    assert (node.offer(offer3, now)[0][1]["reason"], node.offer(offer2, now)) == ("busy: another update is in trial", [])
+    node.tick(now + 11)
+    states, _ = serve(node, blob3, offer3, now=now + 12)  # the manager's resend, now that the node is free
+    assert states == ["accepted", "verifying", "trial"] and node.current_version() == 3

@@ -38,6 +38,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("name")
     _dir(r)
     r.set_defaults(func=recorded("pki.revoke", lambda a: a.name, cmd_revoke))
+    n = ps.add_parser("nats-users", help="write the NATS cluster's accounts: one user per client certificate, "
+                                         "each device confined to its own topics (verify_and_map)",
+                      description="For the nats-cluster profile (deploy/nats/nats.conf includes the file): NATS maps a "
+                      "client certificate's subject to a user, so each device may publish only its own uplink and "
+                      "read only its own downlink, and a revoked certificate (not in the file) is refused once the "
+                      "members reload. Write it again after every `pki issue` or `pki revoke`.",
+                      epilog="example: edgefleet pki nats-users --dir var/pki --out var/nats/users.conf && "
+                             "nats-server --signal reload")
+    n.add_argument("--out", type=Path, required=True, help="the file to write (atomically, mode 0644)")
+    _dir(n)
+    n.set_defaults(func=recorded("pki.nats_users", lambda a: str(a.out), cmd_nats_users))
     ls = ps.add_parser("list", help="certificates, their expiry and whether they are revoked")
     _dir(ls)
     ls.set_defaults(func=cmd_list)
@@ -83,6 +94,19 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
     crl = pki.revoke(args.dir, args.name)
     print(f"revoked {args.name}: {crl} updated; send the broker SIGHUP (or restart it) to load it")
+    return 0
+
+
+def cmd_nats_users(args: argparse.Namespace) -> int:
+    import sys
+
+    from edgefleet.service import nats_auth
+
+    n, warnings = nats_auth.write_users(args.dir, args.out)
+    for w in warnings:
+        print(f"note: {w}", file=sys.stderr)
+    print(f"wrote {args.out}: {n} NATS users from {args.dir}; reload every member (nats-server --signal reload, "
+          "or SIGHUP) to apply")
     return 0
 
 

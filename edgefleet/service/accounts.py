@@ -39,6 +39,7 @@ ACTIONS = {
     "pki.init": "admin",
     "pki.issue": "admin",
     "pki.revoke": "admin",
+    "pki.nats_users": "admin",
     "keys.generate": "admin",
     "keys.trust": "admin",
     "keys.retire": "admin",

@@ -160,13 +160,16 @@ def test_nats_cluster_profile_has_three_members_and_one_ingest_on_all_of_them(na
     assert len({v["source"] for m in members for v in services[m]["volumes"] if v["target"] == "/data"}) == 3
     conf = (REPO / "deploy" / "nats" / "nats.conf").read_text()
     assert all(f"nats-route://{m}:6222" in conf for m in members) and "stream_replicas: 3" in conf
-    assert "$EDGEFLEET_INGEST_PASSWORD" in conf and "password: change" not in conf
+    settings = [ln for ln in conf.splitlines() if not ln.lstrip().startswith("#")]
+    assert "verify_and_map: true" in conf and not any("password" in ln for ln in settings)  # no secrets
+    assert not any("PASSWORD" in k for m in members for k in services[m]["environment"])  # the certificate is the account
     cmd = services["ingest-nats"]["command"]
     assert "--group" not in cmd and cmd[cmd.index("--mqtt-version") + 1] == "3.1.1"
     urls = cmd[cmd.index("--broker") + 1].split(",")
     assert [u.split("://")[-1].rsplit("@", 1)[-1] for u in urls] == ["nats-3:8883", "nats-1:8883", "nats-2:8883"]
     assert all(u.startswith("mqtts://") for u in urls)  # MQTT on NATS only over mutual TLS (test_nats_tls.py)
-    assert services["ingest-nats"]["environment"]["EDGEFLEET_BROKER_PASSWORD"]
+    assert "EDGEFLEET_BROKER_PASSWORD" not in services["ingest-nats"]["environment"]
+    assert services["ingest-nats"]["environment"]["EDGEFLEET_MQTT_CERT"] == "/pki/ef-ingest-1.crt"
     assert set(services["ingest-nats"]["depends_on"]) >= set(members)
     published = {m: [p["target"] for p in services[m].get("ports", [])] for m in services if services[m].get("ports")}
     assert set(published) <= {"mosquitto", "proxy", *members} and all(published[m] == [8883] for m in members)

@@ -153,14 +153,17 @@ class Client:
     """An MQTT 3.1.1 client (NATS has no v5); `result` is 'ok' or why the connection did not come up."""
 
     def __init__(self, port: int, ca: Path | None, cert: Path | None = None, key: Path | None = None, *,
-                 user: str | None = None, password: str | None = None, timeout: float = 8.0):
+                 user: str | None = None, password: str | None = None, timeout: float = 8.0,
+                 client_id: str | None = None):
         self.messages: list[tuple[str, bytes]] = []
         self.subscribed = threading.Event()
         connack: dict = {}
         done = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{time.time_ns()}", protocol=mqtt.MQTTv311)
+        self.disconnects = 0
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{time.time_ns()}",
+                        protocol=mqtt.MQTTv311)
         c.on_connect = lambda _c, _u, _f, rc, _p=None: (connack.setdefault("rc", rc), done.set())
-        c.on_disconnect = lambda *a: done.set()
+        c.on_disconnect = lambda *a: (setattr(self, "disconnects", self.disconnects + 1), done.set())
         c.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         c.on_subscribe = lambda *a: self.subscribed.set()
         if ca is not None:
@@ -188,9 +191,9 @@ class Client:
         self.client.disconnect()
 
 
-def ingest_client(pki: Path, port: int) -> Client:
+def ingest_client(pki: Path, port: int, **kw) -> Client:
     sp = pki / "service-pki"
-    return Client(port, sp / "ca.crt", sp / "ef-ingest-1.crt", sp / "ef-ingest-1.key")
+    return Client(port, sp / "ca.crt", sp / "ef-ingest-1.crt", sp / "ef-ingest-1.key", **kw)
 
 
 def device_client(pki: Path, port: int, name: str, **kw) -> Client:
@@ -266,6 +269,29 @@ def test_a_device_publishes_and_reads_only_as_itself(pki, member):
     finally:
         for c in (dev7, dev8, ingest):
             c.close()
+
+
+def test_a_device_taking_ingests_client_id_does_not_push_ingest_off(pki, member):
+    """MQTT client ids are unique per NATS account: devices and services live in two, so a device that
+    connects as `ef-ingest-1` gets a session of its own in DEVICES (one account: ingest was replaced,
+    then the two pushed each other off on every reconnect)."""
+    port = member["port"]
+    ingest = ingest_client(pki, port, client_id="ef-ingest-1")
+    dev7 = device_client(pki, port, "dev-7")
+    intruder = None
+    try:
+        assert (ingest.result, dev7.result) == ("ok", "ok")
+        ingest.client.subscribe("ef/v1/+/result", qos=1)
+        assert ingest.subscribed.wait(5)
+        intruder = device_client(pki, port, "dev-8", client_id="ef-ingest-1")
+        assert intruder.result == "ok"
+        dev7.client.publish("ef/v1/dev-7/result", b"after", qos=1).wait_for_publish(5)
+        assert ("ef/v1/dev-7/result", b"after") in wait_messages(ingest, 1)
+        assert ingest.disconnects == 0 and "Replacing old client" not in member["log"].read_text()
+    finally:
+        for c in (intruder, dev7, ingest):
+            if c is not None:
+                c.close()
 
 
 def test_a_revoked_certificate_is_refused_after_the_users_are_written_again(pki, member):

@@ -20,8 +20,9 @@ def test_users_from_the_pki_skip_revoked_and_admin_and_say_why(tmp_path):
     for name in ("press-07", "line.3-press", "ef-ingest-1", "ef-ota", "ef-admin", "gone"):
         pki.issue(d, name)
     pki.revoke(d, "gone")
-    users, warnings = nats_auth.users_from_pki(d)
-    by_dn = {u.dn: u for u in users}
+    services, devices, warnings = nats_auth.users_from_pki(d)
+    assert {u.dn for u in services} == {"CN=ef-ingest-1,O=edgefleet", "CN=ef-ota,O=edgefleet"}
+    by_dn = {u.dn: u for u in services + devices}
     assert set(by_dn) == {"CN=press-07,O=edgefleet", "CN=line.3-press,O=edgefleet", "CN=ef-ingest-1,O=edgefleet",
                           "CN=ef-ota,O=edgefleet"}
     dev = by_dn["CN=press-07,O=edgefleet"]
@@ -37,6 +38,10 @@ def test_users_from_the_pki_skip_revoked_and_admin_and_say_why(tmp_path):
     n, _ = nats_auth.write_users(d, out)
     text = out.read_text()
     assert n == 4 and text.count("{user: ") == 4 and "gone" not in text and "ef-admin" not in text
+    services_part, devices_part = text.split("  DEVICES: {")
+    assert "CN=ef-ingest-1" in services_part and "CN=press-07" in devices_part  # apart: client ids per account
+    assert '{stream: {account: DEVICES, subject: "$MQTT.msgs.ef.v1.*.result"}}' in services_part
+    assert '{stream: {account: SERVICES, subject: "$MQTT.msgs.ef.v1.*.cmd"}}' in devices_part
 
 
 def test_a_pki_without_client_certificates_is_refused(tmp_path):

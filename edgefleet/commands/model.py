@@ -112,7 +112,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edgefleet.toolchain.card import footprint, host_latency, to_markdown
     from edgefleet.toolchain.datasets import load_folder
     from edgefleet.toolchain.evaluation import evaluate
-    from edgefleet.toolchain.model_folder import ARTIFACT, CARD_JSON, CARD_MD, FLOAT, INT8, MANIFEST, ModelFolder
+    from edgefleet.toolchain.model_folder import (
+        ARTIFACT,
+        CARD_JSON,
+        CARD_MD,
+        FLOAT,
+        INT8,
+        MANIFEST,
+        ModelFolder,
+    )
     from edgefleet.toolchain.tflm_arena import smallest_arena
     from edgefleet.toolchain.training import TrainConfig, train_model
 
@@ -241,18 +249,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.commission:
         return _evaluate_commissioned(art, recordings, args)
     ev = evaluate(art, folder.tflite_float(), recordings, trained_on=trained_on)
-    if args.json:
-        print(json.dumps(ev, default=float))
+    if args.json:  # NaN (no normal or no fault windows to compare) is not JSON: null
+        print(json.dumps(_no_nan(ev), default=float))
         return 0
     print(f"{'recording':28} {'label':11} {'windows':>7} {'AUC int8':>9} {'AUC float':>9} {'flagged':>8}")
     for f in ev["per_file"]:
         a8 = "—" if f["auc_int8"] is None else f"{f['auc_int8']:.4f}"
         af = "—" if f["auc_float"] is None else f"{f['auc_float']:.4f}"
         print(f"{f['name']:28} {f['label']:11} {f['windows']:7d} {a8:>9} {af:>9} {f['anomaly_rate']:8.0%}")
-    print(f"\noverall AUC int8 {ev['auc_int8']:.4f}, float {ev['auc_float']:.4f}; worst file "
-          f"{ev['min_file_auc_int8']:.4f}; {ev['normal_windows']} normal windows (held-out tail of "
-          f"training recordings); threshold {ev['threshold']:.4g}")
+    print("\n" + _overall(ev))
     return 0
+
+
+def _no_nan(v):
+    """NaN (an AUC without normal or without fault windows) as null: NaN is not JSON."""
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_no_nan(x) for x in v]
+    return None if isinstance(v, float) and v != v else v
+
+
+def _overall(ev: dict) -> str:
+    """The summary line; without normal or without fault windows there is no AUC, and it says why."""
+    tail = f"{ev['normal_windows']} normal windows (held-out tail of training recordings); threshold {ev['threshold']:.4g}"
+    if not ev["normal_windows"]:
+        return ("no AUC: no normal recording (label 'normal') to compare the fault recordings with; "
+                "add one of this machine's normal running. " + tail)
+    if ev["min_file_auc_int8"] is None:
+        return ("no AUC: no fault recordings (every label is 'normal'); the 'flagged' column is the "
+                "false-alarm rate. " + tail)
+    return (f"overall AUC int8 {ev['auc_int8']:.4f}, float {ev['auc_float']:.4f}; worst file "
+            f"{ev['min_file_auc_int8']:.4f}; " + tail)
 
 
 def _evaluate_commissioned(art, recordings, args: argparse.Namespace) -> int:

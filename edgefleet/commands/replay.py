@@ -49,7 +49,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"{r['recording']}: {r['windows']} windows over {r['end_s']:.1f} s")
         if r.get("error"):
-            print(f"  {r['error']}")
+            print(f"  {r['error']}" + (f" (input: {_issues(r)})" if r["issues"] else ""))
             continue
         print(f"  commissioned at {r['commissioned_at_s']} s: " + ", ".join(
             f"{c['n']} windows at {c['rpm'][0]:g}-{c['rpm'][1]:g} rpm" if c["rpm"][1] else f"{c['n']} windows (any speed)"
@@ -60,5 +60,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for s in r["stages"]:
             print(f"    {s['t_s']:>10.1f} s  {s['stage']}")
         if r["issues"]:
-            print("  input: " + ", ".join(f"{k} {v}" for k, v in sorted(r["issues"].items())))
+            print("  input: " + _issues(r))
     return 0
+
+
+def _issues(report: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(report["issues"].items()))

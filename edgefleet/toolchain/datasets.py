@@ -36,6 +36,110 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 RPM_MIN, RPM_MAX = 30.0, 100_000.0  # a recording's claimed running speed, as the protocol bounds it
 
+# The front end works in g. A recording says its unit in the key `unit` (default g, stated in
+# docs/features.md): a file in m/s^2 read as g would give 9.81x the velocity and bands 2 decades high.
+STANDARD_GRAVITY = 9.80665
+UNITS_TO_G = {"g": 1.0, "m/s2": 1.0 / STANDARD_GRAVITY, "m/s^2": 1.0 / STANDARD_GRAVITY,
+              "m/s**2": 1.0 / STANDARD_GRAVITY, "mm/s2": 1e-3 / STANDARD_GRAVITY, "mg": 1e-3}
+# Largest signal read into memory (float32: 256 MB; 23 minutes at 48 kHz): a bigger file is refused
+# from its header before a byte of it is read, instead of exhausting the machine.
+MAX_SAMPLES = 1 << 26
+
+
+def to_g_factor(unit: str) -> float:
+    """Multiplier from `unit` to g; a DataError lists the units there are."""
+    key = str(unit).strip().lower().replace(" ", "").replace("²", "2")
+    if key not in UNITS_TO_G:
+        raise DataError(f"unknown unit {unit!r}; use one of {', '.join(sorted(UNITS_TO_G))}")
+    return UNITS_TO_G[key]
+
+
+def rate_hint(fs: float) -> str:
+    """What to do about a rate the front end cannot take (empty when the rate is in range)."""
+    from edgefleet.runtime.features import FS_MAX_HZ, FS_MIN_HZ
+
+    if 0 < fs < 100 and FS_MIN_HZ <= fs * 1000 <= FS_MAX_HZ:
+        return f"; fs is in Hz: store {fs * 1000:g}, not {fs:g} (kHz)"
+    if fs < FS_MIN_HZ:
+        return (f"; record this machine at {FS_MIN_HZ:g} Hz or more (a slower recording cannot be "
+                "made faster: what it lacks above its Nyquist frequency was never measured)")
+    if fs > FS_MAX_HZ:
+        return (f"; resample it into {FS_MIN_HZ:g}-{FS_MAX_HZ:g} Hz first, e.g. "
+                f"`edgefleet data import FILE --resample {_resample_target(fs):g}`")
+    return ""
+
+
+def _resample_target(fs: float) -> float:
+    from edgefleet.runtime.features import FS_MAX_HZ
+
+    d = 2
+    while fs / d > FS_MAX_HZ:
+        d += 1
+    return round(fs / d, 3)
+
+
+def _member_shape(z: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an array in the .npz from its header alone (nothing is read into memory)."""
+    with z.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(f)
+    return shape, dtype
+
+
+def read_signal(name: str, z: np.lib.npyio.NpzFile, key: str = "signal", *, refuse_constant: bool = True) -> np.ndarray:
+    """The samples under `key` as float32 in g: checked for kind and size before they are read,
+    scaled by `scale` (unit per count: raw ADC counts need it) and converted from `unit`
+    (default g). A constant signal (a dead or unplugged sensor) is refused unless the caller names
+    dead-sensor windows itself (replay): training on it would learn a dead sensor as normal."""
+    shape, dtype = _member_shape(z, key)
+    n = int(np.prod(shape)) if shape else 1
+    if n > MAX_SAMPLES:
+        raise DataError(f"{name}: {key} holds {n:,} samples, more than the {MAX_SAMPLES:,} read at once; "
+                        "cut it into shorter recordings (`edgefleet data import FILE --split SECONDS`)")
+    if dtype.kind not in "fiu":
+        raise DataError(f"{name}: {key} must hold real numbers (float or integer counts), got dtype {dtype}")
+    if dtype.kind in "iu" and "scale" not in z.files:
+        raise DataError(f"{name}: {key} holds integer counts ({dtype}) and no `scale`; add the key `scale` "
+                        "(unit per count, e.g. 16/32768 for a +-16 g 16-bit sensor) and `unit`")
+    factor = 1.0
+    if "scale" in z.files:
+        try:
+            factor = float(z["scale"])
+        except (TypeError, ValueError):
+            raise DataError(f"{name}: scale {z['scale']!r} is not a number (unit per count)") from None
+        if not np.isfinite(factor) or factor <= 0:
+            raise DataError(f"{name}: scale must be a finite number > 0 (unit per count), got {factor:g}")
+    if "unit" in z.files:
+        factor *= to_g_factor(str(z["unit"]))
+    sig = np.asarray(z[key])
+    sig = sig.astype(np.float32) if factor == 1.0 else (sig.astype(np.float64) * factor).astype(np.float32)
+    if refuse_constant:
+        check_not_constant(name, sig, key)
+    return sig
+
+
+def check_not_constant(name: str, sig: np.ndarray, key: str = "signal") -> None:
+    """A DataError for a signal with one value in every (finite) sample."""
+    finite = sig[np.isfinite(sig)]
+    if finite.size > 1 and finite.min() == finite.max():
+        raise DataError(f"{name}: {key} is constant ({finite[0]:g} in every sample): no vibration in it "
+                        "(a dead, unplugged or saturated sensor?); drop the file")
+
+
+def read_fs(name: str, z: np.lib.npyio.NpzFile) -> float:
+    """The sampling rate in Hz: one positive finite number; a DataError says what to do otherwise."""
+    try:
+        fs = float(np.asarray(z["fs"]).reshape(-1)[0]) if np.asarray(z["fs"]).size == 1 else float("nan")
+    except (TypeError, ValueError):
+        raise DataError(f"{name}: fs {z['fs']!r} is not a number (the sampling rate in Hz, e.g. 12800)") from None
+    if not np.isfinite(fs) or fs <= 0:
+        raise DataError(f"{name}: invalid sampling rate fs={z['fs']!r} (one number in Hz, e.g. 12800)")
+    hint = rate_hint(fs)
+    if hint.startswith("; fs is in Hz"):
+        raise DataError(f"{name}: sampling rate {fs:g} Hz is outside the supported range{hint}")
+    return fs
+
 
 def open_npz(path: Path) -> np.lib.npyio.NpzFile:
     """np.load for a `.npz`, once the file is known to be one: numpy's own error for any other
@@ -60,22 +164,21 @@ def load_recording(path: str | Path) -> Recording:
             missing = {"signal", "fs", "label"} - keys
             if missing:
                 raise DataError(f"{p.name}: missing keys {sorted(missing)} (need signal, fs, label)")
-            signal = np.asarray(z["signal"], dtype=np.float32)
-            fs = float(z["fs"])
+            signal = read_signal(p.name, z, refuse_constant=False)
+            fs = read_fs(p.name, z)
             label = str(z["label"])
             meta = {k: z[k].item() for k in keys
-                    if k not in ("signal", "signal_48k") and z[k].ndim == 0}
+                    if k not in ("signal", "signal_48k") and _member_shape(z, k)[0] == ()}
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"{p.name}: not a readable .npz recording ({exc})") from exc
     if signal.ndim != 1:
-        raise DataError(f"{p.name}: signal must be 1-D, got shape {signal.shape}")
+        raise DataError(f"{p.name}: signal must be 1-D (one channel), got shape {signal.shape}; save one "
+                        "channel per recording (`edgefleet data import FILE --channel N`)")
     if not np.isfinite(signal).all():
         bad = int((~np.isfinite(signal)).sum())
         raise DataError(f"{p.name}: signal holds {bad} NaN or infinite samples; clean or drop the file")
-    if not np.isfinite(fs) or fs <= 0:
-        raise DataError(f"{p.name}: invalid sampling rate {fs}")
     if "rpm" in meta:
         try:
             rpm = float(meta["rpm"])
@@ -84,6 +187,8 @@ def load_recording(path: str | Path) -> Recording:
         if not (rpm == 0 or RPM_MIN <= rpm <= RPM_MAX):  # 0: speed unknown
             raise DataError(f"{p.name}: rpm {rpm:g} is implausible (expected {RPM_MIN:g}-{RPM_MAX:g}, "
                             "or 0 / no rpm key when the speed is unknown)")
+    if meta.get("dataset") != PULLED:  # a node's captures are checked once joined (merge_captures)
+        check_not_constant(p.name, signal)
     return Recording(name=p.stem, signal=signal, fs=fs, label=label, meta=meta)
 
 
@@ -94,8 +199,22 @@ def load_folder(folder: str | Path) -> list[Recording]:
         raise DataError(f"data folder {d} {what}")
     files = sorted(d.glob("*.npz"))
     if not files:
-        raise DataError(f"no .npz recordings in {d}")
-    return merge_captures([load_recording(f) for f in files])
+        raise DataError(no_npz_message(d))
+    out = merge_captures([load_recording(f) for f in files])
+    for r in out:
+        if r.meta.get("dataset") == PULLED:  # a node's captures, checked once joined
+            check_not_constant(f"{r.name} ({r.meta['captures']} captures)", r.signal)
+    return out
+
+
+def no_npz_message(d: Path) -> str:
+    """Why a folder gave no recordings, and how to make some from what it holds."""
+    others = sorted(f.name for f in d.iterdir() if f.is_file())
+    if not others:
+        return f"no .npz recordings in {d} (the folder is empty)"
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return (f"no .npz recordings in {d} (it holds {shown}); convert them with "
+            f"`edgefleet data import FILES --fs HZ --unit g|m/s2 --out {d}` (docs/features.md, Recordings)")
 
 
 PULLED = "edgefleet data pull"  # the `dataset` key of captures written by `edgefleet data pull --format npz`
@@ -140,7 +259,7 @@ def windows_of(rec: Recording, params: FeatureParams, *, hop_fraction: float = 1
     try:
         p = plan(params, rec.fs)
     except FeatureError as exc:
-        raise DataError(f"{rec.name}: {exc}") from exc
+        raise DataError(f"{rec.name}: {exc}{rate_hint(rec.fs)}") from exc
     n_seg = int(rec.meta.get("segment", 0) or 0)
     if n_seg and rec.signal.size % n_seg == 0:  # merged captures: whole captures, windows within each
         caps = rec.signal.reshape(-1, n_seg)[int(rec.signal.size // n_seg * start):int(rec.signal.size // n_seg * stop)]

@@ -33,7 +33,13 @@ from edgefleet.runtime import baseline as bl
 from edgefleet.runtime.engine import Detector
 from edgefleet.runtime.features import FeatureParams, frame, plan
 from edgefleet.runtime.sensor_check import OUTCOMES, SensorLimits, check_windows
-from edgefleet.toolchain.datasets import open_npz
+from edgefleet.toolchain.datasets import (
+    no_npz_message,
+    open_npz,
+    rate_hint,
+    read_fs,
+    read_signal,
+)
 
 CLIP_SHARE = 0.01  # a window with this share of samples at its extreme value is clipped
 GAP_FACTOR = 3.0  # snapshot intervals longer than this times the median are gaps
@@ -63,8 +69,11 @@ def load_replay(path: Path, params: FeatureParams) -> ReplayInput:
             keys = set(z.files)
             if "fs" not in keys or not ({"signal"} <= keys or {"snaps", "t_s"} <= keys):
                 raise DataError(f"{path.name}: needs fs and either signal, or snaps and t_s")
-            fs = float(z["fs"])
-            data = {k: np.asarray(z[k]) for k in ("signal", "snaps", "t_s", "rpm") if k in keys}
+            fs = read_fs(path.name, z)
+            data = {k: np.asarray(z[k]) for k in ("t_s", "rpm") if k in keys}
+            for k in ("signal", "snaps"):  # in g, checked before they are read (docs/features.md, Recordings)
+                if k in keys:
+                    data[k] = read_signal(path.name, z, k, refuse_constant=False)  # sensor_dead windows
             machine = str(z["machine"]) if "machine" in keys else path.stem
     except DataError:
         raise
@@ -73,12 +82,15 @@ def load_replay(path: Path, params: FeatureParams) -> ReplayInput:
     try:
         n = plan(params, fs).n_samples
     except FeatureError as exc:
-        raise DataError(f"{path.name}: {exc}") from exc
+        raise DataError(f"{path.name}: {exc}{rate_hint(fs)}") from exc
     issues: dict[str, int] = {}
     if "signal" in data:
         sig = data["signal"].astype(np.float32)
         if sig.ndim != 1:
-            raise DataError(f"{path.name}: signal must be 1-D, got shape {sig.shape}")
+            raise DataError(f"{path.name}: signal must be 1-D (one channel), got shape {sig.shape}; save one "
+                            "channel per recording (`edgefleet data import FILE --channel N`)")
+        if sig.size < n:  # nothing to judge; the report says so, and this names why
+            _count(issues, f"shorter_than_one_{n}_sample_window", 1)
         windows = np.array(frame(sig, n))
         t_s = (np.arange(len(windows)) + 1) * n / fs
     else:
@@ -123,7 +135,7 @@ def replay_paths(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(path.glob("*.npz"))
         if not files:
-            raise DataError(f"no .npz recordings in {path}")
+            raise DataError(no_npz_message(path))
         return files
     if not path.is_file():
         raise DataError(f"{path} does not exist")

@@ -489,7 +489,7 @@ static void baseline_model(void)
         log_status("commissioning off for this model", st);
         return;
     }
-    if (g_comm.has_baseline && !g_comm.learning &&
+    if (g_comm.has_baseline &&
         (st = ef_commission_rederive(&g_comm, &sm, g_features, &g_fft, sizeof g_fft)) != EF_OK)
         log_status("the record's thresholds are kept for this model", st);
     baseline_changed();

@@ -202,3 +202,44 @@ def test_two_classes_each_get_the_candidates_own_threshold(fw, signal, candidate
         assert m["cls"] == k and m["shadow"]["thr"] == pytest.approx(thr[k], rel=1e-5)
         assert x["shadow"]["score"] == pytest.approx(float(s), rel=1e-5)
         assert x["shadow"]["anom"] == bool(s > np.float32(thr[k]) or h > np.float32(c.hi_threshold))
+
+
+def test_a_class_learned_later_keeps_the_first_ones_rows(fw, signal, candidate, tmp_path):
+    """1796 rpm commissioned first, 900 rpm learned later by a one-class commissioning (which leaves
+    the first class's rows in their slot): after a switch both classes are re-derived from their own
+    rows, as the simulated node (whose kept rows are every class's) does."""
+    path, cand = candidate
+    run1 = Detector(load_artifact(MODEL))
+    normal = signal[: 44 * N]
+    sig = np.concatenate([normal, normal, normal[: 10 * N]])
+    rpm = np.array([1796.0] * 44 + [900.0] * 44 + [1796.0] * 10, np.float32)
+    learn = [*cmd(0, op="commission", windows=LEARN), *cmd(50, op="commission", windows=LEARN, rpm=900.0)]
+    r = node(fw, tmp_path, sig, rpm, *learn, "--model-at", "80", path, "--features", tmp_path / "F.f32")
+    sh = node(fw, tmp_path, sig, rpm, *learn, "--shadow-at", "80", path)
+    feats = np.fromfile(tmp_path / "F.f32", "<f4").reshape(len(r.results), -1)
+    st = states_of(r)
+    end = max(i for i, x in enumerate(st) if x == "commissioning")
+    assert end < 79 and st[end + 1:80] == [0] * (79 - end)  # 900 rpm learned, judged first (lower band)
+    first = learned_rows(feats)
+    com = bl.Commissioner(feats.shape[1], target=LEARN, only_rpm=900.0)
+    for i in range(50, end + 1):
+        if bl.steady_speed(float(rpm[i]), float(rpm[i - 1])):
+            com.add(feats[i], float(rpm[i]))
+    assert com.done() and com.counts() == [(900.0, LEARN)]
+    rows, centres = [np.stack(com.classes[0].rows), first], [900.0, 1796.0]
+    learned = [b for b in r.births if b["model"] == 1][-1]["comm"]["learned"]
+    crc = bl.frontend_crc(run1.artifact.features.params)
+
+    def record(det: Detector) -> bl.Baseline:
+        return bl.Baseline(crc, learned, tuple(bl.learn_class(x, c, det.score_standardized)
+                                               for x, c in zip(rows, centres)), feats.shape[1])
+
+    old, new = record(run1), record(cand)
+    assert birth_hash(r.births, 1) == old.digest()  # the merged record: the first class byte for byte
+    assert birth_hash(r.births, 2) == new.digest()  # both classes re-derived, the first from its old rows
+    vnode = types.SimpleNamespace(shadow_class_thr=None, baseline=old, baseline_rows=rows, baseline_centres=centres)
+    thr = Fleet._shadow_thresholds(vnode, 2, cand)
+    assert thr == [c.threshold for c in new.classes]
+    judged = sh.results[80:]
+    assert [m["cls"] for m, _ in judged] == [0] * 8 + [1] * 10
+    assert all(m["shadow"]["thr"] == pytest.approx(thr[m["cls"]], rel=1e-5) for m, _ in judged)

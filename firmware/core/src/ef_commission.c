@@ -63,11 +63,18 @@ static void load(ef_commission *c)
 
 /* ---- layout ---- */
 
-/* Rows per class the scratch (8 classes x 2 banks) and the work buffer allow for models of
+/* Bytes per slot and bank: a fixed share of the scratch (8 slots x 2 banks), so that the rows a
+ * record's classes were learned from stay where they are whatever a later commissioning's target. */
+static uint32_t region_size(const ef_flash *rows)
+{
+    return rows->size / (2u * EF_BASELINE_MAX_CLASSES) / rows->erase_size * rows->erase_size;
+}
+
+/* Rows per class the scratch (8 slots x 2 banks) and the work buffer allow for models of
  * max_features inputs. */
 static uint32_t capacity(const ef_flash *rows, uint16_t max_features, size_t work_len)
 {
-    const uint32_t region = rows->size / (2u * EF_BASELINE_MAX_CLASSES) / rows->erase_size * rows->erase_size;
+    const uint32_t region = region_size(rows);
     uint32_t by_rows = region / (2u * max_features), by_work = 0;
     if (work_len > block_room(max_features))
         by_work = (uint32_t)((work_len - block_room(max_features)) / sizeof(float));
@@ -120,6 +127,8 @@ ef_status ef_commission_model(ef_commission *c, const ef_model *m)
 
 /* ---- commissioning ---- */
 
+static void keep_entries(ef_commission *c, int kept);
+
 static int near(float rpm, float centre)
 {
     return fabs((double)rpm - (double)centre) <= EF_BASELINE_RPM_TOLERANCE * (double)centre;
@@ -140,30 +149,76 @@ ef_status ef_commission_start(ef_commission *c, uint32_t windows, float rpm, int
     c->learning = 1;
     c->target = windows;
     c->only_rpm = rpm;
-    c->region = round_up(windows * 2u * c->model.n_features, c->rows->erase_size);
-    c->n_classes = 0;
-    memset(c->cls, 0, sizeof c->cls);
+    c->region = region_size(c->rows);
+    keep_entries(c, rpm > 0.0f); /* one class: the record's other classes keep their rows */
     return EF_OK;
+}
+
+/* The entry at k leaves the index (the others keep their order). */
+static void drop_entry(ef_commission *c, uint8_t k)
+{
+    memmove(&c->cls[k], &c->cls[k + 1u], (size_t)(c->n_classes - k - 1u) * sizeof c->cls[0]);
+    c->n_classes--;
+}
+
+static void keep_entries(ef_commission *c, int kept)
+{
+    uint8_t k = 0;
+    while (k < c->n_classes)
+        if (kept && c->cls[k].kept)
+            k++;
+        else
+            drop_entry(c, k);
+}
+
+/* A slot no entry uses; with all 8 taken, the rows of a record class are given up: the one whose
+ * band holds rpm (a new learning of it would replace it), else the lowest band (a record keeps
+ * the 8 highest). -1 if none can be. */
+static int free_slot(ef_commission *c, float rpm)
+{
+    uint8_t used = 0, k, victim = 0;
+    for (k = 0; k < c->n_classes; k++)
+        used |= (uint8_t)(1u << c->cls[k].slot);
+    for (k = 0; k < EF_BASELINE_MAX_CLASSES; k++)
+        if (!(used & (1u << k)))
+            return k;
+    for (k = 0; k < c->n_classes; k++) {
+        if (!c->cls[k].kept)
+            continue;
+        if (rpm > 0.0f && near(rpm, c->cls[k].rpm)) {
+            victim = k;
+            break;
+        }
+        if (!c->cls[victim].kept || c->cls[k].rpm < c->cls[victim].rpm)
+            victim = k;
+    }
+    if (!c->cls[victim].kept)
+        return -1;
+    k = c->cls[victim].slot;
+    drop_entry(c, victim);
+    return k;
 }
 
 /* The class of a window at rpm (0: no speed), opened if new; -1 beyond 8 classes. */
 static int class_of(ef_commission *c, float rpm)
 {
+    int slot;
     uint8_t k;
     for (k = 0; k < c->n_classes; k++)
-        if ((c->cls[k].rpm == 0.0f) == (rpm == 0.0f) && (rpm == 0.0f || near(rpm, c->cls[k].rpm)))
+        if (!c->cls[k].kept && (c->cls[k].rpm == 0.0f) == (rpm == 0.0f) && (rpm == 0.0f || near(rpm, c->cls[k].rpm)))
             return k;
-    if (c->n_classes >= EF_BASELINE_MAX_CLASSES)
+    if ((slot = free_slot(c, rpm)) < 0)
         return -1;
     memset(&c->cls[c->n_classes], 0, sizeof c->cls[0]);
     c->cls[c->n_classes].rpm = rpm;
+    c->cls[c->n_classes].slot = (uint8_t)slot;
     return c->n_classes++;
 }
 
-/* Where row i of class k's bank b begins in the rows' area. */
+/* Where row i of entry k's bank b begins in the rows' area. */
 static uint32_t row_off(const ef_commission *c, int k, uint8_t bank, uint32_t i)
 {
-    return (2u * (uint32_t)k + bank) * c->region + i * 2u * c->model.n_features;
+    return (2u * (uint32_t)c->cls[k].slot + bank) * c->region + i * 2u * c->model.n_features;
 }
 
 /* Program `len` bytes at off, first erasing every sector the bytes are the first to reach (the
@@ -303,12 +358,17 @@ ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *
 int ef_commission_done(const ef_commission *c)
 {
     uint8_t k;
-    if (!c->learning || c->n_classes == 0u)
+    int any = 0;
+    if (!c->learning)
         return 0;
-    for (k = 0; k < c->n_classes; k++)
+    for (k = 0; k < c->n_classes; k++) {
+        if (c->cls[k].kept)
+            continue;
         if (c->cls[k].rows < c->target)
             return 0;
-    return 1;
+        any = 1;
+    }
+    return any;
 }
 
 /* ---- finishing: the new record ---- */
@@ -317,6 +377,8 @@ int ef_commission_done(const ef_commission *c)
 typedef struct {
     float lo;               /* its band's low end: the record's order */
     uint8_t fresh, index;
+    int8_t same_as;         /* >= 0: re-learned for another model: must give this record class's centre
+                             * and spread (else its rows are not that class's: the record's block is kept) */
 } entry;
 
 /* A new class's band, as learn_class stores it: centre * (1 -+ 0.05) in double, as float32. */
@@ -331,7 +393,7 @@ static int replaced(const ef_commission *c, const ef_baseline_class *cl, uint32_
     uint8_t k;
     for (k = 0; k < c->n_classes; k++) {
         const double x = 0.5 * ((double)band_lo(c->cls[k].rpm) + (double)band_hi(c->cls[k].rpm));
-        if (c->cls[k].rows >= min_windows &&
+        if (!c->cls[k].kept && c->cls[k].rows >= min_windows &&
             (((double)cl->rpm_lo <= x && x <= (double)cl->rpm_hi) || (any && x == 0.0)))
             return 1;
     }
@@ -352,12 +414,14 @@ static int plan_classes(const ef_commission *c, uint32_t min_windows, entry *out
                 continue;
             out[n].lo = cl.rpm_lo;
             out[n].fresh = 0;
+            out[n].same_as = -1;
             out[n++].index = (uint8_t)k;
         }
     for (k = 0; k < c->n_classes; k++)
-        if (c->cls[k].rows >= min_windows) {
+        if (!c->cls[k].kept && c->cls[k].rows >= min_windows) {
             out[n].lo = band_lo(c->cls[k].rpm);
             out[n].fresh = 1;
+            out[n].same_as = -1;
             out[n++].index = (uint8_t)k;
             fresh++;
         }
@@ -394,6 +458,19 @@ static void put(writer *w, const void *data, uint32_t len)
     w->off += len;
 }
 
+/* Class k of the record in force, its block's bytes in place. */
+static const uint8_t *record_block(const ef_commission *c, int k)
+{
+    return c->baseline.rec + EF_BASELINE_HEADER_SIZE + (uint32_t)k * EF_BASELINE_CLASS_SIZE(c->baseline.n);
+}
+
+/* A block learned again from rows said to be record class k's: the same centre and spread? */
+static int same_normal(const ef_commission *c, int k, const uint8_t *block)
+{
+    return memcmp(block + EF_BASELINE_CLASS_HEAD, record_block(c, k) + EF_BASELINE_CLASS_HEAD,
+                  4u * (uint32_t)c->baseline.n) == 0;
+}
+
 /* Class e's block into `block`: learned from its rows, or copied from the record in force. */
 static ef_status class_block(const ef_commission *c, const entry *e, const ef_baseline_model *sm,
                              float *features, void *work, size_t work_len, uint8_t *block)
@@ -401,14 +478,17 @@ static ef_status class_block(const ef_commission *c, const entry *e, const ef_ba
     region_reader rr;
     ef_baseline_rows rows;
     uint32_t floored;
-    if (!e->fresh) {
-        memcpy(block, c->baseline.rec + EF_BASELINE_HEADER_SIZE + e->index * EF_BASELINE_CLASS_SIZE(c->baseline.n),
-               EF_BASELINE_CLASS_SIZE(c->baseline.n)); /* through RAM: not every flash programs from itself */
-        return EF_OK;
+    ef_status st;
+    if (e->fresh) {
+        rows = class_rows(c, e->index, &rr);
+        st = ef_baseline_learn_class(&rows, c->model.n_features, c->cls[e->index].rpm, sm, features, work,
+                                     work_len, block, &floored);
+        if (st != EF_OK || e->same_as < 0 || same_normal(c, e->same_as, block))
+            return st;
     }
-    rows = class_rows(c, e->index, &rr);
-    return ef_baseline_learn_class(&rows, c->model.n_features, c->cls[e->index].rpm, sm, features, work,
-                                   work_len, block, &floored);
+    /* through RAM: not every flash programs from itself */
+    memcpy(block, record_block(c, e->fresh ? e->same_as : e->index), EF_BASELINE_CLASS_SIZE(c->baseline.n));
+    return EF_OK;
 }
 
 /* Write the record of `plan` into copy t after its head; the record's size, or 0. */
@@ -488,6 +568,46 @@ static int scratch_ok(const ef_commission *c, const ef_baseline_model *sm, const
            work_len >= block_room(c->model.n_features) + 4u;
 }
 
+/* ---- the rows' index: which slot holds the rows of which class ---- */
+
+/* The entry (kept or learning, as `kept` says) whose rows taught class k of the record in force:
+ * the same band and as many windows; -1 if none. */
+static int entry_of(const ef_commission *c, uint16_t k, int kept)
+{
+    ef_baseline_class cl;
+    uint8_t i;
+    if (!c->has_baseline || k >= c->baseline.n_classes)
+        return -1;
+    ef_baseline_class_at(&c->baseline, k, &cl);
+    for (i = 0; i < c->n_classes; i++)
+        if (!c->cls[i].kept == !kept && c->cls[i].rows == cl.windows && band_lo(c->cls[i].rpm) == cl.rpm_lo &&
+            band_hi(c->cls[i].rpm) == cl.rpm_hi)
+            return i;
+    return -1;
+}
+
+/* The kept rows of record class k (the index is RAM: none after a reset); -1 if none. */
+static int rows_of(const ef_commission *c, uint16_t k) { return entry_of(c, k, 1); }
+
+/* A new record is in force: the entries of its classes (those just learned, else those kept from
+ * before) are its index from now on; the others leave, their slots free. */
+static void reindex(ef_commission *c)
+{
+    uint8_t pick = 0;
+    uint16_t k;
+    int i;
+    for (k = 0; k < c->baseline.n_classes; k++)
+        if ((i = entry_of(c, k, 0)) >= 0 || (i = entry_of(c, k, 1)) >= 0)
+            pick |= (uint8_t)(1u << i);
+    for (i = (int)c->n_classes - 1; i >= 0; i--)
+        if (!(pick & (1u << i)))
+            drop_entry(c, (uint8_t)i);
+        else {
+            c->cls[i].kept = 1;
+            c->cls[i].restarts = 0;
+        }
+}
+
 ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,
                                uint32_t min_windows, float *features, void *work, size_t work_len)
 {
@@ -505,26 +625,11 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
     if ((st = commit_record(c, plan, n_plan, sm, learned_ms, features, work, work_len)) != EF_OK)
         return st;
     c->learning = 0;
+    reindex(c);
     return EF_OK;
 }
 
 /* ---- another model on the same front end: its thresholds from the kept rows ---- */
-
-/* The commissioning class whose stored rows taught class k of the record in force: the same band
- * and as many windows, from the last commissioning (its index is RAM: none after a reset, nor once
- * another commissioning started); -1 if none. */
-static int rows_of(const ef_commission *c, uint16_t k)
-{
-    ef_baseline_class cl;
-    uint8_t i;
-    if (!c->has_baseline || c->learning || k >= c->baseline.n_classes)
-        return -1;
-    ef_baseline_class_at(&c->baseline, k, &cl);
-    for (i = 0; i < c->n_classes; i++)
-        if (c->cls[i].rows == cl.windows && band_lo(c->cls[i].rpm) == cl.rpm_lo && band_hi(c->cls[i].rpm) == cl.rpm_hi)
-            return i;
-    return -1;
-}
 
 int ef_commission_kept_rows(const ef_commission *c)
 {
@@ -542,7 +647,7 @@ ef_status ef_commission_rederive(ef_commission *c, const ef_baseline_model *sm, 
     uint16_t k;
     if (c == NULL || sm == NULL)
         return EF_ERR_ARG;
-    if (!c->has_baseline || c->learning)
+    if (!c->has_baseline)
         return EF_ERR_STATE;
     if (!scratch_ok(c, sm, features, work, work_len) || sm->model->n_inputs != c->baseline.n)
         return EF_ERR_ARG;
@@ -552,6 +657,7 @@ ef_status ef_commission_rederive(ef_commission *c, const ef_baseline_model *sm, 
         const int i = rows_of(c, k);
         plan[k].fresh = (uint8_t)(i >= 0);
         plan[k].index = (uint8_t)(i >= 0 ? i : k);
+        plan[k].same_as = (int8_t)k;
     }
     return commit_record(c, plan, c->baseline.n_classes, sm, c->baseline.learned_ms, features, work, work_len);
 }
@@ -581,7 +687,8 @@ ef_status ef_commission_class_thresholds(const ef_commission *c, const ef_baseli
         if ((st = ef_baseline_learn_class(&rows, c->baseline.n, c->cls[i].rpm, sm, features, work,
                                           work_len - block_room(c->baseline.n), block, &floored)) != EF_OK)
             return st;
-        thr[k] = ef_lef32(block + 12);
+        if (same_normal(c, k, block)) /* else the rows are not the class's: no threshold */
+            thr[k] = ef_lef32(block + 12);
     }
     return EF_OK;
 }
@@ -635,11 +742,12 @@ const ef_proto_comm *ef_commission_summary(const ef_commission *c, ef_proto_comm
         pc->target = c->target;
         pc->has_progress = 1;
         pc->progress = prog;
-        pc->n_progress = c->n_classes;
-        for (k = 0; k < c->n_classes; k++) {
-            prog[k].rpm = (double)c->cls[k].rpm;
-            prog[k].n = c->cls[k].rows;
-        }
+        pc->n_progress = 0;
+        for (k = 0; k < c->n_classes; k++)
+            if (!c->cls[k].kept) {
+                prog[pc->n_progress].rpm = (double)c->cls[k].rpm;
+                prog[pc->n_progress++].n = c->cls[k].rows;
+            }
     }
     if (!c->has_baseline)
         return pc;

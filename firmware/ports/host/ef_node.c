@@ -560,7 +560,7 @@ int main(int argc, char **argv)
                     return 2;
                 if (!nd.comm.has_baseline)
                     log_status("the baseline does not suit the new model: commissioning", nd.comm.load_status);
-                else if (!nd.comm.learning) { /* the thresholds belong to the model: re-derived from the rows */
+                else { /* the thresholds belong to the model: re-derived from the kept rows */
                     ef_baseline_model sm = scorer(&m);
                     st = ef_commission_rederive(&nd.comm, &sm, g_feats, g_work, sizeof g_work);
                     if (st != EF_OK)

@@ -5,8 +5,8 @@
  *
  *   records [0, R)    copy 0: 16-byte head {"EFBR", u32 seq, u32 size, u32 ~size}, then the record
  *   records [R, 2R)   copy 1, the same            (R = records size / 2, a multiple of its erase size)
- *   rows    [(2k+b)*C, (2k+b+1)*C)  class k's commissioning rows in bank b (int16 Q10 LE,
- *                     row-major, in arrival order), C = round_up(target * 2n, rows erase size), k < 8
+ *   rows    [(2k+b)*C, (2k+b+1)*C)  slot k's commissioning rows in bank b (int16 Q10 LE,
+ *                     row-major, in arrival order), C = rows size / 16 rounded down to its erase size, k < 8
  *
  * A new record goes to the copy not in force: erase it, write the record, then its head last;
  * then the old copy is erased. A power cut at any point leaves the old record or the new one
@@ -15,9 +15,12 @@
  * scratch sector erased when the first row reaches it), so RAM holds only the per-class counts,
  * never the rows (a board may still back the rows area with RAM). When a class that reached its
  * target has not settled (ef_baseline_settled), its newer half is copied to the class's other
- * bank and learning goes on there: NOR flash cannot drop rows in place. The rows' index is not
- * kept across a reset (a reset during commissioning starts it again; after one, another model keeps
- * the record's thresholds: ef_commission_rederive). */
+ * bank and learning goes on there: NOR flash cannot drop rows in place. Once a record is written
+ * its classes' rows stay in their slots, indexed (kept) for another model's thresholds; a one-class
+ * commissioning learns into a free slot (with all 8 taken, it gives up the rows of the class it
+ * replaces, else of the lowest band), an all-class one starts from none. The rows' index is RAM,
+ * not kept across a reset (a reset during commissioning starts it again; after one, another model
+ * keeps the record's thresholds: ef_commission_rederive). */
 #ifndef EF_COMMISSION_H
 #define EF_COMMISSION_H
 #include <stddef.h>
@@ -49,11 +52,15 @@ typedef enum {
     EF_WINDOW_UNCOMMISSIONED   /* no class covers its speed: no verdict */
 } ef_window_state;
 
+/* A class whose rows are in the scratch: one being learned, or (kept) one of the record in force,
+ * whose rows stay for another model's thresholds (ef_commission_rederive). */
 typedef struct {
     float rpm;        /* the speed of the class's first window (its centre); 0: any speed */
     uint32_t rows;    /* rows stored so far, from the start of the class's bank */
     uint8_t bank;     /* which of the class's two regions holds them */
     uint8_t restarts; /* times it reached its target unsettled (EF_BASELINE_MAX_RESTARTS: finished anyway) */
+    uint8_t slot;     /* which of the 8 slots (two banks each) of the scratch */
+    uint8_t kept;     /* 1: a class of the record in force (not learning) */
 } ef_commission_class;
 
 typedef struct {
@@ -75,7 +82,7 @@ typedef struct {
     uint32_t target;         /* rows per class that end it */
     float only_rpm;          /* > 0: the one class around this speed (the others are kept) */
     uint32_t region;         /* scratch bytes per class and bank */
-    uint8_t n_classes;
+    uint8_t n_classes;       /* entries in cls: the classes being learned, and the record's kept ones */
     ef_commission_class cls[EF_BASELINE_MAX_CLASSES];
     float last_rpm;          /* the previous window's speed: a ramp is not learned from */
     int learn_new_classes;   /* commissioned: a speed in no class starts learning that class (default 1) */
@@ -132,18 +139,19 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
  * The thresholds belong to the model: a node that switches to another model keeps the record's centre
  * and spread but re-derives each class's thresholds from the commissioning rows it kept (Python
  * learn_class, as device_sim's _rebaseline), and a shadow candidate is judged by the thresholds it
- * would get. The rows are found through the last commissioning's per-class index, which is RAM: a
- * class whose rows are not indexed (after a reset, a class kept from an earlier record, or while
- * commissioning) keeps the record's thresholds. `features` n floats and `work` (4 bytes per row +
- * one class block) are scratch, as for ef_commission_finish. */
+ * would get. A class whose rows are not indexed (after a reset, after an all-class commissioning
+ * began, or given up for a ninth slot), or whose rows no longer give its centre and spread, keeps
+ * the record's thresholds. `features` n floats and `work` (4 bytes per row + one class block) are
+ * scratch, as for ef_commission_finish. */
 
 /* How many classes of the record in force have their commissioning rows indexed. */
 int ef_commission_kept_rows(const ef_commission *c);
 
 /* Model sm now runs (after ef_commission_model kept the record): a new record whose classes with
  * kept rows are learned again with sm (same centre and spread; sm's thresholds), the others
- * copied, the learned time kept; written as ef_commission_finish writes one. EF_ERR_TOO_FEW: no
- * class has its rows, nothing written; EF_ERR_STATE: no record in force, or commissioning. */
+ * copied, the learned time kept; written as ef_commission_finish writes one (a one-class
+ * commissioning in progress goes on). EF_ERR_TOO_FEW: no class has its rows, nothing written;
+ * EF_ERR_STATE: no record in force. */
 ef_status ef_commission_rederive(ef_commission *c, const ef_baseline_model *sm, float *features, void *work,
                                  size_t work_len);
 

@@ -243,3 +243,30 @@ def test_a_class_learned_later_keeps_the_first_ones_rows(fw, signal, candidate, 
     judged = sh.results[80:]
     assert [m["cls"] for m, _ in judged] == [0] * 8 + [1] * 10
     assert all(m["shadow"]["thr"] == pytest.approx(thr[m["cls"]], rel=1e-5) for m, _ in judged)
+
+
+def test_the_rows_index_survives_a_reset(fw, signal, candidate, tmp_path):
+    """The rows' index rides in the record's flash copy: after a reset (records and rows areas kept)
+    a switch still re-derives the thresholds from the rows. With the rows lost (an erased rows area),
+    rows that no longer give the record's centre and spread are not used: the record stays."""
+    path, cand = candidate
+    run1 = Detector(load_artifact(MODEL))
+    normal = signal[: 44 * N]
+    rec, rows_area = tmp_path / "records.bin", tmp_path / "rows.bin"
+    first = node(fw, tmp_path, normal, RPM, *cmd(0, op="commission", windows=LEARN), "--flash", rec,
+                 "--rows", rows_area, "--features", tmp_path / "F.f32")
+    feats = np.fromfile(tmp_path / "F.f32", "<f4").reshape(len(first.results), -1)
+    rows = learned_rows(feats)
+    learned = first.births[-1]["comm"]["learned"]
+    crc = bl.frontend_crc(run1.artifact.features.params)
+    old, new = (bl.Baseline(crc, learned, (bl.learn_class(rows, RPM, d.score_standardized),), feats.shape[1])
+                for d in (run1, cand))
+    assert first.births[-1]["comm"]["hash"] == old.digest()
+    kept = rec.read_bytes()
+    after = node(fw, tmp_path, normal, RPM, "--flash", rec, "--rows", rows_area, "--model-at", "5", path)
+    assert after.births[0]["comm"]["hash"] == old.digest()  # the record, judged from the first window
+    assert birth_hash(after.births, 2) == new.digest()
+    assert all(m["thr"] == pytest.approx(new.classes[0].threshold, rel=1e-5) for m, _ in after.results[5:])
+    rec.write_bytes(kept)
+    lost = node(fw, tmp_path, normal, RPM, "--flash", rec, "--model-at", "5", path)
+    assert birth_hash(lost.births, 2) == old.digest()

@@ -10,6 +10,8 @@
 #include "ef/crypto.h"
 
 #define COPY_MAGIC 0x52424645u /* "EFBR" little-endian */
+#define INDEX_MAGIC 0x58524645u /* "EFRX": the rows' index after the record in its copy */
+#define INDEX_ENTRY 12u        /* f32 rpm, u32 rows, u8 slot, u8 bank, u16 0 */
 #define ROW_CHUNK 32u          /* features converted and written per flash write */
 
 static uint32_t round_up(uint32_t v, uint32_t unit) { return (v + unit - 1u) / unit * unit; }
@@ -83,9 +85,12 @@ static uint32_t capacity(const ef_flash *rows, uint16_t max_features, size_t wor
     return by_rows < EF_BASELINE_MAX_WINDOWS ? by_rows : EF_BASELINE_MAX_WINDOWS;
 }
 
+static void restore_index(ef_commission *c);
+
 ef_status ef_commission_init(ef_commission *c, const ef_flash *records, const ef_flash *rows,
                              uint16_t max_features, size_t work_len, const ef_model *m)
 {
+    ef_status st;
     if (c == NULL || records == NULL || rows == NULL || m == NULL || max_features == 0u ||
         records->erase_size == 0u || rows->erase_size == 0u)
         return EF_ERR_ARG;
@@ -98,10 +103,13 @@ ef_status ef_commission_init(ef_commission *c, const ef_flash *records, const ef
     c->max_features = max_features;
     c->copy_size = records->size / 2u / records->erase_size * records->erase_size;
     c->max_windows = capacity(rows, max_features, work_len);
+    c->region = region_size(rows);
     if (c->copy_size < EF_COMMISSION_COPY_HEAD + EF_BASELINE_RECORD_SIZE(max_features, EF_BASELINE_MAX_CLASSES) ||
         c->max_windows < EF_BASELINE_DEFAULT_WINDOWS)
         return EF_ERR_CAPACITY;
-    return ef_commission_model(c, m);
+    if ((st = ef_commission_model(c, m)) == EF_OK)
+        restore_index(c); /* a record's rows are still in the scratch after a reset */
+    return st;
 }
 
 ef_status ef_commission_model(ef_commission *c, const ef_model *m)
@@ -533,6 +541,48 @@ static uint32_t write_record(ef_commission *c, uint8_t t, const entry *plan, int
 
 /* Write the record of `plan` to the copy not in force, its head last; put it in force and retire
  * the old copy (ef_commission_finish's steps after the plan). */
+static int rows_of(const ef_commission *c, uint16_t k);
+
+/* The copy's tail after a record of `size` bytes: the rows' index of the record's classes, so that
+ * it outlives a reset: "EFRX", u32 count, per class INDEX_ENTRY bytes, then the CRC-32 of all
+ * before it. C-only (the Python record knows no rows' slots); written only if the copy has room. */
+static uint32_t index_size(uint32_t n) { return 8u + n * INDEX_ENTRY + 4u; }
+
+/* The entry holding the rows of a plan's class (learned now, or kept for a record class); -1: none. */
+static int plan_rows(const ef_commission *c, const entry *e) { return e->fresh ? e->index : rows_of(c, e->index); }
+
+static void write_index(ef_commission *c, uint8_t t, uint32_t size, const entry *plan, int n_plan)
+{
+    uint8_t b[INDEX_ENTRY];
+    uint32_t n = 0, u;
+    writer w;
+    int i, k;
+    for (i = 0; i < n_plan; i++)
+        n += plan_rows(c, &plan[i]) >= 0;
+    if (EF_COMMISSION_COPY_HEAD + size + index_size(n) > c->copy_size)
+        return; /* no room: after a reset the record's thresholds stay */
+    w.f = c->records;
+    w.off = copy_off(c, t) + EF_COMMISSION_COPY_HEAD + size;
+    w.crc = 0;
+    w.err = 0;
+    ef_put_le32(b, INDEX_MAGIC);
+    ef_put_le32(b + 4, n);
+    put(&w, b, 8u);
+    for (i = 0; i < n_plan; i++) {
+        if ((k = plan_rows(c, &plan[i])) < 0)
+            continue;
+        memcpy(&u, &c->cls[k].rpm, sizeof u);
+        ef_put_le32(b, u);
+        ef_put_le32(b + 4, c->cls[k].rows);
+        b[8] = c->cls[k].slot;
+        b[9] = c->cls[k].bank;
+        b[10] = b[11] = 0;
+        put(&w, b, INDEX_ENTRY);
+    }
+    ef_put_le32(b, w.crc);
+    put(&w, b, 4u); /* a write error leaves a tail whose CRC fails: ignored after a reset */
+}
+
 static ef_status commit_record(ef_commission *c, const entry *plan, int n_plan, const ef_baseline_model *sm,
                                uint64_t learned_ms, float *features, void *work, size_t work_len)
 {
@@ -547,6 +597,7 @@ static ef_status commit_record(ef_commission *c, const entry *plan, int n_plan, 
     size = write_record(c, t, plan, n_plan, sm, learned_ms, features, work, work_len, &st);
     if (size == 0u)
         return st;
+    write_index(c, t, size, plan, n_plan);
     ef_put_le32(head, COPY_MAGIC); /* the head last: until it is whole, the copy does not count */
     ef_put_le32(head + 4, c->seq + 1u);
     ef_put_le32(head + 8, size);
@@ -606,6 +657,40 @@ static void reindex(ef_commission *c)
             c->cls[i].kept = 1;
             c->cls[i].restarts = 0;
         }
+}
+
+/* After a reset: the rows' index the copy in force carries, when whole and sane (each entry in its
+ * own slot, within the node's capacity); the entries matching no class of the record leave. */
+static void restore_index(ef_commission *c)
+{
+    const ef_flash *f = c->records;
+    const uint32_t at = copy_off(c, c->copy) + EF_COMMISSION_COPY_HEAD + c->baseline.size;
+    const uint8_t *p;
+    uint32_t n, k, used = 0;
+    if (c->n_classes || c->learning || !c->has_baseline ||
+        EF_COMMISSION_COPY_HEAD + c->baseline.size + index_size(0) > c->copy_size ||
+        (p = f->map(f->ctx, at, 8u)) == NULL || ef_le32(p) != INDEX_MAGIC ||
+        (n = ef_le32(p + 4)) > EF_BASELINE_MAX_CLASSES ||
+        EF_COMMISSION_COPY_HEAD + c->baseline.size + index_size(n) > c->copy_size ||
+        (p = f->map(f->ctx, at, index_size(n))) == NULL ||
+        ef_crc32(0, p, 8u + n * INDEX_ENTRY) != ef_le32(p + 8u + n * INDEX_ENTRY))
+        return;
+    for (k = 0; k < n; k++) {
+        const uint8_t *e = p + 8u + k * INDEX_ENTRY;
+        ef_commission_class *cl = &c->cls[k];
+        memset(cl, 0, sizeof *cl);
+        cl->rpm = ef_lef32(e);
+        cl->rows = ef_le32(e + 4);
+        cl->slot = e[8];
+        cl->bank = e[9];
+        cl->kept = 1;
+        if (cl->slot >= EF_BASELINE_MAX_CLASSES || cl->bank > 1u || (used & (1u << cl->slot)) ||
+            cl->rows > c->max_windows || !(cl->rpm >= 0.0f))
+            return; /* n_classes is still 0: no index */
+        used |= 1u << cl->slot;
+    }
+    c->n_classes = (uint8_t)n;
+    reindex(c);
 }
 
 ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, uint64_t learned_ms,

@@ -1,7 +1,7 @@
 /* ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F.f32] [--quantized Q.i8]
  *         [--outputs Y.i8] [--quiet]
  *         [--protocol BOOT [--serial] [--t0 MS] [--no-commission] [--rpm R.f32] [--flash F.bin]
- *          [--cmd K JSON]... [--model-at K ARTIFACT]]
+ *          [--rows F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] [--shadow-at K ARTIFACT]]
  * The node loop over a recording (raw little-endian float32 samples in g): every window ->
  * features -> quantize -> infer -> score vs threshold, one JSON line per window on stdout;
  * the optional files receive the intermediate values for parity tests (--readings: vrms mm/s,
@@ -18,6 +18,7 @@
  *   --rpm R.f32     the speed input: one float32 rev/min per window (looped); none: no speed
  *   --flash F.bin   the records' area, read at the start (if the file exists) and written at
  *                   the end: a second run is the node after a reset
+ *   --rows F.bin    the same for the rows' area (else it starts erased, as if the rows were lost)
  *   --cmd K JSON    a protocol v1 cmd arriving before window K (commission, commission_end, ping)
  *   --model-at K A  before window K the node switches to artifact A (an OTA trial starting); with the
  *                   same front end the record's thresholds are re-derived for A from the kept rows
@@ -211,8 +212,24 @@ static ef_baseline_model scorer(const ef_model *m)
     return sm;
 }
 
-/* The records' area from --flash (a node after a reset), the rows' always fresh. */
-static int baseline_areas(node *nd, const char *flash_path)
+/* An area's bytes from `path` when that file exists (a node after a reset). */
+static int read_area(const char *path, uint8_t *mem, size_t size)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    size_t got;
+    if (!f)
+        return 0;
+    got = fread(mem, 1, size, f);
+    fclose(f);
+    if (got != size) {
+        fprintf(stderr, "error: %s is not a %zu-byte area\n", path, size);
+        return -1;
+    }
+    return 0;
+}
+
+/* The records' area from --flash and the rows' from --rows (a node after a reset), else erased. */
+static int baseline_areas(node *nd, const char *flash_path, const char *rows_path)
 {
     nd->rec_mem = malloc(RECORDS_SIZE);
     nd->rows_mem = malloc(ROWS_SIZE);
@@ -222,18 +239,7 @@ static int baseline_areas(node *nd, const char *flash_path)
     ef_fake_flash_init(&nd->rows_ff, nd->rows_mem, ROWS_SIZE, 4096u);
     nd->rec = ef_fake_flash_device(&nd->rec_ff);
     nd->rows = ef_fake_flash_device(&nd->rows_ff);
-    if (flash_path) {
-        FILE *f = fopen(flash_path, "rb");
-        if (f) {
-            size_t got = fread(nd->rec_mem, 1, RECORDS_SIZE, f);
-            fclose(f);
-            if (got != RECORDS_SIZE) {
-                fprintf(stderr, "error: %s is not a %u-byte records area\n", flash_path, RECORDS_SIZE);
-                return -1;
-            }
-        }
-    }
-    return 0;
+    return read_area(flash_path, nd->rec_mem, RECORDS_SIZE) || read_area(rows_path, nd->rows_mem, ROWS_SIZE) ? -1 : 0;
 }
 
 static void log_status(const char *what, ef_status st) { fprintf(stderr, "ef_node: %s (%s)\n", what, ef_status_str(st)); }
@@ -435,7 +441,7 @@ static int load_model(const char *path, double fs, uint8_t **art, ef_model *m, e
 int main(int argc, char **argv)
 {
     const char *feat_path = NULL, *read_path = NULL, *q_path = NULL, *y_path = NULL, *rpm_path = NULL, *flash_path = NULL;
-    const char *switch_path = NULL, *shadow_path = NULL;
+    const char *switch_path = NULL, *shadow_path = NULL, *rows_file = NULL;
     size_t slen, rlen = 0, n_total, start, hop = 0, windows = 0, anomalous = 0, n_cmds = 0, n_rpm = 0, i_cmd;
     uint8_t *art, *raw, *raw_rpm = NULL;
     const float *samples, *rpms = NULL;
@@ -452,7 +458,8 @@ int main(int argc, char **argv)
     if (argc < 4) {
         fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] [--quantized Q] "
                         "[--readings R] [--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS] [--no-commission] "
-                        "[--rpm R.f32] [--flash F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] [--bearing N,BALL,PITCH,DEG]]\n");
+                        "[--rpm R.f32] [--flash F.bin] [--rows F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] "
+                        "[--shadow-at K ARTIFACT] [--bearing N,BALL,PITCH,DEG]]\n");
         return 1;
     }
     nd.commission = 1;
@@ -481,6 +488,8 @@ int main(int argc, char **argv)
             rpm_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--flash") == 0)
             flash_path = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--rows") == 0)
+            rows_file = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--bearing") == 0) {
             unsigned nb = 0;
             double ball = 0.0, pitch = 0.0, deg = 0.0;
@@ -523,7 +532,7 @@ int main(int argc, char **argv)
     nd.thr = pipe.scoring.threshold;
     if (nd.commission) {
         ef_status st;
-        if (baseline_areas(&nd, flash_path) != 0)
+        if (baseline_areas(&nd, flash_path, rows_file) != 0)
             return 1;
         if ((st = ef_commission_init(&nd.comm, &nd.rec, &nd.rows, LAYOUT_FEATURES, WORK_BYTES, &m)) != EF_OK) {
             log_status("commissioning off: the model does not fit the baseline layout", st);
@@ -644,6 +653,8 @@ int main(int argc, char **argv)
     fprintf(nd.serial ? stderr : stdout, "{\"windows\":%zu,\"anomalous\":%zu,\"n_samples\":%u,\"nfft\":%u}\n",
             windows, anomalous, (unsigned)pipe.n_window, (unsigned)pipe.lf.hf.nfft);
     if (nd.commission && flash_path && ef_host_write_file(flash_path, nd.rec_mem, RECORDS_SIZE) != 0)
+        return 1;
+    if (nd.commission && rows_file && ef_host_write_file(rows_file, nd.rows_mem, ROWS_SIZE) != 0)
         return 1;
     if (ff)
         fclose(ff);

@@ -1,5 +1,6 @@
 """`edgefleet data pull`: export what the fleet database holds for some devices and a time range: results as CSV
-or Parquet, or the nodes' debug captures (raw windows) as `.npz` recordings for `edgefleet model train`."""
+or Parquet, or the nodes' debug captures (raw windows) as `.npz` recordings for `edgefleet model train`;
+`edgefleet data import`: recordings from other tools (CSV, WAV, .mat, .npy) as such `.npz`."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--db", type=db_arg, default=db_arg(default_db()),
                       help=f"fleet database (default $EDGEFLEET_DB or {db_label(default_db())})")
     pull.set_defaults(func=cmd_pull)
+    from edgefleet.commands.data_import import add_parser
+
+    add_parser(dsub)
 
 
 def _format(args: argparse.Namespace) -> str:

@@ -70,7 +70,7 @@ def load_replay(path: Path, params: FeatureParams) -> ReplayInput:
             if "fs" not in keys or not ({"signal"} <= keys or {"snaps", "t_s"} <= keys):
                 raise DataError(f"{path.name}: needs fs and either signal, or snaps and t_s")
             fs = read_fs(path.name, z)
-            data = {k: np.asarray(z[k]) for k in ("t_s", "rpm") if k in keys}
+            data = {k: np.asarray(z[k]) for k in ("t_s", "rpm", "segment") if k in keys}
             for k in ("signal", "snaps"):  # in g, checked before they are read (docs/features.md, Recordings)
                 if k in keys:
                     data[k] = read_signal(path.name, z, k, refuse_constant=False)  # sensor_dead windows
@@ -84,6 +84,13 @@ def load_replay(path: Path, params: FeatureParams) -> ReplayInput:
     except FeatureError as exc:
         raise DataError(f"{path.name}: {exc}{rate_hint(fs)}") from exc
     issues: dict[str, int] = {}
+    if "signal" in data and "segment" in data:  # joined snapshots (`data import --join`): never straddle two
+        seg = int(data.pop("segment"))
+        sig = data.pop("signal")
+        if seg <= 0 or sig.ndim != 1 or sig.size % seg:
+            raise DataError(f"{path.name}: segment {seg} does not divide the signal of {sig.size} samples")
+        data["snaps"] = sig.reshape(-1, seg)
+        data.setdefault("t_s", np.arange(sig.size // seg) * seg / fs)
     if "signal" in data:
         sig = data["signal"].astype(np.float32)
         if sig.ndim != 1:

@@ -1,0 +1,388 @@
+"""Recordings in other shapes (CSV/text tables, WAV, MATLAB .mat, .npy) made into edgefleet `.npz`.
+
+Nothing is guessed that would change a result: the sampling rate comes from --fs, the file's own
+header (WAV) or its time column, and they must agree; the channel is named when there is more than
+one; the unit defaults to g and is written into the file (`unit`), and a column header that names
+another unit (m/s^2) stops the import until the unit is said. Tables are read in chunks, so a big
+file is cut into recordings of --split seconds without being held whole in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgefleet.errors import DataError
+from edgefleet.runtime.features import FS_MAX_HZ, FS_MIN_HZ
+from edgefleet.toolchain.datasets import (
+    MAX_SAMPLES,
+    check_not_constant,
+    rate_hint,
+    to_g_factor,
+)
+
+TIME_NAMES = re.compile(r"^(t|time|times|timestamp|time_?s|time_?\(?s\)?|seconds?|sec|hour|hours|min|minutes?|"
+                        r"microsec|us|usec|ms|time_?ms|time_?us|date|datetime|index|sample|samples)$", re.I)
+UNIT_IN_NAME = {"g": re.compile(r"(^|[_\s(\[])g([)\]\s]|$)", re.I),
+                "m/s2": re.compile(r"m/?s(\^?2|²|\*\*2)|ms-?2|ms\^?2", re.I),
+                "mg": re.compile(r"(^|[_\s(\[])mg([)\]\s]|$)", re.I)}
+MAT_BYTES_MAX = 1 << 30  # scipy reads a .mat whole: refuse one larger than this instead of swapping
+CHUNK_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What the user said about a file; None means "not said" (the file must then say it)."""
+
+    fs: float | None = None
+    unit: str | None = None  # None: g, the stated default (unless a column header names another)
+    scale: float | None = None  # unit per count, for integer samples (WAV PCM, ADC dumps)
+    channel: str | None = None  # column name or 0-based index; a .mat variable path; a WAV channel
+    fs_key: str | None = None  # .mat: the variable holding the rate
+    resample: float | None = None  # Hz to resample to (rates above the front end's 50 kHz)
+    split_s: float | None = None  # cut into recordings of this many seconds
+
+
+@dataclass
+class Piece:
+    """One recording to write: samples in g at rate fs, and where they came from."""
+
+    signal: np.ndarray
+    fs: float
+    source: str
+    channel: str
+    unit: str
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def resample_ratio(fs: float, target: float) -> tuple[int, int]:
+    """up/down with fs*up/down == target to 1e-6; a DataError when no small ratio does."""
+    r = Fraction(target / fs).limit_denominator(2000)
+    if r <= 0 or abs(fs * r.numerator / r.denominator - target) > 1e-6 * target:
+        raise DataError(f"cannot resample {fs:g} Hz to {target:g} Hz by a ratio of small integers; pick a "
+                        f"rate that divides it, e.g. {fs / 2:g}")
+    return r.numerator, r.denominator
+
+
+def resample(x: np.ndarray, fs: float, target: float) -> np.ndarray:
+    """Polyphase resampling with scipy's anti-alias filter (what lies above target/2 is removed)."""
+    from scipy.signal import resample_poly
+
+    up, down = resample_ratio(fs, target)
+    return resample_poly(x.astype(np.float64), up, down).astype(np.float32)
+
+
+def check_rate(fs: float, what: str) -> None:
+    if not np.isfinite(fs) or not FS_MIN_HZ <= fs <= FS_MAX_HZ:
+        raise DataError(f"{what}: sampling rate {fs:g} Hz is outside the supported "
+                        f"{FS_MIN_HZ:g}-{FS_MAX_HZ:g} Hz{rate_hint(fs)}")
+
+
+def unit_from_name(name: str) -> str | None:
+    """The unit a column header names ('accel_ms2', 'acc (g)'), or None."""
+    for unit in ("m/s2", "mg", "g"):
+        if UNIT_IN_NAME[unit].search(name):
+            return unit
+    return None
+
+
+def rate_from_times(t: np.ndarray, what: str) -> float:
+    """The rate a column of times in seconds implies: (n-1)/span, which printed times rounded to a few
+    decimals do not bias (the median step does: 1/12800 s printed as 0.0000781 reads 12,804 Hz);
+    refused when the steps are not even; snapped to a whole Hz within 0.01 %."""
+    t = t.astype(np.float64)
+    d = np.diff(t)
+    if d.size < 2 or not np.all(np.isfinite(d)) or np.any(d <= 0):
+        raise DataError(f"{what}: the time column does not increase; pass --fs HZ")
+    step = (t[-1] - t[0]) / d.size
+    if np.max(np.abs(d - step)) > 0.02 * step:
+        raise DataError(f"{what}: the time column is not evenly spaced (steps {d.min():.3g}-{d.max():.3g} s); "
+                        "pass --fs HZ if the samples are evenly spaced and the times are not")
+    fs = 1.0 / step
+    return float(round(fs)) if abs(fs - round(fs)) <= 1e-4 * fs else fs
+
+
+def pick_column(names: list[str], channel: str | None, what: str) -> int:
+    """The column holding vibration: the one named, or the only one that is not a time column."""
+    listing = ", ".join(f"{i}: {n}" for i, n in enumerate(names))
+    if channel is not None:
+        if channel in names:
+            return names.index(channel)
+        if channel.lstrip("-").isdigit() and 0 <= int(channel) < len(names):
+            return int(channel)
+        raise DataError(f"{what}: no column {channel!r}; columns are {listing}")
+    signal_cols = [i for i, n in enumerate(names) if not TIME_NAMES.match(n.strip())]
+    if len(signal_cols) == 1:
+        return signal_cols[0]
+    raise DataError(f"{what}: {len(signal_cols)} columns could hold vibration ({listing}); name one with "
+                    "--channel NAME|INDEX (one recording per channel: run the import once per channel)")
+
+
+# ---------------------------------------------------------------- readers (I/O)
+
+def _sniff(path: Path) -> tuple[str | None, list[str], int]:
+    """Delimiter (None: whitespace), column names and rows to skip (comments, blanks, header)."""
+    with open(path, "r", errors="replace") as f:
+        head = [line for _, line in zip(range(50), f)]
+    first = next((i for i, ln in enumerate(head) if ln.strip() and not ln.lstrip().startswith(("#", "%"))), None)
+    if first is None:
+        raise DataError(f"{path.name}: no data rows (the file is empty)")
+    data = [ln.strip() for ln in head[first:] if ln.strip()]
+    sep = next((d for d in (",", ";", "\t") if d in data[-1]), None)
+    cells = [c.strip().strip('"') for c in (data[0].split(sep) if sep else data[0].split())]
+    try:
+        [float(c) for c in cells]
+        header = False
+    except ValueError:
+        header = True
+    body = data[1] if header and len(data) > 1 else data[0]
+    n_cols = len(body.split(sep) if sep else body.split())
+    names = cells if header and len(cells) == n_cols else [f"column {i}" for i in range(n_cols)]
+    return sep, names, first + (1 if header else 0)
+
+
+def _table_chunks(path: Path, sep: str | None, skip: int, col: int, time_col: int | None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    import pandas as pd
+
+    usecols = [col] + ([time_col] if time_col is not None else [])
+    try:
+        reader = pd.read_csv(path, sep=sep if sep else r"\s+", header=None, skiprows=skip, usecols=usecols,
+                             chunksize=CHUNK_ROWS, engine="c", dtype=np.float64, skip_blank_lines=True)
+        for chunk in reader:
+            yield chunk[col].to_numpy(), None if time_col is None else chunk[time_col].to_numpy()
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path.name}: no data rows (only a header)") from None
+    except ValueError as exc:  # a cell that is not a number
+        raise DataError(f"{path.name}: a row that is not numbers in the columns read ({exc})") from None
+
+
+def read_table(path: Path, opts: ImportOptions) -> Iterator[Piece]:
+    """CSV / TSV / whitespace tables (IMS-like, FEMTO-like, a logger's export), in chunks."""
+    sep, names, skip = _sniff(path)
+    col = pick_column(names, opts.channel, path.name)
+    unit = _table_unit(names[col], opts, path.name)
+    time_col = next((i for i, n in enumerate(names) if i != col and re.match(r"^(t|time|time_?s|time_?\(s\)|seconds?)$",
+                                                                                n.strip(), re.I)), None)
+    fs = opts.fs
+    chunks = _table_chunks(path, sep, skip, col, time_col)
+    first = next(chunks, None)
+    if first is None or first[0].size == 0:
+        raise DataError(f"{path.name}: no data rows")
+    if time_col is not None and first[1] is not None and first[1].size > 2:
+        fs_t = rate_from_times(first[1], path.name)
+        if fs is not None and abs(fs_t - fs) > 0.01 * fs:
+            raise DataError(f"{path.name}: --fs {fs:g} Hz but the column {names[time_col]!r} says {fs_t:.6g} Hz; "
+                            "drop --fs or fix it")
+        fs = fs if fs is not None else fs_t
+    if fs is None:
+        raise DataError(f"{path.name}: the sampling rate is not in the file (no time column); pass --fs HZ")
+
+    def samples() -> Iterator[np.ndarray]:
+        yield first[0]
+        for x, _ in chunks:
+            yield x
+    yield from _pieces(samples(), fs, opts, f"{path.name}", names[col], unit)
+
+
+def _table_unit(name: str, opts: ImportOptions, what: str) -> str:
+    said = unit_from_name(name)
+    if opts.unit is None and said not in (None, "g"):
+        raise DataError(f"{what}: column {name!r} looks like {said}, but no --unit was given (the default is g); "
+                        f"pass --unit {said} (or --unit g if it is in g)")
+    return opts.unit or "g"
+
+
+def read_wav(path: Path, opts: ImportOptions) -> Iterator[Piece]:
+    """A WAV file: rate from its header; samples memory-mapped; a WAV has no unit, so --scale is needed."""
+    import scipy.io.wavfile as wavfile
+
+    try:
+        fs_h, data = wavfile.read(path, mmap=True)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path.name}: not a WAV file this reader takes ({exc}); 24-bit PCM: convert to 16/32-bit "
+                        "or float") from None
+    if opts.fs is not None and abs(opts.fs - fs_h) > 1e-6 * fs_h:
+        raise DataError(f"{path.name}: --fs {opts.fs:g} Hz but the WAV header says {fs_h} Hz; drop --fs "
+                        "(a WAV states its rate)")
+    if opts.scale is None:
+        full = {"i": f"full scale / {2 ** (8 * data.dtype.itemsize - 1)}", "u": "full scale / 128",
+                "f": "the unit of 1.0"}[data.dtype.kind]
+        raise DataError(f"{path.name}: a WAV file stores no unit; pass --scale S --unit g|m/s2 (S = {full}, "
+                        f"this file holds {data.dtype} samples)")
+    names = [str(i) for i in range(1 if data.ndim == 1 else data.shape[1])]
+    ch = 0 if data.ndim == 1 else pick_column(names, opts.channel, f"{path.name} ({len(names)} channels)")
+    col = data if data.ndim == 1 else data[:, ch]
+
+    def samples() -> Iterator[np.ndarray]:
+        for i in range(0, col.shape[0], CHUNK_ROWS):
+            x = np.asarray(col[i:i + CHUNK_ROWS])
+            yield (x.astype(np.float64) - 128.0) if x.dtype.kind == "u" else x.astype(np.float64)
+    yield from _pieces(samples(), float(fs_h), opts, path.name, f"channel {ch}", opts.unit or "g")
+
+
+def read_npy(path: Path, opts: ImportOptions) -> Iterator[Piece]:
+    """A bare .npy array [n] or [n, channels] (memory-mapped); it has no rate, so --fs is needed."""
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path.name}: not a numeric .npy array ({exc})") from None
+    if opts.fs is None:
+        raise DataError(f"{path.name}: a .npy array has no sampling rate; pass --fs HZ")
+    if data.ndim not in (1, 2) or data.dtype.kind not in "fiu":
+        raise DataError(f"{path.name}: need real numbers [n] or [n, channels], got {data.dtype} {data.shape}")
+    names = [str(i) for i in range(1 if data.ndim == 1 else data.shape[1])]
+    ch = 0 if data.ndim == 1 else pick_column(names, opts.channel, f"{path.name} ({len(names)} channels)")
+    col = data if data.ndim == 1 else data[:, ch]
+    if col.dtype.kind in "iu" and opts.scale is None:
+        raise DataError(f"{path.name}: integer counts ({col.dtype}); pass --scale (unit per count)")
+    yield from _pieces((np.asarray(col[i:i + CHUNK_ROWS], np.float64) for i in range(0, col.shape[0], CHUNK_ROWS)),
+                       opts.fs, opts, path.name, f"channel {ch}", opts.unit or "g")
+
+
+def mat_entries(obj, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+    """Every numeric array in a loaded .mat, by path (struct fields with '.', Paderborn-style
+    struct arrays with a `Name` field by that name, other elements by index)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not k.startswith("__"):
+                yield from mat_entries(v, f"{prefix}{k}")
+        return
+    a = np.asarray(obj)
+    if a.dtype.names:
+        for i, el in enumerate(a.reshape(-1)):
+            name = el["Name"] if "Name" in a.dtype.names else None
+            label = str(np.asarray(name).reshape(-1)[0]) if name is not None and np.asarray(name).size else str(i)
+            base = f"{prefix}.{label}" if a.size > 1 else prefix
+            for f in a.dtype.names:
+                if f != "Name":
+                    yield from mat_entries(el[f], f"{base}.{f}" if not (a.size > 1 and f == "Data") else base)
+        return
+    if a.dtype == object:
+        for i, el in enumerate(a.reshape(-1)):
+            yield from mat_entries(el, prefix if a.size == 1 else f"{prefix}[{i}]")
+        return
+    if a.dtype.kind in "fiu":
+        yield prefix, a
+
+
+def read_mat(path: Path, opts: ImportOptions) -> Iterator[Piece]:
+    """A MATLAB v5 .mat (CWRU, MFPT, Paderborn): --channel names the variable path; the rate is
+    --fs or --fs-key (a scalar in the file), never guessed from a name like `rate` (MFPT's `rate`
+    is the shaft speed, `sr` the sampling rate)."""
+    import scipy.io
+
+    if path.stat().st_size > MAT_BYTES_MAX:
+        raise DataError(f"{path.name}: {path.stat().st_size / 2**30:.1f} GB; a .mat is read whole, so files over "
+                        f"{MAT_BYTES_MAX / 2**30:g} GB are refused: export the channel as CSV or WAV")
+    try:
+        m = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=True)
+    except NotImplementedError:
+        raise DataError(f"{path.name}: a MATLAB v7.3 (HDF5) file; save it with save(..., '-v7') or export the "
+                        "channel as CSV") from None
+    except Exception as exc:
+        raise DataError(f"{path.name}: not a readable .mat file ({exc})") from None
+    entries = dict(mat_entries(m))
+    arrays = {k: v for k, v in entries.items() if v.size >= 1000}
+    scalars = {k: float(v.reshape(-1)[0]) for k, v in entries.items() if v.size == 1}
+    listing = ", ".join(f"{k} [{v.size}]" for k, v in arrays.items()) or "none"
+    if opts.channel is not None:
+        if opts.channel not in arrays:
+            raise DataError(f"{path.name}: no array {opts.channel!r}; arrays of 1,000+ samples: {listing}")
+        key = opts.channel
+    elif len(arrays) == 1:
+        key = next(iter(arrays))
+    else:
+        raise DataError(f"{path.name}: {len(arrays)} arrays could be the vibration ({listing}); name one with "
+                        "--channel PATH")
+    fs = opts.fs
+    if opts.fs_key is not None:
+        if opts.fs_key not in scalars:
+            raise DataError(f"{path.name}: no number {opts.fs_key!r}; numbers in the file: "
+                            + (", ".join(f"{k}={v:g}" for k, v in scalars.items()) or "none"))
+        fs_k = scalars[opts.fs_key]
+        if fs is not None and abs(fs - fs_k) > 1e-6 * fs:
+            raise DataError(f"{path.name}: --fs {fs:g} but {opts.fs_key} = {fs_k:g}; give one of them")
+        fs = fs_k
+    if fs is None:
+        raise DataError(f"{path.name}: the sampling rate is not named; pass --fs HZ or --fs-key PATH (numbers in "
+                        "the file: " + (", ".join(f"{k}={v:g}" for k, v in scalars.items()) or "none") + ")")
+    x = arrays[key]
+    if x.ndim != 1 and min(x.shape) != 1:
+        raise DataError(f"{path.name}: {key} is {x.shape}; name one channel (a 1-D array) with --channel")
+    if x.dtype.kind in "iu" and opts.scale is None:
+        raise DataError(f"{path.name}: {key} holds integer counts ({x.dtype}); pass --scale (unit per count)")
+    x = x.reshape(-1)
+    yield from _pieces((x[i:i + CHUNK_ROWS].astype(np.float64) for i in range(0, x.size, CHUNK_ROWS)),
+                       fs, opts, path.name, key, opts.unit or "g")
+
+
+READERS = {".csv": read_table, ".txt": read_table, ".tsv": read_table, ".dat": read_table, ".wav": read_wav,
+           ".mat": read_mat, ".npy": read_npy}
+
+
+def reader_for(path: Path):
+    """By suffix; a file without a known suffix (IMS names files by date) is read as a text table."""
+    suffix = path.suffix.lower()
+    if suffix in READERS:
+        return READERS[suffix]
+    if suffix == ".npz":
+        raise DataError(f"{path.name}: already an .npz: pass it to --data as it is (keys signal, fs, label, unit)")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if b"\x00" in head:
+        raise DataError(f"{path.name}: a binary file of unknown kind; supported: CSV/TSV/text tables, .wav, "
+                        ".mat (v5), .npy")
+    return read_table
+
+
+# ---------------------------------------------------------------- pieces
+
+def _pieces(chunks: Iterator[np.ndarray], fs: float, opts: ImportOptions, source: str, channel: str,
+            unit: str) -> Iterator[Piece]:
+    """Samples in g, checked (finite, not constant), resampled if asked, cut every --split seconds;
+    at most MAX_SAMPLES held at once."""
+    factor = to_g_factor(unit) * (opts.scale if opts.scale is not None else 1.0)
+    out_fs = opts.resample or fs
+    if opts.resample is None:
+        check_rate(fs, source)
+    else:
+        check_rate(opts.resample, f"{source} (--resample)")
+        resample_ratio(fs, opts.resample)
+    per = int(round(opts.split_s * fs)) if opts.split_s else MAX_SAMPLES
+    buf: list[np.ndarray] = []
+    held, start = 0, 0
+
+    def emit(parts: list[np.ndarray], first_sample: int) -> Piece:
+        x = np.concatenate(parts) * factor
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise DataError(f"{source}: {int(bad.sum())} NaN or infinite samples (the first at sample "
+                            f"{first_sample + int(np.argmax(bad))}); clean the file or cut that part out")
+        check_not_constant(source, x, channel)
+        x32 = resample(x, fs, opts.resample) if opts.resample else x.astype(np.float32)
+        return Piece(x32, float(out_fs), source, channel, unit)
+
+    for c in chunks:
+        while c.size:
+            if held == per:  # only without --split: the file is longer than one recording may be
+                raise DataError(f"{source}: more than {MAX_SAMPLES:,} samples ({MAX_SAMPLES / fs / 60:.0f} min); "
+                                "cut it into recordings with --split SECONDS")
+            take = min(c.size, per - held)
+            buf.append(c[:take])
+            held += take
+            c = c[take:]
+            if held == per and opts.split_s:
+                yield emit(buf, start)
+                start += held
+                buf, held = [], 0
+    if held:
+        yield emit(buf, start)  # the tail (a short one: the loader says when it is under a window)
+    elif not start:
+        raise DataError(f"{source}: no samples")

@@ -1,0 +1,218 @@
+"""`edgefleet data import`: files shaped like other public bearing datasets (IMS tables, FEMTO
+snapshots, MFPT and Paderborn .mat structs, WAV, CSV in g or m/s^2), synthesized here, become
+.npz recordings with the right rate, channel and unit, or a one-line error saying what to pass."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from edgefleet.cli import main
+from edgefleet.toolchain import importers
+from edgefleet.toolchain.datasets import load_folder, load_recording
+from edgefleet.toolchain.replay import load_replay
+
+REPO = Path(__file__).resolve().parents[2]
+G = 9.80665
+
+
+def tone(fs: float, seconds: float, hz: float = 3000.0, amp: float = 0.2, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(round(fs * seconds))) / fs
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    return amp * np.sin(2 * np.pi * hz * t) + 0.1 * np.sin(2 * np.pi * 30 * t) + noise
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(["data", "import", *argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    if rc:
+        assert rc == 2 and err.count("\n") == 1 and out == "", err  # one line, nothing else
+    return rc, out, err
+
+
+def write_csv(path: Path, header: str, x: np.ndarray, fs: float, decimals: int = 7) -> Path:
+    t = np.arange(x.size) / fs
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        f.writelines(f"{ti:.{decimals}f},{xi:.6f}\n" for ti, xi in zip(t, x))
+    return path
+
+
+def test_a_csv_in_m_per_s2_must_say_so_and_then_equals_the_same_csv_in_g(tmp_path, capsys):
+    x = tone(12800, 1.0)
+    g = write_csv(tmp_path / "motor_g.csv", "time_s,accel_g", x, 12800)
+    ms2 = write_csv(tmp_path / "motor_ms2.csv", "time_s,accel_ms2", x * G, 12800)
+    rc, _, err = run(capsys, str(ms2), "--out", str(tmp_path / "out"))
+    assert rc == 2 and "column 'accel_ms2' looks like m/s2" in err and "--unit m/s2" in err
+    assert run(capsys, str(ms2), "--unit", "m/s2", "--out", str(tmp_path / "out"))[0] == 0
+    rc, out, _ = run(capsys, str(g), "--out", str(tmp_path / "out"))
+    assert rc == 0 and "at 12800 Hz" in out  # times printed to 7 decimals: the rate is still exact
+    a, b = load_recording(tmp_path / "out/motor_g.npz"), load_recording(tmp_path / "out/motor_ms2.npz")
+    assert a.fs == b.fs == 12800.0 and a.meta["unit"] == "g" and b.meta["source_unit"] == "m/s2"
+    assert np.allclose(a.signal, b.signal, atol=2e-6)
+    rc, _, err = run(capsys, str(g), "--fs", "12000", "--out", str(tmp_path / "other"))
+    assert rc == 2 and "--fs 12000 Hz but the column 'time_s' says 12800 Hz" in err
+
+
+def test_an_ims_like_table_needs_the_channel_and_the_rate_named(tmp_path, capsys):
+    f = tmp_path / "2004.02.12.10.32.39"  # IMS: no suffix, tab separated, 4 bearings, no header
+    cols = np.stack([tone(20480, 1.0, seed=i) for i in range(4)], 1)
+    np.savetxt(f, cols, fmt="%.3f", delimiter="\t")
+    rc, _, err = run(capsys, str(f), "--fs", "20480", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "4 columns could hold vibration (0: column 0, 1: column 1" in err and "--channel" in err
+    rc, _, err = run(capsys, str(f), "--channel", "2", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "the sampling rate is not in the file (no time column); pass --fs HZ" in err
+    assert run(capsys, str(f), "--channel", "2", "--fs", "20480", "--out", str(tmp_path / "o"))[0] == 0
+    rec = load_recording(tmp_path / "o" / "2004.02.12.10.32.39-2.npz")
+    assert rec.fs == 20480 and np.allclose(rec.signal, cols[:, 2], atol=6e-4)  # printed to 3 decimals
+
+
+def test_femto_like_snapshots_join_into_one_recording_whose_windows_never_straddle_two(tmp_path, capsys):
+    d = tmp_path / "Bearing1_1"
+    d.mkdir()
+    for i in range(3):  # hour, min, sec, microsecond, horizontal, vertical; 0.1 s at 25.6 kHz, no header
+        us = np.arange(2560) * 39
+        rows = np.column_stack([np.full(2560, 9), np.full(2560, 39), np.full(2560, 10 * i), us,
+                                np.full(2560, float(i)) + tone(25600, 0.1, seed=i), tone(25600, 0.1, seed=9)])
+        np.savetxt(d / f"acc_{i + 1:05d}.csv", rows, fmt="%.4f", delimiter=",")
+    rc, out, err = run(capsys, str(d), "--fs", "25600", "--channel", "4", "--join", "--interval", "10",
+                       "--machine", "b1", "--out", str(tmp_path / "o"))
+    assert rc == 0, err
+    z = np.load(tmp_path / "o" / "b1-joined.npz")
+    assert int(z["segment"]) == 2560 and z["t_s"].tolist() == [0.0, 10.0, 20.0] and str(z["machine"]) == "b1"
+    from edgefleet.runtime.features import FeatureParams
+
+    rep = load_replay(tmp_path / "o" / "b1-joined.npz", FeatureParams(window_s=0.08, edges_hz=(200.0, 1000.0, 5000.0)))
+    assert len(rep.windows) == 3 and np.allclose(np.diff(rep.t_s), 10.0)
+    assert [round(float(np.median(w))) for w in rep.windows] == [0, 1, 2]  # one snapshot each
+
+
+def mfpt(path: Path, fs: float, x: np.ndarray) -> Path:
+    scipy.io.savemat(path, {"bearing": {"sr": fs, "gs": x[:, None], "load": 270.0, "rate": 25.0}})
+    return path
+
+
+def test_an_mfpt_like_mat_names_its_numbers_and_is_resampled_with_an_anti_alias_filter(tmp_path, capsys):
+    fs = 97656.0
+    x = tone(fs, 0.5) + 0.3 * np.sin(2 * np.pi * 30000 * np.arange(int(fs * 0.5)) / fs)  # 30 kHz: above 24.4
+    f = mfpt(tmp_path / "baseline_1.mat", fs, x)
+    rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "bearing.sr=97656, bearing.load=270, bearing.rate=25" in err and "--fs-key" in err
+    rc, _, err = run(capsys, str(f), "--fs-key", "bearing.sr", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "97656 Hz is outside the supported 4000-50000 Hz" in err and "--resample 48828" in err
+    rc, _, err = run(capsys, str(f), "--fs-key", "bearing.sr", "--fs", "48828", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "--fs 48828 but bearing.sr = 97656" in err
+    assert run(capsys, str(f), "--fs-key", "bearing.sr", "--resample", "48828", "--out", str(tmp_path / "o"))[0] == 0
+    rec = load_folder(tmp_path / "o")[0]
+    assert rec.fs == 48828 and rec.signal.size == x.size // 2
+    spec = np.abs(np.fft.rfft(rec.signal[4096:4096 + 16384] * np.hanning(16384)))
+    hz = np.fft.rfftfreq(16384, 1 / 48828)
+    assert abs(hz[np.argmax(spec)] - 3000) < 5  # the vibration kept ...
+    alias = spec[np.abs(hz - (48828 - 30000)) < 20].max()  # ... 30 kHz did not fold onto 18.8 kHz
+    assert alias < 0.01 * spec.max()
+
+
+def test_a_paderborn_like_nested_struct_is_picked_by_its_path(tmp_path, capsys):
+    dt = np.dtype([("Name", "O"), ("Raster", "O"), ("Data", "O")])
+    y = np.zeros((1, 2), dtype=dt)
+    y[0, 0] = ("force", "Mech_4kHz", np.ones((1, 4000)))
+    y[0, 1] = ("vibration_1", "HostService", tone(64000, 0.5)[None, :])
+    f = tmp_path / "N15_M07_F10_K001_1.mat"
+    scipy.io.savemat(f, {"N15_M07_F10_K001_1": {"Info": "x", "Y": y}})
+    rc, _, err = run(capsys, str(f), "--fs", "64000", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "N15_M07_F10_K001_1.Y.force [4000], N15_M07_F10_K001_1.Y.vibration_1 [32000]" in err
+    rc, _, err = run(capsys, str(f), "--channel", "N15_M07_F10_K001_1.Y.vibration_1", "--fs", "64000",
+                     "--resample", "32000", "--out", str(tmp_path / "o"))
+    assert rc == 0, err
+    assert load_folder(tmp_path / "o")[0].signal.size == 16000
+
+
+def write_wav(path: Path, fs: int, pcm: np.ndarray, channels: int = 1) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels), w.setsampwidth(2), w.setframerate(fs)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def test_a_wav_takes_its_rate_from_the_header_and_needs_a_scale(tmp_path, capsys):
+    pcm = np.round(tone(8000, 2.0) / (16 / 32768)).astype(np.int16)
+    f = write_wav(tmp_path / "pump.wav", 8000, pcm)
+    rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "a WAV file stores no unit; pass --scale S" in err and "full scale / 32768" in err
+    rc, _, err = run(capsys, str(f), "--scale", "0.00048828125", "--fs", "8192", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "the WAV header says 8000 Hz" in err
+    assert run(capsys, str(f), "--scale", "0.00048828125", "--out", str(tmp_path / "o"))[0] == 0
+    rec = load_folder(tmp_path / "o")[0]
+    assert rec.fs == 8000 and np.allclose(rec.signal, pcm * (16 / 32768))
+    stereo = write_wav(tmp_path / "two.wav", 8000, np.stack([pcm, pcm // 2], 1).reshape(-1), channels=2)
+    rc, _, err = run(capsys, str(stereo), "--scale", "1", "--out", str(tmp_path / "s"))
+    assert rc == 2 and "2 channels" in err and "--channel" in err
+
+
+def test_a_recording_too_slow_for_the_front_end_is_refused_at_import(tmp_path, capsys):
+    f = write_csv(tmp_path / "slow.csv", "time_s,accel_g", tone(2000, 2.0, hz=300), 2000)
+    rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "2000 Hz is outside the supported 4000-50000 Hz" in err and "4000 Hz or more" in err
+    assert not list((tmp_path / "o").glob("*.npz"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no data rows (the file is empty)"),
+    ("time_s,accel_g\n", "no data rows"),
+    ("accel_g\n0.5\n0.5\n0.5\n0.5\n", "accel_g is constant (0.5 in every sample)"),
+    ("accel_g\n0.1\nnan\n0.2\n0.3\n", "1 NaN or infinite samples (the first at sample 1)"),
+    ("accel_g\n0.1\nabc\n0.2\n", "not numbers"),
+])
+def test_broken_tables_are_refused_in_one_line(tmp_path, capsys, content, message):
+    f = tmp_path / "x.csv"
+    f.write_text(content)
+    rc, _, err = run(capsys, str(f), "--fs", "8000", "--out", str(tmp_path / "o"))
+    assert rc == 2 and message in err, err
+
+
+def test_a_long_file_is_read_in_chunks_cut_by_split_and_never_held_whole(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(importers, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(importers, "MAX_SAMPLES", 5000)
+    f = write_csv(tmp_path / "long.csv", "time_s,accel_g", tone(8000, 2.0), 8000)  # 16,000 samples
+    rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "more than 5,000 samples" in err and "--split SECONDS" in err
+    chunks = []
+    real = importers._table_chunks
+
+    def spy(*a, **k):
+        for c in real(*a, **k):
+            chunks.append(c[0].size)
+            yield c
+    monkeypatch.setattr(importers, "_table_chunks", spy)
+    rc, out, err = run(capsys, str(f), "--split", "0.5", "--out", str(tmp_path / "o"))
+    assert rc == 0, err
+    recs = sorted((tmp_path / "o").glob("*.npz"))
+    assert [r.name for r in recs] == [f"long-{k:03d}.npz" for k in range(4)]
+    assert all(load_recording(r).signal.size == 4000 for r in recs)
+    assert sum(chunks) == 16000 and max(chunks) <= 1000  # read 1,000 rows at a time
+
+
+def test_an_import_that_fails_part_way_writes_nothing_and_overwrites_nothing(tmp_path, capsys):
+    good = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
+    bad = tmp_path / "b.csv"
+    bad.write_text("time_s,accel_g\n0,0.1\n0.000125,inf\n0.00025,0.2\n")
+    out = tmp_path / "o"
+    rc, _, err = run(capsys, str(good), str(bad), "--out", str(out))
+    assert rc == 2 and "b.csv: 1 NaN or infinite samples" in err and not list(out.glob("*"))
+    assert run(capsys, str(good), "--out", str(out))[0] == 0
+    before = (out / "a.npz").read_bytes()
+    rc, _, err = run(capsys, str(good), "--label", "outer_race", "--out", str(out))
+    assert rc == 2 and "exists; remove it or pass another --out" in err and (out / "a.npz").read_bytes() == before
+
+
+def test_an_imported_recording_replays_through_a_shipped_model(tmp_path, capsys):
+    f = write_csv(tmp_path / "m.csv", "t,acc (m/s^2)", tone(12800, 3.0, amp=2.0), 12800)
+    assert run(capsys, str(f), "--unit", "m/s^2", "--machine", "m", "--rpm", "1800", "--out", str(tmp_path / "o"))[0] == 0
+    rc = main(["replay", str(REPO / "edgefleet/models/fleet-v2"), "--data", str(tmp_path / "o"), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and '"machine": "m"' in out and '"windows": 2' in out, err

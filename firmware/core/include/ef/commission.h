@@ -3,7 +3,9 @@
  *
  * Two flash areas of its own (apart from the model slots); the records' area is memory-mapped:
  *
- *   records [0, R)    copy 0: 16-byte head {"EFBR", u32 seq, u32 size, u32 ~size}, then the record
+ *   records [0, R)    copy 0: 16-byte head {"EFBR", u32 seq, u32 size, u32 ~size}, then the record,
+ *                     then (C only) the rows' index of its classes {"EFRX", u32 count, per class f32 rpm,
+ *                     u32 rows, u8 slot, u8 bank, u16 0; CRC-32 of all before it}
  *   records [R, 2R)   copy 1, the same            (R = records size / 2, a multiple of its erase size)
  *   rows    [(2k+b)*C, (2k+b+1)*C)  slot k's commissioning rows in bank b (int16 Q10 LE,
  *                     row-major, in arrival order), C = rows size / 16 rounded down to its erase size, k < 8
@@ -18,9 +20,9 @@
  * bank and learning goes on there: NOR flash cannot drop rows in place. Once a record is written
  * its classes' rows stay in their slots, indexed (kept) for another model's thresholds; a one-class
  * commissioning learns into a free slot (with all 8 taken, it gives up the rows of the class it
- * replaces, else of the lowest band), an all-class one starts from none. The rows' index is RAM,
- * not kept across a reset (a reset during commissioning starts it again; after one, another model
- * keeps the record's thresholds: ef_commission_rederive). */
+ * replaces, else of the lowest band), an all-class one starts from none. The index of a record's
+ * rows is written after it in its copy and read back at init, so it outlives a reset; commissioning
+ * in progress does not (a reset during commissioning starts it again). */
 #ifndef EF_COMMISSION_H
 #define EF_COMMISSION_H
 #include <stddef.h>
@@ -139,9 +141,9 @@ ef_status ef_commission_finish(ef_commission *c, const ef_baseline_model *sm, ui
  * The thresholds belong to the model: a node that switches to another model keeps the record's centre
  * and spread but re-derives each class's thresholds from the commissioning rows it kept (Python
  * learn_class, as device_sim's _rebaseline), and a shadow candidate is judged by the thresholds it
- * would get. A class whose rows are not indexed (after a reset, after an all-class commissioning
- * began, or given up for a ninth slot), or whose rows no longer give its centre and spread, keeps
- * the record's thresholds. `features` n floats and `work` (4 bytes per row + one class block) are
+ * would get. A class whose rows are not indexed (after an all-class commissioning began, given up
+ * for a ninth slot, a copy without room for the index), or whose rows no longer give its centre and
+ * spread (overwritten by a commissioning a reset cut short), keeps the record's thresholds. `features` n floats and `work` (4 bytes per row + one class block) are
  * scratch, as for ef_commission_finish. */
 
 /* How many classes of the record in force have their commissioning rows indexed. */

@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "recording, quantizes to full int8 and writes a model folder: .tflite files, "
                       "model.efm artifact, signed manifest.json, card.json and card.md.",
                       epilog="example: edgefleet model train --data ../shared/data/cwru --out models/cwru")
-    t.add_argument("--data", required=True, type=Path, help="folder of .npz recordings (shared/data format)")
+    t.add_argument("--data", required=True, type=Path,
+                   help="folder of .npz recordings: signal, fs (Hz), label, unit (default g), scale for counts "
+                        "(docs/features.md, Recordings); other formats: `edgefleet data import`")
     t.add_argument("--out", type=Path, default=Path("model"), help="model folder to write (default: ./model)")
     t.add_argument("--epochs", type=int, default=150, help="training epochs (default 150)")
     t.add_argument("--bands", type=int, default=32, help="spectral bands = model inputs (default 32)")
@@ -65,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = ms.add_parser("evaluate", help="ROC AUC per recording and overall, float and int8",
                       epilog="example: edgefleet model evaluate models/cwru --data ../shared/data/cwru --json")
     e.add_argument("model_dir", type=Path)
-    e.add_argument("--data", required=True, type=Path, help="folder of labelled .npz recordings")
+    e.add_argument("--data", required=True, type=Path,
+                   help="folder of labelled .npz recordings (as for train; other formats: `edgefleet data import`)")
     e.add_argument("--json", action="store_true", help="print one JSON object (auc_int8, auc_float, per_file)")
     e.add_argument("--commission", action="store_true",
                    help="judge the model as a node runs it: each machine (`machine` key of a recording) "

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "every window against its class and raises alarms k of n like the fleet service. "
                     "A recording is an .npz with `fs` and either `signal` (continuous) or `snaps` [n, m] "
                     "with `t_s` [n] (snapshot times in seconds), optionally `rpm` (a number or one per "
-                    "window/snapshot) and `machine`. Use it to reproduce a node's verdicts from a capture.",
+                    "window/snapshot), `machine` and `unit` (default g; docs/features.md, Recordings). Use it to reproduce a "
+                    "node's verdicts from a capture; other formats: `edgefleet data import`.",
         epilog="example: edgefleet replay edgefleet/models/fleet-default --data ../shared/data/cwru/normal_0hp_97.npz --json")
     p.add_argument("model_dir", type=Path, help="model folder (or .efm artifact)")
     p.add_argument("--data", required=True, type=Path, help="an .npz recording or a folder of them")

@@ -116,7 +116,18 @@ def read_signal(name: str, z: np.lib.npyio.NpzFile, key: str = "signal", *, refu
     sig = sig.astype(np.float32) if factor == 1.0 else (sig.astype(np.float64) * factor).astype(np.float32)
     if refuse_constant:
         check_not_constant(name, sig, key)
+    if "unit" not in z.files:
+        warn_if_gravity(name, sig)
     return sig
+
+
+def warn_if_gravity(name: str, sig: np.ndarray) -> None:
+    """A mean near 9.81 is 1 g of gravity in m/s^2 (a DC-coupled vertical axis): read as g, such a
+    file gives 9.81x the velocity. Said once as a warning; the stated default stays g."""
+    mean = float(np.nanmean(sig[: 1 << 20])) if sig.size else 0.0
+    if abs(abs(mean) - STANDARD_GRAVITY) < 0.5:
+        log.warning("%s: mean %.2f looks like gravity in m/s^2, but the file has no `unit` and is read as g "
+                    "(default); if it is in m/s^2, add unit='m/s2' (or import it with --unit m/s2)", name, mean)
 
 
 def check_not_constant(name: str, sig: np.ndarray, key: str = "signal") -> None:

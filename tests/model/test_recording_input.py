@@ -148,3 +148,14 @@ def test_evaluate_without_fault_or_without_normal_recordings_says_why_there_is_n
     rc, out, err = cli(capsys, "model", "evaluate", str(MODEL), "--data", str(fault), "--json")
     ev = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert rc == 0 and ev["auc_int8"] is None and ev["per_file"][0]["auc_int8"] is None
+
+
+def test_gravity_in_m_per_s2_without_a_unit_is_read_as_g_but_warned_about(tmp_path, caplog):
+    x = vibration() * 9.80665 + 9.80665  # a DC-coupled vertical axis in m/s^2
+    with caplog.at_level("WARNING", logger="edgefleet.toolchain.datasets"):
+        load_recording(save(tmp_path / "vert.npz", signal=x))
+    assert "mean 9.81 looks like gravity in m/s^2" in caplog.text and "unit='m/s2'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edgefleet.toolchain.datasets"):
+        rec = load_recording(save(tmp_path / "said.npz", signal=x, unit="m/s2"))
+    assert caplog.text == "" and abs(float(rec.signal.mean()) - 1.0) < 1e-3  # 1 g of gravity

@@ -297,7 +297,10 @@ def test_sim_cli_splits_the_plant_over_worker_processes(mosquitto, recorder_fact
     assert data["published"] == data["windows"] and data["windows"] + data["skipped_windows"] == 14
     assert len(data["faulty"]) == 1
     assert rec.wait(lambda: sum(map(len, rec.results().values())) == data["published"], 10)
-    assert sorted(rec.results()) == sorted(data["per_device"])
+    # every device that published is heard (on a loaded host a node may skip both its windows: none then)
+    assert sorted(rec.results()) == sorted(d for d, v in data["per_device"].items() if v["published"])
+    assert {d: len(r) for d, r in rec.results().items()} == {d: v["published"] for d, v in data["per_device"].items()
+                                                               if v["published"]}
 
 
 def test_merged_report_adds_counts_and_bounds_latency():

@@ -476,8 +476,8 @@ static void baseline_init(const node_config *c)
 
 /* The model changed (OTA): the baseline stays if it has the same feature front end, else the
  * node commissions again. The thresholds belong to the model: re-derived with it from the kept
- * commissioning rows (as device_sim's _rebaseline), kept when the rows are not indexed (after a
- * reset). Between windows: g_features and the FFT buffers are scratch. */
+ * commissioning rows (as device_sim's _rebaseline); a class whose rows are gone keeps the record's.
+ * Between windows: g_features and the FFT buffers are scratch. */
 static void baseline_model(void)
 {
     const ef_baseline_model sm = scorer();

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from edgefleet.errors import DataError
@@ -39,16 +40,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = args.model_dir / "model.efm" if args.model_dir.is_dir() else args.model_dir
     det = Detector(load_artifact(path))
     params = det.artifact.features.params  # type: ignore[union-attr]
-    reports = []
-    for f in replay_paths(args.data):
+    reports, refused = [], []
+    files = replay_paths(args.data)
+    for f in files:
+        try:
+            rec = load_replay(f, params)
+        except DataError as exc:
+            if len(files) == 1:
+                raise
+            refused.append({"recording": f.stem, "refused": str(exc)})  # the folder's other recordings still run
+            continue
         tracker = AlarmTracker(AlarmPolicy())  # one node per recording
-        reports.append(replay(det, load_replay(f, params), tracker,
-                              commission_windows=args.commission_windows))
+        reports.append(replay(det, rec, tracker, commission_windows=args.commission_windows))
+    code = 2 if refused else 0  # a script sees that not every recording was replayed
     if args.json:
-        print(json.dumps({"model": str(path), "recordings": reports}))
-        return 0
+        print(json.dumps({"model": str(path), "recordings": reports, "refused": refused}))
+        return code
+    for r in refused:
+        print(f"{r['recording']}: refused: {r['refused']}")
     for r in reports:
         print(f"{r['recording']}: {r['windows']} windows over {r['end_s']:.1f} s")
+        if r.get("vrms_mm_s"):
+            v = r["vrms_mm_s"]
+            print(f"  velocity RMS 10-1,000 Hz: median {v['median']:.3g} mm/s, p95 {v['p95']:.3g}, max {v['max']:.3g} "
+                  "(from the samples in g: the recording's `unit`, default g)")
         if r.get("error"):
             print(f"  {r['error']}" + (f" (input: {_issues(r)})" if r["issues"] else ""))
             continue
@@ -62,7 +77,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"    {s['t_s']:>10.1f} s  {s['stage']}")
         if r["issues"]:
             print("  input: " + _issues(r))
-    return 0
+    if refused:
+        print(f"edgefleet: error: {len(refused)} of {len(files)} recordings refused (above)", file=sys.stderr)
+    return code
 
 
 def _issues(report: dict) -> str:

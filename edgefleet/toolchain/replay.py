@@ -31,7 +31,7 @@ from edgefleet.errors import DataError, FeatureError
 from edgefleet.protocol import ResultRecord
 from edgefleet.runtime import baseline as bl
 from edgefleet.runtime.engine import Detector
-from edgefleet.runtime.features import FeatureParams, frame, plan
+from edgefleet.runtime.features import FeatureParams, analyze, frame, plan
 from edgefleet.runtime.sensor_check import OUTCOMES, SensorLimits, check_windows
 from edgefleet.toolchain.datasets import (
     no_npz_message,
@@ -149,6 +149,16 @@ def replay_paths(path: Path) -> list[Path]:
     return [path]
 
 
+def _vrms_summary(vrms: np.ndarray) -> dict | None:
+    """Velocity RMS (mm/s, 10-1,000 Hz) over the recording, what an operator reads against ISO 20816:
+    a recording in the wrong unit shows here first (9.81x for m/s^2 read as g). None for v1 models."""
+    v = vrms[np.isfinite(vrms)]
+    if not v.size:
+        return None
+    return {"median": round(float(np.median(v)), 4), "p95": round(float(np.percentile(v, 95)), 4),
+            "max": round(float(v.max()), 4)}
+
+
 class Tracker(Protocol):
     """The fleet service's alarm tracker, passed in (this module sits below the service)."""
 
@@ -166,15 +176,15 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
     params = detector.artifact.features.params  # type: ignore[union-attr]
     com: bl.Commissioner | None = bl.Commissioner(params.n_features, target=commission_windows)
     base: bl.Baseline | None = None
-    feats = np.concatenate([detector.features(rec.windows[i:i + batch], rec.fs)
-                            for i in range(0, len(rec.windows), batch)]) if len(rec.windows) else \
-        np.empty((0, params.n_features), np.float32)
+    parts = [analyze(rec.windows[i:i + batch], rec.fs, params) for i in range(0, len(rec.windows), batch)]
+    feats = np.concatenate([a.features for a in parts]) if parts else np.empty((0, params.n_features), np.float32)
+    vrms = np.concatenate([a.vrms_mm_s for a in parts]) if parts else np.empty(0)
     rpm = rec.rpm if rec.rpm is not None else np.zeros(len(feats))
     out: dict = {"recording": rec.name, "machine": rec.machine, "windows": int(len(feats)),
                  "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [], "rul": [],
                  "classes": [], "states": {"commissioning": 0, "uncommissioned": 0, "judged": 0},
                  "issues": dict(rec.issues), "end_s": float(rec.t_s[-1]) if len(rec.t_s) else 0.0,
-                 "sensor": []}
+                 "sensor": [], "vrms_mm_s": _vrms_summary(vrms)}
     stage = None
     sensor = [OUTCOMES[o] for o in check_windows(rec.windows, sensor_limits).outcome] if len(rec.windows) else []
     for name in set(sensor) - {""}:

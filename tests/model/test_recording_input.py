@@ -159,3 +159,27 @@ def test_gravity_in_m_per_s2_without_a_unit_is_read_as_g_but_warned_about(tmp_pa
     with caplog.at_level("WARNING", logger="edgefleet.toolchain.datasets"):
         rec = load_recording(save(tmp_path / "said.npz", signal=x, unit="m/s2"))
     assert caplog.text == "" and abs(float(rec.signal.mean()) - 1.0) < 1e-3  # 1 g of gravity
+
+
+def test_replay_reports_the_velocity_an_operator_reads_in_the_recordings_unit(tmp_path, capsys):
+    x = vibration(seconds=3.5)
+    save(tmp_path / "a_g.npz", signal=x)
+    save(tmp_path / "b_ms2.npz", signal=x * 9.80665, unit="m/s2")
+    save(tmp_path / "c_unsaid.npz", signal=x * 9.80665)  # m/s^2 without its unit: read as g
+    rc, out, err = cli(capsys, "replay", str(MODEL), "--data", str(tmp_path), "--json")
+    assert rc == 0, err
+    v = {r["recording"]: r["vrms_mm_s"]["median"] for r in json.loads(out)["recordings"]}
+    assert v["a_g"] > 1 and abs(v["b_ms2"] / v["a_g"] - 1) < 1e-3 and abs(v["c_unsaid"] / v["a_g"] - 9.80665) < 0.01
+    rc, out, _ = cli(capsys, "replay", str(MODEL), "--data", str(tmp_path / "a_g.npz"))
+    assert f"velocity RMS 10-1,000 Hz: median {v['a_g']:.3g} mm/s" in out
+
+
+def test_replay_of_a_folder_runs_the_good_recordings_and_names_the_refused_one(tmp_path, capsys):
+    save(tmp_path / "good.npz", signal=vibration())
+    save(tmp_path / "khz.npz", signal=vibration(), fs=12.8)
+    rc, out, err = cli(capsys, "replay", str(MODEL), "--data", str(tmp_path))
+    assert rc == 2 and "khz: refused: khz.npz: sampling rate 12.8 Hz" in out and "good: 3 windows" in out
+    assert err.strip() == "edgefleet: error: 1 of 2 recordings refused (above)"
+    rc, out, _ = cli(capsys, "replay", str(MODEL), "--data", str(tmp_path), "--json")
+    doc = json.loads(out)
+    assert rc == 2 and [r["recording"] for r in doc["recordings"]] == ["good"] and doc["refused"][0]["recording"] == "khz"

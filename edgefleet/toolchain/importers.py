@@ -26,7 +26,8 @@ from edgefleet.toolchain.datasets import (
     to_g_factor,
 )
 
-TIME_NAMES = re.compile(r"^(t|time|times|timestamp|time_?s|time_?\(?s\)?|seconds?|sec|hour|hours|min|minutes?|"
+SECONDS_COLUMN = re.compile(r"^(t|time|time_?s|time_?\(s\)|seconds?)$|.*\s*[\[(]s[\])]$", re.I)  # 'Zeit [s]'
+TIME_NAMES = re.compile(r".*\s*[\[(](s|ms|us|µs)[\])]$|^(t|time|times|timestamp|time_?s|time_?\(?s\)?|seconds?|sec|hour|hours|min|minutes?|"
                         r"microsec|us|usec|ms|time_?ms|time_?us|date|datetime|index|sample|samples)$", re.I)
 UNIT_IN_NAME = {"g": re.compile(r"(^|[_\s(\[])g([)\]\s]|$)", re.I),
                 "m/s2": re.compile(r"m/?s(\^?2|²|\*\*2)|ms-?2|ms\^?2", re.I),
@@ -126,35 +127,38 @@ def pick_column(names: list[str], channel: str | None, what: str) -> int:
 
 # ---------------------------------------------------------------- readers (I/O)
 
-def _sniff(path: Path) -> tuple[str | None, list[str], int]:
-    """Delimiter (None: whitespace), column names and rows to skip (comments, blanks, header)."""
+def _sniff(path: Path) -> tuple[str | None, list[str], int, str]:
+    """Delimiter (None: whitespace), column names, rows to skip (comments, blanks, header) and the
+    decimal mark (',' in semicolon-separated files written with a European locale)."""
     with open(path, "r", errors="replace") as f:
         head = [line for _, line in zip(range(50), f)]
     first = next((i for i, ln in enumerate(head) if ln.strip() and not ln.lstrip().startswith(("#", "%"))), None)
     if first is None:
         raise DataError(f"{path.name}: no data rows (the file is empty)")
     data = [ln.strip() for ln in head[first:] if ln.strip()]
-    sep = next((d for d in (",", ";", "\t") if d in data[-1]), None)
+    sep = next((d for d in (";", "\t", ",") if d in data[-1]), None)  # ';' first: ',' may be its decimal mark
     cells = [c.strip().strip('"') for c in (data[0].split(sep) if sep else data[0].split())]
     try:
-        [float(c) for c in cells]
+        [float(c.replace(",", ".") if sep == ";" else c) for c in cells]
         header = False
     except ValueError:
         header = True
     body = data[1] if header and len(data) > 1 else data[0]
     n_cols = len(body.split(sep) if sep else body.split())
     names = cells if header and len(cells) == n_cols else [f"column {i}" for i in range(n_cols)]
-    return sep, names, first + (1 if header else 0)
+    decimal = "," if sep == ";" and "," in data[-1] else "."
+    return sep, names, first + (1 if header else 0), decimal
 
 
-def _table_chunks(path: Path, sep: str | None, skip: int, col: int, time_col: int | None
+def _table_chunks(path: Path, sep: str | None, skip: int, col: int, time_col: int | None, decimal: str = "."
                   ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     import pandas as pd
 
     usecols = [col] + ([time_col] if time_col is not None else [])
     try:
         reader = pd.read_csv(path, sep=sep if sep else r"\s+", header=None, skiprows=skip, usecols=usecols,
-                             chunksize=CHUNK_ROWS, engine="c", dtype=np.float64, skip_blank_lines=True)
+                             chunksize=CHUNK_ROWS, engine="c", dtype=np.float64, skip_blank_lines=True,
+                             decimal=decimal)
         for chunk in reader:
             yield chunk[col].to_numpy(), None if time_col is None else chunk[time_col].to_numpy()
     except pd.errors.EmptyDataError:
@@ -165,21 +169,24 @@ def _table_chunks(path: Path, sep: str | None, skip: int, col: int, time_col: in
 
 def read_table(path: Path, opts: ImportOptions) -> Iterator[Piece]:
     """CSV / TSV / whitespace tables (IMS-like, FEMTO-like, a logger's export), in chunks."""
-    sep, names, skip = _sniff(path)
+    sep, names, skip, decimal = _sniff(path)
     col = pick_column(names, opts.channel, path.name)
     unit = _table_unit(names[col], opts, path.name)
-    time_col = next((i for i, n in enumerate(names) if i != col and re.match(r"^(t|time|time_?s|time_?\(s\)|seconds?)$",
-                                                                                n.strip(), re.I)), None)
+    time_col = next((i for i, n in enumerate(names) if i != col and SECONDS_COLUMN.match(n.strip())), None)
     fs = opts.fs
-    chunks = _table_chunks(path, sep, skip, col, time_col)
+    chunks = _table_chunks(path, sep, skip, col, time_col, decimal)
     first = next(chunks, None)
     if first is None or first[0].size == 0:
         raise DataError(f"{path.name}: no data rows")
     if time_col is not None and first[1] is not None and first[1].size > 2:
         fs_t = rate_from_times(first[1], path.name)
-        if fs is not None and abs(fs_t - fs) > 0.01 * fs:
+        agree = [k for k in (1.0, 1e3, 1e6, 1e9) if abs(fs_t * k - fs) <= 0.01 * fs] if fs is not None else [1.0]
+        if not agree:
             raise DataError(f"{path.name}: --fs {fs:g} Hz but the column {names[time_col]!r} says {fs_t:.6g} Hz; "
                             "drop --fs or fix it")
+        if fs is None and not 100 <= fs_t <= 1e6:  # no vibration logger samples that slowly or fast
+            raise DataError(f"{path.name}: the column {names[time_col]!r} gives {fs_t:.6g} Hz, read as seconds; "
+                            "if its times are in another unit (ms, us), pass --fs HZ")
         fs = fs if fs is not None else fs_t
     if fs is None:
         raise DataError(f"{path.name}: the sampling rate is not in the file (no time column); pass --fs HZ")
@@ -191,7 +198,13 @@ def read_table(path: Path, opts: ImportOptions) -> Iterator[Piece]:
     yield from _pieces(samples(), fs, opts, f"{path.name}", names[col], unit)
 
 
+VELOCITY_IN_NAME = re.compile(r"(mm|in|m)/s(?![\^²2*])|ips\b", re.I)
+
+
 def _table_unit(name: str, opts: ImportOptions, what: str) -> str:
+    if opts.unit is None and VELOCITY_IN_NAME.search(name):
+        raise DataError(f"{what}: column {name!r} looks like velocity; the front end takes acceleration "
+                        "(it integrates to mm/s itself): export acceleration, or pass --unit if it is one")
     said = unit_from_name(name)
     if opts.unit is None and said not in (None, "g"):
         raise DataError(f"{what}: column {name!r} looks like {said}, but no --unit was given (the default is g); "

@@ -216,3 +216,22 @@ def test_an_imported_recording_replays_through_a_shipped_model(tmp_path, capsys)
     rc = main(["replay", str(REPO / "edgefleet/models/fleet-v2"), "--data", str(tmp_path / "o"), "--json"])
     out, err = capsys.readouterr()
     assert rc == 0 and '"machine": "m"' in out and '"windows": 2' in out, err
+
+
+def test_locale_and_time_units_of_a_logger_export(tmp_path, capsys):
+    x = tone(8000, 1.0)
+    eu = tmp_path / "eu.csv"  # semicolons, decimal commas, a unit in brackets
+    eu.write_text("Zeit [s];Beschleunigung [m/s²]\n" + "".join(
+        f"{i / 8000:.6f};{v * G:.5f}\n".replace(".", ",") for i, v in enumerate(x)))
+    rc, _, err = run(capsys, str(eu), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "looks like m/s2" in err
+    assert run(capsys, str(eu), "--unit", "m/s2", "--out", str(tmp_path / "o"))[0] == 0
+    rec = load_recording(tmp_path / "o" / "eu.npz")
+    assert rec.fs == 8000 and np.allclose(rec.signal, x, atol=1e-5)
+    ms = write_csv(tmp_path / "ms.csv", "time,accel_g", x, 8000 / 1000)  # times in ms under a bare 'time'
+    rc, _, err = run(capsys, str(ms), "--out", str(tmp_path / "p"))
+    assert rc == 2 and "gives 8 Hz, read as seconds; if its times are in another unit (ms, us), pass --fs" in err
+    assert run(capsys, str(ms), "--fs", "8000", "--out", str(tmp_path / "p"))[0] == 0  # agrees x1000
+    vel = write_csv(tmp_path / "v.csv", "time_s,velocity [mm/s]", x, 8000)
+    rc, _, err = run(capsys, str(vel), "--out", str(tmp_path / "q"))
+    assert rc == 2 and "looks like velocity; the front end takes acceleration" in err

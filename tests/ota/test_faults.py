@@ -204,3 +204,87 @@ def test_manager_retries_resends_and_ignores_stale_rejections_and_foreign_campai
         mgr.client.disconnect()
         registry.close()
         broker.stop()
+
+
+def test_a_busy_node_refuses_a_superseding_offer_which_the_manager_serves_once_it_is_free(tmp_path, signing_key):
+    """A node downloading another campaign's model refuses a new offer under "none" ("busy", docs/ota.md):
+    the new campaign keeps the device "offered", burns no retry, re-publishes the offer after
+    offer_resend_s, and the node, free by then, takes it. The manager and a simulated node on a real
+    broker and registry, the test carrying messages between them."""
+    import hashlib
+    import zlib
+    from base64 import b64encode
+
+    from edgefleet import protocol
+    from edgefleet.device.ota_client import OtaClient, Slots
+    from edgefleet.runtime import trust
+
+    broker = start_broker(prefer="mosquitto")
+    registry = OtaRegistry(tmp_path / "fleet.db")
+    blob3, man3 = release(3, signing_key)
+    registry.publish(blob3, man3, {}, signing_key.public_key())
+    mgr = OtaManager(registry, "127.0.0.1", broker.port, devices=lambda: {"d0": {"site": "s", "line": "l",
+                                                                                  "tags": [], "model": 1}})
+    offers: list[dict] = []
+    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
+    probe.on_message = lambda _c, _u, m: offers.append(protocol.decode("ota/offer", m.payload)) if m.payload else None
+    node = OtaClient(Slots(images={"A": FLEET_MODEL.read_bytes(), "B": None}), signing_key.public_key(), device="d0")
+    # the node is busy with campaign c-a's model 2 (its own offer, ticket and all)
+    blob2, man2 = release(2, signing_key)
+    sha2 = hashlib.sha256(blob2).hexdigest()
+    policy = {"campaign": "c-a", "model": 2, "sha256": sha2, "trial_s": 0, "shadow": False}
+    offer_a = {**policy, "size": len(blob2), "chunk": 4096, "manifest": man2.decode(),
+               "ticket": trust.sign_ticket(signing_key, device="d0", shadow_s=0, **policy).decode()}
+    req_a = node.offer(offer_a, 0.0)[-1][1]
+
+    def to_manager(msgs):
+        for kind, body in msgs:
+            if kind == "ota/state":
+                mgr._inbox.append(("d0", kind, body))
+
+    def next_offer(n):
+        deadline = time.time() + 5
+        while len(offers) < n and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(offers) == n, offers
+        return offers[-1]
+
+    try:
+        probe.connect("127.0.0.1", broker.port)
+        probe.subscribe("ef/v1/d0/ota/offer", qos=1)
+        probe.loop_start()
+        mgr.client.connect("127.0.0.1", broker.port)
+        mgr.client.loop_start()
+        time.sleep(0.3)
+        c = registry.create_campaign(3, Target.parse("all"), Policy(stages=[1.0], trial_s=0, retries=1), "c3")
+        mgr.step()
+        busy = node.offer(next_offer(1), 1.0)
+        assert [(b["campaign"], b["state"], b["reason"]) for _, b in busy] == [
+            ("none", "rejected", "busy: another download is in progress")]
+        to_manager(busy)
+        mgr.step()
+        assert registry.device_states(c.id)["d0"]["state"] == "offered" and registry.offer_counts(c.id)["d0"] == 1
+        assert registry.history("d0")[0]["campaign"] == "none"  # the refusal: the device's history only
+        # c-a's download ends (the node confirms model 2); the manager offers c3 again after offer_resend_s
+        done, req = [], req_a
+        while req is not None:
+            data = blob2[req["off"]:req["off"] + req["len"]]
+            out = node.chunk({"campaign": "c-a", "model": 2, "off": req["off"], "crc": zlib.crc32(data),
+                              "data": b64encode(data).decode()}, 2.0)
+            req = next((b for k, b in out if k == "ota/req"), None)
+            done += [b["state"] for k, b in out if k == "ota/state"]
+        assert done == ["verifying", "trial", "confirmed"] and node.current_version() == 2
+        mgr.step(now=time.time() + c.policy.offer_resend_s + 1)
+        took = node.offer(next_offer(2), 3.0)
+        assert [b["state"] for k, b in took if k == "ota/state"] == ["accepted"]
+        to_manager(took)
+        mgr.step()
+        assert registry.device_states(c.id)["d0"]["state"] == "accepted"
+        assert registry.offer_counts(c.id)["d0"] == 1  # a resend, not a retry
+    finally:
+        probe.loop_stop()
+        probe.disconnect()
+        mgr.client.loop_stop()
+        mgr.client.disconnect()
+        registry.close()
+        broker.stop()

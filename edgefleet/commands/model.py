@@ -145,6 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recordings = load_folder(args.data)
     log.info("loaded %d recordings from %s (%d normal)", len(recordings), args.data,
              sum(r.is_normal for r in recordings))
+    _check_band_top(recordings, args.fmax)
     bar = _progress(cfg.epochs, "training")
 
     def on_epoch(epoch: int, loss: float) -> None:
@@ -199,6 +200,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/ ({ARTIFACT} {len(art_bytes)} B, {MANIFEST} signed with key "
           f"{body['key_id']})")
     return 0
+
+
+def _check_band_top(recordings, fmax: float) -> None:
+    """Before training: a recording whose Nyquist frequency is under --fmax cannot feed the bands;
+    say which --fmax it can (an 8 kHz WAV sees up to 4 kHz, the default bands reach 5 kHz)."""
+    slowest = min(recordings, key=lambda r: r.fs)
+    if fmax > slowest.fs / 2:
+        raise DataError(f"{slowest.name}: recorded at {slowest.fs:g} Hz, it sees up to {slowest.fs / 2:g} Hz, but the "
+                        f"bands reach --fmax {fmax:g} Hz: pass --fmax {0.45 * slowest.fs:g} or leave it out")
 
 
 def next_free_version(db: Path | str | None) -> int:

@@ -44,6 +44,7 @@ UNITS_TO_G = {"g": 1.0, "m/s2": 1.0 / STANDARD_GRAVITY, "m/s^2": 1.0 / STANDARD_
 # Largest signal read into memory (float32: 256 MB; 23 minutes at 48 kHz): a bigger file is refused
 # from its header before a byte of it is read, instead of exhausting the machine.
 MAX_SAMPLES = 1 << 26
+MAX_FOLDER_SAMPLES = 1 << 28  # a folder's recordings together (1 GB as float32), summed from headers first
 
 
 def to_g_factor(unit: str) -> float:
@@ -203,6 +204,16 @@ def load_recording(path: str | Path) -> Recording:
     return Recording(name=p.stem, signal=signal, fs=fs, label=label, meta=meta)
 
 
+def _signal_size(path: Path) -> int:
+    """Samples in a recording's `signal`, from its header (0 when unreadable: load_recording says why)."""
+    try:
+        with open_npz(path) as z:
+            shape, _ = _member_shape(z, "signal") if "signal" in z.files else ((), None)
+    except Exception:
+        return 0
+    return int(np.prod(shape)) if shape else 0
+
+
 def load_folder(folder: str | Path) -> list[Recording]:
     d = Path(folder)
     if not d.is_dir():
@@ -211,6 +222,11 @@ def load_folder(folder: str | Path) -> list[Recording]:
     files = sorted(d.glob("*.npz"))
     if not files:
         raise DataError(no_npz_message(d))
+    total = sum(_signal_size(f) for f in files)
+    if total > MAX_FOLDER_SAMPLES:
+        raise DataError(f"{d}: {len(files)} recordings hold {total:,} samples ({total * 4 / 2**30:.1f} GB as float32), "
+                        f"more than the {MAX_FOLDER_SAMPLES:,} loaded at once; train on a folder with fewer or "
+                        "shorter recordings")
     out = merge_captures([load_recording(f) for f in files])
     for r in out:
         if r.meta.get("dataset") == PULLED:  # a node's captures, checked once joined

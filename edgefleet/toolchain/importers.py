@@ -218,9 +218,16 @@ def read_wav(path: Path, opts: ImportOptions) -> Iterator[Piece]:
 
     try:
         fs_h, data = wavfile.read(path, mmap=True)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path.name}: not a WAV file this reader takes ({exc}); 24-bit PCM: convert to 16/32-bit "
-                        "or float") from None
+    except ValueError:  # 24-bit PCM cannot be memory-mapped: read it whole when it is not huge
+        if path.stat().st_size > MAT_BYTES_MAX:
+            raise DataError(f"{path.name}: a 24-bit WAV over {MAT_BYTES_MAX / 2**30:g} GB; convert it to 16/32-bit "
+                            "or float, which are read in chunks") from None
+        try:
+            fs_h, data = wavfile.read(path)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path.name}: not a WAV file this reader takes ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path.name}: not a readable WAV file ({exc})") from None
     if opts.fs is not None and abs(opts.fs - fs_h) > 1e-6 * fs_h:
         raise DataError(f"{path.name}: --fs {opts.fs:g} Hz but the WAV header says {fs_h} Hz; drop --fs "
                         "(a WAV states its rate)")

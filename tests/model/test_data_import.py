@@ -235,3 +235,16 @@ def test_locale_and_time_units_of_a_logger_export(tmp_path, capsys):
     vel = write_csv(tmp_path / "v.csv", "time_s,velocity [mm/s]", x, 8000)
     rc, _, err = run(capsys, str(vel), "--out", str(tmp_path / "q"))
     assert rc == 2 and "looks like velocity; the front end takes acceleration" in err
+
+
+def test_a_24_bit_wav_is_read_and_a_file_that_is_no_wav_is_named(tmp_path, capsys):
+    x = np.round(np.sin(np.arange(8000) * 0.3) * 2**22).astype(np.int32)
+    with wave.open(str(tmp_path / "w24.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(3), w.setframerate(8000)
+        w.writeframes(b"".join(int(v).to_bytes(4, "little", signed=True)[:3] for v in x))
+    assert run(capsys, str(tmp_path / "w24.wav"), "--scale", str(2**-31), "--out", str(tmp_path / "o"))[0] == 0
+    rec = load_recording(tmp_path / "o" / "w24.npz")
+    assert np.allclose(rec.signal, x / 2**23, atol=1e-6)  # full scale = 1.0 in the stated unit
+    (tmp_path / "log.wav").write_text("time,accel\n")
+    rc, _, err = run(capsys, str(tmp_path / "log.wav"), "--scale", "1", "--out", str(tmp_path / "p"))
+    assert rc == 2 and "log.wav: not a WAV file this reader takes" in err

@@ -183,3 +183,22 @@ def test_replay_of_a_folder_runs_the_good_recordings_and_names_the_refused_one(t
     rc, out, _ = cli(capsys, "replay", str(MODEL), "--data", str(tmp_path), "--json")
     doc = json.loads(out)
     assert rc == 2 and [r["recording"] for r in doc["recordings"]] == ["good"] and doc["refused"][0]["recording"] == "khz"
+
+
+def test_train_names_the_fmax_a_slow_recording_can_feed_before_training(tmp_path, capsys):
+    save(tmp_path / "pump_8k.npz", signal=vibration(8000.0, 3.0), fs=8000.0)
+    rc, _, err = cli(capsys, "model", "train", "--data", str(tmp_path), "--version", "1", "--out", str(tmp_path / "m"))
+    assert rc == 2 and "pump_8k: recorded at 8000 Hz, it sees up to 4000 Hz, but the bands reach --fmax 5000 Hz: " \
+                      "pass --fmax 3600" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_folder_too_big_to_load_is_refused_from_the_headers(tmp_path, monkeypatch):
+    for i in range(3):
+        save(tmp_path / f"r{i}.npz", signal=vibration(seed=i))
+    monkeypatch.setattr(datasets, "MAX_FOLDER_SAMPLES", 100_000)
+    loaded = []
+    monkeypatch.setattr(datasets, "load_recording", lambda f: loaded.append(f))
+    with pytest.raises(DataError, match=r"3 recordings hold 122,880 samples .* more than the 100,000 loaded at once"):
+        load_folder(tmp_path)
+    assert loaded == []

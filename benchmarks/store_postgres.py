@@ -21,6 +21,7 @@ group) -> the store; results/s until all N are stored, each once, and the cores 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -115,30 +116,52 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _sched(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) over all threads of `pid` so far: the
+    wait is what other work on the shared cores took from it (/proc/PID/task/*/schedstat)."""
+    run = wait = 0
+    try:
+        for t in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                a, b, _ = (t / "schedstat").read_text().split()
+                run, wait = run + int(a), wait + int(b)
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        pass
+    return run / 1e9, wait / 1e9
+
+
 def _timed_publisher(port, k, names, msgs, per_msg, window, rate, out, cpu_out) -> None:
-    """benchmarks/ingest_throughput.py's publisher, then the CPU seconds it used."""
+    """benchmarks/ingest_throughput.py's publisher, then the CPU seconds it used and its run-queue wait."""
     from ingest_throughput import publisher
 
     publisher(port, k, names, msgs, per_msg, window, rate, out)
     r = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_out.put(r.ru_utime + r.ru_stime)
+    cpu_out.put((r.ru_utime + r.ru_stime, _sched(os.getpid())[1]))
 
 
-def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, pg_pid: int | None = None) -> dict:
+def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, pg_pid: int | None = None, *,
+               pubs: int = 2, window: int = 100, env_extra: dict | None = None, trace: bool = False) -> dict:
     """Publishers -> Mosquitto -> `procs_n` x `serve --role ingest` (one shared-subscription group) ->
-    `db`; results/s until every one is stored, and the cores each part used meanwhile."""
+    `db`; results/s until every one is stored, the cores each part used meanwhile, the share of the
+    wall time each part waited for a core (other work), and when the publishers were done.
+    `window`: unacknowledged QoS 1 publishes per publisher; `env_extra`: EDGEFLEET_* for serve;
+    `trace`: serve writes one JSON line per batch (`ingest_phases.py`), returned as `trace`."""
     from edgefleet.service.broker import start_broker
 
-    devices, per_msg, pubs = 200, 10, 2
+    devices, per_msg = 200, 10
     msgs_per_device = max(1, total // (devices * per_msg))
     total = msgs_per_device * devices * per_msg
     tag = f"{backend}-{procs_n}"
     with start_broker(prefer="mosquitto", workdir=work / f"broker-{tag}") as broker:
-        env = dict(os.environ, EDGEFLEET_SQLITE_SYNC="FULL", EDGEFLEET_STATS_INTERVAL_S="5")
+        env = dict(os.environ, EDGEFLEET_SQLITE_SYNC="FULL", EDGEFLEET_STATS_INTERVAL_S="5", **(env_extra or {}))
         logs = [work / f"serve-{tag}-{i}.log" for i in range(procs_n)]
+        traces = [work / f"trace-{tag}-{i}-{time.time_ns()}.jsonl" for i in range(procs_n)]
         serves = [subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--broker",
                                     broker.url, "--db", db, "--client-id", f"bench-{tag}-{i}", "--group",
-                                    f"bench-{tag}"], cwd=ROOT, env=env, stderr=open(log, "w"))
+                                    f"bench-{tag}"], cwd=ROOT, stderr=open(log, "w"),
+                                   env=dict(env, EDGEFLEET_INGEST_TRACE=str(traces[i])) if trace else env)
                   for i, log in enumerate(logs)]
         store = None
         try:
@@ -151,17 +174,20 @@ def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, 
             ctx = mp.get_context("spawn")
             out, cpu_out = ctx.Queue(), ctx.Queue()
             procs = [ctx.Process(target=_timed_publisher, args=(broker.port, k, names[k::pubs], msgs_per_device,
-                                                                 per_msg, 100, 0.0, out, cpu_out)) for k in range(pubs)]
+                                                                 per_msg, window, 0.0, out, cpu_out)) for k in range(pubs)]
             pg_parts = _children(pg_pid) if pg_pid else []
             broker_pid = broker._proc.pid if broker._proc else None
             before = {"ingest": sum(_cpu_s(p.pid) for p in serves), "broker": _cpu_s(broker_pid) if broker_pid else 0.0,
                       "postgresql": sum(_cpu_s(x) for x in pg_parts)}
+            waits0 = {"ingest": sum(_sched(p.pid)[1] for p in serves),
+                      "postgresql": sum(_sched(x)[1] for x in pg_parts)}
             t0 = time.time()
             for p in procs:
                 p.start()
-            for _ in procs:
-                out.get(timeout=1800)
-            pub_cpu = sum(cpu_out.get(timeout=60) for _ in procs)
+            pub_out = [out.get(timeout=1800) for _ in procs]
+            t_pub = time.time() - t0
+            pub_cpu_wait = [cpu_out.get(timeout=60) for _ in procs]
+            pub_cpu = sum(c for c, _ in pub_cpu_wait)
             for p in procs:
                 p.join()
             store = open_store(db)
@@ -173,6 +199,10 @@ def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, 
             pg_now = set(_children(pg_pid)) | set(pg_parts) if pg_pid else set()
             after = {"ingest": sum(_cpu_s(p.pid) for p in serves), "broker": _cpu_s(broker_pid) if broker_pid else 0.0,
                      "postgresql": sum(_cpu_s(x) for x in pg_now)}
+            waits = {"ingest": sum(_sched(p.pid)[1] for p in serves) - waits0["ingest"],
+                     "publishers": sum(w for _, w in pub_cpu_wait)}
+            if pg_pid:
+                waits["postgresql"] = sum(_sched(x)[1] for x in pg_now) - waits0["postgresql"]
             stored = store.count_results()
         finally:
             for p in serves:
@@ -185,7 +215,12 @@ def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, 
     cores = {k: round((after[k] - before[k]) / t_all, 2) for k in after if k != "postgresql" or pg_pid}
     cores["publishers"] = round(pub_cpu / t_all, 2)
     return {"ingest_processes": procs_n, "results": total, "results_per_s": total / t_all, "seconds": t_all,
-            "cores_used": cores}
+            "cores_used": cores, "publish_seconds": round(t_pub, 2),
+            "publisher_window_wait_share": round(sum(p["window_wait_s"] for p in pub_out) / (pubs * t_pub), 3),
+            "waiting_for_a_core": {k: round(v / t_all, 2) for k, v in waits.items()},
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            **({"trace": [[json.loads(x) for x in t.read_text().splitlines()] if t.exists() else [] for t in traces]}
+               if trace else {})}
 
 
 def main() -> int:
@@ -198,6 +233,8 @@ def main() -> int:
     ap.add_argument("--ingest-procs", type=lambda v: [int(x) for x in v.split(",")], default=[1],
                     help="numbers of ingest processes to run --ingest with, e.g. 1,2,3 (default 1)")
     ap.add_argument("--skip-store", action="store_true", help="only the --ingest measurement")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="--ingest runs per configuration, interleaved (backends and process counts alternate)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.batches = 2, 20
@@ -227,17 +264,20 @@ def main() -> int:
                 rounds[f"{backend}/{writers}"].append(got)
                 print(f"round {r + 1}: {backend:10} {writers} writer(s) {got['results_per_s']:9,.0f} results/s",
                       flush=True)
-        ingest: dict[str, dict] = {}
+        runs: dict[str, list[dict]] = {}
         pg_pid = int((server.data / "postmaster.pid").read_text().split()[0])
-        for n in args.ingest_procs if args.ingest else ():
-            for backend in ("sqlite", "postgresql"):
-                db = str(Path(tmp) / f"ingest-{n}.db") if backend == "sqlite" else server.create_db("ingest")
-                got = ingest_run(backend, db, args.ingest, Path(tmp), n, pg_pid if backend == "postgresql" else None)
-                ingest[f"{backend}/{n}"] = got
-                print(f"ingest end to end: {backend:10} {n} process(es) {got['results_per_s']:9,.0f} results/s "
-                      f"({got['results']:,} stored once); cores used {got['cores_used']}", flush=True)
+        for r in range(args.repeats if args.ingest else 0):
+            for n in args.ingest_procs:
+                for backend in ("sqlite", "postgresql"):
+                    db = str(Path(tmp) / f"ingest-{n}-{r}.db") if backend == "sqlite" else server.create_db("ingest")
+                    got = ingest_run(backend, db, args.ingest, Path(tmp), n, pg_pid if backend == "postgresql" else None)
+                    runs.setdefault(f"{backend}/{n}", []).append(got)
+                    print(f"ingest end to end, round {r + 1}: {backend:10} {n} process(es) {got['results_per_s']:9,.0f} "
+                          f"results/s ({got['results']:,} stored once, load {got['load_average_1min']}); cores used "
+                          f"{got['cores_used']}; waiting for a core {got['waiting_for_a_core']}", flush=True)
+    ingest = {k: _median_run(v) for k, v in runs.items()}
     if args.skip_store:
-        return 0 if not ingest else _write_ingest_only(ingest, pg_version)
+        return 0 if not ingest else _write_ingest_only(ingest, runs, pg_version)
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("results_per_s", "client_cpu_s_per_10k")}
            for k, v in rounds.items()}
     import sqlite3
@@ -256,17 +296,37 @@ def main() -> int:
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},
         "median": med, "runs": rounds,
         **({"ingest_end_to_end": {"what": "2 publishers (QoS 1, 10 results/message, 200 devices) -> Mosquitto -> "
-                                          "N x serve --role ingest (shared subscription) -> store, one run each; "
-                                          "cores_used = CPU seconds of each part / wall seconds",
-                                  **ingest}} if ingest else {})})
+                                          "N x serve --role ingest (shared subscription) -> store; the median run of "
+                                          "each; cores_used = CPU seconds of each part / wall seconds",
+                                  **ingest}, "ingest_repeats": _repeats(runs)} if ingest else {})})
     return 0
 
 
-def _write_ingest_only(ingest: dict, pg_version: str) -> int:
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median results/s (the lower middle one of an even number): a real run, so its
+    cores and its rate belong together."""
+    return sorted(runs, key=lambda g: g["results_per_s"])[(len(runs) - 1) // 2]
+
+
+def _repeats(runs: dict[str, list[dict]]) -> dict:
+    return {k: {"results_per_s": [round(g["results_per_s"]) for g in v],
+                "median_results_per_s": round(statistics.median(g["results_per_s"] for g in v)),
+                "cores_used": [g["cores_used"] for g in v],
+                "waiting_for_a_core": [g["waiting_for_a_core"] for g in v],
+                "load_average_1min": [g["load_average_1min"] for g in v]} for k, v in runs.items()}
+
+
+def _write_ingest_only(ingest: dict, runs: dict[str, list[dict]], pg_version: str) -> int:
+    reps = _repeats(runs)
     for key, got in ingest.items():
-        print(f"{key:14} {got['results_per_s']:9,.0f} results/s end to end, cores used {got['cores_used']}")
-    write_report("store_postgres_ingest", {"postgresql": pg_version, "ingest_end_to_end": ingest,
-                                           "note": "one run per backend; 2 cores shared with other work"})
+        print(f"{key:14} median {reps[key]['median_results_per_s']:9,} results/s end to end of "
+              f"{reps[key]['results_per_s']}; median run's cores used {got['cores_used']}")
+    write_report("store_postgres_ingest", {
+        "postgresql": pg_version, "ingest_end_to_end": ingest, "repeats": reps,
+        "what": "2 publishers (QoS 1, 10 results/message, 200 devices) -> Mosquitto -> N x serve --role ingest "
+                "(shared subscription) -> store; ingest_end_to_end: each configuration's median run; repeats: all "
+                "runs, interleaved; waiting_for_a_core: seconds runnable but not running (other work) / wall seconds",
+        "note": "2 cores shared with other work; the PostgreSQL server runs on the same machine"})
     return 0
 
 

@@ -58,6 +58,10 @@ class Settings:
     receive_max: int = 2000  # QoS 1 messages the broker may have in flight to ingest (unacked)
     batch_max: int = 1000  # messages per commit
     batch_ms: int = 50  # longest wait to fill a batch
+    # 1: a second thread decodes the next batch while the worker writes, commits and acknowledges the one
+    # before (docs/store.md, "Ingest pipeline"); 0: one thread does both in turn
+    ingest_overlap: int = 1
+    ingest_trace: str = ""  # a file: one JSON line per batch with its phase times (service/ingest_phases.py)
     max_payload: int = MAX_PAYLOAD
     sqlite_sync: str = "FULL"  # FULL: a commit survives power loss before we acknowledge
     retention_days: float = 0.0  # 0: keep the store's setting (default 30 days)
@@ -120,6 +124,8 @@ def _check(s: Settings) -> Settings:
     if not (1 <= s.batch_max <= s.receive_max):
         raise ConfigError(f"batch_max must be 1..receive_max ({s.receive_max}), got {s.batch_max}: "
                           "a batch waits for its messages, so it cannot hold more than may be in flight")
+    if s.ingest_overlap not in (0, 1):
+        raise ConfigError(f"ingest_overlap must be 0 or 1, got {s.ingest_overlap}")
     if s.batch_ms < 1 or s.session_expiry_s < 0 or s.max_payload < 64:
         raise ConfigError("batch_ms >= 1, session_expiry_s >= 0 and max_payload >= 64 are required")
     if s.sqlite_sync.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):

@@ -35,6 +35,7 @@ from edgefleet.protocol import ProtocolError, ResultRecord
 from edgefleet.protocol.connect import apply_tls, probe_mqtt_version, tls_failure
 from edgefleet.service.alarms import AlarmPolicy, AlarmTracker, DeviceHealth
 from edgefleet.service.config import Settings
+from edgefleet.service.ingest_phases import BatchPhases
 from edgefleet.service.machine_classes import MachineClasses
 from edgefleet.service.store import (
     DeviceUpdate,
@@ -151,6 +152,10 @@ class IngestService:
         self.tracker = AlarmTracker(policy or AlarmPolicy(k=settings.alarm_k, n=settings.alarm_n,
                                                           m=settings.alarm_m), iso_class_of=self.machine_classes.of)
         self.counters = IngestCounters()
+        self.phases = BatchPhases(settings.ingest_trace)
+        # ingest_overlap: a decoder thread hands decoded batches over (one at a time) while this one writes
+        self._handoff: queue.Queue | None = queue.Queue(maxsize=1) if settings.ingest_overlap else None
+        self._arrived = 0  # messages paho handed over: minus counters.acked, what the broker has in flight
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.receive_max + settings.batch_max)
         self._generation = 0
         self._stopping = threading.Event()
@@ -221,6 +226,7 @@ class IngestService:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
+        self._arrived += 1
         self._queue.put(Inbound(topic, msg.payload, msg.qos, msg.mid, self._generation, self.clock_ms()))
 
     def _make_client(self) -> mqtt.Client:
@@ -335,11 +341,15 @@ class IngestService:
 
     # ---------- the worker ----------
 
-    def _take_batch(self) -> list[Inbound]:
+    def _take_batch(self, free_at: float | None) -> tuple[list[Inbound], dict[str, float]]:
+        """Up to batch_max messages, waiting at most batch_ms after the first; with the phase marks
+        (`free_at`: when the taker was last free, the start of its idle time)."""
+        start = free_at or time.monotonic()
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
-            return []
+            return [], {}
+        t = {"start": start, "idle": time.monotonic()}
         items = [first]
         deadline = time.monotonic() + self.settings.batch_ms / 1000.0
         while len(items) < self.settings.batch_max:
@@ -353,27 +363,68 @@ class IngestService:
                     items.append(self._queue.get(timeout=left))
                 except queue.Empty:
                     break
-        return items
+        t["fill"] = time.monotonic()
+        return items, t
 
-    def _work(self) -> None:
+    def _decode_loop(self) -> None:
+        """With ingest_overlap: take and decode the next batch while the worker writes, commits and
+        acknowledges the one before. Nothing is acknowledged here; the handoff holds one batch, so at
+        most two batches are unacknowledged at a time (receive_max >= 2 x batch_max keeps both full)."""
+        free_at = None
         while True:
-            items = self._take_batch()
+            items, t = self._take_batch(free_at)
             if not items:
                 if self._stopping.is_set():
+                    self._hand_over(None)  # the worker writes what it holds, then ends
                     return
-                self._maybe_log_stats()
-                self._maybe_apply_retention()
-                self._maybe_apply_marks()
                 continue
-            while True:  # a batch is retried until the store takes it (or we are stopping)
-                try:
-                    self._process(items)
-                    break
-                except Exception:
-                    self.counters.store_errors += 1
-                    log.exception("store write failed; %d messages stay unacknowledged, retrying", len(items))
-                    if self._stopping.wait(1.0):
-                        return
+            batch = self._decode(items)
+            t["decode"] = time.monotonic()
+            self._hand_over((items, batch, t))  # waits while the worker still writes the one before
+            free_at = time.monotonic()
+
+    def _hand_over(self, item: tuple | None) -> None:
+        """Put `item` in the handoff once the worker is ready for it; dropped if the worker has ended while
+        stopping (its messages were never acknowledged: the broker delivers them to the next session)."""
+        while True:
+            try:
+                self._handoff.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self._stopping.is_set() and not (self._worker and self._worker.is_alive()):
+                    return
+
+    def _next(self, free_at: float | None) -> tuple[list[Inbound], IngestBatch | None, dict[str, float]] | None:
+        """The worker's next batch: decoded by the decoder thread (overlap), else taken here. None: stop."""
+        if self._handoff is None:
+            items, t = self._take_batch(free_at)
+            if not items and self._stopping.is_set():
+                return None
+            return items, None, t
+        try:
+            got = self._handoff.get(timeout=0.2)
+        except queue.Empty:
+            return [], None, {}
+        return got
+
+    def _work(self) -> None:
+        if self._handoff is not None:
+            threading.Thread(target=self._decode_loop, name="ingest-decoder", daemon=True).start()
+        free_at = None
+        while (got := self._next(free_at)) is not None:
+            items, batch, t = got
+            if items:
+                while True:  # a batch is retried until the store takes it (or we are stopping)
+                    try:
+                        self._process(items, batch, t)
+                        break
+                    except Exception:
+                        self.counters.store_errors += 1
+                        log.exception("store write failed; %d messages stay unacknowledged, retrying", len(items))
+                        batch = None  # decoded again: the failed write may have changed it
+                        if self._stopping.wait(1.0):
+                            return
+                free_at = time.monotonic()
             self._maybe_log_stats()
             self._maybe_apply_retention()
             self._maybe_apply_marks()
@@ -434,9 +485,9 @@ class IngestService:
         except Exception:
             log.exception("applying retention failed; will try again in an hour")
 
-    def _process(self, items: list[Inbound]) -> None:
-        now = self.clock_ms()
-        batch = IngestBatch(ingest_ts=now)
+    def _decode(self, items: list[Inbound]) -> IngestBatch:
+        """The batch of `items`: results, registry facts, events, and a reject for each invalid one."""
+        batch = IngestBatch(ingest_ts=self.clock_ms())
         for msg in items:
             code = decode_into(batch, msg, self.settings.max_payload)
             if code is not None:
@@ -445,6 +496,16 @@ class IngestService:
                 if rc[code] <= 5 or rc[code] % 10000 == 0:
                     log.warning("rejected message on %s: %s (%d %s rejects so far)", msg.topic[:100],
                                 batch.rejects[-1].reason[:200], rc[code], code)
+        return batch
+
+    def _process(self, items: list[Inbound], batch: IngestBatch | None, t: dict[str, float]) -> None:
+        """Write `items` (decoded into `batch` already, or now) in one commit, feed the alarm tracker, then
+        acknowledge them: never before the commit returned."""
+        if batch is None:
+            batch = self._decode(items)
+            t["decode"] = time.monotonic()
+        t["taken"] = time.monotonic()
+        now = batch.ingest_ts
         for u in batch.devices:
             self.machine_classes.saw_site(u.device, u.site)
         for device in {r.device for r in batch.results}:
@@ -457,6 +518,7 @@ class IngestService:
             batch.rejects.extend(refused)
             self._prime_from_summaries(batch.summaries)
         outcome = self.store.write_batch(batch)
+        t["write"] = time.monotonic()
         s_out = summary_sql.write_summaries(self.store, batch.summaries, now)  # its own commit, before the acks
         seen = outcome.new + [summary_sql.as_result(s) for s in s_out.new]
         changes = self.tracker.observe_many(sorted(seen, key=lambda r: (r.device, r.ts, r.seq)))
@@ -467,7 +529,13 @@ class IngestService:
             lvl = logging.WARNING if ch.op != "clear" else logging.INFO
             log.log(lvl, "alarm %s: %s severity %s (score %.4g, threshold %.4g)", ch.op, ch.device, ch.severity,
                     ch.score, ch.thr)
+        t["alarms"] = time.monotonic()
+        in_flight = self._arrived - self.counters.acked
         self._ack(items)
+        t["ack"] = time.monotonic()
+        if "start" in t:
+            self.phases.record(t, len(items), len(items) >= self.settings.batch_max, in_flight=in_flight,
+                               backlog=self._queue.qsize())
         c = self.counters
         c.received += len(items)
         c.stored += outcome.stored
@@ -520,7 +588,7 @@ class IngestService:
         d = [a - b for a, b in zip(cur, self._last_counts)]
         if any(d):
             log.info("ingest: %.0f msg/s, %.0f results/s stored, %d duplicates, %d rejected in the last %.0f s"
-                     " (queue %d)", d[0] / dt, d[1] / dt, d[2], d[3], dt, self._queue.qsize())
+                     " (queue %d); %s", d[0] / dt, d[1] / dt, d[2], d[3], dt, self._queue.qsize(), self.phases.line())
         self._last_stats, self._last_counts = now, cur
         track = getattr(self.store, "track_loss", None)
         if track is not None:

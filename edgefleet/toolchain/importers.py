@@ -96,17 +96,23 @@ def unit_from_name(name: str) -> str | None:
 def rate_from_times(t: np.ndarray, what: str) -> float:
     """The rate a column of times in seconds implies: (n-1)/span, which printed times rounded to a few
     decimals do not bias (the median step does: 1/12800 s printed as 0.0000781 reads 12,804 Hz);
-    refused when the steps are not even; snapped to a whole Hz within 0.01 %."""
+    a gap or a restart is named by row (check_times); snapped to a whole Hz within 0.01 %."""
     t = t.astype(np.float64)
     d = np.diff(t)
-    if d.size < 2 or not np.all(np.isfinite(d)) or np.any(d <= 0):
-        raise DataError(f"{what}: the time column does not increase; pass --fs HZ")
-    step = (t[-1] - t[0]) / d.size
-    if np.max(np.abs(d - step)) > 0.02 * step:
-        raise DataError(f"{what}: the time column is not evenly spaced (steps {d.min():.3g}-{d.max():.3g} s); "
-                        "pass --fs HZ if the samples are evenly spaced and the times are not")
-    fs = 1.0 / step
+    if d.size < 2 or not np.all(np.isfinite(t)):
+        raise DataError(f"{what}: the time column holds too few or non-finite times; pass --fs HZ")
+    if np.any(d == 0) and np.all(d >= 0):
+        raise DataError(f"{what}: the time column repeats values (printed with too few decimals for this rate?); "
+                        "pass --fs HZ")
+    check_times(t, None, float(np.median(d)), 0, what)
+    fs = d.size / (t[-1] - t[0])
     return float(round(fs)) if abs(fs - round(fs)) <= 1e-4 * fs else fs
+
+
+def coarse_times(t: np.ndarray) -> bool:
+    """Times printed with fewer decimals than the sample step (repeated values, never going back)."""
+    d = np.diff(t.astype(np.float64))
+    return bool(np.any(d == 0) and np.all(d >= 0))
 
 
 def pick_column(names: list[str], channel: str | None, what: str) -> int:
@@ -173,11 +179,13 @@ def read_table(path: Path, opts: ImportOptions) -> Iterator[Piece]:
     col = pick_column(names, opts.channel, path.name)
     unit = _table_unit(names[col], opts, path.name)
     time_col = next((i for i, n in enumerate(names) if i != col and SECONDS_COLUMN.match(n.strip())), None)
-    fs = opts.fs
+    fs, step = opts.fs, None
     chunks = _table_chunks(path, sep, skip, col, time_col, decimal)
     first = next(chunks, None)
     if first is None or first[0].size == 0:
         raise DataError(f"{path.name}: no data rows")
+    if opts.fs is not None and time_col is not None and first[1] is not None and coarse_times(first[1]):
+        time_col = None  # printed too coarsely to say anything; --fs says the rate
     if time_col is not None and first[1] is not None and first[1].size > 2:
         fs_t = rate_from_times(first[1], path.name)
         agree = [k for k in (1.0, 1e3, 1e6, 1e9) if abs(fs_t * k - fs) <= 0.01 * fs] if fs is not None else [1.0]
@@ -187,15 +195,39 @@ def read_table(path: Path, opts: ImportOptions) -> Iterator[Piece]:
         if fs is None and not 100 <= fs_t <= 1e6:  # no vibration logger samples that slowly or fast
             raise DataError(f"{path.name}: the column {names[time_col]!r} gives {fs_t:.6g} Hz, read as seconds; "
                             "if its times are in another unit (ms, us), pass --fs HZ")
+        step = 1.0 / fs_t  # in the column's own unit
         fs = fs if fs is not None else fs_t
     if fs is None:
         raise DataError(f"{path.name}: the sampling rate is not in the file (no time column); pass --fs HZ")
 
     def samples() -> Iterator[np.ndarray]:
-        yield first[0]
-        for x, _ in chunks:
+        row, last = 0, None
+        for x, t in _chain(first, chunks):
+            if step is not None and time_col is not None and t is not None:  # every chunk: a logger's dropout must not be joined silently
+                check_times(t, last, step, row, path.name)
+                last = float(t[-1])
+            row += x.size
             yield x
     yield from _pieces(samples(), fs, opts, f"{path.name}", names[col], unit)
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def check_times(t: np.ndarray, last: float | None, step: float, row: int, what: str) -> None:
+    """Each step of a time column between half and one and a half of the rate's (rounding of printed
+    times stays inside; a lost sample or more, or a jump back, does not): named by data row."""
+    tt = t.astype(np.float64) if last is None else np.concatenate([[last], t.astype(np.float64)])
+    d = np.diff(tt)
+    bad = np.flatnonzero((d > 1.5 * step) | (d < 0.5 * step))
+    if bad.size:
+        i = int(bad[0])
+        at = row + i + (0 if last is None else -1) + 1
+        raise DataError(f"{what}: the time column steps from {tt[i]:.9g} to {tt[i + 1]:.9g} at data row {at + 1} "
+                        f"(a step of {d[i]:.3g}, expected {step:.3g}): a gap or a restart; cut the file there and "
+                        "import the parts as separate recordings")
 
 
 VELOCITY_IN_NAME = re.compile(r"(mm|in|m)/s(?![\^²2*])|ips\b", re.I)
@@ -377,19 +409,20 @@ def _pieces(chunks: Iterator[np.ndarray], fs: float, opts: ImportOptions, source
         resample_ratio(fs, opts.resample)
     per = int(round(opts.split_s * fs)) if opts.split_s else MAX_SAMPLES
     buf: list[np.ndarray] = []
-    held, start = 0, 0
+    held, start, seen = 0, 0, 0
 
-    def emit(parts: list[np.ndarray], first_sample: int) -> Piece:
-        x = np.concatenate(parts) * factor
-        bad = ~np.isfinite(x)
-        if bad.any():
-            raise DataError(f"{source}: {int(bad.sum())} NaN or infinite samples (the first at sample "
-                            f"{first_sample + int(np.argmax(bad))}); clean the file or cut that part out")
+    def emit(parts: list[np.ndarray]) -> Piece:
+        x = np.concatenate(parts)
         check_not_constant(source, x, channel)
-        x32 = resample(x, fs, opts.resample) if opts.resample else x.astype(np.float32)
-        return Piece(x32, float(out_fs), source, channel, unit)
+        return Piece(resample(x, fs, opts.resample) if opts.resample else x, float(out_fs), source, channel, unit)
 
     for c in chunks:
+        c = (np.asarray(c, np.float64) * factor).astype(np.float32)  # in g, float32: half the memory held
+        bad = ~np.isfinite(c)
+        if bad.any():
+            raise DataError(f"{source}: NaN or infinite samples (the first at sample {seen + int(np.argmax(bad))}); "
+                            "clean the file or cut that part out")
+        seen += c.size
         while c.size:
             if held == per:  # only without --split: the file is longer than one recording may be
                 raise DataError(f"{source}: more than {MAX_SAMPLES:,} samples ({MAX_SAMPLES / fs / 60:.0f} min); "
@@ -399,10 +432,10 @@ def _pieces(chunks: Iterator[np.ndarray], fs: float, opts: ImportOptions, source
             held += take
             c = c[take:]
             if held == per and opts.split_s:
-                yield emit(buf, start)
+                yield emit(buf)
                 start += held
                 buf, held = [], 0
     if held:
-        yield emit(buf, start)  # the tail (a short one: the loader says when it is under a window)
+        yield emit(buf)  # the tail (a short one: the loader says when it is under a window)
     elif not start:
         raise DataError(f"{source}: no samples")

@@ -163,7 +163,8 @@ def open_npz(path: Path) -> np.lib.npyio.NpzFile:
         raise DataError(f"{path.name}: not a readable .npz recording ({exc.strerror})") from exc
     if head != ZIP_MAGIC:
         raise DataError(f"{path.name}: not a readable .npz recording "
-                        "(a .npz is a zip of NumPy arrays, as numpy.savez writes; this file is not one)")
+                        "(a .npz is a zip of NumPy arrays, as numpy.savez writes; this file is not one); "
+                        "convert CSV, WAV, .mat or .npy files with `edgefleet data import`")
     return np.load(path, allow_pickle=False)
 
 
@@ -175,7 +176,8 @@ def load_recording(path: str | Path) -> Recording:
             keys = set(z.files)
             missing = {"signal", "fs", "label"} - keys
             if missing:
-                raise DataError(f"{p.name}: missing keys {sorted(missing)} (need signal, fs, label)")
+                raise DataError(f"{p.name}: missing keys {sorted(missing)} (need signal, fs, label; an .npz with "
+                                "other names: `edgefleet data import FILE --channel KEY --fs-key KEY`)")
             signal = read_signal(p.name, z, refuse_constant=False)
             fs = read_fs(p.name, z)
             label = str(z["label"])

@@ -340,14 +340,40 @@ def read_mat(path: Path, opts: ImportOptions) -> Iterator[Piece]:
                         "channel as CSV") from None
     except Exception as exc:
         raise DataError(f"{path.name}: not a readable .mat file ({exc})") from None
-    entries = dict(mat_entries(m))
+    yield from _from_entries(path, dict(mat_entries(m)), opts)
+
+
+def read_foreign_npz(path: Path, opts: ImportOptions) -> Iterator[Piece]:
+    """An .npz from another tool (keys other than signal/fs): picked like a .mat's arrays."""
+    from edgefleet.toolchain.datasets import _member_shape, open_npz
+
+    with open_npz(path) as z:
+        if {"signal", "fs"} <= set(z.files):
+            raise DataError(f"{path.name}: already an edgefleet recording (signal, fs): pass it to --data as it is")
+        entries = {}
+        for k in z.files:
+            shape, dtype = _member_shape(z, k)
+            if dtype.kind in "fiu":
+                if int(np.prod(shape)) > MAX_SAMPLES:
+                    raise DataError(f"{path.name}: {k} holds {int(np.prod(shape)):,} samples, more than the "
+                                    f"{MAX_SAMPLES:,} read at once; save it as .npy (read in chunks) and import that")
+                entries[k] = np.asarray(z[k])
+    yield from _from_entries(path, entries, opts)
+
+
+def _from_entries(path: Path, entries: dict[str, np.ndarray], opts: ImportOptions) -> Iterator[Piece]:
+    """The vibration array (--channel, or the only one of 1,000+ samples) and the rate (--fs or
+    --fs-key, never a guess from a name) among a file's named arrays."""
     arrays = {k: v for k, v in entries.items() if v.size >= 1000}
     scalars = {k: float(v.reshape(-1)[0]) for k, v in entries.items() if v.size == 1}
-    listing = ", ".join(f"{k} [{v.size}]" for k, v in arrays.items()) or "none"
+    listing = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()) or "none"
+    column = None
     if opts.channel is not None:
-        if opts.channel not in arrays:
-            raise DataError(f"{path.name}: no array {opts.channel!r}; arrays of 1,000+ samples: {listing}")
-        key = opts.channel
+        key, _, col = opts.channel.rpartition(":") if ":" in opts.channel else (opts.channel, "", "")
+        if key not in arrays or (col and not col.isdigit()):
+            raise DataError(f"{path.name}: no array {opts.channel!r}; arrays of 1,000+ samples: {listing} "
+                            "(a column of a 2-D one: --channel NAME:INDEX)")
+        column = int(col) if col else None
     elif len(arrays) == 1:
         key = next(iter(arrays))
     else:
@@ -366,8 +392,12 @@ def read_mat(path: Path, opts: ImportOptions) -> Iterator[Piece]:
         raise DataError(f"{path.name}: the sampling rate is not named; pass --fs HZ or --fs-key PATH (numbers in "
                         "the file: " + (", ".join(f"{k}={v:g}" for k, v in scalars.items()) or "none") + ")")
     x = arrays[key]
+    if column is not None:
+        if x.ndim != 2 or column >= min(x.shape):
+            raise DataError(f"{path.name}: {key} is {list(x.shape)}: no channel {column} in it")
+        x = x[:, column] if x.shape[0] >= x.shape[1] else x[column]  # channels are the short axis
     if x.ndim != 1 and min(x.shape) != 1:
-        raise DataError(f"{path.name}: {key} is {x.shape}; name one channel (a 1-D array) with --channel")
+        raise DataError(f"{path.name}: {key} is {list(x.shape)}; name one channel with --channel {key}:INDEX")
     if x.dtype.kind in "iu" and opts.scale is None:
         raise DataError(f"{path.name}: {key} holds integer counts ({x.dtype}); pass --scale (unit per count)")
     x = x.reshape(-1)
@@ -385,7 +415,7 @@ def reader_for(path: Path):
     if suffix in READERS:
         return READERS[suffix]
     if suffix == ".npz":
-        raise DataError(f"{path.name}: already an .npz: pass it to --data as it is (keys signal, fs, label, unit)")
+        return read_foreign_npz
     with open(path, "rb") as f:
         head = f.read(4096)
     if b"\x00" in head:

@@ -270,3 +270,18 @@ def test_times_printed_too_coarsely_for_the_rate_need_fs_and_then_step_aside(tmp
     assert rc == 2 and "repeats values (printed with too few decimals for this rate?); pass --fs HZ" in err
     assert run(capsys, str(f), "--fs", "25600", "--out", str(tmp_path / "o"))[0] == 0
     assert load_recording(tmp_path / "o" / "coarse.npz").fs == 25600
+
+
+def test_an_npz_from_another_tool_and_a_2d_array_take_a_named_channel(tmp_path, capsys):
+    x = np.stack([tone(20000, 0.5, seed=i) for i in range(3)], 1)
+    np.savez(tmp_path / "daq.npz", data=x, rate=np.float64(20000), rpm=np.float64(1500))
+    rc, _, err = run(capsys, str(tmp_path / "daq.npz"), "--fs-key", "rate", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "data is [10000, 3]; name one channel with --channel data:INDEX" in err
+    rc, _, err = run(capsys, str(tmp_path / "daq.npz"), "--channel", "data:1", "--fs-key", "rate",
+                     "--out", str(tmp_path / "o"))
+    assert rc == 0, err
+    rec = load_folder(tmp_path / "o")[0]
+    assert rec.fs == 20000 and np.allclose(rec.signal, x[:, 1], atol=1e-6)
+    np.savez(tmp_path / "own.npz", signal=x[:, 0].astype(np.float32), fs=20000.0, label="normal")
+    rc, _, err = run(capsys, str(tmp_path / "own.npz"), "--out", str(tmp_path / "p"))
+    assert rc == 2 and "already an edgefleet recording" in err

@@ -54,25 +54,28 @@ typedef struct {
     ef_pipeline pipe;
     char boot[9];
     uint8_t shadow_stale;    /* the record changed: a candidate's class thresholds are learned again (in boot's padding) */
+    uint8_t synced;          /* the bridge said hello (or a fixed timeline) */
+    uint8_t debug_pending;
     float thr;
     uint32_t result_seq, status_seq, debug_seq, dropped;
-    int synced;              /* the bridge said hello (or a fixed timeline) */
     uint32_t next_tick;      /* board ms of the next paced window */
-    int debug_pending;
     char debug_id[65];
+    uint8_t seen_next, seen_n; /* (in debug_id's padding) */
+    uint8_t baseline;        /* commissioning is on: windows are judged by the class of their speed */
     uint32_t calib_left, calib_n;
     float calib_mean, calib_m2;
-    char seen_ids[4][65];
-    unsigned seen_next;
+    uint32_t seen[4];        /* CRC-32 of the last 4 cmd ids (QoS 1 duplicates), not the ids: 16 B, not 260 */
     uint32_t trial_windows, trial_anomalies; /* scored by a model on trial (by the candidate, in shadow) */
     uint32_t shadow_version; /* OTA shadow phase: the candidate followed (0: none) ... */
     float shadow_thr;        /* ... its threshold, > 0 when it scores windows here, else 0 */
     float shadow_cls_thr[EF_BASELINE_MAX_CLASSES]; /* ... its threshold per class of the record (0: none) */
-    int baseline;            /* commissioning is on: windows are judged by the class of their speed */
     float cls_thr;           /* the threshold of the class that judged the last window (births) */
 } node_state;
 
 static node_state g_node;
+/* Summary mode's open period (272 B: the p95 needs only the top 52 scores, ef/protocol.h); zeroed at boot,
+ * so a reset loses it and seq starts at 0, as the simulated node's reboot. */
+static ef_summary_period g_summary;
 
 /* The boot before a warm reset: its id and the newest result seq it assigned, kept in the board's
  * retained RAM (board_retained: not cleared by the startup code, garbage after a power cut, which
@@ -201,6 +204,39 @@ static void announce(uint64_t ts)
     send_status("online", ts, "status");
 }
 
+/* A trial's health counts every window, whether results or summaries report it (device_sim's rule: a
+ * shadow phase is judged on the candidate's outcomes). */
+static void trial_count(int anom, const ef_proto_shadow_rec *sh)
+{
+    if (sh) {
+        g_node.trial_windows++;
+        g_node.trial_anomalies += (uint32_t)sh->anom;
+    } else if (g_cfg->ota && node_ota_in_trial()) {
+        g_node.trial_windows++;
+        g_node.trial_anomalies += (uint32_t)anom;
+    }
+}
+
+/* Summary mode (node_config.summary_every_ms): the window joins the open period; the first window of
+ * another period, model or threshold (or of a full accumulator) sends the open one first, as device_sim's
+ * _summarize. A summary the encoder refuses is counted in `dropped` (its seq is a gap), as a result is. */
+static __attribute__((noinline)) void summary_window(uint64_t ts, const verdict *v)
+{
+    const uint32_t every = g_cfg->summary_every_ms, model = g_node.model.model_version;
+    int n;
+    if (ef_summary_due(&g_summary, every, ts, model, v->thr)) {
+        if ((n = ef_summary_close(&g_summary, g_node.boot, every, g_node.dropped, MSG_BUF, MSG_CAP)) > 0)
+            node_link_send("summary", MSG_BUF, (size_t)n);
+        else {
+            g_node.dropped++;
+            ef_platform_log("summary refused by the encoder (schema)");
+        }
+    }
+    if (ef_summary_window(&g_summary, ts, model, v->thr, (double)v->score, v->anom, v->has_vrms ? v->vrms : -1.0) !=
+        EF_OK)
+        ef_platform_log("window left out of the summary (score not finite)");
+}
+
 /* One window's result; with sh (a shadow phase), the candidate's outcome of the same window, judged
  * by sh_thr.
  * (The handlers marked noinline keep their locals out of node_run's frame, which is under
@@ -242,15 +278,10 @@ static __attribute__((noinline)) void send_result(uint64_t ts, const verdict *v,
         r.has_hi = 1;
         r.hi = (double)v->hi;
     }
-    if (sh) { /* device_sim's rule: a shadow phase is judged on the candidate's outcomes */
-        g_node.trial_windows++;
-        g_node.trial_anomalies += (uint32_t)sh->anom;
+    if (sh) {
         shh.model = g_node.shadow_version;
         shh.thr = (double)sh_thr;
         n = ef_proto_encode_result_shadow(MSG_BUF, MSG_CAP, &h, &r, 1, &shh, sh);
-    } else if (g_cfg->ota && node_ota_in_trial()) {
-        g_node.trial_windows++;
-        g_node.trial_anomalies += (uint32_t)r.anom;
     }
     if (n > 0 || (n = ef_proto_encode_result(MSG_BUF, MSG_CAP, &h, &r, 1)) > 0)
         node_link_send("result", MSG_BUF, (size_t)n);
@@ -556,14 +587,19 @@ static void switch_model(const node_config *c)
     send_status("online", now_ms(c, c->t0), "status");
 }
 
+/* A repeat of one of the last 4 cmd ids. By their CRC-32: a new id is taken for a repeat with odds of
+ * 4 in 2^32; whoever can forge a colliding id can send the node any cmd anyway. */
 static int seen_before(const char *id)
 {
+    const uint32_t h = ef_crc32(0, id, strlen(id));
     unsigned i;
-    for (i = 0; i < 4u; i++)
-        if (strcmp(g_node.seen_ids[i], id) == 0)
+    for (i = 0; i < g_node.seen_n; i++)
+        if (g_node.seen[i] == h)
             return 1;
-    strcpy(g_node.seen_ids[g_node.seen_next], id);
-    g_node.seen_next = (g_node.seen_next + 1u) % 4u;
+    g_node.seen[g_node.seen_next] = h;
+    g_node.seen_next = (uint8_t)((g_node.seen_next + 1u) % 4u);
+    if (g_node.seen_n < 4u)
+        g_node.seen_n++;
     return 0;
 }
 
@@ -852,7 +888,12 @@ int node_run(const node_config *c)
     uint32_t windows = 0;
     uint64_t start = 0;
     memset(&g_node, 0, sizeof g_node);
+    memset(&g_summary, 0, sizeof g_summary);
     g_cfg = c;
+    if (c->summary_every_ms && (c->summary_every_ms < 1000u || c->summary_every_ms > 3600000u)) {
+        ef_platform_log("summary period out of range (1000-3600000 ms)");
+        return 2;
+    }
     retained_load();
     if (c->ota) {
         node_ota_config oc = *c->ota; /* the scratch buffers are the FFT's, free between windows */
@@ -952,7 +993,11 @@ int node_run(const node_config *c)
             debug_end(c, ts, sample0, &v);
         if (g_node.shadow_thr > 0.0f)
             sh_thr = shadow_window(&v, &sh);
-        send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL, sh_thr);
+        trial_count(v.anom, g_node.shadow_thr > 0.0f ? &sh : NULL);
+        if (c->summary_every_ms)
+            summary_window(ts, &v);
+        else
+            send_result(ts, &v, t_us, g_node.shadow_thr > 0.0f ? &sh : NULL, sh_thr);
         if (g_node.baseline && !was_learning && g_comm.learning) /* a speed in no class: learning it */
             send_status("online", now_ms(c, ts), "status");  /* (after the debug frame and the result) */
         if (g_node.calib_left && v.cls < 0 && sensor == EF_SENSOR_OK) /* the model's own threshold: its own scores */

@@ -13,7 +13,7 @@
  *
  * Link messages (one per ef_serial frame) are "KIND BODY": node -> bridge
  * `boot` (no body: "I am up, say hello"; repeated every 500 ms until the hello), `will` (the status to register as the MQTT
- * last will), `status`, `result`, `debug` (protocol v1 JSON bodies); bridge -> node
+ * last will), `status`, `result` (or `summary` in summary mode), `debug` (protocol v1 JSON bodies); bridge -> node
  * `hello MS` (the bridge's clock in ms since the epoch: the node answers with
  * will + birth and starts its results) and `cmd JSON`; with OTA, the messages of
  * node_ota.h; the link itself (framing, the bridge's clock) is node_link.h. See docs/mcu.md. */
@@ -52,6 +52,8 @@ typedef struct {
                                * v2 node classes windows by the speed its front end estimates */
     const ef_bearing *bearing; /* the machine's bearing (ef_bearing_set), or NULL: the why's hint names
                                 * a bearing defect only with it */
+    uint32_t summary_every_ms; /* summary mode: one `summary` per period of this many ms (1000-3600000, aligned
+                                * to multiples of it) instead of a `result` per window; 0: results */
 } node_config;
 
 /* Runs the node; returns an exit code (0: the source ended or max_windows reached). */

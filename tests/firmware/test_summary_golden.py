@@ -96,6 +96,23 @@ def test_the_node_accumulator_computes_what_python_computes(summary_tool):
         assert got["vrms"] == pytest.approx(canon["vrms"], rel=2e-4)
 
 
+@pytest.mark.parametrize("order", ["ascending", "descending", "ties"])
+def test_the_p95_from_the_kept_top_scores_is_the_sorted_ones(summary_tool, order):
+    """The accumulator keeps only the top EF_SUMMARY_TOP (52) scores: at any n up to 1,024 and in any order the
+    p95 is still the ceil(0.95 n)-th smallest of them all (n 1,020-1,024 need all 52)."""
+    rng = np.random.default_rng(11)
+    for n in (52, 53, 1019, 1020, 1024):
+        scores = [float(x) for x in rng.lognormal(-3, 0.8, n).astype(np.float32)]
+        if order == "ties":
+            scores = [float(np.float32(round(s, 2) + 0.001)) for s in scores]
+        scores.sort(reverse=order == "descending")
+        want = protocol.summary_of_scores("0badf00d", 0, 1767226200000, 3600000, 1, 0.1, scores, 0)
+        lines = ["A 0badf00d 0 1767226200000 3600000 1 0.1 0"] + [f"{s!r} 0" for s in scores]
+        got = json.loads(run([summary_tool], input=("\n".join(lines) + "\n").encode()).stdout)
+        canon = json.loads(codec.encode("summary", want))
+        assert [got[k] for k in ("n", "min", "p95", "max")] == [canon[k] for k in ("n", "min", "p95", "max")], n
+
+
 def test_a_full_accumulator_says_capacity(summary_tool):
     lines = ["A 0badf00d 0 1767226200000 3600000 1 0.1 0"] + ["0.01 0"] * 1025
     proc = run([summary_tool], input=("\n".join(lines) + "\n").encode(), check=False)

@@ -737,65 +737,116 @@ int ef_proto_encode_summary(char *buf, size_t cap, const ef_proto_summary *s)
 
 void ef_summary_reset(ef_summary_acc *a)
 {
-    a->n = a->anom = a->n_vrms = 0u;
+    a->n = 0u;
+    a->anom = a->n_vrms = 0u;
+    a->min = a->vmax = 0.0f;
     a->sum = a->vsum = 0.0;
-    a->vmax = 0.0;
+}
+
+/* x into the ascending top list of k entries, kept at most EF_SUMMARY_TOP long (the smallest leaves) */
+static void top_insert(float *top, uint32_t k, float x)
+{
+    uint32_t j;
+    if (k == EF_SUMMARY_TOP) {
+        if (!(x > top[0]))
+            return;
+        for (j = 1; j < k && top[j] < x; j++)
+            top[j - 1] = top[j];
+        top[j - 1] = x;
+        return;
+    }
+    for (j = k; j > 0 && top[j - 1] > x; j--)
+        top[j] = top[j - 1];
+    top[j] = x;
 }
 
 int ef_summary_add(ef_summary_acc *a, double score, int anom, double vrms)
 {
+    const uint32_t k = a->n < EF_SUMMARY_TOP ? a->n : EF_SUMMARY_TOP;
+    float x;
     if (a->n >= EF_SUMMARY_MAX_N)
         return EF_ERR_CAPACITY;
     if (!isfinite(score) || score < 0.0)
         return EF_ERR_SCHEMA;
-    a->scores[a->n++] = (float)score;
-    a->sum += (double)(float)score;
+    x = (float)score;
+    top_insert(a->top, k, x);
+    if (a->n == 0u || x < a->min)
+        a->min = x;
+    a->n++;
+    a->sum += (double)x;
     if (anom)
         a->anom++;
     if (vrms >= 0.0 && isfinite(vrms)) {
         a->n_vrms++;
         a->vsum += vrms;
-        if (vrms > a->vmax)
-            a->vmax = vrms;
+        if ((float)vrms > a->vmax)
+            a->vmax = (float)vrms;
     }
     return 0;
 }
 
-/* insertion sort: a period holds at most EF_SUMMARY_MAX_N windows, sorted once per period */
-static void sort_floats(float *v, uint32_t n)
+int ef_summary_fill(const ef_summary_acc *a, ef_proto_summary *s)
 {
-    uint32_t i, j;
-    for (i = 1; i < n; i++) {
-        float x = v[i];
-        for (j = i; j > 0 && v[j - 1] > x; j--)
-            v[j] = v[j - 1];
-        v[j] = x;
-    }
-}
-
-int ef_summary_fill(ef_summary_acc *a, ef_proto_summary *s)
-{
+    const uint32_t k = a->n < EF_SUMMARY_TOP ? a->n : EF_SUMMARY_TOP;
     uint32_t rank;
     double mean;
     if (a->n == 0u)
         return EF_ERR_SCHEMA;
-    sort_floats(a->scores, a->n);
-    rank = (a->n * 95u + 99u) / 100u; /* ceil(0.95 n), exact in integers */
+    rank = (a->n * 95u + 99u) / 100u; /* ceil(0.95 n), exact in integers; n - rank < EF_SUMMARY_TOP */
     if (rank < 1u)
         rank = 1u;
     s->n = a->n;
     s->anom = a->anom;
-    s->min = (double)a->scores[0];
-    s->max = (double)a->scores[a->n - 1u];
-    s->p95 = (double)a->scores[rank - 1u];
+    s->min = (double)a->min;
+    s->max = (double)a->top[k - 1u];
+    s->p95 = (double)a->top[k - 1u - (a->n - rank)]; /* the (n - rank + 1)-th largest */
     mean = a->sum / (double)a->n;
     s->mean = mean < s->min ? s->min : mean > s->max ? s->max : mean; /* rounding must not pass an extreme */
     s->has_vrms = a->n_vrms == a->n;
     if (s->has_vrms) {
         s->vrms = a->vsum / (double)a->n;
-        s->vrms_max = a->vmax;
+        s->vrms_max = (double)a->vmax;
         if (s->vrms > s->vrms_max)
             s->vrms = s->vrms_max;
     }
     return 0;
+}
+
+int ef_summary_due(const ef_summary_period *p, uint32_t every_ms, uint64_t ts, uint32_t model, float thr)
+{
+    if (p->acc.n == 0u || every_ms == 0u)
+        return 0;
+    return ts / every_ms != p->ts / every_ms || model != p->model || thr != p->thr || p->acc.n >= EF_SUMMARY_MAX_N;
+}
+
+int ef_summary_window(ef_summary_period *p, uint64_t ts, uint32_t model, float thr, double score, int anom,
+                      double vrms)
+{
+    if (p->acc.n == 0u) {
+        ef_summary_reset(&p->acc);
+        p->model = model;
+        p->thr = thr;
+    }
+    if (p->acc.n == 0u || ts > p->ts)
+        p->ts = ts;
+    return ef_summary_add(&p->acc, score > 0.0 ? score : 0.0, anom, vrms);
+}
+
+int ef_summary_close(ef_summary_period *p, const char *boot, uint32_t every_ms, uint32_t dropped, char *buf,
+                     size_t cap)
+{
+    ef_proto_summary s;
+    if (p->acc.n == 0u)
+        return 0;
+    memset(&s, 0, sizeof s);
+    s.boot = boot;
+    s.seq = p->seq++;
+    s.ts = p->ts;
+    s.period = every_ms;
+    s.model = p->model;
+    s.thr = (double)p->thr;
+    s.dropped = dropped;
+    ef_summary_fill(&p->acc, &s);
+    ef_summary_reset(&p->acc);
+    return ef_proto_encode_summary(buf, cap, &s);
 }

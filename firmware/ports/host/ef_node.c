@@ -1,11 +1,13 @@
 /* ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F.f32] [--quantized Q.i8]
- *         [--outputs Y.i8] [--quiet]
+ *         [--outputs Y.i8] [--scores S.f32] [--quiet]
  *         [--protocol BOOT [--serial] [--t0 MS] [--no-commission] [--rpm R.f32] [--flash F.bin]
- *          [--rows F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] [--shadow-at K ARTIFACT]]
+ *          [--rows F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] [--shadow-at K ARTIFACT]
+ *          [--summary-every MS]]
  * The node loop over a recording (raw little-endian float32 samples in g): every window ->
  * features -> quantize -> infer -> score vs threshold, one JSON line per window on stdout;
  * the optional files receive the intermediate values for parity tests (--readings: vrms mm/s,
- * speed Hz, kurtosis, crest per window, float32; NaN for a v1 front end). A v2 front end
+ * speed Hz, kurtosis, crest per window, float32; NaN for a v1 front end; --scores: the score each window
+ * was judged by, float32, so a test can rebuild what the node summarized). A v2 front end
  * (feature kind 2) streams each window through ef_pipeline_run: N samples per window.
  *
  * With --protocol the node publishes protocol v1 messages instead (boot id BOOT, timestamps
@@ -27,6 +29,9 @@
  *                   scored on the same class-standardized input against A's threshold for that class
  *                   (learned from the kept rows; ef_commission_shadow), any other by A's own
  *                   standardization and threshold; the results carry `shadow`
+ *   --summary-every MS  summary mode (the MCU node's node_config.summary_every_ms): one `summary` per
+ *                   period of MS ms (1000-3600000) instead of a `result` per window; the open period at the
+ *                   recording's end is not sent (a node that stops loses it, as the simulated node)
  *   --bearing N,BALL,PITCH,DEG  the machine's bearing (rolling elements, ball and pitch diameters in mm,
  *                   contact angle): the fault hint names a bearing defect (refused: exit 2, bad-bearing)
  * A v2 node without --rpm classes its windows by the speed its front end estimates (octave slips
@@ -82,6 +87,8 @@ typedef struct {
     ef_model cand;                          /* the shadow candidate (cand_on: scoring) */
     int cand_on, cand_stale;                /* cand_stale: the record changed, its class thresholds too */
     float cand_cls_thr[EF_BASELINE_MAX_CLASSES]; /* its threshold per class of the record (0: no rows) */
+    uint32_t summary_every;                 /* summary mode: the period in ms (0: results) */
+    ef_summary_period summary;              /* ... its open period */
 } node;
 
 static uint64_t now_ns(void)
@@ -159,6 +166,17 @@ static int publish_result(node *nd, const ef_model *m, uint64_t ts, const verdic
         r.hi = v->hi;
     }
     return emit(nd, ef_proto_encode_result_shadow(g_msg, sizeof g_msg, &h, &r, 1, sh ? shh : NULL, sh));
+}
+
+/* Summary mode: the window joins the open period; a window of another period, model or threshold
+ * publishes the open one first (as the MCU node's summary_window). */
+static int summary_window(node *nd, const ef_model *m, uint64_t ts, const verdict *v)
+{
+    if (ef_summary_due(&nd->summary, nd->summary_every, ts, m->model_version, v->thr) &&
+        emit(nd, ef_summary_close(&nd->summary, nd->boot, nd->summary_every, 0u, g_msg, sizeof g_msg)) != 0)
+        return -1;
+    return ef_summary_window(&nd->summary, ts, m->model_version, v->thr, (double)v->score, v->anom,
+                             v->has_vrms ? v->vrms : -1.0) == EF_OK ? 0 : -1;
 }
 
 /* A birth: what runs, and what commissioning learned (only a commissioning node sends them). */
@@ -441,7 +459,7 @@ static int load_model(const char *path, double fs, uint8_t **art, ef_model *m, e
 int main(int argc, char **argv)
 {
     const char *feat_path = NULL, *read_path = NULL, *q_path = NULL, *y_path = NULL, *rpm_path = NULL, *flash_path = NULL;
-    const char *switch_path = NULL, *shadow_path = NULL, *rows_file = NULL;
+    const char *switch_path = NULL, *shadow_path = NULL, *rows_file = NULL, *score_path = NULL;
     size_t slen, rlen = 0, n_total, start, hop = 0, windows = 0, anomalous = 0, n_cmds = 0, n_rpm = 0, i_cmd;
     uint8_t *art, *raw, *raw_rpm = NULL;
     const float *samples, *rpms = NULL;
@@ -452,14 +470,15 @@ int main(int argc, char **argv)
     uint32_t switch_at = 0, shadow_at = 0;
     uint8_t *cand_art = NULL;
     uint64_t t0 = 1767225600000ull;
-    FILE *ff, *fr, *fq, *fy;
+    FILE *ff, *fr, *fq, *fy, *fs_out;
     scheduled_cmd cmds[MAX_CMDS];
     static node nd;
     if (argc < 4) {
         fprintf(stderr, "usage: ef_node ARTIFACT SAMPLES.f32 FS [--hop N] [--features F] [--quantized Q] "
-                        "[--readings R] [--outputs Y] [--quiet] [--protocol BOOT [--serial] [--t0 MS] [--no-commission] "
-                        "[--rpm R.f32] [--flash F.bin] [--rows F.bin] [--cmd K JSON]... [--model-at K ARTIFACT] "
-                        "[--shadow-at K ARTIFACT] [--bearing N,BALL,PITCH,DEG]]\n");
+                        "[--readings R] [--outputs Y] [--scores S] [--quiet] [--protocol BOOT [--serial] [--t0 MS] "
+                        "[--no-commission] [--rpm R.f32] [--flash F.bin] [--rows F.bin] [--cmd K JSON]... "
+                        "[--model-at K ARTIFACT] [--shadow-at K ARTIFACT] [--bearing N,BALL,PITCH,DEG] "
+                        "[--summary-every MS]]\n");
         return 1;
     }
     nd.commission = 1;
@@ -484,6 +503,15 @@ int main(int argc, char **argv)
             q_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--outputs") == 0)
             y_path = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--scores") == 0)
+            score_path = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--summary-every") == 0) {
+            nd.summary_every = (uint32_t)strtoul(argv[++i], NULL, 10);
+            if (nd.summary_every < 1000u || nd.summary_every > 3600000u) {
+                fprintf(stderr, "error: --summary-every %s: a period of 1000-3600000 ms\n", argv[i]);
+                return 2;
+            }
+        }
         else if (i + 1 < argc && strcmp(argv[i], "--rpm") == 0)
             rpm_path = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--flash") == 0)
@@ -548,7 +576,8 @@ int main(int argc, char **argv)
     fr = open_opt(read_path);
     fq = open_opt(q_path);
     fy = open_opt(y_path);
-    if ((feat_path && !ff) || (read_path && !fr) || (q_path && !fq) || (y_path && !fy))
+    fs_out = open_opt(score_path);
+    if ((feat_path && !ff) || (read_path && !fr) || (q_path && !fq) || (y_path && !fy) || (score_path && !fs_out))
         return 1;
     if (nd.boot && publish_birth(&nd, &m, t0) != 0)
         return 2;
@@ -620,6 +649,8 @@ int main(int argc, char **argv)
             fwrite(g_q, 1, m.n_inputs, fq);
         if (fy)
             fwrite(g_y, 1, m.n_outputs, fy);
+        if (fs_out)
+            fwrite(&v.score, sizeof(float), 1, fs_out);
         anomalous += v.anom != 0;
         if (nd.boot) {
             ef_proto_shadow_head shh;
@@ -628,7 +659,9 @@ int main(int argc, char **argv)
                 shh.model = nd.cand.model_version;
                 shadow_window(&nd, &v, &sh, &shh.thr);
             }
-            if (publish_result(&nd, &m, ts, &v, (uint32_t)((t_inf + 500u) / 1000u), &shh, nd.cand_on ? &sh : NULL) != 0)
+            if (nd.summary_every ? summary_window(&nd, &m, ts, &v) != 0
+                                 : publish_result(&nd, &m, ts, &v, (uint32_t)((t_inf + 500u) / 1000u), &shh,
+                                                  nd.cand_on ? &sh : NULL) != 0)
                 return 2;
         } else if (!quiet)
             printf("{\"window\":%zu,\"score\":%.9g,\"anom\":%s}\n", windows, (double)v.score,
@@ -664,6 +697,8 @@ int main(int argc, char **argv)
         fclose(fq);
     if (fy)
         fclose(fy);
+    if (fs_out)
+        fclose(fs_out);
     free(nd.rec_mem);
     free(nd.rows_mem);
     free(raw_rpm);

@@ -1,6 +1,6 @@
 /* ef_mcu_node.elf on the emulated MPS2 AN386: the node loop with its serial link on UART0.
  *   node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] [--t0 MS]
- *        [--nopace] [--windows N] [--key PUBKEY --device ID] [--no-commission]
+ *        [--nopace] [--windows N] [--key PUBKEY --device ID] [--no-commission] [--summary-every MS]
  * The artifact is copied through semihosting into the model slot (the stand-in for
  * flash programming) and read in place. With --key (a file of the 32-byte Ed25519
  * public key the node trusts at the factory, for models and campaign tickets) and
@@ -12,6 +12,8 @@
  * --rpm is the board's speed input (a tachometer's stand-in): one float32 rev/min per
  * window, looped like the samples; without it the node has no speed input (one any-speed
  * class). The node commissions its baseline (docs/baseline.md) unless --no-commission.
+ * --summary-every MS: summary mode, one `summary` per period of MS ms (1000-3600000) instead of a
+ * `result` per window (node_app.h; out of range: exit 2).
  * "Flash" map (the SLOT region, 0x100000; QEMU keeps it across a system reset):
  *   +0       slot 0 (128 KB: 16 KB header + artifact)   +128 KB  slot 1
  *   +256 KB  staging (128 KB): the factory image at start, then an offer's manifest, ticket and keysets
@@ -154,7 +156,7 @@ int main(void)
         strcmp(argv[1], "node") != 0) {
         sh_puts("usage: node ARTIFACT FS [--samples F.f32 [--once]] [--rpm R.f32] [--fault A] [--boot B] "
                 "[--t0 MS] [--nopace] [--windows N] [--key PUBKEY --device ID] [--no-commission] "
-                "[--bearing N,BALL,PITCH,DEG]\n");
+                "[--bearing N,BALL,PITCH,DEG] [--summary-every MS]\n");
         sh_exit(1);
     }
     c.fs = strtod(argv[3], NULL);
@@ -179,7 +181,9 @@ int main(void)
         else if (i + 1 < argc && strcmp(argv[i], "--t0") == 0) {
             c.has_t0 = 1;
             c.t0 = strtoull(argv[++i], NULL, 10);
-        } else if (i + 1 < argc && strcmp(argv[i], "--windows") == 0)
+        } else if (i + 1 < argc && strcmp(argv[i], "--summary-every") == 0)
+            c.summary_every_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (i + 1 < argc && strcmp(argv[i], "--windows") == 0)
             c.max_windows = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--key") == 0)
             key = argv[++i];

@@ -158,19 +158,45 @@ typedef struct {
 } ef_proto_summary;
 
 /* Summary mode on the node: fold each window's score in, then encode and reset at the period's end.
- * The p95 needs the scores: the accumulator keeps up to EF_SUMMARY_MAX_N of them (float, 4 B each). */
-#define EF_SUMMARY_MAX_N 1024
+ * A period holds up to EF_SUMMARY_MAX_N windows. The nearest-rank p95 of n scores is the
+ * (floor(n / 20) + 1)-th largest, so the accumulator keeps only the EF_SUMMARY_TOP largest scores (and the
+ * smallest): the same p95 as sorting them all, in 208 B of scores instead of 4 KB. */
+#define EF_SUMMARY_MAX_N 1024u
+#define EF_SUMMARY_TOP (EF_SUMMARY_MAX_N / 20u + 1u)
 typedef struct {
-    uint32_t n, anom, n_vrms;
-    double sum, vsum, vmax;
-    float scores[EF_SUMMARY_MAX_N];
+    uint32_t n;
+    uint16_t anom, n_vrms; /* <= EF_SUMMARY_MAX_N */
+    float min, vmax;       /* vmax: a node's velocity RMS is float32 anyway */
+    double sum, vsum;
+    float top[EF_SUMMARY_TOP]; /* the largest scores so far, ascending (min(n, EF_SUMMARY_TOP) of them) */
 } ef_summary_acc;
 
 void ef_summary_reset(ef_summary_acc *a);
 /* Add one window; returns 0, or EF_ERR_CAPACITY when the accumulator is full (encode it first). vrms < 0: none. */
 int ef_summary_add(ef_summary_acc *a, double score, int anom, double vrms);
 /* Fill n, anom, min, mean, p95, max (and vrms when every window had one) of `s` from the accumulator. */
-int ef_summary_fill(ef_summary_acc *a, ef_proto_summary *s);
+int ef_summary_fill(const ef_summary_acc *a, ef_proto_summary *s);
+
+/* A node's summary mode (device_sim VirtualNode._summarize): a period holds the windows of one period
+ * index (ts / every ms), one model and one threshold; the first window that differs in any of them
+ * closes it. On the MCU a full accumulator (EF_SUMMARY_MAX_N windows) closes it too, early. seq counts
+ * this boot's summaries; the open period lives in RAM only (a reset loses it, as the simulator's reboot). */
+typedef struct {
+    ef_summary_acc acc; /* acc.n == 0: no period open */
+    uint64_t ts;        /* the newest window's ts: the summary's */
+    uint32_t model, seq;
+    float thr;
+} ef_summary_period;
+
+/* 1 when the open period must be closed (ef_summary_close) before the window (ts, model, thr) joins. */
+int ef_summary_due(const ef_summary_period *p, uint32_t every_ms, uint64_t ts, uint32_t model, float thr);
+/* The window into the open period (the first one opens it): score clamped at 0, vrms < 0: none. */
+int ef_summary_window(ef_summary_period *p, uint64_t ts, uint32_t model, float thr, double score, int anom,
+                      double vrms);
+/* The open period as one summary message in buf (seq: the next one, counted even if the encoder refuses
+ * it, so a refused summary is a gap); the period is emptied. The length, 0 when none was open, < 0 refused. */
+int ef_summary_close(ef_summary_period *p, const char *boot, uint32_t every_ms, uint32_t dropped, char *buf,
+                     size_t cap);
 int ef_proto_encode_summary(char *buf, size_t cap, const ef_proto_summary *s);
 
 int ef_proto_encode_result(char *buf, size_t cap, const ef_proto_result_head *h,

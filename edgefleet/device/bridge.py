@@ -4,8 +4,8 @@ The node (firmware/app/node_app.c) speaks COBS + CRC-32 frames (ef_serial,
 docs/firmware.md) over a UART; each frame holds one link message "KIND BODY":
 
 - node -> bridge: ``boot`` (up, waiting for hello; repeated until answered), ``will`` (the status to register as the
-  MQTT last will), and protocol v1 ``status``, ``result``, ``debug``, ``ota/state``,
-  ``ota/req`` bodies, published on ``ef/v1/{device}/{kind}`` after validation;
+  MQTT last will), and protocol v1 ``status``, ``result`` (``summary`` from a node in summary mode),
+  ``debug``, ``ota/state``, ``ota/req`` bodies, published on ``ef/v1/{device}/{kind}`` after validation;
 - bridge -> node: ``hello MS`` (the bridge's clock; the node answers with will + birth)
   and ``cmd JSON`` (each ``ef/v1/{device}/cmd`` message, forwarded as received);
 - over-the-air updates (the node application's OTA part, firmware/README.md): a valid ``ota/offer``
@@ -55,7 +55,7 @@ from edgefleet.protocol.connect import (
 
 log = logging.getLogger("edgefleet.device.bridge")
 
-DEVICE_TO_BROKER = ("status", "result", "debug", "ota/state", "ota/req")
+DEVICE_TO_BROKER = ("status", "result", "summary", "debug", "ota/state", "ota/req")
 BROKER_TO_DEVICE = ("cmd", "ota/offer", "ota/data")
 MAX_PIECE = 256  # manifest bytes per `mdat` frame (the node asks for less)
 

@@ -81,7 +81,8 @@ def _resample_target(fs: float) -> float:
 
 def _member_shape(z: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of an array in the .npz from its header alone (nothing is read into memory)."""
-    with z.zip.open(f"{key}.npy") as f:
+    name = f"{key}.npy" if f"{key}.npy" in z.zip.namelist() else key
+    with z.zip.open(name) as f:
         version = np.lib.format.read_magic(f)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = reader(f)
@@ -295,8 +296,10 @@ def windows_of(rec: Recording, params: FeatureParams, *, hop_fraction: float = 1
         if n_seg < p.n_samples or not len(caps):
             raise DataError(
                 f"{rec.name}: {len(caps)} capture(s) of {n_seg / rec.fs:.3f} s in the selected span, need at least "
-                f"one of a {p.n_samples / rec.fs:.4g} s window (feature definition v{params.version}); pull more "
-                f"(edgefleet data pull --target ... --seconds N) or with the model the window is for")
+                f"one of a {p.n_samples / rec.fs:.4g} s window (feature definition v{params.version}); "
+                + ("pull more (edgefleet data pull --target ... --seconds N) or with the model the window is for"
+                   if rec.meta.get("dataset") == PULLED else
+                   "snapshots this short serve only a model with a shorter window (v1, model train --window)"))
         hop = max(1, int(round(p.n_samples * hop_fraction)))
         return np.concatenate([frame(c, p.n_samples, hop) for c in caps])
     lo, hi = int(rec.signal.size * start), int(rec.signal.size * stop)

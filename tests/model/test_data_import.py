@@ -285,3 +285,17 @@ def test_an_npz_from_another_tool_and_a_2d_array_take_a_named_channel(tmp_path, 
     np.savez(tmp_path / "own.npz", signal=x[:, 0].astype(np.float32), fs=20000.0, label="normal")
     rc, _, err = run(capsys, str(tmp_path / "own.npz"), "--out", str(tmp_path / "p"))
     assert rc == 2 and "already an edgefleet recording" in err
+
+
+def test_ims_one_second_snapshots_are_too_short_for_a_v2_window_and_it_is_said(tmp_path, capsys):
+    d = tmp_path / "1st_test"
+    d.mkdir()
+    for name in ("2003.10.22.12.06.24", "2003.10.22.12.09.13", "2003.10.22.12.14.13"):
+        np.savetxt(d / name, np.stack([tone(20480, 1.0, seed=i) for i in range(2)], 1), fmt="%.3f", delimiter="\t")
+    rc, _, err = run(capsys, str(d), "--fs", "20480", "--channel", "0", "--join", "--interval", "600",
+                     "--out", str(tmp_path / "o"))
+    assert rc == 0, err
+    rc = main(["model", "evaluate", str(REPO / "edgefleet/models/fleet-v2"), "--data", str(tmp_path / "o")])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "capture(s) of 1.000 s" in err and "need at least one of a 1.062 s window" in err
+    assert "serve only a model with a shorter window (v1, model train --window)" in err

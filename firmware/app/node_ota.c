@@ -367,27 +367,15 @@ static __attribute__((noinline)) void on_offer(cursor *c, uint64_t now, uint32_t
     memcpy(g_o.campaign, camp, n_camp);
     g_o.campaign[n_camp] = '\0';
     g_o.model = model;
-    if (model <= running_version()) {
-        snprintf(reason, sizeof reason, "version %lu is not newer than running %lu (no downgrade)",
-                 (unsigned long)model, (unsigned long)running_version());
-        send_state(g_o.campaign, model, "rejected", now, 0, 0, reason);
-        return;
-    }
-    if (size == 0 || size > g_o.cfg.slot_size - EF_OTA_HDR_SIZE) {
-        snprintf(reason, sizeof reason, "artifact of %lu B exceeds the %lu B slot", (unsigned long)size,
-                 (unsigned long)(g_o.cfg.slot_size - EF_OTA_HDR_SIZE));
-        send_state(g_o.campaign, model, "rejected", now, 0, 0, reason);
-        return;
-    }
+    /* No refusal before the ticket is checked names the offered campaign: nothing proves it yet, and a
+     * forged offer must not count against a real campaign. Not newer or too large: the core's verdict,
+     * after the ticket (offer_refused). */
     h.mlen = mlen;
-    if (mlen < 2 || mlen > MANIFEST_MAX || h.tlen > TICKET_MAX || h.klen > KEYS_MAX) {
-        send_state(g_o.campaign, model, "rejected", now, 0, 0, "documents do not fit the staging area");
-        return;
-    }
     /* only the sectors the documents need (trust_off is above the largest): the trust set lies further up */
     erase = (STAGE_DOCS + mlen + h.tlen + h.klen + stg->erase_size - 1u) / stg->erase_size * stg->erase_size;
-    if (stg->erase(stg->ctx, 0, erase) != 0 || stg->write(stg->ctx, 0, &h, (uint32_t)sizeof h) != 0) {
-        send_state(g_o.campaign, model, "rejected", now, 0, 0, "documents do not fit the staging area");
+    if (mlen < 2 || mlen > MANIFEST_MAX || h.tlen > TICKET_MAX || h.klen > KEYS_MAX ||
+        stg->erase(stg->ctx, 0, erase) != 0 || stg->write(stg->ctx, 0, &h, (uint32_t)sizeof h) != 0) {
+        send_state("none", model, "rejected", now, 0, 0, "documents do not fit the staging area");
         return;
     }
     g_o.size = size;
@@ -418,16 +406,25 @@ static __attribute__((noinline)) int describes_offer(const uint8_t *m, const sta
     return mf.version == g_o.model && mf.size == g_o.size && memcmp(mf.sha256, h->sha, 32) == 0;
 }
 
-/* The core refused the offer (st): report why. Out of line, for the same reason. */
+/* The core refused the offer (st): report why, in the simulated node's words where it has them.
+ * Out of line, for the same reason. */
 static __attribute__((noinline)) void offer_refused(uint64_t now, ef_status st)
 {
+    const uint32_t cap = g_o.cfg.slot_size - EF_OTA_HDR_SIZE;
     char reason[80];
     if (st == EF_ERR_UNAUTHORIZED) {
         unauthorized(now, "no valid ticket for this device, campaign and artifact from a trusted key");
         return;
     }
     g_o.ph = PH_IDLE;
-    refused("manifest", st, reason, sizeof reason);
+    if (st == EF_ERR_DOWNGRADE)
+        snprintf(reason, sizeof reason, "version %lu is not newer than running %lu (no downgrade)",
+                 (unsigned long)g_o.model, (unsigned long)running_version());
+    else if (st == EF_ERR_INCOMPATIBLE && (g_o.size == 0 || g_o.size > cap))
+        snprintf(reason, sizeof reason, "artifact of %lu B exceeds the %lu B slot", (unsigned long)g_o.size,
+                 (unsigned long)cap);
+    else
+        refused("manifest", st, reason, sizeof reason);
     send_state(g_o.campaign, g_o.model, g_o.ota.report == EF_OTA_REPORT_FAILED ? "failed" : "rejected", now, 0, 0,
                reason);
 }
@@ -442,10 +439,8 @@ static __attribute__((noinline)) void manifest_done(uint64_t now, uint32_t tick)
     ef_ota_input in;
     ef_status st;
     int ok = h != NULL && m != NULL ? describes_offer(m, h) : -1;
-    if (ok <= 0) {
-        g_o.ph = PH_IDLE;
-        send_state(g_o.campaign, g_o.model, "rejected", now, 0, 0,
-                   ok < 0 ? "manifest: bad-manifest" : "manifest does not describe the offered artifact");
+    if (ok <= 0) { /* before the ticket is checked (it names the manifest's model): under "none" */
+        unauthorized(now, ok < 0 ? "manifest: bad-manifest" : "manifest does not describe the offered artifact");
         return;
     }
     memset(&in, 0, sizeof in);

@@ -484,9 +484,10 @@ def test_ota_on_the_emulated_m4_over_the_link(mcu, recording, tmp_path):
         served, st = serve_transfer(link, "forged", blob, docs)
         assert served == 0
         assert (st["campaign"], st["state"], st["reason"]) == ("forged", "rejected", "manifest: bad-signature")
-        offer_to(link, "old", *release(1, key), key)
-        st = link.state()
-        assert st["state"] == "rejected" and "not newer" in st["reason"]
+        blob1, man1 = release(1, key)  # judged after its ticket: the documents are fetched, no chunk
+        served, st = serve_transfer(link, "old", blob1, offer_to(link, "old", blob1, man1, key))
+        assert served == 0 and (st["campaign"], st["state"], st["reason"]) == (
+            "old", "rejected", "version 1 is not newer than running 1 (no downgrade)")
 
         # signed, but its self-test outputs are not what the model gives: rejected after download
         blob, man = release(2, key, wrong_self_test=True)
@@ -698,6 +699,20 @@ def test_an_offer_during_a_download_or_trial_never_ends_it(mcu, recording, tmp_p
 
     try:
         assert hello(link)["model"] == 1
+        # idle: forged offers naming the campaign about to come, each refusable before its ticket is
+        # checked (a downgrade, a manifest of another model, a size over the slot, a manifest that does
+        # not parse), which the node once reported under that campaign: all under "none", no chunk asked
+        blob1, man1 = release(1, attacker)
+        for msg in (offer_msg("c-2", blob1, man1, attacker), offer_msg("c-2", blob2, man3, attacker),
+                    {**offer_msg("c-2", blob2, man2, attacker), "size": 10 ** 7},
+                    offer_msg("c-2", blob2, b'{"body":{},"signature":"00"}', attacker)):
+            docs, line = offer_link(msg)
+            link.send(line)
+            served, st = serve_transfer(link, "c-2", blob2, docs)
+            (_, py_st), = py.offer(msg, 0.5)
+            assert served == 0 and (st["campaign"], st["state"]) == (py_st["campaign"], py_st["state"]) == (
+                "none", "rejected"), (st, py_st)
+            assert st["reason"].startswith("unauthorized offer: ") and py_st["reason"].startswith("unauthorized offer: ")
         docs = offer_to(link, "c-2", blob2, man2, key)
         reports.append(serve_transfer(link, "c-2", blob2, docs)[1])
         py_pending = py.offer(good, 1.0)

@@ -207,7 +207,7 @@ def _check_band_top(recordings, fmax: float) -> None:
     say which --fmax it can (an 8 kHz WAV sees up to 4 kHz, the default bands reach 5 kHz)."""
     slowest = min(recordings, key=lambda r: r.fs)
     if fmax > slowest.fs / 2:
-        raise DataError(f"{slowest.name}: recorded at {slowest.fs:g} Hz, it sees up to {slowest.fs / 2:g} Hz, but the "
+        raise DataError(f"{slowest.name}: recorded at {slowest.fs:g} Hz, it sees up to {slowest.fs / 2:g} Hz (Nyquist), but the "
                         f"bands reach --fmax {fmax:g} Hz: pass --fmax {0.45 * slowest.fs:g} or leave it out")
 
 

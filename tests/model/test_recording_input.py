@@ -188,7 +188,7 @@ def test_replay_of_a_folder_runs_the_good_recordings_and_names_the_refused_one(t
 def test_train_names_the_fmax_a_slow_recording_can_feed_before_training(tmp_path, capsys):
     save(tmp_path / "pump_8k.npz", signal=vibration(8000.0, 3.0), fs=8000.0)
     rc, _, err = cli(capsys, "model", "train", "--data", str(tmp_path), "--version", "1", "--out", str(tmp_path / "m"))
-    assert rc == 2 and "pump_8k: recorded at 8000 Hz, it sees up to 4000 Hz, but the bands reach --fmax 5000 Hz: " \
+    assert rc == 2 and "pump_8k: recorded at 8000 Hz, it sees up to 4000 Hz (Nyquist), but the bands reach --fmax 5000 Hz: " \
                       "pass --fmax 3600" in err
     assert not (tmp_path / "m").exists()
 

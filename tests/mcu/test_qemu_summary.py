@@ -8,15 +8,20 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
+
+from edgefleet import protocol
+from edgefleet.device.framing import FrameDecoder, split_link
 from edgefleet.service.broker import start_broker
 
 from testkit import free_port
 
-from .conftest import FLEET_MODEL, QEMU, REPO
+from .conftest import FIRMWARE, FLEET_MODEL, QEMU, REPO
 from .test_qemu_fleet import ENV, q, wait_for
 
 DEVICE = "qemu-m4-sum"
 EVERY_MS = 1000  # 80 ms windows: 12 or 13 a period
+STACK_RESERVED = 3584  # ports/mps2-an386/mps2-an386.ld
 
 
 def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_path):
@@ -74,3 +79,36 @@ def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_pa
     assert sum(r[7] for r in rows[1:]) >= 11 * (len(rows) - 1)  # periods after the first hold (nearly) all
     assert q(db, "SELECT count(*) FROM results WHERE device = ?", DEVICE)[0][0] == 0  # no per-window result
     assert q(db, "SELECT count(*) FROM rejected")[0][0] == 0
+
+
+def test_qemu_node_summaries_equal_the_host_build(mcu, recording, tmp_path):
+    """On a fixed timeline the M4 node's summaries are the host node's byte for byte (which are the simulated
+    node's: tests/firmware/test_node_summary_parity.py), across its commissioning (64 windows by the model's
+    threshold, then its class's); and summary mode stays within the stack the image reserves."""
+    from .test_qemu_node import BOOT, T0
+
+    rec, fs = recording
+    uart = tmp_path / "uart.bin"
+    proc = subprocess.run([*QEMU, "-serial", f"file:{uart}", "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
+                           f"node {FLEET_MODEL} {fs} --samples {rec} --nopace --boot {BOOT} --t0 {T0} --windows 120 "
+                           f"--summary-every {EVERY_MS}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames = [split_link(p) for p in FrameDecoder().feed(uart.read_bytes())]
+    m4 = [b for k, b in frames if k == "summary"]
+    assert not [k for k, _ in frames if k == "result"]
+    looped = tmp_path / "looped.f32"  # the node loops the 40-window recording: 120 windows
+    np.tile(np.fromfile(rec, "<f4"), 3).tofile(looped)
+    host = subprocess.run([str(FIRMWARE / "build" / "host" / "ef_node"), str(FLEET_MODEL), str(looped), str(fs),
+                           "--protocol", BOOT, "--t0", str(T0), "--summary-every", str(EVERY_MS)],
+                          capture_output=True, check=True)
+    ref = [line for line in host.stdout.splitlines() if line.startswith(b'{"v"')]
+    ref = [m for m in ref if b'"period"' in m]
+    assert m4 == ref
+    bodies = [protocol.decode("summary", b) for b in m4]
+    # 120 windows of 80 ms: 1 s periods of 12 or 13, one closed early when commissioning ends (window 64),
+    # the last (windows 113-119) still open
+    assert sum(b["n"] for b in bodies) == 113 and len({b["thr"] for b in bodies}) == 2
+    assert [b["seq"] for b in bodies] == list(range(len(bodies)))
+    used = int((proc.stdout + proc.stderr).split("stack used: ")[1].split()[0])
+    print(f"summary mode: stack high-water {used} B of {STACK_RESERVED} B reserved")
+    assert used <= STACK_RESERVED - 1024, f"stack high-water mark {used} B (summary mode, commissioning included)"

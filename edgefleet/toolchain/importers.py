@@ -115,6 +115,13 @@ def coarse_times(t: np.ndarray) -> bool:
     return bool(np.any(d == 0) and np.all(d >= 0))
 
 
+def _mono_channel(channel: str | None, what: str) -> int:
+    """Channel 0 of a one-channel file; naming another one is a mistake worth saying."""
+    if channel not in (None, "0"):
+        raise DataError(f"{what}: one channel only, no channel {channel!r}; drop --channel")
+    return 0
+
+
 def pick_column(names: list[str], channel: str | None, what: str) -> int:
     """The column holding vibration: the one named, or the only one that is not a time column."""
     listing = ", ".join(f"{i}: {n}" for i, n in enumerate(names))
@@ -238,6 +245,9 @@ def _table_unit(name: str, opts: ImportOptions, what: str) -> str:
         raise DataError(f"{what}: column {name!r} looks like velocity; the front end takes acceleration "
                         "(it integrates to mm/s itself): export acceleration, or pass --unit if it is one")
     said = unit_from_name(name)
+    if opts.unit is not None and said is not None and to_g_factor(said) != to_g_factor(opts.unit):
+        raise DataError(f"{what}: column {name!r} looks like {said} but --unit is {opts.unit}; check which is right "
+                        "(a wrong unit scales every velocity)")
     if opts.unit is None and said not in (None, "g"):
         raise DataError(f"{what}: column {name!r} looks like {said}, but no --unit was given (the default is g); "
                         f"pass --unit {said} (or --unit g if it is in g)")
@@ -269,7 +279,8 @@ def read_wav(path: Path, opts: ImportOptions) -> Iterator[Piece]:
         raise DataError(f"{path.name}: a WAV file stores no unit; pass --scale S --unit g|m/s2 (S = {full}, "
                         f"this file holds {data.dtype} samples)")
     names = [str(i) for i in range(1 if data.ndim == 1 else data.shape[1])]
-    ch = 0 if data.ndim == 1 else pick_column(names, opts.channel, f"{path.name} ({len(names)} channels)")
+    ch = _mono_channel(opts.channel, path.name) if data.ndim == 1 else \
+        pick_column(names, opts.channel, f"{path.name} ({len(names)} channels)")
     col = data if data.ndim == 1 else data[:, ch]
 
     def samples() -> Iterator[np.ndarray]:
@@ -290,7 +301,8 @@ def read_npy(path: Path, opts: ImportOptions) -> Iterator[Piece]:
     if data.ndim not in (1, 2) or data.dtype.kind not in "fiu":
         raise DataError(f"{path.name}: need real numbers [n] or [n, channels], got {data.dtype} {data.shape}")
     names = [str(i) for i in range(1 if data.ndim == 1 else data.shape[1])]
-    ch = 0 if data.ndim == 1 else pick_column(names, opts.channel, f"{path.name} ({len(names)} channels)")
+    ch = _mono_channel(opts.channel, path.name) if data.ndim == 1 else \
+        pick_column(names, opts.channel, f"{path.name} ({len(names)} channels)")
     col = data if data.ndim == 1 else data[:, ch]
     if col.dtype.kind in "iu" and opts.scale is None:
         raise DataError(f"{path.name}: integer counts ({col.dtype}); pass --scale (unit per count)")

@@ -299,3 +299,13 @@ def test_ims_one_second_snapshots_are_too_short_for_a_v2_window_and_it_is_said(t
     _, err = capsys.readouterr()
     assert rc == 2 and "capture(s) of 1.000 s" in err and "need at least one of a 1.062 s window" in err
     assert "serve only a model with a shorter window (v1, model train --window)" in err
+
+
+def test_a_unit_or_channel_said_against_the_file_is_refused(tmp_path, capsys):
+    x = tone(8000, 1.0)
+    g = write_csv(tmp_path / "g.csv", "time_s,accel_g", x, 8000)
+    rc, _, err = run(capsys, str(g), "--unit", "m/s2", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "column 'accel_g' looks like g but --unit is m/s2" in err
+    wav = write_wav(tmp_path / "mono.wav", 8000, np.round(x * 1000).astype(np.int16))
+    rc, _, err = run(capsys, str(wav), "--scale", "0.001", "--channel", "1", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "one channel only, no channel '1'" in err

@@ -264,18 +264,40 @@ def threshold_from(values: np.ndarray, k: float, margin: float, floor: float = 1
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # standardized features [m, n] float32 -> scores [m] float32
 
 
-def stationary(rows_q: np.ndarray) -> bool:
+def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:
     """Did the class's features settle? The median of the newer half of its rows against the older
     half, per feature, within four standard errors of their difference (all integer, as on the
-    node). Run-in, warm-up or a fault that starts while commissioning moves the newer half away."""
+    node). Run-in, warm-up or a fault that starts while commissioning moves the newer half away.
+
+    With the rows' speeds (`rpms`), only rows at speeds both halves ran at are compared: a class
+    is a +-5 % speed band, and a machine that visits it in a few stints (a schedule, a slow speed
+    wander) can run each stint at another speed inside it, which moves a line across a band edge.
+    That difference is the class's normal, not a trend; dropping the older stint would leave a
+    class that never saw part of its own speeds (docs/baseline.md, "When commissioning ends").
+    Halves that share too few speeds (under a quarter of each) cannot tell time from speed and
+    count as settled."""
     rows_q = np.asarray(rows_q, np.int64)
     m = rows_q.shape[0]
     old, new = rows_q[: m // 2], rows_q[m // 2:]
     c_old, s_old, _ = robust_stats(old)  # each half's own spread: a drift inflates the whole's
     c_new, s_new, _ = robust_stats(new)
+    a, b = old.shape[0], new.shape[0]
+    if rpms is not None:
+        r = np.asarray(rpms, np.float64)
+        r_old, r_new = r[: m // 2], r[m // 2:]
+        lo, hi = max(r_old.min(), r_new.min()), min(r_old.max(), r_new.max())
+        o = (r_old >= lo) & (r_old <= hi)
+        n = (r_new >= lo) & (r_new <= hi)
+        a, b = int(o.sum()), int(n.sum())
+        if 4 * a < old.shape[0] or 4 * b < new.shape[0]:
+            return True
+        if a < old.shape[0] or b < new.shape[0]:
+            c_old, c_new = robust_stats(old[o])[0], robust_stats(new[n])[0]
     for j in range(rows_q.shape[1]):
         d, s = int(c_new[j]) - int(c_old[j]), max(int(s_old[j]), int(s_new[j]))
-        if d * d * m > DRIFT_K2 * s * s:
+        # |d| over four standard errors of a difference of medians of a and b rows (a = b = m/2:
+        # d * d * m > 100 * s * s)
+        if d * d * a * b > 25 * s * s * (a + b):
             return False
     return True
 
@@ -297,6 +319,7 @@ def steady_speed(rpm: float | None, last_rpm: float | None, tolerance: float = S
 class _ClassAcc:
     rpm_center: float  # 0: any speed
     rows: list[np.ndarray] = field(default_factory=list)
+    rpms: list[float] = field(default_factory=list)  # each row's speed (0: none): the settle test's
     seen: int = 0
     restarts: int = 0  # times the class was found still moving and its older half dropped
 
@@ -332,9 +355,12 @@ class Commissioner:
         if len(acc.rows) >= self.target:
             return "class_full"
         acc.rows.append(q)
-        if len(acc.rows) == self.target and acc.restarts < MAX_RESTARTS and not stationary(np.stack(acc.rows)):
+        acc.rpms.append(float(rpm) if known else 0.0)  # type: ignore[arg-type]
+        if (len(acc.rows) == self.target and acc.restarts < MAX_RESTARTS
+                and not stationary(np.stack(acc.rows), np.array(acc.rpms) if known else None)):
             acc.restarts += 1
             del acc.rows[: self.target // 2]
+            del acc.rpms[: self.target // 2]
             return self._skip("not_stationary")
         return "learning"
 

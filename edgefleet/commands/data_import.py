@@ -81,7 +81,8 @@ def _safe(s: str) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from edgefleet.toolchain.importers import ImportOptions, reader_for
+    from edgefleet.toolchain.import_readers import reader_for
+    from edgefleet.toolchain.importers import ImportOptions
 
     for name, v in (("--fs", args.fs), ("--scale", args.scale), ("--resample", args.resample),
                     ("--split", args.split), ("--interval", args.interval)):
@@ -149,7 +150,8 @@ def _write(path: Path, piece, meta: dict, **extra) -> Path:
 
 def _join(files: list[Path], opts, args: argparse.Namespace, meta: dict) -> Path:
     """Snapshots of one machine as one recording: equal lengths and rates, `segment` = a snapshot."""
-    from edgefleet.toolchain.importers import Piece, reader_for
+    from edgefleet.toolchain.import_readers import reader_for
+    from edgefleet.toolchain.importers import Piece
 
     snaps: list[Piece] = []
     for f in files:

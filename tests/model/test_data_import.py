@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from edgefleet.cli import main
-from edgefleet.toolchain import importers
+from edgefleet.toolchain import import_readers, importers
 from edgefleet.toolchain.datasets import load_folder, load_recording
 from edgefleet.toolchain.replay import load_replay
 
@@ -176,19 +176,19 @@ def test_broken_tables_are_refused_in_one_line(tmp_path, capsys, content, messag
 
 
 def test_a_long_file_is_read_in_chunks_cut_by_split_and_never_held_whole(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(importers, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(import_readers, "CHUNK_ROWS", 1000)
     monkeypatch.setattr(importers, "MAX_SAMPLES", 5000)
     f = write_csv(tmp_path / "long.csv", "time_s,accel_g", tone(8000, 2.0), 8000)  # 16,000 samples
     rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
     assert rc == 2 and "more than 5,000 samples" in err and "--split SECONDS" in err
     chunks = []
-    real = importers._table_chunks
+    real = import_readers._table_chunks
 
     def spy(*a, **k):
         for c in real(*a, **k):
             chunks.append(c[0].size)
             yield c
-    monkeypatch.setattr(importers, "_table_chunks", spy)
+    monkeypatch.setattr(import_readers, "_table_chunks", spy)
     rc, out, err = run(capsys, str(f), "--split", "0.5", "--out", str(tmp_path / "o"))
     assert rc == 0, err
     recs = sorted((tmp_path / "o").glob("*.npz"))
@@ -252,7 +252,7 @@ def test_a_24_bit_wav_is_read_and_a_file_that_is_no_wav_is_named(tmp_path, capsy
 
 @pytest.mark.parametrize("gap_row", [300, 1000])  # inside a chunk, and the first row of the next one
 def test_a_gap_in_a_loggers_time_column_is_named_by_row_not_joined(tmp_path, capsys, monkeypatch, gap_row):
-    monkeypatch.setattr(importers, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(import_readers, "CHUNK_ROWS", 1000)
     x = tone(8000, 0.5)
     t = np.arange(x.size) / 8000
     t[gap_row:] += 0.5  # the logger lost half a second

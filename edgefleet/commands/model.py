@@ -287,8 +287,9 @@ def _overall(ev: dict) -> str:
     """The summary line; without normal or without fault windows there is no AUC, and it says why."""
     tail = f"{ev['normal_windows']} normal windows (held-out tail of training recordings); threshold {ev['threshold']:.4g}"
     if not ev["normal_windows"]:
-        return ("no AUC: no normal recording (label 'normal') to compare the fault recordings with; "
-                "add one of this machine's normal running. " + tail)
+        labels = sorted({f["label"] for f in ev["per_file"]})
+        return (f"no AUC: no normal recording (label 'normal'; labels found: {', '.join(labels)}) to compare the "
+                "fault recordings with; add one of this machine's normal running. " + tail)
     if ev["min_file_auc_int8"] is None:
         return ("no AUC: no fault recordings (every label is 'normal'); the 'flagged' column is the "
                 "false-alarm rate. " + tail)

@@ -144,7 +144,7 @@ def test_evaluate_without_fault_or_without_normal_recordings_says_why_there_is_n
     assert "no AUC: no fault recordings" in out
     rc, out, err = cli(capsys, "model", "evaluate", str(MODEL), "--data", str(fault))
     assert rc == 0, err
-    assert "no AUC: no normal recording" in out
+    assert "no AUC: no normal recording (label 'normal'; labels found: outer_race)" in out
     rc, out, err = cli(capsys, "model", "evaluate", str(MODEL), "--data", str(fault), "--json")
     ev = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert rc == 0 and ev["auc_int8"] is None and ev["per_file"][0]["auc_int8"] is None

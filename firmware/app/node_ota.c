@@ -109,16 +109,19 @@ static void refused(const char *what, ef_status why, char *out, size_t cap)
     snprintf(out, cap, "%s: %s", what, ef_status_str(why));
 }
 
-/* Leave the download (the core back to idle); `state` failed or rejected. */
+/* Leave the download (the core back to idle); `state` failed or rejected. Under "none" while the offer's
+ * documents are still coming: its campaign is unproven (a forged offer whose documents are then withheld
+ * must not make a real campaign count a failure); a genuine one stays "offered" and comes again. */
 static void abandon(const char *state, uint64_t now, const char *reason, uint32_t tick)
 {
     ef_ota_input in;
+    const char *campaign = g_o.ph == PH_MANIFEST ? "none" : g_o.campaign;
     memset(&in, 0, sizeof in);
     in.now_ms = tick;
     if (g_o.ota.state == EF_OTA_RECEIVING)
         ef_ota_handle(&g_o.ota, EF_OTA_EV_REVERT, &in); /* cancels the download */
     g_o.ph = PH_IDLE;
-    send_state(g_o.campaign, g_o.model, state, now, 0, 0, reason);
+    send_state(campaign, g_o.model, state, now, 0, 0, reason);
 }
 
 static void retry(uint64_t now, uint32_t tick, const char *why)

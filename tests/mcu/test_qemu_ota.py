@@ -713,6 +713,14 @@ def test_an_offer_during_a_download_or_trial_never_ends_it(mcu, recording, tmp_p
             assert served == 0 and (st["campaign"], st["state"]) == (py_st["campaign"], py_st["state"]) == (
                 "none", "rejected"), (st, py_st)
             assert st["reason"].startswith("unauthorized offer: ") and py_st["reason"].startswith("unauthorized offer: ")
+        # one whose documents never arrive whole (withheld, damaged): given up under "none" too
+        link.send(offer_link(offer_msg("c-2", blob2, man2, attacker))[1])
+        while (frame := link.expect(("mreq", "ota/req", "ota/state")))[0] == "mreq":
+            c, m, off, _ = frame[1].decode().split(" ")
+            link.send(b"mdat %s %s %s " % (c.encode(), m.encode(), off.encode()))  # an empty piece
+        st = protocol.decode("ota/state", frame[1])
+        assert (st["campaign"], st["state"], st["reason"]) == ("none", "failed",
+                                                               "corrupted manifest piece: gave up after 20 retries")
         docs = offer_to(link, "c-2", blob2, man2, key)
         reports.append(serve_transfer(link, "c-2", blob2, docs)[1])
         py_pending = py.offer(good, 1.0)

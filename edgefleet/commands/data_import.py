@@ -88,6 +88,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                     ("--split", args.split), ("--interval", args.interval)):
         if v is not None and not (np.isfinite(v) and v > 0):
             raise DataError(f"{name} must be a number > 0, got {v:g}")
+    if args.label != "normal" and args.label.strip().lower() == "normal":
+        raise DataError(f"--label {args.label!r}: write 'normal' (training learns only from that exact label)")
     if args.join and args.split:
         raise DataError("--join and --split do not go together (--join makes one recording of the snapshots)")
     if args.interval is not None and not args.join:

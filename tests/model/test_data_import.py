@@ -309,3 +309,9 @@ def test_a_unit_or_channel_said_against_the_file_is_refused(tmp_path, capsys):
     wav = write_wav(tmp_path / "mono.wav", 8000, np.round(x * 1000).astype(np.int16))
     rc, _, err = run(capsys, str(wav), "--scale", "0.001", "--channel", "1", "--out", str(tmp_path / "o"))
     assert rc == 2 and "one channel only, no channel '1'" in err
+
+
+def test_a_normal_label_in_another_case_is_refused_at_import(tmp_path, capsys):
+    f = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
+    rc, _, err = run(capsys, str(f), "--label", "Normal", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "write 'normal'" in err and not (tmp_path / "o").exists()

@@ -54,7 +54,12 @@ def summarize(run: dict) -> dict:
             "phase_share": {p: round(sum(b[p] for b in batches) / total, 3) for p in PHASES},
             "phase_ms_median": {p: round(statistics.median(b[p] for b in batches), 1) for p in PHASES},
             "in_flight_median": statistics.median(b["in_flight"] for b in batches),
-            "backlog_median": statistics.median(b["backlog"] for b in batches)}
+            "backlog_median": statistics.median(b["backlog"] for b in batches),
+            # CPU of the thread doing each phase, per result (10 a message), against the phase's wall time
+            "cpu_us_per_result": {p: round(1e3 * sum(b["cpu_ms"][p] for b in batches) / (10 * sum(b["n"] for b in batches)), 1)
+                                  for p in ("decode", "write", "alarms", "ack")},
+            "wall_us_per_result": {p: round(1e3 * sum(b[p] for b in batches) / (10 * sum(b["n"] for b in batches)), 1)
+                                   for p in ("decode", "write", "alarms", "ack")}}
 
 
 def main() -> int:
@@ -85,7 +90,9 @@ def main() -> int:
                           f"{p['in_flight_median']}, backlog {p['backlog_median']}; busy: worker {p['worker_busy']}, "
                           f"decoding {p['decode_busy']}; a batch's time: "
                           + ", ".join(f"{k} {100 * x:.0f} %" for k, x in p["phase_share"].items())
-                          + "; median ms: " + ", ".join(f"{k} {x}" for k, x in p["phase_ms_median"].items()),
+                          + "; median ms: " + ", ".join(f"{k} {x}" for k, x in p["phase_ms_median"].items())
+                          + "\n    us a result, CPU of the phase's thread / wall: " + ", ".join(
+                              f"{k} {p['cpu_us_per_result'][k]} / {p['wall_us_per_result'][k]}" for k in p["cpu_us_per_result"]),
                           flush=True)
     med = {k: round(statistics.median(x["results_per_s"] for x in v)) for k, v in runs.items()}
     write_report(a.name, {"what": __doc__.split("\n")[0], "variants": VARIANTS, "median_results_per_s": med,

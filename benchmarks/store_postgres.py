@@ -142,12 +142,16 @@ def _timed_publisher(port, k, names, msgs, per_msg, window, rate, out, cpu_out) 
 
 
 def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, pg_pid: int | None = None, *,
-               pubs: int = 2, window: int = 100, env_extra: dict | None = None, trace: bool = False) -> dict:
+               pubs: int = 2, window: int = 100, env_extra: dict | None = None, trace: bool = False,
+               drain: bool = False) -> dict:
     """Publishers -> Mosquitto -> `procs_n` x `serve --role ingest` (one shared-subscription group) ->
     `db`; results/s until every one is stored, the cores each part used meanwhile, the share of the
     wall time each part waited for a core (other work), and when the publishers were done.
     `window`: unacknowledged QoS 1 publishes per publisher; `env_extra`: EDGEFLEET_* for serve;
-    `trace`: serve writes one JSON line per batch (`ingest_phases.py`), returned as `trace`."""
+    `trace`: serve writes one JSON line per batch (`ingest_phases.py`), returned as `trace`.
+    `drain`: ingest subscribes, stops, the publishers fill its sessions at the broker, ingest starts again
+    and is timed from its first message to the last result stored: ingest and the store alone, without
+    the publishers taking the same cores meanwhile."""
     from edgefleet.service.broker import start_broker
 
     devices, per_msg = 200, 10
@@ -158,49 +162,77 @@ def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, 
         env = dict(os.environ, EDGEFLEET_SQLITE_SYNC="FULL", EDGEFLEET_STATS_INTERVAL_S="5", **(env_extra or {}))
         logs = [work / f"serve-{tag}-{i}.log" for i in range(procs_n)]
         traces = [work / f"trace-{tag}-{i}-{time.time_ns()}.jsonl" for i in range(procs_n)]
-        serves = [subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--broker",
-                                    broker.url, "--db", db, "--client-id", f"bench-{tag}-{i}", "--group",
-                                    f"bench-{tag}"], cwd=ROOT, stderr=open(log, "w"),
-                                   env=dict(env, EDGEFLEET_INGEST_TRACE=str(traces[i])) if trace else env)
-                  for i, log in enumerate(logs)]
-        store = None
-        try:
+        trace = trace or drain
+
+        def start(logs: list[Path]) -> list[subprocess.Popen]:
+            serves = [subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--role", "ingest", "--broker",
+                                        broker.url, "--db", db, "--client-id", f"bench-{tag}-{i}", "--group",
+                                        f"bench-{tag}"], cwd=ROOT, stderr=open(log, "w"),
+                                       env=dict(env, EDGEFLEET_INGEST_TRACE=str(traces[i])) if trace else env)
+                      for i, log in enumerate(logs)]
             deadline = time.time() + 90
-            while not all("subscribed" in log.read_text() for log in logs):
+            while not all(("subscribed" if not drain or log.name.startswith("serve-") else "connected") in log.read_text()
+                          for log in logs):
                 if time.time() > deadline or any(p.poll() is not None for p in serves):
                     raise SystemExit("serve did not start:\n" + "".join(x.read_text()[-2000:] for x in logs))
-                time.sleep(0.1)
+                time.sleep(0.05)
+            return serves
+
+        serves = start(logs)
+        store = None
+        try:
+            if drain:  # the sessions and their subscriptions exist now: stop ingest, let the broker keep them
+                for p in serves:
+                    p.terminate()
+                for p in serves:
+                    p.wait(30)
             names = [f"bench-{i:05d}" for i in range(devices)]
             ctx = mp.get_context("spawn")
             out, cpu_out = ctx.Queue(), ctx.Queue()
             procs = [ctx.Process(target=_timed_publisher, args=(broker.port, k, names[k::pubs], msgs_per_device,
                                                                  per_msg, window, 0.0, out, cpu_out)) for k in range(pubs)]
+            if drain:
+                for p in procs:
+                    p.start()
+                pub_out = [out.get(timeout=1800) for _ in procs]
+                pub_cpu_wait = [cpu_out.get(timeout=60) for _ in procs]
+                t_pub = max(p["seconds"] for p in pub_out)
+                for p in procs:
+                    p.join()
+                serves = start([work / f"drain-{tag}-{i}.log" for i in range(procs_n)])
             pg_parts = _children(pg_pid) if pg_pid else []
             broker_pid = broker._proc.pid if broker._proc else None
             before = {"ingest": sum(_cpu_s(p.pid) for p in serves), "broker": _cpu_s(broker_pid) if broker_pid else 0.0,
                       "postgresql": sum(_cpu_s(x) for x in pg_parts)}
             waits0 = {"ingest": sum(_sched(p.pid)[1] for p in serves),
                       "postgresql": sum(_sched(x)[1] for x in pg_parts)}
-            t0 = time.time()
-            for p in procs:
-                p.start()
-            pub_out = [out.get(timeout=1800) for _ in procs]
-            t_pub = time.time() - t0
-            pub_cpu_wait = [cpu_out.get(timeout=60) for _ in procs]
-            pub_cpu = sum(c for c, _ in pub_cpu_wait)
-            for p in procs:
-                p.join()
+            t0 = t_cpu = time.time()
+            if not drain:
+                for p in procs:
+                    p.start()
+                pub_out = [out.get(timeout=1800) for _ in procs]
+                t_pub = time.time() - t0
+                pub_cpu_wait = [cpu_out.get(timeout=60) for _ in procs]
+                for p in procs:
+                    p.join()
+            pub_cpu = 0.0 if drain else sum(c for c, _ in pub_cpu_wait)
             store = open_store(db)
             while (n := store.count_results()) < total:
                 if time.time() - t0 > 1800:
                     raise SystemExit(f"only {n} of {total} results stored")
                 time.sleep(0.1)
             t_all = time.time() - t0
+            if drain:  # from the first message taken (the trace: a batch's t less its time through ingest)
+                firsts = [(b := json.loads(t.read_text().splitlines()[0]))["t"] - sum(
+                    b[k] for k in ("fill", "decode", "taken", "write", "alarms", "ack")) / 1e3
+                    for t in traces if t.exists() and t.stat().st_size]
+                t_all = time.time() - min(firsts)
+            t_cpu = time.time() - t_cpu
             pg_now = set(_children(pg_pid)) | set(pg_parts) if pg_pid else set()
             after = {"ingest": sum(_cpu_s(p.pid) for p in serves), "broker": _cpu_s(broker_pid) if broker_pid else 0.0,
                      "postgresql": sum(_cpu_s(x) for x in pg_now)}
             waits = {"ingest": sum(_sched(p.pid)[1] for p in serves) - waits0["ingest"],
-                     "publishers": sum(w for _, w in pub_cpu_wait)}
+                     "publishers": 0.0 if drain else sum(w for _, w in pub_cpu_wait)}
             if pg_pid:
                 waits["postgresql"] = sum(_sched(x)[1] for x in pg_now) - waits0["postgresql"]
             stored = store.count_results()
@@ -212,12 +244,12 @@ def ingest_run(backend: str, db: str, total: int, work: Path, procs_n: int = 1, 
             if store is not None:
                 store.close()
     assert stored == total, f"{tag}: {stored} results stored of {total}"  # (device, boot, seq) is the key
-    cores = {k: round((after[k] - before[k]) / t_all, 2) for k in after if k != "postgresql" or pg_pid}
+    cores = {k: round((after[k] - before[k]) / t_cpu, 2) for k in after if k != "postgresql" or pg_pid}
     cores["publishers"] = round(pub_cpu / t_all, 2)
     return {"ingest_processes": procs_n, "results": total, "results_per_s": total / t_all, "seconds": t_all,
             "cores_used": cores, "publish_seconds": round(t_pub, 2),
             "publisher_window_wait_share": round(sum(p["window_wait_s"] for p in pub_out) / (pubs * t_pub), 3),
-            "waiting_for_a_core": {k: round(v / t_all, 2) for k, v in waits.items()},
+            "waiting_for_a_core": {k: round(v / t_cpu, 2) for k, v in waits.items()}, "drain": drain,
             "load_average_1min": round(os.getloadavg()[0], 2),
             **({"trace": [[json.loads(x) for x in t.read_text().splitlines()] if t.exists() else [] for t in traces]}
                if trace else {})}
@@ -235,6 +267,9 @@ def main() -> int:
     ap.add_argument("--skip-store", action="store_true", help="only the --ingest measurement")
     ap.add_argument("--repeats", type=int, default=1,
                     help="--ingest runs per configuration, interleaved (backends and process counts alternate)")
+    ap.add_argument("--drain", action="store_true",
+                    help="also time ingest draining the broker's queued messages, publishers done before it starts "
+                         "(keys BACKEND/N/drain)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.batches = 2, 20
@@ -267,14 +302,18 @@ def main() -> int:
         runs: dict[str, list[dict]] = {}
         pg_pid = int((server.data / "postmaster.pid").read_text().split()[0])
         for r in range(args.repeats if args.ingest else 0):
-            for n in args.ingest_procs:
-                for backend in ("sqlite", "postgresql"):
-                    db = str(Path(tmp) / f"ingest-{n}-{r}.db") if backend == "sqlite" else server.create_db("ingest")
-                    got = ingest_run(backend, db, args.ingest, Path(tmp), n, pg_pid if backend == "postgresql" else None)
-                    runs.setdefault(f"{backend}/{n}", []).append(got)
-                    print(f"ingest end to end, round {r + 1}: {backend:10} {n} process(es) {got['results_per_s']:9,.0f} "
-                          f"results/s ({got['results']:,} stored once, load {got['load_average_1min']}); cores used "
-                          f"{got['cores_used']}; waiting for a core {got['waiting_for_a_core']}", flush=True)
+            for n, drain, backend in [(n, d, b) for n in args.ingest_procs for d in (False, True)[:1 + args.drain]
+                                  for b in ("sqlite", "postgresql")]:
+                db = (str(Path(tmp) / f"ingest-{n}-{r}-{drain}.db") if backend == "sqlite"
+                      else server.create_db("ingest"))
+                got = ingest_run(backend, db, args.ingest, Path(tmp), n, pg_pid if backend == "postgresql" else None,
+                                 drain=drain)
+                got.pop("trace", None)
+                runs.setdefault(f"{backend}/{n}" + "/drain" * drain, []).append(got)
+                print(f"ingest {'drain' if drain else 'end to end'}, round {r + 1}: {backend:10} {n} process(es) "
+                      f"{got['results_per_s']:9,.0f} "
+                      f"results/s ({got['results']:,} stored once, load {got['load_average_1min']}); cores used "
+                      f"{got['cores_used']}; waiting for a core {got['waiting_for_a_core']}", flush=True)
     ingest = {k: _median_run(v) for k, v in runs.items()}
     if args.skip_store:
         return 0 if not ingest else _write_ingest_only(ingest, runs, pg_version)

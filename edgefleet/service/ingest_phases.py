@@ -31,7 +31,7 @@ class BatchPhases:
     full: int = 0
     _trace: IO[str] | None = None
 
-    def record(self, marks: dict[str, float], messages: int, full: bool, **extra: int) -> None:
+    def record(self, marks: dict[str, float], messages: int, full: bool, **extra: object) -> None:
         """`marks`: monotonic time at the start of the wait and at the end of each phase, in PHASES order."""
         t = [marks["start"], *(marks[p] for p in PHASES)]
         for p, a, b in zip(PHASES, t, t[1:]):

@@ -1,6 +1,7 @@
 """Summary mode on the emulated Cortex-M4F node (`--summary-every MS`, issue 18): through `edgefleet bridge`,
 Mosquitto and `edgefleet serve`, the store holds the node's summaries (one per period, seq from 0 without a
-hole, every window of a period counted) and no per-window result."""
+hole) and no per-window result; after a reboot the new boot's summaries count from 0 again. On a fixed
+timeline the M4 node's summaries are the host node's byte for byte."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from edgefleet.service.broker import start_broker
 from testkit import free_port
 
 from .conftest import FIRMWARE, FLEET_MODEL, QEMU, REPO
-from .test_qemu_fleet import ENV, q, wait_for
+from .test_qemu_fleet import DEVICE, ENV, q, send_cmd, wait_for  # (send_cmd addresses DEVICE)
 
-DEVICE = "qemu-m4-sum"
 EVERY_MS = 1000  # 80 ms windows: 12 or 13 a period
 STACK_RESERVED = 3584  # ports/mps2-an386/mps2-an386.ld
 
@@ -52,7 +52,10 @@ def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_pa
                        f"node {FLEET_MODEL} {fs} --samples {rec} --no-commission --summary-every {EVERY_MS}"])
         spawn("bridge", [sys.executable, "-m", "edgefleet", "bridge", "--serial", f"tcp://127.0.0.1:{port}",
                          "--broker", url, "--device", DEVICE])
-        rows = wait_for(lambda: len(r := stored()) >= 5 and r, 60, "5 summaries of the QEMU node", logs)
+        first = wait_for(lambda: len(r := stored()) >= 4 and r, 60, "4 summaries of the QEMU node", logs)[0][0]
+        send_cmd(url, {"v": 1, "seq": 0, "id": "r-1", "op": "reboot"})  # the open period was RAM: lost
+        wait_for(lambda: len({r[0] for r in stored()} - {first}) == 1 and stored()[-1][1] >= 2, 60,
+                 "3 summaries of the next boot", logs)
         qemu = procs["qemu"]
         qemu.send_signal(signal.SIGTERM)
         qemu.wait(10)
@@ -68,15 +71,18 @@ def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_pa
                 p.kill()
         broker.stop()
     rows = stored()
-    boots = {r[0] for r in rows}
-    assert len(boots) == 1 and [r[1] for r in rows] == list(range(len(rows)))  # one boot, seq 0, 1, ... no hole
+    by_boot = {b: [r for r in rows if r[0] == b] for b in dict.fromkeys(r[0] for r in rows)}
+    assert len(by_boot) == 2 and first in by_boot
+    for boot_rows in by_boot.values():
+        assert sorted(r[1] for r in boot_rows) == list(range(len(boot_rows)))  # seq from 0 per boot, no hole
+        ends = sorted(r[2] for r in boot_rows)
+        assert all(b // EVERY_MS > a // EVERY_MS for a, b in zip(ends, ends[1:]))  # one summary per period
     for boot, seq, ts, period, model, thr, dropped, n, anom, lo, p95, hi, vrms in rows:
         assert (period, model, dropped, vrms) == (EVERY_MS, 1, 0, None)  # v1 model: no velocity
         assert abs(thr - 0.648337) < 1e-6 and 0 <= anom <= n and 0 < lo <= p95 <= hi
-        assert n <= 13  # one period's windows at most (the first one may be short: it starts mid-period)
-    ends = [r[2] for r in rows]
-    assert all(b // EVERY_MS > a // EVERY_MS for a, b in zip(ends, ends[1:]))  # one summary per period, in order
-    assert sum(r[7] for r in rows[1:]) >= 11 * (len(rows) - 1)  # periods after the first hold (nearly) all
+    # 12.5 windows a second when QEMU keeps pace (a loaded host lags, then catches up: not exactly 12-13)
+    ns = [r[7] for r in rows if r[1] > 0]  # (a boot's first period starts mid-period)
+    assert max(ns) > 1 and sum(ns) >= 6 * len(ns)
     assert q(db, "SELECT count(*) FROM results WHERE device = ?", DEVICE)[0][0] == 0  # no per-window result
     assert q(db, "SELECT count(*) FROM rejected")[0][0] == 0
 

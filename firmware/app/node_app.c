@@ -60,16 +60,19 @@ typedef struct {
     uint32_t result_seq, status_seq, debug_seq, dropped;
     uint32_t next_tick;      /* board ms of the next paced window */
     char debug_id[65];
-    uint8_t seen_next, seen_n; /* (in debug_id's padding) */
+    uint8_t seen_next;       /* (in debug_id's padding) */
+    uint8_t debug_spoilt;    /* a sample could not be written (not finite): the debug frame is dropped */
     uint8_t baseline;        /* commissioning is on: windows are judged by the class of their speed */
     uint32_t calib_left, calib_n;
     float calib_mean, calib_m2;
-    uint32_t seen[4];        /* CRC-32 of the last 4 cmd ids (QoS 1 duplicates), not the ids: 16 B, not 260 */
+    uint32_t seen[4];        /* CRC-32 of the last 4 cmd ids (QoS 1 duplicates), not the ids: 16 B, not 260;
+                              * 0 until used (an id whose CRC is 0: odds of 1 in 2^32, as a collision) */
     uint32_t trial_windows, trial_anomalies; /* scored by a model on trial (by the candidate, in shadow) */
     uint32_t shadow_version; /* OTA shadow phase: the candidate followed (0: none) ... */
     float shadow_thr;        /* ... its threshold, > 0 when it scores windows here, else 0 */
     float shadow_cls_thr[EF_BASELINE_MAX_CLASSES]; /* ... its threshold per class of the record (0: none) */
     float cls_thr;           /* the threshold of the class that judged the last window (births) */
+    uint32_t debug_head_crc; /* the debug frame's head as first encoded (debug_head) */
 } node_state;
 
 static node_state g_node;
@@ -341,9 +344,6 @@ static char *debug_text(const node_config *c, uint64_t ts, const float *window, 
     return at + sizeof k_samples_key - 1;
 }
 
-static uint32_t g_debug_head_crc;
-
-static int g_debug_spoilt; /* a sample could not be written (not finite): the frame is dropped */
 
 /* The frame head, with a placeholder first sample (the head does not depend on it). 0 if started. */
 static int debug_head(const node_config *c, uint64_t ts)
@@ -359,8 +359,8 @@ static int debug_head(const node_config *c, uint64_t ts)
     memset(g_y, 0, sizeof g_y);
     if (!(first = debug_text(c, ts, &zero, &none, &len)))
         return -1;
-    g_debug_head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
-    g_debug_spoilt = 0;
+    g_node.debug_head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
+    g_node.debug_spoilt = 0;
     node_link_begin("debug");
     node_link_put(" ", 1);
     node_link_put(g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
@@ -377,7 +377,7 @@ static __attribute__((noinline)) void debug_samples(const float *x, uint32_t n, 
         if (!(first && i == 0))
             node_link_put(",", 1);
         if ((k = canon(t, sizeof t, x[i])) <= 0) {
-            g_debug_spoilt = 1;
+            g_node.debug_spoilt = 1;
             k = snprintf(t, sizeof t, "0");
         }
         node_link_put(t, (size_t)k);
@@ -405,7 +405,7 @@ static __attribute__((noinline)) void debug_end(const node_config *c, uint64_t t
     char t[32], *first;
     int len, k = canon(t, sizeof t, sample0);
     uint32_t head_crc;
-    if (g_debug_spoilt || !(first = debug_text(c, ts, &sample0, v, &len)) || k <= 0 ||
+    if (g_node.debug_spoilt || !(first = debug_text(c, ts, &sample0, v, &len)) || k <= 0 ||
         strncmp(first, t, (size_t)k) != 0 || first[k] != ']') {
         node_link_spoil(); /* the receiver drops this frame */
         node_link_end();
@@ -414,7 +414,7 @@ static __attribute__((noinline)) void debug_end(const node_config *c, uint64_t t
     }
     head_crc = ef_crc32(0, (char *)g_fft.scratch, (size_t)(first - (char *)g_fft.scratch));
     node_link_put(first + k, strlen(first + k));
-    if (head_crc != g_debug_head_crc)
+    if (head_crc != g_node.debug_head_crc)
         node_link_spoil();
     node_link_end();
     g_node.debug_seq++;
@@ -593,13 +593,11 @@ static int seen_before(const char *id)
 {
     const uint32_t h = ef_crc32(0, id, strlen(id));
     unsigned i;
-    for (i = 0; i < g_node.seen_n; i++)
+    for (i = 0; i < 4u; i++)
         if (g_node.seen[i] == h)
             return 1;
     g_node.seen[g_node.seen_next] = h;
     g_node.seen_next = (uint8_t)((g_node.seen_next + 1u) % 4u);
-    if (g_node.seen_n < 4u)
-        g_node.seen_n++;
     return 0;
 }
 

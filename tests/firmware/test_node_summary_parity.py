@@ -125,3 +125,20 @@ def test_v2_node_summaries_carry_the_velocity_the_simulated_node_would(fw, tmp_p
            if b'"period"' in m]
     assert got == simulated(wins, 3000) and len(got) >= 2
     assert all("vrms" in codec.decode("summary", m) for m in got)
+
+
+def test_a_period_over_1024_windows_goes_in_pieces(fw, cwru, tmp_path):
+    """Where the MCU departs from the simulator (RAM): a period of more than 1,024 windows is sent in pieces;
+    the first holds windows 0-1023, computed as protocol.summary_of_scores computes them."""
+    from edgefleet import protocol
+
+    sig = np.tile(cwru["normal_0hp_97"].signal[: 44 * N], 24)  # 1,056 windows, all in one hour-long period
+    res = ef_node(fw, tmp_path, MODEL, sig, 1056, "--no-commission", "--scores", tmp_path / "S.f32")
+    wins = windows_of(res, np.fromfile(tmp_path / "S.f32", "<f4"), None)
+    got = [m for m in ef_node(fw, tmp_path, MODEL, sig, 1056, "--no-commission", "--summary-every", "3600000")
+           if b'"period"' in m]
+    first = wins[:1024]
+    want = protocol.summary_of_scores(BOOT, 0, first[-1]["ts"], 3600000, 1, first[0]["thr"],
+                                      [w["score"] for w in first], sum(w["anom"] for w in first))
+    assert got == [codec.encode("summary", want)]  # the other 32 windows: the open period, not sent
+    assert simulated(wins, 3600000) == []  # the simulated node keeps all 1,056 in its open period

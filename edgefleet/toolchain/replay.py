@@ -184,9 +184,10 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
                  "commissioned_at_s": None, "alarms": [], "first_alarm_s": None, "stages": [], "rul": [],
                  "classes": [], "states": {"commissioning": 0, "uncommissioned": 0, "judged": 0},
                  "issues": dict(rec.issues), "end_s": float(rec.t_s[-1]) if len(rec.t_s) else 0.0,
-                 "sensor": [], "vrms_mm_s": _vrms_summary(vrms)}
+                 "sensor": []}
     stage = None
     sensor = [OUTCOMES[o] for o in check_windows(rec.windows, sensor_limits).outcome] if len(rec.windows) else []
+    out["vrms_mm_s"] = _vrms_summary(vrms[np.array([o == "" for o in sensor], bool)])  # a dead sensor reads 0
     for name in set(sensor) - {""}:
         out["states"][name] = 0
         _count(out["issues"], f"{name}_windows", sensor.count(name))

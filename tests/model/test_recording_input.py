@@ -202,3 +202,15 @@ def test_a_folder_too_big_to_load_is_refused_from_the_headers(tmp_path, monkeypa
     with pytest.raises(DataError, match=r"3 recordings hold 122,880 samples .* more than the 100,000 loaded at once"):
         load_folder(tmp_path)
     assert loaded == []
+
+
+def test_replay_velocity_leaves_out_dead_sensor_windows(tmp_path, capsys):
+    x = vibration(seconds=3.5)
+    x[: x.size // 2] = 0.0  # the sensor was unplugged for the first half
+    save(tmp_path / "half.npz", signal=x)
+    save(tmp_path / "dead.npz", signal=np.zeros(x.size, np.float32))
+    rc, out, err = cli(capsys, "replay", str(MODEL), "--data", str(tmp_path), "--json")
+    reps = {r["recording"]: r for r in json.loads(out)["recordings"]}
+    assert rc == 0, err
+    assert reps["dead"]["vrms_mm_s"] is None and reps["dead"]["states"]["sensor_dead"] == 3
+    assert reps["half"]["vrms_mm_s"]["median"] > 1  # only the live windows

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `edgefleet ... | head`: the reader left; not an error, and no second one at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a bug: say so in one line; the traceback only when asked for (-v)
         if args.verbose:
             raise

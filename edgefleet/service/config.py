@@ -59,8 +59,10 @@ class Settings:
     batch_max: int = 1000  # messages per commit
     batch_ms: int = 50  # longest wait to fill a batch
     # 1: a second thread decodes the next batch while the worker writes, commits and acknowledges the one
-    # before (docs/store.md, "Ingest pipeline"); 0: one thread does both in turn
-    ingest_overlap: int = 1
+    # before; 0: one thread does both in turn. Off by default: no gain beyond the noise on this machine,
+    # and with 3 processes on one SQLite file it exposed a loss-accounting conflict (docs/store.md,
+    # "What limits the end-to-end rate")
+    ingest_overlap: int = 0
     ingest_trace: str = ""  # a file: one JSON line per batch with its phase times (service/ingest_phases.py)
     max_payload: int = MAX_PAYLOAD
     sqlite_sync: str = "FULL"  # FULL: a commit survives power loss before we acknowledge

@@ -8,6 +8,8 @@ reason), writes the batch in one commit, feeds the new results to the alarm
 tracker, and only then acknowledges the batch's QoS 1 messages. A crash before the
 acknowledgement means the broker redelivers; the (device, boot, seq) key makes the
 second copy a counted duplicate. A store failure keeps the batch and retries it.
+With `ingest_overlap` a decoder thread takes and decodes the next batch while the worker
+writes, commits and acknowledges the one before (it never acknowledges).
 """
 
 from __future__ import annotations

@@ -7,6 +7,13 @@ machine was one of the faulty ones (the simulator's report names them).
 
     .venv/bin/python benchmarks/demo_alarms.py                  # one hour
     .venv/bin/python benchmarks/demo_alarms.py --seconds 600    # ten minutes
+
+--offline runs the same plant without the broker, the service or the wall clock
+(device_sim/offline.py: the demo's plant, Fleet ticks, node messages, the service's AlarmTracker),
+over simulated hours as fast as the CPU goes, for several plant seeds; it counts alarms per machine
+and the time from each fault's onset to its machine's first alarm:
+
+    .venv/bin/python benchmarks/demo_alarms.py --offline --seeds 0 1 --procs 2
 """
 
 from __future__ import annotations
@@ -29,6 +36,71 @@ from _report import write_report  # noqa: E402
 from edgefleet.service.store import SQLiteStore  # noqa: E402
 
 
+def offline_part(seed: int, noise: int, part: int, seconds: float, nodes: int, faulty: int, windows: int) -> dict:
+    """One worker's half of one plant (the demo's `--procs 2` split), offline: its alarms."""
+    from device_sim import offline
+
+    args = offline.demo_sim_args(nodes=nodes, faulty=faulty, seed=seed, commission_windows=windows)
+    plant, _ = offline.demo_plant(args)
+    mine = [n.device_id for n in plant.nodes[part::args.procs]]
+    t0 = time.monotonic()
+    run = offline.run(args, seconds, only=mine, noise_seed=noise)
+    return {"raises": [{"device": c.device, "t_s": (c.ts - offline.T0_MS) / 1000, "severity": c.severity,
+                        "ratio": round(c.score / c.thr, 3) if c.thr else None, "hint": c.hint}
+                       for c in run.changes if c.op == "raise"],
+            "results": run.results, "judged": run.judged, "wall_s": time.monotonic() - t0}
+
+
+def offline_main(args: argparse.Namespace) -> int:
+    """The demo's plants offline, per seed: alarms on healthy machines, faulty ones found and when."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from device_sim import offline
+
+    windows = args.commission_windows or 64
+    jobs = [(seed, noise, part) for seed in args.seeds for noise in args.noise_seeds for part in range(2)]
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(max_workers=args.procs) as ex:
+        outs = list(ex.map(offline_part, *zip(*jobs), *[[v] * len(jobs) for v in
+                                                          (args.seconds, args.nodes, args.faulty, windows)]))
+    runs = []
+    for seed in args.seeds:
+        plant, _ = offline.demo_plant(offline.demo_sim_args(nodes=args.nodes, faulty=args.faulty, seed=seed,
+                                                            commission_windows=windows))
+        onset = {n.device_id: plant.describe(n.row) for n in plant.nodes if n.device_id in plant.faulty}
+        for noise in args.noise_seeds:
+            parts = [o for (s, n, _), o in zip(jobs, outs) if (s, n) == (seed, noise)]
+            raises = sorted((r for o in parts for r in o["raises"]), key=lambda r: r["t_s"])
+            healthy = [r for r in raises if r["device"] not in onset]
+            first = {}
+            for r in raises:
+                if r["device"] in onset:
+                    first.setdefault(r["device"], r["t_s"])
+            ttd = {d: round(t - onset[d]["fault_onset_s"], 1) for d, t in first.items()}
+            runs.append({"seed": seed, "noise_seed": noise, "healthy_alarms": len(healthy),
+                         "healthy_machines_alarmed": sorted({r["device"] for r in healthy}), "healthy": healthy,
+                         "faulty_alarmed": len(first), "faulty": len(onset),
+                         "faults": {d: {"fault": onset[d]["fault"], "onset_s": round(onset[d]["fault_onset_s"], 1),
+                                        "detected_after_s": ttd.get(d)} for d in onset},
+                         "median_detection_s": statistics.median(ttd.values()) if ttd else None,
+                         "results": sum(o["results"] for o in parts), "judged": sum(o["judged"] for o in parts)})
+            r = runs[-1]
+            print(f"seed {seed} noise {noise}: {r['healthy_alarms']} alarm(s) on healthy machines "
+                  f"{r['healthy_machines_alarmed'] or ''}; {r['faulty_alarmed']}/{r['faulty']} faulty machines alarmed, "
+                  f"median {r['median_detection_s']} s after onset", flush=True)
+    report = {"config": {**vars(args), "simulated_s_per_run": args.seconds}, "runs": runs,
+              "healthy_alarms_total": sum(r["healthy_alarms"] for r in runs),
+              "faulty_alarmed_total": f"{sum(r['faulty_alarmed'] for r in runs)}/{sum(r['faulty'] for r in runs)}",
+              "median_detection_s": statistics.median([d["detected_after_s"] for r in runs for d in r["faults"].values()
+                                                       if d["detected_after_s"] is not None] or [float("nan")]),
+              "wall_s": round(time.monotonic() - t0, 1)}
+    print(f"{len(runs)} run(s) of {args.seconds:.0f} simulated s x {args.nodes} machines: {report['healthy_alarms_total']} alarm(s) on healthy "
+          f"machines, {report['faulty_alarmed_total']} faulty machines alarmed, median detection "
+          f"{report['median_detection_s']} s after onset ({report['wall_s']} s wall)")
+    write_report(args.out or "demo_alarms-offline", report)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3600.0, help="how long the demo runs (default 3600)")
@@ -36,7 +108,16 @@ def main() -> int:
     ap.add_argument("--faulty", type=int, default=6)
     ap.add_argument("--commission-windows", type=int, default=None,
                     help="windows per class each node learns its normal from (default: the demo's)")
+    ap.add_argument("--offline", action="store_true",
+                    help="no broker, service or wall clock: the plant offline (device_sim/offline.py)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="--offline: plant seeds (default 0, the demo's)")
+    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[0],
+                    help="--offline: noise draws on the same plant (default 0)")
+    ap.add_argument("--procs", type=int, default=2, help="--offline: worker processes (default 2)")
+    ap.add_argument("--out", default=None, help="--offline: report name (default demo_alarms-offline)")
     args = ap.parse_args()
+    if args.offline:
+        return offline_main(args)
     work = Path(tempfile.mkdtemp(prefix="ef-demo-alarms-"))
     t0 = time.monotonic()
     print(f"demo for {args.seconds:.0f} s in {work} ...", flush=True)

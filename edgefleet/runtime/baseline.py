@@ -269,35 +269,34 @@ def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:
     half, per feature, within four standard errors of their difference (all integer, as on the
     node). Run-in, warm-up or a fault that starts while commissioning moves the newer half away.
 
-    With the rows' speeds (`rpms`), only rows at speeds both halves ran at are compared: a class
-    is a +-5 % speed band, and a machine that visits it in a few stints (a schedule, a slow speed
-    wander) can run each stint at another speed inside it, which moves a line across a band edge.
-    That difference is the class's normal, not a trend; dropping the older stint would leave a
-    class that never saw part of its own speeds (docs/baseline.md, "When commissioning ends").
-    Halves that share too few speeds (under a quarter of each) cannot tell time from speed and
-    count as settled."""
+    With the rows' speeds (`rpms`), the part of each half's median that the speed explains is taken
+    out first: a class is a +-5 % speed band, and a machine that visits it in stints (a schedule, a
+    slow speed wander) runs each stint at other speeds inside it, which moves a line across a band
+    edge. That difference is the class's normal, not a trend; dropping the older stint left a class
+    that never saw part of its own speeds (docs/baseline.md, "When commissioning ends"). The speed's
+    effect is a straight line per feature fitted on the newer half only (the older half is the one
+    under suspicion: a run-in there cannot be fitted away), and used only where its slope is over
+    four standard errors (a feature that does not follow the speed is compared as before)."""
     rows_q = np.asarray(rows_q, np.int64)
     m = rows_q.shape[0]
     old, new = rows_q[: m // 2], rows_q[m // 2:]
     c_old, s_old, _ = robust_stats(old)  # each half's own spread: a drift inflates the whole's
     c_new, s_new, _ = robust_stats(new)
-    a, b = old.shape[0], new.shape[0]
     if rpms is not None:
         r = np.asarray(rpms, np.float64)
-        r_old, r_new = r[: m // 2], r[m // 2:]
-        lo, hi = max(r_old.min(), r_new.min()), min(r_old.max(), r_new.max())
-        o = (r_old >= lo) & (r_old <= hi)
-        n = (r_new >= lo) & (r_new <= hi)
-        a, b = int(o.sum()), int(n.sum())
-        if 4 * a < old.shape[0] or 4 * b < new.shape[0]:
-            return True
-        if a < old.shape[0] or b < new.shape[0]:
-            c_old, c_new = robust_stats(old[o])[0], robust_stats(new[n])[0]
+        dr = r[m // 2:] - r[m // 2:].mean()  # the newer half: the older one is under suspicion (run-in)
+        df = rows_q[m // 2:] - rows_q[m // 2:].mean(axis=0)
+        rr = float(dr @ dr)
+        if rr > 0 and m // 2 > 2:
+            slope = (dr @ df) / rr  # per feature, Q10 per rpm (float64; the C node's test has no speeds yet)
+            sse = ((df - dr[:, None] * slope[None, :]) ** 2).sum(axis=0)
+            se = np.sqrt(sse / (dr.size - 2) / rr)
+            slope = np.where(np.abs(slope) > 4.0 * se, slope, 0.0)  # only features that clearly follow the speed
+            resid = np.rint(rows_q - (r - r.mean())[:, None] * slope[None, :]).astype(np.int64)
+            c_old, c_new = robust_stats(resid[: m // 2])[0], robust_stats(resid[m // 2:])[0]
     for j in range(rows_q.shape[1]):
         d, s = int(c_new[j]) - int(c_old[j]), max(int(s_old[j]), int(s_new[j]))
-        # |d| over four standard errors of a difference of medians of a and b rows (a = b = m/2:
-        # d * d * m > 100 * s * s)
-        if d * d * a * b > 25 * s * s * (a + b):
+        if d * d * m > DRIFT_K2 * s * s:
             return False
     return True
 
@@ -319,7 +318,7 @@ def steady_speed(rpm: float | None, last_rpm: float | None, tolerance: float = S
 class _ClassAcc:
     rpm_center: float  # 0: any speed
     rows: list[np.ndarray] = field(default_factory=list)
-    rpms: list[float] = field(default_factory=list)  # each row's speed (0: none): the settle test's
+    rpms: list[float] = field(default_factory=list)  # each row's speed (0: none), for the settle test
     seen: int = 0
     restarts: int = 0  # times the class was found still moving and its older half dropped
 

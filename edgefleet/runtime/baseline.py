@@ -47,6 +47,8 @@ FLAG_RPM_KEYED = 1
 DRIFT_K2 = 100  # drift: (centre_new - centre_old)^2 * m > 100 * spread^2, i.e. |d| > 10 spreads / sqrt(m):
 # four standard errors of the difference of two half-medians (1.2533 * spread * 2 / sqrt(m) each)
 MAX_RESTARTS = 8  # a class that never settles is finished anyway, after this many restarts, and flagged
+SPEED_Q_MAX = 10_000_000  # 100,000 rpm in hundredths: the settle test's sums stay in int64 below it
+LINE_Q_MAX = float(1 << 23)  # the line's value is clamped to this (Q10): residuals stay exact in float32
 STEADY_SPEED = 0.01  # a window whose speed moved more than 1 % since the last is not learned from (a ramp)
 
 
@@ -264,6 +266,44 @@ def threshold_from(values: np.ndarray, k: float, margin: float, floor: float = 1
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # standardized features [m, n] float32 -> scores [m] float32
 
 
+def speed_q(rpms: np.ndarray) -> np.ndarray:
+    """Speeds as the C node stores them with its rows (float32) in integer hundredths of an rpm,
+    the unit of the settle test's line: floor(rpm * 100 + 0.5) in float64, exact in C too."""
+    return np.floor(np.asarray(rpms, np.float32).astype(np.float64) * 100.0 + 0.5).astype(np.int64)
+
+
+def speed_slopes(rows_q: np.ndarray, r: np.ndarray) -> np.ndarray | None:
+    """Per feature, the slope (Q10 per 0.01 rpm) of a straight line through the newer half's rows
+    against their speeds r (speed_q), 0 where it is not over four standard errors; None when the
+    newer half holds one speed, too few rows, a speed of 100,000 rpm or more, or newer speeds more
+    than 10,000 rpm apart (the int64 sums' range; a class is a +-5 % band). The sums are exact integers (int64 on the node) and what follows a fixed order of
+    float64 operations, so the C node gets the same bits (ef_baseline_settled)."""
+    m = rows_q.shape[0]
+    h = m - m // 2
+    d = r[m // 2:] - r[m // 2]  # against the newer half's first speed: small numbers
+    if m // 2 <= 2 or r.max() >= SPEED_Q_MAX or np.abs(d).max() > SPEED_Q_MAX // 10:
+        return None
+    sxx = h * int((d * d).sum()) - int(d.sum()) ** 2
+    if sxx <= 0:
+        return None
+    out = np.zeros(rows_q.shape[1])
+    for j in range(rows_q.shape[1]):
+        y = rows_q[m // 2:, j]
+        sxy = h * int((d * y).sum()) - int(d.sum()) * int(y.sum())
+        syy = h * int((y * y).sum()) - int(y.sum()) ** 2
+        # |slope| > 4 se, se^2 = (syy*sxx - sxy^2) / ((h - 2) sxx^2): (h + 14) sxy^2 > 16 syy sxx
+        if float(h + 14) * (float(sxy) * float(sxy)) > 16.0 * (float(syy) * float(sxx)):
+            out[j] = float(sxy) / float(sxx)
+    return out
+
+
+def line_q(d: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """The line's value per row and feature, rounded half up: floor(d * slope + 0.5), d clamped
+    to +-2^23 Q10 first (far beyond any log band power; the C node keeps residuals exact in float32)."""
+    x = np.clip(d.astype(np.float64)[:, None] * slope[None, :], -LINE_Q_MAX, LINE_Q_MAX)
+    return np.floor(x + 0.5).astype(np.int64)
+
+
 def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:
     """Did the class's features settle? The median of the newer half of its rows against the older
     half, per feature, within four standard errors of their difference (all integer, as on the
@@ -282,18 +322,10 @@ def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:
     old, new = rows_q[: m // 2], rows_q[m // 2:]
     c_old, s_old, _ = robust_stats(old)  # each half's own spread: a drift inflates the whole's
     c_new, s_new, _ = robust_stats(new)
-    if rpms is not None:
-        r = np.asarray(rpms, np.float64)
-        dr = r[m // 2:] - r[m // 2:].mean()  # the newer half: the older one is under suspicion (run-in)
-        df = rows_q[m // 2:] - rows_q[m // 2:].mean(axis=0)
-        rr = float(dr @ dr)
-        if rr > 0 and m // 2 > 2:
-            slope = (dr @ df) / rr  # per feature, Q10 per rpm (float64; the C node's test has no speeds yet)
-            sse = ((df - dr[:, None] * slope[None, :]) ** 2).sum(axis=0)
-            se = np.sqrt(sse / (dr.size - 2) / rr)
-            slope = np.where(np.abs(slope) > 4.0 * se, slope, 0.0)  # only features that clearly follow the speed
-            resid = np.rint(rows_q - (r - r.mean())[:, None] * slope[None, :]).astype(np.int64)
-            c_old, c_new = robust_stats(resid[: m // 2])[0], robust_stats(resid[m // 2:])[0]
+    slope = None if rpms is None else speed_slopes(rows_q, speed_q(rpms))
+    if slope is not None and slope.any():
+        resid = rows_q - line_q(speed_q(rpms) - speed_q(rpms)[m // 2], slope)
+        c_old, c_new = robust_stats(resid[: m // 2])[0], robust_stats(resid[m // 2:])[0]
     for j in range(rows_q.shape[1]):
         d, s = int(c_new[j]) - int(c_old[j]), max(int(s_old[j]), int(s_new[j]))
         if d * d * m > DRIFT_K2 * s * s:

@@ -36,13 +36,16 @@ from _report import write_report  # noqa: E402
 from edgefleet.service.store import SQLiteStore  # noqa: E402
 
 
-def offline_part(seed: int, noise: int, part: int, seconds: float, nodes: int, faulty: int, windows: int) -> dict:
+def offline_part(seed: int, noise: int, part: int, seconds: float, nodes: int, faulty: int, windows: int,
+                 only: tuple[str, ...] = ()) -> dict:
     """One worker's half of one plant (the demo's `--procs 2` split), offline: its alarms."""
     from device_sim import offline
 
     args = offline.demo_sim_args(nodes=nodes, faulty=faulty, seed=seed, commission_windows=windows)
     plant, _ = offline.demo_plant(args)
-    mine = [n.device_id for n in plant.nodes[part::args.procs]]
+    mine = [n.device_id for n in plant.nodes[part::args.procs] if not only or n.device_id in only]
+    if not mine:
+        return {"raises": [], "results": 0, "judged": 0, "wall_s": 0.0}
     t0 = time.monotonic()
     run = offline.run(args, seconds, only=mine, noise_seed=noise)
     return {"raises": [{"device": c.device, "t_s": (c.ts - offline.T0_MS) / 1000, "severity": c.severity,
@@ -62,12 +65,14 @@ def offline_main(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     with ProcessPoolExecutor(max_workers=args.procs) as ex:
         outs = list(ex.map(offline_part, *zip(*jobs), *[[v] * len(jobs) for v in
-                                                          (args.seconds, args.nodes, args.faulty, windows)]))
+                                                          (args.seconds, args.nodes, args.faulty, windows,
+                                                           tuple(args.only))]))
     runs = []
     for seed in args.seeds:
         plant, _ = offline.demo_plant(offline.demo_sim_args(nodes=args.nodes, faulty=args.faulty, seed=seed,
                                                             commission_windows=windows))
-        onset = {n.device_id: plant.describe(n.row) for n in plant.nodes if n.device_id in plant.faulty}
+        onset = {n.device_id: plant.describe(n.row) for n in plant.nodes
+                 if n.device_id in plant.faulty and (not args.only or n.device_id in args.only)}
         for noise in args.noise_seeds:
             parts = [o for (s, n, _), o in zip(jobs, outs) if (s, n) == (seed, noise)]
             raises = sorted((r for o in parts for r in o["raises"]), key=lambda r: r["t_s"])
@@ -94,7 +99,7 @@ def offline_main(args: argparse.Namespace) -> int:
               "median_detection_s": statistics.median([d["detected_after_s"] for r in runs for d in r["faults"].values()
                                                        if d["detected_after_s"] is not None] or [float("nan")]),
               "wall_s": round(time.monotonic() - t0, 1)}
-    print(f"{len(runs)} run(s) of {args.seconds:.0f} simulated s x {args.nodes} machines: {report['healthy_alarms_total']} alarm(s) on healthy "
+    print(f"{len(runs)} run(s) of {args.seconds:.0f} simulated s x {len(args.only) or args.nodes} machines: {report['healthy_alarms_total']} alarm(s) on healthy "
           f"machines, {report['faulty_alarmed_total']} faulty machines alarmed, median detection "
           f"{report['median_detection_s']} s after onset ({report['wall_s']} s wall)")
     write_report(args.out or "demo_alarms-offline", report)
@@ -115,6 +120,8 @@ def main() -> int:
                     help="--offline: noise draws on the same plant (default 0)")
     ap.add_argument("--procs", type=int, default=2, help="--offline: worker processes (default 2)")
     ap.add_argument("--out", default=None, help="--offline: report name (default demo_alarms-offline)")
+    ap.add_argument("--only", nargs="+", default=[], metavar="DEVICE",
+                    help="--offline: simulate only these machines (each alone: the others change only the noise)")
     args = ap.parse_args()
     if args.offline:
         return offline_main(args)

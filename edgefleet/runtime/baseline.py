@@ -269,7 +269,7 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]  # standardized features [m, n] flo
 def speed_q(rpms: np.ndarray) -> np.ndarray:
     """Speeds as the C node stores them with its rows (float32) in integer hundredths of an rpm,
     the unit of the settle test's line: floor(rpm * 100 + 0.5) in float64, exact in C too."""
-    return np.floor(np.asarray(rpms, np.float32).astype(np.float64) * 100.0 + 0.5).astype(np.int64)
+    return np.floor(np.asarray(rpms, np.float32).astype(np.float64) * 100.0 + 0.5)  # integers, as float64
 
 
 def speed_slopes(rows_q: np.ndarray, r: np.ndarray) -> np.ndarray | None:
@@ -280,8 +280,10 @@ def speed_slopes(rows_q: np.ndarray, r: np.ndarray) -> np.ndarray | None:
     float64 operations, so the C node gets the same bits (ef_baseline_settled)."""
     m = rows_q.shape[0]
     h = m - m // 2
-    d = r[m // 2:] - r[m // 2]  # against the newer half's first speed: small numbers
-    if m // 2 <= 2 or r.max() >= SPEED_Q_MAX or np.abs(d).max() > SPEED_Q_MAX // 10:
+    if m // 2 <= 2 or not (r.min() >= 0 and r.max() < SPEED_Q_MAX):
+        return None
+    d = (r[m // 2:] - r[m // 2]).astype(np.int64)  # against the newer half's first speed: small numbers
+    if np.abs(d).max() > SPEED_Q_MAX // 10:
         return None
     sxx = h * int((d * d).sum()) - int(d.sum()) ** 2
     if sxx <= 0:

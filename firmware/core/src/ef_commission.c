@@ -10,13 +10,17 @@
 #include "ef/crypto.h"
 
 #define COPY_MAGIC 0x52424645u /* "EFBR" little-endian */
-#define INDEX_MAGIC 0x58524645u /* "EFRX": the rows' index after the record in its copy */
+#define INDEX_MAGIC 0x59524645u /* "EFRY": the rows' index after the record in its copy (rows with
+                                * their speeds; an "EFRX" index, of rows without, is not read) */
 #define INDEX_ENTRY 12u        /* f32 rpm, u32 rows, u8 slot, u8 bank, u16 0 */
 #define ROW_CHUNK 32u          /* features converted and written per flash write */
 
 static uint32_t round_up(uint32_t v, uint32_t unit) { return (v + unit - 1u) / unit * unit; }
 
 static uint32_t block_room(uint16_t n) { return round_up(EF_BASELINE_CLASS_SIZE(n), 4u); }
+
+/* Bytes per stored row: n int16 Q10 features, then the window's speed (float32; 0: none). */
+static uint32_t row_size(uint16_t n) { return 2u * n + 4u; }
 
 /* ---- the record's copies ---- */
 
@@ -77,7 +81,7 @@ static uint32_t region_size(const ef_flash *rows)
 static uint32_t capacity(const ef_flash *rows, uint16_t max_features, size_t work_len)
 {
     const uint32_t region = region_size(rows);
-    uint32_t by_rows = region / (2u * max_features), by_work = 0;
+    uint32_t by_rows = region / row_size(max_features), by_work = 0;
     if (work_len > block_room(max_features))
         by_work = (uint32_t)((work_len - block_room(max_features)) / sizeof(float));
     if (by_rows > by_work)
@@ -226,7 +230,7 @@ static int class_of(ef_commission *c, float rpm)
 /* Where row i of entry k's bank b begins in the rows' area. */
 static uint32_t row_off(const ef_commission *c, int k, uint8_t bank, uint32_t i)
 {
-    return (2u * (uint32_t)c->cls[k].slot + bank) * c->region + i * 2u * c->model.n_features;
+    return (2u * (uint32_t)c->cls[k].slot + bank) * c->region + i * row_size(c->model.n_features);
 }
 
 /* Program `len` bytes at off, first erasing every sector the bytes are the first to reach (the
@@ -241,10 +245,11 @@ static int put_rows(const ef_commission *c, uint32_t off, const void *data, uint
     return f->write(f->ctx, off, data, len);
 }
 
-/* Append one row (Q10) at the end of class k's bank. */
-static int store_row(ef_commission *c, int k, const float *features)
+/* Append one row (Q10, then its speed) at the end of class k's bank. */
+static int store_row(ef_commission *c, int k, const float *features, float rpm)
 {
     const uint32_t n = c->model.n_features, off = row_off(c, k, c->cls[k].bank, c->cls[k].rows);
+    uint8_t speed[4];
     uint32_t j;
     for (j = 0; j < n; j += ROW_CHUNK) {
         int16_t q[ROW_CHUNK];
@@ -259,7 +264,9 @@ static int store_row(ef_commission *c, int k, const float *features)
         if (put_rows(c, off + 2u * j, b, 2u * m) != 0)
             return -1;
     }
-    return 0;
+    memcpy(&j, &rpm, sizeof j);
+    ef_put_le32(speed, j);
+    return put_rows(c, off + 2u * n, speed, 4u);
 }
 
 typedef struct {
@@ -282,13 +289,14 @@ static ef_baseline_rows class_rows(const ef_commission *c, int k, region_reader 
     rows.read = read_region;
     rows.ctx = rr;
     rows.count = c->cls[k].rows;
+    rows.stride = row_size(c->model.n_features);
     return rows;
 }
 
 /* Drop the older half of class k: its newer rows go to the start of the other bank, through RAM. */
 static int drop_older_half(ef_commission *c, int k)
 {
-    const uint32_t len = 2u * c->model.n_features, half = c->target / 2u, keep = c->cls[k].rows - half;
+    const uint32_t len = row_size(c->model.n_features), half = c->target / 2u, keep = c->cls[k].rows - half;
     const uint8_t from = c->cls[k].bank, to = (uint8_t)(from ^ 1u);
     uint8_t b[2u * ROW_CHUNK];
     uint32_t i, j;
@@ -323,7 +331,7 @@ ef_commission_outcome ef_commission_add(ef_commission *c, const float *features,
         return EF_COMM_CLASS_LIMIT;
     if (c->cls[k].rows >= c->target)
         return EF_COMM_CLASS_FULL;
-    if (store_row(c, k, features) != 0)
+    if (store_row(c, k, features, known ? rpm : 0.0f) != 0)
         return EF_COMM_FLASH_ERROR;
     if (++c->cls[k].rows < c->target || c->cls[k].restarts >= EF_BASELINE_MAX_RESTARTS)
         return EF_COMM_LEARNING;
@@ -544,7 +552,7 @@ static uint32_t write_record(ef_commission *c, uint8_t t, const entry *plan, int
 static int rows_of(const ef_commission *c, uint16_t k);
 
 /* The copy's tail after a record of `size` bytes: the rows' index of the record's classes, so that
- * it outlives a reset: "EFRX", u32 count, per class INDEX_ENTRY bytes, then the CRC-32 of all
+ * it outlives a reset: "EFRY", u32 count, per class INDEX_ENTRY bytes, then the CRC-32 of all
  * before it. C-only (the Python record knows no rows' slots); written only if the copy has room. */
 static uint32_t index_size(uint32_t n) { return 8u + n * INDEX_ENTRY + 4u; }
 

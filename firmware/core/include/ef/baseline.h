@@ -74,12 +74,14 @@ typedef struct {
     size_t arena_len;
 } ef_baseline_model;
 
-/* A class's commissioning rows: `count` rows of n int16 LE Q10 features, row-major,
- * read back through `read` (offsets in bytes from the first row; 0 or a negative error). */
+/* A class's commissioning rows: `count` rows of n int16 LE Q10 features, `stride` bytes apart
+ * (2n, or 2n + 4 when each row's speed follows its features as float32 LE, 0: none), read back
+ * through `read` (offsets in bytes from the first row; 0 or a negative error). */
 typedef struct {
     int (*read)(void *ctx, uint32_t off, void *dst, uint32_t len);
     void *ctx;
     uint32_t count;
+    uint32_t stride;
 } ef_baseline_rows;
 
 /* A window's verdict under a baseline; cls -1: uncommissioned (no class, no verdict). */
@@ -128,7 +130,10 @@ ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, floa
 /* Has a class settled (Python stationary)? The median of the newer half of its rows [m/2, m)
  * against the older half [0, m/2), per feature, each half with its own floored 1.4826 x MAD:
  * settled unless some d = c_new - c_old has d*d*m > 100 * max(s_old, s_new)^2 (run-in, warm-up,
- * a fault starting). *settled 1 or 0; `work` holds 4 bytes per row of a half. */
+ * a fault starting). Rows with their speeds (stride 2n + 4): a feature whose straight line on the
+ * speed, fitted on the newer half, passes four standard errors has its medians taken after the
+ * line is subtracted from every row (Python speed_slopes: integer sums, float64 in a fixed order,
+ * the same bits). *settled 1 or 0; `work` holds 4 bytes per row of a half. */
 ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *work, size_t work_len, int *settled);
 
 /* ---- drift after commissioning (docs/baseline.md, "Drift after commissioning") ---- */

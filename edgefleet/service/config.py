@@ -59,9 +59,8 @@ class Settings:
     batch_max: int = 1000  # messages per commit
     batch_ms: int = 50  # longest wait to fill a batch
     # 1: a second thread decodes the next batch while the worker writes, commits and acknowledges the one
-    # before; 0: one thread does both in turn. Off by default: no gain beyond the noise on this machine,
-    # and with 3 processes on one SQLite file it exposed a loss-accounting conflict (docs/store.md,
-    # "What limits the end-to-end rate")
+    # before; 0: one thread does both in turn. Off by default: no gain beyond the noise on this machine
+    # (docs/store.md, "What limits the end-to-end rate")
     ingest_overlap: int = 0
     ingest_trace: str = ""  # a file: one JSON line per batch with its phase times (service/ingest_phases.py)
     max_payload: int = MAX_PAYLOAD

@@ -126,3 +126,25 @@ def test_a_clean_goodbye_reveals_a_loss_at_the_very_end(open_db):
     write(store, recs("d", "b0000001", [12]), at=T0 + 30_000)  # one of them arrives late after all
     assert store.loss(T0 + 30_000 + SETTLE_MS + 1)["devices"]["d"]["missing"] == 4
     store.close()
+
+
+def test_a_flush_of_in_order_rows_never_writes_a_boot_row_back_over_another_writers(open_db):
+    """SQLite keeps a boot's in-order updates in memory and writes them later (flush_loss: on a stats
+    read, every 5 s, at close). If another process wrote the row since, the kept row is older: written
+    back, it put the row's max_seq below a hole the other process had stored, and the next reload
+    opened that hole again (UNIQUE seq_gaps: three `serve` on one file stuck retrying). PostgreSQL
+    keeps no rows in memory; the same sequence must hold there too."""
+    a, b = open_db(), open_db()
+    write(a, recs("d", "b1", range(10)))  # a new boot: its row is written at once
+    a._flushed = __import__("time").monotonic()  # noqa: SLF001 (SQLite: the next in-order rows stay in memory)
+    write(a, recs("d", "b1", range(10, 20)))
+    write(b, recs("d", "b1", range(25, 30)))  # b replays 10..19, opens the hole 20..24, writes the row
+    a.loss(T0)  # a's flush of its kept row (max_seq 19) must not go over b's (29)
+    write(b, recs("d", "b1", range(30, 35)))  # raised IntegrityError (UNIQUE seq_gaps) before the fix
+    write(a, recs("d", "b1", range(20, 25)))  # the late ones fill the hole
+    for s in (a, b):
+        loss = s.loss(T0 + SETTLE_MS + 1)
+        assert loss["missing"] == 0 and loss["pending_gaps"] == 0, loss
+    assert b.count_results() == 35
+    a.close()
+    b.close()

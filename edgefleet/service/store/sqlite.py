@@ -438,7 +438,11 @@ class SQLiteStore(NotifyTables, AccountTables):
         and at close)."""
         if self._dirty:
             with self._tx() as db:
-                self._write_boots(db, self._dirty_rows())
+                if db.execute("PRAGMA data_version").fetchone()[0] == self._data_version:
+                    self._write_boots(db, self._dirty_rows())
+                else:  # another process wrote the file since: its rows may be newer than the kept ones, and
+                    self._boots.clear()  # written back they put max_seq below its holes; the next batch
+                    self._holes.clear()  # reloads the rows and replays the results stored past them
                 self._dirty.clear()
                 self._flushed = time.monotonic()
 

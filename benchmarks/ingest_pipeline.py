@@ -33,9 +33,10 @@ from edgefleet.service.ingest_phases import PHASES  # noqa: E402
 
 VARIANTS: dict[str, dict] = {
     "serial": {"env_extra": {"EDGEFLEET_INGEST_OVERLAP": "0"}},  # one thread: decode, write, ack in turn
-    "base": {},                                                # what store_postgres.py --ingest runs
-    "pubs4-w400": {"pubs": 4, "window": 400},                  # publishers never short of work
-    "rmax8000": {"env_extra": {"EDGEFLEET_RECEIVE_MAX": "8000", "EDGEFLEET_BATCH_MAX": "4000"}},
+    "base": {"env_extra": {"EDGEFLEET_INGEST_OVERLAP": "1"}},    # the decoder thread beside the worker
+    "pubs4-w400": {"pubs": 4, "window": 400, "env_extra": {"EDGEFLEET_INGEST_OVERLAP": "1"}},  # publishers never short
+    "rmax8000": {"env_extra": {"EDGEFLEET_RECEIVE_MAX": "8000", "EDGEFLEET_BATCH_MAX": "4000",
+                               "EDGEFLEET_INGEST_OVERLAP": "1"}},
     "batch200ms": {"env_extra": {"EDGEFLEET_BATCH_MS": "200"}},
 }
 

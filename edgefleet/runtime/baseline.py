@@ -49,6 +49,7 @@ DRIFT_K2 = 100  # drift: (centre_new - centre_old)^2 * m > 100 * spread^2, i.e. 
 MAX_RESTARTS = 8  # a class that never settles is finished anyway, after this many restarts, and flagged
 SPEED_Q_MAX = 10_000_000  # 100,000 rpm in hundredths: the settle test's sums stay in int64 below it
 LINE_Q_MAX = float(1 << 23)  # the line's value is clamped to this (Q10): residuals stay exact in float32
+LINE_FLOOR = float(1 << 24)  # added before the floor, as the C node truncates a positive number
 STEADY_SPEED = 0.01  # a window whose speed moved more than 1 % since the last is not learned from (a ramp)
 
 
@@ -267,23 +268,24 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]  # standardized features [m, n] flo
 
 
 def speed_q(rpms: np.ndarray) -> np.ndarray:
-    """Speeds as the C node stores them with its rows (float32) in integer hundredths of an rpm,
-    the unit of the settle test's line: floor(rpm * 100 + 0.5) in float64, exact in C too."""
-    return np.floor(np.asarray(rpms, np.float32).astype(np.float64) * 100.0 + 0.5)  # integers, as float64
+    """Speeds as the C node stores them with its rows (float32) in integer hundredths of an rpm, the
+    unit of the settle test's line: rpm * 100 + 0.5 in float32 (the M4's own FPU), truncated, within
+    0..SPEED_Q_MAX (a NaN: 0)."""
+    y = np.asarray(rpms, np.float32) * np.float32(100.0) + np.float32(0.5)
+    y = np.where(y >= 0, np.minimum(y, np.float32(SPEED_Q_MAX)), np.float32(0.0))
+    return np.floor(y).astype(np.int64)
 
 
 def speed_slopes(rows_q: np.ndarray, r: np.ndarray) -> np.ndarray | None:
     """Per feature, the slope (Q10 per 0.01 rpm) of a straight line through the newer half's rows
     against their speeds r (speed_q), 0 where it is not over four standard errors; None when the
-    newer half holds one speed, too few rows, a speed of 100,000 rpm or more, or newer speeds more
-    than 10,000 rpm apart (the int64 sums' range; a class is a +-5 % band). The sums are exact integers (int64 on the node) and what follows a fixed order of
+    newer half holds one speed, too few rows, or speeds more than 10,000 rpm apart (the int64 sums'
+    range; a class is a +-5 % band). The sums are exact integers (int64 on the node) and what follows a fixed order of
     float64 operations, so the C node gets the same bits (ef_baseline_settled)."""
     m = rows_q.shape[0]
     h = m - m // 2
-    if m // 2 <= 2 or not (r.min() >= 0 and r.max() < SPEED_Q_MAX):
-        return None
-    d = (r[m // 2:] - r[m // 2]).astype(np.int64)  # against the newer half's first speed: small numbers
-    if np.abs(d).max() > SPEED_Q_MAX // 10:
+    d = r[m // 2:] - r[m // 2]  # against the newer half's first speed: small numbers
+    if m // 2 <= 2 or np.abs(d).max() > SPEED_Q_MAX // 10:
         return None
     sxx = h * int((d * d).sum()) - int(d.sum()) ** 2
     if sxx <= 0:
@@ -300,10 +302,11 @@ def speed_slopes(rows_q: np.ndarray, r: np.ndarray) -> np.ndarray | None:
 
 
 def line_q(d: np.ndarray, slope: np.ndarray) -> np.ndarray:
-    """The line's value per row and feature, rounded half up: floor(d * slope + 0.5), d clamped
-    to +-2^23 Q10 first (far beyond any log band power; the C node keeps residuals exact in float32)."""
+    """The line's value per row and feature, rounded half up: floor(d * slope + 0.5), the product
+    clamped to +-2^23 Q10 first (far beyond any log band power; the C node keeps residuals exact in
+    float32), the floor taken as C truncates: of x + 0.5 + 2^24, less 2^24 (the same float64 steps)."""
     x = np.clip(d.astype(np.float64)[:, None] * slope[None, :], -LINE_Q_MAX, LINE_Q_MAX)
-    return np.floor(x + 0.5).astype(np.int64)
+    return (np.floor(x + 0.5 + LINE_FLOOR) - LINE_FLOOR).astype(np.int64)
 
 
 def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:

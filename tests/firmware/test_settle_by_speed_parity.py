@@ -90,8 +90,9 @@ def test_a_run_in_at_wandering_speeds_still_restarts_both(fw, det, tmp_path):
     assert out.count("not_stationary") >= 2
 
 
+@pytest.mark.parametrize("target", [16, 32])
 @pytest.mark.parametrize("seed", range(6))
-def test_random_stints_slopes_and_trends_decide_alike(fw, det, tmp_path, seed):
+def test_random_stints_slopes_and_trends_decide_alike(fw, det, tmp_path, seed, target):
     """Slopes from none to steep (some near four standard errors), stints at random speeds, a run-in
     or none, two speed classes: every outcome and the record the same."""
     rng = np.random.default_rng(100 + seed)
@@ -105,4 +106,4 @@ def test_random_stints_slopes_and_trends_decide_alike(fw, det, tmp_path, seed):
     order = np.argsort(np.concatenate([np.arange(p.size) / p.size for p in parts]), kind="stable")
     r = np.concatenate(parts)[order]
     rows = windows(rng, n, r, rng.choice([0.0, -1.0, -3.0, -40.0]), np.concatenate(trend)[order])
-    both(fw, det, tmp_path, rows, r, 32)
+    both(fw, det, tmp_path, rows, r, target)

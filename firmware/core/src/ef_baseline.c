@@ -237,12 +237,44 @@ static int read_row(const ef_baseline_rows *rows, uint16_t n, uint32_t i, float 
     return 0;
 }
 
-/* The median and floored 1.4826 x MAD of the integers in col[0..m) (sorted in place): rounded,
- * at least the floor (*floored set then), at most int16. */
-static void col_stats(float *col, uint32_t m, int32_t *center, int32_t *spread, int *floored)
+/* ---- the settle test's speed line (Python speed_q, speed_slopes, line_q) ---- */
+
+#define SPEED_Q_MAX 10000000.0f /* 100,000 rpm in hundredths: the sums below stay in int64 */
+#define SPEED_SPAN_MAX 1000000  /* newer speeds at most 10,000 rpm from the first (a class: +-5 %) */
+#define LINE_Q_MAX 8388608.0    /* 2^23: residuals stay exact in float32 */
+#define LINE_FLOOR 16777216.0   /* 2^24 added before truncating: the floor of a positive number */
+
+/* Row i's speed as an integer, float32 rpm * 100 + 0.5 truncated (in float32, as Python), within
+ * [0, SPEED_Q_MAX]; -1 on a read error. */
+static int32_t speed_q(const ef_baseline_rows *rows, uint16_t n, uint32_t i)
+{
+    uint8_t b[4];
+    float y;
+    if (rows->read(rows->ctx, i * rows->stride + 2u * n, b, 4u) != 0)
+        return -1;
+    y = ef_lef32(b) * 100.0f + 0.5f;
+    return !(y >= 0.0f) ? 0 : y > SPEED_Q_MAX ? (int32_t)SPEED_Q_MAX : (int32_t)y;
+}
+
+/* Feature j over rows [first, first + m), less the speed line q - floor(d * slope + 0.5) when slope
+ * is not 0 (d: the row's speed less r0; the line clamped to +-2^23): the median and floored
+ * 1.4826 x MAD, rounded, at most int16. */
+static ef_status column_stats(const ef_baseline_rows *rows, uint16_t n, uint16_t j, uint32_t first, uint32_t m,
+                              double slope, int32_t r0, float *col, int32_t *center, int32_t *spread, int *floored)
 {
     uint32_t i;
-    int32_t c, mad, s;
+    int32_t c, mad, s, r, line = 0;
+    int16_t v;
+    for (i = 0; i < m; i++) {
+        if (read_q(rows, n, first + i, j, &v) != 0 || (slope != 0.0 && (r = speed_q(rows, n, first + i)) < 0))
+            return EF_ERR_FLASH;
+        if (slope != 0.0) {
+            double x = (double)(r - r0) * slope;
+            x = (x > LINE_Q_MAX ? LINE_Q_MAX : x < -LINE_Q_MAX ? -LINE_Q_MAX : x) + 0.5 + LINE_FLOOR;
+            line = (int32_t)x - (int32_t)LINE_FLOOR;
+        }
+        col[i] = (float)(v - line); /* integers below 2^24: exact as float */
+    }
     sort_floats(col, m);
     c = median_int(col, m);
     for (i = 0; i < m; i++)
@@ -255,20 +287,6 @@ static void col_stats(float *col, uint32_t m, int32_t *center, int32_t *spread, 
         s = EF_BASELINE_SPREAD_FLOOR_Q;
     *center = c;
     *spread = s > 32767 ? 32767 : s;
-}
-
-/* Feature j over rows [first, first + m): median and spread (column_stats). */
-static ef_status column_stats(const ef_baseline_rows *rows, uint16_t n, uint16_t j, uint32_t first, uint32_t m,
-                              float *col, int32_t *center, int32_t *spread, int *floored)
-{
-    uint32_t i;
-    int16_t v;
-    for (i = 0; i < m; i++) {
-        if (read_q(rows, n, first + i, j, &v) != 0)
-            return EF_ERR_FLASH;
-        col[i] = (float)v; /* integers below 2^24: exact as float */
-    }
-    col_stats(col, m, center, spread, floored);
     return EF_OK;
 }
 
@@ -281,7 +299,7 @@ static ef_status robust_stats(const ef_baseline_rows *rows, uint16_t n, float *c
     for (j = 0; j < n; j++) {
         int32_t c, s;
         int low;
-        ef_status st = column_stats(rows, n, j, 0, rows->count, col, &c, &s, &low);
+        ef_status st = column_stats(rows, n, j, 0, rows->count, 0.0, 0, col, &c, &s, &low);
         if (st != EF_OK)
             return st;
         *floored += (uint32_t)low;
@@ -291,156 +309,68 @@ static ef_status robust_stats(const ef_baseline_rows *rows, uint16_t n, float *c
     return EF_OK;
 }
 
-/* ---- the settle test's speed line (Python speed_q, speed_slopes, line_q) ---- */
-
-#define SPEED_Q_MAX 10000000.0 /* 100,000 rpm in hundredths: the sums below stay in int64 */
-#define SPEED_SPAN_MAX 1000000 /* newer speeds at most 10,000 rpm from the first (a class: +-5 %) */
-#define LINE_Q_MAX 8388608.0   /* 2^23: residuals stay exact in float32 */
-
-/* What the newer half's speeds give every feature's line: their sum and centred square sum
- * (against r0, the newer half's first speed). fit 0: no line (one speed, too few rows, no speeds). */
-typedef struct {
-    int32_t r0;
-    int64_t sd, sxx;
-    int fit;
-} speed_fit;
-
-/* Row i's speed in hundredths of an rpm of its float32, floor(rpm * 100 + 0.5): 0, or 1 beyond
- * SPEED_Q_MAX (no line), or -1 on a read error. Stored speeds are 0 or finite and positive. */
-static int speed_q(const ef_baseline_rows *rows, uint16_t n, uint32_t i, int32_t *r)
-{
-    uint8_t b[4];
-    double y;
-    if (rows->read(rows->ctx, i * rows->stride + 2u * n, b, 4u) != 0)
-        return -1;
-    y = (double)ef_lef32(b) * 100.0 + 0.5;
-    if (!(y >= 0.0 && y < SPEED_Q_MAX))
-        return 1;
-    *r = (int32_t)y; /* truncation: the floor of a non-negative value */
-    return 0;
-}
-
-static ef_status speed_sums(const ef_baseline_rows *rows, uint16_t n, speed_fit *f)
-{
-    const uint32_t m = rows->count, half = m / 2u;
-    int64_t sdd = 0;
-    int32_t r = 0;
-    uint32_t i;
-    memset(f, 0, sizeof *f);
-    if (rows->stride < 2u * n + 4u || half <= 2u)
-        return EF_OK;
-    for (i = 0; i < m; i++) {
-        const int got = speed_q(rows, n, i, &r);
-        int64_t d;
-        if (got != 0)
-            return got < 0 ? EF_ERR_FLASH : EF_OK;
-        if (i < half)
-            continue;
-        if (i == half)
-            f->r0 = r;
-        d = (int64_t)r - f->r0;
-        if (d > SPEED_SPAN_MAX || d < -SPEED_SPAN_MAX)
-            return EF_OK;
-        f->sd += d;
-        sdd += d * d;
-    }
-    f->sxx = (int64_t)(m - half) * sdd - f->sd * f->sd;
-    f->fit = f->sxx > 0;
-    return EF_OK;
-}
-
-/* Feature j's slope (Q10 per 0.01 rpm) on the newer half, 0 unless (h + 14) sxy^2 > 16 syy sxx:
- * |slope| over four standard errors, squared and multiplied out (Python speed_slopes). */
-static ef_status speed_slope(const ef_baseline_rows *rows, uint16_t n, uint16_t j, const speed_fit *f, double *slope)
+/* Feature j's line on the speed over the newer half (Q10 per 0.01 rpm, against r0, its first
+ * speed): 0 without speeds, with too few rows, one speed, speeds over SPEED_SPAN_MAX apart, or
+ * unless (h + 14) sxy^2 > 16 syy sxx, |slope| over four standard errors squared and multiplied
+ * out. Exact int64 sums, then float64 in Python speed_slopes' order: the same bits. */
+static ef_status speed_slope(const ef_baseline_rows *rows, uint16_t n, uint16_t j, double *slope, int32_t *r0)
 {
     const uint32_t m = rows->count, half = m / 2u;
     const int64_t h = (int64_t)(m - half);
-    int64_t sy = 0, syy = 0, sdy = 0, sxy, yy;
+    int64_t sd = 0, sdd = 0, sy = 0, syy = 0, sdy = 0, sxx, sxy;
     uint32_t i;
     *slope = 0.0;
-    for (i = half; i < m && f->fit; i++) {
-        int32_t r;
+    if (rows->stride < 2u * n + 4u || half <= 2u)
+        return EF_OK;
+    for (i = half; i < m; i++) {
+        const int32_t r = speed_q(rows, n, i);
+        int32_t d;
         int16_t v;
-        if (read_q(rows, n, i, j, &v) != 0 || speed_q(rows, n, i, &r) != 0)
+        if (r < 0 || read_q(rows, n, i, j, &v) != 0)
             return EF_ERR_FLASH;
+        if (i == half)
+            *r0 = r;
+        if ((d = r - *r0) > SPEED_SPAN_MAX || d < -SPEED_SPAN_MAX)
+            return EF_OK;
+        sd += d;
+        sdd += (int64_t)d * d;
         sy += v;
         syy += (int64_t)v * v;
-        sdy += ((int64_t)r - f->r0) * v;
+        sdy += (int64_t)d * v;
     }
-    if (!f->fit)
-        return EF_OK;
-    sxy = h * sdy - f->sd * sy;
-    yy = h * syy - sy * sy;
-    if ((double)(h + 14) * ((double)sxy * (double)sxy) > 16.0 * ((double)yy * (double)f->sxx))
-        *slope = (double)sxy / (double)f->sxx;
+    sxx = h * sdd - sd * sd;
+    sxy = h * sdy - sd * sy;
+    if (sxx > 0 && (double)(h + 14) * ((double)sxy * (double)sxy) > 16.0 * ((double)(h * syy - sy * sy) * (double)sxx))
+        *slope = (double)sxy / (double)sxx;
     return EF_OK;
-}
-
-/* The median of feature j over rows [first, first + m) less the line: q - floor(d * slope + 0.5),
- * d the row's speed against r0, the line's value clamped to +-2^23 (Python line_q). */
-static ef_status line_median(const ef_baseline_rows *rows, uint16_t n, uint16_t j, uint32_t first, uint32_t m,
-                             const speed_fit *f, double slope, float *col, int32_t *center)
-{
-    uint32_t i;
-    int32_t s;
-    int low;
-    for (i = 0; i < m; i++) {
-        int32_t r, line;
-        int16_t v;
-        double x;
-        if (read_q(rows, n, first + i, j, &v) != 0 || speed_q(rows, n, first + i, &r) != 0)
-            return EF_ERR_FLASH;
-        x = (double)((int64_t)r - f->r0) * slope;
-        x = (x > LINE_Q_MAX ? LINE_Q_MAX : x < -LINE_Q_MAX ? -LINE_Q_MAX : x) + 0.5;
-        line = (int32_t)x;
-        line -= (double)line > x; /* truncation to the floor */
-        col[i] = (float)(v - line);
-    }
-    col_stats(col, m, center, &s, &low);
-    return EF_OK;
-}
-
-/* Feature j's half-medians (after its speed line, if any) and the larger half-spread. */
-static ef_status half_stats(const ef_baseline_rows *rows, uint16_t n, uint16_t j, const speed_fit *f, float *col,
-                            int32_t *c_old, int32_t *c_new, int32_t *s)
-{
-    const uint32_t m = rows->count, half = m / 2u;
-    int32_t s_old, s_new;
-    double slope;
-    int low;
-    ef_status st;
-    if ((st = column_stats(rows, n, j, 0, half, col, c_old, &s_old, &low)) != EF_OK ||
-        (st = column_stats(rows, n, j, half, m - half, col, c_new, &s_new, &low)) != EF_OK ||
-        (st = speed_slope(rows, n, j, f, &slope)) != EF_OK)
-        return st;
-    *s = s_old > s_new ? s_old : s_new; /* each half's own spread: a drift inflates the whole's */
-    if (slope == 0.0)
-        return EF_OK;
-    if ((st = line_median(rows, n, j, 0, half, f, slope, col, c_old)) != EF_OK)
-        return st;
-    return line_median(rows, n, j, half, m - half, f, slope, col, c_new);
 }
 
 ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *work, size_t work_len, int *settled)
 {
     const uint32_t m = rows ? rows->count : 0u, half = m / 2u;
     float *col = (float *)work;
-    speed_fit f;
     uint16_t j;
-    ef_status st;
     if (rows == NULL || work == NULL || settled == NULL || ((uintptr_t)work & 3u) != 0u || half == 0u)
         return EF_ERR_ARG;
     if (work_len / sizeof(float) < m - half)
         return EF_ERR_CAPACITY;
-    if ((st = speed_sums(rows, n, &f)) != EF_OK)
-        return st;
     *settled = 1;
     for (j = 0; j < n; j++) {
-        int32_t c_old, c_new, s;
-        int64_t d;
-        if ((st = half_stats(rows, n, j, &f, col, &c_old, &c_new, &s)) != EF_OK)
+        int32_t c_old, s_old, c_new, s_new, r0 = 0, t;
+        int64_t d, s;
+        double slope;
+        int low;
+        ef_status st;
+        if ((st = speed_slope(rows, n, j, &slope, &r0)) != EF_OK ||
+            (st = column_stats(rows, n, j, 0, half, 0.0, 0, col, &c_old, &s_old, &low)) != EF_OK ||
+            (st = column_stats(rows, n, j, half, m - half, 0.0, 0, col, &c_new, &s_new, &low)) != EF_OK)
+            return st;
+        if (slope != 0.0 && /* the medians after the line; each half's own spread as it is */
+            ((st = column_stats(rows, n, j, 0, half, slope, r0, col, &c_old, &t, &low)) != EF_OK ||
+             (st = column_stats(rows, n, j, half, m - half, slope, r0, col, &c_new, &t, &low)) != EF_OK))
             return st;
         d = (int64_t)c_new - c_old;
+        s = s_old > s_new ? s_old : s_new; /* each half's own spread: a drift inflates the whole's */
         if (d * d * (int64_t)m > (int64_t)EF_BASELINE_DRIFT_K2 * s * s) {
             *settled = 0; /* still moving: run-in, warm-up, or a fault that started meanwhile */
             return EF_OK;

@@ -4,11 +4,13 @@
  * Two flash areas of its own (apart from the model slots); the records' area is memory-mapped:
  *
  *   records [0, R)    copy 0: 16-byte head {"EFBR", u32 seq, u32 size, u32 ~size}, then the record,
- *                     then (C only) the rows' index of its classes {"EFRX", u32 count, per class f32 rpm,
+ *                     then (C only) the rows' index of its classes {"EFRY", u32 count, per class f32 rpm,
  *                     u32 rows, u8 slot, u8 bank, u16 0; CRC-32 of all before it}
  *   records [R, 2R)   copy 1, the same            (R = records size / 2, a multiple of its erase size)
- *   rows    [(2k+b)*C, (2k+b+1)*C)  slot k's commissioning rows in bank b (int16 Q10 LE,
- *                     row-major, in arrival order), C = rows size / 16 rounded down to its erase size, k < 8
+ *   rows    [(2k+b)*C, (2k+b+1)*C)  slot k's commissioning rows in bank b (each n int16 Q10 LE, then
+ *                     the window's speed as f32 LE, 0: none; in arrival order), C = rows size / 16
+ *                     rounded down to its erase size, k < 8. ("EFRX", an index of rows without speeds,
+ *                     is not read: the settle test needs each row's speed.)
  *
  * A new record goes to the copy not in force: erase it, write the record, then its head last;
  * then the old copy is erased. A power cut at any point leaves the old record or the new one

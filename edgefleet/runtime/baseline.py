@@ -280,12 +280,15 @@ def speed_slopes(rows_q: np.ndarray, r: np.ndarray) -> np.ndarray | None:
     """Per feature, the slope (Q10 per 0.01 rpm) of a straight line through the newer half's rows
     against their speeds r (speed_q), 0 where it is not over four standard errors; None when the
     newer half holds one speed, too few rows, or speeds more than 10,000 rpm apart (the int64 sums'
-    range; a class is a +-5 % band). The sums are exact integers (int64 on the node) and what follows a fixed order of
-    float64 operations, so the C node gets the same bits (ef_baseline_settled)."""
+    range; a class is a +-5 % band). The sums are exact integers (int64 on the node) and what
+    follows a fixed order of float64 operations, so the C node gets the same bits
+    (ef_baseline_settled)."""
     m = rows_q.shape[0]
     h = m - m // 2
+    if m // 2 <= 2:
+        return None
     d = r[m // 2:] - r[m // 2]  # against the newer half's first speed: small numbers
-    if m // 2 <= 2 or np.abs(d).max() > SPEED_Q_MAX // 10:
+    if np.abs(d).max() > SPEED_Q_MAX // 10:
         return None
     sxx = h * int((d * d).sum()) - int(d.sum()) ** 2
     if sxx <= 0:
@@ -327,9 +330,10 @@ def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:
     old, new = rows_q[: m // 2], rows_q[m // 2:]
     c_old, s_old, _ = robust_stats(old)  # each half's own spread: a drift inflates the whole's
     c_new, s_new, _ = robust_stats(new)
-    slope = None if rpms is None else speed_slopes(rows_q, speed_q(rpms))
+    r = None if rpms is None else speed_q(rpms)
+    slope = None if r is None else speed_slopes(rows_q, r)
     if slope is not None and slope.any():
-        resid = rows_q - line_q(speed_q(rpms) - speed_q(rpms)[m // 2], slope)
+        resid = rows_q - line_q(r - r[m // 2], slope)
         c_old, c_new = robust_stats(resid[: m // 2])[0], robust_stats(resid[m // 2:])[0]
     for j in range(rows_q.shape[1]):
         d, s = int(c_new[j]) - int(c_old[j]), max(int(s_old[j]), int(s_new[j]))

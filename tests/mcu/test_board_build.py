@@ -59,7 +59,8 @@ def test_qemu_node_image_size_report(mcu):
     # commissioning (docs/baseline.md, "The C node"): its core modules, and no more RAM than its state
     comm = size["commissioning"]
     assert set(comm["modules"]) == {"baseline", "commission", "sha256"}  # SHA-256 itself comes with OTA
-    assert 0 < comm["flash"] <= 10 * 1024 and 0 < comm["ram"] == comm["state"]["g_comm"] <= 256
+    # 11 KB: 10 KB until the settle test learned to take out what the speed explains (+966 B, 2026-12-07)
+    assert 0 < comm["flash"] <= 11 * 1024 and 0 < comm["ram"] == comm["state"]["g_comm"] <= 256
 
 
 def test_board_without_ota_links_no_crypto(f446):

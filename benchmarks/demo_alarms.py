@@ -9,7 +9,7 @@ machine was one of the faulty ones (the simulator's report names them).
     .venv/bin/python benchmarks/demo_alarms.py --seconds 600    # ten minutes
 
 --offline runs the same plant without the broker, the service or the wall clock
-(device_sim/offline.py: the demo's plant, Fleet ticks, node messages, the service's AlarmTracker),
+(benchmarks/demo_offline.py: the demo's plant, Fleet ticks, node messages, the service's AlarmTracker),
 over simulated hours as fast as the CPU goes, for several plant seeds; it counts alarms per machine
 and the time from each fault's onset to its machine's first alarm:
 
@@ -39,7 +39,7 @@ from edgefleet.service.store import SQLiteStore  # noqa: E402
 def offline_part(seed: int, noise: int, part: int, seconds: float, nodes: int, faulty: int, windows: int,
                  only: tuple[str, ...] = ()) -> dict:
     """One worker's half of one plant (the demo's `--procs 2` split), offline: its alarms."""
-    from device_sim import offline
+    import demo_offline as offline
 
     args = offline.demo_sim_args(nodes=nodes, faulty=faulty, seed=seed, commission_windows=windows)
     plant, _ = offline.demo_plant(args)
@@ -58,7 +58,7 @@ def offline_main(args: argparse.Namespace) -> int:
     """The demo's plants offline, per seed: alarms on healthy machines, faulty ones found and when."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from device_sim import offline
+    import demo_offline as offline
 
     windows = args.commission_windows or 64
     jobs = [(seed, noise, part) for seed in args.seeds for noise in args.noise_seeds for part in range(2)]
@@ -114,7 +114,7 @@ def main() -> int:
     ap.add_argument("--commission-windows", type=int, default=None,
                     help="windows per class each node learns its normal from (default: the demo's)")
     ap.add_argument("--offline", action="store_true",
-                    help="no broker, service or wall clock: the plant offline (device_sim/offline.py)")
+                    help="no broker, service or wall clock: the plant offline (benchmarks/demo_offline.py)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="--offline: plant seeds (default 0, the demo's)")
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[0],
                     help="--offline: noise draws on the same plant (default 0)")

@@ -1,4 +1,4 @@
-"""The demo's plant driven without a broker (device_sim/offline.py): the short variant of
+"""The demo's plant driven without a broker (benchmarks/demo_offline.py: it joins the simulator and the service's AlarmTracker, so it lives with the benchmarks): the short variant of
 `benchmarks/demo_alarms.py --offline`.
 
 sim-0035 is the healthy machine that alarmed in the hour-long demo run of 2026-12-06 (a warning at
@@ -8,7 +8,11 @@ its middle speed's class had been learned without its first stint, dropped by th
 
 from __future__ import annotations
 
-from device_sim import offline
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import demo_offline as offline  # noqa: E402
 
 
 def test_the_offline_plant_is_the_demos():

@@ -8,20 +8,35 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+from testkit import free_port
 
 from edgefleet import protocol
 from edgefleet.device.framing import FrameDecoder, split_link
 from edgefleet.service.broker import start_broker
 
-from testkit import free_port
-
 from .conftest import FIRMWARE, FLEET_MODEL, QEMU, REPO
-from .test_qemu_fleet import DEVICE, ENV, q, send_cmd, wait_for  # (send_cmd addresses DEVICE)
+from .test_qemu_fleet import (  # (send_cmd addresses DEVICE)
+    DEVICE,
+    ENV,
+    q,
+    send_cmd,
+    wait_for,
+)
 
 EVERY_MS = 1000  # 80 ms windows: 12 or 13 a period
 STACK_RESERVED = 3584  # ports/mps2-an386/mps2-an386.ld
+
+
+def short_names(tmp_path, rec) -> tuple[str, str]:
+    """The node reads its command line through semihosting into 256 B: under pytest-xdist absolute temp paths
+    grow by popen-gwN/ and the line was cut (a usage message). Links in QEMU's working folder instead."""
+    for name, target in (("model.efm", FLEET_MODEL), ("rec.f32", rec)):
+        if not (tmp_path / name).exists():
+            (tmp_path / name).symlink_to(Path(target).resolve())
+    return "model.efm", "rec.f32"
 
 
 def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_path):
@@ -30,8 +45,8 @@ def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_pa
     url, db, port = f"mqtt://127.0.0.1:{broker.port}", tmp_path / "fleet.db", free_port()
     procs: dict[str, subprocess.Popen] = {}
 
-    def spawn(name, argv):
-        procs[name] = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=(tmp_path / f"{name}.out").open("wb"),
+    def spawn(name, argv, cwd=REPO):
+        procs[name] = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=(tmp_path / f"{name}.out").open("wb"),
                                        stderr=(tmp_path / f"{name}.log").open("wb"))
 
     def logs() -> str:
@@ -47,9 +62,11 @@ def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_pa
         spawn("serve", [sys.executable, "-m", "edgefleet", "serve", "--broker", url, "--db", str(db),
                         "--role", "ingest"])
         wait_for(lambda: "subscribed" in (tmp_path / "serve.log").read_text(), 30, "ingest subscribed")
+        model, samples = short_names(tmp_path, rec)
         spawn("qemu", [*QEMU, "-serial", f"tcp:127.0.0.1:{port},server,nowait", "-kernel",
                        str(mcu / "ef_mcu_node.elf"), "-append",
-                       f"node {FLEET_MODEL} {fs} --samples {rec} --no-commission --summary-every {EVERY_MS}"])
+                       f"node {model} {fs} --samples {samples} --no-commission --summary-every {EVERY_MS}"],
+              cwd=tmp_path)
         spawn("bridge", [sys.executable, "-m", "edgefleet", "bridge", "--serial", f"tcp://127.0.0.1:{port}",
                          "--broker", url, "--device", DEVICE])
         first = wait_for(lambda: len(r := stored()) >= 4 and r, 60, "4 summaries of the QEMU node", logs)[0][0]
@@ -95,9 +112,10 @@ def test_qemu_node_summaries_equal_the_host_build(mcu, recording, tmp_path):
 
     rec, fs = recording
     uart = tmp_path / "uart.bin"
+    model, samples = short_names(tmp_path, rec)
     proc = subprocess.run([*QEMU, "-serial", f"file:{uart}", "-kernel", str(mcu / "ef_mcu_node.elf"), "-append",
-                           f"node {FLEET_MODEL} {fs} --samples {rec} --nopace --boot {BOOT} --t0 {T0} --windows 120 "
-                           f"--summary-every {EVERY_MS}"], capture_output=True, text=True, timeout=120)
+                           f"node {model} {fs} --samples {samples} --nopace --boot {BOOT} --t0 {T0} --windows 120 "
+                           f"--summary-every {EVERY_MS}"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames = [split_link(p) for p in FrameDecoder().feed(uart.read_bytes())]
     m4 = [b for k, b in frames if k == "summary"]

@@ -157,7 +157,9 @@ def test_why_and_hint_equal_python_on_simulated_shaft_faults(fw, params, tmp_pat
     for seed in (3, 8):
         m, rng = shaft_machine(seed)
         rpm = float(m.shaft_hz(0.0)[0] * 60)
-        parts = [synth(m, rng, 20, 0.0)]
+        # 36 s of normal for 16 commissioning windows: the settle test may restart once where the speed
+        # wanders (seed 8's estimate slides 0.4 % in 16 s, and the line fitted on the newer half says so)
+        parts = [synth(m, rng, 36, 0.0)]
         for k, kind in enumerate((Fault.UNBALANCE, Fault.MISALIGNMENT, Fault.LOOSENESS, Fault.BENT_SHAFT)):
             for peak in (1.0, 3.0):
                 parts.append(synth(with_faults(m, [0], kind, onset_s=-1, ramp_s=1e-6, peak_mm_s=peak), rng, 6,
@@ -289,7 +291,9 @@ def test_why_and_hint_equal_python_on_simulated_bearing_faults(fw, params, tmp_p
         rng = np.random.default_rng(seed)
         m = vary_machines(make_machines(1, rng, bearing="6205"), rng)
         rpm = float(m.shaft_hz(0.0)[0] * 60)
-        parts = [synth(m, rng, 20, 0.0)]
+        # 36 s of normal for 16 commissioning windows: the settle test may restart once where the speed
+        # wanders (seed 8's estimate slides 0.4 % in 16 s, and the line fitted on the newer half says so)
+        parts = [synth(m, rng, 36, 0.0)]
         for k, kind in enumerate((Fault.OUTER_RACE, Fault.INNER_RACE, Fault.BALL)):
             for peak in (0.05, 0.2, 1.0):
                 parts.append(synth(with_faults(m, [0], kind, onset_s=-1, ramp_s=1e-6, peak_g=peak), rng, 5,

@@ -24,7 +24,7 @@ from edgefleet.protocol.connect import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-BUDGET_S = 420.0  # about 120 s alone (40 s of the pull, 12 s shadow + 12 s trial per stage); more on a loaded 2-core host
+BUDGET_S = 600.0  # about 180 s alone (2 min of raw windows pulled, 12 s shadow + 12 s trial per stage); 255 s at load 8
 
 
 def readme_block() -> list[str]:
@@ -105,7 +105,7 @@ def test_engineer_loop_as_the_readme_shows_it(tmp_path) -> None:
                     _wait_commissioned(env, 8, timeout=90)
                 continue
             t_step = time.monotonic()
-            proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
+            proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, f"{line}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
             outputs[name] = proc.stdout
             print(f"[{time.monotonic() - t_start:5.0f} s] {name}: {time.monotonic() - t_step:.0f} s")
@@ -125,8 +125,8 @@ def test_engineer_loop_as_the_readme_shows_it(tmp_path) -> None:
         print(outputs["model evaluate"])
         judged = re.findall(r"^(sim-\d{4}) +\d+ +\d+ +\S+ +([\d.]+)%", outputs["model evaluate"], re.M)
         assert len(judged) == 8, outputs["model evaluate"]  # every machine commissioned on its own data and judged
-        rates = sorted(float(rate) for _, rate in judged)  # ~20 held-out windows each: one window is 5 %
-        assert rates[len(rates) // 2] <= 10.0 and rates[-1] <= 30.0, judged  # few false alarms on the healthy fleet
+        rates = sorted(float(rate) for _, rate in judged)  # ~57 held-out windows each: one window is 1.8 %
+        assert rates[len(rates) // 2] <= 5.0 and rates[-1] <= 15.0, judged  # few false alarms on the healthy fleet
         status = json.loads(outputs["ota status"])
         (camp,) = status["campaigns"]
         assert camp["state"] == "completed" and camp["by_state"] == {"confirmed": 8}, camp

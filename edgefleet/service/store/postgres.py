@@ -21,7 +21,6 @@ The OTA registry (models, campaigns, the command outbox) lives in the same datab
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +49,7 @@ from edgefleet.service.store.outbox import (
     NotifyTables,
     journal_row,
 )
+from edgefleet.service.store.sql_text import to_pg
 from edgefleet.service.store.sqlite import (
     ALARM_HOLD_OFF_MS,
     HEALTH_UPDATE_SQL,
@@ -189,12 +189,7 @@ _SHADOW_TYPES = ("text", "text", "bigint", "bigint", "bigint", "float8", "float8
 _INSERT_SHADOWS = ("INSERT INTO shadow_results(device, boot, seq, ts, model, score, thr, anom, inf_us, shadow_model,"
                    " shadow_score, shadow_thr, shadow_anom) SELECT * FROM unnest("
                    + ", ".join(f"%s::{t}[]" for t in _SHADOW_TYPES) + ") ON CONFLICT DO NOTHING")
-_QMARK = re.compile(r"\?")
-
-
-def _pg(sql: str) -> str:
-    """SQLite's `?` placeholders as psycopg's `%s` (a literal % doubled)."""
-    return _QMARK.sub("%s", sql.replace("%", "%%"))
+_pg = to_pg  # every statement here is written with SQLite's `?` placeholders (sql_text)
 
 
 def _columns(rows: list[tuple]) -> list[list]:

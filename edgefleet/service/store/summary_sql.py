@@ -24,6 +24,7 @@ from edgefleet.protocol import ResultRecord, SummaryRecord
 from edgefleet.service.rollups import add_all_summaries
 from edgefleet.service.store import rollup_sql
 from edgefleet.service.store.base import Reject
+from edgefleet.service.store.sql_text import to_pg
 
 TABLE = "summaries"
 _COLS = ("device", "boot", "seq", "ts", "period", "model", "thr", "dropped", "n", "anom", "s_min", "s_mean", "s_p95",
@@ -55,8 +56,7 @@ def _is_pg(store: Any) -> bool:
 
 def _q(store: Any):
     if _is_pg(store):
-        from edgefleet.service.store.postgres import _pg
-        return _pg
+        return to_pg
     return str
 
 

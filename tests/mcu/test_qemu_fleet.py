@@ -72,15 +72,20 @@ def fleet(mcu, recording, tmp_path):
                          "--broker", url, "--device", DEVICE])
         yield {"url": url, "db": db, "procs": procs, "tmp": tmp_path, "rec": rec}
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         broker.stop()
+
+
+def stop_all(procs: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM every process still running, then wait for each (kill after 10 s)."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def send_cmd(url: str, body: dict) -> None:

@@ -23,6 +23,7 @@ from .test_qemu_fleet import (  # (send_cmd addresses DEVICE)
     ENV,
     q,
     send_cmd,
+    stop_all,
     wait_for,
 )
 
@@ -78,14 +79,7 @@ def test_qemu_node_in_summary_mode_is_stored_as_summaries(mcu, recording, tmp_pa
         qemu.wait(10)
         assert procs["bridge"].wait(15) == 0
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         broker.stop()
     rows = stored()
     by_boot = {b: [r for r in rows if r[0] == b] for b in dict.fromkeys(r[0] for r in rows)}

@@ -747,6 +747,8 @@ static __attribute__((noinline)) int judge(float rpm, verdict *v)
             ef_platform_log("commissioning: a row could not be stored");
         else if (o == EF_COMM_NOT_STATIONARY)
             ef_platform_log("commissioning: a class has not settled, its older half is dropped");
+        else if (o == EF_COMM_SPEEDS_APART)
+            ef_platform_log("commissioning: a class has not settled at other speeds, its newer half is dropped");
         return 0;
     default:
         v->state = EF_PROTO_UNCOMMISSIONED;

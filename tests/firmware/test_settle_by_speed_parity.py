@@ -4,6 +4,9 @@ ends"): the C node stores each row's speed beside it and fits the same line per 
 half, from the same integer sums and float64 steps, so a machine visiting a class in stints at
 slightly different speeds finishes with the same outcomes and the same record bytes on both, and a
 real run-in still restarts both. Before the C node stored speeds it restarted where Python did not.
+A class full and unsettled whose two halves ran at speeds that do not overlap (bl.speeds_apart)
+waits on both instead, its newer half dropped (outcome "speeds_apart", at most bl.MAX_WAITS times);
+before the C node knew the wait it restarted there.
 """
 
 from __future__ import annotations
@@ -90,13 +93,47 @@ def test_a_run_in_at_wandering_speeds_still_restarts_both(fw, det, tmp_path):
     assert out.count("not_stationary") >= 2
 
 
-@pytest.mark.parametrize("target", [16, 32])
-@pytest.mark.parametrize("seed", range(6))
-def test_random_stints_slopes_and_trends_decide_alike(fw, det, tmp_path, seed, target):
+def test_stints_apart_at_a_band_edge_wait_alike_instead_of_restarting(fw, det, tmp_path):
+    """The demo's sim-0026 (docs/baseline.md): a first stint at 1572.8-1574.2 rpm, a newer one at
+    1574.2-1575.0, then the speed wanders back to the first stint's. Band 0 climbs steeply across a
+    band edge at 1574.0-1574.3 rpm and is flat either side (no line on the newer half's speeds
+    finds it), no trend: not settled, the halves' speeds apart, so both wait (the newer half
+    dropped) and then finish with the first stint's speeds, never restarting."""
+    rng = np.random.default_rng(26)
+    r = np.concatenate([np.linspace(1572.8, 1574.2, 32), np.linspace(1574.2, 1575.0, 32),
+                        np.linspace(1572.8, 1574.2, 40)]) + rng.uniform(-0.05, 0.05, 104)
+    r = r.astype(np.float32)
+    f = rng.normal(-4.0, 0.02, (r.size, det.artifact.features.params.n_features))
+    edge = np.clip((r.astype(np.float64) - 1574.0) / 0.3, 0.0, 1.0)
+    f[:, 0] += 0.1 * edge
+    f[:, 1] += 0.01 * edge
+    rows = f.astype(np.float32)
+    assert bl.speeds_apart(r[:64])
+    assert not bl.stationary(bl.to_q10(rows[:64]).astype(np.int64), r[:64])
+    out = both(fw, det, tmp_path, rows, r, 64)
+    assert out.index("speeds_apart") == 63 and "not_stationary" not in out
+    assert out.count("learning") == 63 + 32  # the 64th waits (its row dropped with the newer half), 32 more
+
+
+def test_a_run_in_across_a_speed_step_waits_max_waits_then_restarts_alike(fw, det, tmp_path):
+    """A real run-in (a trend in time) while the speed steps from 1500 to 1508 rpm at the class's
+    half and stays there: the halves' speeds apart, both wait bl.MAX_WAITS times for 1500 rpm to
+    return, then restart as before (the older half dropped), with the same record."""
+    rng = np.random.default_rng(27)
+    i = np.arange(240)
+    r = (np.where(i < 16, 1500.0, 1508.0) + rng.uniform(-0.3, 0.3, i.size)).astype(np.float32)
+    rows = windows(rng, det.artifact.features.params.n_features, r, -40.0, 0.02 * np.minimum(i, 150))
+    assert bl.speeds_apart(r[:32])
+    out = both(fw, det, tmp_path, rows, r, 32)
+    decided = [o for o in out if o in ("speeds_apart", "not_stationary")]
+    assert decided[:bl.MAX_WAITS + 1] == ["speeds_apart"] * bl.MAX_WAITS + ["not_stationary"]
+    assert out.count("speeds_apart") == bl.MAX_WAITS
+
+
+def random_case(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Slopes from none to steep (some near four standard errors), stints at random speeds, a run-in
-    or none, two speed classes: every outcome and the record the same."""
+    or none, two speed classes: rows and speeds."""
     rng = np.random.default_rng(100 + seed)
-    n = det.artifact.features.params.n_features
     parts, trend = [], []
     for centre in (900.0, 1500.0):
         k = rng.integers(3, 6)
@@ -105,5 +142,26 @@ def test_random_stints_slopes_and_trends_decide_alike(fw, det, tmp_path, seed, t
         trend.append(rng.choice([0.0, 0.01]) * np.minimum(np.arange(r.size), rng.integers(10, 60)))
     order = np.argsort(np.concatenate([np.arange(p.size) / p.size for p in parts]), kind="stable")
     r = np.concatenate(parts)[order]
-    rows = windows(rng, n, r, rng.choice([0.0, -1.0, -3.0, -40.0]), np.concatenate(trend)[order])
+    return windows(rng, n, r, rng.choice([0.0, -1.0, -3.0, -40.0]), np.concatenate(trend)[order]), r
+
+
+@pytest.mark.parametrize("target", [16, 32])
+@pytest.mark.parametrize("seed", range(6))
+def test_random_stints_slopes_and_trends_decide_alike(fw, det, tmp_path, seed, target):
+    """Every outcome and the record the same."""
+    rows, r = random_case(det.artifact.features.params.n_features, seed)
     both(fw, det, tmp_path, rows, r, target)
+
+
+def test_the_random_cases_wait_and_restart(det):
+    """The random cases above exercise both branches of an unsettled class (Python alone: cheap):
+    some wait ("speeds_apart"), some restart, some do both."""
+    n = det.artifact.features.params.n_features
+    seen = []
+    for target in (16, 32):
+        for seed in range(6):
+            rows, r = random_case(n, seed)
+            com = bl.Commissioner(n, target=target)
+            out = [com.add(x, float(v)) for x, v in zip(rows, r)]
+            seen.append(("speeds_apart" in out, "not_stationary" in out))
+    assert (True, False) in seen and (False, True) in seen and (True, True) in seen

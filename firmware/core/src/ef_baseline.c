@@ -379,6 +379,33 @@ ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *wo
     return EF_OK;
 }
 
+ef_status ef_baseline_speeds_apart(const ef_baseline_rows *rows, uint16_t n, int *apart)
+{
+    const uint32_t m = rows ? rows->count : 0u, half = m / 2u;
+    int32_t lo[2] = {INT32_MAX, INT32_MAX}, hi[2] = {0, 0}, r; /* [0]: the older half, [1]: the newer */
+    uint32_t i, k = 0;
+    if (rows == NULL || apart == NULL || half == 0u)
+        return EF_ERR_ARG;
+    *apart = 0;
+    if (rows->stride < 2u * n + 4u)
+        return EF_OK; /* no speeds */
+    for (i = 0; i < m; i++) {
+        const int h = i >= half;
+        if ((r = speed_q(rows, n, i)) < 0)
+            return EF_ERR_FLASH;
+        lo[h] = r < lo[h] ? r : lo[h];
+        hi[h] = r > hi[h] ? r : hi[h];
+    }
+    for (i = 0; i < m; i++) {
+        const int other = i < half; /* the other half's range */
+        if ((r = speed_q(rows, n, i)) < 0)
+            return EF_ERR_FLASH;
+        k += r >= lo[other] && r <= hi[other];
+    }
+    *apart = 4u * k < m;
+    return EF_OK;
+}
+
 ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, float rpm_center,
                                   const ef_baseline_model *sm, float *features, void *work,
                                   size_t work_len, uint8_t *block, uint32_t *floored)

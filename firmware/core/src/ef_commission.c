@@ -293,22 +293,23 @@ static ef_baseline_rows class_rows(const ef_commission *c, int k, region_reader 
     return rows;
 }
 
-/* Drop the older half of class k: its newer rows go to the start of the other bank, through RAM. */
-static int drop_older_half(ef_commission *c, int k)
+/* Keep `count` rows of class k from row `first` on, the others dropped: they go to the start of
+ * the other bank, through RAM (NOR flash cannot drop rows in place). */
+static int keep_rows(ef_commission *c, int k, uint32_t first, uint32_t count)
 {
-    const uint32_t len = row_size(c->model.n_features), half = c->target / 2u, keep = c->cls[k].rows - half;
+    const uint32_t len = row_size(c->model.n_features);
     const uint8_t from = c->cls[k].bank, to = (uint8_t)(from ^ 1u);
     uint8_t b[2u * ROW_CHUNK];
     uint32_t i, j;
-    for (i = 0; i < keep; i++)
+    for (i = 0; i < count; i++)
         for (j = 0; j < len; j += sizeof b) {
             const uint32_t m = len - j < sizeof b ? len - j : (uint32_t)sizeof b;
-            if (c->rows->read(c->rows->ctx, row_off(c, k, from, half + i) + j, b, m) != 0 ||
+            if (c->rows->read(c->rows->ctx, row_off(c, k, from, first + i) + j, b, m) != 0 ||
                 put_rows(c, row_off(c, k, to, i) + j, b, m) != 0)
                 return -1;
         }
     c->cls[k].bank = to;
-    c->cls[k].rows = keep;
+    c->cls[k].rows = count;
     return 0;
 }
 
@@ -316,9 +317,10 @@ ef_commission_outcome ef_commission_add(ef_commission *c, const float *features,
                                         size_t work_len)
 {
     const int known = ef_baseline_rpm_known(rpm);
+    const uint32_t half = c->target / 2u;
     region_reader rr;
     ef_baseline_rows rows;
-    int k, settled = 1;
+    int k, settled = 1, apart = 0;
     uint16_t j;
     if (!c->learning)
         return EF_COMM_OTHER_CLASS;
@@ -340,8 +342,15 @@ ef_commission_outcome ef_commission_add(ef_commission *c, const float *features,
         return EF_COMM_FLASH_ERROR;
     if (settled)
         return EF_COMM_LEARNING;
+    if (known && c->cls[k].waits < EF_COMMISSION_MAX_WAITS &&
+        ef_baseline_speeds_apart(&rows, c->model.n_features, &apart) != EF_OK)
+        return EF_COMM_FLASH_ERROR;
+    if (apart) { /* halves at other speeds: a run-in cannot be told, wait for the older speeds */
+        c->cls[k].waits++;
+        return keep_rows(c, k, 0, half) == 0 ? EF_COMM_SPEEDS_APART : EF_COMM_FLASH_ERROR;
+    }
     c->cls[k].restarts++;
-    return drop_older_half(c, k) == 0 ? EF_COMM_NOT_STATIONARY : EF_COMM_FLASH_ERROR;
+    return keep_rows(c, k, half, c->cls[k].rows - half) == 0 ? EF_COMM_NOT_STATIONARY : EF_COMM_FLASH_ERROR;
 }
 
 ef_window_state ef_commission_window(ef_commission *c, const ef_baseline_model *sm, const float *features,
@@ -664,6 +673,7 @@ static void reindex(ef_commission *c)
         else {
             c->cls[i].kept = 1;
             c->cls[i].restarts = 0;
+            c->cls[i].waits = 0;
         }
 }
 
@@ -873,6 +883,7 @@ const char *ef_commission_outcome_str(ef_commission_outcome o)
     case EF_COMM_NOT_STATIONARY: return "not_stationary";
     case EF_COMM_SPEED_CHANGING: return "speed_changing";
     case EF_COMM_FLASH_ERROR: return "flash_error";
+    case EF_COMM_SPEEDS_APART: return "speeds_apart";
     }
     return "unknown";
 }

@@ -343,7 +343,7 @@ static void judge(node *nd, const ef_model *m, float rpm, float model_score, ver
         break;
     case EF_WINDOW_COMMISSIONING:
         v->state = EF_PROTO_COMMISSIONING;
-        if (o == EF_COMM_NOT_STATIONARY || o == EF_COMM_FLASH_ERROR)
+        if (o == EF_COMM_NOT_STATIONARY || o == EF_COMM_SPEEDS_APART || o == EF_COMM_FLASH_ERROR)
             fprintf(stderr, "ef_node: commissioning: %s\n", ef_commission_outcome_str(o));
         break;
     default:

@@ -136,6 +136,12 @@ ef_status ef_baseline_learn_class(const ef_baseline_rows *rows, uint16_t n, floa
  * the same bits). *settled 1 or 0; `work` holds 4 bytes per row of a half. */
 ef_status ef_baseline_settled(const ef_baseline_rows *rows, uint16_t n, void *work, size_t work_len, int *settled);
 
+/* Did the two halves of a class's rows run at different speeds (Python speeds_apart)? Fewer than a
+ * quarter of its m rows have a speed (speed_q, as the settle test's) within the other half's
+ * [min, max]: 4 k < m, k the newer half's rows in the older half's range plus the older half's in
+ * the newer's. Two passes over the rows, no buffer. *apart 0 for rows without speeds. */
+ef_status ef_baseline_speeds_apart(const ef_baseline_rows *rows, uint16_t n, int *apart);
+
 /* ---- drift after commissioning (docs/baseline.md, "Drift after commissioning") ---- */
 
 #define EF_BASELINE_DRIFT_TAU_S (3.0 * 86400.0) /* the centre follows healthy windows with this time constant */

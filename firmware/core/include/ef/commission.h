@@ -19,7 +19,11 @@
  * scratch sector erased when the first row reaches it), so RAM holds only the per-class counts,
  * never the rows (a board may still back the rows area with RAM). When a class that reached its
  * target has not settled (ef_baseline_settled), its newer half is copied to the class's other
- * bank and learning goes on there: NOR flash cannot drop rows in place. Once a record is written
+ * bank and learning goes on there: NOR flash cannot drop rows in place. Unless its two halves ran
+ * at different speeds (ef_baseline_speeds_apart, the window's speed known): then a run-in cannot be
+ * told from the speed's effect, and the class waits for its older speeds to return instead, its
+ * older half copied and its newer half dropped, at most EF_COMMISSION_MAX_WAITS times (the waits
+ * are not restarts). Once a record is written
  * its classes' rows stay in their slots, indexed (kept) for another model's thresholds; a one-class
  * commissioning learns into a free slot (with all 8 taken, it gives up the rows of the class it
  * replaces, else of the lowest band), an all-class one starts from none. The index of a record's
@@ -36,6 +40,7 @@
 #include "ef/status.h"
 
 #define EF_COMMISSION_COPY_HEAD 16u
+#define EF_COMMISSION_MAX_WAITS 4u /* Python MAX_WAITS: a class waits at most this often for its older speeds */
 
 /* What commissioning did with a window (Python Commissioner.add). */
 typedef enum {
@@ -46,7 +51,9 @@ typedef enum {
     EF_COMM_OTHER_CLASS,  /* one-class commissioning: another speed */
     EF_COMM_NOT_STATIONARY, /* the class reached its target unsettled: its older half dropped */
     EF_COMM_SPEED_CHANGING, /* the speed moved more than 1 % since the last window: not learned */
-    EF_COMM_FLASH_ERROR   /* the row could not be stored */
+    EF_COMM_FLASH_ERROR,  /* the row could not be stored */
+    EF_COMM_SPEEDS_APART  /* the class reached its target unsettled, its halves at different speeds:
+                           * its newer half dropped, to wait for the older speeds (EF_COMMISSION_MAX_WAITS) */
 } ef_commission_outcome;
 
 /* How a node treats a window. */
@@ -62,7 +69,8 @@ typedef struct {
     float rpm;        /* the speed of the class's first window (its centre); 0: any speed */
     uint32_t rows;    /* rows stored so far, from the start of the class's bank */
     uint8_t bank;     /* which of the class's two regions holds them */
-    uint8_t restarts; /* times it reached its target unsettled (EF_BASELINE_MAX_RESTARTS: finished anyway) */
+    uint8_t restarts : 4; /* times it reached its target unsettled (EF_BASELINE_MAX_RESTARTS: finished anyway) */
+    uint8_t waits : 4;    /* times its newer half was dropped instead (EF_COMMISSION_MAX_WAITS); one byte for both */
     uint8_t slot;     /* which of the 8 slots (two banks each) of the scratch */
     uint8_t kept;     /* 1: a class of the record in force (not learning) */
 } ef_commission_class;

@@ -50,6 +50,7 @@ MAX_RESTARTS = 8  # a class that never settles is finished anyway, after this ma
 SPEED_Q_MAX = 10_000_000  # 100,000 rpm in hundredths: the settle test's sums stay in int64 below it
 LINE_Q_MAX = float(1 << 23)  # the line's value is clamped to this (Q10): residuals stay exact in float32
 LINE_FLOOR = float(1 << 24)  # added before the floor, as the C node truncates a positive number
+MAX_WAITS = 4  # a class whose halves ran at different speeds waits this many times for its older speeds to return
 STEADY_SPEED = 0.01  # a window whose speed moved more than 1 % since the last is not learned from (a ramp)
 
 
@@ -342,6 +343,19 @@ def stationary(rows_q: np.ndarray, rpms: np.ndarray | None = None) -> bool:
     return True
 
 
+def speeds_apart(rpms: np.ndarray) -> bool:
+    """Did the two halves of a class's rows run at different speeds? Fewer than a quarter of all its
+    rows lie inside the other half's speed range ([min, max] of its speed_q; integer counts, as on the
+    node). Then the settle test cannot tell a run-in from what the speed does to a line near a band
+    edge, and dropping the older half would leave a class that never saw those speeds and judges
+    them anomalous (the demo's sim-0026, docs/baseline.md): the class waits instead."""
+    r = speed_q(rpms)
+    m = r.shape[0]
+    old, new = r[: m // 2], r[m // 2:]
+    k = int(((new >= old.min()) & (new <= old.max())).sum()) + int(((old >= new.min()) & (old <= new.max())).sum())
+    return 4 * k < m
+
+
 STEADY_SPEED_ESTIMATED = 0.05  # the same rule on speeds estimated from the spectrum: they jitter 2-3 % (slow machines)
 
 
@@ -362,6 +376,7 @@ class _ClassAcc:
     rpms: list[float] = field(default_factory=list)  # each row's speed (0: none), for the settle test
     seen: int = 0
     restarts: int = 0  # times the class was found still moving and its older half dropped
+    waits: int = 0  # times its newer half was dropped instead: halves at other speeds, undecidable
 
 
 @dataclass
@@ -379,8 +394,10 @@ class Commissioner:
 
     def add(self, features: np.ndarray, rpm: float | None) -> str:
         """'learning' | 'class_full' (enough for this class) | 'not_stationary' (the class was full but
-        still moving: its older half is dropped and learning goes on) | 'nonfinite' | 'class_limit' |
-        'other_class'. The node checks `steady_speed` before (a ramp is not learned from)."""
+        still moving: its older half is dropped and learning goes on) | 'speeds_apart' (full, not
+        settled, but its halves ran at different speeds, so a trend cannot be told from the speed's
+        effect: its newer half is dropped, to wait for the older speeds to return; at most
+        MAX_WAITS times, then as 'not_stationary') | 'nonfinite' | 'class_limit' | 'other_class'. The node checks `steady_speed` before (a ramp is not learned from)."""
         try:
             q = to_q10(features)
         except BaselineError:
@@ -398,6 +415,11 @@ class Commissioner:
         acc.rpms.append(float(rpm) if known else 0.0)  # type: ignore[arg-type]
         if (len(acc.rows) == self.target and acc.restarts < MAX_RESTARTS
                 and not stationary(np.stack(acc.rows), np.array(acc.rpms) if known else None)):
+            if known and acc.waits < MAX_WAITS and speeds_apart(np.array(acc.rpms)):
+                acc.waits += 1
+                del acc.rows[self.target // 2:]
+                del acc.rpms[self.target // 2:]
+                return self._skip("speeds_apart")
             acc.restarts += 1
             del acc.rows[: self.target // 2]
             del acc.rpms[: self.target // 2]

@@ -214,7 +214,7 @@ def replay(detector: Detector, rec: ReplayInput, tracker: Tracker, *, commission
         steady = start == 0 or bl.steady_speed(float(rpm[start]), float(rpm[start - 1]))
         o = note_sensor(start) or (com.add(feats[start], float(rpm[start])) if steady else "speed_changing")
         out["states"]["commissioning"] += 1
-        if o in ("nonfinite", "class_limit", "speed_changing", "not_stationary", *OUTCOMES[1:]):
+        if o in ("nonfinite", "class_limit", "speed_changing", "not_stationary", "speeds_apart", *OUTCOMES[1:]):
             _count(out["issues"], f"commissioning_{o}")
         start += 1
         if com.done():

@@ -87,3 +87,80 @@ def test_the_speed_effect_is_learned_from_the_newer_half():
     # one speed throughout (a node at a constant speed, the C node's test cases): the old test exactly
     assert bl.stationary(rows[32:], np.full(32, 1500.0)) == bl.stationary(rows[32:])
     assert not bl.stationary(rows, np.full(64, 1500.0))
+
+
+def edge_window(rng: np.random.Generator, n: int, rpm: float, t: float = 0.0) -> np.ndarray:
+    """Bands 0 and 4 hold lines that leave them across band edges at 1573.9 rpm: their power steps
+    down by 0.2 log10 units (ten spreads) there, flat on either side (no straight line explains it)."""
+    f = rng.normal(-4.0, 0.02, n)
+    f[[0, 4]] -= 0.2 * (rpm > EDGE)
+    f[1:4] += t
+    return f.astype(np.float32)
+
+
+EDGE = 1574.05
+
+
+def stints_0026(cycles: int) -> np.ndarray:
+    """The demo's sim-0026 in its fastest class (its speeds during commissioning, offline): a stint
+    rising 1572.8 -> 1574.8 rpm, one over 1574.2-1575.0 and back, one falling to 1572.8; repeated."""
+    up = 1572.75 + 2.1 * (1 - np.cos(0.5 * np.pi * np.arange(43) / 42))
+    hump = 1574.2 + 0.8 * np.sin(np.pi * np.arange(42) / 41)
+    down = 1573.8 + 1.05 * np.cos(np.pi * np.arange(45) / 44)
+    return np.tile(np.r_[up, hump, down], cycles)
+
+
+def test_halves_at_speeds_that_do_not_overlap_wait_for_the_older_speeds(det):
+    """The older half ran at 1572.8-1574.05 rpm, the newer at 1574.05-1575.0: the settle test cannot
+    tell the band edge from a run-in, and dropping the older half (the old rule) left a class that
+    judged a third of the machine's own speeds anomalous. The class now drops its newer half and
+    waits until the speeds come back, then learns both."""
+    n = det.artifact.features.params.n_features
+    rng = np.random.default_rng(5)
+    speeds = stints_0026(3)
+    assert speeds[:32].max() < EDGE <= speeds[32:64].min()
+    assert bl.speeds_apart(speeds[:64])
+    com = bl.Commissioner(n, target=64)
+    outcomes = []
+    for r in speeds:
+        outcomes.append(com.add(edge_window(rng, n, float(r)), float(r)))
+        if com.done():
+            break
+    assert "speeds_apart" in outcomes and "not_stationary" not in outcomes, outcomes
+    b = com.finish(det.score_standardized, frontend=0, learned_ms=0)
+    later = stints_0026(5)
+    judged = bl.score_windows(b, np.stack([edge_window(rng, n, float(r)) for r in later]), later,
+                              det.score_standardized)
+    low = later <= EDGE
+    assert low.sum() > 100 and (~low).sum() > 100
+    assert judged.anom[low].mean() <= 0.02 and judged.anom[~low].mean() <= 0.02, (
+        f"{judged.anom[low].mean():.1%} below the edge, {judged.anom[~low].mean():.1%} above anomalous")
+
+
+def test_a_run_in_before_a_speed_step_still_restarts_after_its_waits(det):
+    """A run-in at one speed, then the load moves the speed out of its range for good: the class
+    waits MAX_WAITS times for the older speeds, then drops the run-in as before, and the class
+    learned is the settled machine's."""
+    n = det.artifact.features.params.n_features
+    rng = np.random.default_rng(6)
+    com = bl.Commissioner(n, target=32)
+    outcomes = []
+    for i in range(600):
+        r = 1500.0 + (0.0 if i < 16 else 20.0) + rng.uniform(-0.5, 0.5)
+        outcomes.append(com.add(window(rng, n, r, t=0.3 * max(0.0, 1.0 - i / 24.0)), r))
+        if com.done():
+            break
+    assert outcomes.count("speeds_apart") == bl.MAX_WAITS
+    assert outcomes.index("not_stationary") > max(i for i, o in enumerate(outcomes) if o == "speeds_apart")
+    b = com.finish(det.score_standardized, frontend=0, learned_ms=0)
+    settled = bl.to_q10(np.stack([window(rng, n, 1520.0) for _ in range(64)]))
+    assert np.abs(b.classes[0].center[1:4].astype(int) - np.median(settled[:, 1:4], axis=0)).max() < 30
+
+
+def test_speeds_apart_counts_rows_inside_the_other_half_range():
+    """Halves that share their speeds (a step in the middle of the newer half, a wander over both)
+    are compared as before; only halves with under a quarter of the rows in the other's range wait."""
+    assert not bl.speeds_apart(np.r_[np.full(32, 1500.0), np.full(16, 1500.0), np.full(16, 1510.0)])
+    assert not bl.speeds_apart(1500.0 + 5.0 * np.sin(np.arange(64) / 3.0))
+    assert bl.speeds_apart(np.r_[np.full(32, 1500.0), np.full(32, 1510.0)])
+    assert bl.speeds_apart(np.r_[np.linspace(1500, 1501, 32), np.linspace(1500.9, 1502, 32)])

@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "others stand by and take over)")
     p.add_argument("--notify-config", metavar="TOML",
                    help="alarm notification channels and routes (EDGEFLEET_NOTIFY_CONFIG; docs/notifications.md)")
+    p.add_argument("--failure-hi", metavar="LOW,TYPICAL,HIGH",
+                   help="the fleet's failure level for remaining-life estimates: the HI ratio (HI / its class "
+                        "limit) at which machines failed, 5th/50th/95th percentile, e.g. 4.5,6.6,8.5 (the "
+                        "default, from simulated bearing failures). Calibrate it on your fleet's own failures "
+                        "(`benchmarks/run_to_failure.py --calibrate` shows how) (EDGEFLEET_FAILURE_HI)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", help="print store counts (results, devices, alarms, rejected, lost)",
@@ -80,13 +85,14 @@ def add_tls_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edgefleet.service.alarms import AlarmPolicy
     from edgefleet.service.ingest import IngestService
     from edgefleet.service.store import open_store
 
     settings = load_settings(broker_url=args.broker, db=args.db, ingest_group=args.group,
                              ingest_client_id=args.client_id, mqtt_version=args.mqtt_version,
                              retention_days=args.retention_days, notify_config=args.notify_config,
-                             mqtt_ca=args.ca, mqtt_cert=args.cert, mqtt_key=args.key)
+                             failure_hi=args.failure_hi, mqtt_ca=args.ca, mqtt_cert=args.cert, mqtt_key=args.key)
     settings.tls()  # a missing or unreadable CA, certificate or key: one line before anything starts
     notify = None
     if args.role in ("all", "ota"):  # checked before anything starts: a bad config is one line, exit 2
@@ -97,6 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
     log.info("store: %s", db_label(settings.db))
+    lo, mid, hi = settings.failure_levels() or AlarmPolicy().failure_hi
+    log.info("remaining life: failure at HI ratio %g (%g-%g)%s", mid, lo, hi,
+             "" if settings.failure_hi else ", the shipped calibration (--failure-hi to set the fleet's own)")
     if settings.influx_url:
         log.info("telemetry store: InfluxDB %s bucket %s (registry in %s)", settings.influx_url,
                  settings.influx_bucket, db_label(settings.db))

@@ -3,6 +3,7 @@ variables, overridden by command-line options. Checked at load time with exact m
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -19,7 +20,7 @@ from edgefleet.protocol.connect import (
 )
 
 __all__ = ["DEFAULT_DB", "ConfigError", "Settings", "broker_credentials", "default_db", "load_settings",
-           "parse_broker_url"]
+           "parse_broker_url", "parse_failure_hi"]
 
 ENV_PREFIX = "EDGEFLEET_"
 # The one default store of every command (serve, stats, ota, commission, the dashboard); relative to
@@ -69,6 +70,10 @@ class Settings:
     alarm_k: int = 3
     alarm_n: int = 5
     alarm_m: int = 5
+    # the fleet's failure level for remaining life, as "low,typical,high" HI ratios at failure
+    # (`benchmarks/run_to_failure.py --calibrate` on the fleet's own failures); empty: the shipped
+    # calibration, AlarmPolicy.failure_hi (docs/baseline.md, "Remaining life")
+    failure_hi: str = ""
     health_interval_s: float = 5.0  # recompute a device's trend at most this often
     stats_interval_s: float = 10.0  # ingest logs its rates this often
     influx_url: str = ""  # InfluxDB 2 telemetry backend when set (docs/store.md)
@@ -76,6 +81,10 @@ class Settings:
     influx_org: str = ""
     influx_bucket: str = "edgefleet"
     notify_config: str = ""  # alarm notifications: a TOML file of channels and routes (docs/notifications.md)
+
+    def failure_levels(self) -> tuple[float, float, float] | None:
+        """failure_hi as (low, typical, high); None: the shipped calibration."""
+        return parse_failure_hi(self.failure_hi) if self.failure_hi.strip() else None
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -103,6 +112,20 @@ class Settings:
     def broker_display(self) -> str:
         """The broker URL as it may be logged: without its password."""
         return ",".join(redact(u.strip()) for u in self.broker_url.split(","))
+
+
+def parse_failure_hi(raw: str) -> tuple[float, float, float]:
+    """'low,typical,high' HI ratios at failure, each finite, 1 < low <= typical <= high."""
+    parts = [p.strip() for p in raw.split(",")]
+    try:
+        lo, mid, hi = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"failure_hi {raw!r}: expected three numbers low,typical,high (HI ratios at failure, "
+                          "e.g. 4.5,6.6,8.5)") from None
+    if not (1.0 < lo <= mid <= hi and math.isfinite(hi)):
+        raise ConfigError(f"failure_hi {raw!r}: need 1 < low <= typical <= high, finite (a machine fails above "
+                          "its HI limit, ratio 1)")
+    return lo, mid, hi
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:
@@ -133,6 +156,8 @@ def _check(s: Settings) -> Settings:
         raise ConfigError(f"sqlite_sync must be OFF, NORMAL, FULL or EXTRA, got {s.sqlite_sync!r}")
     if not (1 <= s.alarm_k <= s.alarm_n) or s.alarm_m < 1:
         raise ConfigError(f"alarms need 1 <= k <= n and m >= 1 (k={s.alarm_k}, n={s.alarm_n}, m={s.alarm_m})")
+    if s.failure_hi.strip():
+        parse_failure_hi(s.failure_hi)
     if s.retention_days < 0:
         raise ConfigError(f"retention_days must be >= 0, got {s.retention_days}")
     for name in ("ingest_group", "ingest_client_id"):

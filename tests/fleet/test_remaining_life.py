@@ -200,3 +200,50 @@ def test_a_burst_of_fresh_boot_ids_cannot_manufacture_alarms():
     changes = [honest.observe(res("m4", "b1", j, T0 + 60_000 + j * 1000, True)) for j in range(5)]
     assert not honest.boots_suspect("m4")
     assert [c.op for c in changes if c] == ["raise"]
+
+
+def test_the_fleet_failure_level_is_a_setting_ingest_uses():
+    """EDGEFLEET_FAILURE_HI / serve --failure-hi: a fleet calibrated on its own failures sets its level;
+    ingest's remaining life then runs to it (a lower level: a shorter life on the same rise)."""
+    from edgefleet.service.config import load_settings
+    from edgefleet.service.ingest import IngestService
+    from edgefleet.service.store import open_store
+
+    s = load_settings({"EDGEFLEET_FAILURE_HI": " 3.0, 4.0 ,5.5"})
+    assert s.failure_levels() == (3.0, 4.0, 5.5) and load_settings({}).failure_levels() is None
+    rng = np.random.default_rng(4)
+    ratios = broken_stick(200, 120, 0.08, rng)
+    lives = []
+    for env in ({}, {"EDGEFLEET_FAILURE_HI": "3.0,4.0,5.5"}):
+        svc = IngestService(load_settings(env), open_store(":memory:"))
+        assert svc.tracker.policy.failure_hi == ((3.0, 4.0, 5.5) if env else AlarmPolicy().failure_hi)
+        for i in range(170):
+            svc.tracker.observe(rec(i, float(ratios[i])))
+        lives.append(svc.tracker.health("m1").rul_s)
+    assert lives[1] < lives[0]
+
+
+@pytest.mark.parametrize("raw, why", [("4,5", "three numbers"), ("a,b,c", "three numbers"),
+                                      ("5,4,9", "1 < low <= typical <= high"), ("0.5,2,3", "1 < low"),
+                                      ("2,3,inf", "finite")])
+def test_a_nonsense_failure_level_setting_is_refused_in_one_line(raw, why):
+    from edgefleet.service.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=why.replace("<", "<")):
+        load_settings({}, failure_hi=raw)
+
+
+def test_serve_refuses_a_nonsense_failure_level_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-m", "edgefleet", "serve", "--broker", "mqtt://127.0.0.1:1", "--db",
+                        str(tmp_path / "f.db"), "--failure-hi", "5,4,9"], cwd=repo, capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ))
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "edgefleet: error: failure_hi '5,4,9': need 1 < low <= typical <= high, finite (a machine fails above its "
+        "HI limit, ratio 1)"]
+    assert not (tmp_path / "f.db").exists()  # nothing started

@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from edgefleet.runtime import keys, manifest
 from edgefleet.errors import SignatureError
+from edgefleet.runtime import keys, manifest
 
 
 @pytest.fixture()
@@ -59,3 +59,16 @@ def test_key_file_is_private_and_not_overwritten(tmp_path):
     assert keys.public_path(p).exists()
     with pytest.raises(SignatureError, match="refusing to overwrite"):
         keys.generate(p)
+
+
+@pytest.mark.parametrize("name", ["cwru-de-12k", "fleet-default", "fleet-v2"])
+def test_every_shipped_model_verifies_with_the_shipped_public_key(name):
+    """The README's and the demo's models can be verified and published with dev-signing.pub (fleet-v2
+    once shipped signed by another key: `ota publish --public dev-signing.pub` refused it)."""
+    from pathlib import Path
+
+    models = Path(__file__).resolve().parents[2] / "edgefleet" / "models"
+    folder = models / name
+    body = manifest.verify((folder / "manifest.json").read_bytes(), keys.load_public(models / "dev-signing.pub"),
+                           (folder / "model.efm").read_bytes())
+    assert body["model_id"] == name

@@ -56,6 +56,19 @@ def test_bad_files_give_one_line_errors(tmp_path, breakage, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_public_key_that_did_not_sign_the_model_is_named_on_the_first_publish(tmp_path, signing_key, release):
+    """First publish (nothing pinned yet) with --public of another key: both key ids, not 'trusts no key
+    yet: give --public' (which the user just did)."""
+    reg = OtaRegistry(tmp_path / "f.db")
+    blob, man, _ = release(3)
+    other = keys.generate(tmp_path / "other.key")
+    with pytest.raises(EdgefleetError, match=f"is by key {keys.key_id(signing_key.public_key())}, but --public is "
+                                             f"key {keys.key_id(other.public_key())}"):
+        reg.publish(blob, man, {}, other.public_key())
+    assert reg.models() == [] and reg.trusted_keys() == []
+    reg.close()
+
+
 def test_a_target_that_matches_no_device_is_refused_with_what_exists(tmp_path, signing_key, release):
     from edgefleet.protocol import ResultRecord
     from edgefleet.service.store import DeviceUpdate, IngestBatch, SQLiteStore

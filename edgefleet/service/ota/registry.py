@@ -150,14 +150,18 @@ class OtaRegistry:
         try:
             kid = str(json.loads(manifest_mod.split(manifest_bytes)[0]).get("key_id"))
         except (ValueError, AttributeError) as exc:
-            raise EdgefleetError("the manifest body is not a JSON object; sign it again with `edgefleet model sign`") \
-                from exc
+            raise EdgefleetError("the manifest body is not a JSON object: the folder's manifest.json is damaged; "
+                                 "train or import the model again to sign it") from exc
         if public_key is not None and trust_new_key and kid == key_id(public_key):
             self._add_key(public_key, f"key-{kid[:8]}", ROLE_MODEL | ROLE_CAMPAIGN, replace_ok=True)
         self._migrate_pinned_key(public_key)
         if not self.trusted_keys() and public_key is not None and kid == key_id(public_key):
             self._add_key(public_key, "fleet", ROLE_MODEL | ROLE_CAMPAIGN)  # first publish: pin the signer
         trusted = {k["key_id"]: k for k in self.trusted_keys() if k["roles"] & ROLE_MODEL}
+        if kid not in trusted and not self.trusted_keys() and public_key is not None:
+            raise EdgefleetError(f"the manifest's signature is by key {kid}, but --public is key {key_id(public_key)}: "
+                                 "give the public key of the key that signed the model (`edgefleet keys verify "
+                                 "FOLDER --public PEM` checks a pair)")
         if kid not in trusted and not self.trusted_keys():
             raise EdgefleetError(f"the manifest's signature is by key {kid} and this fleet trusts no key yet: give "
                                  "that key's public key with --public (the first publish pins it)")

@@ -396,8 +396,11 @@ class Commissioner:
         """'learning' | 'class_full' (enough for this class) | 'not_stationary' (the class was full but
         still moving: its older half is dropped and learning goes on) | 'speeds_apart' (full, not
         settled, but its halves ran at different speeds, so a trend cannot be told from the speed's
-        effect: its newer half is dropped, to wait for the older speeds to return; at most
-        MAX_WAITS times, then as 'not_stationary') | 'nonfinite' | 'class_limit' | 'other_class'. The node checks `steady_speed` before (a ramp is not learned from)."""
+        effect, and one half is not steady on its own: its newer half is dropped, to wait for the
+        older speeds to return; at most MAX_WAITS times, then as 'not_stationary') | 'nonfinite' |
+        'class_limit' | 'other_class'. Halves at different speeds that are each steady on their own
+        (the settle test on each half) are two steady stints: the class is learned from both. The
+        node checks `steady_speed` before (a ramp is not learned from)."""
         try:
             q = to_q10(features)
         except BaselineError:
@@ -415,11 +418,16 @@ class Commissioner:
         acc.rpms.append(float(rpm) if known else 0.0)  # type: ignore[arg-type]
         if (len(acc.rows) == self.target and acc.restarts < MAX_RESTARTS
                 and not stationary(np.stack(acc.rows), np.array(acc.rpms) if known else None)):
-            if known and acc.waits < MAX_WAITS and speeds_apart(np.array(acc.rpms)):
-                acc.waits += 1
-                del acc.rows[self.target // 2:]
-                del acc.rpms[self.target // 2:]
-                return self._skip("speeds_apart")
+            h = self.target // 2
+            if known and speeds_apart(np.array(acc.rpms)):
+                rows, rp = np.stack(acc.rows), np.array(acc.rpms)
+                if stationary(rows[:h], rp[:h]) and stationary(rows[h:], rp[h:]):
+                    return "learning"  # two steady stints at other speeds: the class keeps both
+                if acc.waits < MAX_WAITS:
+                    acc.waits += 1
+                    del acc.rows[h:]
+                    del acc.rpms[h:]
+                    return self._skip("speeds_apart")
             acc.restarts += 1
             del acc.rows[: self.target // 2]
             del acc.rpms[: self.target // 2]

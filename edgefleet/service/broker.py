@@ -82,10 +82,27 @@ class TlsListener:
         return lines
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def plain_host(host: str, tls: TlsListener | None) -> str:
+    """Where the plain listener binds. With client certificates required, a plain anonymous listener
+    beside the TLS one would let anyone who reaches it publish as any device: it stays on loopback
+    (for services on the same host), whatever --host says; the TLS listener takes --host."""
+    if tls is not None and tls.require_certificate and host not in LOOPBACK:
+        return "127.0.0.1"
+    return host
+
+
 def mosquitto_config(host: str, port: int, persistence_dir: Path | None, log_file: Path | None,
                      tls: TlsListener | None = None) -> str:
+    """`host` is where the TLS listener binds, and the plain one unless `plain_host` keeps it local.
+    With client certificates required, anonymous clients are allowed on the plain (loopback)
+    listener only: on the TLS one the certificate is the username (per-listener settings)."""
+    mutual = tls is not None and tls.require_certificate
     lines = [
-        f"listener {port} {host}",
+        *(["per_listener_settings true"] if mutual else []),
+        f"listener {port} {plain_host(host, tls)}",
         # Started as root, Mosquitto switches to user "mosquitto", which cannot write our
         # persistence or log directories: stay the user who started it.
         *(["user root"] if os.geteuid() == 0 else []),
@@ -107,6 +124,8 @@ def mosquitto_config(host: str, port: int, persistence_dir: Path | None, log_fil
         lines += ["log_dest none"]
     if tls is not None:
         lines += tls.config_lines(host)
+        if mutual:
+            lines += ["allow_anonymous false"]  # per listener: a client without a certificate is refused
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +146,7 @@ class BrokerHandle:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"mqtt://{plain_host(self.host, self.tls)}:{self.port}"
 
     @property
     def tls_url(self) -> str | None:
@@ -153,7 +172,8 @@ class BrokerHandle:
             self._proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", str(conf)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           start_new_session=True)
-            if not all(wait_port(self.host, p, 10.0) for p in (self.port, *((self.tls.port,) if self.tls else ()))):
+            ports = [(plain_host(self.host, self.tls), self.port), *([(self.host, self.tls.port)] if self.tls else [])]
+            if not all(wait_port(h, p, 10.0) for h, p in ports):
                 err = b""
                 if self._proc.poll() is not None and self._proc.stderr:
                     err = self._proc.stderr.read()

@@ -6,7 +6,12 @@ import socket
 
 import pytest
 
-from edgefleet.service.broker import BrokerError, mosquitto_config, start_broker, wait_port
+from edgefleet.service.broker import (
+    BrokerError,
+    mosquitto_config,
+    start_broker,
+    wait_port,
+)
 
 
 def test_mosquitto_restart_keeps_port_and_kill_stops_it(tmp_path) -> None:
@@ -43,6 +48,10 @@ def test_tls_listener_config_and_missing_pki(tmp_path) -> None:
                       require_certificate=True)
     conf = mosquitto_config("127.0.0.1", 1883, None, None, tls)
     assert "listener 1883 127.0.0.1" in conf and "listener 8883 127.0.0.1" in conf
+    assert conf.startswith("per_listener_settings true") and conf.rstrip().endswith("allow_anonymous false")
+    wide = mosquitto_config("0.0.0.0", 1883, None, None, tls)  # plant-facing TLS, the plain listener stays local
+    assert "listener 1883 127.0.0.1" in wide and "listener 8883 0.0.0.0" in wide
+    assert "listener 1883 0.0.0.0" in mosquitto_config("0.0.0.0", 1883, None, None)  # no TLS: as asked
     assert "require_certificate true" in conf and "use_identity_as_username true" in conf
     assert "listener 8883" not in mosquitto_config("127.0.0.1", 1883, None, None)  # plain stays the default
     with pytest.raises(BrokerError, match="pki init"):

@@ -107,6 +107,48 @@ def test_serve_and_sim_over_mqtts(pki_dir, tmp_path, mutual) -> None:
         assert b.running()
 
 
+def outside_address() -> str | None:
+    """An address of this host that is not loopback (what plant devices would reach), if any."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: the kernel only picks a route
+            addr = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if addr.startswith("127.") else addr
+
+
+def test_required_certificates_leave_no_anonymous_plain_listener_outside(pki_dir, tmp_path) -> None:
+    """`edgefleet broker --host 0.0.0.0 --tls DIR --require-cert`: plant devices reach the TLS port with
+    their certificates; the plain anonymous listener (for services on this host) stays on loopback, so
+    nobody on the network publishes as a device without one. It was bound to --host as well."""
+    outside = outside_address()
+    if outside is None:
+        pytest.skip("this host has no non-loopback IPv4 address to test from")
+    tls = TlsListener.from_pki(pki_dir, free_port(), require_certificate=True)
+    with start_broker(prefer="mosquitto", host="0.0.0.0", tls=tls, workdir=tmp_path / "broker") as b:
+        assert b.url == f"mqtt://127.0.0.1:{b.port}" and b.tls_url == f"mqtts://0.0.0.0:{tls.port}"
+        local = Peer(b.port, None, None, "svc", host="127.0.0.1")
+        assert local.ok
+        local.close()
+        with pytest.raises(OSError):  # refused: nothing listens there in plain text
+            Peer(b.port, None, None, "intruder", host=outside)
+        ca = pki_dir / "ca.crt"
+        dev = Peer(tls.port, None, None, "sim-0000", tls=client_tls(ca, pki_dir / "sim-0000.crt",
+                                                                    pki_dir / "sim-0000.key"), host="localhost")
+        assert dev.ok
+        dev.close()
+        try:
+            anon = Peer(tls.port, None, None, "anon", tls=client_tls(ca), host="localhost")
+        except (ssl.SSLError, OSError):
+            anon = None  # refused in the handshake
+        assert anon is None or not anon.ok
+        if anon is not None:
+            anon.close()
+
+
 @pytest.mark.parametrize("case, expect", [
     ("wrong-ca", "not signed by a CA"),
     ("expired", "has expired"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import numpy as np
 
 from edgefleet.errors import DataError
 
+log = logging.getLogger(__name__)
+MAX_RPM = 100_000.0  # above any rotating machine a vibration sensor is put on (turbochargers, spindles)
+NORMAL_SYNONYMS = {"healthy", "ok", "good", "baseline", "nominal", "norm", "none", "no_fault", "nofault",
+                   "no-fault", "fault-free", "fault_free", "clean", "reference", "0"}
 FORMATS = ("text tables (.csv .tsv .txt .dat, or no suffix: comma, semicolon, tab or space separated, "
            "optional header), .wav, MATLAB v5 .mat, .npy")
 
@@ -61,6 +66,24 @@ def add_parser(dsub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_import)
 
 
+def _warn_unknown_label(label: str) -> None:
+    """A label that is neither `normal` nor a fault the project names is written as given (a fault
+    label: evaluation only, never trained on), but said once: `healthy` is most likely meant as normal."""
+    from edgefleet.commands.sim import FAULT_NAMES
+    from edgefleet.runtime.diagnosis import HINTS
+
+    known = {"normal", *FAULT_NAMES, *(h for h in HINTS if h != "unknown")}
+    if label in known:
+        return
+    key = label.strip().lower()
+    if key in NORMAL_SYNONYMS:
+        log.warning("--label %r is not 'normal': it is written as a fault label (evaluation only, never trained "
+                    "on); if the recording is of a healthy machine, pass --label normal", label)
+    else:
+        log.warning("--label %r is neither 'normal' nor a known fault name (%s); it is written as a fault label "
+                    "(evaluation only, never trained on)", label, ", ".join(sorted(known - {"normal"})))
+
+
 def _inputs(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
@@ -90,6 +113,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise DataError(f"{name} must be a number > 0, got {v:g}")
     if args.label != "normal" and args.label.strip().lower() == "normal":
         raise DataError(f"--label {args.label!r}: write 'normal' (training learns only from that exact label)")
+    if args.rpm is not None and not (np.isfinite(args.rpm) and 0 < args.rpm <= MAX_RPM):
+        raise DataError(f"--rpm must be a running speed > 0 and <= {MAX_RPM:g} rpm, got {args.rpm:g}")
     if args.join and args.split:
         raise DataError("--join and --split do not go together (--join makes one recording of the snapshots)")
     if args.interval is not None and not args.join:
@@ -103,7 +128,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     files = _inputs(args.files)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"label": args.label, "unit": "g", **({"machine": args.machine} if args.machine else {}),
-            **({"rpm": float(args.rpm)} if args.rpm else {})}
+            **({"rpm": float(args.rpm)} if args.rpm is not None else {})}
     written: list[Path] = []  # staged as NAME.npz.part, renamed once every file has been read
     try:
         if args.join:
@@ -123,6 +148,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     for w in written:
         _part(w).rename(w)
         print(_summary(w))
+    _warn_unknown_label(args.label)  # once written: a refused import says one line only
     return 0
 
 

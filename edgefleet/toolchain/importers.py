@@ -28,10 +28,29 @@ from edgefleet.toolchain.datasets import (
 SECONDS_COLUMN = re.compile(r"^(t|time|time_?s|time_?\(s\)|seconds?)$|.*\s*[\[(]s[\])]$", re.I)  # 'Zeit [s]'
 TIME_NAMES = re.compile(r".*\s*[\[(](s|ms|us|µs)[\])]$|^(t|time|times|timestamp|time_?s|time_?\(?s\)?|seconds?|sec|hour|hours|min|minutes?|"
                         r"microsec|us|usec|ms|time_?ms|time_?us|date|datetime|index|sample|samples)$", re.I)
+# A unit in a column header, as loggers write it: "m/s^2", "m/s²", "m_s2", "ms-2", "m.s-2", "mm/s2",
+# "mm_s" or "mms" (velocity), "in/s", "in_s", "ips". Without a slash a unit is a word of its own: not
+# preceded by a letter ("chips" holds no "ips"), not followed by a letter or digit; "mm" is never
+# read as "m". Missing a unit is the costly mistake (a wrong unit scales every figure, and a header
+# that names one stops the import until --unit is said), so "ms2" counts anywhere.
+_SQUARED = r"\s*(?:\^\s*2|²|\*\*\s*2|_?2|\^?-2|⁻²)(?![0-9])"  # "^2", "²", "**2", "2", "_2", "-2", "⁻²"
+_NOT_SQUARED = r"(?!\s*(?:\^|²|\*\*|_?2|-2|⁻²))(?![a-z0-9])"
+
+
+def _unit(num: str, sep_optional: bool = True) -> str:
+    """`num` per second: with a slash anywhere ("accm/s2"), else a word of its own ("acc_m_s2", "mms")."""
+    sep = "[_ .·]?" if sep_optional else "[_ .·]"
+    return rf"(?:(?<!m){num}\s*/\s*s(?:ec)?|(?<![a-z]){num}{sep}\s*s(?:ec)?)"
+
+
 UNIT_IN_NAME = {"g": re.compile(r"(^|[_\s(\[])g([)\]\s]|$)", re.I),
-                "m/s2": re.compile(r"m/?s(\^?2|²|\*\*2)|ms-?2|ms\^?2", re.I),
+                "mm/s2": re.compile(_unit("mm") + _SQUARED, re.I),
+                "m/s2": re.compile(_unit("(?<!m)m") + _SQUARED + r"|(?<!m)ms\s*(?:\^?-?2|²)(?![0-9])", re.I),
                 "mg": re.compile(r"(^|[_\s(\[])mg([)\]\s]|$)", re.I)}
-VELOCITY_IN_NAME = re.compile(r"(mm|in|m)/s(?![\^²2*])|ips\b", re.I)
+# Velocity: mm/s, in/s or m/s, not squared ("mm_s", "mms", "in_s", "ips", "m/s", "mm s-1"); a bare "ms"
+# is not one of them (milliseconds, or m/s without its slash: too ambiguous to refuse on).
+VELOCITY_IN_NAME = re.compile(rf"(?:{_unit('mm')}|{_unit('in', False)}|{_unit('(?<!m)m', False)}|"
+                              rf"(?<![a-z])(?:ips|m{{1,2}}\s*s\^?-1)){_NOT_SQUARED}", re.I)
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,7 @@ def check_rate(fs: float, what: str) -> None:
 
 def unit_from_name(name: str) -> str | None:
     """The unit a column header names ('accel_ms2', 'acc (g)'), or None."""
-    for unit in ("m/s2", "mg", "g"):
+    for unit in ("mm/s2", "m/s2", "mg", "g"):
         if UNIT_IN_NAME[unit].search(name):
             return unit
     return None

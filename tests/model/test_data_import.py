@@ -315,3 +315,60 @@ def test_a_normal_label_in_another_case_is_refused_at_import(tmp_path, capsys):
     f = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
     rc, _, err = run(capsys, str(f), "--label", "Normal", "--out", str(tmp_path / "o"))
     assert rc == 2 and "write 'normal'" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["accel_mm_s", "vel_mm_s", "velocity_mms", "vel_ips", "v_in_s", "mm_s", "mms",
+                                  "ips", "in_s", "speed_m_s", "vel (mm/sec)", "vel_ms-1", "velocity [mm/s]"])
+def test_a_velocity_column_without_a_slash_is_refused_not_read_as_g(tmp_path, capsys, name):
+    f = write_csv(tmp_path / "v.csv", f"time_s,{name}", tone(8000, 1.0), 8000)
+    rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
+    assert rc == 2 and f"column {name!r} looks like velocity; the front end takes acceleration" in err
+    assert not (tmp_path / "o" / "v.npz").exists()
+
+
+@pytest.mark.parametrize("name, unit", [("accel_g", "g"), ("acc_m_s2", "m/s2"), ("m/s^2", "m/s2"), ("m_s2", "m/s2"),
+                                        ("accel_ms2", "m/s2"), ("acc [m/s²]", "m/s2"), ("accel_m_s_2", "m/s2"),
+                                        ("acc_ms-2", "m/s2"), ("acc_mm_s2", "mm/s2"), ("accel (mm/s^2)", "mm/s2"),
+                                        ("accel_mg", "mg"), ("ch1", None), ("chips", None), ("main_shaft", None)])
+def test_acceleration_columns_stay_acceleration_in_their_unit(name, unit):
+    assert importers.unit_from_name(name) == unit and not importers.VELOCITY_IN_NAME.search(name)
+
+
+def test_an_acceleration_column_named_m_s2_needs_its_unit_and_then_reads_in_g(tmp_path, capsys):
+    x = tone(8000, 1.0)
+    f = write_csv(tmp_path / "a.csv", "time_s,acc_m_s2", x * G, 8000)
+    rc, _, err = run(capsys, str(f), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "column 'acc_m_s2' looks like m/s2" in err and "--unit m/s2" in err
+    assert run(capsys, str(f), "--unit", "m/s2", "--out", str(tmp_path / "o"))[0] == 0
+    assert np.allclose(load_recording(tmp_path / "o" / "a.npz").signal, x, atol=2e-6)
+    mm = write_csv(tmp_path / "mm.csv", "time_s,acc (mm/s^2)", x * G * 1000, 8000, decimals=7)
+    rc, _, err = run(capsys, str(mm), "--unit", "m/s2", "--out", str(tmp_path / "p"))
+    assert rc == 2 and "looks like mm/s2 but --unit is m/s2" in err  # not read 1000x too strong
+
+
+@pytest.mark.parametrize("rpm", ["-5", "0", "1e9", "100001", "nan", "inf"])
+def test_an_impossible_rpm_is_refused_at_import(tmp_path, capsys, rpm):
+    f = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
+    rc, _, err = run(capsys, str(f), f"--rpm={rpm}", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "--rpm must be a running speed > 0 and <= 100000 rpm" in err
+    assert not (tmp_path / "o").exists()
+    assert run(capsys, str(f), "--rpm", "100000", "--out", str(tmp_path / "o"))[0] == 0
+    assert load_recording(tmp_path / "o" / "a.npz").meta["rpm"] == 100000.0
+
+
+@pytest.mark.parametrize("label, said", [("healthy", "pass --label normal"), ("OK", "pass --label normal"),
+                                         ("baseline", "pass --label normal"), ("good", "pass --label normal"),
+                                         ("bearing-fault", "neither 'normal' nor a known fault name")])
+def test_a_label_that_is_no_known_name_is_written_with_a_warning(tmp_path, capsys, caplog, label, said):
+    f = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
+    rc, _, _ = run(capsys, str(f), "--label", label, "--out", str(tmp_path / "o"))
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert rc == 0 and len(warned) == 1 and said in warned[0].getMessage() and "\n" not in warned[0].getMessage()
+    assert load_recording(tmp_path / "o" / "a.npz").label == label  # the import goes on, as given
+
+
+@pytest.mark.parametrize("label", ["normal", "outer_race", "inner_race", "ball", "unbalance", "bent_shaft"])
+def test_normal_and_the_known_fault_names_are_taken_without_a_warning(tmp_path, capsys, caplog, label):
+    f = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
+    assert run(capsys, str(f), "--label", label, "--out", str(tmp_path / "o"))[0] == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

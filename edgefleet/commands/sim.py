@@ -21,6 +21,7 @@ log = logging.getLogger("edgefleet.sim")
 # the fault names of device_sim.physics.FAULT_LABELS (checked by tests/sim; the simulator loads lazily)
 FAULT_NAMES = ("outer_race", "inner_race", "ball", "unbalance", "misalignment", "looseness", "bent_shaft")
 FAULT_GROUPS = {"bearing": FAULT_NAMES[:3], "shaft": FAULT_NAMES[3:], "all": FAULT_NAMES}
+DEFAULT_FAULTY = 3  # machines that develop a fault when --faulty is not given (at most --nodes)
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -46,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=200, help="simulated machines (default 200)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to run (default: until Ctrl-C or SIGTERM)")
-    p.add_argument("--faulty", type=int, default=3, help="machines that develop a fault (default 3)")
+    p.add_argument("--faulty", type=int, default=None,
+                   help="machines that develop a fault, 0 to --nodes (default 3, or every machine when "
+                        "--nodes is below 3)")
     p.add_argument("--fault", default="bearing", metavar="KINDS", dest="fault_kinds",
                    help="the faults the --faulty machines develop, in turn: comma-separated names "
                         f"({', '.join(FAULT_NAMES)}), or bearing (default: outer_race,inner_race,ball), "
@@ -212,8 +215,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nodes < 1:
         raise EdgefleetError("--nodes must be at least 1")
-    if not 0 <= args.faulty <= args.nodes:
-        raise EdgefleetError(f"--faulty must be between 0 and --nodes ({args.nodes})")
+    if args.faulty is None:  # the default, 3, clamped: `--nodes 1` alone is a valid plant
+        args.faulty = min(DEFAULT_FAULTY, args.nodes)
+    elif not 0 <= args.faulty <= args.nodes:
+        raise EdgefleetError(f"--faulty {args.faulty}: must be between 0 and --nodes ({args.nodes})")
     if args.duration is not None and args.duration <= 0:
         raise EdgefleetError("--duration must be > 0 seconds")
     if not 16 <= args.commission_windows <= 4096:

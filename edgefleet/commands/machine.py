@@ -27,12 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "machines (up to 15 kW), II medium (15-75 kW; the default), III large on rigid foundations, "
                     "IV large on soft foundations. A device's own class wins over its site's.",
         epilog="examples:\n  edgefleet machine class III --site plant-east\n"
+               "  edgefleet machine class III --site plant-west --new-site   # before its nodes report\n"
                "  edgefleet machine class I --device pump-0007\n  edgefleet machine class --unset --device pump-0007",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("cls", nargs="?", metavar="CLASS", help="I, II, III or IV")
     where = c.add_mutually_exclusive_group(required=True)
     where.add_argument("--device", help="device id")
-    where.add_argument("--site", help="site name (as the nodes report it)")
+    where.add_argument("--site", help="site name (as the nodes report it); a site no device has reported from "
+                                      "is refused (a typo would leave the real site on the default class) "
+                                      "unless --new-site")
+    c.add_argument("--new-site", action="store_true",
+                   help="with --site: the site's nodes have not reported yet; set its class ahead of them")
     c.add_argument("--unset", action="store_true", help="remove the setting (the site's class, else II)")
     c.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     c.set_defaults(func=cmd_class)
@@ -124,16 +129,35 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_site(store, site: str, db, *, new_site: bool, unset: bool) -> None:
+    """A site some device reports from, or one that already has a class (set with --new-site);
+    `new_site` vouches for one whose nodes have not reported yet. Else one line naming the known sites."""
+    reported = {d.site for d in store.devices() if d.site}
+    configured = set(store.machine_classes()["site"])
+    if site in reported or site in configured or (new_site and not unset):
+        return
+    if unset:
+        raise EdgefleetError(f"site {site!r} has no class set in {db_label(db)} (sites with one: "
+                             f"{', '.join(sorted(configured)) or 'none'})")
+    raise EdgefleetError(f"no device at site {site!r} in {db_label(db)} (sites: "
+                         f"{', '.join(sorted(reported | configured)) or 'none'}); a site whose nodes have not "
+                         f"reported yet: add --new-site")
+
+
 def cmd_class(args: argparse.Namespace) -> int:
     from edgefleet.service.iso20816 import DEFAULT_CLASS, machine_class
 
     if bool(args.cls) == bool(args.unset):
         raise EdgefleetError("give a class (I, II, III or IV) or --unset")
+    if args.new_site and args.site is None:
+        raise EdgefleetError("--new-site goes with --site (a device must have reported to get a class)")
     cls = None if args.unset else machine_class(args.cls)  # a bad name: one line before the store is opened
     store = _open(args.db)
     try:
         if args.device is not None and store.device(args.device) is None:
             raise EdgefleetError(f"device {args.device!r} is not in {db_label(args.db)} (it has never reported)")
+        if args.site is not None:
+            _known_site(store, args.site, args.db, new_site=args.new_site, unset=bool(args.unset))
         store.set_machine_class(cls, device=args.device, site=args.site)
     finally:
         store.close()

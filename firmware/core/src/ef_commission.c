@@ -293,6 +293,18 @@ static ef_baseline_rows class_rows(const ef_commission *c, int k, region_reader 
     return rows;
 }
 
+/* Have class k's rows [first, first + count) settled on their own (ef_baseline_settled, with
+ * their speeds)? 1 or 0; -1 on a read error. `work` as for the whole class (a part needs less). */
+static int part_settled(const ef_commission *c, int k, uint32_t first, uint32_t count, void *work, size_t work_len)
+{
+    region_reader rr;
+    ef_baseline_rows rows = class_rows(c, k, &rr);
+    int settled;
+    rr.base += first * rows.stride;
+    rows.count = count;
+    return ef_baseline_settled(&rows, c->model.n_features, work, work_len, &settled) == EF_OK ? settled : -1;
+}
+
 /* Keep `count` rows of class k from row `first` on, the others dropped: they go to the start of
  * the other bank, through RAM (NOR flash cannot drop rows in place). */
 static int keep_rows(ef_commission *c, int k, uint32_t first, uint32_t count)
@@ -342,12 +354,17 @@ ef_commission_outcome ef_commission_add(ef_commission *c, const float *features,
         return EF_COMM_FLASH_ERROR;
     if (settled)
         return EF_COMM_LEARNING;
-    if (known && c->cls[k].waits < EF_COMMISSION_MAX_WAITS &&
-        ef_baseline_speeds_apart(&rows, c->model.n_features, &apart) != EF_OK)
+    if (known && ef_baseline_speeds_apart(&rows, c->model.n_features, &apart) != EF_OK)
         return EF_COMM_FLASH_ERROR;
-    if (apart) { /* halves at other speeds: a run-in cannot be told, wait for the older speeds */
-        c->cls[k].waits++;
-        return keep_rows(c, k, 0, half) == 0 ? EF_COMM_SPEEDS_APART : EF_COMM_FLASH_ERROR;
+    if (apart) { /* halves at other speeds: each steady on its own, the class keeps both stints */
+        if ((settled = part_settled(c, k, 0, half, work, work_len)) > 0)
+            settled = part_settled(c, k, half, c->cls[k].rows - half, work, work_len);
+        if (settled != 0)
+            return settled > 0 ? EF_COMM_LEARNING : EF_COMM_FLASH_ERROR;
+        if (c->cls[k].waits < EF_COMMISSION_MAX_WAITS) { /* else a run-in cannot be told: wait for the older speeds */
+            c->cls[k].waits++;
+            return keep_rows(c, k, 0, half) == 0 ? EF_COMM_SPEEDS_APART : EF_COMM_FLASH_ERROR;
+        }
     }
     c->cls[k].restarts++;
     return keep_rows(c, k, half, c->cls[k].rows - half) == 0 ? EF_COMM_NOT_STATIONARY : EF_COMM_FLASH_ERROR;

@@ -21,9 +21,10 @@
  * target has not settled (ef_baseline_settled), its newer half is copied to the class's other
  * bank and learning goes on there: NOR flash cannot drop rows in place. Unless its two halves ran
  * at different speeds (ef_baseline_speeds_apart, the window's speed known): then a run-in cannot be
- * told from the speed's effect, and the class waits for its older speeds to return instead, its
- * older half copied and its newer half dropped, at most EF_COMMISSION_MAX_WAITS times (the waits
- * are not restarts). Once a record is written
+ * told from the speed's effect. If each half has settled on its own (the same test on its rows),
+ * they are two steady stints and the class keeps both (outcome learning). Else the class waits for
+ * its older speeds to return instead, its older half copied and its newer half dropped, at most
+ * EF_COMMISSION_MAX_WAITS times (the waits are not restarts). Once a record is written
  * its classes' rows stay in their slots, indexed (kept) for another model's thresholds; a one-class
  * commissioning learns into a free slot (with all 8 taken, it gives up the rows of the class it
  * replaces, else of the lowest band), an all-class one starts from none. The index of a record's
@@ -52,8 +53,9 @@ typedef enum {
     EF_COMM_NOT_STATIONARY, /* the class reached its target unsettled: its older half dropped */
     EF_COMM_SPEED_CHANGING, /* the speed moved more than 1 % since the last window: not learned */
     EF_COMM_FLASH_ERROR,  /* the row could not be stored */
-    EF_COMM_SPEEDS_APART  /* the class reached its target unsettled, its halves at different speeds:
-                           * its newer half dropped, to wait for the older speeds (EF_COMMISSION_MAX_WAITS) */
+    EF_COMM_SPEEDS_APART  /* the class reached its target unsettled, its halves at different speeds and
+                           * one of them unsettled on its own: its newer half dropped, to wait for the
+                           * older speeds (EF_COMMISSION_MAX_WAITS) */
 } ef_commission_outcome;
 
 /* How a node treats a window. */

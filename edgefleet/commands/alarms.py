@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import EdgefleetError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -60,23 +61,36 @@ def register(sub: argparse._SubParsersAction) -> None:
                               "  edgefleet alarms shelve 12 --for 4h --reason 'bearing ordered, run to Friday' --by ana\n"
                               "  edgefleet alarms shelve loss-3 --for 1d --reason 'network work on line 2' --by ops\n"
                               "  edgefleet alarms unshelve 12 --by ana",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     asub = p.add_subparsers(dest="alarms_cmd", metavar="ACTION", required=True)
-    q = asub.add_parser("list", help="active alarms (health and data-loss), with their shelves")
+    q = asub.add_parser("list", help="active alarms (health and data-loss), with their shelves",
+                        description="Lists the active alarms, health (id N) and data-loss (id loss-N), "
+                        "with their device, severity, when they were raised, who acknowledged them, and their shelf.",
+                        epilog=examples("edgefleet alarms list", "edgefleet alarms list --all --json"),
+                        formatter_class=Formatter)
     q.add_argument("--all", action="store_true", help="cleared ones too (newest 100)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="one JSON list of alarms on stdout")
     _db_arg(q)
     q.set_defaults(func=cmd_list)
-    q = asub.add_parser("shelve", help="shelve an active alarm for a while, with a reason")
+    q = asub.add_parser("shelve", help="shelve an active alarm for a while, with a reason",
+                        description="Shelves an active alarm: it stays active and visible (marked shelved) but "
+                        "sends no notification and no escalation until the shelf ends. Who, why and until "
+                        "when are kept with it.",
+                        epilog=examples("edgefleet alarms shelve 12 --for 4h --reason 'bearing ordered' --by ana",
+                                        "edgefleet alarms shelve loss-3 --for 1d --reason 'network work on line 2' --by ops"),
+                        formatter_class=Formatter)
     q.add_argument("alarm", help="alarm id: N for a health alarm, loss-N for a data-loss alarm")
     q.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 4h, 1d (at most 30d)")
     q.add_argument("--reason", required=True, help="why (kept with the shelf)")
     q.add_argument("--by", required=True, metavar="NAME", help="who shelves it")
     _db_arg(q)
     q.set_defaults(func=cmd_shelve)
-    q = asub.add_parser("unshelve", help="end an alarm's shelf now")
-    q.add_argument("alarm")
-    q.add_argument("--by", required=True, metavar="NAME")
+    q = asub.add_parser("unshelve", help="end an alarm's shelf now",
+                        description="Ends an alarm's shelf now: its notifications and escalation resume.",
+                        epilog=examples("edgefleet alarms unshelve 12 --by ana"),
+                        formatter_class=Formatter)
+    q.add_argument("alarm", help="alarm id: N for a health alarm, loss-N for a data-loss alarm")
+    q.add_argument("--by", required=True, metavar="NAME", help="who ends the shelf")
     _db_arg(q)
     q.set_defaults(func=cmd_unshelve)
 
@@ -85,18 +99,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "routes of a TOML config (--notify-config; docs/notifications.md).",
                        epilog="examples:\n  edgefleet notify check plant-notify.toml\n"
                               "  edgefleet notify test plant-notify.toml oncall\n  edgefleet notify log --db var/edgefleet.db",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     nsub = p.add_subparsers(dest="notify_cmd", metavar="ACTION", required=True)
-    q = nsub.add_parser("check", help="read and check a config as `serve` does; list channels and routes")
-    q.add_argument("config", type=Path)
+    q = nsub.add_parser("check", help="read and check a config as `serve` does; list channels and routes",
+                        description="Reads a notification config as `edgefleet serve --notify-config` does and "
+                        "lists its channels and routes, or says what is wrong with it. Sends nothing.",
+                        epilog=examples("edgefleet notify check plant-notify.toml"),
+                        formatter_class=Formatter)
+    q.add_argument("config", type=Path, help="the notification config (TOML; docs/notifications.md)")
     q.set_defaults(func=cmd_check)
-    q = nsub.add_parser("test", help="send a test notification to every channel of one route, now")
-    q.add_argument("config", type=Path)
-    q.add_argument("route")
+    q = nsub.add_parser("test", help="send a test notification to every channel of one route, now",
+                        description="Sends a test notification to every channel of one route of the config, "
+                        "now, and says for each whether it was delivered.",
+                        epilog=examples("edgefleet notify test plant-notify.toml oncall"),
+                        formatter_class=Formatter)
+    q.add_argument("config", type=Path, help="the notification config (TOML; docs/notifications.md)")
+    q.add_argument("route", help="the name of a route in the config")
     q.set_defaults(func=cmd_test)
-    q = nsub.add_parser("log", help="the delivery log: notifications by state, the newest ones")
+    q = nsub.add_parser("log", help="the delivery log: notifications by state, the newest ones",
+                        description="The notifier's outbox in the fleet database: how many notifications are in "
+                        "each state (pending, held, sent, failed and others), then the newest ones with their alarm and device.",
+                        epilog=examples("edgefleet notify log", "edgefleet notify log -n 100 --db var/edgefleet.db"),
+                        formatter_class=Formatter)
     q.add_argument("-n", type=int, default=20, help="rows to show (default 20)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="one JSON object (by_state, newest) on stdout")
     _db_arg(q)
     q.set_defaults(func=cmd_log)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+from edgefleet.commands.helptext import Formatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "refused, with who, when, through what and the outcome. The log is append-only "
                                    "in the fleet database.",
                        epilog="examples:\n  edgefleet audit --since 8h\n  edgefleet audit --since 2026-12-01 --json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     p.add_argument("--since", help="a span back from now (30m, 8h, 7d) or a UTC date/time (2026-12-06T14:00)")
     p.add_argument("--limit", type=int, default=1000, help="at most this many newest rows (default 1000)")
     p.add_argument("--json", action="store_true", help="one JSON array on stdout (times in ms since the epoch)")

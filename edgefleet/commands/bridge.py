@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.device.bridge import Bridge
 
 
@@ -14,16 +15,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bridge", help="bridge a serial node (COBS+CRC frames) to MQTT",
                        description="Connects a node's framed serial link (tcp://HOST:PORT for QEMU, or a "
                        "tty path) to the broker as that node's MQTT identity: birth and will, results, "
-                       "status, debug, ota/req and ota/state out; cmd, ota/offer and ota/data in. Stops when the link ends.")
+                       "status, debug, ota/req and ota/state out; cmd, ota/offer and ota/data in. Stops when the link ends.",
+                       epilog=examples("edgefleet bridge --serial tcp://127.0.0.1:5555 --device qemu-0001",
+                                       "edgefleet bridge --serial /dev/ttyACM0 --device pump-0007 "
+                                       "--broker mqtts://broker.plant.example:8883 --ca var/pki/ca.crt"),
+                       formatter_class=Formatter)
     p.add_argument("--serial", required=True, help="tcp://HOST:PORT or a serial device path")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883",
-                   help="mqtt://[user:pass@]host:port, or mqtts:// for TLS")
+                   help="mqtt://[user:pass@]host:port, or mqtts:// for TLS (default mqtt://127.0.0.1:1883)")
     p.add_argument("--ca", metavar="PEM", help="mqtts://: CA of the broker's certificate (EDGEFLEET_MQTT_CA)")
     p.add_argument("--cert", metavar="PEM", help="mqtts:// mutual TLS: the node's certificate (EDGEFLEET_MQTT_CERT)")
     p.add_argument("--key", metavar="PEM", help="its private key (EDGEFLEET_MQTT_KEY)")
     p.add_argument("--device", required=True, help="the node's device id (its MQTT client id)")
-    p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the serial port and broker")
-    p.add_argument("--baud", type=int, default=115200, help="tty speed (ignored for tcp://)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the serial port and broker (default 10)")
+    p.add_argument("--baud", type=int, default=115200, help="tty speed (default 115200; ignored for tcp://)")
     p.set_defaults(func=cmd_bridge)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+from edgefleet.commands.helptext import Formatter
 from edgefleet.errors import EdgefleetError
 
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  edgefleet commission --target site=north --windows 128\n"
                "  edgefleet commission pump-0007 --rpm-class 1480     # add or re-learn one speed\n"
                "  edgefleet commission pump-0007 --end",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     p.add_argument("device", nargs="?", help="device id (or use --target)")
     p.add_argument("--target", help="all | site=S | line=L | tag=T: every matching device the store knows")
     p.add_argument("--windows", type=int, metavar="N",

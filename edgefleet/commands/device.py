@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.service.audit import recorded
 
 DEFAULT_CREDENTIALS = "var/device-credentials.json"
@@ -20,17 +21,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "running broker with --broker (an account with the plugin's admin role, its password in "
                     "EDGEFLEET_BROKER_PASSWORD): a revoked device is disconnected at once. Or edit the "
                     "plugin's file with --security while the broker is stopped.",
-        epilog="example: EDGEFLEET_BROKER_PASSWORD=... edgefleet device revoke sim-0042 "
-               "--broker mqtt://ef-admin@127.0.0.1:1883")
+        epilog=examples("EDGEFLEET_BROKER_PASSWORD=... edgefleet device revoke sim-0042 "
+                        "--broker mqtt://ef-admin@127.0.0.1:1883",
+                        "edgefleet device add press-07 press-08 --security var/mosquitto/dynamic-security.json"),
+        formatter_class=Formatter)
     ds = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    for name, help_ in (("add", "create accounts with new random secrets"),
-                        ("rekey", "give existing accounts new secrets (the old ones stop working)"),
-                        ("revoke", "delete accounts: those devices can no longer connect; no other device changes")):
-        a = ds.add_parser(name, help=help_)
-        a.add_argument("devices", nargs="+", metavar="DEVICE")
+    for name, help_, more in (
+            ("add", "create accounts with new random secrets",
+             "The secrets go to the --credentials file (0600) for provisioning, never to the terminal."),
+            ("rekey", "give existing accounts new secrets (the old ones stop working)",
+             "The new secrets replace the old ones in the --credentials file; the old ones stop working."),
+            ("revoke", "delete accounts: those devices can no longer connect; no other device changes",
+             "With --broker a connected device is disconnected at once; its secret leaves the --credentials file.")):
+        a = ds.add_parser(name, help=help_, description=f"{help_[0].upper()}{help_[1:]}. {more}",
+                          epilog=examples(
+                              f"EDGEFLEET_BROKER_PASSWORD=... edgefleet device {name} press-07 "
+                              "--broker mqtt://ef-admin@127.0.0.1:1883",
+                              f"edgefleet device {name} press-07 press-08 --security var/mosquitto/dynamic-security.json"),
+                          formatter_class=Formatter)
+        a.add_argument("devices", nargs="+", metavar="DEVICE", help="device ids (their MQTT usernames)")
         _where(a)
         a.set_defaults(func=recorded(f"device.{name}", lambda a: ",".join(a.devices), cmd_change), action=name)
-    ls = ds.add_parser("list", help="device accounts in the plugin's file")
+    ls = ds.add_parser("list", help="device accounts in the plugin's file",
+                       description="Lists the accounts in the broker's dynamic-security file, read offline: "
+                       "devices marked device, other accounts with their roles (no secrets).",
+                       epilog=examples("edgefleet device list --security var/mosquitto/dynamic-security.json"),
+                       formatter_class=Formatter)
     ls.add_argument("--security", type=Path, default=_env_path("EDGEFLEET_BROKER_SECURITY"), required=False,
                     help="the dynamic-security file (EDGEFLEET_BROKER_SECURITY)")
     ls.set_defaults(func=cmd_list)

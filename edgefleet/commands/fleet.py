@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 
 from edgefleet.commands.fleet_db import db_label, require_db
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.config import load_settings
 from edgefleet.service.store.url import is_db_url
@@ -22,15 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the fleet service: MQTT ingest into the store, alarms",
                        description="Consume results, status, OTA state and debug captures from the broker "
                        "(persistent MQTT v5 session, shared subscription), store them, raise and clear alarms. "
-                       "Settings also come from EDGEFLEET_* environment variables (see docs/store.md).")
-    p.add_argument("--broker", help="broker URL, e.g. mqtt://127.0.0.1:1883, or mqtts://host:8883 for TLS "
-                                    "(EDGEFLEET_BROKER_URL)")
+                       "Settings also come from EDGEFLEET_* environment variables (see docs/store.md).",
+                       epilog=examples("edgefleet serve --broker mqtt://127.0.0.1:1883 --db var/edgefleet.db",
+                                       "edgefleet serve --role ingest --group ingest --client-id ingest-2 "
+                                       "--db postgresql://ef:secret@db:5432/fleet",
+                                       "edgefleet serve --notify-config plant-notify.toml --failure-hi 4.5,6.6,8.5"),
+                       formatter_class=Formatter)
+    p.add_argument("--broker", help="broker URL, or mqtts://host:8883 for TLS (default $EDGEFLEET_BROKER_URL or "
+                                    "mqtt://127.0.0.1:1883)")
     add_tls_options(p)
     p.add_argument("--db", help="store: a SQLite file, created if missing, or postgresql://user:password@host:port/db "
-                                "(schema created or migrated on connect) (EDGEFLEET_DB)")
-    p.add_argument("--group", help="shared-subscription group (EDGEFLEET_INGEST_GROUP)")
-    p.add_argument("--client-id", help="MQTT client id of this ingest process; keep it stable (EDGEFLEET_INGEST_CLIENT_ID)")
-    p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"], help="default auto: 5, or 3.1.1 for amqtt")
+                                "(schema created or migrated on connect) (default $EDGEFLEET_DB or var/edgefleet.db)")
+    p.add_argument("--group", help="shared-subscription group, for several ingest processes (default "
+                                   "$EDGEFLEET_INGEST_GROUP or none: a plain subscription)")
+    p.add_argument("--client-id", help="MQTT client id of this ingest process; keep it stable (default "
+                                       "$EDGEFLEET_INGEST_CLIENT_ID or ef-ingest-1)")
+    p.add_argument("--mqtt-version", choices=["auto", "5", "3.1.1"],
+                   help="MQTT protocol version (default $EDGEFLEET_MQTT_VERSION or auto: 5, else 3.1.1 for amqtt)")
     p.add_argument("--keep-raw-days", "--retention-days", dest="retention_days", type=float, metavar="DAYS",
                    help="keep raw results (and events, rejects) this many days; 1-minute rollups are kept 90 days "
                         "(at least as long), 1-hour rollups 10 years; results older than this are refused as "
@@ -54,17 +63,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "arrived (holes in a boot's sequence numbers older than the settle window, less what "
                        "nodes reported their own rings dropped), `pending_gaps` = younger holes that "
                        "store-and-forward may still fill, `dropped_on_node`, `seq_jumps` (counters that "
-                       "jumped by more than 100,000: a broken or hostile node).")
-    p.add_argument("--db", help="store: a SQLite file or a postgresql:// URL (EDGEFLEET_DB)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+                       "jumped by more than 100,000: a broken or hostile node).",
+                       epilog=examples("edgefleet stats --db var/edgefleet.db",
+                                       "edgefleet stats --device pump-0007   # its losses and both trend forecasts",
+                                       "edgefleet stats --json | jq .missing"),
+                       formatter_class=Formatter)
+    p.add_argument("--db", help="store: a SQLite file or a postgresql:// URL (default $EDGEFLEET_DB or "
+                                "var/edgefleet.db)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout, every figure unrounded (for scripts)")
     p.add_argument("--device", help="loss figures of one device (received, missing, pending, dropped on the node)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("broker", help="run an MQTT broker (Mosquitto, or embedded amqtt without it) until Ctrl-C")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--persist", help="persistence directory (Mosquitto); omit for none")
-    p.add_argument("--prefer", choices=["auto", "mosquitto", "amqtt"], default="auto")
+    p = sub.add_parser("broker", help="run an MQTT broker (Mosquitto, or embedded amqtt without it) until Ctrl-C",
+                       description="Runs an MQTT broker for a local fleet, in the foreground until Ctrl-C: "
+                       "Mosquitto when it is installed (MQTT 5), else the embedded amqtt (MQTT 3.1.1). "
+                       "Optionally a TLS listener too, with certificates from `edgefleet pki init`. "
+                       "Brokers, clusters and their settings: docs/brokers.md.",
+                       epilog=examples("edgefleet broker",
+                                       "edgefleet broker --host 0.0.0.0 --persist var/mosquitto",
+                                       "edgefleet broker --tls var/pki --require-cert"),
+                       formatter_class=Formatter)
+    p.add_argument("--port", type=int, default=1883, help="port of the plain MQTT listener (default 1883)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
+    p.add_argument("--persist", metavar="DIR", help="persistence directory (Mosquitto); omit for none")
+    p.add_argument("--prefer", choices=["auto", "mosquitto", "amqtt"], default="auto",
+                   help="which broker to run (default auto: Mosquitto if installed, else amqtt)")
     p.add_argument("--tls", metavar="PKI_DIR", nargs="?", const="var/pki", default=None,
                    help="also a TLS listener (mqtts://) with the CA and server certificate in PKI_DIR "
                         "(default var/pki; make them with `edgefleet pki init`)")
@@ -224,9 +249,80 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
-        for k, v in out.items():
-            print(f"{k:16} {v}")
+        print("\n".join(stats_lines(out)))
     return 0
+
+
+LOSS_WORDS = (("received", "received"), ("missing", "missing"), ("pending_gaps", "pending"),
+              ("dropped_on_node", "dropped on node"), ("seq_jumps", "seq jumps"), ("boots", "boots"),
+              ("windows", "windows"))
+STATE_WORDS = {"rising": "rising", "above": "already over the alarm level",  # as the dashboard says them
+               "flat": "no significant rise", "too_few": "too few points for a trend"}
+
+
+def fmt_value(v) -> str:
+    """One value for people: '-' for None, no trailing .0, 3 significant digits for other floats, no reprs."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.0f}" if v.is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {fmt_value(x)}" for k, x in v.items()) or "-"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt_value(x) for x in v) or "-"
+    return str(v)
+
+
+def _seconds(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} s"
+
+
+def _loss_words(d: dict) -> str:
+    return ", ".join(f"{word} {d[k]}" for k, word in LOSS_WORDS if k in d) or "-"
+
+
+def forecast_words(f: dict) -> str:
+    """A forecast in one line: where it came from, its state, then the fit (3 significant digits)."""
+    from edgefleet.service.alarms import span_words
+
+    parts = [STATE_WORDS.get(f["state"], f["state"])]
+    if f.get("eta_s"):
+        parts[0] = f"reaches the alarm level in about {span_words(f['eta_s'])} at this trend"
+    if f.get("level_ratio") is not None:
+        parts.append(f"level {f['level_ratio']:.3g} x threshold")
+    if f.get("slope_per_day") is not None:
+        parts.append(f"slope {f['slope_per_day']:+.3g} per day (t {fmt_value(f.get('t_stat'))})")
+    return f"{f['horizon']}: " + "; ".join(parts)
+
+
+def stats_lines(out: dict) -> list[str]:
+    """`stats` for people: aligned `name  value` lines, numbers rounded, nested figures spelled out (--json keeps
+    everything exactly)."""
+    lines = []
+    for k, v in out.items():
+        if k == "models":
+            v = ", ".join(f"v{m} on {n} device{'s' if n != 1 else ''}" for m, n in v.items()) or "-"
+        elif k == "settle_s":
+            k, v = "settle", _seconds(v)
+        elif k == "retention_days":
+            k, v = "retention", f"{fmt_value(v)} days"
+        elif k == "lossy_devices":
+            lines.append(f"{k:16} {len(v) or '-'}")
+            lines += [f"  {dev:14} {_loss_words(d)}" for dev, d in v.items()]
+            continue
+        elif k == "device":
+            lines.append(f"{'device':16} {v['id']}")
+            lines.append(f"  {'loss':14} {_loss_words(v)}")
+            if "summaries" in v:
+                lines.append(f"  {'summaries':14} {_loss_words(v['summaries'])}")
+            for f in v.get("forecasts", []):
+                name = {"rollup_1h": "long trend"}.get(f["source"], "short trend")
+                lines.append(f"  {name:14} {forecast_words(f)}")
+            continue
+        lines.append(f"{k:16} {fmt_value(v)}")
+    return lines
 
 
 def cmd_broker(args: argparse.Namespace) -> int:

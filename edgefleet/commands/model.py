@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefleet.commands.fleet_db import db_arg
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import DataError, EdgefleetError, ModelImportError
 
 log = logging.getLogger("edgefleet.model")
@@ -27,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "only for evaluation), sets the threshold on the held-out tail of each normal "
                       "recording, quantizes to full int8 and writes a model folder: .tflite files, "
                       "model.efm artifact, signed manifest.json, card.json and card.md.",
-                      epilog="example: edgefleet model train --data ../shared/data/cwru --out models/cwru")
+                      epilog=examples("edgefleet model train --data ../shared/data/cwru --out models/cwru",
+                                      "edgefleet model train --data recordings/ --features v2 --commission --out models/v2"),
+                      formatter_class=Formatter)
     t.add_argument("--data", required=True, type=Path,
                    help="folder of .npz recordings: signal, fs (Hz), label, unit (default g), scale for counts "
                         "(docs/features.md, Recordings); other formats: `edgefleet data import`")
@@ -55,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--key", type=Path, default=None,
                    help="Ed25519 signing key (default $EDGEFLEET_SIGNING_KEY or ~/.config/edgefleet/signing.key, created if absent)")
     t.add_argument("--requant", choices=["fp32", "int"], default="fp32",
-                   help="bit-exact target: fp32 = LiteRT default resolver, int = LiteRT reference kernels")
-    t.add_argument("--seed", type=int, default=0)
+                   help="bit-exact target: fp32 = LiteRT default resolver, int = LiteRT reference kernels "
+                        "(default fp32)")
+    t.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
     t.add_argument("--no-tflm", action="store_true", help="skip measuring the TFLM arena for the card")
     t.add_argument("--commission", action="store_true",
                    help="train for commissioned nodes: standardize each machine (recording key `machine`) "
@@ -65,8 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_train)
 
     e = ms.add_parser("evaluate", help="ROC AUC per recording and overall, float and int8",
-                      epilog="example: edgefleet model evaluate models/cwru --data ../shared/data/cwru --json")
-    e.add_argument("model_dir", type=Path)
+                      description="Scores every window of labelled recordings with the model folder's float "
+                      "and int8 models and prints the ROC AUC (normal against the other labels) per "
+                      "recording and overall, and the share of windows over the threshold.",
+                      epilog=examples("edgefleet model evaluate models/cwru --data ../shared/data/cwru",
+                                      "edgefleet model evaluate models/cwru --data ../shared/data/cwru --json"),
+                      formatter_class=Formatter)
+    e.add_argument("model_dir", type=Path, help="model folder (from `edgefleet model train`)")
     e.add_argument("--data", required=True, type=Path,
                    help="folder of labelled .npz recordings (as for train; other formats: `edgefleet data import`)")
     e.add_argument("--json", action="store_true", help="print one JSON object (auc_int8, auc_float, per_file)")
@@ -81,14 +90,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = ms.add_parser("import", help="make an artifact from an int8 .tflite",
                       description="Converts a full-int8 .tflite whose graph is a chain of FULLY_CONNECTED "
                       "layers (fused ReLU/ReLU6 or none; per-channel or per-tensor weights) into an "
-                      "artifact. Other ops are refused with the op's name.")
-    i.add_argument("tflite", type=Path)
+                      "artifact. Other ops are refused with the op's name.",
+                      epilog=examples("edgefleet model import autoencoder_int8.tflite --out models/ae.efm",
+                                      "edgefleet model import ae.tflite --out models/ae.efm --version 3 --requant int"),
+                      formatter_class=Formatter)
+    i.add_argument("tflite", type=Path, help="the full-int8 .tflite model to convert")
     i.add_argument("--out", required=True, type=Path, help="artifact file to write (.efm)")
-    i.add_argument("--version", type=int, default=1, dest="model_version")
-    i.add_argument("--requant", choices=["fp32", "int"], default="fp32")
+    i.add_argument("--version", type=int, default=1, dest="model_version",
+                   help="model version written into the artifact; nodes take a higher one as an update (default 1)")
+    i.add_argument("--requant", choices=["fp32", "int"], default="fp32",
+                   help="bit-exact target: fp32 = LiteRT default resolver, int = LiteRT reference kernels "
+                        "(default fp32)")
     i.set_defaults(func=cmd_import)
 
-    r = ms.add_parser("run", help="int8 batch inference: X.npy [n, inputs] -> Y.npy [n, outputs]")
+    r = ms.add_parser("run", help="int8 batch inference: X.npy [n, inputs] -> Y.npy [n, outputs]",
+                      description="Runs an artifact on a batch of int8 inputs with the host engine (the same "
+                      "arithmetic as a node) and writes the int8 outputs.",
+                      epilog=examples("edgefleet model run edgefleet/models/fleet-default --input x.npy --output y.npy",
+                                      "edgefleet model run models/ae.efm --input x.npy --output y.npy --engine numpy"),
+                      formatter_class=Formatter)
     r.add_argument("artifact", type=Path, help="artifact file, or a model folder")
     r.add_argument("--input", required=True, type=Path, help="int8 .npy of shape [n, inputs]")
     r.add_argument("--output", required=True, type=Path, help=".npy to write, int8 [n, outputs]")
@@ -97,9 +117,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "give the same bits, so another backend rules the engine out when a result looks wrong")
     r.set_defaults(func=cmd_run)
 
-    c = ms.add_parser("card", help="print a model folder's card")
-    c.add_argument("model_dir", type=Path)
-    c.add_argument("--json", action="store_true")
+    c = ms.add_parser("card", help="print a model folder's card",
+                      description="Prints the model card that training wrote (card.json) as Markdown: data, "
+                      "features, threshold, accuracy, footprint and latency.",
+                      epilog=examples("edgefleet model card edgefleet/models/fleet-default",
+                                      "edgefleet model card models/cwru --json"),
+                      formatter_class=Formatter)
+    c.add_argument("model_dir", type=Path, help="model folder (holding card.json)")
+    c.add_argument("--json", action="store_true", help="print card.json itself instead of Markdown")
     c.set_defaults(func=cmd_card)
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import DataError
 
 
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "with `t_s` [n] (snapshot times in seconds), optionally `rpm` (a number or one per "
                     "window/snapshot), `machine` and `unit` (default g; docs/features.md, Recordings). Use it to reproduce a "
                     "node's verdicts from a capture; other formats: `edgefleet data import`.",
-        epilog="example: edgefleet replay edgefleet/models/fleet-default --data ../shared/data/cwru/normal_0hp_97.npz --json")
+        epilog=examples("edgefleet replay edgefleet/models/fleet-default --data ../shared/data/cwru/normal_0hp_97.npz",
+                        "edgefleet replay models/v2 --data recordings/ --commission-windows 32 --json"),
+        formatter_class=Formatter)
     p.add_argument("model_dir", type=Path, help="model folder (or .efm artifact)")
     p.add_argument("--data", required=True, type=Path, help="an .npz recording or a folder of them")
     p.add_argument("--commission-windows", type=int, default=64, metavar="N",
@@ -67,12 +70,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if r.get("error"):
             print(f"  {r['error']}" + (f" (input: {_issues(r)})" if r["issues"] else ""))
             continue
-        print(f"  commissioned at {r['commissioned_at_s']} s: " + ", ".join(
+        at = r["commissioned_at_s"]
+        classes = ", ".join(
             f"{c['n']} windows at {c['rpm'][0]:g}-{c['rpm'][1]:g} rpm" if c["rpm"][1] else f"{c['n']} windows (any speed)"
-            for c in r["classes"]))
+            for c in r["classes"])
+        print(("  not commissioned" if at is None else f"  commissioned at {at:.1f} s") + (f": {classes}" if classes else ""))
         st = r["states"]
+        raised = len([a for a in r["alarms"] if a["op"] == "raise"])
+        first = "" if r["first_alarm_s"] is None else f", the first at {r['first_alarm_s']:.1f} s"
         print(f"  judged {st['judged']}, uncommissioned {st['uncommissioned']}; "
-              f"alarms: {len([a for a in r['alarms'] if a['op'] == 'raise'])} raised, first at {r['first_alarm_s']} s")
+              f"alarms: {'none' if not raised else raised} raised{first}")
         for s in r["stages"]:
             print(f"    {s['t_s']:>10.1f} s  {s['stage']}")
         if r["issues"]:

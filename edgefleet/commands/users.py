@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import EdgefleetError
 
 PASSWORD_ENV = "EDGEFLEET_PASSWORD"
@@ -31,29 +32,46 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog="examples:\n  edgefleet users add ann --role operator\n"
                               "  edgefleet users add ci-bot --role viewer --password-file /run/secrets/ci-bot\n"
                               "  edgefleet users passwd ann\n  edgefleet users list",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Formatter)
     db_help = f"fleet database: a SQLite file or a postgresql:// URL (default $EDGEFLEET_DB or {db_label(default_db())})"
     usub = p.add_subparsers(dest="users_command", metavar="ACTION")
 
-    q = usub.add_parser("add", help="add an account")
-    q.add_argument("name")
-    q.add_argument("--role", required=True, choices=ROLES)
+    q = usub.add_parser("add", help="add an account",
+                        description="Adds a dashboard account with a role; the password comes from "
+                        f"--password-file, ${PASSWORD_ENV} or a prompt (typed twice).",
+                        epilog=examples("edgefleet users add ann --role operator",
+                                        "edgefleet users add ci-bot --role viewer --password-file /run/secrets/ci-bot"),
+                        formatter_class=Formatter)
+    q.add_argument("name", help="the account's sign-in name")
+    q.add_argument("--role", required=True, choices=ROLES,
+                   help="viewer (read), operator (acknowledge, shelve), engineer (commission, OTA), admin (all)")
     q.add_argument("--password-file", type=Path, metavar="FILE", help="read the password from its first line")
     q.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     q.set_defaults(func=cmd_add)
 
-    q = usub.add_parser("remove", help="remove an account (its open dashboard sessions end)")
-    q.add_argument("name")
+    q = usub.add_parser("remove", help="remove an account (its open dashboard sessions end)",
+                        description="Removes a dashboard account; its open dashboard sessions end.",
+                        epilog=examples("edgefleet users remove ann"),
+                        formatter_class=Formatter)
+    q.add_argument("name", help="the account's sign-in name")
     q.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     q.set_defaults(func=cmd_remove)
 
-    q = usub.add_parser("passwd", help="set an account's password (its open dashboard sessions end)")
-    q.add_argument("name")
+    q = usub.add_parser("passwd", help="set an account's password (its open dashboard sessions end)",
+                        description="Sets an account's password (from --password-file, "
+                        f"${PASSWORD_ENV} or a prompt); its open dashboard sessions end.",
+                        epilog=examples("edgefleet users passwd ann",
+                                        "edgefleet users passwd ci-bot --password-file /run/secrets/ci-bot"),
+                        formatter_class=Formatter)
+    q.add_argument("name", help="the account's sign-in name")
     q.add_argument("--password-file", type=Path, metavar="FILE", help="read the password from its first line")
     q.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     q.set_defaults(func=cmd_passwd)
 
-    q = usub.add_parser("list", help="list the accounts and their roles")
+    q = usub.add_parser("list", help="list the accounts and their roles",
+                        description="Lists the dashboard accounts and their roles (no passwords).",
+                        epilog=examples("edgefleet users list", "edgefleet users list --db postgresql://ef@db/fleet"),
+                        formatter_class=Formatter)
     q.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     q.set_defaults(func=cmd_list)
     p.set_defaults(func=lambda _args: p.print_help() or 2)

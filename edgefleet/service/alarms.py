@@ -553,7 +553,14 @@ def forecast_from(ts_ms: Sequence[int], ratios: Sequence[float], source: str, wh
     ("windows", "hourly rollups") for the horizon's words."""
     n = len(ts_ms)
     span = (max(ts_ms) - min(ts_ms)) / 1000.0 if n else 0.0
-    horizon = f"from the last {span_words(span)} of {what} ({n} points)"
+    if n == 0:
+        horizon = f"no {what}"
+    elif n == 1:  # no span to speak of, nothing to fit
+        horizon = f"from 1 point of {what}"
+    elif span <= 0:
+        horizon = f"from {n} points of {what}, all at one time"
+    else:
+        horizon = f"from the last {span_words(span)} of {what} ({n} points)"
     need = policy.trend_min_points if min_points is None else min_points
     trend = fit_log_trend(ts_ms, ratios) if n >= need else None
     if trend is None:

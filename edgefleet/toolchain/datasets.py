@@ -177,8 +177,10 @@ def load_recording(path: str | Path) -> Recording:
             keys = set(z.files)
             missing = {"signal", "fs", "label"} - keys
             if missing:
-                raise DataError(f"{p.name}: missing keys {sorted(missing)} (need signal, fs, label; an .npz with "
-                                "other names: `edgefleet data import FILE --channel KEY --fs-key KEY`)")
+                lack = " and ".join(k for k in ("signal", "fs", "label") if k in missing)
+                raise DataError(f"{p.name} has no {lack}: a recording must hold signal (the samples), fs (the "
+                                "sampling rate in Hz) and label ('normal' or the fault's name); an .npz with other "
+                                "names: `edgefleet data import FILE --channel KEY --fs-key KEY`")
             signal = read_signal(p.name, z, refuse_constant=False)
             fs = read_fs(p.name, z)
             label = str(z["label"])

@@ -87,7 +87,7 @@ def test_keys_verify_the_trained_manifest(model_dir):
 
 
 @pytest.mark.parametrize("problem, message", [
-    ("nan", "NaN"), ("short", "fewer than one"), ("rate", "Nyquist"), ("nolabel", "missing keys"),
+    ("nan", "NaN"), ("short", "fewer than one"), ("rate", "Nyquist"), ("nolabel", "has no label: a recording must hold signal"),
     ("csv", "not a readable .npz recording (a .npz is a zip"),
     ("rpm", "rpm 12 is implausible"), ("short_v2", r"fewer than one 1.043 s window (12512 samples, feature definition v2)"),
 ])

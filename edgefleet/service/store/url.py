@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 PG_SCHEMES = ("postgresql://", "postgres://")
 
@@ -37,9 +38,20 @@ def mask_url(db: str | Path) -> str:
 _PASSWORD_PARAM = re.compile(r"((?:^|&)password=)[^&#]*", re.IGNORECASE)
 
 
+# a password long enough that finding it verbatim in a message means it is the password, not a word
+# or a number of the message ("p" is in "port", "1" in "port 1"): shorter ones are masked only where
+# they stand as a password (a URL's user information, password=...)
+MIN_VERBATIM_SECRET = 8
+_URL_USERINFO = re.compile(r"((?:postgres|postgresql)://[^\s:/@?#'\"]*:)[^\s@/?#'\"]*(@)", re.IGNORECASE)
+_PASSWORD_WORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s&#,;)]+)", re.IGNORECASE)
+
+
 def scrub(text: str, db: str | Path) -> str:
-    """`text` (a driver's error message, which may quote the URL it was given) with the URL masked
-    and every copy of its password replaced by ***."""
+    """`text` (a driver's error message, which may quote the URL it was given) with the URL masked and
+    the password replaced by *** where it stands as one: the user information of any postgresql:// URL,
+    `USER:PASSWORD@`, a `password=` setting, and anywhere verbatim when it is at least
+    MIN_VERBATIM_SECRET characters long. A short password is never replaced inside ordinary words
+    (that garbled "port" into "***ort" and told the reader the password was "p")."""
     if not is_db_url(db):
         return text
     url = str(db).strip()
@@ -48,10 +60,19 @@ def scrub(text: str, db: str | Path) -> str:
     q = rest.find("?")
     q = len(rest) if q < 0 else q
     at = rest.rfind("@", 0, q)
-    secrets = [rest[:at].split(":", 1)[1]] if at >= 0 and ":" in rest[:at] else []
+    user, secrets = "", []
+    if at >= 0 and ":" in rest[:at]:
+        user, secret = rest[:at].split(":", 1)
+        secrets.append(secret)
     secrets += [m.group(0).split("=", 1)[1] for m in _PASSWORD_PARAM.finditer(rest[q + 1:])]
-    for secret in sorted((x for x in secrets if x), key=len, reverse=True):
-        text = text.replace(secret, "***")
+    secrets += [unquote(x) for x in secrets if unquote(x) != x]  # the driver may quote it decoded
+    text = _URL_USERINFO.sub(r"\1***\2", text)
+    text = _PASSWORD_WORD.sub(r"\1***", text)
+    for secret in sorted({x for x in secrets if x}, key=len, reverse=True):
+        if user:
+            text = text.replace(f"{user}:{secret}@", f"{user}:***@")
+        if len(secret) >= MIN_VERBATIM_SECRET:
+            text = text.replace(secret, "***")
     return text
 
 

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--server", action="store_true",
                    help="instead: a new broker certificate, written as server.crt/server.key (no NAME)")
     s.add_argument("--san", action="append", default=None, metavar="HOST", help="--server: names and addresses")
-    s.add_argument("--days", type=int, default=None, help="validity (default 825)")
+    s.add_argument("--days", type=int, default=None,
+                   help="validity in days, at least 1 and not past the CA's expiry (default 825, or until the CA "
+                        "expires when that is sooner; `edgefleet pki list` shows the CA's date)")
     _dir(s)
     s.set_defaults(func=recorded("pki.issue", lambda a: "server" if a.server else str(a.name), cmd_issue))
     r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); SIGHUP the broker to apply")
@@ -69,12 +71,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_issue(args: argparse.Namespace) -> int:
+    import sys
+
     from edgefleet.errors import ConfigError
     from edgefleet.service import pki
 
-    days = args.days if args.days is not None else pki.LEAF_DAYS
-    if days < 1:
-        raise ConfigError("--days must be at least 1")
+    if args.days is not None and args.days < 1:
+        raise ConfigError(f"--days {args.days}: a certificate must be valid for at least 1 day")
+    days = args.days
+    if days is None:  # the default validity, shortened to the CA's remaining life (said, not silent)
+        days, left = pki.LEAF_DAYS, pki.ca_days_left(args.dir)
+        if 1 <= left < days:
+            print(f"note: the CA expires in {left} days: the certificate is valid {left} days, not {days}",
+                  file=sys.stderr)
+            days = left
     if args.server:
         if args.name:
             raise ConfigError("--server takes no NAME: the broker's certificate is always server.crt")

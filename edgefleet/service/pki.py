@@ -119,7 +119,8 @@ def init(pki_dir: str | Path, *, server_names: list[str], days: int = CA_DAYS, f
     (d / "revoked.json").unlink(missing_ok=True)
     (d / "crl.pem").unlink(missing_ok=True)
     write_crl(d)
-    return [d / "ca.crt", d / "ca.key", *issue(d, "server", server=True, sans=server_names), d / "crl.pem"]
+    return [d / "ca.crt", d / "ca.key", *issue(d, "server", server=True, sans=server_names, days=min(LEAF_DAYS, days)),
+            d / "crl.pem"]
 
 
 def issue(pki_dir: str | Path, name: str, *, server: bool = False, sans: list[str] | None = None,
@@ -132,9 +133,16 @@ def issue(pki_dir: str | Path, name: str, *, server: bool = False, sans: list[st
             raise ConfigError("a server certificate needs at least one name (--san HOST)")
     elif not DEVICE_ID_RE.search(name) or name in RESERVED:
         raise ConfigError(f"certificate name {name!r}: 1-64 of [A-Za-z0-9._-], not one of {', '.join(RESERVED)}")
+    if days < 1:
+        raise ConfigError(f"--days {days}: a certificate must be valid for at least 1 day")
     ca_cert, ca_key = _load_ca(d)
-    key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or (_now() - dt.timedelta(minutes=5))
+    most = max_days(ca_cert, start)
+    if days > most:  # a certificate that outlives its CA stops verifying when the CA expires, silently early
+        raise ConfigError(f"--days {days}: the certificate would expire {_day(start, days)}, after its CA "
+                          f"({d / 'ca.crt'}) expires {ca_cert.not_valid_after_utc:%Y-%m-%d}; at most {most} days"
+                          + ("" if most >= 1 else " (the CA has expired: `edgefleet pki init --force` makes a new one)"))
+    key = ec.generate_private_key(ec.SECP256R1())
     b = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())
          .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
@@ -152,6 +160,26 @@ def issue(pki_dir: str | Path, name: str, *, server: bool = False, sans: list[st
     _write_key(d / f"{name}.key", key)
     _write_pem(d / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
     return [d / f"{name}.crt", d / f"{name}.key"]
+
+
+def max_days(ca_cert: x509.Certificate, start: dt.datetime) -> int:
+    """Whole days a certificate starting at `start` may last without outliving `ca_cert` (0 or less:
+    the CA has expired, or expires within a day)."""
+    return (ca_cert.not_valid_after_utc - start) // dt.timedelta(days=1)
+
+
+def ca_days_left(pki_dir: str | Path) -> int:
+    """Whole days a certificate issued now may last without outliving the directory's CA."""
+    ca_cert, _ = _load_ca(Path(pki_dir))
+    return max_days(ca_cert, _now() - dt.timedelta(minutes=5))
+
+
+def _day(start: dt.datetime, days: int) -> str:
+    """start + days as a date, also when that is past the year 9999 (a `--days 100000000`)."""
+    try:
+        return f"{start + dt.timedelta(days=days):%Y-%m-%d}"
+    except OverflowError:
+        return f"in {days / 365.25:,.0f} years"
 
 
 def _revoked(d: Path) -> dict[str, str]:

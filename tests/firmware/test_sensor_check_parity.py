@@ -19,6 +19,7 @@ from edgefleet.runtime.sensor_check import (  # noqa: E402
     DEAD_RMS,
     DROPOUT_RUN,
     SAT_DEN,
+    SAT_PILE,
     SensorChecks,
     SensorLimits,
     check_windows,
@@ -72,6 +73,36 @@ def boundary_rows(rng: np.random.Generator) -> np.ndarray:
              np.where(np.arange(N) == 7, np.float32(np.inf), x), np.where(np.arange(N) == 900, np.float32(np.nan), x),
              x + np.float32(1.0)]  # gravity on the axis: a large DC offset
     return np.array(rows, np.float32)
+
+
+def sine_rows() -> np.ndarray:
+    """Clean sines a calibrator or shaker gives (0.1 g at 100 Hz, 120 samples per period, the peak
+    on a sample or two samples symmetric about it), quantized by 16-bit ADCs, and a window whose
+    extreme holds around SAT_PILE times the samples of the next value inside (the pile-up boundary)."""
+    t = np.arange(N, dtype=np.float64)
+    rows = [0.1 * np.sin(2 * np.pi * t / 120), 0.1 * np.cos(2 * np.pi * (t + 0.5) / 120),
+            1.414 * np.sin(2 * np.pi * 159.2 * t / 12000 + 0.3)]
+    for full_scale in (2.0, 16.0):
+        q = full_scale / 32768
+        rows += [np.round(r / q) * q for r in rows[:3]]
+    x = np.random.default_rng(8).normal(0.0, 0.08, N)
+    top = np.argsort(x)[::-1]
+    for m in (1, 2, 3):  # the next value inside held by m samples, the top by m * SAT_PILE -1, 0, +1
+        for k in range(m * SAT_PILE - 1, m * SAT_PILE + 2):
+            y = x.copy()
+            y[top[:k]] = x[top[0]]
+            y[top[k:k + m]] = x[top[k]]
+            rows.append(y)
+    return np.array(rows, np.float32)
+
+
+def test_clean_and_quantized_sines_are_sane_and_the_pile_up_boundary_matches(fw, tmp_path):
+    rows = sine_rows()
+    py = check_windows(rows)
+    assert py.outcome[:9].tolist() == [0] * 9, py.names()[:9]  # no sine is saturated
+    piles = py.outcome[9:].reshape(3, 3)  # per m: k = 4m - 1, 4m, 4m + 1 at the top
+    assert (piles == [[0, 0, 2]] * 3).all(), piles
+    assert_same(py, c_check(fw, rows, tmp_path, SensorLimits()))
 
 
 def test_boundaries_and_edge_windows_match(fw, tmp_path):

@@ -1,6 +1,6 @@
 """The per-window sensor check on the emulated Cortex-M4 node (docs/baseline.md, "Sensor faults"), the test
-playing the bridge: windows of a dead (flat), clipped and dropping-out sensor among CWRU normal and fault
-windows. Each faulty window is a result in the state Python's check names (`sensor_check.check_window` on the
+playing the bridge: windows of a dead (flat), clipped and dropping-out sensor and clean sines (a calibrator's,
+exact and 16-bit quantized: sane, judged) among CWRU normal and fault windows. Each faulty window is a result in the state Python's check names (`sensor_check.check_window` on the
 same float32 samples), with anom false and score 0; such windows do not commission (the class is learned from
 32 sane windows and says so), and the machine's fault windows after it are still judged anomalous."""
 
@@ -29,10 +29,14 @@ def test_qemu_node_names_sensor_faults_and_does_not_learn_from_them(mcu, cwru_di
     for x in dropped:
         x[300:400] = 0.0
     fault = recs["ir007_0hp_105"].signal.astype(np.float32)
-    windows = [*w[:6], *dead, *w[6:14], *clipped, *w[14:22], *dropped, *w[22:38],
+    t = np.arange(N, dtype=np.float64)  # a calibrator's clean sine, 0.1 g at 100 Hz (120 samples a period):
+    sines = [0.1 * np.sin(2 * np.pi * t / 120), 0.1 * np.cos(2 * np.pi * (t + 0.5) / 120)]  # peak on 1 or 2 samples
+    sines = [s.astype(np.float32) for s in (*sines, *(np.round(s * 2048) / 2048 for s in sines))]  # +-16 g 16-bit
+    windows = [*w[:6], *dead, *w[6:14], *clipped, *w[14:22], *dropped, *w[22:38], *sines,
                *[fault[i * N:(i + 1) * N] for i in range(6)]]
     expected = [check_window(x) for x in windows]
     assert expected.count("sensor_dead") == 3 and expected.count("sensor_saturated") == 3
+    assert [check_window(s) for s in sines] == [""] * 4  # judged, not sensor_saturated
     assert expected.count("sensor_dropout") == 3 and expected.count("") == len(windows) - 9
     np.concatenate(windows).astype("<f4").tofile(tmp_path / "s.f32")
     np.full(len(windows), RPM, "<f4").tofile(tmp_path / "rpm.f32")

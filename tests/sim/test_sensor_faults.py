@@ -129,3 +129,32 @@ def test_replay_json_names_the_sensor_outcomes(tmp_path):
     assert [s["outcome"] for s in r["sensor"]] == ["sensor_dead"] and r["sensor"][0]["t_s"] >= onset
     assert r["issues"]["sensor_dead_windows"] == r["states"]["sensor_dead"] > 0
     assert SENSOR_FAULTS == ("loose_mount", "saturating", "dead_flat", "dead_noise", "dropouts")
+
+
+def sine(n: int, phase_samples: float = 0.0, full_scale: float = 0.0, amp: float = 0.1) -> np.ndarray:
+    """A calibrator's or shaker's sine: amp g at 100 Hz sampled at 12 kHz (120 samples a period);
+    phase_samples 0.5 puts two samples symmetric about each peak (equal in float32); full_scale > 0
+    quantizes it as a 16-bit ADC of that range does."""
+    x = amp * np.sin(2 * np.pi * (np.arange(n) + phase_samples) / 120 + np.pi / 2 * (phase_samples != 0))
+    return (np.round(x / (full_scale / 32768)) * (full_scale / 32768) if full_scale else x).astype(np.float32)
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.5])
+@pytest.mark.parametrize("full_scale", [0.0, 2.0, 16.0])
+def test_a_clean_sine_is_not_saturated_but_the_same_sine_clipped_is(phase, full_scale):
+    x = sine(960, phase, full_scale)
+    if phase:
+        assert (x[:-1] == x[1:]).sum() >= 8  # two equal samples at each peak: flat tops of 2 are no clip
+    assert check_window(x) == ""
+    assert check_window(np.clip(x, -0.08, 0.08)) == "sensor_saturated"
+    assert check_window(x, SensorLimits(rail=float(np.abs(x).max()))) == "sensor_saturated"  # at a known rail
+
+
+def test_a_clean_sine_recording_commissions_and_is_judged(det):
+    n = det.window_samples(12000.0)
+    k = 40
+    x = sine(n * k, 0.5).reshape(k, n)
+    rec = ReplayInput("sine", "sine", 12000.0, x, (np.arange(k) + 1) * n / 12000.0, None, {})
+    out = replay(det, rec, AlarmTracker(AlarmPolicy()), commission_windows=COMMISSION)
+    assert "error" not in out and not any(key.startswith("commissioning_sensor") for key in out["issues"]), out
+    assert not any(key.startswith("sensor_") for key in out.get("states", {})), out["states"]

@@ -13,7 +13,8 @@ ef_sensor_outcome ef_sensor_check(const float *x, uint32_t n, const ef_sensor_li
     const float dead_rms = lim ? lim->dead_rms : EF_SENSOR_DEAD_RMS;
     const float rail = lim ? lim->rail : 0.0f;
     float sum = 0.0f, ss = 0.0f, mean, hi, lo;
-    uint32_t i, at_hi = 0u, at_lo = 0u, at_rail = 0u, run = 1u;
+    float hi2 = 0.0f, lo2 = 0.0f; /* the next values inside the range (valid once at_hi2 / at_lo2 > 0) */
+    uint32_t i, at_hi = 0u, at_lo = 0u, at_hi2 = 0u, at_lo2 = 0u, at_rail = 0u, run = 1u;
     ef_sensor_outcome o;
     if (fig)
         *fig = f;
@@ -35,6 +36,20 @@ ef_sensor_outcome ef_sensor_check(const float *x, uint32_t n, const ef_sensor_li
         ss += d * d;
         at_hi += x[i] == hi;
         at_lo += x[i] == lo;
+        if (x[i] > lo && x[i] < hi) { /* the largest and smallest value inside, and how often each occurs */
+            if (at_hi2 == 0u || x[i] > hi2) {
+                hi2 = x[i];
+                at_hi2 = 1u;
+            } else if (x[i] == hi2) {
+                at_hi2++;
+            }
+            if (at_lo2 == 0u || x[i] < lo2) {
+                lo2 = x[i];
+                at_lo2 = 1u;
+            } else if (x[i] == lo2) {
+                at_lo2++;
+            }
+        }
         if (rail > 0.0f && fabsf(x[i]) >= rail)
             at_rail++;
         if (i > 0u && x[i] == x[i - 1u] && x[i] > lo && x[i] < hi) {
@@ -47,7 +62,9 @@ ef_sensor_outcome ef_sensor_check(const float *x, uint32_t n, const ef_sensor_li
         }
     }
     f.rms = sqrtf(ss / (float)n);
-    f.at_extreme = at_hi + at_lo;
+    /* an extreme counts when piled up: more than EF_SENSOR_SAT_PILE times the next inside value's samples */
+    f.at_extreme = ((uint64_t)at_hi > (uint64_t)EF_SENSOR_SAT_PILE * at_hi2 ? at_hi : 0u) +
+                   ((uint64_t)at_lo > (uint64_t)EF_SENSOR_SAT_PILE * at_lo2 ? at_lo : 0u);
     if (at_rail > f.at_extreme)
         f.at_extreme = at_rail;
     if (ss < dead_rms * dead_rms * (float)n || (uint64_t)f.stuck_pairs * 2u >= (uint64_t)n - 1u)

@@ -2,8 +2,11 @@
  * Python reference edgefleet/runtime/sensor_check.py (docs/baseline.md, "Sensor faults"):
  *   sensor_dead       standard deviation under dead_rms, or half the consecutive pairs repeat a
  *                     value strictly inside the window's range (stuck / held output);
- *   sensor_saturated  >= n/200 (and >= 4) samples exactly at the window's max or min, or at/over
- *                     the known full scale (rail > 0);
+ *   sensor_saturated  >= n/200 (and >= 4) samples exactly at a piled-up max or min (one holding
+ *                     more than EF_SENSOR_SAT_PILE times the samples of the next value inside the
+ *                     range: clipping piles the tail onto one value, a smooth or periodic signal's
+ *                     peak holds about as many as its neighbours), or at/over the known full scale
+ *                     (rail > 0);
  *   sensor_dropout    a run of >= 16 equal samples strictly inside the range, or a non-finite sample.
  * First match wins in that order. Exact decisions: counts, comparisons, and one float32 variance
  * summed in sample order (mean, then squared deviations; build with -ffp-contract=off), so the
@@ -24,6 +27,7 @@ typedef enum {
 #define EF_SENSOR_DEAD_RMS 0.012f /* g: twice a MEMS sensor's noise floor (IIS3DWB: 6 mg RMS) */
 #define EF_SENSOR_SAT_DEN 200u
 #define EF_SENSOR_SAT_MIN 4u
+#define EF_SENSOR_SAT_PILE 4u
 #define EF_SENSOR_DROPOUT_RUN 16u
 
 typedef struct {
@@ -34,7 +38,7 @@ typedef struct {
 /* The figures that decided the outcome (all 0 for a window with a non-finite sample). */
 typedef struct {
     float rms;            /* standard deviation, float32, summed in sample order */
-    uint32_t at_extreme;  /* samples exactly at max or min (or at/over the rail, if more) */
+    uint32_t at_extreme;  /* samples exactly at a piled-up max or min (or at/over the rail, if more) */
     uint32_t longest_run; /* longest run of one value strictly inside the range (0: none) */
     uint32_t stuck_pairs; /* consecutive equal pairs strictly inside the range */
 } ef_sensor_figures;

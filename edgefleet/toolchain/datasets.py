@@ -126,7 +126,9 @@ def read_signal(name: str, z: np.lib.npyio.NpzFile, key: str = "signal", *, refu
 def warn_if_gravity(name: str, sig: np.ndarray) -> None:
     """A mean near 9.81 is 1 g of gravity in m/s^2 (a DC-coupled vertical axis): read as g, such a
     file gives 9.81x the velocity. Said once as a warning; the stated default stays g."""
-    mean = float(np.nanmean(sig[: 1 << 20])) if sig.size else 0.0
+    head = sig[: 1 << 20]
+    finite = head[np.isfinite(head)]  # none (an all-NaN file): no mean, and no "Mean of empty slice" warning
+    mean = float(finite.mean()) if finite.size else 0.0
     if abs(abs(mean) - STANDARD_GRAVITY) < 0.5:
         log.warning("%s: mean %.2f looks like gravity in m/s^2, but the file has no `unit` and is read as g "
                     "(default); if it is in m/s^2, add unit='m/s2' (or import it with --unit m/s2)", name, mean)

@@ -372,3 +372,15 @@ def test_normal_and_the_known_fault_names_are_taken_without_a_warning(tmp_path, 
     f = write_csv(tmp_path / "a.csv", "time_s,accel_g", tone(8000, 1.0), 8000)
     assert run(capsys, str(f), "--label", label, "--out", str(tmp_path / "o"))[0] == 0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_an_all_nan_recording_is_refused_in_one_line_without_a_runtime_warning(tmp_path, capsys):
+    import warnings
+
+    np.savez(tmp_path / "nan.npz", signal=np.full(24000, np.nan, np.float32), fs=12000.0, label="normal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would be an error here
+        rc = main(["model", "evaluate", str(REPO / "edgefleet/models/fleet-default"), "--data", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and err.count("\n") == 1 and "nan.npz: signal holds 24000 NaN or infinite samples" in err, err
+    assert "Traceback" not in err and "RuntimeWarning" not in err

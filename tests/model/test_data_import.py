@@ -381,6 +381,6 @@ def test_an_all_nan_recording_is_refused_in_one_line_without_a_runtime_warning(t
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's "Mean of empty slice" would be an error here
         rc = main(["model", "evaluate", str(REPO / "edgefleet/models/fleet-default"), "--data", str(tmp_path)])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert rc == 2 and err.count("\n") == 1 and "nan.npz: signal holds 24000 NaN or infinite samples" in err, err
     assert "Traceback" not in err and "RuntimeWarning" not in err

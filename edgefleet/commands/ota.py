@@ -49,20 +49,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     ro.add_argument("--stages", default="5%,25%,100%", help="cumulative stage sizes (default 5%%,25%%,100%%)")
     ro.add_argument("--shadow", type=float, default=0.0, metavar="MINUTES",
                     help="shadow phase before the trial: the old model stays active and the new one scores "
-                    "every window beside it, both reported; the canary health check compares them")
+                    "every window beside it, both reported; the canary health check compares them (default 0: no "
+                    "shadow phase; at most 10080 = 7 days)")
     ro.add_argument("--trial", type=float, default=1.0, metavar="MINUTES",
-                    help="trial period of the new model before a device confirms (default 1)")
+                    help="trial period of the new model before a device confirms (default 1; 0 confirms at once; "
+                    "at most 10080 = 7 days)")
     ro.add_argument("--abort-failures", default="10%", help="abort when more of a stage fails (default 10%%)")
     ro.add_argument("--abort-anomaly-shift", default="3x",
                     help="abort when canaries' anomaly rate grows by this factor (default 3x)")
     ro.add_argument("--stage-timeout", type=float, default=10.0, metavar="MINUTES",
-                    help="a device without an outcome after this long (plus --shadow) counts as failed (default 10)")
+                    help="a device without an outcome after this long (plus --shadow) counts as failed (default 10; at most 43200 = 30 days)")
     ro.add_argument("--retries", type=int, default=3, metavar="N",
                     help="offers again per device after a transient failure (download timeout, bad "
                     "chunk, reboot mid-download) before it counts as failed (default 3)")
     ro.add_argument("--offer-resend", type=float, default=30.0, metavar="SECONDS",
                     help="re-publish the offer to a device that has not answered it, or went silent "
-                    "mid-download, after this long (default 30)")
+                    "mid-download, after this long (default 30; at most 86400 = 1 day)")
     ro.add_argument("--id", default=None, help="campaign id (default c<version>-<UTC time>)")
     db_arg(ro)
     ro.set_defaults(func=cmd_rollout)
@@ -121,10 +123,28 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     c = cli_write(args.db, "campaign.start", args.id or f"model v{args.version}",
                   {"model": args.version, "target": args.target, "stages": args.stages},
-                  lambda: _registry(args.db).create_campaign(args.version, target, policy, args.id))
+                  lambda: _create_campaign(args.db, args.version, target, policy, args.id))
     print(f"campaign {c.id}: model v{c.model} to {c.target} in stages {args.stages}; "
           f"the OTA manager in `edgefleet serve` runs it. Watch with `edgefleet ota status {c.id}`")
     return 0
+
+
+def _create_campaign(db: str | Path, version: int, target, policy, campaign_id: str | None):
+    """One campaign at a time: a running one or one still aborting refuses the new one, saying which
+    and what ends it (an aborting campaign waits for the OTA manager, not for the operator)."""
+    reg = _registry(db)
+    try:
+        reg.model(version)
+        for c in reg.campaigns(("running", "aborting")):
+            if c.state == "aborting":
+                raise EdgefleetError(f"campaign {c.id} is aborting: the OTA manager (`edgefleet serve`) finishes the "
+                                     f"abort (clears its offers, rolls back updated devices); start it, or wait for "
+                                     f"it, then roll out again")
+            raise EdgefleetError(f"campaign {c.id} is still running; abort it (`edgefleet ota abort {c.id}`) or wait "
+                                 f"for it to finish")
+        return reg.create_campaign(version, target, policy, campaign_id)
+    finally:
+        reg.close()
 
 
 def _check_target_matches(db: str | Path, target: str) -> None:

@@ -89,6 +89,23 @@ def parse_ratio(text: str, suffix: str) -> float:
         raise EdgefleetError(f"{text!r} is not a number with {suffix}") from exc
 
 
+# Upper bounds of a campaign's durations. A node takes a trial or shadow phase of at most 7 days
+# (trial_s and shadow_s in protocol/ota_offer.schema.json); a stage timeout of "forever" would let a
+# silent device hold a campaign for good, an offer re-sent "never" would strand a lost one.
+MAX_PHASE_MIN = 7 * 24 * 60.0
+MAX_STAGE_TIMEOUT_MIN = 30 * 24 * 60.0
+MAX_OFFER_RESEND_S = 24 * 3600.0
+
+
+def _check_duration(name: str, value: float, unit: str, upper: float, upper_says: str, rule: str,
+                    zero_ok: bool = False) -> None:
+    """Refuse a duration that is not a finite number, not above zero (or at least zero with `zero_ok`),
+    or above `upper`, in one line naming the setting."""
+    ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0) and value <= upper
+    if not ok:
+        raise EdgefleetError(f"{name}: got {value:g} {unit}; {rule}, at most {upper:g} ({upper_says})")
+
+
 @dataclass
 class Policy:
     stages: list[float]
@@ -114,12 +131,16 @@ class Policy:
             raise EdgefleetError(f"abort-failures must be in [0%, 100%), got {abort_failures:.0%}")
         if not abort_anomaly_shift > 1:
             raise EdgefleetError(f"abort-anomaly-shift must be above 1x, got {abort_anomaly_shift:g}x")
-        if trial_min < 0 or shadow_min < 0:
-            raise EdgefleetError("trial and shadow must be zero or positive minutes")
-        if not stage_timeout_min > 0:
-            raise EdgefleetError("stage timeout must be positive minutes")
-        if retries < 0 or not offer_resend_s > 0:
-            raise EdgefleetError("retries must be zero or more and offer-resend positive seconds")
+        _check_duration("trial", trial_min, "minutes", MAX_PHASE_MIN, "7 days, the longest a node accepts",
+                        "trial and shadow must be zero or positive minutes", zero_ok=True)
+        _check_duration("shadow", shadow_min, "minutes", MAX_PHASE_MIN, "7 days, the longest a node accepts",
+                        "trial and shadow must be zero or positive minutes", zero_ok=True)
+        _check_duration("stage-timeout", stage_timeout_min, "minutes", MAX_STAGE_TIMEOUT_MIN, "30 days",
+                        "stage timeout must be positive minutes")
+        if retries < 0:
+            raise EdgefleetError(f"retries: got {retries}; retries must be zero or more")
+        _check_duration("offer-resend", offer_resend_s, "seconds", MAX_OFFER_RESEND_S, "1 day",
+                        "want offer-resend positive seconds")
         return cls(stages=parse_stages(stages), abort_failures=abort_failures, abort_anomaly_shift=abort_anomaly_shift,
                    stage_timeout_s=stage_timeout_min * 60, trial_s=int(round(60 * trial_min)),
                    shadow=shadow_min > 0, shadow_s=int(round(60 * shadow_min)),

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol.connect import free_port
 
@@ -30,8 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole system locally: broker, service, 100 nodes, dashboard",
                        description="Starts Mosquitto (or the embedded amqtt broker when no mosquitto "
                        "binary exists), `edgefleet serve` on an SQLite store, `edgefleet sim` with a "
-                       "plant of simulated machines (a few developing bearing faults), and the "
-                       "Streamlit dashboard. Ctrl-C stops everything.")
+                       "plant of simulated machines (a few developing faults), and the "
+                       "Streamlit dashboard, each with its log in --workdir. It prints the dashboard's "
+                       "address and the commands to look further; Ctrl-C stops everything.",
+                       epilog=examples("edgefleet demo",
+                                       "edgefleet demo --nodes 20 --faulty 2 --fresh --dashboard-port 8502",
+                                       "edgefleet demo --nodes 10 --no-dashboard --duration 300"),
+                       formatter_class=Formatter)
     p.add_argument("--nodes", type=int, default=100,
                    help="simulated machines (default 100: each computes a ~1 s v2 window per second, "
                         "~5 ms of a core; fleet-default's 80 ms windows take 0.1 ms, for load tests use `edgefleet sim`)")
@@ -55,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--workdir", type=Path, default=REPO / "var" / "demo", help="database and logs (default var/demo)")
     p.add_argument("--mqtt-port", type=int, default=0, help="broker port (default: a free port)")
-    p.add_argument("--dashboard-port", type=int, default=8501)
+    p.add_argument("--dashboard-port", type=int, default=8501,
+                   help="port of the dashboard on 127.0.0.1 (default 8501; a taken port is refused)")
     p.add_argument("--no-dashboard", action="store_true", help="skip the dashboard (e.g. for load tests)")
     p.add_argument("--fresh", action="store_true",
                    help="start from an empty database (default: keep the last run's, and say so)")

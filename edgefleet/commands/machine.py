@@ -9,6 +9,7 @@ import argparse
 import json
 
 from edgefleet.commands.fleet_db import db_arg, db_label, require_db
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import EdgefleetError
 
 
@@ -26,10 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Velocity RMS (mm/s) is judged against the zone boundaries of the machine's class: I small "
                     "machines (up to 15 kW), II medium (15-75 kW; the default), III large on rigid foundations, "
                     "IV large on soft foundations. A device's own class wins over its site's.",
-        epilog="examples:\n  edgefleet machine class III --site plant-east\n"
-               "  edgefleet machine class III --site plant-west --new-site   # before its nodes report\n"
-               "  edgefleet machine class I --device pump-0007\n  edgefleet machine class --unset --device pump-0007",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=examples("edgefleet machine class III --site plant-east",
+                        "edgefleet machine class III --site plant-west --new-site   # before its nodes report",
+                        "edgefleet machine class I --device pump-0007",
+                        "edgefleet machine class --unset --device pump-0007"),
+        formatter_class=Formatter)
     c.add_argument("cls", nargs="?", metavar="CLASS", help="I, II, III or IV")
     where = c.add_mutually_exclusive_group(required=True)
     where.add_argument("--device", help="device id")
@@ -44,9 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = msub.add_parser(
         "bearing", help="set a device's bearing geometry (defect frequencies on the dashboard's spectrum)",
-        epilog="examples:\n  edgefleet machine bearing pump-0007 --balls 9 --ball-d 7.94 --pitch-d 39.04   # a 6205\n"
-               "  edgefleet machine bearing pump-0007 --unset",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Stores the geometry of the bearing a device measures (from the bearing's data sheet): the "
+                    "number of rolling elements, their diameter, the pitch diameter and the contact angle. The "
+                    "command prints the defect frequencies as orders of the shaft speed (BPFO outer race, BPFI "
+                    "inner race, BSF ball spin), and the dashboard marks them on the device's spectrum. Give "
+                    "--balls, --ball-d and --pitch-d together; the device must have reported. The dashboard's "
+                    "Device page (Machine settings) writes the same setting.",
+        epilog=examples("edgefleet machine bearing pump-0007 --balls 9 --ball-d 7.94 --pitch-d 39.04   # a 6205",
+                        "edgefleet machine bearing pump-0007 --unset"),
+        formatter_class=Formatter)
     b.add_argument("device", help="device id")
     b.add_argument("--balls", type=int, help="rolling elements (3-60)")
     b.add_argument("--ball-d", type=float, metavar="MM", help="ball (roller) diameter, mm")
@@ -58,9 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     n = msub.add_parser(
         "name", help="give a device a friendly name (shown and searched on the dashboard)",
-        epilog='examples:\n  edgefleet machine name pump-0007 "Pump 3, cooling loop"\n'
-               "  edgefleet machine name pump-0007 --unset",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Gives the machine a device measures a name people know it by; the dashboard shows it "
+                    "beside the device id and finds the device by it. The device must have reported; its id "
+                    "stays what the node reports. A name given again replaces the old one, --unset removes it.",
+        epilog=examples('edgefleet machine name pump-0007 "Pump 3, cooling loop"',
+                        "edgefleet machine name pump-0007 --unset"),
+        formatter_class=Formatter)
     n.add_argument("device", help="device id")
     n.add_argument("name", nargs="?", help="the name (up to 80 characters; quote it when it has spaces)")
     n.add_argument("--unset", action="store_true", help="remove the name")
@@ -69,17 +80,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = msub.add_parser(
         "tag", help="set or remove key=value tags of a device (kept apart from the tags its node reports)",
-        epilog="examples:\n  edgefleet machine tag pump-0007 type=pump room=B2\n"
-               "  edgefleet machine tag pump-0007 --remove room",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Sets key=value tags on a device in the fleet database (a key set again is replaced; "
+                    "other keys stay) or removes them with --remove. They are kept apart from the tags the "
+                    "node itself reports, so a node's next report does not undo them; the dashboard shows "
+                    "and searches them, and `edgefleet machine show` lists them.",
+        epilog=examples("edgefleet machine tag pump-0007 type=pump room=B2",
+                        "edgefleet machine tag pump-0007 --remove room"),
+        formatter_class=Formatter)
     t.add_argument("device", help="device id")
     t.add_argument("tags", nargs="*", metavar="KEY=VALUE", help="tags to set (a key set again is replaced)")
     t.add_argument("--remove", action="append", default=[], metavar="KEY", help="remove this tag (repeatable)")
     t.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     t.set_defaults(func=cmd_tag)
 
-    s = msub.add_parser("show", help="every device's ISO class (and where it comes from) and bearing geometry")
-    s.add_argument("--json", action="store_true", help="machine-readable")
+    s = msub.add_parser(
+        "show", help="every device's ISO class (and where it comes from) and bearing geometry",
+        description="Lists the sites' ISO 20816 classes, then one line per device: its site, its class and "
+                    "where the class comes from (the device's own, its site's, or the default II), its bearing "
+                    "geometry, name and tags. Change them with `edgefleet machine class`, `bearing`, `name` "
+                    "and `tag`.",
+        epilog=examples("edgefleet machine show", "edgefleet machine show --json --db var/edgefleet.db"),
+        formatter_class=Formatter)
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object: sites (their classes) and devices (device, site, name, tags, "
+                        "iso_class, from, bearing)")
     s.add_argument("--db", type=db_arg, default=db_arg(default_db()), help=db_help)
     s.set_defaults(func=cmd_show)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgefleet.commands.fleet_db import db_arg as parse_db
 from edgefleet.commands.fleet_db import db_exists, db_label
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.errors import EdgefleetError
 from edgefleet.service.config import default_db
 
@@ -29,8 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="fleet database, shared with `edgefleet serve`: a SQLite file or a postgresql:// URL "
                             f"(default $EDGEFLEET_DB or {db_label(default_db())})")
 
-    pub = os_.add_parser("publish", help="verify a model folder's signed manifest and add it to the registry")
-    pub.add_argument("model_dir", type=Path)
+    pub = os_.add_parser("publish", help="verify a model folder's signed manifest and add it to the registry",
+                         description="Checks the model folder's manifest (signature, artifact hash) against the key "
+                         "the fleet's nodes trust and stores the artifact, manifest and card in the fleet database "
+                         "under the model's version. Nothing is sent to devices yet: start a staged campaign with "
+                         "`edgefleet ota rollout VERSION`. A version below the newest published one is refused "
+                         "unless --allow-downgrade gives a reason.",
+                         epilog=examples("edgefleet ota publish models/cwru",
+                                         "edgefleet ota publish models/v2 --db var/edgefleet.db --public fleet.pub"),
+                         formatter_class=Formatter)
+    pub.add_argument("model_dir", type=Path,
+                     help="model folder with a signed manifest.json (from `edgefleet model train`)")
     pub.add_argument("--public", type=Path, default=None,
                      help="public key the fleet's nodes trust (default $EDGEFLEET_OTA_PUBLIC_KEY, else the "
                           "signing key's .pub); the registry keeps the first one and refuses others")
@@ -43,7 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     pub.set_defaults(func=cmd_publish)
 
     ro = os_.add_parser("rollout", help="start a staged campaign for a published model version",
-                        epilog="example: edgefleet ota rollout 2 --target site=north --stages 5%,25%,100% --shadow 10")
+                        description="Records a campaign in the fleet database; the OTA manager inside `edgefleet "
+                        "serve` carries it out: it offers the model to the first stage (canaries, 5% of the target "
+                        "by default), waits for every device of the stage to confirm after its --trial, then moves "
+                        "to the next stage. Too many failures (--abort-failures), a device silent past "
+                        "--stage-timeout, or a canary anomaly rate grown by --abort-anomaly-shift abort the campaign "
+                        "and roll updated devices back. One campaign runs at a time. Watch it with `edgefleet ota "
+                        "status`, stop it with `edgefleet ota abort`.",
+                        epilog=examples("edgefleet ota rollout 2",
+                                        "edgefleet ota rollout 2 --target site=north --stages 5%,25%,100% --shadow 10"),
+                        formatter_class=Formatter)
     ro.add_argument("version", type=int, help="model version (see `edgefleet ota status --models`)")
     ro.add_argument("--target", default="all", help="all | site=S | line=L | tag=T (default all)")
     ro.add_argument("--stages", default="5%,25%,100%", help="cumulative stage sizes (default 5%%,25%%,100%%)")
@@ -69,15 +88,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_arg(ro)
     ro.set_defaults(func=cmd_rollout)
 
-    st = os_.add_parser("status", help="campaigns with their state and devices per OTA state")
-    st.add_argument("campaign", nargs="?")
-    st.add_argument("--json", action="store_true")
+    st = os_.add_parser("status", help="campaigns with their state and devices per OTA state",
+                        description="Lists every campaign (or the one named): its model, target, state (running, "
+                        "aborting, aborted, completed), current stage and how many of its devices are in each OTA "
+                        "state (offered, accepted, downloading, verifying, shadow, trial, confirmed, or rejected, "
+                        "failed, reverted, timeout), with the reason a campaign stopped. --models lists the published models instead.",
+                        epilog=examples("edgefleet ota status",
+                                        "edgefleet ota status c2-20250101-120000 --json",
+                                        "edgefleet ota status --models"),
+                        formatter_class=Formatter)
+    st.add_argument("campaign", nargs="?", help="campaign id (default: every campaign, oldest first)")
+    st.add_argument("--json", action="store_true",
+                    help="print one JSON object ({\"campaigns\": [...]}, or the list of models with --models)")
     st.add_argument("--models", action="store_true", help="list the registered models instead")
     db_arg(st)
     st.set_defaults(func=cmd_status)
 
-    ab = os_.add_parser("abort", help="stop a campaign; devices that took the model roll back")
-    ab.add_argument("campaign")
+    ab = os_.add_parser("abort", help="stop a campaign; devices that took the model roll back",
+                        description="Marks a running campaign as aborting. The OTA manager in `edgefleet serve` then "
+                        "withdraws its open offers and rolls every device that took the new model back to its "
+                        "previous one; the campaign ends as aborted. A new campaign can start once the abort is "
+                        "finished.",
+                        epilog=examples("edgefleet ota abort c2-20250101-120000"),
+                        formatter_class=Formatter)
+    ab.add_argument("campaign", help="campaign id (`edgefleet ota status` lists them)")
     db_arg(ab)
     ab.set_defaults(func=cmd_abort)
 

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from edgefleet.commands.helptext import Formatter, examples
 from edgefleet.service.audit import recorded
 
 DEFAULT_DIR = "var/pki"
@@ -18,7 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog="example: edgefleet pki init --dir var/pki --san broker.plant.example --san 10.0.0.5 && "
                               "edgefleet pki issue sim-0001 && edgefleet broker --tls var/pki --require-cert")
     ps = p.add_subparsers(dest="pki_command", metavar="ACTION", required=True)
-    i = ps.add_parser("init", help="create the CA and the broker's server certificate")
+    i = ps.add_parser("init", help="create the CA and the broker's server certificate",
+                      description="Creates the fleet's CA (ca.crt, ca.key; valid 10 years), the broker's "
+                      "certificate (server.crt, server.key; 825 days) for the names and addresses clients "
+                      "reach it by, and an empty CRL (crl.pem). An existing CA is kept unless --force. Next: "
+                      "`edgefleet pki issue NAME` for each device, then `edgefleet broker --tls DIR --require-cert`.",
+                      epilog=examples("edgefleet pki init",
+                                      "edgefleet pki init --dir var/pki --san broker.plant.example --san 10.0.0.5"),
+                      formatter_class=Formatter)
     i.add_argument("--san", action="append", default=None, metavar="HOST",
                    help="a name or IP address clients use to reach the broker (repeatable; default "
                         "localhost and 127.0.0.1)")
@@ -26,18 +34,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     _dir(i)
     i.set_defaults(func=recorded("pki.init", lambda a: str(a.dir), cmd_init))
     s = ps.add_parser("issue", help="issue a client certificate (CN = NAME, a device or service id), or with "
-                                    "--server a new broker certificate")
+                                    "--server a new broker certificate",
+                      description="Signs a client certificate with the CA: NAME.crt and NAME.key (mode 0600) in "
+                      "--dir, CN = NAME, which the broker takes as the MQTT username under mutual TLS. Copy the "
+                      "pair and ca.crt to the device. With --server it writes a new broker certificate "
+                      "(server.crt, server.key) for the --san names instead; restart the broker to use it. "
+                      "Under the nats-cluster profile run `edgefleet pki nats-users` again afterwards.",
+                      epilog=examples("edgefleet pki issue sim-0001",
+                                      "edgefleet pki issue pump-0007 --dir var/pki --days 365",
+                                      "edgefleet pki issue --server --san broker.plant.example --san 10.0.0.5"),
+                      formatter_class=Formatter)
     s.add_argument("name", nargs="?", help="device or service id (the MQTT username under mutual TLS)")
     s.add_argument("--server", action="store_true",
                    help="instead: a new broker certificate, written as server.crt/server.key (no NAME)")
-    s.add_argument("--san", action="append", default=None, metavar="HOST", help="--server: names and addresses")
+    s.add_argument("--san", action="append", default=None, metavar="HOST",
+                   help="with --server: a name or IP address clients use to reach the broker (repeatable; "
+                        "at least one, no default)")
     s.add_argument("--days", type=int, default=None,
                    help="validity in days, at least 1 and not past the CA's expiry (default 825, or until the CA "
                         "expires when that is sooner; `edgefleet pki list` shows the CA's date)")
     _dir(s)
     s.set_defaults(func=recorded("pki.issue", lambda a: "server" if a.server else str(a.name), cmd_issue))
-    r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); SIGHUP the broker to apply")
-    r.add_argument("name")
+    r = ps.add_parser("revoke", help="put a client certificate on the CRL (crl.pem); SIGHUP the broker to apply",
+                      description="Adds the certificate's serial to revoked.json and rewrites crl.pem, signed by "
+                      "the CA. The broker refuses the certificate once it has loaded the new CRL: send it SIGHUP "
+                      "or restart it (under the nats-cluster profile, run `edgefleet pki nats-users` again and "
+                      "reload the members). The certificate files stay; issue the name again for a new one.",
+                      epilog=examples("edgefleet pki revoke sim-0001",
+                                      "edgefleet pki revoke pump-0007 --dir var/pki"),
+                      formatter_class=Formatter)
+    r.add_argument("name", help="the client certificate's name, as given to `edgefleet pki issue` "
+                                "(`edgefleet pki list` shows them)")
     _dir(r)
     r.set_defaults(func=recorded("pki.revoke", lambda a: a.name, cmd_revoke))
     n = ps.add_parser("nats-users", help="write the NATS cluster's accounts: one user per client certificate, "
@@ -51,7 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--out", type=Path, required=True, help="the file to write (atomically, mode 0644)")
     _dir(n)
     n.set_defaults(func=recorded("pki.nats_users", lambda a: str(a.out), cmd_nats_users))
-    ls = ps.add_parser("list", help="certificates, their expiry and whether they are revoked")
+    ls = ps.add_parser("list", help="certificates, their expiry and whether they are revoked",
+                       description="Prints one line per certificate in --dir (the CA, the broker's, every "
+                       "client's): name, kind, expiry date, serial, and REVOKED for those on the CRL. Issue "
+                       "a certificate again before it expires; none is valid past the CA's expiry.",
+                       epilog=examples("edgefleet pki list", "edgefleet pki list --dir var/pki"),
+                       formatter_class=Formatter)
     _dir(ls)
     ls.set_defaults(func=cmd_list)
 

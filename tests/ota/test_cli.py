@@ -13,16 +13,22 @@ def run(*args, check=True, env=None):
     return proc
 
 
-def test_publish_rollout_status_abort(tmp_path, signing_key, release):
+def model_folder(tmp_path, signing_key, release, version: int = 5):
+    """A signed model folder of `version` and the public key file that verifies it."""
     from edgefleet.runtime import keys
     from edgefleet.toolchain.model_folder import ModelFolder
 
-    blob, man, _ = release(5)
-    folder = ModelFolder(tmp_path / "m5")
+    blob, man, _ = release(version)
+    folder = ModelFolder(tmp_path / f"m{version}")
     folder.write("model.efm", blob)
     folder.write("manifest.json", man)
     pub = tmp_path / "pub.pem"
     pub.write_bytes(keys.public_raw(signing_key.public_key()))
+    return folder, pub
+
+
+def test_publish_rollout_status_abort(tmp_path, signing_key, release):
+    folder, pub = model_folder(tmp_path, signing_key, release)
     db = tmp_path / "fleet.db"
     assert "published" in run("publish", folder.path, "--public", pub, "--db", db).stdout
     out = run("rollout", "5", "--target", "site=north", "--stages", "10%,100%", "--abort-failures", "20%",

@@ -1,18 +1,9 @@
 """`edgefleet ota rollout`: durations that are not finite, or absurd, are refused in one line naming
 the option; an aborting campaign blocking a new one says what finishes the abort."""
 
-import subprocess
-import sys
-
 import pytest
 
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "edgefleet", "ota", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
-    if check and proc.returncode:
-        raise AssertionError(proc.stderr)
-    return proc
+from ota.test_cli import model_folder, run
 
 
 @pytest.mark.parametrize("option, value", [
@@ -51,15 +42,7 @@ def test_shadow_help_states_its_default():
 
 
 def test_an_aborting_campaign_says_the_ota_manager_finishes_it(tmp_path, signing_key, release):
-    from edgefleet.runtime import keys
-    from edgefleet.toolchain.model_folder import ModelFolder
-
-    blob, man, _ = release(5)
-    folder = ModelFolder(tmp_path / "m5")
-    folder.write("model.efm", blob)
-    folder.write("manifest.json", man)
-    pub = tmp_path / "pub.pem"
-    pub.write_bytes(keys.public_raw(signing_key.public_key()))
+    folder, pub = model_folder(tmp_path, signing_key, release)
     db = tmp_path / "fleet.db"
     run("publish", folder.path, "--public", pub, "--db", db)
     run("rollout", "5", "--id", "c5", "--db", db)

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds from onset to full severity (default 120 300)")
     p.add_argument("--inject", action="append", default=[], metavar="DEVICE:SECONDS[:KIND]",
                    help="give DEVICE a full fault (default outer_race; a shaft fault adds 7.1 mm/s) "
-                        "SECONDS after start (repeatable), "
+                        "SECONDS after the fleet's first window, as --fault-onset counts (repeatable), "
                         "e.g. --inject sim-0007:20")
     p.add_argument("--ota-key", default=os.environ.get("EDGEFLEET_OTA_PUBLIC_KEY"), metavar="PUBLIC_KEY",
                    help="public key the nodes trust for over-the-air models (default: "

@@ -25,6 +25,7 @@ from edgefleet.protocol.connect import free_port
 
 log = logging.getLogger("edgefleet.demo")
 REPO = Path(__file__).resolve().parents[2]
+DEFAULT_FAULTY = 6  # machines that develop a fault when --faulty is not given (at most --nodes)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=100,
                    help="simulated machines (default 100: each computes a ~1 s v2 window per second, "
                         "~5 ms of a core; fleet-default's 80 ms windows take 0.1 ms, for load tests use `edgefleet sim`)")
-    p.add_argument("--faulty", type=int, default=6, help="machines that develop a fault (default 6)")
+    p.add_argument("--faulty", type=int, default=None,
+                   help=f"machines that develop a fault, 0 to --nodes (default {DEFAULT_FAULTY}, or every machine "
+                        f"when --nodes is smaller)")
     p.add_argument("--fault", default="all", metavar="KINDS",
                    help="what the faulty machines develop: bearing, shaft, all, or kinds such as "
                         "unbalance,outer_race (default all: bearings, unbalance, misalignment, looseness, "
@@ -138,7 +141,19 @@ def port_free(port: int) -> bool:
     return True
 
 
+def check_plant(args: argparse.Namespace) -> None:
+    """The plant `edgefleet sim` is asked for, checked before anything starts: the default --faulty is
+    clamped to --nodes (`--nodes 2` alone is a valid demo); a --faulty given above --nodes is refused."""
+    if args.nodes < 1:
+        raise EdgefleetError(f"--nodes {args.nodes}: the demo needs at least 1 machine")
+    if args.faulty is None:
+        args.faulty = min(DEFAULT_FAULTY, args.nodes)
+    elif not 0 <= args.faulty <= args.nodes:
+        raise EdgefleetError(f"--faulty {args.faulty}: must be between 0 and --nodes ({args.nodes})")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    check_plant(args)
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "fleet.db"

@@ -164,18 +164,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def _create_campaign(db: str | Path, version: int, target, policy, campaign_id: str | None):
-    """One campaign at a time: a running one or one still aborting refuses the new one, saying which
-    and what ends it (an aborting campaign waits for the OTA manager, not for the operator)."""
+    """One campaign at a time: the registry refuses a new one while one is running or still aborting,
+    saying which and what ends it (the same refusal the dashboard's start form shows)."""
     reg = _registry(db)
     try:
-        reg.model(version)
-        for c in reg.campaigns(("running", "aborting")):
-            if c.state == "aborting":
-                raise EdgefleetError(f"campaign {c.id} is aborting: the OTA manager (`edgefleet serve`) finishes the "
-                                     f"abort (clears its offers, rolls back updated devices); start it, or wait for "
-                                     f"it, then roll out again")
-            raise EdgefleetError(f"campaign {c.id} is still running; abort it (`edgefleet ota abort {c.id}`) or wait "
-                                 f"for it to finish")
         return reg.create_campaign(version, target, policy, campaign_id)
     finally:
         reg.close()

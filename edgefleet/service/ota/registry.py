@@ -295,9 +295,15 @@ class OtaRegistry:
 
     def create_campaign(self, model: int, target: Target, policy: Policy, campaign_id: str | None = None) -> Campaign:
         self.model(model)
-        active = self.db.execute("SELECT id FROM ota_campaigns WHERE state IN ('running','aborting')").fetchone()
+        active = self.db.execute("SELECT id, state FROM ota_campaigns WHERE state IN ('running','aborting') "
+                                 "ORDER BY created_ms").fetchone()
+        if active and active[1] == "aborting":  # the operator already aborted it: the OTA manager finishes it
+            raise EdgefleetError(f"campaign {active[0]} is aborting: the OTA manager (`edgefleet serve`) finishes the "
+                                 f"abort (clears its offers, rolls back updated devices); start it, or wait for "
+                                 f"it, then roll out again")
         if active:
-            raise EdgefleetError(f"campaign {active[0]} is still running; abort it or wait for it to finish")
+            raise EdgefleetError(f"campaign {active[0]} is still running; abort it (`edgefleet ota abort "
+                                 f"{active[0]}`) or wait for it to finish")
         cid = campaign_id or f"c{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         t = now_ms()
         self.db.execute("INSERT INTO ota_campaigns (id, model, target, policy, state, created_ms, updated_ms) "

@@ -145,7 +145,7 @@ def test_import_refuses_other_ops(tmp_path):
 
 def test_help_teaches():
     out = run("model", "train", "--help").stdout
-    assert "--data" in out and "example:" in out
+    assert "--data" in out and "examples:" in out and "edgefleet model train --data" in out
 
 
 def test_train_for_commissioned_nodes_and_evaluate_per_machine(tmp_path):

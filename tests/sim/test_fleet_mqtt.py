@@ -181,7 +181,7 @@ def test_sim_cli_refuses_bad_options_with_a_clear_message(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", "mqtt://127.0.0.1:1",
                            "--nodes", "3", "--faulty", "5"], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
-    assert proc.returncode == 2 and "--faulty must be between 0 and --nodes" in proc.stderr
+    assert proc.returncode == 2 and "--faulty 5: must be between 0 and --nodes (3)" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "edgefleet", "sim", "--broker", "mqtt://127.0.0.1:1",
                            "--nodes", "3", "--duration", "1", "--wait-broker", "0"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)

@@ -41,3 +41,17 @@ def test_a_bad_plant_is_refused_in_one_line_before_anything_starts(argv, words, 
     err = capsys.readouterr().err
     assert err == f"edgefleet: error: {words}\n", err
     assert not workdir.exists()  # refused before the workdir, broker or service
+
+
+def test_the_simulator_commissions_over_30_s_of_the_machine_by_default():
+    """64 windows at the default 1 s; at a short --period as many as span 30 s (the README's engineer
+    loop runs at 0.1 s: 64 windows were 6.4 s and a healthy machine alarmed); an explicit value wins."""
+    import argparse
+
+    from edgefleet.commands import sim
+
+    assert [sim.commission_windows_for(p) for p in (1.0, 0.5, 0.1, 0.01)] == [64, 64, 300, 3000]
+    ap = argparse.ArgumentParser()
+    sim.register(ap.add_subparsers())
+    assert ap.parse_args(["sim", "--broker", "mqtt://x"]).commission_windows is None  # run() resolves it
+    assert ap.parse_args(["sim", "--broker", "mqtt://x", "--commission-windows", "32"]).commission_windows == 32

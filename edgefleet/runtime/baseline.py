@@ -416,23 +416,23 @@ class Commissioner:
             return "class_full"
         acc.rows.append(q)
         acc.rpms.append(float(rpm) if known else 0.0)  # type: ignore[arg-type]
-        if (len(acc.rows) == self.target and acc.restarts < MAX_RESTARTS
-                and not stationary(np.stack(acc.rows), np.array(acc.rpms) if known else None)):
-            h = self.target // 2
-            if known and speeds_apart(np.array(acc.rpms)):
-                rows, rp = np.stack(acc.rows), np.array(acc.rpms)
-                if stationary(rows[:h], rp[:h]) and stationary(rows[h:], rp[h:]):
-                    return "learning"  # two steady stints at other speeds: the class keeps both
-                if acc.waits < MAX_WAITS:
-                    acc.waits += 1
-                    del acc.rows[h:]
-                    del acc.rpms[h:]
-                    return self._skip("speeds_apart")
-            acc.restarts += 1
-            del acc.rows[: self.target // 2]
-            del acc.rpms[: self.target // 2]
-            return self._skip("not_stationary")
-        return "learning"
+        if len(acc.rows) < self.target or acc.restarts >= MAX_RESTARTS:
+            return "learning"
+        rows, rp, h = np.stack(acc.rows), np.array(acc.rpms), self.target // 2
+        if stationary(rows, rp if known else None):
+            return "learning"
+        if known and speeds_apart(rp):
+            if stationary(rows[:h], rp[:h]) and stationary(rows[h:], rp[h:]):
+                return "learning"  # two steady stints at other speeds: the class keeps both
+            if acc.waits < MAX_WAITS:
+                acc.waits += 1
+                del acc.rows[h:]
+                del acc.rpms[h:]
+                return self._skip("speeds_apart")
+        acc.restarts += 1
+        del acc.rows[:h]
+        del acc.rpms[:h]
+        return self._skip("not_stationary")
 
     def _class_of(self, rpm: float) -> _ClassAcc | None:
         for c in self.classes:

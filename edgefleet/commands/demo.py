@@ -146,10 +146,9 @@ def check_plant(args: argparse.Namespace) -> None:
     clamped to --nodes (`--nodes 2` alone is a valid demo); a --faulty given above --nodes is refused."""
     if args.nodes < 1:
         raise EdgefleetError(f"--nodes {args.nodes}: the demo needs at least 1 machine")
-    if args.faulty is None:
-        args.faulty = min(DEFAULT_FAULTY, args.nodes)
-    elif not 0 <= args.faulty <= args.nodes:
-        raise EdgefleetError(f"--faulty {args.faulty}: must be between 0 and --nodes ({args.nodes})")
+    from edgefleet.commands.sim import faulty_for
+
+    args.faulty = faulty_for(args.nodes, args.faulty, DEFAULT_FAULTY)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -24,6 +24,17 @@ FAULT_NAMES = ("outer_race", "inner_race", "ball", "unbalance", "misalignment", 
 FAULT_GROUPS = {"bearing": FAULT_NAMES[:3], "shaft": FAULT_NAMES[3:], "all": FAULT_NAMES}
 DEFAULT_FAULTY = 3  # machines that develop a fault when --faulty is not given (at most --nodes)
 COMMISSION_MIN_S = 30.0  # the simulator's default commissioning spans at least this much machine time
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def faulty_for(nodes: int, faulty: int | None, default: int = DEFAULT_FAULTY) -> int:
+    """Machines that develop a fault: `faulty` as given, which must be 0..nodes, else the default clamped
+    to `nodes` (so `--nodes 1` alone is a valid plant). Shared with `edgefleet demo`."""
+    if faulty is None:
+        return min(default, nodes)
+    if not 0 <= faulty <= nodes:
+        raise EdgefleetError(f"--faulty {faulty}: must be between 0 and --nodes ({nodes})")
+    return faulty
 
 
 def commission_windows_for(period_s: float) -> int:
@@ -33,7 +44,6 @@ def commission_windows_for(period_s: float) -> int:
     if not period_s > 0:
         return DEFAULT_WINDOWS
     return max(DEFAULT_WINDOWS, min(4096, math.ceil(COMMISSION_MIN_S / period_s)))
-MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -228,10 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nodes < 1:
         raise EdgefleetError("--nodes must be at least 1")
-    if args.faulty is None:  # the default, 3, clamped: `--nodes 1` alone is a valid plant
-        args.faulty = min(DEFAULT_FAULTY, args.nodes)
-    elif not 0 <= args.faulty <= args.nodes:
-        raise EdgefleetError(f"--faulty {args.faulty}: must be between 0 and --nodes ({args.nodes})")
+    args.faulty = faulty_for(args.nodes, args.faulty)
     if args.duration is not None and args.duration <= 0:
         raise EdgefleetError("--duration must be > 0 seconds")
     if args.commission_windows is None:  # the node's 64, or enough to span COMMISSION_MIN_S at a short --period

@@ -110,7 +110,6 @@ def add_tls_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from edgefleet.service.alarms import AlarmPolicy
     from edgefleet.service.ingest import IngestService
     from edgefleet.service.store import open_store
 
@@ -128,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "bucket": settings.influx_bucket, "reads": "ledger"}  # ingest reads back only its own writes
     store = open_store(settings.db, synchronous=settings.sqlite_sync, influx=influx)
     log.info("store: %s", db_label(settings.db))
-    lo, mid, hi = settings.failure_levels() or AlarmPolicy().failure_hi
+    lo, mid, hi = settings.alarm_policy().failure_hi
     log.info("remaining life: failure at HI ratio %g (%g-%g)%s", mid, lo, hi,
              "" if settings.failure_hi else ", the shipped calibration (--failure-hi to set the fleet's own)")
     if settings.influx_url:

@@ -86,6 +86,13 @@ class Settings:
         """failure_hi as (low, typical, high); None: the shipped calibration."""
         return parse_failure_hi(self.failure_hi) if self.failure_hi.strip() else None
 
+    def alarm_policy(self):
+        """The alarm rules these settings ask for (k of n, m, the failure level; the rest as shipped)."""
+        from edgefleet.service.alarms import AlarmPolicy
+
+        levels = self.failure_levels()
+        return AlarmPolicy(k=self.alarm_k, n=self.alarm_n, m=self.alarm_m, **({"failure_hi": levels} if levels else {}))
+
     @property
     def broker_host_port(self) -> tuple[str, int]:
         return self.broker_members[0]

@@ -151,10 +151,7 @@ class IngestService:
         self.store = store
         self.clock_ms = clock_ms
         self.machine_classes = MachineClasses(getattr(store, "machine_classes", None))
-        levels = settings.failure_levels()
-        self.tracker = AlarmTracker(policy or AlarmPolicy(k=settings.alarm_k, n=settings.alarm_n, m=settings.alarm_m,
-                                                          **({"failure_hi": levels} if levels else {})),
-                                    iso_class_of=self.machine_classes.of)
+        self.tracker = AlarmTracker(policy or settings.alarm_policy(), iso_class_of=self.machine_classes.of)
         self.counters = IngestCounters()
         self.phases = BatchPhases(settings.ingest_trace)
         # ingest_overlap: a decoder thread hands decoded batches over (one at a time) while this one writes

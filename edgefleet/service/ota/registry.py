@@ -158,11 +158,11 @@ class OtaRegistry:
         if not self.trusted_keys() and public_key is not None and kid == key_id(public_key):
             self._add_key(public_key, "fleet", ROLE_MODEL | ROLE_CAMPAIGN)  # first publish: pin the signer
         trusted = {k["key_id"]: k for k in self.trusted_keys() if k["roles"] & ROLE_MODEL}
-        if kid not in trusted and not self.trusted_keys() and public_key is not None:
-            raise EdgefleetError(f"the manifest's signature is by key {kid}, but --public is key {key_id(public_key)}: "
-                                 "give the public key of the key that signed the model (`edgefleet keys verify "
-                                 "FOLDER --public PEM` checks a pair)")
         if kid not in trusted and not self.trusted_keys():
+            if public_key is not None:
+                raise EdgefleetError(f"the manifest's signature is by key {kid}, but --public is key "
+                                     f"{key_id(public_key)}: give the public key of the key that signed the model "
+                                     "(`edgefleet keys verify FOLDER --public PEM` checks a pair)")
             raise EdgefleetError(f"the manifest's signature is by key {kid} and this fleet trusts no key yet: give "
                                  "that key's public key with --public (the first publish pins it)")
         if kid not in trusted:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +30,8 @@ from testkit import free_port
 
 from edgefleet import protocol
 from edgefleet.device.bridge import offer_link
-from edgefleet.device.ota_client import OtaClient, Slots
 from edgefleet.device.framing import FrameDecoder, encode_frame, split_link
+from edgefleet.device.ota_client import OtaClient, Slots
 from edgefleet.runtime import keys, manifest, trust
 from edgefleet.runtime.artifact import Artifact
 from edgefleet.service.broker import start_broker
@@ -40,7 +39,7 @@ from edgefleet.service.ota.campaign import Policy, Target
 from edgefleet.service.ota.registry import OtaRegistry
 
 from .conftest import FLEET_MODEL, QEMU, REPO
-from .test_qemu_fleet import ENV, q, wait_for
+from .test_qemu_fleet import ENV, q, stop_all, wait_for
 
 DEVICE = "qemu-ota-1"
 STACK_RESERVED = 3584  # firmware/ports/mps2-an386/mps2-an386.ld
@@ -146,14 +145,7 @@ def ota_node(mcu, recording, tmp_path):
         watcher.stop()
         if registry is not None:
             registry.close()
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         broker.stop()
 
 
